@@ -1,0 +1,190 @@
+//! mltrail-artifacts owns artifact bytes: a local folder (the default) or S3-compatible object
+//! storage, both through the `object_store` crate. Every call takes an [`ArtifactPath`], which
+//! was confined when it was parsed, so nothing here can be steered outside the store's root.
+//! This crate knows nothing of HTTP or of the metadata store.
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use mltrail_core::ArtifactPath;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("artifact {0} does not exist")]
+    NotFound(String),
+    #[error("invalid artifact destination {uri:?}: {reason}")]
+    InvalidDestination { uri: String, reason: String },
+    #[error("artifact storage error: {0}")]
+    Storage(String),
+}
+
+impl From<object_store::Error> for ArtifactError {
+    fn from(err: object_store::Error) -> Self {
+        match err {
+            object_store::Error::NotFound { path, .. } => ArtifactError::NotFound(path),
+            other => ArtifactError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// One entry of a directory listing, with its path relative to the listed directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub path: String,
+    pub is_dir: bool,
+    pub file_size: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct ArtifactStore {
+    inner: Arc<dyn ObjectStore>,
+    /// Prefix inside the bucket (S3) under which everything lives.
+    prefix: Option<StorePath>,
+    uri: String,
+}
+
+impl ArtifactStore {
+    /// Opens `./folder`, `/abs/folder`, `file:///abs/folder` or `s3://bucket[/prefix]`.
+    /// S3 takes the usual AWS_* variables; `AWS_ENDPOINT_URL` (or `MLFLOW_S3_ENDPOINT_URL`)
+    /// points it at any S3-compatible server.
+    pub fn open(uri: &str) -> Result<Self, ArtifactError> {
+        let invalid = |reason: String| ArtifactError::InvalidDestination { uri: uri.to_string(), reason };
+        if let Some(rest) = uri.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(invalid("no bucket name".into()));
+            }
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("MLFLOW_S3_ENDPOINT_URL")).ok();
+            if let Some(endpoint) = endpoint {
+                builder = builder.with_endpoint(&endpoint).with_allow_http(endpoint.starts_with("http://")).with_virtual_hosted_style_request(false);
+            }
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+                builder = builder.with_region("us-east-1");
+            }
+            let store = builder.build().map_err(|e| invalid(e.to_string()))?;
+            let prefix = ArtifactPath::parse(prefix).map_err(|e| invalid(e.to_string()))?;
+            let prefix = (!prefix.is_root()).then(|| StorePath::from(prefix.as_str()));
+            return Ok(ArtifactStore { inner: Arc::new(store), prefix, uri: uri.trim_end_matches('/').to_string() });
+        }
+        if uri.contains("://") && !uri.starts_with("file://") {
+            return Err(invalid("supported destinations are a local folder and s3://bucket/prefix".into()));
+        }
+        let folder = uri.strip_prefix("file://").unwrap_or(uri);
+        std::fs::create_dir_all(folder).map_err(|e| invalid(e.to_string()))?;
+        let root = std::fs::canonicalize(folder).map_err(|e| invalid(e.to_string()))?;
+        let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| invalid(e.to_string()))?;
+        Ok(ArtifactStore { inner: Arc::new(store.with_automatic_cleanup(true)), prefix: None, uri: uri.to_string() })
+    }
+
+    /// An in-memory store for tests.
+    pub fn in_memory() -> Self {
+        ArtifactStore { inner: Arc::new(object_store::memory::InMemory::new()), prefix: None, uri: "memory://".into() }
+    }
+
+    /// The destination as configured; model-version sources may point under it.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn location(&self, path: &ArtifactPath) -> StorePath {
+        match (&self.prefix, path.is_root()) {
+            (None, _) => StorePath::from(path.as_str()),
+            (Some(prefix), true) => prefix.clone(),
+            (Some(prefix), false) => StorePath::from(format!("{prefix}/{path}")),
+        }
+    }
+
+    pub async fn put(&self, path: &ArtifactPath, data: Bytes) -> Result<(), ArtifactError> {
+        if path.is_root() {
+            return Err(ArtifactError::Storage("cannot write to the store root".into()));
+        }
+        self.inner.put(&self.location(path), PutPayload::from(data)).await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, path: &ArtifactPath) -> Result<Bytes, ArtifactError> {
+        Ok(self.inner.get(&self.location(path)).await?.bytes().await?)
+    }
+
+    /// Streams a file's bytes, so large artifacts never sit whole in memory.
+    pub async fn get_stream(&self, path: &ArtifactPath) -> Result<(u64, BoxStream<'static, Result<Bytes, ArtifactError>>), ArtifactError> {
+        let result = self.inner.get(&self.location(path)).await?;
+        let size = result.meta.size;
+        Ok((size, result.into_stream().map_err(ArtifactError::from).boxed()))
+    }
+
+    /// Lists a directory's immediate children. A path naming a file lists nothing, as in MLflow.
+    pub async fn list(&self, dir: &ArtifactPath) -> Result<Vec<FileInfo>, ArtifactError> {
+        let location = self.location(dir);
+        let listing = self.inner.list_with_delimiter(Some(&location)).await?;
+        let base = location.as_ref().to_string();
+        let relative = |p: &StorePath| -> String {
+            let full = p.as_ref();
+            full.strip_prefix(&base).map(|r| r.trim_start_matches('/')).unwrap_or(full).to_string()
+        };
+        let mut out: Vec<FileInfo> = listing
+            .common_prefixes
+            .iter()
+            .map(|p| FileInfo { path: relative(p), is_dir: true, file_size: None })
+            .chain(listing.objects.iter().map(|o| FileInfo { path: relative(&o.location), is_dir: false, file_size: Some(o.size) }))
+            .filter(|f| !f.path.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Deletes a file, or every file under a directory.
+    pub async fn delete(&self, path: &ArtifactPath) -> Result<(), ArtifactError> {
+        let location = self.location(path);
+        let files: Vec<StorePath> = self.inner.list(Some(&location)).map_ok(|m| m.location).try_collect().await?;
+        if files.is_empty() {
+            return match self.inner.delete(&location).await {
+                Ok(()) => Ok(()),
+                Err(object_store::Error::NotFound { .. }) => Err(ArtifactError::NotFound(path.to_string())),
+                Err(e) => Err(e.into()),
+            };
+        }
+        for file in files {
+            self.inner.delete(&file).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> ArtifactPath {
+        ArtifactPath::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn local_folder_round_trip_and_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
+        store.put(&p("1/run/artifacts/a.txt"), Bytes::from_static(b"hello")).await.unwrap();
+        store.put(&p("1/run/artifacts/model/MLmodel"), Bytes::from_static(b"flavors: {}")).await.unwrap();
+        assert_eq!(store.get(&p("1/run/artifacts/a.txt")).await.unwrap(), Bytes::from_static(b"hello"));
+        let listing = store.list(&p("1/run/artifacts")).await.unwrap();
+        assert_eq!(
+            listing,
+            vec![
+                FileInfo { path: "a.txt".into(), is_dir: false, file_size: Some(5) },
+                FileInfo { path: "model".into(), is_dir: true, file_size: None },
+            ]
+        );
+        assert!(store.list(&p("1/run/artifacts/a.txt")).await.unwrap().is_empty());
+        store.delete(&p("1/run/artifacts/model")).await.unwrap();
+        assert_eq!(store.list(&p("1/run/artifacts")).await.unwrap().len(), 1);
+        assert!(matches!(store.get(&p("1/run/artifacts/missing")).await, Err(ArtifactError::NotFound(_))));
+        // Nothing was written outside the root.
+        assert!(dir.path().join("1/run/artifacts/a.txt").exists());
+    }
+}

@@ -1,0 +1,80 @@
+//! Identifier newtypes. Their formats are fixed by the MLflow API: experiment ids are decimal
+//! strings, run ids 32 hex digits, logged-model ids `m-` + 32 hex digits.
+
+use std::fmt;
+
+macro_rules! string_id {
+    ($name:ident) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(RunId);
+string_id!(LoggedModelId);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExperimentId(pub i64);
+
+impl ExperimentId {
+    pub fn parse(raw: &str) -> Option<Self> {
+        raw.trim().parse::<i64>().ok().filter(|v| *v >= 0).map(ExperimentId)
+    }
+}
+
+impl fmt::Display for ExperimentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl RunId {
+    pub fn generate() -> Self {
+        RunId(uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    /// Run ids are 32 lowercase hex digits; anything else cannot name a run.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_hexdigit());
+        ok.then(|| RunId(raw.to_ascii_lowercase()))
+    }
+}
+
+impl LoggedModelId {
+    pub fn generate() -> Self {
+        LoggedModelId(format!("m-{}", uuid::Uuid::now_v7().simple()))
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        let hex = raw.strip_prefix("m-")?;
+        let ok = hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        ok.then(|| LoggedModelId(raw.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_parse_back() {
+        let run = RunId::generate();
+        assert_eq!(RunId::parse(run.as_str()), Some(run));
+        let model = LoggedModelId::generate();
+        assert_eq!(LoggedModelId::parse(model.as_str()), Some(model));
+        assert!(RunId::parse("../../etc").is_none());
+        assert!(ExperimentId::parse("-1").is_none());
+    }
+}

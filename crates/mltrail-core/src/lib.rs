@@ -1,0 +1,23 @@
+//! mltrail-core owns the vocabulary every other crate speaks: ids, lifecycle states, confined
+//! artifact paths, the MLflow search-filter grammar and the hash-chained audit event format.
+//!
+//! It must not know about HTTP, SQL, files or async runtimes: everything here is plain data and
+//! pure functions, so it can be tested without a server and reused by the CLI and the server alike.
+
+pub mod artifact_path;
+pub mod audit;
+pub mod filter;
+pub mod ids;
+pub mod state;
+
+pub use artifact_path::{ArtifactPath, PathError};
+pub use audit::{canonical_json, AuditEvent, ChainHash, GENESIS_HASH};
+pub use ids::{ExperimentId, LoggedModelId, RunId};
+
+/// Milliseconds since the Unix epoch, the time unit of every MLflow timestamp.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

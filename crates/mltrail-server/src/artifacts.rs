@@ -1,0 +1,82 @@
+//! The artifact proxy (`/mlflow-artifacts/artifacts/…`): upload, download, list, delete.
+//! Paths are parsed into `ArtifactPath` before anything touches storage; each write and delete
+//! is an audit event carrying the content's BLAKE3 digest.
+
+use crate::error::{ApiError, ApiResult};
+use crate::req::Req;
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use mltrail_core::ArtifactPath;
+use mltrail_store::audit::ARTIFACT_KIND;
+use serde_json::{json, Value};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/artifacts", get(list))
+        .route("/artifacts/", get(list))
+        .route("/artifacts/{*path}", get(download).put(upload).delete(remove))
+}
+
+fn parse(raw: &str) -> ApiResult<ArtifactPath> {
+    Ok(ArtifactPath::parse(raw)?)
+}
+
+async fn list(State(state): State<AppState>, req: Req) -> ApiResult<Json<Value>> {
+    let dir = parse(&req.opt_str("path").unwrap_or_default())?;
+    let files = state.artifacts.list(&dir).await?;
+    if files.is_empty() {
+        return Ok(Json(json!({})));
+    }
+    let files: Vec<Value> = files
+        .into_iter()
+        .map(|f| match f.file_size {
+            Some(size) => json!({"path": f.path, "is_dir": false, "file_size": size}),
+            None => json!({"path": f.path, "is_dir": true}),
+        })
+        .collect();
+    Ok(Json(json!({"files": files})))
+}
+
+async fn download(State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+    let path = parse(&raw)?;
+    let (size, stream) = state.artifacts.get_stream(&path).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, "application/octet-stream".parse().map_err(|_| ApiError::invalid("bad header"))?);
+    headers.insert(header::CONTENT_LENGTH, size.into());
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+async fn upload(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Value>> {
+    let path = parse(&raw)?;
+    if path.is_root() {
+        return Err(ApiError::invalid("An artifact upload must name a file"));
+    }
+    let digest = blake3::hash(&body).to_hex().to_string();
+    state.artifacts.put(&path, body).await?;
+    let actor = crate::req::actor_of(&headers);
+    let id = path.to_string();
+    state
+        .store
+        .write(&actor, move |tx, audit| Box::pin(async move { audit.record_external(tx, "artifact.put", ARTIFACT_KIND, &id, Some(digest)).await }))
+        .await?;
+    Ok(Json(json!({})))
+}
+
+async fn remove(State(state): State<AppState>, Path(raw): Path<String>, req: Req) -> ApiResult<Json<Value>> {
+    let path = parse(&raw)?;
+    if path.is_root() {
+        return Err(ApiError::invalid("Refusing to delete the whole artifact store"));
+    }
+    state.artifacts.delete(&path).await?;
+    let id = path.to_string();
+    state
+        .store
+        .write(&req.actor, move |tx, audit| Box::pin(async move { audit.record_external(tx, "artifact.delete", ARTIFACT_KIND, &id, None).await }))
+        .await?;
+    Ok(Json(json!({})))
+}

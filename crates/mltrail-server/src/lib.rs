@@ -1,0 +1,76 @@
+//! mltrail-server is the HTTP edge: the MLflow-compatible REST API (`/api/2.0/mlflow/…`, its
+//! `/ajax-api/…` alias, `/api/3.0/mlflow/server-info`) and the artifact proxy
+//! (`/api/2.0/mlflow-artifacts/…`). Handlers only translate between HTTP and the domain crates;
+//! request fields are parsed and validated here, once, and errors are mapped to MLflow's codes
+//! in one place ([`error`]).
+
+mod artifacts;
+pub mod error;
+mod logged_models;
+mod registry;
+mod req;
+mod tracking;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router};
+use mltrail_artifacts::ArtifactStore;
+use mltrail_store::MetaStore;
+use std::future::Future;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: MetaStore,
+    pub artifacts: ArtifactStore,
+}
+
+/// Limits the server enforces on request bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_json_bytes: usize,
+    pub max_artifact_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_json_bytes: 16 << 20, max_artifact_bytes: 1 << 30 }
+    }
+}
+
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let api = tracking::routes().merge(registry::routes()).merge(logged_models::routes()).layer(DefaultBodyLimit::max(limits.max_json_bytes));
+    Router::new()
+        .nest("/api/2.0/mlflow", api.clone())
+        .nest("/ajax-api/2.0/mlflow", api)
+        .nest("/api/2.0/mlflow-artifacts", artifacts::routes().layer(DefaultBodyLimit::max(limits.max_artifact_bytes)))
+        .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes().layer(DefaultBodyLimit::max(limits.max_artifact_bytes)))
+        .route("/api/3.0/mlflow/server-info", get(server_info))
+        .route("/health", get(|| async { "OK" }))
+        .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
+        .fallback(error::not_found_route)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn server_info() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "store_type": "SqlStore",
+        "workspaces_enabled": false,
+        "trace_archival_enabled": false,
+        "multipart_uploads_enabled": false,
+        "multipart_downloads_enabled": false,
+        "presigned_upload_run_id_supported": false,
+        "presigned_upload_model_id_supported": false,
+        "features_enabled": {},
+        "server": "mltrail",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(listener: TcpListener, state: AppState, limits: Limits, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, router(state, limits)).with_graceful_shutdown(shutdown).await
+}

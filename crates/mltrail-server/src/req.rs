@@ -1,0 +1,228 @@
+//! MLflow clients send the same fields as a query string (GET) or a JSON body (POST, PATCH,
+//! DELETE), and send int64 values either as numbers or as strings. [`Req`] merges both sources
+//! into one map and offers typed accessors whose errors name the field.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::AUTHORIZATION;
+use serde_json::{Map, Value};
+
+pub struct Req {
+    fields: Map<String, Value>,
+    pub actor: String,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Req {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let actor = actor_of(req.headers());
+        let mut fields = Map::new();
+        if let Some(query) = req.uri().query() {
+            for (k, v) in form_pairs(query) {
+                match fields.get_mut(&k) {
+                    Some(Value::Array(items)) => items.push(Value::String(v)),
+                    Some(existing) => {
+                        let first = existing.take();
+                        *existing = Value::Array(vec![first, Value::String(v)]);
+                    }
+                    None => {
+                        fields.insert(k, Value::String(v));
+                    }
+                }
+            }
+        }
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError { status: e.status(), code: "INVALID_PARAMETER_VALUE", message: e.body_text() })?;
+        if !body.iter().all(|b| b.is_ascii_whitespace()) {
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Object(map)) => fields.extend(map),
+                Ok(_) => return Err(ApiError::invalid("Request body must be a JSON object")),
+                Err(e) => return Err(ApiError::invalid(format!("Malformed JSON request body: {e}"))),
+            }
+        }
+        Ok(Req { fields, actor })
+    }
+}
+
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// Who made the request: the HTTP Basic user when given, else "anonymous". (Authentication is
+/// a later layer; this names the actor the audit trail records.)
+pub(crate) fn actor_of(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| decode_base64(b64.trim()))
+        .and_then(|s| s.split(':').next().map(str::to_string))
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "anonymous".to_string())
+}
+
+fn decode_base64(input: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in input.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        bits = (bits << 6) | v;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Req {
+    pub fn value(&self, key: &str) -> Option<&Value> {
+        self.fields.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A string field; numbers and booleans are accepted and rendered as MLflow would.
+    pub fn opt_str(&self, key: &str) -> Option<String> {
+        match self.value(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Array(items) => items.first().and_then(|v| v.as_str()).map(str::to_string),
+            _ => None,
+        }
+    }
+
+    pub fn str(&self, key: &str) -> Result<String, ApiError> {
+        self.opt_str(key).filter(|s| !s.is_empty()).ok_or_else(|| ApiError::missing(key))
+    }
+
+    /// The run id, sent as `run_id` or the legacy `run_uuid`.
+    pub fn run_id(&self) -> Result<String, ApiError> {
+        self.opt_str("run_id").filter(|s| !s.is_empty()).or_else(|| self.opt_str("run_uuid")).ok_or_else(|| ApiError::missing("run_id"))
+    }
+
+    pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(v) => as_i64(v).map(Some).ok_or_else(|| ApiError::invalid(format!("Parameter '{key}' must be an integer, got {v}"))),
+        }
+    }
+
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(v) => Err(ApiError::invalid(format!("Parameter '{key}' must be a boolean, got {v}"))),
+        }
+    }
+
+    /// A repeated string field (`order_by`, `experiment_ids`, `stages`).
+    pub fn str_list(&self, key: &str) -> Vec<String> {
+        match self.value(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items.iter().filter_map(|v| scalar_string(v)).collect(),
+            Some(v) => scalar_string(v).into_iter().collect(),
+        }
+    }
+
+    /// `max_results` with a default and an upper bound, as MLflow enforces them.
+    pub fn max_results(&self, default: i64, max: i64) -> Result<i64, ApiError> {
+        let n = self.opt_i64("max_results")?.unwrap_or(default);
+        if n <= 0 || n > max {
+            return Err(ApiError::invalid(format!("Invalid value {n} for parameter 'max_results' supplied. It must be between 1 and {max}.")));
+        }
+        Ok(n)
+    }
+
+    pub fn experiment_id(&self) -> Result<i64, ApiError> {
+        let raw = self.str("experiment_id")?;
+        parse_experiment_id(&raw)
+    }
+}
+
+pub fn parse_experiment_id(raw: &str) -> Result<i64, ApiError> {
+    mltrail_core::ExperimentId::parse(raw)
+        .map(|id| id.0)
+        .ok_or_else(|| ApiError::invalid(format!("Invalid experiment id '{raw}': experiment ids are non-negative integers")))
+}
+
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A metric value: a JSON number, or protobuf JSON's "NaN" / "Infinity" / "-Infinity".
+pub fn as_f64(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match s.as_str() {
+            "NaN" | "nan" => Some(f64::NAN),
+            "Infinity" | "inf" => Some(f64::INFINITY),
+            "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+            other => other.trim().parse().ok(),
+        },
+        _ => None,
+    }
+}
+
+/// `[{"key": …, "value": …}]` lists (tags, params).
+pub fn key_values(value: Option<&Value>, field: &str) -> Result<Vec<mltrail_store::KeyValue>, ApiError> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    let items = value.as_array().ok_or_else(|| ApiError::invalid(format!("Parameter '{field}' must be a list of {{key, value}} objects")))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let key = item.get("key").and_then(scalar_string).ok_or_else(|| ApiError::invalid(format!("{field}[{i}] is missing 'key'")))?;
+            let value = match item.get("value") {
+                None | Some(Value::Null) => String::new(),
+                Some(v) => scalar_string(v).or_else(|| v.as_bool().map(|b| b.to_string())).ok_or_else(|| ApiError::invalid(format!("{field}[{i}].value must be a string")))?,
+            };
+            Ok(mltrail_store::KeyValue { key, value })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_basic_auth_user() {
+        assert_eq!(decode_base64("YWxpY2U6c2VjcmV0").as_deref(), Some("alice:secret"));
+    }
+
+    #[test]
+    fn numbers_may_arrive_as_strings() {
+        assert_eq!(as_i64(&Value::String("25000".into())), Some(25000));
+        assert!(as_f64(&Value::String("NaN".into())).unwrap().is_nan());
+        assert_eq!(as_i64(&serde_json::json!(3.5)), None);
+    }
+}

@@ -1,0 +1,411 @@
+//! The audit trail's storage side: which entities exist, how their state is read for a digest,
+//! the chain head the writer extends, and `verify`, which re-derives everything from the rows.
+
+use crate::sql::{int, metric_value, opt_int, opt_text, text};
+use crate::{MetaStore, StoreError, Tx};
+use futures::TryStreamExt;
+use mltrail_core::audit::state_digest as digest_of;
+use mltrail_core::{AuditEvent, ChainHash, GENESIS_HASH};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::AnyConnection;
+use std::collections::HashMap;
+
+/// Something the audit trail records state for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Entity {
+    Experiment(i64),
+    Run(String),
+    /// The metric values one request logged (`run_id/batch_id`).
+    MetricBatch { run_id: String, batch_id: String },
+    LoggedModel(String),
+    RegisteredModel(String),
+    ModelVersion { name: String, version: i64 },
+}
+
+/// Events whose state lives outside the database carry this kind; `verify` checks their chain
+/// links but not their state.
+pub const ARTIFACT_KIND: &str = "artifact";
+
+impl Entity {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Entity::Experiment(_) => "experiment",
+            Entity::Run(_) => "run",
+            Entity::MetricBatch { .. } => "metrics",
+            Entity::LoggedModel(_) => "logged_model",
+            Entity::RegisteredModel(_) => "registered_model",
+            Entity::ModelVersion { .. } => "model_version",
+        }
+    }
+
+    pub fn id(&self) -> String {
+        match self {
+            Entity::Experiment(id) => id.to_string(),
+            Entity::Run(id) | Entity::LoggedModel(id) | Entity::RegisteredModel(id) => id.clone(),
+            Entity::MetricBatch { run_id, batch_id } => format!("{run_id}/{batch_id}"),
+            Entity::ModelVersion { name, version } => format!("{name}/{version}"),
+        }
+    }
+
+    pub fn parse(kind: &str, id: &str) -> Option<Entity> {
+        Some(match kind {
+            "experiment" => Entity::Experiment(id.parse().ok()?),
+            "run" => Entity::Run(id.to_string()),
+            "metrics" => {
+                let (run_id, batch_id) = id.split_once('/')?;
+                Entity::MetricBatch { run_id: run_id.into(), batch_id: batch_id.into() }
+            }
+            "logged_model" => Entity::LoggedModel(id.to_string()),
+            "registered_model" => Entity::RegisteredModel(id.to_string()),
+            "model_version" => {
+                let (name, version) = id.rsplit_once('/')?;
+                Entity::ModelVersion { name: name.into(), version: version.parse().ok()? }
+            }
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AuditHead {
+    pub seq: i64,
+    pub hash: ChainHash,
+}
+
+pub(crate) async fn load_head(conn: &mut AnyConnection) -> Result<AuditHead, StoreError> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        None => Ok(AuditHead { seq: 0, hash: GENESIS_HASH }),
+        Some(row) => {
+            let hash = ChainHash::from_hex(&text(&row, "hash")?)
+                .ok_or_else(|| StoreError::Database("audit_log head has a malformed hash".into()))?;
+            Ok(AuditHead { seq: int(&row, "seq")?, hash })
+        }
+    }
+}
+
+async fn kv(conn: &mut AnyConnection, sql: &'static str, id: &str) -> Result<Value, StoreError> {
+    let rows = sqlx::query(sql).bind(id.to_string()).fetch_all(&mut *conn).await?;
+    let mut out = serde_json::Map::new();
+    for row in rows {
+        out.insert(text(&row, "key")?, Value::String(text(&row, "value")?));
+    }
+    Ok(Value::Object(out))
+}
+
+/// The entity's current state as JSON, or `None` when it does not exist. This one function is
+/// what the writer digests when recording and what `verify` digests when checking.
+pub async fn load_state(conn: &mut AnyConnection, entity: &Entity) -> Result<Option<Value>, StoreError> {
+    match entity {
+        Entity::Experiment(id) => {
+            let Some(row) = sqlx::query("SELECT * FROM experiments WHERE experiment_id = $1").bind(*id).fetch_optional(&mut *conn).await? else {
+                return Ok(None);
+            };
+            let tags = {
+                let rows = sqlx::query("SELECT key, value FROM experiment_tags WHERE experiment_id = $1").bind(*id).fetch_all(&mut *conn).await?;
+                let mut out = serde_json::Map::new();
+                for row in rows {
+                    out.insert(text(&row, "key")?, Value::String(text(&row, "value")?));
+                }
+                Value::Object(out)
+            };
+            Ok(Some(json!({
+                "name": text(&row, "name")?,
+                "artifact_location": text(&row, "artifact_location")?,
+                "lifecycle_stage": text(&row, "lifecycle_stage")?,
+                "creation_time": int(&row, "creation_time")?,
+                "last_update_time": int(&row, "last_update_time")?,
+                "tags": tags,
+            })))
+        }
+        Entity::Run(id) => {
+            let Some(row) = sqlx::query("SELECT * FROM runs WHERE run_uuid = $1").bind(id.clone()).fetch_optional(&mut *conn).await? else {
+                return Ok(None);
+            };
+            let params = kv(conn, "SELECT key, value FROM params WHERE run_uuid = $1", id).await?;
+            let tags = kv(conn, "SELECT key, value FROM tags WHERE run_uuid = $1", id).await?;
+            let inputs: Vec<Value> = sqlx::query("SELECT dataset_name, dataset_digest, dataset_json, tags_json FROM run_inputs WHERE run_uuid = $1 ORDER BY dataset_name, dataset_digest")
+                .bind(id.clone())
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| Ok(json!([text(r, "dataset_name")?, text(r, "dataset_digest")?, text(r, "dataset_json")?, text(r, "tags_json")?])))
+                .collect::<Result<_, StoreError>>()?;
+            let outputs: Vec<Value> = sqlx::query("SELECT model_id, step FROM run_outputs WHERE run_uuid = $1 ORDER BY model_id")
+                .bind(id.clone())
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| Ok(json!([text(r, "model_id")?, int(r, "step")?])))
+                .collect::<Result<_, StoreError>>()?;
+            Ok(Some(json!({
+                "experiment_id": int(&row, "experiment_id")?,
+                "run_name": text(&row, "run_name")?,
+                "user_id": text(&row, "user_id")?,
+                "status": text(&row, "status")?,
+                "start_time": opt_int(&row, "start_time")?,
+                "end_time": opt_int(&row, "end_time")?,
+                "artifact_uri": text(&row, "artifact_uri")?,
+                "lifecycle_stage": text(&row, "lifecycle_stage")?,
+                "deleted_time": opt_int(&row, "deleted_time")?,
+                "params": params,
+                "tags": tags,
+                "inputs": inputs,
+                "outputs": outputs,
+            })))
+        }
+        Entity::MetricBatch { run_id, batch_id } => {
+            let rows = sqlx::query(
+                "SELECT key, value, is_nan, timestamp, step, model_id FROM metrics WHERE batch_id = $1 AND run_uuid = $2 ORDER BY key, step, timestamp, value",
+            )
+            .bind(batch_id.clone())
+            .bind(run_id.clone())
+            .fetch_all(&mut *conn)
+            .await?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let values: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    // Display keeps NaN and infinities distinct, which JSON numbers cannot.
+                    let v = metric_value(r, "value", "is_nan")?;
+                    Ok(json!([text(r, "key")?, v.to_string(), int(r, "timestamp")?, int(r, "step")?, opt_text(r, "model_id")?]))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            Ok(Some(Value::Array(values)))
+        }
+        Entity::LoggedModel(id) => {
+            let Some(row) = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1").bind(id.clone()).fetch_optional(&mut *conn).await? else {
+                return Ok(None);
+            };
+            let tags = kv(conn, "SELECT key, value FROM logged_model_tags WHERE model_id = $1", id).await?;
+            let params = kv(conn, "SELECT key, value FROM logged_model_params WHERE model_id = $1", id).await?;
+            Ok(Some(json!({
+                "experiment_id": int(&row, "experiment_id")?,
+                "name": text(&row, "name")?,
+                "artifact_uri": text(&row, "artifact_uri")?,
+                "status": text(&row, "status")?,
+                "creation_time": int(&row, "creation_time")?,
+                "last_updated_time": int(&row, "last_updated_time")?,
+                "source_run_id": opt_text(&row, "source_run_id")?,
+                "model_type": opt_text(&row, "model_type")?,
+                "lifecycle_stage": text(&row, "lifecycle_stage")?,
+                "tags": tags,
+                "params": params,
+            })))
+        }
+        Entity::RegisteredModel(name) => {
+            let Some(row) = sqlx::query("SELECT * FROM registered_models WHERE name = $1").bind(name.clone()).fetch_optional(&mut *conn).await? else {
+                return Ok(None);
+            };
+            let tags = kv(conn, "SELECT key, value FROM registered_model_tags WHERE name = $1", name).await?;
+            let aliases = kv(conn, "SELECT alias AS key, CAST(version AS TEXT) AS value FROM registered_model_aliases WHERE name = $1", name).await?;
+            Ok(Some(json!({
+                "creation_time": int(&row, "creation_time")?,
+                "last_updated_time": int(&row, "last_updated_time")?,
+                "description": text(&row, "description")?,
+                "tags": tags,
+                "aliases": aliases,
+            })))
+        }
+        Entity::ModelVersion { name, version } => {
+            let Some(row) = sqlx::query("SELECT * FROM model_versions WHERE name = $1 AND version = $2")
+                .bind(name.clone())
+                .bind(*version)
+                .fetch_optional(&mut *conn)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let rows = sqlx::query("SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2")
+                .bind(name.clone())
+                .bind(*version)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut tags = serde_json::Map::new();
+            for r in rows {
+                tags.insert(text(&r, "key")?, Value::String(text(&r, "value")?));
+            }
+            Ok(Some(json!({
+                "creation_time": int(&row, "creation_time")?,
+                "last_updated_time": int(&row, "last_updated_time")?,
+                "description": text(&row, "description")?,
+                "user_id": text(&row, "user_id")?,
+                "current_stage": text(&row, "current_stage")?,
+                "source": text(&row, "source")?,
+                "run_id": text(&row, "run_id")?,
+                "status": text(&row, "status")?,
+                "model_id": text(&row, "model_id")?,
+                "tags": tags,
+            })))
+        }
+    }
+}
+
+pub(crate) async fn state_digest(tx: &mut Tx, entity: &Entity) -> Result<Option<String>, StoreError> {
+    Ok(load_state(tx, entity).await?.map(|s| digest_of(&s)))
+}
+
+/// The first problem `verify` found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BrokenLink {
+    /// The event at which the chain or the state stops matching (0 when a row has no event).
+    pub seq: i64,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub events: i64,
+    pub entities_checked: usize,
+    pub broken: Option<BrokenLink>,
+}
+
+/// Recomputes the chain from the genesis hash, then checks that every entity's current state
+/// digests to what its latest event recorded, and that no audited row exists without an event.
+pub async fn verify(store: &MetaStore) -> Result<VerifyReport, StoreError> {
+    let mut conn = store.readers().acquire().await?;
+    let mut latest: HashMap<(String, String), (i64, Option<String>)> = HashMap::new();
+    let mut prev = GENESIS_HASH;
+    let mut expected_seq = 1;
+    let mut events = 0;
+    let mut broken: Option<BrokenLink> = None;
+    {
+        let mut rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq").fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            let event = AuditEvent {
+                seq: int(&row, "seq")?,
+                time: int(&row, "time")?,
+                actor: text(&row, "actor")?,
+                action: text(&row, "action")?,
+                entity_type: text(&row, "entity_type")?,
+                entity_id: text(&row, "entity_id")?,
+                state_digest: opt_text(&row, "state_digest")?,
+            };
+            let link = |reason: String| BrokenLink {
+                seq: event.seq,
+                entity_type: event.entity_type.clone(),
+                entity_id: event.entity_id.clone(),
+                reason,
+            };
+            if event.seq != expected_seq {
+                broken = Some(link(format!("expected event {expected_seq}, found {}: events are missing", event.seq)));
+                break;
+            }
+            let recomputed = prev.next(&event);
+            if recomputed.to_hex() != text(&row, "hash")? {
+                broken = Some(link("the event's hash does not match its content and the previous link: the event was edited".into()));
+                break;
+            }
+            prev = recomputed;
+            expected_seq += 1;
+            events += 1;
+            latest.insert((event.entity_type.clone(), event.entity_id.clone()), (event.seq, event.state_digest.clone()));
+        }
+    }
+    if broken.is_some() {
+        return Ok(VerifyReport { events, entities_checked: 0, broken });
+    }
+    let mut ordered: Vec<(&(String, String), &(i64, Option<String>))> = latest.iter().collect();
+    ordered.sort_by_key(|(_, (seq, _))| *seq);
+    let mut checked = 0;
+    for ((kind, id), (seq, recorded)) in ordered {
+        let Some(entity) = Entity::parse(kind, id) else { continue };
+        let actual = load_state(&mut conn, &entity).await?.map(|s| digest_of(&s));
+        checked += 1;
+        if &actual != recorded {
+            let reason = match (&actual, recorded) {
+                (None, Some(_)) => "the row was deleted after this event recorded it".to_string(),
+                (Some(_), None) => "the row exists although this event recorded its deletion".to_string(),
+                _ => "the stored state differs from the digest this event recorded: the row was edited".to_string(),
+            };
+            return Ok(VerifyReport {
+                events,
+                entities_checked: checked,
+                broken: Some(BrokenLink { seq: *seq, entity_type: kind.clone(), entity_id: id.clone(), reason }),
+            });
+        }
+    }
+    if let Some(orphan) = find_unrecorded_row(&mut conn, &latest).await? {
+        return Ok(VerifyReport { events, entities_checked: checked, broken: Some(orphan) });
+    }
+    Ok(VerifyReport { events, entities_checked: checked, broken: None })
+}
+
+async fn find_unrecorded_row(
+    conn: &mut AnyConnection,
+    latest: &HashMap<(String, String), (i64, Option<String>)>,
+) -> Result<Option<BrokenLink>, StoreError> {
+    let queries: [(&str, &str); 6] = [
+        ("experiment", "SELECT CAST(experiment_id AS TEXT) AS id FROM experiments"),
+        ("run", "SELECT run_uuid AS id FROM runs"),
+        ("metrics", "SELECT DISTINCT run_uuid || '/' || batch_id AS id FROM metrics"),
+        ("logged_model", "SELECT model_id AS id FROM logged_models"),
+        ("registered_model", "SELECT name AS id FROM registered_models"),
+        ("model_version", "SELECT name || '/' || CAST(version AS TEXT) AS id FROM model_versions"),
+    ];
+    for (kind, sql) in queries {
+        let mut rows = sqlx::query(sql).fetch(&mut *conn);
+        while let Some(row) = rows.try_next().await? {
+            let id = text(&row, "id")?;
+            if !latest.contains_key(&(kind.to_string(), id.clone())) {
+                return Ok(Some(BrokenLink {
+                    seq: 0,
+                    entity_type: kind.into(),
+                    entity_id: id,
+                    reason: "this row has no audit event: it was inserted behind the server's back".into(),
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedEvent {
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    pub hash: String,
+}
+
+/// Events in sequence order, optionally only those of one entity (`run:<id>`, `experiment:<id>`,
+/// or just a type such as `registered_model`).
+pub async fn list_events(store: &MetaStore, entity: Option<&str>, limit: i64) -> Result<Vec<LoggedEvent>, StoreError> {
+    let (kind, id) = match entity {
+        None => (None, None),
+        Some(spec) => match spec.split_once(':') {
+            Some((k, i)) => (Some(k.to_string()), Some(i.to_string())),
+            None => (Some(spec.to_string()), None),
+        },
+    };
+    let rows = sqlx::query(
+        "SELECT * FROM audit_log WHERE ($1 = '' OR entity_type = $1) AND ($2 = '' OR entity_id = $2) ORDER BY seq LIMIT $3",
+    )
+    .bind(kind.unwrap_or_default())
+    .bind(id.unwrap_or_default())
+    .bind(limit)
+    .fetch_all(store.readers())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(LoggedEvent {
+                event: AuditEvent {
+                    seq: int(row, "seq")?,
+                    time: int(row, "time")?,
+                    actor: text(row, "actor")?,
+                    action: text(row, "action")?,
+                    entity_type: text(row, "entity_type")?,
+                    entity_id: text(row, "entity_id")?,
+                    state_digest: opt_text(row, "state_digest")?,
+                },
+                hash: text(row, "hash")?,
+            })
+        })
+        .collect()
+}

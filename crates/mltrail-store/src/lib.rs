@@ -1,0 +1,174 @@
+//! mltrail-store owns the metadata: one SQL schema, migrated the same way on SQLite (the embedded
+//! default) and PostgreSQL, reached through sqlx's runtime-generic `Any` driver.
+//!
+//! Reads go through a connection pool. Every write goes through one writer task ([`writer`]) that
+//! group-commits concurrent requests into one transaction and one fsync, and appends the audit
+//! event for each change inside that same transaction, so "what changed" and "what was recorded
+//! about it" can never disagree. This crate must not know about HTTP.
+
+pub mod audit;
+mod error;
+pub mod logged_models;
+pub mod records;
+pub mod registry;
+mod schema;
+mod search;
+mod sql;
+pub mod tracking;
+mod writer;
+
+pub use error::StoreError;
+pub use records::*;
+pub use writer::{AuditCtx, Tx};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Connection};
+use std::str::FromStr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The handle every domain operation takes. Cheap to clone.
+#[derive(Clone)]
+pub struct MetaStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    readers: AnyPool,
+    writer: writer::WriterHandle,
+}
+
+/// How the store was asked to open.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` or `postgresql://…`.
+    pub uri: String,
+    /// Readers in the pool.
+    pub max_readers: u32,
+}
+
+impl StoreConfig {
+    pub fn new(uri: impl Into<String>) -> Self {
+        StoreConfig { uri: uri.into(), max_readers: 8 }
+    }
+}
+
+/// Translates MLflow-style store URIs into the URL sqlx expects, and names the backend.
+pub fn resolve_uri(uri: &str) -> Result<(Backend, String), StoreError> {
+    if let Some(path) = uri.strip_prefix("sqlite:///") {
+        if path.is_empty() {
+            return Err(StoreError::InvalidParameter(format!("backend store URI {uri:?} names no database file")));
+        }
+        return Ok((Backend::Sqlite, format!("sqlite://{path}")));
+    }
+    if uri == "sqlite::memory:" || uri == "sqlite://:memory:" {
+        return Ok((Backend::Sqlite, "sqlite::memory:".to_string()));
+    }
+    if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
+        return Ok((Backend::Postgres, uri.to_string()));
+    }
+    Err(StoreError::InvalidParameter(format!(
+        "unsupported backend store URI {uri:?}: use sqlite:///path/to/file.db or postgresql://user@host:port/db"
+    )))
+}
+
+impl MetaStore {
+    /// Opens (creating if needed) and migrates the store, then starts its writer task.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = resolve_uri(&config.uri)?;
+        if backend == Backend::Sqlite {
+            if let Some(parent) = sqlite_file(&url).and_then(|p| std::path::Path::new(p).parent().map(|p| p.to_path_buf())) {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(&parent).map_err(|e| {
+                        StoreError::InvalidParameter(format!("cannot create database folder {}: {e}", parent.display()))
+                    })?;
+                }
+            }
+        }
+        let url = match backend {
+            Backend::Sqlite if url != "sqlite::memory:" => format!("{url}?mode=rwc"),
+            _ => url,
+        };
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let mut writer_conn = sqlx::AnyConnection::connect_with(&options).await?;
+        if backend == Backend::Sqlite {
+            for pragma in [
+                "PRAGMA journal_mode = WAL",
+                // FULL: a commit is fsynced before it is acknowledged (durable across power loss).
+                "PRAGMA synchronous = FULL",
+                "PRAGMA busy_timeout = 10000",
+                "PRAGMA case_sensitive_like = ON",
+            ] {
+                sqlx::query(pragma).execute(&mut writer_conn).await?;
+            }
+        }
+        schema::migrate(&mut writer_conn, backend).await?;
+        let readers = AnyPoolOptions::new()
+            .max_connections(config.max_readers.max(1))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        // MLflow's LIKE is case-sensitive; SQLite's is not by default.
+                        sqlx::query("PRAGMA case_sensitive_like = ON").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let writer = writer::WriterHandle::start(writer_conn, backend).await?;
+        let store = MetaStore { inner: Arc::new(Inner { backend, readers, writer }) };
+        tracking::ensure_default_experiment(&store).await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    pub(crate) fn readers(&self) -> &AnyPool {
+        &self.inner.readers
+    }
+
+    /// Runs `job` inside the writer's current group-commit transaction. The result is returned
+    /// only after the transaction holding it has committed (and, on SQLite, been fsynced).
+    pub async fn write<T, F>(&self, actor: &str, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx, &'c mut AuditCtx) -> futures::future::BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        self.inner.writer.submit(actor.to_string(), job).await
+    }
+
+    /// Closes the pool and stops the writer after it drained every queued write.
+    pub async fn close(&self) {
+        self.inner.writer.shutdown().await;
+        self.inner.readers.close().await;
+    }
+}
+
+fn sqlite_file(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_mlflow_style_uris() {
+        assert_eq!(resolve_uri("sqlite:///./data/m.db").unwrap(), (Backend::Sqlite, "sqlite://./data/m.db".into()));
+        assert_eq!(resolve_uri("sqlite:////tmp/m.db").unwrap(), (Backend::Sqlite, "sqlite:///tmp/m.db".into()));
+        assert_eq!(resolve_uri("postgresql://u@127.0.0.1:5432/db").unwrap().0, Backend::Postgres);
+        assert!(resolve_uri("mysql://x").is_err());
+        assert!(resolve_uri("sqlite:///").is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! MLflow 3's logged models: `mlflow.<flavor>.log_model` creates one, uploads its files under
+//! `<experiment>/models/<model_id>/artifacts`, and marks it ready.
+
+use crate::audit::Entity;
+use crate::records::*;
+use crate::search::{compare, Bind, Plan};
+use crate::sql::{int, opt_text, text};
+use crate::tracking::validate_key;
+use crate::{MetaStore, StoreError};
+use mltrail_core::filter::{parse_filter, Entity as FilterEntity};
+use mltrail_core::state::LoggedModelStatus;
+use mltrail_core::{now_millis, LoggedModelId};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("Logged model with ID '{id}' not found."))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewLoggedModel {
+    pub experiment_id: i64,
+    pub name: String,
+    pub source_run_id: Option<String>,
+    pub model_type: Option<String>,
+    pub params: Vec<KeyValue>,
+    pub tags: Vec<KeyValue>,
+}
+
+async fn kvs(conn: &mut AnyConnection, table: &'static str, id: &str) -> Result<Vec<KeyValue>, StoreError> {
+    let sql = format!("SELECT key, value FROM {table} WHERE model_id = $1 ORDER BY key");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| Ok(KeyValue { key: text(r, "key")?, value: text(r, "value")? }))
+        .collect()
+}
+
+async fn from_row(conn: &mut AnyConnection, row: &AnyRow) -> Result<LoggedModel, StoreError> {
+    let id = text(row, "model_id")?;
+    let tags = kvs(conn, "logged_model_tags", &id).await?;
+    let params = kvs(conn, "logged_model_params", &id).await?;
+    Ok(LoggedModel {
+        info: LoggedModelInfo {
+            model_id: id,
+            experiment_id: int(row, "experiment_id")?.to_string(),
+            name: text(row, "name")?,
+            creation_timestamp_ms: int(row, "creation_time")?,
+            last_updated_timestamp_ms: int(row, "last_updated_time")?,
+            artifact_uri: text(row, "artifact_uri")?,
+            status: text(row, "status")?,
+            model_type: opt_text(row, "model_type")?,
+            source_run_id: opt_text(row, "source_run_id")?,
+            tags,
+        },
+        data: LoggedModelData { params, metrics: Vec::new() },
+    })
+}
+
+async fn load(conn: &mut AnyConnection, id: &str) -> Result<LoggedModel, StoreError> {
+    let row = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    from_row(conn, &row).await
+}
+
+async fn upsert_kv(conn: &mut AnyConnection, table: &'static str, id: &str, kv: &KeyValue) -> Result<(), StoreError> {
+    let sql = format!("INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .bind(kv.key.clone())
+        .bind(kv.value.clone())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn create_logged_model(store: &MetaStore, actor: &str, new: NewLoggedModel) -> Result<LoggedModel, StoreError> {
+    for kv in new.params.iter().chain(new.tags.iter()) {
+        validate_key("key", &kv.key)?;
+    }
+    let id = LoggedModelId::generate().as_str().to_string();
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                let location: Option<String> = sqlx::query_scalar("SELECT artifact_location FROM experiments WHERE experiment_id = $1 AND lifecycle_stage = 'active'")
+                    .bind(new.experiment_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let location = location.ok_or_else(|| StoreError::NotFound(format!("No active Experiment with id={} exists", new.experiment_id)))?;
+                let name = if new.name.is_empty() { "model".to_string() } else { new.name.clone() };
+                let artifact_uri = format!("{}/models/{id}/artifacts", location.trim_end_matches('/'));
+                let now = now_millis();
+                sqlx::query("INSERT INTO logged_models (model_id, experiment_id, name, artifact_uri, status, creation_time, last_updated_time, source_run_id, model_type, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, 'active')")
+                    .bind(id.clone())
+                    .bind(new.experiment_id)
+                    .bind(name)
+                    .bind(artifact_uri)
+                    .bind(LoggedModelStatus::Pending.as_str())
+                    .bind(now)
+                    .bind(new.source_run_id.clone())
+                    .bind(new.model_type.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                for p in &new.params {
+                    upsert_kv(tx, "logged_model_params", &id, p).await?;
+                }
+                for t in &new.tags {
+                    upsert_kv(tx, "logged_model_tags", &id, t).await?;
+                }
+                audit.record(tx, "logged_model.create", &Entity::LoggedModel(id.clone())).await?;
+                load(tx, &id).await
+            })
+        })
+        .await
+}
+
+pub async fn get_logged_model(store: &MetaStore, id: &str) -> Result<LoggedModel, StoreError> {
+    let mut conn = store.readers().acquire().await?;
+    load(&mut conn, id).await
+}
+
+async fn require(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
+    let found: Option<String> = sqlx::query_scalar("SELECT model_id FROM logged_models WHERE model_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    found.map(|_| ()).ok_or_else(|| not_found(id))
+}
+
+pub async fn finalize_logged_model(store: &MetaStore, actor: &str, id: String, status: LoggedModelStatus) -> Result<LoggedModel, StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                require(tx, &id).await?;
+                sqlx::query("UPDATE logged_models SET status = $1, last_updated_time = $2 WHERE model_id = $3")
+                    .bind(status.as_str())
+                    .bind(now_millis())
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                audit.record(tx, "logged_model.finalize", &Entity::LoggedModel(id.clone())).await?;
+                load(tx, &id).await
+            })
+        })
+        .await
+}
+
+pub async fn set_logged_model_tags(store: &MetaStore, actor: &str, id: String, tags: Vec<KeyValue>) -> Result<(), StoreError> {
+    for t in &tags {
+        validate_key("tag", &t.key)?;
+    }
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                require(tx, &id).await?;
+                for t in &tags {
+                    upsert_kv(tx, "logged_model_tags", &id, t).await?;
+                }
+                audit.record(tx, "logged_model.set_tags", &Entity::LoggedModel(id)).await
+            })
+        })
+        .await
+}
+
+pub async fn delete_logged_model_tag(store: &MetaStore, actor: &str, id: String, key: String) -> Result<(), StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                require(tx, &id).await?;
+                sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2").bind(id.clone()).bind(key).execute(&mut *tx).await?;
+                audit.record(tx, "logged_model.delete_tag", &Entity::LoggedModel(id)).await
+            })
+        })
+        .await
+}
+
+pub async fn log_logged_model_params(store: &MetaStore, actor: &str, id: String, params: Vec<KeyValue>) -> Result<(), StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                require(tx, &id).await?;
+                for p in &params {
+                    upsert_kv(tx, "logged_model_params", &id, p).await?;
+                }
+                audit.record(tx, "logged_model.log_params", &Entity::LoggedModel(id)).await
+            })
+        })
+        .await
+}
+
+pub async fn delete_logged_model(store: &MetaStore, actor: &str, id: String) -> Result<(), StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                require(tx, &id).await?;
+                sqlx::query("UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_time = $1 WHERE model_id = $2")
+                    .bind(now_millis())
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                audit.record(tx, "logged_model.delete", &Entity::LoggedModel(id)).await
+            })
+        })
+        .await
+}
+
+/// One `order_by` entry of `logged-models/search`.
+#[derive(Debug, Clone)]
+pub struct ModelOrder {
+    pub field_name: String,
+    pub ascending: bool,
+}
+
+pub async fn search_logged_models(
+    store: &MetaStore,
+    experiment_ids: &[i64],
+    filter: &str,
+    max_results: i64,
+    order_by: &[ModelOrder],
+    page_token: Option<&str>,
+) -> Result<Page<LoggedModel>, StoreError> {
+    let offset = decode_page_token(page_token)?;
+    let mut plan = Plan::default();
+    let mut conditions = vec!["m.lifecycle_stage = 'active'".to_string()];
+    if !experiment_ids.is_empty() {
+        let ids: Vec<String> = experiment_ids.iter().map(|i| plan.bind(Bind::Int(*i))).collect();
+        conditions.push(format!("m.experiment_id IN ({})", ids.join(", ")));
+    }
+    for clause in parse_filter(filter)? {
+        let column = match (clause.entity, clause.key.as_str()) {
+            (FilterEntity::Attribute, "name") => "m.name",
+            (FilterEntity::Attribute, "model_id") => "m.model_id",
+            (FilterEntity::Attribute, "status") => "m.status",
+            (FilterEntity::Attribute, "model_type") => "m.model_type",
+            (FilterEntity::Attribute, "source_run_id") => "m.source_run_id",
+            (_, key) => return Err(StoreError::InvalidParameter(format!("Invalid filter key '{key}' for logged models"))),
+        };
+        conditions.push(compare(&mut plan, column, &clause, false)?);
+    }
+    let mut order = Vec::new();
+    for o in order_by {
+        let column = match o.field_name.as_str() {
+            "name" => "m.name",
+            "creation_timestamp" | "creation_time" => "m.creation_time",
+            "last_updated_timestamp" => "m.last_updated_time",
+            other => return Err(StoreError::InvalidParameter(format!("Invalid order_by field '{other}' for logged models"))),
+        };
+        order.push(format!("{column} {}", if o.ascending { "ASC" } else { "DESC" }));
+    }
+    order.push("m.creation_time DESC".into());
+    order.push("m.model_id ASC".into());
+    let limit = plan.bind(Bind::Int(max_results + 1));
+    let off = plan.bind(Bind::Int(offset));
+    let sql = format!("SELECT m.* FROM logged_models m WHERE {} ORDER BY {} LIMIT {limit} OFFSET {off}", conditions.join(" AND "), order.join(", "));
+    let mut conn = store.readers().acquire().await?;
+    let rows = plan.fetch(&sql, &mut conn).await?;
+    let mut models = Vec::with_capacity(rows.len());
+    for row in &rows {
+        models.push(from_row(&mut conn, row).await?);
+    }
+    Ok(page_of(models, offset, max_results))
+}

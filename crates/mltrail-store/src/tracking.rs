@@ -1,0 +1,879 @@
+//! Experiments, runs, params, tags, metrics, inputs and outputs: MLflow's tracking model.
+
+use crate::audit::Entity;
+use crate::records::*;
+use crate::sql::{int, metric_value, opt_int, placeholders, text};
+use crate::{MetaStore, StoreError, Tx};
+use mltrail_core::state::{LifecycleStage, RunStatus, ViewType};
+use mltrail_core::{now_millis, RunId};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+use std::collections::HashMap;
+
+pub const DEFAULT_EXPERIMENT: &str = "Default";
+/// MLflow's limits, enforced so clients get the same errors they would get from MLflow.
+pub const MAX_KEY_LEN: usize = 250;
+pub const MAX_PARAM_VALUE_LEN: usize = 6000;
+pub const MAX_TAG_VALUE_LEN: usize = 8000;
+pub const MAX_BATCH_METRICS: usize = 1000;
+pub const MAX_BATCH_PARAMS: usize = 100;
+pub const MAX_BATCH_TAGS: usize = 100;
+
+/// A metric value as submitted.
+#[derive(Debug, Clone)]
+pub struct NewMetric {
+    pub key: String,
+    pub value: f64,
+    pub timestamp: i64,
+    pub step: i64,
+    pub model_id: Option<String>,
+}
+
+pub fn experiment_artifact_location(id: i64) -> String {
+    format!("mlflow-artifacts:/{id}")
+}
+
+pub(crate) fn not_found_run(run_id: &str) -> StoreError {
+    StoreError::NotFound(format!("Run with id={run_id} not found"))
+}
+
+pub(crate) fn validate_key(what: &str, key: &str) -> Result<(), StoreError> {
+    let bad = key.is_empty()
+        || key.len() > MAX_KEY_LEN
+        || key.starts_with('/')
+        || key.split('/').any(|s| s == ".." || s == ".")
+        || !key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/' | ':'));
+    if bad {
+        return Err(StoreError::InvalidParameter(format!(
+            "Invalid {what} name: '{key}'. Names may be up to {MAX_KEY_LEN} characters of alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/), and may not be or contain '..' path segments."
+        )));
+    }
+    Ok(())
+}
+
+fn validate_len(what: &str, key: &str, value: &str, max: usize) -> Result<(), StoreError> {
+    if value.len() > max {
+        return Err(StoreError::InvalidParameter(format!(
+            "{what} '{key}' had length {}, which exceeded length limit of {max}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- experiments
+
+fn experiment_from_row(row: &AnyRow, tags: Vec<KeyValue>) -> Result<Experiment, StoreError> {
+    Ok(Experiment {
+        experiment_id: int(row, "experiment_id")?.to_string(),
+        name: text(row, "name")?,
+        artifact_location: text(row, "artifact_location")?,
+        lifecycle_stage: text(row, "lifecycle_stage")?,
+        last_update_time: int(row, "last_update_time")?,
+        creation_time: int(row, "creation_time")?,
+        tags,
+    })
+}
+
+async fn experiment_tags(conn: &mut AnyConnection, ids: &[i64]) -> Result<HashMap<i64, Vec<KeyValue>>, StoreError> {
+    let mut out: HashMap<i64, Vec<KeyValue>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ({}) ORDER BY key",
+        placeholders(1, ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(*id);
+    }
+    for row in query.fetch_all(&mut *conn).await? {
+        out.entry(int(&row, "experiment_id")?).or_default().push(KeyValue { key: text(&row, "key")?, value: text(&row, "value")? });
+    }
+    Ok(out)
+}
+
+async fn experiments_from_rows(conn: &mut AnyConnection, rows: Vec<AnyRow>) -> Result<Vec<Experiment>, StoreError> {
+    let ids: Vec<i64> = rows.iter().map(|r| int(r, "experiment_id")).collect::<Result<_, _>>()?;
+    let mut tags = experiment_tags(conn, &ids).await?;
+    rows.iter()
+        .map(|r| experiment_from_row(r, tags.remove(&int(r, "experiment_id")?).unwrap_or_default()))
+        .collect()
+}
+
+pub(crate) async fn ensure_default_experiment(store: &MetaStore) -> Result<(), StoreError> {
+    let exists: Option<i64> = sqlx::query_scalar("SELECT experiment_id FROM experiments WHERE experiment_id = 0")
+        .fetch_optional(store.readers())
+        .await?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    store
+        .write("system", |tx, audit| {
+            Box::pin(async move {
+                let taken: Option<i64> = sqlx::query_scalar("SELECT experiment_id FROM experiments WHERE experiment_id = 0")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if taken.is_none() {
+                    insert_experiment(tx, 0, DEFAULT_EXPERIMENT, &experiment_artifact_location(0), &[]).await?;
+                    audit.record(tx, "experiment.create", &Entity::Experiment(0)).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+}
+
+async fn insert_experiment(tx: &mut Tx, id: i64, name: &str, location: &str, tags: &[KeyValue]) -> Result<(), StoreError> {
+    let now = now_millis();
+    sqlx::query("INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES ($1, $2, $3, 'active', $4, $4)")
+        .bind(id)
+        .bind(name.to_string())
+        .bind(location.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    for tag in tags {
+        upsert_experiment_tag(tx, id, tag).await?;
+    }
+    Ok(())
+}
+
+async fn upsert_experiment_tag(tx: &mut Tx, id: i64, tag: &KeyValue) -> Result<(), StoreError> {
+    validate_key("tag", &tag.key)?;
+    validate_len("Tag", &tag.key, &tag.value, MAX_TAG_VALUE_LEN)?;
+    sqlx::query("INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value")
+        .bind(id)
+        .bind(tag.key.clone())
+        .bind(tag.value.clone())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Creates an experiment and returns its id. `artifact_location` must already be validated.
+pub async fn create_experiment(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    artifact_location: Option<String>,
+    tags: Vec<KeyValue>,
+) -> Result<i64, StoreError> {
+    if name.trim().is_empty() {
+        return Err(StoreError::InvalidParameter("Missing value for required parameter 'name'.".into()));
+    }
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                let existing: Option<i64> = sqlx::query_scalar("SELECT experiment_id FROM experiments WHERE name = $1")
+                    .bind(name.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if existing.is_some() {
+                    return Err(StoreError::AlreadyExists(format!("Experiment(name={name}) already exists.")));
+                }
+                let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(experiment_id), 0) + 1 FROM experiments")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let location = artifact_location.unwrap_or_else(|| experiment_artifact_location(id));
+                insert_experiment(tx, id, &name, &location, &tags).await?;
+                audit.record(tx, "experiment.create", &Entity::Experiment(id)).await?;
+                Ok(id)
+            })
+        })
+        .await
+}
+
+pub async fn get_experiment(store: &MetaStore, id: i64) -> Result<Experiment, StoreError> {
+    let mut conn = store.readers().acquire().await?;
+    let row = sqlx::query("SELECT * FROM experiments WHERE experiment_id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("No Experiment with id={id} exists")))?;
+    Ok(experiments_from_rows(&mut conn, vec![row]).await?.remove(0))
+}
+
+pub async fn get_experiment_by_name(store: &MetaStore, name: &str) -> Result<Experiment, StoreError> {
+    let mut conn = store.readers().acquire().await?;
+    let row = sqlx::query("SELECT * FROM experiments WHERE name = $1")
+        .bind(name.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("Could not find experiment with name '{name}'")))?;
+    Ok(experiments_from_rows(&mut conn, vec![row]).await?.remove(0))
+}
+
+pub async fn search_experiments(
+    store: &MetaStore,
+    view: ViewType,
+    filter: &str,
+    order_by: &[String],
+    max_results: i64,
+    page_token: Option<&str>,
+) -> Result<Page<Experiment>, StoreError> {
+    let offset = decode_page_token(page_token)?;
+    let plan = crate::search::experiments_query(view, filter, order_by, max_results + 1, offset)?;
+    let mut conn = store.readers().acquire().await?;
+    let rows = plan.fetch_all(&mut conn).await?;
+    let experiments = experiments_from_rows(&mut conn, rows).await?;
+    Ok(page_of(experiments, offset, max_results))
+}
+
+async fn touch_experiment(tx: &mut Tx, id: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE experiments SET last_update_time = $1 WHERE experiment_id = $2")
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn experiment_stage(tx: &mut Tx, id: i64) -> Result<LifecycleStage, StoreError> {
+    let stage: Option<String> = sqlx::query_scalar("SELECT lifecycle_stage FROM experiments WHERE experiment_id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    stage
+        .and_then(|s| LifecycleStage::parse(&s))
+        .ok_or_else(|| StoreError::NotFound(format!("No Experiment with id={id} exists")))
+}
+
+pub async fn rename_experiment(store: &MetaStore, actor: &str, id: i64, new_name: String) -> Result<(), StoreError> {
+    if new_name.trim().is_empty() {
+        return Err(StoreError::InvalidParameter("Missing value for required parameter 'new_name'.".into()));
+    }
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                if experiment_stage(tx, id).await? != LifecycleStage::Active {
+                    return Err(StoreError::InvalidState(format!("Cannot rename a non-active experiment {id}.")));
+                }
+                let clash: Option<i64> = sqlx::query_scalar("SELECT experiment_id FROM experiments WHERE name = $1 AND experiment_id != $2")
+                    .bind(new_name.clone())
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if clash.is_some() {
+                    return Err(StoreError::AlreadyExists(format!("Experiment(name={new_name}) already exists.")));
+                }
+                sqlx::query("UPDATE experiments SET name = $1, last_update_time = $2 WHERE experiment_id = $3")
+                    .bind(new_name)
+                    .bind(now_millis())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                audit.record(tx, "experiment.rename", &Entity::Experiment(id)).await
+            })
+        })
+        .await
+}
+
+/// Soft-deletes (or restores) an experiment and, as MLflow does, its runs.
+pub async fn set_experiment_stage(store: &MetaStore, actor: &str, id: i64, stage: LifecycleStage) -> Result<(), StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                let current = experiment_stage(tx, id).await?;
+                if id == 0 && stage == LifecycleStage::Deleted {
+                    return Err(StoreError::InvalidParameter("Cannot delete the default experiment '0'.".into()));
+                }
+                if current == stage {
+                    return if stage == LifecycleStage::Deleted {
+                        Err(StoreError::InvalidState(format!("Experiment {id} is already deleted.")))
+                    } else {
+                        Err(StoreError::InvalidState(format!("Cannot restore an active experiment {id}.")))
+                    };
+                }
+                let now = now_millis();
+                sqlx::query("UPDATE experiments SET lifecycle_stage = $1, last_update_time = $2 WHERE experiment_id = $3")
+                    .bind(stage.as_str())
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let from = if stage == LifecycleStage::Deleted { "active" } else { "deleted" };
+                let runs: Vec<String> = sqlx::query_scalar("SELECT run_uuid FROM runs WHERE experiment_id = $1 AND lifecycle_stage = $2")
+                    .bind(id)
+                    .bind(from)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let deleted_time = (stage == LifecycleStage::Deleted).then_some(now);
+                sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE experiment_id = $3 AND lifecycle_stage = $4")
+                    .bind(stage.as_str())
+                    .bind(deleted_time)
+                    .bind(id)
+                    .bind(from)
+                    .execute(&mut *tx)
+                    .await?;
+                let action = if stage == LifecycleStage::Deleted { "delete" } else { "restore" };
+                audit.record(tx, &format!("experiment.{action}"), &Entity::Experiment(id)).await?;
+                for run in runs {
+                    audit.record(tx, &format!("run.{action}"), &Entity::Run(run)).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+}
+
+pub async fn set_experiment_tag(store: &MetaStore, actor: &str, id: i64, tag: KeyValue) -> Result<(), StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                if experiment_stage(tx, id).await? != LifecycleStage::Active {
+                    return Err(StoreError::InvalidState(format!("The experiment {id} must be in the 'active' state.")));
+                }
+                upsert_experiment_tag(tx, id, &tag).await?;
+                touch_experiment(tx, id).await?;
+                audit.record(tx, "experiment.set_tag", &Entity::Experiment(id)).await
+            })
+        })
+        .await
+}
+
+pub async fn delete_experiment_tag(store: &MetaStore, actor: &str, id: i64, key: String) -> Result<(), StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                experiment_stage(tx, id).await?;
+                let done = sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2")
+                    .bind(id)
+                    .bind(key.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(format!("No tag with name: {key} in experiment {id}.")));
+                }
+                touch_experiment(tx, id).await?;
+                audit.record(tx, "experiment.delete_tag", &Entity::Experiment(id)).await
+            })
+        })
+        .await
+}
+
+// ---------------------------------------------------------------- runs
+
+/// Fields of `runs/create`.
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    pub experiment_id: i64,
+    pub user_id: String,
+    pub run_name: Option<String>,
+    pub start_time: Option<i64>,
+    pub tags: Vec<KeyValue>,
+}
+
+const RUN_NAME_TAG: &str = "mlflow.runName";
+
+/// MLflow names unnamed runs with two words and a number; so do we, deterministically from the id.
+fn generated_run_name(run_id: &RunId) -> String {
+    const ADJECTIVES: [&str; 16] = [
+        "able", "bold", "calm", "deft", "eager", "fair", "glad", "keen", "lucid", "merry", "neat", "quick", "sharp", "swift", "vivid", "wise",
+    ];
+    const NOUNS: [&str; 16] = [
+        "otter", "heron", "lynx", "finch", "panda", "wren", "bison", "crane", "gecko", "koala", "mole", "newt", "owl", "stork", "tern", "yak",
+    ];
+    let bytes = run_id.as_str().as_bytes();
+    let a = (bytes[0] as usize) % 16;
+    let n = (bytes[1] as usize + bytes[2] as usize) % 16;
+    let num = u32::from_str_radix(&run_id.as_str()[28..32], 16).unwrap_or(0) % 1000;
+    format!("{}-{}-{}", ADJECTIVES[a], NOUNS[n], num)
+}
+
+pub async fn create_run(store: &MetaStore, actor: &str, new: NewRun) -> Result<Run, StoreError> {
+    for tag in &new.tags {
+        validate_key("tag", &tag.key)?;
+        validate_len("Tag", &tag.key, &tag.value, MAX_TAG_VALUE_LEN)?;
+    }
+    let run_id = RunId::generate();
+    let id = run_id.as_str().to_string();
+    let tag_name = new.tags.iter().find(|t| t.key == RUN_NAME_TAG).map(|t| t.value.clone());
+    let run_name = new.run_name.clone().filter(|n| !n.is_empty()).or(tag_name).unwrap_or_else(|| generated_run_name(&run_id));
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                match experiment_stage(tx, new.experiment_id).await {
+                    Ok(LifecycleStage::Active) => {}
+                    Ok(LifecycleStage::Deleted) => {
+                        return Err(StoreError::InvalidState(format!(
+                            "The experiment {} must be in the 'active' state. Current state is deleted.",
+                            new.experiment_id
+                        )))
+                    }
+                    Err(e) => return Err(e),
+                }
+                let artifact_uri = format!("{}/{}/artifacts", experiment_location(tx, new.experiment_id).await?, id);
+                sqlx::query("INSERT INTO runs (run_uuid, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, $6, 'active')")
+                    .bind(id.clone())
+                    .bind(new.experiment_id)
+                    .bind(run_name.clone())
+                    .bind(new.user_id.clone())
+                    .bind(new.start_time.unwrap_or_else(now_millis))
+                    .bind(artifact_uri)
+                    .execute(&mut *tx)
+                    .await?;
+                let mut tags = new.tags.clone();
+                tags.retain(|t| t.key != RUN_NAME_TAG);
+                tags.push(KeyValue { key: RUN_NAME_TAG.into(), value: run_name });
+                for tag in &tags {
+                    upsert_tag(tx, &id, tag).await?;
+                }
+                audit.record(tx, "run.create", &Entity::Run(id.clone())).await?;
+                load_run(tx, &id).await
+            })
+        })
+        .await
+}
+
+async fn experiment_location(tx: &mut Tx, id: i64) -> Result<String, StoreError> {
+    let loc: String = sqlx::query_scalar("SELECT artifact_location FROM experiments WHERE experiment_id = $1")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(loc.trim_end_matches('/').to_string())
+}
+
+async fn upsert_tag(tx: &mut Tx, run_id: &str, tag: &KeyValue) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO tags (run_uuid, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value")
+        .bind(run_id.to_string())
+        .bind(tag.key.clone())
+        .bind(tag.value.clone())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+fn run_info_from_row(row: &AnyRow) -> Result<RunInfo, StoreError> {
+    let id = text(row, "run_uuid")?;
+    Ok(RunInfo {
+        run_uuid: id.clone(),
+        run_id: id,
+        experiment_id: int(row, "experiment_id")?.to_string(),
+        run_name: text(row, "run_name")?,
+        user_id: text(row, "user_id")?,
+        status: text(row, "status")?,
+        start_time: opt_int(row, "start_time")?,
+        end_time: opt_int(row, "end_time")?,
+        artifact_uri: text(row, "artifact_uri")?,
+        lifecycle_stage: text(row, "lifecycle_stage")?,
+    })
+}
+
+/// Loads whole runs (info, latest metrics, params, tags, inputs, outputs) for the given rows,
+/// in their order, with one query per table rather than one per run.
+pub(crate) async fn runs_from_rows(conn: &mut AnyConnection, rows: Vec<AnyRow>) -> Result<Vec<Run>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let infos: Vec<RunInfo> = rows.iter().map(run_info_from_row).collect::<Result<_, _>>()?;
+    let ids: Vec<String> = infos.iter().map(|i| i.run_uuid.clone()).collect();
+    let list = placeholders(1, ids.len());
+    let mut data: HashMap<String, RunData> = HashMap::new();
+    let mut inputs: HashMap<String, RunInputs> = HashMap::new();
+    let mut outputs: HashMap<String, RunOutputs> = HashMap::new();
+    for row in fetch_ids(conn, &format!("SELECT run_uuid, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_uuid IN ({list}) ORDER BY key"), &ids).await? {
+        data.entry(text(&row, "run_uuid")?).or_default().metrics.push(Metric {
+            key: text(&row, "key")?,
+            value: MetricValue(metric_value(&row, "value", "is_nan")?),
+            timestamp: int(&row, "timestamp")?,
+            step: int(&row, "step")?,
+            run_id: None,
+        });
+    }
+    for row in fetch_ids(conn, &format!("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({list}) ORDER BY key"), &ids).await? {
+        data.entry(text(&row, "run_uuid")?).or_default().params.push(KeyValue { key: text(&row, "key")?, value: text(&row, "value")? });
+    }
+    for row in fetch_ids(conn, &format!("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({list}) ORDER BY key"), &ids).await? {
+        data.entry(text(&row, "run_uuid")?).or_default().tags.push(KeyValue { key: text(&row, "key")?, value: text(&row, "value")? });
+    }
+    for row in fetch_ids(conn, &format!("SELECT run_uuid, dataset_json, tags_json FROM run_inputs WHERE run_uuid IN ({list}) ORDER BY dataset_name"), &ids).await? {
+        let dataset = serde_json::from_str(&text(&row, "dataset_json")?).unwrap_or(serde_json::Value::Null);
+        let tags = serde_json::from_str(&text(&row, "tags_json")?).unwrap_or_default();
+        inputs.entry(text(&row, "run_uuid")?).or_default().dataset_inputs.push(DatasetInput { tags, dataset });
+    }
+    for row in fetch_ids(conn, &format!("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ({list}) ORDER BY model_id"), &ids).await? {
+        outputs.entry(text(&row, "run_uuid")?).or_default().model_outputs.push(ModelIo { model_id: text(&row, "model_id")?, step: int(&row, "step")? });
+    }
+    Ok(infos
+        .into_iter()
+        .map(|info| {
+            let id = info.run_uuid.clone();
+            Run {
+                data: data.remove(&id).unwrap_or_default(),
+                inputs: inputs.remove(&id).unwrap_or_default(),
+                outputs: outputs.remove(&id).unwrap_or_default(),
+                info,
+            }
+        })
+        .collect())
+}
+
+async fn fetch_ids(conn: &mut AnyConnection, sql: &str, ids: &[String]) -> Result<Vec<AnyRow>, StoreError> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+    for id in ids {
+        query = query.bind(id.clone());
+    }
+    Ok(query.fetch_all(&mut *conn).await?)
+}
+
+pub(crate) async fn load_run(conn: &mut AnyConnection, run_id: &str) -> Result<Run, StoreError> {
+    let row = sqlx::query("SELECT * FROM runs WHERE run_uuid = $1")
+        .bind(run_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| not_found_run(run_id))?;
+    Ok(runs_from_rows(conn, vec![row]).await?.remove(0))
+}
+
+pub async fn get_run(store: &MetaStore, run_id: &str) -> Result<Run, StoreError> {
+    let mut conn = store.readers().acquire().await?;
+    load_run(&mut conn, run_id).await
+}
+
+/// Logging requires an active run, as in MLflow.
+async fn require_active_run(tx: &mut Tx, run_id: &str) -> Result<(), StoreError> {
+    let stage: Option<String> = sqlx::query_scalar("SELECT lifecycle_stage FROM runs WHERE run_uuid = $1")
+        .bind(run_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+    match stage.as_deref() {
+        None => Err(not_found_run(run_id)),
+        Some("active") => Ok(()),
+        Some(other) => Err(StoreError::InvalidState(format!(
+            "The run {run_id} must be in the 'active' state. Current state is {other}."
+        ))),
+    }
+}
+
+pub async fn update_run(
+    store: &MetaStore,
+    actor: &str,
+    run_id: String,
+    status: Option<RunStatus>,
+    end_time: Option<i64>,
+    run_name: Option<String>,
+) -> Result<RunInfo, StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                require_active_run(tx, &run_id).await?;
+                if let Some(status) = status {
+                    sqlx::query("UPDATE runs SET status = $1 WHERE run_uuid = $2").bind(status.as_str()).bind(run_id.clone()).execute(&mut *tx).await?;
+                }
+                if let Some(end) = end_time {
+                    sqlx::query("UPDATE runs SET end_time = $1 WHERE run_uuid = $2").bind(end).bind(run_id.clone()).execute(&mut *tx).await?;
+                }
+                if let Some(name) = run_name.filter(|n| !n.is_empty()) {
+                    sqlx::query("UPDATE runs SET run_name = $1 WHERE run_uuid = $2").bind(name.clone()).bind(run_id.clone()).execute(&mut *tx).await?;
+                    upsert_tag(tx, &run_id, &KeyValue { key: RUN_NAME_TAG.into(), value: name }).await?;
+                }
+                audit.record(tx, "run.update", &Entity::Run(run_id.clone())).await?;
+                Ok(load_run(tx, &run_id).await?.info)
+            })
+        })
+        .await
+}
+
+pub async fn set_run_stage(store: &MetaStore, actor: &str, run_id: String, stage: LifecycleStage) -> Result<(), StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                let exists: Option<String> = sqlx::query_scalar("SELECT lifecycle_stage FROM runs WHERE run_uuid = $1")
+                    .bind(run_id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_none() {
+                    return Err(not_found_run(&run_id));
+                }
+                let deleted_time = (stage == LifecycleStage::Deleted).then(now_millis);
+                sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_uuid = $3")
+                    .bind(stage.as_str())
+                    .bind(deleted_time)
+                    .bind(run_id.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                let action = if stage == LifecycleStage::Deleted { "run.delete" } else { "run.restore" };
+                audit.record(tx, action, &Entity::Run(run_id)).await
+            })
+        })
+        .await
+}
+
+/// Inserts params, refusing to change an existing value (MLflow's rule: params are immutable).
+async fn insert_params(tx: &mut Tx, run_id: &str, params: &[KeyValue]) -> Result<(), StoreError> {
+    for param in params {
+        let existing: Option<String> = sqlx::query_scalar("SELECT value FROM params WHERE run_uuid = $1 AND key = $2")
+            .bind(run_id.to_string())
+            .bind(param.key.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+        match existing {
+            Some(old) if old == param.value => {}
+            Some(old) => {
+                return Err(StoreError::InvalidParameter(format!(
+                    "Changing param values is not allowed. Param with key='{}' was already logged with value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
+                    param.key, param.value
+                )))
+            }
+            None => {
+                sqlx::query("INSERT INTO params (run_uuid, key, value) VALUES ($1, $2, $3)")
+                    .bind(run_id.to_string())
+                    .bind(param.key.clone())
+                    .bind(param.value.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+const METRIC_COLUMNS: usize = 8;
+/// Rows per multi-row INSERT; keeps bound parameters far below SQLite's limit.
+const METRIC_ROWS_PER_INSERT: usize = 100;
+
+async fn insert_metrics(tx: &mut Tx, run_id: &str, batch_id: &str, metrics: &[NewMetric]) -> Result<(), StoreError> {
+    for chunk in metrics.chunks(METRIC_ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(1 + i * METRIC_COLUMNS, METRIC_COLUMNS)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, batch_id) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in chunk {
+            let (value, nan) = if m.value.is_nan() { (None, 1i64) } else { (Some(m.value), 0) };
+            query = query
+                .bind(run_id.to_string())
+                .bind(m.key.clone())
+                .bind(value)
+                .bind(nan)
+                .bind(m.timestamp)
+                .bind(m.step)
+                .bind(m.model_id.clone())
+                .bind(batch_id.to_string());
+        }
+        query.execute(&mut *tx).await?;
+    }
+    // The latest value per key is (max step, then max timestamp, then max value), as in MLflow.
+    let mut latest: HashMap<&str, &NewMetric> = HashMap::new();
+    for m in metrics {
+        let newer = |old: &NewMetric| (m.step, m.timestamp) > (old.step, old.timestamp) || ((m.step, m.timestamp) == (old.step, old.timestamp) && m.value > old.value);
+        match latest.get(m.key.as_str()) {
+            Some(old) if !newer(old) => {}
+            _ => {
+                latest.insert(&m.key, m);
+            }
+        }
+    }
+    for m in latest.values() {
+        let (value, nan) = if m.value.is_nan() { (None, 1i64) } else { (Some(m.value), 0) };
+        sqlx::query(
+            "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
+             WHERE excluded.step > latest_metrics.step \
+                OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+                OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND COALESCE(excluded.value, 0) > COALESCE(latest_metrics.value, 0))",
+        )
+        .bind(run_id.to_string())
+        .bind(m.key.clone())
+        .bind(value)
+        .bind(nan)
+        .bind(m.timestamp)
+        .bind(m.step)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// `log-batch` (and, with one element, `log-metric`, `log-parameter`, `set-tag`): all or nothing.
+pub async fn log_batch(
+    store: &MetaStore,
+    actor: &str,
+    run_id: String,
+    metrics: Vec<NewMetric>,
+    params: Vec<KeyValue>,
+    tags: Vec<KeyValue>,
+) -> Result<(), StoreError> {
+    if metrics.len() > MAX_BATCH_METRICS || params.len() > MAX_BATCH_PARAMS || tags.len() > MAX_BATCH_TAGS {
+        return Err(StoreError::InvalidParameter(format!(
+            "A batch logging request can contain at most {MAX_BATCH_METRICS} metrics, {MAX_BATCH_PARAMS} params and {MAX_BATCH_TAGS} tags; got {} metrics, {} params and {} tags",
+            metrics.len(),
+            params.len(),
+            tags.len()
+        )));
+    }
+    for m in &metrics {
+        validate_key("metric", &m.key)?;
+    }
+    for p in &params {
+        validate_key("parameter", &p.key)?;
+        validate_len("Param", &p.key, &p.value, MAX_PARAM_VALUE_LEN)?;
+    }
+    for t in &tags {
+        validate_key("tag", &t.key)?;
+        validate_len("Tag", &t.key, &t.value, MAX_TAG_VALUE_LEN)?;
+    }
+    let mut seen = HashMap::new();
+    for p in &params {
+        if let Some(prev) = seen.insert(p.key.as_str(), p.value.as_str()) {
+            if prev != p.value {
+                return Err(StoreError::InvalidParameter(format!("Duplicate parameter key '{}' with different values in one batch", p.key)));
+            }
+        }
+    }
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                require_active_run(tx, &run_id).await?;
+                if !params.is_empty() || !tags.is_empty() {
+                    insert_params(tx, &run_id, &params).await?;
+                    for tag in &tags {
+                        upsert_tag(tx, &run_id, tag).await?;
+                        if tag.key == RUN_NAME_TAG {
+                            sqlx::query("UPDATE runs SET run_name = $1 WHERE run_uuid = $2").bind(tag.value.clone()).bind(run_id.clone()).execute(&mut *tx).await?;
+                        }
+                    }
+                    let action = match (params.is_empty(), tags.is_empty()) {
+                        (false, true) => "run.log_params",
+                        (true, false) => "run.set_tags",
+                        _ => "run.log_params_tags",
+                    };
+                    audit.record(tx, action, &Entity::Run(run_id.clone())).await?;
+                }
+                if !metrics.is_empty() {
+                    let batch_id = uuid::Uuid::now_v7().simple().to_string();
+                    insert_metrics(tx, &run_id, &batch_id, &metrics).await?;
+                    audit.record(tx, "run.log_metrics", &Entity::MetricBatch { run_id: run_id.clone(), batch_id }).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+}
+
+pub async fn delete_tag(store: &MetaStore, actor: &str, run_id: String, key: String) -> Result<(), StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                require_active_run(tx, &run_id).await?;
+                let done = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2").bind(run_id.clone()).bind(key.clone()).execute(&mut *tx).await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(format!("No tag with name: {key} in run with id {run_id}")));
+                }
+                audit.record(tx, "run.delete_tag", &Entity::Run(run_id)).await
+            })
+        })
+        .await
+}
+
+/// A dataset a run consumed (`log-inputs`): the dataset as the client described it, verbatim.
+#[derive(Debug, Clone)]
+pub struct NewDatasetInput {
+    pub name: String,
+    pub digest: String,
+    pub dataset: serde_json::Value,
+    pub tags: Vec<KeyValue>,
+}
+
+pub async fn log_inputs(store: &MetaStore, actor: &str, run_id: String, datasets: Vec<NewDatasetInput>) -> Result<(), StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                require_active_run(tx, &run_id).await?;
+                for d in &datasets {
+                    let tags_json = serde_json::to_string(&d.tags).map_err(|e| StoreError::InvalidParameter(e.to_string()))?;
+                    sqlx::query("INSERT INTO run_inputs (run_uuid, dataset_name, dataset_digest, dataset_json, tags_json) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_uuid, dataset_name, dataset_digest) DO UPDATE SET dataset_json = excluded.dataset_json, tags_json = excluded.tags_json")
+                        .bind(run_id.clone())
+                        .bind(d.name.clone())
+                        .bind(d.digest.clone())
+                        .bind(d.dataset.to_string())
+                        .bind(tags_json)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                audit.record(tx, "run.log_inputs", &Entity::Run(run_id)).await
+            })
+        })
+        .await
+}
+
+pub async fn log_outputs(store: &MetaStore, actor: &str, run_id: String, models: Vec<ModelIo>) -> Result<(), StoreError> {
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                require_active_run(tx, &run_id).await?;
+                for m in &models {
+                    sqlx::query("INSERT INTO run_outputs (run_uuid, model_id, step) VALUES ($1, $2, $3) ON CONFLICT (run_uuid, model_id) DO UPDATE SET step = excluded.step")
+                        .bind(run_id.clone())
+                        .bind(m.model_id.clone())
+                        .bind(m.step)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                audit.record(tx, "run.log_outputs", &Entity::Run(run_id)).await
+            })
+        })
+        .await
+}
+
+pub async fn metric_history(
+    store: &MetaStore,
+    run_id: &str,
+    key: &str,
+    max_results: i64,
+    page_token: Option<&str>,
+) -> Result<Page<Metric>, StoreError> {
+    let offset = decode_page_token(page_token)?;
+    let mut conn = store.readers().acquire().await?;
+    let exists: Option<String> = sqlx::query_scalar("SELECT run_uuid FROM runs WHERE run_uuid = $1")
+        .bind(run_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_none() {
+        return Err(not_found_run(run_id));
+    }
+    let rows = sqlx::query("SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = $1 AND key = $2 ORDER BY step, timestamp, value LIMIT $3 OFFSET $4")
+        .bind(run_id.to_string())
+        .bind(key.to_string())
+        .bind(max_results + 1)
+        .bind(offset)
+        .fetch_all(&mut *conn)
+        .await?;
+    let metrics = rows
+        .iter()
+        .map(|r| {
+            Ok(Metric {
+                key: text(r, "key")?,
+                value: MetricValue(metric_value(r, "value", "is_nan")?),
+                timestamp: int(r, "timestamp")?,
+                step: int(r, "step")?,
+                run_id: None,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(page_of(metrics, offset, max_results))
+}
+
+pub async fn search_runs(
+    store: &MetaStore,
+    experiment_ids: &[i64],
+    filter: &str,
+    view: ViewType,
+    max_results: i64,
+    order_by: &[String],
+    page_token: Option<&str>,
+) -> Result<Page<Run>, StoreError> {
+    let offset = decode_page_token(page_token)?;
+    let plan = crate::search::runs_query(experiment_ids, filter, view, order_by, max_results + 1, offset)?;
+    let mut conn = store.readers().acquire().await?;
+    let rows = plan.fetch_all(&mut conn).await?;
+    let has_more = rows.len() as i64 > max_results;
+    let rows: Vec<AnyRow> = rows.into_iter().take(max_results as usize).collect();
+    let runs = runs_from_rows(&mut conn, rows).await?;
+    Ok(Page { items: runs, next_page_token: has_more.then(|| format!("o{}", offset + max_results)) })
+}

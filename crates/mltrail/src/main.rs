@@ -1,0 +1,193 @@
+//! The `mltrail` command line. It only wires crates together: configuration in, domain calls
+//! out, errors to exit codes.
+
+mod config;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use config::{LogFormat, ServerSettings};
+use mltrail_store::{MetaStore, StoreConfig};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "mltrail", version, about = "Accountable MLOps: MLflow-compatible tracking and registry with a tamper-evident audit trail")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the tracking and registry server (MLflow REST API + artifact proxy).
+    ///
+    /// Point the mlflow client at it with MLFLOW_TRACKING_URI=http://127.0.0.1:5000.
+    Server(config::ServerArgs),
+    /// Inspect and verify the hash-chained audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the chain and check stored state against it; exits 1 at the first broken link.
+    ///
+    /// Opens the store directly, so it works with the server stopped.
+    Verify {
+        #[command(flatten)]
+        store: config::StoreArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List audit events in order.
+    Log {
+        #[command(flatten)]
+        store: config::StoreArgs,
+        /// Only events of one entity: `run:<id>`, `experiment:<id>`, `registered_model:<name>`,
+        /// `model_version:<name>/<version>`, or a bare type such as `artifact`.
+        #[arg(long)]
+        entity: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Server(args) => {
+            let settings = ServerSettings::resolve(args)?;
+            init_logging(settings.log_format);
+            serve(settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command } => audit(command).await,
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MLTRAIL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn serve(settings: ServerSettings) -> Result<()> {
+    let store = MetaStore::open(&StoreConfig::new(&settings.backend_store_uri))
+        .await
+        .with_context(|| format!("cannot open backend store {}", settings.backend_store_uri))?;
+    let artifacts = mltrail_artifacts::ArtifactStore::open(&settings.artifacts_destination)?;
+    let addr = format!("{}:{}", settings.host, settings.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        address = %local,
+        backend_store_uri = %config::redact(&settings.backend_store_uri),
+        artifacts_destination = %settings.artifacts_destination,
+        "mltrail server listening"
+    );
+    // Scripts and tests read this line to learn the port when started with --port 0.
+    println!("mltrail server listening on http://{local}");
+    let state = mltrail_server::AppState { store: store.clone(), artifacts };
+    let limits = mltrail_server::Limits { max_artifact_bytes: settings.max_artifact_bytes, ..Default::default() };
+    mltrail_server::serve(listener, state, limits, shutdown_signal()).await?;
+    tracing::info!("draining writes and closing the store");
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+async fn audit(command: AuditCommand) -> Result<ExitCode> {
+    match command {
+        AuditCommand::Verify { store, json } => {
+            let uri = store.resolve()?;
+            let store = MetaStore::open(&StoreConfig::new(&uri)).await.with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
+            let report = mltrail_store::audit::verify(&store).await?;
+            store.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            match report.broken {
+                None => {
+                    if !json {
+                        println!("audit trail intact: {} events, {} entities checked against their recorded state", report.events, report.entities_checked);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(b) => {
+                    eprintln!("audit trail BROKEN at event {} ({} {}): {}", b.seq, b.entity_type, b.entity_id, b.reason);
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCommand::Log { store, entity, limit, json } => {
+            let uri = store.resolve()?;
+            let store = MetaStore::open(&StoreConfig::new(&uri)).await.with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
+            let events = mltrail_store::audit::list_events(&store, entity.as_deref(), limit).await?;
+            store.close().await;
+            for e in events {
+                if json {
+                    println!("{}", serde_json::to_string(&e)?);
+                } else {
+                    println!(
+                        "{:>6}  {}  {:<12} {:<32} {}:{}  {}",
+                        e.event.seq,
+                        e.event.time,
+                        e.event.actor,
+                        e.event.action,
+                        e.event.entity_type,
+                        e.event.entity_id,
+                        e.event.state_digest.as_deref().map(|d| &d[..16.min(d.len())]).unwrap_or("-")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
