@@ -331,6 +331,21 @@ pub async fn delete_registered_model_tag(store: &MetaStore, actor: &str, name: S
         .await
 }
 
+/// Registry tag filters: `!=` also matches models without the tag (MLflow 3's client appends
+/// ``tags.`mlflow.prompt.is_prompt` != 'true'`` to every registered-model search).
+fn tag_condition(plan: &mut Plan, alias: &str, clause: &mltrail_core::filter::Clause) -> Result<(String, &'static str), StoreError> {
+    Ok(match clause.op {
+        Op::IsNull => ("1 = 1".into(), "NOT EXISTS"),
+        Op::IsNotNull => ("1 = 1".into(), "EXISTS"),
+        Op::Ne => {
+            let mut eq = clause.clone();
+            eq.op = Op::Eq;
+            (compare(plan, &format!("{alias}.value"), &eq, false)?, "NOT EXISTS")
+        }
+        _ => (compare(plan, &format!("{alias}.value"), clause, false)?, "EXISTS"),
+    })
+}
+
 fn model_order(term: &str, prefix: &str) -> Result<String, StoreError> {
     let term = parse_order_by(term)?;
     let column = match term.key.as_str() {
@@ -359,8 +374,7 @@ pub async fn search_registered_models(
             (FilterEntity::Tag, key) => {
                 let alias = format!("t{n}");
                 let key = plan.bind(Bind::Text(key.to_string()));
-                let cmp = if matches!(clause.op, Op::IsNull | Op::IsNotNull) { "1 = 1".into() } else { compare(&mut plan, &format!("{alias}.value"), clause, false)? };
-                let exists = if clause.op == Op::IsNull { "NOT EXISTS" } else { "EXISTS" };
+                let (cmp, exists) = tag_condition(&mut plan, &alias, clause)?;
                 conditions.push(format!("{exists} (SELECT 1 FROM registered_model_tags {alias} WHERE {alias}.name = m.name AND {alias}.key = {key} AND {cmp})"));
             }
             (_, key) => return Err(StoreError::InvalidParameter(format!("Invalid filter key '{key}' for registered models; use name or tags.<key>"))),
@@ -584,8 +598,7 @@ pub async fn search_model_versions(
             (FilterEntity::Tag, key) => {
                 let alias = format!("t{n}");
                 let key = plan.bind(Bind::Text(key.to_string()));
-                let cmp = if matches!(clause.op, Op::IsNull | Op::IsNotNull) { "1 = 1".into() } else { compare(&mut plan, &format!("{alias}.value"), clause, false)? };
-                let exists = if clause.op == Op::IsNull { "NOT EXISTS" } else { "EXISTS" };
+                let (cmp, exists) = tag_condition(&mut plan, &alias, clause)?;
                 conditions.push(format!("{exists} (SELECT 1 FROM model_version_tags {alias} WHERE {alias}.name = v.name AND {alias}.version = v.version AND {alias}.key = {key} AND {cmp})"));
             }
             (_, key) => return Err(StoreError::InvalidParameter(format!("Invalid filter key '{key}' for model versions; use name, run_id, source_path, version_number or tags.<key>"))),

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every test: Rust unit and integration tests, then the mlflow-client compatibility suite against
+# mltrail server on SQLite + local folder, PostgreSQL + local folder, and SQLite + S3 (moto).
+# Services start on 127.0.0.1 with free ports and are stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
+
+scripts/setup.sh
+cargo build --locked --bins
+cargo test --locked --workspace -- --test-threads=2
+
+work=$(mktemp -d)
+chmod 755 "$work"
+cleanup() { scripts/pg.sh stop "$work/pg" || true; scripts/s3.sh stop "$work/s3" || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+pytest=(.venv/bin/pytest -q -p no:cacheprovider tests/compat)
+
+echo "== compatibility suite: SQLite + local artifacts"
+"${pytest[@]}"
+
+echo "== compatibility suite: PostgreSQL + local artifacts"
+pg_uri=$(scripts/pg.sh start "$work/pg")
+MLTRAIL_TEST_BACKEND_URI="$pg_uri" "${pytest[@]}"
+
+echo "== compatibility suite: SQLite + S3-compatible object storage (moto)"
+endpoint=$(scripts/s3.sh start "$work/s3" mltrail-test)
+AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
+  MLTRAIL_TEST_ARTIFACTS="s3://mltrail-test/artifacts" "${pytest[@]}"
