@@ -53,38 +53,61 @@ impl ArtifactStore {
     /// S3 takes the usual AWS_* variables; `AWS_ENDPOINT_URL` (or `MLFLOW_S3_ENDPOINT_URL`)
     /// points it at any S3-compatible server.
     pub fn open(uri: &str) -> Result<Self, ArtifactError> {
-        let invalid = |reason: String| ArtifactError::InvalidDestination { uri: uri.to_string(), reason };
+        let invalid = |reason: String| ArtifactError::InvalidDestination {
+            uri: uri.to_string(),
+            reason,
+        };
         if let Some(rest) = uri.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(invalid("no bucket name".into()));
             }
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("MLFLOW_S3_ENDPOINT_URL")).ok();
+            let endpoint = std::env::var("AWS_ENDPOINT_URL")
+                .or_else(|_| std::env::var("MLFLOW_S3_ENDPOINT_URL"))
+                .ok();
             if let Some(endpoint) = endpoint {
-                builder = builder.with_endpoint(&endpoint).with_allow_http(endpoint.starts_with("http://")).with_virtual_hosted_style_request(false);
+                builder = builder
+                    .with_endpoint(&endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_virtual_hosted_style_request(false);
             }
-            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
+            {
                 builder = builder.with_region("us-east-1");
             }
             let store = builder.build().map_err(|e| invalid(e.to_string()))?;
             let prefix = ArtifactPath::parse(prefix).map_err(|e| invalid(e.to_string()))?;
             let prefix = (!prefix.is_root()).then(|| StorePath::from(prefix.as_str()));
-            return Ok(ArtifactStore { inner: Arc::new(store), prefix, uri: uri.trim_end_matches('/').to_string() });
+            return Ok(ArtifactStore {
+                inner: Arc::new(store),
+                prefix,
+                uri: uri.trim_end_matches('/').to_string(),
+            });
         }
         if uri.contains("://") && !uri.starts_with("file://") {
-            return Err(invalid("supported destinations are a local folder and s3://bucket/prefix".into()));
+            return Err(invalid(
+                "supported destinations are a local folder and s3://bucket/prefix".into(),
+            ));
         }
         let folder = uri.strip_prefix("file://").unwrap_or(uri);
         std::fs::create_dir_all(folder).map_err(|e| invalid(e.to_string()))?;
         let root = std::fs::canonicalize(folder).map_err(|e| invalid(e.to_string()))?;
         let store = LocalFileSystem::new_with_prefix(&root).map_err(|e| invalid(e.to_string()))?;
-        Ok(ArtifactStore { inner: Arc::new(store.with_automatic_cleanup(true)), prefix: None, uri: uri.to_string() })
+        Ok(ArtifactStore {
+            inner: Arc::new(store.with_automatic_cleanup(true)),
+            prefix: None,
+            uri: uri.to_string(),
+        })
     }
 
     /// An in-memory store for tests.
     pub fn in_memory() -> Self {
-        ArtifactStore { inner: Arc::new(object_store::memory::InMemory::new()), prefix: None, uri: "memory://".into() }
+        ArtifactStore {
+            inner: Arc::new(object_store::memory::InMemory::new()),
+            prefix: None,
+            uri: "memory://".into(),
+        }
     }
 
     /// The destination as configured; model-version sources may point under it.
@@ -102,9 +125,13 @@ impl ArtifactStore {
 
     pub async fn put(&self, path: &ArtifactPath, data: Bytes) -> Result<(), ArtifactError> {
         if path.is_root() {
-            return Err(ArtifactError::Storage("cannot write to the store root".into()));
+            return Err(ArtifactError::Storage(
+                "cannot write to the store root".into(),
+            ));
         }
-        self.inner.put(&self.location(path), PutPayload::from(data)).await?;
+        self.inner
+            .put(&self.location(path), PutPayload::from(data))
+            .await?;
         Ok(())
     }
 
@@ -113,10 +140,16 @@ impl ArtifactStore {
     }
 
     /// Streams a file's bytes, so large artifacts never sit whole in memory.
-    pub async fn get_stream(&self, path: &ArtifactPath) -> Result<(u64, BoxStream<'static, Result<Bytes, ArtifactError>>), ArtifactError> {
+    pub async fn get_stream(
+        &self,
+        path: &ArtifactPath,
+    ) -> Result<(u64, BoxStream<'static, Result<Bytes, ArtifactError>>), ArtifactError> {
         let result = self.inner.get(&self.location(path)).await?;
         let size = result.meta.size;
-        Ok((size, result.into_stream().map_err(ArtifactError::from).boxed()))
+        Ok((
+            size,
+            result.into_stream().map_err(ArtifactError::from).boxed(),
+        ))
     }
 
     /// Lists a directory's immediate children. A path naming a file lists nothing, as in MLflow.
@@ -126,13 +159,24 @@ impl ArtifactStore {
         let base = location.as_ref().to_string();
         let relative = |p: &StorePath| -> String {
             let full = p.as_ref();
-            full.strip_prefix(&base).map(|r| r.trim_start_matches('/')).unwrap_or(full).to_string()
+            full.strip_prefix(&base)
+                .map(|r| r.trim_start_matches('/'))
+                .unwrap_or(full)
+                .to_string()
         };
         let mut out: Vec<FileInfo> = listing
             .common_prefixes
             .iter()
-            .map(|p| FileInfo { path: relative(p), is_dir: true, file_size: None })
-            .chain(listing.objects.iter().map(|o| FileInfo { path: relative(&o.location), is_dir: false, file_size: Some(o.size) }))
+            .map(|p| FileInfo {
+                path: relative(p),
+                is_dir: true,
+                file_size: None,
+            })
+            .chain(listing.objects.iter().map(|o| FileInfo {
+                path: relative(&o.location),
+                is_dir: false,
+                file_size: Some(o.size),
+            }))
             .filter(|f| !f.path.is_empty())
             .collect();
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -142,11 +186,18 @@ impl ArtifactStore {
     /// Deletes a file, or every file under a directory.
     pub async fn delete(&self, path: &ArtifactPath) -> Result<(), ArtifactError> {
         let location = self.location(path);
-        let files: Vec<StorePath> = self.inner.list(Some(&location)).map_ok(|m| m.location).try_collect().await?;
+        let files: Vec<StorePath> = self
+            .inner
+            .list(Some(&location))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await?;
         if files.is_empty() {
             return match self.inner.delete(&location).await {
                 Ok(()) => Ok(()),
-                Err(object_store::Error::NotFound { .. }) => Err(ArtifactError::NotFound(path.to_string())),
+                Err(object_store::Error::NotFound { .. }) => {
+                    Err(ArtifactError::NotFound(path.to_string()))
+                }
                 Err(e) => Err(e.into()),
             };
         }
@@ -169,21 +220,48 @@ mod tests {
     async fn local_folder_round_trip_and_listing() {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
-        store.put(&p("1/run/artifacts/a.txt"), Bytes::from_static(b"hello")).await.unwrap();
-        store.put(&p("1/run/artifacts/model/MLmodel"), Bytes::from_static(b"flavors: {}")).await.unwrap();
-        assert_eq!(store.get(&p("1/run/artifacts/a.txt")).await.unwrap(), Bytes::from_static(b"hello"));
+        store
+            .put(&p("1/run/artifacts/a.txt"), Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        store
+            .put(
+                &p("1/run/artifacts/model/MLmodel"),
+                Bytes::from_static(b"flavors: {}"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(&p("1/run/artifacts/a.txt")).await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
         let listing = store.list(&p("1/run/artifacts")).await.unwrap();
         assert_eq!(
             listing,
             vec![
-                FileInfo { path: "a.txt".into(), is_dir: false, file_size: Some(5) },
-                FileInfo { path: "model".into(), is_dir: true, file_size: None },
+                FileInfo {
+                    path: "a.txt".into(),
+                    is_dir: false,
+                    file_size: Some(5)
+                },
+                FileInfo {
+                    path: "model".into(),
+                    is_dir: true,
+                    file_size: None
+                },
             ]
         );
-        assert!(store.list(&p("1/run/artifacts/a.txt")).await.unwrap().is_empty());
+        assert!(store
+            .list(&p("1/run/artifacts/a.txt"))
+            .await
+            .unwrap()
+            .is_empty());
         store.delete(&p("1/run/artifacts/model")).await.unwrap();
         assert_eq!(store.list(&p("1/run/artifacts")).await.unwrap().len(), 1);
-        assert!(matches!(store.get(&p("1/run/artifacts/missing")).await, Err(ArtifactError::NotFound(_))));
+        assert!(matches!(
+            store.get(&p("1/run/artifacts/missing")).await,
+            Err(ArtifactError::NotFound(_))
+        ));
         // Nothing was written outside the root.
         assert!(dir.path().join("1/run/artifacts/a.txt").exists());
     }

@@ -157,7 +157,10 @@ mod tests {
 
     #[test]
     fn normalises_plain_paths() {
-        assert_eq!(ArtifactPath::parse("a//b/c.txt").unwrap().as_str(), "a/b/c.txt");
+        assert_eq!(
+            ArtifactPath::parse("a//b/c.txt").unwrap().as_str(),
+            "a/b/c.txt"
+        );
         assert!(ArtifactPath::parse("").unwrap().is_root());
         assert_eq!(ArtifactPath::parse("dir/").unwrap().as_str(), "dir");
     }
@@ -190,7 +193,10 @@ mod tests {
         let joined = base.join(&child);
         assert_eq!(joined.as_str(), "1/abc/artifacts/model/MLmodel");
         assert_eq!(joined.strip_prefix(&base).unwrap(), child);
-        assert!(ArtifactPath::parse("1/abcd").unwrap().strip_prefix(&ArtifactPath::parse("1/abc").unwrap()).is_none());
+        assert!(ArtifactPath::parse("1/abcd")
+            .unwrap()
+            .strip_prefix(&ArtifactPath::parse("1/abc").unwrap())
+            .is_none());
     }
 
     #[test]
@@ -210,8 +216,14 @@ mod tests {
             "http://169.254.169.254/latest",
             "./mltrail-data/artifacts/1",
         ] {
-            assert!(validate_model_source(bad, store).is_err(), "{bad} was accepted");
+            assert!(
+                validate_model_source(bad, store).is_err(),
+                "{bad} was accepted"
+            );
         }
-        assert!(validate_model_source("./mltrail-data/artifacts/x", "./mltrail-data/artifacts").is_err());
+        assert!(
+            validate_model_source("./mltrail-data/artifacts/x", "./mltrail-data/artifacts")
+                .is_err()
+        );
     }
 }

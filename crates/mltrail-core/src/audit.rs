@@ -97,7 +97,9 @@ fn write_canonical(value: &Value, out: &mut String) {
 
 /// BLAKE3 of the canonical JSON of an entity's state, hex-encoded.
 pub fn state_digest(state: &Value) -> String {
-    blake3::hash(canonical_json(state).as_bytes()).to_hex().to_string()
+    blake3::hash(canonical_json(state).as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -120,7 +122,10 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys_at_every_depth() {
         let a = json!({"b": 1, "a": {"d": [1, {"z": 0, "y": 1}], "c": "x"}});
-        assert_eq!(canonical_json(&a), r#"{"a":{"c":"x","d":[1,{"y":1,"z":0}]},"b":1}"#);
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":"x","d":[1,{"y":1,"z":0}]},"b":1}"#
+        );
     }
 
     #[test]

@@ -150,7 +150,10 @@ fn tokenize(input: &str) -> Result<Vec<Token>, FilterError> {
                 // A quoted word directly followed by a comparison is a key (`"name" = 'x'`)
                 // only for backticks; quotes denote string values.
                 if c == '`' {
-                    tokens.push(Token::Ident { entity: None, key: text });
+                    tokens.push(Token::Ident {
+                        entity: None,
+                        key: text,
+                    });
                 } else {
                     tokens.push(Token::Text(text));
                 }
@@ -175,11 +178,19 @@ fn tokenize(input: &str) -> Result<Vec<Token>, FilterError> {
                 tokens.push(Token::Op(op));
                 i += width;
             }
-            c if c.is_ascii_digit() || ((c == '-' || c == '+' || c == '.') && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit() || *n == '.')) => {
+            c if c.is_ascii_digit()
+                || ((c == '-' || c == '+' || c == '.')
+                    && chars
+                        .get(i + 1)
+                        .is_some_and(|n| n.is_ascii_digit() || *n == '.')) =>
+            {
                 let start = i;
                 i += 1;
                 while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '.' || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
+                    && (chars[i].is_ascii_alphanumeric()
+                        || chars[i] == '.'
+                        || ((chars[i] == '-' || chars[i] == '+')
+                            && matches!(chars[i - 1], 'e' | 'E')))
                 {
                     i += 1;
                 }
@@ -191,7 +202,10 @@ fn tokenize(input: &str) -> Result<Vec<Token>, FilterError> {
             }
             c if c.is_alphabetic() || c == '_' => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '.' | '-' | ':' | '/')) {
+                while i < chars.len()
+                    && (chars[i].is_alphanumeric()
+                        || matches!(chars[i], '_' | '.' | '-' | ':' | '/'))
+                {
                     if chars[i] == '.' && matches!(chars.get(i + 1), Some('`') | Some('"')) {
                         break;
                     }
@@ -202,19 +216,35 @@ fn tokenize(input: &str) -> Result<Vec<Token>, FilterError> {
                     // entity.`quoted key` or entity."quoted key"
                     let (key, next) = read_quoted(&chars, i + 1)?;
                     i = next;
-                    tokens.push(Token::Ident { entity: Some(word), key });
+                    tokens.push(Token::Ident {
+                        entity: Some(word),
+                        key,
+                    });
                     continue;
                 }
                 let upper = word.to_ascii_uppercase();
-                if matches!(upper.as_str(), "AND" | "LIKE" | "ILIKE" | "IN" | "NOT" | "IS" | "NULL" | "ASC" | "DESC" | "OR") {
+                if matches!(
+                    upper.as_str(),
+                    "AND" | "LIKE" | "ILIKE" | "IN" | "NOT" | "IS" | "NULL" | "ASC" | "DESC" | "OR"
+                ) {
                     tokens.push(Token::Word(upper));
                 } else if let Some((entity, key)) = word.split_once('.') {
-                    tokens.push(Token::Ident { entity: Some(entity.to_string()), key: key.to_string() });
+                    tokens.push(Token::Ident {
+                        entity: Some(entity.to_string()),
+                        key: key.to_string(),
+                    });
                 } else {
-                    tokens.push(Token::Ident { entity: None, key: word });
+                    tokens.push(Token::Ident {
+                        entity: None,
+                        key: word,
+                    });
                 }
             }
-            other => return err(format!("unexpected character {other:?} in filter {input:?}")),
+            other => {
+                return err(format!(
+                    "unexpected character {other:?} in filter {input:?}"
+                ))
+            }
         }
     }
     Ok(tokens)
@@ -269,7 +299,11 @@ pub fn parse_filter(input: &str) -> Result<Vec<Clause>, FilterError> {
     while pos < tokens.len() {
         let (entity, key) = match &tokens[pos] {
             Token::Ident { entity, key } => (entity_of(entity.as_deref())?, key.clone()),
-            other => return Err(FilterError(format!("expected a key such as metrics.acc, found {other:?}"))),
+            other => {
+                return Err(FilterError(format!(
+                    "expected a key such as metrics.acc, found {other:?}"
+                )))
+            }
         };
         pos += 1;
         let word = |p: usize| match tokens.get(p) {
@@ -322,7 +356,11 @@ pub fn parse_filter(input: &str) -> Result<Vec<Clause>, FilterError> {
                     match tokens.get(pos) {
                         Some(Token::Text(s)) => items.push(Literal::Text(s.clone())),
                         Some(Token::Number(n)) => items.push(Literal::Number(*n)),
-                        _ => return Err(FilterError(format!("expected a quoted value in the IN list for '{key}'"))),
+                        _ => {
+                            return Err(FilterError(format!(
+                                "expected a quoted value in the IN list for '{key}'"
+                            )))
+                        }
                     }
                     pos += 1;
                     match tokens.get(pos) {
@@ -331,7 +369,11 @@ pub fn parse_filter(input: &str) -> Result<Vec<Clause>, FilterError> {
                             pos += 1;
                             break;
                         }
-                        _ => return Err(FilterError(format!("expected ',' or ')' in the IN list for '{key}'"))),
+                        _ => {
+                            return Err(FilterError(format!(
+                                "expected ',' or ')' in the IN list for '{key}'"
+                            )))
+                        }
                     }
                 }
                 Literal::List(items)
@@ -340,16 +382,31 @@ pub fn parse_filter(input: &str) -> Result<Vec<Clause>, FilterError> {
                 let value = match tokens.get(pos) {
                     Some(Token::Text(s)) => Literal::Text(s.clone()),
                     Some(Token::Number(n)) => Literal::Number(*n),
-                    _ => return Err(FilterError(format!("expected a value after '{key} {}'", op.sql()))),
+                    _ => {
+                        return Err(FilterError(format!(
+                            "expected a value after '{key} {}'",
+                            op.sql()
+                        )))
+                    }
                 };
                 pos += 1;
                 value
             }
         };
-        if entity == Entity::Metric && !matches!(value, Literal::Number(_)) && !matches!(op, Op::IsNull | Op::IsNotNull) {
-            return Err(FilterError(format!("metric '{key}' must be compared with a number")));
+        if entity == Entity::Metric
+            && !matches!(value, Literal::Number(_))
+            && !matches!(op, Op::IsNull | Op::IsNotNull)
+        {
+            return Err(FilterError(format!(
+                "metric '{key}' must be compared with a number"
+            )));
         }
-        clauses.push(Clause { entity, key, op, value });
+        clauses.push(Clause {
+            entity,
+            key,
+            op,
+            value,
+        });
         match tokens.get(pos) {
             None => {}
             Some(Token::Word(w)) if w == "AND" => {
@@ -359,9 +416,15 @@ pub fn parse_filter(input: &str) -> Result<Vec<Clause>, FilterError> {
                 }
             }
             Some(Token::Word(w)) if w == "OR" => {
-                return Err(FilterError("OR is not supported in search filters; use AND".into()))
+                return Err(FilterError(
+                    "OR is not supported in search filters; use AND".into(),
+                ))
             }
-            Some(other) => return Err(FilterError(format!("expected AND between clauses, found {other:?}"))),
+            Some(other) => {
+                return Err(FilterError(format!(
+                    "expected AND between clauses, found {other:?}"
+                )))
+            }
         }
     }
     Ok(clauses)
@@ -378,12 +441,20 @@ pub fn parse_order_by(input: &str) -> Result<OrderTerm, FilterError> {
         None => true,
         Some(Token::Word(w)) if w == "ASC" => true,
         Some(Token::Word(w)) if w == "DESC" => false,
-        _ => return Err(FilterError(format!("invalid order_by clause {input:?}: expected ASC or DESC"))),
+        _ => {
+            return Err(FilterError(format!(
+                "invalid order_by clause {input:?}: expected ASC or DESC"
+            )))
+        }
     };
     if tokens.len() > 2 {
         return Err(FilterError(format!("invalid order_by clause {input:?}")));
     }
-    Ok(OrderTerm { entity, key, ascending })
+    Ok(OrderTerm {
+        entity,
+        key,
+        ascending,
+    })
 }
 
 #[cfg(test)]
@@ -397,26 +468,54 @@ mod tests {
         )
         .unwrap();
         assert_eq!(clauses.len(), 4);
-        assert_eq!(clauses[0], Clause { entity: Entity::Metric, key: "rmse".into(), op: Op::Lt, value: Literal::Number(1.0) });
+        assert_eq!(
+            clauses[0],
+            Clause {
+                entity: Entity::Metric,
+                key: "rmse".into(),
+                op: Op::Lt,
+                value: Literal::Number(1.0)
+            }
+        );
         assert_eq!(clauses[2].key, "mlflow.user");
         assert_eq!(clauses[3].op, Op::In);
-        assert_eq!(clauses[3].value, Literal::List(vec![Literal::Text("RUNNING".into()), Literal::Text("FINISHED".into())]));
+        assert_eq!(
+            clauses[3].value,
+            Literal::List(vec![
+                Literal::Text("RUNNING".into()),
+                Literal::Text("FINISHED".into())
+            ])
+        );
     }
 
     #[test]
     fn parses_quoted_keys_nulls_and_bare_registry_keys() {
-        let c = parse_filter(r#"tags."my tag" IS NOT NULL AND name ILIKE '%Credit%' AND metrics.loss >= -1.5e-3"#).unwrap();
+        let c = parse_filter(
+            r#"tags."my tag" IS NOT NULL AND name ILIKE '%Credit%' AND metrics.loss >= -1.5e-3"#,
+        )
+        .unwrap();
         assert_eq!(c[0].key, "my tag");
         assert_eq!(c[0].op, Op::IsNotNull);
         assert_eq!(c[1].entity, Entity::Attribute);
         assert_eq!(c[2].value, Literal::Number(-1.5e-3));
         assert!(parse_filter("").unwrap().is_empty());
-        assert_eq!(parse_filter("tags.mlflow.runName = 'x'").unwrap()[0].key, "mlflow.runName");
+        assert_eq!(
+            parse_filter("tags.mlflow.runName = 'x'").unwrap()[0].key,
+            "mlflow.runName"
+        );
     }
 
     #[test]
     fn refuses_malformed_filters_with_a_reason() {
-        for bad in ["metrics.acc >", "metrics.acc > 'x'", "foo.bar = 1", "metrics.a > 1 OR metrics.b > 1", "params.p = 'x", "params.p IN 'x'", "metrics.a > 1 AND"] {
+        for bad in [
+            "metrics.acc >",
+            "metrics.acc > 'x'",
+            "foo.bar = 1",
+            "metrics.a > 1 OR metrics.b > 1",
+            "params.p = 'x",
+            "params.p IN 'x'",
+            "metrics.a > 1 AND",
+        ] {
             assert!(parse_filter(bad).is_err(), "{bad} was accepted");
         }
     }
@@ -425,7 +524,11 @@ mod tests {
     fn parses_order_by() {
         assert_eq!(
             parse_order_by("metrics.acc DESC").unwrap(),
-            OrderTerm { entity: Entity::Metric, key: "acc".into(), ascending: false }
+            OrderTerm {
+                entity: Entity::Metric,
+                key: "acc".into(),
+                ascending: false
+            }
         );
         assert!(parse_order_by("start_time").unwrap().ascending);
         assert!(parse_order_by("metrics.acc SIDEWAYS").is_err());

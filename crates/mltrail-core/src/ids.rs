@@ -30,7 +30,11 @@ pub struct ExperimentId(pub i64);
 
 impl ExperimentId {
     pub fn parse(raw: &str) -> Option<Self> {
-        raw.trim().parse::<i64>().ok().filter(|v| *v >= 0).map(ExperimentId)
+        raw.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 0)
+            .map(ExperimentId)
     }
 }
 

@@ -73,6 +73,9 @@ impl ViewType {
 
 impl RunStatus {
     pub fn is_terminal(&self) -> bool {
-        matches!(self, RunStatus::Finished | RunStatus::Failed | RunStatus::Killed)
+        matches!(
+            self,
+            RunStatus::Finished | RunStatus::Failed | RunStatus::Killed
+        )
     }
 }

@@ -19,7 +19,10 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/artifacts", get(list))
         .route("/artifacts/", get(list))
-        .route("/artifacts/{*path}", get(download).put(upload).delete(remove))
+        .route(
+            "/artifacts/{*path}",
+            get(download).put(upload).delete(remove),
+        )
 }
 
 fn parse(raw: &str) -> ApiResult<ArtifactPath> {
@@ -46,12 +49,22 @@ async fn download(State(state): State<AppState>, Path(raw): Path<String>) -> Api
     let path = parse(&raw)?;
     let (size, stream) = state.artifacts.get_stream(&path).await?;
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, "application/octet-stream".parse().map_err(|_| ApiError::invalid("bad header"))?);
+    headers.insert(
+        header::CONTENT_TYPE,
+        "application/octet-stream"
+            .parse()
+            .map_err(|_| ApiError::invalid("bad header"))?,
+    );
     headers.insert(header::CONTENT_LENGTH, size.into());
     Ok((headers, Body::from_stream(stream)).into_response())
 }
 
-async fn upload(State(state): State<AppState>, Path(raw): Path<String>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Value>> {
+async fn upload(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     let path = parse(&raw)?;
     if path.is_root() {
         return Err(ApiError::invalid("An artifact upload must name a file"));
@@ -62,21 +75,39 @@ async fn upload(State(state): State<AppState>, Path(raw): Path<String>, headers:
     let id = path.to_string();
     state
         .store
-        .write(&actor, move |tx, audit| Box::pin(async move { audit.record_external(tx, "artifact.put", ARTIFACT_KIND, &id, Some(digest)).await }))
+        .write(&actor, move |tx, audit| {
+            Box::pin(async move {
+                audit
+                    .record_external(tx, "artifact.put", ARTIFACT_KIND, &id, Some(digest))
+                    .await
+            })
+        })
         .await?;
     Ok(Json(json!({})))
 }
 
-async fn remove(State(state): State<AppState>, Path(raw): Path<String>, req: Req) -> ApiResult<Json<Value>> {
+async fn remove(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    req: Req,
+) -> ApiResult<Json<Value>> {
     let path = parse(&raw)?;
     if path.is_root() {
-        return Err(ApiError::invalid("Refusing to delete the whole artifact store"));
+        return Err(ApiError::invalid(
+            "Refusing to delete the whole artifact store",
+        ));
     }
     state.artifacts.delete(&path).await?;
     let id = path.to_string();
     state
         .store
-        .write(&req.actor, move |tx, audit| Box::pin(async move { audit.record_external(tx, "artifact.delete", ARTIFACT_KIND, &id, None).await }))
+        .write(&req.actor, move |tx, audit| {
+            Box::pin(async move {
+                audit
+                    .record_external(tx, "artifact.delete", ARTIFACT_KIND, &id, None)
+                    .await
+            })
+        })
         .await?;
     Ok(Json(json!({})))
 }

@@ -16,11 +16,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn invalid(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "INVALID_PARAMETER_VALUE", message: message.into() }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "INVALID_PARAMETER_VALUE",
+            message: message.into(),
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::NOT_FOUND, code: "RESOURCE_DOES_NOT_EXIST", message: message.into() }
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "RESOURCE_DOES_NOT_EXIST",
+            message: message.into(),
+        }
     }
 
     pub fn missing(field: &str) -> Self {
@@ -48,15 +56,25 @@ impl From<StoreError> for ApiError {
             StoreError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
             StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE"),
         };
-        ApiError { status, code, message: err.to_string() }
+        ApiError {
+            status,
+            code,
+            message: err.to_string(),
+        }
     }
 }
 
 impl From<ArtifactError> for ApiError {
     fn from(err: ArtifactError) -> Self {
         match err {
-            ArtifactError::NotFound(path) => ApiError::not_found(format!("Artifact {path} does not exist")),
-            other => ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "INTERNAL_ERROR", message: other.to_string() },
+            ArtifactError::NotFound(path) => {
+                ApiError::not_found(format!("Artifact {path} does not exist"))
+            }
+            other => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "INTERNAL_ERROR",
+                message: other.to_string(),
+            },
         }
     }
 }
@@ -70,5 +88,9 @@ impl From<PathError> for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 pub async fn not_found_route(uri: axum::http::Uri) -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: "ENDPOINT_NOT_FOUND", message: format!("No endpoint at {}", uri.path()) }
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "ENDPOINT_NOT_FOUND",
+        message: format!("No endpoint at {}", uri.path()),
+    }
 }

@@ -36,17 +36,29 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_json_bytes: 16 << 20, max_artifact_bytes: 1 << 30 }
+        Limits {
+            max_json_bytes: 16 << 20,
+            max_artifact_bytes: 1 << 30,
+        }
     }
 }
 
 pub fn router(state: AppState, limits: Limits) -> Router {
-    let api = tracking::routes().merge(registry::routes()).merge(logged_models::routes()).layer(DefaultBodyLimit::max(limits.max_json_bytes));
+    let api = tracking::routes()
+        .merge(registry::routes())
+        .merge(logged_models::routes())
+        .layer(DefaultBodyLimit::max(limits.max_json_bytes));
     Router::new()
         .nest("/api/2.0/mlflow", api.clone())
         .nest("/ajax-api/2.0/mlflow", api)
-        .nest("/api/2.0/mlflow-artifacts", artifacts::routes().layer(DefaultBodyLimit::max(limits.max_artifact_bytes)))
-        .nest("/ajax-api/2.0/mlflow-artifacts", artifacts::routes().layer(DefaultBodyLimit::max(limits.max_artifact_bytes)))
+        .nest(
+            "/api/2.0/mlflow-artifacts",
+            artifacts::routes().layer(DefaultBodyLimit::max(limits.max_artifact_bytes)),
+        )
+        .nest(
+            "/ajax-api/2.0/mlflow-artifacts",
+            artifacts::routes().layer(DefaultBodyLimit::max(limits.max_artifact_bytes)),
+        )
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
@@ -71,6 +83,13 @@ async fn server_info() -> Json<serde_json::Value> {
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(listener: TcpListener, state: AppState, limits: Limits, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router(state, limits)).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state, limits))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -14,8 +14,14 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/logged-models", post(create))
         .route("/logged-models/search", post(search))
-        .route("/logged-models/{model_id}", get(get_one).patch(finalize).delete(delete_one))
-        .route("/logged-models/{model_id}/tags", axum::routing::patch(set_tags))
+        .route(
+            "/logged-models/{model_id}",
+            get(get_one).patch(finalize).delete(delete_one),
+        )
+        .route(
+            "/logged-models/{model_id}/tags",
+            axum::routing::patch(set_tags),
+        )
         .route("/logged-models/{model_id}/tags/{key}", delete(delete_tag))
         .route("/logged-models/{model_id}/params", post(log_params))
 }
@@ -42,13 +48,18 @@ async fn create(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> JsonResult {
-    Ok(Json(json!({"model": logged_models::get_logged_model(&state.store, &model_id(&id)?).await?})))
+    Ok(Json(
+        json!({"model": logged_models::get_logged_model(&state.store, &model_id(&id)?).await?}),
+    ))
 }
 
 async fn finalize(State(state): State<AppState>, Path(id): Path<String>, req: Req) -> JsonResult {
     let raw = req.str("status")?;
-    let status = LoggedModelStatus::parse(&raw).ok_or_else(|| ApiError::invalid(format!("Invalid logged model status '{raw}'")))?;
-    let model = logged_models::finalize_logged_model(&state.store, &req.actor, model_id(&id)?, status).await?;
+    let status = LoggedModelStatus::parse(&raw)
+        .ok_or_else(|| ApiError::invalid(format!("Invalid logged model status '{raw}'")))?;
+    let model =
+        logged_models::finalize_logged_model(&state.store, &req.actor, model_id(&id)?, status)
+            .await?;
     Ok(Json(json!({"model": model})))
 }
 
@@ -58,31 +69,68 @@ async fn delete_one(State(state): State<AppState>, Path(id): Path<String>, req: 
 }
 
 async fn set_tags(State(state): State<AppState>, Path(id): Path<String>, req: Req) -> JsonResult {
-    logged_models::set_logged_model_tags(&state.store, &req.actor, model_id(&id)?, key_values(req.value("tags"), "tags")?).await?;
+    logged_models::set_logged_model_tags(
+        &state.store,
+        &req.actor,
+        model_id(&id)?,
+        key_values(req.value("tags"), "tags")?,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
-async fn delete_tag(State(state): State<AppState>, Path((id, key)): Path<(String, String)>, req: Req) -> JsonResult {
+async fn delete_tag(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    req: Req,
+) -> JsonResult {
     logged_models::delete_logged_model_tag(&state.store, &req.actor, model_id(&id)?, key).await?;
     Ok(Json(json!({})))
 }
 
 async fn log_params(State(state): State<AppState>, Path(id): Path<String>, req: Req) -> JsonResult {
-    logged_models::log_logged_model_params(&state.store, &req.actor, model_id(&id)?, key_values(req.value("params"), "params")?).await?;
+    logged_models::log_logged_model_params(
+        &state.store,
+        &req.actor,
+        model_id(&id)?,
+        key_values(req.value("params"), "params")?,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn search(State(state): State<AppState>, req: Req) -> JsonResult {
-    let ids = req.str_list("experiment_ids").iter().map(|s| parse_experiment_id(s)).collect::<ApiResult<Vec<_>>>()?;
+    let ids = req
+        .str_list("experiment_ids")
+        .iter()
+        .map(|s| parse_experiment_id(s))
+        .collect::<ApiResult<Vec<_>>>()?;
     let max = req.max_results(100, 1000)?;
     let mut order = Vec::new();
     if let Some(Value::Array(items)) = req.value("order_by") {
         for item in items {
-            let field_name = item.get("field_name").and_then(|f| f.as_str()).ok_or_else(|| ApiError::missing("order_by.field_name"))?;
-            order.push(ModelOrder { field_name: field_name.to_string(), ascending: item.get("ascending").and_then(|a| a.as_bool()).unwrap_or(true) });
+            let field_name = item
+                .get("field_name")
+                .and_then(|f| f.as_str())
+                .ok_or_else(|| ApiError::missing("order_by.field_name"))?;
+            order.push(ModelOrder {
+                field_name: field_name.to_string(),
+                ascending: item
+                    .get("ascending")
+                    .and_then(|a| a.as_bool())
+                    .unwrap_or(true),
+            });
         }
     }
-    let page = logged_models::search_logged_models(&state.store, &ids, &req.opt_str("filter").unwrap_or_default(), max, &order, req.opt_str("page_token").as_deref()).await?;
+    let page = logged_models::search_logged_models(
+        &state.store,
+        &ids,
+        &req.opt_str("filter").unwrap_or_default(),
+        max,
+        &order,
+        req.opt_str("page_token").as_deref(),
+    )
+    .await?;
     let mut body = json!({});
     if !page.items.is_empty() {
         body["models"] = json!(page.items);

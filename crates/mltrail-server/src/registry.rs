@@ -15,22 +15,52 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/registered-models/create", post(create_model))
         .route("/registered-models/get", get(get_model))
         .route("/registered-models/rename", post(rename_model))
-        .route("/registered-models/update", axum::routing::patch(update_model))
-        .route("/registered-models/delete", axum::routing::delete(delete_model))
-        .route("/registered-models/search", get(search_models).post(search_models))
-        .route("/registered-models/get-latest-versions", post(latest_versions).get(latest_versions))
+        .route(
+            "/registered-models/update",
+            axum::routing::patch(update_model),
+        )
+        .route(
+            "/registered-models/delete",
+            axum::routing::delete(delete_model),
+        )
+        .route(
+            "/registered-models/search",
+            get(search_models).post(search_models),
+        )
+        .route(
+            "/registered-models/get-latest-versions",
+            post(latest_versions).get(latest_versions),
+        )
         .route("/registered-models/set-tag", post(set_model_tag))
-        .route("/registered-models/delete-tag", axum::routing::delete(delete_model_tag))
-        .route("/registered-models/alias", post(set_alias).delete(delete_alias).get(get_by_alias))
+        .route(
+            "/registered-models/delete-tag",
+            axum::routing::delete(delete_model_tag),
+        )
+        .route(
+            "/registered-models/alias",
+            post(set_alias).delete(delete_alias).get(get_by_alias),
+        )
         .route("/model-versions/create", post(create_version))
         .route("/model-versions/get", get(get_version))
-        .route("/model-versions/update", axum::routing::patch(update_version))
-        .route("/model-versions/delete", axum::routing::delete(delete_version))
-        .route("/model-versions/search", get(search_versions).post(search_versions))
+        .route(
+            "/model-versions/update",
+            axum::routing::patch(update_version),
+        )
+        .route(
+            "/model-versions/delete",
+            axum::routing::delete(delete_version),
+        )
+        .route(
+            "/model-versions/search",
+            get(search_versions).post(search_versions),
+        )
         .route("/model-versions/transition-stage", post(transition_stage))
         .route("/model-versions/get-download-uri", get(download_uri))
         .route("/model-versions/set-tag", post(set_version_tag))
-        .route("/model-versions/delete-tag", axum::routing::delete(delete_version_tag))
+        .route(
+            "/model-versions/delete-tag",
+            axum::routing::delete(delete_version_tag),
+        )
 }
 
 type JsonResult = ApiResult<Json<Value>>;
@@ -40,21 +70,42 @@ fn version(req: &Req) -> ApiResult<i64> {
 }
 
 async fn create_model(State(state): State<AppState>, req: Req) -> JsonResult {
-    let model = registry::create_registered_model(&state.store, &req.actor, req.str("name")?, req.opt_str("description").unwrap_or_default(), key_values(req.value("tags"), "tags")?).await?;
+    let model = registry::create_registered_model(
+        &state.store,
+        &req.actor,
+        req.str("name")?,
+        req.opt_str("description").unwrap_or_default(),
+        key_values(req.value("tags"), "tags")?,
+    )
+    .await?;
     Ok(Json(json!({"registered_model": model})))
 }
 
 async fn get_model(State(state): State<AppState>, req: Req) -> JsonResult {
-    Ok(Json(json!({"registered_model": registry::get_registered_model(&state.store, &req.str("name")?).await?})))
+    Ok(Json(
+        json!({"registered_model": registry::get_registered_model(&state.store, &req.str("name")?).await?}),
+    ))
 }
 
 async fn rename_model(State(state): State<AppState>, req: Req) -> JsonResult {
-    let model = registry::rename_registered_model(&state.store, &req.actor, req.str("name")?, req.str("new_name")?).await?;
+    let model = registry::rename_registered_model(
+        &state.store,
+        &req.actor,
+        req.str("name")?,
+        req.str("new_name")?,
+    )
+    .await?;
     Ok(Json(json!({"registered_model": model})))
 }
 
 async fn update_model(State(state): State<AppState>, req: Req) -> JsonResult {
-    let model = registry::update_registered_model(&state.store, &req.actor, req.str("name")?, req.opt_str("description").unwrap_or_default()).await?;
+    let model = registry::update_registered_model(
+        &state.store,
+        &req.actor,
+        req.str("name")?,
+        req.opt_str("description").unwrap_or_default(),
+    )
+    .await?;
     Ok(Json(json!({"registered_model": model})))
 }
 
@@ -65,7 +116,14 @@ async fn delete_model(State(state): State<AppState>, req: Req) -> JsonResult {
 
 async fn search_models(State(state): State<AppState>, req: Req) -> JsonResult {
     let max = req.max_results(100, 1000)?;
-    let page = registry::search_registered_models(&state.store, &req.opt_str("filter").unwrap_or_default(), max, &req.str_list("order_by"), req.opt_str("page_token").as_deref()).await?;
+    let page = registry::search_registered_models(
+        &state.store,
+        &req.opt_str("filter").unwrap_or_default(),
+        max,
+        &req.str_list("order_by"),
+        req.opt_str("page_token").as_deref(),
+    )
+    .await?;
     let mut body = json!({"registered_models": page.items});
     if let Some(t) = page.next_page_token {
         body["next_page_token"] = Value::String(t);
@@ -74,33 +132,58 @@ async fn search_models(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn latest_versions(State(state): State<AppState>, req: Req) -> JsonResult {
-    let versions = registry::get_latest_versions(&state.store, &req.str("name")?, &req.str_list("stages")).await?;
+    let versions =
+        registry::get_latest_versions(&state.store, &req.str("name")?, &req.str_list("stages"))
+            .await?;
     Ok(Json(json!({"model_versions": versions})))
 }
 
 async fn set_model_tag(State(state): State<AppState>, req: Req) -> JsonResult {
-    let tag = mltrail_store::KeyValue { key: req.str("key")?, value: req.opt_str("value").unwrap_or_default() };
+    let tag = mltrail_store::KeyValue {
+        key: req.str("key")?,
+        value: req.opt_str("value").unwrap_or_default(),
+    };
     registry::set_registered_model_tag(&state.store, &req.actor, req.str("name")?, tag).await?;
     Ok(Json(json!({})))
 }
 
 async fn delete_model_tag(State(state): State<AppState>, req: Req) -> JsonResult {
-    registry::delete_registered_model_tag(&state.store, &req.actor, req.str("name")?, req.str("key")?).await?;
+    registry::delete_registered_model_tag(
+        &state.store,
+        &req.actor,
+        req.str("name")?,
+        req.str("key")?,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn set_alias(State(state): State<AppState>, req: Req) -> JsonResult {
-    registry::set_alias(&state.store, &req.actor, req.str("name")?, req.str("alias")?, version(&req)?).await?;
+    registry::set_alias(
+        &state.store,
+        &req.actor,
+        req.str("name")?,
+        req.str("alias")?,
+        version(&req)?,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn delete_alias(State(state): State<AppState>, req: Req) -> JsonResult {
-    registry::delete_alias(&state.store, &req.actor, req.str("name")?, req.str("alias")?).await?;
+    registry::delete_alias(
+        &state.store,
+        &req.actor,
+        req.str("name")?,
+        req.str("alias")?,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn get_by_alias(State(state): State<AppState>, req: Req) -> JsonResult {
-    let mv = registry::get_version_by_alias(&state.store, &req.str("name")?, &req.str("alias")?).await?;
+    let mv =
+        registry::get_version_by_alias(&state.store, &req.str("name")?, &req.str("alias")?).await?;
     Ok(Json(json!({"model_version": mv})))
 }
 
@@ -117,29 +200,49 @@ async fn create_version(State(state): State<AppState>, req: Req) -> JsonResult {
         tags: key_values(req.value("tags"), "tags")?,
     };
     if !new.run_id.is_empty() && mltrail_core::RunId::parse(&new.run_id).is_none() {
-        return Err(ApiError::invalid(format!("Invalid run_id '{}'", new.run_id)));
+        return Err(ApiError::invalid(format!(
+            "Invalid run_id '{}'",
+            new.run_id
+        )));
     }
     let mv = registry::create_model_version(&state.store, &req.actor, new).await?;
     Ok(Json(json!({"model_version": mv})))
 }
 
 async fn get_version(State(state): State<AppState>, req: Req) -> JsonResult {
-    Ok(Json(json!({"model_version": registry::get_model_version(&state.store, &req.str("name")?, version(&req)?).await?})))
+    Ok(Json(
+        json!({"model_version": registry::get_model_version(&state.store, &req.str("name")?, version(&req)?).await?}),
+    ))
 }
 
 async fn update_version(State(state): State<AppState>, req: Req) -> JsonResult {
-    let mv = registry::update_model_version(&state.store, &req.actor, req.str("name")?, version(&req)?, req.opt_str("description").unwrap_or_default()).await?;
+    let mv = registry::update_model_version(
+        &state.store,
+        &req.actor,
+        req.str("name")?,
+        version(&req)?,
+        req.opt_str("description").unwrap_or_default(),
+    )
+    .await?;
     Ok(Json(json!({"model_version": mv})))
 }
 
 async fn delete_version(State(state): State<AppState>, req: Req) -> JsonResult {
-    registry::delete_model_version(&state.store, &req.actor, req.str("name")?, version(&req)?).await?;
+    registry::delete_model_version(&state.store, &req.actor, req.str("name")?, version(&req)?)
+        .await?;
     Ok(Json(json!({})))
 }
 
 async fn search_versions(State(state): State<AppState>, req: Req) -> JsonResult {
     let max = req.max_results(10000, 200000)?;
-    let page = registry::search_model_versions(&state.store, &req.opt_str("filter").unwrap_or_default(), max, &req.str_list("order_by"), req.opt_str("page_token").as_deref()).await?;
+    let page = registry::search_model_versions(
+        &state.store,
+        &req.opt_str("filter").unwrap_or_default(),
+        max,
+        &req.str_list("order_by"),
+        req.opt_str("page_token").as_deref(),
+    )
+    .await?;
     let mut body = json!({"model_versions": page.items});
     if let Some(t) = page.next_page_token {
         body["next_page_token"] = Value::String(t);
@@ -151,7 +254,15 @@ async fn transition_stage(State(state): State<AppState>, req: Req) -> JsonResult
     let raw = req.str("stage")?;
     let stage = ModelStage::parse(&raw).ok_or_else(|| ApiError::invalid(format!("Invalid Model Version stage: {raw}. Value must be one of None, Staging, Production, Archived.")))?;
     let archive = req.opt_bool("archive_existing_versions")?.unwrap_or(false);
-    let mv = registry::transition_stage(&state.store, &req.actor, req.str("name")?, version(&req)?, stage, archive).await?;
+    let mv = registry::transition_stage(
+        &state.store,
+        &req.actor,
+        req.str("name")?,
+        version(&req)?,
+        stage,
+        archive,
+    )
+    .await?;
     Ok(Json(json!({"model_version": mv})))
 }
 
@@ -161,12 +272,29 @@ async fn download_uri(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn set_version_tag(State(state): State<AppState>, req: Req) -> JsonResult {
-    let tag = mltrail_store::KeyValue { key: req.str("key")?, value: req.opt_str("value").unwrap_or_default() };
-    registry::set_model_version_tag(&state.store, &req.actor, req.str("name")?, version(&req)?, tag).await?;
+    let tag = mltrail_store::KeyValue {
+        key: req.str("key")?,
+        value: req.opt_str("value").unwrap_or_default(),
+    };
+    registry::set_model_version_tag(
+        &state.store,
+        &req.actor,
+        req.str("name")?,
+        version(&req)?,
+        tag,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn delete_version_tag(State(state): State<AppState>, req: Req) -> JsonResult {
-    registry::delete_model_version_tag(&state.store, &req.actor, req.str("name")?, version(&req)?, req.str("key")?).await?;
+    registry::delete_model_version_tag(
+        &state.store,
+        &req.actor,
+        req.str("name")?,
+        version(&req)?,
+        req.str("key")?,
+    )
+    .await?;
     Ok(Json(json!({})))
 }

@@ -35,12 +35,20 @@ impl<S: Send + Sync> FromRequest<S> for Req {
         }
         let body = Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError { status: e.status(), code: "INVALID_PARAMETER_VALUE", message: e.body_text() })?;
+            .map_err(|e| ApiError {
+                status: e.status(),
+                code: "INVALID_PARAMETER_VALUE",
+                message: e.body_text(),
+            })?;
         if !body.iter().all(|b| b.is_ascii_whitespace()) {
             match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::Object(map)) => fields.extend(map),
                 Ok(_) => return Err(ApiError::invalid("Request body must be a JSON object")),
-                Err(e) => return Err(ApiError::invalid(format!("Malformed JSON request body: {e}"))),
+                Err(e) => {
+                    return Err(ApiError::invalid(format!(
+                        "Malformed JSON request body: {e}"
+                    )))
+                }
             }
         }
         Ok(Req { fields, actor })
@@ -53,7 +61,11 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (decode(k), decode(v))
         })
         .collect()
@@ -107,18 +119,25 @@ impl Req {
     }
 
     pub fn str(&self, key: &str) -> Result<String, ApiError> {
-        self.opt_str(key).filter(|s| !s.is_empty()).ok_or_else(|| ApiError::missing(key))
+        self.opt_str(key)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ApiError::missing(key))
     }
 
     /// The run id, sent as `run_id` or the legacy `run_uuid`.
     pub fn run_id(&self) -> Result<String, ApiError> {
-        self.opt_str("run_id").filter(|s| !s.is_empty()).or_else(|| self.opt_str("run_uuid")).ok_or_else(|| ApiError::missing("run_id"))
+        self.opt_str("run_id")
+            .filter(|s| !s.is_empty())
+            .or_else(|| self.opt_str("run_uuid"))
+            .ok_or_else(|| ApiError::missing("run_id"))
     }
 
     pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, ApiError> {
         match self.value(key) {
             None => Ok(None),
-            Some(v) => as_i64(v).map(Some).ok_or_else(|| ApiError::invalid(format!("Parameter '{key}' must be an integer, got {v}"))),
+            Some(v) => as_i64(v).map(Some).ok_or_else(|| {
+                ApiError::invalid(format!("Parameter '{key}' must be an integer, got {v}"))
+            }),
         }
     }
 
@@ -128,7 +147,9 @@ impl Req {
             Some(Value::Bool(b)) => Ok(Some(*b)),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
-            Some(v) => Err(ApiError::invalid(format!("Parameter '{key}' must be a boolean, got {v}"))),
+            Some(v) => Err(ApiError::invalid(format!(
+                "Parameter '{key}' must be a boolean, got {v}"
+            ))),
         }
     }
 
@@ -136,7 +157,7 @@ impl Req {
     pub fn str_list(&self, key: &str) -> Vec<String> {
         match self.value(key) {
             None => Vec::new(),
-            Some(Value::Array(items)) => items.iter().filter_map(|v| scalar_string(v)).collect(),
+            Some(Value::Array(items)) => items.iter().filter_map(scalar_string).collect(),
             Some(v) => scalar_string(v).into_iter().collect(),
         }
     }
@@ -159,7 +180,11 @@ impl Req {
 pub fn parse_experiment_id(raw: &str) -> Result<i64, ApiError> {
     mltrail_core::ExperimentId::parse(raw)
         .map(|id| id.0)
-        .ok_or_else(|| ApiError::invalid(format!("Invalid experiment id '{raw}': experiment ids are non-negative integers")))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Invalid experiment id '{raw}': experiment ids are non-negative integers"
+            ))
+        })
 }
 
 fn scalar_string(v: &Value) -> Option<String> {
@@ -172,7 +197,9 @@ fn scalar_string(v: &Value) -> Option<String> {
 
 pub fn as_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -193,17 +220,33 @@ pub fn as_f64(v: &Value) -> Option<f64> {
 }
 
 /// `[{"key": …, "value": …}]` lists (tags, params).
-pub fn key_values(value: Option<&Value>, field: &str) -> Result<Vec<mltrail_store::KeyValue>, ApiError> {
-    let Some(value) = value else { return Ok(Vec::new()) };
-    let items = value.as_array().ok_or_else(|| ApiError::invalid(format!("Parameter '{field}' must be a list of {{key, value}} objects")))?;
+pub fn key_values(
+    value: Option<&Value>,
+    field: &str,
+) -> Result<Vec<mltrail_store::KeyValue>, ApiError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let items = value.as_array().ok_or_else(|| {
+        ApiError::invalid(format!(
+            "Parameter '{field}' must be a list of {{key, value}} objects"
+        ))
+    })?;
     items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let key = item.get("key").and_then(scalar_string).ok_or_else(|| ApiError::invalid(format!("{field}[{i}] is missing 'key'")))?;
+            let key = item
+                .get("key")
+                .and_then(scalar_string)
+                .ok_or_else(|| ApiError::invalid(format!("{field}[{i}] is missing 'key'")))?;
             let value = match item.get("value") {
                 None | Some(Value::Null) => String::new(),
-                Some(v) => scalar_string(v).or_else(|| v.as_bool().map(|b| b.to_string())).ok_or_else(|| ApiError::invalid(format!("{field}[{i}].value must be a string")))?,
+                Some(v) => scalar_string(v)
+                    .or_else(|| v.as_bool().map(|b| b.to_string()))
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("{field}[{i}].value must be a string"))
+                    })?,
             };
             Ok(mltrail_store::KeyValue { key, value })
         })
@@ -216,7 +259,10 @@ mod tests {
 
     #[test]
     fn decodes_basic_auth_user() {
-        assert_eq!(decode_base64("YWxpY2U6c2VjcmV0").as_deref(), Some("alice:secret"));
+        assert_eq!(
+            decode_base64("YWxpY2U6c2VjcmV0").as_deref(),
+            Some("alice:secret")
+        );
     }
 
     #[test]

@@ -16,13 +16,19 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/experiments/create", post(create_experiment))
         .route("/experiments/get", get(get_experiment))
         .route("/experiments/get-by-name", get(get_experiment_by_name))
-        .route("/experiments/search", post(search_experiments).get(search_experiments))
+        .route(
+            "/experiments/search",
+            post(search_experiments).get(search_experiments),
+        )
         .route("/experiments/list", get(search_experiments))
         .route("/experiments/update", post(update_experiment))
         .route("/experiments/delete", post(delete_experiment))
         .route("/experiments/restore", post(restore_experiment))
         .route("/experiments/set-experiment-tag", post(set_experiment_tag))
-        .route("/experiments/delete-experiment-tag", post(delete_experiment_tag))
+        .route(
+            "/experiments/delete-experiment-tag",
+            post(delete_experiment_tag),
+        )
         .route("/runs/create", post(create_run))
         .route("/runs/get", get(get_run))
         .route("/runs/update", post(update_run))
@@ -44,7 +50,11 @@ type JsonResult = ApiResult<Json<Value>>;
 fn view_type(req: &Req, key: &str) -> ApiResult<ViewType> {
     match req.opt_str(key) {
         None => Ok(ViewType::ActiveOnly),
-        Some(raw) => ViewType::parse(&raw).ok_or_else(|| ApiError::invalid(format!("Invalid value '{raw}' for parameter '{key}': use ACTIVE_ONLY, DELETED_ONLY or ALL"))),
+        Some(raw) => ViewType::parse(&raw).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Invalid value '{raw}' for parameter '{key}': use ACTIVE_ONLY, DELETED_ONLY or ALL"
+            ))
+        }),
     }
 }
 
@@ -57,7 +67,9 @@ fn checked_artifact_location(state: &AppState, req: &Req) -> ApiResult<Option<St
             mltrail_core::artifact_path::validate_model_source(&loc, state.artifacts.uri())
                 .map_err(|_| ApiError::invalid(format!("artifact_location '{loc}' must be under mlflow-artifacts:/ or the server's artifact destination")))?;
             if loc.starts_with("runs:/") || loc.starts_with("models:/") {
-                return Err(ApiError::invalid(format!("artifact_location '{loc}' must be a storage location")));
+                return Err(ApiError::invalid(format!(
+                    "artifact_location '{loc}' must be a storage location"
+                )));
             }
             Ok(Some(loc))
         }
@@ -78,7 +90,8 @@ async fn get_experiment(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn get_experiment_by_name(State(state): State<AppState>, req: Req) -> JsonResult {
-    let experiment = tracking::get_experiment_by_name(&state.store, &req.str("experiment_name")?).await?;
+    let experiment =
+        tracking::get_experiment_by_name(&state.store, &req.str("experiment_name")?).await?;
     Ok(Json(json!({"experiment": experiment})))
 }
 
@@ -86,7 +99,15 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> JsonResu
     let view = view_type(&req, "view_type")?;
     let max = req.max_results(1000, 50000)?;
     let filter = req.opt_str("filter").unwrap_or_default();
-    let page = tracking::search_experiments(&state.store, view, &filter, &req.str_list("order_by"), max, req.opt_str("page_token").as_deref()).await?;
+    let page = tracking::search_experiments(
+        &state.store,
+        view,
+        &filter,
+        &req.str_list("order_by"),
+        max,
+        req.opt_str("page_token").as_deref(),
+    )
+    .await?;
     let mut body = json!({"experiments": page.items});
     if let Some(token) = page.next_page_token {
         body["next_page_token"] = Value::String(token);
@@ -103,23 +124,44 @@ async fn update_experiment(State(state): State<AppState>, req: Req) -> JsonResul
 }
 
 async fn delete_experiment(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::set_experiment_stage(&state.store, &req.actor, req.experiment_id()?, LifecycleStage::Deleted).await?;
+    tracking::set_experiment_stage(
+        &state.store,
+        &req.actor,
+        req.experiment_id()?,
+        LifecycleStage::Deleted,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn restore_experiment(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::set_experiment_stage(&state.store, &req.actor, req.experiment_id()?, LifecycleStage::Active).await?;
+    tracking::set_experiment_stage(
+        &state.store,
+        &req.actor,
+        req.experiment_id()?,
+        LifecycleStage::Active,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn set_experiment_tag(State(state): State<AppState>, req: Req) -> JsonResult {
-    let tag = mltrail_store::KeyValue { key: req.str("key")?, value: req.opt_str("value").unwrap_or_default() };
+    let tag = mltrail_store::KeyValue {
+        key: req.str("key")?,
+        value: req.opt_str("value").unwrap_or_default(),
+    };
     tracking::set_experiment_tag(&state.store, &req.actor, req.experiment_id()?, tag).await?;
     Ok(Json(json!({})))
 }
 
 async fn delete_experiment_tag(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::delete_experiment_tag(&state.store, &req.actor, req.experiment_id()?, req.str("key")?).await?;
+    tracking::delete_experiment_tag(
+        &state.store,
+        &req.actor,
+        req.experiment_id()?,
+        req.str("key")?,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
@@ -147,31 +189,67 @@ async fn get_run(State(state): State<AppState>, req: Req) -> JsonResult {
 async fn update_run(State(state): State<AppState>, req: Req) -> JsonResult {
     let status = match req.opt_str("status") {
         None => None,
-        Some(raw) => Some(RunStatus::parse(&raw).ok_or_else(|| ApiError::invalid(format!("Invalid run status '{raw}'")))?),
+        Some(raw) => Some(
+            RunStatus::parse(&raw)
+                .ok_or_else(|| ApiError::invalid(format!("Invalid run status '{raw}'")))?,
+        ),
     };
-    let info = tracking::update_run(&state.store, &req.actor, req.run_id()?, status, req.opt_i64("end_time")?, req.opt_str("run_name")).await?;
+    let info = tracking::update_run(
+        &state.store,
+        &req.actor,
+        req.run_id()?,
+        status,
+        req.opt_i64("end_time")?,
+        req.opt_str("run_name"),
+    )
+    .await?;
     Ok(Json(json!({"run_info": info})))
 }
 
 async fn delete_run(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::set_run_stage(&state.store, &req.actor, req.run_id()?, LifecycleStage::Deleted).await?;
+    tracking::set_run_stage(
+        &state.store,
+        &req.actor,
+        req.run_id()?,
+        LifecycleStage::Deleted,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn restore_run(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::set_run_stage(&state.store, &req.actor, req.run_id()?, LifecycleStage::Active).await?;
+    tracking::set_run_stage(
+        &state.store,
+        &req.actor,
+        req.run_id()?,
+        LifecycleStage::Active,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn search_runs(State(state): State<AppState>, req: Req) -> JsonResult {
-    let ids = req.str_list("experiment_ids").iter().map(|s| parse_experiment_id(s)).collect::<ApiResult<Vec<_>>>()?;
+    let ids = req
+        .str_list("experiment_ids")
+        .iter()
+        .map(|s| parse_experiment_id(s))
+        .collect::<ApiResult<Vec<_>>>()?;
     if ids.is_empty() {
         return Err(ApiError::missing("experiment_ids"));
     }
     let view = view_type(&req, "run_view_type")?;
     let max = req.max_results(1000, 50000)?;
     let filter = req.opt_str("filter").unwrap_or_default();
-    let page = tracking::search_runs(&state.store, &ids, &filter, view, max, &req.str_list("order_by"), req.opt_str("page_token").as_deref()).await?;
+    let page = tracking::search_runs(
+        &state.store,
+        &ids,
+        &filter,
+        view,
+        max,
+        &req.str_list("order_by"),
+        req.opt_str("page_token").as_deref(),
+    )
+    .await?;
     let mut body = json!({});
     if !page.items.is_empty() {
         body["runs"] = json!(page.items);
@@ -183,17 +261,44 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 fn metric_from(value: &Value, field: &str) -> ApiResult<NewMetric> {
-    let key = value.get("key").and_then(|k| k.as_str()).ok_or_else(|| ApiError::missing(&format!("{field}.key")))?;
-    let v = value.get("value").ok_or_else(|| ApiError::missing(&format!("{field}.value")))?;
-    let v = as_f64(v).ok_or_else(|| ApiError::invalid(format!("Parameter '{field}.value' must be a number, got {v}")))?;
-    let timestamp = value.get("timestamp").map(|t| as_i64(t).ok_or_else(|| ApiError::invalid(format!("Parameter '{field}.timestamp' must be an integer")))).transpose()?;
-    let step = value.get("step").filter(|s| !s.is_null()).map(|s| as_i64(s).ok_or_else(|| ApiError::invalid(format!("Parameter '{field}.step' must be an integer")))).transpose()?;
+    let key = value
+        .get("key")
+        .and_then(|k| k.as_str())
+        .ok_or_else(|| ApiError::missing(&format!("{field}.key")))?;
+    let v = value
+        .get("value")
+        .ok_or_else(|| ApiError::missing(&format!("{field}.value")))?;
+    let v = as_f64(v).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "Parameter '{field}.value' must be a number, got {v}"
+        ))
+    })?;
+    let timestamp = value
+        .get("timestamp")
+        .map(|t| {
+            as_i64(t).ok_or_else(|| {
+                ApiError::invalid(format!("Parameter '{field}.timestamp' must be an integer"))
+            })
+        })
+        .transpose()?;
+    let step = value
+        .get("step")
+        .filter(|s| !s.is_null())
+        .map(|s| {
+            as_i64(s).ok_or_else(|| {
+                ApiError::invalid(format!("Parameter '{field}.step' must be an integer"))
+            })
+        })
+        .transpose()?;
     Ok(NewMetric {
         key: key.to_string(),
         value: v,
         timestamp: timestamp.ok_or_else(|| ApiError::missing(&format!("{field}.timestamp")))?,
         step: step.unwrap_or(0),
-        model_id: value.get("model_id").and_then(|m| m.as_str()).map(str::to_string),
+        model_id: value
+            .get("model_id")
+            .and_then(|m| m.as_str())
+            .map(str::to_string),
     })
 }
 
@@ -207,19 +312,51 @@ async fn log_metric(State(state): State<AppState>, req: Req) -> JsonResult {
         "model_id": req.value("model_id").cloned(),
     });
     let metric = metric_from(&body, "metric")?;
-    tracking::log_batch(&state.store, &req.actor, run_id, vec![metric], vec![], vec![]).await?;
+    tracking::log_batch(
+        &state.store,
+        &req.actor,
+        run_id,
+        vec![metric],
+        vec![],
+        vec![],
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn log_param(State(state): State<AppState>, req: Req) -> JsonResult {
-    let param = mltrail_store::KeyValue { key: req.str("key")?, value: req.opt_str("value").ok_or_else(|| ApiError::missing("value"))? };
-    tracking::log_batch(&state.store, &req.actor, req.run_id()?, vec![], vec![param], vec![]).await?;
+    let param = mltrail_store::KeyValue {
+        key: req.str("key")?,
+        value: req
+            .opt_str("value")
+            .ok_or_else(|| ApiError::missing("value"))?,
+    };
+    tracking::log_batch(
+        &state.store,
+        &req.actor,
+        req.run_id()?,
+        vec![],
+        vec![param],
+        vec![],
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn set_tag(State(state): State<AppState>, req: Req) -> JsonResult {
-    let tag = mltrail_store::KeyValue { key: req.str("key")?, value: req.opt_str("value").unwrap_or_default() };
-    tracking::log_batch(&state.store, &req.actor, req.run_id()?, vec![], vec![], vec![tag]).await?;
+    let tag = mltrail_store::KeyValue {
+        key: req.str("key")?,
+        value: req.opt_str("value").unwrap_or_default(),
+    };
+    tracking::log_batch(
+        &state.store,
+        &req.actor,
+        req.run_id()?,
+        vec![],
+        vec![],
+        vec![tag],
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
@@ -231,12 +368,24 @@ async fn delete_tag(State(state): State<AppState>, req: Req) -> JsonResult {
 async fn log_batch(State(state): State<AppState>, req: Req) -> JsonResult {
     let metrics = match req.value("metrics") {
         None => Vec::new(),
-        Some(Value::Array(items)) => items.iter().enumerate().map(|(i, m)| metric_from(m, &format!("metrics[{i}]"))).collect::<ApiResult<Vec<_>>>()?,
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, m)| metric_from(m, &format!("metrics[{i}]")))
+            .collect::<ApiResult<Vec<_>>>()?,
         Some(_) => return Err(ApiError::invalid("Parameter 'metrics' must be a list")),
     };
     let params = key_values(req.value("params"), "params")?;
     let tags = key_values(req.value("tags"), "tags")?;
-    tracking::log_batch(&state.store, &req.actor, req.run_id()?, metrics, params, tags).await?;
+    tracking::log_batch(
+        &state.store,
+        &req.actor,
+        req.run_id()?,
+        metrics,
+        params,
+        tags,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
@@ -244,9 +393,23 @@ async fn log_inputs(State(state): State<AppState>, req: Req) -> JsonResult {
     let mut datasets = Vec::new();
     if let Some(items) = req.value("datasets").and_then(|d| d.as_array()) {
         for (i, item) in items.iter().enumerate() {
-            let dataset = item.get("dataset").cloned().ok_or_else(|| ApiError::missing(&format!("datasets[{i}].dataset")))?;
-            let field = |k: &str| dataset.get(k).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| ApiError::missing(&format!("datasets[{i}].dataset.{k}")));
-            datasets.push(NewDatasetInput { name: field("name")?, digest: field("digest")?, tags: key_values(item.get("tags"), "tags")?, dataset });
+            let dataset = item
+                .get("dataset")
+                .cloned()
+                .ok_or_else(|| ApiError::missing(&format!("datasets[{i}].dataset")))?;
+            let field = |k: &str| {
+                dataset
+                    .get(k)
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::missing(&format!("datasets[{i}].dataset.{k}")))
+            };
+            datasets.push(NewDatasetInput {
+                name: field("name")?,
+                digest: field("digest")?,
+                tags: key_values(item.get("tags"), "tags")?,
+                dataset,
+            });
         }
     }
     tracking::log_inputs(&state.store, &req.actor, req.run_id()?, datasets).await?;
@@ -257,9 +420,15 @@ async fn log_outputs(State(state): State<AppState>, req: Req) -> JsonResult {
     let mut models = Vec::new();
     if let Some(items) = req.value("models").and_then(|d| d.as_array()) {
         for (i, item) in items.iter().enumerate() {
-            let model_id = item.get("model_id").and_then(|v| v.as_str()).ok_or_else(|| ApiError::missing(&format!("models[{i}].model_id")))?;
+            let model_id = item
+                .get("model_id")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| ApiError::missing(&format!("models[{i}].model_id")))?;
             let step = item.get("step").and_then(as_i64).unwrap_or(0);
-            models.push(ModelIo { model_id: model_id.to_string(), step });
+            models.push(ModelIo {
+                model_id: model_id.to_string(),
+                step,
+            });
         }
     }
     tracking::log_outputs(&state.store, &req.actor, req.run_id()?, models).await?;
@@ -268,7 +437,14 @@ async fn log_outputs(State(state): State<AppState>, req: Req) -> JsonResult {
 
 async fn metric_history(State(state): State<AppState>, req: Req) -> JsonResult {
     let max = req.opt_i64("max_results")?.unwrap_or(25000).clamp(1, 25000);
-    let page = tracking::metric_history(&state.store, &req.run_id()?, &req.str("metric_key")?, max, req.opt_str("page_token").as_deref()).await?;
+    let page = tracking::metric_history(
+        &state.store,
+        &req.run_id()?,
+        &req.str("metric_key")?,
+        max,
+        req.opt_str("page_token").as_deref(),
+    )
+    .await?;
     let mut body = json!({"metrics": page.items});
     if let Some(token) = page.next_page_token {
         body["next_page_token"] = Value::String(token);

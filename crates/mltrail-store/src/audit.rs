@@ -17,10 +17,16 @@ pub enum Entity {
     Experiment(i64),
     Run(String),
     /// The metric values one request logged (`run_id/batch_id`).
-    MetricBatch { run_id: String, batch_id: String },
+    MetricBatch {
+        run_id: String,
+        batch_id: String,
+    },
     LoggedModel(String),
     RegisteredModel(String),
-    ModelVersion { name: String, version: i64 },
+    ModelVersion {
+        name: String,
+        version: i64,
+    },
 }
 
 /// Events whose state lives outside the database carry this kind; `verify` checks their chain
@@ -54,13 +60,19 @@ impl Entity {
             "run" => Entity::Run(id.to_string()),
             "metrics" => {
                 let (run_id, batch_id) = id.split_once('/')?;
-                Entity::MetricBatch { run_id: run_id.into(), batch_id: batch_id.into() }
+                Entity::MetricBatch {
+                    run_id: run_id.into(),
+                    batch_id: batch_id.into(),
+                }
             }
             "logged_model" => Entity::LoggedModel(id.to_string()),
             "registered_model" => Entity::RegisteredModel(id.to_string()),
             "model_version" => {
                 let (name, version) = id.rsplit_once('/')?;
-                Entity::ModelVersion { name: name.into(), version: version.parse().ok()? }
+                Entity::ModelVersion {
+                    name: name.into(),
+                    version: version.parse().ok()?,
+                }
             }
             _ => return None,
         })
@@ -78,17 +90,27 @@ pub(crate) async fn load_head(conn: &mut AnyConnection) -> Result<AuditHead, Sto
         .fetch_optional(&mut *conn)
         .await?;
     match row {
-        None => Ok(AuditHead { seq: 0, hash: GENESIS_HASH }),
+        None => Ok(AuditHead {
+            seq: 0,
+            hash: GENESIS_HASH,
+        }),
         Some(row) => {
-            let hash = ChainHash::from_hex(&text(&row, "hash")?)
-                .ok_or_else(|| StoreError::Database("audit_log head has a malformed hash".into()))?;
-            Ok(AuditHead { seq: int(&row, "seq")?, hash })
+            let hash = ChainHash::from_hex(&text(&row, "hash")?).ok_or_else(|| {
+                StoreError::Database("audit_log head has a malformed hash".into())
+            })?;
+            Ok(AuditHead {
+                seq: int(&row, "seq")?,
+                hash,
+            })
         }
     }
 }
 
 async fn kv(conn: &mut AnyConnection, sql: &'static str, id: &str) -> Result<Value, StoreError> {
-    let rows = sqlx::query(sql).bind(id.to_string()).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(sql)
+        .bind(id.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = serde_json::Map::new();
     for row in rows {
         out.insert(text(&row, "key")?, Value::String(text(&row, "value")?));
@@ -98,14 +120,25 @@ async fn kv(conn: &mut AnyConnection, sql: &'static str, id: &str) -> Result<Val
 
 /// The entity's current state as JSON, or `None` when it does not exist. This one function is
 /// what the writer digests when recording and what `verify` digests when checking.
-pub async fn load_state(conn: &mut AnyConnection, entity: &Entity) -> Result<Option<Value>, StoreError> {
+pub async fn load_state(
+    conn: &mut AnyConnection,
+    entity: &Entity,
+) -> Result<Option<Value>, StoreError> {
     match entity {
         Entity::Experiment(id) => {
-            let Some(row) = sqlx::query("SELECT * FROM experiments WHERE experiment_id = $1").bind(*id).fetch_optional(&mut *conn).await? else {
+            let Some(row) = sqlx::query("SELECT * FROM experiments WHERE experiment_id = $1")
+                .bind(*id)
+                .fetch_optional(&mut *conn)
+                .await?
+            else {
                 return Ok(None);
             };
             let tags = {
-                let rows = sqlx::query("SELECT key, value FROM experiment_tags WHERE experiment_id = $1").bind(*id).fetch_all(&mut *conn).await?;
+                let rows =
+                    sqlx::query("SELECT key, value FROM experiment_tags WHERE experiment_id = $1")
+                        .bind(*id)
+                        .fetch_all(&mut *conn)
+                        .await?;
                 let mut out = serde_json::Map::new();
                 for row in rows {
                     out.insert(text(&row, "key")?, Value::String(text(&row, "value")?));
@@ -122,10 +155,19 @@ pub async fn load_state(conn: &mut AnyConnection, entity: &Entity) -> Result<Opt
             })))
         }
         Entity::Run(id) => {
-            let Some(row) = sqlx::query("SELECT * FROM runs WHERE run_uuid = $1").bind(id.clone()).fetch_optional(&mut *conn).await? else {
+            let Some(row) = sqlx::query("SELECT * FROM runs WHERE run_uuid = $1")
+                .bind(id.clone())
+                .fetch_optional(&mut *conn)
+                .await?
+            else {
                 return Ok(None);
             };
-            let params = kv(conn, "SELECT key, value FROM params WHERE run_uuid = $1", id).await?;
+            let params = kv(
+                conn,
+                "SELECT key, value FROM params WHERE run_uuid = $1",
+                id,
+            )
+            .await?;
             let tags = kv(conn, "SELECT key, value FROM tags WHERE run_uuid = $1", id).await?;
             let inputs: Vec<Value> = sqlx::query("SELECT dataset_name, dataset_digest, dataset_json, tags_json FROM run_inputs WHERE run_uuid = $1 ORDER BY dataset_name, dataset_digest")
                 .bind(id.clone())
@@ -134,13 +176,15 @@ pub async fn load_state(conn: &mut AnyConnection, entity: &Entity) -> Result<Opt
                 .iter()
                 .map(|r| Ok(json!([text(r, "dataset_name")?, text(r, "dataset_digest")?, text(r, "dataset_json")?, text(r, "tags_json")?])))
                 .collect::<Result<_, StoreError>>()?;
-            let outputs: Vec<Value> = sqlx::query("SELECT model_id, step FROM run_outputs WHERE run_uuid = $1 ORDER BY model_id")
-                .bind(id.clone())
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| Ok(json!([text(r, "model_id")?, int(r, "step")?])))
-                .collect::<Result<_, StoreError>>()?;
+            let outputs: Vec<Value> = sqlx::query(
+                "SELECT model_id, step FROM run_outputs WHERE run_uuid = $1 ORDER BY model_id",
+            )
+            .bind(id.clone())
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| Ok(json!([text(r, "model_id")?, int(r, "step")?])))
+            .collect::<Result<_, StoreError>>()?;
             Ok(Some(json!({
                 "experiment_id": int(&row, "experiment_id")?,
                 "run_name": text(&row, "run_name")?,
@@ -173,17 +217,37 @@ pub async fn load_state(conn: &mut AnyConnection, entity: &Entity) -> Result<Opt
                 .map(|r| {
                     // Display keeps NaN and infinities distinct, which JSON numbers cannot.
                     let v = metric_value(r, "value", "is_nan")?;
-                    Ok(json!([text(r, "key")?, v.to_string(), int(r, "timestamp")?, int(r, "step")?, opt_text(r, "model_id")?]))
+                    Ok(json!([
+                        text(r, "key")?,
+                        v.to_string(),
+                        int(r, "timestamp")?,
+                        int(r, "step")?,
+                        opt_text(r, "model_id")?
+                    ]))
                 })
                 .collect::<Result<_, StoreError>>()?;
             Ok(Some(Value::Array(values)))
         }
         Entity::LoggedModel(id) => {
-            let Some(row) = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1").bind(id.clone()).fetch_optional(&mut *conn).await? else {
+            let Some(row) = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1")
+                .bind(id.clone())
+                .fetch_optional(&mut *conn)
+                .await?
+            else {
                 return Ok(None);
             };
-            let tags = kv(conn, "SELECT key, value FROM logged_model_tags WHERE model_id = $1", id).await?;
-            let params = kv(conn, "SELECT key, value FROM logged_model_params WHERE model_id = $1", id).await?;
+            let tags = kv(
+                conn,
+                "SELECT key, value FROM logged_model_tags WHERE model_id = $1",
+                id,
+            )
+            .await?;
+            let params = kv(
+                conn,
+                "SELECT key, value FROM logged_model_params WHERE model_id = $1",
+                id,
+            )
+            .await?;
             Ok(Some(json!({
                 "experiment_id": int(&row, "experiment_id")?,
                 "name": text(&row, "name")?,
@@ -199,10 +263,19 @@ pub async fn load_state(conn: &mut AnyConnection, entity: &Entity) -> Result<Opt
             })))
         }
         Entity::RegisteredModel(name) => {
-            let Some(row) = sqlx::query("SELECT * FROM registered_models WHERE name = $1").bind(name.clone()).fetch_optional(&mut *conn).await? else {
+            let Some(row) = sqlx::query("SELECT * FROM registered_models WHERE name = $1")
+                .bind(name.clone())
+                .fetch_optional(&mut *conn)
+                .await?
+            else {
                 return Ok(None);
             };
-            let tags = kv(conn, "SELECT key, value FROM registered_model_tags WHERE name = $1", name).await?;
+            let tags = kv(
+                conn,
+                "SELECT key, value FROM registered_model_tags WHERE name = $1",
+                name,
+            )
+            .await?;
             let aliases = kv(conn, "SELECT alias AS key, CAST(version AS TEXT) AS value FROM registered_model_aliases WHERE name = $1", name).await?;
             Ok(Some(json!({
                 "creation_time": int(&row, "creation_time")?,
@@ -213,19 +286,22 @@ pub async fn load_state(conn: &mut AnyConnection, entity: &Entity) -> Result<Opt
             })))
         }
         Entity::ModelVersion { name, version } => {
-            let Some(row) = sqlx::query("SELECT * FROM model_versions WHERE name = $1 AND version = $2")
-                .bind(name.clone())
-                .bind(*version)
-                .fetch_optional(&mut *conn)
-                .await?
+            let Some(row) =
+                sqlx::query("SELECT * FROM model_versions WHERE name = $1 AND version = $2")
+                    .bind(name.clone())
+                    .bind(*version)
+                    .fetch_optional(&mut *conn)
+                    .await?
             else {
                 return Ok(None);
             };
-            let rows = sqlx::query("SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2")
-                .bind(name.clone())
-                .bind(*version)
-                .fetch_all(&mut *conn)
-                .await?;
+            let rows = sqlx::query(
+                "SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2",
+            )
+            .bind(name.clone())
+            .bind(*version)
+            .fetch_all(&mut *conn)
+            .await?;
             let mut tags = serde_json::Map::new();
             for r in rows {
                 tags.insert(text(&r, "key")?, Value::String(text(&r, "value")?));
@@ -246,9 +322,15 @@ pub async fn load_state(conn: &mut AnyConnection, entity: &Entity) -> Result<Opt
     }
 }
 
-pub(crate) async fn state_digest(tx: &mut Tx, entity: &Entity) -> Result<Option<String>, StoreError> {
+pub(crate) async fn state_digest(
+    tx: &mut Tx,
+    entity: &Entity,
+) -> Result<Option<String>, StoreError> {
     Ok(load_state(tx, entity).await?.map(|s| digest_of(&s)))
 }
+
+/// (entity type, entity id) → (seq, digest) of its latest event.
+type LatestByEntity = HashMap<(String, String), (i64, Option<String>)>;
 
 /// The first problem `verify` found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -271,7 +353,7 @@ pub struct VerifyReport {
 /// digests to what its latest event recorded, and that no audited row exists without an event.
 pub async fn verify(store: &MetaStore) -> Result<VerifyReport, StoreError> {
     let mut conn = store.readers().acquire().await?;
-    let mut latest: HashMap<(String, String), (i64, Option<String>)> = HashMap::new();
+    let mut latest: LatestByEntity = HashMap::new();
     let mut prev = GENESIS_HASH;
     let mut expected_seq = 1;
     let mut events = 0;
@@ -295,7 +377,10 @@ pub async fn verify(store: &MetaStore) -> Result<VerifyReport, StoreError> {
                 reason,
             };
             if event.seq != expected_seq {
-                broken = Some(link(format!("expected event {expected_seq}, found {}: events are missing", event.seq)));
+                broken = Some(link(format!(
+                    "expected event {expected_seq}, found {}: events are missing",
+                    event.seq
+                )));
                 break;
             }
             let recomputed = prev.next(&event);
@@ -306,17 +391,26 @@ pub async fn verify(store: &MetaStore) -> Result<VerifyReport, StoreError> {
             prev = recomputed;
             expected_seq += 1;
             events += 1;
-            latest.insert((event.entity_type.clone(), event.entity_id.clone()), (event.seq, event.state_digest.clone()));
+            latest.insert(
+                (event.entity_type.clone(), event.entity_id.clone()),
+                (event.seq, event.state_digest.clone()),
+            );
         }
     }
     if broken.is_some() {
-        return Ok(VerifyReport { events, entities_checked: 0, broken });
+        return Ok(VerifyReport {
+            events,
+            entities_checked: 0,
+            broken,
+        });
     }
-    let mut ordered: Vec<(&(String, String), &(i64, Option<String>))> = latest.iter().collect();
+    let mut ordered: Vec<_> = latest.iter().collect();
     ordered.sort_by_key(|(_, (seq, _))| *seq);
     let mut checked = 0;
     for ((kind, id), (seq, recorded)) in ordered {
-        let Some(entity) = Entity::parse(kind, id) else { continue };
+        let Some(entity) = Entity::parse(kind, id) else {
+            continue;
+        };
         let actual = load_state(&mut conn, &entity).await?.map(|s| digest_of(&s));
         checked += 1;
         if &actual != recorded {
@@ -328,27 +422,52 @@ pub async fn verify(store: &MetaStore) -> Result<VerifyReport, StoreError> {
             return Ok(VerifyReport {
                 events,
                 entities_checked: checked,
-                broken: Some(BrokenLink { seq: *seq, entity_type: kind.clone(), entity_id: id.clone(), reason }),
+                broken: Some(BrokenLink {
+                    seq: *seq,
+                    entity_type: kind.clone(),
+                    entity_id: id.clone(),
+                    reason,
+                }),
             });
         }
     }
     if let Some(orphan) = find_unrecorded_row(&mut conn, &latest).await? {
-        return Ok(VerifyReport { events, entities_checked: checked, broken: Some(orphan) });
+        return Ok(VerifyReport {
+            events,
+            entities_checked: checked,
+            broken: Some(orphan),
+        });
     }
-    Ok(VerifyReport { events, entities_checked: checked, broken: None })
+    Ok(VerifyReport {
+        events,
+        entities_checked: checked,
+        broken: None,
+    })
 }
 
 async fn find_unrecorded_row(
     conn: &mut AnyConnection,
-    latest: &HashMap<(String, String), (i64, Option<String>)>,
+    latest: &LatestByEntity,
 ) -> Result<Option<BrokenLink>, StoreError> {
     let queries: [(&str, &str); 6] = [
-        ("experiment", "SELECT CAST(experiment_id AS TEXT) AS id FROM experiments"),
+        (
+            "experiment",
+            "SELECT CAST(experiment_id AS TEXT) AS id FROM experiments",
+        ),
         ("run", "SELECT run_uuid AS id FROM runs"),
-        ("metrics", "SELECT DISTINCT run_uuid || '/' || batch_id AS id FROM metrics"),
+        (
+            "metrics",
+            "SELECT DISTINCT run_uuid || '/' || batch_id AS id FROM metrics",
+        ),
         ("logged_model", "SELECT model_id AS id FROM logged_models"),
-        ("registered_model", "SELECT name AS id FROM registered_models"),
-        ("model_version", "SELECT name || '/' || CAST(version AS TEXT) AS id FROM model_versions"),
+        (
+            "registered_model",
+            "SELECT name AS id FROM registered_models",
+        ),
+        (
+            "model_version",
+            "SELECT name || '/' || CAST(version AS TEXT) AS id FROM model_versions",
+        ),
     ];
     for (kind, sql) in queries {
         let mut rows = sqlx::query(sql).fetch(&mut *conn);
@@ -359,7 +478,8 @@ async fn find_unrecorded_row(
                     seq: 0,
                     entity_type: kind.into(),
                     entity_id: id,
-                    reason: "this row has no audit event: it was inserted behind the server's back".into(),
+                    reason: "this row has no audit event: it was inserted behind the server's back"
+                        .into(),
                 }));
             }
         }
@@ -376,7 +496,11 @@ pub struct LoggedEvent {
 
 /// Events in sequence order, optionally only those of one entity (`run:<id>`, `experiment:<id>`,
 /// or just a type such as `registered_model`).
-pub async fn list_events(store: &MetaStore, entity: Option<&str>, limit: i64) -> Result<Vec<LoggedEvent>, StoreError> {
+pub async fn list_events(
+    store: &MetaStore,
+    entity: Option<&str>,
+    limit: i64,
+) -> Result<Vec<LoggedEvent>, StoreError> {
     let (kind, id) = match entity {
         None => (None, None),
         Some(spec) => match spec.split_once(':') {

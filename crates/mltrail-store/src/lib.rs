@@ -55,7 +55,10 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     pub fn new(uri: impl Into<String>) -> Self {
-        StoreConfig { uri: uri.into(), max_readers: 8 }
+        StoreConfig {
+            uri: uri.into(),
+            max_readers: 8,
+        }
     }
 }
 
@@ -63,7 +66,9 @@ impl StoreConfig {
 pub fn resolve_uri(uri: &str) -> Result<(Backend, String), StoreError> {
     if let Some(path) = uri.strip_prefix("sqlite:///") {
         if path.is_empty() {
-            return Err(StoreError::InvalidParameter(format!("backend store URI {uri:?} names no database file")));
+            return Err(StoreError::InvalidParameter(format!(
+                "backend store URI {uri:?} names no database file"
+            )));
         }
         return Ok((Backend::Sqlite, format!("sqlite://{path}")));
     }
@@ -84,10 +89,15 @@ impl MetaStore {
         sqlx::any::install_default_drivers();
         let (backend, url) = resolve_uri(&config.uri)?;
         if backend == Backend::Sqlite {
-            if let Some(parent) = sqlite_file(&url).and_then(|p| std::path::Path::new(p).parent().map(|p| p.to_path_buf())) {
+            if let Some(parent) = sqlite_file(&url)
+                .and_then(|p| std::path::Path::new(p).parent().map(|p| p.to_path_buf()))
+            {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(&parent).map_err(|e| {
-                        StoreError::InvalidParameter(format!("cannot create database folder {}: {e}", parent.display()))
+                        StoreError::InvalidParameter(format!(
+                            "cannot create database folder {}: {e}",
+                            parent.display()
+                        ))
                     })?;
                 }
             }
@@ -115,9 +125,13 @@ impl MetaStore {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
                         // MLflow's LIKE is case-sensitive; SQLite's is not by default.
-                        sqlx::query("PRAGMA case_sensitive_like = ON").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA case_sensitive_like = ON")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -125,7 +139,13 @@ impl MetaStore {
             .connect_with(options)
             .await?;
         let writer = writer::WriterHandle::start(writer_conn, backend).await?;
-        let store = MetaStore { inner: Arc::new(Inner { backend, readers, writer }) };
+        let store = MetaStore {
+            inner: Arc::new(Inner {
+                backend,
+                readers,
+                writer,
+            }),
+        };
         tracking::ensure_default_experiment(&store).await?;
         Ok(store)
     }
@@ -143,7 +163,12 @@ impl MetaStore {
     pub async fn write<T, F>(&self, actor: &str, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Tx, &'c mut AuditCtx) -> futures::future::BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut Tx,
+                &'c mut AuditCtx,
+            ) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
     {
         self.inner.writer.submit(actor.to_string(), job).await
     }
@@ -156,7 +181,8 @@ impl MetaStore {
 }
 
 fn sqlite_file(url: &str) -> Option<&str> {
-    url.strip_prefix("sqlite://").map(|p| p.split('?').next().unwrap_or(p))
+    url.strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p))
 }
 
 #[cfg(test)]
@@ -165,9 +191,18 @@ mod tests {
 
     #[test]
     fn resolves_mlflow_style_uris() {
-        assert_eq!(resolve_uri("sqlite:///./data/m.db").unwrap(), (Backend::Sqlite, "sqlite://./data/m.db".into()));
-        assert_eq!(resolve_uri("sqlite:////tmp/m.db").unwrap(), (Backend::Sqlite, "sqlite:///tmp/m.db".into()));
-        assert_eq!(resolve_uri("postgresql://u@127.0.0.1:5432/db").unwrap().0, Backend::Postgres);
+        assert_eq!(
+            resolve_uri("sqlite:///./data/m.db").unwrap(),
+            (Backend::Sqlite, "sqlite://./data/m.db".into())
+        );
+        assert_eq!(
+            resolve_uri("sqlite:////tmp/m.db").unwrap(),
+            (Backend::Sqlite, "sqlite:///tmp/m.db".into())
+        );
+        assert_eq!(
+            resolve_uri("postgresql://u@127.0.0.1:5432/db").unwrap().0,
+            Backend::Postgres
+        );
         assert!(resolve_uri("mysql://x").is_err());
         assert!(resolve_uri("sqlite:///").is_err());
     }

@@ -27,14 +27,23 @@ pub struct NewLoggedModel {
     pub tags: Vec<KeyValue>,
 }
 
-async fn kvs(conn: &mut AnyConnection, table: &'static str, id: &str) -> Result<Vec<KeyValue>, StoreError> {
+async fn kvs(
+    conn: &mut AnyConnection,
+    table: &'static str,
+    id: &str,
+) -> Result<Vec<KeyValue>, StoreError> {
     let sql = format!("SELECT key, value FROM {table} WHERE model_id = $1 ORDER BY key");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.to_string())
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|r| Ok(KeyValue { key: text(r, "key")?, value: text(r, "value")? }))
+        .map(|r| {
+            Ok(KeyValue {
+                key: text(r, "key")?,
+                value: text(r, "value")?,
+            })
+        })
         .collect()
 }
 
@@ -55,7 +64,10 @@ async fn from_row(conn: &mut AnyConnection, row: &AnyRow) -> Result<LoggedModel,
             source_run_id: opt_text(row, "source_run_id")?,
             tags,
         },
-        data: LoggedModelData { params, metrics: Vec::new() },
+        data: LoggedModelData {
+            params,
+            metrics: Vec::new(),
+        },
     })
 }
 
@@ -68,7 +80,12 @@ async fn load(conn: &mut AnyConnection, id: &str) -> Result<LoggedModel, StoreEr
     from_row(conn, &row).await
 }
 
-async fn upsert_kv(conn: &mut AnyConnection, table: &'static str, id: &str, kv: &KeyValue) -> Result<(), StoreError> {
+async fn upsert_kv(
+    conn: &mut AnyConnection,
+    table: &'static str,
+    id: &str,
+    kv: &KeyValue,
+) -> Result<(), StoreError> {
     let sql = format!("INSERT INTO {table} (model_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.to_string())
@@ -79,7 +96,11 @@ async fn upsert_kv(conn: &mut AnyConnection, table: &'static str, id: &str, kv: 
     Ok(())
 }
 
-pub async fn create_logged_model(store: &MetaStore, actor: &str, new: NewLoggedModel) -> Result<LoggedModel, StoreError> {
+pub async fn create_logged_model(
+    store: &MetaStore,
+    actor: &str,
+    new: NewLoggedModel,
+) -> Result<LoggedModel, StoreError> {
     for kv in new.params.iter().chain(new.tags.iter()) {
         validate_key("key", &kv.key)?;
     }
@@ -125,14 +146,20 @@ pub async fn get_logged_model(store: &MetaStore, id: &str) -> Result<LoggedModel
 }
 
 async fn require(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
-    let found: Option<String> = sqlx::query_scalar("SELECT model_id FROM logged_models WHERE model_id = $1")
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT model_id FROM logged_models WHERE model_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
     found.map(|_| ()).ok_or_else(|| not_found(id))
 }
 
-pub async fn finalize_logged_model(store: &MetaStore, actor: &str, id: String, status: LoggedModelStatus) -> Result<LoggedModel, StoreError> {
+pub async fn finalize_logged_model(
+    store: &MetaStore,
+    actor: &str,
+    id: String,
+    status: LoggedModelStatus,
+) -> Result<LoggedModel, StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
@@ -150,7 +177,12 @@ pub async fn finalize_logged_model(store: &MetaStore, actor: &str, id: String, s
         .await
 }
 
-pub async fn set_logged_model_tags(store: &MetaStore, actor: &str, id: String, tags: Vec<KeyValue>) -> Result<(), StoreError> {
+pub async fn set_logged_model_tags(
+    store: &MetaStore,
+    actor: &str,
+    id: String,
+    tags: Vec<KeyValue>,
+) -> Result<(), StoreError> {
     for t in &tags {
         validate_key("tag", &t.key)?;
     }
@@ -161,25 +193,43 @@ pub async fn set_logged_model_tags(store: &MetaStore, actor: &str, id: String, t
                 for t in &tags {
                     upsert_kv(tx, "logged_model_tags", &id, t).await?;
                 }
-                audit.record(tx, "logged_model.set_tags", &Entity::LoggedModel(id)).await
+                audit
+                    .record(tx, "logged_model.set_tags", &Entity::LoggedModel(id))
+                    .await
             })
         })
         .await
 }
 
-pub async fn delete_logged_model_tag(store: &MetaStore, actor: &str, id: String, key: String) -> Result<(), StoreError> {
+pub async fn delete_logged_model_tag(
+    store: &MetaStore,
+    actor: &str,
+    id: String,
+    key: String,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 require(tx, &id).await?;
-                sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2").bind(id.clone()).bind(key).execute(&mut *tx).await?;
-                audit.record(tx, "logged_model.delete_tag", &Entity::LoggedModel(id)).await
+                sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2")
+                    .bind(id.clone())
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+                audit
+                    .record(tx, "logged_model.delete_tag", &Entity::LoggedModel(id))
+                    .await
             })
         })
         .await
 }
 
-pub async fn log_logged_model_params(store: &MetaStore, actor: &str, id: String, params: Vec<KeyValue>) -> Result<(), StoreError> {
+pub async fn log_logged_model_params(
+    store: &MetaStore,
+    actor: &str,
+    id: String,
+    params: Vec<KeyValue>,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
@@ -187,13 +237,19 @@ pub async fn log_logged_model_params(store: &MetaStore, actor: &str, id: String,
                 for p in &params {
                     upsert_kv(tx, "logged_model_params", &id, p).await?;
                 }
-                audit.record(tx, "logged_model.log_params", &Entity::LoggedModel(id)).await
+                audit
+                    .record(tx, "logged_model.log_params", &Entity::LoggedModel(id))
+                    .await
             })
         })
         .await
 }
 
-pub async fn delete_logged_model(store: &MetaStore, actor: &str, id: String) -> Result<(), StoreError> {
+pub async fn delete_logged_model(
+    store: &MetaStore,
+    actor: &str,
+    id: String,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
@@ -228,7 +284,10 @@ pub async fn search_logged_models(
     let mut plan = Plan::default();
     let mut conditions = vec!["m.lifecycle_stage = 'active'".to_string()];
     if !experiment_ids.is_empty() {
-        let ids: Vec<String> = experiment_ids.iter().map(|i| plan.bind(Bind::Int(*i))).collect();
+        let ids: Vec<String> = experiment_ids
+            .iter()
+            .map(|i| plan.bind(Bind::Int(*i)))
+            .collect();
         conditions.push(format!("m.experiment_id IN ({})", ids.join(", ")));
     }
     for clause in parse_filter(filter)? {
@@ -238,7 +297,11 @@ pub async fn search_logged_models(
             (FilterEntity::Attribute, "status") => "m.status",
             (FilterEntity::Attribute, "model_type") => "m.model_type",
             (FilterEntity::Attribute, "source_run_id") => "m.source_run_id",
-            (_, key) => return Err(StoreError::InvalidParameter(format!("Invalid filter key '{key}' for logged models"))),
+            (_, key) => {
+                return Err(StoreError::InvalidParameter(format!(
+                    "Invalid filter key '{key}' for logged models"
+                )))
+            }
         };
         conditions.push(compare(&mut plan, column, &clause, false)?);
     }
@@ -248,15 +311,26 @@ pub async fn search_logged_models(
             "name" => "m.name",
             "creation_timestamp" | "creation_time" => "m.creation_time",
             "last_updated_timestamp" => "m.last_updated_time",
-            other => return Err(StoreError::InvalidParameter(format!("Invalid order_by field '{other}' for logged models"))),
+            other => {
+                return Err(StoreError::InvalidParameter(format!(
+                    "Invalid order_by field '{other}' for logged models"
+                )))
+            }
         };
-        order.push(format!("{column} {}", if o.ascending { "ASC" } else { "DESC" }));
+        order.push(format!(
+            "{column} {}",
+            if o.ascending { "ASC" } else { "DESC" }
+        ));
     }
     order.push("m.creation_time DESC".into());
     order.push("m.model_id ASC".into());
     let limit = plan.bind(Bind::Int(max_results + 1));
     let off = plan.bind(Bind::Int(offset));
-    let sql = format!("SELECT m.* FROM logged_models m WHERE {} ORDER BY {} LIMIT {limit} OFFSET {off}", conditions.join(" AND "), order.join(", "));
+    let sql = format!(
+        "SELECT m.* FROM logged_models m WHERE {} ORDER BY {} LIMIT {limit} OFFSET {off}",
+        conditions.join(" AND "),
+        order.join(", ")
+    );
     let mut conn = store.readers().acquire().await?;
     let rows = plan.fetch(&sql, &mut conn).await?;
     let mut models = Vec::with_capacity(rows.len());

@@ -195,12 +195,17 @@ pub fn decode_page_token(token: Option<&str>) -> Result<i64, crate::StoreError> 
             .strip_prefix("o")
             .and_then(|n| n.parse::<i64>().ok())
             .filter(|n| *n >= 0)
-            .ok_or_else(|| crate::StoreError::InvalidParameter(format!("invalid page_token {t:?}"))),
+            .ok_or_else(|| {
+                crate::StoreError::InvalidParameter(format!("invalid page_token {t:?}"))
+            }),
     }
 }
 
 pub fn page_of<T>(mut rows: Vec<T>, offset: i64, limit: i64) -> Page<T> {
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    Page { items: rows, next_page_token: has_more.then(|| format!("o{}", offset + limit)) }
+    Page {
+        items: rows,
+        next_page_token: has_more.then(|| format!("o{}", offset + limit)),
+    }
 }

@@ -18,7 +18,9 @@ fn model_not_found(name: &str) -> StoreError {
 }
 
 fn version_not_found(name: &str, version: i64) -> StoreError {
-    StoreError::NotFound(format!("Model Version (name={name}, version={version}) not found"))
+    StoreError::NotFound(format!(
+        "Model Version (name={name}, version={version}) not found"
+    ))
 }
 
 /// Versions arrive as strings in MLflow's API.
@@ -27,15 +29,23 @@ pub fn parse_version(raw: &str) -> Result<i64, StoreError> {
         .parse::<i64>()
         .ok()
         .filter(|v| *v > 0)
-        .ok_or_else(|| StoreError::InvalidParameter(format!("Parameter 'version' must be a positive integer, got '{raw}'")))
+        .ok_or_else(|| {
+            StoreError::InvalidParameter(format!(
+                "Parameter 'version' must be a positive integer, got '{raw}'"
+            ))
+        })
 }
 
 fn validate_name(name: &str) -> Result<(), StoreError> {
     if name.trim().is_empty() {
-        return Err(StoreError::InvalidParameter("Missing value for required parameter 'name'.".into()));
+        return Err(StoreError::InvalidParameter(
+            "Missing value for required parameter 'name'.".into(),
+        ));
     }
     if name.contains('/') || name.contains('\\') || name.contains(':') {
-        return Err(StoreError::InvalidParameter(format!("Invalid model name '{name}': names may not contain '/', '\\' or ':'")));
+        return Err(StoreError::InvalidParameter(format!(
+            "Invalid model name '{name}': names may not contain '/', '\\' or ':'"
+        )));
     }
     Ok(())
 }
@@ -43,8 +53,12 @@ fn validate_name(name: &str) -> Result<(), StoreError> {
 fn validate_alias(alias: &str) -> Result<(), StoreError> {
     let ok = !alias.is_empty()
         && alias.len() <= 255
-        && alias.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-        && !(alias.len() > 1 && alias[1..].chars().all(|c| c.is_ascii_digit()) && alias.starts_with(['v', 'V']))
+        && alias
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        && !(alias.len() > 1
+            && alias[1..].chars().all(|c| c.is_ascii_digit())
+            && alias.starts_with(['v', 'V']))
         && !alias.eq_ignore_ascii_case("latest");
     if ok {
         Ok(())
@@ -56,28 +70,43 @@ fn validate_alias(alias: &str) -> Result<(), StoreError> {
 }
 
 async fn require_model(tx: &mut AnyConnection, name: &str) -> Result<(), StoreError> {
-    let found: Option<String> = sqlx::query_scalar("SELECT name FROM registered_models WHERE name = $1")
-        .bind(name.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT name FROM registered_models WHERE name = $1")
+            .bind(name.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
     found.map(|_| ()).ok_or_else(|| model_not_found(name))
 }
 
-async fn require_version(tx: &mut AnyConnection, name: &str, version: i64) -> Result<(), StoreError> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT version FROM model_versions WHERE name = $1 AND version = $2")
-        .bind(name.to_string())
-        .bind(version)
-        .fetch_optional(&mut *tx)
-        .await?;
-    found.map(|_| ()).ok_or_else(|| version_not_found(name, version))
+async fn require_version(
+    tx: &mut AnyConnection,
+    name: &str,
+    version: i64,
+) -> Result<(), StoreError> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM model_versions WHERE name = $1 AND version = $2")
+            .bind(name.to_string())
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| version_not_found(name, version))
 }
 
 async fn touch_model(tx: &mut Tx, name: &str, now: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE name = $2").bind(now).bind(name.to_string()).execute(&mut *tx).await?;
+    sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE name = $2")
+        .bind(now)
+        .bind(name.to_string())
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
-async fn versions_from_rows(conn: &mut AnyConnection, rows: Vec<AnyRow>) -> Result<Vec<ModelVersion>, StoreError> {
+async fn versions_from_rows(
+    conn: &mut AnyConnection,
+    rows: Vec<AnyRow>,
+) -> Result<Vec<ModelVersion>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let name = text(&row, "name")?;
@@ -115,7 +144,11 @@ async fn versions_from_rows(conn: &mut AnyConnection, rows: Vec<AnyRow>) -> Resu
     Ok(out)
 }
 
-async fn load_version(conn: &mut AnyConnection, name: &str, version: i64) -> Result<ModelVersion, StoreError> {
+async fn load_version(
+    conn: &mut AnyConnection,
+    name: &str,
+    version: i64,
+) -> Result<ModelVersion, StoreError> {
     let row = sqlx::query("SELECT * FROM model_versions WHERE name = $1 AND version = $2")
         .bind(name.to_string())
         .bind(version)
@@ -126,7 +159,11 @@ async fn load_version(conn: &mut AnyConnection, name: &str, version: i64) -> Res
 }
 
 /// The newest version in each stage, as MLflow's `latest_versions` reports them.
-async fn latest_versions(conn: &mut AnyConnection, name: &str, stages: &[String]) -> Result<Vec<ModelVersion>, StoreError> {
+async fn latest_versions(
+    conn: &mut AnyConnection,
+    name: &str,
+    stages: &[String],
+) -> Result<Vec<ModelVersion>, StoreError> {
     let rows = sqlx::query(
         "SELECT * FROM model_versions v WHERE name = $1 AND version = (SELECT MAX(version) FROM model_versions w WHERE w.name = v.name AND w.current_stage = v.current_stage) ORDER BY version",
     )
@@ -135,27 +172,44 @@ async fn latest_versions(conn: &mut AnyConnection, name: &str, stages: &[String]
     .await?;
     let mut versions = versions_from_rows(conn, rows).await?;
     if !stages.is_empty() {
-        versions.retain(|v| stages.iter().any(|s| s.eq_ignore_ascii_case(&v.current_stage)));
+        versions.retain(|v| {
+            stages
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(&v.current_stage))
+        });
     }
     Ok(versions)
 }
 
 async fn load_model(conn: &mut AnyConnection, row: &AnyRow) -> Result<RegisteredModel, StoreError> {
     let name = text(row, "name")?;
-    let tags = sqlx::query("SELECT key, value FROM registered_model_tags WHERE name = $1 ORDER BY key")
-        .bind(name.clone())
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| Ok(KeyValue { key: text(r, "key")?, value: text(r, "value")? }))
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    let aliases = sqlx::query("SELECT alias, version FROM registered_model_aliases WHERE name = $1 ORDER BY alias")
-        .bind(name.clone())
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| Ok(Alias { alias: text(r, "alias")?, version: int(r, "version")?.to_string() }))
-        .collect::<Result<Vec<_>, StoreError>>()?;
+    let tags =
+        sqlx::query("SELECT key, value FROM registered_model_tags WHERE name = $1 ORDER BY key")
+            .bind(name.clone())
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(KeyValue {
+                    key: text(r, "key")?,
+                    value: text(r, "value")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+    let aliases = sqlx::query(
+        "SELECT alias, version FROM registered_model_aliases WHERE name = $1 ORDER BY alias",
+    )
+    .bind(name.clone())
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Alias {
+            alias: text(r, "alias")?,
+            version: int(r, "version")?.to_string(),
+        })
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
     let latest = latest_versions(conn, &name, &[]).await?;
     Ok(RegisteredModel {
         name,
@@ -168,7 +222,10 @@ async fn load_model(conn: &mut AnyConnection, row: &AnyRow) -> Result<Registered
     })
 }
 
-async fn get_model_conn(conn: &mut AnyConnection, name: &str) -> Result<RegisteredModel, StoreError> {
+async fn get_model_conn(
+    conn: &mut AnyConnection,
+    name: &str,
+) -> Result<RegisteredModel, StoreError> {
     let row = sqlx::query("SELECT * FROM registered_models WHERE name = $1")
         .bind(name.to_string())
         .fetch_optional(&mut *conn)
@@ -220,41 +277,92 @@ pub async fn create_registered_model(
         .await
 }
 
-pub async fn get_registered_model(store: &MetaStore, name: &str) -> Result<RegisteredModel, StoreError> {
+pub async fn get_registered_model(
+    store: &MetaStore,
+    name: &str,
+) -> Result<RegisteredModel, StoreError> {
     let mut conn = store.readers().acquire().await?;
     get_model_conn(&mut conn, name).await
 }
 
-pub async fn rename_registered_model(store: &MetaStore, actor: &str, name: String, new_name: String) -> Result<RegisteredModel, StoreError> {
+pub async fn rename_registered_model(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    new_name: String,
+) -> Result<RegisteredModel, StoreError> {
     validate_name(&new_name)?;
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 require_model(tx, &name).await?;
-                let clash: Option<String> = sqlx::query_scalar("SELECT name FROM registered_models WHERE name = $1")
-                    .bind(new_name.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if clash.is_some() {
-                    return Err(StoreError::AlreadyExists(format!("Registered Model (name={new_name}) already exists.")));
-                }
-                let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM model_versions WHERE name = $1 ORDER BY version")
-                    .bind(name.clone())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for table in ["registered_models", "registered_model_tags", "model_versions", "model_version_tags", "registered_model_aliases"] {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE {table} SET name = $1 WHERE name = $2")))
+                let clash: Option<String> =
+                    sqlx::query_scalar("SELECT name FROM registered_models WHERE name = $1")
                         .bind(new_name.clone())
-                        .bind(name.clone())
-                        .execute(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await?;
+                if clash.is_some() {
+                    return Err(StoreError::AlreadyExists(format!(
+                        "Registered Model (name={new_name}) already exists."
+                    )));
+                }
+                let versions: Vec<i64> = sqlx::query_scalar(
+                    "SELECT version FROM model_versions WHERE name = $1 ORDER BY version",
+                )
+                .bind(name.clone())
+                .fetch_all(&mut *tx)
+                .await?;
+                for table in [
+                    "registered_models",
+                    "registered_model_tags",
+                    "model_versions",
+                    "model_version_tags",
+                    "registered_model_aliases",
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE {table} SET name = $1 WHERE name = $2"
+                    )))
+                    .bind(new_name.clone())
+                    .bind(name.clone())
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 touch_model(tx, &new_name, now_millis()).await?;
-                audit.record(tx, "registered_model.rename", &Entity::RegisteredModel(name.clone())).await?;
-                audit.record(tx, "registered_model.rename", &Entity::RegisteredModel(new_name.clone())).await?;
+                audit
+                    .record(
+                        tx,
+                        "registered_model.rename",
+                        &Entity::RegisteredModel(name.clone()),
+                    )
+                    .await?;
+                audit
+                    .record(
+                        tx,
+                        "registered_model.rename",
+                        &Entity::RegisteredModel(new_name.clone()),
+                    )
+                    .await?;
                 for v in versions {
-                    audit.record(tx, "model_version.rename", &Entity::ModelVersion { name: name.clone(), version: v }).await?;
-                    audit.record(tx, "model_version.rename", &Entity::ModelVersion { name: new_name.clone(), version: v }).await?;
+                    audit
+                        .record(
+                            tx,
+                            "model_version.rename",
+                            &Entity::ModelVersion {
+                                name: name.clone(),
+                                version: v,
+                            },
+                        )
+                        .await?;
+                    audit
+                        .record(
+                            tx,
+                            "model_version.rename",
+                            &Entity::ModelVersion {
+                                name: new_name.clone(),
+                                version: v,
+                            },
+                        )
+                        .await?;
                 }
                 get_model_conn(tx, &new_name).await
             })
@@ -262,7 +370,12 @@ pub async fn rename_registered_model(store: &MetaStore, actor: &str, name: Strin
         .await
 }
 
-pub async fn update_registered_model(store: &MetaStore, actor: &str, name: String, description: String) -> Result<RegisteredModel, StoreError> {
+pub async fn update_registered_model(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    description: String,
+) -> Result<RegisteredModel, StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
@@ -280,28 +393,64 @@ pub async fn update_registered_model(store: &MetaStore, actor: &str, name: Strin
         .await
 }
 
-pub async fn delete_registered_model(store: &MetaStore, actor: &str, name: String) -> Result<(), StoreError> {
+pub async fn delete_registered_model(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 require_model(tx, &name).await?;
-                let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM model_versions WHERE name = $1")
+                let versions: Vec<i64> =
+                    sqlx::query_scalar("SELECT version FROM model_versions WHERE name = $1")
+                        .bind(name.clone())
+                        .fetch_all(&mut *tx)
+                        .await?;
+                for table in [
+                    "registered_model_aliases",
+                    "model_version_tags",
+                    "model_versions",
+                    "registered_model_tags",
+                    "registered_models",
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE name = $1"
+                    )))
                     .bind(name.clone())
-                    .fetch_all(&mut *tx)
+                    .execute(&mut *tx)
                     .await?;
-                for table in ["registered_model_aliases", "model_version_tags", "model_versions", "registered_model_tags", "registered_models"] {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE name = $1"))).bind(name.clone()).execute(&mut *tx).await?;
                 }
                 for v in versions {
-                    audit.record(tx, "model_version.delete", &Entity::ModelVersion { name: name.clone(), version: v }).await?;
+                    audit
+                        .record(
+                            tx,
+                            "model_version.delete",
+                            &Entity::ModelVersion {
+                                name: name.clone(),
+                                version: v,
+                            },
+                        )
+                        .await?;
                 }
-                audit.record(tx, "registered_model.delete", &Entity::RegisteredModel(name)).await
+                audit
+                    .record(
+                        tx,
+                        "registered_model.delete",
+                        &Entity::RegisteredModel(name),
+                    )
+                    .await
             })
         })
         .await
 }
 
-pub async fn set_registered_model_tag(store: &MetaStore, actor: &str, name: String, tag: KeyValue) -> Result<(), StoreError> {
+pub async fn set_registered_model_tag(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    tag: KeyValue,
+) -> Result<(), StoreError> {
     validate_key("tag", &tag.key)?;
     store
         .write(actor, move |tx, audit| {
@@ -319,13 +468,28 @@ pub async fn set_registered_model_tag(store: &MetaStore, actor: &str, name: Stri
         .await
 }
 
-pub async fn delete_registered_model_tag(store: &MetaStore, actor: &str, name: String, key: String) -> Result<(), StoreError> {
+pub async fn delete_registered_model_tag(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    key: String,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 require_model(tx, &name).await?;
-                sqlx::query("DELETE FROM registered_model_tags WHERE name = $1 AND key = $2").bind(name.clone()).bind(key).execute(&mut *tx).await?;
-                audit.record(tx, "registered_model.delete_tag", &Entity::RegisteredModel(name)).await
+                sqlx::query("DELETE FROM registered_model_tags WHERE name = $1 AND key = $2")
+                    .bind(name.clone())
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+                audit
+                    .record(
+                        tx,
+                        "registered_model.delete_tag",
+                        &Entity::RegisteredModel(name),
+                    )
+                    .await
             })
         })
         .await
@@ -333,16 +497,26 @@ pub async fn delete_registered_model_tag(store: &MetaStore, actor: &str, name: S
 
 /// Registry tag filters: `!=` also matches models without the tag (MLflow 3's client appends
 /// ``tags.`mlflow.prompt.is_prompt` != 'true'`` to every registered-model search).
-fn tag_condition(plan: &mut Plan, alias: &str, clause: &mltrail_core::filter::Clause) -> Result<(String, &'static str), StoreError> {
+fn tag_condition(
+    plan: &mut Plan,
+    alias: &str,
+    clause: &mltrail_core::filter::Clause,
+) -> Result<(String, &'static str), StoreError> {
     Ok(match clause.op {
         Op::IsNull => ("1 = 1".into(), "NOT EXISTS"),
         Op::IsNotNull => ("1 = 1".into(), "EXISTS"),
         Op::Ne => {
             let mut eq = clause.clone();
             eq.op = Op::Eq;
-            (compare(plan, &format!("{alias}.value"), &eq, false)?, "NOT EXISTS")
+            (
+                compare(plan, &format!("{alias}.value"), &eq, false)?,
+                "NOT EXISTS",
+            )
         }
-        _ => (compare(plan, &format!("{alias}.value"), clause, false)?, "EXISTS"),
+        _ => (
+            compare(plan, &format!("{alias}.value"), clause, false)?,
+            "EXISTS",
+        ),
     })
 }
 
@@ -353,9 +527,16 @@ fn model_order(term: &str, prefix: &str) -> Result<String, StoreError> {
         "timestamp" | "creation_timestamp" => "creation_time",
         "last_updated_timestamp" => "last_updated_time",
         "version_number" | "version" if prefix == "v" => "version",
-        other => return Err(StoreError::InvalidParameter(format!("Invalid order_by key '{other}'"))),
+        other => {
+            return Err(StoreError::InvalidParameter(format!(
+                "Invalid order_by key '{other}'"
+            )))
+        }
     };
-    Ok(format!("{prefix}.{column} {}", if term.ascending { "ASC" } else { "DESC" }))
+    Ok(format!(
+        "{prefix}.{column} {}",
+        if term.ascending { "ASC" } else { "DESC" }
+    ))
 }
 
 pub async fn search_registered_models(
@@ -370,21 +551,35 @@ pub async fn search_registered_models(
     let mut conditions = vec!["1 = 1".to_string()];
     for (n, clause) in parse_filter(filter)?.iter().enumerate() {
         match (clause.entity, clause.key.as_str()) {
-            (FilterEntity::Attribute, "name") => conditions.push(compare(&mut plan, "m.name", clause, false)?),
+            (FilterEntity::Attribute, "name") => {
+                conditions.push(compare(&mut plan, "m.name", clause, false)?)
+            }
             (FilterEntity::Tag, key) => {
                 let alias = format!("t{n}");
                 let key = plan.bind(Bind::Text(key.to_string()));
                 let (cmp, exists) = tag_condition(&mut plan, &alias, clause)?;
                 conditions.push(format!("{exists} (SELECT 1 FROM registered_model_tags {alias} WHERE {alias}.name = m.name AND {alias}.key = {key} AND {cmp})"));
             }
-            (_, key) => return Err(StoreError::InvalidParameter(format!("Invalid filter key '{key}' for registered models; use name or tags.<key>"))),
+            (_, key) => {
+                return Err(StoreError::InvalidParameter(format!(
+                    "Invalid filter key '{key}' for registered models; use name or tags.<key>"
+                )))
+            }
         }
     }
-    let mut order: Vec<String> = order_by.iter().filter(|t| !t.trim().is_empty()).map(|t| model_order(t, "m")).collect::<Result<_, _>>()?;
+    let mut order: Vec<String> = order_by
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| model_order(t, "m"))
+        .collect::<Result<_, _>>()?;
     order.push("m.name ASC".into());
     let limit = plan.bind(Bind::Int(max_results + 1));
     let off = plan.bind(Bind::Int(offset));
-    let sql = format!("SELECT m.* FROM registered_models m WHERE {} ORDER BY {} LIMIT {limit} OFFSET {off}", conditions.join(" AND "), order.join(", "));
+    let sql = format!(
+        "SELECT m.* FROM registered_models m WHERE {} ORDER BY {} LIMIT {limit} OFFSET {off}",
+        conditions.join(" AND "),
+        order.join(", ")
+    );
     let mut conn = store.readers().acquire().await?;
     let rows = plan.fetch(&sql, &mut conn).await?;
     let mut models = Vec::with_capacity(rows.len());
@@ -394,7 +589,11 @@ pub async fn search_registered_models(
     Ok(page_of(models, offset, max_results))
 }
 
-pub async fn get_latest_versions(store: &MetaStore, name: &str, stages: &[String]) -> Result<Vec<ModelVersion>, StoreError> {
+pub async fn get_latest_versions(
+    store: &MetaStore,
+    name: &str,
+    stages: &[String],
+) -> Result<Vec<ModelVersion>, StoreError> {
     let mut conn = store.readers().acquire().await?;
     require_model(&mut conn, name).await?;
     latest_versions(&mut conn, name, stages).await
@@ -413,7 +612,11 @@ pub struct NewModelVersion {
     pub tags: Vec<KeyValue>,
 }
 
-pub async fn create_model_version(store: &MetaStore, actor: &str, new: NewModelVersion) -> Result<ModelVersion, StoreError> {
+pub async fn create_model_version(
+    store: &MetaStore,
+    actor: &str,
+    new: NewModelVersion,
+) -> Result<ModelVersion, StoreError> {
     for t in &new.tags {
         validate_key("tag", &t.key)?;
     }
@@ -457,12 +660,22 @@ pub async fn create_model_version(store: &MetaStore, actor: &str, new: NewModelV
         .await
 }
 
-pub async fn get_model_version(store: &MetaStore, name: &str, version: i64) -> Result<ModelVersion, StoreError> {
+pub async fn get_model_version(
+    store: &MetaStore,
+    name: &str,
+    version: i64,
+) -> Result<ModelVersion, StoreError> {
     let mut conn = store.readers().acquire().await?;
     load_version(&mut conn, name, version).await
 }
 
-pub async fn update_model_version(store: &MetaStore, actor: &str, name: String, version: i64, description: String) -> Result<ModelVersion, StoreError> {
+pub async fn update_model_version(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    version: i64,
+    description: String,
+) -> Result<ModelVersion, StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
@@ -527,23 +740,55 @@ pub async fn transition_stage(
         .await
 }
 
-pub async fn delete_model_version(store: &MetaStore, actor: &str, name: String, version: i64) -> Result<(), StoreError> {
+pub async fn delete_model_version(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    version: i64,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 require_version(tx, &name, version).await?;
-                for table in ["registered_model_aliases", "model_version_tags", "model_versions"] {
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE name = $1 AND version = $2"))).bind(name.clone()).bind(version).execute(&mut *tx).await?;
+                for table in [
+                    "registered_model_aliases",
+                    "model_version_tags",
+                    "model_versions",
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE name = $1 AND version = $2"
+                    )))
+                    .bind(name.clone())
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 touch_model(tx, &name, now_millis()).await?;
-                audit.record(tx, "model_version.delete", &Entity::ModelVersion { name: name.clone(), version }).await?;
-                audit.record(tx, "registered_model.touch", &Entity::RegisteredModel(name)).await
+                audit
+                    .record(
+                        tx,
+                        "model_version.delete",
+                        &Entity::ModelVersion {
+                            name: name.clone(),
+                            version,
+                        },
+                    )
+                    .await?;
+                audit
+                    .record(tx, "registered_model.touch", &Entity::RegisteredModel(name))
+                    .await
             })
         })
         .await
 }
 
-pub async fn set_model_version_tag(store: &MetaStore, actor: &str, name: String, version: i64, tag: KeyValue) -> Result<(), StoreError> {
+pub async fn set_model_version_tag(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    version: i64,
+    tag: KeyValue,
+) -> Result<(), StoreError> {
     validate_key("tag", &tag.key)?;
     store
         .write(actor, move |tx, audit| {
@@ -562,18 +807,32 @@ pub async fn set_model_version_tag(store: &MetaStore, actor: &str, name: String,
         .await
 }
 
-pub async fn delete_model_version_tag(store: &MetaStore, actor: &str, name: String, version: i64, key: String) -> Result<(), StoreError> {
+pub async fn delete_model_version_tag(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    version: i64,
+    key: String,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 require_version(tx, &name, version).await?;
-                sqlx::query("DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3")
-                    .bind(name.clone())
-                    .bind(version)
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "model_version.delete_tag", &Entity::ModelVersion { name, version }).await
+                sqlx::query(
+                    "DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3",
+                )
+                .bind(name.clone())
+                .bind(version)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+                audit
+                    .record(
+                        tx,
+                        "model_version.delete_tag",
+                        &Entity::ModelVersion { name, version },
+                    )
+                    .await
             })
         })
         .await
@@ -604,19 +863,33 @@ pub async fn search_model_versions(
             (_, key) => return Err(StoreError::InvalidParameter(format!("Invalid filter key '{key}' for model versions; use name, run_id, source_path, version_number or tags.<key>"))),
         }
     }
-    let mut order: Vec<String> = order_by.iter().filter(|t| !t.trim().is_empty()).map(|t| model_order(t, "v")).collect::<Result<_, _>>()?;
+    let mut order: Vec<String> = order_by
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| model_order(t, "v"))
+        .collect::<Result<_, _>>()?;
     order.push("v.name ASC".into());
     order.push("v.version DESC".into());
     let limit = plan.bind(Bind::Int(max_results + 1));
     let off = plan.bind(Bind::Int(offset));
-    let sql = format!("SELECT v.* FROM model_versions v WHERE {} ORDER BY {} LIMIT {limit} OFFSET {off}", conditions.join(" AND "), order.join(", "));
+    let sql = format!(
+        "SELECT v.* FROM model_versions v WHERE {} ORDER BY {} LIMIT {limit} OFFSET {off}",
+        conditions.join(" AND "),
+        order.join(", ")
+    );
     let mut conn = store.readers().acquire().await?;
     let rows = plan.fetch(&sql, &mut conn).await?;
     let versions = versions_from_rows(&mut conn, rows).await?;
     Ok(page_of(versions, offset, max_results))
 }
 
-pub async fn set_alias(store: &MetaStore, actor: &str, name: String, alias: String, version: i64) -> Result<(), StoreError> {
+pub async fn set_alias(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    alias: String,
+    version: i64,
+) -> Result<(), StoreError> {
     validate_alias(&alias)?;
     store
         .write(actor, move |tx, audit| {
@@ -634,35 +907,66 @@ pub async fn set_alias(store: &MetaStore, actor: &str, name: String, alias: Stri
         .await
 }
 
-pub async fn delete_alias(store: &MetaStore, actor: &str, name: String, alias: String) -> Result<(), StoreError> {
+pub async fn delete_alias(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    alias: String,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 require_model(tx, &name).await?;
-                let done = sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2").bind(name.clone()).bind(alias.clone()).execute(&mut *tx).await?;
+                let done = sqlx::query(
+                    "DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2",
+                )
+                .bind(name.clone())
+                .bind(alias.clone())
+                .execute(&mut *tx)
+                .await?;
                 if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!("Registered model alias {alias} not found.")));
+                    return Err(StoreError::NotFound(format!(
+                        "Registered model alias {alias} not found."
+                    )));
                 }
-                audit.record(tx, "registered_model.delete_alias", &Entity::RegisteredModel(name)).await
+                audit
+                    .record(
+                        tx,
+                        "registered_model.delete_alias",
+                        &Entity::RegisteredModel(name),
+                    )
+                    .await
             })
         })
         .await
 }
 
-pub async fn get_version_by_alias(store: &MetaStore, name: &str, alias: &str) -> Result<ModelVersion, StoreError> {
+pub async fn get_version_by_alias(
+    store: &MetaStore,
+    name: &str,
+    alias: &str,
+) -> Result<ModelVersion, StoreError> {
     let mut conn = store.readers().acquire().await?;
     require_model(&mut conn, name).await?;
-    let version: Option<i64> = sqlx::query_scalar("SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2")
-        .bind(name.to_string())
-        .bind(alias.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-    let version = version.ok_or_else(|| StoreError::NotFound(format!("Registered model alias {alias} not found.")))?;
+    let version: Option<i64> = sqlx::query_scalar(
+        "SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2",
+    )
+    .bind(name.to_string())
+    .bind(alias.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let version = version.ok_or_else(|| {
+        StoreError::NotFound(format!("Registered model alias {alias} not found."))
+    })?;
     load_version(&mut conn, name, version).await
 }
 
 /// Resolves a version's `source` into the artifact URI its files live under.
-pub async fn download_uri(store: &MetaStore, name: &str, version: i64) -> Result<String, StoreError> {
+pub async fn download_uri(
+    store: &MetaStore,
+    name: &str,
+    version: i64,
+) -> Result<String, StoreError> {
     let mv = get_model_version(store, name, version).await?;
     resolve_source(store, &mv.source).await
 }
@@ -671,19 +975,33 @@ pub async fn resolve_source(store: &MetaStore, source: &str) -> Result<String, S
     if let Some(rest) = source.strip_prefix("models:/") {
         let id = rest.trim_start_matches('/');
         if id.starts_with("m-") && !id.contains('/') {
-            return Ok(crate::logged_models::get_logged_model(store, id).await?.info.artifact_uri);
+            return Ok(crate::logged_models::get_logged_model(store, id)
+                .await?
+                .info
+                .artifact_uri);
         }
     }
     if let Some(rest) = source.strip_prefix("runs:/") {
-        let (run_id, path) = rest.trim_start_matches('/').split_once('/').unwrap_or((rest, ""));
+        let (run_id, path) = rest
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((rest, ""));
         let run = crate::tracking::get_run(store, run_id).await?;
-        return Ok(if path.is_empty() { run.info.artifact_uri } else { format!("{}/{}", run.info.artifact_uri, path) });
+        return Ok(if path.is_empty() {
+            run.info.artifact_uri
+        } else {
+            format!("{}/{}", run.info.artifact_uri, path)
+        });
     }
     Ok(source.to_string())
 }
 
 /// Used by the audit CLI and tests: names of every version per model.
 pub async fn version_counts(store: &MetaStore) -> Result<HashMap<String, i64>, StoreError> {
-    let rows = sqlx::query("SELECT name, COUNT(*) AS n FROM model_versions GROUP BY name").fetch_all(store.readers()).await?;
-    rows.iter().map(|r| Ok((text(r, "name")?, int(r, "n")?))).collect()
+    let rows = sqlx::query("SELECT name, COUNT(*) AS n FROM model_versions GROUP BY name")
+        .fetch_all(store.readers())
+        .await?;
+    rows.iter()
+        .map(|r| Ok((text(r, "name")?, int(r, "n")?)))
+        .collect()
 }

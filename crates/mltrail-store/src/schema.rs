@@ -153,12 +153,18 @@ pub(crate) async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Resul
         .await?;
     let applied = applied.unwrap_or(0);
     for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
-        let begin = if backend == Backend::Sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" };
+        let begin = if backend == Backend::Sqlite {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
         sqlx::query(begin).execute(&mut *conn).await?;
         for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             if let Err(e) = sqlx::query(statement).execute(&mut *conn).await {
                 sqlx::query("ROLLBACK").execute(&mut *conn).await.ok();
-                return Err(StoreError::Database(format!("migration {version} failed: {e}")));
+                return Err(StoreError::Database(format!(
+                    "migration {version} failed: {e}"
+                )));
             }
         }
         sqlx::query("INSERT INTO mltrail_migrations (version, applied_at) VALUES ($1, $2)")

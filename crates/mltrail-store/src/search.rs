@@ -30,7 +30,11 @@ impl Plan {
         self.bind(Bind::Text(value.into()))
     }
 
-    pub(crate) async fn fetch(&self, sql: &str, conn: &mut AnyConnection) -> Result<Vec<AnyRow>, StoreError> {
+    pub(crate) async fn fetch(
+        &self,
+        sql: &str,
+        conn: &mut AnyConnection,
+    ) -> Result<Vec<AnyRow>, StoreError> {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
         for b in &self.binds {
             query = match b {
@@ -50,29 +54,42 @@ pub(crate) struct Compiled {
 }
 
 impl Compiled {
-    pub(crate) async fn fetch_all(&self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>, StoreError> {
+    pub(crate) async fn fetch_all(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Vec<AnyRow>, StoreError> {
         self.plan.fetch(&self.sql, conn).await
     }
 }
 
-fn literal_bind(plan: &mut Plan, value: &Literal, numeric: bool, key: &str) -> Result<String, StoreError> {
+fn literal_bind(
+    plan: &mut Plan,
+    value: &Literal,
+    numeric: bool,
+    key: &str,
+) -> Result<String, StoreError> {
     if numeric {
-        let n = value
-            .as_number()
-            .ok_or_else(|| StoreError::InvalidParameter(format!("'{key}' must be compared with a number")))?;
+        let n = value.as_number().ok_or_else(|| {
+            StoreError::InvalidParameter(format!("'{key}' must be compared with a number"))
+        })?;
         if n.fract() == 0.0 && n.abs() < 9.0e15 {
             return Ok(plan.bind(Bind::Int(n as i64)));
         }
         return Ok(plan.bind(Bind::Float(n)));
     }
-    let s = value
-        .as_text()
-        .ok_or_else(|| StoreError::InvalidParameter(format!("'{key}' must be compared with a quoted string")))?;
+    let s = value.as_text().ok_or_else(|| {
+        StoreError::InvalidParameter(format!("'{key}' must be compared with a quoted string"))
+    })?;
     Ok(plan.text(s))
 }
 
 /// `column op value` for one clause on an already-resolved column expression.
-pub(crate) fn compare(plan: &mut Plan, column: &str, clause: &Clause, numeric: bool) -> Result<String, StoreError> {
+pub(crate) fn compare(
+    plan: &mut Plan,
+    column: &str,
+    clause: &Clause,
+    numeric: bool,
+) -> Result<String, StoreError> {
     let key = &clause.key;
     Ok(match clause.op {
         Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
@@ -95,9 +112,14 @@ pub(crate) fn compare(plan: &mut Plan, column: &str, clause: &Clause, numeric: b
         }
         Op::In | Op::NotIn => {
             let Literal::List(items) = &clause.value else {
-                return Err(StoreError::InvalidParameter(format!("IN for '{key}' needs a list")));
+                return Err(StoreError::InvalidParameter(format!(
+                    "IN for '{key}' needs a list"
+                )));
             };
-            let binds = items.iter().map(|i| literal_bind(plan, i, numeric, key)).collect::<Result<Vec<_>, _>>()?;
+            let binds = items
+                .iter()
+                .map(|i| literal_bind(plan, i, numeric, key))
+                .collect::<Result<Vec<_>, _>>()?;
             format!("{column} {} ({})", clause.op.sql(), binds.join(", "))
         }
         Op::IsNull | Op::IsNotNull => format!("{column} {}", clause.op.sql()),
@@ -135,9 +157,14 @@ pub(crate) fn runs_query(
     let mut plan = Plan::default();
     let mut joins = Vec::new();
     let mut conditions = Vec::new();
-    let ids: Vec<String> = experiment_ids.iter().map(|id| plan.bind(Bind::Int(*id))).collect();
+    let ids: Vec<String> = experiment_ids
+        .iter()
+        .map(|id| plan.bind(Bind::Int(*id)))
+        .collect();
     if ids.is_empty() {
-        return Err(StoreError::InvalidParameter("experiment_ids must name at least one experiment".into()));
+        return Err(StoreError::InvalidParameter(
+            "experiment_ids must name at least one experiment".into(),
+        ));
     }
     conditions.push(format!("r.experiment_id IN ({})", ids.join(", ")));
     let stages: Vec<String> = view.stages().iter().map(|s| plan.text(*s)).collect();
@@ -169,10 +196,16 @@ pub(crate) fn runs_query(
                 let column = match clause.key.as_str() {
                     "name" => "d.dataset_name",
                     "digest" => "d.dataset_digest",
-                    other => return Err(StoreError::InvalidParameter(format!("Invalid dataset key '{other}'; use datasets.name or datasets.digest"))),
+                    other => {
+                        return Err(StoreError::InvalidParameter(format!(
+                            "Invalid dataset key '{other}'; use datasets.name or datasets.digest"
+                        )))
+                    }
                 };
                 let cmp = compare(&mut plan, column, clause, false)?;
-                conditions.push(format!("EXISTS (SELECT 1 FROM run_inputs d WHERE d.run_uuid = r.run_uuid AND {cmp})"));
+                conditions.push(format!(
+                    "EXISTS (SELECT 1 FROM run_inputs d WHERE d.run_uuid = r.run_uuid AND {cmp})"
+                ));
             }
         }
     }
@@ -191,13 +224,19 @@ pub(crate) fn runs_query(
                 let key = plan.text(term.key.clone());
                 joins.push(format!("LEFT JOIN {table} {alias} ON {alias}.run_uuid = r.run_uuid AND {alias}.key = {key}"));
                 // MLflow puts runs without the key last, whatever the direction.
-                order.push(format!("CASE WHEN {alias}.value IS NULL THEN 1 ELSE 0 END, {alias}.value {dir}"));
+                order.push(format!(
+                    "CASE WHEN {alias}.value IS NULL THEN 1 ELSE 0 END, {alias}.value {dir}"
+                ));
             }
             Entity::Attribute => {
                 let (column, _) = run_attribute(&term.key)?;
                 order.push(format!("{column} {dir}"));
             }
-            Entity::Dataset => return Err(StoreError::InvalidParameter("cannot order runs by a dataset".into())),
+            Entity::Dataset => {
+                return Err(StoreError::InvalidParameter(
+                    "cannot order runs by a dataset".into(),
+                ))
+            }
         }
     }
     order.push("r.start_time DESC".into());
@@ -214,7 +253,13 @@ pub(crate) fn runs_query(
 }
 
 /// Builds the query for `experiments/search`.
-pub(crate) fn experiments_query(view: ViewType, filter: &str, order_by: &[String], limit: i64, offset: i64) -> Result<Compiled, StoreError> {
+pub(crate) fn experiments_query(
+    view: ViewType,
+    filter: &str,
+    order_by: &[String],
+    limit: i64,
+    offset: i64,
+) -> Result<Compiled, StoreError> {
     let clauses = parse_filter(filter)?;
     let mut plan = Plan::default();
     let stages: Vec<String> = view.stages().iter().map(|s| plan.text(*s)).collect();
@@ -238,10 +283,19 @@ pub(crate) fn experiments_query(view: ViewType, filter: &str, order_by: &[String
                     Op::IsNull | Op::IsNotNull => "1 = 1".to_string(),
                     _ => compare(&mut plan, &format!("{alias}.value"), clause, false)?,
                 };
-                let exists = if clause.op == Op::IsNull { "NOT EXISTS" } else { "EXISTS" };
+                let exists = if clause.op == Op::IsNull {
+                    "NOT EXISTS"
+                } else {
+                    "EXISTS"
+                };
                 conditions.push(format!("{exists} (SELECT 1 FROM experiment_tags {alias} WHERE {alias}.experiment_id = e.experiment_id AND {alias}.key = {key} AND {cmp})"));
             }
-            _ => return Err(StoreError::InvalidParameter(format!("Invalid entity for experiment search: '{}'", clause.key))),
+            _ => {
+                return Err(StoreError::InvalidParameter(format!(
+                    "Invalid entity for experiment search: '{}'",
+                    clause.key
+                )))
+            }
         }
     }
     let mut order = Vec::new();
@@ -252,9 +306,17 @@ pub(crate) fn experiments_query(view: ViewType, filter: &str, order_by: &[String
             (Entity::Attribute, "creation_time") => "e.creation_time",
             (Entity::Attribute, "last_update_time") => "e.last_update_time",
             (Entity::Attribute, "experiment_id") => "e.experiment_id",
-            _ => return Err(StoreError::InvalidParameter(format!("Invalid order_by key '{}' for experiments", term.key))),
+            _ => {
+                return Err(StoreError::InvalidParameter(format!(
+                    "Invalid order_by key '{}' for experiments",
+                    term.key
+                )))
+            }
         };
-        order.push(format!("{column} {}", if term.ascending { "ASC" } else { "DESC" }));
+        order.push(format!(
+            "{column} {}",
+            if term.ascending { "ASC" } else { "DESC" }
+        ));
     }
     order.push("e.creation_time DESC".into());
     order.push("e.experiment_id ASC".into());
@@ -274,7 +336,15 @@ mod tests {
 
     #[test]
     fn values_and_keys_are_bound_never_inlined() {
-        let q = runs_query(&[1], "params.p = 'x''; DROP TABLE runs; --' AND metrics.`a b` > 0.5", ViewType::ActiveOnly, &["metrics.acc DESC".into()], 10, 0).unwrap();
+        let q = runs_query(
+            &[1],
+            "params.p = 'x''; DROP TABLE runs; --' AND metrics.`a b` > 0.5",
+            ViewType::ActiveOnly,
+            &["metrics.acc DESC".into()],
+            10,
+            0,
+        )
+        .unwrap();
         assert!(!q.sql.contains("DROP"));
         assert!(!q.sql.contains("a b"));
         assert!(q.sql.contains("LEFT JOIN latest_metrics o0"));
@@ -283,6 +353,14 @@ mod tests {
     #[test]
     fn string_ordering_comparators_are_refused() {
         assert!(runs_query(&[1], "params.p > 'x'", ViewType::ActiveOnly, &[], 10, 0).is_err());
-        assert!(runs_query(&[1], "attributes.colour = 'x'", ViewType::ActiveOnly, &[], 10, 0).is_err());
+        assert!(runs_query(
+            &[1],
+            "attributes.colour = 'x'",
+            ViewType::ActiveOnly,
+            &[],
+            10,
+            0
+        )
+        .is_err());
     }
 }

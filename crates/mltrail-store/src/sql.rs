@@ -21,14 +21,23 @@ pub(crate) fn opt_int(row: &AnyRow, col: &str) -> Result<Option<i64>, StoreError
 }
 
 /// Metric values: NaN cannot be stored in SQLite (it becomes NULL), so a flag column keeps it.
-pub(crate) fn metric_value(row: &AnyRow, value_col: &str, nan_col: &str) -> Result<f64, StoreError> {
+pub(crate) fn metric_value(
+    row: &AnyRow,
+    value_col: &str,
+    nan_col: &str,
+) -> Result<f64, StoreError> {
     if int(row, nan_col)? != 0 {
         return Ok(f64::NAN);
     }
-    Ok(row.try_get::<Option<f64>, _>(value_col)?.unwrap_or(f64::NAN))
+    Ok(row
+        .try_get::<Option<f64>, _>(value_col)?
+        .unwrap_or(f64::NAN))
 }
 
 /// `$start, $start+1, …` placeholders for an IN list of `n` values.
 pub(crate) fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -42,7 +42,9 @@ pub(crate) fn validate_key(what: &str, key: &str) -> Result<(), StoreError> {
         || key.len() > MAX_KEY_LEN
         || key.starts_with('/')
         || key.split('/').any(|s| s == ".." || s == ".")
-        || !key.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/' | ':'));
+        || !key
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/' | ':'));
     if bad {
         return Err(StoreError::InvalidParameter(format!(
             "Invalid {what} name: '{key}'. Names may be up to {MAX_KEY_LEN} characters of alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/), and may not be or contain '..' path segments."
@@ -75,7 +77,10 @@ fn experiment_from_row(row: &AnyRow, tags: Vec<KeyValue>) -> Result<Experiment, 
     })
 }
 
-async fn experiment_tags(conn: &mut AnyConnection, ids: &[i64]) -> Result<HashMap<i64, Vec<KeyValue>>, StoreError> {
+async fn experiment_tags(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<KeyValue>>, StoreError> {
     let mut out: HashMap<i64, Vec<KeyValue>> = HashMap::new();
     if ids.is_empty() {
         return Ok(out);
@@ -89,35 +94,63 @@ async fn experiment_tags(conn: &mut AnyConnection, ids: &[i64]) -> Result<HashMa
         query = query.bind(*id);
     }
     for row in query.fetch_all(&mut *conn).await? {
-        out.entry(int(&row, "experiment_id")?).or_default().push(KeyValue { key: text(&row, "key")?, value: text(&row, "value")? });
+        out.entry(int(&row, "experiment_id")?)
+            .or_default()
+            .push(KeyValue {
+                key: text(&row, "key")?,
+                value: text(&row, "value")?,
+            });
     }
     Ok(out)
 }
 
-async fn experiments_from_rows(conn: &mut AnyConnection, rows: Vec<AnyRow>) -> Result<Vec<Experiment>, StoreError> {
-    let ids: Vec<i64> = rows.iter().map(|r| int(r, "experiment_id")).collect::<Result<_, _>>()?;
+async fn experiments_from_rows(
+    conn: &mut AnyConnection,
+    rows: Vec<AnyRow>,
+) -> Result<Vec<Experiment>, StoreError> {
+    let ids: Vec<i64> = rows
+        .iter()
+        .map(|r| int(r, "experiment_id"))
+        .collect::<Result<_, _>>()?;
     let mut tags = experiment_tags(conn, &ids).await?;
     rows.iter()
-        .map(|r| experiment_from_row(r, tags.remove(&int(r, "experiment_id")?).unwrap_or_default()))
+        .map(|r| {
+            experiment_from_row(
+                r,
+                tags.remove(&int(r, "experiment_id")?).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
 pub(crate) async fn ensure_default_experiment(store: &MetaStore) -> Result<(), StoreError> {
-    let exists: Option<i64> = sqlx::query_scalar("SELECT experiment_id FROM experiments WHERE experiment_id = 0")
-        .fetch_optional(store.readers())
-        .await?;
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT experiment_id FROM experiments WHERE experiment_id = 0")
+            .fetch_optional(store.readers())
+            .await?;
     if exists.is_some() {
         return Ok(());
     }
     store
         .write("system", |tx, audit| {
             Box::pin(async move {
-                let taken: Option<i64> = sqlx::query_scalar("SELECT experiment_id FROM experiments WHERE experiment_id = 0")
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let taken: Option<i64> = sqlx::query_scalar(
+                    "SELECT experiment_id FROM experiments WHERE experiment_id = 0",
+                )
+                .fetch_optional(&mut *tx)
+                .await?;
                 if taken.is_none() {
-                    insert_experiment(tx, 0, DEFAULT_EXPERIMENT, &experiment_artifact_location(0), &[]).await?;
-                    audit.record(tx, "experiment.create", &Entity::Experiment(0)).await?;
+                    insert_experiment(
+                        tx,
+                        0,
+                        DEFAULT_EXPERIMENT,
+                        &experiment_artifact_location(0),
+                        &[],
+                    )
+                    .await?;
+                    audit
+                        .record(tx, "experiment.create", &Entity::Experiment(0))
+                        .await?;
                 }
                 Ok(())
             })
@@ -125,7 +158,13 @@ pub(crate) async fn ensure_default_experiment(store: &MetaStore) -> Result<(), S
         .await
 }
 
-async fn insert_experiment(tx: &mut Tx, id: i64, name: &str, location: &str, tags: &[KeyValue]) -> Result<(), StoreError> {
+async fn insert_experiment(
+    tx: &mut Tx,
+    id: i64,
+    name: &str,
+    location: &str,
+    tags: &[KeyValue],
+) -> Result<(), StoreError> {
     let now = now_millis();
     sqlx::query("INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES ($1, $2, $3, 'active', $4, $4)")
         .bind(id)
@@ -161,24 +200,34 @@ pub async fn create_experiment(
     tags: Vec<KeyValue>,
 ) -> Result<i64, StoreError> {
     if name.trim().is_empty() {
-        return Err(StoreError::InvalidParameter("Missing value for required parameter 'name'.".into()));
+        return Err(StoreError::InvalidParameter(
+            "Missing value for required parameter 'name'.".into(),
+        ));
     }
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
-                let existing: Option<i64> = sqlx::query_scalar("SELECT experiment_id FROM experiments WHERE name = $1")
-                    .bind(name.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let existing: Option<i64> =
+                    sqlx::query_scalar("SELECT experiment_id FROM experiments WHERE name = $1")
+                        .bind(name.clone())
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 if existing.is_some() {
-                    return Err(StoreError::AlreadyExists(format!("Experiment(name={name}) already exists.")));
+                    return Err(StoreError::AlreadyExists(format!(
+                        "Experiment(name={name}) already exists."
+                    )));
                 }
-                let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(experiment_id), 0) + 1 FROM experiments")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let location = artifact_location.unwrap_or_else(|| experiment_artifact_location(id));
+                let id: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(experiment_id), 0) + 1 FROM experiments",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let location =
+                    artifact_location.unwrap_or_else(|| experiment_artifact_location(id));
                 insert_experiment(tx, id, &name, &location, &tags).await?;
-                audit.record(tx, "experiment.create", &Entity::Experiment(id)).await?;
+                audit
+                    .record(tx, "experiment.create", &Entity::Experiment(id))
+                    .await?;
                 Ok(id)
             })
         })
@@ -195,13 +244,18 @@ pub async fn get_experiment(store: &MetaStore, id: i64) -> Result<Experiment, St
     Ok(experiments_from_rows(&mut conn, vec![row]).await?.remove(0))
 }
 
-pub async fn get_experiment_by_name(store: &MetaStore, name: &str) -> Result<Experiment, StoreError> {
+pub async fn get_experiment_by_name(
+    store: &MetaStore,
+    name: &str,
+) -> Result<Experiment, StoreError> {
     let mut conn = store.readers().acquire().await?;
     let row = sqlx::query("SELECT * FROM experiments WHERE name = $1")
         .bind(name.to_string())
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| StoreError::NotFound(format!("Could not find experiment with name '{name}'")))?;
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("Could not find experiment with name '{name}'"))
+        })?;
     Ok(experiments_from_rows(&mut conn, vec![row]).await?.remove(0))
 }
 
@@ -231,18 +285,26 @@ async fn touch_experiment(tx: &mut Tx, id: i64) -> Result<(), StoreError> {
 }
 
 async fn experiment_stage(tx: &mut Tx, id: i64) -> Result<LifecycleStage, StoreError> {
-    let stage: Option<String> = sqlx::query_scalar("SELECT lifecycle_stage FROM experiments WHERE experiment_id = $1")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let stage: Option<String> =
+        sqlx::query_scalar("SELECT lifecycle_stage FROM experiments WHERE experiment_id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
     stage
         .and_then(|s| LifecycleStage::parse(&s))
         .ok_or_else(|| StoreError::NotFound(format!("No Experiment with id={id} exists")))
 }
 
-pub async fn rename_experiment(store: &MetaStore, actor: &str, id: i64, new_name: String) -> Result<(), StoreError> {
+pub async fn rename_experiment(
+    store: &MetaStore,
+    actor: &str,
+    id: i64,
+    new_name: String,
+) -> Result<(), StoreError> {
     if new_name.trim().is_empty() {
-        return Err(StoreError::InvalidParameter("Missing value for required parameter 'new_name'.".into()));
+        return Err(StoreError::InvalidParameter(
+            "Missing value for required parameter 'new_name'.".into(),
+        ));
     }
     store
         .write(actor, move |tx, audit| {
@@ -271,7 +333,12 @@ pub async fn rename_experiment(store: &MetaStore, actor: &str, id: i64, new_name
 }
 
 /// Soft-deletes (or restores) an experiment and, as MLflow does, its runs.
-pub async fn set_experiment_stage(store: &MetaStore, actor: &str, id: i64, stage: LifecycleStage) -> Result<(), StoreError> {
+pub async fn set_experiment_stage(
+    store: &MetaStore,
+    actor: &str,
+    id: i64,
+    stage: LifecycleStage,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
@@ -318,36 +385,56 @@ pub async fn set_experiment_stage(store: &MetaStore, actor: &str, id: i64, stage
         .await
 }
 
-pub async fn set_experiment_tag(store: &MetaStore, actor: &str, id: i64, tag: KeyValue) -> Result<(), StoreError> {
+pub async fn set_experiment_tag(
+    store: &MetaStore,
+    actor: &str,
+    id: i64,
+    tag: KeyValue,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 if experiment_stage(tx, id).await? != LifecycleStage::Active {
-                    return Err(StoreError::InvalidState(format!("The experiment {id} must be in the 'active' state.")));
+                    return Err(StoreError::InvalidState(format!(
+                        "The experiment {id} must be in the 'active' state."
+                    )));
                 }
                 upsert_experiment_tag(tx, id, &tag).await?;
                 touch_experiment(tx, id).await?;
-                audit.record(tx, "experiment.set_tag", &Entity::Experiment(id)).await
+                audit
+                    .record(tx, "experiment.set_tag", &Entity::Experiment(id))
+                    .await
             })
         })
         .await
 }
 
-pub async fn delete_experiment_tag(store: &MetaStore, actor: &str, id: i64, key: String) -> Result<(), StoreError> {
+pub async fn delete_experiment_tag(
+    store: &MetaStore,
+    actor: &str,
+    id: i64,
+    key: String,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 experiment_stage(tx, id).await?;
-                let done = sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2")
-                    .bind(id)
-                    .bind(key.clone())
-                    .execute(&mut *tx)
-                    .await?;
+                let done = sqlx::query(
+                    "DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2",
+                )
+                .bind(id)
+                .bind(key.clone())
+                .execute(&mut *tx)
+                .await?;
                 if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!("No tag with name: {key} in experiment {id}.")));
+                    return Err(StoreError::NotFound(format!(
+                        "No tag with name: {key} in experiment {id}."
+                    )));
                 }
                 touch_experiment(tx, id).await?;
-                audit.record(tx, "experiment.delete_tag", &Entity::Experiment(id)).await
+                audit
+                    .record(tx, "experiment.delete_tag", &Entity::Experiment(id))
+                    .await
             })
         })
         .await
@@ -370,10 +457,12 @@ const RUN_NAME_TAG: &str = "mlflow.runName";
 /// MLflow names unnamed runs with two words and a number; so do we, deterministically from the id.
 fn generated_run_name(run_id: &RunId) -> String {
     const ADJECTIVES: [&str; 16] = [
-        "able", "bold", "calm", "deft", "eager", "fair", "glad", "keen", "lucid", "merry", "neat", "quick", "sharp", "swift", "vivid", "wise",
+        "able", "bold", "calm", "deft", "eager", "fair", "glad", "keen", "lucid", "merry", "neat",
+        "quick", "sharp", "swift", "vivid", "wise",
     ];
     const NOUNS: [&str; 16] = [
-        "otter", "heron", "lynx", "finch", "panda", "wren", "bison", "crane", "gecko", "koala", "mole", "newt", "owl", "stork", "tern", "yak",
+        "otter", "heron", "lynx", "finch", "panda", "wren", "bison", "crane", "gecko", "koala",
+        "mole", "newt", "owl", "stork", "tern", "yak",
     ];
     let bytes = run_id.as_str().as_bytes();
     let a = (bytes[0] as usize) % 16;
@@ -389,8 +478,17 @@ pub async fn create_run(store: &MetaStore, actor: &str, new: NewRun) -> Result<R
     }
     let run_id = RunId::generate();
     let id = run_id.as_str().to_string();
-    let tag_name = new.tags.iter().find(|t| t.key == RUN_NAME_TAG).map(|t| t.value.clone());
-    let run_name = new.run_name.clone().filter(|n| !n.is_empty()).or(tag_name).unwrap_or_else(|| generated_run_name(&run_id));
+    let tag_name = new
+        .tags
+        .iter()
+        .find(|t| t.key == RUN_NAME_TAG)
+        .map(|t| t.value.clone());
+    let run_name = new
+        .run_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or(tag_name)
+        .unwrap_or_else(|| generated_run_name(&run_id));
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
@@ -428,10 +526,11 @@ pub async fn create_run(store: &MetaStore, actor: &str, new: NewRun) -> Result<R
 }
 
 async fn experiment_location(tx: &mut Tx, id: i64) -> Result<String, StoreError> {
-    let loc: String = sqlx::query_scalar("SELECT artifact_location FROM experiments WHERE experiment_id = $1")
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let loc: String =
+        sqlx::query_scalar("SELECT artifact_location FROM experiments WHERE experiment_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
     Ok(loc.trim_end_matches('/').to_string())
 }
 
@@ -463,11 +562,17 @@ fn run_info_from_row(row: &AnyRow) -> Result<RunInfo, StoreError> {
 
 /// Loads whole runs (info, latest metrics, params, tags, inputs, outputs) for the given rows,
 /// in their order, with one query per table rather than one per run.
-pub(crate) async fn runs_from_rows(conn: &mut AnyConnection, rows: Vec<AnyRow>) -> Result<Vec<Run>, StoreError> {
+pub(crate) async fn runs_from_rows(
+    conn: &mut AnyConnection,
+    rows: Vec<AnyRow>,
+) -> Result<Vec<Run>, StoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let infos: Vec<RunInfo> = rows.iter().map(run_info_from_row).collect::<Result<_, _>>()?;
+    let infos: Vec<RunInfo> = rows
+        .iter()
+        .map(run_info_from_row)
+        .collect::<Result<_, _>>()?;
     let ids: Vec<String> = infos.iter().map(|i| i.run_uuid.clone()).collect();
     let list = placeholders(1, ids.len());
     let mut data: HashMap<String, RunData> = HashMap::new();
@@ -482,11 +587,35 @@ pub(crate) async fn runs_from_rows(conn: &mut AnyConnection, rows: Vec<AnyRow>) 
             run_id: None,
         });
     }
-    for row in fetch_ids(conn, &format!("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({list}) ORDER BY key"), &ids).await? {
-        data.entry(text(&row, "run_uuid")?).or_default().params.push(KeyValue { key: text(&row, "key")?, value: text(&row, "value")? });
+    for row in fetch_ids(
+        conn,
+        &format!("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({list}) ORDER BY key"),
+        &ids,
+    )
+    .await?
+    {
+        data.entry(text(&row, "run_uuid")?)
+            .or_default()
+            .params
+            .push(KeyValue {
+                key: text(&row, "key")?,
+                value: text(&row, "value")?,
+            });
     }
-    for row in fetch_ids(conn, &format!("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({list}) ORDER BY key"), &ids).await? {
-        data.entry(text(&row, "run_uuid")?).or_default().tags.push(KeyValue { key: text(&row, "key")?, value: text(&row, "value")? });
+    for row in fetch_ids(
+        conn,
+        &format!("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({list}) ORDER BY key"),
+        &ids,
+    )
+    .await?
+    {
+        data.entry(text(&row, "run_uuid")?)
+            .or_default()
+            .tags
+            .push(KeyValue {
+                key: text(&row, "key")?,
+                value: text(&row, "value")?,
+            });
     }
     for row in fetch_ids(conn, &format!("SELECT run_uuid, dataset_json, tags_json FROM run_inputs WHERE run_uuid IN ({list}) ORDER BY dataset_name"), &ids).await? {
         let dataset = serde_json::from_str(&text(&row, "dataset_json")?).unwrap_or(serde_json::Value::Null);
@@ -510,7 +639,11 @@ pub(crate) async fn runs_from_rows(conn: &mut AnyConnection, rows: Vec<AnyRow>) 
         .collect())
 }
 
-async fn fetch_ids(conn: &mut AnyConnection, sql: &str, ids: &[String]) -> Result<Vec<AnyRow>, StoreError> {
+async fn fetch_ids(
+    conn: &mut AnyConnection,
+    sql: &str,
+    ids: &[String],
+) -> Result<Vec<AnyRow>, StoreError> {
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
     for id in ids {
         query = query.bind(id.clone());
@@ -534,10 +667,11 @@ pub async fn get_run(store: &MetaStore, run_id: &str) -> Result<Run, StoreError>
 
 /// Logging requires an active run, as in MLflow.
 async fn require_active_run(tx: &mut Tx, run_id: &str) -> Result<(), StoreError> {
-    let stage: Option<String> = sqlx::query_scalar("SELECT lifecycle_stage FROM runs WHERE run_uuid = $1")
-        .bind(run_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let stage: Option<String> =
+        sqlx::query_scalar("SELECT lifecycle_stage FROM runs WHERE run_uuid = $1")
+            .bind(run_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
     match stage.as_deref() {
         None => Err(not_found_run(run_id)),
         Some("active") => Ok(()),
@@ -560,41 +694,75 @@ pub async fn update_run(
             Box::pin(async move {
                 require_active_run(tx, &run_id).await?;
                 if let Some(status) = status {
-                    sqlx::query("UPDATE runs SET status = $1 WHERE run_uuid = $2").bind(status.as_str()).bind(run_id.clone()).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE runs SET status = $1 WHERE run_uuid = $2")
+                        .bind(status.as_str())
+                        .bind(run_id.clone())
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if let Some(end) = end_time {
-                    sqlx::query("UPDATE runs SET end_time = $1 WHERE run_uuid = $2").bind(end).bind(run_id.clone()).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE runs SET end_time = $1 WHERE run_uuid = $2")
+                        .bind(end)
+                        .bind(run_id.clone())
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if let Some(name) = run_name.filter(|n| !n.is_empty()) {
-                    sqlx::query("UPDATE runs SET run_name = $1 WHERE run_uuid = $2").bind(name.clone()).bind(run_id.clone()).execute(&mut *tx).await?;
-                    upsert_tag(tx, &run_id, &KeyValue { key: RUN_NAME_TAG.into(), value: name }).await?;
+                    sqlx::query("UPDATE runs SET run_name = $1 WHERE run_uuid = $2")
+                        .bind(name.clone())
+                        .bind(run_id.clone())
+                        .execute(&mut *tx)
+                        .await?;
+                    upsert_tag(
+                        tx,
+                        &run_id,
+                        &KeyValue {
+                            key: RUN_NAME_TAG.into(),
+                            value: name,
+                        },
+                    )
+                    .await?;
                 }
-                audit.record(tx, "run.update", &Entity::Run(run_id.clone())).await?;
+                audit
+                    .record(tx, "run.update", &Entity::Run(run_id.clone()))
+                    .await?;
                 Ok(load_run(tx, &run_id).await?.info)
             })
         })
         .await
 }
 
-pub async fn set_run_stage(store: &MetaStore, actor: &str, run_id: String, stage: LifecycleStage) -> Result<(), StoreError> {
+pub async fn set_run_stage(
+    store: &MetaStore,
+    actor: &str,
+    run_id: String,
+    stage: LifecycleStage,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
-                let exists: Option<String> = sqlx::query_scalar("SELECT lifecycle_stage FROM runs WHERE run_uuid = $1")
-                    .bind(run_id.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT lifecycle_stage FROM runs WHERE run_uuid = $1")
+                        .bind(run_id.clone())
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 if exists.is_none() {
                     return Err(not_found_run(&run_id));
                 }
                 let deleted_time = (stage == LifecycleStage::Deleted).then(now_millis);
-                sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_uuid = $3")
-                    .bind(stage.as_str())
-                    .bind(deleted_time)
-                    .bind(run_id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                let action = if stage == LifecycleStage::Deleted { "run.delete" } else { "run.restore" };
+                sqlx::query(
+                    "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_uuid = $3",
+                )
+                .bind(stage.as_str())
+                .bind(deleted_time)
+                .bind(run_id.clone())
+                .execute(&mut *tx)
+                .await?;
+                let action = if stage == LifecycleStage::Deleted {
+                    "run.delete"
+                } else {
+                    "run.restore"
+                };
                 audit.record(tx, action, &Entity::Run(run_id)).await
             })
         })
@@ -604,11 +772,12 @@ pub async fn set_run_stage(store: &MetaStore, actor: &str, run_id: String, stage
 /// Inserts params, refusing to change an existing value (MLflow's rule: params are immutable).
 async fn insert_params(tx: &mut Tx, run_id: &str, params: &[KeyValue]) -> Result<(), StoreError> {
     for param in params {
-        let existing: Option<String> = sqlx::query_scalar("SELECT value FROM params WHERE run_uuid = $1 AND key = $2")
-            .bind(run_id.to_string())
-            .bind(param.key.clone())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT value FROM params WHERE run_uuid = $1 AND key = $2")
+                .bind(run_id.to_string())
+                .bind(param.key.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
         match existing {
             Some(old) if old == param.value => {}
             Some(old) => {
@@ -634,7 +803,12 @@ const METRIC_COLUMNS: usize = 8;
 /// Rows per multi-row INSERT; keeps bound parameters far below SQLite's limit.
 const METRIC_ROWS_PER_INSERT: usize = 100;
 
-async fn insert_metrics(tx: &mut Tx, run_id: &str, batch_id: &str, metrics: &[NewMetric]) -> Result<(), StoreError> {
+async fn insert_metrics(
+    tx: &mut Tx,
+    run_id: &str,
+    batch_id: &str,
+    metrics: &[NewMetric],
+) -> Result<(), StoreError> {
     for chunk in metrics.chunks(METRIC_ROWS_PER_INSERT) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders(1 + i * METRIC_COLUMNS, METRIC_COLUMNS)))
@@ -645,7 +819,11 @@ async fn insert_metrics(tx: &mut Tx, run_id: &str, batch_id: &str, metrics: &[Ne
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for m in chunk {
-            let (value, nan) = if m.value.is_nan() { (None, 1i64) } else { (Some(m.value), 0) };
+            let (value, nan) = if m.value.is_nan() {
+                (None, 1i64)
+            } else {
+                (Some(m.value), 0)
+            };
             query = query
                 .bind(run_id.to_string())
                 .bind(m.key.clone())
@@ -661,7 +839,10 @@ async fn insert_metrics(tx: &mut Tx, run_id: &str, batch_id: &str, metrics: &[Ne
     // The latest value per key is (max step, then max timestamp, then max value), as in MLflow.
     let mut latest: HashMap<&str, &NewMetric> = HashMap::new();
     for m in metrics {
-        let newer = |old: &NewMetric| (m.step, m.timestamp) > (old.step, old.timestamp) || ((m.step, m.timestamp) == (old.step, old.timestamp) && m.value > old.value);
+        let newer = |old: &NewMetric| {
+            (m.step, m.timestamp) > (old.step, old.timestamp)
+                || ((m.step, m.timestamp) == (old.step, old.timestamp) && m.value > old.value)
+        };
         match latest.get(m.key.as_str()) {
             Some(old) if !newer(old) => {}
             _ => {
@@ -670,7 +851,11 @@ async fn insert_metrics(tx: &mut Tx, run_id: &str, batch_id: &str, metrics: &[Ne
         }
     }
     for m in latest.values() {
-        let (value, nan) = if m.value.is_nan() { (None, 1i64) } else { (Some(m.value), 0) };
+        let (value, nan) = if m.value.is_nan() {
+            (None, 1i64)
+        } else {
+            (Some(m.value), 0)
+        };
         sqlx::query(
             "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
@@ -699,7 +884,10 @@ pub async fn log_batch(
     params: Vec<KeyValue>,
     tags: Vec<KeyValue>,
 ) -> Result<(), StoreError> {
-    if metrics.len() > MAX_BATCH_METRICS || params.len() > MAX_BATCH_PARAMS || tags.len() > MAX_BATCH_TAGS {
+    if metrics.len() > MAX_BATCH_METRICS
+        || params.len() > MAX_BATCH_PARAMS
+        || tags.len() > MAX_BATCH_TAGS
+    {
         return Err(StoreError::InvalidParameter(format!(
             "A batch logging request can contain at most {MAX_BATCH_METRICS} metrics, {MAX_BATCH_PARAMS} params and {MAX_BATCH_TAGS} tags; got {} metrics, {} params and {} tags",
             metrics.len(),
@@ -722,7 +910,10 @@ pub async fn log_batch(
     for p in &params {
         if let Some(prev) = seen.insert(p.key.as_str(), p.value.as_str()) {
             if prev != p.value {
-                return Err(StoreError::InvalidParameter(format!("Duplicate parameter key '{}' with different values in one batch", p.key)));
+                return Err(StoreError::InvalidParameter(format!(
+                    "Duplicate parameter key '{}' with different values in one batch",
+                    p.key
+                )));
             }
         }
     }
@@ -735,7 +926,11 @@ pub async fn log_batch(
                     for tag in &tags {
                         upsert_tag(tx, &run_id, tag).await?;
                         if tag.key == RUN_NAME_TAG {
-                            sqlx::query("UPDATE runs SET run_name = $1 WHERE run_uuid = $2").bind(tag.value.clone()).bind(run_id.clone()).execute(&mut *tx).await?;
+                            sqlx::query("UPDATE runs SET run_name = $1 WHERE run_uuid = $2")
+                                .bind(tag.value.clone())
+                                .bind(run_id.clone())
+                                .execute(&mut *tx)
+                                .await?;
                         }
                     }
                     let action = match (params.is_empty(), tags.is_empty()) {
@@ -743,12 +938,23 @@ pub async fn log_batch(
                         (true, false) => "run.set_tags",
                         _ => "run.log_params_tags",
                     };
-                    audit.record(tx, action, &Entity::Run(run_id.clone())).await?;
+                    audit
+                        .record(tx, action, &Entity::Run(run_id.clone()))
+                        .await?;
                 }
                 if !metrics.is_empty() {
                     let batch_id = uuid::Uuid::now_v7().simple().to_string();
                     insert_metrics(tx, &run_id, &batch_id, &metrics).await?;
-                    audit.record(tx, "run.log_metrics", &Entity::MetricBatch { run_id: run_id.clone(), batch_id }).await?;
+                    audit
+                        .record(
+                            tx,
+                            "run.log_metrics",
+                            &Entity::MetricBatch {
+                                run_id: run_id.clone(),
+                                batch_id,
+                            },
+                        )
+                        .await?;
                 }
                 Ok(())
             })
@@ -756,16 +962,29 @@ pub async fn log_batch(
         .await
 }
 
-pub async fn delete_tag(store: &MetaStore, actor: &str, run_id: String, key: String) -> Result<(), StoreError> {
+pub async fn delete_tag(
+    store: &MetaStore,
+    actor: &str,
+    run_id: String,
+    key: String,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 require_active_run(tx, &run_id).await?;
-                let done = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2").bind(run_id.clone()).bind(key.clone()).execute(&mut *tx).await?;
+                let done = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
+                    .bind(run_id.clone())
+                    .bind(key.clone())
+                    .execute(&mut *tx)
+                    .await?;
                 if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!("No tag with name: {key} in run with id {run_id}")));
+                    return Err(StoreError::NotFound(format!(
+                        "No tag with name: {key} in run with id {run_id}"
+                    )));
                 }
-                audit.record(tx, "run.delete_tag", &Entity::Run(run_id)).await
+                audit
+                    .record(tx, "run.delete_tag", &Entity::Run(run_id))
+                    .await
             })
         })
         .await
@@ -780,7 +999,12 @@ pub struct NewDatasetInput {
     pub tags: Vec<KeyValue>,
 }
 
-pub async fn log_inputs(store: &MetaStore, actor: &str, run_id: String, datasets: Vec<NewDatasetInput>) -> Result<(), StoreError> {
+pub async fn log_inputs(
+    store: &MetaStore,
+    actor: &str,
+    run_id: String,
+    datasets: Vec<NewDatasetInput>,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
@@ -802,7 +1026,12 @@ pub async fn log_inputs(store: &MetaStore, actor: &str, run_id: String, datasets
         .await
 }
 
-pub async fn log_outputs(store: &MetaStore, actor: &str, run_id: String, models: Vec<ModelIo>) -> Result<(), StoreError> {
+pub async fn log_outputs(
+    store: &MetaStore,
+    actor: &str,
+    run_id: String,
+    models: Vec<ModelIo>,
+) -> Result<(), StoreError> {
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
@@ -830,10 +1059,11 @@ pub async fn metric_history(
 ) -> Result<Page<Metric>, StoreError> {
     let offset = decode_page_token(page_token)?;
     let mut conn = store.readers().acquire().await?;
-    let exists: Option<String> = sqlx::query_scalar("SELECT run_uuid FROM runs WHERE run_uuid = $1")
-        .bind(run_id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT run_uuid FROM runs WHERE run_uuid = $1")
+            .bind(run_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
     if exists.is_none() {
         return Err(not_found_run(run_id));
     }
@@ -869,11 +1099,21 @@ pub async fn search_runs(
     page_token: Option<&str>,
 ) -> Result<Page<Run>, StoreError> {
     let offset = decode_page_token(page_token)?;
-    let plan = crate::search::runs_query(experiment_ids, filter, view, order_by, max_results + 1, offset)?;
+    let plan = crate::search::runs_query(
+        experiment_ids,
+        filter,
+        view,
+        order_by,
+        max_results + 1,
+        offset,
+    )?;
     let mut conn = store.readers().acquire().await?;
     let rows = plan.fetch_all(&mut conn).await?;
     let has_more = rows.len() as i64 > max_results;
     let rows: Vec<AnyRow> = rows.into_iter().take(max_results as usize).collect();
     let runs = runs_from_rows(&mut conn, rows).await?;
-    Ok(Page { items: runs, next_page_token: has_more.then(|| format!("o{}", offset + max_results)) })
+    Ok(Page {
+        items: runs,
+        next_page_token: has_more.then(|| format!("o{}", offset + max_results)),
+    })
 }

@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 pub type Tx = sqlx::AnyConnection;
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type JobFn = Box<dyn for<'c> FnOnce(&'c mut Tx, &'c mut AuditCtx) -> BoxFuture<'c, (bool, Completion)> + Send>;
+type JobFn = Box<
+    dyn for<'c> FnOnce(&'c mut Tx, &'c mut AuditCtx) -> BoxFuture<'c, (bool, Completion)> + Send,
+>;
 
 enum Msg {
     Job { actor: String, run: JobFn },
@@ -42,9 +44,15 @@ impl AuditCtx {
 
     /// Appends one event for `entity`, whose state digest is read back from the transaction,
     /// so the digest describes exactly what is being committed.
-    pub async fn record(&mut self, tx: &mut Tx, action: &str, entity: &crate::audit::Entity) -> Result<(), StoreError> {
+    pub async fn record(
+        &mut self,
+        tx: &mut Tx,
+        action: &str,
+        entity: &crate::audit::Entity,
+    ) -> Result<(), StoreError> {
         let digest = crate::audit::state_digest(tx, entity).await?;
-        self.append(tx, action, entity.kind(), &entity.id(), digest).await
+        self.append(tx, action, entity.kind(), &entity.id(), digest)
+            .await
     }
 
     /// Appends an event whose state lives outside the database (an artifact's content digest).
@@ -59,7 +67,14 @@ impl AuditCtx {
         self.append(tx, action, kind, id, digest).await
     }
 
-    async fn append(&mut self, tx: &mut Tx, action: &str, kind: &str, id: &str, digest: Option<String>) -> Result<(), StoreError> {
+    async fn append(
+        &mut self,
+        tx: &mut Tx,
+        action: &str,
+        kind: &str,
+        id: &str,
+        digest: Option<String>,
+    ) -> Result<(), StoreError> {
         let event = AuditEvent {
             seq: self.head.seq + 1,
             time: mltrail_core::now_millis(),
@@ -83,7 +98,10 @@ impl AuditCtx {
         .bind(hash.to_hex())
         .execute(&mut *tx)
         .await?;
-        self.head = AuditHead { seq: event.seq, hash };
+        self.head = AuditHead {
+            seq: event.seq,
+            hash,
+        };
         Ok(())
     }
 }
@@ -93,13 +111,18 @@ impl WriterHandle {
         let head = crate::audit::load_head(&mut conn).await?;
         let (sender, receiver) = mpsc::channel(4096);
         let join = tokio::spawn(run(conn, backend, receiver, head));
-        Ok(WriterHandle { sender, join: Mutex::new(Some(join)) })
+        Ok(WriterHandle {
+            sender,
+            join: Mutex::new(Some(join)),
+        })
     }
 
     pub(crate) async fn submit<T, F>(&self, actor: String, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Tx, &'c mut AuditCtx) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx, &'c mut AuditCtx) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<T, StoreError>>();
         let run: JobFn = Box::new(move |tx, audit| {
@@ -115,7 +138,10 @@ impl WriterHandle {
                 (ok, completion)
             })
         });
-        self.sender.send(Msg::Job { actor, run }).await.map_err(|_| StoreError::Closed)?;
+        self.sender
+            .send(Msg::Job { actor, run })
+            .await
+            .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -131,11 +157,18 @@ impl WriterHandle {
 }
 
 async fn exec(conn: &mut Tx, sql: &'static str) -> Result<(), StoreError> {
-    sqlx::query(sql).execute(&mut *conn).await.map(|_| ()).map_err(StoreError::from)
+    sqlx::query(sql)
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+        .map_err(StoreError::from)
 }
 
 async fn run(mut conn: Tx, backend: Backend, mut receiver: mpsc::Receiver<Msg>, head: AuditHead) {
-    let mut audit = AuditCtx { actor: String::new(), head };
+    let mut audit = AuditCtx {
+        actor: String::new(),
+        head,
+    };
     let begin = match backend {
         // IMMEDIATE takes the write lock up front, so a reader upgrading can never deadlock us.
         Backend::Sqlite => "BEGIN IMMEDIATE",
@@ -143,7 +176,9 @@ async fn run(mut conn: Tx, backend: Backend, mut receiver: mpsc::Receiver<Msg>, 
     };
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
-        let Some(first) = receiver.recv().await else { break };
+        let Some(first) = receiver.recv().await else {
+            break;
+        };
         let mut group = Vec::new();
         let mut push = |msg: Msg, group: &mut Vec<(String, JobFn)>| match msg {
             Msg::Job { actor, run } => group.push((actor, run)),

@@ -59,8 +59,11 @@ struct FileConfig {
 }
 
 fn read_config(path: Option<&std::path::Path>) -> Result<FileConfig> {
-    let Some(path) = path else { return Ok(FileConfig::default()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
@@ -78,12 +81,24 @@ impl ServerSettings {
     pub fn resolve(args: ServerArgs) -> Result<Self> {
         let file = read_config(args.config.as_deref())?.server;
         let settings = ServerSettings {
-            host: args.host.or(file.host).unwrap_or_else(|| "127.0.0.1".into()),
+            host: args
+                .host
+                .or(file.host)
+                .unwrap_or_else(|| "127.0.0.1".into()),
             port: args.port.or(file.port).unwrap_or(5000),
-            backend_store_uri: args.backend_store_uri.or(file.backend_store_uri).unwrap_or_else(|| DEFAULT_STORE.into()),
-            artifacts_destination: args.artifacts_destination.or(file.artifacts_destination).unwrap_or_else(|| DEFAULT_ARTIFACTS.into()),
+            backend_store_uri: args
+                .backend_store_uri
+                .or(file.backend_store_uri)
+                .unwrap_or_else(|| DEFAULT_STORE.into()),
+            artifacts_destination: args
+                .artifacts_destination
+                .or(file.artifacts_destination)
+                .unwrap_or_else(|| DEFAULT_ARTIFACTS.into()),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
-            max_artifact_bytes: args.max_artifact_bytes.or(file.max_artifact_bytes).unwrap_or(1 << 30),
+            max_artifact_bytes: args
+                .max_artifact_bytes
+                .or(file.max_artifact_bytes)
+                .unwrap_or(1 << 30),
         };
         if settings.backend_store_uri.trim().is_empty() {
             bail!("--backend-store-uri is empty");
@@ -106,7 +121,10 @@ pub struct StoreArgs {
 impl StoreArgs {
     pub fn resolve(self) -> Result<String> {
         let file = read_config(self.config.as_deref())?.server;
-        Ok(self.backend_store_uri.or(file.backend_store_uri).unwrap_or_else(|| DEFAULT_STORE.into()))
+        Ok(self
+            .backend_store_uri
+            .or(file.backend_store_uri)
+            .unwrap_or_else(|| DEFAULT_STORE.into()))
     }
 }
 
@@ -130,7 +148,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgresql://u:secret@h:5432/db"), "postgresql://u:***@h:5432/db");
+        assert_eq!(
+            redact("postgresql://u:secret@h:5432/db"),
+            "postgresql://u:***@h:5432/db"
+        );
         assert_eq!(redact("sqlite:///x.db"), "sqlite:///x.db");
     }
 }

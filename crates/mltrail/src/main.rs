@@ -10,7 +10,11 @@ use mltrail_store::{MetaStore, StoreConfig};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "mltrail", version, about = "Accountable MLOps: MLflow-compatible tracking and registry with a tamper-evident audit trail")]
+#[command(
+    name = "mltrail",
+    version,
+    about = "Accountable MLOps: MLflow-compatible tracking and registry with a tamper-evident audit trail"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,7 +64,10 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -89,8 +96,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MLTRAIL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MLTRAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -103,7 +113,9 @@ async fn serve(settings: ServerSettings) -> Result<()> {
         .with_context(|| format!("cannot open backend store {}", settings.backend_store_uri))?;
     let artifacts = mltrail_artifacts::ArtifactStore::open(&settings.artifacts_destination)?;
     let addr = format!("{}:{}", settings.host, settings.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(
         address = %local,
@@ -113,8 +125,14 @@ async fn serve(settings: ServerSettings) -> Result<()> {
     );
     // Scripts and tests read this line to learn the port when started with --port 0.
     println!("mltrail server listening on http://{local}");
-    let state = mltrail_server::AppState { store: store.clone(), artifacts };
-    let limits = mltrail_server::Limits { max_artifact_bytes: settings.max_artifact_bytes, ..Default::default() };
+    let state = mltrail_server::AppState {
+        store: store.clone(),
+        artifacts,
+    };
+    let limits = mltrail_server::Limits {
+        max_artifact_bytes: settings.max_artifact_bytes,
+        ..Default::default()
+    };
     mltrail_server::serve(listener, state, limits, shutdown_signal()).await?;
     tracing::info!("draining writes and closing the store");
     store.close().await;
@@ -147,7 +165,9 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
     match command {
         AuditCommand::Verify { store, json } => {
             let uri = store.resolve()?;
-            let store = MetaStore::open(&StoreConfig::new(&uri)).await.with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
+            let store = MetaStore::open(&StoreConfig::new(&uri))
+                .await
+                .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
             let report = mltrail_store::audit::verify(&store).await?;
             store.close().await;
             if json {
@@ -161,15 +181,26 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(b) => {
-                    eprintln!("audit trail BROKEN at event {} ({} {}): {}", b.seq, b.entity_type, b.entity_id, b.reason);
+                    eprintln!(
+                        "audit trail BROKEN at event {} ({} {}): {}",
+                        b.seq, b.entity_type, b.entity_id, b.reason
+                    );
                     Ok(ExitCode::from(1))
                 }
             }
         }
-        AuditCommand::Log { store, entity, limit, json } => {
+        AuditCommand::Log {
+            store,
+            entity,
+            limit,
+            json,
+        } => {
             let uri = store.resolve()?;
-            let store = MetaStore::open(&StoreConfig::new(&uri)).await.with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
-            let events = mltrail_store::audit::list_events(&store, entity.as_deref(), limit).await?;
+            let store = MetaStore::open(&StoreConfig::new(&uri))
+                .await
+                .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
+            let events =
+                mltrail_store::audit::list_events(&store, entity.as_deref(), limit).await?;
             store.close().await;
             for e in events {
                 if json {
@@ -183,7 +214,11 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
                         e.event.action,
                         e.event.entity_type,
                         e.event.entity_id,
-                        e.event.state_digest.as_deref().map(|d| &d[..16.min(d.len())]).unwrap_or("-")
+                        e.event
+                            .state_digest
+                            .as_deref()
+                            .map(|d| &d[..16.min(d.len())])
+                            .unwrap_or("-")
                     );
                 }
             }

@@ -1,0 +1,248 @@
+//! The audit trail: every API mutation is an event, `audit verify` passes on an untouched store
+//! and names the first broken link when a row is edited or deleted behind the server's back.
+
+mod common;
+use common::{experiment_and_run, Server};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// Performs one of every mutation the API offers; returns the run id.
+fn exercise(server: &Server) -> String {
+    let (exp_id, run_id) = experiment_and_run(server, "audited");
+    server.ok(
+        "experiments/set-experiment-tag",
+        json!({"experiment_id": exp_id, "key": "k", "value": "v"}),
+    );
+    server.ok(
+        "experiments/update",
+        json!({"experiment_id": exp_id, "new_name": "audited-2"}),
+    );
+    server.ok(
+        "runs/log-metric",
+        json!({"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1, "step": 0}),
+    );
+    server.ok(
+        "runs/log-parameter",
+        json!({"run_id": run_id, "key": "lr", "value": "0.1"}),
+    );
+    server.ok(
+        "runs/set-tag",
+        json!({"run_id": run_id, "key": "t", "value": "1"}),
+    );
+    server.ok("runs/delete-tag", json!({"run_id": run_id, "key": "t"}));
+    server.ok(
+        "runs/log-batch",
+        json!({"run_id": run_id, "metrics": [{"key": "acc", "value": 0.9, "timestamp": 2, "step": 1}, {"key": "acc", "value": 0.95, "timestamp": 3, "step": 2}]}),
+    );
+    server.ok(
+        "runs/update",
+        json!({"run_id": run_id, "status": "FINISHED", "end_time": 10}),
+    );
+    let (status, _) = server.raw(
+        "PUT",
+        &format!("/api/2.0/mlflow-artifacts/artifacts/{exp_id}/{run_id}/artifacts/a.txt"),
+        b"data",
+    );
+    assert_eq!(status, 200);
+    server.ok("registered-models/create", json!({"name": "credit"}));
+    server.ok("model-versions/create", json!({"name": "credit", "source": format!("mlflow-artifacts:/{exp_id}/{run_id}/artifacts")}));
+    server.ok(
+        "registered-models/alias",
+        json!({"name": "credit", "alias": "production", "version": "1"}),
+    );
+    server.ok(
+        "model-versions/transition-stage",
+        json!({"name": "credit", "version": "1", "stage": "Staging"}),
+    );
+    server.ok("runs/delete", json!({"run_id": run_id}));
+    server.ok("runs/restore", json!({"run_id": run_id}));
+    run_id
+}
+
+fn events(server: &Server, entity: Option<&str>) -> Vec<Value> {
+    let mut args = vec!["audit", "log", "--json"];
+    let uri = server.store_uri();
+    args.extend(["--backend-store-uri", &uri]);
+    if let Some(e) = entity {
+        args.extend(["--entity", e]);
+    }
+    let out = server.mltrail(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn verify(server: &Server) -> (bool, String) {
+    let out = server.mltrail(&[
+        "audit",
+        "verify",
+        "--backend-store-uri",
+        &server.store_uri(),
+    ]);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn sqlite(server: &Server, sql: &str) {
+    let path = server.dir.path().join("store").join("mltrail.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn every_mutation_is_an_event_and_the_chain_verifies() {
+    let mut server = Server::start();
+    exercise(&server);
+    server.stop();
+    let all = events(&server, None);
+    let mut actions: HashMap<String, usize> = HashMap::new();
+    for e in &all {
+        *actions
+            .entry(e["action"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for action in [
+        "experiment.create",
+        "experiment.set_tag",
+        "experiment.rename",
+        "run.create",
+        "run.log_metrics",
+        "run.log_params",
+        "run.set_tags",
+        "run.delete_tag",
+        "run.update",
+        "artifact.put",
+        "registered_model.create",
+        "model_version.create",
+        "registered_model.set_alias",
+        "model_version.transition_stage",
+        "run.delete",
+        "run.restore",
+    ] {
+        assert!(
+            actions.contains_key(action),
+            "no {action} event in {actions:?}"
+        );
+    }
+    assert_eq!(
+        actions["run.log_metrics"], 2,
+        "one event per metric request"
+    );
+    let seqs: Vec<i64> = all.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    let (ok, out) = verify(&server);
+    assert!(ok, "{out}");
+    assert!(out.contains("audit trail intact"));
+}
+
+fn tampered(edit: impl Fn(&Server, &str) -> (String, i64)) -> (String, i64) {
+    let mut server = Server::start();
+    let run_id = exercise(&server);
+    server.stop();
+    assert!(verify(&server).0);
+    let (sql, expected_seq) = edit(&server, &run_id);
+    sqlite(&server, &sql);
+    let (ok, out) = verify(&server);
+    assert!(!ok, "verify passed after: {sql}");
+    (out, expected_seq)
+}
+
+fn last_seq(server: &Server, entity: &str) -> i64 {
+    events(server, Some(entity)).last().unwrap()["seq"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn editing_a_param_breaks_verify_at_the_runs_last_event() {
+    let (out, seq) = tampered(|s, run| {
+        (
+            format!("UPDATE params SET value = '0.9' WHERE run_uuid = '{run}'"),
+            last_seq(s, &format!("run:{run}")),
+        )
+    });
+    assert!(out.contains(&format!("BROKEN at event {seq} ")), "{out}");
+    assert!(out.contains("edited"), "{out}");
+}
+
+#[test]
+fn deleting_a_metric_row_breaks_verify_at_its_batch() {
+    let (out, seq) = tampered(|s, run| {
+        let batch = events(s, Some("metrics"))
+            .iter()
+            .find(|e| e["entity_id"].as_str().unwrap().starts_with(run))
+            .unwrap()["seq"]
+            .as_i64()
+            .unwrap();
+        (
+            format!("DELETE FROM metrics WHERE run_uuid = '{run}' AND key = 'loss'"),
+            batch,
+        )
+    });
+    assert!(out.contains(&format!("BROKEN at event {seq} ")), "{out}");
+    assert!(out.contains("deleted"), "{out}");
+}
+
+#[test]
+fn editing_an_event_breaks_the_chain_at_that_event() {
+    let (out, seq) = tampered(|_, _| {
+        (
+            "UPDATE audit_log SET actor = 'mallory' WHERE seq = 5".into(),
+            5,
+        )
+    });
+    assert!(out.contains(&format!("BROKEN at event {seq} ")), "{out}");
+}
+
+#[test]
+fn deleting_an_event_is_detected() {
+    let (out, seq) = tampered(|_, _| ("DELETE FROM audit_log WHERE seq = 7".into(), 8));
+    assert!(out.contains(&format!("BROKEN at event {seq} ")), "{out}");
+    assert!(out.contains("missing"), "{out}");
+}
+
+#[test]
+fn moving_an_alias_behind_the_servers_back_is_detected() {
+    let (out, seq) = tampered(|s, _| {
+        (
+            "UPDATE registered_model_aliases SET version = 7".into(),
+            last_seq(s, "registered_model:credit"),
+        )
+    });
+    assert!(out.contains(&format!("BROKEN at event {seq} ")), "{out}");
+}
+
+#[test]
+fn a_row_inserted_without_an_event_is_detected() {
+    let (out, _) = tampered(|_, _| {
+        ("INSERT INTO registered_models (name, creation_time, last_updated_time, description) VALUES ('ghost', 1, 1, '')".into(), 0)
+    });
+    assert!(
+        out.contains("ghost") && out.contains("no audit event"),
+        "{out}"
+    );
+}
