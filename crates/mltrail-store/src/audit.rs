@@ -79,6 +79,35 @@ impl Entity {
     }
 }
 
+/// One stored metric value, as the audit trail digests it.
+pub(crate) struct MetricRow {
+    pub key: String,
+    pub value: f64,
+    pub timestamp: i64,
+    pub step: i64,
+    pub model_id: Option<String>,
+}
+
+/// The recorded state of one metric request. Shared by the writer (which digests the values
+/// it is inserting, without reading them back) and by `verify` (which digests what is stored),
+/// so both sides sort and format identically, whatever the database's collation.
+pub(crate) fn metric_batch_state(mut rows: Vec<MetricRow>) -> Value {
+    rows.sort_by(|a, b| {
+        a.key
+            .as_bytes()
+            .cmp(b.key.as_bytes())
+            .then(a.step.cmp(&b.step))
+            .then(a.timestamp.cmp(&b.timestamp))
+            .then(a.value.total_cmp(&b.value))
+    });
+    Value::Array(
+        rows.into_iter()
+            // Display keeps NaN and infinities distinct, which JSON numbers cannot.
+            .map(|m| json!([m.key, m.value.to_string(), m.timestamp, m.step, m.model_id]))
+            .collect(),
+    )
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AuditHead {
     pub seq: i64,
@@ -202,31 +231,29 @@ pub async fn load_state(
             })))
         }
         Entity::MetricBatch { run_id, batch_id } => {
-            let rows = sqlx::query(
-                "SELECT key, value, is_nan, timestamp, step, model_id FROM metrics WHERE batch_id = $1 AND run_uuid = $2 ORDER BY key, step, timestamp, value",
-            )
-            .bind(batch_id.clone())
-            .bind(run_id.clone())
-            .fetch_all(&mut *conn)
-            .await?;
+            // By batch id alone: with run_uuid in the WHERE clause SQLite may walk the
+            // (run_uuid, key, step) index, which grows with every value the run logged.
+            let rows = sqlx::query("SELECT run_uuid, key, value, is_nan, timestamp, step, model_id FROM metrics WHERE batch_id = $1")
+                .bind(batch_id.clone())
+                .fetch_all(&mut *conn)
+                .await?;
             if rows.is_empty() {
                 return Ok(None);
             }
-            let values: Vec<Value> = rows
-                .iter()
-                .map(|r| {
-                    // Display keeps NaN and infinities distinct, which JSON numbers cannot.
-                    let v = metric_value(r, "value", "is_nan")?;
-                    Ok(json!([
-                        text(r, "key")?,
-                        v.to_string(),
-                        int(r, "timestamp")?,
-                        int(r, "step")?,
-                        opt_text(r, "model_id")?
-                    ]))
-                })
-                .collect::<Result<_, StoreError>>()?;
-            Ok(Some(Value::Array(values)))
+            let mut values = Vec::with_capacity(rows.len());
+            for r in &rows {
+                if &text(r, "run_uuid")? != run_id {
+                    return Ok(Some(json!(["moved to another run", text(r, "run_uuid")?])));
+                }
+                values.push(MetricRow {
+                    key: text(r, "key")?,
+                    value: metric_value(r, "value", "is_nan")?,
+                    timestamp: int(r, "timestamp")?,
+                    step: int(r, "step")?,
+                    model_id: opt_text(r, "model_id")?,
+                });
+            }
+            Ok(Some(metric_batch_state(values)))
         }
         Entity::LoggedModel(id) => {
             let Some(row) = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1")

@@ -173,6 +173,19 @@ impl MetaStore {
         self.inner.writer.submit(actor.to_string(), job).await
     }
 
+    /// Logs metric values for one run through the writer's coalesced path (see [`writer`]).
+    pub(crate) async fn log_metrics(
+        &self,
+        actor: &str,
+        run_id: String,
+        metrics: Vec<tracking::NewMetric>,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .writer
+            .log_metrics(actor.to_string(), run_id, metrics)
+            .await
+    }
+
     /// Closes the pool and stops the writer after it drained every queued write.
     pub async fn close(&self) {
         self.inner.writer.shutdown().await;

@@ -799,80 +799,15 @@ async fn insert_params(tx: &mut Tx, run_id: &str, params: &[KeyValue]) -> Result
     Ok(())
 }
 
-const METRIC_COLUMNS: usize = 8;
-/// Rows per multi-row INSERT; keeps bound parameters far below SQLite's limit.
-const METRIC_ROWS_PER_INSERT: usize = 100;
-
 async fn insert_metrics(
     tx: &mut Tx,
     run_id: &str,
     batch_id: &str,
     metrics: &[NewMetric],
 ) -> Result<(), StoreError> {
-    for chunk in metrics.chunks(METRIC_ROWS_PER_INSERT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(1 + i * METRIC_COLUMNS, METRIC_COLUMNS)))
-            .collect();
-        let sql = format!(
-            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, batch_id) VALUES {}",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for m in chunk {
-            let (value, nan) = if m.value.is_nan() {
-                (None, 1i64)
-            } else {
-                (Some(m.value), 0)
-            };
-            query = query
-                .bind(run_id.to_string())
-                .bind(m.key.clone())
-                .bind(value)
-                .bind(nan)
-                .bind(m.timestamp)
-                .bind(m.step)
-                .bind(m.model_id.clone())
-                .bind(batch_id.to_string());
-        }
-        query.execute(&mut *tx).await?;
-    }
-    // The latest value per key is (max step, then max timestamp, then max value), as in MLflow.
-    let mut latest: HashMap<&str, &NewMetric> = HashMap::new();
-    for m in metrics {
-        let newer = |old: &NewMetric| {
-            (m.step, m.timestamp) > (old.step, old.timestamp)
-                || ((m.step, m.timestamp) == (old.step, old.timestamp) && m.value > old.value)
-        };
-        match latest.get(m.key.as_str()) {
-            Some(old) if !newer(old) => {}
-            _ => {
-                latest.insert(&m.key, m);
-            }
-        }
-    }
-    for m in latest.values() {
-        let (value, nan) = if m.value.is_nan() {
-            (None, 1i64)
-        } else {
-            (Some(m.value), 0)
-        };
-        sqlx::query(
-            "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
-             WHERE excluded.step > latest_metrics.step \
-                OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-                OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND COALESCE(excluded.value, 0) > COALESCE(latest_metrics.value, 0))",
-        )
-        .bind(run_id.to_string())
-        .bind(m.key.clone())
-        .bind(value)
-        .bind(nan)
-        .bind(m.timestamp)
-        .bind(m.step)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
+    let rows: Vec<crate::writer::MetricInsert> =
+        metrics.iter().map(|m| (run_id, batch_id, m)).collect();
+    crate::writer::insert_metric_rows(tx, &rows).await
 }
 
 /// `log-batch` (and, with one element, `log-metric`, `log-parameter`, `set-tag`): all or nothing.
@@ -916,6 +851,12 @@ pub async fn log_batch(
                 )));
             }
         }
+    }
+    if params.is_empty() && tags.is_empty() {
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        return store.log_metrics(actor, run_id, metrics).await;
     }
     store
         .write(actor, move |tx, audit| {

@@ -1,13 +1,22 @@
 //! The single writer. SQLite allows one writer at a time; instead of letting request tasks fight
 //! for the lock ("database is locked"), every mutation is sent here. The writer takes whatever
-//! has queued up, runs each job under its own SAVEPOINT inside one transaction, commits once
-//! (one fsync for the whole group) and only then answers each caller. A failing job rolls back
-//! to its savepoint and does not disturb the others in its group.
+//! has queued up, runs it in one transaction, commits once (one fsync for the whole group) and
+//! only then answers each caller.
+//!
+//! Two kinds of work share a group:
+//! - general jobs, each under its own SAVEPOINT so a failing job rolls back alone;
+//! - metric logs (the hot path: `log-metric`, metric-only `log-batch`), which are coalesced:
+//!   one lookup of the runs involved, one multi-row INSERT of all their values, one upsert per
+//!   latest (run, key), and one multi-row INSERT of their audit events. Per-statement cost is
+//!   what limits a database driver, so a group of 64 requests costs a handful of statements.
 
-use crate::audit::AuditHead;
+use crate::audit::{metric_batch_state, AuditHead, Entity, MetricRow};
+use crate::sql::{placeholders, text};
+use crate::tracking::{not_found_run, NewMetric};
 use crate::{Backend, StoreError};
 use futures::future::BoxFuture;
 use mltrail_core::AuditEvent;
+use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// The connection a write job runs on, already inside the group's transaction.
@@ -18,20 +27,34 @@ type JobFn = Box<
     dyn for<'c> FnOnce(&'c mut Tx, &'c mut AuditCtx) -> BoxFuture<'c, (bool, Completion)> + Send,
 >;
 
+/// Metric values for one run from one request.
+pub(crate) struct MetricLog {
+    pub actor: String,
+    pub run_id: String,
+    pub metrics: Vec<NewMetric>,
+    pub reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
 enum Msg {
     Job { actor: String, run: JobFn },
+    Metrics(MetricLog),
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Upper bound on jobs per transaction, so one commit never holds a huge backlog hostage.
+/// Upper bound on requests per transaction, so one commit never holds a huge backlog hostage.
 const MAX_GROUP: usize = 512;
+/// Rows per multi-row INSERT; keeps bound parameters far below SQLite's limit.
+const ROWS_PER_INSERT: usize = 100;
 
 pub(crate) struct WriterHandle {
     sender: mpsc::Sender<Msg>,
     join: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// Appends audit events for the job being run; the chain head carries across the jobs of a group.
+/// (actor, action, entity type, entity id, state digest) of an event not yet chained.
+type PendingEvent = (String, String, String, String, Option<String>);
+
+/// Appends audit events for the job being run; the chain head carries across a group.
 pub struct AuditCtx {
     actor: String,
     head: AuditHead,
@@ -48,11 +71,21 @@ impl AuditCtx {
         &mut self,
         tx: &mut Tx,
         action: &str,
-        entity: &crate::audit::Entity,
+        entity: &Entity,
     ) -> Result<(), StoreError> {
         let digest = crate::audit::state_digest(tx, entity).await?;
-        self.append(tx, action, entity.kind(), &entity.id(), digest)
-            .await
+        let actor = self.actor.clone();
+        self.append_many(
+            tx,
+            vec![(
+                actor,
+                action.to_string(),
+                entity.kind().to_string(),
+                entity.id(),
+                digest,
+            )],
+        )
+        .await
     }
 
     /// Appends an event whose state lives outside the database (an artifact's content digest).
@@ -64,44 +97,66 @@ impl AuditCtx {
         id: &str,
         digest: Option<String>,
     ) -> Result<(), StoreError> {
-        self.append(tx, action, kind, id, digest).await
+        let actor = self.actor.clone();
+        self.append_many(
+            tx,
+            vec![(
+                actor,
+                action.to_string(),
+                kind.to_string(),
+                id.to_string(),
+                digest,
+            )],
+        )
+        .await
     }
 
-    async fn append(
+    /// Chains and inserts events (actor, action, entity type, entity id, digest) in order.
+    async fn append_many(
         &mut self,
         tx: &mut Tx,
-        action: &str,
-        kind: &str,
-        id: &str,
-        digest: Option<String>,
+        events: Vec<PendingEvent>,
     ) -> Result<(), StoreError> {
-        let event = AuditEvent {
-            seq: self.head.seq + 1,
-            time: mltrail_core::now_millis(),
-            actor: self.actor.clone(),
-            action: action.to_string(),
-            entity_type: kind.to_string(),
-            entity_id: id.to_string(),
-            state_digest: digest,
-        };
-        let hash = self.head.hash.next(&event);
-        sqlx::query(
-            "INSERT INTO audit_log (seq, time, actor, action, entity_type, entity_id, state_digest, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(event.seq)
-        .bind(event.time)
-        .bind(event.actor)
-        .bind(event.action)
-        .bind(event.entity_type)
-        .bind(event.entity_id)
-        .bind(event.state_digest)
-        .bind(hash.to_hex())
-        .execute(&mut *tx)
-        .await?;
-        self.head = AuditHead {
-            seq: event.seq,
-            hash,
-        };
+        let time = mltrail_core::now_millis();
+        let mut head = self.head;
+        let mut rows = Vec::with_capacity(events.len());
+        for (actor, action, entity_type, entity_id, state_digest) in events {
+            let event = AuditEvent {
+                seq: head.seq + 1,
+                time,
+                actor,
+                action,
+                entity_type,
+                entity_id,
+                state_digest,
+            };
+            let hash = head.hash.next(&event);
+            head = AuditHead {
+                seq: event.seq,
+                hash,
+            };
+            rows.push((event, hash.to_hex()));
+        }
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("({})", placeholders(1 + i * 8, 8)))
+                .collect();
+            let sql = format!("INSERT INTO audit_log (seq, time, actor, action, entity_type, entity_id, state_digest, hash) VALUES {}", values.join(", "));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (e, hash) in chunk {
+                query = query
+                    .bind(e.seq)
+                    .bind(e.time)
+                    .bind(e.actor.clone())
+                    .bind(e.action.clone())
+                    .bind(e.entity_type.clone())
+                    .bind(e.entity_id.clone())
+                    .bind(e.state_digest.clone())
+                    .bind(hash.clone());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        self.head = head;
         Ok(())
     }
 }
@@ -145,6 +200,25 @@ impl WriterHandle {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    pub(crate) async fn log_metrics(
+        &self,
+        actor: String,
+        run_id: String,
+        metrics: Vec<NewMetric>,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Msg::Metrics(MetricLog {
+                actor,
+                run_id,
+                metrics,
+                reply,
+            }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     pub(crate) async fn shutdown(&self) {
         let (done, wait) = oneshot::channel();
         if self.sender.send(Msg::Shutdown(done)).await.is_ok() {
@@ -169,6 +243,10 @@ async fn run(mut conn: Tx, backend: Backend, mut receiver: mpsc::Receiver<Msg>, 
         actor: String::new(),
         head,
     };
+    // Lifecycle stage of runs that metric logs recently touched. On SQLite this process is the
+    // only writer, so the cache is exact until a general job (which may delete or restore a
+    // run) runs; it saves one statement per group on the hot path.
+    let mut stage_cache: HashMap<String, String> = HashMap::new();
     let begin = match backend {
         // IMMEDIATE takes the write lock up front, so a reader upgrading can never deadlock us.
         Backend::Sqlite => "BEGIN IMMEDIATE",
@@ -179,29 +257,49 @@ async fn run(mut conn: Tx, backend: Backend, mut receiver: mpsc::Receiver<Msg>, 
         let Some(first) = receiver.recv().await else {
             break;
         };
-        let mut group = Vec::new();
-        let mut push = |msg: Msg, group: &mut Vec<(String, JobFn)>| match msg {
-            Msg::Job { actor, run } => group.push((actor, run)),
+        let mut jobs = Vec::new();
+        let mut logs = Vec::new();
+        let mut take = |msg: Msg| match msg {
+            Msg::Job { actor, run } => jobs.push((actor, run)),
+            Msg::Metrics(log) => logs.push(log),
             Msg::Shutdown(done) => stop = Some(done),
         };
-        push(first, &mut group);
-        while group.len() < MAX_GROUP {
+        take(first);
+        let mut size = 1;
+        while size < MAX_GROUP {
             match receiver.try_recv() {
-                Ok(msg) => push(msg, &mut group),
+                Ok(msg) => {
+                    take(msg);
+                    size += 1;
+                }
                 Err(_) => break,
             }
         }
-        if group.is_empty() {
+        if jobs.is_empty() && logs.is_empty() {
             continue;
         }
+        // General jobs may delete or restore runs; only metric-only groups may trust the cache.
+        if !jobs.is_empty() || backend != Backend::Sqlite {
+            stage_cache.clear();
+        }
         let committed_head = audit.head;
-        let mut completions = Vec::with_capacity(group.len());
-        let outcome = run_group(&mut conn, begin, &mut audit, group, &mut completions).await;
+        let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
+        let mut log_results: Vec<Result<(), StoreError>> = Vec::new();
+        let mut outcome = match exec(&mut conn, begin).await {
+            Ok(()) => run_jobs(&mut conn, &mut audit, jobs, &mut completions).await,
+            Err(e) => Err(e),
+        };
+        if outcome.is_ok() && !logs.is_empty() {
+            outcome = apply_metric_logs(&mut conn, &mut audit, &logs, &mut stage_cache)
+                .await
+                .map(|results| log_results = results);
+        }
         let outcome = match outcome {
             Ok(()) => exec(&mut conn, "COMMIT").await,
             Err(e) => Err(e),
         };
         if let Err(e) = &outcome {
+            stage_cache.clear();
             tracing::error!(error = %e, "write group failed; rolling back");
             let _ = exec(&mut conn, "ROLLBACK").await;
             audit.head = committed_head;
@@ -209,26 +307,26 @@ async fn run(mut conn: Tx, backend: Backend, mut receiver: mpsc::Receiver<Msg>, 
         for completion in completions {
             completion(outcome.clone());
         }
+        for (i, log) in logs.into_iter().enumerate() {
+            let result = match &outcome {
+                Ok(()) => log_results.get(i).cloned().unwrap_or(Ok(())),
+                Err(e) => Err(e.clone()),
+            };
+            let _ = log.reply.send(result);
+        }
     }
     if let Some(done) = stop {
         let _ = done.send(());
     }
 }
 
-async fn run_group(
+async fn run_jobs(
     conn: &mut Tx,
-    begin: &'static str,
     audit: &mut AuditCtx,
-    group: Vec<(String, JobFn)>,
+    jobs: Vec<(String, JobFn)>,
     completions: &mut Vec<Completion>,
 ) -> Result<(), StoreError> {
-    let mut jobs = group.into_iter();
-    if let Err(e) = exec(conn, begin).await {
-        // Nothing ran; dropping the jobs drops their reply senders and callers see an error.
-        drop(jobs);
-        return Err(e);
-    }
-    for (actor, job) in jobs.by_ref() {
+    for (actor, job) in jobs {
         audit.actor = actor;
         let before = audit.head;
         exec(conn, "SAVEPOINT job").await?;
@@ -243,4 +341,179 @@ async fn run_group(
         }
     }
     Ok(())
+}
+
+/// Applies a group's metric logs with a few statements; returns each log's own result
+/// (a log for a missing or deleted run fails alone). An `Err` fails the whole group.
+/// Per-log problems (a missing or deleted run) are answered per log; a failing statement
+/// fails the whole group, general jobs included, which the caller then rolls back.
+async fn apply_metric_logs(
+    conn: &mut Tx,
+    audit: &mut AuditCtx,
+    logs: &[MetricLog],
+    stages: &mut HashMap<String, String>,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    if stages.len() > 100_000 {
+        stages.clear();
+    }
+    let mut run_ids: Vec<&str> = logs
+        .iter()
+        .map(|l| l.run_id.as_str())
+        .filter(|id| !stages.contains_key(*id))
+        .collect();
+    run_ids.sort_unstable();
+    run_ids.dedup();
+    for chunk in run_ids.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "SELECT run_uuid, lifecycle_stage FROM runs WHERE run_uuid IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            stages.insert(text(&row, "run_uuid")?, text(&row, "lifecycle_stage")?);
+        }
+    }
+    let results: Vec<Result<(), StoreError>> = logs
+        .iter()
+        .map(|log| match stages.get(&log.run_id).map(String::as_str) {
+            None => Err(not_found_run(&log.run_id)),
+            Some("active") => Ok(()),
+            Some(other) => Err(StoreError::InvalidState(format!(
+                "The run {} must be in the 'active' state. Current state is {other}.",
+                log.run_id
+            ))),
+        })
+        .collect();
+
+    let accepted: Vec<(&MetricLog, String)> = logs
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(log, _)| (log, uuid::Uuid::now_v7().simple().to_string()))
+        .collect();
+    if accepted.is_empty() {
+        return Ok(results);
+    }
+    let rows: Vec<MetricInsert> = accepted
+        .iter()
+        .flat_map(|(log, batch)| {
+            log.metrics
+                .iter()
+                .map(move |m| (log.run_id.as_str(), batch.as_str(), m))
+        })
+        .collect();
+    insert_metric_rows(conn, &rows).await?;
+    // One event per request, chained in arrival order; the digest is of the values inserted.
+    let events: Vec<PendingEvent> = accepted
+        .iter()
+        .map(|(log, batch)| {
+            let state = metric_batch_state(
+                log.metrics
+                    .iter()
+                    .map(|m| MetricRow {
+                        key: m.key.clone(),
+                        value: m.value,
+                        timestamp: m.timestamp,
+                        step: m.step,
+                        model_id: m.model_id.clone(),
+                    })
+                    .collect(),
+            );
+            let entity = Entity::MetricBatch {
+                run_id: log.run_id.clone(),
+                batch_id: batch.clone(),
+            };
+            (
+                log.actor.clone(),
+                "run.log_metrics".to_string(),
+                entity.kind().to_string(),
+                entity.id(),
+                Some(mltrail_core::audit::state_digest(&state)),
+            )
+        })
+        .collect();
+    audit.append_many(conn, events).await?;
+    Ok(results)
+}
+
+fn newer(m: &NewMetric, old: &NewMetric) -> bool {
+    (m.step, m.timestamp) > (old.step, old.timestamp)
+        || ((m.step, m.timestamp) == (old.step, old.timestamp) && m.value > old.value)
+}
+
+/// (run id, batch id, value) of one metric row to insert.
+pub(crate) type MetricInsert<'a> = (&'a str, &'a str, &'a NewMetric);
+
+/// Inserts metric rows with multi-row INSERTs and moves each (run, key)'s latest value forward.
+pub(crate) async fn insert_metric_rows(
+    conn: &mut Tx,
+    rows: &[MetricInsert<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(1 + i * 8, 8)))
+            .collect();
+        let sql = format!("INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, batch_id) VALUES {}", values.join(", "));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (run_id, batch, m) in chunk {
+            let (value, nan) = stored_value(m.value);
+            query = query
+                .bind(run_id.to_string())
+                .bind(m.key.clone())
+                .bind(value)
+                .bind(nan)
+                .bind(m.timestamp)
+                .bind(m.step)
+                .bind(m.model_id.clone())
+                .bind(batch.to_string());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    // The latest value per (run, key): max step, then max timestamp, then max value, as in MLflow.
+    let mut latest: HashMap<(&str, &str), &NewMetric> = HashMap::new();
+    for (run_id, _, m) in rows {
+        let slot = latest.entry((run_id, m.key.as_str())).or_insert(m);
+        if newer(m, slot) {
+            *slot = m;
+        }
+    }
+    let latest: Vec<((&str, &str), &NewMetric)> = latest.into_iter().collect();
+    for chunk in latest.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", placeholders(1 + i * 6, 6)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES {} \
+             ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
+             WHERE excluded.step > latest_metrics.step \
+                OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+                OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND COALESCE(excluded.value, 0) > COALESCE(latest_metrics.value, 0))",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((run_id, key), m) in chunk {
+            let (value, nan) = stored_value(m.value);
+            query = query
+                .bind(run_id.to_string())
+                .bind(key.to_string())
+                .bind(value)
+                .bind(nan)
+                .bind(m.timestamp)
+                .bind(m.step);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// NaN cannot be stored in SQLite (it becomes NULL), so a flag column keeps it.
+pub(crate) fn stored_value(v: f64) -> (Option<f64>, i64) {
+    if v.is_nan() {
+        (None, 1)
+    } else {
+        (Some(v), 0)
+    }
 }
