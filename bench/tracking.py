@@ -10,6 +10,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -254,10 +255,14 @@ def main():
     ap.add_argument("--runs", type=int, default=100_000, help="runs to search over")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk measurement")
     ap.add_argument("--client-seconds", type=float, default=8)
+    ap.add_argument("--keep", action="store_true", help="keep the servers' data folders")
     ap.add_argument("--out", default=str(HERE / "results" / "tracking.json"))
     args = ap.parse_args()
 
-    root = tempfile.mkdtemp(prefix="mltrail-bench-", dir=os.getcwd())
+    # On the project's disk (not a tmpfs), so the fsync probe and both databases share a device.
+    work = HERE / ".work"
+    work.mkdir(exist_ok=True)
+    root = tempfile.mkdtemp(prefix="run-", dir=work)
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{platform.node()} {os.cpu_count()} cores, {platform.platform()}",
                "runs_searched": args.runs, "servers": {}}
     results["fdatasync_per_s"] = fdatasync_rate(root)
@@ -320,6 +325,8 @@ def main():
     for key in ("log_metric c1", "create_run c1"):
         print(f"  {key} as a share of this disk's fdatasync rate: {ours[key]['rps'] / fsync * 100:.0f} %")
     results["ratios"] = {name: ratio for name, _, _, ratio in rows}
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"\nresults written to {args.out}")

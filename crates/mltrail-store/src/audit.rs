@@ -21,6 +21,12 @@ pub enum Entity {
         run_id: String,
         batch_id: String,
     },
+    /// The params one request logged. Params are immutable, so like metrics they are recorded
+    /// per request rather than re-digested with the run on every change.
+    ParamBatch {
+        run_id: String,
+        batch_id: String,
+    },
     LoggedModel(String),
     RegisteredModel(String),
     ModelVersion {
@@ -39,6 +45,7 @@ impl Entity {
             Entity::Experiment(_) => "experiment",
             Entity::Run(_) => "run",
             Entity::MetricBatch { .. } => "metrics",
+            Entity::ParamBatch { .. } => "params",
             Entity::LoggedModel(_) => "logged_model",
             Entity::RegisteredModel(_) => "registered_model",
             Entity::ModelVersion { .. } => "model_version",
@@ -49,7 +56,9 @@ impl Entity {
         match self {
             Entity::Experiment(id) => id.to_string(),
             Entity::Run(id) | Entity::LoggedModel(id) | Entity::RegisteredModel(id) => id.clone(),
-            Entity::MetricBatch { run_id, batch_id } => format!("{run_id}/{batch_id}"),
+            Entity::MetricBatch { run_id, batch_id } | Entity::ParamBatch { run_id, batch_id } => {
+                format!("{run_id}/{batch_id}")
+            }
             Entity::ModelVersion { name, version } => format!("{name}/{version}"),
         }
     }
@@ -61,6 +70,13 @@ impl Entity {
             "metrics" => {
                 let (run_id, batch_id) = id.split_once('/')?;
                 Entity::MetricBatch {
+                    run_id: run_id.into(),
+                    batch_id: batch_id.into(),
+                }
+            }
+            "params" => {
+                let (run_id, batch_id) = id.split_once('/')?;
+                Entity::ParamBatch {
                     run_id: run_id.into(),
                     batch_id: batch_id.into(),
                 }
@@ -106,6 +122,12 @@ pub(crate) fn metric_batch_state(mut rows: Vec<MetricRow>) -> Value {
             .map(|m| json!([m.key, m.value.to_string(), m.timestamp, m.step, m.model_id]))
             .collect(),
     )
+}
+
+/// The recorded state of one param request: (key, value) pairs sorted by key bytes.
+pub(crate) fn param_batch_state(mut pairs: Vec<(String, String)>) -> Value {
+    pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Value::Array(pairs.into_iter().map(|(k, v)| json!([k, v])).collect())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -191,12 +213,6 @@ pub async fn load_state(
             else {
                 return Ok(None);
             };
-            let params = kv(
-                conn,
-                "SELECT key, value FROM params WHERE run_uuid = $1",
-                id,
-            )
-            .await?;
             let tags = kv(conn, "SELECT key, value FROM tags WHERE run_uuid = $1", id).await?;
             let inputs: Vec<Value> = sqlx::query("SELECT dataset_name, dataset_digest, dataset_json, tags_json FROM run_inputs WHERE run_uuid = $1 ORDER BY dataset_name, dataset_digest")
                 .bind(id.clone())
@@ -224,7 +240,6 @@ pub async fn load_state(
                 "artifact_uri": text(&row, "artifact_uri")?,
                 "lifecycle_stage": text(&row, "lifecycle_stage")?,
                 "deleted_time": opt_int(&row, "deleted_time")?,
-                "params": params,
                 "tags": tags,
                 "inputs": inputs,
                 "outputs": outputs,
@@ -254,6 +269,23 @@ pub async fn load_state(
                 });
             }
             Ok(Some(metric_batch_state(values)))
+        }
+        Entity::ParamBatch { run_id, batch_id } => {
+            let rows = sqlx::query("SELECT run_uuid, key, value FROM params WHERE batch_id = $1")
+                .bind(batch_id.clone())
+                .fetch_all(&mut *conn)
+                .await?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let mut pairs = Vec::with_capacity(rows.len());
+            for r in &rows {
+                if &text(r, "run_uuid")? != run_id {
+                    return Ok(Some(json!(["moved to another run", text(r, "run_uuid")?])));
+                }
+                pairs.push((text(r, "key")?, text(r, "value")?));
+            }
+            Ok(Some(param_batch_state(pairs)))
         }
         Entity::LoggedModel(id) => {
             let Some(row) = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1")
@@ -476,7 +508,7 @@ async fn find_unrecorded_row(
     conn: &mut AnyConnection,
     latest: &LatestByEntity,
 ) -> Result<Option<BrokenLink>, StoreError> {
-    let queries: [(&str, &str); 6] = [
+    let queries: [(&str, &str); 7] = [
         (
             "experiment",
             "SELECT CAST(experiment_id AS TEXT) AS id FROM experiments",
@@ -485,6 +517,10 @@ async fn find_unrecorded_row(
         (
             "metrics",
             "SELECT DISTINCT run_uuid || '/' || batch_id AS id FROM metrics",
+        ),
+        (
+            "params",
+            "SELECT DISTINCT run_uuid || '/' || batch_id AS id FROM params",
         ),
         ("logged_model", "SELECT model_id AS id FROM logged_models"),
         (

@@ -120,6 +120,17 @@ impl MetaStore {
             }
         }
         schema::migrate(&mut writer_conn, backend).await?;
+        if backend == Backend::Sqlite {
+            // Without statistics SQLite plans a filtered search from the wrong index (400 ms
+            // instead of 40 over 100k runs). A bounded ANALYZE now, and `PRAGMA optimize` as
+            // the writer goes (see writer.rs), keep them current.
+            sqlx::query("PRAGMA analysis_limit = 1000")
+                .execute(&mut writer_conn)
+                .await?;
+            sqlx::query("PRAGMA optimize = 0x10002")
+                .execute(&mut writer_conn)
+                .await?;
+        }
         let readers = AnyPoolOptions::new()
             .max_connections(config.max_readers.max(1))
             .after_connect(move |conn, _| {

@@ -35,9 +35,10 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, start_time);
 CREATE TABLE params (
-    run_uuid TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    run_uuid TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, batch_id TEXT NOT NULL,
     PRIMARY KEY (run_uuid, key)
 );
+CREATE INDEX params_by_batch ON params (batch_id);
 CREATE INDEX params_by_key ON params (key, value);
 CREATE TABLE tags (
     run_uuid TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,

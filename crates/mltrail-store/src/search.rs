@@ -157,6 +157,9 @@ pub(crate) fn runs_query(
     let mut plan = Plan::default();
     let mut joins = Vec::new();
     let mut conditions = Vec::new();
+    // (entity, key, alias) of filters that inner-join a value table; ordering by the same key
+    // reuses that join (its value is never NULL) instead of adding a LEFT JOIN.
+    let mut joined: Vec<(Entity, String, String)> = Vec::new();
     let ids: Vec<String> = experiment_ids
         .iter()
         .map(|id| plan.bind(Bind::Int(*id)))
@@ -184,6 +187,7 @@ pub(crate) fn runs_query(
                     Op::IsNotNull => conditions.push(format!("EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.run_uuid = r.run_uuid AND {alias}.key = {key})")),
                     _ => {
                         let cmp = compare(&mut plan, &format!("{alias}.{column}"), clause, numeric)?;
+                        joined.push((clause.entity, clause.key.clone(), alias.clone()));
                         joins.push(format!("JOIN {table} {alias} ON {alias}.run_uuid = r.run_uuid AND {alias}.key = {key} AND {cmp}"));
                     }
                 }
@@ -215,6 +219,13 @@ pub(crate) fn runs_query(
         let dir = if term.ascending { "ASC" } else { "DESC" };
         match term.entity {
             Entity::Metric | Entity::Param | Entity::Tag => {
+                if let Some((_, _, alias)) = joined
+                    .iter()
+                    .find(|(e, k, _)| *e == term.entity && *k == term.key)
+                {
+                    order.push(format!("{alias}.value {dir}"));
+                    continue;
+                }
                 let table = match term.entity {
                     Entity::Metric => "latest_metrics",
                     Entity::Param => "params",
@@ -348,6 +359,20 @@ mod tests {
         assert!(!q.sql.contains("DROP"));
         assert!(!q.sql.contains("a b"));
         assert!(q.sql.contains("LEFT JOIN latest_metrics o0"));
+        let reuse = runs_query(
+            &[1],
+            "metrics.acc > 0.5",
+            ViewType::ActiveOnly,
+            &["metrics.acc DESC".into()],
+            10,
+            0,
+        )
+        .unwrap();
+        assert!(
+            !reuse.sql.contains("LEFT JOIN") && reuse.sql.contains("ORDER BY f0.value DESC"),
+            "{}",
+            reuse.sql
+        );
     }
 
     #[test]

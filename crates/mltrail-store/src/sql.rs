@@ -41,3 +41,14 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Placeholders for a generated multi-row statement. On SQLite, `$N` parameters are resolved
+/// by name, which costs a scan of every parameter per bind (quadratic in a 800-parameter
+/// INSERT); anonymous `?` parameters bind by position. PostgreSQL only knows `$N`.
+pub(crate) fn placeholders_for(conn: &sqlx::AnyConnection, start: usize, n: usize) -> String {
+    if conn.backend_name() == "SQLite" {
+        vec!["?"; n].join(", ")
+    } else {
+        placeholders(start, n)
+    }
+}

@@ -769,34 +769,61 @@ pub async fn set_run_stage(
         .await
 }
 
-/// Inserts params, refusing to change an existing value (MLflow's rule: params are immutable).
-async fn insert_params(tx: &mut Tx, run_id: &str, params: &[KeyValue]) -> Result<(), StoreError> {
+/// Inserts params under `batch_id`, refusing to change an existing value (MLflow's rule:
+/// params are immutable). Returns whether any new param was stored.
+async fn insert_params(
+    tx: &mut Tx,
+    run_id: &str,
+    batch_id: &str,
+    params: &[KeyValue],
+) -> Result<bool, StoreError> {
+    let mut existing: HashMap<String, String> = HashMap::new();
+    for chunk in params.chunks(100) {
+        let sql = format!(
+            "SELECT key, value FROM params WHERE run_uuid = $1 AND key IN ({})",
+            placeholders(2, chunk.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run_id.to_string());
+        for p in chunk {
+            query = query.bind(p.key.clone());
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            existing.insert(text(&row, "key")?, text(&row, "value")?);
+        }
+    }
+    let mut fresh: Vec<&KeyValue> = Vec::new();
     for param in params {
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT value FROM params WHERE run_uuid = $1 AND key = $2")
-                .bind(run_id.to_string())
-                .bind(param.key.clone())
-                .fetch_optional(&mut *tx)
-                .await?;
-        match existing {
-            Some(old) if old == param.value => {}
+        match existing.get(&param.key) {
+            Some(old) if *old == param.value => {}
             Some(old) => {
                 return Err(StoreError::InvalidParameter(format!(
                     "Changing param values is not allowed. Param with key='{}' was already logged with value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
                     param.key, param.value
                 )))
             }
-            None => {
-                sqlx::query("INSERT INTO params (run_uuid, key, value) VALUES ($1, $2, $3)")
-                    .bind(run_id.to_string())
-                    .bind(param.key.clone())
-                    .bind(param.value.clone())
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            None if fresh.iter().any(|p| p.key == param.key) => {}
+            None => fresh.push(param),
         }
     }
-    Ok(())
+    for chunk in fresh.chunks(100) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", crate::sql::placeholders_for(tx, 1 + i * 4, 4)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO params (run_uuid, key, value, batch_id) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in chunk {
+            query = query
+                .bind(run_id.to_string())
+                .bind(p.key.clone())
+                .bind(p.value.clone())
+                .bind(batch_id.to_string());
+        }
+        query.execute(&mut *tx).await?;
+    }
+    Ok(!fresh.is_empty())
 }
 
 async fn insert_metrics(
@@ -862,8 +889,22 @@ pub async fn log_batch(
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 require_active_run(tx, &run_id).await?;
-                if !params.is_empty() || !tags.is_empty() {
-                    insert_params(tx, &run_id, &params).await?;
+                if !params.is_empty() {
+                    let batch_id = uuid::Uuid::now_v7().simple().to_string();
+                    if insert_params(tx, &run_id, &batch_id, &params).await? {
+                        audit
+                            .record(
+                                tx,
+                                "run.log_params",
+                                &Entity::ParamBatch {
+                                    run_id: run_id.clone(),
+                                    batch_id,
+                                },
+                            )
+                            .await?;
+                    }
+                }
+                if !tags.is_empty() {
                     for tag in &tags {
                         upsert_tag(tx, &run_id, tag).await?;
                         if tag.key == RUN_NAME_TAG {
@@ -874,13 +915,8 @@ pub async fn log_batch(
                                 .await?;
                         }
                     }
-                    let action = match (params.is_empty(), tags.is_empty()) {
-                        (false, true) => "run.log_params",
-                        (true, false) => "run.set_tags",
-                        _ => "run.log_params_tags",
-                    };
                     audit
-                        .record(tx, action, &Entity::Run(run_id.clone()))
+                        .record(tx, "run.set_tags", &Entity::Run(run_id.clone()))
                         .await?;
                 }
                 if !metrics.is_empty() {

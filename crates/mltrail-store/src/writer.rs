@@ -11,7 +11,7 @@
 //!   what limits a database driver, so a group of 64 requests costs a handful of statements.
 
 use crate::audit::{metric_batch_state, AuditHead, Entity, MetricRow};
-use crate::sql::{placeholders, text};
+use crate::sql::{placeholders, placeholders_for, text};
 use crate::tracking::{not_found_run, NewMetric};
 use crate::{Backend, StoreError};
 use futures::future::BoxFuture;
@@ -43,6 +43,9 @@ enum Msg {
 
 /// Upper bound on requests per transaction, so one commit never holds a huge backlog hostage.
 const MAX_GROUP: usize = 512;
+/// Writes between two `PRAGMA optimize` runs (SQLite refreshes planner statistics of tables
+/// that changed a lot; bounded by `analysis_limit`).
+const OPTIMIZE_EVERY: usize = 20_000;
 /// Rows per multi-row INSERT; keeps bound parameters far below SQLite's limit.
 const ROWS_PER_INSERT: usize = 100;
 
@@ -139,7 +142,7 @@ impl AuditCtx {
         }
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("({})", placeholders(1 + i * 8, 8)))
+                .map(|i| format!("({})", placeholders_for(tx, 1 + i * 8, 8)))
                 .collect();
             let sql = format!("INSERT INTO audit_log (seq, time, actor, action, entity_type, entity_id, state_digest, hash) VALUES {}", values.join(", "));
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -247,6 +250,7 @@ async fn run(mut conn: Tx, backend: Backend, mut receiver: mpsc::Receiver<Msg>, 
     // only writer, so the cache is exact until a general job (which may delete or restore a
     // run) runs; it saves one statement per group on the hot path.
     let mut stage_cache: HashMap<String, String> = HashMap::new();
+    let mut writes_since_optimize = 0usize;
     let begin = match backend {
         // IMMEDIATE takes the write lock up front, so a reader upgrading can never deadlock us.
         Backend::Sqlite => "BEGIN IMMEDIATE",
@@ -306,6 +310,13 @@ async fn run(mut conn: Tx, backend: Backend, mut receiver: mpsc::Receiver<Msg>, 
         }
         for completion in completions {
             completion(outcome.clone());
+        }
+        writes_since_optimize += size;
+        if backend == Backend::Sqlite && writes_since_optimize >= OPTIMIZE_EVERY {
+            writes_since_optimize = 0;
+            if let Err(e) = exec(&mut conn, "PRAGMA optimize").await {
+                tracing::warn!(error = %e, "PRAGMA optimize failed");
+            }
         }
         for (i, log) in logs.into_iter().enumerate() {
             let result = match &outcome {
@@ -454,7 +465,7 @@ pub(crate) async fn insert_metric_rows(
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(1 + i * 8, 8)))
+            .map(|i| format!("({})", placeholders_for(conn, 1 + i * 8, 8)))
             .collect();
         let sql = format!("INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, batch_id) VALUES {}", values.join(", "));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -483,7 +494,7 @@ pub(crate) async fn insert_metric_rows(
     let latest: Vec<((&str, &str), &NewMetric)> = latest.into_iter().collect();
     for chunk in latest.chunks(ROWS_PER_INSERT) {
         let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders(1 + i * 6, 6)))
+            .map(|i| format!("({})", placeholders_for(conn, 1 + i * 6, 6)))
             .collect();
         let sql = format!(
             "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES {} \

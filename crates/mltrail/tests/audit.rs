@@ -178,15 +178,32 @@ fn last_seq(server: &Server, entity: &str) -> i64 {
 }
 
 #[test]
-fn editing_a_param_breaks_verify_at_the_runs_last_event() {
+fn editing_a_param_breaks_verify_at_the_event_that_logged_it() {
     let (out, seq) = tampered(|s, run| {
+        let logged = events(s, Some("params"))
+            .iter()
+            .find(|e| e["entity_id"].as_str().unwrap().starts_with(run))
+            .unwrap()["seq"]
+            .as_i64()
+            .unwrap();
         (
             format!("UPDATE params SET value = '0.9' WHERE run_uuid = '{run}'"),
-            last_seq(s, &format!("run:{run}")),
+            logged,
         )
     });
     assert!(out.contains(&format!("BROKEN at event {seq} ")), "{out}");
     assert!(out.contains("edited"), "{out}");
+}
+
+#[test]
+fn editing_a_runs_status_breaks_verify_at_the_runs_last_event() {
+    let (out, seq) = tampered(|s, run| {
+        (
+            format!("UPDATE runs SET status = 'FAILED' WHERE run_uuid = '{run}'"),
+            last_seq(s, &format!("run:{run}")),
+        )
+    });
+    assert!(out.contains(&format!("BROKEN at event {seq} ")), "{out}");
 }
 
 #[test]

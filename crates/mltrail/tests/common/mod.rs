@@ -89,6 +89,22 @@ impl Server {
         }
     }
 
+    /// SIGKILL: no drain, no shutdown hooks, as in a crash.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a new server process on the same data folder (after a stop or a crash).
+    pub fn restart(self) -> Server {
+        let mut old = self;
+        old.stop();
+        let dir = std::mem::replace(&mut old.dir, tempfile::tempdir().expect("temp dir"));
+        Server::start_in(dir)
+    }
+
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let resp = client()
             .post(format!("{}/api/2.0/mlflow/{path}", self.url))
