@@ -293,7 +293,7 @@ def main():
                 populate_mlflow_sql(server, search_exp, args.runs)
                 how = "by SQL into mlflow's schema"
             print(f"  populated {args.runs} runs {how} in {time.perf_counter() - start:.1f} s", flush=True)
-            median, n = search_ms(server, search_exp, 21 if server.label == "mltrail" else 5)
+            median, n = search_ms(server, search_exp, 21 if server.label == "mltrail" else 3)
             r["search_runs_median_ms"], r["search_runs_returned"] = median, n
             print(f"  search_runs over {args.runs} runs: median {median:.1f} ms ({n} runs returned)", flush=True)
         finally:
