@@ -78,15 +78,5 @@ fn sixteen_concurrent_clients_lose_nothing() {
             VALUES_PER_CLIENT / 10
         );
     }
-    let out = server.mltrail(&[
-        "audit",
-        "verify",
-        "--backend-store-uri",
-        &server.store_uri(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.assert_audit_verifies();
 }

@@ -65,15 +65,5 @@ fn kill_dash_nine_loses_no_acknowledged_write() {
             );
         }
     }
-    let out = server.mltrail(&[
-        "audit",
-        "verify",
-        "--backend-store-uri",
-        &server.store_uri(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.assert_audit_verifies();
 }

@@ -148,6 +148,16 @@ impl Server {
         (status, response)
     }
 
+    /// Runs `mltrail audit verify` on this server's store and fails the test if it does not pass.
+    pub fn assert_audit_verifies(&self) {
+        let out = self.mltrail(&["audit", "verify", "--backend-store-uri", &self.store_uri()]);
+        assert!(
+            out.status.success(),
+            "audit verify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn mltrail(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_mltrail"))
             .args(args)
