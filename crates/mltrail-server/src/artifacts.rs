@@ -6,8 +6,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::req::Req;
 use crate::AppState;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -63,9 +64,19 @@ async fn upload(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     let path = parse(&raw)?;
+    // A body over --max-artifact-bytes answers 413 in MLflow's error shape, not axum's text.
+    let body = body.map_err(|e| ApiError {
+        status: e.status(),
+        code: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "RESOURCE_LIMIT_EXCEEDED"
+        } else {
+            "INVALID_PARAMETER_VALUE"
+        },
+        message: format!("artifact upload {raw}: {}", e.body_text()),
+    })?;
     if path.is_root() {
         return Err(ApiError::invalid("An artifact upload must name a file"));
     }
