@@ -321,13 +321,14 @@ def test_audit_trail_verifies_after_the_whole_suite(server, client, unique):
     run_id = client.create_run(exp_id).info.run_id
     client.log_metric(run_id, "m", 1.0)
     out = subprocess.run(
-        [server["binary"], "audit", "verify", "--backend-store-uri", server["backend"]],
+        [server["binary"], "audit", "verify", "--backend-store-uri", server["backend"], "--artifacts-destination", server["artifacts"]],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr + out.stdout
     assert "audit trail intact" in out.stdout
+    assert "artifacts re-hashed" in out.stdout and " 0 artifacts" not in out.stdout
     log = subprocess.run(
         [server["binary"], "audit", "log", "--backend-store-uri", server["backend"], "--entity", f"run:{run_id}", "--json"],
         capture_output=True,

@@ -119,6 +119,20 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// Where `audit verify` finds artifacts: the flag, the config file, or the default folder
+    /// when it exists (a store that never received an artifact has none to check).
+    pub fn artifacts_destination(&self, flag: Option<String>) -> Result<Option<String>> {
+        if flag.is_some() {
+            return Ok(flag);
+        }
+        let file = read_config(self.config.as_deref())?.server;
+        Ok(file.artifacts_destination.or_else(|| {
+            std::path::Path::new(DEFAULT_ARTIFACTS)
+                .exists()
+                .then(|| DEFAULT_ARTIFACTS.to_string())
+        }))
+    }
+
     pub fn resolve(self) -> Result<String> {
         let file = read_config(self.config.as_deref())?.server;
         Ok(self

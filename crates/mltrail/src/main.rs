@@ -2,6 +2,7 @@
 //! out, errors to exit codes.
 
 mod config;
+mod verify_artifacts;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -41,6 +42,10 @@ enum AuditCommand {
     Verify {
         #[command(flatten)]
         store: config::StoreArgs,
+        /// Also re-hash every artifact the trail records (same forms as the server's flag;
+        /// default: the config file's, then ./mltrail-data/artifacts when it exists).
+        #[arg(long, env = "MLTRAIL_ARTIFACTS_DESTINATION")]
+        artifacts_destination: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -163,20 +168,47 @@ async fn shutdown_signal() {
 
 async fn audit(command: AuditCommand) -> Result<ExitCode> {
     match command {
-        AuditCommand::Verify { store, json } => {
+        AuditCommand::Verify {
+            store,
+            artifacts_destination,
+            json,
+        } => {
+            let destination = store.artifacts_destination(artifacts_destination)?;
             let uri = store.resolve()?;
             let store = MetaStore::open(&StoreConfig::new(&uri))
                 .await
                 .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
-            let report = mltrail_store::audit::verify(&store).await?;
+            let mut report = mltrail_store::audit::verify(&store).await?;
+            let mut artifacts_checked = None;
+            if report.broken.is_none() {
+                if let Some(destination) = destination {
+                    let artifacts = mltrail_artifacts::ArtifactStore::open(&destination)?;
+                    let checked = verify_artifacts::verify(&store, &artifacts).await?;
+                    artifacts_checked = Some(checked.checked);
+                    report.broken = checked.broken;
+                }
+            }
             store.close().await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"report": report, "artifacts_checked": artifacts_checked})
+                    )?
+                );
             }
             match report.broken {
                 None => {
                     if !json {
-                        println!("audit trail intact: {} events, {} entities checked against their recorded state", report.events, report.entities_checked);
+                        let artifacts = artifacts_checked
+                            .map(|n| format!(", {n} artifacts re-hashed"))
+                            .unwrap_or_else(|| {
+                                ", artifacts not checked (no artifact destination)".into()
+                            });
+                        println!(
+                            "audit trail intact: {} events, {} entities checked against their recorded state{artifacts}",
+                            report.events, report.entities_checked
+                        );
                     }
                     Ok(ExitCode::SUCCESS)
                 }

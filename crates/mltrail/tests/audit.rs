@@ -79,11 +79,14 @@ fn events(server: &Server, entity: Option<&str>) -> Vec<Value> {
 }
 
 fn verify(server: &Server) -> (bool, String) {
+    let root = server.artifact_root().display().to_string();
     let out = server.mltrail(&[
         "audit",
         "verify",
         "--backend-store-uri",
         &server.store_uri(),
+        "--artifacts-destination",
+        &root,
     ]);
     (
         out.status.success(),
@@ -262,4 +265,27 @@ fn a_row_inserted_without_an_event_is_detected() {
         out.contains("ghost") && out.contains("no audit event"),
         "{out}"
     );
+}
+
+#[test]
+fn modifying_or_removing_an_artifact_is_detected() {
+    let mut server = Server::start();
+    let run_id = exercise(&server);
+    server.stop();
+    let (ok, out) = verify(&server);
+    assert!(ok && out.contains("1 artifacts re-hashed"), "{out}");
+    let put = events(&server, Some("artifact")).last().unwrap().clone();
+    let path = put["entity_id"].as_str().unwrap().to_string();
+    assert!(path.ends_with(&format!("{run_id}/artifacts/a.txt")));
+    let file = server.artifact_root().join(&path);
+    std::fs::write(&file, b"DATA").unwrap();
+    let (ok, out) = verify(&server);
+    assert!(
+        !ok && out.contains(&format!("BROKEN at event {} ", put["seq"]))
+            && out.contains("modified"),
+        "{out}"
+    );
+    std::fs::remove_file(&file).unwrap();
+    let (ok, out) = verify(&server);
+    assert!(!ok && out.contains("removed from storage"), "{out}");
 }
