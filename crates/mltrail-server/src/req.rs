@@ -103,6 +103,11 @@ fn decode_base64(input: &str) -> Option<String> {
 }
 
 impl Req {
+    /// Every field, from the query string and the body merged.
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+
     pub fn value(&self, key: &str) -> Option<&Value> {
         self.fields.get(key).filter(|v| !v.is_null())
     }

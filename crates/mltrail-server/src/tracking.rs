@@ -260,58 +260,42 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> JsonResult {
     Ok(Json(body))
 }
 
-fn metric_from(value: &Value, field: &str) -> ApiResult<NewMetric> {
-    let key = value
-        .get("key")
+/// One metric from a JSON object (`log-metric`'s body, or an element of `log-batch`'s list).
+fn metric_from(fields: &serde_json::Map<String, Value>, field: &str) -> ApiResult<NewMetric> {
+    let get = |k: &str| fields.get(k).filter(|v| !v.is_null());
+    let int = |k: &str| {
+        get(k)
+            .map(|v| {
+                as_i64(v).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "Parameter '{field}.{k}' must be an integer, got {v}"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let key = get("key")
         .and_then(|k| k.as_str())
         .ok_or_else(|| ApiError::missing(&format!("{field}.key")))?;
-    let v = value
-        .get("value")
-        .ok_or_else(|| ApiError::missing(&format!("{field}.value")))?;
-    let v = as_f64(v).ok_or_else(|| {
+    let value = get("value").ok_or_else(|| ApiError::missing(&format!("{field}.value")))?;
+    let value = as_f64(value).ok_or_else(|| {
         ApiError::invalid(format!(
-            "Parameter '{field}.value' must be a number, got {v}"
+            "Parameter '{field}.value' must be a number, got {value}"
         ))
     })?;
-    let timestamp = value
-        .get("timestamp")
-        .map(|t| {
-            as_i64(t).ok_or_else(|| {
-                ApiError::invalid(format!("Parameter '{field}.timestamp' must be an integer"))
-            })
-        })
-        .transpose()?;
-    let step = value
-        .get("step")
-        .filter(|s| !s.is_null())
-        .map(|s| {
-            as_i64(s).ok_or_else(|| {
-                ApiError::invalid(format!("Parameter '{field}.step' must be an integer"))
-            })
-        })
-        .transpose()?;
     Ok(NewMetric {
         key: key.to_string(),
-        value: v,
-        timestamp: timestamp.ok_or_else(|| ApiError::missing(&format!("{field}.timestamp")))?,
-        step: step.unwrap_or(0),
-        model_id: value
-            .get("model_id")
-            .and_then(|m| m.as_str())
-            .map(str::to_string),
+        value,
+        timestamp: int("timestamp")?
+            .ok_or_else(|| ApiError::missing(&format!("{field}.timestamp")))?,
+        step: int("step")?.unwrap_or(0),
+        model_id: get("model_id").and_then(|m| m.as_str()).map(str::to_string),
     })
 }
 
 async fn log_metric(State(state): State<AppState>, req: Req) -> JsonResult {
     let run_id = req.run_id()?;
-    let body = json!({
-        "key": req.str("key")?,
-        "value": req.value("value").cloned().ok_or_else(|| ApiError::missing("value"))?,
-        "timestamp": req.value("timestamp").cloned().ok_or_else(|| ApiError::missing("timestamp"))?,
-        "step": req.value("step").cloned(),
-        "model_id": req.value("model_id").cloned(),
-    });
-    let metric = metric_from(&body, "metric")?;
+    let metric = metric_from(req.fields(), "metric")?;
     tracking::log_batch(
         &state.store,
         &req.actor,
@@ -371,7 +355,12 @@ async fn log_batch(State(state): State<AppState>, req: Req) -> JsonResult {
         Some(Value::Array(items)) => items
             .iter()
             .enumerate()
-            .map(|(i, m)| metric_from(m, &format!("metrics[{i}]")))
+            .map(|(i, m)| {
+                let field = format!("metrics[{i}]");
+                m.as_object()
+                    .ok_or_else(|| ApiError::invalid(format!("{field} must be an object")))
+                    .and_then(|m| metric_from(m, &field))
+            })
             .collect::<ApiResult<Vec<_>>>()?,
         Some(_) => return Err(ApiError::invalid("Parameter 'metrics' must be a list")),
     };

@@ -11,7 +11,6 @@ use mltrail_core::now_millis;
 use mltrail_core::state::ModelStage;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
-use std::collections::HashMap;
 
 fn model_not_found(name: &str) -> StoreError {
     StoreError::NotFound(format!("Registered Model with name={name} not found"))
@@ -994,14 +993,4 @@ pub async fn resolve_source(store: &MetaStore, source: &str) -> Result<String, S
         });
     }
     Ok(source.to_string())
-}
-
-/// Used by the audit CLI and tests: names of every version per model.
-pub async fn version_counts(store: &MetaStore) -> Result<HashMap<String, i64>, StoreError> {
-    let rows = sqlx::query("SELECT name, COUNT(*) AS n FROM model_versions GROUP BY name")
-        .fetch_all(store.readers())
-        .await?;
-    rows.iter()
-        .map(|r| Ok((text(r, "name")?, int(r, "n")?)))
-        .collect()
 }

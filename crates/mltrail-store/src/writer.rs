@@ -64,10 +64,6 @@ pub struct AuditCtx {
 }
 
 impl AuditCtx {
-    pub fn actor(&self) -> &str {
-        &self.actor
-    }
-
     /// Appends one event for `entity`, whose state digest is read back from the transaction,
     /// so the digest describes exactly what is being committed.
     pub async fn record(
