@@ -55,7 +55,7 @@ pub(crate) struct WriterHandle {
 }
 
 /// (actor, action, entity type, entity id, state digest) of an event not yet chained.
-type PendingEvent = (String, String, String, String, Option<String>);
+pub(crate) type PendingEvent = (String, String, String, String, Option<String>);
 
 /// Appends audit events for the job being run; the chain head carries across a group.
 pub struct AuditCtx {
@@ -111,31 +111,34 @@ impl AuditCtx {
     }
 
     /// Chains and inserts events (actor, action, entity type, entity id, digest) in order.
-    async fn append_many(
-        &mut self,
-        tx: &mut Tx,
-        events: Vec<PendingEvent>,
-    ) -> Result<(), StoreError> {
+    /// Gives pending events their sequence numbers and chain hashes, advancing the head.
+    /// The caller inserts the rows; if that fails, the whole group rolls back and the writer
+    /// restores the head it had before the group.
+    pub(crate) fn chain(&mut self, events: Vec<PendingEvent>) -> Vec<(AuditEvent, String)> {
         let time = mltrail_core::now_millis();
-        let mut head = self.head;
         let mut rows = Vec::with_capacity(events.len());
         for (actor, action, entity_type, entity_id, state_digest) in events {
-            let event = AuditEvent {
-                seq: head.seq + 1,
-                time,
-                actor,
-                action,
-                entity_type,
-                entity_id,
-                state_digest,
-            };
-            let hash = head.hash.next(&event);
-            head = AuditHead {
-                seq: event.seq,
-                hash,
-            };
+            let event = AuditEvent { seq: self.head.seq + 1, time, actor, action, entity_type, entity_id, state_digest };
+            let hash = self.head.hash.next(&event);
+            self.head = AuditHead { seq: event.seq, hash };
             rows.push((event, hash.to_hex()));
         }
+        rows
+    }
+
+    async fn append_many(&mut self, tx: &mut Tx, events: Vec<PendingEvent>) -> Result<(), StoreError> {
+        let before = self.head;
+        let rows = self.chain(events);
+        let inserted = insert_audit_rows(tx, &rows).await;
+        if inserted.is_err() {
+            self.head = before;
+        }
+        inserted
+    }
+}
+
+async fn insert_audit_rows(tx: &mut Tx, rows: &[(AuditEvent, String)]) -> Result<(), StoreError> {
+    {
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("({})", placeholders_for(tx, 1 + i * 8, 8)))
@@ -155,9 +158,8 @@ impl AuditCtx {
             }
             query.execute(&mut *tx).await?;
         }
-        self.head = head;
-        Ok(())
     }
+    Ok(())
 }
 
 impl WriterHandle {
@@ -352,6 +354,84 @@ async fn run_jobs(
 
 /// Applies a group's metric logs with a few statements; returns each log's own result
 /// (a log for a missing or deleted run fails alone). An `Err` fails the whole group.
+/// Decides each log's fate from the runs' lifecycle stages and names the accepted logs'
+/// metric batches. Shared by the SQL and the native SQLite paths.
+pub(crate) struct MetricPlan {
+    pub results: Vec<Result<(), StoreError>>,
+    /// (index into the logs, batch id) of every accepted log, in arrival order.
+    pub accepted: Vec<(usize, String)>,
+}
+
+/// Run ids whose stage is not cached yet.
+pub(crate) fn uncached_runs<'a>(logs: &'a [MetricLog], stages: &mut HashMap<String, String>) -> Vec<&'a str> {
+    if stages.len() > 100_000 {
+        stages.clear();
+    }
+    let mut run_ids: Vec<&str> = logs.iter().map(|l| l.run_id.as_str()).filter(|id| !stages.contains_key(*id)).collect();
+    run_ids.sort_unstable();
+    run_ids.dedup();
+    run_ids
+}
+
+pub(crate) fn plan_metric_logs(logs: &[MetricLog], stages: &HashMap<String, String>) -> MetricPlan {
+    let results: Vec<Result<(), StoreError>> = logs
+        .iter()
+        .map(|log| match stages.get(&log.run_id).map(String::as_str) {
+            None => Err(not_found_run(&log.run_id)),
+            Some("active") => Ok(()),
+            Some(other) => Err(StoreError::InvalidState(format!("The run {} must be in the 'active' state. Current state is {other}.", log.run_id))),
+        })
+        .collect();
+    let accepted = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(i, _)| (i, uuid::Uuid::now_v7().simple().to_string()))
+        .collect();
+    MetricPlan { results, accepted }
+}
+
+impl MetricPlan {
+    /// The rows to insert, as (run id, batch id, value).
+    pub(crate) fn rows<'a>(&'a self, logs: &'a [MetricLog]) -> Vec<MetricInsert<'a>> {
+        self.accepted
+            .iter()
+            .flat_map(|(i, batch)| logs[*i].metrics.iter().map(move |m| (logs[*i].run_id.as_str(), batch.as_str(), m)))
+            .collect()
+    }
+
+    /// One event per accepted request, in arrival order; the digest is of the values inserted.
+    pub(crate) fn events(&self, logs: &[MetricLog]) -> Vec<PendingEvent> {
+        self.accepted
+            .iter()
+            .map(|(i, batch)| {
+                let log = &logs[*i];
+                let state = metric_batch_state(
+                    log.metrics
+                        .iter()
+                        .map(|m| MetricRow { key: m.key.clone(), value: m.value, timestamp: m.timestamp, step: m.step, model_id: m.model_id.clone() })
+                        .collect(),
+                );
+                let entity = Entity::MetricBatch { run_id: log.run_id.clone(), batch_id: batch.clone() };
+                (log.actor.clone(), "run.log_metrics".to_string(), entity.kind().to_string(), entity.id(), Some(mltrail_core::audit::state_digest(&state)))
+            })
+            .collect()
+    }
+}
+
+/// The latest value per (run, key) among `rows`: max step, then max timestamp, then max value,
+/// as in MLflow.
+pub(crate) fn latest_per_key<'a>(rows: &[MetricInsert<'a>]) -> Vec<((&'a str, &'a str), &'a NewMetric)> {
+    let mut latest: HashMap<(&str, &str), &NewMetric> = HashMap::new();
+    for (run_id, _, m) in rows {
+        let slot = latest.entry((*run_id, m.key.as_str())).or_insert(*m);
+        if newer(m, slot) {
+            *slot = *m;
+        }
+    }
+    latest.into_iter().collect()
+}
+
 /// Per-log problems (a missing or deleted run) are answered per log; a failing statement
 /// fails the whole group, general jobs included, which the caller then rolls back.
 async fn apply_metric_logs(
@@ -360,21 +440,9 @@ async fn apply_metric_logs(
     logs: &[MetricLog],
     stages: &mut HashMap<String, String>,
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    if stages.len() > 100_000 {
-        stages.clear();
-    }
-    let mut run_ids: Vec<&str> = logs
-        .iter()
-        .map(|l| l.run_id.as_str())
-        .filter(|id| !stages.contains_key(*id))
-        .collect();
-    run_ids.sort_unstable();
-    run_ids.dedup();
+    let run_ids = uncached_runs(logs, stages);
     for chunk in run_ids.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "SELECT run_uuid, lifecycle_stage FROM runs WHERE run_uuid IN ({})",
-            placeholders(1, chunk.len())
-        );
+        let sql = format!("SELECT run_uuid, lifecycle_stage FROM runs WHERE run_uuid IN ({})", placeholders(1, chunk.len()));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in chunk {
             query = query.bind(id.to_string());
@@ -383,67 +451,13 @@ async fn apply_metric_logs(
             stages.insert(text(&row, "run_uuid")?, text(&row, "lifecycle_stage")?);
         }
     }
-    let results: Vec<Result<(), StoreError>> = logs
-        .iter()
-        .map(|log| match stages.get(&log.run_id).map(String::as_str) {
-            None => Err(not_found_run(&log.run_id)),
-            Some("active") => Ok(()),
-            Some(other) => Err(StoreError::InvalidState(format!(
-                "The run {} must be in the 'active' state. Current state is {other}.",
-                log.run_id
-            ))),
-        })
-        .collect();
-
-    let accepted: Vec<(&MetricLog, String)> = logs
-        .iter()
-        .zip(&results)
-        .filter(|(_, r)| r.is_ok())
-        .map(|(log, _)| (log, uuid::Uuid::now_v7().simple().to_string()))
-        .collect();
-    if accepted.is_empty() {
-        return Ok(results);
+    let plan = plan_metric_logs(logs, stages);
+    if plan.accepted.is_empty() {
+        return Ok(plan.results);
     }
-    let rows: Vec<MetricInsert> = accepted
-        .iter()
-        .flat_map(|(log, batch)| {
-            log.metrics
-                .iter()
-                .map(move |m| (log.run_id.as_str(), batch.as_str(), m))
-        })
-        .collect();
-    insert_metric_rows(conn, &rows).await?;
-    // One event per request, chained in arrival order; the digest is of the values inserted.
-    let events: Vec<PendingEvent> = accepted
-        .iter()
-        .map(|(log, batch)| {
-            let state = metric_batch_state(
-                log.metrics
-                    .iter()
-                    .map(|m| MetricRow {
-                        key: m.key.clone(),
-                        value: m.value,
-                        timestamp: m.timestamp,
-                        step: m.step,
-                        model_id: m.model_id.clone(),
-                    })
-                    .collect(),
-            );
-            let entity = Entity::MetricBatch {
-                run_id: log.run_id.clone(),
-                batch_id: batch.clone(),
-            };
-            (
-                log.actor.clone(),
-                "run.log_metrics".to_string(),
-                entity.kind().to_string(),
-                entity.id(),
-                Some(mltrail_core::audit::state_digest(&state)),
-            )
-        })
-        .collect();
-    audit.append_many(conn, events).await?;
-    Ok(results)
+    insert_metric_rows(conn, &plan.rows(logs)).await?;
+    audit.append_many(conn, plan.events(logs)).await?;
+    Ok(plan.results)
 }
 
 fn newer(m: &NewMetric, old: &NewMetric) -> bool {
@@ -479,15 +493,7 @@ pub(crate) async fn insert_metric_rows(
         }
         query.execute(&mut *conn).await?;
     }
-    // The latest value per (run, key): max step, then max timestamp, then max value, as in MLflow.
-    let mut latest: HashMap<(&str, &str), &NewMetric> = HashMap::new();
-    for (run_id, _, m) in rows {
-        let slot = latest.entry((run_id, m.key.as_str())).or_insert(m);
-        if newer(m, slot) {
-            *slot = m;
-        }
-    }
-    let latest: Vec<((&str, &str), &NewMetric)> = latest.into_iter().collect();
+    let latest = latest_per_key(rows);
     for chunk in latest.chunks(ROWS_PER_INSERT) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| format!("({})", placeholders_for(conn, 1 + i * 6, 6)))
