@@ -9,6 +9,7 @@
 pub mod audit;
 mod error;
 pub mod logged_models;
+mod native;
 pub mod records;
 pub mod registry;
 mod schema;
@@ -149,7 +150,15 @@ impl MetaStore {
             })
             .connect_with(options)
             .await?;
-        let writer = writer::WriterHandle::start(writer_conn, backend).await?;
+        // File-backed SQLite gets the native metric path on a second connection to the same
+        // file; an in-memory database would be a different database on another connection.
+        let native = match backend {
+            Backend::Sqlite if sqlite_file(&url).is_some() => {
+                Some(native::NativeWriter::open(&url).await?)
+            }
+            _ => None,
+        };
+        let writer = writer::WriterHandle::start(writer_conn, backend, native).await?;
         let store = MetaStore {
             inner: Arc::new(Inner {
                 backend,

@@ -11,6 +11,7 @@
 //!   what limits a database driver, so a group of 64 requests costs a handful of statements.
 
 use crate::audit::{metric_batch_state, AuditHead, Entity, MetricRow};
+use crate::native::NativeWriter;
 use crate::sql::{placeholders, placeholders_for, text};
 use crate::tracking::{not_found_run, NewMetric};
 use crate::{Backend, StoreError};
@@ -111,6 +112,14 @@ impl AuditCtx {
     }
 
     /// Chains and inserts events (actor, action, entity type, entity id, digest) in order.
+    pub(crate) fn head_snapshot(&self) -> AuditHead {
+        self.head
+    }
+
+    pub(crate) fn restore(&mut self, head: AuditHead) {
+        self.head = head;
+    }
+
     /// Gives pending events their sequence numbers and chain hashes, advancing the head.
     /// The caller inserts the rows; if that fails, the whole group rolls back and the writer
     /// restores the head it had before the group.
@@ -118,15 +127,30 @@ impl AuditCtx {
         let time = mltrail_core::now_millis();
         let mut rows = Vec::with_capacity(events.len());
         for (actor, action, entity_type, entity_id, state_digest) in events {
-            let event = AuditEvent { seq: self.head.seq + 1, time, actor, action, entity_type, entity_id, state_digest };
+            let event = AuditEvent {
+                seq: self.head.seq + 1,
+                time,
+                actor,
+                action,
+                entity_type,
+                entity_id,
+                state_digest,
+            };
             let hash = self.head.hash.next(&event);
-            self.head = AuditHead { seq: event.seq, hash };
+            self.head = AuditHead {
+                seq: event.seq,
+                hash,
+            };
             rows.push((event, hash.to_hex()));
         }
         rows
     }
 
-    async fn append_many(&mut self, tx: &mut Tx, events: Vec<PendingEvent>) -> Result<(), StoreError> {
+    async fn append_many(
+        &mut self,
+        tx: &mut Tx,
+        events: Vec<PendingEvent>,
+    ) -> Result<(), StoreError> {
         let before = self.head;
         let rows = self.chain(events);
         let inserted = insert_audit_rows(tx, &rows).await;
@@ -163,10 +187,14 @@ async fn insert_audit_rows(tx: &mut Tx, rows: &[(AuditEvent, String)]) -> Result
 }
 
 impl WriterHandle {
-    pub(crate) async fn start(mut conn: Tx, backend: Backend) -> Result<Self, StoreError> {
+    pub(crate) async fn start(
+        mut conn: Tx,
+        backend: Backend,
+        native: Option<NativeWriter>,
+    ) -> Result<Self, StoreError> {
         let head = crate::audit::load_head(&mut conn).await?;
         let (sender, receiver) = mpsc::channel(4096);
-        let join = tokio::spawn(run(conn, backend, receiver, head));
+        let join = tokio::spawn(run(conn, native, backend, receiver, head));
         Ok(WriterHandle {
             sender,
             join: Mutex::new(Some(join)),
@@ -239,7 +267,13 @@ async fn exec(conn: &mut Tx, sql: &'static str) -> Result<(), StoreError> {
         .map_err(StoreError::from)
 }
 
-async fn run(mut conn: Tx, backend: Backend, mut receiver: mpsc::Receiver<Msg>, head: AuditHead) {
+async fn run(
+    mut conn: Tx,
+    mut native: Option<NativeWriter>,
+    backend: Backend,
+    mut receiver: mpsc::Receiver<Msg>,
+    head: AuditHead,
+) {
     let mut audit = AuditCtx {
         actor: String::new(),
         head,
@@ -284,30 +318,46 @@ async fn run(mut conn: Tx, backend: Backend, mut receiver: mpsc::Receiver<Msg>, 
         if !jobs.is_empty() || backend != Backend::Sqlite {
             stage_cache.clear();
         }
-        let committed_head = audit.head;
         let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
         let mut log_results: Vec<Result<(), StoreError>> = Vec::new();
-        let mut outcome = match exec(&mut conn, begin).await {
-            Ok(()) => run_jobs(&mut conn, &mut audit, jobs, &mut completions).await,
-            Err(e) => Err(e),
-        };
-        if outcome.is_ok() && !logs.is_empty() {
-            outcome = apply_metric_logs(&mut conn, &mut audit, &logs, &mut stage_cache)
+        // Metric logs take the native path when there is one (its own transaction, after the
+        // jobs'), otherwise they share the jobs' transaction.
+        let logs_in_sql = native.is_none() && !logs.is_empty();
+        let mut outcome = Ok(());
+        if !jobs.is_empty() || logs_in_sql {
+            let committed_head = audit.head;
+            let mut sql_outcome = match exec(&mut conn, begin).await {
+                Ok(()) => run_jobs(&mut conn, &mut audit, jobs, &mut completions).await,
+                Err(e) => Err(e),
+            };
+            if sql_outcome.is_ok() && logs_in_sql {
+                sql_outcome = apply_metric_logs(&mut conn, &mut audit, &logs, &mut stage_cache)
+                    .await
+                    .map(|results| log_results = results);
+            }
+            let sql_outcome = match sql_outcome {
+                Ok(()) => exec(&mut conn, "COMMIT").await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = &sql_outcome {
+                stage_cache.clear();
+                tracing::error!(error = %e, "write group failed; rolling back");
+                let _ = exec(&mut conn, "ROLLBACK").await;
+                audit.head = committed_head;
+            }
+            for completion in completions {
+                completion(sql_outcome.clone());
+            }
+            outcome = sql_outcome;
+        }
+        if let (Some(native), false) = (native.as_mut(), logs.is_empty()) {
+            outcome = native
+                .apply(&mut audit, &logs, &mut stage_cache)
                 .await
                 .map(|results| log_results = results);
-        }
-        let outcome = match outcome {
-            Ok(()) => exec(&mut conn, "COMMIT").await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &outcome {
-            stage_cache.clear();
-            tracing::error!(error = %e, "write group failed; rolling back");
-            let _ = exec(&mut conn, "ROLLBACK").await;
-            audit.head = committed_head;
-        }
-        for completion in completions {
-            completion(outcome.clone());
+            if let Err(e) = &outcome {
+                tracing::error!(error = %e, "metric group failed; rolled back");
+            }
         }
         writes_since_optimize += size;
         if backend == Backend::Sqlite && writes_since_optimize >= OPTIMIZE_EVERY {
@@ -363,11 +413,18 @@ pub(crate) struct MetricPlan {
 }
 
 /// Run ids whose stage is not cached yet.
-pub(crate) fn uncached_runs<'a>(logs: &'a [MetricLog], stages: &mut HashMap<String, String>) -> Vec<&'a str> {
+pub(crate) fn uncached_runs<'a>(
+    logs: &'a [MetricLog],
+    stages: &mut HashMap<String, String>,
+) -> Vec<&'a str> {
     if stages.len() > 100_000 {
         stages.clear();
     }
-    let mut run_ids: Vec<&str> = logs.iter().map(|l| l.run_id.as_str()).filter(|id| !stages.contains_key(*id)).collect();
+    let mut run_ids: Vec<&str> = logs
+        .iter()
+        .map(|l| l.run_id.as_str())
+        .filter(|id| !stages.contains_key(*id))
+        .collect();
     run_ids.sort_unstable();
     run_ids.dedup();
     run_ids
@@ -379,7 +436,10 @@ pub(crate) fn plan_metric_logs(logs: &[MetricLog], stages: &HashMap<String, Stri
         .map(|log| match stages.get(&log.run_id).map(String::as_str) {
             None => Err(not_found_run(&log.run_id)),
             Some("active") => Ok(()),
-            Some(other) => Err(StoreError::InvalidState(format!("The run {} must be in the 'active' state. Current state is {other}.", log.run_id))),
+            Some(other) => Err(StoreError::InvalidState(format!(
+                "The run {} must be in the 'active' state. Current state is {other}.",
+                log.run_id
+            ))),
         })
         .collect();
     let accepted = results
@@ -396,7 +456,12 @@ impl MetricPlan {
     pub(crate) fn rows<'a>(&'a self, logs: &'a [MetricLog]) -> Vec<MetricInsert<'a>> {
         self.accepted
             .iter()
-            .flat_map(|(i, batch)| logs[*i].metrics.iter().map(move |m| (logs[*i].run_id.as_str(), batch.as_str(), m)))
+            .flat_map(|(i, batch)| {
+                logs[*i]
+                    .metrics
+                    .iter()
+                    .map(move |m| (logs[*i].run_id.as_str(), batch.as_str(), m))
+            })
             .collect()
     }
 
@@ -409,11 +474,26 @@ impl MetricPlan {
                 let state = metric_batch_state(
                     log.metrics
                         .iter()
-                        .map(|m| MetricRow { key: m.key.clone(), value: m.value, timestamp: m.timestamp, step: m.step, model_id: m.model_id.clone() })
+                        .map(|m| MetricRow {
+                            key: m.key.clone(),
+                            value: m.value,
+                            timestamp: m.timestamp,
+                            step: m.step,
+                            model_id: m.model_id.clone(),
+                        })
                         .collect(),
                 );
-                let entity = Entity::MetricBatch { run_id: log.run_id.clone(), batch_id: batch.clone() };
-                (log.actor.clone(), "run.log_metrics".to_string(), entity.kind().to_string(), entity.id(), Some(mltrail_core::audit::state_digest(&state)))
+                let entity = Entity::MetricBatch {
+                    run_id: log.run_id.clone(),
+                    batch_id: batch.clone(),
+                };
+                (
+                    log.actor.clone(),
+                    "run.log_metrics".to_string(),
+                    entity.kind().to_string(),
+                    entity.id(),
+                    Some(mltrail_core::audit::state_digest(&state)),
+                )
             })
             .collect()
     }
@@ -421,7 +501,9 @@ impl MetricPlan {
 
 /// The latest value per (run, key) among `rows`: max step, then max timestamp, then max value,
 /// as in MLflow.
-pub(crate) fn latest_per_key<'a>(rows: &[MetricInsert<'a>]) -> Vec<((&'a str, &'a str), &'a NewMetric)> {
+pub(crate) fn latest_per_key<'a>(
+    rows: &[MetricInsert<'a>],
+) -> Vec<((&'a str, &'a str), &'a NewMetric)> {
     let mut latest: HashMap<(&str, &str), &NewMetric> = HashMap::new();
     for (run_id, _, m) in rows {
         let slot = latest.entry((*run_id, m.key.as_str())).or_insert(*m);
@@ -442,7 +524,10 @@ async fn apply_metric_logs(
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let run_ids = uncached_runs(logs, stages);
     for chunk in run_ids.chunks(ROWS_PER_INSERT) {
-        let sql = format!("SELECT run_uuid, lifecycle_stage FROM runs WHERE run_uuid IN ({})", placeholders(1, chunk.len()));
+        let sql = format!(
+            "SELECT run_uuid, lifecycle_stage FROM runs WHERE run_uuid IN ({})",
+            placeholders(1, chunk.len())
+        );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for id in chunk {
             query = query.bind(id.to_string());

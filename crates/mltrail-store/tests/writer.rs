@@ -1,0 +1,117 @@
+//! The writer's durability settings are what the README promises.
+
+use mltrail_store::{MetaStore, StoreConfig};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writer_fsyncs_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("sqlite:///{}/m.db", dir.path().display());
+    let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
+    let (journal, synchronous) = store
+        .write("test", |tx, _| {
+            Box::pin(async move {
+                let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Ok((journal, synchronous))
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(journal.to_lowercase(), "wal");
+    assert_eq!(
+        synchronous, 2,
+        "synchronous must be FULL (2): every acknowledged commit is fsynced"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
+    use mltrail_core::state::LifecycleStage;
+    use mltrail_store::tracking::{self, NewMetric, NewRun};
+
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("sqlite:///{}/m.db", dir.path().display());
+    let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
+    let exp = tracking::create_experiment(&store, "t", "e".into(), None, vec![])
+        .await
+        .unwrap();
+    let new_run = || NewRun {
+        experiment_id: exp,
+        user_id: "t".into(),
+        ..Default::default()
+    };
+    let live = tracking::create_run(&store, "t", new_run())
+        .await
+        .unwrap()
+        .info
+        .run_id;
+    let dead = tracking::create_run(&store, "t", new_run())
+        .await
+        .unwrap()
+        .info
+        .run_id;
+    tracking::set_run_stage(&store, "t", dead.clone(), LifecycleStage::Deleted)
+        .await
+        .unwrap();
+    let metric = |step: i64| NewMetric {
+        key: "m".into(),
+        value: step as f64,
+        timestamp: step,
+        step,
+        model_id: None,
+    };
+    // Submitted together, so the writer takes them as one group.
+    let mut tasks = Vec::new();
+    for step in 0..50 {
+        let (store, run) = (
+            store.clone(),
+            if step % 5 == 0 {
+                dead.clone()
+            } else {
+                live.clone()
+            },
+        );
+        tasks.push(tokio::spawn(async move {
+            tracking::log_batch(&store, "t", run, vec![metric(step)], vec![], vec![]).await
+        }));
+    }
+    let missing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            tracking::log_batch(&store, "t", "0".repeat(32), vec![metric(0)], vec![], vec![]).await
+        })
+    };
+    let mut failures = 0;
+    for (step, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(()) => assert_ne!(step % 5, 0),
+            Err(mltrail_store::StoreError::InvalidState(_)) => {
+                assert_eq!(step % 5, 0);
+                failures += 1;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(failures, 10);
+    assert!(matches!(
+        missing.await.unwrap(),
+        Err(mltrail_store::StoreError::NotFound(_))
+    ));
+    let history = tracking::metric_history(&store, &live, "m", 1000, None)
+        .await
+        .unwrap();
+    assert_eq!(history.items.len(), 40);
+    assert!(tracking::metric_history(&store, &dead, "m", 1000, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let report = mltrail_store::audit::verify(&store).await.unwrap();
+    assert!(report.broken.is_none(), "{:?}", report.broken);
+    store.close().await;
+}
