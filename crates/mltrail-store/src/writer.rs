@@ -74,21 +74,12 @@ impl AuditCtx {
         entity: &Entity,
     ) -> Result<(), StoreError> {
         let digest = crate::audit::state_digest(tx, entity).await?;
-        let actor = self.actor.clone();
-        self.append_many(
-            tx,
-            vec![(
-                actor,
-                action.to_string(),
-                entity.kind().to_string(),
-                entity.id(),
-                digest,
-            )],
-        )
-        .await
+        self.record_external(tx, action, entity.kind(), &entity.id(), digest)
+            .await
     }
 
-    /// Appends an event whose state lives outside the database (an artifact's content digest).
+    /// Appends an event with a digest the caller computed: used directly for state that lives
+    /// outside the database (an artifact's content digest).
     pub async fn record_external(
         &mut self,
         tx: &mut Tx,
