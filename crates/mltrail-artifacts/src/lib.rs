@@ -101,15 +101,6 @@ impl ArtifactStore {
         })
     }
 
-    /// An in-memory store for tests.
-    pub fn in_memory() -> Self {
-        ArtifactStore {
-            inner: Arc::new(object_store::memory::InMemory::new()),
-            prefix: None,
-            uri: "memory://".into(),
-        }
-    }
-
     /// The destination as configured; model-version sources may point under it.
     pub fn uri(&self) -> &str {
         &self.uri

@@ -29,10 +29,6 @@ pub enum PathError {
 pub struct ArtifactPath(String);
 
 impl ArtifactPath {
-    pub fn root() -> Self {
-        ArtifactPath(String::new())
-    }
-
     pub fn parse(raw: &str) -> Result<Self, PathError> {
         let err = |f: fn(String) -> PathError| Err(f(raw.to_string()));
         if raw.chars().any(|c| c.is_control()) {
@@ -65,32 +61,6 @@ impl ArtifactPath {
 
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
-    }
-
-    pub fn join(&self, child: &ArtifactPath) -> ArtifactPath {
-        match (self.is_root(), child.is_root()) {
-            (true, _) => child.clone(),
-            (_, true) => self.clone(),
-            _ => ArtifactPath(format!("{}/{}", self.0, child.0)),
-        }
-    }
-
-    /// The part of `self` below `prefix`, if `self` lies under it.
-    pub fn strip_prefix(&self, prefix: &ArtifactPath) -> Option<ArtifactPath> {
-        if prefix.is_root() {
-            return Some(self.clone());
-        }
-        if self.0 == prefix.0 {
-            return Some(ArtifactPath::root());
-        }
-        self.0
-            .strip_prefix(&prefix.0)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .map(|rest| ArtifactPath(rest.to_string()))
-    }
-
-    pub fn file_name(&self) -> &str {
-        self.0.rsplit('/').next().unwrap_or("")
     }
 }
 
@@ -184,19 +154,6 @@ mod tests {
         ] {
             assert!(ArtifactPath::parse(bad).is_err(), "{bad} was accepted");
         }
-    }
-
-    #[test]
-    fn join_and_strip_are_inverse() {
-        let base = ArtifactPath::parse("1/abc/artifacts").unwrap();
-        let child = ArtifactPath::parse("model/MLmodel").unwrap();
-        let joined = base.join(&child);
-        assert_eq!(joined.as_str(), "1/abc/artifacts/model/MLmodel");
-        assert_eq!(joined.strip_prefix(&base).unwrap(), child);
-        assert!(ArtifactPath::parse("1/abcd")
-            .unwrap()
-            .strip_prefix(&ArtifactPath::parse("1/abc").unwrap())
-            .is_none());
     }
 
     #[test]

@@ -70,12 +70,3 @@ impl ViewType {
         }
     }
 }
-
-impl RunStatus {
-    pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            RunStatus::Finished | RunStatus::Failed | RunStatus::Killed
-        )
-    }
-}

@@ -1,7 +1,7 @@
 //! The audit trail's storage side: which entities exist, how their state is read for a digest,
 //! the chain head the writer extends, and `verify`, which re-derives everything from the rows.
 
-use crate::sql::{int, metric_value, opt_int, opt_text, text};
+use crate::sql::{int, key_value_object, metric_value, opt_int, opt_text, text};
 use crate::{MetaStore, StoreError, Tx};
 use futures::TryStreamExt;
 use mltrail_core::audit::state_digest as digest_of;
@@ -162,11 +162,7 @@ async fn kv(conn: &mut AnyConnection, sql: &'static str, id: &str) -> Result<Val
         .bind(id.to_string())
         .fetch_all(&mut *conn)
         .await?;
-    let mut out = serde_json::Map::new();
-    for row in rows {
-        out.insert(text(&row, "key")?, Value::String(text(&row, "value")?));
-    }
-    Ok(Value::Object(out))
+    key_value_object(&rows)
 }
 
 /// The entity's current state as JSON, or `None` when it does not exist. This one function is
@@ -190,11 +186,7 @@ pub async fn load_state(
                         .bind(*id)
                         .fetch_all(&mut *conn)
                         .await?;
-                let mut out = serde_json::Map::new();
-                for row in rows {
-                    out.insert(text(&row, "key")?, Value::String(text(&row, "value")?));
-                }
-                Value::Object(out)
+                key_value_object(&rows)?
             };
             Ok(Some(json!({
                 "name": text(&row, "name")?,
@@ -361,10 +353,7 @@ pub async fn load_state(
             .bind(*version)
             .fetch_all(&mut *conn)
             .await?;
-            let mut tags = serde_json::Map::new();
-            for r in rows {
-                tags.insert(text(&r, "key")?, Value::String(text(&r, "value")?));
-            }
+            let tags = key_value_object(&rows)?;
             Ok(Some(json!({
                 "creation_time": int(&row, "creation_time")?,
                 "last_updated_time": int(&row, "last_updated_time")?,

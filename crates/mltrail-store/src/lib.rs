@@ -40,7 +40,6 @@ pub struct MetaStore {
 }
 
 struct Inner {
-    backend: Backend,
     readers: AnyPool,
     writer: writer::WriterHandle,
 }
@@ -160,18 +159,10 @@ impl MetaStore {
         };
         let writer = writer::WriterHandle::start(writer_conn, backend, native).await?;
         let store = MetaStore {
-            inner: Arc::new(Inner {
-                backend,
-                readers,
-                writer,
-            }),
+            inner: Arc::new(Inner { readers, writer }),
         };
         tracking::ensure_default_experiment(&store).await?;
         Ok(store)
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.inner.backend
     }
 
     pub(crate) fn readers(&self) -> &AnyPool {

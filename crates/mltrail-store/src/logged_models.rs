@@ -4,7 +4,7 @@
 use crate::audit::Entity;
 use crate::records::*;
 use crate::search::{compare, Bind, Plan};
-use crate::sql::{int, opt_text, text};
+use crate::sql::{int, key_values, opt_text, text};
 use crate::tracking::validate_key;
 use crate::{MetaStore, StoreError};
 use mltrail_core::filter::{parse_filter, Entity as FilterEntity};
@@ -33,18 +33,11 @@ async fn kvs(
     id: &str,
 ) -> Result<Vec<KeyValue>, StoreError> {
     let sql = format!("SELECT key, value FROM {table} WHERE model_id = $1 ORDER BY key");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.to_string())
         .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(KeyValue {
-                key: text(r, "key")?,
-                value: text(r, "value")?,
-            })
-        })
-        .collect()
+        .await?;
+    key_values(&rows)
 }
 
 async fn from_row(conn: &mut AnyConnection, row: &AnyRow) -> Result<LoggedModel, StoreError> {

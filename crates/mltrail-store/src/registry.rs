@@ -3,7 +3,7 @@
 use crate::audit::Entity;
 use crate::records::*;
 use crate::search::{compare, Bind, Plan};
-use crate::sql::{int, text};
+use crate::sql::{int, key_values, text};
 use crate::tracking::validate_key;
 use crate::{MetaStore, StoreError, Tx};
 use mltrail_core::filter::{parse_filter, parse_order_by, Entity as FilterEntity, Op};
@@ -11,6 +11,15 @@ use mltrail_core::now_millis;
 use mltrail_core::state::ModelStage;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
+
+/// Every table keyed by a registered model's name, dependents first (the order deletes need).
+const MODEL_TABLES: [&str; 5] = [
+    "registered_model_aliases",
+    "model_version_tags",
+    "model_versions",
+    "registered_model_tags",
+    "registered_models",
+];
 
 fn model_not_found(name: &str) -> StoreError {
     StoreError::NotFound(format!("Registered Model with name={name} not found"))
@@ -114,10 +123,8 @@ async fn versions_from_rows(
             .bind(name.clone())
             .bind(version)
             .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| Ok(KeyValue { key: text(r, "key")?, value: text(r, "value")? }))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .await?;
+        let tags = key_values(&tags)?;
         let aliases: Vec<String> = sqlx::query_scalar("SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2 ORDER BY alias")
             .bind(name.clone())
             .bind(version)
@@ -186,15 +193,8 @@ async fn load_model(conn: &mut AnyConnection, row: &AnyRow) -> Result<Registered
         sqlx::query("SELECT key, value FROM registered_model_tags WHERE name = $1 ORDER BY key")
             .bind(name.clone())
             .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(KeyValue {
-                    key: text(r, "key")?,
-                    value: text(r, "value")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .await?;
+    let tags = key_values(&tags)?;
     let aliases = sqlx::query(
         "SELECT alias, version FROM registered_model_aliases WHERE name = $1 ORDER BY alias",
     )
@@ -311,13 +311,7 @@ pub async fn rename_registered_model(
                 .bind(name.clone())
                 .fetch_all(&mut *tx)
                 .await?;
-                for table in [
-                    "registered_models",
-                    "registered_model_tags",
-                    "model_versions",
-                    "model_version_tags",
-                    "registered_model_aliases",
-                ] {
+                for table in MODEL_TABLES {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "UPDATE {table} SET name = $1 WHERE name = $2"
                     )))
@@ -406,13 +400,7 @@ pub async fn delete_registered_model(
                         .bind(name.clone())
                         .fetch_all(&mut *tx)
                         .await?;
-                for table in [
-                    "registered_model_aliases",
-                    "model_version_tags",
-                    "model_versions",
-                    "registered_model_tags",
-                    "registered_models",
-                ] {
+                for table in MODEL_TABLES {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DELETE FROM {table} WHERE name = $1"
                     )))

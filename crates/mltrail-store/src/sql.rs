@@ -52,3 +52,28 @@ pub(crate) fn placeholders_for(conn: &sqlx::AnyConnection, start: usize, n: usiz
         placeholders(start, n)
     }
 }
+
+/// A `key, value` row (every tag and param table has these two columns).
+pub(crate) fn key_value(row: &AnyRow) -> Result<crate::KeyValue, StoreError> {
+    Ok(crate::KeyValue {
+        key: text(row, "key")?,
+        value: text(row, "value")?,
+    })
+}
+
+pub(crate) fn key_values(rows: &[AnyRow]) -> Result<Vec<crate::KeyValue>, StoreError> {
+    rows.iter().map(key_value).collect()
+}
+
+/// `key, value` rows as a JSON object, the form audited state uses (key order is irrelevant:
+/// canonical JSON sorts it).
+pub(crate) fn key_value_object(rows: &[AnyRow]) -> Result<serde_json::Value, StoreError> {
+    let mut out = serde_json::Map::new();
+    for row in rows {
+        out.insert(
+            text(row, "key")?,
+            serde_json::Value::String(text(row, "value")?),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
+}

@@ -2,7 +2,7 @@
 
 use crate::audit::Entity;
 use crate::records::*;
-use crate::sql::{int, metric_value, opt_int, placeholders, text};
+use crate::sql::{int, key_value, metric_value, opt_int, placeholders, text};
 use crate::{MetaStore, StoreError, Tx};
 use mltrail_core::state::{LifecycleStage, RunStatus, ViewType};
 use mltrail_core::{now_millis, RunId};
@@ -96,10 +96,7 @@ async fn experiment_tags(
     for row in query.fetch_all(&mut *conn).await? {
         out.entry(int(&row, "experiment_id")?)
             .or_default()
-            .push(KeyValue {
-                key: text(&row, "key")?,
-                value: text(&row, "value")?,
-            });
+            .push(key_value(&row)?);
     }
     Ok(out)
 }
@@ -597,10 +594,7 @@ pub(crate) async fn runs_from_rows(
         data.entry(text(&row, "run_uuid")?)
             .or_default()
             .params
-            .push(KeyValue {
-                key: text(&row, "key")?,
-                value: text(&row, "value")?,
-            });
+            .push(key_value(&row)?);
     }
     for row in fetch_ids(
         conn,
@@ -612,10 +606,7 @@ pub(crate) async fn runs_from_rows(
         data.entry(text(&row, "run_uuid")?)
             .or_default()
             .tags
-            .push(KeyValue {
-                key: text(&row, "key")?,
-                value: text(&row, "value")?,
-            });
+            .push(key_value(&row)?);
     }
     for row in fetch_ids(conn, &format!("SELECT run_uuid, dataset_json, tags_json FROM run_inputs WHERE run_uuid IN ({list}) ORDER BY dataset_name"), &ids).await? {
         let dataset = serde_json::from_str(&text(&row, "dataset_json")?).unwrap_or(serde_json::Value::Null);
@@ -801,8 +792,16 @@ async fn insert_params(
                     param.key, param.value
                 )))
             }
-            None if fresh.iter().any(|p| p.key == param.key) => {}
-            None => fresh.push(param),
+            None => match fresh.iter().find(|p| p.key == param.key) {
+                Some(earlier) if earlier.value != param.value => {
+                    return Err(StoreError::InvalidParameter(format!(
+                        "Duplicate parameter key '{}' with different values in one batch",
+                        param.key
+                    )))
+                }
+                Some(_) => {}
+                None => fresh.push(param),
+            },
         }
     }
     for chunk in fresh.chunks(100) {
@@ -867,17 +866,6 @@ pub async fn log_batch(
     for t in &tags {
         validate_key("tag", &t.key)?;
         validate_len("Tag", &t.key, &t.value, MAX_TAG_VALUE_LEN)?;
-    }
-    let mut seen = HashMap::new();
-    for p in &params {
-        if let Some(prev) = seen.insert(p.key.as_str(), p.value.as_str()) {
-            if prev != p.value {
-                return Err(StoreError::InvalidParameter(format!(
-                    "Duplicate parameter key '{}' with different values in one batch",
-                    p.key
-                )));
-            }
-        }
     }
     if params.is_empty() && tags.is_empty() {
         if metrics.is_empty() {

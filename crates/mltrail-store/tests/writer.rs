@@ -115,3 +115,70 @@ async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
     assert!(report.broken.is_none(), "{:?}", report.broken);
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agree() {
+    use mltrail_store::tracking::{self, NewRun};
+    use mltrail_store::KeyValue;
+
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("sqlite:///{}/m.db", dir.path().display());
+    let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
+    let exp = tracking::create_experiment(&store, "t", "e".into(), None, vec![])
+        .await
+        .unwrap();
+    let run = tracking::create_run(
+        &store,
+        "t",
+        NewRun {
+            experiment_id: exp,
+            user_id: "t".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .info
+    .run_id;
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: v.into(),
+    };
+    let conflicting = vec![kv("a", "1"), kv("lr", "0.1"), kv("lr", "0.2")];
+    let err = tracking::log_batch(&store, "t", run.clone(), vec![], conflicting, vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, mltrail_store::StoreError::InvalidParameter(ref m) if m.contains("'lr'")),
+        "{err:?}"
+    );
+    assert!(
+        tracking::get_run(&store, &run)
+            .await
+            .unwrap()
+            .data
+            .params
+            .is_empty(),
+        "a refused batch stores nothing"
+    );
+    tracking::log_batch(
+        &store,
+        "t",
+        run.clone(),
+        vec![],
+        vec![kv("lr", "0.1"), kv("lr", "0.1")],
+        vec![],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tracking::get_run(&store, &run).await.unwrap().data.params,
+        vec![kv("lr", "0.1")]
+    );
+    assert!(mltrail_store::audit::verify(&store)
+        .await
+        .unwrap()
+        .broken
+        .is_none());
+    store.close().await;
+}
