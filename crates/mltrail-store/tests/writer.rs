@@ -29,17 +29,23 @@ async fn sqlite_writer_fsyncs_every_commit() {
     store.close().await;
 }
 
+/// A fresh file-backed store (so the native SQLite path is on) with one experiment.
+async fn store_with_experiment() -> (tempfile::TempDir, MetaStore, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("sqlite:///{}/m.db", dir.path().display());
+    let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
+    let exp = mltrail_store::tracking::create_experiment(&store, "t", "e".into(), None, vec![])
+        .await
+        .unwrap();
+    (dir, store, exp)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
     use mltrail_core::state::LifecycleStage;
     use mltrail_store::tracking::{self, NewMetric, NewRun};
 
-    let dir = tempfile::tempdir().unwrap();
-    let uri = format!("sqlite:///{}/m.db", dir.path().display());
-    let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
-    let exp = tracking::create_experiment(&store, "t", "e".into(), None, vec![])
-        .await
-        .unwrap();
+    let (_dir, store, exp) = store_with_experiment().await;
     let new_run = || NewRun {
         experiment_id: exp,
         user_id: "t".into(),
@@ -121,12 +127,7 @@ async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agr
     use mltrail_store::tracking::{self, NewRun};
     use mltrail_store::KeyValue;
 
-    let dir = tempfile::tempdir().unwrap();
-    let uri = format!("sqlite:///{}/m.db", dir.path().display());
-    let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
-    let exp = tracking::create_experiment(&store, "t", "e".into(), None, vec![])
-        .await
-        .unwrap();
+    let (_dir, store, exp) = store_with_experiment().await;
     let run = tracking::create_run(
         &store,
         "t",
