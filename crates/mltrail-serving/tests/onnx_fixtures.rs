@@ -169,3 +169,45 @@ fn tree_structure_is_exposed_for_explanations() {
     let leaf = ensembles[0].leaf(ensembles[0].trees()[0], &[0.0; 6]);
     assert_eq!(ensembles[0].leaf_votes(leaf).len(), 1);
 }
+
+/// Graphs outside the native set run through onnxruntime (the wheel's shared library, found via
+/// ORT_DYLIB_PATH or the project's venv, which `scripts/setup.sh` installs).
+#[test]
+fn a_graph_outside_the_native_set_runs_through_onnxruntime() {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv");
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() && venv.exists() {
+        std::env::set_var("VIRTUAL_ENV", venv.canonicalize().unwrap());
+    }
+    let bytes = std::fs::read(fixtures().join("mlp.onnx")).unwrap();
+    let model = mltrail_serving::runtime::Model::load(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(model.engine_name(), "onnxruntime");
+    let spec: Json =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("mlp.json")).unwrap())
+            .unwrap();
+    let inputs = model
+        .inputs()
+        .iter()
+        .map(|i| tensor_from_json(&spec["inputs"][&i.name]))
+        .collect();
+    let outputs = model.run(inputs).unwrap();
+    let Value::Tensor(probabilities) = &outputs[1] else {
+        panic!("tensor")
+    };
+    let want = tensor_from_json(&spec["outputs"]["probabilities"]);
+    let (TensorData::Float(a), TensorData::Float(b)) = (&probabilities.data, &want.data) else {
+        panic!("floats")
+    };
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= 1e-6,
+        "onnxruntime through ort differs from onnxruntime-python by {worst}"
+    );
+    let native =
+        mltrail_serving::runtime::Model::load(&std::fs::read(fixtures().join("gbc.onnx")).unwrap())
+            .unwrap();
+    assert_eq!(native.engine_name(), "native");
+}

@@ -49,7 +49,7 @@ pub struct Graph {
     operators: Vec<String>,
 }
 
-fn declared_kind(info: &ValueInfoProto) -> Result<ValueKind, RuntimeError> {
+pub(crate) fn declared_kind(info: &ValueInfoProto) -> Result<ValueKind, RuntimeError> {
     match info.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(type_proto::Value::TensorType(t)) => {
             let element = ElementType::from_onnx(t.elem_type).ok_or_else(|| {
@@ -89,6 +89,47 @@ impl Graph {
         let model = <ModelProto as prost::Message>::decode(bytes)
             .map_err(|e| RuntimeError::Model(format!("not an ONNX model file: {e}")))?;
         Self::compile(&model)
+    }
+
+    /// The inputs and outputs a model declares, without compiling its nodes.
+    pub fn declared_io(
+        model: &ModelProto,
+    ) -> Result<(Vec<GraphInput>, Vec<GraphOutput>), RuntimeError> {
+        let graph = model
+            .graph
+            .as_ref()
+            .ok_or_else(|| RuntimeError::Model("the model has no graph".into()))?;
+        let initializers: std::collections::HashSet<&str> =
+            graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let mut inputs = Vec::new();
+        for info in graph
+            .input
+            .iter()
+            .filter(|i| !initializers.contains(i.name.as_str()))
+        {
+            let ValueKind::Tensor { element, shape } = declared_kind(info)? else {
+                return Err(RuntimeError::Model(format!(
+                    "input `{}` must be a tensor",
+                    info.name
+                )));
+            };
+            inputs.push(GraphInput {
+                name: info.name.clone(),
+                element,
+                shape,
+            });
+        }
+        let outputs = graph
+            .output
+            .iter()
+            .map(|info| {
+                Ok(GraphOutput {
+                    name: info.name.clone(),
+                    kind: declared_kind(info)?,
+                })
+            })
+            .collect::<Result<_, RuntimeError>>()?;
+        Ok((inputs, outputs))
     }
 
     pub fn compile(model: &ModelProto) -> Result<Self, RuntimeError> {

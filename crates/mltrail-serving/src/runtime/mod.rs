@@ -7,11 +7,15 @@
 
 mod attrs;
 mod graph;
+mod model;
+mod onnxruntime;
 mod ops;
 pub mod proto;
 pub mod value;
 
 pub use graph::{Graph, GraphInput, GraphOutput, ValueKind};
+pub use model::{Engine, Model};
+pub use onnxruntime::locate_library as locate_onnxruntime;
 pub use ops::tree::{Tree, TreeEnsemble, TreeNode};
 pub use value::{ElementType, MapKeys, MapSequence, Tensor, TensorData, Value};
 
