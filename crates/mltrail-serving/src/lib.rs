@@ -4,4 +4,8 @@
 //! This crate knows nothing about HTTP or the metadata store: the server and the CLI hand it model
 //! bytes and decoded requests, and give it a directory for log segments.
 
+pub mod predlog;
+pub mod request;
+pub mod response;
 pub mod runtime;
+pub mod signature;

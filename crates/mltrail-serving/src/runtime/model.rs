@@ -55,6 +55,28 @@ impl Model {
         &self.outputs
     }
 
+    /// Whether missing values (NaN) are meaningful inputs: the graph imputes them or its trees
+    /// route them explicitly. Otherwise a NaN in a request is refused before inference.
+    pub fn accepts_missing_values(&self) -> bool {
+        match &self.engine {
+            Engine::Native(graph) => {
+                graph
+                    .operators()
+                    .iter()
+                    .any(|op| op == "ai.onnx.ml:Imputer")
+                    || graph
+                        .tree_ensembles()
+                        .iter()
+                        .any(|t| t.nodes().iter().any(|n| n.missing_goes_true))
+            }
+            Engine::Onnxruntime(_) => false,
+        }
+    }
+
+    pub fn output_names(&self) -> Vec<String> {
+        self.outputs.iter().map(|o| o.name.clone()).collect()
+    }
+
     /// `native` or `onnxruntime`.
     pub fn engine_name(&self) -> &'static str {
         match self.engine {

@@ -1,0 +1,532 @@
+//! The durable prediction log: every served row (and every feedback) is appended to local segment
+//! files, one length-prefixed, CRC-checked record at a time.
+//!
+//! Frame: `len: u32 LE | crc32(payload): u32 LE | payload (JSON)`. One writer thread takes batches
+//! of records from all requests and writes each batch with one `write`. With
+//! [`Durability::Default`] a request is answered once its records are in the file (a killed
+//! process loses nothing acknowledged) and a syncer thread `fdatasync`s every few milliseconds;
+//! with [`Durability::Fsync`] the batch is `fdatasync`ed before anyone is answered (group commit:
+//! power loss loses nothing acknowledged). On open, a torn tail is cut at the last valid record.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Answer after the records are written to the segment; fdatasync every `sync_interval`.
+    Default,
+    /// Answer after the batch holding the records is fdatasync'ed.
+    Fsync,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub dir: PathBuf,
+    pub durability: Durability,
+    pub sync_interval: Duration,
+    pub segment_bytes: u64,
+    pub segment_age: Duration,
+}
+
+impl LogConfig {
+    pub fn new(dir: impl Into<PathBuf>, durability: Durability) -> Self {
+        Self {
+            dir: dir.into(),
+            durability,
+            sync_interval: Duration::from_millis(5),
+            segment_bytes: 64 << 20,
+            segment_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("prediction log I/O: {0}")]
+    Io(#[from] io::Error),
+    #[error("the prediction log writer has stopped")]
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Location {
+    segment: u64,
+    offset: u64,
+    len: u32,
+}
+
+#[derive(Default)]
+struct Index {
+    predictions: HashMap<u128, Location>,
+    feedback: HashMap<u128, Vec<Location>>,
+}
+
+/// A record to append: its JSON payload, and the prediction id it is about.
+pub struct Entry {
+    pub id: u128,
+    pub kind: EntryKind,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Prediction,
+    Feedback,
+}
+
+struct Job {
+    entries: Vec<Entry>,
+    ack: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+pub struct PredictionLog {
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    index: Arc<Mutex<Index>>,
+    dir: PathBuf,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    recovered: RecoveryReport,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub records: usize,
+    pub truncated_bytes: u64,
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("segment-{seq:012}.log"))
+}
+
+fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut seqs: Vec<u64> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_prefix("segment-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Frames one payload.
+pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Reads valid frames from the start of `bytes`: (offset, payload) pairs and where validity ends.
+fn scan(bytes: &[u8]) -> (Vec<(u64, &[u8])>, u64) {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+            as usize;
+        let crc = u32::from_le_bytes([
+            bytes[pos + 4],
+            bytes[pos + 5],
+            bytes[pos + 6],
+            bytes[pos + 7],
+        ]);
+        let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        out.push((pos as u64, payload));
+        pos += 8 + len;
+    }
+    (out, pos as u64)
+}
+
+fn entry_id_kind(payload: &[u8]) -> Option<(u128, EntryKind)> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        #[serde(alias = "prediction_id")]
+        id: uuid::Uuid,
+    }
+    let head: Head = serde_json::from_slice(payload).ok()?;
+    let kind = match head.kind {
+        "prediction" => EntryKind::Prediction,
+        "feedback" => EntryKind::Feedback,
+        _ => return None,
+    };
+    Some((head.id.as_u128(), kind))
+}
+
+impl PredictionLog {
+    /// Opens (and recovers) the log in `config.dir`, and starts the writer and syncer threads.
+    pub fn open(config: LogConfig) -> Result<Self, LogError> {
+        std::fs::create_dir_all(&config.dir)?;
+        let mut index = Index::default();
+        let mut report = RecoveryReport::default();
+        let segments = list_segments(&config.dir)?;
+        for seq in &segments {
+            let path = segment_path(&config.dir, *seq);
+            let mut bytes = Vec::new();
+            File::open(&path)?.read_to_end(&mut bytes)?;
+            let (frames, valid) = scan(&bytes);
+            if valid < bytes.len() as u64 {
+                let f = OpenOptions::new().write(true).open(&path)?;
+                f.set_len(valid)?;
+                f.sync_all()?;
+                report.truncated_bytes += bytes.len() as u64 - valid;
+                tracing::warn!(segment = %path.display(), kept = valid, dropped = bytes.len() as u64 - valid, "prediction log: cut a torn tail");
+            }
+            for (offset, payload) in frames {
+                let loc = Location {
+                    segment: *seq,
+                    offset,
+                    len: payload.len() as u32,
+                };
+                match entry_id_kind(payload) {
+                    Some((id, EntryKind::Prediction)) => {
+                        index.predictions.insert(id, loc);
+                    }
+                    Some((id, EntryKind::Feedback)) => {
+                        index.feedback.entry(id).or_default().push(loc)
+                    }
+                    None => {}
+                }
+                report.records += 1;
+            }
+            report.segments += 1;
+        }
+        let next_seq = segments.last().map_or(1, |s| s + 1);
+        let index = Arc::new(Mutex::new(index));
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer = Writer::start(config.clone(), next_seq, index.clone())?;
+        let handle = std::thread::Builder::new()
+            .name("mltrail-predlog".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            index,
+            dir: config.dir,
+            writer: Mutex::new(Some(handle)),
+            recovered: report,
+        })
+    }
+
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovered
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends entries; resolves once they are as durable as the configured level promises.
+    pub async fn append(&self, entries: Vec<Entry>) -> Result<(), LogError> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        {
+            let tx = self.tx.lock().map_err(|_| LogError::Stopped)?;
+            tx.as_ref()
+                .ok_or(LogError::Stopped)?
+                .send(Job { entries, ack })
+                .map_err(|_| LogError::Stopped)?;
+        }
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(LogError::Io(io::Error::other(e))),
+            Err(_) => Err(LogError::Stopped),
+        }
+    }
+
+    fn read(&self, loc: Location) -> Result<Json, LogError> {
+        let file = File::open(segment_path(&self.dir, loc.segment))?;
+        let mut buf = vec![0u8; loc.len as usize];
+        file.read_exact_at(&mut buf, loc.offset + 8)?;
+        serde_json::from_slice(&buf).map_err(|e| LogError::Io(io::Error::other(e)))
+    }
+
+    pub fn contains(&self, id: u128) -> bool {
+        self.index
+            .lock()
+            .is_ok_and(|i| i.predictions.contains_key(&id))
+    }
+
+    /// The prediction record and its feedback records, if the id was served here.
+    pub fn get(&self, id: u128) -> Result<Option<(Json, Vec<Json>)>, LogError> {
+        let (loc, feedback) = {
+            let index = self.index.lock().map_err(|_| LogError::Stopped)?;
+            let Some(loc) = index.predictions.get(&id).copied() else {
+                return Ok(None);
+            };
+            (loc, index.feedback.get(&id).cloned().unwrap_or_default())
+        };
+        let record = self.read(loc)?;
+        let feedback = feedback
+            .into_iter()
+            .map(|l| self.read(l))
+            .collect::<Result<_, _>>()?;
+        Ok(Some((record, feedback)))
+    }
+
+    /// Every record in every segment, oldest first (for export).
+    pub fn records(dir: &Path) -> Result<Vec<Json>, LogError> {
+        let mut out = Vec::new();
+        for seq in list_segments(dir)? {
+            let mut bytes = Vec::new();
+            File::open(segment_path(dir, seq))?.read_to_end(&mut bytes)?;
+            for (_, payload) in scan(&bytes).0 {
+                if let Ok(v) = serde_json::from_slice(payload) {
+                    out.push(v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stops accepting records, waits for the writer to finish and sync.
+    pub fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(handle) = self.writer.lock().ok().and_then(|mut h| h.take()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for PredictionLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Writer {
+    config: LogConfig,
+    seq: u64,
+    file: File,
+    written: u64,
+    opened: Instant,
+    index: Arc<Mutex<Index>>,
+    dirty: Arc<AtomicBool>,
+    sync_target: Arc<Mutex<File>>,
+    syncs: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn start(config: LogConfig, seq: u64, index: Arc<Mutex<Index>>) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(segment_path(&config.dir, seq))?;
+        // The directory entry of a new segment must survive a crash too.
+        File::open(&config.dir)?.sync_all()?;
+        let sync_target = Arc::new(Mutex::new(file.try_clone()?));
+        let dirty = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let syncs = Arc::new(AtomicU64::new(0));
+        if config.durability == Durability::Default {
+            let (dirty, target, stop, syncs, every) = (
+                dirty.clone(),
+                sync_target.clone(),
+                stop.clone(),
+                syncs.clone(),
+                config.sync_interval,
+            );
+            std::thread::Builder::new()
+                .name("mltrail-predlog-sync".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(every);
+                        if dirty.swap(false, Ordering::AcqRel) {
+                            if let Ok(f) = target.lock() {
+                                if let Err(e) = f.sync_data() {
+                                    tracing::error!(error = %e, "prediction log: fdatasync failed");
+                                }
+                                syncs.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                })?;
+        }
+        Ok(Self {
+            config,
+            seq,
+            file,
+            written: 0,
+            opened: Instant::now(),
+            index,
+            dirty,
+            sync_target,
+            syncs,
+            stop,
+        })
+    }
+
+    fn roll(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        self.seq += 1;
+        self.file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(segment_path(&self.config.dir, self.seq))?;
+        File::open(&self.config.dir)?.sync_all()?;
+        if let Ok(mut target) = self.sync_target.lock() {
+            *target = self.file.try_clone()?;
+        }
+        self.written = 0;
+        self.opened = Instant::now();
+        Ok(())
+    }
+
+    fn write_batch(&mut self, jobs: &[Job]) -> io::Result<()> {
+        if self.written >= self.config.segment_bytes
+            || self.opened.elapsed() >= self.config.segment_age
+        {
+            self.roll()?;
+        }
+        let mut buf = Vec::with_capacity(
+            jobs.iter()
+                .flat_map(|j| &j.entries)
+                .map(|e| e.payload.len() + 8)
+                .sum(),
+        );
+        let mut located = Vec::new();
+        for entry in jobs.iter().flat_map(|j| &j.entries) {
+            let loc = Location {
+                segment: self.seq,
+                offset: self.written + buf.len() as u64,
+                len: entry.payload.len() as u32,
+            };
+            frame(&entry.payload, &mut buf);
+            located.push((entry.id, entry.kind, loc));
+        }
+        self.file.write_all(&buf)?;
+        self.written += buf.len() as u64;
+        match self.config.durability {
+            Durability::Fsync => self.file.sync_data()?,
+            Durability::Default => self.dirty.store(true, Ordering::Release),
+        }
+        if let Ok(mut index) = self.index.lock() {
+            for (id, kind, loc) in located {
+                match kind {
+                    EntryKind::Prediction => {
+                        index.predictions.insert(id, loc);
+                    }
+                    EntryKind::Feedback => index.feedback.entry(id).or_default().push(loc),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let result = self.write_batch(&jobs).map_err(|e| e.to_string());
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "prediction log: write failed; requests in this batch get an error");
+            }
+            for job in jobs {
+                let _ = job.ack.send(result.clone());
+            }
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Err(e) = self.file.sync_data() {
+            tracing::error!(error = %e, "prediction log: final fdatasync failed");
+        }
+        tracing::debug!(
+            syncs = self.syncs.load(Ordering::Relaxed),
+            "prediction log closed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prediction(id: u128, n: u32) -> Entry {
+        let payload = serde_json::to_vec(
+            &serde_json::json!({"type": "prediction", "id": uuid::Uuid::from_u128(id), "n": n}),
+        )
+        .unwrap();
+        Entry {
+            id,
+            kind: EntryKind::Prediction,
+            payload,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopen_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PredictionLog::open(LogConfig::new(dir.path(), Durability::Fsync)).unwrap();
+        for i in 1..=10u128 {
+            log.append(vec![prediction(i, i as u32)]).await.unwrap();
+        }
+        log.close();
+        // Simulate a crash mid-write: half a frame at the end of the segment.
+        let seg = segment_path(dir.path(), 1);
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
+        drop(f);
+        let log = PredictionLog::open(LogConfig::new(dir.path(), Durability::Default)).unwrap();
+        assert_eq!(log.recovery().records, 10);
+        assert_eq!(log.recovery().truncated_bytes, 7);
+        let (record, feedback) = log.get(7).unwrap().expect("prediction 7");
+        assert_eq!(record["n"], 7);
+        assert!(feedback.is_empty());
+        assert!(log.get(99).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn feedback_attaches_to_its_prediction() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PredictionLog::open(LogConfig::new(dir.path(), Durability::Default)).unwrap();
+        log.append(vec![prediction(5, 1)]).await.unwrap();
+        let payload = serde_json::to_vec(
+            &serde_json::json!({"type": "feedback", "id": uuid::Uuid::from_u128(5), "label": 1}),
+        )
+        .unwrap();
+        log.append(vec![Entry {
+            id: 5,
+            kind: EntryKind::Feedback,
+            payload,
+        }])
+        .await
+        .unwrap();
+        let (_, feedback) = log.get(5).unwrap().unwrap();
+        assert_eq!(feedback.len(), 1);
+        assert_eq!(feedback[0]["label"], 1);
+    }
+
+    #[test]
+    fn a_flipped_byte_ends_the_valid_prefix() {
+        let mut bytes = Vec::new();
+        frame(b"{\"a\":1}", &mut bytes);
+        frame(b"{\"a\":2}", &mut bytes);
+        let first_len = bytes.len() / 2;
+        bytes[first_len + 9] ^= 1;
+        let (frames, valid) = scan(&bytes);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(valid as usize, first_len);
+    }
+}

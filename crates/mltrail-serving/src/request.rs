@@ -1,0 +1,430 @@
+//! Decoding scoring requests (MLflow's protocol: `dataframe_split`, `dataframe_records`,
+//! `instances`, `inputs`) into model input tensors, validated against the model's signature first.
+//! Every refusal names the column and row at fault.
+
+use serde_json::{Map, Value as Json};
+
+use crate::runtime::{ElementType, Model, Tensor, TensorData};
+use crate::signature::{Layout, Signature};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RequestError {
+    #[error("{0}")]
+    Format(String),
+    #[error("missing column `{column}`")]
+    MissingColumn { column: String },
+    #[error("unexpected column `{column}` (the model takes: {expected})")]
+    ExtraColumn { column: String, expected: String },
+    #[error("column `{column}`, row {row}: {why}")]
+    Cell {
+        column: String,
+        row: usize,
+        why: String,
+    },
+    #[error("row {row}: expected {expected} values, got {got}")]
+    Width {
+        row: usize,
+        expected: usize,
+        got: usize,
+    },
+}
+
+impl RequestError {
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            Self::MissingColumn { column }
+            | Self::ExtraColumn { column, .. }
+            | Self::Cell { column, .. } => Some(column),
+            _ => None,
+        }
+    }
+
+    pub fn row(&self) -> Option<usize> {
+        match self {
+            Self::Cell { row, .. } | Self::Width { row, .. } => Some(*row),
+            _ => None,
+        }
+    }
+}
+
+/// Which protocol shape a request used; it decides the shape of the `/invocations` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// `dataframe_split` / `dataframe_records`: MLflow answers one record per row.
+    DataFrame,
+    /// `instances` / `inputs`: MLflow answers a dict of output arrays.
+    Tensor,
+}
+
+/// Rows of named cells, whatever shape the request came in.
+struct Table {
+    columns: Option<Vec<String>>,
+    rows: Vec<Vec<Json>>,
+}
+
+fn records_to_table(records: &[Json], what: &str) -> Result<Table, RequestError> {
+    let first = records.first().and_then(Json::as_object);
+    let Some(first) = first else {
+        return Err(RequestError::Format(format!(
+            "`{what}` must be a non-empty list of objects"
+        )));
+    };
+    let columns: Vec<String> = first.keys().cloned().collect();
+    let mut rows = Vec::with_capacity(records.len());
+    for (r, rec) in records.iter().enumerate() {
+        let obj = rec
+            .as_object()
+            .ok_or_else(|| RequestError::Format(format!("`{what}[{r}]` is not an object")))?;
+        for key in obj.keys() {
+            if !columns.contains(key) {
+                return Err(RequestError::ExtraColumn {
+                    column: key.clone(),
+                    expected: columns.join(", "),
+                });
+            }
+        }
+        rows.push(
+            columns
+                .iter()
+                .map(|c| {
+                    obj.get(c).cloned().ok_or_else(|| RequestError::Cell {
+                        column: c.clone(),
+                        row: r,
+                        why: "missing".into(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        );
+    }
+    Ok(Table {
+        columns: Some(columns),
+        rows,
+    })
+}
+
+fn rows_to_table(rows: &[Json], what: &str) -> Result<Table, RequestError> {
+    if rows.first().is_some_and(Json::is_object) {
+        return records_to_table(rows, what);
+    }
+    let rows = rows
+        .iter()
+        .map(|r| match r {
+            Json::Array(cells) => Ok(cells.clone()),
+            scalar => Ok(vec![scalar.clone()]),
+        })
+        .collect::<Result<_, RequestError>>()?;
+    Ok(Table {
+        columns: None,
+        rows,
+    })
+}
+
+fn columns_to_table(map: &Map<String, Json>, what: &str) -> Result<Table, RequestError> {
+    let columns: Vec<String> = map.keys().cloned().collect();
+    let lists: Vec<&Vec<Json>> = map
+        .iter()
+        .map(|(k, v)| {
+            v.as_array()
+                .ok_or_else(|| RequestError::Format(format!("`{what}.{k}` must be a list")))
+        })
+        .collect::<Result<_, _>>()?;
+    let n = lists.first().map_or(0, |l| l.len());
+    if let Some((k, l)) = columns.iter().zip(&lists).find(|(_, l)| l.len() != n) {
+        return Err(RequestError::Format(format!(
+            "`{what}.{k}` has {} rows, others have {n}",
+            l.len()
+        )));
+    }
+    let rows = (0..n)
+        .map(|r| {
+            lists
+                .iter()
+                .map(|l| match &l[r] {
+                    Json::Array(inner) if inner.len() == 1 => inner[0].clone(),
+                    v => v.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Table {
+        columns: Some(columns),
+        rows,
+    })
+}
+
+fn decode_table(body: &Json) -> Result<(Table, RequestKind), RequestError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| RequestError::Format("the body must be a JSON object with one of dataframe_split, dataframe_records, instances, inputs".into()))?;
+    let keys: Vec<&str> = [
+        "dataframe_split",
+        "dataframe_records",
+        "instances",
+        "inputs",
+    ]
+    .into_iter()
+    .filter(|k| obj.contains_key(*k))
+    .collect();
+    let key = match keys.as_slice() {
+        [one] => *one,
+        [] => {
+            return Err(RequestError::Format(
+                "the body needs one of dataframe_split, dataframe_records, instances, inputs"
+                    .into(),
+            ))
+        }
+        many => {
+            return Err(RequestError::Format(format!(
+                "the body has more than one input format: {}",
+                many.join(", ")
+            )))
+        }
+    };
+    let value = &obj[key];
+    match key {
+        "dataframe_split" => {
+            let split = value.as_object().ok_or_else(|| {
+                RequestError::Format("`dataframe_split` must be an object".into())
+            })?;
+            let data = split.get("data").and_then(Json::as_array).ok_or_else(|| {
+                RequestError::Format("`dataframe_split.data` must be a list of rows".into())
+            })?;
+            let columns = match split.get("columns") {
+                None => None,
+                Some(Json::Array(c)) => Some(
+                    c.iter()
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .collect(),
+                ),
+                Some(_) => {
+                    return Err(RequestError::Format(
+                        "`dataframe_split.columns` must be a list".into(),
+                    ))
+                }
+            };
+            let rows = data
+                .iter()
+                .enumerate()
+                .map(|(r, row)| {
+                    row.as_array().cloned().ok_or_else(|| {
+                        RequestError::Format(format!("`dataframe_split.data[{r}]` is not a list"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((Table { columns, rows }, RequestKind::DataFrame))
+        }
+        "dataframe_records" => {
+            let records = value
+                .as_array()
+                .ok_or_else(|| RequestError::Format("`dataframe_records` must be a list".into()))?;
+            Ok((records_to_table(records, key)?, RequestKind::DataFrame))
+        }
+        _ => match value {
+            Json::Array(rows) => Ok((rows_to_table(rows, key)?, RequestKind::Tensor)),
+            Json::Object(map) => Ok((columns_to_table(map, key)?, RequestKind::Tensor)),
+            _ => Err(RequestError::Format(format!(
+                "`{key}` must be a list of rows or an object of columns"
+            ))),
+        },
+    }
+}
+
+fn number(cell: &Json, column: &str, row: usize, allow_missing: bool) -> Result<f64, RequestError> {
+    let bad = |why: String| RequestError::Cell {
+        column: column.to_string(),
+        row,
+        why,
+    };
+    let v = match cell {
+        Json::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| bad(format!("{n} is not representable")))?,
+        Json::Null => f64::NAN,
+        Json::String(s) if s.eq_ignore_ascii_case("nan") => f64::NAN,
+        Json::Bool(b) => f64::from(u8::from(*b)),
+        other => return Err(bad(format!("expected a number, got {other}"))),
+    };
+    if v.is_nan() && !allow_missing {
+        return Err(bad(
+            "missing value (null/NaN) where the model does not accept one".into(),
+        ));
+    }
+    if v.is_infinite() {
+        return Err(bad("infinite value".into()));
+    }
+    Ok(v)
+}
+
+fn build_tensor(
+    element: ElementType,
+    shape: Vec<usize>,
+    cells: &[(&Json, &str, usize)],
+    allow_missing: bool,
+) -> Result<Tensor, RequestError> {
+    let data = match element {
+        ElementType::String => TensorData::String(
+            cells
+                .iter()
+                .map(|(c, col, row)| match c {
+                    Json::String(s) => Ok(s.clone()),
+                    Json::Number(n) => Ok(n.to_string()),
+                    other => Err(RequestError::Cell {
+                        column: col.to_string(),
+                        row: *row,
+                        why: format!("expected a string, got {other}"),
+                    }),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        ElementType::Float => TensorData::Float(
+            cells
+                .iter()
+                .map(|(c, col, r)| number(c, col, *r, allow_missing).map(|v| v as f32))
+                .collect::<Result<_, _>>()?,
+        ),
+        ElementType::Double => TensorData::Double(
+            cells
+                .iter()
+                .map(|(c, col, r)| number(c, col, *r, allow_missing))
+                .collect::<Result<_, _>>()?,
+        ),
+        ElementType::Int64 | ElementType::Int32 | ElementType::Bool => {
+            let ints: Vec<i64> = cells
+                .iter()
+                .map(|(c, col, r)| {
+                    let v = number(c, col, *r, false)?;
+                    if v.fract() != 0.0 {
+                        return Err(RequestError::Cell {
+                            column: col.to_string(),
+                            row: *r,
+                            why: format!("expected an integer, got {v}"),
+                        });
+                    }
+                    Ok(v as i64)
+                })
+                .collect::<Result<_, _>>()?;
+            match element {
+                ElementType::Int64 => TensorData::Int64(ints),
+                ElementType::Int32 => {
+                    TensorData::Int32(ints.into_iter().map(|v| v as i32).collect())
+                }
+                _ => TensorData::Bool(ints.into_iter().map(|v| v != 0).collect()),
+            }
+        }
+    };
+    Tensor::new(shape, data).map_err(|e| RequestError::Format(e.to_string()))
+}
+
+/// A decoded, validated request: input tensors in the model's order, plus the rows as JSON
+/// objects (column → value) for the prediction log.
+pub struct Decoded {
+    pub kind: RequestKind,
+    pub rows: usize,
+    pub tensors: Vec<Tensor>,
+    pub row_inputs: Vec<Json>,
+}
+
+pub fn decode(body: &Json, model: &Model, signature: &Signature) -> Result<Decoded, RequestError> {
+    let (table, kind) = decode_table(body)?;
+    let names = signature.column_names();
+    let n = table.rows.len();
+    if n == 0 {
+        return Err(RequestError::Format("the request has no rows".into()));
+    }
+    // Order every row's cells as the signature lists its columns.
+    let order: Vec<usize> = match &table.columns {
+        Some(given) => {
+            if signature.named() {
+                if let Some(extra) = given.iter().find(|c| !names.contains(c)) {
+                    return Err(RequestError::ExtraColumn {
+                        column: extra.clone(),
+                        expected: names.join(", "),
+                    });
+                }
+                names
+                    .iter()
+                    .map(|n| {
+                        given
+                            .iter()
+                            .position(|g| g == n)
+                            .ok_or_else(|| RequestError::MissingColumn { column: n.clone() })
+                    })
+                    .collect::<Result<_, _>>()?
+            } else {
+                (0..given.len()).collect()
+            }
+        }
+        None => (0..names.len()).collect(),
+    };
+    let width = table.columns.as_ref().map_or(names.len(), Vec::len);
+    for (r, row) in table.rows.iter().enumerate() {
+        if row.len() != width {
+            return Err(RequestError::Width {
+                row: r,
+                expected: width,
+                got: row.len(),
+            });
+        }
+    }
+    if order.len() != names.len() {
+        return Err(RequestError::Width {
+            row: 0,
+            expected: names.len(),
+            got: order.len(),
+        });
+    }
+    let allow_missing = model.accepts_missing_values();
+    let tensors = match &signature.layout {
+        Layout::Tensor { element, .. } => {
+            let mut cells = Vec::with_capacity(n * names.len());
+            for (r, row) in table.rows.iter().enumerate() {
+                for (k, i) in order.iter().enumerate() {
+                    cells.push((&row[*i], names[k].as_str(), r));
+                }
+            }
+            vec![build_tensor(
+                *element,
+                vec![n, names.len()],
+                &cells,
+                allow_missing,
+            )?]
+        }
+        Layout::Columns => signature
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(k, col)| {
+                let cells: Vec<_> = table
+                    .rows
+                    .iter()
+                    .enumerate()
+                    .map(|(r, row)| (&row[order[k]], col.name.as_str(), r))
+                    .collect();
+                build_tensor(col.element, vec![n, 1], &cells, allow_missing)
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let row_inputs = table
+        .rows
+        .iter()
+        .map(|row| {
+            Json::Object(
+                names
+                    .iter()
+                    .zip(&order)
+                    .map(|(name, i)| (name.clone(), row[*i].clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(Decoded {
+        kind,
+        rows: n,
+        tensors,
+        row_inputs,
+    })
+}

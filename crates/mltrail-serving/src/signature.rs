@@ -1,0 +1,139 @@
+//! A model's input signature: the columns a request must carry, their types, and how they map to
+//! the ONNX inputs (one `[N, F]` tensor, or one `[N, 1]` tensor per named column).
+
+use serde_json::Value as Json;
+
+use crate::runtime::{ElementType, Model};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub element: ElementType,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layout {
+    /// One input tensor `[N, F]`; request rows are lists (or records in column order).
+    Tensor { input: String, element: ElementType },
+    /// One input per column, each `[N, 1]` or `[N]`.
+    Columns,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signature {
+    pub layout: Layout,
+    pub columns: Vec<ColumnSpec>,
+    /// Whether column names are known (from the model's inputs or an MLflow signature); unnamed
+    /// tensor models accept rows positionally.
+    named: bool,
+}
+
+/// Column names from an MLflow signature's `inputs` (the JSON string in `MLmodel`), when it is
+/// column-based. A tensor-based signature carries no names.
+pub fn mlflow_column_names(inputs_json: &str) -> Result<Option<Vec<String>>, String> {
+    let spec: Json = serde_json::from_str(inputs_json)
+        .map_err(|e| format!("signature inputs are not JSON: {e}"))?;
+    let list = spec
+        .as_array()
+        .ok_or("signature inputs must be a JSON list")?;
+    let names: Vec<String> = list
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Json::as_str).map(str::to_string))
+        .collect();
+    let tensors = list
+        .iter()
+        .any(|c| c.get("type").and_then(Json::as_str) == Some("tensor"));
+    Ok((!tensors && !names.is_empty() && names.len() == list.len()).then_some(names))
+}
+
+impl Signature {
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.name.clone()).collect()
+    }
+
+    pub fn named(&self) -> bool {
+        self.named
+    }
+
+    /// Derives the signature from the model's declared inputs, taking column names from an MLflow
+    /// signature when the model itself has one unnamed tensor input.
+    pub fn from_model(model: &Model, names: Option<Vec<String>>) -> Result<Self, String> {
+        let inputs = model.inputs();
+        if let [single] = inputs {
+            if let [_, Some(width)] = single.shape.as_slice() {
+                if *width > 1
+                    || names.as_ref().is_some_and(|n| n.len() == 1)
+                    || single.element != ElementType::String
+                {
+                    let (columns, named) = match names {
+                        Some(n) if n.len() == *width => (n, true),
+                        Some(n) => return Err(format!(
+                            "the signature names {} columns but the model input `{}` takes {width}",
+                            n.len(),
+                            single.name
+                        )),
+                        None => ((0..*width).map(|i| format!("f{i}")).collect(), false),
+                    };
+                    return Ok(Self {
+                        layout: Layout::Tensor {
+                            input: single.name.clone(),
+                            element: single.element,
+                        },
+                        columns: columns
+                            .into_iter()
+                            .map(|name| ColumnSpec {
+                                name,
+                                element: single.element,
+                            })
+                            .collect(),
+                        named,
+                    });
+                }
+            }
+        }
+        let columns_layout = inputs
+            .iter()
+            .all(|i| matches!(i.shape.as_slice(), [_] | [_, Some(1)] | [_, None]));
+        if !columns_layout || inputs.is_empty() {
+            let shapes: Vec<String> = inputs
+                .iter()
+                .map(|i| format!("{}{:?}", i.name, i.shape))
+                .collect();
+            return Err(format!(
+                "cannot map request columns onto the model inputs {}",
+                shapes.join(", ")
+            ));
+        }
+        Ok(Self {
+            layout: Layout::Columns,
+            columns: inputs
+                .iter()
+                .map(|i| ColumnSpec {
+                    name: i.name.clone(),
+                    element: i.element,
+                })
+                .collect(),
+            named: true,
+        })
+    }
+
+    /// The signature as MLflow writes it (column-based), for the model version and `/metadata`.
+    pub fn to_mlflow_json(&self) -> Json {
+        Json::Array(
+            self.columns
+                .iter()
+                .map(|c| {
+                    let ty = match c.element {
+                        ElementType::Float => "float",
+                        ElementType::Double => "double",
+                        ElementType::Int64 => "long",
+                        ElementType::Int32 => "integer",
+                        ElementType::String => "string",
+                        ElementType::Bool => "boolean",
+                    };
+                    serde_json::json!({"name": c.name, "type": ty, "required": true})
+                })
+                .collect(),
+        )
+    }
+}
