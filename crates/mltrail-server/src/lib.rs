@@ -5,10 +5,12 @@
 //! in one place ([`error`]).
 
 mod artifacts;
+mod deployments;
 pub mod error;
 mod logged_models;
 mod registry;
 mod req;
+pub mod scoring;
 mod tracking;
 
 use axum::extract::DefaultBodyLimit;
@@ -59,6 +61,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/ajax-api/2.0/mlflow-artifacts",
             artifacts::routes().layer(DefaultBodyLimit::max(limits.max_artifact_bytes)),
         )
+        .nest("/api/v1/deployments", deployments::routes())
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))

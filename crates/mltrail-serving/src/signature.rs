@@ -67,11 +67,13 @@ impl Signature {
                 {
                     let (columns, named) = match names {
                         Some(n) if n.len() == *width => (n, true),
-                        Some(n) => return Err(format!(
+                        Some(n) => {
+                            return Err(format!(
                             "the signature names {} columns but the model input `{}` takes {width}",
                             n.len(),
                             single.name
-                        )),
+                        ))
+                        }
                         None => ((0..*width).map(|i| format!("f{i}")).collect(), false),
                     };
                     return Ok(Self {

@@ -2,6 +2,8 @@
 //! out, errors to exit codes.
 
 mod config;
+mod serve;
+mod tracking_client;
 mod verify_artifacts;
 
 use anyhow::{Context, Result};
@@ -27,11 +29,26 @@ enum Command {
     ///
     /// Point the mlflow client at it with MLFLOW_TRACKING_URI=http://127.0.0.1:5000.
     Server(config::ServerArgs),
+    /// Serve a registered ONNX model over HTTP (MLflow scoring protocol and /api/v1/predict),
+    /// logging every prediction durably; NAME@ALIAS deployments follow the alias.
+    Serve(serve::ServeArgs),
+    /// Register models with the tracking server.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Inspect and verify the hash-chained audit trail.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Register an ONNX file as a new version of NAME; prints the version number. The model is
+    /// compiled first: one that cannot be served is refused, naming the operator.
+    Register(serve::RegisterArgs),
 }
 
 #[derive(Subcommand)]
@@ -97,6 +114,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => audit(command).await,
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            serve::serve(args, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models {
+            command: ModelsCommand::Register(args),
+        } => {
+            println!("{}", serve::register(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -1,0 +1,59 @@
+//! `/api/v1/deployments/events`: serving processes report what they deploy and every model swap,
+//! so the audit trail says which version answered from when.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+pub const DEPLOYMENT_KIND: &str = "deployment";
+
+fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
+    body.get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid(format!("`{name}` (a non-empty string) is required")))
+}
+
+async fn record(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let deployment = field(&body, "deployment")?.to_string();
+    let model = field(&body, "model")?;
+    let version = field(&body, "version")?;
+    let digest = field(&body, "digest")?.to_string();
+    let action = match field(&body, "action")? {
+        "deploy" => "deployment.deploy",
+        "swap" => "deployment.swap",
+        "stop" => "deployment.stop",
+        other => {
+            return Err(ApiError::invalid(format!(
+                "`action` must be deploy, swap or stop, got `{other}`"
+            )))
+        }
+    };
+    let id = format!("{deployment}:{model}/{version}");
+    let actor = crate::req::actor_of(&headers);
+    let entity = id.clone();
+    state
+        .store
+        .write(&actor, move |tx, audit| {
+            Box::pin(async move {
+                audit
+                    .record_external(tx, action, DEPLOYMENT_KIND, &entity, Some(digest))
+                    .await
+            })
+        })
+        .await?;
+    Ok(Json(json!({"recorded": id})))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/events", post(record))
+}

@@ -1,0 +1,565 @@
+//! The scoring edge of a deployment: `/invocations` (MLflow's protocol), `/api/v1/predict`,
+//! `/api/v1/feedback`, `/api/v1/predictions/{id}`, `/health` and `/metrics`.
+//!
+//! Every served row is appended to the prediction log before the response leaves; a request whose
+//! records cannot be logged fails (503) instead of answering unrecorded. The current model sits
+//! behind an `Arc` swapped under a short lock: a request keeps the model it started with, so a
+//! swap never fails or mixes versions inside one request.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mltrail_serving::predlog::{Entry, EntryKind, PredictionLog};
+use mltrail_serving::request::{self, RequestError};
+use mltrail_serving::response;
+use mltrail_serving::runtime::Model;
+use mltrail_serving::signature::Signature;
+use serde_json::{json, Value};
+
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const ERROR_KINDS: [&str; 4] = ["bad_request", "too_large", "model", "log"];
+
+/// Counters for one model version of a deployment (Prometheus naming).
+pub struct VersionMetrics {
+    pub version: String,
+    requests: AtomicU64,
+    rows: AtomicU64,
+    errors: [AtomicU64; ERROR_KINDS.len()],
+    buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+impl VersionMetrics {
+    fn new(version: &str) -> Self {
+        Self {
+            version: version.to_string(),
+            requests: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            errors: Default::default(),
+            buckets: Default::default(),
+            latency_count: AtomicU64::new(0),
+            latency_sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, started: Instant) {
+        let secs = started.elapsed().as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros
+            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn error(&self, kind: &str) {
+        if let Some(i) = ERROR_KINDS.iter().position(|k| *k == kind) {
+            self.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A model version ready to serve.
+pub struct LoadedModel {
+    pub name: String,
+    pub version: String,
+    /// BLAKE3 of the ONNX file.
+    pub digest: String,
+    pub model: Model,
+    pub signature: Signature,
+    pub output_names: Vec<String>,
+    metrics: Arc<VersionMetrics>,
+}
+
+impl LoadedModel {
+    pub fn new(
+        name: String,
+        version: String,
+        digest: String,
+        model: Model,
+        signature: Signature,
+    ) -> Self {
+        let output_names = model.output_names();
+        let metrics = Arc::new(VersionMetrics::new(&version));
+        Self {
+            name,
+            version,
+            digest,
+            model,
+            signature,
+            output_names,
+            metrics,
+        }
+    }
+}
+
+pub struct Deployment {
+    pub name: String,
+    current: RwLock<Arc<LoadedModel>>,
+    log: Arc<PredictionLog>,
+    all_metrics: Mutex<Vec<Arc<VersionMetrics>>>,
+    swaps: AtomicU64,
+}
+
+impl Deployment {
+    pub fn new(name: String, model: LoadedModel, log: Arc<PredictionLog>) -> Self {
+        let metrics = model.metrics.clone();
+        Self {
+            name,
+            current: RwLock::new(Arc::new(model)),
+            log,
+            all_metrics: Mutex::new(vec![metrics]),
+            swaps: AtomicU64::new(0),
+        }
+    }
+
+    pub fn current(&self) -> Arc<LoadedModel> {
+        self.current
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Puts `next` in place; requests already running finish on the model they started with.
+    pub fn swap(&self, next: LoadedModel) -> Arc<LoadedModel> {
+        if let Ok(mut all) = self.all_metrics.lock() {
+            all.push(next.metrics.clone());
+        }
+        let next = Arc::new(next);
+        let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let previous = std::mem::replace(&mut *guard, next);
+        self.swaps.fetch_add(1, Ordering::Relaxed);
+        previous
+    }
+
+    pub fn log(&self) -> &Arc<PredictionLog> {
+        &self.log
+    }
+}
+
+struct ScoringError {
+    status: StatusCode,
+    code: &'static str,
+    kind: &'static str,
+    message: String,
+    column: Option<String>,
+    row: Option<usize>,
+}
+
+impl ScoringError {
+    fn bad(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "BAD_REQUEST",
+            kind: "bad_request",
+            message: message.into(),
+            column: None,
+            row: None,
+        }
+    }
+}
+
+impl From<RequestError> for ScoringError {
+    fn from(e: RequestError) -> Self {
+        Self {
+            column: e.column().map(str::to_string),
+            row: e.row(),
+            ..Self::bad(e.to_string())
+        }
+    }
+}
+
+impl IntoResponse for ScoringError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error_code": self.code, "message": self.message});
+        if let Some(c) = self.column {
+            body["column"] = json!(c);
+        }
+        if let Some(r) = self.row {
+            body["row"] = json!(r);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct Served {
+    model: Arc<LoadedModel>,
+    kind: request::RequestKind,
+    ids: Vec<uuid::Uuid>,
+    rows: Vec<Value>,
+    outputs: Vec<mltrail_serving::runtime::Value>,
+}
+
+/// Decode, validate, run, and log one request; the shared path of both scoring endpoints.
+async fn score(dep: &Deployment, body: &[u8], started: Instant) -> Result<Served, ScoringError> {
+    let model = dep.current();
+    let result = score_with(dep, &model, body, started).await;
+    let metrics = &model.metrics;
+    metrics.requests.fetch_add(1, Ordering::Relaxed);
+    match &result {
+        Ok(served) => {
+            metrics
+                .rows
+                .fetch_add(served.ids.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => metrics.error(e.kind),
+    }
+    metrics.observe(started);
+    result
+}
+
+async fn score_with(
+    dep: &Deployment,
+    model: &Arc<LoadedModel>,
+    body: &[u8],
+    started: Instant,
+) -> Result<Served, ScoringError> {
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| ScoringError::bad(format!("the body is not valid JSON: {e}")))?;
+    let decoded = request::decode(&json, &model.model, &model.signature)?;
+    let outputs = model.model.run(decoded.tensors).map_err(|e| ScoringError {
+        status: StatusCode::BAD_REQUEST,
+        code: "BAD_REQUEST",
+        kind: "model",
+        message: format!("the model could not score this input: {e}"),
+        column: None,
+        row: None,
+    })?;
+    let rows = response::per_row(&model.output_names, &outputs, decoded.rows);
+    let ids: Vec<uuid::Uuid> = (0..decoded.rows).map(|_| uuid::Uuid::now_v7()).collect();
+    let time = now_ms();
+    let latency_us = started.elapsed().as_micros() as u64;
+    let entries = ids
+        .iter()
+        .zip(decoded.row_inputs)
+        .zip(&rows)
+        .map(|((id, inputs), outputs)| {
+            let record = json!({
+                "type": "prediction",
+                "id": id,
+                "time_ms": time,
+                "deployment": dep.name,
+                "model": model.name,
+                "version": model.version,
+                "digest": model.digest,
+                "arm": null,
+                "inputs": inputs,
+                "outputs": outputs,
+                "latency_us": latency_us,
+            });
+            Entry {
+                id: id.as_u128(),
+                kind: EntryKind::Prediction,
+                payload: serde_json::to_vec(&record).unwrap_or_default(),
+            }
+        })
+        .collect();
+    dep.log.append(entries).await.map_err(|e| ScoringError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "TEMPORARILY_UNAVAILABLE",
+        kind: "log",
+        message: format!("the prediction could not be recorded, so it is not returned: {e}"),
+        column: None,
+        row: None,
+    })?;
+    Ok(Served {
+        model: model.clone(),
+        kind: decoded.kind,
+        ids,
+        rows,
+        outputs,
+    })
+}
+
+async fn invocations(
+    State(dep): State<Arc<Deployment>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ScoringError> {
+    let started = Instant::now();
+    let body = body.map_err(too_large)?;
+    let served = score(&dep, &body, started).await?;
+    Ok(Json(response::invocations(
+        served.kind,
+        &served.model.output_names,
+        &served.outputs,
+        served.ids.len(),
+    )))
+}
+
+async fn predict(
+    State(dep): State<Arc<Deployment>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ScoringError> {
+    let started = Instant::now();
+    let body = body.map_err(too_large)?;
+    let served = score(&dep, &body, started).await?;
+    let m = &served.model;
+    let predictions: Vec<Value> = served
+        .ids
+        .iter()
+        .zip(served.rows)
+        .map(|(id, outputs)| json!({"prediction_id": id, "model": m.name, "version": m.version, "digest": m.digest, "outputs": outputs}))
+        .collect();
+    Ok(Json(
+        json!({"deployment": dep.name, "predictions": predictions}),
+    ))
+}
+
+fn too_large(e: axum::extract::rejection::BytesRejection) -> ScoringError {
+    let status = e.status();
+    ScoringError {
+        status,
+        code: if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "RESOURCE_LIMIT_EXCEEDED"
+        } else {
+            "BAD_REQUEST"
+        },
+        kind: "too_large",
+        message: e.body_text(),
+        column: None,
+        row: None,
+    }
+}
+
+fn parse_id(text: &str) -> Result<uuid::Uuid, ScoringError> {
+    uuid::Uuid::parse_str(text).map_err(|_| ScoringError {
+        column: Some("prediction_id".into()),
+        ..ScoringError::bad(format!("`{text}` is not a prediction id"))
+    })
+}
+
+async fn feedback(
+    State(dep): State<Arc<Deployment>>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ScoringError> {
+    let id_text = body
+        .get("prediction_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ScoringError {
+            column: Some("prediction_id".into()),
+            ..ScoringError::bad("`prediction_id` (a string) is required")
+        })?;
+    let id = parse_id(id_text)?;
+    let mut record =
+        json!({"type": "feedback", "id": id, "time_ms": now_ms(), "deployment": dep.name});
+    let mut any = false;
+    for field in ["label", "reward", "ranking"] {
+        if let Some(v) = body.get(field) {
+            if field == "reward" && !v.is_number() {
+                return Err(ScoringError {
+                    column: Some("reward".into()),
+                    ..ScoringError::bad("`reward` must be a number")
+                });
+            }
+            if field == "ranking" && !v.is_array() {
+                return Err(ScoringError {
+                    column: Some("ranking".into()),
+                    ..ScoringError::bad("`ranking` must be the list of items displayed, in order")
+                });
+            }
+            record[field] = v.clone();
+            any = true;
+        }
+    }
+    if !any {
+        return Err(ScoringError::bad(
+            "feedback needs at least one of `label`, `reward`, `ranking`",
+        ));
+    }
+    if !dep.log.contains(id.as_u128()) {
+        return Err(ScoringError {
+            status: StatusCode::NOT_FOUND,
+            code: "RESOURCE_DOES_NOT_EXIST",
+            kind: "bad_request",
+            message: format!(
+                "prediction {id} was not served by deployment `{}`",
+                dep.name
+            ),
+            column: Some("prediction_id".into()),
+            row: None,
+        });
+    }
+    let payload = serde_json::to_vec(&record).unwrap_or_default();
+    dep.log
+        .append(vec![Entry {
+            id: id.as_u128(),
+            kind: EntryKind::Feedback,
+            payload,
+        }])
+        .await
+        .map_err(|e| ScoringError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "TEMPORARILY_UNAVAILABLE",
+            kind: "log",
+            ..ScoringError::bad(e.to_string())
+        })?;
+    Ok(Json(json!({"prediction_id": id, "recorded": true})))
+}
+
+async fn prediction(
+    State(dep): State<Arc<Deployment>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ScoringError> {
+    let id = parse_id(&id)?;
+    let log = dep.log.clone();
+    let found = tokio::task::spawn_blocking(move || log.get(id.as_u128()))
+        .await
+        .map_err(|e| ScoringError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "INTERNAL_ERROR",
+            ..ScoringError::bad(e.to_string())
+        })?
+        .map_err(|e| ScoringError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "INTERNAL_ERROR",
+            ..ScoringError::bad(e.to_string())
+        })?;
+    let Some((mut record, feedback)) = found else {
+        return Err(ScoringError {
+            status: StatusCode::NOT_FOUND,
+            code: "RESOURCE_DOES_NOT_EXIST",
+            ..ScoringError::bad(format!("prediction {id} is not in this deployment's log"))
+        });
+    };
+    record["feedback"] = Value::Array(feedback);
+    Ok(Json(record))
+}
+
+async fn health(State(dep): State<Arc<Deployment>>) -> Json<Value> {
+    let m = dep.current();
+    Json(json!({"status": "ok", "deployment": dep.name, "model": m.name, "version": m.version}))
+}
+
+async fn info(State(dep): State<Arc<Deployment>>) -> Json<Value> {
+    let m = dep.current();
+    Json(json!({
+        "deployment": dep.name,
+        "model": m.name,
+        "version": m.version,
+        "digest": m.digest,
+        "engine": m.model.engine_name(),
+        "signature": {"inputs": m.signature.to_mlflow_json(), "outputs": m.output_names},
+        "accepts_missing_values": m.model.accepts_missing_values(),
+        "swaps": dep.swaps.load(Ordering::Relaxed),
+    }))
+}
+
+async fn metrics(State(dep): State<Arc<Deployment>>) -> impl IntoResponse {
+    let current = dep.current();
+    let all = dep
+        .all_metrics
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    let mut out = String::new();
+    let d = &dep.name;
+    let model = &current.name;
+    let _ = writeln!(out, "# HELP mltrail_requests_total Scoring requests received, per model version.\n# TYPE mltrail_requests_total counter");
+    for m in &all {
+        let _ = writeln!(
+            out,
+            "mltrail_requests_total{{deployment=\"{d}\",model=\"{model}\",version=\"{}\"}} {}",
+            m.version,
+            m.requests.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "# HELP mltrail_predictions_total Rows scored and logged.\n# TYPE mltrail_predictions_total counter");
+    for m in &all {
+        let _ = writeln!(
+            out,
+            "mltrail_predictions_total{{deployment=\"{d}\",model=\"{model}\",version=\"{}\"}} {}",
+            m.version,
+            m.rows.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "# HELP mltrail_request_errors_total Failed scoring requests by kind.\n# TYPE mltrail_request_errors_total counter");
+    for m in &all {
+        for (i, kind) in ERROR_KINDS.iter().enumerate() {
+            let _ = writeln!(out, "mltrail_request_errors_total{{deployment=\"{d}\",model=\"{model}\",version=\"{}\",kind=\"{kind}\"}} {}", m.version, m.errors[i].load(Ordering::Relaxed));
+        }
+    }
+    let _ = writeln!(out, "# HELP mltrail_request_duration_seconds Scoring latency, logging included.\n# TYPE mltrail_request_duration_seconds histogram");
+    for m in &all {
+        let labels = format!(
+            "deployment=\"{d}\",model=\"{model}\",version=\"{}\"",
+            m.version
+        );
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "mltrail_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
+                m.buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = m.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "mltrail_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "mltrail_request_duration_seconds_sum{{{labels}}} {}",
+            m.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "mltrail_request_duration_seconds_count{{{labels}}} {count}"
+        );
+    }
+    let _ = writeln!(out, "# HELP mltrail_deployment_info The version a deployment serves now.\n# TYPE mltrail_deployment_info gauge");
+    let _ = writeln!(out, "mltrail_deployment_info{{deployment=\"{d}\",model=\"{model}\",version=\"{}\",digest=\"{}\"}} 1", current.version, current.digest);
+    let _ = writeln!(out, "# HELP mltrail_deployment_swaps_total Model swaps since start.\n# TYPE mltrail_deployment_swaps_total counter");
+    let _ = writeln!(
+        out,
+        "mltrail_deployment_swaps_total{{deployment=\"{d}\"}} {}",
+        dep.swaps.load(Ordering::Relaxed)
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+}
+
+/// A no-op that parses the body as JSON and answers, the ceiling for scoring benchmarks.
+async fn noop(body: Bytes) -> Result<Json<Value>, ScoringError> {
+    let v: Value = serde_json::from_slice(&body).map_err(|e| ScoringError::bad(e.to_string()))?;
+    Ok(Json(json!({"ok": v.is_object()})))
+}
+
+pub fn routes(dep: Arc<Deployment>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/invocations", post(invocations))
+        .route("/api/v1/predict", post(predict))
+        .route("/api/v1/feedback", post(feedback))
+        .route("/api/v1/predictions/{id}", get(prediction))
+        .route("/api/v1/deployment", get(info))
+        .route("/api/v1/noop", post(noop))
+        .route("/health", get(health))
+        .route("/ping", get(|| async { "" }))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(dep)
+}

@@ -1,0 +1,330 @@
+//! `mltrail serve` and `mltrail models register`: fetch a registered ONNX model from the tracking
+//! server, serve it with a durable prediction log, and follow its alias for hot swaps.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+use mltrail_server::scoring::{Deployment, LoadedModel};
+use mltrail_serving::predlog::{Durability, LogConfig, PredictionLog};
+use mltrail_serving::runtime::Model;
+use mltrail_serving::signature::{mlflow_column_names, Signature};
+use serde_json::{json, Value};
+
+use crate::tracking_client::{artifact_path, resolve_uri, Client, ModelRef, TRACKING_URI_HELP};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DurabilityArg {
+    /// Answer once the record is written to the log segment (survives kill -9); fsync every 5 ms.
+    Default,
+    /// Answer only after a group-committed fsync (survives power loss).
+    Fsync,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The model to serve: NAME@ALIAS (followed: a moved alias is swapped in) or NAME/VERSION.
+    #[arg(long)]
+    model: String,
+    /// Deployment name that logs, metrics and audit events use (default: the model's name).
+    #[arg(long)]
+    deployment: Option<String>,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, default_value_t = 5001)]
+    port: u16,
+    /// Where prediction-log segments are written (default: ./mltrail-data/predictions/<deployment>).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "default")]
+    durability: DurabilityArg,
+    /// How often to check whether a followed alias moved, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    poll_interval_ms: u64,
+    /// Largest request body accepted, in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_body_bytes: usize,
+    /// Log output format, the same for every mltrail process.
+    #[arg(long, env = "MLTRAIL_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::config::LogFormat,
+}
+
+/// Picks the ONNX file (and MLmodel signature) out of a model version's artifacts.
+async fn fetch_model(client: &Client, name: &str, version_record: &Value) -> Result<LoadedModel> {
+    let version = version_record
+        .get("version")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("model version without a number"))?
+        .to_string();
+    let uri = client.download_uri(name, &version).await?;
+    let root = artifact_path(&uri)?;
+    let files = client.list_files(&root).await?;
+    let onnx = files
+        .iter()
+        .find(|(p, _)| p.ends_with(".onnx"))
+        .ok_or_else(|| anyhow!("{name}/{version} has no .onnx file under {uri}; log it with mlflow.onnx.log_model or `mltrail models register`"))?;
+    let bytes = client.download(&onnx.0).await?;
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    let mut names = None;
+    if let Some((mlmodel, _)) = files.iter().find(|(p, _)| p.ends_with("MLmodel")) {
+        let text = String::from_utf8(client.download(mlmodel).await?).unwrap_or_default();
+        if let Some(inputs) = mlmodel_signature_inputs(&text) {
+            names = mlflow_column_names(&inputs)
+                .map_err(|e| anyhow!("{name}/{version} MLmodel: {e}"))?;
+        }
+    }
+    let tags = version_record
+        .get("tags")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(sig) = tags
+        .iter()
+        .find(|t| t["key"] == "mltrail.signature")
+        .and_then(|t| t["value"].as_str())
+    {
+        names =
+            mlflow_column_names(sig).map_err(|e| anyhow!("{name}/{version} signature tag: {e}"))?;
+    }
+    let model = tokio::task::spawn_blocking(move || Model::load(&bytes))
+        .await?
+        .map_err(|e| anyhow!("{name}/{version} cannot be served: {e}"))?;
+    let signature =
+        Signature::from_model(&model, names).map_err(|e| anyhow!("{name}/{version}: {e}"))?;
+    Ok(LoadedModel::new(
+        name.to_string(),
+        version,
+        digest,
+        model,
+        signature,
+    ))
+}
+
+/// The `inputs` JSON string of an MLmodel file's `signature:` block (single-quoted YAML scalar).
+fn mlmodel_signature_inputs(text: &str) -> Option<String> {
+    let mut in_signature = false;
+    for line in text.lines() {
+        if line.starts_with("signature:") {
+            in_signature = true;
+            continue;
+        }
+        if in_signature {
+            if !line.starts_with(' ') {
+                return None;
+            }
+            if let Some(rest) = line.trim_start().strip_prefix("inputs:") {
+                let rest = rest.trim();
+                let unquoted = rest
+                    .strip_prefix('\'')
+                    .and_then(|r| r.strip_suffix('\''))
+                    .map(|r| r.replace("''", "'"));
+                return Some(unquoted.unwrap_or_else(|| rest.to_string()));
+            }
+        }
+    }
+    None
+}
+
+pub async fn serve(
+    args: ServeArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let model_ref = ModelRef::parse(&args.model)?;
+    let deployment = args
+        .deployment
+        .clone()
+        .unwrap_or_else(|| model_ref.name().to_string());
+    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let record = client.model_version(&model_ref).await?;
+    let loaded = fetch_model(&client, model_ref.name(), &record).await?;
+    let log_dir = args
+        .log_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("mltrail-data/predictions").join(&deployment));
+    let durability = match args.durability {
+        DurabilityArg::Default => Durability::Default,
+        DurabilityArg::Fsync => Durability::Fsync,
+    };
+    let log = PredictionLog::open(LogConfig::new(&log_dir, durability))
+        .with_context(|| format!("cannot open the prediction log in {}", log_dir.display()))?;
+    let rec = log.recovery().clone();
+    tracing::info!(dir = %log_dir.display(), segments = rec.segments, records = rec.records, truncated_bytes = rec.truncated_bytes, "prediction log opened");
+    client
+        .record_deployment(
+            &deployment,
+            "deploy",
+            &loaded.name,
+            &loaded.version,
+            &loaded.digest,
+        )
+        .await?;
+    tracing::info!(deployment, model = %loaded.name, version = %loaded.version, engine = loaded.model.engine_name(), "model loaded");
+    let log = Arc::new(log);
+    let dep = Arc::new(Deployment::new(deployment.clone(), loaded, log.clone()));
+
+    if let ModelRef::Alias { .. } = &model_ref {
+        let (dep, client, model_ref) = (dep.clone(), client.clone(), model_ref.clone());
+        let every = Duration::from_millis(args.poll_interval_ms.max(50));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = follow_once(&dep, &client, &model_ref).await {
+                    tracing::warn!(error = %format!("{e:#}"), "alias check failed; still serving the current version");
+                }
+            }
+        });
+    }
+
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    println!("mltrail serve listening on http://{local}");
+    tracing::info!(address = %local, deployment, "serving");
+    axum::serve(
+        listener,
+        mltrail_server::scoring::routes(dep.clone(), args.max_body_bytes),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    log.close();
+    Ok(())
+}
+
+async fn follow_once(dep: &Deployment, client: &Client, model_ref: &ModelRef) -> Result<()> {
+    let record = client.model_version(model_ref).await?;
+    let version = record
+        .get("version")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let current = dep.current();
+    if version == current.version {
+        return Ok(());
+    }
+    let next = fetch_model(client, model_ref.name(), &record).await?;
+    let (to, digest) = (next.version.clone(), next.digest.clone());
+    dep.swap(next);
+    tracing::info!(deployment = %dep.name, from = %current.version, to = %to, "alias moved: swapped the model");
+    client
+        .record_deployment(&dep.name, "swap", model_ref.name(), &to, &digest)
+        .await
+}
+
+#[derive(Args)]
+pub struct RegisterArgs {
+    /// Registered model name (created if it does not exist).
+    name: String,
+    /// The ONNX file to register.
+    file: PathBuf,
+    /// Input column names: an MLflow signature JSON list (`[{"name": "income", "type": "double"}, …]`)
+    /// or a comma-separated list of names, in the model's input order.
+    #[arg(long)]
+    signature: Option<String>,
+    /// The dataset version the model was trained on (DATASET@VERSION), recorded on the version.
+    #[arg(long)]
+    training_data: Option<String>,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+}
+
+pub async fn register(args: RegisterArgs) -> Result<String> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let checked = bytes.clone();
+    let model = tokio::task::spawn_blocking(move || Model::load(&checked))
+        .await?
+        .map_err(|e| {
+            anyhow!(
+                "{} cannot be served, so it is not registered: {e}",
+                args.file.display()
+            )
+        })?;
+    let signature_json = match &args.signature {
+        None => None,
+        Some(s) if s.trim_start().starts_with('[') => Some(s.clone()),
+        Some(s) => Some(
+            Value::Array(
+                s.split(',')
+                    .map(|n| json!({"name": n.trim(), "type": "double"}))
+                    .collect(),
+            )
+            .to_string(),
+        ),
+    };
+    let names = signature_json
+        .as_deref()
+        .map(mlflow_column_names)
+        .transpose()
+        .map_err(|e| anyhow!("--signature: {e}"))?
+        .flatten();
+    let signature =
+        Signature::from_model(&model, names).map_err(|e| anyhow!("--signature: {e}"))?;
+    if let Some(td) = &args.training_data {
+        if !td.contains('@') {
+            bail!("--training-data `{td}` is not DATASET@VERSION");
+        }
+    }
+    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    match client
+        .post(
+            "/api/2.0/mlflow/registered-models/create",
+            &json!({"name": args.name}),
+            "create registered model",
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.to_string().contains("RESOURCE_ALREADY_EXISTS") => {}
+        Err(e) => return Err(e),
+    }
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    let dir = format!("registered/{}/{}", args.name, &digest[..16]);
+    let file_name = args
+        .file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| n.ends_with(".onnx"))
+        .unwrap_or("model.onnx");
+    client.upload(&format!("{dir}/{file_name}"), bytes).await?;
+    let mut tags = vec![
+        json!({"key": "mltrail.onnx_digest", "value": digest}),
+        json!({"key": "mltrail.signature", "value": signature.to_mlflow_json().to_string()}),
+        json!({"key": "mltrail.engine", "value": model.engine_name()}),
+    ];
+    if let Some(td) = &args.training_data {
+        tags.push(json!({"key": "mltrail.training_data", "value": td}));
+    }
+    let created = client
+        .post(
+            "/api/2.0/mlflow/model-versions/create",
+            &json!({"name": args.name, "source": format!("mlflow-artifacts:/{dir}"), "tags": tags}),
+            "create model version",
+        )
+        .await?;
+    created
+        .pointer("/model_version/version")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("the server did not return a version number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mlmodel_signature_is_read_from_yaml() {
+        let text = "flavors:\n  onnx:\n    onnx_version: 1.23.2\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"a\"}]'\n  outputs: null\n";
+        assert_eq!(
+            mlmodel_signature_inputs(text).unwrap(),
+            "[{\"type\": \"double\", \"name\": \"a\"}]"
+        );
+        assert!(mlmodel_signature_inputs("flavors: {}\n").is_none());
+    }
+}

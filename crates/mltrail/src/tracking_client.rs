@@ -1,0 +1,284 @@
+//! The few tracking-server calls the serving commands need, over the same REST API the mlflow
+//! client uses.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+pub const TRACKING_URI_HELP: &str =
+    "Tracking server URL (default: MLTRAIL_TRACKING_URI, then MLFLOW_TRACKING_URI, then http://127.0.0.1:5000)";
+
+/// The tracking URI from the flag, then MLTRAIL_TRACKING_URI, then MLFLOW_TRACKING_URI.
+pub fn resolve_uri(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var("MLTRAIL_TRACKING_URI").ok())
+        .or_else(|| std::env::var("MLFLOW_TRACKING_URI").ok())
+        .unwrap_or_else(|| "http://127.0.0.1:5000".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// What `models:/name@alias` or `name/version` points at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelRef {
+    Alias { name: String, alias: String },
+    Version { name: String, version: String },
+}
+
+impl ModelRef {
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.strip_prefix("models:/").unwrap_or(text);
+        if let Some((name, alias)) = text.split_once('@') {
+            if !name.is_empty() && !alias.is_empty() {
+                return Ok(Self::Alias {
+                    name: name.into(),
+                    alias: alias.into(),
+                });
+            }
+        }
+        if let Some((name, version)) = text.rsplit_once('/') {
+            if !name.is_empty() && version.parse::<u64>().is_ok() {
+                return Ok(Self::Version {
+                    name: name.into(),
+                    version: version.into(),
+                });
+            }
+        }
+        bail!("--model `{text}` is not NAME@ALIAS or NAME/VERSION")
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Alias { name, .. } | Self::Version { name, .. } => name,
+        }
+    }
+}
+
+impl Client {
+    pub fn new(base: String) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()?;
+        Ok(Self { base, http })
+    }
+
+    async fn check(resp: reqwest::Response, what: &str) -> Result<Value> {
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = body
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message");
+            let code = body.get("error_code").and_then(Value::as_str).unwrap_or("");
+            bail!("{what}: {status} {code} {msg}");
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str, query: &[(&str, &str)], what: &str) -> Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .send()
+            .await
+            .with_context(|| {
+                format!("{what}: cannot reach the tracking server at {}", self.base)
+            })?;
+        Self::check(resp, what).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value, what: &str) -> Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| {
+                format!("{what}: cannot reach the tracking server at {}", self.base)
+            })?;
+        Self::check(resp, what).await
+    }
+
+    /// The model version a reference points at now (`model_version` object).
+    pub async fn model_version(&self, model: &ModelRef) -> Result<Value> {
+        let body = match model {
+            ModelRef::Alias { name, alias } => {
+                self.get(
+                    "/api/2.0/mlflow/registered-models/alias",
+                    &[("name", name), ("alias", alias)],
+                    &format!("alias {name}@{alias}"),
+                )
+                .await?
+            }
+            ModelRef::Version { name, version } => {
+                self.get(
+                    "/api/2.0/mlflow/model-versions/get",
+                    &[("name", name), ("version", version)],
+                    &format!("model {name}/{version}"),
+                )
+                .await?
+            }
+        };
+        body.get("model_version")
+            .cloned()
+            .ok_or_else(|| anyhow!("the server's answer has no model_version"))
+    }
+
+    pub async fn download_uri(&self, name: &str, version: &str) -> Result<String> {
+        let body = self
+            .get(
+                "/api/2.0/mlflow/model-versions/get-download-uri",
+                &[("name", name), ("version", version)],
+                "download uri",
+            )
+            .await?;
+        body.get("artifact_uri")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no artifact_uri"))
+    }
+
+    /// Files under an artifact directory, recursively (relative to the artifact root).
+    pub async fn list_files(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        let mut pending = vec![dir.to_string()];
+        while let Some(d) = pending.pop() {
+            let body = self
+                .get(
+                    "/api/2.0/mlflow-artifacts/artifacts",
+                    &[("path", &d)],
+                    "list artifacts",
+                )
+                .await?;
+            for f in body
+                .get("files")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                let path = f
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let full = if path.starts_with(&d) || d.is_empty() {
+                    path
+                } else {
+                    format!("{d}/{path}")
+                };
+                if f.get("is_dir").and_then(Value::as_bool).unwrap_or(false) {
+                    pending.push(full);
+                } else {
+                    out.push((
+                        full,
+                        f.get("file_size").and_then(Value::as_u64).unwrap_or(0),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn download(&self, path: &str) -> Result<Vec<u8>> {
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("download {path}"))?;
+        if !resp.status().is_success() {
+            bail!("download {path}: {}", resp.status());
+        }
+        Ok(resp.bytes().await?.to_vec())
+    }
+
+    pub async fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
+        let resp = self
+            .http
+            .put(&url)
+            .body(bytes)
+            .send()
+            .await
+            .with_context(|| format!("upload {path}"))?;
+        Self::check(resp, &format!("upload {path}"))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn record_deployment(
+        &self,
+        deployment: &str,
+        action: &str,
+        model: &str,
+        version: &str,
+        digest: &str,
+    ) -> Result<()> {
+        let body = json!({"deployment": deployment, "action": action, "model": model, "version": version, "digest": digest});
+        self.post(
+            "/api/v1/deployments/events",
+            &body,
+            "record deployment event",
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// The artifact path an `mlflow-artifacts:` URI names (with or without a host part).
+pub fn artifact_path(uri: &str) -> Result<String> {
+    let rest = uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
+        anyhow!("the model's artifacts are at `{uri}`; only server-proxied `mlflow-artifacts:` locations can be served")
+    })?;
+    let rest = match rest.strip_prefix("//") {
+        Some(with_host) => with_host.split_once('/').map(|(_, p)| p).unwrap_or(""),
+        None => rest.trim_start_matches('/'),
+    };
+    Ok(rest.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_references_parse() {
+        assert_eq!(
+            ModelRef::parse("credit@production").unwrap(),
+            ModelRef::Alias {
+                name: "credit".into(),
+                alias: "production".into()
+            }
+        );
+        assert_eq!(
+            ModelRef::parse("models:/credit/3").unwrap(),
+            ModelRef::Version {
+                name: "credit".into(),
+                version: "3".into()
+            }
+        );
+        assert!(ModelRef::parse("credit").is_err());
+        assert!(ModelRef::parse("credit/latest").is_err());
+    }
+
+    #[test]
+    fn artifact_uris_map_to_paths() {
+        assert_eq!(
+            artifact_path("mlflow-artifacts:/1/models/m-1/artifacts").unwrap(),
+            "1/models/m-1/artifacts"
+        );
+        assert_eq!(
+            artifact_path("mlflow-artifacts://host:5000/a/b/").unwrap(),
+            "a/b"
+        );
+        assert!(artifact_path("file:///etc").is_err());
+    }
+}
