@@ -271,7 +271,6 @@ fn build_tensor(
                 .iter()
                 .map(|(c, col, row)| match c {
                     Json::String(s) => Ok(s.clone()),
-                    Json::Number(n) => Ok(n.to_string()),
                     other => Err(RequestError::Cell {
                         column: col.to_string(),
                         row: *row,

@@ -1,0 +1,530 @@
+//! `mltrail serve` end to end: a model registered on a real tracking server, served by the real
+//! binary on a free loopback port. Answers match onnxruntime's, bad requests name the column and
+//! row, every acknowledged prediction survives `kill -9`, and an alias swap under load fails no
+//! request.
+
+mod common;
+use common::{client, Server};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/onnx")
+        .join(name)
+}
+
+fn expected(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{name}.json"))).unwrap())
+        .unwrap()
+}
+
+struct Scorer {
+    child: Option<Child>,
+    url: String,
+}
+
+impl Scorer {
+    fn start(tracking: &Server, model: &str, log_dir: &Path, extra: &[&str]) -> Scorer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mltrail"))
+            .args([
+                "serve",
+                "--model",
+                model,
+                "--tracking-uri",
+                &tracking.url,
+                "--port",
+                "0",
+            ])
+            .args(["--log-dir", log_dir.to_str().unwrap()])
+            .args(extra)
+            .env("MLTRAIL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mltrail serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("banner");
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "mltrail serve did not start: {line:?}"
+        );
+        Scorer {
+            child: Some(child),
+            url,
+        }
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let resp = client()
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let resp = client()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .expect("request");
+        (resp.status().as_u16(), resp.text().unwrap_or_default())
+    }
+
+    fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Scorer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn register(server: &Server, name: &str, file: &str, extra: &[&str]) -> String {
+    let out = server.mltrail(
+        &[
+            &[
+                "models",
+                "register",
+                name,
+                fixture(file).to_str().unwrap(),
+                "--tracking-uri",
+                &server.url,
+            ][..],
+            extra,
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "register failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn set_alias(server: &Server, name: &str, alias: &str, version: &str) {
+    server.ok(
+        "registered-models/alias",
+        json!({"name": name, "alias": alias, "version": version}),
+    );
+}
+
+fn rows(name: &str) -> Vec<Vec<Value>> {
+    let spec = expected(name);
+    let input = &spec["inputs"]["input"];
+    let width = input["shape"][1].as_u64().unwrap() as usize;
+    input["data"]
+        .as_array()
+        .unwrap()
+        .chunks(width)
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+fn close(a: &Value, b: &Value) -> bool {
+    (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= 1e-5
+}
+
+#[test]
+fn a_registered_model_is_served_in_every_mlflow_format_and_every_prediction_is_logged() {
+    let server = Server::start();
+    assert_eq!(register(&server, "credit", "gbc.onnx", &[]), "1");
+    set_alias(&server, "credit", "production", "1");
+    let logs = tempfile::tempdir().unwrap();
+    let scorer = Scorer::start(
+        &server,
+        "credit@production",
+        logs.path(),
+        &["--deployment", "credit-prod"],
+    );
+
+    let spec = expected("gbc");
+    let want = spec["outputs"]["output_probability"]["data"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let want_labels = spec["outputs"]["output_label"]["data"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let data = rows("gbc");
+    let columns: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
+    let records: Vec<Value> = data
+        .iter()
+        .map(|r| Value::Object(columns.iter().cloned().zip(r.iter().cloned()).collect()))
+        .collect();
+
+    // DataFrame formats answer one record per row.
+    for body in [
+        json!({"dataframe_split": {"columns": columns, "data": data}}),
+        json!({"dataframe_records": records}),
+    ] {
+        let (status, answer) = scorer.post("/invocations", &body);
+        assert_eq!(status, 200, "{answer}");
+        let predictions = answer["predictions"].as_array().unwrap();
+        assert_eq!(predictions.len(), data.len());
+        for (i, p) in predictions.iter().enumerate() {
+            assert_eq!(p["output_label"], want_labels[i]);
+            assert!(
+                close(&p["output_probability"]["1"], &want[i]["1"]),
+                "row {i}: {p}"
+            );
+        }
+    }
+    // Tensor formats answer a dict of output arrays.
+    for body in [json!({"instances": data}), json!({"inputs": data})] {
+        let (status, answer) = scorer.post("/invocations", &body);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["predictions"]["output_label"].as_array().unwrap(),
+            &want_labels
+        );
+        assert!(close(
+            &answer["predictions"]["output_probability"][3]["0"],
+            &want[3]["0"]
+        ));
+    }
+
+    let (status, answer) = scorer.post("/api/v1/predict", &json!({"instances": data[..2]}));
+    assert_eq!(status, 200);
+    let first = &answer["predictions"][0];
+    assert_eq!(first["model"], "credit");
+    assert_eq!(first["version"], "1");
+    assert_eq!(first["digest"].as_str().unwrap().len(), 64);
+    let id = first["prediction_id"].as_str().unwrap().to_string();
+
+    // Late feedback attaches to the prediction; unknown ids are 404.
+    let (status, _) = scorer.post(
+        "/api/v1/feedback",
+        &json!({"prediction_id": id, "label": 1}),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = scorer.post(
+        "/api/v1/feedback",
+        &json!({"prediction_id": "01900000-0000-7000-8000-000000000000", "label": 1}),
+    );
+    assert_eq!(status, 404);
+    let (status, text) = scorer.get(&format!("/api/v1/predictions/{id}"));
+    assert_eq!(status, 200);
+    let record: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(record["deployment"], "credit-prod");
+    assert_eq!(record["version"], "1");
+    assert_eq!(record["inputs"]["f0"], data[0][0]);
+    assert_eq!(record["feedback"][0]["label"], 1);
+
+    let (status, metrics) = scorer.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            "mltrail_requests_total{deployment=\"credit-prod\",model=\"credit\",version=\"1\"} 5"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "mltrail_predictions_total{{deployment=\"credit-prod\",model=\"credit\",version=\"1\"}} {}",
+        4 * data.len() + 2
+    )));
+    assert!(metrics.contains("mltrail_request_duration_seconds_bucket"));
+
+    let out = server.mltrail(&[
+        "audit",
+        "log",
+        "--backend-store-uri",
+        &server.store_uri(),
+        "--entity",
+        "deployment",
+        "--json",
+    ]);
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("deployment.deploy") && log.contains("credit-prod:credit/1"),
+        "{log}"
+    );
+    server.assert_audit_verifies();
+}
+
+#[test]
+fn requests_are_validated_against_the_signature_before_inference() {
+    let server = Server::start();
+    register(&server, "by-columns", "columns_onehot.onnx", &[]);
+    register(
+        &server,
+        "trees",
+        "gbc.onnx",
+        &["--signature", "income,age,debt,accounts,history,loan"],
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let columns = Scorer::start(
+        &server,
+        "by-columns/1",
+        &logs.path().join("a"),
+        &["--max-body-bytes", "4096"],
+    );
+    let trees = Scorer::start(&server, "trees/1", &logs.path().join("b"), &[]);
+
+    let ok = json!({"dataframe_records": [{"region": "north", "income": 51.0, "age": 30}]});
+    assert_eq!(columns.post("/invocations", &ok).0, 200);
+
+    let cases = [
+        (
+            json!({"dataframe_records": [{"region": "north", "income": 51.0}]}),
+            Some("age"),
+            None,
+        ),
+        (
+            json!({"dataframe_split": {"columns": ["region", "income", "age", "zip"], "data": [["north", 1.0, 2.0, "x"]]}}),
+            Some("zip"),
+            None,
+        ),
+        (
+            json!({"dataframe_records": [{"region": "north", "income": 51.0, "age": 30}, {"region": "south", "income": "lots", "age": 40}]}),
+            Some("income"),
+            Some(1),
+        ),
+        (
+            json!({"dataframe_records": [{"region": "north", "income": null, "age": 30}]}),
+            Some("income"),
+            Some(0),
+        ),
+        (
+            json!({"dataframe_records": [{"region": 7, "income": 1.0, "age": 30}]}),
+            None,
+            Some(0),
+        ),
+    ];
+    for (body, column, row) in cases {
+        let (status, answer) = columns.post("/invocations", &body);
+        assert_eq!(status, 400, "{body} -> {answer}");
+        assert_eq!(answer["error_code"], "BAD_REQUEST");
+        if let Some(c) = column {
+            assert_eq!(answer["column"], c, "{answer}");
+            assert!(answer["message"].as_str().unwrap().contains(c));
+        }
+        if let Some(r) = row {
+            assert_eq!(answer["row"], r, "{answer}");
+        }
+    }
+    // Named tensor model: names come from --signature; wrong shape and missing columns are refused.
+    let (status, answer) = trees.post("/invocations", &json!({"instances": [[1.0, 2.0, 3.0]]}));
+    assert_eq!((status, answer["row"].clone()), (400, json!(0)), "{answer}");
+    let (status, answer) = trees.post(
+        "/invocations",
+        &json!({"dataframe_records": [{"income": 1.0}]}),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(answer["column"], "age");
+    let (status, answer) = trees.post(
+        "/invocations",
+        &json!({"instances": [[1.0, 2.0, "NaN", 4.0, 5.0, 6.0]]}),
+    );
+    assert_eq!(
+        (status, answer["column"].clone()),
+        (400, json!("debt")),
+        "{answer}"
+    );
+    // Not JSON, no known format, too large.
+    let (status, answer) = trees.post("/invocations", &json!({"rows": []}));
+    assert_eq!(status, 400, "{answer}");
+    let big = json!({"dataframe_records": vec![json!({"region": "north", "income": 51.0, "age": 30}); 200]});
+    let (status, answer) = columns.post("/invocations", &big);
+    assert_eq!(
+        (status, answer["error_code"].clone()),
+        (413, json!("RESOURCE_LIMIT_EXCEEDED")),
+        "{answer}"
+    );
+    let (_, metrics) = columns.get("/metrics");
+    assert!(metrics.contains("kind=\"bad_request\"} 5"), "{metrics}");
+}
+
+#[test]
+fn a_model_that_cannot_be_run_is_refused_at_registration_naming_the_operator() {
+    let server = Server::start();
+    let out = server.mltrail(&[
+        "models",
+        "register",
+        "odd",
+        fixture("unsupported_op.onnx").to_str().unwrap(),
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("com.example:Frobnicate"), "{err}");
+    let (status, _) = server.get("registered-models/get", &[("name", "odd")]);
+    assert_eq!(status, 404, "nothing is registered for a refused model");
+}
+
+fn load(
+    url: &str,
+    threads: usize,
+    seconds: u64,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(Vec<String>, Vec<String>, usize)>> {
+    let data = rows("gbc");
+    (0..threads)
+        .map(|t| {
+            let (url, stop, data) = (url.to_string(), stop.clone(), data.clone());
+            std::thread::spawn(move || {
+                let http = client();
+                let started = Instant::now();
+                let (mut ids, mut versions, mut failures) = (Vec::new(), Vec::new(), 0);
+                for i in 0..50_000 {
+                    if stop.load(Ordering::Relaxed)
+                        || started.elapsed() > Duration::from_secs(seconds)
+                    {
+                        break;
+                    }
+                    let body = json!({"instances": [data[(i + t) % data.len()]]});
+                    match http
+                        .post(format!("{url}/api/v1/predict"))
+                        .json(&body)
+                        .send()
+                    {
+                        Ok(r) if r.status().is_success() => {
+                            let v: Value = r.json().unwrap();
+                            ids.push(
+                                v["predictions"][0]["prediction_id"]
+                                    .as_str()
+                                    .unwrap()
+                                    .to_string(),
+                            );
+                            versions
+                                .push(v["predictions"][0]["version"].as_str().unwrap().to_string());
+                        }
+                        Ok(_) => failures += 1,
+                        Err(_) => break, // the process is gone
+                    }
+                }
+                (ids, versions, failures)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn kill_dash_nine_loses_no_acknowledged_prediction() {
+    let server = Server::start();
+    register(&server, "credit", "gbc.onnx", &[]);
+    let logs = tempfile::tempdir().unwrap();
+    let mut scorer = Scorer::start(&server, "credit/1", logs.path(), &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(&scorer.url, 8, 20, stop.clone());
+    std::thread::sleep(Duration::from_millis(1500));
+    scorer.crash();
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap().0)
+        .collect();
+    assert!(
+        acknowledged.len() > 200,
+        "too little load before the crash: {}",
+        acknowledged.len()
+    );
+
+    let restarted = Scorer::start(&server, "credit/1", logs.path(), &[]);
+    let http = client();
+    let missing: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| {
+            !http
+                .get(format!("{}/api/v1/predictions/{id}", restarted.url))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged predictions lost, e.g. {:?}",
+        missing.len(),
+        acknowledged.len(),
+        missing.first()
+    );
+}
+
+#[test]
+fn an_alias_swap_under_load_fails_no_request() {
+    let server = Server::start();
+    register(&server, "credit", "gbc.onnx", &[]);
+    register(&server, "credit", "rf.onnx", &[]);
+    set_alias(&server, "credit", "production", "1");
+    let logs = tempfile::tempdir().unwrap();
+    let scorer = Scorer::start(
+        &server,
+        "credit@production",
+        logs.path(),
+        &["--poll-interval-ms", "100"],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = load(&scorer.url, 4, 20, stop.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    set_alias(&server, "credit", "production", "2");
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let (mut versions, mut failures, mut served) = (Vec::new(), 0, 0);
+    for w in workers {
+        let (ids, v, f) = w.join().unwrap();
+        served += ids.len();
+        versions.extend(v);
+        failures += f;
+    }
+    assert_eq!(failures, 0, "requests failed during the swap");
+    assert!(served > 100, "too little load: {served}");
+    assert!(
+        versions.iter().any(|v| v == "1") && versions.iter().any(|v| v == "2"),
+        "both versions must have answered"
+    );
+    // After the swap the last answers come from version 2.
+    assert_eq!(versions.last().map(String::as_str), Some("2"));
+    let (_, info) = scorer.get("/api/v1/deployment");
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(
+        (info["version"].clone(), info["swaps"].clone()),
+        (json!("2"), json!(1))
+    );
+    let out = server.mltrail(&[
+        "audit",
+        "log",
+        "--backend-store-uri",
+        &server.store_uri(),
+        "--entity",
+        "deployment",
+        "--json",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deployment.swap"));
+}
