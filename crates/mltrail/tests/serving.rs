@@ -389,12 +389,15 @@ fn a_model_that_cannot_be_run_is_refused_at_registration_naming_the_operator() {
     assert_eq!(status, 404, "nothing is registered for a refused model");
 }
 
+/// Per worker: acknowledged prediction ids, the version that answered each, and failed requests.
+type LoadResult = (Vec<String>, Vec<String>, usize);
+
 fn load(
     url: &str,
     threads: usize,
     seconds: u64,
     stop: Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<(Vec<String>, Vec<String>, usize)>> {
+) -> Vec<std::thread::JoinHandle<LoadResult>> {
     let data = rows("gbc");
     (0..threads)
         .map(|t| {
