@@ -105,29 +105,40 @@ async fn fetch_model(client: &Client, name: &str, version_record: &Value) -> Res
     ))
 }
 
-/// The `inputs` JSON string of an MLmodel file's `signature:` block (single-quoted YAML scalar).
+/// The `inputs` JSON string of an MLmodel file's `signature:` block: a single-quoted YAML scalar
+/// that PyYAML folds over several more-indented lines.
 fn mlmodel_signature_inputs(text: &str) -> Option<String> {
-    let mut in_signature = false;
-    for line in text.lines() {
-        if line.starts_with("signature:") {
-            in_signature = true;
-            continue;
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.starts_with("signature:"))
+        .skip(1);
+    let mut value = String::new();
+    let mut indent = None;
+    for line in lines.by_ref() {
+        let depth = line.len() - line.trim_start().len();
+        if depth == 0 {
+            return None;
         }
-        if in_signature {
-            if !line.starts_with(' ') {
-                return None;
-            }
-            if let Some(rest) = line.trim_start().strip_prefix("inputs:") {
-                let rest = rest.trim();
-                let unquoted = rest
-                    .strip_prefix('\'')
-                    .and_then(|r| r.strip_suffix('\''))
-                    .map(|r| r.replace("''", "'"));
-                return Some(unquoted.unwrap_or_else(|| rest.to_string()));
-            }
+        if let Some(rest) = line.trim_start().strip_prefix("inputs:") {
+            value.push_str(rest.trim());
+            indent = Some(depth);
+            break;
         }
     }
-    None
+    let indent = indent?;
+    for line in lines {
+        let depth = line.len() - line.trim_start().len();
+        if depth <= indent || line.trim().is_empty() {
+            break;
+        }
+        value.push(' ');
+        value.push_str(line.trim());
+    }
+    let unquoted = value
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .map(|r| r.replace("''", "'"));
+    Some(unquoted.unwrap_or(value))
 }
 
 pub async fn serve(
@@ -326,5 +337,10 @@ mod tests {
             "[{\"type\": \"double\", \"name\": \"a\"}]"
         );
         assert!(mlmodel_signature_inputs("flavors: {}\n").is_none());
+        let folded = "signature:\n  inputs: '[{\"type\": \"float\", \"name\": \"income\"}, {\"type\": \"float\",\n    \"name\": \"age\"}]'\n  outputs: null\n";
+        assert_eq!(
+            mlmodel_signature_inputs(folded).unwrap(),
+            "[{\"type\": \"float\", \"name\": \"income\"}, {\"type\": \"float\", \"name\": \"age\"}]"
+        );
     }
 }

@@ -1,0 +1,97 @@
+"""mlflow.onnx.log_model -> register -> `mltrail serve` -> the mlflow client's scoring format.
+
+The request bodies are made by mlflow's own `convert_input_example_to_serving_input`, and the
+answers are compared with `mlflow.pyfunc` (onnxruntime-python) on the same model version.
+"""
+import json
+import os
+import subprocess
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+
+def start_serve(server, model, tmp_path):
+    env = dict(os.environ, MLTRAIL_LOG="warn")
+    proc = subprocess.Popen(
+        [server["binary"], "serve", "--model", model, "--tracking-uri", server["url"], "--port", "0",
+         "--log-dir", str(tmp_path / "predictions")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+    )
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"mltrail serve did not start: {line}{proc.stdout.read()}")
+    return proc, line.strip().rsplit(" ", 1)[-1]
+
+
+@pytest.fixture
+def credit_model(client, unique):
+    import mlflow
+    import mlflow.onnx
+    from mlflow.models import infer_signature
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "income": rng.normal(50, 10, 400).astype(np.float32),
+        "age": rng.integers(18, 80, 400).astype(np.float32),
+        "debt_ratio": rng.beta(2, 5, 400).astype(np.float32),
+    })
+    label = ((frame.income > 50) & (frame.debt_ratio < 0.3)).astype(int)
+    model = GradientBoostingClassifier(n_estimators=50, random_state=0).fit(frame.values, label)
+    onnx_model = to_onnx(model, frame.values[:1], options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    name = unique("credit-onnx")
+    mlflow.set_experiment(unique("serving"))
+    with mlflow.start_run():
+        mlflow.onnx.log_model(
+            onnx_model, name="model", registered_model_name=name,
+            signature=infer_signature(frame, label), input_example=frame.head(3),
+        )
+    client.set_registered_model_alias(name, "production", "1")
+    return name, frame
+
+
+def test_onnx_model_logged_by_mlflow_is_served_with_the_mlflow_scoring_format(server, credit_model, tmp_path):
+    from mlflow.models import convert_input_example_to_serving_input
+
+    name, frame = credit_model
+    proc, url = start_serve(server, f"{name}@production", tmp_path)
+    try:
+        sample = frame.head(25)
+        # mlflow's own onnx pyfunc cannot answer a DataFrame for this model (label and
+        # probabilities differ in length); onnxruntime on the registered file is the reference.
+        import mlflow.onnx
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(mlflow.onnx.load_model(f"models:/{name}@production").SerializeToString())
+        reference_labels, reference_probabilities = session.run(None, {session.get_inputs()[0].name: sample.values})
+        payload = convert_input_example_to_serving_input(sample)
+        answer = requests.post(f"{url}/invocations", data=payload, headers={"Content-Type": "application/json"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        predictions = answer.json()["predictions"]
+        assert len(predictions) == len(sample)
+        served_labels = [p["label"] for p in predictions]
+        assert served_labels == [int(v) for v in reference_labels]
+        for p, want in zip(predictions, reference_probabilities):
+            assert p["probabilities"] == pytest.approx([float(w) for w in want], abs=1e-5)
+        # The MLflow signature names the columns; requests may send them in any order.
+        shuffled = {"dataframe_split": {"columns": ["debt_ratio", "income", "age"],
+                                        "data": sample[["debt_ratio", "income", "age"]].values.tolist()}}
+        again = requests.post(f"{url}/invocations", json=shuffled, timeout=30).json()["predictions"]
+        assert [p["label"] for p in again] == served_labels
+
+        native = requests.post(f"{url}/api/v1/predict", data=payload, headers={"Content-Type": "application/json"}, timeout=30).json()
+        first = native["predictions"][0]
+        assert first["model"] == name and first["version"] == "1"
+        logged = requests.get(f"{url}/api/v1/predictions/{first['prediction_id']}", timeout=30).json()
+        assert logged["inputs"]["income"] == pytest.approx(float(sample.income.iloc[0]))
+        bad = requests.post(f"{url}/invocations", json={"dataframe_records": [{"income": 1.0, "age": 2.0}]}, timeout=30)
+        assert bad.status_code == 400 and bad.json()["column"] == "debt_ratio"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
