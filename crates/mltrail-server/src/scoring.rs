@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use mltrail_serving::archive::{find_archived, SharedArchive};
 use mltrail_serving::predlog::{Entry, EntryKind, PredictionLog};
 use mltrail_serving::request::{self, RequestError};
 use mltrail_serving::response;
@@ -112,6 +113,7 @@ pub struct Deployment {
     log: Arc<PredictionLog>,
     all_metrics: Mutex<Vec<Arc<VersionMetrics>>>,
     swaps: AtomicU64,
+    archive: Option<SharedArchive>,
 }
 
 impl Deployment {
@@ -123,7 +125,39 @@ impl Deployment {
             log,
             all_metrics: Mutex::new(vec![metrics]),
             swaps: AtomicU64::new(0),
+            archive: None,
         }
+    }
+
+    /// Where sealed segments are archived; lookups fall back to it.
+    pub fn with_archive(mut self, archive: SharedArchive) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
+    /// The prediction and all its feedback, from local segments or the archive.
+    async fn lookup(&self, id: uuid::Uuid) -> Result<Option<(Value, Vec<Value>)>, String> {
+        let log = self.log.clone();
+        let local =
+            tokio::task::spawn_blocking(move || log.get(id.as_u128()).map_err(|e| e.to_string()))
+                .await
+                .map_err(|e| e.to_string())??;
+        if local.is_some() {
+            return Ok(local);
+        }
+        let Some(archive) = &self.archive else {
+            return Ok(None);
+        };
+        let Some((record, mut feedback)) = find_archived(archive.as_ref(), &self.name, id).await?
+        else {
+            return Ok(None);
+        };
+        feedback.extend(
+            self.log
+                .local_feedback(id.as_u128())
+                .map_err(|e| e.to_string())?,
+        );
+        Ok(Some((record, feedback)))
     }
 
     pub fn current(&self) -> Arc<LoadedModel> {
@@ -341,6 +375,15 @@ fn too_large(e: axum::extract::rejection::BytesRejection) -> ScoringError {
     }
 }
 
+fn internal(message: String) -> ScoringError {
+    ScoringError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "INTERNAL_ERROR",
+        kind: "log",
+        ..ScoringError::bad(message)
+    }
+}
+
 fn parse_id(text: &str) -> Result<uuid::Uuid, ScoringError> {
     uuid::Uuid::parse_str(text).map_err(|_| ScoringError {
         column: Some("prediction_id".into()),
@@ -386,7 +429,8 @@ async fn feedback(
             "feedback needs at least one of `label`, `reward`, `ranking`",
         ));
     }
-    if !dep.log.contains(id.as_u128()) {
+    let known = dep.log.contains(id.as_u128()) || dep.lookup(id).await.map_err(internal)?.is_some();
+    if !known {
         return Err(ScoringError {
             status: StatusCode::NOT_FOUND,
             code: "RESOURCE_DOES_NOT_EXIST",
@@ -421,19 +465,7 @@ async fn prediction(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ScoringError> {
     let id = parse_id(&id)?;
-    let log = dep.log.clone();
-    let found = tokio::task::spawn_blocking(move || log.get(id.as_u128()))
-        .await
-        .map_err(|e| ScoringError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "INTERNAL_ERROR",
-            ..ScoringError::bad(e.to_string())
-        })?
-        .map_err(|e| ScoringError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "INTERNAL_ERROR",
-            ..ScoringError::bad(e.to_string())
-        })?;
+    let found = dep.lookup(id).await.map_err(internal)?;
     let Some((mut record, feedback)) = found else {
         return Err(ScoringError {
             status: StatusCode::NOT_FOUND,

@@ -4,6 +4,7 @@
 //! This crate knows nothing about HTTP or the metadata store: the server and the CLI hand it model
 //! bytes and decoded requests, and give it a directory for log segments.
 
+pub mod archive;
 pub mod predlog;
 pub mod request;
 pub mod response;

@@ -89,6 +89,8 @@ struct Job {
 
 pub struct PredictionLog {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
+    current_seq: Arc<AtomicU64>,
+    replica: String,
     index: Arc<Mutex<Index>>,
     dir: PathBuf,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -100,6 +102,19 @@ pub struct RecoveryReport {
     pub segments: usize,
     pub records: usize,
     pub truncated_bytes: u64,
+}
+
+/// A stable id for this log directory, so archives from several serving replicas never collide.
+fn replica_id(dir: &Path) -> io::Result<String> {
+    let path = dir.join("replica-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        _ => {
+            let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+            std::fs::write(&path, &id)?;
+            Ok(id)
+        }
+    }
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -211,12 +226,16 @@ impl PredictionLog {
         let next_seq = segments.last().map_or(1, |s| s + 1);
         let index = Arc::new(Mutex::new(index));
         let (tx, rx) = mpsc::channel::<Job>();
-        let writer = Writer::start(config.clone(), next_seq, index.clone())?;
+        let current_seq = Arc::new(AtomicU64::new(next_seq));
+        let writer = Writer::start(config.clone(), next_seq, index.clone(), current_seq.clone())?;
         let handle = std::thread::Builder::new()
             .name("mltrail-predlog".into())
             .spawn(move || writer.run(rx))?;
+        let replica = replica_id(&config.dir)?;
         Ok(Self {
             tx: Mutex::new(Some(tx)),
+            current_seq,
+            replica,
             index,
             dir: config.dir,
             writer: Mutex::new(Some(handle)),
@@ -279,6 +298,19 @@ impl PredictionLog {
         Ok(Some((record, feedback)))
     }
 
+    /// Feedback on `id` still in local segments (the prediction itself may be archived).
+    pub fn local_feedback(&self, id: u128) -> Result<Vec<Json>, LogError> {
+        let locs = self
+            .index
+            .lock()
+            .map_err(|_| LogError::Stopped)?
+            .feedback
+            .get(&id)
+            .cloned()
+            .unwrap_or_default();
+        locs.into_iter().map(|l| self.read(l)).collect()
+    }
+
     /// Every record in every segment, oldest first (for export).
     pub fn records(dir: &Path) -> Result<Vec<Json>, LogError> {
         let mut out = Vec::new();
@@ -292,6 +324,63 @@ impl PredictionLog {
             }
         }
         Ok(out)
+    }
+
+    /// Segments no longer written to (older than the writer's current one), oldest first.
+    pub fn sealed_segments(&self) -> Result<Vec<u64>, LogError> {
+        let current = self.current_seq.load(Ordering::Acquire);
+        Ok(list_segments(&self.dir)?
+            .into_iter()
+            .filter(|s| *s < current)
+            .collect())
+    }
+
+    /// Converts a sealed segment to Parquet, uploads it under
+    /// `predictions/<deployment>/<date>/`, then forgets and removes it locally. Returns the
+    /// artifact path, or `None` for an empty segment (removed without upload).
+    pub async fn archive_segment(
+        &self,
+        seq: u64,
+        deployment: &str,
+        store: &dyn crate::archive::ArchiveStore,
+    ) -> Result<Option<String>, LogError> {
+        let path = segment_path(&self.dir, seq);
+        let bytes = std::fs::read(&path)?;
+        let records: Vec<Json> = scan(&bytes)
+            .0
+            .into_iter()
+            .filter_map(|(_, p)| serde_json::from_slice(p).ok())
+            .collect();
+        let mut artifact = None;
+        if let Some(first_time) = records
+            .iter()
+            .filter_map(|r| r.get("time_ms").and_then(Json::as_u64))
+            .min()
+        {
+            let parquet = tokio::task::spawn_blocking(move || crate::archive::to_parquet(&records))
+                .await
+                .map_err(|e| LogError::Io(io::Error::other(e)))?
+                .map_err(|e| LogError::Io(io::Error::other(e)))?;
+            let target = format!(
+                "predictions/{deployment}/{}/{}-{seq:012}.parquet",
+                crate::archive::utc_date(first_time),
+                self.replica
+            );
+            store
+                .put(&target, parquet)
+                .await
+                .map_err(|e| LogError::Io(io::Error::other(e)))?;
+            artifact = Some(target);
+        }
+        if let Ok(mut index) = self.index.lock() {
+            index.predictions.retain(|_, loc| loc.segment != seq);
+            for locs in index.feedback.values_mut() {
+                locs.retain(|loc| loc.segment != seq);
+            }
+            index.feedback.retain(|_, locs| !locs.is_empty());
+        }
+        std::fs::remove_file(&path)?;
+        Ok(artifact)
     }
 
     /// Stops accepting records, waits for the writer to finish and sync.
@@ -322,10 +411,16 @@ struct Writer {
     sync_target: Arc<Mutex<File>>,
     syncs: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    current_seq: Arc<AtomicU64>,
 }
 
 impl Writer {
-    fn start(config: LogConfig, seq: u64, index: Arc<Mutex<Index>>) -> io::Result<Self> {
+    fn start(
+        config: LogConfig,
+        seq: u64,
+        index: Arc<Mutex<Index>>,
+        current_seq: Arc<AtomicU64>,
+    ) -> io::Result<Self> {
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
@@ -371,6 +466,7 @@ impl Writer {
             sync_target,
             syncs,
             stop,
+            current_seq,
         })
     }
 
@@ -381,6 +477,7 @@ impl Writer {
             .create_new(true)
             .append(true)
             .open(segment_path(&self.config.dir, self.seq))?;
+        self.current_seq.store(self.seq, Ordering::Release);
         File::open(&self.config.dir)?.sync_all()?;
         if let Ok(mut target) = self.sync_target.lock() {
             *target = self.file.try_clone()?;

@@ -2,6 +2,7 @@
 //! out, errors to exit codes.
 
 mod config;
+mod predictions;
 mod serve;
 mod tracking_client;
 mod verify_artifacts;
@@ -37,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Read back a deployment's prediction log.
+    Predictions {
+        #[command(subcommand)]
+        command: PredictionsCommand,
+    },
     /// Inspect and verify the hash-chained audit trail.
     Audit {
         #[command(subcommand)]
@@ -49,6 +55,12 @@ enum ModelsCommand {
     /// Register an ONNX file as a new version of NAME; prints the version number. The model is
     /// compiled first: one that cannot be served is refused, naming the operator.
     Register(serve::RegisterArgs),
+}
+
+#[derive(Subcommand)]
+enum PredictionsCommand {
+    /// Export predictions and feedback (archived Parquet plus local segments) as Parquet or CSV.
+    Export(predictions::ExportArgs),
 }
 
 #[derive(Subcommand)]
@@ -117,6 +129,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => {
             init_logging(args.log_format);
             serve::serve(args, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Predictions {
+            command: PredictionsCommand::Export(args),
+        } => {
+            let count = predictions::export(args).await?;
+            eprintln!("exported {count} records");
             Ok(ExitCode::SUCCESS)
         }
         Command::Models {

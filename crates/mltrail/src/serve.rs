@@ -49,6 +49,16 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
+    /// Roll the prediction-log segment after this many bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    segment_bytes: u64,
+    /// Roll the prediction-log segment after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    segment_seconds: u64,
+    /// How often sealed segments are converted to Parquet and uploaded to the artifact store
+    /// (predictions/<deployment>/<date>/), in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    archive_interval_ms: u64,
     /// Log output format, the same for every mltrail process.
     #[arg(long, env = "MLTRAIL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: crate::config::LogFormat,
@@ -161,7 +171,10 @@ pub async fn serve(
         DurabilityArg::Default => Durability::Default,
         DurabilityArg::Fsync => Durability::Fsync,
     };
-    let log = PredictionLog::open(LogConfig::new(&log_dir, durability))
+    let mut log_config = LogConfig::new(&log_dir, durability);
+    log_config.segment_bytes = args.segment_bytes.max(1);
+    log_config.segment_age = Duration::from_secs(args.segment_seconds.max(1));
+    let log = PredictionLog::open(log_config)
         .with_context(|| format!("cannot open the prediction log in {}", log_dir.display()))?;
     let rec = log.recovery().clone();
     tracing::info!(dir = %log_dir.display(), segments = rec.segments, records = rec.records, truncated_bytes = rec.truncated_bytes, "prediction log opened");
@@ -176,7 +189,20 @@ pub async fn serve(
         .await?;
     tracing::info!(deployment, model = %loaded.name, version = %loaded.version, engine = loaded.model.engine_name(), "model loaded");
     let log = Arc::new(log);
-    let dep = Arc::new(Deployment::new(deployment.clone(), loaded, log.clone()));
+    let archive: mltrail_serving::archive::SharedArchive = Arc::new(client.clone());
+    let dep = Arc::new(
+        Deployment::new(deployment.clone(), loaded, log.clone()).with_archive(archive.clone()),
+    );
+    {
+        let (log, deployment) = (log.clone(), deployment.clone());
+        let every = Duration::from_millis(args.archive_interval_ms.max(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                archive_sealed(&log, &deployment, archive.as_ref()).await;
+            }
+        });
+    }
 
     if let ModelRef::Alias { .. } = &model_ref {
         let (dep, client, model_ref) = (dep.clone(), client.clone(), model_ref.clone());
@@ -206,6 +232,30 @@ pub async fn serve(
     .await?;
     log.close();
     Ok(())
+}
+
+/// Uploads every sealed segment; a failure leaves the segment in place for the next round.
+async fn archive_sealed(
+    log: &PredictionLog,
+    deployment: &str,
+    archive: &dyn mltrail_serving::archive::ArchiveStore,
+) {
+    let sealed = match log.sealed_segments() {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!(error = %e, "cannot list sealed prediction-log segments"),
+    };
+    for seq in sealed {
+        match log.archive_segment(seq, deployment, archive).await {
+            Ok(Some(path)) => {
+                tracing::info!(segment = seq, artifact = %path, "prediction-log segment archived as Parquet")
+            }
+            Ok(None) => tracing::debug!(segment = seq, "empty prediction-log segment removed"),
+            Err(e) => {
+                tracing::warn!(segment = seq, error = %e, "archiving a prediction-log segment failed; will retry");
+                return;
+            }
+        }
+    }
 }
 
 async fn follow_once(dep: &Deployment, client: &Client, model_ref: &ModelRef) -> Result<()> {

@@ -531,3 +531,138 @@ fn an_alias_swap_under_load_fails_no_request() {
     ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("deployment.swap"));
 }
+
+#[test]
+fn sealed_segments_become_parquet_in_the_artifact_store_and_stay_readable() {
+    let server = Server::start();
+    register(&server, "credit", "gbc.onnx", &[]);
+    let logs = tempfile::tempdir().unwrap();
+    let scorer = Scorer::start(
+        &server,
+        "credit/1",
+        logs.path(),
+        &[
+            "--deployment",
+            "credit-prod",
+            "--segment-bytes",
+            "4000",
+            "--archive-interval-ms",
+            "200",
+        ],
+    );
+    let data = rows("gbc");
+    let mut ids = Vec::new();
+    for row in data.iter().take(30) {
+        let (status, answer) = scorer.post("/api/v1/predict", &json!({"instances": [row]}));
+        assert_eq!(status, 200);
+        ids.push(
+            answer["predictions"][0]["prediction_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let (status, _) = scorer.post(
+        "/api/v1/feedback",
+        &json!({"prediction_id": ids[0], "label": 0, "reward": 1.5}),
+    );
+    assert_eq!(status, 200);
+    // One more write rolls the segment holding the feedback; then wait for the archiver.
+    scorer.post("/api/v1/predict", &json!({"instances": [data[0]]}));
+    for _ in 0..20 {
+        scorer.post("/api/v1/predict", &json!({"instances": [data[1]]}));
+    }
+    let root = server
+        .artifact_root()
+        .join("predictions")
+        .join("credit-prod");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let parquet_files = loop {
+        let files: Vec<PathBuf> = walk(&root)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        if files.len() >= 3 || Instant::now() > deadline {
+            break files;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        parquet_files.len() >= 3,
+        "expected archived segments, found {parquet_files:?}"
+    );
+    assert!(std::fs::read(&parquet_files[0])
+        .unwrap()
+        .starts_with(b"PAR1"));
+    // The first prediction is no longer local but still answers, with its feedback.
+    let (status, text) = scorer.get(&format!("/api/v1/predictions/{}", ids[0]));
+    assert_eq!(status, 200, "{text}");
+    let record: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(record["feedback"][0]["reward"], 1.5);
+    assert_eq!(record["version"], "1");
+
+    let out = server.mltrail(&[
+        "predictions",
+        "export",
+        "--deployment",
+        "credit-prod",
+        "--format",
+        "csv",
+        "--since",
+        "1h",
+        "--log-dir",
+        logs.path().to_str().unwrap(),
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(csv.starts_with("type,id,deployment"));
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("prediction,")).count(),
+        51,
+        "every prediction exported once"
+    );
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("feedback,")).count(),
+        1
+    );
+    let parquet = logs.path().join("export.parquet");
+    let out = server.mltrail(&[
+        "predictions",
+        "export",
+        "--deployment",
+        "credit-prod",
+        "--output",
+        parquet.to_str().unwrap(),
+        "--log-dir",
+        logs.path().to_str().unwrap(),
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&parquet).unwrap().starts_with(b"PAR1"));
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
