@@ -186,33 +186,6 @@ pub fn uuid_v7_time_ms(id: u128) -> u64 {
     (id >> 80) as u64
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn records_round_trip_through_parquet() {
-        let records = vec![
-            serde_json::json!({"type": "prediction", "id": "a", "time_ms": 5, "deployment": "d", "model": "m", "version": "1",
-                               "digest": "x", "arm": null, "inputs": {"f0": 1.5}, "outputs": {"label": 1}, "latency_us": 7}),
-            serde_json::json!({"type": "feedback", "id": "a", "time_ms": 9, "deployment": "d", "label": 1, "reward": 0.5}),
-        ];
-        let back = from_parquet(to_parquet(&records).unwrap()).unwrap();
-        assert_eq!(back[0]["inputs"]["f0"], 1.5);
-        assert_eq!(back[0]["latency_us"], 7);
-        assert_eq!(back[1]["label"], 1);
-        assert_eq!(back[1]["reward"], 0.5);
-        assert!(back[1].get("model").is_none());
-    }
-
-    #[test]
-    fn dates_are_utc_calendar_days() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(1_795_745_151_565), "2026-11-27");
-        assert_eq!(utc_date(951_782_400_000), "2000-02-29");
-    }
-}
-
 /// Finds an archived prediction and every archived feedback on it: the prediction lives in the
 /// files of its own day (from the UUIDv7 timestamp); feedback may arrive on any later day.
 pub async fn find_archived(
@@ -256,4 +229,31 @@ pub async fn find_archived(
         }
     }
     Ok(prediction.map(|p| (p, feedback)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_parquet() {
+        let records = vec![
+            serde_json::json!({"type": "prediction", "id": "a", "time_ms": 5, "deployment": "d", "model": "m", "version": "1",
+                               "digest": "x", "arm": null, "inputs": {"f0": 1.5}, "outputs": {"label": 1}, "latency_us": 7}),
+            serde_json::json!({"type": "feedback", "id": "a", "time_ms": 9, "deployment": "d", "label": 1, "reward": 0.5}),
+        ];
+        let back = from_parquet(to_parquet(&records).unwrap()).unwrap();
+        assert_eq!(back[0]["inputs"]["f0"], 1.5);
+        assert_eq!(back[0]["latency_us"], 7);
+        assert_eq!(back[1]["label"], 1);
+        assert_eq!(back[1]["reward"], 0.5);
+        assert!(back[1].get("model").is_none());
+    }
+
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(1_795_745_151_565), "2026-11-27");
+        assert_eq!(utc_date(951_782_400_000), "2000-02-29");
+    }
 }
