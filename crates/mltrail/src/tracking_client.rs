@@ -245,6 +245,40 @@ pub fn artifact_path(uri: &str) -> Result<String> {
     Ok(rest.trim_end_matches('/').to_string())
 }
 
+/// Archived prediction logs go to the artifact store through the tracking server's proxy, so a
+/// serving process needs no storage credentials of its own.
+impl mltrail_serving::archive::ArchiveStore for Client {
+    fn put<'a>(
+        &'a self,
+        path: &'a str,
+        bytes: Vec<u8>,
+    ) -> mltrail_serving::archive::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move { self.upload(path, bytes).await.map_err(|e| format!("{e:#}")) })
+    }
+
+    fn list<'a>(
+        &'a self,
+        dir: &'a str,
+    ) -> mltrail_serving::archive::BoxFuture<'a, Result<Vec<String>, String>> {
+        Box::pin(async move {
+            Ok(self
+                .list_files(dir)
+                .await
+                .map_err(|e| format!("{e:#}"))?
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect())
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> mltrail_serving::archive::BoxFuture<'a, Result<Vec<u8>, String>> {
+        Box::pin(async move { self.download(path).await.map_err(|e| format!("{e:#}")) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,39 +314,5 @@ mod tests {
             "a/b"
         );
         assert!(artifact_path("file:///etc").is_err());
-    }
-}
-
-/// Archived prediction logs go to the artifact store through the tracking server's proxy, so a
-/// serving process needs no storage credentials of its own.
-impl mltrail_serving::archive::ArchiveStore for Client {
-    fn put<'a>(
-        &'a self,
-        path: &'a str,
-        bytes: Vec<u8>,
-    ) -> mltrail_serving::archive::BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move { self.upload(path, bytes).await.map_err(|e| format!("{e:#}")) })
-    }
-
-    fn list<'a>(
-        &'a self,
-        dir: &'a str,
-    ) -> mltrail_serving::archive::BoxFuture<'a, Result<Vec<String>, String>> {
-        Box::pin(async move {
-            Ok(self
-                .list_files(dir)
-                .await
-                .map_err(|e| format!("{e:#}"))?
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect())
-        })
-    }
-
-    fn get<'a>(
-        &'a self,
-        path: &'a str,
-    ) -> mltrail_serving::archive::BoxFuture<'a, Result<Vec<u8>, String>> {
-        Box::pin(async move { self.download(path).await.map_err(|e| format!("{e:#}")) })
     }
 }
