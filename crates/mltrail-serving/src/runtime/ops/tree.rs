@@ -102,9 +102,23 @@ enum Kind {
     },
 }
 
+/// The hot part of a node for the common case (every branch `<=`, no missing-value tracks):
+/// 24 bytes, leaves marked by `feature == LEAF`.
+#[derive(Debug, Clone, Copy)]
+struct Compact {
+    threshold: f64,
+    feature: u32,
+    true_child: u32,
+    false_child: u32,
+}
+
+const LEAF: u32 = u32::MAX;
+
 #[derive(Debug, Clone)]
 pub struct TreeEnsemble {
     nodes: Vec<TreeNode>,
+    /// Present when every branch is `BRANCH_LEQ` without missing-value tracks.
+    compact: Option<Vec<Compact>>,
     trees: Vec<Tree>,
     votes: Vec<(u32, f64)>,
     targets: usize,
@@ -304,8 +318,27 @@ impl TreeEnsemble {
         }
         let post = PostTransform::parse(attrs.string("post_transform")?)
             .map_err(|e| attrs.invalid("post_transform", e))?;
+        let leq_only = nodes
+            .iter()
+            .all(|n| n.mode == NodeMode::Leaf || (n.mode == NodeMode::Leq && !n.missing_goes_true));
+        let compact = leq_only.then(|| {
+            nodes
+                .iter()
+                .map(|n| Compact {
+                    threshold: n.threshold,
+                    feature: if n.mode == NodeMode::Leaf {
+                        LEAF
+                    } else {
+                        n.feature
+                    },
+                    true_child: n.true_child,
+                    false_child: n.false_child,
+                })
+                .collect()
+        });
         Ok(Self {
             nodes,
+            compact,
             trees,
             votes: flat,
             targets,
@@ -358,9 +391,18 @@ impl TreeEnsemble {
         let mut scores = vec![0.0f64; rows * t];
         let mut has = vec![false; rows * t];
         let single_target_regressor = matches!(self.kind, Kind::Regressor) && t == 1;
+        let mut leaves = vec![0u32; rows];
         for tree in &self.trees {
-            for r in 0..rows {
-                let leaf = self.leaf(*tree, &x[r * stride..(r + 1) * stride]);
+            match &self.compact {
+                Some(compact) => leaves_leq(compact, tree.root, x, stride, &mut leaves),
+                None => {
+                    for (r, leaf) in leaves.iter_mut().enumerate() {
+                        *leaf = self.leaf(*tree, &x[r * stride..(r + 1) * stride]);
+                    }
+                }
+            }
+            for (r, leaf) in leaves.iter().enumerate() {
+                let leaf = *leaf;
                 let votes = self.leaf_votes(leaf);
                 // onnxruntime's single-target path reads only a leaf's first vote.
                 let votes = if single_target_regressor {
@@ -577,6 +619,54 @@ impl TreeEnsemble {
                 ])
             }
         }
+    }
+}
+
+/// Leaves for every row of one tree where all branches are `<=`: four rows walk in lockstep so
+/// their independent loads overlap.
+fn leaves_leq(nodes: &[Compact], root: u32, x: &[f64], stride: usize, out: &mut [u32]) {
+    let rows = out.len();
+    let mut r = 0;
+    while r + 4 <= rows {
+        let mut idx = [root as usize; 4];
+        loop {
+            let mut moved = false;
+            for (k, i) in idx.iter_mut().enumerate() {
+                let n = &nodes[*i];
+                if n.feature != LEAF {
+                    let v = x[(r + k) * stride + n.feature as usize];
+                    *i = if v <= n.threshold {
+                        n.true_child
+                    } else {
+                        n.false_child
+                    } as usize;
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        for k in 0..4 {
+            out[r + k] = idx[k] as u32;
+        }
+        r += 4;
+    }
+    for (k, slot) in out.iter_mut().enumerate().skip(r) {
+        let mut i = root as usize;
+        loop {
+            let n = &nodes[i];
+            if n.feature == LEAF {
+                break;
+            }
+            let v = x[k * stride + n.feature as usize];
+            i = if v <= n.threshold {
+                n.true_child
+            } else {
+                n.false_child
+            } as usize;
+        }
+        *slot = i as u32;
     }
 }
 
