@@ -82,6 +82,7 @@ pub struct LoadedModel {
     pub model: Model,
     pub signature: Signature,
     pub output_names: Vec<String>,
+    output_keys: Vec<Vec<u8>>,
     metrics: Arc<VersionMetrics>,
 }
 
@@ -94,6 +95,7 @@ impl LoadedModel {
         signature: Signature,
     ) -> Self {
         let output_names = model.output_names();
+        let output_keys = response::json_keys(&output_names);
         let metrics = Arc::new(VersionMetrics::new(&version));
         Self {
             name,
@@ -102,6 +104,7 @@ impl LoadedModel {
             model,
             signature,
             output_names,
+            output_keys,
             metrics,
         }
     }
@@ -240,7 +243,8 @@ struct Served {
     model: Arc<LoadedModel>,
     kind: request::RequestKind,
     ids: Vec<uuid::Uuid>,
-    rows: Vec<Value>,
+    /// Each row's outputs as JSON text.
+    rows: Vec<Vec<u8>>,
     outputs: Vec<mltrail_serving::runtime::Value>,
 }
 
@@ -279,32 +283,48 @@ async fn score_with(
         column: None,
         row: None,
     })?;
-    let rows = response::per_row(&model.output_names, &outputs, decoded.rows);
-    let ids: Vec<uuid::Uuid> = (0..decoded.rows).map(|_| uuid::Uuid::now_v7()).collect();
+    let n = decoded.rows;
+    let rows: Vec<Vec<u8>> = (0..n)
+        .map(|r| {
+            let mut out = Vec::with_capacity(64);
+            response::row_json(&model.output_keys, &outputs, r, n, &mut out);
+            out
+        })
+        .collect();
+    let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::now_v7()).collect();
     let time = now_ms();
     let latency_us = started.elapsed().as_micros() as u64;
+    // Everything but the id, inputs and outputs is the same for every row of a request.
+    let text = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let shared = format!(
+        ",\"time_ms\":{time},\"deployment\":{},\"model\":{},\"version\":{},\"digest\":{},\"arm\":null,\"latency_us\":{latency_us},\"inputs\":",
+        text(&dep.name),
+        text(&model.name),
+        text(&model.version),
+        text(&model.digest)
+    );
     let entries = ids
         .iter()
-        .zip(decoded.row_inputs)
+        .zip(&decoded.row_inputs)
         .zip(&rows)
         .map(|((id, inputs), outputs)| {
-            let record = json!({
-                "type": "prediction",
-                "id": id,
-                "time_ms": time,
-                "deployment": dep.name,
-                "model": model.name,
-                "version": model.version,
-                "digest": model.digest,
-                "arm": null,
-                "inputs": inputs,
-                "outputs": outputs,
-                "latency_us": latency_us,
-            });
+            let mut payload = Vec::with_capacity(shared.len() + inputs.len() + outputs.len() + 64);
+            payload.extend_from_slice(b"{\"type\":\"prediction\",\"id\":\"");
+            payload.extend_from_slice(
+                id.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer())
+                    .as_bytes(),
+            );
+            payload.push(b'"');
+            payload.extend_from_slice(shared.as_bytes());
+            payload.extend_from_slice(inputs);
+            payload.extend_from_slice(b",\"outputs\":");
+            payload.extend_from_slice(outputs);
+            payload.push(b'}');
             Entry {
                 id: id.as_u128(),
                 kind: EntryKind::Prediction,
-                payload: serde_json::to_vec(&record).unwrap_or_default(),
+                payload,
             }
         })
         .collect();
@@ -325,38 +345,84 @@ async fn score_with(
     })
 }
 
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 async fn invocations(
     State(dep): State<Arc<Deployment>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ScoringError> {
+) -> Result<Response, ScoringError> {
     let started = Instant::now();
     let body = body.map_err(too_large)?;
     let served = score(&dep, &body, started).await?;
-    Ok(Json(response::invocations(
-        served.kind,
+    if served.kind == request::RequestKind::DataFrame {
+        let mut out =
+            Vec::with_capacity(served.rows.iter().map(|r| r.len() + 1).sum::<usize>() + 20);
+        out.extend_from_slice(b"{\"predictions\":[");
+        for (i, row) in served.rows.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(row);
+        }
+        out.extend_from_slice(b"]}");
+        return Ok(json_response(out));
+    }
+    Ok(Json(response::tensor_predictions(
         &served.model.output_names,
         &served.outputs,
-        served.ids.len(),
-    )))
+    ))
+    .into_response())
 }
 
 async fn predict(
     State(dep): State<Arc<Deployment>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ScoringError> {
+) -> Result<Response, ScoringError> {
     let started = Instant::now();
     let body = body.map_err(too_large)?;
     let served = score(&dep, &body, started).await?;
     let m = &served.model;
-    let predictions: Vec<Value> = served
-        .ids
-        .iter()
-        .zip(served.rows)
-        .map(|(id, outputs)| json!({"prediction_id": id, "model": m.name, "version": m.version, "digest": m.digest, "outputs": outputs}))
-        .collect();
-    Ok(Json(
-        json!({"deployment": dep.name, "predictions": predictions}),
-    ))
+    let text = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let shared = format!(
+        ",\"model\":{},\"version\":{},\"digest\":{},\"outputs\":",
+        text(&m.name),
+        text(&m.version),
+        text(&m.digest)
+    );
+    let mut out = Vec::with_capacity(
+        served
+            .rows
+            .iter()
+            .map(|r| r.len() + shared.len() + 64)
+            .sum::<usize>()
+            + 64,
+    );
+    out.extend_from_slice(
+        format!("{{\"deployment\":{},\"predictions\":[", text(&dep.name)).as_bytes(),
+    );
+    for (i, (id, row)) in served.ids.iter().zip(&served.rows).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"prediction_id\":\"");
+        out.extend_from_slice(
+            id.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        out.push(b'"');
+        out.extend_from_slice(shared.as_bytes());
+        out.extend_from_slice(row);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    Ok(json_response(out))
 }
 
 fn too_large(e: axum::extract::rejection::BytesRejection) -> ScoringError {

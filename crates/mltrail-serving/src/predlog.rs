@@ -63,10 +63,36 @@ struct Location {
     len: u32,
 }
 
+/// Prediction ids are UUIDv7: 74 random bits, so folding the halves is a good enough hash and
+/// much cheaper than SipHash on the write path.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(29) ^ u64::from_le_bytes(b))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type IdMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 #[derive(Default)]
 struct Index {
-    predictions: HashMap<u128, Location>,
-    feedback: HashMap<u128, Vec<Location>>,
+    predictions: IdMap<Location>,
+    feedback: IdMap<Vec<Location>>,
 }
 
 /// A record to append: its JSON payload, and the prediction id it is about.
@@ -89,6 +115,8 @@ struct Job {
 
 pub struct PredictionLog {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
+    state: Arc<Mutex<Writer>>,
+    durability: Durability,
     current_seq: Arc<AtomicU64>,
     replica: String,
     index: Arc<Mutex<Index>>,
@@ -228,12 +256,16 @@ impl PredictionLog {
         let (tx, rx) = mpsc::channel::<Job>();
         let current_seq = Arc::new(AtomicU64::new(next_seq));
         let writer = Writer::start(config.clone(), next_seq, index.clone(), current_seq.clone())?;
+        let state = Arc::new(Mutex::new(writer));
+        let group = state.clone();
         let handle = std::thread::Builder::new()
             .name("mltrail-predlog".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || group_commit(group, rx))?;
         let replica = replica_id(&config.dir)?;
         Ok(Self {
             tx: Mutex::new(Some(tx)),
+            state,
+            durability: config.durability,
             current_seq,
             replica,
             index,
@@ -253,6 +285,15 @@ impl PredictionLog {
 
     /// Appends entries; resolves once they are as durable as the configured level promises.
     pub async fn append(&self, entries: Vec<Entry>) -> Result<(), LogError> {
+        if self.durability == Durability::Default {
+            // Written by the request's own task: one short critical section and one write(2) into
+            // the page cache, no hand-off to another thread.
+            let mut writer = self.state.lock().map_err(|_| LogError::Stopped)?;
+            if writer.closed {
+                return Err(LogError::Stopped);
+            }
+            return writer.write_entries(entries.iter()).map_err(LogError::Io);
+        }
         let (ack, done) = tokio::sync::oneshot::channel();
         {
             let tx = self.tx.lock().map_err(|_| LogError::Stopped)?;
@@ -391,6 +432,9 @@ impl PredictionLog {
         if let Some(handle) = self.writer.lock().ok().and_then(|mut h| h.take()) {
             let _ = handle.join();
         }
+        if let Ok(mut writer) = self.state.lock() {
+            writer.close();
+        }
     }
 }
 
@@ -412,6 +456,8 @@ struct Writer {
     syncs: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     current_seq: Arc<AtomicU64>,
+    buffer: Vec<u8>,
+    closed: bool,
 }
 
 impl Writer {
@@ -467,6 +513,8 @@ impl Writer {
             syncs,
             stop,
             current_seq,
+            buffer: Vec::new(),
+            closed: false,
         })
     }
 
@@ -487,20 +535,17 @@ impl Writer {
         Ok(())
     }
 
-    fn write_batch(&mut self, jobs: &[Job]) -> io::Result<()> {
+    /// Frames and writes entries with one write(2); fdatasyncs first-hand in fsync mode.
+    fn write_entries<'e>(&mut self, entries: impl Iterator<Item = &'e Entry>) -> io::Result<()> {
         if self.written >= self.config.segment_bytes
             || self.opened.elapsed() >= self.config.segment_age
         {
             self.roll()?;
         }
-        let mut buf = Vec::with_capacity(
-            jobs.iter()
-                .flat_map(|j| &j.entries)
-                .map(|e| e.payload.len() + 8)
-                .sum(),
-        );
+        let mut buf = std::mem::take(&mut self.buffer);
+        buf.clear();
         let mut located = Vec::new();
-        for entry in jobs.iter().flat_map(|j| &j.entries) {
+        for entry in entries {
             let loc = Location {
                 segment: self.seq,
                 offset: self.written + buf.len() as u64,
@@ -509,8 +554,11 @@ impl Writer {
             frame(&entry.payload, &mut buf);
             located.push((entry.id, entry.kind, loc));
         }
-        self.file.write_all(&buf)?;
-        self.written += buf.len() as u64;
+        let written = self.file.write_all(&buf);
+        let len = buf.len() as u64;
+        self.buffer = buf;
+        written?;
+        self.written += len;
         match self.config.durability {
             Durability::Fsync => self.file.sync_data()?,
             Durability::Default => self.dirty.store(true, Ordering::Release),
@@ -528,23 +576,11 @@ impl Writer {
         Ok(())
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
-            while jobs.len() < 4096 {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
-            let result = self.write_batch(&jobs).map_err(|e| e.to_string());
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "prediction log: write failed; requests in this batch get an error");
-            }
-            for job in jobs {
-                let _ = job.ack.send(result.clone());
-            }
+    fn close(&mut self) {
+        if self.closed {
+            return;
         }
+        self.closed = true;
         self.stop.store(true, Ordering::Relaxed);
         if let Err(e) = self.file.sync_data() {
             tracing::error!(error = %e, "prediction log: final fdatasync failed");
@@ -553,6 +589,32 @@ impl Writer {
             syncs = self.syncs.load(Ordering::Relaxed),
             "prediction log closed"
         );
+    }
+}
+
+/// Fsync durability: batches every queued request into one write and one fdatasync, then
+/// answers them all (group commit).
+fn group_commit(state: Arc<Mutex<Writer>>, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 4096 {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = match state.lock() {
+            Ok(mut writer) if !writer.closed => writer
+                .write_entries(jobs.iter().flat_map(|j| &j.entries))
+                .map_err(|e| e.to_string()),
+            _ => Err("the prediction log is closed".to_string()),
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "prediction log: write failed; requests in this batch get an error");
+        }
+        for job in jobs {
+            let _ = job.ack.send(result.clone());
+        }
     }
 }
 

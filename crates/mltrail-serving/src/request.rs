@@ -324,7 +324,8 @@ pub struct Decoded {
     pub kind: RequestKind,
     pub rows: usize,
     pub tensors: Vec<Tensor>,
-    pub row_inputs: Vec<Json>,
+    /// Each row's inputs as a JSON object (column → value), ready for the log.
+    pub row_inputs: Vec<Vec<u8>>,
 }
 
 pub fn decode(body: &Json, model: &Model, signature: &Signature) -> Result<Decoded, RequestError> {
@@ -407,17 +408,27 @@ pub fn decode(body: &Json, model: &Model, signature: &Signature) -> Result<Decod
             })
             .collect::<Result<_, _>>()?,
     };
+    // Keys are escaped once; each row's object is then written straight from the request cells.
+    let keys: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| serde_json::to_vec(n).unwrap_or_default())
+        .collect();
     let row_inputs = table
         .rows
         .iter()
         .map(|row| {
-            Json::Object(
-                names
-                    .iter()
-                    .zip(&order)
-                    .map(|(name, i)| (name.clone(), row[*i].clone()))
-                    .collect(),
-            )
+            let mut text = Vec::with_capacity(16 * keys.len());
+            text.push(b'{');
+            for (k, (key, i)) in keys.iter().zip(&order).enumerate() {
+                if k > 0 {
+                    text.push(b',');
+                }
+                text.extend_from_slice(key);
+                text.push(b':');
+                let _ = serde_json::to_writer(&mut text, &row[*i]);
+            }
+            text.push(b'}');
+            text
         })
         .collect();
     Ok(Decoded {

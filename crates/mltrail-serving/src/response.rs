@@ -1,9 +1,8 @@
-//! Turning model outputs into JSON: per row (for the native API and the prediction log) and in
-//! the shape `mlflow models serve` answers `/invocations` with.
+//! Turning model outputs into JSON: per row (for the native API, DataFrame answers and the
+//! prediction log) and in the shape `mlflow models serve` answers tensor input with.
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
-use crate::request::RequestKind;
 use crate::runtime::{MapKeys, MapSequence, Tensor, TensorData, Value};
 
 fn number(v: f64) -> Json {
@@ -35,36 +34,85 @@ fn map_row(m: &MapSequence, row: usize) -> Json {
     )
 }
 
-fn tensor_row(t: &Tensor, row: usize, rows: usize) -> Json {
-    let per_row = t.data.len() / rows.max(1);
-    if per_row == 1 {
-        return element(&t.data, row);
+fn write_number(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &v);
+    } else {
+        out.extend_from_slice(b"null");
     }
-    Json::Array(
-        (row * per_row..(row + 1) * per_row)
-            .map(|i| element(&t.data, i))
-            .collect(),
-    )
 }
 
-/// One JSON object per row: output name → that row's value.
-pub fn per_row(names: &[String], outputs: &[Value], rows: usize) -> Vec<Json> {
-    (0..rows)
-        .map(|r| {
-            Json::Object(
-                names
-                    .iter()
-                    .zip(outputs)
-                    .map(|(name, v)| {
-                        let value = match v {
-                            Value::Tensor(t) => tensor_row(t, r, rows),
-                            Value::Maps(m) => map_row(m, r),
-                        };
-                        (name.clone(), value)
-                    })
-                    .collect::<Map<_, _>>(),
-            )
-        })
+fn write_element(out: &mut Vec<u8>, t: &TensorData, i: usize) {
+    match t {
+        TensorData::Float(v) => write_number(out, f64::from(v[i])),
+        TensorData::Double(v) => write_number(out, v[i]),
+        TensorData::Int64(v) => out.extend_from_slice(v[i].to_string().as_bytes()),
+        TensorData::Int32(v) => out.extend_from_slice(v[i].to_string().as_bytes()),
+        TensorData::String(v) => {
+            let _ = serde_json::to_writer(&mut *out, &v[i]);
+        }
+        TensorData::Bool(v) => out.extend_from_slice(if v[i] { b"true" } else { b"false" }),
+    }
+}
+
+/// One row's outputs as JSON text (`{"output": value, …}`), written without building a tree of
+/// values: this runs for every row served.
+pub fn row_json(keys: &[Vec<u8>], outputs: &[Value], row: usize, rows: usize, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (k, (key, v)) in keys.iter().zip(outputs).enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key);
+        out.push(b':');
+        match v {
+            Value::Tensor(t) => {
+                let per_row = t.data.len() / rows.max(1);
+                if per_row == 1 {
+                    write_element(out, &t.data, row);
+                } else {
+                    out.push(b'[');
+                    for (j, i) in (row * per_row..(row + 1) * per_row).enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        write_element(out, &t.data, i);
+                    }
+                    out.push(b']');
+                }
+            }
+            Value::Maps(m) => {
+                let n = m.key_count();
+                out.push(b'{');
+                for j in 0..n {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    match &m.keys {
+                        MapKeys::Int64(keys) => {
+                            out.push(b'"');
+                            out.extend_from_slice(keys[j].to_string().as_bytes());
+                            out.push(b'"');
+                        }
+                        MapKeys::String(keys) => {
+                            let _ = serde_json::to_writer(&mut *out, &keys[j]);
+                        }
+                    }
+                    out.push(b':');
+                    write_number(out, f64::from(m.values[row * n + j]));
+                }
+                out.push(b'}');
+            }
+        }
+    }
+    out.push(b'}');
+}
+
+/// Output names escaped as JSON keys, once per model.
+pub fn json_keys(names: &[String]) -> Vec<Vec<u8>> {
+    names
+        .iter()
+        .map(|n| serde_json::to_vec(n).unwrap_or_default())
         .collect()
 }
 
@@ -85,26 +133,22 @@ fn nested(t: &Tensor) -> Json {
     build(&t.data, &t.shape, 0)
 }
 
-/// The `/invocations` answer as `mlflow models serve` gives it for an ONNX model: a list of
-/// records for DataFrame input, a dict of output arrays for tensor input.
-pub fn invocations(kind: RequestKind, names: &[String], outputs: &[Value], rows: usize) -> Json {
-    let predictions = match kind {
-        RequestKind::DataFrame => Json::Array(per_row(names, outputs, rows)),
-        RequestKind::Tensor => Json::Object(
-            names
-                .iter()
-                .zip(outputs)
-                .map(|(name, v)| {
-                    let value = match v {
-                        Value::Tensor(t) => nested(t),
-                        Value::Maps(m) => {
-                            Json::Array((0..m.rows()).map(|r| map_row(m, r)).collect())
-                        }
-                    };
-                    (name.clone(), value)
-                })
-                .collect(),
-        ),
-    };
+/// The `/invocations` answer for tensor input (`instances`/`inputs`), as `mlflow models serve`
+/// gives it for an ONNX model: a dict of output arrays. (DataFrame input answers one record per
+/// row, written with [`row_json`].)
+pub fn tensor_predictions(names: &[String], outputs: &[Value]) -> Json {
+    let predictions = Json::Object(
+        names
+            .iter()
+            .zip(outputs)
+            .map(|(name, v)| {
+                let value = match v {
+                    Value::Tensor(t) => nested(t),
+                    Value::Maps(m) => Json::Array((0..m.rows()).map(|r| map_row(m, r)).collect()),
+                };
+                (name.clone(), value)
+            })
+            .collect(),
+    );
     serde_json::json!({ "predictions": predictions })
 }
