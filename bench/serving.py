@@ -69,6 +69,7 @@ wrk.body = [==[{body}]==]
 
 
 def wrk(url, path, body, conns, duration):
+    os.sync()  # start every run with the previous runs' log data on disk, not in the page cache
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(LUA.replace("{body}", body))
     threads = min(conns, 2)

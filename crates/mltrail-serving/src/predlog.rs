@@ -132,6 +132,15 @@ pub struct RecoveryReport {
     pub truncated_bytes: u64,
 }
 
+/// Nice 19 for the calling thread only (Linux schedules threads individually).
+fn lower_thread_priority() {
+    // SAFETY: setpriority with PRIO_PROCESS and the caller's own thread id touches nothing else.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
+}
+
 /// A stable id for this log directory, so archives from several serving replicas never collide.
 fn replica_id(dir: &Path) -> io::Result<String> {
     let path = dir.join("replica-id");
@@ -398,7 +407,15 @@ impl PredictionLog {
             .filter_map(|r| r.get("time_ms").and_then(Json::as_u64))
             .min()
         {
-            let parquet = tokio::task::spawn_blocking(move || crate::archive::to_parquet(&records))
+            // Conversion is background work: a low-priority thread, so serving keeps the CPU.
+            let (done, result) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("mltrail-archive".into())
+                .spawn(move || {
+                    lower_thread_priority();
+                    let _ = done.send(crate::archive::to_parquet(&records));
+                })?;
+            let parquet = result
                 .await
                 .map_err(|e| LogError::Io(io::Error::other(e)))?
                 .map_err(|e| LogError::Io(io::Error::other(e)))?;
