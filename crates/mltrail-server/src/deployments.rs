@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -54,6 +54,41 @@ async fn record(
     Ok(Json(json!({"recorded": id})))
 }
 
+/// Every deployment the audit trail knows, with what it serves now (its latest event).
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let events =
+        mltrail_store::audit::list_events(&state.store, Some(DEPLOYMENT_KIND), i64::MAX).await?;
+    let mut latest: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+    for logged in events {
+        let e = logged.event;
+        let Some((deployment, served)) = e.entity_id.split_once(':') else {
+            continue;
+        };
+        let Some((model, version)) = served.rsplit_once('/') else {
+            continue;
+        };
+        let status = match e.action.as_str() {
+            "deployment.stop" => "stopped",
+            _ => "serving",
+        };
+        let swaps = latest
+            .get(deployment)
+            .and_then(|d| d["swaps"].as_u64())
+            .unwrap_or(0)
+            + u64::from(e.action == "deployment.swap");
+        latest.insert(
+            deployment.to_string(),
+            json!({"name": deployment, "model": model, "version": version, "digest": e.state_digest,
+                   "status": status, "since": e.time, "actor": e.actor, "swaps": swaps}),
+        );
+    }
+    Ok(Json(
+        json!({"deployments": latest.into_values().collect::<Vec<_>>()}),
+    ))
+}
+
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/events", post(record))
+    Router::new()
+        .route("/", get(list))
+        .route("/events", post(record))
 }

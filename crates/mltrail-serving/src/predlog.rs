@@ -90,9 +90,42 @@ impl std::hash::Hasher for IdHasher {
 type IdMap<V> = HashMap<u128, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
-struct Index {
+struct SegmentIndex {
     predictions: IdMap<Location>,
     feedback: IdMap<Vec<Location>>,
+}
+
+/// Where each id's records are, per local segment: dropping an archived segment is one map
+/// removal, never a scan of every id under the lock the writers need.
+#[derive(Default)]
+struct Index {
+    segments: std::collections::BTreeMap<u64, SegmentIndex>,
+}
+
+impl Index {
+    fn insert(&mut self, id: u128, kind: EntryKind, loc: Location) {
+        let segment = self.segments.entry(loc.segment).or_default();
+        match kind {
+            EntryKind::Prediction => {
+                segment.predictions.insert(id, loc);
+            }
+            EntryKind::Feedback => segment.feedback.entry(id).or_default().push(loc),
+        }
+    }
+
+    fn prediction(&self, id: u128) -> Option<Location> {
+        self.segments
+            .values()
+            .rev()
+            .find_map(|s| s.predictions.get(&id).copied())
+    }
+
+    fn feedback(&self, id: u128) -> Vec<Location> {
+        self.segments
+            .values()
+            .flat_map(|s| s.feedback.get(&id).into_iter().flatten().copied())
+            .collect()
+    }
 }
 
 /// A record to append: its JSON payload, and the prediction id it is about.
@@ -247,14 +280,8 @@ impl PredictionLog {
                     offset,
                     len: payload.len() as u32,
                 };
-                match entry_id_kind(payload) {
-                    Some((id, EntryKind::Prediction)) => {
-                        index.predictions.insert(id, loc);
-                    }
-                    Some((id, EntryKind::Feedback)) => {
-                        index.feedback.entry(id).or_default().push(loc)
-                    }
-                    None => {}
+                if let Some((id, kind)) = entry_id_kind(payload) {
+                    index.insert(id, kind, loc);
                 }
                 report.records += 1;
             }
@@ -326,19 +353,17 @@ impl PredictionLog {
     }
 
     pub fn contains(&self, id: u128) -> bool {
-        self.index
-            .lock()
-            .is_ok_and(|i| i.predictions.contains_key(&id))
+        self.index.lock().is_ok_and(|i| i.prediction(id).is_some())
     }
 
     /// The prediction record and its feedback records, if the id was served here.
     pub fn get(&self, id: u128) -> Result<Option<(Json, Vec<Json>)>, LogError> {
         let (loc, feedback) = {
             let index = self.index.lock().map_err(|_| LogError::Stopped)?;
-            let Some(loc) = index.predictions.get(&id).copied() else {
+            let Some(loc) = index.prediction(id) else {
                 return Ok(None);
             };
-            (loc, index.feedback.get(&id).cloned().unwrap_or_default())
+            (loc, index.feedback(id))
         };
         let record = self.read(loc)?;
         let feedback = feedback
@@ -354,10 +379,7 @@ impl PredictionLog {
             .index
             .lock()
             .map_err(|_| LogError::Stopped)?
-            .feedback
-            .get(&id)
-            .cloned()
-            .unwrap_or_default();
+            .feedback(id);
         locs.into_iter().map(|l| self.read(l)).collect()
     }
 
@@ -395,30 +417,42 @@ impl PredictionLog {
         store: &dyn crate::archive::ArchiveStore,
     ) -> Result<Option<String>, LogError> {
         let path = segment_path(&self.dir, seq);
-        let bytes = std::fs::read(&path)?;
-        let records: Vec<Json> = scan(&bytes)
-            .0
-            .into_iter()
-            .filter_map(|(_, p)| serde_json::from_slice(p).ok())
-            .collect();
+        // Reading, parsing and converting a segment is background work: a low-priority thread,
+        // never a runtime worker, so serving keeps the CPU.
+        let (done, result) = tokio::sync::oneshot::channel();
+        let source = path.clone();
+        std::thread::Builder::new()
+            .name("mltrail-archive".into())
+            .spawn(move || {
+                lower_thread_priority();
+                let converted =
+                    std::fs::read(&source)
+                        .map_err(|e| e.to_string())
+                        .and_then(|bytes| {
+                            let records: Vec<Json> = scan(&bytes)
+                                .0
+                                .into_iter()
+                                .filter_map(|(_, p)| serde_json::from_slice(p).ok())
+                                .collect();
+                            let first = records
+                                .iter()
+                                .filter_map(|r| r.get("time_ms").and_then(Json::as_u64))
+                                .min();
+                            match first {
+                                None => Ok(None),
+                                Some(t) => crate::archive::to_parquet(&records)
+                                    .map(|p| Some((t, p)))
+                                    .map_err(|e| e.to_string()),
+                            }
+                        });
+                let _ = done.send(converted);
+            })?;
+        let converted = result
+            .await
+            .map_err(|e| LogError::Io(io::Error::other(e)))?
+            .map_err(|e| LogError::Io(io::Error::other(e)))?;
         let mut artifact = None;
-        if let Some(first_time) = records
-            .iter()
-            .filter_map(|r| r.get("time_ms").and_then(Json::as_u64))
-            .min()
-        {
-            // Conversion is background work: a low-priority thread, so serving keeps the CPU.
-            let (done, result) = tokio::sync::oneshot::channel();
-            std::thread::Builder::new()
-                .name("mltrail-archive".into())
-                .spawn(move || {
-                    lower_thread_priority();
-                    let _ = done.send(crate::archive::to_parquet(&records));
-                })?;
-            let parquet = result
-                .await
-                .map_err(|e| LogError::Io(io::Error::other(e)))?
-                .map_err(|e| LogError::Io(io::Error::other(e)))?;
+        if let Some((first_time, parquet)) = converted {
             let target = format!(
                 "predictions/{deployment}/{}/{}-{seq:012}.parquet",
                 crate::archive::utc_date(first_time),
@@ -430,13 +464,12 @@ impl PredictionLog {
                 .map_err(|e| LogError::Io(io::Error::other(e)))?;
             artifact = Some(target);
         }
-        if let Ok(mut index) = self.index.lock() {
-            index.predictions.retain(|_, loc| loc.segment != seq);
-            for locs in index.feedback.values_mut() {
-                locs.retain(|loc| loc.segment != seq);
-            }
-            index.feedback.retain(|_, locs| !locs.is_empty());
-        }
+        let dropped = self
+            .index
+            .lock()
+            .ok()
+            .and_then(|mut index| index.segments.remove(&seq));
+        drop(dropped); // freed outside the lock
         std::fs::remove_file(&path)?;
         Ok(artifact)
     }
@@ -461,15 +494,23 @@ impl Drop for PredictionLog {
     }
 }
 
+/// What the syncer thread fdatasyncs: the current segment, segments rolled since its last pass,
+/// and whether the directory gained a segment.
+struct SyncTargets {
+    current: Arc<File>,
+    retired: Vec<Arc<File>>,
+    dir_dirty: bool,
+}
+
 struct Writer {
     config: LogConfig,
     seq: u64,
-    file: File,
+    file: Arc<File>,
     written: u64,
     opened: Instant,
     index: Arc<Mutex<Index>>,
     dirty: Arc<AtomicBool>,
-    sync_target: Arc<Mutex<File>>,
+    sync_target: Arc<Mutex<SyncTargets>>,
     syncs: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     current_seq: Arc<AtomicU64>,
@@ -484,39 +525,54 @@ impl Writer {
         index: Arc<Mutex<Index>>,
         current_seq: Arc<AtomicU64>,
     ) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(segment_path(&config.dir, seq))?;
+        let file = Arc::new(
+            OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(segment_path(&config.dir, seq))?,
+        );
         // The directory entry of a new segment must survive a crash too.
         File::open(&config.dir)?.sync_all()?;
-        let sync_target = Arc::new(Mutex::new(file.try_clone()?));
+        let sync_target = Arc::new(Mutex::new(SyncTargets {
+            current: file.clone(),
+            retired: Vec::new(),
+            dir_dirty: false,
+        }));
         let dirty = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let syncs = Arc::new(AtomicU64::new(0));
         if config.durability == Durability::Default {
-            let (dirty, target, stop, syncs, every) = (
+            let (dirty, targets, stop, syncs, every, dir) = (
                 dirty.clone(),
                 sync_target.clone(),
                 stop.clone(),
                 syncs.clone(),
                 config.sync_interval,
+                config.dir.clone(),
             );
-            std::thread::Builder::new()
-                .name("mltrail-predlog-sync".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(every);
-                        if dirty.swap(false, Ordering::AcqRel) {
-                            if let Ok(f) = target.lock() {
-                                if let Err(e) = f.sync_data() {
-                                    tracing::error!(error = %e, "prediction log: fdatasync failed");
-                                }
-                                syncs.fetch_add(1, Ordering::Relaxed);
-                            }
+            std::thread::Builder::new().name("mltrail-predlog-sync".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(every);
+                    let was_dirty = dirty.swap(false, Ordering::AcqRel);
+                    // Take what to sync under the lock, then fsync outside it: a slow disk must
+                    // never hold up the writers (who only swap files in on a roll).
+                    let (current, retired, dir_dirty) = match targets.lock() {
+                        Ok(mut t) => (t.current.clone(), std::mem::take(&mut t.retired), std::mem::take(&mut t.dir_dirty)),
+                        Err(_) => break,
+                    };
+                    for f in retired.iter().chain(was_dirty.then_some(&current)) {
+                        if let Err(e) = f.sync_data() {
+                            tracing::error!(error = %e, "prediction log: fdatasync failed");
+                        }
+                        syncs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if dir_dirty {
+                        if let Err(e) = File::open(&dir).and_then(|d| d.sync_all()) {
+                            tracing::error!(error = %e, "prediction log: directory fsync failed");
                         }
                     }
-                })?;
+                }
+            })?;
         }
         Ok(Self {
             config,
@@ -536,17 +592,27 @@ impl Writer {
     }
 
     fn roll(&mut self) -> io::Result<()> {
-        self.file.sync_data()?;
-        self.seq += 1;
-        self.file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(segment_path(&self.config.dir, self.seq))?;
-        self.current_seq.store(self.seq, Ordering::Release);
-        File::open(&self.config.dir)?.sync_all()?;
-        if let Ok(mut target) = self.sync_target.lock() {
-            *target = self.file.try_clone()?;
+        let next = Arc::new(
+            OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(segment_path(&self.config.dir, self.seq + 1))?,
+        );
+        match self.config.durability {
+            // Every batch of the old segment is already fdatasync'ed; only the new name needs it.
+            Durability::Fsync => File::open(&self.config.dir)?.sync_all()?,
+            // The syncer finishes the old segment and the directory within a sync interval.
+            Durability::Default => {
+                if let Ok(mut targets) = self.sync_target.lock() {
+                    let old = std::mem::replace(&mut targets.current, next.clone());
+                    targets.retired.push(old);
+                    targets.dir_dirty = true;
+                }
+            }
         }
+        self.file = next;
+        self.seq += 1;
+        self.current_seq.store(self.seq, Ordering::Release);
         self.written = 0;
         self.opened = Instant::now();
         Ok(())
@@ -571,7 +637,7 @@ impl Writer {
             frame(&entry.payload, &mut buf);
             located.push((entry.id, entry.kind, loc));
         }
-        let written = self.file.write_all(&buf);
+        let written = (&*self.file).write_all(&buf);
         let len = buf.len() as u64;
         self.buffer = buf;
         written?;
@@ -582,12 +648,7 @@ impl Writer {
         }
         if let Ok(mut index) = self.index.lock() {
             for (id, kind, loc) in located {
-                match kind {
-                    EntryKind::Prediction => {
-                        index.predictions.insert(id, loc);
-                    }
-                    EntryKind::Feedback => index.feedback.entry(id).or_default().push(loc),
-                }
+                index.insert(id, kind, loc);
             }
         }
         Ok(())
@@ -599,8 +660,18 @@ impl Writer {
         }
         self.closed = true;
         self.stop.store(true, Ordering::Relaxed);
-        if let Err(e) = self.file.sync_data() {
-            tracing::error!(error = %e, "prediction log: final fdatasync failed");
+        let retired = self
+            .sync_target
+            .lock()
+            .map(|mut t| std::mem::take(&mut t.retired))
+            .unwrap_or_default();
+        for f in retired.iter().chain(std::iter::once(&self.file)) {
+            if let Err(e) = f.sync_data() {
+                tracing::error!(error = %e, "prediction log: final fdatasync failed");
+            }
+        }
+        if let Err(e) = File::open(&self.config.dir).and_then(|d| d.sync_all()) {
+            tracing::error!(error = %e, "prediction log: final directory fsync failed");
         }
         tracing::debug!(
             syncs = self.syncs.load(Ordering::Relaxed),

@@ -530,6 +530,16 @@ fn an_alias_swap_under_load_fails_no_request() {
         "--json",
     ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("deployment.swap"));
+    let listed: Value = client()
+        .get(format!("{}/api/v1/deployments", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed["deployments"][0]["name"], "credit");
+    assert_eq!(listed["deployments"][0]["version"], "2");
+    assert_eq!(listed["deployments"][0]["swaps"], 1);
+    assert_eq!(listed["deployments"][0]["status"], "serving");
 }
 
 #[test]
