@@ -56,10 +56,9 @@ impl VersionMetrics {
 
     fn observe(&self, started: Instant) {
         let secs = started.elapsed().as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+        // One counter per observation (its own bucket); the scrape makes them cumulative.
+        if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros
@@ -232,6 +231,28 @@ impl IntoResponse for ScoringError {
     }
 }
 
+/// A UUIDv7 for a prediction: the millisecond timestamp plus 74 bits from a per-thread
+/// generator seeded from the OS once (no syscall and no shared state per id).
+fn prediction_id(time_ms: u64) -> uuid::Uuid {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(uuid::Uuid::new_v4().as_u64_pair().0 | 1);
+    }
+    let next = || {
+        STATE.with(|s| {
+            // splitmix64
+            let mut z = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            s.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    };
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&next().to_le_bytes());
+    random[8..].copy_from_slice(&next().to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(time_ms, &random).into_uuid()
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -291,8 +312,8 @@ async fn score_with(
             out
         })
         .collect();
-    let ids: Vec<uuid::Uuid> = (0..n).map(|_| uuid::Uuid::now_v7()).collect();
     let time = now_ms();
+    let ids: Vec<uuid::Uuid> = (0..n).map(|_| prediction_id(time)).collect();
     let latency_us = started.elapsed().as_micros() as u64;
     // Everything but the id, inputs and outputs is the same for every row of a request.
     let text = |v: &str| serde_json::to_string(v).unwrap_or_default();
@@ -602,11 +623,12 @@ async fn metrics(State(dep): State<Arc<Deployment>>) -> impl IntoResponse {
             "deployment=\"{d}\",model=\"{model}\",version=\"{}\"",
             m.version
         );
+        let mut cumulative = 0;
         for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += m.buckets[i].load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
-                "mltrail_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {}",
-                m.buckets[i].load(Ordering::Relaxed)
+                "mltrail_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
             );
         }
         let count = m.latency_count.load(Ordering::Relaxed);

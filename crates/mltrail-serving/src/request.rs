@@ -438,3 +438,69 @@ pub fn decode(body: &Json, model: &Model, signature: &Signature) -> Result<Decod
         row_inputs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn table_of(body: Json) -> (Vec<Option<Vec<String>>>, Vec<Vec<Json>>, RequestKind) {
+        let (t, kind) = decode_table(&body).unwrap();
+        (vec![t.columns], t.rows, kind)
+    }
+
+    #[test]
+    fn every_mlflow_format_decodes_to_the_same_rows() {
+        let split = table_of(
+            json!({"dataframe_split": {"columns": ["a", "b"], "data": [[1, "x"], [2, "y"]]}}),
+        );
+        let records =
+            table_of(json!({"dataframe_records": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]}));
+        let columns = table_of(json!({"inputs": {"a": [1, 2], "b": ["x", "y"]}}));
+        assert_eq!(split.1, records.1);
+        assert_eq!(split.1, columns.1);
+        assert_eq!(split.2, RequestKind::DataFrame);
+        assert_eq!(columns.2, RequestKind::Tensor);
+        let lists = table_of(json!({"instances": [[1, 2], [3, 4]]}));
+        assert_eq!(lists.0, vec![None]);
+        assert_eq!(lists.1[1], vec![json!(3), json!(4)]);
+    }
+
+    #[test]
+    fn malformed_bodies_say_what_is_wrong() {
+        let err = |b: Json| {
+            decode_table(&b)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(err(json!([1, 2])).contains("JSON object"));
+        assert!(err(json!({"rows": []})).contains("needs one of"));
+        assert!(err(json!({"instances": [], "inputs": []})).contains("more than one"));
+        assert!(err(json!({"dataframe_split": {"data": 3}})).contains("dataframe_split.data"));
+        assert!(err(json!({"inputs": {"a": [1], "b": [1, 2]}})).contains("rows"));
+        assert!(matches!(
+            decode_table(&json!({"dataframe_records": [{"a": 1}, {"a": 1, "z": 2}]})),
+            Err(RequestError::ExtraColumn { column, .. }) if column == "z"
+        ));
+    }
+
+    #[test]
+    fn cells_are_checked_by_type_with_column_and_row() {
+        let cells = [(&json!("x"), "income", 4usize)];
+        assert_eq!(
+            build_tensor(ElementType::Float, vec![1, 1], &cells, false).unwrap_err(),
+            RequestError::Cell {
+                column: "income".into(),
+                row: 4,
+                why: "expected a number, got \"x\"".into()
+            }
+        );
+        let nan = [(&Json::Null, "age", 0usize)];
+        assert!(build_tensor(ElementType::Float, vec![1, 1], &nan, false).is_err());
+        let t = build_tensor(ElementType::Float, vec![1, 1], &nan, true).unwrap();
+        assert!(matches!(&t.data, TensorData::Float(v) if v[0].is_nan()));
+        let frac = [(&json!(1.5), "n", 0usize)];
+        assert!(build_tensor(ElementType::Int64, vec![1, 1], &frac, false).is_err());
+    }
+}

@@ -49,7 +49,7 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (larger ones get 413).
     #[arg(long, default_value_t = 16 << 20)]
     max_body_bytes: usize,
-    /// Roll the prediction-log segment after this many bytes.
+    /// Roll the prediction-log segment after this many bytes (at most 3 GiB).
     #[arg(long, default_value_t = 64 << 20)]
     segment_bytes: u64,
     /// Roll the prediction-log segment after this many seconds.
@@ -172,7 +172,7 @@ pub async fn serve(
         DurabilityArg::Fsync => Durability::Fsync,
     };
     let mut log_config = LogConfig::new(&log_dir, durability);
-    log_config.segment_bytes = args.segment_bytes.max(1);
+    log_config.segment_bytes = args.segment_bytes.clamp(1, 3 << 30);
     log_config.segment_age = Duration::from_secs(args.segment_seconds.max(1));
     let log = PredictionLog::open(log_config)
         .with_context(|| format!("cannot open the prediction log in {}", log_dir.display()))?;
