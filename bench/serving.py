@@ -162,6 +162,7 @@ def main():
     ap.add_argument("--mltrail", required=True)
     ap.add_argument("--kernel-bench", required=True)
     ap.add_argument("--duration", type=int, default=15)
+    ap.add_argument("--kernel-only", action="store_true", help="only the tree-kernel comparison (results in serving-kernel.json)")
     args = ap.parse_args()
     mltrail = str(Path(args.mltrail).resolve())
     work = Path(tempfile.mkdtemp(prefix="serving-bench-", dir=HERE / ".work" if (HERE / ".work").exists() else None))
@@ -187,7 +188,7 @@ def main():
                   f"({ours['rows_per_sec'] / theirs['rows_per_sec']:.2f}x)", flush=True)
 
         bodies = {1: body(frame, 1), 100: body(frame, 100)}
-        for model in ["logreg", "gbdt50"]:
+        for model in ([] if args.kernel_only else ["logreg", "gbdt50"]):
             targets = []
             port = free_port()
             url = f"http://127.0.0.1:{port}"
@@ -243,6 +244,12 @@ def main():
     failed = [r for r in results["runs"] if r["non_2xx"]]
     if failed:
         print(f"\nWARNING: {len(failed)} runs had non-2xx answers; their req/s are not comparable", flush=True)
+    if args.kernel_only:
+        out = HERE / "results" / "serving-kernel.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps({k: results[k] for k in ("machine", "date", "kernel")}, indent=1) + "\n")
+        print(f"results in {out}")
+        return
     print("\nratios (mltrail / mlflow req/s):")
     for model in ["logreg", "gbdt50"]:
         for rows in [1, 100]:
