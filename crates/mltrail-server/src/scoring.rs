@@ -593,24 +593,30 @@ async fn metrics(State(dep): State<Arc<Deployment>>) -> impl IntoResponse {
     let mut out = String::new();
     let d = &dep.name;
     let model = &current.name;
-    let _ = writeln!(out, "# HELP mltrail_requests_total Scoring requests received, per model version.\n# TYPE mltrail_requests_total counter");
-    for m in &all {
-        let _ = writeln!(
-            out,
-            "mltrail_requests_total{{deployment=\"{d}\",model=\"{model}\",version=\"{}\"}} {}",
-            m.version,
-            m.requests.load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(out, "# HELP mltrail_predictions_total Rows scored and logged.\n# TYPE mltrail_predictions_total counter");
-    for m in &all {
-        let _ = writeln!(
-            out,
-            "mltrail_predictions_total{{deployment=\"{d}\",model=\"{model}\",version=\"{}\"}} {}",
-            m.version,
-            m.rows.load(Ordering::Relaxed)
-        );
-    }
+    let counter =
+        |out: &mut String, name: &str, help: &str, value: &dyn Fn(&VersionMetrics) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for m in &all {
+                let _ = writeln!(
+                    out,
+                    "{name}{{deployment=\"{d}\",model=\"{model}\",version=\"{}\"}} {}",
+                    m.version,
+                    value(m)
+                );
+            }
+        };
+    counter(
+        &mut out,
+        "mltrail_requests_total",
+        "Scoring requests received, per model version.",
+        &|m| m.requests.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "mltrail_predictions_total",
+        "Rows scored and logged.",
+        &|m| m.rows.load(Ordering::Relaxed),
+    );
     let _ = writeln!(out, "# HELP mltrail_request_errors_total Failed scoring requests by kind.\n# TYPE mltrail_request_errors_total counter");
     for m in &all {
         for (i, kind) in ERROR_KINDS.iter().enumerate() {

@@ -80,30 +80,27 @@ impl Client {
         Ok(body)
     }
 
-    async fn get(&self, path: &str, query: &[(&str, &str)], what: &str) -> Result<Value> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .query(query)
-            .send()
-            .await
-            .with_context(|| {
-                format!("{what}: cannot reach the tracking server at {}", self.base)
-            })?;
+    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value> {
+        let resp = request.send().await.with_context(|| {
+            format!("{what}: cannot reach the tracking server at {}", self.base)
+        })?;
         Self::check(resp, what).await
     }
 
+    async fn get(&self, path: &str, query: &[(&str, &str)], what: &str) -> Result<Value> {
+        self.send(
+            self.http.get(format!("{}{path}", self.base)).query(query),
+            what,
+        )
+        .await
+    }
+
     pub async fn post(&self, path: &str, body: &Value, what: &str) -> Result<Value> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await
-            .with_context(|| {
-                format!("{what}: cannot reach the tracking server at {}", self.base)
-            })?;
-        Self::check(resp, what).await
+        self.send(
+            self.http.post(format!("{}{path}", self.base)).json(body),
+            what,
+        )
+        .await
     }
 
     /// The model version a reference points at now (`model_version` object).

@@ -611,26 +611,26 @@ fn sealed_segments_become_parquet_in_the_artifact_store_and_stay_readable() {
     assert_eq!(record["feedback"][0]["reward"], 1.5);
     assert_eq!(record["version"], "1");
 
-    let out = server.mltrail(&[
-        "predictions",
-        "export",
-        "--deployment",
-        "credit-prod",
-        "--format",
-        "csv",
-        "--since",
-        "1h",
-        "--log-dir",
-        logs.path().to_str().unwrap(),
-        "--tracking-uri",
-        &server.url,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let csv = String::from_utf8(out.stdout).unwrap();
+    let export = |extra: &[&str]| {
+        let base = [
+            "predictions",
+            "export",
+            "--deployment",
+            "credit-prod",
+            "--log-dir",
+            logs.path().to_str().unwrap(),
+            "--tracking-uri",
+            &server.url,
+        ];
+        let out = server.mltrail(&[&base[..], extra].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let csv = export(&["--format", "csv", "--since", "1h"]);
     assert!(csv.starts_with("type,id,deployment"));
     assert_eq!(
         csv.lines().filter(|l| l.starts_with("prediction,")).count(),
@@ -642,23 +642,7 @@ fn sealed_segments_become_parquet_in_the_artifact_store_and_stay_readable() {
         1
     );
     let parquet = logs.path().join("export.parquet");
-    let out = server.mltrail(&[
-        "predictions",
-        "export",
-        "--deployment",
-        "credit-prod",
-        "--output",
-        parquet.to_str().unwrap(),
-        "--log-dir",
-        logs.path().to_str().unwrap(),
-        "--tracking-uri",
-        &server.url,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    export(&["--output", parquet.to_str().unwrap()]);
     assert!(std::fs::read(&parquet).unwrap().starts_with(b"PAR1"));
 }
 
