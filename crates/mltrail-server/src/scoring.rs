@@ -253,6 +253,16 @@ fn prediction_id(time_ms: u64) -> uuid::Uuid {
     uuid::Builder::from_unix_timestamp_millis(time_ms, &random).into_uuid()
 }
 
+fn push_quoted_id(out: &mut Vec<u8>, id: &uuid::Uuid) {
+    out.push(b'"');
+    out.extend_from_slice(
+        id.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    out.push(b'"');
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -330,13 +340,8 @@ async fn score_with(
         .zip(&rows)
         .map(|((id, inputs), outputs)| {
             let mut payload = Vec::with_capacity(shared.len() + inputs.len() + outputs.len() + 64);
-            payload.extend_from_slice(b"{\"type\":\"prediction\",\"id\":\"");
-            payload.extend_from_slice(
-                id.hyphenated()
-                    .encode_lower(&mut uuid::Uuid::encode_buffer())
-                    .as_bytes(),
-            );
-            payload.push(b'"');
+            payload.extend_from_slice(b"{\"type\":\"prediction\",\"id\":");
+            push_quoted_id(&mut payload, id);
             payload.extend_from_slice(shared.as_bytes());
             payload.extend_from_slice(inputs);
             payload.extend_from_slice(b",\"outputs\":");
@@ -431,13 +436,8 @@ async fn predict(
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(b"{\"prediction_id\":\"");
-        out.extend_from_slice(
-            id.hyphenated()
-                .encode_lower(&mut uuid::Uuid::encode_buffer())
-                .as_bytes(),
-        );
-        out.push(b'"');
+        out.extend_from_slice(b"{\"prediction_id\":");
+        push_quoted_id(&mut out, id);
         out.extend_from_slice(shared.as_bytes());
         out.extend_from_slice(row);
         out.push(b'}');

@@ -137,6 +137,20 @@ fn register(server: &Server, name: &str, file: &str, extra: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// The audit trail's deployment events, one JSON object per line.
+fn deployment_events(server: &Server) -> String {
+    let out = server.mltrail(&[
+        "audit",
+        "log",
+        "--backend-store-uri",
+        &server.store_uri(),
+        "--entity",
+        "deployment",
+        "--json",
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn set_alias(server: &Server, name: &str, alias: &str, version: &str) {
     server.ok(
         "registered-models/alias",
@@ -261,16 +275,7 @@ fn a_registered_model_is_served_in_every_mlflow_format_and_every_prediction_is_l
     )));
     assert!(metrics.contains("mltrail_request_duration_seconds_bucket"));
 
-    let out = server.mltrail(&[
-        "audit",
-        "log",
-        "--backend-store-uri",
-        &server.store_uri(),
-        "--entity",
-        "deployment",
-        "--json",
-    ]);
-    let log = String::from_utf8_lossy(&out.stdout);
+    let log = deployment_events(&server);
     assert!(
         log.contains("deployment.deploy") && log.contains("credit-prod:credit/1"),
         "{log}"
@@ -520,16 +525,7 @@ fn an_alias_swap_under_load_fails_no_request() {
         (info["version"].clone(), info["swaps"].clone()),
         (json!("2"), json!(1))
     );
-    let out = server.mltrail(&[
-        "audit",
-        "log",
-        "--backend-store-uri",
-        &server.store_uri(),
-        "--entity",
-        "deployment",
-        "--json",
-    ]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("deployment.swap"));
+    assert!(deployment_events(&server).contains("deployment.swap"));
     let listed: Value = client()
         .get(format!("{}/api/v1/deployments", server.url))
         .send()
