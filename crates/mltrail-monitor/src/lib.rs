@@ -6,4 +6,5 @@
 //! the prediction log belongs to the callers.
 
 pub mod drift;
+pub mod report;
 pub mod special;

@@ -2,6 +2,7 @@
 //! out, errors to exit codes.
 
 mod config;
+mod drift;
 mod predictions;
 mod serve;
 mod tracking_client;
@@ -38,6 +39,9 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Compare two data files column by column (Evidently's tests and thresholds); print a table,
+    /// and write JSON and HTML reports on request.
+    Drift(drift::DriftArgs),
     /// Read back a deployment's prediction log.
     Predictions {
         #[command(subcommand)]
@@ -126,6 +130,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => audit(command).await,
+        Command::Drift(args) => {
+            let outcome = tokio::task::spawn_blocking(move || drift::run(args)).await??;
+            Ok(if outcome.fail {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Serve(args) => {
             init_logging(args.log_format);
             serve::serve(args, shutdown_signal()).await?;

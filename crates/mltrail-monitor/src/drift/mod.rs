@@ -18,6 +18,8 @@ pub use tests::{
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sample {
     Numeric(Vec<f64>),
+    /// Numbers treated as categories (an integer column with few distinct values).
+    Discrete(Vec<f64>),
     Categorical(Vec<String>),
 }
 
@@ -49,7 +51,7 @@ pub(crate) fn key_cmp(a: &Key, b: &Key) -> Ordering {
 impl Sample {
     pub fn len(&self) -> usize {
         match self {
-            Sample::Numeric(v) => v.len(),
+            Sample::Numeric(v) | Sample::Discrete(v) => v.len(),
             Sample::Categorical(v) => v.len(),
         }
     }
@@ -64,7 +66,7 @@ impl Sample {
 
     pub(crate) fn keys(&self) -> Box<dyn Iterator<Item = Key> + '_> {
         match self {
-            Sample::Numeric(v) => Box::new(v.iter().map(|x| Key::Number(*x))),
+            Sample::Numeric(v) | Sample::Discrete(v) => Box::new(v.iter().map(|x| Key::Number(*x))),
             Sample::Categorical(v) => Box::new(v.iter().map(|s| Key::Text(s.clone()))),
         }
     }
