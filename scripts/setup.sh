@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need on a fresh machine: the Python venv with the pinned
-# mlflow client (and moto for an S3-compatible server), PostgreSQL server binaries, wrk.
+# mlflow client (and moto for an S3-compatible server), PostgreSQL server binaries, Chromium
+# (headless, for the HTML report test), wrk for benchmarks.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v chromium >/dev/null || need_apt+=(chromium)   # renders the drift HTML report in a test
 if [ "${MLTRAIL_SETUP_BENCH:-0}" = 1 ]; then command -v wrk >/dev/null || need_apt+=(wrk); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"

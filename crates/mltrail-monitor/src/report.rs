@@ -10,6 +10,8 @@ pub struct Histogram {
     pub labels: Vec<String>,
     pub reference: Vec<f64>,
     pub current: Vec<f64>,
+    /// The outer edges of numeric bins, printed under the axis.
+    pub range: Option<(f64, f64)>,
 }
 
 fn short(v: f64) -> String {
@@ -32,10 +34,12 @@ pub fn histogram(reference: &Sample, current: &Sample) -> Histogram {
             .windows(2)
             .map(|w| format!("{}–{}", short(w[0]), short(w[1])))
             .collect();
+        let range = Some((edges[0], edges[edges.len() - 1]));
         return Histogram {
             labels,
             reference: b.reference,
             current: b.current,
+            range,
         };
     }
     let (keys, rc, cc) = value_counts(reference, current);
@@ -46,6 +50,7 @@ pub fn histogram(reference: &Sample, current: &Sample) -> Histogram {
         labels: Vec::new(),
         reference: Vec::new(),
         current: Vec::new(),
+        range: None,
     };
     for (rank, i) in order.iter().enumerate() {
         if rank < 20 {
@@ -105,7 +110,7 @@ fn svg(h: &Histogram) -> String {
                 share * 100.0
             ));
         }
-        if h.labels.len() <= 12 || i == 0 || i + 1 == h.labels.len() {
+        if h.range.is_none() && (h.labels.len() <= 12 || i == 0 || i + 1 == h.labels.len()) {
             out.push_str(&format!(
                 "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"end\" transform=\"rotate(-35 {:.1} {:.1})\">{}</text>",
                 x + bar,
@@ -115,6 +120,19 @@ fn svg(h: &Histogram) -> String {
                 escape(label)
             ));
         }
+    }
+    if let Some((lo, hi)) = h.range {
+        out.push_str(&format!(
+            "<text x=\"{pad}\" y=\"{:.1}\" font-size=\"10\">{}</text>",
+            ht + 14.0,
+            short(lo)
+        ));
+        out.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">{}</text>",
+            w - pad,
+            ht + 14.0,
+            short(hi)
+        ));
     }
     out.push_str("</svg>");
     out

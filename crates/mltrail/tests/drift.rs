@@ -1,0 +1,199 @@
+//! `mltrail drift` end to end on the golden credit data: the numbers and verdicts Evidently's
+//! DataDriftPreset gives, the HTML report rendered by headless Chromium, clear failures on bad
+//! files.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn golden() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden")
+}
+
+fn mltrail(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mltrail"))
+        .args(args)
+        .output()
+        .expect("run mltrail")
+}
+
+fn data(name: &str) -> String {
+    golden()
+        .join("data")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn golden_files_give_evidentlys_tests_values_and_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("drift.json");
+    let out = mltrail(&[
+        "drift",
+        &data("reference.csv"),
+        &data("current.csv"),
+        "--exclude",
+        "label",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("4 of 13 columns drifted"), "{table}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(golden().join("golden/drift.json")).unwrap())
+            .unwrap();
+    let preset = &golden["evidently_default_5000"];
+    for want in preset["columns"].as_array().unwrap() {
+        let name = want["column"].as_str().unwrap();
+        let got = report["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["column"] == name)
+            .unwrap();
+        assert_eq!(got["method"], want["method"], "{name}");
+        let (g, w) = (
+            got["statistic"].as_f64().unwrap(),
+            want["statistic"].as_f64().unwrap(),
+        );
+        assert!(((g - w) / w).abs() <= 1e-9, "{name}: {g} vs {w}");
+        assert_eq!(got["drifted"], want["drifted"], "{name}");
+    }
+    assert_eq!(
+        report["dataset"]["drifted_columns"],
+        preset["dataset"]["number_of_drifted_columns"]
+    );
+    assert_eq!(
+        report["dataset"]["drift"],
+        preset["dataset"]["dataset_drift"]
+    );
+}
+
+#[test]
+fn fail_on_drift_exits_one_when_the_dataset_drifts() {
+    let drifted = mltrail(&[
+        "drift",
+        &data("reference.csv"),
+        &data("current.csv"),
+        "--columns",
+        "income,debt_ratio,region,age",
+        "--fail-on-drift",
+    ]);
+    assert_eq!(
+        drifted.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&drifted.stdout)
+    );
+    assert!(String::from_utf8_lossy(&drifted.stdout).contains("DATASET DRIFT"));
+    let stable = mltrail(&[
+        "drift",
+        &data("reference.csv"),
+        &data("current.csv"),
+        "--columns",
+        "age,sex",
+        "--fail-on-drift",
+    ]);
+    assert_eq!(stable.status.code(), Some(0));
+}
+
+#[test]
+fn bad_files_fail_with_a_one_line_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let good = write("good.csv", "a,b\n1.5,x\n2.5,y\n3.5,x\n");
+    let cases = [
+        (write("ragged.csv", "a,b\n1,2\n3\n"), "ragged.csv"),
+        (write("empty.csv", ""), "empty.csv"),
+        (write("header_only.csv", "a,b\n"), "no rows"),
+        (write("data.txt", "a,b\n1,2\n"), "unknown file type"),
+        (
+            write("text_a.csv", "a,b\nfoo,x\nbar,y\n"),
+            "text in the current data",
+        ),
+    ];
+    for (path, expect) in cases {
+        let out = mltrail(&["drift", &good, &path]);
+        assert_ne!(out.status.code(), Some(0), "{path} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(expect), "{path}: {err}");
+    }
+    let out = mltrail(&["drift", &good, &good, "--method", "magic"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--method `magic`"));
+}
+
+fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+            let p = Path::new(dir).join(name);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!("headless Chromium is needed to check the HTML report: run scripts/setup.sh (installs Debian's chromium)");
+}
+
+#[test]
+fn the_html_report_renders_in_headless_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("report.html");
+    let out = mltrail(&[
+        "drift",
+        &data("reference.csv"),
+        &data("current.csv"),
+        "--exclude",
+        "label",
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("No dataset drift") && page.contains("4 of 13 columns drifted"));
+    assert_eq!(page.matches("<svg").count(), 13, "one histogram per column");
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http"),
+        "self-contained: nothing loaded from the network"
+    );
+    let shot = dir.path().join("report.png");
+    let status = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,1400",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("run chromium");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real picture, not a blank page: {} bytes",
+        png.len()
+    );
+}
