@@ -31,12 +31,26 @@ pub enum DataError {
     UnknownFormat { path: String },
 }
 
-/// A column's values; `None` is a missing value.
+/// Marks a missing value in [`Values::Text`] codes.
+pub const MISSING: u32 = u32::MAX;
+
+/// A column's values, stored compactly (8 bytes a number, 4 bytes a text cell).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
-    Int(Vec<Option<i64>>),
-    Float(Vec<Option<f64>>),
-    Text(Vec<Option<String>>),
+    /// Numbers, NaN where missing; `integer` when the file typed the column as integers
+    /// (compared as f64: exact up to 2^53).
+    Numeric { values: Vec<f64>, integer: bool },
+    /// Dictionary-encoded text: `labels[code]`, [`MISSING`] where missing.
+    Text {
+        labels: Vec<String>,
+        codes: Vec<u32>,
+    },
+}
+
+/// Builds the dictionary of a text column while reading.
+#[derive(Default)]
+struct Dictionary {
+    index: std::collections::HashMap<String, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -55,45 +69,104 @@ impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
+
+    /// Moves a column's values out (for callers that consume the table column by column).
+    pub fn take(&mut self, name: &str) -> Option<Values> {
+        let col = self.columns.iter_mut().find(|c| c.name == name)?;
+        Some(std::mem::replace(
+            &mut col.values,
+            Values::Numeric {
+                values: Vec::new(),
+                integer: false,
+            },
+        ))
+    }
 }
 
-fn append(path: &str, columns: &mut [Column], batch: &RecordBatch) -> Result<(), DataError> {
-    for (col, array) in columns.iter_mut().zip(batch.columns()) {
-        append_array(path, col, array)?;
+fn append(
+    path: &str,
+    columns: &mut [Column],
+    dicts: &mut [Dictionary],
+    batch: &RecordBatch,
+) -> Result<(), DataError> {
+    for ((col, dict), array) in columns
+        .iter_mut()
+        .zip(dicts.iter_mut())
+        .zip(batch.columns())
+    {
+        append_array(path, col, dict, array)?;
     }
     Ok(())
 }
 
-fn append_array(path: &str, col: &mut Column, array: &ArrayRef) -> Result<(), DataError> {
+fn append_array(
+    path: &str,
+    col: &mut Column,
+    dict: &mut Dictionary,
+    array: &ArrayRef,
+) -> Result<(), DataError> {
     let any = array.as_any();
-    macro_rules! extend {
-        ($variant:ident, $arr:expr, $map:expr) => {{
-            let Values::$variant(out) = &mut col.values else {
-                unreachable!("column typed from the schema")
+    let unsupported = || DataError::UnsupportedType {
+        path: path.into(),
+        column: col.name.clone(),
+        kind: array.data_type().to_string(),
+    };
+    match &mut col.values {
+        Values::Numeric { values, .. } => {
+            macro_rules! numbers {
+                ($arr:expr) => {
+                    values.extend((0..$arr.len()).map(|i| {
+                        if $arr.is_valid(i) {
+                            $arr.value(i) as f64
+                        } else {
+                            f64::NAN
+                        }
+                    }))
+                };
+            }
+            if let Some(a) = any.downcast_ref::<Int64Array>() {
+                numbers!(a);
+            } else if let Some(a) = any.downcast_ref::<Int32Array>() {
+                numbers!(a);
+            } else if let Some(a) = any.downcast_ref::<Float64Array>() {
+                numbers!(a);
+            } else if let Some(a) = any.downcast_ref::<Float32Array>() {
+                numbers!(a);
+            } else {
+                return Err(unsupported());
+            }
+        }
+        Values::Text { labels, codes } => {
+            let mut push = |v: Option<&str>| {
+                let code = match v {
+                    None => MISSING,
+                    Some(text) => match dict.index.get(text) {
+                        Some(c) => *c,
+                        None => {
+                            let c = labels.len() as u32;
+                            labels.push(text.to_string());
+                            dict.index.insert(text.to_string(), c);
+                            c
+                        }
+                    },
+                };
+                codes.push(code);
             };
-            out.extend((0..$arr.len()).map(|i| $arr.is_valid(i).then(|| $map($arr.value(i)))));
-        }};
-    }
-    if let Some(a) = any.downcast_ref::<Int64Array>() {
-        extend!(Int, a, |v: i64| v);
-    } else if let Some(a) = any.downcast_ref::<Int32Array>() {
-        extend!(Int, a, i64::from);
-    } else if let Some(a) = any.downcast_ref::<Float64Array>() {
-        extend!(Float, a, |v: f64| v);
-    } else if let Some(a) = any.downcast_ref::<Float32Array>() {
-        extend!(Float, a, f64::from);
-    } else if let Some(a) = any.downcast_ref::<StringArray>() {
-        extend!(Text, a, |v: &str| v.to_string());
-    } else if let Some(a) = any.downcast_ref::<LargeStringArray>() {
-        extend!(Text, a, |v: &str| v.to_string());
-    } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
-        extend!(Text, a, |v: bool| v.to_string());
-    } else {
-        return Err(DataError::UnsupportedType {
-            path: path.into(),
-            column: col.name.clone(),
-            kind: array.data_type().to_string(),
-        });
+            if let Some(a) = any.downcast_ref::<StringArray>() {
+                (0..a.len()).for_each(|i| push(a.is_valid(i).then(|| a.value(i))));
+            } else if let Some(a) = any.downcast_ref::<LargeStringArray>() {
+                (0..a.len()).for_each(|i| push(a.is_valid(i).then(|| a.value(i))));
+            } else if let Some(a) = any.downcast_ref::<BooleanArray>() {
+                (0..a.len()).for_each(|i| {
+                    push(
+                        a.is_valid(i)
+                            .then(|| if a.value(i) { "true" } else { "false" }),
+                    )
+                });
+            } else {
+                return Err(unsupported());
+            }
+        }
     }
     Ok(())
 }
@@ -104,11 +177,18 @@ fn empty_columns(path: &str, schema: &Schema) -> Result<Vec<Column>, DataError> 
         .iter()
         .map(|f| {
             let values = match f.data_type() {
-                DataType::Int64 | DataType::Int32 => Values::Int(Vec::new()),
-                DataType::Float64 | DataType::Float32 => Values::Float(Vec::new()),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Boolean => {
-                    Values::Text(Vec::new())
-                }
+                DataType::Int64 | DataType::Int32 => Values::Numeric {
+                    values: Vec::new(),
+                    integer: true,
+                },
+                DataType::Float64 | DataType::Float32 => Values::Numeric {
+                    values: Vec::new(),
+                    integer: false,
+                },
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Boolean => Values::Text {
+                    labels: Vec::new(),
+                    codes: Vec::new(),
+                },
                 other => {
                     return Err(DataError::UnsupportedType {
                         path: path.into(),
@@ -125,7 +205,19 @@ fn empty_columns(path: &str, schema: &Schema) -> Result<Vec<Column>, DataError> 
         .collect()
 }
 
+/// Types are inferred from the first rows (inference runs a regex per value, which dominates
+/// reading time on big files); if a later value does not fit, the file is read again with types
+/// inferred from every row.
+const INFER_ROWS: usize = 20_000;
+
 fn read_csv(path: &Path) -> Result<Table, DataError> {
+    match read_csv_inferring(path, Some(INFER_ROWS)) {
+        Err(DataError::Parse { .. }) => read_csv_inferring(path, None),
+        other => other,
+    }
+}
+
+fn read_csv_inferring(path: &Path, infer_rows: Option<usize>) -> Result<Table, DataError> {
     let p = path.display().to_string();
     let io = |source| DataError::Io {
         path: p.clone(),
@@ -137,7 +229,7 @@ fn read_csv(path: &Path) -> Result<Table, DataError> {
     };
     let format = arrow_csv::reader::Format::default().with_header(true);
     let (schema, records) = format
-        .infer_schema(File::open(path).map_err(io)?, None)
+        .infer_schema(File::open(path).map_err(io)?, infer_rows)
         .map_err(parse)?;
     if records == 0 || schema.fields().is_empty() {
         return Err(DataError::Empty { path: p });
@@ -156,6 +248,7 @@ fn read_csv(path: &Path) -> Result<Table, DataError> {
             .collect::<Vec<_>>(),
     );
     let mut columns = empty_columns(&p, &schema)?;
+    let mut dicts: Vec<Dictionary> = columns.iter().map(|_| Dictionary::default()).collect();
     let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
         .with_format(format)
         .build(File::open(path).map_err(io)?)
@@ -164,7 +257,7 @@ fn read_csv(path: &Path) -> Result<Table, DataError> {
     for batch in reader {
         let batch = batch.map_err(parse)?;
         rows += batch.num_rows();
-        append(&p, &mut columns, &batch)?;
+        append(&p, &mut columns, &mut dicts, &batch)?;
     }
     Ok(Table { columns, rows })
 }
@@ -182,6 +275,7 @@ fn read_parquet(path: &Path) -> Result<Table, DataError> {
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(parse)?;
     let mut columns = empty_columns(&p, builder.schema())?;
+    let mut dicts: Vec<Dictionary> = columns.iter().map(|_| Dictionary::default()).collect();
     let mut rows = 0;
     for batch in builder.build().map_err(parse)? {
         let batch = batch.map_err(|e| DataError::Parse {
@@ -189,7 +283,7 @@ fn read_parquet(path: &Path) -> Result<Table, DataError> {
             message: e.to_string(),
         })?;
         rows += batch.num_rows();
-        append(&p, &mut columns, &batch)?;
+        append(&p, &mut columns, &mut dicts, &batch)?;
     }
     if rows == 0 {
         return Err(DataError::Empty { path: p });
@@ -230,15 +324,33 @@ mod tests {
         assert_eq!(t.rows, 2);
         assert_eq!(
             t.column("a").unwrap().values,
-            Values::Int(vec![Some(1), Some(2)])
+            Values::Numeric {
+                values: vec![1.0, 2.0],
+                integer: true
+            }
         );
-        assert_eq!(
-            t.column("b").unwrap().values,
-            Values::Float(vec![Some(2.5), None])
+        assert!(
+            matches!(&t.column("b").unwrap().values, Values::Numeric { values, integer: false } if values[0] == 2.5 && values[1].is_nan())
         );
         assert_eq!(
             t.column("c").unwrap().values,
-            Values::Text(vec![Some("x".into()), Some("y".into())])
+            Values::Text {
+                labels: vec!["x".into(), "y".into()],
+                codes: vec![0, 1]
+            }
+        );
+    }
+
+    #[test]
+    fn a_late_value_that_does_not_fit_the_first_rows_type_is_still_read() {
+        let mut text = String::from("a\n");
+        for i in 0..INFER_ROWS + 10 {
+            text.push_str(&format!("{i}\n"));
+        }
+        text.push_str("2.5\n");
+        let t = csv(&text).unwrap();
+        assert!(
+            matches!(&t.column("a").unwrap().values, Values::Numeric { values, integer: false } if values.last() == Some(&2.5))
         );
     }
 

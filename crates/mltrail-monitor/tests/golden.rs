@@ -37,7 +37,7 @@ fn sample(t: &Table, column: &str, numeric: bool, limit: usize) -> Sample {
     if numeric {
         Sample::Numeric(cells.map(|c| c.parse::<f64>().unwrap()).collect())
     } else {
-        Sample::Categorical(cells.collect())
+        Sample::categorical(cells)
     }
 }
 

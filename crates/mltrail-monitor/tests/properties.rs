@@ -68,7 +68,7 @@ proptest! {
 
     #[test]
     fn a_categorical_sample_against_itself_shows_no_drift(v in categories()) {
-        let s = Sample::Categorical(v);
+        let s = Sample::categorical(v);
         let (stat, p) = drift::chisquare(&s, &s);
         prop_assert!(stat.abs() < 1e-9);
         prop_assert!(p > 0.999_999 || p.is_nan());

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use mltrail_data::table::{self, Table, Values};
-use mltrail_monitor::drift::{self, ColumnDrift, Method, Sample};
+use mltrail_monitor::drift::{self, Categories, ColumnDrift, Method, Sample};
 use mltrail_monitor::report;
 use serde_json::json;
 
@@ -48,83 +48,75 @@ pub struct DriftArgs {
     fail_on_drift: bool,
 }
 
-fn floats(v: &Values) -> Vec<f64> {
-    let out: Vec<f64> = match v {
-        Values::Int(x) => x.iter().flatten().map(|i| *i as f64).collect(),
-        Values::Float(x) => x.iter().flatten().copied().collect(),
-        Values::Text(_) => Vec::new(),
-    };
-    // Evidently drops missing and infinite values before testing.
-    out.into_iter().filter(|x| x.is_finite()).collect()
+/// Numbers without missing or infinite values (Evidently drops both before testing).
+fn finite(mut values: Vec<f64>) -> Vec<f64> {
+    values.retain(|x| x.is_finite());
+    values
 }
 
-fn texts(v: &Values) -> Vec<String> {
-    match v {
-        Values::Text(x) => x.iter().flatten().cloned().collect(),
-        Values::Int(x) => x.iter().flatten().map(|i| i.to_string()).collect(),
-        Values::Float(x) => x
-            .iter()
-            .flatten()
-            .filter(|f| !f.is_nan())
-            .map(|f| f.to_string())
-            .collect(),
-    }
+fn categories(labels: Vec<String>, mut codes: Vec<u32>) -> Categories {
+    codes.retain(|c| *c != table::MISSING);
+    Categories { labels, codes }
 }
 
-/// The two samples of one column, typed by the reference (and the flags).
+/// The two samples of one column, typed by the reference (and the flags); consumes the values.
 fn samples(
     name: &str,
-    r: &Values,
-    c: &Values,
+    r: Values,
+    c: Values,
     args: &DriftArgs,
 ) -> Result<(Sample, Sample, &'static str)> {
     let forced_cat = args.categorical.iter().any(|n| n == name);
     let forced_num = args.numerical.iter().any(|n| n == name);
-    match r {
-        Values::Text(_) if forced_num => {
+    match (r, c) {
+        (Values::Text { .. }, _) if forced_num => {
             bail!("column `{name}` holds text; it cannot be --numerical")
         }
-        Values::Text(_) => Ok((
-            Sample::Categorical(texts(r)),
-            Sample::Categorical(texts(c)),
+        (
+            Values::Text { labels, codes },
+            Values::Text {
+                labels: cl,
+                codes: cc,
+            },
+        ) => Ok((
+            Sample::Categorical(categories(labels, codes)),
+            Sample::Categorical(categories(cl, cc)),
             "categorical",
         )),
-        _ if matches!(c, Values::Text(_)) => {
+        (Values::Text { .. }, Values::Numeric { .. }) => {
+            bail!("column `{name}` is text in the reference but numeric in the current data")
+        }
+        (Values::Numeric { .. }, Values::Text { .. }) => {
             bail!("column `{name}` is numeric in the reference but text in the current data")
         }
-        Values::Int(_) | Values::Float(_) if forced_cat => Ok((
-            Sample::Discrete(floats(r)),
-            Sample::Discrete(floats(c)),
-            "categorical",
-        )),
-        Values::Int(_) => {
-            let values = floats(r);
-            let distinct: HashSet<u64> = values.iter().map(|v| v.to_bits()).collect();
-            if distinct.len() <= 10 && !forced_num {
-                Ok((
-                    Sample::Discrete(values),
-                    Sample::Discrete(floats(c)),
-                    "categorical",
-                ))
+        (
+            Values::Numeric {
+                values: rv,
+                integer,
+            },
+            Values::Numeric { values: cv, .. },
+        ) => {
+            let (rv, cv) = (finite(rv), finite(cv));
+            let categorical = forced_cat
+                || (integer && !forced_num && {
+                    let distinct: HashSet<u64> = rv.iter().map(|v| v.to_bits()).collect();
+                    distinct.len() <= 10
+                });
+            if categorical {
+                Ok((Sample::Discrete(rv), Sample::Discrete(cv), "categorical"))
             } else {
-                Ok((
-                    Sample::Numeric(values),
-                    Sample::Numeric(floats(c)),
-                    "numerical",
-                ))
+                Ok((Sample::Numeric(rv), Sample::Numeric(cv), "numerical"))
             }
         }
-        Values::Float(_) => Ok((
-            Sample::Numeric(floats(r)),
-            Sample::Numeric(floats(c)),
-            "numerical",
-        )),
     }
 }
 
 fn load(path: &std::path::Path) -> Result<Table> {
     table::read(path).map_err(|e| anyhow!("{e}"))
 }
+
+/// One column's verdict, with its histogram when an HTML report was asked for.
+type ColumnOutcome = (ColumnDrift, Option<report::Histogram>);
 
 pub struct Outcome {
     /// The dataset drifted and `--fail-on-drift` asked for a failing exit status.
@@ -137,7 +129,7 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         .as_deref()
         .map(|m| Method::parse(m).ok_or_else(|| anyhow!("--method `{m}` is not one of ks, wasserstein, jensenshannon, psi, chisquare, chi2_contingency, z")))
         .transpose()?;
-    let (reference, current) = (load(&args.reference)?, load(&args.current)?);
+    let (mut reference, mut current) = (load(&args.reference)?, load(&args.current)?);
     let wanted: Vec<String> = if args.columns.is_empty() {
         reference
             .columns
@@ -163,18 +155,53 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
     {
         eprintln!("note: column `{missing}` is only in the reference; skipped");
     }
-    let mut results: Vec<(ColumnDrift, report::Histogram, &'static str)> = Vec::new();
+    let mut prepared = Vec::with_capacity(wanted.len());
     for name in &wanted {
         let r = reference
-            .column(name)
+            .take(name)
             .ok_or_else(|| anyhow!("column `{name}` is not in {}", args.reference.display()))?;
         let c = current
-            .column(name)
+            .take(name)
             .ok_or_else(|| anyhow!("column `{name}` is not in {}", args.current.display()))?;
-        let (rs, cs, kind) = samples(name, &r.values, &c.values, &args)?;
-        let verdict =
-            drift::column_drift(name, &rs, &cs, method, None).map_err(|e| anyhow!("{e}"))?;
-        let histogram = report::histogram(&rs, &cs);
+        prepared.push((name.clone(), samples(name, r, c, &args)?));
+    }
+    drop((reference, current));
+    // Columns are independent: spread them over the cores.
+    let want_histograms = args.html.is_some();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(prepared.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<ColumnOutcome>>>> = prepared
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((name, (rs, cs, _))) = prepared.get(i) else {
+                    break;
+                };
+                let result = drift::column_drift(name, rs, cs, method, None)
+                    .map_err(|e| anyhow!("{e}"))
+                    .map(|verdict| (verdict, want_histograms.then(|| report::histogram(rs, cs))));
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(result);
+                }
+            });
+        }
+    });
+    let mut results: Vec<(ColumnDrift, Option<report::Histogram>, &'static str)> =
+        Vec::with_capacity(prepared.len());
+    for (slot, (_, (_, _, kind))) in slots.into_iter().zip(&prepared) {
+        let (verdict, histogram) = slot
+            .into_inner()
+            .ok()
+            .flatten()
+            .ok_or_else(|| anyhow!("a drift worker stopped"))??;
         results.push((verdict, histogram, kind));
     }
     let columns: Vec<ColumnDrift> = results.iter().map(|(c, _, _)| c.clone()).collect();
@@ -237,8 +264,10 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         }
     }
     if let Some(path) = &args.html {
-        let pairs: Vec<(ColumnDrift, report::Histogram)> =
-            results.into_iter().map(|(c, h, _)| (c, h)).collect();
+        let pairs: Vec<(ColumnDrift, report::Histogram)> = results
+            .into_iter()
+            .filter_map(|(c, h, _)| h.map(|h| (c, h)))
+            .collect();
         let title = format!("{} → {}", args.reference.display(), args.current.display());
         std::fs::write(
             path,

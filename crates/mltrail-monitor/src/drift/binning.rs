@@ -53,6 +53,27 @@ pub fn histogram(values: &[f64], edges: &[f64]) -> Vec<u64> {
 
 /// Per-value counts over the union of keys (sorted), for categorical and low-cardinality columns.
 pub fn value_counts(reference: &Sample, current: &Sample) -> (Vec<String>, Vec<f64>, Vec<f64>) {
+    if let (Sample::Categorical(r), Sample::Categorical(c)) = (reference, current) {
+        // Count codes, then merge the two dictionaries by label.
+        let per_code = |cats: &super::Categories| {
+            let mut n = vec![0f64; cats.labels.len()];
+            cats.codes.iter().for_each(|c| n[*c as usize] += 1.0);
+            n
+        };
+        let mut counts: std::collections::HashMap<&str, (f64, f64)> =
+            std::collections::HashMap::new();
+        for (label, n) in r.labels.iter().zip(per_code(r)).filter(|(_, n)| *n > 0.0) {
+            counts.entry(label.as_str()).or_default().0 += n;
+        }
+        for (label, n) in c.labels.iter().zip(per_code(c)).filter(|(_, n)| *n > 0.0) {
+            counts.entry(label.as_str()).or_default().1 += n;
+        }
+        let mut keys: Vec<&str> = counts.keys().copied().collect();
+        keys.sort_unstable();
+        let rc = keys.iter().map(|k| counts[k].0).collect();
+        let cc = keys.iter().map(|k| counts[k].1).collect();
+        return (keys.into_iter().map(str::to_string).collect(), rc, cc);
+    }
     let keys = super::union_keys(reference, current);
     let count = |s: &Sample| {
         let mut c = vec![0f64; keys.len()];
@@ -72,7 +93,7 @@ pub fn value_counts(reference: &Sample, current: &Sample) -> (Vec<String>, Vec<f
 /// `fill_zeroes` (PSI) replaces each empty share by min(nonzero)/1e6 if that is ≤ 1e-4, else by 1e-4.
 pub fn bin(reference: &Sample, current: &Sample, fill_zeroes: bool) -> Binned {
     let (mut r, mut c, edges) = match (reference, current) {
-        (Sample::Numeric(rv), Sample::Numeric(cv)) if reference.distinct() > 20 => {
+        (Sample::Numeric(rv), Sample::Numeric(cv)) if reference.distinct_up_to(20) > 20 => {
             let combined: Vec<f64> = rv.iter().chain(cv).copied().collect();
             let edges = sturges_edges(&combined);
             let share = |v: &[f64]| {

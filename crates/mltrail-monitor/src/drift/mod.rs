@@ -20,7 +20,34 @@ pub enum Sample {
     Numeric(Vec<f64>),
     /// Numbers treated as categories (an integer column with few distinct values).
     Discrete(Vec<f64>),
-    Categorical(Vec<String>),
+    Categorical(Categories),
+}
+
+/// Text values, dictionary-encoded: `labels[code]` (4 bytes a row however long the text).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Categories {
+    pub labels: Vec<String>,
+    pub codes: Vec<u32>,
+}
+
+impl Categories {
+    pub fn from_values<I: IntoIterator<Item = String>>(values: I) -> Self {
+        let mut index: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut out = Categories::default();
+        for v in values {
+            let next = out.labels.len() as u32;
+            let code = *index.entry(v).or_insert_with_key(|k| {
+                out.labels.push(k.clone());
+                next
+            });
+            out.codes.push(code);
+        }
+        out
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.codes.iter().map(|c| self.labels[*c as usize].as_str())
+    }
 }
 
 /// A distinct value, ordered as numbers or as text.
@@ -49,10 +76,15 @@ pub(crate) fn key_cmp(a: &Key, b: &Key) -> Ordering {
 }
 
 impl Sample {
+    /// A categorical sample from text values.
+    pub fn categorical<I: IntoIterator<Item = String>>(values: I) -> Self {
+        Sample::Categorical(Categories::from_values(values))
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Sample::Numeric(v) | Sample::Discrete(v) => v.len(),
-            Sample::Categorical(v) => v.len(),
+            Sample::Categorical(c) => c.codes.len(),
         }
     }
 
@@ -67,16 +99,69 @@ impl Sample {
     pub(crate) fn keys(&self) -> Box<dyn Iterator<Item = Key> + '_> {
         match self {
             Sample::Numeric(v) | Sample::Discrete(v) => Box::new(v.iter().map(|x| Key::Number(*x))),
-            Sample::Categorical(v) => Box::new(v.iter().map(|s| Key::Text(s.clone()))),
+            Sample::Categorical(c) => Box::new(c.iter().map(|s| Key::Text(s.to_string()))),
         }
     }
 
     /// Number of distinct values.
     pub fn distinct(&self) -> usize {
-        let mut keys: Vec<Key> = self.keys().collect();
-        keys.sort_by(key_cmp);
-        keys.dedup();
-        keys.len()
+        self.distinct_up_to(usize::MAX)
+    }
+
+    /// Number of distinct values, counting stops once `limit` is exceeded (the default test and
+    /// the binning only ask "more than 5?" and "more than 20?").
+    pub fn distinct_up_to(&self, limit: usize) -> usize {
+        match self {
+            Sample::Numeric(v) | Sample::Discrete(v) => {
+                let mut seen = std::collections::HashSet::new();
+                for x in v {
+                    seen.insert(x.to_bits());
+                    if seen.len() > limit {
+                        break;
+                    }
+                }
+                seen.len()
+            }
+            Sample::Categorical(c) => {
+                let mut seen = std::collections::HashSet::new();
+                for x in &c.codes {
+                    seen.insert(*x);
+                    if seen.len() > limit {
+                        break;
+                    }
+                }
+                seen.len()
+            }
+        }
+    }
+}
+
+/// Distinct values of both samples together, counting stops past `limit`.
+pub(crate) fn union_distinct_up_to(a: &Sample, b: &Sample, limit: usize) -> usize {
+    match (a, b) {
+        (Sample::Categorical(x), Sample::Categorical(y)) => {
+            let mut seen = std::collections::HashSet::new();
+            for v in x.iter().chain(y.iter()) {
+                seen.insert(v);
+                if seen.len() > limit {
+                    break;
+                }
+            }
+            seen.len()
+        }
+        _ => {
+            let mut seen = std::collections::HashSet::new();
+            for k in a.keys().chain(b.keys()) {
+                seen.insert(match k {
+                    Key::Number(v) => format!("n{}", v.to_bits()),
+                    Key::Text(t) => format!("t{t}"),
+                });
+                if seen.len() > limit {
+                    break;
+                }
+            }
+            seen.len()
+        }
     }
 }
 
@@ -166,7 +251,7 @@ impl Method {
 /// reference values, `u` the number of distinct values in reference ∪ current.
 pub fn default_method(reference: &Sample, current: &Sample) -> Method {
     let n = reference.len();
-    let u = union_keys(reference, current).len();
+    let u = union_distinct_up_to(reference, current, 5);
     let numeric = reference.is_numeric();
     if n <= 1000 {
         if numeric && u > 5 {
@@ -245,7 +330,7 @@ pub fn column_drift(
             (s, Some(p))
         }
         Method::Z => {
-            if union_keys(reference, current).len() > 2 {
+            if union_distinct_up_to(reference, current, 2) > 2 {
                 return Err(DriftError::Unsuitable {
                     column: column.to_string(),
                     method: "z",

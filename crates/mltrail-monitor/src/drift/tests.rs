@@ -6,7 +6,7 @@ use crate::special::{chi2_sf, kolmogorov_sf, ks_outer_prob_inside, ks_prob_outsi
 
 fn sorted(v: &[f64]) -> Vec<f64> {
     let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
+    s.sort_unstable_by(f64::total_cmp);
     s
 }
 
@@ -104,8 +104,18 @@ pub fn ks(reference: &[f64], current: &[f64]) -> KsResult {
 /// First Wasserstein distance between the two empirical distributions (scipy).
 pub fn wasserstein(reference: &[f64], current: &[f64]) -> f64 {
     let (u, v) = (sorted(reference), sorted(current));
-    let mut all: Vec<f64> = u.iter().chain(&v).copied().collect();
-    all.sort_by(f64::total_cmp);
+    // Merge the two sorted samples instead of sorting their union again.
+    let mut all: Vec<f64> = Vec::with_capacity(u.len() + v.len());
+    let (mut a, mut b) = (0, 0);
+    while a < u.len() || b < v.len() {
+        if b == v.len() || (a < u.len() && u[a] <= v[b]) {
+            all.push(u[a]);
+            a += 1;
+        } else {
+            all.push(v[b]);
+            b += 1;
+        }
+    }
     let (nu, nv) = (u.len() as f64, v.len() as f64);
     let (mut i, mut j) = (0usize, 0usize);
     let mut total = 0.0;
