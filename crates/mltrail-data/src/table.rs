@@ -210,14 +210,21 @@ fn empty_columns(path: &str, schema: &Schema) -> Result<Vec<Column>, DataError> 
 /// inferred from every row.
 const INFER_ROWS: usize = 20_000;
 
-fn read_csv(path: &Path) -> Result<Table, DataError> {
-    match read_csv_inferring(path, Some(INFER_ROWS)) {
-        Err(DataError::Parse { .. }) => read_csv_inferring(path, None),
+/// Which columns to read.
+pub type ColumnFilter<'a> = &'a (dyn Fn(&str) -> bool + Sync);
+
+fn read_csv(path: &Path, keep: ColumnFilter) -> Result<Table, DataError> {
+    match read_csv_inferring(path, Some(INFER_ROWS), keep) {
+        Err(DataError::Parse { .. }) => read_csv_inferring(path, None, keep),
         other => other,
     }
 }
 
-fn read_csv_inferring(path: &Path, infer_rows: Option<usize>) -> Result<Table, DataError> {
+fn read_csv_inferring(
+    path: &Path,
+    infer_rows: Option<usize>,
+    keep: ColumnFilter,
+) -> Result<Table, DataError> {
     let p = path.display().to_string();
     let io = |source| DataError::Io {
         path: p.clone(),
@@ -247,10 +254,16 @@ fn read_csv_inferring(path: &Path, infer_rows: Option<usize>) -> Result<Table, D
             })
             .collect::<Vec<_>>(),
     );
-    let mut columns = empty_columns(&p, &schema)?;
+    // Only the wanted columns are parsed at all.
+    let projection: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| keep(schema.field(*i).name()))
+        .collect();
+    let projected = schema.project(&projection).map_err(parse)?;
+    let mut columns = empty_columns(&p, &projected)?;
     let mut dicts: Vec<Dictionary> = columns.iter().map(|_| Dictionary::default()).collect();
     let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
         .with_format(format)
+        .with_projection(projection)
         .build(File::open(path).map_err(io)?)
         .map_err(parse)?;
     let mut rows = 0;
@@ -262,7 +275,7 @@ fn read_csv_inferring(path: &Path, infer_rows: Option<usize>) -> Result<Table, D
     Ok(Table { columns, rows })
 }
 
-fn read_parquet(path: &Path) -> Result<Table, DataError> {
+fn read_parquet(path: &Path, keep: ColumnFilter) -> Result<Table, DataError> {
     let p = path.display().to_string();
     let parse = |e: parquet::errors::ParquetError| DataError::Parse {
         path: p.clone(),
@@ -274,10 +287,21 @@ fn read_parquet(path: &Path) -> Result<Table, DataError> {
     })?;
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(parse)?;
-    let mut columns = empty_columns(&p, builder.schema())?;
+    let indices: Vec<usize> = (0..builder.schema().fields().len())
+        .filter(|i| keep(builder.schema().field(*i).name()))
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices.clone());
+    let projected = builder
+        .schema()
+        .project(&indices)
+        .map_err(|e| DataError::Parse {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+    let mut columns = empty_columns(&p, &projected)?;
     let mut dicts: Vec<Dictionary> = columns.iter().map(|_| Dictionary::default()).collect();
     let mut rows = 0;
-    for batch in builder.build().map_err(parse)? {
+    for batch in builder.with_projection(mask).build().map_err(parse)? {
         let batch = batch.map_err(|e| DataError::Parse {
             path: p.clone(),
             message: e.to_string(),
@@ -293,14 +317,19 @@ fn read_parquet(path: &Path) -> Result<Table, DataError> {
 
 /// Reads `.csv` (header row, types inferred from every row) or `.parquet`.
 pub fn read(path: &Path) -> Result<Table, DataError> {
+    read_filtered(path, &|_| true)
+}
+
+/// Reads only the columns `keep` accepts.
+pub fn read_filtered(path: &Path, keep: ColumnFilter) -> Result<Table, DataError> {
     match path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .as_deref()
     {
-        Some("csv") => read_csv(path),
-        Some("parquet") | Some("pq") => read_parquet(path),
+        Some("csv") => read_csv(path, keep),
+        Some("parquet") | Some("pq") => read_parquet(path, keep),
         _ => Err(DataError::UnknownFormat {
             path: path.display().to_string(),
         }),

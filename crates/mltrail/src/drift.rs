@@ -111,8 +111,8 @@ fn samples(
     }
 }
 
-fn load(path: &std::path::Path) -> Result<Table> {
-    table::read(path).map_err(|e| anyhow!("{e}"))
+fn load(path: &std::path::Path, keep: table::ColumnFilter) -> Result<Table> {
+    table::read_filtered(path, keep).map_err(|e| anyhow!("{e}"))
 }
 
 /// One column's verdict, with its histogram when an HTML report was asked for.
@@ -129,7 +129,21 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         .as_deref()
         .map(|m| Method::parse(m).ok_or_else(|| anyhow!("--method `{m}` is not one of ks, wasserstein, jensenshannon, psi, chisquare, chi2_contingency, z")))
         .transpose()?;
-    let (mut reference, mut current) = (load(&args.reference)?, load(&args.current)?);
+    // Read both files at once (one per core), parsing only the columns asked for.
+    let keep = |name: &str| {
+        (args.columns.is_empty() || args.columns.iter().any(|c| c == name))
+            && !args.exclude.iter().any(|c| c == name)
+    };
+    let (reference, current) = std::thread::scope(|s| {
+        let r = s.spawn(|| load(&args.reference, &keep));
+        let c = load(&args.current, &keep);
+        (
+            r.join()
+                .unwrap_or_else(|_| Err(anyhow!("reading {} failed", args.reference.display()))),
+            c,
+        )
+    });
+    let (mut reference, mut current) = (reference?, current?);
     let wanted: Vec<String> = if args.columns.is_empty() {
         reference
             .columns
@@ -163,7 +177,10 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         let c = current
             .take(name)
             .ok_or_else(|| anyhow!("column `{name}` is not in {}", args.current.display()))?;
-        prepared.push((name.clone(), samples(name, r, c, &args)?));
+        prepared.push((
+            name.clone(),
+            std::sync::Mutex::new(samples(name, r, c, &args)?),
+        ));
     }
     drop((reference, current));
     // Columns are independent: spread them over the cores.
@@ -182,9 +199,14 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         for _ in 0..workers {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((name, (rs, cs, _))) = prepared.get(i) else {
+                let Some((name, samples)) = prepared.get(i) else {
                     break;
                 };
+                let Ok(mut pair) = samples.lock() else { break };
+                let (rs, cs, _) = &mut *pair;
+                rs.sort();
+                cs.sort();
+                let (rs, cs) = (&*rs, &*cs);
                 let result = drift::column_drift(name, rs, cs, method, None)
                     .map_err(|e| anyhow!("{e}"))
                     .map(|verdict| (verdict, want_histograms.then(|| report::histogram(rs, cs))));
@@ -196,7 +218,8 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
     });
     let mut results: Vec<(ColumnDrift, Option<report::Histogram>, &'static str)> =
         Vec::with_capacity(prepared.len());
-    for (slot, (_, (_, _, kind))) in slots.into_iter().zip(&prepared) {
+    for (slot, (_, pair)) in slots.into_iter().zip(&prepared) {
+        let kind = pair.lock().map(|p| p.2).unwrap_or("numerical");
         let (verdict, histogram) = slot
             .into_inner()
             .ok()

@@ -1,6 +1,6 @@
 //! Evidently's binning (`get_binned_data`), shared by Jensen–Shannon and PSI.
 
-use super::Sample;
+use super::{Key, Sample};
 
 /// Reference and current shares per bin, and how the bins were made.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,8 +39,7 @@ pub fn sturges_edges(values: &[f64]) -> Vec<f64> {
 
 /// `np.histogram(values, edges)[0]`: bins are [e_i, e_i+1), the last one closed.
 pub fn histogram(values: &[f64], edges: &[f64]) -> Vec<u64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
+    let sorted = super::tests::sorted(values);
     let below = |e: f64| sorted.partition_point(|v| *v < e);
     let at_or_below = |e: f64| sorted.partition_point(|v| *v <= e);
     let mut cumulative: Vec<usize> = edges[..edges.len() - 1].iter().map(|e| below(*e)).collect();
@@ -73,6 +72,40 @@ pub fn value_counts(reference: &Sample, current: &Sample) -> (Vec<String>, Vec<f
         let rc = keys.iter().map(|k| counts[k].0).collect();
         let cc = keys.iter().map(|k| counts[k].1).collect();
         return (keys.into_iter().map(str::to_string).collect(), rc, cc);
+    }
+    if let (Sample::Numeric(r) | Sample::Discrete(r), Sample::Numeric(c) | Sample::Discrete(c)) =
+        (reference, current)
+    {
+        // Run lengths over sorted values, merged in numeric order: no per-row keys.
+        let runs = |v: &[f64]| {
+            let sorted = super::tests::sorted(v);
+            let mut out: Vec<(f64, f64)> = Vec::new();
+            for x in sorted.iter() {
+                match out.last_mut() {
+                    Some((last, n)) if *last == *x => *n += 1.0,
+                    _ => out.push((*x, 1.0)),
+                }
+            }
+            out
+        };
+        let (ra, ca) = (runs(r), runs(c));
+        let (mut i, mut j) = (0, 0);
+        let (mut keys, mut rc, mut cc) = (Vec::new(), Vec::new(), Vec::new());
+        while i < ra.len() || j < ca.len() {
+            let take_r = j == ca.len() || (i < ra.len() && ra[i].0 <= ca[j].0);
+            let take_c = i == ra.len() || (j < ca.len() && ca[j].0 <= ra[i].0);
+            let key = if take_r { ra[i].0 } else { ca[j].0 };
+            keys.push(Key::Number(key).to_string());
+            rc.push(if take_r { ra[i].1 } else { 0.0 });
+            cc.push(if take_c { ca[j].1 } else { 0.0 });
+            if take_r {
+                i += 1;
+            }
+            if take_c {
+                j += 1;
+            }
+        }
+        return (keys, rc, cc);
     }
     let keys = super::union_keys(reference, current);
     let count = |s: &Sample| {

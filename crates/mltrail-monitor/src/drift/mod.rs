@@ -76,6 +76,14 @@ pub(crate) fn key_cmp(a: &Key, b: &Key) -> Ordering {
 }
 
 impl Sample {
+    /// Sorts numeric values in place. Every statistic here ignores row order, and the ones that
+    /// need sorted values (KS, Wasserstein, histograms) then skip their own sorted copy.
+    pub fn sort(&mut self) {
+        if let Sample::Numeric(v) | Sample::Discrete(v) = self {
+            v.sort_unstable_by(f64::total_cmp);
+        }
+    }
+
     /// A categorical sample from text values.
     pub fn categorical<I: IntoIterator<Item = String>>(values: I) -> Self {
         Sample::Categorical(Categories::from_values(values))

@@ -4,10 +4,14 @@ use super::binning::{bin, value_counts};
 use super::{union_keys, Key, Sample};
 use crate::special::{chi2_sf, kolmogorov_sf, ks_outer_prob_inside, ks_prob_outside_square, ndtr};
 
-fn sorted(v: &[f64]) -> Vec<f64> {
+/// The values in ascending order, copied only when not already sorted (see [`Sample::sort`]).
+pub(crate) fn sorted(v: &[f64]) -> std::borrow::Cow<'_, [f64]> {
+    if v.windows(2).all(|w| w[0] <= w[1]) {
+        return std::borrow::Cow::Borrowed(v);
+    }
     let mut s = v.to_vec();
     s.sort_unstable_by(f64::total_cmp);
-    s
+    std::borrow::Cow::Owned(s)
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -104,29 +108,35 @@ pub fn ks(reference: &[f64], current: &[f64]) -> KsResult {
 /// First Wasserstein distance between the two empirical distributions (scipy).
 pub fn wasserstein(reference: &[f64], current: &[f64]) -> f64 {
     let (u, v) = (sorted(reference), sorted(current));
-    // Merge the two sorted samples instead of sorting their union again.
-    let mut all: Vec<f64> = Vec::with_capacity(u.len() + v.len());
-    let (mut a, mut b) = (0, 0);
-    while a < u.len() || b < v.len() {
-        if b == v.len() || (a < u.len() && u[a] <= v[b]) {
-            all.push(u[a]);
-            a += 1;
-        } else {
-            all.push(v[b]);
-            b += 1;
-        }
-    }
     let (nu, nv) = (u.len() as f64, v.len() as f64);
+    // Walk the merged order of both samples without materializing it: at each step, the
+    // distance between consecutive values times the gap between the two ECDFs there.
+    let (mut a, mut b) = (0usize, 0usize);
+    let next = |a: &mut usize, b: &mut usize| -> Option<f64> {
+        if *b == v.len() || (*a < u.len() && u[*a] <= v[*b]) {
+            let x = u.get(*a).copied();
+            *a += 1;
+            x
+        } else {
+            let x = v[*b];
+            *b += 1;
+            Some(x)
+        }
+    };
+    let Some(mut prev) = next(&mut a, &mut b) else {
+        return 0.0;
+    };
     let (mut i, mut j) = (0usize, 0usize);
     let mut total = 0.0;
-    for w in all.windows(2) {
-        while i < u.len() && u[i] <= w[0] {
+    while let Some(cur) = next(&mut a, &mut b) {
+        while i < u.len() && u[i] <= prev {
             i += 1;
         }
-        while j < v.len() && v[j] <= w[0] {
+        while j < v.len() && v[j] <= prev {
             j += 1;
         }
-        total += (i as f64 / nu - j as f64 / nv).abs() * (w[1] - w[0]);
+        total += (i as f64 / nu - j as f64 / nv).abs() * (cur - prev);
+        prev = cur;
     }
     total
 }
