@@ -26,24 +26,30 @@ fn data(name: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn golden_files_give_evidentlys_tests_values_and_verdicts() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("drift.json");
-    let out = mltrail(&[
+/// `mltrail drift` on the golden pair (label excluded) with extra flags; must succeed.
+fn golden_drift(extra: &[&str]) -> Output {
+    let (reference, current) = (data("reference.csv"), data("current.csv"));
+    let base = [
         "drift",
-        &data("reference.csv"),
-        &data("current.csv"),
+        reference.as_str(),
+        current.as_str(),
         "--exclude",
         "label",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    ];
+    let out = mltrail(&[&base[..], extra].concat());
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+#[test]
+fn golden_files_give_evidentlys_tests_values_and_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("drift.json");
+    let out = golden_drift(&["--json", json.to_str().unwrap()]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("4 of 13 columns drifted"), "{table}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -151,20 +157,7 @@ fn chromium() -> PathBuf {
 fn the_html_report_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");
-    let out = mltrail(&[
-        "drift",
-        &data("reference.csv"),
-        &data("current.csv"),
-        "--exclude",
-        "label",
-        "--html",
-        html.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = golden_drift(&["--html", html.to_str().unwrap()]);
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("No dataset drift") && page.contains("4 of 13 columns drifted"));
     assert_eq!(page.matches("<svg").count(), 13, "one histogram per column");
