@@ -157,7 +157,7 @@ fn chromium() -> PathBuf {
 fn the_html_report_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("report.html");
-    let out = golden_drift(&["--html", html.to_str().unwrap()]);
+    golden_drift(&["--html", html.to_str().unwrap()]);
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("No dataset drift") && page.contains("4 of 13 columns drifted"));
     assert_eq!(page.matches("<svg").count(), 13, "one histogram per column");
