@@ -2,4 +2,5 @@
 //! columns, with the column typing rules monitoring relies on. (Dataset versions, schemas with PII
 //! tags and profiles will live here too.)
 
+pub mod profile;
 pub mod table;

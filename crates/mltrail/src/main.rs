@@ -2,6 +2,7 @@
 //! out, errors to exit codes.
 
 mod config;
+mod data;
 mod drift;
 mod predictions;
 mod serve;
@@ -42,6 +43,11 @@ enum Command {
     /// Compare two data files column by column (Evidently's tests and thresholds); print a table,
     /// and write JSON and HTML reports on request.
     Drift(drift::DriftArgs),
+    /// Look at data files (dataset versions are coming).
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+    },
     /// Read back a deployment's prediction log.
     Predictions {
         #[command(subcommand)]
@@ -121,7 +127,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Commands that print reports end quietly when their reader goes away (`mltrail drift … | head`),
+/// like other command-line tools. Servers keep Rust's default (SIGPIPE ignored), where a closed
+/// socket must never kill the process.
+fn exit_quietly_on_closed_stdout() {
+    // SAFETY: restoring the default disposition of one signal before any output is written.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
+    if matches!(
+        cli.command,
+        Command::Drift(_)
+            | Command::Data { .. }
+            | Command::Audit { .. }
+            | Command::Predictions { .. }
+    ) {
+        exit_quietly_on_closed_stdout();
+    }
     match cli.command {
         Command::Server(args) => {
             let settings = ServerSettings::resolve(args)?;
@@ -130,6 +155,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => audit(command).await,
+        Command::Data { command } => {
+            tokio::task::spawn_blocking(move || data::run(command)).await??;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Drift(args) => {
             let outcome = tokio::task::spawn_blocking(move || drift::run(args)).await??;
             Ok(if outcome.fail {

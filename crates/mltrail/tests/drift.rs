@@ -190,3 +190,45 @@ fn the_html_report_renders_in_headless_chromium() {
         png.len()
     );
 }
+
+#[test]
+fn a_profile_gives_numpys_summary_and_the_top_categories() {
+    let out = mltrail(&["data", "profile", &data("reference.csv"), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["rows"], 5000);
+    let col = |name: &str| {
+        p["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["column"] == name)
+            .unwrap()
+            .clone()
+    };
+    let income = col("income");
+    let close = |v: &Value, want: f64| ((v.as_f64().unwrap() - want) / want).abs() < 1e-12;
+    // pandas/numpy on the same file: mean, std(ddof=0), percentile 50 and 99.
+    assert!(close(&income["summary"]["mean"], 45_818.940_418));
+    assert!(close(&income["summary"]["std"], 26_605.871_232_511_912));
+    let q = |q: f64| {
+        income["summary"]["quantiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["q"] == q)
+            .unwrap()["value"]
+            .clone()
+    };
+    assert!(close(&q(0.5), 39_800.82) && close(&q(0.99), 141_005.219_9));
+    let region = col("region");
+    assert_eq!(
+        region["summary"]["top"][0],
+        serde_json::json!({"value": "north", "count": 1474})
+    );
+    assert_eq!(region["distinct"], 5);
+}
