@@ -5,6 +5,7 @@
 //! in one place ([`error`]).
 
 mod artifacts;
+mod datasets;
 mod deployments;
 pub mod error;
 mod logged_models;
@@ -62,6 +63,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             artifacts::routes().layer(DefaultBodyLimit::max(limits.max_artifact_bytes)),
         )
         .nest("/api/v1/deployments", deployments::routes())
+        .nest("/api/v1/datasets", datasets::routes())
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))

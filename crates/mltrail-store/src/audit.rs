@@ -28,6 +28,10 @@ pub enum Entity {
         batch_id: String,
     },
     LoggedModel(String),
+    DatasetVersion {
+        name: String,
+        version: i64,
+    },
     RegisteredModel(String),
     ModelVersion {
         name: String,
@@ -47,6 +51,7 @@ impl Entity {
             Entity::MetricBatch { .. } => "metrics",
             Entity::ParamBatch { .. } => "params",
             Entity::LoggedModel(_) => "logged_model",
+            Entity::DatasetVersion { .. } => "dataset_version",
             Entity::RegisteredModel(_) => "registered_model",
             Entity::ModelVersion { .. } => "model_version",
         }
@@ -59,7 +64,9 @@ impl Entity {
             Entity::MetricBatch { run_id, batch_id } | Entity::ParamBatch { run_id, batch_id } => {
                 format!("{run_id}/{batch_id}")
             }
-            Entity::ModelVersion { name, version } => format!("{name}/{version}"),
+            Entity::ModelVersion { name, version } | Entity::DatasetVersion { name, version } => {
+                format!("{name}/{version}")
+            }
         }
     }
 
@@ -82,6 +89,13 @@ impl Entity {
                 }
             }
             "logged_model" => Entity::LoggedModel(id.to_string()),
+            "dataset_version" => {
+                let (name, version) = id.rsplit_once('/')?;
+                Entity::DatasetVersion {
+                    name: name.into(),
+                    version: version.parse().ok()?,
+                }
+            }
             "registered_model" => Entity::RegisteredModel(id.to_string()),
             "model_version" => {
                 let (name, version) = id.rsplit_once('/')?;
@@ -278,6 +292,23 @@ pub async fn load_state(
                 pairs.push((text(r, "key")?, text(r, "value")?));
             }
             Ok(Some(param_batch_state(pairs)))
+        }
+        Entity::DatasetVersion { name, version } => {
+            let Some(row) =
+                sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND version = $2")
+                    .bind(name.clone())
+                    .bind(*version)
+                    .fetch_optional(&mut *conn)
+                    .await?
+            else {
+                return Ok(None);
+            };
+            let v = crate::datasets::from_row(&row)?;
+            Ok(Some(json!({
+                "digest": v.digest, "source": v.source, "file_name": v.file_name, "rows": v.rows,
+                "target": v.target, "schema": v.schema, "profile": v.profile,
+                "created_time": v.created_time, "created_by": v.created_by,
+            })))
         }
         Entity::LoggedModel(id) => {
             let Some(row) = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1")
@@ -497,7 +528,7 @@ async fn find_unrecorded_row(
     conn: &mut AnyConnection,
     latest: &LatestByEntity,
 ) -> Result<Option<BrokenLink>, StoreError> {
-    let queries: [(&str, &str); 7] = [
+    let queries: [(&str, &str); 8] = [
         (
             "experiment",
             "SELECT CAST(experiment_id AS TEXT) AS id FROM experiments",
@@ -519,6 +550,10 @@ async fn find_unrecorded_row(
         (
             "model_version",
             "SELECT name || '/' || CAST(version AS TEXT) AS id FROM model_versions",
+        ),
+        (
+            "dataset_version",
+            "SELECT name || '/' || CAST(version AS TEXT) AS id FROM dataset_versions",
         ),
     ];
     for (kind, sql) in queries {

@@ -7,6 +7,7 @@
 //! about it" can never disagree. This crate must not know about HTTP.
 
 pub mod audit;
+pub mod datasets;
 mod error;
 pub mod logged_models;
 mod native;

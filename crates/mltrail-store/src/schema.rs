@@ -6,7 +6,26 @@ use crate::{Backend, StoreError};
 use sqlx::AnyConnection;
 
 /// Ordered migrations; a migration is never edited once released, only appended to.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+
+/// Dataset versions (content-addressed snapshots with schema and profile).
+const V2: &str = r#"
+CREATE TABLE dataset_versions (
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    source TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    row_count BIGINT NOT NULL,
+    target TEXT,
+    schema_json TEXT NOT NULL,
+    profile_json TEXT NOT NULL,
+    created_time BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE UNIQUE INDEX dataset_versions_by_digest ON dataset_versions (name, digest);
+"#;
 
 const V1: &str = r#"
 CREATE TABLE experiments (

@@ -3,17 +3,57 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use mltrail_data::profile::{profile, Summary};
 use mltrail_data::table;
 use serde_json::{json, Value};
 
+use crate::tracking_client::{resolve_uri, Client, TRACKING_URI_HELP};
+
 #[derive(Subcommand)]
 pub enum DataCommand {
+    /// Store an immutable, content-addressed version of a CSV or Parquet file under NAME, with its
+    /// inferred schema and profile; prints NAME@VERSION. The same content again returns the
+    /// existing version.
+    Add(AddArgs),
+    /// List dataset versions (one dataset with --name).
+    List(ListArgs),
+    /// Show one version's schema and profile: NAME@VERSION, or NAME for the latest.
+    Show(ShowArgs),
     /// Profile a CSV or Parquet file: per column the count, missing and distinct values, and the
     /// numeric summary (min, max, mean, std, quantiles, histogram) or the top categories.
     Profile(ProfileArgs),
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    /// A .csv (header row) or .parquet file.
+    file: PathBuf,
+    /// The dataset's name.
+    #[arg(long)]
+    name: String,
+    /// The target (label) column, recorded with the version.
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// NAME@VERSION, or NAME for the latest version.
+    dataset: String,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
 }
 
 #[derive(Args)]
@@ -41,9 +81,150 @@ fn as_json(p: &mltrail_data::profile::ColumnProfile) -> Value {
     json!({"column": p.name, "count": p.count, "missing": p.missing, "distinct": p.distinct, "summary": summary})
 }
 
-pub fn run(command: DataCommand) -> Result<()> {
-    let DataCommand::Profile(args) = command;
-    let t = table::read(&args.file).map_err(|e| anyhow!("{e}"))?;
+/// Column types as monitoring uses them: text, and integers with at most 10 distinct values, are
+/// categorical; other numbers are numeric.
+fn schema_of(t: &table::Table, profiles: &[mltrail_data::profile::ColumnProfile]) -> Value {
+    Value::Array(
+        t.columns
+            .iter()
+            .zip(profiles)
+            .map(|(c, p)| {
+                let kind = match &c.values {
+                    table::Values::Text { .. } => "categorical",
+                    table::Values::Numeric { integer: true, .. } if p.distinct <= 10 => {
+                        "categorical"
+                    }
+                    table::Values::Numeric { .. } => "numeric",
+                };
+                json!({"name": c.name, "type": kind, "nullable": p.missing > 0})
+            })
+            .collect(),
+    )
+}
+
+async fn add(args: AddArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let path = args.file.clone();
+    // Read and profile first: a file that cannot be read is refused before anything is stored.
+    let (t, profiles) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let t = table::read(&path).map_err(|e| anyhow!("{e}"))?;
+        let p = profile(&t);
+        Ok((t, p))
+    })
+    .await??;
+    if let Some(target) = &args.target {
+        if t.column(target).is_none() {
+            bail!(
+                "--target `{target}` is not a column of {}",
+                args.file.display()
+            );
+        }
+    }
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    let file_name = args
+        .file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("data")
+        .to_string();
+    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let source = format!("datasets/{}/{}/{file_name}", args.name, &digest[..16]);
+    let body = json!({
+        "name": args.name, "digest": digest, "source": source, "file_name": file_name, "rows": t.rows,
+        "target": args.target, "schema": schema_of(&t, &profiles),
+        "profile": {"rows": t.rows, "columns": profiles.iter().map(as_json).collect::<Vec<_>>()},
+    });
+    // Refuse a bad name before uploading anything.
+    if args.name.is_empty() || args.name.contains(['/', '@', '\\']) {
+        bail!(
+            "--name `{}` must be non-empty without '/', '@' or '\\'",
+            args.name
+        );
+    }
+    client.upload(&source, bytes).await?;
+    let answer = client
+        .post("/api/v1/datasets", &body, "register dataset version")
+        .await?;
+    let version = answer
+        .pointer("/dataset_version/version")
+        .and_then(Value::as_i64)
+        .unwrap_or_default();
+    let created = answer
+        .get("created")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    println!("{}@{version}", args.name);
+    if !created {
+        eprintln!(
+            "note: this content is already stored as {}@{version}; nothing new was added",
+            args.name
+        );
+    }
+    Ok(())
+}
+
+async fn list(args: ListArgs) -> Result<()> {
+    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let query = args.name.map(|n| format!("?name={n}")).unwrap_or_default();
+    let answer = client
+        .get_json(&format!("/api/v1/datasets{query}"), "list datasets")
+        .await?;
+    println!(
+        "{:<24} {:>8} {:>10}  {:<18} file",
+        "name", "version", "rows", "digest"
+    );
+    for v in answer["dataset_versions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        println!(
+            "{:<24} {:>8} {:>10}  {:<18} {}",
+            v["name"].as_str().unwrap_or_default(),
+            v["version"].as_i64().unwrap_or_default(),
+            v["rows"].as_i64().unwrap_or_default(),
+            &v["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(16)
+                .collect::<String>(),
+            v["file_name"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn show(args: ShowArgs) -> Result<()> {
+    let (name, version) = match args.dataset.split_once('@') {
+        Some((n, v)) => (n.to_string(), v.to_string()),
+        None => (args.dataset.clone(), "latest".to_string()),
+    };
+    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let answer = client
+        .get_json(
+            &format!("/api/v1/datasets/{name}/versions/{version}"),
+            "show dataset",
+        )
+        .await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&answer["dataset_version"])?
+    );
+    Ok(())
+}
+
+pub async fn run(command: DataCommand) -> Result<()> {
+    let args = match command {
+        DataCommand::Add(a) => return add(a).await,
+        DataCommand::List(a) => return list(a).await,
+        DataCommand::Show(a) => return show(a).await,
+        DataCommand::Profile(args) => args,
+    };
+    let t =
+        tokio::task::spawn_blocking(move || table::read(&args.file).map_err(|e| anyhow!("{e}")))
+            .await??;
     let columns = profile(&t);
     if args.json {
         println!(

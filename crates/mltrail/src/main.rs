@@ -43,7 +43,7 @@ enum Command {
     /// Compare two data files column by column (Evidently's tests and thresholds); print a table,
     /// and write JSON and HTML reports on request.
     Drift(drift::DriftArgs),
-    /// Look at data files (dataset versions are coming).
+    /// Dataset versions (content-addressed, with schema and profile) and file profiles.
     Data {
         #[command(subcommand)]
         command: data::DataCommand,
@@ -156,7 +156,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Audit { command } => audit(command).await,
         Command::Data { command } => {
-            tokio::task::spawn_blocking(move || data::run(command)).await??;
+            data::run(command).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Drift(args) => {

@@ -95,6 +95,15 @@ impl Client {
         .await
     }
 
+    /// GET a path (with its query string) on the tracking server.
+    pub async fn get_json(&self, path_and_query: &str, what: &str) -> Result<Value> {
+        self.send(
+            self.http.get(format!("{}{path_and_query}", self.base)),
+            what,
+        )
+        .await
+    }
+
     pub async fn post(&self, path: &str, body: &Value, what: &str) -> Result<Value> {
         self.send(
             self.http.post(format!("{}{path}", self.base)).json(body),

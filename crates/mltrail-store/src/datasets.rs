@@ -1,0 +1,175 @@
+//! Dataset versions: immutable, content-addressed snapshots of the data a model is trained or
+//! monitored on. Adding the same content under the same name again returns the existing version.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+
+use crate::audit::Entity;
+use crate::sql::{int, opt_text, text};
+use crate::{MetaStore, StoreError};
+use mltrail_core::now_millis;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetVersion {
+    pub name: String,
+    pub version: i64,
+    /// BLAKE3 of the file's bytes.
+    pub digest: String,
+    /// Where the file is in the artifact store.
+    pub source: String,
+    pub file_name: String,
+    pub rows: i64,
+    pub target: Option<String>,
+    /// Column names, types and nullability (JSON).
+    pub schema: serde_json::Value,
+    /// Per-column profile (JSON): the monitoring reference.
+    pub profile: serde_json::Value,
+    pub created_time: i64,
+    pub created_by: String,
+}
+
+pub struct NewDatasetVersion {
+    pub name: String,
+    pub digest: String,
+    pub source: String,
+    pub file_name: String,
+    pub rows: i64,
+    pub target: Option<String>,
+    pub schema: serde_json::Value,
+    pub profile: serde_json::Value,
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty()
+        || name.len() > 256
+        || name.contains(['/', '@', '\\'])
+        || name.chars().any(char::is_control)
+    {
+        return Err(StoreError::InvalidParameter(format!(
+            "dataset name `{name}` must be 1-256 characters without '/', '@' or '\\'"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_json(row: &AnyRow, col: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(&text(row, col)?)
+        .map_err(|e| StoreError::InvalidState(format!("stored {col} is not JSON: {e}")))
+}
+
+pub(crate) fn from_row(row: &AnyRow) -> Result<DatasetVersion, StoreError> {
+    Ok(DatasetVersion {
+        name: text(row, "name")?,
+        version: int(row, "version")?,
+        digest: text(row, "digest")?,
+        source: text(row, "source")?,
+        file_name: text(row, "file_name")?,
+        rows: int(row, "row_count")?,
+        target: opt_text(row, "target")?,
+        schema: parse_json(row, "schema_json")?,
+        profile: parse_json(row, "profile_json")?,
+        created_time: int(row, "created_time")?,
+        created_by: text(row, "created_by")?,
+    })
+}
+
+/// Stores a new version, or returns the version that already holds this content (`false`).
+pub async fn add_version(
+    store: &MetaStore,
+    actor: &str,
+    new: NewDatasetVersion,
+) -> Result<(DatasetVersion, bool), StoreError> {
+    validate_name(&new.name)?;
+    if new.digest.len() != 64 || !new.digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StoreError::InvalidParameter(format!(
+            "digest `{}` is not a 64-hex BLAKE3",
+            new.digest
+        )));
+    }
+    let user = actor.to_string();
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                if let Some(row) = sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND digest = $2")
+                    .bind(new.name.clone())
+                    .bind(new.digest.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                {
+                    return Ok((from_row(&row)?, false));
+                }
+                let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE name = $1")
+                    .bind(new.name.clone())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO dataset_versions (name, version, digest, source, file_name, row_count, target, schema_json, profile_json, created_time, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                    .bind(new.name.clone())
+                    .bind(version)
+                    .bind(new.digest.clone())
+                    .bind(new.source.clone())
+                    .bind(new.file_name.clone())
+                    .bind(new.rows)
+                    .bind(new.target.clone())
+                    .bind(new.schema.to_string())
+                    .bind(new.profile.to_string())
+                    .bind(now_millis())
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                audit.record(tx, "dataset_version.create", &Entity::DatasetVersion { name: new.name.clone(), version }).await?;
+                let row = sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND version = $2")
+                    .bind(new.name.clone())
+                    .bind(version)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Ok((from_row(&row)?, true))
+            })
+        })
+        .await
+}
+
+/// Versions of one dataset (or of all), newest first.
+pub async fn list_versions(
+    store: &MetaStore,
+    name: Option<&str>,
+) -> Result<Vec<DatasetVersion>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM dataset_versions WHERE ($1 = '' OR name = $1) ORDER BY name, version DESC",
+    )
+    .bind(name.unwrap_or_default().to_string())
+    .fetch_all(store.readers())
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// One version, or the latest when `version` is `None`.
+pub async fn get_version(
+    store: &MetaStore,
+    name: &str,
+    version: Option<i64>,
+) -> Result<DatasetVersion, StoreError> {
+    let row = match version {
+        Some(v) => {
+            sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND version = $2")
+                .bind(name.to_string())
+                .bind(v)
+                .fetch_optional(store.readers())
+                .await?
+        }
+        None => {
+            sqlx::query(
+                "SELECT * FROM dataset_versions WHERE name = $1 ORDER BY version DESC LIMIT 1",
+            )
+            .bind(name.to_string())
+            .fetch_optional(store.readers())
+            .await?
+        }
+    };
+    let row = row.ok_or_else(|| {
+        StoreError::NotFound(match version {
+            Some(v) => format!("dataset version {name}@{v} does not exist"),
+            None => format!("dataset `{name}` has no versions"),
+        })
+    })?;
+    from_row(&row)
+}

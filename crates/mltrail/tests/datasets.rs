@@ -1,0 +1,113 @@
+//! Dataset versions through the real server: content-addressed (the same file twice is one
+//! version), profiled, audited; bad files are refused with nothing stored.
+
+mod common;
+use common::{client, Server};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn golden(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/golden/data")
+        .join(name)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_dataset_added_twice_is_one_version_and_bad_files_store_nothing() {
+    let server = Server::start();
+    let add = |file: &str, extra: &[&str]| {
+        server.mltrail(
+            &[
+                &[
+                    "data",
+                    "add",
+                    file,
+                    "--name",
+                    "credit",
+                    "--tracking-uri",
+                    &server.url,
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let first = add(&golden("reference.csv"), &["--target", "label"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&first.stdout).trim(), "credit@1");
+    let again = add(&golden("reference.csv"), &[]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "credit@1");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already stored"));
+    let second = add(&golden("current.csv"), &[]);
+    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), "credit@2");
+
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("ragged.csv", "a,b\n1,2\n3\n"),
+        ("empty.csv", ""),
+        ("header.csv", "a,b\n"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = add(path.to_str().unwrap(), &[]);
+        assert_ne!(out.status.code(), Some(0), "{name} must be refused");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(name),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bad_target = add(&golden("reference.csv"), &["--target", "nope"]);
+    assert!(String::from_utf8_lossy(&bad_target.stderr).contains("--target `nope`"));
+
+    let listed: Value = client()
+        .get(format!("{}/api/v1/datasets?name=credit", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        listed["dataset_versions"].as_array().unwrap().len(),
+        2,
+        "nothing stored for refused files: {listed}"
+    );
+    let v1: Value = client()
+        .get(format!("{}/api/v1/datasets/credit/versions/1", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let v = &v1["dataset_version"];
+    assert_eq!(
+        (v["rows"].as_i64(), v["target"].as_str()),
+        (Some(5000), Some("label"))
+    );
+    let schema = v["schema"].as_array().unwrap();
+    let kind = |c: &str| schema.iter().find(|s| s["name"] == c).unwrap()["type"].clone();
+    assert_eq!(
+        (kind("income"), kind("num_dependents"), kind("region")),
+        ("numeric".into(), "categorical".into(), "categorical".into())
+    );
+    assert_eq!(v["profile"]["columns"].as_array().unwrap().len(), 14);
+    let missing = client()
+        .get(format!("{}/api/v1/datasets/credit/versions/9", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    // The file is in the artifact store under its digest, and the trail verifies (files re-hashed).
+    let digest = v["digest"].as_str().unwrap();
+    assert!(server
+        .artifact_root()
+        .join("datasets/credit")
+        .join(&digest[..16])
+        .join("reference.csv")
+        .exists());
+    server.assert_audit_verifies();
+}
