@@ -21,6 +21,8 @@ pub enum DataCommand {
     List(ListArgs),
     /// Show one version's schema and profile: NAME@VERSION, or NAME for the latest.
     Show(ShowArgs),
+    /// Compare two versions: schema changes, then drift column by column (A is the reference).
+    Diff(DiffArgs),
     /// Profile a CSV or Parquet file: per column the count, missing and distinct values, and the
     /// numeric summary (min, max, mean, std, quantiles, histogram) or the top categories.
     Profile(ProfileArgs),
@@ -52,6 +54,16 @@ pub struct ListArgs {
 pub struct ShowArgs {
     /// NAME@VERSION, or NAME for the latest version.
     dataset: String,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    /// The reference version, NAME@VERSION.
+    a: String,
+    /// The current version, NAME@VERSION.
+    b: String,
     #[arg(long, help = TRACKING_URI_HELP)]
     tracking_uri: Option<String>,
 }
@@ -215,8 +227,77 @@ async fn show(args: ShowArgs) -> Result<()> {
     Ok(())
 }
 
+async fn diff(args: DiffArgs) -> Result<()> {
+    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let fetch = |spec: String| {
+        let client = client.clone();
+        async move {
+            let (name, version) = spec.split_once('@').unwrap_or((spec.as_str(), "latest"));
+            let answer = client
+                .get_json(
+                    &format!("/api/v1/datasets/{name}/versions/{version}"),
+                    &format!("dataset {spec}"),
+                )
+                .await?;
+            Ok::<Value, anyhow::Error>(answer["dataset_version"].clone())
+        }
+    };
+    let (a, b) = (fetch(args.a.clone()).await?, fetch(args.b.clone()).await?);
+    let columns = |v: &Value| -> Vec<(String, String)> {
+        v["schema"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_string(),
+                    c["type"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let (ca, cb) = (columns(&a), columns(&b));
+    println!(
+        "{} ({} rows) -> {} ({} rows)",
+        args.a, a["rows"], args.b, b["rows"]
+    );
+    let mut changes = 0;
+    for (name, kind) in &ca {
+        match cb.iter().find(|(n, _)| n == name) {
+            None => {
+                println!("schema: column `{name}` removed");
+                changes += 1;
+            }
+            Some((_, k)) if k != kind => {
+                println!("schema: column `{name}` changed type {kind} -> {k}");
+                changes += 1;
+            }
+            _ => {}
+        }
+    }
+    for (name, kind) in cb.iter().filter(|(n, _)| !ca.iter().any(|(m, _)| m == n)) {
+        println!("schema: column `{name}` added ({kind})");
+        changes += 1;
+    }
+    if changes == 0 {
+        println!("schema: unchanged ({} columns)", ca.len());
+    }
+    let exclude: Vec<String> = [&a, &b]
+        .iter()
+        .filter_map(|v| v["target"].as_str().map(str::to_string))
+        .collect();
+    let mut drift_args =
+        crate::drift::DriftArgs::between(args.a.into(), args.b.into(), args.tracking_uri, exclude);
+    let downloads = tempfile::tempdir()?;
+    crate::drift::resolve_inputs(&mut drift_args, downloads.path()).await?;
+    tokio::task::spawn_blocking(move || crate::drift::run(drift_args)).await??;
+    Ok(())
+}
+
 pub async fn run(command: DataCommand) -> Result<()> {
     let args = match command {
+        DataCommand::Diff(a) => return diff(a).await,
         DataCommand::Add(a) => return add(a).await,
         DataCommand::List(a) => return list(a).await,
         DataCommand::Show(a) => return show(a).await,

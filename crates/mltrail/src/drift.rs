@@ -13,10 +13,13 @@ use serde_json::json;
 
 #[derive(Args)]
 pub struct DriftArgs {
-    /// Reference data: a .csv (header row) or .parquet file.
-    reference: PathBuf,
-    /// Current data, same columns.
-    current: PathBuf,
+    /// Reference data: a .csv (header row) or .parquet file, or a dataset version NAME@VERSION
+    /// (NAME alone for the latest) stored with `mltrail data add`.
+    pub reference: PathBuf,
+    /// Current data, same forms.
+    pub current: PathBuf,
+    #[arg(long, help = crate::tracking_client::TRACKING_URI_HELP)]
+    pub tracking_uri: Option<String>,
     /// Write the JSON report here (`-` for stdout).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -109,6 +112,71 @@ fn samples(
             }
         }
     }
+}
+
+impl DriftArgs {
+    /// Evidently's defaults on two inputs (files or dataset versions).
+    pub fn between(
+        reference: PathBuf,
+        current: PathBuf,
+        tracking_uri: Option<String>,
+        exclude: Vec<String>,
+    ) -> Self {
+        DriftArgs {
+            reference,
+            current,
+            tracking_uri,
+            json: None,
+            html: None,
+            columns: Vec::new(),
+            exclude,
+            categorical: Vec::new(),
+            numerical: Vec::new(),
+            method: None,
+            drift_share: 0.5,
+            fail_on_drift: false,
+        }
+    }
+}
+
+/// Replaces dataset-version arguments by a local copy of their file (kept in `dir`). An argument
+/// that names an existing file is used as it is.
+pub async fn resolve_inputs(args: &mut DriftArgs, dir: &std::path::Path) -> Result<()> {
+    let client = crate::tracking_client::Client::new(crate::tracking_client::resolve_uri(
+        args.tracking_uri.clone(),
+    ))?;
+    for (slot, tag) in [
+        (&mut args.reference, "reference"),
+        (&mut args.current, "current"),
+    ] {
+        if slot.exists() {
+            continue;
+        }
+        let text = slot.display().to_string();
+        let (name, version) = text.split_once('@').unwrap_or((text.as_str(), "latest"));
+        if name.is_empty() || name.contains(['/', '\\']) {
+            bail!("{text}: no such file");
+        }
+        let answer = client
+            .get_json(
+                &format!("/api/v1/datasets/{name}/versions/{version}"),
+                &format!("dataset {text}"),
+            )
+            .await
+            .map_err(|e| {
+                anyhow!("{text} is neither a file nor a stored dataset version ({e:#})")
+            })?;
+        let v = &answer["dataset_version"];
+        let source = v["source"]
+            .as_str()
+            .ok_or_else(|| anyhow!("dataset {text} has no source"))?;
+        let file_name = v["file_name"].as_str().unwrap_or("data.csv");
+        let local = dir.join(format!("{tag}-{file_name}"));
+        std::fs::write(&local, client.download(source).await?)
+            .with_context(|| format!("cannot write {}", local.display()))?;
+        *slot = local;
+    }
+    Ok(())
 }
 
 fn load(path: &std::path::Path, keep: table::ColumnFilter) -> Result<Table> {

@@ -159,7 +159,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             data::run(command).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Drift(args) => {
+        Command::Drift(mut args) => {
+            let downloads = tempfile::tempdir()?;
+            drift::resolve_inputs(&mut args, downloads.path()).await?;
             let outcome = tokio::task::spawn_blocking(move || drift::run(args)).await??;
             Ok(if outcome.fail {
                 ExitCode::from(1)

@@ -110,4 +110,49 @@ fn a_dataset_added_twice_is_one_version_and_bad_files_store_nothing() {
         .join("reference.csv")
         .exists());
     server.assert_audit_verifies();
+
+    // Drift and diff take dataset versions as well as files; the label (the version's target) is
+    // left out by diff.
+    let drift = server.mltrail(&[
+        "drift",
+        "credit@1",
+        "credit@2",
+        "--exclude",
+        "label",
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        drift.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drift.stderr)
+    );
+    assert!(String::from_utf8_lossy(&drift.stdout).contains("4 of 13 columns drifted"));
+    let diff = server.mltrail(&[
+        "data",
+        "diff",
+        "credit@1",
+        "credit@2",
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        text.contains("schema: unchanged (14 columns)") && text.contains("4 of 13 columns drifted"),
+        "{text}"
+    );
+    let unknown = server.mltrail(&[
+        "drift",
+        "credit@7",
+        "credit@2",
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(String::from_utf8_lossy(&unknown.stderr)
+        .contains("neither a file nor a stored dataset version"));
 }
