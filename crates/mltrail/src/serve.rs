@@ -326,12 +326,26 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
         .flatten();
     let signature =
         Signature::from_model(&model, names).map_err(|e| anyhow!("--signature: {e}"))?;
-    if let Some(td) = &args.training_data {
-        if !td.contains('@') {
-            bail!("--training-data `{td}` is not DATASET@VERSION");
-        }
-    }
     let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    // The training data must be a stored dataset version: the link is what monitoring uses as
+    // the reference, so it is checked before anything is registered.
+    let mut training_digest = None;
+    if let Some(td) = &args.training_data {
+        let Some((dataset, version)) = td
+            .split_once('@')
+            .filter(|(d, v)| !d.is_empty() && v.parse::<u64>().is_ok())
+        else {
+            bail!("--training-data `{td}` is not DATASET@VERSION");
+        };
+        let found = client
+            .get_json(&format!("/api/v1/datasets/{dataset}/versions/{version}"), &format!("dataset {td}"))
+            .await
+            .map_err(|e| anyhow!("--training-data {td} is not a stored dataset version ({e:#}); add it with `mltrail data add`"))?;
+        training_digest = found
+            .pointer("/dataset_version/digest")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
     match client
         .post(
             "/api/2.0/mlflow/registered-models/create",
@@ -360,6 +374,9 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
     ];
     if let Some(td) = &args.training_data {
         tags.push(json!({"key": "mltrail.training_data", "value": td}));
+        if let Some(digest) = &training_digest {
+            tags.push(json!({"key": "mltrail.training_data_digest", "value": digest}));
+        }
     }
     let created = client
         .post(
