@@ -38,6 +38,10 @@ pub struct AddArgs {
     /// The target (label) column, recorded with the version.
     #[arg(long)]
     target: Option<String>,
+    /// Declared column types and PII tags, a TOML file:
+    /// `[columns.email]` `type = "text"` `pii = true` (types: numeric, categorical, text, datetime).
+    #[arg(long)]
+    schema: Option<PathBuf>,
     #[arg(long, help = TRACKING_URI_HELP)]
     tracking_uri: Option<String>,
 }
@@ -108,10 +112,61 @@ fn schema_of(t: &table::Table, profiles: &[mltrail_data::profile::ColumnProfile]
                     }
                     table::Values::Numeric { .. } => "numeric",
                 };
-                json!({"name": c.name, "type": kind, "nullable": p.missing > 0})
+                json!({"name": c.name, "type": kind, "nullable": p.missing > 0, "pii": false})
             })
             .collect(),
     )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeclaredSchema {
+    #[serde(default)]
+    columns: std::collections::BTreeMap<String, DeclaredColumn>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeclaredColumn {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    pii: bool,
+}
+
+/// Applies a declared schema to the inferred one; every declared column must exist and every
+/// type must be known and fit the data.
+fn apply_declared(inferred: &mut Value, t: &table::Table, path: &std::path::Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let declared: DeclaredSchema = toml::from_str(&text).map_err(|e| {
+        anyhow!(
+            "{}: {}",
+            path.display(),
+            e.to_string().lines().next().unwrap_or("invalid")
+        )
+    })?;
+    let columns = inferred
+        .as_array_mut()
+        .ok_or_else(|| anyhow!("inferred schema"))?;
+    for (name, decl) in &declared.columns {
+        let col = t
+            .column(name)
+            .ok_or_else(|| anyhow!("{}: column `{name}` is not in the data", path.display()))?;
+        let entry = columns
+            .iter_mut()
+            .find(|c| c["name"] == name.as_str())
+            .ok_or_else(|| anyhow!("column `{name}`"))?;
+        if let Some(kind) = &decl.kind {
+            match (kind.as_str(), &col.values) {
+                ("numeric", table::Values::Text { .. }) => bail!("{}: column `{name}` holds text; it cannot be numeric", path.display()),
+                ("numeric" | "categorical" | "text" | "datetime", _) => entry["type"] = json!(kind),
+                (other, _) => bail!("{}: column `{name}` has unknown type `{other}` (numeric, categorical, text, datetime)", path.display()),
+            }
+        }
+        entry["pii"] = json!(decl.pii);
+    }
+    Ok(())
 }
 
 async fn add(args: AddArgs) -> Result<()> {
@@ -133,6 +188,10 @@ async fn add(args: AddArgs) -> Result<()> {
             );
         }
     }
+    let mut schema = schema_of(&t, &profiles);
+    if let Some(path) = &args.schema {
+        apply_declared(&mut schema, &t, path)?;
+    }
     let digest = blake3::hash(&bytes).to_hex().to_string();
     let file_name = args
         .file
@@ -144,7 +203,7 @@ async fn add(args: AddArgs) -> Result<()> {
     let source = format!("datasets/{}/{}/{file_name}", args.name, &digest[..16]);
     let body = json!({
         "name": args.name, "digest": digest, "source": source, "file_name": file_name, "rows": t.rows,
-        "target": args.target, "schema": schema_of(&t, &profiles),
+        "target": args.target, "schema": schema,
         "profile": {"rows": t.rows, "columns": profiles.iter().map(as_json).collect::<Vec<_>>()},
     });
     // Refuse a bad name before uploading anything.

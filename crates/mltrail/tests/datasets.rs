@@ -64,6 +64,66 @@ fn a_dataset_added_twice_is_one_version_and_bad_files_store_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Declared schemas: PII tags and types are recorded; an unknown type or column stores nothing.
+    let schema = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    for (toml, expect) in [
+        ("[columns.region]\ntype = \"geo\"\n", "unknown type `geo`"),
+        (
+            "[columns.zip]\ntype = \"text\"\n",
+            "column `zip` is not in the data",
+        ),
+        ("[columns.region]\ntype = \"numeric\"\n", "holds text"),
+    ] {
+        let out = add(
+            &golden("current.csv"),
+            &["--schema", &schema("bad.toml", toml)],
+        );
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expect),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tagged = server.mltrail(&[
+        "data",
+        "add",
+        &golden("current.csv"),
+        "--name",
+        "people",
+        "--schema",
+        &schema(
+            "ok.toml",
+            "[columns.sex]\npii = true\n[columns.age]\ntype = \"categorical\"\n",
+        ),
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        tagged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tagged.stderr)
+    );
+    let people: Value = client()
+        .get(format!(
+            "{}/api/v1/datasets/people/versions/latest",
+            server.url
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let cols = people["dataset_version"]["schema"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let col = |n: &str| cols.iter().find(|c| c["name"] == n).unwrap().clone();
+    assert_eq!(col("sex")["pii"], true);
+    assert_eq!(col("age")["type"], "categorical");
     let bad_target = add(&golden("reference.csv"), &["--target", "nope"]);
     assert!(String::from_utf8_lossy(&bad_target.stderr).contains("--target `nope`"));
 
