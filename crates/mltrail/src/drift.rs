@@ -22,10 +22,10 @@ pub struct DriftArgs {
     pub tracking_uri: Option<String>,
     /// Write the JSON report here (`-` for stdout).
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
     /// Write the HTML report (one self-contained file) here.
     #[arg(long)]
-    html: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     /// Only these columns (comma-separated; default: every column in both files).
     #[arg(long, value_delimiter = ',')]
     columns: Vec<String>,
@@ -48,7 +48,7 @@ pub struct DriftArgs {
     drift_share: f64,
     /// Exit with status 1 when the dataset drifts (for CI and cron jobs).
     #[arg(long)]
-    fail_on_drift: bool,
+    pub fail_on_drift: bool,
 }
 
 /// Numbers without missing or infinite values (Evidently drops both before testing).
@@ -197,7 +197,8 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         .as_deref()
         .map(|m| Method::parse(m).ok_or_else(|| anyhow!("--method `{m}` is not one of ks, wasserstein, jensenshannon, psi, chisquare, chi2_contingency, z")))
         .transpose()?;
-    // Read both files at once (one per core), parsing only the columns asked for.
+    // Read both files at once (one per core), parsing only the columns asked for; by default the
+    // columns both files have.
     let keep = |name: &str| {
         (args.columns.is_empty() || args.columns.iter().any(|c| c == name))
             && !args.exclude.iter().any(|c| c == name)

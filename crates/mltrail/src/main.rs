@@ -4,6 +4,7 @@
 mod config;
 mod data;
 mod drift;
+mod monitor;
 mod predictions;
 mod serve;
 mod tracking_client;
@@ -47,6 +48,11 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: data::DataCommand,
+    },
+    /// Check a deployment's logged traffic against its reference data.
+    Monitor {
+        #[command(subcommand)]
+        command: monitor::MonitorCommand,
     },
     /// Read back a deployment's prediction log.
     Predictions {
@@ -144,6 +150,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Data { .. }
             | Command::Audit { .. }
             | Command::Predictions { .. }
+            | Command::Monitor { .. }
     ) {
         exit_quietly_on_closed_stdout();
     }
@@ -158,6 +165,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Data { command } => {
             data::run(command).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Monitor { command } => {
+            let fail = monitor::run(command).await?;
+            Ok(if fail {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Drift(mut args) => {
             let downloads = tempfile::tempdir()?;

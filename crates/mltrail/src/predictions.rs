@@ -109,28 +109,23 @@ fn csv_field(v: Option<&Value>, json_text: bool) -> String {
     }
 }
 
-pub async fn export(args: ExportArgs) -> Result<usize> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
-    let since = args
-        .since
-        .as_deref()
-        .map(|s| parse_since(s, now))
-        .transpose()?;
-    if matches!(args.format, Format::Parquet) && args.output.is_none() {
-        bail!("--format parquet needs --output FILE");
-    }
-    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
-    let root = format!("predictions/{}", args.deployment);
+/// A deployment's log records at or after `since` (ms): archived Parquet from the artifact store,
+/// then local segments (default `./mltrail-data/predictions/<deployment>`), oldest first.
+pub async fn collect(
+    client: &Client,
+    deployment: &str,
+    since: Option<i64>,
+    log_dir: Option<PathBuf>,
+) -> Result<Vec<Value>> {
+    let root = format!("predictions/{deployment}");
     let mut records: Vec<Value> = Vec::new();
     let files = client.list(&root).await.map_err(|e| anyhow!(e))?;
     for file in files.iter().filter(|f| f.ends_with(".parquet")) {
         let bytes = client.get(file).await.map_err(|e| anyhow!(e))?;
         records.extend(tokio::task::spawn_blocking(move || from_parquet(bytes)).await??);
     }
-    let log_dir = args
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("mltrail-data/predictions").join(&args.deployment));
+    let log_dir =
+        log_dir.unwrap_or_else(|| PathBuf::from("mltrail-data/predictions").join(deployment));
     if log_dir.exists() {
         records.extend(
             PredictionLog::records(&log_dir)
@@ -146,6 +141,21 @@ pub async fn export(args: ExportArgs) -> Result<usize> {
     });
     records.sort_by_key(|r| r.get("time_ms").and_then(Value::as_i64).unwrap_or(0));
     records.dedup_by(|a, b| a == b);
+    Ok(records)
+}
+
+pub async fn export(args: ExportArgs) -> Result<usize> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, now))
+        .transpose()?;
+    if matches!(args.format, Format::Parquet) && args.output.is_none() {
+        bail!("--format parquet needs --output FILE");
+    }
+    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let records = collect(&client, &args.deployment, since, args.log_dir.clone()).await?;
     let count = records.len();
     match args.format {
         Format::Parquet => {

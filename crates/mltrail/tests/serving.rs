@@ -656,3 +656,99 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Logged traffic checked against the reference dataset version: traffic like the reference
+/// shows no drift, shifted traffic drifts in every feature.
+#[test]
+fn monitor_check_compares_logged_inputs_with_the_reference_version() {
+    let server = Server::start();
+    register(
+        &server,
+        "credit",
+        "gbc.onnx",
+        &["--signature", "f0,f1,f2,f3,f4,f5"],
+    );
+    let data = rows("gbc");
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference.csv");
+    let mut csv = String::from("f0,f1,f2,f3,f4,f5\n");
+    for row in &data {
+        csv.push_str(
+            &row.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        csv.push('\n');
+    }
+    std::fs::write(&reference, csv).unwrap();
+    let added = server.mltrail(&[
+        "data",
+        "add",
+        reference.to_str().unwrap(),
+        "--name",
+        "train",
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    let check = |log: &Path| {
+        server.mltrail(&[
+            "monitor",
+            "check",
+            "--deployment",
+            "credit",
+            "--reference",
+            "train@1",
+            "--log-dir",
+            log.to_str().unwrap(),
+            "--fail-on-drift",
+            "--tracking-uri",
+            &server.url,
+        ])
+    };
+    let calm_logs = dir.path().join("calm");
+    {
+        let scorer = Scorer::start(&server, "credit/1", &calm_logs, &[]);
+        let (status, _) = scorer.post("/invocations", &json!({"instances": data}));
+        assert_eq!(status, 200);
+    }
+    let calm = check(&calm_logs);
+    assert_eq!(
+        calm.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&calm.stdout),
+        String::from_utf8_lossy(&calm.stderr)
+    );
+    assert!(String::from_utf8_lossy(&calm.stdout).contains("0 of 6 columns drifted"));
+
+    let shifted_logs = dir.path().join("shifted");
+    {
+        let scorer = Scorer::start(
+            &server,
+            "credit/1",
+            &shifted_logs,
+            &["--deployment", "credit"],
+        );
+        let shifted: Vec<Vec<f64>> = data
+            .iter()
+            .map(|r| r.iter().map(|v| v.as_f64().unwrap() + 3.0).collect())
+            .collect();
+        let (status, _) = scorer.post("/invocations", &json!({"instances": shifted}));
+        assert_eq!(status, 200);
+    }
+    let drifted = check(&shifted_logs);
+    assert_eq!(
+        drifted.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&drifted.stdout)
+    );
+    assert!(String::from_utf8_lossy(&drifted.stdout).contains("6 of 6 columns drifted"));
+}
