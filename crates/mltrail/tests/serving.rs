@@ -712,12 +712,14 @@ fn monitor_check_compares_logged_inputs_with_the_reference_version() {
             &server.url,
         ])
     };
-    let calm_logs = dir.path().join("calm");
-    {
-        let scorer = Scorer::start(&server, "credit/1", &calm_logs, &[]);
-        let (status, _) = scorer.post("/invocations", &json!({"instances": data}));
+    // Serves `rows` once from a scorer logging into `logs`, then stops it.
+    let serve_rows = |logs: &Path, rows: Value| {
+        let scorer = Scorer::start(&server, "credit/1", logs, &[]);
+        let (status, _) = scorer.post("/invocations", &json!({ "instances": rows }));
         assert_eq!(status, 200);
-    }
+    };
+    let calm_logs = dir.path().join("calm");
+    serve_rows(&calm_logs, json!(data));
     let calm = check(&calm_logs);
     assert_eq!(
         calm.status.code(),
@@ -729,20 +731,11 @@ fn monitor_check_compares_logged_inputs_with_the_reference_version() {
     assert!(String::from_utf8_lossy(&calm.stdout).contains("0 of 6 columns drifted"));
 
     let shifted_logs = dir.path().join("shifted");
-    {
-        let scorer = Scorer::start(
-            &server,
-            "credit/1",
-            &shifted_logs,
-            &["--deployment", "credit"],
-        );
-        let shifted: Vec<Vec<f64>> = data
-            .iter()
-            .map(|r| r.iter().map(|v| v.as_f64().unwrap() + 3.0).collect())
-            .collect();
-        let (status, _) = scorer.post("/invocations", &json!({"instances": shifted}));
-        assert_eq!(status, 200);
-    }
+    let shifted: Vec<Vec<f64>> = data
+        .iter()
+        .map(|r| r.iter().map(|v| v.as_f64().unwrap() + 3.0).collect())
+        .collect();
+    serve_rows(&shifted_logs, json!(shifted));
     let drifted = check(&shifted_logs);
     assert_eq!(
         drifted.status.code(),
