@@ -31,6 +31,47 @@ pub enum DataError {
     UnknownFormat { path: String },
 }
 
+static PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Show a progress line on stderr while reading big CSV files (for interactive commands).
+pub fn show_progress(on: bool) {
+    PROGRESS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Counts bytes as the CSV parser reads them and redraws `name: NN%` on stderr.
+struct ProgressReader<R> {
+    inner: R,
+    name: String,
+    total: u64,
+    read: u64,
+    shown: u64,
+    finished: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        let pct = (self.read * 100).checked_div(self.total).unwrap_or(100);
+        if (pct > self.shown || n == 0) && !self.finished {
+            self.shown = pct;
+            eprint!(
+                "\rreading {}: {pct:>3}% of {} MiB",
+                self.name,
+                self.total >> 20
+            );
+            if n == 0 {
+                self.finished = true;
+                eprintln!();
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Files at least this big get a progress line when progress is on.
+const PROGRESS_MIN_BYTES: u64 = 32 << 20;
+
 /// Marks a missing value in [`Values::Text`] codes.
 pub const MISSING: u32 = u32::MAX;
 
@@ -264,7 +305,29 @@ fn read_csv_inferring(
     let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
         .with_format(format)
         .with_projection(projection)
-        .build(File::open(path).map_err(io)?)
+        .build({
+            let file = File::open(path).map_err(io)?;
+            let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let show =
+                PROGRESS.load(std::sync::atomic::Ordering::Relaxed) && total >= PROGRESS_MIN_BYTES;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let reader: Box<dyn std::io::Read + Send> = if show {
+                Box::new(ProgressReader {
+                    inner: file,
+                    name,
+                    total,
+                    read: 0,
+                    shown: 0,
+                    finished: false,
+                })
+            } else {
+                Box::new(file)
+            };
+            reader
+        })
         .map_err(parse)?;
     let mut rows = 0;
     for batch in reader {

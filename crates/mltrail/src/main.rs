@@ -153,6 +153,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Monitor { .. }
     ) {
         exit_quietly_on_closed_stdout();
+        // Progress lines only where a person watches.
+        mltrail_data::table::show_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     }
     match cli.command {
         Command::Server(args) => {
