@@ -379,13 +379,21 @@ fn json_response(body: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// The shared front of both scoring endpoints: the body (413 above the limit), then [`score`].
+async fn scored(
+    dep: &Deployment,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Served, ScoringError> {
+    let started = Instant::now();
+    let body = body.map_err(too_large)?;
+    score(dep, &body, started).await
+}
+
 async fn invocations(
     State(dep): State<Arc<Deployment>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ScoringError> {
-    let started = Instant::now();
-    let body = body.map_err(too_large)?;
-    let served = score(&dep, &body, started).await?;
+    let served = scored(&dep, body).await?;
     if served.kind == request::RequestKind::DataFrame {
         let mut out =
             Vec::with_capacity(served.rows.iter().map(|r| r.len() + 1).sum::<usize>() + 20);
@@ -410,9 +418,7 @@ async fn predict(
     State(dep): State<Arc<Deployment>>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ScoringError> {
-    let started = Instant::now();
-    let body = body.map_err(too_large)?;
-    let served = score(&dep, &body, started).await?;
+    let served = scored(&dep, body).await?;
     let m = &served.model;
     let text = |v: &str| serde_json::to_string(v).unwrap_or_default();
     let shared = format!(
