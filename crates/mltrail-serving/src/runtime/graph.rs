@@ -151,25 +151,12 @@ impl Graph {
             let slot = define(&init.name, &mut slots, &mut constants);
             constants[slot] = Some(Value::Tensor(tensor_from_proto(init)?));
         }
-        let mut inputs = Vec::new();
-        let mut input_slots = Vec::new();
-        for info in &graph.input {
-            if slots.contains_key(&info.name) {
-                continue; // an initializer also listed as an input (older exporters)
-            }
-            let ValueKind::Tensor { element, shape } = declared_kind(info)? else {
-                return Err(RuntimeError::Model(format!(
-                    "input `{}` must be a tensor",
-                    info.name
-                )));
-            };
-            input_slots.push(define(&info.name, &mut slots, &mut constants));
-            inputs.push(GraphInput {
-                name: info.name.clone(),
-                element,
-                shape,
-            });
-        }
+        // The declared interface, read once (the same function `Model` uses for onnxruntime graphs).
+        let (inputs, outputs) = Self::declared_io(model)?;
+        let input_slots = inputs
+            .iter()
+            .map(|i| define(&i.name, &mut slots, &mut constants))
+            .collect();
 
         let mut steps = Vec::new();
         let mut operators = Vec::new();
@@ -227,18 +214,14 @@ impl Graph {
             });
         }
 
-        let mut outputs = Vec::new();
-        let mut output_slots = Vec::new();
-        for info in &graph.output {
-            let slot = slots.get(&info.name).copied().ok_or_else(|| {
-                RuntimeError::Model(format!("output `{}` is never computed", info.name))
-            })?;
-            output_slots.push(slot);
-            outputs.push(GraphOutput {
-                name: info.name.clone(),
-                kind: declared_kind(info)?,
-            });
-        }
+        let output_slots = outputs
+            .iter()
+            .map(|o| {
+                slots.get(&o.name).copied().ok_or_else(|| {
+                    RuntimeError::Model(format!("output `{}` is never computed", o.name))
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             inputs,
             input_slots,

@@ -16,7 +16,6 @@ pub struct Model {
     engine: Engine,
     inputs: Vec<GraphInput>,
     outputs: Vec<GraphOutput>,
-    input_names: Vec<String>,
 }
 
 impl Model {
@@ -26,7 +25,6 @@ impl Model {
         let proto = <ModelProto as prost::Message>::decode(bytes)
             .map_err(|e| RuntimeError::Model(format!("not an ONNX model file: {e}")))?;
         let (inputs, outputs) = Graph::declared_io(&proto)?;
-        let input_names = inputs.iter().map(|i| i.name.clone()).collect();
         let engine = match Graph::compile(&proto) {
             Ok(graph) => Engine::Native(graph),
             Err(RuntimeError::Unsupported { domain, op }) => match OrtModel::load(bytes) {
@@ -43,7 +41,6 @@ impl Model {
             engine,
             inputs,
             outputs,
-            input_names,
         })
     }
 
@@ -93,7 +90,7 @@ impl Model {
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Value>, RuntimeError> {
         match &self.engine {
             Engine::Native(graph) => graph.run(inputs),
-            Engine::Onnxruntime(session) => session.run(&self.input_names, inputs),
+            Engine::Onnxruntime(session) => session.run(&self.inputs, inputs),
         }
     }
 }

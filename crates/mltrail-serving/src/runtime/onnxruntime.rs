@@ -104,13 +104,17 @@ impl OrtModel {
         })
     }
 
-    pub fn run(&self, names: &[String], inputs: Vec<Tensor>) -> Result<Vec<Value>, RuntimeError> {
+    pub fn run(
+        &self,
+        declared: &[super::graph::GraphInput],
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Value>, RuntimeError> {
         let failed = |e: ort::Error| RuntimeError::Input(format!("onnxruntime: {e}"));
         let mut values: Vec<(
             std::borrow::Cow<'static, str>,
             ort::session::SessionInputValue<'static>,
         )> = Vec::new();
-        for (name, t) in names.iter().zip(inputs) {
+        for (name, t) in declared.iter().map(|d| &d.name).zip(inputs) {
             let shape: Vec<i64> = t.shape.iter().map(|d| *d as i64).collect();
             let value: DynValue = match t.data {
                 TensorData::Float(v) => ort::value::Tensor::from_array((shape, v))
