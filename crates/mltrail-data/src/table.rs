@@ -72,6 +72,10 @@ impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
 /// Files at least this big get a progress line when progress is on.
 const PROGRESS_MIN_BYTES: u64 = 32 << 20;
 
+/// An integer column with at most this many distinct values is categorical, not numeric
+/// (Evidently's rule, applied wherever a column's kind is inferred).
+pub const CATEGORICAL_INTEGER_MAX_DISTINCT: usize = 10;
+
 /// Marks a missing value in [`Values::Text`] codes.
 pub const MISSING: u32 = u32::MAX;
 

@@ -107,7 +107,9 @@ fn schema_of(t: &table::Table, profiles: &[mltrail_data::profile::ColumnProfile]
             .map(|(c, p)| {
                 let kind = match &c.values {
                     table::Values::Text { .. } => "categorical",
-                    table::Values::Numeric { integer: true, .. } if p.distinct <= 10 => {
+                    table::Values::Numeric { integer: true, .. }
+                        if p.distinct as usize <= table::CATEGORICAL_INTEGER_MAX_DISTINCT =>
+                    {
                         "categorical"
                     }
                     table::Values::Numeric { .. } => "numeric",

@@ -1,7 +1,6 @@
 //! `mltrail drift REFERENCE CURRENT`: per-column drift with Evidently's default tests, the dataset
 //! verdict, and optional JSON and HTML reports.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -100,11 +99,9 @@ fn samples(
             Values::Numeric { values: cv, .. },
         ) => {
             let (rv, cv) = (finite(rv), finite(cv));
+            let max = table::CATEGORICAL_INTEGER_MAX_DISTINCT;
             let categorical = forced_cat
-                || (integer && !forced_num && {
-                    let distinct: HashSet<u64> = rv.iter().map(|v| v.to_bits()).collect();
-                    distinct.len() <= 10
-                });
+                || (integer && !forced_num && drift::distinct_numbers_up_to(&rv, max) <= max);
             if categorical {
                 Ok((Sample::Discrete(rv), Sample::Discrete(cv), "categorical"))
             } else {

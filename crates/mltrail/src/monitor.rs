@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+use crate::predictions::csv_field;
 use crate::tracking_client::{resolve_uri, Client, TRACKING_URI_HELP};
 
 #[derive(Subcommand)]
@@ -44,19 +45,6 @@ pub struct CheckArgs {
     tracking_uri: Option<String>,
 }
 
-fn csv_cell(v: &Value) -> String {
-    let text = match v {
-        Value::Null => return String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
 /// The logged inputs as a CSV file: one row per prediction, the columns of the first record.
 fn write_inputs(records: &[Value], path: &std::path::Path) -> Result<usize> {
     let inputs: Vec<&serde_json::Map<String, Value>> = records
@@ -70,7 +58,7 @@ fn write_inputs(records: &[Value], path: &std::path::Path) -> Result<usize> {
     let columns: Vec<&String> = first.keys().collect();
     let mut text = columns
         .iter()
-        .map(|c| csv_cell(&Value::from(c.as_str())))
+        .map(|c| csv_field(Some(&Value::from(c.as_str())), false))
         .collect::<Vec<_>>()
         .join(",")
         + "\n";
@@ -78,7 +66,7 @@ fn write_inputs(records: &[Value], path: &std::path::Path) -> Result<usize> {
         text.push_str(
             &columns
                 .iter()
-                .map(|c| row.get(*c).map(csv_cell).unwrap_or_default())
+                .map(|c| csv_field(row.get(*c), false))
                 .collect::<Vec<_>>()
                 .join(","),
         );

@@ -96,7 +96,8 @@ pub fn parse_since(text: &str, now_ms: i64) -> Result<i64> {
     Ok(((days_from_civil(y, mo, da) * 24 + h) * 60 + mi) * 60_000 + s * 1000)
 }
 
-fn csv_field(v: Option<&Value>, json_text: bool) -> String {
+/// One CSV cell: empty for missing, text as is (or as JSON when `json_text`), quoted when needed.
+pub(crate) fn csv_field(v: Option<&Value>, json_text: bool) -> String {
     let text = match v {
         None | Some(Value::Null) => return String::new(),
         Some(Value::String(s)) if !json_text => s.clone(),

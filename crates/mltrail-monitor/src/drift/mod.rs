@@ -120,16 +120,7 @@ impl Sample {
     /// the binning only ask "more than 5?" and "more than 20?").
     pub fn distinct_up_to(&self, limit: usize) -> usize {
         match self {
-            Sample::Numeric(v) | Sample::Discrete(v) => {
-                let mut seen = std::collections::HashSet::new();
-                for x in v {
-                    seen.insert(x.to_bits());
-                    if seen.len() > limit {
-                        break;
-                    }
-                }
-                seen.len()
-            }
+            Sample::Numeric(v) | Sample::Discrete(v) => distinct_numbers_up_to(v, limit),
             Sample::Categorical(c) => {
                 let mut seen = std::collections::HashSet::new();
                 for x in &c.codes {
@@ -144,6 +135,18 @@ impl Sample {
     }
 }
 
+/// Distinct numbers in `v`; counting stops once `limit` is exceeded.
+pub fn distinct_numbers_up_to(v: &[f64], limit: usize) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for x in v {
+        seen.insert(x.to_bits());
+        if seen.len() > limit {
+            break;
+        }
+    }
+    seen.len()
+}
+
 /// Distinct values of both samples together, counting stops past `limit`.
 pub(crate) fn union_distinct_up_to(a: &Sample, b: &Sample, limit: usize) -> usize {
     match (a, b) {
@@ -151,6 +154,16 @@ pub(crate) fn union_distinct_up_to(a: &Sample, b: &Sample, limit: usize) -> usiz
             let mut seen = std::collections::HashSet::new();
             for v in x.iter().chain(y.iter()) {
                 seen.insert(v);
+                if seen.len() > limit {
+                    break;
+                }
+            }
+            seen.len()
+        }
+        (Sample::Numeric(x) | Sample::Discrete(x), Sample::Numeric(y) | Sample::Discrete(y)) => {
+            let mut seen = std::collections::HashSet::new();
+            for v in x.iter().chain(y) {
+                seen.insert(v.to_bits());
                 if seen.len() > limit {
                     break;
                 }
