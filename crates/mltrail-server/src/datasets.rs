@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
-use mltrail_store::datasets::{self, NewDatasetVersion};
+use mltrail_store::datasets::{self, DatasetFile, NewDatasetVersion};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -28,28 +28,30 @@ async fn add(
         .map_err(|e| ApiError::invalid(format!("`source`: {e}")))?;
     let new = NewDatasetVersion {
         name: field(&body, "name")?.to_string(),
-        digest: field(&body, "digest")?.to_string(),
-        source,
-        file_name: field(&body, "file_name")?.to_string(),
-        rows: body
-            .get("rows")
-            .and_then(Value::as_i64)
-            .filter(|r| *r > 0)
-            .ok_or_else(|| ApiError::invalid("`rows` must be a positive integer"))?,
-        target: body
-            .get("target")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        schema: body
-            .get("schema")
-            .filter(|s| s.is_array())
-            .cloned()
-            .ok_or_else(|| ApiError::invalid("`schema` must be a list of columns"))?,
-        profile: body
-            .get("profile")
-            .filter(|p| p.is_object())
-            .cloned()
-            .ok_or_else(|| ApiError::invalid("`profile` must be an object"))?,
+        file: DatasetFile {
+            digest: field(&body, "digest")?.to_string(),
+            source,
+            file_name: field(&body, "file_name")?.to_string(),
+            rows: body
+                .get("rows")
+                .and_then(Value::as_i64)
+                .filter(|r| *r > 0)
+                .ok_or_else(|| ApiError::invalid("`rows` must be a positive integer"))?,
+            target: body
+                .get("target")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            schema: body
+                .get("schema")
+                .filter(|s| s.is_array())
+                .cloned()
+                .ok_or_else(|| ApiError::invalid("`schema` must be a list of columns"))?,
+            profile: body
+                .get("profile")
+                .filter(|p| p.is_object())
+                .cloned()
+                .ok_or_else(|| ApiError::invalid("`profile` must be an object"))?,
+        },
     };
     let actor = crate::req::actor_of(&headers);
     let (version, created) = datasets::add_version(&state.store, &actor, new).await?;
@@ -68,7 +70,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> ApiR
     // Listing leaves out the profiles; `get` has them.
     let slim: Vec<Value> = versions
         .into_iter()
-        .map(|v| json!({"name": v.name, "version": v.version, "digest": v.digest, "rows": v.rows, "file_name": v.file_name, "target": v.target, "created_time": v.created_time, "created_by": v.created_by}))
+        .map(|v| json!({"name": v.name, "version": v.version, "digest": v.file.digest, "rows": v.file.rows, "file_name": v.file.file_name, "target": v.file.target, "created_time": v.created_time, "created_by": v.created_by}))
         .collect();
     Ok(Json(json!({"dataset_versions": slim})))
 }

@@ -304,11 +304,9 @@ pub async fn load_state(
                 return Ok(None);
             };
             let v = crate::datasets::from_row(&row)?;
-            Ok(Some(json!({
-                "digest": v.digest, "source": v.source, "file_name": v.file_name, "rows": v.rows,
-                "target": v.target, "schema": v.schema, "profile": v.profile,
-                "created_time": v.created_time, "created_by": v.created_by,
-            })))
+            Ok(Some(
+                json!({"file": v.file, "created_time": v.created_time, "created_by": v.created_by}),
+            ))
         }
         Entity::LoggedModel(id) => {
             let Some(row) = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1")

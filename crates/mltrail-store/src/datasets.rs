@@ -9,10 +9,9 @@ use crate::sql::{int, opt_text, text};
 use crate::{MetaStore, StoreError};
 use mltrail_core::now_millis;
 
+/// What a version holds: the file and what was learned from it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DatasetVersion {
-    pub name: String,
-    pub version: i64,
+pub struct DatasetFile {
     /// BLAKE3 of the file's bytes.
     pub digest: String,
     /// Where the file is in the artifact store.
@@ -20,23 +19,25 @@ pub struct DatasetVersion {
     pub file_name: String,
     pub rows: i64,
     pub target: Option<String>,
-    /// Column names, types and nullability (JSON).
+    /// Column names, types, nullability and PII tags (JSON).
     pub schema: serde_json::Value,
     /// Per-column profile (JSON): the monitoring reference.
     pub profile: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetVersion {
+    pub name: String,
+    pub version: i64,
+    #[serde(flatten)]
+    pub file: DatasetFile,
     pub created_time: i64,
     pub created_by: String,
 }
 
 pub struct NewDatasetVersion {
     pub name: String,
-    pub digest: String,
-    pub source: String,
-    pub file_name: String,
-    pub rows: i64,
-    pub target: Option<String>,
-    pub schema: serde_json::Value,
-    pub profile: serde_json::Value,
+    pub file: DatasetFile,
 }
 
 pub(crate) fn validate_name(name: &str) -> Result<(), StoreError> {
@@ -61,13 +62,15 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<DatasetVersion, StoreError> {
     Ok(DatasetVersion {
         name: text(row, "name")?,
         version: int(row, "version")?,
-        digest: text(row, "digest")?,
-        source: text(row, "source")?,
-        file_name: text(row, "file_name")?,
-        rows: int(row, "row_count")?,
-        target: opt_text(row, "target")?,
-        schema: parse_json(row, "schema_json")?,
-        profile: parse_json(row, "profile_json")?,
+        file: DatasetFile {
+            digest: text(row, "digest")?,
+            source: text(row, "source")?,
+            file_name: text(row, "file_name")?,
+            rows: int(row, "row_count")?,
+            target: opt_text(row, "target")?,
+            schema: parse_json(row, "schema_json")?,
+            profile: parse_json(row, "profile_json")?,
+        },
         created_time: int(row, "created_time")?,
         created_by: text(row, "created_by")?,
     })
@@ -80,10 +83,10 @@ pub async fn add_version(
     new: NewDatasetVersion,
 ) -> Result<(DatasetVersion, bool), StoreError> {
     validate_name(&new.name)?;
-    if new.digest.len() != 64 || !new.digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if new.file.digest.len() != 64 || !new.file.digest.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(StoreError::InvalidParameter(format!(
             "digest `{}` is not a 64-hex BLAKE3",
-            new.digest
+            new.file.digest
         )));
     }
     let user = actor.to_string();
@@ -92,7 +95,7 @@ pub async fn add_version(
             Box::pin(async move {
                 if let Some(row) = sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND digest = $2")
                     .bind(new.name.clone())
-                    .bind(new.digest.clone())
+                    .bind(new.file.digest.clone())
                     .fetch_optional(&mut *tx)
                     .await?
                 {
@@ -105,13 +108,13 @@ pub async fn add_version(
                 sqlx::query("INSERT INTO dataset_versions (name, version, digest, source, file_name, row_count, target, schema_json, profile_json, created_time, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
                     .bind(new.name.clone())
                     .bind(version)
-                    .bind(new.digest.clone())
-                    .bind(new.source.clone())
-                    .bind(new.file_name.clone())
-                    .bind(new.rows)
-                    .bind(new.target.clone())
-                    .bind(new.schema.to_string())
-                    .bind(new.profile.to_string())
+                    .bind(new.file.digest.clone())
+                    .bind(new.file.source.clone())
+                    .bind(new.file.file_name.clone())
+                    .bind(new.file.rows)
+                    .bind(new.file.target.clone())
+                    .bind(new.file.schema.to_string())
+                    .bind(new.file.profile.to_string())
                     .bind(now_millis())
                     .bind(user)
                     .execute(&mut *tx)
