@@ -305,7 +305,7 @@ async fn score_with(
 ) -> Result<Served, ScoringError> {
     let json: Value = serde_json::from_slice(body)
         .map_err(|e| ScoringError::bad(format!("the body is not valid JSON: {e}")))?;
-    let decoded = request::decode(&json, &model.model, &model.signature)?;
+    let decoded = request::decode(json, &model.model, &model.signature)?;
     let outputs = model.model.run(decoded.tensors).map_err(|e| ScoringError {
         status: StatusCode::BAD_REQUEST,
         code: "BAD_REQUEST",

@@ -62,39 +62,39 @@ struct Table {
     rows: Vec<Vec<Json>>,
 }
 
-fn records_to_table(records: &[Json], what: &str) -> Result<Table, RequestError> {
-    let first = records.first().and_then(Json::as_object);
-    let Some(first) = first else {
+// The decoders take the parsed body by value: cells move into the table, none is copied.
+
+fn records_to_table(records: Vec<Json>, what: &str) -> Result<Table, RequestError> {
+    let Some(first) = records.first().and_then(Json::as_object) else {
         return Err(RequestError::Format(format!(
             "`{what}` must be a non-empty list of objects"
         )));
     };
     let columns: Vec<String> = first.keys().cloned().collect();
     let mut rows = Vec::with_capacity(records.len());
-    for (r, rec) in records.iter().enumerate() {
-        let obj = rec
-            .as_object()
-            .ok_or_else(|| RequestError::Format(format!("`{what}[{r}]` is not an object")))?;
-        for key in obj.keys() {
-            if !columns.contains(key) {
-                return Err(RequestError::ExtraColumn {
-                    column: key.clone(),
-                    expected: columns.join(", "),
-                });
-            }
-        }
-        rows.push(
-            columns
-                .iter()
-                .map(|c| {
-                    obj.get(c).cloned().ok_or_else(|| RequestError::Cell {
-                        column: c.clone(),
-                        row: r,
-                        why: "missing".into(),
-                    })
+    for (r, rec) in records.into_iter().enumerate() {
+        let Json::Object(mut obj) = rec else {
+            return Err(RequestError::Format(format!(
+                "`{what}[{r}]` is not an object"
+            )));
+        };
+        let row = columns
+            .iter()
+            .map(|c| {
+                obj.remove(c).ok_or_else(|| RequestError::Cell {
+                    column: c.clone(),
+                    row: r,
+                    why: "missing".into(),
                 })
-                .collect::<Result<_, _>>()?,
-        );
+            })
+            .collect::<Result<_, _>>()?;
+        if let Some(extra) = obj.keys().next() {
+            return Err(RequestError::ExtraColumn {
+                column: extra.clone(),
+                expected: columns.join(", "),
+            });
+        }
+        rows.push(row);
     }
     Ok(Table {
         columns: Some(columns),
@@ -102,46 +102,49 @@ fn records_to_table(records: &[Json], what: &str) -> Result<Table, RequestError>
     })
 }
 
-fn rows_to_table(rows: &[Json], what: &str) -> Result<Table, RequestError> {
+fn rows_to_table(rows: Vec<Json>, what: &str) -> Result<Table, RequestError> {
     if rows.first().is_some_and(Json::is_object) {
         return records_to_table(rows, what);
     }
     let rows = rows
-        .iter()
+        .into_iter()
         .map(|r| match r {
-            Json::Array(cells) => Ok(cells.clone()),
-            scalar => Ok(vec![scalar.clone()]),
+            Json::Array(cells) => cells,
+            scalar => vec![scalar],
         })
-        .collect::<Result<_, RequestError>>()?;
+        .collect();
     Ok(Table {
         columns: None,
         rows,
     })
 }
 
-fn columns_to_table(map: &Map<String, Json>, what: &str) -> Result<Table, RequestError> {
-    let columns: Vec<String> = map.keys().cloned().collect();
-    let lists: Vec<&Vec<Json>> = map
-        .iter()
-        .map(|(k, v)| {
-            v.as_array()
-                .ok_or_else(|| RequestError::Format(format!("`{what}.{k}` must be a list")))
-        })
-        .collect::<Result<_, _>>()?;
-    let n = lists.first().map_or(0, |l| l.len());
+fn columns_to_table(map: Map<String, Json>, what: &str) -> Result<Table, RequestError> {
+    let mut columns = Vec::with_capacity(map.len());
+    let mut lists = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let Json::Array(list) = v else {
+            return Err(RequestError::Format(format!("`{what}.{k}` must be a list")));
+        };
+        columns.push(k);
+        lists.push(list);
+    }
+    let n = lists.first().map_or(0, Vec::len);
     if let Some((k, l)) = columns.iter().zip(&lists).find(|(_, l)| l.len() != n) {
         return Err(RequestError::Format(format!(
             "`{what}.{k}` has {} rows, others have {n}",
             l.len()
         )));
     }
+    let mut cells: Vec<_> = lists.into_iter().map(Vec::into_iter).collect();
     let rows = (0..n)
-        .map(|r| {
-            lists
-                .iter()
-                .map(|l| match &l[r] {
-                    Json::Array(inner) if inner.len() == 1 => inner[0].clone(),
-                    v => v.clone(),
+        .map(|_| {
+            cells
+                .iter_mut()
+                .filter_map(Iterator::next)
+                .map(|v| match v {
+                    Json::Array(mut inner) if inner.len() == 1 => inner.remove(0),
+                    v => v,
                 })
                 .collect()
         })
@@ -152,10 +155,12 @@ fn columns_to_table(map: &Map<String, Json>, what: &str) -> Result<Table, Reques
     })
 }
 
-fn decode_table(body: &Json) -> Result<(Table, RequestKind), RequestError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| RequestError::Format("the body must be a JSON object with one of dataframe_split, dataframe_records, instances, inputs".into()))?;
+fn decode_table(body: Json) -> Result<(Table, RequestKind), RequestError> {
+    let Json::Object(mut obj) = body else {
+        return Err(RequestError::Format(
+            "the body must be a JSON object with one of dataframe_split, dataframe_records, instances, inputs".into(),
+        ));
+    };
     let keys: Vec<&str> = [
         "dataframe_split",
         "dataframe_records",
@@ -180,23 +185,21 @@ fn decode_table(body: &Json) -> Result<(Table, RequestKind), RequestError> {
             )))
         }
     };
-    let value = &obj[key];
-    match key {
-        "dataframe_split" => {
-            let split = value.as_object().ok_or_else(|| {
-                RequestError::Format("`dataframe_split` must be an object".into())
-            })?;
-            let data = split.get("data").and_then(Json::as_array).ok_or_else(|| {
-                RequestError::Format("`dataframe_split.data` must be a list of rows".into())
-            })?;
-            let columns = match split.get("columns") {
+    let value = obj.remove(key).unwrap_or_default();
+    match (key, value) {
+        ("dataframe_split", Json::Object(mut split)) => {
+            let Some(Json::Array(data)) = split.remove("data") else {
+                return Err(RequestError::Format(
+                    "`dataframe_split.data` must be a list of rows".into(),
+                ));
+            };
+            let columns = match split.remove("columns") {
                 None => None,
                 Some(Json::Array(c)) => Some(
-                    c.iter()
-                        .map(|v| {
-                            v.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string())
+                    c.into_iter()
+                        .map(|v| match v {
+                            Json::String(s) => s,
+                            other => other.to_string(),
                         })
                         .collect(),
                 ),
@@ -207,29 +210,31 @@ fn decode_table(body: &Json) -> Result<(Table, RequestKind), RequestError> {
                 }
             };
             let rows = data
-                .iter()
+                .into_iter()
                 .enumerate()
-                .map(|(r, row)| {
-                    row.as_array().cloned().ok_or_else(|| {
-                        RequestError::Format(format!("`dataframe_split.data[{r}]` is not a list"))
-                    })
+                .map(|(r, row)| match row {
+                    Json::Array(cells) => Ok(cells),
+                    _ => Err(RequestError::Format(format!(
+                        "`dataframe_split.data[{r}]` is not a list"
+                    ))),
                 })
                 .collect::<Result<_, _>>()?;
             Ok((Table { columns, rows }, RequestKind::DataFrame))
         }
-        "dataframe_records" => {
-            let records = value
-                .as_array()
-                .ok_or_else(|| RequestError::Format("`dataframe_records` must be a list".into()))?;
+        ("dataframe_split", _) => Err(RequestError::Format(
+            "`dataframe_split` must be an object".into(),
+        )),
+        ("dataframe_records", Json::Array(records)) => {
             Ok((records_to_table(records, key)?, RequestKind::DataFrame))
         }
-        _ => match value {
-            Json::Array(rows) => Ok((rows_to_table(rows, key)?, RequestKind::Tensor)),
-            Json::Object(map) => Ok((columns_to_table(map, key)?, RequestKind::Tensor)),
-            _ => Err(RequestError::Format(format!(
-                "`{key}` must be a list of rows or an object of columns"
-            ))),
-        },
+        ("dataframe_records", _) => Err(RequestError::Format(
+            "`dataframe_records` must be a list".into(),
+        )),
+        (_, Json::Array(rows)) => Ok((rows_to_table(rows, key)?, RequestKind::Tensor)),
+        (_, Json::Object(map)) => Ok((columns_to_table(map, key)?, RequestKind::Tensor)),
+        _ => Err(RequestError::Format(format!(
+            "`{key}` must be a list of rows or an object of columns"
+        ))),
     }
 }
 
@@ -328,7 +333,7 @@ pub struct Decoded {
     pub row_inputs: Vec<Vec<u8>>,
 }
 
-pub fn decode(body: &Json, model: &Model, signature: &Signature) -> Result<Decoded, RequestError> {
+pub fn decode(body: Json, model: &Model, signature: &Signature) -> Result<Decoded, RequestError> {
     let (table, kind) = decode_table(body)?;
     let names = signature.column_names();
     let n = table.rows.len();
@@ -446,7 +451,7 @@ mod tests {
 
     /// (columns, rows, kind) of a decoded body.
     fn table_of(body: Json) -> (Option<Vec<String>>, Vec<Vec<Json>>, RequestKind) {
-        let (t, kind) = decode_table(&body).unwrap();
+        let (t, kind) = decode_table(body).unwrap();
         (t.columns, t.rows, kind)
     }
 
@@ -470,7 +475,7 @@ mod tests {
     #[test]
     fn malformed_bodies_say_what_is_wrong() {
         let err = |b: Json| {
-            decode_table(&b)
+            decode_table(b)
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default()
@@ -481,7 +486,7 @@ mod tests {
         assert!(err(json!({"dataframe_split": {"data": 3}})).contains("dataframe_split.data"));
         assert!(err(json!({"inputs": {"a": [1], "b": [1, 2]}})).contains("rows"));
         assert!(matches!(
-            decode_table(&json!({"dataframe_records": [{"a": 1}, {"a": 1, "z": 2}]})),
+            decode_table(json!({"dataframe_records": [{"a": 1}, {"a": 1, "z": 2}]})),
             Err(RequestError::ExtraColumn { column, .. }) if column == "z"
         ));
     }
