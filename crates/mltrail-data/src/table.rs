@@ -128,6 +128,81 @@ impl Table {
     }
 }
 
+/// Builds a table from JSON objects (one per row), e.g. the inputs a prediction log recorded.
+/// A column whose present values are all numbers is numeric (`integer` when all are integers);
+/// any other column is text, with numbers and booleans spelled as JSON spells them. Columns are
+/// those of every row together; a row without a column, or with `null`, is missing there.
+pub fn from_json_rows<'a, I>(rows: I) -> Table
+where
+    I: IntoIterator<Item = &'a serde_json::Map<String, serde_json::Value>>,
+    I::IntoIter: Clone,
+{
+    use serde_json::Value as Json;
+    let rows = rows.into_iter();
+    let mut names: Vec<&String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for row in rows.clone() {
+        for key in row.keys() {
+            if seen.insert(key) {
+                names.push(key);
+            }
+        }
+    }
+    let mut count = 0;
+    let columns = names
+        .iter()
+        .map(|name| {
+            let cells: Vec<Option<&Json>> = rows
+                .clone()
+                .map(|row| row.get(name.as_str()).filter(|v| !v.is_null()))
+                .collect();
+            count = cells.len();
+            let numeric = cells.iter().flatten().all(|v| v.is_number());
+            let values = if numeric {
+                Values::Numeric {
+                    integer: cells.iter().flatten().all(|v| v.is_i64() || v.is_u64()),
+                    values: cells
+                        .iter()
+                        .map(|v| v.and_then(Json::as_f64).unwrap_or(f64::NAN))
+                        .collect(),
+                }
+            } else {
+                let mut dict = Dictionary::default();
+                let mut labels = Vec::new();
+                let codes = cells
+                    .iter()
+                    .map(|cell| match cell {
+                        None => MISSING,
+                        Some(v) => {
+                            let text = match v {
+                                Json::String(s) => s.clone(),
+                                other => other.to_string(),
+                            };
+                            *dict.index.entry(text.clone()).or_insert_with(|| {
+                                labels.push(text);
+                                labels.len() as u32 - 1
+                            })
+                        }
+                    })
+                    .collect();
+                Values::Text { labels, codes }
+            };
+            Column {
+                name: name.to_string(),
+                values,
+            }
+        })
+        .collect();
+    Table {
+        columns,
+        rows: if names.is_empty() {
+            rows.count()
+        } else {
+            count
+        },
+    }
+}
+
 fn append(
     path: &str,
     columns: &mut [Column],
@@ -447,6 +522,40 @@ mod tests {
         let t = csv(&text).unwrap();
         assert!(
             matches!(&t.column("a").unwrap().values, Values::Numeric { values, integer: false } if values.last() == Some(&2.5))
+        );
+    }
+
+    #[test]
+    fn json_rows_become_typed_columns() {
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = [
+            serde_json::json!({"a": 1, "b": 2.5, "c": "x"}),
+            serde_json::json!({"a": 2, "b": null, "c": true}),
+            serde_json::json!({"a": 3, "c": "x", "d": 4}),
+        ]
+        .into_iter()
+        .map(|v| v.as_object().cloned().unwrap())
+        .collect();
+        let t = from_json_rows(&rows);
+        assert_eq!(t.rows, 3);
+        assert_eq!(
+            t.column("a").unwrap().values,
+            Values::Numeric {
+                values: vec![1.0, 2.0, 3.0],
+                integer: true
+            }
+        );
+        assert!(
+            matches!(&t.column("b").unwrap().values, Values::Numeric { values, integer: false } if values[1].is_nan() && values[2].is_nan())
+        );
+        assert_eq!(
+            t.column("c").unwrap().values,
+            Values::Text {
+                labels: vec!["x".into(), "true".into()],
+                codes: vec![0, 1, 0]
+            }
+        );
+        assert!(
+            matches!(&t.column("d").unwrap().values, Values::Numeric { values, .. } if values[0].is_nan() && values[2] == 4.0)
         );
     }
 

@@ -5,6 +5,7 @@
 //! Everything here is plain synchronous code over slices: no I/O, no runtime. Reading files and
 //! the prediction log belongs to the callers.
 
+pub mod compare;
 pub mod drift;
 pub mod report;
 pub mod special;

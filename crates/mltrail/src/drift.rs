@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use mltrail_data::table::{self, Table, Values};
-use mltrail_monitor::drift::{self, Categories, ColumnDrift, Method, Sample};
+use mltrail_data::table::{self, Table};
+use mltrail_monitor::compare::{compare, ColumnComparison, CompareError, CompareOptions, Side};
+use mltrail_monitor::drift::{ColumnDrift, Method};
 use mltrail_monitor::report;
 use serde_json::json;
 
@@ -48,67 +49,9 @@ pub struct DriftArgs {
     /// Exit with status 1 when the dataset drifts (for CI and cron jobs).
     #[arg(long)]
     pub fail_on_drift: bool,
-}
-
-/// Numbers without missing or infinite values (Evidently drops both before testing).
-fn finite(mut values: Vec<f64>) -> Vec<f64> {
-    values.retain(|x| x.is_finite());
-    values
-}
-
-fn categories(labels: Vec<String>, mut codes: Vec<u32>) -> Categories {
-    codes.retain(|c| *c != table::MISSING);
-    Categories { labels, codes }
-}
-
-/// The two samples of one column, typed by the reference (and the flags); consumes the values.
-fn samples(
-    name: &str,
-    r: Values,
-    c: Values,
-    args: &DriftArgs,
-) -> Result<(Sample, Sample, &'static str)> {
-    let forced_cat = args.categorical.iter().any(|n| n == name);
-    let forced_num = args.numerical.iter().any(|n| n == name);
-    match (r, c) {
-        (Values::Text { .. }, _) if forced_num => {
-            bail!("column `{name}` holds text; it cannot be --numerical")
-        }
-        (
-            Values::Text { labels, codes },
-            Values::Text {
-                labels: cl,
-                codes: cc,
-            },
-        ) => Ok((
-            Sample::Categorical(categories(labels, codes)),
-            Sample::Categorical(categories(cl, cc)),
-            "categorical",
-        )),
-        (Values::Text { .. }, Values::Numeric { .. }) => {
-            bail!("column `{name}` is text in the reference but numeric in the current data")
-        }
-        (Values::Numeric { .. }, Values::Text { .. }) => {
-            bail!("column `{name}` is numeric in the reference but text in the current data")
-        }
-        (
-            Values::Numeric {
-                values: rv,
-                integer,
-            },
-            Values::Numeric { values: cv, .. },
-        ) => {
-            let (rv, cv) = (finite(rv), finite(cv));
-            let max = table::CATEGORICAL_INTEGER_MAX_DISTINCT;
-            let categorical = forced_cat
-                || (integer && !forced_num && drift::distinct_numbers_up_to(&rv, max) <= max);
-            if categorical {
-                Ok((Sample::Discrete(rv), Sample::Discrete(cv), "categorical"))
-            } else {
-                Ok((Sample::Numeric(rv), Sample::Numeric(cv), "numerical"))
-            }
-        }
-    }
+    /// The schema of a reference given as a dataset version: its declared column types.
+    #[arg(skip)]
+    reference_schema: Option<serde_json::Value>,
 }
 
 impl DriftArgs {
@@ -132,6 +75,7 @@ impl DriftArgs {
             method: None,
             drift_share: 0.5,
             fail_on_drift: false,
+            reference_schema: None,
         }
     }
 }
@@ -146,6 +90,7 @@ pub async fn resolve_inputs(args: &mut DriftArgs, dir: &std::path::Path) -> Resu
         (&mut args.reference, "reference"),
         (&mut args.current, "current"),
     ] {
+        let is_reference = tag == "reference";
         if slot.exists() {
             continue;
         }
@@ -172,6 +117,9 @@ pub async fn resolve_inputs(args: &mut DriftArgs, dir: &std::path::Path) -> Resu
         std::fs::write(&local, client.download(source).await?)
             .with_context(|| format!("cannot write {}", local.display()))?;
         *slot = local;
+        if is_reference {
+            args.reference_schema = Some(v["schema"].clone());
+        }
     }
     Ok(())
 }
@@ -179,9 +127,6 @@ pub async fn resolve_inputs(args: &mut DriftArgs, dir: &std::path::Path) -> Resu
 fn load(path: &std::path::Path, keep: table::ColumnFilter) -> Result<Table> {
     table::read_filtered(path, keep).map_err(|e| anyhow!("{e}"))
 }
-
-/// One column's verdict, with its histogram when an HTML report was asked for.
-type ColumnOutcome = (ColumnDrift, Option<report::Histogram>);
 
 pub struct Outcome {
     /// The dataset drifted and `--fail-on-drift` asked for a failing exit status.
@@ -194,12 +139,20 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         .as_deref()
         .map(|m| Method::parse(m).ok_or_else(|| anyhow!("--method `{m}` is not one of ks, wasserstein, jensenshannon, psi, chisquare, chi2_contingency, z")))
         .transpose()?;
-    // Read both files at once (one per core), parsing only the columns asked for; by default the
-    // columns both files have.
-    let keep = |name: &str| {
-        (args.columns.is_empty() || args.columns.iter().any(|c| c == name))
-            && !args.exclude.iter().any(|c| c == name)
+    let mut options = CompareOptions {
+        columns: args.columns.clone(),
+        exclude: args.exclude.clone(),
+        categorical: args.categorical.clone(),
+        numerical: args.numerical.clone(),
+        method,
+        drift_share: args.drift_share,
+        histograms: args.html.is_some(),
     };
+    if let Some(schema) = &args.reference_schema {
+        options.follow_schema(schema);
+    }
+    // Read both files at once (one per core), parsing only the columns asked for.
+    let keep = |name: &str| options.wants(name);
     let (reference, current) = std::thread::scope(|s| {
         let r = s.spawn(|| load(&args.reference, &keep));
         let c = load(&args.current, &keep);
@@ -209,98 +162,29 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
             c,
         )
     });
-    let (mut reference, mut current) = (reference?, current?);
-    let wanted: Vec<String> = if args.columns.is_empty() {
-        reference
-            .columns
-            .iter()
-            .map(|c| c.name.clone())
-            .filter(|n| current.column(n).is_some())
-            .collect()
-    } else {
-        args.columns.clone()
-    };
-    let wanted: Vec<String> = wanted
-        .into_iter()
-        .filter(|n| !args.exclude.contains(n))
-        .collect();
-    if wanted.is_empty() {
-        bail!("no column to compare: the files share none (or all were excluded)");
-    }
-    for missing in reference
-        .columns
-        .iter()
-        .map(|c| &c.name)
-        .filter(|n| current.column(n).is_none() && !args.exclude.contains(n))
-    {
+    let comparison = compare(reference?, current?, &options).map_err(|e| match e {
+        CompareError::MissingColumn { column, side } => anyhow!(
+            "column `{column}` is not in {}",
+            if side == Side::Reference {
+                &args.reference
+            } else {
+                &args.current
+            }
+            .display()
+        ),
+        other => anyhow!("{other}"),
+    })?;
+    for missing in &comparison.only_in_reference {
         eprintln!("note: column `{missing}` is only in the reference; skipped");
     }
-    let mut prepared = Vec::with_capacity(wanted.len());
-    for name in &wanted {
-        let r = reference
-            .take(name)
-            .ok_or_else(|| anyhow!("column `{name}` is not in {}", args.reference.display()))?;
-        let c = current
-            .take(name)
-            .ok_or_else(|| anyhow!("column `{name}` is not in {}", args.current.display()))?;
-        prepared.push((
-            name.clone(),
-            std::sync::Mutex::new(samples(name, r, c, &args)?),
-        ));
-    }
-    drop((reference, current));
-    // Columns are independent: spread them over the cores.
-    let want_histograms = args.html.is_some();
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(prepared.len())
-        .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<Result<ColumnOutcome>>>> = prepared
-        .iter()
-        .map(|_| std::sync::Mutex::new(None))
-        .collect();
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((name, samples)) = prepared.get(i) else {
-                    break;
-                };
-                let Ok(mut pair) = samples.lock() else { break };
-                let (rs, cs, _) = &mut *pair;
-                rs.sort();
-                cs.sort();
-                let (rs, cs) = (&*rs, &*cs);
-                let result = drift::column_drift(name, rs, cs, method, None)
-                    .map_err(|e| anyhow!("{e}"))
-                    .map(|verdict| (verdict, want_histograms.then(|| report::histogram(rs, cs))));
-                if let Ok(mut slot) = slots[i].lock() {
-                    *slot = Some(result);
-                }
-            });
-        }
-    });
-    let mut results: Vec<(ColumnDrift, Option<report::Histogram>, &'static str)> =
-        Vec::with_capacity(prepared.len());
-    for (slot, (_, pair)) in slots.into_iter().zip(&prepared) {
-        let kind = pair.lock().map(|p| p.2).unwrap_or("numerical");
-        let (verdict, histogram) = slot
-            .into_inner()
-            .ok()
-            .flatten()
-            .ok_or_else(|| anyhow!("a drift worker stopped"))??;
-        results.push((verdict, histogram, kind));
-    }
-    let columns: Vec<ColumnDrift> = results.iter().map(|(c, _, _)| c.clone()).collect();
-    let dataset = drift::dataset_drift(&columns, args.drift_share);
+    let dataset = &comparison.dataset;
+    let columns = &comparison.columns;
 
     println!(
         "{:<24} {:<12} {:<16} {:>12} {:>10}  drift",
         "column", "type", "method", "value", "threshold"
     );
-    for (c, _, kind) in &results {
+    for ColumnComparison { drift: c, kind, .. } in columns {
         let value = c.p_value.unwrap_or(c.statistic);
         let shown = if value != 0.0 && value.abs() < 1e-4 {
             format!("{value:.3e}")
@@ -310,7 +194,7 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         println!(
             "{:<24} {:<12} {:<16} {:>12} {:>10}  {}",
             c.column,
-            kind,
+            kind.name(),
             format!(
                 "{}{}",
                 c.method.name(),
@@ -338,8 +222,8 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         let body = json!({
             "reference": args.reference.display().to_string(),
             "current": args.current.display().to_string(),
-            "columns": results.iter().map(|(c, _, kind)| json!({
-                "column": c.column, "column_type": kind, "method": c.method.name(), "statistic": c.statistic,
+            "columns": columns.iter().map(|ColumnComparison { drift: c, kind, .. }| json!({
+                "column": c.column, "column_type": kind.name(), "method": c.method.name(), "statistic": c.statistic,
                 "p_value": c.p_value, "threshold": c.threshold, "drifted": c.drifted,
             })).collect::<Vec<_>>(),
             "dataset": {"drifted_columns": dataset.drifted_columns, "share": dataset.share, "drift": dataset.drift, "drift_share": args.drift_share},
@@ -353,14 +237,15 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         }
     }
     if let Some(path) = &args.html {
-        let pairs: Vec<(ColumnDrift, report::Histogram)> = results
-            .into_iter()
-            .filter_map(|(c, h, _)| h.map(|h| (c, h)))
+        let pairs: Vec<(ColumnDrift, report::Histogram)> = comparison
+            .columns
+            .iter()
+            .filter_map(|c| c.histogram.clone().map(|h| (c.drift.clone(), h)))
             .collect();
         let title = format!("{} → {}", args.reference.display(), args.current.display());
         std::fs::write(
             path,
-            report::html(&title, &pairs, &dataset, args.drift_share),
+            report::html(&title, &pairs, dataset, args.drift_share),
         )
         .with_context(|| format!("cannot write {}", path.display()))?;
     }
