@@ -2,10 +2,17 @@
 //! drift tests whose numbers equal Evidently's and scipy's (checked against `../shared/golden/`),
 //! Evidently's default test choice, and the dataset verdict.
 //!
-//! Everything here is plain synchronous code over slices: no I/O, no runtime. Reading files and
-//! the prediction log belongs to the callers.
+//! Everything but [`runner`] is plain synchronous code over tables and slices, with no I/O:
+//! [`compare`] (two tables, column by column), [`window`] (a window of the prediction log),
+//! [`performance`] (metrics once labels arrive) and [`rules`] (alert conditions). [`runner`] is
+//! the engine `mltrail server` runs: it reads the archived prediction log through the artifact
+//! store, stores results through the metadata store, and hands alerts to a sink.
 
 pub mod compare;
 pub mod drift;
+pub mod performance;
 pub mod report;
+pub mod rules;
+pub mod runner;
 pub mod special;
+pub mod window;

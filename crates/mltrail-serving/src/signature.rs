@@ -139,3 +139,59 @@ impl Signature {
         )
     }
 }
+
+/// The `inputs` JSON string of an MLmodel file's `signature:` block: a single-quoted YAML scalar
+/// that PyYAML folds over several more-indented lines.
+pub fn mlmodel_signature_inputs(text: &str) -> Option<String> {
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.starts_with("signature:"))
+        .skip(1);
+    let mut value = String::new();
+    let mut indent = None;
+    for line in lines.by_ref() {
+        let depth = line.len() - line.trim_start().len();
+        if depth == 0 {
+            return None;
+        }
+        if let Some(rest) = line.trim_start().strip_prefix("inputs:") {
+            value.push_str(rest.trim());
+            indent = Some(depth);
+            break;
+        }
+    }
+    let indent = indent?;
+    for line in lines {
+        let depth = line.len() - line.trim_start().len();
+        if depth <= indent || line.trim().is_empty() {
+            break;
+        }
+        value.push(' ');
+        value.push_str(line.trim());
+    }
+    let unquoted = value
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .map(|r| r.replace("''", "'"));
+    Some(unquoted.unwrap_or(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mlmodel_signature_is_read_from_yaml() {
+        let text = "flavors:\n  onnx:\n    onnx_version: 1.23.2\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"a\"}]'\n  outputs: null\n";
+        assert_eq!(
+            mlmodel_signature_inputs(text).unwrap(),
+            "[{\"type\": \"double\", \"name\": \"a\"}]"
+        );
+        assert!(mlmodel_signature_inputs("flavors: {}\n").is_none());
+        let folded = "signature:\n  inputs: '[{\"type\": \"float\", \"name\": \"income\"}, {\"type\": \"float\",\n    \"name\": \"age\"}]'\n  outputs: null\n";
+        assert_eq!(
+            mlmodel_signature_inputs(folded).unwrap(),
+            "[{\"type\": \"float\", \"name\": \"income\"}, {\"type\": \"float\", \"name\": \"age\"}]"
+        );
+    }
+}

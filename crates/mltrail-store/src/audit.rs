@@ -37,6 +37,13 @@ pub enum Entity {
         name: String,
         version: i64,
     },
+    Monitor(String),
+    /// One evaluated window of a monitor.
+    MonitorResult {
+        monitor_id: String,
+        window_start: i64,
+    },
+    Alert(String),
 }
 
 /// Events whose state lives outside the database carry this kind; `verify` checks their chain
@@ -54,13 +61,24 @@ impl Entity {
             Entity::DatasetVersion { .. } => "dataset_version",
             Entity::RegisteredModel(_) => "registered_model",
             Entity::ModelVersion { .. } => "model_version",
+            Entity::Monitor(_) => "monitor",
+            Entity::MonitorResult { .. } => "monitor_result",
+            Entity::Alert(_) => "alert",
         }
     }
 
     pub fn id(&self) -> String {
         match self {
             Entity::Experiment(id) => id.to_string(),
-            Entity::Run(id) | Entity::LoggedModel(id) | Entity::RegisteredModel(id) => id.clone(),
+            Entity::Run(id)
+            | Entity::LoggedModel(id)
+            | Entity::RegisteredModel(id)
+            | Entity::Monitor(id)
+            | Entity::Alert(id) => id.clone(),
+            Entity::MonitorResult {
+                monitor_id,
+                window_start,
+            } => format!("{monitor_id}/{window_start}"),
             Entity::MetricBatch { run_id, batch_id } | Entity::ParamBatch { run_id, batch_id } => {
                 format!("{run_id}/{batch_id}")
             }
@@ -97,6 +115,15 @@ impl Entity {
                 }
             }
             "registered_model" => Entity::RegisteredModel(id.to_string()),
+            "monitor" => Entity::Monitor(id.to_string()),
+            "alert" => Entity::Alert(id.to_string()),
+            "monitor_result" => {
+                let (monitor_id, start) = id.rsplit_once('/')?;
+                Entity::MonitorResult {
+                    monitor_id: monitor_id.into(),
+                    window_start: start.parse().ok()?,
+                }
+            }
             "model_version" => {
                 let (name, version) = id.rsplit_once('/')?;
                 Entity::ModelVersion {
@@ -307,6 +334,48 @@ pub async fn load_state(
             Ok(Some(
                 json!({"file": v.file, "created_time": v.created_time, "created_by": v.created_by}),
             ))
+        }
+        Entity::Monitor(id) => {
+            let Some(row) = sqlx::query("SELECT * FROM monitors WHERE monitor_id = $1")
+                .bind(id.clone())
+                .fetch_optional(&mut *conn)
+                .await?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(crate::monitors::monitor_state(
+                &crate::monitors::monitor_from_row(&row)?,
+            )))
+        }
+        Entity::MonitorResult {
+            monitor_id,
+            window_start,
+        } => {
+            let Some(row) = sqlx::query(
+                "SELECT * FROM monitor_results WHERE monitor_id = $1 AND window_start = $2",
+            )
+            .bind(monitor_id.clone())
+            .bind(*window_start)
+            .fetch_optional(&mut *conn)
+            .await?
+            else {
+                return Ok(None);
+            };
+            serde_json::to_value(crate::monitors::result_from_row(&row)?)
+                .map(Some)
+                .map_err(|e| StoreError::InvalidState(e.to_string()))
+        }
+        Entity::Alert(id) => {
+            let Some(row) = sqlx::query("SELECT * FROM alerts WHERE alert_id = $1")
+                .bind(id.clone())
+                .fetch_optional(&mut *conn)
+                .await?
+            else {
+                return Ok(None);
+            };
+            serde_json::to_value(crate::monitors::alert_from_row(&row)?)
+                .map(Some)
+                .map_err(|e| StoreError::InvalidState(e.to_string()))
         }
         Entity::LoggedModel(id) => {
             let Some(row) = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1")
@@ -526,7 +595,7 @@ async fn find_unrecorded_row(
     conn: &mut AnyConnection,
     latest: &LatestByEntity,
 ) -> Result<Option<BrokenLink>, StoreError> {
-    let queries: [(&str, &str); 8] = [
+    let queries: [(&str, &str); 11] = [
         (
             "experiment",
             "SELECT CAST(experiment_id AS TEXT) AS id FROM experiments",
@@ -553,6 +622,12 @@ async fn find_unrecorded_row(
             "dataset_version",
             "SELECT name || '/' || CAST(version AS TEXT) AS id FROM dataset_versions",
         ),
+        ("monitor", "SELECT monitor_id AS id FROM monitors"),
+        (
+            "monitor_result",
+            "SELECT monitor_id || '/' || CAST(window_start AS TEXT) AS id FROM monitor_results",
+        ),
+        ("alert", "SELECT alert_id AS id FROM alerts"),
     ];
     for (kind, sql) in queries {
         let mut rows = sqlx::query(sql).fetch(&mut *conn);

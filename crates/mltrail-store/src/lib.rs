@@ -10,6 +10,7 @@ pub mod audit;
 pub mod datasets;
 mod error;
 pub mod logged_models;
+pub mod monitors;
 mod native;
 pub mod records;
 pub mod registry;

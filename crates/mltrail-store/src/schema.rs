@@ -6,7 +6,44 @@ use crate::{Backend, StoreError};
 use sqlx::AnyConnection;
 
 /// Ordered migrations; a migration is never edited once released, only appended to.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
+
+/// Monitors over deployments' prediction logs, their per-window results, and fired alerts.
+const V3: &str = r#"
+CREATE TABLE monitors (
+    monitor_id TEXT PRIMARY KEY,
+    deployment TEXT NOT NULL,
+    window_ms BIGINT NOT NULL,
+    delay_ms BIGINT NOT NULL,
+    reference TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_time BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    next_window_start BIGINT NOT NULL
+);
+CREATE TABLE monitor_results (
+    monitor_id TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    window_end BIGINT NOT NULL,
+    row_count BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    computed_time BIGINT NOT NULL,
+    PRIMARY KEY (monitor_id, window_start)
+);
+CREATE TABLE alerts (
+    alert_id TEXT PRIMARY KEY,
+    monitor_id TEXT NOT NULL,
+    deployment TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    window_end BIGINT NOT NULL,
+    details_json TEXT NOT NULL,
+    fired_time BIGINT NOT NULL
+);
+CREATE INDEX alerts_by_monitor ON alerts (monitor_id, fired_time);
+"#;
 
 /// Dataset versions (content-addressed snapshots with schema and profile).
 const V2: &str = r#"

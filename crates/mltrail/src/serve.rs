@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use mltrail_server::scoring::{Deployment, LoadedModel};
 use mltrail_serving::predlog::{Durability, LogConfig, PredictionLog};
 use mltrail_serving::runtime::Model;
-use mltrail_serving::signature::{mlflow_column_names, Signature};
+use mltrail_serving::signature::{mlflow_column_names, mlmodel_signature_inputs, Signature};
 use serde_json::{json, Value};
 
 use crate::tracking_client::{artifact_path, resolve_uri, Client, ModelRef, TRACKING_URI_HELP};
@@ -113,42 +113,6 @@ async fn fetch_model(client: &Client, name: &str, version_record: &Value) -> Res
         model,
         signature,
     ))
-}
-
-/// The `inputs` JSON string of an MLmodel file's `signature:` block: a single-quoted YAML scalar
-/// that PyYAML folds over several more-indented lines.
-fn mlmodel_signature_inputs(text: &str) -> Option<String> {
-    let mut lines = text
-        .lines()
-        .skip_while(|l| !l.starts_with("signature:"))
-        .skip(1);
-    let mut value = String::new();
-    let mut indent = None;
-    for line in lines.by_ref() {
-        let depth = line.len() - line.trim_start().len();
-        if depth == 0 {
-            return None;
-        }
-        if let Some(rest) = line.trim_start().strip_prefix("inputs:") {
-            value.push_str(rest.trim());
-            indent = Some(depth);
-            break;
-        }
-    }
-    let indent = indent?;
-    for line in lines {
-        let depth = line.len() - line.trim_start().len();
-        if depth <= indent || line.trim().is_empty() {
-            break;
-        }
-        value.push(' ');
-        value.push_str(line.trim());
-    }
-    let unquoted = value
-        .strip_prefix('\'')
-        .and_then(|r| r.strip_suffix('\''))
-        .map(|r| r.replace("''", "'"));
-    Some(unquoted.unwrap_or(value))
 }
 
 pub async fn serve(
@@ -390,24 +354,4 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| anyhow!("the server did not return a version number"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mlmodel_signature_is_read_from_yaml() {
-        let text = "flavors:\n  onnx:\n    onnx_version: 1.23.2\nsignature:\n  inputs: '[{\"type\": \"double\", \"name\": \"a\"}]'\n  outputs: null\n";
-        assert_eq!(
-            mlmodel_signature_inputs(text).unwrap(),
-            "[{\"type\": \"double\", \"name\": \"a\"}]"
-        );
-        assert!(mlmodel_signature_inputs("flavors: {}\n").is_none());
-        let folded = "signature:\n  inputs: '[{\"type\": \"float\", \"name\": \"income\"}, {\"type\": \"float\",\n    \"name\": \"age\"}]'\n  outputs: null\n";
-        assert_eq!(
-            mlmodel_signature_inputs(folded).unwrap(),
-            "[{\"type\": \"float\", \"name\": \"income\"}, {\"type\": \"float\", \"name\": \"age\"}]"
-        );
-    }
 }

@@ -1,0 +1,324 @@
+//! Monitors (what to watch on which deployment, against which reference), their per-window
+//! results and the alerts they fired. Creating and deleting a monitor, every stored result and
+//! every alert are audit events, so "was the drift seen, and who was told" can be proven later.
+//! How far a monitor has got (`next_window_start`) is bookkeeping, outside the audited state.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+
+use crate::audit::Entity;
+use crate::sql::{int, text};
+use crate::{MetaStore, StoreError};
+use mltrail_core::now_millis;
+
+/// What a monitor watches. `config` holds what the monitor engine interprets (drift share,
+/// alert rules, webhooks); the store keeps it as given.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonitorSpec {
+    pub deployment: String,
+    pub window_ms: i64,
+    pub delay_ms: i64,
+    /// `training` (the served version's training data) or a dataset version `NAME@VERSION`.
+    pub reference: String,
+    pub config: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Monitor {
+    pub id: String,
+    #[serde(flatten)]
+    pub spec: MonitorSpec,
+    /// `active` or `deleted`.
+    pub status: String,
+    pub created_time: i64,
+    pub created_by: String,
+    /// The start of the next window to evaluate.
+    pub next_window_start: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonitorResult {
+    pub monitor_id: String,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub rows: i64,
+    /// `ok`, `no_data` (no prediction in the window) or `error` (the reason is in `result`).
+    pub status: String,
+    pub result: serde_json::Value,
+    pub computed_time: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    pub id: String,
+    pub monitor_id: String,
+    pub deployment: String,
+    /// The rule as written, e.g. `drift_share >= 0.3 for 2`.
+    pub rule: String,
+    pub window_start: i64,
+    pub window_end: i64,
+    /// What fired: the values, the message, the webhooks to tell.
+    pub details: serde_json::Value,
+    pub fired_time: i64,
+}
+
+fn json_col(row: &AnyRow, col: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(&text(row, col)?)
+        .map_err(|e| StoreError::InvalidState(format!("stored {col} is not JSON: {e}")))
+}
+
+pub(crate) fn monitor_from_row(row: &AnyRow) -> Result<Monitor, StoreError> {
+    Ok(Monitor {
+        id: text(row, "monitor_id")?,
+        spec: MonitorSpec {
+            deployment: text(row, "deployment")?,
+            window_ms: int(row, "window_ms")?,
+            delay_ms: int(row, "delay_ms")?,
+            reference: text(row, "reference")?,
+            config: json_col(row, "config_json")?,
+        },
+        status: text(row, "status")?,
+        created_time: int(row, "created_time")?,
+        created_by: text(row, "created_by")?,
+        next_window_start: int(row, "next_window_start")?,
+    })
+}
+
+pub(crate) fn result_from_row(row: &AnyRow) -> Result<MonitorResult, StoreError> {
+    Ok(MonitorResult {
+        monitor_id: text(row, "monitor_id")?,
+        window_start: int(row, "window_start")?,
+        window_end: int(row, "window_end")?,
+        rows: int(row, "row_count")?,
+        status: text(row, "status")?,
+        result: json_col(row, "result_json")?,
+        computed_time: int(row, "computed_time")?,
+    })
+}
+
+pub(crate) fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
+    Ok(Alert {
+        id: text(row, "alert_id")?,
+        monitor_id: text(row, "monitor_id")?,
+        deployment: text(row, "deployment")?,
+        rule: text(row, "rule")?,
+        window_start: int(row, "window_start")?,
+        window_end: int(row, "window_end")?,
+        details: json_col(row, "details_json")?,
+        fired_time: int(row, "fired_time")?,
+    })
+}
+
+/// The audited state of a monitor: everything but its progress.
+pub(crate) fn monitor_state(m: &Monitor) -> serde_json::Value {
+    serde_json::json!({"spec": m.spec, "status": m.status, "created_time": m.created_time, "created_by": m.created_by})
+}
+
+fn invalid(message: String) -> StoreError {
+    StoreError::InvalidParameter(message)
+}
+
+/// Stores a new monitor whose first window starts at `first_window_start`.
+pub async fn create_monitor(
+    store: &MetaStore,
+    actor: &str,
+    spec: MonitorSpec,
+    first_window_start: i64,
+) -> Result<Monitor, StoreError> {
+    if spec.deployment.is_empty() || spec.deployment.len() > 256 {
+        return Err(invalid("deployment must be 1-256 characters".into()));
+    }
+    if spec.window_ms < 1000 {
+        return Err(invalid(format!(
+            "window must be at least 1s (got {} ms)",
+            spec.window_ms
+        )));
+    }
+    if spec.delay_ms < 0 {
+        return Err(invalid("delay must not be negative".into()));
+    }
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let user = actor.to_string();
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO monitors (monitor_id, deployment, window_ms, delay_ms, reference, config_json, status, created_time, created_by, next_window_start) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)")
+                    .bind(id.clone())
+                    .bind(spec.deployment.clone())
+                    .bind(spec.window_ms)
+                    .bind(spec.delay_ms)
+                    .bind(spec.reference.clone())
+                    .bind(spec.config.to_string())
+                    .bind(now_millis())
+                    .bind(user)
+                    .bind(first_window_start)
+                    .execute(&mut *tx)
+                    .await?;
+                audit.record(tx, "monitor.create", &Entity::Monitor(id.clone())).await?;
+                let row = sqlx::query("SELECT * FROM monitors WHERE monitor_id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                monitor_from_row(&row)
+            })
+        })
+        .await
+}
+
+pub async fn get_monitor(store: &MetaStore, id: &str) -> Result<Monitor, StoreError> {
+    let row = sqlx::query("SELECT * FROM monitors WHERE monitor_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(store.readers())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("monitor `{id}` does not exist")))?;
+    monitor_from_row(&row)
+}
+
+/// Monitors, oldest first; deleted ones only when asked.
+pub async fn list_monitors(
+    store: &MetaStore,
+    deployment: Option<&str>,
+    include_deleted: bool,
+) -> Result<Vec<Monitor>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM monitors WHERE ($1 = '' OR deployment = $1) AND ($2 = 1 OR status = 'active') ORDER BY created_time, monitor_id",
+    )
+    .bind(deployment.unwrap_or_default().to_string())
+    .bind(i64::from(include_deleted))
+    .fetch_all(store.readers())
+    .await?;
+    rows.iter().map(monitor_from_row).collect()
+}
+
+/// Stops a monitor. Its results and alerts stay.
+pub async fn delete_monitor(store: &MetaStore, actor: &str, id: &str) -> Result<(), StoreError> {
+    let id = id.to_string();
+    store
+        .write(actor, move |tx, audit| {
+            Box::pin(async move {
+                let changed = sqlx::query("UPDATE monitors SET status = 'deleted' WHERE monitor_id = $1 AND status = 'active'")
+                    .bind(id.clone())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::NotFound(format!("monitor `{id}` does not exist or is already deleted")));
+                }
+                audit.record(tx, "monitor.delete", &Entity::Monitor(id)).await?;
+                Ok(())
+            })
+        })
+        .await
+}
+
+/// Stores one window's result (and the alerts it fired) and moves the monitor past the window,
+/// in one transaction: a window is evaluated once, and its alerts exist only with its result.
+pub async fn record_window(
+    store: &MetaStore,
+    result: MonitorResult,
+    alerts: Vec<Alert>,
+) -> Result<(), StoreError> {
+    store
+        .write("monitor", move |tx, audit| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO monitor_results (monitor_id, window_start, window_end, row_count, status, result_json, computed_time) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(result.monitor_id.clone())
+                    .bind(result.window_start)
+                    .bind(result.window_end)
+                    .bind(result.rows)
+                    .bind(result.status.clone())
+                    .bind(result.result.to_string())
+                    .bind(result.computed_time)
+                    .execute(&mut *tx)
+                    .await?;
+                audit
+                    .record(tx, "monitor.result", &Entity::MonitorResult { monitor_id: result.monitor_id.clone(), window_start: result.window_start })
+                    .await?;
+                for alert in alerts {
+                    sqlx::query("INSERT INTO alerts (alert_id, monitor_id, deployment, rule, window_start, window_end, details_json, fired_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                        .bind(alert.id.clone())
+                        .bind(alert.monitor_id)
+                        .bind(alert.deployment)
+                        .bind(alert.rule)
+                        .bind(alert.window_start)
+                        .bind(alert.window_end)
+                        .bind(alert.details.to_string())
+                        .bind(alert.fired_time)
+                        .execute(&mut *tx)
+                        .await?;
+                    audit.record(tx, "alert.fire", &Entity::Alert(alert.id)).await?;
+                }
+                sqlx::query("UPDATE monitors SET next_window_start = $1 WHERE monitor_id = $2")
+                    .bind(result.window_end)
+                    .bind(result.monitor_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+}
+
+/// Results of one monitor, newest first.
+pub async fn list_results(
+    store: &MetaStore,
+    monitor_id: &str,
+    limit: i64,
+) -> Result<Vec<MonitorResult>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM monitor_results WHERE monitor_id = $1 ORDER BY window_start DESC LIMIT $2",
+    )
+    .bind(monitor_id.to_string())
+    .bind(limit)
+    .fetch_all(store.readers())
+    .await?;
+    rows.iter().map(result_from_row).collect()
+}
+
+/// Alerts, newest first, of one monitor or of all.
+pub async fn list_alerts(
+    store: &MetaStore,
+    monitor_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Alert>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM alerts WHERE ($1 = '' OR monitor_id = $1) ORDER BY fired_time DESC, alert_id DESC LIMIT $2",
+    )
+    .bind(monitor_id.unwrap_or_default().to_string())
+    .bind(limit)
+    .fetch_all(store.readers())
+    .await?;
+    rows.iter().map(alert_from_row).collect()
+}
+
+/// Audit kind of webhook deliveries: their state is the receiver's, so only the chain link is
+/// checked.
+pub const DELIVERY_KIND: &str = "alert_delivery";
+
+/// Records how telling one webhook about an alert ended (delivered, or given up after retries).
+pub async fn record_delivery(
+    store: &MetaStore,
+    alert_id: &str,
+    url: &str,
+    delivered: bool,
+    attempts: u32,
+) -> Result<(), StoreError> {
+    let action = if delivered {
+        "alert.delivered"
+    } else {
+        "alert.undelivered"
+    };
+    let digest = mltrail_core::audit::state_digest(
+        &serde_json::json!({"alert": alert_id, "url": url, "delivered": delivered, "attempts": attempts}),
+    );
+    let id = alert_id.to_string();
+    store
+        .write("monitor", move |tx, audit| {
+            Box::pin(async move {
+                audit
+                    .record_external(tx, action, DELIVERY_KIND, &id, Some(digest))
+                    .await
+            })
+        })
+        .await
+}
