@@ -94,10 +94,60 @@ pub fn validate_reference(reference: &str) -> Result<(), String> {
     }
 }
 
+/// Milliseconds in `90s`, `15m`, `1h` or `7d`.
+pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let bad = || format!("`{text}` is not a duration such as 30s, 15m, 1h or 1d");
+    let unit = t.chars().last().ok_or_else(bad)?;
+    let scale = match unit {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        _ => return Err(bad()),
+    };
+    let n: i64 = t[..t.len() - 1].parse().map_err(|_| bad())?;
+    if n < 0 {
+        return Err(bad());
+    }
+    n.checked_mul(scale).ok_or_else(bad)
+}
+
 /// The start of the window that holds `time` (windows are aligned to the epoch, so hourly
 /// windows start on the hour).
 pub fn window_start(time_ms: i64, window_ms: i64) -> i64 {
     time_ms.div_euclid(window_ms) * window_ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_windows() {
+        assert_eq!(parse_duration_ms("90s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
+        assert_eq!(parse_duration_ms("2d"), Ok(172_800_000));
+        assert!(parse_duration_ms("1w").is_err());
+        assert!(parse_duration_ms("-5m").is_err());
+        assert!(parse_duration_ms("").is_err());
+        assert_eq!(window_start(7_250_000, 3_600_000), 7_200_000);
+    }
+
+    #[test]
+    fn configs_are_checked_field_by_field() {
+        let mut c: MonitorConfig = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(c.validate().unwrap().len(), 1, "the default rule");
+        assert_eq!(c.alerts, [DEFAULT_ALERT]);
+        let mut c: MonitorConfig =
+            serde_json::from_value(json!({"webhooks": ["ftp://x"]})).unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "webhooks");
+        let mut c: MonitorConfig = serde_json::from_value(json!({"drift_share": 0})).unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "drift_share");
+        assert!(validate_reference("training").is_ok());
+        assert!(validate_reference("credit@2").is_ok());
+        assert!(validate_reference("credit").is_err());
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +178,9 @@ struct ScoredReference {
     performance: Option<std::collections::BTreeMap<String, f64>>,
 }
 
+/// (model, version, reference dataset version).
+type ScoredKey = (String, String, String);
+
 /// Reference rows scored for prediction drift (the first rows of a bigger reference).
 pub const MAX_SCORED_REFERENCE_ROWS: usize = 100_000;
 
@@ -139,8 +192,8 @@ pub struct Engine {
     artifacts: ArtifactStore,
     sink: Arc<dyn AlertSink>,
     references: Mutex<HashMap<String, Arc<Reference>>>,
-    /// (model, version, reference) → scored reference; `None` when the model cannot score it.
-    scored: Mutex<HashMap<(String, String, String), Option<Arc<ScoredReference>>>>,
+    /// Scored references; `None` when the model cannot score it.
+    scored: Mutex<HashMap<ScoredKey, Option<Arc<ScoredReference>>>>,
     /// Archived file → the (min, max) record time in it, so later windows skip it unread.
     file_ranges: Mutex<HashMap<String, (i64, i64)>>,
 }
@@ -298,7 +351,7 @@ impl Engine {
                 target: "mltrail::alert",
                 alert = %alert.id, monitor = %alert.monitor_id, deployment = %alert.deployment,
                 rule = %alert.rule, window_start = alert.window_start, window_end = alert.window_end,
-                value = ?alert.details["value"], drifted_columns = %alert.details["drifted_columns"],
+                value = %alert.details["value"], drifted_columns = %alert.details["drifted_columns"],
                 "alert fired"
             );
             if !config.webhooks.is_empty() {

@@ -9,10 +9,12 @@ mod datasets;
 mod deployments;
 pub mod error;
 mod logged_models;
+mod monitors;
 mod registry;
 mod req;
 pub mod scoring;
 mod tracking;
+pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -28,6 +30,8 @@ use tower_http::trace::TraceLayer;
 pub struct AppState {
     pub store: MetaStore,
     pub artifacts: ArtifactStore,
+    /// Where monitors' alerts go besides the log; `/metrics` reports its delivery counters.
+    pub webhooks: std::sync::Arc<webhooks::WebhookSink>,
 }
 
 /// Limits the server enforces on request bodies.
@@ -64,6 +68,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .nest("/api/v1/deployments", deployments::routes())
         .nest("/api/v1/datasets", datasets::routes())
+        .nest("/api/v1/monitors", monitors::routes())
+        .nest("/api/v1/alerts", monitors::alert_routes())
+        .route("/metrics", get(monitors::metrics))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))

@@ -434,6 +434,21 @@ impl PredictionLog {
         Ok(out)
     }
 
+    /// Rolls the current segment when it holds records and is older than the segment age, so
+    /// an idle deployment's last records still get archived (and seen by monitors) on time.
+    /// Returns whether it rolled.
+    pub fn seal_if_due(&self) -> Result<bool, LogError> {
+        let mut writer = self.state.lock().map_err(|_| LogError::Stopped)?;
+        if writer.closed
+            || writer.written == 0
+            || writer.opened.elapsed() < writer.config.segment_age
+        {
+            return Ok(false);
+        }
+        writer.roll()?;
+        Ok(true)
+    }
+
     /// Segments no longer written to (older than the writer's current one), oldest first.
     pub fn sealed_segments(&self) -> Result<Vec<u64>, LogError> {
         let current = self.current_seq.load(Ordering::Acquire);

@@ -36,6 +36,15 @@ pub struct ServerArgs {
     /// Largest accepted artifact upload, in bytes.
     #[arg(long, env = "MLTRAIL_MAX_ARTIFACT_BYTES")]
     pub max_artifact_bytes: Option<usize>,
+    /// How often monitors look for windows that are due, in milliseconds.
+    #[arg(long, env = "MLTRAIL_MONITOR_INTERVAL_MS")]
+    pub monitor_interval_ms: Option<u64>,
+    /// Attempts to deliver an alert to a webhook before giving up.
+    #[arg(long, env = "MLTRAIL_WEBHOOK_ATTEMPTS")]
+    pub webhook_attempts: Option<u32>,
+    /// Wait before the second webhook attempt, in milliseconds; it doubles after each failure.
+    #[arg(long, env = "MLTRAIL_WEBHOOK_BACKOFF_MS")]
+    pub webhook_backoff_ms: Option<u64>,
     /// A mltrail.toml whose [server] table sets any of these options.
     #[arg(long, env = "MLTRAIL_CONFIG")]
     pub config: Option<std::path::PathBuf>,
@@ -50,6 +59,9 @@ struct FileServer {
     artifacts_destination: Option<String>,
     log_format: Option<LogFormat>,
     max_artifact_bytes: Option<usize>,
+    monitor_interval_ms: Option<u64>,
+    webhook_attempts: Option<u32>,
+    webhook_backoff_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +87,9 @@ pub struct ServerSettings {
     pub artifacts_destination: String,
     pub log_format: LogFormat,
     pub max_artifact_bytes: usize,
+    pub monitor_interval_ms: u64,
+    pub webhook_attempts: u32,
+    pub webhook_backoff_ms: u64,
 }
 
 impl ServerSettings {
@@ -99,6 +114,20 @@ impl ServerSettings {
                 .max_artifact_bytes
                 .or(file.max_artifact_bytes)
                 .unwrap_or(1 << 30),
+            monitor_interval_ms: args
+                .monitor_interval_ms
+                .or(file.monitor_interval_ms)
+                .unwrap_or(10_000)
+                .max(10),
+            webhook_attempts: args
+                .webhook_attempts
+                .or(file.webhook_attempts)
+                .unwrap_or(5)
+                .max(1),
+            webhook_backoff_ms: args
+                .webhook_backoff_ms
+                .or(file.webhook_backoff_ms)
+                .unwrap_or(1_000),
         };
         if settings.backend_store_uri.trim().is_empty() {
             bail!("--backend-store-uri is empty");

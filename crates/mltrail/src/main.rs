@@ -237,15 +237,36 @@ async fn serve(settings: ServerSettings) -> Result<()> {
     );
     // Scripts and tests read this line to learn the port when started with --port 0.
     println!("mltrail server listening on http://{local}");
+    let webhooks = std::sync::Arc::new(mltrail_server::webhooks::WebhookSink::new(
+        store.clone(),
+        mltrail_server::webhooks::RetryPolicy {
+            attempts: settings.webhook_attempts,
+            first_backoff: std::time::Duration::from_millis(settings.webhook_backoff_ms),
+            ..Default::default()
+        },
+    ));
+    let engine = std::sync::Arc::new(mltrail_monitor::runner::Engine::new(
+        store.clone(),
+        artifacts.clone(),
+        webhooks.clone(),
+    ));
+    let (stop_monitors, monitors_stopped) = tokio::sync::watch::channel(false);
+    let monitoring = tokio::spawn(engine.run(
+        std::time::Duration::from_millis(settings.monitor_interval_ms),
+        monitors_stopped,
+    ));
     let state = mltrail_server::AppState {
         store: store.clone(),
         artifacts,
+        webhooks,
     };
     let limits = mltrail_server::Limits {
         max_artifact_bytes: settings.max_artifact_bytes,
         ..Default::default()
     };
     mltrail_server::serve(listener, state, limits, shutdown_signal()).await?;
+    let _ = stop_monitors.send(true);
+    let _ = monitoring.await;
     tracing::info!("draining writes and closing the store");
     store.close().await;
     Ok(())

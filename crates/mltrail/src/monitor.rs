@@ -1,6 +1,6 @@
-//! `mltrail monitor check`: drift of a deployment's logged inputs (and outputs) against the
-//! dataset version it should look like, on demand. The continuous, server-side monitors of the
-//! monitoring issue will run this same comparison on windows.
+//! `mltrail monitor create|list|results|alerts|delete`: the server's continuous monitors, and
+//! `mltrail monitor check`: drift of a deployment's logged inputs against a dataset version, on
+//! demand, from the command line.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,9 +14,293 @@ use crate::tracking_client::{resolve_uri, Client, TRACKING_URI_HELP};
 
 #[derive(Subcommand)]
 pub enum MonitorCommand {
+    /// Watch a deployment: on every window of its prediction log, the server computes feature
+    /// drift, prediction drift and (once labels arrive) performance against the reference,
+    /// stores the result, exports it as Prometheus gauges and fires alerts. Prints the id.
+    Create(CreateArgs),
+    /// The active monitors, with their latest window.
+    List(ListArgs),
+    /// A monitor's window results, newest first.
+    Results(ResultsArgs),
+    /// Alerts fired (by one monitor, or all), newest first.
+    Alerts(AlertsArgs),
+    /// Stop a monitor (its results and alerts are kept).
+    Delete(DeleteArgs),
     /// Compare the inputs a deployment logged (optionally since a time) with a dataset version,
     /// column by column, as `mltrail drift` does.
     Check(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The deployment to watch (`mltrail serve --deployment`).
+    #[arg(long)]
+    deployment: String,
+    /// Window length: 30s, 15m, 1h, 1d. Windows are aligned to the clock (1h: on the hour).
+    #[arg(long, default_value = "1h")]
+    window: String,
+    /// How long after a window ends it is evaluated: time for the serving replicas to archive
+    /// their log segments (`mltrail serve --segment-seconds`, `--archive-interval-ms`) and for
+    /// labels to arrive. Feedback received later is not counted in that window.
+    #[arg(long, default_value = "10m")]
+    delay: String,
+    /// `training` (the dataset version the served model version was registered with, via
+    /// --training-data) or a dataset version NAME@VERSION.
+    #[arg(long, default_value = "training")]
+    reference: String,
+    /// The dataset drifts when at least this share of input columns drift.
+    #[arg(long, default_value_t = 0.5)]
+    drift_share: f64,
+    /// An alert rule `METRIC OP THRESHOLD [for N]`, repeatable, e.g. "drift_share >= 0.3 for 2",
+    /// "feature_drifted.income == 1", "accuracy < 0.8". Default: "dataset_drift == 1".
+    #[arg(long = "alert")]
+    alerts: Vec<String>,
+    /// POST every alert as JSON to this URL (repeatable); retried with backoff.
+    #[arg(long = "webhook")]
+    webhooks: Vec<String>,
+    /// Input columns to leave out of feature drift (ids, timestamps).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    deployment: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ResultsArgs {
+    /// The monitor id (`mltrail monitor list`).
+    id: String,
+    #[arg(long, default_value_t = 24)]
+    limit: i64,
+    /// Print the server's JSON (every column's test, statistic and verdict) instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+}
+
+#[derive(Args)]
+pub struct AlertsArgs {
+    /// Only this monitor's alerts.
+    id: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: i64,
+    #[arg(long)]
+    json: bool,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    id: String,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+}
+
+/// `2026-11-27 10:00:00` (UTC) of a millisecond timestamp.
+fn utc_time(ms: i64) -> String {
+    let ms = ms.max(0);
+    let secs = (ms / 1000) % 86_400;
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        mltrail_serving::archive::utc_date(ms as u64),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+fn human_ms(ms: i64) -> String {
+    match ms {
+        m if m % 86_400_000 == 0 && m > 0 => format!("{}d", m / 86_400_000),
+        m if m % 3_600_000 == 0 && m > 0 => format!("{}h", m / 3_600_000),
+        m if m % 60_000 == 0 && m > 0 => format!("{}m", m / 60_000),
+        m => format!("{}s", m / 1000),
+    }
+}
+
+fn print_json(value: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// One result line: drift, drifted columns and the performance metrics that were computed.
+fn summary(result: &Value) -> String {
+    if let Some(e) = result["result"]["error"].as_str() {
+        return format!("error: {e}");
+    }
+    let r = &result["result"];
+    let mut parts = Vec::new();
+    if let Some(share) = r["dataset"]["share"].as_f64() {
+        let drifted: Vec<&str> = r["features"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["drifted"] == true)
+            .filter_map(|c| c["column"].as_str())
+            .collect();
+        parts.push(format!(
+            "{} {:.0}% of columns drifted{}",
+            if r["dataset"]["drift"] == true {
+                "DATASET DRIFT:"
+            } else {
+                "no dataset drift:"
+            },
+            share * 100.0,
+            if drifted.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", drifted.join(", "))
+            }
+        ));
+    }
+    if r["prediction"]["drifted"] == true {
+        parts.push("prediction drift".into());
+    }
+    if let Some(m) = r["performance"]["metrics"].as_object() {
+        let shown: Vec<String> = m
+            .iter()
+            .filter_map(|(k, v)| Some(format!("{k} {:.3}", v.as_f64()?)))
+            .collect();
+        parts.push(shown.join(", "));
+    }
+    parts.join("; ")
+}
+
+async fn create(args: CreateArgs) -> Result<()> {
+    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let body = serde_json::json!({
+        "deployment": args.deployment, "window": args.window, "delay": args.delay,
+        "reference": args.reference, "drift_share": args.drift_share, "alerts": args.alerts,
+        "webhooks": args.webhooks, "exclude": args.exclude,
+    });
+    let answer = client
+        .post("/api/v1/monitors", &body, "create monitor")
+        .await?;
+    let m = &answer["monitor"];
+    eprintln!(
+        "monitor {} watches `{}` every {} (evaluated {} after each window) against {}; alerts: {}",
+        m["id"].as_str().unwrap_or("?"),
+        args.deployment,
+        human_ms(m["window_ms"].as_i64().unwrap_or(0)),
+        human_ms(m["delay_ms"].as_i64().unwrap_or(0)),
+        args.reference,
+        m["config"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    println!("{}", m["id"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+async fn list(args: ListArgs) -> Result<()> {
+    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let query = args
+        .deployment
+        .as_deref()
+        .map(|d| format!("?deployment={d}"))
+        .unwrap_or_default();
+    let answer = client
+        .get_json(&format!("/api/v1/monitors{query}"), "list monitors")
+        .await?;
+    if args.json {
+        return print_json(&answer);
+    }
+    println!(
+        "{:<34} {:<20} {:>6} {:<24} latest window",
+        "id", "deployment", "window", "reference"
+    );
+    for m in answer["monitors"].as_array().into_iter().flatten() {
+        let id = m["id"].as_str().unwrap_or_default();
+        let latest = client
+            .get_json(
+                &format!("/api/v1/monitors/{id}/results?limit=1"),
+                "monitor results",
+            )
+            .await?;
+        let latest = latest["results"]
+            .as_array()
+            .and_then(|r| r.first())
+            .map(|r| {
+                format!(
+                    "{} ({} rows): {}",
+                    utc_time(r["window_start"].as_i64().unwrap_or(0)),
+                    r["rows"],
+                    summary(r)
+                )
+            })
+            .unwrap_or_else(|| "none yet".into());
+        println!(
+            "{:<34} {:<20} {:>6} {:<24} {latest}",
+            id,
+            m["deployment"].as_str().unwrap_or_default(),
+            human_ms(m["window_ms"].as_i64().unwrap_or(0)),
+            m["reference"].as_str().unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+async fn results(args: ResultsArgs) -> Result<()> {
+    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let answer = client
+        .get_json(
+            &format!("/api/v1/monitors/{}/results?limit={}", args.id, args.limit),
+            &format!("monitor {}", args.id),
+        )
+        .await?;
+    if args.json {
+        return print_json(&answer);
+    }
+    println!(
+        "{:<20} {:>8} {:<8} result",
+        "window (UTC)", "rows", "status"
+    );
+    for r in answer["results"].as_array().into_iter().flatten() {
+        println!(
+            "{:<20} {:>8} {:<8} {}",
+            utc_time(r["window_start"].as_i64().unwrap_or(0)),
+            r["rows"],
+            r["status"].as_str().unwrap_or_default(),
+            summary(r)
+        );
+    }
+    Ok(())
+}
+
+async fn alerts(args: AlertsArgs) -> Result<()> {
+    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let path = match &args.id {
+        Some(id) => format!("/api/v1/monitors/{id}/alerts?limit={}", args.limit),
+        None => format!("/api/v1/alerts?limit={}", args.limit),
+    };
+    let answer = client.get_json(&path, "alerts").await?;
+    if args.json {
+        return print_json(&answer);
+    }
+    for a in answer["alerts"].as_array().into_iter().flatten() {
+        println!(
+            "{}  {}",
+            utc_time(a["fired_time"].as_i64().unwrap_or(0)),
+            a["details"]["message"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -77,7 +361,27 @@ fn write_inputs(records: &[Value], path: &std::path::Path) -> Result<usize> {
 }
 
 pub async fn run(command: MonitorCommand) -> Result<bool> {
-    let MonitorCommand::Check(args) = command;
+    let args = match command {
+        MonitorCommand::Create(args) => return create(args).await.map(|_| false),
+        MonitorCommand::List(args) => return list(args).await.map(|_| false),
+        MonitorCommand::Results(args) => return results(args).await.map(|_| false),
+        MonitorCommand::Alerts(args) => return alerts(args).await.map(|_| false),
+        MonitorCommand::Delete(args) => {
+            let client = Client::new(resolve_uri(args.tracking_uri))?;
+            client
+                .delete(
+                    &format!("/api/v1/monitors/{}", args.id),
+                    &format!("monitor {}", args.id),
+                )
+                .await?;
+            eprintln!(
+                "monitor {} stopped; its results and alerts are kept",
+                args.id
+            );
+            return Ok(false);
+        }
+        MonitorCommand::Check(args) => args,
+    };
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let since = args
         .since

@@ -52,8 +52,9 @@ pub struct ServeArgs {
     /// Roll the prediction-log segment after this many bytes (at most 3 GiB).
     #[arg(long, default_value_t = 64 << 20)]
     segment_bytes: u64,
-    /// Roll the prediction-log segment after this many seconds.
-    #[arg(long, default_value_t = 3600)]
+    /// Roll the prediction-log segment after this many seconds (monitors see a window once its
+    /// segments are archived, so keep this below the monitors' --delay).
+    #[arg(long, default_value_t = 300)]
     segment_seconds: u64,
     /// How often sealed segments are converted to Parquet and uploaded to the artifact store
     /// (predictions/<deployment>/<date>/), in milliseconds.
@@ -163,6 +164,9 @@ pub async fn serve(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
+                if let Err(e) = log.seal_if_due() {
+                    tracing::warn!(error = %e, "cannot seal the idle prediction-log segment");
+                }
                 archive_sealed(&log, &deployment, archive.as_ref()).await;
             }
         });

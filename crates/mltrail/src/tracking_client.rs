@@ -104,6 +104,11 @@ impl Client {
         .await
     }
 
+    pub async fn delete(&self, path: &str, what: &str) -> Result<Value> {
+        self.send(self.http.delete(format!("{}{path}", self.base)), what)
+            .await
+    }
+
     pub async fn post(&self, path: &str, body: &Value, what: &str) -> Result<Value> {
         self.send(
             self.http.post(format!("{}{path}", self.base)).json(body),

@@ -4,138 +4,13 @@
 //! request.
 
 mod common;
+use common::scorer::{expected, fixture, register, rows, Scorer};
 use common::{client, Server};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/onnx")
-        .join(name)
-}
-
-fn expected(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{name}.json"))).unwrap())
-        .unwrap()
-}
-
-struct Scorer {
-    child: Option<Child>,
-    url: String,
-}
-
-impl Scorer {
-    fn start(tracking: &Server, model: &str, log_dir: &Path, extra: &[&str]) -> Scorer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mltrail"))
-            .args([
-                "serve",
-                "--model",
-                model,
-                "--tracking-uri",
-                &tracking.url,
-                "--port",
-                "0",
-            ])
-            .args(["--log-dir", log_dir.to_str().unwrap()])
-            .args(extra)
-            .env("MLTRAIL_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn mltrail serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("banner");
-        let url = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        assert!(
-            url.starts_with("http://127.0.0.1:"),
-            "mltrail serve did not start: {line:?}"
-        );
-        Scorer {
-            child: Some(child),
-            url,
-        }
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let resp = client()
-            .post(format!("{}{path}", self.url))
-            .json(body)
-            .send()
-            .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().unwrap_or(Value::Null))
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let resp = client()
-            .get(format!("{}{path}", self.url))
-            .send()
-            .expect("request");
-        (resp.status().as_u16(), resp.text().unwrap_or_default())
-    }
-
-    fn crash(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Scorer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn register(server: &Server, name: &str, file: &str, extra: &[&str]) -> String {
-    let out = server.mltrail(
-        &[
-            &[
-                "models",
-                "register",
-                name,
-                fixture(file).to_str().unwrap(),
-                "--tracking-uri",
-                &server.url,
-            ][..],
-            extra,
-        ]
-        .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "register failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 /// The audit trail's deployment events, one JSON object per line.
 fn deployment_events(server: &Server) -> String {
@@ -156,18 +31,6 @@ fn set_alias(server: &Server, name: &str, alias: &str, version: &str) {
         "registered-models/alias",
         json!({"name": name, "alias": alias, "version": version}),
     );
-}
-
-fn rows(name: &str) -> Vec<Vec<Value>> {
-    let spec = expected(name);
-    let input = &spec["inputs"]["input"];
-    let width = input["shape"][1].as_u64().unwrap() as usize;
-    input["data"]
-        .as_array()
-        .unwrap()
-        .chunks(width)
-        .map(|c| c.to_vec())
-        .collect()
 }
 
 fn close(a: &Value, b: &Value) -> bool {

@@ -1,6 +1,8 @@
 //! Starts the real `mltrail` binary on a free loopback port with a fresh data folder.
 #![allow(dead_code)]
 
+pub mod scorer;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -22,8 +24,14 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir) -> Server {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts with extra `mltrail server` flags.
+    pub fn start_with(dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mltrail"))
             .args(["server", "--host", "127.0.0.1", "--port", "0"])
+            .args(extra)
             .args(["--backend-store-uri", &Self::store_uri_of(dir.path())])
             .args([
                 "--artifacts-destination",

@@ -1,0 +1,325 @@
+//! `/api/v1/monitors` (create, list, read, delete; each monitor's window results and alerts),
+//! `/api/v1/alerts`, and the tracking server's `/metrics`: every value of each monitor's latest
+//! window as a Prometheus gauge.
+
+use std::fmt::Write as _;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use mltrail_monitor::runner::{self, MonitorConfig};
+use mltrail_store::monitors::{self, MonitorSpec};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid(format!("`{field}`: {message}"))
+}
+
+/// A duration given as `"1h"` or as a number of seconds.
+fn duration_ms(body: &Value, field: &str, default: Option<i64>) -> Result<i64, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => default.ok_or_else(|| bad(field, "is required (e.g. \"1h\")")),
+        Some(Value::String(s)) => runner::parse_duration_ms(s).map_err(|e| bad(field, e)),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| (s * 1000.0) as i64)
+            .ok_or_else(|| bad(field, "must be a non-negative number of seconds")),
+        Some(_) => Err(bad(
+            field,
+            "must be a duration such as \"1h\" or a number of seconds",
+        )),
+    }
+}
+
+fn strings(body: &Value, field: &str) -> Result<Vec<String>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad(field, "must be a list of strings"))
+            })
+            .collect(),
+        Some(_) => Err(bad(field, "must be a list of strings")),
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let deployment = body
+        .get("deployment")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| bad("deployment", "a deployment name is required"))?
+        .to_string();
+    let window_ms = duration_ms(&body, "window", None)?;
+    if window_ms < 1000 {
+        return Err(bad("window", "must be at least 1s"));
+    }
+    let delay_ms = duration_ms(&body, "delay", Some(10 * 60_000))?;
+    let reference = body
+        .get("reference")
+        .and_then(Value::as_str)
+        .unwrap_or("training")
+        .to_string();
+    runner::validate_reference(&reference).map_err(|e| bad("reference", e))?;
+    if let Some((name, version)) = reference.split_once('@') {
+        let version = version
+            .parse()
+            .map_err(|_| bad("reference", "bad version"))?;
+        mltrail_store::datasets::get_version(&state.store, name, Some(version))
+            .await
+            .map_err(|e| bad("reference", e))?;
+    }
+    let drift_share = match body.get("drift_share") {
+        None | Some(Value::Null) => 0.5,
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| bad("drift_share", "must be a number"))?,
+    };
+    let mut config = MonitorConfig {
+        drift_share,
+        alerts: strings(&body, "alerts")?,
+        webhooks: strings(&body, "webhooks")?,
+        exclude: strings(&body, "exclude")?,
+    };
+    config.validate().map_err(|(field, e)| bad(field, e))?;
+    let spec = MonitorSpec {
+        deployment,
+        window_ms,
+        delay_ms,
+        reference,
+        config: serde_json::to_value(&config).map_err(|e| ApiError::invalid(e.to_string()))?,
+    };
+    // Windows are aligned to the epoch; the first one is the window the monitor starts in.
+    let first = runner::window_start(mltrail_core::now_millis(), window_ms);
+    let actor = crate::req::actor_of(&headers);
+    let monitor = monitors::create_monitor(&state.store, &actor, spec, first).await?;
+    Ok(Json(json!({"monitor": monitor})))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    deployment: Option<String>,
+    #[serde(default)]
+    include_deleted: bool,
+}
+
+async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    let list =
+        monitors::list_monitors(&state.store, q.deployment.as_deref(), q.include_deleted).await?;
+    Ok(Json(json!({"monitors": list})))
+}
+
+async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({"monitor": monitors::get_monitor(&state.store, &id).await?}),
+    ))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    monitors::delete_monitor(&state.store, &crate::req::actor_of(&headers), &id).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<i64>,
+}
+
+impl LimitQuery {
+    fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(100),
+            Some(n) if (1..=10_000).contains(&n) => Ok(n),
+            Some(n) => Err(bad("limit", format!("must be 1..10000, got {n}"))),
+        }
+    }
+}
+
+async fn results(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Value>> {
+    monitors::get_monitor(&state.store, &id).await?;
+    let results = monitors::list_results(&state.store, &id, q.limit()?).await?;
+    Ok(Json(json!({"results": results})))
+}
+
+async fn monitor_alerts(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Value>> {
+    monitors::get_monitor(&state.store, &id).await?;
+    let alerts = monitors::list_alerts(&state.store, Some(&id), q.limit()?).await?;
+    Ok(Json(json!({"alerts": alerts})))
+}
+
+async fn all_alerts(
+    State(state): State<AppState>,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Value>> {
+    let alerts = monitors::list_alerts(&state.store, None, q.limit()?).await?;
+    Ok(Json(json!({"alerts": alerts})))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(list).post(create))
+        .route("/{id}", get(get_one).delete(delete))
+        .route("/{id}/results", get(results))
+        .route("/{id}/alerts", get(monitor_alerts))
+}
+
+pub fn alert_routes() -> Router<AppState> {
+    Router::new().route("/", get(all_alerts))
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The gauges of every active monitor's latest evaluated window.
+pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    struct Family {
+        name: &'static str,
+        help: &'static str,
+        lines: Vec<String>,
+    }
+    let family = |name, help| Family {
+        name,
+        help,
+        lines: Vec::new(),
+    };
+    let mut features = family("mltrail_feature_drift", "Drift score of an input feature in the latest window: the p-value for statistical tests, the distance otherwise.");
+    let mut drifted = family(
+        "mltrail_feature_drifted",
+        "1 when the feature drifted in the latest window.",
+    );
+    let mut share = family(
+        "mltrail_dataset_drift_share",
+        "Share of input features that drifted in the latest window.",
+    );
+    let mut dataset = family(
+        "mltrail_dataset_drift",
+        "1 when the share of drifted features reached the monitor's drift share.",
+    );
+    let mut prediction = family(
+        "mltrail_prediction_drift",
+        "Drift score of the model's predictions in the latest window.",
+    );
+    let mut performance = family(
+        "mltrail_model_performance",
+        "Model quality on the latest window's labelled predictions.",
+    );
+    let mut rows = family(
+        "mltrail_monitor_window_rows",
+        "Predictions in the monitor's latest window.",
+    );
+    let mut window_end = family(
+        "mltrail_monitor_window_end_seconds",
+        "End of the monitor's latest evaluated window (Unix time).",
+    );
+    let mut alerts = family(
+        "mltrail_alerts_fired",
+        "Alerts the monitor has fired (up to the last 10000).",
+    );
+    for m in monitors::list_monitors(&state.store, None, false).await? {
+        let base = format!(
+            "deployment=\"{}\",monitor=\"{}\"",
+            label(&m.spec.deployment),
+            label(&m.id)
+        );
+        let fired = monitors::list_alerts(&state.store, Some(&m.id), 10_000)
+            .await?
+            .len();
+        alerts.lines.push(format!("{{{base}}} {fired}"));
+        let Some(latest) = monitors::list_results(&state.store, &m.id, 1)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            continue;
+        };
+        rows.lines.push(format!("{{{base}}} {}", latest.rows));
+        window_end
+            .lines
+            .push(format!("{{{base}}} {}", latest.window_end / 1000));
+        let r = &latest.result;
+        for c in r["features"].as_array().into_iter().flatten() {
+            let labels = format!(
+                "{base},feature=\"{}\",method=\"{}\"",
+                label(c["column"].as_str().unwrap_or_default()),
+                label(c["method"].as_str().unwrap_or_default())
+            );
+            if let Some(score) = c["score"].as_f64() {
+                features.lines.push(format!("{{{labels}}} {score}"));
+            }
+            let d = u8::from(c["drifted"] == true);
+            drifted.lines.push(format!("{{{labels}}} {d}"));
+        }
+        if let Some(s) = r["dataset"]["share"].as_f64() {
+            share.lines.push(format!("{{{base}}} {s}"));
+            let d = u8::from(r["dataset"]["drift"] == true);
+            dataset.lines.push(format!("{{{base}}} {d}"));
+        }
+        if let Some(score) = r["prediction"]["score"].as_f64() {
+            prediction.lines.push(format!(
+                "{{{base},method=\"{}\"}} {score}",
+                label(r["prediction"]["method"].as_str().unwrap_or_default())
+            ));
+        }
+        for (metric, value) in r["performance"]["metrics"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(v) = value.as_f64() {
+                performance
+                    .lines
+                    .push(format!("{{{base},metric=\"{}\"}} {v}", label(metric)));
+            }
+        }
+    }
+    let mut out = String::new();
+    for f in [
+        features,
+        drifted,
+        share,
+        dataset,
+        prediction,
+        performance,
+        rows,
+        window_end,
+        alerts,
+    ] {
+        let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+        let _ = writeln!(out, "# TYPE {} gauge", f.name);
+        for line in f.lines {
+            let _ = writeln!(out, "{}{line}", f.name);
+        }
+    }
+    let _ = write!(out, "{}", state.webhooks.metrics());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}

@@ -1,0 +1,133 @@
+//! Alert delivery to webhooks: one background task per (alert, URL), retried with exponential
+//! backoff, each outcome an audit event. Nothing here can hold up monitoring: `notify` only
+//! spawns.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mltrail_monitor::runner::AlertSink;
+use mltrail_store::monitors::{self, Alert};
+use mltrail_store::MetaStore;
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled after each failure, at most a minute.
+    pub first_backoff: Duration,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            first_backoff: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    attempts: AtomicU64,
+}
+
+pub struct WebhookSink {
+    client: reqwest::Client,
+    store: MetaStore,
+    policy: RetryPolicy,
+    counters: Arc<Counters>,
+}
+
+impl WebhookSink {
+    pub fn new(store: MetaStore, policy: RetryPolicy) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(policy.timeout)
+            .user_agent(concat!("mltrail/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        WebhookSink {
+            client,
+            store,
+            policy,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Delivery counters in Prometheus text format.
+    pub fn metrics(&self) -> String {
+        let c = &self.counters;
+        format!(
+            "# HELP mltrail_webhook_deliveries_total Alerts delivered to webhooks, or given up on after every attempt failed.\n\
+             # TYPE mltrail_webhook_deliveries_total counter\n\
+             mltrail_webhook_deliveries_total{{outcome=\"delivered\"}} {}\n\
+             mltrail_webhook_deliveries_total{{outcome=\"failed\"}} {}\n\
+             # HELP mltrail_webhook_attempts_total HTTP requests made to webhooks.\n\
+             # TYPE mltrail_webhook_attempts_total counter\n\
+             mltrail_webhook_attempts_total {}\n",
+            c.delivered.load(Ordering::Relaxed),
+            c.failed.load(Ordering::Relaxed),
+            c.attempts.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What a webhook receives: the alert, plus a `text` line chat tools display as it is.
+fn payload(alert: &Alert) -> serde_json::Value {
+    json!({
+        "text": alert.details["message"],
+        "alert": alert,
+    })
+}
+
+impl AlertSink for WebhookSink {
+    fn notify(&self, alert: &Alert, webhooks: &[String]) {
+        let body = payload(alert);
+        for url in webhooks {
+            let (client, store, policy, counters) = (
+                self.client.clone(),
+                self.store.clone(),
+                self.policy,
+                self.counters.clone(),
+            );
+            let (url, body, alert_id) = (url.clone(), body.clone(), alert.id.clone());
+            tokio::spawn(async move {
+                let mut backoff = policy.first_backoff;
+                let mut attempt = 0;
+                let delivered = loop {
+                    attempt += 1;
+                    counters.attempts.fetch_add(1, Ordering::Relaxed);
+                    let outcome = client.post(&url).json(&body).send().await;
+                    let error = match outcome {
+                        Ok(r) if r.status().is_success() => break true,
+                        Ok(r) => format!("HTTP {}", r.status()),
+                        Err(e) => e.to_string(),
+                    };
+                    if attempt >= policy.attempts {
+                        tracing::error!(alert = %alert_id, url = %url, attempts = attempt, error = %error, "webhook gave up: the alert was not delivered");
+                        break false;
+                    }
+                    tracing::warn!(alert = %alert_id, url = %url, attempt, error = %error, retry_in_ms = backoff.as_millis() as u64, "webhook failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                };
+                if delivered {
+                    counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(alert = %alert_id, url = %url, attempts = attempt, "alert delivered to webhook");
+                } else {
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Err(e) =
+                    monitors::record_delivery(&store, &alert_id, &url, delivered, attempt).await
+                {
+                    tracing::warn!(alert = %alert_id, error = %e, "could not record the webhook outcome");
+                }
+            });
+        }
+    }
+}
