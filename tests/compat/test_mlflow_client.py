@@ -285,20 +285,39 @@ def test_model_version_source_must_stay_in_the_store(client, unique):
             client.create_model_version(name, source, None)
 
 
-def test_log_inputs_datasets(client, unique):
+def test_log_inputs_datasets(client, server, unique):
     import pandas as pd
 
     mlflow.set_experiment(unique("datasets"))
-    df = pd.DataFrame({"x": [1, 2, 3], "label": [0, 1, 0]})
-    dataset = mlflow.data.from_pandas(df, name="credit-train", targets="label")
+    df = pd.DataFrame({"x": [1.5, 2.5, 3.5], "city": ["a", "b", "a"], "label": [0, 1, 0]})
+    name = unique("credit-train")
+    dataset = mlflow.data.from_pandas(df, name=name, targets="label")
     with mlflow.start_run() as run:
         mlflow.log_input(dataset, context="training")
     inputs = mlflow.MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs
-    assert [d.dataset.name for d in inputs] == ["credit-train"]
+    assert [d.dataset.name for d in inputs] == [name]
     assert inputs[0].dataset.digest == dataset.digest
     assert {t.key: t.value for t in inputs[0].tags}["mlflow.data.context"] == "training"
-    found = mlflow.search_runs(filter_string="datasets.name = 'credit-train'", output_format="list")
+    found = mlflow.search_runs(filter_string=f"datasets.name = '{name}'", output_format="list")
     assert [r.info.run_id for r in found] == [run.info.run_id]
+
+    # The logged dataset is a dataset version linked to the run (schema and row count; the
+    # client never uploads the rows).
+    r = requests.get(f"{server['url']}/api/v1/datasets/{name}/versions/1")
+    assert r.status_code == 200, r.text
+    version = r.json()
+    assert version["runs"] == [run.info.run_id]
+    assert version["rows_stored"] is False
+    assert version["dataset_version"]["rows"] == 3
+    assert version["dataset_version"]["digest"] == dataset.digest
+    types = {c["name"]: c["type"] for c in version["dataset_version"]["schema"]}
+    assert types == {"x": "numeric", "city": "categorical", "label": "numeric"}
+    # A model version registered from the run records it as its training data.
+    model_name = unique("trained-on-logged-input")
+    client.create_registered_model(model_name)
+    mv = client.create_model_version(model_name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    assert mv.tags["mltrail.training_data"] == f"{name}@1"
+    assert mv.tags["mltrail.training_data_digest"] == dataset.digest
 
 
 def test_errors_are_mlflow_shaped(server):

@@ -331,6 +331,7 @@ impl Engine {
                         "windows": rule.windows, "drifted_columns": drifted,
                         "reference": result["reference"], "rows": rows,
                         "webhooks": config.webhooks,
+                        "report": format!("mltrail monitor report {} --window {start} --html report.html", monitor.id),
                     }),
                     fired_time: now,
                 }
@@ -516,6 +517,11 @@ impl Engine {
             MonitorError::Reference(format!("`{name_version}` is not NAME@VERSION"))
         })?;
         let dv = datasets::get_version(&self.store, name, Some(version)).await?;
+        if !dv.file.has_rows() {
+            return Err(MonitorError::Reference(format!(
+                "dataset version {name_version} was logged by mlflow.log_input, so its rows are not stored; add the training file with `mltrail data add` and register the model with --training-data, or give the monitor that version as reference"
+            )));
+        }
         let path = ArtifactPath::parse(&dv.file.source).map_err(artifacts_err)?;
         let bytes = self.artifacts.get(&path).await.map_err(artifacts_err)?;
         let file_name = dv.file.file_name.clone();

@@ -86,7 +86,10 @@ async fn get_version(
         })?),
     };
     let v = datasets::get_version(&state.store, &name, version).await?;
-    Ok(Json(json!({"dataset_version": v})))
+    let runs = datasets::runs_using(&state.store, &v).await?;
+    Ok(Json(
+        json!({"dataset_version": v, "rows_stored": v.file.has_rows(), "runs": runs}),
+    ))
 }
 
 pub fn routes() -> Router<AppState> {

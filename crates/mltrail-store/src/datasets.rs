@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 
 use crate::audit::Entity;
 use crate::sql::{int, opt_text, text};
+use crate::writer::{AuditCtx, Tx};
 use crate::{MetaStore, StoreError};
 use mltrail_core::now_millis;
 
@@ -175,4 +176,156 @@ pub async fn get_version(
         })
     })?;
     from_row(&row)
+}
+
+/// Where versions recorded from `mlflow.log_input` point: the client describes a dataset but
+/// never uploads it, so these versions have a schema and a row count but no stored file.
+pub const LOGGED_SOURCE_PREFIX: &str = "mlflow-dataset:";
+
+impl DatasetFile {
+    /// Whether the rows are stored (added with `mltrail data add`), so drift can read them.
+    pub fn has_rows(&self) -> bool {
+        !self.source.starts_with(LOGGED_SOURCE_PREFIX)
+    }
+}
+
+/// MLflow's column types (`mlflow_colspec`) as dataset-schema types.
+fn schema_from_mlflow(schema: Option<&str>) -> serde_json::Value {
+    let parsed: serde_json::Value = schema
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let columns = parsed["mlflow_colspec"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    serde_json::Value::Array(
+        columns
+            .iter()
+            .filter_map(|c| {
+                let kind = match c["type"].as_str()? {
+                    "double" | "float" | "long" | "integer" => "numeric",
+                    "string" | "boolean" => "categorical",
+                    "datetime" => "datetime",
+                    _ => "text",
+                };
+                Some(serde_json::json!({"name": c["name"].as_str()?, "type": kind, "nullable": !c["required"].as_bool().unwrap_or(false), "pii": false}))
+            })
+            .collect(),
+    )
+}
+
+/// Records a dataset the MLflow client logged as a run input (`log-inputs`) as a dataset
+/// version, unless one with that name and digest exists; inside the caller's transaction. The run
+/// links to it through its inputs (name and digest).
+pub(crate) async fn record_logged_input(
+    tx: &mut Tx,
+    audit: &mut AuditCtx,
+    actor: &str,
+    dataset: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let (Some(name), Some(digest)) = (dataset["name"].as_str(), dataset["digest"].as_str()) else {
+        return Ok(());
+    };
+    if validate_name(name).is_err() {
+        // Still a valid MLflow input; it just cannot be addressed as NAME@VERSION.
+        return Ok(());
+    }
+    let exists =
+        sqlx::query("SELECT version FROM dataset_versions WHERE name = $1 AND digest = $2")
+            .bind(name.to_string())
+            .bind(digest.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+    if exists {
+        return Ok(());
+    }
+    let profile: serde_json::Value = dataset["profile"]
+        .as_str()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    let rows = profile["num_rows"].as_i64().unwrap_or(0);
+    let source = format!(
+        "{LOGGED_SOURCE_PREFIX}{}:{}",
+        dataset["source_type"].as_str().unwrap_or("unknown"),
+        dataset["source"].as_str().unwrap_or("")
+    );
+    let version: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE name = $1",
+    )
+    .bind(name.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO dataset_versions (name, version, digest, source, file_name, row_count, target, schema_json, profile_json, created_time, created_by) VALUES ($1, $2, $3, $4, '', $5, NULL, $6, $7, $8, $9)")
+        .bind(name.to_string())
+        .bind(version)
+        .bind(digest.to_string())
+        .bind(source)
+        .bind(rows)
+        .bind(schema_from_mlflow(dataset["schema"].as_str()).to_string())
+        .bind(serde_json::json!({"rows": rows, "mlflow": profile}).to_string())
+        .bind(now_millis())
+        .bind(actor.to_string())
+        .execute(&mut *tx)
+        .await?;
+    audit
+        .record(
+            tx,
+            "dataset_version.create",
+            &Entity::DatasetVersion {
+                name: name.to_string(),
+                version,
+            },
+        )
+        .await
+}
+
+/// The dataset version a run trained on: its input tagged `mlflow.data.context = training`, or
+/// its only input. `None` when there is no such input or it was never recorded as a version.
+pub(crate) async fn training_input_of_run(
+    tx: &mut Tx,
+    run_id: &str,
+) -> Result<Option<DatasetVersion>, StoreError> {
+    let inputs = sqlx::query("SELECT dataset_name, dataset_digest, tags_json FROM run_inputs WHERE run_uuid = $1 ORDER BY dataset_name")
+        .bind(run_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+    let is_training = |row: &AnyRow| -> bool {
+        text(row, "tags_json")
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|tags| {
+                tags.as_array().map(|tags| {
+                    tags.iter()
+                        .any(|t| t["key"] == "mlflow.data.context" && t["value"] == "training")
+                })
+            })
+            .unwrap_or(false)
+    };
+    let chosen = match inputs.iter().find(|r| is_training(r)) {
+        Some(row) => row,
+        None if inputs.len() == 1 => &inputs[0],
+        None => return Ok(None),
+    };
+    let row = sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND digest = $2")
+        .bind(text(chosen, "dataset_name")?)
+        .bind(text(chosen, "dataset_digest")?)
+        .fetch_optional(&mut *tx)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Runs that logged this version as an input (through `mlflow.log_input`), oldest first.
+pub async fn runs_using(
+    store: &MetaStore,
+    version: &DatasetVersion,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT i.run_uuid FROM run_inputs i JOIN runs r ON r.run_uuid = i.run_uuid WHERE i.dataset_name = $1 AND i.dataset_digest = $2 ORDER BY r.start_time, i.run_uuid",
+    )
+    .bind(version.name.clone())
+    .bind(version.file.digest.clone())
+    .fetch_all(store.readers())
+    .await?;
+    rows.iter().map(|r| text(r, "run_uuid")).collect()
 }

@@ -599,6 +599,9 @@ pub struct NewModelVersion {
     pub tags: Vec<KeyValue>,
 }
 
+/// Tag naming the dataset version (NAME@VERSION) a model version was trained on.
+pub const TRAINING_DATA_TAG: &str = "mltrail.training_data";
+
 pub async fn create_model_version(
     store: &MetaStore,
     actor: &str,
@@ -608,10 +611,18 @@ pub async fn create_model_version(
         validate_key("tag", &t.key)?;
     }
     let user = actor.to_string();
+    let mut new = new;
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
                 require_model(tx, &new.name).await?;
+                // Without an explicit training-data tag, the run's logged training input is it.
+                if !new.run_id.is_empty() && !new.tags.iter().any(|t| t.key == TRAINING_DATA_TAG) {
+                    if let Some(d) = crate::datasets::training_input_of_run(tx, &new.run_id).await? {
+                        new.tags.push(KeyValue { key: TRAINING_DATA_TAG.into(), value: format!("{}@{}", d.name, d.version) });
+                        new.tags.push(KeyValue { key: "mltrail.training_data_digest".into(), value: d.file.digest });
+                    }
+                }
                 let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1")
                     .bind(new.name.clone())
                     .fetch_one(&mut *tx)

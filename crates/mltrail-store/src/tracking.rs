@@ -970,6 +970,7 @@ pub async fn log_inputs(
     run_id: String,
     datasets: Vec<NewDatasetInput>,
 ) -> Result<(), StoreError> {
+    let user = actor.to_string();
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
@@ -984,6 +985,7 @@ pub async fn log_inputs(
                         .bind(tags_json)
                         .execute(&mut *tx)
                         .await?;
+                    crate::datasets::record_logged_input(tx, audit, &user, &d.dataset).await?;
                 }
                 audit.record(tx, "run.log_inputs", &Entity::Run(run_id)).await
             })

@@ -281,10 +281,12 @@ async fn show(args: ShowArgs) -> Result<()> {
             "show dataset",
         )
         .await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&answer["dataset_version"])?
-    );
+    let mut shown = answer["dataset_version"].clone();
+    shown["runs"] = answer["runs"].clone();
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    if answer["rows_stored"] == false {
+        eprintln!("note: logged by mlflow.log_input, which records the schema and row count but not the rows; add the file with `mltrail data add` to monitor against it");
+    }
     Ok(())
 }
 

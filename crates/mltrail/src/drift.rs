@@ -45,7 +45,7 @@ pub struct DriftArgs {
     method: Option<String>,
     /// The dataset drifts when at least this share of columns drift.
     #[arg(long, default_value_t = 0.5)]
-    drift_share: f64,
+    pub drift_share: f64,
     /// Exit with status 1 when the dataset drifts (for CI and cron jobs).
     #[arg(long)]
     pub fail_on_drift: bool,
@@ -109,6 +109,9 @@ pub async fn resolve_inputs(args: &mut DriftArgs, dir: &std::path::Path) -> Resu
                 anyhow!("{text} is neither a file nor a stored dataset version ({e:#})")
             })?;
         let v = &answer["dataset_version"];
+        if answer["rows_stored"] == false {
+            bail!("dataset {text} was logged by mlflow.log_input: mltrail has its schema and row count but not its rows; add the file with `mltrail data add` and compare against that version");
+        }
         let source = v["source"]
             .as_str()
             .ok_or_else(|| anyhow!("dataset {text} has no source"))?;

@@ -26,6 +26,9 @@ pub enum MonitorCommand {
     Alerts(AlertsArgs),
     /// Stop a monitor (its results and alerts are kept).
     Delete(DeleteArgs),
+    /// Render one evaluated window as the drift report (table, JSON, self-contained HTML with a
+    /// histogram per column), from the logged predictions of that window.
+    Report(ReportArgs),
     /// Compare the inputs a deployment logged (optionally since a time) with a dataset version,
     /// column by column, as `mltrail drift` does.
     Check(CheckArgs),
@@ -97,6 +100,27 @@ pub struct AlertsArgs {
     limit: i64,
     #[arg(long)]
     json: bool,
+    #[arg(long, help = TRACKING_URI_HELP)]
+    tracking_uri: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The monitor id.
+    id: String,
+    /// Which window: `latest` (the latest with data), `drift` (the latest that drifted), or the
+    /// window's start as shown by `mltrail monitor results` (2026-11-27T10:00:00Z or Unix ms).
+    #[arg(long, default_value = "latest")]
+    window: String,
+    /// Write the HTML report here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Write the JSON report here (`-` for stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Local log segments not archived yet (default ./mltrail-data/predictions/<deployment>).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
     #[arg(long, help = TRACKING_URI_HELP)]
     tracking_uri: Option<String>,
 }
@@ -360,6 +384,89 @@ fn write_inputs(records: &[Value], path: &std::path::Path) -> Result<usize> {
     Ok(inputs.len())
 }
 
+/// The window `spec` names among a monitor's results.
+fn pick_window<'a>(results: &'a [Value], spec: &str) -> Result<&'a Value> {
+    let with_data = |r: &&Value| r["status"] == "ok";
+    let found = match spec {
+        "latest" => results.iter().find(with_data),
+        "drift" => results.iter().filter(with_data).find(|r| {
+            r["result"]["dataset"]["drift"] == true
+                || r["result"]["features"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|c| c["drifted"] == true))
+        }),
+        other => {
+            let start = match other.parse::<i64>() {
+                Ok(ms) => ms,
+                Err(_) => crate::predictions::parse_since(other, 0)?,
+            };
+            results.iter().find(|r| r["window_start"] == start)
+        }
+    };
+    found.ok_or_else(|| anyhow::anyhow!("no evaluated window with data matches `--window {spec}` (see `mltrail monitor results`)"))
+}
+
+async fn report(args: ReportArgs) -> Result<bool> {
+    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let monitor = client
+        .get_json(
+            &format!("/api/v1/monitors/{}", args.id),
+            &format!("monitor {}", args.id),
+        )
+        .await?;
+    let m = &monitor["monitor"];
+    let deployment = m["deployment"].as_str().unwrap_or_default().to_string();
+    let answer = client
+        .get_json(
+            &format!("/api/v1/monitors/{}/results?limit=10000", args.id),
+            "monitor results",
+        )
+        .await?;
+    let results = answer["results"].as_array().cloned().unwrap_or_default();
+    let window = pick_window(&results, &args.window)?;
+    let (start, end) = (
+        window["window_start"].as_i64().unwrap_or(0),
+        window["window_end"].as_i64().unwrap_or(0),
+    );
+    let reference = window["result"]["reference"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the window's result names no reference"))?
+        .to_string();
+    let records: Vec<Value> =
+        crate::predictions::collect(&client, &deployment, Some(start), args.log_dir.clone())
+            .await?
+            .into_iter()
+            .filter(|r| r["time_ms"].as_i64().is_some_and(|t| t < end))
+            .collect();
+    let work = tempfile::tempdir()?;
+    let current = work.path().join(format!("{deployment}-window.csv"));
+    let n = write_inputs(&records, &current)?;
+    eprintln!(
+        "window {} – {} of `{deployment}`: {n} predictions against {reference}",
+        utc_time(start),
+        utc_time(end)
+    );
+    let exclude = m["config"]["exclude"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    let mut drift_args = crate::drift::DriftArgs::between(
+        PathBuf::from(&reference),
+        current,
+        args.tracking_uri,
+        exclude,
+    );
+    drift_args.drift_share = m["config"]["drift_share"].as_f64().unwrap_or(0.5);
+    drift_args.json = args.json;
+    drift_args.html = args.html;
+    crate::drift::resolve_inputs(&mut drift_args, work.path()).await?;
+    tokio::task::spawn_blocking(move || crate::drift::run(drift_args)).await??;
+    Ok(false)
+}
+
 pub async fn run(command: MonitorCommand) -> Result<bool> {
     let args = match command {
         MonitorCommand::Create(args) => return create(args).await.map(|_| false),
@@ -380,6 +487,7 @@ pub async fn run(command: MonitorCommand) -> Result<bool> {
             );
             return Ok(false);
         }
+        MonitorCommand::Report(args) => return report(args).await,
         MonitorCommand::Check(args) => args,
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;

@@ -431,6 +431,42 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
     let summary = server.mltrail(&["monitor", "results", &id, "--tracking-uri", &server.url]);
     let text = String::from_utf8_lossy(&summary.stdout);
     assert!(text.contains("(f0, f2)"), "{text}");
+
+    // The report of the drifted window recomputes the same verdicts from the logged rows.
+    let report_json = dir.path().join("report.json");
+    let report_html = dir.path().join("report.html");
+    let report = server.mltrail(&[
+        "monitor",
+        "report",
+        &id,
+        "--window",
+        "drift",
+        "--json",
+        report_json.to_str().unwrap(),
+        "--html",
+        report_html.to_str().unwrap(),
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let recomputed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_json).unwrap()).unwrap();
+    for (stored, again) in drifted["result"]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(recomputed["columns"].as_array().unwrap())
+    {
+        assert_eq!(stored["column"], again["column"]);
+        assert_eq!(stored["drifted"], again["drifted"]);
+        assert_eq!(stored["statistic"], again["statistic"]);
+    }
+    let html = std::fs::read_to_string(&report_html).unwrap();
+    assert!(html.contains("<svg") && html.contains("f2"));
     drop(scorer);
     server.assert_audit_verifies();
 }
