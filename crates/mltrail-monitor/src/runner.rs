@@ -326,7 +326,15 @@ impl Engine {
                     window_start: start,
                     window_end: end,
                     details: json!({
-                        "message": format!("{}: {} (value {}) on the window {}–{}", monitor.spec.deployment, rule, value.map_or("-".into(), |v| v.to_string()), start, end),
+                        "message": format!(
+                            "{}: {} (value {}) in the window {} – {}{}",
+                            monitor.spec.deployment,
+                            text,
+                            value.map_or("-".into(), |v| format!("{v:.4}")),
+                            mltrail_serving::archive::utc_timestamp(start),
+                            mltrail_serving::archive::utc_timestamp(end),
+                            if drifted.is_empty() { String::new() } else { format!("; drifted: {}", drifted.join(", ")) },
+                        ),
                         "metric": rule.metric, "value": value, "threshold": rule.threshold,
                         "windows": rule.windows, "drifted_columns": drifted,
                         "reference": result["reference"], "rows": rows,

@@ -200,6 +200,15 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A sample value as Prometheus reads it: p-values as small as 1e-23 in exponent form.
+fn sample(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-4 || v.abs() >= 1e15) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
 /// The gauges of every active monitor's latest evaluated window.
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     struct Family {
@@ -274,20 +283,23 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
                 label(c["method"].as_str().unwrap_or_default())
             );
             if let Some(score) = c["score"].as_f64() {
-                features.lines.push(format!("{{{labels}}} {score}"));
+                features
+                    .lines
+                    .push(format!("{{{labels}}} {}", sample(score)));
             }
             let d = u8::from(c["drifted"] == true);
             drifted.lines.push(format!("{{{labels}}} {d}"));
         }
         if let Some(s) = r["dataset"]["share"].as_f64() {
-            share.lines.push(format!("{{{base}}} {s}"));
+            share.lines.push(format!("{{{base}}} {}", sample(s)));
             let d = u8::from(r["dataset"]["drift"] == true);
             dataset.lines.push(format!("{{{base}}} {d}"));
         }
         if let Some(score) = r["prediction"]["score"].as_f64() {
             prediction.lines.push(format!(
-                "{{{base},method=\"{}\"}} {score}",
-                label(r["prediction"]["method"].as_str().unwrap_or_default())
+                "{{{base},method=\"{}\"}} {}",
+                label(r["prediction"]["method"].as_str().unwrap_or_default()),
+                sample(score)
             ));
         }
         for (metric, value) in r["performance"]["metrics"]
@@ -296,9 +308,11 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
             .flatten()
         {
             if let Some(v) = value.as_f64() {
-                performance
-                    .lines
-                    .push(format!("{{{base},metric=\"{}\"}} {v}", label(metric)));
+                performance.lines.push(format!(
+                    "{{{base},metric=\"{}\"}} {}",
+                    label(metric),
+                    sample(v)
+                ));
             }
         }
     }

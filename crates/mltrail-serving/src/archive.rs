@@ -181,6 +181,19 @@ pub fn utc_date(time_ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// `2026-11-27T10:00:00Z` of a millisecond timestamp.
+pub fn utc_timestamp(time_ms: i64) -> String {
+    let ms = time_ms.max(0);
+    let secs = (ms / 1000) % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        utc_date(ms as u64),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// The millisecond timestamp inside a UUIDv7.
 pub fn uuid_v7_time_ms(id: u128) -> u64 {
     (id >> 80) as u64
@@ -255,5 +268,6 @@ mod tests {
         assert_eq!(utc_date(0), "1970-01-01");
         assert_eq!(utc_date(1_795_745_151_565), "2026-11-27");
         assert_eq!(utc_date(951_782_400_000), "2000-02-29");
+        assert_eq!(utc_timestamp(1_795_754_710_000), "2026-11-27T04:45:10Z");
     }
 }

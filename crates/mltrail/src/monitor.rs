@@ -132,17 +132,8 @@ pub struct DeleteArgs {
     tracking_uri: Option<String>,
 }
 
-/// `2026-11-27 10:00:00` (UTC) of a millisecond timestamp.
 fn utc_time(ms: i64) -> String {
-    let ms = ms.max(0);
-    let secs = (ms / 1000) % 86_400;
-    format!(
-        "{} {:02}:{:02}:{:02}",
-        mltrail_serving::archive::utc_date(ms as u64),
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    mltrail_serving::archive::utc_timestamp(ms)
 }
 
 fn human_ms(ms: i64) -> String {
@@ -264,7 +255,7 @@ async fn list(args: ListArgs) -> Result<()> {
                 format!(
                     "{} ({} rows): {}",
                     utc_time(r["window_start"].as_i64().unwrap_or(0)),
-                    r["rows"],
+                    r["rows"].as_i64().unwrap_or(0),
                     summary(r)
                 )
             })
@@ -292,14 +283,14 @@ async fn results(args: ResultsArgs) -> Result<()> {
         return print_json(&answer);
     }
     println!(
-        "{:<20} {:>8} {:<8} result",
-        "window (UTC)", "rows", "status"
+        "{:<21} {:>8} {:<8} result",
+        "window start", "rows", "status"
     );
     for r in answer["results"].as_array().into_iter().flatten() {
         println!(
-            "{:<20} {:>8} {:<8} {}",
+            "{:<21} {:>8} {:<8} {}",
             utc_time(r["window_start"].as_i64().unwrap_or(0)),
-            r["rows"],
+            r["rows"].as_i64().unwrap_or(0),
             r["status"].as_str().unwrap_or_default(),
             summary(r)
         );
