@@ -44,7 +44,7 @@ impl LogConfig {
             durability,
             sync_interval: Duration::from_millis(5),
             segment_bytes: 64 << 20, // offsets in the index are u32: keep segments below 4 GiB
-            segment_age: Duration::from_secs(3600),
+            segment_age: Duration::from_secs(300),
         }
     }
 }
@@ -792,6 +792,23 @@ mod tests {
         assert_eq!(record["n"], 7);
         assert!(feedback.is_empty());
         assert!(log.get(99).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_idle_segment_is_sealed_once_it_outlives_its_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LogConfig::new(dir.path(), Durability::Default);
+        config.segment_age = std::time::Duration::from_millis(50);
+        let log = PredictionLog::open(config).unwrap();
+        assert!(!log.seal_if_due().unwrap(), "an empty segment stays open");
+        log.append(vec![prediction(1, 1)]).await.unwrap();
+        assert!(!log.seal_if_due().unwrap(), "too young");
+        assert!(log.sealed_segments().unwrap().is_empty());
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert!(log.seal_if_due().unwrap());
+        assert_eq!(log.sealed_segments().unwrap(), [1]);
+        assert!(!log.seal_if_due().unwrap(), "the new segment is empty");
+        assert_eq!(log.get(1).unwrap().unwrap().0["n"], 1);
     }
 
     #[tokio::test]
