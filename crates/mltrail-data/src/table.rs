@@ -128,79 +128,153 @@ impl Table {
     }
 }
 
-/// Builds a table from JSON objects (one per row), e.g. the inputs a prediction log recorded.
-/// A column whose present values are all numbers is numeric (`integer` when all are integers);
-/// any other column is text, with numbers and booleans spelled as JSON spells them. Columns are
-/// those of every row together; a row without a column, or with `null`, is missing there.
+/// Builds a table from JSON objects, one row at a time, e.g. the inputs a prediction log
+/// recorded. A column whose present values are all numbers is numeric (`integer` when all are
+/// integers); any other column is text, with numbers and booleans spelled as JSON spells them.
+/// Columns are those of every row together, in the order first seen; a row without a column, or
+/// with `null`, is missing there.
+#[derive(Default)]
+pub struct JsonTableBuilder {
+    columns: Vec<Column>,
+    dicts: Vec<Dictionary>,
+    index: std::collections::HashMap<String, usize>,
+    rows: usize,
+    /// Which columns the current row has set.
+    seen: Vec<bool>,
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn dictionary_code(dict: &mut Dictionary, labels: &mut Vec<String>, text: String) -> u32 {
+    if let Some(c) = dict.index.get(&text) {
+        return *c;
+    }
+    let c = labels.len() as u32;
+    labels.push(text.clone());
+    dict.index.insert(text, c);
+    c
+}
+
+impl JsonTableBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Turns a numeric column into text once a non-number arrives, spelling the numbers it
+    /// already holds as JSON would.
+    fn to_text(column: &mut Column, dict: &mut Dictionary) {
+        let Values::Numeric { values, integer } = &column.values else {
+            return;
+        };
+        let mut labels = Vec::new();
+        let codes = values
+            .iter()
+            .map(|v| {
+                if v.is_nan() {
+                    MISSING
+                } else {
+                    let text = if *integer {
+                        format!("{}", *v as i64)
+                    } else {
+                        serde_json::Number::from_f64(*v)
+                            .map_or_else(|| v.to_string(), |n| n.to_string())
+                    };
+                    dictionary_code(dict, &mut labels, text)
+                }
+            })
+            .collect();
+        column.values = Values::Text { labels, codes };
+    }
+
+    pub fn push(&mut self, row: &serde_json::Map<String, serde_json::Value>) {
+        self.seen.iter_mut().for_each(|s| *s = false);
+        for (key, value) in row {
+            let i = match self.index.get(key) {
+                Some(i) => *i,
+                None => {
+                    let i = self.columns.len();
+                    self.index.insert(key.clone(), i);
+                    // A new column starts numeric and missing in every earlier row.
+                    self.columns.push(Column {
+                        name: key.clone(),
+                        values: Values::Numeric {
+                            values: vec![f64::NAN; self.rows],
+                            integer: true,
+                        },
+                    });
+                    self.dicts.push(Dictionary::default());
+                    self.seen.push(false);
+                    i
+                }
+            };
+            self.seen[i] = true;
+            let (column, dict) = (&mut self.columns[i], &mut self.dicts[i]);
+            if !value.is_null() && !value.is_number() {
+                Self::to_text(column, dict);
+            }
+            match &mut column.values {
+                Values::Numeric { values, integer } => {
+                    if value.is_null() {
+                        values.push(f64::NAN);
+                    } else {
+                        *integer &= value.is_i64() || value.is_u64();
+                        values.push(value.as_f64().unwrap_or(f64::NAN));
+                    }
+                }
+                Values::Text { labels, codes } => codes.push(if value.is_null() {
+                    MISSING
+                } else {
+                    dictionary_code(dict, labels, json_text(value))
+                }),
+            }
+        }
+        for (column, seen) in self.columns.iter_mut().zip(&self.seen) {
+            if !seen {
+                match &mut column.values {
+                    Values::Numeric { values, .. } => values.push(f64::NAN),
+                    Values::Text { codes, .. } => codes.push(MISSING),
+                }
+            }
+        }
+        self.rows += 1;
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn finish(self) -> Table {
+        let mut columns = self.columns;
+        // A column that never held a value is not known to be an integer.
+        for c in &mut columns {
+            if let Values::Numeric { values, integer } = &mut c.values {
+                if values.iter().all(|v| v.is_nan()) {
+                    *integer = false;
+                }
+            }
+        }
+        Table {
+            columns,
+            rows: self.rows,
+        }
+    }
+}
+
+/// [`JsonTableBuilder`] over rows already in memory.
 pub fn from_json_rows<'a, I>(rows: I) -> Table
 where
     I: IntoIterator<Item = &'a serde_json::Map<String, serde_json::Value>>,
-    I::IntoIter: Clone,
 {
-    use serde_json::Value as Json;
-    let rows = rows.into_iter();
-    let mut names: Vec<&String> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for row in rows.clone() {
-        for key in row.keys() {
-            if seen.insert(key) {
-                names.push(key);
-            }
-        }
+    let mut builder = JsonTableBuilder::new();
+    for row in rows {
+        builder.push(row);
     }
-    let mut count = 0;
-    let columns = names
-        .iter()
-        .map(|name| {
-            let cells: Vec<Option<&Json>> = rows
-                .clone()
-                .map(|row| row.get(name.as_str()).filter(|v| !v.is_null()))
-                .collect();
-            count = cells.len();
-            let numeric = cells.iter().flatten().all(|v| v.is_number());
-            let values = if numeric {
-                Values::Numeric {
-                    integer: cells.iter().flatten().all(|v| v.is_i64() || v.is_u64()),
-                    values: cells
-                        .iter()
-                        .map(|v| v.and_then(Json::as_f64).unwrap_or(f64::NAN))
-                        .collect(),
-                }
-            } else {
-                let mut dict = Dictionary::default();
-                let mut labels = Vec::new();
-                let codes = cells
-                    .iter()
-                    .map(|cell| match cell {
-                        None => MISSING,
-                        Some(v) => {
-                            let text = match v {
-                                Json::String(s) => s.clone(),
-                                other => other.to_string(),
-                            };
-                            *dict.index.entry(text.clone()).or_insert_with(|| {
-                                labels.push(text);
-                                labels.len() as u32 - 1
-                            })
-                        }
-                    })
-                    .collect();
-                Values::Text { labels, codes }
-            };
-            Column {
-                name: name.to_string(),
-                values,
-            }
-        })
-        .collect();
-    Table {
-        columns,
-        rows: if names.is_empty() {
-            rows.count()
-        } else {
-            count
-        },
-    }
+    builder.finish()
 }
 
 fn append(
@@ -556,6 +630,22 @@ mod tests {
         );
         assert!(
             matches!(&t.column("d").unwrap().values, Values::Numeric { values, .. } if values[0].is_nan() && values[2] == 4.0)
+        );
+        // Numbers before the first text value are spelled as JSON spells them.
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = [
+            serde_json::json!({"z": 2.0}),
+            serde_json::json!({"z": "n/a"}),
+            serde_json::json!({"z": 2.0}),
+        ]
+        .into_iter()
+        .map(|v| v.as_object().cloned().unwrap())
+        .collect();
+        assert_eq!(
+            from_json_rows(&rows).column("z").unwrap().values,
+            Values::Text {
+                labels: vec!["2.0".into(), "n/a".into()],
+                codes: vec![0, 1, 0]
+            }
         );
     }
 

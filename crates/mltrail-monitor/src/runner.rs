@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value as Json};
 use crate::compare::{compare, CompareOptions, Comparison};
 use crate::performance::{self, Labelled, Outcome};
 use crate::rules::{Rule, Values};
-use crate::window::{prediction_table, OutputNames, WindowRecords};
+use crate::window::{prediction_table, OutputNames, Window};
 
 /// Where alerts go besides the log. Implementations deliver in the background.
 pub trait AlertSink: Send + Sync {
@@ -256,15 +256,14 @@ impl Engine {
             .map_err(|e| MonitorError::Data(format!("monitor config: {e}")))?;
         let rules = config.validate().map_err(|(_, e)| MonitorError::Data(e))?;
         let labels_until = end + monitor.spec.delay_ms;
-        let records = self
-            .read_log(&monitor.spec.deployment, start, labels_until)
+        let mut window = self
+            .read_window(&monitor.spec.deployment, start, end, labels_until)
             .await?;
-        let window = WindowRecords::collect(records, start, end, labels_until);
-        let rows = window.predictions.len() as i64;
+        let rows = window.rows() as i64;
         let (status, result) = if rows == 0 {
             ("no_data", json!({"values": {"rows": 0}}))
         } else {
-            match self.compare_window(monitor, &config, &window).await {
+            match self.compare_window(monitor, &config, &mut window).await {
                 Ok(result) => ("ok", result),
                 Err(e) => {
                     tracing::warn!(monitor = %monitor.id, deployment = %monitor.spec.deployment, window_start = start, error = %e, "monitor window could not be compared");
@@ -375,7 +374,7 @@ impl Engine {
         &self,
         monitor: &Monitor,
         config: &MonitorConfig,
-        window: &WindowRecords,
+        window: &mut Window,
     ) -> Result<Json, MonitorError> {
         let (model, version) = window
             .main_version()
@@ -393,7 +392,7 @@ impl Engine {
         };
         options.follow_schema(&reference.schema);
         options.exclude.extend(reference.target.clone());
-        let current = window.inputs();
+        let current = window.take_inputs();
         let reference_table = reference.table.clone();
         let features_options = options.clone();
         let features = tokio::task::spawn_blocking(move || {
@@ -404,7 +403,7 @@ impl Engine {
         .map_err(|e| MonitorError::Data(e.to_string()))?;
 
         let mut values = Values::new();
-        values.insert("rows".into(), window.predictions.len() as f64);
+        values.insert("rows".into(), window.rows() as f64);
         values.insert("drift_share".into(), features.dataset.share);
         values.insert(
             "drifted_columns".into(),
@@ -660,18 +659,20 @@ impl Engine {
         )))
     }
 
-    /// The log records of a deployment that may fall in `[start, until)`: archived files of
-    /// those days (and the day before, for segments that crossed midnight).
-    async fn read_log(
+    /// A deployment's window, read from the archived files of its days (and the day before,
+    /// for segments that crossed midnight). Each file is decoded on a blocking thread and folded
+    /// into the window, so memory follows the window's columns, not its JSON.
+    async fn read_window(
         &self,
         deployment: &str,
         start: i64,
-        until: i64,
-    ) -> Result<Vec<Json>, MonitorError> {
+        end: i64,
+        labels_until: i64,
+    ) -> Result<Window, MonitorError> {
         let root =
             ArtifactPath::parse(&format!("predictions/{deployment}")).map_err(artifacts_err)?;
         let first_day = mltrail_serving::archive::utc_date((start - 86_400_000).max(0) as u64);
-        let last_day = mltrail_serving::archive::utc_date(until.max(0) as u64);
+        let last_day = mltrail_serving::archive::utc_date(labels_until.max(0) as u64);
         let mut files = Vec::new();
         for day in self.artifacts.list(&root).await.map_err(artifacts_err)? {
             if !day.is_dir || day.path < first_day || day.path > last_day {
@@ -685,7 +686,7 @@ impl Engine {
                 }
             }
         }
-        let mut records = Vec::new();
+        let mut window = Window::new(start, end, labels_until);
         for file in files {
             let known = self
                 .file_ranges
@@ -693,28 +694,33 @@ impl Engine {
                 .ok()
                 .and_then(|m| m.get(&file).copied());
             if let Some((min, max)) = known {
-                if max < start || min >= until {
+                if max < start || min >= labels_until {
                     continue;
                 }
             }
             let path = ArtifactPath::parse(&file).map_err(artifacts_err)?;
             let bytes = self.artifacts.get(&path).await.map_err(artifacts_err)?;
-            let read = tokio::task::spawn_blocking(move || {
-                mltrail_serving::archive::from_parquet(bytes.to_vec())
+            let name = file.clone();
+            let (w, range) = tokio::task::spawn_blocking(move || {
+                let mut range = (i64::MAX, i64::MIN);
+                let mut w = window;
+                mltrail_serving::archive::visit_parquet(bytes, |r| {
+                    if let Some(t) = r.time_ms {
+                        range = (range.0.min(t), range.1.max(t));
+                    }
+                    w.visit(r);
+                })
+                .map(|_| (w, range))
+                .map_err(|e| MonitorError::Data(format!("{name}: {e}")))
             })
             .await
-            .map_err(|e| MonitorError::Data(e.to_string()))?
-            .map_err(|e| MonitorError::Data(format!("{file}: {e}")))?;
-            let times = read
-                .iter()
-                .filter_map(|r| r.get("time_ms").and_then(Json::as_i64));
-            let range = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+            .map_err(|e| MonitorError::Data(e.to_string()))??;
+            window = w;
             if let Ok(mut m) = self.file_ranges.lock() {
                 m.insert(file, range);
             }
-            records.extend(read);
         }
-        Ok(records)
+        Ok(window)
     }
 }
 

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use mltrail_data::table::{self, Table};
+use mltrail_data::table::{self, JsonTableBuilder, Table};
+use mltrail_serving::archive::RecordView;
 use serde_json::{Map, Value as Json};
 
 use crate::performance::{Labelled, Outcome};
@@ -62,63 +63,118 @@ fn zipmap_score(m: &Map<String, Json>) -> Option<f64> {
     m.get(&key)?.as_f64()
 }
 
-/// The log records of one window, split by kind.
-#[derive(Debug, Default)]
-pub struct WindowRecords {
-    /// Prediction records with `start <= time_ms < end`.
-    pub predictions: Vec<Map<String, Json>>,
-    /// Feedback records on any prediction, received by the time the window is evaluated.
-    pub feedback: Vec<Map<String, Json>>,
+/// One window of the log, accumulated file by file in compact form: the inputs go straight into
+/// columns, and each prediction keeps only its id, model version and output text. Labels are kept
+/// only for predictions of the window.
+pub struct Window {
+    start: i64,
+    end: i64,
+    labels_until: i64,
+    inputs: JsonTableBuilder,
+    ids: Vec<u128>,
+    /// Index into `version_names`, per prediction.
+    versions: Vec<u32>,
+    version_names: Vec<(String, String)>,
+    outputs: Vec<Box<str>>,
+    /// Prediction id → (feedback time, label JSON text); the latest feedback wins.
+    labels: HashMap<u128, (i64, Box<str>)>,
 }
 
-impl WindowRecords {
-    /// Sorts records into the window: predictions made in `[start, end)`, feedback received in
-    /// `[start, labels_until)`.
-    pub fn collect<I: IntoIterator<Item = Json>>(
-        records: I,
-        start: i64,
-        end: i64,
-        labels_until: i64,
-    ) -> Self {
-        let mut out = WindowRecords::default();
-        for record in records {
-            let Json::Object(r) = record else { continue };
-            let Some(time) = r.get("time_ms").and_then(Json::as_i64) else {
-                continue;
-            };
-            match r.get("type").and_then(Json::as_str) {
-                Some("prediction") if time >= start && time < end => out.predictions.push(r),
-                Some("feedback") if time >= start && time < labels_until => out.feedback.push(r),
-                _ => {}
-            }
+fn parse_id(id: Option<&str>) -> Option<u128> {
+    id.and_then(|i| uuid::Uuid::parse_str(i).ok())
+        .map(|u| u.as_u128())
+}
+
+impl Window {
+    /// Predictions made in `[start, end)`, with feedback received in `[start, labels_until)`.
+    pub fn new(start: i64, end: i64, labels_until: i64) -> Self {
+        Window {
+            start,
+            end,
+            labels_until,
+            inputs: JsonTableBuilder::new(),
+            ids: Vec::new(),
+            versions: Vec::new(),
+            version_names: Vec::new(),
+            outputs: Vec::new(),
+            labels: HashMap::new(),
         }
-        // Replicas archive independently: order by time so results do not depend on file order.
-        out.predictions
-            .sort_by_key(|r| r.get("time_ms").and_then(Json::as_i64));
-        out
+    }
+
+    /// Takes one archived record if it belongs to the window.
+    pub fn visit(&mut self, r: RecordView<'_>) {
+        let Some(time) = r.time_ms else { return };
+        match r.kind {
+            Some("prediction") if time >= self.start && time < self.end => {
+                let inputs: Map<String, Json> = r
+                    .inputs
+                    .and_then(|t| serde_json::from_str(t).ok())
+                    .unwrap_or_default();
+                self.inputs.push(&inputs);
+                self.ids.push(parse_id(r.id).unwrap_or(0));
+                let version = (
+                    r.model.unwrap_or("").to_string(),
+                    r.version.unwrap_or("").to_string(),
+                );
+                let v = match self.version_names.iter().position(|n| *n == version) {
+                    Some(v) => v,
+                    None => {
+                        self.version_names.push(version);
+                        self.version_names.len() - 1
+                    }
+                };
+                self.versions.push(v as u32);
+                self.outputs.push(r.outputs.unwrap_or("null").into());
+            }
+            Some("feedback") if time >= self.start && time < self.labels_until => {
+                let (Some(id), Some(label)) = (parse_id(r.id), r.label) else {
+                    return;
+                };
+                // Prediction ids are UUIDv7 stamped with the prediction's time: feedback on
+                // predictions outside the window is not kept.
+                let made = mltrail_serving::archive::uuid_v7_time_ms(id) as i64;
+                if made < self.start || made >= self.end {
+                    return;
+                }
+                let entry = self.labels.entry(id).or_insert((time, label.into()));
+                if time >= entry.0 {
+                    *entry = (time, label.into());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.ids.len()
     }
 
     /// The (model, version) that served most of the window's predictions.
     pub fn main_version(&self) -> Option<(String, String)> {
-        let mut counts: HashMap<(String, String), usize> = HashMap::new();
-        for r in &self.predictions {
-            let field = |k: &str| r.get(k).and_then(Json::as_str).unwrap_or("").to_string();
-            *counts
-                .entry((field("model"), field("version")))
-                .or_default() += 1;
+        let mut counts = vec![0usize; self.version_names.len()];
+        for v in &self.versions {
+            counts[*v as usize] += 1;
         }
-        counts
-            .into_iter()
-            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
-            .map(|(k, _)| k)
+        let best = (0..counts.len()).max_by(|a, b| {
+            counts[*a]
+                .cmp(&counts[*b])
+                .then_with(|| self.version_names[*b].cmp(&self.version_names[*a]))
+        })?;
+        Some(self.version_names[best].clone())
     }
 
     /// Predictions per model version, for the result.
     pub fn versions(&self) -> Map<String, Json> {
         let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
-        for r in &self.predictions {
-            let version = r.get("version").and_then(Json::as_str).unwrap_or("?");
-            *counts.entry(version.to_string()).or_default() += 1;
+        for v in &self.versions {
+            let name = &self.version_names[*v as usize].1;
+            *counts
+                .entry(if name.is_empty() {
+                    "?".into()
+                } else {
+                    name.clone()
+                })
+                .or_default() += 1;
         }
         counts
             .into_iter()
@@ -126,42 +182,33 @@ impl WindowRecords {
             .collect()
     }
 
-    /// The logged inputs, one row per prediction.
-    pub fn inputs(&self) -> Table {
-        let empty = Map::new();
-        table::from_json_rows(self.predictions.iter().map(|r| match r.get("inputs") {
-            Some(Json::Object(m)) => m,
-            _ => &empty,
-        }))
+    /// The logged inputs, one row per prediction (moved out: call once).
+    pub fn take_inputs(&mut self) -> Table {
+        std::mem::take(&mut self.inputs).finish()
+    }
+
+    fn outputs_of(&self, row: usize) -> Option<Map<String, Json>> {
+        serde_json::from_str(&self.outputs[row]).ok()
     }
 
     /// The predictions as a one-column table named `prediction`.
     pub fn predictions(&self, names: &OutputNames) -> Table {
-        prediction_table(self.predictions.iter().map(|r| match r.get("outputs") {
-            Some(Json::Object(m)) => names.prediction(m),
-            _ => None,
-        }))
+        prediction_table(
+            (0..self.rows()).map(|r| self.outputs_of(r).and_then(|o| names.prediction(&o))),
+        )
     }
 
-    /// Predictions whose label arrived (the latest label wins when several did).
+    /// Predictions whose label arrived.
     pub fn labelled(&self, names: &OutputNames) -> Vec<Labelled> {
-        let mut labels: HashMap<&str, &Json> = HashMap::new();
-        for f in &self.feedback {
-            if let (Some(id), Some(label)) = (f.get("id").and_then(Json::as_str), f.get("label")) {
-                if !label.is_null() {
-                    labels.insert(id, label);
-                }
-            }
-        }
-        self.predictions
-            .iter()
+        (0..self.rows())
             .filter_map(|r| {
-                let label = labels.get(r.get("id")?.as_str()?)?;
-                let outputs = r.get("outputs")?.as_object()?;
+                let (_, label) = self.labels.get(&self.ids[r])?;
+                let label: Json = serde_json::from_str(label).ok()?;
+                let outputs = self.outputs_of(r)?;
                 Some(Labelled {
-                    predicted: Outcome::from_json(&names.prediction(outputs)?)?,
-                    score: names.score(outputs),
-                    actual: Outcome::from_json(label)?,
+                    predicted: Outcome::from_json(&names.prediction(&outputs)?)?,
+                    score: names.score(&outputs),
+                    actual: Outcome::from_json(&label)?,
                 })
             })
             .collect()
@@ -196,21 +243,63 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn id(time_ms: u64, n: u128) -> String {
+        uuid::Uuid::from_u128(((time_ms as u128) << 80) | (7 << 76) | n).to_string()
+    }
+
     #[test]
     fn records_are_sorted_into_the_window_and_joined_with_labels() {
-        let records = vec![
-            json!({"type": "prediction", "id": "a", "time_ms": 100, "model": "m", "version": "1",
-                   "inputs": {"x": 1.5}, "outputs": {"label": [1], "probabilities": [[0.3, 0.7]]}}),
-            json!({"type": "prediction", "id": "b", "time_ms": 150, "model": "m", "version": "2",
-                   "inputs": {"x": 2.5}, "outputs": {"label": [0], "probabilities": [[0.9, 0.1]]}}),
-            json!({"type": "prediction", "id": "late", "time_ms": 200, "inputs": {"x": 9.0}}),
-            json!({"type": "feedback", "id": "a", "time_ms": 210, "label": 0}),
-            json!({"type": "feedback", "id": "a", "time_ms": 220, "label": 1}),
-            json!({"type": "feedback", "id": "b", "time_ms": 400, "label": 1}),
-        ];
-        let w = WindowRecords::collect(records, 100, 200, 300);
-        assert_eq!(w.predictions.len(), 2);
-        assert_eq!(w.inputs().rows, 2);
+        let (a, b, late) = (id(100, 1), id(150, 2), id(200, 3));
+        let mut w = Window::new(100, 200, 300);
+        let visit = |w: &mut Window, kind, id: &str, time, inputs, outputs, label, version| {
+            w.visit(RecordView {
+                kind: Some(kind),
+                id: Some(id),
+                time_ms: Some(time),
+                model: Some("m"),
+                version: Some(version),
+                inputs,
+                outputs,
+                label,
+            })
+        };
+        let out_a = r#"{"label": 1, "probabilities": [0.3, 0.7]}"#;
+        let out_b = r#"{"label": 0, "probabilities": [0.9, 0.1]}"#;
+        visit(
+            &mut w,
+            "prediction",
+            &a,
+            100,
+            Some(r#"{"x": 1.5}"#),
+            Some(out_a),
+            None,
+            "1",
+        );
+        visit(
+            &mut w,
+            "prediction",
+            &b,
+            150,
+            Some(r#"{"x": 2.5}"#),
+            Some(out_b),
+            None,
+            "2",
+        );
+        visit(
+            &mut w,
+            "prediction",
+            &late,
+            200,
+            Some(r#"{"x": 9.0}"#),
+            Some(out_a),
+            None,
+            "1",
+        );
+        visit(&mut w, "feedback", &a, 220, None, None, Some("1"), "");
+        visit(&mut w, "feedback", &a, 210, None, None, Some("0"), "");
+        visit(&mut w, "feedback", &b, 400, None, None, Some("1"), "");
+        visit(&mut w, "feedback", &late, 250, None, None, Some("1"), "");
+        assert_eq!(w.rows(), 2);
         let names =
             OutputNames::from_model_outputs(&["label".into(), "probabilities".into()]).unwrap();
         let labelled = w.labelled(&names);
@@ -219,9 +308,14 @@ mod tests {
             1,
             "b's label came after the window's labels"
         );
-        assert_eq!(labelled[0].actual, Outcome::Class("1".into()));
+        assert_eq!(
+            labelled[0].actual,
+            Outcome::Class("1".into()),
+            "the latest label wins"
+        );
         assert_eq!(labelled[0].score, Some(0.7));
         assert_eq!(w.versions()["1"], 1);
+        assert_eq!(w.main_version(), Some(("m".into(), "1".into())));
         let p = w.predictions(&names);
         assert_eq!(
             p.column("prediction").unwrap().values,
@@ -230,6 +324,7 @@ mod tests {
                 integer: true
             }
         );
+        assert_eq!(w.take_inputs().rows, 2);
     }
 
     #[test]

@@ -103,8 +103,17 @@ async fn create(
         reference,
         config: serde_json::to_value(&config).map_err(|e| ApiError::invalid(e.to_string()))?,
     };
-    // Windows are aligned to the epoch; the first one is the window the monitor starts in.
-    let first = runner::window_start(mltrail_core::now_millis(), window_ms);
+    // Windows are aligned to the epoch; the first one is the window the monitor starts in, or
+    // the one holding `start` (a past time, to evaluate history).
+    let now = mltrail_core::now_millis();
+    let start = match body.get("start") {
+        None | Some(Value::Null) => now,
+        Some(v) => v
+            .as_i64()
+            .filter(|t| (0..=now).contains(t))
+            .ok_or_else(|| bad("start", "must be a past time in Unix milliseconds"))?,
+    };
+    let first = runner::window_start(start, window_ms);
     let actor = crate::req::actor_of(&headers);
     let monitor = monitors::create_monitor(&state.store, &actor, spec, first).await?;
     Ok(Json(json!({"monitor": monitor})))

@@ -165,6 +165,58 @@ pub fn from_parquet(bytes: Vec<u8>) -> Result<Vec<Json>, ArchiveError> {
     Ok(out)
 }
 
+/// One archived record as stored: text fields borrowed from the file's columns, the JSON fields
+/// (`inputs`, `outputs`, `label`) still as JSON text, so a reader parses only what it keeps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordView<'a> {
+    pub kind: Option<&'a str>,
+    pub id: Option<&'a str>,
+    pub time_ms: Option<i64>,
+    pub model: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub inputs: Option<&'a str>,
+    pub outputs: Option<&'a str>,
+    pub label: Option<&'a str>,
+}
+
+/// Calls `visit` on every record of an archived file, without building JSON values: the
+/// monitors read millions of rows through this.
+pub fn visit_parquet(
+    bytes: bytes::Bytes,
+    mut visit: impl FnMut(RecordView<'_>),
+) -> Result<(), ArchiveError> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    for batch in reader {
+        let batch = batch?;
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+        };
+        let (kind, id, model, version) = (text("type"), text("id"), text("model"), text("version"));
+        let (inputs, outputs, label) = (text("inputs"), text("outputs"), text("label"));
+        let time = batch
+            .column_by_name("time_ms")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
+        fn cell(a: &Option<StringArray>, r: usize) -> Option<&str> {
+            a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
+        }
+        for r in 0..batch.num_rows() {
+            visit(RecordView {
+                kind: cell(&kind, r),
+                id: cell(&id, r),
+                time_ms: time.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r)),
+                model: cell(&model, r),
+                version: cell(&version, r),
+                inputs: cell(&inputs, r),
+                outputs: cell(&outputs, r),
+                label: cell(&label, r),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `yyyy-mm-dd` (UTC) of a millisecond timestamp.
 pub fn utc_date(time_ms: u64) -> String {
     let days = (time_ms / 86_400_000) as i64;
@@ -261,6 +313,26 @@ mod tests {
         assert_eq!(back[1]["label"], 1);
         assert_eq!(back[1]["reward"], 0.5);
         assert!(back[1].get("model").is_none());
+        let mut seen = Vec::new();
+        visit_parquet(to_parquet(&records).unwrap().into(), |r| {
+            seen.push((
+                r.kind.map(str::to_string),
+                r.time_ms,
+                r.inputs.map(str::to_string),
+                r.label.map(str::to_string),
+            ));
+        })
+        .unwrap();
+        assert_eq!(
+            seen[0],
+            (
+                Some("prediction".into()),
+                Some(5),
+                Some("{\"f0\":1.5}".into()),
+                None
+            )
+        );
+        assert_eq!(seen[1].3.as_deref(), Some("1"));
     }
 
     #[test]

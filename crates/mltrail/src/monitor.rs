@@ -64,6 +64,10 @@ pub struct CreateArgs {
     /// Input columns to leave out of feature drift (ids, timestamps).
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
+    /// Evaluate history too: the first window is the one holding this time (2026-11-27,
+    /// 2026-11-27T10:00:00Z, or a duration ago such as 7d). Default: now.
+    #[arg(long)]
+    since: Option<String>,
     #[arg(long, help = TRACKING_URI_HELP)]
     tracking_uri: Option<String>,
 }
@@ -195,10 +199,16 @@ fn summary(result: &Value) -> String {
 
 async fn create(args: CreateArgs) -> Result<()> {
     let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+    let start = args
+        .since
+        .as_deref()
+        .map(|s| crate::predictions::parse_since(s, now))
+        .transpose()?;
     let body = serde_json::json!({
         "deployment": args.deployment, "window": args.window, "delay": args.delay,
         "reference": args.reference, "drift_share": args.drift_share, "alerts": args.alerts,
-        "webhooks": args.webhooks, "exclude": args.exclude,
+        "webhooks": args.webhooks, "exclude": args.exclude, "start": start,
     });
     let answer = client
         .post("/api/v1/monitors", &body, "create monitor")
