@@ -36,7 +36,8 @@ def server(tmp_path_factory):
     port = free_port()
     log = open(data / "server.log", "w")
     proc = subprocess.Popen(
-        [binary, "server", "--port", str(port), "--backend-store-uri", backend, "--artifacts-destination", artifacts],
+        [binary, "server", "--port", str(port), "--backend-store-uri", backend, "--artifacts-destination", artifacts,
+         "--monitor-interval-ms", "200"],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

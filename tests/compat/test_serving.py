@@ -14,11 +14,11 @@ import pytest
 import requests
 
 
-def start_serve(server, model, tmp_path):
+def start_serve(server, model, tmp_path, *extra):
     env = dict(os.environ, MLTRAIL_LOG="warn")
     proc = subprocess.Popen(
         [server["binary"], "serve", "--model", model, "--tracking-uri", server["url"], "--port", "0",
-         "--log-dir", str(tmp_path / "predictions")],
+         "--log-dir", str(tmp_path / "predictions"), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )
     line = proc.stdout.readline()
@@ -92,6 +92,52 @@ def test_onnx_model_logged_by_mlflow_is_served_with_the_mlflow_scoring_format(se
         assert logged["inputs"]["income"] == pytest.approx(float(sample.income.iloc[0]))
         bad = requests.post(f"{url}/invocations", json={"dataframe_records": [{"income": 1.0, "age": 2.0}]}, timeout=30)
         assert bad.status_code == 400 and bad.json()["column"] == "debt_ratio"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_a_monitor_reads_the_archived_log_and_flags_the_shifted_column(server, credit_model, tmp_path, unique):
+    # Runs on every backend of the suite: monitors, results and alerts in SQLite or PostgreSQL,
+    # the prediction archive listed and read from a local folder or S3.
+    name, frame = credit_model
+    training = tmp_path / "train.csv"
+    frame.to_csv(training, index=False)
+    dataset = unique("credit-train")
+    added = subprocess.run([server["binary"], "data", "add", str(training), "--name", dataset, "--tracking-uri", server["url"]],
+                           capture_output=True, text=True, timeout=120)
+    assert added.returncode == 0, added.stderr
+    deployment = unique("credit-prod")
+    proc, url = start_serve(server, f"{name}@production", tmp_path, "--deployment", deployment,
+                            "--segment-seconds", "1", "--archive-interval-ms", "200")
+    try:
+        shifted = frame.assign(income=frame.income + 30)
+        body = {"dataframe_split": {"columns": list(shifted.columns), "data": shifted.values.tolist()}}
+        started = int(time.time() * 1000)
+        answer = requests.post(f"{url}/api/v1/predict", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        created = requests.post(f"{server['url']}/api/v1/monitors", json={
+            "deployment": deployment, "window": "2s", "delay": "2s", "reference": f"{dataset}@1",
+            "start": started - 2000, "alerts": ["feature_drifted.income == 1"]}, timeout=30)
+        assert created.status_code == 200, created.text
+        monitor = created.json()["monitor"]["id"]
+        deadline = time.time() + 60
+        evaluated = []
+        while time.time() < deadline:
+            results = requests.get(f"{server['url']}/api/v1/monitors/{monitor}/results", timeout=30).json()["results"]
+            evaluated = [r for r in results if r["status"] == "ok"]
+            if evaluated:
+                break
+            time.sleep(0.2)
+        assert evaluated, results
+        window = evaluated[0]
+        assert window["rows"] == len(frame)
+        drifted = {c["column"]: c["drifted"] for c in window["result"]["features"]}
+        assert drifted == {"income": True, "age": False, "debt_ratio": False}
+        alerts = requests.get(f"{server['url']}/api/v1/monitors/{monitor}/alerts", timeout=30).json()["alerts"]
+        assert [a["rule"] for a in alerts] == ["feature_drifted.income == 1"]
+        metrics = requests.get(f"{server['url']}/metrics", timeout=30).text
+        assert f'mltrail_feature_drifted{{deployment="{deployment}",monitor="{monitor}",feature="income",method=' in metrics
     finally:
         proc.terminate()
         proc.wait(timeout=15)
