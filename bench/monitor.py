@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from drift import measured  # GNU time around a whole process (bench/drift.py)
+
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE.parent.parent / "shared" / "golden"
 HOUR = 3_600_000
@@ -90,14 +92,7 @@ def write_window(current_csv, artifacts, window_start, per_file=100_000):
 
 
 def evidently(python, reference, current, out):
-    cmd = ["/usr/bin/time", "-v", python, str(HERE / "drift_evidently.py"), str(reference), str(current), str(out)]
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0:
-        raise RuntimeError(run.stderr[-2000:])
-    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", run.stderr)
-    seconds = float(wall.group(1) or 0) * 3600 + float(wall.group(2)) * 60 + float(wall.group(3))
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr).group(1)) / 1024
-    return {"seconds": seconds, "peak_rss_mib": rss}
+    return measured([python, str(HERE / "drift_evidently.py"), str(reference), str(current), str(out)])
 
 
 def main():
