@@ -11,7 +11,7 @@ use std::time::Duration;
 use mltrail_artifacts::ArtifactStore;
 use mltrail_core::artifact_path::{parse_proxy_uri, ArtifactPath};
 use mltrail_data::table::{self, Table, Values as Cells};
-use mltrail_store::monitors::{self, Alert, Monitor, MonitorResult};
+use mltrail_store::monitors::{self, Alert, Monitor, MonitorResult, WindowStatus};
 use mltrail_store::{datasets, registry, MetaStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
@@ -242,7 +242,11 @@ impl Engine {
                 if end + monitor.spec.delay_ms > now {
                     break;
                 }
-                self.evaluate(&monitor, start, end).await?;
+                // A monitor whose storage fails is retried next pass; the others go on.
+                if let Err(e) = self.evaluate(&monitor, start, end).await {
+                    tracing::warn!(monitor = %monitor.id, deployment = %monitor.spec.deployment, window_start = start, error = %e, "monitor window not evaluated; retrying next pass");
+                    break;
+                }
                 evaluated += 1;
                 start = end;
             }
@@ -261,51 +265,33 @@ impl Engine {
             .await?;
         let rows = window.rows() as i64;
         let (status, result) = if rows == 0 {
-            ("no_data", json!({"values": {"rows": 0}}))
+            (WindowStatus::NoData, json!({"values": {"rows": 0}}))
         } else {
             match self.compare_window(monitor, &config, &mut window).await {
-                Ok(result) => ("ok", result),
+                Ok(result) => (WindowStatus::Ok, result),
                 Err(e) => {
                     tracing::warn!(monitor = %monitor.id, deployment = %monitor.spec.deployment, window_start = start, error = %e, "monitor window could not be compared");
                     (
-                        "error",
+                        WindowStatus::Error,
                         json!({"error": e.to_string(), "values": {"rows": rows}}),
                     )
                 }
             }
         };
-        let values: Values = result["values"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let values = values_of(&result);
         // The windows before this one, newest first, for "for N" rules.
         let longest = rules.iter().map(|r| r.windows).max().unwrap_or(1) as i64;
         let history = monitors::list_results(&self.store, &monitor.id, longest).await?;
         let history_values: Vec<Option<Values>> = history
             .iter()
-            .map(|r| {
-                (r.status == "ok").then(|| {
-                    r.result["values"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                })
-            })
+            .map(|r| (r.status == WindowStatus::Ok).then(|| values_of(&r.result)))
             .collect();
         let previous: Vec<Option<&Values>> = history_values.iter().map(Option::as_ref).collect();
         let now = mltrail_core::now_millis();
         let alerts: Vec<Alert> = rules
             .iter()
             .zip(&config.alerts)
-            .filter(|(rule, _)| status == "ok" && rule.fires(&values, &previous))
+            .filter(|(rule, _)| status == WindowStatus::Ok && rule.fires(&values, &previous))
             .map(|(rule, text)| {
                 let value = values.get(&rule.metric).copied();
                 let drifted: Vec<&str> = result["features"]
@@ -349,7 +335,7 @@ impl Engine {
             window_start: start,
             window_end: end,
             rows,
-            status: status.into(),
+            status,
             result,
             computed_time: now,
         };
@@ -722,6 +708,18 @@ impl Engine {
         }
         Ok(window)
     }
+}
+
+/// A stored result's `values` (what rules and gauges read).
+fn values_of(result: &Json) -> Values {
+    result["values"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn column_json(c: &crate::compare::ColumnComparison) -> Json {

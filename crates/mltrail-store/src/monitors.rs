@@ -36,14 +36,46 @@ pub struct Monitor {
     pub next_window_start: i64,
 }
 
+/// How a window's evaluation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowStatus {
+    /// Compared; the verdicts are in the result.
+    Ok,
+    /// No prediction in the window.
+    NoData,
+    /// The window could not be compared; the reason is in the result.
+    Error,
+}
+
+impl WindowStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowStatus::Ok => "ok",
+            WindowStatus::NoData => "no_data",
+            WindowStatus::Error => "error",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "ok" => Ok(WindowStatus::Ok),
+            "no_data" => Ok(WindowStatus::NoData),
+            "error" => Ok(WindowStatus::Error),
+            other => Err(StoreError::InvalidState(format!(
+                "stored window status `{other}` is not ok, no_data or error"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MonitorResult {
     pub monitor_id: String,
     pub window_start: i64,
     pub window_end: i64,
     pub rows: i64,
-    /// `ok`, `no_data` (no prediction in the window) or `error` (the reason is in `result`).
-    pub status: String,
+    pub status: WindowStatus,
     pub result: serde_json::Value,
     pub computed_time: i64,
 }
@@ -90,7 +122,7 @@ pub(crate) fn result_from_row(row: &AnyRow) -> Result<MonitorResult, StoreError>
         window_start: int(row, "window_start")?,
         window_end: int(row, "window_end")?,
         rows: int(row, "row_count")?,
-        status: text(row, "status")?,
+        status: WindowStatus::parse(&text(row, "status")?)?,
         result: json_col(row, "result_json")?,
         computed_time: int(row, "computed_time")?,
     })
@@ -226,7 +258,7 @@ pub async fn record_window(
                     .bind(result.window_start)
                     .bind(result.window_end)
                     .bind(result.rows)
-                    .bind(result.status.clone())
+                    .bind(result.status.as_str())
                     .bind(result.result.to_string())
                     .bind(result.computed_time)
                     .execute(&mut *tx)
