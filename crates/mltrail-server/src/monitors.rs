@@ -259,19 +259,14 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         "mltrail_monitor_window_end_seconds",
         "End of the monitor's latest evaluated window (Unix time).",
     );
-    let mut alerts = family(
-        "mltrail_alerts_fired",
-        "Alerts the monitor has fired (up to the last 10000).",
-    );
+    let mut alerts = family("mltrail_alerts_fired", "Alerts the monitor has fired.");
     for m in monitors::list_monitors(&state.store, None, false).await? {
         let base = format!(
             "deployment=\"{}\",monitor=\"{}\"",
             label(&m.spec.deployment),
             label(&m.id)
         );
-        let fired = monitors::list_alerts(&state.store, Some(&m.id), 10_000)
-            .await?
-            .len();
+        let fired = monitors::count_alerts(&state.store, &m.id).await?;
         alerts.lines.push(format!("{{{base}}} {fired}"));
         let Some(latest) = monitors::list_results(&state.store, &m.id, 1)
             .await?

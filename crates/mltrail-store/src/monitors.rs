@@ -307,6 +307,16 @@ pub async fn list_results(
     rows.iter().map(result_from_row).collect()
 }
 
+/// How many alerts a monitor has fired.
+pub async fn count_alerts(store: &MetaStore, monitor_id: &str) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE monitor_id = $1")
+            .bind(monitor_id.to_string())
+            .fetch_one(store.readers())
+            .await?,
+    )
+}
+
 /// Alerts, newest first, of one monitor or of all.
 pub async fn list_alerts(
     store: &MetaStore,
