@@ -7,6 +7,7 @@
 //! about it" can never disagree. This crate must not know about HTTP.
 
 pub mod audit;
+mod checkpoint;
 pub mod datasets;
 mod error;
 pub mod logged_models;
@@ -44,6 +45,7 @@ pub struct MetaStore {
 struct Inner {
     readers: AnyPool,
     writer: writer::WriterHandle,
+    checkpointer: tokio::sync::Mutex<Option<checkpoint::Checkpointer>>,
 }
 
 /// How the store was asked to open.
@@ -120,6 +122,12 @@ impl MetaStore {
             ] {
                 sqlx::query(pragma).execute(&mut writer_conn).await?;
             }
+            if sqlite_file(&url).is_some() {
+                // Checkpoints run on their own connection (checkpoint.rs), not inside commits.
+                sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                    .execute(&mut writer_conn)
+                    .await?;
+            }
         }
         schema::migrate(&mut writer_conn, backend).await?;
         if backend == Backend::Sqlite {
@@ -159,9 +167,19 @@ impl MetaStore {
             }
             _ => None,
         };
+        let checkpointer = match (backend, sqlite_file(&url)) {
+            (Backend::Sqlite, Some(file)) => {
+                Some(checkpoint::Checkpointer::start(&url, file).await?)
+            }
+            _ => None,
+        };
         let writer = writer::WriterHandle::start(writer_conn, backend, native).await?;
         let store = MetaStore {
-            inner: Arc::new(Inner { readers, writer }),
+            inner: Arc::new(Inner {
+                readers,
+                writer,
+                checkpointer: tokio::sync::Mutex::new(checkpointer),
+            }),
         };
         tracking::ensure_default_experiment(&store).await?;
         Ok(store)
@@ -203,6 +221,9 @@ impl MetaStore {
     pub async fn close(&self) {
         self.inner.writer.shutdown().await;
         self.inner.readers.close().await;
+        if let Some(c) = self.inner.checkpointer.lock().await.take() {
+            c.stop().await;
+        }
     }
 }
 

@@ -39,6 +39,7 @@ impl NativeWriter {
             "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = FULL",
             "PRAGMA busy_timeout = 10000",
+            "PRAGMA wal_autocheckpoint = 0",
         ] {
             sqlx::query(pragma).execute(&mut conn).await?;
         }
