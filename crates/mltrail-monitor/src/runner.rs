@@ -324,7 +324,7 @@ impl Engine {
                         "windows": rule.windows, "drifted_columns": drifted,
                         "reference": result["reference"], "rows": rows,
                         "webhooks": config.webhooks,
-                        "report": format!("mltrail monitor report {} --window {start} --html report.html", monitor.id),
+                        "report": format!("/api/v1/monitors/{}/windows/{start}/report", monitor.id),
                     }),
                     fired_time: now,
                 }
@@ -371,13 +371,7 @@ impl Engine {
         let reference = self.reference(&reference_name).await?;
         let scored = self.scored_reference(&model, &version, &reference).await;
 
-        let mut options = CompareOptions {
-            drift_share: config.drift_share,
-            exclude: config.exclude.clone(),
-            ..Default::default()
-        };
-        options.follow_schema(&reference.schema);
-        options.exclude.extend(reference.target.clone());
+        let options = feature_options(config, &reference, false);
         let current = window.take_inputs();
         let reference_table = reference.table.clone();
         let features_options = options.clone();
@@ -469,6 +463,56 @@ impl Engine {
             "performance": performance,
             "values": values,
         }))
+    }
+
+    /// One evaluated window as the HTML drift report (a histogram per input column), recomputed
+    /// from the archived log against the reference the window was compared with.
+    pub async fn window_report(
+        &self,
+        monitor: &Monitor,
+        result: &MonitorResult,
+    ) -> Result<String, MonitorError> {
+        let reference_name = result.result["reference"].as_str().ok_or_else(|| {
+            MonitorError::Reference("the window was not compared with a reference".into())
+        })?;
+        let config: MonitorConfig = serde_json::from_value(monitor.spec.config.clone())
+            .map_err(|e| MonitorError::Data(format!("monitor config: {e}")))?;
+        let reference = self.reference(reference_name).await?;
+        let labels_until = result.window_end + monitor.spec.delay_ms;
+        let mut window = self
+            .read_window(
+                &monitor.spec.deployment,
+                result.window_start,
+                result.window_end,
+                labels_until,
+            )
+            .await?;
+        let options = feature_options(&config, &reference, true);
+        let current = window.take_inputs();
+        let reference_table = reference.table.clone();
+        let comparison =
+            tokio::task::spawn_blocking(move || compare(reference_table, current, &options))
+                .await
+                .map_err(|e| MonitorError::Data(e.to_string()))?
+                .map_err(|e| MonitorError::Data(e.to_string()))?;
+        let pairs: Vec<_> = comparison
+            .columns
+            .into_iter()
+            .filter_map(|c| c.histogram.map(|h| (c.drift, h)))
+            .collect();
+        let title = format!(
+            "{reference_name} → {} window {} – {} ({} predictions)",
+            monitor.spec.deployment,
+            mltrail_serving::archive::utc_timestamp(result.window_start),
+            mltrail_serving::archive::utc_timestamp(result.window_end),
+            window.rows()
+        );
+        Ok(crate::report::html(
+            &title,
+            &pairs,
+            &comparison.dataset,
+            config.drift_share,
+        ))
     }
 
     /// `training` becomes the dataset version the served model version was trained on.
@@ -708,6 +752,24 @@ impl Engine {
         }
         Ok(window)
     }
+}
+
+/// How a monitor compares inputs with its reference: the monitor's settings, the reference's
+/// declared column types, and its target left out.
+fn feature_options(
+    config: &MonitorConfig,
+    reference: &Reference,
+    histograms: bool,
+) -> CompareOptions {
+    let mut options = CompareOptions {
+        drift_share: config.drift_share,
+        exclude: config.exclude.clone(),
+        histograms,
+        ..Default::default()
+    };
+    options.follow_schema(&reference.schema);
+    options.exclude.extend(reference.target.clone());
+    options
 }
 
 /// A stored result's `values` (what rules and gauges read).

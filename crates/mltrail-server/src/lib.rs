@@ -32,6 +32,8 @@ pub struct AppState {
     pub artifacts: ArtifactStore,
     /// Where monitors' alerts go besides the log; `/metrics` reports its delivery counters.
     pub webhooks: std::sync::Arc<webhooks::WebhookSink>,
+    /// The monitors' engine (it also renders a window's report on request).
+    pub monitors: std::sync::Arc<mltrail_monitor::runner::Engine>,
 }
 
 /// Limits the server enforces on request bodies.

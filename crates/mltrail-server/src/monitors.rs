@@ -190,11 +190,33 @@ async fn all_alerts(
     Ok(Json(json!({"alerts": alerts})))
 }
 
+/// The HTML drift report of one evaluated window.
+async fn window_report(
+    State(state): State<AppState>,
+    Path((id, start)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let start: i64 = start.parse().map_err(|_| {
+        bad(
+            "window_start",
+            format!("`{start}` is not a Unix time in milliseconds"),
+        )
+    })?;
+    let monitor = monitors::get_monitor(&state.store, &id).await?;
+    let result = monitors::get_result(&state.store, &id, start).await?;
+    let html = state
+        .monitors
+        .window_report(&monitor, &result)
+        .await
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html))
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(list).post(create))
         .route("/{id}", get(get_one).delete(delete))
         .route("/{id}/results", get(results))
+        .route("/{id}/windows/{start}/report", get(window_report))
         .route("/{id}/alerts", get(monitor_alerts))
 }
 

@@ -291,6 +291,26 @@ pub async fn record_window(
         .await
 }
 
+/// One window's result.
+pub async fn get_result(
+    store: &MetaStore,
+    monitor_id: &str,
+    window_start: i64,
+) -> Result<MonitorResult, StoreError> {
+    let row =
+        sqlx::query("SELECT * FROM monitor_results WHERE monitor_id = $1 AND window_start = $2")
+            .bind(monitor_id.to_string())
+            .bind(window_start)
+            .fetch_optional(store.readers())
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "monitor `{monitor_id}` has no evaluated window starting at {window_start}"
+                ))
+            })?;
+    result_from_row(&row)
+}
+
 /// Results of one monitor, newest first.
 pub async fn list_results(
     store: &MetaStore,

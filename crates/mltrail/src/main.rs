@@ -251,7 +251,7 @@ async fn serve(settings: ServerSettings) -> Result<()> {
         webhooks.clone(),
     ));
     let (stop_monitors, monitors_stopped) = tokio::sync::watch::channel(false);
-    let monitoring = tokio::spawn(engine.run(
+    let monitoring = tokio::spawn(engine.clone().run(
         std::time::Duration::from_millis(settings.monitor_interval_ms),
         monitors_stopped,
     ));
@@ -259,6 +259,7 @@ async fn serve(settings: ServerSettings) -> Result<()> {
         store: store.clone(),
         artifacts,
         webhooks,
+        monitors: engine,
     };
     let limits = mltrail_server::Limits {
         max_artifact_bytes: settings.max_artifact_bytes,

@@ -372,6 +372,27 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
         .as_str()
         .unwrap()
         .contains("credit-prod"));
+    // The alert links the window's HTML report, served by the tracking server.
+    let report_path = drift_alert["alert"]["details"]["report"].as_str().unwrap();
+    let page = client()
+        .get(format!("{}{report_path}", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = page.text().unwrap();
+    assert!(page.contains("<svg") && page.contains("f0 — drift") && page.contains("f1 — no drift"));
+    let missing = client()
+        .get(format!(
+            "{}/api/v1/monitors/{id}/windows/12345/report",
+            server.url
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
 
     // The gauges of the latest window.
     let metrics = client()
