@@ -124,6 +124,31 @@ fn a_dataset_added_twice_is_one_version_and_bad_files_store_nothing() {
     let col = |n: &str| cols.iter().find(|c| c["name"] == n).unwrap().clone();
     assert_eq!(col("sex")["pii"], true);
     assert_eq!(col("age")["type"], "categorical");
+    // With the version as the reference, drift tests `age` (many distinct integers) as declared.
+    let out_json = dir.path().join("declared.json");
+    let drift = server.mltrail(&[
+        "drift",
+        "people@1",
+        &golden("reference.csv"),
+        "--json",
+        out_json.to_str().unwrap(),
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        drift.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drift.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out_json).unwrap()).unwrap();
+    let age = report["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column"] == "age")
+        .unwrap()
+        .clone();
+    assert_eq!(age["column_type"], "categorical", "{age}");
     let bad_target = add(&golden("reference.csv"), &["--target", "nope"]);
     assert!(String::from_utf8_lossy(&bad_target.stderr).contains("--target `nope`"));
 
