@@ -116,6 +116,11 @@ def test_a_monitor_reads_the_archived_log_and_flags_the_shifted_column(server, c
         started = int(time.time() * 1000)
         answer = requests.post(f"{url}/api/v1/predict", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
+        # The served version records no training data, so `training` cannot be the reference.
+        refused = requests.post(f"{server['url']}/api/v1/monitors", json={
+            "deployment": deployment, "window": "1h", "reference": "training"}, timeout=30)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["message"].startswith("`reference`") and "no training data" in refused.json()["message"]
         created = requests.post(f"{server['url']}/api/v1/monitors", json={
             "deployment": deployment, "window": "2s", "delay": "2s", "reference": f"{dataset}@1",
             "start": started - 2000, "alerts": ["feature_drifted.income == 1"]}, timeout=30)

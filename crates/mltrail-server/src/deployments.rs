@@ -56,8 +56,17 @@ async fn record(
 
 /// Every deployment the audit trail knows, with what it serves now (its latest event).
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let events =
-        mltrail_store::audit::list_events(&state.store, Some(DEPLOYMENT_KIND), i64::MAX).await?;
+    let latest = known(&state.store).await?;
+    Ok(Json(
+        json!({"deployments": latest.into_values().collect::<Vec<_>>()}),
+    ))
+}
+
+/// Deployment name → what it serves now (`model`, `version`, `status`, …), from the trail.
+pub(crate) async fn known(
+    store: &mltrail_store::MetaStore,
+) -> ApiResult<std::collections::BTreeMap<String, Value>> {
+    let events = mltrail_store::audit::list_events(store, Some(DEPLOYMENT_KIND), i64::MAX).await?;
     let mut latest: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
     for logged in events {
         let e = logged.event;
@@ -82,9 +91,7 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
                    "status": status, "since": e.time, "actor": e.actor, "swaps": swaps}),
         );
     }
-    Ok(Json(
-        json!({"deployments": latest.into_values().collect::<Vec<_>>()}),
-    ))
+    Ok(latest)
 }
 
 pub fn routes() -> Router<AppState> {
