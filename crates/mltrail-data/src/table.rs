@@ -141,12 +141,56 @@ pub struct JsonTableBuilder {
     rows: usize,
     /// Which columns the current row has set.
     seen: Vec<bool>,
+    /// The column after the one the current row set last.
+    cursor: usize,
 }
 
-fn json_text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// Streams one JSON object's entries into the builder.
+struct RowSeed<'b>(&'b mut JsonTableBuilder);
+
+/// An object key, borrowed from the text unless it had escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a column name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object of column values")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let value: serde_json::Value = map.next_value()?;
+            self.0.push_cell(&key, value);
+        }
+        Ok(())
     }
 }
 
@@ -192,47 +236,84 @@ impl JsonTableBuilder {
     }
 
     pub fn push(&mut self, row: &serde_json::Map<String, serde_json::Value>) {
-        self.seen.iter_mut().for_each(|s| *s = false);
+        self.begin_row();
         for (key, value) in row {
-            let i = match self.index.get(key) {
-                Some(i) => *i,
-                None => {
-                    let i = self.columns.len();
-                    self.index.insert(key.clone(), i);
-                    // A new column starts numeric and missing in every earlier row.
-                    self.columns.push(Column {
-                        name: key.clone(),
-                        values: Values::Numeric {
-                            values: vec![f64::NAN; self.rows],
-                            integer: true,
-                        },
-                    });
-                    self.dicts.push(Dictionary::default());
-                    self.seen.push(false);
-                    i
-                }
-            };
-            self.seen[i] = true;
-            let (column, dict) = (&mut self.columns[i], &mut self.dicts[i]);
-            if !value.is_null() && !value.is_number() {
-                Self::to_text(column, dict);
-            }
-            match &mut column.values {
-                Values::Numeric { values, integer } => {
-                    if value.is_null() {
-                        values.push(f64::NAN);
-                    } else {
-                        *integer &= value.is_i64() || value.is_u64();
-                        values.push(value.as_f64().unwrap_or(f64::NAN));
-                    }
-                }
-                Values::Text { labels, codes } => codes.push(if value.is_null() {
-                    MISSING
-                } else {
-                    dictionary_code(dict, labels, json_text(value))
-                }),
+            self.push_cell(key, value.clone());
+        }
+        self.end_row();
+    }
+
+    /// Adds one row from the text of a JSON object, without building the object (the monitors
+    /// read millions of logged rows this way). A row that is not valid JSON keeps the cells
+    /// read before the error; the error is returned.
+    pub fn push_json(&mut self, text: &str) -> Result<(), serde_json::Error> {
+        use serde::de::DeserializeSeed;
+        self.begin_row();
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed = RowSeed(self).deserialize(&mut de).and_then(|_| de.end());
+        self.end_row();
+        parsed
+    }
+
+    fn begin_row(&mut self) {
+        self.seen.iter_mut().for_each(|s| *s = false);
+        self.cursor = 0;
+    }
+
+    fn column_index(&mut self, key: &str) -> usize {
+        // Logged rows list their keys in the same order: try the column after the last one.
+        if let Some(c) = self.columns.get(self.cursor) {
+            if c.name == key {
+                return self.cursor;
             }
         }
+        if let Some(i) = self.index.get(key) {
+            return *i;
+        }
+        let i = self.columns.len();
+        self.index.insert(key.to_string(), i);
+        // A new column starts numeric and missing in every earlier row.
+        self.columns.push(Column {
+            name: key.to_string(),
+            values: Values::Numeric {
+                values: vec![f64::NAN; self.rows],
+                integer: true,
+            },
+        });
+        self.dicts.push(Dictionary::default());
+        self.seen.push(false);
+        i
+    }
+
+    fn push_cell(&mut self, key: &str, value: serde_json::Value) {
+        let i = self.column_index(key);
+        self.cursor = i + 1;
+        if self.seen[i] {
+            return; // a repeated key: the first value stands
+        }
+        self.seen[i] = true;
+        let (column, dict) = (&mut self.columns[i], &mut self.dicts[i]);
+        if !value.is_null() && !value.is_number() {
+            Self::to_text(column, dict);
+        }
+        match &mut column.values {
+            Values::Numeric { values, integer } => {
+                if value.is_null() {
+                    values.push(f64::NAN);
+                } else {
+                    *integer &= value.is_i64() || value.is_u64();
+                    values.push(value.as_f64().unwrap_or(f64::NAN));
+                }
+            }
+            Values::Text { labels, codes } => codes.push(match value {
+                serde_json::Value::Null => MISSING,
+                serde_json::Value::String(text) => dictionary_code(dict, labels, text),
+                other => dictionary_code(dict, labels, other.to_string()),
+            }),
+        }
+    }
+
+    fn end_row(&mut self) {
         for (column, seen) in self.columns.iter_mut().zip(&self.seen) {
             if !seen {
                 match &mut column.values {
@@ -630,6 +711,25 @@ mod tests {
         );
         assert!(
             matches!(&t.column("d").unwrap().values, Values::Numeric { values, .. } if values[0].is_nan() && values[2] == 4.0)
+        );
+        // Streaming from text gives the same table; a repeated key keeps its first value.
+        let mut streamed = JsonTableBuilder::new();
+        for text in [
+            r#"{"a": 1, "b": 2.5, "c": "x"}"#,
+            r#"{"a": 2, "b": null, "c": true}"#,
+            r#"{"a": 3, "c": "x", "d": 4, "d": 5}"#,
+        ] {
+            streamed.push_json(text).unwrap();
+        }
+        let streamed = streamed.finish();
+        assert_eq!(format!("{streamed:?}"), format!("{t:?}"));
+        let mut broken = JsonTableBuilder::new();
+        assert!(broken.push_json(r#"{"a": 1, "b": "#).is_err());
+        broken.push_json(r#"{"b": 2}"#).unwrap();
+        let broken = broken.finish();
+        assert_eq!(broken.rows, 2);
+        assert!(
+            matches!(&broken.column("b").unwrap().values, Values::Numeric { values, .. } if values[0].is_nan() && values[1] == 2.0)
         );
         // Numbers before the first text value are spelled as JSON spells them.
         let rows: Vec<serde_json::Map<String, serde_json::Value>> = [

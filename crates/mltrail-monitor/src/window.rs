@@ -106,11 +106,8 @@ impl Window {
         let Some(time) = r.time_ms else { return };
         match r.kind {
             Some("prediction") if time >= self.start && time < self.end => {
-                let inputs: Map<String, Json> = r
-                    .inputs
-                    .and_then(|t| serde_json::from_str(t).ok())
-                    .unwrap_or_default();
-                self.inputs.push(&inputs);
+                // A record whose inputs are not a JSON object still counts, with them missing.
+                let _ = self.inputs.push_json(r.inputs.unwrap_or("{}"));
                 self.ids.push(parse_id(r.id).unwrap_or(0));
                 let version = (
                     r.model.unwrap_or("").to_string(),
