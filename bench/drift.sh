@@ -6,11 +6,6 @@
 #   bench/drift.sh [--rows 100000,1000000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=bench/.work/evidently-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import evidently" 2>/dev/null; then
-  echo "bench: creating $venv with Evidently 0.7.23 (the version ../shared/golden was computed with)"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check evidently==0.7.23 pandas==2.3.3 numpy==2.4.6 scipy==1.17.1
-fi
+evidently_python=$(bench/evidently-venv.sh)
 cargo build --release --locked --bin mltrail
-exec python3 bench/drift.py --mltrail target/release/mltrail --evidently-python "$venv/bin/python" "$@"
+exec python3 bench/drift.py --mltrail target/release/mltrail --evidently-python "$evidently_python" "$@"
