@@ -58,10 +58,12 @@ pub struct Rule {
 /// The values a window produces, by name (what rules and Prometheus gauges read).
 pub type Values = BTreeMap<String, f64>;
 
-/// The metric names every window with data has; per-column and performance names follow the
-/// patterns in [`Rule::parse`]'s error message.
+/// The fixed metric names a window's values can have (`error` is 1 when the window could not be
+/// compared); per-column and performance names follow the patterns in [`Rule::parse`]'s error
+/// message.
 pub const METRICS: &[&str] = &[
     "rows",
+    "error",
     "dataset_drift",
     "drift_share",
     "drifted_columns",
@@ -70,7 +72,7 @@ pub const METRICS: &[&str] = &[
     "labelled_rows",
 ];
 
-const PATTERNS: &str = "rows, dataset_drift, drift_share, drifted_columns, feature_drift.<column>, feature_drifted.<column>, prediction_drift, prediction_drifted, labelled_rows, accuracy, precision, recall, f1, auc, rmse, mae, or <performance metric>_delta";
+const PATTERNS: &str = "rows, error, dataset_drift, drift_share, drifted_columns, feature_drift.<column>, feature_drifted.<column>, prediction_drift, prediction_drifted, labelled_rows, accuracy, precision, recall, f1, auc, rmse, mae, or <performance metric>_delta";
 
 fn known_metric(name: &str) -> bool {
     METRICS.contains(&name)
@@ -188,6 +190,7 @@ mod tests {
         assert_eq!(r.to_string(), "drift_share >= 0.3 for 2");
         assert!(Rule::parse("feature_drifted.income == 1").is_ok());
         assert!(Rule::parse("accuracy_delta < -0.05").is_ok());
+        assert!(Rule::parse("error == 1 for 3").is_ok());
         for bad in [
             "drift_share >= x",
             "drift_share => 1",

@@ -273,7 +273,7 @@ impl Engine {
                     tracing::warn!(monitor = %monitor.id, deployment = %monitor.spec.deployment, window_start = start, error = %e, "monitor window could not be compared");
                     (
                         WindowStatus::Error,
-                        json!({"error": e.to_string(), "values": {"rows": rows}}),
+                        json!({"error": e.to_string(), "values": {"rows": rows, "error": 1}}),
                     )
                 }
             }
@@ -284,14 +284,14 @@ impl Engine {
         let history = monitors::list_results(&self.store, &monitor.id, longest).await?;
         let history_values: Vec<Option<Values>> = history
             .iter()
-            .map(|r| (r.status == WindowStatus::Ok).then(|| values_of(&r.result)))
+            .map(|r| (r.status != WindowStatus::NoData).then(|| values_of(&r.result)))
             .collect();
         let previous: Vec<Option<&Values>> = history_values.iter().map(Option::as_ref).collect();
         let now = mltrail_core::now_millis();
         let alerts: Vec<Alert> = rules
             .iter()
             .zip(&config.alerts)
-            .filter(|(rule, _)| status == WindowStatus::Ok && rule.fires(&values, &previous))
+            .filter(|(rule, _)| status != WindowStatus::NoData && rule.fires(&values, &previous))
             .map(|(rule, text)| {
                 let value = values.get(&rule.metric).copied();
                 let drifted: Vec<&str> = result["features"]
@@ -318,7 +318,11 @@ impl Engine {
                             value.map_or("-".into(), |v| format!("{v:.4}")),
                             mltrail_serving::archive::utc_timestamp(start),
                             mltrail_serving::archive::utc_timestamp(end),
-                            if drifted.is_empty() { String::new() } else { format!("; drifted: {}", drifted.join(", ")) },
+                            match (result["error"].as_str(), drifted.is_empty()) {
+                                (Some(e), _) => format!("; the window could not be compared: {e}"),
+                                (None, false) => format!("; drifted: {}", drifted.join(", ")),
+                                (None, true) => String::new(),
+                            },
                         ),
                         "metric": rule.metric, "value": value, "threshold": rule.threshold,
                         "windows": rule.windows, "drifted_columns": drifted,
@@ -384,6 +388,7 @@ impl Engine {
 
         let mut values = Values::new();
         values.insert("rows".into(), window.rows() as f64);
+        values.insert("error".into(), 0.0);
         values.insert("drift_share".into(), features.dataset.share);
         values.insert(
             "drifted_columns".into(),

@@ -322,6 +322,10 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         "mltrail_monitor_window_rows",
         "Predictions in the monitor's latest window.",
     );
+    let mut window_error = family(
+        "mltrail_monitor_window_error",
+        "1 when the monitor's latest window could not be compared (the reason is in its result).",
+    );
     let mut window_end = family(
         "mltrail_monitor_window_end_seconds",
         "End of the monitor's latest evaluated window (Unix time).",
@@ -343,6 +347,8 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
             continue;
         };
         rows.lines.push(format!("{{{base}}} {}", latest.rows));
+        let failed = u8::from(latest.status == monitors::WindowStatus::Error);
+        window_error.lines.push(format!("{{{base}}} {failed}"));
         window_end
             .lines
             .push(format!("{{{base}}} {}", latest.window_end / 1000));
@@ -396,6 +402,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         prediction,
         performance,
         rows,
+        window_error,
         window_end,
         alerts,
     ] {

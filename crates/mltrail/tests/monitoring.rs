@@ -257,6 +257,36 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
         .trim()
         .to_string();
     assert_eq!(id.len(), 32, "{id}");
+    // A second monitor against data that shares no column with the model's inputs: its windows
+    // cannot be compared, which is itself worth an alert.
+    let unrelated = server.mltrail(&[
+        "data",
+        "add",
+        &format!(
+            "{}/../../../shared/golden/data/reference.csv",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+        "--name",
+        "unrelated",
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        unrelated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unrelated.stderr)
+    );
+    let broken: Value = client()
+        .post(format!("{}/api/v1/monitors", server.url))
+        .json(
+            &json!({"deployment": "credit-prod", "window": "4s", "delay": "2s",
+                      "reference": "unrelated@1", "alerts": ["error == 1"]}),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let broken_id = broken["monitor"]["id"].as_str().unwrap().to_string();
 
     let logs = tempfile::tempdir().unwrap();
     let scorer = Scorer::start(
@@ -417,6 +447,22 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
         "{metrics}"
     );
     assert!(metrics.contains("mltrail_model_performance{deployment=\"credit-prod\""));
+    assert!(
+        metrics.contains(&format!(
+            "mltrail_monitor_window_error{{deployment=\"credit-prod\",monitor=\"{broken_id}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    let broken_alerts = api(&server, &format!("/api/v1/monitors/{broken_id}/alerts"))["alerts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(broken_alerts.len(), 1, "fires once for a lasting failure");
+    assert_eq!(broken_alerts[0]["window_start"], json!(calm_start));
+    assert!(broken_alerts[0]["details"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("could not be compared: no column to compare"));
 
     // The dead webhook is given up on, and the monitor keeps evaluating windows after it.
     let deadline = Instant::now() + Duration::from_secs(15);
