@@ -127,8 +127,6 @@ pub enum CompareError {
     },
     #[error(transparent)]
     Drift(#[from] DriftError),
-    #[error("a drift worker stopped")]
-    Worker,
 }
 
 /// Numbers without missing or infinite values (Evidently drops both before testing).
@@ -149,151 +147,226 @@ fn kind_name(v: &Values) -> &'static str {
     }
 }
 
-/// The two samples of one column, typed by the reference (and the options); consumes the values.
-fn samples(
-    name: &str,
-    r: Values,
-    c: Values,
-    opts: &CompareOptions,
-) -> Result<(Sample, Sample, ColumnKind), CompareError> {
-    let forced_cat = opts.categorical.iter().any(|n| n == name);
-    let forced_num = opts.numerical.iter().any(|n| n == name);
-    match (r, c) {
-        (Values::Text { .. }, _) if forced_num => Err(CompareError::TextAsNumerical(name.into())),
-        (
-            Values::Text { labels, codes },
-            Values::Text {
-                labels: cl,
-                codes: cc,
-            },
-        ) => Ok((
-            Sample::Categorical(categories(labels, codes)),
-            Sample::Categorical(categories(cl, cc)),
-            ColumnKind::Categorical,
-        )),
-        (
-            Values::Numeric {
-                values: rv,
-                integer,
-            },
-            Values::Numeric { values: cv, .. },
-        ) => {
-            let (rv, cv) = (finite(rv), finite(cv));
-            let max = table::CATEGORICAL_INTEGER_MAX_DISTINCT;
-            let categorical = forced_cat
-                || (integer && !forced_num && drift::distinct_numbers_up_to(&rv, max) <= max);
-            if categorical {
-                Ok((
-                    Sample::Discrete(rv),
-                    Sample::Discrete(cv),
-                    ColumnKind::Categorical,
-                ))
-            } else {
-                Ok((
-                    Sample::Numeric(rv),
-                    Sample::Numeric(cv),
-                    ColumnKind::Numerical,
-                ))
-            }
+/// Runs `f` on every item, spread over the cores; results in the items' order.
+fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len())
+        .max(1);
+    let inputs: Vec<std::sync::Mutex<Option<T>>> = items
+        .into_iter()
+        .map(|t| std::sync::Mutex::new(Some(t)))
+        .collect();
+    let outputs: Vec<std::sync::Mutex<Option<R>>> =
+        inputs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(input) = inputs.get(i) else { break };
+                let Some(item) = input.lock().ok().and_then(|mut t| t.take()) else {
+                    continue;
+                };
+                let out = f(item);
+                if let Ok(mut slot) = outputs[i].lock() {
+                    *slot = Some(out);
+                }
+            });
         }
-        (r, c) => Err(CompareError::TypeMismatch {
-            column: name.into(),
-            reference: kind_name(&r),
+    });
+    outputs
+        .into_iter()
+        .filter_map(|o| o.into_inner().ok().flatten())
+        .collect()
+}
+
+/// One reference column, typed and sorted.
+struct ReferenceColumn {
+    name: String,
+    kind: ColumnKind,
+    /// Whether the file held numbers (else text): what the current column must hold too.
+    numeric: bool,
+    sample: Sample,
+}
+
+/// A reference prepared once (each column typed by its values and the options, then sorted) and
+/// compared with any number of current tables: a monitor compares every window with the same one.
+pub struct PreparedReference {
+    columns: Vec<ReferenceColumn>,
+}
+
+impl PreparedReference {
+    fn column(&self, name: &str) -> Option<&ReferenceColumn> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// Types and sorts the reference's columns that `opts` wants (all of them, or `opts.columns`).
+pub fn prepare(
+    mut reference: Table,
+    opts: &CompareOptions,
+) -> Result<PreparedReference, CompareError> {
+    let names: Vec<String> = if opts.columns.is_empty() {
+        reference.columns.iter().map(|c| c.name.clone()).collect()
+    } else {
+        opts.columns.clone()
+    };
+    let mut raw = Vec::new();
+    for name in names.into_iter().filter(|n| opts.wants(n)) {
+        let values = reference
+            .take(&name)
+            .ok_or_else(|| CompareError::MissingColumn {
+                column: name.clone(),
+                side: Side::Reference,
+            })?;
+        raw.push((name, values));
+    }
+    drop(reference);
+    let columns = par_map(raw, |(name, values)| {
+        let forced_cat = opts.categorical.contains(&name);
+        let forced_num = opts.numerical.contains(&name);
+        let (kind, numeric, mut sample) = match values {
+            Values::Text { .. } if forced_num => {
+                return Err(CompareError::TextAsNumerical(name));
+            }
+            Values::Text { labels, codes } => (
+                ColumnKind::Categorical,
+                false,
+                Sample::Categorical(categories(labels, codes)),
+            ),
+            Values::Numeric { values, integer } => {
+                let values = finite(values);
+                let max = table::CATEGORICAL_INTEGER_MAX_DISTINCT;
+                if forced_cat
+                    || (integer
+                        && !forced_num
+                        && drift::distinct_numbers_up_to(&values, max) <= max)
+                {
+                    (ColumnKind::Categorical, true, Sample::Discrete(values))
+                } else {
+                    (ColumnKind::Numerical, true, Sample::Numeric(values))
+                }
+            }
+        };
+        sample.sort();
+        Ok(ReferenceColumn {
+            name,
+            kind,
+            numeric,
+            sample,
+        })
+    });
+    Ok(PreparedReference {
+        columns: columns.into_iter().collect::<Result<_, _>>()?,
+    })
+}
+
+/// The current column as a sample of the reference column's kind; consumes the values.
+fn current_sample(r: &ReferenceColumn, c: Values) -> Result<Sample, CompareError> {
+    match (r.numeric, c, &r.sample) {
+        (false, Values::Text { labels, codes }, _) => {
+            Ok(Sample::Categorical(categories(labels, codes)))
+        }
+        (true, Values::Numeric { values, .. }, Sample::Discrete(_)) => {
+            Ok(Sample::Discrete(finite(values)))
+        }
+        (true, Values::Numeric { values, .. }, _) => Ok(Sample::Numeric(finite(values))),
+        (numeric, c, _) => Err(CompareError::TypeMismatch {
+            column: r.name.clone(),
+            reference: if numeric { "numeric" } else { "text" },
             current: kind_name(&c),
         }),
     }
 }
 
-/// Compares `current` with `reference`, spreading the columns over the cores.
-pub fn compare(
-    mut reference: Table,
+/// Compares `current` with a prepared reference, spreading the columns over the cores.
+pub fn compare_prepared(
+    reference: &PreparedReference,
     mut current: Table,
     opts: &CompareOptions,
 ) -> Result<Comparison, CompareError> {
-    let wanted: Vec<String> = if opts.columns.is_empty() {
+    let wanted: Vec<&ReferenceColumn> = if opts.columns.is_empty() {
         reference
             .columns
             .iter()
-            .map(|c| c.name.clone())
-            .filter(|n| current.column(n).is_some())
+            .filter(|c| current.column(&c.name).is_some())
             .collect()
     } else {
-        opts.columns.clone()
+        opts.columns
+            .iter()
+            .filter(|n| opts.wants(n))
+            .map(|n| {
+                reference
+                    .column(n)
+                    .ok_or_else(|| CompareError::MissingColumn {
+                        column: n.clone(),
+                        side: Side::Reference,
+                    })
+            })
+            .collect::<Result<_, _>>()?
     };
-    let wanted: Vec<String> = wanted.into_iter().filter(|n| opts.wants(n)).collect();
     if wanted.is_empty() {
         return Err(CompareError::NoColumns);
     }
     let only_in_reference = reference
         .columns
         .iter()
+        .filter(|c| current.column(&c.name).is_none())
         .map(|c| c.name.clone())
-        .filter(|n| current.column(n).is_none() && opts.wants(n))
         .collect();
-    let mut prepared = Vec::with_capacity(wanted.len());
-    for name in &wanted {
-        let missing = |side| CompareError::MissingColumn {
-            column: name.clone(),
-            side,
-        };
-        let r = reference
-            .take(name)
-            .ok_or_else(|| missing(Side::Reference))?;
-        let c = current.take(name).ok_or_else(|| missing(Side::Current))?;
-        prepared.push((
-            name.clone(),
-            std::sync::Mutex::new(samples(name, r, c, opts)?),
-        ));
+    let mut pairs = Vec::with_capacity(wanted.len());
+    for r in wanted {
+        let c = current
+            .take(&r.name)
+            .ok_or_else(|| CompareError::MissingColumn {
+                column: r.name.clone(),
+                side: Side::Current,
+            })?;
+        pairs.push((r, current_sample(r, c)?));
     }
-    drop((reference, current));
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(prepared.len())
-        .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    type Slot = std::sync::Mutex<Option<Result<(ColumnDrift, Option<Histogram>), DriftError>>>;
-    let slots: Vec<Slot> = prepared.iter().map(|_| Slot::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((name, pair)) = prepared.get(i) else {
-                    break;
-                };
-                let Ok(mut pair) = pair.lock() else { break };
-                let (rs, cs, _) = &mut *pair;
-                rs.sort();
-                cs.sort();
-                let (rs, cs) = (&*rs, &*cs);
-                let result = drift::column_drift(name, rs, cs, opts.method, None)
-                    .map(|verdict| (verdict, opts.histograms.then(|| report::histogram(rs, cs))));
-                if let Ok(mut slot) = slots[i].lock() {
-                    *slot = Some(result);
-                }
-            });
-        }
+    drop(current);
+    let results = par_map(pairs, |(r, mut cs)| {
+        cs.sort();
+        drift::column_drift(&r.name, &r.sample, &cs, opts.method, None).map(|drift| {
+            ColumnComparison {
+                drift,
+                kind: r.kind,
+                histogram: opts.histograms.then(|| report::histogram(&r.sample, &cs)),
+            }
+        })
     });
-    let mut columns = Vec::with_capacity(prepared.len());
-    for (slot, (_, pair)) in slots.into_iter().zip(&prepared) {
-        let kind = pair.lock().map_err(|_| CompareError::Worker)?.2;
-        let (drift, histogram) = slot
-            .into_inner()
-            .ok()
-            .flatten()
-            .ok_or(CompareError::Worker)??;
-        columns.push(ColumnComparison {
-            drift,
-            kind,
-            histogram,
-        });
-    }
+    let columns: Vec<ColumnComparison> = results.into_iter().collect::<Result<_, _>>()?;
     let verdicts: Vec<ColumnDrift> = columns.iter().map(|c| c.drift.clone()).collect();
     Ok(Comparison {
         dataset: drift::dataset_drift(&verdicts, opts.drift_share),
         columns,
         only_in_reference,
     })
+}
+
+/// Compares `current` with `reference` (prepared for this one comparison).
+pub fn compare(
+    mut reference: Table,
+    current: Table,
+    opts: &CompareOptions,
+) -> Result<Comparison, CompareError> {
+    // Only columns both tables have are prepared; the others are reported, not sorted.
+    let mut only_in_reference = Vec::new();
+    if opts.columns.is_empty() {
+        reference.columns.retain(|c| {
+            let shared = current.column(&c.name).is_some();
+            if !shared && opts.wants(&c.name) {
+                only_in_reference.push(c.name.clone());
+            }
+            shared
+        });
+    }
+    let prepared = prepare(reference, opts)?;
+    let mut comparison = compare_prepared(&prepared, current, opts)?;
+    comparison.only_in_reference.extend(only_in_reference);
+    Ok(comparison)
 }
 
 #[cfg(test)]

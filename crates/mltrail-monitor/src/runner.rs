@@ -16,7 +16,7 @@ use mltrail_store::{datasets, registry, MetaStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 
-use crate::compare::{compare, CompareOptions, Comparison};
+use crate::compare::{compare_prepared, prepare, CompareOptions, Comparison, PreparedReference};
 use crate::performance::{self, Labelled, Outcome};
 use crate::rules::{Rule, Values};
 use crate::window::{prediction_table, OutputNames, Window};
@@ -168,13 +168,42 @@ struct Reference {
     table: Table,
     target: Option<String>,
     schema: Json,
+    /// The table prepared (typed and sorted) once per set of column options.
+    prepared: Mutex<HashMap<String, Arc<PreparedReference>>>,
+}
+
+impl Reference {
+    /// The reference prepared for `options`, computed on first use.
+    async fn prepared(
+        self: &Arc<Self>,
+        options: &CompareOptions,
+    ) -> Result<Arc<PreparedReference>, MonitorError> {
+        let key = format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            options.columns, options.exclude, options.categorical, options.numerical
+        );
+        if let Some(hit) = self.prepared.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let (this, opts) = (self.clone(), options.clone());
+        let prepared = tokio::task::spawn_blocking(move || prepare(this.table.clone(), &opts))
+            .await
+            .map_err(|e| MonitorError::Data(e.to_string()))?
+            .map_err(|e| MonitorError::Data(e.to_string()))?;
+        let prepared = Arc::new(prepared);
+        if let Ok(mut m) = self.prepared.lock() {
+            m.insert(key, prepared.clone());
+        }
+        Ok(prepared)
+    }
 }
 
 /// A model version as a monitor needs it: how to read its outputs, and what it predicts on the
 /// reference (with its quality there when the reference has a target).
 struct ScoredReference {
     names: OutputNames,
-    predictions: Table,
+    /// The model's predictions on the reference, prepared for comparison.
+    predictions: Arc<PreparedReference>,
     performance: Option<std::collections::BTreeMap<String, f64>>,
 }
 
@@ -377,14 +406,12 @@ impl Engine {
 
         let options = feature_options(config, &reference, false);
         let current = window.take_inputs();
-        let reference_table = reference.table.clone();
-        let features_options = options.clone();
-        let features = tokio::task::spawn_blocking(move || {
-            compare(reference_table, current, &features_options)
-        })
-        .await
-        .map_err(|e| MonitorError::Data(e.to_string()))?
-        .map_err(|e| MonitorError::Data(e.to_string()))?;
+        let prepared = reference.prepared(&options).await?;
+        let features =
+            tokio::task::spawn_blocking(move || compare_prepared(&prepared, current, &options))
+                .await
+                .map_err(|e| MonitorError::Data(e.to_string()))?
+                .map_err(|e| MonitorError::Data(e.to_string()))?;
 
         let mut values = Values::new();
         values.insert("rows".into(), window.rows() as f64);
@@ -415,7 +442,7 @@ impl Engine {
             let current = window.predictions(&scored.names);
             let reference_predictions = scored.predictions.clone();
             let drift = tokio::task::spawn_blocking(move || {
-                compare(reference_predictions, current, &CompareOptions::default())
+                compare_prepared(&reference_predictions, current, &CompareOptions::default())
             })
             .await
             .map_err(|e| MonitorError::Data(e.to_string()))?;
@@ -494,9 +521,9 @@ impl Engine {
             .await?;
         let options = feature_options(&config, &reference, true);
         let current = window.take_inputs();
-        let reference_table = reference.table.clone();
+        let prepared = reference.prepared(&options).await?;
         let comparison =
-            tokio::task::spawn_blocking(move || compare(reference_table, current, &options))
+            tokio::task::spawn_blocking(move || compare_prepared(&prepared, current, &options))
                 .await
                 .map_err(|e| MonitorError::Data(e.to_string()))?
                 .map_err(|e| MonitorError::Data(e.to_string()))?;
@@ -580,6 +607,7 @@ impl Engine {
             table,
             target: dv.file.target.clone(),
             schema: dv.file.schema.clone(),
+            prepared: Mutex::new(HashMap::new()),
         });
         if let Ok(mut m) = self.references.lock() {
             m.insert(name_version.to_string(), reference.clone());
@@ -871,7 +899,11 @@ fn score(
             outputs_per_row.push(row);
         }
     }
-    let predictions = prediction_table(outputs_per_row.iter().map(|o| names.prediction(o)));
+    let predictions = prepare(
+        prediction_table(outputs_per_row.iter().map(|o| names.prediction(o))),
+        &CompareOptions::default(),
+    )
+    .map_err(|e| data(e.to_string()))?;
     let performance = reference
         .target
         .as_ref()
@@ -892,7 +924,7 @@ fn score(
         });
     Ok(ScoredReference {
         names,
-        predictions,
+        predictions: Arc::new(predictions),
         performance,
     })
 }
