@@ -164,6 +164,19 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// Whether a rule that had fired stops holding on `current`: it held on the last `windows`
+    /// windows before (so it fired during that streak) and no longer does.
+    pub fn resolves(&self, current: &Values, previous: &[Option<&Values>]) -> bool {
+        let n = self.windows as usize;
+        !self.holds(current)
+            && previous.len() >= n
+            && previous[..n]
+                .iter()
+                .all(|v| v.is_some_and(|v| self.holds(v)))
+    }
+}
+
 impl std::fmt::Display for Rule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {} {}", self.metric, self.op.symbol(), self.threshold)?;
@@ -215,5 +228,19 @@ mod tests {
         assert!(once.fires(&hi, &[]));
         assert!(!once.fires(&hi, &[Some(&hi)]));
         assert!(!once.fires(&Values::new(), &[]));
+    }
+
+    #[test]
+    fn a_fired_rule_resolves_once_when_its_condition_stops_holding() {
+        let r = Rule::parse("drift_share >= 0.5 for 2").unwrap();
+        let (hi, lo) = (values(0.6), values(0.1));
+        assert!(r.resolves(&lo, &[Some(&hi), Some(&hi)]));
+        assert!(!r.resolves(&lo, &[Some(&hi), Some(&lo)]), "it never fired");
+        assert!(
+            !r.resolves(&lo, &[Some(&lo), Some(&hi)]),
+            "already resolved"
+        );
+        assert!(!r.resolves(&hi, &[Some(&hi), Some(&hi)]), "still holding");
+        assert!(!r.resolves(&lo, &[Some(&hi)]), "too little history");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use mltrail_artifacts::ArtifactStore;
 use mltrail_core::artifact_path::{parse_proxy_uri, ArtifactPath};
 use mltrail_data::table::{self, Table, Values as Cells};
-use mltrail_store::monitors::{self, Alert, Monitor, MonitorResult, WindowStatus};
+use mltrail_store::monitors::{self, Alert, AlertState, Monitor, MonitorResult, WindowStatus};
 use mltrail_store::{datasets, registry, MetaStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
@@ -308,20 +308,26 @@ impl Engine {
             }
         };
         let values = values_of(&result);
-        // The windows before this one, newest first, for "for N" rules.
+        // The windows with data before this one, newest first, for "for N" rules: windows
+        // without predictions (a quiet night) neither count nor break a streak.
         let longest = rules.iter().map(|r| r.windows).max().unwrap_or(1) as i64;
-        let history = monitors::list_results(&self.store, &monitor.id, longest).await?;
-        let history_values: Vec<Option<Values>> = history
-            .iter()
-            .map(|r| (r.status != WindowStatus::NoData).then(|| values_of(&r.result)))
-            .collect();
+        let history = monitors::recent_with_data(&self.store, &monitor.id, longest).await?;
+        let history_values: Vec<Option<Values>> =
+            history.iter().map(|r| Some(values_of(&r.result))).collect();
         let previous: Vec<Option<&Values>> = history_values.iter().map(Option::as_ref).collect();
         let now = mltrail_core::now_millis();
         let alerts: Vec<Alert> = rules
             .iter()
             .zip(&config.alerts)
-            .filter(|(rule, _)| status != WindowStatus::NoData && rule.fires(&values, &previous))
-            .map(|(rule, text)| {
+            .filter(|_| status != WindowStatus::NoData)
+            .filter_map(|(rule, text)| {
+                let state = if rule.fires(&values, &previous) {
+                    AlertState::Firing
+                } else if rule.resolves(&values, &previous) {
+                    AlertState::Resolved
+                } else {
+                    return None;
+                };
                 let value = values.get(&rule.metric).copied();
                 let drifted: Vec<&str> = result["features"]
                     .as_array()
@@ -332,17 +338,19 @@ impl Engine {
                             .collect()
                     })
                     .unwrap_or_default();
-                Alert {
+                Some(Alert {
                     id: uuid::Uuid::now_v7().simple().to_string(),
                     monitor_id: monitor.id.clone(),
                     deployment: monitor.spec.deployment.clone(),
                     rule: text.clone(),
+                    state,
                     window_start: start,
                     window_end: end,
                     details: json!({
                         "message": format!(
-                            "{}: {} (value {}) in the window {} – {}{}",
+                            "{}: {}{} (value {}) in the window {} – {}{}",
                             monitor.spec.deployment,
+                            if state == AlertState::Resolved { "resolved: " } else { "" },
                             text,
                             value.map_or("-".into(), |v| format!("{v:.4}")),
                             mltrail_serving::archive::utc_timestamp(start),
@@ -360,7 +368,7 @@ impl Engine {
                         "report": format!("/api/v1/monitors/{}/windows/{start}/report", monitor.id),
                     }),
                     fired_time: now,
-                }
+                })
             })
             .collect();
         let stored = MonitorResult {
@@ -374,13 +382,22 @@ impl Engine {
         };
         monitors::record_window(&self.store, stored, alerts.clone()).await?;
         for alert in &alerts {
-            tracing::warn!(
-                target: "mltrail::alert",
-                alert = %alert.id, monitor = %alert.monitor_id, deployment = %alert.deployment,
-                rule = %alert.rule, window_start = alert.window_start, window_end = alert.window_end,
-                value = %alert.details["value"], drifted_columns = %alert.details["drifted_columns"],
-                "alert fired"
-            );
+            match alert.state {
+                AlertState::Firing => tracing::warn!(
+                    target: "mltrail::alert",
+                    alert = %alert.id, monitor = %alert.monitor_id, deployment = %alert.deployment,
+                    rule = %alert.rule, window_start = alert.window_start, window_end = alert.window_end,
+                    value = %alert.details["value"], drifted_columns = %alert.details["drifted_columns"],
+                    "alert fired"
+                ),
+                AlertState::Resolved => tracing::info!(
+                    target: "mltrail::alert",
+                    alert = %alert.id, monitor = %alert.monitor_id, deployment = %alert.deployment,
+                    rule = %alert.rule, window_start = alert.window_start, window_end = alert.window_end,
+                    value = %alert.details["value"],
+                    "alert resolved"
+                ),
+            }
             if !config.webhooks.is_empty() {
                 self.sink.notify(alert, &config.webhooks);
             }

@@ -87,11 +87,40 @@ pub struct Alert {
     pub deployment: String,
     /// The rule as written, e.g. `drift_share >= 0.3 for 2`.
     pub rule: String,
+    /// Whether the rule started firing or stopped.
+    pub state: AlertState,
     pub window_start: i64,
     pub window_end: i64,
     /// What fired: the values, the message, the webhooks to tell.
     pub details: serde_json::Value,
     pub fired_time: i64,
+}
+
+/// An alert is sent when a rule starts firing, and again when its condition stops holding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        match text {
+            "firing" => Ok(AlertState::Firing),
+            "resolved" => Ok(AlertState::Resolved),
+            other => Err(StoreError::InvalidState(format!(
+                "stored alert state `{other}` is not firing or resolved"
+            ))),
+        }
+    }
 }
 
 fn json_col(row: &AnyRow, col: &str) -> Result<serde_json::Value, StoreError> {
@@ -134,6 +163,7 @@ pub(crate) fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
         monitor_id: text(row, "monitor_id")?,
         deployment: text(row, "deployment")?,
         rule: text(row, "rule")?,
+        state: AlertState::parse(&text(row, "state")?)?,
         window_start: int(row, "window_start")?,
         window_end: int(row, "window_end")?,
         details: json_col(row, "details_json")?,
@@ -267,18 +297,23 @@ pub async fn record_window(
                     .record(tx, "monitor.result", &Entity::MonitorResult { monitor_id: result.monitor_id.clone(), window_start: result.window_start })
                     .await?;
                 for alert in alerts {
-                    sqlx::query("INSERT INTO alerts (alert_id, monitor_id, deployment, rule, window_start, window_end, details_json, fired_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                    sqlx::query("INSERT INTO alerts (alert_id, monitor_id, deployment, rule, state, window_start, window_end, details_json, fired_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                         .bind(alert.id.clone())
                         .bind(alert.monitor_id)
                         .bind(alert.deployment)
                         .bind(alert.rule)
+                        .bind(alert.state.as_str())
                         .bind(alert.window_start)
                         .bind(alert.window_end)
                         .bind(alert.details.to_string())
                         .bind(alert.fired_time)
                         .execute(&mut *tx)
                         .await?;
-                    audit.record(tx, "alert.fire", &Entity::Alert(alert.id)).await?;
+                    let action = match alert.state {
+                        AlertState::Firing => "alert.fire",
+                        AlertState::Resolved => "alert.resolve",
+                    };
+                    audit.record(tx, action, &Entity::Alert(alert.id)).await?;
                 }
                 sqlx::query("UPDATE monitors SET next_window_start = $1 WHERE monitor_id = $2")
                     .bind(result.window_end)
@@ -311,6 +346,23 @@ pub async fn get_result(
     result_from_row(&row)
 }
 
+/// The latest results of one monitor that had predictions (what alert rules look back on),
+/// newest first.
+pub async fn recent_with_data(
+    store: &MetaStore,
+    monitor_id: &str,
+    limit: i64,
+) -> Result<Vec<MonitorResult>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM monitor_results WHERE monitor_id = $1 AND status <> 'no_data' ORDER BY window_start DESC LIMIT $2",
+    )
+    .bind(monitor_id.to_string())
+    .bind(limit)
+    .fetch_all(store.readers())
+    .await?;
+    rows.iter().map(result_from_row).collect()
+}
+
 /// Results of one monitor, newest first.
 pub async fn list_results(
     store: &MetaStore,
@@ -327,13 +379,15 @@ pub async fn list_results(
     rows.iter().map(result_from_row).collect()
 }
 
-/// How many alerts a monitor has fired.
+/// How many alerts a monitor has fired (resolutions not counted).
 pub async fn count_alerts(store: &MetaStore, monitor_id: &str) -> Result<i64, StoreError> {
     Ok(
-        sqlx::query_scalar("SELECT COUNT(*) FROM alerts WHERE monitor_id = $1")
-            .bind(monitor_id.to_string())
-            .fetch_one(store.readers())
-            .await?,
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM alerts WHERE monitor_id = $1 AND state = 'firing'",
+        )
+        .bind(monitor_id.to_string())
+        .fetch_one(store.readers())
+        .await?,
     )
 }
 

@@ -6,7 +6,12 @@ use crate::{Backend, StoreError};
 use sqlx::AnyConnection;
 
 /// Ordered migrations; a migration is never edited once released, only appended to.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+
+/// Alerts record whether a rule started firing or stopped.
+const V4: &str = r#"
+ALTER TABLE alerts ADD COLUMN state TEXT NOT NULL DEFAULT 'firing'
+"#;
 
 /// Monitors over deployments' prediction logs, their per-window results, and fired alerts.
 const V3: &str = r#"

@@ -464,6 +464,53 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
         .unwrap()
         .contains("could not be compared: no column to compare"));
 
+    // Window C: the training rows again, labelled as predicted. Both rules resolve, and the
+    // receiver is told; the lasting failure of the second monitor does not.
+    wait_for_next_window();
+    let recovered_start = now_ms() / WINDOW_MS * WINDOW_MS;
+    traffic(&scorer, &data, true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alerts = loop {
+        let alerts = api(&server, &format!("/api/v1/monitors/{id}/alerts"))["alerts"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if alerts.len() >= 4 || Instant::now() > deadline {
+            break alerts;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let resolved: Vec<&Value> = alerts.iter().filter(|a| a["state"] == "resolved").collect();
+    assert_eq!(resolved.len(), 2, "{alerts:?}");
+    assert!(resolved
+        .iter()
+        .all(|a| a["window_start"] == json!(recovered_start)));
+    assert!(alerts
+        .iter()
+        .filter(|a| a["state"] == "firing")
+        .all(|a| a["window_start"] == json!(shifted_start)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.bodies.lock().unwrap().len() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bodies = receiver.bodies.lock().unwrap().clone();
+    let told: Vec<&str> = bodies
+        .iter()
+        .filter(|b| b["alert"]["state"] == "resolved")
+        .map(|b| b["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(told.len(), 2, "{bodies:?}");
+    assert!(told
+        .iter()
+        .all(|t| t.starts_with("credit-prod: resolved: ")));
+    assert_eq!(
+        api(&server, &format!("/api/v1/monitors/{broken_id}/alerts"))["alerts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
     // The dead webhook is given up on, and the monitor keeps evaluating windows after it.
     let deadline = Instant::now() + Duration::from_secs(15);
     let events = loop {
@@ -490,6 +537,7 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
         "monitor.create",
         "monitor.result",
         "alert.fire",
+        "alert.resolve",
         "alert.delivered",
         "alert.undelivered",
     ] {
