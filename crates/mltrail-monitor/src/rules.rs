@@ -1,6 +1,8 @@
 //! Alert rules on monitor values: `METRIC OP THRESHOLD [for N]`, e.g. `drift_share >= 0.3`,
 //! `feature_drifted.income == 1 for 2`, `accuracy < 0.8 for 3`. A rule fires once when its
-//! condition has held for N consecutive windows, and again only after it stopped holding.
+//! condition has held for N consecutive windows, resolves when it stops holding, and can fire
+//! again after that. The caller decides which windows count (the monitors skip windows without
+//! predictions).
 
 use std::collections::BTreeMap;
 
@@ -222,7 +224,7 @@ mod tests {
         assert!(!r.fires(&hi, &[Some(&lo)]));
         assert!(r.fires(&hi, &[Some(&hi), Some(&lo)]));
         assert!(!r.fires(&hi, &[Some(&hi), Some(&hi)]));
-        // A window without data breaks the streak.
+        // A window with no values (`None`) breaks the streak.
         assert!(!r.fires(&hi, &[None, Some(&hi)]));
         let once = Rule::parse("drift_share >= 0.5").unwrap();
         assert!(once.fires(&hi, &[]));
