@@ -11,8 +11,9 @@ use std::time::Duration;
 use mltrail_artifacts::ArtifactStore;
 use mltrail_core::artifact_path::{parse_proxy_uri, ArtifactPath};
 use mltrail_data::table::{self, Table, Values as Cells};
+use mltrail_store::datasets::{self, VersionRef};
 use mltrail_store::monitors::{self, Alert, AlertState, Monitor, MonitorResult, WindowStatus};
-use mltrail_store::{datasets, registry, MetaStore, StoreError};
+use mltrail_store::{registry, MetaStore, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 
@@ -81,16 +82,21 @@ impl MonitorConfig {
     }
 }
 
-/// A reference is `training` or a dataset version `NAME@VERSION`.
-pub fn validate_reference(reference: &str) -> Result<(), String> {
-    if reference == "training" {
-        return Ok(());
-    }
-    match reference.split_once('@') {
-        Some((name, v)) if !name.is_empty() && v.parse::<i64>().is_ok_and(|v| v > 0) => Ok(()),
-        _ => Err(format!(
-            "reference `{reference}` is neither `training` nor a dataset version NAME@VERSION"
-        )),
+/// What a monitor compares with: the served version's training data, or a dataset version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferenceSpec {
+    Training,
+    Dataset(VersionRef),
+}
+
+impl ReferenceSpec {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text == "training" {
+            return Ok(ReferenceSpec::Training);
+        }
+        text.parse().map(ReferenceSpec::Dataset).map_err(|_| {
+            format!("reference `{text}` is neither `training` nor a dataset version NAME@VERSION")
+        })
     }
 }
 
@@ -144,9 +150,20 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().0, "webhooks");
         let mut c: MonitorConfig = serde_json::from_value(json!({"drift_share": 0})).unwrap();
         assert_eq!(c.validate().unwrap_err().0, "drift_share");
-        assert!(validate_reference("training").is_ok());
-        assert!(validate_reference("credit@2").is_ok());
-        assert!(validate_reference("credit").is_err());
+        assert_eq!(
+            ReferenceSpec::parse("training"),
+            Ok(ReferenceSpec::Training)
+        );
+        assert_eq!(
+            ReferenceSpec::parse("credit@2"),
+            Ok(ReferenceSpec::Dataset(VersionRef {
+                name: "credit".into(),
+                version: 2
+            }))
+        );
+        for bad in ["credit", "credit@0", "@2", "credit@x"] {
+            assert!(ReferenceSpec::parse(bad).is_err(), "{bad}");
+        }
     }
 }
 
@@ -220,7 +237,7 @@ pub struct Engine {
     store: MetaStore,
     artifacts: ArtifactStore,
     sink: Arc<dyn AlertSink>,
-    references: Mutex<HashMap<String, Arc<Reference>>>,
+    references: Mutex<HashMap<VersionRef, Arc<Reference>>>,
     /// Scored references; `None` when the model cannot score it.
     scored: Mutex<HashMap<ScoredKey, Option<Arc<ScoredReference>>>>,
     /// Archived file → the (min, max) record time in it, so later windows skip it unread.
@@ -415,11 +432,10 @@ impl Engine {
         let (model, version) = window
             .main_version()
             .ok_or_else(|| MonitorError::Data("no prediction names its model".into()))?;
-        let reference_name = self
-            .resolve_reference(&monitor.spec.reference, &model, &version)
-            .await?;
-        let reference = self.reference(&reference_name).await?;
-        let scored = self.scored_reference(&model, &version, &reference).await;
+        let spec =
+            ReferenceSpec::parse(&monitor.spec.reference).map_err(MonitorError::Reference)?;
+        let reference_version = self.resolve(&spec, &model, &version).await?;
+        let reference = self.reference(&reference_version).await?;
 
         let options = feature_options(config, &reference, false);
         let current = window.take_inputs();
@@ -453,6 +469,9 @@ impl Engine {
             );
         }
 
+        // Scored only once the window's inputs compared: a reference the inputs do not match
+        // is not worth running the model on.
+        let scored = self.scored_reference(&model, &version, &reference).await;
         let mut prediction = Json::Null;
         let mut performance = Json::Null;
         if let Some(scored) = &scored {
@@ -524,9 +543,11 @@ impl Engine {
         let reference_name = result.result["reference"].as_str().ok_or_else(|| {
             MonitorError::Reference("the window was not compared with a reference".into())
         })?;
+        let reference_version: VersionRef =
+            reference_name.parse().map_err(MonitorError::Reference)?;
         let config: MonitorConfig = serde_json::from_value(monitor.spec.config.clone())
             .map_err(|e| MonitorError::Data(format!("monitor config: {e}")))?;
-        let reference = self.reference(reference_name).await?;
+        let reference = self.reference(&reference_version).await?;
         let labels_until = result.window_end + monitor.spec.delay_ms;
         let mut window = self
             .read_window(
@@ -564,50 +585,73 @@ impl Engine {
         ))
     }
 
-    /// `training` becomes the dataset version the served model version was trained on.
-    async fn resolve_reference(
+    /// Checks that a monitor's reference can be compared with, as far as can be known now: a
+    /// dataset version must exist with its rows stored; `training` is checked against the model
+    /// version the deployment serves, when it serves one already.
+    pub async fn check_reference(
         &self,
-        reference: &str,
+        spec: &ReferenceSpec,
+        served: Option<(&str, &str)>,
+    ) -> Result<(), MonitorError> {
+        let version = match (spec, served) {
+            (ReferenceSpec::Dataset(v), _) => v.clone(),
+            (ReferenceSpec::Training, Some((model, version))) => {
+                self.resolve(spec, model, version).await?
+            }
+            (ReferenceSpec::Training, None) => return Ok(()),
+        };
+        self.stored_rows(&version).await.map(|_| ())
+    }
+
+    /// The dataset version a window is compared with: `training` becomes the one the served
+    /// model version was trained on.
+    async fn resolve(
+        &self,
+        spec: &ReferenceSpec,
         model: &str,
         version: &str,
-    ) -> Result<String, MonitorError> {
-        if reference != "training" {
-            return Ok(reference.to_string());
+    ) -> Result<VersionRef, MonitorError> {
+        if let ReferenceSpec::Dataset(v) = spec {
+            return Ok(v.clone());
         }
         let number = registry::parse_version(version)?;
         let mv = registry::get_model_version(&self.store, model, number).await?;
-        mv.tags
+        let tag = mv
+            .tags
             .iter()
-            .find(|t| t.key == "mltrail.training_data")
-            .map(|t| t.value.clone())
+            .find(|t| t.key == registry::TRAINING_DATA_TAG)
             .ok_or_else(|| {
                 MonitorError::Reference(format!(
                     "model version {model}/{version} records no training data; register it with --training-data NAME@VERSION or give the monitor a dataset version as reference"
                 ))
-            })
+            })?;
+        tag.value.parse().map_err(MonitorError::Reference)
     }
 
-    async fn reference(&self, name_version: &str) -> Result<Arc<Reference>, MonitorError> {
+    /// A dataset version whose rows are stored (versions logged by `mlflow.log_input` have none).
+    async fn stored_rows(
+        &self,
+        version: &VersionRef,
+    ) -> Result<datasets::DatasetVersion, MonitorError> {
+        let dv = datasets::get_version(&self.store, &version.name, Some(version.version)).await?;
+        if !dv.file.has_rows() {
+            return Err(MonitorError::Reference(format!(
+                "dataset version {version} was logged by mlflow.log_input, so its rows are not stored; add the file with `mltrail data add` and use that version (register the model with --training-data, or give it as the monitor's reference)"
+            )));
+        }
+        Ok(dv)
+    }
+
+    async fn reference(&self, version: &VersionRef) -> Result<Arc<Reference>, MonitorError> {
         if let Some(r) = self
             .references
             .lock()
             .ok()
-            .and_then(|m| m.get(name_version).cloned())
+            .and_then(|m| m.get(version).cloned())
         {
             return Ok(r);
         }
-        let (name, version) = name_version.split_once('@').ok_or_else(|| {
-            MonitorError::Reference(format!("`{name_version}` is not NAME@VERSION"))
-        })?;
-        let version: i64 = version.parse().map_err(|_| {
-            MonitorError::Reference(format!("`{name_version}` is not NAME@VERSION"))
-        })?;
-        let dv = datasets::get_version(&self.store, name, Some(version)).await?;
-        if !dv.file.has_rows() {
-            return Err(MonitorError::Reference(format!(
-                "dataset version {name_version} was logged by mlflow.log_input, so its rows are not stored; add the training file with `mltrail data add` and register the model with --training-data, or give the monitor that version as reference"
-            )));
-        }
+        let dv = self.stored_rows(version).await?;
         let path = ArtifactPath::parse(&dv.file.source).map_err(artifacts_err)?;
         let bytes = self.artifacts.get(&path).await.map_err(artifacts_err)?;
         let file_name = dv.file.file_name.clone();
@@ -620,14 +664,14 @@ impl Engine {
         .await
         .map_err(|e| MonitorError::Data(e.to_string()))??;
         let reference = Arc::new(Reference {
-            label: name_version.to_string(),
+            label: version.to_string(),
             table,
             target: dv.file.target.clone(),
             schema: dv.file.schema.clone(),
             prepared: Mutex::new(HashMap::new()),
         });
         if let Ok(mut m) = self.references.lock() {
-            m.insert(name_version.to_string(), reference.clone());
+            m.insert(version.clone(), reference.clone());
         }
         Ok(reference)
     }

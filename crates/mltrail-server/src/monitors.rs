@@ -53,58 +53,6 @@ fn strings(body: &Value, field: &str) -> Result<Vec<String>, ApiError> {
     }
 }
 
-/// Refuses a reference that cannot be compared with: an unknown dataset version, one whose rows
-/// are not stored, or `training` when the deployment already serves a version without
-/// training data. (A deployment that does not exist yet is checked window by window.)
-async fn check_reference(state: &AppState, deployment: &str, reference: &str) -> ApiResult<()> {
-    let dataset = match reference.split_once('@') {
-        Some((name, version)) => Some((name.to_string(), version.to_string())),
-        None => {
-            let Some(served) = crate::deployments::known(&state.store)
-                .await?
-                .remove(deployment)
-            else {
-                return Ok(());
-            };
-            let (model, version) = (
-                served["model"].as_str().unwrap_or_default().to_string(),
-                served["version"].as_str().unwrap_or_default().to_string(),
-            );
-            let number = mltrail_store::registry::parse_version(&version)
-                .map_err(|e| bad("reference", e))?;
-            let mv = mltrail_store::registry::get_model_version(&state.store, &model, number)
-                .await
-                .map_err(|e| bad("reference", e))?;
-            let Some(tag) = mv
-                .tags
-                .iter()
-                .find(|t| t.key == mltrail_store::registry::TRAINING_DATA_TAG)
-            else {
-                return Err(bad("reference", format!("`{deployment}` serves {model}/{version}, which records no training data; register the model with --training-data NAME@VERSION, or give a dataset version as the reference")));
-            };
-            tag.value
-                .split_once('@')
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-        }
-    };
-    let Some((name, version)) = dataset else {
-        return Ok(());
-    };
-    let version = version.parse().map_err(|_| {
-        bad(
-            "reference",
-            format!("`{name}@{version}` is not NAME@VERSION"),
-        )
-    })?;
-    let found = mltrail_store::datasets::get_version(&state.store, &name, Some(version))
-        .await
-        .map_err(|e| bad("reference", e))?;
-    if !found.file.has_rows() {
-        return Err(bad("reference", format!("{name}@{version} was logged by mlflow.log_input, so its rows are not stored; add the file with `mltrail data add` and use that version")));
-    }
-    Ok(())
-}
-
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -126,8 +74,26 @@ async fn create(
         .and_then(Value::as_str)
         .unwrap_or("training")
         .to_string();
-    runner::validate_reference(&reference).map_err(|e| bad("reference", e))?;
-    check_reference(&state, &deployment, &reference).await?;
+    // Refused now when it could never be compared with; a deployment that does not serve yet
+    // is checked window by window.
+    let spec = runner::ReferenceSpec::parse(&reference).map_err(|e| bad("reference", e))?;
+    let served = crate::deployments::known(&state.store)
+        .await?
+        .remove(&deployment)
+        .and_then(|d| {
+            Some((
+                d["model"].as_str()?.to_string(),
+                d["version"].as_str()?.to_string(),
+            ))
+        });
+    state
+        .monitors
+        .check_reference(
+            &spec,
+            served.as_ref().map(|(m, v)| (m.as_str(), v.as_str())),
+        )
+        .await
+        .map_err(|e| bad("reference", e))?;
     let drift_share = match body.get("drift_share") {
         None | Some(Value::Null) => 0.5,
         Some(v) => v

@@ -335,48 +335,23 @@ pub async fn load_state(
                 json!({"file": v.file, "created_time": v.created_time, "created_by": v.created_by}),
             ))
         }
-        Entity::Monitor(id) => {
-            let Some(row) = sqlx::query("SELECT * FROM monitors WHERE monitor_id = $1")
-                .bind(id.clone())
-                .fetch_optional(&mut *conn)
-                .await?
-            else {
-                return Ok(None);
-            };
-            Ok(Some(crate::monitors::monitor_state(
-                &crate::monitors::monitor_from_row(&row)?,
-            )))
-        }
+        Entity::Monitor(id) => Ok(crate::monitors::find_monitor(conn, id)
+            .await?
+            .as_ref()
+            .map(crate::monitors::monitor_state)),
         Entity::MonitorResult {
             monitor_id,
             window_start,
-        } => {
-            let Some(row) = sqlx::query(
-                "SELECT * FROM monitor_results WHERE monitor_id = $1 AND window_start = $2",
-            )
-            .bind(monitor_id.clone())
-            .bind(*window_start)
-            .fetch_optional(&mut *conn)
+        } => crate::monitors::find_result(conn, monitor_id, *window_start)
             .await?
-            else {
-                return Ok(None);
-            };
-            serde_json::to_value(crate::monitors::result_from_row(&row)?)
-                .map(Some)
-                .map_err(|e| StoreError::InvalidState(e.to_string()))
-        }
-        Entity::Alert(id) => {
-            let Some(row) = sqlx::query("SELECT * FROM alerts WHERE alert_id = $1")
-                .bind(id.clone())
-                .fetch_optional(&mut *conn)
-                .await?
-            else {
-                return Ok(None);
-            };
-            serde_json::to_value(crate::monitors::alert_from_row(&row)?)
-                .map(Some)
-                .map_err(|e| StoreError::InvalidState(e.to_string()))
-        }
+            .as_ref()
+            .map(crate::monitors::row_state)
+            .transpose(),
+        Entity::Alert(id) => crate::monitors::find_alert(conn, id)
+            .await?
+            .as_ref()
+            .map(crate::monitors::row_state)
+            .transpose(),
         Entity::LoggedModel(id) => {
             let Some(row) = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1")
                 .bind(id.clone())

@@ -36,6 +36,36 @@ pub struct DatasetVersion {
     pub created_by: String,
 }
 
+/// A dataset version named as `NAME@VERSION` (the form monitors, registrations and reports use).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VersionRef {
+    pub name: String,
+    pub version: i64,
+}
+
+impl std::str::FromStr for VersionRef {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.rsplit_once('@') {
+            Some((name, v)) if validate_name(name).is_ok() => match v.parse::<i64>() {
+                Ok(version) if version > 0 => Ok(VersionRef {
+                    name: name.to_string(),
+                    version,
+                }),
+                _ => Err(format!("`{text}` is not a dataset version NAME@VERSION")),
+            },
+            _ => Err(format!("`{text}` is not a dataset version NAME@VERSION")),
+        }
+    }
+}
+
+impl std::fmt::Display for VersionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
 pub struct NewDatasetVersion {
     pub name: String,
     pub file: DatasetFile,

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
 
 use crate::audit::Entity;
 use crate::sql::{int, text};
@@ -171,6 +172,52 @@ pub(crate) fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
     })
 }
 
+pub(crate) async fn find_monitor(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<Monitor>, StoreError> {
+    sqlx::query("SELECT * FROM monitors WHERE monitor_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(monitor_from_row)
+        .transpose()
+}
+
+pub(crate) async fn find_result(
+    conn: &mut AnyConnection,
+    monitor_id: &str,
+    window_start: i64,
+) -> Result<Option<MonitorResult>, StoreError> {
+    sqlx::query("SELECT * FROM monitor_results WHERE monitor_id = $1 AND window_start = $2")
+        .bind(monitor_id.to_string())
+        .bind(window_start)
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(result_from_row)
+        .transpose()
+}
+
+pub(crate) async fn find_alert(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<Alert>, StoreError> {
+    sqlx::query("SELECT * FROM alerts WHERE alert_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(alert_from_row)
+        .transpose()
+}
+
+/// The audited state of a result or an alert: the whole row.
+pub(crate) fn row_state<T: Serialize>(row: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(row).map_err(|e| StoreError::InvalidState(e.to_string()))
+}
+
 /// The audited state of a monitor: everything but its progress.
 pub(crate) fn monitor_state(m: &Monitor) -> serde_json::Value {
     serde_json::json!({"spec": m.spec, "status": m.status, "created_time": m.created_time, "created_by": m.created_by})
@@ -217,23 +264,17 @@ pub async fn create_monitor(
                     .execute(&mut *tx)
                     .await?;
                 audit.record(tx, "monitor.create", &Entity::Monitor(id.clone())).await?;
-                let row = sqlx::query("SELECT * FROM monitors WHERE monitor_id = $1")
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                monitor_from_row(&row)
+                find_monitor(tx, &id).await?.ok_or_else(|| StoreError::InvalidState(format!("monitor `{id}` vanished while created")))
             })
         })
         .await
 }
 
 pub async fn get_monitor(store: &MetaStore, id: &str) -> Result<Monitor, StoreError> {
-    let row = sqlx::query("SELECT * FROM monitors WHERE monitor_id = $1")
-        .bind(id.to_string())
-        .fetch_optional(store.readers())
+    let mut conn = store.readers().acquire().await?;
+    find_monitor(&mut conn, id)
         .await?
-        .ok_or_else(|| StoreError::NotFound(format!("monitor `{id}` does not exist")))?;
-    monitor_from_row(&row)
+        .ok_or_else(|| StoreError::NotFound(format!("monitor `{id}` does not exist")))
 }
 
 /// Monitors, oldest first; deleted ones only when asked.
@@ -332,18 +373,14 @@ pub async fn get_result(
     monitor_id: &str,
     window_start: i64,
 ) -> Result<MonitorResult, StoreError> {
-    let row =
-        sqlx::query("SELECT * FROM monitor_results WHERE monitor_id = $1 AND window_start = $2")
-            .bind(monitor_id.to_string())
-            .bind(window_start)
-            .fetch_optional(store.readers())
-            .await?
-            .ok_or_else(|| {
-                StoreError::NotFound(format!(
-                    "monitor `{monitor_id}` has no evaluated window starting at {window_start}"
-                ))
-            })?;
-    result_from_row(&row)
+    let mut conn = store.readers().acquire().await?;
+    find_result(&mut conn, monitor_id, window_start)
+        .await?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "monitor `{monitor_id}` has no evaluated window starting at {window_start}"
+            ))
+        })
 }
 
 /// The latest results of one monitor that had predictions (what alert rules look back on),

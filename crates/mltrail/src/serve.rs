@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, ValueEnum};
 use mltrail_server::scoring::{Deployment, LoadedModel};
 use mltrail_serving::predlog::{Durability, LogConfig, PredictionLog};
@@ -299,14 +299,13 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
     // the reference, so it is checked before anything is registered.
     let mut training_digest = None;
     if let Some(td) = &args.training_data {
-        let Some((dataset, version)) = td
-            .split_once('@')
-            .filter(|(d, v)| !d.is_empty() && v.parse::<u64>().is_ok())
-        else {
-            bail!("--training-data `{td}` is not DATASET@VERSION");
-        };
+        let training: mltrail_store::datasets::VersionRef =
+            td.parse().map_err(|e| anyhow!("--training-data: {e}"))?;
         let found = client
-            .get_json(&format!("/api/v1/datasets/{dataset}/versions/{version}"), &format!("dataset {td}"))
+            .get_json(
+                &format!("/api/v1/datasets/{}/versions/{}", training.name, training.version),
+                &format!("dataset {td}"),
+            )
             .await
             .map_err(|e| anyhow!("--training-data {td} is not a stored dataset version ({e:#}); add it with `mltrail data add`"))?;
         training_digest = found
