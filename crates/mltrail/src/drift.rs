@@ -131,6 +131,50 @@ fn load(path: &std::path::Path, keep: table::ColumnFilter) -> Result<Table> {
     table::read_filtered(path, keep).map_err(|e| anyhow!("{e}"))
 }
 
+/// The verdict table `mltrail drift` prints, from its JSON report's `columns` and `dataset`
+/// (a monitor window's stored result has the same fields).
+pub fn print_verdicts(columns: &[serde_json::Value], dataset: &serde_json::Value) {
+    println!(
+        "{:<24} {:<12} {:<16} {:>12} {:>10}  drift",
+        "column", "type", "method", "value", "threshold"
+    );
+    for c in columns {
+        let p_value = c["p_value"].as_f64();
+        let value = p_value.or(c["statistic"].as_f64()).unwrap_or(f64::NAN);
+        let shown = if value != 0.0 && value.abs() < 1e-4 {
+            format!("{value:.3e}")
+        } else {
+            format!("{value:.4}")
+        };
+        let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+        println!(
+            "{:<24} {:<12} {:<16} {:>12} {:>10}  {}",
+            text("column"),
+            text("column_type"),
+            format!(
+                "{}{}",
+                text("method"),
+                if p_value.is_some() { " (p)" } else { "" }
+            ),
+            shown,
+            c["threshold"].as_f64().unwrap_or(f64::NAN),
+            if c["drifted"] == true { "DRIFT" } else { "-" }
+        );
+    }
+    println!(
+        "dataset: {} of {} columns drifted ({:.1}%): {} (threshold {:.0}%)",
+        dataset["drifted_columns"].as_u64().unwrap_or(0),
+        columns.len(),
+        dataset["share"].as_f64().unwrap_or(0.0) * 100.0,
+        if dataset["drift"] == true {
+            "DATASET DRIFT"
+        } else {
+            "no dataset drift"
+        },
+        dataset["drift_share"].as_f64().unwrap_or(0.5) * 100.0
+    );
+}
+
 pub struct Outcome {
     /// The dataset drifted and `--fail-on-drift` asked for a failing exit status.
     pub fail: bool,
@@ -181,55 +225,25 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         eprintln!("note: column `{missing}` is only in the reference; skipped");
     }
     let dataset = &comparison.dataset;
-    let columns = &comparison.columns;
-
-    println!(
-        "{:<24} {:<12} {:<16} {:>12} {:>10}  drift",
-        "column", "type", "method", "value", "threshold"
-    );
-    for ColumnComparison { drift: c, kind, .. } in columns {
-        let value = c.p_value.unwrap_or(c.statistic);
-        let shown = if value != 0.0 && value.abs() < 1e-4 {
-            format!("{value:.3e}")
-        } else {
-            format!("{value:.4}")
-        };
-        println!(
-            "{:<24} {:<12} {:<16} {:>12} {:>10}  {}",
-            c.column,
-            kind.name(),
-            format!(
-                "{}{}",
-                c.method.name(),
-                if c.p_value.is_some() { " (p)" } else { "" }
-            ),
-            shown,
-            c.threshold,
-            if c.drifted { "DRIFT" } else { "-" }
-        );
-    }
-    println!(
-        "dataset: {} of {} columns drifted ({:.1}%): {} (threshold {:.0}%)",
-        dataset.drifted_columns,
-        columns.len(),
-        dataset.share * 100.0,
-        if dataset.drift {
-            "DATASET DRIFT"
-        } else {
-            "no dataset drift"
-        },
-        args.drift_share * 100.0
-    );
+    let columns: Vec<serde_json::Value> = comparison
+        .columns
+        .iter()
+        .map(|ColumnComparison { drift: c, kind, .. }| {
+            json!({
+                "column": c.column, "column_type": kind.name(), "method": c.method.name(), "statistic": c.statistic,
+                "p_value": c.p_value, "threshold": c.threshold, "drifted": c.drifted,
+            })
+        })
+        .collect();
+    let dataset_json = json!({"drifted_columns": dataset.drifted_columns, "share": dataset.share, "drift": dataset.drift, "drift_share": args.drift_share});
+    print_verdicts(&columns, &dataset_json);
 
     if let Some(path) = &args.json {
         let body = json!({
             "reference": args.reference.display().to_string(),
             "current": args.current.display().to_string(),
-            "columns": columns.iter().map(|ColumnComparison { drift: c, kind, .. }| json!({
-                "column": c.column, "column_type": kind.name(), "method": c.method.name(), "statistic": c.statistic,
-                "p_value": c.p_value, "threshold": c.threshold, "drifted": c.drifted,
-            })).collect::<Vec<_>>(),
-            "dataset": {"drifted_columns": dataset.drifted_columns, "share": dataset.share, "drift": dataset.drift, "drift_share": args.drift_share},
+            "columns": columns,
+            "dataset": dataset_json,
         });
         let text = serde_json::to_string_pretty(&body)? + "\n";
         if path.as_os_str() == "-" {

@@ -26,8 +26,8 @@ pub enum MonitorCommand {
     Alerts(AlertsArgs),
     /// Stop a monitor (its results and alerts are kept).
     Delete(DeleteArgs),
-    /// Render one evaluated window as the drift report (table, JSON, self-contained HTML with a
-    /// histogram per column), from the logged predictions of that window.
+    /// One evaluated window as the drift report: the table of its stored verdicts, the JSON, and
+    /// the self-contained HTML report (a histogram per column) the server renders.
     Report(ReportArgs),
     /// Compare the inputs a deployment logged (optionally since a time) with a dataset version,
     /// column by column, as `mltrail drift` does.
@@ -119,12 +119,9 @@ pub struct ReportArgs {
     /// Write the HTML report here.
     #[arg(long)]
     html: Option<PathBuf>,
-    /// Write the JSON report here (`-` for stdout).
+    /// Write the JSON report (the window's stored verdicts) here (`-` for stdout).
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Local log segments not archived yet (default ./mltrail-data/predictions/<deployment>).
-    #[arg(long)]
-    log_dir: Option<PathBuf>,
     #[arg(long, help = TRACKING_URI_HELP)]
     tracking_uri: Option<String>,
 }
@@ -408,63 +405,50 @@ fn pick_window<'a>(results: &'a [Value], spec: &str) -> Result<&'a Value> {
 }
 
 async fn report(args: ReportArgs) -> Result<bool> {
-    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
-    let monitor = client
-        .get_json(
-            &format!("/api/v1/monitors/{}", args.id),
-            &format!("monitor {}", args.id),
-        )
-        .await?;
-    let m = &monitor["monitor"];
-    let deployment = m["deployment"].as_str().unwrap_or_default().to_string();
+    let client = Client::new(resolve_uri(args.tracking_uri))?;
     let answer = client
         .get_json(
             &format!("/api/v1/monitors/{}/results?limit=10000", args.id),
-            "monitor results",
+            &format!("monitor {}", args.id),
         )
         .await?;
     let results = answer["results"].as_array().cloned().unwrap_or_default();
     let window = pick_window(&results, &args.window)?;
-    let (start, end) = (
-        window["window_start"].as_i64().unwrap_or(0),
-        window["window_end"].as_i64().unwrap_or(0),
-    );
-    let reference = window["result"]["reference"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("the window's result names no reference"))?
-        .to_string();
-    let records: Vec<Value> =
-        crate::predictions::collect(&client, &deployment, Some(start), args.log_dir.clone())
-            .await?
-            .into_iter()
-            .filter(|r| r["time_ms"].as_i64().is_some_and(|t| t < end))
-            .collect();
-    let work = tempfile::tempdir()?;
-    let current = work.path().join(format!("{deployment}-window.csv"));
-    let n = write_inputs(&records, &current)?;
+    let start = window["window_start"].as_i64().unwrap_or(0);
+    let result = &window["result"];
     eprintln!(
-        "window {} – {} of `{deployment}`: {n} predictions against {reference}",
+        "window {} – {}: {} predictions against {}",
         utc_time(start),
-        utc_time(end)
+        utc_time(window["window_end"].as_i64().unwrap_or(0)),
+        window["rows"],
+        result["reference"].as_str().unwrap_or("?")
     );
-    let exclude = m["config"]["exclude"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect();
-    let mut drift_args = crate::drift::DriftArgs::between(
-        PathBuf::from(&reference),
-        current,
-        args.tracking_uri,
-        exclude,
-    );
-    drift_args.drift_share = m["config"]["drift_share"].as_f64().unwrap_or(0.5);
-    drift_args.json = args.json;
-    drift_args.html = args.html;
-    crate::drift::resolve_inputs(&mut drift_args, work.path()).await?;
-    tokio::task::spawn_blocking(move || crate::drift::run(drift_args)).await??;
+    let columns = result["features"].as_array().cloned().unwrap_or_default();
+    crate::drift::print_verdicts(&columns, &result["dataset"]);
+    if let Some(path) = &args.json {
+        let body = serde_json::json!({
+            "monitor": args.id, "window_start": start, "window_end": window["window_end"],
+            "reference": result["reference"], "columns": columns, "dataset": result["dataset"],
+            "prediction": result["prediction"], "performance": result["performance"],
+        });
+        let text = serde_json::to_string_pretty(&body)? + "\n";
+        if path.as_os_str() == "-" {
+            print!("{text}");
+        } else {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    if let Some(path) = &args.html {
+        // The server renders it from the archived log, as the monitor saw the window.
+        let page = client
+            .get_text(
+                &format!("/api/v1/monitors/{}/windows/{start}/report", args.id),
+                "window report",
+            )
+            .await?;
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(false)
 }
 

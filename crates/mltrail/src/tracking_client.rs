@@ -66,6 +66,23 @@ impl Client {
         Ok(Self { base, http })
     }
 
+    /// GET a page that is not JSON (an HTML report); errors are read as the API's JSON errors.
+    pub async fn get_text(&self, path: &str, what: &str) -> Result<String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .with_context(|| {
+                format!("{what}: cannot reach the tracking server at {}", self.base)
+            })?;
+        if !resp.status().is_success() {
+            Self::check(resp, what).await?;
+            bail!("{what}: the server refused");
+        }
+        Ok(resp.text().await?)
+    }
+
     async fn check(resp: reqwest::Response, what: &str) -> Result<Value> {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);

@@ -547,7 +547,8 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
     let text = String::from_utf8_lossy(&summary.stdout);
     assert!(text.contains("(f0, f2)"), "{text}");
 
-    // The report of the drifted window recomputes the same verdicts from the logged rows.
+    // The report of the drifted window: the stored verdicts as a table and JSON, and the HTML the
+    // server recomputes from the archived rows, with the same verdict for every column.
     let report_json = dir.path().join("report.json");
     let report_html = dir.path().join("report.html");
     let report = server.mltrail(&[
@@ -568,20 +569,33 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
         "{}",
         String::from_utf8_lossy(&report.stderr)
     );
-    let recomputed: Value =
+    let table = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        table.contains("dataset: 2 of 6 columns drifted (33.3%)"),
+        "{table}"
+    );
+    let reported: Value =
         serde_json::from_str(&std::fs::read_to_string(&report_json).unwrap()).unwrap();
-    for (stored, again) in drifted["result"]["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(recomputed["columns"].as_array().unwrap())
-    {
+    assert_eq!(reported["window_start"], json!(shifted_start));
+    let html = std::fs::read_to_string(&report_html).unwrap();
+    assert!(html.contains("<svg") && html.contains("2 of 6 columns drifted"));
+    let stored = drifted["result"]["features"].as_array().unwrap();
+    assert_eq!(stored.len(), reported["columns"].as_array().unwrap().len());
+    for (stored, again) in stored.iter().zip(reported["columns"].as_array().unwrap()) {
         assert_eq!(stored["column"], again["column"]);
         assert_eq!(stored["drifted"], again["drifted"]);
         assert_eq!(stored["statistic"], again["statistic"]);
+        let column = stored["column"].as_str().unwrap();
+        let verdict = if stored["drifted"] == true {
+            "drift"
+        } else {
+            "no drift"
+        };
+        assert!(
+            html.contains(&format!("{column} — {verdict}</h2>")),
+            "{column}: {verdict}"
+        );
     }
-    let html = std::fs::read_to_string(&report_html).unwrap();
-    assert!(html.contains("<svg") && html.contains("f2"));
     drop(scorer);
     server.assert_audit_verifies();
 }
