@@ -381,7 +381,6 @@ impl Engine {
                         "metric": rule.metric, "value": value, "threshold": rule.threshold,
                         "windows": rule.windows, "drifted_columns": drifted,
                         "reference": result["reference"], "rows": rows,
-                        "webhooks": config.webhooks,
                         "report": format!("/api/v1/monitors/{}/windows/{start}/report", monitor.id),
                     }),
                     fired_time: now,

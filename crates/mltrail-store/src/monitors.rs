@@ -92,7 +92,8 @@ pub struct Alert {
     pub state: AlertState,
     pub window_start: i64,
     pub window_end: i64,
-    /// What fired: the values, the message, the webhooks to tell.
+    /// What fired: the message, the values, the drifted columns and the report path. Webhook
+    /// URLs stay out: every receiver gets this, and a URL may carry a secret token.
     pub details: serde_json::Value,
     pub fired_time: i64,
 }
