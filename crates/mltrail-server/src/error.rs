@@ -79,6 +79,21 @@ impl From<ArtifactError> for ApiError {
     }
 }
 
+impl From<mltrail_monitor::runner::MonitorError> for ApiError {
+    fn from(err: mltrail_monitor::runner::MonitorError) -> Self {
+        use mltrail_monitor::runner::MonitorError;
+        match err {
+            MonitorError::Store(e) => e.into(),
+            MonitorError::Artifacts(message) => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "INTERNAL_ERROR",
+                message,
+            },
+            other => ApiError::invalid(other.to_string()),
+        }
+    }
+}
+
 impl From<PathError> for ApiError {
     fn from(err: PathError) -> Self {
         ApiError::invalid(err.to_string())

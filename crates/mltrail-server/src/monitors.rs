@@ -217,8 +217,7 @@ async fn window_report(
     let html = state
         .monitors
         .window_report(&monitor, &result)
-        .await
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+        .await?;
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html))
 }
 
