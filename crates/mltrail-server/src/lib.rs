@@ -9,6 +9,7 @@ mod datasets;
 mod deployments;
 pub mod error;
 mod logged_models;
+mod metric_body;
 mod monitors;
 mod registry;
 mod req;

@@ -214,10 +214,7 @@ async fn window_report(
     })?;
     let monitor = monitors::get_monitor(&state.store, &id).await?;
     let result = monitors::get_result(&state.store, &id, start).await?;
-    let html = state
-        .monitors
-        .window_report(&monitor, &result)
-        .await?;
+    let html = state.monitors.window_report(&monitor, &result).await?;
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html))
 }
 

@@ -18,8 +18,23 @@ impl<S: Send + Sync> FromRequest<S> for Req {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let actor = actor_of(req.headers());
+        let query = req.uri().query().map(str::to_string);
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError {
+                status: e.status(),
+                code: "INVALID_PARAMETER_VALUE",
+                message: e.body_text(),
+            })?;
+        Req::from_parts(actor, query.as_deref(), &body)
+    }
+}
+
+impl Req {
+    /// Merges the query string and the JSON body; errors name what is malformed.
+    pub fn from_parts(actor: String, query: Option<&str>, body: &[u8]) -> Result<Req, ApiError> {
         let mut fields = Map::new();
-        if let Some(query) = req.uri().query() {
+        if let Some(query) = query {
             for (k, v) in form_pairs(query) {
                 match fields.get_mut(&k) {
                     Some(Value::Array(items)) => items.push(Value::String(v)),
@@ -33,15 +48,8 @@ impl<S: Send + Sync> FromRequest<S> for Req {
                 }
             }
         }
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError {
-                status: e.status(),
-                code: "INVALID_PARAMETER_VALUE",
-                message: e.body_text(),
-            })?;
         if !body.iter().all(|b| b.is_ascii_whitespace()) {
-            match serde_json::from_slice::<Value>(&body) {
+            match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(map)) => fields.extend(map),
                 Ok(_) => return Err(ApiError::invalid("Request body must be a JSON object")),
                 Err(e) => {
@@ -202,11 +210,29 @@ fn scalar_string(v: &Value) -> Option<String> {
 
 pub fn as_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
-        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(whole_f64)),
+        Value::String(s) => i64_from_str(s),
         _ => None,
+    }
+}
+
+/// An int64 sent as a JSON float with no fraction (`3.0`).
+pub(crate) fn whole_f64(f: f64) -> Option<i64> {
+    (f.fract() == 0.0).then_some(f as i64)
+}
+
+/// An int64 sent as a string, as protobuf JSON allows.
+pub(crate) fn i64_from_str(s: &str) -> Option<i64> {
+    s.trim().parse().ok()
+}
+
+/// A double sent as a string: protobuf JSON's "NaN" / "Infinity" / "-Infinity", or digits.
+pub(crate) fn f64_from_str(s: &str) -> Option<f64> {
+    match s {
+        "NaN" | "nan" => Some(f64::NAN),
+        "Infinity" | "inf" => Some(f64::INFINITY),
+        "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+        other => other.trim().parse().ok(),
     }
 }
 
@@ -214,12 +240,7 @@ pub fn as_i64(v: &Value) -> Option<i64> {
 pub fn as_f64(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => match s.as_str() {
-            "NaN" | "nan" => Some(f64::NAN),
-            "Infinity" | "inf" => Some(f64::INFINITY),
-            "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
-            other => other.trim().parse().ok(),
-        },
+        Value::String(s) => f64_from_str(s),
         _ => None,
     }
 }

@@ -1,9 +1,12 @@
 //! `/experiments/*`, `/runs/*` and `/metrics/*`.
 
 use crate::error::{ApiError, ApiResult};
-use crate::req::{as_f64, as_i64, key_values, parse_experiment_id, Req};
+use crate::metric_body::{self, MetricBody};
+use crate::req::{actor_of, as_f64, as_i64, key_values, parse_experiment_id, Req};
 use crate::AppState;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mltrail_core::state::{LifecycleStage, RunStatus, ViewType};
@@ -261,7 +264,10 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 /// One metric from a JSON object (`log-metric`'s body, or an element of `log-batch`'s list).
-fn metric_from(fields: &serde_json::Map<String, Value>, field: &str) -> ApiResult<NewMetric> {
+pub(crate) fn metric_from(
+    fields: &serde_json::Map<String, Value>,
+    field: &str,
+) -> ApiResult<NewMetric> {
     let get = |k: &str| fields.get(k).filter(|v| !v.is_null());
     let int = |k: &str| {
         get(k)
@@ -293,14 +299,28 @@ fn metric_from(fields: &serde_json::Map<String, Value>, field: &str) -> ApiResul
     })
 }
 
-async fn log_metric(State(state): State<AppState>, req: Req) -> JsonResult {
-    let run_id = req.run_id()?;
-    let metric = metric_from(req.fields(), "metric")?;
+async fn log_metric(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> JsonResult {
+    let actor = actor_of(&headers);
+    let request = match metric_body::log_metric(uri.query(), &body) {
+        Some(request) => request,
+        None => {
+            let req = Req::from_parts(actor.clone(), uri.query(), &body)?;
+            MetricBody {
+                run_id: req.run_id()?,
+                metrics: vec![metric_from(req.fields(), "metric")?],
+            }
+        }
+    };
     tracking::log_batch(
         &state.store,
-        &req.actor,
-        run_id,
-        vec![metric],
+        &actor,
+        request.run_id,
+        request.metrics,
         vec![],
         vec![],
     )
@@ -349,9 +369,10 @@ async fn delete_tag(State(state): State<AppState>, req: Req) -> JsonResult {
     Ok(Json(json!({})))
 }
 
-async fn log_batch(State(state): State<AppState>, req: Req) -> JsonResult {
-    let metrics = match req.value("metrics") {
-        None => Vec::new(),
+/// The `metrics` list of a `log-batch` body; errors name the element.
+pub(crate) fn metrics_from(value: Option<&Value>) -> ApiResult<Vec<NewMetric>> {
+    match value {
+        None => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .iter()
             .enumerate()
@@ -361,20 +382,31 @@ async fn log_batch(State(state): State<AppState>, req: Req) -> JsonResult {
                     .ok_or_else(|| ApiError::invalid(format!("{field} must be an object")))
                     .and_then(|m| metric_from(m, &field))
             })
-            .collect::<ApiResult<Vec<_>>>()?,
-        Some(_) => return Err(ApiError::invalid("Parameter 'metrics' must be a list")),
+            .collect(),
+        Some(_) => Err(ApiError::invalid("Parameter 'metrics' must be a list")),
+    }
+}
+
+async fn log_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> JsonResult {
+    let actor = actor_of(&headers);
+    let (run_id, metrics, params, tags) = match metric_body::log_batch(uri.query(), &body) {
+        Some(request) => (request.run_id, request.metrics, vec![], vec![]),
+        None => {
+            let req = Req::from_parts(actor.clone(), uri.query(), &body)?;
+            (
+                req.run_id()?,
+                metrics_from(req.value("metrics"))?,
+                key_values(req.value("params"), "params")?,
+                key_values(req.value("tags"), "tags")?,
+            )
+        }
     };
-    let params = key_values(req.value("params"), "params")?;
-    let tags = key_values(req.value("tags"), "tags")?;
-    tracking::log_batch(
-        &state.store,
-        &req.actor,
-        req.run_id()?,
-        metrics,
-        params,
-        tags,
-    )
-    .await?;
+    tracking::log_batch(&state.store, &actor, run_id, metrics, params, tags).await?;
     Ok(Json(json!({})))
 }
 

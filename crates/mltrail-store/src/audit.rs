@@ -1,7 +1,7 @@
 //! The audit trail's storage side: which entities exist, how their state is read for a digest,
 //! the chain head the writer extends, and `verify`, which re-derives everything from the rows.
 
-use crate::sql::{int, key_value_object, metric_value, opt_int, opt_text, text};
+use crate::sql::{blob, int, key_value_object, opt_int, opt_text, text};
 use crate::{MetaStore, StoreError, Tx};
 use futures::TryStreamExt;
 use mltrail_core::audit::state_digest as digest_of;
@@ -165,6 +165,48 @@ pub(crate) fn metric_batch_state(mut rows: Vec<MetricRow>) -> Value {
     )
 }
 
+/// The digest of [`metric_batch_state`] over `metrics`, written straight into the hash: the
+/// writer digests every request it commits, and building the JSON tree for a 1,000-value
+/// batch cost more than inserting it. Byte-for-byte the canonical JSON of that state (a test
+/// holds the two together), so `verify` can keep recomputing it from the stored rows.
+pub(crate) fn metric_batch_digest(metrics: &[crate::tracking::NewMetric]) -> String {
+    let mut order: Vec<&crate::tracking::NewMetric> = metrics.iter().collect();
+    order.sort_by(|a, b| {
+        a.key
+            .as_bytes()
+            .cmp(b.key.as_bytes())
+            .then(a.step.cmp(&b.step))
+            .then(a.timestamp.cmp(&b.timestamp))
+            .then(a.value.total_cmp(&b.value))
+    });
+    let mut text = String::with_capacity(16 + metrics.len() * 48);
+    text.push('[');
+    for (i, m) in order.into_iter().enumerate() {
+        use std::fmt::Write;
+        if i > 0 {
+            text.push(',');
+        }
+        text.push('[');
+        push_json_string(&mut text, &m.key);
+        // The value as its Display string, as in `metric_batch_state`; never needs escaping.
+        let _ = write!(text, ",\"{}\",{},{},", m.value, m.timestamp, m.step);
+        match &m.model_id {
+            Some(id) => push_json_string(&mut text, id),
+            None => text.push_str("null"),
+        }
+        text.push(']');
+    }
+    text.push(']');
+    blake3::hash(text.as_bytes()).to_hex().to_string()
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    // serde_json's string escaping, the same the canonical form uses.
+    if let Ok(quoted) = serde_json::to_string(s) {
+        out.push_str(&quoted);
+    }
+}
+
 /// The recorded state of one param request: (key, value) pairs sorted by key bytes.
 pub(crate) fn param_batch_state(mut pairs: Vec<(String, String)>) -> Value {
     pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -280,26 +322,32 @@ pub async fn load_state(
         }
         Entity::MetricBatch { run_id, batch_id } => {
             // By batch id alone: with run_uuid in the WHERE clause SQLite may walk the
-            // (run_uuid, key, step) index, which grows with every value the run logged.
-            let rows = sqlx::query("SELECT run_uuid, key, value, is_nan, timestamp, step, model_id FROM metrics WHERE batch_id = $1")
-                .bind(batch_id.clone())
-                .fetch_all(&mut *conn)
-                .await?;
+            // (run_uuid, key) index, which grows with every value the run logged.
+            let rows = sqlx::query(
+                "SELECT run_uuid, key, model_id, points FROM metric_blocks WHERE batch_id = $1",
+            )
+            .bind(batch_id.clone())
+            .fetch_all(&mut *conn)
+            .await?;
             if rows.is_empty() {
                 return Ok(None);
             }
-            let mut values = Vec::with_capacity(rows.len());
+            let mut values = Vec::new();
             for r in &rows {
                 if &text(r, "run_uuid")? != run_id {
                     return Ok(Some(json!(["moved to another run", text(r, "run_uuid")?])));
                 }
-                values.push(MetricRow {
-                    key: text(r, "key")?,
-                    value: metric_value(r, "value", "is_nan")?,
-                    timestamp: int(r, "timestamp")?,
-                    step: int(r, "step")?,
-                    model_id: opt_text(r, "model_id")?,
-                });
+                let key = text(r, "key")?;
+                let model_id = opt_text(r, "model_id")?;
+                for p in crate::metric_block::decode(&blob(r, "points")?)? {
+                    values.push(MetricRow {
+                        key: key.clone(),
+                        value: p.value,
+                        timestamp: p.timestamp,
+                        step: p.step,
+                        model_id: model_id.clone(),
+                    });
+                }
             }
             Ok(Some(metric_batch_state(values)))
         }
@@ -578,7 +626,7 @@ async fn find_unrecorded_row(
         ("run", "SELECT run_uuid AS id FROM runs"),
         (
             "metrics",
-            "SELECT DISTINCT run_uuid || '/' || batch_id AS id FROM metrics",
+            "SELECT DISTINCT run_uuid || '/' || batch_id AS id FROM metric_blocks",
         ),
         (
             "params",
@@ -667,4 +715,49 @@ pub async fn list_events(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracking::NewMetric;
+
+    #[test]
+    fn streamed_metric_digest_equals_the_canonical_state_digest() {
+        let metric = |key: &str, value: f64, step: i64, model: Option<&str>| NewMetric {
+            key: key.into(),
+            value,
+            timestamp: 1_700_000_000_000_i64.wrapping_sub(step),
+            step,
+            model_id: model.map(str::to_string),
+        };
+        let metrics = vec![
+            metric("loss", 0.5, 2, None),
+            metric("loss", 0.1 + 0.2, 1, None),
+            metric("acc", f64::NAN, 1, Some("m-\"1\"")),
+            metric("acc", f64::INFINITY, 1, None),
+            metric("acc", f64::NEG_INFINITY, -4, None),
+            metric("we\\ird \u{1}\n ключ", -0.0, 0, None),
+            metric("big", 1e300, i64::MAX, None),
+            metric("tiny", 5e-324, i64::MIN, None),
+        ];
+        let rows = metrics
+            .iter()
+            .map(|m| MetricRow {
+                key: m.key.clone(),
+                value: m.value,
+                timestamp: m.timestamp,
+                step: m.step,
+                model_id: m.model_id.clone(),
+            })
+            .collect();
+        assert_eq!(
+            metric_batch_digest(&metrics),
+            mltrail_core::audit::state_digest(&metric_batch_state(rows))
+        );
+        assert_eq!(
+            metric_batch_digest(&[]),
+            mltrail_core::audit::state_digest(&metric_batch_state(Vec::new()))
+        );
+    }
 }

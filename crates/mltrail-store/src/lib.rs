@@ -11,6 +11,7 @@ mod checkpoint;
 pub mod datasets;
 mod error;
 pub mod logged_models;
+mod metric_block;
 pub mod monitors;
 mod native;
 pub mod records;

@@ -106,24 +106,21 @@ fn run_group(
     }
     let plan = plan_metric_logs(logs, stages);
     if !plan.accepted.is_empty() {
-        let rows = plan.rows(logs);
         let mut insert = Stmt::prepare(
             db,
-            "INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, batch_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO metric_blocks (run_uuid, key, model_id, batch_id, point_count, points) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for (run_id, batch, m) in &rows {
-            let (value, nan) = stored_value(m.value);
-            insert.bind_text(1, run_id)?;
-            insert.bind_text(2, &m.key)?;
-            insert.bind_opt_f64(3, value)?;
-            insert.bind_i64(4, nan)?;
-            insert.bind_i64(5, m.timestamp)?;
-            insert.bind_i64(6, m.step)?;
-            insert.bind_opt_text(7, m.model_id.as_deref())?;
-            insert.bind_text(8, batch)?;
+        for block in plan.blocks(logs) {
+            insert.bind_text(1, block.run_id)?;
+            insert.bind_text(2, block.key)?;
+            insert.bind_opt_text(3, block.model_id)?;
+            insert.bind_text(4, block.batch_id)?;
+            insert.bind_i64(5, block.count)?;
+            insert.bind_blob(6, &block.points)?;
             insert.step()?;
             insert.reset();
         }
+        let rows = plan.rows(logs);
         let mut upsert = Stmt::prepare(
             db,
             "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
@@ -237,6 +234,20 @@ impl<'db> Stmt<'db> {
             )
         };
         self.check(rc, "bind text")
+    }
+
+    fn bind_blob(&mut self, index: c_int, value: &[u8]) -> Result<(), StoreError> {
+        // SAFETY: SQLITE_TRANSIENT makes SQLite copy the bytes before returning.
+        let rc = unsafe {
+            ffi::sqlite3_bind_blob(
+                self.raw,
+                index,
+                value.as_ptr().cast(),
+                value.len() as c_int,
+                ffi::SQLITE_TRANSIENT(),
+            )
+        };
+        self.check(rc, "bind blob")
     }
 
     fn bind_opt_text(&mut self, index: c_int, value: Option<&str>) -> Result<(), StoreError> {

@@ -6,7 +6,23 @@ use crate::{Backend, StoreError};
 use sqlx::AnyConnection;
 
 /// Ordered migrations; a migration is never edited once released, only appended to.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)];
+
+/// Metric history in blocks (see `metric_block`). The rows of `metrics` are packed into blocks
+/// by [`pack_legacy_metrics`] in the same transaction, then `metrics` is dropped.
+/// `BYTEA` is PostgreSQL's binary type; SQLite stores blobs unchanged in any column.
+const V5: &str = r#"
+CREATE TABLE metric_blocks (
+    run_uuid TEXT NOT NULL,
+    key TEXT NOT NULL,
+    model_id TEXT,
+    batch_id TEXT NOT NULL,
+    point_count BIGINT NOT NULL,
+    points BYTEA NOT NULL
+);
+CREATE INDEX metric_blocks_by_run_key ON metric_blocks (run_uuid, key);
+CREATE INDEX metric_blocks_by_batch ON metric_blocks (batch_id)
+"#;
 
 /// Alerts record whether a rule started firing or stopped.
 const V4: &str = r#"
@@ -207,6 +223,15 @@ CREATE INDEX audit_by_entity ON audit_log (entity_type, entity_id, seq);
 "#;
 
 pub(crate) async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+    migrate_through(conn, backend, i64::MAX).await
+}
+
+/// Applies the migrations not applied yet, up to and including `last`.
+async fn migrate_through(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    last: i64,
+) -> Result<(), StoreError> {
     sqlx::query("CREATE TABLE IF NOT EXISTS mltrail_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
         .execute(&mut *conn)
         .await?;
@@ -214,7 +239,10 @@ pub(crate) async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Resul
         .fetch_one(&mut *conn)
         .await?;
     let applied = applied.unwrap_or(0);
-    for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+    for (version, script) in MIGRATIONS
+        .iter()
+        .filter(|(v, _)| *v > applied && *v <= last)
+    {
         let begin = if backend == Backend::Sqlite {
             "BEGIN IMMEDIATE"
         } else {
@@ -223,6 +251,14 @@ pub(crate) async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Resul
         sqlx::query(begin).execute(&mut *conn).await?;
         for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             if let Err(e) = sqlx::query(statement).execute(&mut *conn).await {
+                sqlx::query("ROLLBACK").execute(&mut *conn).await.ok();
+                return Err(StoreError::Database(format!(
+                    "migration {version} failed: {e}"
+                )));
+            }
+        }
+        if *version == 5 {
+            if let Err(e) = pack_legacy_metrics(conn).await {
                 sqlx::query("ROLLBACK").execute(&mut *conn).await.ok();
                 return Err(StoreError::Database(format!(
                     "migration {version} failed: {e}"
@@ -238,4 +274,156 @@ pub(crate) async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Resul
         tracing::info!(version, "applied schema migration");
     }
     Ok(())
+}
+
+/// Moves the per-value rows of the old `metrics` table into blocks, one per (run, key, model id)
+/// and request, then drops the table. Pages through the batch index so a large history never
+/// has to fit in memory at once; a request never logs more than 1,000 values, so a page of
+/// 20,000 rows always ends with whole batches once its last, possibly cut, batch is set aside.
+async fn pack_legacy_metrics(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    use crate::metric_block::{blocks_of, insert_blocks};
+    use crate::sql::{int, metric_value, opt_text, text};
+    const PAGE: i64 = 20_000;
+    let mut after = String::new();
+    let mut moved = 0usize;
+    loop {
+        let rows = sqlx::query(
+            "SELECT run_uuid, key, value, is_nan, timestamp, step, model_id, batch_id FROM metrics \
+             WHERE batch_id > $1 ORDER BY batch_id LIMIT $2",
+        )
+        .bind(after.clone())
+        .bind(PAGE)
+        .fetch_all(&mut *conn)
+        .await?;
+        let full_page = rows.len() as i64 == PAGE;
+        let mut batches: Vec<(String, String, Vec<crate::tracking::NewMetric>)> = Vec::new();
+        for row in &rows {
+            let batch = text(row, "batch_id")?;
+            let run = text(row, "run_uuid")?;
+            let metric = crate::tracking::NewMetric {
+                key: text(row, "key")?,
+                value: metric_value(row, "value", "is_nan")?,
+                timestamp: int(row, "timestamp")?,
+                step: int(row, "step")?,
+                model_id: opt_text(row, "model_id")?,
+            };
+            match batches.last_mut() {
+                Some((b, r, metrics)) if *b == batch && *r == run => metrics.push(metric),
+                _ => batches.push((batch, run, vec![metric])),
+            }
+        }
+        if full_page && batches.len() > 1 {
+            batches.pop();
+        }
+        let Some(last) = batches.last().map(|(b, _, _)| b.clone()) else {
+            break;
+        };
+        for (batch, run, metrics) in &batches {
+            insert_blocks(conn, &blocks_of(run, batch, metrics)).await?;
+            moved += metrics.len();
+        }
+        after = last;
+        if !full_page {
+            break;
+        }
+    }
+    sqlx::query("DROP TABLE metrics")
+        .execute(&mut *conn)
+        .await?;
+    if moved > 0 {
+        tracing::info!(values = moved, "packed metric history into blocks");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::{blob, int, text};
+    use sqlx::Connection;
+
+    /// A database written before metric blocks keeps every value, in the right batch.
+    #[tokio::test]
+    async fn legacy_metric_rows_are_packed_into_blocks() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/m.db?mode=rwc", dir.path().display());
+        let mut conn = AnyConnection::connect(&url).await.expect("connects");
+        migrate_through(&mut conn, Backend::Sqlite, 4)
+            .await
+            .expect("V1-V4");
+        // 25,000 values in 26 batches over three runs: the first page of 20,000 rows ends
+        // inside a batch, which must be carried whole into the next page.
+        let mut expected = Vec::new();
+        for batch in 0..26 {
+            let values = if batch == 25 { 1000 } else { 960 };
+            let mut sql = String::from("INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, batch_id) VALUES ");
+            for i in 0..values {
+                let key = if i % 2 == 0 { "loss" } else { "acc" };
+                let (value, nan) = if i == 7 {
+                    ("NULL".to_string(), 1)
+                } else {
+                    (format!("{}.25", i), 0)
+                };
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "('run-{}', '{key}', {value}, {nan}, {i}, {}, NULL, 'b{batch:04}')",
+                    batch % 3,
+                    batch * 10_000 + i
+                ));
+                expected.push((
+                    format!("run-{}", batch % 3),
+                    format!("b{batch:04}"),
+                    key,
+                    batch * 10_000 + i,
+                    nan == 1,
+                ));
+            }
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("legacy rows");
+        }
+        migrate(&mut conn, Backend::Sqlite).await.expect("V5");
+        let rows = sqlx::query("SELECT run_uuid, key, batch_id, point_count, points FROM metric_blocks ORDER BY batch_id, key")
+            .fetch_all(&mut conn)
+            .await
+            .expect("blocks");
+        assert_eq!(rows.len(), 52, "one block per (batch, key)");
+        let mut got = Vec::new();
+        for row in &rows {
+            let points =
+                crate::metric_block::decode(&blob(row, "points").expect("blob")).expect("decodes");
+            assert_eq!(points.len() as i64, int(row, "point_count").expect("count"));
+            for p in points {
+                got.push((
+                    text(row, "run_uuid").expect("run"),
+                    text(row, "batch_id").expect("batch"),
+                    if text(row, "key").expect("key") == "loss" {
+                        "loss"
+                    } else {
+                        "acc"
+                    },
+                    p.step,
+                    p.value.is_nan(),
+                ));
+            }
+        }
+        let order = |v: &mut Vec<(String, String, &str, i64, bool)>| {
+            v.sort_by(|a, b| (&a.1, a.3).cmp(&(&b.1, b.3)))
+        };
+        order(&mut expected);
+        order(&mut got);
+        assert_eq!(got.len(), 25_000);
+        assert_eq!(got, expected);
+        let legacy: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'metrics'",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .expect("catalog");
+        assert_eq!(legacy, None, "the per-value table is gone");
+    }
 }

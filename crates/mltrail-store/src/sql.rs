@@ -16,6 +16,10 @@ pub(crate) fn int(row: &AnyRow, col: &str) -> Result<i64, StoreError> {
     Ok(row.try_get::<i64, _>(col)?)
 }
 
+pub(crate) fn blob(row: &AnyRow, col: &str) -> Result<Vec<u8>, StoreError> {
+    Ok(row.try_get::<Vec<u8>, _>(col)?)
+}
+
 pub(crate) fn opt_int(row: &AnyRow, col: &str) -> Result<Option<i64>, StoreError> {
     Ok(row.try_get::<Option<i64>, _>(col)?)
 }

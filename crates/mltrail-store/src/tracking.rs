@@ -831,9 +831,14 @@ async fn insert_metrics(
     batch_id: &str,
     metrics: &[NewMetric],
 ) -> Result<(), StoreError> {
+    crate::metric_block::insert_blocks(
+        tx,
+        &crate::metric_block::blocks_of(run_id, batch_id, metrics),
+    )
+    .await?;
     let rows: Vec<crate::writer::MetricInsert> =
         metrics.iter().map(|m| (run_id, batch_id, m)).collect();
-    crate::writer::insert_metric_rows(tx, &rows).await
+    crate::writer::upsert_latest(tx, &rows).await
 }
 
 /// `log-batch` (and, with one element, `log-metric`, `log-parameter`, `set-tag`): all or nothing.
@@ -1034,25 +1039,31 @@ pub async fn metric_history(
     if exists.is_none() {
         return Err(not_found_run(run_id));
     }
-    let rows = sqlx::query("SELECT key, value, is_nan, timestamp, step FROM metrics WHERE run_uuid = $1 AND key = $2 ORDER BY step, timestamp, value LIMIT $3 OFFSET $4")
+    let blocks = sqlx::query("SELECT points FROM metric_blocks WHERE run_uuid = $1 AND key = $2")
         .bind(run_id.to_string())
         .bind(key.to_string())
-        .bind(max_results + 1)
-        .bind(offset)
         .fetch_all(&mut *conn)
         .await?;
-    let metrics = rows
-        .iter()
-        .map(|r| {
-            Ok(Metric {
-                key: text(r, "key")?,
-                value: MetricValue(metric_value(r, "value", "is_nan")?),
-                timestamp: int(r, "timestamp")?,
-                step: int(r, "step")?,
-                run_id: None,
-            })
+    let mut points = Vec::new();
+    for block in &blocks {
+        points.extend(crate::metric_block::decode(&crate::sql::blob(
+            block, "points",
+        )?)?);
+    }
+    crate::metric_block::sort_history(&mut points);
+    // One more than the page, so `page_of` can tell whether another page follows.
+    let metrics = points
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(0))
+        .take(usize::try_from(max_results + 1).unwrap_or(usize::MAX))
+        .map(|p| Metric {
+            key: key.to_string(),
+            value: MetricValue(p.value),
+            timestamp: p.timestamp,
+            step: p.step,
+            run_id: None,
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect();
     Ok(page_of(metrics, offset, max_results))
 }
 

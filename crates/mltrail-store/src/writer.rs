@@ -10,7 +10,8 @@
 //!   latest (run, key), and one multi-row INSERT of their audit events. Per-statement cost is
 //!   what limits a database driver, so a group of 64 requests costs a handful of statements.
 
-use crate::audit::{metric_batch_state, AuditHead, Entity, MetricRow};
+use crate::audit::{metric_batch_digest, AuditHead, Entity};
+use crate::metric_block::{blocks_of, insert_blocks, Block};
 use crate::native::NativeWriter;
 use crate::sql::{placeholders, placeholders_for, text};
 use crate::tracking::{not_found_run, NewMetric};
@@ -443,7 +444,7 @@ pub(crate) fn plan_metric_logs(logs: &[MetricLog], stages: &HashMap<String, Stri
 }
 
 impl MetricPlan {
-    /// The rows to insert, as (run id, batch id, value).
+    /// Every accepted value, as (run id, batch id, value).
     pub(crate) fn rows<'a>(&'a self, logs: &'a [MetricLog]) -> Vec<MetricInsert<'a>> {
         self.accepted
             .iter()
@@ -456,24 +457,20 @@ impl MetricPlan {
             .collect()
     }
 
+    /// The history blocks to insert: per accepted request, one per (key, model id).
+    pub(crate) fn blocks<'a>(&'a self, logs: &'a [MetricLog]) -> Vec<Block<'a>> {
+        self.accepted
+            .iter()
+            .flat_map(|(i, batch)| blocks_of(&logs[*i].run_id, batch, &logs[*i].metrics))
+            .collect()
+    }
+
     /// One event per accepted request, in arrival order; the digest is of the values inserted.
     pub(crate) fn events(&self, logs: &[MetricLog]) -> Vec<PendingEvent> {
         self.accepted
             .iter()
             .map(|(i, batch)| {
                 let log = &logs[*i];
-                let state = metric_batch_state(
-                    log.metrics
-                        .iter()
-                        .map(|m| MetricRow {
-                            key: m.key.clone(),
-                            value: m.value,
-                            timestamp: m.timestamp,
-                            step: m.step,
-                            model_id: m.model_id.clone(),
-                        })
-                        .collect(),
-                );
                 let entity = Entity::MetricBatch {
                     run_id: log.run_id.clone(),
                     batch_id: batch.clone(),
@@ -483,7 +480,7 @@ impl MetricPlan {
                     "run.log_metrics".to_string(),
                     entity.kind().to_string(),
                     entity.id(),
-                    Some(mltrail_core::audit::state_digest(&state)),
+                    Some(metric_batch_digest(&log.metrics)),
                 )
             })
             .collect()
@@ -531,7 +528,8 @@ async fn apply_metric_logs(
     if plan.accepted.is_empty() {
         return Ok(plan.results);
     }
-    insert_metric_rows(conn, &plan.rows(logs)).await?;
+    insert_blocks(conn, &plan.blocks(logs)).await?;
+    upsert_latest(conn, &plan.rows(logs)).await?;
     audit.append_many(conn, plan.events(logs)).await?;
     Ok(plan.results)
 }
@@ -544,31 +542,11 @@ fn newer(m: &NewMetric, old: &NewMetric) -> bool {
 /// (run id, batch id, value) of one metric row to insert.
 pub(crate) type MetricInsert<'a> = (&'a str, &'a str, &'a NewMetric);
 
-/// Inserts metric rows with multi-row INSERTs and moves each (run, key)'s latest value forward.
-pub(crate) async fn insert_metric_rows(
+/// Moves each (run, key)'s latest value forward to the newest of `rows` (portable path).
+pub(crate) async fn upsert_latest(
     conn: &mut Tx,
     rows: &[MetricInsert<'_>],
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders_for(conn, 1 + i * 8, 8)))
-            .collect();
-        let sql = format!("INSERT INTO metrics (run_uuid, key, value, is_nan, timestamp, step, model_id, batch_id) VALUES {}", values.join(", "));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (run_id, batch, m) in chunk {
-            let (value, nan) = stored_value(m.value);
-            query = query
-                .bind(run_id.to_string())
-                .bind(m.key.clone())
-                .bind(value)
-                .bind(nan)
-                .bind(m.timestamp)
-                .bind(m.step)
-                .bind(m.model_id.clone())
-                .bind(batch.to_string());
-        }
-        query.execute(&mut *conn).await?;
-    }
     let latest = latest_per_key(rows);
     for chunk in latest.chunks(ROWS_PER_INSERT) {
         let values: Vec<String> = (0..chunk.len())

@@ -219,12 +219,33 @@ fn deleting_a_metric_row_breaks_verify_at_its_batch() {
             .as_i64()
             .unwrap();
         (
-            format!("DELETE FROM metrics WHERE run_uuid = '{run}' AND key = 'loss'"),
+            format!("DELETE FROM metric_blocks WHERE run_uuid = '{run}' AND key = 'loss'"),
             batch,
         )
     });
     assert!(out.contains(&format!("BROKEN at event {seq} ")), "{out}");
     assert!(out.contains("deleted"), "{out}");
+}
+
+#[test]
+fn dropping_values_from_a_metric_block_breaks_verify_at_its_batch() {
+    let (out, seq) = tampered(|s, run| {
+        let batch = events(s, Some("metrics"))
+            .iter()
+            .rfind(|e| e["entity_id"].as_str().unwrap().starts_with(run))
+            .unwrap()["seq"]
+            .as_i64()
+            .unwrap();
+        // The log-batch logged two `acc` values; keep the version byte and the first point only.
+        (
+            format!(
+                "UPDATE metric_blocks SET points = substr(points, 1, 25), point_count = 1 \
+                 WHERE run_uuid = '{run}' AND key = 'acc'"
+            ),
+            batch,
+        )
+    });
+    assert!(out.contains(&format!("BROKEN at event {seq} ")), "{out}");
 }
 
 #[test]
