@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -234,6 +235,8 @@ def main():
                     stop(proc)
     finally:
         stop(tproc)
+        # Every prediction of every run is logged: tens of GB after a full run.
+        shutil.rmtree(work, ignore_errors=True)
 
     def find(model, server, rows, c):
         for r in results["runs"]:

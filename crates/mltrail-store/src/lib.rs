@@ -163,9 +163,10 @@ impl MetaStore {
         // File-backed SQLite gets the native metric path on a second connection to the same
         // file; an in-memory database would be a different database on another connection.
         let native = match backend {
-            Backend::Sqlite if sqlite_file(&url).is_some() => {
-                Some(native::NativeWriter::open(&url).await?)
-            }
+            Backend::Sqlite => match sqlite_file(&url) {
+                Some(file) => Some(native::NativeWriter::open(file)?),
+                None => None,
+            },
             _ => None,
         };
         let checkpointer = match (backend, sqlite_file(&url)) {

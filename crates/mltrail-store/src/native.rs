@@ -1,72 +1,139 @@
-//! The SQLite fast path for metric logs. sqlx runs each statement of a SQLite connection on that
-//! connection's worker thread, so every statement costs a thread handoff. For the hottest write
-//! (metric values) the writer locks its own dedicated SQLite connection out of sqlx and runs the
-//! whole group in one blocking call: BEGIN, run lookups, one prepared INSERT reused per row,
-//! the latest-value upserts, the audit rows, COMMIT. Same schema, same SQL, same audit chain as
-//! the portable path in `writer.rs`; only the driver calls differ.
+//! The SQLite fast path for metric logs. The writer keeps its own SQLite connection, opened
+//! and driven through the C API, and runs a whole group of metric logs as direct calls: BEGIN,
+//! run lookups, the block INSERTs, the latest-value upserts, the audit rows, COMMIT, with
+//! statements prepared once. Same schema, same SQL, same audit chain as the portable path in
+//! `writer.rs`; only the driver calls differ. (Through sqlx every statement is a round trip to
+//! the connection's worker thread.)
 //!
-//! All `unsafe` in the crate is here: FFI calls on a handle that `lock_handle` has taken from
-//! sqlx's worker, so nothing else touches it while we do.
+//! All `unsafe` in the crate is here: FFI calls on a connection this module alone owns.
 
 use crate::writer::{
     latest_per_key, plan_metric_logs, stored_value, uncached_runs, AuditCtx, MetricLog,
 };
 use crate::StoreError;
 use libsqlite3_sys as ffi;
-use mltrail_core::AuditEvent;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
 use std::collections::HashMap;
 use std::ffi::{c_int, CStr, CString};
 use std::ptr::{self, NonNull};
-use std::str::FromStr;
 
 pub(crate) struct NativeWriter {
-    conn: SqliteConnection,
+    // Declared before `db`: statements are finalized before the connection closes.
+    statements: Statements,
+    db: Db,
 }
 
-/// The locked handle, movable into a blocking section. Sound because the `LockedSqliteHandle`
-/// guard outlives every use (see `NativeWriter::apply`).
+/// The group's statements, prepared once for the connection's life.
+struct Statements {
+    lookup: Stmt,
+    insert_block: Stmt,
+    upsert_latest: Stmt,
+    insert_audit: Stmt,
+}
+
+/// An open SQLite connection owned by this module alone, closed on drop.
 struct Db(NonNull<ffi::sqlite3>);
-unsafe impl Send for Db {}
+
+// SAFETY: SQLite connections may move between threads (the bundled library is built
+// thread-safe); `NativeWriter` is owned by the single writer task, so one thread at a time uses it.
+unsafe impl Send for NativeWriter {}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle; every statement was finalized first (field order).
+        unsafe {
+            ffi::sqlite3_close(self.0.as_ptr());
+        }
+    }
+}
 
 impl NativeWriter {
-    /// Opens a second connection to the writer's database, with the same durability settings.
-    pub(crate) async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?.disable_statement_logging();
-        let mut conn = SqliteConnection::connect_with(&options).await?;
+    /// Opens a second connection to the writer's database file, with the same durability
+    /// settings. The connection is opened here rather than through sqlx: sqlx runs every call
+    /// on a worker thread of its own, and handing each group there and back cost more than
+    /// the group's statements.
+    pub(crate) fn open(file: &str) -> Result<Self, StoreError> {
+        let path = CString::new(file).map_err(|e| StoreError::Database(e.to_string()))?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: NUL-terminated path; `raw` receives a handle we own (closed by `Db`'s drop,
+        // even when opening failed, as SQLite requires).
+        let rc = unsafe {
+            ffi::sqlite3_open_v2(
+                path.as_ptr(),
+                &mut raw,
+                ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_NOMUTEX,
+                ptr::null(),
+            )
+        };
+        let db = Db(NonNull::new(raw)
+            .ok_or_else(|| StoreError::Database(format!("cannot open {file}: out of memory")))?);
+        if rc != ffi::SQLITE_OK {
+            return Err(error(&db, "open"));
+        }
         for pragma in [
             "PRAGMA journal_mode = WAL",
+            // FULL: a commit is fsynced before it is acknowledged (durable across power loss).
             "PRAGMA synchronous = FULL",
             "PRAGMA busy_timeout = 10000",
             "PRAGMA wal_autocheckpoint = 0",
         ] {
-            sqlx::query(pragma).execute(&mut conn).await?;
+            exec(&db, pragma)?;
         }
-        Ok(NativeWriter { conn })
+        let statements = Statements {
+            lookup: Stmt::prepare(&db, "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?1")?,
+            insert_block: Stmt::prepare(
+                &db,
+                "INSERT INTO metric_blocks (run_uuid, key, model_id, batch_id, point_count, points) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            upsert_latest: Stmt::prepare(
+                &db,
+                "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
+                 WHERE excluded.step > latest_metrics.step \
+                    OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+                    OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND COALESCE(excluded.value, 0) > COALESCE(latest_metrics.value, 0))",
+            )?,
+            insert_audit: Stmt::prepare(
+                &db,
+                "INSERT INTO audit_log (seq, time, actor, action, entity_type, entity_id, state_digest, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?,
+        };
+        Ok(NativeWriter { statements, db })
     }
 
     /// Applies a group of metric logs in its own transaction; returns each log's own result.
-    pub(crate) async fn apply(
+    ///
+    /// A small group (a client logging one request at a time) runs right on the writer task's
+    /// thread: it takes tens of microseconds plus one fsync, and handing the worker's other
+    /// tasks to another thread first (`block_in_place`) cost thread wake-ups worth about 15 %
+    /// of such a client's rate. A larger group means other clients' requests are queued too,
+    /// so it hands them over rather than hold them for the whole commit.
+    pub(crate) fn apply(
         &mut self,
         audit: &mut AuditCtx,
         logs: &[MetricLog],
         stages: &mut HashMap<String, String>,
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let mut locked = self.conn.lock_handle().await?;
-        let db = Db(locked.as_raw_handle());
+        const INLINE_UP_TO: usize = 2;
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if logs.len() > INLINE_UP_TO && multi_thread {
+            tokio::task::block_in_place(|| self.apply_here(audit, logs, stages))
+        } else {
+            self.apply_here(audit, logs, stages)
+        }
+    }
+
+    fn apply_here(
+        &mut self,
+        audit: &mut AuditCtx,
+        logs: &[MetricLog],
+        stages: &mut HashMap<String, String>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let before = audit.head_snapshot();
-        let result = blocking(|| {
-            let db = db;
-            let outcome = run_group(&db, audit, logs, stages);
-            if outcome.is_err() {
-                // Nothing of the group may survive a failed statement.
-                let _ = exec(&db, "ROLLBACK");
-            }
-            outcome
-        });
-        drop(locked);
+        let result = run_group(&self.db, &mut self.statements, audit, logs, stages);
         if result.is_err() {
+            // Nothing of the group may survive a failed statement.
+            let _ = exec(&self.db, "ROLLBACK");
             audit.restore(before);
             stages.clear();
         }
@@ -74,17 +141,9 @@ impl NativeWriter {
     }
 }
 
-/// Runs `f` where blocking is allowed: `block_in_place` on a multi-threaded runtime (the
-/// server's), inline otherwise.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 fn run_group(
     db: &Db,
+    st: &mut Statements,
     audit: &mut AuditCtx,
     logs: &[MetricLog],
     stages: &mut HashMap<String, String>,
@@ -94,22 +153,18 @@ fn run_group(
         .into_iter()
         .map(str::to_string)
         .collect();
-    if !missing.is_empty() {
-        let mut lookup = Stmt::prepare(db, "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?1")?;
-        for id in missing {
-            lookup.bind_text(1, &id)?;
-            if lookup.step()? {
-                stages.insert(id, lookup.column_text(0));
-            }
-            lookup.reset();
+    for id in missing {
+        st.lookup.bind_text(1, &id)?;
+        let found = st.lookup.step();
+        if let Ok(true) = found {
+            stages.insert(id, st.lookup.column_text(0));
         }
+        st.lookup.reset();
+        found?;
     }
     let plan = plan_metric_logs(logs, stages);
     if !plan.accepted.is_empty() {
-        let mut insert = Stmt::prepare(
-            db,
-            "INSERT INTO metric_blocks (run_uuid, key, model_id, batch_id, point_count, points) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
+        let insert = &mut st.insert_block;
         for block in plan.blocks(logs) {
             insert.bind_text(1, block.run_id)?;
             insert.bind_text(2, block.key)?;
@@ -117,19 +172,10 @@ fn run_group(
             insert.bind_text(4, block.batch_id)?;
             insert.bind_i64(5, block.count)?;
             insert.bind_blob(6, &block.points)?;
-            insert.step()?;
-            insert.reset();
+            insert.step_done()?;
         }
-        let rows = plan.rows(logs);
-        let mut upsert = Stmt::prepare(
-            db,
-            "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
-             WHERE excluded.step > latest_metrics.step \
-                OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-                OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND COALESCE(excluded.value, 0) > COALESCE(latest_metrics.value, 0))",
-        )?;
-        for ((run_id, key), m) in latest_per_key(&rows) {
+        let upsert = &mut st.upsert_latest;
+        for ((run_id, key), m) in latest_per_key(&plan.rows(logs)) {
             let (value, nan) = stored_value(m.value);
             upsert.bind_text(1, run_id)?;
             upsert.bind_text(2, key)?;
@@ -137,40 +183,34 @@ fn run_group(
             upsert.bind_i64(4, nan)?;
             upsert.bind_i64(5, m.timestamp)?;
             upsert.bind_i64(6, m.step)?;
-            upsert.step()?;
-            upsert.reset();
+            upsert.step_done()?;
         }
         let events = audit.chain(plan.events(logs));
-        insert_audit(db, &events)?;
+        let insert = &mut st.insert_audit;
+        for (e, hash) in &events {
+            insert.bind_i64(1, e.seq)?;
+            insert.bind_i64(2, e.time)?;
+            insert.bind_text(3, &e.actor)?;
+            insert.bind_text(4, &e.action)?;
+            insert.bind_text(5, &e.entity_type)?;
+            insert.bind_text(6, &e.entity_id)?;
+            insert.bind_opt_text(7, e.state_digest.as_deref())?;
+            insert.bind_text(8, hash)?;
+            insert.step_done()?;
+        }
     }
     exec(db, "COMMIT")?;
     Ok(plan.results)
 }
 
-fn insert_audit(db: &Db, events: &[(AuditEvent, String)]) -> Result<(), StoreError> {
-    let mut insert = Stmt::prepare(
-        db,
-        "INSERT INTO audit_log (seq, time, actor, action, entity_type, entity_id, state_digest, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for (e, hash) in events {
-        insert.bind_i64(1, e.seq)?;
-        insert.bind_i64(2, e.time)?;
-        insert.bind_text(3, &e.actor)?;
-        insert.bind_text(4, &e.action)?;
-        insert.bind_text(5, &e.entity_type)?;
-        insert.bind_text(6, &e.entity_id)?;
-        insert.bind_opt_text(7, e.state_digest.as_deref())?;
-        insert.bind_text(8, hash)?;
-        insert.step()?;
-        insert.reset();
-    }
-    Ok(())
+fn error(db: &Db, context: &str) -> StoreError {
+    error_of(db.0, context)
 }
 
-fn error(db: &Db, context: &str) -> StoreError {
-    // SAFETY: the handle is valid and locked; sqlite3_errmsg returns a NUL-terminated string
-    // owned by SQLite, copied before any further call.
-    let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db.0.as_ptr())) }
+fn error_of(db: NonNull<ffi::sqlite3>, context: &str) -> StoreError {
+    // SAFETY: the handle is valid; sqlite3_errmsg returns a NUL-terminated string owned by
+    // SQLite, copied before any further call.
+    let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr())) }
         .to_string_lossy()
         .into_owned();
     StoreError::Database(format!("{context}: {message}"))
@@ -178,7 +218,7 @@ fn error(db: &Db, context: &str) -> StoreError {
 
 fn exec(db: &Db, sql: &str) -> Result<(), StoreError> {
     let sql = CString::new(sql).map_err(|e| StoreError::Database(e.to_string()))?;
-    // SAFETY: valid locked handle, NUL-terminated SQL, no callback.
+    // SAFETY: valid handle, NUL-terminated SQL, no callback.
     let rc = unsafe {
         ffi::sqlite3_exec(
             db.0.as_ptr(),
@@ -194,31 +234,31 @@ fn exec(db: &Db, sql: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A prepared statement, finalized on drop.
-struct Stmt<'db> {
-    db: &'db Db,
+/// A prepared statement, finalized on drop (before its connection closes: see `NativeWriter`).
+struct Stmt {
+    db: NonNull<ffi::sqlite3>,
     raw: *mut ffi::sqlite3_stmt,
 }
 
-impl<'db> Stmt<'db> {
-    fn prepare(db: &'db Db, sql: &str) -> Result<Self, StoreError> {
+impl Stmt {
+    fn prepare(db: &Db, sql: &str) -> Result<Self, StoreError> {
         let sql = CString::new(sql).map_err(|e| StoreError::Database(e.to_string()))?;
         let mut raw = ptr::null_mut();
-        // SAFETY: valid locked handle; `raw` receives a statement we own and finalize on drop.
+        // SAFETY: valid handle; `raw` receives a statement we own and finalize on drop.
         let rc = unsafe {
             ffi::sqlite3_prepare_v2(db.0.as_ptr(), sql.as_ptr(), -1, &mut raw, ptr::null_mut())
         };
         if rc != ffi::SQLITE_OK || raw.is_null() {
             return Err(error(db, "prepare"));
         }
-        Ok(Stmt { db, raw })
+        Ok(Stmt { db: db.0, raw })
     }
 
     fn check(&self, rc: c_int, what: &str) -> Result<(), StoreError> {
         if rc == ffi::SQLITE_OK {
             Ok(())
         } else {
-            Err(error(self.db, what))
+            Err(error_of(self.db, what))
         }
     }
 
@@ -286,8 +326,15 @@ impl<'db> Stmt<'db> {
         match unsafe { ffi::sqlite3_step(self.raw) } {
             ffi::SQLITE_ROW => Ok(true),
             ffi::SQLITE_DONE => Ok(false),
-            _ => Err(error(self.db, "step")),
+            _ => Err(error_of(self.db, "step")),
         }
+    }
+
+    /// Steps a statement that returns no rows, then resets it for the next use.
+    fn step_done(&mut self) -> Result<(), StoreError> {
+        let stepped = self.step();
+        self.reset();
+        stepped.map(|_| ())
     }
 
     fn column_text(&self, index: c_int) -> String {
@@ -311,7 +358,7 @@ impl<'db> Stmt<'db> {
     }
 }
 
-impl Drop for Stmt<'_> {
+impl Drop for Stmt {
     fn drop(&mut self) {
         // SAFETY: we own the statement; finalizing a null or already-reset statement is fine.
         unsafe {

@@ -345,7 +345,6 @@ async fn run(
         if let (Some(native), false) = (native.as_mut(), logs.is_empty()) {
             outcome = native
                 .apply(&mut audit, &logs, &mut stage_cache)
-                .await
                 .map(|results| log_results = results);
             if let Err(e) = &outcome {
                 tracing::error!(error = %e, "metric group failed; rolled back");
@@ -365,6 +364,10 @@ async fn run(
             };
             let _ = log.reply.send(result);
         }
+        // The native path never awaits, so under steady load this loop would keep its worker
+        // thread from the request tasks queued there (p99 at 64 connections went from 12 ms to
+        // 130-180 ms). One yield per group lets them run before the next group.
+        tokio::task::yield_now().await;
     }
     if let Some(done) = stop {
         let _ = done.send(());
