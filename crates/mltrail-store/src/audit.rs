@@ -165,6 +165,44 @@ pub(crate) fn metric_batch_state(mut rows: Vec<MetricRow>) -> Value {
     )
 }
 
+/// A `runs` row, as the audit trail records it.
+pub(crate) struct RunRecord {
+    pub experiment_id: i64,
+    pub run_name: String,
+    pub user_id: String,
+    pub status: String,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub artifact_uri: String,
+    pub lifecycle_stage: String,
+    pub deleted_time: Option<i64>,
+}
+
+/// The recorded state of a run: its row, tags (`{key: value}`), inputs and outputs. Shared by
+/// `load_state` (what `verify` reads back) and `create_run` (which knows the new run's state
+/// without reading it back).
+pub(crate) fn run_state(
+    run: &RunRecord,
+    tags: Value,
+    inputs: Vec<Value>,
+    outputs: Vec<Value>,
+) -> Value {
+    json!({
+        "experiment_id": run.experiment_id,
+        "run_name": run.run_name,
+        "user_id": run.user_id,
+        "status": run.status,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
+        "artifact_uri": run.artifact_uri,
+        "lifecycle_stage": run.lifecycle_stage,
+        "deleted_time": run.deleted_time,
+        "tags": tags,
+        "inputs": inputs,
+        "outputs": outputs,
+    })
+}
+
 /// The digest of [`metric_batch_state`] over `metrics`, written straight into the hash: the
 /// writer digests every request it commits, and building the JSON tree for a 1,000-value
 /// batch cost more than inserting it. Byte-for-byte the canonical JSON of that state (a test
@@ -305,20 +343,22 @@ pub async fn load_state(
             .iter()
             .map(|r| Ok(json!([text(r, "model_id")?, int(r, "step")?])))
             .collect::<Result<_, StoreError>>()?;
-            Ok(Some(json!({
-                "experiment_id": int(&row, "experiment_id")?,
-                "run_name": text(&row, "run_name")?,
-                "user_id": text(&row, "user_id")?,
-                "status": text(&row, "status")?,
-                "start_time": opt_int(&row, "start_time")?,
-                "end_time": opt_int(&row, "end_time")?,
-                "artifact_uri": text(&row, "artifact_uri")?,
-                "lifecycle_stage": text(&row, "lifecycle_stage")?,
-                "deleted_time": opt_int(&row, "deleted_time")?,
-                "tags": tags,
-                "inputs": inputs,
-                "outputs": outputs,
-            })))
+            Ok(Some(run_state(
+                &RunRecord {
+                    experiment_id: int(&row, "experiment_id")?,
+                    run_name: text(&row, "run_name")?,
+                    user_id: text(&row, "user_id")?,
+                    status: text(&row, "status")?,
+                    start_time: opt_int(&row, "start_time")?,
+                    end_time: opt_int(&row, "end_time")?,
+                    artifact_uri: text(&row, "artifact_uri")?,
+                    lifecycle_stage: text(&row, "lifecycle_stage")?,
+                    deleted_time: opt_int(&row, "deleted_time")?,
+                },
+                tags,
+                inputs,
+                outputs,
+            )))
         }
         Entity::MetricBatch { run_id, batch_id } => {
             // By batch id alone: with run_uuid in the WHERE clause SQLite may walk the

@@ -310,3 +310,51 @@ fn modifying_or_removing_an_artifact_is_detected() {
     let (ok, out) = verify(&server);
     assert!(!ok && out.contains("removed from storage"), "{out}");
 }
+
+/// `runs/create` answers with the run it stored, and the state it digests without reading it
+/// back is the state `verify` reads: duplicate tag keys (the last wins), a run name given as a
+/// tag, non-ASCII keys.
+#[test]
+fn a_created_run_answers_what_is_stored_and_verifies() {
+    let mut server = Server::start();
+    let exp_id = server.ok("experiments/create", json!({"name": "created"}))["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let created = server.ok(
+        "runs/create",
+        json!({"experiment_id": exp_id, "user_id": "ana", "start_time": 1234, "tags": [
+            {"key": "a", "value": "1"},
+            {"key": "ключ", "value": "значение"},
+            {"key": "mlflow.runName", "value": "named-by-tag"},
+            {"key": "a", "value": "2"},
+        ]}),
+    )["run"]
+        .clone();
+    let run_id = created["info"]["run_id"].as_str().unwrap().to_string();
+    let (status, fetched) = server.get("runs/get", &[("run_id", &run_id)]);
+    assert_eq!(status, 200, "{fetched}");
+    let tags = |run: &Value| {
+        let mut tags: Vec<(String, String)> = run["data"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap().to_string(),
+                    t["value"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        tags.sort();
+        tags
+    };
+    assert_eq!(tags(&created), tags(&fetched["run"]));
+    assert!(tags(&created).contains(&("a".into(), "2".into())));
+    assert_eq!(created["info"], fetched["run"]["info"]);
+    assert_eq!(created["info"]["run_name"], "named-by-tag");
+    assert_eq!(created["info"]["start_time"], 1234);
+    server.stop();
+    let (ok, out) = verify(&server);
+    assert!(ok, "{out}");
+}
