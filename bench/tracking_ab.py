@@ -1,0 +1,48 @@
+"""A/B helper for the tracking write path (not a benchmark: it runs mltrail alone, no peer).
+
+Starts one `mltrail server` on a fresh database in bench/.work, runs the chosen wrk scripts of
+bench/tracking.py against it, prints req/s and p99, and removes the database. Alternate two
+builds to compare them on this noisy VM:
+
+    .venv/bin/python bench/tracking_ab.py --binary /tmp/old/mltrail log_metric:1 log_metric:64
+    .venv/bin/python bench/tracking_ab.py --binary target/release/mltrail log_metric:1 log_metric:64
+"""
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import tracking
+
+HERE = Path(__file__).resolve().parent
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default=str(HERE.parent / "target" / "release" / "mltrail"))
+    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
+    ap.add_argument("loads", nargs="*", default=["create_run:1", "log_metric:1", "log_metric:64", "log_batch:1"],
+                    help=f"SCRIPT:CONNECTIONS, SCRIPT one of {', '.join(tracking.LUA)}")
+    args = ap.parse_args()
+    work = HERE / ".work"
+    work.mkdir(exist_ok=True)
+    root = tempfile.mkdtemp(prefix="ab-", dir=work)
+    try:
+        append, overwrite = tracking.fdatasync_rates(root, 2.0)
+        print(f"fdatasync: {append:.0f}/s appending, {overwrite:.0f}/s overwriting")
+        server = tracking.start_mltrail(args.binary, root)
+        try:
+            exp = server.post("experiments/create", {"name": "ab"})["experiment_id"]
+            for load in args.loads:
+                script, conns = load.split(":")
+                run = server.post("runs/create", {"experiment_id": exp})["run"]["info"]["run_id"]
+                r = tracking.wrk(server, script, int(conns), args.duration, RUN=run, EXP=exp)
+                print(f"{script} c{conns}: {r['rps']:.0f} req/s  p99 {r['p99_ms']} ms  non-2xx {r['non_2xx']}", flush=True)
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
