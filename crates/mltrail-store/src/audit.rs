@@ -2,6 +2,7 @@
 //! the chain head the writer extends, and `verify`, which re-derives everything from the rows.
 
 use crate::sql::{blob, int, key_value_object, opt_int, opt_text, text};
+use crate::tracking::NewMetric;
 use crate::{MetaStore, StoreError, Tx};
 use futures::TryStreamExt;
 use mltrail_core::audit::state_digest as digest_of;
@@ -136,27 +137,11 @@ impl Entity {
     }
 }
 
-/// One stored metric value, as the audit trail digests it.
-pub(crate) struct MetricRow {
-    pub key: String,
-    pub value: f64,
-    pub timestamp: i64,
-    pub step: i64,
-    pub model_id: Option<String>,
-}
-
 /// The recorded state of one metric request. Shared by the writer (which digests the values
 /// it is inserting, without reading them back) and by `verify` (which digests what is stored),
 /// so both sides sort and format identically, whatever the database's collation.
-pub(crate) fn metric_batch_state(mut rows: Vec<MetricRow>) -> Value {
-    rows.sort_by(|a, b| {
-        a.key
-            .as_bytes()
-            .cmp(b.key.as_bytes())
-            .then(a.step.cmp(&b.step))
-            .then(a.timestamp.cmp(&b.timestamp))
-            .then(a.value.total_cmp(&b.value))
-    });
+pub(crate) fn metric_batch_state(mut rows: Vec<NewMetric>) -> Value {
+    rows.sort_by(audit_order);
     Value::Array(
         rows.into_iter()
             // Display keeps NaN and infinities distinct, which JSON numbers cannot.
@@ -203,20 +188,24 @@ pub(crate) fn run_state(
     })
 }
 
+/// The order a metric request's values are digested in: key bytes (not the database's
+/// collation), then step, timestamp and value.
+fn audit_order(a: &NewMetric, b: &NewMetric) -> std::cmp::Ordering {
+    a.key
+        .as_bytes()
+        .cmp(b.key.as_bytes())
+        .then(a.step.cmp(&b.step))
+        .then(a.timestamp.cmp(&b.timestamp))
+        .then(a.value.total_cmp(&b.value))
+}
+
 /// The digest of [`metric_batch_state`] over `metrics`, written straight into the hash: the
 /// writer digests every request it commits, and building the JSON tree for a 1,000-value
 /// batch cost more than inserting it. Byte-for-byte the canonical JSON of that state (a test
 /// holds the two together), so `verify` can keep recomputing it from the stored rows.
-pub(crate) fn metric_batch_digest(metrics: &[crate::tracking::NewMetric]) -> String {
-    let mut order: Vec<&crate::tracking::NewMetric> = metrics.iter().collect();
-    order.sort_by(|a, b| {
-        a.key
-            .as_bytes()
-            .cmp(b.key.as_bytes())
-            .then(a.step.cmp(&b.step))
-            .then(a.timestamp.cmp(&b.timestamp))
-            .then(a.value.total_cmp(&b.value))
-    });
+pub(crate) fn metric_batch_digest(metrics: &[NewMetric]) -> String {
+    let mut order: Vec<&NewMetric> = metrics.iter().collect();
+    order.sort_by(|a, b| audit_order(a, b));
     let mut text = String::with_capacity(16 + metrics.len() * 48);
     text.push('[');
     for (i, m) in order.into_iter().enumerate() {
@@ -380,7 +369,7 @@ pub async fn load_state(
                 let key = text(r, "key")?;
                 let model_id = opt_text(r, "model_id")?;
                 for p in crate::metric_block::decode(&blob(r, "points")?)? {
-                    values.push(MetricRow {
+                    values.push(NewMetric {
                         key: key.clone(),
                         value: p.value,
                         timestamp: p.timestamp,
@@ -760,7 +749,6 @@ pub async fn list_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracking::NewMetric;
 
     #[test]
     fn streamed_metric_digest_equals_the_canonical_state_digest() {
@@ -781,19 +769,9 @@ mod tests {
             metric("big", 1e300, i64::MAX, None),
             metric("tiny", 5e-324, i64::MIN, None),
         ];
-        let rows = metrics
-            .iter()
-            .map(|m| MetricRow {
-                key: m.key.clone(),
-                value: m.value,
-                timestamp: m.timestamp,
-                step: m.step,
-                model_id: m.model_id.clone(),
-            })
-            .collect();
         assert_eq!(
             metric_batch_digest(&metrics),
-            mltrail_core::audit::state_digest(&metric_batch_state(rows))
+            mltrail_core::audit::state_digest(&metric_batch_state(metrics.clone()))
         );
         assert_eq!(
             metric_batch_digest(&[]),
