@@ -206,6 +206,10 @@ impl MetaStore {
         self.inner.writer.submit(actor.to_string(), job).await
     }
 
+    pub(crate) fn inner_writer(&self) -> &writer::WriterHandle {
+        &self.inner.writer
+    }
+
     /// Logs metric values for one run through the writer's coalesced path (see [`writer`]).
     pub(crate) async fn log_metrics(
         &self,

@@ -1,17 +1,19 @@
-//! The SQLite fast path for metric logs. The writer keeps its own SQLite connection, opened
-//! and driven through the C API, and runs a whole group of metric logs as direct calls: BEGIN,
-//! run lookups, the block INSERTs, the latest-value upserts, the audit rows, COMMIT, with
-//! statements prepared once. Same schema, same SQL, same audit chain as the portable path in
+//! The SQLite fast path for the hottest writes: metric logs and run creations. The writer keeps
+//! its own SQLite connection, opened and driven through the C API, and runs a whole group of
+//! them as direct calls: BEGIN, the new runs with their tags, run lookups, the block INSERTs,
+//! the latest-value upserts, the audit rows, COMMIT, with statements prepared once. Same schema, same SQL, same audit chain as the portable path in
 //! `writer.rs`; only the driver calls differ. (Through sqlx every statement is a round trip to
 //! the connection's worker thread.)
 //!
 //! All `unsafe` in the crate is here: FFI calls on a connection this module alone owns.
 
+use crate::records::Run;
 use crate::writer::{
-    latest_per_key, plan_metric_logs, stored_value, uncached_runs, AuditCtx, MetricLog,
+    latest_per_key, plan_metric_logs, stored_value, uncached_runs, AuditCtx, MetricLog, RunCreate,
 };
 use crate::StoreError;
 use libsqlite3_sys as ffi;
+use mltrail_core::AuditEvent;
 use std::collections::HashMap;
 use std::ffi::{c_int, CStr, CString};
 use std::ptr::{self, NonNull};
@@ -24,6 +26,9 @@ pub(crate) struct NativeWriter {
 
 /// The group's statements, prepared once for the connection's life.
 struct Statements {
+    experiment: Stmt,
+    insert_run: Stmt,
+    insert_tag: Stmt,
     lookup: Stmt,
     insert_block: Stmt,
     upsert_latest: Stmt,
@@ -79,6 +84,18 @@ impl NativeWriter {
             exec(&db, pragma)?;
         }
         let statements = Statements {
+            experiment: Stmt::prepare(
+                &db,
+                "SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = ?1",
+            )?,
+            insert_run: Stmt::prepare(
+                &db,
+                "INSERT INTO runs (run_uuid, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8)",
+            )?,
+            insert_tag: Stmt::prepare(
+                &db,
+                "INSERT INTO tags (run_uuid, key, value) VALUES (?1, ?2, ?3)",
+            )?,
             lookup: Stmt::prepare(&db, "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?1")?,
             insert_block: Stmt::prepare(
                 &db,
@@ -110,27 +127,29 @@ impl NativeWriter {
     pub(crate) fn apply(
         &mut self,
         audit: &mut AuditCtx,
+        creates: &[RunCreate],
         logs: &[MetricLog],
         stages: &mut HashMap<String, String>,
-    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    ) -> Result<GroupResults, StoreError> {
         const INLINE_UP_TO: usize = 2;
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if logs.len() > INLINE_UP_TO && multi_thread {
-            tokio::task::block_in_place(|| self.apply_here(audit, logs, stages))
+        if creates.len() + logs.len() > INLINE_UP_TO && multi_thread {
+            tokio::task::block_in_place(|| self.apply_here(audit, creates, logs, stages))
         } else {
-            self.apply_here(audit, logs, stages)
+            self.apply_here(audit, creates, logs, stages)
         }
     }
 
     fn apply_here(
         &mut self,
         audit: &mut AuditCtx,
+        creates: &[RunCreate],
         logs: &[MetricLog],
         stages: &mut HashMap<String, String>,
-    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    ) -> Result<GroupResults, StoreError> {
         let before = audit.head_snapshot();
-        let result = run_group(&self.db, &mut self.statements, audit, logs, stages);
+        let result = run_group(&self.db, &mut self.statements, audit, creates, logs, stages);
         if result.is_err() {
             // Nothing of the group may survive a failed statement.
             let _ = exec(&self.db, "ROLLBACK");
@@ -141,14 +160,22 @@ impl NativeWriter {
     }
 }
 
+/// Each run creation's answer, and each metric log's result, in arrival order.
+pub(crate) type GroupResults = (Vec<Result<Run, StoreError>>, Vec<Result<(), StoreError>>);
+
 fn run_group(
     db: &Db,
     st: &mut Statements,
     audit: &mut AuditCtx,
+    creates: &[RunCreate],
     logs: &[MetricLog],
     stages: &mut HashMap<String, String>,
-) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+) -> Result<GroupResults, StoreError> {
     exec(db, "BEGIN IMMEDIATE")?;
+    let created = creates
+        .iter()
+        .map(|create| create_run(st, audit, create, stages))
+        .collect::<Result<Vec<_>, _>>()?;
     let missing: Vec<String> = uncached_runs(logs, stages)
         .into_iter()
         .map(str::to_string)
@@ -186,21 +213,75 @@ fn run_group(
             upsert.step_done()?;
         }
         let events = audit.chain(plan.events(logs));
-        let insert = &mut st.insert_audit;
-        for (e, hash) in &events {
-            insert.bind_i64(1, e.seq)?;
-            insert.bind_i64(2, e.time)?;
-            insert.bind_text(3, &e.actor)?;
-            insert.bind_text(4, &e.action)?;
-            insert.bind_text(5, &e.entity_type)?;
-            insert.bind_text(6, &e.entity_id)?;
-            insert.bind_opt_text(7, e.state_digest.as_deref())?;
-            insert.bind_text(8, hash)?;
-            insert.step_done()?;
-        }
+        insert_audit(&mut st.insert_audit, &events)?;
     }
     exec(db, "COMMIT")?;
-    Ok(plan.results)
+    Ok((created, plan.results))
+}
+
+/// Inserts one run with its tags and its audit event. The outer `Err` is a failed statement
+/// (the group rolls back); the inner one is this request's own answer (unknown or deleted
+/// experiment).
+fn create_run(
+    st: &mut Statements,
+    audit: &mut AuditCtx,
+    create: &RunCreate,
+    stages: &mut HashMap<String, String>,
+) -> Result<Result<Run, StoreError>, StoreError> {
+    let draft = &create.draft;
+    st.experiment.bind_i64(1, draft.experiment_id)?;
+    let found = st.experiment.step();
+    let experiment = match found {
+        Ok(true) => Some((st.experiment.column_text(0), st.experiment.column_text(1))),
+        _ => None,
+    };
+    st.experiment.reset();
+    found?;
+    let (record, digest) = match draft.complete(experiment) {
+        Ok(completed) => completed,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let insert = &mut st.insert_run;
+    insert.bind_text(1, &draft.id)?;
+    insert.bind_i64(2, record.experiment_id)?;
+    insert.bind_text(3, &record.run_name)?;
+    insert.bind_text(4, &record.user_id)?;
+    insert.bind_text(5, &record.status)?;
+    insert.bind_opt_i64(6, record.start_time)?;
+    insert.bind_text(7, &record.artifact_uri)?;
+    insert.bind_text(8, &record.lifecycle_stage)?;
+    insert.step_done()?;
+    for (key, value) in &draft.tags {
+        st.insert_tag.bind_text(1, &draft.id)?;
+        st.insert_tag.bind_text(2, key)?;
+        st.insert_tag.bind_text(3, value)?;
+        st.insert_tag.step_done()?;
+    }
+    let events = audit.chain(vec![(
+        create.actor.clone(),
+        "run.create".to_string(),
+        "run".to_string(),
+        draft.id.clone(),
+        Some(digest),
+    )]);
+    insert_audit(&mut st.insert_audit, &events)?;
+    stages.insert(draft.id.clone(), record.lifecycle_stage.clone());
+    Ok(Ok(draft.answer(record)))
+}
+
+fn insert_audit(insert: &mut Stmt, events: &[(AuditEvent, String)]) -> Result<(), StoreError> {
+    for (e, hash) in events {
+        insert.bind_i64(1, e.seq)?;
+        insert.bind_i64(2, e.time)?;
+        insert.bind_text(3, &e.actor)?;
+        insert.bind_text(4, &e.action)?;
+        insert.bind_text(5, &e.entity_type)?;
+        insert.bind_text(6, &e.entity_id)?;
+        insert.bind_opt_text(7, e.state_digest.as_deref())?;
+        insert.bind_text(8, hash)?;
+        insert.step_done()?;
+    }
+    Ok(())
 }
 
 fn error(db: &Db, context: &str) -> StoreError {
@@ -307,6 +388,17 @@ impl Stmt {
             unsafe { ffi::sqlite3_bind_int64(self.raw, index, value) },
             "bind int",
         )
+    }
+
+    fn bind_opt_i64(&mut self, index: c_int, value: Option<i64>) -> Result<(), StoreError> {
+        match value {
+            Some(v) => self.bind_i64(index, v),
+            // SAFETY: valid statement and index.
+            None => self.check(
+                unsafe { ffi::sqlite3_bind_null(self.raw, index) },
+                "bind null",
+            ),
+        }
     }
 
     fn bind_opt_f64(&mut self, index: c_int, value: Option<f64>) -> Result<(), StoreError> {

@@ -494,35 +494,34 @@ pub async fn create_run(store: &MetaStore, actor: &str, new: NewRun) -> Result<R
         .map(|t| (t.key.clone(), t.value.clone()))
         .collect();
     tags.insert(RUN_NAME_TAG.into(), run_name.clone());
+    let draft = RunDraft {
+        id,
+        experiment_id: new.experiment_id,
+        run_name,
+        user_id: new.user_id,
+        start_time: new.start_time.unwrap_or_else(now_millis),
+        tags,
+    };
+    if store.inner_writer().has_native() {
+        return store
+            .inner_writer()
+            .create_run(actor.to_string(), draft)
+            .await;
+    }
     store
         .write(actor, move |tx, audit| {
             Box::pin(async move {
-                // One lookup for both the experiment's stage and its artifact location.
                 let experiment = sqlx::query("SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = $1")
-                    .bind(new.experiment_id)
+                    .bind(draft.experiment_id)
                     .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound(format!("No Experiment with id={} exists", new.experiment_id)))?;
-                if text(&experiment, "lifecycle_stage")? != LifecycleStage::Active.as_str() {
-                    return Err(StoreError::InvalidState(format!(
-                        "The experiment {} must be in the 'active' state. Current state is deleted.",
-                        new.experiment_id
-                    )));
-                }
-                let location = text(&experiment, "artifact_location")?;
-                let record = crate::audit::RunRecord {
-                    experiment_id: new.experiment_id,
-                    run_name: run_name.clone(),
-                    user_id: new.user_id.clone(),
-                    status: "RUNNING".into(),
-                    start_time: Some(new.start_time.unwrap_or_else(now_millis)),
-                    end_time: None,
-                    artifact_uri: format!("{}/{}/artifacts", location.trim_end_matches('/'), id),
-                    lifecycle_stage: LifecycleStage::Active.as_str().into(),
-                    deleted_time: None,
+                    .await?;
+                let experiment = match experiment {
+                    Some(row) => Some((text(&row, "lifecycle_stage")?, text(&row, "artifact_location")?)),
+                    None => None,
                 };
+                let (record, digest) = draft.complete(experiment)?;
                 sqlx::query("INSERT INTO runs (run_uuid, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)")
-                    .bind(id.clone())
+                    .bind(draft.id.clone())
                     .bind(record.experiment_id)
                     .bind(record.run_name.clone())
                     .bind(record.user_id.clone())
@@ -532,51 +531,107 @@ pub async fn create_run(store: &MetaStore, actor: &str, new: NewRun) -> Result<R
                     .bind(record.lifecycle_stage.clone())
                     .execute(&mut *tx)
                     .await?;
-                let rows: Vec<String> = (0..tags.len())
+                let rows: Vec<String> = (0..draft.tags.len())
                     .map(|i| format!("({})", crate::sql::placeholders_for(tx, 1 + i * 3, 3)))
                     .collect();
                 let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO tags (run_uuid, key, value) VALUES {}",
                     rows.join(", ")
                 )));
-                for (key, value) in &tags {
-                    insert = insert.bind(id.clone()).bind(key.clone()).bind(value.clone());
+                for (key, value) in &draft.tags {
+                    insert = insert.bind(draft.id.clone()).bind(key.clone()).bind(value.clone());
                 }
                 insert.execute(&mut *tx).await?;
-                // The state is known here, so it is digested without reading it back; the
-                // audit tests hold this equal to what `verify` reads from the rows.
-                let tag_object: serde_json::Map<String, serde_json::Value> = tags
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                    .collect();
-                let state = crate::audit::run_state(&record, tag_object.into(), Vec::new(), Vec::new());
-                let entity = Entity::Run(id.clone());
                 audit
-                    .record_external(tx, "run.create", entity.kind(), &entity.id(), Some(mltrail_core::audit::state_digest(&state)))
+                    .record_external(tx, "run.create", "run", &draft.id, Some(digest))
                     .await?;
-                Ok(Run {
-                    info: RunInfo {
-                        run_uuid: id.clone(),
-                        run_id: id.clone(),
-                        experiment_id: record.experiment_id.to_string(),
-                        run_name: record.run_name,
-                        user_id: record.user_id,
-                        status: record.status,
-                        start_time: record.start_time,
-                        end_time: None,
-                        artifact_uri: record.artifact_uri,
-                        lifecycle_stage: record.lifecycle_stage,
-                    },
-                    data: RunData {
-                        tags: tags.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
-                        ..RunData::default()
-                    },
-                    inputs: RunInputs::default(),
-                    outputs: RunOutputs::default(),
-                })
+                Ok(draft.answer(record))
             })
         })
         .await
+}
+
+/// A run about to be created: all of it but what its experiment decides.
+pub(crate) struct RunDraft {
+    pub id: String,
+    pub experiment_id: i64,
+    pub run_name: String,
+    pub user_id: String,
+    pub start_time: i64,
+    /// Final tags by key (the run name included), in key-byte order.
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+impl RunDraft {
+    /// The run as it will be stored, given its experiment's (stage, artifact location), and
+    /// the digest of its audited state. The state is known here, so nobody reads it back; the
+    /// audit tests hold it equal to what `verify` reads from the rows.
+    pub(crate) fn complete(
+        &self,
+        experiment: Option<(String, String)>,
+    ) -> Result<(crate::audit::RunRecord, String), StoreError> {
+        let Some((stage, location)) = experiment else {
+            return Err(StoreError::NotFound(format!(
+                "No Experiment with id={} exists",
+                self.experiment_id
+            )));
+        };
+        if stage != LifecycleStage::Active.as_str() {
+            return Err(StoreError::InvalidState(format!(
+                "The experiment {} must be in the 'active' state. Current state is {stage}.",
+                self.experiment_id
+            )));
+        }
+        let record = crate::audit::RunRecord {
+            experiment_id: self.experiment_id,
+            run_name: self.run_name.clone(),
+            user_id: self.user_id.clone(),
+            status: "RUNNING".into(),
+            start_time: Some(self.start_time),
+            end_time: None,
+            artifact_uri: format!("{}/{}/artifacts", location.trim_end_matches('/'), self.id),
+            lifecycle_stage: LifecycleStage::Active.as_str().into(),
+            deleted_time: None,
+        };
+        let tags: serde_json::Map<String, serde_json::Value> = self
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let state = crate::audit::run_state(&record, tags.into(), Vec::new(), Vec::new());
+        Ok((record, mltrail_core::audit::state_digest(&state)))
+    }
+
+    /// What `runs/create` answers: the stored run, with no params, metrics, inputs or outputs.
+    pub(crate) fn answer(&self, record: crate::audit::RunRecord) -> Run {
+        Run {
+            info: RunInfo {
+                run_uuid: self.id.clone(),
+                run_id: self.id.clone(),
+                experiment_id: record.experiment_id.to_string(),
+                run_name: record.run_name,
+                user_id: record.user_id,
+                status: record.status,
+                start_time: record.start_time,
+                end_time: None,
+                artifact_uri: record.artifact_uri,
+                lifecycle_stage: record.lifecycle_stage,
+            },
+            data: RunData {
+                tags: self
+                    .tags
+                    .iter()
+                    .map(|(key, value)| KeyValue {
+                        key: key.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                ..RunData::default()
+            },
+            inputs: RunInputs::default(),
+            outputs: RunOutputs::default(),
+        }
+    }
 }
 
 async fn upsert_tag(tx: &mut Tx, run_id: &str, tag: &KeyValue) -> Result<(), StoreError> {

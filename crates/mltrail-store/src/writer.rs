@@ -3,18 +3,21 @@
 //! has queued up, runs it in one transaction, commits once (one fsync for the whole group) and
 //! only then answers each caller.
 //!
-//! Two kinds of work share a group:
+//! Three kinds of work share a group:
 //! - general jobs, each under its own SAVEPOINT so a failing job rolls back alone;
 //! - metric logs (the hot path: `log-metric`, metric-only `log-batch`), which are coalesced:
-//!   one lookup of the runs involved, one multi-row INSERT of all their values, one upsert per
-//!   latest (run, key), and one multi-row INSERT of their audit events. Per-statement cost is
-//!   what limits a database driver, so a group of 64 requests costs a handful of statements.
+//!   one lookup of the runs involved, one block per (run, key) and request, one upsert per
+//!   latest (run, key), and their audit events. Per-statement cost is what limits a database
+//!   driver, so a group of 64 requests costs a handful of statements;
+//! - on SQLite files, run creations, which join the metric logs on the native path
+//!   (`native.rs`); elsewhere `create_run` is a general job.
 
 use crate::audit::{metric_batch_digest, AuditHead, Entity};
 use crate::metric_block::{blocks_of, insert_blocks, Block};
 use crate::native::NativeWriter;
+use crate::records::Run;
 use crate::sql::{placeholders, placeholders_for, text};
-use crate::tracking::{not_found_run, NewMetric};
+use crate::tracking::{not_found_run, NewMetric, RunDraft};
 use crate::{Backend, StoreError};
 use futures::future::BoxFuture;
 use mltrail_core::AuditEvent;
@@ -37,9 +40,17 @@ pub(crate) struct MetricLog {
     pub reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// A `runs/create` for the native path (SQLite files only).
+pub(crate) struct RunCreate {
+    pub actor: String,
+    pub draft: RunDraft,
+    pub reply: oneshot::Sender<Result<Run, StoreError>>,
+}
+
 enum Msg {
     Job { actor: String, run: JobFn },
     Metrics(MetricLog),
+    CreateRun(RunCreate),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -53,6 +64,7 @@ const ROWS_PER_INSERT: usize = 100;
 
 pub(crate) struct WriterHandle {
     sender: mpsc::Sender<Msg>,
+    native: bool,
     join: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -186,9 +198,11 @@ impl WriterHandle {
     ) -> Result<Self, StoreError> {
         let head = crate::audit::load_head(&mut conn).await?;
         let (sender, receiver) = mpsc::channel(4096);
+        let has_native = native.is_some();
         let join = tokio::spawn(run(conn, native, backend, receiver, head));
         Ok(WriterHandle {
             sender,
+            native: has_native,
             join: Mutex::new(Some(join)),
         })
     }
@@ -233,6 +247,29 @@ impl WriterHandle {
                 actor,
                 run_id,
                 metrics,
+                reply,
+            }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Whether metric logs and run creations take the native SQLite path.
+    pub(crate) fn has_native(&self) -> bool {
+        self.native
+    }
+
+    /// Creates a run on the native path; only when [`Self::has_native`].
+    pub(crate) async fn create_run(
+        &self,
+        actor: String,
+        draft: RunDraft,
+    ) -> Result<Run, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Msg::CreateRun(RunCreate {
+                actor,
+                draft,
                 reply,
             }))
             .await
@@ -287,9 +324,11 @@ async fn run(
         };
         let mut jobs = Vec::new();
         let mut logs = Vec::new();
+        let mut creates: Vec<RunCreate> = Vec::new();
         let mut take = |msg: Msg| match msg {
             Msg::Job { actor, run } => jobs.push((actor, run)),
             Msg::Metrics(log) => logs.push(log),
+            Msg::CreateRun(create) => creates.push(create),
             Msg::Shutdown(done) => stop = Some(done),
         };
         take(first);
@@ -303,7 +342,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        if jobs.is_empty() && logs.is_empty() {
+        if jobs.is_empty() && logs.is_empty() && creates.is_empty() {
             continue;
         }
         // General jobs may delete or restore runs; only metric-only groups may trust the cache.
@@ -342,13 +381,30 @@ async fn run(
             }
             outcome = sql_outcome;
         }
-        if let (Some(native), false) = (native.as_mut(), logs.is_empty()) {
+        let mut created: Vec<Result<Run, StoreError>> = Vec::new();
+        if let (Some(native), true) = (native.as_mut(), !logs.is_empty() || !creates.is_empty()) {
             outcome = native
-                .apply(&mut audit, &logs, &mut stage_cache)
-                .map(|results| log_results = results);
+                .apply(&mut audit, &creates, &logs, &mut stage_cache)
+                .map(|(runs, results)| {
+                    created = runs;
+                    log_results = results;
+                });
             if let Err(e) = &outcome {
-                tracing::error!(error = %e, "metric group failed; rolled back");
+                tracing::error!(error = %e, "native write group failed; rolled back");
             }
+        }
+        for (create, result) in creates.into_iter().zip(
+            created
+                .into_iter()
+                .map(Some)
+                .chain(std::iter::repeat_with(|| None)),
+        ) {
+            let answer = match (&outcome, result) {
+                (Err(e), _) => Err(e.clone()),
+                (Ok(()), Some(result)) => result,
+                (Ok(()), None) => Err(StoreError::Closed),
+            };
+            let _ = create.reply.send(answer);
         }
         writes_since_optimize += size;
         if backend == Backend::Sqlite && writes_since_optimize >= OPTIMIZE_EVERY {

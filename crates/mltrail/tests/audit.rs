@@ -354,6 +354,25 @@ fn a_created_run_answers_what_is_stored_and_verifies() {
     assert_eq!(created["info"], fetched["run"]["info"]);
     assert_eq!(created["info"]["run_name"], "named-by-tag");
     assert_eq!(created["info"]["start_time"], 1234);
+    // Refused creations answer alone and leave no row and no event behind.
+    let (status, body) = server.post("runs/create", json!({"experiment_id": "987654"}));
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (404, Some("RESOURCE_DOES_NOT_EXIST")),
+        "{body}"
+    );
+    server.ok("experiments/delete", json!({"experiment_id": exp_id}));
+    let (status, body) = server.post("runs/create", json!({"experiment_id": exp_id}));
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (400, Some("INVALID_STATE")),
+        "{body}"
+    );
+    let creations = events(&server, None)
+        .iter()
+        .filter(|e| e["action"] == "run.create")
+        .count();
+    assert_eq!(creations, 1, "only the run that was created has an event");
     server.stop();
     let (ok, out) = verify(&server);
     assert!(ok, "{out}");
