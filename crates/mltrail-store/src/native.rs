@@ -88,10 +88,7 @@ impl NativeWriter {
                 &db,
                 "SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = ?1",
             )?,
-            insert_run: Stmt::prepare(
-                &db,
-                "INSERT INTO runs (run_uuid, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8)",
-            )?,
+            insert_run: Stmt::prepare(&db, crate::tracking::INSERT_RUN)?,
             insert_tag: Stmt::prepare(
                 &db,
                 "INSERT INTO tags (run_uuid, key, value) VALUES (?1, ?2, ?3)",

@@ -520,7 +520,7 @@ pub async fn create_run(store: &MetaStore, actor: &str, new: NewRun) -> Result<R
                     None => None,
                 };
                 let (record, digest) = draft.complete(experiment)?;
-                sqlx::query("INSERT INTO runs (run_uuid, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)")
+                sqlx::query(INSERT_RUN)
                     .bind(draft.id.clone())
                     .bind(record.experiment_id)
                     .bind(record.run_name.clone())
@@ -550,6 +550,9 @@ pub async fn create_run(store: &MetaStore, actor: &str, new: NewRun) -> Result<R
         })
         .await
 }
+
+/// The new run's row; shared with the native path (SQLite binds `$n` by position too).
+pub(crate) const INSERT_RUN: &str = "INSERT INTO runs (run_uuid, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)";
 
 /// A run about to be created: all of it but what its experiment decides.
 pub(crate) struct RunDraft {
