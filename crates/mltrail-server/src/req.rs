@@ -13,7 +13,22 @@ pub struct Req {
     pub actor: String,
 }
 
-impl<S: Send + Sync> FromRequest<S> for Req {
+/// A request before its fields are parsed: for handlers with a typed fast path, which fall
+/// back to [`Req`] through [`RawReq::fields`].
+pub struct RawReq {
+    pub actor: String,
+    pub query: Option<String>,
+    pub body: Bytes,
+}
+
+impl RawReq {
+    /// The general parse of this request.
+    pub fn fields(&self) -> Result<Req, ApiError> {
+        Req::from_parts(self.actor.clone(), self.query.as_deref(), &self.body)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for RawReq {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -26,7 +41,15 @@ impl<S: Send + Sync> FromRequest<S> for Req {
                 code: "INVALID_PARAMETER_VALUE",
                 message: e.body_text(),
             })?;
-        Req::from_parts(actor, query.as_deref(), &body)
+        Ok(RawReq { actor, query, body })
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Req {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        RawReq::from_request(req, state).await?.fields()
     }
 }
 

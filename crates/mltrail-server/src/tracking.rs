@@ -2,11 +2,9 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::metric_body::{self, MetricBody};
-use crate::req::{actor_of, as_f64, as_i64, key_values, parse_experiment_id, Req};
+use crate::req::{as_f64, as_i64, key_values, parse_experiment_id, RawReq, Req};
 use crate::AppState;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Uri};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mltrail_core::state::{LifecycleStage, RunStatus, ViewType};
@@ -299,17 +297,11 @@ pub(crate) fn metric_from(
     })
 }
 
-async fn log_metric(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> JsonResult {
-    let actor = actor_of(&headers);
-    let request = match metric_body::log_metric(uri.query(), &body) {
+async fn log_metric(State(state): State<AppState>, raw: RawReq) -> JsonResult {
+    let request = match metric_body::log_metric(raw.query.as_deref(), &raw.body) {
         Some(request) => request,
         None => {
-            let req = Req::from_parts(actor.clone(), uri.query(), &body)?;
+            let req = raw.fields()?;
             MetricBody {
                 run_id: req.run_id()?,
                 metrics: vec![metric_from(req.fields(), "metric")?],
@@ -318,7 +310,7 @@ async fn log_metric(
     };
     tracking::log_batch(
         &state.store,
-        &actor,
+        &raw.actor,
         request.run_id,
         request.metrics,
         vec![],
@@ -387,26 +379,21 @@ pub(crate) fn metrics_from(value: Option<&Value>) -> ApiResult<Vec<NewMetric>> {
     }
 }
 
-async fn log_batch(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> JsonResult {
-    let actor = actor_of(&headers);
-    let (run_id, metrics, params, tags) = match metric_body::log_batch(uri.query(), &body) {
-        Some(request) => (request.run_id, request.metrics, vec![], vec![]),
-        None => {
-            let req = Req::from_parts(actor.clone(), uri.query(), &body)?;
-            (
-                req.run_id()?,
-                metrics_from(req.value("metrics"))?,
-                key_values(req.value("params"), "params")?,
-                key_values(req.value("tags"), "tags")?,
-            )
-        }
-    };
-    tracking::log_batch(&state.store, &actor, run_id, metrics, params, tags).await?;
+async fn log_batch(State(state): State<AppState>, raw: RawReq) -> JsonResult {
+    let (run_id, metrics, params, tags) =
+        match metric_body::log_batch(raw.query.as_deref(), &raw.body) {
+            Some(request) => (request.run_id, request.metrics, vec![], vec![]),
+            None => {
+                let req = raw.fields()?;
+                (
+                    req.run_id()?,
+                    metrics_from(req.value("metrics"))?,
+                    key_values(req.value("params"), "params")?,
+                    key_values(req.value("tags"), "tags")?,
+                )
+            }
+        };
+    tracking::log_batch(&state.store, &raw.actor, run_id, metrics, params, tags).await?;
     Ok(Json(json!({})))
 }
 

@@ -228,8 +228,17 @@ impl WriterHandle {
                 (ok, completion)
             })
         });
+        self.ask(Msg::Job { actor, run }, answer).await
+    }
+
+    /// Queues `msg` and waits for the answer it carries the sender of.
+    async fn ask<T>(
+        &self,
+        msg: Msg,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         self.sender
-            .send(Msg::Job { actor, run })
+            .send(msg)
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -242,16 +251,13 @@ impl WriterHandle {
         metrics: Vec<NewMetric>,
     ) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Msg::Metrics(MetricLog {
-                actor,
-                run_id,
-                metrics,
-                reply,
-            }))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let log = MetricLog {
+            actor,
+            run_id,
+            metrics,
+            reply,
+        };
+        self.ask(Msg::Metrics(log), answer).await
     }
 
     /// Whether metric logs and run creations take the native SQLite path.
@@ -266,15 +272,12 @@ impl WriterHandle {
         draft: RunDraft,
     ) -> Result<Run, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.sender
-            .send(Msg::CreateRun(RunCreate {
-                actor,
-                draft,
-                reply,
-            }))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let create = RunCreate {
+            actor,
+            draft,
+            reply,
+        };
+        self.ask(Msg::CreateRun(create), answer).await
     }
 
     pub(crate) async fn shutdown(&self) {
@@ -393,16 +396,12 @@ async fn run(
                 tracing::error!(error = %e, "native write group failed; rolled back");
             }
         }
-        for (create, result) in creates.into_iter().zip(
-            created
-                .into_iter()
-                .map(Some)
-                .chain(std::iter::repeat_with(|| None)),
-        ) {
-            let answer = match (&outcome, result) {
-                (Err(e), _) => Err(e.clone()),
-                (Ok(()), Some(result)) => result,
-                (Ok(()), None) => Err(StoreError::Closed),
+        // On success the native path answered every creation, in order.
+        let mut created = created.into_iter();
+        for create in creates {
+            let answer = match &outcome {
+                Err(e) => Err(e.clone()),
+                Ok(()) => created.next().unwrap_or(Err(StoreError::Closed)),
             };
             let _ = create.reply.send(answer);
         }

@@ -133,6 +133,17 @@ fn load(path: &std::path::Path, keep: table::ColumnFilter) -> Result<Table> {
 
 /// The verdict table `mltrail drift` prints, from its JSON report's `columns` and `dataset`
 /// (a monitor window's stored result has the same fields).
+/// Writes `value` as pretty JSON to `path`, or to stdout when `path` is `-`.
+pub fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    if path.as_os_str() == "-" {
+        print!("{text}");
+        Ok(())
+    } else {
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
 pub fn print_verdicts(columns: &[serde_json::Value], dataset: &serde_json::Value) {
     println!(
         "{:<24} {:<12} {:<16} {:>12} {:>10}  drift",
@@ -245,13 +256,7 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
             "columns": columns,
             "dataset": dataset_json,
         });
-        let text = serde_json::to_string_pretty(&body)? + "\n";
-        if path.as_os_str() == "-" {
-            print!("{text}");
-        } else {
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
+        write_json(path, &body)?;
     }
     if let Some(path) = &args.html {
         let pairs: Vec<(ColumnDrift, report::Histogram)> = comparison

@@ -431,13 +431,7 @@ async fn report(args: ReportArgs) -> Result<bool> {
             "reference": result["reference"], "columns": columns, "dataset": result["dataset"],
             "prediction": result["prediction"], "performance": result["performance"],
         });
-        let text = serde_json::to_string_pretty(&body)? + "\n";
-        if path.as_os_str() == "-" {
-            print!("{text}");
-        } else {
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
+        crate::drift::write_json(path, &body)?;
     }
     if let Some(path) = &args.html {
         // The server renders it from the archived log, as the monitor saw the window.
