@@ -1,12 +1,11 @@
 //! WAL checkpoints off the commit path. SQLite's default checkpoints inside whichever commit
 //! pushes the WAL past 1,000 pages, so that request also pays for copying pages into the
 //! database file and fsyncing it (a quarter of a 1,000-value `log_batch`). The writer
-//! connections turn that off; this task checkpoints on its own connection instead: passively
-//! (never blocking writers) every interval, and with RESTART (briefly holding writers back)
-//! when the WAL has grown past a bound anyway, so it cannot grow without limit under constant
-//! writes. Commits stay as durable as before: each one still fsyncs the WAL.
+//! connections turn that off; this task checkpoints on its own connection instead, passively
+//! (never blocking writers) every interval. Only a writer can start the WAL over, so the
+//! writer bounds its size itself (`NativeWriter::bound_wal`), with little left to copy after
+//! this task. Commits stay as durable as before: each one still fsyncs the WAL.
 
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -16,8 +15,6 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 use crate::StoreError;
 
 const INTERVAL: Duration = Duration::from_millis(200);
-/// Past this WAL size a checkpoint may hold writers back to restart the WAL from its start.
-const WAL_BOUND_BYTES: u64 = 64 << 20;
 
 pub(crate) struct Checkpointer {
     stop: tokio::sync::watch::Sender<bool>,
@@ -25,14 +22,13 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// `url` is the writer's `sqlite://` URL; `file` the database file (its WAL is `<file>-wal`).
-    pub(crate) async fn start(url: &str, file: &str) -> Result<Self, StoreError> {
+    /// `url` is the writer's `sqlite://` URL.
+    pub(crate) async fn start(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?.disable_statement_logging();
         let mut conn = SqliteConnection::connect_with(&options).await?;
         sqlx::query("PRAGMA busy_timeout = 10000")
             .execute(&mut conn)
             .await?;
-        let wal = PathBuf::from(format!("{file}-wal"));
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
@@ -40,14 +36,11 @@ impl Checkpointer {
                     _ = tokio::time::sleep(INTERVAL) => {}
                     _ = stopped.changed() => break,
                 }
-                let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-                let (mode, statement) = if size > WAL_BOUND_BYTES {
-                    ("RESTART", "PRAGMA wal_checkpoint(RESTART)")
-                } else {
-                    ("PASSIVE", "PRAGMA wal_checkpoint(PASSIVE)")
-                };
-                if let Err(e) = sqlx::query(statement).execute(&mut conn).await {
-                    tracing::warn!(error = %e, mode, "WAL checkpoint failed; retrying");
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&mut conn)
+                    .await
+                {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
                 }
             }
             // Leave the database file complete and the WAL empty for whoever opens it next.

@@ -170,9 +170,7 @@ impl MetaStore {
             _ => None,
         };
         let checkpointer = match (backend, sqlite_file(&url)) {
-            (Backend::Sqlite, Some(file)) => {
-                Some(checkpoint::Checkpointer::start(&url, file).await?)
-            }
+            (Backend::Sqlite, Some(_)) => Some(checkpoint::Checkpointer::start(&url).await?),
             _ => None,
         };
         let writer = writer::WriterHandle::start(writer_conn, backend, native).await?;

@@ -14,15 +14,28 @@ use crate::writer::{
 use crate::StoreError;
 use libsqlite3_sys as ffi;
 use mltrail_core::AuditEvent;
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::ffi::{c_int, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr::{self, NonNull};
 
 pub(crate) struct NativeWriter {
     // Declared before `db`: statements are finalized before the connection closes.
     statements: Statements,
     db: Db,
+    // Declared after `db`: SQLite's WAL hook points here until the connection closes.
+    wal_frames: Box<Cell<c_int>>,
+    wal_bound_frames: c_int,
 }
+
+/// WAL frames (pages) past which the writer checkpoints itself: 16,384 frames of 4 KiB, 64 MiB.
+///
+/// The checkpoint task copies the WAL into the database every 200 ms, but only a writer can
+/// start the WAL over from its beginning, and only when everything in it has been copied as its
+/// transaction begins. Under steady load a new commit always lands first, so the WAL grew
+/// without bound (495 MB after five seconds of 64 writers) and the checkpoint task's RESTART
+/// never got the write lock from the busy writer.
+const WAL_BOUND_FRAMES: c_int = 16_384;
 
 /// The group's statements, prepared once for the connection's life.
 struct Statements {
@@ -111,34 +124,47 @@ impl NativeWriter {
                 "INSERT INTO audit_log (seq, time, actor, action, entity_type, entity_id, state_digest, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?,
         };
-        Ok(NativeWriter { statements, db })
+        let wal_frames = Box::new(Cell::new(0));
+        // SAFETY: valid handle; the hook's argument is the boxed cell, which outlives the
+        // connection (field order) and is only touched from the thread that owns both.
+        unsafe {
+            ffi::sqlite3_wal_hook(
+                db.0.as_ptr(),
+                Some(note_wal_frames),
+                ptr::from_ref::<Cell<c_int>>(&wal_frames).cast_mut().cast(),
+            );
+        }
+        Ok(NativeWriter {
+            statements,
+            db,
+            wal_frames,
+            wal_bound_frames: WAL_BOUND_FRAMES,
+        })
     }
 
-    /// Applies a group of metric logs in its own transaction; returns each log's own result.
-    ///
-    /// A small group (a client logging one request at a time) runs right on the writer task's
-    /// thread: it takes tens of microseconds plus one fsync, and handing the worker's other
-    /// tasks to another thread first (`block_in_place`) cost thread wake-ups worth about 15 %
-    /// of such a client's rate. A larger group means other clients' requests are queued too,
-    /// so it hands them over rather than hold them for the whole commit.
-    pub(crate) fn apply(
-        &mut self,
-        audit: &mut AuditCtx,
-        creates: &[RunCreate],
-        logs: &[MetricLog],
-        stages: &mut HashMap<String, String>,
-    ) -> Result<GroupResults, StoreError> {
-        const INLINE_UP_TO: usize = 2;
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if creates.len() + logs.len() > INLINE_UP_TO && multi_thread {
-            tokio::task::block_in_place(|| self.apply_here(audit, creates, logs, stages))
+    /// Keeps the WAL bounded (see [`WAL_BOUND_FRAMES`]); run between groups. A passive
+    /// checkpoint here has little left to copy after the checkpoint task's, and once it has
+    /// copied everything the next transaction starts the WAL over. If readers keep it from
+    /// finishing, the WAL grows to twice the bound before a RESTART checkpoint waits for them.
+    pub(crate) fn bound_wal(&mut self) {
+        let frames = self.wal_frames.get();
+        if frames <= self.wal_bound_frames {
+            return;
+        }
+        let mode = if frames > 2 * self.wal_bound_frames {
+            "PRAGMA wal_checkpoint(RESTART)"
         } else {
-            self.apply_here(audit, creates, logs, stages)
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        };
+        match exec(&self.db, mode) {
+            Ok(()) => self.wal_frames.set(0),
+            Err(e) => tracing::warn!(error = %e, frames, "WAL checkpoint by the writer failed"),
         }
     }
 
-    fn apply_here(
+    /// Applies a group of metric logs in its own transaction; returns each log's own result.
+    /// It blocks for the commit's fsync, which is why the writer has a thread of its own.
+    pub(crate) fn apply(
         &mut self,
         audit: &mut AuditCtx,
         creates: &[RunCreate],
@@ -292,6 +318,19 @@ fn error_of(db: NonNull<ffi::sqlite3>, context: &str) -> StoreError {
         .to_string_lossy()
         .into_owned();
     StoreError::Database(format!("{context}: {message}"))
+}
+
+/// SQLite's WAL hook: called after each commit with the number of frames now in the WAL.
+unsafe extern "C" fn note_wal_frames(
+    frames_cell: *mut c_void,
+    _db: *mut ffi::sqlite3,
+    _schema: *const c_char,
+    frames: c_int,
+) -> c_int {
+    // SAFETY: registered in `open` with a pointer to the writer's boxed cell, which lives as
+    // long as the connection; SQLite calls this on the thread running the commit.
+    unsafe { (*frames_cell.cast::<Cell<c_int>>()).set(frames) };
+    ffi::SQLITE_OK
 }
 
 fn exec(db: &Db, sql: &str) -> Result<(), StoreError> {
@@ -453,5 +492,69 @@ impl Drop for Stmt {
         unsafe {
             ffi::sqlite3_finalize(self.raw);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Commits one transaction of `pages` fresh 4 KiB pages.
+    fn commit_pages(writer: &NativeWriter, pages: usize) {
+        exec(&writer.db, "BEGIN IMMEDIATE").expect("begin");
+        for _ in 0..pages {
+            exec(
+                &writer.db,
+                "INSERT INTO filler (bytes) VALUES (randomblob(4000))",
+            )
+            .expect("insert");
+        }
+        exec(&writer.db, "COMMIT").expect("commit");
+    }
+
+    #[tokio::test]
+    async fn the_writer_starts_the_wal_over_once_it_passes_its_bound() {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("w.db");
+        let file = file.to_str().expect("utf-8 path");
+        // As in the server: sqlx creates the database and its schema, then the writer opens it.
+        let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{file}?mode=rwc"))
+            .await
+            .expect("connect");
+        crate::schema::migrate(&mut conn, crate::Backend::Sqlite)
+            .await
+            .expect("schema");
+        let mut writer = NativeWriter::open(file).expect("open");
+        exec(&writer.db, "CREATE TABLE filler (bytes BLOB)").expect("table");
+        writer.wal_bound_frames = 200;
+
+        // Without the bound the WAL only grows: nothing else here starts it over.
+        for _ in 0..30 {
+            commit_pages(&writer, 10);
+        }
+        assert!(
+            writer.wal_frames.get() > 300,
+            "frames: {}",
+            writer.wal_frames.get()
+        );
+
+        let wal = std::path::PathBuf::from(format!("{file}-wal"));
+        let grown = std::fs::metadata(&wal).expect("wal").len();
+        for _ in 0..300 {
+            writer.bound_wal();
+            commit_pages(&writer, 10);
+            assert!(
+                writer.wal_frames.get() <= 2 * 200 + 20,
+                "frames: {}",
+                writer.wal_frames.get()
+            );
+        }
+        // 3,000 more pages went through a WAL that kept its size instead of growing by 12 MB.
+        assert_eq!(std::fs::metadata(&wal).expect("wal").len(), grown);
+        let mut count = Stmt::prepare(&writer.db, "SELECT COUNT(*) FROM filler").expect("count");
+        assert!(count.step().expect("step"));
+        assert_eq!(count.column_text(0), "3300");
     }
 }
