@@ -21,6 +21,7 @@ mod search;
 mod sql;
 pub mod tracking;
 mod writer;
+mod writer_thread;
 
 pub use error::StoreError;
 pub use records::*;

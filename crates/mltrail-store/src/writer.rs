@@ -3,10 +3,10 @@
 //! has queued up, runs it in one transaction, commits once (one fsync for the whole group) and
 //! only then answers each caller.
 //!
-//! It runs on a thread of its own, not on a runtime worker: a commit blocks for its fsync and for
-//! SQLite's work, and on a worker it held up the request tasks queued there (at 64 connections
-//! the writer spent a fifth of its time waiting for its turn after yielding to them, and every
-//! large group paid `block_in_place`'s hand-over of the worker).
+//! It runs on a thread of its own (`writer_thread.rs`), not on a runtime worker: a commit blocks
+//! for its fsync and for SQLite's work, and on a worker it held up the request tasks queued
+//! there (at 64 connections the writer spent a fifth of its time waiting for its turn after
+//! yielding to them, and every large group paid `block_in_place`'s hand-over of the worker).
 //!
 //! Three kinds of work share a group:
 //! - general jobs, each under its own SAVEPOINT so a failing job rolls back alone;
@@ -204,11 +204,12 @@ impl WriterHandle {
         let head = crate::audit::load_head(&mut conn).await?;
         let (sender, receiver) = mpsc::channel(4096);
         let has_native = native.is_some();
-        let runtime = tokio::runtime::Handle::current();
-        let join = std::thread::Builder::new()
-            .name("mltrail-writer".into())
-            .spawn(move || runtime.block_on(run(conn, native, backend, receiver, head)))
-            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        let join = crate::writer_thread::spawn(
+            "mltrail-writer",
+            tokio::runtime::Handle::current(),
+            run(conn, native, backend, receiver, head),
+        )
+        .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
         Ok(WriterHandle {
             sender,
             native: has_native,
@@ -331,12 +332,8 @@ async fn run(
     };
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
-        let first = match next_soon(&mut receiver) {
-            Some(msg) => msg,
-            None => match receiver.recv().await {
-                Some(msg) => msg,
-                None => break,
-            },
+        let Some(first) = receiver.recv().await else {
+            break;
         };
         let mut jobs = Vec::new();
         let mut logs = Vec::new();
@@ -438,26 +435,6 @@ async fn run(
     }
     if let Some(done) = stop {
         let _ = done.send(());
-    }
-}
-
-/// How long the writer keeps looking for the next request after answering a group before it
-/// parks its thread. A client that writes one request at a time sends its next one 100-200 µs
-/// after an answer on this 2-core VM; parking and being woken for it cost about a fifth of that
-/// client's rate. The thread yields its core while it looks, and it looks only right after a
-/// group, so an idle server does not spin.
-const LOOK_FOR_NEXT: std::time::Duration = std::time::Duration::from_micros(200);
-
-fn next_soon(receiver: &mut mpsc::Receiver<Msg>) -> Option<Msg> {
-    let until = std::time::Instant::now() + LOOK_FOR_NEXT;
-    loop {
-        if let Ok(msg) = receiver.try_recv() {
-            return Some(msg);
-        }
-        if std::time::Instant::now() >= until {
-            return None;
-        }
-        std::thread::yield_now();
     }
 }
 
