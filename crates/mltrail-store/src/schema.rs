@@ -376,17 +376,22 @@ mod tests {
     use crate::sql::{blob, int, text};
     use sqlx::Connection;
 
-    /// A database written before metric blocks keeps every value, in the right batch.
-    /// V6 keeps every audit row as it was and leaves SQLite one B-tree for the log, not two.
-    #[tokio::test]
-    async fn the_audit_log_is_rebuilt_on_its_rowid_with_every_row() {
+    /// A fresh SQLite database migrated up to and including `version` (keep the dir alive).
+    async fn sqlite_at(version: i64) -> (tempfile::TempDir, AnyConnection) {
         sqlx::any::install_default_drivers();
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/m.db?mode=rwc", dir.path().display());
         let mut conn = AnyConnection::connect(&url).await.expect("connects");
-        migrate_through(&mut conn, Backend::Sqlite, 5)
+        migrate_through(&mut conn, Backend::Sqlite, version)
             .await
-            .expect("V1-V5");
+            .expect("earlier migrations");
+        (dir, conn)
+    }
+
+    /// V6 keeps every audit row as it was and leaves SQLite one B-tree for the log, not two.
+    #[tokio::test]
+    async fn the_audit_log_is_rebuilt_on_its_rowid_with_every_row() {
+        let (_dir, mut conn) = sqlite_at(5).await;
         let row = "SELECT seq, time, actor, action, entity_type, entity_id, state_digest, hash FROM audit_log ORDER BY seq";
         for seq in 1..=300i64 {
             let digest = if seq % 7 == 0 {
@@ -439,15 +444,10 @@ mod tests {
         );
     }
 
+    /// A database written before metric blocks keeps every value, in the right batch.
     #[tokio::test]
     async fn legacy_metric_rows_are_packed_into_blocks() {
-        sqlx::any::install_default_drivers();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}/m.db?mode=rwc", dir.path().display());
-        let mut conn = AnyConnection::connect(&url).await.expect("connects");
-        migrate_through(&mut conn, Backend::Sqlite, 4)
-            .await
-            .expect("V1-V4");
+        let (_dir, mut conn) = sqlite_at(4).await;
         // 25,000 values in 26 batches over three runs: the first page of 20,000 rows ends
         // inside a batch, which must be carried whole into the next page.
         let mut expected = Vec::new();
