@@ -1,10 +1,10 @@
 //! mltrail-store owns the metadata: one SQL schema, migrated the same way on SQLite (the embedded
 //! default) and PostgreSQL, reached through sqlx's runtime-generic `Any` driver.
 //!
-//! Reads go through a connection pool. Every write goes through one writer task ([`writer`]) that
-//! group-commits concurrent requests into one transaction and one fsync, and appends the audit
-//! event for each change inside that same transaction, so "what changed" and "what was recorded
-//! about it" can never disagree. This crate must not know about HTTP.
+//! Reads go through a connection pool. Every write goes through one writer ([`writer`], on a
+//! thread of its own) that group-commits concurrent requests into one transaction and one fsync,
+//! and appends the audit event for each change inside that same transaction, so "what changed"
+//! and "what was recorded about it" can never disagree. This crate must not know about HTTP.
 
 pub mod audit;
 mod checkpoint;
@@ -90,7 +90,7 @@ pub fn resolve_uri(uri: &str) -> Result<(Backend, String), StoreError> {
 }
 
 impl MetaStore {
-    /// Opens (creating if needed) and migrates the store, then starts its writer task.
+    /// Opens (creating if needed) and migrates the store, then starts its writer thread.
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = resolve_uri(&config.uri)?;

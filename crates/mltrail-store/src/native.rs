@@ -52,7 +52,7 @@ struct Statements {
 struct Db(NonNull<ffi::sqlite3>);
 
 // SAFETY: SQLite connections may move between threads (the bundled library is built
-// thread-safe); `NativeWriter` is owned by the single writer task, so one thread at a time uses it.
+// thread-safe); `NativeWriter` is moved once onto the writer thread, which alone uses it.
 unsafe impl Send for NativeWriter {}
 
 impl Drop for Db {
