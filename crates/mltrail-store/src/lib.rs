@@ -6,6 +6,7 @@
 //! and appends the audit event for each change inside that same transaction, so "what changed"
 //! and "what was recorded about it" can never disagree. This crate must not know about HTTP.
 
+mod answer;
 pub mod audit;
 mod checkpoint;
 pub mod datasets;
