@@ -5,7 +5,7 @@
 //! 38-44 µs, measured from the writer's reply to the task running again. A client writing one
 //! request at a time pays that on every request: a sixth of a durable `log_metric`. So a request
 //! that is the only one waiting for the writer looks for its answer for a while, yielding to the
-//! runtime's other tasks between looks, and awaits it only after that. As soon as a second
+//! runtime's other tasks and to other threads between looks, and awaits it only after that. As soon as a second
 //! request waits too the worker has other work and would not park, so both simply await.
 
 use crate::StoreError;
@@ -49,7 +49,14 @@ impl Waiting {
             match answer.try_recv() {
                 Ok(value) => return Ok(value),
                 Err(TryRecvError::Closed) => return Err(StoreError::Closed),
-                Err(TryRecvError::Empty) => tokio::task::yield_now().await,
+                Err(TryRecvError::Empty) => {
+                    // Give the core away too: a writer that was parked may have been woken onto
+                    // this worker's vCPU, and tokio's yield alone would keep it off until the
+                    // look-out ends (the mlflow client, whose calls leave the writer time to
+                    // park, lost half its rate that way).
+                    std::thread::yield_now();
+                    tokio::task::yield_now().await
+                }
             }
         }
         answer.await.map_err(|_| StoreError::Closed)
