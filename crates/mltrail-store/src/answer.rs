@@ -4,9 +4,10 @@
 //! 2-core VM (idle vCPUs halt without polling first) the wake-up after the writer answers took
 //! 38-44 µs, measured from the writer's reply to the task running again. A client writing one
 //! request at a time pays that on every request: a sixth of a durable `log_metric`. So a request
-//! that is the only one waiting for the writer looks for its answer for a while, yielding to the
-//! runtime's other tasks and to other threads between looks, and awaits it only after that. As soon as a second
-//! request waits too the worker has other work and would not park, so both simply await.
+//! that is the only one waiting for the writer looks for its answer for a while, and awaits it
+//! only after that. Between looks it yields to the runtime's other tasks and to other threads.
+//! As soon as a second request waits too, the worker has other work and would not park, so both
+//! simply await.
 
 use crate::StoreError;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,18 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 /// How long a lone request looks for its answer before it awaits it: longer than a durable
-/// one-request commit (150-250 µs here) and than a general job's round trips to sqlx's thread
-/// (about 600 µs for `log_param`).
+/// one-request commit (150-250 µs here), a general job's round trips to sqlx's thread (about
+/// 600 µs for `log_param`) and a 1,000-value `log_batch` (about 1.3 ms).
 const LOOK_FOR_ANSWER: Duration = Duration::from_millis(2);
-
-/// Whether a lone request looks for its answer. Looking costs nothing while the writer waits
-/// for the disk, but while the writer computes, the looking task takes the core it computes on
-/// (a 1,000-value `log_batch` on one connection lost 10-30 %), so long computations do not.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Look {
-    ForAnswer,
-    Away,
-}
 
 /// The requests currently waiting for the writer.
 #[derive(Default)]
@@ -38,22 +30,18 @@ impl Waiting {
     pub(crate) async fn answer<T>(
         &self,
         mut answer: oneshot::Receiver<T>,
-        look: Look,
     ) -> Result<T, StoreError> {
         let _waiting = Waiter::enter(&self.requests);
         let until = Instant::now() + LOOK_FOR_ANSWER;
-        while look == Look::ForAnswer
-            && self.requests.load(Ordering::Relaxed) == 1
-            && Instant::now() < until
-        {
+        while self.requests.load(Ordering::Relaxed) == 1 && Instant::now() < until {
             match answer.try_recv() {
                 Ok(value) => return Ok(value),
                 Err(TryRecvError::Closed) => return Err(StoreError::Closed),
                 Err(TryRecvError::Empty) => {
-                    // Give the core away too: a writer that was parked may have been woken onto
-                    // this worker's vCPU, and tokio's yield alone would keep it off until the
-                    // look-out ends (the mlflow client, whose calls leave the writer time to
-                    // park, lost half its rate that way).
+                    // Give the core away too: the writer may have been woken onto this worker's
+                    // vCPU, and tokio's yield alone would keep it off until the look-out ends
+                    // (the mlflow client, whose calls leave the writer time to park, lost half
+                    // its rate that way, and a computing writer lost 10-30 %).
                     std::thread::yield_now();
                     tokio::task::yield_now().await
                 }
@@ -97,12 +85,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lone_request_gets_its_answer_while_it_looks_and_after_it_stopped_looking() {
         let waiting = Waiting::default();
-        let soon = waiting.answer(answer_later(1, Duration::from_micros(100)), Look::ForAnswer);
+        let soon = waiting.answer(answer_later(1, Duration::from_micros(100)));
         assert_eq!(soon.await.expect("answered while looking"), 1);
-        let late = waiting.answer(answer_later(2, LOOK_FOR_ANSWER * 3), Look::ForAnswer);
+        let late = waiting.answer(answer_later(2, LOOK_FOR_ANSWER * 3));
         assert_eq!(late.await.expect("answered after looking"), 2);
-        let away = waiting.answer(answer_later(3, Duration::from_micros(100)), Look::Away);
-        assert_eq!(away.await.expect("answered without looking"), 3);
         assert_eq!(waiting.requests.load(Ordering::Relaxed), 0);
     }
 
@@ -114,12 +100,7 @@ mod tests {
                 let waiting = Arc::clone(&waiting);
                 tokio::spawn(async move {
                     let answer = answer_later(i, Duration::from_micros(50 * i));
-                    let look = if i % 2 == 0 {
-                        Look::ForAnswer
-                    } else {
-                        Look::Away
-                    };
-                    waiting.answer(answer, look).await
+                    waiting.answer(answer).await
                 })
             })
             .collect();
@@ -135,14 +116,12 @@ mod tests {
         let (reply, answer) = oneshot::channel::<u8>();
         drop(reply);
         assert!(matches!(
-            waiting.answer(answer, Look::ForAnswer).await,
+            waiting.answer(answer).await,
             Err(StoreError::Closed)
         ));
 
         let (_reply, answer) = oneshot::channel::<u8>();
-        let gave_up =
-            tokio::time::timeout(LOOK_FOR_ANSWER * 3, waiting.answer(answer, Look::ForAnswer))
-                .await;
+        let gave_up = tokio::time::timeout(LOOK_FOR_ANSWER * 3, waiting.answer(answer)).await;
         assert!(gave_up.is_err(), "no answer was sent");
         assert_eq!(waiting.requests.load(Ordering::Relaxed), 0);
     }

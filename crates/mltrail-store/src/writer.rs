@@ -17,7 +17,7 @@
 //! - on SQLite files, run creations, which join the metric logs on the native path
 //!   (`native.rs`); elsewhere `create_run` is a general job.
 
-use crate::answer::{Look, Waiting};
+use crate::answer::Waiting;
 use crate::audit::{metric_batch_digest, AuditHead, Entity};
 use crate::metric_block::{blocks_of, insert_blocks, Block};
 use crate::native::NativeWriter;
@@ -65,8 +65,6 @@ const MAX_GROUP: usize = 512;
 /// Writes between two `PRAGMA optimize` runs (SQLite refreshes planner statistics of tables
 /// that changed a lot; bounded by `analysis_limit`).
 const OPTIMIZE_EVERY: usize = 20_000;
-/// Metric values up to which a lone request looks for its answer (see `answer.rs`).
-const LOOK_MAX_VALUES: usize = 100;
 /// Rows per multi-row INSERT; keeps bound parameters far below SQLite's limit.
 const ROWS_PER_INSERT: usize = 100;
 
@@ -243,8 +241,7 @@ impl WriterHandle {
                 (ok, completion)
             })
         });
-        self.ask(Msg::Job { actor, run }, answer, Look::ForAnswer)
-            .await
+        self.ask(Msg::Job { actor, run }, answer).await
     }
 
     /// Queues `msg` and waits for the answer it carries the sender of.
@@ -252,13 +249,12 @@ impl WriterHandle {
         &self,
         msg: Msg,
         answer: oneshot::Receiver<Result<T, StoreError>>,
-        look: Look,
     ) -> Result<T, StoreError> {
         self.sender
             .send(msg)
             .await
             .map_err(|_| StoreError::Closed)?;
-        self.waiting.answer(answer, look).await?
+        self.waiting.answer(answer).await?
     }
 
     pub(crate) async fn log_metrics(
@@ -268,20 +264,13 @@ impl WriterHandle {
         metrics: Vec<NewMetric>,
     ) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        // The writer computes (rather than waits for the disk) about 1.3 µs per value; looking
-        // for the answer meanwhile would take the core it computes on.
-        let look = if metrics.len() <= LOOK_MAX_VALUES {
-            Look::ForAnswer
-        } else {
-            Look::Away
-        };
         let log = MetricLog {
             actor,
             run_id,
             metrics,
             reply,
         };
-        self.ask(Msg::Metrics(log), answer, look).await
+        self.ask(Msg::Metrics(log), answer).await
     }
 
     /// Whether metric logs and run creations take the native SQLite path.
@@ -301,8 +290,7 @@ impl WriterHandle {
             draft,
             reply,
         };
-        self.ask(Msg::CreateRun(create), answer, Look::ForAnswer)
-            .await
+        self.ask(Msg::CreateRun(create), answer).await
     }
 
     pub(crate) async fn shutdown(&self) {
