@@ -193,7 +193,7 @@ pub async fn serve(
     println!("mltrail serve listening on http://{local}");
     tracing::info!(address = %local, deployment, "serving");
     axum::serve(
-        listener,
+        mltrail_server::without_nagle(listener),
         mltrail_server::scoring::routes(dep.clone(), args.max_body_bytes),
     )
     .with_graceful_shutdown(shutdown)
