@@ -113,7 +113,7 @@ pub async fn serve(
 /// Sends what a response writes at once. With Nagle's algorithm on, a response written in two
 /// parts (headers, then a streamed body such as an artifact download) held its second part until
 /// the client acknowledged the first, and clients delay that ACK by 40 ms: a kept-alive client
-/// such as mlflow's waited 41-48 ms on about half of its downloads (`tests/downloads.rs`).
+/// such as mlflow's waited 41-48 ms on half or more of its downloads (`tests/downloads.rs`).
 pub fn without_nagle(listener: TcpListener) -> impl Listener<Addr = std::net::SocketAddr> {
     listener.tap_io(|connection| {
         if let Err(e) = connection.set_nodelay(true) {

@@ -7,7 +7,8 @@
 //! that is the only one waiting for the writer looks for its answer for a while, and awaits it
 //! only after that. Between looks it yields to the runtime's other tasks and to other threads.
 //! As soon as a second request waits too, the worker has other work and would not park, so both
-//! simply await.
+//! simply await. The writer's own thread waits for its next request the same way
+//! (`writer_thread.rs`); the two cannot share code, as one is a task and the other a thread.
 
 use crate::StoreError;
 use std::sync::atomic::{AtomicUsize, Ordering};
