@@ -3,10 +3,10 @@
 
 use crate::sql::{blob, int, key_value_object, opt_int, opt_text, text};
 use crate::tracking::NewMetric;
-use crate::{MetaStore, StoreError, Tx};
+use crate::{AuditCtx, MetaStore, StoreError, Tx};
 use futures::TryStreamExt;
 use mltrail_core::audit::state_digest as digest_of;
-use mltrail_core::{AuditEvent, ChainHash, GENESIS_HASH};
+use mltrail_core::{AuditEvent, GENESIS_HASH};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::AnyConnection;
@@ -238,33 +238,6 @@ fn push_json_string(out: &mut String, s: &str) {
 pub(crate) fn param_batch_state(mut pairs: Vec<(String, String)>) -> Value {
     pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     Value::Array(pairs.into_iter().map(|(k, v)| json!([k, v])).collect())
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AuditHead {
-    pub seq: i64,
-    pub hash: ChainHash,
-}
-
-pub(crate) async fn load_head(conn: &mut AnyConnection) -> Result<AuditHead, StoreError> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
-    match row {
-        None => Ok(AuditHead {
-            seq: 0,
-            hash: GENESIS_HASH,
-        }),
-        Some(row) => {
-            let hash = ChainHash::from_hex(&text(&row, "hash")?).ok_or_else(|| {
-                StoreError::Database("audit_log head has a malformed hash".into())
-            })?;
-            Ok(AuditHead {
-                seq: int(&row, "seq")?,
-                hash,
-            })
-        }
-    }
 }
 
 async fn kv(conn: &mut AnyConnection, sql: &'static str, id: &str) -> Result<Value, StoreError> {
@@ -520,11 +493,19 @@ pub async fn load_state(
     }
 }
 
-pub(crate) async fn state_digest(
-    tx: &mut Tx,
-    entity: &Entity,
-) -> Result<Option<String>, StoreError> {
-    Ok(load_state(tx, entity).await?.map(|s| digest_of(&s)))
+impl AuditCtx {
+    /// Appends one event for `entity`, whose state digest is read back from the transaction,
+    /// so the digest describes exactly what is being committed.
+    pub async fn record(
+        &mut self,
+        tx: &mut Tx,
+        action: &str,
+        entity: &Entity,
+    ) -> Result<(), StoreError> {
+        let digest = load_state(tx, entity).await?.map(|s| digest_of(&s));
+        self.record_external(tx, action, entity.kind(), &entity.id(), digest)
+            .await
+    }
 }
 
 /// (entity type, entity id) → (seq, digest) of its latest event.

@@ -6,15 +6,13 @@
 //! and appends the audit event for each change inside that same transaction, so "what changed"
 //! and "what was recorded about it" can never disagree. This crate must not know about HTTP.
 
-mod answer;
 pub mod audit;
-mod checkpoint;
 pub mod datasets;
 mod error;
+mod hot_path;
 pub mod logged_models;
 mod metric_block;
 pub mod monitors;
-mod native;
 pub mod records;
 pub mod registry;
 mod schema;
@@ -22,22 +20,16 @@ mod search;
 mod sql;
 pub mod tracking;
 mod writer;
-mod writer_thread;
 
 pub use error::StoreError;
 pub use records::*;
+pub use sql::Backend;
 pub use writer::{AuditCtx, Tx};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Connection};
 use std::str::FromStr;
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// The handle every domain operation takes. Cheap to clone.
 #[derive(Clone)]
@@ -47,8 +39,8 @@ pub struct MetaStore {
 
 struct Inner {
     readers: AnyPool,
-    writer: writer::WriterHandle,
-    checkpointer: tokio::sync::Mutex<Option<checkpoint::Checkpointer>>,
+    writer: writer::WriterHandle<hot_path::TrackingPath>,
+    checkpointer: tokio::sync::Mutex<Option<writer::checkpoint::Checkpointer>>,
 }
 
 /// How the store was asked to open.
@@ -126,7 +118,7 @@ impl MetaStore {
                 sqlx::query(pragma).execute(&mut writer_conn).await?;
             }
             if sqlite_file(&url).is_some() {
-                // Checkpoints run on their own connection (checkpoint.rs), not inside commits.
+                // Checkpoints run on their own connection (writer/checkpoint.rs), not inside commits.
                 sqlx::query("PRAGMA wal_autocheckpoint = 0")
                     .execute(&mut writer_conn)
                     .await?;
@@ -136,7 +128,7 @@ impl MetaStore {
         if backend == Backend::Sqlite {
             // Without statistics SQLite plans a filtered search from the wrong index (400 ms
             // instead of 40 over 100k runs). A bounded ANALYZE now, and `PRAGMA optimize` as
-            // the writer goes (see writer.rs), keep them current.
+            // the writer goes (see writer/mod.rs), keep them current.
             sqlx::query("PRAGMA analysis_limit = 1000")
                 .execute(&mut writer_conn)
                 .await?;
@@ -166,16 +158,27 @@ impl MetaStore {
         // file; an in-memory database would be a different database on another connection.
         let native = match backend {
             Backend::Sqlite => match sqlite_file(&url) {
-                Some(file) => Some(native::NativeWriter::open(file)?),
+                Some(file) => Some(writer::Native::open(
+                    file,
+                    <hot_path::TrackingPath as writer::Coalesced>::prepare,
+                )?),
                 None => None,
             },
             _ => None,
         };
         let checkpointer = match (backend, sqlite_file(&url)) {
-            (Backend::Sqlite, Some(_)) => Some(checkpoint::Checkpointer::start(&url).await?),
+            (Backend::Sqlite, Some(_)) => {
+                Some(writer::checkpoint::Checkpointer::start(&url).await?)
+            }
             _ => None,
         };
-        let writer = writer::WriterHandle::start(writer_conn, backend, native).await?;
+        let writer = writer::WriterHandle::start(
+            writer_conn,
+            backend,
+            native,
+            hot_path::TrackingPath::default(),
+        )
+        .await?;
         let store = MetaStore {
             inner: Arc::new(Inner {
                 readers,
@@ -203,24 +206,31 @@ impl MetaStore {
             + Send
             + 'static,
     {
+        self.transaction(actor, async move |tx, audit| job(tx, audit).await)
+            .await
+    }
+
+    /// [`Self::write`] for an async closure: how the domain modules write.
+    pub(crate) async fn transaction<T, F>(&self, actor: &str, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: AsyncFnOnce(&mut Tx, &mut AuditCtx) -> Result<T, StoreError> + Send + 'static,
+    {
         self.inner.writer.submit(actor.to_string(), job).await
     }
 
-    pub(crate) fn inner_writer(&self) -> &writer::WriterHandle {
-        &self.inner.writer
+    /// Queues a coalesced tracking write (`hot_path`) and waits for its answer.
+    pub(crate) async fn coalesce<T>(
+        &self,
+        request: hot_path::Request,
+        answer: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.inner.writer.coalesce(request, answer).await
     }
 
-    /// Logs metric values for one run through the writer's coalesced path (see [`writer`]).
-    pub(crate) async fn log_metrics(
-        &self,
-        actor: &str,
-        run_id: String,
-        metrics: Vec<tracking::NewMetric>,
-    ) -> Result<(), StoreError> {
-        self.inner
-            .writer
-            .log_metrics(actor.to_string(), run_id, metrics)
-            .await
+    /// Whether run creations take the coalesced native path (SQLite files).
+    pub(crate) fn coalesces_run_creations(&self) -> bool {
+        self.inner.writer.has_native()
     }
 
     /// Closes the pool and stops the writer after it drained every queued write.

@@ -142,6 +142,75 @@ pub(crate) async fn insert_blocks(
     Ok(())
 }
 
+/// (run id, batch id, value) of one metric row to insert.
+pub(crate) type MetricInsert<'a> = (&'a str, &'a str, &'a NewMetric);
+
+/// The latest value per (run, key) among `rows`: max step, then max timestamp, then max value,
+/// as in MLflow.
+pub(crate) fn latest_per_key<'a>(
+    rows: &[MetricInsert<'a>],
+) -> Vec<((&'a str, &'a str), &'a NewMetric)> {
+    let mut latest: std::collections::HashMap<(&str, &str), &NewMetric> =
+        std::collections::HashMap::new();
+    for (run_id, _, m) in rows {
+        let slot = latest.entry((*run_id, m.key.as_str())).or_insert(*m);
+        if newer(m, slot) {
+            *slot = *m;
+        }
+    }
+    latest.into_iter().collect()
+}
+
+fn newer(m: &NewMetric, old: &NewMetric) -> bool {
+    (m.step, m.timestamp) > (old.step, old.timestamp)
+        || ((m.step, m.timestamp) == (old.step, old.timestamp) && m.value > old.value)
+}
+
+/// The latest-value upsert; a value replaces the stored one only when it is newer.
+pub(crate) const UPSERT_LATEST_TAIL: &str = "ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
+             WHERE excluded.step > latest_metrics.step \
+                OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+                OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND COALESCE(excluded.value, 0) > COALESCE(latest_metrics.value, 0))";
+
+/// Moves each (run, key)'s latest value forward to the newest of `rows` (portable path).
+pub(crate) async fn upsert_latest(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[MetricInsert<'_>],
+) -> Result<(), StoreError> {
+    let latest = latest_per_key(rows);
+    for chunk in latest.chunks(BLOCKS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("({})", crate::sql::placeholders_for(conn, 1 + i * 6, 6)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES {} {UPSERT_LATEST_TAIL}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((run_id, key), m) in chunk {
+            let (value, nan) = stored_value(m.value);
+            query = query
+                .bind(run_id.to_string())
+                .bind(key.to_string())
+                .bind(value)
+                .bind(nan)
+                .bind(m.timestamp)
+                .bind(m.step);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// NaN cannot be stored in SQLite (it becomes NULL), so a flag column keeps it.
+pub(crate) fn stored_value(v: f64) -> (Option<f64>, i64) {
+    if v.is_nan() {
+        (None, 1)
+    } else {
+        (Some(v), 0)
+    }
+}
+
 /// MLflow's history order: step, then timestamp, then value.
 pub(crate) fn sort_history(points: &mut [Point]) {
     points.sort_by(|a, b| {

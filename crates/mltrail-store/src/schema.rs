@@ -2,7 +2,8 @@
 //! DOUBLE PRECISION) so every statement runs unchanged on both; ids are assigned by the single
 //! writer rather than by backend-specific sequences.
 
-use crate::{Backend, StoreError};
+use crate::sql::Backend;
+use crate::StoreError;
 use sqlx::AnyConnection;
 
 /// Ordered migrations; a migration is never edited once released, only appended to.

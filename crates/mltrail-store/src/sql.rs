@@ -1,8 +1,15 @@
-//! Small helpers for reading rows through the `Any` driver.
+//! Small helpers for reading rows through the `Any` driver, and which backend a store is on.
 
 use crate::StoreError;
 use sqlx::any::AnyRow;
 use sqlx::Row;
+
+/// The database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 pub(crate) fn text(row: &AnyRow, col: &str) -> Result<String, StoreError> {
     Ok(row.try_get::<String, _>(col)?)

@@ -1,9 +1,10 @@
 //! Experiments, runs, params, tags, metrics, inputs and outputs: MLflow's tracking model.
 
 use crate::audit::Entity;
+use crate::hot_path::{MetricLog, Request, RunCreate};
 use crate::records::*;
 use crate::sql::{int, key_value, metric_value, opt_int, placeholders, text};
-use crate::{MetaStore, StoreError, Tx};
+use crate::{AuditCtx, MetaStore, StoreError, Tx};
 use mltrail_core::state::{LifecycleStage, RunStatus, ViewType};
 use mltrail_core::{now_millis, RunId};
 use sqlx::any::AnyRow;
@@ -502,53 +503,75 @@ pub async fn create_run(store: &MetaStore, actor: &str, new: NewRun) -> Result<R
         start_time: new.start_time.unwrap_or_else(now_millis),
         tags,
     };
-    if store.inner_writer().has_native() {
-        return store
-            .inner_writer()
-            .create_run(actor.to_string(), draft)
-            .await;
+    if store.coalesces_run_creations() {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let create = RunCreate {
+            actor: actor.to_string(),
+            draft,
+            reply,
+        };
+        return store.coalesce(Request::CreateRun(create), answer).await;
     }
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                let experiment = sqlx::query("SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = $1")
-                    .bind(draft.experiment_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let experiment = match experiment {
-                    Some(row) => Some((text(&row, "lifecycle_stage")?, text(&row, "artifact_location")?)),
-                    None => None,
-                };
-                let (record, digest) = draft.complete(experiment)?;
-                sqlx::query(INSERT_RUN)
-                    .bind(draft.id.clone())
-                    .bind(record.experiment_id)
-                    .bind(record.run_name.clone())
-                    .bind(record.user_id.clone())
-                    .bind(record.status.clone())
-                    .bind(record.start_time)
-                    .bind(record.artifact_uri.clone())
-                    .bind(record.lifecycle_stage.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                let rows: Vec<String> = (0..draft.tags.len())
-                    .map(|i| format!("({})", crate::sql::placeholders_for(tx, 1 + i * 3, 3)))
-                    .collect();
-                let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO tags (run_uuid, key, value) VALUES {}",
-                    rows.join(", ")
-                )));
-                for (key, value) in &draft.tags {
-                    insert = insert.bind(draft.id.clone()).bind(key.clone()).bind(value.clone());
-                }
-                insert.execute(&mut *tx).await?;
-                audit
-                    .record_external(tx, "run.create", "run", &draft.id, Some(digest))
-                    .await?;
-                Ok(draft.answer(record))
-            })
+        .transaction(actor, async move |tx, audit| {
+            insert_run(tx, audit, &draft).await?
         })
         .await
+}
+
+/// Inserts a new run with its tags and its event through sqlx. The outer `Err` is a failed
+/// statement; the inner one the creation's own refusal (unknown or deleted experiment).
+pub(crate) async fn insert_run(
+    tx: &mut Tx,
+    audit: &mut AuditCtx,
+    draft: &RunDraft,
+) -> Result<Result<Run, StoreError>, StoreError> {
+    let experiment = sqlx::query(
+        "SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = $1",
+    )
+    .bind(draft.experiment_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let experiment = match experiment {
+        Some(row) => Some((
+            text(&row, "lifecycle_stage")?,
+            text(&row, "artifact_location")?,
+        )),
+        None => None,
+    };
+    let (record, digest) = match draft.complete(experiment) {
+        Ok(completed) => completed,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    sqlx::query(INSERT_RUN)
+        .bind(draft.id.clone())
+        .bind(record.experiment_id)
+        .bind(record.run_name.clone())
+        .bind(record.user_id.clone())
+        .bind(record.status.clone())
+        .bind(record.start_time)
+        .bind(record.artifact_uri.clone())
+        .bind(record.lifecycle_stage.clone())
+        .execute(&mut *tx)
+        .await?;
+    let rows: Vec<String> = (0..draft.tags.len())
+        .map(|i| format!("({})", crate::sql::placeholders_for(tx, 1 + i * 3, 3)))
+        .collect();
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO tags (run_uuid, key, value) VALUES {}",
+        rows.join(", ")
+    )));
+    for (key, value) in &draft.tags {
+        insert = insert
+            .bind(draft.id.clone())
+            .bind(key.clone())
+            .bind(value.clone());
+    }
+    insert.execute(&mut *tx).await?;
+    audit
+        .record_external(tx, "run.create", "run", &draft.id, Some(digest))
+        .await?;
+    Ok(Ok(draft.answer(record)))
 }
 
 /// The new run's row; shared with the native path (SQLite binds `$n` by position too).
@@ -942,9 +965,9 @@ async fn insert_metrics(
         &crate::metric_block::blocks_of(run_id, batch_id, metrics),
     )
     .await?;
-    let rows: Vec<crate::writer::MetricInsert> =
+    let rows: Vec<crate::metric_block::MetricInsert> =
         metrics.iter().map(|m| (run_id, batch_id, m)).collect();
-    crate::writer::upsert_latest(tx, &rows).await
+    crate::metric_block::upsert_latest(tx, &rows).await
 }
 
 /// `log-batch` (and, with one element, `log-metric`, `log-parameter`, `set-tag`): all or nothing.
@@ -982,7 +1005,14 @@ pub async fn log_batch(
         if metrics.is_empty() {
             return Ok(());
         }
-        return store.log_metrics(actor, run_id, metrics).await;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let log = MetricLog {
+            actor: actor.to_string(),
+            run_id,
+            metrics,
+            reply,
+        };
+        return store.coalesce(Request::LogMetrics(log), answer).await;
     }
     store
         .write(actor, move |tx, audit| {

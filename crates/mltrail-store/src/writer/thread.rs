@@ -20,22 +20,25 @@ use std::time::{Duration, Instant};
 /// an idle one parks after this once, so an idle server does not spin.
 const LOOK_FOR_WAKE: Duration = Duration::from_micros(200);
 
-/// Runs `future` to completion on a new thread named `name`, inside `runtime`'s context (its
-/// I/O and timers are driven by the runtime's workers).
-pub(crate) fn spawn<F>(
+/// Runs the future `start` makes to completion on a new thread named `name`, inside
+/// `runtime`'s context (its I/O and timers are driven by the runtime's workers). The future is
+/// made on that thread and never leaves it, so it need not be `Send` (the writer's jobs hold
+/// futures of async closures, whose `Send`-ness cannot be named).
+pub(crate) fn spawn<S, F>(
     name: &str,
     runtime: tokio::runtime::Handle,
-    future: F,
+    start: S,
 ) -> std::io::Result<JoinHandle<F::Output>>
 where
-    F: Future + Send + 'static,
+    S: FnOnce() -> F + Send + 'static,
+    F: Future,
     F::Output: Send + 'static,
 {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             let _context = runtime.enter();
-            drive(future)
+            drive(start())
         })
 }
 
@@ -91,7 +94,7 @@ mod tests {
         let thread = spawn(
             "test-writer",
             tokio::runtime::Handle::current(),
-            async move {
+            move || async move {
                 let mut sum = 0;
                 while let Some(n) = receiver.recv().await {
                     sum += n;

@@ -8,7 +8,7 @@
 //! only after that. Between looks it yields to the runtime's other tasks and to other threads.
 //! As soon as a second request waits too, the worker has other work and would not park, so both
 //! simply await. The writer's own thread waits for its next request the same way
-//! (`writer_thread.rs`); the two cannot share code, as one is a task and the other a thread.
+//! (`thread.rs`); the two cannot share code, as one is a task and the other a thread.
 
 use crate::StoreError;
 use std::sync::atomic::{AtomicUsize, Ordering};

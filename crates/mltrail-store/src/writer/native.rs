@@ -1,27 +1,24 @@
-//! The SQLite fast path for the hottest writes: metric logs and run creations. The writer keeps
-//! its own SQLite connection, opened and driven through the C API, and runs a whole group of
-//! them as direct calls: BEGIN, the new runs with their tags, run lookups, the block INSERTs,
-//! the latest-value upserts, the audit rows, COMMIT, with statements prepared once. Same schema, same SQL, same audit chain as the portable path in
-//! `writer.rs`; only the driver calls differ. (Through sqlx every statement is a round trip to
-//! the connection's worker thread.)
+//! The native SQLite connection the writer keeps for its hottest writes: opened and driven
+//! through SQLite's C API, so a group's statements are direct calls rather than a round trip
+//! each to sqlx's worker thread. This module owns the connection primitives only: opening with
+//! the writer's durability settings, prepared statements ([`Stmt`]), transactions, and the bound
+//! on the WAL. Which statements run on it (metric logs, run creations) is the domain's, prepared
+//! through [`Native::open`]'s `prepare` and run in [`Native::transaction`].
 //!
 //! All `unsafe` in the crate is here: FFI calls on a connection this module alone owns.
 
-use crate::records::Run;
-use crate::writer::{
-    latest_per_key, plan_metric_logs, stored_value, uncached_runs, AuditCtx, MetricLog, RunCreate,
-};
+use super::chain::{self, AuditCtx, PendingEvent};
 use crate::StoreError;
 use libsqlite3_sys as ffi;
-use mltrail_core::AuditEvent;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr::{self, NonNull};
 
-pub(crate) struct NativeWriter {
+/// The native connection with the statements prepared on it.
+pub(crate) struct Native<S> {
     // Declared before `db`: statements are finalized before the connection closes.
-    statements: Statements,
+    statements: S,
+    audit_rows: Stmt,
     db: Db,
     // Declared after `db`: SQLite's WAL hook points here until the connection closes.
     wal_frames: Box<Cell<c_int>>,
@@ -37,23 +34,15 @@ pub(crate) struct NativeWriter {
 /// never got the write lock from the busy writer.
 const WAL_BOUND_FRAMES: c_int = 16_384;
 
-/// The group's statements, prepared once for the connection's life.
-struct Statements {
-    experiment: Stmt,
-    insert_run: Stmt,
-    insert_tag: Stmt,
-    lookup: Stmt,
-    insert_block: Stmt,
-    upsert_latest: Stmt,
-    insert_audit: Stmt,
-}
-
 /// An open SQLite connection owned by this module alone, closed on drop.
-struct Db(NonNull<ffi::sqlite3>);
+pub(crate) struct Db(NonNull<ffi::sqlite3>);
 
 // SAFETY: SQLite connections may move between threads (the bundled library is built
-// thread-safe); `NativeWriter` is moved once onto the writer thread, which alone uses it.
-unsafe impl Send for NativeWriter {}
+// thread-safe). A `Db` and the statements prepared on it live together in one `Native`, which
+// is moved once onto the writer thread and used by it alone.
+unsafe impl Send for Db {}
+// SAFETY: as for `Db`: a statement is used only with its connection, by the thread owning both.
+unsafe impl Send for Stmt {}
 
 impl Drop for Db {
     fn drop(&mut self) {
@@ -64,12 +53,31 @@ impl Drop for Db {
     }
 }
 
-impl NativeWriter {
+/// What a native group works with: the domain's statements, and the audit chain, whose events
+/// are inserted with the connection's own prepared statement.
+pub(crate) struct NativeGroup<'a, S> {
+    pub statements: &'a mut S,
+    audit: &'a mut AuditCtx,
+    audit_rows: &'a mut Stmt,
+}
+
+impl<S> NativeGroup<'_, S> {
+    /// Chains events and inserts them, in order.
+    pub(crate) fn append(&mut self, events: Vec<PendingEvent>) -> Result<(), StoreError> {
+        let rows = self.audit.chain(events);
+        chain::insert_native(self.audit_rows, &rows)
+    }
+}
+
+impl<S> Native<S> {
     /// Opens a second connection to the writer's database file, with the same durability
-    /// settings. The connection is opened here rather than through sqlx: sqlx runs every call
-    /// on a worker thread of its own, and handing each group there and back cost more than
-    /// the group's statements.
-    pub(crate) fn open(file: &str) -> Result<Self, StoreError> {
+    /// settings, and prepares the domain's statements on it. The connection is opened here
+    /// rather than through sqlx: sqlx runs every call on a worker thread of its own, and
+    /// handing each group there and back cost more than the group's statements.
+    pub(crate) fn open(
+        file: &str,
+        prepare: impl FnOnce(&Db) -> Result<S, StoreError>,
+    ) -> Result<Self, StoreError> {
         let path = CString::new(file).map_err(|e| StoreError::Database(e.to_string()))?;
         let mut raw = ptr::null_mut();
         // SAFETY: NUL-terminated path; `raw` receives a handle we own (closed by `Db`'s drop,
@@ -94,36 +102,10 @@ impl NativeWriter {
             "PRAGMA busy_timeout = 10000",
             "PRAGMA wal_autocheckpoint = 0",
         ] {
-            exec(&db, pragma)?;
+            db.exec(pragma)?;
         }
-        let statements = Statements {
-            experiment: Stmt::prepare(
-                &db,
-                "SELECT lifecycle_stage, artifact_location FROM experiments WHERE experiment_id = ?1",
-            )?,
-            insert_run: Stmt::prepare(&db, crate::tracking::INSERT_RUN)?,
-            insert_tag: Stmt::prepare(
-                &db,
-                "INSERT INTO tags (run_uuid, key, value) VALUES (?1, ?2, ?3)",
-            )?,
-            lookup: Stmt::prepare(&db, "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?1")?,
-            insert_block: Stmt::prepare(
-                &db,
-                "INSERT INTO metric_blocks (run_uuid, key, model_id, batch_id, point_count, points) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?,
-            upsert_latest: Stmt::prepare(
-                &db,
-                "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, timestamp = excluded.timestamp, step = excluded.step \
-                 WHERE excluded.step > latest_metrics.step \
-                    OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-                    OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND COALESCE(excluded.value, 0) > COALESCE(latest_metrics.value, 0))",
-            )?,
-            insert_audit: Stmt::prepare(
-                &db,
-                "INSERT INTO audit_log (seq, time, actor, action, entity_type, entity_id, state_digest, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?,
-        };
+        let statements = prepare(&db)?;
+        let audit_rows = Stmt::prepare(&db, chain::INSERT_NATIVE)?;
         let wal_frames = Box::new(Cell::new(0));
         // SAFETY: valid handle; the hook's argument is the boxed cell, which outlives the
         // connection (field order) and is only touched from the thread that owns both.
@@ -134,12 +116,39 @@ impl NativeWriter {
                 ptr::from_ref::<Cell<c_int>>(&wal_frames).cast_mut().cast(),
             );
         }
-        Ok(NativeWriter {
+        Ok(Native {
             statements,
+            audit_rows,
             db,
             wal_frames,
             wal_bound_frames: WAL_BOUND_FRAMES,
         })
+    }
+
+    /// Runs `apply` in one transaction of its own (BEGIN IMMEDIATE … COMMIT). Nothing of it
+    /// survives a failure: the transaction rolls back and the chain head is restored. It blocks
+    /// for the commit's fsync, which is why the writer has a thread of its own.
+    pub(crate) fn transaction<T>(
+        &mut self,
+        audit: &mut AuditCtx,
+        apply: impl FnOnce(&mut NativeGroup<'_, S>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let before = audit.head_snapshot();
+        let result = self.db.exec("BEGIN IMMEDIATE").and_then(|()| {
+            let mut group = NativeGroup {
+                statements: &mut self.statements,
+                audit: &mut *audit,
+                audit_rows: &mut self.audit_rows,
+            };
+            let out = apply(&mut group)?;
+            self.db.exec("COMMIT")?;
+            Ok(out)
+        });
+        if result.is_err() {
+            let _ = self.db.exec("ROLLBACK");
+            audit.restore(before);
+        }
+        result
     }
 
     /// Keeps the WAL bounded (see [`WAL_BOUND_FRAMES`]); run between groups. A passive
@@ -156,155 +165,32 @@ impl NativeWriter {
         } else {
             "PRAGMA wal_checkpoint(PASSIVE)"
         };
-        match exec(&self.db, mode) {
+        match self.db.exec(mode) {
             Ok(()) => self.wal_frames.set(0),
             Err(e) => tracing::warn!(error = %e, frames, "WAL checkpoint by the writer failed"),
         }
     }
-
-    /// Applies a group of metric logs in its own transaction; returns each log's own result.
-    /// It blocks for the commit's fsync, which is why the writer has a thread of its own.
-    pub(crate) fn apply(
-        &mut self,
-        audit: &mut AuditCtx,
-        creates: &[RunCreate],
-        logs: &[MetricLog],
-        stages: &mut HashMap<String, String>,
-    ) -> Result<GroupResults, StoreError> {
-        let before = audit.head_snapshot();
-        let result = run_group(&self.db, &mut self.statements, audit, creates, logs, stages);
-        if result.is_err() {
-            // Nothing of the group may survive a failed statement.
-            let _ = exec(&self.db, "ROLLBACK");
-            audit.restore(before);
-            stages.clear();
-        }
-        result
-    }
 }
 
-/// Each run creation's answer, and each metric log's result, in arrival order.
-pub(crate) type GroupResults = (Vec<Result<Run, StoreError>>, Vec<Result<(), StoreError>>);
-
-fn run_group(
-    db: &Db,
-    st: &mut Statements,
-    audit: &mut AuditCtx,
-    creates: &[RunCreate],
-    logs: &[MetricLog],
-    stages: &mut HashMap<String, String>,
-) -> Result<GroupResults, StoreError> {
-    exec(db, "BEGIN IMMEDIATE")?;
-    let created = creates
-        .iter()
-        .map(|create| create_run(st, audit, create, stages))
-        .collect::<Result<Vec<_>, _>>()?;
-    let missing: Vec<String> = uncached_runs(logs, stages)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    for id in missing {
-        st.lookup.bind_text(1, &id)?;
-        let found = st.lookup.step();
-        if let Ok(true) = found {
-            stages.insert(id, st.lookup.column_text(0));
+impl Db {
+    /// Runs SQL that returns no rows.
+    pub(crate) fn exec(&self, sql: &str) -> Result<(), StoreError> {
+        let sql = CString::new(sql).map_err(|e| StoreError::Database(e.to_string()))?;
+        // SAFETY: valid handle, NUL-terminated SQL, no callback.
+        let rc = unsafe {
+            ffi::sqlite3_exec(
+                self.0.as_ptr(),
+                sql.as_ptr(),
+                None,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(error(self, "exec"));
         }
-        st.lookup.reset();
-        found?;
+        Ok(())
     }
-    let plan = plan_metric_logs(logs, stages);
-    if !plan.accepted.is_empty() {
-        let insert = &mut st.insert_block;
-        for block in plan.blocks(logs) {
-            insert.bind_text(1, block.run_id)?;
-            insert.bind_text(2, block.key)?;
-            insert.bind_opt_text(3, block.model_id)?;
-            insert.bind_text(4, block.batch_id)?;
-            insert.bind_i64(5, block.count)?;
-            insert.bind_blob(6, &block.points)?;
-            insert.step_done()?;
-        }
-        let upsert = &mut st.upsert_latest;
-        for ((run_id, key), m) in latest_per_key(&plan.rows(logs)) {
-            let (value, nan) = stored_value(m.value);
-            upsert.bind_text(1, run_id)?;
-            upsert.bind_text(2, key)?;
-            upsert.bind_opt_f64(3, value)?;
-            upsert.bind_i64(4, nan)?;
-            upsert.bind_i64(5, m.timestamp)?;
-            upsert.bind_i64(6, m.step)?;
-            upsert.step_done()?;
-        }
-        let events = audit.chain(plan.events(logs));
-        insert_audit(&mut st.insert_audit, &events)?;
-    }
-    exec(db, "COMMIT")?;
-    Ok((created, plan.results))
-}
-
-/// Inserts one run with its tags and its audit event. The outer `Err` is a failed statement
-/// (the group rolls back); the inner one is this request's own answer (unknown or deleted
-/// experiment).
-fn create_run(
-    st: &mut Statements,
-    audit: &mut AuditCtx,
-    create: &RunCreate,
-    stages: &mut HashMap<String, String>,
-) -> Result<Result<Run, StoreError>, StoreError> {
-    let draft = &create.draft;
-    st.experiment.bind_i64(1, draft.experiment_id)?;
-    let found = st.experiment.step();
-    let experiment = match found {
-        Ok(true) => Some((st.experiment.column_text(0), st.experiment.column_text(1))),
-        _ => None,
-    };
-    st.experiment.reset();
-    found?;
-    let (record, digest) = match draft.complete(experiment) {
-        Ok(completed) => completed,
-        Err(refused) => return Ok(Err(refused)),
-    };
-    let insert = &mut st.insert_run;
-    insert.bind_text(1, &draft.id)?;
-    insert.bind_i64(2, record.experiment_id)?;
-    insert.bind_text(3, &record.run_name)?;
-    insert.bind_text(4, &record.user_id)?;
-    insert.bind_text(5, &record.status)?;
-    insert.bind_opt_i64(6, record.start_time)?;
-    insert.bind_text(7, &record.artifact_uri)?;
-    insert.bind_text(8, &record.lifecycle_stage)?;
-    insert.step_done()?;
-    for (key, value) in &draft.tags {
-        st.insert_tag.bind_text(1, &draft.id)?;
-        st.insert_tag.bind_text(2, key)?;
-        st.insert_tag.bind_text(3, value)?;
-        st.insert_tag.step_done()?;
-    }
-    let events = audit.chain(vec![(
-        create.actor.clone(),
-        "run.create".to_string(),
-        "run".to_string(),
-        draft.id.clone(),
-        Some(digest),
-    )]);
-    insert_audit(&mut st.insert_audit, &events)?;
-    stages.insert(draft.id.clone(), record.lifecycle_stage.clone());
-    Ok(Ok(draft.answer(record)))
-}
-
-fn insert_audit(insert: &mut Stmt, events: &[(AuditEvent, String)]) -> Result<(), StoreError> {
-    for (e, hash) in events {
-        insert.bind_i64(1, e.seq)?;
-        insert.bind_i64(2, e.time)?;
-        insert.bind_text(3, &e.actor)?;
-        insert.bind_text(4, &e.action)?;
-        insert.bind_text(5, &e.entity_type)?;
-        insert.bind_text(6, &e.entity_id)?;
-        insert.bind_opt_text(7, e.state_digest.as_deref())?;
-        insert.bind_text(8, hash)?;
-        insert.step_done()?;
-    }
-    Ok(())
 }
 
 fn error(db: &Db, context: &str) -> StoreError {
@@ -333,32 +219,14 @@ unsafe extern "C" fn note_wal_frames(
     ffi::SQLITE_OK
 }
 
-fn exec(db: &Db, sql: &str) -> Result<(), StoreError> {
-    let sql = CString::new(sql).map_err(|e| StoreError::Database(e.to_string()))?;
-    // SAFETY: valid handle, NUL-terminated SQL, no callback.
-    let rc = unsafe {
-        ffi::sqlite3_exec(
-            db.0.as_ptr(),
-            sql.as_ptr(),
-            None,
-            ptr::null_mut(),
-            ptr::null_mut(),
-        )
-    };
-    if rc != ffi::SQLITE_OK {
-        return Err(error(db, "exec"));
-    }
-    Ok(())
-}
-
-/// A prepared statement, finalized on drop (before its connection closes: see `NativeWriter`).
-struct Stmt {
+/// A prepared statement, finalized on drop (before its connection closes: see [`Native`]).
+pub(crate) struct Stmt {
     db: NonNull<ffi::sqlite3>,
     raw: *mut ffi::sqlite3_stmt,
 }
 
 impl Stmt {
-    fn prepare(db: &Db, sql: &str) -> Result<Self, StoreError> {
+    pub(crate) fn prepare(db: &Db, sql: &str) -> Result<Self, StoreError> {
         let sql = CString::new(sql).map_err(|e| StoreError::Database(e.to_string()))?;
         let mut raw = ptr::null_mut();
         // SAFETY: valid handle; `raw` receives a statement we own and finalize on drop.
@@ -379,7 +247,7 @@ impl Stmt {
         }
     }
 
-    fn bind_text(&mut self, index: c_int, value: &str) -> Result<(), StoreError> {
+    pub(crate) fn bind_text(&mut self, index: c_int, value: &str) -> Result<(), StoreError> {
         // SAFETY: SQLITE_TRANSIENT makes SQLite copy the bytes before returning.
         let rc = unsafe {
             ffi::sqlite3_bind_text(
@@ -393,7 +261,7 @@ impl Stmt {
         self.check(rc, "bind text")
     }
 
-    fn bind_blob(&mut self, index: c_int, value: &[u8]) -> Result<(), StoreError> {
+    pub(crate) fn bind_blob(&mut self, index: c_int, value: &[u8]) -> Result<(), StoreError> {
         // SAFETY: SQLITE_TRANSIENT makes SQLite copy the bytes before returning.
         let rc = unsafe {
             ffi::sqlite3_bind_blob(
@@ -407,7 +275,11 @@ impl Stmt {
         self.check(rc, "bind blob")
     }
 
-    fn bind_opt_text(&mut self, index: c_int, value: Option<&str>) -> Result<(), StoreError> {
+    pub(crate) fn bind_opt_text(
+        &mut self,
+        index: c_int,
+        value: Option<&str>,
+    ) -> Result<(), StoreError> {
         match value {
             Some(v) => self.bind_text(index, v),
             // SAFETY: valid statement and index.
@@ -418,7 +290,7 @@ impl Stmt {
         }
     }
 
-    fn bind_i64(&mut self, index: c_int, value: i64) -> Result<(), StoreError> {
+    pub(crate) fn bind_i64(&mut self, index: c_int, value: i64) -> Result<(), StoreError> {
         // SAFETY: valid statement and index.
         self.check(
             unsafe { ffi::sqlite3_bind_int64(self.raw, index, value) },
@@ -426,7 +298,11 @@ impl Stmt {
         )
     }
 
-    fn bind_opt_i64(&mut self, index: c_int, value: Option<i64>) -> Result<(), StoreError> {
+    pub(crate) fn bind_opt_i64(
+        &mut self,
+        index: c_int,
+        value: Option<i64>,
+    ) -> Result<(), StoreError> {
         match value {
             Some(v) => self.bind_i64(index, v),
             // SAFETY: valid statement and index.
@@ -437,7 +313,11 @@ impl Stmt {
         }
     }
 
-    fn bind_opt_f64(&mut self, index: c_int, value: Option<f64>) -> Result<(), StoreError> {
+    pub(crate) fn bind_opt_f64(
+        &mut self,
+        index: c_int,
+        value: Option<f64>,
+    ) -> Result<(), StoreError> {
         // SAFETY: valid statement and index.
         let rc = unsafe {
             match value {
@@ -449,7 +329,7 @@ impl Stmt {
     }
 
     /// Steps once; true when a row is available.
-    fn step(&mut self) -> Result<bool, StoreError> {
+    pub(crate) fn step(&mut self) -> Result<bool, StoreError> {
         // SAFETY: valid statement.
         match unsafe { ffi::sqlite3_step(self.raw) } {
             ffi::SQLITE_ROW => Ok(true),
@@ -459,13 +339,13 @@ impl Stmt {
     }
 
     /// Steps a statement that returns no rows, then resets it for the next use.
-    fn step_done(&mut self) -> Result<(), StoreError> {
+    pub(crate) fn step_done(&mut self) -> Result<(), StoreError> {
         let stepped = self.step();
         self.reset();
         stepped.map(|_| ())
     }
 
-    fn column_text(&self, index: c_int) -> String {
+    pub(crate) fn column_text(&self, index: c_int) -> String {
         // SAFETY: called after step() returned a row; the text is copied immediately.
         unsafe {
             let ptr = ffi::sqlite3_column_text(self.raw, index);
@@ -477,7 +357,7 @@ impl Stmt {
         }
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         // SAFETY: valid statement. Errors of the last step were already reported by step().
         unsafe {
             ffi::sqlite3_reset(self.raw);
@@ -500,16 +380,15 @@ mod tests {
     use super::*;
 
     /// Commits one transaction of `pages` fresh 4 KiB pages.
-    fn commit_pages(writer: &NativeWriter, pages: usize) {
-        exec(&writer.db, "BEGIN IMMEDIATE").expect("begin");
+    fn commit_pages(writer: &Native<()>, pages: usize) {
+        writer.db.exec("BEGIN IMMEDIATE").expect("begin");
         for _ in 0..pages {
-            exec(
-                &writer.db,
-                "INSERT INTO filler (bytes) VALUES (randomblob(4000))",
-            )
-            .expect("insert");
+            writer
+                .db
+                .exec("INSERT INTO filler (bytes) VALUES (randomblob(4000))")
+                .expect("insert");
         }
-        exec(&writer.db, "COMMIT").expect("commit");
+        writer.db.exec("COMMIT").expect("commit");
     }
 
     #[tokio::test]
@@ -523,11 +402,14 @@ mod tests {
         let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{file}?mode=rwc"))
             .await
             .expect("connect");
-        crate::schema::migrate(&mut conn, crate::Backend::Sqlite)
+        crate::schema::migrate(&mut conn, crate::sql::Backend::Sqlite)
             .await
             .expect("schema");
-        let mut writer = NativeWriter::open(file).expect("open");
-        exec(&writer.db, "CREATE TABLE filler (bytes BLOB)").expect("table");
+        let mut writer = Native::open(file, |_| Ok(())).expect("open");
+        writer
+            .db
+            .exec("CREATE TABLE filler (bytes BLOB)")
+            .expect("table");
         writer.wal_bound_frames = 200;
 
         // Without the bound the WAL only grows: nothing else here starts it over.
