@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::any::AnyRow;
 
-use crate::audit::Entity;
+use crate::audited::Audited;
 use crate::sql::{int, opt_text, text};
 use crate::writer::{AuditCtx, Tx};
 use crate::{MetaStore, StoreError};
@@ -63,6 +63,45 @@ impl std::str::FromStr for VersionRef {
 impl std::fmt::Display for VersionRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+/// A dataset version, as the audit trail records it (its id is `NAME/VERSION`).
+impl Audited for VersionRef {
+    const KIND: &'static str = "dataset_version";
+    const LIST_IDS: &'static str =
+        "SELECT name || '/' || CAST(version AS TEXT) AS id FROM dataset_versions";
+
+    fn parse(id: &str) -> Option<Self> {
+        let (name, version) = id.rsplit_once('/')?;
+        Some(VersionRef {
+            name: name.into(),
+            version: version.parse().ok()?,
+        })
+    }
+
+    fn id(&self) -> String {
+        format!("{}/{}", self.name, self.version)
+    }
+
+    /// Its file, creation time and creator.
+    async fn state(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let Some(row) =
+            sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND version = $2")
+                .bind(self.name.clone())
+                .bind(self.version)
+                .fetch_optional(&mut *conn)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let v = from_row(&row)?;
+        Ok(Some(
+            serde_json::json!({"file": v.file, "created_time": v.created_time, "created_by": v.created_by}),
+        ))
     }
 }
 
@@ -150,7 +189,7 @@ pub async fn add_version(
                     .bind(user)
                     .execute(&mut *tx)
                     .await?;
-                audit.record(tx, "dataset_version.create", &Entity::DatasetVersion { name: new.name.clone(), version }).await?;
+                audit.record(tx, "dataset_version.create", &VersionRef { name: new.name.clone(), version }).await?;
                 let row = sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND version = $2")
                     .bind(new.name.clone())
                     .bind(version)
@@ -302,7 +341,7 @@ pub(crate) async fn record_logged_input(
         .record(
             tx,
             "dataset_version.create",
-            &Entity::DatasetVersion {
+            &VersionRef {
                 name: name.to_string(),
                 version,
             },

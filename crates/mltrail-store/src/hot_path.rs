@@ -7,14 +7,14 @@
 //! inside the group's transaction, the native one through the writer's own SQLite connection
 //! with statements prepared once.
 
-use crate::audit::{metric_batch_digest, Entity};
+use crate::audited::Audited;
 use crate::metric_block::{
-    blocks_of, insert_blocks, latest_per_key, stored_value, upsert_latest, Block, MetricInsert,
-    UPSERT_LATEST_TAIL,
+    blocks_of, insert_blocks, latest_per_key, metric_batch_digest, stored_value, upsert_latest,
+    Block, MetricBatch, MetricInsert, UPSERT_LATEST_TAIL,
 };
 use crate::records::Run;
 use crate::sql::{placeholders, text};
-use crate::tracking::{not_found_run, NewMetric, RunDraft, INSERT_RUN};
+use crate::tracking::{not_found_run, NewMetric, RunDraft, RunRef, INSERT_RUN};
 use crate::writer::{AuditCtx, Coalesced, Db, NativeGroup, PendingEvent, Stmt, Tx};
 use crate::StoreError;
 use std::collections::HashMap;
@@ -260,7 +260,7 @@ fn create_run_native(
     group.append(vec![PendingEvent {
         actor: create.actor.clone(),
         action: "run.create".to_string(),
-        entity_type: "run".to_string(),
+        entity_type: RunRef::KIND.to_string(),
         entity_id: draft.id.clone(),
         state_digest: Some(digest),
     }])?;
@@ -351,14 +351,14 @@ impl MetricPlan {
             .iter()
             .map(|(i, batch)| {
                 let log = logs[*i];
-                let entity = Entity::MetricBatch {
+                let entity = MetricBatch {
                     run_id: log.run_id.clone(),
                     batch_id: batch.clone(),
                 };
                 PendingEvent {
                     actor: log.actor.clone(),
                     action: "run.log_metrics".to_string(),
-                    entity_type: entity.kind().to_string(),
+                    entity_type: MetricBatch::KIND.to_string(),
                     entity_id: entity.id(),
                     state_digest: Some(metric_batch_digest(&log.metrics)),
                 }

@@ -6,7 +6,7 @@
 //! and appends the audit event for each change inside that same transaction, so "what changed"
 //! and "what was recorded about it" can never disagree. This crate must not know about HTTP.
 
-pub mod audit;
+mod audited;
 pub mod datasets;
 mod error;
 mod hot_path;
@@ -25,6 +25,54 @@ pub use error::StoreError;
 pub use records::*;
 pub use sql::Backend;
 pub use writer::{AuditCtx, Tx};
+
+/// The audit trail: `verify` and the event log. Events are appended by the writer inside the
+/// transaction of the change they record; each domain module says what state its entities'
+/// events digest.
+pub mod audit {
+    use crate::audited::{AuditedKind, Kind};
+    pub use crate::audited::{BrokenLink, LoggedEvent, VerifyReport};
+    use crate::{datasets, logged_models, metric_block, monitors, registry, tracking};
+    use crate::{MetaStore, StoreError};
+
+    /// Events whose state lives outside the database carry this kind; `verify` checks their
+    /// chain links but not their state.
+    pub const ARTIFACT_KIND: &str = "artifact";
+
+    /// Every entity kind with state in the database, in the order `verify` looks for rows
+    /// that have no event.
+    const KINDS: [&dyn AuditedKind; 11] = [
+        &Kind::<tracking::ExperimentRef>::new(),
+        &Kind::<tracking::RunRef>::new(),
+        &Kind::<metric_block::MetricBatch>::new(),
+        &Kind::<tracking::ParamBatch>::new(),
+        &Kind::<logged_models::LoggedModelRef>::new(),
+        &Kind::<registry::RegisteredModelRef>::new(),
+        &Kind::<registry::ModelVersionRef>::new(),
+        &Kind::<datasets::VersionRef>::new(),
+        &Kind::<monitors::MonitorRef>::new(),
+        &Kind::<monitors::MonitorResultRef>::new(),
+        &Kind::<monitors::AlertRef>::new(),
+    ];
+
+    /// Recomputes the chain from the genesis hash, then checks that every entity's current
+    /// state digests to what its latest event recorded, and that no audited row exists without
+    /// an event.
+    pub async fn verify(store: &MetaStore) -> Result<VerifyReport, StoreError> {
+        let mut conn = store.readers().acquire().await?;
+        crate::audited::verify(&mut conn, &KINDS).await
+    }
+
+    /// Events in sequence order, optionally only those of one entity (`run:<id>`,
+    /// `experiment:<id>`, or just a type such as `registered_model`).
+    pub async fn list_events(
+        store: &MetaStore,
+        entity: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        crate::audited::list_events(store.readers(), entity, limit).await
+    }
+}
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Connection};

@@ -1,10 +1,10 @@
 //! MLflow 3's logged models: `mlflow.<flavor>.log_model` creates one, uploads its files under
 //! `<experiment>/models/<model_id>/artifacts`, and marks it ready.
 
-use crate::audit::Entity;
+use crate::audited::Audited;
 use crate::records::*;
 use crate::search::{compare, Bind, Plan};
-use crate::sql::{int, key_values, opt_text, text};
+use crate::sql::{int, key_value_object_of, key_values, opt_text, text};
 use crate::tracking::validate_key;
 use crate::{MetaStore, StoreError};
 use mltrail_core::filter::{parse_filter, Entity as FilterEntity};
@@ -15,6 +15,61 @@ use sqlx::AnyConnection;
 
 fn not_found(id: &str) -> StoreError {
     StoreError::NotFound(format!("Logged model with ID '{id}' not found."))
+}
+
+/// A logged model, as the audit trail records it: its row, tags and params.
+pub(crate) struct LoggedModelRef(pub String);
+
+impl Audited for LoggedModelRef {
+    const KIND: &'static str = "logged_model";
+    const LIST_IDS: &'static str = "SELECT model_id AS id FROM logged_models";
+
+    fn parse(id: &str) -> Option<Self> {
+        Some(LoggedModelRef(id.to_string()))
+    }
+
+    fn id(&self) -> String {
+        self.0.clone()
+    }
+
+    async fn state(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let id = &self.0;
+        let Some(row) = sqlx::query("SELECT * FROM logged_models WHERE model_id = $1")
+            .bind(id.clone())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tags = key_value_object_of(
+            conn,
+            "SELECT key, value FROM logged_model_tags WHERE model_id = $1",
+            id,
+        )
+        .await?;
+        let params = key_value_object_of(
+            conn,
+            "SELECT key, value FROM logged_model_params WHERE model_id = $1",
+            id,
+        )
+        .await?;
+        Ok(Some(serde_json::json!({
+            "experiment_id": int(&row, "experiment_id")?,
+            "name": text(&row, "name")?,
+            "artifact_uri": text(&row, "artifact_uri")?,
+            "status": text(&row, "status")?,
+            "creation_time": int(&row, "creation_time")?,
+            "last_updated_time": int(&row, "last_updated_time")?,
+            "source_run_id": opt_text(&row, "source_run_id")?,
+            "model_type": opt_text(&row, "model_type")?,
+            "lifecycle_stage": text(&row, "lifecycle_stage")?,
+            "tags": tags,
+            "params": params,
+        })))
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -126,7 +181,7 @@ pub async fn create_logged_model(
                 for t in &new.tags {
                     upsert_kv(tx, "logged_model_tags", &id, t).await?;
                 }
-                audit.record(tx, "logged_model.create", &Entity::LoggedModel(id.clone())).await?;
+                audit.record(tx, "logged_model.create", &LoggedModelRef(id.clone())).await?;
                 load(tx, &id).await
             })
         })
@@ -163,7 +218,7 @@ pub async fn finalize_logged_model(
                     .bind(id.clone())
                     .execute(&mut *tx)
                     .await?;
-                audit.record(tx, "logged_model.finalize", &Entity::LoggedModel(id.clone())).await?;
+                audit.record(tx, "logged_model.finalize", &LoggedModelRef(id.clone())).await?;
                 load(tx, &id).await
             })
         })
@@ -187,7 +242,7 @@ pub async fn set_logged_model_tags(
                     upsert_kv(tx, "logged_model_tags", &id, t).await?;
                 }
                 audit
-                    .record(tx, "logged_model.set_tags", &Entity::LoggedModel(id))
+                    .record(tx, "logged_model.set_tags", &LoggedModelRef(id))
                     .await
             })
         })
@@ -210,7 +265,7 @@ pub async fn delete_logged_model_tag(
                     .execute(&mut *tx)
                     .await?;
                 audit
-                    .record(tx, "logged_model.delete_tag", &Entity::LoggedModel(id))
+                    .record(tx, "logged_model.delete_tag", &LoggedModelRef(id))
                     .await
             })
         })
@@ -231,7 +286,7 @@ pub async fn log_logged_model_params(
                     upsert_kv(tx, "logged_model_params", &id, p).await?;
                 }
                 audit
-                    .record(tx, "logged_model.log_params", &Entity::LoggedModel(id))
+                    .record(tx, "logged_model.log_params", &LoggedModelRef(id))
                     .await
             })
         })
@@ -252,7 +307,7 @@ pub async fn delete_logged_model(
                     .bind(id.clone())
                     .execute(&mut *tx)
                     .await?;
-                audit.record(tx, "logged_model.delete", &Entity::LoggedModel(id)).await
+                audit.record(tx, "logged_model.delete", &LoggedModelRef(id)).await
             })
         })
         .await

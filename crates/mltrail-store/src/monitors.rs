@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
-use crate::audit::Entity;
+use crate::audited::Audited;
 use crate::sql::{int, text};
 use crate::{MetaStore, StoreError};
 use mltrail_core::now_millis;
@@ -224,6 +224,94 @@ pub(crate) fn monitor_state(m: &Monitor) -> serde_json::Value {
     serde_json::json!({"spec": m.spec, "status": m.status, "created_time": m.created_time, "created_by": m.created_by})
 }
 
+/// A monitor, as the audit trail records it: everything but its progress.
+pub(crate) struct MonitorRef(pub String);
+
+impl Audited for MonitorRef {
+    const KIND: &'static str = "monitor";
+    const LIST_IDS: &'static str = "SELECT monitor_id AS id FROM monitors";
+
+    fn parse(id: &str) -> Option<Self> {
+        Some(MonitorRef(id.to_string()))
+    }
+
+    fn id(&self) -> String {
+        self.0.clone()
+    }
+
+    async fn state(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(find_monitor(conn, &self.0)
+            .await?
+            .as_ref()
+            .map(monitor_state))
+    }
+}
+
+/// One evaluated window of a monitor (`MONITOR/WINDOW_START`), recorded whole.
+pub(crate) struct MonitorResultRef {
+    pub monitor_id: String,
+    pub window_start: i64,
+}
+
+impl Audited for MonitorResultRef {
+    const KIND: &'static str = "monitor_result";
+    const LIST_IDS: &'static str =
+        "SELECT monitor_id || '/' || CAST(window_start AS TEXT) AS id FROM monitor_results";
+
+    fn parse(id: &str) -> Option<Self> {
+        let (monitor_id, start) = id.rsplit_once('/')?;
+        Some(MonitorResultRef {
+            monitor_id: monitor_id.into(),
+            window_start: start.parse().ok()?,
+        })
+    }
+
+    fn id(&self) -> String {
+        format!("{}/{}", self.monitor_id, self.window_start)
+    }
+
+    async fn state(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        find_result(conn, &self.monitor_id, self.window_start)
+            .await?
+            .as_ref()
+            .map(row_state)
+            .transpose()
+    }
+}
+
+/// An alert a monitor fired, recorded whole.
+pub(crate) struct AlertRef(pub String);
+
+impl Audited for AlertRef {
+    const KIND: &'static str = "alert";
+    const LIST_IDS: &'static str = "SELECT alert_id AS id FROM alerts";
+
+    fn parse(id: &str) -> Option<Self> {
+        Some(AlertRef(id.to_string()))
+    }
+
+    fn id(&self) -> String {
+        self.0.clone()
+    }
+
+    async fn state(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        find_alert(conn, &self.0)
+            .await?
+            .as_ref()
+            .map(row_state)
+            .transpose()
+    }
+}
+
 fn invalid(message: String) -> StoreError {
     StoreError::InvalidParameter(message)
 }
@@ -264,7 +352,7 @@ pub async fn create_monitor(
                     .bind(first_window_start)
                     .execute(&mut *tx)
                     .await?;
-                audit.record(tx, "monitor.create", &Entity::Monitor(id.clone())).await?;
+                audit.record(tx, "monitor.create", &MonitorRef(id.clone())).await?;
                 find_monitor(tx, &id).await?.ok_or_else(|| StoreError::InvalidState(format!("monitor `{id}` vanished while created")))
             })
         })
@@ -308,7 +396,7 @@ pub async fn delete_monitor(store: &MetaStore, actor: &str, id: &str) -> Result<
                 if changed == 0 {
                     return Err(StoreError::NotFound(format!("monitor `{id}` does not exist or is already deleted")));
                 }
-                audit.record(tx, "monitor.delete", &Entity::Monitor(id)).await?;
+                audit.record(tx, "monitor.delete", &MonitorRef(id)).await?;
                 Ok(())
             })
         })
@@ -336,7 +424,7 @@ pub async fn record_window(
                     .execute(&mut *tx)
                     .await?;
                 audit
-                    .record(tx, "monitor.result", &Entity::MonitorResult { monitor_id: result.monitor_id.clone(), window_start: result.window_start })
+                    .record(tx, "monitor.result", &MonitorResultRef { monitor_id: result.monitor_id.clone(), window_start: result.window_start })
                     .await?;
                 for alert in alerts {
                     sqlx::query("INSERT INTO alerts (alert_id, monitor_id, deployment, rule, state, window_start, window_end, details_json, fired_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
@@ -355,7 +443,7 @@ pub async fn record_window(
                         AlertState::Firing => "alert.fire",
                         AlertState::Resolved => "alert.resolve",
                     };
-                    audit.record(tx, action, &Entity::Alert(alert.id)).await?;
+                    audit.record(tx, action, &AlertRef(alert.id)).await?;
                 }
                 sqlx::query("UPDATE monitors SET next_window_start = $1 WHERE monitor_id = $2")
                     .bind(result.window_end)

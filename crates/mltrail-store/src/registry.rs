@@ -1,9 +1,9 @@
 //! The model registry: registered models, versions, stages, aliases and tags.
 
-use crate::audit::Entity;
+use crate::audited::Audited;
 use crate::records::*;
 use crate::search::{compare, Bind, Plan};
-use crate::sql::{int, key_values, text};
+use crate::sql::{int, key_value_object, key_value_object_of, key_values, text};
 use crate::tracking::validate_key;
 use crate::{MetaStore, StoreError, Tx};
 use mltrail_core::filter::{parse_filter, parse_order_by, Entity as FilterEntity, Op};
@@ -20,6 +20,110 @@ const MODEL_TABLES: [&str; 5] = [
     "registered_model_tags",
     "registered_models",
 ];
+
+/// A registered model, as the audit trail records it: its row, tags and aliases (its versions
+/// are entities of their own).
+pub(crate) struct RegisteredModelRef(pub String);
+
+impl Audited for RegisteredModelRef {
+    const KIND: &'static str = "registered_model";
+    const LIST_IDS: &'static str = "SELECT name AS id FROM registered_models";
+
+    fn parse(id: &str) -> Option<Self> {
+        Some(RegisteredModelRef(id.to_string()))
+    }
+
+    fn id(&self) -> String {
+        self.0.clone()
+    }
+
+    async fn state(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let name = &self.0;
+        let Some(row) = sqlx::query("SELECT * FROM registered_models WHERE name = $1")
+            .bind(name.clone())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tags = key_value_object_of(
+            conn,
+            "SELECT key, value FROM registered_model_tags WHERE name = $1",
+            name,
+        )
+        .await?;
+        let aliases = key_value_object_of(conn, "SELECT alias AS key, CAST(version AS TEXT) AS value FROM registered_model_aliases WHERE name = $1", name).await?;
+        Ok(Some(serde_json::json!({
+            "creation_time": int(&row, "creation_time")?,
+            "last_updated_time": int(&row, "last_updated_time")?,
+            "description": text(&row, "description")?,
+            "tags": tags,
+            "aliases": aliases,
+        })))
+    }
+}
+
+/// A model version, as the audit trail records it (its id is `NAME/VERSION`): its row and tags.
+pub(crate) struct ModelVersionRef {
+    pub name: String,
+    pub version: i64,
+}
+
+impl Audited for ModelVersionRef {
+    const KIND: &'static str = "model_version";
+    const LIST_IDS: &'static str =
+        "SELECT name || '/' || CAST(version AS TEXT) AS id FROM model_versions";
+
+    fn parse(id: &str) -> Option<Self> {
+        let (name, version) = id.rsplit_once('/')?;
+        Some(ModelVersionRef {
+            name: name.into(),
+            version: version.parse().ok()?,
+        })
+    }
+
+    fn id(&self) -> String {
+        format!("{}/{}", self.name, self.version)
+    }
+
+    async fn state(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let Some(row) =
+            sqlx::query("SELECT * FROM model_versions WHERE name = $1 AND version = $2")
+                .bind(self.name.clone())
+                .bind(self.version)
+                .fetch_optional(&mut *conn)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT key, value FROM model_version_tags WHERE name = $1 AND version = $2",
+        )
+        .bind(self.name.clone())
+        .bind(self.version)
+        .fetch_all(&mut *conn)
+        .await?;
+        let tags = key_value_object(&rows)?;
+        Ok(Some(serde_json::json!({
+            "creation_time": int(&row, "creation_time")?,
+            "last_updated_time": int(&row, "last_updated_time")?,
+            "description": text(&row, "description")?,
+            "user_id": text(&row, "user_id")?,
+            "current_stage": text(&row, "current_stage")?,
+            "source": text(&row, "source")?,
+            "run_id": text(&row, "run_id")?,
+            "status": text(&row, "status")?,
+            "model_id": text(&row, "model_id")?,
+            "tags": tags,
+        })))
+    }
+}
 
 fn model_not_found(name: &str) -> StoreError {
     StoreError::NotFound(format!("Registered Model with name={name} not found"))
@@ -269,7 +373,7 @@ pub async fn create_registered_model(
                         .execute(&mut *tx)
                         .await?;
                 }
-                audit.record(tx, "registered_model.create", &Entity::RegisteredModel(name.clone())).await?;
+                audit.record(tx, "registered_model.create", &RegisteredModelRef(name.clone())).await?;
                 get_model_conn(tx, &name).await
             })
         })
@@ -325,14 +429,14 @@ pub async fn rename_registered_model(
                     .record(
                         tx,
                         "registered_model.rename",
-                        &Entity::RegisteredModel(name.clone()),
+                        &RegisteredModelRef(name.clone()),
                     )
                     .await?;
                 audit
                     .record(
                         tx,
                         "registered_model.rename",
-                        &Entity::RegisteredModel(new_name.clone()),
+                        &RegisteredModelRef(new_name.clone()),
                     )
                     .await?;
                 for v in versions {
@@ -340,7 +444,7 @@ pub async fn rename_registered_model(
                         .record(
                             tx,
                             "model_version.rename",
-                            &Entity::ModelVersion {
+                            &ModelVersionRef {
                                 name: name.clone(),
                                 version: v,
                             },
@@ -350,7 +454,7 @@ pub async fn rename_registered_model(
                         .record(
                             tx,
                             "model_version.rename",
-                            &Entity::ModelVersion {
+                            &ModelVersionRef {
                                 name: new_name.clone(),
                                 version: v,
                             },
@@ -379,7 +483,7 @@ pub async fn update_registered_model(
                     .bind(name.clone())
                     .execute(&mut *tx)
                     .await?;
-                audit.record(tx, "registered_model.update", &Entity::RegisteredModel(name.clone())).await?;
+                audit.record(tx, "registered_model.update", &RegisteredModelRef(name.clone())).await?;
                 get_model_conn(tx, &name).await
             })
         })
@@ -413,7 +517,7 @@ pub async fn delete_registered_model(
                         .record(
                             tx,
                             "model_version.delete",
-                            &Entity::ModelVersion {
+                            &ModelVersionRef {
                                 name: name.clone(),
                                 version: v,
                             },
@@ -421,11 +525,7 @@ pub async fn delete_registered_model(
                         .await?;
                 }
                 audit
-                    .record(
-                        tx,
-                        "registered_model.delete",
-                        &Entity::RegisteredModel(name),
-                    )
+                    .record(tx, "registered_model.delete", &RegisteredModelRef(name))
                     .await
             })
         })
@@ -449,7 +549,7 @@ pub async fn set_registered_model_tag(
                     .bind(tag.value)
                     .execute(&mut *tx)
                     .await?;
-                audit.record(tx, "registered_model.set_tag", &Entity::RegisteredModel(name)).await
+                audit.record(tx, "registered_model.set_tag", &RegisteredModelRef(name)).await
             })
         })
         .await
@@ -471,11 +571,7 @@ pub async fn delete_registered_model_tag(
                     .execute(&mut *tx)
                     .await?;
                 audit
-                    .record(
-                        tx,
-                        "registered_model.delete_tag",
-                        &Entity::RegisteredModel(name),
-                    )
+                    .record(tx, "registered_model.delete_tag", &RegisteredModelRef(name))
                     .await
             })
         })
@@ -650,8 +746,8 @@ pub async fn create_model_version(
                         .await?;
                 }
                 touch_model(tx, &new.name, now).await?;
-                audit.record(tx, "model_version.create", &Entity::ModelVersion { name: new.name.clone(), version }).await?;
-                audit.record(tx, "registered_model.new_version", &Entity::RegisteredModel(new.name.clone())).await?;
+                audit.record(tx, "model_version.create", &ModelVersionRef { name: new.name.clone(), version }).await?;
+                audit.record(tx, "registered_model.new_version", &RegisteredModelRef(new.name.clone())).await?;
                 load_version(tx, &new.name, version).await
             })
         })
@@ -685,7 +781,7 @@ pub async fn update_model_version(
                     .bind(version)
                     .execute(&mut *tx)
                     .await?;
-                audit.record(tx, "model_version.update", &Entity::ModelVersion { name: name.clone(), version }).await?;
+                audit.record(tx, "model_version.update", &ModelVersionRef { name: name.clone(), version }).await?;
                 load_version(tx, &name, version).await
             })
         })
@@ -719,7 +815,7 @@ pub async fn transition_stage(
                             .bind(other)
                             .execute(&mut *tx)
                             .await?;
-                        audit.record(tx, "model_version.transition_stage", &Entity::ModelVersion { name: name.clone(), version: other }).await?;
+                        audit.record(tx, "model_version.transition_stage", &ModelVersionRef { name: name.clone(), version: other }).await?;
                     }
                 }
                 sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE name = $3 AND version = $4")
@@ -730,8 +826,8 @@ pub async fn transition_stage(
                     .execute(&mut *tx)
                     .await?;
                 touch_model(tx, &name, now).await?;
-                audit.record(tx, "model_version.transition_stage", &Entity::ModelVersion { name: name.clone(), version }).await?;
-                audit.record(tx, "registered_model.touch", &Entity::RegisteredModel(name.clone())).await?;
+                audit.record(tx, "model_version.transition_stage", &ModelVersionRef { name: name.clone(), version }).await?;
+                audit.record(tx, "registered_model.touch", &RegisteredModelRef(name.clone())).await?;
                 load_version(tx, &name, version).await
             })
         })
@@ -766,14 +862,14 @@ pub async fn delete_model_version(
                     .record(
                         tx,
                         "model_version.delete",
-                        &Entity::ModelVersion {
+                        &ModelVersionRef {
                             name: name.clone(),
                             version,
                         },
                     )
                     .await?;
                 audit
-                    .record(tx, "registered_model.touch", &Entity::RegisteredModel(name))
+                    .record(tx, "registered_model.touch", &RegisteredModelRef(name))
                     .await
             })
         })
@@ -799,7 +895,7 @@ pub async fn set_model_version_tag(
                     .bind(tag.value)
                     .execute(&mut *tx)
                     .await?;
-                audit.record(tx, "model_version.set_tag", &Entity::ModelVersion { name, version }).await
+                audit.record(tx, "model_version.set_tag", &ModelVersionRef { name, version }).await
             })
         })
         .await
@@ -828,7 +924,7 @@ pub async fn delete_model_version_tag(
                     .record(
                         tx,
                         "model_version.delete_tag",
-                        &Entity::ModelVersion { name, version },
+                        &ModelVersionRef { name, version },
                     )
                     .await
             })
@@ -899,7 +995,7 @@ pub async fn set_alias(
                     .bind(version)
                     .execute(&mut *tx)
                     .await?;
-                audit.record(tx, "registered_model.set_alias", &Entity::RegisteredModel(name)).await
+                audit.record(tx, "registered_model.set_alias", &RegisteredModelRef(name)).await
             })
         })
         .await
@@ -931,7 +1027,7 @@ pub async fn delete_alias(
                     .record(
                         tx,
                         "registered_model.delete_alias",
-                        &Entity::RegisteredModel(name),
+                        &RegisteredModelRef(name),
                     )
                     .await
             })

@@ -88,3 +88,16 @@ pub(crate) fn key_value_object(rows: &[AnyRow]) -> Result<serde_json::Value, Sto
     }
     Ok(serde_json::Value::Object(out))
 }
+
+/// [`key_value_object`] of the rows `sql` (one `$1` placeholder for `id`) returns.
+pub(crate) async fn key_value_object_of(
+    conn: &mut sqlx::AnyConnection,
+    sql: &'static str,
+    id: &str,
+) -> Result<serde_json::Value, StoreError> {
+    let rows = sqlx::query(sql)
+        .bind(id.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    key_value_object(&rows)
+}

@@ -1,12 +1,16 @@
 //! Experiments, runs, params, tags, metrics, inputs and outputs: MLflow's tracking model.
 
-use crate::audit::Entity;
+use crate::audited::Audited;
 use crate::hot_path::{MetricLog, Request, RunCreate};
 use crate::records::*;
-use crate::sql::{int, key_value, metric_value, opt_int, placeholders, text};
+use crate::sql::{
+    int, key_value, key_value_object, key_value_object_of, metric_value, opt_int, placeholders,
+    text,
+};
 use crate::{AuditCtx, MetaStore, StoreError, Tx};
 use mltrail_core::state::{LifecycleStage, RunStatus, ViewType};
 use mltrail_core::{now_millis, RunId};
+use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use std::collections::HashMap;
@@ -65,6 +69,53 @@ fn validate_len(what: &str, key: &str, value: &str, max: usize) -> Result<(), St
 }
 
 // ---------------------------------------------------------------- experiments
+
+/// An experiment, as the audit trail records it.
+pub(crate) struct ExperimentRef(pub i64);
+
+impl Audited for ExperimentRef {
+    const KIND: &'static str = "experiment";
+    const LIST_IDS: &'static str = "SELECT CAST(experiment_id AS TEXT) AS id FROM experiments";
+
+    fn parse(id: &str) -> Option<Self> {
+        Some(ExperimentRef(id.parse().ok()?))
+    }
+
+    fn id(&self) -> String {
+        self.0.to_string()
+    }
+
+    /// Its row and tags.
+    async fn state(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let id = self.0;
+        let Some(row) = sqlx::query("SELECT * FROM experiments WHERE experiment_id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tags = {
+            let rows =
+                sqlx::query("SELECT key, value FROM experiment_tags WHERE experiment_id = $1")
+                    .bind(id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            key_value_object(&rows)?
+        };
+        Ok(Some(json!({
+            "name": text(&row, "name")?,
+            "artifact_location": text(&row, "artifact_location")?,
+            "lifecycle_stage": text(&row, "lifecycle_stage")?,
+            "creation_time": int(&row, "creation_time")?,
+            "last_update_time": int(&row, "last_update_time")?,
+            "tags": tags,
+        })))
+    }
+}
 
 fn experiment_from_row(row: &AnyRow, tags: Vec<KeyValue>) -> Result<Experiment, StoreError> {
     Ok(Experiment {
@@ -147,7 +198,7 @@ pub(crate) async fn ensure_default_experiment(store: &MetaStore) -> Result<(), S
                     )
                     .await?;
                     audit
-                        .record(tx, "experiment.create", &Entity::Experiment(0))
+                        .record(tx, "experiment.create", &ExperimentRef(0))
                         .await?;
                 }
                 Ok(())
@@ -224,7 +275,7 @@ pub async fn create_experiment(
                     artifact_location.unwrap_or_else(|| experiment_artifact_location(id));
                 insert_experiment(tx, id, &name, &location, &tags).await?;
                 audit
-                    .record(tx, "experiment.create", &Entity::Experiment(id))
+                    .record(tx, "experiment.create", &ExperimentRef(id))
                     .await?;
                 Ok(id)
             })
@@ -324,7 +375,7 @@ pub async fn rename_experiment(
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                audit.record(tx, "experiment.rename", &Entity::Experiment(id)).await
+                audit.record(tx, "experiment.rename", &ExperimentRef(id)).await
             })
         })
         .await
@@ -373,9 +424,9 @@ pub async fn set_experiment_stage(
                     .execute(&mut *tx)
                     .await?;
                 let action = if stage == LifecycleStage::Deleted { "delete" } else { "restore" };
-                audit.record(tx, &format!("experiment.{action}"), &Entity::Experiment(id)).await?;
+                audit.record(tx, &format!("experiment.{action}"), &ExperimentRef(id)).await?;
                 for run in runs {
-                    audit.record(tx, &format!("run.{action}"), &Entity::Run(run)).await?;
+                    audit.record(tx, &format!("run.{action}"), &RunRef(run)).await?;
                 }
                 Ok(())
             })
@@ -400,7 +451,7 @@ pub async fn set_experiment_tag(
                 upsert_experiment_tag(tx, id, &tag).await?;
                 touch_experiment(tx, id).await?;
                 audit
-                    .record(tx, "experiment.set_tag", &Entity::Experiment(id))
+                    .record(tx, "experiment.set_tag", &ExperimentRef(id))
                     .await
             })
         })
@@ -431,7 +482,7 @@ pub async fn delete_experiment_tag(
                 }
                 touch_experiment(tx, id).await?;
                 audit
-                    .record(tx, "experiment.delete_tag", &Entity::Experiment(id))
+                    .record(tx, "experiment.delete_tag", &ExperimentRef(id))
                     .await
             })
         })
@@ -439,6 +490,158 @@ pub async fn delete_experiment_tag(
 }
 
 // ---------------------------------------------------------------- runs
+
+/// A run, as the audit trail records it: its row, tags, inputs and outputs (params and metrics
+/// are recorded per request, as [`ParamBatch`]es and metric batches).
+pub(crate) struct RunRef(pub String);
+
+impl Audited for RunRef {
+    const KIND: &'static str = "run";
+    const LIST_IDS: &'static str = "SELECT run_uuid AS id FROM runs";
+
+    fn parse(id: &str) -> Option<Self> {
+        Some(RunRef(id.to_string()))
+    }
+
+    fn id(&self) -> String {
+        self.0.clone()
+    }
+
+    async fn state(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let id = &self.0;
+        let Some(row) = sqlx::query("SELECT * FROM runs WHERE run_uuid = $1")
+            .bind(id.clone())
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let tags = key_value_object_of(conn, "SELECT key, value FROM tags WHERE run_uuid = $1", id)
+            .await?;
+        let inputs: Vec<serde_json::Value> = sqlx::query("SELECT dataset_name, dataset_digest, dataset_json, tags_json FROM run_inputs WHERE run_uuid = $1 ORDER BY dataset_name, dataset_digest")
+            .bind(id.clone())
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| Ok(json!([text(r, "dataset_name")?, text(r, "dataset_digest")?, text(r, "dataset_json")?, text(r, "tags_json")?])))
+            .collect::<Result<_, StoreError>>()?;
+        let outputs: Vec<serde_json::Value> = sqlx::query(
+            "SELECT model_id, step FROM run_outputs WHERE run_uuid = $1 ORDER BY model_id",
+        )
+        .bind(id.clone())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| Ok(json!([text(r, "model_id")?, int(r, "step")?])))
+        .collect::<Result<_, StoreError>>()?;
+        Ok(Some(run_state(
+            &RunRecord {
+                experiment_id: int(&row, "experiment_id")?,
+                run_name: text(&row, "run_name")?,
+                user_id: text(&row, "user_id")?,
+                status: text(&row, "status")?,
+                start_time: opt_int(&row, "start_time")?,
+                end_time: opt_int(&row, "end_time")?,
+                artifact_uri: text(&row, "artifact_uri")?,
+                lifecycle_stage: text(&row, "lifecycle_stage")?,
+                deleted_time: opt_int(&row, "deleted_time")?,
+            },
+            tags,
+            inputs,
+            outputs,
+        )))
+    }
+}
+
+/// A `runs` row, as the audit trail records it.
+pub(crate) struct RunRecord {
+    pub experiment_id: i64,
+    pub run_name: String,
+    pub user_id: String,
+    pub status: String,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub artifact_uri: String,
+    pub lifecycle_stage: String,
+    pub deleted_time: Option<i64>,
+}
+
+/// The recorded state of a run: its row, tags (`{key: value}`), inputs and outputs. Shared by
+/// [`RunRef::state`] (what `verify` reads back) and `create_run` (which knows the new run's
+/// state without reading it back).
+pub(crate) fn run_state(
+    run: &RunRecord,
+    tags: serde_json::Value,
+    inputs: Vec<serde_json::Value>,
+    outputs: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    json!({
+        "experiment_id": run.experiment_id,
+        "run_name": run.run_name,
+        "user_id": run.user_id,
+        "status": run.status,
+        "start_time": run.start_time,
+        "end_time": run.end_time,
+        "artifact_uri": run.artifact_uri,
+        "lifecycle_stage": run.lifecycle_stage,
+        "deleted_time": run.deleted_time,
+        "tags": tags,
+        "inputs": inputs,
+        "outputs": outputs,
+    })
+}
+
+/// The params one request logged. Params are immutable, so like metrics they are recorded per
+/// request rather than re-digested with the run on every change.
+pub(crate) struct ParamBatch {
+    pub run_id: String,
+    pub batch_id: String,
+}
+
+impl Audited for ParamBatch {
+    const KIND: &'static str = "params";
+    const LIST_IDS: &'static str = "SELECT DISTINCT run_uuid || '/' || batch_id AS id FROM params";
+
+    fn parse(id: &str) -> Option<Self> {
+        let (run_id, batch_id) = id.split_once('/')?;
+        Some(ParamBatch {
+            run_id: run_id.into(),
+            batch_id: batch_id.into(),
+        })
+    }
+
+    fn id(&self) -> String {
+        format!("{}/{}", self.run_id, self.batch_id)
+    }
+
+    /// Its (key, value) pairs sorted by key bytes.
+    async fn state(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let rows = sqlx::query("SELECT run_uuid, key, value FROM params WHERE batch_id = $1")
+            .bind(self.batch_id.clone())
+            .fetch_all(&mut *conn)
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut pairs = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if text(r, "run_uuid")? != self.run_id {
+                return Ok(Some(json!(["moved to another run", text(r, "run_uuid")?])));
+            }
+            pairs.push((text(r, "key")?, text(r, "value")?));
+        }
+        pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        Ok(Some(serde_json::Value::Array(
+            pairs.into_iter().map(|(k, v)| json!([k, v])).collect(),
+        )))
+    }
+}
 
 /// Fields of `runs/create`.
 #[derive(Debug, Clone, Default)]
@@ -569,7 +772,7 @@ pub(crate) async fn insert_run(
     }
     insert.execute(&mut *tx).await?;
     audit
-        .record_external(tx, "run.create", "run", &draft.id, Some(digest))
+        .record_external(tx, "run.create", RunRef::KIND, &draft.id, Some(digest))
         .await?;
     Ok(Ok(draft.answer(record)))
 }
@@ -595,7 +798,7 @@ impl RunDraft {
     pub(crate) fn complete(
         &self,
         experiment: Option<(String, String)>,
-    ) -> Result<(crate::audit::RunRecord, String), StoreError> {
+    ) -> Result<(RunRecord, String), StoreError> {
         let Some((stage, location)) = experiment else {
             return Err(StoreError::NotFound(format!(
                 "No Experiment with id={} exists",
@@ -608,7 +811,7 @@ impl RunDraft {
                 self.experiment_id
             )));
         }
-        let record = crate::audit::RunRecord {
+        let record = RunRecord {
             experiment_id: self.experiment_id,
             run_name: self.run_name.clone(),
             user_id: self.user_id.clone(),
@@ -624,12 +827,12 @@ impl RunDraft {
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
-        let state = crate::audit::run_state(&record, tags.into(), Vec::new(), Vec::new());
+        let state = run_state(&record, tags.into(), Vec::new(), Vec::new());
         Ok((record, mltrail_core::audit::state_digest(&state)))
     }
 
     /// What `runs/create` answers: the stored run, with no params, metrics, inputs or outputs.
-    pub(crate) fn answer(&self, record: crate::audit::RunRecord) -> Run {
+    pub(crate) fn answer(&self, record: RunRecord) -> Run {
         Run {
             info: RunInfo {
                 run_uuid: self.id.clone(),
@@ -844,7 +1047,7 @@ pub async fn update_run(
                     .await?;
                 }
                 audit
-                    .record(tx, "run.update", &Entity::Run(run_id.clone()))
+                    .record(tx, "run.update", &RunRef(run_id.clone()))
                     .await?;
                 Ok(load_run(tx, &run_id).await?.info)
             })
@@ -883,7 +1086,7 @@ pub async fn set_run_stage(
                 } else {
                     "run.restore"
                 };
-                audit.record(tx, action, &Entity::Run(run_id)).await
+                audit.record(tx, action, &RunRef(run_id)).await
             })
         })
         .await
@@ -1025,7 +1228,7 @@ pub async fn log_batch(
                             .record(
                                 tx,
                                 "run.log_params",
-                                &Entity::ParamBatch {
+                                &ParamBatch {
                                     run_id: run_id.clone(),
                                     batch_id,
                                 },
@@ -1045,7 +1248,7 @@ pub async fn log_batch(
                         }
                     }
                     audit
-                        .record(tx, "run.set_tags", &Entity::Run(run_id.clone()))
+                        .record(tx, "run.set_tags", &RunRef(run_id.clone()))
                         .await?;
                 }
                 if !metrics.is_empty() {
@@ -1055,7 +1258,7 @@ pub async fn log_batch(
                         .record(
                             tx,
                             "run.log_metrics",
-                            &Entity::MetricBatch {
+                            &crate::metric_block::MetricBatch {
                                 run_id: run_id.clone(),
                                 batch_id,
                             },
@@ -1088,9 +1291,7 @@ pub async fn delete_tag(
                         "No tag with name: {key} in run with id {run_id}"
                     )));
                 }
-                audit
-                    .record(tx, "run.delete_tag", &Entity::Run(run_id))
-                    .await
+                audit.record(tx, "run.delete_tag", &RunRef(run_id)).await
             })
         })
         .await
@@ -1128,7 +1329,7 @@ pub async fn log_inputs(
                         .await?;
                     crate::datasets::record_logged_input(tx, audit, &user, &d.dataset).await?;
                 }
-                audit.record(tx, "run.log_inputs", &Entity::Run(run_id)).await
+                audit.record(tx, "run.log_inputs", &RunRef(run_id)).await
             })
         })
         .await
@@ -1152,7 +1353,7 @@ pub async fn log_outputs(
                         .execute(&mut *tx)
                         .await?;
                 }
-                audit.record(tx, "run.log_outputs", &Entity::Run(run_id)).await
+                audit.record(tx, "run.log_outputs", &RunRef(run_id)).await
             })
         })
         .await
