@@ -9,7 +9,7 @@
 //! general path, whose errors name the field.
 
 use crate::req::{f64_from_str, i64_from_str, whole_f64};
-use mltrail_store::tracking::NewMetric;
+use mltrail_store::metrics::NewMetric;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;

@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mltrail_core::state::{LifecycleStage, RunStatus, ViewType};
-use mltrail_store::tracking::{self, NewDatasetInput, NewMetric, NewRun};
+use mltrail_store::experiments;
+use mltrail_store::metrics::{self, NewMetric};
+use mltrail_store::runs::{self, NewDatasetInput, NewRun};
 use mltrail_store::ModelIo;
 use serde_json::{json, Value};
 
@@ -81,18 +83,18 @@ async fn create_experiment(State(state): State<AppState>, req: Req) -> JsonResul
     let name = req.str("name")?;
     let location = checked_artifact_location(&state, &req)?;
     let tags = key_values(req.value("tags"), "tags")?;
-    let id = tracking::create_experiment(&state.store, &req.actor, name, location, tags).await?;
+    let id = experiments::create_experiment(&state.store, &req.actor, name, location, tags).await?;
     Ok(Json(json!({"experiment_id": id.to_string()})))
 }
 
 async fn get_experiment(State(state): State<AppState>, req: Req) -> JsonResult {
-    let experiment = tracking::get_experiment(&state.store, req.experiment_id()?).await?;
+    let experiment = experiments::get_experiment(&state.store, req.experiment_id()?).await?;
     Ok(Json(json!({"experiment": experiment})))
 }
 
 async fn get_experiment_by_name(State(state): State<AppState>, req: Req) -> JsonResult {
     let experiment =
-        tracking::get_experiment_by_name(&state.store, &req.str("experiment_name")?).await?;
+        experiments::get_experiment_by_name(&state.store, &req.str("experiment_name")?).await?;
     Ok(Json(json!({"experiment": experiment})))
 }
 
@@ -100,7 +102,7 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> JsonResu
     let view = view_type(&req, "view_type")?;
     let max = req.max_results(1000, 50000)?;
     let filter = req.opt_str("filter").unwrap_or_default();
-    let page = tracking::search_experiments(
+    let page = experiments::search_experiments(
         &state.store,
         view,
         &filter,
@@ -119,13 +121,13 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> JsonResu
 async fn update_experiment(State(state): State<AppState>, req: Req) -> JsonResult {
     let id = req.experiment_id()?;
     if let Some(name) = req.opt_str("new_name") {
-        tracking::rename_experiment(&state.store, &req.actor, id, name).await?;
+        experiments::rename_experiment(&state.store, &req.actor, id, name).await?;
     }
     Ok(Json(json!({})))
 }
 
 async fn delete_experiment(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::set_experiment_stage(
+    experiments::set_experiment_stage(
         &state.store,
         &req.actor,
         req.experiment_id()?,
@@ -136,7 +138,7 @@ async fn delete_experiment(State(state): State<AppState>, req: Req) -> JsonResul
 }
 
 async fn restore_experiment(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::set_experiment_stage(
+    experiments::set_experiment_stage(
         &state.store,
         &req.actor,
         req.experiment_id()?,
@@ -151,12 +153,12 @@ async fn set_experiment_tag(State(state): State<AppState>, req: Req) -> JsonResu
         key: req.str("key")?,
         value: req.opt_str("value").unwrap_or_default(),
     };
-    tracking::set_experiment_tag(&state.store, &req.actor, req.experiment_id()?, tag).await?;
+    experiments::set_experiment_tag(&state.store, &req.actor, req.experiment_id()?, tag).await?;
     Ok(Json(json!({})))
 }
 
 async fn delete_experiment_tag(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::delete_experiment_tag(
+    experiments::delete_experiment_tag(
         &state.store,
         &req.actor,
         req.experiment_id()?,
@@ -178,12 +180,12 @@ async fn create_run(State(state): State<AppState>, req: Req) -> JsonResult {
         start_time: req.opt_i64("start_time")?,
         tags: key_values(req.value("tags"), "tags")?,
     };
-    let run = tracking::create_run(&state.store, &req.actor, new).await?;
+    let run = runs::create_run(&state.store, &req.actor, new).await?;
     Ok(Json(json!({"run": run})))
 }
 
 async fn get_run(State(state): State<AppState>, req: Req) -> JsonResult {
-    let run = tracking::get_run(&state.store, &req.run_id()?).await?;
+    let run = runs::get_run(&state.store, &req.run_id()?).await?;
     Ok(Json(json!({"run": run})))
 }
 
@@ -195,7 +197,7 @@ async fn update_run(State(state): State<AppState>, req: Req) -> JsonResult {
                 .ok_or_else(|| ApiError::invalid(format!("Invalid run status '{raw}'")))?,
         ),
     };
-    let info = tracking::update_run(
+    let info = runs::update_run(
         &state.store,
         &req.actor,
         req.run_id()?,
@@ -208,7 +210,7 @@ async fn update_run(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn delete_run(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::set_run_stage(
+    runs::set_run_stage(
         &state.store,
         &req.actor,
         req.run_id()?,
@@ -219,7 +221,7 @@ async fn delete_run(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn restore_run(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::set_run_stage(
+    runs::set_run_stage(
         &state.store,
         &req.actor,
         req.run_id()?,
@@ -241,7 +243,7 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> JsonResult {
     let view = view_type(&req, "run_view_type")?;
     let max = req.max_results(1000, 50000)?;
     let filter = req.opt_str("filter").unwrap_or_default();
-    let page = tracking::search_runs(
+    let page = runs::search_runs(
         &state.store,
         &ids,
         &filter,
@@ -308,7 +310,7 @@ async fn log_metric(State(state): State<AppState>, raw: RawReq) -> JsonResult {
             }
         }
     };
-    tracking::log_batch(
+    metrics::log_batch(
         &state.store,
         &raw.actor,
         request.run_id,
@@ -327,7 +329,7 @@ async fn log_param(State(state): State<AppState>, req: Req) -> JsonResult {
             .opt_str("value")
             .ok_or_else(|| ApiError::missing("value"))?,
     };
-    tracking::log_batch(
+    metrics::log_batch(
         &state.store,
         &req.actor,
         req.run_id()?,
@@ -344,7 +346,7 @@ async fn set_tag(State(state): State<AppState>, req: Req) -> JsonResult {
         key: req.str("key")?,
         value: req.opt_str("value").unwrap_or_default(),
     };
-    tracking::log_batch(
+    metrics::log_batch(
         &state.store,
         &req.actor,
         req.run_id()?,
@@ -357,7 +359,7 @@ async fn set_tag(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn delete_tag(State(state): State<AppState>, req: Req) -> JsonResult {
-    tracking::delete_tag(&state.store, &req.actor, req.run_id()?, req.str("key")?).await?;
+    runs::delete_tag(&state.store, &req.actor, req.run_id()?, req.str("key")?).await?;
     Ok(Json(json!({})))
 }
 
@@ -393,7 +395,7 @@ async fn log_batch(State(state): State<AppState>, raw: RawReq) -> JsonResult {
                 )
             }
         };
-    tracking::log_batch(&state.store, &raw.actor, run_id, metrics, params, tags).await?;
+    metrics::log_batch(&state.store, &raw.actor, run_id, metrics, params, tags).await?;
     Ok(Json(json!({})))
 }
 
@@ -420,7 +422,7 @@ async fn log_inputs(State(state): State<AppState>, req: Req) -> JsonResult {
             });
         }
     }
-    tracking::log_inputs(&state.store, &req.actor, req.run_id()?, datasets).await?;
+    runs::log_inputs(&state.store, &req.actor, req.run_id()?, datasets).await?;
     Ok(Json(json!({})))
 }
 
@@ -439,13 +441,13 @@ async fn log_outputs(State(state): State<AppState>, req: Req) -> JsonResult {
             });
         }
     }
-    tracking::log_outputs(&state.store, &req.actor, req.run_id()?, models).await?;
+    runs::log_outputs(&state.store, &req.actor, req.run_id()?, models).await?;
     Ok(Json(json!({})))
 }
 
 async fn metric_history(State(state): State<AppState>, req: Req) -> JsonResult {
     let max = req.opt_i64("max_results")?.unwrap_or(25000).clamp(1, 25000);
-    let page = tracking::metric_history(
+    let page = metrics::metric_history(
         &state.store,
         &req.run_id()?,
         &req.str("metric_key")?,

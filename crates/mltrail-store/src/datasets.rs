@@ -160,43 +160,46 @@ pub async fn add_version(
         )));
     }
     let user = actor.to_string();
+    // The version is numbered inside the transaction, and content already stored records nothing.
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                if let Some(row) = sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND digest = $2")
-                    .bind(new.name.clone())
-                    .bind(new.file.digest.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                {
-                    return Ok((from_row(&row)?, false));
-                }
-                let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE name = $1")
-                    .bind(new.name.clone())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                sqlx::query("INSERT INTO dataset_versions (name, version, digest, source, file_name, row_count, target, schema_json, profile_json, created_time, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
-                    .bind(new.name.clone())
-                    .bind(version)
-                    .bind(new.file.digest.clone())
-                    .bind(new.file.source.clone())
-                    .bind(new.file.file_name.clone())
-                    .bind(new.file.rows)
-                    .bind(new.file.target.clone())
-                    .bind(new.file.schema.to_string())
-                    .bind(new.file.profile.to_string())
-                    .bind(now_millis())
-                    .bind(user)
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "dataset_version.create", &VersionRef { name: new.name.clone(), version }).await?;
-                let row = sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND version = $2")
-                    .bind(new.name.clone())
-                    .bind(version)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                Ok((from_row(&row)?, true))
-            })
+        .transaction(actor, async move |tx, audit| {
+            if let Some(row) = sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND digest = $2")
+                .bind(new.name.clone())
+                .bind(new.file.digest.clone())
+                .fetch_optional(&mut *tx)
+                .await?
+            {
+                return Ok((from_row(&row)?, false));
+            }
+            let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM dataset_versions WHERE name = $1")
+                .bind(new.name.clone())
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO dataset_versions (name, version, digest, source, file_name, row_count, target, schema_json, profile_json, created_time, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                .bind(new.name.clone())
+                .bind(version)
+                .bind(new.file.digest.clone())
+                .bind(new.file.source.clone())
+                .bind(new.file.file_name.clone())
+                .bind(new.file.rows)
+                .bind(new.file.target.clone())
+                .bind(new.file.schema.to_string())
+                .bind(new.file.profile.to_string())
+                .bind(now_millis())
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            let created = VersionRef {
+                name: new.name.clone(),
+                version,
+            };
+            audit.record(tx, "dataset_version.create", &created).await?;
+            let row = sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND version = $2")
+                .bind(new.name.clone())
+                .bind(version)
+                .fetch_one(&mut *tx)
+                .await?;
+            Ok((from_row(&row)?, true))
         })
         .await
 }

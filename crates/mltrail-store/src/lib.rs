@@ -9,16 +9,18 @@
 mod audited;
 pub mod datasets;
 mod error;
+pub mod experiments;
 mod hot_path;
 pub mod logged_models;
-mod metric_block;
+pub mod metrics;
 pub mod monitors;
+pub mod names;
 pub mod records;
 pub mod registry;
+pub mod runs;
 mod schema;
 mod search;
 mod sql;
-pub mod tracking;
 mod writer;
 
 pub use error::StoreError;
@@ -32,7 +34,7 @@ pub use writer::{AuditCtx, Tx};
 pub mod audit {
     use crate::audited::{AuditedKind, Kind};
     pub use crate::audited::{BrokenLink, LoggedEvent, VerifyReport};
-    use crate::{datasets, logged_models, metric_block, monitors, registry, tracking};
+    use crate::{datasets, experiments, logged_models, metrics, monitors, registry, runs};
     use crate::{MetaStore, StoreError};
 
     /// Events whose state lives outside the database carry this kind; `verify` checks their
@@ -42,10 +44,10 @@ pub mod audit {
     /// Every entity kind with state in the database, in the order `verify` looks for rows
     /// that have no event.
     const KINDS: [&dyn AuditedKind; 11] = [
-        &Kind::<tracking::ExperimentRef>::new(),
-        &Kind::<tracking::RunRef>::new(),
-        &Kind::<metric_block::MetricBatch>::new(),
-        &Kind::<tracking::ParamBatch>::new(),
+        &Kind::<experiments::ExperimentRef>::new(),
+        &Kind::<runs::RunRef>::new(),
+        &Kind::<metrics::MetricBatch>::new(),
+        &Kind::<runs::ParamBatch>::new(),
         &Kind::<logged_models::LoggedModelRef>::new(),
         &Kind::<registry::RegisteredModelRef>::new(),
         &Kind::<registry::ModelVersionRef>::new(),
@@ -234,7 +236,7 @@ impl MetaStore {
                 checkpointer: tokio::sync::Mutex::new(checkpointer),
             }),
         };
-        tracking::ensure_default_experiment(&store).await?;
+        experiments::ensure_default_experiment(&store).await?;
         Ok(store)
     }
 
@@ -267,13 +269,37 @@ impl MetaStore {
         self.inner.writer.submit(actor.to_string(), job).await
     }
 
+    /// Runs `body` in the writer's transaction, then records `action` for `entity`, whose state
+    /// digest is read back from that transaction: the shape of most audited writes. Writes
+    /// that record several events, or an entity known only inside the transaction, use
+    /// [`Self::transaction`] and `AuditCtx::record`.
+    pub(crate) async fn audited<E, T, F>(
+        &self,
+        actor: &str,
+        action: &'static str,
+        entity: E,
+        body: F,
+    ) -> Result<T, StoreError>
+    where
+        E: audited::Audited,
+        T: Send + 'static,
+        F: AsyncFnOnce(&mut Tx) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.transaction(actor, async move |tx, audit| {
+            let value = body(tx).await?;
+            audit.record(tx, action, &entity).await?;
+            Ok(value)
+        })
+        .await
+    }
+
     /// Queues a coalesced tracking write (`hot_path`) and waits for its answer.
     pub(crate) async fn coalesce<T>(
         &self,
-        request: hot_path::Request,
+        request: impl Into<hot_path::Request>,
         answer: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        self.inner.writer.coalesce(request, answer).await
+        self.inner.writer.coalesce(request.into(), answer).await
     }
 
     /// Whether run creations take the coalesced native path (SQLite files).

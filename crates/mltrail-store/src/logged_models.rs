@@ -2,10 +2,10 @@
 //! `<experiment>/models/<model_id>/artifacts`, and marks it ready.
 
 use crate::audited::Audited;
+use crate::names::validate_key;
 use crate::records::*;
 use crate::search::{compare, Bind, Plan};
 use crate::sql::{int, key_value_object_of, key_values, opt_text, text};
-use crate::tracking::validate_key;
 use crate::{MetaStore, StoreError};
 use mltrail_core::filter::{parse_filter, Entity as FilterEntity};
 use mltrail_core::state::LoggedModelStatus;
@@ -154,36 +154,33 @@ pub async fn create_logged_model(
     }
     let id = LoggedModelId::generate().as_str().to_string();
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                let location: Option<String> = sqlx::query_scalar("SELECT artifact_location FROM experiments WHERE experiment_id = $1 AND lifecycle_stage = 'active'")
-                    .bind(new.experiment_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let location = location.ok_or_else(|| StoreError::NotFound(format!("No active Experiment with id={} exists", new.experiment_id)))?;
-                let name = if new.name.is_empty() { "model".to_string() } else { new.name.clone() };
-                let artifact_uri = format!("{}/models/{id}/artifacts", location.trim_end_matches('/'));
-                let now = now_millis();
-                sqlx::query("INSERT INTO logged_models (model_id, experiment_id, name, artifact_uri, status, creation_time, last_updated_time, source_run_id, model_type, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, 'active')")
-                    .bind(id.clone())
-                    .bind(new.experiment_id)
-                    .bind(name)
-                    .bind(artifact_uri)
-                    .bind(LoggedModelStatus::Pending.as_str())
-                    .bind(now)
-                    .bind(new.source_run_id.clone())
-                    .bind(new.model_type.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                for p in &new.params {
-                    upsert_kv(tx, "logged_model_params", &id, p).await?;
-                }
-                for t in &new.tags {
-                    upsert_kv(tx, "logged_model_tags", &id, t).await?;
-                }
-                audit.record(tx, "logged_model.create", &LoggedModelRef(id.clone())).await?;
-                load(tx, &id).await
-            })
+        .audited(actor, "logged_model.create", LoggedModelRef(id.clone()), async move |tx| {
+            let location: Option<String> = sqlx::query_scalar("SELECT artifact_location FROM experiments WHERE experiment_id = $1 AND lifecycle_stage = 'active'")
+                .bind(new.experiment_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let location = location.ok_or_else(|| StoreError::NotFound(format!("No active Experiment with id={} exists", new.experiment_id)))?;
+            let name = if new.name.is_empty() { "model".to_string() } else { new.name.clone() };
+            let artifact_uri = format!("{}/models/{id}/artifacts", location.trim_end_matches('/'));
+            let now = now_millis();
+            sqlx::query("INSERT INTO logged_models (model_id, experiment_id, name, artifact_uri, status, creation_time, last_updated_time, source_run_id, model_type, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, 'active')")
+                .bind(id.clone())
+                .bind(new.experiment_id)
+                .bind(name)
+                .bind(artifact_uri)
+                .bind(LoggedModelStatus::Pending.as_str())
+                .bind(now)
+                .bind(new.source_run_id.clone())
+                .bind(new.model_type.clone())
+                .execute(&mut *tx)
+                .await?;
+            for p in &new.params {
+                upsert_kv(tx, "logged_model_params", &id, p).await?;
+            }
+            for t in &new.tags {
+                upsert_kv(tx, "logged_model_tags", &id, t).await?;
+            }
+            load(tx, &id).await
         })
         .await
 }
@@ -209,18 +206,15 @@ pub async fn finalize_logged_model(
     status: LoggedModelStatus,
 ) -> Result<LoggedModel, StoreError> {
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require(tx, &id).await?;
-                sqlx::query("UPDATE logged_models SET status = $1, last_updated_time = $2 WHERE model_id = $3")
-                    .bind(status.as_str())
-                    .bind(now_millis())
-                    .bind(id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "logged_model.finalize", &LoggedModelRef(id.clone())).await?;
-                load(tx, &id).await
-            })
+        .audited(actor, "logged_model.finalize", LoggedModelRef(id.clone()), async move |tx| {
+            require(tx, &id).await?;
+            sqlx::query("UPDATE logged_models SET status = $1, last_updated_time = $2 WHERE model_id = $3")
+                .bind(status.as_str())
+                .bind(now_millis())
+                .bind(id.clone())
+                .execute(&mut *tx)
+                .await?;
+            load(tx, &id).await
         })
         .await
 }
@@ -235,17 +229,18 @@ pub async fn set_logged_model_tags(
         validate_key("tag", &t.key)?;
     }
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
+        .audited(
+            actor,
+            "logged_model.set_tags",
+            LoggedModelRef(id.clone()),
+            async move |tx| {
                 require(tx, &id).await?;
                 for t in &tags {
                     upsert_kv(tx, "logged_model_tags", &id, t).await?;
                 }
-                audit
-                    .record(tx, "logged_model.set_tags", &LoggedModelRef(id))
-                    .await
-            })
-        })
+                Ok(())
+            },
+        )
         .await
 }
 
@@ -256,19 +251,20 @@ pub async fn delete_logged_model_tag(
     key: String,
 ) -> Result<(), StoreError> {
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
+        .audited(
+            actor,
+            "logged_model.delete_tag",
+            LoggedModelRef(id.clone()),
+            async move |tx| {
                 require(tx, &id).await?;
                 sqlx::query("DELETE FROM logged_model_tags WHERE model_id = $1 AND key = $2")
                     .bind(id.clone())
                     .bind(key)
                     .execute(&mut *tx)
                     .await?;
-                audit
-                    .record(tx, "logged_model.delete_tag", &LoggedModelRef(id))
-                    .await
-            })
-        })
+                Ok(())
+            },
+        )
         .await
 }
 
@@ -279,17 +275,18 @@ pub async fn log_logged_model_params(
     params: Vec<KeyValue>,
 ) -> Result<(), StoreError> {
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
+        .audited(
+            actor,
+            "logged_model.log_params",
+            LoggedModelRef(id.clone()),
+            async move |tx| {
                 require(tx, &id).await?;
                 for p in &params {
                     upsert_kv(tx, "logged_model_params", &id, p).await?;
                 }
-                audit
-                    .record(tx, "logged_model.log_params", &LoggedModelRef(id))
-                    .await
-            })
-        })
+                Ok(())
+            },
+        )
         .await
 }
 
@@ -299,16 +296,14 @@ pub async fn delete_logged_model(
     id: String,
 ) -> Result<(), StoreError> {
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require(tx, &id).await?;
-                sqlx::query("UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_time = $1 WHERE model_id = $2")
-                    .bind(now_millis())
-                    .bind(id.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "logged_model.delete", &LoggedModelRef(id)).await
-            })
+        .audited(actor, "logged_model.delete", LoggedModelRef(id.clone()), async move |tx| {
+            require(tx, &id).await?;
+            sqlx::query("UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_time = $1 WHERE model_id = $2")
+                .bind(now_millis())
+                .bind(id.clone())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
         })
         .await
 }

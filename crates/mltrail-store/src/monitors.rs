@@ -338,23 +338,20 @@ pub async fn create_monitor(
     let id = uuid::Uuid::now_v7().simple().to_string();
     let user = actor.to_string();
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                sqlx::query("INSERT INTO monitors (monitor_id, deployment, window_ms, delay_ms, reference, config_json, status, created_time, created_by, next_window_start) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)")
-                    .bind(id.clone())
-                    .bind(spec.deployment.clone())
-                    .bind(spec.window_ms)
-                    .bind(spec.delay_ms)
-                    .bind(spec.reference.clone())
-                    .bind(spec.config.to_string())
-                    .bind(now_millis())
-                    .bind(user)
-                    .bind(first_window_start)
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "monitor.create", &MonitorRef(id.clone())).await?;
-                find_monitor(tx, &id).await?.ok_or_else(|| StoreError::InvalidState(format!("monitor `{id}` vanished while created")))
-            })
+        .audited(actor, "monitor.create", MonitorRef(id.clone()), async move |tx| {
+            sqlx::query("INSERT INTO monitors (monitor_id, deployment, window_ms, delay_ms, reference, config_json, status, created_time, created_by, next_window_start) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)")
+                .bind(id.clone())
+                .bind(spec.deployment.clone())
+                .bind(spec.window_ms)
+                .bind(spec.delay_ms)
+                .bind(spec.reference.clone())
+                .bind(spec.config.to_string())
+                .bind(now_millis())
+                .bind(user)
+                .bind(first_window_start)
+                .execute(&mut *tx)
+                .await?;
+            find_monitor(tx, &id).await?.ok_or_else(|| StoreError::InvalidState(format!("monitor `{id}` vanished while created")))
         })
         .await
 }
@@ -386,19 +383,16 @@ pub async fn list_monitors(
 pub async fn delete_monitor(store: &MetaStore, actor: &str, id: &str) -> Result<(), StoreError> {
     let id = id.to_string();
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                let changed = sqlx::query("UPDATE monitors SET status = 'deleted' WHERE monitor_id = $1 AND status = 'active'")
-                    .bind(id.clone())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if changed == 0 {
-                    return Err(StoreError::NotFound(format!("monitor `{id}` does not exist or is already deleted")));
-                }
-                audit.record(tx, "monitor.delete", &MonitorRef(id)).await?;
-                Ok(())
-            })
+        .audited(actor, "monitor.delete", MonitorRef(id.clone()), async move |tx| {
+            let changed = sqlx::query("UPDATE monitors SET status = 'deleted' WHERE monitor_id = $1 AND status = 'active'")
+                .bind(id.clone())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound(format!("monitor `{id}` does not exist or is already deleted")));
+            }
+            Ok(())
         })
         .await
 }
@@ -411,47 +405,45 @@ pub async fn record_window(
     alerts: Vec<Alert>,
 ) -> Result<(), StoreError> {
     store
-        .write("monitor", move |tx, audit| {
-            Box::pin(async move {
-                sqlx::query("INSERT INTO monitor_results (monitor_id, window_start, window_end, row_count, status, result_json, computed_time) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(result.monitor_id.clone())
-                    .bind(result.window_start)
-                    .bind(result.window_end)
-                    .bind(result.rows)
-                    .bind(result.status.as_str())
-                    .bind(result.result.to_string())
-                    .bind(result.computed_time)
+        .transaction("monitor", async move |tx, audit| {
+            sqlx::query("INSERT INTO monitor_results (monitor_id, window_start, window_end, row_count, status, result_json, computed_time) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(result.monitor_id.clone())
+                .bind(result.window_start)
+                .bind(result.window_end)
+                .bind(result.rows)
+                .bind(result.status.as_str())
+                .bind(result.result.to_string())
+                .bind(result.computed_time)
+                .execute(&mut *tx)
+                .await?;
+            audit
+                .record(tx, "monitor.result", &MonitorResultRef { monitor_id: result.monitor_id.clone(), window_start: result.window_start })
+                .await?;
+            for alert in alerts {
+                sqlx::query("INSERT INTO alerts (alert_id, monitor_id, deployment, rule, state, window_start, window_end, details_json, fired_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                    .bind(alert.id.clone())
+                    .bind(alert.monitor_id)
+                    .bind(alert.deployment)
+                    .bind(alert.rule)
+                    .bind(alert.state.as_str())
+                    .bind(alert.window_start)
+                    .bind(alert.window_end)
+                    .bind(alert.details.to_string())
+                    .bind(alert.fired_time)
                     .execute(&mut *tx)
                     .await?;
-                audit
-                    .record(tx, "monitor.result", &MonitorResultRef { monitor_id: result.monitor_id.clone(), window_start: result.window_start })
-                    .await?;
-                for alert in alerts {
-                    sqlx::query("INSERT INTO alerts (alert_id, monitor_id, deployment, rule, state, window_start, window_end, details_json, fired_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                        .bind(alert.id.clone())
-                        .bind(alert.monitor_id)
-                        .bind(alert.deployment)
-                        .bind(alert.rule)
-                        .bind(alert.state.as_str())
-                        .bind(alert.window_start)
-                        .bind(alert.window_end)
-                        .bind(alert.details.to_string())
-                        .bind(alert.fired_time)
-                        .execute(&mut *tx)
-                        .await?;
-                    let action = match alert.state {
-                        AlertState::Firing => "alert.fire",
-                        AlertState::Resolved => "alert.resolve",
-                    };
-                    audit.record(tx, action, &AlertRef(alert.id)).await?;
-                }
-                sqlx::query("UPDATE monitors SET next_window_start = $1 WHERE monitor_id = $2")
-                    .bind(result.window_end)
-                    .bind(result.monitor_id)
-                    .execute(&mut *tx)
-                    .await?;
-                Ok(())
-            })
+                let action = match alert.state {
+                    AlertState::Firing => "alert.fire",
+                    AlertState::Resolved => "alert.resolve",
+                };
+                audit.record(tx, action, &AlertRef(alert.id)).await?;
+            }
+            sqlx::query("UPDATE monitors SET next_window_start = $1 WHERE monitor_id = $2")
+                .bind(result.window_end)
+                .bind(result.monitor_id)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
         })
         .await
 }
@@ -555,12 +547,10 @@ pub async fn record_delivery(
     );
     let id = alert_id.to_string();
     store
-        .write("monitor", move |tx, audit| {
-            Box::pin(async move {
-                audit
-                    .record_external(tx, action, DELIVERY_KIND, &id, Some(digest))
-                    .await
-            })
+        .transaction("monitor", async move |tx, audit| {
+            audit
+                .record_external(tx, action, DELIVERY_KIND, &id, Some(digest))
+                .await
         })
         .await
 }

@@ -1,10 +1,10 @@
 //! The model registry: registered models, versions, stages, aliases and tags.
 
 use crate::audited::Audited;
+use crate::names::validate_key;
 use crate::records::*;
 use crate::search::{compare, Bind, Plan};
 use crate::sql::{int, key_value_object, key_value_object_of, key_values, text};
-use crate::tracking::validate_key;
 use crate::{MetaStore, StoreError, Tx};
 use mltrail_core::filter::{parse_filter, parse_order_by, Entity as FilterEntity, Op};
 use mltrail_core::now_millis;
@@ -349,33 +349,30 @@ pub async fn create_registered_model(
         validate_key("tag", &t.key)?;
     }
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                let exists: Option<String> = sqlx::query_scalar("SELECT name FROM registered_models WHERE name = $1")
+        .audited(actor, "registered_model.create", RegisteredModelRef(name.clone()), async move |tx| {
+            let exists: Option<String> = sqlx::query_scalar("SELECT name FROM registered_models WHERE name = $1")
+                .bind(name.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_some() {
+                return Err(StoreError::AlreadyExists(format!("Registered Model (name={name}) already exists.")));
+            }
+            let now = now_millis();
+            sqlx::query("INSERT INTO registered_models (name, creation_time, last_updated_time, description) VALUES ($1, $2, $2, $3)")
+                .bind(name.clone())
+                .bind(now)
+                .bind(description)
+                .execute(&mut *tx)
+                .await?;
+            for t in &tags {
+                sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3)")
                     .bind(name.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if exists.is_some() {
-                    return Err(StoreError::AlreadyExists(format!("Registered Model (name={name}) already exists.")));
-                }
-                let now = now_millis();
-                sqlx::query("INSERT INTO registered_models (name, creation_time, last_updated_time, description) VALUES ($1, $2, $2, $3)")
-                    .bind(name.clone())
-                    .bind(now)
-                    .bind(description)
+                    .bind(t.key.clone())
+                    .bind(t.value.clone())
                     .execute(&mut *tx)
                     .await?;
-                for t in &tags {
-                    sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3)")
-                        .bind(name.clone())
-                        .bind(t.key.clone())
-                        .bind(t.value.clone())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                audit.record(tx, "registered_model.create", &RegisteredModelRef(name.clone())).await?;
-                get_model_conn(tx, &name).await
-            })
+            }
+            get_model_conn(tx, &name).await
         })
         .await
 }
@@ -395,74 +392,73 @@ pub async fn rename_registered_model(
     new_name: String,
 ) -> Result<RegisteredModel, StoreError> {
     validate_name(&new_name)?;
+    // Both names and every version under both: the old ones no longer exist.
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require_model(tx, &name).await?;
-                let clash: Option<String> =
-                    sqlx::query_scalar("SELECT name FROM registered_models WHERE name = $1")
-                        .bind(new_name.clone())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if clash.is_some() {
-                    return Err(StoreError::AlreadyExists(format!(
-                        "Registered Model (name={new_name}) already exists."
-                    )));
-                }
-                let versions: Vec<i64> = sqlx::query_scalar(
-                    "SELECT version FROM model_versions WHERE name = $1 ORDER BY version",
-                )
-                .bind(name.clone())
-                .fetch_all(&mut *tx)
-                .await?;
-                for table in MODEL_TABLES {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE {table} SET name = $1 WHERE name = $2"
-                    )))
+        .transaction(actor, async move |tx, audit| {
+            require_model(tx, &name).await?;
+            let clash: Option<String> =
+                sqlx::query_scalar("SELECT name FROM registered_models WHERE name = $1")
                     .bind(new_name.clone())
-                    .bind(name.clone())
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                }
-                touch_model(tx, &new_name, now_millis()).await?;
+            if clash.is_some() {
+                return Err(StoreError::AlreadyExists(format!(
+                    "Registered Model (name={new_name}) already exists."
+                )));
+            }
+            let versions: Vec<i64> = sqlx::query_scalar(
+                "SELECT version FROM model_versions WHERE name = $1 ORDER BY version",
+            )
+            .bind(name.clone())
+            .fetch_all(&mut *tx)
+            .await?;
+            for table in MODEL_TABLES {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET name = $1 WHERE name = $2"
+                )))
+                .bind(new_name.clone())
+                .bind(name.clone())
+                .execute(&mut *tx)
+                .await?;
+            }
+            touch_model(tx, &new_name, now_millis()).await?;
+            audit
+                .record(
+                    tx,
+                    "registered_model.rename",
+                    &RegisteredModelRef(name.clone()),
+                )
+                .await?;
+            audit
+                .record(
+                    tx,
+                    "registered_model.rename",
+                    &RegisteredModelRef(new_name.clone()),
+                )
+                .await?;
+            for v in versions {
                 audit
                     .record(
                         tx,
-                        "registered_model.rename",
-                        &RegisteredModelRef(name.clone()),
+                        "model_version.rename",
+                        &ModelVersionRef {
+                            name: name.clone(),
+                            version: v,
+                        },
                     )
                     .await?;
                 audit
                     .record(
                         tx,
-                        "registered_model.rename",
-                        &RegisteredModelRef(new_name.clone()),
+                        "model_version.rename",
+                        &ModelVersionRef {
+                            name: new_name.clone(),
+                            version: v,
+                        },
                     )
                     .await?;
-                for v in versions {
-                    audit
-                        .record(
-                            tx,
-                            "model_version.rename",
-                            &ModelVersionRef {
-                                name: name.clone(),
-                                version: v,
-                            },
-                        )
-                        .await?;
-                    audit
-                        .record(
-                            tx,
-                            "model_version.rename",
-                            &ModelVersionRef {
-                                name: new_name.clone(),
-                                version: v,
-                            },
-                        )
-                        .await?;
-                }
-                get_model_conn(tx, &new_name).await
-            })
+            }
+            get_model_conn(tx, &new_name).await
         })
         .await
 }
@@ -474,18 +470,15 @@ pub async fn update_registered_model(
     description: String,
 ) -> Result<RegisteredModel, StoreError> {
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require_model(tx, &name).await?;
-                sqlx::query("UPDATE registered_models SET description = $1, last_updated_time = $2 WHERE name = $3")
-                    .bind(description)
-                    .bind(now_millis())
-                    .bind(name.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "registered_model.update", &RegisteredModelRef(name.clone())).await?;
-                get_model_conn(tx, &name).await
-            })
+        .audited(actor, "registered_model.update", RegisteredModelRef(name.clone()), async move |tx| {
+            require_model(tx, &name).await?;
+            sqlx::query("UPDATE registered_models SET description = $1, last_updated_time = $2 WHERE name = $3")
+                .bind(description)
+                .bind(now_millis())
+                .bind(name.clone())
+                .execute(&mut *tx)
+                .await?;
+            get_model_conn(tx, &name).await
         })
         .await
 }
@@ -495,39 +488,38 @@ pub async fn delete_registered_model(
     actor: &str,
     name: String,
 ) -> Result<(), StoreError> {
+    // Each version, then the model, all recorded as gone.
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require_model(tx, &name).await?;
-                let versions: Vec<i64> =
-                    sqlx::query_scalar("SELECT version FROM model_versions WHERE name = $1")
-                        .bind(name.clone())
-                        .fetch_all(&mut *tx)
-                        .await?;
-                for table in MODEL_TABLES {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DELETE FROM {table} WHERE name = $1"
-                    )))
+        .transaction(actor, async move |tx, audit| {
+            require_model(tx, &name).await?;
+            let versions: Vec<i64> =
+                sqlx::query_scalar("SELECT version FROM model_versions WHERE name = $1")
                     .bind(name.clone())
-                    .execute(&mut *tx)
+                    .fetch_all(&mut *tx)
                     .await?;
-                }
-                for v in versions {
-                    audit
-                        .record(
-                            tx,
-                            "model_version.delete",
-                            &ModelVersionRef {
-                                name: name.clone(),
-                                version: v,
-                            },
-                        )
-                        .await?;
-                }
+            for table in MODEL_TABLES {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE name = $1"
+                )))
+                .bind(name.clone())
+                .execute(&mut *tx)
+                .await?;
+            }
+            for v in versions {
                 audit
-                    .record(tx, "registered_model.delete", &RegisteredModelRef(name))
-                    .await
-            })
+                    .record(
+                        tx,
+                        "model_version.delete",
+                        &ModelVersionRef {
+                            name: name.clone(),
+                            version: v,
+                        },
+                    )
+                    .await?;
+            }
+            audit
+                .record(tx, "registered_model.delete", &RegisteredModelRef(name))
+                .await
         })
         .await
 }
@@ -540,17 +532,15 @@ pub async fn set_registered_model_tag(
 ) -> Result<(), StoreError> {
     validate_key("tag", &tag.key)?;
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require_model(tx, &name).await?;
-                sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value")
-                    .bind(name.clone())
-                    .bind(tag.key)
-                    .bind(tag.value)
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "registered_model.set_tag", &RegisteredModelRef(name)).await
-            })
+        .audited(actor, "registered_model.set_tag", RegisteredModelRef(name.clone()), async move |tx| {
+            require_model(tx, &name).await?;
+            sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3) ON CONFLICT (name, key) DO UPDATE SET value = excluded.value")
+                .bind(name.clone())
+                .bind(tag.key)
+                .bind(tag.value)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
         })
         .await
 }
@@ -562,19 +552,20 @@ pub async fn delete_registered_model_tag(
     key: String,
 ) -> Result<(), StoreError> {
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
+        .audited(
+            actor,
+            "registered_model.delete_tag",
+            RegisteredModelRef(name.clone()),
+            async move |tx| {
                 require_model(tx, &name).await?;
                 sqlx::query("DELETE FROM registered_model_tags WHERE name = $1 AND key = $2")
                     .bind(name.clone())
                     .bind(key)
                     .execute(&mut *tx)
                     .await?;
-                audit
-                    .record(tx, "registered_model.delete_tag", &RegisteredModelRef(name))
-                    .await
-            })
-        })
+                Ok(())
+            },
+        )
         .await
 }
 
@@ -708,48 +699,47 @@ pub async fn create_model_version(
     }
     let user = actor.to_string();
     let mut new = new;
+    // The version number is known only inside the transaction; the model is touched too.
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require_model(tx, &new.name).await?;
-                // Without an explicit training-data tag, the run's logged training input is it.
-                if !new.run_id.is_empty() && !new.tags.iter().any(|t| t.key == TRAINING_DATA_TAG) {
-                    if let Some(d) = crate::datasets::training_input_of_run(tx, &new.run_id).await? {
-                        new.tags.push(KeyValue { key: TRAINING_DATA_TAG.into(), value: format!("{}@{}", d.name, d.version) });
-                        new.tags.push(KeyValue { key: "mltrail.training_data_digest".into(), value: d.file.digest });
-                    }
+        .transaction(actor, async move |tx, audit| {
+            require_model(tx, &new.name).await?;
+            // Without an explicit training-data tag, the run's logged training input is it.
+            if !new.run_id.is_empty() && !new.tags.iter().any(|t| t.key == TRAINING_DATA_TAG) {
+                if let Some(d) = crate::datasets::training_input_of_run(tx, &new.run_id).await? {
+                    new.tags.push(KeyValue { key: TRAINING_DATA_TAG.into(), value: format!("{}@{}", d.name, d.version) });
+                    new.tags.push(KeyValue { key: "mltrail.training_data_digest".into(), value: d.file.digest });
                 }
-                let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1")
-                    .bind(new.name.clone())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let now = now_millis();
-                sqlx::query("INSERT INTO model_versions (name, version, creation_time, last_updated_time, description, user_id, current_stage, source, run_id, run_link, status, model_id) VALUES ($1, $2, $3, $3, $4, $5, 'None', $6, $7, $8, 'READY', $9)")
+            }
+            let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1")
+                .bind(new.name.clone())
+                .fetch_one(&mut *tx)
+                .await?;
+            let now = now_millis();
+            sqlx::query("INSERT INTO model_versions (name, version, creation_time, last_updated_time, description, user_id, current_stage, source, run_id, run_link, status, model_id) VALUES ($1, $2, $3, $3, $4, $5, 'None', $6, $7, $8, 'READY', $9)")
+                .bind(new.name.clone())
+                .bind(version)
+                .bind(now)
+                .bind(new.description)
+                .bind(user)
+                .bind(new.source)
+                .bind(new.run_id)
+                .bind(new.run_link)
+                .bind(new.model_id)
+                .execute(&mut *tx)
+                .await?;
+            for t in &new.tags {
+                sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)")
                     .bind(new.name.clone())
                     .bind(version)
-                    .bind(now)
-                    .bind(new.description)
-                    .bind(user)
-                    .bind(new.source)
-                    .bind(new.run_id)
-                    .bind(new.run_link)
-                    .bind(new.model_id)
+                    .bind(t.key.clone())
+                    .bind(t.value.clone())
                     .execute(&mut *tx)
                     .await?;
-                for t in &new.tags {
-                    sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4)")
-                        .bind(new.name.clone())
-                        .bind(version)
-                        .bind(t.key.clone())
-                        .bind(t.value.clone())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                touch_model(tx, &new.name, now).await?;
-                audit.record(tx, "model_version.create", &ModelVersionRef { name: new.name.clone(), version }).await?;
-                audit.record(tx, "registered_model.new_version", &RegisteredModelRef(new.name.clone())).await?;
-                load_version(tx, &new.name, version).await
-            })
+            }
+            touch_model(tx, &new.name, now).await?;
+            audit.record(tx, "model_version.create", &ModelVersionRef { name: new.name.clone(), version }).await?;
+            audit.record(tx, "registered_model.new_version", &RegisteredModelRef(new.name.clone())).await?;
+            load_version(tx, &new.name, version).await
         })
         .await
 }
@@ -771,19 +761,16 @@ pub async fn update_model_version(
     description: String,
 ) -> Result<ModelVersion, StoreError> {
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require_version(tx, &name, version).await?;
-                sqlx::query("UPDATE model_versions SET description = $1, last_updated_time = $2 WHERE name = $3 AND version = $4")
-                    .bind(description)
-                    .bind(now_millis())
-                    .bind(name.clone())
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "model_version.update", &ModelVersionRef { name: name.clone(), version }).await?;
-                load_version(tx, &name, version).await
-            })
+        .audited(actor, "model_version.update", ModelVersionRef { name: name.clone(), version }, async move |tx| {
+            require_version(tx, &name, version).await?;
+            sqlx::query("UPDATE model_versions SET description = $1, last_updated_time = $2 WHERE name = $3 AND version = $4")
+                .bind(description)
+                .bind(now_millis())
+                .bind(name.clone())
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            load_version(tx, &name, version).await
         })
         .await
 }
@@ -796,40 +783,39 @@ pub async fn transition_stage(
     stage: ModelStage,
     archive_existing: bool,
 ) -> Result<ModelVersion, StoreError> {
+    // Versions archived to make room first, then this version, then the model.
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require_version(tx, &name, version).await?;
-                let now = now_millis();
-                if archive_existing && matches!(stage, ModelStage::Staging | ModelStage::Production) {
-                    let others: Vec<i64> = sqlx::query_scalar("SELECT version FROM model_versions WHERE name = $1 AND current_stage = $2 AND version != $3")
-                        .bind(name.clone())
-                        .bind(stage.as_str())
-                        .bind(version)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    for other in others {
-                        sqlx::query("UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1 WHERE name = $2 AND version = $3")
-                            .bind(now)
-                            .bind(name.clone())
-                            .bind(other)
-                            .execute(&mut *tx)
-                            .await?;
-                        audit.record(tx, "model_version.transition_stage", &ModelVersionRef { name: name.clone(), version: other }).await?;
-                    }
-                }
-                sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE name = $3 AND version = $4")
-                    .bind(stage.as_str())
-                    .bind(now)
+        .transaction(actor, async move |tx, audit| {
+            require_version(tx, &name, version).await?;
+            let now = now_millis();
+            if archive_existing && matches!(stage, ModelStage::Staging | ModelStage::Production) {
+                let others: Vec<i64> = sqlx::query_scalar("SELECT version FROM model_versions WHERE name = $1 AND current_stage = $2 AND version != $3")
                     .bind(name.clone())
+                    .bind(stage.as_str())
                     .bind(version)
-                    .execute(&mut *tx)
+                    .fetch_all(&mut *tx)
                     .await?;
-                touch_model(tx, &name, now).await?;
-                audit.record(tx, "model_version.transition_stage", &ModelVersionRef { name: name.clone(), version }).await?;
-                audit.record(tx, "registered_model.touch", &RegisteredModelRef(name.clone())).await?;
-                load_version(tx, &name, version).await
-            })
+                for other in others {
+                    sqlx::query("UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1 WHERE name = $2 AND version = $3")
+                        .bind(now)
+                        .bind(name.clone())
+                        .bind(other)
+                        .execute(&mut *tx)
+                        .await?;
+                    audit.record(tx, "model_version.transition_stage", &ModelVersionRef { name: name.clone(), version: other }).await?;
+                }
+            }
+            sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE name = $3 AND version = $4")
+                .bind(stage.as_str())
+                .bind(now)
+                .bind(name.clone())
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            touch_model(tx, &name, now).await?;
+            audit.record(tx, "model_version.transition_stage", &ModelVersionRef { name: name.clone(), version }).await?;
+            audit.record(tx, "registered_model.touch", &RegisteredModelRef(name.clone())).await?;
+            load_version(tx, &name, version).await
         })
         .await
 }
@@ -840,38 +826,37 @@ pub async fn delete_model_version(
     name: String,
     version: i64,
 ) -> Result<(), StoreError> {
+    // The version as gone, and the model it was touched on.
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require_version(tx, &name, version).await?;
-                for table in [
-                    "registered_model_aliases",
-                    "model_version_tags",
-                    "model_versions",
-                ] {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DELETE FROM {table} WHERE name = $1 AND version = $2"
-                    )))
-                    .bind(name.clone())
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                touch_model(tx, &name, now_millis()).await?;
-                audit
-                    .record(
-                        tx,
-                        "model_version.delete",
-                        &ModelVersionRef {
-                            name: name.clone(),
-                            version,
-                        },
-                    )
-                    .await?;
-                audit
-                    .record(tx, "registered_model.touch", &RegisteredModelRef(name))
-                    .await
-            })
+        .transaction(actor, async move |tx, audit| {
+            require_version(tx, &name, version).await?;
+            for table in [
+                "registered_model_aliases",
+                "model_version_tags",
+                "model_versions",
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE name = $1 AND version = $2"
+                )))
+                .bind(name.clone())
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
+            touch_model(tx, &name, now_millis()).await?;
+            audit
+                .record(
+                    tx,
+                    "model_version.delete",
+                    &ModelVersionRef {
+                        name: name.clone(),
+                        version,
+                    },
+                )
+                .await?;
+            audit
+                .record(tx, "registered_model.touch", &RegisteredModelRef(name))
+                .await
         })
         .await
 }
@@ -885,18 +870,16 @@ pub async fn set_model_version_tag(
 ) -> Result<(), StoreError> {
     validate_key("tag", &tag.key)?;
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require_version(tx, &name, version).await?;
-                sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value")
-                    .bind(name.clone())
-                    .bind(version)
-                    .bind(tag.key)
-                    .bind(tag.value)
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "model_version.set_tag", &ModelVersionRef { name, version }).await
-            })
+        .audited(actor, "model_version.set_tag", ModelVersionRef { name: name.clone(), version }, async move |tx| {
+            require_version(tx, &name, version).await?;
+            sqlx::query("INSERT INTO model_version_tags (name, version, key, value) VALUES ($1, $2, $3, $4) ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value")
+                .bind(name.clone())
+                .bind(version)
+                .bind(tag.key)
+                .bind(tag.value)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
         })
         .await
 }
@@ -909,8 +892,14 @@ pub async fn delete_model_version_tag(
     key: String,
 ) -> Result<(), StoreError> {
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
+        .audited(
+            actor,
+            "model_version.delete_tag",
+            ModelVersionRef {
+                name: name.clone(),
+                version,
+            },
+            async move |tx| {
                 require_version(tx, &name, version).await?;
                 sqlx::query(
                     "DELETE FROM model_version_tags WHERE name = $1 AND version = $2 AND key = $3",
@@ -920,15 +909,9 @@ pub async fn delete_model_version_tag(
                 .bind(key)
                 .execute(&mut *tx)
                 .await?;
-                audit
-                    .record(
-                        tx,
-                        "model_version.delete_tag",
-                        &ModelVersionRef { name, version },
-                    )
-                    .await
-            })
-        })
+                Ok(())
+            },
+        )
         .await
 }
 
@@ -986,17 +969,15 @@ pub async fn set_alias(
 ) -> Result<(), StoreError> {
     validate_alias(&alias)?;
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
-                require_version(tx, &name, version).await?;
-                sqlx::query("INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
-                    .bind(name.clone())
-                    .bind(alias)
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "registered_model.set_alias", &RegisteredModelRef(name)).await
-            })
+        .audited(actor, "registered_model.set_alias", RegisteredModelRef(name.clone()), async move |tx| {
+            require_version(tx, &name, version).await?;
+            sqlx::query("INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
+                .bind(name.clone())
+                .bind(alias)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
         })
         .await
 }
@@ -1008,8 +989,11 @@ pub async fn delete_alias(
     alias: String,
 ) -> Result<(), StoreError> {
     store
-        .write(actor, move |tx, audit| {
-            Box::pin(async move {
+        .audited(
+            actor,
+            "registered_model.delete_alias",
+            RegisteredModelRef(name.clone()),
+            async move |tx| {
                 require_model(tx, &name).await?;
                 let done = sqlx::query(
                     "DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2",
@@ -1023,15 +1007,9 @@ pub async fn delete_alias(
                         "Registered model alias {alias} not found."
                     )));
                 }
-                audit
-                    .record(
-                        tx,
-                        "registered_model.delete_alias",
-                        &RegisteredModelRef(name),
-                    )
-                    .await
-            })
-        })
+                Ok(())
+            },
+        )
         .await
 }
 
@@ -1080,7 +1058,7 @@ pub async fn resolve_source(store: &MetaStore, source: &str) -> Result<String, S
             .trim_start_matches('/')
             .split_once('/')
             .unwrap_or((rest, ""));
-        let run = crate::tracking::get_run(store, run_id).await?;
+        let run = crate::runs::get_run(store, run_id).await?;
         return Ok(if path.is_empty() {
             run.info.artifact_uri
         } else {

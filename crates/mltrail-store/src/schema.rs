@@ -316,7 +316,7 @@ async fn audit_seq_as_rowid(conn: &mut AnyConnection) -> Result<(), StoreError> 
 /// has to fit in memory at once; a request never logs more than 1,000 values, so a page of
 /// 20,000 rows always ends with whole batches once its last, possibly cut, batch is set aside.
 async fn pack_legacy_metrics(conn: &mut AnyConnection) -> Result<(), StoreError> {
-    use crate::metric_block::{blocks_of, insert_blocks};
+    use crate::metrics::block::{blocks_of, insert_blocks};
     use crate::sql::{int, metric_value, opt_text, text};
     const PAGE: i64 = 20_000;
     let mut after = String::new();
@@ -331,11 +331,11 @@ async fn pack_legacy_metrics(conn: &mut AnyConnection) -> Result<(), StoreError>
         .fetch_all(&mut *conn)
         .await?;
         let full_page = rows.len() as i64 == PAGE;
-        let mut batches: Vec<(String, String, Vec<crate::tracking::NewMetric>)> = Vec::new();
+        let mut batches: Vec<(String, String, Vec<crate::metrics::NewMetric>)> = Vec::new();
         for row in &rows {
             let batch = text(row, "batch_id")?;
             let run = text(row, "run_uuid")?;
-            let metric = crate::tracking::NewMetric {
+            let metric = crate::metrics::NewMetric {
                 key: text(row, "key")?,
                 value: metric_value(row, "value", "is_nan")?,
                 timestamp: int(row, "timestamp")?,
@@ -491,8 +491,8 @@ mod tests {
         assert_eq!(rows.len(), 52, "one block per (batch, key)");
         let mut got = Vec::new();
         for row in &rows {
-            let points =
-                crate::metric_block::decode(&blob(row, "points").expect("blob")).expect("decodes");
+            let points = crate::metrics::block::decode(&blob(row, "points").expect("blob"))
+                .expect("decodes");
             assert_eq!(points.len() as i64, int(row, "point_count").expect("count"));
             for p in points {
                 got.push((

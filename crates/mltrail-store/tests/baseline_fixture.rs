@@ -38,13 +38,14 @@ async fn a_store_written_before_the_refactor_verifies_and_its_chain_continues() 
     );
 
     // New events extend the old chain, whatever path writes them.
-    let exp = mltrail_store::tracking::create_experiment(&store, "t", "new".into(), None, vec![])
-        .await
-        .expect("experiment");
-    let run = mltrail_store::tracking::create_run(
+    let exp =
+        mltrail_store::experiments::create_experiment(&store, "t", "new".into(), None, vec![])
+            .await
+            .expect("experiment");
+    let run = mltrail_store::runs::create_run(
         &store,
         "t",
-        mltrail_store::tracking::NewRun {
+        mltrail_store::runs::NewRun {
             experiment_id: exp,
             user_id: "t".into(),
             ..Default::default()
@@ -54,14 +55,14 @@ async fn a_store_written_before_the_refactor_verifies_and_its_chain_continues() 
     .expect("run")
     .info
     .run_id;
-    let metric = mltrail_store::tracking::NewMetric {
+    let metric = mltrail_store::metrics::NewMetric {
         key: "loss".into(),
         value: 0.25,
         timestamp: 1,
         step: 0,
         model_id: None,
     };
-    mltrail_store::tracking::log_batch(&store, "t", run.clone(), vec![metric], vec![], vec![])
+    mltrail_store::metrics::log_batch(&store, "t", run.clone(), vec![metric], vec![], vec![])
         .await
         .expect("metric");
     mltrail_store::registry::set_registered_model_tag(

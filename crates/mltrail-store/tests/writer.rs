@@ -34,7 +34,7 @@ async fn store_with_experiment() -> (tempfile::TempDir, MetaStore, i64) {
     let dir = tempfile::tempdir().unwrap();
     let uri = format!("sqlite:///{}/m.db", dir.path().display());
     let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
-    let exp = mltrail_store::tracking::create_experiment(&store, "t", "e".into(), None, vec![])
+    let exp = mltrail_store::experiments::create_experiment(&store, "t", "e".into(), None, vec![])
         .await
         .unwrap();
     (dir, store, exp)
@@ -43,7 +43,8 @@ async fn store_with_experiment() -> (tempfile::TempDir, MetaStore, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
     use mltrail_core::state::LifecycleStage;
-    use mltrail_store::tracking::{self, NewMetric, NewRun};
+    use mltrail_store::metrics::{self, NewMetric};
+    use mltrail_store::runs::{self, NewRun};
 
     let (_dir, store, exp) = store_with_experiment().await;
     let new_run = || NewRun {
@@ -51,17 +52,17 @@ async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
         user_id: "t".into(),
         ..Default::default()
     };
-    let live = tracking::create_run(&store, "t", new_run())
+    let live = runs::create_run(&store, "t", new_run())
         .await
         .unwrap()
         .info
         .run_id;
-    let dead = tracking::create_run(&store, "t", new_run())
+    let dead = runs::create_run(&store, "t", new_run())
         .await
         .unwrap()
         .info
         .run_id;
-    tracking::set_run_stage(&store, "t", dead.clone(), LifecycleStage::Deleted)
+    runs::set_run_stage(&store, "t", dead.clone(), LifecycleStage::Deleted)
         .await
         .unwrap();
     let metric = |step: i64| NewMetric {
@@ -83,13 +84,13 @@ async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
             },
         );
         tasks.push(tokio::spawn(async move {
-            tracking::log_batch(&store, "t", run, vec![metric(step)], vec![], vec![]).await
+            metrics::log_batch(&store, "t", run, vec![metric(step)], vec![], vec![]).await
         }));
     }
     let missing = {
         let store = store.clone();
         tokio::spawn(async move {
-            tracking::log_batch(&store, "t", "0".repeat(32), vec![metric(0)], vec![], vec![]).await
+            metrics::log_batch(&store, "t", "0".repeat(32), vec![metric(0)], vec![], vec![]).await
         })
     };
     let mut failures = 0;
@@ -108,11 +109,11 @@ async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
         missing.await.unwrap(),
         Err(mltrail_store::StoreError::NotFound(_))
     ));
-    let history = tracking::metric_history(&store, &live, "m", 1000, None)
+    let history = metrics::metric_history(&store, &live, "m", 1000, None)
         .await
         .unwrap();
     assert_eq!(history.items.len(), 40);
-    assert!(tracking::metric_history(&store, &dead, "m", 1000, None)
+    assert!(metrics::metric_history(&store, &dead, "m", 1000, None)
         .await
         .unwrap()
         .items
@@ -124,11 +125,12 @@ async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agree() {
-    use mltrail_store::tracking::{self, NewRun};
+    use mltrail_store::metrics;
+    use mltrail_store::runs::{self, NewRun};
     use mltrail_store::KeyValue;
 
     let (_dir, store, exp) = store_with_experiment().await;
-    let run = tracking::create_run(
+    let run = runs::create_run(
         &store,
         "t",
         NewRun {
@@ -146,7 +148,7 @@ async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agr
         value: v.into(),
     };
     let conflicting = vec![kv("a", "1"), kv("lr", "0.1"), kv("lr", "0.2")];
-    let err = tracking::log_batch(&store, "t", run.clone(), vec![], conflicting, vec![])
+    let err = metrics::log_batch(&store, "t", run.clone(), vec![], conflicting, vec![])
         .await
         .unwrap_err();
     assert!(
@@ -154,7 +156,7 @@ async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agr
         "{err:?}"
     );
     assert!(
-        tracking::get_run(&store, &run)
+        runs::get_run(&store, &run)
             .await
             .unwrap()
             .data
@@ -162,7 +164,7 @@ async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agr
             .is_empty(),
         "a refused batch stores nothing"
     );
-    tracking::log_batch(
+    metrics::log_batch(
         &store,
         "t",
         run.clone(),
@@ -173,7 +175,7 @@ async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agr
     .await
     .unwrap();
     assert_eq!(
-        tracking::get_run(&store, &run).await.unwrap().data.params,
+        runs::get_run(&store, &run).await.unwrap().data.params,
         vec![kv("lr", "0.1")]
     );
     assert!(mltrail_store::audit::verify(&store)

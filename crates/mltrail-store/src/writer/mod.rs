@@ -29,7 +29,7 @@ mod thread;
 
 pub use chain::AuditCtx;
 pub(crate) use chain::PendingEvent;
-pub(crate) use native::{Db, Native, NativeGroup, Stmt};
+pub(crate) use native::{Db, Native, NativeChain, NativeGroup, Stmt};
 
 use crate::sql::Backend;
 use crate::StoreError;
@@ -48,7 +48,7 @@ type JobFn = Box<
 >;
 
 /// Writes the writer coalesces: a whole group of them is applied with a few statements. The
-/// domain implements this (`crate::hot_path`); the writer only calls it.
+/// domain implements this (`hot_path.rs`); the writer only calls it.
 pub(crate) trait Coalesced: Send + 'static {
     /// One request, carrying the sender of its answer.
     type Request: Send + 'static;

@@ -53,15 +53,20 @@ impl Drop for Db {
     }
 }
 
-/// What a native group works with: the domain's statements, and the audit chain, whose events
-/// are inserted with the connection's own prepared statement.
+/// What a native group works with: the domain's statements, and the audit chain.
 pub(crate) struct NativeGroup<'a, S> {
     pub statements: &'a mut S,
+    pub chain: NativeChain<'a>,
+}
+
+/// The audit chain during a native group: events are inserted with the connection's own
+/// prepared statement.
+pub(crate) struct NativeChain<'a> {
     audit: &'a mut AuditCtx,
     audit_rows: &'a mut Stmt,
 }
 
-impl<S> NativeGroup<'_, S> {
+impl NativeChain<'_> {
     /// Chains events and inserts them, in order.
     pub(crate) fn append(&mut self, events: Vec<PendingEvent>) -> Result<(), StoreError> {
         let rows = self.audit.chain(events);
@@ -137,8 +142,10 @@ impl<S> Native<S> {
         let result = self.db.exec("BEGIN IMMEDIATE").and_then(|()| {
             let mut group = NativeGroup {
                 statements: &mut self.statements,
-                audit: &mut *audit,
-                audit_rows: &mut self.audit_rows,
+                chain: NativeChain {
+                    audit: &mut *audit,
+                    audit_rows: &mut self.audit_rows,
+                },
             };
             let out = apply(&mut group)?;
             self.db.exec("COMMIT")?;

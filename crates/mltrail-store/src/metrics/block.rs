@@ -1,4 +1,4 @@
-//! Metric history is stored in blocks: one row per (run, key, model id) and request, holding
+//! How metric values are stored. History is stored in blocks: one row per (run, key, model id) and request, holding
 //! that request's points packed. A 1,000-value `log-batch` over ten keys writes ten rows instead
 //! of a thousand; per-row B-tree work (a table insert and two index inserts with 32-character
 //! keys) was most of what such a request cost. Every point is still kept.
@@ -6,12 +6,8 @@
 //! Layout: one version byte, then per point `step: i64`, `timestamp: i64`, `value: f64` bits,
 //! little-endian. The value keeps its exact bits, so NaN and the infinities need no side flag.
 
-use crate::audited::Audited;
-use crate::sql::{blob, opt_text, text};
-use crate::tracking::NewMetric;
+use super::NewMetric;
 use crate::StoreError;
-use serde_json::{json, Value};
-use sqlx::AnyConnection;
 
 const VERSION: u8 = 1;
 const POINT_BYTES: usize = 24;
@@ -215,121 +211,6 @@ pub(crate) fn stored_value(v: f64) -> (Option<f64>, i64) {
     }
 }
 
-/// The metric values one request logged (`run_id/batch_id`), as the audit trail records them.
-pub(crate) struct MetricBatch {
-    pub run_id: String,
-    pub batch_id: String,
-}
-
-impl Audited for MetricBatch {
-    const KIND: &'static str = "metrics";
-    const LIST_IDS: &'static str =
-        "SELECT DISTINCT run_uuid || '/' || batch_id AS id FROM metric_blocks";
-
-    fn parse(id: &str) -> Option<Self> {
-        let (run_id, batch_id) = id.split_once('/')?;
-        Some(MetricBatch {
-            run_id: run_id.into(),
-            batch_id: batch_id.into(),
-        })
-    }
-
-    fn id(&self) -> String {
-        format!("{}/{}", self.run_id, self.batch_id)
-    }
-
-    async fn state(&self, conn: &mut AnyConnection) -> Result<Option<Value>, StoreError> {
-        // By batch id alone: with run_uuid in the WHERE clause SQLite may walk the
-        // (run_uuid, key) index, which grows with every value the run logged.
-        let rows = sqlx::query(
-            "SELECT run_uuid, key, model_id, points FROM metric_blocks WHERE batch_id = $1",
-        )
-        .bind(self.batch_id.clone())
-        .fetch_all(&mut *conn)
-        .await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let mut values = Vec::new();
-        for r in &rows {
-            if text(r, "run_uuid")? != self.run_id {
-                return Ok(Some(json!(["moved to another run", text(r, "run_uuid")?])));
-            }
-            let key = text(r, "key")?;
-            let model_id = opt_text(r, "model_id")?;
-            for p in decode(&blob(r, "points")?)? {
-                values.push(NewMetric {
-                    key: key.clone(),
-                    value: p.value,
-                    timestamp: p.timestamp,
-                    step: p.step,
-                    model_id: model_id.clone(),
-                });
-            }
-        }
-        Ok(Some(metric_batch_state(values)))
-    }
-}
-
-/// The recorded state of one metric request. Shared by the writer (which digests the values
-/// it is inserting, without reading them back) and by `verify` (which digests what is stored),
-/// so both sides sort and format identically, whatever the database's collation.
-pub(crate) fn metric_batch_state(mut rows: Vec<NewMetric>) -> Value {
-    rows.sort_by(audit_order);
-    Value::Array(
-        rows.into_iter()
-            // Display keeps NaN and infinities distinct, which JSON numbers cannot.
-            .map(|m| json!([m.key, m.value.to_string(), m.timestamp, m.step, m.model_id]))
-            .collect(),
-    )
-}
-
-/// The order a metric request's values are digested in: key bytes (not the database's
-/// collation), then step, timestamp and value.
-fn audit_order(a: &NewMetric, b: &NewMetric) -> std::cmp::Ordering {
-    a.key
-        .as_bytes()
-        .cmp(b.key.as_bytes())
-        .then(a.step.cmp(&b.step))
-        .then(a.timestamp.cmp(&b.timestamp))
-        .then(a.value.total_cmp(&b.value))
-}
-
-/// The digest of [`metric_batch_state`] over `metrics`, written straight into the hash: the
-/// writer digests every request it commits, and building the JSON tree for a 1,000-value
-/// batch cost more than inserting it. Byte-for-byte the canonical JSON of that state (a test
-/// holds the two together), so `verify` can keep recomputing it from the stored rows.
-pub(crate) fn metric_batch_digest(metrics: &[NewMetric]) -> String {
-    let mut order: Vec<&NewMetric> = metrics.iter().collect();
-    order.sort_by(|a, b| audit_order(a, b));
-    let mut text = String::with_capacity(16 + metrics.len() * 48);
-    text.push('[');
-    for (i, m) in order.into_iter().enumerate() {
-        use std::fmt::Write;
-        if i > 0 {
-            text.push(',');
-        }
-        text.push('[');
-        push_json_string(&mut text, &m.key);
-        // The value as its Display string, as in `metric_batch_state`; never needs escaping.
-        let _ = write!(text, ",\"{}\",{},{},", m.value, m.timestamp, m.step);
-        match &m.model_id {
-            Some(id) => push_json_string(&mut text, id),
-            None => text.push_str("null"),
-        }
-        text.push(']');
-    }
-    text.push(']');
-    blake3::hash(text.as_bytes()).to_hex().to_string()
-}
-
-fn push_json_string(out: &mut String, s: &str) {
-    // serde_json's string escaping, the same the canonical form uses.
-    if let Ok(quoted) = serde_json::to_string(s) {
-        out.push_str(&quoted);
-    }
-}
-
 /// MLflow's history order: step, then timestamp, then value.
 pub(crate) fn sort_history(points: &mut [Point]) {
     points.sort_by(|a, b| {
@@ -419,35 +300,6 @@ mod tests {
         assert_eq!(
             loss.iter().map(|p| (p.step, p.value)).collect::<Vec<_>>(),
             vec![(1, 0.5), (2, 0.4)]
-        );
-    }
-
-    #[test]
-    fn streamed_metric_digest_equals_the_canonical_state_digest() {
-        let metric = |key: &str, value: f64, step: i64, model: Option<&str>| NewMetric {
-            key: key.into(),
-            value,
-            timestamp: 1_700_000_000_000_i64.wrapping_sub(step),
-            step,
-            model_id: model.map(str::to_string),
-        };
-        let metrics = vec![
-            metric("loss", 0.5, 2, None),
-            metric("loss", 0.1 + 0.2, 1, None),
-            metric("acc", f64::NAN, 1, Some("m-\"1\"")),
-            metric("acc", f64::INFINITY, 1, None),
-            metric("acc", f64::NEG_INFINITY, -4, None),
-            metric("we\\ird \u{1}\n ключ", -0.0, 0, None),
-            metric("big", 1e300, i64::MAX, None),
-            metric("tiny", 5e-324, i64::MIN, None),
-        ];
-        assert_eq!(
-            metric_batch_digest(&metrics),
-            mltrail_core::audit::state_digest(&metric_batch_state(metrics.clone()))
-        );
-        assert_eq!(
-            metric_batch_digest(&[]),
-            mltrail_core::audit::state_digest(&metric_batch_state(Vec::new()))
         );
     }
 }
