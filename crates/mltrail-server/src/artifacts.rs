@@ -1,6 +1,6 @@
 //! The artifact proxy (`/mlflow-artifacts/artifacts/…`): upload, download, list, delete.
-//! Paths are parsed into `ArtifactPath` before anything touches storage; each write and delete
-//! is an audit event carrying the content's BLAKE3 digest.
+//! Paths are parsed into `ArtifactPath` before anything touches storage; writes and deletes go
+//! through the store, which records each with the content's BLAKE3 digest.
 
 use crate::error::{ApiError, ApiResult};
 use crate::req::Req;
@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use mltrail_core::ArtifactPath;
-use mltrail_store::audit::ARTIFACT_KIND;
 use serde_json::{json, Value};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -80,20 +79,8 @@ async fn upload(
     if path.is_root() {
         return Err(ApiError::invalid("An artifact upload must name a file"));
     }
-    let digest = blake3::hash(&body).to_hex().to_string();
-    state.artifacts.put(&path, body).await?;
     let actor = crate::req::actor_of(&headers);
-    let id = path.to_string();
-    state
-        .store
-        .write(&actor, move |tx, audit| {
-            Box::pin(async move {
-                audit
-                    .record_external(tx, "artifact.put", ARTIFACT_KIND, &id, Some(digest))
-                    .await
-            })
-        })
-        .await?;
+    mltrail_store::artifacts::put(&state.store, &state.artifacts, &actor, &path, body).await?;
     Ok(Json(json!({})))
 }
 
@@ -108,17 +95,6 @@ async fn remove(
             "Refusing to delete the whole artifact store",
         ));
     }
-    state.artifacts.delete(&path).await?;
-    let id = path.to_string();
-    state
-        .store
-        .write(&req.actor, move |tx, audit| {
-            Box::pin(async move {
-                audit
-                    .record_external(tx, "artifact.delete", ARTIFACT_KIND, &id, None)
-                    .await
-            })
-        })
-        .await?;
+    mltrail_store::artifacts::delete(&state.store, &state.artifacts, &req.actor, &path).await?;
     Ok(Json(json!({})))
 }

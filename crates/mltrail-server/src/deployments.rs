@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
-
-pub const DEPLOYMENT_KIND: &str = "deployment";
+use mltrail_store::deployments::{self, DeploymentAction, DeploymentEvent};
 
 fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
     body.get(name)
@@ -25,32 +24,24 @@ async fn record(
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let deployment = field(&body, "deployment")?.to_string();
-    let model = field(&body, "model")?;
-    let version = field(&body, "version")?;
+    let model = field(&body, "model")?.to_string();
+    let version = field(&body, "version")?.to_string();
     let digest = field(&body, "digest")?.to_string();
-    let action = match field(&body, "action")? {
-        "deploy" => "deployment.deploy",
-        "swap" => "deployment.swap",
-        "stop" => "deployment.stop",
-        other => {
-            return Err(ApiError::invalid(format!(
-                "`action` must be deploy, swap or stop, got `{other}`"
-            )))
-        }
+    let action = field(&body, "action")?;
+    let action = DeploymentAction::parse(action).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "`action` must be deploy, swap or stop, got `{action}`"
+        ))
+    })?;
+    let event = DeploymentEvent {
+        deployment,
+        model,
+        version,
+        digest,
+        action,
     };
-    let id = format!("{deployment}:{model}/{version}");
     let actor = crate::req::actor_of(&headers);
-    let entity = id.clone();
-    state
-        .store
-        .write(&actor, move |tx, audit| {
-            Box::pin(async move {
-                audit
-                    .record_external(tx, action, DEPLOYMENT_KIND, &entity, Some(digest))
-                    .await
-            })
-        })
-        .await?;
+    let id = deployments::record_event(&state.store, &actor, event).await?;
     Ok(Json(json!({"recorded": id})))
 }
 
@@ -66,32 +57,15 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 pub(crate) async fn known(
     store: &mltrail_store::MetaStore,
 ) -> ApiResult<std::collections::BTreeMap<String, Value>> {
-    let events = mltrail_store::audit::list_events(store, Some(DEPLOYMENT_KIND), i64::MAX).await?;
-    let mut latest: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
-    for logged in events {
-        let e = logged.event;
-        let Some((deployment, served)) = e.entity_id.split_once(':') else {
-            continue;
-        };
-        let Some((model, version)) = served.rsplit_once('/') else {
-            continue;
-        };
-        let status = match e.action.as_str() {
-            "deployment.stop" => "stopped",
-            _ => "serving",
-        };
-        let swaps = latest
-            .get(deployment)
-            .and_then(|d| d["swaps"].as_u64())
-            .unwrap_or(0)
-            + u64::from(e.action == "deployment.swap");
-        latest.insert(
-            deployment.to_string(),
-            json!({"name": deployment, "model": model, "version": version, "digest": e.state_digest,
-                   "status": status, "since": e.time, "actor": e.actor, "swaps": swaps}),
-        );
-    }
-    Ok(latest)
+    Ok(deployments::current(store)
+        .await?
+        .into_iter()
+        .map(|(name, d)| {
+            let body = json!({"name": d.name, "model": d.model, "version": d.version, "digest": d.digest,
+                   "status": d.status, "since": d.since, "actor": d.actor, "swaps": d.swaps});
+            (name, body)
+        })
+        .collect())
 }
 
 pub fn routes() -> Router<AppState> {

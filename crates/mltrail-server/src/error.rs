@@ -55,6 +55,7 @@ impl From<StoreError> for ApiError {
             StoreError::InvalidState(_) => (StatusCode::BAD_REQUEST, "INVALID_STATE"),
             StoreError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
             StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE"),
+            StoreError::Artifacts(e) => return artifact_error(e),
         };
         ApiError {
             status,
@@ -66,16 +67,20 @@ impl From<StoreError> for ApiError {
 
 impl From<ArtifactError> for ApiError {
     fn from(err: ArtifactError) -> Self {
-        match err {
-            ArtifactError::NotFound(path) => {
-                ApiError::not_found(format!("Artifact {path} does not exist"))
-            }
-            other => ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: "INTERNAL_ERROR",
-                message: other.to_string(),
-            },
+        artifact_error(&err)
+    }
+}
+
+fn artifact_error(err: &ArtifactError) -> ApiError {
+    match err {
+        ArtifactError::NotFound(path) => {
+            ApiError::not_found(format!("Artifact {path} does not exist"))
         }
+        other => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "INTERNAL_ERROR",
+            message: other.to_string(),
+        },
     }
 }
 

@@ -14,6 +14,15 @@ pub enum StoreError {
     Database(String),
     #[error("the store is shutting down")]
     Closed,
+    /// Writing or deleting artifact bytes failed (`artifacts`).
+    #[error("{0}")]
+    Artifacts(std::sync::Arc<mltrail_artifacts::ArtifactError>),
+}
+
+impl From<mltrail_artifacts::ArtifactError> for StoreError {
+    fn from(err: mltrail_artifacts::ArtifactError) -> Self {
+        StoreError::Artifacts(std::sync::Arc::new(err))
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -6,8 +6,10 @@
 //! and appends the audit event for each change inside that same transaction, so "what changed"
 //! and "what was recorded about it" can never disagree. This crate must not know about HTTP.
 
+pub mod artifacts;
 mod audited;
 pub mod datasets;
+pub mod deployments;
 mod error;
 pub mod experiments;
 mod hot_path;
@@ -39,7 +41,7 @@ pub mod audit {
 
     /// Events whose state lives outside the database carry this kind; `verify` checks their
     /// chain links but not their state.
-    pub const ARTIFACT_KIND: &str = "artifact";
+    pub use crate::artifacts::ARTIFACT_KIND;
 
     /// Every entity kind with state in the database, in the order `verify` looks for rows
     /// that have no event.

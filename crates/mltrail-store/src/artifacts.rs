@@ -1,0 +1,51 @@
+//! Artifact bytes and the audit events that record them, written together: a write puts the
+//! bytes in the [`ArtifactStore`] and then records `artifact.put` with the BLAKE3 digest of
+//! exactly those bytes; a delete removes them and records `artifact.delete`. The metadata
+//! store cannot see inside the artifact store, so `audit verify` checks these events' links
+//! only, and `mltrail audit verify --artifacts-destination` re-hashes the bytes.
+
+use crate::{MetaStore, StoreError};
+use bytes::Bytes;
+use mltrail_artifacts::ArtifactStore;
+use mltrail_core::ArtifactPath;
+
+/// The entity type of artifact events; their id is the artifact's path.
+pub const ARTIFACT_KIND: &str = "artifact";
+
+/// Writes `bytes` at `path` and records the write with their digest.
+pub async fn put(
+    store: &MetaStore,
+    artifacts: &ArtifactStore,
+    actor: &str,
+    path: &ArtifactPath,
+    bytes: Bytes,
+) -> Result<(), StoreError> {
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    artifacts.put(path, bytes).await?;
+    let id = path.to_string();
+    store
+        .transaction(actor, async move |tx, audit| {
+            audit
+                .record_external(tx, "artifact.put", ARTIFACT_KIND, &id, Some(digest))
+                .await
+        })
+        .await
+}
+
+/// Deletes the file (or every file under the directory) at `path` and records the deletion.
+pub async fn delete(
+    store: &MetaStore,
+    artifacts: &ArtifactStore,
+    actor: &str,
+    path: &ArtifactPath,
+) -> Result<(), StoreError> {
+    artifacts.delete(path).await?;
+    let id = path.to_string();
+    store
+        .transaction(actor, async move |tx, audit| {
+            audit
+                .record_external(tx, "artifact.delete", ARTIFACT_KIND, &id, None)
+                .await
+        })
+        .await
+}
