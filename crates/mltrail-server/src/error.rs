@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mltrail_artifacts::ArtifactError;
 use mltrail_core::PathError;
-use mltrail_store::StoreError;
+use mltrail_store::{StoreError, StoreErrorKind};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -48,14 +48,22 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        let (status, code) = match &err {
-            StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST"),
-            StoreError::AlreadyExists(_) => (StatusCode::BAD_REQUEST, "RESOURCE_ALREADY_EXISTS"),
-            StoreError::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE"),
-            StoreError::InvalidState(_) => (StatusCode::BAD_REQUEST, "INVALID_STATE"),
-            StoreError::Database(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
-            StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE"),
-            StoreError::Artifacts(e) => return artifact_error(e),
+        let (status, code) = match err.kind() {
+            StoreErrorKind::NotFound => (StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST"),
+            StoreErrorKind::AlreadyExists => (StatusCode::BAD_REQUEST, "RESOURCE_ALREADY_EXISTS"),
+            StoreErrorKind::InvalidParameter => {
+                (StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE")
+            }
+            StoreErrorKind::InvalidState => (StatusCode::BAD_REQUEST, "INVALID_STATE"),
+            StoreErrorKind::Database => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+            StoreErrorKind::Closed => (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE"),
+            // Artifact failures answer as the artifact store's own errors do.
+            StoreErrorKind::Artifacts => {
+                if let StoreError::Artifacts(e) = &err {
+                    return artifact_error(e);
+                }
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+            }
         };
         ApiError {
             status,

@@ -1,6 +1,7 @@
 //! Dataset versions: immutable, content-addressed snapshots of the data a model is trained or
 //! monitored on. Adding the same content under the same name again returns the existing version.
 
+use crate::error::{Conflict, Invalid, NotFound};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 
@@ -116,16 +117,18 @@ pub(crate) fn validate_name(name: &str) -> Result<(), StoreError> {
         || name.contains(['/', '@', '\\'])
         || name.chars().any(char::is_control)
     {
-        return Err(StoreError::InvalidParameter(format!(
-            "dataset name `{name}` must be 1-256 characters without '/', '@' or '\\'"
-        )));
+        return Err(Invalid::DatasetName(name.to_string()).into());
     }
     Ok(())
 }
 
 fn parse_json(row: &AnyRow, col: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(&text(row, col)?)
-        .map_err(|e| StoreError::InvalidState(format!("stored {col} is not JSON: {e}")))
+    serde_json::from_str(&text(row, col)?).map_err(|e| {
+        StoreError::from(Conflict::StoredJson {
+            column: col.to_string(),
+            source: std::sync::Arc::new(e),
+        })
+    })
 }
 
 pub(crate) fn from_row(row: &AnyRow) -> Result<DatasetVersion, StoreError> {
@@ -154,10 +157,7 @@ pub async fn add_version(
 ) -> Result<(DatasetVersion, bool), StoreError> {
     validate_name(&new.name)?;
     if new.file.digest.len() != 64 || !new.file.digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(StoreError::InvalidParameter(format!(
-            "digest `{}` is not a 64-hex BLAKE3",
-            new.file.digest
-        )));
+        return Err(Invalid::Digest(new.file.digest).into());
     }
     let user = actor.to_string();
     // The version is numbered inside the transaction, and content already stored records nothing.
@@ -243,8 +243,11 @@ pub async fn get_version(
     };
     let row = row.ok_or_else(|| {
         StoreError::NotFound(match version {
-            Some(v) => format!("dataset version {name}@{v} does not exist"),
-            None => format!("dataset `{name}` has no versions"),
+            Some(v) => NotFound::DatasetVersion {
+                name: name.to_string(),
+                version: v,
+            },
+            None => NotFound::Dataset(name.to_string()),
         })
     })?;
     from_row(&row)

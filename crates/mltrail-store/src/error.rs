@@ -1,38 +1,355 @@
-/// What can go wrong in the metadata store. The server maps each variant to one MLflow error
-/// code and HTTP status; the CLI maps them to exit codes.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    InvalidParameter(String),
-    #[error("{0}")]
-    InvalidState(String),
-    #[error("database error: {0}")]
-    Database(String),
-    #[error("the store is shutting down")]
+//! What can go wrong in the metadata store. Each variant is a kind (what the server maps to
+//! one MLflow error code and HTTP status, and the CLI to an exit code) carrying the values
+//! involved as typed fields, and, for database and artifact failures, the error that caused it
+//! as its source. `Display` is the message users see, word for word what MLflow (or, for
+//! mltrail's own resources, mltrail) has always answered.
+
+use mltrail_artifacts::ArtifactError;
+use mltrail_core::filter::FilterError;
+use std::sync::Arc;
+
+/// The kind of a [`StoreError`], without its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreErrorKind {
+    NotFound,
+    AlreadyExists,
+    InvalidParameter,
+    InvalidState,
+    Database,
+    Artifacts,
     Closed,
-    /// Writing or deleting artifact bytes failed (`artifacts`).
-    #[error("{0}")]
-    Artifacts(std::sync::Arc<mltrail_artifacts::ArtifactError>),
 }
 
-impl From<mltrail_artifacts::ArtifactError> for StoreError {
-    fn from(err: mltrail_artifacts::ArtifactError) -> Self {
-        StoreError::Artifacts(std::sync::Arc::new(err))
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// What was asked for does not exist.
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
+    /// What was to be created exists already.
+    #[error(transparent)]
+    AlreadyExists(#[from] AlreadyExists),
+    /// A request's value breaks a rule.
+    #[error(transparent)]
+    InvalidParameter(#[from] Invalid),
+    /// The entity is not in a state that allows the request, or a stored value is unreadable.
+    #[error(transparent)]
+    InvalidState(#[from] Conflict),
+    #[error("database error: {0}")]
+    Database(#[from] DatabaseError),
+    /// Writing or deleting artifact bytes failed (`artifacts`).
+    #[error("{0}")]
+    Artifacts(Arc<ArtifactError>),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl StoreError {
+    pub fn kind(&self) -> StoreErrorKind {
+        match self {
+            StoreError::NotFound(_) => StoreErrorKind::NotFound,
+            StoreError::AlreadyExists(_) => StoreErrorKind::AlreadyExists,
+            StoreError::InvalidParameter(_) => StoreErrorKind::InvalidParameter,
+            StoreError::InvalidState(_) => StoreErrorKind::InvalidState,
+            StoreError::Database(_) => StoreErrorKind::Database,
+            StoreError::Artifacts(_) => StoreErrorKind::Artifacts,
+            StoreError::Closed => StoreErrorKind::Closed,
+        }
     }
+}
+
+/// What does not exist.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotFound {
+    /// The run id as the request spelled it (it may not be a well-formed id).
+    #[error("Run with id={0} not found")]
+    Run(String),
+    #[error("No Experiment with id={0} exists")]
+    Experiment(i64),
+    #[error("No active Experiment with id={0} exists")]
+    ActiveExperiment(i64),
+    #[error("Could not find experiment with name '{0}'")]
+    ExperimentNamed(String),
+    #[error("No tag with name: {key} in experiment {experiment_id}.")]
+    ExperimentTag { experiment_id: i64, key: String },
+    #[error("No tag with name: {key} in run with id {run_id}")]
+    RunTag { run_id: String, key: String },
+    #[error("Registered Model with name={0} not found")]
+    RegisteredModel(String),
+    #[error("Model Version (name={name}, version={version}) not found")]
+    ModelVersion { name: String, version: i64 },
+    #[error("Registered model alias {0} not found.")]
+    Alias(String),
+    #[error("Logged model with ID '{0}' not found.")]
+    LoggedModel(String),
+    #[error("dataset version {name}@{version} does not exist")]
+    DatasetVersion { name: String, version: i64 },
+    #[error("dataset `{0}` has no versions")]
+    Dataset(String),
+    #[error("monitor `{0}` does not exist")]
+    Monitor(String),
+    #[error("monitor `{0}` does not exist or is already deleted")]
+    ActiveMonitor(String),
+    #[error("monitor `{monitor_id}` has no evaluated window starting at {window_start}")]
+    Window {
+        monitor_id: String,
+        window_start: i64,
+    },
+}
+
+/// What exists already.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AlreadyExists {
+    #[error("Experiment(name={0}) already exists.")]
+    Experiment(String),
+    #[error("Registered Model (name={0}) already exists.")]
+    RegisteredModel(String),
+}
+
+/// A value that breaks a rule, with the value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Invalid {
+    #[error("backend store URI {0:?} names no database file")]
+    StoreUriWithoutFile(String),
+    #[error("unsupported backend store URI {0:?}: use sqlite:///path/to/file.db or postgresql://user@host:port/db")]
+    UnsupportedStoreUri(String),
+    #[error("cannot create database folder {path}: {source}")]
+    DatabaseFolder {
+        path: String,
+        source: Arc<std::io::Error>,
+    },
+    /// A required field is missing or empty.
+    #[error("Missing value for required parameter '{0}'.")]
+    Missing(&'static str),
+    /// A tag, param or metric key MLflow would refuse.
+    #[error("Invalid {what} name: '{key}'. Names may be up to {max} characters of alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/), and may not be or contain '..' path segments.")]
+    Key {
+        what: &'static str,
+        key: String,
+        max: usize,
+    },
+    #[error("{what} '{key}' had length {length}, which exceeded length limit of {max}")]
+    TooLong {
+        what: &'static str,
+        key: String,
+        length: usize,
+        max: usize,
+    },
+    #[error("A batch logging request can contain at most {max_metrics} metrics, {max_params} params and {max_tags} tags; got {metrics} metrics, {params} params and {tags} tags")]
+    BatchTooLarge {
+        max_metrics: usize,
+        max_params: usize,
+        max_tags: usize,
+        metrics: usize,
+        params: usize,
+        tags: usize,
+    },
+    #[error("Changing param values is not allowed. Param with key='{key}' was already logged with value='{old}' for run ID='{run_id}'. Attempted logging new value '{new}'.")]
+    ParamChanged {
+        run_id: String,
+        key: String,
+        old: String,
+        new: String,
+    },
+    #[error("Duplicate parameter key '{0}' with different values in one batch")]
+    DuplicateParam(String),
+    /// A dataset input's tags that cannot be stored as JSON.
+    #[error("{0}")]
+    InputTags(Arc<serde_json::Error>),
+    #[error("Cannot delete the default experiment '0'.")]
+    DeleteDefaultExperiment,
+    #[error("Parameter 'version' must be a positive integer, got '{0}'")]
+    Version(String),
+    #[error("Invalid model name '{0}': names may not contain '/', '\\' or ':'")]
+    ModelName(String),
+    #[error("Invalid alias name: '{0}'. Aliases may only contain alphanumerics, '_' and '-', and may not be 'latest' or of the form v<number>.")]
+    Alias(String),
+    #[error("dataset name `{0}` must be 1-256 characters without '/', '@' or '\\'")]
+    DatasetName(String),
+    #[error("digest `{0}` is not a 64-hex BLAKE3")]
+    Digest(String),
+    #[error("deployment must be 1-256 characters")]
+    Deployment,
+    #[error("window must be at least 1s (got {0} ms)")]
+    Window(i64),
+    #[error("delay must not be negative")]
+    Delay,
+    #[error("invalid page_token {0:?}")]
+    PageToken(String),
+    /// A filter that does not parse.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// A filter or order_by that parses but names what cannot be searched that way.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+/// A search that cannot be compiled: which key, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QueryError {
+    #[error("'{0}' must be compared with a number")]
+    NotANumber(String),
+    #[error("'{0}' must be compared with a quoted string")]
+    NotAString(String),
+    #[error("Invalid comparator '{op}' for '{key}': only =, !=, LIKE, ILIKE and IN are allowed on strings")]
+    StringComparator { op: &'static str, key: String },
+    #[error("IN for '{0}' needs a list")]
+    InNeedsList(String),
+    #[error("Invalid attribute key '{0}' specified. Valid keys are run_id, run_name, status, user_id, artifact_uri, lifecycle_stage, start_time, end_time")]
+    RunAttribute(String),
+    #[error("experiment_ids must name at least one experiment")]
+    NoExperiment,
+    #[error("Invalid dataset key '{0}'; use datasets.name or datasets.digest")]
+    DatasetKey(String),
+    #[error("cannot order runs by a dataset")]
+    OrderRunsByDataset,
+    #[error("Invalid attribute key '{0}' specified. Valid keys are name, creation_time, last_update_time")]
+    ExperimentAttribute(String),
+    #[error("Invalid entity for experiment search: '{0}'")]
+    ExperimentEntity(String),
+    #[error("Invalid order_by key '{0}' for experiments")]
+    ExperimentOrder(String),
+    #[error("Invalid filter key '{0}' for registered models; use name or tags.<key>")]
+    RegisteredModelFilter(String),
+    #[error("Invalid filter key '{0}' for model versions; use name, run_id, source_path, version_number or tags.<key>")]
+    ModelVersionFilter(String),
+    #[error("Invalid order_by key '{0}'")]
+    RegistryOrder(String),
+    #[error("Invalid filter key '{0}' for logged models")]
+    LoggedModelFilter(String),
+    #[error("Invalid order_by field '{0}' for logged models")]
+    LoggedModelOrder(String),
+}
+
+/// An entity in a state that refuses the request, or a stored value that cannot be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Conflict {
+    /// `stage` as stored.
+    #[error("The run {run_id} must be in the 'active' state. Current state is {stage}.")]
+    RunNotActive { run_id: String, stage: String },
+    /// `stage` as stored.
+    #[error(
+        "The experiment {experiment_id} must be in the 'active' state. Current state is {stage}."
+    )]
+    ExperimentNotActive { experiment_id: i64, stage: String },
+    #[error("The experiment {0} must be in the 'active' state.")]
+    ExperimentTagOnInactive(i64),
+    #[error("Cannot rename a non-active experiment {0}.")]
+    RenameInactiveExperiment(i64),
+    #[error("Experiment {0} is already deleted.")]
+    ExperimentAlreadyDeleted(i64),
+    #[error("Cannot restore an active experiment {0}.")]
+    RestoreActiveExperiment(i64),
+    /// A stored value outside the values the store writes.
+    #[error("stored {what} `{value}` is not {expected}")]
+    StoredValue {
+        what: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("stored {column} is not JSON: {source}")]
+    StoredJson {
+        column: String,
+        source: Arc<serde_json::Error>,
+    },
+    /// A stored row that cannot be represented as the JSON its audited state is.
+    #[error("{0}")]
+    Unserializable(Arc<serde_json::Error>),
+    #[error("monitor `{0}` vanished while created")]
+    MonitorVanished(String),
+}
+
+/// A failure of the database itself; `source` is what the driver or SQLite reported.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("{0}")]
+    Sqlx(Arc<sqlx::Error>),
+    /// A call of the native SQLite path (`context`: which call) failed.
+    #[error("{context}: {message}")]
+    Sqlite {
+        context: &'static str,
+        code: i32,
+        message: String,
+    },
+    /// Text handed to SQLite's C API held a NUL byte.
+    #[error("{0}")]
+    Nul(Arc<std::ffi::NulError>),
+    #[error("cannot open {0}: out of memory")]
+    OutOfMemory(String),
+    #[error("cannot start the writer thread: {0}")]
+    WriterThread(Arc<std::io::Error>),
+    #[error("audit_log head has a malformed hash")]
+    MalformedHead,
+    #[error("empty metric block")]
+    EmptyMetricBlock,
+    #[error("unreadable metric block (version {version}, {bytes} bytes)")]
+    UnreadableMetricBlock { version: u8, bytes: usize },
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        version: i64,
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        StoreError::Database(err.to_string())
+        StoreError::Database(DatabaseError::Sqlx(Arc::new(err)))
     }
 }
 
-impl From<mltrail_core::filter::FilterError> for StoreError {
-    fn from(err: mltrail_core::filter::FilterError) -> Self {
-        StoreError::InvalidParameter(err.0)
+impl From<FilterError> for StoreError {
+    fn from(err: FilterError) -> Self {
+        StoreError::InvalidParameter(Invalid::Filter(err))
+    }
+}
+
+impl From<QueryError> for StoreError {
+    fn from(err: QueryError) -> Self {
+        StoreError::InvalidParameter(Invalid::Query(err))
+    }
+}
+
+impl From<ArtifactError> for StoreError {
+    fn from(err: ArtifactError) -> Self {
+        StoreError::Artifacts(Arc::new(err))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A few messages clients compare, word for word.
+    #[test]
+    fn messages_are_the_ones_clients_know() {
+        let cases: [(StoreError, &str); 5] = [
+            (
+                NotFound::Run("abc".into()).into(),
+                "Run with id=abc not found",
+            ),
+            (
+                AlreadyExists::Experiment("e".into()).into(),
+                "Experiment(name=e) already exists.",
+            ),
+            (
+                Invalid::Missing("name").into(),
+                "Missing value for required parameter 'name'.",
+            ),
+            (
+                Conflict::RunNotActive {
+                    run_id: "r".into(),
+                    stage: "deleted".into(),
+                }
+                .into(),
+                "The run r must be in the 'active' state. Current state is deleted.",
+            ),
+            (
+                DatabaseError::MalformedHead.into(),
+                "database error: audit_log head has a malformed hash",
+            ),
+        ];
+        for (err, message) in cases {
+            assert_eq!(err.to_string(), message);
+        }
+        assert_eq!(StoreError::Closed.kind(), StoreErrorKind::Closed);
     }
 }

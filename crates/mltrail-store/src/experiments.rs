@@ -2,6 +2,7 @@
 //! records for one. Deleting or restoring an experiment does the same to its runs (`runs`).
 
 use crate::audited::Audited;
+use crate::error::{AlreadyExists, Conflict, Invalid, NotFound};
 use crate::names::{validate_key, validate_len, MAX_TAG_VALUE_LEN};
 use crate::records::*;
 use crate::sql::{int, key_value, key_value_object, placeholders, text};
@@ -66,7 +67,7 @@ impl Audited for ExperimentRef {
 }
 
 fn not_found(id: i64) -> StoreError {
-    StoreError::NotFound(format!("No Experiment with id={id} exists"))
+    NotFound::Experiment(id).into()
 }
 
 fn experiment_from_row(row: &AnyRow, tags: Vec<KeyValue>) -> Result<Experiment, StoreError> {
@@ -199,9 +200,7 @@ pub async fn create_experiment(
     tags: Vec<KeyValue>,
 ) -> Result<i64, StoreError> {
     if name.trim().is_empty() {
-        return Err(StoreError::InvalidParameter(
-            "Missing value for required parameter 'name'.".into(),
-        ));
+        return Err(Invalid::Missing("name").into());
     }
     // The id is known only inside the transaction, so the event is recorded there.
     store
@@ -212,9 +211,7 @@ pub async fn create_experiment(
                     .fetch_optional(&mut *tx)
                     .await?;
             if existing.is_some() {
-                return Err(StoreError::AlreadyExists(format!(
-                    "Experiment(name={name}) already exists."
-                )));
+                return Err(AlreadyExists::Experiment(name).into());
             }
             let id: i64 =
                 sqlx::query_scalar("SELECT COALESCE(MAX(experiment_id), 0) + 1 FROM experiments")
@@ -249,9 +246,7 @@ pub async fn get_experiment_by_name(
         .bind(name.to_string())
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| {
-            StoreError::NotFound(format!("Could not find experiment with name '{name}'"))
-        })?;
+        .ok_or_else(|| StoreError::from(NotFound::ExperimentNamed(name.to_string())))?;
     Ok(experiments_from_rows(&mut conn, vec![row]).await?.remove(0))
 }
 
@@ -298,9 +293,7 @@ pub async fn rename_experiment(
     new_name: String,
 ) -> Result<(), StoreError> {
     if new_name.trim().is_empty() {
-        return Err(StoreError::InvalidParameter(
-            "Missing value for required parameter 'new_name'.".into(),
-        ));
+        return Err(Invalid::Missing("new_name").into());
     }
     store
         .audited(
@@ -309,9 +302,7 @@ pub async fn rename_experiment(
             ExperimentRef(id),
             async move |tx| {
                 if experiment_stage(tx, id).await? != LifecycleStage::Active {
-                    return Err(StoreError::InvalidState(format!(
-                        "Cannot rename a non-active experiment {id}."
-                    )));
+                    return Err(Conflict::RenameInactiveExperiment(id).into());
                 }
                 let clash: Option<i64> = sqlx::query_scalar(
                     "SELECT experiment_id FROM experiments WHERE name = $1 AND experiment_id != $2",
@@ -321,9 +312,7 @@ pub async fn rename_experiment(
                 .fetch_optional(&mut *tx)
                 .await?;
                 if clash.is_some() {
-                    return Err(StoreError::AlreadyExists(format!(
-                        "Experiment(name={new_name}) already exists."
-                    )));
+                    return Err(AlreadyExists::Experiment(new_name).into());
                 }
                 sqlx::query(
                 "UPDATE experiments SET name = $1, last_update_time = $2 WHERE experiment_id = $3",
@@ -351,19 +340,13 @@ pub async fn set_experiment_stage(
         .transaction(actor, async move |tx, audit| {
             let current = experiment_stage(tx, id).await?;
             if id == 0 && stage == LifecycleStage::Deleted {
-                return Err(StoreError::InvalidParameter(
-                    "Cannot delete the default experiment '0'.".into(),
-                ));
+                return Err(Invalid::DeleteDefaultExperiment.into());
             }
             if current == stage {
                 return if stage == LifecycleStage::Deleted {
-                    Err(StoreError::InvalidState(format!(
-                        "Experiment {id} is already deleted."
-                    )))
+                    Err(Conflict::ExperimentAlreadyDeleted(id).into())
                 } else {
-                    Err(StoreError::InvalidState(format!(
-                        "Cannot restore an active experiment {id}."
-                    )))
+                    Err(Conflict::RestoreActiveExperiment(id).into())
                 };
             }
             let now = now_millis();
@@ -403,9 +386,7 @@ pub async fn set_experiment_tag(
             ExperimentRef(id),
             async move |tx| {
                 if experiment_stage(tx, id).await? != LifecycleStage::Active {
-                    return Err(StoreError::InvalidState(format!(
-                        "The experiment {id} must be in the 'active' state."
-                    )));
+                    return Err(Conflict::ExperimentTagOnInactive(id).into());
                 }
                 upsert_experiment_tag(tx, id, &tag).await?;
                 touch_experiment(tx, id).await
@@ -435,9 +416,11 @@ pub async fn delete_experiment_tag(
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!(
-                        "No tag with name: {key} in experiment {id}."
-                    )));
+                    return Err(NotFound::ExperimentTag {
+                        experiment_id: id,
+                        key,
+                    }
+                    .into());
                 }
                 touch_experiment(tx, id).await
             },

@@ -25,7 +25,10 @@ mod search;
 mod sql;
 mod writer;
 
-pub use error::StoreError;
+pub use error::{
+    AlreadyExists, Conflict, DatabaseError, Invalid, NotFound, QueryError, StoreError,
+    StoreErrorKind,
+};
 pub use records::*;
 pub use sql::Backend;
 pub use writer::{AuditCtx, Tx};
@@ -117,9 +120,7 @@ impl StoreConfig {
 pub fn resolve_uri(uri: &str) -> Result<(Backend, String), StoreError> {
     if let Some(path) = uri.strip_prefix("sqlite:///") {
         if path.is_empty() {
-            return Err(StoreError::InvalidParameter(format!(
-                "backend store URI {uri:?} names no database file"
-            )));
+            return Err(Invalid::StoreUriWithoutFile(uri.to_string()).into());
         }
         return Ok((Backend::Sqlite, format!("sqlite://{path}")));
     }
@@ -129,9 +130,7 @@ pub fn resolve_uri(uri: &str) -> Result<(Backend, String), StoreError> {
     if uri.starts_with("postgresql://") || uri.starts_with("postgres://") {
         return Ok((Backend::Postgres, uri.to_string()));
     }
-    Err(StoreError::InvalidParameter(format!(
-        "unsupported backend store URI {uri:?}: use sqlite:///path/to/file.db or postgresql://user@host:port/db"
-    )))
+    Err(Invalid::UnsupportedStoreUri(uri.to_string()).into())
 }
 
 impl MetaStore {
@@ -144,11 +143,9 @@ impl MetaStore {
                 .and_then(|p| std::path::Path::new(p).parent().map(|p| p.to_path_buf()))
             {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(&parent).map_err(|e| {
-                        StoreError::InvalidParameter(format!(
-                            "cannot create database folder {}: {e}",
-                            parent.display()
-                        ))
+                    std::fs::create_dir_all(&parent).map_err(|e| Invalid::DatabaseFolder {
+                        path: parent.display().to_string(),
+                        source: Arc::new(e),
                     })?;
                 }
             }

@@ -2,6 +2,7 @@
 //! `<experiment>/models/<model_id>/artifacts`, and marks it ready.
 
 use crate::audited::Audited;
+use crate::error::{NotFound, QueryError};
 use crate::names::validate_key;
 use crate::records::*;
 use crate::search::{compare, Bind, Plan};
@@ -14,7 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
 fn not_found(id: &str) -> StoreError {
-    StoreError::NotFound(format!("Logged model with ID '{id}' not found."))
+    NotFound::LoggedModel(id.to_string()).into()
 }
 
 /// A logged model, as the audit trail records it: its row, tags and params.
@@ -159,7 +160,7 @@ pub async fn create_logged_model(
                 .bind(new.experiment_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let location = location.ok_or_else(|| StoreError::NotFound(format!("No active Experiment with id={} exists", new.experiment_id)))?;
+            let location = location.ok_or(NotFound::ActiveExperiment(new.experiment_id))?;
             let name = if new.name.is_empty() { "model".to_string() } else { new.name.clone() };
             let artifact_uri = format!("{}/models/{id}/artifacts", location.trim_end_matches('/'));
             let now = now_millis();
@@ -340,11 +341,7 @@ pub async fn search_logged_models(
             (FilterEntity::Attribute, "status") => "m.status",
             (FilterEntity::Attribute, "model_type") => "m.model_type",
             (FilterEntity::Attribute, "source_run_id") => "m.source_run_id",
-            (_, key) => {
-                return Err(StoreError::InvalidParameter(format!(
-                    "Invalid filter key '{key}' for logged models"
-                )))
-            }
+            (_, key) => return Err(QueryError::LoggedModelFilter(key.to_string()).into()),
         };
         conditions.push(compare(&mut plan, column, &clause, false)?);
     }
@@ -354,11 +351,7 @@ pub async fn search_logged_models(
             "name" => "m.name",
             "creation_timestamp" | "creation_time" => "m.creation_time",
             "last_updated_timestamp" => "m.last_updated_time",
-            other => {
-                return Err(StoreError::InvalidParameter(format!(
-                    "Invalid order_by field '{other}' for logged models"
-                )))
-            }
+            other => return Err(QueryError::LoggedModelOrder(other.to_string()).into()),
         };
         order.push(format!(
             "{column} {}",

@@ -3,9 +3,11 @@
 //! every alert are audit events, so "was the drift seen, and who was told" can be proven later.
 //! How far a monitor has got (`next_window_start`) is bookkeeping, outside the audited state.
 
+use crate::error::{Conflict, Invalid, NotFound};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
+use std::sync::Arc;
 
 use crate::audited::Audited;
 use crate::sql::{int, text};
@@ -63,9 +65,12 @@ impl WindowStatus {
             "ok" => Ok(WindowStatus::Ok),
             "no_data" => Ok(WindowStatus::NoData),
             "error" => Ok(WindowStatus::Error),
-            other => Err(StoreError::InvalidState(format!(
-                "stored window status `{other}` is not ok, no_data or error"
-            ))),
+            other => Err(Conflict::StoredValue {
+                what: "window status",
+                value: other.to_string(),
+                expected: "ok, no_data or error",
+            }
+            .into()),
         }
     }
 }
@@ -118,16 +123,23 @@ impl AlertState {
         match text {
             "firing" => Ok(AlertState::Firing),
             "resolved" => Ok(AlertState::Resolved),
-            other => Err(StoreError::InvalidState(format!(
-                "stored alert state `{other}` is not firing or resolved"
-            ))),
+            other => Err(Conflict::StoredValue {
+                what: "alert state",
+                value: other.to_string(),
+                expected: "firing or resolved",
+            }
+            .into()),
         }
     }
 }
 
 fn json_col(row: &AnyRow, col: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(&text(row, col)?)
-        .map_err(|e| StoreError::InvalidState(format!("stored {col} is not JSON: {e}")))
+    serde_json::from_str(&text(row, col)?).map_err(|e| {
+        StoreError::from(Conflict::StoredJson {
+            column: col.to_string(),
+            source: Arc::new(e),
+        })
+    })
 }
 
 pub(crate) fn monitor_from_row(row: &AnyRow) -> Result<Monitor, StoreError> {
@@ -216,7 +228,7 @@ pub(crate) async fn find_alert(
 
 /// The audited state of a result or an alert: the whole row.
 pub(crate) fn row_state<T: Serialize>(row: &T) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(row).map_err(|e| StoreError::InvalidState(e.to_string()))
+    serde_json::to_value(row).map_err(|e| Conflict::Unserializable(Arc::new(e)).into())
 }
 
 /// The audited state of a monitor: everything but its progress.
@@ -312,10 +324,6 @@ impl Audited for AlertRef {
     }
 }
 
-fn invalid(message: String) -> StoreError {
-    StoreError::InvalidParameter(message)
-}
-
 /// Stores a new monitor whose first window starts at `first_window_start`.
 pub async fn create_monitor(
     store: &MetaStore,
@@ -324,16 +332,13 @@ pub async fn create_monitor(
     first_window_start: i64,
 ) -> Result<Monitor, StoreError> {
     if spec.deployment.is_empty() || spec.deployment.len() > 256 {
-        return Err(invalid("deployment must be 1-256 characters".into()));
+        return Err(Invalid::Deployment.into());
     }
     if spec.window_ms < 1000 {
-        return Err(invalid(format!(
-            "window must be at least 1s (got {} ms)",
-            spec.window_ms
-        )));
+        return Err(Invalid::Window(spec.window_ms).into());
     }
     if spec.delay_ms < 0 {
-        return Err(invalid("delay must not be negative".into()));
+        return Err(Invalid::Delay.into());
     }
     let id = uuid::Uuid::now_v7().simple().to_string();
     let user = actor.to_string();
@@ -351,7 +356,9 @@ pub async fn create_monitor(
                 .bind(first_window_start)
                 .execute(&mut *tx)
                 .await?;
-            find_monitor(tx, &id).await?.ok_or_else(|| StoreError::InvalidState(format!("monitor `{id}` vanished while created")))
+            find_monitor(tx, &id)
+                .await?
+                .ok_or_else(|| Conflict::MonitorVanished(id.clone()).into())
         })
         .await
 }
@@ -360,7 +367,7 @@ pub async fn get_monitor(store: &MetaStore, id: &str) -> Result<Monitor, StoreEr
     let mut conn = store.readers().acquire().await?;
     find_monitor(&mut conn, id)
         .await?
-        .ok_or_else(|| StoreError::NotFound(format!("monitor `{id}` does not exist")))
+        .ok_or_else(|| NotFound::Monitor(id.to_string()).into())
 }
 
 /// Monitors, oldest first; deleted ones only when asked.
@@ -390,7 +397,7 @@ pub async fn delete_monitor(store: &MetaStore, actor: &str, id: &str) -> Result<
                 .await?
                 .rows_affected();
             if changed == 0 {
-                return Err(StoreError::NotFound(format!("monitor `{id}` does not exist or is already deleted")));
+                return Err(NotFound::ActiveMonitor(id.clone()).into());
             }
             Ok(())
         })
@@ -458,9 +465,11 @@ pub async fn get_result(
     find_result(&mut conn, monitor_id, window_start)
         .await?
         .ok_or_else(|| {
-            StoreError::NotFound(format!(
-                "monitor `{monitor_id}` has no evaluated window starting at {window_start}"
-            ))
+            NotFound::Window {
+                monitor_id: monitor_id.to_string(),
+                window_start,
+            }
+            .into()
         })
 }
 

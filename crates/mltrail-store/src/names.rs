@@ -1,6 +1,7 @@
 //! MLflow's rules for the keys and values every entity family shares (tags, params, metric
 //! keys), enforced so clients get the errors they would get from MLflow.
 
+use crate::error::Invalid;
 use crate::StoreError;
 
 pub const MAX_KEY_LEN: usize = 250;
@@ -9,7 +10,7 @@ pub const MAX_TAG_VALUE_LEN: usize = 8000;
 
 /// A tag, param or metric key: what MLflow accepts as a name (it becomes a file name in
 /// MLflow's file store, hence the path rules).
-pub(crate) fn validate_key(what: &str, key: &str) -> Result<(), StoreError> {
+pub(crate) fn validate_key(what: &'static str, key: &str) -> Result<(), StoreError> {
     let bad = key.is_empty()
         || key.len() > MAX_KEY_LEN
         || key.starts_with('/')
@@ -18,25 +19,31 @@ pub(crate) fn validate_key(what: &str, key: &str) -> Result<(), StoreError> {
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/' | ':'));
     if bad {
-        return Err(StoreError::InvalidParameter(format!(
-            "Invalid {what} name: '{key}'. Names may be up to {MAX_KEY_LEN} characters of alphanumerics, underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/), and may not be or contain '..' path segments."
-        )));
+        return Err(Invalid::Key {
+            what,
+            key: key.to_string(),
+            max: MAX_KEY_LEN,
+        }
+        .into());
     }
     Ok(())
 }
 
 /// A value no longer than `max` bytes.
 pub(crate) fn validate_len(
-    what: &str,
+    what: &'static str,
     key: &str,
     value: &str,
     max: usize,
 ) -> Result<(), StoreError> {
     if value.len() > max {
-        return Err(StoreError::InvalidParameter(format!(
-            "{what} '{key}' had length {}, which exceeded length limit of {max}",
-            value.len()
-        )));
+        return Err(Invalid::TooLong {
+            what,
+            key: key.to_string(),
+            length: value.len(),
+            max,
+        }
+        .into());
     }
     Ok(())
 }

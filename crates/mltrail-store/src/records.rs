@@ -195,9 +195,7 @@ pub fn decode_page_token(token: Option<&str>) -> Result<i64, crate::StoreError> 
             .strip_prefix("o")
             .and_then(|n| n.parse::<i64>().ok())
             .filter(|n| *n >= 0)
-            .ok_or_else(|| {
-                crate::StoreError::InvalidParameter(format!("invalid page_token {t:?}"))
-            }),
+            .ok_or_else(|| crate::error::Invalid::PageToken(t.to_string()).into()),
     }
 }
 

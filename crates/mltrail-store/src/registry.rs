@@ -1,6 +1,7 @@
 //! The model registry: registered models, versions, stages, aliases and tags.
 
 use crate::audited::Audited;
+use crate::error::{AlreadyExists, Invalid, NotFound, QueryError};
 use crate::names::validate_key;
 use crate::records::*;
 use crate::search::{compare, Bind, Plan};
@@ -126,13 +127,15 @@ impl Audited for ModelVersionRef {
 }
 
 fn model_not_found(name: &str) -> StoreError {
-    StoreError::NotFound(format!("Registered Model with name={name} not found"))
+    NotFound::RegisteredModel(name.to_string()).into()
 }
 
 fn version_not_found(name: &str, version: i64) -> StoreError {
-    StoreError::NotFound(format!(
-        "Model Version (name={name}, version={version}) not found"
-    ))
+    NotFound::ModelVersion {
+        name: name.to_string(),
+        version,
+    }
+    .into()
 }
 
 /// Versions arrive as strings in MLflow's API.
@@ -141,23 +144,15 @@ pub fn parse_version(raw: &str) -> Result<i64, StoreError> {
         .parse::<i64>()
         .ok()
         .filter(|v| *v > 0)
-        .ok_or_else(|| {
-            StoreError::InvalidParameter(format!(
-                "Parameter 'version' must be a positive integer, got '{raw}'"
-            ))
-        })
+        .ok_or_else(|| Invalid::Version(raw.to_string()).into())
 }
 
 fn validate_name(name: &str) -> Result<(), StoreError> {
     if name.trim().is_empty() {
-        return Err(StoreError::InvalidParameter(
-            "Missing value for required parameter 'name'.".into(),
-        ));
+        return Err(Invalid::Missing("name").into());
     }
     if name.contains('/') || name.contains('\\') || name.contains(':') {
-        return Err(StoreError::InvalidParameter(format!(
-            "Invalid model name '{name}': names may not contain '/', '\\' or ':'"
-        )));
+        return Err(Invalid::ModelName(name.to_string()).into());
     }
     Ok(())
 }
@@ -175,9 +170,7 @@ fn validate_alias(alias: &str) -> Result<(), StoreError> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::InvalidParameter(format!(
-            "Invalid alias name: '{alias}'. Aliases may only contain alphanumerics, '_' and '-', and may not be 'latest' or of the form v<number>."
-        )))
+        Err(Invalid::Alias(alias.to_string()).into())
     }
 }
 
@@ -355,7 +348,7 @@ pub async fn create_registered_model(
                 .fetch_optional(&mut *tx)
                 .await?;
             if exists.is_some() {
-                return Err(StoreError::AlreadyExists(format!("Registered Model (name={name}) already exists.")));
+                return Err(AlreadyExists::RegisteredModel(name).into());
             }
             let now = now_millis();
             sqlx::query("INSERT INTO registered_models (name, creation_time, last_updated_time, description) VALUES ($1, $2, $2, $3)")
@@ -402,9 +395,7 @@ pub async fn rename_registered_model(
                     .fetch_optional(&mut *tx)
                     .await?;
             if clash.is_some() {
-                return Err(StoreError::AlreadyExists(format!(
-                    "Registered Model (name={new_name}) already exists."
-                )));
+                return Err(AlreadyExists::RegisteredModel(new_name).into());
             }
             let versions: Vec<i64> = sqlx::query_scalar(
                 "SELECT version FROM model_versions WHERE name = $1 ORDER BY version",
@@ -601,11 +592,7 @@ fn model_order(term: &str, prefix: &str) -> Result<String, StoreError> {
         "timestamp" | "creation_timestamp" => "creation_time",
         "last_updated_timestamp" => "last_updated_time",
         "version_number" | "version" if prefix == "v" => "version",
-        other => {
-            return Err(StoreError::InvalidParameter(format!(
-                "Invalid order_by key '{other}'"
-            )))
-        }
+        other => return Err(QueryError::RegistryOrder(other.to_string()).into()),
     };
     Ok(format!(
         "{prefix}.{column} {}",
@@ -634,11 +621,7 @@ pub async fn search_registered_models(
                 let (cmp, exists) = tag_condition(&mut plan, &alias, clause)?;
                 conditions.push(format!("{exists} (SELECT 1 FROM registered_model_tags {alias} WHERE {alias}.name = m.name AND {alias}.key = {key} AND {cmp})"));
             }
-            (_, key) => {
-                return Err(StoreError::InvalidParameter(format!(
-                    "Invalid filter key '{key}' for registered models; use name or tags.<key>"
-                )))
-            }
+            (_, key) => return Err(QueryError::RegisteredModelFilter(key.to_string()).into()),
         }
     }
     let mut order: Vec<String> = order_by
@@ -927,17 +910,25 @@ pub async fn search_model_versions(
     let mut conditions = vec!["1 = 1".to_string()];
     for (n, clause) in parse_filter(filter)?.iter().enumerate() {
         match (clause.entity, clause.key.as_str()) {
-            (FilterEntity::Attribute, "name") => conditions.push(compare(&mut plan, "v.name", clause, false)?),
-            (FilterEntity::Attribute, "run_id") => conditions.push(compare(&mut plan, "v.run_id", clause, false)?),
-            (FilterEntity::Attribute, "source_path") => conditions.push(compare(&mut plan, "v.source", clause, false)?),
-            (FilterEntity::Attribute, "version_number") => conditions.push(compare(&mut plan, "v.version", clause, true)?),
+            (FilterEntity::Attribute, "name") => {
+                conditions.push(compare(&mut plan, "v.name", clause, false)?)
+            }
+            (FilterEntity::Attribute, "run_id") => {
+                conditions.push(compare(&mut plan, "v.run_id", clause, false)?)
+            }
+            (FilterEntity::Attribute, "source_path") => {
+                conditions.push(compare(&mut plan, "v.source", clause, false)?)
+            }
+            (FilterEntity::Attribute, "version_number") => {
+                conditions.push(compare(&mut plan, "v.version", clause, true)?)
+            }
             (FilterEntity::Tag, key) => {
                 let alias = format!("t{n}");
                 let key = plan.bind(Bind::Text(key.to_string()));
                 let (cmp, exists) = tag_condition(&mut plan, &alias, clause)?;
                 conditions.push(format!("{exists} (SELECT 1 FROM model_version_tags {alias} WHERE {alias}.name = v.name AND {alias}.version = v.version AND {alias}.key = {key} AND {cmp})"));
             }
-            (_, key) => return Err(StoreError::InvalidParameter(format!("Invalid filter key '{key}' for model versions; use name, run_id, source_path, version_number or tags.<key>"))),
+            (_, key) => return Err(QueryError::ModelVersionFilter(key.to_string()).into()),
         }
     }
     let mut order: Vec<String> = order_by
@@ -1003,9 +994,7 @@ pub async fn delete_alias(
                 .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!(
-                        "Registered model alias {alias} not found."
-                    )));
+                    return Err(NotFound::Alias(alias).into());
                 }
                 Ok(())
             },
@@ -1027,9 +1016,7 @@ pub async fn get_version_by_alias(
     .bind(alias.to_string())
     .fetch_optional(&mut *conn)
     .await?;
-    let version = version.ok_or_else(|| {
-        StoreError::NotFound(format!("Registered model alias {alias} not found."))
-    })?;
+    let version = version.ok_or_else(|| NotFound::Alias(alias.to_string()))?;
     load_version(&mut conn, name, version).await
 }
 

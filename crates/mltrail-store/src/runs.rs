@@ -5,6 +5,7 @@
 
 use crate::audited::Audited;
 use crate::datasets;
+use crate::error::{Conflict, Invalid, NotFound};
 use crate::names::{validate_key, validate_len, MAX_TAG_VALUE_LEN};
 use crate::records::*;
 use crate::sql::{
@@ -19,10 +20,11 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 pub(crate) fn not_found_run(run_id: &str) -> StoreError {
-    StoreError::NotFound(format!("Run with id={run_id} not found"))
+    NotFound::Run(run_id.to_string()).into()
 }
 
 /// A run, as the audit trail records it: its row, tags, inputs and outputs (params and metrics
@@ -334,16 +336,14 @@ impl RunDraft {
         experiment: Option<(String, String)>,
     ) -> Result<(RunRecord, String), StoreError> {
         let Some((stage, location)) = experiment else {
-            return Err(StoreError::NotFound(format!(
-                "No Experiment with id={} exists",
-                self.experiment_id
-            )));
+            return Err(NotFound::Experiment(self.experiment_id).into());
         };
         if stage != LifecycleStage::Active.as_str() {
-            return Err(StoreError::InvalidState(format!(
-                "The experiment {} must be in the 'active' state. Current state is {stage}.",
-                self.experiment_id
-            )));
+            return Err(Conflict::ExperimentNotActive {
+                experiment_id: self.experiment_id,
+                stage,
+            }
+            .into());
         }
         let record = RunRecord {
             experiment_id: self.experiment_id,
@@ -619,9 +619,11 @@ pub(crate) fn check_active(run_id: &str, stage: Option<&str>) -> Result<(), Stor
     match stage {
         None => Err(not_found_run(run_id)),
         Some("active") => Ok(()),
-        Some(other) => Err(StoreError::InvalidState(format!(
-            "The run {run_id} must be in the 'active' state. Current state is {other}."
-        ))),
+        Some(other) => Err(Conflict::RunNotActive {
+            run_id: run_id.to_string(),
+            stage: other.to_string(),
+        }
+        .into()),
     }
 }
 
@@ -770,17 +772,17 @@ async fn insert_params(
         match existing.get(&param.key) {
             Some(old) if *old == param.value => {}
             Some(old) => {
-                return Err(StoreError::InvalidParameter(format!(
-                    "Changing param values is not allowed. Param with key='{}' was already logged with value='{old}' for run ID='{run_id}'. Attempted logging new value '{}'.",
-                    param.key, param.value
-                )))
+                return Err(Invalid::ParamChanged {
+                    run_id: run_id.to_string(),
+                    key: param.key.clone(),
+                    old: old.clone(),
+                    new: param.value.clone(),
+                }
+                .into())
             }
             None => match fresh.iter().find(|p| p.key == param.key) {
                 Some(earlier) if earlier.value != param.value => {
-                    return Err(StoreError::InvalidParameter(format!(
-                        "Duplicate parameter key '{}' with different values in one batch",
-                        param.key
-                    )))
+                    return Err(Invalid::DuplicateParam(param.key.clone()).into())
                 }
                 Some(_) => {}
                 None => fresh.push(param),
@@ -868,9 +870,7 @@ pub async fn delete_tag(
                     .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!(
-                        "No tag with name: {key} in run with id {run_id}"
-                    )));
+                    return Err(NotFound::RunTag { run_id, key }.into());
                 }
                 Ok(())
             },
@@ -900,7 +900,7 @@ pub async fn log_inputs(
             require_active_run(tx, &run_id).await?;
             for d in &datasets {
                 let tags_json = serde_json::to_string(&d.tags)
-                    .map_err(|e| StoreError::InvalidParameter(e.to_string()))?;
+                    .map_err(|e| Invalid::InputTags(Arc::new(e)))?;
                 sqlx::query("INSERT INTO run_inputs (run_uuid, dataset_name, dataset_digest, dataset_json, tags_json) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_uuid, dataset_name, dataset_digest) DO UPDATE SET dataset_json = excluded.dataset_json, tags_json = excluded.tags_json")
                     .bind(run_id.clone())
                     .bind(d.name.clone())

@@ -2,9 +2,11 @@
 //! DOUBLE PRECISION) so every statement runs unchanged on both; ids are assigned by the single
 //! writer rather than by backend-specific sequences.
 
+use crate::error::DatabaseError;
 use crate::sql::Backend;
 use crate::StoreError;
 use sqlx::AnyConnection;
+use std::sync::Arc;
 
 /// Ordered migrations; a migration is never edited once released, only appended to.
 const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
@@ -256,9 +258,11 @@ async fn migrate_through(
         for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             if let Err(e) = sqlx::query(statement).execute(&mut *conn).await {
                 sqlx::query("ROLLBACK").execute(&mut *conn).await.ok();
-                return Err(StoreError::Database(format!(
-                    "migration {version} failed: {e}"
-                )));
+                return Err(DatabaseError::Migration {
+                    version: *version,
+                    source: Arc::new(e),
+                }
+                .into());
             }
         }
         // Steps SQL alone cannot express, in the migration's transaction.
@@ -269,9 +273,11 @@ async fn migrate_through(
         };
         if let Err(e) = step {
             sqlx::query("ROLLBACK").execute(&mut *conn).await.ok();
-            return Err(StoreError::Database(format!(
-                "migration {version} failed: {e}"
-            )));
+            return Err(DatabaseError::Migration {
+                version: *version,
+                source: Arc::new(e),
+            }
+            .into());
         }
         sqlx::query("INSERT INTO mltrail_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(*version)

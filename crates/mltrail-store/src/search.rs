@@ -1,6 +1,7 @@
 //! Compiles parsed MLflow filters and order_by terms into SQL. Every user value is a bound
 //! parameter; keys become bound parameters too, never SQL text.
 
+use crate::error::QueryError;
 use crate::StoreError;
 use mltrail_core::filter::{parse_filter, parse_order_by, Clause, Entity, Literal, Op};
 use mltrail_core::state::ViewType;
@@ -69,17 +70,17 @@ fn literal_bind(
     key: &str,
 ) -> Result<String, StoreError> {
     if numeric {
-        let n = value.as_number().ok_or_else(|| {
-            StoreError::InvalidParameter(format!("'{key}' must be compared with a number"))
-        })?;
+        let n = value
+            .as_number()
+            .ok_or_else(|| StoreError::from(QueryError::NotANumber(key.to_string())))?;
         if n.fract() == 0.0 && n.abs() < 9.0e15 {
             return Ok(plan.bind(Bind::Int(n as i64)));
         }
         return Ok(plan.bind(Bind::Float(n)));
     }
-    let s = value.as_text().ok_or_else(|| {
-        StoreError::InvalidParameter(format!("'{key}' must be compared with a quoted string"))
-    })?;
+    let s = value
+        .as_text()
+        .ok_or_else(|| StoreError::from(QueryError::NotAString(key.to_string())))?;
     Ok(plan.text(s))
 }
 
@@ -94,10 +95,11 @@ pub(crate) fn compare(
     Ok(match clause.op {
         Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
             if !numeric && matches!(clause.op, Op::Lt | Op::Le | Op::Gt | Op::Ge) {
-                return Err(StoreError::InvalidParameter(format!(
-                    "Invalid comparator '{}' for '{key}': only =, !=, LIKE, ILIKE and IN are allowed on strings",
-                    clause.op.sql()
-                )));
+                return Err(QueryError::StringComparator {
+                    op: clause.op.sql(),
+                    key: key.clone(),
+                }
+                .into());
             }
             let v = literal_bind(plan, &clause.value, numeric, key)?;
             format!("{column} {} {v}", clause.op.sql())
@@ -112,9 +114,7 @@ pub(crate) fn compare(
         }
         Op::In | Op::NotIn => {
             let Literal::List(items) = &clause.value else {
-                return Err(StoreError::InvalidParameter(format!(
-                    "IN for '{key}' needs a list"
-                )));
+                return Err(QueryError::InNeedsList(key.clone()).into());
             };
             let binds = items
                 .iter()
@@ -136,11 +136,7 @@ fn run_attribute(key: &str) -> Result<(&'static str, bool), StoreError> {
         "lifecycle_stage" => ("r.lifecycle_stage", false),
         "start_time" | "created" | "Created" => ("r.start_time", true),
         "end_time" => ("r.end_time", true),
-        other => {
-            return Err(StoreError::InvalidParameter(format!(
-                "Invalid attribute key '{other}' specified. Valid keys are run_id, run_name, status, user_id, artifact_uri, lifecycle_stage, start_time, end_time"
-            )))
-        }
+        other => return Err(QueryError::RunAttribute(other.to_string()).into()),
     })
 }
 
@@ -165,9 +161,7 @@ pub(crate) fn runs_query(
         .map(|id| plan.bind(Bind::Int(*id)))
         .collect();
     if ids.is_empty() {
-        return Err(StoreError::InvalidParameter(
-            "experiment_ids must name at least one experiment".into(),
-        ));
+        return Err(QueryError::NoExperiment.into());
     }
     conditions.push(format!("r.experiment_id IN ({})", ids.join(", ")));
     let stages: Vec<String> = view.stages().iter().map(|s| plan.text(*s)).collect();
@@ -200,11 +194,7 @@ pub(crate) fn runs_query(
                 let column = match clause.key.as_str() {
                     "name" => "d.dataset_name",
                     "digest" => "d.dataset_digest",
-                    other => {
-                        return Err(StoreError::InvalidParameter(format!(
-                            "Invalid dataset key '{other}'; use datasets.name or datasets.digest"
-                        )))
-                    }
+                    other => return Err(QueryError::DatasetKey(other.to_string()).into()),
                 };
                 let cmp = compare(&mut plan, column, clause, false)?;
                 conditions.push(format!(
@@ -243,11 +233,7 @@ pub(crate) fn runs_query(
                 let (column, _) = run_attribute(&term.key)?;
                 order.push(format!("{column} {dir}"));
             }
-            Entity::Dataset => {
-                return Err(StoreError::InvalidParameter(
-                    "cannot order runs by a dataset".into(),
-                ))
-            }
+            Entity::Dataset => return Err(QueryError::OrderRunsByDataset.into()),
         }
     }
     order.push("r.start_time DESC".into());
@@ -283,7 +269,7 @@ pub(crate) fn experiments_query(
                     "creation_time" => ("e.creation_time", true),
                     "last_update_time" => ("e.last_update_time", true),
                     "experiment_id" => ("e.experiment_id", true),
-                    other => return Err(StoreError::InvalidParameter(format!("Invalid attribute key '{other}' specified. Valid keys are name, creation_time, last_update_time"))),
+                    other => return Err(QueryError::ExperimentAttribute(other.to_string()).into()),
                 };
                 conditions.push(compare(&mut plan, column, clause, numeric)?);
             }
@@ -301,12 +287,7 @@ pub(crate) fn experiments_query(
                 };
                 conditions.push(format!("{exists} (SELECT 1 FROM experiment_tags {alias} WHERE {alias}.experiment_id = e.experiment_id AND {alias}.key = {key} AND {cmp})"));
             }
-            _ => {
-                return Err(StoreError::InvalidParameter(format!(
-                    "Invalid entity for experiment search: '{}'",
-                    clause.key
-                )))
-            }
+            _ => return Err(QueryError::ExperimentEntity(clause.key.clone()).into()),
         }
     }
     let mut order = Vec::new();
@@ -317,12 +298,7 @@ pub(crate) fn experiments_query(
             (Entity::Attribute, "creation_time") => "e.creation_time",
             (Entity::Attribute, "last_update_time") => "e.last_update_time",
             (Entity::Attribute, "experiment_id") => "e.experiment_id",
-            _ => {
-                return Err(StoreError::InvalidParameter(format!(
-                    "Invalid order_by key '{}' for experiments",
-                    term.key
-                )))
-            }
+            _ => return Err(QueryError::ExperimentOrder(term.key.clone()).into()),
         };
         order.push(format!(
             "{column} {}",

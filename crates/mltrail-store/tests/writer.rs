@@ -152,7 +152,7 @@ async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agr
         .await
         .unwrap_err();
     assert!(
-        matches!(err, mltrail_store::StoreError::InvalidParameter(ref m) if m.contains("'lr'")),
+        matches!(err, mltrail_store::StoreError::InvalidParameter(ref m) if m.to_string().contains("'lr'")),
         "{err:?}"
     );
     assert!(

@@ -7,6 +7,7 @@
 //! little-endian. The value keeps its exact bits, so NaN and the infinities need no side flag.
 
 use super::NewMetric;
+use crate::error::DatabaseError;
 use crate::StoreError;
 
 const VERSION: u8 = 1;
@@ -45,13 +46,14 @@ pub(crate) fn encode(points: impl ExactSizeIterator<Item = Point>) -> Vec<u8> {
 /// Unpacks a block; a block that is not one this version wrote is an error, never a guess.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Point>, StoreError> {
     let Some((&version, body)) = bytes.split_first() else {
-        return Err(StoreError::Database("empty metric block".into()));
+        return Err(DatabaseError::EmptyMetricBlock.into());
     };
     if version != VERSION || body.len() % POINT_BYTES != 0 {
-        return Err(StoreError::Database(format!(
-            "unreadable metric block (version {version}, {} bytes)",
-            body.len()
-        )));
+        return Err(DatabaseError::UnreadableMetricBlock {
+            version,
+            bytes: body.len(),
+        }
+        .into());
     }
     Ok(body
         .chunks_exact(POINT_BYTES)

@@ -8,6 +8,7 @@ pub(crate) mod block;
 pub(crate) use block::{insert_blocks, upsert_latest, MetricInsert};
 
 use crate::audited::Audited;
+use crate::error::Invalid;
 use crate::names::{validate_key, validate_len, MAX_PARAM_VALUE_LEN, MAX_TAG_VALUE_LEN};
 use crate::records::*;
 use crate::runs::{self, check_active, RunStages};
@@ -176,12 +177,15 @@ pub async fn log_batch(
         || params.len() > MAX_BATCH_PARAMS
         || tags.len() > MAX_BATCH_TAGS
     {
-        return Err(StoreError::InvalidParameter(format!(
-            "A batch logging request can contain at most {MAX_BATCH_METRICS} metrics, {MAX_BATCH_PARAMS} params and {MAX_BATCH_TAGS} tags; got {} metrics, {} params and {} tags",
-            metrics.len(),
-            params.len(),
-            tags.len()
-        )));
+        return Err(Invalid::BatchTooLarge {
+            max_metrics: MAX_BATCH_METRICS,
+            max_params: MAX_BATCH_PARAMS,
+            max_tags: MAX_BATCH_TAGS,
+            metrics: metrics.len(),
+            params: params.len(),
+            tags: tags.len(),
+        }
+        .into());
     }
     for m in &metrics {
         validate_key("metric", &m.key)?;

@@ -7,6 +7,7 @@
 
 use super::native::Stmt;
 use super::Tx;
+use crate::error::DatabaseError;
 use crate::sql::{int, placeholders_for, text};
 use crate::StoreError;
 use mltrail_core::{AuditEvent, ChainHash, GENESIS_HASH};
@@ -31,9 +32,8 @@ pub(crate) async fn load_head(conn: &mut Tx) -> Result<AuditHead, StoreError> {
             hash: GENESIS_HASH,
         }),
         Some(row) => {
-            let hash = ChainHash::from_hex(&text(&row, "hash")?).ok_or_else(|| {
-                StoreError::Database("audit_log head has a malformed hash".into())
-            })?;
+            let hash = ChainHash::from_hex(&text(&row, "hash")?)
+                .ok_or(StoreError::Database(DatabaseError::MalformedHead))?;
             Ok(AuditHead {
                 seq: int(&row, "seq")?,
                 hash,

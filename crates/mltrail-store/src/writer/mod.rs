@@ -31,6 +31,7 @@ pub use chain::AuditCtx;
 pub(crate) use chain::PendingEvent;
 pub(crate) use native::{Db, Native, NativeChain, NativeGroup, Stmt};
 
+use crate::error::DatabaseError;
 use crate::sql::Backend;
 use crate::StoreError;
 use answer::Waiting;
@@ -131,7 +132,7 @@ impl<C: Coalesced> WriterHandle<C> {
                 )
             },
         )
-        .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        .map_err(|e| DatabaseError::WriterThread(std::sync::Arc::new(e)))?;
         Ok(WriterHandle {
             sender,
             waiting: Waiting::default(),

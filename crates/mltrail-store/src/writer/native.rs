@@ -8,6 +8,7 @@
 //! All `unsafe` in the crate is here: FFI calls on a connection this module alone owns.
 
 use super::chain::{self, AuditCtx, PendingEvent};
+use crate::error::DatabaseError;
 use crate::StoreError;
 use libsqlite3_sys as ffi;
 use std::cell::Cell;
@@ -83,7 +84,7 @@ impl<S> Native<S> {
         file: &str,
         prepare: impl FnOnce(&Db) -> Result<S, StoreError>,
     ) -> Result<Self, StoreError> {
-        let path = CString::new(file).map_err(|e| StoreError::Database(e.to_string()))?;
+        let path = CString::new(file).map_err(nul)?;
         let mut raw = ptr::null_mut();
         // SAFETY: NUL-terminated path; `raw` receives a handle we own (closed by `Db`'s drop,
         // even when opening failed, as SQLite requires).
@@ -95,8 +96,7 @@ impl<S> Native<S> {
                 ptr::null(),
             )
         };
-        let db = Db(NonNull::new(raw)
-            .ok_or_else(|| StoreError::Database(format!("cannot open {file}: out of memory")))?);
+        let db = Db(NonNull::new(raw).ok_or_else(|| DatabaseError::OutOfMemory(file.to_string()))?);
         if rc != ffi::SQLITE_OK {
             return Err(error(&db, "open"));
         }
@@ -182,7 +182,7 @@ impl<S> Native<S> {
 impl Db {
     /// Runs SQL that returns no rows.
     pub(crate) fn exec(&self, sql: &str) -> Result<(), StoreError> {
-        let sql = CString::new(sql).map_err(|e| StoreError::Database(e.to_string()))?;
+        let sql = CString::new(sql).map_err(nul)?;
         // SAFETY: valid handle, NUL-terminated SQL, no callback.
         let rc = unsafe {
             ffi::sqlite3_exec(
@@ -200,17 +200,28 @@ impl Db {
     }
 }
 
-fn error(db: &Db, context: &str) -> StoreError {
+fn error(db: &Db, context: &'static str) -> StoreError {
     error_of(db.0, context)
 }
 
-fn error_of(db: NonNull<ffi::sqlite3>, context: &str) -> StoreError {
+fn error_of(db: NonNull<ffi::sqlite3>, context: &'static str) -> StoreError {
     // SAFETY: the handle is valid; sqlite3_errmsg returns a NUL-terminated string owned by
     // SQLite, copied before any further call.
     let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr())) }
         .to_string_lossy()
         .into_owned();
-    StoreError::Database(format!("{context}: {message}"))
+    // SAFETY: as above.
+    let code = unsafe { ffi::sqlite3_errcode(db.as_ptr()) };
+    DatabaseError::Sqlite {
+        context,
+        code,
+        message,
+    }
+    .into()
+}
+
+fn nul(err: std::ffi::NulError) -> StoreError {
+    DatabaseError::Nul(std::sync::Arc::new(err)).into()
 }
 
 /// SQLite's WAL hook: called after each commit with the number of frames now in the WAL.
@@ -234,7 +245,7 @@ pub(crate) struct Stmt {
 
 impl Stmt {
     pub(crate) fn prepare(db: &Db, sql: &str) -> Result<Self, StoreError> {
-        let sql = CString::new(sql).map_err(|e| StoreError::Database(e.to_string()))?;
+        let sql = CString::new(sql).map_err(nul)?;
         let mut raw = ptr::null_mut();
         // SAFETY: valid handle; `raw` receives a statement we own and finalize on drop.
         let rc = unsafe {
@@ -246,7 +257,7 @@ impl Stmt {
         Ok(Stmt { db: db.0, raw })
     }
 
-    fn check(&self, rc: c_int, what: &str) -> Result<(), StoreError> {
+    fn check(&self, rc: c_int, what: &'static str) -> Result<(), StoreError> {
         if rc == ffi::SQLITE_OK {
             Ok(())
         } else {
