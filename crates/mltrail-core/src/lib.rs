@@ -12,7 +12,7 @@ pub mod state;
 
 pub use artifact_path::{ArtifactPath, PathError};
 pub use audit::{canonical_json, AuditEvent, ChainHash, GENESIS_HASH};
-pub use ids::{ExperimentId, LoggedModelId, RunId};
+pub use ids::{AlertId, ExperimentId, LoggedModelId, ModelVersionNumber, MonitorId, RunId};
 
 /// Milliseconds since the Unix epoch, the time unit of every MLflow timestamp.
 pub fn now_millis() -> i64 {

@@ -356,7 +356,7 @@ impl Engine {
                     })
                     .unwrap_or_default();
                 Some(Alert {
-                    id: uuid::Uuid::now_v7().simple().to_string(),
+                    id: uuid::Uuid::now_v7().simple().to_string().into(),
                     monitor_id: monitor.id.clone(),
                     deployment: monitor.spec.deployment.clone(),
                     rule: text.clone(),
@@ -632,7 +632,7 @@ impl Engine {
         &self,
         version: &VersionRef,
     ) -> Result<datasets::DatasetVersion, MonitorError> {
-        let dv = datasets::get_version(&self.store, &version.name, Some(version.version)).await?;
+        let dv = datasets::get_version(&self.store, version).await?;
         if !dv.file.has_rows() {
             return Err(MonitorError::Reference(format!(
                 "dataset version {version} was logged by mlflow.log_input, so its rows are not stored; add the file with `mltrail data add` and use that version (register the model with --training-data, or give it as the monitor's reference)"

@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
-use mltrail_store::datasets::{self, DatasetFile, NewDatasetVersion};
+use mltrail_store::datasets::{self, DatasetFile, NewDatasetVersion, VersionRef};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -85,7 +85,10 @@ async fn get_version(
             ApiError::invalid(format!("version `{v}` is not a number or `latest`"))
         })?),
     };
-    let v = datasets::get_version(&state.store, &name, version).await?;
+    let v = match version {
+        None => datasets::latest_version(&state.store, &name).await?,
+        Some(version) => datasets::get_version(&state.store, &VersionRef { name, version }).await?,
+    };
     let runs = datasets::runs_using(&state.store, &v).await?;
     Ok(Json(
         json!({"dataset_version": v, "rows_stored": v.file.has_rows(), "runs": runs}),

@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use mltrail_core::state::LoggedModelStatus;
+use mltrail_core::LoggedModelId;
 use mltrail_store::logged_models::{self, ModelOrder, NewLoggedModel};
 use serde_json::{json, Value};
 
@@ -28,10 +29,8 @@ pub(crate) fn routes() -> Router<AppState> {
 
 type JsonResult = ApiResult<Json<Value>>;
 
-fn model_id(raw: &str) -> ApiResult<String> {
-    mltrail_core::LoggedModelId::parse(raw)
-        .map(|id| id.as_str().to_string())
-        .ok_or_else(|| ApiError::not_found(format!("Logged model with ID '{raw}' not found.")))
+fn model_id(raw: &str) -> ApiResult<LoggedModelId> {
+    Ok(logged_models::parse_id(raw)?)
 }
 
 async fn create(State(state): State<AppState>, req: Req) -> JsonResult {
@@ -128,7 +127,7 @@ async fn search(State(state): State<AppState>, req: Req) -> JsonResult {
         &req.opt_str("filter").unwrap_or_default(),
         max,
         &order,
-        req.opt_str("page_token").as_deref(),
+        req.page()?,
     )
     .await?;
     let mut body = json!({});

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use mltrail_core::MonitorId;
 use mltrail_monitor::runner::{self, MonitorConfig};
 use mltrail_store::monitors::{self, MonitorSpec};
 use serde::Deserialize;
@@ -144,6 +145,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> ApiR
 }
 
 async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = MonitorId::from(id);
     Ok(Json(
         json!({"monitor": monitors::get_monitor(&state.store, &id).await?}),
     ))
@@ -154,6 +156,7 @@ async fn delete(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    let id = MonitorId::from(id);
     monitors::delete_monitor(&state.store, &crate::req::actor_of(&headers), &id).await?;
     Ok(Json(json!({})))
 }
@@ -178,6 +181,7 @@ async fn results(
     Path(id): Path<String>,
     Query(q): Query<LimitQuery>,
 ) -> ApiResult<Json<Value>> {
+    let id = MonitorId::from(id);
     monitors::get_monitor(&state.store, &id).await?;
     let results = monitors::list_results(&state.store, &id, q.limit()?).await?;
     Ok(Json(json!({"results": results})))
@@ -188,6 +192,7 @@ async fn monitor_alerts(
     Path(id): Path<String>,
     Query(q): Query<LimitQuery>,
 ) -> ApiResult<Json<Value>> {
+    let id = MonitorId::from(id);
     monitors::get_monitor(&state.store, &id).await?;
     let alerts = monitors::list_alerts(&state.store, Some(&id), q.limit()?).await?;
     Ok(Json(json!({"alerts": alerts})))
@@ -212,6 +217,7 @@ async fn window_report(
             format!("`{start}` is not a Unix time in milliseconds"),
         )
     })?;
+    let id = MonitorId::from(id);
     let monitor = monitors::get_monitor(&state.store, &id).await?;
     let result = monitors::get_result(&state.store, &id, start).await?;
     let html = state.monitors.window_report(&monitor, &result).await?;
@@ -297,7 +303,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         let base = format!(
             "deployment=\"{}\",monitor=\"{}\"",
             label(&m.spec.deployment),
-            label(&m.id)
+            label(m.id.as_str())
         );
         let fired = monitors::count_alerts(&state.store, &m.id).await?;
         alerts.lines.push(format!("{{{base}}} {fired}"));

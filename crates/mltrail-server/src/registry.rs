@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mltrail_core::state::ModelStage;
+use mltrail_core::{ModelVersionNumber, RunId};
 use mltrail_store::registry::{self, parse_version, NewModelVersion};
 use serde_json::{json, Value};
 
@@ -65,7 +66,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 type JsonResult = ApiResult<Json<Value>>;
 
-fn version(req: &Req) -> ApiResult<i64> {
+fn version(req: &Req) -> ApiResult<ModelVersionNumber> {
     Ok(parse_version(&req.str("version")?)?)
 }
 
@@ -121,7 +122,7 @@ async fn search_models(State(state): State<AppState>, req: Req) -> JsonResult {
         &req.opt_str("filter").unwrap_or_default(),
         max,
         &req.str_list("order_by"),
-        req.opt_str("page_token").as_deref(),
+        req.page()?,
     )
     .await?;
     let mut body = json!({"registered_models": page.items});
@@ -132,9 +133,12 @@ async fn search_models(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn latest_versions(State(state): State<AppState>, req: Req) -> JsonResult {
-    let versions =
-        registry::get_latest_versions(&state.store, &req.str("name")?, &req.str_list("stages"))
-            .await?;
+    let name = req.str("name")?;
+    // No stages: every stage; stages no version can be in match none.
+    let stages = req.str_list("stages");
+    let stages: Option<Vec<ModelStage>> =
+        (!stages.is_empty()).then(|| stages.iter().filter_map(|s| ModelStage::parse(s)).collect());
+    let versions = registry::get_latest_versions(&state.store, &name, stages.as_deref()).await?;
     Ok(Json(json!({"model_versions": versions})))
 }
 
@@ -190,21 +194,28 @@ async fn get_by_alias(State(state): State<AppState>, req: Req) -> JsonResult {
 async fn create_version(State(state): State<AppState>, req: Req) -> JsonResult {
     let source = req.str("source")?;
     mltrail_core::artifact_path::validate_model_source(&source, state.artifacts.uri())?;
-    let new = NewModelVersion {
-        name: req.str("name")?,
-        source,
-        run_id: req.opt_str("run_id").unwrap_or_default(),
-        run_link: req.opt_str("run_link").unwrap_or_default(),
-        description: req.opt_str("description").unwrap_or_default(),
-        model_id: req.opt_str("model_id").unwrap_or_default(),
-        tags: key_values(req.value("tags"), "tags")?,
+    let name = req.str("name")?;
+    let run_id = req.opt_str("run_id").unwrap_or_default();
+    let run_link = req.opt_str("run_link").unwrap_or_default();
+    let description = req.opt_str("description").unwrap_or_default();
+    let model_id = req.opt_str("model_id").unwrap_or_default();
+    let tags = key_values(req.value("tags"), "tags")?;
+    let run_id = match run_id.as_str() {
+        "" => None,
+        raw => Some(
+            RunId::parse(raw)
+                .ok_or_else(|| ApiError::invalid(format!("Invalid run_id '{raw}'")))?,
+        ),
     };
-    if !new.run_id.is_empty() && mltrail_core::RunId::parse(&new.run_id).is_none() {
-        return Err(ApiError::invalid(format!(
-            "Invalid run_id '{}'",
-            new.run_id
-        )));
-    }
+    let new = NewModelVersion {
+        name,
+        source,
+        run_id,
+        run_link,
+        description,
+        model_id,
+        tags,
+    };
     let mv = registry::create_model_version(&state.store, &req.actor, new).await?;
     Ok(Json(json!({"model_version": mv})))
 }
@@ -240,7 +251,7 @@ async fn search_versions(State(state): State<AppState>, req: Req) -> JsonResult 
         &req.opt_str("filter").unwrap_or_default(),
         max,
         &req.str_list("order_by"),
-        req.opt_str("page_token").as_deref(),
+        req.page()?,
     )
     .await?;
     let mut body = json!({"model_versions": page.items});

@@ -6,6 +6,8 @@ use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::AUTHORIZATION;
+use mltrail_core::ExperimentId;
+use mltrail_store::PageToken;
 use serde_json::{Map, Value};
 
 pub struct Req {
@@ -207,20 +209,23 @@ impl Req {
         Ok(n)
     }
 
-    pub fn experiment_id(&self) -> Result<i64, ApiError> {
+    pub fn experiment_id(&self) -> Result<ExperimentId, ApiError> {
         let raw = self.str("experiment_id")?;
         parse_experiment_id(&raw)
     }
+
+    /// The page a search asks for (`page_token`).
+    pub fn page(&self) -> Result<PageToken, ApiError> {
+        Ok(PageToken::parse(self.opt_str("page_token").as_deref())?)
+    }
 }
 
-pub fn parse_experiment_id(raw: &str) -> Result<i64, ApiError> {
-    mltrail_core::ExperimentId::parse(raw)
-        .map(|id| id.0)
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "Invalid experiment id '{raw}': experiment ids are non-negative integers"
-            ))
-        })
+pub fn parse_experiment_id(raw: &str) -> Result<ExperimentId, ApiError> {
+    ExperimentId::parse(raw).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "Invalid experiment id '{raw}': experiment ids are non-negative integers"
+        ))
+    })
 }
 
 fn scalar_string(v: &Value) -> Option<String> {

@@ -8,9 +8,10 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mltrail_core::state::{LifecycleStage, RunStatus, ViewType};
+use mltrail_core::ExperimentId;
 use mltrail_store::experiments;
-use mltrail_store::metrics::{self, NewMetric};
-use mltrail_store::runs::{self, NewDatasetInput, NewRun};
+use mltrail_store::metrics::{self, Batch, NewMetric};
+use mltrail_store::runs::{self, parse_run_id, NewDatasetInput, NewRun};
 use mltrail_store::ModelIo;
 use serde_json::{json, Value};
 
@@ -108,7 +109,7 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> JsonResu
         &filter,
         &req.str_list("order_by"),
         max,
-        req.opt_str("page_token").as_deref(),
+        req.page()?,
     )
     .await?;
     let mut body = json!({"experiments": page.items});
@@ -171,7 +172,7 @@ async fn delete_experiment_tag(State(state): State<AppState>, req: Req) -> JsonR
 async fn create_run(State(state): State<AppState>, req: Req) -> JsonResult {
     let experiment_id = match req.opt_str("experiment_id").filter(|s| !s.is_empty()) {
         Some(raw) => parse_experiment_id(&raw)?,
-        None => 0,
+        None => ExperimentId(0),
     };
     let new = NewRun {
         experiment_id,
@@ -185,7 +186,7 @@ async fn create_run(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn get_run(State(state): State<AppState>, req: Req) -> JsonResult {
-    let run = runs::get_run(&state.store, &req.run_id()?).await?;
+    let run = runs::get_run(&state.store, &parse_run_id(&req.run_id()?)?).await?;
     Ok(Json(json!({"run": run})))
 }
 
@@ -197,13 +198,16 @@ async fn update_run(State(state): State<AppState>, req: Req) -> JsonResult {
                 .ok_or_else(|| ApiError::invalid(format!("Invalid run status '{raw}'")))?,
         ),
     };
+    let run_id = req.run_id()?;
+    let end_time = req.opt_i64("end_time")?;
+    let run_name = req.opt_str("run_name");
     let info = runs::update_run(
         &state.store,
         &req.actor,
-        req.run_id()?,
+        parse_run_id(&run_id)?,
         status,
-        req.opt_i64("end_time")?,
-        req.opt_str("run_name"),
+        end_time,
+        run_name,
     )
     .await?;
     Ok(Json(json!({"run_info": info})))
@@ -213,7 +217,7 @@ async fn delete_run(State(state): State<AppState>, req: Req) -> JsonResult {
     runs::set_run_stage(
         &state.store,
         &req.actor,
-        req.run_id()?,
+        parse_run_id(&req.run_id()?)?,
         LifecycleStage::Deleted,
     )
     .await?;
@@ -224,7 +228,7 @@ async fn restore_run(State(state): State<AppState>, req: Req) -> JsonResult {
     runs::set_run_stage(
         &state.store,
         &req.actor,
-        req.run_id()?,
+        parse_run_id(&req.run_id()?)?,
         LifecycleStage::Active,
     )
     .await?;
@@ -250,7 +254,7 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> JsonResult {
         view,
         max,
         &req.str_list("order_by"),
-        req.opt_str("page_token").as_deref(),
+        req.page()?,
     )
     .await?;
     let mut body = json!({});
@@ -310,15 +314,30 @@ async fn log_metric(State(state): State<AppState>, raw: RawReq) -> JsonResult {
             }
         }
     };
-    metrics::log_batch(
-        &state.store,
+    log(
+        &state,
         &raw.actor,
-        request.run_id,
+        &request.run_id,
         request.metrics,
         vec![],
         vec![],
     )
-    .await?;
+    .await
+}
+
+/// Logs a batch to the run a request names. The batch is checked before the run id is parsed,
+/// and an empty batch names no run that must exist: what MLflow answers, in its order.
+async fn log(
+    state: &AppState,
+    actor: &str,
+    run_id: &str,
+    metrics: Vec<NewMetric>,
+    params: Vec<mltrail_store::KeyValue>,
+    tags: Vec<mltrail_store::KeyValue>,
+) -> JsonResult {
+    if let Some(batch) = Batch::new(metrics, params, tags)? {
+        metrics::log_batch(&state.store, actor, parse_run_id(run_id)?, batch).await?;
+    }
     Ok(Json(json!({})))
 }
 
@@ -329,16 +348,15 @@ async fn log_param(State(state): State<AppState>, req: Req) -> JsonResult {
             .opt_str("value")
             .ok_or_else(|| ApiError::missing("value"))?,
     };
-    metrics::log_batch(
-        &state.store,
+    log(
+        &state,
         &req.actor,
-        req.run_id()?,
+        &req.run_id()?,
         vec![],
         vec![param],
         vec![],
     )
-    .await?;
-    Ok(Json(json!({})))
+    .await
 }
 
 async fn set_tag(State(state): State<AppState>, req: Req) -> JsonResult {
@@ -346,20 +364,21 @@ async fn set_tag(State(state): State<AppState>, req: Req) -> JsonResult {
         key: req.str("key")?,
         value: req.opt_str("value").unwrap_or_default(),
     };
-    metrics::log_batch(
-        &state.store,
+    log(
+        &state,
         &req.actor,
-        req.run_id()?,
+        &req.run_id()?,
         vec![],
         vec![],
         vec![tag],
     )
-    .await?;
-    Ok(Json(json!({})))
+    .await
 }
 
 async fn delete_tag(State(state): State<AppState>, req: Req) -> JsonResult {
-    runs::delete_tag(&state.store, &req.actor, req.run_id()?, req.str("key")?).await?;
+    let run_id = req.run_id()?;
+    let key = req.str("key")?;
+    runs::delete_tag(&state.store, &req.actor, parse_run_id(&run_id)?, key).await?;
     Ok(Json(json!({})))
 }
 
@@ -395,8 +414,7 @@ async fn log_batch(State(state): State<AppState>, raw: RawReq) -> JsonResult {
                 )
             }
         };
-    metrics::log_batch(&state.store, &raw.actor, run_id, metrics, params, tags).await?;
-    Ok(Json(json!({})))
+    log(&state, &raw.actor, &run_id, metrics, params, tags).await
 }
 
 async fn log_inputs(State(state): State<AppState>, req: Req) -> JsonResult {
@@ -422,7 +440,13 @@ async fn log_inputs(State(state): State<AppState>, req: Req) -> JsonResult {
             });
         }
     }
-    runs::log_inputs(&state.store, &req.actor, req.run_id()?, datasets).await?;
+    runs::log_inputs(
+        &state.store,
+        &req.actor,
+        parse_run_id(&req.run_id()?)?,
+        datasets,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
@@ -441,20 +465,24 @@ async fn log_outputs(State(state): State<AppState>, req: Req) -> JsonResult {
             });
         }
     }
-    runs::log_outputs(&state.store, &req.actor, req.run_id()?, models).await?;
+    runs::log_outputs(
+        &state.store,
+        &req.actor,
+        parse_run_id(&req.run_id()?)?,
+        models,
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn metric_history(State(state): State<AppState>, req: Req) -> JsonResult {
     let max = req.opt_i64("max_results")?.unwrap_or(25000).clamp(1, 25000);
-    let page = metrics::metric_history(
-        &state.store,
-        &req.run_id()?,
-        &req.str("metric_key")?,
-        max,
-        req.opt_str("page_token").as_deref(),
-    )
-    .await?;
+    let run_id = req.run_id()?;
+    let key = req.str("metric_key")?;
+    // The page token is checked before the run id, as the store checked it before the run.
+    let page = req.page()?;
+    let page =
+        metrics::metric_history(&state.store, &parse_run_id(&run_id)?, &key, max, page).await?;
     let mut body = json!({"metrics": page.items});
     if let Some(token) = page.next_page_token {
         body["next_page_token"] = Value::String(token);

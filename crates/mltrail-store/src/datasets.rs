@@ -218,38 +218,31 @@ pub async fn list_versions(
     rows.iter().map(from_row).collect()
 }
 
-/// One version, or the latest when `version` is `None`.
+/// One version.
 pub async fn get_version(
     store: &MetaStore,
-    name: &str,
-    version: Option<i64>,
+    version: &VersionRef,
 ) -> Result<DatasetVersion, StoreError> {
-    let row = match version {
-        Some(v) => {
-            sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND version = $2")
-                .bind(name.to_string())
-                .bind(v)
-                .fetch_optional(store.readers())
-                .await?
-        }
-        None => {
-            sqlx::query(
-                "SELECT * FROM dataset_versions WHERE name = $1 ORDER BY version DESC LIMIT 1",
-            )
+    let row = sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 AND version = $2")
+        .bind(version.name.clone())
+        .bind(version.version)
+        .fetch_optional(store.readers())
+        .await?
+        .ok_or_else(|| NotFound::DatasetVersion {
+            name: version.name.clone(),
+            version: version.version,
+        })?;
+    from_row(&row)
+}
+
+/// The newest version of a dataset.
+pub async fn latest_version(store: &MetaStore, name: &str) -> Result<DatasetVersion, StoreError> {
+    let row =
+        sqlx::query("SELECT * FROM dataset_versions WHERE name = $1 ORDER BY version DESC LIMIT 1")
             .bind(name.to_string())
             .fetch_optional(store.readers())
             .await?
-        }
-    };
-    let row = row.ok_or_else(|| {
-        StoreError::NotFound(match version {
-            Some(v) => NotFound::DatasetVersion {
-                name: name.to_string(),
-                version: v,
-            },
-            None => NotFound::Dataset(name.to_string()),
-        })
-    })?;
+            .ok_or_else(|| NotFound::Dataset(name.to_string()))?;
     from_row(&row)
 }
 

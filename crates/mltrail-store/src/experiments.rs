@@ -7,8 +7,8 @@ use crate::names::{validate_key, validate_len, MAX_TAG_VALUE_LEN};
 use crate::records::*;
 use crate::sql::{int, key_value, key_value_object, placeholders, text};
 use crate::{runs, MetaStore, StoreError, Tx};
-use mltrail_core::now_millis;
 use mltrail_core::state::{LifecycleStage, ViewType};
+use mltrail_core::{now_millis, ExperimentId};
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
@@ -198,7 +198,7 @@ pub async fn create_experiment(
     name: String,
     artifact_location: Option<String>,
     tags: Vec<KeyValue>,
-) -> Result<i64, StoreError> {
+) -> Result<ExperimentId, StoreError> {
     if name.trim().is_empty() {
         return Err(Invalid::Missing("name").into());
     }
@@ -222,12 +222,13 @@ pub async fn create_experiment(
             audit
                 .record(tx, "experiment.create", &ExperimentRef(id))
                 .await?;
-            Ok(id)
+            Ok(ExperimentId(id))
         })
         .await
 }
 
-pub async fn get_experiment(store: &MetaStore, id: i64) -> Result<Experiment, StoreError> {
+pub async fn get_experiment(store: &MetaStore, id: ExperimentId) -> Result<Experiment, StoreError> {
+    let id = id.0;
     let mut conn = store.readers().acquire().await?;
     let row = sqlx::query("SELECT * FROM experiments WHERE experiment_id = $1")
         .bind(id)
@@ -256,9 +257,9 @@ pub async fn search_experiments(
     filter: &str,
     order_by: &[String],
     max_results: i64,
-    page_token: Option<&str>,
+    page: PageToken,
 ) -> Result<Page<Experiment>, StoreError> {
-    let offset = decode_page_token(page_token)?;
+    let offset = page.offset();
     let plan = crate::search::experiments_query(view, filter, order_by, max_results + 1, offset)?;
     let mut conn = store.readers().acquire().await?;
     let rows = plan.fetch_all(&mut conn).await?;
@@ -289,9 +290,10 @@ async fn experiment_stage(tx: &mut Tx, id: i64) -> Result<LifecycleStage, StoreE
 pub async fn rename_experiment(
     store: &MetaStore,
     actor: &str,
-    id: i64,
+    id: ExperimentId,
     new_name: String,
 ) -> Result<(), StoreError> {
+    let id = id.0;
     if new_name.trim().is_empty() {
         return Err(Invalid::Missing("new_name").into());
     }
@@ -333,9 +335,10 @@ pub async fn rename_experiment(
 pub async fn set_experiment_stage(
     store: &MetaStore,
     actor: &str,
-    id: i64,
+    id: ExperimentId,
     stage: LifecycleStage,
 ) -> Result<(), StoreError> {
+    let id = id.0;
     store
         .transaction(actor, async move |tx, audit| {
             let current = experiment_stage(tx, id).await?;
@@ -376,9 +379,10 @@ pub async fn set_experiment_stage(
 pub async fn set_experiment_tag(
     store: &MetaStore,
     actor: &str,
-    id: i64,
+    id: ExperimentId,
     tag: KeyValue,
 ) -> Result<(), StoreError> {
+    let id = id.0;
     store
         .audited(
             actor,
@@ -398,9 +402,10 @@ pub async fn set_experiment_tag(
 pub async fn delete_experiment_tag(
     store: &MetaStore,
     actor: &str,
-    id: i64,
+    id: ExperimentId,
     key: String,
 ) -> Result<(), StoreError> {
+    let id = id.0;
     store
         .audited(
             actor,

@@ -10,12 +10,18 @@ use crate::sql::{int, key_value_object_of, key_values, opt_text, text};
 use crate::{MetaStore, StoreError};
 use mltrail_core::filter::{parse_filter, Entity as FilterEntity};
 use mltrail_core::state::LoggedModelStatus;
-use mltrail_core::{now_millis, LoggedModelId};
+use mltrail_core::{now_millis, ExperimentId, LoggedModelId};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
 fn not_found(id: &str) -> StoreError {
     NotFound::LoggedModel(id.to_string()).into()
+}
+
+/// A logged-model id as a request spelled it; one that is not `m-` and 32 hex digits names no
+/// model, and is answered as any unknown model is.
+pub fn parse_id(raw: &str) -> Result<LoggedModelId, StoreError> {
+    LoggedModelId::parse(raw).ok_or_else(|| not_found(raw))
 }
 
 /// A logged model, as the audit trail records it: its row, tags and params.
@@ -75,7 +81,8 @@ impl Audited for LoggedModelRef {
 
 #[derive(Debug, Clone, Default)]
 pub struct NewLoggedModel {
-    pub experiment_id: i64,
+    pub experiment_id: ExperimentId,
+    /// Recorded as given: MLflow does not check that it names a run.
     pub name: String,
     pub source_run_id: Option<String>,
     pub model_type: Option<String>,
@@ -153,20 +160,20 @@ pub async fn create_logged_model(
     for kv in new.params.iter().chain(new.tags.iter()) {
         validate_key("key", &kv.key)?;
     }
-    let id = LoggedModelId::generate().as_str().to_string();
+    let id = LoggedModelId::generate().into_inner();
     store
         .audited(actor, "logged_model.create", LoggedModelRef(id.clone()), async move |tx| {
             let location: Option<String> = sqlx::query_scalar("SELECT artifact_location FROM experiments WHERE experiment_id = $1 AND lifecycle_stage = 'active'")
-                .bind(new.experiment_id)
+                .bind(new.experiment_id.0)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let location = location.ok_or(NotFound::ActiveExperiment(new.experiment_id))?;
+            let location = location.ok_or(NotFound::ActiveExperiment(new.experiment_id.0))?;
             let name = if new.name.is_empty() { "model".to_string() } else { new.name.clone() };
             let artifact_uri = format!("{}/models/{id}/artifacts", location.trim_end_matches('/'));
             let now = now_millis();
             sqlx::query("INSERT INTO logged_models (model_id, experiment_id, name, artifact_uri, status, creation_time, last_updated_time, source_run_id, model_type, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, 'active')")
                 .bind(id.clone())
-                .bind(new.experiment_id)
+                .bind(new.experiment_id.0)
                 .bind(name)
                 .bind(artifact_uri)
                 .bind(LoggedModelStatus::Pending.as_str())
@@ -186,7 +193,11 @@ pub async fn create_logged_model(
         .await
 }
 
-pub async fn get_logged_model(store: &MetaStore, id: &str) -> Result<LoggedModel, StoreError> {
+pub async fn get_logged_model(
+    store: &MetaStore,
+    id: &LoggedModelId,
+) -> Result<LoggedModel, StoreError> {
+    let id = id.as_str();
     let mut conn = store.readers().acquire().await?;
     load(&mut conn, id).await
 }
@@ -203,9 +214,10 @@ async fn require(conn: &mut AnyConnection, id: &str) -> Result<(), StoreError> {
 pub async fn finalize_logged_model(
     store: &MetaStore,
     actor: &str,
-    id: String,
+    id: LoggedModelId,
     status: LoggedModelStatus,
 ) -> Result<LoggedModel, StoreError> {
+    let id = id.into_inner();
     store
         .audited(actor, "logged_model.finalize", LoggedModelRef(id.clone()), async move |tx| {
             require(tx, &id).await?;
@@ -223,9 +235,10 @@ pub async fn finalize_logged_model(
 pub async fn set_logged_model_tags(
     store: &MetaStore,
     actor: &str,
-    id: String,
+    id: LoggedModelId,
     tags: Vec<KeyValue>,
 ) -> Result<(), StoreError> {
+    let id = id.into_inner();
     for t in &tags {
         validate_key("tag", &t.key)?;
     }
@@ -248,9 +261,10 @@ pub async fn set_logged_model_tags(
 pub async fn delete_logged_model_tag(
     store: &MetaStore,
     actor: &str,
-    id: String,
+    id: LoggedModelId,
     key: String,
 ) -> Result<(), StoreError> {
+    let id = id.into_inner();
     store
         .audited(
             actor,
@@ -272,9 +286,10 @@ pub async fn delete_logged_model_tag(
 pub async fn log_logged_model_params(
     store: &MetaStore,
     actor: &str,
-    id: String,
+    id: LoggedModelId,
     params: Vec<KeyValue>,
 ) -> Result<(), StoreError> {
+    let id = id.into_inner();
     store
         .audited(
             actor,
@@ -294,8 +309,9 @@ pub async fn log_logged_model_params(
 pub async fn delete_logged_model(
     store: &MetaStore,
     actor: &str,
-    id: String,
+    id: LoggedModelId,
 ) -> Result<(), StoreError> {
+    let id = id.into_inner();
     store
         .audited(actor, "logged_model.delete", LoggedModelRef(id.clone()), async move |tx| {
             require(tx, &id).await?;
@@ -318,19 +334,19 @@ pub struct ModelOrder {
 
 pub async fn search_logged_models(
     store: &MetaStore,
-    experiment_ids: &[i64],
+    experiment_ids: &[ExperimentId],
     filter: &str,
     max_results: i64,
     order_by: &[ModelOrder],
-    page_token: Option<&str>,
+    page: PageToken,
 ) -> Result<Page<LoggedModel>, StoreError> {
-    let offset = decode_page_token(page_token)?;
+    let offset = page.offset();
     let mut plan = Plan::default();
     let mut conditions = vec!["m.lifecycle_stage = 'active'".to_string()];
     if !experiment_ids.is_empty() {
         let ids: Vec<String> = experiment_ids
             .iter()
-            .map(|i| plan.bind(Bind::Int(*i)))
+            .map(|i| plan.bind(Bind::Int(i.0)))
             .collect();
         conditions.push(format!("m.experiment_id IN ({})", ids.join(", ")));
     }

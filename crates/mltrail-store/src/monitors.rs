@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::audited::Audited;
 use crate::sql::{int, text};
 use crate::{MetaStore, StoreError};
-use mltrail_core::now_millis;
+use mltrail_core::{now_millis, AlertId, MonitorId};
 
 /// What a monitor watches. `config` holds what the monitor engine interprets (drift share,
 /// alert rules, webhooks); the store keeps it as given.
@@ -28,7 +28,7 @@ pub struct MonitorSpec {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Monitor {
-    pub id: String,
+    pub id: MonitorId,
     #[serde(flatten)]
     pub spec: MonitorSpec,
     /// `active` or `deleted`.
@@ -77,7 +77,7 @@ impl WindowStatus {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MonitorResult {
-    pub monitor_id: String,
+    pub monitor_id: MonitorId,
     pub window_start: i64,
     pub window_end: i64,
     pub rows: i64,
@@ -88,8 +88,8 @@ pub struct MonitorResult {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
-    pub id: String,
-    pub monitor_id: String,
+    pub id: AlertId,
+    pub monitor_id: MonitorId,
     pub deployment: String,
     /// The rule as written, e.g. `drift_share >= 0.3 for 2`.
     pub rule: String,
@@ -144,7 +144,7 @@ fn json_col(row: &AnyRow, col: &str) -> Result<serde_json::Value, StoreError> {
 
 pub(crate) fn monitor_from_row(row: &AnyRow) -> Result<Monitor, StoreError> {
     Ok(Monitor {
-        id: text(row, "monitor_id")?,
+        id: text(row, "monitor_id")?.into(),
         spec: MonitorSpec {
             deployment: text(row, "deployment")?,
             window_ms: int(row, "window_ms")?,
@@ -161,7 +161,7 @@ pub(crate) fn monitor_from_row(row: &AnyRow) -> Result<Monitor, StoreError> {
 
 pub(crate) fn result_from_row(row: &AnyRow) -> Result<MonitorResult, StoreError> {
     Ok(MonitorResult {
-        monitor_id: text(row, "monitor_id")?,
+        monitor_id: text(row, "monitor_id")?.into(),
         window_start: int(row, "window_start")?,
         window_end: int(row, "window_end")?,
         rows: int(row, "row_count")?,
@@ -173,8 +173,8 @@ pub(crate) fn result_from_row(row: &AnyRow) -> Result<MonitorResult, StoreError>
 
 pub(crate) fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
     Ok(Alert {
-        id: text(row, "alert_id")?,
-        monitor_id: text(row, "monitor_id")?,
+        id: text(row, "alert_id")?.into(),
+        monitor_id: text(row, "monitor_id")?.into(),
         deployment: text(row, "deployment")?,
         rule: text(row, "rule")?,
         state: AlertState::parse(&text(row, "state")?)?,
@@ -340,7 +340,7 @@ pub async fn create_monitor(
     if spec.delay_ms < 0 {
         return Err(Invalid::Delay.into());
     }
-    let id = uuid::Uuid::now_v7().simple().to_string();
+    let id = MonitorId::generate().into_inner();
     let user = actor.to_string();
     store
         .audited(actor, "monitor.create", MonitorRef(id.clone()), async move |tx| {
@@ -363,7 +363,8 @@ pub async fn create_monitor(
         .await
 }
 
-pub async fn get_monitor(store: &MetaStore, id: &str) -> Result<Monitor, StoreError> {
+pub async fn get_monitor(store: &MetaStore, id: &MonitorId) -> Result<Monitor, StoreError> {
+    let id = id.as_str();
     let mut conn = store.readers().acquire().await?;
     find_monitor(&mut conn, id)
         .await?
@@ -387,8 +388,12 @@ pub async fn list_monitors(
 }
 
 /// Stops a monitor. Its results and alerts stay.
-pub async fn delete_monitor(store: &MetaStore, actor: &str, id: &str) -> Result<(), StoreError> {
-    let id = id.to_string();
+pub async fn delete_monitor(
+    store: &MetaStore,
+    actor: &str,
+    id: &MonitorId,
+) -> Result<(), StoreError> {
+    let id = id.as_str().to_string();
     store
         .audited(actor, "monitor.delete", MonitorRef(id.clone()), async move |tx| {
             let changed = sqlx::query("UPDATE monitors SET status = 'deleted' WHERE monitor_id = $1 AND status = 'active'")
@@ -414,7 +419,7 @@ pub async fn record_window(
     store
         .transaction("monitor", async move |tx, audit| {
             sqlx::query("INSERT INTO monitor_results (monitor_id, window_start, window_end, row_count, status, result_json, computed_time) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(result.monitor_id.clone())
+                .bind(result.monitor_id.as_str().to_string())
                 .bind(result.window_start)
                 .bind(result.window_end)
                 .bind(result.rows)
@@ -424,12 +429,12 @@ pub async fn record_window(
                 .execute(&mut *tx)
                 .await?;
             audit
-                .record(tx, "monitor.result", &MonitorResultRef { monitor_id: result.monitor_id.clone(), window_start: result.window_start })
+                .record(tx, "monitor.result", &MonitorResultRef { monitor_id: result.monitor_id.as_str().to_string(), window_start: result.window_start })
                 .await?;
             for alert in alerts {
                 sqlx::query("INSERT INTO alerts (alert_id, monitor_id, deployment, rule, state, window_start, window_end, details_json, fired_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                    .bind(alert.id.clone())
-                    .bind(alert.monitor_id)
+                    .bind(alert.id.as_str().to_string())
+                    .bind(alert.monitor_id.into_inner())
                     .bind(alert.deployment)
                     .bind(alert.rule)
                     .bind(alert.state.as_str())
@@ -443,11 +448,11 @@ pub async fn record_window(
                     AlertState::Firing => "alert.fire",
                     AlertState::Resolved => "alert.resolve",
                 };
-                audit.record(tx, action, &AlertRef(alert.id)).await?;
+                audit.record(tx, action, &AlertRef(alert.id.into_inner())).await?;
             }
             sqlx::query("UPDATE monitors SET next_window_start = $1 WHERE monitor_id = $2")
                 .bind(result.window_end)
-                .bind(result.monitor_id)
+                .bind(result.monitor_id.into_inner())
                 .execute(&mut *tx)
                 .await?;
             Ok(())
@@ -458,9 +463,10 @@ pub async fn record_window(
 /// One window's result.
 pub async fn get_result(
     store: &MetaStore,
-    monitor_id: &str,
+    monitor_id: &MonitorId,
     window_start: i64,
 ) -> Result<MonitorResult, StoreError> {
+    let monitor_id = monitor_id.as_str();
     let mut conn = store.readers().acquire().await?;
     find_result(&mut conn, monitor_id, window_start)
         .await?
@@ -477,9 +483,10 @@ pub async fn get_result(
 /// newest first.
 pub async fn recent_with_data(
     store: &MetaStore,
-    monitor_id: &str,
+    monitor_id: &MonitorId,
     limit: i64,
 ) -> Result<Vec<MonitorResult>, StoreError> {
+    let monitor_id = monitor_id.as_str();
     let rows = sqlx::query(
         "SELECT * FROM monitor_results WHERE monitor_id = $1 AND status <> 'no_data' ORDER BY window_start DESC LIMIT $2",
     )
@@ -493,9 +500,10 @@ pub async fn recent_with_data(
 /// Results of one monitor, newest first.
 pub async fn list_results(
     store: &MetaStore,
-    monitor_id: &str,
+    monitor_id: &MonitorId,
     limit: i64,
 ) -> Result<Vec<MonitorResult>, StoreError> {
+    let monitor_id = monitor_id.as_str();
     let rows = sqlx::query(
         "SELECT * FROM monitor_results WHERE monitor_id = $1 ORDER BY window_start DESC LIMIT $2",
     )
@@ -507,7 +515,8 @@ pub async fn list_results(
 }
 
 /// How many alerts a monitor has fired (resolutions not counted).
-pub async fn count_alerts(store: &MetaStore, monitor_id: &str) -> Result<i64, StoreError> {
+pub async fn count_alerts(store: &MetaStore, monitor_id: &MonitorId) -> Result<i64, StoreError> {
+    let monitor_id = monitor_id.as_str();
     Ok(
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM alerts WHERE monitor_id = $1 AND state = 'firing'",
@@ -521,13 +530,13 @@ pub async fn count_alerts(store: &MetaStore, monitor_id: &str) -> Result<i64, St
 /// Alerts, newest first, of one monitor or of all.
 pub async fn list_alerts(
     store: &MetaStore,
-    monitor_id: Option<&str>,
+    monitor_id: Option<&MonitorId>,
     limit: i64,
 ) -> Result<Vec<Alert>, StoreError> {
     let rows = sqlx::query(
         "SELECT * FROM alerts WHERE ($1 = '' OR monitor_id = $1) ORDER BY fired_time DESC, alert_id DESC LIMIT $2",
     )
-    .bind(monitor_id.unwrap_or_default().to_string())
+    .bind(monitor_id.map(MonitorId::as_str).unwrap_or_default().to_string())
     .bind(limit)
     .fetch_all(store.readers())
     .await?;
@@ -541,7 +550,7 @@ pub const DELIVERY_KIND: &str = "alert_delivery";
 /// Records how telling one webhook about an alert ended (delivered, or given up after retries).
 pub async fn record_delivery(
     store: &MetaStore,
-    alert_id: &str,
+    alert_id: &AlertId,
     url: &str,
     delivered: bool,
     attempts: u32,

@@ -187,6 +187,22 @@ pub struct Page<T> {
     pub next_page_token: Option<String>,
 }
 
+/// Where a page starts: parsed once from a request's `page_token` (opaque to clients; ours
+/// carry the offset of the next page).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PageToken(i64);
+
+impl PageToken {
+    /// The first page for no token (or an empty one); an unreadable token is refused.
+    pub fn parse(token: Option<&str>) -> Result<Self, crate::StoreError> {
+        decode_page_token(token).map(PageToken)
+    }
+
+    pub fn offset(self) -> i64 {
+        self.0
+    }
+}
+
 /// Page tokens are opaque to clients; ours carry the offset of the next page.
 pub fn decode_page_token(token: Option<&str>) -> Result<i64, crate::StoreError> {
     match token.filter(|t| !t.is_empty()) {

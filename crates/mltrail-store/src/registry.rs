@@ -10,6 +10,7 @@ use crate::{MetaStore, StoreError, Tx};
 use mltrail_core::filter::{parse_filter, parse_order_by, Entity as FilterEntity, Op};
 use mltrail_core::now_millis;
 use mltrail_core::state::ModelStage;
+use mltrail_core::{ModelVersionNumber, RunId};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
@@ -138,13 +139,9 @@ fn version_not_found(name: &str, version: i64) -> StoreError {
     .into()
 }
 
-/// Versions arrive as strings in MLflow's API.
-pub fn parse_version(raw: &str) -> Result<i64, StoreError> {
-    raw.trim()
-        .parse::<i64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| Invalid::Version(raw.to_string()).into())
+/// Versions arrive as strings in MLflow's API: parsed once, at the edge.
+pub fn parse_version(raw: &str) -> Result<ModelVersionNumber, StoreError> {
+    ModelVersionNumber::parse(raw).ok_or_else(|| Invalid::Version(raw.to_string()).into())
 }
 
 fn validate_name(name: &str) -> Result<(), StoreError> {
@@ -265,7 +262,7 @@ async fn load_version(
 async fn latest_versions(
     conn: &mut AnyConnection,
     name: &str,
-    stages: &[String],
+    stages: Option<&[ModelStage]>,
 ) -> Result<Vec<ModelVersion>, StoreError> {
     let rows = sqlx::query(
         "SELECT * FROM model_versions v WHERE name = $1 AND version = (SELECT MAX(version) FROM model_versions w WHERE w.name = v.name AND w.current_stage = v.current_stage) ORDER BY version",
@@ -274,12 +271,9 @@ async fn latest_versions(
     .fetch_all(&mut *conn)
     .await?;
     let mut versions = versions_from_rows(conn, rows).await?;
-    if !stages.is_empty() {
-        versions.retain(|v| {
-            stages
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(&v.current_stage))
-        });
+    if let Some(stages) = stages {
+        versions
+            .retain(|v| ModelStage::parse(&v.current_stage).is_some_and(|s| stages.contains(&s)));
     }
     Ok(versions)
 }
@@ -306,7 +300,7 @@ async fn load_model(conn: &mut AnyConnection, row: &AnyRow) -> Result<Registered
         })
     })
     .collect::<Result<Vec<_>, StoreError>>()?;
-    let latest = latest_versions(conn, &name, &[]).await?;
+    let latest = latest_versions(conn, &name, None).await?;
     Ok(RegisteredModel {
         name,
         creation_timestamp: int(row, "creation_time")?,
@@ -605,9 +599,9 @@ pub async fn search_registered_models(
     filter: &str,
     max_results: i64,
     order_by: &[String],
-    page_token: Option<&str>,
+    page: PageToken,
 ) -> Result<Page<RegisteredModel>, StoreError> {
-    let offset = decode_page_token(page_token)?;
+    let offset = page.offset();
     let mut plan = Plan::default();
     let mut conditions = vec!["1 = 1".to_string()];
     for (n, clause) in parse_filter(filter)?.iter().enumerate() {
@@ -649,7 +643,7 @@ pub async fn search_registered_models(
 pub async fn get_latest_versions(
     store: &MetaStore,
     name: &str,
-    stages: &[String],
+    stages: Option<&[ModelStage]>,
 ) -> Result<Vec<ModelVersion>, StoreError> {
     let mut conn = store.readers().acquire().await?;
     require_model(&mut conn, name).await?;
@@ -662,7 +656,7 @@ pub async fn get_latest_versions(
 pub struct NewModelVersion {
     pub name: String,
     pub source: String,
-    pub run_id: String,
+    pub run_id: Option<RunId>,
     pub run_link: String,
     pub description: String,
     pub model_id: String,
@@ -687,8 +681,8 @@ pub async fn create_model_version(
         .transaction(actor, async move |tx, audit| {
             require_model(tx, &new.name).await?;
             // Without an explicit training-data tag, the run's logged training input is it.
-            if !new.run_id.is_empty() && !new.tags.iter().any(|t| t.key == TRAINING_DATA_TAG) {
-                if let Some(d) = crate::datasets::training_input_of_run(tx, &new.run_id).await? {
+            if let Some(run_id) = new.run_id.as_ref().filter(|_| !new.tags.iter().any(|t| t.key == TRAINING_DATA_TAG)) {
+                if let Some(d) = crate::datasets::training_input_of_run(tx, run_id.as_str()).await? {
                     new.tags.push(KeyValue { key: TRAINING_DATA_TAG.into(), value: format!("{}@{}", d.name, d.version) });
                     new.tags.push(KeyValue { key: "mltrail.training_data_digest".into(), value: d.file.digest });
                 }
@@ -705,7 +699,8 @@ pub async fn create_model_version(
                 .bind(new.description)
                 .bind(user)
                 .bind(new.source)
-                .bind(new.run_id)
+                // No run: stored as '', as MLflow does.
+                .bind(new.run_id.map(RunId::into_inner).unwrap_or_default())
                 .bind(new.run_link)
                 .bind(new.model_id)
                 .execute(&mut *tx)
@@ -730,8 +725,9 @@ pub async fn create_model_version(
 pub async fn get_model_version(
     store: &MetaStore,
     name: &str,
-    version: i64,
+    version: ModelVersionNumber,
 ) -> Result<ModelVersion, StoreError> {
+    let version = version.0;
     let mut conn = store.readers().acquire().await?;
     load_version(&mut conn, name, version).await
 }
@@ -740,9 +736,10 @@ pub async fn update_model_version(
     store: &MetaStore,
     actor: &str,
     name: String,
-    version: i64,
+    version: ModelVersionNumber,
     description: String,
 ) -> Result<ModelVersion, StoreError> {
+    let version = version.0;
     store
         .audited(actor, "model_version.update", ModelVersionRef { name: name.clone(), version }, async move |tx| {
             require_version(tx, &name, version).await?;
@@ -762,10 +759,11 @@ pub async fn transition_stage(
     store: &MetaStore,
     actor: &str,
     name: String,
-    version: i64,
+    version: ModelVersionNumber,
     stage: ModelStage,
     archive_existing: bool,
 ) -> Result<ModelVersion, StoreError> {
+    let version = version.0;
     // Versions archived to make room first, then this version, then the model.
     store
         .transaction(actor, async move |tx, audit| {
@@ -807,8 +805,9 @@ pub async fn delete_model_version(
     store: &MetaStore,
     actor: &str,
     name: String,
-    version: i64,
+    version: ModelVersionNumber,
 ) -> Result<(), StoreError> {
+    let version = version.0;
     // The version as gone, and the model it was touched on.
     store
         .transaction(actor, async move |tx, audit| {
@@ -848,9 +847,10 @@ pub async fn set_model_version_tag(
     store: &MetaStore,
     actor: &str,
     name: String,
-    version: i64,
+    version: ModelVersionNumber,
     tag: KeyValue,
 ) -> Result<(), StoreError> {
+    let version = version.0;
     validate_key("tag", &tag.key)?;
     store
         .audited(actor, "model_version.set_tag", ModelVersionRef { name: name.clone(), version }, async move |tx| {
@@ -871,9 +871,10 @@ pub async fn delete_model_version_tag(
     store: &MetaStore,
     actor: &str,
     name: String,
-    version: i64,
+    version: ModelVersionNumber,
     key: String,
 ) -> Result<(), StoreError> {
+    let version = version.0;
     store
         .audited(
             actor,
@@ -903,9 +904,9 @@ pub async fn search_model_versions(
     filter: &str,
     max_results: i64,
     order_by: &[String],
-    page_token: Option<&str>,
+    page: PageToken,
 ) -> Result<Page<ModelVersion>, StoreError> {
-    let offset = decode_page_token(page_token)?;
+    let offset = page.offset();
     let mut plan = Plan::default();
     let mut conditions = vec!["1 = 1".to_string()];
     for (n, clause) in parse_filter(filter)?.iter().enumerate() {
@@ -956,8 +957,9 @@ pub async fn set_alias(
     actor: &str,
     name: String,
     alias: String,
-    version: i64,
+    version: ModelVersionNumber,
 ) -> Result<(), StoreError> {
+    let version = version.0;
     validate_alias(&alias)?;
     store
         .audited(actor, "registered_model.set_alias", RegisteredModelRef(name.clone()), async move |tx| {
@@ -1024,7 +1026,7 @@ pub async fn get_version_by_alias(
 pub async fn download_uri(
     store: &MetaStore,
     name: &str,
-    version: i64,
+    version: ModelVersionNumber,
 ) -> Result<String, StoreError> {
     let mv = get_model_version(store, name, version).await?;
     resolve_source(store, &mv.source).await
@@ -1034,7 +1036,8 @@ pub async fn resolve_source(store: &MetaStore, source: &str) -> Result<String, S
     if let Some(rest) = source.strip_prefix("models:/") {
         let id = rest.trim_start_matches('/');
         if id.starts_with("m-") && !id.contains('/') {
-            return Ok(crate::logged_models::get_logged_model(store, id)
+            let id = crate::logged_models::parse_id(id)?;
+            return Ok(crate::logged_models::get_logged_model(store, &id)
                 .await?
                 .info
                 .artifact_uri);
@@ -1045,7 +1048,7 @@ pub async fn resolve_source(store: &MetaStore, source: &str) -> Result<String, S
             .trim_start_matches('/')
             .split_once('/')
             .unwrap_or((rest, ""));
-        let run = crate::runs::get_run(store, run_id).await?;
+        let run = crate::runs::get_run(store, &crate::runs::parse_run_id(run_id)?).await?;
         return Ok(if path.is_empty() {
             run.info.artifact_uri
         } else {

@@ -15,7 +15,7 @@ use crate::sql::{
 use crate::writer::{Db, NativeChain, PendingEvent, Stmt};
 use crate::{AuditCtx, MetaStore, StoreError, Tx};
 use mltrail_core::state::{LifecycleStage, RunStatus, ViewType};
-use mltrail_core::{now_millis, RunId};
+use mltrail_core::{now_millis, ExperimentId, RunId};
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
@@ -25,6 +25,12 @@ use tokio::sync::oneshot;
 
 pub(crate) fn not_found_run(run_id: &str) -> StoreError {
     NotFound::Run(run_id.to_string()).into()
+}
+
+/// A run id as a request spelled it; one that is not 32 hex digits names no run, and is
+/// answered as any unknown run is.
+pub fn parse_run_id(raw: &str) -> Result<RunId, StoreError> {
+    RunId::parse(raw).ok_or_else(|| not_found_run(raw))
 }
 
 /// A run, as the audit trail records it: its row, tags, inputs and outputs (params and metrics
@@ -182,7 +188,7 @@ impl Audited for ParamBatch {
 /// Fields of `runs/create`.
 #[derive(Debug, Clone, Default)]
 pub struct NewRun {
-    pub experiment_id: i64,
+    pub experiment_id: ExperimentId,
     pub user_id: String,
     pub run_name: Option<String>,
     pub start_time: Option<i64>,
@@ -236,7 +242,7 @@ pub async fn create_run(store: &MetaStore, actor: &str, new: NewRun) -> Result<R
     tags.insert(RUN_NAME_TAG.into(), run_name.clone());
     let draft = RunDraft {
         id,
-        experiment_id: new.experiment_id,
+        experiment_id: new.experiment_id.0,
         run_name,
         user_id: new.user_id,
         start_time: new.start_time.unwrap_or_else(now_millis),
@@ -517,7 +523,8 @@ pub(crate) async fn load_run(conn: &mut AnyConnection, run_id: &str) -> Result<R
     Ok(runs_from_rows(conn, vec![row]).await?.remove(0))
 }
 
-pub async fn get_run(store: &MetaStore, run_id: &str) -> Result<Run, StoreError> {
+pub async fn get_run(store: &MetaStore, run_id: &RunId) -> Result<Run, StoreError> {
+    let run_id = run_id.as_str();
     let mut conn = store.readers().acquire().await?;
     load_run(&mut conn, run_id).await
 }
@@ -630,11 +637,12 @@ pub(crate) fn check_active(run_id: &str, stage: Option<&str>) -> Result<(), Stor
 pub async fn update_run(
     store: &MetaStore,
     actor: &str,
-    run_id: String,
+    run_id: RunId,
     status: Option<RunStatus>,
     end_time: Option<i64>,
     run_name: Option<String>,
 ) -> Result<RunInfo, StoreError> {
+    let run_id = run_id.into_inner();
     store
         .audited(
             actor,
@@ -681,9 +689,10 @@ pub async fn update_run(
 pub async fn set_run_stage(
     store: &MetaStore,
     actor: &str,
-    run_id: String,
+    run_id: RunId,
     stage: LifecycleStage,
 ) -> Result<(), StoreError> {
+    let run_id = run_id.into_inner();
     let action = if stage == LifecycleStage::Deleted {
         "run.delete"
     } else {
@@ -854,9 +863,10 @@ pub(crate) async fn set_tags(
 pub async fn delete_tag(
     store: &MetaStore,
     actor: &str,
-    run_id: String,
+    run_id: RunId,
     key: String,
 ) -> Result<(), StoreError> {
+    let run_id = run_id.into_inner();
     store
         .audited(
             actor,
@@ -890,9 +900,10 @@ pub struct NewDatasetInput {
 pub async fn log_inputs(
     store: &MetaStore,
     actor: &str,
-    run_id: String,
+    run_id: RunId,
     datasets: Vec<NewDatasetInput>,
 ) -> Result<(), StoreError> {
+    let run_id = run_id.into_inner();
     let user = actor.to_string();
     // Each input may record a dataset version of its own before the run's event.
     store
@@ -919,9 +930,10 @@ pub async fn log_inputs(
 pub async fn log_outputs(
     store: &MetaStore,
     actor: &str,
-    run_id: String,
+    run_id: RunId,
     models: Vec<ModelIo>,
 ) -> Result<(), StoreError> {
+    let run_id = run_id.into_inner();
     store
         .audited(actor, "run.log_outputs", RunRef(run_id.clone()), async move |tx| {
             require_active_run(tx, &run_id).await?;
@@ -940,16 +952,17 @@ pub async fn log_outputs(
 
 pub async fn search_runs(
     store: &MetaStore,
-    experiment_ids: &[i64],
+    experiment_ids: &[ExperimentId],
     filter: &str,
     view: ViewType,
     max_results: i64,
     order_by: &[String],
-    page_token: Option<&str>,
+    page: PageToken,
 ) -> Result<Page<Run>, StoreError> {
-    let offset = decode_page_token(page_token)?;
+    let offset = page.offset();
+    let experiment_ids: Vec<i64> = experiment_ids.iter().map(|id| id.0).collect();
     let plan = crate::search::runs_query(
-        experiment_ids,
+        &experiment_ids,
         filter,
         view,
         order_by,

@@ -62,7 +62,11 @@ async fn a_store_written_before_the_refactor_verifies_and_its_chain_continues() 
         step: 0,
         model_id: None,
     };
-    mltrail_store::metrics::log_batch(&store, "t", run.clone(), vec![metric], vec![], vec![])
+    let batch = mltrail_store::metrics::Batch::new(vec![metric], vec![], vec![])
+        .expect("valid")
+        .expect("not empty");
+    let run = mltrail_core::RunId::parse(&run).expect("run id");
+    mltrail_store::metrics::log_batch(&store, "t", run, batch)
         .await
         .expect("metric");
     mltrail_store::registry::set_registered_model_tag(

@@ -1,6 +1,20 @@
 //! The writer's durability settings are what the README promises.
 
-use mltrail_store::{MetaStore, StoreConfig};
+use mltrail_core::{ExperimentId, RunId};
+use mltrail_store::metrics::{Batch, NewMetric};
+use mltrail_store::{KeyValue, MetaStore, StoreConfig};
+
+/// A batch the store's rules accept, to log.
+fn batch(metrics: Vec<NewMetric>, params: Vec<KeyValue>, tags: Vec<KeyValue>) -> Batch {
+    Batch::new(metrics, params, tags)
+        .expect("a valid batch")
+        .expect("a batch with something to log")
+}
+
+/// The id of a run the store created.
+fn run_id(raw: &str) -> RunId {
+    RunId::parse(raw).expect("a run id")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_writer_fsyncs_every_commit() {
@@ -30,7 +44,7 @@ async fn sqlite_writer_fsyncs_every_commit() {
 }
 
 /// A fresh file-backed store (so the native SQLite path is on) with one experiment.
-async fn store_with_experiment() -> (tempfile::TempDir, MetaStore, i64) {
+async fn store_with_experiment() -> (tempfile::TempDir, MetaStore, ExperimentId) {
     let dir = tempfile::tempdir().unwrap();
     let uri = format!("sqlite:///{}/m.db", dir.path().display());
     let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
@@ -43,7 +57,7 @@ async fn store_with_experiment() -> (tempfile::TempDir, MetaStore, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
     use mltrail_core::state::LifecycleStage;
-    use mltrail_store::metrics::{self, NewMetric};
+    use mltrail_store::metrics;
     use mltrail_store::runs::{self, NewRun};
 
     let (_dir, store, exp) = store_with_experiment().await;
@@ -62,7 +76,7 @@ async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
         .unwrap()
         .info
         .run_id;
-    runs::set_run_stage(&store, "t", dead.clone(), LifecycleStage::Deleted)
+    runs::set_run_stage(&store, "t", run_id(&dead), LifecycleStage::Deleted)
         .await
         .unwrap();
     let metric = |step: i64| NewMetric {
@@ -84,13 +98,25 @@ async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
             },
         );
         tasks.push(tokio::spawn(async move {
-            metrics::log_batch(&store, "t", run, vec![metric(step)], vec![], vec![]).await
+            metrics::log_batch(
+                &store,
+                "t",
+                run_id(&run),
+                batch(vec![metric(step)], vec![], vec![]),
+            )
+            .await
         }));
     }
     let missing = {
         let store = store.clone();
         tokio::spawn(async move {
-            metrics::log_batch(&store, "t", "0".repeat(32), vec![metric(0)], vec![], vec![]).await
+            metrics::log_batch(
+                &store,
+                "t",
+                run_id(&"0".repeat(32)),
+                batch(vec![metric(0)], vec![], vec![]),
+            )
+            .await
         })
     };
     let mut failures = 0;
@@ -109,15 +135,17 @@ async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
         missing.await.unwrap(),
         Err(mltrail_store::StoreError::NotFound(_))
     ));
-    let history = metrics::metric_history(&store, &live, "m", 1000, None)
+    let history = metrics::metric_history(&store, &run_id(&live), "m", 1000, Default::default())
         .await
         .unwrap();
     assert_eq!(history.items.len(), 40);
-    assert!(metrics::metric_history(&store, &dead, "m", 1000, None)
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert!(
+        metrics::metric_history(&store, &run_id(&dead), "m", 1000, Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let report = mltrail_store::audit::verify(&store).await.unwrap();
     assert!(report.broken.is_none(), "{:?}", report.broken);
     store.close().await;
@@ -127,7 +155,6 @@ async fn a_group_of_metric_logs_fails_only_the_logs_for_bad_runs() {
 async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agree() {
     use mltrail_store::metrics;
     use mltrail_store::runs::{self, NewRun};
-    use mltrail_store::KeyValue;
 
     let (_dir, store, exp) = store_with_experiment().await;
     let run = runs::create_run(
@@ -148,15 +175,20 @@ async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agr
         value: v.into(),
     };
     let conflicting = vec![kv("a", "1"), kv("lr", "0.1"), kv("lr", "0.2")];
-    let err = metrics::log_batch(&store, "t", run.clone(), vec![], conflicting, vec![])
-        .await
-        .unwrap_err();
+    let err = metrics::log_batch(
+        &store,
+        "t",
+        run_id(&run),
+        batch(vec![], conflicting, vec![]),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, mltrail_store::StoreError::InvalidParameter(ref m) if m.to_string().contains("'lr'")),
         "{err:?}"
     );
     assert!(
-        runs::get_run(&store, &run)
+        runs::get_run(&store, &run_id(&run))
             .await
             .unwrap()
             .data
@@ -167,15 +199,17 @@ async fn a_batch_with_one_param_key_twice_is_refused_whole_unless_the_values_agr
     metrics::log_batch(
         &store,
         "t",
-        run.clone(),
-        vec![],
-        vec![kv("lr", "0.1"), kv("lr", "0.1")],
-        vec![],
+        run_id(&run),
+        batch(vec![], vec![kv("lr", "0.1"), kv("lr", "0.1")], vec![]),
     )
     .await
     .unwrap();
     assert_eq!(
-        runs::get_run(&store, &run).await.unwrap().data.params,
+        runs::get_run(&store, &run_id(&run))
+            .await
+            .unwrap()
+            .data
+            .params,
         vec![kv("lr", "0.1")]
     );
     assert!(mltrail_store::audit::verify(&store)

@@ -16,6 +16,7 @@ use crate::sql::{blob, opt_text, placeholders, text};
 use crate::writer::{Db, NativeChain, PendingEvent, Stmt};
 use crate::{AuditCtx, MetaStore, StoreError, Tx};
 use block::{blocks_of, latest_per_key, stored_value, Block, UPSERT_LATEST_TAIL};
+use mltrail_core::RunId;
 use serde_json::{json, Value};
 use sqlx::AnyConnection;
 use tokio::sync::oneshot;
@@ -163,45 +164,72 @@ async fn insert_metrics(
     upsert_latest(tx, &rows).await
 }
 
-/// `log-batch` (and, with one element, `log-metric`, `log-parameter`, `set-tag`): all or
-/// nothing. A metric-only batch takes the writer's coalesced path.
-pub async fn log_batch(
-    store: &MetaStore,
-    actor: &str,
-    run_id: String,
+/// What one logging request carries (`log-batch`; with one element, `log-metric`,
+/// `log-parameter`, `set-tag`), checked against MLflow's batch limits and key rules.
+#[derive(Debug, Clone)]
+pub struct Batch {
     metrics: Vec<NewMetric>,
     params: Vec<KeyValue>,
     tags: Vec<KeyValue>,
+}
+
+impl Batch {
+    /// Checks the batch; `None` when it holds nothing, which MLflow accepts without looking
+    /// the run up (so the caller need not name a run that exists).
+    pub fn new(
+        metrics: Vec<NewMetric>,
+        params: Vec<KeyValue>,
+        tags: Vec<KeyValue>,
+    ) -> Result<Option<Batch>, StoreError> {
+        if metrics.len() > MAX_BATCH_METRICS
+            || params.len() > MAX_BATCH_PARAMS
+            || tags.len() > MAX_BATCH_TAGS
+        {
+            return Err(Invalid::BatchTooLarge {
+                max_metrics: MAX_BATCH_METRICS,
+                max_params: MAX_BATCH_PARAMS,
+                max_tags: MAX_BATCH_TAGS,
+                metrics: metrics.len(),
+                params: params.len(),
+                tags: tags.len(),
+            }
+            .into());
+        }
+        for m in &metrics {
+            validate_key("metric", &m.key)?;
+        }
+        for p in &params {
+            validate_key("parameter", &p.key)?;
+            validate_len("Param", &p.key, &p.value, MAX_PARAM_VALUE_LEN)?;
+        }
+        for t in &tags {
+            validate_key("tag", &t.key)?;
+            validate_len("Tag", &t.key, &t.value, MAX_TAG_VALUE_LEN)?;
+        }
+        let empty = metrics.is_empty() && params.is_empty() && tags.is_empty();
+        Ok((!empty).then_some(Batch {
+            metrics,
+            params,
+            tags,
+        }))
+    }
+}
+
+/// Logs a batch to a run, all or nothing. A metric-only batch takes the writer's coalesced
+/// path.
+pub async fn log_batch(
+    store: &MetaStore,
+    actor: &str,
+    run_id: RunId,
+    batch: Batch,
 ) -> Result<(), StoreError> {
-    if metrics.len() > MAX_BATCH_METRICS
-        || params.len() > MAX_BATCH_PARAMS
-        || tags.len() > MAX_BATCH_TAGS
-    {
-        return Err(Invalid::BatchTooLarge {
-            max_metrics: MAX_BATCH_METRICS,
-            max_params: MAX_BATCH_PARAMS,
-            max_tags: MAX_BATCH_TAGS,
-            metrics: metrics.len(),
-            params: params.len(),
-            tags: tags.len(),
-        }
-        .into());
-    }
-    for m in &metrics {
-        validate_key("metric", &m.key)?;
-    }
-    for p in &params {
-        validate_key("parameter", &p.key)?;
-        validate_len("Param", &p.key, &p.value, MAX_PARAM_VALUE_LEN)?;
-    }
-    for t in &tags {
-        validate_key("tag", &t.key)?;
-        validate_len("Tag", &t.key, &t.value, MAX_TAG_VALUE_LEN)?;
-    }
+    let Batch {
+        metrics,
+        params,
+        tags,
+    } = batch;
+    let run_id = run_id.into_inner();
     if params.is_empty() && tags.is_empty() {
-        if metrics.is_empty() {
-            return Ok(());
-        }
         let (reply, answer) = oneshot::channel();
         let log = MetricLog {
             actor: actor.to_string(),
@@ -237,12 +265,13 @@ pub async fn log_batch(
 
 pub async fn metric_history(
     store: &MetaStore,
-    run_id: &str,
+    run_id: &RunId,
     key: &str,
     max_results: i64,
-    page_token: Option<&str>,
+    page: PageToken,
 ) -> Result<Page<Metric>, StoreError> {
-    let offset = decode_page_token(page_token)?;
+    let offset = page.offset();
+    let run_id = run_id.as_str();
     let mut conn = store.readers().acquire().await?;
     let exists: Option<String> =
         sqlx::query_scalar("SELECT run_uuid FROM runs WHERE run_uuid = $1")
