@@ -1,10 +1,30 @@
 //! mltrail-store owns the metadata: one SQL schema, migrated the same way on SQLite (the embedded
-//! default) and PostgreSQL, reached through sqlx's runtime-generic `Any` driver.
+//! default) and PostgreSQL, reached through sqlx's runtime-generic `Any` driver, with MLflow's
+//! rules for each entity and the audit trail's record of every change.
 //!
-//! Reads go through a connection pool. Every write goes through one writer ([`writer`], on a
+//! Reads go through a connection pool. Every write goes through one writer (`writer/`, on a
 //! thread of its own) that group-commits concurrent requests into one transaction and one fsync,
 //! and appends the audit event for each change inside that same transaction, so "what changed"
-//! and "what was recorded about it" can never disagree. This crate must not know about HTTP.
+//! and "what was recorded about it" can never disagree. Artifact bytes are written through the
+//! store too ([`artifacts`]), with their event. This crate must not know about HTTP.
+//!
+//! Its modules are layered; each imports only from the layers below it (domain modules take the
+//! [`MetaStore`] handle the wiring defines):
+//! - infrastructure, which knows no entity: `writer/` (group commit, general jobs, the
+//!   `Coalesced` trait for writes applied a group at a time, the audit chain's
+//!   head and rows, the native SQLite connection, checkpoints), `sql.rs`, `search.rs` (MLflow
+//!   filters compiled to SQL), [`records`] (the wire shapes), `error.rs`;
+//! - the audit trail, which knows no entity either: `audited.rs` (the `Audited`
+//!   trait an entity implements, recording an event, `verify` over a list of kinds, the event log);
+//! - the domain, one module per entity family, each owning its SQL, its MLflow rules and the
+//!   state its events digest: [`names`] (key rules they share), [`datasets`], [`runs`],
+//!   [`metrics`], [`experiments`], [`logged_models`], [`registry`], [`monitors`],
+//!   [`artifacts`], [`deployments`], and `hot_path.rs`, which hands the writer's coalesced groups
+//!   to `runs` and `metrics`. Within the domain there is no circle either: `runs` uses
+//!   `datasets`; `metrics` and `experiments` use `runs`; `registry` uses `runs`, `datasets` and
+//!   `logged_models`;
+//! - the wiring: this file ([`MetaStore`], opening, the list of audited kinds behind [`audit`])
+//!   and `schema.rs` (the migrations of every table).
 
 pub mod artifacts;
 mod audited;
