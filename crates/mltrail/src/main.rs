@@ -1,6 +1,7 @@
 //! The `mltrail` command line. It only wires crates together: configuration in, domain calls
 //! out, errors to exit codes.
 
+mod args;
 mod config;
 mod data;
 mod drift;
@@ -93,12 +94,14 @@ enum ConfigCommand {
 }
 
 #[derive(Args)]
+#[command(mut_arg("json", |a| a.help(
+    "Print JSON: tables.<table>.<key> is {value, source, from}"
+)))]
 struct ShowArgs {
     #[command(flatten)]
     config: config::ConfigArgs,
-    /// Print JSON: tables.<table>.<key> is {value, source, from}.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: args::JsonArgs,
     #[command(subcommand)]
     command: Option<ShowFor>,
 }
@@ -139,16 +142,18 @@ enum AuditCommand {
     /// Recompute the chain and check stored state against it; exits 1 at the first broken link.
     ///
     /// Opens the store directly, so it works with the server stopped.
+    #[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
     Verify {
         #[command(flatten)]
         store: config::StoreArgs,
         #[command(flatten)]
         artifacts: VerifyArtifactsArgs,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: args::JsonArgs,
     },
     /// List audit events in order.
+    #[command(mut_arg("limit", |a| a.help("At most this many events").default_value("1000")))]
+    #[command(mut_arg("json", |a| a.help("One JSON object per line instead of a table")))]
     Log {
         #[command(flatten)]
         store: config::StoreArgs,
@@ -156,12 +161,10 @@ enum AuditCommand {
         /// `model_version:<name>/<version>`, or a bare type such as `artifact`.
         #[arg(long)]
         entity: Option<String>,
-        /// At most this many events.
-        #[arg(long, default_value_t = 1000)]
-        limit: i64,
-        /// One JSON object per line instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        limit: args::LimitArgs,
+        #[command(flatten)]
+        output: args::JsonArgs,
     },
 }
 
@@ -295,7 +298,7 @@ fn show_config(command: ConfigCommand) -> Result<()> {
     };
     let file = file.or(show.config.config);
     let loaded = Loaded::load_with(file.as_deref(), &config::Env::from_process(), flags)?;
-    if show.json {
+    if show.output.json {
         println!("{}", serde_json::to_string_pretty(&loaded.show_json()?)?);
     } else {
         print!("{}", loaded.show_text()?);
@@ -416,8 +419,9 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Verify {
             store,
             artifacts,
-            json,
+            output,
         } => {
+            let json = output.json;
             let loaded = Loaded::load(
                 &store.config,
                 store.layer()?.then(Layer::flags("store", &artifacts)?),
@@ -474,8 +478,9 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
             store,
             entity,
             limit,
-            json,
+            output,
         } => {
+            let (limit, json) = (limit.limit, output.json);
             let uri = Loaded::load(&store.config, store.layer()?)?
                 .config
                 .store

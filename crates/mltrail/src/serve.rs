@@ -14,8 +14,9 @@ use mltrail_serving::signature::{mlflow_column_names, mlmodel_signature_inputs, 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::args::ClientArgs;
 use crate::config::ServeTable;
-use crate::tracking_client::{artifact_path, resolve_uri, Client, ModelRef, TRACKING_URI_HELP};
+use crate::tracking_client::{artifact_path, Client, ModelRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,6 +30,8 @@ pub enum DurabilityArg {
 /// `mltrail serve`'s flags: each sets the key of its name in mltrail.toml's `[serve]` table
 /// (`--log-format` sets `[log] format`), above the file and the environment.
 #[derive(Args, Serialize)]
+// The shared help lists the client commands' fallbacks; here the key's variables follow it.
+#[command(mut_arg("tracking_uri", |a| a.help("Tracking server URL")))]
 pub struct ServeArgs {
     /// The model to serve: NAME@ALIAS (followed: a moved alias is swapped in) or NAME/VERSION.
     #[arg(long)]
@@ -36,8 +39,9 @@ pub struct ServeArgs {
     /// Deployment name that logs, metrics and audit events use (default: the model's name).
     #[arg(long)]
     deployment: Option<String>,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    client: ClientArgs,
     /// Address to bind.
     #[arg(long)]
     host: Option<String>,
@@ -283,8 +287,8 @@ pub struct RegisterArgs {
     /// The dataset version the model was trained on (DATASET@VERSION), recorded on the version.
     #[arg(long)]
     training_data: Option<String>,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 pub async fn register(args: RegisterArgs) -> Result<String> {
@@ -319,7 +323,7 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
         .flatten();
     let signature =
         Signature::from_model(&model, names).map_err(|e| anyhow!("--signature: {e}"))?;
-    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let client = args.client.client()?;
     // The training data must be a stored dataset version: the link is what monitoring uses as
     // the reference, so it is checked before anything is registered.
     let mut training_digest = None;

@@ -4,7 +4,7 @@ use clap::{CommandFactory, Parser};
 use serde_json::json;
 
 use super::*;
-use crate::{Cli, Command};
+use crate::{AuditCommand, Cli, Command};
 use serde_json::Value;
 
 fn key(table: &str, name: &str) -> Key {
@@ -535,6 +535,29 @@ fn redacts_passwords() {
         "postgresql://u:***@h:5432/db"
     );
     assert_eq!(redact("sqlite:///x.db"), "sqlite:///x.db");
+}
+
+#[test]
+fn each_listing_keeps_its_own_limit() {
+    let Command::Audit {
+        command: AuditCommand::Log { limit, .. },
+    } = parse(&["mltrail", "audit", "log"]).command
+    else {
+        panic!("not audit log")
+    };
+    assert_eq!(limit.limit, 1000);
+    let help = |path: &[&str]| {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut cmd = &mut cli;
+        for name in path {
+            cmd = cmd.find_subcommand_mut(name).unwrap();
+        }
+        cmd.render_help().to_string()
+    };
+    assert!(help(&["monitor", "results"]).contains("[default: 24]"));
+    assert!(help(&["monitor", "alerts"]).contains("[default: 50]"));
+    assert!(help(&["audit", "log"]).contains("[default: 1000]"));
 }
 
 #[test]
