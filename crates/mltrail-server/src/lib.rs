@@ -38,6 +38,11 @@ pub struct AppState {
     pub monitors: std::sync::Arc<mltrail_monitor::runner::Engine>,
 }
 
+/// Largest JSON request body the MLflow REST API accepts unless configured otherwise, in bytes.
+pub const DEFAULT_MAX_JSON_BYTES: usize = 16 << 20;
+/// Largest artifact upload accepted unless configured otherwise, in bytes.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: usize = 1 << 30;
+
 /// Limits the server enforces on request bodies.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -48,8 +53,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_json_bytes: 16 << 20,
-            max_artifact_bytes: 1 << 30,
+            max_json_bytes: DEFAULT_MAX_JSON_BYTES,
+            max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
         }
     }
 }

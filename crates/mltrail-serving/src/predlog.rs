@@ -28,6 +28,13 @@ pub enum Durability {
     Fsync,
 }
 
+/// A segment rolls after this many bytes unless configured otherwise.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// The most a segment may hold: offsets in the index are u32, so segments stay below 4 GiB.
+pub const MAX_SEGMENT_BYTES: u64 = 3 << 30;
+/// A segment rolls after this long unless configured otherwise.
+pub const DEFAULT_SEGMENT_AGE: Duration = Duration::from_secs(300);
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub dir: PathBuf,
@@ -43,8 +50,8 @@ impl LogConfig {
             dir: dir.into(),
             durability,
             sync_interval: Duration::from_millis(5),
-            segment_bytes: 64 << 20, // offsets in the index are u32: keep segments below 4 GiB
-            segment_age: Duration::from_secs(300),
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            segment_age: DEFAULT_SEGMENT_AGE,
         }
     }
 }

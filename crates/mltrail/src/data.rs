@@ -9,7 +9,7 @@ use mltrail_data::profile::{profile, Summary};
 use mltrail_data::table;
 use serde_json::{json, Value};
 
-use crate::tracking_client::{resolve_uri, Client, TRACKING_URI_HELP};
+use crate::args::{ClientArgs, JsonArgs};
 
 #[derive(Subcommand)]
 pub enum DataCommand {
@@ -42,24 +42,24 @@ pub struct AddArgs {
     /// `[columns.email]` `type = "text"` `pii = true` (types: numeric, categorical, text, datetime).
     #[arg(long)]
     schema: Option<PathBuf>,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
 pub struct ListArgs {
     #[arg(long)]
     name: Option<String>,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
 pub struct ShowArgs {
     /// NAME@VERSION, or NAME for the latest version.
     dataset: String,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -68,17 +68,17 @@ pub struct DiffArgs {
     a: String,
     /// The current version, NAME@VERSION.
     b: String,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
+#[command(mut_arg("json", |a| a.help("Print the profile as JSON instead of a table")))]
 pub struct ProfileArgs {
     /// A .csv (header row) or .parquet file.
     file: PathBuf,
-    /// Print the profile as JSON instead of a table.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: JsonArgs,
 }
 
 fn as_json(p: &mltrail_data::profile::ColumnProfile) -> Value {
@@ -201,7 +201,7 @@ async fn add(args: AddArgs) -> Result<()> {
         .and_then(|n| n.to_str())
         .unwrap_or("data")
         .to_string();
-    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let client = args.client.client()?;
     let source = format!("datasets/{}/{}/{file_name}", args.name, &digest[..16]);
     let body = json!({
         "name": args.name, "digest": digest, "source": source, "file_name": file_name, "rows": t.rows,
@@ -238,7 +238,7 @@ async fn add(args: AddArgs) -> Result<()> {
 }
 
 async fn list(args: ListArgs) -> Result<()> {
-    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let client = args.client.client()?;
     let query = args.name.map(|n| format!("?name={n}")).unwrap_or_default();
     let answer = client
         .get_json(&format!("/api/v1/datasets{query}"), "list datasets")
@@ -274,7 +274,7 @@ async fn show(args: ShowArgs) -> Result<()> {
         Some((n, v)) => (n.to_string(), v.to_string()),
         None => (args.dataset.clone(), "latest".to_string()),
     };
-    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let client = args.client.client()?;
     let answer = client
         .get_json(
             &format!("/api/v1/datasets/{name}/versions/{version}"),
@@ -291,7 +291,7 @@ async fn show(args: ShowArgs) -> Result<()> {
 }
 
 async fn diff(args: DiffArgs) -> Result<()> {
-    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let client = args.client.client()?;
     let fetch = |spec: String| {
         let client = client.clone();
         async move {
@@ -351,7 +351,7 @@ async fn diff(args: DiffArgs) -> Result<()> {
         .filter_map(|v| v["target"].as_str().map(str::to_string))
         .collect();
     let mut drift_args =
-        crate::drift::DriftArgs::between(args.a.into(), args.b.into(), args.tracking_uri, exclude);
+        crate::drift::DriftArgs::between(args.a.into(), args.b.into(), args.client, exclude);
     let downloads = tempfile::tempdir()?;
     crate::drift::resolve_inputs(&mut drift_args, downloads.path()).await?;
     tokio::task::spawn_blocking(move || crate::drift::run(drift_args)).await??;
@@ -370,7 +370,7 @@ pub async fn run(command: DataCommand) -> Result<()> {
         tokio::task::spawn_blocking(move || table::read(&args.file).map_err(|e| anyhow!("{e}")))
             .await??;
     let columns = profile(&t);
-    if args.json {
+    if args.output.json {
         println!(
             "{}",
             serde_json::to_string_pretty(

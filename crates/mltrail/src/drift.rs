@@ -11,6 +11,8 @@ use mltrail_monitor::drift::{ColumnDrift, Method};
 use mltrail_monitor::report;
 use serde_json::json;
 
+use crate::args::ClientArgs;
+
 #[derive(Args)]
 pub struct DriftArgs {
     /// Reference data: a .csv (header row) or .parquet file, or a dataset version NAME@VERSION
@@ -18,8 +20,8 @@ pub struct DriftArgs {
     pub reference: PathBuf,
     /// Current data, same forms.
     pub current: PathBuf,
-    #[arg(long, help = crate::tracking_client::TRACKING_URI_HELP)]
-    pub tracking_uri: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// Write the JSON report here (`-` for stdout).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -59,13 +61,13 @@ impl DriftArgs {
     pub fn between(
         reference: PathBuf,
         current: PathBuf,
-        tracking_uri: Option<String>,
+        client: ClientArgs,
         exclude: Vec<String>,
     ) -> Self {
         DriftArgs {
             reference,
             current,
-            tracking_uri,
+            client,
             json: None,
             html: None,
             columns: Vec::new(),
@@ -83,9 +85,7 @@ impl DriftArgs {
 /// Replaces dataset-version arguments by a local copy of their file (kept in `dir`). An argument
 /// that names an existing file is used as it is.
 pub async fn resolve_inputs(args: &mut DriftArgs, dir: &std::path::Path) -> Result<()> {
-    let client = crate::tracking_client::Client::new(crate::tracking_client::resolve_uri(
-        args.tracking_uri.clone(),
-    ))?;
+    let client = args.client.client()?;
     for (slot, tag) in [
         (&mut args.reference, "reference"),
         (&mut args.current, "current"),

@@ -1,6 +1,7 @@
 //! The `mltrail` command line. It only wires crates together: configuration in, domain calls
 //! out, errors to exit codes.
 
+mod args;
 mod config;
 mod data;
 mod drift;
@@ -16,10 +17,11 @@ mod verify_artifacts;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use config::{LogFormat, ServerSettings};
+use anyhow::{bail, Context, Result};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use config::{Config, Layer, Loaded, LogFormat};
 use mltrail_store::{MetaStore, StoreConfig};
+use serde::Serialize;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -70,6 +72,56 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The configuration: defaults, mltrail.toml, MLTRAIL_* environment variables and flags.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the configuration in effect: every key with its value and where the value came from
+    /// (default, the config file, an environment variable, or a flag). Passwords in URIs are
+    /// hidden.
+    ///
+    /// Add a command and its flags (`mltrail config show serve --port 7000`) to see what that
+    /// command would run with.
+    Show(Box<ShowArgs>),
+    /// Print a mltrail.toml with every key at its default, each with its environment variables
+    /// and flags.
+    Example,
+}
+
+#[derive(Args)]
+#[command(mut_arg("json", |a| a.help(
+    "Print JSON: tables.<table>.<key> is {value, source, from}"
+)))]
+struct ShowArgs {
+    #[command(flatten)]
+    config: config::ConfigArgs,
+    #[command(flatten)]
+    output: args::JsonArgs,
+    #[command(subcommand)]
+    command: Option<ShowFor>,
+}
+
+#[derive(Subcommand)]
+enum ShowFor {
+    /// With `mltrail server`'s flags.
+    Server(config::ServerArgs),
+    /// With `mltrail serve`'s flags.
+    Serve(serve::ServeArgs),
+}
+
+// `audit verify --artifacts-destination`: sets `[store] artifacts_destination` like the server's
+// flag of the same name.
+#[derive(Args, Serialize)]
+struct VerifyArtifactsArgs {
+    /// Also re-hash every artifact the trail records (same forms as the server's flag;
+    /// default: the config file's, then ./mltrail-data/artifacts when it exists).
+    #[arg(long)]
+    artifacts_destination: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -90,18 +142,18 @@ enum AuditCommand {
     /// Recompute the chain and check stored state against it; exits 1 at the first broken link.
     ///
     /// Opens the store directly, so it works with the server stopped.
+    #[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
     Verify {
         #[command(flatten)]
         store: config::StoreArgs,
-        /// Also re-hash every artifact the trail records (same forms as the server's flag;
-        /// default: the config file's, then ./mltrail-data/artifacts when it exists).
-        #[arg(long, env = "MLTRAIL_ARTIFACTS_DESTINATION")]
-        artifacts_destination: Option<String>,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        artifacts: VerifyArtifactsArgs,
+        #[command(flatten)]
+        output: args::JsonArgs,
     },
     /// List audit events in order.
+    #[command(mut_arg("limit", |a| a.help("At most this many events").default_value("1000")))]
+    #[command(mut_arg("json", |a| a.help("One JSON object per line instead of a table")))]
     Log {
         #[command(flatten)]
         store: config::StoreArgs,
@@ -109,17 +161,21 @@ enum AuditCommand {
         /// `model_version:<name>/<version>`, or a bare type such as `artifact`.
         #[arg(long)]
         entity: Option<String>,
-        /// At most this many events.
-        #[arg(long, default_value_t = 1000)]
-        limit: i64,
-        /// One JSON object per line instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        limit: args::LimitArgs,
+        #[command(flatten)]
+        output: args::JsonArgs,
     },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Built by hand rather than `Cli::parse()` so each flag's help shows the default and the
+    // environment variables of the config key it sets.
+    let matches = config::annotate_help(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -157,6 +213,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Audit { .. }
             | Command::Predictions { .. }
             | Command::Monitor { .. }
+            | Command::Config { .. }
     ) {
         exit_quietly_on_closed_stdout();
         // Progress lines only where a person watches.
@@ -164,9 +221,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     match cli.command {
         Command::Server(args) => {
-            let settings = ServerSettings::resolve(args)?;
-            init_logging(settings.log_format);
-            serve(settings).await?;
+            let loaded = Loaded::load(&args.config, args.layer()?)?;
+            loaded.check("store", "backend_store_uri", |c| {
+                if c.store.backend_store_uri.trim().is_empty() {
+                    bail!("is empty");
+                }
+                Ok(())
+            })?;
+            init_logging(&loaded.config.log);
+            serve(&loaded.config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { command } => {
+            show_config(command)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => audit(command).await,
@@ -193,8 +260,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Serve(args) => {
-            init_logging(args.log_format);
-            serve::serve(args, shutdown_signal()).await?;
+            let loaded = Loaded::load(&args.config, args.layer()?)?;
+            loaded.check("serve", "model", |c| serve::model_ref(&c.serve))?;
+            init_logging(&loaded.config.log);
+            serve::serve(loaded.config.serve, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Predictions {
@@ -213,43 +282,77 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MLTRAIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+fn show_config(command: ConfigCommand) -> Result<()> {
+    let show = match command {
+        ConfigCommand::Example => {
+            print!("{}", config::example(&Cli::command())?);
+            return Ok(());
+        }
+        ConfigCommand::Show(show) => show,
+    };
+    // The command's own --config wins over the one given to `show`.
+    let (file, flags) = match &show.command {
+        None => (None, Layer::default()),
+        Some(ShowFor::Server(args)) => (args.config.config.clone(), args.layer()?),
+        Some(ShowFor::Serve(args)) => (args.config.config.clone(), args.layer()?),
+    };
+    let file = file.or(show.config.config);
+    let loaded = Loaded::load_with(file.as_deref(), &config::Env::from_process(), flags)?;
+    if show.output.json {
+        println!("{}", serde_json::to_string_pretty(&loaded.show_json()?)?);
+    } else {
+        print!("{}", loaded.show_text()?);
+    }
+    Ok(())
+}
+
+fn init_logging(log: &config::LogTable) {
+    // An unreadable filter falls back to the default, as an unreadable MLTRAIL_LOG always did.
+    let (filter, unreadable) = match tracing_subscriber::EnvFilter::try_new(&log.filter) {
+        Ok(filter) => (filter, None),
+        Err(e) => (
+            tracing_subscriber::EnvFilter::new(config::DEFAULT_LOG_FILTER),
+            Some(e),
+        ),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format {
+    match log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    if let Some(e) = unreadable {
+        tracing::warn!(filter = %log.filter, error = %e, "cannot read the log filter; using the default");
+    }
 }
 
-async fn serve(settings: ServerSettings) -> Result<()> {
-    let store = MetaStore::open(&StoreConfig::new(&settings.backend_store_uri))
+async fn serve(config: &Config) -> Result<()> {
+    let (server, store_uri, destination) = (
+        &config.server,
+        &config.store.backend_store_uri,
+        &config.store.artifacts_destination,
+    );
+    let store = MetaStore::open(&StoreConfig::new(store_uri))
         .await
-        .with_context(|| format!("cannot open backend store {}", settings.backend_store_uri))?;
-    let artifacts = mltrail_artifacts::ArtifactStore::open(&settings.artifacts_destination)?;
-    let addr = format!("{}:{}", settings.host, settings.port);
+        .with_context(|| format!("cannot open backend store {store_uri}"))?;
+    let artifacts = mltrail_artifacts::ArtifactStore::open(destination)?;
+    let addr = format!("{}:{}", server.host, server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(
         address = %local,
-        backend_store_uri = %config::redact(&settings.backend_store_uri),
-        artifacts_destination = %settings.artifacts_destination,
+        backend_store_uri = %config::redact(store_uri),
+        artifacts_destination = %destination,
         "mltrail server listening"
     );
     // Scripts and tests read this line to learn the port when started with --port 0.
     println!("mltrail server listening on http://{local}");
     let webhooks = std::sync::Arc::new(mltrail_server::webhooks::WebhookSink::new(
         store.clone(),
-        mltrail_server::webhooks::RetryPolicy {
-            attempts: settings.webhook_attempts,
-            first_backoff: std::time::Duration::from_millis(settings.webhook_backoff_ms),
-            ..Default::default()
-        },
+        config.monitor.retry_policy(),
     ));
     let engine = std::sync::Arc::new(mltrail_monitor::runner::Engine::new(
         store.clone(),
@@ -257,10 +360,11 @@ async fn serve(settings: ServerSettings) -> Result<()> {
         webhooks.clone(),
     ));
     let (stop_monitors, monitors_stopped) = tokio::sync::watch::channel(false);
-    let monitoring = tokio::spawn(engine.clone().run(
-        std::time::Duration::from_millis(settings.monitor_interval_ms),
-        monitors_stopped,
-    ));
+    let monitoring = tokio::spawn(
+        engine
+            .clone()
+            .run(config.monitor.interval(), monitors_stopped),
+    );
     let state = mltrail_server::AppState {
         store: store.clone(),
         artifacts,
@@ -268,8 +372,8 @@ async fn serve(settings: ServerSettings) -> Result<()> {
         monitors: engine,
     };
     let limits = mltrail_server::Limits {
-        max_artifact_bytes: settings.max_artifact_bytes,
-        ..Default::default()
+        max_artifact_bytes: server.max_artifact_bytes,
+        max_json_bytes: server.max_json_bytes,
     };
     mltrail_server::serve(listener, state, limits, shutdown_signal()).await?;
     let _ = stop_monitors.send(true);
@@ -301,15 +405,29 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// Where `audit verify` finds artifacts: the configured destination, or the default folder when
+/// it exists (a store that never received an artifact has none to check).
+fn audit_artifacts(loaded: &Loaded) -> Option<String> {
+    let destination = &loaded.config.store.artifacts_destination;
+    let configured = config::Key::find("store", "artifacts_destination")
+        .is_some_and(|key| *loaded.source(key) != config::Source::Default);
+    (configured || std::path::Path::new(destination).exists()).then(|| destination.clone())
+}
+
 async fn audit(command: AuditCommand) -> Result<ExitCode> {
     match command {
         AuditCommand::Verify {
             store,
-            artifacts_destination,
-            json,
+            artifacts,
+            output,
         } => {
-            let destination = store.artifacts_destination(artifacts_destination)?;
-            let uri = store.resolve()?;
+            let json = output.json;
+            let loaded = Loaded::load(
+                &store.config,
+                store.layer()?.then(Layer::flags("store", &artifacts)?),
+            )?;
+            let destination = audit_artifacts(&loaded);
+            let uri = loaded.config.store.backend_store_uri;
             let store = MetaStore::open(&StoreConfig::new(&uri))
                 .await
                 .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
@@ -360,9 +478,13 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
             store,
             entity,
             limit,
-            json,
+            output,
         } => {
-            let uri = store.resolve()?;
+            let (limit, json) = (limit.limit, output.json);
+            let uri = Loaded::load(&store.config, store.layer()?)?
+                .config
+                .store
+                .backend_store_uri;
             let store = MetaStore::open(&StoreConfig::new(&uri))
                 .await
                 .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+use crate::args::{ClientArgs, JsonArgs, LimitArgs};
 use crate::predictions::csv_field;
-use crate::tracking_client::{resolve_uri, Client, TRACKING_URI_HELP};
 
 #[derive(Subcommand)]
 pub enum MonitorCommand {
@@ -68,44 +68,48 @@ pub struct CreateArgs {
     /// 2026-11-27T10:00:00Z, or a duration ago such as 7d). Default: now.
     #[arg(long)]
     since: Option<String>,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
+#[command(mut_arg("json", |a| a.help("Print the server's JSON instead of a table")))]
 pub struct ListArgs {
     #[arg(long)]
     deployment: Option<String>,
-    /// Print the server's JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    output: JsonArgs,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
+#[command(mut_arg("limit", |a| a.default_value("24")))]
+#[command(mut_arg("json", |a| a.help(
+    "Print the server's JSON (every column's test, statistic and verdict) instead of a table"
+)))]
 pub struct ResultsArgs {
     /// The monitor id (`mltrail monitor list`).
     id: String,
-    #[arg(long, default_value_t = 24)]
-    limit: i64,
-    /// Print the server's JSON (every column's test, statistic and verdict) instead of a table.
-    #[arg(long)]
-    json: bool,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    limit: LimitArgs,
+    #[command(flatten)]
+    output: JsonArgs,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
+#[command(mut_arg("limit", |a| a.default_value("50")))]
 pub struct AlertsArgs {
     /// Only this monitor's alerts.
     id: Option<String>,
-    #[arg(long, default_value_t = 50)]
-    limit: i64,
-    #[arg(long)]
-    json: bool,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    limit: LimitArgs,
+    #[command(flatten)]
+    output: JsonArgs,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -122,15 +126,15 @@ pub struct ReportArgs {
     /// Write the JSON report (the window's stored verdicts) here (`-` for stdout).
     #[arg(long)]
     json: Option<PathBuf>,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
 pub struct DeleteArgs {
     id: String,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 fn utc_time(ms: i64) -> String {
@@ -195,7 +199,7 @@ fn summary(result: &Value) -> String {
 }
 
 async fn create(args: CreateArgs) -> Result<()> {
-    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let client = args.client.client()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
     let start = args
         .since
@@ -231,7 +235,7 @@ async fn create(args: CreateArgs) -> Result<()> {
 }
 
 async fn list(args: ListArgs) -> Result<()> {
-    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let client = args.client.client()?;
     let query = args
         .deployment
         .as_deref()
@@ -240,7 +244,7 @@ async fn list(args: ListArgs) -> Result<()> {
     let answer = client
         .get_json(&format!("/api/v1/monitors{query}"), "list monitors")
         .await?;
-    if args.json {
+    if args.output.json {
         return print_json(&answer);
     }
     println!(
@@ -279,14 +283,17 @@ async fn list(args: ListArgs) -> Result<()> {
 }
 
 async fn results(args: ResultsArgs) -> Result<()> {
-    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let client = args.client.client()?;
     let answer = client
         .get_json(
-            &format!("/api/v1/monitors/{}/results?limit={}", args.id, args.limit),
+            &format!(
+                "/api/v1/monitors/{}/results?limit={}",
+                args.id, args.limit.limit
+            ),
             &format!("monitor {}", args.id),
         )
         .await?;
-    if args.json {
+    if args.output.json {
         return print_json(&answer);
     }
     println!(
@@ -306,13 +313,13 @@ async fn results(args: ResultsArgs) -> Result<()> {
 }
 
 async fn alerts(args: AlertsArgs) -> Result<()> {
-    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let client = args.client.client()?;
     let path = match &args.id {
-        Some(id) => format!("/api/v1/monitors/{id}/alerts?limit={}", args.limit),
-        None => format!("/api/v1/alerts?limit={}", args.limit),
+        Some(id) => format!("/api/v1/monitors/{id}/alerts?limit={}", args.limit.limit),
+        None => format!("/api/v1/alerts?limit={}", args.limit.limit),
     };
     let answer = client.get_json(&path, "alerts").await?;
-    if args.json {
+    if args.output.json {
         return print_json(&answer);
     }
     for a in answer["alerts"].as_array().into_iter().flatten() {
@@ -347,8 +354,8 @@ pub struct CheckArgs {
     /// Exit with status 1 when the logged data drifts.
     #[arg(long)]
     fail_on_drift: bool,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// The logged inputs as a CSV file: one row per prediction, the columns of the first record.
@@ -405,7 +412,7 @@ fn pick_window<'a>(results: &'a [Value], spec: &str) -> Result<&'a Value> {
 }
 
 async fn report(args: ReportArgs) -> Result<bool> {
-    let client = Client::new(resolve_uri(args.tracking_uri))?;
+    let client = args.client.client()?;
     let answer = client
         .get_json(
             &format!("/api/v1/monitors/{}/results?limit=10000", args.id),
@@ -453,7 +460,7 @@ pub async fn run(command: MonitorCommand) -> Result<bool> {
         MonitorCommand::Results(args) => return results(args).await.map(|_| false),
         MonitorCommand::Alerts(args) => return alerts(args).await.map(|_| false),
         MonitorCommand::Delete(args) => {
-            let client = Client::new(resolve_uri(args.tracking_uri))?;
+            let client = args.client.client()?;
             client
                 .delete(
                     &format!("/api/v1/monitors/{}", args.id),
@@ -475,7 +482,7 @@ pub async fn run(command: MonitorCommand) -> Result<bool> {
         .as_deref()
         .map(|s| crate::predictions::parse_since(s, now))
         .transpose()?;
-    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let client = args.client.client()?;
     let records =
         crate::predictions::collect(&client, &args.deployment, since, args.log_dir.clone()).await?;
     let work = tempfile::tempdir()?;
@@ -487,7 +494,7 @@ pub async fn run(command: MonitorCommand) -> Result<bool> {
         args.reference.display()
     );
     let mut drift_args =
-        crate::drift::DriftArgs::between(args.reference, current, args.tracking_uri, Vec::new());
+        crate::drift::DriftArgs::between(args.reference, current, args.client, Vec::new());
     drift_args.json = args.json;
     drift_args.html = args.html;
     drift_args.fail_on_drift = args.fail_on_drift;

@@ -11,7 +11,8 @@ use mltrail_serving::archive::{from_parquet, schema, to_parquet, ArchiveStore};
 use mltrail_serving::predlog::PredictionLog;
 use serde_json::Value;
 
-use crate::tracking_client::{resolve_uri, Client, TRACKING_URI_HELP};
+use crate::args::ClientArgs;
+use crate::tracking_client::Client;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -35,8 +36,8 @@ pub struct ExportArgs {
     /// Local segments not archived yet (default: ./mltrail-data/predictions/<deployment> if it exists).
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -155,7 +156,7 @@ pub async fn export(args: ExportArgs) -> Result<usize> {
     if matches!(args.format, Format::Parquet) && args.output.is_none() {
         bail!("--format parquet needs --output FILE");
     }
-    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let client = args.client.client()?;
     let records = collect(&client, &args.deployment, since, args.log_dir.clone()).await?;
     let count = records.len();
     match args.format {

@@ -8,14 +8,18 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, ValueEnum};
 use mltrail_server::scoring::{Deployment, LoadedModel};
-use mltrail_serving::predlog::{Durability, LogConfig, PredictionLog};
+use mltrail_serving::predlog::{Durability, LogConfig, PredictionLog, MAX_SEGMENT_BYTES};
 use mltrail_serving::runtime::Model;
 use mltrail_serving::signature::{mlflow_column_names, mlmodel_signature_inputs, Signature};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::tracking_client::{artifact_path, resolve_uri, Client, ModelRef, TRACKING_URI_HELP};
+use crate::args::ClientArgs;
+use crate::config::ServeTable;
+use crate::tracking_client::{artifact_path, Client, ModelRef};
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DurabilityArg {
     /// Answer once the record is written to the log segment (survives kill -9); fsync every 5 ms.
     Default,
@@ -23,46 +27,70 @@ pub enum DurabilityArg {
     Fsync,
 }
 
-#[derive(Args)]
+/// `mltrail serve`'s flags: each sets the key of its name in mltrail.toml's `[serve]` table
+/// (`--log-format` sets `[log] format`), above the file and the environment.
+#[derive(Args, Serialize)]
+// The shared help lists the client commands' fallbacks; here the key's variables follow it.
+#[command(mut_arg("tracking_uri", |a| a.help("Tracking server URL")))]
 pub struct ServeArgs {
     /// The model to serve: NAME@ALIAS (followed: a moved alias is swapped in) or NAME/VERSION.
     #[arg(long)]
-    model: String,
+    model: Option<String>,
     /// Deployment name that logs, metrics and audit events use (default: the model's name).
     #[arg(long)]
     deployment: Option<String>,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
+    #[command(flatten)]
+    #[serde(flatten)]
+    client: ClientArgs,
+    /// Address to bind.
+    #[arg(long)]
+    host: Option<String>,
     /// Port to listen on (0 picks a free one and prints it).
-    #[arg(long, default_value_t = 5001)]
-    port: u16,
+    #[arg(long)]
+    port: Option<u16>,
     /// Where prediction-log segments are written (default: ./mltrail-data/predictions/<deployment>).
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "default")]
-    durability: DurabilityArg,
+    #[arg(long, value_enum)]
+    durability: Option<DurabilityArg>,
     /// How often to check whether a followed alias moved, in milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    poll_interval_ms: u64,
+    #[arg(long)]
+    poll_interval_ms: Option<u64>,
     /// Largest request body accepted, in bytes (larger ones get 413).
-    #[arg(long, default_value_t = 16 << 20)]
-    max_body_bytes: usize,
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
     /// Roll the prediction-log segment after this many bytes (at most 3 GiB).
-    #[arg(long, default_value_t = 64 << 20)]
-    segment_bytes: u64,
+    #[arg(long)]
+    segment_bytes: Option<u64>,
     /// Roll the prediction-log segment after this many seconds (monitors see a window once its
     /// segments are archived, so keep this below the monitors' --delay).
-    #[arg(long, default_value_t = 300)]
-    segment_seconds: u64,
+    #[arg(long)]
+    segment_seconds: Option<u64>,
     /// How often sealed segments are converted to Parquet and uploaded to the artifact store
     /// (predictions/<deployment>/<date>/), in milliseconds.
-    #[arg(long, default_value_t = 60_000)]
-    archive_interval_ms: u64,
+    #[arg(long)]
+    archive_interval_ms: Option<u64>,
     /// Log output format, the same for every mltrail process.
-    #[arg(long, env = "MLTRAIL_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: crate::config::LogFormat,
+    #[arg(long, value_enum)]
+    log_format: Option<crate::config::LogFormat>,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub config: crate::config::ConfigArgs,
+}
+
+impl ServeArgs {
+    /// The flags given, as the configuration's top layer.
+    pub fn layer(&self) -> Result<crate::config::Layer> {
+        crate::config::Layer::flags("serve", self)
+    }
+}
+
+/// What `--model` (or `[serve] model`) names; `mltrail serve` cannot start without it.
+pub fn model_ref(settings: &ServeTable) -> Result<ModelRef> {
+    let model = settings.model.as_deref().ok_or_else(|| {
+        anyhow!("not set: give --model NAME@ALIAS or NAME/VERSION (or MLTRAIL_SERVE_MODEL, or `model` in mltrail.toml's [serve] table)")
+    })?;
+    ModelRef::parse(model)
 }
 
 /// Picks the ONNX file (and MLmodel signature) out of a model version's artifacts.
@@ -116,16 +144,17 @@ async fn fetch_model(client: &Client, name: &str, version_record: &Value) -> Res
     ))
 }
 
+/// Serves the deployment `args` (the merged `[serve]` table) describes.
 pub async fn serve(
-    args: ServeArgs,
+    args: ServeTable,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let model_ref = ModelRef::parse(&args.model)?;
+    let model_ref = model_ref(&args)?;
     let deployment = args
         .deployment
         .clone()
         .unwrap_or_else(|| model_ref.name().to_string());
-    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let client = Client::new(args.tracking_uri.trim_end_matches('/').to_string())?;
     let record = client.model_version(&model_ref).await?;
     let loaded = fetch_model(&client, model_ref.name(), &record).await?;
     let log_dir = args
@@ -137,7 +166,7 @@ pub async fn serve(
         DurabilityArg::Fsync => Durability::Fsync,
     };
     let mut log_config = LogConfig::new(&log_dir, durability);
-    log_config.segment_bytes = args.segment_bytes.clamp(1, 3 << 30);
+    log_config.segment_bytes = args.segment_bytes.clamp(1, MAX_SEGMENT_BYTES);
     log_config.segment_age = Duration::from_secs(args.segment_seconds.max(1));
     let log = PredictionLog::open(log_config)
         .with_context(|| format!("cannot open the prediction log in {}", log_dir.display()))?;
@@ -258,8 +287,8 @@ pub struct RegisterArgs {
     /// The dataset version the model was trained on (DATASET@VERSION), recorded on the version.
     #[arg(long)]
     training_data: Option<String>,
-    #[arg(long, help = TRACKING_URI_HELP)]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 pub async fn register(args: RegisterArgs) -> Result<String> {
@@ -294,7 +323,7 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
         .flatten();
     let signature =
         Signature::from_model(&model, names).map_err(|e| anyhow!("--signature: {e}"))?;
-    let client = Client::new(resolve_uri(args.tracking_uri.clone()))?;
+    let client = args.client.client()?;
     // The training data must be a stored dataset version: the link is what monitoring uses as
     // the reference, so it is checked before anything is registered.
     let mut training_digest = None;

@@ -4,14 +4,26 @@
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
-pub const TRACKING_URI_HELP: &str =
-    "Tracking server URL (default: MLTRAIL_TRACKING_URI, then MLFLOW_TRACKING_URI, then http://127.0.0.1:5000)";
+/// The tracking server's URL unless one is given (a macro, so the help text can include it).
+macro_rules! default_tracking_uri {
+    () => {
+        "http://127.0.0.1:5000"
+    };
+}
+
+pub const DEFAULT_TRACKING_URI: &str = default_tracking_uri!();
+
+pub const TRACKING_URI_HELP: &str = concat!(
+    "Tracking server URL (default: MLTRAIL_TRACKING_URI, then MLFLOW_TRACKING_URI, then ",
+    default_tracking_uri!(),
+    ")"
+);
 
 /// The tracking URI from the flag, then MLTRAIL_TRACKING_URI, then MLFLOW_TRACKING_URI.
 pub fn resolve_uri(flag: Option<String>) -> String {
     flag.or_else(|| std::env::var("MLTRAIL_TRACKING_URI").ok())
         .or_else(|| std::env::var("MLFLOW_TRACKING_URI").ok())
-        .unwrap_or_else(|| "http://127.0.0.1:5000".into())
+        .unwrap_or_else(|| DEFAULT_TRACKING_URI.into())
         .trim_end_matches('/')
         .to_string()
 }

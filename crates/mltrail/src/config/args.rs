@@ -1,0 +1,78 @@
+//! The flags of `mltrail server` and of the commands that open the store (`mltrail audit`). They
+//! are the configuration's top layer: each one sets the key of the same name ([`Layer::flags`]),
+//! and `--help` shows the key's default and environment variables beside it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{Layer, LogFormat};
+
+/// The config file to read.
+#[derive(Debug, Default, Args)]
+pub struct ConfigArgs {
+    /// A mltrail.toml with settings for every mltrail process (`mltrail config example` prints
+    /// one with every key) [env: MLTRAIL_CONFIG]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// `mltrail server`'s flags. They keep the names of the keys of `[server]` from before
+/// mltrail.toml had other tables (`--backend-store-uri` sets `[store] backend_store_uri`).
+#[derive(Debug, Args, Serialize)]
+pub struct ServerArgs {
+    /// Address to bind. Non-loopback addresses expose the unauthenticated API to the network.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on (0 picks a free port and prints it).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Metadata store: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db.
+    #[arg(long)]
+    pub backend_store_uri: Option<String>,
+    /// Artifact store: a local folder or s3://bucket/prefix (AWS_* variables; AWS_ENDPOINT_URL for S3-compatible servers).
+    #[arg(long)]
+    pub artifacts_destination: Option<String>,
+    /// Log output format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Largest accepted artifact upload, in bytes.
+    #[arg(long)]
+    pub max_artifact_bytes: Option<usize>,
+    /// How often monitors look for windows that are due, in milliseconds.
+    #[arg(long)]
+    pub monitor_interval_ms: Option<u64>,
+    /// Attempts to deliver an alert to a webhook before giving up.
+    #[arg(long)]
+    pub webhook_attempts: Option<u32>,
+    /// Wait before the second webhook attempt, in milliseconds; it doubles after each failure.
+    #[arg(long)]
+    pub webhook_backoff_ms: Option<u64>,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub config: ConfigArgs,
+}
+
+impl ServerArgs {
+    pub fn layer(&self) -> anyhow::Result<Layer> {
+        Layer::flags("server", self)
+    }
+}
+
+/// Where `mltrail audit …` finds the store.
+#[derive(Debug, Args, Serialize)]
+pub struct StoreArgs {
+    /// The server's metadata store (same forms as `mltrail server --backend-store-uri`).
+    #[arg(long)]
+    pub backend_store_uri: Option<String>,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub config: ConfigArgs,
+}
+
+impl StoreArgs {
+    pub fn layer(&self) -> anyhow::Result<Layer> {
+        Layer::flags("store", self)
+    }
+}

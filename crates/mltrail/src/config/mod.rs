@@ -1,0 +1,445 @@
+//! One typed configuration for every mltrail process: the tables of `mltrail.toml` (`[server]`,
+//! `[store]`, `[log]`, `[monitor]`, `[serve]`), merged once from, lowest first, the defaults
+//! declared here, the file (`--config` or `MLTRAIL_CONFIG`), `MLTRAIL_*` environment variables,
+//! and the flags of the command that runs. [`Loaded`] remembers where each value came from, for
+//! `mltrail config show`.
+//!
+//! Each key is declared once, in a `config_table!` below: its type, its default and the text that
+//! documents it (in `mltrail config example`, the README and `--help`). Its environment variable
+//! is `MLTRAIL_<TABLE>_<KEY>`; keys that existed before the file had tables keep their older
+//! variables and `[server]` spellings too (`layers.rs`). A new table (`[auth]` next) is one more
+//! `config_table!` and one more field of [`Config`].
+
+mod args;
+mod layers;
+mod show;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context, Result};
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+pub use args::{ConfigArgs, ServerArgs, StoreArgs};
+pub use layers::{Env, Layer};
+pub use show::{annotate_help, example};
+
+use crate::serve::DurabilityArg;
+use crate::tracking_client::DEFAULT_TRACKING_URI;
+
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub const DEFAULT_STORE: &str = "sqlite:///./mltrail-data/mltrail.db";
+pub const DEFAULT_ARTIFACTS: &str = "./mltrail-data/artifacts";
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// What one table of mltrail.toml holds, for messages, `config show` and the generated example.
+#[derive(Debug)]
+pub struct TableSchema {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub keys: &'static [KeySchema],
+}
+
+#[derive(Debug)]
+pub struct KeySchema {
+    pub name: &'static str,
+    pub doc: &'static str,
+}
+
+/// Declares one table of mltrail.toml: its struct (serde, unknown keys refused), its `Default`
+/// (each key's default, written once, here) and its keys' documentation (the doc comments).
+macro_rules! config_table {
+    (
+        $(#[doc = $table_doc:literal])*
+        pub struct $name:ident in $table:literal {
+            $(
+                $(#[doc = $doc:literal])*
+                pub $field:ident: $ty:ty = $default:expr,
+            )*
+        }
+    ) => {
+        $(#[doc = $table_doc])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        impl $name {
+            pub const SCHEMA: TableSchema = TableSchema {
+                name: $table,
+                doc: concat!($($table_doc, "\n",)*),
+                keys: &[$(KeySchema { name: stringify!($field), doc: concat!($($doc, "\n",)*) },)*],
+            };
+        }
+    };
+}
+
+config_table! {
+    /// The tracking and registry server (`mltrail server`).
+    pub struct ServerTable in "server" {
+        /// Address to bind. Non-loopback addresses expose the unauthenticated API to the network.
+        pub host: String = DEFAULT_HOST.to_string(),
+        /// Port to listen on (0 picks a free port and prints it).
+        pub port: u16 = 5000,
+        /// Largest accepted artifact upload, in bytes.
+        pub max_artifact_bytes: usize = mltrail_server::DEFAULT_MAX_ARTIFACT_BYTES,
+        /// Largest accepted request body of the MLflow REST API (JSON), in bytes.
+        pub max_json_bytes: usize = mltrail_server::DEFAULT_MAX_JSON_BYTES,
+    }
+}
+
+config_table! {
+    /// Where the server keeps metadata and artifacts (`mltrail server`, `mltrail audit`).
+    pub struct StoreTable in "store" {
+        /// Metadata store: sqlite:///relative.db, sqlite:////absolute.db or
+        /// postgresql://user@host:port/db.
+        pub backend_store_uri: String = DEFAULT_STORE.to_string(),
+        /// Artifact store: a local folder or s3://bucket/prefix (AWS_* variables; AWS_ENDPOINT_URL
+        /// for S3-compatible servers).
+        pub artifacts_destination: String = DEFAULT_ARTIFACTS.to_string(),
+    }
+}
+
+config_table! {
+    /// Logs of every mltrail process (on stderr).
+    pub struct LogTable in "log" {
+        /// Log output format: text or json.
+        pub format: LogFormat = LogFormat::Text,
+        /// Which events are logged: a tracing filter such as `debug` or `info,sqlx=warn`.
+        pub filter: String = DEFAULT_LOG_FILTER.to_string(),
+    }
+}
+
+config_table! {
+    /// The server's monitors and the delivery of their alerts (`mltrail server`).
+    pub struct MonitorTable in "monitor" {
+        /// How often monitors look for windows that are due, in milliseconds (at least 10).
+        pub interval_ms: u64 = 10_000,
+        /// Attempts to deliver an alert to a webhook before giving up (at least 1).
+        pub webhook_attempts: u32 = mltrail_server::webhooks::RetryPolicy::default().attempts,
+        /// Wait before the second webhook attempt, in milliseconds; it doubles after each failure
+        /// (at most a minute).
+        pub webhook_backoff_ms: u64 = u64::try_from(
+            mltrail_server::webhooks::RetryPolicy::default().first_backoff.as_millis(),
+        )
+        .unwrap_or(u64::MAX),
+    }
+}
+
+config_table! {
+    /// One deployment served by `mltrail serve`.
+    pub struct ServeTable in "serve" {
+        /// The model to serve: NAME@ALIAS (followed: a moved alias is swapped in) or NAME/VERSION.
+        pub model: Option<String> = None,
+        /// Deployment name that logs, metrics and audit events use (default: the model's name).
+        pub deployment: Option<String> = None,
+        /// The tracking server the model comes from and prediction logs are archived to.
+        pub tracking_uri: String = DEFAULT_TRACKING_URI.to_string(),
+        /// Address to bind.
+        pub host: String = DEFAULT_HOST.to_string(),
+        /// Port to listen on (0 picks a free one and prints it).
+        pub port: u16 = 5001,
+        /// Where prediction-log segments are written (default:
+        /// ./mltrail-data/predictions/<deployment>).
+        pub log_dir: Option<PathBuf> = None,
+        /// `default`: answer once the record is written to the log segment (survives kill -9),
+        /// fsync every 5 ms; `fsync`: answer only after a group-committed fsync (survives power
+        /// loss).
+        pub durability: DurabilityArg = DurabilityArg::Default,
+        /// How often to check whether a followed alias moved, in milliseconds (at least 50).
+        pub poll_interval_ms: u64 = 5000,
+        /// Largest request body accepted, in bytes (larger ones get 413).
+        pub max_body_bytes: usize = 16 << 20,
+        /// Roll the prediction-log segment after this many bytes (at most 3 GiB).
+        pub segment_bytes: u64 = mltrail_serving::predlog::DEFAULT_SEGMENT_BYTES,
+        /// Roll the prediction-log segment after this many seconds (monitors see a window once its
+        /// segments are archived, so keep this below the monitors' --delay).
+        pub segment_seconds: u64 = mltrail_serving::predlog::DEFAULT_SEGMENT_AGE.as_secs(),
+        /// How often sealed segments are converted to Parquet and uploaded to the artifact store
+        /// (predictions/<deployment>/<date>/), in milliseconds (at least 100).
+        pub archive_interval_ms: u64 = 60_000,
+    }
+}
+
+/// Everything mltrail.toml can say. Each process reads the tables it needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerTable,
+    pub store: StoreTable,
+    pub log: LogTable,
+    pub monitor: MonitorTable,
+    pub serve: ServeTable,
+}
+
+impl Config {
+    /// Every table, in the order of the fields above (a unit test holds them together).
+    pub const TABLES: &'static [TableSchema] = &[
+        ServerTable::SCHEMA,
+        StoreTable::SCHEMA,
+        LogTable::SCHEMA,
+        MonitorTable::SCHEMA,
+        ServeTable::SCHEMA,
+    ];
+
+    fn table(name: &str) -> Option<&'static TableSchema> {
+        Self::TABLES.iter().find(|t| t.name == name)
+    }
+}
+
+impl MonitorTable {
+    /// The monitors' tick: never below 10 ms, so a mistyped value cannot spin a core.
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.interval_ms.max(10))
+    }
+
+    /// How alerts are delivered to webhooks: at least one attempt.
+    pub fn retry_policy(&self) -> mltrail_server::webhooks::RetryPolicy {
+        mltrail_server::webhooks::RetryPolicy {
+            attempts: self.webhook_attempts.max(1),
+            first_backoff: std::time::Duration::from_millis(self.webhook_backoff_ms),
+            ..Default::default()
+        }
+    }
+}
+
+/// One key of mltrail.toml: `[table] name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub table: &'static str,
+    pub name: &'static str,
+}
+
+impl Key {
+    /// The key `[table] name`, when there is one.
+    pub fn find(table: &str, name: &str) -> Option<Key> {
+        let schema = Config::table(table)?;
+        let key = schema.keys.iter().find(|k| k.name == name)?;
+        Some(Key {
+            table: schema.name,
+            name: key.name,
+        })
+    }
+
+    /// Every key, table by table, in declaration order.
+    pub fn all() -> impl Iterator<Item = Key> {
+        Config::TABLES.iter().flat_map(|t| {
+            t.keys.iter().map(|k| Key {
+                table: t.name,
+                name: k.name,
+            })
+        })
+    }
+
+    /// The environment variables that set this key, the first set one winning:
+    /// `MLTRAIL_<TABLE>_<KEY>`, then the older names the key had.
+    pub fn env_names(self) -> Vec<String> {
+        let mut names = vec![format!(
+            "MLTRAIL_{}_{}",
+            self.table.to_uppercase(),
+            self.name.to_uppercase()
+        )];
+        for (name, key) in layers::LEGACY_ENV {
+            if *key == self && !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        names
+    }
+
+    pub fn doc(self) -> &'static str {
+        Config::table(self.table)
+            .and_then(|t| t.keys.iter().find(|k| k.name == self.name))
+            .map(|k| k.doc)
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`[{}] {}`", self.table, self.name)
+    }
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    /// A config file; `legacy` is the older spelling the file used (`[server] log_format`).
+    File {
+        path: PathBuf,
+        legacy: Option<String>,
+    },
+    Env(String),
+    Flag(String),
+}
+
+impl Source {
+    fn kind(&self) -> &'static str {
+        match self {
+            Source::Default => "default",
+            Source::File { .. } => "file",
+            Source::Env(_) => "env",
+            Source::Flag(_) => "flag",
+        }
+    }
+
+    /// The file's path, the variable's or the flag's name.
+    fn origin(&self) -> Option<String> {
+        match self {
+            Source::Default => None,
+            Source::File { path, .. } => Some(path.display().to_string()),
+            Source::Env(name) | Source::Flag(name) => Some(name.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File { path, legacy: None } => write!(f, "{}", path.display()),
+            Source::File {
+                path,
+                legacy: Some(spelling),
+            } => write!(f, "{} (as {spelling}, its older spelling)", path.display()),
+            Source::Env(name) => write!(f, "environment variable {name}"),
+            Source::Flag(name) => write!(f, "flag {name}"),
+        }
+    }
+}
+
+/// The merged configuration, with where each value came from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    sources: BTreeMap<Key, Source>,
+    /// The mltrail.toml that was read, and what named it (`--config` or `MLTRAIL_CONFIG`).
+    pub file: Option<(PathBuf, Source)>,
+    /// `MLTRAIL_*` variables that set no key (other tools share the prefix, so they are no error).
+    pub ignored_env: Vec<String>,
+}
+
+impl Loaded {
+    /// Defaults, then the config file, then the process's `MLTRAIL_*` variables, then `flags`.
+    pub fn load(config: &ConfigArgs, flags: Layer) -> Result<Self> {
+        Self::load_with(config.config.as_deref(), &Env::from_process(), flags)
+    }
+
+    /// [`Loaded::load`] with the environment given (tests pass their own).
+    pub fn load_with(config_flag: Option<&Path>, env: &Env, flags: Layer) -> Result<Self> {
+        let file = match config_flag {
+            Some(path) => Some((path.to_path_buf(), Source::Flag("--config".into()))),
+            None => env
+                .text(layers::CONFIG_ENV)?
+                .map(|path| (PathBuf::from(path), Source::Env(layers::CONFIG_ENV.into()))),
+        };
+        let mut layers = Vec::new();
+        if let Some((path, _)) = &file {
+            layers.push(Layer::file(path)?);
+        }
+        let (from_env, ignored_env) = Layer::env(env)?;
+        layers.push(from_env);
+        layers.push(flags);
+
+        let mut merged = serde_json::to_value(Config::default())?;
+        let mut sources: BTreeMap<Key, Source> = Key::all().map(|k| (k, Source::Default)).collect();
+        for entry in layers.into_iter().flat_map(Layer::into_entries) {
+            let table = merged
+                .get_mut(entry.key.table)
+                .and_then(serde_json::Value::as_object_mut)
+                .ok_or_else(|| anyhow!("no table [{}] in the defaults", entry.key.table))?;
+            table.insert(entry.key.name.to_string(), entry.value);
+            sources.insert(entry.key, entry.source);
+        }
+        // Every value was checked against its key's type as its layer was read, so this only
+        // fails on a bug; the message still says what the merge produced.
+        let config = serde_json::from_value(merged).context("the merged configuration")?;
+        Ok(Loaded {
+            config,
+            sources,
+            file,
+            ignored_env,
+        })
+    }
+
+    pub fn source(&self, key: Key) -> &Source {
+        self.sources.get(&key).unwrap_or(&Source::Default)
+    }
+
+    /// Runs a check on the value of `[table] name`; its error names the key and where the value
+    /// came from. Checks that need more than the value's type (an empty store URI, a model
+    /// reference) go through here.
+    pub fn check<T>(
+        &self,
+        table: &str,
+        name: &str,
+        check: impl FnOnce(&Config) -> Result<T>,
+    ) -> Result<T> {
+        let key = Key::find(table, name).ok_or_else(|| anyhow!("no key [{table}] {name}"))?;
+        check(&self.config).with_context(|| match self.source(key) {
+            Source::Default => key.to_string(),
+            source => format!("{key} (from {source})"),
+        })
+    }
+
+    /// Values for display: each key's value with secrets hidden.
+    fn values(&self) -> Result<serde_json::Value> {
+        let mut value = serde_json::to_value(&self.config)?;
+        redact_strings(&mut value);
+        Ok(value)
+    }
+
+    /// What `mltrail config show` prints.
+    pub fn show_text(&self) -> Result<String> {
+        show::text(self)
+    }
+
+    /// What `mltrail config show --json` prints.
+    pub fn show_json(&self) -> Result<serde_json::Value> {
+        show::json(self)
+    }
+}
+
+fn redact_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => *s = redact(s),
+        serde_json::Value::Object(map) => map.values_mut().for_each(redact_strings),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_strings),
+        _ => {}
+    }
+}
+
+/// Hides a password in a database URI before it is logged.
+pub fn redact(uri: &str) -> String {
+    match (uri.find("://"), uri.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &uri[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &uri[..scheme_end + 3], &uri[at..]),
+                None => uri.to_string(),
+            }
+        }
+        _ => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
