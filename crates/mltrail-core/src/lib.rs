@@ -9,15 +9,10 @@ pub mod audit;
 pub mod filter;
 pub mod ids;
 pub mod state;
+pub mod tags;
+pub mod time;
 
 pub use artifact_path::{ArtifactPath, PathError};
 pub use audit::{canonical_json, AuditEvent, ChainHash, GENESIS_HASH};
 pub use ids::{AlertId, ExperimentId, LoggedModelId, ModelVersionNumber, MonitorId, RunId};
-
-/// Milliseconds since the Unix epoch, the time unit of every MLflow timestamp.
-pub fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use time::now_millis;

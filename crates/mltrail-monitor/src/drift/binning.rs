@@ -39,7 +39,7 @@ pub fn sturges_edges(values: &[f64]) -> Vec<f64> {
 
 /// `np.histogram(values, edges)[0]`: bins are [e_i, e_i+1), the last one closed.
 pub fn histogram(values: &[f64], edges: &[f64]) -> Vec<u64> {
-    let sorted = super::tests::sorted(values);
+    let sorted = super::statistics::sorted(values);
     let below = |e: f64| sorted.partition_point(|v| *v < e);
     let at_or_below = |e: f64| sorted.partition_point(|v| *v <= e);
     let mut cumulative: Vec<usize> = edges[..edges.len() - 1].iter().map(|e| below(*e)).collect();
@@ -78,7 +78,7 @@ pub fn value_counts(reference: &Sample, current: &Sample) -> (Vec<String>, Vec<f
     {
         // Run lengths over sorted values, merged in numeric order: no per-row keys.
         let runs = |v: &[f64]| {
-            let sorted = super::tests::sorted(v);
+            let sorted = super::statistics::sorted(v);
             let mut out: Vec<(f64, f64)> = Vec::new();
             for x in sorted.iter() {
                 match out.last_mut() {

@@ -3,13 +3,13 @@
 //! reference and in the current sample.
 
 pub mod binning;
-mod tests;
+mod statistics;
 
 use std::cmp::Ordering;
 
 use serde::Serialize;
 
-pub use tests::{
+pub use statistics::{
     chi2_contingency, chisquare, jensen_shannon, ks, psi, wasserstein, wasserstein_normed, z_test,
     KsResult,
 };
