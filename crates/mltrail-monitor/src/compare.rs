@@ -3,6 +3,7 @@
 //! dataset verdict. `mltrail drift`, `mltrail monitor check` and the server's monitors all
 //! compare through here.
 
+use mltrail_data::schema::{ColumnType, DatasetSchema};
 use mltrail_data::table::{self, Table, Values};
 use serde::Serialize;
 
@@ -47,26 +48,20 @@ impl CompareOptions {
             && !self.exclude.iter().any(|c| c == name)
     }
 
-    /// Types columns as a dataset version's schema declares them (`[{"name", "type"}]` with
-    /// numeric, categorical, text or datetime): free text and timestamps are not tested, the
-    /// others are tested as declared. A column the caller already typed keeps the caller's type.
-    pub fn follow_schema(&mut self, schema: &serde_json::Value) {
-        let Some(columns) = schema.as_array() else {
-            return;
-        };
-        for column in columns {
-            let (Some(name), Some(kind)) = (column["name"].as_str(), column["type"].as_str())
-            else {
-                continue;
-            };
-            let name = name.to_string();
+    /// Types columns as a dataset version's schema declares them: free text and timestamps are
+    /// not tested, numeric and categorical columns are tested as declared. A column the caller already typed keeps the caller's type.
+    pub fn follow_schema(&mut self, schema: &DatasetSchema) {
+        for column in &schema.columns {
+            let name = column.name.clone();
             if self.categorical.contains(&name) || self.numerical.contains(&name) {
                 continue;
             }
-            match kind {
-                "categorical" => self.categorical.push(name),
-                "numeric" => self.numerical.push(name),
-                "text" | "datetime" if !self.columns.contains(&name) => self.exclude.push(name),
+            match column.kind {
+                ColumnType::Categorical => self.categorical.push(name),
+                ColumnType::Numeric => self.numerical.push(name),
+                ColumnType::Text | ColumnType::Datetime if !self.columns.contains(&name) => {
+                    self.exclude.push(name)
+                }
                 _ => {}
             }
         }
@@ -418,13 +413,13 @@ mod tests {
             numerical: vec!["zip".into()],
             ..Default::default()
         };
-        opts.follow_schema(&serde_json::json!([
+        opts.follow_schema(&DatasetSchema::from_json(&serde_json::json!([
             {"name": "zip", "type": "categorical"},
             {"name": "grade", "type": "categorical"},
             {"name": "income", "type": "numeric"},
             {"name": "comment", "type": "text"},
             {"name": "signup", "type": "datetime"},
-        ]));
+        ])));
         assert_eq!(opts.numerical, ["zip", "income"]);
         assert_eq!(opts.categorical, ["grade"]);
         assert_eq!(opts.exclude, ["comment", "signup"]);

@@ -129,7 +129,7 @@ impl Window {
                 };
                 // Prediction ids are UUIDv7 stamped with the prediction's time: feedback on
                 // predictions outside the window is not kept.
-                let made = mltrail_serving::archive::uuid_v7_time_ms(id) as i64;
+                let made = mltrail_serving::record::uuid_v7_time_ms(id) as i64;
                 if made < self.start || made >= self.end {
                     return;
                 }
@@ -258,6 +258,7 @@ mod tests {
                 inputs,
                 outputs,
                 label,
+                ..RecordView::default()
             })
         };
         let out_a = r#"{"label": 1, "probabilities": [0.3, 0.7]}"#;

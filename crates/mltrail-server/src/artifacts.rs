@@ -8,7 +8,7 @@ use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -67,14 +67,12 @@ async fn upload(
 ) -> ApiResult<Json<Value>> {
     let path = parse(&raw)?;
     // A body over --max-artifact-bytes answers 413 in MLflow's error shape, not axum's text.
-    let body = body.map_err(|e| ApiError {
-        status: e.status(),
-        code: if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "RESOURCE_LIMIT_EXCEEDED"
-        } else {
-            "INVALID_PARAMETER_VALUE"
-        },
-        message: format!("artifact upload {raw}: {}", e.body_text()),
+    let body = body.map_err(|e| {
+        let rejected = ApiError::body_rejected(e, "INVALID_PARAMETER_VALUE");
+        ApiError {
+            message: format!("artifact upload {raw}: {}", rejected.message),
+            ..rejected
+        }
     })?;
     if path.is_root() {
         return Err(ApiError::invalid("An artifact upload must name a file"));

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mltrail_artifacts::ArtifactError;
 use mltrail_core::PathError;
+use mltrail_serving::deployment::{FeedbackError, LookupError, ScoreError};
 use mltrail_store::{StoreError, StoreErrorKind};
 
 #[derive(Debug)]
@@ -12,23 +13,64 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The request field or column at fault, when one is (scoring and feedback name it).
+    pub column: Option<String>,
+    /// The request row at fault, when one is.
+    pub row: Option<usize>,
 }
 
 impl ApiError {
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "INVALID_PARAMETER_VALUE",
+            status,
+            code,
             message: message.into(),
+            column: None,
+            row: None,
         }
     }
 
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
+    }
+
+    /// A scoring request that cannot be served as sent (the scoring server's code, as
+    /// `mlflow models serve` answers).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "RESOURCE_DOES_NOT_EXIST",
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", message)
+    }
+
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            error.to_string(),
+        )
+    }
+
+    /// A body axum could not take: over the size limit (413, `RESOURCE_LIMIT_EXCEEDED`), or
+    /// unreadable (its own status, `other_code`).
+    pub fn body_rejected(
+        rejection: axum::extract::rejection::BytesRejection,
+        other_code: &'static str,
+    ) -> Self {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "RESOURCE_LIMIT_EXCEEDED"
+        } else {
+            other_code
+        };
+        ApiError::new(status, code, rejection.body_text())
+    }
+
+    pub fn at_column(mut self, column: Option<&str>, row: Option<usize>) -> Self {
+        self.column = column.map(str::to_string);
+        self.row = row;
+        self
     }
 
     pub fn missing(field: &str) -> Self {
@@ -41,7 +83,13 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
-        let body = serde_json::json!({"error_code": self.code, "message": self.message});
+        let mut body = serde_json::json!({"error_code": self.code, "message": self.message});
+        if let Some(column) = self.column {
+            body["column"] = column.into();
+        }
+        if let Some(row) = self.row {
+            body["row"] = row.into();
+        }
         (self.status, Json(body)).into_response()
     }
 }
@@ -65,11 +113,7 @@ impl From<StoreError> for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
             }
         };
-        ApiError {
-            status,
-            code,
-            message: err.to_string(),
-        }
+        ApiError::new(status, code, err.to_string())
     }
 }
 
@@ -84,11 +128,7 @@ fn artifact_error(err: &ArtifactError) -> ApiError {
         ArtifactError::NotFound(path) => {
             ApiError::not_found(format!("Artifact {path} does not exist"))
         }
-        other => ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "INTERNAL_ERROR",
-            message: other.to_string(),
-        },
+        other => ApiError::internal(other),
     }
 }
 
@@ -97,11 +137,7 @@ impl From<mltrail_monitor::runner::MonitorError> for ApiError {
         use mltrail_monitor::runner::MonitorError;
         match err {
             MonitorError::Store(e) => e.into(),
-            MonitorError::Artifacts(message) => ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                code: "INTERNAL_ERROR",
-                message,
-            },
+            storage if storage.is_storage() => ApiError::internal(storage),
             other => ApiError::invalid(other.to_string()),
         }
     }
@@ -116,9 +152,49 @@ impl From<PathError> for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 pub async fn not_found_route(uri: axum::http::Uri) -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "ENDPOINT_NOT_FOUND",
-        message: format!("No endpoint at {}", uri.path()),
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "ENDPOINT_NOT_FOUND",
+        format!("No endpoint at {}", uri.path()),
+    )
+}
+
+impl From<ScoreError> for ApiError {
+    fn from(err: ScoreError) -> Self {
+        let (status, code) = match &err {
+            ScoreError::Json(_) | ScoreError::Request(_) | ScoreError::Model(_) => {
+                (StatusCode::BAD_REQUEST, "BAD_REQUEST")
+            }
+            // An unrecorded prediction is never returned: the caller may retry.
+            ScoreError::Log(_) => (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE"),
+        };
+        let (column, row) = (err.column().map(str::to_string), err.row());
+        ApiError {
+            column,
+            row,
+            ..ApiError::new(status, code, err.to_string())
+        }
+    }
+}
+
+impl From<LookupError> for ApiError {
+    fn from(err: LookupError) -> Self {
+        ApiError::internal(err)
+    }
+}
+
+impl From<FeedbackError> for ApiError {
+    fn from(err: FeedbackError) -> Self {
+        let (status, code) = match &err {
+            FeedbackError::Unknown { .. } => (StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST"),
+            FeedbackError::Lookup(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+            FeedbackError::Log(_) => (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE"),
+            _ => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+        };
+        let column = err.field().map(str::to_string);
+        ApiError {
+            column,
+            ..ApiError::new(status, code, err.to_string())
+        }
     }
 }

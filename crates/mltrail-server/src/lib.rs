@@ -10,6 +10,7 @@ mod deployments;
 pub mod error;
 mod logged_models;
 mod metric_body;
+pub mod metrics;
 mod monitors;
 mod registry;
 mod req;
@@ -79,7 +80,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .nest("/api/v1/datasets", datasets::routes())
         .nest("/api/v1/monitors", monitors::routes())
         .nest("/api/v1/alerts", monitors::alert_routes())
-        .route("/metrics", get(monitors::metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))

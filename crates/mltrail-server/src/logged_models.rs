@@ -1,7 +1,7 @@
 //! `/logged-models/*` (MLflow 3): what `mlflow.<flavor>.log_model` creates.
 
 use crate::error::{ApiError, ApiResult};
-use crate::req::{key_values, parse_experiment_id, Req};
+use crate::req::{key_values, page_body, parse_experiment_id, EmptyList, Req};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::routing::{delete, get, post};
@@ -130,12 +130,5 @@ async fn search(State(state): State<AppState>, req: Req) -> JsonResult {
         req.page()?,
     )
     .await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        body["models"] = json!(page.items);
-    }
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = Value::String(t);
-    }
-    Ok(Json(body))
+    Ok(Json(page_body("models", page, EmptyList::Omitted)))
 }

@@ -2,8 +2,6 @@
 //! `/api/v1/alerts`, and the tracking server's `/metrics`: every value of each monitor's latest
 //! window as a Prometheus gauge.
 
-use std::fmt::Write as _;
-
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
@@ -107,7 +105,7 @@ async fn create(
         webhooks: strings(&body, "webhooks")?,
         exclude: strings(&body, "exclude")?,
     };
-    config.validate().map_err(|(field, e)| bad(field, e))?;
+    config.validate().map_err(|e| bad(e.field, e.message))?;
     let spec = MonitorSpec {
         deployment,
         window_ms,
@@ -235,151 +233,4 @@ pub fn routes() -> Router<AppState> {
 
 pub fn alert_routes() -> Router<AppState> {
     Router::new().route("/", get(all_alerts))
-}
-
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// A sample value as Prometheus reads it: p-values as small as 1e-23 in exponent form.
-fn sample(v: f64) -> String {
-    if v != 0.0 && (v.abs() < 1e-4 || v.abs() >= 1e15) {
-        format!("{v:e}")
-    } else {
-        v.to_string()
-    }
-}
-
-/// The gauges of every active monitor's latest evaluated window.
-pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    struct Family {
-        name: &'static str,
-        help: &'static str,
-        lines: Vec<String>,
-    }
-    let family = |name, help| Family {
-        name,
-        help,
-        lines: Vec::new(),
-    };
-    let mut features = family("mltrail_feature_drift", "Drift score of an input feature in the latest window: the p-value for statistical tests, the distance otherwise.");
-    let mut drifted = family(
-        "mltrail_feature_drifted",
-        "1 when the feature drifted in the latest window.",
-    );
-    let mut share = family(
-        "mltrail_dataset_drift_share",
-        "Share of input features that drifted in the latest window.",
-    );
-    let mut dataset = family(
-        "mltrail_dataset_drift",
-        "1 when the share of drifted features reached the monitor's drift share.",
-    );
-    let mut prediction = family(
-        "mltrail_prediction_drift",
-        "Drift score of the model's predictions in the latest window.",
-    );
-    let mut performance = family(
-        "mltrail_model_performance",
-        "Model quality on the latest window's labelled predictions.",
-    );
-    let mut rows = family(
-        "mltrail_monitor_window_rows",
-        "Predictions in the monitor's latest window.",
-    );
-    let mut window_error = family(
-        "mltrail_monitor_window_error",
-        "1 when the monitor's latest window could not be compared (the reason is in its result).",
-    );
-    let mut window_end = family(
-        "mltrail_monitor_window_end_seconds",
-        "End of the monitor's latest evaluated window (Unix time).",
-    );
-    let mut alerts = family("mltrail_alerts_fired", "Alerts the monitor has fired.");
-    for m in monitors::list_monitors(&state.store, None, false).await? {
-        let base = format!(
-            "deployment=\"{}\",monitor=\"{}\"",
-            label(&m.spec.deployment),
-            label(m.id.as_str())
-        );
-        let fired = monitors::count_alerts(&state.store, &m.id).await?;
-        alerts.lines.push(format!("{{{base}}} {fired}"));
-        let Some(latest) = monitors::list_results(&state.store, &m.id, 1)
-            .await?
-            .into_iter()
-            .next()
-        else {
-            continue;
-        };
-        rows.lines.push(format!("{{{base}}} {}", latest.rows));
-        let failed = u8::from(latest.status == monitors::WindowStatus::Error);
-        window_error.lines.push(format!("{{{base}}} {failed}"));
-        window_end
-            .lines
-            .push(format!("{{{base}}} {}", latest.window_end / 1000));
-        let r = &latest.result;
-        for c in r["features"].as_array().into_iter().flatten() {
-            let labels = format!(
-                "{base},feature=\"{}\",method=\"{}\"",
-                label(c["column"].as_str().unwrap_or_default()),
-                label(c["method"].as_str().unwrap_or_default())
-            );
-            if let Some(score) = c["score"].as_f64() {
-                features
-                    .lines
-                    .push(format!("{{{labels}}} {}", sample(score)));
-            }
-            let d = u8::from(c["drifted"] == true);
-            drifted.lines.push(format!("{{{labels}}} {d}"));
-        }
-        if let Some(s) = r["dataset"]["share"].as_f64() {
-            share.lines.push(format!("{{{base}}} {}", sample(s)));
-            let d = u8::from(r["dataset"]["drift"] == true);
-            dataset.lines.push(format!("{{{base}}} {d}"));
-        }
-        if let Some(score) = r["prediction"]["score"].as_f64() {
-            prediction.lines.push(format!(
-                "{{{base},method=\"{}\"}} {}",
-                label(r["prediction"]["method"].as_str().unwrap_or_default()),
-                sample(score)
-            ));
-        }
-        for (metric, value) in r["performance"]["metrics"]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
-            if let Some(v) = value.as_f64() {
-                performance.lines.push(format!(
-                    "{{{base},metric=\"{}\"}} {}",
-                    label(metric),
-                    sample(v)
-                ));
-            }
-        }
-    }
-    let mut out = String::new();
-    for f in [
-        features,
-        drifted,
-        share,
-        dataset,
-        prediction,
-        performance,
-        rows,
-        window_error,
-        window_end,
-        alerts,
-    ] {
-        let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
-        let _ = writeln!(out, "# TYPE {} gauge", f.name);
-        for line in f.lines {
-            let _ = writeln!(out, "{}{line}", f.name);
-        }
-    }
-    let _ = write!(out, "{}", state.webhooks.metrics());
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

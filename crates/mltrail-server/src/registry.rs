@@ -1,7 +1,7 @@
 //! `/registered-models/*` and `/model-versions/*`.
 
 use crate::error::{ApiError, ApiResult};
-use crate::req::{key_values, Req};
+use crate::req::{key_values, page_body, EmptyList, Req};
 use crate::AppState;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -125,11 +125,11 @@ async fn search_models(State(state): State<AppState>, req: Req) -> JsonResult {
         req.page()?,
     )
     .await?;
-    let mut body = json!({"registered_models": page.items});
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = Value::String(t);
-    }
-    Ok(Json(body))
+    Ok(Json(page_body(
+        "registered_models",
+        page,
+        EmptyList::Written,
+    )))
 }
 
 async fn latest_versions(State(state): State<AppState>, req: Req) -> JsonResult {
@@ -254,11 +254,7 @@ async fn search_versions(State(state): State<AppState>, req: Req) -> JsonResult 
         req.page()?,
     )
     .await?;
-    let mut body = json!({"model_versions": page.items});
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = Value::String(t);
-    }
-    Ok(Json(body))
+    Ok(Json(page_body("model_versions", page, EmptyList::Written)))
 }
 
 async fn transition_stage(State(state): State<AppState>, req: Req) -> JsonResult {

@@ -38,11 +38,7 @@ impl<S: Send + Sync> FromRequest<S> for RawReq {
         let query = req.uri().query().map(str::to_string);
         let body = Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError {
-                status: e.status(),
-                code: "INVALID_PARAMETER_VALUE",
-                message: e.body_text(),
-            })?;
+            .map_err(|e| ApiError::new(e.status(), "INVALID_PARAMETER_VALUE", e.body_text()))?;
         Ok(RawReq { actor, query, body })
     }
 }
@@ -118,21 +114,15 @@ pub(crate) fn actor_of(headers: &axum::http::HeaderMap) -> String {
 }
 
 fn decode_base64(input: &str) -> Option<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in input.bytes().filter(|c| *c != b'=') {
-        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
-        bits = (bits << 6) | v;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    use base64::Engine as _;
+    // Clients differ on padding; the credentials are the same either way.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    String::from_utf8(LENIENT.decode(input).ok()?).ok()
 }
 
 impl Req {
@@ -307,6 +297,30 @@ pub fn key_values(
         .collect()
 }
 
+/// Whether a search answer names its list when the page is empty: MLflow leaves `runs` and
+/// `models` out then, and always writes the registry's and the experiments' lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EmptyList {
+    Omitted,
+    Written,
+}
+
+/// A search answer: the page's items under `key`, and `next_page_token` when another follows.
+pub(crate) fn page_body<T: serde::Serialize>(
+    key: &str,
+    page: mltrail_store::Page<T>,
+    empty: EmptyList,
+) -> Value {
+    let mut body = serde_json::json!({});
+    if !page.items.is_empty() || empty == EmptyList::Written {
+        body[key] = serde_json::json!(page.items);
+    }
+    if let Some(token) = page.next_page_token {
+        body["next_page_token"] = Value::String(token);
+    }
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +331,9 @@ mod tests {
             decode_base64("YWxpY2U6c2VjcmV0").as_deref(),
             Some("alice:secret")
         );
+        assert_eq!(decode_base64("Ym9iOng=").as_deref(), Some("bob:x"));
+        assert_eq!(decode_base64("Ym9iOng").as_deref(), Some("bob:x"));
+        assert_eq!(decode_base64("not base64!"), None);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::metric_body::{self, MetricBody};
-use crate::req::{as_f64, as_i64, key_values, parse_experiment_id, RawReq, Req};
+use crate::req::{
+    as_f64, as_i64, key_values, page_body, parse_experiment_id, EmptyList, RawReq, Req,
+};
 use crate::AppState;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -112,11 +114,7 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> JsonResu
         req.page()?,
     )
     .await?;
-    let mut body = json!({"experiments": page.items});
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = Value::String(token);
-    }
-    Ok(Json(body))
+    Ok(Json(page_body("experiments", page, EmptyList::Written)))
 }
 
 async fn update_experiment(State(state): State<AppState>, req: Req) -> JsonResult {
@@ -257,14 +255,7 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> JsonResult {
         req.page()?,
     )
     .await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        body["runs"] = json!(page.items);
-    }
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = Value::String(token);
-    }
-    Ok(Json(body))
+    Ok(Json(page_body("runs", page, EmptyList::Omitted)))
 }
 
 /// One metric from a JSON object (`log-metric`'s body, or an element of `log-batch`'s list).
@@ -483,9 +474,5 @@ async fn metric_history(State(state): State<AppState>, req: Req) -> JsonResult {
     let page = req.page()?;
     let page =
         metrics::metric_history(&state.store, &parse_run_id(&run_id)?, &key, max, page).await?;
-    let mut body = json!({"metrics": page.items});
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = Value::String(token);
-    }
-    Ok(Json(body))
+    Ok(Json(page_body("metrics", page, EmptyList::Written)))
 }

@@ -2,8 +2,7 @@
 //! backoff, each outcome an audit event. Nothing here can hold up monitoring: `notify` only
 //! spawns.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use crate::metrics::WebhookCounters;
 use std::time::Duration;
 
 use mltrail_monitor::runner::AlertSink;
@@ -30,18 +29,11 @@ impl Default for RetryPolicy {
     }
 }
 
-#[derive(Default)]
-struct Counters {
-    delivered: AtomicU64,
-    failed: AtomicU64,
-    attempts: AtomicU64,
-}
-
 pub struct WebhookSink {
     client: reqwest::Client,
     store: MetaStore,
     policy: RetryPolicy,
-    counters: Arc<Counters>,
+    counters: WebhookCounters,
 }
 
 impl WebhookSink {
@@ -55,25 +47,13 @@ impl WebhookSink {
             client,
             store,
             policy,
-            counters: Arc::default(),
+            counters: WebhookCounters::default(),
         }
     }
 
-    /// Delivery counters in Prometheus text format.
-    pub fn metrics(&self) -> String {
-        let c = &self.counters;
-        format!(
-            "# HELP mltrail_webhook_deliveries_total Alerts delivered to webhooks, or given up on after every attempt failed.\n\
-             # TYPE mltrail_webhook_deliveries_total counter\n\
-             mltrail_webhook_deliveries_total{{outcome=\"delivered\"}} {}\n\
-             mltrail_webhook_deliveries_total{{outcome=\"failed\"}} {}\n\
-             # HELP mltrail_webhook_attempts_total HTTP requests made to webhooks.\n\
-             # TYPE mltrail_webhook_attempts_total counter\n\
-             mltrail_webhook_attempts_total {}\n",
-            c.delivered.load(Ordering::Relaxed),
-            c.failed.load(Ordering::Relaxed),
-            c.attempts.load(Ordering::Relaxed),
-        )
+    /// The delivery counters `/metrics` reports.
+    pub fn counters(&self) -> &WebhookCounters {
+        &self.counters
     }
 }
 
@@ -101,7 +81,7 @@ impl AlertSink for WebhookSink {
                 let mut attempt = 0;
                 let delivered = loop {
                     attempt += 1;
-                    counters.attempts.fetch_add(1, Ordering::Relaxed);
+                    counters.attempts.inc();
                     let outcome = client.post(&url).json(&body).send().await;
                     let error = match outcome {
                         Ok(r) if r.status().is_success() => break true,
@@ -117,10 +97,10 @@ impl AlertSink for WebhookSink {
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                 };
                 if delivered {
-                    counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    counters.delivered();
                     tracing::info!(alert = %alert_id, url = %url, attempts = attempt, "alert delivered to webhook");
                 } else {
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    counters.failed();
                 }
                 if let Err(e) =
                     monitors::record_delivery(&store, &alert_id, &url, delivered, attempt).await

@@ -1,10 +1,9 @@
 //! Sealed log segments become Parquet files in the artifact store
-//! (`predictions/<deployment>/<yyyy-mm-dd>/<first-record-time>-<segment>.parquet`), readable by
-//! Spark, Trino or DuckDB. Inputs, outputs, labels and rankings stay JSON text columns because
-//! their shape is the model's, not the log's.
+//! (`predictions/<deployment>/<yyyy-mm-dd>/<replica>-<segment>.parquet`), readable by Spark,
+//! Trino or DuckDB. The columns are [`crate::record::COLUMNS`], one per field of the log records;
+//! inputs, outputs, labels and rankings stay JSON text because their shape is the model's (or the
+//! caller's), not the log's.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
@@ -14,18 +13,44 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use serde_json::{Map, Value as Json};
+use serde_json::value::RawValue;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::deployment::{BoxError, BoxFuture};
+use crate::record::{
+    uuid_v7_time_ms, Cell, ColumnType, FeedbackRecord, LogRecord, PredictionRecord, RecordKind,
+    COLUMNS,
+};
 
-/// Where archived segments go: the artifact store, reached however the process can reach it.
+/// Where archived segments go: the artifact store, reached however the process can reach it
+/// (through the tracking server's proxy from `mltrail serve`, directly inside the server).
 pub trait ArchiveStore: Send + Sync {
-    fn put<'a>(&'a self, path: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), String>>;
-    fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>>;
-    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, String>>;
+    fn put<'a>(&'a self, path: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StorageError>>;
+    /// Every file under `dir`, recursively, named from the store's root.
+    fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>>;
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, StorageError>>;
 }
 
 pub type SharedArchive = Arc<dyn ArchiveStore>;
+
+/// An archive store call that failed: which call, on which path, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} {path}: {source}")]
+pub struct StorageError {
+    pub operation: &'static str,
+    pub path: String,
+    #[source]
+    pub source: BoxError,
+}
+
+impl StorageError {
+    pub fn new(operation: &'static str, path: &str, source: impl Into<BoxError>) -> Self {
+        StorageError {
+            operation,
+            path: path.to_string(),
+            source: source.into(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -33,150 +58,182 @@ pub enum ArchiveError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
-    #[error("{0}")]
-    Other(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A file whose rows are not log records (a column of the wrong type, an id that is not one).
+    #[error("{file}: {why}")]
+    Malformed { file: String, why: String },
+    #[error("reading an archived file was interrupted: {0}")]
+    Interrupted(#[from] tokio::task::JoinError),
 }
 
-const TEXT: [&str; 8] = [
-    "type",
-    "id",
-    "deployment",
-    "model",
-    "version",
-    "digest",
-    "arm",
-    "policy",
-];
-const INTS: [&str; 2] = ["time_ms", "latency_us"];
-const JSON_TEXT: [&str; 4] = ["inputs", "outputs", "label", "ranking"];
-const FLOATS: [&str; 2] = ["reward", "propensity"];
+fn data_type(kind: ColumnType) -> DataType {
+    match kind {
+        ColumnType::Text | ColumnType::JsonText => DataType::Utf8,
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Float => DataType::Float64,
+    }
+}
 
+/// The archive's Arrow schema, from [`COLUMNS`].
 pub fn schema() -> Schema {
-    let mut fields = Vec::new();
-    fields.extend(TEXT.iter().map(|n| Field::new(*n, DataType::Utf8, true)));
-    fields.extend(INTS.iter().map(|n| Field::new(*n, DataType::Int64, true)));
-    fields.extend(
-        JSON_TEXT
+    Schema::new(
+        COLUMNS
             .iter()
-            .map(|n| Field::new(*n, DataType::Utf8, true)),
-    );
-    fields.extend(
-        FLOATS
-            .iter()
-            .map(|n| Field::new(*n, DataType::Float64, true)),
-    );
-    Schema::new(fields)
+            .map(|c| Field::new(c.name, data_type(c.kind), true))
+            .collect::<Vec<_>>(),
+    )
 }
 
-/// Log records (prediction and feedback) as one Parquet file.
-pub fn to_parquet(records: &[Json]) -> Result<Vec<u8>, ArchiveError> {
+/// Log records as one Arrow batch with the archive's columns.
+pub fn to_batch(records: &[LogRecord]) -> Result<RecordBatch, ArchiveError> {
     let schema = Arc::new(schema());
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for name in TEXT {
-        let mut b = StringBuilder::new();
-        for r in records {
-            match r.get(name) {
-                Some(Json::String(s)) => b.append_value(s),
-                Some(Json::Null) | None => b.append_null(),
-                Some(other) => b.append_value(other.to_string()),
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(COLUMNS.len());
+    for column in COLUMNS {
+        let cells = records.iter().map(|r| r.cell(column.name));
+        let array: ArrayRef = match column.kind {
+            ColumnType::Text | ColumnType::JsonText => {
+                let mut b = StringBuilder::new();
+                for cell in cells {
+                    match cell {
+                        Cell::Text(s) | Cell::Json(s) => b.append_value(s),
+                        Cell::Id(id) => b.append_value(
+                            id.hyphenated()
+                                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+                        ),
+                        Cell::Int(i) => b.append_value(i.to_string()),
+                        Cell::Float(f) => b.append_value(f.to_string()),
+                        Cell::Null => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
             }
-        }
-        columns.push(Arc::new(b.finish()));
-    }
-    for name in INTS {
-        let mut b = Int64Builder::new();
-        for r in records {
-            b.append_option(r.get(name).and_then(Json::as_i64));
-        }
-        columns.push(Arc::new(b.finish()));
-    }
-    for name in JSON_TEXT {
-        let mut b = StringBuilder::new();
-        for r in records {
-            match r.get(name) {
-                Some(Json::Null) | None => b.append_null(),
-                Some(v) => b.append_value(v.to_string()),
+            ColumnType::Int => {
+                let mut b = Int64Builder::new();
+                for cell in cells {
+                    b.append_option(match cell {
+                        Cell::Int(i) => Some(i),
+                        _ => None,
+                    });
+                }
+                Arc::new(b.finish())
             }
-        }
-        columns.push(Arc::new(b.finish()));
+            ColumnType::Float => {
+                let mut b = Float64Builder::new();
+                for cell in cells {
+                    b.append_option(match cell {
+                        Cell::Float(f) => Some(f),
+                        _ => None,
+                    });
+                }
+                Arc::new(b.finish())
+            }
+        };
+        columns.push(array);
     }
-    for name in FLOATS {
-        let mut b = Float64Builder::new();
-        for r in records {
-            b.append_option(r.get(name).and_then(Json::as_f64));
-        }
-        columns.push(Arc::new(b.finish()));
-    }
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// Log records as one Parquet file.
+pub fn to_parquet(records: &[LogRecord]) -> Result<Vec<u8>, ArchiveError> {
+    let batch = to_batch(records)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema, Some(props))?;
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
     writer.write(&batch)?;
     writer.close()?;
     Ok(out)
 }
 
-/// Reads an archived file back into log records (the inverse of [`to_parquet`]).
-pub fn from_parquet(bytes: Vec<u8>) -> Result<Vec<Json>, ArchiveError> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?.build()?;
+/// Reads an archived file back into log records (the inverse of [`to_parquet`]); `file` names
+/// it in errors.
+pub fn from_parquet(bytes: Vec<u8>, file: &str) -> Result<Vec<LogRecord>, ArchiveError> {
     let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch?;
-        let rows = batch.num_rows();
-        let mut records: Vec<Map<String, Json>> = vec![Map::new(); rows];
-        for (i, field) in batch.schema().fields().iter().enumerate() {
-            let col = batch.column(i);
-            let name = field.name().as_str();
-            if let Some(a) = col.as_any().downcast_ref::<StringArray>() {
-                for (r, rec) in records.iter_mut().enumerate() {
-                    if a.is_valid(r) {
-                        let text = a.value(r);
-                        let value = if JSON_TEXT.contains(&name) {
-                            serde_json::from_str(text)
-                                .unwrap_or_else(|_| Json::String(text.to_string()))
-                        } else {
-                            Json::String(text.to_string())
-                        };
-                        rec.insert(name.to_string(), value);
-                    }
-                }
-            } else if let Some(a) = col.as_any().downcast_ref::<Int64Array>() {
-                for (r, rec) in records.iter_mut().enumerate() {
-                    if a.is_valid(r) {
-                        rec.insert(name.to_string(), Json::from(a.value(r)));
-                    }
-                }
-            } else if let Some(a) = col.as_any().downcast_ref::<Float64Array>() {
-                for (r, rec) in records.iter_mut().enumerate() {
-                    if a.is_valid(r) {
-                        rec.insert(
-                            name.to_string(),
-                            serde_json::Number::from_f64(a.value(r))
-                                .map_or(Json::Null, Json::Number),
-                        );
-                    }
-                }
-            }
-        }
-        out.extend(records.into_iter().map(Json::Object));
-    }
-    Ok(out)
+    visit_parquet(bytes::Bytes::from(bytes), |view| {
+        out.push(view.to_record());
+    })?;
+    out.into_iter()
+        .filter_map(|r| r.transpose())
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|why| ArchiveError::Malformed {
+            file: file.to_string(),
+            why,
+        })
 }
 
 /// One archived record as stored: text fields borrowed from the file's columns, the JSON fields
-/// (`inputs`, `outputs`, `label`) still as JSON text, so a reader parses only what it keeps.
+/// still as JSON text, so a reader parses only what it keeps.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RecordView<'a> {
     pub kind: Option<&'a str>,
     pub id: Option<&'a str>,
     pub time_ms: Option<i64>,
+    pub deployment: Option<&'a str>,
     pub model: Option<&'a str>,
     pub version: Option<&'a str>,
+    pub digest: Option<&'a str>,
+    pub arm: Option<&'a str>,
+    pub policy: Option<&'a str>,
+    pub latency_us: Option<i64>,
     pub inputs: Option<&'a str>,
     pub outputs: Option<&'a str>,
     pub label: Option<&'a str>,
+    pub ranking: Option<&'a str>,
+    pub reward: Option<f64>,
+    pub propensity: Option<f64>,
+}
+
+impl RecordView<'_> {
+    /// The typed record; `Ok(None)` for a row of an unknown type (skipped, as readers of newer
+    /// files must), `Err` for a row that claims a type but cannot be one.
+    pub fn to_record(&self) -> Result<Option<LogRecord>, String> {
+        let Some(kind) = self.kind.and_then(RecordKind::parse) else {
+            return Ok(None);
+        };
+        let id = self
+            .id
+            .and_then(|i| uuid::Uuid::parse_str(i).ok())
+            .ok_or_else(|| format!("a {} row has no valid id", kind.as_str()))?;
+        let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+        let json = |v: Option<&str>, what: &str| -> Result<Option<Box<RawValue>>, String> {
+            v.map(|t| {
+                RawValue::from_string(t.to_string())
+                    .map_err(|e| format!("record {id}: `{what}` is not JSON: {e}"))
+            })
+            .transpose()
+        };
+        let time_ms = self.time_ms.unwrap_or(0);
+        Ok(Some(match kind {
+            RecordKind::Prediction => LogRecord::Prediction(PredictionRecord {
+                id,
+                time_ms,
+                deployment: text(self.deployment),
+                model: text(self.model),
+                version: text(self.version),
+                digest: text(self.digest),
+                arm: self.arm.map(str::to_string),
+                policy: self.policy.map(str::to_string),
+                propensity: self.propensity,
+                latency_us: self.latency_us.unwrap_or(0),
+                inputs: json(self.inputs, "inputs")?.unwrap_or_else(empty_object),
+                outputs: json(self.outputs, "outputs")?.unwrap_or_else(empty_object),
+            }),
+            RecordKind::Feedback => LogRecord::Feedback(FeedbackRecord {
+                id,
+                time_ms,
+                deployment: text(self.deployment),
+                label: json(self.label, "label")?,
+                reward: self.reward.and_then(serde_json::Number::from_f64),
+                ranking: json(self.ranking, "ranking")?,
+            }),
+        }))
+    }
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_string()).unwrap_or_else(|_| unreachable!("`{{}}` is JSON"))
 }
 
 /// Calls `visit` on every record of an archived file, without building JSON values: the
@@ -193,62 +250,59 @@ pub fn visit_parquet(
                 .column_by_name(name)
                 .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
         };
-        let (kind, id, model, version) = (text("type"), text("id"), text("model"), text("version"));
-        let (inputs, outputs, label) = (text("inputs"), text("outputs"), text("label"));
-        let time = batch
-            .column_by_name("time_ms")
-            .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned());
+        let int = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>().cloned())
+        };
+        let float = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned())
+        };
+        let (kind, id, deployment, model) =
+            (text("type"), text("id"), text("deployment"), text("model"));
+        let (version, digest, arm, policy) =
+            (text("version"), text("digest"), text("arm"), text("policy"));
+        let (inputs, outputs, label, ranking) = (
+            text("inputs"),
+            text("outputs"),
+            text("label"),
+            text("ranking"),
+        );
+        let (time, latency) = (int("time_ms"), int("latency_us"));
+        let (reward, propensity) = (float("reward"), float("propensity"));
         fn cell(a: &Option<StringArray>, r: usize) -> Option<&str> {
+            a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
+        }
+        fn int_cell(a: &Option<Int64Array>, r: usize) -> Option<i64> {
+            a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
+        }
+        fn float_cell(a: &Option<Float64Array>, r: usize) -> Option<f64> {
             a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
         }
         for r in 0..batch.num_rows() {
             visit(RecordView {
                 kind: cell(&kind, r),
                 id: cell(&id, r),
-                time_ms: time.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r)),
+                time_ms: int_cell(&time, r),
+                deployment: cell(&deployment, r),
                 model: cell(&model, r),
                 version: cell(&version, r),
+                digest: cell(&digest, r),
+                arm: cell(&arm, r),
+                policy: cell(&policy, r),
+                latency_us: int_cell(&latency, r),
                 inputs: cell(&inputs, r),
                 outputs: cell(&outputs, r),
                 label: cell(&label, r),
+                ranking: cell(&ranking, r),
+                reward: float_cell(&reward, r),
+                propensity: float_cell(&propensity, r),
             });
         }
     }
     Ok(())
-}
-
-/// `yyyy-mm-dd` (UTC) of a millisecond timestamp.
-pub fn utc_date(time_ms: u64) -> String {
-    let days = (time_ms / 86_400_000) as i64;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// `2026-11-27T10:00:00Z` of a millisecond timestamp.
-pub fn utc_timestamp(time_ms: i64) -> String {
-    let ms = time_ms.max(0);
-    let secs = (ms / 1000) % 86_400;
-    format!(
-        "{}T{:02}:{:02}:{:02}Z",
-        utc_date(ms as u64),
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// The millisecond timestamp inside a UUIDv7.
-pub fn uuid_v7_time_ms(id: u128) -> u64 {
-    (id >> 80) as u64
 }
 
 /// Finds an archived prediction and every archived feedback on it: the prediction lives in the
@@ -257,8 +311,9 @@ pub async fn find_archived(
     store: &dyn ArchiveStore,
     deployment: &str,
     id: uuid::Uuid,
-) -> Result<Option<(Json, Vec<Json>)>, String> {
-    let day = utc_date(uuid_v7_time_ms(id.as_u128()));
+) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, ArchiveError> {
+    let made = i64::try_from(uuid_v7_time_ms(id.as_u128())).unwrap_or(i64::MAX);
+    let day = mltrail_core::time::utc_date(made);
     let root = format!("predictions/{deployment}");
     let mut files: Vec<String> = store
         .list(&root)
@@ -273,23 +328,16 @@ pub async fn find_archived(
             .unwrap_or("")
             .to_string()
     };
-    let wanted = id.to_string();
     let mut prediction = None;
     let mut feedback = Vec::new();
     for file in files.iter().filter(|f| file_day(f) >= day) {
         let bytes = store.get(file).await?;
-        let records = tokio::task::spawn_blocking(move || from_parquet(bytes))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        for r in records {
-            if r.get("id").and_then(Json::as_str) != Some(wanted.as_str()) {
-                continue;
-            }
-            match r.get("type").and_then(Json::as_str) {
-                Some("prediction") => prediction = Some(r),
-                Some("feedback") => feedback.push(r),
-                _ => {}
+        let name = file.clone();
+        let records = tokio::task::spawn_blocking(move || from_parquet(bytes, &name)).await??;
+        for record in records.into_iter().filter(|r| r.id() == id) {
+            match record {
+                LogRecord::Prediction(p) => prediction = Some(p),
+                LogRecord::Feedback(f) => feedback.push(f),
             }
         }
     }
@@ -300,19 +348,26 @@ pub async fn find_archived(
 mod tests {
     use super::*;
 
+    fn record(text: &str) -> LogRecord {
+        serde_json::from_str(text).unwrap()
+    }
+
     #[test]
     fn records_round_trip_through_parquet() {
+        let id = "0190a5b2-0000-7000-8000-000000000001";
         let records = vec![
-            serde_json::json!({"type": "prediction", "id": "a", "time_ms": 5, "deployment": "d", "model": "m", "version": "1",
-                               "digest": "x", "arm": null, "inputs": {"f0": 1.5}, "outputs": {"label": 1}, "latency_us": 7}),
-            serde_json::json!({"type": "feedback", "id": "a", "time_ms": 9, "deployment": "d", "label": 1, "reward": 0.5}),
+            record(&format!(
+                r#"{{"type":"prediction","id":"{id}","time_ms":5,"deployment":"d","model":"m","version":"1","digest":"x","arm":null,"latency_us":7,"inputs":{{"f0":1.5}},"outputs":{{"label":1}}}}"#
+            )),
+            record(&format!(
+                r#"{{"type":"feedback","id":"{id}","time_ms":9,"deployment":"d","label":1,"reward":0.5}}"#
+            )),
         ];
-        let back = from_parquet(to_parquet(&records).unwrap()).unwrap();
-        assert_eq!(back[0]["inputs"]["f0"], 1.5);
-        assert_eq!(back[0]["latency_us"], 7);
-        assert_eq!(back[1]["label"], 1);
-        assert_eq!(back[1]["reward"], 0.5);
-        assert!(back[1].get("model").is_none());
+        let back = from_parquet(to_parquet(&records).unwrap(), "f").unwrap();
+        assert_eq!(back.len(), 2);
+        for (a, b) in records.iter().zip(&back) {
+            assert!(a.same_as(b), "{a:?} != {b:?}");
+        }
         let mut seen = Vec::new();
         visit_parquet(to_parquet(&records).unwrap().into(), |r| {
             seen.push((
@@ -320,6 +375,7 @@ mod tests {
                 r.time_ms,
                 r.inputs.map(str::to_string),
                 r.label.map(str::to_string),
+                r.model.map(str::to_string),
             ));
         })
         .unwrap();
@@ -329,17 +385,17 @@ mod tests {
                 Some("prediction".into()),
                 Some(5),
                 Some("{\"f0\":1.5}".into()),
-                None
+                None,
+                Some("m".into())
             )
         );
         assert_eq!(seen[1].3.as_deref(), Some("1"));
+        assert_eq!(seen[1].4, None, "feedback names no model");
     }
 
     #[test]
-    fn dates_are_utc_calendar_days() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(1_795_745_151_565), "2026-11-27");
-        assert_eq!(utc_date(951_782_400_000), "2000-02-29");
-        assert_eq!(utc_timestamp(1_795_754_710_000), "2026-11-27T04:45:10Z");
+    fn the_schema_is_the_record_columns() {
+        let names: Vec<String> = schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, COLUMNS.map(|c| c.name.to_string()));
     }
 }

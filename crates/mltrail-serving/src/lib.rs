@@ -1,11 +1,17 @@
-//! Serving: the model runtime (native ONNX-ML evaluators; onnxruntime for other graphs), request
-//! decoding and validation against a model's signature, and the durable prediction log.
+//! Serving owns deployments: the model runtime (native ONNX-ML evaluators; onnxruntime for other
+//! graphs), request decoding and validation against a model's signature, the deployment that
+//! scores, swaps and follows an alias ([`deployment`]), and the durable prediction log with its
+//! typed records ([`record`]) and Parquet archive.
 //!
-//! This crate knows nothing about HTTP or the metadata store: the server and the CLI hand it model
-//! bytes and decoded requests, and give it a directory for log segments.
+//! This crate knows nothing about HTTP: the server decodes bodies and calls [`deployment`]. It
+//! reaches model versions only through a [`deployment::ModelSource`]; the one over the metadata
+//! and artifact stores is here ([`deployment::StoreSource`]), the one over the tracking server's
+//! REST API is the CLI's.
 
 pub mod archive;
+pub mod deployment;
 pub mod predlog;
+pub mod record;
 pub mod request;
 pub mod response;
 pub mod runtime;

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value as Json;
+use crate::record::{FeedbackRecord, LogRecord, PredictionRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -62,6 +62,11 @@ pub enum LogError {
     Io(#[from] io::Error),
     #[error("the prediction log writer has stopped")]
     Stopped,
+    /// A frame whose CRC held but whose payload is not a log record.
+    #[error("a prediction log record is not readable: {0}")]
+    Record(#[source] serde_json::Error),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -375,22 +380,21 @@ impl PredictionLog {
         }
     }
 
-    fn read(&self, loc: Location) -> Result<Json, LogError> {
+    fn read(&self, loc: Location) -> Result<LogRecord, LogError> {
         let file = File::open(segment_path(&self.dir, loc.segment))?;
         let mut head = [0u8; 4];
         file.read_exact_at(&mut head, loc.offset)?;
         let mut buf = vec![0u8; u32::from_le_bytes(head) as usize];
         file.read_exact_at(&mut buf, loc.offset + 8)?;
-        serde_json::from_slice(&buf).map_err(|e| LogError::Io(io::Error::other(e)))
+        serde_json::from_slice(&buf).map_err(LogError::Record)
     }
 
     /// Reads the records at `locs` that really are about `id` (the index keys on 64 bits).
-    fn read_matching(&self, id: u128, locs: Vec<Location>) -> Result<Vec<Json>, LogError> {
-        let wanted = uuid::Uuid::from_u128(id).to_string();
+    fn read_matching(&self, id: u128, locs: Vec<Location>) -> Result<Vec<LogRecord>, LogError> {
         let mut out = Vec::new();
         for loc in locs {
             let record = self.read(loc)?;
-            if record.get("id").and_then(Json::as_str) == Some(wanted.as_str()) {
+            if record.id().as_u128() == id {
                 out.push(record);
             }
         }
@@ -402,7 +406,10 @@ impl PredictionLog {
     }
 
     /// The prediction record and its feedback records, if the id was served here.
-    pub fn get(&self, id: u128) -> Result<Option<(Json, Vec<Json>)>, LogError> {
+    pub fn get(
+        &self,
+        id: u128,
+    ) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, LogError> {
         let (loc, feedback) = {
             let index = self.index.lock().map_err(|_| LogError::Stopped)?;
             let Some(loc) = index.prediction(id) else {
@@ -410,33 +417,38 @@ impl PredictionLog {
             };
             (loc, index.feedback(id))
         };
-        let Some(record) = self.read_matching(id, vec![loc])?.pop() else {
+        let Some(LogRecord::Prediction(record)) = self.read_matching(id, vec![loc])?.pop() else {
             return Ok(None);
         };
-        Ok(Some((record, self.read_matching(id, feedback)?)))
+        Ok(Some((
+            record,
+            feedback_only(self.read_matching(id, feedback)?),
+        )))
     }
 
     /// Feedback on `id` still in local segments (the prediction itself may be archived).
-    pub fn local_feedback(&self, id: u128) -> Result<Vec<Json>, LogError> {
+    pub fn local_feedback(&self, id: u128) -> Result<Vec<FeedbackRecord>, LogError> {
         let locs = self
             .index
             .lock()
             .map_err(|_| LogError::Stopped)?
             .feedback(id);
-        locs.into_iter().map(|l| self.read(l)).collect()
+        Ok(feedback_only(self.read_matching(id, locs)?))
     }
 
-    /// Every record in every segment, oldest first (for export).
-    pub fn records(dir: &Path) -> Result<Vec<Json>, LogError> {
+    /// Every record in every segment, oldest first (for export). Frames that are not log
+    /// records are skipped.
+    pub fn records(dir: &Path) -> Result<Vec<LogRecord>, LogError> {
         let mut out = Vec::new();
         for seq in list_segments(dir)? {
             let mut bytes = Vec::new();
             File::open(segment_path(dir, seq))?.read_to_end(&mut bytes)?;
-            for (_, payload) in scan(&bytes).0 {
-                if let Ok(v) = serde_json::from_slice(payload) {
-                    out.push(v);
-                }
-            }
+            out.extend(
+                scan(&bytes)
+                    .0
+                    .into_iter()
+                    .filter_map(|(_, payload)| serde_json::from_slice(payload).ok()),
+            );
         }
         Ok(out)
     }
@@ -483,43 +495,35 @@ impl PredictionLog {
             .name("mltrail-archive".into())
             .spawn(move || {
                 lower_thread_priority();
-                let converted =
-                    std::fs::read(&source)
-                        .map_err(|e| e.to_string())
-                        .and_then(|bytes| {
-                            let records: Vec<Json> = scan(&bytes)
-                                .0
-                                .into_iter()
-                                .filter_map(|(_, p)| serde_json::from_slice(p).ok())
-                                .collect();
-                            let first = records
-                                .iter()
-                                .filter_map(|r| r.get("time_ms").and_then(Json::as_u64))
-                                .min();
-                            match first {
-                                None => Ok(None),
-                                Some(t) => crate::archive::to_parquet(&records)
-                                    .map(|p| Some((t, p)))
-                                    .map_err(|e| e.to_string()),
-                            }
-                        });
+                let converted = std::fs::read(&source)
+                    .map_err(LogError::Io)
+                    .and_then(|bytes| {
+                        let records: Vec<LogRecord> = scan(&bytes)
+                            .0
+                            .into_iter()
+                            .filter_map(|(_, p)| serde_json::from_slice(p).ok())
+                            .collect();
+                        match records.iter().map(LogRecord::time_ms).min() {
+                            None => Ok(None),
+                            Some(t) => crate::archive::to_parquet(&records)
+                                .map(|p| Some((t, p)))
+                                .map_err(LogError::Archive),
+                        }
+                    });
                 let _ = done.send(converted);
             })?;
-        let converted = result
-            .await
-            .map_err(|e| LogError::Io(io::Error::other(e)))?
-            .map_err(|e| LogError::Io(io::Error::other(e)))?;
+        let converted = result.await.map_err(|_| LogError::Stopped)??;
         let mut artifact = None;
         if let Some((first_time, parquet)) = converted {
             let target = format!(
                 "predictions/{deployment}/{}/{}-{seq:012}.parquet",
-                crate::archive::utc_date(first_time),
+                mltrail_core::time::utc_date(first_time),
                 self.replica
             );
             store
                 .put(&target, parquet)
                 .await
-                .map_err(|e| LogError::Io(io::Error::other(e)))?;
+                .map_err(|e| LogError::Archive(e.into()))?;
             artifact = Some(target);
         }
         let dropped = self
@@ -763,14 +767,24 @@ fn group_commit(state: Arc<Mutex<Writer>>, rx: mpsc::Receiver<Job>) {
     }
 }
 
+fn feedback_only(records: Vec<LogRecord>) -> Vec<FeedbackRecord> {
+    records
+        .into_iter()
+        .filter_map(|r| match r {
+            LogRecord::Feedback(f) => Some(f),
+            LogRecord::Prediction(_) => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A prediction record whose latency field carries `n`, to tell records apart.
     fn prediction(id: u128, n: u32) -> Entry {
-        let payload = serde_json::to_vec(
-            &serde_json::json!({"type": "prediction", "id": uuid::Uuid::from_u128(id), "n": n}),
-        )
+        let payload = serde_json::to_vec(&serde_json::json!({"type": "prediction",
+            "id": uuid::Uuid::from_u128(id), "time_ms": 1, "latency_us": n, "inputs": {}, "outputs": {}}))
         .unwrap();
         Entry {
             id,
@@ -796,7 +810,7 @@ mod tests {
         assert_eq!(log.recovery().records, 10);
         assert_eq!(log.recovery().truncated_bytes, 7);
         let (record, feedback) = log.get(7).unwrap().expect("prediction 7");
-        assert_eq!(record["n"], 7);
+        assert_eq!(record.latency_us, 7);
         assert!(feedback.is_empty());
         assert!(log.get(99).unwrap().is_none());
     }
@@ -815,7 +829,7 @@ mod tests {
         assert!(log.seal_if_due().unwrap());
         assert_eq!(log.sealed_segments().unwrap(), [1]);
         assert!(!log.seal_if_due().unwrap(), "the new segment is empty");
-        assert_eq!(log.get(1).unwrap().unwrap().0["n"], 1);
+        assert_eq!(log.get(1).unwrap().unwrap().0.latency_us, 1);
     }
 
     #[tokio::test]
@@ -824,7 +838,7 @@ mod tests {
         let log = PredictionLog::open(LogConfig::new(dir.path(), Durability::Default)).unwrap();
         log.append(vec![prediction(5, 1)]).await.unwrap();
         let payload = serde_json::to_vec(
-            &serde_json::json!({"type": "feedback", "id": uuid::Uuid::from_u128(5), "label": 1}),
+            &serde_json::json!({"type": "feedback", "id": uuid::Uuid::from_u128(5), "time_ms": 2, "label": 1}),
         )
         .unwrap();
         log.append(vec![Entry {
@@ -836,7 +850,7 @@ mod tests {
         .unwrap();
         let (_, feedback) = log.get(5).unwrap().unwrap();
         assert_eq!(feedback.len(), 1);
-        assert_eq!(feedback[0]["label"], 1);
+        assert_eq!(feedback[0].label.as_ref().map(|l| l.get()), Some("1"));
     }
 
     #[test]

@@ -253,13 +253,24 @@ fn number(cell: &Json, column: &str, row: usize, allow_missing: bool) -> Result<
         Json::Bool(b) => f64::from(u8::from(*b)),
         other => return Err(bad(format!("expected a number, got {other}"))),
     };
+    checked(v, column, row, allow_missing)
+}
+
+/// The rules every numeric cell meets, however it arrived: missing only where the model
+/// accepts missing values, never infinite.
+fn checked(v: f64, column: &str, row: usize, allow_missing: bool) -> Result<f64, RequestError> {
+    let bad = |why: &str| RequestError::Cell {
+        column: column.to_string(),
+        row,
+        why: why.to_string(),
+    };
     if v.is_nan() && !allow_missing {
         return Err(bad(
-            "missing value (null/NaN) where the model does not accept one".into(),
+            "missing value (null/NaN) where the model does not accept one",
         ));
     }
     if v.is_infinite() {
-        return Err(bad("infinite value".into()));
+        return Err(bad("infinite value"));
     }
     Ok(v)
 }
@@ -442,6 +453,185 @@ pub fn decode(body: Json, model: &Model, signature: &Signature) -> Result<Decode
         tensors,
         row_inputs,
     })
+}
+
+/// A table column handed to the model directly (a monitor's reference data), not as JSON: the
+/// cells meet the same rules a request's cells meet, and errors name the column and row.
+#[derive(Debug, Clone, Copy)]
+pub enum ColumnCells<'a> {
+    /// Numbers, NaN where missing; `integer` when the column holds whole numbers.
+    Numbers { values: &'a [f64], integer: bool },
+    /// Dictionary-encoded text: `labels[code]`, [`MISSING_CODE`] where missing.
+    Text {
+        labels: &'a [String],
+        codes: &'a [u32],
+    },
+}
+
+/// The code of a missing text cell in [`ColumnCells::Text`].
+pub const MISSING_CODE: u32 = u32::MAX;
+
+#[derive(Clone, Copy)]
+enum TypedCell<'a> {
+    Number { value: f64, integer: bool },
+    Text(&'a str),
+    Missing,
+}
+
+impl<'a> ColumnCells<'a> {
+    fn cell(&self, row: usize) -> TypedCell<'a> {
+        match *self {
+            ColumnCells::Numbers { values, integer } => match values[row] {
+                v if v.is_finite() => TypedCell::Number { value: v, integer },
+                _ => TypedCell::Missing,
+            },
+            ColumnCells::Text { labels, codes } => match codes[row] {
+                MISSING_CODE => TypedCell::Missing,
+                c => labels
+                    .get(c as usize)
+                    .map_or(TypedCell::Missing, |l| TypedCell::Text(l)),
+            },
+        }
+    }
+}
+
+impl TypedCell<'_> {
+    /// The cell as a request would carry it, for messages.
+    fn describe(&self) -> String {
+        match self {
+            TypedCell::Number { value, integer }
+                if *integer && value.fract() == 0.0 && value.abs() < 9e15 =>
+            {
+                (*value as i64).to_string()
+            }
+            TypedCell::Number { value, .. } => Json::from(*value).to_string(),
+            TypedCell::Text(s) => Json::from(*s).to_string(),
+            TypedCell::Missing => "null".into(),
+        }
+    }
+
+    fn number(&self, column: &str, row: usize, allow_missing: bool) -> Result<f64, RequestError> {
+        let v = match self {
+            TypedCell::Number { value, .. } => *value,
+            TypedCell::Missing => f64::NAN,
+            TypedCell::Text(s) if s.eq_ignore_ascii_case("nan") => f64::NAN,
+            TypedCell::Text(_) => {
+                return Err(RequestError::Cell {
+                    column: column.to_string(),
+                    row,
+                    why: format!("expected a number, got {}", self.describe()),
+                })
+            }
+        };
+        checked(v, column, row, allow_missing)
+    }
+}
+
+fn typed_tensor(
+    element: ElementType,
+    shape: Vec<usize>,
+    cells: &[(TypedCell<'_>, &str, usize)],
+    allow_missing: bool,
+) -> Result<Tensor, RequestError> {
+    let data = match element {
+        ElementType::String => TensorData::String(
+            cells
+                .iter()
+                .map(|(c, col, row)| match c {
+                    TypedCell::Text(s) => Ok(s.to_string()),
+                    other => Err(RequestError::Cell {
+                        column: col.to_string(),
+                        row: *row,
+                        why: format!("expected a string, got {}", other.describe()),
+                    }),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        ElementType::Float => TensorData::Float(
+            cells
+                .iter()
+                .map(|(c, col, r)| c.number(col, *r, allow_missing).map(|v| v as f32))
+                .collect::<Result<_, _>>()?,
+        ),
+        ElementType::Double => TensorData::Double(
+            cells
+                .iter()
+                .map(|(c, col, r)| c.number(col, *r, allow_missing))
+                .collect::<Result<_, _>>()?,
+        ),
+        ElementType::Int64 | ElementType::Int32 | ElementType::Bool => {
+            let ints: Vec<i64> = cells
+                .iter()
+                .map(|(c, col, r)| {
+                    let v = c.number(col, *r, false)?;
+                    if v.fract() != 0.0 {
+                        return Err(RequestError::Cell {
+                            column: col.to_string(),
+                            row: *r,
+                            why: format!("expected an integer, got {v}"),
+                        });
+                    }
+                    Ok(v as i64)
+                })
+                .collect::<Result<_, _>>()?;
+            match element {
+                ElementType::Int64 => TensorData::Int64(ints),
+                ElementType::Int32 => {
+                    TensorData::Int32(ints.into_iter().map(|v| v as i32).collect())
+                }
+                _ => TensorData::Bool(ints.into_iter().map(|v| v != 0).collect()),
+            }
+        }
+    };
+    Tensor::new(shape, data).map_err(|e| RequestError::Format(e.to_string()))
+}
+
+/// The model's input tensors for rows `rows` of `columns`, given in the signature's column
+/// order: what [`decode`] builds from a request, built from typed columns.
+pub fn tensors_from_columns(
+    model: &Model,
+    signature: &Signature,
+    columns: &[ColumnCells<'_>],
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<Tensor>, RequestError> {
+    let names = signature.column_names();
+    if columns.len() != names.len() {
+        return Err(RequestError::Width {
+            row: rows.start,
+            expected: names.len(),
+            got: columns.len(),
+        });
+    }
+    let n = rows.len();
+    let allow_missing = model.accepts_missing_values();
+    match &signature.layout {
+        Layout::Tensor { element, .. } => {
+            let mut cells = Vec::with_capacity(n * names.len());
+            for r in rows {
+                for (column, name) in columns.iter().zip(&names) {
+                    cells.push((column.cell(r), name.as_str(), r));
+                }
+            }
+            Ok(vec![typed_tensor(
+                *element,
+                vec![n, names.len()],
+                &cells,
+                allow_missing,
+            )?])
+        }
+        Layout::Columns => signature
+            .columns
+            .iter()
+            .zip(columns)
+            .map(|(spec, column)| {
+                let cells: Vec<_> = rows
+                    .clone()
+                    .map(|r| (column.cell(r), spec.name.as_str(), r))
+                    .collect();
+                typed_tensor(spec.element, vec![n, 1], &cells, allow_missing)
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

@@ -152,3 +152,115 @@ pub fn tensor_predictions(names: &[String], outputs: &[Value]) -> Json {
     );
     serde_json::json!({ "predictions": predictions })
 }
+
+/// One row's outputs as a JSON object (output name → value): the object [`row_json`] writes,
+/// built as values for code that reads predictions without parsing text (monitors scoring their
+/// reference).
+pub fn row_object(
+    names: &[String],
+    outputs: &[Value],
+    row: usize,
+    rows: usize,
+) -> serde_json::Map<String, Json> {
+    names
+        .iter()
+        .zip(outputs)
+        .map(|(name, v)| {
+            let value = match v {
+                Value::Tensor(t) => {
+                    let per_row = t.data.len() / rows.max(1);
+                    if per_row == 1 {
+                        element(&t.data, row)
+                    } else {
+                        Json::Array(
+                            (row * per_row..(row + 1) * per_row)
+                                .map(|i| element(&t.data, i))
+                                .collect(),
+                        )
+                    }
+                }
+                Value::Maps(m) => map_row(m, row),
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// `{"predictions": [row, …]}` from rows written by [`row_json`]: the `/invocations` answer
+/// to DataFrame input.
+pub fn predictions_of_rows(rows: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 20);
+    out.extend_from_slice(b"{\"predictions\":[");
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(row);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// The native answer: `{"deployment", "predictions": [{"prediction_id", "model", "version",
+/// "digest", "outputs"}, …]}`, written without building values (it runs for every request).
+pub fn native_predictions(
+    deployment: &str,
+    model: &str,
+    version: &str,
+    digest: &str,
+    ids: &[uuid::Uuid],
+    rows: &[Vec<u8>],
+) -> Vec<u8> {
+    let text = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let shared = format!(
+        ",\"model\":{},\"version\":{},\"digest\":{},\"outputs\":",
+        text(model),
+        text(version),
+        text(digest)
+    );
+    let mut out = Vec::with_capacity(
+        rows.iter()
+            .map(|r| r.len() + shared.len() + 64)
+            .sum::<usize>()
+            + 64,
+    );
+    out.extend_from_slice(
+        format!("{{\"deployment\":{},\"predictions\":[", text(deployment)).as_bytes(),
+    );
+    for (i, (id, row)) in ids.iter().zip(rows).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"prediction_id\":");
+        crate::record::push_quoted_id(&mut out, id);
+        out.extend_from_slice(shared.as_bytes());
+        out.extend_from_slice(row);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Tensor, TensorData};
+
+    #[test]
+    fn row_objects_are_the_rows_written_as_text() {
+        let outputs = vec![
+            Value::Tensor(Tensor::new(vec![2], TensorData::Int64(vec![1, 0])).unwrap()),
+            Value::Tensor(
+                Tensor::new(vec![2, 2], TensorData::Float(vec![0.3, 0.7, f32::NAN, 0.1])).unwrap(),
+            ),
+        ];
+        let names = vec!["label".to_string(), "probabilities".to_string()];
+        let keys = json_keys(&names);
+        for row in 0..2 {
+            let mut text = Vec::new();
+            row_json(&keys, &outputs, row, 2, &mut text);
+            let parsed: serde_json::Map<String, Json> = serde_json::from_slice(&text).unwrap();
+            assert_eq!(row_object(&names, &outputs, row, 2), parsed);
+        }
+    }
+}

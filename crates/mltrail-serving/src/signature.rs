@@ -5,6 +5,56 @@ use serde_json::Value as Json;
 
 use crate::runtime::{ElementType, Model};
 
+/// Why a signature cannot be used: the MLflow JSON is malformed, or it does not fit the model.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    #[error("signature inputs are not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("signature inputs must be a JSON list")]
+    NotAList,
+    #[error("the signature names {names} columns but the model input `{input}` takes {width}")]
+    Width {
+        names: usize,
+        input: String,
+        width: usize,
+    },
+    #[error("cannot map request columns onto the model inputs {shapes}")]
+    Unmappable { shapes: String },
+}
+
+/// Where a model version's column names come from, for messages: the MLmodel file's signature
+/// or the version's [`mltrail_core::tags::SIGNATURE`] tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamesFrom {
+    MlModel,
+    Tag,
+}
+
+impl std::fmt::Display for NamesFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NamesFrom::MlModel => "MLmodel",
+            NamesFrom::Tag => "signature tag",
+        })
+    }
+}
+
+/// The column names of a model version: its `mltrail.signature` tag when it has one (what
+/// `mltrail models register --signature` wrote), else the MLmodel file's column signature.
+/// `None` when neither names columns (the model's own input names are used then).
+pub fn column_names(
+    mlmodel: Option<&str>,
+    signature_tag: Option<&str>,
+) -> Result<Option<Vec<String>>, (NamesFrom, SignatureError)> {
+    if let Some(tag) = signature_tag {
+        return mlflow_column_names(tag).map_err(|e| (NamesFrom::Tag, e));
+    }
+    match mlmodel.and_then(mlmodel_signature_inputs) {
+        Some(inputs) => mlflow_column_names(&inputs).map_err(|e| (NamesFrom::MlModel, e)),
+        None => Ok(None),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnSpec {
     pub name: String,
@@ -30,12 +80,9 @@ pub struct Signature {
 
 /// Column names from an MLflow signature's `inputs` (the JSON string in `MLmodel`), when it is
 /// column-based. A tensor-based signature carries no names.
-pub fn mlflow_column_names(inputs_json: &str) -> Result<Option<Vec<String>>, String> {
-    let spec: Json = serde_json::from_str(inputs_json)
-        .map_err(|e| format!("signature inputs are not JSON: {e}"))?;
-    let list = spec
-        .as_array()
-        .ok_or("signature inputs must be a JSON list")?;
+pub fn mlflow_column_names(inputs_json: &str) -> Result<Option<Vec<String>>, SignatureError> {
+    let spec: Json = serde_json::from_str(inputs_json).map_err(SignatureError::NotJson)?;
+    let list = spec.as_array().ok_or(SignatureError::NotAList)?;
     let names: Vec<String> = list
         .iter()
         .filter_map(|c| c.get("name").and_then(Json::as_str).map(str::to_string))
@@ -57,7 +104,7 @@ impl Signature {
 
     /// Derives the signature from the model's declared inputs, taking column names from an MLflow
     /// signature when the model itself has one unnamed tensor input.
-    pub fn from_model(model: &Model, names: Option<Vec<String>>) -> Result<Self, String> {
+    pub fn from_model(model: &Model, names: Option<Vec<String>>) -> Result<Self, SignatureError> {
         let inputs = model.inputs();
         if let [single] = inputs {
             if let [_, Some(width)] = single.shape.as_slice() {
@@ -68,11 +115,11 @@ impl Signature {
                     let (columns, named) = match names {
                         Some(n) if n.len() == *width => (n, true),
                         Some(n) => {
-                            return Err(format!(
-                            "the signature names {} columns but the model input `{}` takes {width}",
-                            n.len(),
-                            single.name
-                        ))
+                            return Err(SignatureError::Width {
+                                names: n.len(),
+                                input: single.name.clone(),
+                                width: *width,
+                            })
                         }
                         None => ((0..*width).map(|i| format!("f{i}")).collect(), false),
                     };
@@ -101,10 +148,9 @@ impl Signature {
                 .iter()
                 .map(|i| format!("{}{:?}", i.name, i.shape))
                 .collect();
-            return Err(format!(
-                "cannot map request columns onto the model inputs {}",
-                shapes.join(", ")
-            ));
+            return Err(SignatureError::Unmappable {
+                shapes: shapes.join(", "),
+            });
         }
         Ok(Self {
             layout: Layout::Columns,

@@ -32,6 +32,15 @@ impl DeploymentAction {
         }
     }
 
+    /// The action as serving processes send it (the inverse of [`Self::parse`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentAction::Deploy => "deploy",
+            DeploymentAction::Swap => "swap",
+            DeploymentAction::Stop => "stop",
+        }
+    }
+
     /// The action its event records.
     pub fn event_action(self) -> &'static str {
         match self {

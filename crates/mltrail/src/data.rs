@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use mltrail_data::profile::{profile, Summary};
+use mltrail_data::schema::{DatasetSchema, DeclaredSchema, SchemaChange};
 use mltrail_data::table;
 use serde_json::{json, Value};
 
@@ -97,48 +98,12 @@ fn as_json(p: &mltrail_data::profile::ColumnProfile) -> Value {
     json!({"column": p.name, "count": p.count, "missing": p.missing, "distinct": p.distinct, "summary": summary})
 }
 
-/// Column types as monitoring uses them: text, and integers with at most 10 distinct values, are
-/// categorical; other numbers are numeric.
-fn schema_of(t: &table::Table, profiles: &[mltrail_data::profile::ColumnProfile]) -> Value {
-    Value::Array(
-        t.columns
-            .iter()
-            .zip(profiles)
-            .map(|(c, p)| {
-                let kind = match &c.values {
-                    table::Values::Text { .. } => "categorical",
-                    table::Values::Numeric { integer: true, .. }
-                        if p.distinct as usize <= table::CATEGORICAL_INTEGER_MAX_DISTINCT =>
-                    {
-                        "categorical"
-                    }
-                    table::Values::Numeric { .. } => "numeric",
-                };
-                json!({"name": c.name, "type": kind, "nullable": p.missing > 0, "pii": false})
-            })
-            .collect(),
-    )
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeclaredSchema {
-    #[serde(default)]
-    columns: std::collections::BTreeMap<String, DeclaredColumn>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeclaredColumn {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
-    pii: bool,
-}
-
-/// Applies a declared schema to the inferred one; every declared column must exist and every
-/// type must be known and fit the data.
-fn apply_declared(inferred: &mut Value, t: &table::Table, path: &std::path::Path) -> Result<()> {
+/// The user's declared schema (`--schema FILE`, TOML) applied to the inferred one.
+fn apply_declared(
+    schema: &mut DatasetSchema,
+    t: &table::Table,
+    path: &std::path::Path,
+) -> Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let declared: DeclaredSchema = toml::from_str(&text).map_err(|e| {
@@ -148,27 +113,9 @@ fn apply_declared(inferred: &mut Value, t: &table::Table, path: &std::path::Path
             e.to_string().lines().next().unwrap_or("invalid")
         )
     })?;
-    let columns = inferred
-        .as_array_mut()
-        .ok_or_else(|| anyhow!("inferred schema"))?;
-    for (name, decl) in &declared.columns {
-        let col = t
-            .column(name)
-            .ok_or_else(|| anyhow!("{}: column `{name}` is not in the data", path.display()))?;
-        let entry = columns
-            .iter_mut()
-            .find(|c| c["name"] == name.as_str())
-            .ok_or_else(|| anyhow!("column `{name}`"))?;
-        if let Some(kind) = &decl.kind {
-            match (kind.as_str(), &col.values) {
-                ("numeric", table::Values::Text { .. }) => bail!("{}: column `{name}` holds text; it cannot be numeric", path.display()),
-                ("numeric" | "categorical" | "text" | "datetime", _) => entry["type"] = json!(kind),
-                (other, _) => bail!("{}: column `{name}` has unknown type `{other}` (numeric, categorical, text, datetime)", path.display()),
-            }
-        }
-        entry["pii"] = json!(decl.pii);
-    }
-    Ok(())
+    schema
+        .apply(t, &declared)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 async fn add(args: AddArgs) -> Result<()> {
@@ -190,7 +137,7 @@ async fn add(args: AddArgs) -> Result<()> {
             );
         }
     }
-    let mut schema = schema_of(&t, &profiles);
+    let mut schema = DatasetSchema::infer(&t, &profiles);
     if let Some(path) = &args.schema {
         apply_declared(&mut schema, &t, path)?;
     }
@@ -306,45 +253,30 @@ async fn diff(args: DiffArgs) -> Result<()> {
         }
     };
     let (a, b) = (fetch(args.a.clone()).await?, fetch(args.b.clone()).await?);
-    let columns = |v: &Value| -> Vec<(String, String)> {
-        v["schema"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap_or_default().to_string(),
-                    c["type"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
-    };
-    let (ca, cb) = (columns(&a), columns(&b));
+    let (sa, sb) = (
+        DatasetSchema::from_json(&a["schema"]),
+        DatasetSchema::from_json(&b["schema"]),
+    );
     println!(
         "{} ({} rows) -> {} ({} rows)",
         args.a, a["rows"], args.b, b["rows"]
     );
-    let mut changes = 0;
-    for (name, kind) in &ca {
-        match cb.iter().find(|(n, _)| n == name) {
-            None => {
-                println!("schema: column `{name}` removed");
-                changes += 1;
+    let changes = sa.changes_to(&sb);
+    for change in &changes {
+        match change {
+            SchemaChange::Removed { column } => println!("schema: column `{column}` removed"),
+            SchemaChange::Retyped { column, from, to } => println!(
+                "schema: column `{column}` changed type {} -> {}",
+                from.name(),
+                to.name()
+            ),
+            SchemaChange::Added { column, kind } => {
+                println!("schema: column `{column}` added ({})", kind.name())
             }
-            Some((_, k)) if k != kind => {
-                println!("schema: column `{name}` changed type {kind} -> {k}");
-                changes += 1;
-            }
-            _ => {}
         }
     }
-    for (name, kind) in cb.iter().filter(|(n, _)| !ca.iter().any(|(m, _)| m == n)) {
-        println!("schema: column `{name}` added ({kind})");
-        changes += 1;
-    }
-    if changes == 0 {
-        println!("schema: unchanged ({} columns)", ca.len());
+    if changes.is_empty() {
+        println!("schema: unchanged ({} columns)", sa.columns.len());
     }
     let exclude: Vec<String> = [&a, &b]
         .iter()

@@ -53,7 +53,7 @@ pub struct DriftArgs {
     pub fail_on_drift: bool,
     /// The schema of a reference given as a dataset version: its declared column types.
     #[arg(skip)]
-    reference_schema: Option<serde_json::Value>,
+    reference_schema: Option<mltrail_data::schema::DatasetSchema>,
 }
 
 impl DriftArgs {
@@ -121,7 +121,8 @@ pub async fn resolve_inputs(args: &mut DriftArgs, dir: &std::path::Path) -> Resu
             .with_context(|| format!("cannot write {}", local.display()))?;
         *slot = local;
         if is_reference {
-            args.reference_schema = Some(v["schema"].clone());
+            args.reference_schema =
+                Some(mltrail_data::schema::DatasetSchema::from_json(&v["schema"]));
         }
     }
     Ok(())

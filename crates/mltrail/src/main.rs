@@ -498,7 +498,7 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
                     println!(
                         "{:>6}  {}  {:<12} {:<32} {}:{}  {}",
                         e.event.seq,
-                        e.event.time,
+                        mltrail_core::time::rfc3339_millis(e.event.time),
                         e.event.actor,
                         e.event.action,
                         e.event.entity_type,

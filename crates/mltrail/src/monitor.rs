@@ -3,14 +3,14 @@
 //! demand, from the command line.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+use mltrail_serving::record::LogRecord;
+
 use crate::args::{ClientArgs, JsonArgs, LimitArgs};
-use crate::predictions::csv_field;
 
 #[derive(Subcommand)]
 pub enum MonitorCommand {
@@ -138,7 +138,7 @@ pub struct DeleteArgs {
 }
 
 fn utc_time(ms: i64) -> String {
-    mltrail_serving::archive::utc_timestamp(ms)
+    mltrail_core::time::rfc3339_seconds(ms)
 }
 
 fn human_ms(ms: i64) -> String {
@@ -200,7 +200,7 @@ fn summary(result: &Value) -> String {
 
 async fn create(args: CreateArgs) -> Result<()> {
     let client = args.client.client()?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+    let now = mltrail_core::now_millis();
     let start = args
         .since
         .as_deref()
@@ -358,12 +358,28 @@ pub struct CheckArgs {
     client: ClientArgs,
 }
 
+/// One CSV cell: empty for missing, text as is, other values as JSON, quoted when needed.
+fn csv_field(v: Option<&Value>) -> String {
+    let text = match v {
+        None | Some(Value::Null) => return String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
 /// The logged inputs as a CSV file: one row per prediction, the columns of the first record.
-fn write_inputs(records: &[Value], path: &std::path::Path) -> Result<usize> {
-    let inputs: Vec<&serde_json::Map<String, Value>> = records
+fn write_inputs(records: &[LogRecord], path: &std::path::Path) -> Result<usize> {
+    let inputs: Vec<serde_json::Map<String, Value>> = records
         .iter()
-        .filter(|r| r["type"] == "prediction")
-        .filter_map(|r| r["inputs"].as_object())
+        .filter_map(|r| match r {
+            LogRecord::Prediction(p) => serde_json::from_str(p.inputs.get()).ok(),
+            LogRecord::Feedback(_) => None,
+        })
         .collect();
     let Some(first) = inputs.first() else {
         bail!("the deployment logged no predictions in that period")
@@ -371,7 +387,7 @@ fn write_inputs(records: &[Value], path: &std::path::Path) -> Result<usize> {
     let columns: Vec<&String> = first.keys().collect();
     let mut text = columns
         .iter()
-        .map(|c| csv_field(Some(&Value::from(c.as_str())), false))
+        .map(|c| csv_field(Some(&Value::from(c.as_str()))))
         .collect::<Vec<_>>()
         .join(",")
         + "\n";
@@ -379,7 +395,7 @@ fn write_inputs(records: &[Value], path: &std::path::Path) -> Result<usize> {
         text.push_str(
             &columns
                 .iter()
-                .map(|c| csv_field(row.get(*c), false))
+                .map(|c| csv_field(row.get(*c)))
                 .collect::<Vec<_>>()
                 .join(","),
         );
@@ -476,7 +492,7 @@ pub async fn run(command: MonitorCommand) -> Result<bool> {
         MonitorCommand::Report(args) => return report(args).await,
         MonitorCommand::Check(args) => args,
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as i64;
+    let now = mltrail_core::now_millis();
     let since = args
         .since
         .as_deref()

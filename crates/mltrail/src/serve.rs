@@ -7,16 +7,20 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, ValueEnum};
-use mltrail_server::scoring::{Deployment, LoadedModel};
+use mltrail_core::tags;
+use mltrail_serving::deployment::follower::{
+    self, DeploymentAction, DeploymentEvent, DeploymentJournal,
+};
+use mltrail_serving::deployment::{load, Deployment, ModelRef, ModelSource};
 use mltrail_serving::predlog::{Durability, LogConfig, PredictionLog, MAX_SEGMENT_BYTES};
 use mltrail_serving::runtime::Model;
-use mltrail_serving::signature::{mlflow_column_names, mlmodel_signature_inputs, Signature};
+use mltrail_serving::signature::{mlflow_column_names, Signature};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::args::ClientArgs;
 use crate::config::ServeTable;
-use crate::tracking_client::{artifact_path, Client, ModelRef};
+use crate::tracking_client::Client;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,58 +94,7 @@ pub fn model_ref(settings: &ServeTable) -> Result<ModelRef> {
     let model = settings.model.as_deref().ok_or_else(|| {
         anyhow!("not set: give --model NAME@ALIAS or NAME/VERSION (or MLTRAIL_SERVE_MODEL, or `model` in mltrail.toml's [serve] table)")
     })?;
-    ModelRef::parse(model)
-}
-
-/// Picks the ONNX file (and MLmodel signature) out of a model version's artifacts.
-async fn fetch_model(client: &Client, name: &str, version_record: &Value) -> Result<LoadedModel> {
-    let version = version_record
-        .get("version")
-        .and_then(Value::as_str)
-        .ok_or_else(|| anyhow!("model version without a number"))?
-        .to_string();
-    let uri = client.download_uri(name, &version).await?;
-    let root = artifact_path(&uri)?;
-    let files = client.list_files(&root).await?;
-    let onnx = files
-        .iter()
-        .find(|(p, _)| p.ends_with(".onnx"))
-        .ok_or_else(|| anyhow!("{name}/{version} has no .onnx file under {uri}; log it with mlflow.onnx.log_model or `mltrail models register`"))?;
-    let bytes = client.download(&onnx.0).await?;
-    let digest = blake3::hash(&bytes).to_hex().to_string();
-    let mut names = None;
-    if let Some((mlmodel, _)) = files.iter().find(|(p, _)| p.ends_with("MLmodel")) {
-        let text = String::from_utf8(client.download(mlmodel).await?).unwrap_or_default();
-        if let Some(inputs) = mlmodel_signature_inputs(&text) {
-            names = mlflow_column_names(&inputs)
-                .map_err(|e| anyhow!("{name}/{version} MLmodel: {e}"))?;
-        }
-    }
-    let tags = version_record
-        .get("tags")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(sig) = tags
-        .iter()
-        .find(|t| t["key"] == "mltrail.signature")
-        .and_then(|t| t["value"].as_str())
-    {
-        names =
-            mlflow_column_names(sig).map_err(|e| anyhow!("{name}/{version} signature tag: {e}"))?;
-    }
-    let model = tokio::task::spawn_blocking(move || Model::load(&bytes))
-        .await?
-        .map_err(|e| anyhow!("{name}/{version} cannot be served: {e}"))?;
-    let signature =
-        Signature::from_model(&model, names).map_err(|e| anyhow!("{name}/{version}: {e}"))?;
-    Ok(LoadedModel::new(
-        name.to_string(),
-        version,
-        digest,
-        model,
-        signature,
-    ))
+    Ok(ModelRef::parse(model)?)
 }
 
 /// Serves the deployment `args` (the merged `[serve]` table) describes.
@@ -154,9 +107,11 @@ pub async fn serve(
         .deployment
         .clone()
         .unwrap_or_else(|| model_ref.name().to_string());
-    let client = Client::new(args.tracking_uri.trim_end_matches('/').to_string())?;
-    let record = client.model_version(&model_ref).await?;
-    let loaded = fetch_model(&client, model_ref.name(), &record).await?;
+    let client = Arc::new(Client::new(
+        args.tracking_uri.trim_end_matches('/').to_string(),
+    )?);
+    let version = client.version(&model_ref).await?;
+    let loaded = load(client.as_ref(), &version).await?;
     let log_dir = args
         .log_dir
         .clone()
@@ -173,46 +128,29 @@ pub async fn serve(
     let rec = log.recovery().clone();
     tracing::info!(dir = %log_dir.display(), segments = rec.segments, records = rec.records, truncated_bytes = rec.truncated_bytes, "prediction log opened");
     client
-        .record_deployment(
-            &deployment,
-            "deploy",
-            &loaded.name,
-            &loaded.version,
-            &loaded.digest,
-        )
+        .record(&DeploymentEvent {
+            deployment: deployment.clone(),
+            action: DeploymentAction::Deploy,
+            model: loaded.name.clone(),
+            version: loaded.version.clone(),
+            digest: loaded.digest.clone(),
+        })
         .await?;
     tracing::info!(deployment, model = %loaded.name, version = %loaded.version, engine = loaded.model.engine_name(), "model loaded");
     let log = Arc::new(log);
-    let archive: mltrail_serving::archive::SharedArchive = Arc::new(client.clone());
     let dep = Arc::new(
-        Deployment::new(deployment.clone(), loaded, log.clone()).with_archive(archive.clone()),
+        Deployment::new(deployment.clone(), loaded, log.clone()).with_archive(client.clone()),
     );
-    {
-        let (log, deployment) = (log.clone(), deployment.clone());
-        let every = Duration::from_millis(args.archive_interval_ms.max(100));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if let Err(e) = log.seal_if_due() {
-                    tracing::warn!(error = %e, "cannot seal the idle prediction-log segment");
-                }
-                archive_sealed(&log, &deployment, archive.as_ref()).await;
-            }
-        });
-    }
-
-    if let ModelRef::Alias { .. } = &model_ref {
-        let (dep, client, model_ref) = (dep.clone(), client.clone(), model_ref.clone());
-        let every = Duration::from_millis(args.poll_interval_ms.max(50));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if let Err(e) = follow_once(&dep, &client, &model_ref).await {
-                    tracing::warn!(error = %format!("{e:#}"), "alias check failed; still serving the current version");
-                }
-            }
-        });
-    }
+    let archiver = dep.spawn_archiver(Duration::from_millis(args.archive_interval_ms.max(100)));
+    let follower = model_ref.is_alias().then(|| {
+        follower::spawn(
+            dep.clone(),
+            client.clone(),
+            client.clone(),
+            model_ref.clone(),
+            Duration::from_millis(args.poll_interval_ms.max(50)),
+        )
+    });
 
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -227,51 +165,12 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await?;
+    archiver.abort();
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     log.close();
     Ok(())
-}
-
-/// Uploads every sealed segment; a failure leaves the segment in place for the next round.
-async fn archive_sealed(
-    log: &PredictionLog,
-    deployment: &str,
-    archive: &dyn mltrail_serving::archive::ArchiveStore,
-) {
-    let sealed = match log.sealed_segments() {
-        Ok(s) => s,
-        Err(e) => return tracing::warn!(error = %e, "cannot list sealed prediction-log segments"),
-    };
-    for seq in sealed {
-        match log.archive_segment(seq, deployment, archive).await {
-            Ok(Some(path)) => {
-                tracing::info!(segment = seq, artifact = %path, "prediction-log segment archived as Parquet")
-            }
-            Ok(None) => tracing::debug!(segment = seq, "empty prediction-log segment removed"),
-            Err(e) => {
-                tracing::warn!(segment = seq, error = %e, "archiving a prediction-log segment failed; will retry");
-                return;
-            }
-        }
-    }
-}
-
-async fn follow_once(dep: &Deployment, client: &Client, model_ref: &ModelRef) -> Result<()> {
-    let record = client.model_version(model_ref).await?;
-    let version = record
-        .get("version")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let current = dep.current();
-    if version == current.version {
-        return Ok(());
-    }
-    let next = fetch_model(client, model_ref.name(), &record).await?;
-    let (to, digest) = (next.version.clone(), next.digest.clone());
-    dep.swap(next);
-    tracing::info!(deployment = %dep.name, from = %current.version, to = %to, "alias moved: swapped the model");
-    client
-        .record_deployment(&dep.name, "swap", model_ref.name(), &to, &digest)
-        .await
 }
 
 #[derive(Args)]
@@ -363,21 +262,21 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
         .filter(|n| n.ends_with(".onnx"))
         .unwrap_or("model.onnx");
     client.upload(&format!("{dir}/{file_name}"), bytes).await?;
-    let mut tags = vec![
-        json!({"key": "mltrail.onnx_digest", "value": digest}),
-        json!({"key": "mltrail.signature", "value": signature.to_mlflow_json().to_string()}),
-        json!({"key": "mltrail.engine", "value": model.engine_name()}),
+    let mut version_tags = vec![
+        json!({"key": tags::ONNX_DIGEST, "value": digest}),
+        json!({"key": tags::SIGNATURE, "value": signature.to_mlflow_json().to_string()}),
+        json!({"key": tags::ENGINE, "value": model.engine_name()}),
     ];
     if let Some(td) = &args.training_data {
-        tags.push(json!({"key": "mltrail.training_data", "value": td}));
+        version_tags.push(json!({"key": tags::TRAINING_DATA, "value": td}));
         if let Some(digest) = &training_digest {
-            tags.push(json!({"key": "mltrail.training_data_digest", "value": digest}));
+            version_tags.push(json!({"key": tags::TRAINING_DATA_DIGEST, "value": digest}));
         }
     }
     let created = client
         .post(
             "/api/2.0/mlflow/model-versions/create",
-            &json!({"name": args.name, "source": format!("mlflow-artifacts:/{dir}"), "tags": tags}),
+            &json!({"name": args.name, "source": format!("mlflow-artifacts:/{dir}"), "tags": version_tags}),
             "create model version",
         )
         .await?;

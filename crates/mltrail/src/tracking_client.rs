@@ -2,6 +2,11 @@
 //! client uses.
 
 use anyhow::{anyhow, bail, Context, Result};
+use mltrail_serving::archive::{ArchiveStore, StorageError};
+use mltrail_serving::deployment::follower::{DeploymentEvent, DeploymentJournal};
+use mltrail_serving::deployment::{
+    BoxFuture, Listed, ModelRef, ModelSource, SourceError, SourceVersion,
+};
 use serde_json::{json, Value};
 
 /// The tracking server's URL unless one is given (a macro, so the help text can include it).
@@ -32,42 +37,6 @@ pub fn resolve_uri(flag: Option<String>) -> String {
 pub struct Client {
     base: String,
     http: reqwest::Client,
-}
-
-/// What `models:/name@alias` or `name/version` points at.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelRef {
-    Alias { name: String, alias: String },
-    Version { name: String, version: String },
-}
-
-impl ModelRef {
-    pub fn parse(text: &str) -> Result<Self> {
-        let text = text.strip_prefix("models:/").unwrap_or(text);
-        if let Some((name, alias)) = text.split_once('@') {
-            if !name.is_empty() && !alias.is_empty() {
-                return Ok(Self::Alias {
-                    name: name.into(),
-                    alias: alias.into(),
-                });
-            }
-        }
-        if let Some((name, version)) = text.rsplit_once('/') {
-            if !name.is_empty() && version.parse::<u64>().is_ok() {
-                return Ok(Self::Version {
-                    name: name.into(),
-                    version: version.into(),
-                });
-            }
-        }
-        bail!("--model `{text}` is not NAME@ALIAS or NAME/VERSION")
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            Self::Alias { name, .. } | Self::Version { name, .. } => name,
-        }
-    }
 }
 
 impl Client {
@@ -160,7 +129,7 @@ impl Client {
             ModelRef::Version { name, version } => {
                 self.get(
                     "/api/2.0/mlflow/model-versions/get",
-                    &[("name", name), ("version", version)],
+                    &[("name", name), ("version", &version.to_string())],
                     &format!("model {name}/{version}"),
                 )
                 .await?
@@ -253,24 +222,6 @@ impl Client {
             .await
             .map(|_| ())
     }
-
-    pub async fn record_deployment(
-        &self,
-        deployment: &str,
-        action: &str,
-        model: &str,
-        version: &str,
-        digest: &str,
-    ) -> Result<()> {
-        let body = json!({"deployment": deployment, "action": action, "model": model, "version": version, "digest": digest});
-        self.post(
-            "/api/v1/deployments/events",
-            &body,
-            "record deployment event",
-        )
-        .await
-        .map(|_| ())
-    }
 }
 
 /// The artifact path an `mlflow-artifacts:` URI names (with or without a host part).
@@ -287,61 +238,151 @@ pub fn artifact_path(uri: &str) -> Result<String> {
 
 /// Archived prediction logs go to the artifact store through the tracking server's proxy, so a
 /// serving process needs no storage credentials of its own.
-impl mltrail_serving::archive::ArchiveStore for Client {
-    fn put<'a>(
-        &'a self,
-        path: &'a str,
-        bytes: Vec<u8>,
-    ) -> mltrail_serving::archive::BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move { self.upload(path, bytes).await.map_err(|e| format!("{e:#}")) })
+impl ArchiveStore for Client {
+    fn put<'a>(&'a self, path: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            self.upload(path, bytes)
+                .await
+                .map_err(|e| StorageError::new("upload", path, e))
+        })
     }
 
-    fn list<'a>(
-        &'a self,
-        dir: &'a str,
-    ) -> mltrail_serving::archive::BoxFuture<'a, Result<Vec<String>, String>> {
+    fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
         Box::pin(async move {
             Ok(self
                 .list_files(dir)
                 .await
-                .map_err(|e| format!("{e:#}"))?
+                .map_err(|e| StorageError::new("list", dir, e))?
                 .into_iter()
                 .map(|(p, _)| p)
                 .collect())
         })
     }
 
-    fn get<'a>(
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, StorageError>> {
+        Box::pin(async move {
+            self.download(path)
+                .await
+                .map_err(|e| StorageError::new("download", path, e))
+        })
+    }
+}
+
+/// `mltrail serve` reaches the registry and the model files through the tracking server.
+impl ModelSource for Client {
+    fn version<'a>(
         &'a self,
-        path: &'a str,
-    ) -> mltrail_serving::archive::BoxFuture<'a, Result<Vec<u8>, String>> {
-        Box::pin(async move { self.download(path).await.map_err(|e| format!("{e:#}")) })
+        model: &'a ModelRef,
+    ) -> BoxFuture<'a, Result<SourceVersion, SourceError>> {
+        Box::pin(async move {
+            let record = self
+                .model_version(model)
+                .await
+                .map_err(|e| SourceError::unavailable("the tracking server", e))?;
+            let text = |field: &str| {
+                record
+                    .get(field)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            let version = text("version").ok_or_else(|| {
+                SourceError::unavailable(
+                    format!("model {model}"),
+                    "the server's model version has no number",
+                )
+            })?;
+            let tags = record
+                .get("tags")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    Some((
+                        t["key"].as_str()?.to_string(),
+                        t["value"].as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+            Ok(SourceVersion {
+                name: text("name").unwrap_or_else(|| model.name().to_string()),
+                version,
+                source: text("source").unwrap_or_default(),
+                tags,
+            })
+        })
+    }
+
+    fn root<'a>(
+        &'a self,
+        version: &'a SourceVersion,
+    ) -> BoxFuture<'a, Result<String, SourceError>> {
+        Box::pin(async move {
+            let uri = self
+                .download_uri(&version.name, &version.version)
+                .await
+                .map_err(|e| SourceError::unavailable("the tracking server", e))?;
+            artifact_path(&uri).map_err(|_| SourceError::OutsideStore {
+                version: version.to_string(),
+                uri,
+            })
+        })
+    }
+
+    fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<Listed>, SourceError>> {
+        Box::pin(async move {
+            let body = self
+                .get(
+                    "/api/2.0/mlflow-artifacts/artifacts",
+                    &[("path", dir)],
+                    "list artifacts",
+                )
+                .await
+                .map_err(|e| SourceError::unavailable("the tracking server", e))?;
+            Ok(body
+                .get("files")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|f| {
+                    Some(Listed {
+                        name: f.get("path")?.as_str()?.to_string(),
+                        is_dir: f.get("is_dir").and_then(Value::as_bool).unwrap_or(false),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SourceError>> {
+        Box::pin(async move {
+            self.download(path)
+                .await
+                .map_err(|e| SourceError::unavailable("the tracking server", e))
+        })
+    }
+}
+
+/// Deployment events go to the tracking server's audit trail.
+impl DeploymentJournal for Client {
+    fn record<'a>(&'a self, event: &'a DeploymentEvent) -> BoxFuture<'a, Result<(), SourceError>> {
+        Box::pin(async move {
+            let body = json!({"deployment": event.deployment, "action": event.action.as_str(),
+                              "model": event.model, "version": event.version, "digest": event.digest});
+            self.post(
+                "/api/v1/deployments/events",
+                &body,
+                "record deployment event",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| SourceError::unavailable("the tracking server", e))
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn model_references_parse() {
-        assert_eq!(
-            ModelRef::parse("credit@production").unwrap(),
-            ModelRef::Alias {
-                name: "credit".into(),
-                alias: "production".into()
-            }
-        );
-        assert_eq!(
-            ModelRef::parse("models:/credit/3").unwrap(),
-            ModelRef::Version {
-                name: "credit".into(),
-                version: "3".into()
-            }
-        );
-        assert!(ModelRef::parse("credit").is_err());
-        assert!(ModelRef::parse("credit/latest").is_err());
-    }
 
     #[test]
     fn artifact_uris_map_to_paths() {

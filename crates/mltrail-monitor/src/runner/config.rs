@@ -1,0 +1,144 @@
+//! What a monitor is told: its `config` (drift share, alert rules, webhooks, excluded columns),
+//! what it compares with ([`ReferenceSpec`]), and how windows line up.
+
+use mltrail_store::datasets::VersionRef;
+use serde::{Deserialize, Serialize};
+
+use crate::rules::Rule;
+
+/// What a monitor's `config` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorConfig {
+    #[serde(default = "default_drift_share")]
+    pub drift_share: f64,
+    /// Alert rules as written (`drift_share >= 0.3 for 2`).
+    #[serde(default)]
+    pub alerts: Vec<String>,
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// Input columns left out of feature drift (ids, timestamps).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+fn default_drift_share() -> f64 {
+    0.5
+}
+
+/// The rule every monitor has when it was given none: tell when the dataset drifts.
+pub const DEFAULT_ALERT: &str = "dataset_drift == 1";
+
+/// A config field that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl MonitorConfig {
+    /// Checks what a user asked for; the error names the offending field.
+    pub fn validate(&mut self) -> Result<Vec<Rule>, ConfigError> {
+        let invalid = |field, message| ConfigError { field, message };
+        if !(self.drift_share > 0.0 && self.drift_share <= 1.0) {
+            return Err(invalid(
+                "drift_share",
+                format!("drift_share must be in (0, 1], got {}", self.drift_share),
+            ));
+        }
+        if self.alerts.is_empty() {
+            self.alerts.push(DEFAULT_ALERT.into());
+        }
+        let rules = self
+            .alerts
+            .iter()
+            .map(|a| Rule::parse(a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("alerts", e))?;
+        for url in &self.webhooks {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                return Err(invalid(
+                    "webhooks",
+                    format!("webhook `{url}` is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        Ok(rules)
+    }
+}
+
+/// What a monitor compares with: the served version's training data, or a dataset version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferenceSpec {
+    Training,
+    Dataset(VersionRef),
+}
+
+/// A reference that is neither `training` nor a dataset version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reference `{0}` is neither `training` nor a dataset version NAME@VERSION")]
+pub struct BadReference(pub String);
+
+impl ReferenceSpec {
+    pub fn parse(text: &str) -> Result<Self, BadReference> {
+        if text == "training" {
+            return Ok(ReferenceSpec::Training);
+        }
+        text.parse()
+            .map(ReferenceSpec::Dataset)
+            .map_err(|_| BadReference(text.to_string()))
+    }
+}
+
+/// The start of the window that holds `time` (windows are aligned to the epoch, so hourly
+/// windows start on the hour).
+pub fn window_start(time_ms: i64, window_ms: i64) -> i64 {
+    time_ms.div_euclid(window_ms) * window_ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::parse_duration_ms;
+    use serde_json::json;
+
+    #[test]
+    fn durations_and_windows() {
+        assert_eq!(parse_duration_ms("90s"), Ok(90_000));
+        assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
+        assert_eq!(parse_duration_ms("2d"), Ok(172_800_000));
+        assert!(parse_duration_ms("1w").is_err());
+        assert!(parse_duration_ms("-5m").is_err());
+        assert!(parse_duration_ms("").is_err());
+        assert_eq!(window_start(7_250_000, 3_600_000), 7_200_000);
+    }
+
+    #[test]
+    fn configs_are_checked_field_by_field() {
+        let mut c: MonitorConfig = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(c.validate().unwrap().len(), 1, "the default rule");
+        assert_eq!(c.alerts, [DEFAULT_ALERT]);
+        let mut c: MonitorConfig =
+            serde_json::from_value(json!({"webhooks": ["ftp://x"]})).unwrap();
+        assert_eq!(c.validate().unwrap_err().field, "webhooks");
+        let mut c: MonitorConfig = serde_json::from_value(json!({"drift_share": 0})).unwrap();
+        assert_eq!(c.validate().unwrap_err().field, "drift_share");
+        assert_eq!(
+            ReferenceSpec::parse("training"),
+            Ok(ReferenceSpec::Training)
+        );
+        assert_eq!(
+            ReferenceSpec::parse("credit@2"),
+            Ok(ReferenceSpec::Dataset(VersionRef {
+                name: "credit".into(),
+                version: 2
+            }))
+        );
+        for bad in ["credit", "credit@0", "@2", "credit@x"] {
+            assert!(ReferenceSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

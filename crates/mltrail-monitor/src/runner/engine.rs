@@ -1,0 +1,491 @@
+//! The monitors' engine, run by `mltrail server`: every window of each active monitor, once it
+//! is `delay` old, is read from the deployment's archived prediction log, compared with the
+//! reference (feature drift, prediction drift, performance once labels arrived), stored, and
+//! checked against the monitor's alert rules. Alerts go to the structured log at once and to an
+//! [`AlertSink`] (the server's webhooks), which must never block monitoring.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mltrail_artifacts::ArtifactStore;
+use mltrail_core::artifact_path::ArtifactPath;
+use mltrail_core::time::rfc3339_seconds;
+use mltrail_serving::deployment::StoreSource;
+use mltrail_store::datasets::VersionRef;
+use mltrail_store::monitors::{self, Alert, AlertState, Monitor, MonitorResult, WindowStatus};
+use mltrail_store::MetaStore;
+use serde_json::{json, Value as Json};
+
+use super::config::{MonitorConfig, ReferenceSpec};
+use super::reference::{Reference, References};
+use super::scoring::Scorer;
+use super::{MonitorError, ReferenceError};
+use crate::compare::{compare_prepared, CompareOptions, Comparison};
+use crate::performance::{self, Labelled};
+use crate::rules::Values;
+use crate::window::Window;
+
+/// Where alerts go besides the log. Implementations deliver in the background.
+pub trait AlertSink: Send + Sync {
+    fn notify(&self, alert: &Alert, webhooks: &[String]);
+}
+
+/// Windows evaluated per monitor per pass, so a long backlog does not starve other monitors.
+const MAX_WINDOWS_PER_PASS: usize = 50;
+
+pub struct Engine {
+    store: MetaStore,
+    artifacts: ArtifactStore,
+    sink: Arc<dyn AlertSink>,
+    references: References,
+    scorer: Scorer,
+    /// Archived file → the (min, max) record time in it, so later windows skip it unread.
+    file_ranges: Mutex<HashMap<String, (i64, i64)>>,
+}
+
+impl Engine {
+    pub fn new(store: MetaStore, artifacts: ArtifactStore, sink: Arc<dyn AlertSink>) -> Self {
+        let models = StoreSource::new(store.clone(), artifacts.clone());
+        Engine {
+            references: References::new(store.clone(), artifacts.clone(), models.clone()),
+            scorer: Scorer::new(models),
+            store,
+            artifacts,
+            sink,
+            file_ranges: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks that a monitor's reference can be compared with, as far as can be known now: a
+    /// dataset version must exist with its rows stored; `training` is checked against the model
+    /// version the deployment serves, when it serves one already.
+    pub async fn check_reference(
+        &self,
+        spec: &ReferenceSpec,
+        served: Option<(&str, &str)>,
+    ) -> Result<(), MonitorError> {
+        self.references.check(spec, served).await
+    }
+
+    /// Evaluates every due window until `shutdown` resolves, checking every `poll`.
+    pub async fn run(
+        self: Arc<Self>,
+        poll: Duration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut shutdown = shutdown;
+        loop {
+            if let Err(e) = self.pass(mltrail_core::now_millis()).await {
+                tracing::warn!(error = %e, "monitor pass failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// One pass: evaluates the windows that are due at `now`. Returns how many were evaluated.
+    pub async fn pass(&self, now: i64) -> Result<usize, MonitorError> {
+        let mut evaluated = 0;
+        for monitor in monitors::list_monitors(&self.store, None, false).await? {
+            let mut start = monitor.next_window_start;
+            for _ in 0..MAX_WINDOWS_PER_PASS {
+                let end = start + monitor.spec.window_ms;
+                if end + monitor.spec.delay_ms > now {
+                    break;
+                }
+                // A monitor whose storage fails is retried next pass; the others go on.
+                if let Err(e) = self.evaluate(&monitor, start, end).await {
+                    tracing::warn!(monitor = %monitor.id, deployment = %monitor.spec.deployment, window_start = start, error = %e, "monitor window not evaluated; retrying next pass");
+                    break;
+                }
+                evaluated += 1;
+                start = end;
+            }
+        }
+        Ok(evaluated)
+    }
+
+    /// Evaluates one window, stores the result with its alerts, and hands the alerts on.
+    async fn evaluate(&self, monitor: &Monitor, start: i64, end: i64) -> Result<(), MonitorError> {
+        let mut config: MonitorConfig =
+            serde_json::from_value(monitor.spec.config.clone()).map_err(MonitorError::Config)?;
+        let rules = config.validate()?;
+        let labels_until = end + monitor.spec.delay_ms;
+        let mut window = self
+            .read_window(&monitor.spec.deployment, start, end, labels_until)
+            .await?;
+        let rows = window.rows() as i64;
+        let (status, result) = if rows == 0 {
+            (WindowStatus::NoData, json!({"values": {"rows": 0}}))
+        } else {
+            match self.compare_window(monitor, &config, &mut window).await {
+                Ok(result) => (WindowStatus::Ok, result),
+                Err(e) => {
+                    tracing::warn!(monitor = %monitor.id, deployment = %monitor.spec.deployment, window_start = start, error = %e, "monitor window could not be compared");
+                    (
+                        WindowStatus::Error,
+                        json!({"error": e.to_string(), "values": {"rows": rows, "error": 1}}),
+                    )
+                }
+            }
+        };
+        let values = values_of(&result);
+        // The windows with data before this one, newest first, for "for N" rules: windows
+        // without predictions (a quiet night) neither count nor break a streak.
+        let longest = rules.iter().map(|r| r.windows).max().unwrap_or(1) as i64;
+        let history = monitors::recent_with_data(&self.store, &monitor.id, longest).await?;
+        let history_values: Vec<Option<Values>> =
+            history.iter().map(|r| Some(values_of(&r.result))).collect();
+        let previous: Vec<Option<&Values>> = history_values.iter().map(Option::as_ref).collect();
+        let now = mltrail_core::now_millis();
+        let alerts: Vec<Alert> = rules
+            .iter()
+            .zip(&config.alerts)
+            .filter(|_| status != WindowStatus::NoData)
+            .filter_map(|(rule, text)| {
+                let state = if rule.fires(&values, &previous) {
+                    AlertState::Firing
+                } else if rule.resolves(&values, &previous) {
+                    AlertState::Resolved
+                } else {
+                    return None;
+                };
+                let value = values.get(&rule.metric).copied();
+                let drifted: Vec<&str> = result["features"]
+                    .as_array()
+                    .map(|cols| {
+                        cols.iter()
+                            .filter(|c| c["drifted"] == true)
+                            .filter_map(|c| c["column"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some(Alert {
+                    id: uuid::Uuid::now_v7().simple().to_string().into(),
+                    monitor_id: monitor.id.clone(),
+                    deployment: monitor.spec.deployment.clone(),
+                    rule: text.clone(),
+                    state,
+                    window_start: start,
+                    window_end: end,
+                    details: json!({
+                        "message": format!(
+                            "{}: {}{} (value {}) in the window {} – {}{}",
+                            monitor.spec.deployment,
+                            if state == AlertState::Resolved { "resolved: " } else { "" },
+                            text,
+                            value.map_or("-".into(), |v| format!("{v:.4}")),
+                            rfc3339_seconds(start),
+                            rfc3339_seconds(end),
+                            match (result["error"].as_str(), drifted.is_empty()) {
+                                (Some(e), _) => format!("; the window could not be compared: {e}"),
+                                (None, false) => format!("; drifted: {}", drifted.join(", ")),
+                                (None, true) => String::new(),
+                            },
+                        ),
+                        "metric": rule.metric, "value": value, "threshold": rule.threshold,
+                        "windows": rule.windows, "drifted_columns": drifted,
+                        "reference": result["reference"], "rows": rows,
+                        "report": format!("/api/v1/monitors/{}/windows/{start}/report", monitor.id),
+                    }),
+                    fired_time: now,
+                })
+            })
+            .collect();
+        let stored = MonitorResult {
+            monitor_id: monitor.id.clone(),
+            window_start: start,
+            window_end: end,
+            rows,
+            status,
+            result,
+            computed_time: now,
+        };
+        monitors::record_window(&self.store, stored, alerts.clone()).await?;
+        for alert in &alerts {
+            match alert.state {
+                AlertState::Firing => tracing::warn!(
+                    target: "mltrail::alert",
+                    alert = %alert.id, monitor = %alert.monitor_id, deployment = %alert.deployment,
+                    rule = %alert.rule, window_start = alert.window_start, window_end = alert.window_end,
+                    value = %alert.details["value"], drifted_columns = %alert.details["drifted_columns"],
+                    "alert fired"
+                ),
+                AlertState::Resolved => tracing::info!(
+                    target: "mltrail::alert",
+                    alert = %alert.id, monitor = %alert.monitor_id, deployment = %alert.deployment,
+                    rule = %alert.rule, window_start = alert.window_start, window_end = alert.window_end,
+                    value = %alert.details["value"],
+                    "alert resolved"
+                ),
+            }
+            if !config.webhooks.is_empty() {
+                self.sink.notify(alert, &config.webhooks);
+            }
+        }
+        Ok(())
+    }
+
+    /// Feature drift, prediction drift and performance of one window with predictions.
+    async fn compare_window(
+        &self,
+        monitor: &Monitor,
+        config: &MonitorConfig,
+        window: &mut Window,
+    ) -> Result<Json, MonitorError> {
+        let (model, version) = window.main_version().ok_or(MonitorError::NoModel)?;
+        let spec = ReferenceSpec::parse(&monitor.spec.reference).map_err(ReferenceError::Spec)?;
+        let reference_version = self.references.resolve(&spec, &model, &version).await?;
+        let reference = self.references.get(&reference_version).await?;
+
+        let options = feature_options(config, &reference, false);
+        let current = window.take_inputs();
+        let prepared = reference.prepared(&options).await?;
+        let features =
+            tokio::task::spawn_blocking(move || compare_prepared(&prepared, current, &options))
+                .await??;
+
+        let mut values = Values::new();
+        values.insert("rows".into(), window.rows() as f64);
+        values.insert("error".into(), 0.0);
+        values.insert("drift_share".into(), features.dataset.share);
+        values.insert(
+            "drifted_columns".into(),
+            features.dataset.drifted_columns as f64,
+        );
+        values.insert(
+            "dataset_drift".into(),
+            f64::from(u8::from(features.dataset.drift)),
+        );
+        for c in &features.columns {
+            values.insert(
+                format!("feature_drift.{}", c.drift.column),
+                c.drift.p_value.unwrap_or(c.drift.statistic),
+            );
+            values.insert(
+                format!("feature_drifted.{}", c.drift.column),
+                f64::from(u8::from(c.drift.drifted)),
+            );
+        }
+
+        // Scored only once the window's inputs compared: a reference the inputs do not match
+        // is not worth running the model on.
+        let scored = self.scorer.scored(&model, &version, &reference).await;
+        let mut prediction = Json::Null;
+        let mut performance = Json::Null;
+        if let Some(scored) = &scored {
+            let current = window.predictions(&scored.names);
+            let reference_predictions = scored.predictions.clone();
+            let drift = tokio::task::spawn_blocking(move || {
+                compare_prepared(&reference_predictions, current, &CompareOptions::default())
+            })
+            .await?;
+            match drift {
+                Ok(Comparison { columns, .. }) if !columns.is_empty() => {
+                    let c = &columns[0];
+                    values.insert(
+                        "prediction_drift".into(),
+                        c.drift.p_value.unwrap_or(c.drift.statistic),
+                    );
+                    values.insert(
+                        "prediction_drifted".into(),
+                        f64::from(u8::from(c.drift.drifted)),
+                    );
+                    prediction = column_json(c);
+                }
+                Ok(_) => {}
+                Err(e) => prediction = json!({"error": e.to_string()}),
+            }
+            let labelled: Vec<Labelled> = window.labelled(&scored.names);
+            values.insert("labelled_rows".into(), labelled.len() as f64);
+            if !labelled.is_empty() {
+                let current = performance::metrics(&labelled);
+                for (k, v) in &current {
+                    values.insert(k.clone(), *v);
+                    if let Some(r) = scored.performance.as_ref().and_then(|p| p.get(k)) {
+                        values.insert(format!("{k}_delta"), v - r);
+                    }
+                }
+                performance = json!({
+                    "labelled_rows": labelled.len(),
+                    "metrics": current,
+                    "reference": scored.performance,
+                });
+            }
+        }
+        Ok(json!({
+            "reference": reference.label,
+            "model": model,
+            "versions": window.versions(),
+            "features": features.columns.iter().map(column_json).collect::<Vec<_>>(),
+            "dataset": {
+                "drifted_columns": features.dataset.drifted_columns,
+                "share": features.dataset.share,
+                "drift": features.dataset.drift,
+                "drift_share": config.drift_share,
+            },
+            "not_logged": features.only_in_reference,
+            "prediction": prediction,
+            "performance": performance,
+            "values": values,
+        }))
+    }
+
+    /// One evaluated window as the HTML drift report (a histogram per input column), recomputed
+    /// from the archived log against the reference the window was compared with.
+    pub async fn window_report(
+        &self,
+        monitor: &Monitor,
+        result: &MonitorResult,
+    ) -> Result<String, MonitorError> {
+        let reference_name = result.result["reference"]
+            .as_str()
+            .ok_or(ReferenceError::NotCompared)?;
+        let reference_version: VersionRef =
+            reference_name
+                .parse()
+                .map_err(|why| ReferenceError::BadTrainingData {
+                    value: reference_name.to_string(),
+                    why,
+                })?;
+        let config: MonitorConfig =
+            serde_json::from_value(monitor.spec.config.clone()).map_err(MonitorError::Config)?;
+        let reference = self.references.get(&reference_version).await?;
+        let labels_until = result.window_end + monitor.spec.delay_ms;
+        let mut window = self
+            .read_window(
+                &monitor.spec.deployment,
+                result.window_start,
+                result.window_end,
+                labels_until,
+            )
+            .await?;
+        let options = feature_options(&config, &reference, true);
+        let current = window.take_inputs();
+        let prepared = reference.prepared(&options).await?;
+        let comparison =
+            tokio::task::spawn_blocking(move || compare_prepared(&prepared, current, &options))
+                .await??;
+        let pairs: Vec<_> = comparison
+            .columns
+            .into_iter()
+            .filter_map(|c| c.histogram.map(|h| (c.drift, h)))
+            .collect();
+        let title = format!(
+            "{reference_name} → {} window {} – {} ({} predictions)",
+            monitor.spec.deployment,
+            rfc3339_seconds(result.window_start),
+            rfc3339_seconds(result.window_end),
+            window.rows()
+        );
+        Ok(crate::report::html(
+            &title,
+            &pairs,
+            &comparison.dataset,
+            config.drift_share,
+        ))
+    }
+
+    /// A deployment's window, read from the archived files of its days (and the day before,
+    /// for segments that crossed midnight). Each file is decoded on a blocking thread and folded
+    /// into the window, so memory follows the window's columns, not its JSON.
+    async fn read_window(
+        &self,
+        deployment: &str,
+        start: i64,
+        end: i64,
+        labels_until: i64,
+    ) -> Result<Window, MonitorError> {
+        let root = ArtifactPath::parse(&format!("predictions/{deployment}"))?;
+        let first_day = mltrail_core::time::utc_date((start - 86_400_000).max(0));
+        let last_day = mltrail_core::time::utc_date(labels_until.max(0));
+        let mut files = Vec::new();
+        for day in self.artifacts.list(&root).await? {
+            if !day.is_dir || day.path < first_day || day.path > last_day {
+                continue;
+            }
+            let dir = ArtifactPath::parse(&format!("{root}/{}", day.path))?;
+            for f in self.artifacts.list(&dir).await? {
+                if !f.is_dir && f.path.ends_with(".parquet") {
+                    files.push(format!("{dir}/{}", f.path));
+                }
+            }
+        }
+        let mut window = Window::new(start, end, labels_until);
+        for file in files {
+            let known = self
+                .file_ranges
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&file).copied());
+            if let Some((min, max)) = known {
+                if max < start || min >= labels_until {
+                    continue;
+                }
+            }
+            let path = ArtifactPath::parse(&file)?;
+            let bytes = self.artifacts.get(&path).await?;
+            let name = file.clone();
+            let (w, range) = tokio::task::spawn_blocking(move || {
+                let mut range = (i64::MAX, i64::MIN);
+                let mut w = window;
+                mltrail_serving::archive::visit_parquet(bytes, |r| {
+                    if let Some(t) = r.time_ms {
+                        range = (range.0.min(t), range.1.max(t));
+                    }
+                    w.visit(r);
+                })
+                .map(|_| (w, range))
+                .map_err(|source| MonitorError::Archive { file: name, source })
+            })
+            .await??;
+            window = w;
+            if let Ok(mut m) = self.file_ranges.lock() {
+                m.insert(file, range);
+            }
+        }
+        Ok(window)
+    }
+}
+
+/// How a monitor compares inputs with its reference: the monitor's settings, the reference's
+/// declared column types, and its target left out.
+fn feature_options(
+    config: &MonitorConfig,
+    reference: &Reference,
+    histograms: bool,
+) -> CompareOptions {
+    let mut options = CompareOptions {
+        drift_share: config.drift_share,
+        exclude: config.exclude.clone(),
+        histograms,
+        ..Default::default()
+    };
+    options.follow_schema(&reference.schema);
+    options.exclude.extend(reference.target.clone());
+    options
+}
+
+/// A stored result's `values` (what rules and gauges read).
+fn values_of(result: &Json) -> Values {
+    result["values"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn column_json(c: &crate::compare::ColumnComparison) -> Json {
+    json!({
+        "column": c.drift.column, "column_type": c.kind.name(), "method": c.drift.method.name(),
+        "statistic": c.drift.statistic, "p_value": c.drift.p_value,
+        "score": c.drift.p_value.unwrap_or(c.drift.statistic),
+        "threshold": c.drift.threshold, "drifted": c.drift.drifted,
+    })
+}

@@ -1,0 +1,189 @@
+//! The served model version's predictions on a monitor's reference, for prediction drift and
+//! for the reference's own quality: the version is loaded through mltrail-serving's
+//! [`ModelSource`] (the same files, signature and kernels `mltrail serve` uses) and the reference
+//! columns go straight into its input tensors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use mltrail_data::table::{self, Values};
+use mltrail_serving::deployment::{load, LoadedModel, ModelRef, ModelSource, StoreSource};
+use mltrail_serving::request::{tensors_from_columns, ColumnCells, MISSING_CODE};
+use mltrail_serving::response::row_object;
+use serde_json::{Map, Value as Json};
+
+use super::reference::Reference;
+use super::MonitorError;
+use crate::compare::{prepare, CompareOptions, PreparedReference};
+use crate::performance::{self, Labelled, Outcome};
+use crate::window::{prediction_table, OutputNames};
+
+/// Reference rows scored for prediction drift (the first rows of a bigger reference).
+pub const MAX_SCORED_REFERENCE_ROWS: usize = 100_000;
+
+/// Rows per model run, so the input tensors stay small.
+const BATCH_ROWS: usize = 10_000;
+
+/// A model version as a monitor needs it: how to read its outputs, and what it predicts on the
+/// reference (with its quality there when the reference has a target).
+pub(crate) struct ScoredReference {
+    pub names: OutputNames,
+    /// The model's predictions on the reference, prepared for comparison.
+    pub predictions: Arc<PreparedReference>,
+    pub performance: Option<BTreeMap<String, f64>>,
+}
+
+/// (model, version, reference dataset version).
+type ScoredKey = (String, String, String);
+
+/// Scored references, kept per (model version, reference); `None` when the model cannot score
+/// the reference (the reason is logged once).
+pub(crate) struct Scorer {
+    models: StoreSource,
+    scored: Mutex<HashMap<ScoredKey, Option<Arc<ScoredReference>>>>,
+}
+
+impl Scorer {
+    pub fn new(models: StoreSource) -> Self {
+        Scorer {
+            models,
+            scored: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The served model version's predictions on the reference, computed once per pair. A
+    /// model that cannot be loaded or scored leaves prediction drift and performance out.
+    pub async fn scored(
+        &self,
+        model: &str,
+        version: &str,
+        reference: &Arc<Reference>,
+    ) -> Option<Arc<ScoredReference>> {
+        let key = (
+            model.to_string(),
+            version.to_string(),
+            reference.label.clone(),
+        );
+        if let Some(hit) = self.scored.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return hit;
+        }
+        let scored = match self.score(model, version, reference.clone()).await {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::warn!(model, version, reference = %reference.label, error = %e, "prediction drift and performance are off for this model version");
+                None
+            }
+        };
+        if let Ok(mut m) = self.scored.lock() {
+            m.insert(key, scored.clone());
+        }
+        scored
+    }
+
+    async fn score(
+        &self,
+        model: &str,
+        version: &str,
+        reference: Arc<Reference>,
+    ) -> Result<ScoredReference, MonitorError> {
+        let number = mltrail_store::registry::parse_version(version)?;
+        let named = ModelRef::Version {
+            name: model.to_string(),
+            version: number,
+        };
+        let served = self.models.version(&named).await?;
+        let loaded = load(&self.models, &served).await?;
+        tokio::task::spawn_blocking(move || score(&loaded, &reference)).await?
+    }
+}
+
+// The table's missing-text code is the one serving reads.
+const _: () = assert!(table::MISSING == MISSING_CODE);
+
+fn cells(values: &Values) -> ColumnCells<'_> {
+    match values {
+        Values::Numeric { values, integer } => ColumnCells::Numbers {
+            values,
+            integer: *integer,
+        },
+        Values::Text { labels, codes } => ColumnCells::Text { labels, codes },
+    }
+}
+
+/// One reference cell as a label: what a request would carry for it.
+fn label(values: &Values, row: usize) -> Json {
+    match values {
+        Values::Numeric { values, integer } => {
+            let v = values[row];
+            if !v.is_finite() {
+                Json::Null
+            } else if *integer && v.fract() == 0.0 && v.abs() < 9e15 {
+                Json::from(v as i64)
+            } else {
+                Json::from(v)
+            }
+        }
+        Values::Text { labels, codes } => match codes[row] {
+            table::MISSING => Json::Null,
+            c => Json::from(labels[c as usize].clone()),
+        },
+    }
+}
+
+/// Runs the model on the reference rows (the serving path's tensors and kernels).
+fn score(loaded: &LoadedModel, reference: &Reference) -> Result<ScoredReference, MonitorError> {
+    let names =
+        OutputNames::from_model_outputs(&loaded.output_names).ok_or(MonitorError::NoOutputs)?;
+    let columns: Vec<ColumnCells<'_>> = loaded
+        .signature
+        .column_names()
+        .iter()
+        .map(|c| {
+            reference
+                .table
+                .column(c)
+                .map(|col| cells(&col.values))
+                .ok_or_else(|| MonitorError::MissingColumn(c.clone()))
+        })
+        .collect::<Result<_, _>>()?;
+    let rows = reference.table.rows.min(MAX_SCORED_REFERENCE_ROWS);
+    let mut outputs_per_row: Vec<Map<String, Json>> = Vec::with_capacity(rows);
+    for start in (0..rows).step_by(BATCH_ROWS) {
+        let batch = start..(start + BATCH_ROWS).min(rows);
+        let n = batch.len();
+        let tensors = tensors_from_columns(&loaded.model, &loaded.signature, &columns, batch)
+            .map_err(MonitorError::ScoringInput)?;
+        let outputs = loaded
+            .model
+            .run(tensors)
+            .map_err(MonitorError::ScoringRun)?;
+        outputs_per_row.extend((0..n).map(|r| row_object(&loaded.output_names, &outputs, r, n)));
+    }
+    let predictions = prepare(
+        prediction_table(outputs_per_row.iter().map(|o| names.prediction(o))),
+        &CompareOptions::default(),
+    )?;
+    let performance = reference
+        .target
+        .as_ref()
+        .and_then(|t| reference.table.column(t))
+        .map(|target| {
+            let labelled: Vec<Labelled> = outputs_per_row
+                .iter()
+                .enumerate()
+                .filter_map(|(r, o)| {
+                    Some(Labelled {
+                        predicted: Outcome::from_json(&names.prediction(o)?)?,
+                        score: names.score(o),
+                        actual: Outcome::from_json(&label(&target.values, r))?,
+                    })
+                })
+                .collect();
+            performance::metrics(&labelled)
+        });
+    Ok(ScoredReference {
+        names,
+        predictions: Arc::new(predictions),
+        performance,
+    })
+}

@@ -1,0 +1,235 @@
+//! The tracking server's `/metrics`: every monitor's latest window as gauges, alerts fired and
+//! webhook deliveries as counters, through the `prometheus-client` crate (OpenMetrics text).
+//!
+//! The monitor gauges are read from the store at each scrape (the store holds the latest
+//! window of every monitor; nothing is cached in the server), into a registry built for that
+//! scrape.
+
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use mltrail_store::monitors;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::error::ApiResult;
+use crate::AppState;
+
+/// The exposition format of `/metrics` (OpenMetrics text).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MonitorLabels {
+    deployment: String,
+    monitor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FeatureLabels {
+    deployment: String,
+    monitor: String,
+    feature: String,
+    method: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MethodLabels {
+    deployment: String,
+    monitor: String,
+    method: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PerformanceLabels {
+    deployment: String,
+    monitor: String,
+    metric: String,
+}
+
+type Score = Gauge<f64, AtomicU64>;
+
+/// The webhook delivery counters, kept by the sink for the server's life.
+#[derive(Clone, Default)]
+pub struct WebhookCounters {
+    pub deliveries: Family<OutcomeLabels, Counter>,
+    pub attempts: Counter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+impl WebhookCounters {
+    pub fn delivered(&self) {
+        self.deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: "delivered",
+            })
+            .inc();
+    }
+
+    pub fn failed(&self) {
+        self.deliveries
+            .get_or_create(&OutcomeLabels { outcome: "failed" })
+            .inc();
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        // Both outcomes are shown from the start, at zero.
+        for outcome in ["delivered", "failed"] {
+            let _ = self.deliveries.get_or_create(&OutcomeLabels { outcome });
+        }
+        registry.register(
+            "mltrail_webhook_deliveries",
+            "Alerts delivered to webhooks, or given up on after every attempt failed.",
+            self.deliveries.clone(),
+        );
+        registry.register(
+            "mltrail_webhook_attempts",
+            "HTTP requests made to webhooks.",
+            self.attempts.clone(),
+        );
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let mut registry = Registry::default();
+    let features = Family::<FeatureLabels, Score>::default();
+    let drifted = Family::<FeatureLabels, Gauge>::default();
+    let share = Family::<MonitorLabels, Score>::default();
+    let dataset = Family::<MonitorLabels, Gauge>::default();
+    let prediction = Family::<MethodLabels, Score>::default();
+    let performance = Family::<PerformanceLabels, Score>::default();
+    let rows = Family::<MonitorLabels, Gauge>::default();
+    let window_error = Family::<MonitorLabels, Gauge>::default();
+    let window_end = Family::<MonitorLabels, Gauge>::default();
+    let alerts = Family::<MonitorLabels, Counter>::default();
+    for m in monitors::list_monitors(&state.store, None, false).await? {
+        let base = MonitorLabels {
+            deployment: m.spec.deployment.clone(),
+            monitor: m.id.as_str().to_string(),
+        };
+        let fired = monitors::count_alerts(&state.store, &m.id).await?;
+        alerts
+            .get_or_create(&base)
+            .inc_by(u64::try_from(fired).unwrap_or(0));
+        let Some(latest) = monitors::list_results(&state.store, &m.id, 1)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            continue;
+        };
+        rows.get_or_create(&base).set(latest.rows);
+        let failed = latest.status == monitors::WindowStatus::Error;
+        window_error.get_or_create(&base).set(i64::from(failed));
+        window_end
+            .get_or_create(&base)
+            .set(latest.window_end / 1000);
+        let r = &latest.result;
+        for c in r["features"].as_array().into_iter().flatten() {
+            let labels = FeatureLabels {
+                deployment: base.deployment.clone(),
+                monitor: base.monitor.clone(),
+                feature: c["column"].as_str().unwrap_or_default().to_string(),
+                method: c["method"].as_str().unwrap_or_default().to_string(),
+            };
+            if let Some(score) = c["score"].as_f64() {
+                features.get_or_create(&labels).set(score);
+            }
+            drifted
+                .get_or_create(&labels)
+                .set(i64::from(c["drifted"] == true));
+        }
+        if let Some(s) = r["dataset"]["share"].as_f64() {
+            share.get_or_create(&base).set(s);
+            dataset
+                .get_or_create(&base)
+                .set(i64::from(r["dataset"]["drift"] == true));
+        }
+        if let Some(score) = r["prediction"]["score"].as_f64() {
+            prediction
+                .get_or_create(&MethodLabels {
+                    deployment: base.deployment.clone(),
+                    monitor: base.monitor.clone(),
+                    method: r["prediction"]["method"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                })
+                .set(score);
+        }
+        for (metric, value) in r["performance"]["metrics"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(v) = value.as_f64() {
+                performance
+                    .get_or_create(&PerformanceLabels {
+                        deployment: base.deployment.clone(),
+                        monitor: base.monitor.clone(),
+                        metric: metric.clone(),
+                    })
+                    .set(v);
+            }
+        }
+    }
+    registry.register("mltrail_feature_drift", "Drift score of an input feature in the latest window: the p-value for statistical tests, the distance otherwise.", features);
+    registry.register(
+        "mltrail_feature_drifted",
+        "1 when the feature drifted in the latest window.",
+        drifted,
+    );
+    registry.register(
+        "mltrail_dataset_drift_share",
+        "Share of input features that drifted in the latest window.",
+        share,
+    );
+    registry.register(
+        "mltrail_dataset_drift",
+        "1 when the share of drifted features reached the monitor's drift share.",
+        dataset,
+    );
+    registry.register(
+        "mltrail_prediction_drift",
+        "Drift score of the model's predictions in the latest window.",
+        prediction,
+    );
+    registry.register(
+        "mltrail_model_performance",
+        "Model quality on the latest window's labelled predictions.",
+        performance,
+    );
+    registry.register(
+        "mltrail_monitor_window_rows",
+        "Predictions in the monitor's latest window.",
+        rows,
+    );
+    registry.register(
+        "mltrail_monitor_window_error",
+        "1 when the monitor's latest window could not be compared (the reason is in its result).",
+        window_error,
+    );
+    registry.register(
+        "mltrail_monitor_window_end_seconds",
+        "End of the monitor's latest evaluated window (Unix time).",
+        window_end,
+    );
+    registry.register(
+        "mltrail_alerts_fired",
+        "Alerts the monitor has fired (resolutions not counted).",
+        alerts,
+    );
+    state.webhooks.counters().register(&mut registry);
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out))
+}

@@ -1,0 +1,93 @@
+//! What can go wrong serving a deployment, by kind: the caller's request, the model, the log,
+//! or the archive. The HTTP edge maps each to a status in one place.
+
+use crate::archive::ArchiveError;
+use crate::predlog::LogError;
+use crate::request::RequestError;
+use crate::runtime::RuntimeError;
+
+use super::metrics::FailureKind;
+
+/// Why a scoring request was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    #[error("the body is not valid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("the model could not score this input: {0}")]
+    Model(#[source] RuntimeError),
+    /// The rows could not be logged; an unrecorded prediction is never returned.
+    #[error("the prediction could not be recorded, so it is not returned: {0}")]
+    Log(#[source] LogError),
+}
+
+impl ScoreError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ScoreError::Json(_) | ScoreError::Request(_) => FailureKind::bad_request,
+            ScoreError::Model(_) => FailureKind::model,
+            ScoreError::Log(_) => FailureKind::log,
+        }
+    }
+
+    /// The request column at fault, when there is one.
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            ScoreError::Request(e) => e.column(),
+            _ => None,
+        }
+    }
+
+    /// The request row at fault, when there is one.
+    pub fn row(&self) -> Option<usize> {
+        match self {
+            ScoreError::Request(e) => e.row(),
+            _ => None,
+        }
+    }
+}
+
+/// Why a stored prediction could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+}
+
+/// Why feedback was refused or not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedbackError {
+    #[error("`prediction_id` (a string) is required")]
+    MissingId,
+    #[error("`{0}` is not a prediction id")]
+    BadId(String),
+    #[error("`reward` must be a number")]
+    BadReward,
+    #[error("`ranking` must be the list of items displayed, in order")]
+    BadRanking,
+    #[error("feedback needs at least one of `label`, `reward`, `ranking`")]
+    Empty,
+    #[error("prediction {id} was not served by deployment `{deployment}`")]
+    Unknown { id: uuid::Uuid, deployment: String },
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error("{0}")]
+    Log(#[source] LogError),
+}
+
+impl FeedbackError {
+    /// The request field at fault, when there is one.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            FeedbackError::MissingId | FeedbackError::BadId(_) | FeedbackError::Unknown { .. } => {
+                Some("prediction_id")
+            }
+            FeedbackError::BadReward => Some("reward"),
+            FeedbackError::BadRanking => Some("ranking"),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Deployments: a named place where one model version serves at a time, swapped without a
+//! failed request, with every row it scores written to the durable prediction log before the
+//! answer leaves.
+//!
+//! [`Deployment`] holds the model in service behind an `Arc` swapped under a short lock: a
+//! request keeps the model it started with, so a swap never fails or mixes versions inside one
+//! request. Models come from a [`ModelSource`] ([`load`]); [`follower`] keeps an alias-following
+//! deployment on the version its alias names. The HTTP edge only decodes bodies, calls these
+//! methods and encodes their answers.
+
+mod error;
+pub mod follower;
+mod metrics;
+mod model;
+mod source;
+mod store_source;
+
+pub use error::{FeedbackError, LookupError, ScoreError};
+pub use metrics::{FailureKind, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+pub use model::LoadedModel;
+pub use source::{
+    compile, fetch, load, BoxError, BoxFuture, Listed, ModelFiles, ModelRef, ModelSource,
+    SourceError, SourceVersion,
+};
+pub use store_source::StoreSource;
+
+use std::ops::Deref;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use serde_json::{Number, Value as Json};
+
+use crate::archive::{find_archived, SharedArchive};
+use crate::predlog::{Entry, EntryKind, PredictionLog};
+use crate::record::{
+    prediction_id, write_prediction, FeedbackRecord, LogRecord, PredictionRecord, RequestRecord,
+};
+use crate::request::{self, RequestKind};
+use crate::response;
+use crate::runtime::Value;
+use metrics::{DeploymentMetrics, VersionMetrics};
+
+/// The model version in service, with the metrics it counts into.
+pub struct Serving {
+    model: LoadedModel,
+    metrics: VersionMetrics,
+}
+
+impl Deref for Serving {
+    type Target = LoadedModel;
+
+    fn deref(&self) -> &LoadedModel {
+        &self.model
+    }
+}
+
+/// One scored request.
+pub struct Scored {
+    /// The version that answered.
+    pub model: Arc<Serving>,
+    /// The protocol shape the request used (it decides the `/invocations` answer's shape).
+    pub kind: RequestKind,
+    /// One prediction id per row.
+    pub ids: Vec<uuid::Uuid>,
+    /// Each row's outputs as a JSON object, as logged.
+    pub rows: Vec<Vec<u8>>,
+    pub outputs: Vec<Value>,
+}
+
+impl Scored {
+    /// The `/invocations` answer: one record per row for DataFrame input, a dict of output
+    /// arrays for tensor input, as `mlflow models serve` answers.
+    pub fn invocations_body(&self) -> Vec<u8> {
+        match self.kind {
+            RequestKind::DataFrame => response::predictions_of_rows(&self.rows),
+            RequestKind::Tensor => serde_json::to_vec(&response::tensor_predictions(
+                &self.model.output_names,
+                &self.outputs,
+            ))
+            .unwrap_or_default(),
+        }
+    }
+
+    /// The native `/api/v1/predict` answer: each row's prediction id, the version that answered
+    /// and its outputs.
+    pub fn predict_body(&self, deployment: &str) -> Vec<u8> {
+        response::native_predictions(
+            deployment,
+            &self.model.name,
+            &self.model.version,
+            &self.model.digest,
+            &self.ids,
+            &self.rows,
+        )
+    }
+}
+
+/// Feedback on a prediction, as the caller sent it.
+#[derive(Debug, Clone)]
+pub struct Feedback {
+    pub prediction_id: uuid::Uuid,
+    pub label: Option<Box<RawValue>>,
+    pub reward: Option<Number>,
+    /// The items displayed, in display order.
+    pub ranking: Option<Box<RawValue>>,
+}
+
+impl Feedback {
+    /// Reads `{"prediction_id", "label"?, "reward"?, "ranking"?}`; at least one of the three.
+    pub fn parse(body: &Json) -> Result<Self, FeedbackError> {
+        let id_text = body
+            .get("prediction_id")
+            .and_then(Json::as_str)
+            .ok_or(FeedbackError::MissingId)?;
+        let prediction_id = uuid::Uuid::parse_str(id_text)
+            .map_err(|_| FeedbackError::BadId(id_text.to_string()))?;
+        let raw = |v: &Json| RawValue::from_string(v.to_string()).ok();
+        let label = body.get("label").and_then(raw);
+        let reward = match body.get("reward") {
+            None => None,
+            Some(Json::Number(n)) => Some(n.clone()),
+            Some(_) => return Err(FeedbackError::BadReward),
+        };
+        let ranking = match body.get("ranking") {
+            None => None,
+            Some(v @ Json::Array(_)) => raw(v),
+            Some(_) => return Err(FeedbackError::BadRanking),
+        };
+        if label.is_none() && reward.is_none() && ranking.is_none() {
+            return Err(FeedbackError::Empty);
+        }
+        Ok(Feedback {
+            prediction_id,
+            label,
+            reward,
+            ranking,
+        })
+    }
+}
+
+pub struct Deployment {
+    name: String,
+    current: RwLock<Arc<Serving>>,
+    log: Arc<PredictionLog>,
+    metrics: DeploymentMetrics,
+    archive: Option<SharedArchive>,
+}
+
+impl Deployment {
+    pub fn new(name: String, model: LoadedModel, log: Arc<PredictionLog>) -> Self {
+        let metrics = DeploymentMetrics::new(&name);
+        let serving = Serving {
+            metrics: metrics.serve(&model, None),
+            model,
+        };
+        Self {
+            name,
+            current: RwLock::new(Arc::new(serving)),
+            log,
+            metrics,
+            archive: None,
+        }
+    }
+
+    /// Where sealed segments are archived; lookups fall back to it.
+    pub fn with_archive(mut self, archive: SharedArchive) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn log(&self) -> &Arc<PredictionLog> {
+        &self.log
+    }
+
+    /// The version in service now.
+    pub fn current(&self) -> Arc<Serving> {
+        self.current
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Puts `next` in service; requests already running finish on the model they started with.
+    /// Returns the version it replaced.
+    pub fn swap(&self, next: LoadedModel) -> Arc<Serving> {
+        let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let next = Serving {
+            metrics: self.metrics.serve(&next, Some(&guard.model)),
+            model: next,
+        };
+        std::mem::replace(&mut *guard, Arc::new(next))
+    }
+
+    /// Model swaps since start.
+    pub fn swaps(&self) -> u64 {
+        self.metrics.swaps()
+    }
+
+    /// The Prometheus exposition of the deployment's metrics ([`METRICS_CONTENT_TYPE`]).
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render()
+    }
+
+    /// Counts a request refused before it was decoded (a body over the limit) under its
+    /// failure kind; it never reached a model, so it adds to no request count or latency.
+    pub fn refused(&self, kind: FailureKind) {
+        self.current().metrics.failed(kind);
+    }
+
+    /// Decodes, validates, runs and logs one request. `started` is when the request arrived:
+    /// the logged latency and the latency metric count from it.
+    pub async fn score(&self, body: &[u8], started: Instant) -> Result<Scored, ScoreError> {
+        let serving = self.current();
+        let result = self.score_with(&serving, body, started).await;
+        serving.metrics.observe(
+            result
+                .as_ref()
+                .map(|s| s.ids.len())
+                .map_err(ScoreError::kind),
+            started.elapsed().as_secs_f64(),
+        );
+        result
+    }
+
+    async fn score_with(
+        &self,
+        serving: &Arc<Serving>,
+        body: &[u8],
+        started: Instant,
+    ) -> Result<Scored, ScoreError> {
+        let json: Json = serde_json::from_slice(body).map_err(ScoreError::Json)?;
+        let decoded = request::decode(json, &serving.model.model, &serving.signature)?;
+        let outputs = serving
+            .model
+            .model
+            .run(decoded.tensors)
+            .map_err(ScoreError::Model)?;
+        let n = decoded.rows;
+        let rows: Vec<Vec<u8>> = (0..n)
+            .map(|r| {
+                let mut out = Vec::with_capacity(64);
+                response::row_json(&serving.output_keys, &outputs, r, n, &mut out);
+                out
+            })
+            .collect();
+        let time = mltrail_core::now_millis();
+        let ids: Vec<uuid::Uuid> = (0..n)
+            .map(|_| prediction_id(u64::try_from(time).unwrap_or(0)))
+            .collect();
+        // Everything but the id, inputs and outputs is the same for every row of a request.
+        let shared = RequestRecord {
+            time_ms: time,
+            deployment: &self.name,
+            model: &serving.name,
+            version: &serving.version,
+            digest: &serving.digest,
+            latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
+        }
+        .shared_json();
+        let entries = ids
+            .iter()
+            .zip(&decoded.row_inputs)
+            .zip(&rows)
+            .map(|((id, inputs), outputs)| Entry {
+                id: id.as_u128(),
+                kind: EntryKind::Prediction,
+                payload: write_prediction(id, &shared, inputs, outputs),
+            })
+            .collect();
+        self.log.append(entries).await.map_err(ScoreError::Log)?;
+        Ok(Scored {
+            model: serving.clone(),
+            kind: decoded.kind,
+            ids,
+            rows,
+            outputs,
+        })
+    }
+
+    /// The prediction and all its feedback, from local segments or the archive.
+    pub async fn lookup(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, LookupError> {
+        let log = self.log.clone();
+        let local = tokio::task::spawn_blocking(move || log.get(id.as_u128()))
+            .await
+            .map_err(|e| {
+                LookupError::Log(crate::predlog::LogError::Io(std::io::Error::other(e)))
+            })??;
+        if local.is_some() {
+            return Ok(local);
+        }
+        let Some(archive) = &self.archive else {
+            return Ok(None);
+        };
+        let Some((record, mut feedback)) = find_archived(archive.as_ref(), &self.name, id).await?
+        else {
+            return Ok(None);
+        };
+        feedback.extend(self.log.local_feedback(id.as_u128())?);
+        Ok(Some((record, feedback)))
+    }
+
+    /// Records feedback on a prediction this deployment served (locally or archived).
+    pub async fn feedback(&self, feedback: Feedback) -> Result<uuid::Uuid, FeedbackError> {
+        let id = feedback.prediction_id;
+        let known = self.log.contains(id.as_u128()) || self.lookup(id).await?.is_some();
+        if !known {
+            return Err(FeedbackError::Unknown {
+                id,
+                deployment: self.name.clone(),
+            });
+        }
+        let record = LogRecord::Feedback(FeedbackRecord {
+            id,
+            time_ms: mltrail_core::now_millis(),
+            deployment: self.name.clone(),
+            label: feedback.label,
+            reward: feedback.reward,
+            ranking: feedback.ranking,
+        });
+        let payload = serde_json::to_vec(&record).unwrap_or_default();
+        self.log
+            .append(vec![Entry {
+                id: id.as_u128(),
+                kind: EntryKind::Feedback,
+                payload,
+            }])
+            .await
+            .map_err(FeedbackError::Log)?;
+        Ok(id)
+    }
+
+    /// Seals an idle segment that outlived its age and archives every sealed segment; a failed
+    /// upload leaves its segment in place for the next round.
+    pub async fn archive_sealed(&self) {
+        let Some(archive) = &self.archive else {
+            return;
+        };
+        if let Err(e) = self.log.seal_if_due() {
+            tracing::warn!(error = %e, "cannot seal the idle prediction-log segment");
+        }
+        let sealed = match self.log.sealed_segments() {
+            Ok(s) => s,
+            Err(e) => {
+                return tracing::warn!(error = %e, "cannot list sealed prediction-log segments")
+            }
+        };
+        for seq in sealed {
+            match self
+                .log
+                .archive_segment(seq, &self.name, archive.as_ref())
+                .await
+            {
+                Ok(Some(path)) => {
+                    tracing::info!(segment = seq, artifact = %path, "prediction-log segment archived as Parquet")
+                }
+                Ok(None) => tracing::debug!(segment = seq, "empty prediction-log segment removed"),
+                Err(e) => {
+                    tracing::warn!(segment = seq, error = %e, "archiving a prediction-log segment failed; will retry");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Archives sealed segments every `every` until the task is dropped.
+    pub fn spawn_archiver(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let dep = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                dep.archive_sealed().await;
+            }
+        })
+    }
+}

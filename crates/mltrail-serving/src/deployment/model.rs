@@ -1,0 +1,48 @@
+//! A model version ready to serve: the compiled model, its signature, and what its records and
+//! answers name it by.
+
+use crate::response;
+use crate::runtime::Model;
+use crate::signature::Signature;
+
+pub struct LoadedModel {
+    pub name: String,
+    pub version: String,
+    /// BLAKE3 of the ONNX file.
+    pub digest: String,
+    pub model: Model,
+    pub signature: Signature,
+    pub output_names: Vec<String>,
+    /// The output names escaped as JSON keys, once.
+    pub(crate) output_keys: Vec<Vec<u8>>,
+    /// The dataset version the model was trained on (`NAME@VERSION`), when recorded.
+    pub training_data: Option<String>,
+}
+
+impl LoadedModel {
+    pub fn new(
+        name: String,
+        version: String,
+        digest: String,
+        model: Model,
+        signature: Signature,
+    ) -> Self {
+        let output_names = model.output_names();
+        let output_keys = response::json_keys(&output_names);
+        Self {
+            name,
+            version,
+            digest,
+            model,
+            signature,
+            output_names,
+            output_keys,
+            training_data: None,
+        }
+    }
+
+    pub fn with_training_data(mut self, training_data: Option<String>) -> Self {
+        self.training_data = training_data;
+        self
+    }
+}

@@ -1,0 +1,389 @@
+//! Where a model version comes from: [`ModelSource`] answers which version a reference names
+//! now and hands out the version's files; [`load`] turns them into a [`LoadedModel`] the same way
+//! for every source (the `.onnx` file and its MLmodel found once, the signature read once).
+//!
+//! Two sources exist: over the tracking server's REST API (`mltrail serve`, in the CLI, which
+//! needs no storage credentials) and over the metadata and artifact stores
+//! ([`super::StoreSource`], used inside `mltrail server` by the monitors).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use mltrail_core::{tags, ModelVersionNumber};
+
+use super::model::LoadedModel;
+use crate::runtime::{Model, RuntimeError};
+use crate::signature::{self, NamesFrom, Signature, SignatureError};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What `--model` names: a registry alias (followed as it moves) or a fixed version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelRef {
+    Alias {
+        name: String,
+        alias: String,
+    },
+    Version {
+        name: String,
+        version: ModelVersionNumber,
+    },
+}
+
+impl ModelRef {
+    /// `NAME@ALIAS`, `NAME/VERSION`, with or without a `models:/` prefix.
+    pub fn parse(text: &str) -> Result<Self, SourceError> {
+        let bare = text.strip_prefix("models:/").unwrap_or(text);
+        if let Some((name, alias)) = bare.split_once('@') {
+            if !name.is_empty() && !alias.is_empty() {
+                return Ok(Self::Alias {
+                    name: name.into(),
+                    alias: alias.into(),
+                });
+            }
+        }
+        if let Some((name, version)) = bare.rsplit_once('/') {
+            if let (false, Some(version)) = (name.is_empty(), ModelVersionNumber::parse(version)) {
+                return Ok(Self::Version {
+                    name: name.into(),
+                    version,
+                });
+            }
+        }
+        Err(SourceError::Reference {
+            text: bare.to_string(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Alias { name, .. } | Self::Version { name, .. } => name,
+        }
+    }
+
+    pub fn is_alias(&self) -> bool {
+        matches!(self, Self::Alias { .. })
+    }
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Alias { name, alias } => write!(f, "{name}@{alias}"),
+            Self::Version { name, version } => write!(f, "{name}/{version}"),
+        }
+    }
+}
+
+/// A registered model version as a source reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceVersion {
+    pub name: String,
+    pub version: String,
+    /// The version's `source` as registered (`mlflow-artifacts:/…`, `runs:/…`, `models:/m-…`).
+    pub source: String,
+    pub tags: Vec<(String, String)>,
+}
+
+impl SourceVersion {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The dataset version (`NAME@VERSION`) the model was trained on, when it was recorded.
+    pub fn training_data(&self) -> Option<&str> {
+        self.tag(tags::TRAINING_DATA)
+    }
+}
+
+impl fmt::Display for SourceVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.name, self.version)
+    }
+}
+
+/// One entry of an artifact directory, named relative to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub is_dir: bool,
+}
+
+/// Where model versions and their files come from. Paths are artifact-store paths
+/// (`1/models/m-…/artifacts/model.onnx`), as the artifact proxy names them.
+pub trait ModelSource: Send + Sync {
+    /// The version `model` names now (an alias is resolved at this moment).
+    fn version<'a>(
+        &'a self,
+        model: &'a ModelRef,
+    ) -> BoxFuture<'a, Result<SourceVersion, SourceError>>;
+    /// The artifact directory the version's files are in.
+    fn root<'a>(&'a self, version: &'a SourceVersion)
+        -> BoxFuture<'a, Result<String, SourceError>>;
+    /// The entries directly under an artifact directory.
+    fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<Listed>, SourceError>>;
+    /// A file's bytes.
+    fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SourceError>>;
+}
+
+/// Why a model version could not be had or served.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("--model `{text}` is not NAME@ALIAS or NAME/VERSION")]
+    Reference { text: String },
+    /// The source could not answer (network, server refusal, storage): `what` says what was asked.
+    #[error("{what}: {source}")]
+    Unavailable {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("{version} has no .onnx file under {root}; log it with mlflow.onnx.log_model or `mltrail models register`")]
+    NoModelFile { version: String, root: String },
+    #[error("the model files of {version} are at `{uri}`, outside the artifact store; only server-proxied `mlflow-artifacts:` locations can be served")]
+    OutsideStore { version: String, uri: String },
+    #[error("{version} {from}: {source}")]
+    Signature {
+        version: String,
+        from: NamesFrom,
+        #[source]
+        source: SignatureError,
+    },
+    #[error("{version}: {source}")]
+    Fit {
+        version: String,
+        #[source]
+        source: SignatureError,
+    },
+    #[error("{version} cannot be served: {source}")]
+    Compile {
+        version: String,
+        #[source]
+        source: RuntimeError,
+    },
+}
+
+impl SourceError {
+    pub fn unavailable(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        SourceError::Unavailable {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// The model file and its MLmodel, as found under a version's root.
+pub struct ModelFiles {
+    pub onnx: Vec<u8>,
+    pub mlmodel: Option<String>,
+}
+
+fn join(dir: &str, name: &str) -> String {
+    let name = name.trim_start_matches('/');
+    // Some listings name entries from the store's root already.
+    if dir.is_empty() || name.starts_with(&format!("{dir}/")) {
+        name.to_string()
+    } else {
+        format!("{}/{name}", dir.trim_end_matches('/'))
+    }
+}
+
+/// How deep under a version's root the `.onnx` file is looked for: `mlflow.onnx.log_model`
+/// writes it at the root, `runs:/<id>/model` sources point one folder above it.
+const SEARCH_DEPTH: usize = 3;
+
+/// Finds the version's `.onnx` file (the shallowest, first in listing order) and the MLmodel
+/// beside it (else the root's), and reads them.
+pub async fn fetch(
+    source: &dyn ModelSource,
+    version: &SourceVersion,
+) -> Result<ModelFiles, SourceError> {
+    let root = source.root(version).await?;
+    let mut level = vec![root.clone()];
+    let mut root_mlmodel = None;
+    for depth in 0..SEARCH_DEPTH {
+        let mut next = Vec::new();
+        for dir in &level {
+            let listing = source.list(dir).await?;
+            let file = |suffix: &str| {
+                listing
+                    .iter()
+                    .find(|e| !e.is_dir && e.name.ends_with(suffix))
+                    .map(|e| join(dir, &e.name))
+            };
+            let mlmodel = file("MLmodel");
+            if depth == 0 {
+                root_mlmodel.clone_from(&mlmodel);
+            }
+            if let Some(onnx) = file(".onnx") {
+                let mlmodel = match mlmodel.or(root_mlmodel) {
+                    Some(path) => {
+                        Some(String::from_utf8_lossy(&source.read(&path).await?).into_owned())
+                    }
+                    None => None,
+                };
+                let onnx = source.read(&onnx).await?;
+                return Ok(ModelFiles { onnx, mlmodel });
+            }
+            next.extend(
+                listing
+                    .iter()
+                    .filter(|e| e.is_dir)
+                    .map(|e| join(dir, &e.name)),
+            );
+        }
+        level = next;
+    }
+    Err(SourceError::NoModelFile {
+        version: version.to_string(),
+        root,
+    })
+}
+
+/// Fetches, checks and compiles a model version: what `mltrail serve` serves and what monitors
+/// score their reference with.
+pub async fn load(
+    source: &dyn ModelSource,
+    version: &SourceVersion,
+) -> Result<LoadedModel, SourceError> {
+    let files = fetch(source, version).await?;
+    let version = version.clone();
+    tokio::task::spawn_blocking(move || compile(&version, files))
+        .await
+        .map_err(|e| SourceError::unavailable("compiling the model", e))?
+}
+
+/// The CPU part of [`load`]: digest, column names, compilation, signature.
+pub fn compile(version: &SourceVersion, files: ModelFiles) -> Result<LoadedModel, SourceError> {
+    let names = signature::column_names(files.mlmodel.as_deref(), version.tag(tags::SIGNATURE))
+        .map_err(|(from, source)| SourceError::Signature {
+            version: version.to_string(),
+            from,
+            source,
+        })?;
+    let digest = blake3::hash(&files.onnx).to_hex().to_string();
+    let model = Model::load(&files.onnx).map_err(|source| SourceError::Compile {
+        version: version.to_string(),
+        source,
+    })?;
+    let signature = Signature::from_model(&model, names).map_err(|source| SourceError::Fit {
+        version: version.to_string(),
+        source,
+    })?;
+    Ok(LoadedModel::new(
+        version.name.clone(),
+        version.version.clone(),
+        digest,
+        model,
+        signature,
+    )
+    .with_training_data(version.training_data().map(str::to_string)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Files in memory, keyed by path.
+    struct Files(BTreeMap<String, Vec<u8>>);
+
+    impl ModelSource for Files {
+        fn version<'a>(
+            &'a self,
+            model: &'a ModelRef,
+        ) -> BoxFuture<'a, Result<SourceVersion, SourceError>> {
+            Box::pin(async move {
+                Ok(SourceVersion {
+                    name: model.name().into(),
+                    version: "1".into(),
+                    source: "mlflow-artifacts:/m".into(),
+                    tags: Vec::new(),
+                })
+            })
+        }
+        fn root<'a>(&'a self, _: &'a SourceVersion) -> BoxFuture<'a, Result<String, SourceError>> {
+            Box::pin(async { Ok("m".to_string()) })
+        }
+        fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<Listed>, SourceError>> {
+            Box::pin(async move {
+                let mut out: Vec<Listed> = Vec::new();
+                for path in self.0.keys() {
+                    let Some(rest) = path.strip_prefix(&format!("{dir}/")) else {
+                        continue;
+                    };
+                    let (name, is_dir) = match rest.split_once('/') {
+                        Some((d, _)) => (d.to_string(), true),
+                        None => (rest.to_string(), false),
+                    };
+                    if !out.iter().any(|e| e.name == name) {
+                        out.push(Listed { name, is_dir });
+                    }
+                }
+                Ok(out)
+            })
+        }
+        fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SourceError>> {
+            Box::pin(async move {
+                self.0
+                    .get(path)
+                    .cloned()
+                    .ok_or_else(|| SourceError::unavailable(format!("read {path}"), "no such file"))
+            })
+        }
+    }
+
+    fn version() -> SourceVersion {
+        SourceVersion {
+            name: "credit".into(),
+            version: "1".into(),
+            source: String::new(),
+            tags: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_shallowest_model_file_and_its_mlmodel_are_found() {
+        let files = Files(BTreeMap::from([
+            ("m/MLmodel".to_string(), b"root".to_vec()),
+            ("m/model/MLmodel".to_string(), b"beside".to_vec()),
+            ("m/model/model.onnx".to_string(), b"onnx".to_vec()),
+            ("m/model/deeper/other.onnx".to_string(), b"other".to_vec()),
+        ]));
+        let found = fetch(&files, &version()).await.unwrap();
+        assert_eq!(found.onnx, b"onnx");
+        assert_eq!(found.mlmodel.as_deref(), Some("beside"));
+        let none = Files(BTreeMap::from([("m/readme.txt".to_string(), Vec::new())]));
+        let err = fetch(&none, &version()).await.err().unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("credit/1 has no .onnx file under m"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn model_references_parse() {
+        assert_eq!(
+            ModelRef::parse("credit@production").unwrap(),
+            ModelRef::Alias {
+                name: "credit".into(),
+                alias: "production".into()
+            }
+        );
+        assert_eq!(
+            ModelRef::parse("models:/credit/3").unwrap(),
+            ModelRef::Version {
+                name: "credit".into(),
+                version: ModelVersionNumber(3)
+            }
+        );
+        assert!(ModelRef::parse("credit").is_err());
+        assert!(ModelRef::parse("credit/latest").is_err());
+    }
+}

@@ -1,0 +1,468 @@
+//! What the prediction log holds, as types: a [`PredictionRecord`] per served row and a
+//! [`FeedbackRecord`] per label, reward or displayed ranking, and the one list of archive columns
+//! ([`COLUMNS`]) that both are stored in.
+//!
+//! A log segment holds each record as JSON (`{"type": "prediction", …}`); the archive holds the
+//! same records as Parquet columns. Inputs, outputs, labels and rankings keep the shape the model
+//! or the caller gave them, so they stay JSON text in both ([`serde_json::value::RawValue`]): a
+//! record is read and re-stored without rebuilding them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Number;
+
+/// One log record.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum LogRecord {
+    Prediction(PredictionRecord),
+    Feedback(FeedbackRecord),
+}
+
+/// Every field either record has, read in one pass. serde's internally tagged enums buffer a
+/// record before choosing its variant, and a buffered record cannot keep its JSON fields as
+/// raw text; this reads the fields straight from the input instead.
+#[derive(Deserialize)]
+struct WireRecord {
+    #[serde(rename = "type")]
+    kind: String,
+    id: uuid::Uuid,
+    #[serde(default)]
+    time_ms: i64,
+    #[serde(default)]
+    deployment: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    digest: String,
+    #[serde(default)]
+    arm: Option<String>,
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    propensity: Option<f64>,
+    #[serde(default)]
+    latency_us: i64,
+    #[serde(default)]
+    inputs: Option<Box<RawValue>>,
+    #[serde(default)]
+    outputs: Option<Box<RawValue>>,
+    #[serde(default)]
+    label: Option<Box<RawValue>>,
+    #[serde(default)]
+    reward: Option<Number>,
+    #[serde(default)]
+    ranking: Option<Box<RawValue>>,
+}
+
+impl<'de> Deserialize<'de> for LogRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let w = WireRecord::deserialize(deserializer)?;
+        let empty = || RawValue::from_string("{}".to_string()).map_err(serde::de::Error::custom);
+        match RecordKind::parse(&w.kind) {
+            Some(RecordKind::Prediction) => Ok(LogRecord::Prediction(PredictionRecord {
+                id: w.id,
+                time_ms: w.time_ms,
+                deployment: w.deployment,
+                model: w.model,
+                version: w.version,
+                digest: w.digest,
+                arm: w.arm,
+                policy: w.policy,
+                propensity: w.propensity,
+                latency_us: w.latency_us,
+                inputs: w.inputs.map_or_else(empty, Ok)?,
+                outputs: w.outputs.map_or_else(empty, Ok)?,
+            })),
+            Some(RecordKind::Feedback) => Ok(LogRecord::Feedback(FeedbackRecord {
+                id: w.id,
+                time_ms: w.time_ms,
+                deployment: w.deployment,
+                label: w.label,
+                reward: w.reward,
+                ranking: w.ranking,
+            })),
+            None => Err(serde::de::Error::unknown_variant(
+                &w.kind,
+                &["prediction", "feedback"],
+            )),
+        }
+    }
+}
+
+/// One served row: which model version answered, what it was given, what it said.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictionRecord {
+    pub id: uuid::Uuid,
+    pub time_ms: i64,
+    pub deployment: String,
+    pub model: String,
+    pub version: String,
+    /// BLAKE3 of the model file that answered.
+    pub digest: String,
+    /// The routing arm that answered (always written, `null` for a single-model deployment).
+    pub arm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propensity: Option<f64>,
+    pub latency_us: i64,
+    /// The row's inputs as a JSON object (column → value).
+    pub inputs: Box<RawValue>,
+    /// The row's outputs as a JSON object (output name → value).
+    pub outputs: Box<RawValue>,
+}
+
+/// What came back about a prediction: its label, a reward, or the ranking the user was shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedbackRecord {
+    pub id: uuid::Uuid,
+    pub time_ms: i64,
+    pub deployment: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<Box<RawValue>>,
+    /// Kept as the caller wrote it (`1` stays `1`); the archive stores it as a double.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reward: Option<Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<Box<RawValue>>,
+}
+
+impl LogRecord {
+    pub fn id(&self) -> uuid::Uuid {
+        match self {
+            LogRecord::Prediction(p) => p.id,
+            LogRecord::Feedback(f) => f.id,
+        }
+    }
+
+    pub fn time_ms(&self) -> i64 {
+        match self {
+            LogRecord::Prediction(p) => p.time_ms,
+            LogRecord::Feedback(f) => f.time_ms,
+        }
+    }
+
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            LogRecord::Prediction(_) => RecordKind::Prediction,
+            LogRecord::Feedback(_) => RecordKind::Feedback,
+        }
+    }
+
+    /// The record's value in one archive column; `Cell::Null` where it has none.
+    pub fn cell(&self, column: &str) -> Cell<'_> {
+        match (self, column) {
+            (_, "type") => Cell::Text(self.kind().as_str()),
+            (_, "time_ms") => Cell::Int(self.time_ms()),
+            (LogRecord::Prediction(p), _) => p.cell(column),
+            (LogRecord::Feedback(f), _) => f.cell(column),
+        }
+    }
+
+    /// Equality of what the records say, for de-duplicating an export.
+    pub fn same_as(&self, other: &LogRecord) -> bool {
+        serde_json::to_string(self).ok() == serde_json::to_string(other).ok()
+    }
+}
+
+impl PredictionRecord {
+    fn cell(&self, column: &str) -> Cell<'_> {
+        match column {
+            "id" => Cell::Id(self.id),
+            "deployment" => Cell::Text(&self.deployment),
+            "model" => Cell::Text(&self.model),
+            "version" => Cell::Text(&self.version),
+            "digest" => Cell::Text(&self.digest),
+            "arm" => self.arm.as_deref().map_or(Cell::Null, Cell::Text),
+            "policy" => self.policy.as_deref().map_or(Cell::Null, Cell::Text),
+            "propensity" => self.propensity.map_or(Cell::Null, Cell::Float),
+            "latency_us" => Cell::Int(self.latency_us),
+            "inputs" => Cell::Json(self.inputs.get()),
+            "outputs" => Cell::Json(self.outputs.get()),
+            _ => Cell::Null,
+        }
+    }
+}
+
+impl FeedbackRecord {
+    fn cell(&self, column: &str) -> Cell<'_> {
+        match column {
+            "id" => Cell::Id(self.id),
+            "deployment" => Cell::Text(&self.deployment),
+            "label" => self
+                .label
+                .as_deref()
+                .map_or(Cell::Null, |l| Cell::Json(l.get())),
+            "ranking" => self
+                .ranking
+                .as_deref()
+                .map_or(Cell::Null, |r| Cell::Json(r.get())),
+            "reward" => self
+                .reward
+                .as_ref()
+                .and_then(Number::as_f64)
+                .map_or(Cell::Null, Cell::Float),
+            _ => Cell::Null,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Prediction,
+    Feedback,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Prediction => "prediction",
+            RecordKind::Feedback => "feedback",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "prediction" => Some(RecordKind::Prediction),
+            "feedback" => Some(RecordKind::Feedback),
+            _ => None,
+        }
+    }
+}
+
+/// How an archive column stores its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// UTF-8 text.
+    Text,
+    /// A 64-bit integer.
+    Int,
+    /// JSON text, parsed back when read (inputs, outputs, labels, rankings).
+    JsonText,
+    /// A double.
+    Float,
+}
+
+/// One archive column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: ColumnType,
+}
+
+const fn column(name: &'static str, kind: ColumnType) -> Column {
+    Column { name, kind }
+}
+
+/// The archive's columns, in file order: every field of [`PredictionRecord`] and
+/// [`FeedbackRecord`], plus `type`. (A test holds every serialized field to a column.)
+pub const COLUMNS: [Column; 16] = [
+    column("type", ColumnType::Text),
+    column("id", ColumnType::Text),
+    column("deployment", ColumnType::Text),
+    column("model", ColumnType::Text),
+    column("version", ColumnType::Text),
+    column("digest", ColumnType::Text),
+    column("arm", ColumnType::Text),
+    column("policy", ColumnType::Text),
+    column("time_ms", ColumnType::Int),
+    column("latency_us", ColumnType::Int),
+    column("inputs", ColumnType::JsonText),
+    column("outputs", ColumnType::JsonText),
+    column("label", ColumnType::JsonText),
+    column("ranking", ColumnType::JsonText),
+    column("reward", ColumnType::Float),
+    column("propensity", ColumnType::Float),
+];
+
+/// One record's value in one column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Text(&'a str),
+    Id(uuid::Uuid),
+    Int(i64),
+    /// JSON text, stored as text.
+    Json(&'a str),
+    Float(f64),
+}
+
+/// What every row of one request shares in its prediction record.
+pub struct RequestRecord<'a> {
+    pub time_ms: i64,
+    pub deployment: &'a str,
+    pub model: &'a str,
+    pub version: &'a str,
+    pub digest: &'a str,
+    pub latency_us: i64,
+}
+
+impl RequestRecord<'_> {
+    /// The record fields between `id` and `inputs`, written once per request: every row then
+    /// costs only its id, inputs and outputs ([`write_prediction`]).
+    pub fn shared_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(b",\"time_ms\":");
+        out.extend_from_slice(self.time_ms.to_string().as_bytes());
+        for (key, value) in [
+            ("deployment", self.deployment),
+            ("model", self.model),
+            ("version", self.version),
+            ("digest", self.digest),
+        ] {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            let _ = serde_json::to_writer(&mut out, value);
+        }
+        out.extend_from_slice(b",\"arm\":null,\"latency_us\":");
+        out.extend_from_slice(self.latency_us.to_string().as_bytes());
+        out.extend_from_slice(b",\"inputs\":");
+        out
+    }
+}
+
+/// A prediction record as the log stores it: byte for byte what serializing the
+/// [`PredictionRecord`] gives (a test holds the two together), written without building one.
+/// `inputs` and `outputs` are JSON objects; `shared` comes from [`RequestRecord::shared_json`].
+pub fn write_prediction(id: &uuid::Uuid, shared: &[u8], inputs: &[u8], outputs: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(shared.len() + inputs.len() + outputs.len() + 64);
+    out.extend_from_slice(b"{\"type\":\"prediction\",\"id\":");
+    push_quoted_id(&mut out, id);
+    out.extend_from_slice(shared);
+    out.extend_from_slice(inputs);
+    out.extend_from_slice(b",\"outputs\":");
+    out.extend_from_slice(outputs);
+    out.push(b'}');
+    out
+}
+
+/// `"<hyphenated lowercase uuid>"`.
+pub fn push_quoted_id(out: &mut Vec<u8>, id: &uuid::Uuid) {
+    out.push(b'"');
+    out.extend_from_slice(
+        id.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    out.push(b'"');
+}
+
+/// A UUIDv7 for a prediction: the millisecond timestamp plus 74 bits from a per-thread
+/// generator seeded from the OS once (no syscall and no shared state per id).
+pub fn prediction_id(time_ms: u64) -> uuid::Uuid {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(uuid::Uuid::new_v4().as_u64_pair().0 | 1);
+    }
+    let next = || {
+        STATE.with(|s| {
+            // splitmix64
+            let mut z = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            s.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    };
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&next().to_le_bytes());
+    random[8..].copy_from_slice(&next().to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(time_ms, &random).into_uuid()
+}
+
+/// The millisecond timestamp inside a UUIDv7 (a prediction id says when it was made).
+pub fn uuid_v7_time_ms(id: u128) -> u64 {
+    (id >> 80) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn the_fast_writer_writes_what_serde_writes() {
+        let id = prediction_id(1_795_745_151_565);
+        let shared = RequestRecord {
+            time_ms: 1_795_745_151_565,
+            deployment: "credit \"prod\"",
+            model: "credit",
+            version: "3",
+            digest: "ab12",
+            latency_us: 250,
+        }
+        .shared_json();
+        let fast = write_prediction(&id, &shared, br#"{"income":5.5}"#, br#"{"label":1}"#);
+        let typed = LogRecord::Prediction(PredictionRecord {
+            id,
+            time_ms: 1_795_745_151_565,
+            deployment: "credit \"prod\"".into(),
+            model: "credit".into(),
+            version: "3".into(),
+            digest: "ab12".into(),
+            arm: None,
+            policy: None,
+            propensity: None,
+            latency_us: 250,
+            inputs: raw(r#"{"income":5.5}"#),
+            outputs: raw(r#"{"label":1}"#),
+        });
+        assert_eq!(
+            String::from_utf8(fast.clone()).unwrap(),
+            serde_json::to_string(&typed).unwrap()
+        );
+        let back: LogRecord = serde_json::from_slice(&fast).unwrap();
+        assert!(back.same_as(&typed));
+        assert_eq!(uuid_v7_time_ms(id.as_u128()), 1_795_745_151_565);
+    }
+
+    #[test]
+    fn every_serialized_field_has_a_column() {
+        let prediction = LogRecord::Prediction(PredictionRecord {
+            id: prediction_id(5),
+            time_ms: 5,
+            deployment: "d".into(),
+            model: "m".into(),
+            version: "1".into(),
+            digest: "x".into(),
+            arm: Some("a".into()),
+            policy: Some("thompson".into()),
+            propensity: Some(0.25),
+            latency_us: 7,
+            inputs: raw("{}"),
+            outputs: raw("{}"),
+        });
+        let feedback = LogRecord::Feedback(FeedbackRecord {
+            id: prediction_id(5),
+            time_ms: 9,
+            deployment: "d".into(),
+            label: Some(raw("1")),
+            reward: Some(Number::from(2)),
+            ranking: Some(raw(r#"["b","a"]"#)),
+        });
+        for record in [prediction, feedback] {
+            let value = serde_json::to_value(&record).unwrap();
+            for key in value.as_object().unwrap().keys() {
+                assert!(
+                    COLUMNS.iter().any(|c| c.name == key),
+                    "field `{key}` has no archive column"
+                );
+                assert_ne!(record.cell(key), Cell::Null, "field `{key}` has no cell");
+            }
+        }
+    }
+
+    #[test]
+    fn feedback_keeps_the_reward_as_written() {
+        let text = r#"{"type":"feedback","id":"0190a5b2-0000-7000-8000-000000000001","time_ms":3,"deployment":"d","reward":1}"#;
+        let record: LogRecord = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&record).unwrap(), text);
+        assert_eq!(record.cell("reward"), Cell::Float(1.0));
+    }
+}
