@@ -275,22 +275,47 @@ fn checked(v: f64, column: &str, row: usize, allow_missing: bool) -> Result<f64,
     Ok(v)
 }
 
-fn build_tensor(
+/// A cell on its way into a tensor: a request's JSON value or a reference table's typed cell.
+/// One builder serves both, so both meet the same rules.
+trait CellValue {
+    /// The cell as a number, under the rules of [`checked`].
+    fn number(&self, column: &str, row: usize, allow_missing: bool) -> Result<f64, RequestError>;
+    /// The cell as text, when it is text.
+    fn text(&self) -> Option<&str>;
+    /// The cell as a request would carry it, for messages.
+    fn describe(&self) -> String;
+}
+
+impl CellValue for &Json {
+    fn number(&self, column: &str, row: usize, allow_missing: bool) -> Result<f64, RequestError> {
+        number(self, column, row, allow_missing)
+    }
+
+    fn text(&self) -> Option<&str> {
+        self.as_str()
+    }
+
+    fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+fn build_tensor<C: CellValue>(
     element: ElementType,
     shape: Vec<usize>,
-    cells: &[(&Json, &str, usize)],
+    cells: &[(C, &str, usize)],
     allow_missing: bool,
 ) -> Result<Tensor, RequestError> {
     let data = match element {
         ElementType::String => TensorData::String(
             cells
                 .iter()
-                .map(|(c, col, row)| match c {
-                    Json::String(s) => Ok(s.clone()),
-                    other => Err(RequestError::Cell {
+                .map(|(c, col, row)| match c.text() {
+                    Some(s) => Ok(s.to_string()),
+                    None => Err(RequestError::Cell {
                         column: col.to_string(),
                         row: *row,
-                        why: format!("expected a string, got {other}"),
+                        why: format!("expected a string, got {}", c.describe()),
                     }),
                 })
                 .collect::<Result<_, _>>()?,
@@ -298,20 +323,20 @@ fn build_tensor(
         ElementType::Float => TensorData::Float(
             cells
                 .iter()
-                .map(|(c, col, r)| number(c, col, *r, allow_missing).map(|v| v as f32))
+                .map(|(c, col, r)| c.number(col, *r, allow_missing).map(|v| v as f32))
                 .collect::<Result<_, _>>()?,
         ),
         ElementType::Double => TensorData::Double(
             cells
                 .iter()
-                .map(|(c, col, r)| number(c, col, *r, allow_missing))
+                .map(|(c, col, r)| c.number(col, *r, allow_missing))
                 .collect::<Result<_, _>>()?,
         ),
         ElementType::Int64 | ElementType::Int32 | ElementType::Bool => {
             let ints: Vec<i64> = cells
                 .iter()
                 .map(|(c, col, r)| {
-                    let v = number(c, col, *r, false)?;
+                    let v = c.number(col, *r, false)?;
                     if v.fract() != 0.0 {
                         return Err(RequestError::Cell {
                             column: col.to_string(),
@@ -495,8 +520,14 @@ impl<'a> ColumnCells<'a> {
     }
 }
 
-impl TypedCell<'_> {
-    /// The cell as a request would carry it, for messages.
+impl CellValue for TypedCell<'_> {
+    fn text(&self) -> Option<&str> {
+        match self {
+            TypedCell::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             TypedCell::Number { value, integer }
@@ -527,65 +558,6 @@ impl TypedCell<'_> {
     }
 }
 
-fn typed_tensor(
-    element: ElementType,
-    shape: Vec<usize>,
-    cells: &[(TypedCell<'_>, &str, usize)],
-    allow_missing: bool,
-) -> Result<Tensor, RequestError> {
-    let data = match element {
-        ElementType::String => TensorData::String(
-            cells
-                .iter()
-                .map(|(c, col, row)| match c {
-                    TypedCell::Text(s) => Ok(s.to_string()),
-                    other => Err(RequestError::Cell {
-                        column: col.to_string(),
-                        row: *row,
-                        why: format!("expected a string, got {}", other.describe()),
-                    }),
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        ElementType::Float => TensorData::Float(
-            cells
-                .iter()
-                .map(|(c, col, r)| c.number(col, *r, allow_missing).map(|v| v as f32))
-                .collect::<Result<_, _>>()?,
-        ),
-        ElementType::Double => TensorData::Double(
-            cells
-                .iter()
-                .map(|(c, col, r)| c.number(col, *r, allow_missing))
-                .collect::<Result<_, _>>()?,
-        ),
-        ElementType::Int64 | ElementType::Int32 | ElementType::Bool => {
-            let ints: Vec<i64> = cells
-                .iter()
-                .map(|(c, col, r)| {
-                    let v = c.number(col, *r, false)?;
-                    if v.fract() != 0.0 {
-                        return Err(RequestError::Cell {
-                            column: col.to_string(),
-                            row: *r,
-                            why: format!("expected an integer, got {v}"),
-                        });
-                    }
-                    Ok(v as i64)
-                })
-                .collect::<Result<_, _>>()?;
-            match element {
-                ElementType::Int64 => TensorData::Int64(ints),
-                ElementType::Int32 => {
-                    TensorData::Int32(ints.into_iter().map(|v| v as i32).collect())
-                }
-                _ => TensorData::Bool(ints.into_iter().map(|v| v != 0).collect()),
-            }
-        }
-    };
-    Tensor::new(shape, data).map_err(|e| RequestError::Format(e.to_string()))
-}
-
 /// The model's input tensors for rows `rows` of `columns`, given in the signature's column
 /// order: what [`decode`] builds from a request, built from typed columns.
 pub fn tensors_from_columns(
@@ -612,7 +584,7 @@ pub fn tensors_from_columns(
                     cells.push((column.cell(r), name.as_str(), r));
                 }
             }
-            Ok(vec![typed_tensor(
+            Ok(vec![build_tensor(
                 *element,
                 vec![n, names.len()],
                 &cells,
@@ -628,7 +600,7 @@ pub fn tensors_from_columns(
                     .clone()
                     .map(|r| (column.cell(r), spec.name.as_str(), r))
                     .collect();
-                typed_tensor(spec.element, vec![n, 1], &cells, allow_missing)
+                build_tensor(spec.element, vec![n, 1], &cells, allow_missing)
             })
             .collect(),
     }

@@ -44,6 +44,21 @@ pub(crate) trait Audited: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Option<Value>, StoreError>> + Send;
 }
 
+/// `parse` and `id` of an entity named by one text key (a run id, a model name, a monitor id):
+/// the key is the event's id as it stands. Used inside `impl Audited for $name`.
+macro_rules! text_key {
+    ($name:ident) => {
+        fn parse(id: &str) -> Option<Self> {
+            Some($name(id.to_string()))
+        }
+
+        fn id(&self) -> String {
+            self.0.clone()
+        }
+    };
+}
+pub(crate) use text_key;
+
 /// An entity kind as `verify` sees it: ids are the text events carry.
 pub(crate) trait AuditedKind: Sync {
     fn kind(&self) -> &'static str;

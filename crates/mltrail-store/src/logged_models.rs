@@ -1,7 +1,7 @@
 //! MLflow 3's logged models: `mlflow.<flavor>.log_model` creates one, uploads its files under
 //! `<experiment>/models/<model_id>/artifacts`, and marks it ready.
 
-use crate::audited::Audited;
+use crate::audited::{text_key, Audited};
 use crate::error::{NotFound, QueryError};
 use crate::names::validate_key;
 use crate::records::*;
@@ -31,13 +31,7 @@ impl Audited for LoggedModelRef {
     const KIND: &'static str = "logged_model";
     const LIST_IDS: &'static str = "SELECT model_id AS id FROM logged_models";
 
-    fn parse(id: &str) -> Option<Self> {
-        Some(LoggedModelRef(id.to_string()))
-    }
-
-    fn id(&self) -> String {
-        self.0.clone()
-    }
+    text_key!(LoggedModelRef);
 
     async fn state(
         &self,

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use std::sync::Arc;
 
-use crate::audited::Audited;
+use crate::audited::{text_key, Audited};
 use crate::sql::{int, text};
 use crate::{MetaStore, StoreError};
 use mltrail_core::{now_millis, AlertId, MonitorId};
@@ -243,13 +243,7 @@ impl Audited for MonitorRef {
     const KIND: &'static str = "monitor";
     const LIST_IDS: &'static str = "SELECT monitor_id AS id FROM monitors";
 
-    fn parse(id: &str) -> Option<Self> {
-        Some(MonitorRef(id.to_string()))
-    }
-
-    fn id(&self) -> String {
-        self.0.clone()
-    }
+    text_key!(MonitorRef);
 
     async fn state(
         &self,
@@ -304,13 +298,7 @@ impl Audited for AlertRef {
     const KIND: &'static str = "alert";
     const LIST_IDS: &'static str = "SELECT alert_id AS id FROM alerts";
 
-    fn parse(id: &str) -> Option<Self> {
-        Some(AlertRef(id.to_string()))
-    }
-
-    fn id(&self) -> String {
-        self.0.clone()
-    }
+    text_key!(AlertRef);
 
     async fn state(
         &self,

@@ -1,6 +1,6 @@
 //! The model registry: registered models, versions, stages, aliases and tags.
 
-use crate::audited::Audited;
+use crate::audited::{text_key, Audited};
 use crate::error::{AlreadyExists, Invalid, NotFound, QueryError};
 use crate::names::validate_key;
 use crate::records::*;
@@ -31,13 +31,7 @@ impl Audited for RegisteredModelRef {
     const KIND: &'static str = "registered_model";
     const LIST_IDS: &'static str = "SELECT name AS id FROM registered_models";
 
-    fn parse(id: &str) -> Option<Self> {
-        Some(RegisteredModelRef(id.to_string()))
-    }
-
-    fn id(&self) -> String {
-        self.0.clone()
-    }
+    text_key!(RegisteredModelRef);
 
     async fn state(
         &self,

@@ -3,7 +3,7 @@
 //! Creating a run goes through the writer's coalesced path on SQLite files (`hot_path`), with
 //! the statements prepared here.
 
-use crate::audited::Audited;
+use crate::audited::{text_key, Audited};
 use crate::datasets;
 use crate::error::{Conflict, Invalid, NotFound};
 use crate::names::{validate_key, validate_len, MAX_TAG_VALUE_LEN};
@@ -41,13 +41,7 @@ impl Audited for RunRef {
     const KIND: &'static str = "run";
     const LIST_IDS: &'static str = "SELECT run_uuid AS id FROM runs";
 
-    fn parse(id: &str) -> Option<Self> {
-        Some(RunRef(id.to_string()))
-    }
-
-    fn id(&self) -> String {
-        self.0.clone()
-    }
+    text_key!(RunRef);
 
     async fn state(
         &self,
