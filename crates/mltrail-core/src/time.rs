@@ -25,26 +25,47 @@ pub enum TimeError {
     OutOfRange { text: String },
 }
 
-/// Milliseconds in a duration: `90s`, `15m`, `1h`, `7d`, or a combination such as `1h30m`.
-/// Days are 24 hours; weeks, months and years are refused (say `7d`), as are negative durations.
+/// Milliseconds in a duration: `90s`, `15m`, `1h`, `7d`, or terms of those together such as
+/// `1h30m`. Days are 24 hours; anything else (weeks, fractions, `6h ago`, ISO 8601 `PT1H`, a
+/// sign) is refused, so a duration always means a span forward of that many whole units.
 pub fn parse_duration_ms(text: &str) -> Result<i64, TimeError> {
     let bad = || TimeError::Duration {
         text: text.to_string(),
     };
     let t = text.trim();
-    // A bare number has no unit; jiff would read `PT…`-less digits as an error anyway, but the
-    // message should be ours.
-    if t.is_empty() || t.starts_with(['-', '+']) {
+    // The grammar is ours (whole numbers, each with one of s, m, h, d); jiff does the arithmetic,
+    // with its range checks.
+    let mut terms = 0;
+    let mut digits = 0;
+    for c in t.chars() {
+        match c {
+            '0'..='9' => digits += 1,
+            's' | 'm' | 'h' | 'd' if digits > 0 => {
+                digits = 0;
+                terms += 1;
+            }
+            _ => return Err(bad()),
+        }
+    }
+    if terms == 0 || digits > 0 {
         return Err(bad());
     }
     let span: Span = t.parse().map_err(|_| bad())?;
-    if span.get_years() != 0 || span.get_months() != 0 || span.get_weeks() != 0 {
-        return Err(bad());
-    }
     let duration: SignedDuration = span
         .to_duration(SpanRelativeTo::days_are_24_hours())
         .map_err(|_| bad())?;
     i64::try_from(duration.as_millis()).map_err(|_| bad())
+}
+
+/// A duration as [`parse_duration_ms`] reads it back, in its largest whole unit (`1h`, `90s`;
+/// below a second, whole seconds).
+pub fn duration_text(ms: i64) -> String {
+    match ms {
+        m if m % 86_400_000 == 0 && m > 0 => format!("{}d", m / 86_400_000),
+        m if m % 3_600_000 == 0 && m > 0 => format!("{}h", m / 3_600_000),
+        m if m % 60_000 == 0 && m > 0 => format!("{}m", m / 60_000),
+        m => format!("{}s", m / 1000),
+    }
 }
 
 /// Milliseconds since the epoch for an instant a user typed: a UTC date (`2026-11-27`, its
@@ -52,7 +73,13 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, TimeError> {
 /// duration before `now_ms` (`90m`, `6h`, `7d`).
 pub fn parse_since(text: &str, now_ms: i64) -> Result<i64, TimeError> {
     let t = text.trim();
-    if let Ok(ago) = parse_duration_ms(t) {
+    // Text in the duration alphabet is a duration or an error about one (`9999999d` is too long,
+    // not "not a date").
+    let duration_like = !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, 's' | 'm' | 'h' | 'd'));
+    if duration_like {
+        let ago = parse_duration_ms(t)?;
         return now_ms
             .checked_sub(ago)
             .ok_or_else(|| TimeError::OutOfRange {
@@ -120,9 +147,32 @@ mod tests {
         assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
         assert_eq!(parse_duration_ms("2d"), Ok(172_800_000));
         assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
-        for bad in ["1w", "-5m", "", "5", "1mo", "x", "99999999999999999d"] {
+        assert_eq!(parse_duration_ms("0s"), Ok(0));
+        for bad in [
+            "1w",
+            "-5m",
+            "",
+            "5",
+            "1mo",
+            "x",
+            "99999999999999999d",
+            "6h ago",
+            "PT1H",
+            "1.5h",
+            "500ms",
+            "h",
+            "1h30",
+        ] {
             assert!(parse_duration_ms(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_print_as_they_are_read() {
+        for ms in [86_400_000, 7_200_000, 90_000, 5_400_000, 0] {
+            assert_eq!(parse_duration_ms(&duration_text(ms)), Ok(ms));
+        }
+        assert_eq!(duration_text(3_600_000), "1h");
     }
 
     #[test]
@@ -147,9 +197,14 @@ mod tests {
         ] {
             assert!(parse_since(bad, 0).is_err(), "{bad}");
         }
+        assert_eq!(parse_since("10d", 0), Ok(-864_000_000));
         assert!(matches!(
-            parse_since("99999d", 0),
-            Ok(_) | Err(TimeError::OutOfRange { .. })
+            parse_since("9999999d", 0),
+            Err(TimeError::Duration { .. })
+        ));
+        assert!(matches!(
+            parse_since("7000000d", i64::MIN + 1),
+            Err(TimeError::OutOfRange { .. })
         ));
     }
 

@@ -12,8 +12,7 @@ use crate::profile::ColumnProfile;
 use crate::table::{Table, Values, CATEGORICAL_INTEGER_MAX_DISTINCT};
 
 /// How drift treats a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnType {
     Numeric,
     Categorical,
@@ -21,20 +20,42 @@ pub enum ColumnType {
     Text,
     /// A timestamp: left out of drift.
     Datetime,
-    /// A type this version of mltrail does not know (a schema written by a newer one).
-    #[serde(other)]
-    Unknown,
+    /// A type this version of mltrail does not know (a schema written by a newer one), kept as
+    /// written so that comparing two schemas still sees it change.
+    Other(String),
 }
 
 impl ColumnType {
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             ColumnType::Numeric => "numeric",
             ColumnType::Categorical => "categorical",
             ColumnType::Text => "text",
             ColumnType::Datetime => "datetime",
-            ColumnType::Unknown => "unknown",
+            ColumnType::Other(name) => name,
         }
+    }
+
+    fn parse(name: &str) -> Self {
+        match name {
+            "numeric" => ColumnType::Numeric,
+            "categorical" => ColumnType::Categorical,
+            "text" => ColumnType::Text,
+            "datetime" => ColumnType::Datetime,
+            other => ColumnType::Other(other.to_string()),
+        }
+    }
+}
+
+impl Serialize for ColumnType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ColumnType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(ColumnType::parse(&String::deserialize(deserializer)?))
     }
 }
 
@@ -192,8 +213,8 @@ impl DatasetSchema {
                 }),
                 Some(b) if b.kind != a.kind => changes.push(SchemaChange::Retyped {
                     column: a.name.clone(),
-                    from: a.kind,
-                    to: b.kind,
+                    from: a.kind.clone(),
+                    to: b.kind.clone(),
                 }),
                 Some(_) => {}
             }
@@ -205,7 +226,7 @@ impl DatasetSchema {
         {
             changes.push(SchemaChange::Added {
                 column: b.name.clone(),
-                kind: b.kind,
+                kind: b.kind.clone(),
             });
         }
         changes
@@ -222,7 +243,7 @@ mod tests {
                 .iter()
                 .map(|(name, kind)| SchemaColumn {
                     name: name.to_string(),
-                    kind: *kind,
+                    kind: kind.clone(),
                     nullable: false,
                     pii: false,
                 })
@@ -241,9 +262,10 @@ mod tests {
         let s = DatasetSchema::from_json(&stored);
         assert_eq!(s.columns.len(), 3);
         assert!(s.columns[0].nullable && s.columns[1].pii);
-        assert_eq!(s.columns[2].kind, ColumnType::Unknown);
+        assert_eq!(s.columns[2].kind, ColumnType::Other("someday".into()));
         let back = serde_json::to_value(&s).unwrap();
         assert_eq!(back[1], stored[1]);
+        assert_eq!(back[2], stored[2], "an unknown type is kept as written");
     }
 
     #[test]

@@ -53,51 +53,6 @@ struct PerformanceLabels {
 
 type Score = Gauge<f64, AtomicU64>;
 
-/// The webhook delivery counters, kept by the sink for the server's life.
-#[derive(Clone, Default)]
-pub struct WebhookCounters {
-    pub deliveries: Family<OutcomeLabels, Counter>,
-    pub attempts: Counter,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    pub outcome: &'static str,
-}
-
-impl WebhookCounters {
-    pub fn delivered(&self) {
-        self.deliveries
-            .get_or_create(&OutcomeLabels {
-                outcome: "delivered",
-            })
-            .inc();
-    }
-
-    pub fn failed(&self) {
-        self.deliveries
-            .get_or_create(&OutcomeLabels { outcome: "failed" })
-            .inc();
-    }
-
-    fn register(&self, registry: &mut Registry) {
-        // Both outcomes are shown from the start, at zero.
-        for outcome in ["delivered", "failed"] {
-            let _ = self.deliveries.get_or_create(&OutcomeLabels { outcome });
-        }
-        registry.register(
-            "mltrail_webhook_deliveries",
-            "Alerts delivered to webhooks, or given up on after every attempt failed.",
-            self.deliveries.clone(),
-        );
-        registry.register(
-            "mltrail_webhook_attempts",
-            "HTTP requests made to webhooks.",
-            self.attempts.clone(),
-        );
-    }
-}
-
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let mut registry = Registry::default();
     let features = Family::<FeatureLabels, Score>::default();

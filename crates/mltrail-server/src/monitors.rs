@@ -1,6 +1,6 @@
-//! `/api/v1/monitors` (create, list, read, delete; each monitor's window results and alerts),
-//! `/api/v1/alerts`, and the tracking server's `/metrics`: every value of each monitor's latest
-//! window as a Prometheus gauge.
+//! `/api/v1/monitors` (create, list, read, delete; each monitor's window results and alerts) and
+//! `/api/v1/alerts`. The rules of a monitor are mltrail-monitor's (`Engine::create`); these
+//! handlers decode and encode.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
@@ -8,8 +8,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use mltrail_core::MonitorId;
-use mltrail_monitor::runner::{self, MonitorConfig};
-use mltrail_store::monitors::{self, MonitorSpec};
+use mltrail_monitor::runner::{self, ConfigError, MonitorError, NewMonitor};
+use mltrail_store::monitors;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -20,15 +20,17 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("`{field}`: {message}"))
 }
 
-/// A duration given as `"1h"` or as a number of seconds.
-fn duration_ms(body: &Value, field: &str, default: Option<i64>) -> Result<i64, ApiError> {
+/// A duration given as `"1h"` or as a number of seconds; `None` when not given.
+fn duration_ms(body: &Value, field: &str) -> Result<Option<i64>, ApiError> {
     match body.get(field) {
-        None | Some(Value::Null) => default.ok_or_else(|| bad(field, "is required (e.g. \"1h\")")),
-        Some(Value::String(s)) => runner::parse_duration_ms(s).map_err(|e| bad(field, e)),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => runner::parse_duration_ms(s)
+            .map(Some)
+            .map_err(|e| bad(field, e)),
         Some(Value::Number(n)) => n
             .as_f64()
             .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| (s * 1000.0) as i64)
+            .map(|s| Some((s * 1000.0) as i64))
             .ok_or_else(|| bad(field, "must be a non-negative number of seconds")),
         Some(_) => Err(bad(
             field,
@@ -60,72 +62,47 @@ async fn create(
     let deployment = body
         .get("deployment")
         .and_then(Value::as_str)
-        .filter(|d| !d.is_empty())
         .ok_or_else(|| bad("deployment", "a deployment name is required"))?
         .to_string();
-    let window_ms = duration_ms(&body, "window", None)?;
-    if window_ms < 1000 {
-        return Err(bad("window", "must be at least 1s"));
-    }
-    let delay_ms = duration_ms(&body, "delay", Some(10 * 60_000))?;
-    let reference = body
-        .get("reference")
-        .and_then(Value::as_str)
-        .unwrap_or("training")
-        .to_string();
-    // Refused now when it could never be compared with; a deployment that does not serve yet
-    // is checked window by window.
-    let spec = runner::ReferenceSpec::parse(&reference).map_err(|e| bad("reference", e))?;
-    let served = crate::deployments::known(&state.store)
-        .await?
-        .remove(&deployment)
-        .and_then(|d| {
-            Some((
-                d["model"].as_str()?.to_string(),
-                d["version"].as_str()?.to_string(),
-            ))
-        });
-    state
-        .monitors
-        .check_reference(
-            &spec,
-            served.as_ref().map(|(m, v)| (m.as_str(), v.as_str())),
-        )
-        .await
-        .map_err(|e| bad("reference", e))?;
+    let window_ms =
+        duration_ms(&body, "window")?.ok_or_else(|| bad("window", "is required (e.g. \"1h\")"))?;
     let drift_share = match body.get("drift_share") {
-        None | Some(Value::Null) => 0.5,
-        Some(v) => v
-            .as_f64()
-            .ok_or_else(|| bad("drift_share", "must be a number"))?,
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_f64()
+                .ok_or_else(|| bad("drift_share", "must be a number"))?,
+        ),
     };
-    let mut config = MonitorConfig {
+    let start = match body.get("start") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .ok_or_else(|| bad("start", "must be a past time in Unix milliseconds"))?,
+        ),
+    };
+    let new = NewMonitor {
+        deployment,
+        window_ms,
+        delay_ms: duration_ms(&body, "delay")?,
+        reference: body
+            .get("reference")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         drift_share,
         alerts: strings(&body, "alerts")?,
         webhooks: strings(&body, "webhooks")?,
         exclude: strings(&body, "exclude")?,
+        start,
     };
-    config.validate().map_err(|e| bad(e.field, e.message))?;
-    let spec = MonitorSpec {
-        deployment,
-        window_ms,
-        delay_ms,
-        reference,
-        config: serde_json::to_value(&config).map_err(|e| ApiError::invalid(e.to_string()))?,
-    };
-    // Windows are aligned to the epoch; the first one is the window the monitor starts in, or
-    // the one holding `start` (a past time, to evaluate history).
-    let now = mltrail_core::now_millis();
-    let start = match body.get("start") {
-        None | Some(Value::Null) => now,
-        Some(v) => v
-            .as_i64()
-            .filter(|t| (0..=now).contains(t))
-            .ok_or_else(|| bad("start", "must be a past time in Unix milliseconds"))?,
-    };
-    let first = runner::window_start(start, window_ms);
     let actor = crate::req::actor_of(&headers);
-    let monitor = monitors::create_monitor(&state.store, &actor, spec, first).await?;
+    let monitor = state
+        .monitors
+        .create(&actor, new, mltrail_core::now_millis())
+        .await
+        .map_err(|e| match e {
+            MonitorError::Rule(ConfigError { field, message }) => bad(field, message),
+            other => other.into(),
+        })?;
     Ok(Json(json!({"monitor": monitor})))
 }
 

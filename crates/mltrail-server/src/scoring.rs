@@ -9,6 +9,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -32,7 +33,11 @@ fn json_response(body: Vec<u8>) -> Response {
 async fn scored(dep: &Deployment, body: Result<Bytes, BytesRejection>) -> ApiResult<Scored> {
     let started = Instant::now();
     let body = body.map_err(|rejection| {
-        dep.refused(FailureKind::too_large);
+        dep.refused(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            FailureKind::too_large
+        } else {
+            FailureKind::bad_request
+        });
         ApiError::body_rejected(rejection, "BAD_REQUEST")
     })?;
     Ok(dep.score(&body, started).await?)

@@ -2,7 +2,10 @@
 //! backoff, each outcome an audit event. Nothing here can hold up monitoring: `notify` only
 //! spawns.
 
-use crate::metrics::WebhookCounters;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use std::time::Duration;
 
 use mltrail_monitor::runner::AlertSink;
@@ -109,5 +112,51 @@ impl AlertSink for WebhookSink {
                 }
             });
         }
+    }
+}
+
+/// The webhook delivery counters, kept by the sink for the server's life.
+#[derive(Clone, Default)]
+pub struct WebhookCounters {
+    pub deliveries: Family<OutcomeLabels, Counter>,
+    pub attempts: Counter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+impl WebhookCounters {
+    pub fn delivered(&self) {
+        self.deliveries
+            .get_or_create(&OutcomeLabels {
+                outcome: "delivered",
+            })
+            .inc();
+    }
+
+    pub fn failed(&self) {
+        self.deliveries
+            .get_or_create(&OutcomeLabels { outcome: "failed" })
+            .inc();
+    }
+
+    /// Adds the counters to the registry `/metrics` encodes.
+    pub fn register(&self, registry: &mut Registry) {
+        // Both outcomes are shown from the start, at zero.
+        for outcome in ["delivered", "failed"] {
+            let _ = self.deliveries.get_or_create(&OutcomeLabels { outcome });
+        }
+        registry.register(
+            "mltrail_webhook_deliveries",
+            "Alerts delivered to webhooks, or given up on after every attempt failed.",
+            self.deliveries.clone(),
+        );
+        registry.register(
+            "mltrail_webhook_attempts",
+            "HTTP requests made to webhooks.",
+            self.attempts.clone(),
+        );
     }
 }

@@ -60,9 +60,6 @@ pub enum ArchiveError {
     Arrow(#[from] arrow_schema::ArrowError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// A file whose rows are not log records (a column of the wrong type, an id that is not one).
-    #[error("{file}: {why}")]
-    Malformed { file: String, why: String },
     #[error("reading an archived file was interrupted: {0}")]
     Interrupted(#[from] tokio::task::JoinError),
 }
@@ -147,20 +144,15 @@ pub fn to_parquet(records: &[LogRecord]) -> Result<Vec<u8>, ArchiveError> {
     Ok(out)
 }
 
-/// Reads an archived file back into log records (the inverse of [`to_parquet`]); `file` names
-/// it in errors.
-pub fn from_parquet(bytes: Vec<u8>, file: &str) -> Result<Vec<LogRecord>, ArchiveError> {
+/// Reads an archived file back into log records (the inverse of [`to_parquet`]). A row that is no
+/// log record (an unknown type, no valid id) is left out; a JSON cell that is not JSON comes back
+/// as a JSON string of its text, so one bad cell never hides the rest of a file.
+pub fn from_parquet(bytes: Vec<u8>) -> Result<Vec<LogRecord>, ArchiveError> {
     let mut out = Vec::new();
     visit_parquet(bytes::Bytes::from(bytes), |view| {
-        out.push(view.to_record());
+        out.extend(view.to_record());
     })?;
-    out.into_iter()
-        .filter_map(|r| r.transpose())
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|why| ArchiveError::Malformed {
-            file: file.to_string(),
-            why,
-        })
+    Ok(out)
 }
 
 /// One archived record as stored: text fields borrowed from the file's columns, the JSON fields
@@ -186,26 +178,14 @@ pub struct RecordView<'a> {
 }
 
 impl RecordView<'_> {
-    /// The typed record; `Ok(None)` for a row of an unknown type (skipped, as readers of newer
-    /// files must), `Err` for a row that claims a type but cannot be one.
-    pub fn to_record(&self) -> Result<Option<LogRecord>, String> {
-        let Some(kind) = self.kind.and_then(RecordKind::parse) else {
-            return Ok(None);
-        };
-        let id = self
-            .id
-            .and_then(|i| uuid::Uuid::parse_str(i).ok())
-            .ok_or_else(|| format!("a {} row has no valid id", kind.as_str()))?;
+    /// The typed record; `None` for a row that is no log record (an unknown type, as a newer
+    /// writer may add, or no valid id).
+    pub fn to_record(&self) -> Option<LogRecord> {
+        let kind = self.kind.and_then(RecordKind::parse)?;
+        let id = self.id.and_then(|i| uuid::Uuid::parse_str(i).ok())?;
         let text = |v: Option<&str>| v.unwrap_or_default().to_string();
-        let json = |v: Option<&str>, what: &str| -> Result<Option<Box<RawValue>>, String> {
-            v.map(|t| {
-                RawValue::from_string(t.to_string())
-                    .map_err(|e| format!("record {id}: `{what}` is not JSON: {e}"))
-            })
-            .transpose()
-        };
         let time_ms = self.time_ms.unwrap_or(0);
-        Ok(Some(match kind {
+        Some(match kind {
             RecordKind::Prediction => LogRecord::Prediction(PredictionRecord {
                 id,
                 time_ms,
@@ -217,19 +197,27 @@ impl RecordView<'_> {
                 policy: self.policy.map(str::to_string),
                 propensity: self.propensity,
                 latency_us: self.latency_us.unwrap_or(0),
-                inputs: json(self.inputs, "inputs")?.unwrap_or_else(empty_object),
-                outputs: json(self.outputs, "outputs")?.unwrap_or_else(empty_object),
+                inputs: self.inputs.map(json_cell).unwrap_or_else(empty_object),
+                outputs: self.outputs.map(json_cell).unwrap_or_else(empty_object),
             }),
             RecordKind::Feedback => LogRecord::Feedback(FeedbackRecord {
                 id,
                 time_ms,
                 deployment: text(self.deployment),
-                label: json(self.label, "label")?,
+                label: self.label.map(json_cell),
                 reward: self.reward.and_then(serde_json::Number::from_f64),
-                ranking: json(self.ranking, "ranking")?,
+                ranking: self.ranking.map(json_cell),
             }),
-        }))
+        })
     }
+}
+
+/// A JSON-text cell as stored; text that is not JSON (written by another tool) is kept as a
+/// JSON string.
+fn json_cell(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_string()).unwrap_or_else(|_| {
+        serde_json::value::to_raw_value(text).unwrap_or_else(|_| empty_object())
+    })
 }
 
 fn empty_object() -> Box<RawValue> {
@@ -332,8 +320,7 @@ pub async fn find_archived(
     let mut feedback = Vec::new();
     for file in files.iter().filter(|f| file_day(f) >= day) {
         let bytes = store.get(file).await?;
-        let name = file.clone();
-        let records = tokio::task::spawn_blocking(move || from_parquet(bytes, &name)).await??;
+        let records = tokio::task::spawn_blocking(move || from_parquet(bytes)).await??;
         for record in records.into_iter().filter(|r| r.id() == id) {
             match record {
                 LogRecord::Prediction(p) => prediction = Some(p),
@@ -363,7 +350,7 @@ mod tests {
                 r#"{{"type":"feedback","id":"{id}","time_ms":9,"deployment":"d","label":1,"reward":0.5}}"#
             )),
         ];
-        let back = from_parquet(to_parquet(&records).unwrap(), "f").unwrap();
+        let back = from_parquet(to_parquet(&records).unwrap()).unwrap();
         assert_eq!(back.len(), 2);
         for (a, b) in records.iter().zip(&back) {
             assert!(a.same_as(b), "{a:?} != {b:?}");
@@ -391,6 +378,34 @@ mod tests {
         );
         assert_eq!(seen[1].3.as_deref(), Some("1"));
         assert_eq!(seen[1].4, None, "feedback names no model");
+    }
+
+    #[test]
+    fn a_bad_row_or_cell_does_not_hide_the_rest() {
+        let id = "0190a5b2-0000-7000-8000-000000000001";
+        let view = RecordView {
+            kind: Some("feedback"),
+            id: Some(id),
+            time_ms: Some(3),
+            label: Some("not json"),
+            ..RecordView::default()
+        };
+        let Some(LogRecord::Feedback(f)) = view.to_record() else {
+            panic!("a feedback record")
+        };
+        assert_eq!(f.label.unwrap().get(), "\"not json\"");
+        assert!(RecordView {
+            kind: Some("impression"),
+            ..view
+        }
+        .to_record()
+        .is_none());
+        assert!(RecordView {
+            id: Some("x"),
+            ..view
+        }
+        .to_record()
+        .is_none());
     }
 
     #[test]

@@ -498,11 +498,17 @@ impl PredictionLog {
                 let converted = std::fs::read(&source)
                     .map_err(LogError::Io)
                     .and_then(|bytes| {
-                        let records: Vec<LogRecord> = scan(&bytes)
-                            .0
+                        let frames = scan(&bytes).0;
+                        let total = frames.len();
+                        let records: Vec<LogRecord> = frames
                             .into_iter()
                             .filter_map(|(_, p)| serde_json::from_slice(p).ok())
                             .collect();
+                        // A frame whose CRC holds but which is no log record was not written by
+                        // this log; it cannot go into the archive's columns. Say so.
+                        if records.len() < total {
+                            tracing::warn!(segment = seq, skipped = total - records.len(), "prediction log: frames that are not log records are left out of the archive");
+                        }
                         match records.iter().map(LogRecord::time_ms).min() {
                             None => Ok(None),
                             Some(t) => crate::archive::to_parquet(&records)

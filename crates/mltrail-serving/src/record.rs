@@ -49,12 +49,18 @@ struct WireRecord {
     inputs: Option<Box<RawValue>>,
     #[serde(default)]
     outputs: Option<Box<RawValue>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     label: Option<Box<RawValue>>,
     #[serde(default)]
     reward: Option<Number>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     ranking: Option<Box<RawValue>>,
+}
+
+/// A field that is there, `null` included: feedback whose label is `null` is still feedback
+/// with a label, as the caller sent it. (An absent field is `None` through `default`.)
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 impl<'de> Deserialize<'de> for LogRecord {
@@ -164,7 +170,10 @@ impl LogRecord {
 
     /// Equality of what the records say, for de-duplicating an export.
     pub fn same_as(&self, other: &LogRecord) -> bool {
-        serde_json::to_string(self).ok() == serde_json::to_string(other).ok()
+        self.id() == other.id()
+            && self.time_ms() == other.time_ms()
+            && self.kind() == other.kind()
+            && serde_json::to_string(self).ok() == serde_json::to_string(other).ok()
     }
 }
 
@@ -192,14 +201,8 @@ impl FeedbackRecord {
         match column {
             "id" => Cell::Id(self.id),
             "deployment" => Cell::Text(&self.deployment),
-            "label" => self
-                .label
-                .as_deref()
-                .map_or(Cell::Null, |l| Cell::Json(l.get())),
-            "ranking" => self
-                .ranking
-                .as_deref()
-                .map_or(Cell::Null, |r| Cell::Json(r.get())),
+            "label" => json_cell(self.label.as_deref()),
+            "ranking" => json_cell(self.ranking.as_deref()),
             "reward" => self
                 .reward
                 .as_ref()
@@ -207,6 +210,14 @@ impl FeedbackRecord {
                 .map_or(Cell::Null, Cell::Float),
             _ => Cell::Null,
         }
+    }
+}
+
+/// A JSON field's cell: a JSON `null` is a missing cell, as Parquet readers expect.
+fn json_cell(value: Option<&RawValue>) -> Cell<'_> {
+    match value.map(RawValue::get) {
+        None | Some("null") => Cell::Null,
+        Some(text) => Cell::Json(text),
     }
 }
 
@@ -456,6 +467,14 @@ mod tests {
                 assert_ne!(record.cell(key), Cell::Null, "field `{key}` has no cell");
             }
         }
+    }
+
+    #[test]
+    fn a_null_label_is_kept_in_the_log_and_missing_in_the_archive() {
+        let text = r#"{"type":"feedback","id":"0190a5b2-0000-7000-8000-000000000001","time_ms":3,"deployment":"d","label":null}"#;
+        let record: LogRecord = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&record).unwrap(), text);
+        assert_eq!(record.cell("label"), Cell::Null);
     }
 
     #[test]

@@ -263,23 +263,9 @@ impl MetaStore {
         &self.inner.readers
     }
 
-    /// Runs `job` inside the writer's current group-commit transaction. The result is returned
-    /// only after the transaction holding it has committed (and, on SQLite, been fsynced).
-    pub async fn write<T, F>(&self, actor: &str, job: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut Tx,
-                &'c mut AuditCtx,
-            ) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
-    {
-        self.transaction(actor, async move |tx, audit| job(tx, audit).await)
-            .await
-    }
-
-    /// [`Self::write`] for an async closure: how the domain modules write.
+    /// Runs `job` inside the writer's current group-commit transaction: how the domain modules
+    /// write. The result is returned only after the transaction holding it has committed (and,
+    /// on SQLite, been fsynced).
     pub(crate) async fn transaction<T, F>(&self, actor: &str, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -361,5 +347,32 @@ mod tests {
         );
         assert!(resolve_uri("mysql://x").is_err());
         assert!(resolve_uri("sqlite:///").is_err());
+    }
+
+    /// The README promises that an acknowledged write survives a power cut: WAL with
+    /// `synchronous = FULL`, read inside the writer's own transaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_writer_fsyncs_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = format!("sqlite:///{}/m.db", dir.path().display());
+        let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
+        let (journal, synchronous) = store
+            .transaction("test", async |tx, _| {
+                let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Ok((journal, synchronous))
+            })
+            .await
+            .unwrap();
+        assert_eq!(journal.to_lowercase(), "wal");
+        assert_eq!(
+            synchronous, 2,
+            "synchronous must be FULL (2): every acknowledged commit is fsynced"
+        );
+        store.close().await;
     }
 }

@@ -14,7 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)
 /// On SQLite only ([`audit_seq_as_rowid`]): nothing common to both backends.
 const V6: &str = "";
 
-/// Metric history in blocks (see `metric_block`). The rows of `metrics` are packed into blocks
+/// Metric history in blocks (see `metrics/block.rs`). The rows of `metrics` are packed into blocks
 /// by [`pack_legacy_metrics`] in the same transaction, then `metrics` is dropped.
 /// `BYTEA` is PostgreSQL's binary type; SQLite stores blobs unchanged in any column.
 const V5: &str = r#"

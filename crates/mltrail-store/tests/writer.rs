@@ -1,4 +1,4 @@
-//! The writer's durability settings are what the README promises.
+//! What the writer does with a bad member of a group or a batch: fails it alone, or refuses the batch whole.
 
 use mltrail_core::{ExperimentId, RunId};
 use mltrail_store::metrics::{Batch, NewMetric};
@@ -14,33 +14,6 @@ fn batch(metrics: Vec<NewMetric>, params: Vec<KeyValue>, tags: Vec<KeyValue>) ->
 /// The id of a run the store created.
 fn run_id(raw: &str) -> RunId {
     RunId::parse(raw).expect("a run id")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_writer_fsyncs_every_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let uri = format!("sqlite:///{}/m.db", dir.path().display());
-    let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
-    let (journal, synchronous) = store
-        .write("test", |tx, _| {
-            Box::pin(async move {
-                let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                Ok((journal, synchronous))
-            })
-        })
-        .await
-        .unwrap();
-    assert_eq!(journal.to_lowercase(), "wal");
-    assert_eq!(
-        synchronous, 2,
-        "synchronous must be FULL (2): every acknowledged commit is fsynced"
-    );
-    store.close().await;
 }
 
 /// A fresh file-backed store (so the native SQLite path is on) with one experiment.

@@ -142,12 +142,7 @@ fn utc_time(ms: i64) -> String {
 }
 
 fn human_ms(ms: i64) -> String {
-    match ms {
-        m if m % 86_400_000 == 0 && m > 0 => format!("{}d", m / 86_400_000),
-        m if m % 3_600_000 == 0 && m > 0 => format!("{}h", m / 3_600_000),
-        m if m % 60_000 == 0 && m > 0 => format!("{}m", m / 60_000),
-        m => format!("{}s", m / 1000),
-    }
+    mltrail_core::time::duration_text(ms)
 }
 
 fn print_json(value: &Value) -> Result<()> {
@@ -358,21 +353,8 @@ pub struct CheckArgs {
     client: ClientArgs,
 }
 
-/// One CSV cell: empty for missing, text as is, other values as JSON, quoted when needed.
-fn csv_field(v: Option<&Value>) -> String {
-    let text = match v {
-        None | Some(Value::Null) => return String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
-/// The logged inputs as a CSV file: one row per prediction, the columns of the first record.
+/// The logged inputs as a CSV file (arrow-csv): one row per prediction, the columns of the first
+/// record; text as is, other values as JSON, missing ones empty.
 fn write_inputs(records: &[LogRecord], path: &std::path::Path) -> Result<usize> {
     let inputs: Vec<serde_json::Map<String, Value>> = records
         .iter()
@@ -384,24 +366,34 @@ fn write_inputs(records: &[LogRecord], path: &std::path::Path) -> Result<usize> 
     let Some(first) = inputs.first() else {
         bail!("the deployment logged no predictions in that period")
     };
-    let columns: Vec<&String> = first.keys().collect();
-    let mut text = columns
+    let names: Vec<String> = first.keys().cloned().collect();
+    let columns: Vec<arrow_array::ArrayRef> = names
         .iter()
-        .map(|c| csv_field(Some(&Value::from(c.as_str()))))
-        .collect::<Vec<_>>()
-        .join(",")
-        + "\n";
-    for row in &inputs {
-        text.push_str(
-            &columns
+        .map(|name| {
+            let cells: arrow_array::StringArray = inputs
                 .iter()
-                .map(|c| csv_field(row.get(*c)))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        text.push('\n');
-    }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+                .map(|row| match row.get(name) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(other) => Some(other.to_string()),
+                })
+                .collect();
+            std::sync::Arc::new(cells) as arrow_array::ArrayRef
+        })
+        .collect();
+    let schema = arrow_schema::Schema::new(
+        names
+            .iter()
+            .map(|n| arrow_schema::Field::new(n, arrow_schema::DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    );
+    let batch = arrow_array::RecordBatch::try_new(std::sync::Arc::new(schema), columns)?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    arrow_csv::WriterBuilder::new()
+        .with_header(true)
+        .build(file)
+        .write(&batch)?;
     Ok(inputs.len())
 }
 

@@ -57,7 +57,7 @@ pub async fn collect(
     let files = ArchiveStore::list(client, &root).await?;
     for file in files.into_iter().filter(|f| f.ends_with(".parquet")) {
         let bytes = ArchiveStore::get(client, &file).await?;
-        records.extend(tokio::task::spawn_blocking(move || from_parquet(bytes, &file)).await??);
+        records.extend(tokio::task::spawn_blocking(move || from_parquet(bytes)).await??);
     }
     let log_dir =
         log_dir.unwrap_or_else(|| PathBuf::from("mltrail-data/predictions").join(deployment));

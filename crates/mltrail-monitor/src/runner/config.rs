@@ -93,6 +93,29 @@ impl ReferenceSpec {
     }
 }
 
+/// A monitor as a user asks for it; what is left out takes its default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewMonitor {
+    pub deployment: String,
+    /// The window length (at least a second).
+    pub window_ms: i64,
+    /// How long after a window ends it is evaluated (default 10 minutes), so late records and
+    /// labels are in.
+    pub delay_ms: Option<i64>,
+    /// `training` (the default) or a dataset version `NAME@VERSION`.
+    pub reference: Option<String>,
+    /// Share of drifted columns that makes the dataset drift (default 0.5).
+    pub drift_share: Option<f64>,
+    pub alerts: Vec<String>,
+    pub webhooks: Vec<String>,
+    pub exclude: Vec<String>,
+    /// A past time whose window is the first evaluated (to evaluate history); default now.
+    pub start: Option<i64>,
+}
+
+/// The delay a monitor waits after a window ends when it is given none.
+pub const DEFAULT_DELAY_MS: i64 = 10 * 60_000;
+
 /// The start of the window that holds `time` (windows are aligned to the epoch, so hourly
 /// windows start on the hour).
 pub fn window_start(time_ms: i64, window_ms: i64) -> i64 {

@@ -13,11 +13,13 @@ use mltrail_core::artifact_path::ArtifactPath;
 use mltrail_core::time::rfc3339_seconds;
 use mltrail_serving::deployment::StoreSource;
 use mltrail_store::datasets::VersionRef;
-use mltrail_store::monitors::{self, Alert, AlertState, Monitor, MonitorResult, WindowStatus};
+use mltrail_store::monitors::{
+    self, Alert, AlertState, Monitor, MonitorResult, MonitorSpec, WindowStatus,
+};
 use mltrail_store::MetaStore;
 use serde_json::{json, Value as Json};
 
-use super::config::{MonitorConfig, ReferenceSpec};
+use super::config::{window_start, MonitorConfig, NewMonitor, ReferenceSpec, DEFAULT_DELAY_MS};
 use super::reference::{Reference, References};
 use super::scoring::Scorer;
 use super::{MonitorError, ReferenceError};
@@ -55,6 +57,69 @@ impl Engine {
             sink,
             file_ranges: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Creates a monitor: fills in the defaults, checks every field (the error names it), and
+    /// refuses now a reference that could never be compared with (a deployment that does not
+    /// serve yet is checked window by window). Windows are aligned to the epoch; the first one
+    /// is the window the monitor starts in, or the one holding `start`.
+    pub async fn create(
+        &self,
+        actor: &str,
+        new: NewMonitor,
+        now: i64,
+    ) -> Result<Monitor, MonitorError> {
+        let invalid = |field: &'static str, message: String| {
+            MonitorError::Rule(super::ConfigError { field, message })
+        };
+        if new.deployment.is_empty() {
+            return Err(invalid(
+                "deployment",
+                "a deployment name is required".into(),
+            ));
+        }
+        if new.window_ms < 1000 {
+            return Err(invalid("window", "must be at least 1s".into()));
+        }
+        let reference = new.reference.unwrap_or_else(|| "training".into());
+        let spec =
+            ReferenceSpec::parse(&reference).map_err(|e| invalid("reference", e.to_string()))?;
+        let served = mltrail_store::deployments::current(&self.store)
+            .await?
+            .remove(&new.deployment)
+            .map(|d| (d.model, d.version));
+        self.check_reference(
+            &spec,
+            served.as_ref().map(|(m, v)| (m.as_str(), v.as_str())),
+        )
+        .await
+        .map_err(|e| invalid("reference", e.to_string()))?;
+        let mut config = MonitorConfig {
+            drift_share: new.drift_share.unwrap_or(0.5),
+            alerts: new.alerts,
+            webhooks: new.webhooks,
+            exclude: new.exclude,
+        };
+        config.validate()?;
+        let start = match new.start {
+            None => now,
+            Some(t) if (0..=now).contains(&t) => t,
+            Some(_) => {
+                return Err(invalid(
+                    "start",
+                    "must be a past time in Unix milliseconds".into(),
+                ))
+            }
+        };
+        let spec = MonitorSpec {
+            deployment: new.deployment,
+            window_ms: new.window_ms,
+            delay_ms: new.delay_ms.unwrap_or(DEFAULT_DELAY_MS),
+            reference,
+            config: serde_json::to_value(&config).map_err(MonitorError::Config)?,
+        };
+        let first = window_start(start, spec.window_ms);
+        Ok(monitors::create_monitor(&self.store, actor, spec, first).await?)
     }
 
     /// Checks that a monitor's reference can be compared with, as far as can be known now: a

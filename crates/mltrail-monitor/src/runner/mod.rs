@@ -8,7 +8,8 @@ mod reference;
 mod scoring;
 
 pub use config::{
-    window_start, BadReference, ConfigError, MonitorConfig, ReferenceSpec, DEFAULT_ALERT,
+    window_start, BadReference, ConfigError, MonitorConfig, NewMonitor, ReferenceSpec,
+    DEFAULT_ALERT, DEFAULT_DELAY_MS,
 };
 pub use engine::{AlertSink, Engine};
 pub use mltrail_core::time::parse_duration_ms;
@@ -64,7 +65,7 @@ pub enum MonitorError {
     #[error(transparent)]
     Compare(#[from] CompareError),
     #[error(transparent)]
-    Model(#[from] SourceError),
+    Model(SourceError),
     #[error("scoring the reference: {0}")]
     ScoringInput(#[source] RequestError),
     #[error("scoring the reference: {0}")]
@@ -81,6 +82,16 @@ pub enum MonitorError {
     Task(#[from] tokio::task::JoinError),
 }
 
+impl From<SourceError> for MonitorError {
+    fn from(err: SourceError) -> Self {
+        match err {
+            // The store's own answer keeps its kind (404, 500, …).
+            SourceError::Store(e) => MonitorError::Store(e),
+            other => MonitorError::Model(other),
+        }
+    }
+}
+
 impl MonitorError {
     /// Whether the failure is the storage's (the request itself may be fine).
     pub fn is_storage(&self) -> bool {
@@ -91,6 +102,7 @@ impl MonitorError {
                 | MonitorError::Archive { .. }
                 | MonitorError::Io(_)
                 | MonitorError::Task(_)
+                | MonitorError::Model(SourceError::Unavailable { .. })
         )
     }
 }

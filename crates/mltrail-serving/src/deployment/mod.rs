@@ -188,12 +188,15 @@ impl Deployment {
     /// Puts `next` in service; requests already running finish on the model they started with.
     /// Returns the version it replaced.
     pub fn swap(&self, next: LoadedModel) -> Arc<Serving> {
-        let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
-        let next = Serving {
-            metrics: self.metrics.serve(&next, Some(&guard.model)),
+        // The metrics are set up before the lock: requests read `current` on every call.
+        // (Swaps come one at a time from the alias follower.)
+        let previous = self.current();
+        let next = Arc::new(Serving {
+            metrics: self.metrics.serve(&next, Some(&previous.model)),
             model: next,
-        };
-        std::mem::replace(&mut *guard, Arc::new(next))
+        });
+        let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
+        std::mem::replace(&mut *guard, next)
     }
 
     /// Model swaps since start.

@@ -136,6 +136,9 @@ pub trait ModelSource: Send + Sync {
 pub enum SourceError {
     #[error("--model `{text}` is not NAME@ALIAS or NAME/VERSION")]
     Reference { text: String },
+    /// The metadata store's answer (an unknown model or version, or a storage failure).
+    #[error(transparent)]
+    Store(#[from] mltrail_store::StoreError),
     /// The source could not answer (network, server refusal, storage): `what` says what was asked.
     #[error("{what}: {source}")]
     Unavailable {

@@ -36,8 +36,7 @@ impl ModelSource for StoreSource {
                 ModelRef::Version { name, version } => {
                     registry::get_model_version(&self.store, name, *version).await
                 }
-            }
-            .map_err(|e| SourceError::unavailable(format!("model {model}"), e))?;
+            }?;
             Ok(SourceVersion {
                 name: found.name,
                 version: found.version,
@@ -52,9 +51,7 @@ impl ModelSource for StoreSource {
         version: &'a SourceVersion,
     ) -> BoxFuture<'a, Result<String, SourceError>> {
         Box::pin(async move {
-            let uri = registry::resolve_source(&self.store, &version.source)
-                .await
-                .map_err(|e| SourceError::unavailable(format!("the files of {version}"), e))?;
+            let uri = registry::resolve_source(&self.store, &version.source).await?;
             let root = parse_proxy_uri(&uri)
                 .ok_or_else(|| SourceError::OutsideStore {
                     version: version.to_string(),
