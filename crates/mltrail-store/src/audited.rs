@@ -59,6 +59,26 @@ macro_rules! text_key {
 }
 pub(crate) use text_key;
 
+/// `parse` and `id` of a versioned entity (`name` and an integer `version`, a model version or
+/// a dataset version): its event id is `NAME/VERSION`, split at the last `/` because names may
+/// hold one. Used inside `impl Audited for $name`.
+macro_rules! name_version_key {
+    ($name:ident) => {
+        fn parse(id: &str) -> Option<Self> {
+            let (name, version) = id.rsplit_once('/')?;
+            Some($name {
+                name: name.into(),
+                version: version.parse().ok()?,
+            })
+        }
+
+        fn id(&self) -> String {
+            format!("{}/{}", self.name, self.version)
+        }
+    };
+}
+pub(crate) use name_version_key;
+
 /// An entity kind as `verify` sees it: ids are the text events carry.
 pub(crate) trait AuditedKind: Sync {
     fn kind(&self) -> &'static str;

@@ -5,7 +5,7 @@ use crate::error::{Conflict, Invalid, NotFound};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 
-use crate::audited::Audited;
+use crate::audited::{name_version_key, Audited};
 use crate::sql::{int, opt_text, text};
 use crate::writer::{AuditCtx, Tx};
 use crate::{MetaStore, StoreError};
@@ -73,17 +73,7 @@ impl Audited for VersionRef {
     const LIST_IDS: &'static str =
         "SELECT name || '/' || CAST(version AS TEXT) AS id FROM dataset_versions";
 
-    fn parse(id: &str) -> Option<Self> {
-        let (name, version) = id.rsplit_once('/')?;
-        Some(VersionRef {
-            name: name.into(),
-            version: version.parse().ok()?,
-        })
-    }
-
-    fn id(&self) -> String {
-        format!("{}/{}", self.name, self.version)
-    }
+    name_version_key!(VersionRef);
 
     /// Its file, creation time and creator.
     async fn state(

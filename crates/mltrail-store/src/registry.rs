@@ -1,6 +1,6 @@
 //! The model registry: registered models, versions, stages, aliases and tags.
 
-use crate::audited::{text_key, Audited};
+use crate::audited::{name_version_key, text_key, Audited};
 use crate::error::{AlreadyExists, Invalid, NotFound, QueryError};
 use crate::names::validate_key;
 use crate::records::*;
@@ -73,17 +73,7 @@ impl Audited for ModelVersionRef {
     const LIST_IDS: &'static str =
         "SELECT name || '/' || CAST(version AS TEXT) AS id FROM model_versions";
 
-    fn parse(id: &str) -> Option<Self> {
-        let (name, version) = id.rsplit_once('/')?;
-        Some(ModelVersionRef {
-            name: name.into(),
-            version: version.parse().ok()?,
-        })
-    }
-
-    fn id(&self) -> String {
-        format!("{}/{}", self.name, self.version)
-    }
+    name_version_key!(ModelVersionRef);
 
     async fn state(
         &self,

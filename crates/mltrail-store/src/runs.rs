@@ -9,8 +9,7 @@ use crate::error::{Conflict, Invalid, NotFound};
 use crate::names::{validate_key, validate_len, MAX_TAG_VALUE_LEN};
 use crate::records::*;
 use crate::sql::{
-    int, key_value, key_value_object_of, metric_value, opt_int, placeholders, placeholders_for,
-    text,
+    int, key_value, key_value_object_of, metric_value, opt_int, placeholders, text, values_rows,
 };
 use crate::writer::{Db, NativeChain, PendingEvent, Stmt};
 use crate::{AuditCtx, MetaStore, StoreError, Tx};
@@ -293,12 +292,9 @@ pub(crate) async fn insert_run(
         .bind(record.lifecycle_stage.clone())
         .execute(&mut *tx)
         .await?;
-    let rows: Vec<String> = (0..draft.tags.len())
-        .map(|i| format!("({})", crate::sql::placeholders_for(tx, 1 + i * 3, 3)))
-        .collect();
+    let rows = values_rows(tx, draft.tags.len(), 3);
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO tags (run_uuid, key, value) VALUES {}",
-        rows.join(", ")
+        "INSERT INTO tags (run_uuid, key, value) VALUES {rows}"
     )));
     for (key, value) in &draft.tags {
         insert = insert
@@ -793,13 +789,8 @@ async fn insert_params(
         }
     }
     for chunk in fresh.chunks(100) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders_for(tx, 1 + i * 4, 4)))
-            .collect();
-        let sql = format!(
-            "INSERT INTO params (run_uuid, key, value, batch_id) VALUES {}",
-            values.join(", ")
-        );
+        let values = values_rows(tx, chunk.len(), 4);
+        let sql = format!("INSERT INTO params (run_uuid, key, value, batch_id) VALUES {values}");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for p in chunk {
             query = query

@@ -64,6 +64,15 @@ pub(crate) fn placeholders_for(conn: &sqlx::AnyConnection, start: usize, n: usiz
     }
 }
 
+/// The `VALUES` list of a multi-row INSERT: `rows` groups of `width` placeholders, numbered
+/// from 1 on PostgreSQL.
+pub(crate) fn values_rows(conn: &sqlx::AnyConnection, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|i| format!("({})", placeholders_for(conn, 1 + i * width, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A `key, value` row (every tag and param table has these two columns).
 pub(crate) fn key_value(row: &AnyRow) -> Result<crate::KeyValue, StoreError> {
     Ok(crate::KeyValue {

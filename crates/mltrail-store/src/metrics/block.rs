@@ -122,12 +122,9 @@ pub(crate) async fn insert_blocks(
     blocks: &[Block<'_>],
 ) -> Result<(), StoreError> {
     for chunk in blocks.chunks(BLOCKS_PER_INSERT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", crate::sql::placeholders_for(conn, 1 + i * 6, 6)))
-            .collect();
+        let values = crate::sql::values_rows(conn, chunk.len(), 6);
         let sql = format!(
-            "INSERT INTO metric_blocks (run_uuid, key, model_id, batch_id, point_count, points) VALUES {}",
-            values.join(", ")
+            "INSERT INTO metric_blocks (run_uuid, key, model_id, batch_id, point_count, points) VALUES {values}"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for b in chunk {
@@ -181,12 +178,9 @@ pub(crate) async fn upsert_latest(
 ) -> Result<(), StoreError> {
     let latest = latest_per_key(rows);
     for chunk in latest.chunks(BLOCKS_PER_INSERT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", crate::sql::placeholders_for(conn, 1 + i * 6, 6)))
-            .collect();
+        let values = crate::sql::values_rows(conn, chunk.len(), 6);
         let sql = format!(
-            "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES {} {UPSERT_LATEST_TAIL}",
-            values.join(", ")
+            "INSERT INTO latest_metrics (run_uuid, key, value, is_nan, timestamp, step) VALUES {values} {UPSERT_LATEST_TAIL}"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for ((run_id, key), m) in chunk {

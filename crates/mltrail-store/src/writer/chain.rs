@@ -8,7 +8,7 @@
 use super::native::Stmt;
 use super::Tx;
 use crate::error::DatabaseError;
-use crate::sql::{int, placeholders_for, text};
+use crate::sql::{int, text, values_rows};
 use crate::StoreError;
 use mltrail_core::{AuditEvent, ChainHash, GENESIS_HASH};
 
@@ -142,10 +142,9 @@ impl AuditCtx {
 
 async fn insert_rows(tx: &mut Tx, rows: &[(AuditEvent, String)]) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("({})", placeholders_for(tx, 1 + i * 8, 8)))
-            .collect();
-        let sql = format!("INSERT INTO audit_log (seq, time, actor, action, entity_type, entity_id, state_digest, hash) VALUES {}", values.join(", "));
+        let values = values_rows(tx, chunk.len(), 8);
+        let sql = format!("INSERT INTO audit_log (seq, time, actor, action, entity_type, entity_id, state_digest, hash) VALUES {values}"
+        );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (e, hash) in chunk {
             query = query
