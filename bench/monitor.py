@@ -7,6 +7,9 @@ with `start` in that hour evaluates it at once. Measured: from monitor creation 
 result (reading the archive, turning logged JSON inputs into columns, the drift tests, storing),
 and the server's peak resident memory (VmHWM) before and after. The peer is Evidently run on the
 window's rows (read from CSV) against the same reference, under GNU time.
+
+With `--baseline OTHER_BINARY` (an earlier build of mltrail), that build evaluates the same
+window in a server of its own, in the same run, and a before/after line is printed.
 """
 import argparse
 import json
@@ -95,11 +98,69 @@ def evidently(python, reference, current, out):
     return measured([python, str(HERE / "drift_evidently.py"), str(reference), str(current), str(out)])
 
 
+def measure_window(binary, data):
+    """One server of `binary` evaluating the window: (predictions, seconds for the first window,
+    seconds once the reference is prepared, peak RSS before, after, per-column verdicts)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        artifacts = Path(tmp) / "artifacts"
+        server = subprocess.Popen(
+            [binary, "server", "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp}/m.db",
+             "--artifacts-destination", str(artifacts), "--monitor-interval-ms", "100"],
+            stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "server.log", "w"),
+            env={**os.environ, "MLTRAIL_LOG": "warn"},
+        )
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(f"{url}/health", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            subprocess.run([binary, "data", "add", str(data / "reference.csv"), "--name", "ref",
+                            "--target", "label", "--tracking-uri", url], check=True, capture_output=True)
+            window_start = (int(time.time() * 1000) // HOUR - 1) * HOUR
+            n = write_window(data / "current.csv", artifacts, window_start)
+            before = vm_hwm_mib(server.pid)
+            t0 = time.perf_counter()
+            monitor = call(f"{url}/api/v1/monitors", {"deployment": "bench", "window": "1h", "delay": "0s",
+                                                      "reference": "ref@1", "start": window_start})["monitor"]
+            deadline = time.time() + 900
+            while time.time() < deadline:
+                windows = call(f"{url}/api/v1/monitors/{monitor['id']}/results")["results"]
+                done = [r for r in windows if r["window_start"] == window_start]
+                if done:
+                    break
+                time.sleep(0.05)
+            seconds = time.perf_counter() - t0
+            after = vm_hwm_mib(server.pid)
+            result = done[0]
+            if result["status"] != "ok":
+                raise RuntimeError(f"window not evaluated: {result}")
+            mine = {c["column"]: c["drifted"] for c in result["result"]["features"]}
+            # A second monitor on the same window: the reference is already loaded and
+            # prepared, as it is for every window after a monitor's first.
+            t1 = time.perf_counter()
+            again = call(f"{url}/api/v1/monitors", {"deployment": "bench", "window": "1h", "delay": "0s",
+                                                    "reference": "ref@1", "start": window_start})["monitor"]
+            while time.time() < deadline:
+                if any(r["window_start"] == window_start for r in call(f"{url}/api/v1/monitors/{again['id']}/results")["results"]):
+                    break
+                time.sleep(0.05)
+            later = time.perf_counter() - t1
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return n, seconds, later, before, after, mine
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mltrail", required=True)
     ap.add_argument("--evidently-python", required=True)
     ap.add_argument("--rows", default="100000,1000000")
+    ap.add_argument("--baseline", help="an earlier mltrail binary to measure beside --mltrail (before/after)")
     args = ap.parse_args()
     results = {"machine": f"{platform.node()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": []}
     for rows in [int(r) for r in args.rows.split(",")]:
@@ -107,57 +168,9 @@ def main():
         if not (data / "current.csv").exists():
             data.mkdir(parents=True, exist_ok=True)
             subprocess.run([sys.executable, str(GOLDEN / "gen_data.py"), "--rows", str(rows), "--out", str(data)], check=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            artifacts = Path(tmp) / "artifacts"
-            server = subprocess.Popen(
-                [args.mltrail, "server", "--port", str(port), "--backend-store-uri", f"sqlite:///{tmp}/m.db",
-                 "--artifacts-destination", str(artifacts), "--monitor-interval-ms", "100"],
-                stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "server.log", "w"),
-                env={**os.environ, "MLTRAIL_LOG": "warn"},
-            )
-            try:
-                for _ in range(100):
-                    try:
-                        urllib.request.urlopen(f"{url}/health", timeout=1)
-                        break
-                    except OSError:
-                        time.sleep(0.1)
-                subprocess.run([args.mltrail, "data", "add", str(data / "reference.csv"), "--name", "ref",
-                                "--target", "label", "--tracking-uri", url], check=True, capture_output=True)
-                window_start = (int(time.time() * 1000) // HOUR - 1) * HOUR
-                n = write_window(data / "current.csv", artifacts, window_start)
-                before = vm_hwm_mib(server.pid)
-                t0 = time.perf_counter()
-                monitor = call(f"{url}/api/v1/monitors", {"deployment": "bench", "window": "1h", "delay": "0s",
-                                                          "reference": "ref@1", "start": window_start})["monitor"]
-                deadline = time.time() + 900
-                while time.time() < deadline:
-                    windows = call(f"{url}/api/v1/monitors/{monitor['id']}/results")["results"]
-                    done = [r for r in windows if r["window_start"] == window_start]
-                    if done:
-                        break
-                    time.sleep(0.05)
-                seconds = time.perf_counter() - t0
-                after = vm_hwm_mib(server.pid)
-                result = done[0]
-                if result["status"] != "ok":
-                    raise RuntimeError(f"window not evaluated: {result}")
-                mine = {c["column"]: c["drifted"] for c in result["result"]["features"]}
-                # A second monitor on the same window: the reference is already loaded and
-                # prepared, as it is for every window after a monitor's first.
-                t1 = time.perf_counter()
-                again = call(f"{url}/api/v1/monitors", {"deployment": "bench", "window": "1h", "delay": "0s",
-                                                        "reference": "ref@1", "start": window_start})["monitor"]
-                while time.time() < deadline:
-                    if any(r["window_start"] == window_start for r in call(f"{url}/api/v1/monitors/{again['id']}/results")["results"]):
-                        break
-                    time.sleep(0.05)
-                later = time.perf_counter() - t1
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+        measured_builds = {"mltrail": args.mltrail} | ({"baseline": args.baseline} if args.baseline else {})
+        windows = {name: measure_window(binary, data) for name, binary in measured_builds.items()}
+        n, seconds, later, before, after, mine = windows["mltrail"]
         peer = evidently(args.evidently_python, data / "reference.csv", data / "current.csv", data / "evidently-monitor.json")
         theirs = json.loads((data / "evidently-monitor.json").read_text())["drifted"]
         run = {
@@ -169,6 +182,14 @@ def main():
             "same_verdicts": mine == {k: v for k, v in theirs.items() if k in mine},
             "drifted_columns": sorted(c for c, d in mine.items() if d),
         }
+        if args.baseline:
+            _, b_seconds, b_later, b_before, b_after, b_mine = windows["baseline"]
+            run["baseline"] = {"seconds": b_seconds, "seconds_reference_prepared": b_later,
+                               "server_peak_rss_mib_before": b_before, "server_peak_rss_mib_after": b_after,
+                               "same_verdicts": b_mine == mine}
+            print(f"{n:>9} predictions, before/after: first window {b_seconds:.2f} -> {seconds:.2f} s, "
+                  f"later {b_later:.2f} -> {later:.2f} s, server peak RSS {b_after:.0f} -> {after:.0f} MiB; "
+                  f"same verdicts: {b_mine == mine}", flush=True)
         results["runs"].append(run)
         print(f"{n:>9} predictions in one window: mltrail monitor {seconds:6.2f} s, {later:5.2f} s once the reference is prepared "
               f"(server peak RSS {before:.0f} -> {after:.0f} MiB); "

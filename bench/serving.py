@@ -3,6 +3,10 @@
 mltrail logs every prediction to its durable log before answering (default: written to the
 segment, fsync every 5 ms; --durability fsync: group-committed fsync before the answer). mlflow
 keeps no record of what it served. Load comes from wrk on the same 2 cores.
+
+With `--baseline OTHER_BINARY` (an earlier build of mltrail), that build also serves each model
+with default durability, in the same run and against the same registry, and a before/after table
+is printed: how a change on the serving path is checked for a regression.
 """
 import argparse
 import json
@@ -163,6 +167,7 @@ def main():
     ap.add_argument("--mltrail", required=True)
     ap.add_argument("--kernel-bench", required=True)
     ap.add_argument("--duration", type=int, default=15)
+    ap.add_argument("--baseline", help="an earlier mltrail binary to serve beside --mltrail (before/after)")
     ap.add_argument("--kernel-only", action="store_true", help="only the tree-kernel comparison (results in serving-kernel.json)")
     args = ap.parse_args()
     mltrail = str(Path(args.mltrail).resolve())
@@ -205,9 +210,17 @@ def main():
                 if durability == "default":
                     # The ceiling is measured beside each model, in the same run.
                     targets.append(("no-op ceiling (mltrail)", url, None, "/api/v1/noop", [1, 16, 64]))
+            if args.baseline:
+                port = free_port()
+                url = f"http://127.0.0.1:{port}"
+                proc = start([str(Path(args.baseline).resolve()), "serve", "--model", f"{model}/1", "--tracking-uri", tracking,
+                              "--port", str(port), "--log-dir", str(work / f"log-{model}-baseline")], url, env, "/health", work)
+                # Measured just before this build's default runs, so the two are next to each other in time.
+                targets.insert(1, ("baseline mltrail serve (default)", url, proc, "/invocations", [1, 16, 64]))
             # Same answers before measuring speed.
             a = requests.post(targets[0][1] + "/invocations", data=bodies[100], headers={"Content-Type": "application/json"}).json()
-            b = requests.post(targets[1][1] + "/invocations", data=bodies[100], headers={"Content-Type": "application/json"}).json()
+            ours = next(t for t in targets if t[0] == "mltrail serve (default)")
+            b = requests.post(ours[1] + "/invocations", data=bodies[100], headers={"Content-Type": "application/json"}).json()
             def close(x, y):
                 if isinstance(x, dict) and isinstance(y, dict):
                     return x.keys() == y.keys() and all(close(x[k], y[k]) for k in x)
@@ -266,6 +279,14 @@ def main():
                 if n:
                     line += f"; default vs no-op: {o['rps'] / n['rps'] * 100:5.1f}% of req/s, p99 {o['p99_ms'] / n['p99_ms']:.2f}x"
                 print(line)
+    if args.baseline:
+        print("\nbefore/after (baseline -> this build, default durability, req/s and p99 ms):")
+        for model in ["logreg", "gbdt50"]:
+            for rows in [1, 100]:
+                for c in [1, 16, 64]:
+                    b, o = find(model, "baseline mltrail serve (default)", rows, c), find(model, "mltrail serve (default)", rows, c)
+                    print(f"  {model:7s} rows={rows:3d} c={c:2d}: {b['rps']:9.0f} -> {o['rps']:9.0f} req/s ({o['rps'] / b['rps']:.2f}x), "
+                          f"p99 {b['p99_ms']} -> {o['p99_ms']} ms")
     print("memory (MiB):", json.dumps(results["memory_mib"], indent=1))
     out = HERE / "results" / "serving.json"
     out.parent.mkdir(exist_ok=True)

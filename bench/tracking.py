@@ -3,6 +3,10 @@
 Every write measured here is durable on both sides: mltrail acknowledges after a group-committed
 fsync (SQLite WAL, synchronous=FULL); mlflow server commits through SQLAlchemy on SQLite.
 Raw HTTP load comes from wrk; client-side numbers from the real mlflow client.
+
+With `--baseline OTHER_BINARY` (an earlier build of mltrail), that build is measured the same way
+right after this one, in the same run, and a before/after table is printed: how a change on the
+tracking path is checked for a regression.
 """
 import argparse
 import json
@@ -25,6 +29,7 @@ from pathlib import Path
 import requests
 
 HERE = Path(__file__).resolve().parent
+BASELINE = "mltrail (baseline)"
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -69,11 +74,11 @@ class Server:
         return r.json()
 
 
-def start_mltrail(binary, root):
-    d = Path(root) / "mltrail"
+def start_mltrail(binary, root, label="mltrail"):
+    d = Path(root) / label.replace(" ", "-").strip("()")
     d.mkdir()
     port = free_port()
-    return Server("mltrail", [os.path.abspath(binary), "server", "--port", str(port)], d, port, d / "mltrail-data" / "mltrail.db")
+    return Server(label, [os.path.abspath(binary), "server", "--port", str(port)], d, port, d / "mltrail-data" / "mltrail.db")
 
 
 def start_mlflow(root, workers):
@@ -271,6 +276,7 @@ def main():
     ap.add_argument("--runs", type=int, default=100_000, help="runs to search over")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk measurement")
     ap.add_argument("--client-seconds", type=float, default=8)
+    ap.add_argument("--baseline", help="an earlier mltrail binary to measure beside --mltrail (before/after)")
     ap.add_argument("--keep", action="store_true", help="keep the servers' data folders")
     ap.add_argument("--out", default=str(HERE / "results" / "tracking.json"))
     args = ap.parse_args()
@@ -284,7 +290,11 @@ def main():
     results["fdatasync_per_s"], results["fdatasync_overwrite_per_s"] = fdatasync_rates(root)
     print(f"fdatasync on this disk: {results['fdatasync_per_s']:.0f}/s appending 4 KiB, {results['fdatasync_overwrite_per_s']:.0f}/s overwriting 4 KiB", flush=True)
 
-    for starter in (lambda: start_mltrail(args.mltrail, root), lambda: start_mlflow(root, 1), lambda: start_mlflow(root, 4)):
+    starters = [lambda: start_mltrail(args.mltrail, root)]
+    if args.baseline:
+        starters.append(lambda: start_mltrail(args.baseline, root, BASELINE))
+    starters += [lambda: start_mlflow(root, 1), lambda: start_mlflow(root, 4)]
+    for starter in starters:
         server = starter()
         print(f"\n== {server.label}", flush=True)
         r = {}
@@ -302,14 +312,14 @@ def main():
                 print(f"  {k:<32} {r[k]:>10.1f}", flush=True)
             search_exp = server.post("experiments/create", {"name": "search"})["experiment_id"]
             start = time.perf_counter()
-            if server.label == "mltrail":
+            if server.label in ("mltrail", BASELINE):
                 populate_mltrail(server, search_exp, args.runs)
                 how = "through the API"
             else:
                 populate_mlflow_sql(server, search_exp, args.runs)
                 how = "by SQL into mlflow's schema"
             print(f"  populated {args.runs} runs {how} in {time.perf_counter() - start:.1f} s", flush=True)
-            median, n = search_ms(server, search_exp, 21 if server.label == "mltrail" else 3)
+            median, n = search_ms(server, search_exp, 21 if server.label in ("mltrail", BASELINE) else 3)
             r["search_runs_median_ms"], r["search_runs_returned"] = median, n
             print(f"  search_runs over {args.runs} runs: median {median:.1f} ms ({n} runs returned)", flush=True)
         finally:
@@ -317,7 +327,7 @@ def main():
         results["servers"][server.label] = r
 
     ours = results["servers"]["mltrail"]
-    theirs = {k: v for k, v in results["servers"].items() if k != "mltrail"}
+    theirs = {k: v for k, v in results["servers"].items() if k not in ("mltrail", BASELINE)}
 
     def best(key, field=None, lower=False):
         vals = [(v[key][field] if field else v[key]) for v in theirs.values()]
@@ -342,6 +352,19 @@ def main():
         share_overwrite = ours[key]["rps"] / results["fdatasync_overwrite_per_s"] * 100
         print(f"  {key} as a share of this disk's fdatasync rate: {share_append:.0f} % (appends), {share_overwrite:.0f} % (overwrites)")
     results["ratios"] = {name: ratio for name, _, _, ratio in rows}
+    if args.baseline:
+        before = results["servers"][BASELINE]
+        print("\n== before/after (baseline -> this build; ratio > 1 means this build is better)")
+        changes = {}
+        for key in ("create_run c1", "log_metric c1", "log_metric c8", "log_metric c64", "log_param c1", "log_batch c1"):
+            changes[f"{key} req/s"] = (before[key]["rps"], ours[key]["rps"], ours[key]["rps"] / before[key]["rps"])
+        for key in ("client_log_metric_per_s", "client_create_run_per_s", "client_log_param_per_s", "client_log_batch_values_per_s"):
+            changes[key] = (before[key], ours[key], ours[key] / before[key])
+        b, o = before["search_runs_median_ms"], ours["search_runs_median_ms"]
+        changes["search_runs median ms"] = (b, o, b / o)
+        for name, (b, o, ratio) in changes.items():
+            print(f"  {name:<40} {b:>12.1f} -> {o:>12.1f}   {ratio:.2f}x")
+        results["before_after"] = {name: ratio for name, (_, _, ratio) in changes.items()}
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

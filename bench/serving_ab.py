@@ -1,0 +1,74 @@
+"""A/B helper for the serving path (not a benchmark: it runs two mltrail builds, no peer).
+
+Registers the serving benchmark's two models once (bench/serving.py), starts `mltrail serve`
+of both builds on the same model (default durability unless `--durability fsync`), and measures them in turns, A B A B…,
+so that the disk's state and the machine's noise fall on both alike. Prints the median req/s
+and p99 of each build per load, and the ratio. Every prediction is logged, so a 100-row load
+writes about 200 MB/s; the log folders are removed at the end.
+
+    .venv/bin/python bench/serving_ab.py --a /tmp/old/mltrail --b target/release/mltrail
+    .venv/bin/python bench/serving_ab.py --a OLD --b NEW --model gbdt50 --rounds 5 100:16 100:64
+"""
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+import serving
+
+HERE = Path(__file__).resolve().parent
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--a", required=True, help="the build before (a baseline)")
+    ap.add_argument("--b", required=True, help="the build after")
+    ap.add_argument("--model", default="gbdt50", choices=["logreg", "gbdt50"])
+    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
+    ap.add_argument("--durability", default="default", choices=["default", "fsync"])
+    ap.add_argument("--rounds", type=int, default=4, help="turns of A then B per load")
+    ap.add_argument("loads", nargs="*", default=["1:1", "1:16", "1:64", "100:1", "100:16", "100:64"],
+                    help="ROWS:CONNECTIONS")
+    args = ap.parse_args()
+    builds = {"A": str(Path(args.a).resolve()), "B": str(Path(args.b).resolve())}
+    work = Path(tempfile.mkdtemp(prefix="serving-ab-", dir=HERE / ".work" if (HERE / ".work").exists() else None))
+    env = dict(os.environ, MLTRAIL_LOG="warn", PATH=f"{serving.VENV_BIN}:{os.environ['PATH']}")
+    procs = []
+    try:
+        tport = serving.free_port()
+        tracking = f"http://127.0.0.1:{tport}"
+        procs.append(serving.start([builds["B"], "server", "--port", str(tport), "--backend-store-uri", f"sqlite:///{work}/t.db",
+                                    "--artifacts-destination", str(work / "artifacts")], tracking, env, "/health", work))
+        env["MLFLOW_TRACKING_URI"] = tracking
+        frame, _ = serving.train_and_register(tracking)
+        urls = {}
+        for name, binary in builds.items():
+            port = serving.free_port()
+            urls[name] = f"http://127.0.0.1:{port}"
+            procs.append(serving.start([binary, "serve", "--model", f"{args.model}/1", "--tracking-uri", tracking, "--port", str(port),
+                                        "--durability", args.durability, "--log-dir", str(work / f"log-{name}")], urls[name], env, "/health", work))
+        bodies = {}
+        for load in args.loads:
+            rows, conns = (int(x) for x in load.split(":"))
+            text = bodies.setdefault(rows, serving.body(frame, rows))
+            runs = {"A": [], "B": []}
+            for _ in range(args.rounds):
+                for name in ("A", "B"):
+                    runs[name].append(serving.wrk(urls[name], "/invocations", text, conns, args.duration))
+            med = {n: (statistics.median(r["rps"] for r in rs), statistics.median(r["p99_ms"] for r in rs)) for n, rs in runs.items()}
+            bad = sum(r["non_2xx"] for rs in runs.values() for r in rs)
+            each = {n: ", ".join(f"{r['rps']:.0f}" for r in rs) for n, rs in runs.items()}
+            print(f"{args.model} {args.durability} rows={rows:3d} c={conns:2d}: A {med['A'][0]:8.0f} req/s p99 {med['A'][1]:6.2f} ms | "
+                  f"B {med['B'][0]:8.0f} req/s p99 {med['B'][1]:6.2f} ms | B/A {med['B'][0] / med['A'][0]:.2f}x"
+                  f"  (A runs: {each['A']}; B runs: {each['B']})"
+                  + (f"  NON-2XX {bad}" if bad else ""), flush=True)
+    finally:
+        for p in procs:
+            serving.stop(p)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
