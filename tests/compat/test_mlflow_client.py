@@ -356,3 +356,32 @@ def test_audit_trail_verifies_after_the_whole_suite(server, client, unique):
     )
     actions = [json.loads(line)["action"] for line in log.stdout.splitlines()]
     assert actions == ["run.create"]
+
+
+def test_doubles_and_multibyte_text_come_back_exactly(client, unique):
+    """Every metric path keeps the double it was given, bit for bit, on this backend (SQLite or
+    PostgreSQL); lengths are counted in characters, as MLflow counts them."""
+    import random
+    import struct
+
+
+    rng = random.Random(20)
+    values = [28 / 30, 0.1 + 0.2, 0.0, -0.0, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -1.7976931348623157e308]
+    while len(values) < 200:
+        v = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+        if v == v and abs(v) != float("inf"):
+            values.append(v)
+    exp = client.create_experiment(unique("exact"))
+    run = client.create_run(exp).info.run_id
+    for step, v in enumerate(values[:50]):
+        client.log_metric(run, "single", v, step=step, timestamp=1)
+    client.log_batch(run, metrics=[Metric("batch", v, 1, step) for step, v in enumerate(values)])
+    client.log_batch(run, metrics=[Metric("general", v, 1, step) for step, v in enumerate(values)],
+                     params=[Param("accents", "é" * 5000)])
+    bits = lambda v: struct.pack("<d", v)
+    for key, sent in [("single", values[:50]), ("batch", values), ("general", values)]:
+        got = {m.step: m.value for m in client.get_metric_history(run, key)}
+        assert len(got) == len(sent), key
+        for step, v in enumerate(sent):
+            assert bits(got[step]) == bits(v), f"{key} step {step}: sent {v!r}, read {got[step]!r}"
+    assert client.get_run(run).data.params["accents"] == "é" * 5000

@@ -1,5 +1,5 @@
 //! mltrail-monitor owns the statistics that compare production data with a reference: per-column
-//! drift tests whose numbers equal Evidently's and scipy's (checked against `../shared/golden/`),
+//! drift tests whose numbers equal Evidently's and scipy's (checked against `tests/golden/`),
 //! Evidently's default test choice, and the dataset verdict.
 //!
 //! Everything but [`runner`] is plain synchronous code over tables and slices, with no I/O:

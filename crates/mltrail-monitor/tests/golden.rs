@@ -1,4 +1,4 @@
-//! Every statistic, p-value and verdict in `../shared/golden/golden/drift.json` (scipy and
+//! Every statistic, p-value and verdict in `tests/golden/golden/drift.json` (scipy and
 //! Evidently 0.7.23 on the golden credit data), to a relative tolerance of 1e-9.
 
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use mltrail_monitor::drift::{self, Method, Sample};
 use serde_json::Value;
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden")
 }
 
 struct Table {

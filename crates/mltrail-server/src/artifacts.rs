@@ -30,7 +30,7 @@ fn parse(raw: &str) -> ApiResult<ArtifactPath> {
 }
 
 async fn list(State(state): State<AppState>, req: Req) -> ApiResult<Json<Value>> {
-    let dir = parse(&req.opt_str("path").unwrap_or_default())?;
+    let dir = parse(&req.opt_str("path")?.unwrap_or_default())?;
     let files = state.artifacts.list(&dir).await?;
     if files.is_empty() {
         return Ok(Json(json!({})));

@@ -90,7 +90,16 @@ impl IntoResponse for ApiError {
         if let Some(row) = self.row {
             body["row"] = row.into();
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the oversized body is still on the connection, unread: say that the
+            // connection ends here, so a keep-alive client opens a new one for its next request.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
@@ -150,6 +159,16 @@ impl From<PathError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A route that exists, asked with a method it does not take: 405 with the same JSON body as
+/// every other error, naming the method.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "BAD_REQUEST",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
 
 pub async fn not_found_route(uri: axum::http::Uri) -> ApiError {
     ApiError::new(

@@ -36,9 +36,9 @@ fn model_id(raw: &str) -> ApiResult<LoggedModelId> {
 async fn create(State(state): State<AppState>, req: Req) -> JsonResult {
     let new = NewLoggedModel {
         experiment_id: req.experiment_id()?,
-        name: req.opt_str("name").unwrap_or_default(),
-        source_run_id: req.opt_str("source_run_id").filter(|s| !s.is_empty()),
-        model_type: req.opt_str("model_type").filter(|s| !s.is_empty()),
+        name: req.opt_str("name")?.unwrap_or_default(),
+        source_run_id: req.opt_str("source_run_id")?.filter(|s| !s.is_empty()),
+        model_type: req.opt_str("model_type")?.filter(|s| !s.is_empty()),
         params: key_values(req.value("params"), "params")?,
         tags: key_values(req.value("tags"), "tags")?,
     };
@@ -124,7 +124,7 @@ async fn search(State(state): State<AppState>, req: Req) -> JsonResult {
     let page = logged_models::search_logged_models(
         &state.store,
         &ids,
-        &req.opt_str("filter").unwrap_or_default(),
+        &req.opt_str("filter")?.unwrap_or_default(),
         max,
         &order,
         req.page()?,

@@ -75,7 +75,7 @@ async fn create_model(State(state): State<AppState>, req: Req) -> JsonResult {
         &state.store,
         &req.actor,
         req.str("name")?,
-        req.opt_str("description").unwrap_or_default(),
+        req.opt_str("description")?.unwrap_or_default(),
         key_values(req.value("tags"), "tags")?,
     )
     .await?;
@@ -104,7 +104,7 @@ async fn update_model(State(state): State<AppState>, req: Req) -> JsonResult {
         &state.store,
         &req.actor,
         req.str("name")?,
-        req.opt_str("description").unwrap_or_default(),
+        req.opt_str("description")?.unwrap_or_default(),
     )
     .await?;
     Ok(Json(json!({"registered_model": model})))
@@ -119,7 +119,7 @@ async fn search_models(State(state): State<AppState>, req: Req) -> JsonResult {
     let max = req.max_results(100, 1000)?;
     let page = registry::search_registered_models(
         &state.store,
-        &req.opt_str("filter").unwrap_or_default(),
+        &req.opt_str("filter")?.unwrap_or_default(),
         max,
         &req.str_list("order_by"),
         req.page()?,
@@ -145,7 +145,7 @@ async fn latest_versions(State(state): State<AppState>, req: Req) -> JsonResult 
 async fn set_model_tag(State(state): State<AppState>, req: Req) -> JsonResult {
     let tag = mltrail_store::KeyValue {
         key: req.str("key")?,
-        value: req.opt_str("value").unwrap_or_default(),
+        value: req.opt_str("value")?.unwrap_or_default(),
     };
     registry::set_registered_model_tag(&state.store, &req.actor, req.str("name")?, tag).await?;
     Ok(Json(json!({})))
@@ -195,10 +195,10 @@ async fn create_version(State(state): State<AppState>, req: Req) -> JsonResult {
     let source = req.str("source")?;
     mltrail_core::artifact_path::validate_model_source(&source, state.artifacts.uri())?;
     let name = req.str("name")?;
-    let run_id = req.opt_str("run_id").unwrap_or_default();
-    let run_link = req.opt_str("run_link").unwrap_or_default();
-    let description = req.opt_str("description").unwrap_or_default();
-    let model_id = req.opt_str("model_id").unwrap_or_default();
+    let run_id = req.opt_str("run_id")?.unwrap_or_default();
+    let run_link = req.opt_str("run_link")?.unwrap_or_default();
+    let description = req.opt_str("description")?.unwrap_or_default();
+    let model_id = req.opt_str("model_id")?.unwrap_or_default();
     let tags = key_values(req.value("tags"), "tags")?;
     let run_id = match run_id.as_str() {
         "" => None,
@@ -232,7 +232,7 @@ async fn update_version(State(state): State<AppState>, req: Req) -> JsonResult {
         &req.actor,
         req.str("name")?,
         version(&req)?,
-        req.opt_str("description").unwrap_or_default(),
+        req.opt_str("description")?.unwrap_or_default(),
     )
     .await?;
     Ok(Json(json!({"model_version": mv})))
@@ -248,7 +248,7 @@ async fn search_versions(State(state): State<AppState>, req: Req) -> JsonResult 
     let max = req.max_results(10000, 200000)?;
     let page = registry::search_model_versions(
         &state.store,
-        &req.opt_str("filter").unwrap_or_default(),
+        &req.opt_str("filter")?.unwrap_or_default(),
         max,
         &req.str_list("order_by"),
         req.page()?,
@@ -281,7 +281,7 @@ async fn download_uri(State(state): State<AppState>, req: Req) -> JsonResult {
 async fn set_version_tag(State(state): State<AppState>, req: Req) -> JsonResult {
     let tag = mltrail_store::KeyValue {
         key: req.str("key")?,
-        value: req.opt_str("value").unwrap_or_default(),
+        value: req.opt_str("value")?.unwrap_or_default(),
     };
     registry::set_model_version_tag(
         &state.store,

@@ -12,6 +12,9 @@ use serde_json::{Map, Value};
 
 pub struct Req {
     fields: Map<String, Value>,
+    /// The fields that came in the JSON body (a repeated query key is a list; a list in the
+    /// body where a string belongs is the caller's mistake).
+    from_body: std::collections::HashSet<String>,
     pub actor: String,
 }
 
@@ -34,11 +37,12 @@ impl<S: Send + Sync> FromRequest<S> for RawReq {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        json_content_type(req.method(), req.headers())?;
         let actor = actor_of(req.headers());
         let query = req.uri().query().map(str::to_string);
         let body = Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::new(e.status(), "INVALID_PARAMETER_VALUE", e.body_text()))?;
+            .map_err(|e| ApiError::body_rejected(e, "INVALID_PARAMETER_VALUE"))?;
         Ok(RawReq { actor, query, body })
     }
 }
@@ -55,6 +59,7 @@ impl Req {
     /// Merges the query string and the JSON body; errors name what is malformed.
     pub fn from_parts(actor: String, query: Option<&str>, body: &[u8]) -> Result<Req, ApiError> {
         let mut fields = Map::new();
+        let mut from_body = std::collections::HashSet::new();
         if let Some(query) = query {
             for (k, v) in form_pairs(query) {
                 match fields.get_mut(&k) {
@@ -71,7 +76,10 @@ impl Req {
         }
         if !body.iter().all(|b| b.is_ascii_whitespace()) {
             match serde_json::from_slice::<Value>(body) {
-                Ok(Value::Object(map)) => fields.extend(map),
+                Ok(Value::Object(map)) => {
+                    from_body.extend(map.keys().cloned());
+                    fields.extend(map);
+                }
                 Ok(_) => return Err(ApiError::invalid("Request body must be a JSON object")),
                 Err(e) => {
                     return Err(ApiError::invalid(format!(
@@ -80,7 +88,11 @@ impl Req {
                 }
             }
         }
-        Ok(Req { fields, actor })
+        Ok(Req {
+            fields,
+            from_body,
+            actor,
+        })
     }
 }
 
@@ -98,6 +110,39 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
             (decode(k), decode(v))
         })
         .collect()
+}
+
+/// A request that writes (POST, PUT, PATCH) must say its body is JSON, as MLflow requires.
+/// Beyond matching MLflow, this is what keeps other web sites out: a page can make a browser
+/// send a `text/plain` or form POST to a loopback server without asking, but not a JSON one.
+pub(crate) fn json_content_type(
+    method: &axum::http::Method,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    use axum::http::Method;
+    if ![Method::POST, Method::PUT, Method::PATCH].contains(method) {
+        return Ok(());
+    }
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return Err(ApiError::invalid(
+            "Bad Request. Content-Type header is missing: send the body as application/json.",
+        ));
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" {
+        return Ok(());
+    }
+    Err(ApiError::invalid(format!(
+        "Bad Request. Content-Type must be application/json, got '{}'.",
+        value.to_str().unwrap_or("(not text)")
+    )))
 }
 
 /// Who made the request: the HTTP Basic user when given, else "anonymous". (Authentication is
@@ -135,29 +180,40 @@ impl Req {
         self.fields.get(key).filter(|v| !v.is_null())
     }
 
-    /// A string field; numbers and booleans are accepted and rendered as MLflow would.
-    pub fn opt_str(&self, key: &str) -> Option<String> {
-        match self.value(key)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            Value::Array(items) => items.first().and_then(|v| v.as_str()).map(str::to_string),
-            _ => None,
+    /// A string field; numbers and booleans are accepted and rendered as MLflow would. A list
+    /// or an object is refused, naming the field (a repeated query key counts as its first
+    /// value, as Flask reads it).
+    pub fn opt_str(&self, key: &str) -> Result<Option<String>, ApiError> {
+        let Some(value) = self.value(key) else {
+            return Ok(None);
+        };
+        match value {
+            Value::String(s) => Ok(Some(s.clone())),
+            Value::Number(n) => Ok(Some(n.to_string())),
+            Value::Bool(b) => Ok(Some(b.to_string())),
+            Value::Array(items) if !self.from_body.contains(key) => {
+                Ok(items.first().and_then(Value::as_str).map(str::to_string))
+            }
+            other => Err(ApiError::invalid(format!(
+                "Parameter '{key}' must be a string, got {other}"
+            ))),
         }
     }
 
     pub fn str(&self, key: &str) -> Result<String, ApiError> {
-        self.opt_str(key)
+        self.opt_str(key)?
             .filter(|s| !s.is_empty())
             .ok_or_else(|| ApiError::missing(key))
     }
 
     /// The run id, sent as `run_id` or the legacy `run_uuid`.
     pub fn run_id(&self) -> Result<String, ApiError> {
-        self.opt_str("run_id")
-            .filter(|s| !s.is_empty())
-            .or_else(|| self.opt_str("run_uuid"))
-            .ok_or_else(|| ApiError::missing("run_id"))
+        match self.opt_str("run_id")?.filter(|s| !s.is_empty()) {
+            Some(id) => Ok(id),
+            None => self
+                .opt_str("run_uuid")?
+                .ok_or_else(|| ApiError::missing("run_id")),
+        }
     }
 
     pub fn opt_i64(&self, key: &str) -> Result<Option<i64>, ApiError> {
@@ -206,7 +262,7 @@ impl Req {
 
     /// The page a search asks for (`page_token`).
     pub fn page(&self) -> Result<PageToken, ApiError> {
-        Ok(PageToken::parse(self.opt_str("page_token").as_deref())?)
+        Ok(PageToken::parse(self.opt_str("page_token")?.as_deref())?)
     }
 }
 
@@ -234,9 +290,12 @@ pub fn as_i64(v: &Value) -> Option<i64> {
     }
 }
 
-/// An int64 sent as a JSON float with no fraction (`3.0`).
+/// An int64 sent as a JSON float with no fraction (`3.0`). One outside int64's range (`1e300`,
+/// `99999999999999999999`) is refused, never clamped to a value the client did not send.
 pub(crate) fn whole_f64(f: f64) -> Option<i64> {
-    (f.fract() == 0.0).then_some(f as i64)
+    // 2^63 is exact as a double; every whole double below it and at or above -2^63 fits.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
 }
 
 /// An int64 sent as a string, as protobuf JSON allows.
@@ -341,5 +400,33 @@ mod tests {
         assert_eq!(as_i64(&Value::String("25000".into())), Some(25000));
         assert!(as_f64(&Value::String("NaN".into())).unwrap().is_nan());
         assert_eq!(as_i64(&serde_json::json!(3.5)), None);
+    }
+
+    #[test]
+    fn integers_outside_int64_are_refused_not_clamped() {
+        for text in [
+            "1e300",
+            "99999999999999999999",
+            "9223372036854775808",
+            "-1e19",
+            "1e30",
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(as_i64(&v), None, "{text}");
+        }
+        let v: Value = serde_json::from_str("-9223372036854775808").unwrap();
+        assert_eq!(as_i64(&v), Some(i64::MIN));
+        assert_eq!(
+            as_i64(&serde_json::json!(1e18)),
+            Some(1_000_000_000_000_000_000)
+        );
+    }
+
+    #[test]
+    fn a_list_in_the_body_is_not_a_string() {
+        let req = Req::from_parts("t".into(), None, br#"{"name": ["a", "b"]}"#).unwrap();
+        assert!(req.opt_str("name").is_err());
+        let req = Req::from_parts("t".into(), Some("name=a&name=b"), b"").unwrap();
+        assert_eq!(req.opt_str("name").unwrap().as_deref(), Some("a"));
     }
 }

@@ -9,12 +9,12 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mltrail_serving::deployment::{
-    Deployment, FailureKind, Feedback, FeedbackError, Scored, METRICS_CONTENT_TYPE,
+    Body, Deployment, FailureKind, Feedback, FeedbackError, Scored, METRICS_CONTENT_TYPE,
 };
 use mltrail_serving::record::LogRecord;
 use serde_json::{json, Value};
@@ -29,9 +29,48 @@ fn json_response(body: Vec<u8>) -> Response {
         .into_response()
 }
 
-/// The shared front of both scoring endpoints: the body (413 above the limit), then the model.
-async fn scored(dep: &Deployment, body: Result<Bytes, BytesRejection>) -> ApiResult<Scored> {
+/// What the body of a scoring request is, from its `Content-Type`: JSON or CSV, as MLflow's
+/// scoring server takes; anything else is refused with 415 before the body is read.
+#[derive(Clone, Copy)]
+enum Format {
+    Json,
+    Csv,
+}
+
+fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
+    let value = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    let essence = value
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(Format::Json),
+        "text/csv" => Ok(Format::Csv),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_REQUEST",
+            format!(
+                "Content-Type {} is not supported: send application/json or text/csv",
+                value.map_or("(none)".to_string(), |v| format!("'{v}'"))
+            ),
+        )),
+    }
+}
+
+/// The shared front of both scoring endpoints: the content type (415 unless JSON or CSV), the
+/// body (413 above the limit), then the model.
+async fn scored(
+    dep: &Deployment,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Scored> {
     let started = Instant::now();
+    let format = format_of(headers).inspect_err(|_| dep.refused(FailureKind::bad_request))?;
     let body = body.map_err(|rejection| {
         dep.refused(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             FailureKind::too_large
@@ -40,22 +79,28 @@ async fn scored(dep: &Deployment, body: Result<Bytes, BytesRejection>) -> ApiRes
         });
         ApiError::body_rejected(rejection, "BAD_REQUEST")
     })?;
-    Ok(dep.score(&body, started).await?)
+    let body = match format {
+        Format::Json => Body::Json(&body),
+        Format::Csv => Body::Csv(&body),
+    };
+    Ok(dep.score(body, started).await?)
 }
 
 async fn invocations(
     State(dep): State<Arc<Deployment>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let scored = scored(&dep, body).await?;
+    let scored = scored(&dep, &headers, body).await?;
     Ok(json_response(scored.invocations_body()))
 }
 
 async fn predict(
     State(dep): State<Arc<Deployment>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let scored = scored(&dep, body).await?;
+    let scored = scored(&dep, &headers, body).await?;
     Ok(json_response(scored.predict_body(dep.name())))
 }
 
@@ -136,6 +181,8 @@ pub fn routes(dep: Arc<Deployment>, max_body_bytes: usize) -> Router {
         .route("/health", get(health))
         .route("/ping", get(|| async { "" }))
         .route("/metrics", get(metrics))
+        .fallback(crate::error::not_found_route)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(dep)
 }

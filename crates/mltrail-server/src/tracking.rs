@@ -54,7 +54,7 @@ pub(crate) fn routes() -> Router<AppState> {
 type JsonResult = ApiResult<Json<Value>>;
 
 fn view_type(req: &Req, key: &str) -> ApiResult<ViewType> {
-    match req.opt_str(key) {
+    match req.opt_str(key)? {
         None => Ok(ViewType::ActiveOnly),
         Some(raw) => ViewType::parse(&raw).ok_or_else(|| {
             ApiError::invalid(format!(
@@ -67,7 +67,7 @@ fn view_type(req: &Req, key: &str) -> ApiResult<ViewType> {
 /// Experiments may only keep artifacts inside our store; a foreign location would let a client
 /// make the server read or write elsewhere.
 fn checked_artifact_location(state: &AppState, req: &Req) -> ApiResult<Option<String>> {
-    match req.opt_str("artifact_location").filter(|s| !s.is_empty()) {
+    match req.opt_str("artifact_location")?.filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(loc) => {
             mltrail_core::artifact_path::validate_model_source(&loc, state.artifacts.uri())
@@ -104,7 +104,7 @@ async fn get_experiment_by_name(State(state): State<AppState>, req: Req) -> Json
 async fn search_experiments(State(state): State<AppState>, req: Req) -> JsonResult {
     let view = view_type(&req, "view_type")?;
     let max = req.max_results(1000, 50000)?;
-    let filter = req.opt_str("filter").unwrap_or_default();
+    let filter = req.opt_str("filter")?.unwrap_or_default();
     let page = experiments::search_experiments(
         &state.store,
         view,
@@ -119,7 +119,7 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> JsonResu
 
 async fn update_experiment(State(state): State<AppState>, req: Req) -> JsonResult {
     let id = req.experiment_id()?;
-    if let Some(name) = req.opt_str("new_name") {
+    if let Some(name) = req.opt_str("new_name")? {
         experiments::rename_experiment(&state.store, &req.actor, id, name).await?;
     }
     Ok(Json(json!({})))
@@ -150,7 +150,7 @@ async fn restore_experiment(State(state): State<AppState>, req: Req) -> JsonResu
 async fn set_experiment_tag(State(state): State<AppState>, req: Req) -> JsonResult {
     let tag = mltrail_store::KeyValue {
         key: req.str("key")?,
-        value: req.opt_str("value").unwrap_or_default(),
+        value: req.opt_str("value")?.unwrap_or_default(),
     };
     experiments::set_experiment_tag(&state.store, &req.actor, req.experiment_id()?, tag).await?;
     Ok(Json(json!({})))
@@ -168,14 +168,14 @@ async fn delete_experiment_tag(State(state): State<AppState>, req: Req) -> JsonR
 }
 
 async fn create_run(State(state): State<AppState>, req: Req) -> JsonResult {
-    let experiment_id = match req.opt_str("experiment_id").filter(|s| !s.is_empty()) {
+    let experiment_id = match req.opt_str("experiment_id")?.filter(|s| !s.is_empty()) {
         Some(raw) => parse_experiment_id(&raw)?,
         None => ExperimentId(0),
     };
     let new = NewRun {
         experiment_id,
-        user_id: req.opt_str("user_id").unwrap_or_else(|| req.actor.clone()),
-        run_name: req.opt_str("run_name"),
+        user_id: req.opt_str("user_id")?.unwrap_or_else(|| req.actor.clone()),
+        run_name: req.opt_str("run_name")?,
         start_time: req.opt_i64("start_time")?,
         tags: key_values(req.value("tags"), "tags")?,
     };
@@ -189,7 +189,7 @@ async fn get_run(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn update_run(State(state): State<AppState>, req: Req) -> JsonResult {
-    let status = match req.opt_str("status") {
+    let status = match req.opt_str("status")? {
         None => None,
         Some(raw) => Some(
             RunStatus::parse(&raw)
@@ -198,7 +198,7 @@ async fn update_run(State(state): State<AppState>, req: Req) -> JsonResult {
     };
     let run_id = req.run_id()?;
     let end_time = req.opt_i64("end_time")?;
-    let run_name = req.opt_str("run_name");
+    let run_name = req.opt_str("run_name")?;
     let info = runs::update_run(
         &state.store,
         &req.actor,
@@ -244,7 +244,7 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> JsonResult {
     }
     let view = view_type(&req, "run_view_type")?;
     let max = req.max_results(1000, 50000)?;
-    let filter = req.opt_str("filter").unwrap_or_default();
+    let filter = req.opt_str("filter")?.unwrap_or_default();
     let page = runs::search_runs(
         &state.store,
         &ids,
@@ -336,7 +336,7 @@ async fn log_param(State(state): State<AppState>, req: Req) -> JsonResult {
     let param = mltrail_store::KeyValue {
         key: req.str("key")?,
         value: req
-            .opt_str("value")
+            .opt_str("value")?
             .ok_or_else(|| ApiError::missing("value"))?,
     };
     log(
@@ -353,7 +353,7 @@ async fn log_param(State(state): State<AppState>, req: Req) -> JsonResult {
 async fn set_tag(State(state): State<AppState>, req: Req) -> JsonResult {
     let tag = mltrail_store::KeyValue {
         key: req.str("key")?,
-        value: req.opt_str("value").unwrap_or_default(),
+        value: req.opt_str("value")?.unwrap_or_default(),
     };
     log(
         &state,
@@ -449,7 +449,14 @@ async fn log_outputs(State(state): State<AppState>, req: Req) -> JsonResult {
                 .get("model_id")
                 .and_then(|v| v.as_str())
                 .ok_or_else(|| ApiError::missing(&format!("models[{i}].model_id")))?;
-            let step = item.get("step").and_then(as_i64).unwrap_or(0);
+            let step = match item.get("step").filter(|v| !v.is_null()) {
+                None => 0,
+                Some(v) => as_i64(v).ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "Parameter 'models[{i}].step' must be an integer, got {v}"
+                    ))
+                })?,
+            };
             models.push(ModelIo {
                 model_id: model_id.to_string(),
                 step,

@@ -250,7 +250,7 @@ fn number(cell: &Json, column: &str, row: usize, allow_missing: bool) -> Result<
             .ok_or_else(|| bad(format!("{n} is not representable")))?,
         Json::Null => f64::NAN,
         Json::String(s) if s.eq_ignore_ascii_case("nan") => f64::NAN,
-        Json::Bool(b) => f64::from(u8::from(*b)),
+        // A boolean is not a number: scoring `true` as 1.0 would hide a caller's mistake.
         other => return Err(bad(format!("expected a number, got {other}"))),
     };
     checked(v, column, row, allow_missing)
@@ -282,6 +282,10 @@ trait CellValue {
     fn number(&self, column: &str, row: usize, allow_missing: bool) -> Result<f64, RequestError>;
     /// The cell as text, when it is text.
     fn text(&self) -> Option<&str>;
+    /// The cell as a boolean, when it is one (only JSON has booleans).
+    fn boolean(&self) -> Option<bool> {
+        None
+    }
     /// The cell as a request would carry it, for messages.
     fn describe(&self) -> String;
 }
@@ -293,6 +297,10 @@ impl CellValue for &Json {
 
     fn text(&self) -> Option<&str> {
         self.as_str()
+    }
+
+    fn boolean(&self) -> Option<bool> {
+        self.as_bool()
     }
 
     fn describe(&self) -> String {
@@ -332,27 +340,54 @@ fn build_tensor<C: CellValue>(
                 .map(|(c, col, r)| c.number(col, *r, allow_missing))
                 .collect::<Result<_, _>>()?,
         ),
-        ElementType::Int64 | ElementType::Int32 | ElementType::Bool => {
+        ElementType::Bool => TensorData::Bool(
+            cells
+                .iter()
+                .map(|(c, col, r)| match c.boolean() {
+                    Some(b) => Ok(b),
+                    None => match c.number(col, *r, false)? {
+                        0.0 => Ok(false),
+                        1.0 => Ok(true),
+                        v => Err(RequestError::Cell {
+                            column: col.to_string(),
+                            row: *r,
+                            why: format!("expected a boolean (true, false, 0 or 1), got {v}"),
+                        }),
+                    },
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        ElementType::Int64 | ElementType::Int32 => {
+            // The range of the model's integer type: a value outside it is refused, not wrapped.
+            let (min, max) = match element {
+                ElementType::Int32 => (f64::from(i32::MIN), f64::from(i32::MAX)),
+                _ => (-9_223_372_036_854_775_808.0, 9_223_372_036_854_775_807.0),
+            };
             let ints: Vec<i64> = cells
                 .iter()
                 .map(|(c, col, r)| {
                     let v = c.number(col, *r, false)?;
-                    if v.fract() != 0.0 {
-                        return Err(RequestError::Cell {
-                            column: col.to_string(),
-                            row: *r,
-                            why: format!("expected an integer, got {v}"),
-                        });
-                    }
-                    Ok(v as i64)
+                    let why = if v.fract() != 0.0 {
+                        format!("expected an integer, got {v}")
+                    } else if v < min || v >= max + 1.0 {
+                        format!("{v} is outside the range of the model's {element:?} input")
+                    } else {
+                        return Ok(v as i64);
+                    };
+                    Err(RequestError::Cell {
+                        column: col.to_string(),
+                        row: *r,
+                        why,
+                    })
                 })
                 .collect::<Result<_, _>>()?;
             match element {
-                ElementType::Int64 => TensorData::Int64(ints),
-                ElementType::Int32 => {
-                    TensorData::Int32(ints.into_iter().map(|v| v as i32).collect())
-                }
-                _ => TensorData::Bool(ints.into_iter().map(|v| v != 0).collect()),
+                ElementType::Int32 => TensorData::Int32(
+                    ints.into_iter()
+                        .map(|v| i32::try_from(v).unwrap_or_default())
+                        .collect(),
+                ),
+                _ => TensorData::Int64(ints),
             }
         }
     };
@@ -367,6 +402,47 @@ pub struct Decoded {
     pub tensors: Vec<Tensor>,
     /// Each row's inputs as a JSON object (column → value), ready for the log.
     pub row_inputs: Vec<Vec<u8>>,
+}
+
+/// MLflow's CSV scoring input (`Content-Type: text/csv`): a header row of column names, then a
+/// row per record. Cells are read as pandas reads them: a whole number or a decimal is a number,
+/// an empty cell is missing, anything else is text. The result is the `dataframe_split` body
+/// the JSON path decodes, so both formats meet the same rules and errors name row and column.
+pub fn csv_body(bytes: &[u8]) -> Result<Json, RequestError> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
+    let columns: Vec<Json> = reader
+        .headers()
+        .map_err(|e| RequestError::Format(format!("the CSV header row is not readable: {e}")))?
+        .iter()
+        .map(|name| Json::String(name.to_string()))
+        .collect();
+    let mut data = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| match e.kind() {
+            csv::ErrorKind::UnequalLengths { len, .. } => RequestError::Width {
+                row,
+                expected: columns.len(),
+                got: usize::try_from(*len).unwrap_or(usize::MAX),
+            },
+            _ => RequestError::Format(format!("CSV row {row} is not readable: {e}")),
+        })?;
+        data.push(Json::Array(record.iter().map(csv_cell).collect()));
+    }
+    Ok(serde_json::json!({"dataframe_split": {"columns": columns, "data": data}}))
+}
+
+fn csv_cell(text: &str) -> Json {
+    if text.is_empty() {
+        return Json::Null;
+    }
+    if let Ok(i) = text.parse::<i64>() {
+        return Json::from(i);
+    }
+    match text.parse::<f64>() {
+        // `nan` and `inf` stay text: the numeric rules read "nan" as missing and refuse "inf".
+        Ok(f) if f.is_finite() => Json::from(f),
+        _ => Json::String(text.to_string()),
+    }
 }
 
 pub fn decode(body: Json, model: &Model, signature: &Signature) -> Result<Decoded, RequestError> {
@@ -615,6 +691,38 @@ mod tests {
     fn table_of(body: Json) -> (Option<Vec<String>>, Vec<Vec<Json>>, RequestKind) {
         let (t, kind) = decode_table(body).unwrap();
         (t.columns, t.rows, kind)
+    }
+
+    #[test]
+    fn csv_reads_as_the_dataframe_split_body() {
+        let body = csv_body(b"a,b,c\n1,2.5,x\n,nan,-3\n").unwrap();
+        assert_eq!(
+            body,
+            json!({"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1, 2.5, "x"], [null, "nan", -3]]}})
+        );
+        assert!(matches!(
+            csv_body(b"a,b\n1\n"),
+            Err(RequestError::Width {
+                row: 0,
+                expected: 2,
+                got: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn integers_outside_the_models_type_and_booleans_as_numbers_are_refused() {
+        let cell = json!(3_000_000_000_i64);
+        let cells = [(&cell, "n", 0)];
+        assert!(build_tensor(ElementType::Int32, vec![1, 1], &cells, false).is_err());
+        assert!(build_tensor(ElementType::Int64, vec![1, 1], &cells, false).is_ok());
+        let huge = json!(1e19);
+        assert!(build_tensor(ElementType::Int64, vec![1, 1], &[(&huge, "n", 0)], false).is_err());
+        let yes = json!(true);
+        assert!(build_tensor(ElementType::Float, vec![1, 1], &[(&yes, "n", 0)], false).is_err());
+        assert!(build_tensor(ElementType::Bool, vec![1, 1], &[(&yes, "n", 0)], false).is_ok());
+        let two = json!(2);
+        assert!(build_tensor(ElementType::Bool, vec![1, 1], &[(&two, "n", 0)], false).is_err());
     }
 
     #[test]

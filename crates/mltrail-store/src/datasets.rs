@@ -103,7 +103,7 @@ pub struct NewDatasetVersion {
 
 pub(crate) fn validate_name(name: &str) -> Result<(), StoreError> {
     if name.is_empty()
-        || name.len() > 256
+        || crate::names::chars(name) > 256
         || name.contains(['/', '@', '\\'])
         || name.chars().any(char::is_control)
     {

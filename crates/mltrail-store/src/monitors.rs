@@ -319,7 +319,7 @@ pub async fn create_monitor(
     spec: MonitorSpec,
     first_window_start: i64,
 ) -> Result<Monitor, StoreError> {
-    if spec.deployment.is_empty() || spec.deployment.len() > 256 {
+    if spec.deployment.is_empty() || crate::names::chars(&spec.deployment) > 256 {
         return Err(Invalid::Deployment.into());
     }
     if spec.window_ms < 1000 {

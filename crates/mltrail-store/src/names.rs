@@ -1,5 +1,6 @@
 //! MLflow's rules for the keys and values every entity family shares (tags, params, metric
-//! keys), enforced so clients get the errors they would get from MLflow.
+//! keys), enforced so clients get the errors they would get from MLflow. Lengths are counted in
+//! characters, as MLflow (Python's `len`) counts them, not in UTF-8 bytes.
 
 use crate::error::Invalid;
 use crate::StoreError;
@@ -12,7 +13,7 @@ pub const MAX_TAG_VALUE_LEN: usize = 8000;
 /// MLflow's file store, hence the path rules).
 pub(crate) fn validate_key(what: &'static str, key: &str) -> Result<(), StoreError> {
     let bad = key.is_empty()
-        || key.len() > MAX_KEY_LEN
+        || chars(key) > MAX_KEY_LEN
         || key.starts_with('/')
         || key.split('/').any(|s| s == ".." || s == ".")
         || !key
@@ -29,18 +30,24 @@ pub(crate) fn validate_key(what: &'static str, key: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-/// A value no longer than `max` bytes.
+/// The length of `text` as MLflow measures it: Unicode characters (code points).
+pub(crate) fn chars(text: &str) -> usize {
+    text.chars().count()
+}
+
+/// A value no longer than `max` characters.
 pub(crate) fn validate_len(
     what: &'static str,
     key: &str,
     value: &str,
     max: usize,
 ) -> Result<(), StoreError> {
-    if value.len() > max {
+    // Bytes bound characters from above: most values are short enough to skip the count.
+    if value.len() > max && chars(value) > max {
         return Err(Invalid::TooLong {
             what,
             key: key.to_string(),
-            length: value.len(),
+            length: chars(value),
             max,
         }
         .into());

@@ -140,13 +140,15 @@ fn validate_name(name: &str) -> Result<(), StoreError> {
 
 fn validate_alias(alias: &str) -> Result<(), StoreError> {
     let ok = !alias.is_empty()
-        && alias.len() <= 255
+        && crate::names::chars(alias) <= 255
         && alias
             .chars()
             .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-        && !(alias.len() > 1
-            && alias[1..].chars().all(|c| c.is_ascii_digit())
-            && alias.starts_with(['v', 'V']))
+        // `v1`, `V23`: version-like names are reserved. (By characters: a multibyte first
+        // character must not be split.)
+        && !(alias.starts_with(['v', 'V'])
+            && alias.len() > 1
+            && alias[1..].chars().all(|c| c.is_ascii_digit()))
         && !alias.eq_ignore_ascii_case("latest");
     if ok {
         Ok(())

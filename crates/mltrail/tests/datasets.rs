@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 fn golden(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/golden/data")
+        .join("../../tests/golden/data")
         .join(name)
         .to_str()
         .unwrap()

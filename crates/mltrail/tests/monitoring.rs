@@ -263,7 +263,7 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
         "data",
         "add",
         &format!(
-            "{}/../../../shared/golden/data/reference.csv",
+            "{}/../../tests/golden/data/reference.csv",
             env!("CARGO_MANIFEST_DIR")
         ),
         "--name",

@@ -55,6 +55,14 @@ impl Deref for Serving {
     }
 }
 
+/// A scoring request's body as it arrived: MLflow's scoring protocol takes JSON and CSV.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    Json(&'a [u8]),
+    /// `text/csv`: a header row, then a row per record.
+    Csv(&'a [u8]),
+}
+
 /// One scored request.
 pub struct Scored {
     /// The version that answered.
@@ -217,7 +225,7 @@ impl Deployment {
 
     /// Decodes, validates, runs and logs one request. `started` is when the request arrived:
     /// the logged latency and the latency metric count from it.
-    pub async fn score(&self, body: &[u8], started: Instant) -> Result<Scored, ScoreError> {
+    pub async fn score(&self, body: Body<'_>, started: Instant) -> Result<Scored, ScoreError> {
         let serving = self.current();
         let result = self.score_with(&serving, body, started).await;
         serving.metrics.observe(
@@ -233,10 +241,13 @@ impl Deployment {
     async fn score_with(
         &self,
         serving: &Arc<Serving>,
-        body: &[u8],
+        body: Body<'_>,
         started: Instant,
     ) -> Result<Scored, ScoreError> {
-        let json: Json = serde_json::from_slice(body).map_err(ScoreError::Json)?;
+        let json: Json = match body {
+            Body::Json(bytes) => serde_json::from_slice(bytes).map_err(ScoreError::Json)?,
+            Body::Csv(bytes) => request::csv_body(bytes)?,
+        };
         let decoded = request::decode(json, &serving.model.model, &serving.signature)?;
         let outputs = serving
             .model
