@@ -182,6 +182,13 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         "Alerts the monitor has fired (resolutions not counted).",
         alerts,
     );
+    let loaded = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    loaded.set(i64::try_from(state.monitors.loaded_references()).unwrap_or(i64::MAX));
+    registry.register(
+        "mltrail_monitor_references_loaded",
+        "Reference datasets the monitors keep in memory (at most [monitor] reference_cache).",
+        loaded,
+    );
     state.webhooks.counters().register(&mut registry);
     let mut out = String::new();
     // Writing into a String cannot fail.

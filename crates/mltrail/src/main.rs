@@ -358,6 +358,7 @@ async fn serve(config: &Config) -> Result<()> {
         store.clone(),
         artifacts.clone(),
         webhooks.clone(),
+        config.monitor.reference_cache,
     ));
     let (stop_monitors, monitors_stopped) = tokio::sync::watch::channel(false);
     let monitoring = tokio::spawn(

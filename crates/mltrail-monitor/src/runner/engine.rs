@@ -47,11 +47,23 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: MetaStore, artifacts: ArtifactStore, sink: Arc<dyn AlertSink>) -> Self {
+    /// An engine that keeps at most `reference_cache` references loaded (and as many scored
+    /// ones), dropping the least recently used: `[monitor] reference_cache`.
+    pub fn new(
+        store: MetaStore,
+        artifacts: ArtifactStore,
+        sink: Arc<dyn AlertSink>,
+        reference_cache: usize,
+    ) -> Self {
         let models = StoreSource::new(store.clone(), artifacts.clone());
         Engine {
-            references: References::new(store.clone(), artifacts.clone(), models.clone()),
-            scorer: Scorer::new(models),
+            references: References::new(
+                store.clone(),
+                artifacts.clone(),
+                models.clone(),
+                reference_cache,
+            ),
+            scorer: Scorer::new(models, reference_cache),
             store,
             artifacts,
             sink,
@@ -120,6 +132,11 @@ impl Engine {
         };
         let first = window_start(start, spec.window_ms);
         Ok(monitors::create_monitor(&self.store, actor, spec, first).await?)
+    }
+
+    /// How many references the engine keeps loaded now (at most `reference_cache`).
+    pub fn loaded_references(&self) -> usize {
+        self.references.loaded()
     }
 
     /// Checks that a monitor's reference can be compared with, as far as can be known now: a

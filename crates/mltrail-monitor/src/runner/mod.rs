@@ -2,6 +2,7 @@
 //! dataset versions it compares with), [`scoring`] (the served model's predictions on them) and
 //! [`engine`] (the loop over due windows, results, alerts).
 
+mod cache;
 mod config;
 mod engine;
 mod reference;

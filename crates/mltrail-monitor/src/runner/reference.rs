@@ -13,6 +13,7 @@ use mltrail_serving::deployment::{ModelRef, ModelSource, StoreSource};
 use mltrail_store::datasets::{self, VersionRef};
 use mltrail_store::MetaStore;
 
+use super::cache::Lru;
 use super::config::ReferenceSpec;
 use super::{MonitorError, ReferenceError};
 use crate::compare::{prepare, CompareOptions, PreparedReference};
@@ -51,22 +52,33 @@ impl Reference {
     }
 }
 
-/// The loaded references, by dataset version.
+/// The loaded references, by dataset version: the most recently used few (`capacity`), so a
+/// server whose monitors have seen many references does not keep them all.
 pub(crate) struct References {
     store: MetaStore,
     artifacts: ArtifactStore,
     models: StoreSource,
-    loaded: Mutex<HashMap<VersionRef, Arc<Reference>>>,
+    loaded: Mutex<Lru<VersionRef, Arc<Reference>>>,
 }
 
 impl References {
-    pub fn new(store: MetaStore, artifacts: ArtifactStore, models: StoreSource) -> Self {
+    pub fn new(
+        store: MetaStore,
+        artifacts: ArtifactStore,
+        models: StoreSource,
+        capacity: usize,
+    ) -> Self {
         References {
             store,
             artifacts,
             models,
-            loaded: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(Lru::new(capacity)),
         }
+    }
+
+    /// How many references are loaded now.
+    pub fn loaded(&self) -> usize {
+        self.loaded.lock().map(|m| m.len()).unwrap_or(0)
     }
 
     /// The dataset version a window is compared with: `training` becomes the one the served
@@ -136,12 +148,7 @@ impl References {
 
     /// The reference of a dataset version, loaded on first use.
     pub async fn get(&self, version: &VersionRef) -> Result<Arc<Reference>, MonitorError> {
-        if let Some(r) = self
-            .loaded
-            .lock()
-            .ok()
-            .and_then(|m| m.get(version).cloned())
-        {
+        if let Some(r) = self.loaded.lock().ok().and_then(|mut m| m.get(version)) {
             return Ok(r);
         }
         let dv = self.stored_rows(version).await?;
@@ -163,9 +170,12 @@ impl References {
             schema: DatasetSchema::from_json(&dv.file.schema),
             prepared: Mutex::new(HashMap::new()),
         });
-        if let Ok(mut m) = self.loaded.lock() {
-            m.insert(version.clone(), reference.clone());
-        }
+        let dropped = self
+            .loaded
+            .lock()
+            .map(|mut m| m.insert(version.clone(), reference.clone()))
+            .unwrap_or_default();
+        drop(dropped); // freed outside the lock
         Ok(reference)
     }
 }

@@ -3,7 +3,7 @@
 //! [`ModelSource`] (the same files, signature and kernels `mltrail serve` uses) and the reference
 //! columns go straight into its input tensors.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use mltrail_data::table::{self, Values};
@@ -12,6 +12,7 @@ use mltrail_serving::request::{tensors_from_columns, ColumnCells, MISSING_CODE};
 use mltrail_serving::response::row_object;
 use serde_json::{Map, Value as Json};
 
+use super::cache::Lru;
 use super::reference::Reference;
 use super::MonitorError;
 use crate::compare::{prepare, CompareOptions, PreparedReference};
@@ -40,14 +41,15 @@ type ScoredKey = (String, String, String);
 /// the reference (the reason is logged once).
 pub(crate) struct Scorer {
     models: StoreSource,
-    scored: Mutex<HashMap<ScoredKey, Option<Arc<ScoredReference>>>>,
+    scored: Mutex<Lru<ScoredKey, Option<Arc<ScoredReference>>>>,
 }
 
 impl Scorer {
-    pub fn new(models: StoreSource) -> Self {
+    /// Keeps the `capacity` most recently used scored references.
+    pub fn new(models: StoreSource, capacity: usize) -> Self {
         Scorer {
             models,
-            scored: Mutex::new(HashMap::new()),
+            scored: Mutex::new(Lru::new(capacity)),
         }
     }
 
@@ -64,7 +66,7 @@ impl Scorer {
             version.to_string(),
             reference.label.clone(),
         );
-        if let Some(hit) = self.scored.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        if let Some(hit) = self.scored.lock().ok().and_then(|mut m| m.get(&key)) {
             return hit;
         }
         let scored = match self.score(model, version, reference.clone()).await {
@@ -74,9 +76,12 @@ impl Scorer {
                 None
             }
         };
-        if let Ok(mut m) = self.scored.lock() {
-            m.insert(key, scored.clone());
-        }
+        let dropped = self
+            .scored
+            .lock()
+            .map(|mut m| m.insert(key, scored.clone()))
+            .unwrap_or_default();
+        drop(dropped); // freed outside the lock
         scored
     }
 

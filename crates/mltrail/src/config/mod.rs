@@ -132,6 +132,10 @@ config_table! {
     pub struct MonitorTable in "monitor" {
         /// How often monitors look for windows that are due, in milliseconds (at least 10).
         pub interval_ms: u64 = 10_000,
+        /// Reference datasets the monitors keep loaded, the most recently used first (at least
+        /// 1). A 1M-row reference takes about 200 MiB; one that was dropped is read again when
+        /// a monitor needs it.
+        pub reference_cache: usize = 4,
         /// Attempts to deliver an alert to a webhook before giving up (at least 1).
         pub webhook_attempts: u32 = mltrail_server::webhooks::RetryPolicy::default().attempts,
         /// Wait before the second webhook attempt, in milliseconds; it doubles after each failure
