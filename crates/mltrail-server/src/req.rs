@@ -123,26 +123,29 @@ pub(crate) fn json_content_type(
     if ![Method::POST, Method::PUT, Method::PATCH].contains(method) {
         return Ok(());
     }
-    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
-        return Err(ApiError::invalid(
+    match media_type(headers) {
+        None => Err(ApiError::invalid(
             "Bad Request. Content-Type header is missing: send the body as application/json.",
-        ));
-    };
-    let essence = value
-        .to_str()
-        .unwrap_or("")
+        )),
+        Some((essence, _)) if essence == "application/json" => Ok(()),
+        Some((_, sent)) => Err(ApiError::invalid(format!(
+            "Bad Request. Content-Type must be application/json, got '{sent}'."
+        ))),
+    }
+}
+
+/// The request's media type without parameters, lowercased (`text/csv` of
+/// `text/csv; charset=utf-8`), and the header as sent, for messages; `None` without one.
+pub(crate) fn media_type(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(axum::http::header::CONTENT_TYPE)?;
+    let sent = value.to_str().unwrap_or("(not text)").to_string();
+    let essence = sent
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if essence == "application/json" {
-        return Ok(());
-    }
-    Err(ApiError::invalid(format!(
-        "Bad Request. Content-Type must be application/json, got '{}'.",
-        value.to_str().unwrap_or("(not text)")
-    )))
+    Some((essence, sent))
 }
 
 /// Who made the request: the HTTP Basic user when given, else "anonymous". (Authentication is

@@ -38,25 +38,16 @@ enum Format {
 }
 
 fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
-    let value = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("(not text)"));
-    let essence = value
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
-        "application/json" => Ok(Format::Json),
-        "text/csv" => Ok(Format::Csv),
+    let media = crate::req::media_type(headers);
+    match media.as_ref().map(|(essence, _)| essence.as_str()) {
+        Some("application/json") => Ok(Format::Json),
+        Some("text/csv") => Ok(Format::Csv),
         _ => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "BAD_REQUEST",
             format!(
                 "Content-Type {} is not supported: send application/json or text/csv",
-                value.map_or("(none)".to_string(), |v| format!("'{v}'"))
+                media.map_or("(none)".to_string(), |(_, sent)| format!("'{sent}'"))
             ),
         )),
     }
