@@ -16,3 +16,4 @@ pub mod request;
 pub mod response;
 pub mod runtime;
 pub mod signature;
+mod spilled_index;

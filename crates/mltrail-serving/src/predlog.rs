@@ -19,6 +19,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::record::{FeedbackRecord, LogRecord, PredictionRecord};
+use crate::spilled_index::{self, SpilledIndex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -34,6 +35,9 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 pub const MAX_SEGMENT_BYTES: u64 = 3 << 30;
 /// A segment rolls after this long unless configured otherwise.
 pub const DEFAULT_SEGMENT_AGE: Duration = Duration::from_secs(300);
+/// Ids the log keeps in memory (16 bytes each, about 64 MiB) unless configured otherwise; the
+/// oldest sealed segments' ids beyond it move to index files on disk.
+pub const DEFAULT_INDEX_ENTRIES: usize = 4_000_000;
 
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -42,6 +46,8 @@ pub struct LogConfig {
     pub sync_interval: Duration,
     pub segment_bytes: u64,
     pub segment_age: Duration,
+    /// Ids kept in memory; beyond it, sealed segments' ids go to disk (at least 1).
+    pub index_entries: usize,
 }
 
 impl LogConfig {
@@ -52,6 +58,7 @@ impl LogConfig {
             sync_interval: Duration::from_millis(5),
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             segment_age: DEFAULT_SEGMENT_AGE,
+            index_entries: DEFAULT_INDEX_ENTRIES,
         }
     }
 }
@@ -113,17 +120,64 @@ struct SegmentIndex {
     /// Frame offset of each prediction within the segment (segments stay below 4 GiB).
     predictions: IdMap<u32>,
     feedback: IdMap<Vec<u32>>,
+    /// Set once this sealed segment's ids moved to disk (the maps are then empty).
+    spilled: Option<Arc<SpilledIndex>>,
+}
+
+impl SegmentIndex {
+    fn entries(&self) -> usize {
+        self.predictions.len() + self.feedback.values().map(Vec::len).sum::<usize>()
+    }
+
+    fn spill_entries(&self) -> Vec<(u64, u8, u32)> {
+        let predictions = self
+            .predictions
+            .iter()
+            .map(|(id, o)| (*id, spilled_index::PREDICTION, *o));
+        let feedback = self.feedback.iter().flat_map(|(id, offsets)| {
+            offsets
+                .iter()
+                .map(move |o| (*id, spilled_index::FEEDBACK, *o))
+        });
+        predictions.chain(feedback).collect()
+    }
 }
 
 /// Where each id's records are, per local segment: dropping an archived segment is one map
-/// removal, never a scan of every id under the lock the writers need.
-#[derive(Default)]
+/// removal, never a scan of every id under the lock the writers need. At most `budget` entries
+/// are held in memory (see [`PredictionLog::spill_index`]).
 struct Index {
     segments: std::collections::BTreeMap<u64, SegmentIndex>,
+    budget: usize,
+    in_memory: usize,
 }
 
 impl Index {
+    fn new(budget: usize) -> Self {
+        Index {
+            segments: Default::default(),
+            budget: budget.max(1),
+            in_memory: 0,
+        }
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<SegmentIndex> {
+        let removed = self.segments.remove(&seq)?;
+        self.in_memory -= removed.entries();
+        Some(removed)
+    }
+
+    /// The spilled segments' indexes, newest first, to search outside the lock.
+    fn spilled(&self) -> Vec<(u64, Arc<SpilledIndex>)> {
+        self.segments
+            .iter()
+            .rev()
+            .filter_map(|(seq, s)| s.spilled.clone().map(|f| (*seq, f)))
+            .collect()
+    }
+
     fn insert(&mut self, id: u128, kind: EntryKind, loc: Location) {
+        self.in_memory += 1;
         let segment = self.segments.entry(loc.segment).or_default();
         let offset = loc.offset as u32;
         match kind {
@@ -227,6 +281,11 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("segment-{seq:012}.log"))
 }
 
+/// A spilled segment's id index (see `spilled_index.rs`).
+fn index_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("segment-{seq:012}.idx"))
+}
+
 fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut seqs: Vec<u64> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
@@ -295,7 +354,16 @@ impl PredictionLog {
     /// Opens (and recovers) the log in `config.dir`, and starts the writer and syncer threads.
     pub fn open(config: LogConfig) -> Result<Self, LogError> {
         std::fs::create_dir_all(&config.dir)?;
-        let mut index = Index::default();
+        // Index files are rebuilt from the segments: a stale one must not answer for them.
+        for entry in std::fs::read_dir(&config.dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("segment-")
+                && (name.ends_with(".idx") || name.ends_with(".idx.tmp"))
+            {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        let mut index = Index::new(config.index_entries);
         let mut report = RecoveryReport::default();
         let segments = list_segments(&config.dir)?;
         for seq in &segments {
@@ -333,7 +401,7 @@ impl PredictionLog {
             .name("mltrail-predlog".into())
             .spawn(move || group_commit(group, rx))?;
         let replica = replica_id(&config.dir)?;
-        Ok(Self {
+        let log = Self {
             tx: Mutex::new(Some(tx)),
             state,
             durability: config.durability,
@@ -343,7 +411,9 @@ impl PredictionLog {
             dir: config.dir,
             writer: Mutex::new(Some(handle)),
             recovered: report,
-        })
+        };
+        log.spill_index()?;
+        Ok(log)
     }
 
     pub fn recovery(&self) -> &RecoveryReport {
@@ -401,8 +471,35 @@ impl PredictionLog {
         Ok(out)
     }
 
+    /// Where `id`'s prediction and feedback are: the in-memory index under its lock, then the
+    /// spilled segments' files outside it.
+    fn locate(&self, id: u128) -> Result<(Option<Location>, Vec<Location>), LogError> {
+        let (mut prediction, mut feedback, spilled) = {
+            let index = self.index.lock().map_err(|_| LogError::Stopped)?;
+            (index.prediction(id), index.feedback(id), index.spilled())
+        };
+        for (seq, file) in spilled {
+            let at = |offset: u32| Location {
+                segment: seq,
+                offset: u64::from(offset),
+            };
+            if prediction.is_none() {
+                prediction = file
+                    .find(short_id(id), spilled_index::PREDICTION)?
+                    .first()
+                    .map(|o| at(*o));
+            }
+            feedback.extend(
+                file.find(short_id(id), spilled_index::FEEDBACK)?
+                    .into_iter()
+                    .map(at),
+            );
+        }
+        Ok((prediction, feedback))
+    }
+
     pub fn contains(&self, id: u128) -> bool {
-        self.index.lock().is_ok_and(|i| i.prediction(id).is_some())
+        self.locate(id).is_ok_and(|(p, _)| p.is_some())
     }
 
     /// The prediction record and its feedback records, if the id was served here.
@@ -410,12 +507,8 @@ impl PredictionLog {
         &self,
         id: u128,
     ) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, LogError> {
-        let (loc, feedback) = {
-            let index = self.index.lock().map_err(|_| LogError::Stopped)?;
-            let Some(loc) = index.prediction(id) else {
-                return Ok(None);
-            };
-            (loc, index.feedback(id))
+        let (Some(loc), feedback) = self.locate(id)? else {
+            return Ok(None);
         };
         let Some(LogRecord::Prediction(record)) = self.read_matching(id, vec![loc])?.pop() else {
             return Ok(None);
@@ -428,12 +521,64 @@ impl PredictionLog {
 
     /// Feedback on `id` still in local segments (the prediction itself may be archived).
     pub fn local_feedback(&self, id: u128) -> Result<Vec<FeedbackRecord>, LogError> {
-        let locs = self
-            .index
-            .lock()
-            .map_err(|_| LogError::Stopped)?
-            .feedback(id);
+        let (_, locs) = self.locate(id)?;
         Ok(feedback_only(self.read_matching(id, locs)?))
+    }
+
+    /// Ids the in-memory index holds now (at most `LogConfig::index_entries` once
+    /// [`Self::spill_index`] has run, plus what the current segment took since).
+    pub fn indexed_in_memory(&self) -> usize {
+        self.index.lock().map(|i| i.in_memory).unwrap_or(0)
+    }
+
+    /// Moves the oldest sealed segments' ids to index files on disk until the in-memory index
+    /// is within its budget. The current segment stays in memory. Returns how many segments
+    /// moved. Runs with the archiver, outside the writers' path: each segment's entries are
+    /// copied under the lock, written without it, and only then dropped from memory.
+    pub fn spill_index(&self) -> Result<usize, LogError> {
+        let mut moved = 0;
+        loop {
+            let current = self.current_seq.load(Ordering::Acquire);
+            let (seq, entries) = {
+                let index = self.index.lock().map_err(|_| LogError::Stopped)?;
+                if index.in_memory <= index.budget {
+                    break;
+                }
+                let Some((seq, segment)) = index
+                    .segments
+                    .iter()
+                    .find(|(seq, s)| **seq < current && s.spilled.is_none() && s.entries() > 0)
+                else {
+                    break;
+                };
+                (*seq, segment.spill_entries())
+            };
+            let path = index_path(&self.dir, seq);
+            let count = entries.len();
+            let file = Arc::new(spilled_index::write(&path, entries)?);
+            let dropped = {
+                let mut index = self.index.lock().map_err(|_| LogError::Stopped)?;
+                match index.segments.get_mut(&seq) {
+                    Some(segment) => {
+                        let maps = (
+                            std::mem::take(&mut segment.predictions),
+                            std::mem::take(&mut segment.feedback),
+                        );
+                        segment.spilled = Some(file);
+                        index.in_memory -= count;
+                        Some(maps)
+                    }
+                    None => None,
+                }
+            };
+            if dropped.is_none() {
+                // Archived meanwhile: its index file answers for nothing.
+                std::fs::remove_file(&path)?;
+            }
+            drop(dropped); // freed outside the lock
+            moved += 1;
+        }
+        Ok(moved)
     }
 
     /// Every record in every segment, oldest first (for export). Frames that are not log
@@ -536,7 +681,10 @@ impl PredictionLog {
             .index
             .lock()
             .ok()
-            .and_then(|mut index| index.segments.remove(&seq));
+            .and_then(|mut index| index.remove(seq));
+        if dropped.as_ref().is_some_and(|d| d.spilled.is_some()) {
+            std::fs::remove_file(index_path(&self.dir, seq))?;
+        }
         drop(dropped); // freed outside the lock
         std::fs::remove_file(&path)?;
         Ok(artifact)
@@ -857,6 +1005,60 @@ mod tests {
         let (_, feedback) = log.get(5).unwrap().unwrap();
         assert_eq!(feedback.len(), 1);
         assert_eq!(feedback[0].label.as_ref().map(|l| l.get()), Some("1"));
+    }
+
+    fn feedback(id: u128, label: u32) -> Entry {
+        let payload = serde_json::to_vec(&serde_json::json!({"type": "feedback",
+            "id": uuid::Uuid::from_u128(id), "time_ms": 2, "label": label}))
+        .unwrap();
+        Entry {
+            id,
+            kind: EntryKind::Feedback,
+            payload,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_in_memory_index_stays_within_its_budget_and_old_ids_are_found_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = || {
+            let mut c = LogConfig::new(dir.path(), Durability::Default);
+            c.segment_bytes = 1; // a segment per append
+            c.index_entries = 5;
+            c
+        };
+        let log = PredictionLog::open(config()).unwrap();
+        for id in 1..=30u128 {
+            log.append(vec![prediction(id, id as u32)]).await.unwrap();
+        }
+        log.append(vec![feedback(1, 7), feedback(1, 8)])
+            .await
+            .unwrap();
+        assert!(log.indexed_in_memory() > 5);
+        assert!(log.spill_index().unwrap() > 0);
+        assert!(log.indexed_in_memory() <= 5, "{}", log.indexed_in_memory());
+        let check = |log: &PredictionLog| {
+            for id in 1..=30u128 {
+                let (record, _) = log.get(id).unwrap().unwrap_or_else(|| panic!("id {id}"));
+                assert_eq!(record.latency_us, id as i64);
+            }
+            let (_, labels) = log.get(1).unwrap().unwrap();
+            let mut labels: Vec<&str> = labels
+                .iter()
+                .filter_map(|f| f.label.as_ref().map(|l| l.get()))
+                .collect();
+            labels.sort_unstable();
+            assert_eq!(labels, ["7", "8"]);
+            assert!(log.get(31).unwrap().is_none());
+            assert!(log.contains(2));
+        };
+        check(&log);
+        log.close();
+        drop(log);
+        // Reopened, the index is rebuilt from the segments and spilled again.
+        let log = PredictionLog::open(config()).unwrap();
+        assert!(log.indexed_in_memory() <= 5, "{}", log.indexed_in_memory());
+        check(&log);
     }
 
     #[test]

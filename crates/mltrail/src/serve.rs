@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// (predictions/<deployment>/<date>/), in milliseconds.
     #[arg(long)]
     archive_interval_ms: Option<u64>,
+    /// Prediction ids kept in memory for lookups and feedback (16 bytes each); beyond it, the
+    /// ids of the oldest segments not yet archived move to index files beside them.
+    #[arg(long)]
+    index_entries: Option<usize>,
     /// Log output format, the same for every mltrail process.
     #[arg(long, value_enum)]
     log_format: Option<crate::config::LogFormat>,
@@ -123,6 +127,7 @@ pub async fn serve(
     let mut log_config = LogConfig::new(&log_dir, durability);
     log_config.segment_bytes = args.segment_bytes.clamp(1, MAX_SEGMENT_BYTES);
     log_config.segment_age = Duration::from_secs(args.segment_seconds.max(1));
+    log_config.index_entries = args.index_entries.max(1);
     let log = PredictionLog::open(log_config)
         .with_context(|| format!("cannot open the prediction log in {}", log_dir.display()))?;
     let rec = log.recovery().clone();

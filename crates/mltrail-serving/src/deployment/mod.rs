@@ -351,9 +351,17 @@ impl Deployment {
         Ok(id)
     }
 
-    /// Seals an idle segment that outlived its age and archives every sealed segment; a failed
-    /// upload leaves its segment in place for the next round.
+    /// Keeps the log's in-memory id index within its budget, seals an idle segment that
+    /// outlived its age and archives every sealed segment; a failed upload leaves its segment in
+    /// place for the next round.
     pub async fn archive_sealed(&self) {
+        // Without an archive (or while it fails), sealed segments stay: their ids go to disk.
+        let log = self.log.clone();
+        match tokio::task::spawn_blocking(move || log.spill_index()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot move old prediction ids to disk"),
+            Err(e) => tracing::warn!(error = %e, "cannot move old prediction ids to disk"),
+            Ok(Ok(_)) => {}
+        }
         let Some(archive) = &self.archive else {
             return;
         };

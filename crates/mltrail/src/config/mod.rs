@@ -179,6 +179,10 @@ config_table! {
         /// How often sealed segments are converted to Parquet and uploaded to the artifact store
         /// (predictions/<deployment>/<date>/), in milliseconds (at least 100).
         pub archive_interval_ms: u64 = 60_000,
+        /// Prediction ids kept in memory for lookups and feedback (16 bytes each; at least 1).
+        /// Beyond it, the ids of the oldest segments not yet archived move to index files
+        /// beside them.
+        pub index_entries: usize = mltrail_serving::predlog::DEFAULT_INDEX_ENTRIES,
     }
 }
 

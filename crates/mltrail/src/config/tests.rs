@@ -380,6 +380,7 @@ fn every_flag_sets_a_key() {
         "--segment-bytes=5",
         "--segment-seconds=6",
         "--archive-interval-ms=7",
+        "--index-entries=8",
         "--log-format=json",
     ]);
     let Command::Serve(args) = serve.command else {
@@ -399,9 +400,10 @@ fn every_flag_sets_a_key() {
             s.max_body_bytes,
             s.segment_bytes,
             s.segment_seconds,
-            s.archive_interval_ms
+            s.archive_interval_ms,
+            s.index_entries
         ),
-        (3, 4, 5, 6, 7)
+        (3, 4, 5, 6, 7, 8)
     );
     assert_eq!(loaded.config.log.format, LogFormat::Json);
     // Every key of [serve] has its flag.
