@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: Rust unit and integration tests, then the mlflow-client compatibility suite against
-# mltrail server on SQLite + local folder, PostgreSQL + local folder, and SQLite + S3 (moto).
+# mltrail server on SQLite + local folder, PostgreSQL + local folder, and SQLite + S3 (moto), then
+# the fault-injection tests (tests/faults: PostgreSQL stopped and restarted under write load).
 # Services start on 127.0.0.1 with free ports and are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,3 +29,6 @@ echo "== compatibility suite: SQLite + S3-compatible object storage (moto)"
 endpoint=$(scripts/s3.sh start "$work/s3" mltrail-test)
 AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
   MLTRAIL_TEST_ARTIFACTS="s3://mltrail-test/artifacts" "${pytest[@]}"
+
+echo "== fault injection: PostgreSQL stopped and restarted under write load"
+.venv/bin/pytest -q -p no:cacheprovider tests/faults

@@ -113,7 +113,9 @@ impl From<StoreError> for ApiError {
             }
             StoreErrorKind::InvalidState => (StatusCode::BAD_REQUEST, "INVALID_STATE"),
             StoreErrorKind::Database => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
-            StoreErrorKind::Closed => (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE"),
+            StoreErrorKind::Closed | StoreErrorKind::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE")
+            }
             // Artifact failures answer as the artifact store's own errors do.
             StoreErrorKind::Artifacts => {
                 if let StoreError::Artifacts(e) = &err {

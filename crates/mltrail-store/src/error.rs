@@ -16,6 +16,8 @@ pub enum StoreErrorKind {
     InvalidParameter,
     InvalidState,
     Database,
+    /// The database cannot be reached now (stopped, restarting, connection lost): try again.
+    Unavailable,
     Artifacts,
     Closed,
 }
@@ -39,7 +41,11 @@ pub enum StoreError {
     /// Writing or deleting artifact bytes failed (`artifacts`).
     #[error("{0}")]
     Artifacts(Arc<ArtifactError>),
-    #[error("the store is shutting down")]
+    /// The writer did not take the write: the store is shutting down, or the database could
+    /// not be reached for the group this write was in.
+    #[error(
+        "the store is not taking writes (shutting down, or the database is unreachable); try again"
+    )]
     Closed,
 }
 
@@ -50,6 +56,7 @@ impl StoreError {
             StoreError::AlreadyExists(_) => StoreErrorKind::AlreadyExists,
             StoreError::InvalidParameter(_) => StoreErrorKind::InvalidParameter,
             StoreError::InvalidState(_) => StoreErrorKind::InvalidState,
+            StoreError::Database(d) if d.is_connection() => StoreErrorKind::Unavailable,
             StoreError::Database(_) => StoreErrorKind::Database,
             StoreError::Artifacts(_) => StoreErrorKind::Artifacts,
             StoreError::Closed => StoreErrorKind::Closed,
@@ -290,6 +297,29 @@ pub enum DatabaseError {
     },
 }
 
+impl DatabaseError {
+    /// Whether the database could not be reached, rather than refusing the statement: the
+    /// connection failed or was cut, or the server is shutting down or starting up
+    /// (PostgreSQL's classes 08 and 57P).
+    pub fn is_connection(&self) -> bool {
+        let DatabaseError::Sqlx(err) = self else {
+            return false;
+        };
+        match err.as_ref() {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         StoreError::Database(DatabaseError::Sqlx(Arc::new(err)))
@@ -351,5 +381,18 @@ mod tests {
             assert_eq!(err.to_string(), message);
         }
         assert_eq!(StoreError::Closed.kind(), StoreErrorKind::Closed);
+    }
+
+    #[test]
+    fn a_database_out_of_reach_is_unavailable_not_an_internal_error() {
+        let cut: StoreError =
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)).into();
+        assert_eq!(cut.kind(), StoreErrorKind::Unavailable);
+        assert_eq!(
+            StoreError::from(sqlx::Error::PoolTimedOut).kind(),
+            StoreErrorKind::Unavailable
+        );
+        let refused: StoreError = sqlx::Error::RowNotFound.into();
+        assert_eq!(refused.kind(), StoreErrorKind::Database);
     }
 }

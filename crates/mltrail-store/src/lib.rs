@@ -176,6 +176,7 @@ impl MetaStore {
         };
         let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
         let mut writer_conn = sqlx::AnyConnection::connect_with(&options).await?;
+        let reconnect = (backend == Backend::Postgres).then(|| options.clone());
         if backend == Backend::Sqlite {
             for pragma in [
                 "PRAGMA journal_mode = WAL",
@@ -207,6 +208,8 @@ impl MetaStore {
         }
         let readers = AnyPoolOptions::new()
             .max_connections(config.max_readers.max(1))
+            // A database that is down answers reads with a 503 after this, not sqlx's 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -243,6 +246,7 @@ impl MetaStore {
         };
         let writer = writer::WriterHandle::start(
             writer_conn,
+            reconnect,
             backend,
             native,
             hot_path::TrackingPath::default(),

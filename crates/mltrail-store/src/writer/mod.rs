@@ -109,8 +109,11 @@ pub(crate) struct WriterHandle<C: Coalesced> {
 impl<C: Coalesced> WriterHandle<C> {
     /// Starts the writer thread on `conn` (and `native`, on SQLite files), continuing the audit
     /// chain from its stored head.
+    /// `reconnect`: how to open a new connection when the server's connection is lost
+    /// (PostgreSQL restarted); `None` on SQLite, whose file connection cannot be cut.
     pub(crate) async fn start(
         mut conn: Tx,
+        reconnect: Option<sqlx::any::AnyConnectOptions>,
         backend: Backend,
         native: Option<Native<C::Statements>>,
         coalesced: C,
@@ -123,7 +126,10 @@ impl<C: Coalesced> WriterHandle<C> {
             tokio::runtime::Handle::current(),
             move || {
                 run(
-                    conn,
+                    Connection {
+                        conn: Some(conn),
+                        reconnect,
+                    },
                     native,
                     coalesced,
                     backend,
@@ -210,8 +216,42 @@ async fn exec(conn: &mut Tx, sql: &'static str) -> Result<(), StoreError> {
         .map_err(StoreError::from)
 }
 
+/// The writer's connection, and how to open it again. A connection the database cut (a
+/// PostgreSQL restart) is dropped after the group that failed on it; the next group opens a
+/// new one and reloads the audit chain's head, so an in-doubt commit cannot fork the chain.
+struct Connection {
+    conn: Option<Tx>,
+    reconnect: Option<sqlx::any::AnyConnectOptions>,
+}
+
+impl Connection {
+    /// The open connection, opening a new one (and reading the audit head again) if the last
+    /// was lost.
+    async fn get(&mut self, audit: &mut AuditCtx) -> Result<&mut Tx, StoreError> {
+        if self.conn.is_none() {
+            let Some(options) = &self.reconnect else {
+                return Err(StoreError::Closed);
+            };
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect_with(options).await?;
+            *audit = AuditCtx::new(chain::load_head(&mut conn).await?);
+            tracing::info!("writer reconnected to the database");
+            self.conn = Some(conn);
+        }
+        self.conn.as_mut().ok_or(StoreError::Closed)
+    }
+
+    /// After a failed group: drops the connection if the failure says it was cut.
+    fn check(&mut self, error: &StoreError) {
+        if self.reconnect.is_some() && matches!(error, StoreError::Database(d) if d.is_connection())
+        {
+            tracing::warn!(error = %error, "writer lost its database connection; reconnecting on the next write");
+            self.conn = None;
+        }
+    }
+}
+
 async fn run<C: Coalesced>(
-    mut conn: Tx,
+    mut connection: Connection,
     mut native: Option<Native<C::Statements>>,
     mut coalesced: C,
     backend: Backend,
@@ -261,27 +301,41 @@ async fn run<C: Coalesced>(
         let requests_in_sql = native.is_none() && !requests.is_empty();
         let mut answers: Option<Result<C::Answers, StoreError>> = None;
         if !jobs.is_empty() || requests_in_sql {
-            let committed_head = audit.head_snapshot();
             let mut sql_answers = None;
-            let mut sql_outcome = match exec(&mut conn, begin).await {
-                Ok(()) => run_jobs(&mut conn, &mut audit, jobs, &mut completions).await,
-                Err(e) => Err(e),
-            };
-            if sql_outcome.is_ok() && requests_in_sql {
-                sql_outcome = coalesced
-                    .apply(&mut conn, &mut audit, &requests)
-                    .await
-                    .map(|a| sql_answers = Some(a));
-            }
-            let sql_outcome = match sql_outcome {
-                Ok(()) => exec(&mut conn, "COMMIT").await,
-                Err(e) => Err(e),
+            let sql_outcome = match connection.get(&mut audit).await {
+                Err(e) => {
+                    // No connection: nothing ran. Dropping the jobs answers their callers that
+                    // the store is unavailable; coalesced requests get `e` below.
+                    drop(jobs);
+                    Err(e)
+                }
+                Ok(conn) => {
+                    let committed_head = audit.head_snapshot();
+                    let mut sql_outcome = match exec(conn, begin).await {
+                        Ok(()) => run_jobs(conn, &mut audit, jobs, &mut completions).await,
+                        Err(e) => Err(e),
+                    };
+                    if sql_outcome.is_ok() && requests_in_sql {
+                        sql_outcome = coalesced
+                            .apply(conn, &mut audit, &requests)
+                            .await
+                            .map(|a| sql_answers = Some(a));
+                    }
+                    let sql_outcome = match sql_outcome {
+                        Ok(()) => exec(conn, "COMMIT").await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = &sql_outcome {
+                        coalesced.forget();
+                        tracing::error!(error = %e, "write group failed; rolling back");
+                        let _ = exec(conn, "ROLLBACK").await;
+                        audit.restore(committed_head);
+                    }
+                    sql_outcome
+                }
             };
             if let Err(e) = &sql_outcome {
-                coalesced.forget();
-                tracing::error!(error = %e, "write group failed; rolling back");
-                let _ = exec(&mut conn, "ROLLBACK").await;
-                audit.restore(committed_head);
+                connection.check(e);
             }
             for completion in completions {
                 completion(sql_outcome.clone());
@@ -305,8 +359,10 @@ async fn run<C: Coalesced>(
         writes_since_optimize += size;
         if backend == Backend::Sqlite && writes_since_optimize >= OPTIMIZE_EVERY {
             writes_since_optimize = 0;
-            if let Err(e) = exec(&mut conn, "PRAGMA optimize").await {
-                tracing::warn!(error = %e, "PRAGMA optimize failed");
+            if let Some(conn) = connection.conn.as_mut() {
+                if let Err(e) = exec(conn, "PRAGMA optimize").await {
+                    tracing::warn!(error = %e, "PRAGMA optimize failed");
+                }
             }
         }
         if let Some(native) = native.as_mut() {
