@@ -163,7 +163,7 @@ impl Index {
 
     fn remove(&mut self, seq: u64) -> Option<SegmentIndex> {
         let removed = self.segments.remove(&seq)?;
-        self.in_memory -= removed.entries();
+        self.in_memory = self.in_memory.saturating_sub(removed.entries());
         Some(removed)
     }
 
@@ -177,18 +177,23 @@ impl Index {
     }
 
     fn insert(&mut self, id: u128, kind: EntryKind, loc: Location) {
-        self.in_memory += 1;
         let segment = self.segments.entry(loc.segment).or_default();
         let offset = loc.offset as u32;
         match kind {
             EntryKind::Prediction => {
-                segment.predictions.insert(short_id(id), offset);
+                // A repeated id replaces its entry: the count follows what is held.
+                if segment.predictions.insert(short_id(id), offset).is_none() {
+                    self.in_memory += 1;
+                }
             }
-            EntryKind::Feedback => segment
-                .feedback
-                .entry(short_id(id))
-                .or_default()
-                .push(offset),
+            EntryKind::Feedback => {
+                segment
+                    .feedback
+                    .entry(short_id(id))
+                    .or_default()
+                    .push(offset);
+                self.in_memory += 1;
+            }
         }
     }
 
@@ -565,7 +570,7 @@ impl PredictionLog {
                             std::mem::take(&mut segment.feedback),
                         );
                         segment.spilled = Some(file);
-                        index.in_memory -= count;
+                        index.in_memory = index.in_memory.saturating_sub(count);
                         Some(maps)
                     }
                     None => None,
