@@ -21,15 +21,44 @@ pub enum ArtifactError {
     InvalidDestination { uri: String, reason: String },
     #[error("artifact storage error: {0}")]
     Storage(String),
+    /// The object store could not be reached (connection refused, reset or timed out): the
+    /// request may succeed later.
+    #[error("artifact storage is unreachable: {0}")]
+    Unreachable(String),
 }
 
 impl From<object_store::Error> for ArtifactError {
     fn from(err: object_store::Error) -> Self {
         match err {
             object_store::Error::NotFound { path, .. } => ArtifactError::NotFound(path),
+            other if unreachable(&other) => ArtifactError::Unreachable(other.to_string()),
             other => ArtifactError::Storage(other.to_string()),
         }
     }
+}
+
+/// Whether an error comes from not reaching the store at all: an I/O error of a failed or cut
+/// connection somewhere down its chain of sources (object_store wraps its HTTP client's).
+fn unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::NotConnected
+                    | ErrorKind::TimedOut
+                    | ErrorKind::BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// One entry of a directory listing, with its path relative to the listed directory.
@@ -201,6 +230,27 @@ impl ArtifactStore {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_store_out_of_reach_is_unreachable_not_a_storage_error() {
+        let refused = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        };
+        assert!(matches!(
+            ArtifactError::from(refused),
+            ArtifactError::Unreachable(_)
+        ));
+        let denied = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+        };
+        assert!(matches!(
+            ArtifactError::from(denied),
+            ArtifactError::Storage(_)
+        ));
+    }
+
     use super::*;
 
     fn p(s: &str) -> ArtifactPath {

@@ -139,6 +139,11 @@ fn artifact_error(err: &ArtifactError) -> ApiError {
         ArtifactError::NotFound(path) => {
             ApiError::not_found(format!("Artifact {path} does not exist"))
         }
+        ArtifactError::Unreachable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            err.to_string(),
+        ),
         other => ApiError::internal(other),
     }
 }
