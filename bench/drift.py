@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-GOLDEN = HERE.parent.parent / "shared" / "golden"
+GOLDEN = HERE.parent / "tests" / "golden"
 
 
 def measured(cmd):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Drift benchmark: the same reference/current CSV pair at 100k and 1M rows x 13 columns
-# (../shared/golden/gen_data.py --rows N) through Evidently's DataDriftPreset and `mltrail drift`,
+# (tests/golden/gen_data.py --rows N) through Evidently's DataDriftPreset and `mltrail drift`,
 # in one run. Not a test: prints times, peak memory and whether the verdicts agree; writes
 # bench/results/drift.json.
 #   bench/drift.sh [--rows 100000,1000000]

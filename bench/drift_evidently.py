@@ -2,7 +2,7 @@
 
     python drift_evidently.py REFERENCE.csv CURRENT.csv OUT.json
 
-Columns are declared as ../shared/golden/gen_data.py makes them (the label is left out).
+Columns are declared as tests/golden/gen_data.py makes them (the label is left out).
 """
 import json
 import sys

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure bench/.work/evidently-venv has Evidently 0.7.23 (the version ../shared/golden was
-# computed with) and prints its python. Used by the benchmarks that run Evidently as the peer.
+# Makes sure bench/.work/evidently-venv has Evidently 0.7.23 (the version tests/golden/golden/drift.json
+# was computed with) and prints its python. Used by the benchmarks that run Evidently as the peer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=bench/.work/evidently-venv

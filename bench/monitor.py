@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from drift import measured  # GNU time around a whole process (bench/drift.py)
 
 HERE = Path(__file__).resolve().parent
-GOLDEN = HERE.parent.parent / "shared" / "golden"
+GOLDEN = HERE.parent / "tests" / "golden"
 HOUR = 3_600_000
 
 
