@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 
 pub struct Req {
     fields: Map<String, Value>,
-    /// The fields that came in the JSON body (a repeated query key is a list; a list in the
-    /// body where a string belongs is the caller's mistake).
-    from_body: std::collections::HashSet<String>,
+    /// Query keys given more than once, whose values were gathered into a list (a list where a
+    /// string belongs is the caller's mistake unless it came from such a key). Usually empty.
+    repeated_query: Vec<String>,
     pub actor: String,
 }
 
@@ -59,7 +59,7 @@ impl Req {
     /// Merges the query string and the JSON body; errors name what is malformed.
     pub fn from_parts(actor: String, query: Option<&str>, body: &[u8]) -> Result<Req, ApiError> {
         let mut fields = Map::new();
-        let mut from_body = std::collections::HashSet::new();
+        let mut repeated_query = Vec::new();
         if let Some(query) = query {
             for (k, v) in form_pairs(query) {
                 match fields.get_mut(&k) {
@@ -67,6 +67,7 @@ impl Req {
                     Some(existing) => {
                         let first = existing.take();
                         *existing = Value::Array(vec![first, Value::String(v)]);
+                        repeated_query.push(k);
                     }
                     None => {
                         fields.insert(k, Value::String(v));
@@ -77,7 +78,8 @@ impl Req {
         if !body.iter().all(|b| b.is_ascii_whitespace()) {
             match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(map)) => {
-                    from_body.extend(map.keys().cloned());
+                    // A body field replaces the query's, list and all.
+                    repeated_query.retain(|k| !map.contains_key(k));
                     fields.extend(map);
                 }
                 Ok(_) => return Err(ApiError::invalid("Request body must be a JSON object")),
@@ -90,7 +92,7 @@ impl Req {
         }
         Ok(Req {
             fields,
-            from_body,
+            repeated_query,
             actor,
         })
     }
@@ -123,29 +125,32 @@ pub(crate) fn json_content_type(
     if ![Method::POST, Method::PUT, Method::PATCH].contains(method) {
         return Ok(());
     }
-    match media_type(headers) {
+    match content_type(headers) {
         None => Err(ApiError::invalid(
             "Bad Request. Content-Type header is missing: send the body as application/json.",
         )),
-        Some((essence, _)) if essence == "application/json" => Ok(()),
-        Some((_, sent)) => Err(ApiError::invalid(format!(
+        Some(sent) if is_media(sent, "application/json") => Ok(()),
+        Some(sent) => Err(ApiError::invalid(format!(
             "Bad Request. Content-Type must be application/json, got '{sent}'."
         ))),
     }
 }
 
-/// The request's media type without parameters, lowercased (`text/csv` of
-/// `text/csv; charset=utf-8`), and the header as sent, for messages; `None` without one.
-pub(crate) fn media_type(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(axum::http::header::CONTENT_TYPE)?;
-    let sent = value.to_str().unwrap_or("(not text)").to_string();
-    let essence = sent
+/// The `Content-Type` header as sent (`(not text)` when it is not text); `None` without one.
+pub(crate) fn content_type(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"))
+}
+
+/// Whether a `Content-Type` value names `media` (lowercase), whatever its parameters and case:
+/// `text/CSV; charset=utf-8` is `text/csv`. Runs on every scoring request, so it allocates
+/// nothing.
+pub(crate) fn is_media(content_type: &str, media: &str) -> bool {
+    content_type
         .split(';')
         .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    Some((essence, sent))
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(media))
 }
 
 /// Who made the request: the HTTP Basic user when given, else "anonymous". (Authentication is
@@ -194,7 +199,7 @@ impl Req {
             Value::String(s) => Ok(Some(s.clone())),
             Value::Number(n) => Ok(Some(n.to_string())),
             Value::Bool(b) => Ok(Some(b.to_string())),
-            Value::Array(items) if !self.from_body.contains(key) => {
+            Value::Array(items) if self.repeated_query.iter().any(|k| k == key) => {
                 Ok(items.first().and_then(Value::as_str).map(str::to_string))
             }
             other => Err(ApiError::invalid(format!(
@@ -431,5 +436,11 @@ mod tests {
         assert!(req.opt_str("name").is_err());
         let req = Req::from_parts("t".into(), Some("name=a&name=b"), b"").unwrap();
         assert_eq!(req.opt_str("name").unwrap().as_deref(), Some("a"));
+        let req =
+            Req::from_parts("t".into(), Some("name=a&name=b"), br#"{"name": ["c"]}"#).unwrap();
+        assert!(
+            req.opt_str("name").is_err(),
+            "the body's list replaced the query's"
+        );
     }
 }

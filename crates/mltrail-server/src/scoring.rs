@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mltrail_serving::deployment::{
-    Body, Deployment, FailureKind, Feedback, FeedbackError, Scored, METRICS_CONTENT_TYPE,
+    BodyFormat, Deployment, FailureKind, Feedback, FeedbackError, Scored, METRICS_CONTENT_TYPE,
 };
 use mltrail_serving::record::LogRecord;
 use serde_json::{json, Value};
@@ -31,23 +31,17 @@ fn json_response(body: Vec<u8>) -> Response {
 
 /// What the body of a scoring request is, from its `Content-Type`: JSON or CSV, as MLflow's
 /// scoring server takes; anything else is refused with 415 before the body is read.
-#[derive(Clone, Copy)]
-enum Format {
-    Json,
-    Csv,
-}
-
-fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
-    let media = crate::req::media_type(headers);
-    match media.as_ref().map(|(essence, _)| essence.as_str()) {
-        Some("application/json") => Ok(Format::Json),
-        Some("text/csv") => Ok(Format::Csv),
-        _ => Err(ApiError::new(
+fn format_of(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    use crate::req::{content_type, is_media};
+    match content_type(headers) {
+        Some(sent) if is_media(sent, "application/json") => Ok(BodyFormat::Json),
+        Some(sent) if is_media(sent, "text/csv") => Ok(BodyFormat::Csv),
+        sent => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "BAD_REQUEST",
             format!(
                 "Content-Type {} is not supported: send application/json or text/csv",
-                media.map_or("(none)".to_string(), |(_, sent)| format!("'{sent}'"))
+                sent.map_or("(none)".to_string(), |s| format!("'{s}'"))
             ),
         )),
     }
@@ -70,11 +64,7 @@ async fn scored(
         });
         ApiError::body_rejected(rejection, "BAD_REQUEST")
     })?;
-    let body = match format {
-        Format::Json => Body::Json(&body),
-        Format::Csv => Body::Csv(&body),
-    };
-    Ok(dep.score(body, started).await?)
+    Ok(dep.score(format, &body, started).await?)
 }
 
 async fn invocations(

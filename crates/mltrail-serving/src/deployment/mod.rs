@@ -55,12 +55,12 @@ impl Deref for Serving {
     }
 }
 
-/// A scoring request's body as it arrived: MLflow's scoring protocol takes JSON and CSV.
-#[derive(Debug, Clone, Copy)]
-pub enum Body<'a> {
-    Json(&'a [u8]),
+/// What a scoring request's body is: MLflow's scoring protocol takes JSON and CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
     /// `text/csv`: a header row, then a row per record.
-    Csv(&'a [u8]),
+    Csv,
 }
 
 /// One scored request.
@@ -225,9 +225,14 @@ impl Deployment {
 
     /// Decodes, validates, runs and logs one request. `started` is when the request arrived:
     /// the logged latency and the latency metric count from it.
-    pub async fn score(&self, body: Body<'_>, started: Instant) -> Result<Scored, ScoreError> {
+    pub async fn score(
+        &self,
+        format: BodyFormat,
+        body: &[u8],
+        started: Instant,
+    ) -> Result<Scored, ScoreError> {
         let serving = self.current();
-        let result = self.score_with(&serving, body, started).await;
+        let result = self.score_with(&serving, format, body, started).await;
         serving.metrics.observe(
             result
                 .as_ref()
@@ -241,12 +246,13 @@ impl Deployment {
     async fn score_with(
         &self,
         serving: &Arc<Serving>,
-        body: Body<'_>,
+        format: BodyFormat,
+        body: &[u8],
         started: Instant,
     ) -> Result<Scored, ScoreError> {
-        let json: Json = match body {
-            Body::Json(bytes) => serde_json::from_slice(bytes).map_err(ScoreError::Json)?,
-            Body::Csv(bytes) => request::csv_body(bytes)?,
+        let json: Json = match format {
+            BodyFormat::Json => serde_json::from_slice(body).map_err(ScoreError::Json)?,
+            BodyFormat::Csv => request::csv_body(body)?,
         };
         let decoded = request::decode(json, &serving.model.model, &serving.signature)?;
         let outputs = serving
