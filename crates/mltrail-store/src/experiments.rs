@@ -125,13 +125,28 @@ async fn experiments_from_rows(
         .collect()
 }
 
-/// Creates experiment 0, "Default", unless it exists (MLflow clients assume it does).
+/// Creates experiment 0, "Default", unless it exists (MLflow clients assume it does). A store
+/// whose audit trail already records experiment 0 but has lost its row was tampered with:
+/// re-creating it would add a fresh event and hide the deletion from `audit verify`, so it is
+/// left missing and the server says why.
 pub(crate) async fn ensure_default_experiment(store: &MetaStore) -> Result<(), StoreError> {
     let exists: Option<i64> =
         sqlx::query_scalar("SELECT experiment_id FROM experiments WHERE experiment_id = 0")
             .fetch_optional(store.readers())
             .await?;
     if exists.is_some() {
+        return Ok(());
+    }
+    let recorded: Option<i64> = sqlx::query_scalar(
+        "SELECT seq FROM audit_log WHERE entity_type = 'experiment' AND entity_id = '0' LIMIT 1",
+    )
+    .fetch_optional(store.readers())
+    .await?;
+    if let Some(seq) = recorded {
+        tracing::error!(
+            event = seq,
+            "experiment 0 is missing although the audit trail records it; not re-creating it (run `mltrail audit verify`)"
+        );
         return Ok(());
     }
     store
