@@ -737,6 +737,12 @@ struct Writer {
     current_seq: Arc<AtomicU64>,
     buffer: Vec<u8>,
     closed: bool,
+    /// A failed write could not be cut off: the next batch goes to a new segment.
+    must_roll: bool,
+    /// Fsync durability: a segment was created and the directory not yet synced.
+    dir_unsynced: bool,
+    /// Default durability's syncer thread, joined on close so nothing touches the files after.
+    syncer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
@@ -762,6 +768,7 @@ impl Writer {
         let dirty = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let syncs = Arc::new(AtomicU64::new(0));
+        let mut syncer = None;
         if config.durability == Durability::Default {
             let (dirty, targets, stop, syncs, every, dir) = (
                 dirty.clone(),
@@ -771,7 +778,7 @@ impl Writer {
                 config.sync_interval,
                 config.dir.clone(),
             );
-            std::thread::Builder::new().name("mltrail-predlog-sync".into()).spawn(move || {
+            syncer = Some(std::thread::Builder::new().name("mltrail-predlog-sync".into()).spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(every);
                     let was_dirty = dirty.swap(false, Ordering::AcqRel);
@@ -793,7 +800,7 @@ impl Writer {
                         }
                     }
                 }
-            })?;
+            })?);
         }
         Ok(Self {
             config,
@@ -809,6 +816,9 @@ impl Writer {
             current_seq,
             buffer: Vec::new(),
             closed: false,
+            must_roll: false,
+            dir_unsynced: false,
+            syncer,
         })
     }
 
@@ -820,8 +830,10 @@ impl Writer {
                 .open(segment_path(&self.config.dir, self.seq + 1))?,
         );
         match self.config.durability {
-            // Every batch of the old segment is already fdatasync'ed; only the new name needs it.
-            Durability::Fsync => File::open(&self.config.dir)?.sync_all()?,
+            // Every batch of the old segment is already fdatasync'ed; only the new name needs
+            // it, and the first batch's sync does it (a failure there must not leave the
+            // writer pointing at the old segment while the new file already exists).
+            Durability::Fsync => self.dir_unsynced = true,
             // The syncer finishes the old segment and the directory within a sync interval.
             Durability::Default => {
                 if let Ok(mut targets) = self.sync_target.lock() {
@@ -836,12 +848,24 @@ impl Writer {
         self.current_seq.store(self.seq, Ordering::Release);
         self.written = 0;
         self.opened = Instant::now();
+        self.must_roll = false;
+        Ok(())
+    }
+
+    /// Fsync durability: the batch's data, then the directory if a segment was created since.
+    fn sync_batch(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        if self.dir_unsynced {
+            File::open(&self.config.dir)?.sync_all()?;
+            self.dir_unsynced = false;
+        }
         Ok(())
     }
 
     /// Frames and writes entries with one write(2); fdatasyncs first-hand in fsync mode.
     fn write_entries<'e>(&mut self, entries: impl Iterator<Item = &'e Entry>) -> io::Result<()> {
-        if self.written >= self.config.segment_bytes
+        if self.must_roll
+            || self.written >= self.config.segment_bytes
             || self.opened.elapsed() >= self.config.segment_age
         {
             self.roll()?;
@@ -857,14 +881,27 @@ impl Writer {
             frame(&entry.payload, &mut buf);
             located.push((entry.id, entry.kind, loc));
         }
-        let written = (&*self.file).write_all(&buf);
+        let stored = (&*self.file)
+            .write_all(&buf)
+            .and_then(|()| match self.config.durability {
+                Durability::Fsync => self.sync_batch(),
+                Durability::Default => Ok(()),
+            });
         let len = buf.len() as u64;
         self.buffer = buf;
-        written?;
+        if let Err(e) = stored {
+            // A full disk can take part of the batch. Cut it off, so the next batch starts on a
+            // frame boundary at the offset the index expects; left in place, it would read as a
+            // torn tail at recovery and cut every later (acknowledged) record with it.
+            if let Err(cut) = self.file.set_len(self.written) {
+                tracing::error!(error = %cut, "prediction log: cannot cut a failed write; the next batch starts a new segment");
+                self.must_roll = true;
+            }
+            return Err(e);
+        }
         self.written += len;
-        match self.config.durability {
-            Durability::Fsync => self.file.sync_data()?,
-            Durability::Default => self.dirty.store(true, Ordering::Release),
+        if self.config.durability == Durability::Default {
+            self.dirty.store(true, Ordering::Release);
         }
         if let Ok(mut index) = self.index.lock() {
             for (id, kind, loc) in located {
@@ -880,6 +917,9 @@ impl Writer {
         }
         self.closed = true;
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(syncer) = self.syncer.take() {
+            let _ = syncer.join();
+        }
         let retired = self
             .sync_target
             .lock()
