@@ -25,40 +25,57 @@ pub enum ArtifactError {
     /// request may succeed later.
     #[error("artifact storage is unreachable: {0}")]
     Unreachable(String),
+    /// Writing a file where a directory is, or beneath a file (local folders; object stores
+    /// have no directories): the request is at fault, not the store.
+    #[error("the artifact path conflicts with a stored one: {0}")]
+    PathConflict(String),
+    /// The destination's disk is full: the request may succeed once space returns.
+    #[error("artifact storage is full: {0}")]
+    Full(String),
 }
 
 impl From<object_store::Error> for ArtifactError {
     fn from(err: object_store::Error) -> Self {
         match err {
             object_store::Error::NotFound { path, .. } => ArtifactError::NotFound(path),
-            other if unreachable(&other) => ArtifactError::Unreachable(other.to_string()),
-            other => ArtifactError::Storage(other.to_string()),
+            other => {
+                use std::io::ErrorKind;
+                let message = other.to_string();
+                match io_kind(&other) {
+                    Some(
+                        ErrorKind::ConnectionRefused
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::NotConnected
+                        | ErrorKind::TimedOut
+                        | ErrorKind::BrokenPipe,
+                    ) => ArtifactError::Unreachable(message),
+                    Some(
+                        ErrorKind::IsADirectory
+                        | ErrorKind::NotADirectory
+                        | ErrorKind::AlreadyExists,
+                    ) => ArtifactError::PathConflict(message),
+                    Some(ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => {
+                        ArtifactError::Full(message)
+                    }
+                    _ => ArtifactError::Storage(message),
+                }
+            }
         }
     }
 }
 
-/// Whether an error comes from not reaching the store at all: an I/O error of a failed or cut
-/// connection somewhere down its chain of sources (object_store wraps its HTTP client's).
-fn unreachable(err: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind;
+/// The kind of the first I/O error down an error's chain of sources (object_store wraps its
+/// HTTP client's and the file system's).
+fn io_kind(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     let mut current = Some(err);
     while let Some(e) = current {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                ErrorKind::ConnectionRefused
-                    | ErrorKind::ConnectionReset
-                    | ErrorKind::ConnectionAborted
-                    | ErrorKind::NotConnected
-                    | ErrorKind::TimedOut
-                    | ErrorKind::BrokenPipe
-            ) {
-                return true;
-            }
+            return Some(io.kind());
         }
         current = e.source();
     }
-    false
+    None
 }
 
 /// One entry of a directory listing, with its path relative to the listed directory.
@@ -252,6 +269,32 @@ mod tests {
     }
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_file_where_a_directory_is_or_under_a_file_is_a_path_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
+        store
+            .put(&p("0/bc/x.txt"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let onto_directory = store.put(&p("0/bc"), Bytes::from_static(b"y")).await;
+        assert!(
+            matches!(onto_directory, Err(ArtifactError::PathConflict(_))),
+            "{onto_directory:?}"
+        );
+        let under_file = store
+            .put(&p("0/bc/x.txt/z"), Bytes::from_static(b"z"))
+            .await;
+        assert!(
+            matches!(under_file, Err(ArtifactError::PathConflict(_))),
+            "{under_file:?}"
+        );
+        assert_eq!(
+            store.get(&p("0/bc/x.txt")).await.unwrap(),
+            Bytes::from_static(b"x")
+        );
+    }
 
     fn p(s: &str) -> ArtifactPath {
         ArtifactPath::parse(s).unwrap()

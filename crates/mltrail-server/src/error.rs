@@ -139,7 +139,8 @@ fn artifact_error(err: &ArtifactError) -> ApiError {
         ArtifactError::NotFound(path) => {
             ApiError::not_found(format!("Artifact {path} does not exist"))
         }
-        ArtifactError::Unreachable(_) => ApiError::new(
+        ArtifactError::PathConflict(_) => ApiError::invalid(err.to_string()),
+        ArtifactError::Unreachable(_) | ArtifactError::Full(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "TEMPORARILY_UNAVAILABLE",
             err.to_string(),

@@ -16,7 +16,8 @@ pub enum StoreErrorKind {
     InvalidParameter,
     InvalidState,
     Database,
-    /// The database cannot be reached now (stopped, restarting, connection lost): try again.
+    /// The database cannot take the request now (stopped, restarting, connection lost, or its
+    /// disk is full): try again.
     Unavailable,
     Artifacts,
     Closed,
@@ -56,7 +57,9 @@ impl StoreError {
             StoreError::AlreadyExists(_) => StoreErrorKind::AlreadyExists,
             StoreError::InvalidParameter(_) => StoreErrorKind::InvalidParameter,
             StoreError::InvalidState(_) => StoreErrorKind::InvalidState,
-            StoreError::Database(d) if d.is_connection() => StoreErrorKind::Unavailable,
+            StoreError::Database(d) if d.is_connection() || d.is_out_of_space() => {
+                StoreErrorKind::Unavailable
+            }
             StoreError::Database(_) => StoreErrorKind::Database,
             StoreError::Artifacts(_) => StoreErrorKind::Artifacts,
             StoreError::Closed => StoreErrorKind::Closed,
@@ -315,6 +318,24 @@ impl DatabaseError {
             sqlx::Error::Database(db) => db
                 .code()
                 .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        }
+    }
+}
+
+impl DatabaseError {
+    /// Whether the database's disk is full (SQLite's SQLITE_FULL, PostgreSQL's 53100): the
+    /// statement was rolled back and succeeds once space returns.
+    pub fn is_out_of_space(&self) -> bool {
+        const SQLITE_FULL: i32 = 13;
+        match self {
+            DatabaseError::Sqlite { code, .. } => code & 0xff == SQLITE_FULL,
+            DatabaseError::Sqlx(err) => match err.as_ref() {
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+                    c == "53100" || c.parse::<i32>().is_ok_and(|n| n & 0xff == SQLITE_FULL)
+                }),
+                _ => false,
+            },
             _ => false,
         }
     }
