@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: Rust unit and integration tests, then the mlflow-client compatibility suite against
 # mltrail server on SQLite + local folder, PostgreSQL + local folder, and SQLite + S3 (moto), then
-# the fault-injection tests (tests/faults: PostgreSQL stopped and restarted under write load).
+# the fault-injection tests (tests/faults: PostgreSQL stopped and restarted under write load, the
+# S3-compatible store out of reach, a full disk under the SQLite store and the prediction log).
 # Services start on 127.0.0.1 with free ports and are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,5 +31,5 @@ endpoint=$(scripts/s3.sh start "$work/s3" mltrail-test)
 AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
   MLTRAIL_TEST_ARTIFACTS="s3://mltrail-test/artifacts" "${pytest[@]}"
 
-echo "== fault injection: PostgreSQL stopped and restarted under write load"
+echo "== fault injection: PostgreSQL restarted, S3 out of reach, full disks"
 .venv/bin/pytest -q -p no:cacheprovider tests/faults
