@@ -220,6 +220,29 @@ impl ArtifactStore {
         Ok(out)
     }
 
+    /// Every file in the store with its size, in no particular order (for backups).
+    pub async fn files(&self) -> Result<Vec<(ArtifactPath, u64)>, ArtifactError> {
+        let root = self.prefix.as_ref().map(|p| p.as_ref().to_string());
+        let metas: Vec<object_store::ObjectMeta> =
+            self.inner.list(self.prefix.as_ref()).try_collect().await?;
+        metas
+            .into_iter()
+            .map(|meta| {
+                let full = meta.location.as_ref();
+                let relative = match &root {
+                    Some(root) => full
+                        .strip_prefix(root.as_str())
+                        .map(|r| r.trim_start_matches('/'))
+                        .unwrap_or(full),
+                    None => full,
+                };
+                ArtifactPath::parse(relative)
+                    .map(|path| (path, meta.size))
+                    .map_err(|e| ArtifactError::Storage(format!("stored name {full}: {e}")))
+            })
+            .collect()
+    }
+
     /// Deletes a file, or every file under a directory.
     pub async fn delete(&self, path: &ArtifactPath) -> Result<(), ArtifactError> {
         let location = self.location(path);

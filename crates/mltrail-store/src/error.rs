@@ -118,6 +118,11 @@ pub enum AlreadyExists {
 /// A value that breaks a rule, with the value.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Invalid {
+    /// `mltrail backup` copies SQLite stores; PostgreSQL has its own tools.
+    #[error("a PostgreSQL store is backed up with PostgreSQL's tools (pg_dump or base backups), not `mltrail backup`: see docs/operations.md")]
+    BackupOfPostgres,
+    #[error("the backup file {0} exists already; choose a new folder")]
+    BackupExists(String),
     #[error("backend store URI {0:?} names no database file")]
     StoreUriWithoutFile(String),
     #[error("unsupported backend store URI {0:?}: use sqlite:///path/to/file.db or postgresql://user@host:port/db")]

@@ -28,6 +28,7 @@
 
 pub mod artifacts;
 mod audited;
+pub mod backup;
 pub mod datasets;
 pub mod deployments;
 mod error;
@@ -113,6 +114,7 @@ pub struct MetaStore {
 }
 
 struct Inner {
+    backend: Backend,
     readers: AnyPool,
     writer: writer::WriterHandle<hot_path::TrackingPath>,
     checkpointer: tokio::sync::Mutex<Option<writer::checkpoint::Checkpointer>>,
@@ -254,6 +256,7 @@ impl MetaStore {
         .await?;
         let store = MetaStore {
             inner: Arc::new(Inner {
+                backend,
                 readers,
                 writer,
                 checkpointer: tokio::sync::Mutex::new(checkpointer),
@@ -261,6 +264,11 @@ impl MetaStore {
         };
         experiments::ensure_default_experiment(&store).await?;
         Ok(store)
+    }
+
+    /// Which database the store is on.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
     }
 
     pub(crate) fn readers(&self) -> &AnyPool {

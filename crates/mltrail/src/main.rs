@@ -2,6 +2,7 @@
 //! out, errors to exit codes.
 
 mod args;
+mod backup;
 mod config;
 mod data;
 mod drift;
@@ -67,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: PredictionsCommand,
     },
+    /// Copy a SQLite store and its artifacts into a new folder while the server runs, and
+    /// verify the copy's audit trail and artifacts. The copy runs as a store of its own.
+    ///
+    /// PostgreSQL stores are backed up with pg_dump (docs/operations.md).
+    Backup(backup::BackupArgs),
     /// Inspect and verify the hash-chained audit trail.
     Audit {
         #[command(subcommand)]
@@ -211,6 +217,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Drift(_)
             | Command::Data { .. }
             | Command::Audit { .. }
+            | Command::Backup(_)
             | Command::Predictions { .. }
             | Command::Monitor { .. }
             | Command::Config { .. }
@@ -237,6 +244,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => audit(command).await,
+        Command::Backup(args) => backup::run(args, audit_artifacts).await,
         Command::Data { command } => {
             data::run(command).await?;
             Ok(ExitCode::SUCCESS)
