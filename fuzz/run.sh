@@ -35,8 +35,12 @@ run_one() {
     echo "$t: $(ls "corpus/$t" | wc -l) corpus inputs after minimizing"
     return
   fi
+  local extra=()
+  # sqlx's SQLite connection threads outlive close() by a moment; LeakSanitizer's check at the
+  # end of each input counts them as leaks. This target opens a store per input.
+  [ "$t" = audit_verify ] && extra+=(-detect_leaks=0)
   cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
-    -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=4096 -timeout=60 \
+    -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=4096 -timeout=60 "${extra[@]}" \
     >"logs/$t.log" 2>&1 || true
   echo "$t: $(grep -E '^stat::number_of_executed_units' "logs/$t.log" | awk '{print $2}') executions," \
     "$(ls "artifacts/$t" 2>/dev/null | wc -l) crash files"

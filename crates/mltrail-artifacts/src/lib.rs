@@ -25,10 +25,11 @@ pub enum ArtifactError {
     /// request may succeed later.
     #[error("artifact storage is unreachable: {0}")]
     Unreachable(String),
-    /// Writing a file where a directory is, or beneath a file (local folders; object stores
-    /// have no directories): the request is at fault, not the store.
-    #[error("the artifact path conflicts with a stored one: {0}")]
-    PathConflict(String),
+    /// A path this store cannot hold: a file where a directory is or beneath a file (local
+    /// folders; object stores have no directories), or a name longer than the file system
+    /// takes. The request is at fault, not the store.
+    #[error("the artifact path cannot be stored here: {0}")]
+    UnstorablePath(String),
     /// The destination's disk is full: the request may succeed once space returns.
     #[error("artifact storage is full: {0}")]
     Full(String),
@@ -53,8 +54,9 @@ impl From<object_store::Error> for ArtifactError {
                     Some(
                         ErrorKind::IsADirectory
                         | ErrorKind::NotADirectory
-                        | ErrorKind::AlreadyExists,
-                    ) => ArtifactError::PathConflict(message),
+                        | ErrorKind::AlreadyExists
+                        | ErrorKind::InvalidFilename,
+                    ) => ArtifactError::UnstorablePath(message),
                     Some(ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => {
                         ArtifactError::Full(message)
                     }
@@ -294,7 +296,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_file_where_a_directory_is_or_under_a_file_is_a_path_conflict() {
+    async fn a_file_where_a_directory_is_under_a_file_or_with_a_too_long_name_is_unstorable() {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
         store
@@ -303,19 +305,31 @@ mod tests {
             .unwrap();
         let onto_directory = store.put(&p("0/bc"), Bytes::from_static(b"y")).await;
         assert!(
-            matches!(onto_directory, Err(ArtifactError::PathConflict(_))),
+            matches!(onto_directory, Err(ArtifactError::UnstorablePath(_))),
             "{onto_directory:?}"
         );
         let under_file = store
             .put(&p("0/bc/x.txt/z"), Bytes::from_static(b"z"))
             .await;
         assert!(
-            matches!(under_file, Err(ArtifactError::PathConflict(_))),
+            matches!(under_file, Err(ArtifactError::UnstorablePath(_))),
             "{under_file:?}"
         );
         assert_eq!(
             store.get(&p("0/bc/x.txt")).await.unwrap(),
             Bytes::from_static(b"x")
+        );
+        // 100 `^` become 300 bytes once escaped for the file system: over its 255 per name.
+        let long = p(&format!("0/{}", "^".repeat(100)));
+        let too_long = store.put(&long, Bytes::from_static(b"z")).await;
+        assert!(
+            matches!(too_long, Err(ArtifactError::UnstorablePath(_))),
+            "{too_long:?}"
+        );
+        let read = store.get(&long).await;
+        assert!(
+            matches!(read, Err(ArtifactError::UnstorablePath(_))),
+            "{read:?}"
         );
     }
 

@@ -139,7 +139,7 @@ fn artifact_error(err: &ArtifactError) -> ApiError {
         ArtifactError::NotFound(path) => {
             ApiError::not_found(format!("Artifact {path} does not exist"))
         }
-        ArtifactError::PathConflict(_) => ApiError::invalid(err.to_string()),
+        ArtifactError::UnstorablePath(_) => ApiError::invalid(err.to_string()),
         ArtifactError::Unreachable(_) | ArtifactError::Full(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "TEMPORARILY_UNAVAILABLE",

@@ -311,7 +311,8 @@ async fn run<C: Coalesced>(
                 }
                 Ok(conn) => {
                     let committed_head = audit.head_snapshot();
-                    let mut sql_outcome = match exec(conn, begin).await {
+                    let mut sql_outcome = match begin_group(conn, backend, begin, &mut audit).await
+                    {
                         Ok(()) => run_jobs(conn, &mut audit, jobs, &mut completions).await,
                         Err(e) => Err(e),
                     };
@@ -372,6 +373,31 @@ async fn run<C: Coalesced>(
     if let Some(done) = stop {
         let _ = done.send(());
     }
+}
+
+/// Any number of `mltrail server` processes may share one PostgreSQL database; the chain must
+/// stay one line through all of them. Each group takes this transaction-scoped advisory lock
+/// (key 0x6d6c7472_61696c, "mltrail") and then continues from the head as stored, not from
+/// what this process last wrote. Selected through count(*): the lock function returns `void`,
+/// a type sqlx cannot read.
+const TAKE_CHAIN_LOCK: &str =
+    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(30800019852454252)) AS chain_lock";
+
+/// Opens a group's transaction. On PostgreSQL it waits for the chain lock, then reloads the
+/// head (two statements: under READ COMMITTED the head must be read after the lock is held).
+/// SQLite has one writer process, whose in-memory head is always current.
+async fn begin_group(
+    conn: &mut Tx,
+    backend: Backend,
+    begin: &'static str,
+    audit: &mut AuditCtx,
+) -> Result<(), StoreError> {
+    exec(conn, begin).await?;
+    if backend == Backend::Postgres {
+        exec(conn, TAKE_CHAIN_LOCK).await?;
+        audit.restore(chain::load_head(conn).await?);
+    }
+    Ok(())
 }
 
 async fn run_jobs(
