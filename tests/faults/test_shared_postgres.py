@@ -2,6 +2,8 @@
 write is acknowledged, each server reads what the other wrote, and the audit trail stays one
 unbroken chain (`mltrail audit verify`). Without a shared lock on the chain's head, each
 process would continue the chain from its own last event and the second writer would fail.
+A `pg_dump` taken while they write restores (pg_restore into a new database) to a store that
+passes `audit verify` too: the backup path docs/operations.md gives for PostgreSQL.
 
 Runs its own throwaway PostgreSQL (scripts/pg.sh). Bounded: 4 writer threads x 150 requests.
 """
@@ -10,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import requests
@@ -63,6 +66,11 @@ def test_two_servers_on_one_database_keep_one_audit_chain():
         threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
         for t in threads:
             t.start()
+        time.sleep(0.3)
+        pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))[-1].parent
+        dump = work / "mltrail.dump"
+        subprocess.run([str(pg_bin / "pg_dump"), "--format=custom", f"--dbname={uri}", f"--file={dump}"],
+                       check=True, capture_output=True, timeout=120)
         for t in threads:
             t.join(timeout=120)
         assert not failures, failures[:3]
@@ -81,6 +89,17 @@ def test_two_servers_on_one_database_keep_one_audit_chain():
         verified = subprocess.run([BIN, "audit", "verify", "--backend-store-uri", uri],
                                   capture_output=True, text=True, timeout=120)
         assert verified.returncode == 0, verified.stdout + verified.stderr
+
+        host, port = uri.split("@", 1)[1].split("/", 1)[0].split(":")
+        subprocess.run([str(pg_bin / "createdb"), "-h", host, "-p", port, "-U", "mltrail", "restored"],
+                       check=True, capture_output=True, timeout=60)
+        restored = uri.rsplit("/", 1)[0] + "/restored"
+        subprocess.run([str(pg_bin / "pg_restore"), f"--dbname={restored}", str(dump)],
+                       check=True, capture_output=True, timeout=120)
+        verified = subprocess.run([BIN, "audit", "verify", "--backend-store-uri", restored],
+                                  capture_output=True, text=True, timeout=120)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "audit trail intact" in verified.stdout
     finally:
         for p in procs:
             p.kill()
