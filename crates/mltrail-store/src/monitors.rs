@@ -438,9 +438,54 @@ pub async fn record_window(
                 };
                 audit.record(tx, action, &AlertRef(alert.id.into_inner())).await?;
             }
-            sqlx::query("UPDATE monitors SET next_window_start = $1 WHERE monitor_id = $2")
+            sqlx::query("UPDATE monitors SET next_window_start = $1, claimed_until = NULL WHERE monitor_id = $2")
                 .bind(result.window_end)
                 .bind(result.monitor_id.into_inner())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+        .await
+}
+
+/// Claims the window starting at `start` for this process until `until`: true when this
+/// process is to evaluate it; false when the window was recorded already or another server
+/// holds an unexpired claim. A server that dies while evaluating loses its claim at `until`.
+pub async fn claim_window(
+    store: &MetaStore,
+    monitor_id: &MonitorId,
+    start: i64,
+    now: i64,
+    until: i64,
+) -> Result<bool, StoreError> {
+    let monitor_id = monitor_id.as_str().to_string();
+    store
+        .transaction("monitor", async move |tx, _audit| {
+            let claimed = sqlx::query("UPDATE monitors SET claimed_until = $1 WHERE monitor_id = $2 AND next_window_start = $3 AND (claimed_until IS NULL OR claimed_until < $4)")
+                .bind(until)
+                .bind(monitor_id)
+                .bind(start)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            Ok(claimed.rows_affected() == 1)
+        })
+        .await
+}
+
+/// Gives up this process's claim on the window starting at `start` (its evaluation failed),
+/// so the next pass of any server retries it.
+pub async fn release_window(
+    store: &MetaStore,
+    monitor_id: &MonitorId,
+    start: i64,
+) -> Result<(), StoreError> {
+    let monitor_id = monitor_id.as_str().to_string();
+    store
+        .transaction("monitor", async move |tx, _audit| {
+            sqlx::query("UPDATE monitors SET claimed_until = NULL WHERE monitor_id = $1 AND next_window_start = $2")
+                .bind(monitor_id)
+                .bind(start)
                 .execute(&mut *tx)
                 .await?;
             Ok(())

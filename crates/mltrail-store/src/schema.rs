@@ -9,7 +9,19 @@ use sqlx::AnyConnection;
 use std::sync::Arc;
 
 /// Ordered migrations; a migration is never edited once released, only appended to.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+    (7, V7),
+];
+
+/// A monitor window claimed by one server until this time (several servers on one database
+/// evaluate each window once). Progress, not audited state.
+const V7: &str = "ALTER TABLE monitors ADD COLUMN claimed_until BIGINT;";
 
 /// On SQLite only ([`audit_seq_as_rowid`]): nothing common to both backends.
 const V6: &str = "";

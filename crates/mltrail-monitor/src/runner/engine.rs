@@ -36,6 +36,10 @@ pub trait AlertSink: Send + Sync {
 /// Windows evaluated per monitor per pass, so a long backlog does not starve other monitors.
 const MAX_WINDOWS_PER_PASS: usize = 50;
 
+/// How long a server's claim on a window lasts: if it dies while evaluating, another server
+/// takes the window over after this.
+const CLAIM_MS: i64 = 5 * 60 * 1000;
+
 pub struct Engine {
     store: MetaStore,
     artifacts: ArtifactStore,
@@ -178,9 +182,24 @@ impl Engine {
                 if end + monitor.spec.delay_ms > now {
                     break;
                 }
+                // Every server on a shared database runs this loop; one evaluates each window.
+                let claimed_at = mltrail_core::now_millis();
+                if !monitors::claim_window(
+                    &self.store,
+                    &monitor.id,
+                    start,
+                    claimed_at,
+                    claimed_at + CLAIM_MS,
+                )
+                .await?
+                {
+                    break;
+                }
                 // A monitor whose storage fails is retried next pass; the others go on.
                 if let Err(e) = self.evaluate(&monitor, start, end).await {
                     tracing::warn!(monitor = %monitor.id, deployment = %monitor.spec.deployment, window_start = start, error = %e, "monitor window not evaluated; retrying next pass");
+                    // Unreleased (the database is down, say), the claim lapses after CLAIM_MS.
+                    let _ = monitors::release_window(&self.store, &monitor.id, start).await;
                     break;
                 }
                 evaluated += 1;
