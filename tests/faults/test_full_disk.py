@@ -45,8 +45,9 @@ def small_disk(work, mounts, name, size):
     return path
 
 
-def fill(disk):
-    """Writes a filler file until the disk is full; returns its path."""
+def fill(disk, leave=0):
+    """Writes a filler file until the disk is full, then frees `leave` bytes (whole 4 KiB
+    pages, tmpfs's unit); returns its path."""
     filler = disk / "filler"
     chunk = b"\0" * 4096
     with open(filler, "wb", buffering=0) as f:
@@ -55,6 +56,8 @@ def fill(disk):
                 f.write(chunk)
         except OSError as e:
             assert e.errno == errno.ENOSPC, e
+        if leave:
+            f.truncate(os.path.getsize(filler) - leave)
     return filler
 
 
@@ -155,7 +158,8 @@ def test_the_prediction_log_on_a_full_disk_refuses_clearly_and_recovers(work):
 
     for i in range(10):
         assert predict(i) == 200
-    filler = fill(disk)
+    # One page left: the next batch (20 records, over 4 KiB) is written part-way, then fails.
+    filler = fill(disk, leave=4096)
     refused = [i for i in range(10, 200) if predict(i) == 503]
     assert refused, "the disk never filled up"
     filler.unlink()
@@ -170,6 +174,8 @@ def test_the_prediction_log_on_a_full_disk_refuses_clearly_and_recovers(work):
         return True
 
     assert readable(serving)
+    assert "cut a write that failed part-way" in (work / "serve.log").read_text(), \
+        "no write failed part-way: the test did not reach the case it is for"
     serve.terminate()
     serve.wait(timeout=15)
     procs.remove(serve)

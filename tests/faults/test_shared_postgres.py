@@ -27,6 +27,7 @@ def test_two_servers_on_one_database_keep_one_audit_chain():
     try:
         uri = subprocess.run([str(ROOT / "scripts" / "pg.sh"), "start", str(work / "pg")], check=True,
                              capture_output=True, text=True, timeout=120).stdout.strip()
+        # Both start at once on the empty database: one migrates it, the other waits its turn.
         urls = []
         for i in range(2):
             port = free_port()
@@ -35,7 +36,9 @@ def test_two_servers_on_one_database_keep_one_audit_chain():
                                           stdout=subprocess.DEVNULL, stderr=open(work / f"server{i}.log", "w"),
                                           env={**os.environ, "MLTRAIL_LOG": "warn"}))
             urls.append(f"http://127.0.0.1:{port}")
-            wait_for(f"server {i}", lambda u=urls[-1]: ok(f"{u}/health"))
+        for i, (u, p) in enumerate(zip(urls, procs)):
+            wait_for(f"server {i}", lambda u=u, p=p: ok(f"{u}/health") or p.poll() is not None)
+            assert p.poll() is None, (work / f"server{i}.log").read_text()
         api = [f"{u}/api/2.0/mlflow/" for u in urls]
         exp = requests.post(api[0] + "experiments/create", json={"name": "shared"}).json()["experiment_id"]
         run = requests.post(api[1] + "runs/create", json={"experiment_id": exp}).json()["run"]["info"]["run_id"]
@@ -66,13 +69,15 @@ def test_two_servers_on_one_database_keep_one_audit_chain():
         threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
         for t in threads:
             t.start()
-        time.sleep(0.3)
+        wait_for("writes under way", lambda: len(acknowledged) >= 50, seconds=60)
         pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))[-1].parent
         dump = work / "mltrail.dump"
         subprocess.run([str(pg_bin / "pg_dump"), "--format=custom", f"--dbname={uri}", f"--file={dump}"],
                        check=True, capture_output=True, timeout=120)
+        during_dump = len(acknowledged)
         for t in threads:
             t.join(timeout=120)
+        assert during_dump < 600, "the dump was not taken under writes"
         assert not failures, failures[:3]
 
         for base in api:
@@ -81,6 +86,8 @@ def test_two_servers_on_one_database_keep_one_audit_chain():
             assert {int(m["step"]) for m in history["metrics"]} == {s for k, s in acknowledged if k == 0}
             params = requests.get(base + "runs/get", params={"run_id": run}).json()["run"]["data"]["params"]
             assert {int(p["key"][1:]) for p in params} == {s for k, s in acknowledged if k == 1}
+            tags = requests.get(base + "experiments/get", params={"experiment_id": exp}).json()["experiment"]["tags"]
+            assert {int(t["key"][1:]) for t in tags if t["key"].startswith("t")} == {s for k, s in acknowledged if k == 2}
 
         for p in procs:
             p.terminate()

@@ -37,47 +37,69 @@ pub enum ArtifactError {
 
 impl From<object_store::Error> for ArtifactError {
     fn from(err: object_store::Error) -> Self {
-        match err {
-            object_store::Error::NotFound { path, .. } => ArtifactError::NotFound(path),
-            other => {
-                use std::io::ErrorKind;
-                let message = other.to_string();
-                match io_kind(&other) {
-                    Some(
-                        ErrorKind::ConnectionRefused
-                        | ErrorKind::ConnectionReset
-                        | ErrorKind::ConnectionAborted
-                        | ErrorKind::NotConnected
-                        | ErrorKind::TimedOut
-                        | ErrorKind::BrokenPipe,
-                    ) => ArtifactError::Unreachable(message),
-                    Some(
-                        ErrorKind::IsADirectory
-                        | ErrorKind::NotADirectory
-                        | ErrorKind::AlreadyExists
-                        | ErrorKind::InvalidFilename,
-                    ) => ArtifactError::UnstorablePath(message),
-                    Some(ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => {
-                        ArtifactError::Full(message)
-                    }
-                    _ => ArtifactError::Storage(message),
-                }
-            }
+        use std::io::ErrorKind;
+        if let object_store::Error::NotFound { path, .. } = err {
+            return ArtifactError::NotFound(path);
+        }
+        let kinds = io_kinds(&err);
+        let message = err.to_string();
+        let any = |wanted: &[ErrorKind]| kinds.iter().any(|k| wanted.contains(k));
+        if any(&[
+            ErrorKind::ConnectionRefused,
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionAborted,
+            ErrorKind::NotConnected,
+            ErrorKind::TimedOut,
+            ErrorKind::BrokenPipe,
+        ]) {
+            ArtifactError::Unreachable(message)
+        } else if any(&[ErrorKind::StorageFull, ErrorKind::QuotaExceeded]) {
+            ArtifactError::Full(message)
+        } else if any(&[
+            ErrorKind::IsADirectory,
+            ErrorKind::NotADirectory,
+            ErrorKind::InvalidFilename,
+        ]) {
+            // Reading a path no file can have (beneath a file, or too long a name): not there.
+            ArtifactError::NotFound(message)
+        } else {
+            ArtifactError::Storage(message)
         }
     }
 }
 
-/// The kind of the first I/O error down an error's chain of sources (object_store wraps its
-/// HTTP client's and the file system's).
-fn io_kind(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+/// Writing `path` failed: a path the store cannot hold is the request's fault (400); anything
+/// else is what reading would have said.
+fn put_error(err: object_store::Error) -> ArtifactError {
+    use std::io::ErrorKind;
+    let unstorable = io_kinds(&err).iter().any(|k| {
+        matches!(
+            k,
+            ErrorKind::IsADirectory
+                | ErrorKind::NotADirectory
+                | ErrorKind::AlreadyExists
+                | ErrorKind::InvalidFilename
+        )
+    });
+    if unstorable {
+        ArtifactError::UnstorablePath(err.to_string())
+    } else {
+        err.into()
+    }
+}
+
+/// The kinds of every I/O error down an error's chain of sources (object_store wraps its HTTP
+/// client's and the file system's, sometimes inside other I/O errors).
+fn io_kinds(err: &(dyn std::error::Error + 'static)) -> Vec<std::io::ErrorKind> {
+    let mut kinds = Vec::new();
     let mut current = Some(err);
     while let Some(e) = current {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
+            kinds.push(io.kind());
         }
         current = e.source();
     }
-    None
+    kinds
 }
 
 /// One entry of a directory listing, with its path relative to the listed directory.
@@ -170,7 +192,8 @@ impl ArtifactStore {
         }
         self.inner
             .put(&self.location(path), PutPayload::from(data))
-            .await?;
+            .await
+            .map_err(put_error)?;
         Ok(())
     }
 
@@ -224,23 +247,31 @@ impl ArtifactStore {
 
     /// Every file in the store with its size, in no particular order (for backups).
     pub async fn files(&self) -> Result<Vec<(ArtifactPath, u64)>, ArtifactError> {
-        let root = self.prefix.as_ref().map(|p| p.as_ref().to_string());
+        let skip = self.prefix.as_ref().map_or(0, |p| p.parts().count());
         let metas: Vec<object_store::ObjectMeta> =
             self.inner.list(self.prefix.as_ref()).try_collect().await?;
         metas
             .into_iter()
             .map(|meta| {
-                let full = meta.location.as_ref();
-                let relative = match &root {
-                    Some(root) => full
-                        .strip_prefix(root.as_str())
-                        .map(|r| r.trim_start_matches('/'))
-                        .unwrap_or(full),
-                    None => full,
-                };
-                ArtifactPath::parse(relative)
+                // Listed names come back escaped as the store keeps them (`[` as `%5B`); the
+                // artifact's own name is the unescaped one.
+                let parts: Result<Vec<String>, _> = meta
+                    .location
+                    .parts()
+                    .skip(skip)
+                    .map(|part| {
+                        percent_encoding::percent_decode_str(part.as_ref())
+                            .decode_utf8()
+                            .map(|name| name.into_owned())
+                    })
+                    .collect();
+                let stored = || format!("stored name {}", meta.location);
+                let relative = parts
+                    .map_err(|e| ArtifactError::Storage(format!("{}: {e}", stored())))?
+                    .join("/");
+                ArtifactPath::parse(&relative)
                     .map(|path| (path, meta.size))
-                    .map_err(|e| ArtifactError::Storage(format!("stored name {full}: {e}")))
+                    .map_err(|e| ArtifactError::Storage(format!("{}: {e}", stored())))
             })
             .collect()
     }
@@ -326,10 +357,13 @@ mod tests {
             matches!(too_long, Err(ArtifactError::UnstorablePath(_))),
             "{too_long:?}"
         );
+        // Reading such a path is "not there", not the client's fault.
         let read = store.get(&long).await;
+        assert!(matches!(read, Err(ArtifactError::NotFound(_))), "{read:?}");
+        let beneath = store.get(&p("0/bc/x.txt/z")).await;
         assert!(
-            matches!(read, Err(ArtifactError::UnstorablePath(_))),
-            "{read:?}"
+            matches!(beneath, Err(ArtifactError::NotFound(_))),
+            "{beneath:?}"
         );
     }
 

@@ -893,7 +893,17 @@ impl Writer {
             // A full disk can take part of the batch. Cut it off, so the next batch starts on a
             // frame boundary at the offset the index expects; left in place, it would read as a
             // torn tail at recovery and cut every later (acknowledged) record with it.
+            let partial = self
+                .file
+                .metadata()
+                .map_or(0, |m| m.len())
+                .saturating_sub(self.written);
+            if partial > 0 {
+                tracing::warn!(error = %e, bytes = partial, "prediction log: cut a write that failed part-way");
+            }
             if let Err(cut) = self.file.set_len(self.written) {
+                // Whole frames of the failed batch may then stay in the old segment: they are
+                // recovered and archived although their requests were answered with an error.
                 tracing::error!(error = %cut, "prediction log: cannot cut a failed write; the next batch starts a new segment");
                 self.must_roll = true;
             }

@@ -121,8 +121,12 @@ pub enum Invalid {
     /// `mltrail backup` copies SQLite stores; PostgreSQL has its own tools.
     #[error("a PostgreSQL store is backed up with PostgreSQL's tools (pg_dump or base backups), not `mltrail backup`: see docs/operations.md")]
     BackupOfPostgres,
-    #[error("the backup file {0} exists already; choose a new folder")]
-    BackupExists(String),
+    #[error("the backup file {} exists already; choose a new folder", .0.display())]
+    BackupExists(std::path::PathBuf),
+    #[error("{0} names no existing SQLite database to back up")]
+    BackupSourceMissing(String),
+    #[error("the backup path {} is not UTF-8, which SQLite needs", .0.display())]
+    BackupPathNotUtf8(std::path::PathBuf),
     #[error("backend store URI {0:?} names no database file")]
     StoreUriWithoutFile(String),
     #[error("unsupported backend store URI {0:?}: use sqlite:///path/to/file.db or postgresql://user@host:port/db")]
@@ -336,9 +340,20 @@ impl DatabaseError {
         match self {
             DatabaseError::Sqlite { code, .. } => code & 0xff == SQLITE_FULL,
             DatabaseError::Sqlx(err) => match err.as_ref() {
-                sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-                    c == "53100" || c.parse::<i32>().is_ok_and(|n| n & 0xff == SQLITE_FULL)
-                }),
+                sqlx::Error::Database(db) => {
+                    let code = db.code();
+                    if db
+                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .is_some()
+                    {
+                        code.as_deref() == Some("53100")
+                    } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                        code.and_then(|c| c.parse::<i32>().ok())
+                            .is_some_and(|n| n & 0xff == SQLITE_FULL)
+                    } else {
+                        false
+                    }
+                }
                 _ => false,
             },
             _ => false,

@@ -334,7 +334,7 @@ impl MetaStore {
     }
 }
 
-fn sqlite_file(url: &str) -> Option<&str> {
+pub(crate) fn sqlite_file(url: &str) -> Option<&str> {
     url.strip_prefix("sqlite://")
         .map(|p| p.split('?').next().unwrap_or(p))
 }

@@ -403,10 +403,12 @@ pub async fn record_window(
     store: &MetaStore,
     result: MonitorResult,
     alerts: Vec<Alert>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     store
         .transaction("monitor", async move |tx, audit| {
-            sqlx::query("INSERT INTO monitor_results (monitor_id, window_start, window_end, row_count, status, result_json, computed_time) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            // A claim that lapsed during a long evaluation lets a second engine evaluate the
+            // same window; whichever records second changes nothing and says so.
+            let inserted = sqlx::query("INSERT INTO monitor_results (monitor_id, window_start, window_end, row_count, status, result_json, computed_time) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (monitor_id, window_start) DO NOTHING")
                 .bind(result.monitor_id.as_str().to_string())
                 .bind(result.window_start)
                 .bind(result.window_end)
@@ -416,6 +418,9 @@ pub async fn record_window(
                 .bind(result.computed_time)
                 .execute(&mut *tx)
                 .await?;
+            if inserted.rows_affected() == 0 {
+                return Ok(false);
+            }
             audit
                 .record(tx, "monitor.result", &MonitorResultRef { monitor_id: result.monitor_id.as_str().to_string(), window_start: result.window_start })
                 .await?;
@@ -438,30 +443,33 @@ pub async fn record_window(
                 };
                 audit.record(tx, action, &AlertRef(alert.id.into_inner())).await?;
             }
-            sqlx::query("UPDATE monitors SET next_window_start = $1, claimed_until = NULL WHERE monitor_id = $2")
+            sqlx::query("UPDATE monitors SET next_window_start = $1, claimed_by = NULL, claimed_until = NULL WHERE monitor_id = $2")
                 .bind(result.window_end)
                 .bind(result.monitor_id.into_inner())
                 .execute(&mut *tx)
                 .await?;
-            Ok(())
+            Ok(true)
         })
         .await
 }
 
-/// Claims the window starting at `start` for this process until `until`: true when this
-/// process is to evaluate it; false when the window was recorded already or another server
-/// holds an unexpired claim. A server that dies while evaluating loses its claim at `until`.
+/// Claims the window starting at `start` for `claimant` (one monitor engine) until `until`:
+/// true when it is to evaluate the window; false when the window was recorded already or
+/// another engine holds an unexpired claim. An engine that dies while evaluating loses its
+/// claim at `until`.
 pub async fn claim_window(
     store: &MetaStore,
     monitor_id: &MonitorId,
     start: i64,
+    claimant: &str,
     now: i64,
     until: i64,
 ) -> Result<bool, StoreError> {
-    let monitor_id = monitor_id.as_str().to_string();
+    let (monitor_id, claimant) = (monitor_id.as_str().to_string(), claimant.to_string());
     store
         .transaction("monitor", async move |tx, _audit| {
-            let claimed = sqlx::query("UPDATE monitors SET claimed_until = $1 WHERE monitor_id = $2 AND next_window_start = $3 AND (claimed_until IS NULL OR claimed_until < $4)")
+            let claimed = sqlx::query("UPDATE monitors SET claimed_by = $1, claimed_until = $2 WHERE monitor_id = $3 AND next_window_start = $4 AND (claimed_until IS NULL OR claimed_until < $5 OR claimed_by = $1)")
+                .bind(claimant)
                 .bind(until)
                 .bind(monitor_id)
                 .bind(start)
@@ -473,19 +481,21 @@ pub async fn claim_window(
         .await
 }
 
-/// Gives up this process's claim on the window starting at `start` (its evaluation failed),
-/// so the next pass of any server retries it.
+/// Gives up `claimant`'s claim on the window starting at `start` (its evaluation failed), so
+/// the next pass of any engine retries it. Another engine's claim is left alone.
 pub async fn release_window(
     store: &MetaStore,
     monitor_id: &MonitorId,
     start: i64,
+    claimant: &str,
 ) -> Result<(), StoreError> {
-    let monitor_id = monitor_id.as_str().to_string();
+    let (monitor_id, claimant) = (monitor_id.as_str().to_string(), claimant.to_string());
     store
         .transaction("monitor", async move |tx, _audit| {
-            sqlx::query("UPDATE monitors SET claimed_until = NULL WHERE monitor_id = $1 AND next_window_start = $2")
+            sqlx::query("UPDATE monitors SET claimed_by = NULL, claimed_until = NULL WHERE monitor_id = $1 AND next_window_start = $2 AND claimed_by = $3")
                 .bind(monitor_id)
                 .bind(start)
+                .bind(claimant)
                 .execute(&mut *tx)
                 .await?;
             Ok(())

@@ -19,9 +19,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, V7),
 ];
 
-/// A monitor window claimed by one server until this time (several servers on one database
-/// evaluate each window once). Progress, not audited state.
-const V7: &str = "ALTER TABLE monitors ADD COLUMN claimed_until BIGINT;";
+/// A monitor's next window claimed by one server (`claimed_by`) until a time (several servers
+/// on one database evaluate each window once). Progress, not audited state.
+const V7: &str = r#"
+ALTER TABLE monitors ADD COLUMN claimed_by TEXT;
+ALTER TABLE monitors ADD COLUMN claimed_until BIGINT;
+"#;
 
 /// On SQLite only ([`audit_seq_as_rowid`]): nothing common to both backends.
 const V6: &str = "";
@@ -241,7 +244,23 @@ CREATE INDEX audit_by_entity ON audit_log (entity_type, entity_id, seq);
 "#;
 
 pub(crate) async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
-    migrate_through(conn, backend, i64::MAX).await
+    if backend != Backend::Postgres {
+        return migrate_through(conn, backend, i64::MAX).await;
+    }
+    // Servers starting together on one database take turns: the second finds the migrations
+    // applied. Selected through count(*): the lock functions return `void`.
+    sqlx::query(
+        "SELECT count(*) FROM (SELECT pg_advisory_lock(30800019852454253)) AS migration_lock",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let migrated = migrate_through(conn, backend, i64::MAX).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock(30800019852454253)")
+        .execute(&mut *conn)
+        .await;
+    migrated?;
+    unlocked?;
+    Ok(())
 }
 
 /// Applies the migrations not applied yet, up to and including `last`.

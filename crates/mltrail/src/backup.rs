@@ -5,11 +5,10 @@
 use crate::config::{self, Layer, Loaded};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use futures::StreamExt;
-use mltrail_artifacts::ArtifactStore;
+use mltrail_artifacts::{ArtifactError, ArtifactStore};
 use mltrail_store::{MetaStore, StoreConfig};
 use serde::Serialize;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -66,67 +65,53 @@ pub async fn run(
             out.display()
         );
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let out = std::fs::canonicalize(out)?;
-
-    let store = MetaStore::open(&StoreConfig::new(&uri))
-        .await
-        .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
-    let db = out.join("mltrail.db");
-    let snapshot = mltrail_store::backup::snapshot(&store, &db).await;
-    store.close().await;
-    snapshot?;
-    // Artifacts after the database: every artifact the copied trail records was written
-    // before the snapshot, so it is there to copy.
-    let (files, bytes) = match &destination {
-        Some(source) => {
-            copy_artifacts(&ArtifactStore::open(source)?, &out.join("artifacts")).await?
+    // Built beside its final name and renamed when whole: an interrupted backup never looks
+    // like one, and a rerun starts over.
+    let mut partial = out.clone().into_os_string();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial)
+            .with_context(|| format!("cannot remove {}", partial.display()))?;
+    }
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let partial = std::fs::canonicalize(&partial)?;
+    let made = make(&uri, destination.as_deref(), &partial).await;
+    let manifest = match made {
+        Ok(Made::Verified(manifest)) => manifest,
+        Ok(Made::Broken(b)) => {
+            eprintln!(
+                "the copy in {} does not verify at event {} ({} {}): {}; if the source passes `mltrail audit verify`, something changed during the backup: run it again",
+                partial.display(),
+                b.seq,
+                b.entity_type,
+                b.entity_id,
+                b.reason
+            );
+            return Ok(ExitCode::from(1));
         }
-        None => (0, 0),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
     };
-
-    let copy = MetaStore::open(&StoreConfig::new(format!("sqlite:///{}", db.display())))
-        .await
-        .context("cannot open the copied store")?;
-    let mut report = mltrail_store::audit::verify(&copy).await?;
-    if report.broken.is_none() && destination.is_some() {
-        let artifacts = ArtifactStore::open(&out.join("artifacts").display().to_string())?;
-        report.broken = crate::verify_artifacts::verify(&copy, &artifacts)
-            .await?
-            .broken;
+    let manifest_file = partial.join("manifest.json");
+    std::fs::write(&manifest_file, serde_json::to_vec_pretty(&manifest)?)?;
+    std::fs::File::open(&manifest_file)?.sync_all()?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    if out.exists() {
+        std::fs::remove_dir(out)?;
     }
-    copy.close().await;
-    if let Some(b) = report.broken {
-        eprintln!(
-            "the copy in {} does not verify: event {} ({} {}): {}; check the source with `mltrail audit verify`",
-            out.display(),
-            b.seq,
-            b.entity_type,
-            b.entity_id,
-            b.reason
-        );
-        return Ok(ExitCode::from(1));
-    }
-    let manifest = Manifest {
-        created: mltrail_core::time::rfc3339_seconds(mltrail_core::now_millis()),
-        mltrail_version: env!("CARGO_PKG_VERSION"),
-        backend_store_uri: config::redact(&uri),
-        artifacts_destination: destination.clone(),
-        audit_events: report.events,
-        entities_checked: report.entities_checked,
-        artifact_files: files,
-        artifact_bytes: bytes,
-    };
-    std::fs::write(
-        out.join("manifest.json"),
-        serde_json::to_vec_pretty(&manifest)?,
-    )?;
+    std::fs::rename(&partial, out)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display()))?;
+    let out = std::fs::canonicalize(out)?;
     println!(
-        "backup written to {}: {} audit events and {} artifacts ({}) verified",
+        "backup written to {}: {} audit events and {} artifact files ({}) verified",
         out.display(),
-        report.events,
-        files,
-        human_bytes(bytes)
+        manifest.audit_events,
+        manifest.artifact_files,
+        human_bytes(manifest.artifact_bytes)
     );
     let artifacts_flag = if destination.is_some() {
         format!(
@@ -138,35 +123,89 @@ pub async fn run(
     };
     println!(
         "run it: mltrail server --backend-store-uri sqlite:///{}{artifacts_flag}",
-        db.display()
+        out.join("mltrail.db").display()
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// Copies every file of `source` under `to`, streaming; returns (files, bytes).
-async fn copy_artifacts(source: &ArtifactStore, to: &Path) -> Result<(usize, u64)> {
+enum Made {
+    Verified(Manifest),
+    Broken(mltrail_store::audit::BrokenLink),
+}
+
+/// Copies the database, then the artifacts, into `into`, and verifies the copy.
+async fn make(uri: &str, destination: Option<&str>, into: &Path) -> Result<Made> {
+    let db = into.join("mltrail.db");
+    mltrail_store::backup::snapshot(uri, &db)
+        .await
+        .with_context(|| format!("cannot copy the store {}", config::redact(uri)))?;
+    // Artifacts after the database: every artifact the copied trail records was written
+    // before the snapshot, so it is there to copy.
+    let copy_root = into.join("artifacts");
+    let (files, bytes) = match destination {
+        Some(source) => {
+            copy_artifacts(
+                &ArtifactStore::open(source)?,
+                &ArtifactStore::open(&copy_root.display().to_string())?,
+            )
+            .await?
+        }
+        None => (0, 0),
+    };
+    let copy = MetaStore::open(&StoreConfig::new(format!("sqlite:///{}", db.display())))
+        .await
+        .context("cannot open the copied store")?;
+    let mut report = mltrail_store::audit::verify(&copy).await;
+    if let (Ok(r), true) = (&mut report, destination.is_some()) {
+        if r.broken.is_none() {
+            let artifacts = ArtifactStore::open(&copy_root.display().to_string())?;
+            r.broken = crate::verify_artifacts::verify(&copy, &artifacts)
+                .await?
+                .broken;
+        }
+    }
+    copy.close().await;
+    let report = report?;
+    if let Some(broken) = report.broken {
+        return Ok(Made::Broken(broken));
+    }
+    Ok(Made::Verified(Manifest {
+        created: mltrail_core::time::rfc3339_seconds(mltrail_core::now_millis()),
+        mltrail_version: env!("CARGO_PKG_VERSION"),
+        backend_store_uri: config::redact(uri),
+        artifacts_destination: destination.map(str::to_string),
+        audit_events: report.events,
+        entities_checked: report.entities_checked,
+        artifact_files: files,
+        artifact_bytes: bytes,
+    }))
+}
+
+/// Copies every file of `source` into `target` (the same names, escaped the same way);
+/// returns (files, bytes). A file deleted since the listing is skipped: if the copied trail
+/// records it, verification says so.
+async fn copy_artifacts(source: &ArtifactStore, target: &ArtifactStore) -> Result<(usize, u64)> {
     let files = source.files().await?;
     let total: u64 = files.iter().map(|(_, size)| size).sum();
     let progress = Progress::new(files.len(), total);
-    let mut copied = 0u64;
+    let (mut copied_files, mut copied) = (0usize, 0u64);
     for (i, (path, _)) in files.iter().enumerate() {
-        let target = to.join(path.as_str());
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut file = std::fs::File::create(&target)
-            .with_context(|| format!("cannot write {}", target.display()))?;
-        let (_, mut stream) = source.get_stream(path).await?;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            file.write_all(&chunk)?;
-            copied += chunk.len() as u64;
-        }
-        file.sync_all()?;
+        // Whole files in memory, one at a time: uploads are capped (1 GiB by default).
+        let bytes = match source.get(path).await {
+            Ok(bytes) => bytes,
+            Err(ArtifactError::NotFound(_)) => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read artifact {path}")),
+        };
+        copied += bytes.len() as u64;
+        target
+            .put(path, bytes)
+            .await
+            .with_context(|| format!("cannot write artifact {path} into the backup"))?;
+        copied_files += 1;
         progress.show(i + 1, copied, false);
     }
     progress.show(files.len(), copied, true);
-    Ok((files.len(), copied))
+    Ok((copied_files, copied))
 }
 
 /// One line on stderr, rewritten at most twice a second, and only where a person watches.

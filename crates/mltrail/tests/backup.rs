@@ -5,6 +5,7 @@
 mod common;
 use common::{client, experiment_and_run, Server};
 use serde_json::{json, Value};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -28,6 +29,13 @@ fn a_backup_taken_under_write_load_restores_and_verifies() {
         "PUT",
         "/api/2.0/mlflow-artifacts/artifacts/1/model/weights.bin",
         &[7u8; 100_000],
+    );
+    assert_eq!(status, 200);
+    // A name the file system keeps escaped (`~` as `%7E`) comes back under its own name.
+    let (status, _) = server.raw(
+        "PUT",
+        "/api/2.0/mlflow-artifacts/artifacts/1/model/a~b.txt",
+        b"tilde",
     );
     assert_eq!(status, 200);
 
@@ -83,8 +91,9 @@ fn a_backup_taken_under_write_load_restores_and_verifies() {
     assert!(said.contains("verified"), "{said}");
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(backup_dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(manifest["artifact_files"], 1);
-    assert_eq!(manifest["artifact_bytes"], 100_000);
+    assert_eq!(manifest["artifact_files"], 2);
+    assert_eq!(manifest["artifact_bytes"], 100_005);
+    assert!(!out.path().join("backup.partial").exists());
 
     // A second backup into the same folder is refused with one line saying what to do.
     let again = server.mltrail(&[
@@ -141,6 +150,16 @@ fn a_backup_taken_under_write_load_restores_and_verifies() {
         .bytes()
         .unwrap();
     assert_eq!(&bytes[..], &[7u8; 100_000][..]);
+    let tilde = client()
+        .get(format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/1/model/a~b.txt",
+            restored.url
+        ))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(&tilde[..], b"tilde");
     let verified = restored.mltrail(&[
         "audit",
         "verify",
@@ -154,5 +173,32 @@ fn a_backup_taken_under_write_load_restores_and_verifies() {
         "{}",
         String::from_utf8_lossy(&verified.stderr)
     );
-    assert!(String::from_utf8_lossy(&verified.stdout).contains("1 artifacts re-hashed"));
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("2 artifacts re-hashed"));
+}
+
+#[test]
+fn a_missing_or_postgresql_source_is_refused_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("backup");
+    let missing = Command::new(env!("CARGO_BIN_EXE_mltrail"))
+        .args(["backup", out.to_str().unwrap(), "--backend-store-uri"])
+        .arg(format!("sqlite:///{}/nowhere/m.db", dir.path().display()))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("names no existing SQLite database"), "{err}");
+    assert!(!dir.path().join("nowhere").exists(), "a store was created");
+    assert!(!out.exists() && !dir.path().join("backup.partial").exists());
+
+    // Refused before any connection is tried: no server listens here.
+    let postgres = Command::new(env!("CARGO_BIN_EXE_mltrail"))
+        .args(["backup", out.to_str().unwrap(), "--backend-store-uri"])
+        .arg("postgresql://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert_eq!(postgres.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&postgres.stderr);
+    assert!(err.contains("pg_dump"), "{err}");
+    assert!(!out.exists() && !dir.path().join("backup.partial").exists());
 }

@@ -48,6 +48,8 @@ pub struct Engine {
     scorer: Scorer,
     /// Archived file → the (min, max) record time in it, so later windows skip it unread.
     file_ranges: Mutex<HashMap<String, (i64, i64)>>,
+    /// Who this engine is when it claims a window (servers sharing a database each run one).
+    claimant: String,
 }
 
 impl Engine {
@@ -72,6 +74,7 @@ impl Engine {
             artifacts,
             sink,
             file_ranges: Mutex::new(HashMap::new()),
+            claimant: uuid::Uuid::now_v7().simple().to_string(),
         }
     }
 
@@ -184,22 +187,32 @@ impl Engine {
                 }
                 // Every server on a shared database runs this loop; one evaluates each window.
                 let claimed_at = mltrail_core::now_millis();
-                if !monitors::claim_window(
+                match monitors::claim_window(
                     &self.store,
                     &monitor.id,
                     start,
+                    &self.claimant,
                     claimed_at,
                     claimed_at + CLAIM_MS,
                 )
-                .await?
+                .await
                 {
-                    break;
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(monitor = %monitor.id, window_start = start, error = %e, "cannot claim a monitor window; retrying next pass");
+                        break;
+                    }
                 }
                 // A monitor whose storage fails is retried next pass; the others go on.
                 if let Err(e) = self.evaluate(&monitor, start, end).await {
                     tracing::warn!(monitor = %monitor.id, deployment = %monitor.spec.deployment, window_start = start, error = %e, "monitor window not evaluated; retrying next pass");
-                    // Unreleased (the database is down, say), the claim lapses after CLAIM_MS.
-                    let _ = monitors::release_window(&self.store, &monitor.id, start).await;
+                    if let Err(e) =
+                        monitors::release_window(&self.store, &monitor.id, start, &self.claimant)
+                            .await
+                    {
+                        tracing::warn!(monitor = %monitor.id, window_start = start, error = %e, "cannot release a monitor window; it is retried once the claim lapses");
+                    }
                     break;
                 }
                 evaluated += 1;
@@ -305,7 +318,10 @@ impl Engine {
             result,
             computed_time: now,
         };
-        monitors::record_window(&self.store, stored, alerts.clone()).await?;
+        if !monitors::record_window(&self.store, stored, alerts.clone()).await? {
+            tracing::debug!(monitor = %monitor.id, window_start = start, "another server recorded this window first");
+            return Ok(());
+        }
         for alert in &alerts {
             match alert.state {
                 AlertState::Firing => tracing::warn!(

@@ -262,7 +262,9 @@ async fn run<C: Coalesced>(
     let begin = match backend {
         // IMMEDIATE takes the write lock up front, so a reader upgrading can never deadlock us.
         Backend::Sqlite => "BEGIN IMMEDIATE",
-        Backend::Postgres => "BEGIN",
+        // The chain's head is read after the chain lock is taken (`begin_group`): only right
+        // under READ COMMITTED, whatever the role's default isolation is.
+        Backend::Postgres => "BEGIN ISOLATION LEVEL READ COMMITTED",
     };
     let mut stop: Option<oneshot::Sender<()>> = None;
     while stop.is_none() {
@@ -310,9 +312,10 @@ async fn run<C: Coalesced>(
                     Err(e)
                 }
                 Ok(conn) => {
+                    let begun = begin_group(conn, backend, begin, &mut audit).await;
+                    // Taken after begin_group, which reloads the head on PostgreSQL.
                     let committed_head = audit.head_snapshot();
-                    let mut sql_outcome = match begin_group(conn, backend, begin, &mut audit).await
-                    {
+                    let mut sql_outcome = match begun {
                         Ok(()) => run_jobs(conn, &mut audit, jobs, &mut completions).await,
                         Err(e) => Err(e),
                     };
@@ -377,7 +380,7 @@ async fn run<C: Coalesced>(
 
 /// Any number of `mltrail server` processes may share one PostgreSQL database; the chain must
 /// stay one line through all of them. Each group takes this transaction-scoped advisory lock
-/// (key 0x6d6c7472_61696c, "mltrail") and then continues from the head as stored, not from
+/// (key 0x6d6c7472_61696c, "mltrail"; the migrations lock on the next key) and then continues from the head as stored, not from
 /// what this process last wrote. Selected through count(*): the lock function returns `void`,
 /// a type sqlx cannot read.
 const TAKE_CHAIN_LOCK: &str =
