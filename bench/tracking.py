@@ -74,11 +74,12 @@ class Server:
         return r.json()
 
 
-def start_mltrail(binary, root, label="mltrail"):
+def start_mltrail(binary, root, label="mltrail", extra=()):
     d = Path(root) / label.replace(" ", "-").strip("()")
     d.mkdir()
     port = free_port()
-    return Server(label, [os.path.abspath(binary), "server", "--port", str(port)], d, port, d / "mltrail-data" / "mltrail.db")
+    return Server(label, [os.path.abspath(binary), "server", "--port", str(port), *extra], d, port,
+                  d / "mltrail-data" / "mltrail.db")
 
 
 def start_mlflow(root, workers):

@@ -6,9 +6,13 @@ builds to compare them on this noisy VM:
 
     .venv/bin/python bench/tracking_ab.py --binary /tmp/old/mltrail log_metric:1 log_metric:64
     .venv/bin/python bench/tracking_ab.py --binary target/release/mltrail log_metric:1 log_metric:64
+
+With --postgres the server runs on a throwaway PostgreSQL (scripts/pg.sh) instead of SQLite.
 """
 import argparse
+import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -21,6 +25,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=str(HERE.parent / "target" / "release" / "mltrail"))
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
+    ap.add_argument("--postgres", action="store_true", help="run the server on a throwaway PostgreSQL")
     ap.add_argument("loads", nargs="*", default=["create_run:1", "log_metric:1", "log_metric:64", "log_batch:1"],
                     help=f"SCRIPT:CONNECTIONS, SCRIPT one of {', '.join(tracking.LUA)}")
     args = ap.parse_args()
@@ -30,7 +35,13 @@ def main():
     try:
         append, overwrite = tracking.fdatasync_rates(root, 2.0)
         print(f"fdatasync: {append:.0f}/s appending, {overwrite:.0f}/s overwriting")
-        server = tracking.start_mltrail(args.binary, root)
+        extra = []
+        if args.postgres:
+            os.chmod(root, 0o755)
+            uri = subprocess.run([str(HERE.parent / "scripts" / "pg.sh"), "start", f"{root}/pg"], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+            extra = ["--backend-store-uri", uri]
+        server = tracking.start_mltrail(args.binary, root, extra=extra)
         try:
             exp = server.post("experiments/create", {"name": "ab"})["experiment_id"]
             for load in args.loads:
@@ -41,6 +52,8 @@ def main():
         finally:
             server.stop()
     finally:
+        if args.postgres:
+            subprocess.run([str(HERE.parent / "scripts" / "pg.sh"), "stop", f"{root}/pg"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
