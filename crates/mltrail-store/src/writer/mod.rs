@@ -380,14 +380,16 @@ async fn run<C: Coalesced>(
 
 /// Any number of `mltrail server` processes may share one PostgreSQL database; the chain must
 /// stay one line through all of them. Each group takes this transaction-scoped advisory lock
-/// (key 0x6d6c7472_61696c, "mltrail"; the migrations lock on the next key) and then continues from the head as stored, not from
-/// what this process last wrote. Selected through count(*): the lock function returns `void`,
-/// a type sqlx cannot read.
+/// (key 0x6d6c7472_61696c, "mltrail"; the migrations lock on the next key) and then continues
+/// from the head as stored, not from what this process last wrote. Selected through count(*):
+/// the lock function returns `void`, a type sqlx cannot read.
 const TAKE_CHAIN_LOCK: &str =
-    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(30800019852454252)) AS chain_lock";
+    "SELECT count(*) AS locked FROM (SELECT pg_advisory_xact_lock(30800019852454252)) AS chain_lock";
 
 /// Opens a group's transaction. On PostgreSQL it waits for the chain lock, then reloads the
-/// head (two statements: under READ COMMITTED the head must be read after the lock is held).
+/// head: separate statements, because under READ COMMITTED a statement reads the snapshot
+/// taken when it started, and the head must be read after the lock is held. (Sending the three
+/// as one simple-query batch measured slower, not faster: docs/benchmarks.md.)
 /// SQLite has one writer process, whose in-memory head is always current.
 async fn begin_group(
     conn: &mut Tx,
