@@ -133,15 +133,45 @@ pub fn to_batch(records: &[LogRecord]) -> Result<RecordBatch, ArchiveError> {
 
 /// Log records as one Parquet file.
 pub fn to_parquet(records: &[LogRecord]) -> Result<Vec<u8>, ArchiveError> {
-    let batch = to_batch(records)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(out)
+    let mut file = ParquetFile::new()?;
+    file.write(records)?;
+    file.finish()
+}
+
+/// Records per row group when a segment is archived. Converting then holds one group's records
+/// and columns at a time rather than a whole segment's (a 64 MiB segment is about 200,000
+/// records, and converting it whole took ~300 MiB in the soak: docs/reliability.md).
+pub const ROWS_PER_GROUP: usize = 16_384;
+
+/// One Parquet file written a row group at a time.
+pub struct ParquetFile {
+    writer: ArrowWriter<Vec<u8>>,
+}
+
+impl ParquetFile {
+    pub fn new() -> Result<Self, ArchiveError> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .build();
+        Ok(Self {
+            writer: ArrowWriter::try_new(Vec::new(), Arc::new(schema()), Some(props))?,
+        })
+    }
+
+    /// Writes `records` as one row group (nothing for none).
+    pub fn write(&mut self, records: &[LogRecord]) -> Result<(), ArchiveError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.writer.write(&to_batch(records)?)?;
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    /// The file's bytes.
+    pub fn finish(self) -> Result<Vec<u8>, ArchiveError> {
+        Ok(self.writer.into_inner()?)
+    }
 }
 
 /// Reads an archived file back into log records (the inverse of [`to_parquet`]). A row that is no
@@ -337,6 +367,32 @@ mod tests {
 
     fn record(text: &str) -> LogRecord {
         serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_file_written_a_group_at_a_time_reads_back_whole_and_in_order() {
+        let prediction = |n: u32| {
+            record(&format!(
+                r#"{{"type":"prediction","id":"0190a5b2-0000-7000-8000-{n:012}","time_ms":{n},"deployment":"d","model":"m","version":"1","digest":"x","latency_us":1,"inputs":{{"f0":{n}}},"outputs":{{"label":1}}}}"#
+            ))
+        };
+        let records: Vec<LogRecord> = (0..25).map(prediction).collect();
+        let mut file = ParquetFile::new().unwrap();
+        for group in records.chunks(10) {
+            file.write(group).unwrap();
+        }
+        file.write(&[]).unwrap();
+        let bytes = file.finish().unwrap();
+        let groups = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes.clone()))
+            .unwrap()
+            .metadata()
+            .num_row_groups();
+        assert_eq!(groups, 3);
+        let back = from_parquet(bytes).unwrap();
+        assert_eq!(back.len(), 25);
+        for (a, b) in records.iter().zip(&back) {
+            assert!(a.same_as(b), "{a:?} != {b:?}");
+        }
     }
 
     #[test]

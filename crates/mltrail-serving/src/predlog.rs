@@ -649,19 +649,27 @@ impl PredictionLog {
                     .map_err(LogError::Io)
                     .and_then(|bytes| {
                         let frames = scan(&bytes).0;
-                        let total = frames.len();
-                        let records: Vec<LogRecord> = frames
-                            .into_iter()
-                            .filter_map(|(_, p)| serde_json::from_slice(p).ok())
-                            .collect();
+                        let mut file = crate::archive::ParquetFile::new().map_err(LogError::Archive)?;
+                        let (mut kept, mut first_time) = (0usize, None::<i64>);
+                        // A row group at a time: memory follows the group, not the segment.
+                        for group in frames.chunks(crate::archive::ROWS_PER_GROUP) {
+                            let records: Vec<LogRecord> = group
+                                .iter()
+                                .filter_map(|(_, p)| serde_json::from_slice(p).ok())
+                                .collect();
+                            kept += records.len();
+                            first_time = records.iter().map(LogRecord::time_ms).chain(first_time).min();
+                            file.write(&records).map_err(LogError::Archive)?;
+                        }
                         // A frame whose CRC holds but which is no log record was not written by
                         // this log; it cannot go into the archive's columns. Say so.
-                        if records.len() < total {
-                            tracing::warn!(segment = seq, skipped = total - records.len(), "prediction log: frames that are not log records are left out of the archive");
+                        if kept < frames.len() {
+                            tracing::warn!(segment = seq, skipped = frames.len() - kept, "prediction log: frames that are not log records are left out of the archive");
                         }
-                        match records.iter().map(LogRecord::time_ms).min() {
+                        match first_time {
                             None => Ok(None),
-                            Some(t) => crate::archive::to_parquet(&records)
+                            Some(t) => file
+                                .finish()
                                 .map(|p| Some((t, p)))
                                 .map_err(LogError::Archive),
                         }
