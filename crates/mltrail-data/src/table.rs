@@ -572,7 +572,27 @@ fn read_csv_inferring(
     Ok(Table { columns, rows })
 }
 
+/// The parquet crate panics on some malformed files (a negative column chunk offset in the
+/// footer, found by the `table_ingest` fuzz target); a file a user hands us must be refused
+/// with a message, never take the process down.
 fn read_parquet(path: &Path, keep: ColumnFilter) -> Result<Table, DataError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_parquet_file(path, keep)
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unreadable".into());
+        Err(DataError::Parse {
+            path: path.display().to_string(),
+            message: format!("the Parquet file is malformed: {why}"),
+        })
+    })
+}
+
+fn read_parquet_file(path: &Path, keep: ColumnFilter) -> Result<Table, DataError> {
     let p = path.display().to_string();
     let parse = |e: parquet::errors::ParquetError| DataError::Parse {
         path: p.clone(),
@@ -642,6 +662,18 @@ mod tests {
         let path = dir.path().join("t.csv");
         std::fs::write(&path, text).unwrap();
         read(&path)
+    }
+
+    #[test]
+    fn a_malformed_parquet_footer_is_refused_not_a_panic() {
+        // The fuzz input's first byte picks the format; the rest is the file.
+        let input =
+            include_bytes!("../../../fuzz/seeds/table_ingest/parquet-negative-column-start");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.parquet");
+        std::fs::write(&path, &input[1..]).unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(matches!(err, DataError::Parse { .. }), "{err}");
     }
 
     #[test]

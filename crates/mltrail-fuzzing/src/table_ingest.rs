@@ -4,7 +4,25 @@
 use mltrail_data::table::{Values, MISSING};
 use std::io::Write;
 
+/// mltrail-data catches the parquet crate's panics on malformed files and refuses the file;
+/// libFuzzer's panic hook would still end the run at the panic, so the hook skips those.
+fn tolerate_caught_parquet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_parquet = info
+                .location()
+                .is_some_and(|l| l.file().contains("/parquet-"));
+            if !in_parquet {
+                previous(info);
+            }
+        }));
+    });
+}
+
 pub fn run(data: &[u8]) {
+    tolerate_caught_parquet_panics();
     let Some((&format, bytes)) = data.split_first() else {
         return;
     };
