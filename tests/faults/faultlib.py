@@ -1,6 +1,7 @@
 """What the fault-injection tests share: ports, waits, a registered model, scoring."""
 import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -57,3 +58,17 @@ def score(serving, n):
         assert answer.status_code == 200, answer.text
         ids.update(p["prediction_id"] for p in answer.json()["predictions"])
     return ids
+
+
+def stop_all(procs, seconds=15):
+    """SIGTERM to every process still running, then wait; SIGKILL what does not stop in time."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    procs.clear()

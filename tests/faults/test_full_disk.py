@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from faultlib import BIN, free_port, ok, register_model, wait_for
+from faultlib import BIN, free_port, ok, register_model, stop_all, wait_for
 
 
 @pytest.fixture
@@ -24,12 +24,7 @@ def work():
     work = Path(tempfile.mkdtemp(prefix="mltrail-full-disk-"))
     procs, mounts = [], []
     yield work, procs, mounts
-    for p in procs:
-        p.terminate()
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    stop_all(procs)
     for m in mounts:
         subprocess.run(["umount", "-l", str(m)], capture_output=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -115,10 +110,7 @@ def test_the_sqlite_store_on_a_full_disk_refuses_clearly_and_recovers(work):
     assert {int(m["step"]) for m in history["metrics"]} == acknowledged
     params = requests.get(api + "runs/get", params={"run_id": run}).json()["run"]["data"]["params"]
     assert {int(p["key"][1:]) for p in params} == acknowledged
-    for p in procs:
-        p.terminate()
-        p.wait(timeout=15)
-    procs.clear()
+    stop_all(procs)
     verified = subprocess.run([BIN, "audit", "verify", "--backend-store-uri", store], capture_output=True,
                               text=True, timeout=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -6,7 +6,6 @@ Runs its own throwaway PostgreSQL (scripts/pg.sh) and mltrail server on 127.0.0.
 four writer threads, each stops after 60 s at the latest.
 """
 import os
-import socket
 import shutil
 import subprocess
 import tempfile
@@ -16,14 +15,7 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = os.environ.get("MLTRAIL_BIN", str(ROOT / "target" / "debug" / "mltrail"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from faultlib import BIN, ROOT, free_port
 
 
 def pg_ctl(work, *args):

@@ -23,7 +23,7 @@ import boto3
 import pyarrow.parquet as pq
 import requests
 
-from faultlib import BIN, ROOT, free_port, ok, register_model, score, wait_for
+from faultlib import BIN, ROOT, free_port, ok, register_model, score, stop_all, wait_for
 
 BUCKET = "mltrail-faults"
 S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
@@ -93,12 +93,7 @@ def test_serving_keeps_logging_while_s3_is_down_and_everything_archives_after():
         relay.up()
         check_outage(work, endpoint, relay, procs)
     finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         subprocess.run([str(ROOT / "scripts" / "s3.sh"), "stop", str(work / "s3")], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
@@ -159,10 +154,7 @@ def check_outage(work, endpoint, relay, procs):
     upload = requests.put(f"{tracking}/api/2.0/mlflow-artifacts/artifacts/outage/x.txt", data=b"x", timeout=60)
     assert upload.status_code == 200, upload.text
 
-    for p in procs:
-        p.terminate()
-        p.wait(timeout=15)
-    procs.clear()
+    stop_all(procs)
     verified = subprocess.run([BIN, "audit", "verify", "--backend-store-uri", store,
                                "--artifacts-destination", destination],
                               capture_output=True, text=True, timeout=120, env=env)

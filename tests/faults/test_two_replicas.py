@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from faultlib import BIN, ROOT, free_port, ok, register_model, wait_for
+from faultlib import BIN, ROOT, free_port, ok, register_model, stop_all, wait_for
 
 BUCKET = "mltrail-replicas"
 DEPLOYMENT = "replicated"
@@ -65,15 +65,7 @@ def cluster():
     try:
         yield work, procs
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=15)
+        stop_all(procs)
         subprocess.run([str(ROOT / "scripts" / "s3.sh"), "stop", str(work / "s3")], capture_output=True)
         subprocess.run([str(ROOT / "scripts" / "pg.sh"), "stop", str(work / "pg")], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -278,12 +270,7 @@ def test_two_servers_and_two_replicas_lose_nothing_when_a_replica_is_killed(clus
         assert "monitor window not evaluated" not in text, text[-2000:]
 
     # 5. Everything stopped: the audit trail verifies, the archive's bytes included.
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        p.wait(timeout=30)
-    procs.clear()
+    stop_all(procs, seconds=30)
     verified = subprocess.run([BIN, "audit", "verify", "--backend-store-uri", pg,
                                "--artifacts-destination", destination],
                               capture_output=True, text=True, timeout=120, env=env)
