@@ -330,9 +330,7 @@ impl DatabaseError {
             _ => false,
         }
     }
-}
 
-impl DatabaseError {
     /// Whether the database's disk is full (SQLite's SQLITE_FULL, PostgreSQL's 53100): the
     /// statement was rolled back and succeeds once space returns.
     pub fn is_out_of_space(&self) -> bool {

@@ -248,14 +248,12 @@ pub(crate) async fn migrate(conn: &mut AnyConnection, backend: Backend) -> Resul
         return migrate_through(conn, backend, i64::MAX).await;
     }
     // Servers starting together on one database take turns: the second finds the migrations
-    // applied. Selected through count(*): the lock functions return `void`.
-    sqlx::query(
-        "SELECT count(*) FROM (SELECT pg_advisory_lock(30800019852454253)) AS migration_lock",
-    )
-    .execute(&mut *conn)
-    .await?;
+    // applied.
+    sqlx::query(crate::sql::TAKE_MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
     let migrated = migrate_through(conn, backend, i64::MAX).await;
-    let unlocked = sqlx::query("SELECT pg_advisory_unlock(30800019852454253)")
+    let unlocked = sqlx::query(crate::sql::RELEASE_MIGRATION_LOCK)
         .execute(&mut *conn)
         .await;
     migrated?;

@@ -11,6 +11,20 @@ pub enum Backend {
     Postgres,
 }
 
+// PostgreSQL advisory locks. Any number of `mltrail server` processes may share one database:
+// servers starting together take turns migrating it, and the audit chain stays one line
+// because each write group holds the chain lock, then continues from the head as stored, not
+// from what this process last wrote. Keys: "mltrail" (0x6d6c7472_61696c) and the next one.
+// Selected through count(*): the lock functions return `void`, a type sqlx cannot read.
+
+/// Held by a write group until it commits (`writer::begin_group`).
+pub(crate) const TAKE_CHAIN_LOCK: &str =
+    "SELECT count(*) AS locked FROM (SELECT pg_advisory_xact_lock(30800019852454252)) AS chain_lock";
+/// Held while the schema is migrated (`schema::migrate`).
+pub(crate) const TAKE_MIGRATION_LOCK: &str =
+    "SELECT count(*) AS locked FROM (SELECT pg_advisory_lock(30800019852454253)) AS migration_lock";
+pub(crate) const RELEASE_MIGRATION_LOCK: &str = "SELECT pg_advisory_unlock(30800019852454253)";
+
 pub(crate) fn text(row: &AnyRow, col: &str) -> Result<String, StoreError> {
     Ok(row.try_get::<String, _>(col)?)
 }

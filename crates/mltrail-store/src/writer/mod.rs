@@ -218,22 +218,21 @@ async fn exec(conn: &mut Tx, sql: &'static str) -> Result<(), StoreError> {
 
 /// The writer's connection, and how to open it again. A connection the database cut (a
 /// PostgreSQL restart) is dropped after the group that failed on it; the next group opens a
-/// new one and reloads the audit chain's head, so an in-doubt commit cannot fork the chain.
+/// new one. Only PostgreSQL reconnects, and every PostgreSQL group reloads the chain's head
+/// (`begin_group`), so an in-doubt commit cannot fork the chain.
 struct Connection {
     conn: Option<Tx>,
     reconnect: Option<sqlx::any::AnyConnectOptions>,
 }
 
 impl Connection {
-    /// The open connection, opening a new one (and reading the audit head again) if the last
-    /// was lost.
-    async fn get(&mut self, audit: &mut AuditCtx) -> Result<&mut Tx, StoreError> {
+    /// The open connection, opening a new one if the last was lost.
+    async fn get(&mut self) -> Result<&mut Tx, StoreError> {
         if self.conn.is_none() {
             let Some(options) = &self.reconnect else {
                 return Err(StoreError::Closed);
             };
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect_with(options).await?;
-            *audit = AuditCtx::new(chain::load_head(&mut conn).await?);
+            let conn = <sqlx::AnyConnection as sqlx::Connection>::connect_with(options).await?;
             tracing::info!("writer reconnected to the database");
             self.conn = Some(conn);
         }
@@ -304,7 +303,7 @@ async fn run<C: Coalesced>(
         let mut answers: Option<Result<C::Answers, StoreError>> = None;
         if !jobs.is_empty() || requests_in_sql {
             let mut sql_answers = None;
-            let sql_outcome = match connection.get(&mut audit).await {
+            let sql_outcome = match connection.get().await {
                 Err(e) => {
                     // No connection: nothing ran. Dropping the jobs answers their callers that
                     // the store is unavailable; coalesced requests get `e` below.
@@ -378,14 +377,6 @@ async fn run<C: Coalesced>(
     }
 }
 
-/// Any number of `mltrail server` processes may share one PostgreSQL database; the chain must
-/// stay one line through all of them. Each group takes this transaction-scoped advisory lock
-/// (key 0x6d6c7472_61696c, "mltrail"; the migrations lock on the next key) and then continues
-/// from the head as stored, not from what this process last wrote. Selected through count(*):
-/// the lock function returns `void`, a type sqlx cannot read.
-const TAKE_CHAIN_LOCK: &str =
-    "SELECT count(*) AS locked FROM (SELECT pg_advisory_xact_lock(30800019852454252)) AS chain_lock";
-
 /// Opens a group's transaction. On PostgreSQL it waits for the chain lock, then reloads the
 /// head: separate statements, because under READ COMMITTED a statement reads the snapshot
 /// taken when it started, and the head must be read after the lock is held. (Sending the three
@@ -399,7 +390,7 @@ async fn begin_group(
 ) -> Result<(), StoreError> {
     exec(conn, begin).await?;
     if backend == Backend::Postgres {
-        exec(conn, TAKE_CHAIN_LOCK).await?;
+        exec(conn, crate::sql::TAKE_CHAIN_LOCK).await?;
         audit.restore(chain::load_head(conn).await?);
     }
     Ok(())
