@@ -303,6 +303,7 @@ impl ArtifactStore {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_store_out_of_reach_is_unreachable_not_a_storage_error() {
@@ -323,8 +324,6 @@ mod tests {
             ArtifactError::Storage(_)
         ));
     }
-
-    use super::*;
 
     #[tokio::test]
     async fn a_file_where_a_directory_is_under_a_file_or_with_a_too_long_name_is_unstorable() {

@@ -155,17 +155,12 @@ async fn make(uri: &str, destination: Option<&str>, into: &Path) -> Result<Made>
     let copy = MetaStore::open(&StoreConfig::new(format!("sqlite:///{}", db.display())))
         .await
         .context("cannot open the copied store")?;
-    let mut report = mltrail_store::audit::verify(&copy).await;
-    if let (Ok(r), true) = (&mut report, destination.is_some()) {
-        if r.broken.is_none() {
-            let artifacts = ArtifactStore::open(&copy_root.display().to_string())?;
-            r.broken = crate::verify_artifacts::verify(&copy, &artifacts)
-                .await?
-                .broken;
-        }
-    }
+    let copied_artifacts = destination
+        .map(|_| ArtifactStore::open(&copy_root.display().to_string()))
+        .transpose()?;
+    let verified = crate::verify_artifacts::verify_store(&copy, copied_artifacts.as_ref()).await;
     copy.close().await;
-    let report = report?;
+    let (report, _) = verified?;
     if let Some(broken) = report.broken {
         return Ok(Made::Broken(broken));
     }

@@ -440,17 +440,12 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
             let store = MetaStore::open(&StoreConfig::new(&uri))
                 .await
                 .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
-            let mut report = mltrail_store::audit::verify(&store).await?;
-            let mut artifacts_checked = None;
-            if report.broken.is_none() {
-                if let Some(destination) = destination {
-                    let artifacts = mltrail_artifacts::ArtifactStore::open(&destination)?;
-                    let checked = verify_artifacts::verify(&store, &artifacts).await?;
-                    artifacts_checked = Some(checked.checked);
-                    report.broken = checked.broken;
-                }
-            }
+            let artifacts = destination
+                .map(|d| mltrail_artifacts::ArtifactStore::open(&d))
+                .transpose()?;
+            let verified = verify_artifacts::verify_store(&store, artifacts.as_ref()).await;
             store.close().await;
+            let (report, artifacts_checked) = verified?;
             if json {
                 println!(
                     "{}",

@@ -5,16 +5,33 @@
 use anyhow::Result;
 use mltrail_artifacts::{ArtifactError, ArtifactStore};
 use mltrail_core::ArtifactPath;
-use mltrail_store::audit::{list_events, BrokenLink, ARTIFACT_KIND};
+use mltrail_store::audit::{list_events, BrokenLink, VerifyReport, ARTIFACT_KIND};
 use mltrail_store::MetaStore;
 use std::collections::HashMap;
 
-pub struct ArtifactReport {
+struct ArtifactReport {
     pub checked: usize,
     pub broken: Option<BrokenLink>,
 }
 
-pub async fn verify(store: &MetaStore, artifacts: &ArtifactStore) -> Result<ArtifactReport> {
+/// The whole check `audit verify` makes (and `mltrail backup` makes on its copy): the chain and
+/// every entity's stored state, then, when those hold and an artifact store is given, every
+/// artifact's bytes. Returns the report and how many artifacts were re-hashed.
+pub async fn verify_store(
+    store: &MetaStore,
+    artifacts: Option<&ArtifactStore>,
+) -> Result<(VerifyReport, Option<usize>)> {
+    let mut report = mltrail_store::audit::verify(store).await?;
+    let mut checked = None;
+    if let (None, Some(artifacts)) = (&report.broken, artifacts) {
+        let found = verify(store, artifacts).await?;
+        checked = Some(found.checked);
+        report.broken = found.broken;
+    }
+    Ok((report, checked))
+}
+
+async fn verify(store: &MetaStore, artifacts: &ArtifactStore) -> Result<ArtifactReport> {
     let mut latest: HashMap<String, (i64, Option<String>)> = HashMap::new();
     for e in list_events(store, Some(ARTIFACT_KIND), i64::MAX).await? {
         latest.insert(e.event.entity_id, (e.event.seq, e.event.state_digest));
