@@ -211,3 +211,22 @@ fn a_graph_outside_the_native_set_runs_through_onnxruntime() {
             .unwrap();
     assert_eq!(native.engine_name(), "native");
 }
+
+/// Fuzzing found tree ensembles whose branches lead back up their tree: scoring one row never
+/// ended. They must be refused at load, saying which node is wrong.
+#[test]
+fn a_tree_with_a_cycle_is_refused_at_load() {
+    let seeds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/onnx_model");
+    for name in ["tree-cycle-1", "tree-cycle-2"] {
+        let bytes = std::fs::read(seeds.join(name)).expect("fuzz seed");
+        let error = Graph::from_bytes(&bytes)
+            .err()
+            .unwrap_or_else(|| panic!("{name} loaded"))
+            .to_string();
+        assert!(
+            error.contains("nodes_truenodeids")
+                && (error.contains("one parent") || error.contains("leads back")),
+            "{name}: {error}"
+        );
+    }
+}

@@ -316,6 +316,7 @@ impl TreeEnsemble {
             }
             previous = Some(*t);
         }
+        check_each_tree_is_a_tree(attrs, &nodes, &trees, &tree_ids, &node_ids)?;
         let post = PostTransform::parse(attrs.string("post_transform")?)
             .map_err(|e| attrs.invalid("post_transform", e))?;
         let leq_only = nodes
@@ -624,6 +625,49 @@ impl TreeEnsemble {
 
 /// Leaves for every row of one tree where all branches are `<=`: four rows walk in lockstep so
 /// their independent loads overlap.
+/// Refuses a node with two parents or a root with any. With that, every walk from a root ends at
+/// a leaf within `nodes.len()` steps: a cycle or a shared subtree (which fuzzing found makes one
+/// row's scoring loop forever, and TreeSHAP's walk of both branches exponential) cannot load.
+fn check_each_tree_is_a_tree(
+    attrs: &Attrs,
+    nodes: &[TreeNode],
+    trees: &[Tree],
+    tree_ids: &[i64],
+    node_ids: &[i64],
+) -> Result<(), RuntimeError> {
+    let mut parents = vec![0u8; nodes.len()];
+    for node in nodes.iter().filter(|n| n.mode != NodeMode::Leaf) {
+        for child in [node.true_child, node.false_child] {
+            let count = &mut parents[child as usize];
+            *count = count.saturating_add(1);
+        }
+    }
+    let named = |i: usize| format!("node {} of tree {}", node_ids[i], tree_ids[i]);
+    for tree in trees {
+        let root = tree.root as usize;
+        if parents[root] != 0 {
+            return Err(attrs.invalid(
+                "nodes_truenodeids",
+                format!(
+                    "{} is its tree's first node (its root) but a branch leads back to it; \
+                     a tree's nodes must be listed root first, one tree after another, without cycles",
+                    named(root)
+                ),
+            ));
+        }
+    }
+    if let Some(shared) = parents.iter().position(|count| *count > 1) {
+        return Err(attrs.invalid(
+            "nodes_truenodeids",
+            format!(
+                "{} is reached by more than one branch; each node of a tree has one parent",
+                named(shared)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn leaves_leq(nodes: &[Compact], root: u32, x: &[f64], stride: usize, out: &mut [u32]) {
     let rows = out.len();
     let mut r = 0;
