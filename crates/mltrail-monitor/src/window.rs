@@ -214,20 +214,16 @@ impl Window {
 
 /// A one-column table `prediction` from scalar predictions (`None` where there was none).
 pub fn prediction_table<I: IntoIterator<Item = Option<Json>>>(predictions: I) -> Table {
-    let rows: Vec<Map<String, Json>> = predictions
-        .into_iter()
-        .map(|p| {
-            let mut row = Map::new();
-            row.insert("prediction".into(), p.unwrap_or(Json::Null));
-            row
-        })
-        .collect();
-    let mut t = table::from_json_rows(&rows);
+    let mut builder = table::JsonTableBuilder::new();
+    for p in predictions {
+        builder.push_cells([("prediction", p.unwrap_or(Json::Null))]);
+    }
+    let mut t = builder.finish();
     if t.columns.is_empty() {
         t.columns.push(table::Column {
             name: "prediction".into(),
             values: table::Values::Numeric {
-                values: vec![f64::NAN; rows.len()],
+                values: vec![f64::NAN; t.rows],
                 integer: false,
             },
         });
