@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: Rust unit and integration tests, then the mlflow-client compatibility suite against
-# mltrail server on SQLite + local folder, PostgreSQL + local folder, and SQLite + S3 (moto), then
+# mltrail server on SQLite + local folder (auth off, then --auth on), PostgreSQL + local folder,
+# and SQLite + S3 (moto), then
 # the fault-injection tests (tests/faults: PostgreSQL stopped and restarted under write load, the
 # S3-compatible store out of reach, a full disk under the SQLite store and the prediction log).
 # Services start on 127.0.0.1 with free ports and are stopped on exit.
@@ -21,6 +22,9 @@ pytest=(.venv/bin/pytest -q -p no:cacheprovider tests/compat)
 
 echo "== compatibility suite: SQLite + local artifacts"
 "${pytest[@]}"
+
+echo "== compatibility suite: SQLite + --auth on (the client logs in with MLFLOW_TRACKING_USERNAME/PASSWORD)"
+MLTRAIL_TEST_AUTH=on "${pytest[@]}"
 
 echo "== compatibility suite: PostgreSQL + local artifacts"
 pg_uri=$(scripts/pg.sh start "$work/pg")

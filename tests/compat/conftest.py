@@ -4,6 +4,8 @@ Environment:
   MLTRAIL_BIN                  the binary (default: target/debug/mltrail)
   MLTRAIL_TEST_BACKEND_URI     metadata store (default: a fresh SQLite file in a temp folder)
   MLTRAIL_TEST_ARTIFACTS       artifact destination (default: a temp folder)
+  MLTRAIL_TEST_AUTH            `on`: the server runs with --auth on and the client logs in as the
+                               first admin with MLFLOW_TRACKING_USERNAME/PASSWORD (HTTP Basic)
 """
 import os
 import re
@@ -35,11 +37,29 @@ def server(tmp_path_factory):
     artifacts = os.environ.get("MLTRAIL_TEST_ARTIFACTS") or str(data / "artifacts")
     port = free_port()
     log = open(data / "server.log", "w")
+    auth = os.environ.get("MLTRAIL_TEST_AUTH") == "on"
+    env = dict(os.environ)
+    if auth:
+        env.update({"MLTRAIL_ADMIN_USERNAME": "compat-admin", "MLTRAIL_ADMIN_PASSWORD": "compat-password-1"})
+        # The mlflow client authenticates as that admin through its own variables; the tests'
+        # raw `requests` calls do through every new Session's default credentials.
+        os.environ["MLFLOW_TRACKING_USERNAME"] = "compat-admin"
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = "compat-password-1"
+        import requests
+
+        plain_init = requests.Session.__init__
+
+        def init_with_credentials(session, *args, **kwargs):
+            plain_init(session, *args, **kwargs)
+            session.auth = ("compat-admin", "compat-password-1")
+
+        requests.Session.__init__ = init_with_credentials
     proc = subprocess.Popen(
         [binary, "server", "--port", str(port), "--backend-store-uri", backend, "--artifacts-destination", artifacts,
-         "--monitor-interval-ms", "200"],
+         "--monitor-interval-ms", "200", "--auth", "on" if auth else "off"],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
@@ -55,7 +75,7 @@ def server(tmp_path_factory):
         proc.kill()
         raise RuntimeError("mltrail server did not start within 30 s")
     os.environ["MLFLOW_TRACKING_URI"] = url
-    yield {"url": url, "backend": backend, "artifacts": artifacts, "binary": binary, "data": data}
+    yield {"url": url, "backend": backend, "artifacts": artifacts, "binary": binary, "data": data, "auth": auth}
     proc.terminate()
     try:
         proc.wait(timeout=15)

@@ -4,6 +4,7 @@
 //! It must not know about HTTP, SQL, files or async runtimes: everything here is plain data and
 //! pure functions, so it can be tested without a server and reused by the CLI and the server alike.
 
+pub mod access;
 pub mod artifact_path;
 pub mod audit;
 pub mod filter;
@@ -12,6 +13,7 @@ pub mod state;
 pub mod tags;
 pub mod time;
 
+pub use access::{Principal, Scope};
 pub use artifact_path::{ArtifactPath, PathError};
 pub use audit::{canonical_json, AuditEvent, ChainHash, GENESIS_HASH};
 pub use ids::{AlertId, ExperimentId, LoggedModelId, ModelVersionNumber, MonitorId, RunId};

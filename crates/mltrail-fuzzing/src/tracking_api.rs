@@ -115,6 +115,9 @@ fn fixture() -> &'static Fixture {
                 artifacts,
                 webhooks,
                 monitors,
+                auth: std::sync::Arc::new(mltrail_server::auth::Auth::new(
+                    mltrail_server::auth::AuthMode::Off,
+                )),
             };
             mltrail_server::router(state, mltrail_server::Limits::default())
         });

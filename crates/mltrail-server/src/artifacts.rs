@@ -62,7 +62,7 @@ async fn download(State(state): State<AppState>, Path(raw): Path<String>) -> Api
 async fn upload(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    headers: HeaderMap,
+    crate::req::Actor(actor): crate::req::Actor,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     let path = parse(&raw)?;
@@ -77,7 +77,6 @@ async fn upload(
     if path.is_root() {
         return Err(ApiError::invalid("An artifact upload must name a file"));
     }
-    let actor = crate::req::actor_of(&headers);
     mltrail_store::artifacts::put(&state.store, &state.artifacts, &actor, &path, body).await?;
     Ok(Json(json!({})))
 }

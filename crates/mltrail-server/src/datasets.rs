@@ -2,7 +2,6 @@
 //! through the artifact proxy first; this records what it is.
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use mltrail_store::datasets::{self, DatasetFile, NewDatasetVersion, VersionRef};
@@ -20,7 +19,7 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
 
 async fn add(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    crate::req::Actor(actor): crate::req::Actor,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let source = field(&body, "source")?.to_string();
@@ -53,7 +52,6 @@ async fn add(
                 .ok_or_else(|| ApiError::invalid("`profile` must be an object"))?,
         },
     };
-    let actor = crate::req::actor_of(&headers);
     let (version, created) = datasets::add_version(&state.store, &actor, new).await?;
     Ok(Json(
         json!({"dataset_version": version, "created": created}),

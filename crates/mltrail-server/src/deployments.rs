@@ -2,7 +2,6 @@
 //! so the audit trail says which version answered from when.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -20,7 +19,7 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
 
 async fn record(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    crate::req::Actor(actor): crate::req::Actor,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let deployment = field(&body, "deployment")?.to_string();
@@ -40,7 +39,6 @@ async fn record(
         digest,
         action,
     };
-    let actor = crate::req::actor_of(&headers);
     let id = deployments::record_event(&state.store, &actor, event).await?;
     Ok(Json(json!({"recorded": id})))
 }

@@ -5,6 +5,7 @@
 //! in one place ([`error`]).
 
 mod artifacts;
+pub mod auth;
 mod datasets;
 mod deployments;
 pub mod error;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub webhooks: std::sync::Arc<webhooks::WebhookSink>,
     /// The monitors' engine (it also renders a window's report on request).
     pub monitors: std::sync::Arc<mltrail_monitor::runner::Engine>,
+    /// Whether requests authenticate, the credential cache and the refusal counters.
+    pub auth: std::sync::Arc<auth::Auth>,
 }
 
 /// Largest JSON request body the MLflow REST API accepts unless configured otherwise, in bytes.
@@ -86,6 +89,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .fallback(error::not_found_route)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -3,7 +3,7 @@
 //! handlers decode and encode.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -56,7 +56,7 @@ fn strings(body: &Value, field: &str) -> Result<Vec<String>, ApiError> {
 
 async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    crate::req::Actor(actor): crate::req::Actor,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let deployment = body
@@ -94,7 +94,6 @@ async fn create(
         exclude: strings(&body, "exclude")?,
         start,
     };
-    let actor = crate::req::actor_of(&headers);
     let monitor = state
         .monitors
         .create(&actor, new, mltrail_core::now_millis())
@@ -128,11 +127,11 @@ async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 
 async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    crate::req::Actor(actor): crate::req::Actor,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = MonitorId::from(id);
-    monitors::delete_monitor(&state.store, &crate::req::actor_of(&headers), &id).await?;
+    monitors::delete_monitor(&state.store, &actor, &id).await?;
     Ok(Json(json!({})))
 }
 

@@ -5,7 +5,6 @@
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::header::AUTHORIZATION;
 use mltrail_core::ExperimentId;
 use mltrail_store::PageToken;
 use serde_json::{Map, Value};
@@ -38,7 +37,7 @@ impl<S: Send + Sync> FromRequest<S> for RawReq {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         json_content_type(req.method(), req.headers())?;
-        let actor = actor_of(req.headers());
+        let actor = actor_of(req.extensions());
         let query = req.uri().query().map(str::to_string);
         let body = Bytes::from_request(req, state)
             .await
@@ -153,20 +152,29 @@ pub(crate) fn is_media(content_type: &str, media: &str) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(media))
 }
 
-/// Who made the request: the HTTP Basic user when given, else "anonymous". (Authentication is
-/// a later layer; this names the actor the audit trail records.)
-pub(crate) fn actor_of(headers: &axum::http::HeaderMap) -> String {
-    headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b64| decode_base64(b64.trim()))
-        .and_then(|s| s.split(':').next().map(str::to_string))
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "anonymous".to_string())
+/// Who made the request, as the audit trail names it: what [`crate::auth::authenticate`]
+/// established (every route passes it; a request that did not is anonymous).
+pub(crate) fn actor_of(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<crate::auth::Caller>()
+        .map_or_else(|| "anonymous".to_string(), |c| c.principal.to_string())
 }
 
-fn decode_base64(input: &str) -> Option<String> {
+/// The actor, for handlers that take no [`Req`].
+pub struct Actor(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Actor {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Actor(actor_of(&parts.extensions)))
+    }
+}
+
+pub(crate) fn decode_base64(input: &str) -> Option<String> {
     use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
     use base64::engine::DecodePaddingMode;
     use base64::Engine as _;

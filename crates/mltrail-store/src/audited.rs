@@ -295,6 +295,7 @@ pub struct LoggedEvent {
 pub(crate) async fn list_events(
     readers: &AnyPool,
     entity: Option<&str>,
+    actor: Option<&str>,
     limit: i64,
 ) -> Result<Vec<LoggedEvent>, StoreError> {
     let (kind, id) = match entity {
@@ -305,11 +306,16 @@ pub(crate) async fn list_events(
         },
     };
     let rows = sqlx::query(
-        "SELECT * FROM audit_log WHERE ($1 = '' OR entity_type = $1) AND ($2 = '' OR entity_id = $2) ORDER BY seq LIMIT $3",
+        // An actor matches by its whole spelling (`token:ci`) or by its name under any of the
+        // ways a principal is established (mltrail_core::Principal).
+        "SELECT * FROM audit_log WHERE ($1 = '' OR entity_type = $1) AND ($2 = '' OR entity_id = $2) \
+         AND ($4 = '' OR actor IN ($4, 'user:' || $4, 'token:' || $4, 'local:' || $4, 'unverified:' || $4)) \
+         ORDER BY seq LIMIT $3",
     )
     .bind(kind.unwrap_or_default())
     .bind(id.unwrap_or_default())
     .bind(limit)
+    .bind(actor.unwrap_or_default().to_string())
     .fetch_all(readers)
     .await?;
     rows.iter()

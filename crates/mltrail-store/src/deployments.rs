@@ -104,7 +104,7 @@ pub struct DeploymentState {
 
 /// Every deployment the audit trail knows, by name.
 pub async fn current(store: &MetaStore) -> Result<BTreeMap<String, DeploymentState>, StoreError> {
-    let events = list_events(store.readers(), Some(DEPLOYMENT_KIND), i64::MAX).await?;
+    let events = list_events(store.readers(), Some(DEPLOYMENT_KIND), None, i64::MAX).await?;
     let mut latest: BTreeMap<String, DeploymentState> = BTreeMap::new();
     for logged in events {
         let e = logged.event;

@@ -99,6 +99,12 @@ pub enum NotFound {
     Monitor(String),
     #[error("monitor `{0}` does not exist or is already deleted")]
     ActiveMonitor(String),
+    #[error("User with username={0} not found")]
+    User(String),
+    #[error("no service token named `{0}`")]
+    Token(String),
+    #[error("no active service token named `{0}` (it does not exist or is revoked already)")]
+    ActiveToken(String),
     #[error("monitor `{monitor_id}` has no evaluated window starting at {window_start}")]
     Window {
         monitor_id: String,
@@ -113,6 +119,10 @@ pub enum AlreadyExists {
     Experiment(String),
     #[error("Registered Model (name={0}) already exists.")]
     RegisteredModel(String),
+    #[error("User '{0}' already exists.")]
+    User(String),
+    #[error("a service token named `{0}` exists already (names stay taken after revocation)")]
+    Token(String),
 }
 
 /// A value that breaks a rule, with the value.
@@ -192,6 +202,16 @@ pub enum Invalid {
     Window(i64),
     #[error("delay must not be negative")]
     Delay,
+    #[error("a user name must be 1 to 256 characters without `:` or control characters")]
+    Username,
+    #[error("a password must be at least {min} characters (got {got})", min = crate::access::MIN_PASSWORD_CHARS)]
+    Password { got: usize },
+    #[error("a token name must be 1 to 256 characters of letters, digits, `-`, `_` or `.`")]
+    TokenName,
+    #[error("a token needs at least one scope (one of: {0})")]
+    NoScope(String),
+    #[error("a token's expiry must be in the future")]
+    Expiry,
     #[error("invalid page_token {0:?}")]
     PageToken(String),
     /// A filter that does not parse.
@@ -273,6 +293,12 @@ pub enum Conflict {
     /// A stored row that cannot be represented as the JSON its audited state is.
     #[error("{0}")]
     Unserializable(Arc<serde_json::Error>),
+    #[error("a stored token holds the unknown scope `{0}`")]
+    StoredScope(String),
+    #[error("user {0} vanished while being written")]
+    UserVanished(String),
+    #[error("service token {0} vanished while being written")]
+    TokenVanished(String),
     #[error("monitor `{0}` vanished while created")]
     MonitorVanished(String),
 }

@@ -26,6 +26,7 @@
 //! - the wiring: this file ([`MetaStore`], opening, the list of audited kinds behind [`audit`])
 //!   and `schema.rs` (the migrations of every table).
 
+pub mod access;
 pub mod artifacts;
 mod audited;
 pub mod backup;
@@ -69,7 +70,7 @@ pub mod audit {
 
     /// Every entity kind with state in the database, in the order `verify` looks for rows
     /// that have no event.
-    const KINDS: [&dyn AuditedKind; 11] = [
+    const KINDS: [&dyn AuditedKind; 13] = [
         &Kind::<experiments::ExperimentRef>::new(),
         &Kind::<runs::RunRef>::new(),
         &Kind::<metrics::MetricBatch>::new(),
@@ -81,6 +82,8 @@ pub mod audit {
         &Kind::<monitors::MonitorRef>::new(),
         &Kind::<monitors::MonitorResultRef>::new(),
         &Kind::<monitors::AlertRef>::new(),
+        &Kind::<crate::access::users::UserRef>::new(),
+        &Kind::<crate::access::tokens::TokenRef>::new(),
     ];
 
     /// Recomputes the chain from the genesis hash, then checks that every entity's current
@@ -92,13 +95,15 @@ pub mod audit {
     }
 
     /// Events in sequence order, optionally only those of one entity (`run:<id>`,
-    /// `experiment:<id>`, or just a type such as `registered_model`).
+    /// `experiment:<id>`, or just a type such as `registered_model`) and of one actor (its
+    /// spelling, `token:ci`, or its name, `ci`).
     pub async fn list_events(
         store: &MetaStore,
         entity: Option<&str>,
+        actor: Option<&str>,
         limit: i64,
     ) -> Result<Vec<LoggedEvent>, StoreError> {
-        crate::audited::list_events(store.readers(), entity, limit).await
+        crate::audited::list_events(store.readers(), entity, actor, limit).await
     }
 }
 

@@ -17,7 +17,29 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, V5),
     (6, V6),
     (7, V7),
+    (8, V8),
 ];
+
+/// Users (MLflow's basic-auth users: integer id, argon2id PHC hash) and service tokens (the
+/// BLAKE3 digest of the secret; a name stays taken after revocation). Both audited.
+const V8: &str = r#"
+CREATE TABLE users (
+    user_id BIGINT PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    is_admin BIGINT NOT NULL,
+    created_time BIGINT NOT NULL
+);
+CREATE TABLE tokens (
+    name TEXT PRIMARY KEY,
+    scopes TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_time BIGINT NOT NULL,
+    expires_time BIGINT,
+    revoked_time BIGINT,
+    secret_digest TEXT NOT NULL UNIQUE
+)
+"#;
 
 /// A monitor's next window claimed by one server (`claimed_by`) until a time (several servers
 /// on one database evaluate each window once). Progress, not audited state.

@@ -1,6 +1,7 @@
 //! The `mltrail` command line. It only wires crates together: configuration in, domain calls
 //! out, errors to exit codes.
 
+mod access;
 mod args;
 mod backup;
 mod config;
@@ -73,6 +74,17 @@ enum Command {
     ///
     /// PostgreSQL stores are backed up with pg_dump (docs/operations.md).
     Backup(backup::BackupArgs),
+    /// Users who log in with a password when the server runs with --auth on (against the
+    /// store directly: works before any server runs).
+    Users {
+        #[command(subcommand)]
+        command: access::UsersCommand,
+    },
+    /// Service tokens with scopes for --auth on (against the store directly).
+    Tokens {
+        #[command(subcommand)]
+        command: access::TokensCommand,
+    },
     /// Inspect and verify the hash-chained audit trail.
     Audit {
         #[command(subcommand)]
@@ -167,6 +179,10 @@ enum AuditCommand {
         /// `model_version:<name>/<version>`, or a bare type such as `artifact`.
         #[arg(long)]
         entity: Option<String>,
+        /// Only events of one actor: a name (`alice`, `ci-pipeline`) or a whole spelling
+        /// (`user:alice`, `token:ci-pipeline`, `local:root`, `anonymous`).
+        #[arg(long)]
+        actor: Option<String>,
         #[command(flatten)]
         limit: args::LimitArgs,
         #[command(flatten)]
@@ -221,6 +237,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Predictions { .. }
             | Command::Monitor { .. }
             | Command::Config { .. }
+            | Command::Users { .. }
+            | Command::Tokens { .. }
     ) {
         exit_quietly_on_closed_stdout();
         // Progress lines only where a person watches.
@@ -244,6 +262,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => audit(command).await,
+        Command::Users { command } => {
+            access::users(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens { command } => {
+            access::tokens(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Backup(args) => backup::run(args, audit_artifacts).await,
         Command::Data { command } => {
             data::run(command).await?;
@@ -350,8 +376,19 @@ async fn serve(config: &Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    let ready = match access::check_bind(&config.auth, local, "server") {
+        Ok(()) if config.auth.mode == config::AuthModeArg::On => {
+            access::ensure_first_admin(&store).await
+        }
+        other => other,
+    };
+    if let Err(e) = ready {
+        store.close().await;
+        return Err(e);
+    }
     tracing::info!(
         address = %local,
+        auth = ?config.auth.mode,
         backend_store_uri = %config::redact(store_uri),
         artifacts_destination = %destination,
         "mltrail server listening"
@@ -379,6 +416,7 @@ async fn serve(config: &Config) -> Result<()> {
         artifacts,
         webhooks,
         monitors: engine,
+        auth: std::sync::Arc::new(mltrail_server::auth::Auth::new(config.auth.mode.into())),
     };
     let limits = mltrail_server::Limits {
         max_artifact_bytes: server.max_artifact_bytes,
@@ -481,6 +519,7 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Log {
             store,
             entity,
+            actor,
             limit,
             output,
         } => {
@@ -492,15 +531,20 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
             let store = MetaStore::open(&StoreConfig::new(&uri))
                 .await
                 .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
-            let events =
-                mltrail_store::audit::list_events(&store, entity.as_deref(), limit).await?;
+            let events = mltrail_store::audit::list_events(
+                &store,
+                entity.as_deref(),
+                actor.as_deref(),
+                limit,
+            )
+            .await?;
             store.close().await;
             for e in events {
                 if json {
                     println!("{}", serde_json::to_string(&e)?);
                 } else {
                     println!(
-                        "{:>6}  {}  {:<12} {:<32} {}:{}  {}",
+                        "{:>6}  {}  {:<20} {:<32} {}:{}  {}",
                         e.event.seq,
                         mltrail_core::time::rfc3339_millis(e.event.time),
                         e.event.actor,

@@ -39,10 +39,39 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+/// The `Authorization` header every call carries, from the environment: a bearer token from
+/// MLTRAIL_TRACKING_TOKEN, then MLFLOW_TRACKING_TOKEN; else HTTP Basic from
+/// MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (the mlflow client's variables).
+fn credentials() -> Result<Option<reqwest::header::HeaderValue>> {
+    use base64::Engine as _;
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let text = if let Some(token) =
+        var("MLTRAIL_TRACKING_TOKEN").or_else(|| var("MLFLOW_TRACKING_TOKEN"))
+    {
+        format!("Bearer {token}")
+    } else if let Some(user) = var("MLFLOW_TRACKING_USERNAME") {
+        let password = var("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {pair}")
+    } else {
+        return Ok(None);
+    };
+    let mut value = reqwest::header::HeaderValue::from_str(&text)
+        .map_err(|_| anyhow!("the tracking credentials hold characters a header cannot carry"))?;
+    // Kept out of debug output and HTTP/2 header tables.
+    value.set_sensitive(true);
+    Ok(Some(value))
+}
+
 impl Client {
     pub fn new(base: String) -> Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = credentials()? {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
+            .default_headers(headers)
             .build()?;
         Ok(Self { base, http })
     }

@@ -33,7 +33,7 @@ pub async fn verify_store(
 
 async fn verify(store: &MetaStore, artifacts: &ArtifactStore) -> Result<ArtifactReport> {
     let mut latest: HashMap<String, (i64, Option<String>)> = HashMap::new();
-    for e in list_events(store, Some(ARTIFACT_KIND), i64::MAX).await? {
+    for e in list_events(store, Some(ARTIFACT_KIND), None, i64::MAX).await? {
         latest.insert(e.event.entity_id, (e.event.seq, e.event.state_digest));
     }
     let mut ordered: Vec<_> = latest.into_iter().collect();

@@ -15,17 +15,37 @@ use mltrail_core::{AuditEvent, ChainHash, GENESIS_HASH};
 /// Rows per multi-row INSERT; keeps bound parameters far below SQLite's limit.
 const ROWS_PER_INSERT: usize = 100;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AuditHead {
     pub seq: i64,
     pub hash: ChainHash,
 }
 
+/// The last event's sequence number and hash.
+pub(crate) const SELECT_HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+
+/// The head as stored, read with the native connection's prepared [`SELECT_HEAD`].
+pub(crate) fn read_head_native(stmt: &mut super::native::Stmt) -> Result<AuditHead, StoreError> {
+    let head = if stmt.step()? {
+        let hash = ChainHash::from_hex(&stmt.column_text(1))
+            .ok_or(StoreError::Database(DatabaseError::MalformedHead));
+        hash.map(|hash| AuditHead {
+            seq: stmt.column_i64(0),
+            hash,
+        })
+    } else {
+        Ok(AuditHead {
+            seq: 0,
+            hash: GENESIS_HASH,
+        })
+    };
+    stmt.reset();
+    head
+}
+
 /// The head of the chain as stored: genesis for an empty log.
 pub(crate) async fn load_head(conn: &mut Tx) -> Result<AuditHead, StoreError> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(SELECT_HEAD).fetch_optional(&mut *conn).await?;
     match row {
         None => Ok(AuditHead {
             seq: 0,

@@ -291,8 +291,9 @@ async fn run<C: Coalesced>(
         if jobs.is_empty() && requests.is_empty() {
             continue;
         }
-        // On SQLite this process is the only writer, and only general jobs may change what the
-        // coalesced path remembers; PostgreSQL may have other writers.
+        // On SQLite this process is the usual writer, and only general jobs may change what the
+        // coalesced path remembers; PostgreSQL may have other writers. (Another process writing
+        // SQLite is noticed by its moved chain head once the write lock is held.)
         if !jobs.is_empty() || backend != Backend::Sqlite {
             coalesced.forget();
         }
@@ -312,10 +313,13 @@ async fn run<C: Coalesced>(
                 }
                 Ok(conn) => {
                     let begun = begin_group(conn, backend, begin, &mut audit).await;
-                    // Taken after begin_group, which reloads the head on PostgreSQL.
+                    if matches!(begun, Ok(true)) {
+                        coalesced.forget();
+                    }
+                    // Taken after begin_group, which reloads the head.
                     let committed_head = audit.head_snapshot();
                     let mut sql_outcome = match begun {
-                        Ok(()) => run_jobs(conn, &mut audit, jobs, &mut completions).await,
+                        Ok(_) => run_jobs(conn, &mut audit, jobs, &mut completions).await,
                         Err(e) => Err(e),
                     };
                     if sql_outcome.is_ok() && requests_in_sql {
@@ -348,8 +352,12 @@ async fn run<C: Coalesced>(
             }
         }
         if let (Some(native), false) = (native.as_mut(), requests.is_empty()) {
-            let outcome =
-                native.transaction(&mut audit, |group| coalesced.apply_native(group, &requests));
+            let outcome = native.transaction(&mut audit, |group, foreign| {
+                if foreign {
+                    coalesced.forget();
+                }
+                coalesced.apply_native(group, &requests)
+            });
             if let Err(e) = &outcome {
                 coalesced.forget();
                 tracing::error!(error = %e, "native write group failed; rolled back");
@@ -377,23 +385,27 @@ async fn run<C: Coalesced>(
     }
 }
 
-/// Opens a group's transaction. On PostgreSQL it waits for the chain lock, then reloads the
-/// head: separate statements, because under READ COMMITTED a statement reads the snapshot
-/// taken when it started, and the head must be read after the lock is held. (Sending the three
-/// as one simple-query batch measured slower, not faster: docs/benchmarks.md.)
-/// SQLite has one writer process, whose in-memory head is always current.
+/// Opens a group's transaction and reloads the chain's head once no one else can move it;
+/// returns whether another writer had (so cached state must go). On PostgreSQL it waits for
+/// the chain lock first: separate statements, because under READ COMMITTED a statement reads
+/// the snapshot taken when it started, and the head must be read after the lock is held.
+/// (Sending the three as one simple-query batch measured slower, not faster:
+/// docs/benchmarks.md.) On SQLite BEGIN IMMEDIATE holds the write lock; another process may
+/// have written before it (`mltrail users create` beside a running server).
 async fn begin_group(
     conn: &mut Tx,
     backend: Backend,
     begin: &'static str,
     audit: &mut AuditCtx,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     exec(conn, begin).await?;
     if backend == Backend::Postgres {
         exec(conn, crate::sql::TAKE_CHAIN_LOCK).await?;
-        audit.restore(chain::load_head(conn).await?);
     }
-    Ok(())
+    let stored = chain::load_head(conn).await?;
+    let foreign = stored != audit.head_snapshot();
+    audit.restore(stored);
+    Ok(foreign)
 }
 
 async fn run_jobs(

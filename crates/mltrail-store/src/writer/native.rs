@@ -20,6 +20,7 @@ pub(crate) struct Native<S> {
     // Declared before `db`: statements are finalized before the connection closes.
     statements: S,
     audit_rows: Stmt,
+    head: Stmt,
     db: Db,
     // Declared after `db`: SQLite's WAL hook points here until the connection closes.
     wal_frames: Box<Cell<c_int>>,
@@ -111,6 +112,7 @@ impl<S> Native<S> {
         }
         let statements = prepare(&db)?;
         let audit_rows = Stmt::prepare(&db, chain::INSERT_NATIVE)?;
+        let head = Stmt::prepare(&db, chain::SELECT_HEAD)?;
         let wal_frames = Box::new(Cell::new(0));
         // SAFETY: valid handle; the hook's argument is the boxed cell, which outlives the
         // connection (field order) and is only touched from the thread that owns both.
@@ -124,6 +126,7 @@ impl<S> Native<S> {
         Ok(Native {
             statements,
             audit_rows,
+            head,
             db,
             wal_frames,
             wal_bound_frames: WAL_BOUND_FRAMES,
@@ -133,13 +136,23 @@ impl<S> Native<S> {
     /// Runs `apply` in one transaction of its own (BEGIN IMMEDIATE … COMMIT). Nothing of it
     /// survives a failure: the transaction rolls back and the chain head is restored. It blocks
     /// for the commit's fsync, which is why the writer has a thread of its own.
+    ///
+    /// Once the write lock is held, the stored head is compared with the remembered one: another
+    /// process (`mltrail users create`, `mltrail tokens revoke` beside a running server) may
+    /// have appended events. `apply` is told whether it did (`true`), so cached state is
+    /// dropped.
     pub(crate) fn transaction<T>(
         &mut self,
         audit: &mut AuditCtx,
-        apply: impl FnOnce(&mut NativeGroup<'_, S>) -> Result<T, StoreError>,
+        apply: impl FnOnce(&mut NativeGroup<'_, S>, bool) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let before = audit.head_snapshot();
         let result = self.db.exec("BEGIN IMMEDIATE").and_then(|()| {
+            let stored = chain::read_head_native(&mut self.head)?;
+            let foreign = stored != before;
+            if foreign {
+                audit.restore(stored);
+            }
             let mut group = NativeGroup {
                 statements: &mut self.statements,
                 chain: NativeChain {
@@ -147,7 +160,7 @@ impl<S> Native<S> {
                     audit_rows: &mut self.audit_rows,
                 },
             };
-            let out = apply(&mut group)?;
+            let out = apply(&mut group, foreign)?;
             self.db.exec("COMMIT")?;
             Ok(out)
         });
@@ -373,6 +386,11 @@ impl Stmt {
             let len = ffi::sqlite3_column_bytes(self.raw, index) as usize;
             String::from_utf8_lossy(std::slice::from_raw_parts(ptr, len)).into_owned()
         }
+    }
+
+    pub(crate) fn column_i64(&self, index: c_int) -> i64 {
+        // SAFETY: called after step() returned a row.
+        unsafe { ffi::sqlite3_column_int64(self.raw, index) }
     }
 
     pub(crate) fn reset(&mut self) {

@@ -22,12 +22,21 @@ pub struct ConfigArgs {
 /// mltrail.toml had other tables (`--backend-store-uri` sets `[store] backend_store_uri`).
 #[derive(Debug, Args, Serialize)]
 pub struct ServerArgs {
-    /// Address to bind. Non-loopback addresses expose the unauthenticated API to the network.
+    /// Address to bind. A non-loopback address needs --auth on (or --insecure-no-auth).
     #[arg(long)]
     pub host: Option<String>,
     /// Port to listen on (0 picks a free port and prints it).
     #[arg(long)]
     pub port: Option<u16>,
+    /// on: every request but /health and /version authenticates with HTTP Basic (a user) or a
+    /// bearer token; the first start creates the admin from MLTRAIL_ADMIN_USERNAME (default
+    /// admin) and MLTRAIL_ADMIN_PASSWORD. off: anyone who reaches the port may do anything.
+    #[arg(long, value_enum)]
+    pub auth: Option<super::AuthModeArg>,
+    /// Allow auth off on a non-loopback address (a trusted network only; warned at every start).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_no_auth: bool,
     /// Metadata store: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db.
     #[arg(long)]
     pub backend_store_uri: Option<String>,

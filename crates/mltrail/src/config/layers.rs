@@ -36,6 +36,7 @@ const LEGACY_SERVER_KEYS: &[(&str, Key)] = &[
 /// working; when both are set, the systematic name wins (then this list's order).
 pub const LEGACY_ENV: &[(&str, Key)] = &[
     ("MLTRAIL_HOST", key("server", "host")),
+    ("MLTRAIL_AUTH", key("auth", "mode")),
     ("MLTRAIL_PORT", key("server", "port")),
     (
         "MLTRAIL_MAX_ARTIFACT_BYTES",
@@ -69,6 +70,8 @@ pub const LEGACY_ENV: &[(&str, Key)] = &[
 pub(super) fn flag_key(table: &str, field: &str) -> Option<Key> {
     Key::find(table, field).or_else(|| match (table, field) {
         (_, "log_format") => Some(key("log", "format")),
+        ("server", "auth") => Some(key("auth", "mode")),
+        ("server", "insecure_no_auth") => Some(key("auth", "insecure_no_auth")),
         ("server", _) => legacy_server_key(field),
         _ => None,
     })

@@ -42,6 +42,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether the servers require authentication (`[auth] mode`, `--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthModeArg {
+    /// Every request is let in; only allowed on a loopback address (or with
+    /// --insecure-no-auth).
+    #[default]
+    Off,
+    /// HTTP Basic (users) or bearer tokens on every request but /health and /version.
+    On,
+}
+
+impl From<AuthModeArg> for mltrail_server::auth::AuthMode {
+    fn from(mode: AuthModeArg) -> Self {
+        match mode {
+            AuthModeArg::Off => mltrail_server::auth::AuthMode::Off,
+            AuthModeArg::On => mltrail_server::auth::AuthMode::On,
+        }
+    }
+}
+
 /// What one table of mltrail.toml holds, for messages, `config show` and the generated example.
 #[derive(Debug)]
 pub struct TableSchema {
@@ -94,7 +115,8 @@ macro_rules! config_table {
 config_table! {
     /// The tracking and registry server (`mltrail server`).
     pub struct ServerTable in "server" {
-        /// Address to bind. Non-loopback addresses expose the unauthenticated API to the network.
+        /// Address to bind. A non-loopback address needs `[auth] mode = "on"` (or
+        /// insecure_no_auth).
         pub host: String = DEFAULT_HOST.to_string(),
         /// Port to listen on (0 picks a free port and prints it).
         pub port: u16 = 5000,
@@ -102,6 +124,20 @@ config_table! {
         pub max_artifact_bytes: usize = mltrail_server::DEFAULT_MAX_ARTIFACT_BYTES,
         /// Largest accepted request body of the MLflow REST API (JSON), in bytes.
         pub max_json_bytes: usize = mltrail_server::DEFAULT_MAX_JSON_BYTES,
+    }
+}
+
+config_table! {
+    /// Authentication of the servers (`mltrail server`): users with passwords and service
+    /// tokens (docs/README "Authentication").
+    pub struct AuthTable in "auth" {
+        /// `on`: every request but /health and /version authenticates (HTTP Basic or a bearer
+        /// token); `off`: anyone who reaches the port may do anything, so the server refuses
+        /// to bind a non-loopback address unless insecure_no_auth is set.
+        pub mode: AuthModeArg = AuthModeArg::Off,
+        /// Bind a non-loopback address with auth off (a trusted network only; warned at every
+        /// start).
+        pub insecure_no_auth: bool = false,
     }
 }
 
@@ -191,6 +227,7 @@ config_table! {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerTable,
+    pub auth: AuthTable,
     pub store: StoreTable,
     pub log: LogTable,
     pub monitor: MonitorTable,
@@ -201,6 +238,7 @@ impl Config {
     /// Every table, in the order of the fields above (a unit test holds them together).
     pub const TABLES: &'static [TableSchema] = &[
         ServerTable::SCHEMA,
+        AuthTable::SCHEMA,
         StoreTable::SCHEMA,
         LogTable::SCHEMA,
         MonitorTable::SCHEMA,

@@ -166,10 +166,11 @@ fn unknown_keys_and_tables_are_refused_by_name() {
             "did you mean [server]?",
         ),
         (
-            "[auth]\nmode = \"on\"\n",
-            "unknown table `[auth]`",
-            "the tables are server, store, log, monitor, serve",
+            "[authentication]\nmode = \"on\"\n",
+            "unknown table `[authentication]`",
+            "did you mean [auth]?",
         ),
+        ("[auth]\nmode = \"sometimes\"\n", "[auth] mode", ""),
         (
             "port = 1\n",
             "unknown key `port` at the top",

@@ -29,9 +29,15 @@ impl Server {
 
     /// Starts with extra `mltrail server` flags.
     pub fn start_with(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Self::start_with_env(dir, extra, &[])
+    }
+
+    /// Starts with extra flags and environment variables.
+    pub fn start_with_env(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mltrail"))
             .args(["server", "--host", "127.0.0.1", "--port", "0"])
             .args(extra)
+            .envs(env.iter().copied())
             .args(["--backend-store-uri", &Self::store_uri_of(dir.path())])
             .args([
                 "--artifacts-destination",

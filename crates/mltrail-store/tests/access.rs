@@ -1,0 +1,303 @@
+//! Users and service tokens in the store: what is kept (hashes, digests, never the secret),
+//! how credentials are checked, and that the trail catches a hash swapped in by hand.
+
+use mltrail_core::Scope;
+use mltrail_store::access::tokens::{self, TokenCheck};
+use mltrail_store::access::users;
+use mltrail_store::{audit, MetaStore, StoreConfig, StoreErrorKind};
+use sqlx::Connection;
+
+async fn open(dir: &tempfile::TempDir) -> (MetaStore, String) {
+    let path = dir.path().join("m.db");
+    let uri = format!("sqlite:///{}", path.display());
+    (
+        MetaStore::open(&StoreConfig::new(&uri)).await.unwrap(),
+        format!("sqlite://{}", path.display()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_created_checked_changed_and_deleted_with_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(&dir).await;
+    let admin = users::create_user(&store, "local:root", "admin", "first-password", true)
+        .await
+        .unwrap();
+    assert_eq!((admin.id, admin.is_admin), (1, true));
+    let alice = users::create_user(&store, "user:admin", "alice", "alice-password", false)
+        .await
+        .unwrap();
+    assert_eq!(alice.id, 2);
+    let again = users::create_user(&store, "user:admin", "alice", "other-password", false).await;
+    assert_eq!(again.unwrap_err().kind(), StoreErrorKind::AlreadyExists);
+    for bad in ["", "a:b", "tab\there"] {
+        let refused = users::create_user(&store, "user:admin", bad, "long-enough", false).await;
+        assert_eq!(
+            refused.unwrap_err().kind(),
+            StoreErrorKind::InvalidParameter
+        );
+    }
+    let short = users::create_user(&store, "user:admin", "carol", "short", false).await;
+    assert_eq!(short.unwrap_err().kind(), StoreErrorKind::InvalidParameter);
+
+    let checked = users::check_password(&store, "alice", "alice-password").await;
+    assert_eq!(checked.unwrap(), Some(alice.clone()));
+    assert_eq!(
+        users::check_password(&store, "alice", "wrong-password")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        users::check_password(&store, "nobody", "alice-password")
+            .await
+            .unwrap(),
+        None
+    );
+
+    users::update_password(&store, "user:alice", "alice", "new-password")
+        .await
+        .unwrap();
+    assert_eq!(
+        users::check_password(&store, "alice", "alice-password")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(users::check_password(&store, "alice", "new-password")
+        .await
+        .unwrap()
+        .is_some());
+    users::update_admin(&store, "user:admin", "alice", true)
+        .await
+        .unwrap();
+    assert!(users::get_user(&store, "alice").await.unwrap().is_admin);
+    users::delete_user(&store, "user:admin", "alice")
+        .await
+        .unwrap();
+    let gone = users::get_user(&store, "alice").await.unwrap_err();
+    assert_eq!(gone.kind(), StoreErrorKind::NotFound);
+    assert_eq!(users::count_users(&store).await.unwrap(), 1);
+
+    let events = audit::list_events(&store, Some("user"), None, 100)
+        .await
+        .unwrap();
+    let seen: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.event.actor.clone(),
+                e.event.action.clone(),
+                e.event.entity_id.clone(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("local:root", "user.create", "admin"),
+        ("user:admin", "user.create", "alice"),
+        ("user:alice", "user.update_password", "alice"),
+        ("user:admin", "user.update_admin", "alice"),
+        ("user:admin", "user.delete", "alice"),
+    ];
+    assert_eq!(
+        seen,
+        expected
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert!(audit::verify(&store).await.unwrap().broken.is_none());
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_hash_swapped_by_hand_fails_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, raw) = open(&dir).await;
+    users::create_user(&store, "local:root", "admin", "first-password", true)
+        .await
+        .unwrap();
+    users::create_user(&store, "local:root", "mallory", "mallory-password", false)
+        .await
+        .unwrap();
+    store.close().await;
+    // Someone with the database file gives admin mallory's password.
+    let mut conn = sqlx::sqlite::SqliteConnection::connect(&raw).await.unwrap();
+    sqlx::query("UPDATE users SET password_hash = (SELECT password_hash FROM users WHERE username = 'mallory') WHERE username = 'admin'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let uri = raw.replacen("sqlite://", "sqlite:///", 1);
+    let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
+    let broken = audit::verify(&store)
+        .await
+        .unwrap()
+        .broken
+        .expect("detected");
+    assert_eq!(
+        (broken.entity_type.as_str(), broken.entity_id.as_str()),
+        ("user", "admin")
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_keep_only_a_digest_and_check_expiry_and_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, raw) = open(&dir).await;
+    let now = mltrail_core::now_millis();
+    let made = tokens::create_token(
+        &store,
+        "user:admin",
+        "ci-pipeline",
+        vec![Scope::RunsWrite, Scope::ModelsRegister],
+        Some(now + 3_600_000),
+    )
+    .await
+    .unwrap();
+    assert!(made.secret.starts_with(tokens::SECRET_PREFIX));
+    assert_eq!(made.secret.len(), 4 + 64);
+    assert!(made.token.allows(Scope::RunsWrite));
+    assert!(!made.token.allows(Scope::PredictionsRead));
+
+    match tokens::check_secret(&store, &made.secret, now)
+        .await
+        .unwrap()
+    {
+        TokenCheck::Valid(t) => assert_eq!(t.name, "ci-pipeline"),
+        other => panic!("{other:?}"),
+    }
+    let mut wrong = made.secret.clone();
+    wrong.pop();
+    wrong.push('x');
+    assert_eq!(
+        tokens::check_secret(&store, &wrong, now).await.unwrap(),
+        TokenCheck::Unknown
+    );
+    assert!(matches!(
+        tokens::check_secret(&store, &made.secret, now + 3_600_001)
+            .await
+            .unwrap(),
+        TokenCheck::Expired(_)
+    ));
+
+    let taken = tokens::create_token(&store, "user:admin", "ci-pipeline", vec![Scope::Read], None);
+    assert_eq!(
+        taken.await.unwrap_err().kind(),
+        StoreErrorKind::AlreadyExists
+    );
+    let refused = tokens::create_token(&store, "user:admin", "no-scope", vec![], None).await;
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        StoreErrorKind::InvalidParameter
+    );
+    let past = tokens::create_token(
+        &store,
+        "user:admin",
+        "old",
+        vec![Scope::Read],
+        Some(now - 1),
+    );
+    assert_eq!(
+        past.await.unwrap_err().kind(),
+        StoreErrorKind::InvalidParameter
+    );
+
+    tokens::revoke_token(&store, "user:admin", "ci-pipeline")
+        .await
+        .unwrap();
+    assert!(matches!(
+        tokens::check_secret(&store, &made.secret, now)
+            .await
+            .unwrap(),
+        TokenCheck::Revoked(_)
+    ));
+    let twice = tokens::revoke_token(&store, "user:admin", "ci-pipeline").await;
+    assert_eq!(twice.unwrap_err().kind(), StoreErrorKind::NotFound);
+    assert_eq!(tokens::list_tokens(&store).await.unwrap().len(), 1);
+    assert!(audit::verify(&store).await.unwrap().broken.is_none());
+    store.close().await;
+
+    // The secret is nowhere in the database file.
+    let bytes = std::fs::read(dir.path().join("m.db")).unwrap();
+    let secret = made.secret.as_bytes();
+    assert!(!bytes.windows(secret.len()).any(|w| w == secret));
+    drop(raw);
+}
+
+/// `mltrail users create` and `mltrail tokens …` write the store beside a running server: the
+/// server's writer must continue the chain from the other process's events, on both of its
+/// write paths (general jobs and the coalesced tracking writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_on_the_same_sqlite_file_continues_the_chain() {
+    use mltrail_store::metrics::{Batch, NewMetric};
+    use mltrail_store::runs::NewRun;
+    use mltrail_store::{experiments, metrics, runs};
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = open(&dir).await;
+    let (cli, _) = open(&dir).await;
+    let exp = experiments::create_experiment(&server, "user:a", "e".into(), None, vec![])
+        .await
+        .unwrap();
+    let run = runs::create_run(
+        &server,
+        "user:a",
+        NewRun {
+            experiment_id: exp,
+            user_id: "a".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let run_id = mltrail_core::RunId::parse(&run.info.run_id).unwrap();
+    for round in 0..3 {
+        users::create_user(
+            &cli,
+            "local:root",
+            &format!("u{round}"),
+            "password-1",
+            false,
+        )
+        .await
+        .unwrap();
+        // A general job on the server after the other writer's event …
+        tokens::create_token(
+            &server,
+            "user:a",
+            &format!("t{round}"),
+            vec![Scope::Read],
+            None,
+        )
+        .await
+        .unwrap();
+        users::create_user(
+            &cli,
+            "local:root",
+            &format!("v{round}"),
+            "password-1",
+            false,
+        )
+        .await
+        .unwrap();
+        // … and a coalesced tracking write.
+        let batch = Batch::new(
+            vec![NewMetric {
+                key: "m".into(),
+                value: f64::from(round),
+                timestamp: 1,
+                step: i64::from(round),
+                model_id: None,
+            }],
+            vec![],
+            vec![],
+        );
+        metrics::log_batch(&server, "user:a", run_id.clone(), batch.unwrap().unwrap())
+            .await
+            .unwrap();
+    }
+    cli.close().await;
+    assert!(audit::verify(&server).await.unwrap().broken.is_none());
+    server.close().await;
+}

@@ -1,0 +1,367 @@
+//! `--auth on` against the real binary: who may do what, the actor every audit event names,
+//! tokens (scopes, expiry, revocation), the first admin, and the refusal to listen on a
+//! non-loopback address without authentication.
+
+mod common;
+use common::{client, Server};
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+
+const ADMIN_PASSWORD: &str = "admin-password-1";
+
+fn mltrail(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mltrail"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+enum As<'a> {
+    Nobody,
+    Basic(&'a str, &'a str),
+    Bearer(&'a str),
+}
+
+fn call(server: &Server, who: &As, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let http = client();
+    let url = format!("{}{path}", server.url);
+    let mut request = match method {
+        "GET" => http.get(url),
+        _ => http.post(url).json(&body),
+    };
+    request = match who {
+        As::Nobody => request,
+        As::Basic(u, p) => request.basic_auth(u, Some(p)),
+        As::Bearer(t) => request.bearer_auth(t),
+    };
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+fn start() -> Server {
+    Server::start_with_env(
+        tempfile::tempdir().unwrap(),
+        &["--auth", "on"],
+        &[("MLTRAIL_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    )
+}
+
+fn token(server: &Server, name: &str, scopes: &str, expires: Option<&str>) -> String {
+    let uri = server.store_uri();
+    let mut args = vec!["tokens", "create", "--name", name, "--scope", scopes];
+    if let Some(e) = expires {
+        args.extend(["--expires", e]);
+    }
+    args.extend(["--backend-store-uri", &uri]);
+    let out = mltrail(&args, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn requests_authenticate_and_the_trail_names_who_acted() {
+    let mut server = start();
+    let admin = As::Basic("admin", ADMIN_PASSWORD);
+    let create = "/api/2.0/mlflow/experiments/create";
+
+    // Anonymous and wrong credentials: 401 with a challenge, nothing written.
+    for who in [
+        As::Nobody,
+        As::Basic("admin", "wrong-password"),
+        As::Basic("nobody", ADMIN_PASSWORD),
+        As::Bearer("mlt_0000"),
+    ] {
+        let (status, body) = call(&server, &who, "POST", create, json!({"name": "x"}));
+        assert_eq!(
+            (status, body["error_code"].as_str()),
+            (401, Some("UNAUTHENTICATED"))
+        );
+    }
+    let response = client()
+        .get(format!("{}/api/2.0/mlflow/experiments/search", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Basic"));
+    // Load balancers' checks need no credentials.
+    assert_eq!(
+        call(&server, &As::Nobody, "GET", "/health", json!({})).0,
+        200
+    );
+
+    // The admin writes; a plain user reads but may not write.
+    let (status, made) = call(&server, &admin, "POST", create, json!({"name": "by-admin"}));
+    assert_eq!(status, 200, "{made}");
+    let uri = server.store_uri();
+    let out = mltrail(
+        &[
+            "users",
+            "create",
+            "alice",
+            "--password-stdin",
+            "--backend-store-uri",
+            &uri,
+        ],
+        Some("alice-password\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alice = As::Basic("alice", "alice-password");
+    let (status, _) = call(
+        &server,
+        &alice,
+        "GET",
+        &format!(
+            "/api/2.0/mlflow/experiments/get?experiment_id={}",
+            made["experiment_id"].as_str().unwrap()
+        ),
+        json!({}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = call(&server, &alice, "POST", create, json!({"name": "by-alice"}));
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (403, Some("PERMISSION_DENIED"))
+    );
+
+    // Tokens do what their scopes say.
+    let ci = token(&server, "ci-pipeline", "runs:write", Some("1d"));
+    let ci = As::Bearer(&ci);
+    let (status, run) = call(
+        &server,
+        &ci,
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        json!({"experiment_id": made["experiment_id"], "start_time": 1}),
+    );
+    assert_eq!(status, 200, "{run}");
+    let (status, _) = call(
+        &server,
+        &ci,
+        "POST",
+        "/api/2.0/mlflow/registered-models/create",
+        json!({"name": "m"}),
+    );
+    assert_eq!(status, 403);
+    let scorer = token(&server, "scorer", "predict", None);
+    let (status, _) = call(
+        &server,
+        &As::Bearer(&scorer),
+        "GET",
+        "/api/2.0/mlflow/experiments/search",
+        json!({}),
+    );
+    assert_eq!(status, 403);
+
+    // Refusals are counted on /metrics.
+    let metrics = client()
+        .get(format!("{}/metrics", server.url))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let count = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}_total ")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    // Two wrong passwords and an unknown token; no credentials at all is not a failed login.
+    assert_eq!(count("mltrail_auth_failed_logins"), 3);
+    assert_eq!(count("mltrail_auth_denied"), 3);
+
+    // The trail names each actor and how they authenticated.
+    server.stop();
+    let out = mltrail(
+        &["audit", "log", "--json", "--backend-store-uri", &uri],
+        None,
+    );
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actor_of = |action: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["action"] == action)
+            .map(|e| e["actor"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let os_user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    assert_eq!(
+        actor_of("user.create"),
+        [format!("local:{os_user}"), format!("local:{os_user}")]
+    );
+    assert_eq!(actor_of("token.create").len(), 2);
+    assert!(actor_of("experiment.create").contains(&"user:admin".to_string()));
+    assert_eq!(actor_of("run.create"), ["token:ci-pipeline"]);
+    // Refused requests left nothing behind.
+    assert!(!events.iter().any(|e| e["entity_id"] == "m"));
+    let out = mltrail(
+        &[
+            "audit",
+            "log",
+            "--actor",
+            "ci-pipeline",
+            "--json",
+            "--backend-store-uri",
+            &uri,
+        ],
+        None,
+    );
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let verify = mltrail(&["audit", "verify", "--backend-store-uri", &uri], None);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
+#[test]
+fn revoked_and_expired_tokens_are_refused() {
+    let server = start();
+    let secret = token(&server, "short-lived", "read", None);
+    let search = "/api/2.0/mlflow/experiments/search";
+    assert_eq!(
+        call(&server, &As::Bearer(&secret), "GET", search, json!({})).0,
+        200
+    );
+    let uri = server.store_uri();
+    let out = mltrail(
+        &[
+            "tokens",
+            "revoke",
+            "short-lived",
+            "--backend-store-uri",
+            &uri,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server's credential cache holds a checked token for up to 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, body) = call(&server, &As::Bearer(&secret), "GET", search, json!({}));
+        if status == 401 {
+            assert!(
+                body["message"].as_str().unwrap().contains("revoked"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted after 15 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // Expired: created with a lifetime of 1 s.
+    let brief = token(&server, "brief", "read", Some("1s"));
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    let (status, body) = call(&server, &As::Bearer(&brief), "GET", search, json!({}));
+    assert_eq!(status, 401);
+    assert!(
+        body["message"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+}
+
+#[test]
+fn auth_on_without_any_user_or_admin_password_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = Server::store_uri_of(dir.path());
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    // MLTRAIL_AUTH=on is --auth on.
+    let out = Command::new(env!("CARGO_BIN_EXE_mltrail"))
+        .args(["server", "--port", "0", "--backend-store-uri", &uri])
+        .env("MLTRAIL_AUTH", "on")
+        .env_remove("MLTRAIL_ADMIN_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("MLTRAIL_ADMIN_PASSWORD"), "{stderr}");
+}
+
+#[test]
+fn a_non_loopback_address_needs_auth_or_an_explicit_opt_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = Server::store_uri_of(dir.path());
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let server = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mltrail"))
+            .args([
+                "server",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "0",
+                "--backend-store-uri",
+                &uri,
+            ])
+            .args(extra)
+            .env("MLTRAIL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let out = server(&[]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--auth on") && stderr.contains("--insecure-no-auth"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "it never listened");
+
+    // Explicitly insecure: it starts, and says so.
+    let mut child = server(&["--insecure-no-auth"]);
+    let mut banner = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        banner.starts_with("mltrail server listening on http://0.0.0.0:"),
+        "{banner}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("authentication is OFF"), "{stderr}");
+}
