@@ -42,18 +42,20 @@ def server(tmp_path_factory):
     if auth:
         env.update({"MLTRAIL_ADMIN_USERNAME": "compat-admin", "MLTRAIL_ADMIN_PASSWORD": "compat-password-1"})
         # The mlflow client authenticates as that admin through its own variables; the tests'
-        # raw `requests` calls do through every new Session's default credentials.
+        # raw `requests` calls, which send no Authorization header, as the admin too.
         os.environ["MLFLOW_TRACKING_USERNAME"] = "compat-admin"
         os.environ["MLFLOW_TRACKING_PASSWORD"] = "compat-password-1"
         import requests
 
-        plain_init = requests.Session.__init__
+        plain_request = requests.Session.request
 
-        def init_with_credentials(session, *args, **kwargs):
-            plain_init(session, *args, **kwargs)
-            session.auth = ("compat-admin", "compat-password-1")
+        def request_with_credentials(session, method, url, **kwargs):
+            headers = kwargs.get("headers") or {}
+            if kwargs.get("auth") is None and not any(k.lower() == "authorization" for k in headers):
+                kwargs["auth"] = ("compat-admin", "compat-password-1")
+            return plain_request(session, method, url, **kwargs)
 
-        requests.Session.__init__ = init_with_credentials
+        requests.Session.request = request_with_credentials
     proc = subprocess.Popen(
         [binary, "server", "--port", str(port), "--backend-store-uri", backend, "--artifacts-destination", artifacts,
          "--monitor-interval-ms", "200", "--auth", "on" if auth else "off"],

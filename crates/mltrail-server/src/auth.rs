@@ -89,6 +89,14 @@ impl Auth {
         }
     }
 
+    /// Forgets every cached credential, after a password, an admin flag or a user changed
+    /// through this server (other servers notice within [`CACHE_SECONDS`]).
+    pub fn forget_all(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
+    }
+
     fn cached(&self, key: &[u8; 32]) -> Option<Caller> {
         let cache = self.cache.lock().ok()?;
         let (caller, until) = cache.get(key)?;
@@ -115,6 +123,9 @@ pub enum Need {
     Read,
     /// Changing what a token scope names.
     Write(Scope),
+    /// The user routes: any user (the handler decides between self and admin); a token needs
+    /// `admin`.
+    Account,
 }
 
 impl Need {
@@ -123,6 +134,9 @@ impl Need {
     pub fn of(method: &Method, path: &str) -> Need {
         if matches!(path, "/health" | "/version") {
             return Need::Open;
+        }
+        if path.contains("/mlflow/users/") {
+            return Need::Account;
         }
         let last = path.rsplit('/').next().unwrap_or("");
         let reads = method == Method::GET
@@ -183,7 +197,11 @@ impl Need {
                     caller.principal.name()
                 )
             }),
-            (None, Need::Read) => Ok(()),
+            (Some(_), Need::Account) => Err(format!(
+                "token `{}` lacks the scope `admin` that managing users needs",
+                caller.principal.name()
+            )),
+            (None, Need::Read | Need::Account) => Ok(()),
             (None, Need::Write(_)) => Err(format!(
                 "user `{}` may read only: not an admin, and per-resource permissions are not granted by this server yet",
                 caller.principal.name()

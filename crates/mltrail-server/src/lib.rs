@@ -17,6 +17,7 @@ mod registry;
 mod req;
 pub mod scoring;
 mod tracking;
+mod users;
 pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
@@ -66,6 +67,7 @@ impl Default for Limits {
 pub fn router(state: AppState, limits: Limits) -> Router {
     let api = tracking::routes()
         .merge(registry::routes())
+        .merge(users::routes(state.clone()))
         .merge(logged_models::routes())
         .layer(DefaultBodyLimit::max(limits.max_json_bytes));
     Router::new()

@@ -31,7 +31,8 @@ async fn users_are_created_checked_changed_and_deleted_with_events() {
     let again = users::create_user(&store, "user:admin", "alice", "other-password", false).await;
     assert_eq!(again.unwrap_err().kind(), StoreErrorKind::AlreadyExists);
     for bad in ["", "a:b", "tab\there"] {
-        let refused = users::create_user(&store, "user:admin", bad, "long-enough", false).await;
+        let refused =
+            users::create_user(&store, "user:admin", bad, "long-enough-password", false).await;
         assert_eq!(
             refused.unwrap_err().kind(),
             StoreErrorKind::InvalidParameter
@@ -55,7 +56,7 @@ async fn users_are_created_checked_changed_and_deleted_with_events() {
         None
     );
 
-    users::update_password(&store, "user:alice", "alice", "new-password")
+    users::update_password(&store, "user:alice", "alice", "new-password-2")
         .await
         .unwrap();
     assert_eq!(
@@ -64,7 +65,7 @@ async fn users_are_created_checked_changed_and_deleted_with_events() {
             .unwrap(),
         None
     );
-    assert!(users::check_password(&store, "alice", "new-password")
+    assert!(users::check_password(&store, "alice", "new-password-2")
         .await
         .unwrap()
         .is_some());
@@ -257,7 +258,7 @@ async fn a_second_writer_on_the_same_sqlite_file_continues_the_chain() {
             &cli,
             "local:root",
             &format!("u{round}"),
-            "password-1",
+            "password-0001",
             false,
         )
         .await
@@ -276,7 +277,7 @@ async fn a_second_writer_on_the_same_sqlite_file_continues_the_chain() {
             &cli,
             "local:root",
             &format!("v{round}"),
-            "password-1",
+            "password-0001",
             false,
         )
         .await

@@ -7,7 +7,7 @@ use common::{client, Server};
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 
-const ADMIN_PASSWORD: &str = "admin-password-1";
+const ADMIN_PASSWORD: &str = "admin-password-0001";
 
 fn mltrail(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mltrail"))
@@ -123,14 +123,14 @@ fn requests_authenticate_and_the_trail_names_who_acted() {
             "--backend-store-uri",
             &uri,
         ],
-        Some("alice-password\n"),
+        Some("alice-password-01\n"),
     );
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let alice = As::Basic("alice", "alice-password");
+    let alice = As::Basic("alice", "alice-password-01");
     let (status, _) = call(
         &server,
         &alice,

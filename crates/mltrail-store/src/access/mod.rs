@@ -8,9 +8,8 @@ pub mod password;
 pub mod tokens;
 pub mod users;
 
-/// Shortest password accepted. MLflow takes any; a shorter one than this is refused because
-/// the trail's promise rests on who can log in.
-pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Shortest password accepted: MLflow 3.17's minimum, so a password it takes is taken here.
+pub const MIN_PASSWORD_CHARS: usize = 12;
 
 /// A user or token name is shown in every audit event: printable, bounded, and without `:`,
 /// which separates a principal's kind from its name.
