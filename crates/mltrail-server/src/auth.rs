@@ -56,6 +56,34 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// As `/api/v1/auth/whoami` answers: `{"actor", "admin", "scopes"}` (`scopes` null for users).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "actor": self.principal.to_string(),
+            "admin": self.admin,
+            "scopes": self.scopes.as_ref().map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+        })
+    }
+
+    /// The inverse of [`Caller::to_json`]; `None` for anything else (an unknown scope included).
+    pub fn from_json(value: &serde_json::Value) -> Option<Caller> {
+        let scopes = match &value["scopes"] {
+            serde_json::Value::Null => None,
+            serde_json::Value::Array(items) => Some(
+                items
+                    .iter()
+                    .map(|s| s.as_str().and_then(Scope::parse))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            _ => return None,
+        };
+        Some(Caller {
+            principal: Principal::parse(value["actor"].as_str()?),
+            admin: value["admin"].as_bool()?,
+            scopes,
+        })
+    }
+
     fn unchecked(principal: Principal) -> Self {
         Caller {
             principal,
@@ -73,10 +101,47 @@ pub struct AuthCounters {
     pub denied: AtomicU64,
 }
 
+/// Checked credentials for [`CACHE_SECONDS`], keyed by a BLAKE3 digest of the
+/// `Authorization` header (never the header itself). Only successes are kept.
+#[derive(Default)]
+pub struct CredentialCache {
+    entries: Mutex<HashMap<[u8; 32], (Caller, Instant)>>,
+}
+
+impl CredentialCache {
+    /// The key of a header value.
+    pub fn key(header: &HeaderValue) -> [u8; 32] {
+        *blake3::hash(header.as_bytes()).as_bytes()
+    }
+
+    /// Forgets every cached credential.
+    pub fn forget_all(&self) {
+        if let Ok(mut cache) = self.entries.lock() {
+            cache.clear();
+        }
+    }
+
+    pub fn get(&self, key: &[u8; 32]) -> Option<Caller> {
+        let cache = self.entries.lock().ok()?;
+        let (caller, until) = cache.get(key)?;
+        (Instant::now() < *until).then(|| caller.clone())
+    }
+
+    pub fn put(&self, key: [u8; 32], caller: Caller) {
+        if let Ok(mut cache) = self.entries.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            let until = Instant::now() + Duration::from_secs(CACHE_SECONDS);
+            cache.insert(key, (caller, until));
+        }
+    }
+}
+
 /// The server's authentication state: the mode, the credential cache and the counters.
 pub struct Auth {
     pub mode: AuthMode,
-    cache: Mutex<HashMap<[u8; 32], (Caller, Instant)>>,
+    cache: CredentialCache,
     pub counters: AuthCounters,
 }
 
@@ -84,7 +149,7 @@ impl Auth {
     pub fn new(mode: AuthMode) -> Self {
         Auth {
             mode,
-            cache: Mutex::new(HashMap::new()),
+            cache: CredentialCache::default(),
             counters: AuthCounters::default(),
         }
     }
@@ -92,25 +157,7 @@ impl Auth {
     /// Forgets every cached credential, after a password, an admin flag or a user changed
     /// through this server (other servers notice within [`CACHE_SECONDS`]).
     pub fn forget_all(&self) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.clear();
-        }
-    }
-
-    fn cached(&self, key: &[u8; 32]) -> Option<Caller> {
-        let cache = self.cache.lock().ok()?;
-        let (caller, until) = cache.get(key)?;
-        (Instant::now() < *until).then(|| caller.clone())
-    }
-
-    fn remember(&self, key: [u8; 32], caller: Caller) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
-            let until = Instant::now() + Duration::from_secs(CACHE_SECONDS);
-            cache.insert(key, (caller, until));
-        }
+        self.cache.forget_all();
     }
 }
 
@@ -126,6 +173,9 @@ pub enum Need {
     /// The user routes: any user (the handler decides between self and admin); a token needs
     /// `admin`.
     Account,
+    /// Anyone authenticated (`/api/v1/auth/whoami`, which serving processes ask about their
+    /// callers; `/metrics`).
+    Identified,
 }
 
 impl Need {
@@ -137,6 +187,9 @@ impl Need {
         }
         if path.contains("/mlflow/users/") {
             return Need::Account;
+        }
+        if matches!(path, "/api/v1/auth/whoami" | "/metrics") {
+            return Need::Identified;
         }
         let last = path.rsplit('/').next().unwrap_or("");
         let reads = method == Method::GET
@@ -167,7 +220,7 @@ impl Need {
 
     /// Whether `caller` may do what this needs; the refusal's reason otherwise.
     pub fn allows(self, caller: &Caller) -> Result<(), String> {
-        if self == Need::Open || caller.admin {
+        if matches!(self, Need::Open | Need::Identified) || caller.admin {
             return Ok(());
         }
         match (&caller.scopes, self) {
@@ -206,7 +259,7 @@ impl Need {
                 "user `{}` may read only: not an admin, and per-resource permissions are not granted by this server yet",
                 caller.principal.name()
             )),
-            (_, Need::Open) => Ok(()),
+            (_, Need::Open | Need::Identified) => Ok(()),
         }
     }
 }
@@ -242,6 +295,14 @@ pub async fn authenticate(
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// `GET /api/v1/auth/whoami`: who the request's credentials are, for serving processes that
+/// check their callers with this server.
+pub async fn whoami(
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(caller.to_json())
 }
 
 /// With auth off: the Basic user name a request claims (unchecked), else anonymous.
@@ -281,8 +342,8 @@ async fn check(auth: &Auth, store: &MetaStore, headers: &HeaderMap) -> Result<Ca
     let Some(raw) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthenticated("this server requires authentication: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN)"));
     };
-    let key = *blake3::hash(raw.as_bytes()).as_bytes();
-    if let Some(caller) = auth.cached(&key) {
+    let key = CredentialCache::key(raw);
+    if let Some(caller) = auth.cache.get(&key) {
         return Ok(caller);
     }
     let failed = |why: &str| {
@@ -321,11 +382,11 @@ async fn check(auth: &Auth, store: &MetaStore, headers: &HeaderMap) -> Result<Ca
             }
         }
     };
-    auth.remember(key, caller.clone());
+    auth.cache.put(key, caller.clone());
     Ok(caller)
 }
 
-fn unauthenticated(why: &str) -> Response {
+pub fn unauthenticated(why: &str) -> Response {
     let mut response =
         ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", why).into_response();
     response.headers_mut().insert(

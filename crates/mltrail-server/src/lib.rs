@@ -16,6 +16,7 @@ mod monitors;
 mod registry;
 mod req;
 pub mod scoring;
+pub mod scoring_auth;
 mod tracking;
 mod users;
 pub mod webhooks;
@@ -86,6 +87,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .nest("/api/v1/monitors", monitors::routes())
         .nest("/api/v1/alerts", monitors::alert_routes())
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/auth/whoami", get(auth::whoami))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))

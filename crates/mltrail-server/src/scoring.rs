@@ -151,8 +151,14 @@ async fn noop(body: Bytes) -> ApiResult<Json<Value>> {
     Ok(Json(json!({"ok": v.is_object()})))
 }
 
-pub fn routes(dep: Arc<Deployment>, max_body_bytes: usize) -> Router {
-    Router::new()
+/// The deployment's routes; with `auth`, every caller but `/health` and `/ping` is checked
+/// ([`crate::scoring_auth`]).
+pub fn routes(
+    dep: Arc<Deployment>,
+    max_body_bytes: usize,
+    auth: Option<Arc<crate::scoring_auth::ServeAuth>>,
+) -> Router {
+    let router = Router::new()
         .route("/invocations", post(invocations))
         .route("/api/v1/predict", post(predict))
         .route("/api/v1/feedback", post(feedback))
@@ -165,5 +171,12 @@ pub fn routes(dep: Arc<Deployment>, max_body_bytes: usize) -> Router {
         .fallback(crate::error::not_found_route)
         .method_not_allowed_fallback(crate::error::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(dep)
+        .with_state(dep);
+    match auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::scoring_auth::guard,
+        )),
+        None => router,
+    }
 }

@@ -297,7 +297,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let loaded = Loaded::load(&args.config, args.layer()?)?;
             loaded.check("serve", "model", |c| serve::model_ref(&c.serve))?;
             init_logging(&loaded.config.log);
-            serve::serve(loaded.config.serve, shutdown_signal()).await?;
+            serve::serve(loaded.config.serve, loaded.config.auth, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Predictions {

@@ -46,12 +46,21 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     client: ClientArgs,
-    /// Address to bind.
+    /// Address to bind. A non-loopback address needs --auth on (or --insecure-no-auth).
     #[arg(long)]
     host: Option<String>,
     /// Port to listen on (0 picks a free one and prints it).
     #[arg(long)]
     port: Option<u16>,
+    /// on: callers authenticate (a bearer token with `predict`, `feedback` or
+    /// `predictions:read`, or a user), checked with the tracking server, which must run with
+    /// --auth on too. off: anyone who reaches the port may score and read stored predictions.
+    #[arg(long, value_enum)]
+    auth: Option<crate::config::AuthModeArg>,
+    /// Allow auth off on a non-loopback address (a trusted network only; warned at every start).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    insecure_no_auth: bool,
     /// Where prediction-log segments are written (default: ./mltrail-data/predictions/<deployment>).
     #[arg(long)]
     log_dir: Option<PathBuf>,
@@ -104,6 +113,7 @@ pub fn model_ref(settings: &ServeTable) -> Result<ModelRef> {
 /// Serves the deployment `args` (the merged `[serve]` table) describes.
 pub async fn serve(
     args: ServeTable,
+    auth: crate::config::AuthTable,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let model_ref = model_ref(&args)?;
@@ -114,6 +124,15 @@ pub async fn serve(
     let client = Arc::new(Client::new(
         args.tracking_uri.trim_end_matches('/').to_string(),
     )?);
+    let guard = match auth.mode {
+        crate::config::AuthModeArg::On => {
+            client.check_tracking_auth().await?;
+            Some(Arc::new(mltrail_server::scoring_auth::ServeAuth::new(
+                client.as_ref().clone(),
+            )))
+        }
+        crate::config::AuthModeArg::Off => None,
+    };
     let version = client.version(&model_ref).await?;
     let loaded = load(client.as_ref(), &version).await?;
     let log_dir = args
@@ -162,11 +181,12 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    crate::access::check_bind(&auth, local, "serve")?;
     println!("mltrail serve listening on http://{local}");
     tracing::info!(address = %local, deployment, "serving");
     axum::serve(
         mltrail_server::without_nagle(listener),
-        mltrail_server::scoring::routes(dep.clone(), args.max_body_bytes),
+        mltrail_server::scoring::routes(dep.clone(), args.max_body_bytes, guard),
     )
     .with_graceful_shutdown(shutdown)
     .await?;

@@ -365,3 +365,118 @@ fn a_non_loopback_address_needs_auth_or_an_explicit_opt_out() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("authentication is OFF"), "{stderr}");
 }
+
+#[test]
+fn a_deployment_checks_its_callers_with_the_tracking_server() {
+    use common::scorer::{fixture, Scorer};
+    let server = start();
+    let uri = server.store_uri();
+    // The deployment's own token: reads the registry, reports deployments, archives its log.
+    let own = token(
+        &server,
+        "credit-serving",
+        "read,deployments,runs:write",
+        None,
+    );
+    let registered = Command::new(env!("CARGO_BIN_EXE_mltrail"))
+        .args([
+            "models",
+            "register",
+            "credit",
+            fixture("gbc.onnx").to_str().unwrap(),
+        ])
+        .args(["--tracking-uri", &server.url])
+        .env("MLFLOW_TRACKING_USERNAME", "admin")
+        .env("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        registered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&registered.stderr)
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let scorer = Scorer::start_with_env(
+        &server,
+        "credit/1",
+        logs.path(),
+        &["--auth", "on"],
+        &[("MLTRAIL_TRACKING_TOKEN", &own)],
+    );
+    let predict = |who: &As| {
+        let mut request = client()
+            .post(format!("{}/api/v1/predict", scorer.url))
+            .json(&json!({"instances": [common::scorer::rows("gbc")[0]]}));
+        request = match who {
+            As::Nobody => request,
+            As::Basic(u, p) => request.basic_auth(u, Some(p)),
+            As::Bearer(t) => request.bearer_auth(t),
+        };
+        let response = request.send().unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let scoring = token(&server, "scoring-client", "predict", None);
+    let reader = token(&server, "privacy-officer", "predictions:read", None);
+    assert_eq!(predict(&As::Nobody).0, 401);
+    assert_eq!(predict(&As::Bearer("mlt_not-a-token")).0, 401);
+    let (status, body) = predict(&As::Bearer(&scoring));
+    assert_eq!(status, 200, "{body}");
+    let id = body["predictions"][0]["prediction_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a prediction id in {body}"))
+        .to_string();
+    assert_eq!(predict(&As::Bearer(&reader)).0, 403);
+    assert_eq!(predict(&As::Basic("admin", ADMIN_PASSWORD)).0, 200);
+    // Reading a stored prediction (its inputs may be personal data) needs predictions:read.
+    let read = |who: &As| {
+        let mut request = client().get(format!("{}/api/v1/predictions/{id}", scorer.url));
+        request = match who {
+            As::Bearer(t) => request.bearer_auth(t),
+            _ => request,
+        };
+        request.send().unwrap().status().as_u16()
+    };
+    assert_eq!(read(&As::Bearer(&scoring)), 403);
+    assert_eq!(read(&As::Bearer(&reader)), 200);
+    assert_eq!(read(&As::Nobody), 401);
+    // Health checks stay open.
+    assert_eq!(scorer.get("/health").0, 200);
+    // Revoked: refused within the cache's 10 s.
+    let out = mltrail(
+        &[
+            "tokens",
+            "revoke",
+            "scoring-client",
+            "--backend-store-uri",
+            &uri,
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while predict(&As::Bearer(&scoring)).0 != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still scoring after 15 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_deployment_with_auth_refuses_a_tracking_server_without_it() {
+    let server = Server::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_mltrail"))
+        .args([
+            "serve", "--model", "credit/1", "--auth", "on", "--port", "0",
+        ])
+        .args(["--tracking-uri", &server.url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not authenticate"), "{stderr}");
+}

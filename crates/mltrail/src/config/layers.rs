@@ -70,8 +70,8 @@ pub const LEGACY_ENV: &[(&str, Key)] = &[
 pub(super) fn flag_key(table: &str, field: &str) -> Option<Key> {
     Key::find(table, field).or_else(|| match (table, field) {
         (_, "log_format") => Some(key("log", "format")),
-        ("server", "auth") => Some(key("auth", "mode")),
-        ("server", "insecure_no_auth") => Some(key("auth", "insecure_no_auth")),
+        ("server" | "serve", "auth") => Some(key("auth", "mode")),
+        ("server" | "serve", "insecure_no_auth") => Some(key("auth", "insecure_no_auth")),
         ("server", _) => legacy_server_key(field),
         _ => None,
     })

@@ -128,8 +128,8 @@ config_table! {
 }
 
 config_table! {
-    /// Authentication of the servers (`mltrail server`): users with passwords and service
-    /// tokens (docs/README "Authentication").
+    /// Authentication of the servers (`mltrail server`, `mltrail serve`): users with passwords
+    /// and service tokens (README "Authentication").
     pub struct AuthTable in "auth" {
         /// `on`: every request but /health and /version authenticates (HTTP Basic or a bearer
         /// token); `off`: anyone who reaches the port may do anything, so the server refuses

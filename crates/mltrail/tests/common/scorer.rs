@@ -26,6 +26,17 @@ pub struct Scorer {
 
 impl Scorer {
     pub fn start(tracking: &Server, model: &str, log_dir: &Path, extra: &[&str]) -> Scorer {
+        Self::start_with_env(tracking, model, log_dir, extra, &[])
+    }
+
+    /// Starts with extra flags and environment variables (credentials, for instance).
+    pub fn start_with_env(
+        tracking: &Server,
+        model: &str,
+        log_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Scorer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mltrail"))
             .args([
                 "serve",
@@ -39,6 +50,7 @@ impl Scorer {
             .args(["--log-dir", log_dir.to_str().unwrap()])
             .args(extra)
             .env("MLTRAIL_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

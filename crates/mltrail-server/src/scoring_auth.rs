@@ -1,0 +1,200 @@
+//! Who may call a serving process (`mltrail serve --auth on`). A serving process keeps no users
+//! or tokens: it asks the tracking server who a caller's credentials are (`/api/v1/auth/whoami`,
+//! through [`Identify`]) and caches the answer for [`CACHE_SECONDS`], so a revoked token is
+//! refused within that many seconds.
+//!
+//! What each route needs: scoring (`/invocations`, `/api/v1/predict`) a token with `predict`;
+//! `/api/v1/feedback` one with `feedback`; reading a stored prediction
+//! (`/api/v1/predictions/{id}`, whose inputs may be personal data) one with `predictions:read`.
+//! Users may score and send feedback; only admins read stored predictions. `/health` and
+//! `/ping` are open; the rest needs any authenticated caller.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use mltrail_core::Scope;
+
+use crate::auth::{unauthenticated, AuthCounters, Caller, CredentialCache, CACHE_SECONDS};
+use crate::error::ApiError;
+
+/// What the tracking server said about a credential.
+pub enum Identity {
+    Known(Caller),
+    /// Refused (wrong, expired, revoked): the reason to pass on.
+    Refused(String),
+}
+
+/// Asks the tracking server who an `Authorization` header is. `Err` when it cannot be asked.
+pub trait Identify: Send + Sync + 'static {
+    fn identify<'a>(
+        &'a self,
+        authorization: &'a HeaderValue,
+    ) -> Pin<Box<dyn Future<Output = Result<Identity, String>> + Send + 'a>>;
+}
+
+/// A serving process's authentication: the tracking server's answers, cached, and counts.
+pub struct ServeAuth {
+    identify: Box<dyn Identify>,
+    cache: CredentialCache,
+    pub counters: AuthCounters,
+}
+
+impl ServeAuth {
+    pub fn new(identify: impl Identify) -> Self {
+        ServeAuth {
+            identify: Box::new(identify),
+            cache: CredentialCache::default(),
+            counters: AuthCounters::default(),
+        }
+    }
+}
+
+/// What a serving route needs; `None` for the open ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Open,
+    Scope(Scope),
+    Identified,
+}
+
+fn need_of(path: &str) -> Need {
+    match path {
+        "/health" | "/ping" => Need::Open,
+        "/invocations" | "/api/v1/predict" | "/api/v1/noop" => Need::Scope(Scope::Predict),
+        "/api/v1/feedback" => Need::Scope(Scope::Feedback),
+        p if p.starts_with("/api/v1/predictions/") => Need::Scope(Scope::PredictionsRead),
+        _ => Need::Identified,
+    }
+}
+
+fn allows(caller: &Caller, need: Need) -> Result<(), String> {
+    let scope = match need {
+        Need::Open | Need::Identified => return Ok(()),
+        Need::Scope(scope) => scope,
+    };
+    if caller.admin {
+        return Ok(());
+    }
+    match &caller.scopes {
+        Some(scopes) if scopes.contains(&scope) => Ok(()),
+        Some(_) => Err(format!(
+            "token `{}` lacks the scope `{scope}` this request needs",
+            caller.principal.name()
+        )),
+        None if scope != Scope::PredictionsRead => Ok(()),
+        None => Err(format!(
+            "user `{}` may not read stored predictions (their inputs may be personal data): an admin or a token with `predictions:read` may",
+            caller.principal.name()
+        )),
+    }
+}
+
+/// The middleware of `mltrail serve --auth on`.
+pub async fn guard(State(auth): State<Arc<ServeAuth>>, request: Request, next: Next) -> Response {
+    let need = need_of(request.uri().path());
+    if need == Need::Open {
+        return next.run(request).await;
+    }
+    let Some(raw) = request.headers().get(header::AUTHORIZATION) else {
+        return unauthenticated("this deployment requires authentication: send a bearer token (Authorization: Bearer mlt_…) or HTTP Basic credentials");
+    };
+    let key = CredentialCache::key(raw);
+    let caller = match auth.cache.get(&key) {
+        Some(caller) => caller,
+        None => match auth.identify.identify(raw).await {
+            Ok(Identity::Known(caller)) => {
+                auth.cache.put(key, caller.clone());
+                caller
+            }
+            Ok(Identity::Refused(why)) => {
+                auth.counters.failed_logins.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(reason = %why, "authentication failed");
+                return unauthenticated(&why);
+            }
+            Err(why) => {
+                tracing::warn!(error = %why, "cannot check credentials with the tracking server");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "TEMPORARILY_UNAVAILABLE",
+                    format!("cannot check credentials with the tracking server: {why}"),
+                )
+                .into_response();
+            }
+        },
+    };
+    if let Err(why) = allows(&caller, need) {
+        auth.counters.denied.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(actor = %caller.principal, path = request.uri().path(), "permission denied");
+        return ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", why).into_response();
+    }
+    next.run(request).await
+}
+
+/// How long a revoked token may still be accepted by a serving process.
+pub const REVOCATION_SECONDS: u64 = CACHE_SECONDS;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mltrail_core::Principal;
+
+    #[test]
+    fn serving_routes_need_their_scopes() {
+        let token = |scopes: Vec<Scope>| Caller {
+            principal: Principal::Token("t".into()),
+            admin: false,
+            scopes: Some(scopes),
+        };
+        let scorer = token(vec![Scope::Predict]);
+        assert!(allows(&scorer, need_of("/invocations")).is_ok());
+        assert!(allows(&scorer, need_of("/api/v1/predict")).is_ok());
+        assert!(allows(&scorer, need_of("/api/v1/feedback")).is_err());
+        assert!(allows(
+            &scorer,
+            need_of("/api/v1/predictions/0190a0a0-0000-7000-8000-000000000000")
+        )
+        .is_err());
+        let reader = token(vec![Scope::PredictionsRead]);
+        assert!(allows(&reader, need_of("/api/v1/predictions/x")).is_ok());
+        assert!(allows(&reader, need_of("/api/v1/predict")).is_err());
+        let user = Caller {
+            principal: Principal::User("alice".into()),
+            admin: false,
+            scopes: None,
+        };
+        assert!(allows(&user, need_of("/api/v1/predict")).is_ok());
+        assert!(allows(&user, need_of("/api/v1/predictions/x")).is_err());
+        assert_eq!(need_of("/health"), Need::Open);
+        assert_eq!(need_of("/metrics"), Need::Identified);
+    }
+
+    #[test]
+    fn callers_cross_the_wire_unchanged() {
+        for caller in [
+            Caller {
+                principal: Principal::Token("ci".into()),
+                admin: false,
+                scopes: Some(vec![Scope::Predict, Scope::Feedback]),
+            },
+            Caller {
+                principal: Principal::User("alice".into()),
+                admin: true,
+                scopes: None,
+            },
+        ] {
+            assert_eq!(Caller::from_json(&caller.to_json()), Some(caller));
+        }
+        assert_eq!(
+            Caller::from_json(
+                &serde_json::json!({"actor": "token:x", "admin": false, "scopes": ["root"]})
+            ),
+            None
+        );
+    }
+}
