@@ -2,7 +2,9 @@
 # Runs fuzz targets coverage-guided with cargo fuzz (nightly): each for SECONDS, growing
 # fuzz/corpus/<target>/ from fuzz/seeds/<target>/. Crashes land in fuzz/artifacts/<target>/,
 # logs (with libFuzzer's final stats: executions, coverage) in fuzz/logs/<target>.log.
-#   fuzz/run.sh [--seconds N] [--jobs J] [TARGET...]   (default: every target, 3600 s, 1 job)
+#   fuzz/run.sh [--seconds N] [--jobs J] [--keep-going] [TARGET...]
+#                 (default: every target, 3600 s, 1 job; --keep-going: libFuzzer's fork mode, which
+#                  records a crash or timeout in artifacts/ and goes on fuzzing instead of stopping)
 #   fuzz/run.sh --minimize [TARGET...]                 shrink corpora before committing them
 # The test suite replays the committed corpora without nightly (crates/mltrail-fuzzing/tests).
 set -euo pipefail
@@ -10,13 +12,15 @@ cd "$(dirname "$0")"
 seconds=3600
 jobs=1
 minimize=0
+keep_going=0
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
     --minimize) minimize=1; shift ;;
-    -h|--help) sed -n 2,7p "$0"; exit 0 ;;
+    --keep-going) keep_going=1; shift ;;
+    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
     -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
   esac
@@ -39,6 +43,7 @@ run_one() {
   # sqlx's SQLite connection threads outlive close() by a moment; LeakSanitizer's check at the
   # end of each input counts them as leaks. This target opens a store per input.
   [ "$t" = audit_verify ] && extra+=(-detect_leaks=0)
+  [ "$keep_going" = 1 ] && extra+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
   cargo +nightly fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=4096 -timeout=60 "${extra[@]}" \
     >"logs/$t.log" 2>&1 || true
@@ -46,5 +51,5 @@ run_one() {
     "$(ls "artifacts/$t" 2>/dev/null | wc -l) crash files"
 }
 export -f run_one
-export seconds minimize
+export seconds minimize keep_going
 printf '%s\n' "${targets[@]}" | xargs -P "$jobs" -I{} bash -c 'run_one {}'

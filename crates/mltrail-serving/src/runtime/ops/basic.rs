@@ -186,10 +186,12 @@ impl Kernel for Arithmetic {
     }
 }
 
+/// An axis of a tensor of `rank`; a scalar (rank 0) has none, so Gather and Concat refuse it
+/// (fuzzing found both indexing the empty shape).
 fn normalize_axis(axis: i64, rank: usize, op: &str) -> Result<usize, RuntimeError> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) {
+    if a < 0 || a >= r {
         return Err(RuntimeError::Shape(format!(
             "{op}: axis {axis} out of range for rank {rank}"
         )));
