@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v chromium >/dev/null || need_apt+=(chromium)   # renders the drift HTML report in a test
+command -v openssl >/dev/null || need_apt+=(openssl)     # makes the TLS test's CA and certificate
 if [ "${MLTRAIL_SETUP_BENCH:-0}" = 1 ]; then command -v wrk >/dev/null || need_apt+=(wrk); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"

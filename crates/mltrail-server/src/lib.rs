@@ -17,6 +17,7 @@ mod registry;
 mod req;
 pub mod scoring;
 pub mod scoring_auth;
+pub mod tls;
 mod tracking;
 mod users;
 pub mod webhooks;
@@ -116,16 +117,37 @@ async fn server_info() -> Json<serde_json::Value> {
     }))
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Serves until `shutdown` resolves, then finishes in-flight requests; over TLS when given an
+/// acceptor ([`tls::acceptor`]).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: AppState,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(without_nagle(listener), router(state, limits))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_router(listener, tls, router(state, limits), shutdown).await
+}
+
+/// Serves `app` on plain TCP or, with an acceptor, TLS (both servers use this).
+pub async fn serve_router(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        Some(acceptor) => {
+            axum::serve(tls::TlsListener::new(listener, acceptor)?, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(without_nagle(listener), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// Sends what a response writes at once. With Nagle's algorithm on, a response written in two

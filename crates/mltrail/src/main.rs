@@ -371,6 +371,7 @@ async fn serve(config: &Config) -> Result<()> {
         .await
         .with_context(|| format!("cannot open backend store {store_uri}"))?;
     let artifacts = mltrail_artifacts::ArtifactStore::open(destination)?;
+    let tls = config::tls_acceptor(&server.tls_cert, &server.tls_key, "server")?;
     let addr = format!("{}:{}", server.host, server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -394,7 +395,8 @@ async fn serve(config: &Config) -> Result<()> {
         "mltrail server listening"
     );
     // Scripts and tests read this line to learn the port when started with --port 0.
-    println!("mltrail server listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("mltrail server listening on {scheme}://{local}");
     let webhooks = std::sync::Arc::new(mltrail_server::webhooks::WebhookSink::new(
         store.clone(),
         config.monitor.retry_policy(),
@@ -422,7 +424,7 @@ async fn serve(config: &Config) -> Result<()> {
         max_artifact_bytes: server.max_artifact_bytes,
         max_json_bytes: server.max_json_bytes,
     };
-    mltrail_server::serve(listener, state, limits, shutdown_signal()).await?;
+    mltrail_server::serve(listener, tls, state, limits, shutdown_signal()).await?;
     let _ = stop_monitors.send(true);
     let _ = monitoring.await;
     tracing::info!("draining writes and closing the store");

@@ -61,6 +61,12 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     insecure_no_auth: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
     /// Where prediction-log segments are written (default: ./mltrail-data/predictions/<deployment>).
     #[arg(long)]
     log_dir: Option<PathBuf>,
@@ -117,6 +123,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let model_ref = model_ref(&args)?;
+    let tls = crate::config::tls_acceptor(&args.tls_cert, &args.tls_key, "serve")?;
     let deployment = args
         .deployment
         .clone()
@@ -182,13 +189,15 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     crate::access::check_bind(&auth, local, "serve")?;
-    println!("mltrail serve listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("mltrail serve listening on {scheme}://{local}");
     tracing::info!(address = %local, deployment, "serving");
-    axum::serve(
-        mltrail_server::without_nagle(listener),
+    mltrail_server::serve_router(
+        listener,
+        tls,
         mltrail_server::scoring::routes(dep.clone(), args.max_body_bytes, guard),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await?;
     archiver.abort();
     if let Some(follower) = follower {

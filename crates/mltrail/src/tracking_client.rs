@@ -63,6 +63,14 @@ fn credentials() -> Result<Option<reqwest::header::HeaderValue>> {
     Ok(Some(value))
 }
 
+/// A PEM file of CAs to trust besides the system's, for an https tracking server with its own
+/// CA: MLTRAIL_TRACKING_CA, else MLflow's MLFLOW_TRACKING_SERVER_CERT_PATH.
+fn ca_bundle() -> Option<String> {
+    ["MLTRAIL_TRACKING_CA", "MLFLOW_TRACKING_SERVER_CERT_PATH"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
 impl mltrail_server::scoring_auth::Identify for Client {
     fn identify<'a>(
         &'a self,
@@ -134,11 +142,22 @@ impl Client {
         if let Some(value) = credentials()? {
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
-            .default_headers(headers)
-            .build()?;
-        Ok(Self { base, http })
+            .default_headers(headers);
+        if let Some(path) = ca_bundle() {
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("cannot read the CA bundle {path}"))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{path} is not a PEM CA bundle"))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(Self {
+            base,
+            http: builder.build()?,
+        })
     }
 
     /// GET a page that is not JSON (an HTML report); errors are read as the API's JSON errors.

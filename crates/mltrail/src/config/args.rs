@@ -46,6 +46,12 @@ pub struct ServerArgs {
     /// Log output format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
     /// Largest accepted artifact upload, in bytes.
     #[arg(long)]
     pub max_artifact_bytes: Option<usize>,

@@ -124,6 +124,10 @@ config_table! {
         pub max_artifact_bytes: usize = mltrail_server::DEFAULT_MAX_ARTIFACT_BYTES,
         /// Largest accepted request body of the MLflow REST API (JSON), in bytes.
         pub max_json_bytes: usize = mltrail_server::DEFAULT_MAX_JSON_BYTES,
+        /// Serve HTTPS with this PEM certificate chain (leaf first); needs tls_key.
+        pub tls_cert: Option<PathBuf> = None,
+        /// The PEM private key of tls_cert.
+        pub tls_key: Option<PathBuf> = None,
     }
 }
 
@@ -215,6 +219,10 @@ config_table! {
         /// How often sealed segments are converted to Parquet and uploaded to the artifact store
         /// (predictions/<deployment>/<date>/), in milliseconds (at least 100).
         pub archive_interval_ms: u64 = 60_000,
+        /// Serve HTTPS with this PEM certificate chain (leaf first); needs tls_key.
+        pub tls_cert: Option<PathBuf> = None,
+        /// The PEM private key of tls_cert.
+        pub tls_key: Option<PathBuf> = None,
         /// Prediction ids kept in memory for lookups and feedback (16 bytes each; at least 1).
         /// Beyond it, the ids of the oldest segments not yet archived move to index files
         /// beside them.
@@ -247,6 +255,21 @@ impl Config {
 
     fn table(name: &str) -> Option<&'static TableSchema> {
         Self::TABLES.iter().find(|t| t.name == name)
+    }
+}
+
+/// The TLS acceptor a server's `tls_cert` and `tls_key` make; `None` for plain HTTP.
+pub fn tls_acceptor(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+    table: &str,
+) -> anyhow::Result<Option<mltrail_server::tls::TlsAcceptor>> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(mltrail_server::tls::acceptor(cert, key)?)),
+        _ => anyhow::bail!(
+            "[{table}] tls_cert and tls_key go together: give both (--tls-cert and --tls-key) or neither"
+        ),
     }
 }
 

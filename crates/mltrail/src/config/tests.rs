@@ -382,6 +382,9 @@ fn every_flag_sets_a_key() {
         "--segment-seconds=6",
         "--archive-interval-ms=7",
         "--index-entries=8",
+        "--tls-cert=c.pem",
+        "--tls-key=k.pem",
+        "--auth=on",
         "--log-format=json",
     ]);
     let Command::Serve(args) = serve.command else {
@@ -407,6 +410,9 @@ fn every_flag_sets_a_key() {
         (3, 4, 5, 6, 7, 8)
     );
     assert_eq!(loaded.config.log.format, LogFormat::Json);
+    assert_eq!(s.tls_cert.as_deref(), Some(Path::new("c.pem")));
+    assert_eq!(s.tls_key.as_deref(), Some(Path::new("k.pem")));
+    assert_eq!(loaded.config.auth.mode, super::AuthModeArg::On);
     // Every key of [serve] has its flag.
     for k in ServeTable::SCHEMA.keys {
         assert!(
