@@ -73,10 +73,13 @@ wrk.body = [==[{body}]==]
 """
 
 
-def wrk(url, path, body, conns, duration):
+def wrk(url, path, body, conns, duration, authorization=None):
     os.sync()  # start every run with the previous runs' log data on disk, not in the page cache
+    script = LUA.replace("{body}", body)
+    if authorization:
+        script += f'wrk.headers["Authorization"] = "{authorization}"\n'
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(LUA.replace("{body}", body))
+        f.write(script)
     threads = min(conns, 2)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "30s",
                           "-s", f.name, url + path], capture_output=True, text=True, timeout=duration + 120).stdout

@@ -8,6 +8,12 @@ writes about 200 MB/s; the log folders are removed at the end.
 
     .venv/bin/python bench/serving_ab.py --a /tmp/old/mltrail --b target/release/mltrail
     .venv/bin/python bench/serving_ab.py --a OLD --b NEW --model gbdt50 --rounds 5 100:16 100:64
+
+With --auth-b, one build serves twice: A with auth off, B with `--auth on`, its requests carrying a
+bearer token with the `predict` scope (the tracking server then runs with --auth on too): what
+authentication costs a deployment.
+
+    .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --auth-b 1:16
 """
 import argparse
 import os
@@ -29,6 +35,7 @@ def main():
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
     ap.add_argument("--durability", default="default", choices=["default", "fsync"])
     ap.add_argument("--rounds", type=int, default=4, help="turns of A then B per load")
+    ap.add_argument("--auth-b", action="store_true", help="B serves with --auth on; its callers send a bearer token")
     ap.add_argument("loads", nargs="*", default=["1:1", "1:16", "1:64", "100:1", "100:16", "100:64"],
                     help="ROWS:CONNECTIONS")
     args = ap.parse_args()
@@ -39,16 +46,29 @@ def main():
     try:
         tport = serving.free_port()
         tracking = f"http://127.0.0.1:{tport}"
+        auth = ["--auth", "on"] if args.auth_b else []
+        if args.auth_b:
+            env.update(MLTRAIL_ADMIN_PASSWORD="bench-password-0001", MLFLOW_TRACKING_USERNAME="admin",
+                       MLFLOW_TRACKING_PASSWORD="bench-password-0001")
+            os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD="bench-password-0001")
         procs.append(serving.start([builds["B"], "server", "--port", str(tport), "--backend-store-uri", f"sqlite:///{work}/t.db",
-                                    "--artifacts-destination", str(work / "artifacts")], tracking, env, "/health", work))
+                                    "--artifacts-destination", str(work / "artifacts"), *auth], tracking, env, "/health", work))
         env["MLFLOW_TRACKING_URI"] = tracking
+        authorization = {"A": None, "B": None}
+        if args.auth_b:
+            import subprocess
+            secret = subprocess.run([builds["B"], "tokens", "create", "--name", "bench-scorer", "--scope", "predict",
+                                     "--backend-store-uri", f"sqlite:///{work}/t.db"],
+                                    check=True, capture_output=True, text=True, env=env).stdout.strip()
+            authorization["B"] = f"Bearer {secret}"
         frame, _ = serving.train_and_register(tracking)
         urls = {}
         for name, binary in builds.items():
             port = serving.free_port()
             urls[name] = f"http://127.0.0.1:{port}"
             procs.append(serving.start([binary, "serve", "--model", f"{args.model}/1", "--tracking-uri", tracking, "--port", str(port),
-                                        "--durability", args.durability, "--log-dir", str(work / f"log-{name}")], urls[name], env, "/health", work))
+                                        "--durability", args.durability, "--log-dir", str(work / f"log-{name}"),
+                                        *(auth if name == "B" else [])], urls[name], env, "/health", work))
         bodies = {}
         for load in args.loads:
             rows, conns = (int(x) for x in load.split(":"))
@@ -56,7 +76,8 @@ def main():
             runs = {"A": [], "B": []}
             for _ in range(args.rounds):
                 for name in ("A", "B"):
-                    runs[name].append(serving.wrk(urls[name], "/invocations", text, conns, args.duration))
+                    runs[name].append(serving.wrk(urls[name], "/invocations", text, conns, args.duration,
+                                                  authorization[name]))
             med = {n: (statistics.median(r["rps"] for r in rs), statistics.median(r["p99_ms"] for r in rs)) for n, rs in runs.items()}
             bad = sum(r["non_2xx"] for rs in runs.values() for r in rs)
             each = {n: ", ".join(f"{r['rps']:.0f}" for r in rs) for n, rs in runs.items()}

@@ -9,6 +9,7 @@ right after this one, in the same run, and a before/after table is printed: how 
 tracking path is checked for a regression.
 """
 import argparse
+import base64
 import json
 import os
 import platform
@@ -68,8 +69,11 @@ class Server:
             self.proc.kill()
         self.log.close()
 
+    # (user, password) when the server runs with --auth on.
+    auth = None
+
     def post(self, path, body):
-        r = requests.post(f"{self.url}/api/2.0/mlflow/{path}", json=body, timeout=600)
+        r = requests.post(f"{self.url}/api/2.0/mlflow/{path}", json=body, timeout=600, auth=self.auth)
         r.raise_for_status()
         return r.json()
 
@@ -163,6 +167,11 @@ end
 
 def wrk(server, script, conns, duration, **subst):
     text = LUA[script]
+    if server.auth:
+        # Every request carries the credentials, as the mlflow client sends them.
+        token = base64.b64encode(f"{server.auth[0]}:{server.auth[1]}".encode()).decode()
+        text = text.replace('{["Content-Type"]="application/json"}',
+                            '{["Content-Type"]="application/json", ["Authorization"]="Basic ' + token + '"}')
     for k, v in subst.items():
         text = text.replace("{" + k + "}", v)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:

@@ -7,7 +7,10 @@ builds to compare them on this noisy VM:
     .venv/bin/python bench/tracking_ab.py --binary /tmp/old/mltrail log_metric:1 log_metric:64
     .venv/bin/python bench/tracking_ab.py --binary target/release/mltrail log_metric:1 log_metric:64
 
-With --postgres the server runs on a throwaway PostgreSQL (scripts/pg.sh) instead of SQLite.
+With --postgres the server runs on a throwaway PostgreSQL (scripts/pg.sh) instead of SQLite. With
+--auth the server runs with --auth on and every request carries an admin's Basic credentials
+(as the mlflow client sends them on every call): alternate runs with and without it to measure
+what authentication costs.
 """
 import argparse
 import os
@@ -26,6 +29,7 @@ def main():
     ap.add_argument("--binary", default=str(HERE.parent / "target" / "release" / "mltrail"))
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
     ap.add_argument("--postgres", action="store_true", help="run the server on a throwaway PostgreSQL")
+    ap.add_argument("--auth", action="store_true", help="run the server with --auth on; requests send Basic credentials")
     ap.add_argument("loads", nargs="*", default=["create_run:1", "log_metric:1", "log_metric:64", "log_batch:1"],
                     help=f"SCRIPT:CONNECTIONS, SCRIPT one of {', '.join(tracking.LUA)}")
     args = ap.parse_args()
@@ -41,7 +45,12 @@ def main():
             uri = subprocess.run([str(HERE.parent / "scripts" / "pg.sh"), "start", f"{root}/pg"], check=True,
                                  capture_output=True, text=True).stdout.strip()
             extra = ["--backend-store-uri", uri]
+        if args.auth:
+            os.environ["MLTRAIL_ADMIN_PASSWORD"] = "bench-password-0001"
+            extra = [*extra, "--auth", "on"]
         server = tracking.start_mltrail(args.binary, root, extra=extra)
+        if args.auth:
+            server.auth = ("admin", "bench-password-0001")
         try:
             exp = server.post("experiments/create", {"name": "ab"})["experiment_id"]
             for load in args.loads:

@@ -480,3 +480,147 @@ fn a_deployment_with_auth_refuses_a_tracking_server_without_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("does not authenticate"), "{stderr}");
 }
+
+/// Every kind of route × every kind of caller: 401 for no, wrong, expired or revoked
+/// credentials, 403 for a token without the scope, success with it; a refused request leaves
+/// the trail (and so the store) as it was.
+#[test]
+fn each_route_kind_answers_each_kind_of_caller_as_specified() {
+    let server = start();
+    let admin = As::Basic("admin", ADMIN_PASSWORD);
+    let (_, exp) = call(
+        &server,
+        &admin,
+        "POST",
+        "/api/2.0/mlflow/experiments/create",
+        json!({"name": "matrix"}),
+    );
+    let exp = exp["experiment_id"].as_str().unwrap().to_string();
+    let (_, run) = call(
+        &server,
+        &admin,
+        "POST",
+        "/api/2.0/mlflow/runs/create",
+        json!({"experiment_id": exp}),
+    );
+    let run = run["run"]["info"]["run_id"].as_str().unwrap().to_string();
+    call(
+        &server,
+        &admin,
+        "POST",
+        "/api/2.0/mlflow/registered-models/create",
+        json!({"name": "matrix-model"}),
+    );
+
+    // (method, path, body, the scope a token needs); each body succeeds when allowed.
+    let routes: Vec<(&str, String, Value, &str)> = vec![
+        (
+            "GET",
+            format!("/api/2.0/mlflow/experiments/get?experiment_id={exp}"),
+            json!({}),
+            "read",
+        ),
+        (
+            "POST",
+            "/api/2.0/mlflow/runs/search".into(),
+            json!({"experiment_ids": [exp]}),
+            "read",
+        ),
+        (
+            "POST",
+            "/api/2.0/mlflow/runs/log-metric".into(),
+            json!({"run_id": run, "key": "m", "value": 1.5, "timestamp": 1, "step": 0}),
+            "runs:write",
+        ),
+        (
+            "POST",
+            "/api/2.0/mlflow/experiments/create".into(),
+            json!({"name": "matrix-{n}"}),
+            "runs:write",
+        ),
+        (
+            "POST",
+            "/api/2.0/mlflow/registered-models/set-tag".into(),
+            json!({"name": "matrix-model", "key": "k", "value": "{n}"}),
+            "models:register",
+        ),
+        (
+            "POST",
+            "/api/2.0/mlflow/registered-models/alias".into(),
+            json!({"name": "matrix-model", "alias": "a{n}", "version": "1"}),
+            "aliases:move",
+        ),
+        ("GET", "/api/v1/monitors".into(), json!({}), "read"),
+    ];
+    let uri = server.store_uri();
+    let revoked = token(
+        &server,
+        "revoked",
+        "read,runs:write,models:register,aliases:move",
+        None,
+    );
+    assert!(mltrail(
+        &["tokens", "revoke", "revoked", "--backend-store-uri", &uri],
+        None
+    )
+    .status
+    .success());
+    let expired = token(
+        &server,
+        "expired",
+        "read,runs:write,models:register,aliases:move",
+        Some("1s"),
+    );
+    let unscoped = token(&server, "unscoped", "predict", None);
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let events = |server: &Server| -> usize {
+        let out = mltrail(
+            &[
+                "audit",
+                "log",
+                "--json",
+                "--limit",
+                "100000",
+                "--backend-store-uri",
+                &server.store_uri(),
+            ],
+            None,
+        );
+        String::from_utf8(out.stdout).unwrap().lines().count()
+    };
+    for (i, (method, path, body, scope)) in routes.iter().enumerate() {
+        let body = serde_json::from_str::<Value>(&body.to_string().replace("{n}", &i.to_string()))
+            .unwrap();
+        let before = events(&server);
+        for (who, expected) in [
+            (As::Nobody, 401),
+            (As::Basic("admin", "wrong-password-0"), 401),
+            (As::Bearer(&expired), 401),
+            (As::Bearer(&revoked), 401),
+            (As::Bearer(&unscoped), 403),
+        ] {
+            let (status, answer) = call(&server, &who, method, path, body.clone());
+            assert_eq!(status, expected, "{method} {path}: {answer}");
+        }
+        assert_eq!(
+            events(&server),
+            before,
+            "a refused {method} {path} changed the store"
+        );
+        // The right scope (alias moves need the version to exist: registered once, below).
+        if *scope == "aliases:move" {
+            let register = token(&server, &format!("register-{i}"), "models:register", None);
+            let (status, answer) = call(
+                &server,
+                &As::Bearer(&register),
+                "POST",
+                "/api/2.0/mlflow/model-versions/create",
+                json!({"name": "matrix-model", "source": "mlflow-artifacts:/0/x/artifacts/model"}),
+            );
+            assert_eq!(status, 200, "{answer}");
+        }
+        let right = token(&server, &format!("right-{i}"), scope, None);
+        let (status, answer) = call(&server, &As::Bearer(&right), method, path, body.clone());
+        assert_eq!(status, 200, "{method} {path} with {scope}: {answer}");
+    }
+}
