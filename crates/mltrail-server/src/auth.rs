@@ -138,6 +138,37 @@ impl CredentialCache {
     }
 }
 
+impl AuthCounters {
+    /// Both counters registered in `registry` (OpenMetrics names end in `_total`).
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let counter = |value: &AtomicU64| {
+            let c = prometheus_client::metrics::counter::Counter::<u64>::default();
+            c.inc_by(value.load(Ordering::Relaxed));
+            c
+        };
+        registry.register(
+            "mltrail_auth_failed_logins",
+            "Requests refused 401: wrong password, unknown, expired or revoked token, unreadable credentials.",
+            counter(&self.failed_logins),
+        );
+        registry.register(
+            "mltrail_auth_denied",
+            "Authenticated requests refused 403: the user or token may not do what was asked.",
+            counter(&self.denied),
+        );
+    }
+
+    /// The counters alone, as OpenMetrics text (ending with `# EOF`).
+    pub fn render(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        self.register(&mut registry);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
 /// The server's authentication state: the mode, the credential cache and the counters.
 pub struct Auth {
     pub mode: AuthMode,

@@ -190,22 +190,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         loaded,
     );
     state.webhooks.counters().register(&mut registry);
-    let counter = |value: &AtomicU64| {
-        let c = Counter::<u64>::default();
-        c.inc_by(value.load(std::sync::atomic::Ordering::Relaxed));
-        c
-    };
-    let auth = &state.auth.counters;
-    registry.register(
-        "mltrail_auth_failed_logins",
-        "Requests refused 401: wrong password, unknown, expired or revoked token, unreadable credentials.",
-        counter(&auth.failed_logins),
-    );
-    registry.register(
-        "mltrail_auth_denied",
-        "Authenticated requests refused 403: the user or token may not do what was asked.",
-        counter(&auth.denied),
-    );
+    state.auth.counters.register(&mut registry);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);

@@ -137,10 +137,17 @@ async fn info(State(dep): State<Arc<Deployment>>) -> Json<Value> {
     }))
 }
 
-async fn metrics(State(dep): State<Arc<Deployment>>) -> impl IntoResponse {
+fn metrics(dep: &Deployment, auth: Option<&crate::scoring_auth::ServeAuth>) -> impl IntoResponse {
+    let mut text = dep.render_metrics();
+    if let Some(auth) = auth {
+        // One exposition: the deployment's families, then the refusal counters, then one EOF.
+        if let Some(body) = text.strip_suffix("# EOF\n") {
+            text = format!("{body}{}", auth.counters.render());
+        }
+    }
     (
         [(axum::http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        dep.render_metrics(),
+        text,
     )
 }
 
@@ -158,20 +165,29 @@ pub fn routes(
     max_body_bytes: usize,
     auth: Option<Arc<crate::scoring_auth::ServeAuth>>,
 ) -> Router {
-    let router = Router::new()
-        .route("/invocations", post(invocations))
-        .route("/api/v1/predict", post(predict))
-        .route("/api/v1/feedback", post(feedback))
-        .route("/api/v1/predictions/{id}", get(prediction))
-        .route("/api/v1/deployment", get(info))
-        .route("/api/v1/noop", post(noop))
-        .route("/health", get(health))
-        .route("/ping", get(|| async { "" }))
-        .route("/metrics", get(metrics))
-        .fallback(crate::error::not_found_route)
-        .method_not_allowed_fallback(crate::error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(dep);
+    let router =
+        Router::new()
+            .route("/invocations", post(invocations))
+            .route("/api/v1/predict", post(predict))
+            .route("/api/v1/feedback", post(feedback))
+            .route("/api/v1/predictions/{id}", get(prediction))
+            .route("/api/v1/deployment", get(info))
+            .route("/api/v1/noop", post(noop))
+            .route("/health", get(health))
+            .route("/ping", get(|| async { "" }))
+            .route(
+                "/metrics",
+                get({
+                    let auth = auth.clone();
+                    move |State(dep): State<Arc<Deployment>>| async move {
+                        metrics(&dep, auth.as_deref())
+                    }
+                }),
+            )
+            .fallback(crate::error::not_found_route)
+            .method_not_allowed_fallback(crate::error::method_not_allowed)
+            .layer(DefaultBodyLimit::max(max_body_bytes))
+            .with_state(dep);
     match auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(
             auth,

@@ -444,6 +444,23 @@ fn a_deployment_checks_its_callers_with_the_tracking_server() {
     assert_eq!(read(&As::Nobody), 401);
     // Health checks stay open.
     assert_eq!(scorer.get("/health").0, 200);
+    // Refusals are counted beside the deployment's own metrics.
+    let metrics = client()
+        .get(format!("{}/metrics", scorer.url))
+        .bearer_auth(&reader)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("mltrail_auth_failed_logins_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mltrail_auth_denied_total 2\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mltrail_predictions_total") && metrics.ends_with("# EOF\n"));
     // Revoked: refused within the cache's 10 s.
     let out = mltrail(
         &[
