@@ -308,6 +308,10 @@ fn auth_on_without_any_user_or_admin_password_refuses_to_start() {
     // MLTRAIL_AUTH=on is --auth on.
     let out = Command::new(env!("CARGO_BIN_EXE_mltrail"))
         .args(["server", "--port", "0", "--backend-store-uri", &uri])
+        .args([
+            "--artifacts-destination",
+            dir.path().join("a").to_str().unwrap(),
+        ])
         .env("MLTRAIL_AUTH", "on")
         .env_remove("MLTRAIL_ADMIN_PASSWORD")
         .output()
@@ -321,6 +325,7 @@ fn auth_on_without_any_user_or_admin_password_refuses_to_start() {
 fn a_non_loopback_address_needs_auth_or_an_explicit_opt_out() {
     let dir = tempfile::tempdir().unwrap();
     let uri = Server::store_uri_of(dir.path());
+    let artifacts = dir.path().join("a").to_str().unwrap().to_string();
     std::fs::create_dir_all(dir.path().join("store")).unwrap();
     let server = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_mltrail"))
@@ -333,6 +338,7 @@ fn a_non_loopback_address_needs_auth_or_an_explicit_opt_out() {
                 "--backend-store-uri",
                 &uri,
             ])
+            .args(["--artifacts-destination", artifacts.as_str()])
             .args(extra)
             .env("MLTRAIL_LOG", "warn")
             .stdout(Stdio::piped())

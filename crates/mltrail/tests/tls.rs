@@ -166,6 +166,10 @@ fn a_certificate_without_its_key_is_refused() {
     let out = Command::new(env!("CARGO_BIN_EXE_mltrail"))
         .args(["server", "--port", "0", "--tls-cert", &cert])
         .args([
+            "--artifacts-destination",
+            dir.path().join("a").to_str().unwrap(),
+        ])
+        .args([
             "--backend-store-uri",
             &format!("sqlite:///{}", dir.path().join("m.db").display()),
         ])
