@@ -31,7 +31,9 @@ use crate::AppState;
 
 /// How long a checked credential is trusted without asking the store again: a changed
 /// password, a demoted admin or a revoked token (changed with the CLI, against the store)
-/// takes effect within this.
+/// takes effect within this, on a server and on the deployments that ask it (`whoami` is
+/// never answered from the cache). Changes made through a server's own user routes take
+/// effect there at once. A token is never cached past its expiry.
 pub const CACHE_SECONDS: u64 = 10;
 /// Entries kept at most; the cache is emptied when full (a flood of distinct bad headers is
 /// never cached, so only real callers fill it).
@@ -106,6 +108,9 @@ pub struct AuthCounters {
 #[derive(Default)]
 pub struct CredentialCache {
     entries: Mutex<HashMap<[u8; 32], (Caller, Instant)>>,
+    /// Moved by [`CredentialCache::forget_all`]: a check that began before it does not store
+    /// what it read (it may be the state from before the change).
+    generation: AtomicU64,
 }
 
 impl CredentialCache {
@@ -116,9 +121,15 @@ impl CredentialCache {
 
     /// Forgets every cached credential.
     pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut cache) = self.entries.lock() {
             cache.clear();
         }
+    }
+
+    /// The generation to give [`CredentialCache::put`] for a check starting now.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     pub fn get(&self, key: &[u8; 32]) -> Option<Caller> {
@@ -127,14 +138,29 @@ impl CredentialCache {
         (Instant::now() < *until).then(|| caller.clone())
     }
 
-    pub fn put(&self, key: [u8; 32], caller: Caller) {
-        if let Ok(mut cache) = self.entries.lock() {
+    /// Keeps a checked caller for [`CACHE_SECONDS`], or until `expires` (a token's expiry, in
+    /// epoch milliseconds) when that is sooner, unless the cache was cleared since the check
+    /// began (`generation`). When full, entries past their time go first, then all.
+    pub fn put(&self, key: [u8; 32], caller: Caller, generation: u64, expires: Option<i64>) {
+        let Ok(mut cache) = self.entries.lock() else {
+            return;
+        };
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        let now = Instant::now();
+        if cache.len() >= CACHE_CAPACITY {
+            cache.retain(|_, (_, until)| *until > now);
             if cache.len() >= CACHE_CAPACITY {
                 cache.clear();
             }
-            let until = Instant::now() + Duration::from_secs(CACHE_SECONDS);
-            cache.insert(key, (caller, until));
         }
+        let mut until = now + Duration::from_secs(CACHE_SECONDS);
+        if let Some(expires) = expires {
+            let left = expires.saturating_sub(mltrail_core::now_millis()).max(0);
+            until = until.min(now + Duration::from_millis(left as u64));
+        }
+        cache.insert(key, (caller, until));
     }
 }
 
@@ -199,8 +225,8 @@ pub enum Need {
     Open,
     /// Reading; a token needs `read` or any scope that writes on the tracking server.
     Read,
-    /// Changing what a token scope names.
-    Write(Scope),
+    /// What this token scope names; among users, admins only.
+    Scope(Scope),
     /// The user routes: any user (the handler decides between self and admin); a token needs
     /// `admin`.
     Account,
@@ -209,42 +235,68 @@ pub enum Need {
     Identified,
 }
 
+/// POST routes that only read (MLflow sends its searches as POST).
+const POSTED_QUERIES: &[&str] = &[
+    "/2.0/mlflow/experiments/search",
+    "/2.0/mlflow/runs/search",
+    "/2.0/mlflow/registered-models/search",
+    "/2.0/mlflow/registered-models/get-latest-versions",
+    "/2.0/mlflow/model-versions/search",
+    "/2.0/mlflow/logged-models/search",
+];
+
 impl Need {
-    /// The need of a request, by method and path. A POST whose last path segment names a query
-    /// (`runs/search`, `registered-models/get-latest-versions`) reads.
+    /// The need of a request, by method and path. Paths are compared whole or by prefix from
+    /// the start, never by a segment found anywhere: an artifact may be named `get` or live
+    /// under `mlflow/users/`. Reads are GET and HEAD, and the POSTs in [`POSTED_QUERIES`];
+    /// everything else writes.
     pub fn of(method: &Method, path: &str) -> Need {
         if matches!(path, "/health" | "/version") {
             return Need::Open;
         }
-        if path.contains("/mlflow/users/") {
-            return Need::Account;
-        }
         if matches!(path, "/api/v1/auth/whoami" | "/metrics") {
             return Need::Identified;
         }
-        let last = path.rsplit('/').next().unwrap_or("");
-        let reads = method == Method::GET
-            || method == Method::HEAD
-            || matches!(
-                last,
-                "search" | "get" | "list" | "get-by-name" | "get-latest-versions"
-            );
+        // The same routes are served under /api and /ajax-api.
+        let Some(p) = path
+            .strip_prefix("/ajax-api")
+            .or_else(|| path.strip_prefix("/api"))
+        else {
+            // No API route lives elsewhere: unknown paths answer 404 after this.
+            return Need::Read;
+        };
+        if p.starts_with("/2.0/mlflow/users/") || p.starts_with("/3.0/mlflow/users/") {
+            return Need::Account;
+        }
+        let reads = *method == Method::GET
+            || *method == Method::HEAD
+            || (*method == Method::POST && POSTED_QUERIES.contains(&p));
+        if let Some(artifact) = p.strip_prefix("/2.0/mlflow-artifacts/artifacts") {
+            // Archived prediction logs hold callers' inputs (possibly personal data): reading
+            // them needs what reading a stored prediction from a deployment needs.
+            let archive = artifact.trim_start_matches('/').split('/').next() == Some("predictions");
+            return match (archive, reads) {
+                (true, true) => Need::Scope(Scope::PredictionsRead),
+                (true, false) => Need::Scope(Scope::Deployments),
+                (false, true) => Need::Read,
+                (false, false) => Need::Scope(Scope::RunsWrite),
+            };
+        }
         if reads {
             return Need::Read;
         }
-        let area = path
-            .trim_start_matches("/ajax-api")
-            .trim_start_matches("/api");
-        Need::Write(if area.contains("/registered-models/alias") {
+        Need::Scope(if p == "/2.0/mlflow/registered-models/alias" {
             Scope::AliasesMove
-        } else if area.contains("/registered-models/") || area.contains("/model-versions/") {
+        } else if p.starts_with("/2.0/mlflow/registered-models/")
+            || p.starts_with("/2.0/mlflow/model-versions/")
+        {
             Scope::ModelsRegister
-        } else if area.starts_with("/v1/deployments") {
+        } else if p.starts_with("/v1/deployments") {
             Scope::Deployments
-        } else if area.starts_with("/v1/monitors") || area.starts_with("/v1/alerts") {
+        } else if p.starts_with("/v1/monitors") || p.starts_with("/v1/alerts") {
             Scope::Monitors
         } else {
-            // Experiments, runs, metrics, artifacts, logged models, datasets.
+            // Experiments, runs, metrics, logged models, datasets.
             Scope::RunsWrite
         })
     }
@@ -272,7 +324,7 @@ impl Need {
                     .then_some(())
                     .ok_or_else(|| format!("token `{}` has no scope that reads (add `read`)", caller.principal.name()))
             }
-            (Some(scopes), Need::Write(scope)) => (scopes.contains(&scope)
+            (Some(scopes), Need::Scope(scope)) => (scopes.contains(&scope)
                 || scopes.contains(&Scope::Admin))
             .then_some(())
             .ok_or_else(|| {
@@ -286,7 +338,11 @@ impl Need {
                 caller.principal.name()
             )),
             (None, Need::Read | Need::Account) => Ok(()),
-            (None, Need::Write(_)) => Err(format!(
+            (None, Need::Scope(Scope::PredictionsRead)) => Err(format!(
+                "user `{}` may not read archived predictions (their inputs may be personal data): an admin or a token with `predictions:read` may",
+                caller.principal.name()
+            )),
+            (None, Need::Scope(_)) => Err(format!(
                 "user `{}` may read only: not an admin, and per-resource permissions are not granted by this server yet",
                 caller.principal.name()
             )),
@@ -309,7 +365,8 @@ pub async fn authenticate(
             if need == Need::Open {
                 Caller::unchecked(Principal::Anonymous)
             } else {
-                match check(auth, &state.store, request.headers()).await {
+                let cached = request.uri().path() != "/api/v1/auth/whoami";
+                match check(auth, &state.store, request.headers(), cached).await {
                     Ok(caller) => {
                         if let Err(why) = need.allows(&caller) {
                             auth.counters.denied.fetch_add(1, Ordering::Relaxed);
@@ -339,8 +396,9 @@ pub async fn whoami(
 /// With auth off: the Basic user name a request claims (unchecked), else anonymous.
 fn claimed(headers: &HeaderMap) -> Principal {
     match credentials(headers) {
+        // Unchecked, so kept printable: the trail's text listing is one line per event.
         Some(Credentials::Basic { username, .. }) if !username.is_empty() => {
-            Principal::Unverified(username)
+            Principal::Unverified(username.chars().filter(|c| !c.is_control()).collect())
         }
         _ => Principal::Anonymous,
     }
@@ -369,14 +427,36 @@ fn credentials(headers: &HeaderMap) -> Option<Credentials> {
 }
 
 /// Checks the request's credentials (through the cache); a 401 response when they fail.
-async fn check(auth: &Auth, store: &MetaStore, headers: &HeaderMap) -> Result<Caller, Response> {
+/// `cached`: whether a cached answer may be used. Not for `/api/v1/auth/whoami`, whose answer
+/// serving processes cache in turn: one cache between a revocation and a refusal, not two.
+async fn check(
+    auth: &Auth,
+    store: &MetaStore,
+    headers: &HeaderMap,
+    cached: bool,
+) -> Result<Caller, Response> {
     let Some(raw) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthenticated("this server requires authentication: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN)"));
     };
     let key = CredentialCache::key(raw);
-    if let Some(caller) = auth.cache.get(&key) {
-        return Ok(caller);
+    if cached {
+        if let Some(caller) = auth.cache.get(&key) {
+            return Ok(caller);
+        }
     }
+    let generation = auth.cache.generation();
+    // A store that cannot answer is logged in full and answered in general terms: the caller
+    // is not authenticated yet.
+    let unavailable = |e: mltrail_store::StoreError| {
+        tracing::error!(error = %e, "cannot check credentials");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            "credentials cannot be checked right now; retry",
+        )
+        .into_response()
+    };
+    let mut expires = None;
     let failed = |why: &str| {
         auth.counters.failed_logins.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(reason = why, "authentication failed");
@@ -396,24 +476,27 @@ async fn check(auth: &Auth, store: &MetaStore, headers: &HeaderMap) -> Result<Ca
                     scopes: None,
                 },
                 Ok(None) => return Err(failed("wrong user name or password")),
-                Err(e) => return Err(ApiError::from(e).into_response()),
+                Err(e) => return Err(unavailable(e)),
             }
         }
         Some(Credentials::Bearer(secret)) => {
             match tokens::check_secret(store, &secret, mltrail_core::now_millis()).await {
-                Ok(TokenCheck::Valid(token)) => Caller {
-                    principal: Principal::Token(token.name.clone()),
-                    admin: token.scopes.contains(&Scope::Admin),
-                    scopes: Some(token.scopes),
-                },
+                Ok(TokenCheck::Valid(token)) => {
+                    expires = token.expires_time;
+                    Caller {
+                        principal: Principal::Token(token.name.clone()),
+                        admin: token.scopes.contains(&Scope::Admin),
+                        scopes: Some(token.scopes),
+                    }
+                }
                 Ok(TokenCheck::Expired(_)) => return Err(failed("the token has expired")),
                 Ok(TokenCheck::Revoked(_)) => return Err(failed("the token was revoked")),
                 Ok(TokenCheck::Unknown) => return Err(failed("unknown token")),
-                Err(e) => return Err(ApiError::from(e).into_response()),
+                Err(e) => return Err(unavailable(e)),
             }
         }
     };
-    auth.cache.put(key, caller.clone());
+    auth.cache.put(key, caller.clone(), generation, expires);
     Ok(caller)
 }
 
@@ -441,37 +524,37 @@ mod tests {
             (
                 Method::POST,
                 "/api/2.0/mlflow/runs/log-metric",
-                Need::Write(Scope::RunsWrite),
+                Need::Scope(Scope::RunsWrite),
             ),
             (
                 Method::POST,
                 "/api/2.0/mlflow/experiments/create",
-                Need::Write(Scope::RunsWrite),
+                Need::Scope(Scope::RunsWrite),
             ),
             (
                 Method::PUT,
                 "/api/2.0/mlflow-artifacts/artifacts/a/b",
-                Need::Write(Scope::RunsWrite),
+                Need::Scope(Scope::RunsWrite),
             ),
             (
                 Method::POST,
                 "/api/2.0/mlflow/registered-models/create",
-                Need::Write(Scope::ModelsRegister),
+                Need::Scope(Scope::ModelsRegister),
             ),
             (
                 Method::POST,
                 "/api/2.0/mlflow/model-versions/create",
-                Need::Write(Scope::ModelsRegister),
+                Need::Scope(Scope::ModelsRegister),
             ),
             (
                 Method::POST,
                 "/api/2.0/mlflow/registered-models/alias",
-                Need::Write(Scope::AliasesMove),
+                Need::Scope(Scope::AliasesMove),
             ),
             (
                 Method::DELETE,
                 "/api/2.0/mlflow/registered-models/alias",
-                Need::Write(Scope::AliasesMove),
+                Need::Scope(Scope::AliasesMove),
             ),
             (
                 Method::GET,
@@ -486,19 +569,81 @@ mod tests {
             (
                 Method::POST,
                 "/api/v1/deployments/events",
-                Need::Write(Scope::Deployments),
+                Need::Scope(Scope::Deployments),
             ),
             (
                 Method::POST,
                 "/api/v1/monitors",
-                Need::Write(Scope::Monitors),
+                Need::Scope(Scope::Monitors),
             ),
             (
                 Method::DELETE,
                 "/api/v1/monitors/abc",
-                Need::Write(Scope::Monitors),
+                Need::Scope(Scope::Monitors),
             ),
         ];
+        // Artifact paths are names a client chose: no segment of them decides the need.
+        let adversarial = [
+            (
+                Method::PUT,
+                "/api/2.0/mlflow-artifacts/artifacts/1/r/artifacts/get",
+                Need::Scope(Scope::RunsWrite),
+            ),
+            (
+                Method::DELETE,
+                "/ajax-api/2.0/mlflow-artifacts/artifacts/1/r/search",
+                Need::Scope(Scope::RunsWrite),
+            ),
+            (
+                Method::PUT,
+                "/api/2.0/mlflow-artifacts/artifacts/1/mlflow/users/x",
+                Need::Scope(Scope::RunsWrite),
+            ),
+            (
+                Method::PUT,
+                "/api/2.0/mlflow-artifacts/artifacts/1/registered-models/alias",
+                Need::Scope(Scope::RunsWrite),
+            ),
+            (
+                Method::PUT,
+                "/api/2.0/mlflow-artifacts/artifacts/1/model-versions/x",
+                Need::Scope(Scope::RunsWrite),
+            ),
+            (
+                Method::DELETE,
+                "/api/2.0/mlflow/logged-models/m-1/tags/search",
+                Need::Scope(Scope::RunsWrite),
+            ),
+            (
+                Method::POST,
+                "/api/2.0/mlflow/runs/get",
+                Need::Scope(Scope::RunsWrite),
+            ),
+            (
+                Method::GET,
+                "/api/2.0/mlflow-artifacts/artifacts/predictions/d/2026-12-03/a.parquet",
+                Need::Scope(Scope::PredictionsRead),
+            ),
+            (
+                Method::GET,
+                "/api/2.0/mlflow-artifacts/artifacts/predictions",
+                Need::Scope(Scope::PredictionsRead),
+            ),
+            (
+                Method::PUT,
+                "/api/2.0/mlflow-artifacts/artifacts/predictions/d/x.parquet",
+                Need::Scope(Scope::Deployments),
+            ),
+            (
+                Method::GET,
+                "/api/2.0/mlflow-artifacts/artifacts/1/predictions/x",
+                Need::Read,
+            ),
+            (Method::POST, "/somewhere/mlflow/users/create", Need::Read),
+        ];
+        for (method, path, need) in adversarial {
+            assert_eq!(Need::of(&method, path), need, "{method} {path}");
+        }
         for (method, path, need) in cases {
             assert_eq!(Need::of(&method, path), need, "{method} {path}");
         }
@@ -513,11 +658,11 @@ mod tests {
         };
         let ci = token(vec![Scope::RunsWrite]);
         assert!(Need::Read.allows(&ci).is_ok());
-        assert!(Need::Write(Scope::RunsWrite).allows(&ci).is_ok());
-        assert!(Need::Write(Scope::ModelsRegister).allows(&ci).is_err());
+        assert!(Need::Scope(Scope::RunsWrite).allows(&ci).is_ok());
+        assert!(Need::Scope(Scope::ModelsRegister).allows(&ci).is_err());
         let scorer = token(vec![Scope::Predict]);
         assert!(Need::Read.allows(&scorer).is_err());
-        assert!(Need::Write(Scope::AliasesMove)
+        assert!(Need::Scope(Scope::AliasesMove)
             .allows(&token(vec![Scope::Admin]))
             .is_ok());
         let user = Caller {
@@ -526,11 +671,11 @@ mod tests {
             scopes: None,
         };
         assert!(Need::Read.allows(&user).is_ok());
-        assert!(Need::Write(Scope::RunsWrite).allows(&user).is_err());
+        assert!(Need::Scope(Scope::RunsWrite).allows(&user).is_err());
         let admin = Caller {
             admin: true,
             ..user
         };
-        assert!(Need::Write(Scope::AliasesMove).allows(&admin).is_ok());
+        assert!(Need::Scope(Scope::AliasesMove).allows(&admin).is_ok());
     }
 }

@@ -1,7 +1,8 @@
 //! Who may call a serving process (`mltrail serve --auth on`). A serving process keeps no users
 //! or tokens: it asks the tracking server who a caller's credentials are (`/api/v1/auth/whoami`,
-//! through [`Identify`]) and caches the answer for [`CACHE_SECONDS`], so a revoked token is
-//! refused within that many seconds.
+//! through [`Identify`]) and caches the answer for [`CACHE_SECONDS`]; the tracking server
+//! answers `whoami` without its own cache, so a revoked token is refused within that many
+//! seconds.
 //!
 //! What each route needs: scoring (`/invocations`, `/api/v1/predict`) a token with `predict`;
 //! `/api/v1/feedback` one with `feedback`; reading a stored prediction
@@ -18,7 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use mltrail_core::Scope;
+use mltrail_core::{Principal, Scope};
 
 use crate::auth::{unauthenticated, AuthCounters, Caller, CredentialCache, CACHE_SECONDS};
 use crate::error::ApiError;
@@ -105,12 +106,26 @@ pub async fn guard(State(auth): State<Arc<ServeAuth>>, request: Request, next: N
         return unauthenticated("this deployment requires authentication: send a bearer token (Authorization: Bearer mlt_…) or HTTP Basic credentials");
     };
     let key = CredentialCache::key(raw);
+    let generation = auth.cache.generation();
     let caller = match auth.cache.get(&key) {
         Some(caller) => caller,
         None => match auth.identify.identify(raw).await {
-            Ok(Identity::Known(caller)) => {
-                auth.cache.put(key, caller.clone());
+            // Only a checked principal counts: a tracking server restarted with auth off
+            // answers `anonymous` or `unverified:NAME` for any header.
+            Ok(Identity::Known(caller))
+                if matches!(caller.principal, Principal::User(_) | Principal::Token(_)) =>
+            {
+                auth.cache.put(key, caller.clone(), generation, None);
                 caller
+            }
+            Ok(Identity::Known(caller)) => {
+                tracing::error!(answered = %caller.principal, "the tracking server no longer authenticates; refusing every caller");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "TEMPORARILY_UNAVAILABLE",
+                    "callers cannot be checked: the tracking server does not authenticate",
+                )
+                .into_response();
             }
             Ok(Identity::Refused(why)) => {
                 auth.counters.failed_logins.fetch_add(1, Ordering::Relaxed);
@@ -118,11 +133,12 @@ pub async fn guard(State(auth): State<Arc<ServeAuth>>, request: Request, next: N
                 return unauthenticated(&why);
             }
             Err(why) => {
+                // Logged in full; the (unauthenticated) caller learns nothing of the server.
                 tracing::warn!(error = %why, "cannot check credentials with the tracking server");
                 return ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "TEMPORARILY_UNAVAILABLE",
-                    format!("cannot check credentials with the tracking server: {why}"),
+                    "credentials cannot be checked right now; retry",
                 )
                 .into_response();
             }
@@ -142,7 +158,6 @@ pub const REVOCATION_SECONDS: u64 = CACHE_SECONDS;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mltrail_core::Principal;
 
     #[test]
     fn serving_routes_need_their_scopes() {

@@ -19,6 +19,9 @@ pub use tokio_rustls::TlsAcceptor;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Established connections waiting for axum to take them.
 const BACKLOG: usize = 256;
+/// Handshakes in progress at most; past it, new connections wait in the kernel's backlog, so
+/// silent clients cannot use up the process's file descriptors.
+const HANDSHAKES: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -73,9 +76,20 @@ impl TlsListener {
     pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (sender, established) = tokio::sync::mpsc::channel(BACKLOG);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match tcp.accept().await {
+                // Ends with the listener (axum dropped it at shutdown): the port is released.
+                let accepted = tokio::select! {
+                    _ = sender.closed() => return,
+                    accepted = async {
+                        let permit = handshakes.clone().acquire_owned().await;
+                        (permit, tcp.accept().await)
+                    } => accepted,
+                };
+                let (permit, accepted) = accepted;
+                let Ok(permit) = permit else { return };
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors and the like: wait rather than spin.
@@ -88,6 +102,7 @@ impl TlsListener {
                 let _ = stream.set_nodelay(true);
                 let (acceptor, established) = (acceptor.clone(), sender.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = established.send((tls, peer)).await;
@@ -98,9 +113,6 @@ impl TlsListener {
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });
-                if sender.is_closed() {
-                    return;
-                }
             }
         });
         Ok(TlsListener { established, local })

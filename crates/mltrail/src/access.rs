@@ -269,7 +269,8 @@ pub async fn tokens(command: TokensCommand) -> Result<()> {
 
 /// Refuses auth off on an address other hosts reach, unless the operator said so explicitly.
 pub fn check_bind(auth: &AuthTable, bound: SocketAddr, command: &str) -> Result<()> {
-    if auth.mode == config::AuthModeArg::On || bound.ip().is_loopback() {
+    // `to_canonical`: an IPv4-mapped IPv6 loopback (::ffff:127.0.0.1) is loopback too.
+    if auth.mode == config::AuthModeArg::On || bound.ip().to_canonical().is_loopback() {
         return Ok(());
     }
     if !auth.insecure_no_auth {

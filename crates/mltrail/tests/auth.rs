@@ -40,6 +40,8 @@ fn call(server: &Server, who: &As, method: &str, path: &str, body: Value) -> (u1
     let url = format!("{}{path}", server.url);
     let mut request = match method {
         "GET" => http.get(url),
+        "PUT" => http.put(url).json(&body),
+        "DELETE" => http.delete(url).json(&body),
         _ => http.post(url).json(&body),
     };
     request = match who {
@@ -289,9 +291,14 @@ fn revoked_and_expired_tokens_are_refused() {
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    // Expired: created with a lifetime of 1 s.
-    let brief = token(&server, "brief", "read", Some("1s"));
-    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    // Expired: created with a lifetime of 2 s, accepted (and cached) at once, refused after,
+    // though the credential cache would otherwise keep it 10 s.
+    let brief = token(&server, "brief", "read", Some("2s"));
+    assert_eq!(
+        call(&server, &As::Bearer(&brief), "GET", search, json!({})).0,
+        200
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2_200));
     let (status, body) = call(&server, &As::Bearer(&brief), "GET", search, json!({}));
     assert_eq!(status, 401);
     assert!(
@@ -378,12 +385,7 @@ fn a_deployment_checks_its_callers_with_the_tracking_server() {
     let server = start();
     let uri = server.store_uri();
     // The deployment's own token: reads the registry, reports deployments, archives its log.
-    let own = token(
-        &server,
-        "credit-serving",
-        "read,deployments,runs:write",
-        None,
-    );
+    let own = token(&server, "credit-serving", "read,deployments", None);
     let registered = Command::new(env!("CARGO_BIN_EXE_mltrail"))
         .args([
             "models",
@@ -574,8 +576,54 @@ fn each_route_kind_answers_each_kind_of_caller_as_specified() {
             "aliases:move",
         ),
         ("GET", "/api/v1/monitors".into(), json!({}), "read"),
+        // Artifact names a client chose decide nothing: `get` or `mlflow/users/` in a path
+        // is still a write.
+        (
+            "PUT",
+            format!("/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/get"),
+            json!({"n": "{n}"}),
+            "runs:write",
+        ),
+        (
+            "PUT",
+            format!("/api/2.0/mlflow-artifacts/artifacts/{exp}/{run}/artifacts/mlflow/users/x"),
+            json!({"n": "{n}"}),
+            "runs:write",
+        ),
+        // Archived prediction logs hold callers' inputs.
+        (
+            "GET",
+            "/api/2.0/mlflow-artifacts/artifacts/predictions/d/2026-12-03/x.parquet".into(),
+            json!({}),
+            "predictions:read",
+        ),
     ];
+    let (status, answer) = call(
+        &server,
+        &admin,
+        "PUT",
+        "/api/2.0/mlflow-artifacts/artifacts/predictions/d/2026-12-03/x.parquet",
+        json!({"stands": "for a Parquet file"}),
+    );
+    assert_eq!(status, 200, "{answer}");
     let uri = server.store_uri();
+    let out = mltrail(
+        &[
+            "users",
+            "create",
+            "reader",
+            "--password-stdin",
+            "--backend-store-uri",
+            &uri,
+        ],
+        Some("reader-password-01\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read_only = token(&server, "read-only", "read", None);
     let revoked = token(
         &server,
         "revoked",
@@ -615,12 +663,17 @@ fn each_route_kind_answers_each_kind_of_caller_as_specified() {
         let body = serde_json::from_str::<Value>(&body.to_string().replace("{n}", &i.to_string()))
             .unwrap();
         let before = events(&server);
+        // A plain user and a `read` token may read, nothing more (stored predictions not even
+        // that).
+        let reader = if *scope == "read" { 200 } else { 403 };
         for (who, expected) in [
             (As::Nobody, 401),
             (As::Basic("admin", "wrong-password-0"), 401),
             (As::Bearer(&expired), 401),
             (As::Bearer(&revoked), 401),
             (As::Bearer(&unscoped), 403),
+            (As::Bearer(&read_only), reader),
+            (As::Basic("reader", "reader-password-01"), reader),
         ] {
             let (status, answer) = call(&server, &who, method, path, body.clone());
             assert_eq!(status, expected, "{method} {path}: {answer}");

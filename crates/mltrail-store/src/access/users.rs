@@ -69,11 +69,32 @@ impl Audited for UserRef {
     }
 }
 
-/// Hashes on a blocking thread: argon2 takes tens of milliseconds of CPU.
-async fn hash_off_thread(password: String) -> Result<String, StoreError> {
-    tokio::task::spawn_blocking(move || password::hash(&password))
+/// Argon2 computations allowed at once, two per core: each takes 19 MiB and tens of
+/// milliseconds of a core, and failed logins are never cached, so a flood of bad credentials
+/// must queue here rather than take every blocking thread and gigabytes of memory.
+fn argon2_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(2 * cores)
+    })
+}
+
+/// Runs an argon2 computation on a blocking thread, within [`argon2_permits`].
+async fn argon2<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    let _permit = argon2_permits()
+        .acquire()
         .await
-        .map_err(|_| StoreError::Closed)?
+        .map_err(|_| StoreError::Closed)?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| StoreError::Closed)
+}
+
+async fn hash_off_thread(password: String) -> Result<String, StoreError> {
+    argon2(move || password::hash(&password)).await?
 }
 
 pub async fn create_user(
@@ -148,7 +169,7 @@ pub async fn check_password(
         find(&mut conn, username).await?
     };
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || match found {
+    argon2(move || match found {
         Some((user, hash)) => password::verify(&password, &hash).then_some(user),
         None => {
             password::verify(&password, decoy_hash());
@@ -156,7 +177,6 @@ pub async fn check_password(
         }
     })
     .await
-    .map_err(|_| StoreError::Closed)
 }
 
 /// A hash no password matches, verified against when the name is unknown.

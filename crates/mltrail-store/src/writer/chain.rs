@@ -26,7 +26,14 @@ pub(crate) const SELECT_HEAD: &str = "SELECT seq, hash FROM audit_log ORDER BY s
 
 /// The head as stored, read with the native connection's prepared [`SELECT_HEAD`].
 pub(crate) fn read_head_native(stmt: &mut super::native::Stmt) -> Result<AuditHead, StoreError> {
-    let head = if stmt.step()? {
+    let row = match stmt.step() {
+        Ok(row) => row,
+        Err(e) => {
+            stmt.reset();
+            return Err(e);
+        }
+    };
+    let head = if row {
         let hash = ChainHash::from_hex(&stmt.column_text(1))
             .ok_or(StoreError::Database(DatabaseError::MalformedHead));
         hash.map(|hash| AuditHead {

@@ -146,12 +146,14 @@ impl<S> Native<S> {
         audit: &mut AuditCtx,
         apply: impl FnOnce(&mut NativeGroup<'_, S>, bool) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let before = audit.head_snapshot();
+        // The head to return to if the group fails: the stored one once it has been read.
+        let mut before = audit.head_snapshot();
         let result = self.db.exec("BEGIN IMMEDIATE").and_then(|()| {
             let stored = chain::read_head_native(&mut self.head)?;
             let foreign = stored != before;
             if foreign {
                 audit.restore(stored);
+                before = stored;
             }
             let mut group = NativeGroup {
                 statements: &mut self.statements,
