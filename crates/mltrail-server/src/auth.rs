@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
@@ -27,7 +27,6 @@ use mltrail_store::access::users;
 use mltrail_store::MetaStore;
 
 use crate::error::ApiError;
-use crate::AppState;
 
 /// How long a checked credential is trusted without asking the store again: a changed
 /// password, a demoted admin or a revoked token (changed with the CLI, against the store)
@@ -105,9 +104,12 @@ pub struct AuthCounters {
 
 /// Checked credentials for [`CACHE_SECONDS`], keyed by a BLAKE3 digest of the
 /// `Authorization` header (never the header itself). Only successes are kept.
+/// A checked caller and until when it may be used.
+type Cached = (Arc<Caller>, Instant);
+
 #[derive(Default)]
 pub struct CredentialCache {
-    entries: Mutex<HashMap<[u8; 32], (Caller, Instant)>>,
+    entries: Mutex<HashMap<[u8; 32], Cached>>,
     /// Moved by [`CredentialCache::forget_all`]: a check that began before it does not store
     /// what it read (it may be the state from before the change).
     generation: AtomicU64,
@@ -132,7 +134,7 @@ impl CredentialCache {
         self.generation.load(Ordering::SeqCst)
     }
 
-    pub fn get(&self, key: &[u8; 32]) -> Option<Caller> {
+    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Caller>> {
         let cache = self.entries.lock().ok()?;
         let (caller, until) = cache.get(key)?;
         (Instant::now() < *until).then(|| caller.clone())
@@ -141,7 +143,7 @@ impl CredentialCache {
     /// Keeps a checked caller for [`CACHE_SECONDS`], or until `expires` (a token's expiry, in
     /// epoch milliseconds) when that is sooner, unless the cache was cleared since the check
     /// began (`generation`). When full, entries past their time go first, then all.
-    pub fn put(&self, key: [u8; 32], caller: Caller, generation: u64, expires: Option<i64>) {
+    pub fn put(&self, key: [u8; 32], caller: Arc<Caller>, generation: u64, expires: Option<i64>) {
         let Ok(mut cache) = self.entries.lock() else {
             return;
         };
@@ -199,6 +201,10 @@ impl AuthCounters {
 pub struct Auth {
     pub mode: AuthMode,
     cache: CredentialCache,
+    /// Checks in progress, by header digest: requests presenting the same credentials while
+    /// one is being checked wait for it instead of each running argon2 (64 connections of one
+    /// client starting together ran 64 checks, stalling the server for most of a second).
+    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
     pub counters: AuthCounters,
 }
 
@@ -207,7 +213,26 @@ impl Auth {
         Auth {
             mode,
             cache: CredentialCache::default(),
+            in_flight: Mutex::new(HashMap::new()),
             counters: AuthCounters::default(),
+        }
+    }
+
+    /// The lock of the check for `key`, shared by every request presenting it meanwhile.
+    fn check_lock(&self, key: &[u8; 32]) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        let mut in_flight = self.in_flight.lock().ok()?;
+        Some(in_flight.entry(*key).or_default().clone())
+    }
+
+    fn check_done(&self, key: &[u8; 32]) {
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            // The last holder removes it (the map keeps one reference itself).
+            if in_flight
+                .get(key)
+                .is_some_and(|l| Arc::strong_count(l) <= 1)
+            {
+                in_flight.remove(key);
+            }
         }
     }
 
@@ -353,48 +378,68 @@ impl Need {
 
 /// The middleware: names the caller, enforces auth when on, and adds [`Caller`] to the request.
 pub async fn authenticate(
-    State(state): State<AppState>,
+    State(gate): State<AuthGate>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let auth = &state.auth;
-    let caller = match auth.mode {
-        AuthMode::Off => Caller::unchecked(claimed(request.headers())),
-        AuthMode::On => {
-            let need = Need::of(request.method(), request.uri().path());
-            if need == Need::Open {
-                Caller::unchecked(Principal::Anonymous)
-            } else {
-                let cached = request.uri().path() != "/api/v1/auth/whoami";
-                match check(auth, &state.store, request.headers(), cached).await {
-                    Ok(caller) => {
-                        if let Err(why) = need.allows(&caller) {
-                            auth.counters.denied.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(actor = %caller.principal, method = %request.method(), path = request.uri().path(), "permission denied");
-                            return ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", why)
-                                .into_response();
-                        }
-                        caller
-                    }
-                    Err(refusal) => return refusal,
+    let auth = &gate.auth;
+    let need = Need::of(request.method(), request.uri().path());
+    let caller = if need == Need::Open {
+        Arc::new(Caller::unchecked(Principal::Anonymous))
+    } else {
+        let path = request.uri().path();
+        let cacheable = path != "/api/v1/auth/whoami";
+        // The common case answers from the cache without awaiting anything; the store is
+        // asked on a miss only, in a future of its own, so this one stays small (it is
+        // allocated per request: at first it carried the argon2 path inline, and authentication
+        // cost 7 % of log-metric throughput).
+        let cached = cacheable
+            .then(|| request.headers().get(header::AUTHORIZATION))
+            .flatten()
+            .and_then(|raw| auth.cache.get(&CredentialCache::key(raw)));
+        let checked = match cached {
+            Some(caller) => Ok(caller),
+            None => Box::pin(check(auth, &gate.store, request.headers(), cacheable)).await,
+        };
+        match checked {
+            Ok(caller) => {
+                if let Err(why) = need.allows(&caller) {
+                    auth.counters.denied.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(actor = %caller.principal, method = %request.method(), path = request.uri().path(), "permission denied");
+                    return ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", why)
+                        .into_response();
                 }
+                caller
             }
+            Err(refusal) => return refusal,
         }
     };
     request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
+/// What the middleware needs, and no more (its state is cloned per request).
+#[derive(Clone)]
+pub struct AuthGate {
+    pub auth: Arc<Auth>,
+    pub store: MetaStore,
+}
+
 /// `GET /api/v1/auth/whoami`: who the request's credentials are, for serving processes that
 /// check their callers with this server.
 pub async fn whoami(
-    axum::Extension(caller): axum::Extension<Caller>,
+    caller: Option<axum::Extension<Arc<Caller>>>,
+    headers: HeaderMap,
 ) -> axum::Json<serde_json::Value> {
-    axum::Json(caller.to_json())
+    let json = match caller {
+        Some(caller) => caller.0.to_json(),
+        None => Caller::unchecked(claimed(&headers)).to_json(),
+    };
+    axum::Json(json)
 }
 
 /// With auth off: the Basic user name a request claims (unchecked), else anonymous.
-fn claimed(headers: &HeaderMap) -> Principal {
+pub(crate) fn claimed(headers: &HeaderMap) -> Principal {
     match credentials(headers) {
         // Unchecked, so kept printable: the trail's text listing is one line per event.
         Some(Credentials::Basic { username, .. }) if !username.is_empty() => {
@@ -434,7 +479,7 @@ async fn check(
     store: &MetaStore,
     headers: &HeaderMap,
     cached: bool,
-) -> Result<Caller, Response> {
+) -> Result<Arc<Caller>, Response> {
     let Some(raw) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthenticated("this server requires authentication: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN)"));
     };
@@ -444,6 +489,30 @@ async fn check(
             return Ok(caller);
         }
     }
+    let lock = auth.check_lock(&key);
+    let checked = match &lock {
+        Some(lock) => {
+            let _turn = lock.lock().await;
+            // Whoever held the lock before may have filled the cache.
+            match cached.then(|| auth.cache.get(&key)).flatten() {
+                Some(caller) => Ok(caller),
+                None => check_store(auth, store, headers, key).await,
+            }
+        }
+        None => check_store(auth, store, headers, key).await,
+    };
+    drop(lock);
+    auth.check_done(&key);
+    checked
+}
+
+/// The store's answer about the request's credentials, cached when they pass.
+async fn check_store(
+    auth: &Auth,
+    store: &MetaStore,
+    headers: &HeaderMap,
+    key: [u8; 32],
+) -> Result<Arc<Caller>, Response> {
     let generation = auth.cache.generation();
     // A store that cannot answer is logged in full and answered in general terms: the caller
     // is not authenticated yet.
@@ -496,6 +565,7 @@ async fn check(
             }
         }
     };
+    let caller = Arc::new(caller);
     auth.cache.put(key, caller.clone(), generation, expires);
     Ok(caller)
 }

@@ -115,6 +115,7 @@ pub async fn guard(State(auth): State<Arc<ServeAuth>>, request: Request, next: N
             Ok(Identity::Known(caller))
                 if matches!(caller.principal, Principal::User(_) | Principal::Token(_)) =>
             {
+                let caller = std::sync::Arc::new(caller);
                 auth.cache.put(key, caller.clone(), generation, None);
                 caller
             }

@@ -83,7 +83,7 @@ fn own_name(caller: &Caller) -> Option<&str> {
 
 async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<std::sync::Arc<Caller>>,
     req: Req,
 ) -> ApiResult<Json<Value>> {
     require_admin(&caller, "create users")?;
@@ -94,7 +94,7 @@ async fn create(
 
 async fn get_one(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<std::sync::Arc<Caller>>,
     req: Req,
 ) -> ApiResult<Json<Value>> {
     let username = req.str("username")?;
@@ -107,7 +107,7 @@ async fn get_one(
 
 async fn current(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<std::sync::Arc<Caller>>,
 ) -> ApiResult<Json<Value>> {
     let Some(name) = own_name(&caller) else {
         return Err(ApiError::invalid(format!(
@@ -123,7 +123,7 @@ async fn current(
 
 async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<std::sync::Arc<Caller>>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&caller, "list users")?;
     let listed = users::list_users(&state.store).await?;
@@ -136,7 +136,7 @@ async fn list(
 
 async fn update_password(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<std::sync::Arc<Caller>>,
     req: Req,
 ) -> ApiResult<Json<Value>> {
     let (username, password) = (req.str("username")?, req.str("password")?);
@@ -170,7 +170,7 @@ async fn update_password(
 
 async fn update_admin(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<std::sync::Arc<Caller>>,
     req: Req,
 ) -> ApiResult<Json<Value>> {
     require_admin(&caller, "change who is an admin")?;
@@ -191,7 +191,7 @@ async fn update_admin(
 
 async fn delete_one(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    Extension(caller): Extension<std::sync::Arc<Caller>>,
     req: Req,
 ) -> ApiResult<Json<Value>> {
     require_admin(&caller, "delete users")?;
