@@ -314,6 +314,39 @@ pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Reads valid frames from the start of `bytes`: (offset, payload) pairs and where validity ends.
+/// Calls `each` with the payload of every intact frame of the segment file at `path`, in
+/// order, reading one frame at a time; returns how many there were. Stops at the first torn
+/// or corrupt frame, as [`scan`] does.
+fn for_each_frame(
+    path: &Path,
+    mut each: impl FnMut(&[u8]) -> Result<(), LogError>,
+) -> Result<usize, LogError> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut reader = io::BufReader::with_capacity(1 << 20, file);
+    let (mut pos, mut frames) = (0u64, 0usize);
+    let (mut head, mut payload) = ([0u8; 8], Vec::new());
+    while pos + 8 <= len {
+        if reader.read_exact(&mut head).is_err() {
+            break;
+        }
+        let size = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        // A length past the file's end is a torn frame, never an allocation.
+        if pos + 8 + size > len {
+            break;
+        }
+        payload.resize(size as usize, 0);
+        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+            break;
+        }
+        each(&payload)?;
+        frames += 1;
+        pos += 8 + size;
+    }
+    Ok(frames)
+}
+
 fn scan(bytes: &[u8]) -> (Vec<(u64, &[u8])>, u64) {
     let mut out = Vec::new();
     let mut pos = 0usize;
@@ -645,35 +678,38 @@ impl PredictionLog {
             .name("mltrail-archive".into())
             .spawn(move || {
                 lower_thread_priority();
-                let converted = std::fs::read(&source)
-                    .map_err(LogError::Io)
-                    .and_then(|bytes| {
-                        let frames = scan(&bytes).0;
-                        let mut file = crate::archive::ParquetFile::new().map_err(LogError::Archive)?;
-                        let (mut kept, mut first_time) = (0usize, None::<i64>);
-                        // A row group at a time: memory follows the group, not the segment.
-                        for group in frames.chunks(crate::archive::ROWS_PER_GROUP) {
-                            let records: Vec<LogRecord> = group
-                                .iter()
-                                .filter_map(|(_, p)| serde_json::from_slice(p).ok())
-                                .collect();
-                            kept += records.len();
-                            first_time = records.iter().map(LogRecord::time_ms).chain(first_time).min();
-                            file.write(&records).map_err(LogError::Archive)?;
+                let converted = (|| {
+                    let mut file = crate::archive::ParquetFile::new().map_err(LogError::Archive)?;
+                    let mut group: Vec<LogRecord> = Vec::with_capacity(crate::archive::ROWS_PER_GROUP);
+                    let (mut kept, mut first_time) = (0usize, None::<i64>);
+                    // A frame and a row group at a time: memory follows the group, not the
+                    // segment (reading a 64 MiB segment whole swung the soak's RSS by as much).
+                    let frames = for_each_frame(&source, |payload| {
+                        if let Ok(record) = serde_json::from_slice::<LogRecord>(payload) {
+                            first_time = Some(first_time.map_or(record.time_ms(), |t: i64| t.min(record.time_ms())));
+                            group.push(record);
+                            kept += 1;
+                            if group.len() == crate::archive::ROWS_PER_GROUP {
+                                file.write(&group).map_err(LogError::Archive)?;
+                                group.clear();
+                            }
                         }
-                        // A frame whose CRC holds but which is no log record was not written by
-                        // this log; it cannot go into the archive's columns. Say so.
-                        if kept < frames.len() {
-                            tracing::warn!(segment = seq, skipped = frames.len() - kept, "prediction log: frames that are not log records are left out of the archive");
-                        }
-                        match first_time {
-                            None => Ok(None),
-                            Some(t) => file
-                                .finish()
-                                .map(|p| Some((t, p)))
-                                .map_err(LogError::Archive),
-                        }
-                    });
+                        Ok(())
+                    })?;
+                    file.write(&group).map_err(LogError::Archive)?;
+                    // A frame whose CRC holds but which is no log record was not written by
+                    // this log; it cannot go into the archive's columns. Say so.
+                    if kept < frames {
+                        tracing::warn!(segment = seq, skipped = frames - kept, "prediction log: frames that are not log records are left out of the archive");
+                    }
+                    match first_time {
+                        None => Ok(None),
+                        Some(t) => file
+                            .finish()
+                            .map(|p| Some((t, p)))
+                            .map_err(LogError::Archive),
+                    }
+                })();
                 let _ = done.send(converted);
             })?;
         let converted = result.await.map_err(|_| LogError::Stopped)??;
@@ -997,6 +1033,45 @@ fn feedback_only(records: Vec<LogRecord>) -> Vec<FeedbackRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_read_from_the_file_are_the_frames_scanned_in_memory() {
+        let frame = |payload: &[u8]| {
+            let mut f = (payload.len() as u32).to_le_bytes().to_vec();
+            f.extend(crc32fast::hash(payload).to_le_bytes());
+            f.extend(payload);
+            f
+        };
+        let mut bytes = Vec::new();
+        for p in [&b"{\"a\":1}"[..], b"", b"third frame"] {
+            bytes.extend(frame(p));
+        }
+        let good = bytes.len();
+        // A torn tail: a header claiming more than the file holds, then a corrupt frame.
+        bytes.extend(frame(b"torn at the end"));
+        bytes.truncate(good + 12);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        for tail in [
+            &bytes[..],
+            &[bytes[..good].to_vec(), {
+                let mut bad = frame(b"corrupt");
+                bad[9] ^= 1;
+                bad
+            }]
+            .concat()[..],
+        ] {
+            std::fs::write(&path, tail).unwrap();
+            let mut read = Vec::new();
+            let n = for_each_frame(&path, |p| {
+                read.push(p.to_vec());
+                Ok(())
+            })
+            .unwrap();
+            let scanned: Vec<Vec<u8>> = scan(tail).0.iter().map(|(_, p)| p.to_vec()).collect();
+            assert_eq!((n, &read), (3, &scanned));
+        }
+    }
 
     /// A prediction record whose latency field carries `n`, to tell records apart.
     fn prediction(id: u128, n: u32) -> Entry {
