@@ -1,12 +1,12 @@
 //! Authentication and the coarse access rules of the tracking server.
 //!
-//! Every request passes [`authenticate`]: with auth off it names who the request claims to be
-//! (a Basic user name, unchecked, else anonymous); with auth on it checks HTTP Basic
-//! credentials (argon2id) or a bearer service token, refuses anything else with 401, and then
-//! asks [`Need::of`] what the route requires: users who are not admins read (MLflow's default
-//! READ permission; per-resource grants are not built yet), admins do everything, and a token
-//! does what its scopes allow. The result rides in the request's extensions as a [`Caller`],
-//! which handlers turn into the audit trail's actor.
+//! With auth on, every request passes [`authenticate`]: it checks HTTP Basic credentials
+//! (argon2id) or a bearer service token, refuses anything else with 401, and then asks
+//! [`Need::of`] what the route requires: users who are not admins read (MLflow's default READ
+//! permission; per-resource grants are not built yet), admins do everything, and a token does
+//! what its scopes allow. The result rides in the request's extensions as a [`Caller`], which
+//! handlers turn into the audit trail's actor. With auth off no middleware runs: handlers name
+//! the actor from what the request claims ([`claimed`]: a Basic user name, else anonymous).
 //!
 //! Checked credentials are cached for [`CACHE_SECONDS`], keyed by a BLAKE3 digest of the
 //! `Authorization` header (never the header itself), so the mlflow client, which sends Basic
@@ -34,8 +34,8 @@ use crate::error::ApiError;
 /// never answered from the cache). Changes made through a server's own user routes take
 /// effect there at once. A token is never cached past its expiry.
 pub const CACHE_SECONDS: u64 = 10;
-/// Entries kept at most; the cache is emptied when full (a flood of distinct bad headers is
-/// never cached, so only real callers fill it).
+/// Entries kept at most; when full, expired entries go, then all (a flood of distinct bad
+/// headers is never cached, so only real callers fill it).
 const CACHE_CAPACITY: usize = 10_000;
 
 /// Whether requests must authenticate.
@@ -102,11 +102,11 @@ pub struct AuthCounters {
     pub denied: AtomicU64,
 }
 
-/// Checked credentials for [`CACHE_SECONDS`], keyed by a BLAKE3 digest of the
-/// `Authorization` header (never the header itself). Only successes are kept.
 /// A checked caller and until when it may be used.
 type Cached = (Arc<Caller>, Instant);
 
+/// Checked credentials for [`CACHE_SECONDS`], keyed by a BLAKE3 digest of the
+/// `Authorization` header (never the header itself). Only successes are kept.
 #[derive(Default)]
 pub struct CredentialCache {
     entries: Mutex<HashMap<[u8; 32], Cached>>,
@@ -376,7 +376,8 @@ impl Need {
     }
 }
 
-/// The middleware: names the caller, enforces auth when on, and adds [`Caller`] to the request.
+/// The middleware of `--auth on`: checks the caller and what the route needs, and adds the
+/// [`Caller`] to the request.
 pub async fn authenticate(
     State(gate): State<AuthGate>,
     mut request: Request,
@@ -404,10 +405,7 @@ pub async fn authenticate(
         match checked {
             Ok(caller) => {
                 if let Err(why) = need.allows(&caller) {
-                    auth.counters.denied.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(actor = %caller.principal, method = %request.method(), path = request.uri().path(), "permission denied");
-                    return ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", why)
-                        .into_response();
+                    return denied(&auth.counters, &caller, request.uri().path(), why);
                 }
                 caller
             }
@@ -471,9 +469,10 @@ fn credentials(headers: &HeaderMap) -> Option<Credentials> {
     }
 }
 
-/// Checks the request's credentials (through the cache); a 401 response when they fail.
-/// `cached`: whether a cached answer may be used. Not for `/api/v1/auth/whoami`, whose answer
-/// serving processes cache in turn: one cache between a revocation and a refusal, not two.
+/// Checks credentials the cache did not answer for; a 401 response when they fail. Requests
+/// presenting the same credentials take turns, and a later one takes what the first cached,
+/// when `cached` allows (not for `/api/v1/auth/whoami`, whose answer serving processes cache
+/// in turn: one cache between a revocation and a refusal, not two).
 async fn check(
     auth: &Auth,
     store: &MetaStore,
@@ -484,11 +483,6 @@ async fn check(
         return Err(unauthenticated("this server requires authentication: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN)"));
     };
     let key = CredentialCache::key(raw);
-    if cached {
-        if let Some(caller) = auth.cache.get(&key) {
-            return Ok(caller);
-        }
-    }
     let lock = auth.check_lock(&key);
     let checked = match &lock {
         Some(lock) => {
@@ -518,12 +512,7 @@ async fn check_store(
     // is not authenticated yet.
     let unavailable = |e: mltrail_store::StoreError| {
         tracing::error!(error = %e, "cannot check credentials");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "TEMPORARILY_UNAVAILABLE",
-            "credentials cannot be checked right now; retry",
-        )
-        .into_response()
+        cannot_check()
     };
     let mut expires = None;
     let failed = |why: &str| {
@@ -568,6 +557,29 @@ async fn check_store(
     let caller = Arc::new(caller);
     auth.cache.put(key, caller.clone(), generation, expires);
     Ok(caller)
+}
+
+/// 503 when credentials cannot be checked (the store or the tracking server did not answer):
+/// the details are logged, never told to a caller who is not authenticated yet.
+pub(crate) fn cannot_check() -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "TEMPORARILY_UNAVAILABLE",
+        "credentials cannot be checked right now; retry",
+    )
+    .into_response()
+}
+
+/// 403 for an authenticated caller the route refuses: counted and logged, not audited.
+pub(crate) fn denied(
+    counters: &AuthCounters,
+    caller: &Caller,
+    path: &str,
+    why: String,
+) -> Response {
+    counters.denied.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(actor = %caller.principal, path, "permission denied");
+    ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", why).into_response()
 }
 
 pub fn unauthenticated(why: &str) -> Response {

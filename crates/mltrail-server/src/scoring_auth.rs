@@ -1,6 +1,6 @@
 //! Who may call a serving process (`mltrail serve --auth on`). A serving process keeps no users
 //! or tokens: it asks the tracking server who a caller's credentials are (`/api/v1/auth/whoami`,
-//! through [`Identify`]) and caches the answer for [`CACHE_SECONDS`]; the tracking server
+//! through [`Identify`]) and caches the answer for [`crate::auth::CACHE_SECONDS`]; the tracking server
 //! answers `whoami` without its own cache, so a revoked token is refused within that many
 //! seconds.
 //!
@@ -21,7 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mltrail_core::{Principal, Scope};
 
-use crate::auth::{unauthenticated, AuthCounters, Caller, CredentialCache, CACHE_SECONDS};
+use crate::auth::{cannot_check, denied, unauthenticated, AuthCounters, Caller, CredentialCache};
 use crate::error::ApiError;
 
 /// What the tracking server said about a credential.
@@ -105,56 +105,55 @@ pub async fn guard(State(auth): State<Arc<ServeAuth>>, request: Request, next: N
     let Some(raw) = request.headers().get(header::AUTHORIZATION) else {
         return unauthenticated("this deployment requires authentication: send a bearer token (Authorization: Bearer mlt_…) or HTTP Basic credentials");
     };
-    let key = CredentialCache::key(raw);
-    let generation = auth.cache.generation();
-    let caller = match auth.cache.get(&key) {
+    // A cached caller answers without awaiting; the tracking server is asked on a miss only,
+    // in a future of its own, so the one allocated per scoring request stays small.
+    let caller = match auth.cache.get(&CredentialCache::key(raw)) {
         Some(caller) => caller,
-        None => match auth.identify.identify(raw).await {
-            // Only a checked principal counts: a tracking server restarted with auth off
-            // answers `anonymous` or `unverified:NAME` for any header.
-            Ok(Identity::Known(caller))
-                if matches!(caller.principal, Principal::User(_) | Principal::Token(_)) =>
-            {
-                let caller = std::sync::Arc::new(caller);
-                auth.cache.put(key, caller.clone(), generation, None);
-                caller
-            }
-            Ok(Identity::Known(caller)) => {
-                tracing::error!(answered = %caller.principal, "the tracking server no longer authenticates; refusing every caller");
-                return ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "TEMPORARILY_UNAVAILABLE",
-                    "callers cannot be checked: the tracking server does not authenticate",
-                )
-                .into_response();
-            }
-            Ok(Identity::Refused(why)) => {
-                auth.counters.failed_logins.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(reason = %why, "authentication failed");
-                return unauthenticated(&why);
-            }
-            Err(why) => {
-                // Logged in full; the (unauthenticated) caller learns nothing of the server.
-                tracing::warn!(error = %why, "cannot check credentials with the tracking server");
-                return ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "TEMPORARILY_UNAVAILABLE",
-                    "credentials cannot be checked right now; retry",
-                )
-                .into_response();
-            }
+        None => match Box::pin(ask_tracking_server(&auth, raw)).await {
+            Ok(caller) => caller,
+            Err(refusal) => return refusal,
         },
     };
     if let Err(why) = allows(&caller, need) {
-        auth.counters.denied.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(actor = %caller.principal, path = request.uri().path(), "permission denied");
-        return ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", why).into_response();
+        return denied(&auth.counters, &caller, request.uri().path(), why);
     }
     next.run(request).await
 }
 
-/// How long a revoked token may still be accepted by a serving process.
-pub const REVOCATION_SECONDS: u64 = CACHE_SECONDS;
+/// Who `raw` is, from the tracking server, cached when it is a checked principal.
+async fn ask_tracking_server(auth: &ServeAuth, raw: &HeaderValue) -> Result<Arc<Caller>, Response> {
+    let generation = auth.cache.generation();
+    match auth.identify.identify(raw).await {
+        // Only a checked principal counts: a tracking server restarted with auth off
+        // answers `anonymous` or `unverified:NAME` for any header.
+        Ok(Identity::Known(caller))
+            if matches!(caller.principal, Principal::User(_) | Principal::Token(_)) =>
+        {
+            let caller = Arc::new(caller);
+            auth.cache
+                .put(CredentialCache::key(raw), caller.clone(), generation, None);
+            Ok(caller)
+        }
+        Ok(Identity::Known(caller)) => {
+            tracing::error!(answered = %caller.principal, "the tracking server no longer authenticates; refusing every caller");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TEMPORARILY_UNAVAILABLE",
+                "callers cannot be checked: the tracking server does not authenticate",
+            )
+            .into_response())
+        }
+        Ok(Identity::Refused(why)) => {
+            auth.counters.failed_logins.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(reason = %why, "authentication failed");
+            Err(unauthenticated(&why))
+        }
+        Err(why) => {
+            tracing::warn!(error = %why, "cannot check credentials with the tracking server");
+            Err(cannot_check())
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

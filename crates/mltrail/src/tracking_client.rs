@@ -82,59 +82,56 @@ impl mltrail_server::scoring_auth::Identify for Client {
                 + 'a,
         >,
     > {
-        use mltrail_server::scoring_auth::Identity;
-        Box::pin(async move {
-            // The caller's header replaces this process's own credentials for this request.
-            let resp = self
-                .http
-                .get(format!("{}/api/v1/auth/whoami", self.base))
-                .header(reqwest::header::AUTHORIZATION, authorization.clone())
-                .send()
-                .await
-                .map_err(|e| format!("{} unreachable: {e}", self.base))?;
-            let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            match status.as_u16() {
-                200 => mltrail_server::auth::Caller::from_json(&body)
-                    .map(Identity::Known)
-                    .ok_or_else(|| format!("unreadable answer from {}: {body}", self.base)),
-                401 => Ok(Identity::Refused(
-                    body["message"].as_str().unwrap_or("refused").to_string(),
-                )),
-                other => Err(format!("{} answered {other}: {body}", self.base)),
-            }
-        })
+        Box::pin(self.whoami(Some(authorization)))
     }
 }
 
 impl Client {
-    /// `mltrail serve --auth on` asks the tracking server about its callers, which means
-    /// nothing unless that server authenticates too: refuses to start otherwise, or when this
-    /// process's own credentials are refused.
-    pub async fn check_tracking_auth(&self) -> Result<()> {
-        use mltrail_server::scoring_auth::{Identify as _, Identity};
-        let own = self
-            .http
-            .get(format!("{}/api/v1/auth/whoami", self.base))
+    /// The tracking server's `/api/v1/auth/whoami` for `authorization` (which replaces this
+    /// process's own credentials for the request), or for this process's own.
+    async fn whoami(
+        &self,
+        authorization: Option<&reqwest::header::HeaderValue>,
+    ) -> Result<mltrail_server::scoring_auth::Identity, String> {
+        use mltrail_server::scoring_auth::Identity;
+        let mut request = self.http.get(format!("{}/api/v1/auth/whoami", self.base));
+        if let Some(value) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, value.clone());
+        }
+        let resp = request
             .send()
             .await
-            .with_context(|| format!("cannot reach the tracking server at {}", self.base))?;
-        let status = own.status();
-        let body: Value = own.json().await.unwrap_or(Value::Null);
-        if status.as_u16() == 401 {
-            bail!("the tracking server refused this process's credentials: set MLTRAIL_TRACKING_TOKEN (a token with `read` and `deployments`) or MLFLOW_TRACKING_USERNAME/PASSWORD");
+            .map_err(|e| format!("{} unreachable: {e}", self.base))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        match status.as_u16() {
+            200 => mltrail_server::auth::Caller::from_json(&body)
+                .map(Identity::Known)
+                .ok_or_else(|| format!("unreadable answer from {}: {body}", self.base)),
+            401 => Ok(Identity::Refused(
+                body["message"].as_str().unwrap_or("refused").to_string(),
+            )),
+            other => Err(format!("{} answered {other}: {body}", self.base)),
         }
-        if !status.is_success() {
-            bail!(
-                "the tracking server at {} answered {status} to /api/v1/auth/whoami: {body}",
-                self.base
-            );
+    }
+
+    /// `mltrail serve --auth on` asks the tracking server about its callers, which means
+    /// nothing unless that server authenticates too. One question answers both: with auth on,
+    /// this process's own credentials come back as a user or a token (or are refused); with
+    /// auth off, whatever was sent comes back unverified or anonymous.
+    pub async fn check_tracking_auth(&self) -> Result<()> {
+        use mltrail_core::Principal;
+        use mltrail_server::scoring_auth::Identity;
+        match self.whoami(None).await {
+            Ok(Identity::Known(own))
+                if matches!(own.principal, Principal::User(_) | Principal::Token(_)) =>
+            {
+                Ok(())
+            }
+            Ok(Identity::Known(_)) => bail!("--auth on: the tracking server at {} does not authenticate (it runs with auth off), so it cannot check this deployment's callers; start it with --auth on", self.base),
+            Ok(Identity::Refused(_)) => bail!("the tracking server refused this process's credentials: set MLTRAIL_TRACKING_TOKEN (a token with `read` and `deployments`) or MLFLOW_TRACKING_USERNAME/PASSWORD"),
+            Err(e) => bail!("cannot ask the tracking server who this process is: {e}"),
         }
-        let anonymous = reqwest::header::HeaderValue::from_static("Bearer mlt_probe");
-        if let Ok(Identity::Known(_)) = self.identify(&anonymous).await {
-            bail!("--auth on: the tracking server at {} does not authenticate (it runs with auth off), so it cannot check this deployment's callers; start it with --auth on", self.base);
-        }
-        Ok(())
     }
 
     pub fn new(base: String) -> Result<Self> {
