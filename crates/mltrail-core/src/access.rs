@@ -31,17 +31,6 @@ impl Principal {
         }
     }
 
-    /// How the principal was established: `password`, `token`, `local`, `unverified` or `none`.
-    pub fn method(&self) -> &'static str {
-        match self {
-            Principal::Anonymous => "none",
-            Principal::User(_) => "password",
-            Principal::Token(_) => "token",
-            Principal::Local(_) => "local",
-            Principal::Unverified(_) => "unverified",
-        }
-    }
-
     /// Reads an `actor` as [`fmt::Display`] spells it; a bare name (older events) is unverified.
     pub fn parse(actor: &str) -> Principal {
         match actor.split_once(':') {
@@ -54,9 +43,18 @@ impl Principal {
         }
     }
 
-    /// Whether `who` names this principal: its whole spelling (`token:ci`) or its name (`ci`).
-    pub fn matches(&self, who: &str) -> bool {
-        self.to_string() == who || self.name() == who
+    /// Every stored `actor` that `who` names: `who` as given (a whole spelling such as
+    /// `token:ci`, or a bare name as events from before authentication hold), and each kind of
+    /// principal with `who` as its name (`user:ci`, `token:ci`, …).
+    pub fn spellings(who: &str) -> [String; 5] {
+        let name = || who.to_string();
+        [
+            name(),
+            Principal::User(name()).to_string(),
+            Principal::Token(name()).to_string(),
+            Principal::Local(name()).to_string(),
+            Principal::Unverified(name()).to_string(),
+        ]
     }
 }
 
@@ -206,9 +204,10 @@ mod tests {
             Principal::parse("alice"),
             Principal::Unverified("alice".into())
         );
-        assert!(Principal::Token("ci".into()).matches("ci"));
-        assert!(Principal::Token("ci".into()).matches("token:ci"));
-        assert!(!Principal::Token("ci".into()).matches("user:ci"));
+        let token = Principal::Token("ci".into()).to_string();
+        assert!(Principal::spellings("ci").contains(&token));
+        assert!(Principal::spellings("token:ci").contains(&token));
+        assert!(!Principal::spellings("user:ci").contains(&token));
     }
 
     #[test]

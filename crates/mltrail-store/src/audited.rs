@@ -305,19 +305,22 @@ pub(crate) async fn list_events(
             None => (Some(spec.to_string()), None),
         },
     };
-    let rows = sqlx::query(
-        // An actor matches by its whole spelling (`token:ci`) or by its name under any of the
-        // ways a principal is established (mltrail_core::Principal).
+    // An actor matches by its whole spelling (`token:ci`) or by its name under any kind of
+    // principal; the spellings are mltrail_core's.
+    let spellings = actor
+        .map(mltrail_core::Principal::spellings)
+        .unwrap_or_default();
+    let mut query = sqlx::query(
         "SELECT * FROM audit_log WHERE ($1 = '' OR entity_type = $1) AND ($2 = '' OR entity_id = $2) \
-         AND ($4 = '' OR actor IN ($4, 'user:' || $4, 'token:' || $4, 'local:' || $4, 'unverified:' || $4)) \
-         ORDER BY seq LIMIT $3",
+         AND ($4 = '' OR actor IN ($4, $5, $6, $7, $8)) ORDER BY seq LIMIT $3",
     )
     .bind(kind.unwrap_or_default())
     .bind(id.unwrap_or_default())
-    .bind(limit)
-    .bind(actor.unwrap_or_default().to_string())
-    .fetch_all(readers)
-    .await?;
+    .bind(limit);
+    for spelling in spellings {
+        query = query.bind(spelling);
+    }
+    let rows = query.fetch_all(readers).await?;
     rows.iter()
         .map(|row| {
             Ok(LoggedEvent {

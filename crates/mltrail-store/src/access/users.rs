@@ -188,6 +188,35 @@ fn decoy_hash() -> &'static str {
     })
 }
 
+/// A query whose first parameters are bound, the user name to come last.
+type UserQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Runs `sql` on one user as the audited `action`: `bind` binds its leading parameters, and
+/// the user name is bound last. No such user is `NotFound`.
+async fn change_user(
+    store: &MetaStore,
+    actor: &str,
+    action: &'static str,
+    username: &str,
+    sql: &'static str,
+    bind: impl FnOnce(UserQuery) -> UserQuery + Send + 'static,
+) -> Result<(), StoreError> {
+    let name = username.to_string();
+    store
+        .audited(actor, action, UserRef(name.clone()), async move |tx| {
+            let changed = bind(sqlx::query(sql))
+                .bind(name.clone())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed == 0 {
+                return Err(NotFound::User(name.clone()).into());
+            }
+            Ok(())
+        })
+        .await
+}
+
 pub async fn update_password(
     store: &MetaStore,
     actor: &str,
@@ -195,27 +224,15 @@ pub async fn update_password(
     password: &str,
 ) -> Result<(), StoreError> {
     let hash = hash_off_thread(password.to_string()).await?;
-    let name = username.to_string();
-    store
-        .audited(
-            actor,
-            "user.update_password",
-            UserRef(name.clone()),
-            async move |tx| {
-                let changed =
-                    sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
-                        .bind(hash)
-                        .bind(name.clone())
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                if changed == 0 {
-                    return Err(NotFound::User(name.clone()).into());
-                }
-                Ok(())
-            },
-        )
-        .await
+    change_user(
+        store,
+        actor,
+        "user.update_password",
+        username,
+        "UPDATE users SET password_hash = $1 WHERE username = $2",
+        move |query| query.bind(hash),
+    )
+    .await
 }
 
 pub async fn update_admin(
@@ -224,46 +241,18 @@ pub async fn update_admin(
     username: &str,
     is_admin: bool,
 ) -> Result<(), StoreError> {
-    let name = username.to_string();
-    store
-        .audited(
-            actor,
-            "user.update_admin",
-            UserRef(name.clone()),
-            async move |tx| {
-                let changed = sqlx::query("UPDATE users SET is_admin = $1 WHERE username = $2")
-                    .bind(i64::from(is_admin))
-                    .bind(name.clone())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if changed == 0 {
-                    return Err(NotFound::User(name.clone()).into());
-                }
-                Ok(())
-            },
-        )
-        .await
+    change_user(
+        store,
+        actor,
+        "user.update_admin",
+        username,
+        "UPDATE users SET is_admin = $1 WHERE username = $2",
+        move |query| query.bind(i64::from(is_admin)),
+    )
+    .await
 }
 
 pub async fn delete_user(store: &MetaStore, actor: &str, username: &str) -> Result<(), StoreError> {
-    let name = username.to_string();
-    store
-        .audited(
-            actor,
-            "user.delete",
-            UserRef(name.clone()),
-            async move |tx| {
-                let changed = sqlx::query("DELETE FROM users WHERE username = $1")
-                    .bind(name.clone())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if changed == 0 {
-                    return Err(NotFound::User(name.clone()).into());
-                }
-                Ok(())
-            },
-        )
-        .await
+    let sql = "DELETE FROM users WHERE username = $1";
+    change_user(store, actor, "user.delete", username, sql, |query| query).await
 }
