@@ -313,7 +313,12 @@ pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// Reads valid frames from the start of `bytes`: (offset, payload) pairs and where validity ends.
+/// A frame's 8-byte header: the payload's length, then its CRC-32, little-endian.
+fn frame_header(head: &[u8]) -> (u64, u32) {
+    let word = |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    (u64::from(word(0)), word(4))
+}
+
 /// Calls `each` with the payload of every intact frame of the segment file at `path`, in
 /// order, reading one frame at a time; returns how many there were. Stops at the first torn
 /// or corrupt frame, as [`scan`] does.
@@ -330,8 +335,7 @@ fn for_each_frame(
         if reader.read_exact(&mut head).is_err() {
             break;
         }
-        let size = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
-        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let (size, crc) = frame_header(&head);
         // A length past the file's end is a torn frame, never an allocation.
         if pos + 8 + size > len {
             break;
@@ -347,18 +351,13 @@ fn for_each_frame(
     Ok(frames)
 }
 
+/// Reads valid frames from the start of `bytes`: (offset, payload) pairs and where validity ends.
 fn scan(bytes: &[u8]) -> (Vec<(u64, &[u8])>, u64) {
     let mut out = Vec::new();
     let mut pos = 0usize;
-    while pos + 8 <= bytes.len() {
-        let len = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
-            as usize;
-        let crc = u32::from_le_bytes([
-            bytes[pos + 4],
-            bytes[pos + 5],
-            bytes[pos + 6],
-            bytes[pos + 7],
-        ]);
+    while let Some(head) = bytes.get(pos..pos + 8) {
+        let (len, crc) = frame_header(head);
+        let len = len as usize;
         let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
             break;
         };
@@ -1037,9 +1036,8 @@ mod tests {
     #[test]
     fn frames_read_from_the_file_are_the_frames_scanned_in_memory() {
         let frame = |payload: &[u8]| {
-            let mut f = (payload.len() as u32).to_le_bytes().to_vec();
-            f.extend(crc32fast::hash(payload).to_le_bytes());
-            f.extend(payload);
+            let mut f = Vec::new();
+            super::frame(payload, &mut f);
             f
         };
         let mut bytes = Vec::new();
