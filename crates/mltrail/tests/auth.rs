@@ -36,8 +36,13 @@ enum As<'a> {
 }
 
 fn call(server: &Server, who: &As, method: &str, path: &str, body: Value) -> (u16, Value) {
+    call_at(&server.url, who, method, path, body)
+}
+
+/// A request to any server (the tracking server or a deployment) as `who`.
+fn call_at(base: &str, who: &As, method: &str, path: &str, body: Value) -> (u16, Value) {
     let http = client();
-    let url = format!("{}{path}", server.url);
+    let url = format!("{base}{path}");
     let mut request = match method {
         "GET" => http.get(url),
         "PUT" => http.put(url).json(&body),
@@ -411,21 +416,8 @@ fn a_deployment_checks_its_callers_with_the_tracking_server() {
         &["--auth", "on"],
         &[("MLTRAIL_TRACKING_TOKEN", &own)],
     );
-    let predict = |who: &As| {
-        let mut request = client()
-            .post(format!("{}/api/v1/predict", scorer.url))
-            .json(&json!({"instances": [common::scorer::rows("gbc")[0]]}));
-        request = match who {
-            As::Nobody => request,
-            As::Basic(u, p) => request.basic_auth(u, Some(p)),
-            As::Bearer(t) => request.bearer_auth(t),
-        };
-        let response = request.send().unwrap();
-        (
-            response.status().as_u16(),
-            response.json::<Value>().unwrap_or(Value::Null),
-        )
-    };
+    let row = json!({"instances": [common::scorer::rows("gbc")[0]]});
+    let predict = |who: &As| call_at(&scorer.url, who, "POST", "/api/v1/predict", row.clone());
     let scoring = token(&server, "scoring-client", "predict", None);
     let reader = token(&server, "privacy-officer", "predictions:read", None);
     assert_eq!(predict(&As::Nobody).0, 401);
@@ -439,14 +431,8 @@ fn a_deployment_checks_its_callers_with_the_tracking_server() {
     assert_eq!(predict(&As::Bearer(&reader)).0, 403);
     assert_eq!(predict(&As::Basic("admin", ADMIN_PASSWORD)).0, 200);
     // Reading a stored prediction (its inputs may be personal data) needs predictions:read.
-    let read = |who: &As| {
-        let mut request = client().get(format!("{}/api/v1/predictions/{id}", scorer.url));
-        request = match who {
-            As::Bearer(t) => request.bearer_auth(t),
-            _ => request,
-        };
-        request.send().unwrap().status().as_u16()
-    };
+    let stored = format!("/api/v1/predictions/{id}");
+    let read = |who: &As| call_at(&scorer.url, who, "GET", &stored, json!({})).0;
     assert_eq!(read(&As::Bearer(&scoring)), 403);
     assert_eq!(read(&As::Bearer(&reader)), 200);
     assert_eq!(read(&As::Nobody), 401);

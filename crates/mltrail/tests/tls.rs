@@ -2,9 +2,10 @@
 //! a client trusting the certificate gets through, the CLI trusts it through
 //! MLTRAIL_TRACKING_CA (or MLflow's MLFLOW_TRACKING_SERVER_CERT_PATH) and refuses it without.
 
-use std::io::{BufRead, BufReader};
+mod common;
+use common::Server;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// A private CA and a server certificate it signed for 127.0.0.1: (CA, server cert, server key).
 fn certificates(dir: &Path) -> (String, String, String) {
@@ -84,38 +85,16 @@ fn certificates(dir: &Path) -> (String, String, String) {
     (ca, cert, key)
 }
 
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_server_speaks_https_and_the_cli_trusts_a_given_ca() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificates(dir.path());
-    let store = format!("sqlite:///{}", dir.path().join("m.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mltrail"))
-        .args(["server", "--port", "0", "--backend-store-uri", &store])
-        .args([
-            "--artifacts-destination",
-            dir.path().join("a").to_str().unwrap(),
-        ])
-        .args(["--tls-cert", &cert, "--tls-key", &key])
-        .env("MLTRAIL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    let _server = Running(child);
-    let url = banner.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("https://127.0.0.1:"), "{banner}");
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(certs.path());
+    let server = Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    let url = server.url.clone();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
     let trusting = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())

@@ -58,11 +58,13 @@ impl Server {
             .next()
             .expect("url in banner")
             .to_string();
-        assert!(
-            url.starts_with("http://127.0.0.1:"),
-            "unexpected banner {line:?}"
-        );
-        let addr = url.trim_start_matches("http://").to_string();
+        // https with --tls-cert.
+        let addr = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .filter(|addr| addr.starts_with("127.0.0.1:"))
+            .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
+            .to_string();
         Server {
             child: Some(child),
             url,
