@@ -1,9 +1,11 @@
 """MLflow's AuthServiceClient against `mltrail server --auth on` (run by the suite's auth pass,
 MLTRAIL_TEST_AUTH=on; skipped otherwise): users created, read, promoted, re-passworded and deleted
-through the routes the pinned client calls, and what a plain user may not do."""
+through the routes the pinned client calls; per-resource permissions granted, resolved and
+enforced (READ may not log, DENY and NO_PERMISSIONS hide from search, MANAGE may grant); roles."""
 import os
 
 import pytest
+import requests
 from mlflow.exceptions import MlflowException, RestException
 
 
@@ -34,13 +36,14 @@ def test_auth_service_client_manages_users(auth, client, unique):
     with pytest.raises(RestException, match="INVALID_PARAMETER_VALUE"):
         auth.create_user(unique("short"), "short")
 
-    # A plain user reads, but may not write (per-resource grants are not built yet) nor manage users.
+    # A plain user reads (the default READ), may not write what they were not granted, nor
+    # manage users.
     experiment = client.create_experiment(unique("owned-by-admin"))
     admin = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])
     as_user(name, "bob-password-0001")
     assert client.get_experiment(experiment).experiment_id == experiment
     with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
-        client.create_experiment(unique("by-bob"))
+        client.set_experiment_tag(experiment, "k", "v")
     with pytest.raises(RestException, match="PERMISSION_DENIED"):
         auth.create_user(unique("eve"), "eve-password-0001")
     # Self-service password change needs the current password.
@@ -61,3 +64,102 @@ def test_auth_service_client_manages_users(auth, client, unique):
     auth.delete_user(name)
     with pytest.raises(RestException, match="RESOURCE_DOES_NOT_EXIST"):
         auth.get_user(name)
+
+
+def visible(client, experiment_id):
+    return experiment_id in {e.experiment_id for e in client.search_experiments(max_results=50000)}
+
+
+def test_permissions_are_granted_resolved_and_enforced(auth, client, unique, server):
+    admin = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])
+    bob, carol = unique("bob"), unique("carol")
+    auth.create_user(bob, "bob-password-0001")
+    auth.create_user(carol, "carol-password-01")
+    theirs = client.create_experiment(unique("admins"))
+    model = unique("model")
+    client.create_registered_model(model)
+
+    # READ (the default) may view but not log.
+    as_user(bob, "bob-password-0001")
+    assert client.get_experiment(theirs).experiment_id == theirs
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+        client.create_run(theirs)
+    # The creator of an experiment MANAGEs it: logs, and grants to others.
+    mine = client.create_experiment(unique("bobs"))
+    run = client.create_run(mine)
+    client.log_metric(run.info.run_id, "m", 0.1)
+    assert auth.get_user_permission(bob, "experiment", mine).permission == "MANAGE"
+    auth.grant_user_permission(carol, "experiment", mine, "EDIT")
+    with pytest.raises(RestException, match="RESOURCE_ALREADY_EXISTS"):
+        auth.grant_user_permission(carol, "experiment", mine, "READ")
+    # Granting needs MANAGE on the resource; NO_PERMISSIONS is never granted (as MLflow 3).
+    with pytest.raises(RestException, match="PERMISSION_DENIED"):
+        auth.grant_user_permission(carol, "experiment", theirs, "EDIT")
+    with pytest.raises(RestException, match="INVALID_PARAMETER_VALUE"):
+        auth.grant_user_permission(carol, "experiment", mine, "NO_PERMISSIONS")
+
+    as_user(carol, "carol-password-01")
+    client.log_param(client.create_run(mine).info.run_id, "p", "1")
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+        client.delete_experiment(mine)  # EDIT does not delete
+    # A run that does not exist is refused like one the user may not see.
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+        client.get_run("0" * 32)
+
+    # DENY hides an experiment from search and refuses it, whatever the default.
+    as_user(*admin)
+    auth.grant_user_permission(carol, "experiment", theirs, "DENY")
+    result = auth.get_user_permission(carol, "experiment", theirs)
+    assert (result.permission, result.allowed) == ("DENY", False)
+    as_user(carol, "carol-password-01")
+    assert not visible(client, theirs) and visible(client, mine)
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+        client.get_experiment(theirs)
+    assert client.search_runs([theirs]) == []
+    as_user(*admin)
+    auth.revoke_user_permission(carol, "experiment", theirs)
+    with pytest.raises(RestException, match="RESOURCE_DOES_NOT_EXIST"):
+        auth.revoke_user_permission(carol, "experiment", theirs)
+    as_user(carol, "carol-password-01")
+    assert visible(client, theirs)
+
+    # The mlflow 2.x per-resource route stores NO_PERMISSIONS: that user no longer sees it.
+    as_user(*admin)
+    url = server["url"] + "/api/2.0/mlflow/experiments/permissions/create"
+    answer = requests.post(url, json={"experiment_id": theirs, "username": carol, "permission": "NO_PERMISSIONS"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["experiment_permission"]["permission"] == "NO_PERMISSIONS"
+    as_user(carol, "carol-password-01")
+    assert not visible(client, theirs)
+    as_user(*admin)
+    requests.delete(server["url"] + "/api/2.0/mlflow/experiments/permissions/delete",
+                    json={"experiment_id": theirs, "username": carol}).raise_for_status()
+
+    # Registered models: READ may not change; a grant of EDIT may; aliases need EDIT.
+    as_user(bob, "bob-password-0001")
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+        client.update_registered_model(model, description="by bob")
+    as_user(*admin)
+    auth.grant_user_permission(bob, "registered_model", model, "EDIT")
+    as_user(bob, "bob-password-0001")
+    client.update_registered_model(model, description="by bob")
+    assert client.get_registered_model(model).description == "by bob"
+
+    # Roles bundle permissions: a role with EDIT on every experiment, assigned to carol.
+    as_user(*admin)
+    role = auth.create_role("default", unique("editors"), "may log anywhere")
+    granted = auth.add_role_permission(role.id, "experiment", "*", "EDIT")
+    assert granted.permission == "EDIT" and auth.list_role_permissions(role.id)[0].id == granted.id
+    auth.assign_role(carol, role.id)
+    assert role.id in {r.id for r in auth.list_user_roles(carol)}
+    as_user(carol, "carol-password-01")
+    client.create_run(theirs)
+    as_user(*admin)
+    auth.unassign_role(carol, role.id)
+    as_user(carol, "carol-password-01")
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+        client.create_run(theirs)
+    as_user(*admin)
+    auth.delete_role(role.id)
+    auth.delete_user(bob)
+    auth.delete_user(carol)

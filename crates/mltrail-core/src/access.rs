@@ -168,6 +168,229 @@ impl fmt::Display for Scope {
     }
 }
 
+/// A user's level on one experiment or registered model, as MLflow's basic-auth app names it.
+///
+/// The order of the variants that grant something is the order of what they allow: each
+/// allows what the one before does, and more. `NoPermissions` is what a default may be (a
+/// server where users see only what they are granted), and what the mlflow 2.x per-resource
+/// routes may store; `Deny` is an explicit veto that no other grant and no default lifts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    Deny,
+    NoPermissions,
+    Read,
+    Use,
+    Edit,
+    Manage,
+}
+
+/// What a request does to a resource, in the order of what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// View, list, download.
+    Read,
+    /// Create runs, log, tag, rename, create model versions, upload artifacts, move aliases.
+    Update,
+    /// Delete and restore.
+    Delete,
+    /// Grant and revoke permissions on it (and delete proxied artifacts, as MLflow).
+    Manage,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 6] = [
+        Permission::Read,
+        Permission::Use,
+        Permission::Edit,
+        Permission::Manage,
+        Permission::NoPermissions,
+        Permission::Deny,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Deny => "DENY",
+            Permission::NoPermissions => "NO_PERMISSIONS",
+            Permission::Read => "READ",
+            Permission::Use => "USE",
+            Permission::Edit => "EDIT",
+            Permission::Manage => "MANAGE",
+        }
+    }
+
+    /// The name as MLflow spells it (upper case, exactly).
+    pub fn parse(text: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+
+    /// How much it allows: the order [`Permission::resolve`] takes the highest of.
+    fn rank(self) -> u8 {
+        match self {
+            Permission::Deny => 0,
+            Permission::NoPermissions => 1,
+            Permission::Read => 2,
+            Permission::Use => 3,
+            Permission::Edit => 4,
+            Permission::Manage => 5,
+        }
+    }
+
+    pub fn allows(self, action: Action) -> bool {
+        let needed = match action {
+            Action::Read => Permission::Read,
+            Action::Update => Permission::Edit,
+            Action::Delete | Action::Manage => Permission::Manage,
+        };
+        self.rank() >= needed.rank()
+    }
+
+    /// MLflow's `allowed` in `users/permissions/get`: whether the level reaches USE.
+    pub fn can_use(self) -> bool {
+        self.rank() >= Permission::Use.rank()
+    }
+
+    /// Whether the grant routes of MLflow 3 accept it (`NO_PERMISSIONS` is a default only).
+    pub fn grantable(self) -> bool {
+        self != Permission::NoPermissions
+    }
+
+    /// The level that `grants` (every grant that names one resource, or `*` for its kind) give
+    /// on top of `default`, as MLflow 3.17 resolves it: no grant leaves the default; any `DENY`
+    /// denies; otherwise the highest grant, never below the default (a grant raises a user,
+    /// it does not restrict). A `NO_PERMISSIONS` grant (only the 2.x routes store one) is the
+    /// 2.x meaning: that user has nothing on it unless another grant gives more.
+    pub fn resolve(
+        grants: impl IntoIterator<Item = Permission>,
+        default: Permission,
+    ) -> Permission {
+        let mut best: Option<Permission> = None;
+        for grant in grants {
+            if grant == Permission::Deny {
+                return Permission::Deny;
+            }
+            best = Some(match best {
+                Some(b) if b.rank() >= grant.rank() => b,
+                _ => grant,
+            });
+        }
+        match best {
+            None => default,
+            Some(Permission::NoPermissions) => Permission::NoPermissions,
+            Some(grant) if grant.rank() >= default.rank() => grant,
+            Some(_) => default,
+        }
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kinds of resource a permission names (MLflow's `resource_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceType {
+    Experiment,
+    RegisteredModel,
+}
+
+impl ResourceType {
+    pub const ALL: [ResourceType; 2] = [ResourceType::Experiment, ResourceType::RegisteredModel];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Experiment => "experiment",
+            ResourceType::RegisteredModel => "registered_model",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ResourceType> {
+        ResourceType::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+impl serde::Serialize for Permission {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ResourceType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl fmt::Display for ResourceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a user may do in a release, beside the permissions on resources: MLflow has no such
+/// roles. Release gates ask for `Approver`; `Deployer` reports and changes deployments;
+/// `Auditor` reads the audit trail and stored predictions (whose inputs may be personal data)
+/// and gains no right to change anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReleaseRole {
+    Approver,
+    Deployer,
+    Auditor,
+}
+
+impl ReleaseRole {
+    pub const ALL: [ReleaseRole; 3] = [
+        ReleaseRole::Approver,
+        ReleaseRole::Deployer,
+        ReleaseRole::Auditor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseRole::Approver => "approver",
+            ReleaseRole::Deployer => "deployer",
+            ReleaseRole::Auditor => "auditor",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ReleaseRole> {
+        ReleaseRole::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// A comma-separated list, sorted and without repeats; the unknown entry on failure.
+    pub fn parse_list(text: &str) -> Result<Vec<ReleaseRole>, String> {
+        let mut roles = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            roles.push(ReleaseRole::parse(part).ok_or_else(|| part.to_string())?);
+        }
+        roles.sort();
+        roles.dedup();
+        Ok(roles)
+    }
+
+    /// The token scopes a role stands for on the servers, beside reading.
+    pub fn scopes(self) -> &'static [Scope] {
+        match self {
+            ReleaseRole::Approver => &[],
+            ReleaseRole::Deployer => &[Scope::Deployments],
+            ReleaseRole::Auditor => &[Scope::AuditRead, Scope::PredictionsRead],
+        }
+    }
+}
+
+impl fmt::Display for ReleaseRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ReleaseRole {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Compares two byte strings in time that depends only on their lengths, not on where they
 /// first differ, so a caller timing refusals learns nothing about a stored secret's digest.
 /// Every byte pair is visited and folded with OR; there is no early return inside the loop.
@@ -220,6 +443,31 @@ mod tests {
         for s in Scope::ALL {
             assert_eq!(Scope::parse(s.as_str()), Some(s));
         }
+    }
+
+    #[test]
+    fn permissions_resolve_as_mlflow_3_does() {
+        use Permission::*;
+        // No grant: the default.
+        assert_eq!(Permission::resolve([], Read), Read);
+        assert_eq!(Permission::resolve([], NoPermissions), NoPermissions);
+        // A grant below the default is raised to it; above, it stands.
+        assert_eq!(Permission::resolve([Read], Edit), Edit);
+        assert_eq!(Permission::resolve([Manage, Read], Read), Manage);
+        // DENY wins over every grant and the default.
+        assert_eq!(Permission::resolve([Manage, Deny], Manage), Deny);
+        // A 2.x NO_PERMISSIONS row takes away the default, unless another grant gives more.
+        assert_eq!(Permission::resolve([NoPermissions], Read), NoPermissions);
+        assert_eq!(Permission::resolve([NoPermissions, Edit], Read), Edit);
+        assert!(Read.allows(Action::Read) && !Read.allows(Action::Update));
+        assert!(Edit.allows(Action::Update) && !Edit.allows(Action::Delete));
+        assert!(Manage.allows(Action::Manage));
+        assert!(!Deny.allows(Action::Read) && !NoPermissions.allows(Action::Read));
+        assert!(!Read.can_use() && Use.can_use());
+        for p in Permission::ALL {
+            assert_eq!(Permission::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Permission::parse("read"), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod state;
 pub mod tags;
 pub mod time;
 
-pub use access::{Principal, Scope};
+pub use access::{Action, Permission, Principal, ReleaseRole, ResourceType, Scope};
 pub use artifact_path::{ArtifactPath, PathError};
 pub use audit::{canonical_json, AuditEvent, ChainHash, GENESIS_HASH};
 pub use ids::{AlertId, ExperimentId, LoggedModelId, ModelVersionNumber, MonitorId, RunId};

@@ -2,11 +2,13 @@
 //!
 //! With auth on, every request passes [`authenticate`]: it checks HTTP Basic credentials
 //! (argon2id) or a bearer service token, refuses anything else with 401, and then asks
-//! [`Need::of`] what the route requires: users who are not admins read (MLflow's default READ
-//! permission; per-resource grants are not built yet), admins do everything, and a token does
-//! what its scopes allow. The result rides in the request's extensions as a [`Caller`], which
-//! handlers turn into the audit trail's actor. With auth off no middleware runs: handlers name
-//! the actor from what the request claims ([`claimed`]: a Basic user name, else anonymous).
+//! [`Need::of`] what the route requires: admins do everything, a token does what its scopes
+//! allow, and a user who is not an admin does what their release roles allow on mltrail's own
+//! routes and what their permissions allow on experiments and registered models
+//! ([`crate::permissions`], checked next). The result rides in the request's extensions as a
+//! [`Caller`], which handlers turn into the audit trail's actor. With auth off no middleware
+//! runs: handlers name the actor from what the request claims ([`claimed`]: a Basic user name,
+//! else anonymous).
 //!
 //! Checked credentials are cached for [`CACHE_SECONDS`], keyed by a BLAKE3 digest of the
 //! `Authorization` header (never the header itself), so the mlflow client, which sends Basic
@@ -21,12 +23,14 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use mltrail_core::{Principal, Scope};
+use mltrail_core::{Permission, Principal, ReleaseRole, Scope};
+use mltrail_store::access::permissions;
 use mltrail_store::access::tokens::{self, TokenCheck};
 use mltrail_store::access::users;
 use mltrail_store::MetaStore;
 
 use crate::error::ApiError;
+use crate::permissions::Grants;
 
 /// How long a checked credential is trusted without asking the store again: a changed
 /// password, a demoted admin or a revoked token (changed with the CLI, against the store)
@@ -54,16 +58,30 @@ pub struct Caller {
     pub admin: bool,
     /// A token's scopes; `None` for users and when auth is off.
     pub scopes: Option<Vec<Scope>>,
+    /// A user's release roles (none for tokens).
+    pub release_roles: Vec<ReleaseRole>,
+    /// A user's permissions, when they are not an admin: only then are requests checked
+    /// resource by resource.
+    pub grants: Option<Arc<Grants>>,
 }
 
 impl Caller {
-    /// As `/api/v1/auth/whoami` answers: `{"actor", "admin", "scopes"}` (`scopes` null for users).
+    /// As `/api/v1/auth/whoami` answers: `{"actor", "admin", "scopes", "release_roles"}`
+    /// (`scopes` null for users).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "actor": self.principal.to_string(),
             "admin": self.admin,
             "scopes": self.scopes.as_ref().map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+            "release_roles": self.release_roles,
         })
+    }
+
+    /// Whether a user's release roles give what `scope` names.
+    pub(crate) fn role_allows(&self, scope: Scope) -> bool {
+        self.release_roles
+            .iter()
+            .any(|r| r.scopes().contains(&scope))
     }
 
     /// The inverse of [`Caller::to_json`]; `None` for anything else (an unknown scope included).
@@ -78,10 +96,21 @@ impl Caller {
             ),
             _ => return None,
         };
+        // Absent from servers that predate release roles.
+        let release_roles = match &value["release_roles"] {
+            serde_json::Value::Null => Vec::new(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|r| r.as_str().and_then(ReleaseRole::parse))
+                .collect::<Option<Vec<_>>>()?,
+            _ => return None,
+        };
         Some(Caller {
             principal: Principal::parse(value["actor"].as_str()?),
             admin: value["admin"].as_bool()?,
             scopes,
+            release_roles,
+            grants: None,
         })
     }
 
@@ -90,6 +119,8 @@ impl Caller {
             principal,
             admin: false,
             scopes: None,
+            release_roles: Vec::new(),
+            grants: None,
         }
     }
 }
@@ -200,6 +231,9 @@ impl AuthCounters {
 /// The server's authentication state: the mode, the credential cache and the counters.
 pub struct Auth {
     pub mode: AuthMode,
+    /// What users who are not admins may do on an experiment or registered model no grant
+    /// names (MLflow's `default_permission`; READ unless configured).
+    pub default_permission: Permission,
     cache: CredentialCache,
     /// Checks in progress, by header digest: requests presenting the same credentials while
     /// one is being checked wait for it instead of each running argon2 (64 connections of one
@@ -212,6 +246,7 @@ impl Auth {
     pub fn new(mode: AuthMode) -> Self {
         Auth {
             mode,
+            default_permission: Permission::Read,
             cache: CredentialCache::default(),
             in_flight: Mutex::new(HashMap::new()),
             counters: AuthCounters::default(),
@@ -236,8 +271,17 @@ impl Auth {
         }
     }
 
-    /// Forgets every cached credential, after a password, an admin flag or a user changed
-    /// through this server (other servers notice within [`CACHE_SECONDS`]).
+    /// The same, with another default permission for users who are not admins.
+    pub fn with_default_permission(self, default_permission: Permission) -> Self {
+        Auth {
+            default_permission,
+            ..self
+        }
+    }
+
+    /// Forgets every cached credential, after a password, an admin flag, a user or a
+    /// permission changed through this server (other servers notice within
+    /// [`CACHE_SECONDS`]).
     pub fn forget_all(&self) {
         self.cache.forget_all();
     }
@@ -250,10 +294,12 @@ pub enum Need {
     Open,
     /// Reading; a token needs `read` or any scope that writes on the tracking server.
     Read,
-    /// What this token scope names; among users, admins only.
+    /// What this token scope names. Among users: for the scopes of experiments, runs and the
+    /// registry, what their permissions allow (checked next, resource by resource); for the
+    /// others, what their release roles allow.
     Scope(Scope),
-    /// The user routes: any user (the handler decides between self and admin); a token needs
-    /// `admin`.
+    /// The user, permission and role routes: any user (the handler decides between self,
+    /// MANAGE on the resource, and admin); a token needs `admin`.
     Account,
     /// Anyone authenticated (`/api/v1/auth/whoami`, which serving processes ask about their
     /// callers; `/metrics`).
@@ -290,7 +336,12 @@ impl Need {
             // No API route lives elsewhere: unknown paths answer 404 after this.
             return Need::Read;
         };
-        if p.starts_with("/2.0/mlflow/users/") || p.starts_with("/3.0/mlflow/users/") {
+        if p.starts_with("/2.0/mlflow/users/")
+            || p.starts_with("/3.0/mlflow/users/")
+            || p.starts_with("/3.0/mlflow/roles/")
+            || p.starts_with("/2.0/mlflow/experiments/permissions/")
+            || p.starts_with("/2.0/mlflow/registered-models/permissions/")
+        {
             return Need::Account;
         }
         let reads = *method == Method::GET
@@ -363,12 +414,20 @@ impl Need {
                 caller.principal.name()
             )),
             (None, Need::Read | Need::Account) => Ok(()),
+            (None, Need::Scope(Scope::RunsWrite | Scope::ModelsRegister | Scope::AliasesMove)) => {
+                Ok(())
+            }
+            (None, Need::Scope(scope)) if caller.role_allows(scope) => Ok(()),
             (None, Need::Scope(Scope::PredictionsRead)) => Err(format!(
-                "user `{}` may not read archived predictions (their inputs may be personal data): an admin or a token with `predictions:read` may",
+                "user `{}` may not read archived predictions (their inputs may be personal data): an admin, a user with the auditor role or a token with `predictions:read` may",
                 caller.principal.name()
             )),
-            (None, Need::Scope(_)) => Err(format!(
-                "user `{}` may read only: not an admin, and per-resource permissions are not granted by this server yet",
+            (None, Need::Scope(Scope::Deployments)) => Err(format!(
+                "user `{}` may not change deployments: an admin, a user with the deployer role or a token with `deployments` may",
+                caller.principal.name()
+            )),
+            (None, Need::Scope(scope)) => Err(format!(
+                "user `{}` is not an admin, and `{scope}` is for admins and tokens with that scope",
                 caller.principal.name()
             )),
             (_, Need::Open | Need::Identified) => Ok(()),
@@ -407,6 +466,27 @@ pub async fn authenticate(
                 if let Err(why) = need.allows(&caller) {
                     return denied(&auth.counters, &caller, request.uri().path(), why);
                 }
+                if let Some(grants) = &caller.grants {
+                    let user = caller.principal.name();
+                    match crate::permissions::check(
+                        &gate.store,
+                        user,
+                        grants,
+                        request,
+                        gate.max_body,
+                    )
+                    .await
+                    {
+                        Ok(checked) => request = checked,
+                        Err(refusal) => {
+                            if refusal.status() == StatusCode::FORBIDDEN {
+                                auth.counters.denied.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(actor = %caller.principal, "permission denied");
+                            }
+                            return refusal;
+                        }
+                    }
+                }
                 caller
             }
             Err(refusal) => return refusal,
@@ -421,6 +501,8 @@ pub async fn authenticate(
 pub struct AuthGate {
     pub auth: Arc<Auth>,
     pub store: MetaStore,
+    /// Largest JSON body read when a user's permission check needs its parameters.
+    pub max_body: usize,
 }
 
 /// `GET /api/v1/auth/whoami`: who the request's credentials are, for serving processes that
@@ -528,11 +610,26 @@ async fn check_store(
         }
         Some(Credentials::Basic { username, password }) => {
             match users::check_password(store, &username, &password).await {
-                Ok(Some(user)) => Caller {
-                    principal: Principal::User(user.username),
-                    admin: user.is_admin,
-                    scopes: None,
-                },
+                Ok(Some(user)) => {
+                    let grants = if user.is_admin {
+                        None
+                    } else {
+                        match permissions::grants_of(store, user.id).await {
+                            Ok(grants) => Some(Arc::new(Grants {
+                                default: auth.default_permission,
+                                grants,
+                            })),
+                            Err(e) => return Err(unavailable(e)),
+                        }
+                    };
+                    Caller {
+                        principal: Principal::User(user.username),
+                        admin: user.is_admin,
+                        scopes: None,
+                        release_roles: user.release_roles,
+                        grants,
+                    }
+                }
                 Ok(None) => return Err(failed("wrong user name or password")),
                 Err(e) => return Err(unavailable(e)),
             }
@@ -545,6 +642,8 @@ async fn check_store(
                         principal: Principal::Token(token.name.clone()),
                         admin: token.scopes.contains(&Scope::Admin),
                         scopes: Some(token.scopes),
+                        release_roles: Vec::new(),
+                        grants: None,
                     }
                 }
                 Ok(TokenCheck::Expired(_)) => return Err(failed("the token has expired")),
@@ -737,6 +836,8 @@ mod tests {
             principal: Principal::Token("t".into()),
             admin: scopes.contains(&Scope::Admin),
             scopes: Some(scopes),
+            release_roles: Vec::new(),
+            grants: None,
         };
         let ci = token(vec![Scope::RunsWrite]);
         assert!(Need::Read.allows(&ci).is_ok());
@@ -751,9 +852,29 @@ mod tests {
             principal: Principal::User("alice".into()),
             admin: false,
             scopes: None,
+            release_roles: Vec::new(),
+            grants: None,
         };
         assert!(Need::Read.allows(&user).is_ok());
-        assert!(Need::Scope(Scope::RunsWrite).allows(&user).is_err());
+        // Permissions decide next, resource by resource.
+        assert!(Need::Scope(Scope::RunsWrite).allows(&user).is_ok());
+        assert!(Need::Scope(Scope::Deployments).allows(&user).is_err());
+        assert!(Need::Scope(Scope::PredictionsRead).allows(&user).is_err());
+        assert!(Need::Scope(Scope::Monitors).allows(&user).is_err());
+        let deployer = Caller {
+            release_roles: vec![ReleaseRole::Deployer],
+            ..user.clone()
+        };
+        assert!(Need::Scope(Scope::Deployments).allows(&deployer).is_ok());
+        assert!(Need::Scope(Scope::PredictionsRead)
+            .allows(&deployer)
+            .is_err());
+        let auditor = Caller {
+            release_roles: vec![ReleaseRole::Auditor],
+            ..user.clone()
+        };
+        assert!(Need::Scope(Scope::PredictionsRead).allows(&auditor).is_ok());
+        assert!(Need::Scope(Scope::Deployments).allows(&auditor).is_err());
         let admin = Caller {
             admin: true,
             ..user

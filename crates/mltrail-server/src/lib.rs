@@ -9,10 +9,12 @@ pub mod auth;
 mod datasets;
 mod deployments;
 pub mod error;
+mod grants;
 mod logged_models;
 mod metric_body;
 pub mod metrics;
 mod monitors;
+pub mod permissions;
 mod registry;
 mod req;
 pub mod scoring;
@@ -70,11 +72,20 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     let api = tracking::routes()
         .merge(registry::routes())
         .merge(users::routes(state.clone()))
+        .merge(grants::routes_v2(state.clone()))
         .merge(logged_models::routes())
         .layer(DefaultBodyLimit::max(limits.max_json_bytes));
     let app = Router::new()
         .nest("/api/2.0/mlflow", api.clone())
         .nest("/ajax-api/2.0/mlflow", api)
+        .nest(
+            "/api/3.0/mlflow",
+            grants::routes_v3(state.clone()).layer(DefaultBodyLimit::max(limits.max_json_bytes)),
+        )
+        .nest(
+            "/ajax-api/3.0/mlflow",
+            grants::routes_v3(state.clone()).layer(DefaultBodyLimit::max(limits.max_json_bytes)),
+        )
         .nest(
             "/api/2.0/mlflow-artifacts",
             artifacts::routes().layer(DefaultBodyLimit::max(limits.max_artifact_bytes)),
@@ -101,6 +112,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             auth::AuthGate {
                 auth: state.auth.clone(),
                 store: state.store.clone(),
+                max_body: limits.max_json_bytes,
             },
             auth::authenticate,
         )),

@@ -98,7 +98,11 @@ async fn log_params(State(state): State<AppState>, Path(id): Path<String>, req: 
     Ok(Json(json!({})))
 }
 
-async fn search(State(state): State<AppState>, req: Req) -> JsonResult {
+async fn search(
+    State(state): State<AppState>,
+    seen: crate::permissions::Seen,
+    req: Req,
+) -> JsonResult {
     let ids = req
         .str_list("experiment_ids")
         .iter()
@@ -128,6 +132,7 @@ async fn search(State(state): State<AppState>, req: Req) -> JsonResult {
         max,
         &order,
         req.page()?,
+        &seen.0.experiments,
     )
     .await?;
     Ok(Json(page_body("models", page, EmptyList::Omitted)))

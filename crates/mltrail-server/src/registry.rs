@@ -1,13 +1,15 @@
 //! `/registered-models/*` and `/model-versions/*`.
 
 use crate::error::{ApiError, ApiResult};
+use crate::permissions::Seen;
 use crate::req::{key_values, page_body, EmptyList, Req};
 use crate::AppState;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mltrail_core::state::ModelStage;
-use mltrail_core::{ModelVersionNumber, RunId};
+use mltrail_core::{ModelVersionNumber, ResourceType, RunId};
+use mltrail_store::access::permissions;
 use mltrail_store::registry::{self, parse_version, NewModelVersion};
 use serde_json::{json, Value};
 
@@ -79,6 +81,13 @@ async fn create_model(State(state): State<AppState>, req: Req) -> JsonResult {
         key_values(req.value("tags"), "tags")?,
     )
     .await?;
+    crate::grants::creator_manages(
+        &state,
+        &req.actor,
+        ResourceType::RegisteredModel,
+        &model.name,
+    )
+    .await;
     Ok(Json(json!({"registered_model": model})))
 }
 
@@ -89,13 +98,20 @@ async fn get_model(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn rename_model(State(state): State<AppState>, req: Req) -> JsonResult {
-    let model = registry::rename_registered_model(
+    let (from, to) = (req.str("name")?, req.str("new_name")?);
+    let model =
+        registry::rename_registered_model(&state.store, &req.actor, from.clone(), to.clone())
+            .await?;
+    // Grants follow the model to its new name, as in MLflow.
+    let moved = permissions::rename_resource(
         &state.store,
         &req.actor,
-        req.str("name")?,
-        req.str("new_name")?,
+        ResourceType::RegisteredModel,
+        &from,
+        &to,
     )
-    .await?;
+    .await;
+    after_grants_change(&state, moved);
     Ok(Json(json!({"registered_model": model})))
 }
 
@@ -111,11 +127,32 @@ async fn update_model(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn delete_model(State(state): State<AppState>, req: Req) -> JsonResult {
-    registry::delete_registered_model(&state.store, &req.actor, req.str("name")?).await?;
+    let name = req.str("name")?;
+    registry::delete_registered_model(&state.store, &req.actor, name.clone()).await?;
+    // The name may be taken again: a new model must not inherit the old one's grants.
+    let forgotten = permissions::forget_resource(
+        &state.store,
+        &req.actor,
+        ResourceType::RegisteredModel,
+        &name,
+    )
+    .await;
+    after_grants_change(&state, forgotten);
     Ok(Json(json!({})))
 }
 
-async fn search_models(State(state): State<AppState>, req: Req) -> JsonResult {
+/// Grants moved with a registered model: cached ones are stale; a failure is logged (the
+/// model's change stands).
+fn after_grants_change(state: &AppState, outcome: Result<(), mltrail_store::StoreError>) {
+    match outcome {
+        Ok(()) => state.auth.forget_all(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot move the grants of a renamed or deleted registered model")
+        }
+    }
+}
+
+async fn search_models(State(state): State<AppState>, seen: Seen, req: Req) -> JsonResult {
     let max = req.max_results(100, 1000)?;
     let page = registry::search_registered_models(
         &state.store,
@@ -123,6 +160,7 @@ async fn search_models(State(state): State<AppState>, req: Req) -> JsonResult {
         max,
         &req.str_list("order_by"),
         req.page()?,
+        &seen.0.registered_models,
     )
     .await?;
     Ok(Json(page_body(
@@ -244,7 +282,7 @@ async fn delete_version(State(state): State<AppState>, req: Req) -> JsonResult {
     Ok(Json(json!({})))
 }
 
-async fn search_versions(State(state): State<AppState>, req: Req) -> JsonResult {
+async fn search_versions(State(state): State<AppState>, seen: Seen, req: Req) -> JsonResult {
     let max = req.max_results(10000, 200000)?;
     let page = registry::search_model_versions(
         &state.store,
@@ -252,6 +290,7 @@ async fn search_versions(State(state): State<AppState>, req: Req) -> JsonResult 
         max,
         &req.str_list("order_by"),
         req.page()?,
+        &seen.0.registered_models,
     )
     .await?;
     Ok(Json(page_body("model_versions", page, EmptyList::Written)))

@@ -7,7 +7,7 @@
 //! What each route needs: scoring (`/invocations`, `/api/v1/predict`) a token with `predict`;
 //! `/api/v1/feedback` one with `feedback`; reading a stored prediction
 //! (`/api/v1/predictions/{id}`, whose inputs may be personal data) one with `predictions:read`.
-//! Users may score and send feedback; only admins read stored predictions. `/health` and
+//! Users may score and send feedback; admins and auditors read stored predictions. `/health` and
 //! `/ping` are open; the rest needs any authenticated caller.
 
 use std::future::Future;
@@ -88,9 +88,9 @@ fn allows(caller: &Caller, need: Need) -> Result<(), String> {
             "token `{}` lacks the scope `{scope}` this request needs",
             caller.principal.name()
         )),
-        None if scope != Scope::PredictionsRead => Ok(()),
+        None if scope != Scope::PredictionsRead || caller.role_allows(scope) => Ok(()),
         None => Err(format!(
-            "user `{}` may not read stored predictions (their inputs may be personal data): an admin or a token with `predictions:read` may",
+            "user `{}` may not read stored predictions (their inputs may be personal data): an admin, a user with the auditor role or a token with `predictions:read` may",
             caller.principal.name()
         )),
     }
@@ -165,6 +165,8 @@ mod tests {
             principal: Principal::Token("t".into()),
             admin: false,
             scopes: Some(scopes),
+            release_roles: Vec::new(),
+            grants: None,
         };
         let scorer = token(vec![Scope::Predict]);
         assert!(allows(&scorer, need_of("/invocations")).is_ok());
@@ -182,9 +184,16 @@ mod tests {
             principal: Principal::User("alice".into()),
             admin: false,
             scopes: None,
+            release_roles: Vec::new(),
+            grants: None,
         };
         assert!(allows(&user, need_of("/api/v1/predict")).is_ok());
         assert!(allows(&user, need_of("/api/v1/predictions/x")).is_err());
+        let auditor = Caller {
+            release_roles: vec![mltrail_core::ReleaseRole::Auditor],
+            ..user
+        };
+        assert!(allows(&auditor, need_of("/api/v1/predictions/x")).is_ok());
         assert_eq!(need_of("/health"), Need::Open);
         assert_eq!(need_of("/metrics"), Need::Identified);
     }
@@ -196,11 +205,15 @@ mod tests {
                 principal: Principal::Token("ci".into()),
                 admin: false,
                 scopes: Some(vec![Scope::Predict, Scope::Feedback]),
+                release_roles: Vec::new(),
+                grants: None,
             },
             Caller {
                 principal: Principal::User("alice".into()),
-                admin: true,
+                admin: false,
                 scopes: None,
+                release_roles: vec![mltrail_core::ReleaseRole::Auditor],
+                grants: None,
             },
         ] {
             assert_eq!(Caller::from_json(&caller.to_json()), Some(caller));

@@ -2,6 +2,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::metric_body::{self, MetricBody};
+use crate::permissions::Seen;
 use crate::req::{
     as_f64, as_i64, key_values, page_body, parse_experiment_id, EmptyList, RawReq, Req,
 };
@@ -10,7 +11,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mltrail_core::state::{LifecycleStage, RunStatus, ViewType};
-use mltrail_core::ExperimentId;
+use mltrail_core::{ExperimentId, ResourceType};
 use mltrail_store::experiments;
 use mltrail_store::metrics::{self, Batch, NewMetric};
 use mltrail_store::runs::{self, parse_run_id, NewDatasetInput, NewRun};
@@ -87,7 +88,9 @@ async fn create_experiment(State(state): State<AppState>, req: Req) -> JsonResul
     let location = checked_artifact_location(&state, &req)?;
     let tags = key_values(req.value("tags"), "tags")?;
     let id = experiments::create_experiment(&state.store, &req.actor, name, location, tags).await?;
-    Ok(Json(json!({"experiment_id": id.to_string()})))
+    let id = id.to_string();
+    crate::grants::creator_manages(&state, &req.actor, ResourceType::Experiment, &id).await;
+    Ok(Json(json!({"experiment_id": id})))
 }
 
 async fn get_experiment(State(state): State<AppState>, req: Req) -> JsonResult {
@@ -101,7 +104,7 @@ async fn get_experiment_by_name(State(state): State<AppState>, req: Req) -> Json
     Ok(Json(json!({"experiment": experiment})))
 }
 
-async fn search_experiments(State(state): State<AppState>, req: Req) -> JsonResult {
+async fn search_experiments(State(state): State<AppState>, seen: Seen, req: Req) -> JsonResult {
     let view = view_type(&req, "view_type")?;
     let max = req.max_results(1000, 50000)?;
     let filter = req.opt_str("filter")?.unwrap_or_default();
@@ -112,6 +115,7 @@ async fn search_experiments(State(state): State<AppState>, req: Req) -> JsonResu
         &req.str_list("order_by"),
         max,
         req.page()?,
+        &seen.0.experiments,
     )
     .await?;
     Ok(Json(page_body("experiments", page, EmptyList::Written)))
@@ -233,7 +237,7 @@ async fn restore_run(State(state): State<AppState>, req: Req) -> JsonResult {
     Ok(Json(json!({})))
 }
 
-async fn search_runs(State(state): State<AppState>, req: Req) -> JsonResult {
+async fn search_runs(State(state): State<AppState>, seen: Seen, req: Req) -> JsonResult {
     let ids = req
         .str_list("experiment_ids")
         .iter()
@@ -241,6 +245,14 @@ async fn search_runs(State(state): State<AppState>, req: Req) -> JsonResult {
         .collect::<ApiResult<Vec<_>>>()?;
     if ids.is_empty() {
         return Err(ApiError::missing("experiment_ids"));
+    }
+    // As MLflow: experiments the caller may not read are dropped from the request, silently.
+    let ids: Vec<ExperimentId> = ids
+        .into_iter()
+        .filter(|id| seen.0.experiments.allows(&id.0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(Json(json!({})));
     }
     let view = view_type(&req, "run_view_type")?;
     let max = req.max_results(1000, 50000)?;

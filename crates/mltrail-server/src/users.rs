@@ -11,6 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::{Extension, Json, Router};
+use mltrail_core::ResourceType;
+use mltrail_store::access::permissions;
 use mltrail_store::access::users::{self, User};
 use serde_json::{json, Value};
 
@@ -32,7 +34,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
 }
 
 /// Without authentication there are no accounts to manage: the routes answer as unknown ones.
-async fn only_with_auth(
+pub(crate) async fn only_with_auth(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -49,16 +51,33 @@ async fn only_with_auth(
     next.run(request).await
 }
 
-/// A user as MLflow answers it. The permission lists are empty until per-resource permissions
-/// exist; they are sent because the mlflow 2.x client's `User.from_json` reads both.
-fn user_json(user: &User) -> Value {
-    json!({
+/// A user as MLflow answers it, with the user's own grants in the 2.x shape (the mlflow 2.x
+/// client's `User.from_json` reads both lists; 3.x ignores them) and their release roles.
+async fn user_json(state: &AppState, user: &User) -> ApiResult<Value> {
+    let mut experiments = Vec::new();
+    let mut models = Vec::new();
+    let own = format!("{}{}__", permissions::USER_ROLE_PREFIX, user.id);
+    for role in permissions::user_roles(&state.store, &user.username).await? {
+        if role.name != own {
+            continue;
+        }
+        for p in role.permissions {
+            match p.resource_type {
+                ResourceType::Experiment => experiments.push(json!({
+                    "experiment_id": p.resource_pattern, "user_id": user.id, "permission": p.permission})),
+                ResourceType::RegisteredModel => models.push(json!({
+                    "name": p.resource_pattern, "user_id": user.id, "permission": p.permission})),
+            }
+        }
+    }
+    Ok(json!({
         "id": user.id,
         "username": user.username,
         "is_admin": user.is_admin,
-        "experiment_permissions": [],
-        "registered_model_permissions": [],
-    })
+        "experiment_permissions": experiments,
+        "registered_model_permissions": models,
+        "release_roles": user.release_roles,
+    }))
 }
 
 fn forbidden(why: impl Into<String>) -> ApiError {
@@ -89,7 +108,7 @@ async fn create(
     require_admin(&caller, "create users")?;
     let (username, password) = (req.str("username")?, req.str("password")?);
     let user = users::create_user(&state.store, &req.actor, &username, &password, false).await?;
-    Ok(Json(json!({"user": user_json(&user)})))
+    Ok(Json(json!({"user": user_json(&state, &user).await?})))
 }
 
 async fn get_one(
@@ -102,7 +121,7 @@ async fn get_one(
         return Err(forbidden("a user may read only their own account"));
     }
     let user = users::get_user(&state.store, &username).await?;
-    Ok(Json(json!({"user": user_json(&user)})))
+    Ok(Json(json!({"user": user_json(&state, &user).await?})))
 }
 
 async fn current(
@@ -117,7 +136,7 @@ async fn current(
     };
     let user = users::get_user(&state.store, name).await?;
     Ok(Json(
-        json!({"user": user_json(&user), "is_basic_auth": true}),
+        json!({"user": user_json(&state, &user).await?, "is_basic_auth": true}),
     ))
 }
 
@@ -127,10 +146,14 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     require_admin(&caller, "list users")?;
     let listed = users::list_users(&state.store).await?;
-    let users: Vec<Value> = listed
-        .iter()
-        .map(|u| json!({"id": u.id, "username": u.username, "is_admin": u.is_admin, "roles": []}))
-        .collect();
+    let mut users = Vec::with_capacity(listed.len());
+    for u in &listed {
+        let roles = permissions::user_roles(&state.store, &u.username).await?;
+        users.push(
+            json!({"id": u.id, "username": u.username, "is_admin": u.is_admin,
+            "roles": roles, "release_roles": u.release_roles}),
+        );
+    }
     Ok(Json(json!({"users": users})))
 }
 

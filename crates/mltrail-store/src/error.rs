@@ -105,6 +105,18 @@ pub enum NotFound {
     Token(String),
     #[error("no active service token named `{0}` (it does not exist or is revoked already)")]
     ActiveToken(String),
+    #[error("Permission for user={username} on resource_type={resource_type}, resource_id={resource_id} not found.")]
+    Permission {
+        username: String,
+        resource_type: &'static str,
+        resource_id: String,
+    },
+    #[error("Role with id={0} not found")]
+    Role(i64),
+    #[error("Role permission with id={0} not found")]
+    RolePermission(i64),
+    #[error("User role assignment (user_id={user_id}, role_id={role_id}) not found")]
+    Assignment { user_id: i64, role_id: i64 },
     #[error("monitor `{monitor_id}` has no evaluated window starting at {window_start}")]
     Window {
         monitor_id: String,
@@ -123,6 +135,22 @@ pub enum AlreadyExists {
     User(String),
     #[error("a service token named `{0}` exists already (names stay taken after revocation)")]
     Token(String),
+    #[error("Permission for user={username} on resource_type={resource_type}, resource_id={resource_id} already exists.")]
+    Permission {
+        username: String,
+        resource_type: &'static str,
+        resource_id: String,
+    },
+    #[error("Role (name={name}, workspace={workspace}) already exists.")]
+    Role { name: String, workspace: String },
+    #[error("Role permission (role_id={role_id}, resource_type={resource_type}, resource_pattern={pattern}) already exists.")]
+    RolePermission {
+        role_id: i64,
+        resource_type: &'static str,
+        pattern: String,
+    },
+    #[error("User role assignment (user_id={user_id}, role_id={role_id}) already exists")]
+    Assignment { user_id: i64, role_id: i64 },
 }
 
 /// A value that breaks a rule, with the value.
@@ -212,6 +240,23 @@ pub enum Invalid {
     NoScope(String),
     #[error("a token's expiry must be in the future")]
     Expiry,
+    #[error("Role name cannot be empty.")]
+    RoleName,
+    #[error(
+        "Role name '{0}' uses the reserved '__user_' prefix, which holds each user's own grants."
+    )]
+    ReservedRoleName(String),
+    #[error("this server has no workspaces: roles live in workspace `default` (got `{0}`)")]
+    Workspace(String),
+    #[error("Invalid resource_pattern '{pattern}' for resource_type='{resource_type}': {why}")]
+    ResourcePattern {
+        resource_type: &'static str,
+        pattern: String,
+        why: &'static str,
+    },
+    #[error("Invalid permission 'NO_PERMISSIONS' for resource_type='{0}'. Resource-level grants accept only: ('DENY', 'EDIT', 'MANAGE', 'READ', 'USE').")]
+    UngrantablePermission(&'static str),
+
     #[error("invalid page_token {0:?}")]
     PageToken(String),
     /// A filter that does not parse.
@@ -295,6 +340,10 @@ pub enum Conflict {
     Unserializable(Arc<serde_json::Error>),
     #[error("a stored token holds the unknown scope `{0}`")]
     StoredScope(String),
+    #[error("a stored permission holds the unknown level `{0}`")]
+    StoredPermission(String),
+    #[error("a stored user holds the unknown release role `{0}`")]
+    StoredReleaseRole(String),
     #[error("user {0} vanished while being written")]
     UserVanished(String),
     #[error("service token {0} vanished while being written")]

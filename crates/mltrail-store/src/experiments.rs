@@ -1,6 +1,7 @@
 //! Experiments: MLflow's containers of runs, with their tags, and the state the audit trail
 //! records for one. Deleting or restoring an experiment does the same to its runs (`runs`).
 
+use crate::access::permissions::Visible;
 use crate::audited::Audited;
 use crate::error::{AlreadyExists, Conflict, Invalid, NotFound};
 use crate::names::{validate_key, validate_len, MAX_TAG_VALUE_LEN};
@@ -266,6 +267,7 @@ pub async fn get_experiment_by_name(
     Ok(experiments_from_rows(&mut conn, vec![row]).await?.remove(0))
 }
 
+/// Experiments matching `filter`, among those `visible` names.
 pub async fn search_experiments(
     store: &MetaStore,
     view: ViewType,
@@ -273,9 +275,11 @@ pub async fn search_experiments(
     order_by: &[String],
     max_results: i64,
     page: PageToken,
+    visible: &Visible<i64>,
 ) -> Result<Page<Experiment>, StoreError> {
     let offset = page.offset();
-    let plan = crate::search::experiments_query(view, filter, order_by, max_results + 1, offset)?;
+    let plan =
+        crate::search::experiments_query(view, filter, order_by, max_results + 1, offset, visible)?;
     let mut conn = store.readers().acquire().await?;
     let rows = plan.fetch_all(&mut conn).await?;
     let experiments = experiments_from_rows(&mut conn, rows).await?;

@@ -70,7 +70,7 @@ pub mod audit {
 
     /// Every entity kind with state in the database, in the order `verify` looks for rows
     /// that have no event.
-    const KINDS: [&dyn AuditedKind; 13] = [
+    const KINDS: [&dyn AuditedKind; 14] = [
         &Kind::<experiments::ExperimentRef>::new(),
         &Kind::<runs::RunRef>::new(),
         &Kind::<metrics::MetricBatch>::new(),
@@ -84,6 +84,7 @@ pub mod audit {
         &Kind::<monitors::AlertRef>::new(),
         &Kind::<crate::access::users::UserRef>::new(),
         &Kind::<crate::access::tokens::TokenRef>::new(),
+        &Kind::<crate::access::permissions::RoleRef>::new(),
     ];
 
     /// Recomputes the chain from the genesis hash, then checks that every entity's current

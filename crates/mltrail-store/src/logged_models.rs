@@ -1,6 +1,7 @@
 //! MLflow 3's logged models: `mlflow.<flavor>.log_model` creates one, uploads its files under
 //! `<experiment>/models/<model_id>/artifacts`, and marks it ready.
 
+use crate::access::permissions::Visible;
 use crate::audited::{text_key, Audited};
 use crate::error::{NotFound, QueryError};
 use crate::names::validate_key;
@@ -326,6 +327,7 @@ pub struct ModelOrder {
     pub ascending: bool,
 }
 
+/// Logged models matching `filter`, in the experiments `visible` names.
 pub async fn search_logged_models(
     store: &MetaStore,
     experiment_ids: &[ExperimentId],
@@ -333,10 +335,12 @@ pub async fn search_logged_models(
     max_results: i64,
     order_by: &[ModelOrder],
     page: PageToken,
+    visible: &Visible<i64>,
 ) -> Result<Page<LoggedModel>, StoreError> {
     let offset = page.offset();
     let mut plan = Plan::default();
     let mut conditions = vec!["m.lifecycle_stage = 'active'".to_string()];
+    conditions.extend(visible.condition(&mut plan, "m.experiment_id", Bind::Int));
     if !experiment_ids.is_empty() {
         let ids: Vec<String> = experiment_ids
             .iter()

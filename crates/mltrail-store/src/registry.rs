@@ -1,5 +1,6 @@
 //! The model registry: registered models, versions, stages, aliases and tags.
 
+use crate::access::permissions::Visible;
 use crate::audited::{name_version_key, text_key, Audited};
 use crate::error::{AlreadyExists, Invalid, NotFound, QueryError};
 use crate::names::validate_key;
@@ -580,16 +581,19 @@ fn model_order(term: &str, prefix: &str) -> Result<String, StoreError> {
     ))
 }
 
+/// Registered models matching `filter`, among those `visible` names.
 pub async fn search_registered_models(
     store: &MetaStore,
     filter: &str,
     max_results: i64,
     order_by: &[String],
     page: PageToken,
+    visible: &Visible<String>,
 ) -> Result<Page<RegisteredModel>, StoreError> {
     let offset = page.offset();
     let mut plan = Plan::default();
     let mut conditions = vec!["1 = 1".to_string()];
+    conditions.extend(visible.condition(&mut plan, "m.name", Bind::Text));
     for (n, clause) in parse_filter(filter)?.iter().enumerate() {
         match (clause.entity, clause.key.as_str()) {
             (FilterEntity::Attribute, "name") => {
@@ -885,16 +889,19 @@ pub async fn delete_model_version_tag(
         .await
 }
 
+/// Model versions matching `filter`, of the registered models `visible` names.
 pub async fn search_model_versions(
     store: &MetaStore,
     filter: &str,
     max_results: i64,
     order_by: &[String],
     page: PageToken,
+    visible: &Visible<String>,
 ) -> Result<Page<ModelVersion>, StoreError> {
     let offset = page.offset();
     let mut plan = Plan::default();
     let mut conditions = vec!["1 = 1".to_string()];
+    conditions.extend(visible.condition(&mut plan, "v.name", Bind::Text));
     for (n, clause) in parse_filter(filter)?.iter().enumerate() {
         match (clause.entity, clause.key.as_str()) {
             (FilterEntity::Attribute, "name") => {

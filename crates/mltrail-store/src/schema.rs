@@ -18,7 +18,37 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, V6),
     (7, V7),
     (8, V8),
+    (9, V9),
 ];
+
+/// MLflow's permissions as MLflow 3 stores them: roles (named, in workspace `default`)
+/// holding permissions on resources by id or `*`, assigned to users; a user's own grants are a
+/// hidden role `__user_<id>__`. And release roles (approver, deployer, auditor) on users.
+const V9: &str = r#"
+CREATE TABLE roles (
+    role_id BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    workspace TEXT NOT NULL,
+    description TEXT,
+    UNIQUE (workspace, name)
+);
+CREATE TABLE role_permissions (
+    permission_id BIGINT PRIMARY KEY,
+    role_id BIGINT NOT NULL,
+    resource_type TEXT NOT NULL,
+    resource_pattern TEXT NOT NULL,
+    permission TEXT NOT NULL,
+    UNIQUE (role_id, resource_type, resource_pattern)
+);
+CREATE INDEX role_permissions_by_resource ON role_permissions (resource_type, resource_pattern);
+CREATE TABLE role_assignments (
+    assignment_id BIGINT PRIMARY KEY,
+    user_id BIGINT NOT NULL,
+    role_id BIGINT NOT NULL,
+    UNIQUE (user_id, role_id)
+);
+ALTER TABLE users ADD COLUMN release_roles TEXT NOT NULL DEFAULT ''
+"#;
 
 /// Users (MLflow's basic-auth users: integer id, argon2id PHC hash) and service tokens (the
 /// BLAKE3 digest of the secret; a name stays taken after revocation). Both audited.

@@ -256,11 +256,13 @@ pub(crate) fn experiments_query(
     order_by: &[String],
     limit: i64,
     offset: i64,
+    visible: &crate::access::permissions::Visible<i64>,
 ) -> Result<Compiled, StoreError> {
     let clauses = parse_filter(filter)?;
     let mut plan = Plan::default();
     let stages: Vec<String> = view.stages().iter().map(|s| plan.text(*s)).collect();
     let mut conditions = vec![format!("e.lifecycle_stage IN ({})", stages.join(", "))];
+    conditions.extend(visible.condition(&mut plan, "e.experiment_id", Bind::Int));
     for (n, clause) in clauses.iter().enumerate() {
         match clause.entity {
             Entity::Attribute => {

@@ -302,3 +302,217 @@ async fn a_second_writer_on_the_same_sqlite_file_continues_the_chain() {
     assert!(audit::verify(&server).await.unwrap().broken.is_none());
     server.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_and_roles_are_stored_audited_and_follow_their_resources() {
+    use mltrail_core::{Permission, ReleaseRole, ResourceType};
+    use mltrail_store::access::permissions::{self, Existing};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, raw) = open(&dir).await;
+    let bob = users::create_user(&store, "local:root", "bob", "bob-password-01", false)
+        .await
+        .unwrap();
+    let carol = users::create_user(&store, "local:root", "carol", "carol-password-1", false)
+        .await
+        .unwrap();
+    let grant = |who: &'static str, rt, id: &'static str, level, existing| {
+        let store = store.clone();
+        async move {
+            permissions::grant(&store, "user:admin", who, rt, id, level, existing, false).await
+        }
+    };
+    grant(
+        "bob",
+        ResourceType::Experiment,
+        "7",
+        Permission::Edit,
+        Existing::Refuse,
+    )
+    .await
+    .unwrap();
+    // A second grant on the same resource is refused; replacing is the creator hook's way.
+    let again = grant(
+        "bob",
+        ResourceType::Experiment,
+        "7",
+        Permission::Read,
+        Existing::Refuse,
+    )
+    .await;
+    assert_eq!(again.unwrap_err().kind(), StoreErrorKind::AlreadyExists);
+    grant(
+        "bob",
+        ResourceType::Experiment,
+        "7",
+        Permission::Manage,
+        Existing::Replace,
+    )
+    .await
+    .unwrap();
+    // NO_PERMISSIONS is not grantable here; an experiment is named by its integer id.
+    let none = grant(
+        "bob",
+        ResourceType::Experiment,
+        "8",
+        Permission::NoPermissions,
+        Existing::Refuse,
+    )
+    .await;
+    assert_eq!(none.unwrap_err().kind(), StoreErrorKind::InvalidParameter);
+    let named = grant(
+        "bob",
+        ResourceType::Experiment,
+        "exp",
+        Permission::Read,
+        Existing::Refuse,
+    )
+    .await;
+    assert_eq!(named.unwrap_err().kind(), StoreErrorKind::InvalidParameter);
+    let nobody = grant(
+        "nobody",
+        ResourceType::Experiment,
+        "7",
+        Permission::Read,
+        Existing::Refuse,
+    )
+    .await;
+    assert_eq!(nobody.unwrap_err().kind(), StoreErrorKind::NotFound);
+    grant(
+        "bob",
+        ResourceType::RegisteredModel,
+        "churn",
+        Permission::Edit,
+        Existing::Refuse,
+    )
+    .await
+    .unwrap();
+
+    // A role with EDIT on every experiment, assigned to carol: her grants are the role's.
+    let editors = permissions::create_role(&store, "user:admin", "default", "editors", None)
+        .await
+        .unwrap();
+    let reserved =
+        permissions::create_role(&store, "user:admin", "default", "__user_9__", None).await;
+    assert_eq!(
+        reserved.unwrap_err().kind(),
+        StoreErrorKind::InvalidParameter
+    );
+    permissions::add_role_permission(
+        &store,
+        "user:admin",
+        editors.id,
+        ResourceType::Experiment,
+        "*",
+        Permission::Edit,
+    )
+    .await
+    .unwrap();
+    permissions::assign_role(&store, "user:admin", "carol", editors.id)
+        .await
+        .unwrap();
+    let carols = permissions::grants_of(&store, carol.id).await.unwrap();
+    assert_eq!(carols.len(), 1);
+    assert_eq!(
+        (carols[0].resource_pattern.as_str(), carols[0].permission),
+        ("*", Permission::Edit)
+    );
+    let bobs = permissions::grants_of(&store, bob.id).await.unwrap();
+    assert_eq!(bobs.len(), 2);
+
+    // A registered model's grants follow its rename, and go when it is deleted.
+    permissions::rename_resource(
+        &store,
+        "user:bob",
+        ResourceType::RegisteredModel,
+        "churn",
+        "churn-v2",
+    )
+    .await
+    .unwrap();
+    let own =
+        permissions::own_grant(&store, "bob", ResourceType::RegisteredModel, "churn-v2").await;
+    assert_eq!(own.unwrap(), Some(Permission::Edit));
+    permissions::forget_resource(
+        &store,
+        "user:bob",
+        ResourceType::RegisteredModel,
+        "churn-v2",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        permissions::grants_of(&store, bob.id).await.unwrap().len(),
+        1
+    );
+    permissions::revoke(&store, "user:admin", "bob", ResourceType::Experiment, "7")
+        .await
+        .unwrap();
+    let revoked =
+        permissions::revoke(&store, "user:admin", "bob", ResourceType::Experiment, "7").await;
+    assert_eq!(revoked.unwrap_err().kind(), StoreErrorKind::NotFound);
+
+    // Release roles are part of the user's audited state.
+    users::set_release_roles(
+        &store,
+        "user:admin",
+        "carol",
+        &[ReleaseRole::Deployer, ReleaseRole::Approver],
+    )
+    .await
+    .unwrap();
+    let roles = users::get_user(&store, "carol")
+        .await
+        .unwrap()
+        .release_roles;
+    assert_eq!(roles, vec![ReleaseRole::Approver, ReleaseRole::Deployer]);
+
+    // Deleting a user takes their own role and assignments with them, each an event.
+    users::delete_user(&store, "user:admin", "bob")
+        .await
+        .unwrap();
+    users::delete_user(&store, "user:admin", "carol")
+        .await
+        .unwrap();
+    let left = permissions::list_roles(&store).await.unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["editors"]
+    );
+    assert!(permissions::role_assignments(&store, editors.id)
+        .await
+        .unwrap()
+        .is_empty());
+    let actions: Vec<String> = audit::list_events(&store, Some("role"), None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.action.clone())
+        .collect();
+    assert!(
+        actions.contains(&"permission.grant".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"role.unassign".to_string()),
+        "{actions:?}"
+    );
+    assert!(audit::verify(&store).await.unwrap().broken.is_none());
+    store.close().await;
+
+    // A permission raised by hand in the database fails verification.
+    let mut conn = sqlx::sqlite::SqliteConnection::connect(&raw).await.unwrap();
+    sqlx::query("UPDATE role_permissions SET permission = 'MANAGE'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let uri = raw.replacen("sqlite://", "sqlite:///", 1);
+    let store = MetaStore::open(&StoreConfig::new(&uri)).await.unwrap();
+    let broken = audit::verify(&store)
+        .await
+        .unwrap()
+        .broken
+        .expect("detected");
+    assert_eq!(broken.entity_type, "role");
+    store.close().await;
+}

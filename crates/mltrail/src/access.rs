@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use mltrail_core::{Principal, Scope};
+use mltrail_core::{Principal, ReleaseRole, Scope};
 use mltrail_store::access::{tokens, users};
 use mltrail_store::{MetaStore, StoreConfig};
 
@@ -28,6 +28,10 @@ pub enum UsersCommand {
         /// An admin may do everything, including managing users and tokens.
         #[arg(long)]
         admin: bool,
+        /// Release roles, comma-separated: approver (approves releases at gates), deployer
+        /// (reports and changes deployments), auditor (reads the trail and stored predictions).
+        #[arg(long, value_delimiter = ',')]
+        role: Vec<String>,
         #[command(flatten)]
         password: PasswordArgs,
         #[command(flatten)]
@@ -43,6 +47,15 @@ pub enum UsersCommand {
         name: String,
         #[command(flatten)]
         password: PasswordArgs,
+        #[command(flatten)]
+        store: config::StoreArgs,
+    },
+    /// Set a user's release roles, replacing the ones they have (an empty list removes all):
+    /// approver, deployer, auditor.
+    SetRoles {
+        name: String,
+        /// Comma-separated, e.g. `approver,deployer`; "" for none.
+        roles: String,
         #[command(flatten)]
         store: config::StoreArgs,
     },
@@ -134,35 +147,72 @@ pub async fn users(command: UsersCommand) -> Result<()> {
         UsersCommand::Create {
             name,
             admin,
+            role,
             password,
             store,
         } => {
+            let roles = release_roles(&role.join(","))?;
             let password = read_password(&password)?;
             let store = open(&store).await?;
-            let made = users::create_user(&store, &actor, &name, &password, admin).await;
+            let made = async {
+                let user = users::create_user(&store, &actor, &name, &password, admin).await?;
+                if !roles.is_empty() {
+                    users::set_release_roles(&store, &actor, &name, &roles).await?;
+                }
+                Ok::<_, mltrail_store::StoreError>(user)
+            }
+            .await;
             store.close().await;
             let user = made?;
             println!(
-                "created {} `{}` (id {})",
+                "created {} `{}` (id {}){}",
                 if user.is_admin { "admin" } else { "user" },
                 user.username,
-                user.id
+                user.id,
+                if roles.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with release roles {}", join_roles(&roles))
+                }
             );
         }
         UsersCommand::List { store } => {
             let store = open(&store).await?;
             let listed = users::list_users(&store).await;
             store.close().await;
-            println!("{:>4}  {:<32} {:<6} created", "id", "name", "admin");
+            println!(
+                "{:>4}  {:<32} {:<6} {:<26} created",
+                "id", "name", "admin", "release roles"
+            );
             for u in listed? {
                 println!(
-                    "{:>4}  {:<32} {:<6} {}",
+                    "{:>4}  {:<32} {:<6} {:<26} {}",
                     u.id,
                     u.username,
                     if u.is_admin { "yes" } else { "no" },
+                    if u.release_roles.is_empty() {
+                        "-".to_string()
+                    } else {
+                        join_roles(&u.release_roles)
+                    },
                     mltrail_core::time::rfc3339_millis(u.created_time)
                 );
             }
+        }
+        UsersCommand::SetRoles { name, roles, store } => {
+            let roles = release_roles(&roles)?;
+            let store = open(&store).await?;
+            let done = users::set_release_roles(&store, &actor, &name, &roles).await;
+            store.close().await;
+            done?;
+            println!(
+                "release roles of `{name}`: {} (servers apply them within 10 seconds)",
+                if roles.is_empty() {
+                    "none".to_string()
+                } else {
+                    join_roles(&roles)
+                }
+            );
         }
         UsersCommand::SetPassword {
             name,
@@ -185,6 +235,20 @@ pub async fn users(command: UsersCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn release_roles(text: &str) -> Result<Vec<ReleaseRole>> {
+    ReleaseRole::parse_list(text).map_err(|unknown| {
+        anyhow::anyhow!("unknown release role `{unknown}`: use approver, deployer or auditor")
+    })
+}
+
+fn join_roles(roles: &[ReleaseRole]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub async fn tokens(command: TokensCommand) -> Result<()> {

@@ -418,7 +418,10 @@ async fn serve(config: &Config) -> Result<()> {
         artifacts,
         webhooks,
         monitors: engine,
-        auth: std::sync::Arc::new(mltrail_server::auth::Auth::new(config.auth.mode.into())),
+        auth: std::sync::Arc::new(
+            mltrail_server::auth::Auth::new(config.auth.mode.into())
+                .with_default_permission(config.auth.default_permission.into()),
+        ),
     };
     let limits = mltrail_server::Limits {
         max_artifact_bytes: server.max_artifact_bytes,

@@ -29,6 +29,7 @@ fn mltrail(args: &[&str], stdin: Option<&str>) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+#[derive(Clone, Copy)]
 enum As<'a> {
     Nobody,
     Basic(&'a str, &'a str),
@@ -149,11 +150,30 @@ fn requests_authenticate_and_the_trail_names_who_acted() {
         json!({}),
     );
     assert_eq!(status, 200);
-    let (status, body) = call(&server, &alice, "POST", create, json!({"name": "by-alice"}));
+    // Under the default READ she may not change the admin's experiment, but she may create
+    // her own, which she then MANAGEs.
+    let (status, body) = call(
+        &server,
+        &alice,
+        "POST",
+        "/api/2.0/mlflow/experiments/set-experiment-tag",
+        json!({"experiment_id": made["experiment_id"], "key": "k", "value": "v"}),
+    );
     assert_eq!(
         (status, body["error_code"].as_str()),
-        (403, Some("PERMISSION_DENIED"))
+        (403, Some("PERMISSION_DENIED")),
+        "{body}"
     );
+    let (status, own) = call(&server, &alice, "POST", create, json!({"name": "by-alice"}));
+    assert_eq!(status, 200, "{own}");
+    let (status, body) = call(
+        &server,
+        &alice,
+        "POST",
+        "/api/2.0/mlflow/experiments/set-experiment-tag",
+        json!({"experiment_id": own["experiment_id"], "key": "k", "value": "v"}),
+    );
+    assert_eq!(status, 200, "{body}");
 
     // Tokens do what their scopes say.
     let ci = token(&server, "ci-pipeline", "runs:write", Some("1d"));
@@ -583,6 +603,25 @@ fn each_route_kind_answers_each_kind_of_caller_as_specified() {
             json!({}),
             "predictions:read",
         ),
+        // Permissions and roles: admins, and users who MANAGE the resource.
+        (
+            "POST",
+            "/api/3.0/mlflow/users/permissions/grant".into(),
+            json!({"username": "reader", "resource_type": "experiment", "resource_id": exp, "permission": "READ"}),
+            "admin",
+        ),
+        (
+            "POST",
+            "/api/2.0/mlflow/registered-models/permissions/create".into(),
+            json!({"name": "matrix-model", "username": "reader", "permission": "READ"}),
+            "admin",
+        ),
+        (
+            "POST",
+            "/api/3.0/mlflow/roles/create".into(),
+            json!({"workspace": "default", "name": "role-{n}"}),
+            "admin",
+        ),
     ];
     let (status, answer) = call(
         &server,
@@ -649,9 +688,12 @@ fn each_route_kind_answers_each_kind_of_caller_as_specified() {
         let body = serde_json::from_str::<Value>(&body.to_string().replace("{n}", &i.to_string()))
             .unwrap();
         let before = events(&server);
-        // A plain user and a `read` token may read, nothing more (stored predictions not even
-        // that).
+        // A `read` token may read, nothing more (stored predictions not even that). A plain
+        // user holds the default READ on what others made: the same, except that anyone may
+        // create an experiment (and then MANAGEs it): that is checked after the refusals.
         let reader = if *scope == "read" { 200 } else { 403 };
+        let creates = path.ends_with("/experiments/create");
+        let plain_user = As::Basic("reader", "reader-password-01");
         for (who, expected) in [
             (As::Nobody, 401),
             (As::Basic("admin", "wrong-password-0"), 401),
@@ -659,8 +701,10 @@ fn each_route_kind_answers_each_kind_of_caller_as_specified() {
             (As::Bearer(&revoked), 401),
             (As::Bearer(&unscoped), 403),
             (As::Bearer(&read_only), reader),
-            (As::Basic("reader", "reader-password-01"), reader),
-        ] {
+        ]
+        .into_iter()
+        .chain((!creates).then_some((plain_user, reader)))
+        {
             let (status, answer) = call(&server, &who, method, path, body.clone());
             assert_eq!(status, expected, "{method} {path}: {answer}");
         }
@@ -669,6 +713,13 @@ fn each_route_kind_answers_each_kind_of_caller_as_specified() {
             before,
             "a refused {method} {path} changed the store"
         );
+        if creates {
+            let body =
+                serde_json::from_str::<Value>(&body.to_string().replace("matrix-", "by-reader-"))
+                    .unwrap();
+            let (status, answer) = call(&server, &plain_user, method, path, body);
+            assert_eq!(status, 200, "{method} {path} by a plain user: {answer}");
+        }
         // The right scope (alias moves need the version to exist: registered once, below).
         if *scope == "aliases:move" {
             let register = token(&server, &format!("register-{i}"), "models:register", None);

@@ -5,6 +5,7 @@
 //! `audit verify`.
 
 pub mod password;
+pub mod permissions;
 pub mod tokens;
 pub mod users;
 

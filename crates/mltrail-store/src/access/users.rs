@@ -11,7 +11,7 @@ use crate::audited::{text_key, Audited};
 use crate::error::{AlreadyExists, Conflict, Invalid, NotFound};
 use crate::sql::{int, text};
 use crate::{MetaStore, StoreError};
-use mltrail_core::now_millis;
+use mltrail_core::{now_millis, ReleaseRole};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
@@ -19,14 +19,18 @@ pub struct User {
     pub username: String,
     pub is_admin: bool,
     pub created_time: i64,
+    /// What the user may do in a release beside their permissions (sorted, no repeats).
+    pub release_roles: Vec<ReleaseRole>,
 }
 
 fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+    let roles = text(row, "release_roles")?;
     Ok(User {
         id: int(row, "user_id")?,
         username: text(row, "username")?,
         is_admin: int(row, "is_admin")? != 0,
         created_time: int(row, "created_time")?,
+        release_roles: ReleaseRole::parse_list(&roles).map_err(Conflict::StoredReleaseRole)?,
     })
 }
 
@@ -58,13 +62,19 @@ impl Audited for UserRef {
         conn: &mut AnyConnection,
     ) -> Result<Option<serde_json::Value>, StoreError> {
         Ok(find(conn, &self.0).await?.map(|(user, hash)| {
-            serde_json::json!({
+            let mut state = serde_json::json!({
                 "id": user.id,
                 "username": user.username,
                 "is_admin": user.is_admin,
                 "created_time": user.created_time,
                 "password_digest": blake3::hash(hash.as_bytes()).to_hex().to_string(),
-            })
+            });
+            // Only when there are some, so the state of users recorded before release roles
+            // existed digests as it did then.
+            if !user.release_roles.is_empty() {
+                state["release_roles"] = serde_json::json!(user.release_roles);
+            }
+            state
         }))
     }
 }
@@ -252,7 +262,58 @@ pub async fn update_admin(
     .await
 }
 
+/// Sets the user's release roles (replacing what they had).
+pub async fn set_release_roles(
+    store: &MetaStore,
+    actor: &str,
+    username: &str,
+    roles: &[ReleaseRole],
+) -> Result<(), StoreError> {
+    let mut roles = roles.to_vec();
+    roles.sort();
+    roles.dedup();
+    let joined = roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    change_user(
+        store,
+        actor,
+        "user.update_release_roles",
+        username,
+        "UPDATE users SET release_roles = $1 WHERE username = $2",
+        move |query| query.bind(joined),
+    )
+    .await
+}
+
+/// Deletes the user with their own grants (their hidden role) and their role assignments,
+/// each an audit event of the role it changes.
 pub async fn delete_user(store: &MetaStore, actor: &str, username: &str) -> Result<(), StoreError> {
-    let sql = "DELETE FROM users WHERE username = $1";
-    change_user(store, actor, "user.delete", username, sql, |query| query).await
+    let name = username.to_string();
+    store
+        .transaction(actor, async move |tx, audit| {
+            let Some((user, _)) = find(tx, &name).await? else {
+                return Err(NotFound::User(name.clone()).into());
+            };
+            super::permissions::forget_user(tx, audit, user.id).await?;
+            sqlx::query("DELETE FROM users WHERE user_id = $1")
+                .bind(user.id)
+                .execute(&mut *tx)
+                .await?;
+            audit
+                .record(tx, "user.delete", &UserRef(name.clone()))
+                .await
+        })
+        .await
+}
+
+/// The user's id, inside a transaction; `NotFound` when there is no such user.
+pub(crate) async fn user_id(conn: &mut AnyConnection, username: &str) -> Result<i64, StoreError> {
+    Ok(find(conn, username)
+        .await?
+        .ok_or_else(|| NotFound::User(username.to_string()))?
+        .0
+        .id)
 }

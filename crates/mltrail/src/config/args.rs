@@ -37,6 +37,10 @@ pub struct ServerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub insecure_no_auth: bool,
+    /// With --auth on: what users who are not admins may do on an experiment or registered
+    /// model no grant names (MLflow's default_permission; READ unless set).
+    #[arg(long, value_enum)]
+    pub default_permission: Option<super::DefaultPermission>,
     /// Metadata store: sqlite:///relative.db, sqlite:////absolute.db or postgresql://user@host:port/db.
     #[arg(long)]
     pub backend_store_uri: Option<String>,

@@ -72,6 +72,7 @@ pub(super) fn flag_key(table: &str, field: &str) -> Option<Key> {
         (_, "log_format") => Some(key("log", "format")),
         ("server" | "serve", "auth") => Some(key("auth", "mode")),
         ("server" | "serve", "insecure_no_auth") => Some(key("auth", "insecure_no_auth")),
+        ("server", "default_permission") => Some(key("auth", "default_permission")),
         ("server", _) => legacy_server_key(field),
         _ => None,
     })

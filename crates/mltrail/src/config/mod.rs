@@ -63,6 +63,37 @@ impl From<AuthModeArg> for mltrail_server::auth::AuthMode {
     }
 }
 
+/// What users who are not admins may do on an experiment or registered model that no grant
+/// names (`[auth] default_permission`, MLflow's `default_permission`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DefaultPermission {
+    /// Nothing: users see only what they are granted (or create).
+    NoPermissions,
+    /// View everything, change only what they are granted (MLflow's default).
+    #[default]
+    Read,
+    /// As READ (USE matters for MLflow's gateway endpoints, which mltrail does not have).
+    Use,
+    /// Change everything, delete only what they are granted.
+    Edit,
+    /// Everything, granting included.
+    Manage,
+}
+
+impl From<DefaultPermission> for mltrail_core::Permission {
+    fn from(p: DefaultPermission) -> Self {
+        match p {
+            DefaultPermission::NoPermissions => mltrail_core::Permission::NoPermissions,
+            DefaultPermission::Read => mltrail_core::Permission::Read,
+            DefaultPermission::Use => mltrail_core::Permission::Use,
+            DefaultPermission::Edit => mltrail_core::Permission::Edit,
+            DefaultPermission::Manage => mltrail_core::Permission::Manage,
+        }
+    }
+}
+
 /// What one table of mltrail.toml holds, for messages, `config show` and the generated example.
 #[derive(Debug)]
 pub struct TableSchema {
@@ -142,6 +173,10 @@ config_table! {
         /// Bind a non-loopback address with auth off (a trusted network only; warned at every
         /// start).
         pub insecure_no_auth: bool = false,
+        /// What users who are not admins may do on an experiment or registered model no grant
+        /// names: READ (view all, change what they are granted or created), EDIT, MANAGE, or
+        /// NO_PERMISSIONS (see only what they are granted or created).
+        pub default_permission: DefaultPermission = DefaultPermission::Read,
     }
 }
 

@@ -1,0 +1,577 @@
+//! Per-resource permissions of users who are not admins, as MLflow 3.17's basic-auth app
+//! decides them: a user's level on an experiment or a registered model is what their grants
+//! (their own and their roles', by id or `*`) give on top of the server's default permission
+//! ([`Permission::resolve`]); a request needs READ to view, EDIT to change, MANAGE to delete,
+//! restore or grant. Runs, logged models and artifacts count as their experiment's; model
+//! versions and aliases as their registered model's.
+//!
+//! [`check`] runs in the auth middleware after the coarse route check, for those users only
+//! (admins and tokens never reach it, so their requests carry no cost from it). It reads the
+//! request's parameters as the handler will (query string and JSON body), resolves the resource
+//! and refuses with 403 what the user may not do. Unlike MLflow, searches are filtered in SQL
+//! ([`Visibility`]), so pages come back full and page tokens stay exact.
+//!
+//! A run or logged model that does not exist is refused with 403 rather than 404, so ids cannot
+//! be probed (MLflow does the same); an experiment or registered model that does not exist gets
+//! the default permission, and then the handler's 404.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use mltrail_core::{Action, Permission, ResourceType};
+use mltrail_store::access::permissions::{self, Grant, Owner, Visibility, Visible};
+use mltrail_store::MetaStore;
+
+use crate::error::ApiError;
+use crate::req::Req;
+
+/// A user's grants and the default they apply on top of, loaded with their credentials (and
+/// cached with them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grants {
+    pub default: Permission,
+    pub grants: Vec<Grant>,
+}
+
+impl Grants {
+    /// The user's level on one resource.
+    pub fn level(&self, resource_type: ResourceType, id: &str) -> Permission {
+        Permission::resolve(
+            self.grants
+                .iter()
+                .filter(|g| {
+                    g.resource_type == resource_type
+                        && (g.resource_pattern == id || g.resource_pattern == "*")
+                })
+                .map(|g| g.permission),
+            self.default,
+        )
+    }
+
+    /// The resources of one kind the user may read: all but those whose own grants deny it,
+    /// or, when nothing is readable by default, only those granted.
+    fn visible(&self, resource_type: ResourceType) -> Visible<String> {
+        let everyone = self.level(resource_type, "*").allows(Action::Read);
+        let mut named: Vec<String> = self
+            .grants
+            .iter()
+            .filter(|g| g.resource_type == resource_type && g.resource_pattern != "*")
+            .map(|g| g.resource_pattern.clone())
+            .collect();
+        named.sort();
+        named.dedup();
+        named.retain(|id| self.level(resource_type, id).allows(Action::Read) != everyone);
+        if everyone {
+            if named.is_empty() {
+                Visible::All
+            } else {
+                Visible::AllBut(named)
+            }
+        } else {
+            Visible::Only(named)
+        }
+    }
+
+    pub fn visibility(&self) -> Visibility {
+        let experiments = match self.visible(ResourceType::Experiment) {
+            Visible::All => Visible::All,
+            Visible::AllBut(ids) => {
+                Visible::AllBut(ids.iter().filter_map(|i| i.parse().ok()).collect())
+            }
+            Visible::Only(ids) => {
+                Visible::Only(ids.iter().filter_map(|i| i.parse().ok()).collect())
+            }
+        };
+        Visibility {
+            experiments,
+            registered_models: self.visible(ResourceType::RegisteredModel),
+        }
+    }
+}
+
+/// What a route needs of a user, and where the resource is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Any authenticated user (creating an experiment or a registered model; the routes of
+    /// mltrail's own API, which the coarse check decided; the user and permission routes,
+    /// whose handlers decide).
+    Open,
+    /// `experiment_id`.
+    Experiment(Action),
+    /// `experiment_name`.
+    ExperimentByName(Action),
+    /// `run_id` (or `run_uuid`), counted as its experiment.
+    Run(Action),
+    /// The logged model in the path, counted as its experiment.
+    LoggedModel(Action),
+    /// `name`.
+    RegisteredModel(Action),
+    /// `name` for EDIT, and the experiment of `run_id` (if given) for READ.
+    NewModelVersion,
+    /// The artifact path in the URL: its first segment is the experiment id.
+    Artifact(Action),
+    /// The `path` query parameter of a listing.
+    ArtifactListing,
+    /// A search: filtered to what the user may read.
+    Search,
+    /// An MLflow route this table does not know: refused (fail closed, as MLflow 3).
+    Unknown,
+}
+
+fn rule(method: &Method, path: &str) -> Rule {
+    use Action::*;
+    let Some(p) = path
+        .strip_prefix("/ajax-api")
+        .or_else(|| path.strip_prefix("/api"))
+    else {
+        return Rule::Open;
+    };
+    if let Some(artifact) = p.strip_prefix("/2.0/mlflow-artifacts/artifacts") {
+        return match (method, artifact) {
+            (&Method::GET, "" | "/") => Rule::ArtifactListing,
+            (&Method::GET | &Method::HEAD, _) => Rule::Artifact(Read),
+            (&Method::PUT, _) => Rule::Artifact(Update),
+            // Deleting a stored artifact needs MANAGE, as in MLflow.
+            (&Method::DELETE, _) => Rule::Artifact(Manage),
+            _ => Rule::Unknown,
+        };
+    }
+    let Some(route) = p.strip_prefix("/2.0/mlflow/") else {
+        // mltrail's own routes (/v1/…: the coarse check decided) and the 3.0 user,
+        // permission and role routes (their handlers decide).
+        return Rule::Open;
+    };
+    if let Some(rest) = route.strip_prefix("logged-models/") {
+        if rest == "search" {
+            return Rule::Search;
+        }
+        let tail = rest.split_once('/').map(|(_, t)| t);
+        return match (method, tail) {
+            (&Method::GET, None) => Rule::LoggedModel(Read),
+            (&Method::PATCH, None | Some("tags")) | (&Method::POST, Some("params")) => {
+                Rule::LoggedModel(Update)
+            }
+            (&Method::DELETE, None) => Rule::LoggedModel(Delete),
+            (&Method::DELETE, Some(t)) if t.starts_with("tags/") => Rule::LoggedModel(Delete),
+            _ => Rule::Unknown,
+        };
+    }
+    match route {
+        "experiments/create" | "registered-models/create" => Rule::Open,
+        "logged-models" => Rule::Experiment(Update),
+        "experiments/get" => Rule::Experiment(Read),
+        "experiments/get-by-name" => Rule::ExperimentByName(Read),
+        "experiments/search"
+        | "experiments/list"
+        | "runs/search"
+        | "registered-models/search"
+        | "model-versions/search" => Rule::Search,
+        "experiments/update"
+        | "experiments/set-experiment-tag"
+        | "experiments/delete-experiment-tag" => Rule::Experiment(Update),
+        "experiments/delete" | "experiments/restore" => Rule::Experiment(Delete),
+        "runs/create" => Rule::Experiment(Update),
+        "runs/get" | "metrics/get-history" => Rule::Run(Read),
+        "runs/update" | "runs/set-tag" | "runs/delete-tag" | "runs/log-parameter"
+        | "runs/log-metric" | "runs/log-batch" | "runs/log-inputs" | "runs/outputs"
+        | "runs/log-model" => Rule::Run(Update),
+        "runs/delete" | "runs/restore" => Rule::Run(Delete),
+        "registered-models/get"
+        | "registered-models/get-latest-versions"
+        | "model-versions/get"
+        | "model-versions/get-download-uri" => Rule::RegisteredModel(Read),
+        "registered-models/alias" => Rule::RegisteredModel(match *method {
+            Method::GET => Read,
+            Method::DELETE => Delete,
+            _ => Update,
+        }),
+        "registered-models/update"
+        | "registered-models/rename"
+        | "registered-models/set-tag"
+        | "registered-models/delete-tag"
+        | "model-versions/update"
+        | "model-versions/transition-stage"
+        | "model-versions/set-tag" => Rule::RegisteredModel(Update),
+        "registered-models/delete" | "model-versions/delete" | "model-versions/delete-tag" => {
+            Rule::RegisteredModel(Delete)
+        }
+        "model-versions/create" => Rule::NewModelVersion,
+        r if r.starts_with("users/") => Rule::Open,
+        r if r.starts_with("experiments/permissions/")
+            || r.starts_with("registered-models/permissions/") =>
+        {
+            Rule::Open
+        }
+        _ => Rule::Unknown,
+    }
+}
+
+/// Why a request is refused: 403 with the reason, or a request the handler would refuse too
+/// (a missing or malformed parameter), answered as the handler would.
+pub enum Refusal {
+    Denied(String),
+    Invalid(ApiError),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Invalid(e)
+    }
+}
+
+fn lacks(user: &str, level: Permission, action: Action, what: &str) -> Refusal {
+    let needs = match action {
+        Action::Read => "READ",
+        Action::Update => "EDIT",
+        Action::Delete | Action::Manage => "MANAGE",
+    };
+    Refusal::Denied(format!(
+        "user `{user}` has {level} on {what}; this request needs {needs}"
+    ))
+}
+
+/// Checks a request of a user who is not an admin against their grants; returns the request
+/// (rebuilt around its body when the body had to be read) with the user's [`Visibility`] added
+/// for searches.
+pub async fn check(
+    store: &MetaStore,
+    user: &str,
+    grants: &Grants,
+    request: Request,
+    max_body: usize,
+) -> Result<Request, Response> {
+    let rule = rule(request.method(), request.uri().path());
+    match rule {
+        Rule::Open => return Ok(request),
+        Rule::Unknown => {
+            return Err(refusal(Refusal::Denied(format!(
+                "user `{user}` may not call this route (not an admin)"
+            ))))
+        }
+        Rule::Search => {
+            let mut request = request;
+            request
+                .extensions_mut()
+                .insert(Arc::new(grants.visibility()));
+            return Ok(request);
+        }
+        _ => {}
+    }
+    // Artifacts are named in the URL; everything else in the query or the JSON body, which is
+    // read here and handed on to the handler unchanged.
+    let (parts, body) = request.into_parts();
+    let reads_body = !matches!(
+        rule,
+        Rule::Artifact(_) | Rule::ArtifactListing | Rule::LoggedModel(_)
+    );
+    let (bytes, body) = if reads_body {
+        match axum::body::to_bytes(body, max_body).await {
+            Ok(bytes) => (bytes.clone(), Body::from(bytes)),
+            Err(_) => {
+                return Err(ApiError::invalid(format!(
+                    "the request body is unreadable or larger than {max_body} bytes"
+                ))
+                .into_response())
+            }
+        }
+    } else {
+        (Default::default(), body)
+    };
+    if let Err(refused) = decide(store, user, grants, rule, &parts, &bytes).await {
+        return Err(refusal(refused));
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
+fn refusal(refused: Refusal) -> Response {
+    match refused {
+        Refusal::Denied(why) => {
+            ApiError::new(axum::http::StatusCode::FORBIDDEN, "PERMISSION_DENIED", why)
+                .into_response()
+        }
+        Refusal::Invalid(e) => e.into_response(),
+    }
+}
+
+async fn decide(
+    store: &MetaStore,
+    user: &str,
+    grants: &Grants,
+    rule: Rule,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+) -> Result<(), Refusal> {
+    let experiment = |id: i64, action: Action| -> Result<(), Refusal> {
+        let level = grants.level(ResourceType::Experiment, &id.to_string());
+        if level.allows(action) {
+            Ok(())
+        } else {
+            Err(lacks(user, level, action, &format!("experiment {id}")))
+        }
+    };
+    let model = |name: &str, action: Action| -> Result<(), Refusal> {
+        let level = grants.level(ResourceType::RegisteredModel, name);
+        if level.allows(action) {
+            Ok(())
+        } else {
+            Err(lacks(
+                user,
+                level,
+                action,
+                &format!("registered model `{name}`"),
+            ))
+        }
+    };
+    let unavailable = |e: mltrail_store::StoreError| Refusal::Invalid(ApiError::from(e));
+    // A run or logged model that does not exist is refused like one the user may not see.
+    let hidden = |what: &str| Refusal::Denied(format!("user `{user}` may not use {what}"));
+    let params = || Req::from_parts(String::new(), parts.uri.query(), body);
+    match rule {
+        Rule::Experiment(action) => experiment(params()?.experiment_id()?.0, action),
+        Rule::ExperimentByName(action) => {
+            let name = params()?.str("experiment_name")?;
+            match permissions::experiment_of(store, Owner::ExperimentName, &name)
+                .await
+                .map_err(unavailable)?
+            {
+                Some(id) => experiment(id, action),
+                // The handler answers 404; no grant can name what does not exist.
+                None => Ok(()),
+            }
+        }
+        Rule::Run(action) => {
+            let run = params()?.run_id()?;
+            match permissions::experiment_of(store, Owner::Run, &run)
+                .await
+                .map_err(unavailable)?
+            {
+                Some(id) => experiment(id, action),
+                None => Err(hidden(&format!("run {run}"))),
+            }
+        }
+        Rule::LoggedModel(action) => {
+            let id = parts
+                .uri
+                .path()
+                .split("/logged-models/")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or_default();
+            let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+            match permissions::experiment_of(store, Owner::LoggedModel, &id)
+                .await
+                .map_err(unavailable)?
+            {
+                Some(exp) => experiment(exp, action),
+                None => Err(hidden(&format!("logged model {id}"))),
+            }
+        }
+        Rule::RegisteredModel(action) => model(&params()?.str("name")?, action),
+        Rule::NewModelVersion => {
+            let req = params()?;
+            model(&req.str("name")?, Action::Update)?;
+            match req.opt_str("run_id")?.filter(|r| !r.is_empty()) {
+                Some(run) => match permissions::experiment_of(store, Owner::Run, &run)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    Some(id) => experiment(id, Action::Read),
+                    None => Err(hidden(&format!("run {run}"))),
+                },
+                None => Ok(()),
+            }
+        }
+        Rule::Artifact(action) => {
+            let path = parts
+                .uri
+                .path()
+                .split_once("/mlflow-artifacts/artifacts/")
+                .map(|(_, p)| p)
+                .unwrap_or_default();
+            artifact(grants, user, path, action)
+        }
+        Rule::ArtifactListing => {
+            let path = params()?.opt_str("path")?.unwrap_or_default();
+            artifact(grants, user, &path, Action::Read)
+        }
+        Rule::Open | Rule::Search | Rule::Unknown => Ok(()),
+    }
+}
+
+/// An artifact counts as the experiment its path starts with (`<experiment id>/…`, where
+/// MLflow's runs and logged models keep theirs); any other path gets the default permission
+/// on experiments, as in MLflow.
+fn artifact(grants: &Grants, user: &str, path: &str, action: Action) -> Result<(), Refusal> {
+    let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let first = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let (level, what) = match first.parse::<i64>() {
+        Ok(id) => (
+            grants.level(ResourceType::Experiment, &id.to_string()),
+            format!("experiment {id}"),
+        ),
+        Err(_) => (
+            grants.default,
+            "artifacts outside any experiment".to_string(),
+        ),
+    };
+    if level.allows(action) {
+        Ok(())
+    } else {
+        Err(lacks(user, level, action, &what))
+    }
+}
+
+/// What the caller may see in a search: what [`check`] found for a user who is not an admin,
+/// everything for anyone else.
+pub(crate) struct Seen(pub Arc<Visibility>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Seen {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Seen(
+            parts
+                .extensions
+                .get::<Arc<Visibility>>()
+                .cloned()
+                .unwrap_or_default(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(rt: ResourceType, pattern: &str, permission: Permission) -> Grant {
+        Grant {
+            resource_type: rt,
+            resource_pattern: pattern.into(),
+            permission,
+        }
+    }
+
+    #[test]
+    fn routes_name_their_resource_and_action() {
+        use Action::*;
+        let cases = [
+            (
+                Method::POST,
+                "/api/2.0/mlflow/experiments/create",
+                Rule::Open,
+            ),
+            (
+                Method::POST,
+                "/api/2.0/mlflow/registered-models/create",
+                Rule::Open,
+            ),
+            (
+                Method::POST,
+                "/api/2.0/mlflow/logged-models",
+                Rule::Experiment(Update),
+            ),
+            (
+                Method::GET,
+                "/api/2.0/mlflow/experiments/get",
+                Rule::Experiment(Read),
+            ),
+            (
+                Method::POST,
+                "/api/2.0/mlflow/runs/log-batch",
+                Rule::Run(Update),
+            ),
+            (
+                Method::POST,
+                "/ajax-api/2.0/mlflow/runs/delete",
+                Rule::Run(Delete),
+            ),
+            (Method::POST, "/api/2.0/mlflow/runs/search", Rule::Search),
+            (
+                Method::DELETE,
+                "/api/2.0/mlflow/registered-models/alias",
+                Rule::RegisteredModel(Delete),
+            ),
+            (
+                Method::POST,
+                "/api/2.0/mlflow/registered-models/alias",
+                Rule::RegisteredModel(Update),
+            ),
+            (
+                Method::GET,
+                "/api/2.0/mlflow/logged-models/m-1",
+                Rule::LoggedModel(Read),
+            ),
+            (
+                Method::DELETE,
+                "/api/2.0/mlflow/logged-models/m-1/tags/k",
+                Rule::LoggedModel(Delete),
+            ),
+            (
+                Method::PUT,
+                "/api/2.0/mlflow-artifacts/artifacts/1/r/x",
+                Rule::Artifact(Update),
+            ),
+            (
+                Method::DELETE,
+                "/api/2.0/mlflow-artifacts/artifacts/1/r/x",
+                Rule::Artifact(Manage),
+            ),
+            (
+                Method::GET,
+                "/api/2.0/mlflow-artifacts/artifacts",
+                Rule::ArtifactListing,
+            ),
+            (
+                Method::POST,
+                "/api/2.0/mlflow/runs/not-a-route",
+                Rule::Unknown,
+            ),
+            (Method::POST, "/api/v1/datasets", Rule::Open),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(rule(&method, path), expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn searches_see_what_grants_and_the_default_allow() {
+        use Permission::*;
+        use ResourceType::*;
+        let g = Grants {
+            default: Read,
+            grants: vec![grant(Experiment, "2", Deny), grant(Experiment, "3", Edit)],
+        };
+        assert_eq!(g.visibility().experiments, Visible::AllBut(vec![2]));
+        assert_eq!(g.visibility().registered_models, Visible::All);
+        let g = Grants {
+            default: NoPermissions,
+            grants: vec![
+                grant(Experiment, "5", Read),
+                grant(RegisteredModel, "m", Manage),
+                grant(RegisteredModel, "x", Deny),
+            ],
+        };
+        assert_eq!(g.visibility().experiments, Visible::Only(vec![5]));
+        assert_eq!(
+            g.visibility().registered_models,
+            Visible::Only(vec!["m".to_string()])
+        );
+        // A `*` grant counts for every id, and a DENY on one id still hides it.
+        let g = Grants {
+            default: NoPermissions,
+            grants: vec![grant(Experiment, "*", Read), grant(Experiment, "7", Deny)],
+        };
+        assert_eq!(g.visibility().experiments, Visible::AllBut(vec![7]));
+        assert_eq!(g.level(Experiment, "8"), Read);
+    }
+}
