@@ -10,7 +10,8 @@ builds to compare them on this noisy VM:
 With --postgres the server runs on a throwaway PostgreSQL (scripts/pg.sh) instead of SQLite. With
 --auth the server runs with --auth on and every request carries an admin's Basic credentials
 (as the mlflow client sends them on every call): alternate runs with and without it to measure
-what authentication costs.
+what authentication costs. --send-credentials sends the same header to a server with auth off, so
+both runs give wrk (which shares the 2 cores) the same work.
 """
 import argparse
 import os
@@ -30,6 +31,9 @@ def main():
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
     ap.add_argument("--postgres", action="store_true", help="run the server on a throwaway PostgreSQL")
     ap.add_argument("--auth", action="store_true", help="run the server with --auth on; requests send Basic credentials")
+    ap.add_argument("--send-credentials", action="store_true",
+                    help="send the same Basic credentials to a server with auth off: the client's work (wrk shares "
+                         "the machine) is then the same as with --auth, and the difference is the server's")
     ap.add_argument("loads", nargs="*", default=["create_run:1", "log_metric:1", "log_metric:64", "log_batch:1"],
                     help=f"SCRIPT:CONNECTIONS, SCRIPT one of {', '.join(tracking.LUA)}")
     args = ap.parse_args()
@@ -49,7 +53,7 @@ def main():
             os.environ["MLTRAIL_ADMIN_PASSWORD"] = "bench-password-0001"
             extra = [*extra, "--auth", "on"]
         server = tracking.start_mltrail(args.binary, root, extra=extra)
-        if args.auth:
+        if args.auth or args.send_credentials:
             server.auth = ("admin", "bench-password-0001")
         try:
             exp = server.post("experiments/create", {"name": "ab"})["experiment_id"]

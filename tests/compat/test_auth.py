@@ -3,6 +3,7 @@ MLTRAIL_TEST_AUTH=on; skipped otherwise): users created, read, promoted, re-pass
 through the routes the pinned client calls; per-resource permissions granted, resolved and
 enforced (READ may not log, DENY and NO_PERMISSIONS hide from search, MANAGE may grant); roles."""
 import os
+import subprocess
 
 import pytest
 import requests
@@ -111,11 +112,23 @@ def test_permissions_are_granted_resolved_and_enforced(auth, client, unique, ser
     auth.grant_user_permission(carol, "experiment", theirs, "DENY")
     result = auth.get_user_permission(carol, "experiment", theirs)
     assert (result.permission, result.allowed) == ("DENY", False)
+    secret_run = client.create_run(theirs).info.run_id
+    client.log_text(secret_run, "not for carol", "secret.txt")
     as_user(carol, "carol-password-01")
     assert not visible(client, theirs) and visible(client, mine)
     with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
         client.get_experiment(theirs)
     assert client.search_runs([theirs]) == []
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+        client.list_artifacts(secret_run)
+    # A listing reads its folder from the query alone: a body naming another folder is ignored.
+    listing = requests.get(server["url"] + "/api/2.0/mlflow-artifacts/artifacts",
+                           params={"path": mine}, json={"path": f"{theirs}/{secret_run}/artifacts"},
+                           auth=(carol, "carol-password-01"))
+    assert listing.status_code == 200 and "secret.txt" not in listing.text, listing.text
+    # A version cannot be made from a run one may not read.
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+        client.create_model_version(model, f"runs:/{secret_run}/model")
     as_user(*admin)
     auth.revoke_user_permission(carol, "experiment", theirs)
     with pytest.raises(RestException, match="RESOURCE_DOES_NOT_EXIST"):
@@ -145,6 +158,15 @@ def test_permissions_are_granted_resolved_and_enforced(auth, client, unique, ser
     client.update_registered_model(model, description="by bob")
     assert client.get_registered_model(model).description == "by bob"
 
+    # A DENY on every experiment forbids creating one, as in MLflow.
+    as_user(*admin)
+    auth.grant_user_permission(carol, "experiment", "*", "DENY")
+    as_user(carol, "carol-password-01")
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+        client.create_experiment(unique("by-carol"))
+    as_user(*admin)
+    auth.revoke_user_permission(carol, "experiment", "*")
+
     # Roles bundle permissions: a role with EDIT on every experiment, assigned to carol.
     as_user(*admin)
     role = auth.create_role("default", unique("editors"), "may log anywhere")
@@ -163,3 +185,26 @@ def test_permissions_are_granted_resolved_and_enforced(auth, client, unique, ser
     auth.delete_role(role.id)
     auth.delete_user(bob)
     auth.delete_user(carol)
+
+
+def test_release_roles_open_what_they_name(auth, client, unique, server):
+    """An auditor reads the archive of prediction logs; a plain user may not; nobody else's
+    grants decide it."""
+    admin = (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"])
+    auditor, plain = unique("auditor"), unique("plain")
+    for name in (auditor, plain):
+        auth.create_user(name, "a-password-of-12")
+    done = subprocess.run([server["binary"], "users", "set-roles", auditor, "auditor",
+                           "--backend-store-uri", server["backend"]], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    archived = server["url"] + "/api/2.0/mlflow-artifacts/artifacts/predictions/roles/2026-12-03/x.parquet"
+    requests.put(archived, data=b"stands for a Parquet file", auth=admin).raise_for_status()
+    assert requests.get(archived, auth=(auditor, "a-password-of-12")).status_code == 200
+    assert requests.get(archived, auth=(plain, "a-password-of-12")).status_code == 403
+    listing = server["url"] + "/api/2.0/mlflow-artifacts/artifacts"
+    assert requests.get(listing, params={"path": "predictions"}, auth=(plain, "a-password-of-12")).status_code == 403
+    assert requests.get(listing, params={"path": "predictions"}, auth=(auditor, "a-password-of-12")).status_code == 200
+    # The auditor changes nothing they were not granted.
+    assert requests.put(archived, data=b"x", auth=(auditor, "a-password-of-12")).status_code == 403
+    auth.delete_user(auditor)
+    auth.delete_user(plain)

@@ -29,7 +29,13 @@ fn parse(raw: &str) -> ApiResult<ArtifactPath> {
     Ok(ArtifactPath::parse(raw)?)
 }
 
-async fn list(State(state): State<AppState>, req: Req) -> ApiResult<Json<Value>> {
+/// Lists a folder named by the query string alone (as MLflow reads a GET), so the access checks,
+/// which read the same query, judge the folder that is listed.
+async fn list(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> ApiResult<Json<Value>> {
+    let req = Req::from_parts(String::new(), query.as_deref(), b"")?;
     let dir = parse(&req.opt_str("path")?.unwrap_or_default())?;
     let files = state.artifacts.list(&dir).await?;
     if files.is_empty() {

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use mltrail_core::{Permission, Principal, ReleaseRole, Scope};
 use mltrail_store::access::permissions;
 use mltrail_store::access::tokens::{self, TokenCheck};
@@ -30,6 +30,7 @@ use mltrail_store::access::users;
 use mltrail_store::MetaStore;
 
 use crate::error::ApiError;
+use crate::guard::{Fast, Guard};
 use crate::permissions::Grants;
 
 /// How long a checked credential is trusted without asking the store again: a changed
@@ -160,6 +161,14 @@ impl CredentialCache {
         }
     }
 
+    /// Forgets the cached credentials of one principal (every header that named them).
+    pub fn forget(&self, principal: &Principal) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut cache) = self.entries.lock() {
+            cache.retain(|_, (caller, _)| caller.principal != *principal);
+        }
+    }
+
     /// The generation to give [`CredentialCache::put`] for a check starting now.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
@@ -271,6 +280,13 @@ impl Auth {
         }
     }
 
+    /// Forgets one principal's cached credentials: after a change that concerns only them
+    /// (a grant to the creator of an experiment), so that creating things does not make
+    /// every other client pay argon2 again.
+    pub fn forget(&self, principal: &Principal) {
+        self.cache.forget(principal);
+    }
+
     /// The same, with another default permission for users who are not admins.
     pub fn with_default_permission(self, default_permission: Permission) -> Self {
         Auth {
@@ -317,11 +333,11 @@ const POSTED_QUERIES: &[&str] = &[
 ];
 
 impl Need {
-    /// The need of a request, by method and path. Paths are compared whole or by prefix from
-    /// the start, never by a segment found anywhere: an artifact may be named `get` or live
-    /// under `mlflow/users/`. Reads are GET and HEAD, and the POSTs in [`POSTED_QUERIES`];
-    /// everything else writes.
-    pub fn of(method: &Method, path: &str) -> Need {
+    /// The need of a request, by method and path (and, for an artifact listing, the folder in
+    /// its query). Paths are compared whole or by prefix from the start, never by a segment
+    /// found anywhere: an artifact may be named `get` or live under `mlflow/users/`. Reads are
+    /// GET and HEAD, and the POSTs in [`POSTED_QUERIES`]; everything else writes.
+    pub fn of(method: &Method, path: &str, query: Option<&str>) -> Need {
         if matches!(path, "/health" | "/version") {
             return Need::Open;
         }
@@ -349,8 +365,14 @@ impl Need {
             || (*method == Method::POST && POSTED_QUERIES.contains(&p));
         if let Some(artifact) = p.strip_prefix("/2.0/mlflow-artifacts/artifacts") {
             // Archived prediction logs hold callers' inputs (possibly personal data): reading
-            // them needs what reading a stored prediction from a deployment needs.
-            let archive = artifact.trim_start_matches('/').split('/').next() == Some("predictions");
+            // them, or listing their names, needs what reading a stored prediction from a
+            // deployment needs.
+            let listed = match artifact.trim_start_matches('/') {
+                "" => crate::permissions::listed_folder(query),
+                _ => String::new(),
+            };
+            let archive =
+                crate::permissions::in_archive(artifact) || crate::permissions::in_archive(&listed);
             return match (archive, reads) {
                 (true, true) => Need::Scope(Scope::PredictionsRead),
                 (true, false) => Need::Scope(Scope::Deployments),
@@ -435,68 +457,94 @@ impl Need {
     }
 }
 
-/// The middleware of `--auth on`: checks the caller and what the route needs, and adds the
-/// [`Caller`] to the request.
-pub async fn authenticate(
-    State(gate): State<AuthGate>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let auth = &gate.auth;
-    let need = Need::of(request.method(), request.uri().path());
-    let caller = if need == Need::Open {
-        Arc::new(Caller::unchecked(Principal::Anonymous))
-    } else {
-        let path = request.uri().path();
-        let cacheable = path != "/api/v1/auth/whoami";
-        // The common case answers from the cache without awaiting anything; the store is
-        // asked on a miss only, in a future of its own, so this one stays small (it is
-        // allocated per request: at first it carried the argon2 path inline, and authentication
-        // cost 7 % of log-metric throughput).
-        let cached = cacheable
-            .then(|| request.headers().get(header::AUTHORIZATION))
-            .flatten()
-            .and_then(|raw| auth.cache.get(&CredentialCache::key(raw)));
-        let checked = match cached {
-            Some(caller) => Ok(caller),
-            None => Box::pin(check(auth, &gate.store, request.headers(), cacheable)).await,
+/// The path whose answer is never taken from the credential cache: serving processes cache it
+/// in turn (one cache between a revocation and a refusal, not two).
+const WHOAMI: &str = "/api/v1/auth/whoami";
+
+/// `--auth on`: checks the caller and what the route needs, and adds the [`Caller`] to the
+/// request. A cached credential of an admin or a token is decided without awaiting; a miss,
+/// and every request of a user checked resource by resource, take [`Guard::slow`].
+impl Guard for AuthGate {
+    fn fast(&self, request: &mut Request) -> Fast {
+        let need = Need::of(
+            request.method(),
+            request.uri().path(),
+            request.uri().query(),
+        );
+        if need == Need::Open {
+            request
+                .extensions_mut()
+                .insert(Arc::new(Caller::unchecked(Principal::Anonymous)));
+            return Fast::Pass;
+        }
+        if request.uri().path() == WHOAMI {
+            return Fast::Check;
+        }
+        let Some(raw) = request.headers().get(header::AUTHORIZATION) else {
+            return Fast::Refuse(no_credentials());
         };
-        match checked {
-            Ok(caller) => {
-                if let Err(why) = need.allows(&caller) {
-                    return denied(&auth.counters, &caller, request.uri().path(), why);
-                }
-                if let Some(grants) = &caller.grants {
+        let Some(caller) = self.auth.cache.get(&CredentialCache::key(raw)) else {
+            return Fast::Check;
+        };
+        if let Err(why) = need.allows(&caller) {
+            return Fast::Refuse(denied(
+                &self.auth.counters,
+                &caller,
+                request.uri().path(),
+                why,
+            ));
+        }
+        if caller.grants.is_some() {
+            return Fast::Check;
+        }
+        request.extensions_mut().insert(caller);
+        Fast::Pass
+    }
+
+    fn slow(self, request: Request) -> BoxFuture<'static, Result<Request, Response>> {
+        Box::pin(async move {
+            let auth = &self.auth;
+            let need = Need::of(
+                request.method(),
+                request.uri().path(),
+                request.uri().query(),
+            );
+            let cacheable = request.uri().path() != WHOAMI;
+            let caller = check(auth, &self.store, request.headers(), cacheable).await?;
+            if let Err(why) = need.allows(&caller) {
+                return Err(denied(&auth.counters, &caller, request.uri().path(), why));
+            }
+            let mut request = match &caller.grants {
+                None => request,
+                Some(grants) => {
                     let user = caller.principal.name();
-                    match crate::permissions::check(
-                        &gate.store,
+                    let checked = crate::permissions::check(
+                        &self.store,
                         user,
                         grants,
                         request,
-                        gate.max_body,
+                        self.max_body,
                     )
-                    .await
-                    {
-                        Ok(checked) => request = checked,
+                    .await;
+                    match checked {
+                        Ok(request) => request,
                         Err(refusal) => {
                             if refusal.status() == StatusCode::FORBIDDEN {
                                 auth.counters.denied.fetch_add(1, Ordering::Relaxed);
                                 tracing::warn!(actor = %caller.principal, "permission denied");
                             }
-                            return refusal;
+                            return Err(refusal);
                         }
                     }
                 }
-                caller
-            }
-            Err(refusal) => return refusal,
-        }
-    };
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+            };
+            request.extensions_mut().insert(caller);
+            Ok(request)
+        })
+    }
 }
 
-/// What the middleware needs, and no more (its state is cloned per request).
+/// What the guard needs, and no more (it is cloned per request that awaits a check).
 #[derive(Clone)]
 pub struct AuthGate {
     pub auth: Arc<Auth>,
@@ -562,7 +610,7 @@ async fn check(
     cached: bool,
 ) -> Result<Arc<Caller>, Response> {
     let Some(raw) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthenticated("this server requires authentication: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN)"));
+        return Err(no_credentials());
     };
     let key = CredentialCache::key(raw);
     let lock = auth.check_lock(&key);
@@ -681,6 +729,10 @@ pub(crate) fn denied(
     ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", why).into_response()
 }
 
+fn no_credentials() -> Response {
+    unauthenticated("this server requires authentication: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD) or a bearer token (MLFLOW_TRACKING_TOKEN)")
+}
+
 pub fn unauthenticated(why: &str) -> Response {
     let mut response =
         ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", why).into_response();
@@ -694,6 +746,27 @@ pub fn unauthenticated(why: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forgetting_one_principal_keeps_the_others_cached() {
+        let cache = CredentialCache::default();
+        let caller = |name: &str| {
+            Arc::new(Caller {
+                principal: Principal::User(name.into()),
+                ..Caller::unchecked(Principal::Anonymous)
+            })
+        };
+        let (alice, bob) = ([1u8; 32], [2u8; 32]);
+        cache.put(alice, caller("alice"), cache.generation(), None);
+        cache.put(bob, caller("bob"), cache.generation(), None);
+        // A check that began before the change does not store what it read.
+        let before = cache.generation();
+        cache.forget(&Principal::User("alice".into()));
+        assert!(cache.get(&alice).is_none());
+        assert!(cache.get(&bob).is_some());
+        cache.put(alice, caller("alice"), before, None);
+        assert!(cache.get(&alice).is_none());
+    }
 
     #[test]
     fn routes_map_to_what_they_need() {
@@ -821,12 +894,40 @@ mod tests {
                 Need::Read,
             ),
             (Method::POST, "/somewhere/mlflow/users/create", Need::Read),
+            // The archive stays the archive however its path is spelled.
+            (
+                Method::GET,
+                "/api/2.0/mlflow-artifacts/artifacts/%70redictions/d/x.parquet",
+                Need::Scope(Scope::PredictionsRead),
+            ),
+            (
+                Method::GET,
+                "/api/2.0/mlflow-artifacts/artifacts//predictions/d/x.parquet",
+                Need::Scope(Scope::PredictionsRead),
+            ),
         ];
         for (method, path, need) in adversarial {
-            assert_eq!(Need::of(&method, path), need, "{method} {path}");
+            assert_eq!(Need::of(&method, path, None), need, "{method} {path}");
         }
         for (method, path, need) in cases {
-            assert_eq!(Need::of(&method, path), need, "{method} {path}");
+            assert_eq!(Need::of(&method, path, None), need, "{method} {path}");
+        }
+        // A listing of the archive is a read of stored predictions; of anything else, a read.
+        let listing = "/api/2.0/mlflow-artifacts/artifacts";
+        for (query, need) in [
+            ("path=predictions", Need::Scope(Scope::PredictionsRead)),
+            ("path=predictions%2Fd", Need::Scope(Scope::PredictionsRead)),
+            (
+                "path=%2F%2Fpredictions",
+                Need::Scope(Scope::PredictionsRead),
+            ),
+            ("path=1%2Fr", Need::Read),
+        ] {
+            assert_eq!(
+                Need::of(&Method::GET, listing, Some(query)),
+                need,
+                "{query}"
+            );
         }
     }
 

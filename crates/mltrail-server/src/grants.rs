@@ -594,7 +594,8 @@ async fn v2_delete_model(State(s): State<AppState>, Extension(c): Who, req: Req)
 
 /// After an experiment or registered model is created: its creator, when a user, MANAGEs it
 /// (as in MLflow, admins included). Their cached grants are forgotten so the next request sees
-/// the new one.
+/// the new one (theirs only: any user may create, and emptying the whole cache each time would
+/// let one user make every client pay argon2 again).
 pub(crate) async fn creator_manages(state: &AppState, actor: &str, rt: ResourceType, id: &str) {
     let Principal::User(name) = Principal::parse(actor) else {
         return;
@@ -611,7 +612,7 @@ pub(crate) async fn creator_manages(state: &AppState, actor: &str, rt: ResourceT
     )
     .await;
     match granted {
-        Ok(()) => state.auth.forget_all(),
+        Ok(()) => state.auth.forget(&Principal::User(name.clone())),
         Err(e) => {
             tracing::error!(error = %e, user = %name, resource_type = %rt, id, "cannot grant MANAGE to the creator")
         }

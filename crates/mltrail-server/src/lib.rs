@@ -10,6 +10,7 @@ mod datasets;
 mod deployments;
 pub mod error;
 mod grants;
+pub mod guard;
 mod logged_models;
 mod metric_body;
 pub mod metrics;
@@ -108,14 +109,11 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     // With auth off nothing is checked, so no middleware runs (handlers name the actor from
     // the headers themselves).
     let app = match state.auth.mode {
-        auth::AuthMode::On => app.layer(axum::middleware::from_fn_with_state(
-            auth::AuthGate {
-                auth: state.auth.clone(),
-                store: state.store.clone(),
-                max_body: limits.max_json_bytes,
-            },
-            auth::authenticate,
-        )),
+        auth::AuthMode::On => app.layer(guard::GuardLayer(auth::AuthGate {
+            auth: state.auth.clone(),
+            store: state.store.clone(),
+            max_body: limits.max_json_bytes,
+        })),
         auth::AuthMode::Off => app,
     };
     app.layer(TraceLayer::new_for_http()).with_state(state)

@@ -27,6 +27,7 @@ use mltrail_store::MetaStore;
 
 use crate::error::ApiError;
 use crate::req::Req;
+use serde_json::Value;
 
 /// A user's grants and the default they apply on top of, loaded with their credentials (and
 /// cached with them).
@@ -95,10 +96,11 @@ impl Grants {
 /// What a route needs of a user, and where the resource is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rule {
-    /// Any authenticated user (creating an experiment or a registered model; the routes of
-    /// mltrail's own API, which the coarse check decided; the user and permission routes,
-    /// whose handlers decide).
+    /// Any authenticated user (the routes of mltrail's own API, which the coarse check
+    /// decided; the user and permission routes, whose handlers decide).
     Open,
+    /// Creating one of a kind: anyone without a DENY on all of it (the creator then MANAGEs it).
+    Create(ResourceType),
     /// `experiment_id`.
     Experiment(Action),
     /// `experiment_name`.
@@ -160,7 +162,8 @@ fn rule(method: &Method, path: &str) -> Rule {
         };
     }
     match route {
-        "experiments/create" | "registered-models/create" => Rule::Open,
+        "experiments/create" => Rule::Create(ResourceType::Experiment),
+        "registered-models/create" => Rule::Create(ResourceType::RegisteredModel),
         "logged-models" => Rule::Experiment(Update),
         "experiments/get" => Rule::Experiment(Read),
         "experiments/get-by-name" => Rule::ExperimentByName(Read),
@@ -245,6 +248,15 @@ pub async fn check(
 ) -> Result<Request, Response> {
     let rule = rule(request.method(), request.uri().path());
     match rule {
+        Rule::Create(resource_type) => {
+            // As MLflow: a DENY on all of a kind forbids creating one.
+            if grants.level(resource_type, "*") == Permission::Deny {
+                return Err(refusal(Refusal::Denied(format!(
+                    "user `{user}` holds DENY on every {resource_type}: they may not create one"
+                ))));
+            }
+            return Ok(request);
+        }
         Rule::Open => return Ok(request),
         Rule::Unknown => {
             return Err(refusal(Refusal::Denied(format!(
@@ -296,6 +308,102 @@ fn refusal(refused: Refusal) -> Response {
     }
 }
 
+/// Decides one request's resources against one user's grants.
+struct Checker<'a> {
+    store: &'a MetaStore,
+    user: &'a str,
+    grants: &'a Grants,
+}
+
+impl Checker<'_> {
+    fn needs(&self, level: Permission, action: Action, what: &str) -> Result<(), Refusal> {
+        if level.allows(action) {
+            Ok(())
+        } else {
+            Err(lacks(self.user, level, action, what))
+        }
+    }
+
+    fn experiment(&self, id: i64, action: Action) -> Result<(), Refusal> {
+        let level = self.grants.level(ResourceType::Experiment, &id.to_string());
+        self.needs(level, action, &format!("experiment {id}"))
+    }
+
+    fn model(&self, name: &str, action: Action) -> Result<(), Refusal> {
+        let level = self.grants.level(ResourceType::RegisteredModel, name);
+        self.needs(level, action, &format!("registered model `{name}`"))
+    }
+
+    /// A run or logged model counts as its experiment; one that does not exist is refused
+    /// like one the user may not see.
+    async fn owned(&self, owner: Owner, key: &str, action: Action) -> Result<(), Refusal> {
+        let found = permissions::experiment_of(self.store, owner, key)
+            .await
+            .map_err(|e| Refusal::Invalid(ApiError::from(e)))?;
+        let what = match owner {
+            Owner::Run => "run",
+            Owner::LoggedModel => "logged model",
+            Owner::ExperimentName => "experiment",
+        };
+        match found {
+            Some(id) => self.experiment(id, action),
+            None if owner == Owner::ExperimentName => Ok(()),
+            None => Err(Refusal::Denied(format!(
+                "user `{}` may not use {what} {key}",
+                self.user
+            ))),
+        }
+    }
+
+    /// The logged models a logging request links to (`model_id` of a metric, of a batch's
+    /// metrics, of `runs/outputs`' models): each needs EDIT on its experiment, as in MLflow.
+    async fn linked_models(&self, req: &Req) -> Result<(), Refusal> {
+        let mut ids: Vec<&str> = Vec::new();
+        ids.extend(req.value("model_id").and_then(Value::as_str));
+        for list in ["metrics", "models"] {
+            if let Some(Value::Array(items)) = req.value(list) {
+                ids.extend(items.iter().filter_map(|i| i.get("model_id")?.as_str()));
+            }
+        }
+        for id in ids.into_iter().filter(|id| !id.is_empty()) {
+            self.owned(Owner::LoggedModel, id, Action::Update).await?;
+        }
+        Ok(())
+    }
+
+    /// What a new model version is made from must be readable: `run_id`, `model_id`, and a
+    /// `runs:/…` or `models:/…` source.
+    async fn version_sources(&self, req: &Req) -> Result<(), Refusal> {
+        if let Some(run) = req.opt_str("run_id")?.filter(|r| !r.is_empty()) {
+            self.owned(Owner::Run, &run, Action::Read).await?;
+        }
+        if let Some(id) = req.opt_str("model_id")?.filter(|m| !m.is_empty()) {
+            self.owned(Owner::LoggedModel, &id, Action::Read).await?;
+        }
+        let source = req.opt_str("source")?.unwrap_or_default();
+        if let Some(rest) = source.strip_prefix("runs:/") {
+            let run = rest
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            self.owned(Owner::Run, run, Action::Read).await?;
+        } else if let Some(rest) = source.strip_prefix("models:/") {
+            let rest = rest.trim_start_matches('/');
+            match rest.split_once('/') {
+                // models:/NAME/VERSION (or a stage): another registered model's version.
+                Some((name, _)) => self.model(name, Action::Read)?,
+                None => match rest.split_once('@') {
+                    Some((name, _)) => self.model(name, Action::Read)?,
+                    // models:/<logged model id>
+                    None => self.owned(Owner::LoggedModel, rest, Action::Read).await?,
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn decide(
     store: &MetaStore,
     user: &str,
@@ -304,53 +412,36 @@ async fn decide(
     parts: &axum::http::request::Parts,
     body: &[u8],
 ) -> Result<(), Refusal> {
-    let experiment = |id: i64, action: Action| -> Result<(), Refusal> {
-        let level = grants.level(ResourceType::Experiment, &id.to_string());
-        if level.allows(action) {
-            Ok(())
-        } else {
-            Err(lacks(user, level, action, &format!("experiment {id}")))
-        }
+    let checker = Checker {
+        store,
+        user,
+        grants,
     };
-    let model = |name: &str, action: Action| -> Result<(), Refusal> {
-        let level = grants.level(ResourceType::RegisteredModel, name);
-        if level.allows(action) {
-            Ok(())
-        } else {
-            Err(lacks(
-                user,
-                level,
-                action,
-                &format!("registered model `{name}`"),
-            ))
-        }
-    };
-    let unavailable = |e: mltrail_store::StoreError| Refusal::Invalid(ApiError::from(e));
-    // A run or logged model that does not exist is refused like one the user may not see.
-    let hidden = |what: &str| Refusal::Denied(format!("user `{user}` may not use {what}"));
     let params = || Req::from_parts(String::new(), parts.uri.query(), body);
     match rule {
-        Rule::Experiment(action) => experiment(params()?.experiment_id()?.0, action),
-        Rule::ExperimentByName(action) => {
-            let name = params()?.str("experiment_name")?;
-            match permissions::experiment_of(store, Owner::ExperimentName, &name)
-                .await
-                .map_err(unavailable)?
-            {
-                Some(id) => experiment(id, action),
-                // The handler answers 404; no grant can name what does not exist.
+        Rule::Experiment(action) => {
+            let req = params()?;
+            // `runs/create` without an experiment logs to the default one (0), as its handler.
+            let id = match req.opt_str("experiment_id")?.filter(|s| !s.is_empty()) {
+                Some(raw) => crate::req::parse_experiment_id(&raw)?.0,
+                None if parts.uri.path().ends_with("/runs/create") => 0,
+                None => return Err(ApiError::missing("experiment_id").into()),
+            };
+            checker.experiment(id, action)?;
+            // A logged model made from a run must be able to read that run.
+            match req.opt_str("source_run_id")?.filter(|r| !r.is_empty()) {
+                Some(run) => checker.owned(Owner::Run, &run, Action::Read).await,
                 None => Ok(()),
             }
         }
+        Rule::ExperimentByName(action) => {
+            let name = params()?.str("experiment_name")?;
+            checker.owned(Owner::ExperimentName, &name, action).await
+        }
         Rule::Run(action) => {
-            let run = params()?.run_id()?;
-            match permissions::experiment_of(store, Owner::Run, &run)
-                .await
-                .map_err(unavailable)?
-            {
-                Some(id) => experiment(id, action),
-                None => Err(hidden(&format!("run {run}"))),
-            }
+            let req = params()?;
+            checker.owned(Owner::Run, &req.run_id()?, action).await?;
+            checker.linked_models(&req).await
         }
         Rule::LoggedModel(action) => {
             let id = parts
@@ -361,28 +452,13 @@ async fn decide(
                 .and_then(|rest| rest.split('/').next())
                 .unwrap_or_default();
             let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
-            match permissions::experiment_of(store, Owner::LoggedModel, &id)
-                .await
-                .map_err(unavailable)?
-            {
-                Some(exp) => experiment(exp, action),
-                None => Err(hidden(&format!("logged model {id}"))),
-            }
+            checker.owned(Owner::LoggedModel, &id, action).await
         }
-        Rule::RegisteredModel(action) => model(&params()?.str("name")?, action),
+        Rule::RegisteredModel(action) => checker.model(&params()?.str("name")?, action),
         Rule::NewModelVersion => {
             let req = params()?;
-            model(&req.str("name")?, Action::Update)?;
-            match req.opt_str("run_id")?.filter(|r| !r.is_empty()) {
-                Some(run) => match permissions::experiment_of(store, Owner::Run, &run)
-                    .await
-                    .map_err(unavailable)?
-                {
-                    Some(id) => experiment(id, Action::Read),
-                    None => Err(hidden(&format!("run {run}"))),
-                },
-                None => Ok(()),
-            }
+            checker.model(&req.str("name")?, Action::Update)?;
+            checker.version_sources(&req).await
         }
         Rule::Artifact(action) => {
             let path = parts
@@ -391,40 +467,55 @@ async fn decide(
                 .split_once("/mlflow-artifacts/artifacts/")
                 .map(|(_, p)| p)
                 .unwrap_or_default();
-            artifact(grants, user, path, action)
+            artifact(&checker, path, action)
         }
         Rule::ArtifactListing => {
-            let path = params()?.opt_str("path")?.unwrap_or_default();
-            artifact(grants, user, &path, Action::Read)
+            artifact(&checker, &listed_folder(parts.uri.query()), Action::Read)
         }
-        Rule::Open | Rule::Search | Rule::Unknown => Ok(()),
+        Rule::Open | Rule::Create(_) | Rule::Search | Rule::Unknown => Ok(()),
     }
 }
 
-/// An artifact counts as the experiment its path starts with (`<experiment id>/…`, where
-/// MLflow's runs and logged models keep theirs); any other path gets the default permission
-/// on experiments, as in MLflow.
-fn artifact(grants: &Grants, user: &str, path: &str, action: Action) -> Result<(), Refusal> {
+/// The first folder of an artifact path as the store resolves it: percent-decoded (the router
+/// decodes the URL's path), empty segments skipped (the store's path parser skips them).
+fn first_folder(path: &str) -> String {
     let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    let first = path
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let (level, what) = match first.parse::<i64>() {
-        Ok(id) => (
-            grants.level(ResourceType::Experiment, &id.to_string()),
-            format!("experiment {id}"),
+    path.split('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Whether an artifact path is in the archive of prediction logs (`predictions/…`), which
+/// holds callers' inputs: its access is decided by token scopes and release roles
+/// ([`crate::auth::Need::of`]), not by grants.
+pub(crate) fn in_archive(path: &str) -> bool {
+    first_folder(path) == "predictions"
+}
+
+/// The folder an artifact listing names: its `path` query parameter (the listing reads
+/// nothing else).
+pub(crate) fn listed_folder(query: Option<&str>) -> String {
+    Req::from_parts(String::new(), query, b"")
+        .ok()
+        .and_then(|req| req.opt_str("path").ok().flatten())
+        .unwrap_or_default()
+}
+
+/// An artifact counts as the experiment its path starts with (`<experiment id>/…`, where
+/// MLflow's runs and logged models keep theirs); the archive of prediction logs was decided by
+/// release roles; any other path gets the default permission on experiments, as in MLflow.
+fn artifact(checker: &Checker<'_>, path: &str, action: Action) -> Result<(), Refusal> {
+    if in_archive(path) {
+        return Ok(());
+    }
+    match first_folder(path).parse::<i64>() {
+        Ok(id) => checker.experiment(id, action),
+        Err(_) => checker.needs(
+            checker.grants.default,
+            action,
+            "artifacts outside any experiment",
         ),
-        Err(_) => (
-            grants.default,
-            "artifacts outside any experiment".to_string(),
-        ),
-    };
-    if level.allows(action) {
-        Ok(())
-    } else {
-        Err(lacks(user, level, action, &what))
     }
 }
 
@@ -468,12 +559,12 @@ mod tests {
             (
                 Method::POST,
                 "/api/2.0/mlflow/experiments/create",
-                Rule::Open,
+                Rule::Create(ResourceType::Experiment),
             ),
             (
                 Method::POST,
                 "/api/2.0/mlflow/registered-models/create",
-                Rule::Open,
+                Rule::Create(ResourceType::RegisteredModel),
             ),
             (
                 Method::POST,

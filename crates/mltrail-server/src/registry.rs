@@ -9,7 +9,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use mltrail_core::state::ModelStage;
 use mltrail_core::{ModelVersionNumber, ResourceType, RunId};
-use mltrail_store::access::permissions;
 use mltrail_store::registry::{self, parse_version, NewModelVersion};
 use serde_json::{json, Value};
 
@@ -98,20 +97,15 @@ async fn get_model(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn rename_model(State(state): State<AppState>, req: Req) -> JsonResult {
-    let (from, to) = (req.str("name")?, req.str("new_name")?);
-    let model =
-        registry::rename_registered_model(&state.store, &req.actor, from.clone(), to.clone())
-            .await?;
-    // Grants follow the model to its new name, as in MLflow.
-    let moved = permissions::rename_resource(
+    // Grants follow the model to its new name (in the rename's transaction), as in MLflow.
+    let model = registry::rename_registered_model(
         &state.store,
         &req.actor,
-        ResourceType::RegisteredModel,
-        &from,
-        &to,
+        req.str("name")?,
+        req.str("new_name")?,
     )
-    .await;
-    after_grants_change(&state, moved);
+    .await?;
+    state.auth.forget_all();
     Ok(Json(json!({"registered_model": model})))
 }
 
@@ -127,29 +121,10 @@ async fn update_model(State(state): State<AppState>, req: Req) -> JsonResult {
 }
 
 async fn delete_model(State(state): State<AppState>, req: Req) -> JsonResult {
-    let name = req.str("name")?;
-    registry::delete_registered_model(&state.store, &req.actor, name.clone()).await?;
-    // The name may be taken again: a new model must not inherit the old one's grants.
-    let forgotten = permissions::forget_resource(
-        &state.store,
-        &req.actor,
-        ResourceType::RegisteredModel,
-        &name,
-    )
-    .await;
-    after_grants_change(&state, forgotten);
+    // The model's grants go with it: its name may be taken again by someone else.
+    registry::delete_registered_model(&state.store, &req.actor, req.str("name")?).await?;
+    state.auth.forget_all();
     Ok(Json(json!({})))
-}
-
-/// Grants moved with a registered model: cached ones are stale; a failure is logged (the
-/// model's change stands).
-fn after_grants_change(state: &AppState, outcome: Result<(), mltrail_store::StoreError>) {
-    match outcome {
-        Ok(()) => state.auth.forget_all(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot move the grants of a renamed or deleted registered model")
-        }
-    }
 }
 
 async fn search_models(State(state): State<AppState>, seen: Seen, req: Req) -> JsonResult {

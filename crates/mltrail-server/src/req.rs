@@ -152,7 +152,7 @@ pub(crate) fn is_media(content_type: &str, media: &str) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(media))
 }
 
-/// Who made the request, as the audit trail names it: the caller [`crate::auth::authenticate`]
+/// Who made the request, as the audit trail names it: the caller [`crate::auth::AuthGate`]
 /// established with auth on; with auth off (no middleware runs: it measured 8 % of log-metric
 /// throughput at 64 connections) the Basic user name the request claims, else anonymous.
 pub(crate) fn actor_of(

@@ -189,10 +189,9 @@ pub fn routes(
             .layer(DefaultBodyLimit::max(max_body_bytes))
             .with_state(dep);
     match auth {
-        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
+        Some(auth) => router.layer(crate::guard::GuardLayer(crate::scoring_auth::ServeGuard(
             auth,
-            crate::scoring_auth::guard,
-        )),
+        ))),
         None => router,
     }
 }

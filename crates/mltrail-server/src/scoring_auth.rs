@@ -15,14 +15,15 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use mltrail_core::{Principal, Scope};
 
 use crate::auth::{cannot_check, denied, unauthenticated, AuthCounters, Caller, CredentialCache};
 use crate::error::ApiError;
+use crate::guard::{Fast, Guard};
 
 /// What the tracking server said about a credential.
 pub enum Identity {
@@ -96,28 +97,48 @@ fn allows(caller: &Caller, need: Need) -> Result<(), String> {
     }
 }
 
-/// The middleware of `mltrail serve --auth on`.
-pub async fn guard(State(auth): State<Arc<ServeAuth>>, request: Request, next: Next) -> Response {
-    let need = need_of(request.uri().path());
-    if need == Need::Open {
-        return next.run(request).await;
+/// The guard of `mltrail serve --auth on`: a cached caller is decided without awaiting; the
+/// tracking server is asked on a miss only.
+#[derive(Clone)]
+pub struct ServeGuard(pub Arc<ServeAuth>);
+
+impl Guard for ServeGuard {
+    fn fast(&self, request: &mut Request) -> Fast {
+        let need = need_of(request.uri().path());
+        if need == Need::Open {
+            return Fast::Pass;
+        }
+        let Some(raw) = request.headers().get(header::AUTHORIZATION) else {
+            return Fast::Refuse(no_credentials());
+        };
+        match self.0.cache.get(&CredentialCache::key(raw)) {
+            Some(caller) => match allows(&caller, need) {
+                Ok(()) => Fast::Pass,
+                Err(why) => {
+                    Fast::Refuse(denied(&self.0.counters, &caller, request.uri().path(), why))
+                }
+            },
+            None => Fast::Check,
+        }
     }
-    let Some(raw) = request.headers().get(header::AUTHORIZATION) else {
-        return unauthenticated("this deployment requires authentication: send a bearer token (Authorization: Bearer mlt_…) or HTTP Basic credentials");
-    };
-    // A cached caller answers without awaiting; the tracking server is asked on a miss only,
-    // in a future of its own, so the one allocated per scoring request stays small.
-    let caller = match auth.cache.get(&CredentialCache::key(raw)) {
-        Some(caller) => caller,
-        None => match Box::pin(ask_tracking_server(&auth, raw)).await {
-            Ok(caller) => caller,
-            Err(refusal) => return refusal,
-        },
-    };
-    if let Err(why) = allows(&caller, need) {
-        return denied(&auth.counters, &caller, request.uri().path(), why);
+
+    fn slow(self, request: Request) -> BoxFuture<'static, Result<Request, Response>> {
+        Box::pin(async move {
+            let need = need_of(request.uri().path());
+            let Some(raw) = request.headers().get(header::AUTHORIZATION) else {
+                return Err(no_credentials());
+            };
+            let caller = ask_tracking_server(&self.0, raw).await?;
+            match allows(&caller, need) {
+                Ok(()) => Ok(request),
+                Err(why) => Err(denied(&self.0.counters, &caller, request.uri().path(), why)),
+            }
+        })
     }
-    next.run(request).await
+}
+
+fn no_credentials() -> Response {
+    unauthenticated("this deployment requires authentication: send a bearer token (Authorization: Bearer mlt_…) or HTTP Basic credentials")
 }
 
 /// Who `raw` is, from the tracking server, cached when it is a checked principal.

@@ -394,6 +394,14 @@ pub async fn rename_registered_model(
                 .await?;
             }
             touch_model(tx, &new_name, now_millis()).await?;
+            crate::access::permissions::rename_resource(
+                tx,
+                audit,
+                mltrail_core::ResourceType::RegisteredModel,
+                &name,
+                &new_name,
+            )
+            .await?;
             audit
                 .record(
                     tx,
@@ -477,6 +485,13 @@ pub async fn delete_registered_model(
                 .execute(&mut *tx)
                 .await?;
             }
+            crate::access::permissions::forget_resource(
+                tx,
+                audit,
+                mltrail_core::ResourceType::RegisteredModel,
+                &name,
+            )
+            .await?;
             for v in versions {
                 audit
                     .record(

@@ -419,31 +419,56 @@ async fn grants_and_roles_are_stored_audited_and_follow_their_resources() {
     let bobs = permissions::grants_of(&store, bob.id).await.unwrap();
     assert_eq!(bobs.len(), 2);
 
-    // A registered model's grants follow its rename, and go when it is deleted.
-    permissions::rename_resource(
-        &store,
-        "user:bob",
-        ResourceType::RegisteredModel,
-        "churn",
-        "churn-v2",
-    )
-    .await
-    .unwrap();
+    // A registered model's grants follow its rename, and go when it is deleted (in the
+    // registry's own transactions: no one can take the freed name in between).
+    use mltrail_store::registry;
+    registry::create_registered_model(&store, "user:bob", "churn".into(), String::new(), vec![])
+        .await
+        .unwrap();
+    registry::rename_registered_model(&store, "user:bob", "churn".into(), "churn-v2".into())
+        .await
+        .unwrap();
     let own =
         permissions::own_grant(&store, "bob", ResourceType::RegisteredModel, "churn-v2").await;
     assert_eq!(own.unwrap(), Some(Permission::Edit));
-    permissions::forget_resource(
-        &store,
-        "user:bob",
-        ResourceType::RegisteredModel,
-        "churn-v2",
-    )
-    .await
-    .unwrap();
+    registry::delete_registered_model(&store, "user:bob", "churn-v2".into())
+        .await
+        .unwrap();
     assert_eq!(
         permissions::grants_of(&store, bob.id).await.unwrap().len(),
         1
     );
+    // Experiment ids are stored in one spelling, so `05` is experiment 5.
+    grant(
+        "bob",
+        ResourceType::Experiment,
+        "05",
+        Permission::Read,
+        Existing::Refuse,
+    )
+    .await
+    .unwrap();
+    let own = permissions::own_grant(&store, "bob", ResourceType::Experiment, "5").await;
+    assert_eq!(own.unwrap(), Some(Permission::Read));
+    let negative = grant(
+        "bob",
+        ResourceType::Experiment,
+        "-1",
+        Permission::Read,
+        Existing::Refuse,
+    )
+    .await;
+    assert_eq!(
+        negative.unwrap_err().kind(),
+        StoreErrorKind::InvalidParameter
+    );
+    permissions::revoke(&store, "user:admin", "bob", ResourceType::Experiment, "+5")
+        .await
+        .unwrap();
+    // A user's own role cannot be handed to someone else.
+    let bobs_role = permissions::user_roles(&store, "bob").await.unwrap()[0].id;
+    let handed = permissions::assign_role(&store, "user:admin", "carol", bobs_role).await;
+    assert_eq!(handed.unwrap_err().kind(), StoreErrorKind::InvalidParameter);
     permissions::revoke(&store, "user:admin", "bob", ResourceType::Experiment, "7")
         .await
         .unwrap();

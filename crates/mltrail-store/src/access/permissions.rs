@@ -57,25 +57,27 @@ pub struct Grant {
     pub permission: Permission,
 }
 
-/// A resource id as a permission names it: an experiment's is its integer id, a registered
-/// model's its name; `*` names all of the kind.
-pub fn check_pattern(resource_type: ResourceType, pattern: &str) -> Result<(), StoreError> {
+/// A resource id as a permission names it, in the one spelling checks compare: an
+/// experiment's is its integer id without sign or leading zeros (`05` and `+5` are `5`), a
+/// registered model's its name; `*` names all of the kind.
+pub fn canonical_pattern(resource_type: ResourceType, pattern: &str) -> Result<String, StoreError> {
     let invalid = |why| Invalid::ResourcePattern {
         resource_type: resource_type.as_str(),
         pattern: pattern.to_string(),
         why,
     };
     if pattern == "*" {
-        return Ok(());
+        return Ok(pattern.to_string());
     }
     match resource_type {
-        ResourceType::Experiment if pattern.parse::<i64>().is_err() => {
-            Err(invalid("an experiment is named by its integer id, or `*` for all").into())
-        }
+        ResourceType::Experiment => match pattern.parse::<i64>() {
+            Ok(id) if id >= 0 => Ok(id.to_string()),
+            _ => Err(invalid("an experiment is named by its integer id, or `*` for all").into()),
+        },
         ResourceType::RegisteredModel if pattern.is_empty() => {
             Err(invalid("a registered model is named by its name, or `*` for all").into())
         }
-        _ => Ok(()),
+        ResourceType::RegisteredModel => Ok(pattern.to_string()),
     }
 }
 
@@ -307,11 +309,11 @@ pub async fn grant(
     existing: Existing,
     allow_none: bool,
 ) -> Result<(), StoreError> {
-    check_pattern(resource_type, resource_id)?;
+    let id = canonical_pattern(resource_type, resource_id)?;
     if !permission.grantable() && !allow_none {
         return Err(Invalid::UngrantablePermission(resource_type.as_str()).into());
     }
-    let (name, id) = (username.to_string(), resource_id.to_string());
+    let name = username.to_string();
     store
         .transaction(actor, async move |tx, audit| {
             let user = user_id(tx, &name).await?;
@@ -354,7 +356,10 @@ pub async fn revoke(
     resource_type: ResourceType,
     resource_id: &str,
 ) -> Result<(), StoreError> {
-    let (name, id) = (username.to_string(), resource_id.to_string());
+    // A pattern no grant can hold is not held.
+    let id =
+        canonical_pattern(resource_type, resource_id).unwrap_or_else(|_| resource_id.to_string());
+    let name = username.to_string();
     store
         .transaction(actor, async move |tx, audit| {
             let user = user_id(tx, &name).await?;
@@ -393,8 +398,11 @@ pub async fn own_grant(
             .bind(format!("{USER_ROLE_PREFIX}{user}__"))
             .fetch_optional(&mut *conn)
             .await?;
+    let Ok(id) = canonical_pattern(resource_type, resource_id) else {
+        return Ok(None);
+    };
     match role {
-        Some(role) => Ok(held(&mut conn, role, resource_type, resource_id)
+        Some(role) => Ok(held(&mut conn, role, resource_type, &id)
             .await?
             .map(|(_, p)| p)),
         None => Ok(None),
@@ -439,65 +447,59 @@ async fn roles_on(
     .await?)
 }
 
-/// Removes every role's permission on one resource (a registered model deleted: its name may
-/// be taken again, and the new model must not inherit the old one's grants).
-pub async fn forget_resource(
-    store: &MetaStore,
-    actor: &str,
+/// Inside the deletion of a registered model: every role's permission on it goes (its name
+/// may be taken again, and the new model must not inherit the old one's grants). In the
+/// deletion's transaction, so no one can create the name again in between.
+pub(crate) async fn forget_resource(
+    tx: &mut Tx,
+    audit: &mut AuditCtx,
     resource_type: ResourceType,
     pattern: &str,
 ) -> Result<(), StoreError> {
-    let pattern = pattern.to_string();
-    store
-        .transaction(actor, async move |tx, audit| {
-            for role in roles_on(tx, resource_type, &pattern).await? {
-                sqlx::query("DELETE FROM role_permissions WHERE role_id = $1 AND resource_type = $2 AND resource_pattern = $3")
-                    .bind(role)
-                    .bind(resource_type.as_str())
-                    .bind(pattern.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                audit.record(tx, "permission.revoke", &RoleRef(role)).await?;
-            }
-            Ok(())
-        })
-        .await
+    for role in roles_on(tx, resource_type, pattern).await? {
+        sqlx::query("DELETE FROM role_permissions WHERE role_id = $1 AND resource_type = $2 AND resource_pattern = $3")
+            .bind(role)
+            .bind(resource_type.as_str())
+            .bind(pattern.to_string())
+            .execute(&mut *tx)
+            .await?;
+        audit
+            .record(tx, "permission.revoke", &RoleRef(role))
+            .await?;
+    }
+    Ok(())
 }
 
-/// Moves every role's permission on one resource to its new name (a registered model renamed).
-pub async fn rename_resource(
-    store: &MetaStore,
-    actor: &str,
+/// Inside the rename of a registered model: every role's permission on it moves to the new
+/// name, in the rename's transaction (between two transactions, someone could create the freed
+/// name, receive MANAGE on it as its creator, and see that grant moved onto the renamed model).
+pub(crate) async fn rename_resource(
+    tx: &mut Tx,
+    audit: &mut AuditCtx,
     resource_type: ResourceType,
     from: &str,
     to: &str,
 ) -> Result<(), StoreError> {
-    let (from, to) = (from.to_string(), to.to_string());
-    store
-        .transaction(actor, async move |tx, audit| {
-            for role in roles_on(tx, resource_type, &from).await? {
-                // A grant the role held on the new name already stays; the old one goes.
-                if held(tx, role, resource_type, &to).await?.is_some() {
-                    sqlx::query("DELETE FROM role_permissions WHERE role_id = $1 AND resource_type = $2 AND resource_pattern = $3")
-                        .bind(role)
-                        .bind(resource_type.as_str())
-                        .bind(from.clone())
-                        .execute(&mut *tx)
-                        .await?;
-                } else {
-                    sqlx::query("UPDATE role_permissions SET resource_pattern = $1 WHERE role_id = $2 AND resource_type = $3 AND resource_pattern = $4")
-                        .bind(to.clone())
-                        .bind(role)
-                        .bind(resource_type.as_str())
-                        .bind(from.clone())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                audit.record(tx, "permission.rename", &RoleRef(role)).await?;
-            }
-            Ok(())
-        })
-        .await
+    for role in roles_on(tx, resource_type, from).await? {
+        // A grant the role held on the new name already (a model of that name deleted
+        // earlier cannot have left one: deletion removes them) stays; the old one goes.
+        let sql = if held(tx, role, resource_type, to).await?.is_some() {
+            "DELETE FROM role_permissions WHERE role_id = $1 AND resource_type = $2 AND resource_pattern = $3"
+        } else {
+            "UPDATE role_permissions SET resource_pattern = $4 WHERE role_id = $1 AND resource_type = $2 AND resource_pattern = $3"
+        };
+        sqlx::query(sql)
+            .bind(role)
+            .bind(resource_type.as_str())
+            .bind(from.to_string())
+            .bind(to.to_string())
+            .execute(&mut *tx)
+            .await?;
+        audit
+            .record(tx, "permission.rename", &RoleRef(role))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Inside a user's deletion: their hidden role goes, and they leave every other role.
@@ -668,11 +670,10 @@ pub async fn add_role_permission(
     pattern: &str,
     permission: Permission,
 ) -> Result<RolePermission, StoreError> {
-    check_pattern(resource_type, pattern)?;
+    let pattern = canonical_pattern(resource_type, pattern)?;
     if !permission.grantable() {
         return Err(Invalid::UngrantablePermission(resource_type.as_str()).into());
     }
-    let pattern = pattern.to_string();
     store
         .transaction(actor, async move |tx, audit| {
             role(tx, role_id).await?;
@@ -804,7 +805,11 @@ pub async fn assign_role(
     store
         .transaction(actor, async move |tx, audit| {
             let user = user_id(tx, &name).await?;
-            role(tx, role_id).await?;
+            let assigned = role(tx, role_id).await?;
+            // A user's own role holds their grants alone: assigning it would hand them over.
+            if assigned.name.starts_with(USER_ROLE_PREFIX) {
+                return Err(Invalid::ReservedRoleName(assigned.name).into());
+            }
             let exists: Option<i64> = sqlx::query_scalar(
                 "SELECT assignment_id FROM role_assignments WHERE user_id = $1 AND role_id = $2",
             )
