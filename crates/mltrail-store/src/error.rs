@@ -340,6 +340,8 @@ pub enum Conflict {
     Unserializable(Arc<serde_json::Error>),
     #[error("a stored token holds the unknown scope `{0}`")]
     StoredScope(String),
+    #[error("`{0}` is the last admin: make another user an admin first (`mltrail users create NAME --admin`), so someone can still manage users and permissions")]
+    LastAdmin(String),
     #[error("a stored permission holds the unknown level `{0}`")]
     StoredPermission(String),
     #[error("a stored user holds the unknown release role `{0}`")]

@@ -79,6 +79,12 @@ async fn users_are_created_checked_changed_and_deleted_with_events() {
     let gone = users::get_user(&store, "alice").await.unwrap_err();
     assert_eq!(gone.kind(), StoreErrorKind::NotFound);
     assert_eq!(users::count_users(&store).await.unwrap(), 1);
+    // The last admin can be neither demoted nor deleted.
+    let demoted = users::update_admin(&store, "user:admin", "admin", false).await;
+    assert_eq!(demoted.unwrap_err().kind(), StoreErrorKind::InvalidState);
+    let deleted = users::delete_user(&store, "user:admin", "admin").await;
+    assert_eq!(deleted.unwrap_err().kind(), StoreErrorKind::InvalidState);
+    assert!(users::get_user(&store, "admin").await.unwrap().is_admin);
 
     let events = audit::list_events(&store, Some("user"), None, 100)
         .await

@@ -245,21 +245,49 @@ pub async fn update_password(
     .await
 }
 
+/// Refuses to leave the store without an admin: with none, no one could manage users or
+/// grants through a server (only `mltrail users` against the store could restore one).
+async fn keep_an_admin(conn: &mut AnyConnection, user: &User) -> Result<(), StoreError> {
+    if !user.is_admin {
+        return Ok(());
+    }
+    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE is_admin != 0")
+        .fetch_one(&mut *conn)
+        .await?;
+    if admins <= 1 {
+        return Err(Conflict::LastAdmin(user.username.clone()).into());
+    }
+    Ok(())
+}
+
 pub async fn update_admin(
     store: &MetaStore,
     actor: &str,
     username: &str,
     is_admin: bool,
 ) -> Result<(), StoreError> {
-    change_user(
-        store,
-        actor,
-        "user.update_admin",
-        username,
-        "UPDATE users SET is_admin = $1 WHERE username = $2",
-        move |query| query.bind(i64::from(is_admin)),
-    )
-    .await
+    let name = username.to_string();
+    store
+        .audited(
+            actor,
+            "user.update_admin",
+            UserRef(name.clone()),
+            async move |tx| {
+                let Some((user, _)) = find(tx, &name).await? else {
+                    return Err(NotFound::User(name.clone()).into());
+                };
+                if !is_admin {
+                    keep_an_admin(tx, &user).await?;
+                }
+                sqlx::query("UPDATE users SET is_admin = $1 WHERE user_id = $2")
+                    .bind(i64::from(is_admin))
+                    .bind(user.id)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            },
+        )
+        .await
 }
 
 /// Sets the user's release roles (replacing what they had).
@@ -297,6 +325,7 @@ pub async fn delete_user(store: &MetaStore, actor: &str, username: &str) -> Resu
             let Some((user, _)) = find(tx, &name).await? else {
                 return Err(NotFound::User(name.clone()).into());
             };
+            keep_an_admin(tx, &user).await?;
             super::permissions::forget_user(tx, audit, user.id).await?;
             sqlx::query("DELETE FROM users WHERE user_id = $1")
                 .bind(user.id)
