@@ -610,11 +610,12 @@ fn column_json(c: &crate::compare::ColumnComparison) -> Json {
     })
 }
 
-/// Gives the heap's free memory back to the operating system. A window's evaluation peaks at
-/// hundreds of MiB (0.16 KiB a row) on blocking threads, and glibc keeps what those threads'
-/// arenas freed: in the 30-minute soak the server's RSS medians drifted by 13 % (81 → 98 → 92
-/// MiB) between evaluations that peaked at 464 MiB. `malloc_trim` returns the free pages of
-/// every arena; it takes milliseconds, once a window.
+/// Gives glibc's free heap memory back to the operating system after a window. The binary's
+/// Rust allocations go through mimalloc, which returns freed pages by itself; what glibc holds
+/// is the C libraries' (SQLite's page cache and statements, aws-lc). In one 30-minute soak the
+/// server's RSS medians drifted by 13 % between windows (81 → 98 → 92 MiB); the next run, with
+/// this, stayed within 3.6 %, but one run does not show this was the cause. It takes
+/// milliseconds, once a window.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the OS; it touches no live allocation.
