@@ -9,6 +9,7 @@ pub mod artifact_path;
 pub mod audit;
 pub mod filter;
 pub mod ids;
+pub mod merkle;
 pub mod state;
 pub mod tags;
 pub mod time;

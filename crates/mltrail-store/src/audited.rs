@@ -321,20 +321,29 @@ pub(crate) async fn list_events(
         query = query.bind(spelling);
     }
     let rows = query.fetch_all(readers).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(LoggedEvent {
-                event: AuditEvent {
-                    seq: int(row, "seq")?,
-                    time: int(row, "time")?,
-                    actor: text(row, "actor")?,
-                    action: text(row, "action")?,
-                    entity_type: text(row, "entity_type")?,
-                    entity_id: text(row, "entity_id")?,
-                    state_digest: opt_text(row, "state_digest")?,
-                },
-                hash: text(row, "hash")?,
-            })
-        })
-        .collect()
+    rows.iter().map(logged_event).collect()
+}
+
+fn logged_event(row: &sqlx::any::AnyRow) -> Result<LoggedEvent, StoreError> {
+    Ok(LoggedEvent {
+        event: AuditEvent {
+            seq: int(row, "seq")?,
+            time: int(row, "time")?,
+            actor: text(row, "actor")?,
+            action: text(row, "action")?,
+            entity_type: text(row, "entity_type")?,
+            entity_id: text(row, "entity_id")?,
+            state_digest: opt_text(row, "state_digest")?,
+        },
+        hash: text(row, "hash")?,
+    })
+}
+
+/// One event, by its sequence number.
+pub(crate) async fn event(readers: &AnyPool, seq: i64) -> Result<Option<LoggedEvent>, StoreError> {
+    let row = sqlx::query("SELECT * FROM audit_log WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(readers)
+        .await?;
+    row.as_ref().map(logged_event).transpose()
 }

@@ -342,6 +342,10 @@ pub enum Conflict {
     StoredScope(String),
     #[error("`{0}` is the last admin: make another user an admin first (`mltrail users create NAME --admin`), so someone can still manage users and permissions")]
     LastAdmin(String),
+    #[error(
+        "audit event {0}'s hash is not hex: the trail is damaged (run `mltrail audit verify`)"
+    )]
+    StoredHash(i64),
     #[error("a stored permission holds the unknown level `{0}`")]
     StoredPermission(String),
     #[error("a stored user holds the unknown release role `{0}`")]

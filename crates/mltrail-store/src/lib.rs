@@ -106,6 +106,30 @@ pub mod audit {
     ) -> Result<Vec<LoggedEvent>, StoreError> {
         crate::audited::list_events(store.readers(), entity, actor, limit).await
     }
+
+    /// The trail as Merkle leaves (`mltrail_core::merkle`), in sequence order: each event's
+    /// sequence number and the leaf hash of its chain hash (the 32 bytes the `hash` column
+    /// spells in hex; the chain hash covers the event and every event before it).
+    pub async fn leaves(
+        store: &MetaStore,
+    ) -> Result<Vec<(i64, mltrail_core::merkle::Hash)>, StoreError> {
+        use futures::TryStreamExt;
+        let mut rows =
+            sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq").fetch(store.readers());
+        let mut leaves = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let seq = crate::sql::int(&row, "seq")?;
+            let hash = crate::sql::text(&row, "hash")?;
+            let bytes = hex::decode(&hash).map_err(|_| crate::error::Conflict::StoredHash(seq))?;
+            leaves.push((seq, mltrail_core::merkle::leaf_hash(&bytes)));
+        }
+        Ok(leaves)
+    }
+
+    /// One event, by its sequence number.
+    pub async fn event(store: &MetaStore, seq: i64) -> Result<Option<LoggedEvent>, StoreError> {
+        crate::audited::event(store.readers(), seq).await
+    }
 }
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -4,6 +4,7 @@
 mod access;
 mod args;
 mod backup;
+mod checkpoint;
 mod config;
 mod data;
 mod drift;
@@ -166,8 +167,29 @@ enum AuditCommand {
         store: config::StoreArgs,
         #[command(flatten)]
         artifacts: VerifyArtifactsArgs,
+        /// Also check that the trail still holds what this signed checkpoint (from `audit
+        /// checkpoint`) saw: a trail rewritten and re-hashed after it, or cut short, fails.
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
         #[command(flatten)]
         output: args::JsonArgs,
+    },
+    /// Print a signed checkpoint of the trail: its size and Merkle root (RFC 9162), signed with
+    /// Ed25519. Keep it somewhere the database's owner cannot rewrite (a ticket, a git
+    /// repository, a colleague's mailbox); `audit verify --checkpoint FILE` checks against it.
+    ///
+    /// The key is made on first use ([audit] signing_key_file, MLTRAIL_AUDIT_SIGNING_KEY;
+    /// default beside a SQLite store) and its public half is printed to stderr then.
+    Checkpoint {
+        #[command(flatten)]
+        store: config::StoreArgs,
+    },
+    /// Print the inclusion proof of event SEQ in today's trail (its Merkle audit path), as JSON.
+    Prove {
+        /// The event's sequence number (`audit log` lists them).
+        seq: i64,
+        #[command(flatten)]
+        store: config::StoreArgs,
     },
     /// List audit events in order.
     #[command(mut_arg("limit", |a| a.help("At most this many events").default_value("1000")))]
@@ -457,6 +479,52 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+async fn open_store(uri: &str) -> Result<MetaStore> {
+    MetaStore::open(&StoreConfig::new(uri))
+        .await
+        .with_context(|| format!("cannot open backend store {}", config::redact(uri)))
+}
+
+/// The audit signing key: `[audit] signing_key_file`, else beside the store; made (and its
+/// public half printed to stderr) on first use.
+fn signing_key(loaded: &Loaded, store_uri: &str) -> Result<checkpoint::SigningKey> {
+    let path = loaded
+        .config
+        .audit
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| checkpoint::default_key_path(store_uri));
+    let (key, made) = checkpoint::load_or_create(&path)?;
+    if made {
+        eprintln!(
+            "made the audit signing key {} (keep it private; back it up). Verifier key, for others to check checkpoints: {}",
+            path.display(),
+            key.verifier()
+        );
+    }
+    Ok(key)
+}
+
+/// The trail against a signed checkpoint file: `Ok(size)` when its first events are unchanged,
+/// `Err(reason)` when not; the outer error when the checkpoint cannot be read or checked.
+async fn checked_against(
+    store: &MetaStore,
+    loaded: &Loaded,
+    uri: &str,
+    file: &std::path::Path,
+) -> Result<std::result::Result<u64, String>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the checkpoint {}", file.display()))?;
+    let key = signing_key(loaded, uri)?;
+    let checkpoint = checkpoint::open(&text, &key)?;
+    let leaves: Vec<_> = mltrail_store::audit::leaves(store)
+        .await?
+        .into_iter()
+        .map(|(_, leaf)| leaf)
+        .collect();
+    Ok(checkpoint::consistent(&leaves, &checkpoint).map(|()| checkpoint.size))
+}
+
 /// Where `audit verify` finds artifacts: the configured destination, or the default folder when
 /// it exists (a store that never received an artifact has none to check).
 fn audit_artifacts(loaded: &Loaded) -> Option<String> {
@@ -471,6 +539,7 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Verify {
             store,
             artifacts,
+            checkpoint,
             output,
         } => {
             let json = output.json;
@@ -479,7 +548,7 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
                 store.layer()?.then(Layer::flags("store", &artifacts)?),
             )?;
             let destination = audit_artifacts(&loaded);
-            let uri = loaded.config.store.backend_store_uri;
+            let uri = loaded.config.store.backend_store_uri.clone();
             let store = MetaStore::open(&StoreConfig::new(&uri))
                 .await
                 .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
@@ -487,8 +556,14 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
                 .map(|d| mltrail_artifacts::ArtifactStore::open(&d))
                 .transpose()?;
             let verified = verify_artifacts::verify_store(&store, artifacts.as_ref()).await;
+            // Against a checkpoint: the trail's first leaves must still have its root.
+            let against = match &checkpoint {
+                None => Ok(None),
+                Some(file) => checked_against(&store, &loaded, &uri, file).await.map(Some),
+            };
             store.close().await;
             let (report, artifacts_checked) = verified?;
+            let against = against?;
             if json {
                 println!(
                     "{}",
@@ -496,6 +571,13 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
                         &serde_json::json!({"report": report, "artifacts_checked": artifacts_checked})
                     )?
                 );
+            }
+            if let Some(Err(why)) = &against {
+                eprintln!("audit trail BROKEN against the checkpoint: {why}");
+                return Ok(ExitCode::from(1));
+            }
+            if let (Some(Ok(size)), false) = (&against, json) {
+                println!("consistent with the checkpoint: its {size} events are unchanged");
             }
             match report.broken {
                 None => {
@@ -520,6 +602,60 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        AuditCommand::Checkpoint { store } => {
+            let loaded = Loaded::load(&store.config, store.layer()?)?;
+            let uri = loaded.config.store.backend_store_uri.clone();
+            let key = signing_key(&loaded, &uri)?;
+            let store = open_store(&uri).await?;
+            let leaves = mltrail_store::audit::leaves(&store).await;
+            store.close().await;
+            let leaves: Vec<_> = leaves?.into_iter().map(|(_, leaf)| leaf).collect();
+            let root = mltrail_core::merkle::root(&leaves);
+            let note =
+                checkpoint::sign(&key, leaves.len() as u64, &root, mltrail_core::now_millis());
+            print!("{note}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Prove { seq, store } => {
+            let loaded = Loaded::load(&store.config, store.layer()?)?;
+            let uri = loaded.config.store.backend_store_uri.clone();
+            let key = signing_key(&loaded, &uri)?;
+            let store = open_store(&uri).await?;
+            let read = async {
+                Ok::<_, mltrail_store::StoreError>((
+                    mltrail_store::audit::leaves(&store).await?,
+                    mltrail_store::audit::event(&store, seq).await?,
+                ))
+            }
+            .await;
+            store.close().await;
+            let (leaves, event) = read?;
+            let Some(event) = event else {
+                bail!("no audit event {seq}: `mltrail audit log` lists them");
+            };
+            let Some(index) = leaves.iter().position(|(s, _)| *s == seq) else {
+                bail!("no audit event {seq}: `mltrail audit log` lists them");
+            };
+            let leaves: Vec<_> = leaves.into_iter().map(|(_, leaf)| leaf).collect();
+            let root = mltrail_core::merkle::root(&leaves);
+            let path = mltrail_core::merkle::inclusion_proof(&leaves, index).unwrap_or_default();
+            let note =
+                checkpoint::sign(&key, leaves.len() as u64, &root, mltrail_core::now_millis());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "event": event,
+                    "leaf_index": index,
+                    "tree_size": leaves.len(),
+                    "leaf_hash": hex::encode(leaves[index]),
+                    "root": hex::encode(root),
+                    "audit_path": path.iter().map(hex::encode).collect::<Vec<_>>(),
+                    "checkpoint": note,
+                    "verifier_key": key.verifier(),
+                }))?
+            );
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Log {
             store,

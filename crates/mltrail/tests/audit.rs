@@ -377,3 +377,167 @@ fn a_created_run_answers_what_is_stored_and_verifies() {
     let (ok, out) = verify(&server);
     assert!(ok, "{out}");
 }
+
+/// Rewrites every event with `edit` and re-hashes the whole chain, as someone with write access
+/// to the database could: the chain then verifies.
+fn rewrite_and_rehash(server: &Server, edit: impl Fn(&mut mltrail_core::AuditEvent)) {
+    let path = server.dir.path().join("store").join("mltrail.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let mut prev = mltrail_core::GENESIS_HASH;
+        for row in rows {
+            let mut event = mltrail_core::AuditEvent {
+                seq: row.get("seq"),
+                time: row.get("time"),
+                actor: row.get("actor"),
+                action: row.get("action"),
+                entity_type: row.get("entity_type"),
+                entity_id: row.get("entity_id"),
+                state_digest: row.get("state_digest"),
+            };
+            edit(&mut event);
+            prev = prev.next(&event);
+            sqlx::query("UPDATE audit_log SET actor = $1, hash = $2 WHERE seq = $3")
+                .bind(&event.actor)
+                .bind(prev.to_hex())
+                .bind(event.seq)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    });
+}
+
+fn checkpoint(server: &Server) -> std::path::PathBuf {
+    let out = server.mltrail(&[
+        "audit",
+        "checkpoint",
+        "--backend-store-uri",
+        &server.store_uri(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let note = String::from_utf8(out.stdout).unwrap();
+    assert!(note.starts_with("mltrail-audit\n"), "{note}");
+    let file = server
+        .dir
+        .path()
+        .join(format!("checkpoint-{}.txt", note.len()));
+    std::fs::write(&file, &note).unwrap();
+    file
+}
+
+fn verify_against(server: &Server, file: &std::path::Path) -> (bool, String) {
+    let out = server.mltrail(&[
+        "audit",
+        "verify",
+        "--backend-store-uri",
+        &server.store_uri(),
+        "--checkpoint",
+        &file.display().to_string(),
+    ]);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn a_checkpoint_catches_a_trail_rewritten_and_rehashed_after_it() {
+    let server = Server::start();
+    exercise(&server);
+    let file = checkpoint(&server);
+    // Events after the checkpoint are fine.
+    server.ok("registered-models/create", json!({"name": "later"}));
+    let (ok, out) = verify_against(&server, &file);
+    assert!(
+        ok && out.contains("consistent with the checkpoint"),
+        "{out}"
+    );
+
+    // Any event proves its inclusion against a signed root.
+    let uri = server.store_uri();
+    let out = server.mltrail(&["audit", "prove", "3", "--backend-store-uri", &uri]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proof: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hash = |v: &Value| -> [u8; 32] {
+        hex::decode(v.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let path: Vec<[u8; 32]> = proof["audit_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hash)
+        .collect();
+    let leaf = mltrail_core::merkle::leaf_hash(
+        &hex::decode(proof["event"]["hash"].as_str().unwrap()).unwrap(),
+    );
+    assert_eq!(leaf, hash(&proof["leaf_hash"]));
+    assert!(mltrail_core::merkle::verify_inclusion(
+        &leaf,
+        proof["leaf_index"].as_u64().unwrap(),
+        proof["tree_size"].as_u64().unwrap(),
+        &path,
+        &hash(&proof["root"]),
+    ));
+
+    // Someone rewrites who did the first change and re-hashes the chain: the chain verifies,
+    // the checkpoint does not.
+    rewrite_and_rehash(&server, |e| {
+        if e.seq == 1 {
+            e.actor = "user:mallory".into();
+        }
+    });
+    assert!(verify(&server).0, "a re-hashed chain verifies on its own");
+    let (ok, out) = verify_against(&server, &file);
+    assert!(!ok && out.contains("rewritten"), "{out}");
+}
+
+#[test]
+fn a_checkpoint_catches_a_trail_cut_short() {
+    let server = Server::start();
+    exercise(&server);
+    server.ok("registered-models/create", json!({"name": "tail"}));
+    let file = checkpoint(&server);
+    // The last event and its row go: on its own the trail still reads as intact.
+    let last = last_seq(&server, "registered_model:tail");
+    sqlite(
+        &server,
+        &format!("DELETE FROM audit_log WHERE seq = {last}"),
+    );
+    sqlite(&server, "DELETE FROM registered_models WHERE name = 'tail'");
+    let (ok, out) = verify_against(&server, &file);
+    assert!(!ok && out.contains("cut short"), "{out}");
+    // A checkpoint edited by hand, or signed by another key, is refused.
+    let note = std::fs::read_to_string(&file).unwrap();
+    let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+    let forged = note.replacen(&format!("\n{size}\n"), &format!("\n{}\n", size - 1), 1);
+    std::fs::write(&file, forged).unwrap();
+    let (ok, out) = verify_against(&server, &file);
+    assert!(!ok && out.contains("signature"), "{out}");
+}

@@ -37,6 +37,10 @@ const LEGACY_SERVER_KEYS: &[(&str, Key)] = &[
 pub const LEGACY_ENV: &[(&str, Key)] = &[
     ("MLTRAIL_HOST", key("server", "host")),
     ("MLTRAIL_AUTH", key("auth", "mode")),
+    (
+        "MLTRAIL_AUDIT_SIGNING_KEY",
+        key("audit", "signing_key_file"),
+    ),
     ("MLTRAIL_PORT", key("server", "port")),
     (
         "MLTRAIL_MAX_ARTIFACT_BYTES",

@@ -265,6 +265,17 @@ config_table! {
     }
 }
 
+config_table! {
+    /// The audit trail's signed checkpoints (`mltrail audit checkpoint`, `audit verify
+    /// --checkpoint`).
+    pub struct AuditTable in "audit" {
+        /// The Ed25519 key checkpoints are signed with, in the signed-note format (default:
+        /// beside a SQLite store's file, `<db>.audit-signing-key`, else
+        /// ./mltrail-audit-signing-key; made on first use).
+        pub signing_key_file: Option<PathBuf> = None,
+    }
+}
+
 /// Everything mltrail.toml can say. Each process reads the tables it needs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -275,6 +286,7 @@ pub struct Config {
     pub log: LogTable,
     pub monitor: MonitorTable,
     pub serve: ServeTable,
+    pub audit: AuditTable,
 }
 
 impl Config {
@@ -286,6 +298,7 @@ impl Config {
         LogTable::SCHEMA,
         MonitorTable::SCHEMA,
         ServeTable::SCHEMA,
+        AuditTable::SCHEMA,
     ];
 
     fn table(name: &str) -> Option<&'static TableSchema> {

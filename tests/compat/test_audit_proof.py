@@ -1,0 +1,68 @@
+"""An independent verifier of mltrail's audit proofs, written from docs/audit.md alone: the
+signed checkpoint's Ed25519 signature (C2SP signed note), the leaf of an event
+(SHA-256(0x00 || chain hash)), and its RFC 9162 inclusion path up to the checkpoint's root."""
+import base64
+import hashlib
+import json
+import os
+import subprocess
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+
+def node(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def root_from_path(leaf, index, size, path):
+    """RFC 9162 section 2.1.3.2."""
+    assert index < size
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        assert sn != 0
+        if fn & 1 or fn == sn:
+            r = node(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node(r, p)
+        fn >>= 1
+        sn >>= 1
+    assert sn == 0
+    return r
+
+
+def open_note(note, verifier_key):
+    """The checkpoint's lines once its signature by `verifier_key` checks."""
+    name, key_hash, key = verifier_key.split("+", 2)
+    key = base64.b64decode(key)
+    assert key[0] == 1  # Ed25519
+    assert hashlib.sha256(name.encode() + b"\n" + key).digest()[:4].hex() == key_hash
+    body, signatures = note.split("\n\n", 1)
+    body += "\n"
+    for line in signatures.splitlines():
+        assert line.startswith("\u2014 ")
+        signer, sig = line[2:].split(" ", 1)
+        sig = base64.b64decode(sig)
+        if signer == name and sig[:4].hex() == key_hash:
+            Ed25519PublicKey.from_public_bytes(key[1:]).verify(sig[4:], body.encode())
+            return body.splitlines()
+    raise AssertionError("no signature by that key")
+
+
+def test_an_outsider_checks_an_events_proof(server, client, unique, tmp_path):
+    client.create_experiment(unique("proved"))
+    env = dict(os.environ, MLTRAIL_AUDIT_SIGNING_KEY=str(tmp_path / "audit-key"))
+    out = subprocess.run([server["binary"], "audit", "prove", "1", "--backend-store-uri", server["backend"]],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    proof = json.loads(out.stdout)
+    origin, size, root = open_note(proof["checkpoint"], proof["verifier_key"])[:3]
+    assert origin == "mltrail-audit" and int(size) == proof["tree_size"]
+    leaf = hashlib.sha256(b"\x00" + bytes.fromhex(proof["event"]["hash"])).digest()
+    path = [bytes.fromhex(p) for p in proof["audit_path"]]
+    assert root_from_path(leaf, proof["leaf_index"], proof["tree_size"], path) == base64.b64decode(root)
+    # A changed event hash no longer reaches the signed root.
+    bent = hashlib.sha256(b"\x00" + bytes(32)).digest()
+    assert root_from_path(bent, proof["leaf_index"], proof["tree_size"], path) != base64.b64decode(root)
