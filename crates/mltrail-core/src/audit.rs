@@ -104,6 +104,32 @@ pub fn state_digest(state: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every event mltrail writes is in RFC 8785 (JCS) canonical form, so others can
+        /// rebuild its bytes with any JCS implementation: its keys are ASCII (sorted alike by
+        /// bytes and by UTF-16 units), its numbers integers below 2^53, and its strings are
+        /// escaped as JCS escapes them.
+        #[test]
+        fn events_are_rfc_8785_canonical(
+            seq in 0i64..(1 << 53),
+            time in 0i64..(1 << 53),
+            actor in any::<String>(),
+            action in "[a-z_.]{1,40}",
+            entity_type in any::<String>(),
+            entity_id in any::<String>(),
+            digest in proptest::option::of(any::<String>()),
+        ) {
+            let event = AuditEvent { seq, time, actor, action, entity_type, entity_id, state_digest: digest };
+            let value = event.to_value();
+            prop_assert_eq!(
+                canonical_json(&value),
+                serde_json_canonicalizer::to_string(&value).unwrap()
+            );
+        }
+    }
+
     use super::*;
     use serde_json::json;
 
