@@ -1,12 +1,14 @@
 """An independent verifier of mltrail's audit proofs, written from docs/audit.md alone: the
-signed checkpoint's Ed25519 signature (C2SP signed note), the leaf of an event
-(SHA-256(0x00 || chain hash)), and its RFC 9162 inclusion path up to the checkpoint's root."""
+event's chain hash from its JSON (RFC 8785 form, BLAKE3), the signed checkpoint's Ed25519
+signature (C2SP signed note), the leaf (SHA-256(0x00 || chain hash)), and its RFC 9162 inclusion
+path up to the checkpoint's root."""
 import base64
 import hashlib
 import json
 import os
 import subprocess
 
+import blake3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
@@ -51,6 +53,14 @@ def open_note(note, verifier_key):
     raise AssertionError("no signature by that key")
 
 
+def chain_hash(previous, event):
+    """hash_n = BLAKE3(hash_{n-1} || JCS(event_n)); for these events Python's sorted, compact,
+    non-ASCII-preserving JSON is JCS."""
+    fields = {k: event[k] for k in ("seq", "time", "actor", "action", "entity_type", "entity_id", "state_digest")}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return blake3.blake3(previous + canonical.encode()).digest()
+
+
 def test_an_outsider_checks_an_events_proof(server, client, unique, tmp_path):
     client.create_experiment(unique("proved"))
     env = dict(os.environ, MLTRAIL_AUDIT_SIGNING_KEY=str(tmp_path / "audit-key"))
@@ -58,6 +68,8 @@ def test_an_outsider_checks_an_events_proof(server, client, unique, tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     proof = json.loads(out.stdout)
+    # The first event follows 32 zero bytes: its chain hash is recomputed from its fields alone.
+    assert chain_hash(bytes(32), proof["event"]).hex() == proof["event"]["hash"]
     origin, size, root = open_note(proof["checkpoint"], proof["verifier_key"])[:3]
     assert origin == "mltrail-audit" and int(size) == proof["tree_size"]
     leaf = hashlib.sha256(b"\x00" + bytes.fromhex(proof["event"]["hash"])).digest()
