@@ -38,7 +38,7 @@ def root_from_path(leaf, index, size, path):
 def open_note(note, verifier_key):
     """The checkpoint's lines once its signature by `verifier_key` checks."""
     name, key_hash, key = verifier_key.split("+", 2)
-    key = base64.b64decode(key)
+    key = base64.b64decode(key, validate=True)
     assert key[0] == 1  # Ed25519
     assert hashlib.sha256(name.encode() + b"\n" + key).digest()[:4].hex() == key_hash
     body, signatures = note.split("\n\n", 1)
@@ -46,7 +46,7 @@ def open_note(note, verifier_key):
     for line in signatures.splitlines():
         assert line.startswith("\u2014 ")
         signer, sig = line[2:].split(" ", 1)
-        sig = base64.b64decode(sig)
+        sig = base64.b64decode(sig, validate=True)
         if signer == name and sig[:4].hex() == key_hash:
             Ed25519PublicKey.from_public_bytes(key[1:]).verify(sig[4:], body.encode())
             return body.splitlines()
@@ -64,17 +64,35 @@ def chain_hash(previous, event):
 def test_an_outsider_checks_an_events_proof(server, client, unique, tmp_path):
     client.create_experiment(unique("proved"))
     env = dict(os.environ, MLTRAIL_AUDIT_SIGNING_KEY=str(tmp_path / "audit-key"))
-    out = subprocess.run([server["binary"], "audit", "prove", "1", "--backend-store-uri", server["backend"]],
-                         capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
-    proof = json.loads(out.stdout)
-    # The first event follows 32 zero bytes: its chain hash is recomputed from its fields alone.
-    assert chain_hash(bytes(32), proof["event"]).hex() == proof["event"]["hash"]
-    origin, size, root = open_note(proof["checkpoint"], proof["verifier_key"])[:3]
-    assert origin == "mltrail-audit" and int(size) == proof["tree_size"]
-    leaf = hashlib.sha256(b"\x00" + bytes.fromhex(proof["event"]["hash"])).digest()
-    path = [bytes.fromhex(p) for p in proof["audit_path"]]
-    assert root_from_path(leaf, proof["leaf_index"], proof["tree_size"], path) == base64.b64decode(root)
-    # A changed event hash no longer reaches the signed root.
-    bent = hashlib.sha256(b"\x00" + bytes(32)).digest()
-    assert root_from_path(bent, proof["leaf_index"], proof["tree_size"], path) != base64.b64decode(root)
+
+    def mltrail(*args):
+        out = subprocess.run([server["binary"], *args, "--backend-store-uri", server["backend"]],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    # The auditor's copy of the verifier key comes from its own call, not from the proofs.
+    verifier_key = mltrail("audit", "verifier-key").strip()
+    previous = bytes(32)
+    size = None
+    seq = 0
+    while seq < min(24, size or 1):
+        seq += 1
+        proof = json.loads(mltrail("audit", "prove", str(seq)))
+        event = proof["event"]
+        assert event["seq"] == seq and proof["leaf_index"] == seq - 1
+        # The chain link from the event's fields and the link before it.
+        link = chain_hash(previous, event)
+        assert link.hex() == event["hash"]
+        previous = link
+        origin, tree_size, root = open_note(proof["checkpoint"], verifier_key)[:3]
+        assert origin == "mltrail-audit" and int(tree_size) == proof["tree_size"]
+        size = size or proof["tree_size"]
+        assert proof["tree_size"] >= size  # the log only grows
+        root = base64.b64decode(root, validate=True)
+        leaf = hashlib.sha256(b"\x00" + link).digest()
+        path = [bytes.fromhex(p) for p in proof["audit_path"]]
+        assert root_from_path(leaf, proof["leaf_index"], proof["tree_size"], path) == root
+        # A changed link no longer reaches the signed root.
+        bent = hashlib.sha256(b"\x00" + bytes(32)).digest()
+        assert root_from_path(bent, proof["leaf_index"], proof["tree_size"], path) != root

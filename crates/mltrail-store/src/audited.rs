@@ -324,7 +324,7 @@ pub(crate) async fn list_events(
     rows.iter().map(logged_event).collect()
 }
 
-fn logged_event(row: &sqlx::any::AnyRow) -> Result<LoggedEvent, StoreError> {
+pub(crate) fn logged_event(row: &sqlx::any::AnyRow) -> Result<LoggedEvent, StoreError> {
     Ok(LoggedEvent {
         event: AuditEvent {
             seq: int(row, "seq")?,

@@ -342,10 +342,8 @@ pub enum Conflict {
     StoredScope(String),
     #[error("`{0}` is the last admin: make another user an admin first (`mltrail users create NAME --admin`), so someone can still manage users and permissions")]
     LastAdmin(String),
-    #[error(
-        "audit event {0}'s hash is not hex: the trail is damaged (run `mltrail audit verify`)"
-    )]
-    StoredHash(i64),
+    #[error("audit event {0} does not follow from its content and the events before it: the trail is broken (`mltrail audit verify` says where)")]
+    ChainBroken(i64),
     #[error("a stored permission holds the unknown level `{0}`")]
     StoredPermission(String),
     #[error("a stored user holds the unknown release role `{0}`")]

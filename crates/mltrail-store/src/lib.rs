@@ -108,20 +108,24 @@ pub mod audit {
     }
 
     /// The trail as Merkle leaves (`mltrail_core::merkle`), in sequence order: each event's
-    /// sequence number and the leaf hash of its chain hash (the 32 bytes the `hash` column
-    /// spells in hex; the chain hash covers the event and every event before it).
+    /// sequence number and the leaf hash of its chain hash. The chain is recomputed from the
+    /// events in the same read, and a stored hash that does not follow from its event and the
+    /// events before it is refused: a leaf always stands for the event's content, not for
+    /// whatever the `hash` column holds.
     pub async fn leaves(
         store: &MetaStore,
     ) -> Result<Vec<(i64, mltrail_core::merkle::Hash)>, StoreError> {
         use futures::TryStreamExt;
-        let mut rows =
-            sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq").fetch(store.readers());
+        let mut rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq").fetch(store.readers());
         let mut leaves = Vec::new();
+        let mut chain = mltrail_core::GENESIS_HASH;
         while let Some(row) = rows.try_next().await? {
-            let seq = crate::sql::int(&row, "seq")?;
-            let hash = crate::sql::text(&row, "hash")?;
-            let bytes = hex::decode(&hash).map_err(|_| crate::error::Conflict::StoredHash(seq))?;
-            leaves.push((seq, mltrail_core::merkle::leaf_hash(&bytes)));
+            let logged = crate::audited::logged_event(&row)?;
+            chain = chain.next(&logged.event);
+            if chain.to_hex() != logged.hash {
+                return Err(crate::error::Conflict::ChainBroken(logged.event.seq).into());
+            }
+            leaves.push((logged.event.seq, mltrail_core::merkle::leaf_hash(&chain.0)));
         }
         Ok(leaves)
     }

@@ -8,6 +8,10 @@
 //! line `— <key name> <base64(key hash ‖ Ed25519 signature)>`. Keys are kept in the signed-note
 //! key format (`PRIVATE+KEY+<name>+<hash>+<base64(0x01 ‖ seed)>`), so Go's `note` package and
 //! the tools built on it read both. The format is specified in docs/audit.md.
+//!
+//! Checking needs only the public half (a [`Verifier`]): an auditor holds that, never the key.
+//! A key never signs a checkpoint inconsistent with the last one it signed
+//! ([`sign_consistently`]), as the tlog-checkpoint specification demands of a log.
 
 use std::path::{Path, PathBuf};
 
@@ -36,9 +40,60 @@ impl SigningKey {
         key
     }
 
-    /// The verifier key others use to check checkpoints: `<name>+<hash>+<base64(0x01 ‖ key)>`.
-    pub fn verifier(&self) -> String {
-        verifier_text(&self.name, &self.public())
+    /// Its public half, to check checkpoints with.
+    pub fn verifying(&self) -> Verifier {
+        Verifier {
+            name: self.name.clone(),
+            public: self.public(),
+        }
+    }
+}
+
+/// A public key that checks checkpoints (what an auditor holds; no private part).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verifier {
+    name: String,
+    public: [u8; 32],
+}
+
+impl Verifier {
+    /// Reads `<name>+<hash>+<base64(0x01 ‖ key)>`, checking the hash.
+    pub fn parse(text: &str) -> Result<Verifier> {
+        let parts: Vec<&str> = text.trim().splitn(3, '+').collect();
+        let [name, hash, key] = parts[..] else {
+            bail!(
+                "a verifier key reads <name>+<hash>+<key> (`mltrail audit verifier-key` prints it)"
+            );
+        };
+        let raw = B64.decode(key).context("the verifier key is not base64")?;
+        let Some((&ED25519_ALG, public)) = raw.split_first() else {
+            bail!("not an Ed25519 verifier key");
+        };
+        let public: [u8; 32] = public
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("an Ed25519 public key is 32 bytes"))?;
+        if hex::encode(key_hash(name, &public)) != hash {
+            bail!("the verifier key's hash does not match its name and key");
+        }
+        Ok(Verifier {
+            name: name.to_string(),
+            public,
+        })
+    }
+}
+
+/// `<name>+<hash>+<base64(0x01 ‖ key)>`, what others check checkpoints with.
+impl std::fmt::Display for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut key = vec![ED25519_ALG];
+        key.extend_from_slice(&self.public);
+        write!(
+            f,
+            "{}+{}+{}",
+            self.name,
+            hex::encode(key_hash(&self.name, &self.public)),
+            B64.encode(key)
+        )
     }
 }
 
@@ -52,75 +107,92 @@ fn key_hash(name: &str, public: &[u8; 32]) -> [u8; 4] {
     [digest[0], digest[1], digest[2], digest[3]]
 }
 
-fn verifier_text(name: &str, public: &[u8; 32]) -> String {
-    let mut key = vec![ED25519_ALG];
-    key.extend_from_slice(public);
-    format!(
-        "{name}+{}+{}",
-        hex::encode(key_hash(name, public)),
-        B64.encode(key)
-    )
+/// Where the key is when the configuration names none: beside a SQLite store's file; a store
+/// that is not a file (PostgreSQL, SQLite in memory) has no such place, and then the key must
+/// be named.
+pub fn default_key_path(store_uri: &str) -> Result<PathBuf> {
+    let path = store_uri
+        .strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p))
+        .filter(|p| !p.is_empty() && !p.contains(":memory:"));
+    let Some(path) = path else {
+        bail!("this store is not a file, so the audit signing key has no default place: set [audit] signing_key_file (or MLTRAIL_AUDIT_SIGNING_KEY) to a file outside the reach of whoever can write the database");
+    };
+    // sqlite:///relative.db and sqlite:////absolute.db, as the store reads them.
+    let db = match path.strip_prefix("//") {
+        Some(absolute) => PathBuf::from(format!("/{}", absolute.trim_start_matches('/'))),
+        None => PathBuf::from(path.strip_prefix('/').unwrap_or(path)),
+    };
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".audit-signing-key");
+    Ok(db.with_file_name(name))
 }
 
-/// Where the key is when the configuration names none: beside a SQLite store's file, else in
-/// the working directory.
-pub fn default_key_path(store_uri: &str) -> PathBuf {
-    match store_uri.strip_prefix("sqlite://") {
-        Some(path) if !path.is_empty() => {
-            let file = path.strip_prefix('/').unwrap_or(path);
-            let file = file.split('?').next().unwrap_or(file);
-            let db = if path.starts_with("//") {
-                PathBuf::from(format!("/{}", file.trim_start_matches('/')))
-            } else {
-                PathBuf::from(file)
-            };
-            let mut name = db.file_name().unwrap_or_default().to_os_string();
-            name.push(".audit-signing-key");
-            db.with_file_name(name)
-        }
-        _ => PathBuf::from("mltrail-audit-signing-key"),
-    }
-}
-
-/// Reads the key at `path`, or makes one there when there is none (`Ok((key, true))`).
-pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool)> {
+/// Reads the key at `path`; `None` when there is none.
+pub fn load(path: &Path) -> Result<Option<SigningKey>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Ok((
-            parse_key(text.trim())
-                .with_context(|| format!("cannot read the audit signing key {}", path.display()))?,
-            false,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut seed = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut seed)
-                .map_err(|_| anyhow::anyhow!("no randomness for a new key"))?;
-            let key = from_seed(ORIGIN, &seed)?;
-            let text = format!(
-                "PRIVATE+KEY+{ORIGIN}+{}+{}\n",
-                hex::encode(key_hash(ORIGIN, &key.public())),
-                B64.encode([&[ED25519_ALG][..], &seed].concat())
-            );
-            write_private(path, &text)?;
-            Ok((key, true))
-        }
+        Ok(text) => Ok(Some(parse_key(text.trim()).with_context(|| {
+            format!("cannot read the audit signing key {}", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => {
             Err(e).with_context(|| format!("cannot read the audit signing key {}", path.display()))
         }
     }
 }
 
-fn write_private(path: &Path, text: &str) -> Result<()> {
+/// Reads the key at `path`, or makes one there when there is none (`Ok((key, true))`).
+pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool)> {
+    if let Some(key) = load(path)? {
+        return Ok((key, false));
+    }
+    let mut seed = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("no randomness for a new key"))?;
+    let key = from_seed(ORIGIN, &seed)?;
+    let text = format!(
+        "PRIVATE+KEY+{ORIGIN}+{}+{}\n",
+        hex::encode(key_hash(ORIGIN, &key.public())),
+        B64.encode([&[ED25519_ALG][..], &seed].concat())
+    );
+    if write_whole(path, &text, true)? {
+        Ok((key, true))
+    } else {
+        // Another process made one first: that one is the key.
+        let key = load(path)?.context("the audit signing key vanished while being made")?;
+        Ok((key, false))
+    }
+}
+
+/// Writes a file whole or not at all: a temporary file beside it, synced, then moved into
+/// place; with `only_new`, linked instead, so an existing file stays and `false` says so (of two
+/// processes making a key, the first wins). A crash leaves no half-written file.
+fn write_whole(path: &Path, text: &str, only_new: bool) -> Result<bool> {
     use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".mltrail-audit-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create the audit signing key {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
+    std::fs::set_permissions(
+        temp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    temp.write_all(text.as_bytes())?;
+    temp.as_file().sync_all()?;
+    if !only_new {
+        temp.persist(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        return Ok(true);
+    }
+    match std::fs::hard_link(temp.path(), path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
 }
 
 fn from_seed(name: &str, seed: &[u8]) -> Result<SigningKey> {
@@ -159,12 +231,50 @@ fn body(size: u64, root: &Hash, time_ms: i64) -> String {
 }
 
 /// A signed checkpoint of a tree of `size` leaves with `root`.
-pub fn sign(key: &SigningKey, size: u64, root: &Hash, time_ms: i64) -> String {
+fn sign(key: &SigningKey, size: u64, root: &Hash, time_ms: i64) -> String {
     let text = body(size, root, time_ms);
     let signature = key.pair.sign(text.as_bytes());
     let mut sig = key_hash(&key.name, &key.public()).to_vec();
     sig.extend_from_slice(signature.as_ref());
     format!("{text}\n\u{2014} {} {}\n", key.name, B64.encode(sig))
+}
+
+/// Where the last checkpoint a key signed is kept: beside the key.
+fn last_path(key_path: &Path) -> PathBuf {
+    let mut name = key_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".last-checkpoint");
+    key_path.with_file_name(name)
+}
+
+/// Signs a checkpoint of `leaves` with the key at `key_path`, unless the trail no longer holds
+/// what the last checkpoint this key signed saw (a log must never sign two inconsistent
+/// checkpoints); keeps it as the last one.
+pub fn sign_consistently(
+    key: &SigningKey,
+    key_path: &Path,
+    leaves: &[Hash],
+    time_ms: i64,
+) -> Result<String> {
+    let last = last_path(key_path);
+    match std::fs::read_to_string(&last) {
+        Ok(text) => {
+            let previous = open(&text, &key.verifying()).with_context(|| {
+                format!("the last checkpoint {} does not check", last.display())
+            })?;
+            if let Err(why) = consistent(leaves, &previous) {
+                bail!(
+                    "refusing to sign: {why} (the last checkpoint this key signed, {}, saw {} events)",
+                    last.display(),
+                    previous.size
+                );
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", last.display())),
+    }
+    let note = sign(key, leaves.len() as u64, &merkle::root(leaves), time_ms);
+    write_whole(&last, &note, false)?;
+    Ok(note)
 }
 
 /// What a checkpoint says, once its signature checks.
@@ -174,14 +284,13 @@ pub struct Checkpoint {
     pub root: Hash,
 }
 
-/// Reads a signed checkpoint and checks its signature against `key`'s public half.
-pub fn open(text: &str, key: &SigningKey) -> Result<Checkpoint> {
+/// Reads a signed checkpoint and checks its signature with `key`.
+pub fn open(text: &str, key: &Verifier) -> Result<Checkpoint> {
     let Some((body, signatures)) = text.split_once("\n\n") else {
         bail!("not a signed note: no blank line before the signatures");
     };
     let body = format!("{body}\n");
-    let public = key.public();
-    let expected_hash = key_hash(&key.name, &public);
+    let expected_hash = key_hash(&key.name, &key.public);
     let mut verified = false;
     for line in signatures.lines() {
         let Some(rest) = line.strip_prefix("\u{2014} ") else {
@@ -196,16 +305,13 @@ pub fn open(text: &str, key: &SigningKey) -> Result<Checkpoint> {
         if name != key.name || sig.len() != 68 || sig[..4] != expected_hash {
             continue;
         }
-        UnparsedPublicKey::new(&ED25519, public)
+        UnparsedPublicKey::new(&ED25519, key.public)
             .verify(body.as_bytes(), &sig[4..])
             .map_err(|_| anyhow::anyhow!("the checkpoint's signature does not verify: it was changed, or signed with another key"))?;
         verified = true;
     }
     if !verified {
-        bail!(
-            "the checkpoint carries no signature by this store's key `{}`",
-            key.verifier()
-        );
+        bail!("the checkpoint carries no signature by the key `{key}`");
     }
     let mut lines = body.lines();
     if lines.next() != Some(ORIGIN) {
@@ -253,12 +359,19 @@ mod tests {
         assert!(made);
         let (again, made) = load_or_create(&path).unwrap();
         assert!(!made);
-        assert_eq!(again.verifier(), key.verifier());
+        assert_eq!(again.verifying(), key.verifying());
+        let verifier = Verifier::parse(&key.verifying().to_string()).unwrap();
+        assert_eq!(verifier, key.verifying());
         let leaves: Vec<Hash> = (0..5u8).map(|i| merkle::leaf_hash(&[i])).collect();
-        let root = merkle::root(&leaves[..4]);
-        let note = sign(&key, 4, &root, 1_796_300_000_000);
-        let checkpoint = open(&note, &key).unwrap();
-        assert_eq!(checkpoint, Checkpoint { size: 4, root });
+        let note = sign_consistently(&key, &path, &leaves[..4], 1_796_300_000_000).unwrap();
+        let checkpoint = open(&note, &verifier).unwrap();
+        assert_eq!(
+            checkpoint,
+            Checkpoint {
+                size: 4,
+                root: merkle::root(&leaves[..4])
+            }
+        );
         assert!(consistent(&leaves, &checkpoint).is_ok());
         assert!(consistent(&leaves[..3], &checkpoint)
             .unwrap_err()
@@ -269,17 +382,29 @@ mod tests {
             .unwrap_err()
             .contains("rewritten"));
         // A changed size, or another key, fails the signature.
-        assert!(open(&note.replacen("\n4\n", "\n3\n", 1), &key).is_err());
+        assert!(open(&note.replacen("\n4\n", "\n3\n", 1), &verifier).is_err());
         let (other, _) = load_or_create(&dir.path().join("other")).unwrap();
-        assert!(open(&note, &other).is_err());
-        assert!(default_key_path("sqlite:////data/m.db").ends_with("m.db.audit-signing-key"));
+        assert!(open(&note, &other.verifying()).is_err());
+        // The key never signs a checkpoint inconsistent with the last one it signed.
+        sign_consistently(&key, &path, &leaves, 2).unwrap();
+        let refused = sign_consistently(&key, &path, &rewritten, 3).unwrap_err();
+        assert!(
+            refused.to_string().contains("refusing to sign"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn the_default_key_sits_beside_a_sqlite_file_and_nowhere_else() {
         assert_eq!(
-            default_key_path("sqlite:////data/m.db"),
+            default_key_path("sqlite:////data/m.db").unwrap(),
             PathBuf::from("/data/m.db.audit-signing-key")
         );
         assert_eq!(
-            default_key_path("sqlite:///rel/m.db"),
+            default_key_path("sqlite:///rel/m.db").unwrap(),
             PathBuf::from("rel/m.db.audit-signing-key")
         );
+        assert!(default_key_path("postgresql://u@h/db").is_err());
+        assert!(default_key_path("sqlite://:memory:").is_err());
     }
 }

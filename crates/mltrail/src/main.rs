@@ -171,6 +171,10 @@ enum AuditCommand {
         /// checkpoint`) saw: a trail rewritten and re-hashed after it, or cut short, fails.
         #[arg(long)]
         checkpoint: Option<std::path::PathBuf>,
+        /// The key that signed the checkpoint (`<name>+<hash>+<key>`, as `audit verifier-key`
+        /// prints it); default [audit] verifier_key, else the store's own signing key.
+        #[arg(long, requires = "checkpoint")]
+        verifier_key: Option<String>,
         #[command(flatten)]
         output: args::JsonArgs,
     },
@@ -181,6 +185,12 @@ enum AuditCommand {
     /// The key is made on first use ([audit] signing_key_file, MLTRAIL_AUDIT_SIGNING_KEY;
     /// default beside a SQLite store) and its public half is printed to stderr then.
     Checkpoint {
+        #[command(flatten)]
+        store: config::StoreArgs,
+    },
+    /// Print the verifier key of the store's audit signing key (`<name>+<hash>+<key>`): what
+    /// an auditor checks checkpoints with (`audit verify --checkpoint F --verifier-key K`).
+    VerifierKey {
         #[command(flatten)]
         store: config::StoreArgs,
     },
@@ -485,43 +495,67 @@ async fn open_store(uri: &str) -> Result<MetaStore> {
         .with_context(|| format!("cannot open backend store {}", config::redact(uri)))
 }
 
-/// The audit signing key: `[audit] signing_key_file`, else beside the store; made (and its
-/// public half printed to stderr) on first use.
-fn signing_key(loaded: &Loaded, store_uri: &str) -> Result<checkpoint::SigningKey> {
-    let path = loaded
-        .config
-        .audit
-        .signing_key_file
-        .clone()
-        .unwrap_or_else(|| checkpoint::default_key_path(store_uri));
+/// Where the audit signing key is: `[audit] signing_key_file` (MLTRAIL_AUDIT_SIGNING_KEY), else
+/// beside a SQLite store's file.
+fn key_path(loaded: &Loaded, store_uri: &str) -> Result<std::path::PathBuf> {
+    match &loaded.config.audit.signing_key_file {
+        Some(path) if path.to_string_lossy().starts_with("PRIVATE+KEY+") => bail!(
+            "MLTRAIL_AUDIT_SIGNING_KEY and [audit] signing_key_file name the key's file, not the key: write the key to a file and name that"
+        ),
+        Some(path) => Ok(path.clone()),
+        None => checkpoint::default_key_path(store_uri),
+    }
+}
+
+/// The audit signing key and its file; made (and its verifier key printed to stderr) on first
+/// use.
+fn signing_key(
+    loaded: &Loaded,
+    store_uri: &str,
+) -> Result<(checkpoint::SigningKey, std::path::PathBuf)> {
+    let path = key_path(loaded, store_uri)?;
     let (key, made) = checkpoint::load_or_create(&path)?;
     if made {
         eprintln!(
-            "made the audit signing key {} (keep it private; back it up). Verifier key, for others to check checkpoints: {}",
+            "made the audit signing key {} (keep it private, out of reach of whoever can write the database; back it up). Verifier key, for others to check checkpoints: {}",
             path.display(),
-            key.verifier()
+            key.verifying()
         );
     }
-    Ok(key)
+    Ok((key, path))
 }
 
-/// The trail against a signed checkpoint file: `Ok(size)` when its first events are unchanged,
-/// `Err(reason)` when not; the outer error when the checkpoint cannot be read or checked.
+/// What checks a checkpoint: `--verifier-key` or `[audit] verifier_key` (what an auditor holds),
+/// else the public half of the store's signing key when it exists (never made here).
+fn checkpoint_verifier(
+    loaded: &Loaded,
+    store_uri: &str,
+    given: Option<&str>,
+) -> Result<checkpoint::Verifier> {
+    if let Some(text) = given.or(loaded.config.audit.verifier_key.as_deref()) {
+        return checkpoint::Verifier::parse(text);
+    }
+    let path = key_path(loaded, store_uri)?;
+    match checkpoint::load(&path)? {
+        Some(key) => Ok(key.verifying()),
+        None => bail!(
+            "no key to check the checkpoint with: pass --verifier-key (`mltrail audit verifier-key` prints it where the signing key is), or set [audit] verifier_key"
+        ),
+    }
+}
+
+/// The trail against a signed checkpoint: `Ok(size)` when its first events are unchanged,
+/// `Err(reason)` when not; the outer error when the checkpoint does not check.
 async fn checked_against(
     store: &MetaStore,
-    loaded: &Loaded,
-    uri: &str,
-    file: &std::path::Path,
+    verifier: &checkpoint::Verifier,
+    text: &str,
 ) -> Result<std::result::Result<u64, String>> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the checkpoint {}", file.display()))?;
-    let key = signing_key(loaded, uri)?;
-    let checkpoint = checkpoint::open(&text, &key)?;
-    let leaves: Vec<_> = mltrail_store::audit::leaves(store)
-        .await?
-        .into_iter()
-        .map(|(_, leaf)| leaf)
-        .collect();
+    let checkpoint = checkpoint::open(text, verifier)?;
+    let leaves: Vec<_> = match mltrail_store::audit::leaves(store).await {
+        Ok(leaves) => leaves.into_iter().map(|(_, leaf)| leaf).collect(),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
     Ok(checkpoint::consistent(&leaves, &checkpoint).map(|()| checkpoint.size))
 }
 
@@ -540,6 +574,7 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
             store,
             artifacts,
             checkpoint,
+            verifier_key,
             output,
         } => {
             let json = output.json;
@@ -549,6 +584,18 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
             )?;
             let destination = audit_artifacts(&loaded);
             let uri = loaded.config.store.backend_store_uri.clone();
+            // The checkpoint and its key are read first: a bad file fails before the long part.
+            let against = match &checkpoint {
+                None => None,
+                Some(file) => {
+                    let text = std::fs::read_to_string(file).with_context(|| {
+                        format!("cannot read the checkpoint {}", file.display())
+                    })?;
+                    let verifier = checkpoint_verifier(&loaded, &uri, verifier_key.as_deref())?;
+                    checkpoint::open(&text, &verifier)?;
+                    Some((text, verifier))
+                }
+            };
             let store = MetaStore::open(&StoreConfig::new(&uri))
                 .await
                 .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
@@ -557,9 +604,9 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
                 .transpose()?;
             let verified = verify_artifacts::verify_store(&store, artifacts.as_ref()).await;
             // Against a checkpoint: the trail's first leaves must still have its root.
-            let against = match &checkpoint {
+            let against = match &against {
                 None => Ok(None),
-                Some(file) => checked_against(&store, &loaded, &uri, file).await.map(Some),
+                Some((text, verifier)) => checked_against(&store, verifier, text).await.map(Some),
             };
             store.close().await;
             let (report, artifacts_checked) = verified?;
@@ -567,9 +614,14 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"report": report, "artifacts_checked": artifacts_checked})
-                    )?
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "report": report,
+                        "artifacts_checked": artifacts_checked,
+                        "checkpoint": against.as_ref().map(|a| match a {
+                            Ok(size) => serde_json::json!({"consistent": true, "size": size}),
+                            Err(why) => serde_json::json!({"consistent": false, "reason": why}),
+                        }),
+                    }))?
                 );
             }
             if let Some(Err(why)) = &against {
@@ -606,21 +658,27 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Checkpoint { store } => {
             let loaded = Loaded::load(&store.config, store.layer()?)?;
             let uri = loaded.config.store.backend_store_uri.clone();
-            let key = signing_key(&loaded, &uri)?;
+            let (key, path) = signing_key(&loaded, &uri)?;
             let store = open_store(&uri).await?;
             let leaves = mltrail_store::audit::leaves(&store).await;
             store.close().await;
             let leaves: Vec<_> = leaves?.into_iter().map(|(_, leaf)| leaf).collect();
-            let root = mltrail_core::merkle::root(&leaves);
             let note =
-                checkpoint::sign(&key, leaves.len() as u64, &root, mltrail_core::now_millis());
+                checkpoint::sign_consistently(&key, &path, &leaves, mltrail_core::now_millis())?;
             print!("{note}");
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::VerifierKey { store } => {
+            let loaded = Loaded::load(&store.config, store.layer()?)?;
+            let uri = loaded.config.store.backend_store_uri.clone();
+            let (key, _) = signing_key(&loaded, &uri)?;
+            println!("{}", key.verifying());
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Prove { seq, store } => {
             let loaded = Loaded::load(&store.config, store.layer()?)?;
             let uri = loaded.config.store.backend_store_uri.clone();
-            let key = signing_key(&loaded, &uri)?;
+            let (key, key_path) = signing_key(&loaded, &uri)?;
             let store = open_store(&uri).await?;
             let read = async {
                 Ok::<_, mltrail_store::StoreError>((
@@ -631,17 +689,19 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
             .await;
             store.close().await;
             let (leaves, event) = read?;
-            let Some(event) = event else {
-                bail!("no audit event {seq}: `mltrail audit log` lists them");
-            };
-            let Some(index) = leaves.iter().position(|(s, _)| *s == seq) else {
+            let (Some(event), Some(index)) = (event, leaves.iter().position(|(s, _)| *s == seq))
+            else {
                 bail!("no audit event {seq}: `mltrail audit log` lists them");
             };
             let leaves: Vec<_> = leaves.into_iter().map(|(_, leaf)| leaf).collect();
             let root = mltrail_core::merkle::root(&leaves);
             let path = mltrail_core::merkle::inclusion_proof(&leaves, index).unwrap_or_default();
-            let note =
-                checkpoint::sign(&key, leaves.len() as u64, &root, mltrail_core::now_millis());
+            let note = checkpoint::sign_consistently(
+                &key,
+                &key_path,
+                &leaves,
+                mltrail_core::now_millis(),
+            )?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({
@@ -652,7 +712,7 @@ async fn audit(command: AuditCommand) -> Result<ExitCode> {
                     "root": hex::encode(root),
                     "audit_path": path.iter().map(hex::encode).collect::<Vec<_>>(),
                     "checkpoint": note,
-                    "verifier_key": key.verifier(),
+                    "verifier_key": key.verifying().to_string(),
                 }))?
             );
             Ok(ExitCode::SUCCESS)

@@ -516,6 +516,74 @@ fn a_checkpoint_catches_a_trail_rewritten_and_rehashed_after_it() {
     assert!(verify(&server).0, "a re-hashed chain verifies on its own");
     let (ok, out) = verify_against(&server, &file);
     assert!(!ok && out.contains("rewritten"), "{out}");
+    // And the key no longer signs: a log never signs two inconsistent checkpoints.
+    let out = server.mltrail(&["audit", "checkpoint", "--backend-store-uri", &uri]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("refusing to sign"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_auditor_checks_a_checkpoint_with_the_verifier_key_alone() {
+    let server = Server::start();
+    exercise(&server);
+    let file = checkpoint(&server);
+    let uri = server.store_uri();
+    let out = server.mltrail(&["audit", "verifier-key", "--backend-store-uri", &uri]);
+    assert!(out.status.success());
+    let verifier = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(verifier.starts_with("mltrail-audit+"), "{verifier}");
+    // The auditor's copy of the store has no signing key beside it: the verifier key suffices.
+    std::fs::remove_file(
+        server
+            .dir
+            .path()
+            .join("store")
+            .join("mltrail.db.audit-signing-key"),
+    )
+    .unwrap();
+    let check = |key: &str| {
+        server.mltrail(&[
+            "audit",
+            "verify",
+            "--backend-store-uri",
+            &uri,
+            "--checkpoint",
+            &file.display().to_string(),
+            "--verifier-key",
+            key,
+        ])
+    };
+    let out = check(&verifier);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !server
+            .dir
+            .path()
+            .join("store")
+            .join("mltrail.db.audit-signing-key")
+            .exists(),
+        "verifying made a key"
+    );
+    // Another key's verifier refuses the checkpoint.
+    let other = server.dir.path().join("other-key");
+    let out = server.mltrail_env(
+        &["audit", "verifier-key", "--backend-store-uri", &uri],
+        &[("MLTRAIL_AUDIT_SIGNING_KEY", &other.display().to_string())],
+    );
+    let other = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = check(&other);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no signature by the key"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -269,10 +269,13 @@ config_table! {
     /// The audit trail's signed checkpoints (`mltrail audit checkpoint`, `audit verify
     /// --checkpoint`).
     pub struct AuditTable in "audit" {
-        /// The Ed25519 key checkpoints are signed with, in the signed-note format (default:
-        /// beside a SQLite store's file, `<db>.audit-signing-key`, else
-        /// ./mltrail-audit-signing-key; made on first use).
+        /// The file of the Ed25519 key checkpoints are signed with, in the signed-note format
+        /// (default: beside a SQLite store's file, `<db>.audit-signing-key`; other stores must
+        /// name one). Made on first use; keep it out of reach of whoever can write the database.
         pub signing_key_file: Option<PathBuf> = None,
+        /// The key `audit verify --checkpoint` checks signatures with (`<name>+<hash>+<key>`,
+        /// as `mltrail audit verifier-key` prints it); default: the signing key's own.
+        pub verifier_key: Option<String> = None,
     }
 }
 

@@ -180,6 +180,15 @@ impl Server {
             .output()
             .expect("run mltrail")
     }
+
+    /// The same, with environment variables set.
+    pub fn mltrail_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_mltrail"))
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run mltrail")
+    }
 }
 
 impl Drop for Server {
