@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test: Rust unit and integration tests, then the mlflow-client compatibility suite against
-# mltrail server on SQLite + local folder (auth off, then --auth on), PostgreSQL + local folder,
-# and SQLite + S3 (moto), then
+# mltrail server on SQLite + local folder (auth off, then --auth on), PostgreSQL + local folder
+# (and its permission and audit-proof tests with --auth on), and SQLite + S3 (moto), then
 # the fault-injection tests (tests/faults: PostgreSQL stopped and restarted under write load, the
 # S3-compatible store out of reach, a full disk under the SQLite store and the prediction log).
 # Services start on 127.0.0.1 with free ports and are stopped on exit.
@@ -29,6 +29,9 @@ MLTRAIL_TEST_AUTH=on "${pytest[@]}"
 echo "== compatibility suite: PostgreSQL + local artifacts"
 pg_uri=$(scripts/pg.sh start "$work/pg")
 MLTRAIL_TEST_BACKEND_URI="$pg_uri" "${pytest[@]}"
+echo "== PostgreSQL + --auth on: permissions, roles and audit proofs"
+MLTRAIL_TEST_AUTH=on MLTRAIL_TEST_BACKEND_URI="$pg_uri" \
+  .venv/bin/pytest -q -p no:cacheprovider tests/compat/test_auth.py tests/compat/test_audit_proof.py
 
 echo "== compatibility suite: SQLite + S3-compatible object storage (moto)"
 endpoint=$(scripts/s3.sh start "$work/s3" mltrail-test)

@@ -59,6 +59,21 @@ macro_rules! text_key {
 }
 pub(crate) use text_key;
 
+/// `parse` and `id` of an entity named by one integer key (an experiment id, a role id): the
+/// event's id is the integer in decimal. Used inside `impl Audited for $name`.
+macro_rules! int_key {
+    ($name:ident) => {
+        fn parse(id: &str) -> Option<Self> {
+            Some($name(id.parse().ok()?))
+        }
+
+        fn id(&self) -> String {
+            self.0.to_string()
+        }
+    };
+}
+pub(crate) use int_key;
+
 /// `parse` and `id` of a versioned entity (`name` and an integer `version`, a model version or
 /// a dataset version): its event id is `NAME/VERSION`, split at the last `/` because names may
 /// hold one. Used inside `impl Audited for $name`.

@@ -2,7 +2,7 @@
 //! records for one. Deleting or restoring an experiment does the same to its runs (`runs`).
 
 use crate::access::permissions::Visible;
-use crate::audited::Audited;
+use crate::audited::{int_key, Audited};
 use crate::error::{AlreadyExists, Conflict, Invalid, NotFound};
 use crate::names::{validate_key, validate_len, MAX_TAG_VALUE_LEN};
 use crate::records::*;
@@ -28,13 +28,7 @@ impl Audited for ExperimentRef {
     const KIND: &'static str = "experiment";
     const LIST_IDS: &'static str = "SELECT CAST(experiment_id AS TEXT) AS id FROM experiments";
 
-    fn parse(id: &str) -> Option<Self> {
-        Some(ExperimentRef(id.parse().ok()?))
-    }
-
-    fn id(&self) -> String {
-        self.0.to_string()
-    }
+    int_key!(ExperimentRef);
 
     async fn state(
         &self,

@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
 use super::users::user_id;
-use crate::audited::Audited;
+use crate::audited::{int_key, Audited};
 use crate::error::{AlreadyExists, Conflict, Invalid, NotFound};
 use crate::sql::{int, opt_text, text};
 use crate::{AuditCtx, MetaStore, StoreError, Tx};
@@ -145,13 +145,7 @@ impl Audited for RoleRef {
     const KIND: &'static str = "role";
     const LIST_IDS: &'static str = "SELECT CAST(role_id AS TEXT) AS id FROM roles";
 
-    fn parse(id: &str) -> Option<Self> {
-        Some(RoleRef(id.parse().ok()?))
-    }
-
-    fn id(&self) -> String {
-        self.0.to_string()
-    }
+    int_key!(RoleRef);
 
     async fn state(
         &self,
@@ -457,16 +451,26 @@ pub(crate) async fn forget_resource(
     pattern: &str,
 ) -> Result<(), StoreError> {
     for role in roles_on(tx, resource_type, pattern).await? {
-        sqlx::query("DELETE FROM role_permissions WHERE role_id = $1 AND resource_type = $2 AND resource_pattern = $3")
-            .bind(role)
-            .bind(resource_type.as_str())
-            .bind(pattern.to_string())
-            .execute(&mut *tx)
-            .await?;
+        drop_grant(tx, role, resource_type, pattern).await?;
         audit
             .record(tx, "permission.revoke", &RoleRef(role))
             .await?;
     }
+    Ok(())
+}
+
+async fn drop_grant(
+    tx: &mut Tx,
+    role: i64,
+    resource_type: ResourceType,
+    pattern: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM role_permissions WHERE role_id = $1 AND resource_type = $2 AND resource_pattern = $3")
+        .bind(role)
+        .bind(resource_type.as_str())
+        .bind(pattern.to_string())
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -481,20 +485,18 @@ pub(crate) async fn rename_resource(
     to: &str,
 ) -> Result<(), StoreError> {
     for role in roles_on(tx, resource_type, from).await? {
-        // A grant the role held on the new name already (a model of that name deleted
-        // earlier cannot have left one: deletion removes them) stays; the old one goes.
-        let sql = if held(tx, role, resource_type, to).await?.is_some() {
-            "DELETE FROM role_permissions WHERE role_id = $1 AND resource_type = $2 AND resource_pattern = $3"
+        // A grant the role held on the new name already stays; the old one goes.
+        if held(tx, role, resource_type, to).await?.is_some() {
+            drop_grant(tx, role, resource_type, from).await?;
         } else {
-            "UPDATE role_permissions SET resource_pattern = $4 WHERE role_id = $1 AND resource_type = $2 AND resource_pattern = $3"
-        };
-        sqlx::query(sql)
-            .bind(role)
-            .bind(resource_type.as_str())
-            .bind(from.to_string())
-            .bind(to.to_string())
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("UPDATE role_permissions SET resource_pattern = $1 WHERE role_id = $2 AND resource_type = $3 AND resource_pattern = $4")
+                .bind(to.to_string())
+                .bind(role)
+                .bind(resource_type.as_str())
+                .bind(from.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         audit
             .record(tx, "permission.rename", &RoleRef(role))
             .await?;
