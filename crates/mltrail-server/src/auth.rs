@@ -318,7 +318,7 @@ pub enum Need {
     /// MANAGE on the resource, and admin); a token needs `admin`.
     Account,
     /// Anyone authenticated (`/api/v1/auth/whoami`, which serving processes ask about their
-    /// callers; `/metrics`).
+    /// callers).
     Identified,
 }
 
@@ -341,8 +341,13 @@ impl Need {
         if matches!(path, "/health" | "/version") {
             return Need::Open;
         }
-        if matches!(path, "/api/v1/auth/whoami" | "/metrics") {
+        if path == "/api/v1/auth/whoami" {
             return Need::Identified;
+        }
+        // The server's counters are for those who read it (users, tokens with a reading
+        // scope: a Prometheus scraper gets `read`), not for a scoring client's `predict` token.
+        if path == "/metrics" {
+            return Need::Read;
         }
         // The same routes are served under /api and /ajax-api.
         let Some(p) = path

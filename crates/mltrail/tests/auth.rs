@@ -203,6 +203,9 @@ fn requests_authenticate_and_the_trail_names_who_acted() {
         json!({}),
     );
     assert_eq!(status, 403);
+    // Nor the server's counters: those are for users and tokens that read.
+    let (status, _) = call(&server, &As::Bearer(&scorer), "GET", "/metrics", json!({}));
+    assert_eq!(status, 403);
 
     // Refusals are counted on /metrics.
     let metrics = client()
@@ -222,7 +225,7 @@ fn requests_authenticate_and_the_trail_names_who_acted() {
     };
     // Two wrong passwords and an unknown token; no credentials at all is not a failed login.
     assert_eq!(count("mltrail_auth_failed_logins"), 3);
-    assert_eq!(count("mltrail_auth_denied"), 3);
+    assert_eq!(count("mltrail_auth_denied"), 4);
 
     // The trail names each actor and how they authenticated.
     server.stop();
