@@ -22,8 +22,22 @@ use base64::Engine as _;
 use mltrail_core::merkle::{self, Hash};
 use sha2::{Digest, Sha256};
 
-/// The origin line of every checkpoint, and the key's name.
-pub const ORIGIN: &str = "mltrail-audit";
+/// The origin of checkpoints (their first line, and the key's name) unless `[audit] origin`
+/// names another: give each trail its own (a URL-like name such as `mltrail.example.com/ml-team`),
+/// so that whoever collects checkpoints of several tells them apart.
+pub const DEFAULT_ORIGIN: &str = "mltrail-audit";
+
+/// An origin is one line a key name can also be: no spaces, no `+`.
+pub fn check_origin(origin: &str) -> Result<()> {
+    if origin.is_empty()
+        || origin
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+    {
+        bail!("[audit] origin `{origin}` must be one word without spaces or `+` (e.g. mltrail.example.com/ml-team)");
+    }
+    Ok(())
+}
 /// The signature algorithm byte of Ed25519 in signed-note keys.
 const ED25519_ALG: u8 = 0x01;
 
@@ -141,17 +155,19 @@ pub fn load(path: &Path) -> Result<Option<SigningKey>> {
     }
 }
 
-/// Reads the key at `path`, or makes one there when there is none (`Ok((key, true))`).
-pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool)> {
+/// Reads the key at `path`, or makes one named `origin` there when there is none
+/// (`Ok((key, true))`). A key keeps the name it was made with.
+pub fn load_or_create(path: &Path, origin: &str) -> Result<(SigningKey, bool)> {
     if let Some(key) = load(path)? {
         return Ok((key, false));
     }
+    check_origin(origin)?;
     let mut seed = [0u8; 32];
     aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("no randomness for a new key"))?;
-    let key = from_seed(ORIGIN, &seed)?;
+    let key = from_seed(origin, &seed)?;
     let text = format!(
-        "PRIVATE+KEY+{ORIGIN}+{}+{}\n",
-        hex::encode(key_hash(ORIGIN, &key.public())),
+        "PRIVATE+KEY+{origin}+{}+{}\n",
+        hex::encode(key_hash(origin, &key.public())),
         B64.encode([&[ED25519_ALG][..], &seed].concat())
     );
     if write_whole(path, &text, true)? {
@@ -221,10 +237,11 @@ fn parse_key(text: &str) -> Result<SigningKey> {
     Ok(key)
 }
 
-/// The checkpoint text: origin, size, root, and the time as an extension line.
-fn body(size: u64, root: &Hash, time_ms: i64) -> String {
+/// The checkpoint text: origin (the key's name), size, root, and the time as an extension
+/// line.
+fn body(origin: &str, size: u64, root: &Hash, time_ms: i64) -> String {
     format!(
-        "{ORIGIN}\n{size}\n{}\nTime: {}\n",
+        "{origin}\n{size}\n{}\nTime: {}\n",
         B64.encode(root),
         mltrail_core::time::rfc3339_millis(time_ms)
     )
@@ -232,7 +249,7 @@ fn body(size: u64, root: &Hash, time_ms: i64) -> String {
 
 /// A signed checkpoint of a tree of `size` leaves with `root`.
 fn sign(key: &SigningKey, size: u64, root: &Hash, time_ms: i64) -> String {
-    let text = body(size, root, time_ms);
+    let text = body(&key.name, size, root, time_ms);
     let signature = key.pair.sign(text.as_bytes());
     let mut sig = key_hash(&key.name, &key.public()).to_vec();
     sig.extend_from_slice(signature.as_ref());
@@ -314,8 +331,11 @@ pub fn open(text: &str, key: &Verifier) -> Result<Checkpoint> {
         bail!("the checkpoint carries no signature by the key `{key}`");
     }
     let mut lines = body.lines();
-    if lines.next() != Some(ORIGIN) {
-        bail!("the checkpoint is not of an mltrail audit log (origin line)");
+    if lines.next() != Some(key.name.as_str()) {
+        bail!(
+            "the checkpoint's origin line is not `{}`, the trail its key signs for",
+            key.name
+        );
     }
     let size: u64 = lines
         .next()
@@ -355,9 +375,9 @@ mod tests {
     fn a_checkpoint_signs_verifies_and_refuses_changes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
-        let (key, made) = load_or_create(&path).unwrap();
+        let (key, made) = load_or_create(&path, DEFAULT_ORIGIN).unwrap();
         assert!(made);
-        let (again, made) = load_or_create(&path).unwrap();
+        let (again, made) = load_or_create(&path, "ignored-once-made").unwrap();
         assert!(!made);
         assert_eq!(again.verifying(), key.verifying());
         let verifier = Verifier::parse(&key.verifying().to_string()).unwrap();
@@ -383,7 +403,12 @@ mod tests {
             .contains("rewritten"));
         // A changed size, or another key, fails the signature.
         assert!(open(&note.replacen("\n4\n", "\n3\n", 1), &verifier).is_err());
-        let (other, _) = load_or_create(&dir.path().join("other")).unwrap();
+        let (other, _) = load_or_create(&dir.path().join("other"), "example.com/log").unwrap();
+        assert!(other
+            .verifying()
+            .to_string()
+            .starts_with("example.com/log+"));
+        assert!(load_or_create(&dir.path().join("bad"), "has space").is_err());
         assert!(open(&note, &other.verifying()).is_err());
         // The key never signs a checkpoint inconsistent with the last one it signed.
         sign_consistently(&key, &path, &leaves, 2).unwrap();

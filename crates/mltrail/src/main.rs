@@ -514,7 +514,7 @@ fn signing_key(
     store_uri: &str,
 ) -> Result<(checkpoint::SigningKey, std::path::PathBuf)> {
     let path = key_path(loaded, store_uri)?;
-    let (key, made) = checkpoint::load_or_create(&path)?;
+    let (key, made) = checkpoint::load_or_create(&path, &loaded.config.audit.origin)?;
     if made {
         eprintln!(
             "made the audit signing key {} (keep it private, out of reach of whoever can write the database; back it up). Verifier key, for others to check checkpoints: {}",

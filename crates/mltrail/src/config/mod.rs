@@ -276,6 +276,11 @@ config_table! {
         /// The key `audit verify --checkpoint` checks signatures with (`<name>+<hash>+<key>`,
         /// as `mltrail audit verifier-key` prints it); default: the signing key's own.
         pub verifier_key: Option<String> = None,
+        /// The name of this trail in its checkpoints (their first line) and of the key made
+        /// for it: give each trail its own, URL-like (`mltrail.example.com/ml-team`), so that
+        /// whoever collects checkpoints of several tells them apart. A key keeps the name it
+        /// was made with.
+        pub origin: String = crate::checkpoint::DEFAULT_ORIGIN.to_string(),
     }
 }
 
