@@ -408,6 +408,9 @@ mod tests {
             .verifying()
             .to_string()
             .starts_with("example.com/log+"));
+        let theirs = sign_consistently(&other, &dir.path().join("other"), &leaves, 1).unwrap();
+        assert!(theirs.starts_with("example.com/log\n"));
+        assert_eq!(open(&theirs, &other.verifying()).unwrap().size, 5);
         assert!(load_or_create(&dir.path().join("bad"), "has space").is_err());
         assert!(open(&note, &other.verifying()).is_err());
         // The key never signs a checkpoint inconsistent with the last one it signed.
