@@ -80,14 +80,18 @@ fn events(server: &Server, entity: Option<&str>) -> Vec<Value> {
 
 fn verify(server: &Server) -> (bool, String) {
     let root = server.artifact_root().display().to_string();
-    let out = server.mltrail(&[
+    succeeded(server.mltrail(&[
         "audit",
         "verify",
         "--backend-store-uri",
         &server.store_uri(),
         "--artifacts-destination",
         &root,
-    ]);
+    ]))
+}
+
+/// Whether a command succeeded, and what it printed (stdout, then stderr).
+fn succeeded(out: std::process::Output) -> (bool, String) {
     (
         out.status.success(),
         format!(
@@ -442,22 +446,14 @@ fn checkpoint(server: &Server) -> std::path::PathBuf {
 }
 
 fn verify_against(server: &Server, file: &std::path::Path) -> (bool, String) {
-    let out = server.mltrail(&[
+    succeeded(server.mltrail(&[
         "audit",
         "verify",
         "--backend-store-uri",
         &server.store_uri(),
         "--checkpoint",
         &file.display().to_string(),
-    ]);
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    ]))
 }
 
 #[test]

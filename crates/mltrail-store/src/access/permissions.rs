@@ -608,9 +608,13 @@ pub async fn list_roles(store: &MetaStore) -> Result<Vec<Role>, StoreError> {
     let ids: Vec<i64> = sqlx::query_scalar("SELECT role_id FROM roles ORDER BY role_id")
         .fetch_all(&mut *conn)
         .await?;
+    roles_of(&mut conn, ids).await
+}
+
+async fn roles_of(conn: &mut AnyConnection, ids: Vec<i64>) -> Result<Vec<Role>, StoreError> {
     let mut roles = Vec::with_capacity(ids.len());
     for id in ids {
-        roles.push(role(&mut conn, id).await?);
+        roles.push(role(conn, id).await?);
     }
     Ok(roles)
 }
@@ -790,11 +794,7 @@ pub async fn user_roles(store: &MetaStore, username: &str) -> Result<Vec<Role>, 
     .bind(user)
     .fetch_all(&mut *conn)
     .await?;
-    let mut roles = Vec::with_capacity(ids.len());
-    for id in ids {
-        roles.push(role(&mut conn, id).await?);
-    }
-    Ok(roles)
+    roles_of(&mut conn, ids).await
 }
 
 pub async fn assign_role(
