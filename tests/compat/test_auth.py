@@ -157,6 +157,15 @@ def test_permissions_are_granted_resolved_and_enforced(auth, client, unique, ser
     as_user(bob, "bob-password-0001")
     client.update_registered_model(model, description="by bob")
     assert client.get_registered_model(model).description == "by bob"
+    # A version's files must be readable by whoever registers it, wherever the source names them.
+    as_user(*admin)
+    auth.grant_user_permission(bob, "experiment", theirs, "DENY")
+    as_user(bob, "bob-password-0001")
+    for source in (f"mlflow-artifacts:/{theirs}/{secret_run}/artifacts", "mlflow-artifacts:/predictions/d"):
+        with pytest.raises(MlflowException, match="PERMISSION_DENIED|403"):
+            client.create_model_version(model, source)
+    as_user(*admin)
+    auth.revoke_user_permission(bob, "experiment", theirs)
 
     # A DENY on every experiment forbids creating one, as in MLflow.
     as_user(*admin)

@@ -96,6 +96,23 @@ pub fn parse_proxy_uri(uri: &str) -> Option<Result<ArtifactPath, PathError>> {
 /// Checks a model-version `source`: it must name something inside our artifact store, never a
 /// local file or foreign URL (CVE-2026-2614 loaded `file:///etc/...` through a version's source).
 /// `store_uri` is the artifact destination as configured (e.g. `s3://bucket/prefix`).
+/// The place in the artifact store a model source names: an `mlflow-artifacts:` URI, or a
+/// location under the store's own remote URI; `None` for `runs:/` and `models:/` sources (they
+/// name a run or a model, not a place) and for what [`validate_model_source`] refuses.
+pub fn source_artifact_path(source: &str, store_uri: &str) -> Option<ArtifactPath> {
+    if let Some(parsed) = parse_proxy_uri(source) {
+        return parsed.ok();
+    }
+    let store = store_uri.trim_end_matches('/');
+    if !store.contains("://") || store.starts_with("file:") {
+        return None;
+    }
+    match source.strip_prefix(store)? {
+        "" => ArtifactPath::parse("").ok(),
+        rest => ArtifactPath::parse(rest.strip_prefix('/')?).ok(),
+    }
+}
+
 pub fn validate_model_source(source: &str, store_uri: &str) -> Result<(), PathError> {
     let outside = || Err(PathError::SourceOutsideStore(source.to_string()));
     if let Some(parsed) = parse_proxy_uri(source) {

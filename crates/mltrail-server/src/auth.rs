@@ -525,6 +525,7 @@ impl Guard for AuthGate {
                     let user = caller.principal.name();
                     let checked = crate::permissions::check(
                         &self.store,
+                        &self.artifacts_uri,
                         user,
                         grants,
                         request,
@@ -556,6 +557,8 @@ pub struct AuthGate {
     pub store: MetaStore,
     /// Largest JSON body read when a user's permission check needs its parameters.
     pub max_body: usize,
+    /// The artifact store's URI (a model version's source may name a place under it).
+    pub artifacts_uri: String,
 }
 
 /// `GET /api/v1/auth/whoami`: who the request's credentials are, for serving processes that

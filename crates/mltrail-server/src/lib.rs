@@ -113,6 +113,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             auth: state.auth.clone(),
             store: state.store.clone(),
             max_body: limits.max_json_bytes,
+            artifacts_uri: state.artifacts.uri().to_string(),
         })),
         auth::AuthMode::Off => app,
     };

@@ -133,7 +133,8 @@ fn rule(method: &Method, path: &str) -> Rule {
     };
     if let Some(artifact) = p.strip_prefix("/2.0/mlflow-artifacts/artifacts") {
         return match (method, artifact) {
-            (&Method::GET, "" | "/") => Rule::ArtifactListing,
+            // axum answers HEAD with the GET handler, so a HEAD lists too.
+            (&Method::GET | &Method::HEAD, "" | "/") => Rule::ArtifactListing,
             (&Method::GET | &Method::HEAD, _) => Rule::Artifact(Read),
             (&Method::PUT, _) => Rule::Artifact(Update),
             // Deleting a stored artifact needs MANAGE, as in MLflow.
@@ -241,6 +242,7 @@ fn lacks(user: &str, level: Permission, action: Action, what: &str) -> Refusal {
 /// for searches.
 pub async fn check(
     store: &MetaStore,
+    artifacts_uri: &str,
     user: &str,
     grants: &Grants,
     request: Request,
@@ -292,7 +294,7 @@ pub async fn check(
     } else {
         (Default::default(), body)
     };
-    if let Err(refused) = decide(store, user, grants, rule, &parts, &bytes).await {
+    if let Err(refused) = decide(store, artifacts_uri, user, grants, rule, &parts, &bytes).await {
         return Err(refusal(refused));
     }
     Ok(Request::from_parts(parts, body))
@@ -313,6 +315,8 @@ struct Checker<'a> {
     store: &'a MetaStore,
     user: &'a str,
     grants: &'a Grants,
+    /// The artifact store's URI: a version's source may name a place under it.
+    artifacts_uri: &'a str,
 }
 
 impl Checker<'_> {
@@ -381,6 +385,20 @@ impl Checker<'_> {
             self.owned(Owner::LoggedModel, &id, Action::Read).await?;
         }
         let source = req.opt_str("source")?.unwrap_or_default();
+        // A place in the artifact store (`mlflow-artifacts:/5/…`, or under the store's own
+        // URI): the deployment will read those files with the server's access, so the user
+        // must be able to read them. Never the prediction archive (callers' inputs).
+        if let Some(path) =
+            mltrail_core::artifact_path::source_artifact_path(&source, self.artifacts_uri)
+        {
+            if in_archive(path.as_str()) {
+                return Err(Refusal::Denied(format!(
+                    "user `{}` may not make a model version from the prediction archive",
+                    self.user
+                )));
+            }
+            return artifact(self, path.as_str(), Action::Read);
+        }
         if let Some(rest) = source.strip_prefix("runs:/") {
             let run = rest
                 .trim_start_matches('/')
@@ -404,8 +422,10 @@ impl Checker<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn decide(
     store: &MetaStore,
+    artifacts_uri: &str,
     user: &str,
     grants: &Grants,
     rule: Rule,
@@ -416,6 +436,7 @@ async fn decide(
         store,
         user,
         grants,
+        artifacts_uri,
     };
     let params = || Req::from_parts(String::new(), parts.uri.query(), body);
     match rule {
@@ -490,7 +511,11 @@ fn first_folder(path: &str) -> String {
 /// holds callers' inputs: its access is decided by token scopes and release roles
 /// ([`crate::auth::Need::of`]), not by grants.
 pub(crate) fn in_archive(path: &str) -> bool {
-    first_folder(path) == "predictions"
+    // As a case-insensitive file system (or one that drops trailing dots and spaces) would
+    // resolve it: `Predictions/…` is the archive there.
+    first_folder(path)
+        .trim_end_matches(['.', ' '])
+        .eq_ignore_ascii_case("predictions")
 }
 
 /// The folder an artifact listing names: its `path` query parameter (the listing reads
@@ -502,6 +527,17 @@ pub(crate) fn listed_folder(query: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// The experiment an artifact path's first folder is: only an id's one spelling is (the store
+/// keeps `05/` and `+5/` as the names they are, folders of no experiment).
+fn experiment_folder(path: &str) -> Option<i64> {
+    let first = first_folder(path);
+    let canonical = first == "0"
+        || (!first.is_empty()
+            && !first.starts_with('0')
+            && first.bytes().all(|b| b.is_ascii_digit()));
+    first.parse().ok().filter(|_| canonical)
+}
+
 /// An artifact counts as the experiment its path starts with (`<experiment id>/…`, where
 /// MLflow's runs and logged models keep theirs); the archive of prediction logs was decided by
 /// release roles; any other path gets the default permission on experiments, as in MLflow.
@@ -509,9 +545,9 @@ fn artifact(checker: &Checker<'_>, path: &str, action: Action) -> Result<(), Ref
     if in_archive(path) {
         return Ok(());
     }
-    match first_folder(path).parse::<i64>() {
-        Ok(id) => checker.experiment(id, action),
-        Err(_) => checker.needs(
+    match experiment_folder(path) {
+        Some(id) => checker.experiment(id, action),
+        None => checker.needs(
             checker.grants.default,
             action,
             "artifacts outside any experiment",
@@ -623,6 +659,11 @@ mod tests {
                 Rule::ArtifactListing,
             ),
             (
+                Method::HEAD,
+                "/api/2.0/mlflow-artifacts/artifacts/",
+                Rule::ArtifactListing,
+            ),
+            (
                 Method::POST,
                 "/api/2.0/mlflow/runs/not-a-route",
                 Rule::Unknown,
@@ -631,6 +672,32 @@ mod tests {
         ];
         for (method, path, expected) in cases {
             assert_eq!(rule(&method, path), expected, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn only_an_ids_one_spelling_is_its_experiments_folder() {
+        assert_eq!(experiment_folder("5/r/artifacts/x"), Some(5));
+        assert_eq!(experiment_folder("%35/r"), Some(5));
+        assert_eq!(experiment_folder("0/x"), Some(0));
+        for path in ["05/x", "+5/x", "-0/x", "5a/x", "", "predictions/x"] {
+            assert_eq!(experiment_folder(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_archive_is_the_archive_however_it_is_spelled() {
+        for path in [
+            "predictions/d",
+            "Predictions/d",
+            "predictions./d",
+            "//predictions",
+            "%70redictions/x",
+        ] {
+            assert!(in_archive(path), "{path}");
+        }
+        for path in ["1/predictions", "predictionsx/d", ""] {
+            assert!(!in_archive(path), "{path}");
         }
     }
 
