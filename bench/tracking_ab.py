@@ -31,6 +31,9 @@ def main():
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
     ap.add_argument("--postgres", action="store_true", help="run the server on a throwaway PostgreSQL")
     ap.add_argument("--auth", action="store_true", help="run the server with --auth on; requests send Basic credentials")
+    ap.add_argument("--as-user", action="store_true",
+                    help="with --auth: send the credentials of a user who is not an admin (their requests are "
+                         "checked resource by resource; the experiment is theirs, so they MANAGE it)")
     ap.add_argument("--send-credentials", action="store_true",
                     help="send the same Basic credentials to a server with auth off: the client's work (wrk shares "
                          "the machine) is then the same as with --auth, and the difference is the server's")
@@ -55,6 +58,12 @@ def main():
         server = tracking.start_mltrail(args.binary, root, extra=extra)
         if args.auth or args.send_credentials:
             server.auth = ("admin", "bench-password-0001")
+        if args.auth and args.as_user:
+            store = f"sqlite:///{os.path.abspath(server.db_path)}"
+            subprocess.run([os.path.abspath(args.binary), "users", "create", "bench-user", "--password-stdin",
+                            "--backend-store-uri", store], input="bench-user-password\n", text=True,
+                           check=True, capture_output=True)
+            server.auth = ("bench-user", "bench-user-password")
         try:
             exp = server.post("experiments/create", {"name": "ab"})["experiment_id"]
             for load in args.loads:

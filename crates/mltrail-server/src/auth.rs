@@ -249,6 +249,8 @@ pub struct Auth {
     /// client starting together ran 64 checks, stalling the server for most of a second).
     in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
     pub counters: AuthCounters,
+    /// The experiments of runs and logged models, for the permission checks.
+    pub(crate) owners: crate::permissions::Owners,
 }
 
 impl Auth {
@@ -259,6 +261,7 @@ impl Auth {
             cache: CredentialCache::default(),
             in_flight: Mutex::new(HashMap::new()),
             counters: AuthCounters::default(),
+            owners: Default::default(),
         }
     }
 
@@ -500,6 +503,9 @@ impl Guard for AuthGate {
             ));
         }
         if caller.grants.is_some() {
+            // Its permissions are checked next, in the slow path, which takes the caller
+            // from here rather than checking the credentials again.
+            request.extensions_mut().insert(caller);
             return Fast::Check;
         }
         request.extensions_mut().insert(caller);
@@ -515,7 +521,10 @@ impl Guard for AuthGate {
                 request.uri().query(),
             );
             let cacheable = request.uri().path() != WHOAMI;
-            let caller = check(auth, &self.store, request.headers(), cacheable).await?;
+            let caller = match request.extensions().get::<Arc<Caller>>() {
+                Some(cached) => cached.clone(),
+                None => check(auth, &self.store, request.headers(), cacheable).await?,
+            };
             if let Err(why) = need.allows(&caller) {
                 return Err(denied(&auth.counters, &caller, request.uri().path(), why));
             }
@@ -526,6 +535,7 @@ impl Guard for AuthGate {
                     let checked = crate::permissions::check(
                         &self.store,
                         &self.artifacts_uri,
+                        &self.auth.owners,
                         user,
                         grants,
                         request,
