@@ -59,37 +59,49 @@ pub(crate) fn routes_v3(state: AppState) -> Router<AppState> {
 
 /// The 2.x per-resource routes, nested under `/api/2.0/mlflow` and `/ajax-api/2.0/mlflow`.
 pub(crate) fn routes_v2(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/experiments/permissions/create",
-            post(v2_create_experiment),
-        )
-        .route("/experiments/permissions/get", get(v2_get_experiment))
-        .route(
-            "/experiments/permissions/update",
-            patch(v2_update_experiment),
-        )
-        .route(
-            "/experiments/permissions/delete",
-            delete(v2_delete_experiment),
-        )
-        .route(
-            "/registered-models/permissions/create",
-            post(v2_create_model),
-        )
-        .route("/registered-models/permissions/get", get(v2_get_model))
-        .route(
-            "/registered-models/permissions/update",
-            patch(v2_update_model),
-        )
-        .route(
-            "/registered-models/permissions/delete",
-            delete(v2_delete_model),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state,
-            crate::users::only_with_auth,
-        ))
+    let mut router = Router::new();
+    for (prefix, rt) in [
+        ("/experiments", ResourceType::Experiment),
+        ("/registered-models", ResourceType::RegisteredModel),
+    ] {
+        router = router
+            .route(
+                &format!("{prefix}/permissions/create"),
+                post(
+                    move |State(s): State<AppState>, Extension(c): Who, req: Req| async move {
+                        v2_write(&s, &c, &req, rt, Existing::Refuse).await
+                    },
+                ),
+            )
+            .route(
+                &format!("{prefix}/permissions/get"),
+                get(
+                    move |State(s): State<AppState>, Extension(c): Who, req: Req| async move {
+                        v2_read(&s, &c, &req, rt).await
+                    },
+                ),
+            )
+            .route(
+                &format!("{prefix}/permissions/update"),
+                patch(
+                    move |State(s): State<AppState>, Extension(c): Who, req: Req| async move {
+                        v2_write(&s, &c, &req, rt, Existing::Require).await
+                    },
+                ),
+            )
+            .route(
+                &format!("{prefix}/permissions/delete"),
+                delete(
+                    move |State(s): State<AppState>, Extension(c): Who, req: Req| async move {
+                        v2_remove(&s, &c, &req, rt).await
+                    },
+                ),
+            );
+    }
+    router.route_layer(axum::middleware::from_fn_with_state(
+        state,
+        crate::users::only_with_auth,
+    ))
 }
 
 fn forbidden(why: impl Into<String>) -> ApiError {
@@ -539,57 +551,6 @@ async fn v2_remove(state: &AppState, caller: &Caller, req: &Req, rt: ResourceTyp
     permissions::revoke(&state.store, &req.actor, &req.str("username")?, rt, &id).await?;
     state.auth.forget_all();
     Ok(Json(json!({})))
-}
-
-async fn v2_create_experiment(
-    State(s): State<AppState>,
-    Extension(c): Who,
-    req: Req,
-) -> JsonResult {
-    v2_write(&s, &c, &req, ResourceType::Experiment, Existing::Refuse).await
-}
-async fn v2_get_experiment(State(s): State<AppState>, Extension(c): Who, req: Req) -> JsonResult {
-    v2_read(&s, &c, &req, ResourceType::Experiment).await
-}
-async fn v2_update_experiment(
-    State(s): State<AppState>,
-    Extension(c): Who,
-    req: Req,
-) -> JsonResult {
-    v2_write(&s, &c, &req, ResourceType::Experiment, Existing::Require).await
-}
-async fn v2_delete_experiment(
-    State(s): State<AppState>,
-    Extension(c): Who,
-    req: Req,
-) -> JsonResult {
-    v2_remove(&s, &c, &req, ResourceType::Experiment).await
-}
-async fn v2_create_model(State(s): State<AppState>, Extension(c): Who, req: Req) -> JsonResult {
-    v2_write(
-        &s,
-        &c,
-        &req,
-        ResourceType::RegisteredModel,
-        Existing::Refuse,
-    )
-    .await
-}
-async fn v2_get_model(State(s): State<AppState>, Extension(c): Who, req: Req) -> JsonResult {
-    v2_read(&s, &c, &req, ResourceType::RegisteredModel).await
-}
-async fn v2_update_model(State(s): State<AppState>, Extension(c): Who, req: Req) -> JsonResult {
-    v2_write(
-        &s,
-        &c,
-        &req,
-        ResourceType::RegisteredModel,
-        Existing::Require,
-    )
-    .await
-}
-async fn v2_delete_model(State(s): State<AppState>, Extension(c): Who, req: Req) -> JsonResult {
-    v2_remove(&s, &c, &req, ResourceType::RegisteredModel).await
 }
 
 /// After an experiment or registered model is created: its creator, when a user, MANAGEs it

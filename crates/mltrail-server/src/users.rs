@@ -56,18 +56,12 @@ pub(crate) async fn only_with_auth(
 async fn user_json(state: &AppState, user: &User) -> ApiResult<Value> {
     let mut experiments = Vec::new();
     let mut models = Vec::new();
-    let own = format!("{}{}__", permissions::USER_ROLE_PREFIX, user.id);
-    for role in permissions::user_roles(&state.store, &user.username).await? {
-        if role.name != own {
-            continue;
-        }
-        for p in role.permissions {
-            match p.resource_type {
-                ResourceType::Experiment => experiments.push(json!({
-                    "experiment_id": p.resource_pattern, "user_id": user.id, "permission": p.permission})),
-                ResourceType::RegisteredModel => models.push(json!({
-                    "name": p.resource_pattern, "user_id": user.id, "permission": p.permission})),
-            }
+    for p in permissions::own_grants(&state.store, &user.username).await? {
+        match p.resource_type {
+            ResourceType::Experiment => experiments.push(json!({
+                "experiment_id": p.resource_pattern, "user_id": user.id, "permission": p.permission})),
+            ResourceType::RegisteredModel => models.push(json!({
+                "name": p.resource_pattern, "user_id": user.id, "permission": p.permission})),
         }
     }
     Ok(json!({

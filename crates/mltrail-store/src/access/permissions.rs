@@ -175,17 +175,11 @@ async fn own_role(
     user: i64,
     create: bool,
 ) -> Result<Option<i64>, StoreError> {
-    let name = format!("{USER_ROLE_PREFIX}{user}__");
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT role_id FROM roles WHERE workspace = $1 AND name = $2")
-            .bind(WORKSPACE)
-            .bind(name.clone())
-            .fetch_optional(&mut *tx)
-            .await?;
+    let found = find_own_role(tx, user).await?;
     if found.is_some() || !create {
         return Ok(found);
     }
-    let id = insert_role(tx, &name, None).await?;
+    let id = insert_role(tx, &own_role_name(user), None).await?;
     insert_assignment(tx, user, id).await?;
     audit.record(tx, "role.create", &RoleRef(id)).await?;
     Ok(Some(id))
@@ -377,6 +371,34 @@ pub async fn revoke(
         .await
 }
 
+/// The name of a user's hidden role.
+fn own_role_name(user: i64) -> String {
+    format!("{USER_ROLE_PREFIX}{user}__")
+}
+
+async fn find_own_role(conn: &mut AnyConnection, user: i64) -> Result<Option<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT role_id FROM roles WHERE workspace = $1 AND name = $2")
+            .bind(WORKSPACE)
+            .bind(own_role_name(user))
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+/// The grants `username` holds through their own role (not other roles'), by id.
+pub async fn own_grants(
+    store: &MetaStore,
+    username: &str,
+) -> Result<Vec<RolePermission>, StoreError> {
+    let mut conn = store.readers().acquire().await?;
+    let user = user_id(&mut conn, username).await?;
+    match find_own_role(&mut conn, user).await? {
+        Some(role) => role_permissions(&mut conn, role).await,
+        None => Ok(Vec::new()),
+    }
+}
+
 /// The grant `username` holds on one resource through their own role (not other roles).
 pub async fn own_grant(
     store: &MetaStore,
@@ -386,12 +408,7 @@ pub async fn own_grant(
 ) -> Result<Option<Permission>, StoreError> {
     let mut conn = store.readers().acquire().await?;
     let user = user_id(&mut conn, username).await?;
-    let role: Option<i64> =
-        sqlx::query_scalar("SELECT role_id FROM roles WHERE workspace = $1 AND name = $2")
-            .bind(WORKSPACE)
-            .bind(format!("{USER_ROLE_PREFIX}{user}__"))
-            .fetch_optional(&mut *conn)
-            .await?;
+    let role = find_own_role(&mut conn, user).await?;
     let Ok(id) = canonical_pattern(resource_type, resource_id) else {
         return Ok(None);
     };
