@@ -10,6 +10,7 @@ pub mod audit;
 pub mod filter;
 pub mod ids;
 pub mod merkle;
+pub mod privacy;
 pub mod state;
 pub mod tags;
 pub mod time;

@@ -12,3 +12,7 @@ pub const ENGINE: &str = "mltrail.engine";
 pub const TRAINING_DATA: &str = "mltrail.training_data";
 /// The content digest of that dataset version.
 pub const TRAINING_DATA_DIGEST: &str = "mltrail.training_data_digest";
+/// Which input columns are personal data and which names the person a row is about
+/// (`{"subject": COLUMN, "pii": [COLUMN, …]}`, [`crate::privacy::PrivacySpec`]): their values
+/// are stored sealed per subject.
+pub const PRIVACY: &str = "mltrail.privacy";

@@ -68,6 +68,10 @@ pub struct SchemaColumn {
     pub nullable: bool,
     #[serde(default)]
     pub pii: bool,
+    /// The column naming the person each row is about (at most one per schema): models
+    /// trained on the data seal their logged personal data per value of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub subject: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -92,6 +96,9 @@ pub struct DeclaredColumn {
     pub kind: Option<String>,
     #[serde(default)]
     pub pii: bool,
+    /// This column names the person each row is about (personal data itself).
+    #[serde(default)]
+    pub subject: bool,
 }
 
 /// A declaration that does not fit the data.
@@ -103,6 +110,8 @@ pub enum SchemaError {
     TextAsNumeric(String),
     #[error("column `{column}` has unknown type `{kind}` (numeric, categorical, text, datetime)")]
     UnknownType { column: String, kind: String },
+    #[error("columns `{0}` and `{1}` are both marked `subject`: a row is about one person")]
+    TwoSubjects(String, String),
 }
 
 /// One difference between two schemas, A to B.
@@ -146,6 +155,7 @@ impl DatasetSchema {
                     kind,
                     nullable: p.missing > 0,
                     pii: false,
+                    subject: false,
                 }
             })
             .collect();
@@ -197,7 +207,12 @@ impl DatasetSchema {
                     }
                 };
             }
-            entry.pii = decl.pii;
+            entry.pii = decl.pii || decl.subject;
+            entry.subject = decl.subject;
+        }
+        let mut subjects = self.columns.iter().filter(|c| c.subject);
+        if let (Some(a), Some(b)) = (subjects.next(), subjects.next()) {
+            return Err(SchemaError::TwoSubjects(a.name.clone(), b.name.clone()));
         }
         Ok(())
     }
@@ -246,6 +261,7 @@ mod tests {
                     kind: kind.clone(),
                     nullable: false,
                     pii: false,
+                    subject: false,
                 })
                 .collect(),
         }

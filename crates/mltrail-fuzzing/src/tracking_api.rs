@@ -118,6 +118,7 @@ fn fixture() -> &'static Fixture {
                 auth: std::sync::Arc::new(mltrail_server::auth::Auth::new(
                     mltrail_server::auth::AuthMode::Off,
                 )),
+                privacy: None,
             };
             mltrail_server::router(state, mltrail_server::Limits::default())
         });

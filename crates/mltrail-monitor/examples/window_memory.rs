@@ -54,6 +54,8 @@ fn main() {
             ranking: None,
             reward: None,
             propensity: None,
+            subject: None,
+            sealed: None,
         });
     }
     report(&format!("{rows} records visited"));

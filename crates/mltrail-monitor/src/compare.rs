@@ -25,6 +25,9 @@ pub struct CompareOptions {
     pub drift_share: f64,
     /// Also bin both samples for a report.
     pub histograms: bool,
+    /// Columns of personal data: tested like the others, never binned (a report's bins would
+    /// show their values).
+    pub private: Vec<String>,
 }
 
 impl Default for CompareOptions {
@@ -37,6 +40,7 @@ impl Default for CompareOptions {
             method: None,
             drift_share: 0.5,
             histograms: false,
+            private: Vec::new(),
         }
     }
 }
@@ -53,6 +57,9 @@ impl CompareOptions {
     pub fn follow_schema(&mut self, schema: &DatasetSchema) {
         for column in &schema.columns {
             let name = column.name.clone();
+            if column.pii && !self.private.contains(&name) {
+                self.private.push(name.clone());
+            }
             if self.categorical.contains(&name) || self.numerical.contains(&name) {
                 continue;
             }
@@ -328,7 +335,8 @@ pub fn compare_prepared(
             ColumnComparison {
                 drift,
                 kind: r.kind,
-                histogram: opts.histograms.then(|| report::histogram(&r.sample, &cs)),
+                histogram: (opts.histograms && !opts.private.contains(&r.name))
+                    .then(|| report::histogram(&r.sample, &cs)),
             }
         })
     });

@@ -78,6 +78,10 @@ pub struct Window {
     outputs: Vec<Box<str>>,
     /// Prediction id → (feedback time, label JSON text); the latest feedback wins.
     labels: HashMap<u128, (i64, Box<str>)>,
+    /// The input columns some prediction of the window stored sealed (personal data).
+    sealed: Vec<String>,
+    /// The last `sealed` list read, so a window of one deployment parses it once.
+    last_sealed: String,
 }
 
 fn parse_id(id: Option<&str>) -> Option<u128> {
@@ -98,6 +102,8 @@ impl Window {
             version_names: Vec::new(),
             outputs: Vec::new(),
             labels: HashMap::new(),
+            sealed: Vec::new(),
+            last_sealed: String::new(),
         }
     }
 
@@ -106,6 +112,9 @@ impl Window {
         let Some(time) = r.time_ms else { return };
         match r.kind {
             Some("prediction") if time >= self.start && time < self.end => {
+                if let Some(sealed) = r.sealed.filter(|s| *s != self.last_sealed) {
+                    self.note_sealed(sealed);
+                }
                 // A record whose inputs are not a JSON object still counts, with them missing.
                 let _ = self.inputs.push_json(r.inputs.unwrap_or("{}"));
                 self.ids.push(parse_id(r.id).unwrap_or(0));
@@ -140,6 +149,21 @@ impl Window {
             }
             _ => {}
         }
+    }
+
+    fn note_sealed(&mut self, sealed_json: &str) {
+        self.last_sealed = sealed_json.to_string();
+        let names: Vec<String> = serde_json::from_str(sealed_json).unwrap_or_default();
+        for name in names {
+            if !self.sealed.contains(&name) {
+                self.sealed.push(name);
+            }
+        }
+    }
+
+    /// The input columns the window's predictions stored sealed: personal data.
+    pub fn sealed_columns(&self) -> &[String] {
+        &self.sealed
     }
 
     pub fn rows(&self) -> usize {

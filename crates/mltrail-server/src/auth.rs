@@ -388,6 +388,16 @@ impl Need {
                 (false, false) => Need::Scope(Scope::RunsWrite),
             };
         }
+        // Personal data: serving processes get subjects' keys with their deployment token;
+        // an export reads stored inputs; an erasure is an admin's; the list of erasures is
+        // part of the trail.
+        match (method.as_str(), p) {
+            ("POST", "/v1/privacy/subject-keys") => return Need::Scope(Scope::Deployments),
+            ("POST", "/v1/privacy/export") => return Need::Scope(Scope::PredictionsRead),
+            ("POST", "/v1/privacy/erase") => return Need::Scope(Scope::Admin),
+            (_, "/v1/privacy/erasures") => return Need::Scope(Scope::AuditRead),
+            _ => {}
+        }
         if reads {
             return Need::Read;
         }

@@ -34,6 +34,25 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
     }
 
+    /// Names the request field at fault.
+    pub fn with_field(mut self, field: &str) -> Self {
+        self.column = Some(field.to_string());
+        self
+    }
+
+    /// Subject keys that could not be had: the store's own error when that is the cause (a
+    /// request over the size limit is the caller's), else unavailable.
+    pub fn from_keys(err: mltrail_serving::privacy::KeyError) -> Self {
+        match err.0.downcast::<StoreError>() {
+            Ok(store) => ApiError::from(*store),
+            Err(other) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TEMPORARILY_UNAVAILABLE",
+                other.to_string(),
+            ),
+        }
+    }
+
     /// A scoring request that cannot be served as sent (the scoring server's code, as
     /// `mlflow models serve` answers).
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -193,7 +212,9 @@ impl From<ScoreError> for ApiError {
                 (StatusCode::BAD_REQUEST, "BAD_REQUEST")
             }
             // An unrecorded prediction is never returned: the caller may retry.
-            ScoreError::Log(_) => (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE"),
+            ScoreError::Log(_) | ScoreError::Seal(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE")
+            }
         };
         let (column, row) = (err.column().map(str::to_string), err.row());
         ApiError {

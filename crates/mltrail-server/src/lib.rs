@@ -16,6 +16,7 @@ mod metric_body;
 pub mod metrics;
 mod monitors;
 pub mod permissions;
+mod privacy;
 mod registry;
 mod req;
 pub mod scoring;
@@ -46,6 +47,9 @@ pub struct AppState {
     pub monitors: std::sync::Arc<mltrail_monitor::runner::Engine>,
     /// Whether requests authenticate, the credential cache and the refusal counters.
     pub auth: std::sync::Arc<auth::Auth>,
+    /// The keys of the people predictions are about; `None` without a master key (then
+    /// nothing can be stored sealed, and `/api/v1/privacy` answers 503).
+    pub privacy: Option<std::sync::Arc<mltrail_serving::privacy::StoreKeys>>,
 }
 
 /// Largest JSON request body the MLflow REST API accepts unless configured otherwise, in bytes.
@@ -99,6 +103,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .nest("/api/v1/datasets", datasets::routes())
         .nest("/api/v1/monitors", monitors::routes())
         .nest("/api/v1/alerts", monitors::alert_routes())
+        .nest(
+            "/api/v1/privacy",
+            privacy::routes().layer(DefaultBodyLimit::max(limits.max_json_bytes)),
+        )
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/auth/whoami", get(auth::whoami))
         .route("/api/3.0/mlflow/server-info", get(server_info))

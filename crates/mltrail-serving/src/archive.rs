@@ -32,6 +32,60 @@ pub trait ArchiveStore: Send + Sync {
 
 pub type SharedArchive = Arc<dyn ArchiveStore>;
 
+/// The archive read straight from the artifact store: the tracking server's own view (a
+/// subject's export), where `mltrail serve` goes through the server's proxy.
+pub struct ArtifactArchive(pub mltrail_artifacts::ArtifactStore);
+
+impl ArtifactArchive {
+    fn path(path: &str) -> Result<mltrail_core::ArtifactPath, StorageError> {
+        mltrail_core::ArtifactPath::parse(path).map_err(|e| StorageError::new("name", path, e))
+    }
+}
+
+impl ArchiveStore for ArtifactArchive {
+    fn put<'a>(&'a self, path: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            self.0
+                .put(&Self::path(path)?, bytes.into())
+                .await
+                .map_err(|e| StorageError::new("put", path, e))
+        })
+    }
+
+    fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
+        Box::pin(async move {
+            let mut files = Vec::new();
+            let mut folders = vec![dir.trim_end_matches('/').to_string()];
+            while let Some(folder) = folders.pop() {
+                let entries = self
+                    .0
+                    .list(&Self::path(&folder)?)
+                    .await
+                    .map_err(|e| StorageError::new("list", &folder, e))?;
+                for entry in entries {
+                    let full = format!("{folder}/{}", entry.path);
+                    if entry.is_dir {
+                        folders.push(full);
+                    } else {
+                        files.push(full);
+                    }
+                }
+            }
+            Ok(files)
+        })
+    }
+
+    fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, StorageError>> {
+        Box::pin(async move {
+            self.0
+                .get(&Self::path(path)?)
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| StorageError::new("get", path, e))
+        })
+    }
+}
+
 /// An archive store call that failed: which call, on which path, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} {path}: {source}")]
@@ -100,6 +154,9 @@ pub fn to_batch(records: &[LogRecord]) -> Result<RecordBatch, ArchiveError> {
                         ),
                         Cell::Int(i) => b.append_value(i.to_string()),
                         Cell::Float(f) => b.append_value(f.to_string()),
+                        Cell::Names(names) => {
+                            b.append_value(serde_json::to_string(names).unwrap_or_default())
+                        }
                         Cell::Null => b.append_null(),
                     }
                 }
@@ -205,9 +262,19 @@ pub struct RecordView<'a> {
     pub ranking: Option<&'a str>,
     pub reward: Option<f64>,
     pub propensity: Option<f64>,
+    /// The subject's keyed hash, on a sealed prediction.
+    pub subject: Option<&'a str>,
+    /// The sealed columns as a JSON list, on a sealed prediction.
+    pub sealed: Option<&'a str>,
 }
 
 impl RecordView<'_> {
+    /// The sealed columns' names; `None` when the record seals nothing (or the cell is not a
+    /// list of names).
+    pub fn sealed_columns(&self) -> Option<Vec<String>> {
+        self.sealed.and_then(|s| serde_json::from_str(s).ok())
+    }
+
     /// The typed record; `None` for a row that is no log record (an unknown type, as a newer
     /// writer may add, or no valid id).
     pub fn to_record(&self) -> Option<LogRecord> {
@@ -229,6 +296,8 @@ impl RecordView<'_> {
                 latency_us: self.latency_us.unwrap_or(0),
                 inputs: self.inputs.map(json_cell).unwrap_or_else(empty_object),
                 outputs: self.outputs.map(json_cell).unwrap_or_else(empty_object),
+                subject: self.subject.map(str::to_string),
+                sealed: self.sealed_columns(),
             }),
             RecordKind::Feedback => LogRecord::Feedback(FeedbackRecord {
                 id,
@@ -252,6 +321,27 @@ fn json_cell(text: &str) -> Box<RawValue> {
 
 fn empty_object() -> Box<RawValue> {
     RawValue::from_string("{}".to_string()).unwrap_or_else(|_| unreachable!("`{{}}` is JSON"))
+}
+
+/// Whether an archived file may hold sealed predictions, from its footer alone: `false` when
+/// it has no `subject` column (written before sealing existed) or the column's statistics say
+/// every row is null, so readers skip looking up keys for it.
+pub fn seals_any(bytes: &bytes::Bytes) -> Result<bool, ArchiveError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    let meta = builder.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let Some(column) = (0..schema.num_columns()).find(|i| schema.column(*i).name() == "subject")
+    else {
+        return Ok(false);
+    };
+    Ok(meta.row_groups().iter().any(|group| {
+        let rows = u64::try_from(group.num_rows()).unwrap_or(0);
+        group
+            .column(column)
+            .statistics()
+            .and_then(|s| s.null_count_opt())
+            .is_none_or(|nulls| nulls < rows)
+    }))
 }
 
 /// Calls `visit` on every record of an archived file, without building JSON values: the
@@ -290,6 +380,7 @@ pub fn visit_parquet(
         );
         let (time, latency) = (int("time_ms"), int("latency_us"));
         let (reward, propensity) = (float("reward"), float("propensity"));
+        let (subject, sealed) = (text("subject"), text("sealed"));
         fn cell(a: &Option<StringArray>, r: usize) -> Option<&str> {
             a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
         }
@@ -317,6 +408,8 @@ pub fn visit_parquet(
                 ranking: cell(&ranking, r),
                 reward: float_cell(&reward, r),
                 propensity: float_cell(&propensity, r),
+                subject: cell(&subject, r),
+                sealed: cell(&sealed, r),
             });
         }
     }

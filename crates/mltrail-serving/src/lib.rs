@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod deployment;
 pub mod predlog;
+pub mod privacy;
 pub mod record;
 pub mod request;
 pub mod response;

@@ -55,6 +55,10 @@ struct WireRecord {
     reward: Option<Number>,
     #[serde(default, deserialize_with = "present")]
     ranking: Option<Box<RawValue>>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    sealed: Option<Vec<String>>,
 }
 
 /// A field that is there, `null` included: feedback whose label is `null` is still feedback
@@ -81,6 +85,8 @@ impl<'de> Deserialize<'de> for LogRecord {
                 latency_us: w.latency_us,
                 inputs: w.inputs.map_or_else(empty, Ok)?,
                 outputs: w.outputs.map_or_else(empty, Ok)?,
+                subject: w.subject,
+                sealed: w.sealed,
             })),
             Some(RecordKind::Feedback) => Ok(LogRecord::Feedback(FeedbackRecord {
                 id: w.id,
@@ -119,6 +125,13 @@ pub struct PredictionRecord {
     pub inputs: Box<RawValue>,
     /// The row's outputs as a JSON object (output name → value).
     pub outputs: Box<RawValue>,
+    /// Whom the row is about, as the subject's keyed hash (`mltrail_core::privacy`), when the
+    /// deployment stores personal data sealed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The input columns whose values are sealed with the subject's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Vec<String>>,
 }
 
 /// What came back about a prediction: its label, a reward, or the ranking the user was shown.
@@ -191,6 +204,8 @@ impl PredictionRecord {
             "latency_us" => Cell::Int(self.latency_us),
             "inputs" => Cell::Json(self.inputs.get()),
             "outputs" => Cell::Json(self.outputs.get()),
+            "subject" => self.subject.as_deref().map_or(Cell::Null, Cell::Text),
+            "sealed" => self.sealed.as_deref().map_or(Cell::Null, Cell::Names),
             _ => Cell::Null,
         }
     }
@@ -270,7 +285,7 @@ const fn column(name: &'static str, kind: ColumnType) -> Column {
 
 /// The archive's columns, in file order: every field of [`PredictionRecord`] and
 /// [`FeedbackRecord`], plus `type`. (A test holds every serialized field to a column.)
-pub const COLUMNS: [Column; 16] = [
+pub const COLUMNS: [Column; 18] = [
     column("type", ColumnType::Text),
     column("id", ColumnType::Text),
     column("deployment", ColumnType::Text),
@@ -287,6 +302,8 @@ pub const COLUMNS: [Column; 16] = [
     column("ranking", ColumnType::JsonText),
     column("reward", ColumnType::Float),
     column("propensity", ColumnType::Float),
+    column("subject", ColumnType::Text),
+    column("sealed", ColumnType::JsonText),
 ];
 
 /// One record's value in one column.
@@ -298,6 +315,8 @@ pub enum Cell<'a> {
     Int(i64),
     /// JSON text, stored as text.
     Json(&'a str),
+    /// Names, stored as a JSON list of strings.
+    Names(&'a [String]),
     Float(f64),
 }
 
@@ -336,10 +355,23 @@ impl RequestRecord<'_> {
     }
 }
 
+/// Whom a sealed row is about and which of its columns are sealed, as a prediction record
+/// writes them: the subject's keyed hash in hex, and the column names as a JSON list.
+pub struct SealedRow<'a> {
+    pub subject: &'a str,
+    pub sealed_json: &'a [u8],
+}
+
 /// A prediction record as the log stores it: byte for byte what serializing the
 /// [`PredictionRecord`] gives (a test holds the two together), written without building one.
 /// `inputs` and `outputs` are JSON objects; `shared` comes from [`RequestRecord::shared_json`].
-pub fn write_prediction(id: &uuid::Uuid, shared: &[u8], inputs: &[u8], outputs: &[u8]) -> Vec<u8> {
+pub fn write_prediction(
+    id: &uuid::Uuid,
+    shared: &[u8],
+    inputs: &[u8],
+    outputs: &[u8],
+    sealed: Option<SealedRow<'_>>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(shared.len() + inputs.len() + outputs.len() + 64);
     out.extend_from_slice(b"{\"type\":\"prediction\",\"id\":");
     push_quoted_id(&mut out, id);
@@ -347,6 +379,13 @@ pub fn write_prediction(id: &uuid::Uuid, shared: &[u8], inputs: &[u8], outputs: 
     out.extend_from_slice(inputs);
     out.extend_from_slice(b",\"outputs\":");
     out.extend_from_slice(outputs);
+    if let Some(row) = sealed {
+        // A keyed hash is hex: it needs no escaping.
+        out.extend_from_slice(b",\"subject\":\"");
+        out.extend_from_slice(row.subject.as_bytes());
+        out.extend_from_slice(b"\",\"sealed\":");
+        out.extend_from_slice(row.sealed_json);
+    }
     out.push(b'}');
     out
 }
@@ -409,7 +448,7 @@ mod tests {
             latency_us: 250,
         }
         .shared_json();
-        let fast = write_prediction(&id, &shared, br#"{"income":5.5}"#, br#"{"label":1}"#);
+        let fast = write_prediction(&id, &shared, br#"{"income":5.5}"#, br#"{"label":1}"#, None);
         let typed = LogRecord::Prediction(PredictionRecord {
             id,
             time_ms: 1_795_745_151_565,
@@ -423,12 +462,39 @@ mod tests {
             latency_us: 250,
             inputs: raw(r#"{"income":5.5}"#),
             outputs: raw(r#"{"label":1}"#),
+            subject: None,
+            sealed: None,
         });
         assert_eq!(
             String::from_utf8(fast.clone()).unwrap(),
             serde_json::to_string(&typed).unwrap()
         );
         let back: LogRecord = serde_json::from_slice(&fast).unwrap();
+        assert!(back.same_as(&typed));
+
+        let subject = "ab".repeat(32);
+        let sealed_fast = write_prediction(
+            &id,
+            &shared,
+            br#"{"email":"pii1:xyz"}"#,
+            br#"{"label":1}"#,
+            Some(SealedRow {
+                subject: &subject,
+                sealed_json: br#"["email"]"#,
+            }),
+        );
+        let LogRecord::Prediction(mut p) = typed else {
+            unreachable!()
+        };
+        p.inputs = raw(r#"{"email":"pii1:xyz"}"#);
+        p.subject = Some(subject.clone());
+        p.sealed = Some(vec!["email".into()]);
+        let typed = LogRecord::Prediction(p);
+        assert_eq!(
+            String::from_utf8(sealed_fast.clone()).unwrap(),
+            serde_json::to_string(&typed).unwrap()
+        );
+        let back: LogRecord = serde_json::from_slice(&sealed_fast).unwrap();
         assert!(back.same_as(&typed));
         assert_eq!(uuid_v7_time_ms(id.as_u128()), 1_795_745_151_565);
     }
@@ -448,6 +514,8 @@ mod tests {
             latency_us: 7,
             inputs: raw("{}"),
             outputs: raw("{}"),
+            subject: Some("ab".repeat(32)),
+            sealed: Some(vec!["email".into()]),
         });
         let feedback = LogRecord::Feedback(FeedbackRecord {
             id: prediction_id(5),

@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value as Json};
 
+use mltrail_core::privacy::{subject_text, DataKey, PrivacyError, PrivacySpec};
+
 use crate::runtime::{ElementType, Model, Tensor, TensorData};
 use crate::signature::{Layout, Signature};
 
@@ -400,8 +402,11 @@ pub struct Decoded {
     pub kind: RequestKind,
     pub rows: usize,
     pub tensors: Vec<Tensor>,
-    /// Each row's inputs as a JSON object (column → value), ready for the log.
+    /// Each row's inputs as a JSON object (column → value), ready for the log; empty when
+    /// `private` holds the rows instead.
     pub row_inputs: Vec<Vec<u8>>,
+    /// The rows of a deployment that seals personal data, to be written once keys are known.
+    pub private: Option<PrivateRows>,
 }
 
 /// MLflow's CSV scoring input (`Content-Type: text/csv`): a header row of column names, then a
@@ -445,7 +450,15 @@ fn csv_cell(text: &str) -> Json {
     }
 }
 
-pub fn decode(body: Json, model: &Model, signature: &Signature) -> Result<Decoded, RequestError> {
+/// Decodes a request against the model's signature. With a privacy spec, the subject column
+/// may come beside the model's columns (it is logged, not scored), and the rows' inputs are left
+/// to [`PrivateRows::write`], which seals the personal data once the subjects' keys are known.
+pub fn decode(
+    body: Json,
+    model: &Model,
+    signature: &Signature,
+    privacy: Option<&PrivacySpec>,
+) -> Result<Decoded, RequestError> {
     let (table, kind) = decode_table(body)?;
     let names = signature.column_names();
     let n = table.rows.len();
@@ -456,7 +469,11 @@ pub fn decode(body: Json, model: &Model, signature: &Signature) -> Result<Decode
     let order: Vec<usize> = match &table.columns {
         Some(given) => {
             if signature.named() {
-                if let Some(extra) = given.iter().find(|c| !names.contains(c)) {
+                let subject = privacy.map(PrivacySpec::subject);
+                if let Some(extra) = given
+                    .iter()
+                    .find(|c| !names.contains(c) && Some(c.as_str()) != subject)
+                {
                     return Err(RequestError::ExtraColumn {
                         column: extra.clone(),
                         expected: names.join(", "),
@@ -525,6 +542,16 @@ pub fn decode(body: Json, model: &Model, signature: &Signature) -> Result<Decode
             })
             .collect::<Result<_, _>>()?,
     };
+    if let Some(spec) = privacy {
+        let private = PrivateRows::new(spec, &names, &order, table)?;
+        return Ok(Decoded {
+            kind,
+            rows: n,
+            tensors,
+            row_inputs: Vec::new(),
+            private: Some(private),
+        });
+    }
     // Keys are escaped once; each row's object is then written straight from the request cells.
     let keys: Vec<Vec<u8>> = names
         .iter()
@@ -553,7 +580,130 @@ pub fn decode(body: Json, model: &Model, signature: &Signature) -> Result<Decode
         rows: n,
         tensors,
         row_inputs,
+        private: None,
     })
+}
+
+/// The rows of a request to a deployment that seals personal data: their cells, until the
+/// subjects' keys are known.
+pub struct PrivateRows {
+    /// The logged columns in order: the model's, then the subject's when the model does not
+    /// take it. (escaped key, name, index in a row, sealed)
+    columns: Vec<(Vec<u8>, String, usize, bool)>,
+    rows: Vec<Vec<Json>>,
+    subjects: Vec<String>,
+    /// The sealed columns' names as a JSON list, the record's `sealed` field.
+    sealed_json: Vec<u8>,
+}
+
+impl PrivateRows {
+    fn new(
+        spec: &PrivacySpec,
+        names: &[String],
+        order: &[usize],
+        table: Table,
+    ) -> Result<Self, RequestError> {
+        let subject = spec.subject();
+        let mut columns: Vec<(Vec<u8>, String, usize, bool)> = names
+            .iter()
+            .zip(order)
+            .map(|(name, i)| {
+                let key = serde_json::to_vec(name).unwrap_or_default();
+                (key, name.clone(), *i, spec.seals(name))
+            })
+            .collect();
+        let subject_index = match columns.iter().find(|c| c.1 == subject) {
+            Some(c) => c.2,
+            None => {
+                let Some(given) = &table.columns else {
+                    return Err(RequestError::Format(format!(
+                        "this deployment stores personal data per subject: requests must name their columns, `{subject}` among them"
+                    )));
+                };
+                let i = given.iter().position(|g| g == subject).ok_or_else(|| {
+                    RequestError::MissingColumn {
+                        column: subject.to_string(),
+                    }
+                })?;
+                let key = serde_json::to_vec(subject).unwrap_or_default();
+                columns.push((key, subject.to_string(), i, true));
+                i
+            }
+        };
+        let subjects = table
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(r, row)| {
+                row.get(subject_index)
+                    .and_then(subject_text)
+                    .ok_or_else(|| RequestError::Cell {
+                        column: subject.to_string(),
+                        row: r,
+                        why: "names no subject: the subject column needs a text or a number in every row".into(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let sealed: Vec<&str> = columns
+            .iter()
+            .filter(|c| c.3)
+            .map(|c| c.1.as_str())
+            .collect();
+        Ok(PrivateRows {
+            sealed_json: serde_json::to_vec(&sealed).unwrap_or_default(),
+            columns,
+            rows: table.rows,
+            subjects,
+        })
+    }
+
+    /// Whom each row is about, as the request named them.
+    pub fn subjects(&self) -> &[String] {
+        &self.subjects
+    }
+
+    /// The record's `sealed` field: the names of the sealed columns as a JSON list.
+    pub fn sealed_json(&self) -> &[u8] {
+        &self.sealed_json
+    }
+
+    /// Each row's inputs as a JSON object, its personal data sealed with its subject's key
+    /// (`keys[r]`) under its prediction id (`ids[r]`).
+    pub fn write(
+        &self,
+        ids: &[uuid::Uuid],
+        keys: &[&DataKey],
+    ) -> Result<Vec<Vec<u8>>, PrivacyError> {
+        let mut cell = Vec::with_capacity(32);
+        self.rows
+            .iter()
+            .zip(ids)
+            .zip(keys)
+            .map(|((row, id), key)| {
+                let mut text = Vec::with_capacity(24 * self.columns.len());
+                text.push(b'{');
+                for (k, (name_json, name, i, sealed)) in self.columns.iter().enumerate() {
+                    if k > 0 {
+                        text.push(b',');
+                    }
+                    text.extend_from_slice(name_json);
+                    text.push(b':');
+                    if *sealed {
+                        cell.clear();
+                        let _ = serde_json::to_writer(&mut cell, &row[*i]);
+                        let sealed = key.seal_cell(id.as_bytes(), name, &cell)?;
+                        text.push(b'"');
+                        text.extend_from_slice(sealed.as_bytes());
+                        text.push(b'"');
+                    } else {
+                        let _ = serde_json::to_writer(&mut text, &row[*i]);
+                    }
+                }
+                text.push(b'}');
+                Ok(text)
+            })
+            .collect()
+    }
 }
 
 /// A table column handed to the model directly (a monitor's reference data), not as JSON: the

@@ -58,7 +58,7 @@ fn a_tensor_model_gets_the_same_input_and_gives_the_same_rows() {
     let body = json!({"instances": (0..rows)
         .map(|r| data[r * width..(r + 1) * width].to_vec())
         .collect::<Vec<_>>()});
-    let decoded = decode(body, &model, &signature).unwrap();
+    let decoded = decode(body, &model, &signature, None).unwrap();
     same_tensors(&typed, &decoded.tensors);
 
     let outputs = model.run(typed).unwrap();
@@ -105,6 +105,7 @@ fn a_column_model_refuses_the_same_cells_the_same_way() {
         json!({"dataframe_split": {"columns": names, "data": [["west", 48.5, 70.0], ["east", 61.0, 42.0]]}}),
         &model,
         &signature,
+        None,
     )
     .unwrap();
     same_tensors(&typed, &decoded.tensors);
@@ -125,6 +126,7 @@ fn a_column_model_refuses_the_same_cells_the_same_way() {
         json!({"dataframe_split": {"columns": names, "data": [["west", 48.5, 70.0], [null, 61.0, 42.0]]}}),
         &model,
         &signature,
+        None,
     )
     .err()
     .unwrap();

@@ -240,6 +240,10 @@ pub enum Invalid {
     NoScope(String),
     #[error("a token's expiry must be in the future")]
     Expiry,
+    #[error("an erasure needs a reason (what request or rule it answers), 1 to 1000 characters")]
+    ErasureReason,
+    #[error("at most {max} subjects per request (got {got})", max = crate::privacy::MAX_SUBJECTS)]
+    TooManySubjects { got: usize },
     #[error("Role name cannot be empty.")]
     RoleName,
     #[error(
@@ -307,6 +311,10 @@ pub enum QueryError {
 /// An entity in a state that refuses the request, or a stored value that cannot be read.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Conflict {
+    /// A subject's stored key does not open with this server's master key: the key file is
+    /// not the one the keys were wrapped with.
+    #[error("the stored key of subject {0} does not open with this server's privacy master key: is `[privacy] master_key_file` the file the keys were made with?")]
+    SubjectKey(String),
     /// `stage` as stored.
     #[error("The run {run_id} must be in the 'active' state. Current state is {stage}.")]
     RunNotActive { run_id: String, stage: String },

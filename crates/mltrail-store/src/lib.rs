@@ -39,6 +39,7 @@ pub mod logged_models;
 pub mod metrics;
 pub mod monitors;
 pub mod names;
+pub mod privacy;
 pub mod records;
 pub mod registry;
 pub mod runs;
@@ -70,7 +71,7 @@ pub mod audit {
 
     /// Every entity kind with state in the database, in the order `verify` looks for rows
     /// that have no event.
-    const KINDS: [&dyn AuditedKind; 14] = [
+    const KINDS: [&dyn AuditedKind; 15] = [
         &Kind::<experiments::ExperimentRef>::new(),
         &Kind::<runs::RunRef>::new(),
         &Kind::<metrics::MetricBatch>::new(),
@@ -85,6 +86,7 @@ pub mod audit {
         &Kind::<crate::access::users::UserRef>::new(),
         &Kind::<crate::access::tokens::TokenRef>::new(),
         &Kind::<crate::access::permissions::RoleRef>::new(),
+        &Kind::<crate::privacy::ErasureRef>::new(),
     ];
 
     /// Recomputes the chain from the genesis hash, then checks that every entity's current

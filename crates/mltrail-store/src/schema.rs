@@ -19,7 +19,25 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, V7),
     (8, V8),
     (9, V9),
+    (10, V10),
 ];
+
+/// Personal data in stored predictions: each subject's data key, wrapped by the master key and
+/// stored under the subject's keyed hash (never the raw id), and the erasures (audited; the
+/// key row is deleted in the same transaction).
+const V10: &str = r#"
+CREATE TABLE privacy_subject_keys (
+    subject_hash TEXT PRIMARY KEY,
+    wrapped_key TEXT NOT NULL,
+    created_time BIGINT NOT NULL
+);
+CREATE TABLE privacy_erasures (
+    subject_hash TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    erased_time BIGINT NOT NULL,
+    keys_destroyed BIGINT NOT NULL
+)
+"#;
 
 /// MLflow's permissions as MLflow 3 stores them: roles (named, in workspace `default`)
 /// holding permissions on resources by id or `*`, assigned to users; a user's own grants are a

@@ -125,21 +125,24 @@ fn key_hash(name: &str, public: &[u8; 32]) -> [u8; 4] {
 /// that is not a file (PostgreSQL, SQLite in memory) has no such place, and then the key must
 /// be named.
 pub fn default_key_path(store_uri: &str) -> Result<PathBuf> {
+    beside_store(store_uri, ".audit-signing-key").ok_or_else(|| anyhow::anyhow!("this store is not a file, so the audit signing key has no default place: set [audit] signing_key_file (or MLTRAIL_AUDIT_SIGNING_KEY) to a file outside the reach of whoever can write the database"))
+}
+
+/// `<db><suffix>` beside a SQLite store's file; `None` for a store that is not a file.
+pub fn beside_store(store_uri: &str, suffix: &str) -> Option<PathBuf> {
     let path = store_uri
         .strip_prefix("sqlite://")
         .map(|p| p.split('?').next().unwrap_or(p))
         .filter(|p| !p.is_empty() && !p.contains(":memory:"));
-    let Some(path) = path else {
-        bail!("this store is not a file, so the audit signing key has no default place: set [audit] signing_key_file (or MLTRAIL_AUDIT_SIGNING_KEY) to a file outside the reach of whoever can write the database");
-    };
+    let path = path?;
     // sqlite:///relative.db and sqlite:////absolute.db, as the store reads them.
     let db = match path.strip_prefix("//") {
         Some(absolute) => PathBuf::from(format!("/{}", absolute.trim_start_matches('/'))),
         None => PathBuf::from(path.strip_prefix('/').unwrap_or(path)),
     };
     let mut name = db.file_name().unwrap_or_default().to_os_string();
-    name.push(".audit-signing-key");
-    Ok(db.with_file_name(name))
+    name.push(suffix);
+    Some(db.with_file_name(name))
 }
 
 /// Reads the key at `path`; `None` when there is none.
@@ -182,7 +185,7 @@ pub fn load_or_create(path: &Path, origin: &str) -> Result<(SigningKey, bool)> {
 /// Writes a file whole or not at all: a temporary file beside it, synced, then moved into
 /// place; with `only_new`, linked instead, so an existing file stays and `false` says so (of two
 /// processes making a key, the first wins). A crash leaves no half-written file.
-fn write_whole(path: &Path, text: &str, only_new: bool) -> Result<bool> {
+pub(crate) fn write_whole(path: &Path, text: &str, only_new: bool) -> Result<bool> {
     use std::io::Write;
     let dir = path
         .parent()

@@ -40,7 +40,8 @@ pub struct AddArgs {
     #[arg(long)]
     target: Option<String>,
     /// Declared column types and PII tags, a TOML file:
-    /// `[columns.email]` `type = "text"` `pii = true` (types: numeric, categorical, text, datetime).
+    /// `[columns.email]` `type = "text"` `pii = true` (types: numeric, categorical, text, datetime);
+    /// `subject = true` on the column naming the person a row is about.
     #[arg(long)]
     schema: Option<PathBuf>,
     #[command(flatten)]

@@ -206,6 +206,7 @@ pub fn run(args: DriftArgs) -> Result<Outcome> {
         method,
         drift_share: args.drift_share,
         histograms: args.html.is_some(),
+        private: Vec::new(),
     };
     if let Some(schema) = &args.reference_schema {
         options.follow_schema(schema);

@@ -10,6 +10,7 @@ mod data;
 mod drift;
 mod monitor;
 mod predictions;
+mod privacy;
 mod serve;
 mod tracking_client;
 mod verify_artifacts;
@@ -85,6 +86,12 @@ enum Command {
     Tokens {
         #[command(subcommand)]
         command: access::TokensCommand,
+    },
+    /// Personal data in stored predictions: a person's export and erasure (GDPR access and
+    /// erasure), through the tracking server.
+    Privacy {
+        #[command(subcommand)]
+        command: privacy::PrivacyCommand,
     },
     /// Inspect and verify the hash-chained audit trail.
     Audit {
@@ -302,6 +309,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             access::tokens(command).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Privacy { command } => {
+            privacy::run(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Backup(args) => backup::run(args, audit_artifacts).await,
         Command::Data { command } => {
             data::run(command).await?;
@@ -433,12 +444,25 @@ async fn serve(config: &Config) -> Result<()> {
         store.clone(),
         config.monitor.retry_policy(),
     ));
-    let engine = std::sync::Arc::new(mltrail_monitor::runner::Engine::new(
+    let privacy = match privacy::server_master_key(config) {
+        Ok(master) => master.map(|m| {
+            std::sync::Arc::new(mltrail_serving::privacy::StoreKeys::new(store.clone(), m))
+        }),
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
+    let mut engine = mltrail_monitor::runner::Engine::new(
         store.clone(),
         artifacts.clone(),
         webhooks.clone(),
         config.monitor.reference_cache,
-    ));
+    );
+    if let Some(keys) = &privacy {
+        engine = engine.with_subject_keys(keys.clone());
+    }
+    let engine = std::sync::Arc::new(engine);
     let (stop_monitors, monitors_stopped) = tokio::sync::watch::channel(false);
     let monitoring = tokio::spawn(
         engine
@@ -454,6 +478,7 @@ async fn serve(config: &Config) -> Result<()> {
             mltrail_server::auth::Auth::new(config.auth.mode.into())
                 .with_default_permission(config.auth.default_permission.into()),
         ),
+        privacy,
     };
     let limits = mltrail_server::Limits {
         max_artifact_bytes: server.max_artifact_bytes,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use mltrail_core::tags;
 use mltrail_serving::deployment::follower::{
@@ -21,6 +21,8 @@ use serde_json::{json, Value};
 use crate::args::ClientArgs;
 use crate::config::ServeTable;
 use crate::tracking_client::Client;
+use mltrail_core::privacy::PrivacySpec;
+use mltrail_serving::privacy::KeyCache;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -170,7 +172,9 @@ pub async fn serve(
     tracing::info!(deployment, model = %loaded.name, version = %loaded.version, engine = loaded.model.engine_name(), "model loaded");
     let log = Arc::new(log);
     let dep = Arc::new(
-        Deployment::new(deployment.clone(), loaded, log.clone()).with_archive(client.clone()),
+        Deployment::new(deployment.clone(), loaded, log.clone())
+            .with_archive(client.clone())
+            .with_subject_keys(Arc::new(KeyCache::new(client.clone()))),
     );
     let archiver = dep.spawn_archiver(Duration::from_millis(args.archive_interval_ms.max(100)));
     let follower = model_ref.is_alias().then(|| {
@@ -218,8 +222,17 @@ pub struct RegisterArgs {
     #[arg(long)]
     signature: Option<String>,
     /// The dataset version the model was trained on (DATASET@VERSION), recorded on the version.
+    /// Its schema's `pii` and `subject` columns count as if given with --pii and --subject.
     #[arg(long)]
     training_data: Option<String>,
+    /// Input columns holding personal data, comma-separated: deployments store their values
+    /// sealed with the key of the row's subject (see --subject), erasable per person.
+    #[arg(long, value_delimiter = ',')]
+    pii: Vec<String>,
+    /// The column naming the person each row is about (a customer id). It may be a model input
+    /// or a column requests carry beside the inputs; it is sealed too.
+    #[arg(long)]
+    subject: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -260,6 +273,7 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
     // The training data must be a stored dataset version: the link is what monitoring uses as
     // the reference, so it is checked before anything is registered.
     let mut training_digest = None;
+    let mut training_schema = None;
     if let Some(td) = &args.training_data {
         let training: mltrail_store::datasets::VersionRef =
             td.parse().map_err(|e| anyhow!("--training-data: {e}"))?;
@@ -274,7 +288,9 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
             .pointer("/dataset_version/digest")
             .and_then(Value::as_str)
             .map(str::to_string);
+        training_schema = found.pointer("/dataset_version/schema").cloned();
     }
+    let privacy = privacy_spec(&args, &signature, training_schema.as_ref())?;
     match client
         .post(
             "/api/2.0/mlflow/registered-models/create",
@@ -301,6 +317,9 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
         json!({"key": tags::SIGNATURE, "value": signature.to_mlflow_json().to_string()}),
         json!({"key": tags::ENGINE, "value": model.engine_name()}),
     ];
+    if let Some(spec) = &privacy {
+        version_tags.push(json!({"key": tags::PRIVACY, "value": spec.to_json()}));
+    }
     if let Some(td) = &args.training_data {
         version_tags.push(json!({"key": tags::TRAINING_DATA, "value": td}));
         if let Some(digest) = &training_digest {
@@ -319,4 +338,49 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| anyhow!("the server did not return a version number"))
+}
+
+/// The version's privacy spec: --pii and --subject, plus what the training data's schema marks
+/// among the model's columns. PII without a subject is refused (nothing to seal it under).
+fn privacy_spec(
+    args: &RegisterArgs,
+    signature: &Signature,
+    training_schema: Option<&Value>,
+) -> Result<Option<PrivacySpec>> {
+    let names = signature.column_names();
+    let schema: Option<mltrail_data::schema::DatasetSchema> =
+        training_schema.and_then(|s| serde_json::from_value(s.clone()).ok());
+    let mut pii: Vec<String> = args.pii.iter().map(|c| c.trim().to_string()).collect();
+    let mut subject = args.subject.clone();
+    if let Some(schema) = &schema {
+        for column in &schema.columns {
+            if column.subject && subject.is_none() {
+                subject = Some(column.name.clone());
+            }
+            if column.pii && names.contains(&column.name) && !pii.contains(&column.name) {
+                pii.push(column.name.clone());
+            }
+        }
+    }
+    if let Some(unknown) = pii.iter().find(|c| !names.contains(c)) {
+        bail!(
+            "--pii: `{unknown}` is not an input column of the model (it takes: {})",
+            names.join(", ")
+        );
+    }
+    match subject {
+        None if pii.is_empty() => Ok(None),
+        None => bail!(
+            "the columns {} hold personal data but no column names whom each row is about: give --subject COLUMN (or mark it `subject = true` in the training data's schema), so their values can be sealed and erased per person",
+            pii.join(", ")
+        ),
+        Some(subject) => {
+            if !signature.named() {
+                bail!("--subject needs named input columns: give --signature");
+            }
+            Ok(Some(
+                PrivacySpec::new(subject, pii).map_err(|e| anyhow!("--pii/--subject: {e}"))?,
+            ))
+        }
+    }
 }

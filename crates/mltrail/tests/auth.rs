@@ -625,6 +625,31 @@ fn each_route_kind_answers_each_kind_of_caller_as_specified() {
             json!({"workspace": "default", "name": "role-{n}"}),
             "admin",
         ),
+        // Personal data: keys for serving processes, a subject's export, erasure, the list.
+        (
+            "POST",
+            "/api/v1/privacy/subject-keys".into(),
+            json!({"subjects": ["subject-{n}"]}),
+            "deployments",
+        ),
+        (
+            "POST",
+            "/api/v1/privacy/export".into(),
+            json!({"subject": "subject-{n}"}),
+            "predictions:read",
+        ),
+        (
+            "POST",
+            "/api/v1/privacy/erase".into(),
+            json!({"subject": "subject-{n}", "reason": "matrix"}),
+            "admin",
+        ),
+        (
+            "GET",
+            "/api/v1/privacy/erasures".into(),
+            json!({}),
+            "audit:read",
+        ),
     ];
     let (status, answer) = call(
         &server,

@@ -51,6 +51,8 @@ fn write_window(server: &Server, start: i64) {
                 latency_us: 100,
                 inputs: serde_json::value::to_raw_value(&inputs).unwrap(),
                 outputs: serde_json::value::to_raw_value(&json!({"label": 0})).unwrap(),
+                subject: None,
+                sealed: None,
             })
         })
         .collect();

@@ -11,7 +11,9 @@ use std::time::Duration;
 use mltrail_artifacts::ArtifactStore;
 use mltrail_core::artifact_path::ArtifactPath;
 use mltrail_core::time::rfc3339_seconds;
+use mltrail_serving::archive::RecordView;
 use mltrail_serving::deployment::StoreSource;
+use mltrail_serving::privacy::{Keyring, SubjectKeys};
 use mltrail_store::datasets::VersionRef;
 use mltrail_store::monitors::{
     self, Alert, AlertState, Monitor, MonitorResult, MonitorSpec, WindowStatus,
@@ -50,6 +52,8 @@ pub struct Engine {
     file_ranges: Mutex<HashMap<String, (i64, i64)>>,
     /// Who this engine is when it claims a window (servers sharing a database each run one).
     claimant: String,
+    /// The keys that open sealed inputs; without them, sealed values count as missing.
+    keys: Option<Arc<dyn SubjectKeys>>,
 }
 
 impl Engine {
@@ -75,7 +79,15 @@ impl Engine {
             sink,
             file_ranges: Mutex::new(HashMap::new()),
             claimant: uuid::Uuid::now_v7().simple().to_string(),
+            keys: None,
         }
+    }
+
+    /// Where the keys of sealed personal data come from: the engine opens sealed inputs in
+    /// memory (drift sees the values) and stores none of them.
+    pub fn with_subject_keys(mut self, keys: Arc<dyn SubjectKeys>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// Creates a monitor: fills in the defaults, checks every field (the error names it), and
@@ -483,7 +495,10 @@ impl Engine {
                 labels_until,
             )
             .await?;
-        let options = feature_options(&config, &reference, true);
+        let mut options = feature_options(&config, &reference, true);
+        options
+            .private
+            .extend(window.sealed_columns().iter().cloned());
         let current = window.take_inputs();
         let prepared = reference.prepared(&options).await?;
         let comparison =
@@ -548,6 +563,16 @@ impl Engine {
             }
             let path = ArtifactPath::parse(&file)?;
             let bytes = self.artifacts.get(&path).await?;
+            let keyring = match &self.keys {
+                Some(keys) => {
+                    let (b, name) = (bytes.clone(), file.clone());
+                    let subjects = tokio::task::spawn_blocking(move || Keyring::subjects_of(&b))
+                        .await?
+                        .map_err(|source| MonitorError::Archive { file: name, source })?;
+                    Keyring::fetch(subjects, keys.as_ref()).await?
+                }
+                None => Keyring::default(),
+            };
             let name = file.clone();
             let (w, range) = tokio::task::spawn_blocking(move || {
                 let mut range = (i64::MAX, i64::MIN);
@@ -556,7 +581,15 @@ impl Engine {
                     if let Some(t) = r.time_ms {
                         range = (range.0.min(t), range.1.max(t));
                     }
-                    w.visit(r);
+                    // Sealed inputs are opened here and live only in the window's columns
+                    // (erased values as missing).
+                    match keyring.open(&r) {
+                        Some(opened) => w.visit(RecordView {
+                            inputs: Some(&opened),
+                            ..r
+                        }),
+                        None => w.visit(r),
+                    }
                 })
                 .map(|_| (w, range))
                 .map_err(|source| MonitorError::Archive { file: name, source })

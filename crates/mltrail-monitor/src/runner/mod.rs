@@ -55,6 +55,9 @@ pub enum MonitorError {
         #[source]
         source: ArchiveError,
     },
+    /// The keys that open a window's sealed inputs could not be had.
+    #[error(transparent)]
+    Keys(#[from] mltrail_serving::privacy::KeyError),
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     #[error("monitor config: {0}")]

@@ -2,6 +2,7 @@
 //! or the archive. The HTTP edge maps each to a status in one place.
 
 use crate::archive::ArchiveError;
+use crate::deployment::BoxError;
 use crate::predlog::LogError;
 use crate::request::RequestError;
 use crate::runtime::RuntimeError;
@@ -20,6 +21,10 @@ pub enum ScoreError {
     /// The rows could not be logged; an unrecorded prediction is never returned.
     #[error("the prediction could not be recorded, so it is not returned: {0}")]
     Log(#[source] LogError),
+    /// The rows hold personal data and their subjects' keys could not be had (or sealing
+    /// failed): nothing is stored unsealed, so nothing is answered.
+    #[error("the prediction could not be recorded sealed, so it is not returned: {0}")]
+    Seal(#[source] BoxError),
 }
 
 impl ScoreError {
@@ -27,7 +32,7 @@ impl ScoreError {
         match self {
             ScoreError::Json(_) | ScoreError::Request(_) => FailureKind::bad_request,
             ScoreError::Model(_) => FailureKind::model,
-            ScoreError::Log(_) => FailureKind::log,
+            ScoreError::Log(_) | ScoreError::Seal(_) => FailureKind::log,
         }
     }
 
@@ -55,6 +60,9 @@ pub enum LookupError {
     Log(#[from] LogError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// The prediction is sealed and its subject's key could not be had.
+    #[error(transparent)]
+    Keys(#[from] crate::privacy::KeyError),
 }
 
 /// Why feedback was refused or not recorded.

@@ -33,13 +33,16 @@ use serde_json::{Number, Value as Json};
 
 use crate::archive::{find_archived, SharedArchive};
 use crate::predlog::{Entry, EntryKind, PredictionLog};
+use crate::privacy::{open_record, subject_of, KeyCache};
 use crate::record::{
     prediction_id, write_prediction, FeedbackRecord, LogRecord, PredictionRecord, RequestRecord,
+    SealedRow,
 };
-use crate::request::{self, RequestKind};
+use crate::request::{self, PrivateRows, RequestKind};
 use crate::response;
 use crate::runtime::Value;
 use metrics::{DeploymentMetrics, VersionMetrics};
+use mltrail_core::privacy::DataKey;
 
 /// The model version in service, with the metrics it counts into.
 pub struct Serving {
@@ -153,6 +156,8 @@ pub struct Deployment {
     log: Arc<PredictionLog>,
     metrics: DeploymentMetrics,
     archive: Option<SharedArchive>,
+    /// Where subjects' keys come from, for versions that seal personal data.
+    keys: Option<Arc<KeyCache>>,
 }
 
 impl Deployment {
@@ -168,7 +173,15 @@ impl Deployment {
             log,
             metrics,
             archive: None,
+            keys: None,
         }
+    }
+
+    /// Where the keys that seal personal data come from. A version with a privacy spec is
+    /// not served without them: its requests answer 503.
+    pub fn with_subject_keys(mut self, keys: Arc<KeyCache>) -> Self {
+        self.keys = Some(keys);
+        self
     }
 
     /// Where sealed segments are archived; lookups fall back to it.
@@ -254,7 +267,12 @@ impl Deployment {
             BodyFormat::Json => serde_json::from_slice(body).map_err(ScoreError::Json)?,
             BodyFormat::Csv => request::csv_body(body)?,
         };
-        let decoded = request::decode(json, &serving.model.model, &serving.signature)?;
+        let mut decoded = request::decode(
+            json,
+            &serving.model.model,
+            &serving.signature,
+            serving.model.privacy.as_ref(),
+        )?;
         let outputs = serving
             .model
             .model
@@ -282,16 +300,19 @@ impl Deployment {
             latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
         }
         .shared_json();
-        let entries = ids
-            .iter()
-            .zip(&decoded.row_inputs)
-            .zip(&rows)
-            .map(|((id, inputs), outputs)| Entry {
-                id: id.as_u128(),
-                kind: EntryKind::Prediction,
-                payload: write_prediction(id, &shared, inputs, outputs),
-            })
-            .collect();
+        let entries = match decoded.private.take() {
+            None => ids
+                .iter()
+                .zip(&decoded.row_inputs)
+                .zip(&rows)
+                .map(|((id, inputs), outputs)| Entry {
+                    id: id.as_u128(),
+                    kind: EntryKind::Prediction,
+                    payload: write_prediction(id, &shared, inputs, outputs, None),
+                })
+                .collect(),
+            Some(private) => self.sealed_entries(&private, &ids, &shared, &rows).await?,
+        };
         self.log.append(entries).await.map_err(ScoreError::Log)?;
         Ok(Scored {
             model: serving.clone(),
@@ -302,8 +323,72 @@ impl Deployment {
         })
     }
 
-    /// The prediction and all its feedback, from local segments or the archive.
+    /// Log entries whose personal data is sealed with each row's subject key.
+    async fn sealed_entries(
+        &self,
+        private: &PrivateRows,
+        ids: &[uuid::Uuid],
+        shared: &[u8],
+        rows: &[Vec<u8>],
+    ) -> Result<Vec<Entry>, ScoreError> {
+        let cache = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| ScoreError::Seal("this process has no source of subject keys".into()))?;
+        let keys = cache
+            .for_subjects(private.subjects())
+            .await
+            .map_err(|e| ScoreError::Seal(e.into()))?;
+        let data_keys: Vec<&DataKey> = keys.iter().map(|k| k.key.as_ref()).collect();
+        let inputs = private
+            .write(ids, &data_keys)
+            .map_err(|e| ScoreError::Seal(e.into()))?;
+        Ok(ids
+            .iter()
+            .zip(&inputs)
+            .zip(rows)
+            .zip(&keys)
+            .map(|(((id, inputs), outputs), key)| {
+                let subject = key.subject.to_hex();
+                Entry {
+                    id: id.as_u128(),
+                    kind: EntryKind::Prediction,
+                    payload: write_prediction(
+                        id,
+                        shared,
+                        inputs,
+                        outputs,
+                        Some(SealedRow {
+                            subject: &subject,
+                            sealed_json: private.sealed_json(),
+                        }),
+                    ),
+                }
+            })
+            .collect())
+    }
+
+    /// The prediction and all its feedback, its personal data opened (a lookup answers only
+    /// those who may read stored inputs).
     pub async fn lookup(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, LookupError> {
+        let Some((mut record, feedback)) = self.lookup_stored(id).await? else {
+            return Ok(None);
+        };
+        if let Some(subject) = subject_of(&record) {
+            let key = match &self.keys {
+                Some(cache) => cache.for_hashes(&[subject]).await?.pop().flatten(),
+                None => None,
+            };
+            open_record(&mut record, key.as_deref());
+        }
+        Ok(Some((record, feedback)))
+    }
+
+    /// The prediction and all its feedback as stored, from local segments or the archive.
+    async fn lookup_stored(
         &self,
         id: uuid::Uuid,
     ) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, LookupError> {
@@ -330,7 +415,7 @@ impl Deployment {
     /// Records feedback on a prediction this deployment served (locally or archived).
     pub async fn feedback(&self, feedback: Feedback) -> Result<uuid::Uuid, FeedbackError> {
         let id = feedback.prediction_id;
-        let known = self.log.contains(id.as_u128()) || self.lookup(id).await?.is_some();
+        let known = self.log.contains(id.as_u128()) || self.lookup_stored(id).await?.is_some();
         if !known {
             return Err(FeedbackError::Unknown {
                 id,

@@ -1,6 +1,8 @@
 //! A model version ready to serve: the compiled model, its signature, and what its records and
 //! answers name it by.
 
+use mltrail_core::privacy::PrivacySpec;
+
 use crate::response;
 use crate::runtime::Model;
 use crate::signature::Signature;
@@ -17,6 +19,9 @@ pub struct LoadedModel {
     pub(crate) output_keys: Vec<Vec<u8>>,
     /// The dataset version the model was trained on (`NAME@VERSION`), when recorded.
     pub training_data: Option<String>,
+    /// Which input columns are personal data, sealed per subject in the log (the version's
+    /// `mltrail.privacy` tag).
+    pub privacy: Option<PrivacySpec>,
 }
 
 impl LoadedModel {
@@ -38,7 +43,13 @@ impl LoadedModel {
             output_names,
             output_keys,
             training_data: None,
+            privacy: None,
         }
+    }
+
+    pub fn with_privacy(mut self, privacy: Option<PrivacySpec>) -> Self {
+        self.privacy = privacy;
+        self
     }
 
     pub fn with_training_data(mut self, training_data: Option<String>) -> Self {

@@ -15,6 +15,7 @@ use mltrail_core::{tags, ModelVersionNumber};
 use super::model::LoadedModel;
 use crate::runtime::{Model, RuntimeError};
 use crate::signature::{self, NamesFrom, Signature, SignatureError};
+use mltrail_core::privacy::PrivacySpec;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -163,6 +164,9 @@ pub enum SourceError {
         #[source]
         source: SignatureError,
     },
+    /// The `mltrail.privacy` tag is not a privacy spec, or names columns the model cannot log.
+    #[error("{version}'s tag `mltrail.privacy`: {why}")]
+    Privacy { version: String, why: String },
     #[error("{version} cannot be served: {source}")]
     Compile {
         version: String,
@@ -278,6 +282,7 @@ pub fn compile(version: &SourceVersion, files: ModelFiles) -> Result<LoadedModel
         version: version.to_string(),
         source,
     })?;
+    let privacy = privacy_of(version, &signature)?;
     Ok(LoadedModel::new(
         version.name.clone(),
         version.version.clone(),
@@ -285,7 +290,38 @@ pub fn compile(version: &SourceVersion, files: ModelFiles) -> Result<LoadedModel
         model,
         signature,
     )
-    .with_training_data(version.training_data().map(str::to_string)))
+    .with_training_data(version.training_data().map(str::to_string))
+    .with_privacy(privacy))
+}
+
+/// The version's privacy spec, checked against what the model takes: every PII column but the
+/// subject must be a model column (the subject may come beside them), and the columns must
+/// have names.
+fn privacy_of(
+    version: &SourceVersion,
+    signature: &Signature,
+) -> Result<Option<PrivacySpec>, SourceError> {
+    let Some(tag) = version.tag(tags::PRIVACY) else {
+        return Ok(None);
+    };
+    let fail = |why: String| SourceError::Privacy {
+        version: version.to_string(),
+        why,
+    };
+    let spec = PrivacySpec::parse(tag).map_err(|e| fail(e.to_string()))?;
+    if !signature.named() {
+        return Err(fail(
+            "the model's columns have no names, so no column can be marked as personal data (register it with --signature)".into(),
+        ));
+    }
+    let names = signature.column_names();
+    if let Some(unknown) = spec.pii().iter().find(|c| !names.contains(c)) {
+        return Err(fail(format!(
+            "`{unknown}` is not a column of the model (it takes: {})",
+            names.join(", ")
+        )));
+    }
+    Ok(Some(spec))
 }
 
 #[cfg(test)]

@@ -284,6 +284,19 @@ config_table! {
     }
 }
 
+config_table! {
+    /// Personal data in stored predictions (columns a model version's `mltrail.privacy` tag
+    /// marks): sealed per subject, exported and erased with `mltrail privacy`.
+    pub struct PrivacyTable in "privacy" {
+        /// The file of the master key that wraps every subject's key (64 hex digits). Default:
+        /// beside a SQLite store's file, `<db>.privacy-master-key`, made on first start; other
+        /// stores must name one (every server of one database names the same key). Without
+        /// it, deployments that seal personal data cannot log. Back it up apart from the
+        /// database: losing it makes every sealed value unreadable.
+        pub master_key_file: Option<PathBuf> = None,
+    }
+}
+
 /// Everything mltrail.toml can say. Each process reads the tables it needs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -295,6 +308,7 @@ pub struct Config {
     pub monitor: MonitorTable,
     pub serve: ServeTable,
     pub audit: AuditTable,
+    pub privacy: PrivacyTable,
 }
 
 impl Config {
@@ -307,6 +321,7 @@ impl Config {
         MonitorTable::SCHEMA,
         ServeTable::SCHEMA,
         AuditTable::SCHEMA,
+        PrivacyTable::SCHEMA,
     ];
 
     fn table(name: &str) -> Option<&'static TableSchema> {

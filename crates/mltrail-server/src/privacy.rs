@@ -1,0 +1,186 @@
+//! `/api/v1/privacy`: the keys that seal personal data in stored predictions (asked for by
+//! serving processes), a subject's export (GDPR access) and erasure (GDPR erasure by
+//! crypto-shredding), and the list of erasures. The sealing is `mltrail_core::privacy`; the
+//! keys are `mltrail_store::privacy`; reading the archive is `mltrail_serving::privacy`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+use mltrail_core::privacy::SubjectHash;
+use mltrail_serving::archive::ArtifactArchive;
+use mltrail_serving::privacy::{export_subject, KeyCache, StoreKeys, SubjectKeys};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/subject-keys", post(subject_keys))
+        .route("/export", post(export))
+        .route("/erase", post(erase))
+        .route("/erasures", get(erasures))
+}
+
+/// The server's keys, or why there are none.
+fn keys(state: &AppState) -> Result<&Arc<StoreKeys>, ApiError> {
+    state.privacy.as_ref().ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            "this server has no privacy master key, so it keeps no personal data: set [privacy] master_key_file (MLTRAIL_PRIVACY_MASTER_KEY_FILE) and restart",
+        )
+    })
+}
+
+fn strings(body: &Value, field: &str) -> Result<Option<Vec<String>>, ApiError> {
+    match body.get(field) {
+        None => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("`{field}` must list non-empty strings"))
+                            .with_field(field)
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(_) => {
+            Err(ApiError::invalid(format!("`{field}` must be a list of strings")).with_field(field))
+        }
+    }
+}
+
+fn text<'a>(body: &'a Value, field: &str, what: &str) -> Result<&'a str, ApiError> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(format!("`{field}` ({what}) is required")).with_field(field)
+        })
+}
+
+/// `POST /subject-keys` `{"subjects": [ID, …]}` (made when missing) or `{"subject_hashes":
+/// [HEX, …]}` (looked up; `null` where erased) → `{"keys": [{"subject_hash", "key"}, …]}`, in
+/// order. Serving processes ask with their `deployments` token.
+async fn subject_keys(
+    State(state): State<AppState>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let keys = keys(&state)?;
+    let answer = match (
+        strings(&body, "subjects")?,
+        strings(&body, "subject_hashes")?,
+    ) {
+        (Some(subjects), None) => keys
+            .for_subjects(&subjects)
+            .await
+            .map_err(ApiError::from_keys)?
+            .into_iter()
+            .map(|k| json!({"subject_hash": k.subject.to_hex(), "key": k.key.to_base64()}))
+            .collect::<Vec<_>>(),
+        (None, Some(hashes)) => {
+            let parsed = hashes
+                .iter()
+                .map(|h| {
+                    SubjectHash::parse(h).ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "`subject_hashes`: `{h}` is not 64 lowercase hex digits"
+                        ))
+                        .with_field("subject_hashes")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let found = keys
+                .for_hashes(&parsed)
+                .await
+                .map_err(ApiError::from_keys)?;
+            parsed
+                .iter()
+                .zip(found)
+                .map(|(h, k)| json!({"subject_hash": h.to_hex(), "key": k.map(|k| k.to_base64())}))
+                .collect()
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of `subjects` (ids) and `subject_hashes`",
+            )
+            .with_field("subjects"))
+        }
+    };
+    Ok(Json(json!({"keys": answer})))
+}
+
+/// `POST /export` `{"subject": ID}`: every archived prediction about the subject, opened, with
+/// the feedback on each (GDPR access).
+async fn export(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let keys = keys(&state)?;
+    let subject = text(
+        &body,
+        "subject",
+        "the subject's id, as the subject column holds it",
+    )?;
+    let hash = keys.master().subject_hash(subject);
+    let archive = ArtifactArchive(state.artifacts.clone());
+    let found = export_subject(&archive, keys.as_ref(), hash)
+        .await
+        .map_err(ApiError::internal)?;
+    // Who read whose data is worth a line in the log; the subject appears only as its hash.
+    tracing::info!(actor = %actor, subject_hash = %hash, predictions = found.predictions.len(), "personal data exported");
+    let predictions: Vec<Value> = found
+        .predictions
+        .into_iter()
+        .map(|(prediction, feedback)| {
+            let mut value = serde_json::to_value(&prediction).unwrap_or(Value::Null);
+            value["feedback"] = serde_json::to_value(&feedback).unwrap_or(Value::Null);
+            value
+        })
+        .collect();
+    Ok(Json(json!({
+        "subject_hash": hash.to_hex(),
+        "predictions": predictions,
+        "unreadable_files": found.unreadable,
+        "covers": "the prediction archive: rows a serving process has not archived yet (its last few minutes) are not included",
+    })))
+}
+
+/// `POST /erase` `{"subject": ID, "reason": TEXT}`: destroys the subject's key (admins only).
+async fn erase(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let keys = keys(&state)?;
+    let subject = text(
+        &body,
+        "subject",
+        "the subject's id, as the subject column holds it",
+    )?;
+    let reason = text(
+        &body,
+        "reason",
+        "why: the request or rule the erasure answers",
+    )?;
+    let erasure =
+        mltrail_store::privacy::erase(&state.store, &actor, keys.master(), subject, reason).await?;
+    Ok(Json(json!({
+        "erasure": erasure,
+        "serving_caches_seconds": KeyCache::TTL.as_secs(),
+    })))
+}
+
+/// `GET /erasures`: every erasure (subject hash, reason, time), oldest first.
+async fn erasures(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let list = mltrail_store::privacy::erasures(&state.store).await?;
+    Ok(Json(json!({"erasures": list})))
+}

@@ -1,0 +1,528 @@
+//! Personal data in the prediction log: where a deployment gets its subjects' keys
+//! ([`SubjectKeys`], cached by [`KeyCache`]), and how sealed records are opened for those who
+//! may read them: a lookup, a subject's export ([`export_subject`]), a monitor's window
+//! ([`Keyring`]). The sealing itself is `mltrail_core::privacy`; which rows are sealed is the
+//! deployment's (`request::PrivateRows`).
+//!
+//! Keys live in the metadata store ([`StoreKeys`] inside the tracking server); `mltrail serve`
+//! asks the tracking server for them (the CLI's REST client implements [`SubjectKeys`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mltrail_core::privacy::{DataKey, MasterKey, SubjectHash, ERASED};
+use mltrail_store::MetaStore;
+use serde::de::{MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::archive::{visit_parquet, ArchiveError, ArchiveStore, RecordView};
+use crate::deployment::{BoxError, BoxFuture};
+use crate::record::{FeedbackRecord, LogRecord, PredictionRecord};
+
+/// A subject's data key with the hash its records carry.
+#[derive(Debug, Clone)]
+pub struct SubjectKey {
+    pub subject: SubjectHash,
+    pub key: Arc<DataKey>,
+}
+
+/// The subjects' keys could not be had (the tracking server or the store is unreachable, or
+/// refused): a prediction that cannot be sealed is not made.
+#[derive(Debug, thiserror::Error)]
+#[error("the keys that seal personal data could not be had: {0}")]
+pub struct KeyError(#[source] pub BoxError);
+
+/// Where subjects' keys come from.
+pub trait SubjectKeys: Send + Sync {
+    /// The keys of `subjects` (raw ids, in order), made for those who have none yet.
+    fn for_subjects<'a>(
+        &'a self,
+        subjects: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<SubjectKey>, KeyError>>;
+
+    /// The keys stored under `hashes`, in order; `None` for an erased subject.
+    fn for_hashes<'a>(
+        &'a self,
+        hashes: &'a [SubjectHash],
+    ) -> BoxFuture<'a, Result<Vec<Option<Arc<DataKey>>>, KeyError>>;
+}
+
+/// The keys in the metadata store, wrapped by the master key: the tracking server's own.
+pub struct StoreKeys {
+    store: MetaStore,
+    master: Arc<MasterKey>,
+}
+
+impl StoreKeys {
+    pub fn new(store: MetaStore, master: Arc<MasterKey>) -> Self {
+        StoreKeys { store, master }
+    }
+
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+}
+
+impl SubjectKeys for StoreKeys {
+    fn for_subjects<'a>(
+        &'a self,
+        subjects: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<SubjectKey>, KeyError>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(subjects.len());
+            for chunk in subjects.chunks(mltrail_store::privacy::MAX_SUBJECTS) {
+                let keys = mltrail_store::privacy::subject_keys(&self.store, &self.master, chunk)
+                    .await
+                    .map_err(|e| KeyError(e.into()))?;
+                out.extend(keys.into_iter().map(|k| SubjectKey {
+                    subject: k.subject,
+                    key: Arc::new(k.key),
+                }));
+            }
+            Ok(out)
+        })
+    }
+
+    fn for_hashes<'a>(
+        &'a self,
+        hashes: &'a [SubjectHash],
+    ) -> BoxFuture<'a, Result<Vec<Option<Arc<DataKey>>>, KeyError>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(hashes.len());
+            for chunk in hashes.chunks(mltrail_store::privacy::MAX_SUBJECTS) {
+                let keys = mltrail_store::privacy::keys_by_hash(&self.store, &self.master, chunk)
+                    .await
+                    .map_err(|e| KeyError(e.into()))?;
+                out.extend(keys.into_iter().map(|k| k.map(Arc::new)));
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// A serving process's keys, kept for [`KeyCache::TTL`]: a repeat subject costs no round trip,
+/// and an erasure reaches every replica within that time (after which nothing the replica
+/// writes or reads uses the destroyed key).
+pub struct KeyCache {
+    source: Arc<dyn SubjectKeys>,
+    ttl: Duration,
+    by_subject: Mutex<HashMap<String, (Instant, SubjectKey)>>,
+    by_hash: Mutex<HashMap<SubjectHash, Fetched>>,
+}
+
+/// A key looked up by hash and when: `None` for an erased subject (remembered as briefly as a
+/// key).
+type Fetched = (Instant, Option<Arc<DataKey>>);
+
+impl KeyCache {
+    /// How long a key is used without asking again.
+    pub const TTL: Duration = Duration::from_secs(30);
+    /// Entries kept at most per map; past it the map starts over (a full map means the keys
+    /// churn faster than they repeat, and caching buys little).
+    const CAPACITY: usize = 100_000;
+
+    pub fn new(source: Arc<dyn SubjectKeys>) -> Self {
+        KeyCache::with_ttl(source, KeyCache::TTL)
+    }
+
+    pub fn with_ttl(source: Arc<dyn SubjectKeys>, ttl: Duration) -> Self {
+        KeyCache {
+            source,
+            ttl,
+            by_subject: Mutex::new(HashMap::new()),
+            by_hash: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The keys of `subjects`, in order.
+    pub async fn for_subjects(&self, subjects: &[String]) -> Result<Vec<SubjectKey>, KeyError> {
+        let now = Instant::now();
+        let mut out: Vec<Option<SubjectKey>> = {
+            let cached = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
+            subjects
+                .iter()
+                .map(|s| {
+                    cached
+                        .get(s)
+                        .filter(|(at, _)| now.duration_since(*at) < self.ttl)
+                        .map(|(_, k)| k.clone())
+                })
+                .collect()
+        };
+        let missing: Vec<String> = subjects
+            .iter()
+            .zip(&out)
+            .filter(|(_, k)| k.is_none())
+            .map(|(s, _)| s.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !missing.is_empty() {
+            let fetched = self.source.for_subjects(&missing).await?;
+            let mut cached = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
+            if cached.len() + fetched.len() > KeyCache::CAPACITY {
+                cached.clear();
+            }
+            for (subject, key) in missing.into_iter().zip(fetched) {
+                cached.insert(subject, (now, key));
+            }
+            for (slot, subject) in out.iter_mut().zip(subjects) {
+                if slot.is_none() {
+                    *slot = cached.get(subject).map(|(_, k)| k.clone());
+                }
+            }
+        }
+        out.into_iter()
+            .map(|k| k.ok_or_else(|| KeyError("a subject's key was not answered".into())))
+            .collect()
+    }
+
+    /// The keys stored under `hashes`, in order; `None` for an erased subject.
+    pub async fn for_hashes(
+        &self,
+        hashes: &[SubjectHash],
+    ) -> Result<Vec<Option<Arc<DataKey>>>, KeyError> {
+        let now = Instant::now();
+        let fresh = |entry: Option<&Fetched>| {
+            entry
+                .filter(|(at, _)| now.duration_since(*at) < self.ttl)
+                .map(|(_, k)| k.clone())
+        };
+        let missing: Vec<SubjectHash> = {
+            let cached = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
+            hashes
+                .iter()
+                .filter(|h| fresh(cached.get(h)).is_none())
+                .copied()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        let fetched = if missing.is_empty() {
+            Vec::new()
+        } else {
+            self.source.for_hashes(&missing).await?
+        };
+        let mut cached = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.len() + fetched.len() > KeyCache::CAPACITY {
+            cached.clear();
+        }
+        for (hash, key) in missing.into_iter().zip(fetched) {
+            cached.insert(hash, (now, key));
+        }
+        Ok(hashes
+            .iter()
+            .map(|h| cached.get(h).and_then(|(_, k)| k.clone()))
+            .collect())
+    }
+}
+
+/// What an unreadable (erased) value becomes when a record is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erased {
+    /// `"<erased>"`, where people read records (lookups, exports).
+    Shown,
+    /// `null`, where values are counted (monitors skip missing values).
+    Missing,
+}
+
+/// A JSON object's members in their order, values untouched.
+struct Members(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Walk;
+        impl<'de> Visitor<'de> for Walk {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                    out.push(entry);
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(Walk)
+    }
+}
+
+/// A record's inputs with its sealed columns opened with `key` (`None`: the subject was
+/// erased). Inputs that are not a JSON object are returned as they are.
+pub fn open_inputs(
+    inputs: &str,
+    id: &uuid::Uuid,
+    sealed: &[String],
+    key: Option<&DataKey>,
+    erased: Erased,
+) -> String {
+    let Ok(Members(members)) = serde_json::from_str::<Members>(inputs) else {
+        return inputs.to_string();
+    };
+    let mut out = String::with_capacity(inputs.len());
+    out.push('{');
+    for (k, (name, value)) in members.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(name).unwrap_or_default());
+        out.push(':');
+        if !sealed.contains(name) {
+            out.push_str(value.get());
+            continue;
+        }
+        let opened = serde_json::from_str::<String>(value.get())
+            .ok()
+            .zip(key)
+            .and_then(|(text, key)| key.open_cell(id.as_bytes(), name, &text).ok())
+            .and_then(|plain| String::from_utf8(plain).ok());
+        match (opened, erased) {
+            (Some(plain), _) => out.push_str(&plain),
+            (None, Erased::Shown) => out.push_str(&format!("\"{ERASED}\"")),
+            (None, Erased::Missing) => out.push_str("null"),
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// Opens a prediction record in place, for someone who may read it.
+pub fn open_record(record: &mut PredictionRecord, key: Option<&DataKey>) {
+    let Some(sealed) = &record.sealed else { return };
+    let opened = open_inputs(record.inputs.get(), &record.id, sealed, key, Erased::Shown);
+    if let Ok(raw) = RawValue::from_string(opened) {
+        record.inputs = raw;
+    }
+}
+
+/// The subject a sealed record names, when it names one.
+pub fn subject_of(record: &PredictionRecord) -> Option<SubjectHash> {
+    record.sealed.as_ref()?;
+    record.subject.as_deref().and_then(SubjectHash::parse)
+}
+
+/// Keys for one archived file's sealed records, looked up once per subject: a monitor reads a
+/// window file by file through this.
+#[derive(Default)]
+pub struct Keyring(HashMap<SubjectHash, Option<Arc<DataKey>>>);
+
+impl Keyring {
+    /// The subjects a file's sealed predictions name (a pass over the file; CPU work, for a
+    /// blocking thread). Nothing for a file that [`crate::archive::seals_any`] clears.
+    pub fn subjects_of(bytes: &bytes::Bytes) -> Result<Vec<SubjectHash>, ArchiveError> {
+        if !crate::archive::seals_any(bytes)? {
+            return Ok(Vec::new());
+        }
+        let mut subjects = BTreeSet::new();
+        visit_parquet(bytes.clone(), |view| {
+            if view.sealed.is_some() {
+                subjects.extend(view.subject.and_then(SubjectHash::parse));
+            }
+        })?;
+        Ok(subjects.into_iter().collect())
+    }
+
+    /// The keys of `subjects` (`None` where erased).
+    pub async fn fetch(
+        subjects: Vec<SubjectHash>,
+        keys: &dyn SubjectKeys,
+    ) -> Result<Keyring, KeyError> {
+        if subjects.is_empty() {
+            return Ok(Keyring::default());
+        }
+        let found = keys.for_hashes(&subjects).await?;
+        Ok(Keyring(subjects.into_iter().zip(found).collect()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A sealed prediction's inputs opened (erased values as `null`); `None` for a record
+    /// that seals nothing.
+    pub fn open(&self, view: &RecordView<'_>) -> Option<String> {
+        let sealed = view.sealed_columns()?;
+        let id = view.id.and_then(|i| uuid::Uuid::parse_str(i).ok())?;
+        let key = view
+            .subject
+            .and_then(SubjectHash::parse)
+            .and_then(|h| self.0.get(&h).cloned().flatten());
+        Some(open_inputs(
+            view.inputs.unwrap_or("{}"),
+            &id,
+            &sealed,
+            key.as_deref(),
+            Erased::Missing,
+        ))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+/// What an export found: each prediction with the feedback on it, and the archive files that
+/// could not be read as Parquet (named, so an export never silently leaves data out).
+#[derive(Debug, Default)]
+pub struct Export {
+    pub predictions: Vec<(PredictionRecord, Vec<FeedbackRecord>)>,
+    pub unreadable: Vec<String>,
+}
+
+/// Every archived prediction about `subject` (opened, or `"<erased>"` where its key is gone),
+/// each with the feedback received on it, oldest first. Files are read in name order (day,
+/// then segment), so a prediction is met before any feedback on it.
+pub async fn export_subject(
+    archive: &dyn ArchiveStore,
+    keys: &dyn SubjectKeys,
+    subject: SubjectHash,
+) -> Result<Export, ExportError> {
+    let key = keys
+        .for_hashes(std::slice::from_ref(&subject))
+        .await?
+        .pop()
+        .flatten();
+    let hex = subject.to_hex();
+    let mut files: Vec<String> = archive
+        .list("predictions")
+        .await
+        .map_err(ArchiveError::from)?
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet"))
+        .collect();
+    files.sort();
+    let mut found: Vec<(PredictionRecord, Vec<FeedbackRecord>)> = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut index: HashMap<uuid::Uuid, usize> = HashMap::new();
+    for file in files {
+        let bytes = archive.get(&file).await.map_err(ArchiveError::from)?;
+        let mut batch = Vec::new();
+        let bytes = bytes::Bytes::from(bytes);
+        let mut seen: std::collections::HashSet<uuid::Uuid> = index.keys().copied().collect();
+        let read = visit_parquet(bytes, |view| {
+            let id = view.id.and_then(|i| uuid::Uuid::parse_str(i).ok());
+            let ours = view.subject == Some(hex.as_str()) && view.kind == Some("prediction");
+            let feedback = view.kind == Some("feedback") && id.is_some_and(|id| seen.contains(&id));
+            if ours {
+                seen.extend(id);
+            }
+            if ours || feedback {
+                batch.extend(view.to_record());
+            }
+        });
+        if let Err(e) = read {
+            tracing::warn!(file = %file, error = %e, "an archived prediction file is not readable; the export names it");
+            unreadable.push(file);
+            continue;
+        }
+        for record in batch {
+            match record {
+                LogRecord::Prediction(mut p) => {
+                    open_record(&mut p, key.as_deref());
+                    index.insert(p.id, found.len());
+                    found.push((p, Vec::new()));
+                }
+                LogRecord::Feedback(f) => {
+                    if let Some(&i) = index.get(&f.id) {
+                        found[i].1.push(f);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Export {
+        predictions: found,
+        unreadable,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_keeps_order_and_unsealed_values_and_shows_erasure() {
+        let key = DataKey::generate().unwrap();
+        let id = uuid::Uuid::now_v7();
+        let email = key
+            .seal_cell(id.as_bytes(), "email", br#""ada@example.org""#)
+            .unwrap();
+        let inputs = format!(r#"{{"income":0.30000000000000004,"email":"{email}","age":41}}"#);
+        let sealed = vec!["email".to_string()];
+        assert_eq!(
+            open_inputs(&inputs, &id, &sealed, Some(&key), Erased::Shown),
+            r#"{"income":0.30000000000000004,"email":"ada@example.org","age":41}"#
+        );
+        assert_eq!(
+            open_inputs(&inputs, &id, &sealed, None, Erased::Shown),
+            r#"{"income":0.30000000000000004,"email":"<erased>","age":41}"#
+        );
+        let other = DataKey::generate().unwrap();
+        assert_eq!(
+            open_inputs(&inputs, &id, &sealed, Some(&other), Erased::Missing),
+            r#"{"income":0.30000000000000004,"email":null,"age":41}"#
+        );
+    }
+
+    struct Counting {
+        calls: Mutex<usize>,
+        keys: Mutex<HashMap<String, Arc<DataKey>>>,
+    }
+
+    impl SubjectKeys for Counting {
+        fn for_subjects<'a>(
+            &'a self,
+            subjects: &'a [String],
+        ) -> BoxFuture<'a, Result<Vec<SubjectKey>, KeyError>> {
+            *self.calls.lock().unwrap() += 1;
+            let master = MasterKey::from_text(&"33".repeat(32)).unwrap();
+            let mut keys = self.keys.lock().unwrap();
+            let out = subjects
+                .iter()
+                .map(|s| SubjectKey {
+                    subject: master.subject_hash(s),
+                    key: keys
+                        .entry(s.clone())
+                        .or_insert_with(|| Arc::new(DataKey::generate().unwrap()))
+                        .clone(),
+                })
+                .collect();
+            Box::pin(async move { Ok(out) })
+        }
+
+        fn for_hashes<'a>(
+            &'a self,
+            hashes: &'a [SubjectHash],
+        ) -> BoxFuture<'a, Result<Vec<Option<Arc<DataKey>>>, KeyError>> {
+            *self.calls.lock().unwrap() += 1;
+            Box::pin(async move { Ok(vec![None; hashes.len()]) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cache_asks_once_per_subject_until_its_time_is_up() {
+        let source = Arc::new(Counting {
+            calls: Mutex::new(0),
+            keys: Mutex::new(HashMap::new()),
+        });
+        let cache = KeyCache::with_ttl(source.clone(), Duration::from_millis(200));
+        let subjects = ["a", "b", "a"].map(String::from);
+        let first = cache.for_subjects(&subjects).await.unwrap();
+        assert_eq!(first[0].subject, first[2].subject);
+        cache.for_subjects(&subjects[..2]).await.unwrap();
+        assert_eq!(*source.calls.lock().unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        cache.for_subjects(&subjects[..1]).await.unwrap();
+        assert_eq!(*source.calls.lock().unwrap(), 2);
+        let erased = cache.for_hashes(&[first[0].subject]).await.unwrap();
+        assert!(erased[0].is_none());
+    }
+}

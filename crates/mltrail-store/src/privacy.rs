@@ -1,0 +1,329 @@
+//! The keys of the people predictions are about (crypto-shredding, `mltrail_core::privacy`):
+//! one data key per subject, made on first use, stored wrapped by the master key under the
+//! subject's keyed hash, and erased for good on request.
+//!
+//! Making a key is not an audit event (it happens on a prediction, not by anyone's decision);
+//! an erasure is, of kind `subject`, whose state is the erasure row (reason, time, how many
+//! keys were destroyed) and never the raw subject id.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+
+use crate::audited::{text_key, Audited};
+use crate::error::{Conflict, Invalid};
+use crate::sql::{int, text};
+use crate::{MetaStore, StoreError};
+use mltrail_core::now_millis;
+use mltrail_core::privacy::{DataKey, MasterKey, SubjectHash};
+
+/// The most subjects one call takes: a request of a hundred rows asks for at most a hundred.
+pub const MAX_SUBJECTS: usize = 1000;
+
+/// A subject's data key, with the hash it is stored under.
+#[derive(Debug)]
+pub struct SubjectKey {
+    pub subject: SubjectHash,
+    pub key: DataKey,
+}
+
+/// What an erasure did, as `mltrail privacy erase` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Erasure {
+    pub subject_hash: String,
+    pub reason: String,
+    pub erased_time: i64,
+    /// 1 when the subject had a key, 0 when nothing was stored about them (the request is
+    /// recorded all the same).
+    pub keys_destroyed: i64,
+}
+
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn wrapped(
+    conn: &mut AnyConnection,
+    hashes: &[String],
+) -> Result<Vec<(String, String)>, StoreError> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT subject_hash, wrapped_key FROM privacy_subject_keys WHERE subject_hash IN ({})",
+        placeholders(hashes.len())
+    );
+    // Only placeholders are formatted in; the hashes are bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for h in hashes {
+        query = query.bind(h.clone());
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|r| Ok((text(r, "subject_hash")?, text(r, "wrapped_key")?)))
+        .collect()
+}
+
+fn unwrap_key(
+    master: &MasterKey,
+    subject: &SubjectHash,
+    wrapped: &str,
+) -> Result<DataKey, StoreError> {
+    master
+        .unwrap(subject, wrapped)
+        .map_err(|_| Conflict::SubjectKey(subject.to_hex()).into())
+}
+
+fn check_count(n: usize) -> Result<(), StoreError> {
+    if n > MAX_SUBJECTS {
+        return Err(Invalid::TooManySubjects { got: n }.into());
+    }
+    Ok(())
+}
+
+/// The data keys of `subjects` (raw ids, in order; repeats allowed), made for those who have
+/// none yet. Safe against another server making the same subject's key at once: the first
+/// stored key wins and both answer with it.
+pub async fn subject_keys(
+    store: &MetaStore,
+    master: &MasterKey,
+    subjects: &[String],
+) -> Result<Vec<SubjectKey>, StoreError> {
+    check_count(subjects.len())?;
+    let hashes: Vec<SubjectHash> = subjects.iter().map(|s| master.subject_hash(s)).collect();
+    let mut distinct: Vec<String> = hashes.iter().map(SubjectHash::to_hex).collect();
+    distinct.sort();
+    distinct.dedup();
+    let mut conn = store.readers().acquire().await?;
+    let mut found = wrapped(&mut conn, &distinct).await?;
+    drop(conn);
+    if found.len() < distinct.len() {
+        let mut missing = Vec::new();
+        for h in &distinct {
+            if !found.iter().any(|(f, _)| f == h) {
+                let hash = SubjectHash::parse(h).unwrap_or_else(|| unreachable!("hex of a hash"));
+                let key = DataKey::generate().map_err(|_| Conflict::SubjectKey(h.clone()))?;
+                let wrapped = master
+                    .wrap(&hash, &key)
+                    .map_err(|_| Conflict::SubjectKey(h.clone()))?;
+                missing.push((h.clone(), wrapped));
+            }
+        }
+        let all = distinct.clone();
+        found = store
+            .transaction("system:privacy", async move |tx, _audit| {
+                let time = now_millis();
+                for (hash, wrapped) in missing {
+                    sqlx::query("INSERT INTO privacy_subject_keys (subject_hash, wrapped_key, created_time) VALUES ($1, $2, $3) ON CONFLICT (subject_hash) DO NOTHING")
+                        .bind(hash)
+                        .bind(wrapped)
+                        .bind(time)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                wrapped(tx, &all).await
+            })
+            .await?;
+    }
+    hashes
+        .into_iter()
+        .map(|subject| {
+            let hex = subject.to_hex();
+            let (_, w) = found
+                .iter()
+                .find(|(h, _)| *h == hex)
+                .ok_or_else(|| Conflict::SubjectKey(hex.clone()))?;
+            Ok(SubjectKey {
+                key: unwrap_key(master, &subject, w)?,
+                subject,
+            })
+        })
+        .collect()
+}
+
+/// The data keys stored under `hashes`, in order: `None` for a subject erased (or never seen).
+pub async fn keys_by_hash(
+    store: &MetaStore,
+    master: &MasterKey,
+    hashes: &[SubjectHash],
+) -> Result<Vec<Option<DataKey>>, StoreError> {
+    check_count(hashes.len())?;
+    let texts: Vec<String> = hashes.iter().map(SubjectHash::to_hex).collect();
+    let mut conn = store.readers().acquire().await?;
+    let found = wrapped(&mut conn, &texts).await?;
+    hashes
+        .iter()
+        .zip(&texts)
+        .map(|(hash, hex)| {
+            found
+                .iter()
+                .find(|(h, _)| h == hex)
+                .map(|(_, w)| unwrap_key(master, hash, w))
+                .transpose()
+        })
+        .collect()
+}
+
+/// An erasure as the audit trail records it: the erasure row, under the subject's hash.
+pub(crate) struct ErasureRef(pub String);
+
+fn erasure_from_row(row: &AnyRow) -> Result<Erasure, StoreError> {
+    Ok(Erasure {
+        subject_hash: text(row, "subject_hash")?,
+        reason: text(row, "reason")?,
+        erased_time: int(row, "erased_time")?,
+        keys_destroyed: int(row, "keys_destroyed")?,
+    })
+}
+
+async fn find_erasure(conn: &mut AnyConnection, hash: &str) -> Result<Option<Erasure>, StoreError> {
+    sqlx::query("SELECT * FROM privacy_erasures WHERE subject_hash = $1")
+        .bind(hash.to_string())
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(erasure_from_row)
+        .transpose()
+}
+
+impl Audited for ErasureRef {
+    const KIND: &'static str = "subject";
+    const LIST_IDS: &'static str = "SELECT subject_hash AS id FROM privacy_erasures";
+
+    text_key!(ErasureRef);
+
+    async fn state(
+        &self,
+        conn: &mut AnyConnection,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(find_erasure(conn, &self.0)
+            .await?
+            .map(|e| serde_json::json!(e)))
+    }
+}
+
+/// Destroys the subject's data key (every value sealed with it becomes unreadable) and records
+/// who erased it, when and why. Erasing again (after new predictions made a new key) destroys
+/// that key too and records the new reason.
+pub async fn erase(
+    store: &MetaStore,
+    actor: &str,
+    master: &MasterKey,
+    subject: &str,
+    reason: &str,
+) -> Result<Erasure, StoreError> {
+    if reason.trim().is_empty() || reason.chars().count() > 1000 {
+        return Err(Invalid::ErasureReason.into());
+    }
+    let hash = master.subject_hash(subject).to_hex();
+    let reason = reason.to_string();
+    store
+        .audited(
+            actor,
+            "subject.erase",
+            ErasureRef(hash.clone()),
+            async move |tx| {
+                let destroyed = sqlx::query("DELETE FROM privacy_subject_keys WHERE subject_hash = $1")
+                    .bind(hash.clone())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let destroyed = i64::try_from(destroyed).unwrap_or(i64::MAX);
+                sqlx::query("DELETE FROM privacy_erasures WHERE subject_hash = $1")
+                    .bind(hash.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO privacy_erasures (subject_hash, reason, erased_time, keys_destroyed) VALUES ($1, $2, $3, $4)")
+                    .bind(hash.clone())
+                    .bind(reason)
+                    .bind(now_millis())
+                    .bind(destroyed)
+                    .execute(&mut *tx)
+                    .await?;
+                find_erasure(tx, &hash)
+                    .await?
+                    .ok_or_else(|| Conflict::SubjectKey(hash.clone()).into())
+            },
+        )
+        .await
+}
+
+/// Every erasure, oldest first.
+pub async fn erasures(store: &MetaStore) -> Result<Vec<Erasure>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM privacy_erasures ORDER BY erased_time, subject_hash")
+        .fetch_all(store.readers())
+        .await?;
+    rows.iter().map(erasure_from_row).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MetaStore, StoreConfig};
+
+    async fn store() -> (MetaStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = format!("sqlite:///{}", dir.path().join("m.db").display());
+        (MetaStore::open(&StoreConfig::new(uri)).await.unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn a_subject_keeps_one_key_until_erased() {
+        let (store, _dir) = store().await;
+        let master = MasterKey::from_text(&"11".repeat(32)).unwrap();
+        let subjects = vec!["C-1".to_string(), "C-2".to_string(), "C-1".to_string()];
+        let first = subject_keys(&store, &master, &subjects).await.unwrap();
+        assert_eq!(first.len(), 3);
+        assert_eq!(first[0].subject, first[2].subject);
+        assert_eq!(first[0].key.to_base64(), first[2].key.to_base64());
+        assert_ne!(first[0].key.to_base64(), first[1].key.to_base64());
+        let again = subject_keys(&store, &master, &subjects[..1]).await.unwrap();
+        assert_eq!(again[0].key.to_base64(), first[0].key.to_base64());
+        let by_hash = keys_by_hash(&store, &master, &[first[1].subject])
+            .await
+            .unwrap();
+        assert_eq!(
+            by_hash[0].as_ref().unwrap().to_base64(),
+            first[1].key.to_base64()
+        );
+
+        assert!(erase(&store, "user:dpo", &master, "C-1", " ")
+            .await
+            .is_err());
+        let erased = erase(&store, "user:dpo", &master, "C-1", "ticket 42")
+            .await
+            .unwrap();
+        assert_eq!(erased.keys_destroyed, 1);
+        assert_eq!(erased.subject_hash, first[0].subject.to_hex());
+        assert!(keys_by_hash(&store, &master, &[first[0].subject])
+            .await
+            .unwrap()[0]
+            .is_none());
+        // Nothing about the subject is stored in the clear, the trail included.
+        let events = crate::audit::list_events(&store, Some("subject"), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event.actor, "user:dpo");
+        assert_eq!(events[0].event.entity_id, erased.subject_hash);
+        // A new prediction about them later gets a new key: old values stay unreadable.
+        let fresh = subject_keys(&store, &master, &subjects[..1]).await.unwrap();
+        assert_ne!(fresh[0].key.to_base64(), first[0].key.to_base64());
+        let report = crate::audit::verify(&store).await.unwrap();
+        assert!(report.broken.is_none(), "{report:?}");
+        // A key file that is not the one the keys were made with is named as the cause.
+        let other = MasterKey::from_text(&"22".repeat(32)).unwrap();
+        let wrong = keys_by_hash(&store, &other, &[first[1].subject]).await;
+        assert!(
+            matches!(
+                wrong,
+                Err(StoreError::InvalidState(Conflict::SubjectKey(_)))
+            ),
+            "{wrong:?}"
+        );
+        assert_eq!(erasures(&store).await.unwrap().len(), 1);
+    }
+}
