@@ -14,6 +14,14 @@ bearer token with the `predict` scope (the tracking server then runs with --auth
 authentication costs a deployment.
 
     .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --auth-b 1:16
+
+With --pii-b, one build serves two versions of one model trained on 20 features: A a plain one,
+B the same file with a `mltrail.privacy` tag sealing 3 of the 20 columns (subject f0, PII f1 and
+f2): what sealing personal data costs a deployment. The body's rows repeat, so after the first
+request every subject's key is in the serving process's cache (the steady state of returning
+customers); a new subject costs one round trip to the tracking server on top.
+
+    .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --pii-b --model logreg 1:16 100:16
 """
 import argparse
 import os
@@ -36,6 +44,8 @@ def main():
     ap.add_argument("--durability", default="default", choices=["default", "fsync"])
     ap.add_argument("--rounds", type=int, default=4, help="turns of A then B per load")
     ap.add_argument("--auth-b", action="store_true", help="B serves with --auth on; its callers send a bearer token")
+    ap.add_argument("--pii-b", action="store_true",
+                    help="20 features; B serves a version sealing 3 of them (subject f0, PII f1, f2)")
     ap.add_argument("loads", nargs="*", default=["1:1", "1:16", "1:64", "100:1", "100:16", "100:64"],
                     help="ROWS:CONNECTIONS")
     args = ap.parse_args()
@@ -61,12 +71,22 @@ def main():
                                      "--backend-store-uri", f"sqlite:///{work}/t.db"],
                                     check=True, capture_output=True, text=True, env=env).stdout.strip()
             authorization["B"] = f"Bearer {secret}"
+        if args.pii_b:
+            serving.FEATURES = 20
         frame, _ = serving.train_and_register(tracking)
+        versions = {"A": "1", "B": "1"}
+        if args.pii_b:
+            from mlflow import MlflowClient
+            client = MlflowClient(tracking)
+            source = client.get_model_version(args.model, "1").source
+            sealed = client.create_model_version(args.model, source, tags={
+                "mltrail.privacy": '{"subject": "f0", "pii": ["f1", "f2"]}'})
+            versions["B"] = sealed.version
         urls = {}
         for name, binary in builds.items():
             port = serving.free_port()
             urls[name] = f"http://127.0.0.1:{port}"
-            procs.append(serving.start([binary, "serve", "--model", f"{args.model}/1", "--tracking-uri", tracking, "--port", str(port),
+            procs.append(serving.start([binary, "serve", "--model", f"{args.model}/{versions[name]}", "--tracking-uri", tracking, "--port", str(port),
                                         "--durability", args.durability, "--log-dir", str(work / f"log-{name}"),
                                         *(auth if name == "B" else [])], urls[name], env, "/health", work))
         bodies = {}

@@ -56,6 +56,7 @@ fn main() {
             propensity: None,
             subject: None,
             sealed: None,
+            sealed_inputs: None,
         });
     }
     report(&format!("{rows} records visited"));

@@ -266,6 +266,8 @@ pub struct RecordView<'a> {
     pub subject: Option<&'a str>,
     /// The sealed columns as a JSON list, on a sealed prediction.
     pub sealed: Option<&'a str>,
+    /// Their values, sealed, on a sealed prediction.
+    pub sealed_inputs: Option<&'a str>,
 }
 
 impl RecordView<'_> {
@@ -298,6 +300,7 @@ impl RecordView<'_> {
                 outputs: self.outputs.map(json_cell).unwrap_or_else(empty_object),
                 subject: self.subject.map(str::to_string),
                 sealed: self.sealed_columns(),
+                sealed_inputs: self.sealed_inputs.map(str::to_string),
             }),
             RecordKind::Feedback => LogRecord::Feedback(FeedbackRecord {
                 id,
@@ -380,7 +383,8 @@ pub fn visit_parquet(
         );
         let (time, latency) = (int("time_ms"), int("latency_us"));
         let (reward, propensity) = (float("reward"), float("propensity"));
-        let (subject, sealed) = (text("subject"), text("sealed"));
+        let (subject, sealed, sealed_inputs) =
+            (text("subject"), text("sealed"), text("sealed_inputs"));
         fn cell(a: &Option<StringArray>, r: usize) -> Option<&str> {
             a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
         }
@@ -410,6 +414,7 @@ pub fn visit_parquet(
                 propensity: float_cell(&propensity, r),
                 subject: cell(&subject, r),
                 sealed: cell(&sealed, r),
+                sealed_inputs: cell(&sealed_inputs, r),
             });
         }
     }

@@ -20,12 +20,30 @@ use serde_json::value::RawValue;
 use crate::archive::{visit_parquet, ArchiveError, ArchiveStore, RecordView};
 use crate::deployment::{BoxError, BoxFuture};
 use crate::record::{FeedbackRecord, LogRecord, PredictionRecord};
+use crate::request::SEALED_INPUTS;
 
-/// A subject's data key with the hash its records carry.
+/// A subject's data key with the hash its records carry (and that hash in hex, written into
+/// every record about them: worked out once per key, not per row).
 #[derive(Debug, Clone)]
 pub struct SubjectKey {
     pub subject: SubjectHash,
     pub key: Arc<DataKey>,
+    hex: Arc<str>,
+}
+
+impl SubjectKey {
+    pub fn new(subject: SubjectHash, key: Arc<DataKey>) -> Self {
+        SubjectKey {
+            hex: subject.to_hex().into(),
+            subject,
+            key,
+        }
+    }
+
+    /// The subject's hash as records spell it (64 lowercase hex digits).
+    pub fn subject_hex(&self) -> &str {
+        &self.hex
+    }
 }
 
 /// The subjects' keys could not be had (the tracking server or the store is unreachable, or
@@ -76,10 +94,10 @@ impl SubjectKeys for StoreKeys {
                 let keys = mltrail_store::privacy::subject_keys(&self.store, &self.master, chunk)
                     .await
                     .map_err(|e| KeyError(e.into()))?;
-                out.extend(keys.into_iter().map(|k| SubjectKey {
-                    subject: k.subject,
-                    key: Arc::new(k.key),
-                }));
+                out.extend(
+                    keys.into_iter()
+                        .map(|k| SubjectKey::new(k.subject, Arc::new(k.key))),
+                );
             }
             Ok(out)
         })
@@ -251,39 +269,51 @@ impl<'de> Deserialize<'de> for Members {
     }
 }
 
-/// A record's inputs with its sealed columns opened with `key` (`None`: the subject was
-/// erased). Inputs that are not a JSON object are returned as they are.
+/// A sealed record's inputs whole again: its open inputs, then its personal data opened with
+/// `key` (`None`: the subject was erased), or each sealed column as `erased` says when it does
+/// not open. Inputs that are not a JSON object are returned as they are.
 pub fn open_inputs(
     inputs: &str,
     id: &uuid::Uuid,
     sealed: &[String],
+    sealed_inputs: Option<&str>,
     key: Option<&DataKey>,
     erased: Erased,
 ) -> String {
     let Ok(Members(members)) = serde_json::from_str::<Members>(inputs) else {
         return inputs.to_string();
     };
-    let mut out = String::with_capacity(inputs.len());
+    let private = sealed_inputs
+        .zip(key)
+        .and_then(|(text, key)| key.open_cell(id.as_bytes(), SEALED_INPUTS, text).ok())
+        .and_then(|plain| serde_json::from_slice::<Members>(&plain).ok());
+    let mut out = String::with_capacity(inputs.len() + 32 * sealed.len());
     out.push('{');
-    for (k, (name, value)) in members.iter().enumerate() {
-        if k > 0 {
+    let mut member = |name: &str, value: &str| {
+        if out.len() > 1 {
             out.push(',');
         }
         out.push_str(&serde_json::to_string(name).unwrap_or_default());
         out.push(':');
-        if !sealed.contains(name) {
-            out.push_str(value.get());
-            continue;
+        out.push_str(value);
+    };
+    for (name, value) in &members {
+        member(name, value.get());
+    }
+    match private {
+        Some(Members(opened)) => {
+            for (name, value) in &opened {
+                member(name, value.get());
+            }
         }
-        let opened = serde_json::from_str::<String>(value.get())
-            .ok()
-            .zip(key)
-            .and_then(|(text, key)| key.open_cell(id.as_bytes(), name, &text).ok())
-            .and_then(|plain| String::from_utf8(plain).ok());
-        match (opened, erased) {
-            (Some(plain), _) => out.push_str(&plain),
-            (None, Erased::Shown) => out.push_str(&format!("\"{ERASED}\"")),
-            (None, Erased::Missing) => out.push_str("null"),
+        None => {
+            let shown = match erased {
+                Erased::Shown => format!("\"{ERASED}\""),
+                Erased::Missing => "null".to_string(),
+            };
+            for name in sealed {
+                member(name, &shown);
+            }
         }
     }
     out.push('}');
@@ -293,9 +323,18 @@ pub fn open_inputs(
 /// Opens a prediction record in place, for someone who may read it.
 pub fn open_record(record: &mut PredictionRecord, key: Option<&DataKey>) {
     let Some(sealed) = &record.sealed else { return };
-    let opened = open_inputs(record.inputs.get(), &record.id, sealed, key, Erased::Shown);
+    let opened = open_inputs(
+        record.inputs.get(),
+        &record.id,
+        sealed,
+        record.sealed_inputs.as_deref(),
+        key,
+        Erased::Shown,
+    );
     if let Ok(raw) = RawValue::from_string(opened) {
         record.inputs = raw;
+        // What was sealed is now in `inputs`; the ciphertext is left out of what is shown.
+        record.sealed_inputs = None;
     }
 }
 
@@ -355,6 +394,7 @@ impl Keyring {
             view.inputs.unwrap_or("{}"),
             &id,
             &sealed,
+            view.sealed_inputs,
             key.as_deref(),
             Erased::Missing,
         ))
@@ -449,26 +489,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn opening_keeps_order_and_unsealed_values_and_shows_erasure() {
+    fn opening_puts_the_personal_data_back_or_shows_its_erasure() {
         let key = DataKey::generate().unwrap();
         let id = uuid::Uuid::now_v7();
-        let email = key
-            .seal_cell(id.as_bytes(), "email", br#""ada@example.org""#)
+        let private = br#"{"email":"ada@example.org","income":0.30000000000000004}"#;
+        let sealed_inputs = key
+            .seal_cell(id.as_bytes(), SEALED_INPUTS, private)
             .unwrap();
-        let inputs = format!(r#"{{"income":0.30000000000000004,"email":"{email}","age":41}}"#);
-        let sealed = vec!["email".to_string()];
+        let inputs = r#"{"age":41}"#;
+        let sealed = vec!["email".to_string(), "income".to_string()];
+        let open = |key: Option<&DataKey>, erased| {
+            open_inputs(inputs, &id, &sealed, Some(&sealed_inputs), key, erased)
+        };
         assert_eq!(
-            open_inputs(&inputs, &id, &sealed, Some(&key), Erased::Shown),
-            r#"{"income":0.30000000000000004,"email":"ada@example.org","age":41}"#
+            open(Some(&key), Erased::Shown),
+            r#"{"age":41,"email":"ada@example.org","income":0.30000000000000004}"#
         );
         assert_eq!(
-            open_inputs(&inputs, &id, &sealed, None, Erased::Shown),
-            r#"{"income":0.30000000000000004,"email":"<erased>","age":41}"#
+            open(None, Erased::Shown),
+            r#"{"age":41,"email":"<erased>","income":"<erased>"}"#
         );
         let other = DataKey::generate().unwrap();
         assert_eq!(
-            open_inputs(&inputs, &id, &sealed, Some(&other), Erased::Missing),
-            r#"{"income":0.30000000000000004,"email":null,"age":41}"#
+            open(Some(&other), Erased::Missing),
+            r#"{"age":41,"email":null,"income":null}"#
         );
     }
 
@@ -487,12 +531,13 @@ mod tests {
             let mut keys = self.keys.lock().unwrap();
             let out = subjects
                 .iter()
-                .map(|s| SubjectKey {
-                    subject: master.subject_hash(s),
-                    key: keys
-                        .entry(s.clone())
-                        .or_insert_with(|| Arc::new(DataKey::generate().unwrap()))
-                        .clone(),
+                .map(|s| {
+                    SubjectKey::new(
+                        master.subject_hash(s),
+                        keys.entry(s.clone())
+                            .or_insert_with(|| Arc::new(DataKey::generate().unwrap()))
+                            .clone(),
+                    )
                 })
                 .collect();
             Box::pin(async move { Ok(out) })

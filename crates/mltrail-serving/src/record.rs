@@ -59,6 +59,8 @@ struct WireRecord {
     subject: Option<String>,
     #[serde(default)]
     sealed: Option<Vec<String>>,
+    #[serde(default)]
+    sealed_inputs: Option<String>,
 }
 
 /// A field that is there, `null` included: feedback whose label is `null` is still feedback
@@ -87,6 +89,7 @@ impl<'de> Deserialize<'de> for LogRecord {
                 outputs: w.outputs.map_or_else(empty, Ok)?,
                 subject: w.subject,
                 sealed: w.sealed,
+                sealed_inputs: w.sealed_inputs,
             })),
             Some(RecordKind::Feedback) => Ok(LogRecord::Feedback(FeedbackRecord {
                 id: w.id,
@@ -121,7 +124,8 @@ pub struct PredictionRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub propensity: Option<f64>,
     pub latency_us: i64,
-    /// The row's inputs as a JSON object (column → value).
+    /// The row's inputs as a JSON object (column → value); on a sealed record, those that are
+    /// not personal data.
     pub inputs: Box<RawValue>,
     /// The row's outputs as a JSON object (output name → value).
     pub outputs: Box<RawValue>,
@@ -129,9 +133,13 @@ pub struct PredictionRecord {
     /// deployment stores personal data sealed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    /// The input columns whose values are sealed with the subject's key.
+    /// The input columns that are personal data, whose values are in `sealed_inputs`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sealed: Option<Vec<String>>,
+    /// Those columns' values as one JSON object sealed with the subject's key
+    /// (`mltrail_core::privacy::SEALED_PREFIX` and base64url).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sealed_inputs: Option<String>,
 }
 
 /// What came back about a prediction: its label, a reward, or the ranking the user was shown.
@@ -206,6 +214,7 @@ impl PredictionRecord {
             "outputs" => Cell::Json(self.outputs.get()),
             "subject" => self.subject.as_deref().map_or(Cell::Null, Cell::Text),
             "sealed" => self.sealed.as_deref().map_or(Cell::Null, Cell::Names),
+            "sealed_inputs" => self.sealed_inputs.as_deref().map_or(Cell::Null, Cell::Text),
             _ => Cell::Null,
         }
     }
@@ -285,7 +294,7 @@ const fn column(name: &'static str, kind: ColumnType) -> Column {
 
 /// The archive's columns, in file order: every field of [`PredictionRecord`] and
 /// [`FeedbackRecord`], plus `type`. (A test holds every serialized field to a column.)
-pub const COLUMNS: [Column; 18] = [
+pub const COLUMNS: [Column; 19] = [
     column("type", ColumnType::Text),
     column("id", ColumnType::Text),
     column("deployment", ColumnType::Text),
@@ -304,6 +313,7 @@ pub const COLUMNS: [Column; 18] = [
     column("propensity", ColumnType::Float),
     column("subject", ColumnType::Text),
     column("sealed", ColumnType::JsonText),
+    column("sealed_inputs", ColumnType::Text),
 ];
 
 /// One record's value in one column.
@@ -355,11 +365,15 @@ impl RequestRecord<'_> {
     }
 }
 
-/// Whom a sealed row is about and which of its columns are sealed, as a prediction record
-/// writes them: the subject's keyed hash in hex, and the column names as a JSON list.
+/// Whom a sealed row is about, which of its columns are personal data and their sealed values,
+/// as a prediction record writes them.
 pub struct SealedRow<'a> {
+    /// The subject's keyed hash in hex.
     pub subject: &'a str,
+    /// The sealed columns' names as a JSON list.
     pub sealed_json: &'a [u8],
+    /// Their values, sealed: `pii1:` and base64url (no character JSON would escape).
+    pub sealed_inputs: &'a [u8],
 }
 
 /// A prediction record as the log stores it: byte for byte what serializing the
@@ -385,6 +399,9 @@ pub fn write_prediction(
         out.extend_from_slice(row.subject.as_bytes());
         out.extend_from_slice(b"\",\"sealed\":");
         out.extend_from_slice(row.sealed_json);
+        out.extend_from_slice(b",\"sealed_inputs\":\"");
+        out.extend_from_slice(row.sealed_inputs);
+        out.push(b'"');
     }
     out.push(b'}');
     out
@@ -464,6 +481,7 @@ mod tests {
             outputs: raw(r#"{"label":1}"#),
             subject: None,
             sealed: None,
+            sealed_inputs: None,
         });
         assert_eq!(
             String::from_utf8(fast.clone()).unwrap(),
@@ -472,23 +490,27 @@ mod tests {
         let back: LogRecord = serde_json::from_slice(&fast).unwrap();
         assert!(back.same_as(&typed));
 
-        let subject = "ab".repeat(32);
+        let hash = mltrail_core::privacy::MasterKey::from_text(&"ab".repeat(32))
+            .unwrap()
+            .subject_hash("C-1");
+        let subject = hash.to_hex();
         let sealed_fast = write_prediction(
             &id,
             &shared,
-            br#"{"email":"pii1:xyz"}"#,
+            br#"{"income":5.5}"#,
             br#"{"label":1}"#,
             Some(SealedRow {
                 subject: &subject,
                 sealed_json: br#"["email"]"#,
+                sealed_inputs: b"pii1:xyz",
             }),
         );
         let LogRecord::Prediction(mut p) = typed else {
             unreachable!()
         };
-        p.inputs = raw(r#"{"email":"pii1:xyz"}"#);
         p.subject = Some(subject.clone());
         p.sealed = Some(vec!["email".into()]);
+        p.sealed_inputs = Some("pii1:xyz".into());
         let typed = LogRecord::Prediction(p);
         assert_eq!(
             String::from_utf8(sealed_fast.clone()).unwrap(),
@@ -516,6 +538,7 @@ mod tests {
             outputs: raw("{}"),
             subject: Some("ab".repeat(32)),
             sealed: Some(vec!["email".into()]),
+            sealed_inputs: Some("pii1:xyz".into()),
         });
         let feedback = LogRecord::Feedback(FeedbackRecord {
             id: prediction_id(5),

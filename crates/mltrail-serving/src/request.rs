@@ -457,7 +457,7 @@ pub fn decode(
     body: Json,
     model: &Model,
     signature: &Signature,
-    privacy: Option<&PrivacySpec>,
+    privacy: Option<&SealPlan>,
 ) -> Result<Decoded, RequestError> {
     let (table, kind) = decode_table(body)?;
     let names = signature.column_names();
@@ -469,7 +469,7 @@ pub fn decode(
     let order: Vec<usize> = match &table.columns {
         Some(given) => {
             if signature.named() {
-                let subject = privacy.map(PrivacySpec::subject);
+                let subject = privacy.map(|p| p.spec().subject());
                 if let Some(extra) = given
                     .iter()
                     .find(|c| !names.contains(c) && Some(c.as_str()) != subject)
@@ -542,8 +542,8 @@ pub fn decode(
             })
             .collect::<Result<_, _>>()?,
     };
-    if let Some(spec) = privacy {
-        let private = PrivateRows::new(spec, &names, &order, table)?;
+    if let Some(plan) = privacy {
+        let private = PrivateRows::new(plan, &order, table)?;
         return Ok(Decoded {
             kind,
             rows: n,
@@ -584,50 +584,88 @@ pub fn decode(
     })
 }
 
-/// The rows of a request to a deployment that seals personal data: their cells, until the
-/// subjects' keys are known.
-pub struct PrivateRows {
-    /// The logged columns in order: the model's, then the subject's when the model does not
-    /// take it. (escaped key, name, index in a row, sealed)
-    columns: Vec<(Vec<u8>, String, usize, bool)>,
-    rows: Vec<Vec<Json>>,
-    subjects: Vec<String>,
-    /// The sealed columns' names as a JSON list, the record's `sealed` field.
+/// How a model version's rows are logged when it seals personal data, worked out once when the
+/// version loads: each logged column's escaped key, name and whether it is sealed (the model's
+/// columns in signature order, then the subject's when the model does not take it), and the
+/// records' `sealed` field.
+#[derive(Debug, Clone)]
+pub struct SealPlan {
+    spec: PrivacySpec,
+    /// (escaped key, name, sealed), one per model column.
+    model_columns: Vec<(Vec<u8>, String, bool)>,
+    /// The subject's position among the model's columns; `None` when requests send it beside.
+    subject_in_model: Option<usize>,
+    subject_key: Vec<u8>,
     sealed_json: Vec<u8>,
 }
 
-impl PrivateRows {
-    fn new(
-        spec: &PrivacySpec,
-        names: &[String],
-        order: &[usize],
-        table: Table,
-    ) -> Result<Self, RequestError> {
-        let subject = spec.subject();
-        let mut columns: Vec<(Vec<u8>, String, usize, bool)> = names
+impl SealPlan {
+    pub fn new(spec: PrivacySpec, names: &[String]) -> Self {
+        let model_columns: Vec<(Vec<u8>, String, bool)> = names
             .iter()
-            .zip(order)
-            .map(|(name, i)| {
-                let key = serde_json::to_vec(name).unwrap_or_default();
-                (key, name.clone(), *i, spec.seals(name))
+            .map(|n| {
+                (
+                    serde_json::to_vec(n).unwrap_or_default(),
+                    n.clone(),
+                    spec.seals(n),
+                )
             })
             .collect();
-        let subject_index = match columns.iter().find(|c| c.1 == subject) {
-            Some(c) => c.2,
+        let subject_in_model = names.iter().position(|n| n == spec.subject());
+        let mut sealed: Vec<&str> = model_columns
+            .iter()
+            .filter(|c| c.2)
+            .map(|c| c.1.as_str())
+            .collect();
+        if subject_in_model.is_none() {
+            sealed.push(spec.subject());
+        }
+        SealPlan {
+            subject_key: serde_json::to_vec(spec.subject()).unwrap_or_default(),
+            sealed_json: serde_json::to_vec(&sealed).unwrap_or_default(),
+            spec,
+            model_columns,
+            subject_in_model,
+        }
+    }
+
+    pub fn spec(&self) -> &PrivacySpec {
+        &self.spec
+    }
+
+    /// The record's `sealed` field: the names of the sealed columns as a JSON list.
+    pub fn sealed_json(&self) -> &[u8] {
+        &self.sealed_json
+    }
+}
+
+/// The rows of a request to a deployment that seals personal data: their cells, until the
+/// subjects' keys are known.
+pub struct PrivateRows {
+    /// Where each model column is in a row.
+    order: Vec<usize>,
+    /// Where the subject is in a row.
+    subject_index: usize,
+    rows: Vec<Vec<Json>>,
+    subjects: Vec<String>,
+}
+
+impl PrivateRows {
+    fn new(plan: &SealPlan, order: &[usize], table: Table) -> Result<Self, RequestError> {
+        let subject = plan.spec.subject();
+        let subject_index = match plan.subject_in_model {
+            Some(k) => order[k],
             None => {
                 let Some(given) = &table.columns else {
                     return Err(RequestError::Format(format!(
                         "this deployment stores personal data per subject: requests must name their columns, `{subject}` among them"
                     )));
                 };
-                let i = given.iter().position(|g| g == subject).ok_or_else(|| {
+                given.iter().position(|g| g == subject).ok_or_else(|| {
                     RequestError::MissingColumn {
                         column: subject.to_string(),
                     }
-                })?;
-                let key = serde_json::to_vec(subject).unwrap_or_default();
-                columns.push((key, subject.to_string(), i, true));
-                i
+                })?
             }
         };
         let subjects = table
@@ -644,14 +682,9 @@ impl PrivateRows {
                     })
             })
             .collect::<Result<_, _>>()?;
-        let sealed: Vec<&str> = columns
-            .iter()
-            .filter(|c| c.3)
-            .map(|c| c.1.as_str())
-            .collect();
         Ok(PrivateRows {
-            sealed_json: serde_json::to_vec(&sealed).unwrap_or_default(),
-            columns,
+            order: order.to_vec(),
+            subject_index,
             rows: table.rows,
             subjects,
         })
@@ -662,48 +695,68 @@ impl PrivateRows {
         &self.subjects
     }
 
-    /// The record's `sealed` field: the names of the sealed columns as a JSON list.
-    pub fn sealed_json(&self) -> &[u8] {
-        &self.sealed_json
-    }
-
-    /// Each row's inputs as a JSON object, its personal data sealed with its subject's key
-    /// (`keys[r]`) under its prediction id (`ids[r]`).
+    /// Each row's inputs as two JSON objects: what is not personal data, as text, and the
+    /// personal data sealed with the row's subject key (`keys[r]`) under its prediction id
+    /// (`ids[r]`) into one value ([`SEALED_INPUTS`] is its associated column name). One seal per
+    /// row rather than per cell: a nonce and a tag (28 bytes) once, and one AES-GCM call.
     pub fn write(
         &self,
+        plan: &SealPlan,
         ids: &[uuid::Uuid],
         keys: &[&DataKey],
-    ) -> Result<Vec<Vec<u8>>, PrivacyError> {
-        let mut cell = Vec::with_capacity(32);
+    ) -> Result<Vec<SealedInputs>, PrivacyError> {
+        let (mut private, mut scratch) = (Vec::with_capacity(128), Vec::with_capacity(160));
         self.rows
             .iter()
             .zip(ids)
             .zip(keys)
             .map(|((row, id), key)| {
-                let mut text = Vec::with_capacity(24 * self.columns.len());
-                text.push(b'{');
-                for (k, (name_json, name, i, sealed)) in self.columns.iter().enumerate() {
-                    if k > 0 {
+                let mut open = Vec::with_capacity(24 * plan.model_columns.len() + 2);
+                open.push(b'{');
+                private.clear();
+                private.push(b'{');
+                for ((name_json, _, sealed), i) in plan.model_columns.iter().zip(&self.order) {
+                    let text = if *sealed { &mut private } else { &mut open };
+                    if text.len() > 1 {
                         text.push(b',');
                     }
                     text.extend_from_slice(name_json);
                     text.push(b':');
-                    if *sealed {
-                        cell.clear();
-                        let _ = serde_json::to_writer(&mut cell, &row[*i]);
-                        let sealed = key.seal_cell(id.as_bytes(), name, &cell)?;
-                        text.push(b'"');
-                        text.extend_from_slice(sealed.as_bytes());
-                        text.push(b'"');
-                    } else {
-                        let _ = serde_json::to_writer(&mut text, &row[*i]);
-                    }
+                    let _ = serde_json::to_writer(&mut *text, &row[*i]);
                 }
-                text.push(b'}');
-                Ok(text)
+                if plan.subject_in_model.is_none() {
+                    if private.len() > 1 {
+                        private.push(b',');
+                    }
+                    private.extend_from_slice(&plan.subject_key);
+                    private.push(b':');
+                    let _ = serde_json::to_writer(&mut private, &row[self.subject_index]);
+                }
+                open.push(b'}');
+                private.push(b'}');
+                let mut sealed = Vec::with_capacity(private.len() * 4 / 3 + 48);
+                key.seal_cell_into(
+                    id.as_bytes(),
+                    SEALED_INPUTS,
+                    &private,
+                    &mut scratch,
+                    &mut sealed,
+                )?;
+                Ok(SealedInputs { open, sealed })
             })
             .collect()
     }
+}
+
+/// The associated column name personal data is sealed under (with the prediction id).
+pub const SEALED_INPUTS: &str = "sealed_inputs";
+
+/// One row's inputs, split.
+pub struct SealedInputs {
+    /// The columns that are not personal data, as a JSON object.
+    pub open: Vec<u8>,
+    /// The personal data as a JSON object, sealed (`pii1:` and base64url).
+    pub sealed: Vec<u8>,
 }
 
 /// A table column handed to the model directly (a monitor's reference data), not as JSON: the

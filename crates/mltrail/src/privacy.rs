@@ -78,7 +78,7 @@ impl SubjectKeys for Client {
                 for (hash, key) in keys {
                     let key =
                         key.ok_or_else(|| KeyError("the tracking server made no key".into()))?;
-                    out.push(SubjectKey { subject: hash, key });
+                    out.push(SubjectKey::new(hash, key));
                 }
             }
             Ok(out)

@@ -53,6 +53,7 @@ fn write_window(server: &Server, start: i64) {
                 outputs: serde_json::value::to_raw_value(&json!({"label": 0})).unwrap(),
                 subject: None,
                 sealed: None,
+                sealed_inputs: None,
             })
         })
         .collect();

@@ -38,7 +38,7 @@ use crate::record::{
     prediction_id, write_prediction, FeedbackRecord, LogRecord, PredictionRecord, RequestRecord,
     SealedRow,
 };
-use crate::request::{self, PrivateRows, RequestKind};
+use crate::request::{self, PrivateRows, RequestKind, SealPlan};
 use crate::response;
 use crate::runtime::Value;
 use metrics::{DeploymentMetrics, VersionMetrics};
@@ -311,7 +311,13 @@ impl Deployment {
                     payload: write_prediction(id, &shared, inputs, outputs, None),
                 })
                 .collect(),
-            Some(private) => self.sealed_entries(&private, &ids, &shared, &rows).await?,
+            Some(private) => {
+                let plan = serving.model.privacy.as_ref().ok_or_else(|| {
+                    ScoreError::Seal("rows to seal from a version that seals nothing".into())
+                })?;
+                self.sealed_entries(plan, &private, &ids, &shared, &rows)
+                    .await?
+            }
         };
         self.log.append(entries).await.map_err(ScoreError::Log)?;
         Ok(Scored {
@@ -326,6 +332,7 @@ impl Deployment {
     /// Log entries whose personal data is sealed with each row's subject key.
     async fn sealed_entries(
         &self,
+        plan: &SealPlan,
         private: &PrivateRows,
         ids: &[uuid::Uuid],
         shared: &[u8],
@@ -341,29 +348,27 @@ impl Deployment {
             .map_err(|e| ScoreError::Seal(e.into()))?;
         let data_keys: Vec<&DataKey> = keys.iter().map(|k| k.key.as_ref()).collect();
         let inputs = private
-            .write(ids, &data_keys)
+            .write(plan, ids, &data_keys)
             .map_err(|e| ScoreError::Seal(e.into()))?;
         Ok(ids
             .iter()
             .zip(&inputs)
             .zip(rows)
             .zip(&keys)
-            .map(|(((id, inputs), outputs), key)| {
-                let subject = key.subject.to_hex();
-                Entry {
-                    id: id.as_u128(),
-                    kind: EntryKind::Prediction,
-                    payload: write_prediction(
-                        id,
-                        shared,
-                        inputs,
-                        outputs,
-                        Some(SealedRow {
-                            subject: &subject,
-                            sealed_json: private.sealed_json(),
-                        }),
-                    ),
-                }
+            .map(|(((id, inputs), outputs), key)| Entry {
+                id: id.as_u128(),
+                kind: EntryKind::Prediction,
+                payload: write_prediction(
+                    id,
+                    shared,
+                    &inputs.open,
+                    outputs,
+                    Some(SealedRow {
+                        subject: key.subject_hex(),
+                        sealed_json: plan.sealed_json(),
+                        sealed_inputs: &inputs.sealed,
+                    }),
+                ),
             })
             .collect())
     }

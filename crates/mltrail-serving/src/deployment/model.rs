@@ -3,6 +3,7 @@
 
 use mltrail_core::privacy::PrivacySpec;
 
+use crate::request::SealPlan;
 use crate::response;
 use crate::runtime::Model;
 use crate::signature::Signature;
@@ -20,8 +21,8 @@ pub struct LoadedModel {
     /// The dataset version the model was trained on (`NAME@VERSION`), when recorded.
     pub training_data: Option<String>,
     /// Which input columns are personal data, sealed per subject in the log (the version's
-    /// `mltrail.privacy` tag).
-    pub privacy: Option<PrivacySpec>,
+    /// `mltrail.privacy` tag), and how its rows are then written.
+    pub privacy: Option<SealPlan>,
 }
 
 impl LoadedModel {
@@ -48,7 +49,8 @@ impl LoadedModel {
     }
 
     pub fn with_privacy(mut self, privacy: Option<PrivacySpec>) -> Self {
-        self.privacy = privacy;
+        let names = self.signature.column_names();
+        self.privacy = privacy.map(|spec| SealPlan::new(spec, &names));
         self
     }
 
