@@ -16,14 +16,16 @@ authentication costs a deployment.
     .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --auth-b 1:16
 
 With --pii-b, one build serves two versions of one model trained on 20 features: A a plain one,
-B the same file with a `mltrail.privacy` tag sealing 3 of the 20 columns (subject f0, PII f1 and
-f2): what sealing personal data costs a deployment. The body's rows repeat, so after the first
-request every subject's key is in the serving process's cache (the steady state of returning
-customers); a new subject costs one round trip to the tracking server on top.
+B the same file with a `mltrail.privacy` tag sealing 3 values a row (PII f1 and f2, and the
+subject: a `customer` id B's requests send beside the 20 features): what sealing personal data
+costs a deployment. The body's rows repeat, so after the first request every subject's key is in
+the serving process's cache (the steady state of returning customers); a new subject costs one
+round trip to the tracking server on top.
 
     .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --pii-b --model logreg 1:16 100:16
 """
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -45,7 +47,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=4, help="turns of A then B per load")
     ap.add_argument("--auth-b", action="store_true", help="B serves with --auth on; its callers send a bearer token")
     ap.add_argument("--pii-b", action="store_true",
-                    help="20 features; B serves a version sealing 3 of them (subject f0, PII f1, f2)")
+                    help="20 features; B serves a version sealing f1, f2 and a customer id sent beside them")
     ap.add_argument("loads", nargs="*", default=["1:1", "1:16", "1:64", "100:1", "100:16", "100:64"],
                     help="ROWS:CONNECTIONS")
     args = ap.parse_args()
@@ -80,7 +82,7 @@ def main():
             client = MlflowClient(tracking)
             source = client.get_model_version(args.model, "1").source
             sealed = client.create_model_version(args.model, source, tags={
-                "mltrail.privacy": '{"subject": "f0", "pii": ["f1", "f2"]}'})
+                "mltrail.privacy": '{"subject": "customer", "pii": ["f1", "f2"]}'})
             versions["B"] = sealed.version
         urls = {}
         for name, binary in builds.items():
@@ -93,10 +95,17 @@ def main():
         for load in args.loads:
             rows, conns = (int(x) for x in load.split(":"))
             text = bodies.setdefault(rows, serving.body(frame, rows))
+            texts = {"A": text, "B": text}
+            if args.pii_b:
+                split = json.loads(text)["dataframe_split"]
+                split["columns"].append("customer")
+                for i, row in enumerate(split["data"]):
+                    row.append(f"customer-{i}")
+                texts["B"] = json.dumps({"dataframe_split": split})
             runs = {"A": [], "B": []}
             for _ in range(args.rounds):
                 for name in ("A", "B"):
-                    runs[name].append(serving.wrk(urls[name], "/invocations", text, conns, args.duration,
+                    runs[name].append(serving.wrk(urls[name], "/invocations", texts[name], conns, args.duration,
                                                   authorization[name]))
             med = {n: (statistics.median(r["rps"] for r in rs), statistics.median(r["p99_ms"] for r in rs)) for n, rs in runs.items()}
             bad = sum(r["non_2xx"] for rs in runs.values() for r in rs)

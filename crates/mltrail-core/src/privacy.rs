@@ -111,14 +111,14 @@ impl PrivacySpec {
     }
 }
 
-/// The text a subject is known by: a JSON string's content, or a number as written, so
-/// `12345` and `"12345"` name one person. `None` for a value that names nobody (null, empty,
-/// an object or a list).
+/// The text a subject is known by: a JSON string's content, or a whole number as written, so
+/// `12345` and `"12345"` name one person. `None` for a value that names nobody or could name
+/// two (null, empty text, a fraction or a number too large to be exact, a boolean, an object
+/// or a list): a person's id must hash the same every time it is sent.
 pub fn subject_text(value: &Json) -> Option<String> {
     match value {
         Json::String(s) if !s.is_empty() => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
-        Json::Bool(b) => Some(b.to_string()),
+        Json::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
         _ => None,
     }
 }
@@ -175,9 +175,11 @@ thread_local! {
 fn fresh_nonce() -> Result<[u8; NONCE_LEN], PrivacyError> {
     POOL.with(|pool| {
         let (bytes, used) = &mut *pool.borrow_mut();
-        if bytes.len() < NONCE_POOL || *used + NONCE_LEN > bytes.len() {
-            bytes.resize(NONCE_POOL, 0);
-            aws_lc_rs::rand::fill(bytes).map_err(|_| PrivacyError::Random)?;
+        if *used + NONCE_LEN > bytes.len() {
+            // Filled aside and swapped in: a failed fill must not leave zeros to be handed out.
+            let mut fresh = vec![0u8; NONCE_POOL];
+            aws_lc_rs::rand::fill(&mut fresh).map_err(|_| PrivacyError::Random)?;
+            *bytes = fresh;
             *used = 0;
         }
         let mut nonce = [0u8; NONCE_LEN];
@@ -232,7 +234,8 @@ fn open(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Privacy
     Ok(plain.to_vec())
 }
 
-/// One subject's data key. Never printed; zeroed when dropped.
+/// One subject's data key. Never printed; its bytes are zeroed when dropped (the copy inside
+/// aws-lc's key schedule is aws-lc's).
 pub struct DataKey {
     bytes: [u8; 32],
     aead: LessSafeKey,
@@ -355,6 +358,7 @@ impl std::fmt::Debug for DataKey {
 pub struct MasterKey {
     wrap: LessSafeKey,
     subject_key: [u8; 32],
+    fingerprint: [u8; 32],
 }
 
 impl MasterKey {
@@ -370,11 +374,19 @@ impl MasterKey {
         // Two keys from one: the hash of a subject must not be a value the wrapping key made.
         let wrap = blake3::derive_key("mltrail 2026 privacy: data-key wrapping", &bytes);
         let subject_key = blake3::derive_key("mltrail 2026 privacy: subject hash", &bytes);
+        let fingerprint = blake3::derive_key("mltrail 2026 privacy: fingerprint", &bytes);
         bytes.fill(0);
         Ok(MasterKey {
             wrap: aead_key(&wrap),
             subject_key,
+            fingerprint,
         })
+    }
+
+    /// Names the key without revealing it: the database records it, so a server started with
+    /// another key file is refused instead of silently hashing everyone anew.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(self.fingerprint)
     }
 
     pub fn subject_hash(&self, subject: &str) -> SubjectHash {
@@ -495,6 +507,13 @@ mod tests {
         let other = MasterKey::from_text(&"cd".repeat(32)).unwrap();
         assert!(other.unwrap(&a, &wrapped).is_err());
         assert_ne!(other.subject_hash("C-1"), a, "the hash is keyed");
+        assert_ne!(other.fingerprint(), master.fingerprint());
+        assert_eq!(
+            MasterKey::from_text(&"ab".repeat(32))
+                .unwrap()
+                .fingerprint(),
+            master.fingerprint()
+        );
         assert_eq!(SubjectHash::parse(&a.to_hex()), Some(a));
         assert_eq!(SubjectHash::parse(&a.to_hex().to_uppercase()), None);
     }
@@ -537,6 +556,11 @@ mod tests {
             Some("12345".into())
         );
         assert_eq!(subject_text(&serde_json::json!(null)), None);
+        assert_eq!(subject_text(&serde_json::json!(1.5)), None);
+        assert_eq!(subject_text(&serde_json::json!(true)), None);
+        let huge: serde_json::Value =
+            serde_json::from_str("123456789012345678901234567890").unwrap();
+        assert_eq!(subject_text(&huge), None, "rounded: two ids could share it");
         assert_eq!(subject_text(&serde_json::json!("")), None);
     }
 }

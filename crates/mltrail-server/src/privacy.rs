@@ -74,6 +74,17 @@ async fn subject_keys(
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let keys = keys(&state)?;
+    let max = mltrail_store::privacy::MAX_SUBJECTS;
+    for field in ["subjects", "subject_hashes"] {
+        if let Some(n) = body.get(field).and_then(Value::as_array).map(Vec::len) {
+            if n > max {
+                return Err(ApiError::invalid(format!(
+                    "`{field}` lists {n} subjects; at most {max} per request"
+                ))
+                .with_field(field));
+            }
+        }
+    }
     let answer = match (
         strings(&body, "subjects")?,
         strings(&body, "subject_hashes")?,
@@ -154,25 +165,41 @@ async fn export(
     })))
 }
 
-/// `POST /erase` `{"subject": ID, "reason": TEXT}`: destroys the subject's key (admins only).
+/// `POST /erase` `{"subject": ID, "reason": TEXT}`, or `{"subject_hash": HEX, "reason"}` to
+/// repeat a listed erasure (after restoring an older database backup): destroys the subject's
+/// key (admins only).
 async fn erase(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let keys = keys(&state)?;
-    let subject = text(
-        &body,
-        "subject",
-        "the subject's id, as the subject column holds it",
-    )?;
     let reason = text(
         &body,
         "reason",
         "why: the request or rule the erasure answers",
     )?;
-    let erasure =
-        mltrail_store::privacy::erase(&state.store, &actor, keys.master(), subject, reason).await?;
+    let hash = match (body.get("subject"), body.get("subject_hash")) {
+        (Some(_), None) => keys.master().subject_hash(text(
+            &body,
+            "subject",
+            "the subject's id, as the subject column holds it",
+        )?),
+        (None, Some(_)) => {
+            let hex = text(&body, "subject_hash", "64 lowercase hex digits")?;
+            SubjectHash::parse(hex).ok_or_else(|| {
+                ApiError::invalid("`subject_hash` must be 64 lowercase hex digits")
+                    .with_field("subject_hash")
+            })?
+        }
+        _ => {
+            return Err(
+                ApiError::invalid("give exactly one of `subject` and `subject_hash`")
+                    .with_field("subject"),
+            )
+        }
+    };
+    let erasure = mltrail_store::privacy::erase_hash(&state.store, &actor, hash, reason).await?;
     Ok(Json(json!({
         "erasure": erasure,
         "serving_caches_seconds": KeyCache::TTL.as_secs(),

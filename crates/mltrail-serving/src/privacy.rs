@@ -122,23 +122,62 @@ impl SubjectKeys for StoreKeys {
 
 /// A serving process's keys, kept for [`KeyCache::TTL`]: a repeat subject costs no round trip,
 /// and an erasure reaches every replica within that time (after which nothing the replica
-/// writes or reads uses the destroyed key).
+/// writes or reads uses the destroyed key). Expired entries are dropped, so neither keys nor
+/// subject ids stay in memory much longer than that.
 pub struct KeyCache {
     source: Arc<dyn SubjectKeys>,
     ttl: Duration,
-    by_subject: Mutex<HashMap<String, (Instant, SubjectKey)>>,
-    by_hash: Mutex<HashMap<SubjectHash, Fetched>>,
+    by_subject: Mutex<Timed<String, SubjectKey>>,
+    by_hash: Mutex<Timed<SubjectHash, Option<Arc<DataKey>>>>,
 }
 
-/// A key looked up by hash and when: `None` for an erased subject (remembered as briefly as a
-/// key).
-type Fetched = (Instant, Option<Arc<DataKey>>);
+/// Entries with the time they were fetched; expired ones are swept out at most every
+/// `ttl / 4`, so a sweep's cost is spread over many lookups.
+struct Timed<K, V> {
+    entries: HashMap<K, (Instant, V)>,
+    swept: Instant,
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Timed<K, V> {
+    fn new() -> Self {
+        Timed {
+            entries: HashMap::new(),
+            swept: Instant::now(),
+        }
+    }
+
+    fn fresh(&self, key: &K, now: Instant, ttl: Duration) -> Option<V> {
+        self.entries
+            .get(key)
+            .filter(|(at, _)| now.duration_since(*at) < ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn insert_all(
+        &mut self,
+        fetched: impl IntoIterator<Item = (K, V)>,
+        now: Instant,
+        ttl: Duration,
+    ) {
+        if now.duration_since(self.swept) >= ttl / 4 {
+            self.entries
+                .retain(|_, (at, _)| now.duration_since(*at) < ttl);
+            self.swept = now;
+        }
+        for (k, v) in fetched {
+            if self.entries.len() >= KeyCache::CAPACITY {
+                // Keys churn faster than they repeat: caching buys little; start over.
+                self.entries.clear();
+            }
+            self.entries.insert(k, (now, v));
+        }
+    }
+}
 
 impl KeyCache {
     /// How long a key is used without asking again.
     pub const TTL: Duration = Duration::from_secs(30);
-    /// Entries kept at most per map; past it the map starts over (a full map means the keys
-    /// churn faster than they repeat, and caching buys little).
+    /// Entries kept at most per map.
     const CAPACITY: usize = 100_000;
 
     pub fn new(source: Arc<dyn SubjectKeys>) -> Self {
@@ -149,51 +188,55 @@ impl KeyCache {
         KeyCache {
             source,
             ttl,
-            by_subject: Mutex::new(HashMap::new()),
-            by_hash: Mutex::new(HashMap::new()),
+            by_subject: Mutex::new(Timed::new()),
+            by_hash: Mutex::new(Timed::new()),
         }
     }
 
     /// The keys of `subjects`, in order.
     pub async fn for_subjects(&self, subjects: &[String]) -> Result<Vec<SubjectKey>, KeyError> {
         let now = Instant::now();
-        let mut out: Vec<Option<SubjectKey>> = {
-            let cached = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
+        let cached: Vec<Option<SubjectKey>> = {
+            let map = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
             subjects
                 .iter()
-                .map(|s| {
-                    cached
-                        .get(s)
-                        .filter(|(at, _)| now.duration_since(*at) < self.ttl)
-                        .map(|(_, k)| k.clone())
-                })
+                .map(|s| map.fresh(s, now, self.ttl))
                 .collect()
         };
         let missing: Vec<String> = subjects
             .iter()
-            .zip(&out)
+            .zip(&cached)
             .filter(|(_, k)| k.is_none())
             .map(|(s, _)| s.clone())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        if !missing.is_empty() {
-            let fetched = self.source.for_subjects(&missing).await?;
-            let mut cached = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
-            if cached.len() + fetched.len() > KeyCache::CAPACITY {
-                cached.clear();
-            }
-            for (subject, key) in missing.into_iter().zip(fetched) {
-                cached.insert(subject, (now, key));
-            }
-            for (slot, subject) in out.iter_mut().zip(subjects) {
-                if slot.is_none() {
-                    *slot = cached.get(subject).map(|(_, k)| k.clone());
-                }
-            }
+        if missing.is_empty() {
+            return Ok(cached.into_iter().flatten().collect());
         }
-        out.into_iter()
-            .map(|k| k.ok_or_else(|| KeyError("a subject's key was not answered".into())))
+        let fetched = self.source.for_subjects(&missing).await?;
+        if fetched.len() != missing.len() {
+            return Err(KeyError(
+                "the key source answered for other subjects than asked".into(),
+            ));
+        }
+        let fetched: HashMap<String, SubjectKey> = missing.into_iter().zip(fetched).collect();
+        self.by_subject
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert_all(
+                fetched.iter().map(|(s, k)| (s.clone(), k.clone())),
+                now,
+                self.ttl,
+            );
+        // The answer is built from this call's own reads, whatever the map did meanwhile.
+        cached
+            .into_iter()
+            .zip(subjects)
+            .map(|(hit, subject)| {
+                hit.or_else(|| fetched.get(subject).cloned())
+                    .ok_or_else(|| KeyError("a subject's key was not answered".into()))
+            })
             .collect()
     }
 
@@ -203,36 +246,39 @@ impl KeyCache {
         hashes: &[SubjectHash],
     ) -> Result<Vec<Option<Arc<DataKey>>>, KeyError> {
         let now = Instant::now();
-        let fresh = |entry: Option<&Fetched>| {
-            entry
-                .filter(|(at, _)| now.duration_since(*at) < self.ttl)
-                .map(|(_, k)| k.clone())
+        let cached: Vec<Option<Option<Arc<DataKey>>>> = {
+            let map = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
+            hashes.iter().map(|h| map.fresh(h, now, self.ttl)).collect()
         };
-        let missing: Vec<SubjectHash> = {
-            let cached = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
-            hashes
-                .iter()
-                .filter(|h| fresh(cached.get(h)).is_none())
-                .copied()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        };
-        let fetched = if missing.is_empty() {
-            Vec::new()
-        } else {
-            self.source.for_hashes(&missing).await?
-        };
-        let mut cached = self.by_hash.lock().unwrap_or_else(|p| p.into_inner());
-        if cached.len() + fetched.len() > KeyCache::CAPACITY {
-            cached.clear();
-        }
-        for (hash, key) in missing.into_iter().zip(fetched) {
-            cached.insert(hash, (now, key));
-        }
-        Ok(hashes
+        let missing: Vec<SubjectHash> = hashes
             .iter()
-            .map(|h| cached.get(h).and_then(|(_, k)| k.clone()))
+            .zip(&cached)
+            .filter(|(_, k)| k.is_none())
+            .map(|(h, _)| *h)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let fetched: HashMap<SubjectHash, Option<Arc<DataKey>>> = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            let found = self.source.for_hashes(&missing).await?;
+            if found.len() != missing.len() {
+                return Err(KeyError(
+                    "the key source answered for other subjects than asked".into(),
+                ));
+            }
+            missing.into_iter().zip(found).collect()
+        };
+        if !fetched.is_empty() {
+            self.by_hash
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert_all(fetched.iter().map(|(h, k)| (*h, k.clone())), now, self.ttl);
+        }
+        Ok(cached
+            .into_iter()
+            .zip(hashes)
+            .map(|(hit, hash)| hit.unwrap_or_else(|| fetched.get(hash).cloned().flatten()))
             .collect())
     }
 }
@@ -418,8 +464,8 @@ pub struct Export {
 }
 
 /// Every archived prediction about `subject` (opened, or `"<erased>"` where its key is gone),
-/// each with the feedback received on it, oldest first. Files are read in name order (day,
-/// then segment), so a prediction is met before any feedback on it.
+/// each with the feedback received on it (oldest first), in the archive's file order
+/// (deployment, day, replica and segment).
 pub async fn export_subject(
     archive: &dyn ArchiveStore,
     keys: &dyn SubjectKeys,
@@ -442,40 +488,58 @@ pub async fn export_subject(
     let mut found: Vec<(PredictionRecord, Vec<FeedbackRecord>)> = Vec::new();
     let mut unreadable = Vec::new();
     let mut index: HashMap<uuid::Uuid, usize> = HashMap::new();
-    for file in files {
-        let bytes = archive.get(&file).await.map_err(ArchiveError::from)?;
+    // First the predictions, then the feedback on them: with several replicas, feedback on a
+    // prediction may sit in another replica's file that sorts before the prediction's.
+    let mut with_feedback = Vec::new();
+    for file in &files {
+        let bytes = bytes::Bytes::from(archive.get(file).await.map_err(ArchiveError::from)?);
         let mut batch = Vec::new();
-        let bytes = bytes::Bytes::from(bytes);
-        let mut seen: std::collections::HashSet<uuid::Uuid> = index.keys().copied().collect();
+        let mut feedback = false;
         let read = visit_parquet(bytes, |view| {
-            let id = view.id.and_then(|i| uuid::Uuid::parse_str(i).ok());
-            let ours = view.subject == Some(hex.as_str()) && view.kind == Some("prediction");
-            let feedback = view.kind == Some("feedback") && id.is_some_and(|id| seen.contains(&id));
-            if ours {
-                seen.extend(id);
-            }
-            if ours || feedback {
+            feedback |= view.kind == Some("feedback");
+            if view.subject == Some(hex.as_str()) && view.kind == Some("prediction") {
                 batch.extend(view.to_record());
             }
         });
         if let Err(e) = read {
             tracing::warn!(file = %file, error = %e, "an archived prediction file is not readable; the export names it");
-            unreadable.push(file);
+            unreadable.push(file.clone());
             continue;
         }
+        if feedback {
+            with_feedback.push(file);
+        }
         for record in batch {
-            match record {
-                LogRecord::Prediction(mut p) => {
-                    open_record(&mut p, key.as_deref());
-                    index.insert(p.id, found.len());
-                    found.push((p, Vec::new()));
+            if let LogRecord::Prediction(mut p) = record {
+                open_record(&mut p, key.as_deref());
+                index.insert(p.id, found.len());
+                found.push((p, Vec::new()));
+            }
+        }
+    }
+    if !found.is_empty() {
+        for file in with_feedback {
+            let bytes = bytes::Bytes::from(archive.get(file).await.map_err(ArchiveError::from)?);
+            let mut batch = Vec::new();
+            visit_parquet(bytes, |view| {
+                let ours = view
+                    .id
+                    .and_then(|i| uuid::Uuid::parse_str(i).ok())
+                    .is_some_and(|id| index.contains_key(&id));
+                if view.kind == Some("feedback") && ours {
+                    batch.extend(view.to_record());
                 }
-                LogRecord::Feedback(f) => {
+            })?;
+            for record in batch {
+                if let LogRecord::Feedback(f) = record {
                     if let Some(&i) = index.get(&f.id) {
                         found[i].1.push(f);
                     }
                 }
             }
+        }
+        for (_, feedback) in &mut found {
+            feedback.sort_by_key(|f| f.time_ms);
         }
     }
     Ok(Export {
@@ -567,7 +631,125 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         cache.for_subjects(&subjects[..1]).await.unwrap();
         assert_eq!(*source.calls.lock().unwrap(), 2);
+        // Expired entries leave memory: only `a`, just fetched again, is kept.
+        let kept: Vec<String> = cache
+            .by_subject
+            .lock()
+            .unwrap()
+            .entries
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(kept, ["a"]);
         let erased = cache.for_hashes(&[first[0].subject]).await.unwrap();
         assert!(erased[0].is_none());
+    }
+
+    /// Files in memory.
+    struct Files(std::collections::BTreeMap<String, Vec<u8>>);
+
+    impl ArchiveStore for Files {
+        fn put<'a>(
+            &'a self,
+            _: &'a str,
+            _: Vec<u8>,
+        ) -> BoxFuture<'a, Result<(), crate::archive::StorageError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn list<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Vec<String>, crate::archive::StorageError>> {
+            Box::pin(async move { Ok(self.0.keys().cloned().collect()) })
+        }
+        fn get<'a>(
+            &'a self,
+            path: &'a str,
+        ) -> BoxFuture<'a, Result<Vec<u8>, crate::archive::StorageError>> {
+            Box::pin(async move { Ok(self.0.get(path).cloned().unwrap_or_default()) })
+        }
+    }
+
+    /// One subject's key, found by any hash.
+    struct OneKey(Arc<DataKey>);
+
+    impl SubjectKeys for OneKey {
+        fn for_subjects<'a>(
+            &'a self,
+            _: &'a [String],
+        ) -> BoxFuture<'a, Result<Vec<SubjectKey>, KeyError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn for_hashes<'a>(
+            &'a self,
+            hashes: &'a [SubjectHash],
+        ) -> BoxFuture<'a, Result<Vec<Option<Arc<DataKey>>>, KeyError>> {
+            Box::pin(async move { Ok(vec![Some(self.0.clone()); hashes.len()]) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_export_finds_feedback_another_replica_archived_first() {
+        let master = MasterKey::from_text(&"44".repeat(32)).unwrap();
+        let ada = master.subject_hash("ada");
+        let key = Arc::new(DataKey::generate().unwrap());
+        let id = uuid::Uuid::now_v7();
+        let sealed = key
+            .seal_cell(
+                id.as_bytes(),
+                SEALED_INPUTS,
+                br#"{"email":"ada@example.org"}"#,
+            )
+            .unwrap();
+        let prediction = LogRecord::Prediction(PredictionRecord {
+            id,
+            time_ms: 10,
+            deployment: "d".into(),
+            model: "m".into(),
+            version: "1".into(),
+            digest: "x".into(),
+            arm: None,
+            policy: None,
+            propensity: None,
+            latency_us: 1,
+            inputs: RawValue::from_string(r#"{"age":41}"#.into()).unwrap(),
+            outputs: RawValue::from_string("{}".into()).unwrap(),
+            subject: Some(ada.to_hex()),
+            sealed: Some(vec!["email".into()]),
+            sealed_inputs: Some(sealed),
+        });
+        let feedback = LogRecord::Feedback(FeedbackRecord {
+            id,
+            time_ms: 20,
+            deployment: "d".into(),
+            label: Some(RawValue::from_string("1".into()).unwrap()),
+            reward: None,
+            ranking: None,
+        });
+        let files = Files(
+            [
+                // Replica `a` took the feedback; replica `b` served the prediction.
+                (
+                    "predictions/d/2026-12-03/a-1.parquet".to_string(),
+                    crate::archive::to_parquet(&[feedback]).unwrap(),
+                ),
+                (
+                    "predictions/d/2026-12-03/b-1.parquet".to_string(),
+                    crate::archive::to_parquet(&[prediction]).unwrap(),
+                ),
+                (
+                    "predictions/d/2026-12-03/c-1.parquet".to_string(),
+                    b"not parquet".to_vec(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let export = export_subject(&files, &OneKey(key), ada).await.unwrap();
+        assert_eq!(export.predictions.len(), 1);
+        let (p, fb) = &export.predictions[0];
+        assert_eq!(p.inputs.get(), r#"{"age":41,"email":"ada@example.org"}"#);
+        assert_eq!(fb.len(), 1, "the other replica's feedback is found");
+        assert_eq!(export.unreadable, ["predictions/d/2026-12-03/c-1.parquet"]);
     }
 }

@@ -413,7 +413,9 @@ pub struct Decoded {
 /// row per record. Cells are read as pandas reads them: a whole number or a decimal is a number,
 /// an empty cell is missing, anything else is text. The result is the `dataframe_split` body
 /// the JSON path decodes, so both formats meet the same rules and errors name row and column.
-pub fn csv_body(bytes: &[u8]) -> Result<Json, RequestError> {
+///
+/// `text_column` keeps one column's cells as written (a subject id `007` stays `"007"`).
+pub fn csv_body(bytes: &[u8], text_column: Option<&str>) -> Result<Json, RequestError> {
     let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
     let columns: Vec<Json> = reader
         .headers()
@@ -431,7 +433,18 @@ pub fn csv_body(bytes: &[u8]) -> Result<Json, RequestError> {
             },
             _ => RequestError::Format(format!("CSV row {row} is not readable: {e}")),
         })?;
-        data.push(Json::Array(record.iter().map(csv_cell).collect()));
+        data.push(Json::Array(
+            record
+                .iter()
+                .zip(&columns)
+                .map(|(cell, column)| match (text_column, column) {
+                    (Some(keep), Json::String(name)) if name == keep && !cell.is_empty() => {
+                        Json::String(cell.to_string())
+                    }
+                    _ => csv_cell(cell),
+                })
+                .collect(),
+        ));
     }
     Ok(serde_json::json!({"dataframe_split": {"columns": columns, "data": data}}))
 }
@@ -678,7 +691,7 @@ impl PrivateRows {
                     .ok_or_else(|| RequestError::Cell {
                         column: subject.to_string(),
                         row: r,
-                        why: "names no subject: the subject column needs a text or a number in every row".into(),
+                        why: "names no subject: the subject column needs a text or a whole number in every row".into(),
                     })
             })
             .collect::<Result<_, _>>()?;
@@ -898,13 +911,18 @@ mod tests {
 
     #[test]
     fn csv_reads_as_the_dataframe_split_body() {
-        let body = csv_body(b"a,b,c\n1,2.5,x\n,nan,-3\n").unwrap();
+        let kept = csv_body(b"id,x\n007,1\n", Some("id")).unwrap();
+        assert_eq!(
+            kept["dataframe_split"]["data"][0],
+            serde_json::json!(["007", 1])
+        );
+        let body = csv_body(b"a,b,c\n1,2.5,x\n,nan,-3\n", None).unwrap();
         assert_eq!(
             body,
             json!({"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1, 2.5, "x"], [null, "nan", -3]]}})
         );
         assert!(matches!(
-            csv_body(b"a,b\n1\n"),
+            csv_body(b"a,b\n1\n", None),
             Err(RequestError::Width {
                 row: 0,
                 expected: 2,

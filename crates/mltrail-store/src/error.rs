@@ -315,6 +315,9 @@ pub enum Conflict {
     /// not the one the keys were wrapped with.
     #[error("the stored key of subject {0} does not open with this server's privacy master key: is `[privacy] master_key_file` the file the keys were made with?")]
     SubjectKey(String),
+    /// The master key is not the one this database's subject keys were made with.
+    #[error("the privacy master key (fingerprint {given}) is not the one this database's subject keys were made with (fingerprint {stored}): set [privacy] master_key_file to that key's file")]
+    MasterKey { given: String, stored: String },
     /// `stage` as stored.
     #[error("The run {run_id} must be in the 'active' state. Current state is {stage}.")]
     RunNotActive { run_id: String, stage: String },

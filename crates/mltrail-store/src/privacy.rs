@@ -167,6 +167,41 @@ pub async fn keys_by_hash(
         .collect()
 }
 
+/// The fingerprint of the master key this database's subject keys are made with, if any key
+/// was ever used with it.
+pub async fn master_fingerprint(store: &MetaStore) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT fingerprint FROM privacy_master WHERE id = 1")
+        .fetch_optional(store.readers())
+        .await?;
+    row.as_ref().map(|r| text(r, "fingerprint")).transpose()
+}
+
+/// Records `master` as this database's key when none is, and refuses another one: a server
+/// started with the wrong key file would hash every subject anew, so exports would find
+/// nothing and erasures would destroy nothing.
+pub async fn adopt_master(store: &MetaStore, master: &MasterKey) -> Result<(), StoreError> {
+    let given = master.fingerprint();
+    let stored = store
+        .transaction("system:privacy", {
+            let given = given.clone();
+            async move |tx, _audit| {
+                sqlx::query("INSERT INTO privacy_master (id, fingerprint) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
+                    .bind(given)
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query("SELECT fingerprint FROM privacy_master WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                text(&row, "fingerprint")
+            }
+        })
+        .await?;
+    if stored != given {
+        return Err(Conflict::MasterKey { given, stored }.into());
+    }
+    Ok(())
+}
+
 /// An erasure as the audit trail records it: the erasure row, under the subject's hash.
 pub(crate) struct ErasureRef(pub String);
 
@@ -215,10 +250,21 @@ pub async fn erase(
     subject: &str,
     reason: &str,
 ) -> Result<Erasure, StoreError> {
+    erase_hash(store, actor, master.subject_hash(subject), reason).await
+}
+
+/// [`erase`] by the subject's hash: what an erasure listed in the trail is repeated with (after
+/// restoring a database backup taken before it), the raw id being stored nowhere.
+pub async fn erase_hash(
+    store: &MetaStore,
+    actor: &str,
+    subject: SubjectHash,
+    reason: &str,
+) -> Result<Erasure, StoreError> {
     if reason.trim().is_empty() || reason.chars().count() > 1000 {
         return Err(Invalid::ErasureReason.into());
     }
-    let hash = master.subject_hash(subject).to_hex();
+    let hash = subject.to_hex();
     let reason = reason.to_string();
     store
         .audited(
@@ -325,5 +371,24 @@ mod tests {
             "{wrong:?}"
         );
         assert_eq!(erasures(&store).await.unwrap().len(), 1);
+        // The same erasure again by its hash (as after restoring an older backup).
+        let again = erase_hash(&store, "user:dpo", first[0].subject, "restored backup")
+            .await
+            .unwrap();
+        assert_eq!(
+            again.keys_destroyed, 1,
+            "the key made after the first erasure"
+        );
+        // The database takes one master key.
+        adopt_master(&store, &master).await.unwrap();
+        adopt_master(&store, &master).await.unwrap();
+        assert!(matches!(
+            adopt_master(&store, &other).await,
+            Err(StoreError::InvalidState(Conflict::MasterKey { .. }))
+        ));
+        assert_eq!(
+            master_fingerprint(&store).await.unwrap(),
+            Some(master.fingerprint())
+        );
     }
 }

@@ -23,8 +23,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// Personal data in stored predictions: each subject's data key, wrapped by the master key and
-/// stored under the subject's keyed hash (never the raw id), and the erasures (audited; the
-/// key row is deleted in the same transaction).
+/// stored under the subject's keyed hash (never the raw id), the erasures (audited; the key row
+/// is deleted in the same transaction), and the master key's fingerprint.
 const V10: &str = r#"
 CREATE TABLE privacy_subject_keys (
     subject_hash TEXT PRIMARY KEY,
@@ -36,6 +36,10 @@ CREATE TABLE privacy_erasures (
     reason TEXT NOT NULL,
     erased_time BIGINT NOT NULL,
     keys_destroyed BIGINT NOT NULL
+);
+CREATE TABLE privacy_master (
+    id BIGINT PRIMARY KEY,
+    fingerprint TEXT NOT NULL
 )
 "#;
 

@@ -444,7 +444,7 @@ async fn serve(config: &Config) -> Result<()> {
         store.clone(),
         config.monitor.retry_policy(),
     ));
-    let privacy = match privacy::server_master_key(config) {
+    let privacy = match privacy::server_master_key(config, &store).await {
         Ok(master) => master.map(|m| {
             std::sync::Arc::new(mltrail_serving::privacy::StoreKeys::new(store.clone(), m))
         }),

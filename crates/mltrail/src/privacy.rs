@@ -24,44 +24,61 @@ pub fn master_key_path(config: &Config) -> Option<PathBuf> {
     })
 }
 
-/// The master key at `path`, made there (readable by its owner only) when there is none.
-pub fn load_or_create(path: &Path) -> Result<MasterKey> {
+/// The master key at `path`; `None` when there is no such file.
+fn load(path: &Path) -> Result<Option<MasterKey>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let text = MasterKey::generate_text()?;
-            if crate::checkpoint::write_whole(path, &format!("{text}\n"), true)? {
-                tracing::warn!(file = %path.display(), "made the privacy master key: back it up apart from the database (without it no sealed value can be read)");
-                text
-            } else {
-                // Another process made it first.
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?
-            }
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(e)
                 .with_context(|| format!("cannot read the privacy master key {}", path.display()))
         }
     };
-    MasterKey::from_text(&text).with_context(|| {
+    let key = MasterKey::from_text(&text).with_context(|| {
         format!(
             "{} is not a privacy master key (64 hex digits)",
             path.display()
         )
-    })
+    })?;
+    Ok(Some(key))
 }
 
-/// The tracking server's master key, or `None` (and a warning) when the store has no default
-/// place for it and none is named.
-pub fn server_master_key(config: &Config) -> Result<Option<Arc<MasterKey>>> {
-    match master_key_path(config) {
-        Some(path) => Ok(Some(Arc::new(load_or_create(&path)?))),
-        None => {
-            tracing::warn!("no privacy master key: set [privacy] master_key_file (MLTRAIL_PRIVACY_MASTER_KEY_FILE) for deployments that seal personal data to log");
-            Ok(None)
-        }
+/// Makes a master key at `path` (readable by its owner only); the one already there if another
+/// process made it first.
+fn create(path: &Path) -> Result<MasterKey> {
+    let text = MasterKey::generate_text()?;
+    if crate::checkpoint::write_whole(path, &format!("{text}\n"), true)? {
+        tracing::warn!(file = %path.display(), "made the privacy master key: back it up apart from the database (without it no sealed value can be read)");
+        return Ok(MasterKey::from_text(&text)?);
     }
+    load(path)?.ok_or_else(|| anyhow!("{} vanished while it was made", path.display()))
+}
+
+/// The tracking server's master key: read, or made on first use; refused when it is not the
+/// key this database's subject keys were made with (a new key would hash everyone anew, so
+/// exports would find nothing and erasures destroy nothing). `None` (and a warning) when the
+/// store has no default place for it and none is named.
+pub async fn server_master_key(
+    config: &Config,
+    store: &mltrail_store::MetaStore,
+) -> Result<Option<Arc<MasterKey>>> {
+    let Some(path) = master_key_path(config) else {
+        tracing::warn!("no privacy master key: set [privacy] master_key_file (MLTRAIL_PRIVACY_MASTER_KEY_FILE) for deployments that seal personal data to log");
+        return Ok(None);
+    };
+    let stored = mltrail_store::privacy::master_fingerprint(store).await?;
+    let key = match (load(&path)?, stored) {
+        (Some(key), _) => key,
+        (None, None) => create(&path)?,
+        (None, Some(fingerprint)) => bail!(
+            "the privacy master key file {} is missing, but this database's subject keys were made with a key (fingerprint {fingerprint}): restore that file, or set [privacy] master_key_file to it (a new key could open none of them)",
+            path.display()
+        ),
+    };
+    mltrail_store::privacy::adopt_master(store, &key)
+        .await
+        .with_context(|| format!("the privacy master key {}", path.display()))?;
+    Ok(Some(Arc::new(key)))
 }
 
 /// `mltrail serve` asks the tracking server for subject keys with its own credentials (a
@@ -165,11 +182,17 @@ pub struct ExportArgs {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["subject", "subject_hash"])))]
 pub struct EraseArgs {
     /// The person's id, as the deployment's subject column holds it.
     #[arg(long)]
-    subject: String,
-    /// Why (the request or rule it answers): kept in the trail.
+    subject: Option<String>,
+    /// The person's keyed hash, as `mltrail privacy erasures` lists it: to repeat an erasure
+    /// after restoring a database backup taken before it.
+    #[arg(long)]
+    subject_hash: Option<String>,
+    /// Why (the request or rule it answers): kept in the trail and shown to whoever reads it,
+    /// so name the request, not the person.
     #[arg(long)]
     reason: String,
     #[command(flatten)]
@@ -206,7 +229,10 @@ pub async fn run(command: PrivacyCommand) -> Result<()> {
             let answer = client
                 .post(
                     "/api/v1/privacy/erase",
-                    &json!({"subject": args.subject, "reason": args.reason}),
+                    &match (&args.subject, &args.subject_hash) {
+                        (Some(subject), _) => json!({"subject": subject, "reason": args.reason}),
+                        (None, hash) => json!({"subject_hash": hash, "reason": args.reason}),
+                    },
                     "erase a subject",
                 )
                 .await?;

@@ -353,13 +353,28 @@ fn privacy_spec(
     let mut pii: Vec<String> = args.pii.iter().map(|c| c.trim().to_string()).collect();
     let mut subject = args.subject.clone();
     if let Some(schema) = &schema {
-        for column in &schema.columns {
-            if column.subject && subject.is_none() {
-                subject = Some(column.name.clone());
-            }
-            if column.pii && names.contains(&column.name) && !pii.contains(&column.name) {
-                pii.push(column.name.clone());
-            }
+        if subject.is_none() {
+            subject = schema
+                .columns
+                .iter()
+                .find(|c| c.subject)
+                .map(|c| c.name.clone());
+        }
+        let marked: Vec<String> = schema
+            .columns
+            .iter()
+            .filter(|c| c.pii && !c.subject && names.contains(&c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        if subject.is_some() {
+            pii.extend(marked.into_iter().filter(|c| !args.pii.contains(c)));
+        } else if !marked.is_empty() && pii.is_empty() {
+            // A schema's `pii` alone keeps its meaning for monitors (no bins drawn); sealing
+            // needs a subject to seal under.
+            eprintln!(
+                "note: the training data marks {} as personal data but names no subject column, so predictions store them unsealed; give --subject COLUMN to seal them per person",
+                marked.join(", ")
+            );
         }
     }
     if let Some(unknown) = pii.iter().find(|c| !names.contains(c)) {

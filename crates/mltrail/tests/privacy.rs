@@ -391,5 +391,41 @@ fn personal_data_is_stored_sealed_read_back_by_those_who_may_and_erased_for_good
         },
     );
     assert_eq!(later["status"], "ok", "{later}");
+
+    // An erasure is repeated by the hash the list shows (after restoring an older backup).
+    let hash = export["subject_hash"].as_str().unwrap().to_string();
+    let again = cli(
+        &server,
+        &[
+            "privacy",
+            "erase",
+            "--subject-hash",
+            &hash,
+            "--reason",
+            "restored backup",
+        ],
+    );
+    assert!(again.contains("nothing was stored"), "{again}");
     server.assert_audit_verifies();
+
+    // A server started with another master key is refused: it would hash everyone anew.
+    drop(scorer);
+    let mut server = server;
+    server.stop();
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, format!("{}\n", "cd".repeat(32))).unwrap();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_mltrail"))
+        .args([
+            "server",
+            "--port",
+            "0",
+            "--backend-store-uri",
+            &server.store_uri(),
+        ])
+        .env("MLTRAIL_PRIVACY_MASTER_KEY_FILE", &other)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("fingerprint"), "{said}");
 }

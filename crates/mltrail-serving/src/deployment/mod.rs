@@ -265,7 +265,10 @@ impl Deployment {
     ) -> Result<Scored, ScoreError> {
         let json: Json = match format {
             BodyFormat::Json => serde_json::from_slice(body).map_err(ScoreError::Json)?,
-            BodyFormat::Csv => request::csv_body(body)?,
+            BodyFormat::Csv => request::csv_body(
+                body,
+                serving.model.privacy.as_ref().map(|p| p.spec().subject()),
+            )?,
         };
         let mut decoded = request::decode(
             json,
