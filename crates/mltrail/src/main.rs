@@ -413,6 +413,16 @@ async fn serve(config: &Config) -> Result<()> {
     let store = MetaStore::open(&StoreConfig::new(store_uri))
         .await
         .with_context(|| format!("cannot open backend store {store_uri}"))?;
+    // Checked before anything else is opened or made: a refused start leaves nothing behind.
+    let privacy = match privacy::server_master_key(config, &store).await {
+        Ok(master) => master.map(|m| {
+            std::sync::Arc::new(mltrail_serving::privacy::StoreKeys::new(store.clone(), m))
+        }),
+        Err(e) => {
+            store.close().await;
+            return Err(e);
+        }
+    };
     let artifacts = mltrail_artifacts::ArtifactStore::open(destination)?;
     let tls = config::tls_acceptor(&server.tls_cert, &server.tls_key, "server")?;
     let addr = format!("{}:{}", server.host, server.port);
@@ -444,15 +454,6 @@ async fn serve(config: &Config) -> Result<()> {
         store.clone(),
         config.monitor.retry_policy(),
     ));
-    let privacy = match privacy::server_master_key(config, &store).await {
-        Ok(master) => master.map(|m| {
-            std::sync::Arc::new(mltrail_serving::privacy::StoreKeys::new(store.clone(), m))
-        }),
-        Err(e) => {
-            store.close().await;
-            return Err(e);
-        }
-    };
     let mut engine = mltrail_monitor::runner::Engine::new(
         store.clone(),
         artifacts.clone(),

@@ -421,6 +421,8 @@ fn personal_data_is_stored_sealed_read_back_by_those_who_may_and_erased_for_good
             "0",
             "--backend-store-uri",
             &server.store_uri(),
+            "--artifacts-destination",
+            server.artifact_root().to_str().unwrap(),
         ])
         .env("MLTRAIL_PRIVACY_MASTER_KEY_FILE", &other)
         .output()
