@@ -113,8 +113,25 @@ pub async fn subject_keys(
             }
         }
         let all = distinct.clone();
+        let given = master.fingerprint();
         found = store
             .transaction("system:privacy", async move |tx, _audit| {
+                // Keys are made under one master key only, whichever server makes them.
+                let row = sqlx::query("SELECT fingerprint FROM privacy_master WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match row.as_ref().map(|r| text(r, "fingerprint")).transpose()? {
+                    None => {
+                        sqlx::query("INSERT INTO privacy_master (id, fingerprint) VALUES (1, $1)")
+                            .bind(given.clone())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Some(stored) if stored != given => {
+                        return Err(Conflict::MasterKey { given, stored }.into())
+                    }
+                    Some(_) => {}
+                }
                 let time = now_millis();
                 for (hash, wrapped) in missing {
                     sqlx::query("INSERT INTO privacy_subject_keys (subject_hash, wrapped_key, created_time) VALUES ($1, $2, $3) ON CONFLICT (subject_hash) DO NOTHING")
@@ -167,32 +184,47 @@ pub async fn keys_by_hash(
         .collect()
 }
 
-/// The fingerprint of the master key this database's subject keys are made with, if any key
-/// was ever used with it.
+/// The fingerprint of the master key this database's subject keys are made with, when it holds
+/// any (a database without subject keys takes any key).
 pub async fn master_fingerprint(store: &MetaStore) -> Result<Option<String>, StoreError> {
+    let mut conn = store.readers().acquire().await?;
+    bound_fingerprint(&mut conn).await
+}
+
+async fn bound_fingerprint(conn: &mut AnyConnection) -> Result<Option<String>, StoreError> {
+    let keys = sqlx::query("SELECT subject_hash FROM privacy_subject_keys LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    if keys.is_none() {
+        return Ok(None);
+    }
     let row = sqlx::query("SELECT fingerprint FROM privacy_master WHERE id = 1")
-        .fetch_optional(store.readers())
+        .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(|r| text(r, "fingerprint")).transpose()
 }
 
-/// Records `master` as this database's key when none is, and refuses another one: a server
-/// started with the wrong key file would hash every subject anew, so exports would find
-/// nothing and erasures would destroy nothing.
+/// Records `master` as this database's key, and refuses another one once subject keys exist:
+/// a server started with the wrong key file would hash every subject anew, so exports would
+/// find nothing and erasures would destroy nothing. (Without subject keys any key is taken:
+/// nothing was sealed with the old one.)
 pub async fn adopt_master(store: &MetaStore, master: &MasterKey) -> Result<(), StoreError> {
     let given = master.fingerprint();
     let stored = store
         .transaction("system:privacy", {
             let given = given.clone();
             async move |tx, _audit| {
-                sqlx::query("INSERT INTO privacy_master (id, fingerprint) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
-                    .bind(given)
+                if let Some(bound) = bound_fingerprint(tx).await? {
+                    return Ok(bound);
+                }
+                sqlx::query("DELETE FROM privacy_master WHERE id = 1")
                     .execute(&mut *tx)
                     .await?;
-                let row = sqlx::query("SELECT fingerprint FROM privacy_master WHERE id = 1")
-                    .fetch_one(&mut *tx)
+                sqlx::query("INSERT INTO privacy_master (id, fingerprint) VALUES (1, $1)")
+                    .bind(given.clone())
+                    .execute(&mut *tx)
                     .await?;
-                text(&row, "fingerprint")
+                Ok(given)
             }
         })
         .await?;

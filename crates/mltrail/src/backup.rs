@@ -57,6 +57,7 @@ pub async fn run(
             .then(Layer::flags("store", &args.artifacts)?),
     )?;
     let destination = artifacts_of(&loaded);
+    let master_key = crate::privacy::master_key_path(&loaded.config).filter(|k| k.exists());
     let uri = loaded.config.store.backend_store_uri;
     let out = &args.output;
     if out.exists() && std::fs::read_dir(out)?.next().is_some() {
@@ -125,6 +126,14 @@ pub async fn run(
         "run it: mltrail server --backend-store-uri sqlite:///{}{artifacts_flag}",
         out.join("mltrail.db").display()
     );
+    // The master key stays out of the backup on purpose: with it, the backup's sealed personal
+    // data could be read by whoever holds the copy.
+    if let Some(key) = master_key {
+        println!(
+            "the privacy master key {} is not in the backup (keep it apart): a server on the copy needs it as [privacy] master_key_file, or beside the copy's database",
+            key.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

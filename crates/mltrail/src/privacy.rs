@@ -71,7 +71,7 @@ pub async fn server_master_key(
         (Some(key), _) => key,
         (None, None) => create(&path)?,
         (None, Some(fingerprint)) => bail!(
-            "the privacy master key file {} is missing, but this database's subject keys were made with a key (fingerprint {fingerprint}): restore that file, or set [privacy] master_key_file to it (a new key could open none of them)",
+            "the privacy master key file {} is missing, but this database's subject keys were made with a key (fingerprint {fingerprint}): restore that file (backups do not hold it), or set [privacy] master_key_file to it; a new key could open none of them",
             path.display()
         ),
     };
