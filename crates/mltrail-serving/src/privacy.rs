@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mltrail_core::privacy::{DataKey, MasterKey, SubjectHash, ERASED};
+use mltrail_store::privacy::MAX_SUBJECTS;
 use mltrail_store::MetaStore;
 use serde::de::{MapAccess, Visitor};
 use serde::Deserialize;
@@ -52,7 +53,8 @@ impl SubjectKey {
 #[error("the keys that seal personal data could not be had: {0}")]
 pub struct KeyError(#[source] pub BoxError);
 
-/// Where subjects' keys come from.
+/// Where subjects' keys come from, at most [`MAX_SUBJECTS`] a call ([`subjects_in_chunks`] and
+/// [`hashes_in_chunks`] split longer lists).
 pub trait SubjectKeys: Send + Sync {
     /// The keys of `subjects` (raw ids, in order), made for those who have none yet.
     fn for_subjects<'a>(
@@ -89,17 +91,13 @@ impl SubjectKeys for StoreKeys {
         subjects: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<SubjectKey>, KeyError>> {
         Box::pin(async move {
-            let mut out = Vec::with_capacity(subjects.len());
-            for chunk in subjects.chunks(mltrail_store::privacy::MAX_SUBJECTS) {
-                let keys = mltrail_store::privacy::subject_keys(&self.store, &self.master, chunk)
-                    .await
-                    .map_err(|e| KeyError(e.into()))?;
-                out.extend(
-                    keys.into_iter()
-                        .map(|k| SubjectKey::new(k.subject, Arc::new(k.key))),
-                );
-            }
-            Ok(out)
+            let keys = mltrail_store::privacy::subject_keys(&self.store, &self.master, subjects)
+                .await
+                .map_err(|e| KeyError(e.into()))?;
+            Ok(keys
+                .into_iter()
+                .map(|k| SubjectKey::new(k.subject, Arc::new(k.key)))
+                .collect())
         })
     }
 
@@ -108,16 +106,36 @@ impl SubjectKeys for StoreKeys {
         hashes: &'a [SubjectHash],
     ) -> BoxFuture<'a, Result<Vec<Option<Arc<DataKey>>>, KeyError>> {
         Box::pin(async move {
-            let mut out = Vec::with_capacity(hashes.len());
-            for chunk in hashes.chunks(mltrail_store::privacy::MAX_SUBJECTS) {
-                let keys = mltrail_store::privacy::keys_by_hash(&self.store, &self.master, chunk)
-                    .await
-                    .map_err(|e| KeyError(e.into()))?;
-                out.extend(keys.into_iter().map(|k| k.map(Arc::new)));
-            }
-            Ok(out)
+            let keys = mltrail_store::privacy::keys_by_hash(&self.store, &self.master, hashes)
+                .await
+                .map_err(|e| KeyError(e.into()))?;
+            Ok(keys.into_iter().map(|k| k.map(Arc::new)).collect())
         })
     }
+}
+
+/// [`SubjectKeys::for_subjects`] in calls of at most [`MAX_SUBJECTS`] (what a source takes).
+pub async fn subjects_in_chunks(
+    keys: &dyn SubjectKeys,
+    subjects: &[String],
+) -> Result<Vec<SubjectKey>, KeyError> {
+    let mut out = Vec::with_capacity(subjects.len());
+    for chunk in subjects.chunks(MAX_SUBJECTS) {
+        out.extend(keys.for_subjects(chunk).await?);
+    }
+    Ok(out)
+}
+
+/// [`SubjectKeys::for_hashes`] in calls of at most [`MAX_SUBJECTS`].
+pub async fn hashes_in_chunks(
+    keys: &dyn SubjectKeys,
+    hashes: &[SubjectHash],
+) -> Result<Vec<Option<Arc<DataKey>>>, KeyError> {
+    let mut out = Vec::with_capacity(hashes.len());
+    for chunk in hashes.chunks(MAX_SUBJECTS) {
+        out.extend(keys.for_hashes(chunk).await?);
+    }
+    Ok(out)
 }
 
 /// A serving process's keys, kept for [`KeyCache::TTL`]: a repeat subject costs no round trip,
@@ -214,7 +232,7 @@ impl KeyCache {
         if missing.is_empty() {
             return Ok(cached.into_iter().flatten().collect());
         }
-        let fetched = self.source.for_subjects(&missing).await?;
+        let fetched = subjects_in_chunks(self.source.as_ref(), &missing).await?;
         if fetched.len() != missing.len() {
             return Err(KeyError(
                 "the key source answered for other subjects than asked".into(),
@@ -261,7 +279,7 @@ impl KeyCache {
         let fetched: HashMap<SubjectHash, Option<Arc<DataKey>>> = if missing.is_empty() {
             HashMap::new()
         } else {
-            let found = self.source.for_hashes(&missing).await?;
+            let found = hashes_in_chunks(self.source.as_ref(), &missing).await?;
             if found.len() != missing.len() {
                 return Err(KeyError(
                     "the key source answered for other subjects than asked".into(),
@@ -419,7 +437,7 @@ impl Keyring {
         if subjects.is_empty() {
             return Ok(Keyring::default());
         }
-        let found = keys.for_hashes(&subjects).await?;
+        let found = hashes_in_chunks(keys, &subjects).await?;
         Ok(Keyring(subjects.into_iter().zip(found).collect()))
     }
 

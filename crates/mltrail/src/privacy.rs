@@ -83,22 +83,21 @@ pub async fn server_master_key(
 
 /// `mltrail serve` asks the tracking server for subject keys with its own credentials (a
 /// token with `deployments`).
+/// One call takes at most `mltrail_store::privacy::MAX_SUBJECTS` (the cache splits longer lists).
 impl SubjectKeys for Client {
     fn for_subjects<'a>(
         &'a self,
         subjects: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<SubjectKey>, KeyError>> {
         Box::pin(async move {
-            let mut out = Vec::with_capacity(subjects.len());
-            for chunk in subjects.chunks(mltrail_store::privacy::MAX_SUBJECTS) {
-                let keys = self.keys_call(json!({"subjects": chunk})).await?;
-                for (hash, key) in keys {
-                    let key =
-                        key.ok_or_else(|| KeyError("the tracking server made no key".into()))?;
-                    out.push(SubjectKey::new(hash, key));
-                }
-            }
-            Ok(out)
+            self.keys_call(json!({ "subjects": subjects }))
+                .await?
+                .into_iter()
+                .map(|(hash, key)| {
+                    key.map(|key| SubjectKey::new(hash, key))
+                        .ok_or_else(|| KeyError("the tracking server made no key".into()))
+                })
+                .collect()
         })
     }
 
@@ -107,13 +106,13 @@ impl SubjectKeys for Client {
         hashes: &'a [SubjectHash],
     ) -> BoxFuture<'a, Result<Vec<Option<Arc<DataKey>>>, KeyError>> {
         Box::pin(async move {
-            let mut out = Vec::with_capacity(hashes.len());
-            for chunk in hashes.chunks(mltrail_store::privacy::MAX_SUBJECTS) {
-                let texts: Vec<String> = chunk.iter().map(SubjectHash::to_hex).collect();
-                let keys = self.keys_call(json!({"subject_hashes": texts})).await?;
-                out.extend(keys.into_iter().map(|(_, k)| k));
-            }
-            Ok(out)
+            let texts: Vec<String> = hashes.iter().map(SubjectHash::to_hex).collect();
+            Ok(self
+                .keys_call(json!({ "subject_hashes": texts }))
+                .await?
+                .into_iter()
+                .map(|(_, k)| k)
+                .collect())
         })
     }
 }

@@ -6,7 +6,7 @@
 //! given up on without stopping the monitor.
 
 mod common;
-use common::scorer::{expected, register, rows, Scorer};
+use common::scorer::{add_gbc_training_data, register, rows, Scorer};
 use common::{client, Server};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -146,31 +146,8 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
     );
     // The training data: the fixture's rows with the model's own labels as the target.
     let data = rows("gbc");
-    let labels = expected("gbc")["outputs"]["output_label"]["data"].clone();
     let dir = tempfile::tempdir().unwrap();
-    let training = dir.path().join("train.csv");
-    let mut csv = String::from("f0,f1,f2,f3,f4,f5,label\n");
-    for (row, label) in data.iter().zip(labels.as_array().unwrap()) {
-        let cells: Vec<String> = row.iter().map(Value::to_string).collect();
-        csv.push_str(&format!("{},{label}\n", cells.join(",")));
-    }
-    std::fs::write(&training, csv).unwrap();
-    let added = server.mltrail(&[
-        "data",
-        "add",
-        training.to_str().unwrap(),
-        "--name",
-        "train",
-        "--target",
-        "label",
-        "--tracking-uri",
-        &server.url,
-    ]);
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    add_gbc_training_data(&server, dir.path());
     register(
         &server,
         "credit",

@@ -6,7 +6,7 @@
 //! readable, the monitor keeps evaluating windows and `mltrail audit verify` passes.
 
 mod common;
-use common::scorer::{expected, register, rows, Scorer};
+use common::scorer::{add_gbc_training_data, register, rows, Scorer};
 use common::{client, Server};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -109,27 +109,8 @@ fn personal_data_is_stored_sealed_read_back_by_those_who_may_and_erased_for_good
     );
     // Training data (marks nothing: the flags do), for the monitor's reference.
     let data = rows("gbc");
-    let labels = expected("gbc")["outputs"]["output_label"]["data"].clone();
     let dir = tempfile::tempdir().unwrap();
-    let training = dir.path().join("train.csv");
-    let mut csv = String::from("f0,f1,f2,f3,f4,f5,label\n");
-    for (row, label) in data.iter().zip(labels.as_array().unwrap()) {
-        let cells: Vec<String> = row.iter().map(Value::to_string).collect();
-        csv.push_str(&format!("{},{label}\n", cells.join(",")));
-    }
-    std::fs::write(&training, csv).unwrap();
-    cli(
-        &server,
-        &[
-            "data",
-            "add",
-            training.to_str().unwrap(),
-            "--name",
-            "train",
-            "--target",
-            "label",
-        ],
-    );
+    add_gbc_training_data(&server, dir.path());
 
     // PII needs a subject to be sealed under.
     let refused = server.mltrail(&[

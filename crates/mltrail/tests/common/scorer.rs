@@ -144,6 +144,36 @@ pub fn register(server: &Server, name: &str, file: &str, extra: &[&str]) -> Stri
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// The gbc fixture's rows with the model's own labels as `label`, added as dataset `train`
+/// (version 1): the training data monitors compare with.
+pub fn add_gbc_training_data(server: &Server, dir: &Path) {
+    let data = rows("gbc");
+    let labels = expected("gbc")["outputs"]["output_label"]["data"].clone();
+    let training = dir.join("train.csv");
+    let mut csv = String::from("f0,f1,f2,f3,f4,f5,label\n");
+    for (row, label) in data.iter().zip(labels.as_array().unwrap()) {
+        let cells: Vec<String> = row.iter().map(Value::to_string).collect();
+        csv.push_str(&format!("{},{label}\n", cells.join(",")));
+    }
+    std::fs::write(&training, csv).unwrap();
+    let added = server.mltrail(&[
+        "data",
+        "add",
+        training.to_str().unwrap(),
+        "--name",
+        "train",
+        "--target",
+        "label",
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+}
+
 pub fn rows(name: &str) -> Vec<Vec<Value>> {
     let spec = expected(name);
     let input = &spec["inputs"]["input"];
