@@ -1,5 +1,5 @@
-//! What sealing one personal-data cell costs (`cargo run --release -p mltrail-core --example
-//! seal_cost`): the nonce, AES-256-GCM and the base64 text, per cell.
+//! What sealing one record's personal data costs (`cargo run --release -p mltrail-core --example
+//! seal_cost`): the nonce, AES-256-GCM and the base64 text, per value.
 use mltrail_core::privacy::DataKey;
 use std::time::Instant;
 
@@ -11,10 +11,9 @@ fn main() {
     let mut bytes = 0;
     for i in 0..n {
         out.clear();
-        key.seal_cell_into(
+        key.seal_into(
             &(i as u128).to_le_bytes(),
-            "email",
-            br#""ada@example.org""#,
+            br#"{"email":"ada@example.org"}"#,
             &mut scratch,
             &mut out,
         )
@@ -22,7 +21,7 @@ fn main() {
         bytes += out.len();
     }
     let per = started.elapsed().as_nanos() as f64 / n as f64;
-    println!("seal_cell: {per:.0} ns per cell ({bytes} bytes)");
+    println!("seal_into: {per:.0} ns per value ({bytes} bytes)");
     let mut nonce = [0u8; 12];
     let started = Instant::now();
     for _ in 0..n {

@@ -2,13 +2,13 @@
 //! ([`PrivacySpec`]), whom a row is about (its subject), and the cryptography that lets a
 //! subject's values be destroyed without rewriting any file that holds them (crypto-shredding).
 //!
-//! Each subject has a random data key ([`DataKey`]). Every PII cell of a prediction about that
-//! subject is sealed with it (AES-256-GCM, a random nonce per cell, the prediction id and the
-//! column name as associated data, so a sealed cell cannot be moved to another record or
-//! column). Data keys are stored wrapped by the server's master key ([`MasterKey`]) under the
-//! subject's keyed hash ([`SubjectHash`]): the raw subject id is stored nowhere. Erasing a
-//! subject deletes its wrapped key; every sealed copy (log segments, Parquet files, backups of
-//! them) is then ciphertext nobody can open.
+//! Each subject has a random data key ([`DataKey`]). The personal data of each prediction about
+//! that subject is sealed with it as one value (AES-256-GCM, a fresh nonce, the prediction id
+//! as associated data, so a sealed value cannot be moved to another record). Data keys are
+//! stored wrapped by the server's master key ([`MasterKey`]) under the subject's keyed hash
+//! ([`SubjectHash`]): the raw subject id is stored nowhere. Erasing a subject deletes its
+//! wrapped key; every sealed copy (log segments, Parquet files, backups of them) is then
+//! ciphertext nobody can open.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -18,9 +18,12 @@ use serde_json::Value as Json;
 /// What an erased value reads back as, where values are shown (exports, lookups).
 pub const ERASED: &str = "<erased>";
 
-/// Every sealed cell starts with this, so a reader (and a person looking at a Parquet file)
+/// Every sealed value starts with this, so a reader (and a person looking at a Parquet file)
 /// can tell it from a value.
 pub const SEALED_PREFIX: &str = "pii1:";
+
+/// What a sealed value is bound to besides its prediction id: the record field that holds it.
+const SEALED_LABEL: &[u8] = b"sealed_inputs";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PrivacyError {
@@ -230,8 +233,10 @@ fn open(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Privacy
     let mut buffer = rest.to_vec();
     let plain = key
         .open_in_place(nonce, Aad::from(aad), &mut buffer)
-        .map_err(|_| PrivacyError::Open)?;
-    Ok(plain.to_vec())
+        .map_err(|_| PrivacyError::Open)?
+        .len();
+    buffer.truncate(plain);
+    Ok(buffer)
 }
 
 /// One subject's data key. Never printed; its bytes are zeroed when dropped (the copy inside
@@ -267,75 +272,53 @@ impl DataKey {
         Ok(DataKey::from_bytes(bytes))
     }
 
-    /// Seals one cell's JSON text: the result is a JSON string's content, [`SEALED_PREFIX`]
-    /// and base64url. `record` is the prediction id's 16 bytes.
-    pub fn seal_cell(
-        &self,
-        record: &[u8; 16],
-        column: &str,
-        json: &[u8],
-    ) -> Result<String, PrivacyError> {
+    /// Seals one record's personal data (JSON text): the result is a JSON string's content,
+    /// [`SEALED_PREFIX`] and base64url. `record` is the prediction id's 16 bytes.
+    pub fn seal(&self, record: &[u8; 16], json: &[u8]) -> Result<String, PrivacyError> {
         let mut out = Vec::new();
-        self.seal_cell_into(record, column, json, &mut Vec::new(), &mut out)?;
+        self.seal_into(record, json, &mut Vec::new(), &mut out)?;
         // Base64url and the prefix are ASCII.
         String::from_utf8(out).map_err(|_| PrivacyError::Open)
     }
 
-    /// [`Self::seal_cell`] appended to `out` (as a JSON string's content), with `scratch` as
-    /// working space: what a request's rows use, so a cell costs no allocation.
-    pub fn seal_cell_into(
+    /// [`Self::seal`] appended to `out`, with `scratch` as working space: what a request's rows
+    /// use, so a row costs no allocation of its own.
+    pub fn seal_into(
         &self,
         record: &[u8; 16],
-        column: &str,
         json: &[u8],
         scratch: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<(), PrivacyError> {
-        // The associated data on the stack for the usual short column name.
-        let mut stack = [0u8; 16 + 112];
-        let heap;
-        let aad: &[u8] = if column.len() <= 112 {
-            stack[..16].copy_from_slice(record);
-            stack[16..16 + column.len()].copy_from_slice(column.as_bytes());
-            &stack[..16 + column.len()]
-        } else {
-            heap = cell_aad(record, column);
-            &heap
-        };
         scratch.clear();
-        seal_into(&self.aead, aad, json, scratch)?;
-        let sealed = scratch.as_slice();
+        seal_into(&self.aead, &aad(record), json, scratch)?;
         out.extend_from_slice(SEALED_PREFIX.as_bytes());
         let start = out.len();
-        let encoded = base64::encoded_len(sealed.len(), false).unwrap_or(0);
+        let encoded = base64::encoded_len(scratch.len(), false).unwrap_or(0);
         out.resize(start + encoded, 0);
         URL_SAFE_NO_PAD
-            .encode_slice(sealed, &mut out[start..])
+            .encode_slice(&scratch[..], &mut out[start..])
             .map_err(|_| PrivacyError::Open)?;
         Ok(())
     }
 
-    /// The JSON text a sealed cell holds.
-    pub fn open_cell(
-        &self,
-        record: &[u8; 16],
-        column: &str,
-        sealed: &str,
-    ) -> Result<Vec<u8>, PrivacyError> {
+    /// The JSON text a sealed value holds.
+    pub fn open(&self, record: &[u8; 16], sealed: &str) -> Result<Vec<u8>, PrivacyError> {
         let body = sealed
             .strip_prefix(SEALED_PREFIX)
             .ok_or(PrivacyError::Open)?;
         let bytes = URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| PrivacyError::Open)?;
-        open(&self.aead, &cell_aad(record, column), &bytes)
+        open(&self.aead, &aad(record), &bytes)
     }
 }
 
-fn cell_aad(record: &[u8; 16], column: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(16 + column.len());
-    aad.extend_from_slice(record);
-    aad.extend_from_slice(column.as_bytes());
+/// The prediction id, then the field the value lives in.
+fn aad(record: &[u8; 16]) -> [u8; 16 + SEALED_LABEL.len()] {
+    let mut aad = [0u8; 16 + SEALED_LABEL.len()];
+    aad[..16].copy_from_slice(record);
+    aad[16..].copy_from_slice(SEALED_LABEL);
     aad
 }
 
@@ -423,45 +406,28 @@ mod tests {
     }
 
     #[test]
-    fn a_cell_opens_only_with_its_key_record_and_column() {
+    fn a_sealed_value_opens_only_with_its_key_and_record() {
         let key = DataKey::generate().unwrap();
         let record = [7u8; 16];
-        let sealed = key
-            .seal_cell(&record, "email", br#""ada@example.org""#)
-            .unwrap();
+        let sealed = key.seal(&record, br#""ada@example.org""#).unwrap();
         assert!(sealed.starts_with(SEALED_PREFIX));
         assert!(!sealed.contains("ada"));
-        assert_eq!(
-            key.open_cell(&record, "email", &sealed).unwrap(),
-            br#""ada@example.org""#
-        );
-        assert_eq!(
-            key.open_cell(&[8u8; 16], "email", &sealed),
-            Err(PrivacyError::Open)
-        );
-        assert_eq!(
-            key.open_cell(&record, "name", &sealed),
-            Err(PrivacyError::Open)
-        );
+        assert_eq!(key.open(&record, &sealed).unwrap(), br#""ada@example.org""#);
+        assert_eq!(key.open(&[8u8; 16], &sealed), Err(PrivacyError::Open));
+        // Bound to its field too: the same bytes sealed under the id alone do not open.
+        let mut unlabelled = Vec::new();
+        seal_into(&key.aead, &record, br#""ada@example.org""#, &mut unlabelled).unwrap();
+        let unlabelled = format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(&unlabelled));
+        assert_eq!(key.open(&record, &unlabelled), Err(PrivacyError::Open));
         let other = DataKey::generate().unwrap();
-        assert_eq!(
-            other.open_cell(&record, "email", &sealed),
-            Err(PrivacyError::Open)
-        );
+        assert_eq!(other.open(&record, &sealed), Err(PrivacyError::Open));
         let mut damaged = sealed.clone().into_bytes();
         let last = damaged.len() - 1;
         damaged[last] = if damaged[last] == b'A' { b'B' } else { b'A' };
         let damaged = String::from_utf8(damaged).unwrap();
-        assert_eq!(
-            key.open_cell(&record, "email", &damaged),
-            Err(PrivacyError::Open)
-        );
+        assert_eq!(key.open(&record, &damaged), Err(PrivacyError::Open));
         // Two seals of one value differ (a fresh nonce each time).
-        assert_ne!(
-            sealed,
-            key.seal_cell(&record, "email", br#""ada@example.org""#)
-                .unwrap()
-        );
+        assert_ne!(sealed, key.seal(&record, br#""ada@example.org""#).unwrap());
     }
 
     #[test]
@@ -469,7 +435,7 @@ mod tests {
         let key = DataKey::generate().unwrap();
         let mut seen = std::collections::HashSet::new();
         for i in 0..2_000u32 {
-            let sealed = key.seal_cell(&[0; 16], "c", &i.to_le_bytes()).unwrap();
+            let sealed = key.seal(&[0; 16], &i.to_le_bytes()).unwrap();
             let bytes = URL_SAFE_NO_PAD
                 .decode(&sealed[SEALED_PREFIX.len()..])
                 .unwrap();
@@ -477,10 +443,7 @@ mod tests {
                 seen.insert(bytes[..NONCE_LEN].to_vec()),
                 "nonce repeated at {i}"
             );
-            assert_eq!(
-                key.open_cell(&[0; 16], "c", &sealed).unwrap(),
-                i.to_le_bytes()
-            );
+            assert_eq!(key.open(&[0; 16], &sealed).unwrap(), i.to_le_bytes());
         }
     }
 
@@ -488,9 +451,8 @@ mod tests {
     fn a_double_comes_back_bit_for_bit() {
         let key = DataKey::generate().unwrap();
         let text = serde_json::to_vec(&0.1_f64.next_up()).unwrap();
-        let sealed = key.seal_cell(&[1; 16], "income", &text).unwrap();
-        let back: f64 =
-            serde_json::from_slice(&key.open_cell(&[1; 16], "income", &sealed).unwrap()).unwrap();
+        let sealed = key.seal(&[1; 16], &text).unwrap();
+        let back: f64 = serde_json::from_slice(&key.open(&[1; 16], &sealed).unwrap()).unwrap();
         assert_eq!(back.to_bits(), 0.1_f64.next_up().to_bits());
     }
 

@@ -21,7 +21,6 @@ use serde_json::value::RawValue;
 use crate::archive::{visit_parquet, ArchiveError, ArchiveStore, RecordView};
 use crate::deployment::{BoxError, BoxFuture};
 use crate::record::{FeedbackRecord, LogRecord, PredictionRecord};
-use crate::request::SEALED_INPUTS;
 
 /// A subject's data key with the hash its records carry (and that hash in hex, written into
 /// every record about them: worked out once per key, not per row).
@@ -349,7 +348,7 @@ pub fn open_inputs(
     };
     let private = sealed_inputs
         .zip(key)
-        .and_then(|(text, key)| key.open_cell(id.as_bytes(), SEALED_INPUTS, text).ok())
+        .and_then(|(text, key)| key.open(id.as_bytes(), text).ok())
         .and_then(|plain| serde_json::from_slice::<Members>(&plain).ok());
     let mut out = String::with_capacity(inputs.len() + 32 * sealed.len());
     out.push('{');
@@ -575,9 +574,7 @@ mod tests {
         let key = DataKey::generate().unwrap();
         let id = uuid::Uuid::now_v7();
         let private = br#"{"email":"ada@example.org","income":0.30000000000000004}"#;
-        let sealed_inputs = key
-            .seal_cell(id.as_bytes(), SEALED_INPUTS, private)
-            .unwrap();
+        let sealed_inputs = key.seal(id.as_bytes(), private).unwrap();
         let inputs = r#"{"age":41}"#;
         let sealed = vec!["email".to_string(), "income".to_string()];
         let open = |key: Option<&DataKey>, erased| {
@@ -713,11 +710,7 @@ mod tests {
         let key = Arc::new(DataKey::generate().unwrap());
         let id = uuid::Uuid::now_v7();
         let sealed = key
-            .seal_cell(
-                id.as_bytes(),
-                SEALED_INPUTS,
-                br#"{"email":"ada@example.org"}"#,
-            )
+            .seal(id.as_bytes(), br#"{"email":"ada@example.org"}"#)
             .unwrap();
         let prediction = LogRecord::Prediction(PredictionRecord {
             id,

@@ -710,8 +710,8 @@ impl PrivateRows {
 
     /// Each row's inputs as two JSON objects: what is not personal data, as text, and the
     /// personal data sealed with the row's subject key (`keys[r]`) under its prediction id
-    /// (`ids[r]`) into one value ([`SEALED_INPUTS`] is its associated column name). One seal per
-    /// row rather than per cell: a nonce and a tag (28 bytes) once, and one AES-GCM call.
+    /// (`ids[r]`) into one value. One seal per row rather than per cell: a nonce and a tag
+    /// (28 bytes) once, and one AES-GCM call.
     pub fn write(
         &self,
         plan: &SealPlan,
@@ -748,21 +748,12 @@ impl PrivateRows {
                 open.push(b'}');
                 private.push(b'}');
                 let mut sealed = Vec::with_capacity(private.len() * 4 / 3 + 48);
-                key.seal_cell_into(
-                    id.as_bytes(),
-                    SEALED_INPUTS,
-                    &private,
-                    &mut scratch,
-                    &mut sealed,
-                )?;
+                key.seal_into(id.as_bytes(), &private, &mut scratch, &mut sealed)?;
                 Ok(SealedInputs { open, sealed })
             })
             .collect()
     }
 }
-
-/// The associated column name personal data is sealed under (with the prediction id).
-pub const SEALED_INPUTS: &str = "sealed_inputs";
 
 /// One row's inputs, split.
 pub struct SealedInputs {
