@@ -10,7 +10,7 @@ use std::time::Instant;
 use mltrail_core::privacy::{DataKey, MasterKey, PrivacySpec, SubjectHash};
 use mltrail_serving::deployment::BoxFuture;
 use mltrail_serving::privacy::{KeyCache, KeyError, SubjectKey, SubjectKeys};
-use mltrail_serving::request::{decode, SealPlan};
+use mltrail_serving::request::{decode, RowInputs, SealPlan};
 use mltrail_serving::runtime::Model;
 use mltrail_serving::signature::Signature;
 use serde_json::json;
@@ -49,7 +49,7 @@ fn main() {
     let names: Vec<String> = (0..6).map(|i| format!("f{i}")).collect();
     let signature = Signature::from_model(&model, Some(names.clone())).expect("signature");
     let spec = PrivacySpec::new("customer".into(), vec!["f1".into(), "f2".into()]).expect("spec");
-    let plan = SealPlan::new(spec, &names);
+    let plan = Arc::new(SealPlan::new(spec, &signature).expect("plan"));
     let rows = 100;
     let row = |r: usize| {
         let mut cells: Vec<serde_json::Value> = (0..6)
@@ -74,19 +74,21 @@ fn main() {
     let started = Instant::now();
     for _ in 0..turns {
         let decoded = decode(plain_body.clone(), &model, &signature, None).expect("decode");
-        std::hint::black_box(decoded.row_inputs);
+        std::hint::black_box(decoded.inputs);
     }
     let plain = started.elapsed().as_secs_f64() / turns as f64 * 1e6;
 
     let started = Instant::now();
     for _ in 0..turns {
         let decoded = decode(sealed_body.clone(), &model, &signature, Some(&plan)).expect("decode");
-        let private = decoded.private.expect("sealed rows");
+        let RowInputs::Sealed(private) = decoded.inputs else {
+            panic!("sealed rows")
+        };
         let keys = runtime
             .block_on(cache.for_subjects(private.subjects()))
             .expect("keys");
         let data_keys: Vec<&DataKey> = keys.iter().map(|k| k.key.as_ref()).collect();
-        std::hint::black_box(private.write(&plan, &ids, &data_keys).expect("seal"));
+        std::hint::black_box(private.write(&ids, &data_keys).expect("seal"));
     }
     let sealed = started.elapsed().as_secs_f64() / turns as f64 * 1e6;
     println!(

@@ -2,6 +2,8 @@
 //! `instances`, `inputs`) into model input tensors, validated against the model's signature first.
 //! Every refusal names the column and row at fault.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value as Json};
 
 use mltrail_core::privacy::{subject_text, DataKey, PrivacyError, PrivacySpec};
@@ -402,11 +404,15 @@ pub struct Decoded {
     pub kind: RequestKind,
     pub rows: usize,
     pub tensors: Vec<Tensor>,
-    /// Each row's inputs as a JSON object (column → value), ready for the log; empty when
-    /// `private` holds the rows instead.
-    pub row_inputs: Vec<Vec<u8>>,
-    /// The rows of a deployment that seals personal data, to be written once keys are known.
-    pub private: Option<PrivateRows>,
+    pub inputs: RowInputs,
+}
+
+/// The rows' inputs, as the log will hold them.
+pub enum RowInputs {
+    /// Each row's inputs as a JSON object (column → value), ready for the log.
+    Plain(Vec<Vec<u8>>),
+    /// The rows of a version that seals personal data, written once their keys are known.
+    Sealed(PrivateRows),
 }
 
 /// MLflow's CSV scoring input (`Content-Type: text/csv`): a header row of column names, then a
@@ -423,6 +429,7 @@ pub fn csv_body(bytes: &[u8], text_column: Option<&str>) -> Result<Json, Request
         .iter()
         .map(|name| Json::String(name.to_string()))
         .collect();
+    let keep = text_column.and_then(|name| columns.iter().position(|c| c == name));
     let mut data = Vec::new();
     for (row, record) in reader.records().enumerate() {
         let record = record.map_err(|e| match e.kind() {
@@ -436,11 +443,9 @@ pub fn csv_body(bytes: &[u8], text_column: Option<&str>) -> Result<Json, Request
         data.push(Json::Array(
             record
                 .iter()
-                .zip(&columns)
-                .map(|(cell, column)| match (text_column, column) {
-                    (Some(keep), Json::String(name)) if name == keep && !cell.is_empty() => {
-                        Json::String(cell.to_string())
-                    }
+                .enumerate()
+                .map(|(c, cell)| match keep {
+                    Some(k) if k == c && !cell.is_empty() => Json::String(cell.to_string()),
                     _ => csv_cell(cell),
                 })
                 .collect(),
@@ -470,10 +475,10 @@ pub fn decode(
     body: Json,
     model: &Model,
     signature: &Signature,
-    privacy: Option<&SealPlan>,
+    privacy: Option<&Arc<SealPlan>>,
 ) -> Result<Decoded, RequestError> {
     let (table, kind) = decode_table(body)?;
-    let names = signature.column_names();
+    let names: Vec<&str> = signature.columns.iter().map(|c| c.name.as_str()).collect();
     let n = table.rows.len();
     if n == 0 {
         return Err(RequestError::Format("the request has no rows".into()));
@@ -485,7 +490,7 @@ pub fn decode(
                 let subject = privacy.map(|p| p.spec().subject());
                 if let Some(extra) = given
                     .iter()
-                    .find(|c| !names.contains(c) && Some(c.as_str()) != subject)
+                    .find(|c| !names.contains(&c.as_str()) && Some(c.as_str()) != subject)
                 {
                     return Err(RequestError::ExtraColumn {
                         column: extra.clone(),
@@ -495,10 +500,11 @@ pub fn decode(
                 names
                     .iter()
                     .map(|n| {
-                        given
-                            .iter()
-                            .position(|g| g == n)
-                            .ok_or_else(|| RequestError::MissingColumn { column: n.clone() })
+                        given.iter().position(|g| g == n).ok_or_else(|| {
+                            RequestError::MissingColumn {
+                                column: n.to_string(),
+                            }
+                        })
                     })
                     .collect::<Result<_, _>>()?
             } else {
@@ -530,7 +536,7 @@ pub fn decode(
             let mut cells = Vec::with_capacity(n * names.len());
             for (r, row) in table.rows.iter().enumerate() {
                 for (k, i) in order.iter().enumerate() {
-                    cells.push((&row[*i], names[k].as_str(), r));
+                    cells.push((&row[*i], names[k], r));
                 }
             }
             vec![build_tensor(
@@ -555,57 +561,69 @@ pub fn decode(
             })
             .collect::<Result<_, _>>()?,
     };
-    if let Some(plan) = privacy {
-        let private = PrivateRows::new(plan, &order, table)?;
-        return Ok(Decoded {
-            kind,
-            rows: n,
-            tensors,
-            row_inputs: Vec::new(),
-            private: Some(private),
-        });
-    }
-    // Keys are escaped once; each row's object is then written straight from the request cells.
-    let keys: Vec<Vec<u8>> = names
-        .iter()
-        .map(|n| serde_json::to_vec(n).unwrap_or_default())
-        .collect();
-    let row_inputs = table
-        .rows
-        .iter()
-        .map(|row| {
-            let mut text = Vec::with_capacity(16 * keys.len());
-            text.push(b'{');
-            for (k, (key, i)) in keys.iter().zip(&order).enumerate() {
-                if k > 0 {
-                    text.push(b',');
-                }
-                text.extend_from_slice(key);
-                text.push(b':');
-                let _ = serde_json::to_writer(&mut text, &row[*i]);
-            }
-            text.push(b'}');
-            text
-        })
-        .collect();
+    let inputs = match privacy {
+        Some(plan) => RowInputs::Sealed(PrivateRows::new(plan.clone(), order, table)?),
+        None => {
+            let keys = signature.json_keys();
+            RowInputs::Plain(
+                table
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        let mut text = Vec::with_capacity(16 * keys.len());
+                        write_object(&mut text, row, keys.iter().zip(order.iter().copied()));
+                        text
+                    })
+                    .collect(),
+            )
+        }
+    };
     Ok(Decoded {
         kind,
         rows: n,
         tensors,
-        row_inputs,
-        private: None,
+        inputs,
     })
 }
 
+/// Writes `{"key":cell,…}` from a request row, straight from its cells: each member is an
+/// escaped key and the index of its cell in `row`.
+fn write_object<'a>(
+    out: &mut Vec<u8>,
+    row: &[Json],
+    members: impl Iterator<Item = (&'a Vec<u8>, usize)>,
+) {
+    out.push(b'{');
+    for (k, (key, i)) in members.enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut *out, &row[i]);
+    }
+    out.push(b'}');
+}
+
+/// Why a version's privacy spec cannot be used with its model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealPlanError {
+    #[error("the model's columns have no names, so none can be marked as personal data (register it with --signature)")]
+    Unnamed,
+    #[error("`{column}` is not an input column of the model (it takes: {takes})")]
+    NotAColumn { column: String, takes: String },
+}
+
 /// How a model version's rows are logged when it seals personal data, worked out once when the
-/// version loads: each logged column's escaped key, name and whether it is sealed (the model's
-/// columns in signature order, then the subject's when the model does not take it), and the
-/// records' `sealed` field.
+/// version loads: which of the model's columns are sealed, where the subject is (a model column,
+/// or one requests send beside), and the records' `sealed` field.
 #[derive(Debug, Clone)]
 pub struct SealPlan {
     spec: PrivacySpec,
-    /// (escaped key, name, sealed), one per model column.
-    model_columns: Vec<(Vec<u8>, String, bool)>,
+    /// Per model column (signature order), whether it is sealed.
+    sealed: Vec<bool>,
+    /// Each model column's escaped key (the signature's).
+    keys: Vec<Vec<u8>>,
     /// The subject's position among the model's columns; `None` when requests send it beside.
     subject_in_model: Option<usize>,
     subject_key: Vec<u8>,
@@ -613,33 +631,38 @@ pub struct SealPlan {
 }
 
 impl SealPlan {
-    pub fn new(spec: PrivacySpec, names: &[String]) -> Self {
-        let model_columns: Vec<(Vec<u8>, String, bool)> = names
+    /// Checks `spec` against the model: its columns must have names, and every PII column but
+    /// the subject must be one of them.
+    pub fn new(spec: PrivacySpec, signature: &Signature) -> Result<Self, SealPlanError> {
+        if !signature.named() {
+            return Err(SealPlanError::Unnamed);
+        }
+        let names: Vec<&str> = signature.columns.iter().map(|c| c.name.as_str()).collect();
+        if let Some(column) = spec.pii().iter().find(|c| !names.contains(&c.as_str())) {
+            return Err(SealPlanError::NotAColumn {
+                column: column.clone(),
+                takes: names.join(", "),
+            });
+        }
+        let sealed: Vec<bool> = names.iter().map(|n| spec.seals(n)).collect();
+        let subject_in_model = names.iter().position(|n| *n == spec.subject());
+        let mut sealed_names: Vec<&str> = names
             .iter()
-            .map(|n| {
-                (
-                    serde_json::to_vec(n).unwrap_or_default(),
-                    n.clone(),
-                    spec.seals(n),
-                )
-            })
-            .collect();
-        let subject_in_model = names.iter().position(|n| n == spec.subject());
-        let mut sealed: Vec<&str> = model_columns
-            .iter()
-            .filter(|c| c.2)
-            .map(|c| c.1.as_str())
+            .zip(&sealed)
+            .filter(|(_, s)| **s)
+            .map(|(n, _)| *n)
             .collect();
         if subject_in_model.is_none() {
-            sealed.push(spec.subject());
+            sealed_names.push(spec.subject());
         }
-        SealPlan {
+        Ok(SealPlan {
             subject_key: serde_json::to_vec(spec.subject()).unwrap_or_default(),
-            sealed_json: serde_json::to_vec(&sealed).unwrap_or_default(),
+            sealed_json: serde_json::to_vec(&sealed_names).unwrap_or_default(),
+            keys: signature.json_keys().to_vec(),
+            sealed,
             spec,
-            model_columns,
             subject_in_model,
-        }
+        })
     }
 
     pub fn spec(&self) -> &PrivacySpec {
@@ -652,9 +675,10 @@ impl SealPlan {
     }
 }
 
-/// The rows of a request to a deployment that seals personal data: their cells, until the
+/// The rows of a request to a version that seals personal data: their cells, until the
 /// subjects' keys are known.
 pub struct PrivateRows {
+    plan: Arc<SealPlan>,
     /// Where each model column is in a row.
     order: Vec<usize>,
     /// Where the subject is in a row.
@@ -664,7 +688,7 @@ pub struct PrivateRows {
 }
 
 impl PrivateRows {
-    fn new(plan: &SealPlan, order: &[usize], table: Table) -> Result<Self, RequestError> {
+    fn new(plan: Arc<SealPlan>, order: Vec<usize>, table: Table) -> Result<Self, RequestError> {
         let subject = plan.spec.subject();
         let subject_index = match plan.subject_in_model {
             Some(k) => order[k],
@@ -696,7 +720,8 @@ impl PrivateRows {
             })
             .collect::<Result<_, _>>()?;
         Ok(PrivateRows {
-            order: order.to_vec(),
+            plan,
+            order,
             subject_index,
             rows: table.rows,
             subjects,
@@ -708,45 +733,49 @@ impl PrivateRows {
         &self.subjects
     }
 
+    /// The records' `sealed` field.
+    pub fn sealed_json(&self) -> &[u8] {
+        self.plan.sealed_json()
+    }
+
     /// Each row's inputs as two JSON objects: what is not personal data, as text, and the
     /// personal data sealed with the row's subject key (`keys[r]`) under its prediction id
     /// (`ids[r]`) into one value. One seal per row rather than per cell: a nonce and a tag
     /// (28 bytes) once, and one AES-GCM call.
     pub fn write(
         &self,
-        plan: &SealPlan,
         ids: &[uuid::Uuid],
         keys: &[&DataKey],
     ) -> Result<Vec<SealedInputs>, PrivacyError> {
+        let plan = &self.plan;
+        let members = || {
+            plan.keys
+                .iter()
+                .zip(self.order.iter().copied())
+                .zip(&plan.sealed)
+        };
+        let beside = plan
+            .subject_in_model
+            .is_none()
+            .then_some((&plan.subject_key, self.subject_index));
         let (mut private, mut scratch) = (Vec::with_capacity(128), Vec::with_capacity(160));
         self.rows
             .iter()
             .zip(ids)
             .zip(keys)
             .map(|((row, id), key)| {
-                let mut open = Vec::with_capacity(24 * plan.model_columns.len() + 2);
-                open.push(b'{');
+                let mut open = Vec::with_capacity(24 * plan.keys.len() + 2);
+                write_object(
+                    &mut open,
+                    row,
+                    members().filter(|(_, s)| !**s).map(|(m, _)| m),
+                );
                 private.clear();
-                private.push(b'{');
-                for ((name_json, _, sealed), i) in plan.model_columns.iter().zip(&self.order) {
-                    let text = if *sealed { &mut private } else { &mut open };
-                    if text.len() > 1 {
-                        text.push(b',');
-                    }
-                    text.extend_from_slice(name_json);
-                    text.push(b':');
-                    let _ = serde_json::to_writer(&mut *text, &row[*i]);
-                }
-                if plan.subject_in_model.is_none() {
-                    if private.len() > 1 {
-                        private.push(b',');
-                    }
-                    private.extend_from_slice(&plan.subject_key);
-                    private.push(b':');
-                    let _ = serde_json::to_writer(&mut private, &row[self.subject_index]);
-                }
-                open.push(b'}');
-                private.push(b'}');
+                write_object(
+                    &mut private,
+                    row,
+                    members().filter(|(_, s)| **s).map(|(m, _)| m).chain(beside),
+                );
                 let mut sealed = Vec::with_capacity(private.len() * 4 / 3 + 48);
                 key.seal_into(id.as_bytes(), &private, &mut scratch, &mut sealed)?;
                 Ok(SealedInputs { open, sealed })

@@ -76,6 +76,9 @@ pub struct Signature {
     /// Whether column names are known (from the model's inputs or an MLflow signature); unnamed
     /// tensor models accept rows positionally.
     named: bool,
+    /// Each column's name escaped as a JSON key, once per model rather than per request: every
+    /// logged row is written with them.
+    json_keys: Vec<Vec<u8>>,
 }
 
 /// Column names from an MLflow signature's `inputs` (the JSON string in `MLmodel`), when it is
@@ -102,6 +105,24 @@ impl Signature {
         self.named
     }
 
+    /// The column names escaped as JSON keys (`"income"`), in column order.
+    pub fn json_keys(&self) -> &[Vec<u8>] {
+        &self.json_keys
+    }
+
+    fn new(layout: Layout, columns: Vec<ColumnSpec>, named: bool) -> Self {
+        let json_keys = columns
+            .iter()
+            .map(|c| serde_json::to_vec(&c.name).unwrap_or_default())
+            .collect();
+        Signature {
+            layout,
+            columns,
+            named,
+            json_keys,
+        }
+    }
+
     /// Derives the signature from the model's declared inputs, taking column names from an MLflow
     /// signature when the model itself has one unnamed tensor input.
     pub fn from_model(model: &Model, names: Option<Vec<String>>) -> Result<Self, SignatureError> {
@@ -123,12 +144,12 @@ impl Signature {
                         }
                         None => ((0..*width).map(|i| format!("f{i}")).collect(), false),
                     };
-                    return Ok(Self {
-                        layout: Layout::Tensor {
+                    return Ok(Self::new(
+                        Layout::Tensor {
                             input: single.name.clone(),
                             element: single.element,
                         },
-                        columns: columns
+                        columns
                             .into_iter()
                             .map(|name| ColumnSpec {
                                 name,
@@ -136,7 +157,7 @@ impl Signature {
                             })
                             .collect(),
                         named,
-                    });
+                    ));
                 }
             }
         }
@@ -152,17 +173,17 @@ impl Signature {
                 shapes: shapes.join(", "),
             });
         }
-        Ok(Self {
-            layout: Layout::Columns,
-            columns: inputs
+        Ok(Self::new(
+            Layout::Columns,
+            inputs
                 .iter()
                 .map(|i| ColumnSpec {
                     name: i.name.clone(),
                     element: i.element,
                 })
                 .collect(),
-            named: true,
-        })
+            true,
+        ))
     }
 
     /// The signature as MLflow writes it (column-based), for the model version and `/metadata`.

@@ -3,10 +3,11 @@
 //! subject are refused before anything is logged.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use mltrail_core::privacy::{DataKey, PrivacySpec};
 use mltrail_serving::privacy::{open_inputs, Erased};
-use mltrail_serving::request::{decode, RequestError, SealPlan};
+use mltrail_serving::request::{decode, RequestError, RowInputs, SealPlan, SealPlanError};
 use mltrail_serving::runtime::Model;
 use mltrail_serving::signature::Signature;
 use serde_json::{json, Value as Json};
@@ -18,10 +19,10 @@ fn model() -> (Model, Signature) {
     (model, signature)
 }
 
-fn plan(subject: &str, pii: &[&str], signature: &Signature) -> SealPlan {
+fn plan(subject: &str, pii: &[&str], signature: &Signature) -> Arc<SealPlan> {
     let spec =
         PrivacySpec::new(subject.into(), pii.iter().map(|c| c.to_string()).collect()).unwrap();
-    SealPlan::new(spec, &signature.column_names())
+    Arc::new(SealPlan::new(spec, signature).unwrap())
 }
 
 #[test]
@@ -44,9 +45,11 @@ fn sealed_cells_open_to_what_was_sent_wherever_the_subject_is() {
     ] {
         let sent = body.clone();
         let decoded = decode(body, &model, &signature, Some(&plan)).unwrap();
-        let private = decoded.private.as_ref().unwrap();
+        let RowInputs::Sealed(private) = &decoded.inputs else {
+            panic!("a sealing version's rows are sealed")
+        };
         assert_eq!(private.subjects(), [subject.0, subject.1]);
-        let rows = private.write(&plan, &ids, &[&key, &key]).unwrap();
+        let rows = private.write(&ids, &[&key, &key]).unwrap();
         let sealed: Vec<String> = serde_json::from_slice(plan.sealed_json()).unwrap();
         for (r, row) in rows.iter().enumerate() {
             let open_text = std::str::from_utf8(&row.open).unwrap();
@@ -127,4 +130,17 @@ fn a_request_that_names_no_subject_is_refused() {
         plain.err(),
         Some(RequestError::ExtraColumn { .. })
     ));
+}
+
+#[test]
+fn a_plan_names_only_columns_the_model_takes() {
+    let (_, signature) = model();
+    let spec = PrivacySpec::new("customer".into(), vec!["email".into()]).unwrap();
+    assert_eq!(
+        SealPlan::new(spec, &signature).err(),
+        Some(SealPlanError::NotAColumn {
+            column: "email".into(),
+            takes: "region, income, age".into()
+        })
+    );
 }

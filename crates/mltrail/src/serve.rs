@@ -23,6 +23,7 @@ use crate::config::ServeTable;
 use crate::tracking_client::Client;
 use mltrail_core::privacy::PrivacySpec;
 use mltrail_serving::privacy::KeyCache;
+use mltrail_serving::request::SealPlan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -341,13 +342,13 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
 }
 
 /// The version's privacy spec: --pii and --subject, plus what the training data's schema marks
-/// among the model's columns. PII without a subject is refused (nothing to seal it under).
+/// among the model's columns, checked against the model as serving will check it. PII without a
+/// subject is refused (nothing to seal it under).
 fn privacy_spec(
     args: &RegisterArgs,
     signature: &Signature,
     training_schema: Option<&Value>,
 ) -> Result<Option<PrivacySpec>> {
-    let names = signature.column_names();
     let schema: Option<mltrail_data::schema::DatasetSchema> =
         training_schema.and_then(|s| serde_json::from_value(s.clone()).ok());
     let mut pii: Vec<String> = args.pii.iter().map(|c| c.trim().to_string()).collect();
@@ -363,11 +364,11 @@ fn privacy_spec(
         let marked: Vec<String> = schema
             .columns
             .iter()
-            .filter(|c| c.pii && !c.subject && names.contains(&c.name))
+            .filter(|c| c.pii && !c.subject && signature.columns.iter().any(|m| m.name == c.name))
             .map(|c| c.name.clone())
             .collect();
         if subject.is_some() {
-            pii.extend(marked.into_iter().filter(|c| !args.pii.contains(c)));
+            pii.extend(marked);
         } else if !marked.is_empty() && pii.is_empty() {
             // A schema's `pii` alone keeps its meaning for monitors (no bins drawn); sealing
             // needs a subject to seal under.
@@ -377,25 +378,16 @@ fn privacy_spec(
             );
         }
     }
-    if let Some(unknown) = pii.iter().find(|c| !names.contains(c)) {
+    let Some(subject) = subject else {
+        if pii.is_empty() {
+            return Ok(None);
+        }
         bail!(
-            "--pii: `{unknown}` is not an input column of the model (it takes: {})",
-            names.join(", ")
-        );
-    }
-    match subject {
-        None if pii.is_empty() => Ok(None),
-        None => bail!(
             "the columns {} hold personal data but no column names whom each row is about: give --subject COLUMN (or mark it `subject = true` in the training data's schema), so their values can be sealed and erased per person",
             pii.join(", ")
-        ),
-        Some(subject) => {
-            if !signature.named() {
-                bail!("--subject needs named input columns: give --signature");
-            }
-            Ok(Some(
-                PrivacySpec::new(subject, pii).map_err(|e| anyhow!("--pii/--subject: {e}"))?,
-            ))
-        }
-    }
+        );
+    };
+    let spec = PrivacySpec::new(subject, pii).map_err(|e| anyhow!("--pii/--subject: {e}"))?;
+    SealPlan::new(spec.clone(), signature).map_err(|e| anyhow!("--pii/--subject: {e}"))?;
+    Ok(Some(spec))
 }

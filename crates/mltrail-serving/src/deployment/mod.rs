@@ -38,7 +38,7 @@ use crate::record::{
     prediction_id, write_prediction, FeedbackRecord, LogRecord, PredictionRecord, RequestRecord,
     SealedRow,
 };
-use crate::request::{self, PrivateRows, RequestKind, SealPlan};
+use crate::request::{self, PrivateRows, RequestKind, RowInputs};
 use crate::response;
 use crate::runtime::Value;
 use metrics::{DeploymentMetrics, VersionMetrics};
@@ -270,7 +270,7 @@ impl Deployment {
                 serving.model.privacy.as_ref().map(|p| p.spec().subject()),
             )?,
         };
-        let mut decoded = request::decode(
+        let decoded = request::decode(
             json,
             &serving.model.model,
             &serving.signature,
@@ -303,10 +303,10 @@ impl Deployment {
             latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
         }
         .shared_json();
-        let entries = match decoded.private.take() {
-            None => ids
+        let entries = match &decoded.inputs {
+            RowInputs::Plain(inputs) => ids
                 .iter()
-                .zip(&decoded.row_inputs)
+                .zip(inputs)
                 .zip(&rows)
                 .map(|((id, inputs), outputs)| Entry {
                     id: id.as_u128(),
@@ -314,12 +314,8 @@ impl Deployment {
                     payload: write_prediction(id, &shared, inputs, outputs, None),
                 })
                 .collect(),
-            Some(private) => {
-                let plan = serving.model.privacy.as_ref().ok_or_else(|| {
-                    ScoreError::Seal("rows to seal from a version that seals nothing".into())
-                })?;
-                self.sealed_entries(plan, &private, &ids, &shared, &rows)
-                    .await?
+            RowInputs::Sealed(private) => {
+                self.sealed_entries(private, &ids, &shared, &rows).await?
             }
         };
         self.log.append(entries).await.map_err(ScoreError::Log)?;
@@ -335,7 +331,6 @@ impl Deployment {
     /// Log entries whose personal data is sealed with each row's subject key.
     async fn sealed_entries(
         &self,
-        plan: &SealPlan,
         private: &PrivateRows,
         ids: &[uuid::Uuid],
         shared: &[u8],
@@ -351,7 +346,7 @@ impl Deployment {
             .map_err(|e| ScoreError::Seal(e.into()))?;
         let data_keys: Vec<&DataKey> = keys.iter().map(|k| k.key.as_ref()).collect();
         let inputs = private
-            .write(plan, ids, &data_keys)
+            .write(ids, &data_keys)
             .map_err(|e| ScoreError::Seal(e.into()))?;
         Ok(ids
             .iter()
@@ -368,7 +363,7 @@ impl Deployment {
                     outputs,
                     Some(SealedRow {
                         subject: key.subject_hex(),
-                        sealed_json: plan.sealed_json(),
+                        sealed_json: private.sealed_json(),
                         sealed_inputs: &inputs.sealed,
                     }),
                 ),

@@ -3,7 +3,9 @@
 
 use mltrail_core::privacy::PrivacySpec;
 
-use crate::request::SealPlan;
+use std::sync::Arc;
+
+use crate::request::{SealPlan, SealPlanError};
 use crate::response;
 use crate::runtime::Model;
 use crate::signature::Signature;
@@ -22,7 +24,7 @@ pub struct LoadedModel {
     pub training_data: Option<String>,
     /// Which input columns are personal data, sealed per subject in the log (the version's
     /// `mltrail.privacy` tag), and how its rows are then written.
-    pub privacy: Option<SealPlan>,
+    pub privacy: Option<Arc<SealPlan>>,
 }
 
 impl LoadedModel {
@@ -48,10 +50,12 @@ impl LoadedModel {
         }
     }
 
-    pub fn with_privacy(mut self, privacy: Option<PrivacySpec>) -> Self {
-        let names = self.signature.column_names();
-        self.privacy = privacy.map(|spec| SealPlan::new(spec, &names));
-        self
+    /// Seals what `spec` marks (checked against the model's columns).
+    pub fn with_privacy(mut self, spec: Option<PrivacySpec>) -> Result<Self, SealPlanError> {
+        self.privacy = spec
+            .map(|spec| SealPlan::new(spec, &self.signature).map(Arc::new))
+            .transpose()?;
+        Ok(self)
     }
 
     pub fn with_training_data(mut self, training_data: Option<String>) -> Self {

@@ -282,8 +282,12 @@ pub fn compile(version: &SourceVersion, files: ModelFiles) -> Result<LoadedModel
         version: version.to_string(),
         source,
     })?;
-    let privacy = privacy_of(version, &signature)?;
-    Ok(LoadedModel::new(
+    let privacy = version
+        .tag(tags::PRIVACY)
+        .map(PrivacySpec::parse)
+        .transpose()
+        .map_err(|e| privacy_error(version, e))?;
+    LoadedModel::new(
         version.name.clone(),
         version.version.clone(),
         digest,
@@ -291,37 +295,15 @@ pub fn compile(version: &SourceVersion, files: ModelFiles) -> Result<LoadedModel
         signature,
     )
     .with_training_data(version.training_data().map(str::to_string))
-    .with_privacy(privacy))
+    .with_privacy(privacy)
+    .map_err(|e| privacy_error(version, e))
 }
 
-/// The version's privacy spec, checked against what the model takes: every PII column but the
-/// subject must be a model column (the subject may come beside them), and the columns must
-/// have names.
-fn privacy_of(
-    version: &SourceVersion,
-    signature: &Signature,
-) -> Result<Option<PrivacySpec>, SourceError> {
-    let Some(tag) = version.tag(tags::PRIVACY) else {
-        return Ok(None);
-    };
-    let fail = |why: String| SourceError::Privacy {
+fn privacy_error(version: &SourceVersion, why: impl std::fmt::Display) -> SourceError {
+    SourceError::Privacy {
         version: version.to_string(),
-        why,
-    };
-    let spec = PrivacySpec::parse(tag).map_err(|e| fail(e.to_string()))?;
-    if !signature.named() {
-        return Err(fail(
-            "the model's columns have no names, so no column can be marked as personal data (register it with --signature)".into(),
-        ));
+        why: why.to_string(),
     }
-    let names = signature.column_names();
-    if let Some(unknown) = spec.pii().iter().find(|c| !names.contains(c)) {
-        return Err(fail(format!(
-            "`{unknown}` is not a column of the model (it takes: {})",
-            names.join(", ")
-        )));
-    }
-    Ok(Some(spec))
 }
 
 #[cfg(test)]
