@@ -10,7 +10,7 @@ use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::value::RawValue;
@@ -326,25 +326,32 @@ fn empty_object() -> Box<RawValue> {
     RawValue::from_string("{}".to_string()).unwrap_or_else(|_| unreachable!("`{{}}` is JSON"))
 }
 
-/// Whether an archived file may hold sealed predictions, from its footer alone: `false` when
-/// it has no `subject` column (written before sealing existed) or the column's statistics say
-/// every row is null, so readers skip looking up keys for it.
-pub fn seals_any(bytes: &bytes::Bytes) -> Result<bool, ArchiveError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
-    let meta = builder.metadata();
-    let schema = meta.file_metadata().schema_descr();
-    let Some(column) = (0..schema.num_columns()).find(|i| schema.column(*i).name() == "subject")
-    else {
-        return Ok(false);
-    };
-    Ok(meta.row_groups().iter().any(|group| {
-        let rows = u64::try_from(group.num_rows()).unwrap_or(0);
-        group
-            .column(column)
-            .statistics()
-            .and_then(|s| s.null_count_opt())
-            .is_none_or(|nulls| nulls < rows)
-    }))
+/// Calls `visit` on every non-null value of one text column of an archived file, reading only
+/// that column (a file without it has none).
+pub fn visit_column(
+    bytes: bytes::Bytes,
+    column: &str,
+    mut visit: impl FnMut(&str),
+) -> Result<(), ArchiveError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let schema = builder.metadata().file_metadata().schema_descr_ptr();
+    if !(0..schema.num_columns()).any(|i| schema.column(i).name() == column) {
+        return Ok(());
+    }
+    let mask = ProjectionMask::columns(&schema, [column]);
+    for batch in builder.with_projection(mask).build()? {
+        let batch = batch?;
+        let Some(values) = batch
+            .column_by_name(column)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        else {
+            continue;
+        };
+        for value in values.iter().flatten() {
+            visit(value);
+        }
+    }
+    Ok(())
 }
 
 /// Calls `visit` on every record of an archived file, without building JSON values: the

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use mltrail_core::privacy::{DataKey, MasterKey, SubjectHash, ERASED};
 use mltrail_store::privacy::MAX_SUBJECTS;
 use mltrail_store::MetaStore;
-use serde::de::{MapAccess, Visitor};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::archive::{visit_parquet, ArchiveError, ArchiveStore, RecordView};
@@ -309,78 +307,60 @@ pub enum Erased {
     Missing,
 }
 
-/// A JSON object's members in their order, values untouched.
-struct Members(Vec<(String, Box<RawValue>)>);
-
-impl<'de> Deserialize<'de> for Members {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Walk;
-        impl<'de> Visitor<'de> for Walk {
-            type Value = Members;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
-                let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
-                    out.push(entry);
-                }
-                Ok(Members(out))
-            }
-        }
-        d.deserialize_map(Walk)
-    }
-}
-
 /// A sealed record's inputs whole again: its open inputs, then its personal data opened with
-/// `key` (`None`: the subject was erased), or each sealed column as `erased` says when it does
-/// not open. Inputs that are not a JSON object are returned as they are.
+/// `key` (`None`: the subject was erased), or each sealed column (`sealed`, asked for only
+/// then) as `erased` says when it does not open. Both halves are JSON objects, so they are
+/// joined as text, without parsing either. Inputs that are not a JSON object are returned as
+/// they are.
 pub fn open_inputs(
     inputs: &str,
     id: &uuid::Uuid,
-    sealed: &[String],
+    sealed: impl FnOnce() -> Vec<String>,
     sealed_inputs: Option<&str>,
     key: Option<&DataKey>,
     erased: Erased,
 ) -> String {
-    let Ok(Members(members)) = serde_json::from_str::<Members>(inputs) else {
+    let Some(open) = members(inputs) else {
         return inputs.to_string();
     };
-    let private = sealed_inputs
+    let opened = sealed_inputs
         .zip(key)
         .and_then(|(text, key)| key.open(id.as_bytes(), text).ok())
-        .and_then(|plain| serde_json::from_slice::<Members>(&plain).ok());
-    let mut out = String::with_capacity(inputs.len() + 32 * sealed.len());
+        .and_then(|plain| String::from_utf8(plain).ok());
+    let mut out = String::with_capacity(inputs.len() + 96);
     out.push('{');
-    let mut member = |name: &str, value: &str| {
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::to_string(name).unwrap_or_default());
-        out.push(':');
-        out.push_str(value);
-    };
-    for (name, value) in &members {
-        member(name, value.get());
-    }
-    match private {
-        Some(Members(opened)) => {
-            for (name, value) in &opened {
-                member(name, value.get());
+    let mut add = |members: &str| {
+        if !members.is_empty() {
+            if out.len() > 1 {
+                out.push(',');
             }
+            out.push_str(members);
         }
+    };
+    add(open);
+    match opened.as_deref().and_then(members) {
+        Some(private) => add(private),
         None => {
             let shown = match erased {
                 Erased::Shown => format!("\"{ERASED}\""),
                 Erased::Missing => "null".to_string(),
             };
-            for name in sealed {
-                member(name, &shown);
+            for name in sealed() {
+                add(&format!(
+                    "{}:{shown}",
+                    serde_json::to_string(&name).unwrap_or_default()
+                ));
             }
         }
     }
     out.push('}');
     out
+}
+
+/// The members of a JSON object's text, between its braces.
+fn members(object: &str) -> Option<&str> {
+    let inner = object.trim().strip_prefix('{')?.strip_suffix('}')?;
+    Some(inner.trim())
 }
 
 /// Opens a prediction record in place, for someone who may read it.
@@ -389,7 +369,7 @@ pub fn open_record(record: &mut PredictionRecord, key: Option<&DataKey>) {
     let opened = open_inputs(
         record.inputs.get(),
         &record.id,
-        sealed,
+        || sealed.clone(),
         record.sealed_inputs.as_deref(),
         key,
         Erased::Shown,
@@ -413,17 +393,12 @@ pub fn subject_of(record: &PredictionRecord) -> Option<SubjectHash> {
 pub struct Keyring(HashMap<SubjectHash, Option<Arc<DataKey>>>);
 
 impl Keyring {
-    /// The subjects a file's sealed predictions name (a pass over the file; CPU work, for a
-    /// blocking thread). Nothing for a file that [`crate::archive::seals_any`] clears.
+    /// The subjects a file's sealed predictions name (CPU work, for a blocking thread; only
+    /// the file's `subject` column is read).
     pub fn subjects_of(bytes: &bytes::Bytes) -> Result<Vec<SubjectHash>, ArchiveError> {
-        if !crate::archive::seals_any(bytes)? {
-            return Ok(Vec::new());
-        }
         let mut subjects = BTreeSet::new();
-        visit_parquet(bytes.clone(), |view| {
-            if view.sealed.is_some() {
-                subjects.extend(view.subject.and_then(SubjectHash::parse));
-            }
+        crate::archive::visit_column(bytes.clone(), "subject", |subject| {
+            subjects.extend(SubjectHash::parse(subject));
         })?;
         Ok(subjects.into_iter().collect())
     }
@@ -440,14 +415,10 @@ impl Keyring {
         Ok(Keyring(subjects.into_iter().zip(found).collect()))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// A sealed prediction's inputs opened (erased values as `null`); `None` for a record
     /// that seals nothing.
     pub fn open(&self, view: &RecordView<'_>) -> Option<String> {
-        let sealed = view.sealed_columns()?;
+        view.sealed?;
         let id = view.id.and_then(|i| uuid::Uuid::parse_str(i).ok())?;
         let key = view
             .subject
@@ -456,7 +427,7 @@ impl Keyring {
         Some(open_inputs(
             view.inputs.unwrap_or("{}"),
             &id,
-            &sealed,
+            || view.sealed_columns().unwrap_or_default(),
             view.sealed_inputs,
             key.as_deref(),
             Erased::Missing,
@@ -576,9 +547,9 @@ mod tests {
         let private = br#"{"email":"ada@example.org","income":0.30000000000000004}"#;
         let sealed_inputs = key.seal(id.as_bytes(), private).unwrap();
         let inputs = r#"{"age":41}"#;
-        let sealed = vec!["email".to_string(), "income".to_string()];
+        let sealed = || vec!["email".to_string(), "income".to_string()];
         let open = |key: Option<&DataKey>, erased| {
-            open_inputs(inputs, &id, &sealed, Some(&sealed_inputs), key, erased)
+            open_inputs(inputs, &id, sealed, Some(&sealed_inputs), key, erased)
         };
         assert_eq!(
             open(Some(&key), Erased::Shown),

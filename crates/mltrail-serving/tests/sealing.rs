@@ -65,7 +65,7 @@ fn sealed_cells_open_to_what_was_sent_wherever_the_subject_is() {
             let opened: Json = serde_json::from_str(&open_inputs(
                 open_text,
                 &ids[r],
-                &sealed,
+                || sealed.clone(),
                 Some(sealed_text),
                 Some(&key),
                 Erased::Shown,

@@ -82,8 +82,7 @@ pub async fn server_master_key(
 }
 
 /// `mltrail serve` asks the tracking server for subject keys with its own credentials (a
-/// token with `deployments`).
-/// One call takes at most `mltrail_store::privacy::MAX_SUBJECTS` (the cache splits longer lists).
+/// token with `deployments`), at most `MAX_SUBJECTS` a call (the cache splits longer lists).
 impl SubjectKeys for Client {
     fn for_subjects<'a>(
         &'a self,
