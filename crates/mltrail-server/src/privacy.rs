@@ -199,7 +199,7 @@ async fn erase(
             )
         }
     };
-    let erasure = mltrail_store::privacy::erase_hash(&state.store, &actor, hash, reason).await?;
+    let erasure = mltrail_store::privacy::erase(&state.store, &actor, hash, reason).await?;
     Ok(Json(json!({
         "erasure": erasure,
         "serving_caches_seconds": KeyCache::TTL.as_secs(),

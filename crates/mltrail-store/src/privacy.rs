@@ -12,10 +12,11 @@ use sqlx::AnyConnection;
 
 use crate::audited::{text_key, Audited};
 use crate::error::{Conflict, Invalid};
-use crate::sql::{int, text};
+use crate::sql::{fetch_ids, int, placeholders_for, text};
 use crate::{MetaStore, StoreError};
 use mltrail_core::now_millis;
 use mltrail_core::privacy::{DataKey, MasterKey, SubjectHash};
+use std::collections::{BTreeSet, HashMap};
 
 /// The most subjects one call takes: a request of a hundred rows asks for at most a hundred.
 pub const MAX_SUBJECTS: usize = 1000;
@@ -38,31 +39,21 @@ pub struct Erasure {
     pub keys_destroyed: i64,
 }
 
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
+/// Wrapped keys by subject hash (hex), for those of `hashes` that have one.
 async fn wrapped(
     conn: &mut AnyConnection,
     hashes: &[String],
-) -> Result<Vec<(String, String)>, StoreError> {
+) -> Result<HashMap<String, String>, StoreError> {
     if hashes.is_empty() {
-        return Ok(Vec::new());
+        return Ok(HashMap::new());
     }
     let sql = format!(
         "SELECT subject_hash, wrapped_key FROM privacy_subject_keys WHERE subject_hash IN ({})",
-        placeholders(hashes.len())
+        placeholders_for(conn, 1, hashes.len())
     );
-    // Only placeholders are formatted in; the hashes are bound.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for h in hashes {
-        query = query.bind(h.clone());
-    }
-    let rows = query.fetch_all(&mut *conn).await?;
-    rows.iter()
+    fetch_ids(conn, &sql, hashes)
+        .await?
+        .iter()
         .map(|r| Ok((text(r, "subject_hash")?, text(r, "wrapped_key")?)))
         .collect()
 }
@@ -84,6 +75,29 @@ fn check_count(n: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Binds the database to `given` (a master key's fingerprint) if it is bound to none, and
+/// refuses another: keys are made under one master key only, whichever server makes them.
+async fn bind_master(conn: &mut AnyConnection, given: &str) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT fingerprint FROM privacy_master WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row.as_ref().map(|r| text(r, "fingerprint")).transpose()? {
+        None => {
+            sqlx::query("INSERT INTO privacy_master (id, fingerprint) VALUES (1, $1)")
+                .bind(given.to_string())
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+        Some(stored) if stored != given => Err(Conflict::MasterKey {
+            given: given.to_string(),
+            stored,
+        }
+        .into()),
+        Some(_) => Ok(()),
+    }
+}
+
 /// The data keys of `subjects` (raw ids, in order; repeats allowed), made for those who have
 /// none yet. Safe against another server making the same subject's key at once: the first
 /// stored key wins and both answer with it.
@@ -94,44 +108,24 @@ pub async fn subject_keys(
 ) -> Result<Vec<SubjectKey>, StoreError> {
     check_count(subjects.len())?;
     let hashes: Vec<SubjectHash> = subjects.iter().map(|s| master.subject_hash(s)).collect();
-    let mut distinct: Vec<String> = hashes.iter().map(SubjectHash::to_hex).collect();
-    distinct.sort();
-    distinct.dedup();
+    let distinct: BTreeSet<SubjectHash> = hashes.iter().copied().collect();
+    let texts: Vec<String> = distinct.iter().map(SubjectHash::to_hex).collect();
     let mut conn = store.readers().acquire().await?;
-    let mut found = wrapped(&mut conn, &distinct).await?;
+    let mut found = wrapped(&mut conn, &texts).await?;
     drop(conn);
-    if found.len() < distinct.len() {
+    if found.len() < texts.len() {
         let mut missing = Vec::new();
-        for h in &distinct {
-            if !found.iter().any(|(f, _)| f == h) {
-                let hash = SubjectHash::parse(h).unwrap_or_else(|| unreachable!("hex of a hash"));
-                let key = DataKey::generate().map_err(|_| Conflict::SubjectKey(h.clone()))?;
-                let wrapped = master
-                    .wrap(&hash, &key)
-                    .map_err(|_| Conflict::SubjectKey(h.clone()))?;
-                missing.push((h.clone(), wrapped));
+        for (hash, hex) in distinct.iter().zip(&texts) {
+            if !found.contains_key(hex) {
+                let fail = || Conflict::SubjectKey(hex.clone());
+                let key = DataKey::generate().map_err(|_| fail())?;
+                missing.push((hex.clone(), master.wrap(hash, &key).map_err(|_| fail())?));
             }
         }
-        let all = distinct.clone();
         let given = master.fingerprint();
         found = store
             .transaction("system:privacy", async move |tx, _audit| {
-                // Keys are made under one master key only, whichever server makes them.
-                let row = sqlx::query("SELECT fingerprint FROM privacy_master WHERE id = 1")
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match row.as_ref().map(|r| text(r, "fingerprint")).transpose()? {
-                    None => {
-                        sqlx::query("INSERT INTO privacy_master (id, fingerprint) VALUES (1, $1)")
-                            .bind(given.clone())
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    Some(stored) if stored != given => {
-                        return Err(Conflict::MasterKey { given, stored }.into())
-                    }
-                    Some(_) => {}
-                }
+                bind_master(tx, &given).await?;
                 let time = now_millis();
                 for (hash, wrapped) in missing {
                     sqlx::query("INSERT INTO privacy_subject_keys (subject_hash, wrapped_key, created_time) VALUES ($1, $2, $3) ON CONFLICT (subject_hash) DO NOTHING")
@@ -141,7 +135,7 @@ pub async fn subject_keys(
                         .execute(&mut *tx)
                         .await?;
                 }
-                wrapped(tx, &all).await
+                wrapped(tx, &texts).await
             })
             .await?;
     }
@@ -149,12 +143,11 @@ pub async fn subject_keys(
         .into_iter()
         .map(|subject| {
             let hex = subject.to_hex();
-            let (_, w) = found
-                .iter()
-                .find(|(h, _)| *h == hex)
+            let wrapped = found
+                .get(&hex)
                 .ok_or_else(|| Conflict::SubjectKey(hex.clone()))?;
             Ok(SubjectKey {
-                key: unwrap_key(master, &subject, w)?,
+                key: unwrap_key(master, &subject, wrapped)?,
                 subject,
             })
         })
@@ -176,9 +169,8 @@ pub async fn keys_by_hash(
         .zip(&texts)
         .map(|(hash, hex)| {
             found
-                .iter()
-                .find(|(h, _)| h == hex)
-                .map(|(_, w)| unwrap_key(master, hash, w))
+                .get(hex)
+                .map(|w| unwrap_key(master, hash, w))
                 .transpose()
         })
         .collect()
@@ -210,28 +202,16 @@ async fn bound_fingerprint(conn: &mut AnyConnection) -> Result<Option<String>, S
 /// nothing was sealed with the old one.)
 pub async fn adopt_master(store: &MetaStore, master: &MasterKey) -> Result<(), StoreError> {
     let given = master.fingerprint();
-    let stored = store
-        .transaction("system:privacy", {
-            let given = given.clone();
-            async move |tx, _audit| {
-                if let Some(bound) = bound_fingerprint(tx).await? {
-                    return Ok(bound);
-                }
+    store
+        .transaction("system:privacy", async move |tx, _audit| {
+            if bound_fingerprint(tx).await?.is_none() {
                 sqlx::query("DELETE FROM privacy_master WHERE id = 1")
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("INSERT INTO privacy_master (id, fingerprint) VALUES (1, $1)")
-                    .bind(given.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                Ok(given)
             }
+            bind_master(tx, &given).await
         })
-        .await?;
-    if stored != given {
-        return Err(Conflict::MasterKey { given, stored }.into());
-    }
-    Ok(())
+        .await
 }
 
 /// An erasure as the audit trail records it: the erasure row, under the subject's hash.
@@ -273,21 +253,11 @@ impl Audited for ErasureRef {
 }
 
 /// Destroys the subject's data key (every value sealed with it becomes unreadable) and records
-/// who erased it, when and why. Erasing again (after new predictions made a new key) destroys
-/// that key too and records the new reason.
+/// who erased it, when and why, under the subject's hash (the raw id is stored nowhere; it is
+/// also what an erasure listed in the trail is repeated with, after restoring a database backup
+/// taken before it). Erasing again (after new predictions made a new key) destroys that key too
+/// and records the new reason.
 pub async fn erase(
-    store: &MetaStore,
-    actor: &str,
-    master: &MasterKey,
-    subject: &str,
-    reason: &str,
-) -> Result<Erasure, StoreError> {
-    erase_hash(store, actor, master.subject_hash(subject), reason).await
-}
-
-/// [`erase`] by the subject's hash: what an erasure listed in the trail is repeated with (after
-/// restoring a database backup taken before it), the raw id being stored nowhere.
-pub async fn erase_hash(
     store: &MetaStore,
     actor: &str,
     subject: SubjectHash,
@@ -368,10 +338,10 @@ mod tests {
             first[1].key.to_base64()
         );
 
-        assert!(erase(&store, "user:dpo", &master, "C-1", " ")
+        assert!(erase(&store, "user:dpo", master.subject_hash("C-1"), " ")
             .await
             .is_err());
-        let erased = erase(&store, "user:dpo", &master, "C-1", "ticket 42")
+        let erased = erase(&store, "user:dpo", master.subject_hash("C-1"), "ticket 42")
             .await
             .unwrap();
         assert_eq!(erased.keys_destroyed, 1);
@@ -404,7 +374,7 @@ mod tests {
         );
         assert_eq!(erasures(&store).await.unwrap().len(), 1);
         // The same erasure again by its hash (as after restoring an older backup).
-        let again = erase_hash(&store, "user:dpo", first[0].subject, "restored backup")
+        let again = erase(&store, "user:dpo", first[0].subject, "restored backup")
             .await
             .unwrap();
         assert_eq!(

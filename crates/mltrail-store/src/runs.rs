@@ -9,7 +9,8 @@ use crate::error::{Conflict, Invalid, NotFound};
 use crate::names::{validate_key, validate_len, MAX_TAG_VALUE_LEN};
 use crate::records::*;
 use crate::sql::{
-    int, key_value, key_value_object_of, metric_value, opt_int, placeholders, text, values_rows,
+    fetch_ids, int, key_value, key_value_object_of, metric_value, opt_int, placeholders, text,
+    values_rows,
 };
 use crate::writer::{Db, NativeChain, PendingEvent, Stmt};
 use crate::{AuditCtx, MetaStore, StoreError, Tx};
@@ -490,18 +491,6 @@ pub(crate) async fn runs_from_rows(
             }
         })
         .collect())
-}
-
-async fn fetch_ids(
-    conn: &mut AnyConnection,
-    sql: &str,
-    ids: &[String],
-) -> Result<Vec<AnyRow>, StoreError> {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
-    for id in ids {
-        query = query.bind(id.clone());
-    }
-    Ok(query.fetch_all(&mut *conn).await?)
 }
 
 pub(crate) async fn load_run(conn: &mut AnyConnection, run_id: &str) -> Result<Run, StoreError> {

@@ -67,6 +67,20 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// Runs `sql`, whose placeholders are for `ids` in order (an `IN` list), with `ids` bound.
+pub(crate) async fn fetch_ids(
+    conn: &mut sqlx::AnyConnection,
+    sql: &str,
+    ids: &[String],
+) -> Result<Vec<AnyRow>, StoreError> {
+    // Only placeholders are formatted into `sql`; every value is bound.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+    for id in ids {
+        query = query.bind(id.clone());
+    }
+    Ok(query.fetch_all(&mut *conn).await?)
+}
+
 /// Placeholders for a generated multi-row statement. On SQLite, `$N` parameters are resolved
 /// by name, which costs a scan of every parameter per bind (quadratic in a 800-parameter
 /// INSERT); anonymous `?` parameters bind by position. PostgreSQL only knows `$N`.
