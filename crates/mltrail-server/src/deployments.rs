@@ -11,10 +11,7 @@ use crate::AppState;
 use mltrail_store::deployments::{self, DeploymentAction, DeploymentEvent};
 
 fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
-    body.get(name)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid(format!("`{name}` (a non-empty string) is required")))
+    crate::req::body_text(body, name, "a non-empty string")
 }
 
 async fn record(

@@ -34,12 +34,6 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", message)
     }
 
-    /// Names the request field at fault.
-    pub fn with_field(mut self, field: &str) -> Self {
-        self.column = Some(field.to_string());
-        self
-    }
-
     /// Subject keys that could not be had: the store's own error when that is the cause (a
     /// request over the size limit is the caller's), else unavailable.
     pub fn from_keys(err: mltrail_serving::privacy::KeyError) -> Self {

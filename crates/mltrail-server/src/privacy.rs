@@ -11,10 +11,12 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
+use crate::req::body_text;
 use crate::AppState;
 use mltrail_core::privacy::SubjectHash;
 use mltrail_serving::archive::ArtifactArchive;
 use mltrail_serving::privacy::{export_subject, KeyCache, StoreKeys, SubjectKeys};
+use mltrail_store::privacy::MAX_SUBJECTS;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,36 +37,42 @@ fn keys(state: &AppState) -> Result<&Arc<StoreKeys>, ApiError> {
     })
 }
 
+/// A list of at most [`MAX_SUBJECTS`] non-empty strings; `None` when the field is absent.
 fn strings(body: &Value, field: &str) -> Result<Option<Vec<String>>, ApiError> {
-    match body.get(field) {
-        None => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        ApiError::invalid(format!("`{field}` must list non-empty strings"))
-                            .with_field(field)
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .map(Some),
-        Some(_) => {
-            Err(ApiError::invalid(format!("`{field}` must be a list of strings")).with_field(field))
-        }
+    let refuse = |why: String| ApiError::invalid(why).at_column(Some(field), None);
+    let items = match body.get(field) {
+        None => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(refuse(format!("`{field}` must be a list of strings"))),
+    };
+    if items.len() > MAX_SUBJECTS {
+        return Err(refuse(format!(
+            "`{field}` lists {} subjects; at most {MAX_SUBJECTS} per request",
+            items.len()
+        )));
     }
+    items
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| refuse(format!("`{field}` must list non-empty strings")))
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
-fn text<'a>(body: &'a Value, field: &str, what: &str) -> Result<&'a str, ApiError> {
-    body.get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            ApiError::invalid(format!("`{field}` ({what}) is required")).with_field(field)
-        })
+fn subject_hash(text: &str, field: &str) -> Result<SubjectHash, ApiError> {
+    SubjectHash::parse(text).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "`{field}`: `{text}` is not 64 lowercase hex digits"
+        ))
+        .at_column(Some(field), None)
+    })
 }
+
+const SUBJECT: &str = "the subject's id, as the subject column holds it";
 
 /// `POST /subject-keys` `{"subjects": [ID, …]}` (made when missing) or `{"subject_hashes":
 /// [HEX, …]}` (looked up; `null` where erased) → `{"keys": [{"subject_hash", "key"}, …]}`, in
@@ -74,17 +82,6 @@ async fn subject_keys(
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let keys = keys(&state)?;
-    let max = mltrail_store::privacy::MAX_SUBJECTS;
-    for field in ["subjects", "subject_hashes"] {
-        if let Some(n) = body.get(field).and_then(Value::as_array).map(Vec::len) {
-            if n > max {
-                return Err(ApiError::invalid(format!(
-                    "`{field}` lists {n} subjects; at most {max} per request"
-                ))
-                .with_field(field));
-            }
-        }
-    }
     let answer = match (
         strings(&body, "subjects")?,
         strings(&body, "subject_hashes")?,
@@ -94,19 +91,12 @@ async fn subject_keys(
             .await
             .map_err(ApiError::from_keys)?
             .into_iter()
-            .map(|k| json!({"subject_hash": k.subject.to_hex(), "key": k.key.to_base64()}))
+            .map(|k| json!({"subject_hash": k.subject_hex(), "key": k.key.to_base64()}))
             .collect::<Vec<_>>(),
         (None, Some(hashes)) => {
             let parsed = hashes
                 .iter()
-                .map(|h| {
-                    SubjectHash::parse(h).ok_or_else(|| {
-                        ApiError::invalid(format!(
-                            "`subject_hashes`: `{h}` is not 64 lowercase hex digits"
-                        ))
-                        .with_field("subject_hashes")
-                    })
-                })
+                .map(|h| subject_hash(h, "subject_hashes"))
                 .collect::<Result<Vec<_>, _>>()?;
             let found = keys
                 .for_hashes(&parsed)
@@ -122,7 +112,7 @@ async fn subject_keys(
             return Err(ApiError::invalid(
                 "give exactly one of `subjects` (ids) and `subject_hashes`",
             )
-            .with_field("subjects"))
+            .at_column(Some("subjects"), None))
         }
     };
     Ok(Json(json!({"keys": answer})))
@@ -136,11 +126,7 @@ async fn export(
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let keys = keys(&state)?;
-    let subject = text(
-        &body,
-        "subject",
-        "the subject's id, as the subject column holds it",
-    )?;
+    let subject = body_text(&body, "subject", SUBJECT)?;
     let hash = keys.master().subject_hash(subject);
     let archive = ArtifactArchive(state.artifacts.clone());
     let found = export_subject(&archive, keys.as_ref(), hash)
@@ -174,28 +160,23 @@ async fn erase(
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let keys = keys(&state)?;
-    let reason = text(
+    let reason = body_text(
         &body,
         "reason",
         "why: the request or rule the erasure answers",
     )?;
     let hash = match (body.get("subject"), body.get("subject_hash")) {
-        (Some(_), None) => keys.master().subject_hash(text(
-            &body,
-            "subject",
-            "the subject's id, as the subject column holds it",
-        )?),
-        (None, Some(_)) => {
-            let hex = text(&body, "subject_hash", "64 lowercase hex digits")?;
-            SubjectHash::parse(hex).ok_or_else(|| {
-                ApiError::invalid("`subject_hash` must be 64 lowercase hex digits")
-                    .with_field("subject_hash")
-            })?
-        }
+        (Some(_), None) => keys
+            .master()
+            .subject_hash(body_text(&body, "subject", SUBJECT)?),
+        (None, Some(_)) => subject_hash(
+            body_text(&body, "subject_hash", "64 lowercase hex digits")?,
+            "subject_hash",
+        )?,
         _ => {
             return Err(
                 ApiError::invalid("give exactly one of `subject` and `subject_hash`")
-                    .with_field("subject"),
+                    .at_column(Some("subject"), None),
             )
         }
     };

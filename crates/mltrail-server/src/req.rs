@@ -287,6 +287,18 @@ impl Req {
     }
 }
 
+/// A required non-empty string field of a native (`/api/v1`) JSON body, `what` saying what it
+/// holds; the refusal names the field.
+pub(crate) fn body_text<'a>(body: &'a Value, field: &str, what: &str) -> Result<&'a str, ApiError> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(format!("`{field}` ({what}) is required"))
+                .at_column(Some(field), None)
+        })
+}
+
 pub fn parse_experiment_id(raw: &str) -> Result<ExperimentId, ApiError> {
     ExperimentId::parse(raw).ok_or_else(|| {
         ApiError::invalid(format!(
