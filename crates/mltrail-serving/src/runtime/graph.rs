@@ -33,10 +33,10 @@ pub struct GraphOutput {
     pub kind: ValueKind,
 }
 
-struct Step {
-    kernel: Box<dyn Kernel>,
-    inputs: Vec<usize>,
-    outputs: Vec<Option<usize>>,
+pub(crate) struct Step {
+    pub(crate) kernel: Box<dyn Kernel>,
+    pub(crate) inputs: Vec<usize>,
+    pub(crate) outputs: Vec<Option<usize>>,
 }
 
 pub struct Graph {
@@ -252,6 +252,40 @@ impl Graph {
             .iter()
             .filter_map(|s| s.kernel.as_tree_ensemble())
             .collect()
+    }
+
+    pub(crate) fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    pub(crate) fn input_slot(&self, input: usize) -> usize {
+        self.input_slots[input]
+    }
+
+    /// Runs `chain`, steps of one input and one used output each in which every step reads the
+    /// previous one's output (the first reads the graph's input), and returns the last output.
+    pub(crate) fn run_chain(&self, chain: &[usize], batch: Tensor) -> Result<Tensor, RuntimeError> {
+        let mut value = Value::Tensor(batch);
+        for i in chain {
+            let step = &self.steps[*i];
+            let mut args: Vec<&Value> = Vec::with_capacity(step.inputs.len());
+            args.push(&value);
+            for s in &step.inputs[1..] {
+                args.push(self.constants[*s].as_ref().ok_or_else(|| {
+                    RuntimeError::Model("a step before the estimator reads a computed value".into())
+                })?);
+            }
+            let out = step.kernel.run(&args)?.into_iter().next().ok_or_else(|| {
+                RuntimeError::Model("a step before the estimator has no output".into())
+            })?;
+            value = out;
+        }
+        match value {
+            Value::Tensor(t) => Ok(t),
+            Value::Maps(_) => Err(RuntimeError::Type(
+                "the estimator's input is not a tensor".into(),
+            )),
+        }
     }
 
     /// Runs the graph on tensors given in the order of [`Graph::inputs`].

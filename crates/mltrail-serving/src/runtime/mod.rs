@@ -6,6 +6,7 @@
 //! refused by name at compile time ([`RuntimeError::Unsupported`]); it is never approximated.
 
 mod attrs;
+mod estimator;
 mod graph;
 mod model;
 mod onnxruntime;
@@ -13,10 +14,11 @@ mod ops;
 pub mod proto;
 pub mod value;
 
+pub use estimator::{Estimator, EstimatorKind, LinearTerms, OutputSpace, RawOutput, TreeOutput};
 pub use graph::{Graph, GraphInput, GraphOutput, ValueKind};
 pub use model::{Engine, Model};
 pub use onnxruntime::locate_library as locate_onnxruntime;
-pub use ops::tree::{Tree, TreeEnsemble, TreeNode};
+pub use ops::tree::{NodeMode, Tree, TreeEnsemble, TreeNode};
 pub use value::{ElementType, MapKeys, MapSequence, Tensor, TensorData, Value};
 
 use proto::TensorProto;

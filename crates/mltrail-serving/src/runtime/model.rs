@@ -86,6 +86,15 @@ impl Model {
         &self.engine
     }
 
+    /// The model's estimator and the column-wise steps before it, for explanations (`None` for
+    /// graphs onnxruntime runs or that mix columns before their estimator).
+    pub fn estimator(&self) -> Option<super::Estimator<'_>> {
+        match &self.engine {
+            Engine::Native(graph) => graph.estimator(),
+            Engine::Onnxruntime(_) => None,
+        }
+    }
+
     /// Runs on tensors in the order of [`Model::inputs`]; outputs come in the order of [`Model::outputs`].
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Value>, RuntimeError> {
         match &self.engine {

@@ -8,6 +8,10 @@ use super::{arity, Kernel};
 pub struct Identity;
 
 impl Kernel for Identity {
+    fn column_wise(&self) -> bool {
+        true
+    }
+
     fn run(&self, inputs: &[&Value]) -> Result<Vec<Value>, RuntimeError> {
         let [x] = arity("Identity", inputs, 1)?[..] else {
             unreachable!()
@@ -69,6 +73,10 @@ pub fn cast(t: &Tensor, to: ElementType) -> Result<Tensor, RuntimeError> {
 }
 
 impl Kernel for Cast {
+    fn column_wise(&self) -> bool {
+        true
+    }
+
     fn run(&self, inputs: &[&Value]) -> Result<Vec<Value>, RuntimeError> {
         let [x] = arity("Cast", inputs, 1)?[..] else {
             unreachable!()

@@ -2,6 +2,7 @@
 //! models (`add_second_class`) and for which post-transforms apply to a single score.
 
 use super::super::attrs::Attrs;
+use super::super::estimator::{LinearTerms, OutputSpace, RawOutput};
 use super::super::value::{Tensor, TensorData, Value};
 use super::super::RuntimeError;
 use super::post::{probit, PostTransform};
@@ -27,6 +28,14 @@ impl Labels {
         match self {
             Self::Int64(v) => v.len(),
             Self::String(v) => v.len(),
+        }
+    }
+
+    /// Label `i` as text (`i` itself when there are fewer labels).
+    pub fn text(&self, i: usize) -> String {
+        match self {
+            Labels::Int64(l) => l.get(i).map_or(i.to_string(), |v| v.to_string()),
+            Labels::String(l) => l.get(i).cloned().unwrap_or_else(|| i.to_string()),
         }
     }
 
@@ -122,6 +131,60 @@ impl LinearClassifier {
 }
 
 impl Kernel for LinearClassifier {
+    fn linear_terms(&self) -> Option<LinearTerms> {
+        let classes = self.class_count;
+        let features = self.coefficients.len() / classes;
+        let coefficients: Vec<f64> = self.coefficients.iter().map(|c| f64::from(*c)).collect();
+        let intercept = |c: usize| f64::from(self.intercepts.get(c).copied().unwrap_or(0.0));
+        let margin = if self.post == PostTransform::None {
+            OutputSpace::Value
+        } else {
+            OutputSpace::Margin
+        };
+        // scikit-learn's binary models export two classes with opposite scores under a logistic
+        // link: the second class's score is the log-odds, one output as shap gives it.
+        let opposite = classes == 2
+            && self.post == PostTransform::Logistic
+            && (0..features).all(|j| coefficients[j] == -coefficients[features + j])
+            && intercept(0) == -intercept(1);
+        let (outputs, coefficients, intercepts) = if opposite {
+            (
+                vec![RawOutput {
+                    label: self.labels.text(1),
+                    space: OutputSpace::LogOdds,
+                }],
+                coefficients[features..].to_vec(),
+                vec![intercept(1)],
+            )
+        } else if classes == 1 {
+            (
+                vec![RawOutput {
+                    label: self.labels.text(usize::from(self.labels.len() == 2)),
+                    space: margin,
+                }],
+                coefficients,
+                vec![intercept(0)],
+            )
+        } else {
+            (
+                (0..classes)
+                    .map(|c| RawOutput {
+                        label: self.labels.text(c),
+                        space: margin,
+                    })
+                    .collect(),
+                coefficients,
+                (0..classes).map(intercept).collect(),
+            )
+        };
+        Some(LinearTerms {
+            outputs,
+            coefficients,
+            intercepts,
+            features,
+        })
+    }
+
     fn run(&self, inputs: &[&Value]) -> Result<Vec<Value>, RuntimeError> {
         let [x] = arity("LinearClassifier", inputs, 1)?[..] else {
             unreachable!()
@@ -232,6 +295,32 @@ impl LinearRegressor {
 }
 
 impl Kernel for LinearRegressor {
+    fn linear_terms(&self) -> Option<LinearTerms> {
+        let targets = self.targets.max(1);
+        let space = if self.post == PostTransform::None {
+            OutputSpace::Value
+        } else {
+            OutputSpace::Margin
+        };
+        Some(LinearTerms {
+            outputs: (0..targets)
+                .map(|t| RawOutput {
+                    label: if targets == 1 {
+                        "value".to_string()
+                    } else {
+                        t.to_string()
+                    },
+                    space,
+                })
+                .collect(),
+            coefficients: self.coefficients.iter().map(|c| f64::from(*c)).collect(),
+            intercepts: (0..targets)
+                .map(|t| f64::from(self.intercepts.get(t).copied().unwrap_or(0.0)))
+                .collect(),
+            features: self.coefficients.len() / targets,
+        })
+    }
+
     fn run(&self, inputs: &[&Value]) -> Result<Vec<Value>, RuntimeError> {
         let [x] = arity("LinearRegressor", inputs, 1)?[..] else {
             unreachable!()

@@ -17,6 +17,17 @@ pub trait Kernel: Send + Sync {
     fn as_tree_ensemble(&self) -> Option<&tree::TreeEnsemble> {
         None
     }
+
+    /// A linear model's coefficients, for explanations.
+    fn linear_terms(&self) -> Option<super::estimator::LinearTerms> {
+        None
+    }
+
+    /// Whether output column j depends on input column j alone, so that an explanation of the
+    /// output's columns is one of the input's.
+    fn column_wise(&self) -> bool {
+        false
+    }
 }
 
 pub fn compile(domain: &str, node: &NodeProto) -> Result<Box<dyn Kernel>, RuntimeError> {

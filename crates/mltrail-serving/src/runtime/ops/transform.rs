@@ -41,6 +41,10 @@ impl Scaler {
 }
 
 impl Kernel for Scaler {
+    fn column_wise(&self) -> bool {
+        true
+    }
+
     fn run(&self, inputs: &[&Value]) -> Result<Vec<Value>, RuntimeError> {
         let [x] = arity("Scaler", inputs, 1)?[..] else {
             unreachable!()
@@ -135,6 +139,10 @@ impl Imputer {
 }
 
 impl Kernel for Imputer {
+    fn column_wise(&self) -> bool {
+        true
+    }
+
     fn run(&self, inputs: &[&Value]) -> Result<Vec<Value>, RuntimeError> {
         let [x] = arity("Imputer", inputs, 1)?[..] else {
             unreachable!()
@@ -205,6 +213,10 @@ impl Binarizer {
 }
 
 impl Kernel for Binarizer {
+    fn column_wise(&self) -> bool {
+        true
+    }
+
     fn run(&self, inputs: &[&Value]) -> Result<Vec<Value>, RuntimeError> {
         let [x] = arity("Binarizer", inputs, 1)?[..] else {
             unreachable!()

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 use super::super::attrs::Attrs;
+use super::super::estimator::{OutputSpace, RawOutput, TreeOutput};
 use super::super::value::{Tensor, Value};
 use super::super::RuntimeError;
 use super::linear::Labels;
@@ -59,14 +60,16 @@ pub struct TreeNode {
     weights_len: u32,
 }
 
-impl TreeNode {
+impl NodeMode {
+    /// Whether `value` takes a branch node's true child: the one comparison scoring and TreeSHAP
+    /// share, so an explanation follows exactly the path the prediction took.
     #[inline]
-    fn goes_true(&self, v: f64) -> bool {
-        if v.is_nan() && self.missing_goes_true {
+    pub fn goes_true(self, value: f64, threshold: f64, missing_goes_true: bool) -> bool {
+        if value.is_nan() && missing_goes_true {
             return true;
         }
-        let t = self.threshold;
-        match self.mode {
+        let (v, t) = (value, threshold);
+        match self {
             NodeMode::Leq => v <= t,
             NodeMode::Lt => v < t,
             NodeMode::Gte => v >= t,
@@ -75,6 +78,14 @@ impl TreeNode {
             NodeMode::Neq => v != t,
             NodeMode::Leaf => false,
         }
+    }
+}
+
+impl TreeNode {
+    #[inline]
+    pub fn goes_true(&self, v: f64) -> bool {
+        self.mode
+            .goes_true(v, self.threshold, self.missing_goes_true)
     }
 }
 
@@ -367,6 +378,91 @@ impl TreeEnsemble {
 
     pub fn base_values(&self) -> &[f64] {
         &self.base_values
+    }
+
+    /// Each output as a sum over trees, when the ensemble's conventions make it one (MIN and MAX
+    /// aggregates do not; nor do two-class layouts no exporter we know writes).
+    pub fn additive_outputs(&self) -> Option<Vec<TreeOutput>> {
+        let scale = match self.aggregate {
+            Aggregate::Sum => 1.0,
+            Aggregate::Average => 1.0 / self.trees.len().max(1) as f64,
+            Aggregate::Min | Aggregate::Max => return None,
+        };
+        let base = |k: usize| self.base_values.get(k).copied().unwrap_or(0.0);
+        let output = |label: String, space, target: usize, base: f64| TreeOutput {
+            output: RawOutput { label, space },
+            target: target as u32,
+            base,
+            scale,
+        };
+        let linked = if self.post == PostTransform::None {
+            OutputSpace::Probability
+        } else {
+            OutputSpace::Margin
+        };
+        match &self.kind {
+            Kind::Regressor => {
+                let space = if self.post == PostTransform::None {
+                    OutputSpace::Value
+                } else {
+                    OutputSpace::Margin
+                };
+                if self.targets == 1 {
+                    let origin = if self.base_values.len() == 1 {
+                        base(0)
+                    } else {
+                        0.0
+                    };
+                    return Some(vec![output("value".into(), space, 0, origin)]);
+                }
+                let use_base = self.base_values.len() == self.targets;
+                Some(
+                    (0..self.targets)
+                        .map(|t| {
+                            output(
+                                t.to_string(),
+                                space,
+                                t,
+                                if use_base { base(t) } else { 0.0 },
+                            )
+                        })
+                        .collect(),
+                )
+            }
+            Kind::Classifier {
+                labels,
+                binary_case,
+                ..
+            } => {
+                if self.targets > 2 {
+                    return Some(
+                        (0..self.targets)
+                            .map(|k| output(labels.text(k), linked, k, base(k)))
+                            .collect(),
+                    );
+                }
+                let single_target_zero = self.votes.iter().all(|(t, _)| *t == 0);
+                if *binary_case && single_target_zero && self.base_values.len() <= 1 {
+                    // One score for the second class: its log-odds under a logistic link, its
+                    // probability when trees vote probabilities.
+                    let space = match self.post {
+                        PostTransform::Logistic => OutputSpace::LogOdds,
+                        PostTransform::None => OutputSpace::Probability,
+                        _ => return None,
+                    };
+                    return Some(vec![output(labels.text(1), space, 0, base(0))]);
+                }
+                if !*binary_case && self.base_values.is_empty() && self.post == PostTransform::None
+                {
+                    return Some(
+                        (0..2)
+                            .map(|k| output(labels.text(k), OutputSpace::Probability, k, 0.0))
+                            .collect(),
+                    );
+                }
+                None
+            }
+        }
     }
 
     /// The leaf a row reaches in a tree.
