@@ -10,8 +10,8 @@ Prints the median of 3 runs (CPU seconds for shap, whose C++ kernel is single-th
 seconds for mltrail, which uses one thread), the ratio, and the largest difference between the two
 sets of values (the check that both did the same work).
 
-    bench/shap-venv.sh            # once: bench/.work/shap-venv with shap 0.51.0
-    bench/.work/shap-venv/bin/python bench/explain.py
+    bench/explain-venv.sh          # once: bench/.work/explain-venv with shap 0.51 and fairlearn 0.15
+    bench/.work/explain-venv/bin/python bench/explain.py
 """
 import json
 import os

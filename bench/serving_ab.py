@@ -23,6 +23,13 @@ the serving process's cache (the steady state of returning customers); a new sub
 round trip to the tracking server on top.
 
     .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --pii-b --model logreg 1:16 100:16
+
+With --explain-b, one build serves one version twice: A with `--explain off`, B with `--explain always`
+(each prediction's SHAP values computed while serving and stored in its record; interventional
+TreeSHAP against 100 rows of the training data, which is added as a dataset and named on the
+version): what explaining every prediction costs.
+
+    .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --explain-b --model gbdt50d4 1:16 100:16
 """
 import argparse
 import json
@@ -41,13 +48,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--a", required=True, help="the build before (a baseline)")
     ap.add_argument("--b", required=True, help="the build after")
-    ap.add_argument("--model", default="gbdt50", choices=["logreg", "gbdt50"])
+    ap.add_argument("--model", default="gbdt50", choices=["logreg", "gbdt50", "gbdt50d4"])
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
     ap.add_argument("--durability", default="default", choices=["default", "fsync"])
     ap.add_argument("--rounds", type=int, default=4, help="turns of A then B per load")
     ap.add_argument("--auth-b", action="store_true", help="B serves with --auth on; its callers send a bearer token")
     ap.add_argument("--pii-b", action="store_true",
                     help="20 features; B serves a version sealing f1, f2 and a customer id sent beside them")
+    ap.add_argument("--explain-b", action="store_true",
+                    help="B serves with --explain always (A with --explain off); the training data is added and named")
     ap.add_argument("loads", nargs="*", default=["1:1", "1:16", "1:64", "100:1", "100:16", "100:64"],
                     help="ROWS:CONNECTIONS")
     args = ap.parse_args()
@@ -77,6 +86,16 @@ def main():
             serving.FEATURES = 20
         frame, _ = serving.train_and_register(tracking)
         versions = {"A": "1", "B": "1"}
+        explain = {"A": [], "B": []}
+        if args.explain_b:
+            import subprocess
+            from mlflow import MlflowClient
+            training = work / "training.csv"
+            frame.to_csv(training, index=False)
+            subprocess.run([builds["B"], "data", "add", str(training), "--name", "bench-train",
+                            "--tracking-uri", tracking], check=True, capture_output=True, env=env)
+            MlflowClient(tracking).set_model_version_tag(args.model, "1", "mltrail.training_data", "bench-train@1")
+            explain = {"A": ["--explain", "off"], "B": ["--explain", "always"]}
         if args.pii_b:
             from mlflow import MlflowClient
             client = MlflowClient(tracking)
@@ -90,7 +109,7 @@ def main():
             urls[name] = f"http://127.0.0.1:{port}"
             procs.append(serving.start([binary, "serve", "--model", f"{args.model}/{versions[name]}", "--tracking-uri", tracking, "--port", str(port),
                                         "--durability", args.durability, "--log-dir", str(work / f"log-{name}"),
-                                        *(auth if name == "B" else [])], urls[name], env, "/health", work))
+                                        *(auth if name == "B" else []), *explain[name]], urls[name], env, "/health", work))
         bodies = {}
         for load in args.loads:
             rows, conns = (int(x) for x in load.split(":"))

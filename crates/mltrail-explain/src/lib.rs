@@ -7,9 +7,11 @@
 //! runtime's models and nothing of HTTP, the store or the prediction log: callers hand it rows
 //! (the model's inputs, as numbers) and a background taken from the training data.
 
+pub mod fairness;
 pub mod linear;
 pub mod model;
 pub mod sampling;
+pub mod served;
 pub mod tree;
 
 pub use model::{Explanation, Method, ModelExplainer};

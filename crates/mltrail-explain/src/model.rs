@@ -78,6 +78,8 @@ pub struct ModelExplainer {
     engine: Engine,
     /// Why an exact method was not used, when it was not.
     fallback: Option<String>,
+    /// BLAKE3 of the rows the explanation measures against.
+    background_digest: String,
 }
 
 impl ModelExplainer {
@@ -114,6 +116,12 @@ impl ModelExplainer {
         crate::whole_rows(training, features)
             .map_err(|why| ExplainError::Background(format!("training data: {why}")))?;
         let background = sample_rows(training, features, background.max(1), BACKGROUND_SEED);
+        // Path-dependent TreeSHAP measures against the covers of the whole training data.
+        let reference = match method {
+            Method::PathDependent => training,
+            Method::Interventional => &background[..],
+        };
+        let background_digest = digest(reference);
         let batch = |rows: &[f64]| to_tensor(rows, features, element);
         let exact = match model.estimator() {
             None => Err(
@@ -170,6 +178,7 @@ impl ModelExplainer {
                         outputs,
                         engine,
                         fallback: None,
+                        background_digest: background_digest.clone(),
                     };
                     explainer.check_against(model, &background)?;
                     Ok(explainer)
@@ -179,6 +188,7 @@ impl ModelExplainer {
         match exact {
             Ok(explainer) => Ok(explainer),
             Err(why) => {
+                let sampled_digest = digest(&background);
                 let score = scorer(model, features, element);
                 let first = score(&background[..features])?;
                 let outputs = sampled_outputs(model, first.len());
@@ -197,9 +207,17 @@ impl ModelExplainer {
                     outputs,
                     engine,
                     fallback: Some(why),
+                    background_digest: sampled_digest,
                 })
             }
         }
+    }
+
+    /// BLAKE3 (hex) of the rows the explanations measure against, as little-endian doubles:
+    /// the background sample, or for path-dependent TreeSHAP the training rows whose covers
+    /// it uses. Two explanations with the same digest used the same reference.
+    pub fn background_digest(&self) -> &str {
+        &self.background_digest
     }
 
     /// Why the model is explained by sampling rather than exactly, when it is.
@@ -253,34 +271,34 @@ impl ModelExplainer {
             return Ok(out);
         }
         let seen = self.estimator_rows(model, rows)?;
-        let mut out = Vec::with_capacity(rows.len() / d);
-        for row in seen.chunks_exact(d) {
-            let mut values = vec![0.0; k * d];
-            let output = match &self.engine {
-                Engine::PathDependent(e) => {
-                    e.explain(row, &mut values);
-                    e.forest().raw(row)
+        let mut all = vec![0.0; seen.len() / d * k * d];
+        match &self.engine {
+            Engine::PathDependent(e) => e.explain_rows(&seen, &mut all),
+            Engine::Interventional(e) => e.explain_rows(&seen, &mut all),
+            Engine::Linear(e) => {
+                for (row, out) in seen.chunks_exact(d).zip(all.chunks_exact_mut(k * d)) {
+                    e.explain(row, out);
                 }
-                Engine::Interventional(e) => {
-                    e.explain(row, &mut values);
-                    e.forest().raw(row)
-                }
-                Engine::Linear(e) => {
-                    e.explain(row, &mut values);
-                    e.raw(row)
-                }
-                Engine::Sampling(_) => unreachable!("handled above"),
-            };
-            out.push(Explanation {
+            }
+            Engine::Sampling(_) => unreachable!("handled above"),
+        }
+        Ok(seen
+            .chunks_exact(d)
+            .zip(all.chunks_exact(k * d))
+            .map(|(row, values)| Explanation {
                 method: self.method(),
                 outputs: self.outputs.clone(),
                 base_value: self.base_value().to_vec(),
-                values,
-                output,
+                values: values.to_vec(),
+                output: match &self.engine {
+                    Engine::PathDependent(e) => e.forest().raw(row),
+                    Engine::Interventional(e) => e.forest().raw(row),
+                    Engine::Linear(e) => e.raw(row),
+                    Engine::Sampling(_) => unreachable!("handled above"),
+                },
                 standard_error: None,
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// Rows as the estimator sees them: in the model's input precision, through the steps
@@ -469,4 +487,12 @@ fn sampled_outputs(model: &Model, width: usize) -> Vec<RawOutput> {
             space,
         })
         .collect()
+}
+
+fn digest(rows: &[f64]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for v in rows {
+        hasher.update(&v.to_le_bytes());
+    }
+    hasher.finalize().to_hex().to_string()
 }

@@ -263,3 +263,83 @@ fn linear_shap_equals_shaps_linear_explainer_to_1e_12() {
     }
     eprintln!("largest difference from shap: {largest:e}");
 }
+
+#[test]
+fn interventional_tree_shap_by_leaf_tables_and_by_walking_both_equal_shap() {
+    use mltrail_explain::tree::Interventional;
+    let golden = json("shap_tree.json");
+    let expected = &golden["variants"]["interventional"];
+    let background: Vec<f64> = float32(&matrix(&expected["background"])).concat();
+    let forest = sklearn_forest(&json("gbc_trees.json"));
+    let want = matrix(&expected["shap_values"]);
+    let x = float32(&matrix(&golden["X"]));
+    for explainer in [
+        Interventional::new(forest.clone(), &background).expect("tables"),
+        Interventional::walking(forest.clone(), &background).expect("walk"),
+    ] {
+        let base = expected["base_value"].as_f64().expect("base");
+        assert!((explainer.base_value()[0] - base).abs() < 1e-6);
+        let mut largest = 0.0f64;
+        for (r, row) in x.iter().enumerate() {
+            let mut phi = vec![0.0; 9];
+            explainer.explain(row, &mut phi);
+            let err = worst(&phi, &want[r]);
+            largest = largest.max(err);
+            assert!(err < 1e-6, "row {r}: off by {err}");
+        }
+        eprintln!("largest difference from shap: {largest:e}");
+    }
+}
+
+#[test]
+fn fairness_equals_fairlearns_metric_frames_and_parity_scalars_to_1e_12() {
+    use mltrail_explain::fairness::FairnessReport;
+    let golden = json("fairness.json");
+    let mut reader =
+        csv::Reader::from_path(golden_path("data/predictions.csv")).expect("predictions");
+    let (mut truth, mut predicted, mut sex, mut age) = (vec![], vec![], vec![], vec![]);
+    for record in reader.records() {
+        let r = record.expect("row");
+        truth.push(&r[0] == "1");
+        predicted.push(&r[1] == "1");
+        sex.push(r[3].to_string());
+        age.push(r[4].to_string());
+    }
+    let report = FairnessReport::new(
+        &[("sex".to_string(), sex), ("age_group".to_string(), age)],
+        &truth,
+        &predicted,
+    )
+    .to_json();
+    let mut compared = 0;
+    let mut largest = 0.0f64;
+    let mut walk = vec![(
+        String::new(),
+        &golden["metric_frames"],
+        &report["metric_frames"],
+    )];
+    walk.push((String::new(), &golden["scalar"], &report["scalar"]));
+    while let Some((at, want, got)) = walk.pop() {
+        match want {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    walk.push((format!("{at}.{k}"), v, &got[k]));
+                }
+            }
+            Value::Number(n) => {
+                let (w, g) = (n.as_f64().unwrap(), got.as_f64().unwrap_or(f64::NAN));
+                assert!((w - g).abs() <= 1e-12, "{at}: {g} vs fairlearn's {w}");
+                largest = largest.max((w - g).abs());
+                compared += 1;
+            }
+            other => panic!("{at}: unexpected {other}"),
+        }
+    }
+    // 3 groupings: 7 metrics × (overall, groups, 6 views) and 2 × 8 scalars each.
+    assert_eq!(compared, 272);
+    eprintln!("{compared} numbers, largest difference from fairlearn: {largest:e}");
+}
+
+fn golden_path(rel: &str) -> PathBuf {
+    golden().join(rel)
+}

@@ -57,6 +57,7 @@ fn main() {
             subject: None,
             sealed: None,
             sealed_inputs: None,
+            explanation: None,
         });
     }
     report(&format!("{rows} records visited"));

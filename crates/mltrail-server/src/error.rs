@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mltrail_artifacts::ArtifactError;
 use mltrail_core::PathError;
-use mltrail_serving::deployment::{FeedbackError, LookupError, ScoreError};
+use mltrail_serving::deployment::{ExplanationError, FeedbackError, LookupError, ScoreError};
 use mltrail_store::{StoreError, StoreErrorKind};
 
 #[derive(Debug)]
@@ -222,6 +222,24 @@ impl From<ScoreError> for ApiError {
 impl From<LookupError> for ApiError {
     fn from(err: LookupError) -> Self {
         ApiError::internal(err)
+    }
+}
+
+impl From<ExplanationError> for ApiError {
+    fn from(err: ExplanationError) -> Self {
+        let (status, code) = match &err {
+            ExplanationError::Off
+            | ExplanationError::OtherModel { .. }
+            | ExplanationError::Unavailable(_)
+            | ExplanationError::Inputs(_) => (StatusCode::CONFLICT, "INVALID_STATE"),
+            ExplanationError::Log(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE")
+            }
+            ExplanationError::Failed(_) | ExplanationError::Lookup(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+            }
+        };
+        ApiError::new(status, code, err.to_string())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The scoring edge of a deployment: `/invocations` (MLflow's protocol), `/api/v1/predict`,
-//! `/api/v1/feedback`, `/api/v1/predictions/{id}`, `/health` and `/metrics`. Each handler
+//! `/api/v1/feedback`, `/api/v1/predictions/{id}` (and its `/explanation`), `/health` and
+//! `/metrics`. Each handler
 //! decodes the request, calls the [`Deployment`] (mltrail-serving owns scoring, logging, swaps
 //! and lookups) and encodes its answer; errors become HTTP in `error.rs`.
 
@@ -118,6 +119,28 @@ async fn prediction(
     Ok(Json(body))
 }
 
+/// Why the model answered as it did: the stored (or now computed) explanation, with reason
+/// codes rendered from the prediction's inputs.
+async fn explanation(
+    State(dep): State<Arc<Deployment>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let Some(explained) = dep.explanation(id).await? else {
+        return Err(ApiError::not_found(format!(
+            "prediction {id} is not in this deployment's log"
+        )));
+    };
+    let mut body: Value =
+        serde_json::from_str(explained.explanation.get()).map_err(ApiError::internal)?;
+    let reasons = mltrail_serving::explanation::reasons(&body, explained.record.inputs.get());
+    body["reasons"] = json!(reasons);
+    body["prediction_id"] = json!(id);
+    body["model"] = json!(explained.record.model);
+    body["version"] = json!(explained.record.version);
+    Ok(Json(body))
+}
+
 async fn health(State(dep): State<Arc<Deployment>>) -> Json<Value> {
     let m = dep.current();
     Json(json!({"status": "ok", "deployment": dep.name(), "model": m.name, "version": m.version}))
@@ -133,6 +156,7 @@ async fn info(State(dep): State<Arc<Deployment>>) -> Json<Value> {
         "engine": m.model.engine_name(),
         "signature": {"inputs": m.signature.to_mlflow_json(), "outputs": m.output_names},
         "accepts_missing_values": m.model.accepts_missing_values(),
+        "explain": dep.explain_mode().as_str(),
         "swaps": dep.swaps(),
     }))
 }
@@ -171,6 +195,7 @@ pub fn routes(
             .route("/api/v1/predict", post(predict))
             .route("/api/v1/feedback", post(feedback))
             .route("/api/v1/predictions/{id}", get(prediction))
+            .route("/api/v1/predictions/{id}/explanation", get(explanation))
             .route("/api/v1/deployment", get(info))
             .route("/api/v1/noop", post(noop))
             .route("/health", get(health))

@@ -17,8 +17,8 @@ use serde_json::value::RawValue;
 
 use crate::deployment::{BoxError, BoxFuture};
 use crate::record::{
-    uuid_v7_time_ms, Cell, ColumnType, FeedbackRecord, LogRecord, PredictionRecord, RecordKind,
-    COLUMNS,
+    uuid_v7_time_ms, Cell, ColumnType, ExplanationRecord, FeedbackRecord, LogRecord,
+    PredictionRecord, RecordKind, COLUMNS,
 };
 
 /// Where archived segments go: the artifact store, reached however the process can reach it
@@ -268,6 +268,8 @@ pub struct RecordView<'a> {
     pub sealed: Option<&'a str>,
     /// Their values, sealed, on a sealed prediction.
     pub sealed_inputs: Option<&'a str>,
+    /// An explanation (JSON), on a prediction explained while served or an explanation record.
+    pub explanation: Option<&'a str>,
 }
 
 impl RecordView<'_> {
@@ -301,6 +303,7 @@ impl RecordView<'_> {
                 subject: self.subject.map(str::to_string),
                 sealed: self.sealed_columns(),
                 sealed_inputs: self.sealed_inputs.map(str::to_string),
+                explanation: self.explanation.map(json_cell),
             }),
             RecordKind::Feedback => LogRecord::Feedback(FeedbackRecord {
                 id,
@@ -309,6 +312,12 @@ impl RecordView<'_> {
                 label: self.label.map(json_cell),
                 reward: self.reward.and_then(serde_json::Number::from_f64),
                 ranking: self.ranking.map(json_cell),
+            }),
+            RecordKind::Explanation => LogRecord::Explanation(ExplanationRecord {
+                id,
+                time_ms,
+                deployment: text(self.deployment),
+                explanation: self.explanation.map(json_cell)?,
             }),
         })
     }
@@ -390,8 +399,12 @@ pub fn visit_parquet(
         );
         let (time, latency) = (int("time_ms"), int("latency_us"));
         let (reward, propensity) = (float("reward"), float("propensity"));
-        let (subject, sealed, sealed_inputs) =
-            (text("subject"), text("sealed"), text("sealed_inputs"));
+        let (subject, sealed, sealed_inputs, explanation) = (
+            text("subject"),
+            text("sealed"),
+            text("sealed_inputs"),
+            text("explanation"),
+        );
         fn cell(a: &Option<StringArray>, r: usize) -> Option<&str> {
             a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
         }
@@ -422,6 +435,7 @@ pub fn visit_parquet(
                 subject: cell(&subject, r),
                 sealed: cell(&sealed, r),
                 sealed_inputs: cell(&sealed_inputs, r),
+                explanation: cell(&explanation, r),
             });
         }
     }
@@ -460,6 +474,8 @@ pub async fn find_archived(
             match record {
                 LogRecord::Prediction(p) => prediction = Some(p),
                 LogRecord::Feedback(f) => feedback.push(f),
+                // Explanations computed on request are computed again when asked for.
+                LogRecord::Explanation(_) => {}
             }
         }
     }

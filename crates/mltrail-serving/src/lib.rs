@@ -1,7 +1,8 @@
 //! Serving owns deployments: the model runtime (native ONNX-ML evaluators; onnxruntime for other
 //! graphs), request decoding and validation against a model's signature, the deployment that
 //! scores, swaps and follows an alias ([`deployment`]), and the durable prediction log with its
-//! typed records ([`record`]) and Parquet archive.
+//! typed records ([`record`]) and Parquet archive. Explanations are computed elsewhere
+//! (mltrail-explain) behind [`explanation::Explainers`]; serving decides when and stores them.
 //!
 //! This crate knows nothing about HTTP: the server decodes bodies and calls [`deployment`]. It
 //! reaches model versions only through a [`deployment::ModelSource`]; the one over the metadata
@@ -10,6 +11,7 @@
 
 pub mod archive;
 pub mod deployment;
+pub mod explanation;
 pub mod predlog;
 pub mod privacy;
 pub mod record;

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::record::{FeedbackRecord, LogRecord, PredictionRecord};
+use crate::record::{ExplanationRecord, FeedbackRecord, LogRecord, PredictionRecord};
 use crate::spilled_index::{self, SpilledIndex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +186,7 @@ impl Index {
                     self.in_memory += 1;
                 }
             }
-            EntryKind::Feedback => {
+            EntryKind::Annotation => {
                 segment
                     .feedback
                     .entry(short_id(id))
@@ -233,7 +233,8 @@ pub struct Entry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
     Prediction,
-    Feedback,
+    /// A record about an earlier prediction: feedback, or an explanation computed on request.
+    Annotation,
 }
 
 struct Job {
@@ -381,7 +382,7 @@ fn entry_id_kind(payload: &[u8]) -> Option<(u128, EntryKind)> {
     let head: Head = serde_json::from_slice(payload).ok()?;
     let kind = match head.kind {
         "prediction" => EntryKind::Prediction,
-        "feedback" => EntryKind::Feedback,
+        "feedback" | "explanation" => EntryKind::Annotation,
         _ => return None,
     };
     Some((head.id.as_u128(), kind))
@@ -560,6 +561,19 @@ impl PredictionLog {
     pub fn local_feedback(&self, id: u128) -> Result<Vec<FeedbackRecord>, LogError> {
         let (_, locs) = self.locate(id)?;
         Ok(feedback_only(self.read_matching(id, locs)?))
+    }
+
+    /// The newest explanation of `id` appended to local segments (computed on request).
+    pub fn local_explanation(&self, id: u128) -> Result<Option<ExplanationRecord>, LogError> {
+        let (_, locs) = self.locate(id)?;
+        Ok(self
+            .read_matching(id, locs)?
+            .into_iter()
+            .filter_map(|r| match r {
+                LogRecord::Explanation(e) => Some(e),
+                _ => None,
+            })
+            .next_back())
     }
 
     /// Ids the in-memory index holds now (at most `LogConfig::index_entries` once
@@ -1024,7 +1038,7 @@ fn feedback_only(records: Vec<LogRecord>) -> Vec<FeedbackRecord> {
         .into_iter()
         .filter_map(|r| match r {
             LogRecord::Feedback(f) => Some(f),
-            LogRecord::Prediction(_) => None,
+            LogRecord::Prediction(_) | LogRecord::Explanation(_) => None,
         })
         .collect()
 }
@@ -1133,7 +1147,7 @@ mod tests {
         .unwrap();
         log.append(vec![Entry {
             id: 5,
-            kind: EntryKind::Feedback,
+            kind: EntryKind::Annotation,
             payload,
         }])
         .await
@@ -1149,7 +1163,7 @@ mod tests {
         .unwrap();
         Entry {
             id,
-            kind: EntryKind::Feedback,
+            kind: EntryKind::Annotation,
             payload,
         }
     }

@@ -699,6 +699,7 @@ mod tests {
             subject: Some(ada.to_hex()),
             sealed: Some(vec!["email".into()]),
             sealed_inputs: Some(sealed),
+            explanation: None,
         });
         let feedback = LogRecord::Feedback(FeedbackRecord {
             id,

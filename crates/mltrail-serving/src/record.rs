@@ -1,6 +1,7 @@
-//! What the prediction log holds, as types: a [`PredictionRecord`] per served row and a
-//! [`FeedbackRecord`] per label, reward or displayed ranking, and the one list of archive columns
-//! ([`COLUMNS`]) that both are stored in.
+//! What the prediction log holds, as types: a [`PredictionRecord`] per served row, a
+//! [`FeedbackRecord`] per label, reward or displayed ranking, an [`ExplanationRecord`] per
+//! explanation computed after the fact, and the one list of archive columns ([`COLUMNS`]) that
+//! all are stored in.
 //!
 //! A log segment holds each record as JSON (`{"type": "prediction", …}`); the archive holds the
 //! same records as Parquet columns. Inputs, outputs, labels and rankings keep the shape the model
@@ -12,11 +13,15 @@ use serde_json::value::RawValue;
 use serde_json::Number;
 
 /// One log record.
+// Predictions are most of the records read and written; boxing them to even out the variants
+// would cost an allocation each for the rarer feedback and explanations' sake.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum LogRecord {
     Prediction(PredictionRecord),
     Feedback(FeedbackRecord),
+    Explanation(ExplanationRecord),
 }
 
 /// Every field either record has, read in one pass. serde's internally tagged enums buffer a
@@ -61,6 +66,8 @@ struct WireRecord {
     sealed: Option<Vec<String>>,
     #[serde(default)]
     sealed_inputs: Option<String>,
+    #[serde(default)]
+    explanation: Option<Box<RawValue>>,
 }
 
 /// A field that is there, `null` included: feedback whose label is `null` is still feedback
@@ -90,6 +97,7 @@ impl<'de> Deserialize<'de> for LogRecord {
                 subject: w.subject,
                 sealed: w.sealed,
                 sealed_inputs: w.sealed_inputs,
+                explanation: w.explanation,
             })),
             Some(RecordKind::Feedback) => Ok(LogRecord::Feedback(FeedbackRecord {
                 id: w.id,
@@ -99,9 +107,17 @@ impl<'de> Deserialize<'de> for LogRecord {
                 reward: w.reward,
                 ranking: w.ranking,
             })),
+            Some(RecordKind::Explanation) => Ok(LogRecord::Explanation(ExplanationRecord {
+                id: w.id,
+                time_ms: w.time_ms,
+                deployment: w.deployment,
+                explanation: w
+                    .explanation
+                    .ok_or_else(|| serde::de::Error::missing_field("explanation"))?,
+            })),
             None => Err(serde::de::Error::unknown_variant(
                 &w.kind,
-                &["prediction", "feedback"],
+                &["prediction", "feedback", "explanation"],
             )),
         }
     }
@@ -140,6 +156,20 @@ pub struct PredictionRecord {
     /// (`mltrail_core::privacy::SEALED_PREFIX` and base64url).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sealed_inputs: Option<String>,
+    /// Why the model answered as it did (`mltrail serve --explain always`): the explanation
+    /// computed while serving, as a JSON object (`crate::explanation`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Box<RawValue>>,
+}
+
+/// An explanation of an earlier prediction, computed when first asked for and kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplanationRecord {
+    /// The prediction it explains.
+    pub id: uuid::Uuid,
+    pub time_ms: i64,
+    pub deployment: String,
+    pub explanation: Box<RawValue>,
 }
 
 /// What came back about a prediction: its label, a reward, or the ranking the user was shown.
@@ -162,6 +192,7 @@ impl LogRecord {
         match self {
             LogRecord::Prediction(p) => p.id,
             LogRecord::Feedback(f) => f.id,
+            LogRecord::Explanation(e) => e.id,
         }
     }
 
@@ -169,6 +200,7 @@ impl LogRecord {
         match self {
             LogRecord::Prediction(p) => p.time_ms,
             LogRecord::Feedback(f) => f.time_ms,
+            LogRecord::Explanation(e) => e.time_ms,
         }
     }
 
@@ -176,6 +208,7 @@ impl LogRecord {
         match self {
             LogRecord::Prediction(_) => RecordKind::Prediction,
             LogRecord::Feedback(_) => RecordKind::Feedback,
+            LogRecord::Explanation(_) => RecordKind::Explanation,
         }
     }
 
@@ -186,6 +219,7 @@ impl LogRecord {
             (_, "time_ms") => Cell::Int(self.time_ms()),
             (LogRecord::Prediction(p), _) => p.cell(column),
             (LogRecord::Feedback(f), _) => f.cell(column),
+            (LogRecord::Explanation(e), _) => e.cell(column),
         }
     }
 
@@ -215,6 +249,18 @@ impl PredictionRecord {
             "subject" => self.subject.as_deref().map_or(Cell::Null, Cell::Text),
             "sealed" => self.sealed.as_deref().map_or(Cell::Null, Cell::Names),
             "sealed_inputs" => self.sealed_inputs.as_deref().map_or(Cell::Null, Cell::Text),
+            "explanation" => json_cell(self.explanation.as_deref()),
+            _ => Cell::Null,
+        }
+    }
+}
+
+impl ExplanationRecord {
+    fn cell(&self, column: &str) -> Cell<'_> {
+        match column {
+            "id" => Cell::Id(self.id),
+            "deployment" => Cell::Text(&self.deployment),
+            "explanation" => Cell::Json(self.explanation.get()),
             _ => Cell::Null,
         }
     }
@@ -249,6 +295,7 @@ fn json_cell(value: Option<&RawValue>) -> Cell<'_> {
 pub enum RecordKind {
     Prediction,
     Feedback,
+    Explanation,
 }
 
 impl RecordKind {
@@ -256,6 +303,7 @@ impl RecordKind {
         match self {
             RecordKind::Prediction => "prediction",
             RecordKind::Feedback => "feedback",
+            RecordKind::Explanation => "explanation",
         }
     }
 
@@ -263,6 +311,7 @@ impl RecordKind {
         match text {
             "prediction" => Some(RecordKind::Prediction),
             "feedback" => Some(RecordKind::Feedback),
+            "explanation" => Some(RecordKind::Explanation),
             _ => None,
         }
     }
@@ -292,9 +341,10 @@ const fn column(name: &'static str, kind: ColumnType) -> Column {
     Column { name, kind }
 }
 
-/// The archive's columns, in file order: every field of [`PredictionRecord`] and
-/// [`FeedbackRecord`], plus `type`. (A test holds every serialized field to a column.)
-pub const COLUMNS: [Column; 19] = [
+/// The archive's columns, in file order: every field of [`PredictionRecord`],
+/// [`FeedbackRecord`] and [`ExplanationRecord`], plus `type`. (A test holds every serialized
+/// field to a column.)
+pub const COLUMNS: [Column; 20] = [
     column("type", ColumnType::Text),
     column("id", ColumnType::Text),
     column("deployment", ColumnType::Text),
@@ -314,6 +364,7 @@ pub const COLUMNS: [Column; 19] = [
     column("subject", ColumnType::Text),
     column("sealed", ColumnType::JsonText),
     column("sealed_inputs", ColumnType::Text),
+    column("explanation", ColumnType::JsonText),
 ];
 
 /// One record's value in one column.
@@ -385,6 +436,7 @@ pub fn write_prediction(
     inputs: &[u8],
     outputs: &[u8],
     sealed: Option<SealedRow<'_>>,
+    explanation: Option<&[u8]>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(shared.len() + inputs.len() + outputs.len() + 64);
     out.extend_from_slice(b"{\"type\":\"prediction\",\"id\":");
@@ -402,6 +454,10 @@ pub fn write_prediction(
         out.extend_from_slice(b",\"sealed_inputs\":\"");
         out.extend_from_slice(row.sealed_inputs);
         out.push(b'"');
+    }
+    if let Some(explanation) = explanation {
+        out.extend_from_slice(b",\"explanation\":");
+        out.extend_from_slice(explanation);
     }
     out.push(b'}');
     out
@@ -465,7 +521,14 @@ mod tests {
             latency_us: 250,
         }
         .shared_json();
-        let fast = write_prediction(&id, &shared, br#"{"income":5.5}"#, br#"{"label":1}"#, None);
+        let fast = write_prediction(
+            &id,
+            &shared,
+            br#"{"income":5.5}"#,
+            br#"{"label":1}"#,
+            None,
+            None,
+        );
         let typed = LogRecord::Prediction(PredictionRecord {
             id,
             time_ms: 1_795_745_151_565,
@@ -482,6 +545,7 @@ mod tests {
             subject: None,
             sealed: None,
             sealed_inputs: None,
+            explanation: None,
         });
         assert_eq!(
             String::from_utf8(fast.clone()).unwrap(),
@@ -504,6 +568,7 @@ mod tests {
                 sealed_json: br#"["email"]"#,
                 sealed_inputs: b"pii1:xyz",
             }),
+            None,
         );
         let LogRecord::Prediction(mut p) = typed else {
             unreachable!()
@@ -517,6 +582,29 @@ mod tests {
             serde_json::to_string(&typed).unwrap()
         );
         let back: LogRecord = serde_json::from_slice(&sealed_fast).unwrap();
+        assert!(back.same_as(&typed));
+
+        let explained_fast = write_prediction(
+            &id,
+            &shared,
+            br#"{"income":5.5}"#,
+            br#"{"label":1}"#,
+            None,
+            Some(br#"{"method":"linear","values":{"income":0.5}}"#),
+        );
+        let LogRecord::Prediction(mut p) = typed else {
+            unreachable!()
+        };
+        p.subject = None;
+        p.sealed = None;
+        p.sealed_inputs = None;
+        p.explanation = Some(raw(r#"{"method":"linear","values":{"income":0.5}}"#));
+        let typed = LogRecord::Prediction(p);
+        assert_eq!(
+            String::from_utf8(explained_fast.clone()).unwrap(),
+            serde_json::to_string(&typed).unwrap()
+        );
+        let back: LogRecord = serde_json::from_slice(&explained_fast).unwrap();
         assert!(back.same_as(&typed));
         assert_eq!(uuid_v7_time_ms(id.as_u128()), 1_795_745_151_565);
     }
@@ -539,6 +627,13 @@ mod tests {
             subject: Some("ab".repeat(32)),
             sealed: Some(vec!["email".into()]),
             sealed_inputs: Some("pii1:xyz".into()),
+            explanation: Some(raw(r#"{"method":"linear"}"#)),
+        });
+        let explanation = LogRecord::Explanation(ExplanationRecord {
+            id: prediction_id(5),
+            time_ms: 11,
+            deployment: "d".into(),
+            explanation: raw(r#"{"method":"linear"}"#),
         });
         let feedback = LogRecord::Feedback(FeedbackRecord {
             id: prediction_id(5),
@@ -548,7 +643,7 @@ mod tests {
             reward: Some(Number::from(2)),
             ranking: Some(raw(r#"["b","a"]"#)),
         });
-        for record in [prediction, feedback] {
+        for record in [prediction, feedback, explanation] {
             let value = serde_json::to_value(&record).unwrap();
             for key in value.as_object().unwrap().keys() {
                 assert!(

@@ -8,6 +8,7 @@ mod checkpoint;
 mod config;
 mod data;
 mod drift;
+mod fairness;
 mod monitor;
 mod predictions;
 mod privacy;
@@ -56,6 +57,11 @@ enum Command {
     /// Compare two data files column by column (Evidently's tests and thresholds); print a table,
     /// and write JSON and HTML reports on request.
     Drift(drift::DriftArgs),
+    /// Whether a classifier treats groups alike: Fairlearn's MetricFrame numbers (selection
+    /// rate, accuracy, TPR, FPR, FNR, TNR per group and crossed groups) and parity scalars
+    /// (demographic parity, equalized odds, equal opportunity) from a file of labels and
+    /// predictions; JSON and HTML reports on request.
+    Fairness(fairness::FairnessArgs),
     /// Dataset versions (content-addressed, with schema and profile) and file profiles.
     Data {
         #[command(subcommand)]
@@ -270,6 +276,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if matches!(
         cli.command,
         Command::Drift(_)
+            | Command::Fairness(_)
             | Command::Data { .. }
             | Command::Audit { .. }
             | Command::Backup(_)
@@ -335,6 +342,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Fairness(args) => {
+            tokio::task::spawn_blocking(move || fairness::run(args)).await??;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => {
             let loaded = Loaded::load(&args.config, args.layer()?)?;

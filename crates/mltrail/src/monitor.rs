@@ -360,7 +360,7 @@ fn write_inputs(records: &[LogRecord], path: &std::path::Path) -> Result<usize> 
         .iter()
         .filter_map(|r| match r {
             LogRecord::Prediction(p) => serde_json::from_str(p.inputs.get()).ok(),
-            LogRecord::Feedback(_) => None,
+            LogRecord::Feedback(_) | LogRecord::Explanation(_) => None,
         })
         .collect();
     let Some(first) = inputs.first() else {

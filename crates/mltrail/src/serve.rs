@@ -22,8 +22,34 @@ use crate::args::ClientArgs;
 use crate::config::ServeTable;
 use crate::tracking_client::Client;
 use mltrail_core::privacy::PrivacySpec;
+use mltrail_explain::served::TrainingExplainers;
+use mltrail_serving::explanation::ExplainMode;
 use mltrail_serving::privacy::KeyCache;
 use mltrail_serving::request::SealPlan;
+
+/// When predictions are explained (`--explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplainArg {
+    /// Never: GET /api/v1/predictions/{id}/explanation is refused.
+    Off,
+    /// On the first request for a prediction's explanation, from its stored inputs; then kept.
+    #[value(name = "on_request")]
+    OnRequest,
+    /// While serving, into each prediction's own record (costs throughput).
+    Always,
+}
+
+/// How tree ensembles are explained (`--explain-method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplainMethodArg {
+    /// SHAP values against a background sample of the training data (shap's default with data).
+    Interventional,
+    /// SHAP values with node covers counted from the training data.
+    #[value(name = "path_dependent")]
+    PathDependent,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,6 +122,19 @@ pub struct ServeArgs {
     /// ids of the oldest segments not yet archived move to index files beside them.
     #[arg(long)]
     index_entries: Option<usize>,
+    /// When predictions are explained (SHAP values from the version's training data, with
+    /// reason codes): off, on_request (computed on first read, then kept) or always (into every
+    /// prediction's record while serving).
+    #[arg(long, value_enum)]
+    explain: Option<ExplainArg>,
+    /// How tree ensembles are explained: interventional (against a background sample of the
+    /// training data) or path_dependent (with node covers from all of it).
+    #[arg(long, value_enum)]
+    explain_method: Option<ExplainMethodArg>,
+    /// Rows of the training data in the explanations' background sample (seeded; all of them
+    /// when the dataset has that many or fewer).
+    #[arg(long)]
+    explain_background: Option<usize>,
     /// Log output format, the same for every mltrail process.
     #[arg(long, value_enum)]
     log_format: Option<crate::config::LogFormat>,
@@ -172,11 +211,35 @@ pub async fn serve(
         .await?;
     tracing::info!(deployment, model = %loaded.name, version = %loaded.version, engine = loaded.model.engine_name(), "model loaded");
     let log = Arc::new(log);
+    let explain_mode = match args.explain {
+        ExplainArg::Off => ExplainMode::Off,
+        ExplainArg::OnRequest => ExplainMode::OnRequest,
+        ExplainArg::Always => ExplainMode::Always,
+    };
+    let explain_method = match args.explain_method {
+        ExplainMethodArg::Interventional => mltrail_explain::Method::Interventional,
+        ExplainMethodArg::PathDependent => mltrail_explain::Method::PathDependent,
+    };
+    let explainers = Arc::new(TrainingExplainers::new(
+        client.clone(),
+        explain_method,
+        args.explain_background.max(1),
+    ));
     let dep = Arc::new(
         Deployment::new(deployment.clone(), loaded, log.clone())
             .with_archive(client.clone())
-            .with_subject_keys(Arc::new(KeyCache::new(client.clone()))),
+            .with_subject_keys(Arc::new(KeyCache::new(client.clone())))
+            .with_explanations(explain_mode, explainers),
     );
+    if explain_mode == ExplainMode::Always {
+        dep.prepare_explainer().await.map_err(|why| {
+            anyhow!("--explain always: {why} (or serve with --explain on_request or off)")
+        })?;
+        tracing::info!(
+            deployment,
+            "explainer ready: every prediction is stored with its explanation"
+        );
+    }
     let archiver = dep.spawn_archiver(Duration::from_millis(args.archive_interval_ms.max(100)));
     let follower = model_ref.is_alias().then(|| {
         follower::spawn(

@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use mltrail_serving::archive::{ArchiveStore, StorageError};
 use mltrail_serving::deployment::follower::{DeploymentEvent, DeploymentJournal};
 use mltrail_serving::deployment::{
-    BoxFuture, Listed, ModelRef, ModelSource, SourceError, SourceVersion,
+    BoxFuture, Listed, ModelRef, ModelSource, SourceError, SourceVersion, StoredDataset,
 };
 use serde_json::{json, Value};
 
@@ -468,6 +468,43 @@ impl ModelSource for Client {
             self.download(path)
                 .await
                 .map_err(|e| SourceError::unavailable("the tracking server", e))
+        })
+    }
+
+    fn dataset<'a>(
+        &'a self,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<StoredDataset, SourceError>> {
+        Box::pin(async move {
+            let what = format!("dataset {version}");
+            let (name, number) = version
+                .rsplit_once('@')
+                .ok_or_else(|| SourceError::unavailable(what.clone(), "not NAME@VERSION"))?;
+            let path = format!(
+                "/api/v1/datasets/{}/versions/{}",
+                percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC),
+                percent_encoding::utf8_percent_encode(number, percent_encoding::NON_ALPHANUMERIC)
+            );
+            let answer = self
+                .get_json(&path, &what)
+                .await
+                .map_err(|e| SourceError::unavailable(what.clone(), e))?;
+            if answer["rows_stored"] != Value::Bool(true) {
+                return Err(SourceError::unavailable(
+                    what,
+                    "its rows are not stored (add them with `mltrail data add`)",
+                ));
+            }
+            let field = |key: &str| {
+                answer["dataset_version"][key]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| SourceError::unavailable(what.clone(), format!("no `{key}`")))
+            };
+            Ok(StoredDataset {
+                path: field("source")?,
+                file_name: field("file_name")?,
+            })
         })
     }
 }

@@ -459,6 +459,13 @@ fn a_deployment_checks_its_callers_with_the_tracking_server() {
     assert_eq!(read(&As::Bearer(&scoring)), 403);
     assert_eq!(read(&As::Bearer(&reader)), 200);
     assert_eq!(read(&As::Nobody), 401);
+    // So does its explanation (reason codes quote the inputs); this version has no training
+    // data to explain against, which only a caller past the check learns.
+    let why = format!("/api/v1/predictions/{id}/explanation");
+    let explain = |who: &As| call_at(&scorer.url, who, "GET", &why, json!({})).0;
+    assert_eq!(explain(&As::Nobody), 401);
+    assert_eq!(explain(&As::Bearer(&scoring)), 403);
+    assert_eq!(explain(&As::Bearer(&reader)), 409);
     // Health checks stay open.
     assert_eq!(scorer.get("/health").0, 200);
     // Refusals are counted beside the deployment's own metrics.
@@ -474,7 +481,7 @@ fn a_deployment_checks_its_callers_with_the_tracking_server() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("mltrail_auth_denied_total 2\n"),
+        metrics.contains("mltrail_auth_denied_total 3\n"),
         "{metrics}"
     );
     assert!(metrics.contains("mltrail_predictions_total") && metrics.ends_with("# EOF\n"));

@@ -54,6 +54,7 @@ fn write_window(server: &Server, start: i64) {
                 subject: None,
                 sealed: None,
                 sealed_inputs: None,
+                explanation: None,
             })
         })
         .collect();

@@ -99,3 +99,32 @@ impl FeedbackError {
         }
     }
 }
+
+/// Why a prediction's explanation could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplanationError {
+    #[error("explanations are off for this deployment (start `mltrail serve` with --explain on_request or always)")]
+    Off,
+    #[error(
+        "prediction {id} was answered by {model} version {version} (digest {digest}), which \
+         this deployment no longer serves; explain it where that version is served"
+    )]
+    OtherModel {
+        id: uuid::Uuid,
+        model: String,
+        version: String,
+        digest: String,
+    },
+    /// The version's explainer could not be made (no training data, a model it cannot read).
+    #[error("this model version cannot be explained: {0}")]
+    Unavailable(String),
+    /// The stored inputs are not numbers the model takes.
+    #[error("the prediction's stored inputs cannot be explained: {0}")]
+    Inputs(String),
+    #[error("explaining the prediction failed: {0}")]
+    Failed(#[source] BoxError),
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error("the explanation could not be kept: {0}")]
+    Log(#[source] LogError),
+}

@@ -15,12 +15,12 @@ mod model;
 mod source;
 mod store_source;
 
-pub use error::{FeedbackError, LookupError, ScoreError};
+pub use error::{ExplanationError, FeedbackError, LookupError, ScoreError};
 pub use metrics::{FailureKind, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 pub use model::LoadedModel;
 pub use source::{
     compile, fetch, load, BoxError, BoxFuture, Listed, ModelFiles, ModelRef, ModelSource,
-    SourceError, SourceVersion,
+    SourceError, SourceVersion, StoredDataset,
 };
 pub use store_source::StoreSource;
 
@@ -32,11 +32,12 @@ use serde_json::value::RawValue;
 use serde_json::{Number, Value as Json};
 
 use crate::archive::{find_archived, SharedArchive};
+use crate::explanation::{input_numbers, ExplainMode, Explainers, RowExplainer};
 use crate::predlog::{Entry, EntryKind, PredictionLog};
 use crate::privacy::{open_record, subject_of, KeyCache};
 use crate::record::{
-    prediction_id, write_prediction, FeedbackRecord, LogRecord, PredictionRecord, RequestRecord,
-    SealedRow,
+    prediction_id, write_prediction, ExplanationRecord, FeedbackRecord, LogRecord,
+    PredictionRecord, RequestRecord, SealedRow,
 };
 use crate::request::{self, PrivateRows, RequestKind, RowInputs};
 use crate::response;
@@ -48,6 +49,46 @@ use mltrail_core::privacy::DataKey;
 pub struct Serving {
     model: LoadedModel,
     metrics: VersionMetrics,
+    /// The version's explainer, made once (from its training data) when first needed.
+    explainer: tokio::sync::OnceCell<Result<Arc<dyn RowExplainer>, String>>,
+    /// Whether serving without explanations has been logged (once per version).
+    explain_warned: std::sync::atomic::AtomicBool,
+}
+
+impl Serving {
+    fn new(model: LoadedModel, metrics: VersionMetrics) -> Self {
+        Serving {
+            model,
+            metrics,
+            explainer: tokio::sync::OnceCell::new(),
+            explain_warned: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The version's explainer, made by `factory` on first use.
+    async fn explainer_from(
+        self: &Arc<Self>,
+        factory: &Arc<dyn Explainers>,
+    ) -> Result<Arc<dyn RowExplainer>, String> {
+        let (factory, serving) = (factory.clone(), self.clone());
+        self.explainer
+            .get_or_init(|| async move { factory.build(serving).await.map_err(|e| e.to_string()) })
+            .await
+            .clone()
+    }
+
+    /// Whether explanations of this version may be stored: not when it seals personal data,
+    /// whose values an explanation's numbers and words would repeat in clear.
+    pub fn stores_explanations(&self) -> bool {
+        self.model.privacy.is_none()
+    }
+}
+
+/// A prediction with its explanation (a JSON object, `crate::explanation`).
+pub struct Explained {
+    /// The prediction as stored, its personal data opened.
+    pub record: PredictionRecord,
+    pub explanation: Box<RawValue>,
 }
 
 impl Deref for Serving {
@@ -158,15 +199,15 @@ pub struct Deployment {
     archive: Option<SharedArchive>,
     /// Where subjects' keys come from, for versions that seal personal data.
     keys: Option<Arc<KeyCache>>,
+    explain_mode: ExplainMode,
+    explainers: Option<Arc<dyn Explainers>>,
 }
 
 impl Deployment {
     pub fn new(name: String, model: LoadedModel, log: Arc<PredictionLog>) -> Self {
         let metrics = DeploymentMetrics::new(&name);
-        let serving = Serving {
-            metrics: metrics.serve(&model, None),
-            model,
-        };
+        let version_metrics = metrics.serve(&model, None);
+        let serving = Serving::new(model, version_metrics);
         Self {
             name,
             current: RwLock::new(Arc::new(serving)),
@@ -174,7 +215,34 @@ impl Deployment {
             metrics,
             archive: None,
             keys: None,
+            explain_mode: ExplainMode::Off,
+            explainers: None,
         }
+    }
+
+    /// How predictions are explained, and who makes each version's explainer.
+    pub fn with_explanations(mut self, mode: ExplainMode, explainers: Arc<dyn Explainers>) -> Self {
+        self.explain_mode = mode;
+        self.explainers = Some(explainers);
+        self
+    }
+
+    pub fn explain_mode(&self) -> ExplainMode {
+        self.explain_mode
+    }
+
+    /// The explainer of `serving`, made on first use.
+    async fn explainer(&self, serving: &Arc<Serving>) -> Result<Arc<dyn RowExplainer>, String> {
+        match &self.explainers {
+            Some(factory) => serving.explainer_from(factory).await,
+            None => Err("this process makes no explainers".into()),
+        }
+    }
+
+    /// Makes the explainer of the version in service now (`mltrail serve --explain always`
+    /// checks at start that its version can be explained).
+    pub async fn prepare_explainer(&self) -> Result<(), String> {
+        self.explainer(&self.current()).await.map(|_| ())
     }
 
     /// Where the keys that seal personal data come from. A version with a privacy spec is
@@ -212,10 +280,21 @@ impl Deployment {
         // The metrics are set up before the lock: requests read `current` on every call.
         // (Swaps come one at a time from the alias follower.)
         let previous = self.current();
-        let next = Arc::new(Serving {
-            metrics: self.metrics.serve(&next, Some(&previous.model)),
-            model: next,
-        });
+        let metrics = self.metrics.serve(&next, Some(&previous.model));
+        let next = Arc::new(Serving::new(next, metrics));
+        if self.explain_mode == ExplainMode::Always {
+            // The new version's explainer is made beside serving, not by its first request.
+            if let (Some(factory), Ok(runtime)) =
+                (&self.explainers, tokio::runtime::Handle::try_current())
+            {
+                let (factory, serving) = (factory.clone(), next.clone());
+                runtime.spawn(async move {
+                    if let Err(why) = serving.explainer_from(&factory).await {
+                        tracing::warn!(version = %serving.version, error = %why, "the new version cannot be explained; its predictions are stored without explanations");
+                    }
+                });
+            }
+        }
         let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
         std::mem::replace(&mut *guard, next)
     }
@@ -276,11 +355,21 @@ impl Deployment {
             &serving.signature,
             serving.model.privacy.as_ref(),
         )?;
+        let explain_rows = match (&decoded.tensors[..], self.explain_mode) {
+            ([tensor], ExplainMode::Always) if serving.stores_explanations() => {
+                tensor.to_f64("explanation").ok()
+            }
+            _ => None,
+        };
         let outputs = serving
             .model
             .model
             .run(decoded.tensors)
             .map_err(ScoreError::Model)?;
+        let explanations = match explain_rows {
+            Some(rows) => self.explain_served(serving, &rows, decoded.rows).await,
+            None => None,
+        };
         let n = decoded.rows;
         let rows: Vec<Vec<u8>> = (0..n)
             .map(|r| {
@@ -308,10 +397,18 @@ impl Deployment {
                 .iter()
                 .zip(inputs)
                 .zip(&rows)
-                .map(|((id, inputs), outputs)| Entry {
+                .enumerate()
+                .map(|(r, ((id, inputs), outputs))| Entry {
                     id: id.as_u128(),
                     kind: EntryKind::Prediction,
-                    payload: write_prediction(id, &shared, inputs, outputs, None),
+                    payload: write_prediction(
+                        id,
+                        &shared,
+                        inputs,
+                        outputs,
+                        None,
+                        explanations.as_ref().map(|e| e[r].as_slice()),
+                    ),
                 })
                 .collect(),
             RowInputs::Sealed(private) => {
@@ -326,6 +423,115 @@ impl Deployment {
             rows,
             outputs,
         })
+    }
+
+    /// Each served row's explanation (`--explain always`), or none when the version cannot be
+    /// explained: the prediction is still served and stored, and the reason logged once.
+    async fn explain_served(
+        &self,
+        serving: &Arc<Serving>,
+        rows: &[f64],
+        n: usize,
+    ) -> Option<Vec<Vec<u8>>> {
+        let explained = match self.explainer(serving).await {
+            Ok(explainer) => explainer
+                .explain(&serving.model.model, rows)
+                .map_err(|e| e.to_string())
+                .and_then(|e| {
+                    if e.len() == n {
+                        Ok(e)
+                    } else {
+                        Err(format!("{} explanations for {n} rows", e.len()))
+                    }
+                }),
+            Err(why) => Err(why),
+        };
+        match explained {
+            Ok(e) => Some(e),
+            Err(why) => {
+                if !serving
+                    .explain_warned
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(version = %serving.version, error = %why, "predictions are stored without explanations");
+                }
+                None
+            }
+        }
+    }
+
+    /// A prediction's explanation: the one stored with it (`--explain always`), else one kept
+    /// from an earlier request, else computed now from its stored inputs by the version in
+    /// service (when it is the one that answered) and kept. `None`: no such prediction here.
+    pub async fn explanation(&self, id: uuid::Uuid) -> Result<Option<Explained>, ExplanationError> {
+        if self.explain_mode == ExplainMode::Off {
+            return Err(ExplanationError::Off);
+        }
+        let Some((mut record, _)) = self.lookup(id).await? else {
+            return Ok(None);
+        };
+        if let Some(explanation) = record.explanation.take() {
+            return Ok(Some(Explained {
+                record,
+                explanation,
+            }));
+        }
+        if let Some(kept) = self
+            .log
+            .local_explanation(id.as_u128())
+            .map_err(|e| ExplanationError::Lookup(e.into()))?
+        {
+            return Ok(Some(Explained {
+                record,
+                explanation: kept.explanation,
+            }));
+        }
+        let serving = self.current();
+        if serving.digest != record.digest {
+            return Err(ExplanationError::OtherModel {
+                id,
+                model: record.model,
+                version: record.version,
+                digest: record.digest,
+            });
+        }
+        let explainer = self
+            .explainer(&serving)
+            .await
+            .map_err(ExplanationError::Unavailable)?;
+        let row = input_numbers(record.inputs.get(), &serving.signature.column_names())
+            .map_err(ExplanationError::Inputs)?;
+        let model = serving.clone();
+        let mut made =
+            tokio::task::spawn_blocking(move || explainer.explain(&model.model.model, &row))
+                .await
+                .map_err(|e| ExplanationError::Failed(Box::new(e)))?
+                .map_err(ExplanationError::Failed)?;
+        let json = made
+            .pop()
+            .ok_or_else(|| ExplanationError::Failed("the explainer answered nothing".into()))?;
+        let explanation = RawValue::from_string(String::from_utf8_lossy(&json).into_owned())
+            .map_err(|e| ExplanationError::Failed(Box::new(e)))?;
+        if serving.stores_explanations() {
+            let kept = LogRecord::Explanation(ExplanationRecord {
+                id,
+                time_ms: mltrail_core::now_millis(),
+                deployment: self.name.clone(),
+                explanation: explanation.clone(),
+            });
+            self.log
+                .append(vec![Entry {
+                    id: id.as_u128(),
+                    kind: EntryKind::Annotation,
+                    payload: serde_json::to_vec(&kept).unwrap_or_default(),
+                }])
+                .await
+                .map_err(ExplanationError::Log)?;
+        }
+        Ok(Some(Explained {
+            record,
+            explanation,
+        }))
     }
 
     /// Log entries whose personal data is sealed with each row's subject key.
@@ -366,6 +572,7 @@ impl Deployment {
                         sealed_json: private.sealed_json(),
                         sealed_inputs: &inputs.sealed,
                     }),
+                    None,
                 ),
             })
             .collect())
@@ -437,7 +644,7 @@ impl Deployment {
         self.log
             .append(vec![Entry {
                 id: id.as_u128(),
-                kind: EntryKind::Feedback,
+                kind: EntryKind::Annotation,
                 payload,
             }])
             .await

@@ -130,6 +130,27 @@ pub trait ModelSource: Send + Sync {
     fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<Listed>, SourceError>>;
     /// A file's bytes.
     fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SourceError>>;
+    /// Where a dataset version's rows are stored (`NAME@VERSION`, as a model version's
+    /// training-data tag names it): what explanations take their background from.
+    fn dataset<'a>(
+        &'a self,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<StoredDataset, SourceError>> {
+        Box::pin(async move {
+            Err(SourceError::unavailable(
+                format!("dataset {version}"),
+                "this model source does not read datasets",
+            ))
+        })
+    }
+}
+
+/// A dataset version's stored file: its artifact path and file name (which says CSV or
+/// Parquet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDataset {
+    pub path: String,
+    pub file_name: String,
 }
 
 /// Why a model version could not be had or served.

@@ -3,9 +3,11 @@
 
 use mltrail_artifacts::ArtifactStore;
 use mltrail_core::artifact_path::{parse_proxy_uri, ArtifactPath};
-use mltrail_store::{registry, MetaStore};
+use mltrail_store::{datasets, registry, MetaStore};
 
-use super::source::{BoxFuture, Listed, ModelRef, ModelSource, SourceError, SourceVersion};
+use super::source::{
+    BoxFuture, Listed, ModelRef, ModelSource, SourceError, SourceVersion, StoredDataset,
+};
 
 #[derive(Clone)]
 pub struct StoreSource {
@@ -76,6 +78,30 @@ impl ModelSource for StoreSource {
                     is_dir: f.is_dir,
                 })
                 .collect())
+        })
+    }
+
+    fn dataset<'a>(
+        &'a self,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<StoredDataset, SourceError>> {
+        Box::pin(async move {
+            let wanted: datasets::VersionRef = version
+                .parse()
+                .map_err(|e| SourceError::unavailable(format!("dataset {version}"), e))?;
+            let dv = datasets::get_version(&self.store, &wanted)
+                .await
+                .map_err(|e| SourceError::unavailable(format!("dataset {version}"), e))?;
+            if !dv.file.has_rows() {
+                return Err(SourceError::unavailable(
+                    format!("dataset {version}"),
+                    "its rows are not stored (add them with `mltrail data add`)",
+                ));
+            }
+            Ok(StoredDataset {
+                path: dv.file.source,
+                file_name: dv.file.file_name,
+            })
         })
     }
 

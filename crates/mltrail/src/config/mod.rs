@@ -26,7 +26,7 @@ pub use args::{ConfigArgs, ServerArgs, StoreArgs};
 pub use layers::{Env, Layer};
 pub use show::{annotate_help, example};
 
-use crate::serve::DurabilityArg;
+use crate::serve::{DurabilityArg, ExplainArg, ExplainMethodArg};
 use crate::tracking_client::DEFAULT_TRACKING_URI;
 
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -262,6 +262,16 @@ config_table! {
         /// Beyond it, the ids of the oldest segments not yet archived move to index files
         /// beside them.
         pub index_entries: usize = mltrail_serving::predlog::DEFAULT_INDEX_ENTRIES,
+        /// When predictions are explained (SHAP values from the version's training data, with
+        /// reason codes): `off`, `on_request` (computed on first read, then kept) or `always`
+        /// (into every prediction's record while serving).
+        pub explain: ExplainArg = ExplainArg::OnRequest,
+        /// How tree ensembles are explained: `interventional` (against a background sample of
+        /// the training data) or `path_dependent` (with node covers from all of it).
+        pub explain_method: ExplainMethodArg = ExplainMethodArg::Interventional,
+        /// Rows of the training data in the explanations' background sample (seeded; all of
+        /// them when the dataset has that many or fewer).
+        pub explain_background: usize = 100,
     }
 }
 

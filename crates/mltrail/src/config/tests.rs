@@ -386,6 +386,9 @@ fn every_flag_sets_a_key() {
         "--tls-key=k.pem",
         "--auth=on",
         "--log-format=json",
+        "--explain=always",
+        "--explain-method=path_dependent",
+        "--explain-background=9",
     ]);
     let Command::Serve(args) = serve.command else {
         panic!("not the serve command")
@@ -413,6 +416,14 @@ fn every_flag_sets_a_key() {
     assert_eq!(s.tls_cert.as_deref(), Some(Path::new("c.pem")));
     assert_eq!(s.tls_key.as_deref(), Some(Path::new("k.pem")));
     assert_eq!(loaded.config.auth.mode, super::AuthModeArg::On);
+    assert_eq!(
+        (s.explain, s.explain_method, s.explain_background),
+        (
+            crate::serve::ExplainArg::Always,
+            crate::serve::ExplainMethodArg::PathDependent,
+            9
+        )
+    );
     // Every key of [serve] has its flag.
     for k in ServeTable::SCHEMA.keys {
         assert!(

@@ -1,0 +1,290 @@
+//! Explanations through the real binaries: `mltrail serve --explain always` stores each
+//! prediction's SHAP values in its own record (and they survive archiving), `on_request`
+//! computes them on first read and keeps them, `off` refuses, and a version without training
+//! data cannot be served with `always`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::scorer::{add_gbc_training_data, register, rows, Scorer};
+use common::Server;
+use serde_json::{json, Value};
+
+const SIGNATURE: &str = "f0,f1,f2,f3,f4,f5";
+
+fn predict(scorer: &Scorer, n: usize) -> Vec<(String, f64)> {
+    let data: Vec<Vec<Value>> = rows("gbc").into_iter().take(n).collect();
+    let (status, body) = scorer.post(
+        "/api/v1/predict",
+        &json!({"dataframe_split": {"columns": SIGNATURE.split(',').collect::<Vec<_>>(), "data": data}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let probability = p["outputs"]["output_probability"]["1"]
+                .as_f64()
+                .expect("probability of class 1");
+            (
+                p["prediction_id"].as_str().unwrap().to_string(),
+                probability,
+            )
+        })
+        .collect()
+}
+
+fn explanation(scorer: &Scorer, id: &str) -> (u16, Value) {
+    let (status, text) = scorer.get(&format!("/api/v1/predictions/{id}/explanation"));
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The explanation adds up to its output, which is the log-odds of the probability served.
+fn check_adds_up(e: &Value, probability: f64) {
+    let values = e["values"].as_object().expect("one map of column → value");
+    assert_eq!(values.len(), 6);
+    let total: f64 = e["base_value"].as_f64().unwrap()
+        + values.values().map(|v| v.as_f64().unwrap()).sum::<f64>();
+    let output = e["output"].as_f64().unwrap();
+    assert!((total - output).abs() < 1e-9, "{total} vs {output}");
+    let served = 1.0 / (1.0 + (-output).exp());
+    assert!(
+        (served - probability).abs() < 1e-6,
+        "{served} vs {probability}"
+    );
+    assert_eq!(e["output_space"], "log_odds");
+    assert_eq!(e["background_digest"].as_str().unwrap().len(), 64);
+    let reasons = e["reasons"].as_array().unwrap();
+    assert!(!reasons.is_empty() && reasons.len() <= 3, "{reasons:?}");
+    // The first reason names the largest contribution, with the row's value.
+    let (top, value) = values
+        .iter()
+        .max_by(|a, b| {
+            a.1.as_f64()
+                .unwrap()
+                .abs()
+                .total_cmp(&b.1.as_f64().unwrap().abs())
+        })
+        .unwrap();
+    let first = reasons[0].as_str().unwrap();
+    assert!(first.starts_with(&format!("{top} = ")), "{first}");
+    let verb = if value.as_f64().unwrap() > 0.0 {
+        "raised"
+    } else {
+        "lowered"
+    };
+    assert!(first.contains(&format!("{verb} the score by ")), "{first}");
+}
+
+fn parquet_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn explanations_while_serving_are_stored_in_the_record_and_survive_archiving() {
+    let server = Server::start();
+    let data = tempfile::tempdir().unwrap();
+    add_gbc_training_data(&server, data.path());
+    register(
+        &server,
+        "credit",
+        "gbc.onnx",
+        &["--signature", SIGNATURE, "--training-data", "train@1"],
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let scorer = Scorer::start(
+        &server,
+        "credit/1",
+        logs.path(),
+        &[
+            "--deployment",
+            "explained",
+            "--explain",
+            "always",
+            "--segment-seconds",
+            "1",
+            "--archive-interval-ms",
+            "200",
+        ],
+    );
+    let (_, info) = scorer.get("/api/v1/deployment");
+    assert!(info.contains(r#""explain":"always""#), "{info}");
+    let served = predict(&scorer, 3);
+    let mut first = Vec::new();
+    for (id, probability) in &served {
+        let (_, record) = scorer.get(&format!("/api/v1/predictions/{id}"));
+        let record: Value = serde_json::from_str(&record).unwrap();
+        assert_eq!(record["explanation"]["method"], "tree_interventional");
+        let (status, e) = explanation(&scorer, id);
+        assert_eq!(status, 200, "{e}");
+        assert_eq!(e["prediction_id"], id.as_str());
+        assert_eq!(e["method"], "tree_interventional");
+        assert_eq!(e["values"], record["explanation"]["values"]);
+        check_adds_up(&e, *probability);
+        first.push(e);
+    }
+    // Archived as Parquet, the explanations read back the same.
+    let archive = server.artifact_root().join("predictions/explained");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while parquet_under(&archive).is_empty() {
+        assert!(Instant::now() < deadline, "no segment was archived");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for ((id, _), before) in served.iter().zip(&first) {
+        let (status, after) = explanation(&scorer, id);
+        assert_eq!(status, 200, "{after}");
+        assert_eq!(&after, before);
+    }
+}
+
+#[test]
+fn explanations_on_request_are_computed_once_and_kept_and_off_refuses() {
+    let server = Server::start();
+    let data = tempfile::tempdir().unwrap();
+    add_gbc_training_data(&server, data.path());
+    register(
+        &server,
+        "credit",
+        "gbc.onnx",
+        &["--signature", SIGNATURE, "--training-data", "train@1"],
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let scorer = Scorer::start(
+        &server,
+        "credit/1",
+        logs.path(),
+        &[
+            "--deployment",
+            "asked",
+            "--explain-method",
+            "path_dependent",
+        ],
+    );
+    let served = predict(&scorer, 2);
+    let (id, probability) = &served[0];
+    let (_, record) = scorer.get(&format!("/api/v1/predictions/{id}"));
+    assert!(!record.contains("explanation"), "{record}");
+    let (status, e) = explanation(&scorer, id);
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["method"], "tree_path_dependent");
+    check_adds_up(&e, *probability);
+    let (_, again) = explanation(&scorer, id);
+    assert_eq!(again, e);
+    // Kept in the log as its own record.
+    let kept = std::fs::read_dir(logs.path())
+        .unwrap()
+        .flatten()
+        .map(|f| std::fs::read(f.path()).unwrap_or_default())
+        .any(|bytes| String::from_utf8_lossy(&bytes).contains(r#""type":"explanation""#));
+    assert!(kept, "no explanation record in the log");
+
+    let (status, body) = explanation(&scorer, "0190a0a0-0000-7000-8000-000000000000");
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = explanation(&scorer, "not-an-id");
+    assert_eq!(status, 400, "{body}");
+
+    let off_logs = tempfile::tempdir().unwrap();
+    let off = Scorer::start(
+        &server,
+        "credit/1",
+        off_logs.path(),
+        &["--deployment", "silent", "--explain", "off"],
+    );
+    let (id, _) = &predict(&off, 1)[0];
+    let (status, body) = explanation(&off, id);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("--explain"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_version_without_training_data_cannot_be_served_explaining_everything() {
+    let server = Server::start();
+    register(&server, "bare", "gbc.onnx", &["--signature", SIGNATURE]);
+    let logs = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mltrail"))
+        .args(["serve", "--model", "bare/1", "--tracking-uri", &server.url])
+        .args(["--port", "0", "--explain", "always"])
+        .args(["--log-dir", logs.path().to_str().unwrap()])
+        .env("MLTRAIL_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--training-data"), "{stderr}");
+    assert!(stderr.contains("--explain on_request"), "{stderr}");
+}
+
+#[test]
+fn a_version_that_seals_personal_data_is_explained_but_its_explanations_are_not_stored() {
+    let server = Server::start();
+    let data = tempfile::tempdir().unwrap();
+    add_gbc_training_data(&server, data.path());
+    register(
+        &server,
+        "credit",
+        "gbc.onnx",
+        &[
+            "--signature",
+            SIGNATURE,
+            "--training-data",
+            "train@1",
+            "--pii",
+            "f1,f2",
+            "--subject",
+            "customer",
+        ],
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let scorer = Scorer::start(
+        &server,
+        "credit/1",
+        logs.path(),
+        &["--deployment", "sealed", "--explain", "always"],
+    );
+    let mut columns: Vec<&str> = SIGNATURE.split(',').collect();
+    columns.push("customer");
+    let mut row = rows("gbc")[0].clone();
+    row.push(json!("C-77"));
+    let (status, body) = scorer.post(
+        "/api/v1/predict",
+        &json!({"dataframe_split": {"columns": columns, "data": [row]}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let id = body["predictions"][0]["prediction_id"].as_str().unwrap();
+    let probability = body["predictions"][0]["outputs"]["output_probability"]["1"]
+        .as_f64()
+        .unwrap();
+    let (_, record) = scorer.get(&format!("/api/v1/predictions/{id}"));
+    assert!(!record.contains("\"explanation\""), "{record}");
+    for _ in 0..2 {
+        let (status, e) = explanation(&scorer, id);
+        assert_eq!(status, 200, "{e}");
+        check_adds_up(&e, probability);
+    }
+    // Contributions of sealed columns would repeat their values in clear: nothing is kept.
+    let logged = std::fs::read_dir(logs.path())
+        .unwrap()
+        .flatten()
+        .map(|f| String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()).into_owned())
+        .collect::<String>();
+    assert!(!logged.contains("explanation"), "an explanation was stored");
+}
