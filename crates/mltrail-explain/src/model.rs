@@ -273,8 +273,8 @@ impl ModelExplainer {
         let seen = self.estimator_rows(model, rows)?;
         let mut all = vec![0.0; seen.len() / d * k * d];
         match &self.engine {
-            Engine::PathDependent(e) => e.explain_rows(&seen, &mut all),
-            Engine::Interventional(e) => e.explain_rows(&seen, &mut all),
+            Engine::PathDependent(e) => e.explain(&seen, &mut all),
+            Engine::Interventional(e) => e.explain(&seen, &mut all),
             Engine::Linear(e) => {
                 for (row, out) in seen.chunks_exact(d).zip(all.chunks_exact_mut(k * d)) {
                     e.explain(row, out);

@@ -290,14 +290,9 @@ impl PathDependent {
         &self.base
     }
 
-    /// Adds `row`'s attributions to `phi` (`outputs × features`, output-major).
-    pub fn explain(&self, row: &[f64], phi: &mut [f64]) {
-        self.explain_rows(row, phi);
-    }
-
-    /// Adds the attributions of every row of `rows` (row-major) to `phi`, one
-    /// `outputs × features` block per row.
-    pub fn explain_rows(&self, rows: &[f64], phi: &mut [f64]) {
+    /// Adds the attributions of every row of `rows` (row-major; one row or many) to `phi`, one
+    /// `outputs × features` block (output-major) per row.
+    pub fn explain(&self, rows: &[f64], phi: &mut [f64]) {
         let features = self.forest.features;
         let stride = self.forest.outputs() * features;
         let mut scratch = Vec::new();
@@ -795,14 +790,9 @@ impl Interventional {
         &self.base
     }
 
-    /// Adds `row`'s attributions to `phi` (`outputs × features`, output-major).
-    pub fn explain(&self, row: &[f64], phi: &mut [f64]) {
-        self.explain_rows(row, phi);
-    }
-
-    /// Adds the attributions of every row of `rows` (row-major) to `phi`, one
-    /// `outputs × features` block per row.
-    pub fn explain_rows(&self, rows: &[f64], phi: &mut [f64]) {
+    /// Adds the attributions of every row of `rows` (row-major; one row or many) to `phi`, one
+    /// `outputs × features` block (output-major) per row.
+    pub fn explain(&self, rows: &[f64], phi: &mut [f64]) {
         let features = self.forest.features;
         let stride = self.forest.outputs() * features;
         let mut state = vec![Side::Open; features];
