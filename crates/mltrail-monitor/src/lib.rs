@@ -10,6 +10,7 @@
 
 pub mod compare;
 pub mod drift;
+pub mod fairness;
 pub mod performance;
 pub mod report;
 pub mod rules;

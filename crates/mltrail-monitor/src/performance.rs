@@ -27,7 +27,7 @@ impl Outcome {
     }
 
     /// The class name of a label that arrived as a whole float (`1.0` for class `1`).
-    fn as_class(&self) -> String {
+    pub(crate) fn as_class(&self) -> String {
         match self {
             Outcome::Class(c) => c.clone(),
             Outcome::Number(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", *x as i64),
@@ -53,7 +53,7 @@ pub struct Labelled {
 }
 
 /// The positive class of a binary problem: `1` or `true` when present, else the greater name.
-fn positive_class(classes: &[String]) -> Option<&String> {
+pub(crate) fn positive_class(classes: &[String]) -> Option<&String> {
     if classes.len() != 2 {
         return None;
     }
@@ -63,29 +63,14 @@ fn positive_class(classes: &[String]) -> Option<&String> {
         .or_else(|| classes.iter().max())
 }
 
-/// ROC AUC from scores and binary truths (the Mann–Whitney statistic, ties counted half).
+/// ROC AUC from scores and binary truths (the Mann–Whitney statistic, ties counted half): the
+/// one implementation, mltrail-explain's, which fairness reports use too.
 pub fn roc_auc(pairs: &[(f64, bool)]) -> Option<f64> {
-    let positives = pairs.iter().filter(|(_, p)| *p).count();
-    let negatives = pairs.len() - positives;
-    if positives == 0 || negatives == 0 || pairs.iter().any(|(s, _)| !s.is_finite()) {
+    if pairs.iter().any(|(s, _)| !s.is_finite()) {
         return None;
     }
-    let mut sorted: Vec<(f64, bool)> = pairs.to_vec();
-    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-    // Sum of positive ranks, with tied scores sharing their mean rank.
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
-            j += 1;
-        }
-        let mean_rank = (i + 1 + j) as f64 / 2.0;
-        rank_sum += mean_rank * sorted[i..j].iter().filter(|(_, p)| *p).count() as f64;
-        i = j;
-    }
-    let (p, n) = (positives as f64, negatives as f64);
-    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+    let (scores, truth): (Vec<f64>, Vec<bool>) = pairs.iter().copied().unzip();
+    Some(mltrail_explain::fairness::roc_auc(&truth, &scores)).filter(|auc| !auc.is_nan())
 }
 
 /// Metrics by name. Classification when the predictions are classes, regression when numbers.

@@ -74,7 +74,17 @@ pub const METRICS: &[&str] = &[
     "labelled_rows",
 ];
 
-const PATTERNS: &str = "rows, error, dataset_drift, drift_share, drifted_columns, feature_drift.<column>, feature_drifted.<column>, prediction_drift, prediction_drifted, labelled_rows, accuracy, precision, recall, f1, auc, rmse, mae, or <performance metric>_delta";
+const PATTERNS: &str = "rows, error, dataset_drift, drift_share, drifted_columns, feature_drift.<column>, feature_drifted.<column>, prediction_drift, prediction_drifted, labelled_rows, accuracy, precision, recall, f1, auc, rmse, mae, <performance metric>_delta, or <fairness metric>.<sensitive column> (demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference, equalized_odds_ratio, equal_opportunity_difference, equal_opportunity_ratio)";
+
+/// What a window reports per sensitive column (and crossed columns), as `METRIC.COLUMN`.
+pub const FAIRNESS_METRICS: [&str; 6] = [
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "equalized_odds_ratio",
+    "equal_opportunity_difference",
+    "equal_opportunity_ratio",
+];
 
 fn known_metric(name: &str) -> bool {
     METRICS.contains(&name)
@@ -82,6 +92,9 @@ fn known_metric(name: &str) -> bool {
             .strip_prefix("feature_drift.")
             .or_else(|| name.strip_prefix("feature_drifted."))
             .is_some_and(|c| !c.is_empty())
+        || name
+            .split_once('.')
+            .is_some_and(|(m, c)| FAIRNESS_METRICS.contains(&m) && !c.is_empty())
         || [
             "accuracy",
             "precision",

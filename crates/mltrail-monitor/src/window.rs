@@ -219,6 +219,24 @@ impl Window {
         )
     }
 
+    /// Each row's prediction and label (`None` where there is none), aligned with the inputs.
+    pub fn outcomes(&self, names: &OutputNames) -> Vec<(Option<Outcome>, Option<Outcome>)> {
+        (0..self.rows())
+            .map(|r| {
+                let predicted = self
+                    .outputs_of(r)
+                    .and_then(|o| names.prediction(&o))
+                    .and_then(|p| Outcome::from_json(&p));
+                let label = self
+                    .labels
+                    .get(&self.ids[r])
+                    .and_then(|(_, l)| serde_json::from_str::<Json>(l).ok())
+                    .and_then(|l| Outcome::from_json(&l));
+                (predicted, label)
+            })
+            .collect()
+    }
+
     /// Predictions whose label arrived.
     pub fn labelled(&self, names: &OutputNames) -> Vec<Labelled> {
         (0..self.rows())

@@ -51,6 +51,16 @@ struct PerformanceLabels {
     metric: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FairnessLabels {
+    deployment: String,
+    monitor: String,
+    /// `demographic_parity_difference`, `equalized_odds_ratio`, …
+    metric: String,
+    /// The sensitive column, or crossed columns (`sex_x_age_group`).
+    sensitive: String,
+}
+
 type Score = Gauge<f64, AtomicU64>;
 
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
@@ -61,6 +71,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
     let dataset = Family::<MonitorLabels, Gauge>::default();
     let prediction = Family::<MethodLabels, Score>::default();
     let performance = Family::<PerformanceLabels, Score>::default();
+    let fairness = Family::<FairnessLabels, Score>::default();
     let rows = Family::<MonitorLabels, Gauge>::default();
     let window_error = Family::<MonitorLabels, Gauge>::default();
     let window_end = Family::<MonitorLabels, Gauge>::default();
@@ -120,6 +131,24 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
                 })
                 .set(score);
         }
+        for (name, value) in r["values"].as_object().into_iter().flatten() {
+            let Some((metric, sensitive)) = name.split_once('.') else {
+                continue;
+            };
+            if let (true, Some(v)) = (
+                mltrail_monitor::rules::FAIRNESS_METRICS.contains(&metric),
+                value.as_f64(),
+            ) {
+                fairness
+                    .get_or_create(&FairnessLabels {
+                        deployment: base.deployment.clone(),
+                        monitor: base.monitor.clone(),
+                        metric: metric.to_string(),
+                        sensitive: sensitive.to_string(),
+                    })
+                    .set(v);
+            }
+        }
         for (metric, value) in r["performance"]["metrics"]
             .as_object()
             .into_iter()
@@ -136,6 +165,11 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
             }
         }
     }
+    registry.register(
+        "mltrail_fairness",
+        "Fairness across the groups of a sensitive column in the latest window: demographic parity over all predictions, equalized odds and equal opportunity over labelled ones (differences and ratios between groups).",
+        fairness,
+    );
     registry.register("mltrail_feature_drift", "Drift score of an input feature in the latest window: the p-value for statistical tests, the distance otherwise.", features);
     registry.register(
         "mltrail_feature_drifted",

@@ -92,6 +92,7 @@ async fn create(
         alerts: strings(&body, "alerts")?,
         webhooks: strings(&body, "webhooks")?,
         exclude: strings(&body, "exclude")?,
+        sensitive: strings(&body, "sensitive")?,
         start,
     };
     let monitor = state

@@ -64,6 +64,11 @@ pub struct CreateArgs {
     /// Input columns to leave out of feature drift (ids, timestamps).
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
+    /// Sensitive input columns (comma-separated): each window reports demographic parity (all
+    /// predictions), equalized odds and equal opportunity (labelled ones) across their groups,
+    /// as values alert rules read, e.g. "demographic_parity_difference.sex > 0.1".
+    #[arg(long, value_delimiter = ',')]
+    sensitive: Vec<String>,
     /// Evaluate history too: the first window is the one holding this time (2026-11-27,
     /// 2026-11-27T10:00:00Z, or a duration ago such as 7d). Default: now.
     #[arg(long)]
@@ -204,7 +209,7 @@ async fn create(args: CreateArgs) -> Result<()> {
     let body = serde_json::json!({
         "deployment": args.deployment, "window": args.window, "delay": args.delay,
         "reference": args.reference, "drift_share": args.drift_share, "alerts": args.alerts,
-        "webhooks": args.webhooks, "exclude": args.exclude, "start": start,
+        "webhooks": args.webhooks, "exclude": args.exclude, "sensitive": args.sensitive, "start": start,
     });
     let answer = client
         .post("/api/v1/monitors", &body, "create monitor")

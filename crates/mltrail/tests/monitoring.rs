@@ -576,3 +576,144 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
     drop(scorer);
     server.assert_audit_verifies();
 }
+
+/// A monitor with a sensitive column: each window reports demographic parity over the
+/// predictions and equalized odds over the labelled ones across the column's groups, as values
+/// alert rules read and as Prometheus gauges.
+#[test]
+fn a_monitor_measures_fairness_across_a_sensitive_column() {
+    let server = Server::start_with(
+        tempfile::tempdir().unwrap(),
+        &["--monitor-interval-ms", "200"],
+    );
+    let case = common::scorer::expected("columns_onehot");
+    let inputs = &case["inputs"];
+    let n = inputs["region"]["data"].as_array().unwrap().len();
+    let cell = |name: &str, r: usize| inputs[name]["data"][r].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let training = dir.path().join("regions.csv");
+    let mut csv = String::from("region,income,age\n");
+    for r in 0..n {
+        csv.push_str(&format!(
+            "{},{},{}\n",
+            cell("region", r).as_str().unwrap(),
+            cell("income", r),
+            cell("age", r)
+        ));
+    }
+    std::fs::write(&training, csv).unwrap();
+    let added = server.mltrail(&[
+        "data",
+        "add",
+        training.to_str().unwrap(),
+        "--name",
+        "regions",
+        "--tracking-uri",
+        &server.url,
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    register(
+        &server,
+        "loans",
+        "columns_onehot.onnx",
+        &["--training-data", "regions@1"],
+    );
+    let monitor: Value = client()
+        .post(format!("{}/api/v1/monitors", server.url))
+        .json(
+            &json!({"deployment": "loans", "window": "4s", "delay": "2s", "sensitive": ["region"],
+                      "alerts": ["demographic_parity_difference.region > 0.1"]}),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = monitor["monitor"]["id"].as_str().unwrap().to_string();
+    let logs = tempfile::tempdir().unwrap();
+    let scorer = Scorer::start(
+        &server,
+        "loans/1",
+        logs.path(),
+        &["--segment-seconds", "1", "--archive-interval-ms", "200"],
+    );
+    wait_for_next_window();
+    let start = now_ms() / WINDOW_MS * WINDOW_MS;
+    let rows: Vec<Value> = (0..n)
+        .map(|r| json!({"region": cell("region", r), "income": cell("income", r), "age": cell("age", r)}))
+        .collect();
+    let (status, answer) = scorer.post("/api/v1/predict", &json!({"dataframe_records": rows}));
+    assert_eq!(status, 200, "{answer}");
+    // Every other prediction gets feedback: the truth is the prediction's opposite.
+    let mut selected: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    for (r, p) in answer["predictions"].as_array().unwrap().iter().enumerate() {
+        let predicted = p["outputs"]["output_label"].as_i64().unwrap();
+        let region = cell("region", r).as_str().unwrap().to_string();
+        let entry = selected.entry(region).or_default();
+        entry.0 += predicted as f64;
+        entry.1 += 1.0;
+        if r % 2 == 0 {
+            let (status, body) = scorer.post(
+                "/api/v1/feedback",
+                &json!({"prediction_id": p["prediction_id"], "label": 1 - predicted}),
+            );
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    let rates: Vec<f64> = selected.values().map(|(s, c)| s / c).collect();
+    let gap = rates.iter().cloned().fold(f64::MIN, f64::max)
+        - rates.iter().cloned().fold(f64::MAX, f64::min);
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let window = loop {
+        let r = api(&server, &format!("/api/v1/monitors/{id}/results?limit=5"));
+        if let Some(w) = r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["window_start"] == json!(start))
+        {
+            break w.clone();
+        }
+        assert!(Instant::now() < deadline, "no window evaluated: {r}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(window["status"], "ok", "{window}");
+    let values = &window["result"]["values"];
+    let dp = values["demographic_parity_difference.region"]
+        .as_f64()
+        .unwrap();
+    assert!((dp - gap).abs() < 1e-12, "{dp} vs {gap}: {window}");
+    assert!(
+        values["equalized_odds_difference.region"].is_number(),
+        "{values}"
+    );
+    let groups = window["result"]["fairness"]["groupings"]["region"]["by_group"]
+        .as_object()
+        .unwrap();
+    assert_eq!(groups.len(), selected.len());
+    let metrics = client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("mltrail_fairness{")
+            && metrics.contains("metric=\"demographic_parity_difference\""),
+        "{metrics}"
+    );
+    // The fixture's rows select a third of one region and none of the others.
+    assert!(gap > 0.1, "{gap}");
+    let alerts = api(&server, &format!("/api/v1/monitors/{id}/alerts"))["alerts"].clone();
+    assert!(
+        alerts.as_array().unwrap().iter().any(|a| a["rule"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("demographic_parity_difference.region")),
+        "{alerts}"
+    );
+}

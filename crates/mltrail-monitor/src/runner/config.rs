@@ -1,4 +1,5 @@
-//! What a monitor is told: its `config` (drift share, alert rules, webhooks, excluded columns),
+//! What a monitor is told: its `config` (drift share, alert rules, webhooks, excluded and
+//! sensitive columns),
 //! what it compares with ([`ReferenceSpec`]), and how windows line up.
 
 use mltrail_store::datasets::VersionRef;
@@ -19,6 +20,10 @@ pub struct MonitorConfig {
     /// Input columns left out of feature drift (ids, timestamps).
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Input columns whose groups each window's fairness is measured across (each alone, and
+    /// crossed when there are several).
+    #[serde(default)]
+    pub sensitive: Vec<String>,
 }
 
 fn default_drift_share() -> f64 {
@@ -109,6 +114,7 @@ pub struct NewMonitor {
     pub alerts: Vec<String>,
     pub webhooks: Vec<String>,
     pub exclude: Vec<String>,
+    pub sensitive: Vec<String>,
     /// A past time whose window is the first evaluated (to evaluate history); default now.
     pub start: Option<i64>,
 }

@@ -130,6 +130,7 @@ impl Engine {
             alerts: new.alerts,
             webhooks: new.webhooks,
             exclude: new.exclude,
+            sensitive: new.sensitive,
         };
         config.validate()?;
         let start = match new.start {
@@ -375,6 +376,7 @@ impl Engine {
 
         let options = feature_options(config, &reference, false);
         let current = window.take_inputs();
+        let groups = crate::fairness::groups(&current, &config.sensitive);
         let prepared = reference.prepared(&options).await?;
         let features =
             tokio::task::spawn_blocking(move || compare_prepared(&prepared, current, &options))
@@ -408,7 +410,12 @@ impl Engine {
         let scored = self.scorer.scored(&model, &version, &reference).await;
         let mut prediction = Json::Null;
         let mut performance = Json::Null;
+        let mut fairness = Json::Null;
         if let Some(scored) = &scored {
+            if !groups.is_empty() {
+                fairness =
+                    crate::fairness::measure(&groups, &window.outcomes(&scored.names), &mut values);
+            }
             let current = window.predictions(&scored.names);
             let reference_predictions = scored.predictions.clone();
             let drift = tokio::task::spawn_blocking(move || {
@@ -462,6 +469,7 @@ impl Engine {
             "not_logged": features.only_in_reference,
             "prediction": prediction,
             "performance": performance,
+            "fairness": fairness,
             "values": values,
         }))
     }
