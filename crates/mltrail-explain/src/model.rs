@@ -115,6 +115,25 @@ impl ModelExplainer {
         };
         crate::whole_rows(training, features)
             .map_err(|why| ExplainError::Background(format!("training data: {why}")))?;
+        // A model that refuses missing values at serving never saw them: rows with one are no
+        // reference for it (a linear model's mean would turn NaN).
+        let kept: Vec<f64>;
+        let training = if model.accepts_missing_values() {
+            training
+        } else {
+            kept = training
+                .chunks_exact(features)
+                .filter(|row| row.iter().all(|v| !v.is_nan()))
+                .flatten()
+                .copied()
+                .collect();
+            if kept.is_empty() {
+                return Err(ExplainError::Background(
+                    "every training row has a missing value, which this model does not take".into(),
+                ));
+            }
+            &kept[..]
+        };
         let background = sample_rows(training, features, background.max(1), BACKGROUND_SEED);
         // Path-dependent TreeSHAP measures against the covers of the whole training data.
         let reference = match method {
@@ -127,7 +146,9 @@ impl ModelExplainer {
             None => Err(
                 "its graph has no single tree or linear estimator fed column by column".to_string(),
             ),
-            Some(estimator) => {
+            // Whatever keeps an exact method from working here sends the model to sampling.
+            Some(estimator) => (|| -> Result<ModelExplainer, String> {
+                let why = |e: ExplainError| e.to_string();
                 let prefix = estimator.has_steps_before();
                 let through = |rows: &[f64]| -> Result<Vec<f64>, ExplainError> {
                     estimator
@@ -135,7 +156,7 @@ impl ModelExplainer {
                         .to_f64("explanation")
                         .map_err(ExplainError::Runtime)
                 };
-                let bg = through(&background)?;
+                let bg = through(&background).map_err(why)?;
                 let made = match estimator.kind {
                     EstimatorKind::Trees(ensemble) => match ensemble.additive_outputs() {
                         None => Err(
@@ -143,17 +164,18 @@ impl ModelExplainer {
                                 .to_string(),
                         ),
                         Some(tree_outputs) => {
-                            let mut forest = forest_of(ensemble, &tree_outputs, features)?;
+                            let mut forest =
+                                forest_of(ensemble, &tree_outputs, features).map_err(why)?;
                             let outputs: Vec<RawOutput> =
                                 tree_outputs.into_iter().map(|t| t.output).collect();
                             let engine = match method {
                                 Method::PathDependent => {
-                                    forest.recount_covers(&through(training)?);
+                                    forest.recount_covers(&through(training).map_err(why)?);
                                     Engine::PathDependent(PathDependent::new(forest))
                                 }
-                                Method::Interventional => {
-                                    Engine::Interventional(Interventional::new(forest, &bg)?)
-                                }
+                                Method::Interventional => Engine::Interventional(
+                                    Interventional::new(forest, &bg).map_err(why)?,
+                                ),
                             };
                             Ok((outputs, engine))
                         }
@@ -166,7 +188,8 @@ impl ModelExplainer {
                             ))
                         } else {
                             let outputs = terms.outputs.clone();
-                            Ok((outputs, Engine::Linear(LinearShap::new(terms, &bg)?)))
+                            let linear = LinearShap::new(terms, &bg).map_err(why)?;
+                            Ok((outputs, Engine::Linear(linear)))
                         }
                     }
                 };
@@ -183,7 +206,7 @@ impl ModelExplainer {
                     explainer.check_against(model, &background)?;
                     Ok(explainer)
                 })
-            }
+            })(),
         };
         match exact {
             Ok(explainer) => Ok(explainer),
@@ -332,8 +355,10 @@ impl ModelExplainer {
                 continue;
             };
             for (a, b) in got.iter().zip(&want) {
-                // The runtime scores in f32; the explanation's sums are f64.
-                if (a - b).abs() > 1e-4 * (1.0 + b.abs()) {
+                // The runtime scores in f32; the explanation's sums are f64. (Written so that a
+                // NaN on either side fails the check.)
+                let close = (a - b).abs() <= 1e-4 * (1.0 + b.abs());
+                if !close {
                     return Err(format!(
                         "its raw outputs did not reproduce the model's answers ({a} vs {b})"
                     ));

@@ -46,7 +46,7 @@ impl Explainers for TrainingExplainers {
             let stored = source.dataset(&training).await?;
             let bytes = source.read(&stored.path).await?;
             tokio::task::spawn_blocking(move || -> Result<Arc<dyn RowExplainer>, BoxError> {
-                let table = read_table(&stored.file_name, &bytes)?;
+                let table = table::read_bytes(&stored.file_name, &bytes)?;
                 let columns = serving.signature.column_names();
                 let rows = numeric_rows(&table, &columns, &training)?;
                 let explainer = ModelExplainer::new(&serving.model, &rows, method, background)?;
@@ -58,14 +58,6 @@ impl Explainers for TrainingExplainers {
             .await?
         })
     }
-}
-
-/// The table in a stored dataset file (the reader dispatches on the file name).
-fn read_table(file_name: &str, bytes: &[u8]) -> Result<Table, BoxError> {
-    let dir = tempfile::tempdir()?;
-    let local = dir.path().join(file_name);
-    std::fs::write(&local, bytes)?;
-    Ok(table::read(&local)?)
 }
 
 /// The training rows in the model's column order, row-major; missing values are NaN.

@@ -124,3 +124,17 @@ fn a_model_that_mixes_columns_before_its_estimator_is_sampled() {
         2,
     );
 }
+
+#[test]
+fn training_rows_with_missing_values_are_no_reference_for_a_model_that_refuses_them() {
+    let (model, rows) = fixture("linreg");
+    let mut training = rows.clone();
+    training[0] = f64::NAN;
+    let explainer =
+        ModelExplainer::new(&model, &training, Method::default(), 100).expect("explainer");
+    assert_eq!(explainer.method(), "linear");
+    assert!(explainer.base_value().iter().all(|b| b.is_finite()));
+    for e in explainer.explain(&model, &rows).expect("explain") {
+        assert!(e.values.iter().all(|v| v.is_finite()), "{:?}", e.values);
+    }
+}

@@ -156,11 +156,7 @@ impl References {
         let bytes = self.artifacts.get(&path).await?;
         let file_name = dv.file.file_name.clone();
         let table = tokio::task::spawn_blocking(move || -> Result<Table, MonitorError> {
-            // The table reader dispatches on the file name (CSV or Parquet).
-            let dir = tempfile::tempdir()?;
-            let local = dir.path().join(&file_name);
-            std::fs::write(&local, &bytes)?;
-            Ok(table::read(&local)?)
+            Ok(table::read_bytes(&file_name, &bytes)?)
         })
         .await??;
         let reference = Arc::new(Reference {

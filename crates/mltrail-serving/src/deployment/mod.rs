@@ -49,8 +49,9 @@ use mltrail_core::privacy::DataKey;
 pub struct Serving {
     model: LoadedModel,
     metrics: VersionMetrics,
-    /// The version's explainer, made once (from its training data) when first needed.
-    explainer: tokio::sync::OnceCell<Result<Arc<dyn RowExplainer>, String>>,
+    /// The version's explainer, made once (from its training data) when first needed; a
+    /// failure is not kept, so the next request tries again.
+    explainer: tokio::sync::OnceCell<Arc<dyn RowExplainer>>,
     /// Whether serving without explanations has been logged (once per version).
     explain_warned: std::sync::atomic::AtomicBool,
 }
@@ -72,9 +73,11 @@ impl Serving {
     ) -> Result<Arc<dyn RowExplainer>, String> {
         let (factory, serving) = (factory.clone(), self.clone());
         self.explainer
-            .get_or_init(|| async move { factory.build(serving).await.map_err(|e| e.to_string()) })
+            .get_or_try_init(
+                || async move { factory.build(serving).await.map_err(|e| e.to_string()) },
+            )
             .await
-            .clone()
+            .cloned()
     }
 
     /// Whether explanations of this version may be stored: not when it seals personal data,
@@ -433,7 +436,14 @@ impl Deployment {
         rows: &[f64],
         n: usize,
     ) -> Option<Vec<Vec<u8>>> {
-        let explained = match self.explainer(serving).await {
+        // Never waits for an explainer being made (after a swap, beside serving): until it is
+        // ready, predictions are stored without explanations.
+        let ready = serving
+            .explainer
+            .get()
+            .cloned()
+            .ok_or_else(|| "the version's explainer is not ready yet".to_string());
+        let explained = match ready {
             Ok(explainer) => explainer
                 .explain(&serving.model.model, rows)
                 .map_err(|e| e.to_string())
