@@ -254,12 +254,14 @@ impl PathDependent {
             tree.expectation(&mut base);
         }
         let d = forest.max_depth() + 2;
+        let mut budget = TableBudget::new();
         let tables = forest
             .trees
             .iter()
             .map(|t| {
                 Some(
-                    leaf_paths(t)?
+                    budget
+                        .paths(t)?
                         .into_iter()
                         .map(path_dependent_table)
                         .collect(),
@@ -413,6 +415,34 @@ fn leaf_paths(tree: &ShapTree) -> Option<Vec<LeafPath>> {
 
 /// Most weights precomputed for one tree (2^features × features per leaf, summed): 256 KiB.
 const TABLE_BUDGET: usize = 1 << 15;
+
+/// Weights precomputed for a whole model at most (32 MiB): the trees past it are walked, so a
+/// model of thousands of trees does not hold hundreds of megabytes per explainer.
+const MODEL_TABLE_BUDGET: usize = 1 << 22;
+
+/// What is left of [`MODEL_TABLE_BUDGET`] while a model's trees get their tables.
+struct TableBudget {
+    left: usize,
+}
+
+impl TableBudget {
+    fn new() -> Self {
+        TableBudget {
+            left: MODEL_TABLE_BUDGET,
+        }
+    }
+
+    /// A tree's leaf paths when its tables fit what is left; `None`: walk it.
+    fn paths(&mut self, tree: &ShapTree) -> Option<Vec<LeafPath>> {
+        let paths = leaf_paths(tree)?;
+        let size: usize = paths
+            .iter()
+            .map(|p| (1usize << p.features.len()) * p.features.len())
+            .sum();
+        self.left = self.left.checked_sub(size)?;
+        Some(paths)
+    }
+}
 
 /// One leaf's precomputed shares. Bit k of a pattern says the row follows every split on
 /// `features[k]` toward this leaf; `weights[pattern × m + k]` is then feature k's share of the
@@ -741,13 +771,14 @@ impl Interventional {
         }
         base.iter_mut().for_each(|b| *b /= rows as f64);
         let weights = ShapleyWeights::new(forest.max_depth())?;
+        let mut budget = TableBudget::new();
         let tables = forest
             .trees
             .iter()
             .zip(&directions)
             .map(|(tree, theirs)| {
                 let n = tree.nodes.len();
-                let paths = leaf_paths(tree)?;
+                let paths = budget.paths(tree)?;
                 Some(
                     paths
                         .into_iter()

@@ -573,7 +573,7 @@ impl PredictionLog {
                 LogRecord::Explanation(e) => Some(e),
                 _ => None,
             })
-            .next_back())
+            .max_by_key(|e| e.time_ms))
     }
 
     /// Ids the in-memory index holds now (at most `LogConfig::index_entries` once
