@@ -92,6 +92,23 @@ pub enum Values {
     },
 }
 
+impl Values {
+    /// Each row's value as a category name: text as it is, a number as Rust prints it (`3`,
+    /// `0.5`); `None` where missing. What fairness groups rows by.
+    pub fn categories(&self) -> Vec<Option<String>> {
+        match self {
+            Values::Text { labels, codes } => codes
+                .iter()
+                .map(|c| (*c != MISSING).then(|| labels[*c as usize].clone()))
+                .collect(),
+            Values::Numeric { values, .. } => values
+                .iter()
+                .map(|v| (!v.is_nan()).then(|| v.to_string()))
+                .collect(),
+        }
+    }
+}
+
 /// Builds the dictionary of a text column while reading.
 #[derive(Default)]
 struct Dictionary {

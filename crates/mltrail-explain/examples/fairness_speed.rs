@@ -21,11 +21,11 @@ fn main() {
         let r = record.expect("row");
         truth.push(&r[0] == "1");
         predicted.push(&r[1] == "1");
-        sex.push(r[3].to_string());
-        age.push(r[4].to_string());
+        sex.push(Some(r[3].to_string()));
+        age.push(Some(r[4].to_string()));
     }
     let n = truth.len();
-    let cycle = |v: &Vec<String>| (0..rows).map(|i| v[i % n].clone()).collect::<Vec<_>>();
+    let cycle = |v: &Vec<Option<String>>| (0..rows).map(|i| v[i % n].clone()).collect::<Vec<_>>();
     let sensitive = vec![
         ("sex".to_string(), cycle(&sex)),
         ("age_group".to_string(), cycle(&age)),

@@ -6,6 +6,7 @@
 //! subtractions), which is why they agree to the last bits. Labels and predictions are binary:
 //! 1 is the positive class (Fairlearn's `pos_label=1`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The metrics of a frame, in Fairlearn's names and the golden file's order.
@@ -77,12 +78,13 @@ pub struct MetricFrame {
 }
 
 impl MetricFrame {
-    /// Counts rows by group: `groups[i]` is row i's group key, `truth`/`predicted` its label and
-    /// prediction.
-    pub fn new(groups: &[String], truth: &[bool], predicted: &[bool]) -> Self {
+    /// Counts rows by group: `groups[i]` is row i's group key (`None`: the row is left out),
+    /// `truth`/`predicted` its label and prediction.
+    pub fn new(groups: &[Option<String>], truth: &[bool], predicted: &[bool]) -> Self {
         let mut by: BTreeMap<&str, Counts> = BTreeMap::new();
         let mut overall = Counts::default();
         for ((g, t), p) in groups.iter().zip(truth).zip(predicted) {
+            let Some(g) = g else { continue };
             by.entry(g.as_str()).or_default().add(*t, *p);
             overall.add(*t, *p);
         }
@@ -203,8 +205,43 @@ fn nan_fold(values: &[f64], pick: fn(f64, f64) -> f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// A sensitive column (or several crossed): its name and each row's group (`None`: the row has
+/// no value).
+pub type Grouping = (String, Vec<Option<String>>);
+
+/// Each sensitive column alone, then, when there are several, all of them crossed (named
+/// `A_x_B`, groups `a & b`, as Fairlearn names them; a row missing any value has no crossed
+/// group).
+pub fn groupings(sensitive: &[Grouping]) -> Vec<(String, Cow<'_, [Option<String>]>)> {
+    // The columns' own groups are borrowed: copying a million group names costs more than the
+    // counting.
+    let mut out: Vec<(String, Cow<'_, [Option<String>]>)> = sensitive
+        .iter()
+        .map(|(name, groups)| (name.clone(), Cow::Borrowed(&groups[..])))
+        .collect();
+    if sensitive.len() > 1 {
+        let name = sensitive
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join("_x_");
+        let rows = sensitive.iter().map(|(_, g)| g.len()).min().unwrap_or(0);
+        let crossed = (0..rows)
+            .map(|r| {
+                sensitive
+                    .iter()
+                    .map(|(_, g)| g[r].as_deref())
+                    .collect::<Option<Vec<&str>>>()
+                    .map(|parts| parts.join(" & "))
+            })
+            .collect();
+        out.push((name, Cow::Owned(crossed)));
+    }
+    out
+}
+
 /// A report over several groupings: each sensitive column alone, and all of them crossed
-/// (named `A_x_B`, group keys `a & b`), as Fairlearn's `MetricFrame` gives them.
+/// ([`groupings`]), as Fairlearn's `MetricFrame` gives them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FairnessReport {
     pub frames: Vec<(String, MetricFrame)>,
@@ -212,29 +249,13 @@ pub struct FairnessReport {
 
 impl FairnessReport {
     /// `sensitive` holds, per sensitive column, its name and each row's group.
-    pub fn new(sensitive: &[(String, Vec<String>)], truth: &[bool], predicted: &[bool]) -> Self {
-        let mut frames: Vec<(String, MetricFrame)> = sensitive
-            .iter()
-            .map(|(name, groups)| (name.clone(), MetricFrame::new(groups, truth, predicted)))
-            .collect();
-        if sensitive.len() > 1 {
-            let name = sensitive
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join("_x_");
-            let crossed: Vec<String> = (0..truth.len())
-                .map(|r| {
-                    sensitive
-                        .iter()
-                        .map(|(_, g)| g[r].as_str())
-                        .collect::<Vec<_>>()
-                        .join(" & ")
-                })
-                .collect();
-            frames.push((name, MetricFrame::new(&crossed, truth, predicted)));
+    pub fn new(sensitive: &[Grouping], truth: &[bool], predicted: &[bool]) -> Self {
+        FairnessReport {
+            frames: groupings(sensitive)
+                .into_iter()
+                .map(|(name, groups)| (name, MetricFrame::new(&groups, truth, predicted)))
+                .collect(),
         }
-        FairnessReport { frames }
     }
 
     /// The golden file's layout: `metric_frames` by grouping and `scalar` by grouping and
@@ -298,7 +319,10 @@ mod tests {
     fn a_group_without_positives_has_a_true_positive_rate_of_zero_as_in_fairlearn() {
         // Fairlearn 0.15 on these rows: TPR a 1.0, b 0.0; FPR a 1.0, b 0.5; equal opportunity
         // difference 1.0 and ratio 0.0; equalized odds difference 1.0.
-        let groups: Vec<String> = ["a", "a", "b", "b"].iter().map(|s| s.to_string()).collect();
+        let groups: Vec<Option<String>> = ["a", "a", "b", "b"]
+            .iter()
+            .map(|s| Some(s.to_string()))
+            .collect();
         let truth = [true, false, false, false];
         let predicted = [true, true, false, true];
         let frame = MetricFrame::new(&groups, &truth, &predicted);
@@ -341,44 +365,28 @@ pub fn roc_auc(truth: &[bool], scores: &[f64]) -> f64 {
 }
 
 /// Per group of each grouping: ROC AUC and mean score (when a score column is given).
-pub fn score_metrics(
-    report: &FairnessReport,
-    sensitive: &[(String, Vec<String>)],
-    truth: &[bool],
-    scores: &[f64],
-) -> serde_json::Value {
+pub fn score_metrics(sensitive: &[Grouping], truth: &[bool], scores: &[f64]) -> serde_json::Value {
     use serde_json::{json, Map, Value};
     let number = |v: f64| if v.is_finite() { json!(v) } else { Value::Null };
-    let crossed = |r: usize| {
-        sensitive
-            .iter()
-            .map(|(_, g)| g[r].as_str())
-            .collect::<Vec<_>>()
-            .join(" & ")
+    let metrics = |t: &[bool], s: &[f64]| {
+        json!({"roc_auc": number(roc_auc(t, s)),
+               "mean_score": number(s.iter().sum::<f64>() / s.len().max(1) as f64)})
     };
     let mut out = Map::new();
-    for (i, (name, frame)) in report.frames.iter().enumerate() {
-        let key = |r: usize| match sensitive.get(i) {
-            Some((_, groups)) => groups[r].clone(),
-            None => crossed(r),
-        };
+    for (name, groups) in groupings(sensitive) {
         let mut by_group: BTreeMap<String, (Vec<bool>, Vec<f64>)> = BTreeMap::new();
-        for r in 0..truth.len() {
-            let entry = by_group.entry(key(r)).or_default();
-            entry.0.push(truth[r]);
-            entry.1.push(scores[r]);
+        for ((group, t), s) in groups.iter().zip(truth).zip(scores) {
+            let Some(group) = group else { continue };
+            let entry = by_group.entry(group.clone()).or_default();
+            entry.0.push(*t);
+            entry.1.push(*s);
         }
-        let metrics = |t: &[bool], s: &[f64]| {
-            json!({"roc_auc": number(roc_auc(t, s)),
-                   "mean_score": number(s.iter().sum::<f64>() / s.len().max(1) as f64)})
-        };
         let groups: Map<String, Value> = by_group
             .iter()
             .map(|(g, (t, s))| (g.clone(), metrics(t, s)))
             .collect();
-        debug_assert_eq!(groups.len(), frame.groups.len());
         out.insert(
-            name.clone(),
+            name,
             json!({"overall": metrics(truth, scores), "by_group": groups}),
         );
     }

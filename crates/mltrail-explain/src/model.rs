@@ -8,8 +8,8 @@
 //! cannot read, is explained by sampling its own outputs (probabilities or values).
 
 use mltrail_serving::runtime::{
-    ElementType, EstimatorKind, Model, NodeMode, OutputSpace, RawOutput, Tensor, TensorData,
-    TreeEnsemble, TreeOutput, Value,
+    ColumnSteps, ElementType, EstimatorKind, Model, NodeMode, OutputSpace, RawOutput, Tensor,
+    TensorData, TreeEnsemble, TreeOutput, Value,
 };
 
 use crate::linear::LinearShap;
@@ -44,18 +44,13 @@ pub const BACKGROUND_SEED: u64 = 0x6d6c_7472_6169_6c00;
 /// Antithetic ordering pairs per sampled explanation (at least; whole background passes).
 const SAMPLING_PAIRS: usize = 100;
 
-/// One row's explanation.
+/// One row's explanation. What every row of a model shares (method, outputs, base value,
+/// background digest) is the [`ModelExplainer`]'s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Explanation {
-    /// `tree_interventional`, `tree_path_dependent`, `linear` or `sampling`.
-    pub method: &'static str,
-    /// What each output is (class label or target, and its scale).
-    pub outputs: Vec<RawOutput>,
-    /// Per output: the expected output over the background (or covers).
-    pub base_value: Vec<f64>,
     /// `outputs × features`, output-major: each feature's contribution.
     pub values: Vec<f64>,
-    /// Per output: the explained output (`base_value + Σ values`).
+    /// Per output: the explained output (the base value plus the values).
     pub output: Vec<f64>,
     /// Sampling only: each value's standard error, laid out as `values`.
     pub standard_error: Option<Vec<f64>>,
@@ -72,8 +67,9 @@ enum Engine {
 pub struct ModelExplainer {
     features: usize,
     element: ElementType,
-    /// The estimator's input differs from the model's (column-wise steps run first).
-    prefix: bool,
+    /// The column-wise steps the model runs before its estimator (none: explained on the
+    /// model's own input, or by sampling).
+    steps: Option<ColumnSteps>,
     outputs: Vec<RawOutput>,
     engine: Engine,
     /// Why an exact method was not used, when it was not.
@@ -149,10 +145,10 @@ impl ModelExplainer {
             // Whatever keeps an exact method from working here sends the model to sampling.
             Some(estimator) => (|| -> Result<ModelExplainer, String> {
                 let why = |e: ExplainError| e.to_string();
-                let prefix = estimator.has_steps_before();
+                let steps = (!estimator.steps.is_empty()).then(|| estimator.steps.clone());
                 let through = |rows: &[f64]| -> Result<Vec<f64>, ExplainError> {
-                    estimator
-                        .input(batch(rows)?)?
+                    model
+                        .estimator_input(&estimator.steps, batch(rows)?)?
                         .to_f64("explanation")
                         .map_err(ExplainError::Runtime)
                 };
@@ -197,7 +193,7 @@ impl ModelExplainer {
                     let explainer = ModelExplainer {
                         features,
                         element,
-                        prefix,
+                        steps,
                         outputs,
                         engine,
                         fallback: None,
@@ -226,7 +222,7 @@ impl ModelExplainer {
                 Ok(ModelExplainer {
                     features,
                     element,
-                    prefix: false,
+                    steps: None,
                     outputs,
                     engine,
                     fallback: Some(why),
@@ -283,9 +279,6 @@ impl ModelExplainer {
                 let sampled = engine.explain(&*score, &row)?;
                 let output = score(&row)?;
                 out.push(Explanation {
-                    method: self.method(),
-                    outputs: self.outputs.clone(),
-                    base_value: engine.base_value().to_vec(),
                     values: sampled.values,
                     output,
                     standard_error: Some(sampled.standard_error),
@@ -309,9 +302,6 @@ impl ModelExplainer {
             .chunks_exact(d)
             .zip(all.chunks_exact(k * d))
             .map(|(row, values)| Explanation {
-                method: self.method(),
-                outputs: self.outputs.clone(),
-                base_value: self.base_value().to_vec(),
                 values: values.to_vec(),
                 output: match &self.engine {
                     Engine::PathDependent(e) => e.forest().raw(row),
@@ -328,13 +318,9 @@ impl ModelExplainer {
     /// before it.
     fn estimator_rows(&self, model: &Model, rows: &[f64]) -> Result<Vec<f64>, ExplainError> {
         let tensor = to_tensor(rows, self.features, self.element)?;
-        let tensor = if self.prefix {
-            let estimator = model.estimator().ok_or_else(|| {
-                ExplainError::Model("the model is not the one this explainer was made for".into())
-            })?;
-            estimator.input(tensor)?
-        } else {
-            tensor
+        let tensor = match &self.steps {
+            Some(steps) => model.estimator_input(steps, tensor)?,
+            None => tensor,
         };
         Ok(tensor.to_f64("explanation")?)
     }

@@ -94,14 +94,16 @@ impl RowExplainer for Served {
             .explainer
             .explain(model, rows)?
             .iter()
-            .map(|e| to_json(e, &self.columns, self.explainer.background_digest()).to_string())
+            .map(|e| to_json(&self.explainer, e, &self.columns).to_string())
             .map(String::into_bytes)
             .collect())
     }
 }
 
-/// An explanation as stored and served: one output's numbers plain, several keyed by label.
-pub fn to_json(e: &Explanation, columns: &[String], background_digest: &str) -> Json {
+/// An explanation as stored and served: one output's numbers plain, several keyed by label;
+/// what every row shares comes from `explainer`.
+pub fn to_json(explainer: &ModelExplainer, e: &Explanation, columns: &[String]) -> Json {
+    let outputs = explainer.outputs();
     let d = columns.len();
     let per_column = |numbers: &[f64], o: usize| -> Json {
         Json::Object(
@@ -113,11 +115,11 @@ pub fn to_json(e: &Explanation, columns: &[String], background_digest: &str) -> 
         )
     };
     let by_output = |f: &dyn Fn(usize) -> Json| -> Json {
-        if e.outputs.len() == 1 {
+        if outputs.len() == 1 {
             f(0)
         } else {
             Json::Object(
-                e.outputs
+                outputs
                     .iter()
                     .enumerate()
                     .map(|(o, out)| (out.label.clone(), f(o)))
@@ -126,12 +128,12 @@ pub fn to_json(e: &Explanation, columns: &[String], background_digest: &str) -> 
         }
     };
     let mut body = json!({
-        "method": e.method,
-        "output_space": e.outputs.first().map_or("value", |o| o.space.as_str()),
-        "base_value": by_output(&|o| json!(e.base_value[o])),
+        "method": explainer.method(),
+        "output_space": outputs.first().map_or("value", |o| o.space.as_str()),
+        "base_value": by_output(&|o| json!(explainer.base_value()[o])),
         "values": by_output(&|o| per_column(&e.values, o)),
         "output": by_output(&|o| json!(e.output[o])),
-        "background_digest": background_digest,
+        "background_digest": explainer.background_digest(),
     });
     if let Some(errors) = &e.standard_error {
         body["standard_error"] = by_output(&|o| per_column(errors, o));

@@ -44,7 +44,8 @@ fn check(name: &str, method: Method, expected: &str, space: OutputSpace, outputs
     for (r, e) in explained.iter().enumerate() {
         let d = e.values.len() / outputs;
         for o in 0..outputs {
-            let total = e.base_value[o] + e.values[o * d..(o + 1) * d].iter().sum::<f64>();
+            let total =
+                explainer.base_value()[o] + e.values[o * d..(o + 1) * d].iter().sum::<f64>();
             assert!(
                 (total - e.output[o]).abs() < 1e-9 * (1.0 + e.output[o].abs()),
                 "{name} row {r} output {o}: {total} vs {}",

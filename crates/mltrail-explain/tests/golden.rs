@@ -118,6 +118,25 @@ fn sklearn_forest(trees: &Value) -> Forest {
     Forest::new(out, vec![trees["init_raw"].as_f64().expect("init")], 9).expect("forest")
 }
 
+/// Explains each row of `x` (9 features, one output) with `explain(row index, row, phi)` and
+/// checks every value is within `tolerance` of shap's `want`.
+fn each_row_within(
+    x: &[Vec<f64>],
+    want: &[Vec<f64>],
+    tolerance: f64,
+    mut explain: impl FnMut(usize, &[f64], &mut [f64]),
+) {
+    let mut largest = 0.0f64;
+    for (r, row) in x.iter().enumerate() {
+        let mut phi = vec![0.0; 9];
+        explain(r, row, &mut phi);
+        let err = worst(&phi, &want[r]);
+        largest = largest.max(err);
+        assert!(err < tolerance, "row {r}: off by {err}");
+    }
+    eprintln!("largest difference from shap: {largest:e}");
+}
+
 fn float32(rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
     rows.iter()
         .map(|r| r.iter().map(|v| f64::from(*v as f32)).collect())
@@ -139,17 +158,11 @@ fn path_dependent_tree_shap_on_sklearns_trees_equals_shap_to_1e_12() {
         let x = float32(&matrix(&golden["X"]));
         let want = matrix(&expected["shap_values"]);
         let raw = numbers(&golden["raw_prediction"]);
-        let mut largest = 0.0f64;
-        for (r, row) in x.iter().enumerate() {
-            let mut phi = vec![0.0; 9];
-            explainer.explain(row, &mut phi);
-            let err = worst(&phi, &want[r]);
-            largest = largest.max(err);
-            assert!(err < 1e-12, "row {r}: off by {err}");
+        each_row_within(&x, &want, 1e-12, |r, row, phi| {
+            explainer.explain(row, phi);
             let total = base + phi.iter().sum::<f64>();
             assert!((total - raw[r]).abs() < 1e-12, "row {r}: additivity");
-        }
-        eprintln!("largest difference from shap: {largest:e}");
+        });
     }
 }
 
@@ -193,7 +206,7 @@ fn path_dependent_tree_shap_on_the_onnx_export_with_covers_from_the_training_dat
         largest = largest.max(err);
         assert!(err < 1e-6, "row {r}: off by {err}");
         assert!((e.output[0] - raw[r]).abs() < 1e-6);
-        let total = e.base_value[0] + e.values.iter().sum::<f64>();
+        let total = explainer.base_value()[0] + e.values.iter().sum::<f64>();
         assert!((total - e.output[0]).abs() < 1e-9, "row {r}: additivity");
     }
     eprintln!("largest difference from shap: {largest:e}");
@@ -229,7 +242,7 @@ fn interventional_tree_shap_against_the_first_100_training_rows_equals_shap() {
         let err = worst(&e.values, &want[r]);
         largest = largest.max(err);
         assert!(err < 1e-6, "row {r}: off by {err}");
-        let total = e.base_value[0] + e.values.iter().sum::<f64>();
+        let total = explainer.base_value()[0] + e.values.iter().sum::<f64>();
         assert!((total - e.output[0]).abs() < 1e-9, "row {r}: additivity");
     }
     eprintln!("largest difference from shap: {largest:e}");
@@ -253,15 +266,9 @@ fn linear_shap_equals_shaps_linear_explainer_to_1e_12() {
     let base = golden["base_value"].as_f64().expect("base");
     assert!((explainer.base_value()[0] - base).abs() < 1e-12);
     let want = matrix(&golden["shap_values"]);
-    let mut largest = 0.0f64;
-    for (r, row) in matrix(&golden["X"]).iter().enumerate() {
-        let mut phi = vec![0.0; 9];
-        explainer.explain(row, &mut phi);
-        let err = worst(&phi, &want[r]);
-        largest = largest.max(err);
-        assert!(err < 1e-12, "row {r}: off by {err}");
-    }
-    eprintln!("largest difference from shap: {largest:e}");
+    each_row_within(&matrix(&golden["X"]), &want, 1e-12, |_, row, phi| {
+        explainer.explain(row, phi)
+    });
 }
 
 #[test]
@@ -279,15 +286,7 @@ fn interventional_tree_shap_by_leaf_tables_and_by_walking_both_equal_shap() {
     ] {
         let base = expected["base_value"].as_f64().expect("base");
         assert!((explainer.base_value()[0] - base).abs() < 1e-6);
-        let mut largest = 0.0f64;
-        for (r, row) in x.iter().enumerate() {
-            let mut phi = vec![0.0; 9];
-            explainer.explain(row, &mut phi);
-            let err = worst(&phi, &want[r]);
-            largest = largest.max(err);
-            assert!(err < 1e-6, "row {r}: off by {err}");
-        }
-        eprintln!("largest difference from shap: {largest:e}");
+        each_row_within(&x, &want, 1e-6, |_, row, phi| explainer.explain(row, phi));
     }
 }
 
@@ -302,8 +301,8 @@ fn fairness_equals_fairlearns_metric_frames_and_parity_scalars_to_1e_12() {
         let r = record.expect("row");
         truth.push(&r[0] == "1");
         predicted.push(&r[1] == "1");
-        sex.push(r[3].to_string());
-        age.push(r[4].to_string());
+        sex.push(Some(r[3].to_string()));
+        age.push(Some(r[4].to_string()));
     }
     let report = FairnessReport::new(
         &[("sex".to_string(), sex), ("age_group".to_string(), age)],

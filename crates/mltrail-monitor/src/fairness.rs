@@ -7,8 +7,8 @@
 //! problem's positive class is the one performance metrics use (`1`/`true`, else the greater
 //! name); windows of other problems report no fairness.
 
-use mltrail_data::table::{Table, Values, MISSING};
-use mltrail_explain::fairness::{Method, MetricFrame};
+use mltrail_data::table::Table;
+use mltrail_explain::fairness::{groupings, Grouping, Method, MetricFrame};
 use serde_json::{json, Map, Value as Json};
 
 use crate::performance::{positive_class, Outcome};
@@ -16,21 +16,13 @@ use crate::rules::Values as WindowValues;
 
 /// Each row's group in each sensitive column (`None` where the row has no value), read before
 /// the inputs go to drift.
-pub fn groups(inputs: &Table, sensitive: &[String]) -> Vec<(String, Vec<Option<String>>)> {
+pub fn groups(inputs: &Table, sensitive: &[String]) -> Vec<Grouping> {
     sensitive
         .iter()
         .map(|name| {
-            let rows = match inputs.column(name).map(|c| &c.values) {
-                Some(Values::Text { labels, codes }) => codes
-                    .iter()
-                    .map(|c| (*c != MISSING).then(|| labels[*c as usize].clone()))
-                    .collect(),
-                Some(Values::Numeric { values, .. }) => values
-                    .iter()
-                    .map(|v| (!v.is_nan()).then(|| v.to_string()))
-                    .collect(),
-                None => vec![None; inputs.rows],
-            };
+            let rows = inputs
+                .column(name)
+                .map_or_else(|| vec![None; inputs.rows], |c| c.values.categories());
             (name.clone(), rows)
         })
         .collect()
@@ -41,7 +33,7 @@ pub fn groups(inputs: &Table, sensitive: &[String]) -> Vec<(String, Vec<Option<S
 /// `values`, and the per-group detail.
 /// `outcomes` holds each row's prediction and label, aligned with the groups' rows.
 pub fn measure(
-    groups: &[(String, Vec<Option<String>>)],
+    groups: &[Grouping],
     outcomes: &[(Option<Outcome>, Option<Outcome>)],
     values: &mut WindowValues,
 ) -> Json {
@@ -56,48 +48,27 @@ pub fn measure(
     let Some(positive) = positive_class(&classes).cloned() else {
         return json!({"error": format!("fairness needs two classes; this window has {}", classes.len())});
     };
-    let is_positive = |o: &Outcome| o.as_class() == positive;
-    let mut groupings: Vec<(String, Vec<Option<String>>)> = groups.to_vec();
-    if groups.len() > 1 {
-        let name = groups
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join("_x_");
-        let rows = outcomes.len();
-        let crossed = (0..rows)
-            .map(|r| {
-                groups
-                    .iter()
-                    .map(|(_, g)| g.get(r).cloned().flatten())
-                    .collect::<Option<Vec<String>>>()
-                    .map(|parts| parts.join(" & "))
-            })
-            .collect();
-        groupings.push((name, crossed));
-    }
+    let is_positive = |o: &Option<Outcome>| o.as_ref().is_some_and(|o| o.as_class() == positive);
+    let predicted: Vec<bool> = outcomes.iter().map(|(p, _)| is_positive(p)).collect();
+    let truth: Vec<bool> = outcomes.iter().map(|(_, l)| is_positive(l)).collect();
     let mut detail = Map::new();
-    for (name, rows) in &groupings {
-        // Every prediction with a group, for selection rates.
-        let (mut all_groups, mut all_predicted) = (Vec::new(), Vec::new());
-        // Labelled predictions with a group, for error rates.
-        let (mut l_groups, mut l_truth, mut l_predicted) = (Vec::new(), Vec::new(), Vec::new());
-        for (group, (predicted, label)) in rows.iter().zip(outcomes) {
-            let (Some(group), Some(predicted)) = (group, predicted) else {
-                continue;
-            };
-            all_groups.push(group.clone());
-            all_predicted.push(is_positive(predicted));
-            if let Some(label) = label {
-                l_groups.push(group.clone());
-                l_truth.push(is_positive(label));
-                l_predicted.push(is_positive(predicted));
-            }
-        }
-        if all_groups.is_empty() {
+    for (name, rows) in &groupings(groups) {
+        // Every prediction with a group counts for selection rates; the labelled ones for
+        // error rates. A row left out of a frame has no group in it.
+        let keep = |needs_label: bool| -> Vec<Option<String>> {
+            rows.iter()
+                .zip(outcomes)
+                .map(|(g, (p, l))| {
+                    g.clone()
+                        .filter(|_| p.is_some() && (!needs_label || l.is_some()))
+                })
+                .collect()
+        };
+        let (scored, labelled_groups) = (keep(false), keep(true));
+        if scored.iter().all(Option::is_none) {
             continue;
         }
-        let everyone = MetricFrame::new(&all_groups, &all_predicted, &all_predicted);
+        let everyone = MetricFrame::new(&scored, &predicted, &predicted);
         let method = Method::BetweenGroups;
         values.insert(
             format!("demographic_parity_difference.{name}"),
@@ -114,8 +85,9 @@ pub fn measure(
                 json!({"count": counts.metric("count"), "selection_rate": counts.metric("selection_rate")}),
             );
         }
-        if !l_groups.is_empty() {
-            let labelled = MetricFrame::new(&l_groups, &l_truth, &l_predicted);
+        let labelled_rows = labelled_groups.iter().flatten().count();
+        if labelled_rows > 0 {
+            let labelled = MetricFrame::new(&labelled_groups, &truth, &predicted);
             for (scalar, value) in labelled.scalars(method) {
                 if scalar.starts_with("equal") && !scalar.ends_with("agg_mean") {
                     values.insert(format!("{scalar}.{name}"), value);
@@ -136,7 +108,7 @@ pub fn measure(
         }
         detail.insert(
             name.clone(),
-            json!({"by_group": by_group, "labelled_rows": l_groups.len()}),
+            json!({"by_group": by_group, "labelled_rows": labelled_rows}),
         );
     }
     json!({"positive_class": positive, "groupings": detail})

@@ -545,7 +545,15 @@ impl PredictionLog {
         &self,
         id: u128,
     ) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, LogError> {
-        let (Some(loc), feedback) = self.locate(id)? else {
+        Ok(self.get_annotated(id)?.map(|(r, a)| (r, a.feedback)))
+    }
+
+    /// The prediction record and every record appended about it, if the id was served here.
+    pub fn get_annotated(
+        &self,
+        id: u128,
+    ) -> Result<Option<(PredictionRecord, Annotations)>, LogError> {
+        let (Some(loc), later) = self.locate(id)? else {
             return Ok(None);
         };
         let Some(LogRecord::Prediction(record)) = self.read_matching(id, vec![loc])?.pop() else {
@@ -553,27 +561,14 @@ impl PredictionLog {
         };
         Ok(Some((
             record,
-            feedback_only(self.read_matching(id, feedback)?),
+            Annotations::of(self.read_matching(id, later)?),
         )))
     }
 
-    /// Feedback on `id` still in local segments (the prediction itself may be archived).
-    pub fn local_feedback(&self, id: u128) -> Result<Vec<FeedbackRecord>, LogError> {
+    /// What local segments hold about `id` (the prediction itself may be archived).
+    pub fn local_annotations(&self, id: u128) -> Result<Annotations, LogError> {
         let (_, locs) = self.locate(id)?;
-        Ok(feedback_only(self.read_matching(id, locs)?))
-    }
-
-    /// The newest explanation of `id` appended to local segments (computed on request).
-    pub fn local_explanation(&self, id: u128) -> Result<Option<ExplanationRecord>, LogError> {
-        let (_, locs) = self.locate(id)?;
-        Ok(self
-            .read_matching(id, locs)?
-            .into_iter()
-            .filter_map(|r| match r {
-                LogRecord::Explanation(e) => Some(e),
-                _ => None,
-            })
-            .max_by_key(|e| e.time_ms))
+        Ok(Annotations::of(self.read_matching(id, locs)?))
     }
 
     /// Ids the in-memory index holds now (at most `LogConfig::index_entries` once
@@ -1033,14 +1028,34 @@ fn group_commit(state: Arc<Mutex<Writer>>, rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn feedback_only(records: Vec<LogRecord>) -> Vec<FeedbackRecord> {
-    records
-        .into_iter()
-        .filter_map(|r| match r {
-            LogRecord::Feedback(f) => Some(f),
-            LogRecord::Prediction(_) | LogRecord::Explanation(_) => None,
-        })
-        .collect()
+/// The records appended about a prediction: its feedback, and the newest explanation computed
+/// on request.
+#[derive(Debug, Default)]
+pub struct Annotations {
+    pub feedback: Vec<FeedbackRecord>,
+    pub explanation: Option<ExplanationRecord>,
+}
+
+impl Annotations {
+    fn of(records: Vec<LogRecord>) -> Self {
+        let mut out = Annotations::default();
+        for record in records {
+            match record {
+                LogRecord::Feedback(f) => out.feedback.push(f),
+                LogRecord::Explanation(e) => {
+                    if out
+                        .explanation
+                        .as_ref()
+                        .is_none_or(|k| k.time_ms <= e.time_ms)
+                    {
+                        out.explanation = Some(e);
+                    }
+                }
+                LogRecord::Prediction(_) => {}
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use mltrail_data::table::{self, Table, Values, MISSING};
-use mltrail_explain::fairness::{self, FairnessReport, Method};
+use mltrail_explain::fairness::{self, FairnessReport, Grouping, Method};
 
 #[derive(Args)]
 pub struct FairnessArgs {
@@ -40,7 +40,7 @@ pub fn run(args: FairnessArgs) -> Result<()> {
         table::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let truth = binary(&table, &args.label, "--label")?;
     let predicted = binary(&table, &args.prediction, "--prediction")?;
-    let sensitive: Vec<(String, Vec<String>)> = args
+    let sensitive: Vec<Grouping> = args
         .sensitive
         .iter()
         .map(|name| Ok((name.clone(), groups(&table, name)?)))
@@ -49,7 +49,7 @@ pub fn run(args: FairnessArgs) -> Result<()> {
     let mut body = report.to_json();
     if let Some(score) = &args.score {
         let scores = numbers(&table, score, "--score")?;
-        body["score_metrics"] = fairness::score_metrics(&report, &sensitive, &truth, &scores);
+        body["score_metrics"] = fairness::score_metrics(&sensitive, &truth, &scores);
     }
     body["meta"] = serde_json::json!({
         "input": args.file.display().to_string(),
@@ -134,37 +134,15 @@ fn numbers(table: &Table, name: &str, flag: &str) -> Result<Vec<f64>> {
 }
 
 /// Each row's group in a sensitive column: its text, or its number as written.
-fn groups(table: &Table, name: &str) -> Result<Vec<String>> {
-    let missing = |r: usize| {
-        anyhow!(
+fn groups(table: &Table, name: &str) -> Result<Vec<Option<String>>> {
+    let groups = column(table, name, "--sensitive")?.categories();
+    if let Some(r) = groups.iter().position(Option::is_none) {
+        bail!(
             "--sensitive {name}: row {} has no value; every row needs its group",
             r + 1
-        )
-    };
-    match column(table, name, "--sensitive")? {
-        Values::Numeric { values, .. } => values
-            .iter()
-            .enumerate()
-            .map(|(r, v)| {
-                if v.is_nan() {
-                    Err(missing(r))
-                } else {
-                    Ok(v.to_string())
-                }
-            })
-            .collect(),
-        Values::Text { labels, codes } => codes
-            .iter()
-            .enumerate()
-            .map(|(r, code)| {
-                if *code == MISSING {
-                    Err(missing(r))
-                } else {
-                    Ok(labels[*code as usize].clone())
-                }
-            })
-            .collect(),
+        );
     }
+    Ok(groups)
 }
 
 fn print_summary(report: &FairnessReport) {

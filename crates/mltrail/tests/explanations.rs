@@ -14,6 +14,19 @@ use serde_json::{json, Value};
 
 const SIGNATURE: &str = "f0,f1,f2,f3,f4,f5";
 
+/// Registers the gbc fixture as `credit` version 1, trained on dataset `train@1` (added here),
+/// with `extra` registration flags.
+fn credit_with_training_data(server: &Server, extra: &[&str]) {
+    let data = tempfile::tempdir().unwrap();
+    add_gbc_training_data(server, data.path());
+    let flags = [
+        &["--signature", SIGNATURE, "--training-data", "train@1"][..],
+        extra,
+    ]
+    .concat();
+    register(server, "credit", "gbc.onnx", &flags);
+}
+
 fn predict(scorer: &Scorer, n: usize) -> Vec<(String, f64)> {
     let data: Vec<Vec<Value>> = rows("gbc").into_iter().take(n).collect();
     let (status, body) = scorer.post(
@@ -98,14 +111,7 @@ fn parquet_under(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn explanations_while_serving_are_stored_in_the_record_and_survive_archiving() {
     let server = Server::start();
-    let data = tempfile::tempdir().unwrap();
-    add_gbc_training_data(&server, data.path());
-    register(
-        &server,
-        "credit",
-        "gbc.onnx",
-        &["--signature", SIGNATURE, "--training-data", "train@1"],
-    );
+    credit_with_training_data(&server, &[]);
     let logs = tempfile::tempdir().unwrap();
     let scorer = Scorer::start(
         &server,
@@ -156,14 +162,7 @@ fn explanations_while_serving_are_stored_in_the_record_and_survive_archiving() {
 #[test]
 fn explanations_on_request_are_computed_once_and_kept_and_off_refuses() {
     let server = Server::start();
-    let data = tempfile::tempdir().unwrap();
-    add_gbc_training_data(&server, data.path());
-    register(
-        &server,
-        "credit",
-        "gbc.onnx",
-        &["--signature", SIGNATURE, "--training-data", "train@1"],
-    );
+    credit_with_training_data(&server, &[]);
     let logs = tempfile::tempdir().unwrap();
     let scorer = Scorer::start(
         &server,
@@ -236,23 +235,7 @@ fn a_version_without_training_data_cannot_be_served_explaining_everything() {
 #[test]
 fn a_version_that_seals_personal_data_is_explained_but_its_explanations_are_not_stored() {
     let server = Server::start();
-    let data = tempfile::tempdir().unwrap();
-    add_gbc_training_data(&server, data.path());
-    register(
-        &server,
-        "credit",
-        "gbc.onnx",
-        &[
-            "--signature",
-            SIGNATURE,
-            "--training-data",
-            "train@1",
-            "--pii",
-            "f1,f2",
-            "--subject",
-            "customer",
-        ],
-    );
+    credit_with_training_data(&server, &["--pii", "f1,f2", "--subject", "customer"]);
     let logs = tempfile::tempdir().unwrap();
     let scorer = Scorer::start(
         &server,

@@ -6,7 +6,7 @@
 //! given up on without stopping the monitor.
 
 mod common;
-use common::scorer::{add_gbc_training_data, register, rows, Scorer};
+use common::scorer::{add_dataset, add_gbc_training_data, register, rows, Scorer};
 use common::{client, Server};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -119,6 +119,20 @@ fn api(server: &Server, path: &str) -> Value {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200, "{path}");
     resp.json().unwrap()
+}
+
+/// A monitor's latest results once the window starting at `start` is among them (or after 40 s,
+/// for the caller to find it missing).
+fn results_with(server: &Server, id: &str, start: u64) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let r = api(server, &format!("/api/v1/monitors/{id}/results?limit=50"));
+        let results = r["results"].as_array().unwrap().clone();
+        if results.iter().any(|w| w["window_start"] == json!(start)) || Instant::now() > deadline {
+            return results;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn drifted_columns(result: &Value) -> Vec<String> {
@@ -301,19 +315,7 @@ fn a_monitor_flags_exactly_the_drifted_columns_and_the_alert_reaches_the_webhook
     traffic(&scorer, &shifted, false);
 
     // Both windows are evaluated WINDOW + delay after they start.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let results = loop {
-        let r = api(&server, &format!("/api/v1/monitors/{id}/results?limit=50"));
-        let done = r["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w["window_start"] == json!(shifted_start));
-        if done || Instant::now() > deadline {
-            break r["results"].as_array().unwrap().clone();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let results = results_with(&server, &id, shifted_start);
     let window = |start: u64| {
         results
             .iter()
@@ -602,20 +604,7 @@ fn a_monitor_measures_fairness_across_a_sensitive_column() {
         ));
     }
     std::fs::write(&training, csv).unwrap();
-    let added = server.mltrail(&[
-        "data",
-        "add",
-        training.to_str().unwrap(),
-        "--name",
-        "regions",
-        "--tracking-uri",
-        &server.url,
-    ]);
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    add_dataset(&server, &training, "regions", &[]);
     register(
         &server,
         "loans",
@@ -667,20 +656,11 @@ fn a_monitor_measures_fairness_across_a_sensitive_column() {
     let gap = rates.iter().cloned().fold(f64::MIN, f64::max)
         - rates.iter().cloned().fold(f64::MAX, f64::min);
 
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let window = loop {
-        let r = api(&server, &format!("/api/v1/monitors/{id}/results?limit=5"));
-        if let Some(w) = r["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|w| w["window_start"] == json!(start))
-        {
-            break w.clone();
-        }
-        assert!(Instant::now() < deadline, "no window evaluated: {r}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let results = results_with(&server, &id, start);
+    let window = results
+        .iter()
+        .find(|w| w["window_start"] == json!(start))
+        .unwrap_or_else(|| panic!("no window evaluated: {results:?}"));
     assert_eq!(window["status"], "ok", "{window}");
     let values = &window["result"]["values"];
     let dp = values["demographic_parity_difference.region"]

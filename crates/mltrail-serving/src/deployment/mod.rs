@@ -33,7 +33,7 @@ use serde_json::{Number, Value as Json};
 
 use crate::archive::{find_archived, SharedArchive};
 use crate::explanation::{input_numbers, ExplainMode, Explainers, RowExplainer};
-use crate::predlog::{Entry, EntryKind, PredictionLog};
+use crate::predlog::{Annotations, Entry, EntryKind, PredictionLog};
 use crate::privacy::{open_record, subject_of, KeyCache};
 use crate::record::{
     prediction_id, write_prediction, ExplanationRecord, FeedbackRecord, LogRecord,
@@ -477,7 +477,7 @@ impl Deployment {
         if self.explain_mode == ExplainMode::Off {
             return Err(ExplanationError::Off);
         }
-        let Some((mut record, _)) = self.lookup(id).await? else {
+        let Some((mut record, annotations)) = self.lookup_annotated(id).await? else {
             return Ok(None);
         };
         if let Some(explanation) = record.explanation.take() {
@@ -486,11 +486,7 @@ impl Deployment {
                 explanation,
             }));
         }
-        if let Some(kept) = self
-            .log
-            .local_explanation(id.as_u128())
-            .map_err(|e| ExplanationError::Lookup(e.into()))?
-        {
+        if let Some(kept) = annotations.explanation {
             return Ok(Some(Explained {
                 record,
                 explanation: kept.explanation,
@@ -594,7 +590,18 @@ impl Deployment {
         &self,
         id: uuid::Uuid,
     ) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, LookupError> {
-        let Some((mut record, feedback)) = self.lookup_stored(id).await? else {
+        Ok(self
+            .lookup_annotated(id)
+            .await?
+            .map(|(r, a)| (r, a.feedback)))
+    }
+
+    /// The prediction and what was appended about it, its personal data opened.
+    async fn lookup_annotated(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<(PredictionRecord, Annotations)>, LookupError> {
+        let Some((mut record, annotations)) = self.lookup_stored(id).await? else {
             return Ok(None);
         };
         if let Some(subject) = subject_of(&record) {
@@ -604,32 +611,45 @@ impl Deployment {
             };
             open_record(&mut record, key.as_deref());
         }
-        Ok(Some((record, feedback)))
+        Ok(Some((record, annotations)))
     }
 
-    /// The prediction and all its feedback as stored, from local segments or the archive.
+    /// The prediction and what was appended about it as stored, from local segments or the
+    /// archive (whose explanation records are not read back: they are computed again).
     async fn lookup_stored(
         &self,
         id: uuid::Uuid,
-    ) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, LookupError> {
-        let log = self.log.clone();
-        let local = tokio::task::spawn_blocking(move || log.get(id.as_u128()))
-            .await
-            .map_err(|e| {
-                LookupError::Log(crate::predlog::LogError::Io(std::io::Error::other(e)))
-            })??;
+    ) -> Result<Option<(PredictionRecord, Annotations)>, LookupError> {
+        let local = self
+            .read_log(move |log| log.get_annotated(id.as_u128()))
+            .await?;
         if local.is_some() {
             return Ok(local);
         }
         let Some(archive) = &self.archive else {
             return Ok(None);
         };
-        let Some((record, mut feedback)) = find_archived(archive.as_ref(), &self.name, id).await?
+        let Some((record, feedback)) = find_archived(archive.as_ref(), &self.name, id).await?
         else {
             return Ok(None);
         };
-        feedback.extend(self.log.local_feedback(id.as_u128())?);
-        Ok(Some((record, feedback)))
+        let mut annotations = self
+            .read_log(move |log| log.local_annotations(id.as_u128()))
+            .await?;
+        annotations.feedback.splice(0..0, feedback);
+        Ok(Some((record, annotations)))
+    }
+
+    /// Runs a read of the log's files off the async workers.
+    async fn read_log<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&PredictionLog) -> Result<T, crate::predlog::LogError> + Send + 'static,
+    ) -> Result<T, LookupError> {
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || read(&log))
+            .await
+            .map_err(|e| LookupError::Log(crate::predlog::LogError::Io(std::io::Error::other(e))))?
+            .map_err(LookupError::from)
     }
 
     /// Records feedback on a prediction this deployment served (locally or archived).

@@ -63,23 +63,22 @@ pub enum EstimatorKind<'g> {
     Linear(LinearTerms),
 }
 
-/// A graph's estimator and the column-wise steps from the graph's input to it.
-pub struct Estimator<'g> {
-    graph: &'g Graph,
-    chain: Vec<usize>,
-    pub kind: EstimatorKind<'g>,
+/// The column-wise steps from a graph's input to its estimator, kept by an explainer so that
+/// each explanation runs them without finding the estimator again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSteps(Vec<usize>);
+
+impl ColumnSteps {
+    /// Whether steps run between the model's input and the estimator.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-impl Estimator<'_> {
-    /// Whether steps run between the model's input and the estimator.
-    pub fn has_steps_before(&self) -> bool {
-        !self.chain.is_empty()
-    }
-
-    /// The estimator's input for a batch of the graph's input.
-    pub fn input(&self, batch: Tensor) -> Result<Tensor, RuntimeError> {
-        self.graph.run_chain(&self.chain, batch)
-    }
+/// A graph's estimator and the column-wise steps from the graph's input to it.
+pub struct Estimator<'g> {
+    pub steps: ColumnSteps,
+    pub kind: EstimatorKind<'g>,
 }
 
 impl Graph {
@@ -121,9 +120,18 @@ impl Graph {
         }
         chain.reverse();
         Some(Estimator {
-            graph: self,
-            chain,
+            steps: ColumnSteps(chain),
             kind,
         })
+    }
+
+    /// The estimator's input for a batch of the graph's input: `steps` (from
+    /// [`Graph::estimator`] on this graph) run in order.
+    pub fn estimator_input(
+        &self,
+        steps: &ColumnSteps,
+        batch: Tensor,
+    ) -> Result<Tensor, RuntimeError> {
+        self.run_chain(&steps.0, batch)
     }
 }

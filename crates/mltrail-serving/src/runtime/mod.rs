@@ -14,7 +14,9 @@ mod ops;
 pub mod proto;
 pub mod value;
 
-pub use estimator::{Estimator, EstimatorKind, LinearTerms, OutputSpace, RawOutput, TreeOutput};
+pub use estimator::{
+    ColumnSteps, Estimator, EstimatorKind, LinearTerms, OutputSpace, RawOutput, TreeOutput,
+};
 pub use graph::{Graph, GraphInput, GraphOutput, ValueKind};
 pub use model::{Engine, Model};
 pub use onnxruntime::locate_library as locate_onnxruntime;

@@ -95,6 +95,20 @@ impl Model {
         }
     }
 
+    /// The estimator's input for a batch: `steps` from [`Model::estimator`] run on it.
+    pub fn estimator_input(
+        &self,
+        steps: &super::ColumnSteps,
+        batch: Tensor,
+    ) -> Result<Tensor, RuntimeError> {
+        match &self.engine {
+            Engine::Native(graph) => graph.estimator_input(steps, batch),
+            Engine::Onnxruntime(_) => Err(RuntimeError::Model(
+                "a graph onnxruntime runs has no estimator steps".into(),
+            )),
+        }
+    }
+
     /// Runs on tensors in the order of [`Model::inputs`]; outputs come in the order of [`Model::outputs`].
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Value>, RuntimeError> {
         match &self.engine {

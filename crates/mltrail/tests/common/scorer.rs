@@ -156,17 +156,25 @@ pub fn add_gbc_training_data(server: &Server, dir: &Path) {
         csv.push_str(&format!("{},{label}\n", cells.join(",")));
     }
     std::fs::write(&training, csv).unwrap();
-    let added = server.mltrail(&[
-        "data",
-        "add",
-        training.to_str().unwrap(),
-        "--name",
-        "train",
-        "--target",
-        "label",
-        "--tracking-uri",
-        &server.url,
-    ]);
+    add_dataset(server, &training, "train", &["--target", "label"]);
+}
+
+/// `mltrail data add FILE --name NAME` (version 1 of a new name), with `extra` flags.
+pub fn add_dataset(server: &Server, file: &Path, name: &str, extra: &[&str]) {
+    let args = [
+        &[
+            "data",
+            "add",
+            file.to_str().unwrap(),
+            "--name",
+            name,
+            "--tracking-uri",
+            &server.url,
+        ][..],
+        extra,
+    ]
+    .concat();
+    let added = server.mltrail(&args);
     assert!(
         added.status.success(),
         "{}",
