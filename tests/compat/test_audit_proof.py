@@ -7,9 +7,12 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 
 import blake3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from test_serving import credit_model  # noqa: F401  (a fixture: the mlflow client logs the model)
 
 
 def node(left, right):
@@ -96,3 +99,101 @@ def test_an_outsider_checks_an_events_proof(server, client, unique, tmp_path):
         # A changed link no longer reaches the signed root.
         bent = hashlib.sha256(b"\x00" + bytes(32)).digest()
         assert root_from_path(bent, proof["leaf_index"], proof["tree_size"], path) != root
+
+
+def jcs(value):
+    """RFC 8785 bytes, every number taken as the double it denotes (as JCS does)."""
+    import rfc8785
+
+    return rfc8785.dumps(json.loads(json.dumps(value), parse_int=float))
+
+
+def test_an_outsider_checks_a_prediction_trace(server, credit_model, tmp_path, unique):
+    """A prediction logged through the real mlflow client's model, served, archived and traced:
+    every proof in `GET /api/v1/predictions/{id}/record` checked from docs/audit.md alone."""
+    import requests
+    from test_serving import start_serve
+
+    name, frame = credit_model
+    deployment = unique("traced")
+    proc, url = start_serve(server, f"{name}@production", tmp_path, "--deployment", deployment,
+                            "--segment-seconds", "1", "--archive-interval-ms", "200")
+    try:
+        body = {"dataframe_split": {"columns": list(frame.columns), "data": frame.head(3).values.tolist()}}
+        answer = requests.post(f"{url}/api/v1/predict", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        pid = answer.json()["predictions"][2]["prediction_id"]
+        deadline = time.time() + 30
+        # The file is uploaded first, its summary recorded in the trail just after.
+        while True:
+            got = requests.get(f"{server['url']}/api/v1/predictions/{pid}/record", timeout=30)
+            if got.status_code == 200 and got.json()["segment"]["in_trail"] == "recorded":
+                break
+            if time.time() > deadline:
+                break
+            assert got.status_code in (200, 404), got.text
+            time.sleep(0.2)
+        assert got.status_code == 200, got.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    trace = got.json()
+    assert trace["format"] == "mltrail.trace/1" and trace["prediction_id"] == pid
+    audit = trace["audit"]
+    size, root = audit["tree_size"], bytes.fromhex(audit["root"])
+
+    # The root is signed (a file store keeps its key beside the database; PostgreSQL names none).
+    if server["backend"].startswith("sqlite"):
+        out = subprocess.run([server["binary"], "audit", "verifier-key", "--backend-store-uri", server["backend"]],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        origin, signed_size, signed_root = open_note(audit["checkpoint"], out.stdout.strip())[:3]
+        assert int(signed_size) == size and base64.b64decode(signed_root) == root
+
+    # Each event: its hash from its content and the hash before it; its leaf in the tree.
+    events = {}
+    for event in audit["events"]:
+        link = chain_hash(bytes.fromhex(event["previous_hash"]), event)
+        assert link.hex() == event["hash"]
+        leaf = hashlib.sha256(b"\x00" + link).digest()
+        path = [bytes.fromhex(p) for p in event["audit_path"]]
+        assert root_from_path(leaf, event["leaf_index"], size, path) == root
+        events[event["seq"]] = event
+
+    # Entities whose state lives in the database: the state digests to its latest event's digest.
+    kinds = {e["about"]: e for e in trace["entities"]}
+    assert {"model_version", "logged model", "run", "run params", "run metrics"} <= {
+        e["about"] for e in trace["entities"] if "state" in e}
+    params = {p["key"]: p["value"] for p in trace["run"]["data"]["params"]}
+    assert params["n_estimators"] == "50"
+    for entity in trace["entities"]:
+        if "state" in entity:
+            latest = events[max(entity["events"])]
+            # The digest covers the bytes of `state_json`, which must say what `state` says.
+            assert json.loads(entity["state_json"]) == entity["state"], entity["about"]
+            assert blake3.blake3(entity["state_json"].encode()).hexdigest() == latest["state_digest"], entity["about"]
+    # The run mlflow logged the model in (MLflow 3 registers the logged model; its source run).
+    run_id = trace["logged_model"]["info"]["source_run_id"]
+    assert trace["run"]["info"]["run_id"] == run_id == kinds["run"]["entity_id"]
+    assert trace["model_version"]["model_id"] == trace["logged_model"]["info"]["model_id"]
+
+    # The record: its leaf from its RFC 8785 form, its path to the segment's root, the segment's
+    # summary digest in an event of the trail.
+    segment = trace["segment"]
+    summary = segment["segment"]
+    leaf = hashlib.sha256(b"\x00" + jcs(trace["prediction"])).digest()
+    assert leaf.hex() == segment["leaf_hash"]
+    path = [bytes.fromhex(p) for p in segment["audit_path"]]
+    assert root_from_path(leaf, segment["leaf_index"], summary["records"], path) == bytes.fromhex(summary["root"])
+    digest = blake3.blake3(jcs(summary)).hexdigest()
+    recorded = [e for e in events.values()
+                if e["entity_type"] == "prediction_segment" and e["entity_id"] == summary["artifact"]]
+    assert recorded and recorded[0]["state_digest"] == digest and recorded[0]["action"] == "predictions.archive"
+    assert summary["first_id"] <= pid <= summary["last_id"]
+    # The model file that answered is the one the deployment's events name.
+    deployed = {e["state_digest"] for e in events.values() if e["entity_type"] == "deployment"}
+    assert trace["prediction"]["digest"] in deployed
+    # A record changed by one bit of one number no longer reaches the root.
+    bent = dict(trace["prediction"], latency_us=trace["prediction"]["latency_us"] + 1)
+    bent_leaf = hashlib.sha256(b"\x00" + jcs(bent)).digest()
+    assert root_from_path(bent_leaf, segment["leaf_index"], summary["records"], path) != bytes.fromhex(summary["root"])

@@ -48,6 +48,8 @@ def credit_model(client, unique):
     name = unique("credit-onnx")
     mlflow.set_experiment(unique("serving"))
     with mlflow.start_run():
+        mlflow.log_param("n_estimators", 50)
+        mlflow.log_metric("train_accuracy", float(model.score(frame.values, label)))
         mlflow.onnx.log_model(
             onnx_model, name="model", registered_model_name=name,
             signature=infer_signature(frame, label), input_example=frame.head(3),

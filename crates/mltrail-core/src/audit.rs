@@ -95,6 +95,15 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
+/// RFC 8785 (JSON Canonicalization Scheme) bytes of any JSON value: keys sorted by UTF-16 code
+/// units, every number written as the IEEE double it denotes (ECMAScript's shortest form).
+/// Events need only [`canonical_json`], which equals this for their shape; prediction records
+/// (floats, column names in any script) need the full scheme so that any JCS library rebuilds
+/// their bytes. Fails only on a number JSON cannot hold (NaN, infinities).
+pub fn rfc8785(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json_canonicalizer::to_vec(value)
+}
+
 /// BLAKE3 of the canonical JSON of an entity's state, hex-encoded.
 pub fn state_digest(state: &Value) -> String {
     blake3::hash(canonical_json(state).as_bytes())

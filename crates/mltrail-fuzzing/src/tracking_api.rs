@@ -119,6 +119,7 @@ fn fixture() -> &'static Fixture {
                     mltrail_server::auth::AuthMode::Off,
                 )),
                 privacy: None,
+                checkpoints: None,
             };
             mltrail_server::router(state, mltrail_server::Limits::default())
         });

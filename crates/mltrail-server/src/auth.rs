@@ -393,6 +393,10 @@ impl Need {
         // part of the trail.
         match (method.as_str(), p) {
             ("POST", "/v1/privacy/subject-keys") => return Need::Scope(Scope::Deployments),
+            // A prediction's record holds its inputs.
+            ("GET", p) if p.starts_with("/v1/predictions/") => {
+                return Need::Scope(Scope::PredictionsRead)
+            }
             ("POST", "/v1/privacy/export") => return Need::Scope(Scope::PredictionsRead),
             ("POST", "/v1/privacy/erase") => return Need::Scope(Scope::Admin),
             (_, "/v1/privacy/erasures") => return Need::Scope(Scope::AuditRead),

@@ -1,5 +1,6 @@
 //! `/api/v1/deployments/events`: serving processes report what they deploy and every model swap,
-//! so the audit trail says which version answered from when.
+//! so the audit trail says which version answered from when; `/api/v1/deployments/segments`:
+//! each prediction-log segment they archive.
 
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -8,7 +9,9 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
+use mltrail_serving::segment_tree::ArchivedSegment;
 use mltrail_store::deployments::{self, DeploymentAction, DeploymentEvent};
+use mltrail_store::segments;
 
 fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
     crate::req::body_text(body, name, "a non-empty string")
@@ -40,6 +43,34 @@ async fn record(
     Ok(Json(json!({"recorded": id})))
 }
 
+/// A serving process archived a prediction-log segment: its summary becomes an audit event
+/// (entity `prediction_segment`, id the file's path, digest the summary's), so each archived
+/// prediction has a proof that it is in the trail. It needs what deployment events need (the
+/// `deployments` scope or the deployer role).
+async fn record_segment(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let segment: ArchivedSegment = serde_json::from_value(body).map_err(|e| {
+        ApiError::invalid(format!(
+            "an archived segment is {{artifact, deployment, records, first_id, last_id, root}}: {e}"
+        ))
+    })?;
+    segment.check().map_err(|field| {
+        ApiError::invalid(format!(
+            "`{field}` does not describe an archived segment of deployment `{}` (artifact under predictions/<deployment>/, records > 0, first_id ≤ last_id, root a lowercase SHA-256 hex)",
+            segment.deployment
+        ))
+    })?;
+    let digest = segment.state_digest();
+    let new =
+        segments::record_archived(&state.store, &actor, &segment.artifact, digest.clone()).await?;
+    Ok(Json(
+        json!({"recorded": segment.artifact, "state_digest": digest, "new": new}),
+    ))
+}
+
 /// Every deployment the audit trail knows, with what it serves now (its latest event).
 async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let latest = known(&state.store).await?;
@@ -67,4 +98,5 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(list))
         .route("/events", post(record))
+        .route("/segments", post(record_segment))
 }

@@ -11,6 +11,7 @@ mod deployments;
 pub mod error;
 mod grants;
 pub mod guard;
+pub mod lineage;
 mod logged_models;
 mod metric_body;
 pub mod metrics;
@@ -50,6 +51,8 @@ pub struct AppState {
     /// The keys of the people predictions are about; `None` without a master key (then
     /// nothing can be stored sealed, and `/api/v1/privacy` answers 503).
     pub privacy: Option<std::sync::Arc<mltrail_serving::privacy::StoreKeys>>,
+    /// Signs the checkpoints traces carry; `None` when the server has no audit signing key.
+    pub checkpoints: Option<lineage::SharedSigner>,
 }
 
 /// Largest JSON request body the MLflow REST API accepts unless configured otherwise, in bytes.
@@ -107,6 +110,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/api/v1/privacy",
             privacy::routes().layer(DefaultBodyLimit::max(limits.max_json_bytes)),
         )
+        .route("/api/v1/lineage", get(lineage::lineage))
+        .route("/api/v1/predictions/{id}/record", get(lineage::record))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/auth/whoami", get(auth::whoami))
         .route("/api/3.0/mlflow/server-info", get(server_info))

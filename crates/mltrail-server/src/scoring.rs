@@ -119,6 +119,44 @@ async fn prediction(
     Ok(Json(body))
 }
 
+/// A prediction this deployment has not archived yet, with everything behind it: the
+/// record as stored, its inputs opened, feedback and explanation, and its model version's
+/// lineage from the tracking server (whose own `/api/v1/predictions/{id}/record` answers once
+/// the record is archived, with the proof that its segment is in the trail).
+async fn record(
+    State(dep): State<Arc<Deployment>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let Some((stored, opened, annotations)) = dep.local_record(id).await? else {
+        return Err(ApiError::not_found(format!(
+            "prediction {id} is not in this deployment's unarchived log; once archived, the tracking server answers (GET /api/v1/predictions/{id}/record there, or `mltrail trace {id}`)"
+        )));
+    };
+    let mut body = crate::lineage::prediction_body(
+        dep.name(),
+        &stored,
+        &opened,
+        &annotations.feedback,
+        annotations.explanation.as_ref().map(|e| &*e.explanation),
+    )?;
+    let lineage = dep.lineage(&stored).await.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            format!(
+                "cannot read the lineage of {}/{}: {e}",
+                stored.model, stored.version
+            ),
+        )
+    })?;
+    if let (Value::Object(into), Value::Object(from)) = (&mut body, lineage) {
+        into.extend(from);
+    }
+    body["segment"] = json!({"in_trail": "not archived yet"});
+    Ok(Json(body))
+}
+
 /// Why the model answered as it did: the stored (or now computed) explanation, with reason
 /// codes rendered from the prediction's inputs.
 async fn explanation(
@@ -196,6 +234,7 @@ pub fn routes(
             .route("/api/v1/feedback", post(feedback))
             .route("/api/v1/predictions/{id}", get(prediction))
             .route("/api/v1/predictions/{id}/explanation", get(explanation))
+            .route("/api/v1/predictions/{id}/record", get(record))
             .route("/api/v1/deployment", get(info))
             .route("/api/v1/noop", post(noop))
             .route("/health", get(health))

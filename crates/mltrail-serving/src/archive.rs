@@ -20,14 +20,26 @@ use crate::record::{
     uuid_v7_time_ms, Cell, ColumnType, ExplanationRecord, FeedbackRecord, LogRecord,
     PredictionRecord, RecordKind, COLUMNS,
 };
+use crate::segment_tree::ArchivedSegment;
 
-/// Where archived segments go: the artifact store, reached however the process can reach it
-/// (through the tracking server's proxy from `mltrail serve`, directly inside the server).
-pub trait ArchiveStore: Send + Sync {
-    fn put<'a>(&'a self, path: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StorageError>>;
+/// The archive as readers see it: the artifact store, reached however the process can reach
+/// it (through the tracking server's proxy from `mltrail serve`, directly inside the server).
+pub trait ArchiveReader: Send + Sync {
     /// Every file under `dir`, recursively, named from the store's root.
     fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>>;
     fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, StorageError>>;
+}
+
+/// Where archived segments go: the files, and the audit trail that records each one
+/// ([`crate::segment_tree`]).
+pub trait ArchiveStore: ArchiveReader {
+    fn put<'a>(&'a self, path: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StorageError>>;
+    /// Records an uploaded file's summary in the audit trail. Recording the same summary again
+    /// (a retry after a lost answer) is not an error.
+    fn record_segment<'a>(
+        &'a self,
+        segment: &'a ArchivedSegment,
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
 }
 
 pub type SharedArchive = Arc<dyn ArchiveStore>;
@@ -42,16 +54,7 @@ impl ArtifactArchive {
     }
 }
 
-impl ArchiveStore for ArtifactArchive {
-    fn put<'a>(&'a self, path: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            self.0
-                .put(&Self::path(path)?, bytes.into())
-                .await
-                .map_err(|e| StorageError::new("put", path, e))
-        })
-    }
-
+impl ArchiveReader for ArtifactArchive {
     fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
         Box::pin(async move {
             let mut files = Vec::new();
@@ -116,6 +119,9 @@ pub enum ArchiveError {
     Storage(#[from] StorageError),
     #[error("reading an archived file was interrupted: {0}")]
     Interrupted(#[from] tokio::task::JoinError),
+    /// A record with no RFC 8785 form (a number JSON cannot hold), so no Merkle leaf.
+    #[error("a record has no canonical form: {0}")]
+    Canonical(#[from] serde_json::Error),
 }
 
 fn data_type(kind: ColumnType) -> DataType {
@@ -445,41 +451,104 @@ pub fn visit_parquet(
 /// Finds an archived prediction and every archived feedback on it: the prediction lives in the
 /// files of its own day (from the UUIDv7 timestamp); feedback may arrive on any later day.
 pub async fn find_archived(
-    store: &dyn ArchiveStore,
+    store: &dyn ArchiveReader,
     deployment: &str,
     id: uuid::Uuid,
 ) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, ArchiveError> {
+    Ok(locate_archived(store, Some(deployment), id)
+        .await?
+        .map(|found| (found.prediction, found.feedback)))
+}
+
+/// An archived prediction with the whole file that holds it (what its proof is made from) and
+/// what was archived about it later.
+#[derive(Debug)]
+pub struct Located {
+    /// The file's artifact path and the deployment whose archive it is in.
+    pub artifact: String,
+    pub deployment: String,
+    pub prediction: PredictionRecord,
+    /// Every record of that file, in file order, and the prediction's position among them.
+    pub records: Vec<LogRecord>,
+    pub index: usize,
+    /// Feedback on it, oldest file first.
+    pub feedback: Vec<FeedbackRecord>,
+    /// Explanations computed on request and archived, oldest file first.
+    pub explanations: Vec<ExplanationRecord>,
+}
+
+/// Finds an archived prediction in one deployment's archive, or in every deployment's when
+/// `deployment` is `None`.
+pub async fn locate_archived(
+    store: &dyn ArchiveReader,
+    deployment: Option<&str>,
+    id: uuid::Uuid,
+) -> Result<Option<Located>, ArchiveError> {
     let made = i64::try_from(uuid_v7_time_ms(id.as_u128())).unwrap_or(i64::MAX);
     let day = mltrail_core::time::utc_date(made);
-    let root = format!("predictions/{deployment}");
-    let mut files: Vec<String> = store
+    let root = match deployment {
+        Some(d) => format!("predictions/{d}"),
+        None => "predictions".to_string(),
+    };
+    // `predictions/<deployment>/<day>/<file>`: the day and deployment of a listed file.
+    let place = |p: &str| -> Option<(String, String)> {
+        let mut parts = p.strip_prefix("predictions/")?.split('/');
+        let (dep, file_day) = (parts.next()?, parts.next()?);
+        Some((dep.to_string(), file_day.to_string()))
+    };
+    let mut files: Vec<(String, String, String)> = store
         .list(&root)
         .await?
         .into_iter()
         .filter(|p| p.ends_with(".parquet"))
+        .filter_map(|p| place(&p).map(|(dep, d)| (d, dep, p)))
+        .filter(|(d, _, _)| *d >= day)
         .collect();
     files.sort();
-    let file_day = |p: &str| {
-        p.strip_prefix(&root)
-            .and_then(|r| r.trim_start_matches('/').split('/').next())
-            .unwrap_or("")
-            .to_string()
-    };
-    let mut prediction = None;
+    let mut found: Option<Located> = None;
     let mut feedback = Vec::new();
-    for file in files.iter().filter(|f| file_day(f) >= day) {
-        let bytes = store.get(file).await?;
+    let mut explanations = Vec::new();
+    for (_, dep, file) in files {
+        if found.as_ref().is_some_and(|f| f.deployment != dep) {
+            continue;
+        }
+        let bytes = store.get(&file).await?;
         let records = tokio::task::spawn_blocking(move || from_parquet(bytes)).await??;
-        for record in records.into_iter().filter(|r| r.id() == id) {
+        let here = records.iter().enumerate().find_map(|(i, r)| match r {
+            LogRecord::Prediction(p) if p.id == id => Some((i, p.clone())),
+            _ => None,
+        });
+        for record in records.iter().filter(|r| r.id() == id) {
             match record {
-                LogRecord::Prediction(p) => prediction = Some(p),
-                LogRecord::Feedback(f) => feedback.push(f),
-                // Explanations computed on request are computed again when asked for.
-                LogRecord::Explanation(_) => {}
+                LogRecord::Feedback(f) => feedback.push(f.clone()),
+                LogRecord::Explanation(e) => explanations.push(e.clone()),
+                LogRecord::Prediction(_) => {}
             }
         }
+        if let (Some((index, prediction)), None) = (here, &found) {
+            found = Some(Located {
+                artifact: file,
+                deployment: dep,
+                prediction,
+                records,
+                index,
+                feedback: Vec::new(),
+                explanations: Vec::new(),
+            });
+        }
     }
-    Ok(prediction.map(|p| (p, feedback)))
+    Ok(found.map(|mut f| {
+        // Annotations of another deployment's record with the same id are not this one's.
+        f.feedback = feedback
+            .into_iter()
+            .filter(|r| r.deployment == f.deployment)
+            .collect();
+        f.explanations = explanations
+            .into_iter()
+            .filter(|r| r.deployment == f.deployment)
+            .collect();
+        f
+    }))
 }
 
 #[cfg(test)]

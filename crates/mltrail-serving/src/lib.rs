@@ -18,5 +18,6 @@ pub mod record;
 pub mod request;
 pub mod response;
 pub mod runtime;
+pub mod segment_tree;
 pub mod signature;
 mod spilled_index;

@@ -690,11 +690,13 @@ impl PredictionLog {
                     let mut file = crate::archive::ParquetFile::new().map_err(LogError::Archive)?;
                     let mut group: Vec<LogRecord> = Vec::with_capacity(crate::archive::ROWS_PER_GROUP);
                     let (mut kept, mut first_time) = (0usize, None::<i64>);
+                    let mut leaves = crate::segment_tree::SegmentLeaves::default();
                     // A frame and a row group at a time: memory follows the group, not the
                     // segment (reading a 64 MiB segment whole swung the soak's RSS by as much).
                     let frames = for_each_frame(&source, |payload| {
                         if let Ok(record) = serde_json::from_slice::<LogRecord>(payload) {
                             first_time = Some(first_time.map_or(record.time_ms(), |t: i64| t.min(record.time_ms())));
+                            leaves.push(&record).map_err(|e| LogError::Archive(e.into()))?;
                             group.push(record);
                             kept += 1;
                             if group.len() == crate::archive::ROWS_PER_GROUP {
@@ -714,7 +716,7 @@ impl PredictionLog {
                         None => Ok(None),
                         Some(t) => file
                             .finish()
-                            .map(|p| Some((t, p)))
+                            .map(|p| Some((t, p, leaves)))
                             .map_err(LogError::Archive),
                     }
                 })();
@@ -722,7 +724,7 @@ impl PredictionLog {
             })?;
         let converted = result.await.map_err(|_| LogError::Stopped)??;
         let mut artifact = None;
-        if let Some((first_time, parquet)) = converted {
+        if let Some((first_time, parquet, leaves)) = converted {
             let target = format!(
                 "predictions/{deployment}/{}/{}-{seq:012}.parquet",
                 mltrail_core::time::utc_date(first_time),
@@ -732,6 +734,14 @@ impl PredictionLog {
                 .put(&target, parquet)
                 .await
                 .map_err(|e| LogError::Archive(e.into()))?;
+            // The segment is forgotten locally only once the trail holds its summary; a
+            // failure here leaves it for the next round, which uploads and records it again.
+            if let Some(summary) = leaves.summary(&target, deployment) {
+                store
+                    .record_segment(&summary)
+                    .await
+                    .map_err(|e| LogError::Archive(e.into()))?;
+            }
             artifact = Some(target);
         }
         let dropped = self

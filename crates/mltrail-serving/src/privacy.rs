@@ -16,7 +16,7 @@ use mltrail_store::privacy::MAX_SUBJECTS;
 use mltrail_store::MetaStore;
 use serde_json::value::RawValue;
 
-use crate::archive::{visit_parquet, ArchiveError, ArchiveStore, RecordView};
+use crate::archive::{visit_parquet, ArchiveError, ArchiveReader, RecordView};
 use crate::deployment::{BoxError, BoxFuture};
 use crate::record::{FeedbackRecord, LogRecord, PredictionRecord};
 
@@ -455,7 +455,7 @@ pub struct Export {
 /// each with the feedback received on it (oldest first), in the archive's file order
 /// (deployment, day, replica and segment).
 pub async fn export_subject(
-    archive: &dyn ArchiveStore,
+    archive: &dyn ArchiveReader,
     keys: &dyn SubjectKeys,
     subject: SubjectHash,
 ) -> Result<Export, ExportError> {
@@ -634,14 +634,7 @@ mod tests {
     /// Files in memory.
     struct Files(std::collections::BTreeMap<String, Vec<u8>>);
 
-    impl ArchiveStore for Files {
-        fn put<'a>(
-            &'a self,
-            _: &'a str,
-            _: Vec<u8>,
-        ) -> BoxFuture<'a, Result<(), crate::archive::StorageError>> {
-            Box::pin(async { Ok(()) })
-        }
+    impl ArchiveReader for Files {
         fn list<'a>(
             &'a self,
             _: &'a str,

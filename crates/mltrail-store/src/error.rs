@@ -141,6 +141,9 @@ pub enum AlreadyExists {
         resource_type: &'static str,
         resource_id: String,
     },
+    /// An archived segment recorded before with another summary: the file was replaced.
+    #[error("archived segment {0} is already in the audit trail with another digest; an archived file is never replaced")]
+    ArchivedSegment(String),
     #[error("Role (name={name}, workspace={workspace}) already exists.")]
     Role { name: String, workspace: String },
     #[error("Role permission (role_id={role_id}, resource_type={resource_type}, resource_pattern={pattern}) already exists.")]

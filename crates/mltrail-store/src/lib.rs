@@ -45,6 +45,7 @@ pub mod registry;
 pub mod runs;
 mod schema;
 mod search;
+pub mod segments;
 mod sql;
 mod writer;
 
@@ -135,6 +136,56 @@ pub mod audit {
     /// One event, by its sequence number.
     pub async fn event(store: &MetaStore, seq: i64) -> Result<Option<LoggedEvent>, StoreError> {
         crate::audited::event(store.readers(), seq).await
+    }
+
+    /// The chain hash before event `seq` (the genesis hash, in hex, before the first): with
+    /// it, whoever holds an event can recompute the event's own hash.
+    pub async fn previous_hash(store: &MetaStore, seq: i64) -> Result<String, StoreError> {
+        let before: Option<String> = sqlx::query_scalar(
+            "SELECT hash FROM audit_log WHERE seq < $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(seq)
+        .fetch_optional(store.readers())
+        .await?;
+        Ok(before.unwrap_or_else(|| mltrail_core::GENESIS_HASH.to_hex()))
+    }
+
+    /// An entity's state as its events digest it (`state_digest` of the latest is the
+    /// BLAKE3 of its canonical JSON); `None` when it no longer exists or its kind keeps its
+    /// state outside the database (artifacts, deployments, archived segments).
+    pub async fn entity_state(
+        store: &MetaStore,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let Some(audited) = KINDS.iter().find(|k| k.kind() == kind) else {
+            return Ok(None);
+        };
+        let mut conn = store.readers().acquire().await?;
+        let state = match audited.state(&mut conn, id) {
+            Some(state) => state.await?,
+            None => None,
+        };
+        Ok(state)
+    }
+
+    /// The events of a run's params and metrics batches (their ids are `RUN/BATCH`), in
+    /// sequence order.
+    pub async fn run_batch_events(
+        store: &MetaStore,
+        run_id: &str,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        // `RUN/` up to `RUN0` ('0' follows '/') is every id with that prefix, through the
+        // entity index.
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE entity_type IN ('params', 'metrics') \
+             AND entity_id >= $1 AND entity_id < $2 ORDER BY seq",
+        )
+        .bind(format!("{run_id}/"))
+        .bind(format!("{run_id}0"))
+        .fetch_all(store.readers())
+        .await?;
+        rows.iter().map(crate::audited::logged_event).collect()
     }
 }
 

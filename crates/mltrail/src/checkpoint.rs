@@ -297,6 +297,45 @@ pub fn sign_consistently(
     Ok(note)
 }
 
+/// Signs the checkpoints the tracking server's traces carry, one at a time (each signature
+/// first checks the trail against the key's last checkpoint and then replaces it).
+pub struct TrailSigner {
+    key: SigningKey,
+    path: PathBuf,
+    one_at_a_time: std::sync::Mutex<()>,
+}
+
+impl TrailSigner {
+    pub fn new(key: SigningKey, path: PathBuf) -> Self {
+        TrailSigner {
+            key,
+            path,
+            one_at_a_time: std::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl mltrail_server::lineage::CheckpointSigner for TrailSigner {
+    fn sign(
+        &self,
+        leaves: &[Hash],
+    ) -> std::result::Result<
+        mltrail_server::lineage::SignedTree,
+        Box<dyn std::error::Error + Send + Sync>,
+    > {
+        let _turn = self
+            .one_at_a_time
+            .lock()
+            .map_err(|_| "a signing thread panicked")?;
+        let checkpoint =
+            sign_consistently(&self.key, &self.path, leaves, mltrail_core::now_millis())?;
+        Ok(mltrail_server::lineage::SignedTree {
+            checkpoint,
+            verifier_key: self.key.verifying().to_string(),
+        })
+    }
+}
+
 /// What a checkpoint says, once its signature checks.
 #[derive(Debug, PartialEq)]
 pub struct Checkpoint {

@@ -13,6 +13,7 @@ mod monitor;
 mod predictions;
 mod privacy;
 mod serve;
+mod trace;
 mod tracking_client;
 mod verify_artifacts;
 
@@ -62,6 +63,10 @@ enum Command {
     /// (demographic parity, equalized odds, equal opportunity) from a file of labels and
     /// predictions; JSON and HTML reports on request.
     Fairness(fairness::FairnessArgs),
+    /// One prediction and everything behind it (record, explanation, feedback, model version,
+    /// run, training data, audit events with their proofs), each proof checked here; exit 1
+    /// when one fails.
+    Trace(trace::TraceArgs),
     /// Dataset versions (content-addressed, with schema and profile) and file profiles.
     Data {
         #[command(subcommand)]
@@ -277,6 +282,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         cli.command,
         Command::Drift(_)
             | Command::Fairness(_)
+            | Command::Trace(_)
             | Command::Data { .. }
             | Command::Audit { .. }
             | Command::Backup(_)
@@ -343,6 +349,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Trace(args) => Ok(if trace::run(args).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }),
         Command::Fairness(args) => {
             tokio::task::spawn_blocking(move || fairness::run(args)).await??;
             Ok(ExitCode::SUCCESS)
@@ -491,6 +502,7 @@ async fn serve(config: &Config) -> Result<()> {
                 .with_default_permission(config.auth.default_permission.into()),
         ),
         privacy,
+        checkpoints: trail_signer(config, store_uri),
     };
     let limits = mltrail_server::Limits {
         max_artifact_bytes: server.max_artifact_bytes,
@@ -534,13 +546,35 @@ async fn open_store(uri: &str) -> Result<MetaStore> {
 
 /// Where the audit signing key is: `[audit] signing_key_file` (MLTRAIL_AUDIT_SIGNING_KEY), else
 /// beside a SQLite store's file.
-fn key_path(loaded: &Loaded, store_uri: &str) -> Result<std::path::PathBuf> {
-    match &loaded.config.audit.signing_key_file {
+fn key_path(config: &Config, store_uri: &str) -> Result<std::path::PathBuf> {
+    match &config.audit.signing_key_file {
         Some(path) if path.to_string_lossy().starts_with("PRIVATE+KEY+") => bail!(
             "MLTRAIL_AUDIT_SIGNING_KEY and [audit] signing_key_file name the key's file, not the key: write the key to a file and name that"
         ),
         Some(path) => Ok(path.clone()),
         None => checkpoint::default_key_path(store_uri),
+    }
+}
+
+/// What signs the checkpoints traces carry: the audit signing key, made beside a SQLite store
+/// on first use as `mltrail audit checkpoint` makes it. Without one (a PostgreSQL store and no
+/// `[audit] signing_key_file`), traces carry the trail's root unsigned.
+fn trail_signer(config: &Config, store_uri: &str) -> Option<mltrail_server::lineage::SharedSigner> {
+    let made = key_path(config, store_uri).and_then(|path| {
+        let (key, made) = checkpoint::load_or_create(&path, &config.audit.origin)?;
+        Ok((key, path, made))
+    });
+    match made {
+        Ok((key, path, made)) => {
+            if made {
+                tracing::info!(key = %path.display(), verifier_key = %key.verifying(), "made the audit signing key (keep it private and backed up; hand the verifier key to auditors)");
+            }
+            Some(std::sync::Arc::new(checkpoint::TrailSigner::new(key, path)))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "traces will carry the audit trail's root unsigned");
+            None
+        }
     }
 }
 
@@ -550,7 +584,7 @@ fn signing_key(
     loaded: &Loaded,
     store_uri: &str,
 ) -> Result<(checkpoint::SigningKey, std::path::PathBuf)> {
-    let path = key_path(loaded, store_uri)?;
+    let path = key_path(&loaded.config, store_uri)?;
     let (key, made) = checkpoint::load_or_create(&path, &loaded.config.audit.origin)?;
     if made {
         eprintln!(
@@ -572,7 +606,7 @@ fn checkpoint_verifier(
     if let Some(text) = given.or(loaded.config.audit.verifier_key.as_deref()) {
         return checkpoint::Verifier::parse(text);
     }
-    let path = key_path(loaded, store_uri)?;
+    let path = key_path(&loaded.config, store_uri)?;
     match checkpoint::load(&path)? {
         Some(key) => Ok(key.verifying()),
         None => bail!(

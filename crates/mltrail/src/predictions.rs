@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
-use mltrail_serving::archive::{from_parquet, to_batch, to_parquet, ArchiveStore};
+use mltrail_serving::archive::{from_parquet, to_batch, to_parquet, ArchiveReader};
 use mltrail_serving::predlog::PredictionLog;
 use mltrail_serving::record::LogRecord;
 
@@ -54,9 +54,9 @@ pub async fn collect(
 ) -> Result<Vec<LogRecord>> {
     let root = format!("predictions/{deployment}");
     let mut records: Vec<LogRecord> = Vec::new();
-    let files = ArchiveStore::list(client, &root).await?;
+    let files = ArchiveReader::list(client, &root).await?;
     for file in files.into_iter().filter(|f| f.ends_with(".parquet")) {
-        let bytes = ArchiveStore::get(client, &file).await?;
+        let bytes = ArchiveReader::get(client, &file).await?;
         records.extend(tokio::task::spawn_blocking(move || from_parquet(bytes)).await??);
     }
     let log_dir =

@@ -228,6 +228,7 @@ pub async fn serve(
     let dep = Arc::new(
         Deployment::new(deployment.clone(), loaded, log.clone())
             .with_archive(client.clone())
+            .with_lineage(client.clone())
             .with_subject_keys(Arc::new(KeyCache::new(client.clone())))
             .with_explanations(explain_mode, explainers),
     );
@@ -289,6 +290,10 @@ pub struct RegisterArgs {
     /// Its schema's `pii` and `subject` columns count as if given with --pii and --subject.
     #[arg(long)]
     training_data: Option<String>,
+    /// The MLflow run that trained the model: the version links to it (its params, metrics and
+    /// tags, the git commit among them, are then part of every trace of its predictions).
+    #[arg(long)]
+    run_id: Option<String>,
     /// Input columns holding personal data, comma-separated: deployments store their values
     /// sealed with the key of the row's subject (see --subject), erasable per person.
     #[arg(long, value_delimiter = ',')]
@@ -393,7 +398,8 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
     let created = client
         .post(
             "/api/2.0/mlflow/model-versions/create",
-            &json!({"name": args.name, "source": format!("mlflow-artifacts:/{dir}"), "tags": version_tags}),
+            &json!({"name": args.name, "source": format!("mlflow-artifacts:/{dir}"), "tags": version_tags,
+                    "run_id": args.run_id.as_deref().unwrap_or("")}),
             "create model version",
         )
         .await?;

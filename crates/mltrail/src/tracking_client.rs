@@ -2,11 +2,13 @@
 //! client uses.
 
 use anyhow::{anyhow, bail, Context, Result};
-use mltrail_serving::archive::{ArchiveStore, StorageError};
+use mltrail_serving::archive::{ArchiveReader, ArchiveStore, StorageError};
 use mltrail_serving::deployment::follower::{DeploymentEvent, DeploymentJournal};
 use mltrail_serving::deployment::{
-    BoxFuture, Listed, ModelRef, ModelSource, SourceError, SourceVersion, StoredDataset,
+    BoxFuture, LineageSource, Listed, ModelRef, ModelSource, SourceError, SourceVersion,
+    StoredDataset,
 };
+use mltrail_serving::segment_tree::ArchivedSegment;
 use serde_json::{json, Value};
 
 /// The tracking server's URL unless one is given (a macro, so the help text can include it).
@@ -357,6 +359,26 @@ impl ArchiveStore for Client {
         })
     }
 
+    fn record_segment<'a>(
+        &'a self,
+        segment: &'a ArchivedSegment,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let body = serde_json::to_value(segment)
+                .map_err(|e| StorageError::new("record", &segment.artifact, e))?;
+            self.post(
+                "/api/v1/deployments/segments",
+                &body,
+                "record an archived segment",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| StorageError::new("record", &segment.artifact, e))
+        })
+    }
+}
+
+impl ArchiveReader for Client {
     fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
         Box::pin(async move {
             Ok(self
@@ -505,6 +527,32 @@ impl ModelSource for Client {
                 path: field("source")?,
                 file_name: field("file_name")?,
             })
+        })
+    }
+}
+
+/// What stands behind a model version, for the records `mltrail serve` has not archived yet.
+impl LineageSource for Client {
+    fn lineage<'a>(
+        &'a self,
+        deployment: &'a str,
+        model: &'a str,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<Value, SourceError>> {
+        Box::pin(async move {
+            let enc = |t: &str| {
+                percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            };
+            let path = format!(
+                "/api/v1/lineage?model={}&version={}&deployment={}",
+                enc(model),
+                enc(version),
+                enc(deployment)
+            );
+            self.get_json(&path, &format!("the lineage of {model}/{version}"))
+                .await
+                .map_err(|e| SourceError::unavailable("the tracking server", e))
         })
     }
 }

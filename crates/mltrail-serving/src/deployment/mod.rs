@@ -19,8 +19,8 @@ pub use error::{ExplanationError, FeedbackError, LookupError, ScoreError};
 pub use metrics::{FailureKind, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 pub use model::LoadedModel;
 pub use source::{
-    compile, fetch, load, BoxError, BoxFuture, Listed, ModelFiles, ModelRef, ModelSource,
-    SourceError, SourceVersion, StoredDataset,
+    compile, fetch, load, BoxError, BoxFuture, LineageSource, Listed, ModelFiles, ModelRef,
+    ModelSource, SourceError, SourceVersion, StoredDataset,
 };
 pub use store_source::StoreSource;
 
@@ -204,6 +204,7 @@ pub struct Deployment {
     keys: Option<Arc<KeyCache>>,
     explain_mode: ExplainMode,
     explainers: Option<Arc<dyn Explainers>>,
+    lineage: Option<Arc<dyn LineageSource>>,
 }
 
 impl Deployment {
@@ -220,7 +221,59 @@ impl Deployment {
             keys: None,
             explain_mode: ExplainMode::Off,
             explainers: None,
+            lineage: None,
         }
+    }
+
+    /// Where what stands behind a model version comes from (the tracking server).
+    pub fn with_lineage(mut self, lineage: Arc<dyn LineageSource>) -> Self {
+        self.lineage = Some(lineage);
+        self
+    }
+
+    /// What stands behind `record`'s model version, as the lineage source proves it.
+    pub async fn lineage(&self, record: &PredictionRecord) -> Result<Json, SourceError> {
+        match &self.lineage {
+            Some(source) => {
+                source
+                    .lineage(&self.name, &record.model, &record.version)
+                    .await
+            }
+            None => Err(SourceError::unavailable(
+                "the lineage of a model version",
+                "this deployment has no tracking server to ask",
+            )),
+        }
+    }
+
+    /// A prediction still in this deployment's own log (not yet archived): as stored, with
+    /// its personal data opened, and what was appended about it. `None` when the local log
+    /// does not hold it.
+    pub async fn local_record(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<(PredictionRecord, PredictionRecord, Annotations)>, LookupError> {
+        let Some((stored, annotations)) = self
+            .read_log(move |log| log.get_annotated(id.as_u128()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut opened = stored.clone();
+        self.open(&mut opened).await?;
+        Ok(Some((stored, opened, annotations)))
+    }
+
+    /// Opens a record's sealed inputs with its subject's key, when the key still exists.
+    async fn open(&self, record: &mut PredictionRecord) -> Result<(), LookupError> {
+        if let Some(subject) = subject_of(record) {
+            let key = match &self.keys {
+                Some(cache) => cache.for_hashes(&[subject]).await?.pop().flatten(),
+                None => None,
+            };
+            open_record(record, key.as_deref());
+        }
+        Ok(())
     }
 
     /// How predictions are explained, and who makes each version's explainer.
@@ -604,13 +657,7 @@ impl Deployment {
         let Some((mut record, annotations)) = self.lookup_stored(id).await? else {
             return Ok(None);
         };
-        if let Some(subject) = subject_of(&record) {
-            let key = match &self.keys {
-                Some(cache) => cache.for_hashes(&[subject]).await?.pop().flatten(),
-                None => None,
-            };
-            open_record(&mut record, key.as_deref());
-        }
+        self.open(&mut record).await?;
         Ok(Some((record, annotations)))
     }
 

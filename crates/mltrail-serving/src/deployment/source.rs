@@ -115,6 +115,18 @@ pub struct Listed {
     pub is_dir: bool,
 }
 
+/// What stands behind a model version as the tracking server proves it (its
+/// `/api/v1/lineage`: the version, its run, its training data, their audit events with
+/// inclusion proofs). A deployment adds it to the records it has not archived yet.
+pub trait LineageSource: Send + Sync {
+    fn lineage<'a>(
+        &'a self,
+        deployment: &'a str,
+        model: &'a str,
+        version: &'a str,
+    ) -> BoxFuture<'a, Result<serde_json::Value, SourceError>>;
+}
+
 /// Where model versions and their files come from. Paths are artifact-store paths
 /// (`1/models/m-…/artifacts/model.onnx`), as the artifact proxy names them.
 pub trait ModelSource: Send + Sync {

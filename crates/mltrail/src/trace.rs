@@ -1,0 +1,376 @@
+//! `mltrail trace PREDICTION_ID`: one prediction and everything behind it (its record,
+//! explanation, feedback, model version, run, training data and their audit events), checked
+//! here the way its receiver would check it without the server: every event's chain hash from
+//! its content, every inclusion path to the root, every entity state against its digest, the
+//! record against its segment's Merkle root, and the root against a signed checkpoint.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use mltrail_core::merkle::{self, Hash};
+use mltrail_core::ChainHash;
+use serde_json::Value;
+
+use crate::args::ClientArgs;
+use crate::checkpoint::{self, Verifier};
+use crate::tracking_client::Client;
+
+#[derive(Args)]
+pub struct TraceArgs {
+    /// The prediction's id (the `id` a deployment answered with).
+    id: String,
+    /// A deployment's URL (`mltrail serve`), asked when the tracking server's archive does not
+    /// hold the prediction yet: a deployment answers for the records it has not archived.
+    #[arg(long)]
+    serving: Option<String>,
+    /// The key that checks the trail's checkpoints (`mltrail audit verifier-key` prints it
+    /// where the signing key is). Without it the checkpoint is checked only against the key
+    /// the server sent, which proves nothing about who signed.
+    #[arg(long, env = "MLTRAIL_AUDIT_VERIFIER_KEY")]
+    verifier_key: Option<String>,
+    /// Print the whole trace as JSON (what a receiver can check on their own).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Fetches and checks the trace; `Ok(false)` when a proof fails.
+pub async fn run(args: TraceArgs) -> Result<bool> {
+    let id = uuid::Uuid::parse_str(args.id.trim())
+        .map_err(|_| anyhow!("`{}` is not a prediction id (a UUID)", args.id))?;
+    let trusted = args
+        .verifier_key
+        .as_deref()
+        .map(Verifier::parse)
+        .transpose()
+        .context("--verifier-key")?;
+    let path = format!("/api/v1/predictions/{id}/record");
+    let tracking = args.client.client()?;
+    let trace = match tracking.get_json(&path, &format!("prediction {id}")).await {
+        Ok(trace) => trace,
+        Err(e) if e.to_string().contains("RESOURCE_DOES_NOT_EXIST") => match &args.serving {
+            Some(url) => Client::new(url.trim_end_matches('/').to_string())?
+                .get_json(&path, &format!("prediction {id} at {url}"))
+                .await?,
+            None => bail!(
+                "{e}\nif it was served recently, its deployment still holds it: pass --serving http://HOST:PORT"
+            ),
+        },
+        Err(e) => return Err(e),
+    };
+    let checked = check(&trace, trusted.as_ref());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&trace)?);
+    } else {
+        print_summary(&trace);
+    }
+    for line in &checked.lines {
+        eprintln!("{line}");
+    }
+    Ok(checked.failures == 0)
+}
+
+/// What checking a trace found: one line per check, and how many failed.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub lines: Vec<String>,
+    pub failures: usize,
+}
+
+impl Checked {
+    fn ok(&mut self, line: String) {
+        self.lines.push(format!("ok      {line}"));
+    }
+
+    fn fail(&mut self, line: String) {
+        self.failures += 1;
+        self.lines.push(format!("FAILED  {line}"));
+    }
+
+    fn note(&mut self, line: String) {
+        self.lines.push(format!("note    {line}"));
+    }
+}
+
+fn hash_of(v: &Value) -> Option<Hash> {
+    hex::decode(v.as_str()?).ok()?.try_into().ok()
+}
+
+fn path_of(v: &Value) -> Option<Vec<Hash>> {
+    v.as_array()?.iter().map(hash_of).collect()
+}
+
+/// Checks every proof a trace carries (docs/audit.md, "Traces").
+pub fn check(trace: &Value, trusted: Option<&Verifier>) -> Checked {
+    let mut out = Checked::default();
+    let audit = &trace["audit"];
+    let (Some(size), Some(root)) = (audit["tree_size"].as_u64(), hash_of(&audit["root"])) else {
+        out.fail("the trace has no audit tree (tree_size, root)".into());
+        return out;
+    };
+    // The root against a signed checkpoint.
+    match audit["checkpoint"].as_str() {
+        None => out.note("no signed checkpoint came with the trace: compare the root with a checkpoint you saved (`mltrail audit checkpoint`)".into()),
+        Some(note) => {
+            let sent = audit["verifier_key"].as_str().and_then(|k| Verifier::parse(k).ok());
+            let (key, whose) = match (trusted, &sent) {
+                (Some(k), _) => (Some(k.clone()), "your verifier key"),
+                (None, Some(k)) => (Some(k.clone()), "the key the server sent (pass --verifier-key to check it against one you trust)"),
+                (None, None) => (None, ""),
+            };
+            match key.map(|k| checkpoint::open(note, &k)) {
+                Some(Ok(c)) if c.size == size && c.root == root => out.ok(format!(
+                    "checkpoint of {size} events signed with {whose} names the trace's root"
+                )),
+                Some(Ok(c)) => out.fail(format!(
+                    "the checkpoint names {} events and another root than the trace's {size}",
+                    c.size
+                )),
+                Some(Err(e)) => out.fail(format!("the checkpoint does not check: {e:#}")),
+                None => out.fail("the checkpoint names no verifier key".into()),
+            }
+        }
+    }
+    // Every event: its hash from its content, its leaf in the tree.
+    let mut digests = std::collections::BTreeMap::new();
+    let events = audit["events"].as_array().cloned().unwrap_or_default();
+    let mut proven = 0;
+    for e in &events {
+        let seq = e["seq"].as_i64().unwrap_or(-1);
+        let parsed: Result<mltrail_core::AuditEvent, _> = serde_json::from_value(e.clone());
+        let (Ok(event), Some(previous), Some(hash), Some(index), Some(path)) = (
+            parsed,
+            hash_of(&e["previous_hash"]),
+            hash_of(&e["hash"]),
+            e["leaf_index"].as_u64(),
+            path_of(&e["audit_path"]),
+        ) else {
+            out.fail(format!("event {seq} is incomplete"));
+            continue;
+        };
+        if ChainHash(previous).next(&event).0 != hash {
+            out.fail(format!(
+                "event {seq}: its hash does not follow from its content"
+            ));
+            continue;
+        }
+        if !merkle::verify_inclusion(&merkle::leaf_hash(&hash), index, size, &path, &root) {
+            out.fail(format!(
+                "event {seq}: its inclusion path does not lead to the root"
+            ));
+            continue;
+        }
+        proven += 1;
+        digests.insert(seq, event);
+    }
+    if proven == events.len() {
+        out.ok(format!(
+            "{proven} audit events: hashes follow from their content, each is in the tree"
+        ));
+    }
+    // Entity states against their latest event's digest.
+    for entity in trace["entities"].as_array().into_iter().flatten() {
+        let Some(state) = entity.get("state") else {
+            continue;
+        };
+        let what = format!(
+            "{} {}",
+            entity["entity_type"].as_str().unwrap_or("?"),
+            entity["entity_id"].as_str().unwrap_or("?")
+        );
+        let latest = entity["events"]
+            .as_array()
+            .and_then(|s| s.iter().filter_map(Value::as_i64).max())
+            .and_then(|seq| digests.get(&seq));
+        // The digest covers `state_json`'s bytes, which must say what `state` says.
+        let canonical = entity["state_json"].as_str().unwrap_or("");
+        if serde_json::from_str::<Value>(canonical).ok().as_ref() != Some(state) {
+            out.fail(format!(
+                "{what}: its state_json does not say what its state says"
+            ));
+            continue;
+        }
+        let digest = blake3::hash(canonical.as_bytes()).to_hex().to_string();
+        match latest {
+            Some(event) if event.state_digest.as_deref() == Some(digest.as_str()) => out.ok(
+                format!("{what}: its state is what its latest event recorded"),
+            ),
+            Some(event) => out.fail(format!(
+                "{what}: its state does not digest to what event {} recorded",
+                event.seq
+            )),
+            None => out.fail(format!("{what}: no proven event records it")),
+        }
+    }
+    // The record in its segment, the segment in the trail.
+    let segment = &trace["segment"];
+    match segment["in_trail"].as_str() {
+        Some("not archived yet") => out.note(
+            "the prediction is not archived yet: its proof exists once its segment is (ask again later)"
+                .into(),
+        ),
+        _ => check_segment(trace, &digests, &mut out),
+    }
+    // The model file that answered is the one its deployment's events name.
+    let served = trace["prediction"]["digest"].as_str();
+    let deployed: Vec<&str> = digests
+        .values()
+        .filter(|e| e.entity_type == "deployment")
+        .filter_map(|e| e.state_digest.as_deref())
+        .collect();
+    match served {
+        Some(d) if deployed.contains(&d) => {
+            out.ok("the model file that answered is the one the deployment's events name".into())
+        }
+        Some(_) if deployed.is_empty() => {
+            out.note("no deployment event names the version that answered".into())
+        }
+        Some(_) => out.fail(
+            "the model file that answered is not the one the deployment's events name".into(),
+        ),
+        None => out.fail("the trace names no model file digest".into()),
+    }
+    out
+}
+
+fn check_segment(
+    trace: &Value,
+    digests: &std::collections::BTreeMap<i64, mltrail_core::AuditEvent>,
+    out: &mut Checked,
+) {
+    let segment = &trace["segment"];
+    let summary = &segment["segment"];
+    let leaf =
+        serde_json::from_value::<mltrail_serving::record::LogRecord>(trace["prediction"].clone())
+            .ok()
+            .and_then(|r| mltrail_serving::segment_tree::record_leaf(&r).ok());
+    let (Some(leaf), Some(index), Some(count), Some(root), Some(path)) = (
+        leaf,
+        segment["leaf_index"].as_u64(),
+        summary["records"].as_u64(),
+        hash_of(&summary["root"]),
+        path_of(&segment["audit_path"]),
+    ) else {
+        out.fail("the trace's segment proof is incomplete".into());
+        return;
+    };
+    if !merkle::verify_inclusion(&leaf, index, count, &path, &root) {
+        out.fail("the prediction's record does not lead to its segment's root".into());
+        return;
+    }
+    let digest = mltrail_core::audit::state_digest(summary);
+    let artifact = summary["artifact"].as_str().unwrap_or("");
+    let recorded = digests.values().any(|e| {
+        e.entity_type == mltrail_store::segments::SEGMENT_KIND
+            && e.entity_id == artifact
+            && e.state_digest.as_deref() == Some(digest.as_str())
+    });
+    if recorded {
+        out.ok(format!(
+            "the record is leaf {index} of the {count} in {artifact}, whose summary is in the trail"
+        ));
+    } else {
+        out.fail(format!(
+            "the record is in {artifact}, but no proven event records that segment's summary ({})",
+            segment["in_trail"].as_str().unwrap_or("?")
+        ));
+    }
+}
+
+fn print_summary(trace: &Value) {
+    let p = &trace["prediction"];
+    let time = p["time_ms"]
+        .as_i64()
+        .map(mltrail_core::time::rfc3339_millis)
+        .unwrap_or_default();
+    println!(
+        "prediction {}  deployment {}  served {time}",
+        trace["prediction_id"].as_str().unwrap_or("?"),
+        trace["deployment"].as_str().unwrap_or("?")
+    );
+    println!(
+        "  by {}/{} (model file {})",
+        p["model"].as_str().unwrap_or("?"),
+        p["version"].as_str().unwrap_or("?"),
+        p["digest"].as_str().unwrap_or("?")
+    );
+    println!("  inputs   {}", trace["inputs"]);
+    println!("  outputs  {}", p["outputs"]);
+    match trace["explanation"].as_object() {
+        Some(e) => {
+            println!("  explanation ({})", e.get("method").and_then(Value::as_str).unwrap_or("?"));
+            for reason in e.get("reasons").and_then(Value::as_array).into_iter().flatten().take(3) {
+                println!("    {}", reason.as_str().unwrap_or(""));
+            }
+        }
+        None => println!("  explanation  none stored (GET /api/v1/predictions/<id>/explanation on the deployment computes one)"),
+    }
+    for f in trace["feedback"].as_array().into_iter().flatten() {
+        let mut said = Vec::new();
+        for key in ["label", "reward", "ranking"] {
+            if let Some(v) = f.get(key) {
+                said.push(format!("{key} {v}"));
+            }
+        }
+        println!("  feedback {}", said.join(", "));
+    }
+    let mv = &trace["model_version"];
+    println!(
+        "model version {}/{}  source {}",
+        mv["name"].as_str().unwrap_or("?"),
+        mv["version"].as_str().unwrap_or("?"),
+        mv["source"].as_str().unwrap_or("?")
+    );
+    let info = &trace["run"]["info"];
+    if let Some(run_id) = info["run_id"].as_str() {
+        let tag = |key: &str| {
+            trace["run"]["data"]["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["key"] == key)
+                .and_then(|t| t["value"].as_str())
+                .map(str::to_string)
+        };
+        let commit = tag("mlflow.source.git.commit")
+            .map(|c| format!("  git commit {c}"))
+            .unwrap_or_default();
+        let params = trace["run"]["data"]["params"]
+            .as_array()
+            .map_or(0, Vec::len);
+        let metrics = trace["run"]["data"]["metrics"]
+            .as_array()
+            .map_or(0, Vec::len);
+        println!("  run {run_id} ({params} params, {metrics} metrics){commit}");
+    }
+    match trace["dataset"].as_object() {
+        Some(d) => println!(
+            "  trained on {}@{} (digest {})",
+            d.get("name").and_then(Value::as_str).unwrap_or("?"),
+            d.get("version").and_then(Value::as_i64).unwrap_or(0),
+            d.get("digest").and_then(Value::as_str).unwrap_or("?")
+        ),
+        None => println!(
+            "  training data {}",
+            trace["training_data"]
+                .as_str()
+                .unwrap_or("not recorded (tag mltrail.training_data)")
+        ),
+    }
+    let segment = &trace["segment"];
+    match segment["segment"]["artifact"].as_str() {
+        Some(file) => println!(
+            "archived in {file} (record {} of {}; segment {})",
+            segment["leaf_index"],
+            segment["segment"]["records"],
+            segment["in_trail"].as_str().unwrap_or("?")
+        ),
+        None => println!("not archived yet (its deployment answered)"),
+    }
+    println!(
+        "audit trail: {} events proven against a tree of {} (root {})",
+        trace["audit"]["events"].as_array().map_or(0, Vec::len),
+        trace["audit"]["tree_size"],
+        trace["audit"]["root"].as_str().unwrap_or("?")
+    );
+}

@@ -1,0 +1,227 @@
+//! One call from a prediction to everything behind it, through the real binaries: a deployment
+//! answers for the records it has not archived; once archived, the tracking server answers
+//! with the proof that the record is in its segment and the segment in the trail, and
+//! `mltrail trace` checks every proof; a record rewritten in the archive afterwards is caught.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::scorer::{add_gbc_training_data, register, rows, Scorer};
+use common::{experiment_and_run, Server};
+use serde_json::{json, Value};
+
+const SIGNATURE: &str = "f0,f1,f2,f3,f4,f5";
+
+fn parquet_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn trace(server: &Server, id: &str, extra: &[&str]) -> (bool, Value, String) {
+    let out = server.mltrail(
+        &[
+            &["trace", id, "--json", "--tracking-uri", &server.url][..],
+            extra,
+        ]
+        .concat(),
+    );
+    let body = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        body,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn a_prediction_traces_to_its_run_data_and_trail_and_a_rewritten_record_is_caught() {
+    let server = Server::start();
+    let data = tempfile::tempdir().unwrap();
+    add_gbc_training_data(&server, data.path());
+    let (_, run_id) = experiment_and_run(&server, "credit-training");
+    server.ok(
+        "runs/log-batch",
+        json!({"run_id": run_id,
+               "params": [{"key": "max_depth", "value": "3"}],
+               "metrics": [{"key": "auc", "value": 0.91, "timestamp": 1, "step": 0}],
+               "tags": [{"key": "mlflow.source.git.commit", "value": "4f1c2e9"}]}),
+    );
+    register(
+        &server,
+        "credit",
+        "gbc.onnx",
+        &[
+            "--signature",
+            SIGNATURE,
+            "--training-data",
+            "train@1",
+            "--run-id",
+            &run_id,
+        ],
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let scorer = Scorer::start(
+        &server,
+        "credit/1",
+        logs.path(),
+        &[
+            "--deployment",
+            "traced",
+            "--explain",
+            "always",
+            "--segment-seconds",
+            "1",
+            "--archive-interval-ms",
+            "200",
+        ],
+    );
+    let data: Vec<Vec<Value>> = rows("gbc").into_iter().take(3).collect();
+    let (status, body) = scorer.post(
+        "/api/v1/predict",
+        &json!({"dataframe_split": {"columns": SIGNATURE.split(',').collect::<Vec<_>>(), "data": data}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let id = body["predictions"][1]["prediction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Not archived yet: the deployment answers, with the lineage the tracking server proves.
+    let (status, text) = scorer.get(&format!("/api/v1/predictions/{id}/record"));
+    if status == 200 {
+        let local: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(local["segment"]["in_trail"], "not archived yet");
+        assert_eq!(local["model_version"]["run_id"], run_id.as_str());
+        assert_eq!(local["explanation"]["method"], "tree_interventional");
+    } else {
+        // The archiver was quicker than this request.
+        assert_eq!(status, 404, "{text}");
+    }
+
+    let archive = server.artifact_root().join("predictions/traced");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (ok, t, stderr) = loop {
+        let (ok, t, stderr) = trace(&server, &id, &[]);
+        if ok {
+            break (ok, t, stderr);
+        }
+        assert!(Instant::now() < deadline, "never traced: {stderr}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(ok && !stderr.contains("FAILED"), "{stderr}");
+    assert_eq!(t["format"], "mltrail.trace/1");
+    assert_eq!(t["prediction_id"], id.as_str());
+    assert_eq!(t["deployment"], "traced");
+    assert_eq!(t["prediction"]["model"], "credit");
+    assert_eq!(t["inputs"]["f0"], data[1][0]);
+    assert!(!t["explanation"]["reasons"].as_array().unwrap().is_empty());
+    assert_eq!(t["model_version"]["name"], "credit");
+    assert_eq!(t["run"]["info"]["run_id"], run_id.as_str());
+    let tags = t["run"]["data"]["tags"].as_array().unwrap();
+    assert!(tags
+        .iter()
+        .any(|t| t["key"] == "mlflow.source.git.commit" && t["value"] == "4f1c2e9"));
+    assert_eq!(t["run"]["data"]["params"][0]["key"], "max_depth");
+    assert_eq!(t["dataset"]["name"], "train");
+    assert_eq!(t["dataset"]["digest"].as_str().unwrap().len(), 64);
+    assert_eq!(t["segment"]["in_trail"], "recorded");
+    assert!(t["audit"]["checkpoint"]
+        .as_str()
+        .unwrap()
+        .contains("\n\n\u{2014} "));
+    let about: Vec<&str> = t["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["about"].as_str().unwrap())
+        .collect();
+    for needed in [
+        "archived segment",
+        "model_version",
+        "run",
+        "run params",
+        "run metrics",
+        "training dataset",
+        "deployment",
+    ] {
+        assert!(about.contains(&needed), "{needed} missing from {about:?}");
+    }
+    for line in [
+        "checkpoint of",
+        "audit events",
+        "whose summary is in the trail",
+        "the model file that answered",
+    ] {
+        assert!(stderr.contains(line), "{line:?} not in {stderr}");
+    }
+    // With the verifier key an auditor holds, the checkpoint's signer is known.
+    let key = server.mltrail(&[
+        "audit",
+        "verifier-key",
+        "--backend-store-uri",
+        &server.store_uri(),
+    ]);
+    let key = String::from_utf8(key.stdout).unwrap();
+    let (ok, _, stderr) = trace(&server, &id, &["--verifier-key", key.trim()]);
+    assert!(ok && stderr.contains("your verifier key"), "{stderr}");
+    // The trail itself holds one event per archived segment.
+    let log = server.mltrail(&[
+        "audit",
+        "log",
+        "--entity",
+        "prediction_segment",
+        "--backend-store-uri",
+        &server.store_uri(),
+    ]);
+    assert!(String::from_utf8_lossy(&log.stdout).contains("predictions.archive"));
+
+    // Someone with write access to the archive rewrites the served output.
+    let file = parquet_under(&archive)
+        .into_iter()
+        .find(|f| {
+            let records =
+                mltrail_serving::archive::from_parquet(std::fs::read(f).unwrap()).unwrap();
+            records.iter().any(|r| r.id().to_string() == id)
+        })
+        .expect("the archived file holding the prediction");
+    let mut records =
+        mltrail_serving::archive::from_parquet(std::fs::read(&file).unwrap()).unwrap();
+    for r in &mut records {
+        if let mltrail_serving::record::LogRecord::Prediction(p) = r {
+            if p.id.to_string() == id {
+                p.latency_us += 1;
+            }
+        }
+    }
+    std::fs::write(
+        &file,
+        mltrail_serving::archive::to_parquet(&records).unwrap(),
+    )
+    .unwrap();
+    let (ok, t, stderr) = trace(&server, &id, &[]);
+    assert!(!ok, "a rewritten record passed: {stderr}");
+    assert_eq!(
+        t["segment"]["in_trail"],
+        "differs from the recorded summary"
+    );
+    assert!(stderr.contains("FAILED"), "{stderr}");
+
+    // Unknown and malformed ids.
+    let (ok, _, stderr) = trace(&server, "0190a0a0-0000-7000-8000-000000000000", &[]);
+    assert!(!ok && stderr.contains("--serving"), "{stderr}");
+    let (ok, _, stderr) = trace(&server, "not-an-id", &[]);
+    assert!(!ok && stderr.contains("UUID"), "{stderr}");
+}
