@@ -7,6 +7,7 @@
 //! runtime's models and nothing of HTTP, the store or the prediction log: callers hand it rows
 //! (the model's inputs, as numbers) and a background taken from the training data.
 
+pub mod evaluation;
 pub mod fairness;
 pub mod linear;
 pub mod model;

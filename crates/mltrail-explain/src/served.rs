@@ -61,7 +61,9 @@ impl Explainers for TrainingExplainers {
 }
 
 /// The training rows in the model's column order, row-major; missing values are NaN.
-fn numeric_rows(table: &Table, columns: &[String], dataset: &str) -> Result<Vec<f64>, String> {
+/// The model's input columns of `table`, row-major, as numbers (text columns are refused: only
+/// numeric inputs are explained).
+pub fn numeric_rows(table: &Table, columns: &[String], dataset: &str) -> Result<Vec<f64>, String> {
     let mut by_column = Vec::with_capacity(columns.len());
     for name in columns {
         let column = table.column(name).ok_or_else(|| {

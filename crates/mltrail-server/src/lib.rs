@@ -9,6 +9,7 @@ pub mod auth;
 mod datasets;
 mod deployments;
 pub mod error;
+mod evaluations;
 mod grants;
 pub mod guard;
 pub mod lineage;
@@ -104,6 +105,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .nest("/api/v1/deployments", deployments::routes())
         .nest("/api/v1/datasets", datasets::routes())
+        .nest("/api/v1/models", evaluations::routes())
         .nest("/api/v1/monitors", monitors::routes())
         .nest("/api/v1/alerts", monitors::alert_routes())
         .nest(

@@ -221,6 +221,23 @@ async fn lineage_of(
         },
         _ => None,
     };
+    let evaluation = match crate::evaluations::latest(state, model, number).await {
+        Ok(Some((evaluation, event))) => {
+            let id = format!("{model}/{}", number.0);
+            let events = vec![event];
+            trail.add(
+                "evaluation",
+                mltrail_store::evaluations::EVALUATION_KIND,
+                &id,
+                Some(evaluation.clone()),
+                events,
+            );
+            evaluation
+        }
+        Ok(None) => Value::Null,
+        // A kept evaluation that no longer matches its event is reported, not hidden.
+        Err(e) => json!({"unreadable": e.message}),
+    };
     if let Some(deployment) = deployment {
         trail
             .entity(
@@ -237,7 +254,7 @@ async fn lineage_of(
         "run": run,
         "training_data": training,
         "dataset": dataset,
-        "evaluation": Value::Null,
+        "evaluation": evaluation,
     }))
 }
 

@@ -33,6 +33,7 @@ pub mod backup;
 pub mod datasets;
 pub mod deployments;
 mod error;
+pub mod evaluations;
 pub mod experiments;
 mod hot_path;
 pub mod logged_models;

@@ -8,6 +8,7 @@ mod checkpoint;
 mod config;
 mod data;
 mod drift;
+mod evaluate;
 mod fairness;
 mod monitor;
 mod predictions;
@@ -67,6 +68,10 @@ enum Command {
     /// run, training data, audit events with their proofs), each proof checked here; exit 1
     /// when one fails.
     Trace(trace::TraceArgs),
+    /// Evaluate a model version on a labelled dataset version with the serving runtime:
+    /// scikit-learn's metrics, fairness by sensitive columns, global importance and an HTML
+    /// report, kept as the version's evaluation (an audit event; metrics on its run).
+    Evaluate(evaluate::EvaluateArgs),
     /// Dataset versions (content-addressed, with schema and profile) and file profiles.
     Data {
         #[command(subcommand)]
@@ -283,6 +288,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Drift(_)
             | Command::Fairness(_)
             | Command::Trace(_)
+            | Command::Evaluate(_)
             | Command::Data { .. }
             | Command::Audit { .. }
             | Command::Backup(_)
@@ -348,6 +354,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Evaluate(args) => {
+            evaluate::run(args).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Trace(args) => Ok(if trace::run(args).await? {
             ExitCode::SUCCESS

@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use mltrail_data::table::{self, Values};
+use mltrail_explain::evaluation::{score_table, ScoreTableError};
 use mltrail_serving::deployment::{load, LoadedModel, ModelRef, ModelSource, StoreSource};
-use mltrail_serving::request::{tensors_from_columns, ColumnCells, MISSING_CODE};
-use mltrail_serving::response::row_object;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 use super::cache::Lru;
 use super::reference::Reference;
@@ -21,9 +20,6 @@ use crate::window::{prediction_table, OutputNames};
 
 /// Reference rows scored for prediction drift (the first rows of a bigger reference).
 pub const MAX_SCORED_REFERENCE_ROWS: usize = 100_000;
-
-/// Rows per model run, so the input tensors stay small.
-const BATCH_ROWS: usize = 10_000;
 
 /// A model version as a monitor needs it: how to read its outputs, and what it predicts on the
 /// reference (with its quality there when the reference has a target).
@@ -102,19 +98,6 @@ impl Scorer {
     }
 }
 
-// The table's missing-text code is the one serving reads.
-const _: () = assert!(table::MISSING == MISSING_CODE);
-
-fn cells(values: &Values) -> ColumnCells<'_> {
-    match values {
-        Values::Numeric { values, integer } => ColumnCells::Numbers {
-            values,
-            integer: *integer,
-        },
-        Values::Text { labels, codes } => ColumnCells::Text { labels, codes },
-    }
-}
-
 /// One reference cell as a label: what a request would carry for it.
 fn label(values: &Values, row: usize) -> Json {
     match values {
@@ -139,31 +122,12 @@ fn label(values: &Values, row: usize) -> Json {
 fn score(loaded: &LoadedModel, reference: &Reference) -> Result<ScoredReference, MonitorError> {
     let names =
         OutputNames::from_model_outputs(&loaded.output_names).ok_or(MonitorError::NoOutputs)?;
-    let columns: Vec<ColumnCells<'_>> = loaded
-        .signature
-        .column_names()
-        .iter()
-        .map(|c| {
-            reference
-                .table
-                .column(c)
-                .map(|col| cells(&col.values))
-                .ok_or_else(|| MonitorError::MissingColumn(c.clone()))
-        })
-        .collect::<Result<_, _>>()?;
-    let rows = reference.table.rows.min(MAX_SCORED_REFERENCE_ROWS);
-    let mut outputs_per_row: Vec<Map<String, Json>> = Vec::with_capacity(rows);
-    for start in (0..rows).step_by(BATCH_ROWS) {
-        let batch = start..(start + BATCH_ROWS).min(rows);
-        let n = batch.len();
-        let tensors = tensors_from_columns(&loaded.model, &loaded.signature, &columns, batch)
-            .map_err(MonitorError::ScoringInput)?;
-        let outputs = loaded
-            .model
-            .run(tensors)
-            .map_err(MonitorError::ScoringRun)?;
-        outputs_per_row.extend((0..n).map(|r| row_object(&loaded.output_names, &outputs, r, n)));
-    }
+    let outputs_per_row = score_table(loaded, &reference.table, MAX_SCORED_REFERENCE_ROWS)
+        .map_err(|e| match e {
+            ScoreTableError::MissingColumn(c) => MonitorError::MissingColumn(c),
+            ScoreTableError::Input(e) => MonitorError::ScoringInput(e),
+            ScoreTableError::Run(e) => MonitorError::ScoringRun(e),
+        })?;
     let predictions = prepare(
         prediction_table(outputs_per_row.iter().map(|o| names.prediction(o))),
         &CompareOptions::default(),

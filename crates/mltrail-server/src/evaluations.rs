@@ -1,0 +1,177 @@
+//! `/api/v1/models/{name}/versions/{version}/evaluation`: a model version's evaluation
+//! (`mltrail evaluate`) is kept as canonical JSON in the artifact store under its digest, and
+//! recorded as an audit event carrying that digest; its metrics are logged on the version's run
+//! under scikit-learn's names as `mlflow.evaluate` logs them, so MLflow clients see them there.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use mltrail_core::{ArtifactPath, ModelVersionNumber};
+use mltrail_store::evaluations::{self, EVALUATION_KIND};
+use mltrail_store::metrics::{self, Batch, NewMetric};
+use mltrail_store::{registry, runs};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// The layout `mltrail evaluate` sends (mltrail-explain's `evaluation::FORMAT`).
+const FORMAT: &str = "mltrail.evaluation/1";
+
+fn version_of(version: &str) -> ApiResult<ModelVersionNumber> {
+    ModelVersionNumber::parse(version).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "`version` must be a model version number, got `{version}`"
+        ))
+    })
+}
+
+fn path(text: &str) -> ApiResult<ArtifactPath> {
+    ArtifactPath::parse(text).map_err(|e| ApiError::invalid(format!("`{text}`: {e}")))
+}
+
+/// The metrics MLflow clients see on the version's run, by `mlflow.evaluate`'s names.
+fn run_metrics(evaluation: &Value) -> Vec<(&'static str, f64)> {
+    let names: &[(&str, &str, &str)] = &[
+        ("classification", "accuracy", "accuracy_score"),
+        ("classification", "precision", "precision_score"),
+        ("classification", "recall", "recall_score"),
+        ("classification", "f1", "f1_score"),
+        ("classification", "roc_auc", "roc_auc"),
+        ("classification", "log_loss", "log_loss"),
+        ("classification", "brier", "brier_score_loss"),
+        ("classification", "example_count", "example_count"),
+        ("regression", "rmse", "root_mean_squared_error"),
+        ("regression", "mae", "mean_absolute_error"),
+        ("regression", "r2", "r2_score"),
+        ("regression", "example_count", "example_count"),
+    ];
+    names
+        .iter()
+        .filter_map(|(task, field, name)| Some((*name, evaluation[*task][*field].as_f64()?)))
+        .collect()
+}
+
+/// `POST`: the body is the evaluation (`mltrail evaluate` makes it).
+async fn record(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path((name, version)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let number = version_of(&version)?;
+    if body["format"] != FORMAT {
+        return Err(ApiError::invalid(format!(
+            "`format` must be \"{FORMAT}\" (the layout `mltrail evaluate` writes)"
+        )));
+    }
+    for field in ["model", "version", "dataset", "label"] {
+        crate::req::body_text(&body, field, "a non-empty string")?;
+    }
+    if body["model"] != name.as_str() || body["version"] != number.0.to_string().as_str() {
+        return Err(ApiError::invalid(format!(
+            "`model` and `version` must name {name}/{} (the path's version)",
+            number.0
+        )));
+    }
+    if !body["classification"].is_object() && !body["regression"].is_object() {
+        return Err(ApiError::invalid(
+            "an evaluation holds `classification` or `regression` metrics",
+        ));
+    }
+    let mv = registry::get_model_version(&state.store, &name, number).await?;
+    let canonical = mltrail_core::canonical_json(&body);
+    let digest = blake3::hash(canonical.as_bytes()).to_hex().to_string();
+    let artifact = evaluations::artifact_path(&name, number.0, &digest);
+    state
+        .artifacts
+        .put(&path(&artifact)?, canonical.into_bytes().into())
+        .await?;
+    evaluations::record(&state.store, &actor, &name, number.0, digest.clone()).await?;
+    // The version's run shows the metrics, as mlflow.evaluate leaves them.
+    let (_, run_id) = crate::lineage::run_of(&state.store, &mv).await?;
+    let mut logged = Vec::new();
+    if let Ok(run) = runs::parse_run_id(&run_id) {
+        let now = mltrail_core::now_millis();
+        let values = run_metrics(&body);
+        let batch = Batch::new(
+            values
+                .iter()
+                .map(|(key, value)| NewMetric {
+                    key: key.to_string(),
+                    value: *value,
+                    timestamp: now,
+                    step: 0,
+                    model_id: None,
+                })
+                .collect(),
+            Vec::new(),
+            Vec::new(),
+        )?;
+        if let Some(batch) = batch {
+            metrics::log_batch(&state.store, &actor, run, batch).await?;
+            logged = values.iter().map(|(k, _)| *k).collect();
+        }
+    }
+    Ok(Json(json!({
+        "digest": digest,
+        "artifact": artifact,
+        "run_id": run_id,
+        "run_metrics": logged,
+    })))
+}
+
+/// The newest evaluation of a version, as recorded and kept.
+pub(crate) async fn latest(
+    state: &AppState,
+    name: &str,
+    number: ModelVersionNumber,
+) -> ApiResult<Option<(Value, mltrail_store::audit::LoggedEvent)>> {
+    let Some(event) = evaluations::latest(&state.store, name, number.0).await? else {
+        return Ok(None);
+    };
+    let digest = event.event.state_digest.clone().unwrap_or_default();
+    let artifact = evaluations::artifact_path(name, number.0, &digest);
+    let bytes = state.artifacts.get(&path(&artifact)?).await?;
+    if blake3::hash(&bytes).to_hex().as_str() != digest {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "INVALID_STATE",
+            format!(
+                "the kept evaluation {artifact} is not what audit event {} recorded: it was changed",
+                event.event.seq
+            ),
+        ));
+    }
+    let evaluation = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    Ok(Some((evaluation, event)))
+}
+
+/// `GET`: the newest evaluation with its event.
+async fn get_latest(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let number = version_of(&version)?;
+    registry::get_model_version(&state.store, &name, number).await?;
+    let Some((evaluation, event)) = latest(&state, &name, number).await? else {
+        return Err(ApiError::not_found(format!(
+            "{name}/{} has no evaluation yet (`mltrail evaluate {name}/{} --data DATASET@V --label COL`)",
+            number.0, number.0
+        )));
+    };
+    Ok(Json(json!({
+        "evaluation": evaluation,
+        "digest": event.event.state_digest,
+        "entity": format!("{EVALUATION_KIND}:{name}/{}", number.0),
+        "event": event,
+    })))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/{name}/versions/{version}/evaluation",
+        get(get_latest).post(record),
+    )
+}
