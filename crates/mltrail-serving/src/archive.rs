@@ -448,18 +448,6 @@ pub fn visit_parquet(
     Ok(())
 }
 
-/// Finds an archived prediction and every archived feedback on it: the prediction lives in the
-/// files of its own day (from the UUIDv7 timestamp); feedback may arrive on any later day.
-pub async fn find_archived(
-    store: &dyn ArchiveReader,
-    deployment: &str,
-    id: uuid::Uuid,
-) -> Result<Option<(PredictionRecord, Vec<FeedbackRecord>)>, ArchiveError> {
-    Ok(locate_archived(store, Some(deployment), id)
-        .await?
-        .map(|found| (found.prediction, found.feedback)))
-}
-
 /// An archived prediction with the whole file that holds it (what its proof is made from) and
 /// what was archived about it later.
 #[derive(Debug)]
@@ -478,7 +466,8 @@ pub struct Located {
 }
 
 /// Finds an archived prediction in one deployment's archive, or in every deployment's when
-/// `deployment` is `None`.
+/// `deployment` is `None`: the prediction lives in the files of its own day (from the UUIDv7
+/// timestamp); feedback and explanations may arrive on any later day.
 pub async fn locate_archived(
     store: &dyn ArchiveReader,
     deployment: Option<&str>,

@@ -229,6 +229,7 @@ pub async fn serve(
         Deployment::new(deployment.clone(), loaded, log.clone())
             .with_archive(client.clone())
             .with_lineage(client.clone())
+            .with_source(client.clone())
             .with_subject_keys(Arc::new(KeyCache::new(client.clone())))
             .with_explanations(explain_mode, explainers),
     );

@@ -271,3 +271,107 @@ fn a_version_that_seals_personal_data_is_explained_but_its_explanations_are_not_
         .collect::<String>();
     assert!(!logged.contains("explanation"), "an explanation was stored");
 }
+
+/// The deployment's version and number of swaps, as `/api/v1/deployment` reports them.
+fn serving_version(scorer: &Scorer) -> String {
+    let (_, info) = scorer.get("/api/v1/deployment");
+    let info: Value = serde_json::from_str(&info).unwrap();
+    info["version"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn after_a_swap_a_prediction_is_explained_by_the_version_that_answered_it() {
+    let server = Server::start();
+    let data = tempfile::tempdir().unwrap();
+    add_gbc_training_data(&server, data.path());
+    let flags = ["--signature", SIGNATURE, "--training-data", "train@1"];
+    register(&server, "credit", "gbc.onnx", &flags);
+    register(&server, "credit", "rf.onnx", &flags);
+    let alias = |version: &str| {
+        server.ok(
+            "registered-models/alias",
+            json!({"name": "credit", "alias": "production", "version": version}),
+        )
+    };
+    alias("1");
+    let logs = tempfile::tempdir().unwrap();
+    let args = ["--deployment", "swapped", "--poll-interval-ms", "100"];
+    let scorer = Scorer::start(&server, "credit@production", logs.path(), &args);
+    let (old, probability) = predict(&scorer, 1).remove(0);
+    alias("2");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while serving_version(&scorer) != "2" {
+        assert!(Instant::now() < deadline, "the alias move was not followed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (new, _) = predict(&scorer, 1).remove(0);
+    // Asked only after the swap, the old prediction is explained by version 1 (a boosted
+    // model: log-odds adding up to what it served), the new one by version 2 (a forest).
+    let (status, e) = explanation(&scorer, &old);
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["version"], "1");
+    check_adds_up(&e, probability);
+    let (status, e) = explanation(&scorer, &new);
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["version"], "2");
+    assert_ne!(e["output_space"], "log_odds");
+    drop(scorer);
+    // A new process never served version 1: it loads it again, checked by its file's digest.
+    let restarted = Scorer::start(&server, "credit@production", logs.path(), &args);
+    let (status, e) = explanation(&restarted, &old);
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["version"], "1");
+    check_adds_up(&e, probability);
+}
+
+#[test]
+fn always_and_on_request_give_identical_values_and_both_survive_archiving() {
+    let server = Server::start();
+    credit_with_training_data(&server, &[]);
+    let (always_logs, asked_logs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let archived = ["--segment-seconds", "1", "--archive-interval-ms", "200"];
+    let always = Scorer::start(
+        &server,
+        "credit/1",
+        always_logs.path(),
+        &[&["--deployment", "always", "--explain", "always"][..], &archived].concat(),
+    );
+    let asked = Scorer::start(
+        &server,
+        "credit/1",
+        asked_logs.path(),
+        &[&["--deployment", "asked"][..], &archived].concat(),
+    );
+    let (a, b) = (predict(&always, 4), predict(&asked, 4));
+    let mut before = Vec::new();
+    for ((id_a, _), (id_b, _)) in a.iter().zip(&b) {
+        let (_, ea) = explanation(&always, id_a);
+        let (_, eb) = explanation(&asked, id_b);
+        assert_eq!(ea["values"], eb["values"], "the same row, the same values");
+        assert_eq!((&ea["base_value"], &ea["output"]), (&eb["base_value"], &eb["output"]));
+        before.push(eb);
+    }
+    // Once archived, the explanation computed on request is read back as it was kept.
+    let archive = server.artifact_root().join("predictions/asked");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let files = parquet_under(&archive);
+        let holds_explanations = files.iter().any(|f| {
+            mltrail_serving::archive::from_parquet(std::fs::read(f).unwrap())
+                .unwrap()
+                .iter()
+                .any(|r| matches!(r, mltrail_serving::record::LogRecord::Explanation(_)))
+        });
+        if holds_explanations {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the explanations were never archived");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for ((id, _), kept) in b.iter().zip(&before) {
+        let (status, e) = explanation(&asked, id);
+        assert_eq!(status, 200, "{e}");
+        assert_eq!(&e, kept);
+    }
+}

@@ -107,7 +107,8 @@ pub enum ExplanationError {
     Off,
     #[error(
         "prediction {id} was answered by {model} version {version} (digest {digest}), which \
-         this deployment no longer serves; explain it where that version is served"
+         this deployment no longer serves and cannot load again (is the version, or its \
+         file, gone from the registry?)"
     )]
     OtherModel {
         id: uuid::Uuid,

@@ -97,6 +97,17 @@ pub struct VersionMetrics {
 }
 
 impl VersionMetrics {
+    /// Counters in no registry: a version loaded only to explain its past predictions serves
+    /// nothing, so it shows in no exposition.
+    pub(crate) fn detached() -> Self {
+        VersionMetrics {
+            requests: Counter::default(),
+            rows: Counter::default(),
+            failures: std::array::from_fn(|_| Counter::default()),
+            latency: latency_histogram(),
+        }
+    }
+
     /// One request: its rows on success, its failure kind otherwise, and its latency.
     pub fn observe(&self, outcome: Result<usize, FailureKind>, seconds: f64) {
         self.requests.inc();

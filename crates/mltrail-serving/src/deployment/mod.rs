@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use serde_json::{Number, Value as Json};
 
-use crate::archive::{find_archived, SharedArchive};
+use crate::archive::{locate_archived, SharedArchive};
 use crate::explanation::{input_numbers, ExplainMode, Explainers, RowExplainer};
 use crate::predlog::{Annotations, Entry, EntryKind, PredictionLog};
 use crate::privacy::{open_record, subject_of, KeyCache};
@@ -205,7 +205,16 @@ pub struct Deployment {
     explain_mode: ExplainMode,
     explainers: Option<Arc<dyn Explainers>>,
     lineage: Option<Arc<dyn LineageSource>>,
+    /// Where versions come from, to explain predictions of versions no longer in service.
+    source: Option<Arc<dyn ModelSource>>,
+    /// The versions swapped out most recently (newest last), kept with their explainers:
+    /// their predictions are explained by the version that answered them.
+    retired: std::sync::Mutex<Vec<Arc<Serving>>>,
 }
+
+/// Versions kept after a swap for explaining their predictions; older ones are loaded again
+/// when asked.
+const RETIRED_VERSIONS: usize = 3;
 
 impl Deployment {
     pub fn new(name: String, model: LoadedModel, log: Arc<PredictionLog>) -> Self {
@@ -222,7 +231,68 @@ impl Deployment {
             explain_mode: ExplainMode::Off,
             explainers: None,
             lineage: None,
+            source: None,
+            retired: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Where this deployment's versions come from, so a prediction of a version no longer in
+    /// service is still explained by that version.
+    pub fn with_source(mut self, source: Arc<dyn ModelSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Keeps a version just swapped out (and its explainer) for explaining its predictions.
+    fn retire(&self, serving: Arc<Serving>) {
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.retain(|r| r.digest != serving.digest);
+        retired.push(serving);
+        if retired.len() > RETIRED_VERSIONS {
+            retired.remove(0);
+        }
+    }
+
+    /// The version that answered `record`: the one in service, a recently retired one, or
+    /// (through the model source) that version loaded again, its file checked by digest.
+    async fn serving_of(
+        &self,
+        record: &PredictionRecord,
+    ) -> Result<Arc<Serving>, ExplanationError> {
+        let current = self.current();
+        if current.digest == record.digest {
+            return Ok(current);
+        }
+        let kept = {
+            let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+            retired.iter().find(|r| r.digest == record.digest).cloned()
+        };
+        if let Some(kept) = kept {
+            return Ok(kept);
+        }
+        let other = || ExplanationError::OtherModel {
+            id: record.id,
+            model: record.model.clone(),
+            version: record.version.clone(),
+            digest: record.digest.clone(),
+        };
+        let source = self.source.as_ref().ok_or_else(other)?;
+        let reference = ModelRef::parse(&format!("{}/{}", record.model, record.version))
+            .map_err(|_| other())?;
+        let version = source.version(&reference).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot load the version that answered a prediction");
+            other()
+        })?;
+        let loaded = load(source.as_ref(), &version).await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot load the version that answered a prediction");
+            other()
+        })?;
+        if loaded.digest != record.digest {
+            return Err(other());
+        }
+        let serving = Arc::new(Serving::new(loaded, VersionMetrics::detached()));
+        self.retire(serving.clone());
+        Ok(serving)
     }
 
     /// Where what stands behind a model version comes from (the tracking server).
@@ -351,8 +421,12 @@ impl Deployment {
                 });
             }
         }
-        let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *guard, next)
+        let replaced = {
+            let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *guard, next)
+        };
+        self.retire(replaced.clone());
+        replaced
     }
 
     /// Model swaps since start.
@@ -524,8 +598,8 @@ impl Deployment {
     }
 
     /// A prediction's explanation: the one stored with it (`--explain always`), else one kept
-    /// from an earlier request, else computed now from its stored inputs by the version in
-    /// service (when it is the one that answered) and kept. `None`: no such prediction here.
+    /// from an earlier request, else computed now from its stored inputs by the version that
+    /// answered it (in service, recently swapped out, or loaded again) and kept. `None`: no such prediction here.
     pub async fn explanation(&self, id: uuid::Uuid) -> Result<Option<Explained>, ExplanationError> {
         if self.explain_mode == ExplainMode::Off {
             return Err(ExplanationError::Off);
@@ -545,15 +619,7 @@ impl Deployment {
                 explanation: kept.explanation,
             }));
         }
-        let serving = self.current();
-        if serving.digest != record.digest {
-            return Err(ExplanationError::OtherModel {
-                id,
-                model: record.model,
-                version: record.version,
-                digest: record.digest,
-            });
-        }
+        let serving = self.serving_of(&record).await?;
         let explainer = self
             .explainer(&serving)
             .await
@@ -662,7 +728,7 @@ impl Deployment {
     }
 
     /// The prediction and what was appended about it as stored, from local segments or the
-    /// archive (whose explanation records are not read back: they are computed again).
+    /// archive.
     async fn lookup_stored(
         &self,
         id: uuid::Uuid,
@@ -676,15 +742,18 @@ impl Deployment {
         let Some(archive) = &self.archive else {
             return Ok(None);
         };
-        let Some((record, feedback)) = find_archived(archive.as_ref(), &self.name, id).await?
-        else {
+        let Some(mut found) = locate_archived(archive.as_ref(), Some(&self.name), id).await? else {
             return Ok(None);
         };
         let mut annotations = self
             .read_log(move |log| log.local_annotations(id.as_u128()))
             .await?;
-        annotations.feedback.splice(0..0, feedback);
-        Ok(Some((record, annotations)))
+        annotations.feedback.splice(0..0, found.feedback);
+        // An explanation kept locally is newer than any archived one.
+        if annotations.explanation.is_none() {
+            annotations.explanation = found.explanations.pop();
+        }
+        Ok(Some((found.prediction, annotations)))
     }
 
     /// Runs a read of the log's files off the async workers.
