@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use mltrail_explain::evaluation::metrics::{self as evaluation, Scored};
+
 /// A predicted or true value as the log holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -52,16 +54,9 @@ pub struct Labelled {
     pub actual: Outcome,
 }
 
-/// The positive class of a binary problem: `1` or `true` when present, else the greater name.
-pub(crate) fn positive_class(classes: &[String]) -> Option<&String> {
-    if classes.len() != 2 {
-        return None;
-    }
-    classes
-        .iter()
-        .find(|c| matches!(c.as_str(), "1" | "true" | "True" | "yes"))
-        .or_else(|| classes.iter().max())
-}
+/// The positive class of a binary problem: `1` or `true` when present, else the greater name
+/// (the evaluation's rule, so a monitor and `mltrail evaluate` agree).
+pub(crate) use mltrail_explain::evaluation::metrics::positive_class;
 
 /// ROC AUC from scores and binary truths (the Mann–Whitney statistic, ties counted half): the
 /// one implementation, mltrail-explain's, which fairness reports use too.
@@ -73,7 +68,10 @@ pub fn roc_auc(pairs: &[(f64, bool)]) -> Option<f64> {
     Some(mltrail_explain::fairness::roc_auc(&truth, &scores)).filter(|auc| !auc.is_nan())
 }
 
-/// Metrics by name. Classification when the predictions are classes, regression when numbers.
+/// Metrics by name, computed by `mltrail evaluate`'s functions (scikit-learn's numbers).
+/// Classification when the predictions are classes (`accuracy`, `precision`, `recall`, `f1`,
+/// and `auc` when every binary prediction came with a finite positive-class score),
+/// regression when numbers (`rmse`, `mae`).
 pub fn metrics(pairs: &[Labelled]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     if pairs.is_empty() {
@@ -83,79 +81,53 @@ pub fn metrics(pairs: &[Labelled]) -> BTreeMap<String, f64> {
         .iter()
         .all(|p| matches!(p.predicted, Outcome::Class(_)));
     if classification {
-        let truth: Vec<(String, String)> = pairs
-            .iter()
-            .map(|p| (p.predicted.as_class(), p.actual.as_class()))
-            .collect();
-        let n = truth.len() as f64;
-        out.insert(
-            "accuracy".into(),
-            truth.iter().filter(|(p, a)| p == a).count() as f64 / n,
-        );
+        let truth: Vec<String> = pairs.iter().map(|p| p.actual.as_class()).collect();
         let mut classes: Vec<String> = truth
             .iter()
-            .flat_map(|(p, a)| [p.clone(), a.clone()])
+            .cloned()
+            .chain(pairs.iter().map(|p| p.predicted.as_class()))
             .collect();
         classes.sort();
         classes.dedup();
-        let precision_recall = |class: &String| {
-            let tp = truth
-                .iter()
-                .filter(|(p, a)| p == class && a == class)
-                .count() as f64;
-            let predicted = truth.iter().filter(|(p, _)| p == class).count() as f64;
-            let actual = truth.iter().filter(|(_, a)| a == class).count() as f64;
-            // scikit-learn's zero_division=0.
-            let precision = if predicted > 0.0 { tp / predicted } else { 0.0 };
-            let recall = if actual > 0.0 { tp / actual } else { 0.0 };
-            let f1 = if precision + recall > 0.0 {
-                2.0 * precision * recall / (precision + recall)
-            } else {
-                0.0
-            };
-            (precision, recall, f1)
-        };
-        let (precision, recall, f1) = match positive_class(&classes) {
-            Some(positive) => precision_recall(positive),
-            None => {
-                let per: Vec<_> = classes.iter().map(precision_recall).collect();
-                let k = per.len().max(1) as f64;
-                (
-                    per.iter().map(|x| x.0).sum::<f64>() / k,
-                    per.iter().map(|x| x.1).sum::<f64>() / k,
-                    per.iter().map(|x| x.2).sum::<f64>() / k,
-                )
-            }
-        };
-        out.insert("precision".into(), precision);
-        out.insert("recall".into(), recall);
-        out.insert("f1".into(), f1);
-        if let Some(positive) = positive_class(&classes) {
-            let scored: Option<Vec<(f64, bool)>> = pairs
-                .iter()
-                .zip(&truth)
-                .map(|(p, (_, a))| p.score.map(|s| (s, a == positive)))
-                .collect();
-            if let Some(auc) = scored.as_deref().and_then(roc_auc) {
-                out.insert("auc".into(), auc);
-            }
+        // A positive-class score is the two-class probabilities, in `classes` order.
+        let positive = positive_class(&classes).cloned();
+        let scored_rows =
+            positive.is_some() && pairs.iter().all(|p| p.score.is_some_and(f64::is_finite));
+        let scored: Vec<Scored> = pairs
+            .iter()
+            .map(|p| Scored {
+                predicted: p.predicted.as_class(),
+                probabilities: p.score.filter(|_| scored_rows).map(|s| {
+                    classes
+                        .iter()
+                        .map(|c| {
+                            if Some(c) == positive.as_ref() {
+                                s
+                            } else {
+                                1.0 - s
+                            }
+                        })
+                        .collect()
+                }),
+            })
+            .collect();
+        let m = evaluation::classification(&truth, &scored, &classes);
+        out.insert("accuracy".into(), m.accuracy);
+        out.insert("precision".into(), m.precision);
+        out.insert("recall".into(), m.recall);
+        out.insert("f1".into(), m.f1);
+        if let Some(auc) = m.roc_auc {
+            out.insert("auc".into(), auc);
         }
     } else {
-        let errors: Vec<f64> = pairs
+        let (truth, predicted): (Vec<f64>, Vec<f64>) = pairs
             .iter()
-            .filter_map(|p| Some(p.predicted.as_number()? - p.actual.as_number()?))
-            .filter(|e| e.is_finite())
-            .collect();
-        if !errors.is_empty() {
-            let n = errors.len() as f64;
-            out.insert(
-                "rmse".into(),
-                (errors.iter().map(|e| e * e).sum::<f64>() / n).sqrt(),
-            );
-            out.insert(
-                "mae".into(),
-                errors.iter().map(|e| e.abs()).sum::<f64>() / n,
-            );
+            .filter_map(|p| Some((p.actual.as_number()?, p.predicted.as_number()?)))
+            .unzip();
+        let m = evaluation::regression(&truth, &predicted);
+        if m.example_count > 0 {
+            out.insert("rmse".into(), m.rmse);
+            out.insert("mae".into(), m.mae);
         }
     }
     out

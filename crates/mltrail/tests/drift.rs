@@ -2,8 +2,11 @@
 //! DataDriftPreset gives, the HTML report rendered by headless Chromium, clear failures on bad
 //! files.
 
+mod common;
+
+use common::assert_renders;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn golden() -> PathBuf {
@@ -141,18 +144,6 @@ fn bad_files_fail_with_a_one_line_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--method `magic`"));
 }
 
-fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-            let p = Path::new(dir).join(name);
-            if p.exists() {
-                return p;
-            }
-        }
-    }
-    panic!("headless Chromium is needed to check the HTML report: run scripts/setup.sh (installs Debian's chromium)");
-}
-
 #[test]
 fn the_html_report_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -165,30 +156,7 @@ fn the_html_report_renders_in_headless_chromium() {
         !page.contains("src=\"http") && !page.contains("href=\"http"),
         "self-contained: nothing loaded from the network"
     );
-    let shot = dir.path().join("report.png");
-    let status = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--window-size=1280,1400",
-        ])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("run chromium");
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let png = std::fs::read(&shot).expect("screenshot written");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 20_000,
-        "a real picture, not a blank page: {} bytes",
-        png.len()
-    );
+    assert_renders(&html, "1280,1400");
 }
 
 #[test]

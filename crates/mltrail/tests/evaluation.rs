@@ -9,23 +9,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::scorer::{add_dataset, add_gbc_training_data, expected, register, rows, Scorer};
-use common::{client, experiment_and_run, Server};
+use common::scorer::{add_dataset, credit_from_a_run, expected, rows, Scorer};
+use common::{assert_renders, chromium, client, Server};
 use serde_json::{json, Value};
 
 const SIGNATURE: &str = "f0,f1,f2,f3,f4,f5";
-
-fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-            let p = Path::new(dir).join(name);
-            if p.exists() {
-                return p;
-            }
-        }
-    }
-    panic!("headless Chromium is needed to check the HTML report: run scripts/setup.sh (installs Debian's chromium)");
-}
 
 /// The gbc fixture's rows with its own labels, every fourth flipped, and a `group` column.
 fn evaluation_set(dir: &Path) -> (PathBuf, Vec<(u8, u8, &'static str)>) {
@@ -53,23 +41,9 @@ fn evaluation_set(dir: &Path) -> (PathBuf, Vec<(u8, u8, &'static str)>) {
 fn an_evaluation_is_kept_logged_on_the_run_reported_and_traced() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
-    add_gbc_training_data(&server, dir.path());
+    let run_id = credit_from_a_run(&server, dir.path());
     let (file, truth) = evaluation_set(dir.path());
     add_dataset(&server, &file, "holdout", &["--target", "label"]);
-    let (_, run_id) = experiment_and_run(&server, "credit-training");
-    register(
-        &server,
-        "credit",
-        "gbc.onnx",
-        &[
-            "--signature",
-            SIGNATURE,
-            "--training-data",
-            "train@1",
-            "--run-id",
-            &run_id,
-        ],
-    );
     let html = dir.path().join("report.html");
     let out = server.mltrail(&[
         "evaluate",
@@ -175,26 +149,7 @@ fn an_evaluation_is_kept_logged_on_the_run_reported_and_traced() {
     // ROC, calibration, two group charts, importance: each parsed into an <svg>.
     assert_eq!(dom.matches("<svg").count(), 5, "{dom}");
     assert!(dom.contains("Global importance") && dom.contains("ROC curve"));
-    let shot = dir.path().join("report.png");
-    let status = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--window-size=1280,1100",
-        ])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .unwrap();
-    assert!(status.status.success());
-    let png = std::fs::read(&shot).unwrap();
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 20_000,
-        "{} bytes",
-        png.len()
-    );
+    assert_renders(&html, "1280,1100");
 
     // A prediction's trace names the evaluation, proven like everything else.
     let logs = tempfile::tempdir().unwrap();

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::scorer::{add_gbc_training_data, register, rows, Scorer};
-use common::Server;
+use common::{parquet_under, Server};
 use serde_json::{json, Value};
 
 const SIGNATURE: &str = "f0,f1,f2,f3,f4,f5";
@@ -90,22 +89,6 @@ fn check_adds_up(e: &Value, probability: f64) {
         "lowered"
     };
     assert!(first.contains(&format!("{verb} the score by ")), "{first}");
-}
-
-fn parquet_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -334,7 +317,11 @@ fn always_and_on_request_give_identical_values_and_both_survive_archiving() {
         &server,
         "credit/1",
         always_logs.path(),
-        &[&["--deployment", "always", "--explain", "always"][..], &archived].concat(),
+        &[
+            &["--deployment", "always", "--explain", "always"][..],
+            &archived,
+        ]
+        .concat(),
     );
     let asked = Scorer::start(
         &server,
@@ -348,7 +335,10 @@ fn always_and_on_request_give_identical_values_and_both_survive_archiving() {
         let (_, ea) = explanation(&always, id_a);
         let (_, eb) = explanation(&asked, id_b);
         assert_eq!(ea["values"], eb["values"], "the same row, the same values");
-        assert_eq!((&ea["base_value"], &ea["output"]), (&eb["base_value"], &eb["output"]));
+        assert_eq!(
+            (&ea["base_value"], &ea["output"]),
+            (&eb["base_value"], &eb["output"])
+        );
         before.push(eb);
     }
     // Once archived, the explanation computed on request is read back as it was kept.
@@ -365,7 +355,10 @@ fn always_and_on_request_give_identical_values_and_both_survive_archiving() {
         if holds_explanations {
             break;
         }
-        assert!(Instant::now() < deadline, "the explanations were never archived");
+        assert!(
+            Instant::now() < deadline,
+            "the explanations were never archived"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(300));

@@ -5,30 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::scorer::{add_gbc_training_data, register, rows, Scorer};
-use common::{experiment_and_run, Server};
+use common::scorer::{credit_from_a_run, rows, Scorer};
+use common::{parquet_under, Server};
 use serde_json::{json, Value};
 
 const SIGNATURE: &str = "f0,f1,f2,f3,f4,f5";
-
-fn parquet_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
 
 fn trace(server: &Server, id: &str, extra: &[&str]) -> (bool, Value, String) {
     let out = server.mltrail(
@@ -50,28 +33,7 @@ fn trace(server: &Server, id: &str, extra: &[&str]) -> (bool, Value, String) {
 fn a_prediction_traces_to_its_run_data_and_trail_and_a_rewritten_record_is_caught() {
     let server = Server::start();
     let data = tempfile::tempdir().unwrap();
-    add_gbc_training_data(&server, data.path());
-    let (_, run_id) = experiment_and_run(&server, "credit-training");
-    server.ok(
-        "runs/log-batch",
-        json!({"run_id": run_id,
-               "params": [{"key": "max_depth", "value": "3"}],
-               "metrics": [{"key": "auc", "value": 0.91, "timestamp": 1, "step": 0}],
-               "tags": [{"key": "mlflow.source.git.commit", "value": "4f1c2e9"}]}),
-    );
-    register(
-        &server,
-        "credit",
-        "gbc.onnx",
-        &[
-            "--signature",
-            SIGNATURE,
-            "--training-data",
-            "train@1",
-            "--run-id",
-            &run_id,
-        ],
-    );
+    let run_id = credit_from_a_run(&server, data.path());
     let logs = tempfile::tempdir().unwrap();
     let scorer = Scorer::start(
         &server,

@@ -157,7 +157,7 @@ fn number(value: &Json) -> Option<f64> {
 }
 
 /// One label cell as JSON, as a request would carry it.
-fn label_value(values: &Values, row: usize) -> Json {
+pub fn label_value(values: &Values, row: usize) -> Json {
     match values {
         Values::Numeric { values, integer } => {
             let v = values[row];

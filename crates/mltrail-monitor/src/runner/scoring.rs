@@ -6,10 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use mltrail_data::table::{self, Values};
-use mltrail_explain::evaluation::{score_table, ScoreTableError};
+use mltrail_explain::evaluation::{label_value, score_table, ScoreTableError};
 use mltrail_serving::deployment::{load, LoadedModel, ModelRef, ModelSource, StoreSource};
-use serde_json::Value as Json;
 
 use super::cache::Lru;
 use super::reference::Reference;
@@ -98,26 +96,6 @@ impl Scorer {
     }
 }
 
-/// One reference cell as a label: what a request would carry for it.
-fn label(values: &Values, row: usize) -> Json {
-    match values {
-        Values::Numeric { values, integer } => {
-            let v = values[row];
-            if !v.is_finite() {
-                Json::Null
-            } else if *integer && v.fract() == 0.0 && v.abs() < 9e15 {
-                Json::from(v as i64)
-            } else {
-                Json::from(v)
-            }
-        }
-        Values::Text { labels, codes } => match codes[row] {
-            table::MISSING => Json::Null,
-            c => Json::from(labels[c as usize].clone()),
-        },
-    }
-}
-
 /// Runs the model on the reference rows (the serving path's tensors and kernels).
 fn score(loaded: &LoadedModel, reference: &Reference) -> Result<ScoredReference, MonitorError> {
     let names =
@@ -144,7 +122,7 @@ fn score(loaded: &LoadedModel, reference: &Reference) -> Result<ScoredReference,
                     Some(Labelled {
                         predicted: Outcome::from_json(&names.prediction(o)?)?,
                         score: names.score(o),
-                        actual: Outcome::from_json(&label(&target.values, r))?,
+                        actual: Outcome::from_json(&label_value(&target.values, r))?,
                     })
                 })
                 .collect();

@@ -217,3 +217,62 @@ pub fn experiment_and_run(server: &Server, name: &str) -> (String, String) {
         run["run"]["info"]["run_id"].as_str().unwrap().to_string(),
     )
 }
+
+/// Every `.parquet` file under `dir` (an archive folder), at any depth.
+pub fn parquet_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Headless Chromium, for the tests that check an HTML report renders.
+pub fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+            let p = Path::new(dir).join(name);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!("headless Chromium is needed to check the HTML report: run scripts/setup.sh (installs Debian's chromium)");
+}
+
+/// Renders `html` in headless Chromium and checks the picture is one (a PNG of some size, not
+/// a blank page).
+pub fn assert_renders(html: &Path, window: &str) {
+    let shot = html.with_extension("png");
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--window-size={window}"))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real picture, not a blank page: {} bytes",
+        png.len()
+    );
+}

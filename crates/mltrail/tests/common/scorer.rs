@@ -193,3 +193,32 @@ pub fn rows(name: &str) -> Vec<Vec<Value>> {
         .map(|c| c.to_vec())
         .collect()
 }
+
+/// A training run (a param, a metric, the git commit MLflow records) and the gbc fixture
+/// registered as `credit` version 1 from it, trained on `train@1` (added here). Returns the
+/// run's id.
+pub fn credit_from_a_run(server: &Server, dir: &Path) -> String {
+    add_gbc_training_data(server, dir);
+    let (_, run_id) = super::experiment_and_run(server, "credit-training");
+    server.ok(
+        "runs/log-batch",
+        serde_json::json!({"run_id": run_id,
+               "params": [{"key": "max_depth", "value": "3"}],
+               "metrics": [{"key": "auc", "value": 0.91, "timestamp": 1, "step": 0}],
+               "tags": [{"key": "mlflow.source.git.commit", "value": "4f1c2e9"}]}),
+    );
+    register(
+        server,
+        "credit",
+        "gbc.onnx",
+        &[
+            "--signature",
+            "f0,f1,f2,f3,f4,f5",
+            "--training-data",
+            "train@1",
+            "--run-id",
+            &run_id,
+        ],
+    );
+    run_id
+}
