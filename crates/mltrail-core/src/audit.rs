@@ -95,13 +95,12 @@ fn write_canonical(value: &Value, out: &mut String) {
     }
 }
 
-/// RFC 8785 (JSON Canonicalization Scheme) bytes of any JSON value: keys sorted by UTF-16 code
-/// units, every number written as the IEEE double it denotes (ECMAScript's shortest form).
-/// Events need only [`canonical_json`], which equals this for their shape; prediction records
+/// RFC 8785 (JSON Canonicalization Scheme) bytes of any JSON value ([`crate::jcs`]). Events
+/// need only [`canonical_json`], which equals this for their shape; prediction records
 /// (floats, column names in any script) need the full scheme so that any JCS library rebuilds
-/// their bytes. Fails only on a number JSON cannot hold (NaN, infinities).
-pub fn rfc8785(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json_canonicalizer::to_vec(value)
+/// their bytes.
+pub fn rfc8785(value: &Value) -> Vec<u8> {
+    crate::jcs::of_value(value)
 }
 
 /// BLAKE3 of the canonical JSON of an entity's state, hex-encoded.

@@ -9,6 +9,7 @@ pub mod artifact_path;
 pub mod audit;
 pub mod filter;
 pub mod ids;
+pub mod jcs;
 pub mod merkle;
 pub mod privacy;
 pub mod state;

@@ -86,7 +86,9 @@ impl ArchivedSegment {
 
 /// The bytes a record's leaf hashes: RFC 8785 of the record as JSON.
 pub fn record_entry(record: &LogRecord) -> Result<Vec<u8>, serde_json::Error> {
-    mltrail_core::audit::rfc8785(&serde_json::to_value(record)?)
+    let text = serde_json::to_vec(record)?;
+    // The record was just written by serde_json: its text is JSON whose numbers are finite.
+    mltrail_core::jcs::of_text(&text).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
 }
 
 /// A record's leaf hash in its segment's tree.
