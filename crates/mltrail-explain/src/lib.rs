@@ -11,6 +11,7 @@ pub mod evaluation;
 pub mod fairness;
 pub mod linear;
 pub mod model;
+mod regions;
 pub mod sampling;
 pub mod served;
 pub mod tree;

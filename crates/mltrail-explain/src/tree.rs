@@ -9,6 +9,7 @@
 
 use mltrail_serving::runtime::NodeMode;
 
+use crate::regions::RegionTable;
 use crate::ExplainError;
 
 /// A branch: which feature it reads and how it compares.
@@ -131,6 +132,11 @@ impl ShapTree {
         }
     }
 
+    /// Every branch's split.
+    pub(crate) fn splits(&self) -> impl Iterator<Item = &Split> {
+        self.nodes.iter().filter_map(|n| n.split.as_ref())
+    }
+
     /// Which child each branch sends `row` to (leaves: false).
     fn directions(&self, row: &[f64], out: &mut Vec<bool>) {
         out.clear();
@@ -243,12 +249,18 @@ pub struct PathDependent {
     base: Vec<f64>,
     /// Per tree, its leaves' weight tables (`None`: the tree is walked per row).
     tables: Vec<Option<Vec<LeafTable>>>,
+    /// Per tree, its attributions per interval combination (`None`: tables or walk).
+    regions: Vec<Option<RegionTable>>,
     /// Path elements a walk needs: a segment per level, each one longer than its parent's.
     scratch_len: usize,
 }
 
 impl PathDependent {
     pub fn new(forest: Forest) -> Self {
+        PathDependent::build(forest, true)
+    }
+
+    fn build(forest: Forest, with_regions: bool) -> Self {
         let mut base = forest.offset.clone();
         for tree in &forest.trees {
             tree.expectation(&mut base);
@@ -268,19 +280,85 @@ impl PathDependent {
                 )
             })
             .collect();
-        PathDependent {
+        let mut explainer = PathDependent {
             forest,
             base,
             tables,
+            regions: Vec::new(),
             scratch_len: d * (d + 1) / 2 + d,
+        };
+        if !with_regions {
+            explainer.regions = (0..explainer.forest.trees.len()).map(|_| None).collect();
+            return explainer;
         }
+        let mut budget = TableBudget::new();
+        let (features, outputs) = (explainer.forest.features, explainer.forest.outputs());
+        let regions: Vec<Option<RegionTable>> = (0..explainer.forest.trees.len())
+            .map(|t| {
+                let tree = &explainer.forest.trees[t];
+                let mut scratch = Vec::new();
+                let table =
+                    RegionTable::build(tree, features, outputs, budget.per_tree(), |row, phi| {
+                        explainer.explain_tree(t, row, phi, &mut scratch, &mut Vec::new())
+                    })?;
+                budget.take(table.len())?;
+                Some(table)
+            })
+            .collect();
+        // A tree whose region table covers missing values needs its leaf tables no more.
+        for (table, region) in explainer.tables.iter_mut().zip(&regions) {
+            if region.as_ref().is_some_and(RegionTable::covers_missing) {
+                *table = None;
+            }
+        }
+        explainer.regions = regions;
+        explainer
     }
 
-    /// Without the leaf tables: every tree walked per row, as trees past the tables' budget are.
+    /// Without the region or leaf tables: every tree walked per row, as trees past the tables'
+    /// budget are.
     pub fn walking(forest: Forest) -> Self {
-        let mut explainer = PathDependent::new(forest);
+        let mut explainer = PathDependent::by_leaf_tables(forest);
         explainer.tables.iter_mut().for_each(|t| *t = None);
         explainer
+    }
+
+    /// Without the region tables: every leaf's table looked up per row, as trees with too
+    /// many interval combinations are.
+    pub fn by_leaf_tables(forest: Forest) -> Self {
+        PathDependent::build(forest, false)
+    }
+
+    /// Adds one tree's attributions for `row` by its leaf tables, else by walking it.
+    fn explain_tree(
+        &self,
+        t: usize,
+        row: &[f64],
+        out: &mut [f64],
+        scratch: &mut Vec<PathElement>,
+        directions: &mut Vec<bool>,
+    ) {
+        let tree = &self.forest.trees[t];
+        let features = self.forest.features;
+        match &self.tables[t] {
+            Some(leaves) => {
+                tree.directions(row, directions);
+                add_from_tables(tree, leaves, directions, out, features);
+            }
+            None => {
+                if scratch.is_empty() {
+                    *scratch = vec![PathElement::default(); self.scratch_len];
+                }
+                let mut walk = Walk {
+                    tree,
+                    row,
+                    phi: out,
+                    features,
+                    paths: scratch,
+                };
+                walk.recurse(0, 0, 0, 0, 1.0, 1.0, NO_FEATURE);
+            }
+        }
     }
 
     pub fn forest(&self) -> &Forest {
@@ -303,25 +381,12 @@ impl PathDependent {
             .chunks_exact(features)
             .zip(phi.chunks_exact_mut(stride))
         {
-            for (tree, table) in self.forest.trees.iter().zip(&self.tables) {
-                match table {
-                    Some(leaves) => {
-                        tree.directions(row, &mut directions);
-                        add_from_tables(tree, leaves, &directions, out, features);
-                    }
-                    None => {
-                        if scratch.is_empty() {
-                            scratch = vec![PathElement::default(); self.scratch_len];
-                        }
-                        let mut walk = Walk {
-                            tree,
-                            row,
-                            phi: &mut *out,
-                            features,
-                            paths: &mut scratch,
-                        };
-                        walk.recurse(0, 0, 0, 0, 1.0, 1.0, NO_FEATURE);
-                    }
+            for t in 0..self.forest.trees.len() {
+                let looked_up = self.regions[t]
+                    .as_ref()
+                    .is_some_and(|r| r.add(row, out, features));
+                if !looked_up {
+                    self.explain_tree(t, row, out, &mut scratch, &mut directions);
                 }
             }
         }
@@ -430,6 +495,17 @@ impl TableBudget {
         TableBudget {
             left: MODEL_TABLE_BUDGET,
         }
+    }
+
+    /// What one tree's table may hold.
+    fn per_tree(&self) -> usize {
+        TABLE_BUDGET.min(self.left)
+    }
+
+    /// Takes `size` values from what is left; `None` when they do not fit.
+    fn take(&mut self, size: usize) -> Option<()> {
+        self.left = self.left.checked_sub(size)?;
+        Some(())
     }
 
     /// A tree's leaf paths when its tables fit what is left; `None`: walk it.
@@ -746,11 +822,17 @@ pub struct Interventional {
     weights: ShapleyWeights,
     /// Per tree, its leaves' weight tables (`None`: the tree is walked per background row).
     tables: Vec<Option<Vec<LeafTable>>>,
+    /// Per tree, its attributions per interval combination (`None`: tables or walk).
+    regions: Vec<Option<RegionTable>>,
 }
 
 impl Interventional {
     /// `background` is row-major, `forest.features()` wide, at least one row.
     pub fn new(forest: Forest, background: &[f64]) -> Result<Self, ExplainError> {
+        Interventional::build(forest, background, true)
+    }
+
+    fn build(forest: Forest, background: &[f64], with_regions: bool) -> Result<Self, ExplainError> {
         let width = forest.features;
         let rows = crate::whole_rows(background, width).map_err(ExplainError::Background)?;
         let mut directions = Vec::with_capacity(forest.trees.len());
@@ -794,22 +876,92 @@ impl Interventional {
                 )
             })
             .collect();
-        Ok(Interventional {
+        let mut explainer = Interventional {
             forest,
             background: rows,
             directions,
             base,
             weights,
             tables,
-        })
+            regions: Vec::new(),
+        };
+        if with_regions {
+            explainer.regions = explainer.region_tables();
+            // A tree whose region table covers missing values needs its leaf tables no more.
+            for (table, region) in explainer.tables.iter_mut().zip(&explainer.regions) {
+                if region.as_ref().is_some_and(RegionTable::covers_missing) {
+                    *table = None;
+                }
+            }
+        } else {
+            explainer.regions = (0..explainer.forest.trees.len()).map(|_| None).collect();
+        }
+        Ok(explainer)
     }
 
-    /// Without the leaf tables: every tree walked per background row, as trees past the
-    /// tables' budget are.
+    fn region_tables(&self) -> Vec<Option<RegionTable>> {
+        let mut budget = TableBudget::new();
+        let (features, outputs) = (self.forest.features, self.forest.outputs());
+        (0..self.forest.trees.len())
+            .map(|t| {
+                let tree = &self.forest.trees[t];
+                let table =
+                    RegionTable::build(tree, features, outputs, budget.per_tree(), |row, phi| {
+                        self.explain_tree(t, row, phi)
+                    })?;
+                budget.take(table.len())?;
+                Some(table)
+            })
+            .collect()
+    }
+
+    /// Without the region or leaf tables: every tree walked per background row, as trees past
+    /// the tables' budget are.
     pub fn walking(forest: Forest, background: &[f64]) -> Result<Self, ExplainError> {
-        let mut explainer = Interventional::new(forest, background)?;
+        let mut explainer = Interventional::by_leaf_tables(forest, background)?;
         explainer.tables.iter_mut().for_each(|t| *t = None);
         Ok(explainer)
+    }
+
+    /// Without the region tables: every leaf's table looked up per row, as trees with too
+    /// many interval combinations are.
+    pub fn by_leaf_tables(forest: Forest, background: &[f64]) -> Result<Self, ExplainError> {
+        Interventional::build(forest, background, false)
+    }
+
+    /// One tree's attributions for `row`, added to `out` (by its leaf tables, else walked
+    /// once per background row and averaged).
+    fn explain_tree(&self, t: usize, row: &[f64], out: &mut [f64]) {
+        let tree = &self.forest.trees[t];
+        let features = self.forest.features;
+        let mut mine = Vec::new();
+        tree.directions(row, &mut mine);
+        if let Some(leaves) = &self.tables[t] {
+            add_from_tables(tree, leaves, &mine, out, features);
+            return;
+        }
+        let mut sums = vec![0.0; out.len()];
+        let mut state = vec![Side::Open; features];
+        let mut decided = Vec::with_capacity(self.forest.max_depth());
+        let n = tree.nodes.len();
+        for r in 0..self.background {
+            let theirs = &self.directions[t][r * n..(r + 1) * n];
+            let mut walk = Crossing {
+                tree,
+                mine: &mine,
+                theirs,
+                state: &mut state,
+                decided: &mut decided,
+                weights: &self.weights,
+                phi: &mut sums,
+                features,
+            };
+            walk.recurse(0, 0, 0);
+        }
+        let scale = 1.0 / self.background as f64;
+        for (p, s) in out.iter_mut().zip(sums) {
+            *p += s * scale;
+        }
     }
 
     pub fn forest(&self) -> &Forest {
@@ -836,6 +988,12 @@ impl Interventional {
         {
             let mut sums: Vec<f64> = Vec::new();
             for (t, tree) in self.forest.trees.iter().enumerate() {
+                if self.regions[t]
+                    .as_ref()
+                    .is_some_and(|r| r.add(row, out, features))
+                {
+                    continue;
+                }
                 tree.directions(row, &mut mine);
                 if let Some(leaves) = &self.tables[t] {
                     add_from_tables(tree, leaves, &mine, out, features);
@@ -1040,6 +1198,91 @@ mod tests {
         let mut phi = vec![0.0; 2];
         inter.explain(&[-1.0, -1.0], &mut phi);
         assert_eq!(phi, vec![0.5, 0.5]);
+    }
+
+    /// A depth-3 tree over two features whose splits use every monotone mode on shared
+    /// thresholds, missing values going either way.
+    fn mixed_tree() -> Forest {
+        let split = |feature, threshold, mode, missing_goes_true| {
+            Some(Split {
+                feature,
+                threshold,
+                mode,
+                missing_goes_true,
+            })
+        };
+        let branch = |s, t, f| Node {
+            split: s,
+            true_child: t,
+            false_child: f,
+        };
+        let leaf = branch(None, 0, 0);
+        let nodes = vec![
+            branch(split(0, 1.0, NodeMode::Leq, true), 1, 2),
+            branch(split(1, 0.5, NodeMode::Lt, false), 3, 4),
+            branch(split(0, 1.0, NodeMode::Gt, false), 5, 6),
+            branch(split(0, 0.0, NodeMode::Gte, true), 7, 8),
+            leaf,
+            branch(split(1, 0.5, NodeMode::Leq, true), 9, 10),
+            leaf,
+            leaf,
+            leaf,
+            leaf,
+            leaf,
+        ];
+        let values = vec![0.0, 0.0, 0.0, 0.0, 2.0, 0.0, -1.0, 3.0, 0.5, 1.5, -2.0];
+        let covers = vec![10.0, 6.0, 4.0, 4.0, 2.0, 3.0, 1.0, 3.0, 1.0, 2.0, 1.0];
+        let tree = ShapTree::new(nodes, values, covers, 1).expect("tree");
+        Forest::new(vec![tree], vec![0.0], 2).expect("forest")
+    }
+
+    #[test]
+    fn region_tables_give_what_walking_gives_on_every_edge_of_every_interval() {
+        let forest = mixed_tree();
+        let edges = |t: f64| [t.next_down(), t, t.next_up()];
+        let mut values: Vec<f64> = [0.0, 0.5, 1.0].into_iter().flat_map(edges).collect();
+        values.extend([f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -7.0, 9.0]);
+        let background = [0.0, 0.5, 1.0, 0.25, 2.0, f64::NAN, -1.0, 0.75];
+        let mut by_regions = (
+            PathDependent::new(forest.clone()),
+            Interventional::new(forest.clone(), &background).expect("regions"),
+        );
+        assert!(by_regions.0.regions[0].is_some() && by_regions.1.regions[0].is_some());
+        let walked = (
+            PathDependent::walking(forest.clone()),
+            Interventional::walking(forest.clone(), &background).expect("walk"),
+        );
+        let compare = |by_regions: &(PathDependent, Interventional)| {
+            for a in &values {
+                for b in &values {
+                    let row = [*a, *b];
+                    let mut phi = [[0.0; 2]; 4];
+                    by_regions.0.explain(&row, &mut phi[0]);
+                    walked.0.explain(&row, &mut phi[1]);
+                    by_regions.1.explain(&row, &mut phi[2]);
+                    walked.1.explain(&row, &mut phi[3]);
+                    for k in 0..2 {
+                        assert!((phi[0][k] - phi[1][k]).abs() < 1e-12, "{row:?}: {phi:?}");
+                        assert!((phi[2][k] - phi[3][k]).abs() < 1e-12, "{row:?}: {phi:?}");
+                    }
+                }
+            }
+        };
+        compare(&by_regions);
+        // Tables without intervals for missing values: such rows go the exact way.
+        let tree = &forest.trees[0];
+        let (p, i) = (&by_regions.0, &by_regions.1);
+        let without = (
+            RegionTable::with_missing(tree, 2, 1, 1 << 15, false, &mut |row, phi| {
+                p.explain_tree(0, row, phi, &mut Vec::new(), &mut Vec::new())
+            }),
+            RegionTable::with_missing(tree, 2, 1, 1 << 15, false, &mut |row, phi| {
+                i.explain_tree(0, row, phi)
+            }),
+        );
+        assert!(without.0.as_ref().is_some_and(|r| !r.covers_missing()));
+        (by_regions.0.regions[0], by_regions.1.regions[0]) = without;
+        compare(&by_regions);
     }
 
     #[test]

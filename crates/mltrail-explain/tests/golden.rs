@@ -148,9 +148,10 @@ fn path_dependent_tree_shap_on_sklearns_trees_equals_shap_to_1e_12() {
     let golden = json("shap_tree.json");
     let expected = &golden["variants"]["tree_path_dependent"];
     let forest = sklearn_forest(&json("gbc_trees.json"));
-    // Both ways of computing it: leaf tables (these trees) and the per-row walk (deep trees).
+    // Every way of computing it: region tables, leaf tables and the per-row walk (deep trees).
     for explainer in [
         PathDependent::new(forest.clone()),
+        PathDependent::by_leaf_tables(forest.clone()),
         PathDependent::walking(forest),
     ] {
         let base = expected["base_value"].as_f64().expect("base");
@@ -272,7 +273,7 @@ fn linear_shap_equals_shaps_linear_explainer_to_1e_12() {
 }
 
 #[test]
-fn interventional_tree_shap_by_leaf_tables_and_by_walking_both_equal_shap() {
+fn interventional_tree_shap_by_region_tables_leaf_tables_and_walking_all_equal_shap() {
     use mltrail_explain::tree::Interventional;
     let golden = json("shap_tree.json");
     let expected = &golden["variants"]["interventional"];
@@ -281,7 +282,8 @@ fn interventional_tree_shap_by_leaf_tables_and_by_walking_both_equal_shap() {
     let want = matrix(&expected["shap_values"]);
     let x = float32(&matrix(&golden["X"]));
     for explainer in [
-        Interventional::new(forest.clone(), &background).expect("tables"),
+        Interventional::new(forest.clone(), &background).expect("regions"),
+        Interventional::by_leaf_tables(forest.clone(), &background).expect("tables"),
         Interventional::walking(forest.clone(), &background).expect("walk"),
     ] {
         let base = expected["base_value"].as_f64().expect("base");
