@@ -8,7 +8,7 @@
 
 use mltrail_serving::runtime::NodeMode;
 
-use crate::tree::ShapTree;
+use crate::tree::{ShapTree, Split};
 
 /// One cut on a feature: a row is above it when `x > threshold`, or `x >= threshold` when
 /// `inclusive`. Every monotone split is one: `x <= t` goes true exactly when the row is not
@@ -83,8 +83,37 @@ impl Slot {
     }
 }
 
-/// A tree's attributions per combination of intervals: row `combo`, `outputs × slots`
-/// output-major.
+/// A tree's region tables: one for the whole tree, or one per group of its leaves (the
+/// leaves under a node, whose attributions depend only on the splits above and below it),
+/// whose sum is the tree's attributions.
+pub(crate) struct Regions(pub(crate) Vec<RegionTable>);
+
+impl Regions {
+    /// Whether every row, missing values included, is looked up here.
+    pub(crate) fn covers_missing(&self) -> bool {
+        self.0.iter().all(RegionTable::covers_missing)
+    }
+
+    /// [`RegionTable::add_rows`] over every table. Only a single whole-tree table can lack
+    /// intervals for missing values (groups always have them), so a missed row has had nothing
+    /// added.
+    pub(crate) fn add_rows(
+        &self,
+        rows: &[f64],
+        phi: &mut [f64],
+        features: usize,
+        stride: usize,
+    ) -> Vec<usize> {
+        let mut missed = Vec::new();
+        for table in &self.0 {
+            missed.extend(table.add_rows(rows, phi, features, stride));
+        }
+        missed
+    }
+}
+
+/// A tree's (or a group of its leaves') attributions per combination of intervals: row
+/// `combo`, `outputs × slots` output-major.
 pub(crate) struct RegionTable {
     slots: Vec<Slot>,
     values: Vec<f64>,
@@ -105,13 +134,15 @@ impl RegionTable {
         budget: usize,
         mut explain: impl FnMut(&[f64], &mut [f64]),
     ) -> Option<RegionTable> {
-        RegionTable::with_missing(tree, features, outputs, budget, true, &mut explain).or_else(
-            || RegionTable::with_missing(tree, features, outputs, budget, false, &mut explain),
+        let splits: Vec<Split> = tree.splits().copied().collect();
+        RegionTable::with_missing(&splits, features, outputs, budget, true, &mut explain).or_else(
+            || RegionTable::with_missing(&splits, features, outputs, budget, false, &mut explain),
         )
     }
 
+    /// The table over the cuts of `splits` (all the splits the attributions depend on).
     pub(crate) fn with_missing(
-        tree: &ShapTree,
+        splits: &[Split],
         features: usize,
         outputs: usize,
         budget: usize,
@@ -119,7 +150,7 @@ impl RegionTable {
         explain: &mut impl FnMut(&[f64], &mut [f64]),
     ) -> Option<RegionTable> {
         let mut slots: Vec<Slot> = Vec::new();
-        for split in tree.splits() {
+        for split in splits {
             let cut = Cut::of(split.mode, split.threshold)?;
             match slots.iter_mut().find(|s| s.feature == split.feature) {
                 Some(slot) => slot.cuts.push(cut),
@@ -184,6 +215,29 @@ impl RegionTable {
     /// How many values it holds.
     pub(crate) fn len(&self) -> usize {
         self.values.len()
+    }
+
+    /// Adds the tree's attributions for every row of `rows` to its block of `phi` (`stride`
+    /// values a row), one table for all rows; returns the rows it could not look up (a
+    /// missing value without an interval), which the caller explains the exact way.
+    pub(crate) fn add_rows(
+        &self,
+        rows: &[f64],
+        phi: &mut [f64],
+        features: usize,
+        stride: usize,
+    ) -> Vec<usize> {
+        let mut missed = Vec::new();
+        for (i, (row, out)) in rows
+            .chunks_exact(features)
+            .zip(phi.chunks_exact_mut(stride))
+            .enumerate()
+        {
+            if !self.add(row, out, features) {
+                missed.push(i);
+            }
+        }
+        missed
     }
 
     /// Adds the tree's attributions for `row` to `phi` (`outputs × features`); `false`, adding

@@ -9,7 +9,7 @@
 
 use mltrail_serving::runtime::NodeMode;
 
-use crate::regions::RegionTable;
+use crate::regions::{RegionTable, Regions};
 use crate::ExplainError;
 
 /// A branch: which feature it reads and how it compares.
@@ -132,6 +132,20 @@ impl ShapTree {
         }
     }
 
+    /// The nodes under `node`, itself included.
+    fn subtree(&self, node: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut stack = vec![node];
+        while let Some(n) = stack.pop() {
+            out.push(n);
+            if self.nodes[n].split.is_some() {
+                stack.push(self.nodes[n].true_child as usize);
+                stack.push(self.nodes[n].false_child as usize);
+            }
+        }
+        out
+    }
+
     /// Every branch's split.
     pub(crate) fn splits(&self) -> impl Iterator<Item = &Split> {
         self.nodes.iter().filter_map(|n| n.split.as_ref())
@@ -250,7 +264,7 @@ pub struct PathDependent {
     /// Per tree, its leaves' weight tables (`None`: the tree is walked per row).
     tables: Vec<Option<Vec<LeafTable>>>,
     /// Per tree, its attributions per interval combination (`None`: tables or walk).
-    regions: Vec<Option<RegionTable>>,
+    regions: Vec<Option<Regions>>,
     /// Path elements a walk needs: a segment per level, each one longer than its parent's.
     scratch_len: usize,
 }
@@ -293,21 +307,21 @@ impl PathDependent {
         }
         let mut budget = TableBudget::new();
         let (features, outputs) = (explainer.forest.features, explainer.forest.outputs());
-        let regions: Vec<Option<RegionTable>> = (0..explainer.forest.trees.len())
+        let regions: Vec<Option<Regions>> = (0..explainer.forest.trees.len())
             .map(|t| {
-                let tree = &explainer.forest.trees[t];
                 let mut scratch = Vec::new();
-                let table =
-                    RegionTable::build(tree, features, outputs, budget.per_tree(), |row, phi| {
-                        explainer.explain_tree(t, row, phi, &mut scratch, &mut Vec::new())
-                    })?;
-                budget.take(table.len())?;
-                Some(table)
+                region_tables(
+                    &explainer.forest.trees[t],
+                    explainer.tables[t].as_deref(),
+                    (features, outputs),
+                    &mut budget,
+                    |row, phi| explainer.explain_tree(t, row, phi, &mut scratch, &mut Vec::new()),
+                )
             })
             .collect();
         // A tree whose region table covers missing values needs its leaf tables no more.
         for (table, region) in explainer.tables.iter_mut().zip(&regions) {
-            if region.as_ref().is_some_and(RegionTable::covers_missing) {
+            if region.as_ref().is_some_and(Regions::covers_missing) {
                 *table = None;
             }
         }
@@ -377,17 +391,23 @@ impl PathDependent {
         let stride = self.forest.outputs() * features;
         let mut scratch = Vec::new();
         let mut directions = Vec::new();
+        // Region tables tree by tree, so one table serves every row while it is in cache.
+        for (t, region) in self.regions.iter().enumerate() {
+            let Some(region) = region else { continue };
+            for i in region.add_rows(rows, phi, features, stride) {
+                let (row, out) = (
+                    &rows[i * features..(i + 1) * features],
+                    &mut phi[i * stride..(i + 1) * stride],
+                );
+                self.explain_tree(t, row, out, &mut scratch, &mut directions);
+            }
+        }
         for (row, out) in rows
             .chunks_exact(features)
             .zip(phi.chunks_exact_mut(stride))
         {
-            for t in 0..self.forest.trees.len() {
-                let looked_up = self.regions[t]
-                    .as_ref()
-                    .is_some_and(|r| r.add(row, out, features));
-                if !looked_up {
-                    self.explain_tree(t, row, out, &mut scratch, &mut directions);
-                }
+            for t in (0..self.forest.trees.len()).filter(|t| self.regions[*t].is_none()) {
+                self.explain_tree(t, row, out, &mut scratch, &mut directions);
             }
         }
     }
@@ -608,9 +628,91 @@ fn interventional_table(
 /// Adds a row's attributions from a tree's leaf tables (`directions`: the row's way at each
 /// node). Row by row: batching rows leaf by leaf measured slower (the tables of a 50-tree
 /// depth-4 model fit in cache).
-fn add_from_tables(
+/// A tree's region tables: one for the whole tree when it fits, else one per group of leaves
+/// (the leaves under a node, split further until each group's table fits), made from the
+/// tree's leaf tables. `None`: the tree keeps its leaf tables (or its walk).
+fn region_tables(
+    tree: &ShapTree,
+    leaves: Option<&[LeafTable]>,
+    (features, outputs): (usize, usize),
+    budget: &mut TableBudget,
+    whole: impl FnMut(&[f64], &mut [f64]),
+) -> Option<Regions> {
+    if let Some(table) = RegionTable::build(tree, features, outputs, budget.per_tree(), whole) {
+        budget.take(table.len())?;
+        return Some(Regions(vec![table]));
+    }
+    let mut groups = Vec::new();
+    let mut above = Vec::new();
+    let shape = (features, outputs);
+    group_tables(tree, leaves?, 0, &mut above, shape, budget, &mut groups)?;
+    Some(Regions(groups))
+}
+
+/// The tables of the leaves under `node` (`above`: the splits on the way to it), with
+/// intervals for missing values.
+fn group_tables(
     tree: &ShapTree,
     leaves: &[LeafTable],
+    node: usize,
+    above: &mut Vec<Split>,
+    (features, outputs): (usize, usize),
+    budget: &mut TableBudget,
+    out: &mut Vec<RegionTable>,
+) -> Option<()> {
+    let below = tree.subtree(node);
+    let group: Vec<&LeafTable> = leaves
+        .iter()
+        .filter(|l| below.contains(&(l.node as usize)))
+        .collect();
+    if group.is_empty() {
+        return Some(());
+    }
+    let splits: Vec<Split> = above
+        .iter()
+        .copied()
+        .chain(below.iter().filter_map(|n| tree.nodes[*n].split))
+        .collect();
+    let mut directions = Vec::new();
+    let mut explain = |row: &[f64], phi: &mut [f64]| {
+        tree.directions(row, &mut directions);
+        add_from_tables(tree, group.iter().copied(), &directions, phi, features);
+    };
+    let fits = RegionTable::with_missing(
+        &splits,
+        features,
+        outputs,
+        budget.per_tree(),
+        true,
+        &mut explain,
+    );
+    if let Some(table) = fits {
+        budget.take(table.len())?;
+        out.push(table);
+        return Some(());
+    }
+    // A single leaf whose table does not fit: the tree keeps its leaf tables.
+    let split = tree.nodes[node].split?;
+    let children = [tree.nodes[node].true_child, tree.nodes[node].false_child];
+    above.push(split);
+    for child in children {
+        group_tables(
+            tree,
+            leaves,
+            child as usize,
+            above,
+            (features, outputs),
+            budget,
+            out,
+        )?;
+    }
+    above.pop();
+    Some(())
+}
+
+fn add_from_tables<'a>(
+    tree: &ShapTree,
+    leaves: impl IntoIterator<Item = &'a LeafTable>,
     directions: &[bool],
     phi: &mut [f64],
     features: usize,
@@ -823,7 +925,7 @@ pub struct Interventional {
     /// Per tree, its leaves' weight tables (`None`: the tree is walked per background row).
     tables: Vec<Option<Vec<LeafTable>>>,
     /// Per tree, its attributions per interval combination (`None`: tables or walk).
-    regions: Vec<Option<RegionTable>>,
+    regions: Vec<Option<Regions>>,
 }
 
 impl Interventional {
@@ -889,7 +991,7 @@ impl Interventional {
             explainer.regions = explainer.region_tables();
             // A tree whose region table covers missing values needs its leaf tables no more.
             for (table, region) in explainer.tables.iter_mut().zip(&explainer.regions) {
-                if region.as_ref().is_some_and(RegionTable::covers_missing) {
+                if region.as_ref().is_some_and(Regions::covers_missing) {
                     *table = None;
                 }
             }
@@ -899,18 +1001,18 @@ impl Interventional {
         Ok(explainer)
     }
 
-    fn region_tables(&self) -> Vec<Option<RegionTable>> {
+    fn region_tables(&self) -> Vec<Option<Regions>> {
         let mut budget = TableBudget::new();
         let (features, outputs) = (self.forest.features, self.forest.outputs());
         (0..self.forest.trees.len())
             .map(|t| {
-                let tree = &self.forest.trees[t];
-                let table =
-                    RegionTable::build(tree, features, outputs, budget.per_tree(), |row, phi| {
-                        self.explain_tree(t, row, phi)
-                    })?;
-                budget.take(table.len())?;
-                Some(table)
+                region_tables(
+                    &self.forest.trees[t],
+                    self.tables[t].as_deref(),
+                    (features, outputs),
+                    &mut budget,
+                    |row, phi| self.explain_tree(t, row, phi),
+                )
             })
             .collect()
     }
@@ -982,16 +1084,24 @@ impl Interventional {
         let mut decided = Vec::with_capacity(self.forest.max_depth());
         let mut mine = Vec::new();
         let scale = 1.0 / self.background as f64;
+        // Region tables tree by tree, so one table serves every row while it is in cache.
+        for (t, region) in self.regions.iter().enumerate() {
+            let Some(region) = region else { continue };
+            for i in region.add_rows(rows, phi, features, stride) {
+                let (row, out) = (
+                    &rows[i * features..(i + 1) * features],
+                    &mut phi[i * stride..(i + 1) * stride],
+                );
+                self.explain_tree(t, row, out);
+            }
+        }
         for (row, out) in rows
             .chunks_exact(features)
             .zip(phi.chunks_exact_mut(stride))
         {
             let mut sums: Vec<f64> = Vec::new();
             for (t, tree) in self.forest.trees.iter().enumerate() {
-                if self.regions[t]
-                    .as_ref()
-                    .is_some_and(|r| r.add(row, out, features))
-                {
+                if self.regions[t].is_some() {
                     continue;
                 }
                 tree.directions(row, &mut mine);
@@ -1271,17 +1381,47 @@ mod tests {
         compare(&by_regions);
         // Tables without intervals for missing values: such rows go the exact way.
         let tree = &forest.trees[0];
+        let splits: Vec<Split> = tree.splits().copied().collect();
         let (p, i) = (&by_regions.0, &by_regions.1);
         let without = (
-            RegionTable::with_missing(tree, 2, 1, 1 << 15, false, &mut |row, phi| {
+            RegionTable::with_missing(&splits, 2, 1, 1 << 15, false, &mut |row, phi| {
                 p.explain_tree(0, row, phi, &mut Vec::new(), &mut Vec::new())
             }),
-            RegionTable::with_missing(tree, 2, 1, 1 << 15, false, &mut |row, phi| {
+            RegionTable::with_missing(&splits, 2, 1, 1 << 15, false, &mut |row, phi| {
                 i.explain_tree(0, row, phi)
             }),
         );
         assert!(without.0.as_ref().is_some_and(|r| !r.covers_missing()));
-        (by_regions.0.regions[0], by_regions.1.regions[0]) = without;
+        let whole = |t: Option<RegionTable>| t.map(|t| Regions(vec![t]));
+        (by_regions.0.regions[0], by_regions.1.regions[0]) = (whole(without.0), whole(without.1));
+        compare(&by_regions);
+        // Tables per group of leaves (the leaves under each child of the root), as trees too
+        // big for one table get.
+        let root = vec![tree.nodes[0].split.expect("root")];
+        let grouped = |leaves: &[LeafTable]| {
+            let mut groups = Vec::new();
+            for child in [1, 2] {
+                let shape = (2, 1);
+                group_tables(
+                    tree,
+                    leaves,
+                    child,
+                    &mut root.clone(),
+                    shape,
+                    &mut TableBudget::new(),
+                    &mut groups,
+                )
+                .expect("a group's table");
+            }
+            assert_eq!(groups.len(), 2);
+            Some(Regions(groups))
+        };
+        let leaf_tables = (
+            PathDependent::by_leaf_tables(forest.clone()),
+            Interventional::by_leaf_tables(forest.clone(), &background).expect("tables"),
+        );
+        by_regions.0.regions[0] = grouped(leaf_tables.0.tables[0].as_deref().expect("path tables"));
+        by_regions.1.regions[0] = grouped(leaf_tables.1.tables[0].as_deref().expect("tables"));
         compare(&by_regions);
     }
 
