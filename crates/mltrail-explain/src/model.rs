@@ -298,17 +298,18 @@ impl ModelExplainer {
             }
             Engine::Sampling(_) => unreachable!("handled above"),
         }
-        Ok(seen
-            .chunks_exact(d)
-            .zip(all.chunks_exact(k * d))
-            .map(|(row, values)| Explanation {
+        // The explained output is the base value plus the attributions (exact methods add up;
+        // `check_against` held that sum to the runtime's answers when the explainer was made),
+        // rather than the model evaluated again: that cost 8 % of a 100-row request with
+        // `--explain always`.
+        let base = self.base_value();
+        Ok(all
+            .chunks_exact(k * d)
+            .map(|values| Explanation {
                 values: values.to_vec(),
-                output: match &self.engine {
-                    Engine::PathDependent(e) => e.forest().raw(row),
-                    Engine::Interventional(e) => e.forest().raw(row),
-                    Engine::Linear(e) => e.raw(row),
-                    Engine::Sampling(_) => unreachable!("handled above"),
-                },
+                output: (0..k)
+                    .map(|o| base[o] + values[o * d..(o + 1) * d].iter().sum::<f64>())
+                    .collect(),
                 standard_error: None,
             })
             .collect())

@@ -10,45 +10,24 @@ use mltrail_serving::runtime::NodeMode;
 
 use crate::tree::{ShapTree, Split};
 
-/// One cut on a feature: a row is above it when `x > threshold`, or `x >= threshold` when
-/// `inclusive`. Every monotone split is one: `x <= t` goes true exactly when the row is not
-/// above `(t, exclusive)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Cut {
-    threshold: f64,
-    inclusive: bool,
-}
-
-impl Cut {
-    fn of(mode: NodeMode, threshold: f64) -> Option<Cut> {
-        let inclusive = match mode {
-            NodeMode::Leq | NodeMode::Gt => false,
-            NodeMode::Lt | NodeMode::Gte => true,
-            // Equality splits cut no interval: such trees keep their leaf tables.
-            NodeMode::Eq | NodeMode::Neq | NodeMode::Leaf => return None,
-        };
-        Some(Cut {
-            threshold,
-            inclusive,
-        })
-    }
-
-    fn below(&self, x: f64) -> bool {
-        if self.inclusive {
-            x < self.threshold
-        } else {
-            x <= self.threshold
-        }
+/// Where a monotone split cuts its feature's line, as the largest value on its lower side: a
+/// row is above the cut when `x > cut`. `x <= t` and `x > t` cut at `t`; `x < t` and `x >= t`
+/// at the double just below `t` (for a non-missing `x`, `x >= t` exactly when `x > t.next_down()`).
+fn cut_of(mode: NodeMode, threshold: f64) -> Option<f64> {
+    match mode {
+        NodeMode::Leq | NodeMode::Gt => Some(threshold),
+        NodeMode::Lt | NodeMode::Gte => Some(threshold.next_down()),
+        // Equality splits cut no interval: such trees keep their leaf tables.
+        NodeMode::Eq | NodeMode::Neq | NodeMode::Leaf => None,
     }
 }
 
-/// A feature the tree reads: its cuts in order (at one threshold the inclusive cut first, so a
-/// row is above a prefix of them), and how many intervals it has (cuts + 1, and missing when
-/// the table covers missing values).
+/// A feature the tree reads: its cuts in increasing order, and how many intervals it has (cuts
+/// + 1, and missing when the table covers missing values).
 #[derive(Debug, Clone)]
 struct Slot {
     feature: u32,
-    cuts: Vec<Cut>,
+    cuts: Vec<f64>,
     missing: bool,
 }
 
@@ -63,21 +42,19 @@ impl Slot {
         if x.is_nan() {
             return self.cuts.len() + 1;
         }
-        self.cuts.partition_point(|c| !c.below(x))
+        // A tree cuts a feature a few times: counting beats a search.
+        self.cuts.iter().filter(|c| **c < x).count()
     }
 
-    /// A value in interval `i`, when the interval holds any.
+    /// A value in interval `i` (the top of its range), when the interval holds any.
     fn representative(&self, i: usize) -> Option<f64> {
         let n = self.cuts.len();
         let x = if i == n + 1 {
             f64::NAN
         } else if i == n {
-            self.cuts[n - 1].threshold.next_up()
-        } else if !self.cuts[i].inclusive {
-            // Not above `x > t`: t itself, above every cut before (they sort below it).
-            self.cuts[i].threshold
+            self.cuts[n - 1].next_up()
         } else {
-            self.cuts[i].threshold.next_down()
+            self.cuts[i]
         };
         (self.interval(x) == i).then_some(x)
     }
@@ -115,7 +92,10 @@ impl Regions {
 /// A tree's (or a group of its leaves') attributions per combination of intervals: row
 /// `combo`, `outputs × slots` output-major.
 pub(crate) struct RegionTable {
-    slots: Vec<Slot>,
+    /// The slots as lookups read them: feature, where its cuts start in `cuts`, how many, its
+    /// radix. Flat, so a lookup follows no pointer per slot.
+    lookup: Vec<(usize, usize, usize, usize)>,
+    cuts: Vec<f64>,
     values: Vec<f64>,
     outputs: usize,
     /// Whether missing values have intervals of their own (else such rows go the exact way).
@@ -151,7 +131,7 @@ impl RegionTable {
     ) -> Option<RegionTable> {
         let mut slots: Vec<Slot> = Vec::new();
         for split in splits {
-            let cut = Cut::of(split.mode, split.threshold)?;
+            let cut = cut_of(split.mode, split.threshold)?;
             match slots.iter_mut().find(|s| s.feature == split.feature) {
                 Some(slot) => slot.cuts.push(cut),
                 None => slots.push(Slot {
@@ -162,11 +142,7 @@ impl RegionTable {
             }
         }
         for slot in &mut slots {
-            slot.cuts.sort_by(|a, b| {
-                a.threshold
-                    .total_cmp(&b.threshold)
-                    .then(b.inclusive.cmp(&a.inclusive))
-            });
+            slot.cuts.sort_by(f64::total_cmp);
             slot.cuts.dedup();
         }
         let combos = slots
@@ -199,8 +175,18 @@ impl RegionTable {
                 }
             }
         }
+        let mut cuts = Vec::new();
+        let lookup = slots
+            .iter()
+            .map(|slot| {
+                let start = cuts.len();
+                cuts.extend_from_slice(&slot.cuts);
+                (slot.feature as usize, start, slot.cuts.len(), slot.radix())
+            })
+            .collect();
         Some(RegionTable {
-            slots,
+            lookup,
+            cuts,
             values,
             outputs,
             missing,
@@ -245,18 +231,27 @@ impl RegionTable {
     #[inline]
     pub(crate) fn add(&self, row: &[f64], phi: &mut [f64], features: usize) -> bool {
         let mut combo = 0usize;
-        for slot in &self.slots {
-            let x = row[slot.feature as usize];
-            if !self.missing && x.is_nan() {
-                return false;
-            }
-            combo = combo * slot.radix() + slot.interval(x);
+        for &(feature, start, len, radix) in &self.lookup {
+            let x = row[feature];
+            // As `Slot::interval`, on the flat cuts.
+            let interval = if x.is_nan() {
+                if !self.missing {
+                    return false;
+                }
+                len + 1
+            } else {
+                self.cuts[start..start + len]
+                    .iter()
+                    .filter(|c| **c < x)
+                    .count()
+            };
+            combo = combo * radix + interval;
         }
-        let width = self.slots.len() * self.outputs;
-        let entry = &self.values[combo * width..(combo + 1) * width];
+        let slots = self.lookup.len();
+        let entry = &self.values[combo * slots * self.outputs..(combo + 1) * slots * self.outputs];
         for o in 0..self.outputs {
-            for (s, slot) in self.slots.iter().enumerate() {
-                phi[o * features + slot.feature as usize] += entry[o * self.slots.len() + s];
+            for (s, &(feature, ..)) in self.lookup.iter().enumerate() {
+                phi[o * features + feature] += entry[o * slots + s];
             }
         }
         true
@@ -269,17 +264,15 @@ mod tests {
 
     #[test]
     fn a_value_falls_in_the_interval_its_splits_put_it_in() {
-        // x <= 1 (exclusive cut at 1), x < 1 (inclusive at 1), x > 2.
-        let mut cuts = vec![
-            Cut::of(NodeMode::Leq, 1.0).unwrap(),
-            Cut::of(NodeMode::Gt, 2.0).unwrap(),
-            Cut::of(NodeMode::Lt, 1.0).unwrap(),
-        ];
-        cuts.sort_by(|a, b| {
-            a.threshold
-                .total_cmp(&b.threshold)
-                .then(b.inclusive.cmp(&a.inclusive))
-        });
+        // x <= 1 and x < 1 cut just above and just below 1; x > 2 cuts at 2.
+        let mut cuts: Vec<f64> = [
+            (NodeMode::Leq, 1.0),
+            (NodeMode::Gt, 2.0),
+            (NodeMode::Lt, 1.0),
+        ]
+        .map(|(m, t)| cut_of(m, t).unwrap())
+        .to_vec();
+        cuts.sort_by(f64::total_cmp);
         let slot = Slot {
             feature: 0,
             cuts,
