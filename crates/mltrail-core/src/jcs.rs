@@ -233,6 +233,11 @@ impl<'a> Reader<'a> {
         } else {
             members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
         }
+        // RFC 8785 canonicalizes I-JSON, whose object names are unique: with two values for
+        // one name there is no one canonical form.
+        if members.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(self.error("a key twice in one object"));
+        }
         out.push(b'{');
         for (i, (key, start, end)) in members.iter().enumerate() {
             if i > 0 {
@@ -255,6 +260,10 @@ impl<'a> Reader<'a> {
             match self.text.get(end) {
                 None => return Err(self.error("unterminated string")),
                 Some(b'"') => break,
+                Some(0..=0x1f) => {
+                    self.at = end;
+                    return Err(self.error("a control character in a string (JSON escapes them)"));
+                }
                 Some(b'\\') => {
                     escaped = true;
                     end += 2;
@@ -288,6 +297,12 @@ impl<'a> Reader<'a> {
         if text.is_empty() {
             return Err(self.error("a value expected"));
         }
+        if !json_number(token) {
+            return Err(JcsError {
+                at: start,
+                what: "not a JSON number",
+            });
+        }
         // Plain integers within 2^53 are written as themselves (a quick path); anything else
         // as the double it denotes.
         let (negative, digits) = match text.strip_prefix('-') {
@@ -315,6 +330,35 @@ impl<'a> Reader<'a> {
         write_double(x, out);
         Ok(())
     }
+}
+
+/// JSON's number grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?` (Rust's
+/// float parser also takes `+1`, `.5`, `1.` and `01`, which are not JSON).
+fn json_number(token: &[u8]) -> bool {
+    let digits = |t: &[u8]| t.iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut t = token.strip_prefix(b"-").unwrap_or(token);
+    match digits(t) {
+        0 => return false,
+        n if n > 1 && t[0] == b'0' => return false,
+        n => t = &t[n..],
+    }
+    if let Some(rest) = t.strip_prefix(b".") {
+        match digits(rest) {
+            0 => return false,
+            n => t = &rest[n..],
+        }
+    }
+    if let Some(rest) = t.strip_prefix(b"e").or_else(|| t.strip_prefix(b"E")) {
+        let rest = rest
+            .strip_prefix(b"+")
+            .or_else(|| rest.strip_prefix(b"-"))
+            .unwrap_or(rest);
+        match digits(rest) {
+            0 => return false,
+            n => t = &rest[n..],
+        }
+    }
+    t.is_empty()
 }
 
 #[cfg(test)]
@@ -384,5 +428,17 @@ mod tests {
             "a number no double holds"
         );
         assert!(of_text(b"{} x").is_err());
+        for not_json in ["+1", ".5", "1.", "01", "-", "1e", "1e+", "--1", "0x10"] {
+            assert!(of_text(not_json.as_bytes()).is_err(), "{not_json}");
+        }
+        for json in ["0", "-0", "1.5", "1e5", "1E-5", "-0.0e+1", "10"] {
+            assert!(of_text(json.as_bytes()).is_ok(), "{json}");
+        }
+        assert_eq!(
+            of_text(br#"{"a": 1, "b": 2, "a": 3}"#).unwrap_err().what,
+            "a key twice in one object"
+        );
+        assert!(of_text(b"\"a\tb\"").is_err(), "a raw tab in a string");
+        assert_eq!(of_text(br#""a\tb""#).unwrap(), br#""a\tb""#);
     }
 }

@@ -235,6 +235,11 @@ impl ModelExplainer {
     /// BLAKE3 (hex) of the rows the explanations measure against, as little-endian doubles:
     /// the background sample, or for path-dependent TreeSHAP the training rows whose covers
     /// it uses. Two explanations with the same digest used the same reference.
+    /// How many input columns a row has.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
     pub fn background_digest(&self) -> &str {
         &self.background_digest
     }

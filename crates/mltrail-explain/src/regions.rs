@@ -14,6 +14,11 @@ use crate::tree::{ShapTree, Split};
 /// row is above the cut when `x > cut`. `x <= t` and `x > t` cut at `t`; `x < t` and `x >= t`
 /// at the double just below `t` (for a non-missing `x`, `x >= t` exactly when `x > t.next_down()`).
 fn cut_of(mode: NodeMode, threshold: f64) -> Option<f64> {
+    // Every comparison with NaN is false, so such a split sends all rows one way whatever its
+    // mode says: no cut describes it, and the tree keeps its leaf tables.
+    if threshold.is_nan() {
+        return None;
+    }
     match mode {
         NodeMode::Leq | NodeMode::Gt => Some(threshold),
         NodeMode::Lt | NodeMode::Gte => Some(threshold.next_down()),
@@ -286,6 +291,13 @@ mod tests {
         for i in 0..slot.radix() {
             let x = slot.representative(i).unwrap();
             assert_eq!(slot.interval(x), i, "interval {i}: {x}");
+        }
+    }
+
+    #[test]
+    fn a_nan_threshold_cuts_nothing() {
+        for mode in [NodeMode::Leq, NodeMode::Lt, NodeMode::Gt, NodeMode::Gte] {
+            assert_eq!(cut_of(mode, f64::NAN), None, "{mode:?}");
         }
     }
 }

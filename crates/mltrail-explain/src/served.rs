@@ -50,6 +50,7 @@ impl Explainers for TrainingExplainers {
                 let columns = serving.signature.column_names();
                 let rows = numeric_rows(&table, &columns, &training)?;
                 let explainer = ModelExplainer::new(&serving.model, &rows, method, background)?;
+                named_once(&columns, explainer.features())?;
                 if let Some(why) = explainer.fallback_reason() {
                     tracing::info!(version = %serving.version, reason = %why, "explaining by sampling");
                 }
@@ -60,7 +61,26 @@ impl Explainers for TrainingExplainers {
     }
 }
 
-/// The training rows in the model's column order, row-major; missing values are NaN.
+/// An explanation maps each column's name to its value: the signature must name every input
+/// column of the model, and each once.
+fn named_once(columns: &[String], features: usize) -> Result<(), String> {
+    if columns.len() != features {
+        return Err(format!(
+            "the model's signature names {} input columns and the model takes {features}: explanations need one name per column",
+            columns.len()
+        ));
+    }
+    let mut sorted: Vec<&String> = columns.iter().collect();
+    sorted.sort();
+    match sorted.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(format!(
+            "the model's signature names column `{}` twice: explanations need one name per column",
+            w[0]
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The model's input columns of `table`, row-major, as numbers (text columns are refused: only
 /// numeric inputs are explained).
 pub fn numeric_rows(table: &Table, columns: &[String], dataset: &str) -> Result<Vec<f64>, String> {
@@ -272,6 +292,18 @@ mod tests {
             .map(|v| v.as_f64().unwrap_or(f64::NAN))
             .collect();
         (model, rows)
+    }
+
+    #[test]
+    fn columns_are_named_once_each() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(named_once(&names(&["a", "b"]), 2).is_ok());
+        assert!(named_once(&names(&["a", "b"]), 3)
+            .unwrap_err()
+            .contains("takes 3"));
+        assert!(named_once(&names(&["a", "b", "a"]), 3)
+            .unwrap_err()
+            .contains("`a` twice"));
     }
 
     #[test]

@@ -466,15 +466,18 @@ pub struct Located {
 }
 
 /// Finds an archived prediction in one deployment's archive, or in every deployment's when
-/// `deployment` is `None`: the prediction lives in the files of its own day (from the UUIDv7
-/// timestamp); feedback and explanations may arrive on any later day.
+/// `deployment` is `None`: the prediction lives in the files of its own day or the day before
+/// (from the UUIDv7 timestamp); feedback and explanations may arrive on any later day.
 pub async fn locate_archived(
     store: &dyn ArchiveReader,
     deployment: Option<&str>,
     id: uuid::Uuid,
 ) -> Result<Option<Located>, ArchiveError> {
     let made = i64::try_from(uuid_v7_time_ms(id.as_u128())).unwrap_or(i64::MAX);
-    let day = mltrail_core::time::utc_date(made);
+    // A file is named by the day of its first record, and a segment is open for up to its
+    // age (minutes by default) before it rolls: one opened before midnight holds predictions
+    // of the next day. The previous day's files are searched too.
+    let day = mltrail_core::time::utc_date(made.saturating_sub(86_400_000));
     let root = match deployment {
         Some(d) => format!("predictions/{d}"),
         None => "predictions".to_string(),
@@ -613,6 +616,84 @@ mod tests {
         );
         assert_eq!(seen[1].3.as_deref(), Some("1"));
         assert_eq!(seen[1].4, None, "feedback names no model");
+    }
+
+    #[test]
+    fn leaves_survive_the_round_trip_a_null_label_included() {
+        let id = "0190a5b2-0000-7000-8000-000000000001";
+        let records = vec![
+            record(&format!(
+                r#"{{"type":"feedback","id":"{id}","time_ms":9,"deployment":"d","label":null,"reward":1}}"#
+            )),
+            record(&format!(
+                r#"{{"type":"feedback","id":"{id}","time_ms":10,"deployment":"d","label":[1,null],"ranking":null}}"#
+            )),
+        ];
+        let back = from_parquet(to_parquet(&records).unwrap()).unwrap();
+        assert_eq!(back.len(), 2);
+        for (a, b) in records.iter().zip(&back) {
+            assert_eq!(
+                crate::segment_tree::record_leaf(a).unwrap(),
+                crate::segment_tree::record_leaf(b).unwrap(),
+                "{a:?} / {b:?}"
+            );
+        }
+    }
+
+    struct Files(std::collections::BTreeMap<String, Vec<u8>>);
+
+    impl ArchiveReader for Files {
+        fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
+            Box::pin(async move {
+                Ok(self
+                    .0
+                    .keys()
+                    .filter(|k| k.starts_with(dir))
+                    .cloned()
+                    .collect())
+            })
+        }
+        fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, StorageError>> {
+            Box::pin(async move { Ok(self.0.get(path).cloned().unwrap_or_default()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_prediction_in_a_segment_opened_before_midnight_is_found() {
+        // 2026-12-04T00:01:00Z, served into a segment whose first record was on the 3rd.
+        let id = "01a23e5a-ae60-7000-8000-000000000001";
+        let earlier = "01a23e5a-0000-7000-8000-000000000002";
+        let prediction = |id: &str| {
+            record(&format!(
+                r#"{{"type":"prediction","id":"{id}","time_ms":5,"deployment":"d","model":"m","version":"1","digest":"x","latency_us":1,"inputs":{{}},"outputs":{{}}}}"#
+            ))
+        };
+        let feedback = record(&format!(
+            r#"{{"type":"feedback","id":"{id}","time_ms":9,"deployment":"d","label":1}}"#
+        ));
+        let files = Files(
+            [
+                (
+                    "predictions/d/2026-12-03/r-1.parquet".to_string(),
+                    to_parquet(&[prediction(earlier), prediction(id)]).unwrap(),
+                ),
+                (
+                    "predictions/d/2026-12-05/r-2.parquet".to_string(),
+                    to_parquet(&[feedback]).unwrap(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let id = uuid::Uuid::parse_str(id).unwrap();
+        let found = locate_archived(&files, Some("d"), id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.artifact, "predictions/d/2026-12-03/r-1.parquet");
+        assert_eq!(found.index, 1);
+        assert_eq!(found.feedback.len(), 1);
+        assert!(locate_archived(&files, None, id).await.unwrap().is_some());
     }
 
     #[test]

@@ -725,10 +725,15 @@ impl PredictionLog {
         let converted = result.await.map_err(|_| LogError::Stopped)??;
         let mut artifact = None;
         if let Some((first_time, parquet, leaves)) = converted {
+            // The name ends in the start of the records' Merkle root: nobody can take the
+            // path in the trail (or the store) ahead of the replica without knowing what it
+            // will archive, and a copied log directory (same replica id) cannot collide.
+            let root = leaves.root_hex();
             let target = format!(
-                "predictions/{deployment}/{}/{}-{seq:012}.parquet",
+                "predictions/{deployment}/{}/{}-{seq:012}-{}.parquet",
                 mltrail_core::time::utc_date(first_time),
-                self.replica
+                self.replica,
+                &root[..16]
             );
             store
                 .put(&target, parquet)

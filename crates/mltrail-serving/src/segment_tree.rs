@@ -85,8 +85,27 @@ impl ArchivedSegment {
 }
 
 /// The bytes a record's leaf hashes: RFC 8785 of the record as JSON.
+///
+/// A feedback `label` or `ranking` that is JSON `null` hashes as if absent: Parquet keeps a
+/// `null` cell as a missing one, so the archived record reads back without it, and its leaf
+/// must not depend on which of the two was read.
 pub fn record_entry(record: &LogRecord) -> Result<Vec<u8>, serde_json::Error> {
-    let text = serde_json::to_vec(record)?;
+    let is_null = |v: &Option<Box<serde_json::value::RawValue>>| {
+        v.as_deref().is_some_and(|raw| raw.get() == "null")
+    };
+    let text = match record {
+        LogRecord::Feedback(f) if is_null(&f.label) || is_null(&f.ranking) => {
+            let mut f = f.clone();
+            if is_null(&f.label) {
+                f.label = None;
+            }
+            if is_null(&f.ranking) {
+                f.ranking = None;
+            }
+            serde_json::to_vec(&LogRecord::Feedback(f))?
+        }
+        _ => serde_json::to_vec(record)?,
+    };
     // The record was just written by serde_json: its text is JSON whose numbers are finite.
     mltrail_core::jcs::of_text(&text).map_err(|e| serde_json::Error::io(std::io::Error::other(e)))
 }
@@ -118,6 +137,11 @@ impl SegmentLeaves {
         &self.leaves
     }
 
+    /// The Merkle root of the leaves so far, lowercase hex.
+    pub fn root_hex(&self) -> String {
+        hex::encode(merkle::root(&self.leaves))
+    }
+
     /// The summary of the file at `artifact`; `None` for no records.
     pub fn summary(&self, artifact: &str, deployment: &str) -> Option<ArchivedSegment> {
         let (first_id, last_id) = self.range?;
@@ -127,7 +151,7 @@ impl SegmentLeaves {
             records: self.leaves.len() as u64,
             first_id,
             last_id,
-            root: hex::encode(merkle::root(&self.leaves)),
+            root: self.root_hex(),
         })
     }
 }

@@ -27,6 +27,10 @@ pub struct TraceArgs {
     /// the server sent, which proves nothing about who signed.
     #[arg(long, env = "MLTRAIL_AUDIT_VERIFIER_KEY")]
     verifier_key: Option<String>,
+    /// Check a trace saved earlier (`mltrail trace ID --json > FILE`, or the record route's
+    /// answer) instead of asking a server: what its receiver does, offline.
+    #[arg(long, value_name = "FILE", conflicts_with = "serving")]
+    file: Option<std::path::PathBuf>,
     /// Print the whole trace as JSON (what a receiver can check on their own).
     #[arg(long)]
     json: bool,
@@ -44,9 +48,31 @@ pub async fn run(args: TraceArgs) -> Result<bool> {
         .map(Verifier::parse)
         .transpose()
         .context("--verifier-key")?;
+    let trace = match &args.file {
+        Some(file) => {
+            let text = std::fs::read(file).with_context(|| format!("{}", file.display()))?;
+            serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not a trace (JSON)", file.display()))?
+        }
+        None => fetch(&args, id).await?,
+    };
+    let checked = check(&trace, id, trusted.as_ref());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&trace)?);
+    } else {
+        print_summary(&trace);
+    }
+    for line in &checked.lines {
+        eprintln!("{line}");
+    }
+    Ok(checked.failures == 0)
+}
+
+/// The trace from the tracking server, else (not archived yet) from the deployment.
+async fn fetch(args: &TraceArgs, id: uuid::Uuid) -> Result<Value> {
     let path = format!("/api/v1/predictions/{id}/record");
     let tracking = args.client.client()?;
-    let trace = match tracking.get_json(&path, &format!("prediction {id}")).await {
+    Ok(match tracking.get_json(&path, &format!("prediction {id}")).await {
         Ok(trace) => trace,
         Err(e) if e.to_string().contains("RESOURCE_DOES_NOT_EXIST") => match &args.serving {
             Some(url) => Client::new(url.trim_end_matches('/').to_string())?
@@ -57,17 +83,7 @@ pub async fn run(args: TraceArgs) -> Result<bool> {
             ),
         },
         Err(e) => return Err(e),
-    };
-    let checked = check(&trace, trusted.as_ref());
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&trace)?);
-    } else {
-        print_summary(&trace);
-    }
-    for line in &checked.lines {
-        eprintln!("{line}");
-    }
-    Ok(checked.failures == 0)
+    })
 }
 
 /// What checking a trace found: one line per check, and how many failed.
@@ -101,8 +117,19 @@ fn path_of(v: &Value) -> Option<Vec<Hash>> {
 }
 
 /// Checks every proof a trace carries (docs/audit.md, "Traces").
-pub fn check(trace: &Value, trusted: Option<&Verifier>) -> Checked {
+pub fn check(trace: &Value, id: uuid::Uuid, trusted: Option<&Verifier>) -> Checked {
     let mut out = Checked::default();
+    // A proof of another prediction proves nothing about this one.
+    let id_text = id.to_string();
+    if trace["prediction_id"].as_str() != Some(id_text.as_str())
+        || trace["prediction"]["id"].as_str() != Some(id_text.as_str())
+    {
+        out.fail(format!(
+            "the trace is about prediction {}, not {id}",
+            trace["prediction"]["id"].as_str().unwrap_or("?")
+        ));
+        return out;
+    }
     let audit = &trace["audit"];
     let (Some(size), Some(root)) = (audit["tree_size"].as_u64(), hash_of(&audit["root"])) else {
         out.fail("the trace has no audit tree (tree_size, root)".into());
@@ -110,6 +137,7 @@ pub fn check(trace: &Value, trusted: Option<&Verifier>) -> Checked {
     };
     // The root against a signed checkpoint.
     match audit["checkpoint"].as_str() {
+        None if trusted.is_some() => out.fail("no signed checkpoint came with the trace, so --verifier-key checks nothing: compare the root with a checkpoint you saved (`mltrail audit checkpoint`)".into()),
         None => out.note("no signed checkpoint came with the trace: compare the root with a checkpoint you saved (`mltrail audit checkpoint`)".into()),
         Some(note) => {
             let sent = audit["verifier_key"].as_str().and_then(|k| Verifier::parse(k).ok());
@@ -169,6 +197,7 @@ pub fn check(trace: &Value, trusted: Option<&Verifier>) -> Checked {
         ));
     }
     // Entity states against their latest event's digest.
+    let mut proven_states: Vec<(String, String, Value)> = Vec::new();
     for entity in trace["entities"].as_array().into_iter().flatten() {
         let Some(state) = entity.get("state") else {
             continue;
@@ -178,10 +207,27 @@ pub fn check(trace: &Value, trusted: Option<&Verifier>) -> Checked {
             entity["entity_type"].as_str().unwrap_or("?"),
             entity["entity_id"].as_str().unwrap_or("?")
         );
-        let latest = entity["events"]
+        let (kind, entity_id) = (
+            entity["entity_type"].as_str().unwrap_or(""),
+            entity["entity_id"].as_str().unwrap_or(""),
+        );
+        let seqs: Vec<i64> = entity["events"]
             .as_array()
-            .and_then(|s| s.iter().filter_map(Value::as_i64).max())
-            .and_then(|seq| digests.get(&seq));
+            .map(|s| s.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default();
+        // An event vouches only for the entity it names.
+        if let Some(other) = seqs
+            .iter()
+            .filter_map(|seq| digests.get(seq))
+            .find(|e| e.entity_type != kind || e.entity_id != entity_id)
+        {
+            out.fail(format!(
+                "{what}: event {} is about {} {}, not this",
+                other.seq, other.entity_type, other.entity_id
+            ));
+            continue;
+        }
+        let latest = seqs.iter().max().and_then(|seq| digests.get(seq));
         // The digest covers `state_json`'s bytes, which must say what `state` says.
         let canonical = entity["state_json"].as_str().unwrap_or("");
         if serde_json::from_str::<Value>(canonical).ok().as_ref() != Some(state) {
@@ -192,9 +238,12 @@ pub fn check(trace: &Value, trusted: Option<&Verifier>) -> Checked {
         }
         let digest = blake3::hash(canonical.as_bytes()).to_hex().to_string();
         match latest {
-            Some(event) if event.state_digest.as_deref() == Some(digest.as_str()) => out.ok(
-                format!("{what}: its state is what its latest event recorded"),
-            ),
+            Some(event) if event.state_digest.as_deref() == Some(digest.as_str()) => {
+                out.ok(format!(
+                    "{what}: its state is what its latest event recorded"
+                ));
+                proven_states.push((kind.to_string(), entity_id.to_string(), state.clone()));
+            }
             Some(event) => out.fail(format!(
                 "{what}: its state does not digest to what event {} recorded",
                 event.seq
@@ -202,9 +251,15 @@ pub fn check(trace: &Value, trusted: Option<&Verifier>) -> Checked {
             None => out.fail(format!("{what}: no proven event records it")),
         }
     }
+    check_claims(trace, &proven_states, &mut out);
     // The record in its segment, the segment in the trail.
     let segment = &trace["segment"];
     match segment["in_trail"].as_str() {
+        // An auditor (who passes a key) asked for a proof, and there is none yet.
+        Some("not archived yet") if trusted.is_some() => out.fail(
+            "the prediction is not archived yet, so nothing proves its record: ask again once its segment is archived"
+                .into(),
+        ),
         Some("not archived yet") => out.note(
             "the prediction is not archived yet: its proof exists once its segment is (ask again later)"
                 .into(),
@@ -231,6 +286,121 @@ pub fn check(trace: &Value, trusted: Option<&Verifier>) -> Checked {
         None => out.fail("the trace names no model file digest".into()),
     }
     out
+}
+
+/// What the trace shows beside the proven record and states must be what they say: the inputs
+/// and the explanation served are in the record, the model version's source and run, the run's
+/// tags and params and the training data's digest in their proven states. What no proof covers
+/// (feedback, an explanation computed later, opened personal data) is said to be so.
+fn check_claims(trace: &Value, proven: &[(String, String, Value)], out: &mut Checked) {
+    let state = |kind: &str| {
+        proven
+            .iter()
+            .find(|(k, _, _)| k == kind)
+            .map(|(_, id, s)| (id, s))
+    };
+    let record = &trace["prediction"];
+    // Inputs: the record's own, plus only the columns it holds sealed.
+    let stored = record["inputs"].as_object();
+    let sealed: Vec<&str> = record["sealed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let shown = trace["inputs"].as_object();
+    match (stored, shown) {
+        (Some(stored), Some(shown)) => {
+            let same = stored.iter().all(|(k, v)| shown.get(k) == Some(v))
+                && shown
+                    .keys()
+                    .all(|k| stored.contains_key(k) || sealed.contains(&k.as_str()));
+            if !same {
+                out.fail("the inputs shown are not the ones the record holds".into());
+            } else if shown.len() > stored.len() {
+                out.note(format!(
+                    "{} personal-data inputs were opened by the server; the record proves only their sealed form",
+                    shown.len() - stored.len()
+                ));
+            }
+        }
+        _ => out.fail("the trace's inputs are not a JSON object".into()),
+    }
+    // The explanation: served with the record (proven), else computed later (not).
+    let mut shown_explanation = trace["explanation"].clone();
+    if let Some(e) = shown_explanation.as_object_mut() {
+        e.remove("reasons");
+    }
+    match (&record["explanation"], &shown_explanation) {
+        (Value::Null, Value::Null) => {}
+        (Value::Null, _) => out.note(
+            "the explanation was computed after serving, from the stored input; no proof covers it"
+                .into(),
+        ),
+        (served, shown) if served == shown => {}
+        _ => out.fail("the explanation shown is not the one served with the record".into()),
+    }
+    if trace["feedback"].as_array().is_some_and(|f| !f.is_empty()) {
+        out.note("feedback is shown as the archive holds it; no proof covers it".into());
+    }
+    // The model version, its run and its training data.
+    let mv = &trace["model_version"];
+    if let Some((_, s)) = state("model_version") {
+        if mv["source"] != s["source"] || mv["run_id"] != s["run_id"] {
+            out.fail("the model version's source or run shown is not its proven state's".into());
+        }
+    }
+    let run = &trace["run"];
+    if let Some(run_id) = run["info"]["run_id"].as_str() {
+        match state("run") {
+            Some((id, s)) if id == run_id => {
+                let tags_match = run["data"]["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|t| {
+                        t["key"]
+                            .as_str()
+                            .is_some_and(|k| s["tags"][k] == t["value"])
+                    });
+                if !tags_match {
+                    out.fail("the run's tags shown are not its proven state's".into());
+                }
+            }
+            _ => out.fail(format!("no proven state is run {run_id}'s")),
+        }
+        let params_match = run["data"]["params"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|p| {
+                proven
+                    .iter()
+                    .filter(|(k, _, _)| k == "params")
+                    .any(|(_, _, s)| {
+                        s.as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|pair| pair[0] == p["key"] && pair[1] == p["value"])
+                    })
+            });
+        if !params_match {
+            out.fail("the run's params shown are not in its proven param batches".into());
+        }
+        if run["data"]["metrics"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty())
+        {
+            out.note("the run's metrics are shown as stored; their batches' events are proven, not each value".into());
+        }
+    }
+    if let Some(digest) = trace["dataset"]["digest"].as_str() {
+        match state("dataset_version") {
+            Some((_, s)) if s["file"]["digest"].as_str() == Some(digest) => out.ok(format!(
+                "the training data's digest {} is its dataset version's proven state",
+                &digest[..digest.len().min(16)]
+            )),
+            _ => out.fail("the training data's digest is not in a proven dataset version".into()),
+        }
+    }
 }
 
 fn check_segment(

@@ -61,6 +61,13 @@ fn a_prediction_traces_to_its_run_data_and_trail_and_a_rewritten_record_is_caugh
         .unwrap()
         .to_string();
 
+    // Feedback whose label is `null` (Parquet keeps it as a missing cell) still traces.
+    let (status, body) = scorer.post(
+        "/api/v1/feedback",
+        &json!({"prediction_id": id, "label": null, "reward": 1}),
+    );
+    assert_eq!(status, 200, "{body}");
+
     // Not archived yet: the deployment answers, with the lineage the tracking server proves.
     let (status, text) = scorer.get(&format!("/api/v1/predictions/{id}/record"));
     if status == 200 {
@@ -139,6 +146,73 @@ fn a_prediction_traces_to_its_run_data_and_trail_and_a_rewritten_record_is_caugh
     let key = String::from_utf8(key.stdout).unwrap();
     let (ok, _, stderr) = trace(&server, &id, &["--verifier-key", key.trim()]);
     assert!(ok && stderr.contains("your verifier key"), "{stderr}");
+    // A saved trace is checked offline, and what it shows beside its proofs must agree with
+    // them: each tampered copy fails, naming what is wrong.
+    let saved = tempfile::tempdir().unwrap();
+    let check_saved = |trace: &Value, id: &str, extra: &[&str]| {
+        let file = saved.path().join("trace.json");
+        std::fs::write(&file, serde_json::to_vec(trace).unwrap()).unwrap();
+        let out =
+            server.mltrail(&[&["trace", id, "--file", file.to_str().unwrap()][..], extra].concat());
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, stderr) = check_saved(&t, &id, &["--verifier-key", key.trim()]);
+    assert!(ok && stderr.contains("your verifier key"), "{stderr}");
+    let (ok, stderr) = check_saved(&t, "0190a0a0-0000-7000-8000-000000000000", &[]);
+    assert!(!ok && stderr.contains("not 0190a0a0"), "{stderr}");
+    let tampered = |change: &dyn Fn(&mut Value)| {
+        let mut copy = t.clone();
+        change(&mut copy);
+        copy
+    };
+    for (change, says) in [
+        (
+            &(|t: &mut Value| t["inputs"]["f0"] = json!(123.0)) as &dyn Fn(&mut Value),
+            "inputs shown are not",
+        ),
+        (
+            &|t: &mut Value| t["dataset"]["digest"] = json!("0".repeat(64)),
+            "training data's digest",
+        ),
+        (
+            &|t: &mut Value| t["model_version"]["source"] = json!("elsewhere"),
+            "model version's source",
+        ),
+        (
+            &|t: &mut Value| t["run"]["data"]["params"][0]["value"] = json!("99"),
+            "params shown",
+        ),
+        (
+            &|t: &mut Value| {
+                let entities = t["entities"].as_array_mut().unwrap();
+                let mv = entities
+                    .iter_mut()
+                    .find(|e| e["about"] == "model_version")
+                    .unwrap();
+                mv["entity_id"] = json!("credit/9");
+            },
+            "not this",
+        ),
+        (
+            &|t: &mut Value| t["explanation"]["values"]["f0"] = json!(0.5),
+            "explanation shown",
+        ),
+    ] {
+        let (ok, stderr) = check_saved(&tampered(change), &id, &[]);
+        assert!(!ok && stderr.contains(says), "{says}: {stderr}");
+    }
+    let unsigned = tampered(&|t: &mut Value| t["audit"]["checkpoint"] = Value::Null);
+    let (ok, stderr) = check_saved(&unsigned, &id, &[]);
+    assert!(ok && stderr.contains("no signed checkpoint"), "{stderr}");
+    let (ok, stderr) = check_saved(&unsigned, &id, &["--verifier-key", key.trim()]);
+    assert!(
+        !ok && stderr.contains("--verifier-key checks nothing"),
+        "{stderr}"
+    );
+
     // The trail itself holds one event per archived segment.
     let log = server.mltrail(&[
         "audit",
@@ -149,6 +223,45 @@ fn a_prediction_traces_to_its_run_data_and_trail_and_a_rewritten_record_is_caugh
         &server.store_uri(),
     ]);
     assert!(String::from_utf8_lossy(&log.stdout).contains("predictions.archive"));
+
+    // The trail records a segment only as the archived file is: not one that was never
+    // uploaded, nor a summary the file's records do not make.
+    let file = parquet_under(&archive)
+        .into_iter()
+        .next()
+        .expect("an archived file");
+    let artifact = file
+        .strip_prefix(server.artifact_root())
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let summary = |artifact: &str, root: &str| {
+        json!({"artifact": artifact, "deployment": "traced", "records": 1,
+               "first_id": id, "last_id": id, "root": root})
+    };
+    let record_segment = |body: Value| {
+        let resp = common::client()
+            .post(format!("{}/api/v1/deployments/segments", server.url))
+            .json(&body)
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    };
+    let (status, body) = record_segment(summary(
+        "predictions/traced/2030-01-01/squat-1.parquet",
+        &"ab".repeat(32),
+    ));
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("upload"),
+        "{body}"
+    );
+    let (status, body) = record_segment(summary(&artifact, &"ab".repeat(32)));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("`root`"),
+        "{body}"
+    );
 
     // Someone with write access to the archive rewrites the served output.
     let file = parquet_under(&archive)

@@ -83,15 +83,22 @@ pub fn classification(
     probability_classes: &[String],
 ) -> Classification {
     let n = truth.len().min(scored.len());
+    // scikit-learn's labels are those of the truth and the predictions (`unique_labels`); a
+    // class that only has a probability column counts in neither the confusion matrix nor the
+    // macro averages.
     let mut classes: Vec<String> = truth[..n]
         .iter()
         .cloned()
         .chain(scored[..n].iter().map(|s| s.predicted.clone()))
-        .chain(probability_classes.iter().cloned())
         .collect();
     classes.sort();
     classes.dedup();
     let index = |c: &String| classes.binary_search(c).unwrap_or(0);
+    // Probability columns: the labels and every class the model gives a probability for.
+    let mut columns: Vec<String> = classes.iter().chain(probability_classes).cloned().collect();
+    columns.sort();
+    columns.dedup();
+    let column = |c: &String| columns.binary_search(c).unwrap_or(0);
     let mut confusion = vec![vec![0u64; classes.len()]; classes.len()];
     for (t, s) in truth[..n].iter().zip(&scored[..n]) {
         confusion[index(t)][index(&s.predicted)] += 1;
@@ -106,9 +113,20 @@ pub fn classification(
         let f1 = rate(2.0 * p * r, p + r);
         (p, r, f1)
     };
-    let positive = positive_class(&classes).cloned();
+    // With one label present, a two-class model still has its positive class (then, as in
+    // scikit-learn, a positive never seen scores 0).
+    let positive = positive_class(&classes)
+        .or_else(|| {
+            (classes.len() < 2)
+                .then(|| positive_class(&columns))
+                .flatten()
+        })
+        .cloned();
     let (precision, recall, f1) = match &positive {
-        Some(p) => per_class(index(p)),
+        Some(p) => match classes.binary_search(p) {
+            Ok(i) => per_class(i),
+            Err(_) => (0.0, 0.0, 0.0),
+        },
         None => {
             let k = classes.len().max(1) as f64;
             let all: Vec<_> = (0..classes.len()).map(per_class).collect();
@@ -124,15 +142,15 @@ pub fn classification(
         .iter()
         .map(|s| {
             let p = s.probabilities.as_ref()?;
-            let mut row = vec![0.0; classes.len()];
+            let mut row = vec![0.0; columns.len()];
             for (class, value) in probability_classes.iter().zip(p) {
-                row[index(class)] = *value;
+                row[column(class)] = *value;
             }
             Some(row)
         })
         .collect();
     let probabilities = probabilities.filter(|p| !p.is_empty() && !probability_classes.is_empty());
-    let truth_index: Vec<usize> = truth[..n].iter().map(index).collect();
+    let truth_index: Vec<usize> = truth[..n].iter().map(column).collect();
     let log_loss = probabilities.as_ref().map(|p| {
         let eps = f64::EPSILON;
         let total: f64 = p
@@ -148,8 +166,8 @@ pub fn classification(
             .zip(&truth_index)
             .map(|(row, &t)| match &positive {
                 Some(pos) => {
-                    let y = f64::from(u8::from(t == index(pos)));
-                    (y - row[index(pos)]).powi(2)
+                    let y = f64::from(u8::from(t == column(pos)));
+                    (y - row[column(pos)]).powi(2)
                 }
                 None => row
                     .iter()
@@ -164,7 +182,7 @@ pub fn classification(
         .as_ref()
         .zip(probabilities.as_ref())
         .map(|(pos, p)| {
-            let k = index(pos);
+            let k = column(pos);
             let scores: Vec<f64> = p.iter().map(|row| row[k]).collect();
             let truths: Vec<bool> = truth_index.iter().map(|&t| t == k).collect();
             (scores, truths)
@@ -284,8 +302,11 @@ pub fn regression(truth: &[f64], predicted: &[f64]) -> Regression {
     let ss_res: f64 = pairs.iter().map(|(t, p)| (t - p).powi(2)).sum();
     let mean = pairs.iter().map(|(t, _)| t).sum::<f64>() / n;
     let ss_tot: f64 = pairs.iter().map(|(t, _)| (t - mean).powi(2)).sum();
-    // r2_score(force_finite=True): a constant truth scores 1 when predicted exactly, else 0.
-    let r2 = if ss_tot == 0.0 {
+    // r2_score(force_finite=True): a constant truth scores 1 when predicted exactly, else 0;
+    // with fewer than two rows it is not defined (NaN, as scikit-learn gives with a warning).
+    let r2 = if pairs.len() < 2 {
+        f64::NAN
+    } else if ss_tot == 0.0 {
         if ss_res == 0.0 {
             1.0
         } else {
@@ -391,6 +412,34 @@ mod tests {
             + (0.04 + 0.25 + 0.49))
             / 4.0;
         assert!((m.brier.unwrap() - brier).abs() < 1e-15);
+
+        // A class the model gives probabilities for but that neither the truth nor the
+        // predictions hold is not one of scikit-learn's labels: the macro averages stay over
+        // `a`, `b` and `c`, and the confusion matrix is 3 × 3.
+        let m = classification(&truth, &rows, &s(&["a", "b", "c", "d"]));
+        assert_eq!(m.classes, s(&["a", "b", "c"]));
+        assert!((m.precision - 4.0 / 9.0).abs() < 1e-15);
+        assert!((m.recall - 0.5).abs() < 1e-15);
+        assert_eq!(m.confusion_matrix.len(), 3);
+        let ll = -(0.8f64.ln() + 0.3f64.ln() + 0.7f64.ln() + 0.3f64.ln()) / 4.0;
+        assert!((m.log_loss.unwrap() - ll).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_two_class_model_keeps_its_positive_class_when_one_label_is_seen() {
+        let m = classification(
+            &s(&["1", "1"]),
+            &[scored("1", 0.9), scored("1", 0.6)],
+            &s(&["0", "1"]),
+        );
+        assert_eq!(m.positive_class.as_deref(), Some("1"));
+        assert_eq!((m.precision, m.recall, m.f1), (1.0, 1.0, 1.0));
+        let m = classification(
+            &s(&["0", "0"]),
+            &[scored("0", 0.1), scored("0", 0.2)],
+            &s(&["0", "1"]),
+        );
+        assert_eq!((m.precision, m.recall, m.f1), (0.0, 0.0, 0.0));
     }
 
     #[test]
@@ -402,5 +451,6 @@ mod tests {
         assert!((m.rmse - 0.375f64.sqrt()).abs() < 1e-15);
         assert_eq!(regression(&[1.0, 1.0], &[1.0, 1.0]).r2, 1.0);
         assert_eq!(regression(&[1.0, 1.0], &[1.0, 2.0]).r2, 0.0);
+        assert!(regression(&[1.0], &[1.0]).r2.is_nan());
     }
 }

@@ -212,6 +212,11 @@ pub struct Deployment {
     retired: std::sync::Mutex<Vec<Arc<Serving>>>,
 }
 
+/// Whether `serving` is model `name` version `version` from the file with `digest`.
+fn same_version(serving: &Serving, name: &str, version: &str, digest: &str) -> bool {
+    serving.digest == digest && serving.version == version && serving.name == name
+}
+
 /// Versions kept after a swap for explaining their predictions; older ones are loaded again
 /// when asked.
 const RETIRED_VERSIONS: usize = 3;
@@ -245,8 +250,13 @@ impl Deployment {
 
     /// Keeps a version just swapped out (and its explainer) for explaining its predictions.
     fn retire(&self, serving: Arc<Serving>) {
+        // Kept only to explain their predictions: without explanations a swapped-out model
+        // would be memory held for nothing.
+        if self.explain_mode == ExplainMode::Off {
+            return;
+        }
         let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
-        retired.retain(|r| r.digest != serving.digest);
+        retired.retain(|r| !same_version(r, &serving.name, &serving.version, &serving.digest));
         retired.push(serving);
         if retired.len() > RETIRED_VERSIONS {
             retired.remove(0);
@@ -259,13 +269,17 @@ impl Deployment {
         &self,
         record: &PredictionRecord,
     ) -> Result<Arc<Serving>, ExplanationError> {
+        // The same file registered as two versions may have two training datasets, so two
+        // backgrounds: the version must match, not only the file.
+        let answered =
+            |s: &Serving| same_version(s, &record.model, &record.version, &record.digest);
         let current = self.current();
-        if current.digest == record.digest {
+        if answered(&current) {
             return Ok(current);
         }
         let kept = {
             let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
-            retired.iter().find(|r| r.digest == record.digest).cloned()
+            retired.iter().find(|r| answered(r)).cloned()
         };
         if let Some(kept) = kept {
             return Ok(kept);
