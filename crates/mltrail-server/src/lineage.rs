@@ -332,10 +332,15 @@ pub(crate) async fn record(
     let id = uuid::Uuid::parse_str(&id)
         .map_err(|_| ApiError::invalid(format!("`{id}` is not a prediction id (a UUID)")))?;
     let archive = ArtifactArchive(state.artifacts.clone());
-    let Some(found) = locate_archived(&archive, q.deployment.as_deref(), id)
-        .await
-        .map_err(ApiError::internal)?
-    else {
+    let found = match locate_archived(&archive, q.deployment.as_deref(), id).await {
+        Ok(found) => found,
+        // It may be in a damaged file: not found, and which files could not be read.
+        Err(e @ mltrail_serving::archive::ArchiveError::Unreadable(_)) => {
+            return Err(ApiError::not_found(format!("prediction {id}: {e}")))
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let Some(found) = found else {
         return Err(ApiError::not_found(format!(
             "prediction {id} is not in the archive; a deployment answers for predictions it has not archived yet (GET /api/v1/predictions/{id}/record on `mltrail serve`, or `mltrail trace {id} --serving URL`)"
         )));

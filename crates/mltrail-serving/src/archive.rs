@@ -122,6 +122,9 @@ pub enum ArchiveError {
     /// A record with no RFC 8785 form (a number JSON cannot hold), so no Merkle leaf.
     #[error("a record has no canonical form: {0}")]
     Canonical(#[from] serde_json::Error),
+    /// Looking for a record, files that could not be read (it may be in one of them).
+    #[error("not found in the files that could be read; unreadable: {}", .0.join(", "))]
+    Unreadable(Vec<String>),
 }
 
 fn data_type(kind: ColumnType) -> DataType {
@@ -500,12 +503,22 @@ pub async fn locate_archived(
     let mut found: Option<Located> = None;
     let mut feedback = Vec::new();
     let mut explanations = Vec::new();
+    // A file that cannot be read (damaged, or not the archiver's) hides only what it holds:
+    // the search goes on, and says so if it finds nothing.
+    let mut unreadable = Vec::new();
     for (_, dep, file) in files {
         if found.as_ref().is_some_and(|f| f.deployment != dep) {
             continue;
         }
         let bytes = store.get(&file).await?;
-        let records = tokio::task::spawn_blocking(move || from_parquet(bytes)).await??;
+        let records = match tokio::task::spawn_blocking(move || from_parquet(bytes)).await? {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(file = %file, error = %e, "an archived file cannot be read");
+                unreadable.push(file);
+                continue;
+            }
+        };
         let here = records.iter().enumerate().find_map(|(i, r)| match r {
             LogRecord::Prediction(p) if p.id == id => Some((i, p.clone())),
             _ => None,
@@ -528,6 +541,9 @@ pub async fn locate_archived(
                 explanations: Vec::new(),
             });
         }
+    }
+    if found.is_none() && !unreadable.is_empty() {
+        return Err(ArchiveError::Unreadable(unreadable));
     }
     Ok(found.map(|mut f| {
         // Annotations of another deployment's record with the same id are not this one's.
@@ -681,6 +697,10 @@ mod tests {
                     "predictions/d/2026-12-05/r-2.parquet".to_string(),
                     to_parquet(&[feedback]).unwrap(),
                 ),
+                (
+                    "predictions/d/2026-12-04/x.parquet".to_string(),
+                    b"not parquet".to_vec(),
+                ),
             ]
             .into_iter()
             .collect(),
@@ -694,6 +714,14 @@ mod tests {
         assert_eq!(found.index, 1);
         assert_eq!(found.feedback.len(), 1);
         assert!(locate_archived(&files, None, id).await.unwrap().is_some());
+        // Not found, with a file that could not be read: said, not hidden.
+        let other = uuid::Uuid::parse_str("01a23e5a-ae60-7000-8000-0000000000ff").unwrap();
+        match locate_archived(&files, Some("d"), other).await {
+            Err(ArchiveError::Unreadable(files)) => {
+                assert_eq!(files, ["predictions/d/2026-12-04/x.parquet"])
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
