@@ -517,6 +517,14 @@ impl Guard for AuthGate {
             ));
         }
         if caller.grants.is_some() {
+            if crate::permissions::deferred(request.method(), request.uri().path()) {
+                // The handler checks the run it decodes (`RunCheck`).
+                request
+                    .extensions_mut()
+                    .insert(crate::permissions::RunCheck(caller.clone()));
+                request.extensions_mut().insert(caller);
+                return Fast::Pass;
+            }
             // Its permissions are checked next, in the slow path, which takes the caller
             // from here rather than checking the credentials again.
             request.extensions_mut().insert(caller);

@@ -23,9 +23,51 @@ pub struct RawReq {
     pub actor: String,
     pub query: Option<String>,
     pub body: Bytes,
+    /// The caller whose permission check the guard left to the handler
+    /// ([`crate::permissions::RunCheck`]); `None` when the guard decided. A handler of a
+    /// [`crate::permissions::deferred`] route must call [`RawReq::authorize_run`].
+    pub run_check: Option<std::sync::Arc<crate::auth::Caller>>,
 }
 
 impl RawReq {
+    /// Makes the permission check the guard deferred ([`crate::permissions::deferred`]): may the
+    /// caller log to `run` and link `models`? A 403 (counted and logged as the guard's
+    /// refusals are) when not; nothing to do when the guard decided already.
+    pub async fn authorize_run<'a>(
+        &self,
+        state: &crate::AppState,
+        run: &str,
+        models: impl Iterator<Item = &'a str>,
+    ) -> Result<(), ApiError> {
+        let Some(caller) = &self.run_check else {
+            return Ok(());
+        };
+        let Some(grants) = &caller.grants else {
+            return Ok(());
+        };
+        let checked = crate::permissions::run_logging_allowed(
+            &state.store,
+            state.artifacts.uri(),
+            &state.auth.owners,
+            caller.principal.name(),
+            grants,
+            run,
+            models,
+        )
+        .await;
+        if let Err(refusal) = &checked {
+            if refusal.status == axum::http::StatusCode::FORBIDDEN {
+                state
+                    .auth
+                    .counters
+                    .denied
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(actor = %caller.principal, "permission denied");
+            }
+        }
+        checked
+    }
+
     /// The general parse of this request.
     pub fn fields(&self) -> Result<Req, ApiError> {
         Req::from_parts(self.actor.clone(), self.query.as_deref(), &self.body)
@@ -39,10 +81,19 @@ impl<S: Send + Sync> FromRequest<S> for RawReq {
         json_content_type(req.method(), req.headers())?;
         let actor = actor_of(req.headers(), req.extensions());
         let query = req.uri().query().map(str::to_string);
+        let run_check = req
+            .extensions()
+            .get::<crate::permissions::RunCheck>()
+            .map(|check| check.0.clone());
         let body = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::body_rejected(e, "INVALID_PARAMETER_VALUE"))?;
-        Ok(RawReq { actor, query, body })
+        Ok(RawReq {
+            actor,
+            query,
+            body,
+            run_check,
+        })
     }
 }
 

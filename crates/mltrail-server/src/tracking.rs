@@ -306,6 +306,11 @@ pub(crate) fn metric_from(
     })
 }
 
+/// The logged models metrics link to (each needs UPDATE on its experiment, as the run does).
+fn linked(metrics: &[NewMetric]) -> impl Iterator<Item = &str> {
+    metrics.iter().filter_map(|m| m.model_id.as_deref())
+}
+
 async fn log_metric(State(state): State<AppState>, raw: RawReq) -> JsonResult {
     let request = match metric_body::log_metric(raw.query.as_deref(), &raw.body) {
         Some(request) => request,
@@ -317,6 +322,8 @@ async fn log_metric(State(state): State<AppState>, raw: RawReq) -> JsonResult {
             }
         }
     };
+    raw.authorize_run(&state, &request.run_id, linked(&request.metrics))
+        .await?;
     log(
         &state,
         &raw.actor,
@@ -417,6 +424,7 @@ async fn log_batch(State(state): State<AppState>, raw: RawReq) -> JsonResult {
                 )
             }
         };
+    raw.authorize_run(&state, &run_id, linked(&metrics)).await?;
     log(&state, &raw.actor, &run_id, metrics, params, tags).await
 }
 

@@ -772,3 +772,116 @@ fn each_route_kind_answers_each_kind_of_caller_as_specified() {
         assert_eq!(status, 200, "{method} {path} with {scope}: {answer}");
     }
 }
+
+/// The hot logging routes (`log-metric`, `log-batch`) leave a user's permission check to their
+/// handler, which checks the run and the logged models it decoded: a user logs to their own
+/// runs, and is refused another's run or a metric linked to another's logged model, by the
+/// typed decoder's path and by the general one alike, with nothing stored and each refusal
+/// counted.
+#[test]
+fn a_user_logs_to_runs_and_models_they_may_update_and_no_others() {
+    let server = start();
+    let admin = As::Basic("admin", ADMIN_PASSWORD);
+    let post = |who: &As, path: &str, body: Value| {
+        call(
+            &server,
+            who,
+            "POST",
+            &format!("/api/2.0/mlflow/{path}"),
+            body,
+        )
+    };
+    let (_, theirs) = post(&admin, "experiments/create", json!({"name": "admins"}));
+    let theirs = theirs["experiment_id"].as_str().unwrap().to_string();
+    let (_, run) = post(&admin, "runs/create", json!({"experiment_id": theirs}));
+    let their_run = run["run"]["info"]["run_id"].as_str().unwrap().to_string();
+    let (status, model) = post(
+        &admin,
+        "logged-models",
+        json!({"experiment_id": theirs, "name": "theirs"}),
+    );
+    assert_eq!(status, 200, "{model}");
+    let their_model = model["model"]["info"]["model_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let out = mltrail(
+        &[
+            "users",
+            "create",
+            "writer",
+            "--password-stdin",
+            "--backend-store-uri",
+            &server.store_uri(),
+        ],
+        Some("writer-password-01\n"),
+    );
+    assert!(out.status.success());
+    let writer = As::Basic("writer", "writer-password-01");
+    let (_, mine) = post(&writer, "experiments/create", json!({"name": "writers"}));
+    let mine = mine["experiment_id"].as_str().unwrap().to_string();
+    let (_, run) = post(&writer, "runs/create", json!({"experiment_id": mine}));
+    let my_run = run["run"]["info"]["run_id"].as_str().unwrap().to_string();
+
+    let metric = |run: &str| json!({"run_id": run, "key": "m", "value": 1.5, "timestamp": 1});
+    let batch = |run: &str| json!({"run_id": run, "metrics": [{"key": "m", "value": 2.5, "timestamp": 2, "step": 1}]});
+    // With params the general parser reads the body.
+    let general = |run: &str| {
+        json!({"run_id": run, "metrics": [{"key": "m", "value": 3.5, "timestamp": 3, "step": 2}],
+               "params": [{"key": "p", "value": "1"}]})
+    };
+    for (path, body) in [
+        ("runs/log-metric", metric(&my_run)),
+        ("runs/log-batch", batch(&my_run)),
+        ("runs/log-batch", general(&my_run)),
+    ] {
+        let (status, answer) = post(&writer, path, body);
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    let mut linked = metric(&my_run);
+    linked["model_id"] = json!(their_model);
+    let mut linked_in_batch = batch(&my_run);
+    linked_in_batch["metrics"][0]["model_id"] = json!(their_model);
+    let refused = [
+        ("runs/log-metric", metric(&their_run)),
+        ("runs/log-batch", batch(&their_run)),
+        ("runs/log-batch", general(&their_run)),
+        ("runs/log-metric", linked),
+        ("runs/log-batch", linked_in_batch),
+        // A run that does not exist is refused like one the user may not see.
+        ("runs/log-metric", metric(&"0".repeat(32))),
+    ];
+    for (path, body) in refused.iter().cloned() {
+        let (status, answer) = post(&writer, path, body);
+        assert_eq!(status, 403, "{path}: {answer}");
+        assert_eq!(answer["error_code"], "PERMISSION_DENIED");
+    }
+    let (_, run) = call(
+        &server,
+        &admin,
+        "GET",
+        &format!("/api/2.0/mlflow/runs/get?run_id={their_run}"),
+        json!({}),
+    );
+    assert!(run["run"]["data"]["metrics"].is_null(), "{run}");
+    let (_, run) = call(
+        &server,
+        &admin,
+        "GET",
+        &format!("/api/2.0/mlflow/runs/get?run_id={my_run}"),
+        json!({}),
+    );
+    assert_eq!(run["run"]["data"]["metrics"][0]["value"], 3.5, "{run}");
+    let metrics = client()
+        .get(format!("{}/metrics", server.url))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("mltrail_auth_denied_total {}\n", refused.len())),
+        "{metrics}"
+    );
+}
