@@ -289,7 +289,8 @@ def archived_rows(s3):
         for obj in page.get("Contents", []):
             name = obj["Key"].rsplit("/", 1)[-1]
             assert name.endswith(".parquet"), obj["Key"]
-            replica = name.rsplit("-", 1)[0]
+            # <replica>-<segment>-<start of the records' Merkle root>.parquet
+            replica = name.split("-", 1)[0]
             body = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
             table = pq.read_table(io.BytesIO(body), columns=["type", "id"]).to_pydict()
             rows += [(i, replica) for t, i in zip(table["type"], table["id"]) if t == "prediction"]
