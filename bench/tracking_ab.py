@@ -25,6 +25,12 @@ import tracking
 HERE = Path(__file__).resolve().parent
 
 
+def cpu_seconds(pid):
+    """User and system CPU seconds process `pid` has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=str(HERE.parent / "target" / "release" / "mltrail"))
@@ -69,8 +75,13 @@ def main():
             for load in args.loads:
                 script, conns = load.split(":")
                 run = server.post("runs/create", {"experiment_id": exp})["run"]["info"]["run_id"]
+                before = cpu_seconds(server.proc.pid)
                 r = tracking.wrk(server, script, int(conns), args.duration, RUN=run, EXP=exp)
-                print(f"{script} c{conns}: {r['rps']:.0f} req/s  p99 {r['p99_ms']} ms  non-2xx {r['non_2xx']}", flush=True)
+                # The server's own CPU per request: on this shared VM a steadier measure of what
+                # a change costs than req/s, which wrk (on the same 2 cores) and the disk move.
+                cpu_us = (cpu_seconds(server.proc.pid) - before) / (r["rps"] * args.duration) * 1e6
+                print(f"{script} c{conns}: {r['rps']:.0f} req/s  p99 {r['p99_ms']} ms  non-2xx {r['non_2xx']}"
+                      f"  server CPU {cpu_us:.1f} us/request", flush=True)
         finally:
             server.stop()
     finally:
