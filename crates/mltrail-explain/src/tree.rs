@@ -645,8 +645,16 @@ fn region_tables(
     let mut groups = Vec::new();
     let mut above = Vec::new();
     let shape = (features, outputs);
-    group_tables(tree, leaves?, 0, &mut above, shape, budget, &mut groups)?;
-    Some(Regions(groups))
+    // Groups that fitted before one did not are dropped with the rest: what they took is
+    // given back, for the trees after this one.
+    let left = budget.left;
+    match group_tables(tree, leaves?, 0, &mut above, shape, budget, &mut groups) {
+        Some(()) => Some(Regions(groups)),
+        None => {
+            budget.left = left;
+            None
+        }
+    }
 }
 
 /// The tables of the leaves under `node` (`above`: the splits on the way to it), with
@@ -1432,5 +1440,64 @@ mod tests {
         assert!((w.present(2, 1) - 1.0 / 6.0).abs() < 1e-15);
         assert!((w.absent(2, 1) - 2.0 / 6.0).abs() < 1e-15);
         assert_eq!(w.present(1, 0), 1.0);
+    }
+
+    #[test]
+    fn group_tables_that_cannot_all_be_made_give_their_budget_back() {
+        // Five features, x0 at the root, x1 and x2 below on its left, x3 and x4 on its right.
+        // A table for the whole tree holds 2^5 × 5 = 160 values without missing values; one
+        // per side, with them, 3^3 × 3 = 81 (three intervals of each of its three features).
+        // With 150 left, the left side's fits and the right side's then does not.
+        let split = |feature| {
+            Some(Split {
+                feature,
+                threshold: 0.0,
+                mode: NodeMode::Leq,
+                missing_goes_true: false,
+            })
+        };
+        let node = |split, true_child, false_child| Node {
+            split,
+            true_child,
+            false_child,
+        };
+        let leaf = node(None, 0, 0);
+        let nodes = vec![
+            node(split(0), 1, 8),
+            node(split(1), 2, 5),
+            node(split(2), 3, 4),
+            leaf,
+            leaf,
+            node(split(2), 6, 7),
+            leaf,
+            leaf,
+            node(split(3), 9, 12),
+            node(split(4), 10, 11),
+            leaf,
+            leaf,
+            node(split(4), 13, 14),
+            leaf,
+            leaf,
+        ];
+        let values: Vec<f64> = (0..15).map(f64::from).collect();
+        let covers = vec![
+            8.0, 4.0, 2.0, 1.0, 1.0, 2.0, 1.0, 1.0, 4.0, 2.0, 1.0, 1.0, 2.0, 1.0, 1.0,
+        ];
+        let tree = ShapTree::new(nodes, values, covers, 1).expect("tree");
+        let forest = Forest::new(vec![tree], vec![0.0], 5).expect("forest");
+        let explainer = PathDependent::by_leaf_tables(forest);
+        let tables = |left| {
+            let mut budget = TableBudget { left };
+            let regions = region_tables(
+                &explainer.forest.trees[0],
+                explainer.tables[0].as_deref(),
+                (5, 1),
+                &mut budget,
+                |row, phi| explainer.explain_tree(0, row, phi, &mut Vec::new(), &mut Vec::new()),
+            );
+            (regions.map(|r| r.0.len()), budget.left)
+        };
+        assert_eq!(tables(1000), (Some(1), 840), "one table for the whole tree");
+        assert_eq!(tables(150), (None, 150));
     }
 }

@@ -725,11 +725,9 @@ fn artifact(checker: &Checker<'_>, path: &str, action: Action) -> Result<(), Ref
     }
     match experiment_folder(path) {
         Some(id) => checker.experiment(id, action),
-        None => checker.needs(
-            checker.grants.default,
-            action,
-            || "artifacts outside any experiment".to_string(),
-        ),
+        None => checker.needs(checker.grants.default, action, || {
+            "artifacts outside any experiment".to_string()
+        }),
     }
 }
 
