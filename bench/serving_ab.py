@@ -44,6 +44,26 @@ import serving
 HERE = Path(__file__).resolve().parent
 
 
+def cpu_seconds(pid):
+    """User and system CPU seconds process `pid` has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds():
+    """CPU seconds all cores have spent busy (Linux /proc/stat: everything but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_seconds():
+    """CPU seconds this script's finished children (the wrk runs) have used."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--a", required=True, help="the build before (a baseline)")
@@ -103,13 +123,14 @@ def main():
             sealed = client.create_model_version(args.model, source, tags={
                 "mltrail.privacy": '{"subject": "customer", "pii": ["f1", "f2"]}'})
             versions["B"] = sealed.version
-        urls = {}
+        urls, pids = {}, {}
         for name, binary in builds.items():
             port = serving.free_port()
             urls[name] = f"http://127.0.0.1:{port}"
             procs.append(serving.start([binary, "serve", "--model", f"{args.model}/{versions[name]}", "--tracking-uri", tracking, "--port", str(port),
                                         "--durability", args.durability, "--log-dir", str(work / f"log-{name}"),
                                         *(auth if name == "B" else []), *explain[name]], urls[name], env, "/health", work))
+            pids[name] = procs[-1].pid
         bodies = {}
         for load in args.loads:
             rows, conns = (int(x) for x in load.split(":"))
@@ -124,8 +145,16 @@ def main():
             runs = {"A": [], "B": []}
             for _ in range(args.rounds):
                 for name in ("A", "B"):
-                    runs[name].append(serving.wrk(urls[name], "/invocations", texts[name], conns, args.duration,
-                                                  authorization[name]))
+                    before = (cpu_seconds(pids[name]), machine_busy_seconds(), wrk_seconds())
+                    r = serving.wrk(urls[name], "/invocations", texts[name], conns, args.duration, authorization[name])
+                    # CPU per request: steadier than req/s on this shared VM, whose speed drifts
+                    # between turns. `cpu_us` is the deployment's own; `all_us` is the whole
+                    # machine's but wrk's (the deployment, the kernel's writeback of its log, and
+                    # the tracking server taking its archive), so bytes written count too.
+                    done = r["rps"] * args.duration
+                    r["cpu_us"] = (cpu_seconds(pids[name]) - before[0]) / done * 1e6
+                    r["all_us"] = ((machine_busy_seconds() - before[1]) - (wrk_seconds() - before[2])) / done * 1e6
+                    runs[name].append(r)
             med = {n: (statistics.median(r["rps"] for r in rs), statistics.median(r["p99_ms"] for r in rs)) for n, rs in runs.items()}
             bad = sum(r["non_2xx"] for rs in runs.values() for r in rs)
             each = {n: ", ".join(f"{r['rps']:.0f}" for r in rs) for n, rs in runs.items()}
@@ -133,6 +162,10 @@ def main():
                   f"B {med['B'][0]:8.0f} req/s p99 {med['B'][1]:6.2f} ms | B/A {med['B'][0] / med['A'][0]:.2f}x"
                   f"  (A runs: {each['A']}; B runs: {each['B']})"
                   + (f"  NON-2XX {bad}" if bad else ""), flush=True)
+            for key, what in (("cpu_us", "deployment CPU"), ("all_us", "machine CPU but wrk's")):
+                cpu = {n: statistics.median(r[key] for r in rs) for n, rs in runs.items()}
+                print(f"    {what} per request (median): A {cpu['A']:.1f} us | B {cpu['B']:.1f} us | "
+                      f"A/B {cpu['A'] / cpu['B']:.2f}", flush=True)
     finally:
         for p in procs:
             serving.stop(p)

@@ -39,7 +39,23 @@ pub trait ArchiveStore: ArchiveReader {
     fn record_segment<'a>(
         &'a self,
         segment: &'a ArchivedSegment,
-    ) -> BoxFuture<'a, Result<(), StorageError>>;
+    ) -> BoxFuture<'a, Result<Recorded, StorageError>>;
+}
+
+/// What the trail answered to an archived segment's summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded now, or the same summary was recorded before.
+    Yes,
+    /// The trail holds another summary for that file, and never changes it (what it says).
+    Conflict(String),
+}
+
+/// The number of rows an archive file holds, from its footer alone.
+pub fn row_count(bytes: bytes::Bytes) -> Result<u64, ArchiveError> {
+    let metadata =
+        parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes)?;
+    Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or(0))
 }
 
 pub type SharedArchive = Arc<dyn ArchiveStore>;

@@ -742,10 +742,16 @@ impl PredictionLog {
             // The segment is forgotten locally only once the trail holds its summary; a
             // failure here leaves it for the next round, which uploads and records it again.
             if let Some(summary) = leaves.summary(&target, deployment) {
-                store
+                let recorded = store
                     .record_segment(&summary)
                     .await
                     .map_err(|e| LogError::Archive(e.into()))?;
+                // Retrying would never succeed, and would hold every later segment back: the
+                // file is archived, and the trail's other summary makes each of its records'
+                // traces fail, which is the alarm an auditor needs.
+                if let crate::archive::Recorded::Conflict(why) = recorded {
+                    tracing::error!(artifact = %target, reason = %why, "the audit trail holds another summary for this archived file; its predictions' proofs will fail");
+                }
             }
             artifact = Some(target);
         }
@@ -1164,6 +1170,67 @@ mod tests {
         assert_eq!(log.sealed_segments().unwrap(), [1]);
         assert!(!log.seal_if_due().unwrap(), "the new segment is empty");
         assert_eq!(log.get(1).unwrap().unwrap().0.latency_us, 1);
+    }
+
+    /// An archive whose trail already holds another summary for every file.
+    #[derive(Default)]
+    struct Conflicting(std::sync::Mutex<Vec<String>>);
+
+    impl crate::archive::ArchiveReader for Conflicting {
+        fn list<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> crate::deployment::BoxFuture<'a, Result<Vec<String>, crate::archive::StorageError>>
+        {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn get<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> crate::deployment::BoxFuture<'a, Result<Vec<u8>, crate::archive::StorageError>>
+        {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+    }
+
+    impl crate::archive::ArchiveStore for Conflicting {
+        fn put<'a>(
+            &'a self,
+            path: &'a str,
+            _: Vec<u8>,
+        ) -> crate::deployment::BoxFuture<'a, Result<(), crate::archive::StorageError>> {
+            self.0.lock().unwrap().push(path.to_string());
+            Box::pin(async { Ok(()) })
+        }
+        fn record_segment<'a>(
+            &'a self,
+            _: &'a crate::segment_tree::ArchivedSegment,
+        ) -> crate::deployment::BoxFuture<
+            'a,
+            Result<crate::archive::Recorded, crate::archive::StorageError>,
+        > {
+            Box::pin(async { Ok(crate::archive::Recorded::Conflict("taken".into())) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_summary_the_trail_refuses_for_good_does_not_hold_later_segments_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = LogConfig::new(dir.path(), Durability::Default);
+        config.segment_age = std::time::Duration::from_millis(20);
+        let log = PredictionLog::open(config).unwrap();
+        for i in 1..=2u128 {
+            log.append(vec![prediction(i, 1)]).await.unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            assert!(log.seal_if_due().unwrap());
+        }
+        let store = Conflicting::default();
+        for seq in log.sealed_segments().unwrap() {
+            let artifact = log.archive_segment(seq, "d", &store).await.unwrap();
+            assert!(artifact.is_some_and(|a| a.starts_with("predictions/d/")));
+        }
+        assert!(log.sealed_segments().unwrap().is_empty());
+        assert_eq!(store.0.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! client uses.
 
 use anyhow::{anyhow, bail, Context, Result};
-use mltrail_serving::archive::{ArchiveReader, ArchiveStore, StorageError};
+use mltrail_serving::archive::{ArchiveReader, ArchiveStore, Recorded, StorageError};
 use mltrail_serving::deployment::follower::{DeploymentEvent, DeploymentJournal};
 use mltrail_serving::deployment::{
     BoxFuture, LineageSource, Listed, ModelRef, ModelSource, SourceError, SourceVersion,
@@ -362,18 +362,25 @@ impl ArchiveStore for Client {
     fn record_segment<'a>(
         &'a self,
         segment: &'a ArchivedSegment,
-    ) -> BoxFuture<'a, Result<(), StorageError>> {
+    ) -> BoxFuture<'a, Result<Recorded, StorageError>> {
         Box::pin(async move {
             let body = serde_json::to_value(segment)
                 .map_err(|e| StorageError::new("record", &segment.artifact, e))?;
-            self.post(
-                "/api/v1/deployments/segments",
-                &body,
-                "record an archived segment",
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| StorageError::new("record", &segment.artifact, e))
+            match self
+                .post(
+                    "/api/v1/deployments/segments",
+                    &body,
+                    "record an archived segment",
+                )
+                .await
+            {
+                Ok(_) => Ok(Recorded::Yes),
+                // The server's word for "another summary is recorded for this file".
+                Err(e) if format!("{e:#}").contains("RESOURCE_ALREADY_EXISTS") => {
+                    Ok(Recorded::Conflict(format!("{e:#}")))
+                }
+                Err(e) => Err(StorageError::new("record", &segment.artifact, e)),
+            }
         })
     }
 }

@@ -236,7 +236,7 @@ fn a_prediction_traces_to_its_run_data_and_trail_and_a_rewritten_record_is_caugh
         .to_string_lossy()
         .to_string();
     let summary = |artifact: &str, root: &str| {
-        json!({"artifact": artifact, "deployment": "traced", "records": 1,
+        json!({"artifact": artifact, "deployment": "traced", "records": 1000,
                "first_id": id, "last_id": id, "root": root})
     };
     let record_segment = |body: Value| {
@@ -259,9 +259,20 @@ fn a_prediction_traces_to_its_run_data_and_trail_and_a_rewritten_record_is_caugh
     let (status, body) = record_segment(summary(&artifact, &"ab".repeat(32)));
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["message"].as_str().unwrap().contains("`root`"),
+        body["message"].as_str().unwrap().contains("`records`"),
         "{body}"
     );
+    let not_parquet = server
+        .artifact_root()
+        .join("predictions/traced/2030-01-01/x.parquet");
+    std::fs::create_dir_all(not_parquet.parent().unwrap()).unwrap();
+    std::fs::write(&not_parquet, b"not parquet").unwrap();
+    let (status, body) = record_segment(summary(
+        "predictions/traced/2030-01-01/x.parquet",
+        &"ab".repeat(32),
+    ));
+    assert_eq!(status, 400, "{body}");
+    std::fs::remove_file(&not_parquet).unwrap();
 
     // Someone with write access to the archive rewrites the served output.
     let file = parquet_under(&archive)
