@@ -63,6 +63,12 @@ async fn record_segment(
             segment.deployment
         ))
     })?;
+    if !segment.named_by_root() {
+        return Err(ApiError::invalid(format!(
+            "`root`: the file's name `{}` announces another root (a replica names its file <replica>-<seq>-<first 16 hex of root>.parquet)",
+            segment.artifact
+        )));
+    }
     check_against_file(&state, &segment).await?;
     let digest = segment.state_digest();
     let new =

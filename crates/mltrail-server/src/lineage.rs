@@ -462,5 +462,9 @@ async fn segment_part(state: &AppState, trail: &mut Trail, found: &Located) -> A
     let mut body = serde_json::to_value(&proof).map_err(ApiError::internal)?;
     body["state_digest"] = json!(digest);
     body["in_trail"] = json!(in_trail);
+    // Feedback or explanations in these may be missing from the trace: said, not hidden.
+    if !found.unreadable.is_empty() {
+        body["unreadable_files"] = json!(found.unreadable);
+    }
     Ok(body)
 }

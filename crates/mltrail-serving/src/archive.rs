@@ -482,6 +482,8 @@ pub struct Located {
     pub feedback: Vec<FeedbackRecord>,
     /// Explanations computed on request and archived, oldest file first.
     pub explanations: Vec<ExplanationRecord>,
+    /// Files searched that could not be read: feedback or explanations in them are missing.
+    pub unreadable: Vec<String>,
 }
 
 /// Finds an archived prediction in one deployment's archive, or in every deployment's when
@@ -526,8 +528,11 @@ pub async fn locate_archived(
         if found.as_ref().is_some_and(|f| f.deployment != dep) {
             continue;
         }
-        let bytes = store.get(&file).await?;
-        let records = match tokio::task::spawn_blocking(move || from_parquet(bytes)).await? {
+        let read = match store.get(&file).await {
+            Ok(bytes) => tokio::task::spawn_blocking(move || from_parquet(bytes)).await?,
+            Err(e) => Err(e.into()),
+        };
+        let records = match read {
             Ok(records) => records,
             Err(e) => {
                 tracing::warn!(file = %file, error = %e, "an archived file cannot be read");
@@ -555,6 +560,7 @@ pub async fn locate_archived(
                 index,
                 feedback: Vec::new(),
                 explanations: Vec::new(),
+                unreadable: Vec::new(),
             });
         }
     }
@@ -571,6 +577,7 @@ pub async fn locate_archived(
             .into_iter()
             .filter(|r| r.deployment == f.deployment)
             .collect();
+        f.unreadable = unreadable;
         f
     }))
 }
@@ -729,6 +736,7 @@ mod tests {
         assert_eq!(found.artifact, "predictions/d/2026-12-03/r-1.parquet");
         assert_eq!(found.index, 1);
         assert_eq!(found.feedback.len(), 1);
+        assert_eq!(found.unreadable, ["predictions/d/2026-12-04/x.parquet"]);
         assert!(locate_archived(&files, None, id).await.unwrap().is_some());
         // Not found, with a file that could not be read: said, not hidden.
         let other = uuid::Uuid::parse_str("01a23e5a-ae60-7000-8000-0000000000ff").unwrap();

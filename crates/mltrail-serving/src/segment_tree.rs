@@ -48,6 +48,25 @@ impl ArchivedSegment {
         })
     }
 
+    /// Whether the file's name carries the start of this summary's root, as replicas name
+    /// their files (`<replica>-<seq>-<first 16 hex of root>.parquet`): a summary recorded for a
+    /// file must be the one its name announces, so a path cannot be taken with another root
+    /// (finding records whose root shares 64 bits is out of reach). Names of the earlier form
+    /// (`<replica>-<seq>.parquet`) announce nothing and pass.
+    pub fn named_by_root(&self) -> bool {
+        let stem = self
+            .artifact
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.strip_suffix(".parquet"))
+            .unwrap_or("");
+        let parts: Vec<&str> = stem.split('-').collect();
+        match parts[..] {
+            [_, _, announced] => self.root.get(..16) == Some(announced),
+            _ => true,
+        }
+    }
+
     /// The digest its audit event carries.
     pub fn state_digest(&self) -> String {
         mltrail_core::audit::state_digest(&self.state())
@@ -237,6 +256,22 @@ mod tests {
             assert_eq!(proof.segment.check(), Ok(()));
         }
         assert!(prove_record(&records, 5, "a", "d").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_name_announces_the_start_of_its_root() {
+        let mut s = prove_record(&[record(1, "{}")], 0, "predictions/d/day/r-1.parquet", "d")
+            .unwrap()
+            .unwrap()
+            .segment;
+        assert!(s.named_by_root(), "the earlier form announces nothing");
+        s.artifact = format!("predictions/d/day/r-000000000001-{}.parquet", &s.root[..16]);
+        assert!(s.named_by_root());
+        s.artifact = format!(
+            "predictions/d/day/r-000000000001-{}.parquet",
+            "0".repeat(16)
+        );
+        assert!(!s.named_by_root());
     }
 
     #[test]

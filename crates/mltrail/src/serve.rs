@@ -110,8 +110,8 @@ pub struct ServeArgs {
     /// Roll the prediction-log segment after this many bytes (at most 3 GiB).
     #[arg(long)]
     segment_bytes: Option<u64>,
-    /// Roll the prediction-log segment after this many seconds (monitors see a window once its
-    /// segments are archived, so keep this below the monitors' --delay).
+    /// Roll the prediction-log segment after this many seconds, at most 86400 (monitors see a
+    /// window once its segments are archived, so keep this below the monitors' --delay).
     #[arg(long)]
     segment_seconds: Option<u64>,
     /// How often sealed segments are converted to Parquet and uploaded to the artifact store
@@ -194,6 +194,14 @@ pub async fn serve(
     };
     let mut log_config = LogConfig::new(&log_dir, durability);
     log_config.segment_bytes = args.segment_bytes.clamp(1, MAX_SEGMENT_BYTES);
+    // Archived predictions are looked for in the files of their own day and the day before
+    // (a file is named by its first record's day): a segment may stay open a day at most.
+    if args.segment_seconds > 86_400 {
+        bail!(
+            "--segment-seconds {} is more than a day (86400): archived predictions are found by the day of their segment's first record and the day before",
+            args.segment_seconds
+        );
+    }
     log_config.segment_age = Duration::from_secs(args.segment_seconds.max(1));
     log_config.index_entries = args.index_entries.max(1);
     let log = PredictionLog::open(log_config)

@@ -74,14 +74,19 @@ async fn fetch(args: &TraceArgs, id: uuid::Uuid) -> Result<Value> {
     let tracking = args.client.client()?;
     Ok(match tracking.get_json(&path, &format!("prediction {id}")).await {
         Ok(trace) => trace,
-        Err(e) if e.to_string().contains("RESOURCE_DOES_NOT_EXIST") => match &args.serving {
+        Err(e)
+            if e.downcast_ref::<crate::tracking_client::Refused>()
+                .is_some_and(|r| r.code == "RESOURCE_DOES_NOT_EXIST") =>
+        {
+            match &args.serving {
             Some(url) => Client::new(url.trim_end_matches('/').to_string())?
                 .get_json(&path, &format!("prediction {id} at {url}"))
                 .await?,
             None => bail!(
                 "{e}\nif it was served recently, its deployment still holds it: pass --serving http://HOST:PORT"
             ),
-        },
+            }
+        }
         Err(e) => return Err(e),
     })
 }
@@ -268,9 +273,16 @@ pub fn check(trace: &Value, id: uuid::Uuid, trusted: Option<&Verifier>) -> Check
     }
     // The model file that answered is the one its deployment's events name.
     let served = trace["prediction"]["digest"].as_str();
+    // The deployment's events about this version (`D:MODEL/V`), not any deployment's.
+    let deployment_id = format!(
+        "{}:{}/{}",
+        trace["prediction"]["deployment"].as_str().unwrap_or(""),
+        trace["prediction"]["model"].as_str().unwrap_or(""),
+        trace["prediction"]["version"].as_str().unwrap_or("")
+    );
     let deployed: Vec<&str> = digests
         .values()
-        .filter(|e| e.entity_type == "deployment")
+        .filter(|e| e.entity_type == "deployment" && e.entity_id == deployment_id)
         .filter_map(|e| e.state_digest.as_deref())
         .collect();
     match served {
@@ -293,11 +305,11 @@ pub fn check(trace: &Value, id: uuid::Uuid, trusted: Option<&Verifier>) -> Check
 /// tags and params and the training data's digest in their proven states. What no proof covers
 /// (feedback, an explanation computed later, opened personal data) is said to be so.
 fn check_claims(trace: &Value, proven: &[(String, String, Value)], out: &mut Checked) {
-    let state = |kind: &str| {
+    let state = |kind: &str, id: &str| {
         proven
             .iter()
-            .find(|(k, _, _)| k == kind)
-            .map(|(_, id, s)| (id, s))
+            .find(|(k, i, _)| k == kind && i == id)
+            .map(|(_, _, s)| s)
     };
     let record = &trace["prediction"];
     // Inputs: the record's own, plus only the columns it holds sealed.
@@ -338,67 +350,148 @@ fn check_claims(trace: &Value, proven: &[(String, String, Value)], out: &mut Che
         (served, shown) if served == shown => {}
         _ => out.fail("the explanation shown is not the one served with the record".into()),
     }
+    // Reason codes follow from the explanation and the inputs: worded again here.
+    if let Some(reasons) = trace["explanation"].get("reasons") {
+        let inputs = serde_json::to_string(&trace["inputs"]).unwrap_or_default();
+        let worded = mltrail_serving::explanation::reasons(&shown_explanation, &inputs);
+        if reasons != &serde_json::json!(worded) {
+            out.fail("the reason codes shown do not follow from the explanation".into());
+        }
+    }
     if trace["feedback"].as_array().is_some_and(|f| !f.is_empty()) {
         out.note("feedback is shown as the archive holds it; no proof covers it".into());
     }
-    // The model version, its run and its training data.
-    let mv = &trace["model_version"];
-    if let Some((_, s)) = state("model_version") {
-        if mv["source"] != s["source"] || mv["run_id"] != s["run_id"] {
-            out.fail("the model version's source or run shown is not its proven state's".into());
-        }
+    if let Some(files) = trace["segment"]["unreadable_files"].as_array() {
+        out.note(format!(
+            "{} archive files could not be read: feedback or explanations in them are not shown",
+            files.len()
+        ));
     }
+    // The model version that answered, its run, and its training data: each bound to the
+    // proven state of the entity the record names, not to any proven state of its kind.
+    let (model, version) = (
+        record["model"].as_str().unwrap_or(""),
+        record["version"].as_str().unwrap_or(""),
+    );
+    if trace["deployment"] != record["deployment"] {
+        out.fail("the deployment shown is not the record's".into());
+    }
+    let version_id = format!("{model}/{version}");
+    let mv = &trace["model_version"];
+    let Some(mv_state) = state("model_version", &version_id) else {
+        out.fail(format!(
+            "no proven state of model version {version_id}, which answered"
+        ));
+        return;
+    };
+    if mv["name"].as_str() != Some(model)
+        || mv["version"].as_str() != Some(version)
+        || mv["source"] != mv_state["source"]
+        || mv["run_id"] != mv_state["run_id"]
+    {
+        out.fail("the model version shown is not the proven state of the one that answered".into());
+    }
+    // Its run: its own `run_id`, else (MLflow 3) its logged model's source run.
+    let run_id = match mv_state["run_id"].as_str().filter(|r| !r.is_empty()) {
+        Some(run) => Some(run.to_string()),
+        None => mv_state["model_id"]
+            .as_str()
+            .and_then(|m| state("logged_model", m))
+            .and_then(|s| s["source_run_id"].as_str().map(str::to_string)),
+    };
     let run = &trace["run"];
-    if let Some(run_id) = run["info"]["run_id"].as_str() {
-        match state("run") {
-            Some((id, s)) if id == run_id => {
-                let tags_match = run["data"]["tags"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .all(|t| {
-                        t["key"]
-                            .as_str()
-                            .is_some_and(|k| s["tags"][k] == t["value"])
-                    });
-                if !tags_match {
-                    out.fail("the run's tags shown are not its proven state's".into());
-                }
-            }
-            _ => out.fail(format!("no proven state is run {run_id}'s")),
-        }
-        let params_match = run["data"]["params"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .all(|p| {
-                proven
-                    .iter()
-                    .filter(|(k, _, _)| k == "params")
-                    .any(|(_, _, s)| {
-                        s.as_array()
+    match (run["info"]["run_id"].as_str(), &run_id) {
+        (None, None) => {}
+        (Some(shown), Some(expected)) if shown == expected => {
+            match state("run", expected) {
+                Some(s) => {
+                    let tags_match =
+                        run["data"]["tags"]
+                            .as_array()
                             .into_iter()
                             .flatten()
-                            .any(|pair| pair[0] == p["key"] && pair[1] == p["value"])
-                    })
-            });
-        if !params_match {
-            out.fail("the run's params shown are not in its proven param batches".into());
+                            .all(|t| {
+                                t["key"]
+                                    .as_str()
+                                    .is_some_and(|k| s["tags"][k] == t["value"])
+                            });
+                    if !tags_match {
+                        out.fail("the run's tags shown are not its proven state's".into());
+                    }
+                }
+                None => out.fail(format!("no proven state of run {expected}")),
+            }
+            // Params come in batches (`RUN/BATCH`): only this run's count.
+            let batch_prefix = format!("{expected}/");
+            let params_match = run["data"]["params"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|p| {
+                    proven
+                        .iter()
+                        .filter(|(k, id, _)| k == "params" && id.starts_with(&batch_prefix))
+                        .any(|(_, _, s)| {
+                            s.as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|pair| pair[0] == p["key"] && pair[1] == p["value"])
+                        })
+                });
+            if !params_match {
+                out.fail("the run's params shown are not in its proven param batches".into());
+            }
+            if run["data"]["metrics"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+            {
+                out.note("the run's metrics are shown as stored; their batches' events are proven, not each value".into());
+            }
         }
-        if run["data"]["metrics"]
-            .as_array()
-            .is_some_and(|m| !m.is_empty())
-        {
-            out.note("the run's metrics are shown as stored; their batches' events are proven, not each value".into());
-        }
+        _ => out.fail("the run shown is not the one the model version names".into()),
     }
-    if let Some(digest) = trace["dataset"]["digest"].as_str() {
-        match state("dataset_version") {
-            Some((_, s)) if s["file"]["digest"].as_str() == Some(digest) => out.ok(format!(
-                "the training data's digest {} is its dataset version's proven state",
-                &digest[..digest.len().min(16)]
+    // The training data: the dataset version the model version's proven tag names.
+    let tagged = mv_state["tags"]["mltrail.training_data"].as_str();
+    let dataset = &trace["dataset"];
+    match (tagged.and_then(|t| t.rsplit_once('@')), dataset.is_null()) {
+        (None, true) => {}
+        (Some((name, v)), false) => {
+            let digest = dataset["digest"].as_str();
+            match state("dataset_version", &format!("{name}/{v}")) {
+                Some(s)
+                    if dataset["name"].as_str() == Some(name)
+                        && dataset["version"].as_i64().map(|n| n.to_string()).as_deref() == Some(v)
+                        && digest.is_some()
+                        && s["file"]["digest"].as_str() == digest =>
+                {
+                    let digest = digest.unwrap_or_default();
+                    out.ok(format!(
+                        "the training data {name}@{v} (digest {}) is its proven dataset version",
+                        &digest[..digest.len().min(16)]
+                    ))
+                }
+                _ => out.fail(format!(
+                    "the training data shown is not the proven dataset version {name}@{v} the model version names"
+                )),
+            }
+        }
+        (None, false) => {
+            out.fail("the trace shows training data the model version does not name".into())
+        }
+        (Some((name, v)), true) => out.note(format!(
+            "the model version names training data {name}@{v}, which the trace does not show"
+        )),
+    }
+    // Its evaluation: the kept one, as its event recorded.
+    let evaluation = &trace["evaluation"];
+    if !evaluation.is_null() {
+        match state("evaluation", &version_id) {
+            Some(s) if s == evaluation => {}
+            _ if evaluation.get("unreadable").is_some() => out.note(format!(
+                "the version's evaluation could not be read: {}",
+                evaluation["unreadable"]
             )),
-            _ => out.fail("the training data's digest is not in a proven dataset version".into()),
+            _ => out.fail("the evaluation shown is not the version's proven one".into()),
         }
     }
 }
@@ -426,6 +519,13 @@ fn check_segment(
     };
     if !merkle::verify_inclusion(&leaf, index, count, &path, &root) {
         out.fail("the prediction's record does not lead to its segment's root".into());
+        return;
+    }
+    let announced =
+        serde_json::from_value::<mltrail_serving::segment_tree::ArchivedSegment>(summary.clone())
+            .is_ok_and(|s| s.named_by_root());
+    if !announced {
+        out.fail("the segment's file name announces another root than its summary's".into());
         return;
     }
     let digest = mltrail_core::audit::state_digest(summary);

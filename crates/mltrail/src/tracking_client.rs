@@ -35,6 +35,28 @@ pub fn resolve_uri(flag: Option<String>) -> String {
         .to_string()
 }
 
+/// The tracking server answered with an error: what was asked, the status and MLflow's
+/// `{error_code, message}`.
+#[derive(Debug)]
+pub struct Refused {
+    pub what: String,
+    pub status: reqwest::StatusCode,
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} {} {}",
+            self.what, self.status, self.code, self.message
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
 #[derive(Clone)]
 pub struct Client {
     base: String,
@@ -185,7 +207,13 @@ impl Client {
                 .and_then(Value::as_str)
                 .unwrap_or("no message");
             let code = body.get("error_code").and_then(Value::as_str).unwrap_or("");
-            bail!("{what}: {status} {code} {msg}");
+            return Err(Refused {
+                what: what.to_string(),
+                status,
+                code: code.to_string(),
+                message: msg.to_string(),
+            }
+            .into());
         }
         Ok(body)
     }
@@ -376,7 +404,10 @@ impl ArchiveStore for Client {
             {
                 Ok(_) => Ok(Recorded::Yes),
                 // The server's word for "another summary is recorded for this file".
-                Err(e) if format!("{e:#}").contains("RESOURCE_ALREADY_EXISTS") => {
+                Err(e)
+                    if e.downcast_ref::<Refused>()
+                        .is_some_and(|r| r.code == "RESOURCE_ALREADY_EXISTS") =>
+                {
                     Ok(Recorded::Conflict(format!("{e:#}")))
                 }
                 Err(e) => Err(StorageError::new("record", &segment.artifact, e)),

@@ -175,11 +175,11 @@ fn a_prediction_traces_to_its_run_data_and_trail_and_a_rewritten_record_is_caugh
         ),
         (
             &|t: &mut Value| t["dataset"]["digest"] = json!("0".repeat(64)),
-            "training data's digest",
+            "training data shown",
         ),
         (
             &|t: &mut Value| t["model_version"]["source"] = json!("elsewhere"),
-            "model version's source",
+            "model version shown",
         ),
         (
             &|t: &mut Value| t["run"]["data"]["params"][0]["value"] = json!("99"),
@@ -199,6 +199,22 @@ fn a_prediction_traces_to_its_run_data_and_trail_and_a_rewritten_record_is_caugh
         (
             &|t: &mut Value| t["explanation"]["values"]["f0"] = json!(0.5),
             "explanation shown",
+        ),
+        (
+            &|t: &mut Value| t["explanation"]["reasons"][0] = json!("income raised the score"),
+            "reason codes",
+        ),
+        (
+            &|t: &mut Value| t["deployment"] = json!("other"),
+            "deployment shown",
+        ),
+        (
+            &|t: &mut Value| t["model_version"]["version"] = json!("9"),
+            "model version shown",
+        ),
+        (
+            &|t: &mut Value| t["dataset"]["name"] = json!("other"),
+            "training data shown",
         ),
     ] {
         let (ok, stderr) = check_saved(&tampered(change), &id, &[]);
@@ -256,7 +272,23 @@ fn a_prediction_traces_to_its_run_data_and_trail_and_a_rewritten_record_is_caugh
         body["message"].as_str().unwrap().contains("upload"),
         "{body}"
     );
+    // Its name announces the start of its root: another root is refused.
     let (status, body) = record_segment(summary(&artifact, &"ab".repeat(32)));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("`root`"),
+        "{body}"
+    );
+    let announced = artifact
+        .trim_end_matches(".parquet")
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, body) = record_segment(summary(
+        &artifact,
+        &format!("{announced}{}", "0".repeat(48)),
+    ));
     assert_eq!(status, 400, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("`records`"),

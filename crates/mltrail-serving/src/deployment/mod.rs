@@ -756,12 +756,8 @@ impl Deployment {
         let Some(archive) = &self.archive else {
             return Ok(None);
         };
-        let found = match locate_archived(archive.as_ref(), Some(&self.name), id).await {
-            // Damaged files were logged as they were met; what could be read holds no such id.
-            Err(crate::archive::ArchiveError::Unreadable(_)) => None,
-            other => other?,
-        };
-        let Some(mut found) = found else {
+        // A damaged file in this deployment's own archive is reported, not taken for absence.
+        let Some(mut found) = locate_archived(archive.as_ref(), Some(&self.name), id).await? else {
             return Ok(None);
         };
         let mut annotations = self
