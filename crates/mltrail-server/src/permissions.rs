@@ -189,16 +189,9 @@ pub async fn run_logging_allowed(
         owners,
     };
     checker
-        .owned(Owner::Run, run, Action::Update)
+        .run_and_models(run, models, Action::Update)
         .await
-        .map_err(refusal_error)?;
-    for id in models.filter(|id| !id.is_empty()) {
-        checker
-            .owned(Owner::LoggedModel, id, Action::Update)
-            .await
-            .map_err(refusal_error)?;
-    }
-    Ok(())
+        .map_err(refusal_error)
 }
 
 fn rule(method: &Method, path: &str) -> Rule {
@@ -484,6 +477,20 @@ impl Checker<'_> {
         self.needs(level, action, || format!("registered model `{name}`"))
     }
 
+    /// `action` on a run, and UPDATE on each logged model a request links to it.
+    async fn run_and_models(
+        &self,
+        run: &str,
+        models: impl Iterator<Item = &str>,
+        action: Action,
+    ) -> Result<(), Refusal> {
+        self.owned(Owner::Run, run, action).await?;
+        for id in models.filter(|id| !id.is_empty()) {
+            self.owned(Owner::LoggedModel, id, Action::Update).await?;
+        }
+        Ok(())
+    }
+
     /// A run or logged model counts as its experiment; one that does not exist is refused
     /// like one the user may not see.
     async fn owned(&self, owner: Owner, key: &str, action: Action) -> Result<(), Refusal> {
@@ -628,13 +635,9 @@ async fn decide(
             if parts.uri.query().is_none() && object {
                 if let Ok(fields) = serde_json::from_slice::<RunFields>(body) {
                     if let Some(run) = fields.run() {
-                        checker.owned(Owner::Run, run, action).await?;
-                        for id in fields.model_ids() {
-                            checker
-                                .owned(Owner::LoggedModel, id, Action::Update)
-                                .await?;
-                        }
-                        return Ok(());
+                        return checker
+                            .run_and_models(run, fields.model_ids(), action)
+                            .await;
                     }
                 }
             }

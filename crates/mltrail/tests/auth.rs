@@ -60,6 +60,17 @@ fn call_at(base: &str, who: &As, method: &str, path: &str, body: Value) -> (u16,
     (status, response.json().unwrap_or(Value::Null))
 }
 
+/// The tracking server's `/metrics`, read as the admin.
+fn server_metrics(server: &Server) -> String {
+    client()
+        .get(format!("{}/metrics", server.url))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
 fn start() -> Server {
     Server::start_with_env(
         tempfile::tempdir().unwrap(),
@@ -208,13 +219,7 @@ fn requests_authenticate_and_the_trail_names_who_acted() {
     assert_eq!(status, 403);
 
     // Refusals are counted on /metrics.
-    let metrics = client()
-        .get(format!("{}/metrics", server.url))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = server_metrics(&server);
     let count = |name: &str| -> u64 {
         metrics
             .lines()
@@ -873,13 +878,7 @@ fn a_user_logs_to_runs_and_models_they_may_update_and_no_others() {
         json!({}),
     );
     assert_eq!(run["run"]["data"]["metrics"][0]["value"], 3.5, "{run}");
-    let metrics = client()
-        .get(format!("{}/metrics", server.url))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = server_metrics(&server);
     assert!(
         metrics.contains(&format!("mltrail_auth_denied_total {}\n", refused.len())),
         "{metrics}"

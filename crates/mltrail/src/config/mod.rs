@@ -248,8 +248,8 @@ config_table! {
         pub max_body_bytes: usize = 16 << 20,
         /// Roll the prediction-log segment after this many bytes (at most 3 GiB).
         pub segment_bytes: u64 = mltrail_serving::predlog::DEFAULT_SEGMENT_BYTES,
-        /// Roll the prediction-log segment after this many seconds (monitors see a window once its
-        /// segments are archived, so keep this below the monitors' --delay).
+        /// Roll the prediction-log segment after this many seconds, at most 86400 (monitors see a
+        /// window once its segments are archived, so keep this below the monitors' --delay).
         pub segment_seconds: u64 = mltrail_serving::predlog::DEFAULT_SEGMENT_AGE.as_secs(),
         /// How often sealed segments are converted to Parquet and uploaded to the artifact store
         /// (predictions/<deployment>/<date>/), in milliseconds (at least 100).
