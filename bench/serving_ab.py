@@ -39,29 +39,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import cpu_use
 import serving
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_seconds(pid):
-    """User and system CPU seconds process `pid` has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds():
-    """CPU seconds all cores have spent busy (Linux /proc/stat: everything but idle and iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def wrk_seconds():
-    """CPU seconds this script's finished children (the wrk runs) have used."""
-    import resource
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main():
@@ -145,15 +126,15 @@ def main():
             runs = {"A": [], "B": []}
             for _ in range(args.rounds):
                 for name in ("A", "B"):
-                    before = (cpu_seconds(pids[name]), machine_busy_seconds(), wrk_seconds())
+                    before = (cpu_use.process_seconds(pids[name]), cpu_use.machine_busy_seconds(), cpu_use.children_seconds())
                     r = serving.wrk(urls[name], "/invocations", texts[name], conns, args.duration, authorization[name])
                     # CPU per request: steadier than req/s on this shared VM, whose speed drifts
                     # between turns. `cpu_us` is the deployment's own; `all_us` is the whole
                     # machine's but wrk's (the deployment, the kernel's writeback of its log, and
                     # the tracking server taking its archive), so bytes written count too.
                     done = r["rps"] * args.duration
-                    r["cpu_us"] = (cpu_seconds(pids[name]) - before[0]) / done * 1e6
-                    r["all_us"] = ((machine_busy_seconds() - before[1]) - (wrk_seconds() - before[2])) / done * 1e6
+                    r["cpu_us"] = (cpu_use.process_seconds(pids[name]) - before[0]) / done * 1e6
+                    r["all_us"] = ((cpu_use.machine_busy_seconds() - before[1]) - (cpu_use.children_seconds() - before[2])) / done * 1e6
                     runs[name].append(r)
             med = {n: (statistics.median(r["rps"] for r in rs), statistics.median(r["p99_ms"] for r in rs)) for n, rs in runs.items()}
             bad = sum(r["non_2xx"] for rs in runs.values() for r in rs)

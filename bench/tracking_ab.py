@@ -20,15 +20,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import cpu_use
 import tracking
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_seconds(pid):
-    """User and system CPU seconds process `pid` has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -75,11 +70,11 @@ def main():
             for load in args.loads:
                 script, conns = load.split(":")
                 run = server.post("runs/create", {"experiment_id": exp})["run"]["info"]["run_id"]
-                before = cpu_seconds(server.proc.pid)
+                before = cpu_use.process_seconds(server.proc.pid)
                 r = tracking.wrk(server, script, int(conns), args.duration, RUN=run, EXP=exp)
                 # The server's own CPU per request: on this shared VM a steadier measure of what
                 # a change costs than req/s, which wrk (on the same 2 cores) and the disk move.
-                cpu_us = (cpu_seconds(server.proc.pid) - before) / (r["rps"] * args.duration) * 1e6
+                cpu_us = (cpu_use.process_seconds(server.proc.pid) - before) / (r["rps"] * args.duration) * 1e6
                 print(f"{script} c{conns}: {r['rps']:.0f} req/s  p99 {r['p99_ms']} ms  non-2xx {r['non_2xx']}"
                       f"  server CPU {cpu_us:.1f} us/request", flush=True)
         finally:

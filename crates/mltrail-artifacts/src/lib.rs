@@ -201,6 +201,25 @@ impl ArtifactStore {
         Ok(self.inner.get(&self.location(path)).await?.bytes().await?)
     }
 
+    /// The last `len` bytes of a file (all of it when shorter) and the file's size: for formats
+    /// whose index is at their end (Parquet's footer), without reading the rest.
+    pub async fn get_tail(
+        &self,
+        path: &ArtifactPath,
+        len: u64,
+    ) -> Result<(Bytes, u64), ArtifactError> {
+        let location = self.location(path);
+        let size = self.inner.head(&location).await?.size;
+        if size == 0 {
+            return Ok((Bytes::new(), 0));
+        }
+        let tail = self
+            .inner
+            .get_range(&location, size.saturating_sub(len)..size)
+            .await?;
+        Ok((tail, size))
+    }
+
     /// Streams a file's bytes, so large artifacts never sit whole in memory.
     pub async fn get_stream(
         &self,

@@ -134,6 +134,15 @@ pub struct AuthCounters {
     pub denied: AtomicU64,
 }
 
+impl AuthCounters {
+    /// A permission denial: counted and logged, not audited per attempt (whichever check made
+    /// it: the guard's, or a logging handler's deferred one).
+    pub(crate) fn count_denial(&self, caller: &Caller, path: &str) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(actor = %caller.principal, path, "permission denied");
+    }
+}
+
 /// A checked caller and until when it may be used.
 type Cached = (Arc<Caller>, Instant);
 
@@ -519,9 +528,11 @@ impl Guard for AuthGate {
         if caller.grants.is_some() {
             if crate::permissions::deferred(request.method(), request.uri().path()) {
                 // The handler checks the run it decodes (`RunCheck`).
-                request
-                    .extensions_mut()
-                    .insert(crate::permissions::RunCheck(caller.clone()));
+                let check = crate::permissions::RunCheck {
+                    caller: caller.clone(),
+                    uri: request.uri().clone(),
+                };
+                request.extensions_mut().insert(check);
                 request.extensions_mut().insert(caller);
                 return Fast::Pass;
             }
@@ -554,6 +565,8 @@ impl Guard for AuthGate {
                 None => request,
                 Some(grants) => {
                     let user = caller.principal.name();
+                    // (A `Uri` clone shares its bytes: the path stays for the log line.)
+                    let uri = request.uri().clone();
                     let checked = crate::permissions::check(
                         &self.store,
                         &self.artifacts_uri,
@@ -568,8 +581,7 @@ impl Guard for AuthGate {
                         Ok(request) => request,
                         Err(refusal) => {
                             if refusal.status() == StatusCode::FORBIDDEN {
-                                auth.counters.denied.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(actor = %caller.principal, "permission denied");
+                                auth.counters.count_denial(&caller, uri.path());
                             }
                             return Err(refusal);
                         }
@@ -764,8 +776,7 @@ pub(crate) fn denied(
     path: &str,
     why: String,
 ) -> Response {
-    counters.denied.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(actor = %caller.principal, path, "permission denied");
+    counters.count_denial(caller, path);
     ApiError::new(StatusCode::FORBIDDEN, "PERMISSION_DENIED", why).into_response()
 }
 

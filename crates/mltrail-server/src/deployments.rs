@@ -85,22 +85,33 @@ async fn record_segment(
 async fn check_against_file(state: &AppState, segment: &ArchivedSegment) -> ApiResult<()> {
     let path = mltrail_core::ArtifactPath::parse(&segment.artifact)
         .map_err(|e| ApiError::invalid(format!("`artifact`: {e}")))?;
-    let bytes = match state.artifacts.get(&path).await {
-        Ok(bytes) => bytes,
-        Err(mltrail_artifacts::ArtifactError::NotFound(_)) => {
-            return Err(ApiError::not_found(format!(
-                "`artifact`: no file at `{}`; upload the segment before recording it",
-                segment.artifact
-            )))
-        }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
-    let rows = mltrail_serving::archive::row_count(bytes).map_err(|e| {
+    use mltrail_serving::archive::{footer_rows, Footer};
+    let not_a_segment = |why: String| {
         ApiError::invalid(format!(
-            "`artifact`: the file at `{}` is not an archived segment: {e}",
+            "`artifact`: the file at `{}` is not an archived segment: {why}",
             segment.artifact
         ))
-    })?;
+    };
+    // Only the footer is read (a segment's file can be tens of megabytes; its footer is a
+    // few kilobytes), once more if it is longer than guessed.
+    let mut last = 64 << 10;
+    let rows = loop {
+        let (tail, size) = match state.artifacts.get_tail(&path, last).await {
+            Ok(read) => read,
+            Err(mltrail_artifacts::ArtifactError::NotFound(_)) => {
+                return Err(ApiError::not_found(format!(
+                    "`artifact`: no file at `{}`; upload the segment before recording it",
+                    segment.artifact
+                )))
+            }
+            Err(e) => return Err(ApiError::internal(e)),
+        };
+        match footer_rows(&tail, size).map_err(|e| not_a_segment(e.to_string()))? {
+            Footer::Rows(rows) => break rows,
+            Footer::NeedLast(needed) if needed > last => last = needed,
+            Footer::NeedLast(_) => return Err(not_a_segment("its footer does not read".into())),
+        }
+    };
     if rows != segment.records {
         return Err(ApiError::invalid(format!(
             "`records`: the file at `{}` holds {rows} records, not {}",

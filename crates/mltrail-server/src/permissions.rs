@@ -168,7 +168,11 @@ pub fn deferred(method: &Method, path: &str) -> bool {
 /// In a request's extensions: the guard left the caller's permission check to the
 /// run-logging handler ([`deferred`]), which makes it with [`run_logging_allowed`].
 #[derive(Clone)]
-pub struct RunCheck(pub Arc<crate::auth::Caller>);
+pub struct RunCheck {
+    pub caller: Arc<crate::auth::Caller>,
+    /// For the log line of a refusal (a `Uri` clone shares its bytes).
+    pub uri: axum::http::Uri,
+}
 
 /// Whether `user` (with `grants`) may log to `run` and link the logged models `models` (UPDATE
 /// on their experiments): what the guard decides for the other run routes.

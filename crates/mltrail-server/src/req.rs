@@ -26,7 +26,7 @@ pub struct RawReq {
     /// The caller whose permission check the guard left to the handler
     /// ([`crate::permissions::RunCheck`]); `None` when the guard decided. A handler of a
     /// [`crate::permissions::deferred`] route must call [`RawReq::authorize_run`].
-    pub run_check: Option<std::sync::Arc<crate::auth::Caller>>,
+    pub run_check: Option<crate::permissions::RunCheck>,
 }
 
 impl RawReq {
@@ -39,9 +39,10 @@ impl RawReq {
         run: &str,
         models: impl Iterator<Item = &'a str>,
     ) -> Result<(), ApiError> {
-        let Some(caller) = &self.run_check else {
+        let Some(check) = &self.run_check else {
             return Ok(());
         };
+        let caller = &check.caller;
         let Some(grants) = &caller.grants else {
             return Ok(());
         };
@@ -55,15 +56,11 @@ impl RawReq {
             models,
         )
         .await;
-        if let Err(refusal) = &checked {
-            if refusal.status == axum::http::StatusCode::FORBIDDEN {
-                state
-                    .auth
-                    .counters
-                    .denied
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(actor = %caller.principal, "permission denied");
-            }
+        if checked
+            .as_ref()
+            .is_err_and(|e| e.status == axum::http::StatusCode::FORBIDDEN)
+        {
+            state.auth.counters.count_denial(caller, check.uri.path());
         }
         checked
     }
@@ -77,14 +74,13 @@ impl RawReq {
 impl<S: Send + Sync> FromRequest<S> for RawReq {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
         json_content_type(req.method(), req.headers())?;
         let actor = actor_of(req.headers(), req.extensions());
         let query = req.uri().query().map(str::to_string);
         let run_check = req
-            .extensions()
-            .get::<crate::permissions::RunCheck>()
-            .map(|check| check.0.clone());
+            .extensions_mut()
+            .remove::<crate::permissions::RunCheck>();
         let body = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::body_rejected(e, "INVALID_PARAMETER_VALUE"))?;

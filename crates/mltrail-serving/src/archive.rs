@@ -51,11 +51,28 @@ pub enum Recorded {
     Conflict(String),
 }
 
-/// The number of rows an archive file holds, from its footer alone.
-pub fn row_count(bytes: bytes::Bytes) -> Result<u64, ArchiveError> {
-    let metadata =
-        parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(&bytes)?;
-    Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or(0))
+/// What an archive file's footer says of its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Footer {
+    Rows(u64),
+    /// The footer is longer than the bytes given: read the file's last this many.
+    NeedLast(u64),
+}
+
+/// The number of rows an archive file of `size` bytes holds, from its last bytes (`tail`)
+/// alone: its footer.
+pub fn footer_rows(tail: &bytes::Bytes, size: u64) -> Result<Footer, ArchiveError> {
+    let mut reader = parquet::file::metadata::ParquetMetaDataReader::new();
+    match reader.try_parse_sized(tail, size) {
+        Ok(()) => {
+            let rows = reader.finish()?.file_metadata().num_rows();
+            Ok(Footer::Rows(u64::try_from(rows).unwrap_or(0)))
+        }
+        Err(parquet::errors::ParquetError::NeedMoreData(needed)) => {
+            Ok(Footer::NeedLast(needed as u64))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub type SharedArchive = Arc<dyn ArchiveStore>;
@@ -655,6 +672,27 @@ mod tests {
         );
         assert_eq!(seen[1].3.as_deref(), Some("1"));
         assert_eq!(seen[1].4, None, "feedback names no model");
+    }
+
+    #[test]
+    fn the_row_count_is_read_from_the_footer_alone() {
+        let records: Vec<LogRecord> = (1..=3)
+            .map(|n| {
+                record(&format!(
+                    r#"{{"type":"feedback","id":"0190a5b2-0000-7000-8000-00000000000{n}","time_ms":{n},"deployment":"d","label":1}}"#
+                ))
+            })
+            .collect();
+        let file = bytes::Bytes::from(to_parquet(&records).unwrap());
+        let size = file.len() as u64;
+        let last = |n: u64| file.slice(file.len() - n as usize..);
+        let Footer::NeedLast(needed) = footer_rows(&last(8), size).unwrap() else {
+            panic!("eight bytes hold only the footer's length")
+        };
+        assert!(needed > 8 && needed < size);
+        assert_eq!(footer_rows(&last(needed), size).unwrap(), Footer::Rows(3));
+        assert_eq!(footer_rows(&file, size).unwrap(), Footer::Rows(3));
+        assert!(footer_rows(&bytes::Bytes::from_static(b"not parquet"), 11).is_err());
     }
 
     #[test]

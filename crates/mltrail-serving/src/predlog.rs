@@ -682,11 +682,12 @@ impl PredictionLog {
         // never a runtime worker, so serving keeps the CPU.
         let (done, result) = tokio::sync::oneshot::channel();
         let source = path.clone();
+        let (deployment_name, replica) = (deployment.to_string(), self.replica.clone());
         std::thread::Builder::new()
             .name("mltrail-archive".into())
             .spawn(move || {
                 lower_thread_priority();
-                let converted = (|| {
+                let converted = (|| -> Result<_, LogError> {
                     let mut file = crate::archive::ParquetFile::new().map_err(LogError::Archive)?;
                     let mut group: Vec<LogRecord> = Vec::with_capacity(crate::archive::ROWS_PER_GROUP);
                     let (mut kept, mut first_time) = (0usize, None::<i64>);
@@ -712,48 +713,38 @@ impl PredictionLog {
                     if kept < frames {
                         tracing::warn!(segment = seq, skipped = frames - kept, "prediction log: frames that are not log records are left out of the archive");
                     }
-                    match first_time {
-                        None => Ok(None),
-                        Some(t) => file
-                            .finish()
-                            .map(|p| Some((t, p, leaves)))
-                            .map_err(LogError::Archive),
-                    }
+                    // The file's name follows from its records' root, worked out here too.
+                    let Some(summary) = first_time.and_then(|t| {
+                        let day = mltrail_core::time::utc_date(t);
+                        leaves.archive_summary(&deployment_name, &day, &replica, seq)
+                    }) else {
+                        return Ok(None);
+                    };
+                    let parquet = file.finish().map_err(LogError::Archive)?;
+                    Ok(Some((parquet, summary)))
                 })();
                 let _ = done.send(converted);
             })?;
         let converted = result.await.map_err(|_| LogError::Stopped)??;
         let mut artifact = None;
-        if let Some((first_time, parquet, leaves)) = converted {
-            // The name ends in the start of the records' Merkle root: nobody can take the
-            // path in the trail (or the store) ahead of the replica without knowing what it
-            // will archive, and a copied log directory (same replica id) cannot collide.
-            let root = leaves.root_hex();
-            let target = format!(
-                "predictions/{deployment}/{}/{}-{seq:012}-{}.parquet",
-                mltrail_core::time::utc_date(first_time),
-                self.replica,
-                &root[..16]
-            );
+        if let Some((parquet, summary)) = converted {
             store
-                .put(&target, parquet)
+                .put(&summary.artifact, parquet)
                 .await
                 .map_err(|e| LogError::Archive(e.into()))?;
             // The segment is forgotten locally only once the trail holds its summary; a
             // failure here leaves it for the next round, which uploads and records it again.
-            if let Some(summary) = leaves.summary(&target, deployment) {
-                let recorded = store
-                    .record_segment(&summary)
-                    .await
-                    .map_err(|e| LogError::Archive(e.into()))?;
-                // Retrying would never succeed, and would hold every later segment back: the
-                // file is archived, and the trail's other summary makes each of its records'
-                // traces fail, which is the alarm an auditor needs.
-                if let crate::archive::Recorded::Conflict(why) = recorded {
-                    tracing::error!(artifact = %target, reason = %why, "the audit trail holds another summary for this archived file; its predictions' proofs will fail");
-                }
+            let recorded = store
+                .record_segment(&summary)
+                .await
+                .map_err(|e| LogError::Archive(e.into()))?;
+            // Retrying would never succeed, and would hold every later segment back: the
+            // file is archived, and the trail's other summary makes each of its records'
+            // traces fail, which is the alarm an auditor needs.
+            if let crate::archive::Recorded::Conflict(why) = recorded {
+                tracing::error!(artifact = %summary.artifact, reason = %why, "the audit trail holds another summary for this archived file; its predictions' proofs will fail");
             }
-            artifact = Some(target);
+            artifact = Some(summary.artifact);
         }
         let dropped = self
             .index

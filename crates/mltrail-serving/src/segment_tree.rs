@@ -156,21 +156,46 @@ impl SegmentLeaves {
         &self.leaves
     }
 
-    /// The Merkle root of the leaves so far, lowercase hex.
-    pub fn root_hex(&self) -> String {
-        hex::encode(merkle::root(&self.leaves))
-    }
-
     /// The summary of the file at `artifact`; `None` for no records.
     pub fn summary(&self, artifact: &str, deployment: &str) -> Option<ArchivedSegment> {
+        self.summary_named(deployment, |_| artifact.to_string())
+    }
+
+    /// The summary of segment `seq` of `replica`, archived under `day` in the file whose name
+    /// ends in the start of the records' root (what [`ArchivedSegment::named_by_root`] checks):
+    /// `predictions/<deployment>/<day>/<replica>-<seq>-<first 16 hex of root>.parquet`.
+    /// Nobody can take the path in the trail ahead of the replica without knowing what it will
+    /// archive, and a copied log directory (same replica id) cannot collide.
+    pub fn archive_summary(
+        &self,
+        deployment: &str,
+        day: &str,
+        replica: &str,
+        seq: u64,
+    ) -> Option<ArchivedSegment> {
+        self.summary_named(deployment, |root| {
+            format!(
+                "predictions/{deployment}/{day}/{replica}-{seq:012}-{}.parquet",
+                &root[..16]
+            )
+        })
+    }
+
+    /// The summary, the root worked out once and the file named from it.
+    fn summary_named(
+        &self,
+        deployment: &str,
+        artifact: impl FnOnce(&str) -> String,
+    ) -> Option<ArchivedSegment> {
         let (first_id, last_id) = self.range?;
+        let root = hex::encode(merkle::root(&self.leaves));
         Some(ArchivedSegment {
-            artifact: artifact.to_string(),
+            artifact: artifact(&root),
             deployment: deployment.to_string(),
             records: self.leaves.len() as u64,
             first_id,
             last_id,
-            root: self.root_hex(),
+            root,
         })
     }
 }
@@ -265,6 +290,13 @@ mod tests {
             .unwrap()
             .segment;
         assert!(s.named_by_root(), "the earlier form announces nothing");
+        let mut leaves = SegmentLeaves::default();
+        leaves.push(&record(1, "{}")).unwrap();
+        let archived = leaves.archive_summary("d", "2026-12-04", "r", 7).unwrap();
+        assert!(archived.named_by_root() && archived.check().is_ok());
+        assert!(archived
+            .artifact
+            .starts_with("predictions/d/2026-12-04/r-000000000007-"));
         s.artifact = format!("predictions/d/day/r-000000000001-{}.parquet", &s.root[..16]);
         assert!(s.named_by_root());
         s.artifact = format!(

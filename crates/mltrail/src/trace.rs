@@ -114,7 +114,11 @@ impl Checked {
 }
 
 fn hash_of(v: &Value) -> Option<Hash> {
-    hex::decode(v.as_str()?).ok()?.try_into().ok()
+    hash_hex(v.as_str()?)
+}
+
+fn hash_hex(text: &str) -> Option<Hash> {
+    hex::decode(text).ok()?.try_into().ok()
 }
 
 fn path_of(v: &Value) -> Option<Vec<Hash>> {
@@ -502,34 +506,36 @@ fn check_segment(
     out: &mut Checked,
 ) {
     let segment = &trace["segment"];
-    let summary = &segment["segment"];
+    let summary = serde_json::from_value::<mltrail_serving::segment_tree::ArchivedSegment>(
+        segment["segment"].clone(),
+    )
+    .ok();
     let leaf =
         serde_json::from_value::<mltrail_serving::record::LogRecord>(trace["prediction"].clone())
             .ok()
             .and_then(|r| mltrail_serving::segment_tree::record_leaf(&r).ok());
-    let (Some(leaf), Some(index), Some(count), Some(root), Some(path)) = (
+    let root = summary.as_ref().and_then(|s| hash_hex(&s.root));
+    let (Some(summary), Some(root), Some(leaf), Some(index), Some(path)) = (
+        summary,
+        root,
         leaf,
         segment["leaf_index"].as_u64(),
-        summary["records"].as_u64(),
-        hash_of(&summary["root"]),
         path_of(&segment["audit_path"]),
     ) else {
         out.fail("the trace's segment proof is incomplete".into());
         return;
     };
+    let count = summary.records;
     if !merkle::verify_inclusion(&leaf, index, count, &path, &root) {
         out.fail("the prediction's record does not lead to its segment's root".into());
         return;
     }
-    let announced =
-        serde_json::from_value::<mltrail_serving::segment_tree::ArchivedSegment>(summary.clone())
-            .is_ok_and(|s| s.named_by_root());
-    if !announced {
+    if !summary.named_by_root() {
         out.fail("the segment's file name announces another root than its summary's".into());
         return;
     }
-    let digest = mltrail_core::audit::state_digest(summary);
-    let artifact = summary["artifact"].as_str().unwrap_or("");
+    let digest = summary.state_digest();
+    let artifact = summary.artifact.as_str();
     let recorded = digests.values().any(|e| {
         e.entity_type == mltrail_store::segments::SEGMENT_KIND
             && e.entity_id == artifact
