@@ -22,3 +22,11 @@ def children_seconds():
     """CPU seconds this script's finished children (the wrk runs) have used."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def written_bytes(pid):
+    """Bytes process `pid` has handed to write calls (its log and its responses; /proc/PID/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0

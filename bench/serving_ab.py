@@ -16,11 +16,14 @@ authentication costs a deployment.
     .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --auth-b 1:16
 
 With --pii-b, one build serves two versions of one model trained on 20 features: A a plain one,
-B the same file with a `mltrail.privacy` tag sealing 3 values a row (PII f1 and f2, and the
-subject: a `customer` id B's requests send beside the 20 features): what sealing personal data
-costs a deployment. The body's rows repeat, so after the first request every subject's key is in
-the serving process's cache (the steady state of returning customers); a new subject costs one
-round trip to the tracking server on top.
+B the same file with a `mltrail.privacy` tag sealing 3 columns of the 20 (the issue's measure):
+the subject f0, whose cells are whole-number customer ids in both A's and B's requests, and PII
+f1 and f2. Both get the same body and log the same values; B seals three of them: what sealing
+personal data costs a deployment. With --pii-subject beside, the subject is a `customer` id B's
+requests send beside the 20 features instead (B then also parses and logs a 21st value). The
+body's rows repeat, so after the first request every subject's key is in the serving process's
+cache (the steady state of returning customers); a new subject costs one round trip to the
+tracking server on top.
 
     .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --pii-b --model logreg 1:16 100:16
 
@@ -56,6 +59,8 @@ def main():
     ap.add_argument("--auth-b", action="store_true", help="B serves with --auth on; its callers send a bearer token")
     ap.add_argument("--pii-b", action="store_true",
                     help="20 features; B serves a version sealing f1, f2 and a customer id sent beside them")
+    ap.add_argument("--pii-subject", default="column", choices=["column", "beside"],
+                    help="with --pii-b: the subject is model column f0 (3 sealed columns of 20), or sent beside")
     ap.add_argument("--explain-b", action="store_true",
                     help="B serves with --explain always (A with --explain off); the training data is added and named")
     ap.add_argument("loads", nargs="*", default=["1:1", "1:16", "1:64", "100:1", "100:16", "100:64"],
@@ -75,6 +80,7 @@ def main():
             os.environ.update(MLFLOW_TRACKING_USERNAME="admin", MLFLOW_TRACKING_PASSWORD="bench-password-0001")
         procs.append(serving.start([builds["B"], "server", "--port", str(tport), "--backend-store-uri", f"sqlite:///{work}/t.db",
                                     "--artifacts-destination", str(work / "artifacts"), *auth], tracking, env, "/health", work))
+        tracking_pid = procs[-1].pid
         env["MLFLOW_TRACKING_URI"] = tracking
         authorization = {"A": None, "B": None}
         if args.auth_b:
@@ -101,8 +107,9 @@ def main():
             from mlflow import MlflowClient
             client = MlflowClient(tracking)
             source = client.get_model_version(args.model, "1").source
+            subject = "f0" if args.pii_subject == "column" else "customer"
             sealed = client.create_model_version(args.model, source, tags={
-                "mltrail.privacy": '{"subject": "customer", "pii": ["f1", "f2"]}'})
+                "mltrail.privacy": json.dumps({"subject": subject, "pii": ["f1", "f2"]})})
             versions["B"] = sealed.version
         urls, pids = {}, {}
         for name, binary in builds.items():
@@ -117,16 +124,28 @@ def main():
             rows, conns = (int(x) for x in load.split(":"))
             text = bodies.setdefault(rows, serving.body(frame, rows))
             texts = {"A": text, "B": text}
-            if args.pii_b:
+            if args.pii_b and args.pii_subject == "column":
+                # f0 carries whole-number customer ids, in both builds' requests alike.
+                split = json.loads(text)["dataframe_split"]
+                for i, row in enumerate(split["data"]):
+                    row[0] = 1000 + i
+                text = json.dumps({"dataframe_split": split})
+                texts = {"A": text, "B": text}
+            elif args.pii_b:
                 split = json.loads(text)["dataframe_split"]
                 split["columns"].append("customer")
                 for i, row in enumerate(split["data"]):
                     row.append(f"customer-{i}")
                 texts["B"] = json.dumps({"dataframe_split": split})
             runs = {"A": [], "B": []}
-            for _ in range(args.rounds):
-                for name in ("A", "B"):
-                    before = (cpu_use.process_seconds(pids[name]), cpu_use.machine_busy_seconds(), cpu_use.children_seconds())
+            for turn in range(args.rounds):
+                # Who goes first alternates, and each turn starts once the page cache has written
+                # the last turn's log out: a 100-row load logs hundreds of MB/s, and writeback
+                # left over from one build's turn would otherwise slow the next build's.
+                for name in (("A", "B") if turn % 2 == 0 else ("B", "A")):
+                    os.sync()
+                    before = (cpu_use.process_seconds(pids[name]), cpu_use.machine_busy_seconds(), cpu_use.children_seconds(),
+                              cpu_use.process_seconds(tracking_pid), cpu_use.written_bytes(pids[name]))
                     r = serving.wrk(urls[name], "/invocations", texts[name], conns, args.duration, authorization[name])
                     # CPU per request: steadier than req/s on this shared VM, whose speed drifts
                     # between turns. `cpu_us` is the deployment's own; `all_us` is the whole
@@ -134,6 +153,8 @@ def main():
                     # the tracking server taking its archive), so bytes written count too.
                     done = r["rps"] * args.duration
                     r["cpu_us"] = (cpu_use.process_seconds(pids[name]) - before[0]) / done * 1e6
+                    r["written"] = (cpu_use.written_bytes(pids[name]) - before[4]) / done
+                    r["tracking_us"] = (cpu_use.process_seconds(tracking_pid) - before[3]) / done * 1e6
                     r["all_us"] = ((cpu_use.machine_busy_seconds() - before[1]) - (cpu_use.children_seconds() - before[2])) / done * 1e6
                     runs[name].append(r)
             med = {n: (statistics.median(r["rps"] for r in rs), statistics.median(r["p99_ms"] for r in rs)) for n, rs in runs.items()}
@@ -143,10 +164,13 @@ def main():
                   f"B {med['B'][0]:8.0f} req/s p99 {med['B'][1]:6.2f} ms | B/A {med['B'][0] / med['A'][0]:.2f}x"
                   f"  (A runs: {each['A']}; B runs: {each['B']})"
                   + (f"  NON-2XX {bad}" if bad else ""), flush=True)
-            for key, what in (("cpu_us", "deployment CPU"), ("all_us", "machine CPU but wrk's")):
+            for key, what in (("cpu_us", "deployment CPU"), ("tracking_us", "tracking server CPU"), ("all_us", "machine CPU but wrk's")):
                 cpu = {n: statistics.median(r[key] for r in rs) for n, rs in runs.items()}
                 print(f"    {what} per request (median): A {cpu['A']:.1f} us | B {cpu['B']:.1f} us | "
                       f"A/B {cpu['A'] / cpu['B']:.2f}", flush=True)
+            written = {n: statistics.median(r["written"] for r in rs) for n, rs in runs.items()}
+            print(f"    bytes written per request (log and response, median): A {written['A']:.0f} | B {written['B']:.0f} | "
+                  f"B/A {written['B'] / written['A']:.2f}", flush=True)
     finally:
         for p in procs:
             serving.stop(p)
