@@ -2,8 +2,10 @@
 # Every test: Rust unit and integration tests, then the mlflow-client compatibility suite against
 # mltrail server on SQLite + local folder (auth off, then --auth on), PostgreSQL + local folder
 # (and its permission and audit-proof tests with --auth on), and SQLite + S3 (moto), then
-# the fault-injection tests (tests/faults: PostgreSQL stopped and restarted under write load, the
-# S3-compatible store out of reach, a full disk under the SQLite store and the prediction log).
+# the web UI in headless Chromium (tests/ui: pages, links the client prints, script payloads
+# inert; screenshots in target/ui-screenshots), then the fault-injection tests (tests/faults:
+# PostgreSQL stopped and restarted under write load, the S3-compatible store out of reach, a
+# full disk under the SQLite store and the prediction log).
 # Services start on 127.0.0.1 with free ports and are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +39,9 @@ echo "== compatibility suite: SQLite + S3-compatible object storage (moto)"
 endpoint=$(scripts/s3.sh start "$work/s3" mltrail-test)
 AWS_ENDPOINT_URL="$endpoint" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 \
   MLTRAIL_TEST_ARTIFACTS="s3://mltrail-test/artifacts" "${pytest[@]}"
+
+echo "== web UI in headless Chromium (screenshots in target/ui-screenshots)"
+.venv/bin/pytest -q -p no:cacheprovider tests/ui
 
 echo "== fault injection: PostgreSQL restarted, S3 out of reach, full disks"
 .venv/bin/pytest -q -p no:cacheprovider tests/faults

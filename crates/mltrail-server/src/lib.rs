@@ -25,6 +25,7 @@ pub mod scoring;
 pub mod scoring_auth;
 pub mod tls;
 mod tracking;
+mod ui;
 mod users;
 pub mod webhooks;
 
@@ -119,6 +120,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
+        .merge(ui::routes())
         .fallback(error::not_found_route)
         .method_not_allowed_fallback(error::method_not_allowed);
     // With auth off nothing is checked, so no middleware runs (handlers name the actor from

@@ -200,6 +200,11 @@ pub async fn run_logging_allowed(
 
 fn rule(method: &Method, path: &str) -> Rule {
     use Action::*;
+    // The web UI's pages list and show only what the user may read (`ui.rs` asks the
+    // visibility, as a search does).
+    if path == "/" || path == "/ui" || path.starts_with("/ui/") {
+        return Rule::Search;
+    }
     let Some(p) = path
         .strip_prefix("/ajax-api")
         .or_else(|| path.strip_prefix("/api"))

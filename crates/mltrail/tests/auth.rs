@@ -597,6 +597,11 @@ fn each_route_kind_answers_each_kind_of_caller_as_specified() {
             "aliases:move",
         ),
         ("GET", "/api/v1/monitors".into(), json!({}), "read"),
+        // The web UI's pages read like the API.
+        ("GET", "/".into(), json!({}), "read"),
+        ("GET", format!("/ui/experiments/{exp}"), json!({}), "read"),
+        ("GET", format!("/ui/runs/{run}"), json!({}), "read"),
+        ("GET", "/ui/models/matrix-model".into(), json!({}), "read"),
         // Artifact names a client chose decide nothing: `get` or `mlflow/users/` in a path
         // is still a write.
         (

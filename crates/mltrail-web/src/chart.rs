@@ -1,0 +1,399 @@
+//! Charts as SVG, drawn on the server: a page shows them without JavaScript, and a long metric
+//! history is cut down here, so the browser receives a few hundred points per curve whatever
+//! the run logged.
+
+use maud::{html, Markup, PreEscaped};
+use std::fmt::Write;
+
+/// The colours series take in turn (Okabe–Ito: told apart with the common colour-vision
+/// deficiencies).
+pub const PALETTE: [&str; 8] = [
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000",
+];
+
+/// One curve: `(x, y)` points in x order.
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// At most `2 * buckets` points of `points`, which are in x order: the lowest and the highest y
+/// of each of `buckets` runs of equal length, in x order, so a spike or a dip survives the cut
+/// (a plain stride would drop it). Points whose y is not finite are dropped first.
+pub fn downsample(points: &[(f64, f64)], buckets: usize) -> Vec<(f64, f64)> {
+    let finite: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    if buckets == 0 || finite.len() <= 2 * buckets {
+        return finite;
+    }
+    let mut out = Vec::with_capacity(2 * buckets);
+    for b in 0..buckets {
+        let start = b * finite.len() / buckets;
+        let end = (b + 1) * finite.len() / buckets;
+        let run = &finite[start..end];
+        let (mut lo, mut hi) = (0, 0);
+        for (i, (_, y)) in run.iter().enumerate() {
+            if *y < run[lo].1 {
+                lo = i;
+            }
+            if *y > run[hi].1 {
+                hi = i;
+            }
+        }
+        let (first, second) = if lo <= hi { (lo, hi) } else { (hi, lo) };
+        out.push(run[first]);
+        if second != first {
+            out.push(run[second]);
+        }
+    }
+    out
+}
+
+/// Round tick positions covering `[lo, hi]` (steps of 1, 2 or 5 times a power of ten).
+pub fn ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+        return vec![lo];
+    }
+    let raw = (hi - lo) / target.max(1) as f64;
+    let power = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * power);
+    let mut out = Vec::new();
+    let mut t = (lo / step).ceil() * step;
+    while t <= hi + step * 1e-9 && out.len() < 50 {
+        // -0 prints as "-0"; a tick at zero is plain 0.
+        out.push(if t.abs() < step * 1e-9 { 0.0 } else { t });
+        t += step;
+    }
+    out
+}
+
+/// A number short enough for an axis or a table cell: up to 5 significant digits, exponent
+/// form for very large or small magnitudes.
+pub fn short_number(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs();
+    if !(1e-3..1e6).contains(&magnitude) {
+        return format!("{v:.2e}");
+    }
+    let decimals = (4 - magnitude.log10().floor() as i32).clamp(0, 6) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// The range of `values`, widened when it is a single value so the curve sits mid-chart.
+fn extent(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo > hi {
+        return None;
+    }
+    if lo == hi {
+        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+        return Some((lo - pad, hi + pad));
+    }
+    Some((lo, hi))
+}
+
+struct Frame {
+    width: f64,
+    height: f64,
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    x: (f64, f64),
+    y: (f64, f64),
+}
+
+impl Frame {
+    fn px(&self, x: f64) -> f64 {
+        self.left + (x - self.x.0) / (self.x.1 - self.x.0) * (self.width - self.left - self.right)
+    }
+
+    fn py(&self, y: f64) -> f64 {
+        self.height
+            - self.bottom
+            - (y - self.y.0) / (self.y.1 - self.y.0) * (self.height - self.top - self.bottom)
+    }
+
+    /// Grid lines and labelled ticks on both axes.
+    fn axes(&self, out: &mut String, x_label: &str, y_label: &str) {
+        let (x0, x1) = (self.left, self.width - self.right);
+        let (y0, y1) = (self.height - self.bottom, self.top);
+        for t in ticks(self.y.0, self.y.1, 5) {
+            let y = self.py(t);
+            let _ = write!(
+                out,
+                r##"<line x1="{x0:.1}" y1="{y:.1}" x2="{x1:.1}" y2="{y:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
+                x0 - 4.0,
+                y + 4.0,
+                escape(&short_number(t))
+            );
+        }
+        for t in ticks(self.x.0, self.x.1, 6) {
+            let x = self.px(t);
+            let _ = write!(
+                out,
+                r##"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{:.1}" class="axis"/><text x="{x:.1}" y="{:.1}" class="tick" text-anchor="middle">{}</text>"##,
+                y0 + 4.0,
+                y0 + 16.0,
+                escape(&short_number(t))
+            );
+        }
+        let _ = write!(
+            out,
+            r##"<line x1="{x0:.1}" y1="{y0:.1}" x2="{x1:.1}" y2="{y0:.1}" class="axis"/><line x1="{x0:.1}" y1="{y0:.1}" x2="{x0:.1}" y2="{y1:.1}" class="axis"/><text x="{:.1}" y="{:.1}" class="label" text-anchor="middle">{}</text><text x="12" y="{:.1}" class="label" text-anchor="middle" transform="rotate(-90 12 {:.1})">{}</text>"##,
+            (x0 + x1) / 2.0,
+            self.height - 4.0,
+            escape(x_label),
+            (y0 + y1) / 2.0,
+            (y0 + y1) / 2.0,
+            escape(y_label)
+        );
+    }
+}
+
+/// Text for SVG written by hand (the rest of the page escapes through maud).
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A line chart of `series` against a shared x axis, with a legend when there is more than one.
+/// `title` names the chart for screen readers. Points are drawn as given: cut them down with
+/// [`downsample`] first.
+pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Markup {
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let (Some(x), Some(y)) = (extent(xs), extent(ys)) else {
+        return html! { p.empty { "No finite values to draw for " (title) "." } };
+    };
+    let frame = Frame {
+        width: 560.0,
+        height: 240.0,
+        left: 58.0,
+        right: 12.0,
+        top: 10.0,
+        bottom: 34.0,
+        x,
+        y,
+    };
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" class="chart" role="img" aria-label="{}"><title>{}</title>"##,
+        frame.width,
+        frame.height,
+        escape(title),
+        escape(title)
+    );
+    frame.axes(&mut svg, x_label, y_label);
+    for (i, s) in series.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        if s.points.len() == 1 {
+            let (px, py) = (frame.px(s.points[0].0), frame.py(s.points[0].1));
+            let _ = write!(
+                svg,
+                r##"<circle cx="{px:.1}" cy="{py:.1}" r="3.5" fill="{colour}"><title>{}: {}</title></circle>"##,
+                escape(&s.label),
+                escape(&short_number(s.points[0].1))
+            );
+            continue;
+        }
+        let mut path = String::with_capacity(s.points.len() * 14);
+        for (j, (px, py)) in s
+            .points
+            .iter()
+            .map(|(x, y)| (frame.px(*x), frame.py(*y)))
+            .enumerate()
+        {
+            let _ = write!(path, "{}{px:.1},{py:.1}", if j == 0 { "M" } else { "L" });
+        }
+        let _ = write!(
+            svg,
+            r##"<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.6"><title>{}</title></path>"##,
+            escape(&s.label)
+        );
+    }
+    svg.push_str("</svg>");
+    html! {
+        figure.chart {
+            (PreEscaped(svg))
+            @if series.len() > 1 {
+                figcaption.legend {
+                    @for (i, s) in series.iter().enumerate() {
+                        span.key { span.swatch style={ "background:" (PALETTE[i % PALETTE.len()]) } {} (s.label) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One point of a scatter plot: its label (shown on hover and to screen readers), its colour
+/// (an index into [`PALETTE`], so a run keeps the colour it has elsewhere on the page) and place.
+pub struct Dot {
+    pub label: String,
+    pub colour: usize,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// A scatter plot of `dots`; those whose x or y is not finite are left out and counted below.
+pub fn scatter(title: &str, x_label: &str, y_label: &str, dots: &[Dot]) -> Markup {
+    let drawn: Vec<&Dot> = dots
+        .iter()
+        .filter(|d| d.x.is_finite() && d.y.is_finite())
+        .collect();
+    // A margin of 5 % keeps the dots at the extremes whole.
+    let padded = |(lo, hi): (f64, f64)| {
+        let pad = (hi - lo) * 0.05;
+        (lo - pad, hi + pad)
+    };
+    let (Some(x), Some(y)) = (
+        extent(drawn.iter().map(|d| d.x)).map(padded),
+        extent(drawn.iter().map(|d| d.y)).map(padded),
+    ) else {
+        return html! { p.empty { "None of the selected runs has both " (x_label) " and " (y_label) " as numbers." } };
+    };
+    let frame = Frame {
+        width: 560.0,
+        height: 300.0,
+        left: 58.0,
+        right: 16.0,
+        top: 12.0,
+        bottom: 34.0,
+        x,
+        y,
+    };
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" class="chart" role="img" aria-label="{}"><title>{}</title>"##,
+        frame.width,
+        frame.height,
+        escape(title),
+        escape(title)
+    );
+    frame.axes(&mut svg, x_label, y_label);
+    for d in &drawn {
+        let _ = write!(
+            svg,
+            r##"<circle cx="{:.1}" cy="{:.1}" r="5" fill="{}" fill-opacity="0.8"><title>{}: {}, {}</title></circle>"##,
+            frame.px(d.x),
+            frame.py(d.y),
+            PALETTE[d.colour % PALETTE.len()],
+            escape(&d.label),
+            escape(&short_number(d.x)),
+            escape(&short_number(d.y))
+        );
+    }
+    svg.push_str("</svg>");
+    let missing = dots.len() - drawn.len();
+    html! {
+        figure.chart {
+            (PreEscaped(svg))
+            @if missing > 0 { figcaption { (missing) " run(s) without both values are not drawn." } }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downsampling_keeps_each_buckets_extremes_in_order() {
+        let mut points: Vec<(f64, f64)> = (0..10_000).map(|i| (i as f64, 0.0)).collect();
+        points[5_123].1 = 9.0;
+        points[7_777].1 = -4.0;
+        points[42].1 = f64::NAN;
+        let cut = downsample(&points, 100);
+        assert!(cut.len() <= 200, "{}", cut.len());
+        assert!(cut.contains(&(5_123.0, 9.0)) && cut.contains(&(7_777.0, -4.0)));
+        assert!(cut.windows(2).all(|w| w[0].0 < w[1].0), "x order kept");
+        assert!(cut.iter().all(|p| p.1.is_finite()));
+        let few = [(0.0, 1.0), (1.0, 2.0)];
+        assert_eq!(downsample(&few, 100), few.to_vec());
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(
+            ticks(0.0, 1.0, 5),
+            vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
+        );
+        assert_eq!(ticks(3.0, 97.0, 5), vec![20.0, 40.0, 60.0, 80.0]);
+        assert_eq!(ticks(-1.0, 1.0, 4), vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
+        assert_eq!(ticks(2.0, 2.0, 4), vec![2.0]);
+    }
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(short_number(0.912345678), "0.91235");
+        assert_eq!(short_number(1234.5), "1234.5");
+        assert_eq!(short_number(250000.0), "250000");
+        assert_eq!(short_number(1e-7), "1.00e-7");
+        assert_eq!(short_number(-3.0), "-3");
+    }
+
+    #[test]
+    fn labels_are_escaped_inside_the_svg() {
+        let chart = line_chart(
+            "<script>alert(1)</script>",
+            "step",
+            "\"onerror=x",
+            &[Series {
+                label: "<img src=x onerror=alert(1)>".into(),
+                points: vec![(0.0, 1.0), (1.0, 2.0)],
+            }],
+        )
+        .into_string();
+        assert!(!chart.contains("<script>") && !chart.contains("<img"));
+        assert!(chart.contains("&lt;script&gt;") && chart.contains("&quot;onerror=x"));
+    }
+
+    #[test]
+    fn a_chart_without_finite_values_says_so() {
+        let chart = line_chart(
+            "loss",
+            "step",
+            "loss",
+            &[Series {
+                label: "a".into(),
+                points: vec![],
+            }],
+        )
+        .into_string();
+        assert!(chart.contains("No finite values"));
+    }
+}

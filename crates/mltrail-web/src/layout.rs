@@ -1,0 +1,188 @@
+//! The frame every page shares: head, navigation, breadcrumbs, and the links between pages.
+
+use maud::{html, Markup, DOCTYPE};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// The stylesheet and the script, embedded in the binary (`/ui/static/…`).
+pub const STYLESHEET: &str = include_str!("../assets/app.css");
+pub const SCRIPT: &str = include_str!("../assets/app.js");
+
+/// The sections of the navigation bar; a page names the one it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Experiments,
+    Models,
+}
+
+impl Section {
+    const ALL: [Section; 2] = [Section::Experiments, Section::Models];
+
+    fn title(self) -> &'static str {
+        match self {
+            Section::Experiments => "Experiments",
+            Section::Models => "Models",
+        }
+    }
+
+    fn href(self) -> &'static str {
+        match self {
+            Section::Experiments => "/ui/experiments",
+            Section::Models => "/ui/models",
+        }
+    }
+}
+
+/// Who is looking, shown in the corner (`None` with auth off).
+pub struct Viewer<'a>(pub Option<&'a str>);
+
+/// A whole HTML page around `body`. `crumbs` lead from the section to this page (each a label
+/// and a link); `title` is the heading and the window title.
+pub fn page(
+    section: Section,
+    viewer: &Viewer<'_>,
+    crumbs: &[(String, String)],
+    title: &str,
+    body: Markup,
+) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · mltrail" }
+                link rel="stylesheet" href="/ui/static/app.css";
+                script src="/ui/static/app.js" {}
+            }
+            body {
+                a.skip href="#content" { "Skip to content" }
+                header.top {
+                    a.brand href="/" { "mltrail" }
+                    nav aria-label="Sections" {
+                        @for s in Section::ALL {
+                            @if s == section {
+                                a href=(s.href()) aria-current="page" { (s.title()) }
+                            } @else {
+                                a href=(s.href()) { (s.title()) }
+                            }
+                        }
+                    }
+                    @if let Some(who) = viewer.0 { span.who { "Signed in as " (who) } }
+                }
+                main id="content" {
+                    @if !crumbs.is_empty() {
+                        nav.crumbs aria-label="Breadcrumbs" {
+                            @for (i, (label, href)) in crumbs.iter().enumerate() {
+                                @if i > 0 { " / " }
+                                a href=(href) { (label) }
+                            }
+                        }
+                    }
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// A page saying what went wrong (not found, not allowed, bad input), in the same frame.
+pub fn problem(section: Section, viewer: &Viewer<'_>, title: &str, message: &str) -> Markup {
+    page(
+        section,
+        viewer,
+        &[(section.title().to_string(), section.href().to_string())],
+        title,
+        html! { p.error role="alert" { (message) } },
+    )
+}
+
+/// What may stay unescaped in a path segment: letters, digits and `-._~`.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One path segment, escaped (a model named `a/b?c` stays one segment).
+pub fn segment(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
+}
+
+/// A query string from pairs, each escaped; empty values are left out.
+pub fn query<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let parts: Vec<String> = pairs
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{}={}", segment(k), segment(v)))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+pub fn experiment_href(id: &str) -> String {
+    format!("/ui/experiments/{}", segment(id))
+}
+
+pub fn run_href(id: &str) -> String {
+    format!("/ui/runs/{}", segment(id))
+}
+
+pub fn model_href(name: &str) -> String {
+    format!("/ui/models/{}", segment(name))
+}
+
+pub fn version_href(name: &str, version: &str) -> String {
+    format!("/ui/models/{}/versions/{}", segment(name), segment(version))
+}
+
+/// A time in epoch milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn time(ms: i64) -> String {
+    mltrail_core::time::rfc3339_seconds(ms)
+        .replace('T', " ")
+        .trim_end_matches('Z')
+        .to_string()
+}
+
+/// How long a run took, or has been running for.
+pub fn duration(start: Option<i64>, end: Option<i64>) -> String {
+    match (start, end) {
+        (Some(s), Some(e)) if e >= s => mltrail_core::time::duration_text(e - s),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_keep_names_whole() {
+        assert_eq!(model_href("a/b?c d"), "/ui/models/a%2Fb%3Fc%20d");
+        assert_eq!(
+            query([("filter", "metrics.acc > 0.9"), ("empty", "")]),
+            "?filter=metrics.acc%20%3E%200.9"
+        );
+        assert_eq!(query([("x", "")]), "");
+    }
+
+    #[test]
+    fn a_page_escapes_its_title_and_crumbs() {
+        let html = page(
+            Section::Experiments,
+            &Viewer(Some("<b>eve</b>")),
+            &[("<i>x</i>".into(), "/ui/\"experiments".into())],
+            "<script>alert(1)</script>",
+            html! {},
+        )
+        .into_string();
+        assert!(
+            !html.contains("<script>alert") && !html.contains("<b>eve") && !html.contains("<i>x")
+        );
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("href=\"/ui/&quot;experiments\""));
+    }
+}

@@ -1,0 +1,155 @@
+//! The model registry: registered models, one model's versions and aliases, and a version with
+//! its source run, training data, signature and evaluation.
+
+use crate::chart;
+use crate::layout::{self, model_href, run_href, version_href, Section, Viewer};
+use maud::{html, Markup};
+use mltrail_core::tags;
+use mltrail_store::records::{KeyValue, ModelVersion, RegisteredModel};
+use serde_json::Value;
+
+fn find<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|kv| kv.key == key)
+        .map(|kv| kv.value.as_str())
+}
+
+/// Every registered model the viewer may see.
+pub fn models_page(viewer: &Viewer<'_>, models: &[RegisteredModel]) -> Markup {
+    let body = html! {
+        @if models.is_empty() {
+            p.empty { "No registered models yet. Register one with " code { "mlflow.register_model(…)" } " or " code { "mltrail register" } "." }
+        } @else {
+            table.wide {
+                caption { (models.len()) " registered models" }
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Latest versions" } th scope="col" { "Aliases" } th scope="col" { "Last update" } } }
+                tbody { @for m in models { tr {
+                    td { a href=(model_href(&m.name)) { (m.name) } }
+                    td { @for v in &m.latest_versions { a.badge href=(version_href(&m.name, &v.version)) { "v" (v.version) " " (v.current_stage) } } }
+                    td { @for a in &m.aliases { a.badge href=(version_href(&m.name, &a.version)) { "@" (a.alias) " → v" (a.version) } } }
+                    td { (layout::time(m.last_updated_timestamp)) }
+                } } }
+            }
+        }
+    };
+    layout::page(Section::Models, viewer, &[], "Registered models", body)
+}
+
+/// One registered model: description, aliases, tags and every version.
+pub fn model_page(
+    viewer: &Viewer<'_>,
+    model: &RegisteredModel,
+    versions: &[ModelVersion],
+) -> Markup {
+    let body = html! {
+        @if !model.description.is_empty() { p { (model.description) } }
+        h2 { "Aliases" }
+        @if model.aliases.is_empty() { p.empty { "No aliases." } } @else {
+            table { tbody { @for a in &model.aliases { tr {
+                th scope="row" { "@" (a.alias) }
+                td { a href=(version_href(&model.name, &a.version)) { "version " (a.version) } }
+            } } } }
+        }
+        h2 { "Versions (" (versions.len()) ")" }
+        @if versions.is_empty() { p.empty { "No versions." } } @else {
+            table.wide {
+                thead { tr { th scope="col" { "Version" } th scope="col" { "Stage" } th scope="col" { "Aliases" } th scope="col" { "Source run" } th scope="col" { "Training data" } th scope="col" { "Created" } th scope="col" { "By" } } }
+                tbody { @for v in versions { tr {
+                    td { a href=(version_href(&v.name, &v.version)) { "v" (v.version) } }
+                    td { (v.current_stage) }
+                    td { @for a in &v.aliases { span.badge { "@" (a) } } }
+                    td { @if v.run_id.is_empty() { span.muted { "—" } } @else { a href=(run_href(&v.run_id)) { code { (v.run_id) } } } }
+                    td { (find(&v.tags, tags::TRAINING_DATA).unwrap_or("")) }
+                    td { (layout::time(v.creation_timestamp)) }
+                    td { (v.user_id) }
+                } } }
+            }
+        }
+        @if !model.tags.is_empty() {
+            h2 { "Tags" }
+            table { tbody { @for t in &model.tags { tr { td { (t.key) } td { (t.value) } } } } }
+        }
+    };
+    layout::page(
+        Section::Models,
+        viewer,
+        &[("Models".into(), "/ui/models".into())],
+        &model.name,
+        body,
+    )
+}
+
+/// What a version's page shows besides the version itself.
+pub struct VersionPage<'a> {
+    pub version: &'a ModelVersion,
+    /// The column names and types the version takes (its `mltrail.signature` tag, else the
+    /// MLmodel file's signature), as text; `None` when neither says.
+    pub signature: Option<String>,
+    /// The newest evaluation, as kept (`mltrail evaluate`).
+    pub evaluation: Option<Value>,
+}
+
+/// A version: stage, aliases, source run, training data, signature, evaluation and tags.
+pub fn version_page(viewer: &Viewer<'_>, page: &VersionPage<'_>) -> Markup {
+    let v = page.version;
+    let other_tags: Vec<&KeyValue> = v.tags.iter().filter(|t| t.key != tags::SIGNATURE).collect();
+    let body = html! {
+        table { tbody {
+            tr { th scope="row" { "Stage" } td { (v.current_stage) } }
+            tr { th scope="row" { "Aliases" } td { @if v.aliases.is_empty() { span.muted { "none" } } @for a in &v.aliases { span.badge { "@" (a) } } } }
+            tr { th scope="row" { "Status" } td { (v.status) } }
+            tr { th scope="row" { "Source run" } td { @if v.run_id.is_empty() { span.muted { "none recorded" } } @else { a href=(run_href(&v.run_id)) { code { (v.run_id) } } } } }
+            tr { th scope="row" { "Source" } td { code { (v.source) } } }
+            tr { th scope="row" { "Training data" } td {
+                @match find(&v.tags, tags::TRAINING_DATA) {
+                    Some(d) => { code { (d) } @if let Some(digest) = find(&v.tags, tags::TRAINING_DATA_DIGEST) { " " span.muted { "digest " code { (digest) } } } },
+                    None => span.muted { "not named (register with " code { "--training-data NAME@V" } ")" },
+                }
+            } }
+            tr { th scope="row" { "Created" } td { (layout::time(v.creation_timestamp)) " by " (v.user_id) } }
+            @if !v.description.is_empty() { tr { th scope="row" { "Description" } td { (v.description) } } }
+        } }
+        h2 { "Signature" }
+        @match &page.signature {
+            Some(text) => pre.preview { (text) },
+            None => p.empty { "The version names no columns." },
+        }
+        h2 { "Evaluation" }
+        @match &page.evaluation {
+            None => p.empty { "Not evaluated yet: " code { "mltrail evaluate " (v.name) "/" (v.version) " --data DATASET@V --label COLUMN" } },
+            Some(evaluation) => (evaluation_summary(evaluation)),
+        }
+        h2 { "Tags" }
+        @if other_tags.is_empty() { p.empty { "No tags." } } @else {
+            table { tbody { @for t in &other_tags { tr { td { (t.key) } td { (t.value) } } } } }
+        }
+    };
+    layout::page(
+        Section::Models,
+        viewer,
+        &[
+            ("Models".into(), "/ui/models".into()),
+            (v.name.clone(), model_href(&v.name)),
+        ],
+        &format!("{} version {}", v.name, v.version),
+        body,
+    )
+}
+
+/// The numbers of an evaluation (its scalar metrics) and what it was computed on.
+fn evaluation_summary(evaluation: &Value) -> Markup {
+    let text = |k: &str| evaluation.get(k).and_then(Value::as_str).unwrap_or("");
+    let metrics: Vec<(&str, f64)> = ["classification", "regression"]
+        .iter()
+        .filter_map(|k| evaluation.get(*k).and_then(Value::as_object))
+        .flat_map(|o| o.iter())
+        .filter_map(|(k, v)| v.as_f64().map(|n| (k.as_str(), n)))
+        .collect();
+    html! {
+        p { "On " code { (text("dataset")) } ", label " code { (text("label")) } ", "
+            (evaluation.get("rows").and_then(Value::as_u64).unwrap_or(0)) " rows (" (text("task")) ")." }
+        table { tbody { @for (k, n) in &metrics { tr { th scope="row" { (k) } td.num title=(n) { (chart::short_number(*n)) } } } } }
+        @if evaluation.get("fairness").is_some() { p.muted { "Fairness numbers were computed too: " code { "GET /api/v1/models/" (text("model")) "/versions/" (evaluation.get("version").map(|v| v.to_string()).unwrap_or_default()) "/evaluation" } } }
+    }
+}

@@ -1,0 +1,193 @@
+"""The web UI in headless Chromium: every page loads with its key elements and numbers, no console
+errors, no payload executed, links the mlflow client prints land on their pages, and a screenshot
+of each page is saved."""
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import ADMIN, PASSWORD
+
+HERE = Path(__file__).parent
+STEPS, RUNS = 10_000, 20
+
+
+@pytest.fixture(scope="session")
+def logged(server, tmp_path_factory):
+    out = tmp_path_factory.mktemp("logged")
+    started = time.time()
+    done = subprocess.run([sys.executable, str(HERE / "log_runs.py"), str(out), str(STEPS), str(RUNS)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout + done.stderr
+    links = re.findall(r"View run [^\n]* at: (http://\S+)", printed)
+    assert len(links) == RUNS, printed[-2000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(server["url"])
+    experiment = client.get_experiment_by_name('ui <script>alert("xss-script")</script>')
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    print(f"logged {RUNS} runs of {STEPS} steps in {time.time() - started:.1f} s")
+    return {"links": links, "experiment": experiment, "runs": runs, "client": client}
+
+
+def clean(browser):
+    """No console error, exception, dialog or called alert; no script but ours; no `on…` attribute."""
+    assert browser.problems() == []
+    scripts = browser.eval("[...document.scripts].map(s => s.src || 'inline')")
+    assert all(s.endswith("/ui/static/app.js") for s in scripts), scripts
+    handlers = browser.eval("[...document.querySelectorAll('*')].flatMap(e => [...e.attributes].map(a => a.name)).filter(n => n.startsWith('on'))")
+    assert handlers == []
+    # Every control a keyboard reaches has a name a screen reader reads out.
+    unlabelled = browser.eval("""[...document.querySelectorAll('input:not([type=hidden]), select, button')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+        .map(e => e.outerHTML)""")
+    assert unlabelled == []
+    # What a page weighs before its charts' data.
+    weight = browser.eval("document.documentElement.outerHTML.length - [...document.querySelectorAll('svg')].reduce((n, s) => n + s.outerHTML.length, 0)")
+    assert weight < 300_000, weight
+
+
+def test_the_clients_printed_run_links_land_on_the_run(browser, server, logged, shots):
+    link = logged["links"][0]
+    run_id = link.rsplit("/", 1)[1]
+    browser.goto(link)
+    browser.wait_until(f"location.pathname === '/ui/runs/{run_id}'")
+    clean(browser)
+    assert 'run-' in browser.eval("document.querySelector('h1').textContent")
+    experiment_link = link.split("/runs/")[0]
+    browser.goto(experiment_link)
+    browser.wait_until(f"location.pathname === '/ui/experiments/{logged['experiment'].experiment_id}'")
+
+
+def test_experiments_list(browser, server, logged, shots):
+    assert browser.goto(server["url"] + "/ui/experiments") == 200
+    clean(browser)
+    names = browser.eval("[...document.querySelectorAll('tbody tr td:first-child')].map(td => td.textContent)")
+    assert 'ui <script>alert("xss-script")</script>' in names
+    browser.screenshot(shots / "experiments.png")
+
+
+def test_runs_table_filters_orders_chooses_columns_and_pages(browser, server, logged, shots):
+    base = f"{server['url']}/ui/experiments/{logged['experiment'].experiment_id}"
+    assert browser.goto(base) == 200
+    clean(browser)
+    rows = browser.eval("document.querySelectorAll('tbody input[name=run]').length")
+    assert rows == RUNS
+    headers = browser.eval("[...document.querySelectorAll('thead th')].map(th => th.textContent.trim())")
+    assert "metrics.accuracy" in headers and "params.lr" in headers
+    browser.screenshot(shots / "runs-table.png")
+    # MLflow's filter syntax, typed into the search box and submitted.
+    browser.eval("document.getElementById('filter').value = \"params.lr = '0.01' and metrics.accuracy > 0.7\"; document.querySelector('form[role=search]').submit()")
+    browser.wait_until("location.search.includes('filter=')")
+    clean(browser)
+    assert browser.eval("document.querySelectorAll('tbody input[name=run]').length") == RUNS // 4
+    # A filter that does not parse is said, not a broken page.
+    assert browser.goto(base + "?filter=metrics.accuracy%20%3E%3E%3E%201") == 200
+    assert "error" in browser.eval("document.querySelector('[role=alert]').className")
+    # Ordered by a metric, descending: the first row has the highest accuracy.
+    browser.goto(base + "?order_by=metrics.%60accuracy%60%20DESC&col=metrics.accuracy&col=params.lr")
+    clean(browser)
+    values = browser.eval("[...document.querySelectorAll('tbody tr')].map(tr => parseFloat(tr.cells[6].textContent))")
+    assert values == sorted(values, reverse=True) and values[0] == pytest.approx(0.8)
+    assert browser.eval("[...document.querySelectorAll('thead th')].length") == 8, "the two chosen columns"
+    # Pages of 50: 20 runs fit in one, so there is no next page.
+    assert browser.eval("document.querySelector('a[rel=next]')") is None
+
+
+def test_run_page_shows_params_metrics_charts_artifacts_and_models(browser, server, logged, shots):
+    run = logged["runs"][0]
+    page = f"{server['url']}/ui/runs/{run.info.run_id}"
+    assert browser.goto(page) == 200
+    clean(browser)
+    text = browser.eval("document.body.innerText")
+    assert '"><img src=x onerror=alert("xss-img")>' in text, "a param shown as text"
+    assert browser.eval("[...document.querySelectorAll('figure.chart h3')].map(h => h.textContent)") == ["loss"], \
+        "a curve for the metric logged at many steps; accuracy, logged once, is in the table"
+    points = browser.eval("document.querySelector('figure.chart svg path').getAttribute('d').split('L').length")
+    assert 100 < points <= 800, f"{STEPS} steps cut down to {points} points"
+    artifacts = browser.eval("[...document.querySelectorAll('#artifacts ~ table a')].map(a => a.textContent)")
+    assert {"notes/", "tables/", "plot.png"} <= set(artifacts), artifacts
+    browser.screenshot(shots / "run.png")
+    # Previews: text (a payload shown as text), a CSV as a table, an image.
+    browser.goto(page + "?path=notes/readme.txt")
+    clean(browser)
+    assert browser.eval("document.querySelector('pre.preview').textContent") == 'notes <script>alert("xss-script")</script>'
+    browser.goto(page + "?path=tables/scores.csv")
+    clean(browser)
+    assert browser.eval("[...document.querySelectorAll('section table tbody td')].map(td => td.textContent)") == \
+        ["1", "0.5", "2", '"><img src=x onerror=alert("xss-img")>']
+    browser.goto(page + "?path=plot.png")
+    clean(browser)
+    assert browser.eval("document.querySelector('img.preview').naturalWidth") == 40
+
+
+def test_the_run_that_logged_a_model_links_to_its_registered_version(browser, server, logged, shots):
+    run = next(r for r in logged["runs"] if r.outputs and r.outputs.model_outputs)
+    browser.goto(f"{server['url']}/ui/runs/{run.info.run_id}")
+    clean(browser)
+    assert run.outputs.model_outputs[0].model_id in browser.eval("document.body.innerText")
+    links = browser.eval("[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))")
+    assert "/ui/models/ui-model/versions/1" in links
+
+
+def test_compare_twenty_runs_with_long_histories(browser, server, logged, shots):
+    ids = [r.info.run_id for r in logged["runs"]][:20]
+    url = f"{server['url']}/ui/compare?" + "&".join(f"run={i}" for i in ids) + "&x=params.lr&y=metrics.accuracy"
+    started = time.time()
+    assert browser.goto(url) == 200
+    elapsed = time.time() - started
+    clean(browser)
+    timing = browser.eval("performance.getEntriesByType('navigation')[0].loadEventEnd")
+    assert timing < 1000, f"compare of 20 runs x {STEPS} steps loaded in {timing:.0f} ms (wall {elapsed:.2f} s)"
+    assert browser.eval("[...document.querySelectorAll('figure.chart h3')].map(h => h.textContent)") == ["loss"]
+    assert browser.eval("document.querySelectorAll('figure.chart svg path').length") == 20, "20 loss curves overlaid"
+    assert browser.eval("document.querySelectorAll('figure.chart svg circle').length") == 20, "20 dots in the scatter"
+    differs = browser.eval("[...document.querySelectorAll('tr.diff th')].map(th => th.textContent)")
+    assert any(d.startswith("lr") for d in differs) and not any(d.startswith("note") for d in differs)
+    browser.screenshot(shots / "compare.png")
+
+
+def test_registry_pages(browser, server, logged, shots):
+    assert browser.goto(server["url"] + "/ui/models") == 200
+    clean(browser)
+    assert "ui-model" in browser.eval("document.body.innerText")
+    browser.goto(server["url"] + "/ui/models/ui-model")
+    clean(browser)
+    assert browser.eval("document.querySelectorAll('tbody a[href=\"/ui/models/ui-model/versions/1\"]').length") == 1
+    # The link form the issue names: MLflow's registry route.
+    browser.goto(server["url"] + "/#/models/ui-model/versions/1")
+    browser.wait_until("location.pathname === '/ui/models/ui-model/versions/1'")
+    clean(browser)
+    text = browser.eval("document.body.innerText")
+    assert "signature:" in text and "inputs:" in text, "the MLmodel file's signature"
+    run = next(r for r in logged["runs"] if r.outputs and r.outputs.model_outputs)
+    assert browser.eval(f"!!document.querySelector('a[href=\"/ui/runs/{run.info.run_id}\"]')"), "the source run, through the logged model"
+    browser.screenshot(shots / "model-version.png")
+
+
+def test_a_user_sees_only_what_they_may_read(server, logged):
+    admin = (ADMIN, PASSWORD)
+    url = server["url"]
+    requests.post(f"{url}/api/2.0/mlflow/users/create", json={"username": "ui-viewer", "password": "viewer-password-1"},
+                  auth=admin).raise_for_status()
+    hidden = logged["experiment"].experiment_id
+    requests.post(f"{url}/api/2.0/mlflow/experiments/permissions/create",
+                  json={"experiment_id": hidden, "username": "ui-viewer", "permission": "NO_PERMISSIONS"},
+                  auth=admin).raise_for_status()
+    viewer = ("ui-viewer", "viewer-password-1")
+    listed = requests.get(f"{url}/ui/experiments", auth=viewer)
+    assert listed.status_code == 200 and "xss-script" not in listed.text
+    assert requests.get(f"{url}/ui/experiments/{hidden}", auth=viewer).status_code == 404
+    run_id = logged["runs"][0].info.run_id
+    assert requests.get(f"{url}/ui/runs/{run_id}", auth=viewer).status_code == 404
+    assert requests.get(f"{url}/ui/compare?run={run_id}", auth=viewer).status_code == 404
+    assert requests.get(f"{url}/ui/experiments", auth=admin).text.count("xss-script") >= 1
+    # Without credentials the browser is asked for them.
+    anonymous = requests.get(f"{url}/ui/experiments")
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
