@@ -119,11 +119,11 @@ class Browser:
         opened = self.eval("window.__opened || []")
         return found + [f"called {o}" for o in opened]
 
-    def screenshot(self, path: Path):
-        """The whole page, not only the window."""
+    def screenshot(self, path: Path, height=6000):
+        """The whole page (its first `height` pixels), not only the window."""
         size = self.send("Page.getLayoutMetrics")["cssContentSize"]
         shot = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1})
+                         clip={"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], height), "scale": 1})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
 

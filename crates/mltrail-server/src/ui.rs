@@ -13,9 +13,9 @@ use axum::Router;
 use maud::Markup;
 use mltrail_core::artifact_path::{source_artifact_path, ArtifactPath};
 use mltrail_core::state::ViewType;
-use mltrail_core::{tags, ExperimentId};
+use mltrail_core::{tags, ExperimentId, MonitorId};
 use mltrail_store::records::{Page, PageToken, Run};
-use mltrail_store::{experiments, metrics, registry, runs, StoreError, StoreErrorKind};
+use mltrail_store::{experiments, metrics, monitors, registry, runs, StoreError, StoreErrorKind};
 use mltrail_web::chart::{self, Series};
 use mltrail_web::runs::{ArtifactEntry, Column, ColumnKind, Comparison, Preview, RunPage};
 use mltrail_web::runs::{RunsQuery, RunsTable};
@@ -36,6 +36,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/models", get(models))
         .route("/ui/models/{name}", get(model))
         .route("/ui/models/{name}/versions/{version}", get(version))
+        .route("/ui/monitors", get(monitors_list))
+        .route("/ui/monitors/{id}", get(monitor))
 }
 
 /// Points per curve a chart receives: a 10,000-step history is cut to this many (each
@@ -728,4 +730,63 @@ async fn mlmodel_signature(state: &AppState, source: &str) -> Option<String> {
         block.push(line);
     }
     (!block.is_empty()).then(|| block.join("\n"))
+}
+
+async fn monitors_list(State(state): State<AppState>, ctx: Ctx) -> PageResult {
+    let fail = |e: StoreError| ctx.fail(Section::Monitors, e);
+    let all = monitors::list_monitors(&state.store, None, false)
+        .await
+        .map_err(fail)?;
+    let mut latest = Vec::with_capacity(all.len());
+    let mut fired = Vec::with_capacity(all.len());
+    for m in &all {
+        latest.push(
+            monitors::list_results(&state.store, &m.id, 1)
+                .await
+                .map_err(fail)?
+                .pop(),
+        );
+        fired.push(
+            monitors::count_alerts(&state.store, &m.id)
+                .await
+                .map_err(fail)?,
+        );
+    }
+    let rows: Vec<mltrail_web::monitors::MonitorRow<'_>> = all
+        .iter()
+        .zip(&latest)
+        .zip(&fired)
+        .map(
+            |((monitor, latest), alerts)| mltrail_web::monitors::MonitorRow {
+                monitor,
+                latest: latest.as_ref(),
+                alerts: *alerts,
+            },
+        )
+        .collect();
+    html(mltrail_web::monitors::monitors_page(&ctx.viewer(), &rows))
+}
+
+/// Windows a monitor's page draws at most (the newest).
+const MONITOR_WINDOWS: i64 = 1_000;
+
+async fn monitor(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> PageResult {
+    let fail = |e: StoreError| ctx.fail(Section::Monitors, e);
+    let id = MonitorId::from(id);
+    let monitor = monitors::get_monitor(&state.store, &id)
+        .await
+        .map_err(fail)?;
+    let mut results = monitors::list_results(&state.store, &id, MONITOR_WINDOWS)
+        .await
+        .map_err(fail)?;
+    results.reverse();
+    let alerts = monitors::list_alerts(&state.store, Some(&id), 500)
+        .await
+        .map_err(fail)?;
+    html(mltrail_web::monitors::monitor_page(
+        &ctx.viewer(),
+        &monitor,
+        &results,
+        &alerts,
+    ))
 }

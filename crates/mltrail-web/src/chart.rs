@@ -113,7 +113,76 @@ fn extent(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     Some((lo, hi))
 }
 
+/// What the x axis measures: plain numbers (steps, a parameter) or times in epoch milliseconds
+/// (ticks fall on round minutes, hours or days, labelled in UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XAxis {
+    Number,
+    Time,
+}
+
+/// Tick positions for a time range in epoch milliseconds: the smallest round step (1 s … 7 d)
+/// giving at most `target` ticks, and how to label them.
+pub fn time_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, fn(i64) -> String) {
+    const STEPS: [i64; 19] = [
+        1_000,
+        2_000,
+        5_000,
+        10_000,
+        15_000,
+        30_000,
+        60_000,
+        120_000,
+        300_000,
+        600_000,
+        900_000,
+        1_800_000,
+        3_600_000,
+        7_200_000,
+        10_800_000,
+        21_600_000,
+        43_200_000,
+        86_400_000,
+        604_800_000,
+    ];
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+        return (vec![lo], clock_seconds);
+    }
+    let span = hi - lo;
+    let step = STEPS
+        .iter()
+        .copied()
+        .find(|s| span / *s as f64 <= target.max(1) as f64)
+        .unwrap_or(604_800_000);
+    let first = ((lo as i64 + step - 1).div_euclid(step)) * step;
+    let ticks = (0..50)
+        .map(|i| (first + i * step) as f64)
+        .take_while(|t| *t <= hi)
+        .collect();
+    let label: fn(i64) -> String = if step >= 86_400_000 {
+        day
+    } else if step >= 60_000 {
+        clock_minutes
+    } else {
+        clock_seconds
+    };
+    (ticks, label)
+}
+
+fn clock_seconds(ms: i64) -> String {
+    mltrail_core::time::rfc3339_seconds(ms)[11..19].to_string()
+}
+
+fn clock_minutes(ms: i64) -> String {
+    mltrail_core::time::rfc3339_seconds(ms)[11..16].to_string()
+}
+
+fn day(ms: i64) -> String {
+    mltrail_core::time::utc_date(ms)
+}
+
 struct Frame {
+    axis: XAxis,
     width: f64,
     height: f64,
     left: f64,
@@ -149,14 +218,24 @@ impl Frame {
                 escape(&short_number(t))
             );
         }
-        for t in ticks(self.x.0, self.x.1, 6) {
+        let x_ticks: Vec<(f64, String)> = match self.axis {
+            XAxis::Number => ticks(self.x.0, self.x.1, 6)
+                .into_iter()
+                .map(|t| (t, short_number(t)))
+                .collect(),
+            XAxis::Time => {
+                let (at, label) = time_ticks(self.x.0, self.x.1, 6);
+                at.into_iter().map(|t| (t, label(t as i64))).collect()
+            }
+        };
+        for (t, text) in x_ticks {
             let x = self.px(t);
             let _ = write!(
                 out,
                 r##"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{:.1}" class="axis"/><text x="{x:.1}" y="{:.1}" class="tick" text-anchor="middle">{}</text>"##,
                 y0 + 4.0,
                 y0 + 16.0,
-                escape(&short_number(t))
+                escape(&text)
             );
         }
         let _ = write!(
@@ -188,20 +267,47 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
+/// A horizontal line across a chart at `value` (a threshold, a reference value), labelled.
+pub struct Guide {
+    pub value: f64,
+    pub label: String,
+}
+
 /// A line chart of `series` against a shared x axis, with a legend when there is more than one.
 /// `title` names the chart for screen readers. Points are drawn as given: cut them down with
 /// [`downsample`] first.
 pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Markup {
+    chart_with(title, XAxis::Number, x_label, y_label, series, &[])
+}
+
+/// [`line_chart`] over time (x in epoch milliseconds), with `guides` drawn as dashed lines.
+pub fn time_chart(title: &str, y_label: &str, series: &[Series], guides: &[Guide]) -> Markup {
+    chart_with(title, XAxis::Time, "time (UTC)", y_label, series, guides)
+}
+
+fn chart_with(
+    title: &str,
+    axis: XAxis,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    guides: &[Guide],
+) -> Markup {
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let ys = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .chain(guides.iter().map(|g| g.value));
     let (Some(x), Some(y)) = (extent(xs), extent(ys)) else {
         return html! { p.empty { "No finite values to draw for " (title) "." } };
     };
     let frame = Frame {
+        axis,
         width: 560.0,
         height: 240.0,
         left: 58.0,
-        right: 12.0,
+        // Room for the last x tick's label.
+        right: 26.0,
         top: 10.0,
         bottom: 34.0,
         x,
@@ -217,6 +323,23 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         escape(title)
     );
     frame.axes(&mut svg, x_label, y_label);
+    for g in guides {
+        let y = frame.py(g.value);
+        let _ = write!(
+            svg,
+            r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#b3261e" stroke-dasharray="5 4"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
+            frame.left,
+            frame.width - frame.right,
+            frame.width - frame.right - 2.0,
+            // Above the line, or below it when the line runs along the top.
+            if y - frame.top < 14.0 {
+                y + 12.0
+            } else {
+                y - 4.0
+            },
+            escape(&g.label)
+        );
+    }
     for (i, s) in series.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
         if s.points.len() == 1 {
@@ -286,6 +409,7 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, dots: &[Dot]) -> Marku
         return html! { p.empty { "None of the selected runs has both " (x_label) " and " (y_label) " as numbers." } };
     };
     let frame = Frame {
+        axis: XAxis::Number,
         width: 560.0,
         height: 300.0,
         left: 58.0,
@@ -327,6 +451,123 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, dots: &[Dot]) -> Marku
     }
 }
 
+/// One cell of a heat map: `level` is 0 for nothing, 1 at the threshold, more beyond it (drawn
+/// with the same colour from 3 on); `label` says what it is to a pointer or screen reader.
+pub struct Cell {
+    pub level: f64,
+    pub label: String,
+}
+
+/// The colour of a heat-map level: white through amber (just under the threshold) to dark red.
+fn heat(level: f64) -> String {
+    let t = (level / 3.0).clamp(0.0, 1.0);
+    let (r, g, b) = if level < 1.0 {
+        let u = level.clamp(0.0, 1.0);
+        (255.0, 255.0 - 55.0 * u, 255.0 - 175.0 * u)
+    } else {
+        (255.0 - 120.0 * t, 200.0 - 190.0 * t, 80.0 - 60.0 * t)
+    };
+    format!("rgb({:.0},{:.0},{:.0})", r, g, b)
+}
+
+/// A grid of `rows` (named down the left) × `columns` (labelled along the bottom), each cell
+/// coloured by its level; a missing cell is left grey. Cells beyond the threshold carry a dot,
+/// so the reading does not rest on colour alone.
+pub fn heat_map(
+    title: &str,
+    rows: &[String],
+    columns: &[String],
+    cells: &[Vec<Option<Cell>>],
+) -> Markup {
+    if rows.is_empty() || columns.is_empty() {
+        return html! { p.empty { "Nothing to draw for " (title) " yet." } };
+    }
+    let left = 12.0
+        + 7.0
+            * rows
+                .iter()
+                .map(|r| r.chars().count())
+                .max()
+                .unwrap_or(4)
+                .min(24) as f64;
+    let cell_w = (900.0 / columns.len() as f64).clamp(8.0, 56.0);
+    let cell_h = 22.0;
+    let width = left + cell_w * columns.len() as f64 + 10.0;
+    let height = cell_h * rows.len() as f64 + 22.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0} {height:.0}" width="{width:.0}" height="{height:.0}" class="chart heat" role="img" aria-label="{}"><title>{}</title>"##,
+        escape(title),
+        escape(title)
+    );
+    for (r, name) in rows.iter().enumerate() {
+        let y = r as f64 * cell_h;
+        let short: String = name.chars().take(24).collect();
+        let _ = write!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"##,
+            left - 4.0,
+            y + cell_h * 0.7,
+            escape(&short)
+        );
+        for (c, cell) in cells
+            .get(r)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let x = left + c as f64 * cell_w;
+            match cell {
+                Some(cell) => {
+                    let _ = write!(
+                        svg,
+                        r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{}" stroke="#fff"><title>{}</title></rect>"##,
+                        cell_w,
+                        cell_h,
+                        heat(cell.level),
+                        escape(&cell.label)
+                    );
+                    if cell.level >= 1.0 {
+                        let _ = write!(
+                            svg,
+                            r##"<circle cx="{:.1}" cy="{:.1}" r="2" fill="#fff"/>"##,
+                            x + cell_w / 2.0,
+                            y + cell_h / 2.0
+                        );
+                    }
+                }
+                None => {
+                    let _ = write!(
+                        svg,
+                        r##"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="#eceff3" stroke="#fff"/>"##,
+                        cell_w, cell_h
+                    );
+                }
+            }
+        }
+    }
+    // A label every ~70 pixels, so none runs into the next.
+    let every = (70.0 / cell_w).ceil().max(1.0) as usize;
+    for (c, label) in columns.iter().enumerate().step_by(every) {
+        let _ = write!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" class="tick" text-anchor="start">{}</text>"##,
+            left + c as f64 * cell_w,
+            rows.len() as f64 * cell_h + 14.0,
+            escape(label)
+        );
+    }
+    svg.push_str("</svg>");
+    html! {
+        figure.chart.wide {
+            (PreEscaped(svg))
+            figcaption { "Colour: how far each statistic is from its threshold (white: far below; red: beyond it, marked with a dot; grey: not measured)." }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +596,42 @@ mod tests {
         assert_eq!(ticks(3.0, 97.0, 5), vec![20.0, 40.0, 60.0, 80.0]);
         assert_eq!(ticks(-1.0, 1.0, 4), vec![-1.0, -0.5, 0.0, 0.5, 1.0]);
         assert_eq!(ticks(2.0, 2.0, 4), vec![2.0]);
+    }
+
+    #[test]
+    fn time_ticks_fall_on_round_times() {
+        // 10:00:07 to 10:30:00 UTC on 2026-12-04: ticks every 5 minutes, labelled HH:MM.
+        let lo = 1_796_378_407_000.0;
+        let (ticks, label) = time_ticks(lo, lo + 1_793_000.0, 6);
+        assert_eq!(ticks.len(), 6);
+        assert!(ticks.iter().all(|t| *t as i64 % 300_000 == 0));
+        assert_eq!(label(ticks[0] as i64), "10:05");
+    }
+
+    #[test]
+    fn heat_levels_grow_redder_and_mark_the_threshold() {
+        assert_eq!(heat(0.0), "rgb(255,255,255)");
+        assert_eq!(heat(1.0), "rgb(215,137,60)", "amber at the threshold");
+        assert_eq!(heat(3.0), "rgb(135,10,20)", "dark red from three times on");
+        let map = heat_map(
+            "drift",
+            &["<b>age</b>".into()],
+            &["10:00".into(), "10:01".into()],
+            &[vec![
+                Some(Cell {
+                    level: 2.0,
+                    label: "age: p=0.001".into(),
+                }),
+                None,
+            ]],
+        )
+        .into_string();
+        assert_eq!(
+            map.matches("<circle").count(),
+            1,
+            "one cell beyond its threshold"
+        );
+        assert!(map.contains("&lt;b&gt;age") && !map.contains("<b>"));
     }
 
     #[test]

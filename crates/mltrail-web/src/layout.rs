@@ -12,15 +12,17 @@ pub const SCRIPT: &str = include_str!("../assets/app.js");
 pub enum Section {
     Experiments,
     Models,
+    Monitors,
 }
 
 impl Section {
-    const ALL: [Section; 2] = [Section::Experiments, Section::Models];
+    const ALL: [Section; 3] = [Section::Experiments, Section::Models, Section::Monitors];
 
     fn title(self) -> &'static str {
         match self {
             Section::Experiments => "Experiments",
             Section::Models => "Models",
+            Section::Monitors => "Monitors",
         }
     }
 
@@ -28,6 +30,7 @@ impl Section {
         match self {
             Section::Experiments => "/ui/experiments",
             Section::Models => "/ui/models",
+            Section::Monitors => "/ui/monitors",
         }
     }
 }

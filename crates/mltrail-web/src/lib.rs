@@ -9,6 +9,7 @@
 
 pub mod chart;
 pub mod layout;
+pub mod monitors;
 pub mod registry;
 pub mod runs;
 

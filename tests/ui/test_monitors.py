@@ -1,0 +1,125 @@
+"""A monitor's pages in headless Chromium: a deployment served by `mltrail serve`, traffic whose
+`income` drifts further window by window with labels fed back, and the monitor's drift history,
+heat map, performance and alerts drawn from its stored results."""
+import os
+import subprocess
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from conftest import ADMIN, PASSWORD, ROOT
+from test_pages import clean
+
+WINDOW_MS = 2_000
+WINDOWS = 8
+AUTH = (ADMIN, PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def monitored(server, tmp_path_factory):
+    import mlflow
+    import mlflow.onnx
+    from mlflow.models import infer_signature
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    work = tmp_path_factory.mktemp("monitored")
+    binary = os.environ.get("MLTRAIL_BIN", str(ROOT / "target" / "debug" / "mltrail"))
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({
+        "income": rng.normal(50, 10, 300), "age": rng.integers(18, 80, 300).astype(float),
+        "debt_ratio": rng.beta(2, 5, 300), "tenure": rng.exponential(5, 300),
+    }).astype(np.float32)
+    label = ((frame.income > 50) & (frame.debt_ratio < 0.3)).astype(int)
+    model = LogisticRegression(max_iter=1000).fit(frame.values, label)
+    onnx_model = to_onnx(model, frame.values[:1], options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    mlflow.set_tracking_uri(server["url"])
+    mlflow.set_experiment("ui-credit")
+    with mlflow.start_run():
+        mlflow.onnx.log_model(onnx_model, name="model", registered_model_name="ui-credit",
+                              signature=infer_signature(frame, label))
+    frame.assign(label=label).to_csv(work / "train.csv", index=False)
+    added = subprocess.run([binary, "data", "add", str(work / "train.csv"), "--name", "ui-credit-train",
+                            "--tracking-uri", server["url"]], capture_output=True, text=True, timeout=120)
+    assert added.returncode == 0, added.stderr
+    created = requests.post(f"{server['url']}/api/v1/monitors", auth=AUTH, timeout=30, json={
+        "deployment": "ui-credit-prod", "window": "2s", "delay": "2s", "reference": "ui-credit-train@1",
+        "alerts": ["drift_share >= 0.5"]})
+    assert created.status_code == 200, created.text
+    monitor = created.json()["monitor"]["id"]
+    serve = subprocess.Popen(
+        [binary, "serve", "--model", "ui-credit/1", "--tracking-uri", server["url"], "--port", "0",
+         "--deployment", "ui-credit-prod", "--log-dir", str(work / "log"), "--segment-seconds", "1",
+         "--archive-interval-ms", "200"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ, MLTRAIL_LOG="warn"), text=True)
+    line = serve.stdout.readline()
+    assert "listening on" in line, line + serve.stdout.read()
+    url = line.strip().rsplit(" ", 1)[-1]
+    try:
+        last = 0
+        for k in range(WINDOWS):
+            now = time.time() * 1000
+            time.sleep(((now // WINDOW_MS + 1) * WINDOW_MS + 150 - now) / 1000)
+            # income moves further out each window, debt_ratio from the fourth; from then on the
+            # labels stop matching the model's answers too.
+            batch = frame.sample(100, random_state=k).assign(
+                income=lambda f: f.income + 4 * k, debt_ratio=lambda f: f.debt_ratio + 0.06 * max(0, k - 3))
+            answer = requests.post(f"{url}/api/v1/predict", timeout=60, json={
+                "dataframe_split": {"columns": list(batch.columns), "data": batch.values.tolist()}})
+            assert answer.status_code == 200, answer.text
+            truth = label.loc[batch.index].values
+            for p, t in zip(answer.json()["predictions"], truth):
+                fed = requests.post(f"{url}/api/v1/feedback", timeout=30,
+                                    json={"prediction_id": p["prediction_id"], "label": int(t if k < 4 else 1 - t)})
+                assert fed.status_code == 200, fed.text
+            last = (time.time() * 1000) // WINDOW_MS * WINDOW_MS
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            results = requests.get(f"{server['url']}/api/v1/monitors/{monitor}/results?limit=100", auth=AUTH, timeout=30).json()["results"]
+            if any(r["window_start"] >= last for r in results):
+                break
+            time.sleep(0.3)
+        ok = [r for r in results if r["status"] == "ok"]
+        assert len(ok) >= WINDOWS - 1, results
+        return {"monitor": monitor, "results": ok}
+    finally:
+        serve.terminate()
+        serve.wait(timeout=15)
+
+
+def test_a_monitors_drift_history_heat_map_performance_and_alerts(browser, server, monitored, shots):
+    assert browser.goto(server["url"] + "/ui/monitors") == 200
+    clean(browser)
+    assert monitored["monitor"] in browser.eval("document.body.innerText")
+    page = f"{server['url']}/ui/monitors/{monitored['monitor']}"
+    assert browser.goto(page) == 200
+    clean(browser)
+    ok = monitored["results"]
+    # The drift share curve has a point per compared window, and the threshold is drawn.
+    first = browser.eval("document.querySelector('figure.chart svg path').getAttribute('d')")
+    assert first.count("L") == len(ok) - 1
+    assert browser.eval("document.querySelectorAll('figure.chart svg line[stroke-dasharray]').length") >= 1
+    # The heat map: a cell per feature and window, a dot on each drifted one, as stored.
+    cells = browser.eval("document.querySelectorAll('svg.heat rect').length")
+    assert cells == 4 * len(ok)
+    drifted = sum(1 for r in ok for f in r["result"]["features"] if f["drifted"])
+    assert drifted > 0
+    assert browser.eval("document.querySelectorAll('svg.heat circle').length") == drifted
+    # Performance per metric with its reference value, and the alerts the rule fired.
+    titles = browser.eval("[...document.querySelectorAll('figure.chart h3')].map(h => h.textContent)")
+    assert "accuracy" in titles
+    alerts = requests.get(f"{server['url']}/api/v1/monitors/{monitored['monitor']}/alerts", auth=AUTH, timeout=30).json()["alerts"]
+    assert alerts, "income drifts past the rule's share"
+    rules = browser.eval("[...document.querySelectorAll('h2')].find(h => h.textContent.startsWith('Alerts')).textContent")
+    assert rules == f"Alerts ({len(alerts)})"
+    browser.screenshot(shots / "monitor.png")
+    # What the README shows: the drift share over time and the heat map.
+    bottom = browser.eval("(() => { const h = [...document.querySelectorAll('h2')].find(h => h.textContent.startsWith('Performance')); return h.getBoundingClientRect().top + scrollY; })()")
+    browser.screenshot(shots / "monitor-drift.png", height=int(bottom) - 8)
+    # A window's drift report opens from the windows table.
+    report = browser.eval("[...document.querySelectorAll('a')].find(a => a.textContent === 'drift report').href")
+    assert browser.goto(report) == 200
+    assert "columns drifted" in browser.eval("document.body.innerText")
