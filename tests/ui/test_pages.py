@@ -191,3 +191,58 @@ def test_a_user_sees_only_what_they_may_read(server, logged):
     # Without credentials the browser is asked for them.
     anonymous = requests.get(f"{url}/ui/experiments")
     assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_audit_trail_filters_links_and_verifies(browser, server, logged, shots):
+    url = server["url"]
+    assert browser.goto(url + "/ui/audit") == 200
+    clean(browser)
+    assert "not verified" in browser.eval("document.querySelector('section.verification').innerText")
+    assert browser.eval("document.querySelectorAll('tbody tr').length") == 100, "a page of 100, newest first"
+    seqs = browser.eval("[...document.querySelectorAll('tbody tr')].map(tr => parseInt(tr.cells[0].textContent))")
+    assert seqs == sorted(seqs, reverse=True)
+    assert browser.eval("!!document.querySelector('a[rel=next]')")
+    # Filtered by entity: the registered model's events, from its own page's link.
+    browser.goto(url + "/ui/models/ui-model")
+    href = browser.eval("[...document.querySelectorAll('a')].find(a => a.textContent === 'Audit trail of this model').href")
+    browser.goto(href)
+    clean(browser)
+    entities = browser.eval("[...document.querySelectorAll('tbody tr')].map(tr => tr.cells[4].innerText)")
+    assert entities and all(e.startswith("registered_model ui-model") for e in entities), entities
+    actions = browser.eval("[...document.querySelectorAll('tbody tr')].map(tr => tr.cells[3].textContent)")
+    assert "registered_model.create" in actions
+    # By action prefix and actor: every run event, all by the admin.
+    browser.goto(url + "/ui/audit?action=run.&actor=" + ADMIN)
+    clean(browser)
+    rows = browser.eval("[...document.querySelectorAll('tbody tr')].map(tr => [tr.cells[2].textContent, tr.cells[3].textContent])")
+    assert rows and all(a.startswith("run.") and actor.endswith(ADMIN) for actor, a in rows), rows
+    # A time filter that does not parse is said.
+    browser.goto(url + "/ui/audit?since=yesterday-ish")
+    assert "`since`" in browser.eval("document.querySelector('[role=alert]').textContent")
+    # The verify button (an admin's), then the badge.
+    browser.goto(url + "/ui/audit")
+    browser.eval("document.querySelector('form[action=\"/ui/audit/verify\"]').submit()")
+    browser.wait_until("document.querySelector('.badge.ok') !== null", timeout=60)
+    clean(browser)
+    assert "verified" in browser.eval("document.querySelector('section.verification').innerText")
+    browser.screenshot(shots / "audit.png")
+
+
+def test_the_verify_form_refuses_forged_posts_and_non_admins(server, logged):
+    url = server["url"]
+    admin = (ADMIN, PASSWORD)
+    assert requests.post(f"{url}/ui/audit/verify", data={"csrf": "0" * 64}, auth=admin).status_code == 403
+    page = requests.get(f"{url}/ui/audit", auth=admin).text
+    token = re.search(r'name="csrf" value="([0-9a-f]{64})"', page).group(1)
+    forged = requests.post(f"{url}/ui/audit/verify", data={"csrf": token}, auth=admin,
+                           headers={"Origin": "http://evil.example"}, allow_redirects=False)
+    assert forged.status_code == 403
+    good = requests.post(f"{url}/ui/audit/verify", data={"csrf": token}, auth=admin,
+                         headers={"Origin": url}, allow_redirects=False)
+    assert good.status_code == 303 and good.headers["Location"] == "/ui/audit"
+    requests.post(f"{url}/api/2.0/mlflow/users/create", json={"username": "ui-plain", "password": "plain-password-01"},
+                  auth=admin).raise_for_status()
+    plain = ("ui-plain", "plain-password-01")
+    assert requests.get(f"{url}/ui/audit", auth=plain).status_code == 403, "the trail is for auditors"
+    assert requests.post(f"{url}/ui/audit/verify", data={"csrf": token}, auth=plain).status_code == 403
+    assert "name=\"csrf\"" not in requests.get(f"{url}/ui/experiments", auth=plain).text

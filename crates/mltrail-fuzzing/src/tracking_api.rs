@@ -120,6 +120,7 @@ fn fixture() -> &'static Fixture {
                 )),
                 privacy: None,
                 checkpoints: None,
+                ui: Default::default(),
             };
             mltrail_server::router(state, mltrail_server::Limits::default())
         });

@@ -361,6 +361,17 @@ impl Need {
         if path == "/metrics" {
             return Need::Read;
         }
+        // The web UI: the trail needs what reading it through the API would (its verify button,
+        // an admin), a prediction what reading a stored prediction needs; other pages read.
+        if path == "/ui/audit/verify" {
+            return Need::Scope(Scope::Admin);
+        }
+        if path == "/ui/audit" {
+            return Need::Scope(Scope::AuditRead);
+        }
+        if path.starts_with("/ui/predictions") {
+            return Need::Scope(Scope::PredictionsRead);
+        }
         // The same routes are served under /api and /ajax-api.
         let Some(p) = path
             .strip_prefix("/ajax-api")

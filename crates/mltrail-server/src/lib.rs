@@ -25,7 +25,7 @@ pub mod scoring;
 pub mod scoring_auth;
 pub mod tls;
 mod tracking;
-mod ui;
+pub mod ui;
 mod users;
 pub mod webhooks;
 
@@ -55,6 +55,8 @@ pub struct AppState {
     pub privacy: Option<std::sync::Arc<mltrail_serving::privacy::StoreKeys>>,
     /// Signs the checkpoints traces carry; `None` when the server has no audit signing key.
     pub checkpoints: Option<lineage::SharedSigner>,
+    /// The web UI's CSRF key and last verification of the trail.
+    pub ui: std::sync::Arc<ui::UiState>,
 }
 
 /// Largest JSON request body the MLflow REST API accepts unless configured otherwise, in bytes.

@@ -36,8 +36,47 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/models", get(models))
         .route("/ui/models/{name}", get(model))
         .route("/ui/models/{name}/versions/{version}", get(version))
+        .route("/ui/audit", get(audit_trail))
+        .route("/ui/audit/verify", axum::routing::post(verify_trail))
         .route("/ui/monitors", get(monitors_list))
         .route("/ui/monitors/{id}", get(monitor))
+}
+
+/// What the UI keeps between requests: the secret its forms' CSRF tokens are keyed with, and
+/// the last verification of the trail run from it.
+pub struct UiState {
+    csrf_key: [u8; 32],
+    verification: std::sync::Mutex<Option<mltrail_web::audit::Verification>>,
+}
+
+impl Default for UiState {
+    fn default() -> Self {
+        // A fresh key per start, from the OS's random numbers (two v4 UUIDs: 244 random bits):
+        // a token outlives neither the process nor the user it names.
+        let mut csrf_key = [0u8; 32];
+        csrf_key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        csrf_key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        UiState {
+            csrf_key,
+            verification: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl UiState {
+    /// The token a form posted by `who` must carry: a keyed hash of the principal, so another
+    /// site cannot forge a request the browser would send with the user's credentials.
+    fn csrf_token(&self, who: &str) -> String {
+        blake3::keyed_hash(&self.csrf_key, who.as_bytes())
+            .to_hex()
+            .to_string()
+    }
+
+    /// Whether `token` is `who`'s (compared in constant time: `blake3::Hash`'s equality).
+    fn csrf_holds(&self, who: &str, token: &str) -> bool {
+        blake3::Hash::from_hex(token)
+            .is_ok_and(|t| t == blake3::keyed_hash(&self.csrf_key, who.as_bytes()))
+    }
 }
 
 /// Points per curve a chart receives: a 10,000-step history is cut to this many (each
@@ -54,6 +93,7 @@ const PREVIEW_BYTES: usize = 256 << 10;
 enum Problem {
     NotFound(String),
     BadRequest(String),
+    Forbidden(String),
     Store(Box<StoreError>),
     Other(String),
 }
@@ -75,6 +115,7 @@ impl IntoResponse for Shown {
         let (status, title, message) = match self.problem {
             Problem::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
             Problem::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
+            Problem::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m),
             Problem::Store(e) => match e.kind() {
                 StoreErrorKind::NotFound => (StatusCode::NOT_FOUND, "Not found", e.to_string()),
                 StoreErrorKind::InvalidParameter => {
@@ -101,6 +142,7 @@ impl IntoResponse for Shown {
 /// Who is looking, and what they may see.
 struct Ctx {
     viewer: Option<String>,
+    admin: bool,
     seen: Seen,
 }
 
@@ -111,18 +153,27 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Ctx {
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let viewer = parts
-            .extensions
-            .get::<Arc<crate::auth::Caller>>()
-            .map(|c| c.principal.to_string());
+        let caller = parts.extensions.get::<Arc<crate::auth::Caller>>();
+        let viewer = caller.map(|c| c.principal.to_string());
+        // With auth off there is no caller, and everyone may do everything.
+        let admin = caller.is_none_or(|c| c.admin);
         let seen = Seen::from_request_parts(parts, state).await?;
-        Ok(Ctx { viewer, seen })
+        Ok(Ctx {
+            viewer,
+            admin,
+            seen,
+        })
     }
 }
 
 impl Ctx {
     fn viewer(&self) -> Viewer<'_> {
         Viewer(self.viewer.as_deref())
+    }
+
+    /// Who the audit records and CSRF tokens name (`anonymous` with auth off).
+    fn who(&self) -> String {
+        self.viewer.clone().unwrap_or_else(|| "anonymous".into())
     }
 
     fn fail(&self, section: Section, problem: impl Into<Problem>) -> Shown {
@@ -789,4 +840,159 @@ async fn monitor(State(state): State<AppState>, ctx: Ctx, Path(id): Path<String>
         &results,
         &alerts,
     ))
+}
+
+/// Events per page of the trail.
+const EVENTS_PER_PAGE: i64 = 100;
+
+async fn audit_trail(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let q = pairs(&raw);
+    let query = mltrail_web::audit::TrailQuery {
+        entity: first(&q, "entity").trim().to_string(),
+        actor: first(&q, "actor").trim().to_string(),
+        action: first(&q, "action").trim().to_string(),
+        since: first(&q, "since").trim().to_string(),
+        until: first(&q, "until").trim().to_string(),
+    };
+    let now = mltrail_core::now_millis();
+    let instant = |field: &str, text: &str| -> Result<Option<i64>, String> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        mltrail_core::time::parse_since(text, now)
+            .map(Some)
+            .map_err(|e| format!("`{field}`: {e}"))
+    };
+    let before = first(&q, "before");
+    let (since, until, before_seq) = match (
+        instant("since", &query.since),
+        instant("until", &query.until),
+        if before.is_empty() {
+            Ok(None)
+        } else {
+            before
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| "`before`: not a sequence number".to_string())
+        },
+    ) {
+        (Ok(s), Ok(u), Ok(b)) => (s, u, b),
+        (s, u, b) => {
+            let error = [s.err(), u.err(), b.err()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ");
+            return html(mltrail_web::audit::trail_page(
+                &ctx.viewer(),
+                &mltrail_web::audit::TrailPage {
+                    events: &[],
+                    query: &query,
+                    next_before: None,
+                    error: Some(&error),
+                    verification: None,
+                    verify: None,
+                },
+            ));
+        }
+    };
+    let events = mltrail_store::audit::search_events(
+        &state.store,
+        &mltrail_store::audit::EventQuery {
+            entity: query.entity.clone(),
+            actor: query.actor.clone(),
+            action: query.action.clone(),
+            since,
+            until,
+            before_seq,
+        },
+        EVENTS_PER_PAGE,
+    )
+    .await
+    .map_err(|e| ctx.fail(Section::Audit, e))?;
+    let next_before = (events.len() as i64 == EVENTS_PER_PAGE)
+        .then(|| events.last().map(|e| e.event.seq))
+        .flatten();
+    let admin = ctx.admin;
+    let who = ctx.who();
+    let csrf = state.ui.csrf_token(&who);
+    let verification = state
+        .ui
+        .verification
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    html(mltrail_web::audit::trail_page(
+        &ctx.viewer(),
+        &mltrail_web::audit::TrailPage {
+            events: &events,
+            query: &query,
+            next_before,
+            error: None,
+            verification: verification.as_ref(),
+            verify: admin.then_some(mltrail_web::audit::VerifyForm { csrf: &csrf }),
+        },
+    ))
+}
+
+/// The verify button (admins; the guard asked for it): recomputes the chain and every entity's
+/// state, keeps the result for the badge, and returns to the trail.
+async fn verify_trail(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Response, Shown> {
+    let who = ctx.who();
+    let token = form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if !same_origin(&headers) || !state.ui.csrf_holds(&who, &token) {
+        return Err(Shown {
+            section: Section::Audit,
+            viewer: ctx.viewer.clone(),
+            problem: Problem::Forbidden(
+                "This form did not come from this server's page (its CSRF token is missing or stale): reload the audit page and try again.".into(),
+            ),
+        });
+    }
+    let report = mltrail_store::audit::verify(&state.store)
+        .await
+        .map_err(|e| ctx.fail(Section::Audit, e))?;
+    let verification = mltrail_web::audit::Verification {
+        time_ms: mltrail_core::now_millis(),
+        by: who,
+        events: report.events,
+        broken: report.broken.map(|b| format!("{b:?}")),
+    };
+    tracing::info!(events = verification.events, intact = verification.broken.is_none(), by = %verification.by, "audit trail verified from the web UI");
+    *state
+        .ui
+        .verification
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(verification);
+    Ok(Redirect::to("/ui/audit").into_response())
+}
+
+/// Whether a browser's POST came from a page of this server: its `Origin` (or, without one,
+/// `Referer`) names the host the request was sent to. Requests with neither (not a browser's
+/// form) are judged by the CSRF token alone.
+fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|h| h.to_str().ok());
+    match (origin, host) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .map(|(_, rest)| rest.split('/').next() == Some(host))
+            .unwrap_or(false),
+        (Some(_), None) => false,
+    }
 }

@@ -339,6 +339,69 @@ pub(crate) async fn list_events(
     rows.iter().map(logged_event).collect()
 }
 
+/// What a page of the trail is filtered by; an empty field does not filter.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// `kind` or `kind:id`, as `list_events` takes it.
+    pub entity: String,
+    /// A principal's spelling or its name.
+    pub actor: String,
+    /// An action (`run.create`), or its start (`run.` for every action on runs).
+    pub action: String,
+    /// Only events at or after this time (epoch ms).
+    pub since: Option<i64>,
+    /// Only events before this time (epoch ms).
+    pub until: Option<i64>,
+    /// Only events before this sequence number: the next page of a newest-first listing.
+    pub before_seq: Option<i64>,
+}
+
+/// Events newest first, filtered, at most `limit` (a page; the next starts before the last
+/// one's `seq`). Walks the chain's key backwards, so a page costs the same deep in the trail.
+pub(crate) async fn search_events(
+    readers: &AnyPool,
+    q: &EventQuery,
+    limit: i64,
+) -> Result<Vec<LoggedEvent>, StoreError> {
+    let (kind, id) = match q.entity.split_once(':') {
+        Some((k, i)) => (k.to_string(), i.to_string()),
+        None => (q.entity.clone(), String::new()),
+    };
+    let spellings = if q.actor.is_empty() {
+        Default::default()
+    } else {
+        mltrail_core::Principal::spellings(&q.actor)
+    };
+    // `run.` or `run.*` matches every action on runs: a prefix compared with `substr`, not
+    // LIKE, so `_` and `%` in it mean themselves (and no collation decides).
+    let (action, prefix) = match q.action.strip_suffix('*') {
+        Some(prefix) => (prefix.to_string(), "1"),
+        None if q.action.ends_with('.') => (q.action.clone(), "1"),
+        None => (q.action.clone(), ""),
+    };
+    let mut query = sqlx::query(
+        "SELECT * FROM audit_log WHERE ($1 = '' OR entity_type = $1) AND ($2 = '' OR entity_id = $2) \
+         AND ($3 = '' OR actor IN ($3, $4, $5, $6, $7)) \
+         AND ($8 = '' OR ($9 = '' AND action = $8) OR ($9 <> '' AND substr(action, 1, length($8)) = $8)) \
+         AND time >= $10 AND time < $11 AND seq < $12 ORDER BY seq DESC LIMIT $13",
+    )
+    .bind(kind)
+    .bind(id);
+    for spelling in spellings {
+        query = query.bind(spelling);
+    }
+    let rows = query
+        .bind(action)
+        .bind(prefix)
+        .bind(q.since.unwrap_or(i64::MIN))
+        .bind(q.until.unwrap_or(i64::MAX))
+        .bind(q.before_seq.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(readers)
+        .await?;
+    rows.iter().map(logged_event).collect()
+}
+
 pub(crate) fn logged_event(row: &sqlx::any::AnyRow) -> Result<LoggedEvent, StoreError> {
     Ok(LoggedEvent {
         event: AuditEvent {

@@ -63,7 +63,7 @@ pub use writer::{AuditCtx, Tx};
 /// events digest.
 pub mod audit {
     use crate::audited::{AuditedKind, Kind};
-    pub use crate::audited::{BrokenLink, LoggedEvent, VerifyReport};
+    pub use crate::audited::{BrokenLink, EventQuery, LoggedEvent, VerifyReport};
     use crate::{datasets, experiments, logged_models, metrics, monitors, registry, runs};
     use crate::{MetaStore, StoreError};
 
@@ -97,6 +97,15 @@ pub mod audit {
     pub async fn verify(store: &MetaStore) -> Result<VerifyReport, StoreError> {
         let mut conn = store.readers().acquire().await?;
         crate::audited::verify(&mut conn, &KINDS).await
+    }
+
+    /// A page of events, newest first, filtered by entity, actor, action and time.
+    pub async fn search_events(
+        store: &MetaStore,
+        query: &EventQuery,
+        limit: i64,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        crate::audited::search_events(store.readers(), query, limit).await
     }
 
     /// Events in sequence order, optionally only those of one entity (`run:<id>`,

@@ -13,16 +13,23 @@ pub enum Section {
     Experiments,
     Models,
     Monitors,
+    Audit,
 }
 
 impl Section {
-    const ALL: [Section; 3] = [Section::Experiments, Section::Models, Section::Monitors];
+    const ALL: [Section; 4] = [
+        Section::Experiments,
+        Section::Models,
+        Section::Monitors,
+        Section::Audit,
+    ];
 
     fn title(self) -> &'static str {
         match self {
             Section::Experiments => "Experiments",
             Section::Models => "Models",
             Section::Monitors => "Monitors",
+            Section::Audit => "Audit trail",
         }
     }
 
@@ -31,6 +38,7 @@ impl Section {
             Section::Experiments => "/ui/experiments",
             Section::Models => "/ui/models",
             Section::Monitors => "/ui/monitors",
+            Section::Audit => "/ui/audit",
         }
     }
 }

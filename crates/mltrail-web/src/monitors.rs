@@ -221,6 +221,7 @@ pub fn monitor_page(
             tr { th scope="row" { "Reference" } td { (monitor.spec.reference) } }
             tr { th scope="row" { "Created" } td { (layout::time(monitor.created_time)) " by " (monitor.created_by) } }
             tr { th scope="row" { "Status" } td { (monitor.status) } }
+            tr { th scope="row" { "History" } td { a href=(crate::audit::trail_href(&format!("monitor:{id}"))) { "audit trail of this monitor" } } }
             @if let Some(rules) = monitor.spec.config.get("alerts").and_then(Value::as_array) {
                 tr { th scope="row" { "Alert rules" } td { @for r in rules { code.badge { (r.as_str().unwrap_or("")) } } } }
             }

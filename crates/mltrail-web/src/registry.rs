@@ -66,6 +66,7 @@ pub fn model_page(
                 } } }
             }
         }
+        p.muted { a href=(crate::audit::trail_href(&format!("registered_model:{}", model.name))) { "Audit trail of this model" } " (who created it, moved its aliases, registered each version)" }
         @if !model.tags.is_empty() {
             h2 { "Tags" }
             table { tbody { @for t in &model.tags { tr { td { (t.key) } td { (t.value) } } } } }
@@ -109,6 +110,7 @@ pub fn version_page(viewer: &Viewer<'_>, page: &VersionPage<'_>) -> Markup {
             } }
             tr { th scope="row" { "Created" } td { (layout::time(v.creation_timestamp)) " by " (v.user_id) } }
             @if !v.description.is_empty() { tr { th scope="row" { "Description" } td { (v.description) } } }
+            tr { th scope="row" { "History" } td { a href=(crate::audit::trail_href(&format!("model_version:{}/{}", v.name, v.version))) { "audit trail of this version" } } }
         } }
         h2 { "Signature" }
         @match &page.signature {

@@ -244,6 +244,7 @@ pub fn runs_page(viewer: &Viewer<'_>, table: &RunsTable<'_>) -> Markup {
             @if table.runs.is_empty() { p.empty { "No runs match." } }
             button type="submit" { "Compare selected runs" }
         }
+        p.muted { a href=(crate::audit::trail_href(&format!("experiment:{}", e.experiment_id))) { "Audit trail of this experiment" } }
         nav.pager aria-label="Pages" {
             @if !q.page_token.is_empty() { a href=(q.href(&e.experiment_id, &q.order_by, "")) { "First page" } }
             @if let Some(next) = table.next_page_token { a href=(q.href(&e.experiment_id, &q.order_by, next)) rel="next" { "Next page" } }
@@ -335,6 +336,7 @@ pub fn run_page(viewer: &Viewer<'_>, page: &RunPage<'_>) -> Markup {
                 tr { th scope="row" { "Lifecycle" } td { (info.lifecycle_stage) } }
                 tr { th scope="row" { "Artifacts" } td { code { (info.artifact_uri) } } }
                 @if let Some(source) = find(&run.data.tags, "mlflow.source.name") { tr { th scope="row" { "Source" } td { code { (source) } } } }
+                tr { th scope="row" { "History" } td { a href=(crate::audit::trail_href(&format!("run:{}", info.run_id))) { "audit trail of this run" } } }
             }
         }
         h2 { "Parameters (" (run.data.params.len()) ")" }

@@ -513,6 +513,7 @@ async fn serve(config: &Config) -> Result<()> {
         ),
         privacy,
         checkpoints: trail_signer(config, store_uri),
+        ui: Default::default(),
     };
     let limits = mltrail_server::Limits {
         max_artifact_bytes: server.max_artifact_bytes,
