@@ -45,6 +45,8 @@ def monitored(server, tmp_path_factory):
     added = subprocess.run([binary, "data", "add", str(work / "train.csv"), "--name", "ui-credit-train",
                             "--tracking-uri", server["url"]], capture_output=True, text=True, timeout=120)
     assert added.returncode == 0, added.stderr
+    # The version names its training data, so every prediction is explained while served.
+    mlflow.MlflowClient(server["url"]).set_model_version_tag("ui-credit", "1", "mltrail.training_data", "ui-credit-train@1")
     created = requests.post(f"{server['url']}/api/v1/monitors", auth=AUTH, timeout=30, json={
         "deployment": "ui-credit-prod", "window": "2s", "delay": "2s", "reference": "ui-credit-train@1",
         "alerts": ["drift_share >= 0.5"]})
@@ -53,13 +55,14 @@ def monitored(server, tmp_path_factory):
     serve = subprocess.Popen(
         [binary, "serve", "--model", "ui-credit/1", "--tracking-uri", server["url"], "--port", "0",
          "--deployment", "ui-credit-prod", "--log-dir", str(work / "log"), "--segment-seconds", "1",
-         "--archive-interval-ms", "200"],
+         "--archive-interval-ms", "200", "--explain", "always"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ, MLTRAIL_LOG="warn"), text=True)
     line = serve.stdout.readline()
     assert "listening on" in line, line + serve.stdout.read()
     url = line.strip().rsplit(" ", 1)[-1]
     try:
         last = 0
+        predicted = []
         for k in range(WINDOWS):
             now = time.time() * 1000
             time.sleep(((now // WINDOW_MS + 1) * WINDOW_MS + 150 - now) / 1000)
@@ -71,6 +74,7 @@ def monitored(server, tmp_path_factory):
                 "dataframe_split": {"columns": list(batch.columns), "data": batch.values.tolist()}})
             assert answer.status_code == 200, answer.text
             truth = label.loc[batch.index].values
+            predicted.append(answer.json()["predictions"][0]["prediction_id"])
             for p, t in zip(answer.json()["predictions"], truth):
                 fed = requests.post(f"{url}/api/v1/feedback", timeout=30,
                                     json={"prediction_id": p["prediction_id"], "label": int(t if k < 4 else 1 - t)})
@@ -84,7 +88,7 @@ def monitored(server, tmp_path_factory):
             time.sleep(0.3)
         ok = [r for r in results if r["status"] == "ok"]
         assert len(ok) >= WINDOWS - 1, results
-        return {"monitor": monitor, "results": ok}
+        return {"monitor": monitor, "results": ok, "predictions": predicted}
     finally:
         serve.terminate()
         serve.wait(timeout=15)
@@ -94,6 +98,8 @@ def test_a_monitors_drift_history_heat_map_performance_and_alerts(browser, serve
     assert browser.goto(server["url"] + "/ui/monitors") == 200
     clean(browser)
     assert monitored["monitor"] in browser.eval("document.body.innerText")
+    alerts_api = f"{server['url']}/api/v1/monitors/{monitored['monitor']}/alerts"
+    before = requests.get(alerts_api, auth=AUTH, timeout=30).json()["alerts"]
     page = f"{server['url']}/ui/monitors/{monitored['monitor']}"
     assert browser.goto(page) == 200
     clean(browser)
@@ -111,10 +117,12 @@ def test_a_monitors_drift_history_heat_map_performance_and_alerts(browser, serve
     # Performance per metric with its reference value, and the alerts the rule fired.
     titles = browser.eval("[...document.querySelectorAll('figure.chart h3')].map(h => h.textContent)")
     assert "accuracy" in titles
-    alerts = requests.get(f"{server['url']}/api/v1/monitors/{monitored['monitor']}/alerts", auth=AUTH, timeout=30).json()["alerts"]
-    assert alerts, "income drifts past the rule's share"
-    rules = browser.eval("[...document.querySelectorAll('h2')].find(h => h.textContent.startsWith('Alerts')).textContent")
-    assert rules == f"Alerts ({len(alerts)})"
+    after = requests.get(alerts_api, auth=AUTH, timeout=30).json()["alerts"]
+    assert before, "income and debt_ratio drift past the rule's share"
+    # The monitor keeps evaluating (empty windows may resolve the alert), so the page shows what
+    # the store held between the two reads.
+    shown = browser.eval("[...document.querySelectorAll('h2')].find(h => h.textContent.startsWith('Alerts')).textContent")
+    assert shown in {f"Alerts ({n})" for n in range(len(before), len(after) + 1)}, (shown, len(before), len(after))
     browser.screenshot(shots / "monitor.png")
     # What the README shows: the drift share over time and the heat map.
     bottom = browser.eval("(() => { const h = [...document.querySelectorAll('h2')].find(h => h.textContent.startsWith('Performance')); return h.getBoundingClientRect().top + scrollY; })()")
@@ -123,3 +131,27 @@ def test_a_monitors_drift_history_heat_map_performance_and_alerts(browser, serve
     report = browser.eval("[...document.querySelectorAll('a')].find(a => a.textContent === 'drift report').href")
     assert browser.goto(report) == 200
     assert "columns drifted" in browser.eval("document.body.innerText")
+
+
+def test_a_prediction_page_shows_lineage_inputs_explanation_and_feedback(browser, server, monitored, shots):
+    page = server["url"] + "/ui/predictions"
+    assert browser.goto(page) == 200
+    clean(browser)
+    pid = monitored["predictions"][-1]
+    browser.eval(f"document.getElementById('id').value = '{pid}'; document.querySelector('form[role=search]').submit()")
+    browser.wait_until("location.search.includes('id=')")
+    clean(browser)
+    trace = requests.get(f"{server['url']}/api/v1/predictions/{pid}/record", auth=AUTH, timeout=30).json()
+    steps = browser.eval("[...document.querySelectorAll('ol.lineage li')].map(li => li.querySelector('.kind').textContent)")
+    assert steps == ["training data", "run", "model version", "deployment", "prediction"]
+    inputs = browser.eval("[...[...document.querySelectorAll('h2')].find(h => h.textContent === 'Inputs').nextElementSibling.querySelectorAll('tr')].map(tr => [tr.querySelector('th').textContent, tr.querySelector('td').textContent])")
+    assert {k: float(v) for k, v in inputs} == pytest.approx({k: float(v) for k, v in trace["inputs"].items()})
+    # The waterfall: a bar per input column, from the base value to the output.
+    assert browser.eval("document.querySelectorAll('svg.waterfall rect').length") == 4
+    assert "feedback (1)" in browser.eval("document.body.innerText").lower()
+    browser.screenshot(shots / "prediction.png")
+    # An id that is no prediction answers 404 on the same page; one that is no UUID, 400.
+    missing = "01a24000-0000-7000-8000-000000000000"
+    assert browser.goto(f"{page}?id={missing}") == 404
+    assert "not in the archive" in browser.eval("document.querySelector('[role=alert]').textContent")
+    assert browser.goto(f"{page}?id=nope") == 400

@@ -329,10 +329,20 @@ pub(crate) async fn record(
     Path(id): Path<String>,
     Query(q): Query<RecordQuery>,
 ) -> ApiResult<Json<Value>> {
-    let id = uuid::Uuid::parse_str(&id)
+    trace(&state, &id, q.deployment.as_deref()).await.map(Json)
+}
+
+/// The trace of an archived prediction (what `record` answers; the web UI's prediction page
+/// draws it).
+pub(crate) async fn trace(
+    state: &AppState,
+    id: &str,
+    deployment: Option<&str>,
+) -> ApiResult<Value> {
+    let id = uuid::Uuid::parse_str(id)
         .map_err(|_| ApiError::invalid(format!("`{id}` is not a prediction id (a UUID)")))?;
     let archive = ArtifactArchive(state.artifacts.clone());
-    let found = match locate_archived(&archive, q.deployment.as_deref(), id).await {
+    let found = match locate_archived(&archive, deployment, id).await {
         Ok(found) => found,
         // It may be in a damaged file: not found, and which files could not be read.
         Err(e @ mltrail_serving::archive::ArchiveError::Unreadable(_)) => {
@@ -346,10 +356,10 @@ pub(crate) async fn record(
         )));
     };
     let mut trail = Trail::default();
-    let mut body = prediction_part(&state, &found).await?;
-    let segment = segment_part(&state, &mut trail, &found).await?;
+    let mut body = prediction_part(state, &found).await?;
+    let segment = segment_part(state, &mut trail, &found).await?;
     let lineage = lineage_of(
-        &state,
+        state,
         &mut trail,
         &found.prediction.model,
         &found.prediction.version,
@@ -361,9 +371,9 @@ pub(crate) async fn record(
     }
     body["segment"] = segment;
     body["entities"] = Value::Array(std::mem::take(&mut trail.entities));
-    body["audit"] = trail.finish(&state).await?;
+    body["audit"] = trail.finish(state).await?;
     body["format"] = json!(TRACE_FORMAT);
-    Ok(Json(body))
+    Ok(body)
 }
 
 /// The prediction as archived (the record its leaf hashes), its inputs opened when they were

@@ -38,6 +38,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/models/{name}/versions/{version}", get(version))
         .route("/ui/audit", get(audit_trail))
         .route("/ui/audit/verify", axum::routing::post(verify_trail))
+        .route("/ui/predictions", get(prediction))
         .route("/ui/monitors", get(monitors_list))
         .route("/ui/monitors/{id}", get(monitor))
 }
@@ -95,6 +96,8 @@ enum Problem {
     BadRequest(String),
     Forbidden(String),
     Store(Box<StoreError>),
+    /// A page already rendered, answered with this status.
+    Rendered(StatusCode, String),
     Other(String),
 }
 
@@ -113,6 +116,7 @@ struct Shown {
 impl IntoResponse for Shown {
     fn into_response(self) -> Response {
         let (status, title, message) = match self.problem {
+            Problem::Rendered(status, page) => return (status, Html(page)).into_response(),
             Problem::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
             Problem::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
             Problem::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m),
@@ -994,5 +998,40 @@ fn same_origin(headers: &axum::http::HeaderMap) -> bool {
             .map(|(_, rest)| rest.split('/').next() == Some(host))
             .unwrap_or(false),
         (Some(_), None) => false,
+    }
+}
+
+/// `/ui/predictions?id=…`: the guard asked for `predictions:read` (inputs may be personal data).
+async fn prediction(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let q = pairs(&raw);
+    let id = first(&q, "id").trim().to_string();
+    let deployment = first(&q, "deployment");
+    if id.is_empty() {
+        return html(mltrail_web::predictions::prediction_page(
+            &ctx.viewer(),
+            "",
+            None,
+        ));
+    }
+    let deployment = (!deployment.is_empty()).then_some(deployment.as_str());
+    let trace = crate::lineage::trace(&state, &id, deployment).await;
+    let (status, found) = match &trace {
+        Ok(trace) => (StatusCode::OK, Ok(trace)),
+        Err(e) => (e.status, Err(e.message.clone())),
+    };
+    let page = mltrail_web::predictions::prediction_page(&ctx.viewer(), &id, Some(found));
+    // A lookup that finds nothing answers with the API's status, on the same page.
+    if status == StatusCode::OK {
+        html(page)
+    } else {
+        Err(Shown {
+            section: Section::Predictions,
+            viewer: ctx.viewer.clone(),
+            problem: Problem::Rendered(status, page.into_string()),
+        })
     }
 }

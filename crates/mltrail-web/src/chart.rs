@@ -451,6 +451,115 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, dots: &[Dot]) -> Marku
     }
 }
 
+/// Contributions shown one by one in a waterfall; the rest are summed into one bar.
+const WATERFALL_BARS: usize = 12;
+
+/// How an explanation adds up: from `base` (the model's average answer), each feature's
+/// contribution as a bar from the running total (red pushes up, blue down), largest first, to
+/// `output`. Features past the twelfth are summed into one bar.
+pub fn waterfall(title: &str, base: f64, contributions: &[(String, f64)], output: f64) -> Markup {
+    let mut sorted: Vec<(String, f64)> = contributions
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .cloned()
+        .collect();
+    sorted.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    if sorted.len() > WATERFALL_BARS {
+        let rest: f64 = sorted[WATERFALL_BARS - 1..].iter().map(|(_, v)| v).sum();
+        let n = sorted.len() - (WATERFALL_BARS - 1);
+        sorted.truncate(WATERFALL_BARS - 1);
+        sorted.push((format!("{n} other features"), rest));
+    }
+    let mut running = base;
+    let mut spans = Vec::with_capacity(sorted.len());
+    for (name, v) in &sorted {
+        spans.push((name.as_str(), running, running + v, *v));
+        running += v;
+    }
+    let all = spans
+        .iter()
+        .flat_map(|(_, a, b, _)| [*a, *b])
+        .chain([base, output]);
+    let Some((lo, hi)) = extent(all) else {
+        return html! { p.empty { "Nothing to draw for " (title) "." } };
+    };
+    let pad = (hi - lo) * 0.05;
+    let (lo, hi) = (lo - pad, hi + pad);
+    let row = 22.0;
+    let (left, right, width) = (150.0, 70.0, 620.0);
+    let height = row * (spans.len() + 2) as f64 + 30.0;
+    let px = |x: f64| left + (x - lo) / (hi - lo) * (width - left - right);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart waterfall" role="img" aria-label="{}"><title>{}</title>"##,
+        escape(title),
+        escape(title)
+    );
+    for t in ticks(lo, hi, 6) {
+        let _ = write!(
+            svg,
+            r##"<line x1="{x:.1}" y1="0" x2="{x:.1}" y2="{:.1}" class="grid"/><text x="{x:.1}" y="{:.1}" class="tick" text-anchor="middle">{}</text>"##,
+            height - 24.0,
+            height - 10.0,
+            escape(&short_number(t)),
+            x = px(t)
+        );
+    }
+    let label = |svg: &mut String, y: f64, text: &str| {
+        let short: String = text.chars().take(22).collect();
+        let _ = write!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" class="label" text-anchor="end">{}</text>"##,
+            left - 6.0,
+            y + row * 0.65,
+            escape(&short)
+        );
+    };
+    let marker = |svg: &mut String, y: f64, text: &str, at: f64| {
+        label(svg, y, text);
+        let _ = write!(
+            svg,
+            r##"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="#1d232b" stroke-width="2"/><text x="{:.1}" y="{:.1}" class="tick">{}</text>"##,
+            y + 3.0,
+            y + row - 3.0,
+            px(at) + 4.0,
+            y + row * 0.65,
+            escape(&short_number(at)),
+            x = px(at)
+        );
+    };
+    marker(&mut svg, 0.0, "base value", base);
+    for (i, (name, from, to, v)) in spans.iter().enumerate() {
+        let y = row * (i + 1) as f64;
+        label(&mut svg, y, name);
+        let (a, b) = (px(from.min(*to)), px(from.max(*to)));
+        let colour = if *v >= 0.0 { "#D55E00" } else { "#0072B2" };
+        let _ = write!(
+            svg,
+            r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{colour}"><title>{}: {}{}</title></rect><text x="{:.1}" y="{:.1}" class="tick">{}{}</text>"##,
+            y + 3.0,
+            (b - a).max(1.0),
+            row - 6.0,
+            escape(name),
+            if *v >= 0.0 { "+" } else { "" },
+            escape(&short_number(*v)),
+            b + 4.0,
+            y + row * 0.65,
+            if *v >= 0.0 { "+" } else { "" },
+            escape(&short_number(*v))
+        );
+    }
+    marker(&mut svg, row * (spans.len() + 1) as f64, "output", output);
+    svg.push_str("</svg>");
+    html! {
+        figure.chart.wide {
+            (PreEscaped(svg))
+            figcaption { "From the base value, each feature's contribution in turn (red raises the output, blue lowers it), largest first." }
+        }
+    }
+}
+
 /// One cell of a heat map: `level` is 0 for nothing, 1 at the threshold, more beyond it (drawn
 /// with the same colour from 3 on); `label` says what it is to a pointer or screen reader.
 pub struct Cell {
@@ -632,6 +741,26 @@ mod tests {
             "one cell beyond its threshold"
         );
         assert!(map.contains("&lt;b&gt;age") && !map.contains("<b>"));
+    }
+
+    #[test]
+    fn a_waterfall_adds_up_and_sums_the_tail() {
+        let contributions: Vec<(String, f64)> = (0..15)
+            .map(|i| {
+                (
+                    format!("f{i}"),
+                    if i % 2 == 0 { 0.1 } else { -0.05 } * (i + 1) as f64,
+                )
+            })
+            .collect();
+        let total: f64 = contributions.iter().map(|c| c.1).sum();
+        let svg = waterfall("why", 0.5, &contributions, 0.5 + total).into_string();
+        assert_eq!(
+            svg.matches("<rect").count(),
+            12,
+            "eleven features and the rest"
+        );
+        assert!(svg.contains("4 other features"));
     }
 
     #[test]

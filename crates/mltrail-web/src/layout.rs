@@ -13,14 +13,16 @@ pub enum Section {
     Experiments,
     Models,
     Monitors,
+    Predictions,
     Audit,
 }
 
 impl Section {
-    const ALL: [Section; 4] = [
+    const ALL: [Section; 5] = [
         Section::Experiments,
         Section::Models,
         Section::Monitors,
+        Section::Predictions,
         Section::Audit,
     ];
 
@@ -29,6 +31,7 @@ impl Section {
             Section::Experiments => "Experiments",
             Section::Models => "Models",
             Section::Monitors => "Monitors",
+            Section::Predictions => "Predictions",
             Section::Audit => "Audit trail",
         }
     }
@@ -38,6 +41,7 @@ impl Section {
             Section::Experiments => "/ui/experiments",
             Section::Models => "/ui/models",
             Section::Monitors => "/ui/monitors",
+            Section::Predictions => "/ui/predictions",
             Section::Audit => "/ui/audit",
         }
     }

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod chart;
 pub mod layout;
 pub mod monitors;
+pub mod predictions;
 pub mod registry;
 pub mod runs;
 
