@@ -23,12 +23,18 @@ loads slowly, and its load stops at --peer-load-timeout, the mltrail side then g
 and the MLflow UI's call (`POST /ajax-api/2.0/mlflow/runs/search`, max_results 100) on MLflow is
 timed against mltrail's UI page and its `runs/search`, as ratios (MLflow time / mltrail time).
 
+With --diagnose, the main server also answers more shapes (filters matching 1% to 99% of runs,
+other orders, runs/search at page sizes 1 to 1000), the planner's statistics and each main
+shape's query plan are printed (the SQL copied from crates/mltrail-store/src/search.rs, run in
+Python's SQLite), and the main shapes are timed again after restarting the server on the same
+database (a start refreshes the planner's statistics).
+
 Before each load and each timing phase the script waits (up to 10 minutes) until no `cargo` or
 `rustc` runs on the machine, so that a build does not disturb the numbers. Every server it starts
 is stopped, also on error, and its work folder is removed at the end.
 
     .venv/bin/python bench/ui_runs.py --binary /tmp/mltrail-ui-bench
-    .venv/bin/python bench/ui_runs.py --runs 100000 --no-peer
+    .venv/bin/python bench/ui_runs.py --runs 100000 --no-peer --diagnose
     .venv/bin/python bench/ui_runs.py --runs 2000 --peer-runs 500        # a quick check of the script
 """
 import argparse
@@ -293,6 +299,90 @@ def measure_search(base, api, experiment_id, n, warmup, deep_page, results, pref
 
 
 # ------------------------------------------------------------------------------------------------
+# --diagnose: where a slow page's time goes
+
+# The SQL crates/mltrail-store/src/search.rs builds for the shapes above (a copy, for EXPLAIN and
+# for timing the query alone in Python's own SQLite, which is not the server's build).
+SQL_HEAD = "SELECT r.* FROM runs r {join} WHERE r.experiment_id IN (?) AND r.lifecycle_stage IN ('active') ORDER BY {order} LIMIT ? OFFSET 0"
+SQL_SHAPES = [
+    ("default order", "", "r.start_time DESC, r.run_uuid ASC", []),
+    ("order m3 DESC", "LEFT JOIN latest_metrics o0 ON o0.run_uuid = r.run_uuid AND o0.key = ?",
+     "CASE WHEN o0.value IS NULL THEN 1 ELSE 0 END, o0.value DESC, r.start_time DESC, r.run_uuid ASC", ["m3"]),
+    ("filter m1 > 0.5", "JOIN latest_metrics f0 ON f0.run_uuid = r.run_uuid AND f0.key = ? AND f0.value > ?",
+     "r.start_time DESC, r.run_uuid ASC", ["m1", 0.5]),
+    ("filter p0 = 'a'", "JOIN params f0 ON f0.run_uuid = r.run_uuid AND f0.key = ? AND f0.value = ?",
+     "r.start_time DESC, r.run_uuid ASC", ["p0", "a"]),
+]
+
+
+def explain(db, experiment_id, n=5):
+    """Planner statistics, each shape's query plan, and the query alone timed in Python's SQLite."""
+    import sqlite3
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        try:
+            stats = con.execute("SELECT tbl, idx, stat FROM sqlite_stat1 WHERE tbl IN "
+                                "('runs', 'latest_metrics', 'params') ORDER BY tbl, idx").fetchall()
+        except sqlite3.OperationalError:
+            stats = []
+        print("  sqlite_stat1 (planner statistics the server's ANALYZE left): "
+              + ("; ".join(f"{i or t}={st}" for t, i, st in stats) or "none"), flush=True)
+        for name, join, order, binds in SQL_SHAPES:
+            sql = SQL_HEAD.format(join=join, order=order)
+            args = [*binds, int(experiment_id), 51]
+            plan = " | ".join(row[-1] for row in con.execute("EXPLAIN QUERY PLAN " + sql, args))
+            times = []
+            for _ in range(n):
+                t = time.perf_counter()
+                con.execute(sql, args).fetchall()
+                times.append((time.perf_counter() - t) * 1000)
+            print(f"    {name:<18} SQL alone (sqlite {sqlite3.sqlite_version}) median {statistics.median(times):7.1f} ms;"
+                  f" plan: {plan}", flush=True)
+    finally:
+        con.close()
+
+
+DIAG_UI = [  # how a page's time grows with what the filter matches and what it orders by
+    ("filter m1 > 0.99 (1%)", "?filter=" + q("metrics.m1 > 0.99")),
+    ("filter m1 > 0.9 (10%)", "?filter=" + q("metrics.m1 > 0.9")),
+    ("filter m1 > 0.5 (50%)", "?filter=" + q("metrics.m1 > 0.5")),
+    ("filter m1 > 0.01 (99%)", "?filter=" + q("metrics.m1 > 0.01")),
+    ("filter m1 < 0.1 (10%)", "?filter=" + q("metrics.m1 < 0.1")),
+    ("filter p0 != 'a' (90%)", "?filter=" + q("params.p0 != 'a'")),
+    ("filter tags.team = 'red' (33%)", "?filter=" + q("tags.team = 'red'")),
+    ("filter start_time > 0 (100%)", "?filter=" + q("attributes.start_time > 0")),
+    ("order m3 ASC", "?order_by=" + q("metrics.`m3` ASC")),
+    ("order p1 DESC", "?order_by=" + q("params.`p1` DESC")),
+    ("order run_name ASC", "?order_by=" + q("attributes.run_name ASC")),
+    ("order start_time ASC", "?order_by=" + q("attributes.start_time ASC")),
+    ("filter m1 > 0.5 + order m1 DESC", "?filter=" + q("metrics.m1 > 0.5") + "&order_by=" + q("metrics.`m1` DESC")),
+    ("filter m1 > 0.9 + order m3 DESC", "?filter=" + q("metrics.m1 > 0.9") + "&order_by=" + q("metrics.`m3` DESC")),
+]
+
+
+def diagnose(base, api, experiment_id, db, n, results):
+    s = requests.Session()
+    first = f"{base}/ui/experiments/{experiment_id}"
+    print(f"\n--diagnose: other shapes of the UI page ({n} requests each after 1 warm-up):", flush=True)
+    for name, qs in DIAG_UI:
+        r = timed(s, "GET", first + qs, n=n, warmup=1)
+        results["diag UI " + name] = r
+        print_row("UI " + name, r)
+    print("  runs/search order m3 DESC by page size (the sort's cost against what it returns):", flush=True)
+    for size in (1, 10, 50, 100, 1000):
+        body = {"experiment_ids": [experiment_id], "max_results": size, "order_by": ["metrics.`m3` DESC"]}
+        r = timed(s, "POST", f"{base}{api}/runs/search", body, n=n, warmup=1)
+        results[f"diag runs/search order m3 max_results {size}"] = r
+        print_row(f"runs/search order m3, max_results {size}", r)
+    for size in (1, 100, 1000):
+        body = {"experiment_ids": [experiment_id], "max_results": size, "filter": "metrics.m1 > 0.5"}
+        r = timed(s, "POST", f"{base}{api}/runs/search", body, n=n, warmup=1)
+        results[f"diag runs/search filter m1 max_results {size}"] = r
+        print_row(f"runs/search filter m1 > 0.5, max_results {size}", r)
+    explain(db, experiment_id)
+
+
+# ------------------------------------------------------------------------------------------------
 
 def start_mltrail(binary, work, name, env):
     port = serving.free_port()
@@ -319,6 +409,9 @@ def main():
     ap.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also compare with mlflow server")
     ap.add_argument("--peer-runs", type=int, default=10_000)
     ap.add_argument("--peer-load-timeout", type=int, default=1800, help="seconds; MLflow's load stops there")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="after the main timing: more query shapes, the planner's statistics and plans, "
+                         "and the main shapes again after a restart of the server on the same database")
     args = ap.parse_args()
     binary = str(Path(args.binary).resolve())
     if not os.access(binary, os.X_OK):
@@ -352,6 +445,20 @@ def main():
         print(f"\nmltrail {api}/runs/search, max_results 100 (the MLflow UI's call):", flush=True)
         measure_search(base, api, eid, args.requests, args.warmup, args.deep_page, results, "mltrail runs/search ")
         print(f"  server RSS after timing {serving.rss_mib(proc.pid):.0f} MiB", flush=True)
+        if args.diagnose:
+            wait_quiet("diagnosing")
+            diagnose(base, api, eid, d / "m.db", max(5, args.requests // 2), results)
+            # A server starting on a filled database runs `PRAGMA optimize` (a bounded ANALYZE)
+            # first: the planner's statistics then describe 100k runs, not the empty database.
+            serving.stop(procs.pop())
+            proc, base, d = start_mltrail(binary, work, "main", env)
+            procs.append(proc)
+            wait_quiet("timing after a restart")
+            print("\nthe same database after a restart of the server:", flush=True)
+            after = {}
+            measure_ui(base, eid, args.requests, args.warmup, args.deep_page, after, prefix="restarted UI ")
+            results.update(after)
+            explain(d / "m.db", eid)
         serving.stop(procs.pop())
 
         # ---- 5: mlflow server against a fresh mltrail server, --peer-runs runs each
@@ -407,7 +514,7 @@ def main():
         print(f"\n{done} runs; wall ms on loopback, {args.requests} sequential requests after {args.warmup} warm-up; bar: <= {BAR_MS:.0f} ms")
         print(f"  {'page':<44} {'median':>8} {'p95':>8} {'KB':>8}  bar (p95)")
         for k, r in results.items():
-            bar = ("yes" if r["p95"] <= BAR_MS else "NO") if k.startswith("mltrail UI") else "-"
+            bar = ("yes" if r["p95"] <= BAR_MS else "NO") if k.startswith(("mltrail UI", "restarted UI")) else "-"
             print(f"  {k:<44} {r['median']:8.1f} {r['p95']:8.1f} {r['kb']:8.1f}  {bar}")
         if peer:
             m_done = load_info["mlflow"][0]

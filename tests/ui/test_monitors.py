@@ -88,7 +88,7 @@ def monitored(server, tmp_path_factory):
             time.sleep(0.3)
         ok = [r for r in results if r["status"] == "ok"]
         assert len(ok) >= WINDOWS - 1, results
-        return {"monitor": monitor, "results": ok, "predictions": predicted}
+        return {"monitor": monitor, "results": ok, "predictions": predicted, "training": work / "train.csv"}
     finally:
         serve.terminate()
         serve.wait(timeout=15)
@@ -155,3 +155,43 @@ def test_a_prediction_page_shows_lineage_inputs_explanation_and_feedback(browser
     assert browser.goto(f"{page}?id={missing}") == 404
     assert "not in the archive" in browser.eval("document.querySelector('[role=alert]').textContent")
     assert browser.goto(f"{page}?id=nope") == 400
+
+
+def test_dataset_pages_profile_versions_runs_and_drift_between_versions(browser, server, monitored, tmp_path, shots):
+    import mlflow
+
+    binary = os.environ.get("MLTRAIL_BIN", str(ROOT / "target" / "debug" / "mltrail"))
+    url = server["url"]
+    # A second version whose income moved, and a run that logs a dataset through mlflow.
+    train = pd.read_csv(monitored["training"])
+    train.assign(income=train.income + 25).to_csv(tmp_path / "train-v2.csv", index=False)
+    added = subprocess.run([binary, "data", "add", str(tmp_path / "train-v2.csv"), "--name", "ui-credit-train",
+                            "--tracking-uri", url], capture_output=True, text=True, timeout=120)
+    assert added.returncode == 0, added.stderr
+    mlflow.set_experiment("ui-datasets")
+    with mlflow.start_run() as run:
+        mlflow.log_input(mlflow.data.from_pandas(train.head(50), name="ui-logged"), context="training")
+    assert browser.goto(url + "/ui/datasets") == 200
+    clean(browser)
+    names = browser.eval("[...document.querySelectorAll('tbody tr td:first-child')].map(td => td.textContent)")
+    assert {"ui-credit-train", "ui-logged"} <= set(names)
+    assert browser.goto(url + "/ui/datasets/ui-credit-train") == 200
+    clean(browser)
+    assert browser.eval("document.querySelectorAll('h2 + table tbody tr').length") == 2, "two versions"
+    # A histogram per column of the shown (newest) version, its bins the stored profile's.
+    profile = requests.get(f"{url}/api/v1/datasets/ui-credit-train/versions/2", auth=AUTH, timeout=30).json()
+    assert browser.eval("document.querySelectorAll('svg.bars').length") == len(train.columns)
+    income_bins = browser.eval("[...document.querySelector('svg[aria-label=\"Histogram of income\"]').querySelectorAll('rect')].length")
+    assert income_bins == 10
+    assert profile, "the API answers for the version the page shows"
+    browser.screenshot(shots / "dataset.png")
+    browser.goto(url + "/ui/datasets/ui-logged")
+    clean(browser)
+    assert browser.eval(f"!!document.querySelector('a[href=\"/ui/runs/{run.info.run_id}\"]')"), "the run that used it"
+    # The drift report between the two versions, from the page's form.
+    browser.goto(url + "/ui/datasets/ui-credit-train")
+    browser.eval("document.querySelector('form[action$=\"/drift\"]').submit()")
+    browser.wait_until("location.pathname.endsWith('/drift')")
+    assert browser.problems() == []
+    text = browser.eval("document.body.innerText")
+    assert "ui-credit-train@1 → ui-credit-train@2" in text and "1 of 5 columns drifted" in text, text[:400]

@@ -52,6 +52,13 @@ fn entity_href(kind: &str, id: &str) -> Option<String> {
         // `<experiment>/<run>/artifacts/…`: the run's page lists them.
         "artifact" => id.split_once('/').and_then(|(_, rest)| run(rest)),
         "monitor" => Some(crate::monitors::monitor_href(id)),
+        "dataset_version" => id.rsplit_once('/').map(|(name, version)| {
+            format!(
+                "{}{}",
+                crate::datasets::dataset_href(name),
+                query([("version", version)])
+            )
+        }),
         _ => None,
     }
 }

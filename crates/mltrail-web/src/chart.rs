@@ -451,6 +451,36 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, dots: &[Dot]) -> Marku
     }
 }
 
+/// A small bar chart of counts (a column's histogram or its top categories), one bar per
+/// label; for a sparkline-sized picture beside a profile's numbers.
+pub fn bars(title: &str, labels: &[String], counts: &[u64]) -> Markup {
+    let max = counts.iter().copied().max().unwrap_or(0);
+    if counts.is_empty() || max == 0 {
+        return html! { span.muted { "no values" } };
+    }
+    let (width, height, gap) = (240.0, 64.0, 2.0);
+    let w = (width - gap * counts.len() as f64) / counts.len() as f64;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" class="bars" role="img" aria-label="{}"><title>{}</title>"##,
+        escape(title),
+        escape(title)
+    );
+    for (i, (label, n)) in labels.iter().zip(counts).enumerate() {
+        let h = (*n as f64 / max as f64 * (height - 2.0)).max(if *n > 0 { 1.0 } else { 0.0 });
+        let _ = write!(
+            svg,
+            r##"<rect x="{:.1}" y="{:.1}" width="{w:.1}" height="{h:.1}" fill="#0072B2"><title>{}: {n}</title></rect>"##,
+            i as f64 * (w + gap),
+            height - h,
+            escape(label)
+        );
+    }
+    svg.push_str("</svg>");
+    html! { (PreEscaped(svg)) }
+}
+
 /// Contributions shown one by one in a waterfall; the rest are summed into one bar.
 const WATERFALL_BARS: usize = 12;
 

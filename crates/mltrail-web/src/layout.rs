@@ -12,15 +12,17 @@ pub const SCRIPT: &str = include_str!("../assets/app.js");
 pub enum Section {
     Experiments,
     Models,
+    Datasets,
     Monitors,
     Predictions,
     Audit,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::Experiments,
         Section::Models,
+        Section::Datasets,
         Section::Monitors,
         Section::Predictions,
         Section::Audit,
@@ -30,6 +32,7 @@ impl Section {
         match self {
             Section::Experiments => "Experiments",
             Section::Models => "Models",
+            Section::Datasets => "Datasets",
             Section::Monitors => "Monitors",
             Section::Predictions => "Predictions",
             Section::Audit => "Audit trail",
@@ -40,6 +43,7 @@ impl Section {
         match self {
             Section::Experiments => "/ui/experiments",
             Section::Models => "/ui/models",
+            Section::Datasets => "/ui/datasets",
             Section::Monitors => "/ui/monitors",
             Section::Predictions => "/ui/predictions",
             Section::Audit => "/ui/audit",

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod chart;
+pub mod datasets;
 pub mod layout;
 pub mod monitors;
 pub mod predictions;
