@@ -45,8 +45,10 @@ import os
 import random
 import re
 import shutil
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -388,7 +390,7 @@ def start_mltrail(binary, work, name, env):
     port = serving.free_port()
     url = f"http://127.0.0.1:{port}"
     d = work / name
-    d.mkdir()
+    d.mkdir(exist_ok=True)  # exists when --diagnose restarts a server on its database
     proc = serving.start([binary, "server", "--port", str(port), "--backend-store-uri", f"sqlite:///{d}/m.db",
                           "--artifacts-destination", str(d / "art")], url, env, "/health", work)
     return proc, url, d
@@ -413,6 +415,9 @@ def main():
                     help="after the main timing: more query shapes, the planner's statistics and plans, "
                          "and the main shapes again after a restart of the server on the same database")
     args = ap.parse_args()
+    # A SIGTERM (or a hang-up) ends the run through the `finally` below: servers stopped, folder removed.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit("stopped by signal"))
     binary = str(Path(args.binary).resolve())
     if not os.access(binary, os.X_OK):
         ap.error(f"no executable at {binary}")

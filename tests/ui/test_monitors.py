@@ -195,3 +195,18 @@ def test_dataset_pages_profile_versions_runs_and_drift_between_versions(browser,
     assert browser.problems() == []
     text = browser.eval("document.body.innerText")
     assert "ui-credit-train@1 → ui-credit-train@2" in text and "1 of 5 columns drifted" in text, text[:400]
+
+
+def test_deployment_pages_show_what_is_served_and_its_history(browser, server, monitored, shots):
+    url = server["url"]
+    assert browser.goto(url + "/ui/deployments") == 200
+    clean(browser)
+    row = browser.eval("[...document.querySelectorAll('tbody tr')].map(tr => [...tr.cells].map(td => td.textContent)).find(r => r[0] === 'ui-credit-prod')")
+    assert row[1] == "stopped" and row[2] == "ui-credit v1", row
+    assert browser.goto(url + "/ui/deployments/ui-credit-prod") == 200
+    clean(browser)
+    actions = browser.eval("[...document.querySelectorAll('tbody tr')].map(tr => tr.cells[1].textContent)")
+    assert actions == ["stop", "deploy"], actions
+    assert browser.eval("document.querySelectorAll('figure.chart svg path').length") == 1, "the version over time"
+    browser.screenshot(shots / "deployment.png")
+    assert browser.goto(url + "/ui/deployments/nobody") == 404

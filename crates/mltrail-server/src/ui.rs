@@ -44,6 +44,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/datasets", get(datasets_list))
         .route("/ui/datasets/{name}", get(dataset))
         .route("/ui/datasets/{name}/drift", get(dataset_drift))
+        .route("/ui/deployments", get(deployments_list))
+        .route("/ui/deployments/{name}", get(deployment))
         .route("/ui/monitors", get(monitors_list))
         .route("/ui/monitors/{id}", get(monitor))
 }
@@ -1180,4 +1182,49 @@ async fn dataset_drift(
         )))
     })?;
     Ok(Html(page).into_response())
+}
+
+async fn deployments_list(State(state): State<AppState>, ctx: Ctx) -> PageResult {
+    let all = mltrail_store::deployments::current(&state.store)
+        .await
+        .map_err(|e| ctx.fail(Section::Deployments, e))?;
+    let listed: Vec<&mltrail_store::deployments::DeploymentState> = all.values().collect();
+    html(mltrail_web::deployments::deployments_page(
+        &ctx.viewer(),
+        &listed,
+    ))
+}
+
+/// Reports a deployment page lists at most (the newest).
+const DEPLOYMENT_EVENTS: i64 = 2_000;
+
+async fn deployment(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+) -> PageResult {
+    // A deployment's events are `deployment:<name>:<model>/<version>`: its own are those whose
+    // id starts with its name and a colon (a name has no colon of its own).
+    let mut events = mltrail_store::audit::search_events(
+        &state.store,
+        &mltrail_store::audit::EventQuery {
+            entity: format!("{}:{name}:*", mltrail_store::deployments::DEPLOYMENT_KIND),
+            ..Default::default()
+        },
+        DEPLOYMENT_EVENTS,
+    )
+    .await
+    .map_err(|e| ctx.fail(Section::Deployments, e))?;
+    if events.is_empty() {
+        return Err(ctx.fail(
+            Section::Deployments,
+            Problem::NotFound(format!("No deployment {name} has reported.")),
+        ));
+    }
+    events.reverse();
+    html(mltrail_web::deployments::deployment_page(
+        &ctx.viewer(),
+        &name,
+        &events,
+    ))
 }

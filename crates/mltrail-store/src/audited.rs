@@ -342,7 +342,7 @@ pub(crate) async fn list_events(
 /// What a page of the trail is filtered by; an empty field does not filter.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
-    /// `kind` or `kind:id`, as `list_events` takes it.
+    /// `kind`, `kind:id`, or `kind:prefix*` for every id of that kind starting with the prefix.
     pub entity: String,
     /// A principal's spelling or its name.
     pub actor: String,
@@ -367,6 +367,12 @@ pub(crate) async fn search_events(
         Some((k, i)) => (k.to_string(), i.to_string()),
         None => (q.entity.clone(), String::new()),
     };
+    // `kind:prefix*`: every entity of that kind whose id starts with the prefix (a deployment's
+    // events are `deployment:<name>:<model>/<version>`).
+    let (id, id_prefix) = match id.strip_suffix('*') {
+        Some(prefix) => (prefix.to_string(), "1"),
+        None => (id, ""),
+    };
     let spellings = if q.actor.is_empty() {
         Default::default()
     } else {
@@ -380,7 +386,8 @@ pub(crate) async fn search_events(
         None => (q.action.clone(), ""),
     };
     let mut query = sqlx::query(
-        "SELECT * FROM audit_log WHERE ($1 = '' OR entity_type = $1) AND ($2 = '' OR entity_id = $2) \
+        "SELECT * FROM audit_log WHERE ($1 = '' OR entity_type = $1) \
+         AND ($2 = '' OR ($14 = '' AND entity_id = $2) OR ($14 <> '' AND substr(entity_id, 1, length($2)) = $2)) \
          AND ($3 = '' OR actor IN ($3, $4, $5, $6, $7)) \
          AND ($8 = '' OR ($9 = '' AND action = $8) OR ($9 <> '' AND substr(action, 1, length($8)) = $8)) \
          AND time >= $10 AND time < $11 AND seq < $12 ORDER BY seq DESC LIMIT $13",
@@ -397,6 +404,7 @@ pub(crate) async fn search_events(
         .bind(q.until.unwrap_or(i64::MAX))
         .bind(q.before_seq.unwrap_or(i64::MAX))
         .bind(limit)
+        .bind(id_prefix)
         .fetch_all(readers)
         .await?;
     rows.iter().map(logged_event).collect()

@@ -52,6 +52,9 @@ fn entity_href(kind: &str, id: &str) -> Option<String> {
         // `<experiment>/<run>/artifacts/…`: the run's page lists them.
         "artifact" => id.split_once('/').and_then(|(_, rest)| run(rest)),
         "monitor" => Some(crate::monitors::monitor_href(id)),
+        "deployment" => id
+            .split_once(':')
+            .map(|(name, _)| crate::deployments::deployment_href(name)),
         "dataset_version" => id.rsplit_once('/').map(|(name, version)| {
             format!(
                 "{}{}",

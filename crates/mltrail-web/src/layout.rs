@@ -13,16 +13,18 @@ pub enum Section {
     Experiments,
     Models,
     Datasets,
+    Deployments,
     Monitors,
     Predictions,
     Audit,
 }
 
 impl Section {
-    const ALL: [Section; 6] = [
+    const ALL: [Section; 7] = [
         Section::Experiments,
         Section::Models,
         Section::Datasets,
+        Section::Deployments,
         Section::Monitors,
         Section::Predictions,
         Section::Audit,
@@ -33,6 +35,7 @@ impl Section {
             Section::Experiments => "Experiments",
             Section::Models => "Models",
             Section::Datasets => "Datasets",
+            Section::Deployments => "Deployments",
             Section::Monitors => "Monitors",
             Section::Predictions => "Predictions",
             Section::Audit => "Audit trail",
@@ -44,6 +47,7 @@ impl Section {
             Section::Experiments => "/ui/experiments",
             Section::Models => "/ui/models",
             Section::Datasets => "/ui/datasets",
+            Section::Deployments => "/ui/deployments",
             Section::Monitors => "/ui/monitors",
             Section::Predictions => "/ui/predictions",
             Section::Audit => "/ui/audit",

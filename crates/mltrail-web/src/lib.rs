@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod chart;
 pub mod datasets;
+pub mod deployments;
 pub mod layout;
 pub mod monitors;
 pub mod predictions;

@@ -281,6 +281,20 @@ pub async fn serve(
     if let Some(follower) = follower {
         follower.abort();
     }
+    // The trail says the deployment stopped (with the version it served last), so the web UI
+    // and `GET /api/v1/deployments` do not show it serving; a failure to report is logged, not
+    // fatal, at shutdown.
+    let last = dep.current();
+    let stopped = DeploymentEvent {
+        deployment: deployment.clone(),
+        action: DeploymentAction::Stop,
+        model: last.model().name.clone(),
+        version: last.model().version.clone(),
+        digest: last.model().digest.clone(),
+    };
+    if let Err(e) = client.record(&stopped).await {
+        tracing::warn!(deployment, error = %e, "could not report the stop to the tracking server");
+    }
     log.close();
     Ok(())
 }

@@ -57,6 +57,11 @@ pub struct Serving {
 }
 
 impl Serving {
+    /// The model version this serves.
+    pub fn model(&self) -> &LoadedModel {
+        &self.model
+    }
+
     fn new(model: LoadedModel, metrics: VersionMetrics) -> Self {
         Serving {
             model,
