@@ -188,9 +188,11 @@ def test_a_user_sees_only_what_they_may_read(server, logged):
     assert requests.get(f"{url}/ui/runs/{run_id}", auth=viewer).status_code == 404
     assert requests.get(f"{url}/ui/compare?run={run_id}", auth=viewer).status_code == 404
     assert requests.get(f"{url}/ui/experiments", auth=admin).text.count("xss-script") >= 1
-    # Without credentials the browser is asked for them.
-    anonymous = requests.get(f"{url}/ui/experiments")
-    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"].startswith("Basic")
+    # Without credentials a browser is sent to sign in; the API answers 401 as before.
+    anonymous = requests.get(f"{url}/ui/experiments", allow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["Location"].startswith("/ui/login?next=")
+    api = requests.get(f"{url}/api/2.0/mlflow/experiments/search")
+    assert api.status_code == 401 and api.headers["WWW-Authenticate"].startswith("Basic")
 
 
 def test_audit_trail_filters_links_and_verifies(browser, server, logged, shots):
@@ -245,4 +247,54 @@ def test_the_verify_form_refuses_forged_posts_and_non_admins(server, logged):
     plain = ("ui-plain", "plain-password-01")
     assert requests.get(f"{url}/ui/audit", auth=plain).status_code == 403, "the trail is for auditors"
     assert requests.post(f"{url}/ui/audit/verify", data={"csrf": token}, auth=plain).status_code == 403
-    assert "name=\"csrf\"" not in requests.get(f"{url}/ui/experiments", auth=plain).text
+    assert requests.get(f"{url}/ui/experiments", auth=plain).status_code == 200
+
+
+def test_signing_in_with_a_session_cookie(server, logged, shots, tmp_path):
+    from cdp import Browser
+
+    url = server["url"]
+    # A browser without credentials is sent to the sign-in page, and back afterwards.
+    b = Browser(tmp_path / "fresh-profile")
+    try:
+        assert b.goto(url + "/ui/models") == 200
+        b.wait_until("location.pathname === '/ui/login'")
+        assert b.eval("new URLSearchParams(location.search).get('next')") == "/ui/models"
+        b.screenshot(shots / "sign-in.png")
+        b.eval(f"document.getElementById('username').value = '{ADMIN}'; document.getElementById('password').value = 'wrong-password-1'; document.querySelector('form.login').submit()")
+        b.wait_until("document.querySelector('[role=alert]') !== null")
+        assert "Wrong user name or password" in b.eval("document.querySelector('[role=alert]').textContent")
+        b.events.clear()  # the refused try's 401, expected
+        b.eval(f"document.getElementById('username').value = '{ADMIN}'; document.getElementById('password').value = '{PASSWORD}'; document.querySelector('form.login').submit()")
+        b.wait_until("location.pathname === '/ui/models'")
+        assert "ui-model" in b.eval("document.body.innerText")
+        assert b.eval("document.cookie") == "", "the session cookie is HttpOnly: no script reads it"
+        assert b.problems() == []
+        # Signing out clears it: the next page asks to sign in again.
+        b.eval("document.querySelector('form.who').submit()")
+        b.wait_until("location.pathname === '/ui/login'")
+        b.goto(url + "/ui/experiments")
+        b.wait_until("location.pathname === '/ui/login'")
+    finally:
+        b.close()
+    # The cookie's rules, with requests.
+    s = requests.Session()
+    first = s.get(f"{url}/ui/experiments", allow_redirects=False)
+    assert first.status_code == 303 and first.headers["Location"] == "/ui/login?next=%2Fui%2Fexperiments"
+    assert s.get(f"{url}/api/2.0/mlflow/experiments/search?max_results=5").status_code == 401, "the API still answers 401"
+    signed = s.post(f"{url}/ui/login", data={"username": ADMIN, "password": PASSWORD, "next": "//evil.example/x"},
+                    allow_redirects=False)
+    assert signed.status_code == 303 and signed.headers["Location"] == "/", "never sent to another site"
+    cookie = signed.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert s.get(f"{url}/ui/experiments").status_code == 200
+    assert s.get(f"{url}/api/2.0/mlflow/experiments/search?max_results=5").status_code == 200, "reads"
+    refused = s.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": "by-cookie"})
+    assert refused.status_code == 401, "a write never rides on the cookie"
+    value = s.cookies.get("mltrail_session")
+    forged = value[:-1] + ("0" if value[-1] != "0" else "1")
+    t = requests.get(f"{url}/ui/experiments", cookies={"mltrail_session": forged}, allow_redirects=False)
+    assert t.status_code == 303, "a cookie whose hash does not hold signs nobody in"
+    as_header = requests.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": "by-header"},
+                              headers={"Authorization": f"Session {value}"})
+    assert as_header.status_code == 401, "the cookie's value is not a credential a client may send"

@@ -247,8 +247,110 @@ impl AuthCounters {
 }
 
 /// The server's authentication state: the mode, the credential cache and the counters.
+/// The web UI's sign-in sessions: a cookie naming the user and when it ends, with a keyed hash
+/// of both under a key made at each start (a restart, or another replica, signs everyone out;
+/// behind a load balancer, route a browser to one replica or use HTTP Basic).
+pub struct Sessions {
+    key: [u8; 32],
+}
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "mltrail_session";
+
+impl Default for Sessions {
+    fn default() -> Self {
+        // The OS's random numbers, through two v4 UUIDs (244 random bits).
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        Sessions { key }
+    }
+}
+
+impl Sessions {
+    /// How long a sign-in lasts.
+    pub const LIFETIME_MS: i64 = 12 * 3_600_000;
+
+    fn mac(&self, username: &str, expires: i64) -> blake3::Hash {
+        blake3::keyed_hash(&self.key, format!("{username}\n{expires}").as_bytes())
+    }
+
+    /// The cookie value signing `username` in until `now_ms` + [`Self::LIFETIME_MS`]: the
+    /// name in base64url (any name fits a cookie), the end, and the keyed hash.
+    pub fn issue(&self, username: &str, now_ms: i64) -> String {
+        use base64::Engine as _;
+        let expires = now_ms + Self::LIFETIME_MS;
+        format!(
+            "{}.{expires}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(username),
+            self.mac(username, expires).to_hex()
+        )
+    }
+
+    /// The user a cookie value signs in, and when it ends, if it is this server's and not over
+    /// (the hash compared in constant time: `blake3::Hash`'s equality).
+    pub fn open(&self, value: &str, now_ms: i64) -> Option<(String, i64)> {
+        use base64::Engine as _;
+        let mut parts = value.split('.');
+        let (name, expires, mac) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let username = String::from_utf8(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(name)
+                .ok()?,
+        )
+        .ok()?;
+        let expires: i64 = expires.parse().ok()?;
+        let mac = blake3::Hash::from_hex(mac).ok()?;
+        (mac == self.mac(&username, expires) && now_ms < expires).then_some((username, expires))
+    }
+}
+
+/// The session cookie's value among a request's cookies.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// Whether a request may be authenticated by the session cookie: reads, and the web UI's own
+/// forms (which carry a CSRF token); never another write, which a cross-site page could make a
+/// browser send with the cookie attached.
+fn session_allowed(method: &Method, path: &str) -> bool {
+    matches!(*method, Method::GET | Method::HEAD) || path.starts_with("/ui/")
+}
+
+/// Whether a refused request is a browser asking for a page, better sent to the sign-in page
+/// than answered 401.
+fn wants_page(method: &Method, path: &str) -> bool {
+    matches!(*method, Method::GET | Method::HEAD)
+        && (path == "/" || path == "/ui" || path.starts_with("/ui/"))
+}
+
+/// 303 to the sign-in page, which sends the browser back to `back` afterwards.
+pub fn to_sign_in(back: &str) -> Response {
+    let location = format!(
+        "/ui/login?next={}",
+        percent_encoding::utf8_percent_encode(back, percent_encoding::NON_ALPHANUMERIC)
+    );
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
 pub struct Auth {
     pub mode: AuthMode,
+    /// The web UI's sign-in sessions.
+    pub sessions: Sessions,
     /// What users who are not admins may do on an experiment or registered model no grant
     /// names (MLflow's `default_permission`; READ unless configured).
     pub default_permission: Permission,
@@ -266,6 +368,7 @@ impl Auth {
     pub fn new(mode: AuthMode) -> Self {
         Auth {
             mode,
+            sessions: Sessions::default(),
             default_permission: Permission::Read,
             cache: CredentialCache::default(),
             in_flight: Mutex::new(HashMap::new()),
@@ -350,7 +453,9 @@ impl Need {
     /// found anywhere: an artifact may be named `get` or live under `mlflow/users/`. Reads are
     /// GET and HEAD, and the POSTs in [`POSTED_QUERIES`]; everything else writes.
     pub fn of(method: &Method, path: &str, query: Option<&str>) -> Need {
-        if matches!(path, "/health" | "/version") {
+        if matches!(path, "/health" | "/version" | "/ui/login" | "/ui/logout")
+            || path.starts_with("/ui/static/")
+        {
             return Need::Open;
         }
         if path == "/api/v1/auth/whoami" {
@@ -522,10 +627,19 @@ impl Guard for AuthGate {
         if request.uri().path() == WHOAMI {
             return Fast::Check;
         }
-        let Some(raw) = request.headers().get(header::AUTHORIZATION) else {
+        let Some(raw) = presented(
+            &self.auth,
+            request.method(),
+            request.uri().path(),
+            request.headers(),
+        ) else {
+            let (method, uri) = (request.method(), request.uri());
+            if wants_page(method, uri.path()) {
+                return Fast::Refuse(to_sign_in(uri.path_and_query().map_or("/", |p| p.as_str())));
+            }
             return Fast::Refuse(no_credentials());
         };
-        let Some(caller) = self.auth.cache.get(&CredentialCache::key(raw)) else {
+        let Some(caller) = self.auth.cache.get(&CredentialCache::key(&raw)) else {
             return Fast::Check;
         };
         if let Err(why) = need.allows(&caller) {
@@ -567,7 +681,16 @@ impl Guard for AuthGate {
             let cacheable = request.uri().path() != WHOAMI;
             let caller = match request.extensions().get::<Arc<Caller>>() {
                 Some(cached) => cached.clone(),
-                None => check(auth, &self.store, request.headers(), cacheable).await?,
+                None => {
+                    let raw = presented(
+                        auth,
+                        request.method(),
+                        request.uri().path(),
+                        request.headers(),
+                    )
+                    .ok_or_else(no_credentials)?;
+                    check(auth, &self.store, &raw, cacheable).await?
+                }
             };
             if let Err(why) = need.allows(&caller) {
                 return Err(denied(&auth.counters, &caller, request.uri().path(), why));
@@ -641,12 +764,41 @@ pub(crate) fn claimed(headers: &HeaderMap) -> Principal {
 }
 
 enum Credentials {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     Bearer(String),
+    /// The web UI's session cookie (never taken from a client's `Authorization` header: only
+    /// [`presented`] makes one, from the cookie).
+    Session(String),
+}
+
+/// What a request presents to authenticate: its `Authorization` header, else (where
+/// [`session_allowed`]) its session cookie when that is this server's and not over, as
+/// `Session <user>` with the cookie's end.
+fn presented(auth: &Auth, method: &Method, path: &str, headers: &HeaderMap) -> Option<HeaderValue> {
+    if let Some(raw) = headers.get(header::AUTHORIZATION) {
+        // `Session` is this server's own spelling of a cookie, never a client's header: a
+        // stolen cookie value must not authenticate the writes cookies are kept from.
+        let sent_session = raw.as_bytes().starts_with(b"Session ");
+        return (!sent_session).then(|| raw.clone());
+    }
+    if !session_allowed(method, path) {
+        return None;
+    }
+    let cookie = session_cookie(headers)?;
+    auth.sessions.open(cookie, mltrail_core::now_millis())?;
+    // The cookie's whole value goes into the check (and its cache key), re-verified there.
+    HeaderValue::from_str(&format!("Session {cookie}")).ok()
 }
 
 fn credentials(headers: &HeaderMap) -> Option<Credentials> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    credentials_in(headers.get(header::AUTHORIZATION)?)
+}
+
+fn credentials_in(value: &HeaderValue) -> Option<Credentials> {
+    let value = value.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     if scheme.eq_ignore_ascii_case("basic") {
         let text = crate::req::decode_base64(rest.trim())?;
@@ -657,6 +809,8 @@ fn credentials(headers: &HeaderMap) -> Option<Credentials> {
         })
     } else if scheme.eq_ignore_ascii_case("bearer") {
         Some(Credentials::Bearer(rest.trim().to_string()))
+    } else if scheme == "Session" {
+        Some(Credentials::Session(rest.trim().to_string()))
     } else {
         None
     }
@@ -669,12 +823,9 @@ fn credentials(headers: &HeaderMap) -> Option<Credentials> {
 async fn check(
     auth: &Auth,
     store: &MetaStore,
-    headers: &HeaderMap,
+    raw: &HeaderValue,
     cached: bool,
 ) -> Result<Arc<Caller>, Response> {
-    let Some(raw) = headers.get(header::AUTHORIZATION) else {
-        return Err(no_credentials());
-    };
     let key = CredentialCache::key(raw);
     let lock = auth.check_lock(&key);
     let checked = match &lock {
@@ -683,10 +834,10 @@ async fn check(
             // Whoever held the lock before may have filled the cache.
             match cached.then(|| auth.cache.get(&key)).flatten() {
                 Some(caller) => Ok(caller),
-                None => check_store(auth, store, headers, key).await,
+                None => check_store(auth, store, raw, key).await,
             }
         }
-        None => check_store(auth, store, headers, key).await,
+        None => check_store(auth, store, raw, key).await,
     };
     drop(lock);
     auth.check_done(&key);
@@ -697,7 +848,7 @@ async fn check(
 async fn check_store(
     auth: &Auth,
     store: &MetaStore,
-    headers: &HeaderMap,
+    raw: &HeaderValue,
     key: [u8; 32],
 ) -> Result<Arc<Caller>, Response> {
     let generation = auth.cache.generation();
@@ -713,7 +864,30 @@ async fn check_store(
         tracing::warn!(reason = why, "authentication failed");
         unauthenticated(why)
     };
-    let caller = match credentials(headers) {
+    let user_caller = |user: users::User, grants: Option<Arc<Grants>>| Caller {
+        principal: Principal::User(user.username),
+        admin: user.is_admin,
+        scopes: None,
+        release_roles: user.release_roles,
+        grants,
+    };
+    let grants_of = |user: &users::User| {
+        let is_admin = user.is_admin;
+        let id = user.id;
+        async move {
+            if is_admin {
+                Ok(None)
+            } else {
+                permissions::grants_of(store, id).await.map(|grants| {
+                    Some(Arc::new(Grants {
+                        default: auth.default_permission,
+                        grants,
+                    }))
+                })
+            }
+        }
+    };
+    let caller = match credentials_in(raw) {
         None => {
             return Err(failed(
                 "the Authorization header is neither Basic nor Bearer",
@@ -722,26 +896,27 @@ async fn check_store(
         Some(Credentials::Basic { username, password }) => {
             match users::check_password(store, &username, &password).await {
                 Ok(Some(user)) => {
-                    let grants = if user.is_admin {
-                        None
-                    } else {
-                        match permissions::grants_of(store, user.id).await {
-                            Ok(grants) => Some(Arc::new(Grants {
-                                default: auth.default_permission,
-                                grants,
-                            })),
-                            Err(e) => return Err(unavailable(e)),
-                        }
-                    };
-                    Caller {
-                        principal: Principal::User(user.username),
-                        admin: user.is_admin,
-                        scopes: None,
-                        release_roles: user.release_roles,
-                        grants,
-                    }
+                    let grants = grants_of(&user).await.map_err(unavailable)?;
+                    user_caller(user, grants)
                 }
                 Ok(None) => return Err(failed("wrong user name or password")),
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Some(Credentials::Session(cookie)) => {
+            let Some((username, ends)) = auth.sessions.open(&cookie, mltrail_core::now_millis())
+            else {
+                return Err(failed("the sign-in session is over or not this server's"));
+            };
+            expires = Some(ends);
+            match users::get_user(store, &username).await {
+                Ok(user) => {
+                    let grants = grants_of(&user).await.map_err(unavailable)?;
+                    user_caller(user, grants)
+                }
+                Err(e) if e.kind() == mltrail_store::StoreErrorKind::NotFound => {
+                    return Err(failed("the signed-in user no longer exists"))
+                }
                 Err(e) => return Err(unavailable(e)),
             }
         }
@@ -808,6 +983,24 @@ pub fn unauthenticated(why: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_names_its_user_until_it_ends_and_only_for_this_key() {
+        let sessions = Sessions::default();
+        let value = sessions.issue("ada.lovelace@example.org", 1_000);
+        assert_eq!(
+            sessions.open(&value, 2_000),
+            Some(("ada.lovelace@example.org".to_string(), 1_000 + Sessions::LIFETIME_MS))
+        );
+        assert_eq!(sessions.open(&value, 1_000 + Sessions::LIFETIME_MS), None, "over");
+        assert_eq!(Sessions::default().open(&value, 2_000), None, "another server's key");
+        // A name or an end changed without the key does not pass.
+        let (_, rest) = value.split_once('.').unwrap();
+        assert_eq!(sessions.open(&format!("YWRtaW4.{rest}"), 2_000), None);
+        let forged = value.replace(&format!(".{}.", 1_000 + Sessions::LIFETIME_MS), ".99999999999999.");
+        assert_eq!(sessions.open(&forged, 2_000), None);
+        assert_eq!(sessions.open("garbage", 2_000), None);
+    }
 
     #[test]
     fn forgetting_one_principal_keeps_the_others_cached() {

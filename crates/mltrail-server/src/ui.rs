@@ -38,6 +38,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/models", get(models))
         .route("/ui/models/{name}", get(model))
         .route("/ui/models/{name}/versions/{version}", get(version))
+        .route("/ui/login", get(sign_in_page).post(sign_in))
+        .route("/ui/logout", axum::routing::post(sign_out))
         .route("/ui/audit", get(audit_trail))
         .route("/ui/audit/verify", axum::routing::post(verify_trail))
         .route("/ui/predictions", get(prediction))
@@ -141,7 +143,10 @@ impl IntoResponse for Shown {
             },
             Problem::Other(m) => (StatusCode::INTERNAL_SERVER_ERROR, "Error", m),
         };
-        let viewer = Viewer(self.viewer.as_deref());
+        let viewer = Viewer {
+            who: self.viewer.as_deref(),
+            csrf: "",
+        };
         (
             status,
             Html(layout::problem(self.section, &viewer, title, &message).into_string()),
@@ -155,31 +160,40 @@ struct Ctx {
     viewer: Option<String>,
     admin: bool,
     seen: Seen,
+    /// The token this user's forms carry.
+    csrf: String,
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Ctx {
+impl axum::extract::FromRequestParts<AppState> for Ctx {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        state: &S,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = parts.extensions.get::<Arc<crate::auth::Caller>>();
         let viewer = caller.map(|c| c.principal.to_string());
         // With auth off there is no caller, and everyone may do everything.
         let admin = caller.is_none_or(|c| c.admin);
         let seen = Seen::from_request_parts(parts, state).await?;
+        let csrf = state
+            .ui
+            .csrf_token(viewer.as_deref().unwrap_or("anonymous"));
         Ok(Ctx {
             viewer,
             admin,
             seen,
+            csrf,
         })
     }
 }
 
 impl Ctx {
     fn viewer(&self) -> Viewer<'_> {
-        Viewer(self.viewer.as_deref())
+        Viewer {
+            who: self.viewer.as_deref(),
+            csrf: &self.csrf,
+        }
     }
 
     /// Who the audit records and CSRF tokens name (`anonymous` with auth off).
@@ -929,8 +943,7 @@ async fn audit_trail(
         .then(|| events.last().map(|e| e.event.seq))
         .flatten();
     let admin = ctx.admin;
-    let who = ctx.who();
-    let csrf = state.ui.csrf_token(&who);
+    let csrf = ctx.csrf.clone();
     let verification = state
         .ui
         .verification
@@ -1227,4 +1240,131 @@ async fn deployment(
         &name,
         &events,
     ))
+}
+
+/// Where a sign-in may send the browser back to: a path of this server, never another site
+/// (`//host` and `/\\host` are other sites to a browser).
+fn local_next(next: &str) -> &str {
+    let local = next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\");
+    if local {
+        next
+    } else {
+        "/"
+    }
+}
+
+async fn sign_in_page(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Html<String> {
+    let next = first(&pairs(&raw), "next");
+    let off = state.auth.mode == crate::auth::AuthMode::Off;
+    Html(layout::sign_in(local_next(&next), None, off).into_string())
+}
+
+/// Checks the user name and password as HTTP Basic would, and on success sets the session
+/// cookie (HttpOnly: no script reads it; SameSite=Strict: no other site's page sends it) and
+/// returns to the page asked for.
+async fn sign_in(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let (username, password) = (first(&form, "username"), first(&form, "password"));
+    let next = first(&form, "next");
+    let next = local_next(&next).to_string();
+    let refuse = |status: StatusCode, why: &str| {
+        (
+            status,
+            Html(layout::sign_in(&next, Some(why), false).into_string()),
+        )
+            .into_response()
+    };
+    if state.auth.mode == crate::auth::AuthMode::Off {
+        return Redirect::to(&next).into_response();
+    }
+    if !same_origin(&headers) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "This form did not come from this server's page.",
+        );
+    }
+    match mltrail_store::access::users::check_password(&state.store, &username, &password).await {
+        Ok(Some(user)) => {
+            let value = state
+                .auth
+                .sessions
+                .issue(&user.username, mltrail_core::now_millis());
+            let cookie = format!(
+                "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                crate::auth::SESSION_COOKIE,
+                crate::auth::Sessions::LIFETIME_MS / 1000
+            );
+            tracing::info!(user = %user.username, "signed in to the web UI");
+            let mut response = Redirect::to(&next).into_response();
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Ok(None) => {
+            state
+                .auth
+                .counters
+                .failed_logins
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                reason = "wrong user name or password",
+                "web UI sign-in failed"
+            );
+            refuse(StatusCode::UNAUTHORIZED, "Wrong user name or password.")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check credentials");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Credentials cannot be checked right now; try again.",
+            )
+        }
+    }
+}
+
+/// Ends the session: the cookie is cleared (its form carries the CSRF token).
+async fn sign_out(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let token = form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let who = crate::auth::session_cookie(&headers)
+        .and_then(|c| state.auth.sessions.open(c, mltrail_core::now_millis()))
+        .map(|(user, _)| mltrail_core::Principal::User(user).to_string());
+    // Without a session there is nothing to end (a browser keeps HTTP Basic credentials
+    // itself); with one, the form must be this server's.
+    let forged = who
+        .as_deref()
+        .is_some_and(|w| !state.ui.csrf_holds(w, &token));
+    if !same_origin(&headers) || forged {
+        return (
+            StatusCode::FORBIDDEN,
+            Html(
+                layout::sign_in(
+                    "/",
+                    Some("That sign-out did not come from this server's page."),
+                    false,
+                )
+                .into_string(),
+            ),
+        )
+            .into_response();
+    }
+    let mut response = Redirect::to("/ui/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("mltrail_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
 }

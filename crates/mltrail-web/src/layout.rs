@@ -55,8 +55,12 @@ impl Section {
     }
 }
 
-/// Who is looking, shown in the corner (`None` with auth off).
-pub struct Viewer<'a>(pub Option<&'a str>);
+/// Who is looking, shown in the corner with a sign-out button (`who` is `None` with auth
+/// off); `csrf` is the token the user's forms carry.
+pub struct Viewer<'a> {
+    pub who: Option<&'a str>,
+    pub csrf: &'a str,
+}
 
 /// A whole HTML page around `body`. `crumbs` lead from the section to this page (each a label
 /// and a link); `title` is the heading and the window title.
@@ -75,6 +79,8 @@ pub fn page(
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · mltrail" }
                 link rel="stylesheet" href="/ui/static/app.css";
+                // No icon to fetch: a browser otherwise asks for /favicon.ico on every site.
+                link rel="icon" href="data:,";
                 script src="/ui/static/app.js" {}
             }
             body {
@@ -90,7 +96,13 @@ pub fn page(
                             }
                         }
                     }
-                    @if let Some(who) = viewer.0 { span.who { "Signed in as " (who) } }
+                    @if let Some(who) = viewer.who {
+                        form.who method="post" action="/ui/logout" {
+                            span { "Signed in as " (who) " " }
+                            input type="hidden" name="csrf" value=(viewer.csrf);
+                            button.quiet type="submit" { "Sign out" }
+                        }
+                    }
                 }
                 main id="content" {
                     @if !crumbs.is_empty() {
@@ -107,6 +119,35 @@ pub fn page(
             }
         }
     }
+}
+
+/// The sign-in page: user name and password, sent back to `next` afterwards; `error` when the
+/// last try failed; `off` when the server does not authenticate (nothing to sign in to).
+pub fn sign_in(next: &str, error: Option<&str>, off: bool) -> Markup {
+    let body = html! {
+        @if off {
+            p { "This server runs with authentication off: there is nothing to sign in to. " a href=(next) { "Continue" } "." }
+        } @else {
+            @if let Some(error) = error { p.error role="alert" { (error) } }
+            form.login method="post" action="/ui/login" {
+                input type="hidden" name="next" value=(next);
+                p { label for="username" { "User name" } br; input type="text" id="username" name="username" autocomplete="username" required autofocus; }
+                p { label for="password" { "Password" } br; input type="password" id="password" name="password" autocomplete="current-password" required; }
+                button type="submit" { "Sign in" }
+            }
+            p.muted { "Scripts and the mlflow client sign in with HTTP Basic (" code { "MLFLOW_TRACKING_USERNAME" } ", " code { "MLFLOW_TRACKING_PASSWORD" } ") or a token (" code { "MLFLOW_TRACKING_TOKEN" } ")." }
+        }
+    };
+    page(
+        Section::Experiments,
+        &Viewer {
+            who: None,
+            csrf: "",
+        },
+        &[],
+        "Sign in to mltrail",
+        body,
+    )
 }
 
 /// A page saying what went wrong (not found, not allowed, bad input), in the same frame.
@@ -196,7 +237,10 @@ mod tests {
     fn a_page_escapes_its_title_and_crumbs() {
         let html = page(
             Section::Experiments,
-            &Viewer(Some("<b>eve</b>")),
+            &Viewer {
+                who: Some("<b>eve</b>"),
+                csrf: "",
+            },
             &[("<i>x</i>".into(), "/ui/\"experiments".into())],
             "<script>alert(1)</script>",
             html! {},

@@ -739,16 +739,33 @@ fn each_route_kind_answers_each_kind_of_caller_as_specified() {
         let reader = if *scope == "read" { 200 } else { 403 };
         let creates = path.ends_with("/experiments/create");
         let plain_user = As::Basic("reader", "reader-password-01");
-        for (who, expected) in [
-            (As::Nobody, 401),
-            (As::Basic("admin", "wrong-password-0"), 401),
-            (As::Bearer(&expired), 401),
-            (As::Bearer(&revoked), 401),
-            (As::Bearer(&unscoped), 403),
-            (As::Bearer(&read_only), reader),
-        ]
-        .into_iter()
-        .chain((!creates).then_some((plain_user, reader)))
+        // A browser asking for a page without credentials is sent to sign in (303); the API
+        // answers 401.
+        let page = *method == "GET" && (path == "/" || path.starts_with("/ui/"));
+        if page {
+            let no_redirects = reqwest::blocking::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let answer = no_redirects
+                .get(format!("{}{path}", server.url))
+                .send()
+                .unwrap();
+            assert_eq!(answer.status().as_u16(), 303, "{path}");
+            let location = answer.headers()["location"].to_str().unwrap();
+            assert!(location.starts_with("/ui/login?next="), "{location}");
+        }
+        for (who, expected) in (!page)
+            .then_some((As::Nobody, 401))
+            .into_iter()
+            .chain([
+                (As::Basic("admin", "wrong-password-0"), 401),
+                (As::Bearer(&expired), 401),
+                (As::Bearer(&revoked), 401),
+                (As::Bearer(&unscoped), 403),
+                (As::Bearer(&read_only), reader),
+            ])
+            .chain((!creates).then_some((plain_user, reader)))
         {
             let (status, answer) = call(&server, &who, method, path, body.clone());
             assert_eq!(status, expected, "{method} {path}: {answer}");
