@@ -55,7 +55,7 @@ def monitored(server, tmp_path_factory):
     serve = subprocess.Popen(
         [binary, "serve", "--model", "ui-credit/1", "--tracking-uri", server["url"], "--port", "0",
          "--deployment", "ui-credit-prod", "--log-dir", str(work / "log"), "--segment-seconds", "1",
-         "--archive-interval-ms", "200", "--explain", "always"],
+         "--archive-interval-ms", "200", "--explain", "always", "--report-interval-ms", "500"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ, MLTRAIL_LOG="warn"), text=True)
     line = serve.stdout.readline()
     assert "listening on" in line, line + serve.stdout.read()
@@ -207,6 +207,17 @@ def test_deployment_pages_show_what_is_served_and_its_history(browser, server, m
     clean(browser)
     actions = browser.eval("[...document.querySelectorAll('tbody tr')].map(tr => tr.cells[1].textContent)")
     assert actions == ["stop", "deploy"], actions
-    assert browser.eval("document.querySelectorAll('figure.chart svg path').length") == 1, "the version over time"
+    # The live panels, from the replica's reports every 500 ms while it served: requests and
+    # rows per second of version 1, latency percentiles; no failures.
+    panels = browser.eval("[...document.querySelectorAll('figure.chart h3')].map(h => h.textContent)")
+    assert panels[:4] == ["Requests per second", "Rows scored per second", "Latency", "Failures per second"], panels
+    panel = "[...document.querySelectorAll('figure.chart')].find(f => f.querySelector('h3')?.textContent === '{}')"
+    legend = browser.eval(panel.format("Latency") + ".querySelector('figcaption').textContent")
+    assert "p50" in legend and "p99" in legend
+    rows_path = browser.eval(panel.format("Rows scored per second") + ".querySelector('svg path').getAttribute('d')")
+    assert rows_path.count("L") >= 10, "a rate per report over the traffic's seconds"
+    assert "No failed request" in browser.eval(panel.format("Failures per second") + ".textContent")
+    version_chart = browser.eval("[...document.querySelectorAll('h2')].find(h => h.textContent.startsWith('Version served')).nextElementSibling.querySelectorAll('svg path').length")
+    assert version_chart == 1, "the version over time"
     browser.screenshot(shots / "deployment.png")
     assert browser.goto(url + "/ui/deployments/nobody") == 404

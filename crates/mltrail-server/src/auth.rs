@@ -453,8 +453,10 @@ impl Need {
     /// found anywhere: an artifact may be named `get` or live under `mlflow/users/`. Reads are
     /// GET and HEAD, and the POSTs in [`POSTED_QUERIES`]; everything else writes.
     pub fn of(method: &Method, path: &str, query: Option<&str>) -> Need {
-        if matches!(path, "/health" | "/version" | "/ui/login" | "/ui/logout")
-            || path.starts_with("/ui/static/")
+        if matches!(
+            path,
+            "/health" | "/version" | "/favicon.ico" | "/ui/login" | "/ui/logout"
+        ) || path.starts_with("/ui/static/")
         {
             return Need::Open;
         }
@@ -990,14 +992,28 @@ mod tests {
         let value = sessions.issue("ada.lovelace@example.org", 1_000);
         assert_eq!(
             sessions.open(&value, 2_000),
-            Some(("ada.lovelace@example.org".to_string(), 1_000 + Sessions::LIFETIME_MS))
+            Some((
+                "ada.lovelace@example.org".to_string(),
+                1_000 + Sessions::LIFETIME_MS
+            ))
         );
-        assert_eq!(sessions.open(&value, 1_000 + Sessions::LIFETIME_MS), None, "over");
-        assert_eq!(Sessions::default().open(&value, 2_000), None, "another server's key");
+        assert_eq!(
+            sessions.open(&value, 1_000 + Sessions::LIFETIME_MS),
+            None,
+            "over"
+        );
+        assert_eq!(
+            Sessions::default().open(&value, 2_000),
+            None,
+            "another server's key"
+        );
         // A name or an end changed without the key does not pass.
         let (_, rest) = value.split_once('.').unwrap();
         assert_eq!(sessions.open(&format!("YWRtaW4.{rest}"), 2_000), None);
-        let forged = value.replace(&format!(".{}.", 1_000 + Sessions::LIFETIME_MS), ".99999999999999.");
+        let forged = value.replace(
+            &format!(".{}.", 1_000 + Sessions::LIFETIME_MS),
+            ".99999999999999.",
+        );
         assert_eq!(sessions.open(&forged, 2_000), None);
         assert_eq!(sessions.open("garbage", 2_000), None);
     }

@@ -43,6 +43,23 @@ async fn record(
     Ok(Json(json!({"recorded": id})))
 }
 
+/// A serving replica's metrics (its `/metrics` text), kept in memory for the web UI's live
+/// panels; it needs what deployment events need.
+async fn report_metrics(
+    State(state): State<AppState>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let deployment = field(&body, "deployment")?;
+    let replica = field(&body, "replica")?;
+    let text = body
+        .get("metrics")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("`metrics` must be the replica's /metrics text"))?;
+    let sample = mltrail_web::live::LiveSample::parse(text, mltrail_core::now_millis());
+    state.ui.report(deployment, replica, sample);
+    Ok(Json(json!({})))
+}
+
 /// A serving process archived a prediction-log segment: its summary becomes an audit event
 /// (entity `prediction_segment`, id the file's path, digest the summary's), so each archived
 /// prediction has a proof that it is in the trail. It needs what deployment events need (the
@@ -148,5 +165,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(list))
         .route("/events", post(record))
+        .route("/metrics", post(report_metrics))
         .route("/segments", post(record_segment))
 }

@@ -29,6 +29,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", get(home))
         .route("/ui", get(|| async { Redirect::to("/ui/experiments") }))
         .route("/ui/", get(|| async { Redirect::to("/ui/experiments") }))
+        // Pages that are not the UI's own (a drift report) make browsers ask for an icon.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/ui/static/app.css", get(stylesheet))
         .route("/ui/static/app.js", get(script))
         .route("/ui/experiments", get(experiments_list))
@@ -57,7 +59,13 @@ pub(crate) fn routes() -> Router<AppState> {
 pub struct UiState {
     csrf_key: [u8; 32],
     verification: std::sync::Mutex<Option<mltrail_web::audit::Verification>>,
+    /// What serving replicas reported for the live panels, by deployment (in memory: the
+    /// last hour of reports since this server started).
+    live: std::sync::Mutex<std::collections::HashMap<String, mltrail_web::live::LiveDeployment>>,
 }
+
+/// Deployments whose reports are kept at most; past it the one heard from longest ago goes.
+const LIVE_DEPLOYMENTS: usize = 1_000;
 
 impl Default for UiState {
     fn default() -> Self {
@@ -69,11 +77,35 @@ impl Default for UiState {
         UiState {
             csrf_key,
             verification: std::sync::Mutex::new(None),
+            live: Default::default(),
         }
     }
 }
 
 impl UiState {
+    /// Keeps a replica's report of its metrics (`POST /api/v1/deployments/metrics`).
+    pub fn report(&self, deployment: &str, replica: &str, sample: mltrail_web::live::LiveSample) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if !live.contains_key(deployment) && live.len() >= LIVE_DEPLOYMENTS {
+            let stalest = live
+                .iter()
+                .min_by_key(|(_, d)| {
+                    d.replicas
+                        .values()
+                        .filter_map(|s| s.back())
+                        .map(|s| s.time_ms)
+                        .max()
+                })
+                .map(|(name, _)| name.clone());
+            if let Some(name) = stalest {
+                live.remove(&name);
+            }
+        }
+        live.entry(deployment.to_string())
+            .or_default()
+            .add(replica, sample);
+    }
+
     /// The token a form posted by `who` must carry: a keyed hash of the principal, so another
     /// site cannot forge a request the browser would send with the user's credentials.
     fn csrf_token(&self, who: &str) -> String {
@@ -1235,10 +1267,12 @@ async fn deployment(
         ));
     }
     events.reverse();
+    let live = state.ui.live.lock().unwrap_or_else(|p| p.into_inner());
     html(mltrail_web::deployments::deployment_page(
         &ctx.viewer(),
         &name,
         &events,
+        live.get(&name),
     ))
 }
 

@@ -270,6 +270,13 @@ fn lower_thread_priority() {
     }
 }
 
+impl PredictionLog {
+    /// This log directory's replica id (in archive file names and metrics reports).
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+}
+
 /// A stable id for this log directory, so archives from several serving replicas never collide.
 fn replica_id(dir: &Path) -> io::Result<String> {
     let path = dir.join("replica-id");

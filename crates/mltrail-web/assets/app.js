@@ -20,6 +20,12 @@
     if (to) { window.location.replace(to); }
   }
   document.addEventListener("DOMContentLoaded", function () {
+    // Live panels: reload the page every few seconds while it is shown.
+    var live = document.querySelector("[data-refresh]");
+    if (live) {
+      var seconds = parseInt(live.getAttribute("data-refresh"), 10) || 10;
+      setTimeout(function () { if (!document.hidden) { window.location.reload(); } }, seconds * 1000);
+    }
     // "Select all" for the runs table's checkboxes.
     var all = document.getElementById("select-all");
     if (all) {

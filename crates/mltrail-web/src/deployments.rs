@@ -35,7 +35,12 @@ pub fn deployments_page(viewer: &Viewer<'_>, deployments: &[&DeploymentState]) -
 }
 
 /// `events` are the deployment's, oldest first (entity ids `<deployment>:<model>/<version>`).
-pub fn deployment_page(viewer: &Viewer<'_>, name: &str, events: &[LoggedEvent]) -> Markup {
+pub fn deployment_page(
+    viewer: &Viewer<'_>,
+    name: &str,
+    events: &[LoggedEvent],
+    live: Option<&crate::live::LiveDeployment>,
+) -> Markup {
     let served = |e: &LoggedEvent| -> Option<(String, String)> {
         let (_, rest) = e.event.entity_id.split_once(':')?;
         let (model, version) = rest.rsplit_once('/')?;
@@ -62,6 +67,8 @@ pub fn deployment_page(viewer: &Viewer<'_>, name: &str, events: &[LoggedEvent]) 
         points.push((mltrail_core::now_millis() as f64, p));
     }
     let body = html! {
+        h2 { "Live" }
+        div data-refresh="10" { (crate::live::panels(live)) }
         h2 { "Version served over time" }
         @if points.len() < 2 { p.empty { "One report so far." } } @else {
             (chart::time_chart(&format!("Model version {name} served over time"), "version", &[Series { label: "version".into(), points }], &[]))

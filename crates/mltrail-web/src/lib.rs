@@ -12,6 +12,7 @@ pub mod chart;
 pub mod datasets;
 pub mod deployments;
 pub mod layout;
+pub mod live;
 pub mod monitors;
 pub mod predictions;
 pub mod registry;

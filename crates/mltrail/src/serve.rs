@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// (predictions/<deployment>/<date>/), in milliseconds.
     #[arg(long)]
     archive_interval_ms: Option<u64>,
+    /// How often the deployment's metrics are sent to the tracking server for the web UI's
+    /// live panels, in milliseconds (0 sends none).
+    #[arg(long)]
+    report_interval_ms: Option<u64>,
     /// Prediction ids kept in memory for lookups and feedback (16 bytes each); beyond it, the
     /// ids of the oldest segments not yet archived move to index files beside them.
     #[arg(long)]
@@ -251,6 +255,23 @@ pub async fn serve(
         );
     }
     let archiver = dep.spawn_archiver(Duration::from_millis(args.archive_interval_ms.max(100)));
+    // The web UI's live panels: this replica's counters, sent as its /metrics text. A failed
+    // report is only logged: the panels have a gap, serving goes on.
+    let reporter = (args.report_interval_ms > 0).then(|| {
+        let (dep, client) = (dep.clone(), client.clone());
+        let replica = log.replica().to_string();
+        let every = Duration::from_millis(args.report_interval_ms.max(200));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let body = json!({"deployment": dep.name(), "replica": replica, "metrics": dep.render_metrics()});
+                if let Err(e) = client.post("/api/v1/deployments/metrics", &body, "report metrics").await {
+                    tracing::debug!(error = %e, "could not report metrics to the tracking server");
+                }
+            }
+        })
+    });
     let follower = model_ref.is_alias().then(|| {
         follower::spawn(
             dep.clone(),
@@ -280,6 +301,9 @@ pub async fn serve(
     archiver.abort();
     if let Some(follower) = follower {
         follower.abort();
+    }
+    if let Some(reporter) = reporter {
+        reporter.abort();
     }
     // The trail says the deployment stopped (with the version it served last), so the web UI
     // and `GET /api/v1/deployments` do not show it serving; a failure to report is logged, not

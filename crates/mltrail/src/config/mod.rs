@@ -254,6 +254,9 @@ config_table! {
         /// How often sealed segments are converted to Parquet and uploaded to the artifact store
         /// (predictions/<deployment>/<date>/), in milliseconds (at least 100).
         pub archive_interval_ms: u64 = 60_000,
+        /// How often the deployment's metrics are sent to the tracking server for the web UI's
+        /// live panels, in milliseconds (at least 200; 0 sends none).
+        pub report_interval_ms: u64 = 10_000,
         /// Serve HTTPS with this PEM certificate chain (leaf first); needs tls_key.
         pub tls_cert: Option<PathBuf> = None,
         /// The PEM private key of tls_cert.

@@ -1,0 +1,341 @@
+//! Live serving panels: the metrics each `mltrail serve` replica reports (its Prometheus text,
+//! every few seconds) turned into rates over time — requests and predictions per second by
+//! model version, failures per second by kind, and latency percentiles from the histogram's
+//! buckets — summed over a deployment's replicas.
+
+use crate::chart::{self, Series};
+use maud::{html, Markup};
+use std::collections::{BTreeMap, VecDeque};
+
+/// One report of one replica: its counters at `time_ms`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveSample {
+    pub time_ms: i64,
+    /// `mltrail_requests_total` by model version.
+    pub requests: BTreeMap<String, f64>,
+    /// `mltrail_predictions_total` (rows) by model version.
+    pub predictions: BTreeMap<String, f64>,
+    /// `mltrail_request_errors_total` by kind.
+    pub errors: BTreeMap<String, f64>,
+    /// `mltrail_request_duration_seconds` buckets summed over versions: upper bound in seconds
+    /// (`+Inf` last) and cumulative count.
+    pub latency: Vec<(f64, f64)>,
+}
+
+/// The value of `name="…"` in a label set written as OpenMetrics does (`\"` and `\\` escaped).
+fn label(labels: &str, name: &str) -> Option<String> {
+    let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+    let mut out = String::new();
+    let mut chars = labels[start..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return Some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+impl LiveSample {
+    /// Reads the series the panels draw from a replica's `/metrics` text; other lines are
+    /// ignored, and so are values that are not numbers.
+    pub fn parse(text: &str, time_ms: i64) -> LiveSample {
+        let mut sample = LiveSample {
+            time_ms,
+            ..Default::default()
+        };
+        let mut buckets: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = match line.rsplit_once(' ') {
+                Some((s, v)) => (s, v),
+                None => continue,
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let version = || label(labels, "version").unwrap_or_default();
+            match name {
+                "mltrail_requests_total" => *sample.requests.entry(version()).or_default() += value,
+                "mltrail_predictions_total" => {
+                    *sample.predictions.entry(version()).or_default() += value
+                }
+                "mltrail_request_errors_total" => {
+                    *sample
+                        .errors
+                        .entry(label(labels, "kind").unwrap_or_default())
+                        .or_default() += value
+                }
+                "mltrail_request_duration_seconds_bucket" => {
+                    let le = label(labels, "le")
+                        .and_then(|l| l.parse::<f64>().ok())
+                        .unwrap_or(f64::INFINITY);
+                    // Keyed by the bound's bits so equal bounds of several versions add up.
+                    let entry = buckets.entry(le.to_bits()).or_insert((le, 0.0));
+                    entry.1 += value;
+                }
+                _ => {}
+            }
+        }
+        let mut latency: Vec<(f64, f64)> = buckets.into_values().collect();
+        latency.sort_by(|a, b| a.0.total_cmp(&b.0));
+        sample.latency = latency;
+        sample
+    }
+}
+
+/// Reports kept per replica: an hour at the default 10-second interval.
+pub const KEPT: usize = 360;
+
+/// The reports of one deployment's replicas, newest last.
+#[derive(Debug, Default)]
+pub struct LiveDeployment {
+    pub replicas: BTreeMap<String, VecDeque<LiveSample>>,
+}
+
+impl LiveDeployment {
+    pub fn add(&mut self, replica: &str, sample: LiveSample) {
+        let kept = self.replicas.entry(replica.to_string()).or_default();
+        if kept.len() == KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(sample);
+    }
+}
+
+/// How much a counter grew between two reports; a replica that restarted counts from zero.
+fn growth(before: f64, after: f64) -> f64 {
+    if after >= before {
+        after - before
+    } else {
+        after
+    }
+}
+
+/// The `q` quantile of latency from bucket counts that grew in one interval (cumulative,
+/// ascending bounds), interpolated within its bucket as Prometheus's `histogram_quantile`.
+fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for &(bound, count) in buckets {
+        if count >= rank {
+            if bound.is_infinite() {
+                return Some(lower.0);
+            }
+            let within = (rank - lower.1) / (count - lower.1).max(f64::MIN_POSITIVE);
+            return Some(lower.0 + (bound - lower.0) * within);
+        }
+        lower = (bound, count);
+    }
+    None
+}
+
+/// Rates over time, summed over replicas in steps of the replicas' reporting interval.
+#[derive(Debug, Default)]
+pub struct Rates {
+    pub requests: BTreeMap<String, Vec<(f64, f64)>>,
+    pub predictions: BTreeMap<String, Vec<(f64, f64)>>,
+    pub errors: BTreeMap<String, Vec<(f64, f64)>>,
+    /// p50, p95 and p99 in milliseconds.
+    pub latency: [Vec<(f64, f64)>; 3],
+}
+
+impl LiveDeployment {
+    /// The step rates are summed in: the median gap between two reports of a replica.
+    fn step_ms(&self) -> i64 {
+        let mut gaps: Vec<i64> = self
+            .replicas
+            .values()
+            .flat_map(|s| {
+                s.iter()
+                    .zip(s.iter().skip(1))
+                    .map(|(a, b)| b.time_ms - a.time_ms)
+            })
+            .filter(|g| *g > 0)
+            .collect();
+        gaps.sort_unstable();
+        gaps.get(gaps.len() / 2).copied().unwrap_or(10_000).max(100)
+    }
+
+    pub fn rates(&self) -> Rates {
+        let step = self.step_ms();
+        type Sums = BTreeMap<i64, BTreeMap<String, f64>>;
+        let (mut requests, mut predictions, mut errors): (Sums, Sums, Sums) = Default::default();
+        let mut latency: BTreeMap<i64, BTreeMap<u64, (f64, f64)>> = BTreeMap::new();
+        for samples in self.replicas.values() {
+            for (a, b) in samples.iter().zip(samples.iter().skip(1)) {
+                let seconds = (b.time_ms - a.time_ms) as f64 / 1000.0;
+                if seconds <= 0.0 {
+                    continue;
+                }
+                let slot = b.time_ms.div_euclid(step) * step;
+                let add = |sums: &mut Sums,
+                           before: &BTreeMap<String, f64>,
+                           after: &BTreeMap<String, f64>| {
+                    for (key, value) in after {
+                        let grew = growth(before.get(key).copied().unwrap_or(0.0), *value);
+                        *sums
+                            .entry(slot)
+                            .or_default()
+                            .entry(key.clone())
+                            .or_default() += grew / seconds;
+                    }
+                };
+                add(&mut requests, &a.requests, &b.requests);
+                add(&mut predictions, &a.predictions, &b.predictions);
+                add(&mut errors, &a.errors, &b.errors);
+                let slot_buckets = latency.entry(slot).or_default();
+                for &(bound, count) in &b.latency {
+                    let before = a
+                        .latency
+                        .iter()
+                        .find(|(le, _)| le.to_bits() == bound.to_bits())
+                        .map_or(0.0, |x| x.1);
+                    slot_buckets
+                        .entry(bound.to_bits())
+                        .or_insert((bound, 0.0))
+                        .1 += growth(before, count);
+                }
+            }
+        }
+        let series = |sums: Sums| {
+            let mut out: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+            for (slot, values) in sums {
+                for (key, rate) in values {
+                    out.entry(key).or_default().push((slot as f64, rate));
+                }
+            }
+            out
+        };
+        let mut rates = Rates {
+            requests: series(requests),
+            predictions: series(predictions),
+            errors: series(errors),
+            latency: Default::default(),
+        };
+        for (slot, buckets) in latency {
+            let mut buckets: Vec<(f64, f64)> = buckets.into_values().collect();
+            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (i, q) in [0.5, 0.95, 0.99].iter().enumerate() {
+                if let Some(seconds) = quantile(&buckets, *q) {
+                    rates.latency[i].push((slot as f64, seconds * 1000.0));
+                }
+            }
+        }
+        rates
+    }
+}
+
+fn to_series(
+    by_key: &BTreeMap<String, Vec<(f64, f64)>>,
+    name: impl Fn(&str) -> String,
+) -> Vec<Series> {
+    by_key
+        .iter()
+        .map(|(k, points)| Series {
+            label: name(k),
+            points: points.clone(),
+        })
+        .collect()
+}
+
+/// The live panels of a deployment, or what to do when no replica reports.
+pub fn panels(live: Option<&LiveDeployment>) -> Markup {
+    let Some(live) = live.filter(|l| l.replicas.values().any(|s| s.len() > 1)) else {
+        return html! {
+            p.empty { "No replica has reported metrics to this server yet: " code { "mltrail serve" }
+                " sends them every " code { "--report-interval-ms" } " (10 s) to the tracking server it names." }
+        };
+    };
+    let rates = live.rates();
+    let latency: Vec<Series> = ["p50", "p95", "p99"]
+        .iter()
+        .zip(&rates.latency)
+        .map(|(name, points)| Series {
+            label: (*name).to_string(),
+            points: points.clone(),
+        })
+        .collect();
+    html! {
+        p.muted { "Reported by " (live.replicas.len()) " replica(s): "
+            @for (replica, samples) in &live.replicas {
+                code.badge { (replica) } " last at " (samples.back().map(|s| crate::layout::time(s.time_ms)).unwrap_or_default()) " "
+            }
+            "— summed over replicas; this page reloads every 10 s." }
+        div.charts {
+            figure.chart { h3 { "Requests per second" }
+                (chart::time_chart("Requests per second by model version", "req/s", &to_series(&rates.requests, |v| format!("version {v}")), &[])) }
+            figure.chart { h3 { "Rows scored per second" }
+                (chart::time_chart("Rows scored per second by model version", "rows/s", &to_series(&rates.predictions, |v| format!("version {v}")), &[])) }
+            figure.chart { h3 { "Latency" }
+                (chart::time_chart("Request latency percentiles in milliseconds", "ms", &latency, &[])) }
+            figure.chart { h3 { "Failures per second" }
+                @if rates.errors.values().flatten().all(|p| p.1 == 0.0) { p.empty { "No failed request." } }
+                @else { (chart::time_chart("Failed requests per second by kind", "failures/s", &to_series(&rates.errors, str::to_string), &[])) } }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"# HELP mltrail_requests_total Scoring requests.
+# TYPE mltrail_requests_total counter
+mltrail_requests_total{deployment="d",model="m",version="1"} 10
+mltrail_requests_total{deployment="d",model="m",version="2"} 4
+mltrail_predictions_total{deployment="d",model="m",version="1"} 100
+mltrail_request_errors_total{deployment="d",model="m",version="1",kind="bad_request"} 2
+mltrail_request_duration_seconds_bucket{deployment="d",model="m",version="1",le="0.001"} 6
+mltrail_request_duration_seconds_bucket{deployment="d",model="m",version="1",le="0.01"} 10
+mltrail_request_duration_seconds_bucket{deployment="d",model="m",version="1",le="+Inf"} 10
+mltrail_request_duration_seconds_bucket{deployment="d",model="m",version="2",le="0.001"} 4
+mltrail_request_duration_seconds_bucket{deployment="d",model="m",version="2",le="0.01"} 4
+mltrail_request_duration_seconds_bucket{deployment="d",model="m",version="2",le="+Inf"} 4
+# EOF
+"#;
+
+    #[test]
+    fn a_report_is_read_by_version_kind_and_bucket() {
+        let s = LiveSample::parse(TEXT, 1_000);
+        assert_eq!(s.requests["1"], 10.0);
+        assert_eq!(s.requests["2"], 4.0);
+        assert_eq!(s.predictions["1"], 100.0);
+        assert_eq!(s.errors["bad_request"], 2.0);
+        assert_eq!(
+            s.latency,
+            vec![(0.001, 10.0), (0.01, 14.0), (f64::INFINITY, 14.0)]
+        );
+    }
+
+    #[test]
+    fn rates_are_growth_per_second_and_survive_a_restart() {
+        let mut live = LiveDeployment::default();
+        let at = |t: i64, n: f64| LiveSample {
+            time_ms: t,
+            requests: [("1".to_string(), n)].into(),
+            latency: vec![(0.001, n), (f64::INFINITY, n)],
+            ..Default::default()
+        };
+        live.add("r", at(0, 0.0));
+        live.add("r", at(10_000, 50.0));
+        live.add("r", at(20_000, 20.0)); // restarted: 20 since then
+        let rates = live.rates();
+        assert_eq!(rates.requests["1"], vec![(10_000.0, 5.0), (20_000.0, 2.0)]);
+        // Every request under 1 ms: the median is interpolated inside the first bucket.
+        assert_eq!(rates.latency[0][0], (10_000.0, 0.5));
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_their_bucket() {
+        let buckets = [(0.001, 50.0), (0.01, 100.0), (f64::INFINITY, 100.0)];
+        assert_eq!(quantile(&buckets, 0.5), Some(0.001));
+        assert!((quantile(&buckets, 0.75).unwrap() - 0.0055).abs() < 1e-12);
+        assert_eq!(quantile(&[(f64::INFINITY, 0.0)], 0.5), None);
+    }
+}
