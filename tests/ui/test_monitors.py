@@ -179,11 +179,19 @@ def test_dataset_pages_profile_versions_runs_and_drift_between_versions(browser,
     clean(browser)
     assert browser.eval("document.querySelectorAll('h2 + table tbody tr').length") == 2, "two versions"
     # A histogram per column of the shown (newest) version, its bins the stored profile's.
-    profile = requests.get(f"{url}/api/v1/datasets/ui-credit-train/versions/2", auth=AUTH, timeout=30).json()
+    answer = requests.get(f"{url}/api/v1/datasets/ui-credit-train/versions/2", auth=AUTH, timeout=30)
+    assert answer.status_code == 200, answer.text
+    profile = answer.json()
     assert browser.eval("document.querySelectorAll('svg.bars').length") == len(train.columns)
     income_bins = browser.eval("[...document.querySelector('svg[aria-label=\"Histogram of income\"]').querySelectorAll('rect')].length")
     assert income_bins == 10
-    assert profile, "the API answers for the version the page shows"
+    assert profile["dataset_version"]["version"] == 2, "the page shows the newest version"
+    # A version must keep its file in its dataset's folder: not a run's artifacts, not the
+    # prediction archive (whoever reads datasets would read them through its drift report).
+    outside = requests.post(f"{url}/api/v1/datasets", auth=AUTH, timeout=30, json={
+        "name": "sneaky", "digest": "a" * 64, "source": "predictions/ui-credit-prod/2026-12-04/x.parquet",
+        "file_name": "x.parquet", "rows": 1, "schema": [], "profile": {}})
+    assert outside.status_code == 400 and "datasets/sneaky/" in outside.json()["message"], outside.text
     browser.screenshot(shots / "dataset.png")
     browser.goto(url + "/ui/datasets/ui-logged")
     clean(browser)

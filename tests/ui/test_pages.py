@@ -110,7 +110,7 @@ def test_run_page_shows_params_metrics_charts_artifacts_and_models(browser, serv
     assert browser.eval("[...document.querySelectorAll('figure.chart h3')].map(h => h.textContent)") == ["loss"], \
         "a curve for the metric logged at many steps; accuracy, logged once, is in the table"
     points = browser.eval("document.querySelector('figure.chart svg path').getAttribute('d').split('L').length")
-    assert 100 < points <= 800, f"{STEPS} steps cut down to {points} points"
+    assert 100 < points <= 802, f"{STEPS} steps cut down to {points} points (400 buckets, their two extremes, and both ends)"
     artifacts = browser.eval("[...document.querySelectorAll('#artifacts ~ table a')].map(a => a.textContent)")
     assert {"notes/", "tables/", "plot.png"} <= set(artifacts), artifacts
     browser.screenshot(shots / "run.png")
@@ -282,9 +282,13 @@ def test_signing_in_with_a_session_cookie(server, logged, shots, tmp_path):
     first = s.get(f"{url}/ui/experiments", allow_redirects=False)
     assert first.status_code == 303 and first.headers["Location"] == "/ui/login?next=%2Fui%2Fexperiments"
     assert s.get(f"{url}/api/2.0/mlflow/experiments/search?max_results=5").status_code == 401, "the API still answers 401"
-    signed = s.post(f"{url}/ui/login", data={"username": ADMIN, "password": PASSWORD, "next": "//evil.example/x"},
+    for elsewhere in ["//evil.example/x", "/\t/evil.example", "/\\evil.example", "https://evil.example/"]:
+        sent = requests.post(f"{url}/ui/login", data={"username": ADMIN, "password": PASSWORD, "next": elsewhere},
+                             allow_redirects=False)
+        assert sent.status_code == 303 and sent.headers["Location"] == "/", f"never sent to another site: {elsewhere!r}"
+    signed = s.post(f"{url}/ui/login", data={"username": ADMIN, "password": PASSWORD, "next": "/ui/models"},
                     allow_redirects=False)
-    assert signed.status_code == 303 and signed.headers["Location"] == "/", "never sent to another site"
+    assert signed.status_code == 303 and signed.headers["Location"] == "/ui/models"
     cookie = signed.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert s.get(f"{url}/ui/experiments").status_code == 200
@@ -298,3 +302,9 @@ def test_signing_in_with_a_session_cookie(server, logged, shots, tmp_path):
     as_header = requests.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": "by-header"},
                               headers={"Authorization": f"Session {value}"})
     assert as_header.status_code == 401, "the cookie's value is not a credential a client may send"
+    # Signing out ends the cookie itself: a copy kept elsewhere is refused too.
+    page = s.get(f"{url}/ui/experiments").text
+    token = re.search(r'name="csrf" value="([0-9a-f]{64})"', page).group(1)
+    assert s.post(f"{url}/ui/logout", data={"csrf": token}, allow_redirects=False).status_code == 303
+    copied = requests.get(f"{url}/ui/experiments", cookies={"mltrail_session": value}, allow_redirects=False)
+    assert copied.status_code == 303, "a signed-out cookie signs nobody in"

@@ -246,12 +246,23 @@ impl AuthCounters {
     }
 }
 
-/// The server's authentication state: the mode, the credential cache and the counters.
 /// The web UI's sign-in sessions: a cookie naming the user and when it ends, with a keyed hash
 /// of both under a key made at each start (a restart, or another replica, signs everyone out;
 /// behind a load balancer, route a browser to one replica or use HTTP Basic).
 pub struct Sessions {
     key: [u8; 32],
+    /// Cookies signed out before their end (their keyed hash, and that end): refused until
+    /// then, so a copied cookie dies with the sign-out.
+    revoked: Mutex<HashMap<[u8; 32], i64>>,
+}
+
+/// 32 bytes from the OS's random numbers, through two v4 UUIDs (244 random bits): the keys
+/// sessions and CSRF tokens are signed with, made at each start.
+pub fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key
 }
 
 /// The session cookie's name.
@@ -259,11 +270,10 @@ pub const SESSION_COOKIE: &str = "mltrail_session";
 
 impl Default for Sessions {
     fn default() -> Self {
-        // The OS's random numbers, through two v4 UUIDs (244 random bits).
-        let mut key = [0u8; 32];
-        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        Sessions { key }
+        Sessions {
+            key: random_key(),
+            revoked: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -304,7 +314,31 @@ impl Sessions {
         .ok()?;
         let expires: i64 = expires.parse().ok()?;
         let mac = blake3::Hash::from_hex(mac).ok()?;
-        (mac == self.mac(&username, expires) && now_ms < expires).then_some((username, expires))
+        let revoked = self
+            .revoked
+            .lock()
+            .map_or(true, |r| r.contains_key(mac.as_bytes()));
+        (mac == self.mac(&username, expires) && now_ms < expires && !revoked)
+            .then_some((username, expires))
+    }
+
+    /// Signs a cookie out: it is refused from now on, on this server.
+    pub fn revoke(&self, value: &str, now_ms: i64) {
+        let Some((_, expires)) = self.open(value, now_ms) else {
+            return;
+        };
+        let Some(mac) = value
+            .rsplit('.')
+            .next()
+            .and_then(|m| blake3::Hash::from_hex(m).ok())
+        else {
+            return;
+        };
+        if let Ok(mut revoked) = self.revoked.lock() {
+            // Cookies past their end are refused anyway: forget them.
+            revoked.retain(|_, end| *end > now_ms);
+            revoked.insert(*mac.as_bytes(), expires);
+        }
     }
 }
 
@@ -347,6 +381,8 @@ pub fn to_sign_in(back: &str) -> Response {
     response
 }
 
+/// The server's authentication state: the mode, the credential cache, the sign-in sessions and
+/// the counters.
 pub struct Auth {
     pub mode: AuthMode,
     /// The web UI's sign-in sessions.

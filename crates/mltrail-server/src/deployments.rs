@@ -23,6 +23,13 @@ async fn record(
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
     let deployment = field(&body, "deployment")?.to_string();
+    // A deployment's events are `deployment:<name>:<model>/<version>`: a colon in the name
+    // would make one deployment's history another's.
+    if deployment.contains(':') {
+        return Err(ApiError::invalid(format!(
+            "`deployment` may not contain `:`, got `{deployment}`"
+        )));
+    }
     let model = field(&body, "model")?.to_string();
     let version = field(&body, "version")?.to_string();
     let digest = field(&body, "digest")?.to_string();

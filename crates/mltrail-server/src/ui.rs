@@ -69,13 +69,9 @@ const LIVE_DEPLOYMENTS: usize = 1_000;
 
 impl Default for UiState {
     fn default() -> Self {
-        // A fresh key per start, from the OS's random numbers (two v4 UUIDs: 244 random bits):
-        // a token outlives neither the process nor the user it names.
-        let mut csrf_key = [0u8; 32];
-        csrf_key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        csrf_key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        // A fresh key per start: a token outlives neither the process nor the user it names.
         UiState {
-            csrf_key,
+            csrf_key: crate::auth::random_key(),
             verification: std::sync::Mutex::new(None),
             live: Default::default(),
         }
@@ -151,6 +147,8 @@ impl From<StoreError> for Problem {
 struct Shown {
     section: Section,
     viewer: Option<String>,
+    /// The viewer's CSRF token, for the sign-out form in the page's header.
+    csrf: String,
     problem: Problem,
 }
 
@@ -177,7 +175,7 @@ impl IntoResponse for Shown {
         };
         let viewer = Viewer {
             who: self.viewer.as_deref(),
-            csrf: "",
+            csrf: &self.csrf,
         };
         (
             status,
@@ -237,6 +235,7 @@ impl Ctx {
         Shown {
             section,
             viewer: self.viewer.clone(),
+            csrf: self.csrf.clone(),
             problem: problem.into(),
         }
     }
@@ -457,7 +456,9 @@ async fn run(
             histories.push((m.key.clone(), chart::downsample(&points, CURVE_BUCKETS)));
         }
     }
-    let versions = versions_from(&state, &ctx, &run).await;
+    let versions = versions_from(&state, &ctx, &run)
+        .await
+        .map_err(|e| fail(e.into()))?;
     let q = pairs(&raw);
     let folder = first(&q, "path");
     let (artifacts, preview, folder) = browse(&state, &run, &folder).await;
@@ -477,17 +478,24 @@ async fn run(
 
 /// The registered versions made from a run: those naming it, and (MLflow 3) those made from a
 /// model the run logged, whose source is `models:/<model id>`.
-async fn versions_from(state: &AppState, ctx: &Ctx, run: &Run) -> Vec<mltrail_store::ModelVersion> {
-    // Run and model ids are hex (and `m-`): nothing in them needs escaping in a filter.
-    let quoted = |s: &str| format!("'{s}'");
-    let filters = std::iter::once(format!("run_id = {}", quoted(&run.info.run_id))).chain(
-        run.outputs.model_outputs.iter().map(|m| {
-            format!(
-                "source_path = {}",
-                quoted(&format!("models:/{}", m.model_id))
-            )
-        }),
-    );
+async fn versions_from(
+    state: &AppState,
+    ctx: &Ctx,
+    run: &Run,
+) -> Result<Vec<mltrail_store::ModelVersion>, StoreError> {
+    // Run and logged-model ids are hex (and `m-`); an id a client made up with anything else
+    // in it is left out rather than spliced into a filter.
+    let plain = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let filters = std::iter::once(run.info.run_id.as_str())
+        .filter(|id| plain(id))
+        .map(|id| format!("run_id = '{id}'"))
+        .chain(
+            run.outputs
+                .model_outputs
+                .iter()
+                .filter(|m| plain(&m.model_id))
+                .map(|m| format!("source_path = 'models:/{}'", m.model_id)),
+        );
     let mut found: Vec<mltrail_store::ModelVersion> = Vec::new();
     for filter in filters {
         let page = registry::search_model_versions(
@@ -498,8 +506,8 @@ async fn versions_from(state: &AppState, ctx: &Ctx, run: &Run) -> Vec<mltrail_st
             PageToken::default(),
             &ctx.seen.0.registered_models,
         )
-        .await;
-        for v in page.map(|p| p.items).unwrap_or_default() {
+        .await?;
+        for v in page.items {
             if !found
                 .iter()
                 .any(|f| f.name == v.name && f.version == v.version)
@@ -508,7 +516,7 @@ async fn versions_from(state: &AppState, ctx: &Ctx, run: &Run) -> Vec<mltrail_st
             }
         }
     }
-    found
+    Ok(found)
 }
 
 /// The listing of `path` under a run's artifacts, or, when `path` names a file, its folder's
@@ -806,7 +814,7 @@ async fn version(
                 .and_then(|v| serde_json::to_string_pretty(&v).ok())
                 .unwrap_or_else(|| tag.value.clone()),
         ),
-        None => mlmodel_signature(&state, &files).await,
+        None => mlmodel_signature(&state, &ctx, &files).await,
     };
     // An evaluation that cannot be read (or was changed) is left out here; its API says why.
     let evaluation = crate::evaluations::latest(&state, &name, parsed)
@@ -825,8 +833,14 @@ async fn version(
 }
 
 /// The `signature:` block of the version's MLmodel file, when the file can be read.
-async fn mlmodel_signature(state: &AppState, source: &str) -> Option<String> {
+async fn mlmodel_signature(state: &AppState, ctx: &Ctx, source: &str) -> Option<String> {
     let root = source_artifact_path(source, state.artifacts.uri())?;
+    // A version's source may name another experiment's files: read them only for a viewer
+    // who may read that experiment, as the artifact route would.
+    let experiment = root.as_str().split('/').next().unwrap_or("");
+    if !ctx.experiment_visible(experiment) {
+        return None;
+    }
     let file = ArtifactPath::parse(&format!("{}/MLmodel", root.as_str())).ok()?;
     let bytes = state.artifacts.get(&file).await.ok()?;
     let text = std::str::from_utf8(&bytes).ok()?;
@@ -1011,6 +1025,7 @@ async fn verify_trail(
         return Err(Shown {
             section: Section::Audit,
             viewer: ctx.viewer.clone(),
+            csrf: ctx.csrf.clone(),
             problem: Problem::Forbidden(
                 "This form did not come from this server's page (its CSRF token is missing or stale): reload the audit page and try again.".into(),
             ),
@@ -1083,6 +1098,7 @@ async fn prediction(
         Err(Shown {
             section: Section::Predictions,
             viewer: ctx.viewer.clone(),
+            csrf: ctx.csrf.clone(),
             problem: Problem::Rendered(status, page.into_string()),
         })
     }
@@ -1173,11 +1189,15 @@ async fn dataset_drift(
         )
         .await
         .map_err(|e| fail(e.into()))?;
-        let path = ArtifactPath::parse(&v.file.source).map_err(|e| {
-            fail(Problem::Other(format!(
-                "{name}@{n} is kept at an unusable path: {e}"
-            )))
-        })?;
+        let path = ArtifactPath::parse(&v.file.source)
+            .ok()
+            .filter(|p| crate::datasets::in_dataset_folder(p, &name))
+            .ok_or_else(|| {
+                fail(Problem::BadRequest(format!(
+                    "{name}@{n} keeps no file of its own in the artifact store (`{}`): only versions added with `mltrail data add` can be compared",
+                    v.file.source
+                )))
+            })?;
         let bytes = state.artifacts.get(&path).await.map_err(|e| {
             fail(Problem::Other(format!(
                 "the file of {name}@{n} cannot be read: {e}"
@@ -1279,7 +1299,10 @@ async fn deployment(
 /// Where a sign-in may send the browser back to: a path of this server, never another site
 /// (`//host` and `/\\host` are other sites to a browser).
 fn local_next(next: &str) -> &str {
-    let local = next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\");
+    // Browsers drop tabs and newlines from URLs and read a backslash as `/`: `/<tab>/evil` is `//evil`.
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.chars().any(|c| c == '\\' || c.is_control());
     if local {
         next
     } else {
@@ -1394,6 +1417,12 @@ async fn sign_out(
             ),
         )
             .into_response();
+    }
+    if let Some(cookie) = crate::auth::session_cookie(&headers) {
+        state
+            .auth
+            .sessions
+            .revoke(cookie, mltrail_core::now_millis());
     }
     let mut response = Redirect::to("/ui/login").into_response();
     response.headers_mut().insert(

@@ -147,7 +147,7 @@ pub fn trail_page(viewer: &Viewer<'_>, page: &TrailPage<'_>) -> Markup {
                             }
                             " " a.muted href=(trail_href(&format!("{}:{}", ev.entity_type, ev.entity_id))) title="Every event of this entity" { "(trail)" }
                         }
-                        td { code.muted title=(ev.state_digest.as_deref().unwrap_or("")) { (ev.state_digest.as_deref().map(|d| &d[..d.len().min(12)]).unwrap_or("")) } }
+                        td { code.muted title=(ev.state_digest.as_deref().unwrap_or("")) { (ev.state_digest.as_deref().map(|d| layout::short(d, 12)).unwrap_or("")) } }
                     }
                 } }
             }

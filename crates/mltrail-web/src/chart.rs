@@ -17,9 +17,10 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// At most `2 * buckets` points of `points`, which are in x order: the lowest and the highest y
-/// of each of `buckets` runs of equal length, in x order, so a spike or a dip survives the cut
-/// (a plain stride would drop it). Points whose y is not finite are dropped first.
+/// At most `2 * buckets + 2` points of `points`, which are in x order: the first and the last,
+/// and the lowest and the highest y of each of `buckets` runs of equal length, in x order, so a
+/// spike or a dip survives the cut (a plain stride would drop it) and the curve spans its whole
+/// range. Points whose y is not finite are dropped first.
 pub fn downsample(points: &[(f64, f64)], buckets: usize) -> Vec<(f64, f64)> {
     let finite: Vec<(f64, f64)> = points
         .iter()
@@ -29,7 +30,8 @@ pub fn downsample(points: &[(f64, f64)], buckets: usize) -> Vec<(f64, f64)> {
     if buckets == 0 || finite.len() <= 2 * buckets {
         return finite;
     }
-    let mut out = Vec::with_capacity(2 * buckets);
+    let mut out = Vec::with_capacity(2 * buckets + 2);
+    out.push(finite[0]);
     for b in 0..buckets {
         let start = b * finite.len() / buckets;
         let end = (b + 1) * finite.len() / buckets;
@@ -44,10 +46,16 @@ pub fn downsample(points: &[(f64, f64)], buckets: usize) -> Vec<(f64, f64)> {
             }
         }
         let (first, second) = if lo <= hi { (lo, hi) } else { (hi, lo) };
-        out.push(run[first]);
-        if second != first {
-            out.push(run[second]);
+        for i in [first, second] {
+            // Once each: the first bucket may start, and the last end, with its extreme.
+            if out.last().map(|p| p.0) != Some(run[i].0) {
+                out.push(run[i]);
+            }
         }
+    }
+    let last = finite[finite.len() - 1];
+    if out.last().map(|p| p.0) != Some(last.0) {
+        out.push(last);
     }
     out
 }
@@ -718,7 +726,13 @@ mod tests {
         points[7_777].1 = -4.0;
         points[42].1 = f64::NAN;
         let cut = downsample(&points, 100);
-        assert!(cut.len() <= 200, "{}", cut.len());
+        assert!(cut.len() <= 202, "{}", cut.len());
+        assert_eq!(cut.first(), Some(&(0.0, 0.0)));
+        assert_eq!(
+            cut.last(),
+            Some(&(9_999.0, 0.0)),
+            "the curve reaches its last step"
+        );
         assert!(cut.contains(&(5_123.0, 9.0)) && cut.contains(&(7_777.0, -4.0)));
         assert!(cut.windows(2).all(|w| w[0].0 < w[1].0), "x order kept");
         assert!(cut.iter().all(|p| p.1.is_finite()));

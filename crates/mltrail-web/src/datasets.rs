@@ -142,7 +142,7 @@ pub fn dataset_page(viewer: &Viewer<'_>, page: &DatasetPage<'_>) -> Markup {
                 td { @if o.version == v.version { strong { (name) "@" (o.version) } " (shown)" } @else { a href=(version_href(o.version)) { (name) "@" (o.version) } } }
                 td.num { (o.file.rows) }
                 td { (o.file.file_name) }
-                td { code.muted title=(o.file.digest) { (&o.file.digest[..o.file.digest.len().min(12)]) } }
+                td { code.muted title=(o.file.digest) { (layout::short(&o.file.digest, 12)) } }
                 td { (layout::time(o.created_time)) }
                 td { (o.created_by) }
             } } }

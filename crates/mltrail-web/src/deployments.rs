@@ -80,7 +80,7 @@ pub fn deployment_page(
                 td { (layout::time(e.event.time)) }
                 td { code { (e.event.action.trim_start_matches("deployment.")) } }
                 td { @if let Some((model, version)) = served(e) { a href=(layout::version_href(&model, &version)) { (model) " v" (version) } } }
-                td { code.muted { (e.event.state_digest.as_deref().map(|d| &d[..d.len().min(16)]).unwrap_or("")) } }
+                td { code.muted { (e.event.state_digest.as_deref().map(|d| layout::short(d, 16)).unwrap_or("")) } }
                 td { (e.event.actor) }
             } } }
         }

@@ -203,6 +203,12 @@ pub fn version_href(name: &str, version: &str) -> String {
     format!("/ui/models/{}/versions/{}", segment(name), segment(version))
 }
 
+/// At most the first `n` characters of `text` (a digest shortened for a table; never cut
+/// inside a character, whatever a client sent as a digest).
+pub fn short(text: &str, n: usize) -> &str {
+    text.char_indices().nth(n).map_or(text, |(i, _)| &text[..i])
+}
+
 /// A time in epoch milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn time(ms: i64) -> String {
     mltrail_core::time::rfc3339_seconds(ms)

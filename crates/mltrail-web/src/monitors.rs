@@ -186,6 +186,7 @@ pub fn monitor_page(
                                 f["p_value"]
                                     .as_f64()
                                     .or(f["score"].as_f64())
+                                    .or(f["statistic"].as_f64())
                                     .unwrap_or(f64::NAN)
                             ),
                             chart::short_number(f["threshold"].as_f64().unwrap_or(f64::NAN)),

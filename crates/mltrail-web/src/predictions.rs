@@ -135,7 +135,7 @@ fn trace_view(trace: &Value) -> Markup {
         }
         table { tbody {
             tr { th scope="row" { "Time" } td { (p["time_ms"].as_i64().map(layout::time).unwrap_or_default()) " UTC" } }
-            tr { th scope="row" { "Model" } td { (cell(&p["model"])) " version " (cell(&p["version"])) " " span.muted { "digest " code { (p["digest"].as_str().map(|d| &d[..d.len().min(16)]).unwrap_or("")) } } } }
+            tr { th scope="row" { "Model" } td { (cell(&p["model"])) " version " (cell(&p["version"])) " " span.muted { "digest " code { (p["digest"].as_str().map(|d| layout::short(d, 16)).unwrap_or("")) } } } }
             tr { th scope="row" { "Latency" } td { (p["latency_us"].as_i64().map(|us| format!("{:.2} ms", us as f64 / 1000.0)).unwrap_or_default()) } }
             @if !p["arm"].is_null() { tr { th scope="row" { "Arm" } td { (cell(&p["arm"])) } } }
             tr { th scope="row" { "In the trail" } td {

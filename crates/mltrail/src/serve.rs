@@ -305,9 +305,11 @@ pub async fn serve(
     if let Some(reporter) = reporter {
         reporter.abort();
     }
+    // Every prediction is on disk before anything else is tried.
+    log.close();
     // The trail says the deployment stopped (with the version it served last), so the web UI
-    // and `GET /api/v1/deployments` do not show it serving; a failure to report is logged, not
-    // fatal, at shutdown.
+    // and `GET /api/v1/deployments` do not show it serving. A tracking server out of reach
+    // must not hold the shutdown: the report gets a few seconds, and a failure is logged.
     let last = dep.current();
     let stopped = DeploymentEvent {
         deployment: deployment.clone(),
@@ -316,10 +318,16 @@ pub async fn serve(
         version: last.model().version.clone(),
         digest: last.model().digest.clone(),
     };
-    if let Err(e) = client.record(&stopped).await {
-        tracing::warn!(deployment, error = %e, "could not report the stop to the tracking server");
+    match tokio::time::timeout(Duration::from_secs(5), client.record(&stopped)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(deployment, error = %e, "could not report the stop to the tracking server")
+        }
+        Err(_) => tracing::warn!(
+            deployment,
+            "the tracking server did not take the stop report within 5 s"
+        ),
     }
-    log.close();
     Ok(())
 }
 
