@@ -381,6 +381,7 @@ fn every_flag_sets_a_key() {
         "--segment-bytes=5",
         "--segment-seconds=6",
         "--archive-interval-ms=7",
+        "--report-interval-ms=10",
         "--index-entries=8",
         "--tls-cert=c.pem",
         "--tls-key=k.pem",
@@ -413,6 +414,7 @@ fn every_flag_sets_a_key() {
         (3, 4, 5, 6, 7, 8)
     );
     assert_eq!(loaded.config.log.format, LogFormat::Json);
+    assert_eq!(s.report_interval_ms, 10);
     assert_eq!(s.tls_cert.as_deref(), Some(Path::new("c.pem")));
     assert_eq!(s.tls_key.as_deref(), Some(Path::new("k.pem")));
     assert_eq!(loaded.config.auth.mode, super::AuthModeArg::On);
