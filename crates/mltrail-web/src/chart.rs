@@ -259,6 +259,25 @@ impl Frame {
     }
 }
 
+/// Whether an SVG takes the page's width (scaled) or keeps its own size in pixels.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Size {
+    Scaled,
+    Fixed,
+}
+
+/// The opening of a chart's SVG: its box, its CSS class, and its title for screen readers.
+fn svg_open(width: f64, height: f64, class: &str, title: &str, size: Size) -> String {
+    let fixed = match size {
+        Size::Fixed => format!(r#" width="{width:.0}" height="{height:.0}""#),
+        Size::Scaled => String::new(),
+    };
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0} {height:.0}"{fixed} class="{class}" role="img" aria-label="{t}"><title>{t}</title>"##,
+        t = escape(title)
+    )
+}
+
 /// Text for SVG written by hand (the rest of the page escapes through maud).
 pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -321,15 +340,7 @@ fn chart_with(
         x,
         y,
     };
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" class="chart" role="img" aria-label="{}"><title>{}</title>"##,
-        frame.width,
-        frame.height,
-        escape(title),
-        escape(title)
-    );
+    let mut svg = svg_open(frame.width, frame.height, "chart", title, Size::Scaled);
     frame.axes(&mut svg, x_label, y_label);
     for g in guides {
         let y = frame.py(g.value);
@@ -427,15 +438,7 @@ pub fn scatter(title: &str, x_label: &str, y_label: &str, dots: &[Dot]) -> Marku
         x,
         y,
     };
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" class="chart" role="img" aria-label="{}"><title>{}</title>"##,
-        frame.width,
-        frame.height,
-        escape(title),
-        escape(title)
-    );
+    let mut svg = svg_open(frame.width, frame.height, "chart", title, Size::Scaled);
     frame.axes(&mut svg, x_label, y_label);
     for d in &drawn {
         let _ = write!(
@@ -468,13 +471,7 @@ pub fn bars(title: &str, labels: &[String], counts: &[u64]) -> Markup {
     }
     let (width, height, gap) = (240.0, 64.0, 2.0);
     let w = (width - gap * counts.len() as f64) / counts.len() as f64;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" class="bars" role="img" aria-label="{}"><title>{}</title>"##,
-        escape(title),
-        escape(title)
-    );
+    let mut svg = svg_open(width, height, "bars", title, Size::Fixed);
     for (i, (label, n)) in labels.iter().zip(counts).enumerate() {
         let h = (*n as f64 / max as f64 * (height - 2.0)).max(if *n > 0 { 1.0 } else { 0.0 });
         let _ = write!(
@@ -527,13 +524,7 @@ pub fn waterfall(title: &str, base: f64, contributions: &[(String, f64)], output
     let (left, right, width) = (150.0, 70.0, 620.0);
     let height = row * (spans.len() + 2) as f64 + 30.0;
     let px = |x: f64| left + (x - lo) / (hi - lo) * (width - left - right);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart waterfall" role="img" aria-label="{}"><title>{}</title>"##,
-        escape(title),
-        escape(title)
-    );
+    let mut svg = svg_open(width, height, "chart waterfall", title, Size::Scaled);
     for t in ticks(lo, hi, 6) {
         let _ = write!(
             svg,
@@ -641,13 +632,7 @@ pub fn heat_map(
     let cell_h = 22.0;
     let width = left + cell_w * columns.len() as f64 + 10.0;
     let height = cell_h * rows.len() as f64 + 22.0;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0} {height:.0}" width="{width:.0}" height="{height:.0}" class="chart heat" role="img" aria-label="{}"><title>{}</title>"##,
-        escape(title),
-        escape(title)
-    );
+    let mut svg = svg_open(width, height, "chart heat", title, Size::Fixed);
     for (r, name) in rows.iter().enumerate() {
         let y = r as f64 * cell_h;
         let short: String = name.chars().take(24).collect();

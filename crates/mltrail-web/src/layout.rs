@@ -203,6 +203,14 @@ pub fn version_href(name: &str, version: &str) -> String {
     format!("/ui/models/{}/versions/{}", segment(name), segment(version))
 }
 
+/// The value of `key` among key–value pairs (a run's params or tags, a version's tags).
+pub fn value_of<'a>(pairs: &'a [mltrail_store::records::KeyValue], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|kv| kv.key == key)
+        .map(|kv| kv.value.as_str())
+}
+
 /// At most the first `n` characters of `text` (a digest shortened for a table; never cut
 /// inside a character, whatever a client sent as a digest).
 pub fn short(text: &str, n: usize) -> &str {

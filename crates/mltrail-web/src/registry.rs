@@ -2,18 +2,11 @@
 //! its source run, training data, signature and evaluation.
 
 use crate::chart;
-use crate::layout::{self, model_href, run_href, version_href, Section, Viewer};
+use crate::layout::{self, model_href, run_href, value_of, version_href, Section, Viewer};
 use maud::{html, Markup};
 use mltrail_core::tags;
 use mltrail_store::records::{KeyValue, ModelVersion, RegisteredModel};
 use serde_json::Value;
-
-fn find<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|kv| kv.key == key)
-        .map(|kv| kv.value.as_str())
-}
 
 /// Every registered model the viewer may see.
 pub fn models_page(viewer: &Viewer<'_>, models: &[RegisteredModel]) -> Markup {
@@ -60,7 +53,7 @@ pub fn model_page(
                     td { (v.current_stage) }
                     td { @for a in &v.aliases { span.badge { "@" (a) } } }
                     td { @if v.run_id.is_empty() { span.muted { "—" } } @else { a href=(run_href(&v.run_id)) { code { (v.run_id) } } } }
-                    td { (find(&v.tags, tags::TRAINING_DATA).unwrap_or("")) }
+                    td { (value_of(&v.tags, tags::TRAINING_DATA).unwrap_or("")) }
                     td { (layout::time(v.creation_timestamp)) }
                     td { (v.user_id) }
                 } } }
@@ -103,8 +96,8 @@ pub fn version_page(viewer: &Viewer<'_>, page: &VersionPage<'_>) -> Markup {
             tr { th scope="row" { "Source run" } td { @if v.run_id.is_empty() { span.muted { "none recorded" } } @else { a href=(run_href(&v.run_id)) { code { (v.run_id) } } } } }
             tr { th scope="row" { "Source" } td { code { (v.source) } } }
             tr { th scope="row" { "Training data" } td {
-                @match find(&v.tags, tags::TRAINING_DATA) {
-                    Some(d) => { code { (d) } @if let Some(digest) = find(&v.tags, tags::TRAINING_DATA_DIGEST) { " " span.muted { "digest " code { (digest) } } } },
+                @match value_of(&v.tags, tags::TRAINING_DATA) {
+                    Some(d) => { code { (d) } @if let Some(digest) = value_of(&v.tags, tags::TRAINING_DATA_DIGEST) { " " span.muted { "digest " code { (digest) } } } },
                     None => span.muted { "not named (register with " code { "--training-data NAME@V" } ")" },
                 }
             } }

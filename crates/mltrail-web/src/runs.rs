@@ -2,7 +2,9 @@
 //! comparison of selected runs.
 
 use crate::chart::{self, Dot, Series};
-use crate::layout::{self, experiment_href, query, run_href, version_href, Section, Viewer};
+use crate::layout::{
+    self, experiment_href, query, run_href, value_of, version_href, Section, Viewer,
+};
 use maud::{html, Markup};
 use mltrail_store::records::{Experiment, KeyValue, ModelVersion, Run};
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,17 +66,10 @@ impl Column {
                 .iter()
                 .find(|m| m.key == self.key)
                 .map(|m| chart::short_number(m.value.0)),
-            ColumnKind::Param => find(&run.data.params, &self.key).map(str::to_string),
-            ColumnKind::Tag => find(&run.data.tags, &self.key).map(str::to_string),
+            ColumnKind::Param => value_of(&run.data.params, &self.key).map(str::to_string),
+            ColumnKind::Tag => value_of(&run.data.tags, &self.key).map(str::to_string),
         }
     }
-}
-
-fn find<'a>(pairs: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|kv| kv.key == key)
-        .map(|kv| kv.value.as_str())
 }
 
 /// The experiments list.
@@ -335,7 +330,7 @@ pub fn run_page(viewer: &Viewer<'_>, page: &RunPage<'_>) -> Markup {
                 tr { th scope="row" { "Duration" } td { (layout::duration(info.start_time, info.end_time)) } }
                 tr { th scope="row" { "Lifecycle" } td { (info.lifecycle_stage) } }
                 tr { th scope="row" { "Artifacts" } td { code { (info.artifact_uri) } } }
-                @if let Some(source) = find(&run.data.tags, "mlflow.source.name") { tr { th scope="row" { "Source" } td { code { (source) } } } }
+                @if let Some(source) = value_of(&run.data.tags, "mlflow.source.name") { tr { th scope="row" { "Source" } td { code { (source) } } } }
                 tr { th scope="row" { "History" } td { a href=(crate::audit::trail_href(&format!("run:{}", info.run_id))) { "audit trail of this run" } } }
             }
         }
@@ -372,7 +367,7 @@ pub fn run_page(viewer: &Viewer<'_>, page: &RunPage<'_>) -> Markup {
                     tr {
                         td { (d.dataset.get("name").and_then(|v| v.as_str()).unwrap_or("")) }
                         td { code { (d.dataset.get("digest").and_then(|v| v.as_str()).unwrap_or("")) } }
-                        td { (find(&d.tags, "mlflow.data.context").unwrap_or("")) }
+                        td { (value_of(&d.tags, "mlflow.data.context").unwrap_or("")) }
                         td { (d.dataset.get("source_type").and_then(|v| v.as_str()).unwrap_or("")) }
                     }
                 } } }
@@ -524,7 +519,7 @@ pub fn compare_page(viewer: &Viewer<'_>, cmp: &Comparison<'_>) -> Markup {
             div.runs { table.wide {
                 thead { tr { th scope="col" { "Parameter" } @for r in runs { th scope="col" { (display_name(r)) } } } }
                 tbody { @for key in &params {
-                    @let values: Vec<Option<&str>> = runs.iter().map(|r| find(&r.data.params, key)).collect();
+                    @let values: Vec<Option<&str>> = runs.iter().map(|r| value_of(&r.data.params, key)).collect();
                     @let differs = values.iter().any(|v| *v != values[0]);
                     tr.diff[differs] {
                         th scope="row" { (key) @if differs { span.muted { " (differs)" } } }
