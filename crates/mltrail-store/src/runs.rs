@@ -935,16 +935,51 @@ pub async fn search_runs(
 ) -> Result<Page<Run>, StoreError> {
     let offset = page.offset();
     let experiment_ids: Vec<i64> = experiment_ids.iter().map(|id| id.0).collect();
-    let plan = crate::search::runs_query(
-        &experiment_ids,
-        filter,
-        view,
-        order_by,
-        max_results + 1,
-        offset,
-    )?;
+    let ids = &experiment_ids;
     let mut conn = store.readers().acquire().await?;
-    let rows = plan.fetch_all(&mut conn).await?;
+    let want = max_results + 1;
+    let rows = if crate::search::ordered_by_one_key(order_by)? {
+        use crate::search::{runs_query_part, Part};
+        // The runs with a value come first; the page takes from the others only past them.
+        let mut rows = runs_query_part(ids, filter, view, order_by, Part::Valued, want, offset)?
+            .fetch_all(&mut conn)
+            .await?;
+        let taken = rows.len() as i64;
+        if taken < want {
+            let skip = if taken == 0 && offset > 0 {
+                let counted =
+                    runs_query_part(ids, filter, view, order_by, Part::CountValued, 0, 0)?
+                        .fetch_all(&mut conn)
+                        .await?;
+                let valued = counted
+                    .first()
+                    .map(|row| int(row, "n"))
+                    .transpose()?
+                    .unwrap_or(0);
+                (offset - valued).max(0)
+            } else {
+                0
+            };
+            rows.extend(
+                runs_query_part(
+                    ids,
+                    filter,
+                    view,
+                    order_by,
+                    Part::Unvalued,
+                    want - taken,
+                    skip,
+                )?
+                .fetch_all(&mut conn)
+                .await?,
+            );
+        }
+        rows
+    } else {
+        crate::search::runs_query(ids, filter, view, order_by, want, offset)?
+            .fetch_all(&mut conn)
+            .await?
+    };
     let has_more = rows.len() as i64 > max_results;
     let rows: Vec<AnyRow> = rows.into_iter().take(max_results as usize).collect();
     let runs = runs_from_rows(&mut conn, rows).await?;
