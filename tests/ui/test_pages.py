@@ -308,3 +308,16 @@ def test_signing_in_with_a_session_cookie(server, logged, shots, tmp_path):
     assert s.post(f"{url}/ui/logout", data={"csrf": token}, allow_redirects=False).status_code == 303
     copied = requests.get(f"{url}/ui/experiments", cookies={"mltrail_session": value}, allow_redirects=False)
     assert copied.status_code == 303, "a signed-out cookie signs nobody in"
+
+
+def test_pages_that_show_data_read_without_javascript(browser, server, logged):
+    browser.send("Emulation.setScriptExecutionDisabled", value=True)
+    try:
+        base = f"{server['url']}/ui/experiments/{logged['experiment'].experiment_id}"
+        assert browser.goto(base) == 200
+        assert browser.eval("document.querySelectorAll('tbody input[name=run]').length") == RUNS
+        run = logged["runs"][0].info.run_id
+        assert browser.goto(f"{server['url']}/ui/runs/{run}") == 200
+        assert browser.eval("document.querySelectorAll('figure.chart svg path').length") >= 1, "charts are SVG from the server"
+    finally:
+        browser.send("Emulation.setScriptExecutionDisabled", value=False)
