@@ -58,12 +58,26 @@ async fn report_metrics(
 ) -> ApiResult<Json<Value>> {
     let deployment = field(&body, "deployment")?;
     let replica = field(&body, "replica")?;
+    // The process that sent it: a new one counts from zero (an older sender names none).
+    let boot = body.get("boot").and_then(Value::as_str).unwrap_or("");
+    // Names are kept in memory: they are as short as the ones serving processes send.
+    for (name, value) in [
+        ("deployment", deployment),
+        ("replica", replica),
+        ("boot", boot),
+    ] {
+        if value.len() > 200 || value.contains(':') {
+            return Err(ApiError::invalid(format!(
+                "`{name}` must be at most 200 bytes without `:`"
+            )));
+        }
+    }
     let text = body
         .get("metrics")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid("`metrics` must be the replica's /metrics text"))?;
     let sample = mltrail_web::live::LiveSample::parse(text, mltrail_core::now_millis());
-    state.ui.report(deployment, replica, sample);
+    state.ui.report(deployment, replica, boot, sample);
     Ok(Json(json!({})))
 }
 

@@ -80,7 +80,13 @@ impl Default for UiState {
 
 impl UiState {
     /// Keeps a replica's report of its metrics (`POST /api/v1/deployments/metrics`).
-    pub fn report(&self, deployment: &str, replica: &str, sample: mltrail_web::live::LiveSample) {
+    pub fn report(
+        &self,
+        deployment: &str,
+        replica: &str,
+        boot: &str,
+        sample: mltrail_web::live::LiveSample,
+    ) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if !live.contains_key(deployment) && live.len() >= LIVE_DEPLOYMENTS {
             let stalest = live
@@ -99,7 +105,7 @@ impl UiState {
         }
         live.entry(deployment.to_string())
             .or_default()
-            .add(replica, sample);
+            .add(replica, boot, sample);
     }
 
     /// The token a form posted by `who` must carry: a keyed hash of the principal, so another

@@ -940,16 +940,26 @@ pub async fn search_runs(
     let want = max_results + 1;
     let rows = if crate::search::ordered_by_one_key(order_by)? {
         use crate::search::{runs_query_part, Part};
+        use sqlx::Connection;
+        // The parts read one snapshot: a value logged between two of them would otherwise put
+        // a run on the page twice, or leave it out.
+        let mut snapshot = conn.begin().await?;
+        if store.backend() == crate::Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *snapshot)
+                .await?;
+        }
+        let conn = &mut *snapshot;
         // The runs with a value come first; the page takes from the others only past them.
         let mut rows = runs_query_part(ids, filter, view, order_by, Part::Valued, want, offset)?
-            .fetch_all(&mut conn)
+            .fetch_all(conn)
             .await?;
         let taken = rows.len() as i64;
         if taken < want {
             let skip = if taken == 0 && offset > 0 {
                 let counted =
                     runs_query_part(ids, filter, view, order_by, Part::CountValued, 0, 0)?
-                        .fetch_all(&mut conn)
+                        .fetch_all(conn)
                         .await?;
                 let valued = counted
                     .first()
@@ -970,10 +980,12 @@ pub async fn search_runs(
                     want - taken,
                     skip,
                 )?
-                .fetch_all(&mut conn)
+                .fetch_all(conn)
                 .await?,
             );
         }
+        // Read only: nothing to commit.
+        snapshot.rollback().await?;
         rows
     } else {
         crate::search::runs_query(ids, filter, view, order_by, want, offset)?

@@ -271,21 +271,32 @@ pub(crate) fn runs_query_part(
                 let alias = format!("o{n}");
                 let key = plan.text(term.key.clone());
                 let has_value = format!("{alias}.run_uuid = r.run_uuid AND {alias}.key = {key} AND {alias}.value IS NOT NULL");
+                // MLflow puts the runs with a value first whatever the direction, then (for a
+                // metric) those whose value is NaN (stored as NULL with `is_nan`), then those
+                // without the key.
+                let metric = term.entity == Entity::Metric;
                 match part {
                     Part::All => {
                         joins.push(format!("LEFT JOIN {table} {alias} ON {alias}.run_uuid = r.run_uuid AND {alias}.key = {key}"));
-                        // MLflow puts runs without the key last, whatever the direction.
-                        order.push(format!(
-                            "CASE WHEN {alias}.value IS NULL THEN 1 ELSE 0 END, {alias}.value {dir}"
-                        ));
+                        let rank = if metric {
+                            format!("CASE WHEN {alias}.is_nan = 1 THEN 1 WHEN {alias}.value IS NULL THEN 2 ELSE 0 END")
+                        } else {
+                            format!("CASE WHEN {alias}.value IS NULL THEN 1 ELSE 0 END")
+                        };
+                        order.push(format!("{rank}, {alias}.value {dir}"));
                     }
                     Part::Valued | Part::CountValued => {
                         joins.push(format!("JOIN {table} {alias} ON {has_value}"));
                         order.push(format!("{alias}.value {dir}"));
                     }
-                    Part::Unvalued => conditions.push(format!(
-                        "NOT EXISTS (SELECT 1 FROM {table} {alias} WHERE {has_value})"
-                    )),
+                    Part::Unvalued => {
+                        conditions.push(format!(
+                            "NOT EXISTS (SELECT 1 FROM {table} {alias} WHERE {has_value})"
+                        ));
+                        if metric {
+                            order.push(format!("CASE WHEN EXISTS (SELECT 1 FROM {table} {alias} WHERE {alias}.run_uuid = r.run_uuid AND {alias}.key = {key} AND {alias}.is_nan = 1) THEN 0 ELSE 1 END"));
+                        }
+                    }
                 }
             }
             Entity::Attribute => {

@@ -1,7 +1,7 @@
 //! Runs ordered by one metric, param or tag key are read in two parts (those with a value, then
 //! the others): every page, at every size and offset, must be exactly MLflow's order — by the
-//! value, runs without one (the key missing, or a NaN metric) last whatever the direction, ties
-//! newest first, then by id.
+//! value, then (whatever the direction) runs whose metric is NaN, then runs without the key;
+//! ties newest first, then by id. Runs ordered by two keys take the single query: the same.
 
 use mltrail_core::state::ViewType;
 use mltrail_store::metrics::{self, Batch, NewMetric};
@@ -21,7 +21,7 @@ struct Made {
 async fn pages(
     store: &MetaStore,
     exp: mltrail_core::ExperimentId,
-    order: &str,
+    order: &[&str],
     size: i64,
 ) -> Vec<String> {
     let mut out = Vec::new();
@@ -33,7 +33,7 @@ async fn pages(
             "",
             ViewType::ActiveOnly,
             size,
-            &[order.to_string()],
+            &order.iter().map(|o| o.to_string()).collect::<Vec<_>>(),
             token,
         )
         .await
@@ -122,8 +122,14 @@ async fn pages_ordered_by_one_key_follow_mlflows_order_at_every_size() {
                     m.param.clone().map(Err)
                 }
             };
+            // MLflow's rank: a value, then a NaN metric, then no key.
+            let rank = |m: &Made| match (by_metric, m.metric, &m.param) {
+                (true, Some(v), _) if v.is_nan() => 1,
+                (true, None, _) | (false, _, None) => 2,
+                _ => 0,
+            };
             let by_value = match (value(a), value(b)) {
-                (None, None) => Ordering::Equal,
+                (None, None) => rank(a).cmp(&rank(b)),
                 (None, Some(_)) => Ordering::Greater,
                 (Some(_), None) => Ordering::Less,
                 (Some(x), Some(y)) => {
@@ -152,10 +158,18 @@ async fn pages_ordered_by_one_key_follow_mlflows_order_at_every_size() {
         let want = expected(by_metric, ascending);
         for size in [1, 2, 3, 5, 7, 23, 50] {
             assert_eq!(
-                pages(&store, exp, order, size).await,
+                pages(&store, exp, &[order], size).await,
                 want,
                 "{order}, pages of {size}"
             );
         }
+        // With a second term (start_time, which the order ends with anyway) the query is the
+        // single one: the same order.
+        let two = [order, "attributes.start_time DESC"];
+        assert_eq!(
+            pages(&store, exp, &two, 4).await,
+            want,
+            "{order} then start_time"
+        );
     }
 }

@@ -39,7 +39,7 @@ fn label(labels: &str, name: &str) -> Option<String> {
 
 impl LiveSample {
     /// Reads the series the panels draw from a replica's `/metrics` text; other lines are
-    /// ignored, and so are values that are not numbers.
+    /// ignored, and so are values no counter has (not finite, negative).
     pub fn parse(text: &str, time_ms: i64) -> LiveSample {
         let mut sample = LiveSample {
             time_ms,
@@ -47,33 +47,50 @@ impl LiveSample {
         };
         let mut buckets: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (series, value) = match line.rsplit_once(' ') {
-                Some((s, v)) => (s, v),
-                None => continue,
+            // `name{labels} value [timestamp]`: the value is the first field after the series
+            // (label values may hold spaces, so a series with labels ends at its `}`).
+            let (series, rest) = match line.find('}') {
+                Some(end) => line.split_at(end + 1),
+                None => line.split_once(' ').unwrap_or((line, "")),
             };
-            let Ok(value) = value.parse::<f64>() else {
+            // Counters are finite and never negative: anything else would spoil the sums of
+            // every replica's rates.
+            let Some(value) = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)
+            else {
                 continue;
             };
             let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let add = |map: &mut BTreeMap<String, f64>, key: String| {
+                if map.contains_key(&key) || map.len() < MAX_SERIES {
+                    *map.entry(key).or_default() += value;
+                }
+            };
             let version = || label(labels, "version").unwrap_or_default();
             match name {
-                "mltrail_requests_total" => *sample.requests.entry(version()).or_default() += value,
-                "mltrail_predictions_total" => {
-                    *sample.predictions.entry(version()).or_default() += value
-                }
-                "mltrail_request_errors_total" => {
-                    *sample
-                        .errors
-                        .entry(label(labels, "kind").unwrap_or_default())
-                        .or_default() += value
-                }
+                "mltrail_requests_total" => add(&mut sample.requests, version()),
+                "mltrail_predictions_total" => add(&mut sample.predictions, version()),
+                "mltrail_request_errors_total" => add(
+                    &mut sample.errors,
+                    label(labels, "kind").unwrap_or_default(),
+                ),
                 "mltrail_request_duration_seconds_bucket" => {
-                    let le = label(labels, "le")
-                        .and_then(|l| l.parse::<f64>().ok())
-                        .unwrap_or(f64::INFINITY);
-                    // Keyed by the bound's bits so equal bounds of several versions add up.
-                    let entry = buckets.entry(le.to_bits()).or_insert((le, 0.0));
-                    entry.1 += value;
+                    // A bound is a finite number or `+Inf`; a line with another is skipped.
+                    let le = match label(labels, "le").as_deref() {
+                        Some("+Inf") => f64::INFINITY,
+                        Some(text) => match text.parse::<f64>() {
+                            Ok(le) if le.is_finite() => le,
+                            _ => continue,
+                        },
+                        None => continue,
+                    };
+                    if buckets.len() < MAX_SERIES || buckets.contains_key(&le.to_bits()) {
+                        // Keyed by the bound's bits so equal bounds of several versions add up.
+                        buckets.entry(le.to_bits()).or_insert((le, 0.0)).1 += value;
+                    }
                 }
                 _ => {}
             }
@@ -87,15 +104,38 @@ impl LiveSample {
 
 /// Reports kept per replica: an hour at the default 10-second interval.
 pub const KEPT: usize = 360;
+/// Versions, failure kinds or latency buckets one report may name.
+const MAX_SERIES: usize = 64;
+/// Replicas kept per deployment.
+const MAX_REPLICAS: usize = 32;
 
-/// The reports of one deployment's replicas, newest last.
+/// The reports of one deployment's replicas, newest last, with the process each came from.
 #[derive(Debug, Default)]
 pub struct LiveDeployment {
     pub replicas: BTreeMap<String, VecDeque<LiveSample>>,
+    boots: BTreeMap<String, String>,
 }
 
 impl LiveDeployment {
-    pub fn add(&mut self, replica: &str, sample: LiveSample) {
+    /// Keeps a report of `replica` from process `boot`: a new process (a restart) counts from
+    /// zero, so its earlier reports are dropped rather than read as one interval. Past
+    /// [`MAX_REPLICAS`], the replica heard from longest ago is forgotten.
+    pub fn add(&mut self, replica: &str, boot: &str, sample: LiveSample) {
+        if self.boots.get(replica).is_some_and(|b| b != boot) {
+            self.replicas.remove(replica);
+        }
+        self.boots.insert(replica.to_string(), boot.to_string());
+        if !self.replicas.contains_key(replica) && self.replicas.len() >= MAX_REPLICAS {
+            let stalest = self
+                .replicas
+                .iter()
+                .min_by_key(|(_, s)| s.back().map(|s| s.time_ms))
+                .map(|(name, _)| name.clone());
+            if let Some(name) = stalest {
+                self.replicas.remove(&name);
+                self.boots.remove(&name);
+            }
+        }
         let kept = self.replicas.entry(replica.to_string()).or_default();
         if kept.len() == KEPT {
             kept.pop_front();
@@ -104,13 +144,21 @@ impl LiveDeployment {
     }
 }
 
-/// How much a counter grew between two reports; a replica that restarted counts from zero.
-fn growth(before: f64, after: f64) -> f64 {
-    if after >= before {
-        after - before
-    } else {
-        after
-    }
+/// Whether a counter of `after` is below its value in `before`: the replica restarted in
+/// between (within one process id, or a report was lost), and every counter counts from zero.
+fn restarted(before: &LiveSample, after: &LiveSample) -> bool {
+    let fell = |a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>| {
+        b.iter().any(|(k, v)| a.get(k).is_some_and(|old| v < old))
+    };
+    fell(&before.requests, &after.requests)
+        || fell(&before.predictions, &after.predictions)
+        || fell(&before.errors, &after.errors)
+        || after.latency.iter().any(|(le, n)| {
+            before
+                .latency
+                .iter()
+                .any(|(old_le, old)| old_le.to_bits() == le.to_bits() && n < old)
+        })
 }
 
 /// The `q` quantile of latency from bucket counts that grew in one interval (cumulative,
@@ -162,44 +210,62 @@ impl LiveDeployment {
         gaps.get(gaps.len() / 2).copied().unwrap_or(10_000).max(100)
     }
 
+    /// Rates per step: each replica's intervals ending in a step are averaged (reports do not
+    /// fall one per step), then the replicas' averages are summed; latency buckets add up.
     pub fn rates(&self) -> Rates {
         let step = self.step_ms();
         type Sums = BTreeMap<i64, BTreeMap<String, f64>>;
         let (mut requests, mut predictions, mut errors): (Sums, Sums, Sums) = Default::default();
         let mut latency: BTreeMap<i64, BTreeMap<u64, (f64, f64)>> = BTreeMap::new();
+        let zero = BTreeMap::new();
         for samples in self.replicas.values() {
+            // Per step: this replica's summed rates by series, and how many intervals gave them.
+            let mut mine: BTreeMap<i64, ([BTreeMap<String, f64>; 3], u32)> = BTreeMap::new();
             for (a, b) in samples.iter().zip(samples.iter().skip(1)) {
                 let seconds = (b.time_ms - a.time_ms) as f64 / 1000.0;
                 if seconds <= 0.0 {
                     continue;
                 }
+                // After a restart every counter counts from zero.
+                let start = (!restarted(a, b)).then_some(a);
                 let slot = b.time_ms.div_euclid(step) * step;
-                let add = |sums: &mut Sums,
-                           before: &BTreeMap<String, f64>,
-                           after: &BTreeMap<String, f64>| {
+                let (sums, intervals) = mine.entry(slot).or_default();
+                *intervals += 1;
+                let pairs = [
+                    (start.map_or(&zero, |a| &a.requests), &b.requests),
+                    (start.map_or(&zero, |a| &a.predictions), &b.predictions),
+                    (start.map_or(&zero, |a| &a.errors), &b.errors),
+                ];
+                for (into, (before, after)) in sums.iter_mut().zip(pairs) {
                     for (key, value) in after {
-                        let grew = growth(before.get(key).copied().unwrap_or(0.0), *value);
-                        *sums
-                            .entry(slot)
-                            .or_default()
-                            .entry(key.clone())
-                            .or_default() += grew / seconds;
+                        let grew = value - before.get(key).copied().unwrap_or(0.0);
+                        *into.entry(key.clone()).or_default() += grew / seconds;
                     }
-                };
-                add(&mut requests, &a.requests, &b.requests);
-                add(&mut predictions, &a.predictions, &b.predictions);
-                add(&mut errors, &a.errors, &b.errors);
+                }
                 let slot_buckets = latency.entry(slot).or_default();
                 for &(bound, count) in &b.latency {
-                    let before = a
-                        .latency
-                        .iter()
-                        .find(|(le, _)| le.to_bits() == bound.to_bits())
+                    let before = start
+                        .and_then(|a| {
+                            a.latency
+                                .iter()
+                                .find(|(le, _)| le.to_bits() == bound.to_bits())
+                        })
                         .map_or(0.0, |x| x.1);
                     slot_buckets
                         .entry(bound.to_bits())
                         .or_insert((bound, 0.0))
-                        .1 += growth(before, count);
+                        .1 += count - before;
+                }
+            }
+            for (slot, (sums, intervals)) in mine {
+                for (into, from) in [&mut requests, &mut predictions, &mut errors]
+                    .into_iter()
+                    .zip(sums)
+                {
+                    for (key, rate) in from {
+                        *into.entry(slot).or_default().entry(key).or_default() +=
+                            rate / f64::from(intervals);
+                    }
                 }
             }
         }
@@ -221,6 +287,12 @@ impl LiveDeployment {
         for (slot, buckets) in latency {
             let mut buckets: Vec<(f64, f64)> = buckets.into_values().collect();
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // Cumulative counts never fall as the bound grows (whatever one report said).
+            let mut most: f64 = 0.0;
+            for bucket in &mut buckets {
+                most = most.max(bucket.1);
+                bucket.1 = most;
+            }
             for (i, q) in [0.5, 0.95, 0.99].iter().enumerate() {
                 if let Some(seconds) = quantile(&buckets, *q) {
                     rates.latency[i].push((slot as f64, seconds * 1000.0));
@@ -301,6 +373,22 @@ mltrail_request_duration_seconds_bucket{deployment="d",model="m",version="2",le=
 "#;
 
     #[test]
+    fn values_that_no_counter_has_are_left_out() {
+        let text = "mltrail_requests_total{version=\"1\"} NaN\n\
+                    mltrail_requests_total{version=\"2\"} -3\n\
+                    mltrail_predictions_total{version=\"1\"} 7 1733300000000\n\
+                    mltrail_request_duration_seconds_bucket{version=\"1\",le=\"NaN\"} 5\n\
+                    mltrail_request_duration_seconds_bucket{version=\"1\",le=\"+Inf\"} 5\n";
+        let s = LiveSample::parse(text, 0);
+        assert!(s.requests.is_empty());
+        assert_eq!(
+            s.predictions["1"], 7.0,
+            "a trailing timestamp is not the value"
+        );
+        assert_eq!(s.latency, vec![(f64::INFINITY, 5.0)]);
+    }
+
+    #[test]
     fn a_report_is_read_by_version_kind_and_bucket() {
         let s = LiveSample::parse(TEXT, 1_000);
         assert_eq!(s.requests["1"], 10.0);
@@ -322,13 +410,26 @@ mltrail_request_duration_seconds_bucket{deployment="d",model="m",version="2",le=
             latency: vec![(0.001, n), (f64::INFINITY, n)],
             ..Default::default()
         };
-        live.add("r", at(0, 0.0));
-        live.add("r", at(10_000, 50.0));
-        live.add("r", at(20_000, 20.0)); // restarted: 20 since then
-        let rates = live.rates();
-        assert_eq!(rates.requests["1"], vec![(10_000.0, 5.0), (20_000.0, 2.0)]);
+        live.add("r", "boot-1", at(0, 0.0));
+        live.add("r", "boot-1", at(10_000, 50.0));
+        live.add("r", "boot-1", at(20_000, 20.0)); // restarted: 20 since then
+        let first = live.rates();
+        assert_eq!(first.requests["1"], vec![(10_000.0, 5.0), (20_000.0, 2.0)]);
+        // Two reports of one replica inside one step are averaged, not added.
+        let mut uneven = LiveDeployment::default();
+        for t in [0, 10_000, 19_990, 20_010, 30_000] {
+            uneven.add("r", "boot-1", at(t, t as f64 / 100.0));
+        }
+        let rates = uneven.rates().requests["1"].clone();
+        assert!(
+            rates.iter().all(|(_, r)| (r - 10.0).abs() < 1e-9),
+            "{rates:?}"
+        );
+        // A new process of the replica starts its reports over.
+        uneven.add("r", "boot-2", at(40_000, 1.0));
+        assert_eq!(uneven.replicas["r"].len(), 1);
         // Every request under 1 ms: the median is interpolated inside the first bucket.
-        assert_eq!(rates.latency[0][0], (10_000.0, 0.5));
+        assert_eq!(first.latency[0][0], (10_000.0, 0.5));
     }
 
     #[test]

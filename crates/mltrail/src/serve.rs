@@ -260,12 +260,16 @@ pub async fn serve(
     let reporter = (args.report_interval_ms > 0).then(|| {
         let (dep, client) = (dep.clone(), client.clone());
         let replica = log.replica().to_string();
+        // This process, so the tracking server knows a restart counts from zero.
+        let boot = uuid::Uuid::new_v4().simple().to_string();
         let every = Duration::from_millis(args.report_interval_ms.max(200));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            // After a stall, one report, not a burst (a burst reads as a spike of rates).
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let body = json!({"deployment": dep.name(), "replica": replica, "metrics": dep.render_metrics()});
+                let body = json!({"deployment": dep.name(), "replica": replica, "boot": boot, "metrics": dep.render_metrics()});
                 if let Err(e) = client.post("/api/v1/deployments/metrics", &body, "report metrics").await {
                     tracing::debug!(error = %e, "could not report metrics to the tracking server");
                 }
