@@ -291,6 +291,7 @@ def test_signing_in_with_a_session_cookie(server, logged, shots, tmp_path):
     assert signed.status_code == 303 and signed.headers["Location"] == "/ui/models"
     cookie = signed.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Secure" not in cookie, "plain HTTP here: a Secure cookie would never come back"
     assert s.get(f"{url}/ui/experiments").status_code == 200
     assert s.get(f"{url}/api/2.0/mlflow/experiments/search?max_results=5").status_code == 200, "reads"
     refused = s.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": "by-cookie"})

@@ -62,6 +62,8 @@ pub struct UiState {
     /// What serving replicas reported for the live panels, by deployment (in memory: the
     /// last hour of reports since this server started).
     live: std::sync::Mutex<std::collections::HashMap<String, mltrail_web::live::LiveDeployment>>,
+    /// The server speaks HTTPS itself: its session cookie is `Secure`.
+    secure: bool,
 }
 
 /// Deployments whose reports are kept at most; past it the one heard from longest ago goes.
@@ -74,11 +76,18 @@ impl Default for UiState {
             csrf_key: crate::auth::random_key(),
             verification: std::sync::Mutex::new(None),
             live: Default::default(),
+            secure: false,
         }
     }
 }
 
 impl UiState {
+    /// Marks the session cookie `Secure` (for a server that serves HTTPS itself).
+    pub fn secure_cookies(mut self, secure: bool) -> Self {
+        self.secure = secure;
+        self
+    }
+
     /// Keeps a replica's report of its metrics (`POST /api/v1/deployments/metrics`).
     pub fn report(
         &self,
@@ -1359,9 +1368,10 @@ async fn sign_in(
                 .sessions
                 .issue(&user.username, mltrail_core::now_millis());
             let cookie = format!(
-                "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+                "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
                 crate::auth::SESSION_COOKIE,
-                crate::auth::Sessions::LIFETIME_MS / 1000
+                crate::auth::Sessions::LIFETIME_MS / 1000,
+                if state.ui.secure { "; Secure" } else { "" }
             );
             tracing::info!(user = %user.username, "signed in to the web UI");
             let mut response = Redirect::to(&next).into_response();

@@ -513,7 +513,10 @@ async fn serve(config: &Config) -> Result<()> {
         ),
         privacy,
         checkpoints: trail_signer(config, store_uri),
-        ui: Default::default(),
+        // Over HTTPS the session cookie is marked Secure (never sent over plain HTTP).
+        ui: std::sync::Arc::new(
+            mltrail_server::ui::UiState::default().secure_cookies(tls.is_some()),
+        ),
     };
     let limits = mltrail_server::Limits {
         max_artifact_bytes: server.max_artifact_bytes,

@@ -161,3 +161,34 @@ fn a_certificate_without_its_key_is_refused() {
         "{stderr}"
     );
 }
+
+/// Over HTTPS the web UI's session cookie is `Secure`: a browser never sends it over plain HTTP.
+#[test]
+fn the_session_cookie_of_an_https_server_is_secure() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(certs.path());
+    let server = Server::start_with_env(
+        tempfile::tempdir().unwrap(),
+        &["--tls-cert", &cert, "--tls-key", &key, "--auth", "on"],
+        &[("MLTRAIL_ADMIN_PASSWORD", "tls-admin-password-1")],
+    );
+    let trusting = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed = trusting
+        .post(format!("{}/ui/login", server.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=admin&password=tls-admin-password-1&next=%2F")
+        .send()
+        .unwrap();
+    assert_eq!(signed.status().as_u16(), 303);
+    let cookie = signed.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("; Secure"),
+        "{cookie}"
+    );
+}
