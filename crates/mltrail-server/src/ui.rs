@@ -1067,20 +1067,34 @@ async fn verify_trail(
 /// Whether a browser's POST came from a page of this server: its `Origin` (or, without one,
 /// `Referer`) names the host the request was sent to. Requests with neither (not a browser's
 /// form) are judged by the CSRF token alone.
+///
+/// Behind a reverse proxy that rewrites `Host`, the proxy's `X-Forwarded-Host` names the host
+/// the browser used; it counts too (another site's page cannot set that header on a browser's
+/// request without the server's consent to a preflight, which it never gives).
 fn same_origin(headers: &axum::http::HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let origin = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
         .and_then(|h| h.to_str().ok());
-    match (origin, host) {
-        (None, _) => true,
-        (Some(origin), Some(host)) => origin
-            .split_once("://")
-            .map(|(_, rest)| rest.split('/').next() == Some(host))
-            .unwrap_or(false),
-        (Some(_), None) => false,
-    }
+    let Some(origin) = origin else {
+        return true;
+    };
+    let Some(origin_host) = origin
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+    else {
+        return false;
+    };
+    let forwarded = headers
+        .get("x-forwarded-host")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split(',').next())
+        .map(str::trim);
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    [host, forwarded]
+        .into_iter()
+        .flatten()
+        .any(|h| h == origin_host)
 }
 
 /// `/ui/predictions?id=…`: the guard asked for `predictions:read` (inputs may be personal data).
@@ -1446,4 +1460,64 @@ async fn sign_out(
         HeaderValue::from_static("mltrail_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_form_counts_as_ours_only_from_our_host() {
+        assert!(same_origin(&headers(&[
+            ("host", "ml:5000"),
+            ("origin", "http://ml:5000")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "ml:5000"),
+            ("origin", "http://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "ml:5000"),
+            ("origin", "null")
+        ])));
+        assert!(
+            same_origin(&headers(&[("host", "ml:5000")])),
+            "no Origin: the token decides"
+        );
+        // Behind a proxy that rewrites Host.
+        let proxied = [
+            ("host", "10.0.0.7:5000"),
+            ("x-forwarded-host", "ml.example.com"),
+            ("origin", "https://ml.example.com"),
+        ];
+        assert!(same_origin(&headers(&proxied)));
+        let other = [
+            ("host", "10.0.0.7:5000"),
+            ("x-forwarded-host", "ml.example.com"),
+            ("origin", "https://evil.example"),
+        ];
+        assert!(!same_origin(&headers(&other)));
+    }
+
+    #[test]
+    fn sign_in_sends_back_only_to_our_own_paths() {
+        assert_eq!(local_next("/ui/models?x=1"), "/ui/models?x=1");
+        for elsewhere in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "https://evil.example",
+            "ui/x",
+        ] {
+            assert_eq!(local_next(elsewhere), "/", "{elsewhere:?}");
+        }
+    }
 }
