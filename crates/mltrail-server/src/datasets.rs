@@ -17,33 +17,15 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
         .ok_or_else(|| ApiError::invalid(format!("`{name}` (a string) is required")))
 }
 
-/// Whether a dataset version's file is in the folder of its dataset (`datasets/<name>/…`).
-pub(crate) fn in_dataset_folder(path: &mltrail_core::ArtifactPath, name: &str) -> bool {
-    path.as_str()
-        .strip_prefix("datasets/")
-        .and_then(|rest| rest.strip_prefix(name))
-        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
-}
-
 async fn add(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
+    // The store refuses a source outside the dataset's folder (`datasets::file_path`).
     let source = field(&body, "source")?.to_string();
-    let name = field(&body, "name")?.to_string();
-    let path = mltrail_core::ArtifactPath::parse(&source)
-        .map_err(|e| ApiError::invalid(format!("`source`: {e}")))?;
-    // A version's file is where `mltrail data add` uploads it: naming any other artifact (a
-    // run's files in an experiment the caller may not read, archived predictions) would let
-    // whoever reads datasets read it through the version's profile, drift report or monitor.
-    if !in_dataset_folder(&path, &name) {
-        return Err(ApiError::invalid(format!(
-            "`source` must be under datasets/{name}/ in the artifact store (where `mltrail data add` uploads the file), got `{source}`"
-        )));
-    }
     let new = NewDatasetVersion {
-        name,
+        name: field(&body, "name")?.to_string(),
         file: DatasetFile {
             digest: field(&body, "digest")?.to_string(),
             source,

@@ -9,7 +9,7 @@ use crate::audited::{name_version_key, Audited};
 use crate::sql::{int, opt_text, text};
 use crate::writer::{AuditCtx, Tx};
 use crate::{MetaStore, StoreError};
-use mltrail_core::now_millis;
+use mltrail_core::{now_millis, ArtifactPath};
 
 /// What a version holds: the file and what was learned from it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -140,12 +140,46 @@ pub(crate) fn from_row(row: &AnyRow) -> Result<DatasetVersion, StoreError> {
 }
 
 /// Stores a new version, or returns the version that already holds this content (`false`).
+/// The file of a version of dataset `name` kept at `source`, when it is in the dataset's own
+/// folder (`datasets/<name>/…`): the only place a version's file is read from or recorded at.
+pub fn file_path(name: &str, source: &str) -> Option<ArtifactPath> {
+    let path = ArtifactPath::parse(source).ok()?;
+    let inside = path
+        .as_str()
+        .strip_prefix("datasets/")
+        .and_then(|rest| rest.strip_prefix(name))
+        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
+    inside.then_some(path)
+}
+
+impl DatasetVersion {
+    /// Where this version's file is; a version recorded elsewhere (before the rule) is refused
+    /// rather than read.
+    pub fn file_path(&self) -> Result<ArtifactPath, StoreError> {
+        file_path(&self.name, &self.file.source).ok_or_else(|| {
+            Conflict::StoredValue {
+                what: "dataset version source",
+                value: self.file.source.clone(),
+                expected: "a path under datasets/<name>/",
+            }
+            .into()
+        })
+    }
+}
+
 pub async fn add_version(
     store: &MetaStore,
     actor: &str,
     new: NewDatasetVersion,
 ) -> Result<(DatasetVersion, bool), StoreError> {
     validate_name(&new.name)?;
+    if file_path(&new.name, &new.file.source).is_none() {
+        return Err(Invalid::DatasetSource {
+            name: new.name,
+            path: new.file.source,
+        }
+        .into());
+    }
     if new.file.digest.len() != 64 || !new.file.digest.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Invalid::Digest(new.file.digest).into());
     }

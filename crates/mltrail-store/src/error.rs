@@ -227,6 +227,11 @@ pub enum Invalid {
     DatasetName(String),
     #[error("digest `{0}` is not a 64-hex BLAKE3")]
     Digest(String),
+    /// A dataset version's file must be in its dataset's folder, where `mltrail data add`
+    /// uploads it: any other artifact (a run's files, archived predictions) would be read, by
+    /// whoever reads datasets, through the version's profile, drift report or monitor.
+    #[error("`source` must be under datasets/{name}/ in the artifact store (where `mltrail data add` uploads the file), got `{path}`")]
+    DatasetSource { name: String, path: String },
     #[error("deployment must be 1-256 characters")]
     Deployment,
     #[error("window must be at least 1s (got {0} ms)")]

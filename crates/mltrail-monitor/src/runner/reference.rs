@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use mltrail_artifacts::ArtifactStore;
-use mltrail_core::artifact_path::ArtifactPath;
 use mltrail_data::schema::DatasetSchema;
 use mltrail_data::table::{self, Table};
 use mltrail_serving::deployment::{ModelRef, ModelSource, StoreSource};
@@ -152,7 +151,7 @@ impl References {
             return Ok(r);
         }
         let dv = self.stored_rows(version).await?;
-        let path = ArtifactPath::parse(&dv.file.source)?;
+        let path = dv.file_path()?;
         let bytes = self.artifacts.get(&path).await?;
         let file_name = dv.file.file_name.clone();
         let table = tokio::task::spawn_blocking(move || -> Result<Table, MonitorError> {

@@ -1,0 +1,137 @@
+//! The registry: models, a model's versions, and a version with its signature and evaluation.
+
+use super::*;
+
+pub(super) async fn models(State(state): State<AppState>, ctx: Ctx) -> PageResult {
+    let page = registry::search_registered_models(
+        &state.store,
+        "",
+        1_000,
+        &["name ASC".to_string()],
+        PageToken::default(),
+        &ctx.seen.0.registered_models,
+    )
+    .await
+    .map_err(|e| ctx.fail(Section::Models, e))?;
+    html(mltrail_web::registry::models_page(
+        &ctx.viewer(),
+        &page.items,
+    ))
+}
+
+pub(super) fn model_missing(ctx: &Ctx, name: &str) -> Shown {
+    ctx.fail(
+        Section::Models,
+        Problem::NotFound(format!("No registered model {name} that you may read.")),
+    )
+}
+
+pub(super) async fn model(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+) -> PageResult {
+    if !ctx.seen.0.registered_models.allows(&name) {
+        return Err(model_missing(&ctx, &name));
+    }
+    let model = match registry::get_registered_model(&state.store, &name).await {
+        Ok(m) => m,
+        Err(e) if e.kind() == StoreErrorKind::NotFound => return Err(model_missing(&ctx, &name)),
+        Err(e) => return Err(ctx.fail(Section::Models, e)),
+    };
+    // Restricted to this model by visibility rather than a filter: any name works, quotes and
+    // backslashes included, with no quoting to get wrong (the caller may read it: checked above).
+    let mut versions = registry::search_model_versions(
+        &state.store,
+        "",
+        10_000,
+        &[],
+        PageToken::default(),
+        &mltrail_store::access::permissions::Visible::Only(vec![name.clone()]),
+    )
+    .await
+    .map_err(|e| ctx.fail(Section::Models, e))?
+    .items;
+    versions.sort_by_key(|v| std::cmp::Reverse(v.version.parse::<i64>().unwrap_or(0)));
+    html(mltrail_web::registry::model_page(
+        &ctx.viewer(),
+        &model,
+        &versions,
+    ))
+}
+
+pub(super) async fn version(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((name, number)): Path<(String, String)>,
+) -> PageResult {
+    if !ctx.seen.0.registered_models.allows(&name) {
+        return Err(model_missing(&ctx, &name));
+    }
+    let missing = || {
+        ctx.fail(
+            Section::Models,
+            Problem::NotFound(format!("No version {number} of {name} that you may read.")),
+        )
+    };
+    let parsed = registry::parse_version(&number).map_err(|_| missing())?;
+    let mut mv = match registry::get_model_version(&state.store, &name, parsed).await {
+        Ok(v) => v,
+        Err(e) if e.kind() == StoreErrorKind::NotFound => return Err(missing()),
+        Err(e) => return Err(ctx.fail(Section::Models, e)),
+    };
+    // A version registered from a logged model (MLflow 3) names its run through that model,
+    // and its source (`models:/m-…`) is where that model keeps its files.
+    let mut files = mv.source.clone();
+    if let Ok((logged, run_id)) = crate::lineage::run_of(&state.store, &mv).await {
+        mv.run_id = run_id;
+        if let Some(logged) = logged {
+            files = logged.info.artifact_uri;
+        }
+    }
+    let signature = match mv.tags.iter().find(|t| t.key == tags::SIGNATURE) {
+        Some(tag) => Some(
+            serde_json::from_str::<serde_json::Value>(&tag.value)
+                .ok()
+                .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                .unwrap_or_else(|| tag.value.clone()),
+        ),
+        None => mlmodel_signature(&state, &ctx, &files).await,
+    };
+    // An evaluation that cannot be read (or was changed) is left out here; its API says why.
+    let evaluation = crate::evaluations::latest(&state, &name, parsed)
+        .await
+        .ok()
+        .flatten()
+        .map(|(e, _)| e);
+    html(mltrail_web::registry::version_page(
+        &ctx.viewer(),
+        &mltrail_web::registry::VersionPage {
+            version: &mv,
+            signature,
+            evaluation,
+        },
+    ))
+}
+
+/// The `signature:` block of the version's MLmodel file, when the file can be read.
+pub(super) async fn mlmodel_signature(state: &AppState, ctx: &Ctx, source: &str) -> Option<String> {
+    let root = source_artifact_path(source, state.artifacts.uri())?;
+    // A version's source may name another experiment's files: read them only for a viewer
+    // who may read that experiment, as the artifact route would.
+    let experiment = root.as_str().split('/').next().unwrap_or("");
+    if !ctx.experiment_visible(experiment) {
+        return None;
+    }
+    let file = ArtifactPath::parse(&format!("{}/MLmodel", root.as_str())).ok()?;
+    let bytes = state.artifacts.get(&file).await.ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    let mut block = Vec::new();
+    for line in text.lines().skip_while(|l| !l.starts_with("signature:")) {
+        if !block.is_empty() && !line.starts_with(' ') && !line.is_empty() {
+            break;
+        }
+        block.push(line);
+    }
+    (!block.is_empty()).then(|| block.join("\n"))
+}

@@ -1,0 +1,50 @@
+//! Deployments: what each serves, its history, and the live panels its replicas report to.
+
+use super::*;
+
+pub(super) async fn deployments_list(State(state): State<AppState>, ctx: Ctx) -> PageResult {
+    let all = mltrail_store::deployments::current(&state.store)
+        .await
+        .map_err(|e| ctx.fail(Section::Deployments, e))?;
+    let listed: Vec<&mltrail_store::deployments::DeploymentState> = all.values().collect();
+    html(mltrail_web::deployments::deployments_page(
+        &ctx.viewer(),
+        &listed,
+    ))
+}
+
+/// Reports a deployment page lists at most (the newest).
+pub(super) const DEPLOYMENT_EVENTS: i64 = 2_000;
+
+pub(super) async fn deployment(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+) -> PageResult {
+    // A deployment's events are `deployment:<name>:<model>/<version>`: its own are those whose
+    // id starts with its name and a colon (a name has no colon of its own).
+    let mut events = mltrail_store::audit::search_events(
+        &state.store,
+        &mltrail_store::audit::EventQuery {
+            entity: format!("{}:{name}:*", mltrail_store::deployments::DEPLOYMENT_KIND),
+            ..Default::default()
+        },
+        DEPLOYMENT_EVENTS,
+    )
+    .await
+    .map_err(|e| ctx.fail(Section::Deployments, e))?;
+    if events.is_empty() {
+        return Err(ctx.fail(
+            Section::Deployments,
+            Problem::NotFound(format!("No deployment {name} has reported.")),
+        ));
+    }
+    events.reverse();
+    let live = state.ui.live.lock().unwrap_or_else(|p| p.into_inner());
+    html(mltrail_web::deployments::deployment_page(
+        &ctx.viewer(),
+        &name,
+        &events,
+        live.get(&name),
+    ))
+}
