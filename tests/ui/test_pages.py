@@ -171,6 +171,31 @@ def test_registry_pages(browser, server, logged, shots):
     browser.screenshot(shots / "model-version.png")
 
 
+def test_release_gates_show_on_version_and_model_pages(browser, server, logged, shots):
+    admin = (ADMIN, PASSWORD)
+    api = server["url"] + "/api/v1/models/ui-model"
+    answer = requests.put(api + "/gates/production", auth=admin, timeout=30,
+                          json={"requirements": ["evaluation.roc_auc >= 0.8"], "approvals": 1})
+    assert answer.status_code == 200, answer.text
+    browser.goto(server["url"] + "/ui/models/ui-model/versions/1")
+    clean(browser)
+    text = browser.eval("document.body.innerText")
+    assert "Release gates" in text and "@production" in text and "would fail" in text
+    assert "ui-model/1 has no evaluation" in text and "approvals" in text
+    browser.screenshot(shots / "model-version-gate.png")
+    # An admin's override is kept, and flagged on the model's page.
+    moved = requests.post(api + "/aliases/production", auth=admin, timeout=30,
+                          json={"version": "1", "override_reason": "UI test <b>override</b>"})
+    assert moved.status_code == 200 and moved.json()["overridden"], moved.text
+    browser.goto(server["url"] + "/ui/models/ui-model")
+    clean(browser)
+    text = browser.eval("document.body.innerText")
+    assert "Gated moves" in text and "override" in text and "UI test <b>override</b>" in text
+    digest = moved.json()["gate_report"]
+    assert browser.eval(f"!!document.querySelector('a[href*=\"gate_report%3A{digest}\"], a[href*=\"gate_report:{digest}\"]')")
+    requests.delete(api + "/gates/production", auth=admin, timeout=30).raise_for_status()
+
+
 def test_a_user_sees_only_what_they_may_read(server, logged):
     admin = (ADMIN, PASSWORD)
     url = server["url"]

@@ -8,6 +8,7 @@ pub mod access;
 pub mod artifact_path;
 pub mod audit;
 pub mod filter;
+pub mod gate;
 pub mod ids;
 pub mod jcs;
 pub mod merkle;

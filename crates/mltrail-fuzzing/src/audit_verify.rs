@@ -125,6 +125,7 @@ async fn build_template(uri: &str) {
         "churn".into(),
         "prod".into(),
         ModelVersionNumber(1),
+        None,
     )
     .await
     .expect("an alias");

@@ -10,6 +10,7 @@ mod datasets;
 mod deployments;
 pub mod error;
 mod evaluations;
+mod gates;
 mod grants;
 pub mod guard;
 pub mod lineage;
@@ -108,7 +109,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .nest("/api/v1/deployments", deployments::routes())
         .nest("/api/v1/datasets", datasets::routes())
-        .nest("/api/v1/models", evaluations::routes())
+        .nest(
+            "/api/v1/models",
+            evaluations::routes().merge(gates::routes()),
+        )
         .nest("/api/v1/monitors", monitors::routes())
         .nest("/api/v1/alerts", monitors::alert_routes())
         .nest(

@@ -139,6 +139,9 @@ enum Rule {
     LoggedModel(Action),
     /// `name`.
     RegisteredModel(Action),
+    /// The registered model named in mltrail's own `/v1/models/{name}/…` routes (evaluations,
+    /// gates, approvals, gated alias moves).
+    ModelInPath(Action),
     /// `name` for EDIT, and the experiment of `run_id` (if given) for READ.
     NewModelVersion,
     /// The artifact path in the URL: its first segment is the experiment id.
@@ -221,6 +224,16 @@ fn rule(method: &Method, path: &str) -> Rule {
             (&Method::DELETE, _) => Rule::Artifact(Manage),
             _ => Rule::Unknown,
         };
+    }
+    if let Some(rest) = p.strip_prefix("/v1/models/") {
+        let tail = rest.split_once('/').map(|(_, t)| t).unwrap_or_default();
+        return Rule::ModelInPath(match (method, tail) {
+            (&Method::GET | &Method::HEAD, _) => Read,
+            // An approval is the approver role's; reading the model is all it asks here.
+            (&Method::POST, t) if t.ends_with("/approvals") => Read,
+            (_, t) if t.starts_with("gates/") => Manage,
+            _ => Update,
+        });
     }
     let Some(route) = p.strip_prefix("/2.0/mlflow/") else {
         // mltrail's own routes (/v1/…: the coarse check decided) and the 3.0 user,
@@ -666,6 +679,16 @@ async fn decide(
             checker.owned(Owner::LoggedModel, &id, action).await
         }
         Rule::RegisteredModel(action) => checker.model(&params()?.str("name")?, action),
+        Rule::ModelInPath(action) => {
+            let path = parts.uri.path();
+            let rest = path
+                .split_once("/v1/models/")
+                .map(|(_, r)| r)
+                .unwrap_or_default();
+            let name = rest.split('/').next().unwrap_or_default();
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            checker.model(&name, action)
+        }
         Rule::NewModelVersion => {
             let req = params()?;
             checker.model(&req.str("name")?, Action::Update)?;
@@ -837,6 +860,32 @@ mod tests {
                 Rule::Run(Delete),
             ),
             (Method::POST, "/api/2.0/mlflow/runs/search", Rule::Search),
+            // mltrail's model routes name the model in the path.
+            (
+                Method::GET,
+                "/api/v1/models/credit/gate-reports",
+                Rule::ModelInPath(Read),
+            ),
+            (
+                Method::PUT,
+                "/api/v1/models/credit/gates/production",
+                Rule::ModelInPath(Manage),
+            ),
+            (
+                Method::POST,
+                "/api/v1/models/credit/aliases/production",
+                Rule::ModelInPath(Update),
+            ),
+            (
+                Method::POST,
+                "/api/v1/models/credit/versions/2/approvals",
+                Rule::ModelInPath(Read),
+            ),
+            (
+                Method::POST,
+                "/api/v1/models/credit/versions/2/evaluation",
+                Rule::ModelInPath(Update),
+            ),
             (
                 Method::DELETE,
                 "/api/2.0/mlflow/registered-models/alias",

@@ -175,15 +175,28 @@ async fn delete_model_tag(State(state): State<AppState>, req: Req) -> JsonResult
     Ok(Json(json!({})))
 }
 
-async fn set_alias(State(state): State<AppState>, req: Req) -> JsonResult {
-    registry::set_alias(
-        &state.store,
+/// The caller the guard identified (auth on), for gates: an override is an admin's.
+type Who = Option<axum::Extension<std::sync::Arc<crate::auth::Caller>>>;
+
+/// A move of a protected alias is checked against its release gate (`gates.rs`); MLflow's
+/// client sees a refusal as an `MlflowException` listing each failed requirement.
+async fn set_alias(State(state): State<AppState>, caller: Who, req: Req) -> JsonResult {
+    let (name, alias, number) = (req.str("name")?, req.str("alias")?, version(&req)?);
+    let caller = caller.as_ref().map(|axum::Extension(c)| c.as_ref());
+    let pass = crate::gates::pass_for(
+        &state,
+        caller,
         &req.actor,
-        req.str("name")?,
-        req.str("alias")?,
-        version(&req)?,
+        crate::gates::Move {
+            name: &name,
+            alias: &alias,
+            stage: None,
+            version: number.0,
+        },
+        None,
     )
     .await?;
+    registry::set_alias(&state.store, &req.actor, name, alias, number, pass).await?;
     Ok(Json(json!({})))
 }
 
@@ -271,19 +284,34 @@ async fn search_versions(State(state): State<AppState>, seen: Seen, req: Req) ->
     Ok(Json(page_body("model_versions", page, EmptyList::Written)))
 }
 
-async fn transition_stage(State(state): State<AppState>, req: Req) -> JsonResult {
+async fn transition_stage(State(state): State<AppState>, caller: Who, req: Req) -> JsonResult {
     let raw = req.str("stage")?;
     let stage = ModelStage::parse(&raw).ok_or_else(|| ApiError::invalid(format!("Invalid Model Version stage: {raw}. Value must be one of None, Staging, Production, Archived.")))?;
     let archive = req.opt_bool("archive_existing_versions")?.unwrap_or(false);
-    let mv = registry::transition_stage(
-        &state.store,
-        &req.actor,
-        req.str("name")?,
-        version(&req)?,
-        stage,
-        archive,
-    )
-    .await?;
+    let (name, number) = (req.str("name")?, version(&req)?);
+    // Into Production (Staging) only through the gate of alias `production` (`staging`).
+    let pass = match registry::gate_alias_of_stage(stage) {
+        Some(alias) => {
+            let caller = caller.as_ref().map(|axum::Extension(c)| c.as_ref());
+            crate::gates::pass_for(
+                &state,
+                caller,
+                &req.actor,
+                crate::gates::Move {
+                    name: &name,
+                    alias,
+                    stage: Some(stage),
+                    version: number.0,
+                },
+                None,
+            )
+            .await?
+        }
+        None => None,
+    };
+    let mv =
+        registry::transition_stage(&state.store, &req.actor, name, number, stage, archive, pass)
+            .await?;
     Ok(Json(json!({"model_version": mv})))
 }
 

@@ -89,6 +89,10 @@ pub enum NotFound {
     ModelVersion { name: String, version: i64 },
     #[error("Registered model alias {0} not found.")]
     Alias(String),
+    #[error("{name}@{alias} has no release gate")]
+    GatePolicy { name: String, alias: String },
+    #[error("no gate report has the digest {0}")]
+    GateReport(String),
     #[error("Logged model with ID '{0}' not found.")]
     LoggedModel(String),
     #[error("dataset version {name}@{version} does not exist")]
@@ -373,6 +377,19 @@ pub enum Conflict {
     TokenVanished(String),
     #[error("monitor `{0}` vanished while created")]
     MonitorVanished(String),
+    /// A move of a protected alias that did not come through a gate check.
+    #[error("alias `{alias}` of `{name}` is protected by a release gate: move it through the tracking server, which checks the gate")]
+    Gated { name: String, alias: String },
+    /// The policy, or the version the alias holds, changed between the check and the move.
+    #[error("the release gate of {name}@{alias}, or the version the alias points at, changed while the move was checked: try again")]
+    GateChanged { name: String, alias: String },
+    /// Four eyes: a version's author cannot approve it.
+    #[error("{approver} created {name}/{version}: the author of a version cannot approve it (four eyes: another approver must)")]
+    OwnApproval {
+        name: String,
+        version: i64,
+        approver: String,
+    },
 }
 
 /// A failure of the database itself; `source` is what the driver or SQLite reported.

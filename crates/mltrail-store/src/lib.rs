@@ -21,8 +21,8 @@
 //!   [`metrics`], [`experiments`], [`logged_models`], [`registry`], [`monitors`],
 //!   [`artifacts`], [`deployments`], and `hot_path.rs`, which hands the writer's coalesced groups
 //!   to `runs` and `metrics`. Within the domain there is no circle either: `runs` uses
-//!   `datasets`; `metrics` and `experiments` use `runs`; `registry` uses `runs`, `datasets` and
-//!   `logged_models`;
+//!   `datasets`; `metrics` and `experiments` use `runs`; `registry` uses `runs`, `datasets`,
+//!   `logged_models` and `gates` (which uses none);
 //! - the wiring: this file ([`MetaStore`], opening, the list of audited kinds behind [`audit`])
 //!   and `schema.rs` (the migrations of every table).
 
@@ -35,6 +35,7 @@ pub mod deployments;
 mod error;
 pub mod evaluations;
 pub mod experiments;
+pub mod gates;
 mod hot_path;
 pub mod logged_models;
 pub mod metrics;
@@ -73,7 +74,7 @@ pub mod audit {
 
     /// Every entity kind with state in the database, in the order `verify` looks for rows
     /// that have no event.
-    const KINDS: [&dyn AuditedKind; 15] = [
+    const KINDS: [&dyn AuditedKind; 16] = [
         &Kind::<experiments::ExperimentRef>::new(),
         &Kind::<runs::RunRef>::new(),
         &Kind::<metrics::MetricBatch>::new(),
@@ -81,6 +82,7 @@ pub mod audit {
         &Kind::<logged_models::LoggedModelRef>::new(),
         &Kind::<registry::RegisteredModelRef>::new(),
         &Kind::<registry::ModelVersionRef>::new(),
+        &Kind::<crate::gates::ReportRef>::new(),
         &Kind::<datasets::VersionRef>::new(),
         &Kind::<monitors::MonitorRef>::new(),
         &Kind::<monitors::MonitorResultRef>::new(),

@@ -3,6 +3,7 @@
 use crate::access::permissions::Visible;
 use crate::audited::{name_version_key, text_key, Audited};
 use crate::error::{AlreadyExists, Invalid, NotFound, QueryError};
+use crate::gates::GatePass;
 use crate::names::validate_key;
 use crate::records::*;
 use crate::search::{compare, Bind, Plan};
@@ -16,7 +17,9 @@ use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
 /// Every table keyed by a registered model's name, dependents first (the order deletes need).
-const MODEL_TABLES: [&str; 5] = [
+const MODEL_TABLES: [&str; 7] = [
+    "gate_policies",
+    "model_approvals",
     "registered_model_aliases",
     "model_version_tags",
     "model_versions",
@@ -53,13 +56,23 @@ impl Audited for RegisteredModelRef {
         )
         .await?;
         let aliases = key_value_object_of(conn, "SELECT alias AS key, CAST(version AS TEXT) AS value FROM registered_model_aliases WHERE name = $1", name).await?;
-        Ok(Some(serde_json::json!({
+        let mut state = serde_json::json!({
             "creation_time": int(&row, "creation_time")?,
             "last_updated_time": int(&row, "last_updated_time")?,
             "description": text(&row, "description")?,
             "tags": tags,
             "aliases": aliases,
-        })))
+        });
+        // Gates and the reports gated aliases moved on, only where there are any: a model
+        // without gates digests as it did before gates existed.
+        if let Some(gates) = crate::gates::model_state(conn, name).await? {
+            state["gates"] = gates;
+        }
+        let gated = key_value_object_of(conn, "SELECT alias AS key, gate_report AS value FROM registered_model_aliases WHERE name = $1 AND gate_report IS NOT NULL", name).await?;
+        if gated.as_object().is_some_and(|m| !m.is_empty()) {
+            state["gated_aliases"] = gated;
+        }
+        Ok(Some(state))
     }
 }
 
@@ -97,7 +110,7 @@ impl Audited for ModelVersionRef {
         .fetch_all(&mut *conn)
         .await?;
         let tags = key_value_object(&rows)?;
-        Ok(Some(serde_json::json!({
+        let mut state = serde_json::json!({
             "creation_time": int(&row, "creation_time")?,
             "last_updated_time": int(&row, "last_updated_time")?,
             "description": text(&row, "description")?,
@@ -108,7 +121,17 @@ impl Audited for ModelVersionRef {
             "status": text(&row, "status")?,
             "model_id": text(&row, "model_id")?,
             "tags": tags,
-        })))
+        });
+        // Approvals and the report a gated stage move was admitted on, only where there are
+        // any (as the model's gates).
+        if let Some(approvals) = crate::gates::version_state(conn, &self.name, self.version).await?
+        {
+            state["approvals"] = approvals;
+        }
+        if let Some(report) = crate::sql::opt_text(&row, "stage_gate_report")? {
+            state["stage_gate_report"] = serde_json::Value::String(report);
+        }
+        Ok(Some(state))
     }
 }
 
@@ -767,13 +790,25 @@ pub async fn transition_stage(
     version: ModelVersionNumber,
     stage: ModelStage,
     archive_existing: bool,
+    gate: Option<GatePass>,
 ) -> Result<ModelVersion, StoreError> {
     let version = version.0;
-    // Versions archived to make room first, then this version, then the model.
+    // The gate's report, versions archived to make room, then this version, then the model.
     store
         .transaction(actor, async move |tx, audit| {
             require_version(tx, &name, version).await?;
             let now = now_millis();
+            let report = match gate_alias_of_stage(stage) {
+                Some(alias) => {
+                    let champion = stage_champion(tx, &name, stage, version).await?;
+                    crate::gates::admit(tx, &name, alias, version, champion, gate.as_ref()).await?
+                }
+                None if gate.is_some() => return Err(crate::error::Conflict::GateChanged { name: name.clone(), alias: stage.as_str().to_lowercase() }.into()),
+                None => None,
+            };
+            if let (Some(digest), Some(pass)) = (&report, &gate) {
+                audit.record(tx, gate_action(pass), &crate::gates::ReportRef(digest.clone())).await?;
+            }
             if archive_existing && matches!(stage, ModelStage::Staging | ModelStage::Production) {
                 let others: Vec<i64> = sqlx::query_scalar("SELECT version FROM model_versions WHERE name = $1 AND current_stage = $2 AND version != $3")
                     .bind(name.clone())
@@ -791,9 +826,10 @@ pub async fn transition_stage(
                     audit.record(tx, "model_version.transition_stage", &ModelVersionRef { name: name.clone(), version: other }).await?;
                 }
             }
-            sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE name = $3 AND version = $4")
+            sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_time = $2, stage_gate_report = $3 WHERE name = $4 AND version = $5")
                 .bind(stage.as_str())
                 .bind(now)
+                .bind(report)
                 .bind(name.clone())
                 .bind(version)
                 .execute(&mut *tx)
@@ -818,6 +854,7 @@ pub async fn delete_model_version(
         .transaction(actor, async move |tx, audit| {
             require_version(tx, &name, version).await?;
             for table in [
+                "model_approvals",
                 "registered_model_aliases",
                 "model_version_tags",
                 "model_versions",
@@ -966,20 +1003,160 @@ pub async fn set_alias(
     name: String,
     alias: String,
     version: ModelVersionNumber,
+    gate: Option<GatePass>,
 ) -> Result<(), StoreError> {
     let version = version.0;
     validate_alias(&alias)?;
+    // A protected alias moves only with a report made against its policy and the version it
+    // holds now, both read again here; the report's event comes first, the move's after it.
     store
-        .audited(actor, "registered_model.set_alias", RegisteredModelRef(name.clone()), async move |tx| {
+        .transaction(actor, async move |tx, audit| {
             require_version(tx, &name, version).await?;
-            sqlx::query("INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version")
+            let champion: Option<i64> = sqlx::query_scalar("SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2")
+                .bind(name.clone())
+                .bind(alias.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let report = crate::gates::admit(tx, &name, &alias, version, champion, gate.as_ref()).await?;
+            if let (Some(digest), Some(pass)) = (&report, &gate) {
+                audit.record(tx, gate_action(pass), &crate::gates::ReportRef(digest.clone())).await?;
+            }
+            sqlx::query("INSERT INTO registered_model_aliases (name, alias, version, gate_report) VALUES ($1, $2, $3, $4) ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, gate_report = excluded.gate_report")
                 .bind(name.clone())
                 .bind(alias)
                 .bind(version)
+                .bind(report)
                 .execute(&mut *tx)
                 .await?;
-            Ok(())
+            audit.record(tx, "registered_model.set_alias", &RegisteredModelRef(name)).await
         })
+        .await
+}
+
+/// The audit action of a gate report: a pass, or an admin's override of a failed gate.
+fn gate_action(pass: &GatePass) -> &'static str {
+    if pass.overridden {
+        "gate.override"
+    } else {
+        "gate.pass"
+    }
+}
+
+/// The alias whose gate guards moving a version into `stage`: `production` for Production,
+/// `staging` for Staging; none for the others.
+pub fn gate_alias_of_stage(stage: ModelStage) -> Option<&'static str> {
+    match stage {
+        ModelStage::Production => Some("production"),
+        ModelStage::Staging => Some("staging"),
+        _ => None,
+    }
+}
+
+/// The version a stage move's gate compares with: the newest other version in that stage.
+async fn stage_champion(
+    conn: &mut AnyConnection,
+    name: &str,
+    stage: ModelStage,
+    candidate: i64,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT MAX(version) FROM model_versions WHERE name = $1 AND current_stage = $2 AND version != $3")
+        .bind(name.to_string())
+        .bind(stage.as_str())
+        .bind(candidate)
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// The version a gated move of `alias` (or, for a stage's gate alias, of that stage) would be
+/// compared with now.
+pub async fn champion(
+    store: &MetaStore,
+    name: &str,
+    alias: &str,
+    stage: Option<ModelStage>,
+    candidate: i64,
+) -> Result<Option<i64>, StoreError> {
+    let mut conn = store.readers().acquire().await?;
+    match stage {
+        Some(stage) => stage_champion(&mut conn, name, stage, candidate).await,
+        None => Ok(sqlx::query_scalar(
+            "SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2",
+        )
+        .bind(name.to_string())
+        .bind(alias.to_string())
+        .fetch_optional(&mut *conn)
+        .await?),
+    }
+}
+
+/// Protects `name`'s `alias` with `policy` (replacing its policy, if any).
+pub async fn set_gate(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    alias: String,
+    policy: mltrail_core::gate::Policy,
+) -> Result<(), StoreError> {
+    validate_alias(&alias)?;
+    store
+        .audited(
+            actor,
+            "registered_model.set_gate",
+            RegisteredModelRef(name.clone()),
+            async move |tx| {
+                require_model(tx, &name).await?;
+                crate::gates::set_policy_in(tx, &name, &alias, &policy).await
+            },
+        )
+        .await
+}
+
+/// Removes the gate on `name`'s `alias`.
+pub async fn delete_gate(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    alias: String,
+) -> Result<(), StoreError> {
+    store
+        .audited(
+            actor,
+            "registered_model.delete_gate",
+            RegisteredModelRef(name.clone()),
+            async move |tx| {
+                require_model(tx, &name).await?;
+                crate::gates::delete_policy_in(tx, &name, &alias).await
+            },
+        )
+        .await
+}
+
+/// Records `actor`'s approval of `name`/`version` for `alias`. Who may approve (the approver
+/// role) is the caller's to check; that the author cannot is checked here.
+pub async fn approve(
+    store: &MetaStore,
+    actor: &str,
+    name: String,
+    version: ModelVersionNumber,
+    alias: String,
+    comment: String,
+) -> Result<(), StoreError> {
+    let version = version.0;
+    validate_alias(&alias)?;
+    let approver = actor.to_string();
+    store
+        .audited(
+            actor,
+            "model_version.approve",
+            ModelVersionRef {
+                name: name.clone(),
+                version,
+            },
+            async move |tx| {
+                require_version(tx, &name, version).await?;
+                crate::gates::approve_in(tx, &name, version, &alias, &approver, &comment).await
+            },
+        )
         .await
 }
 

@@ -20,7 +20,42 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, V8),
     (9, V9),
     (10, V10),
+    (11, V11),
 ];
+
+/// Release gates: a protected alias's policy (requirements in canonical spelling, as a JSON
+/// array, and the approvals a version needs), approvals of a version for an alias, and the
+/// reports of checked moves (their canonical JSON, kept under its digest, which the move's
+/// alias row or version row points at).
+const V11: &str = r#"
+CREATE TABLE gate_policies (
+    name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    requirements TEXT NOT NULL,
+    approvals BIGINT NOT NULL,
+    PRIMARY KEY (name, alias)
+);
+CREATE TABLE model_approvals (
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    alias TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    created_time BIGINT NOT NULL,
+    PRIMARY KEY (name, version, alias, approver)
+);
+CREATE TABLE gate_reports (
+    digest TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    created_time BIGINT NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE INDEX gate_reports_by_model ON gate_reports (name, created_time);
+ALTER TABLE registered_model_aliases ADD COLUMN gate_report TEXT;
+ALTER TABLE model_versions ADD COLUMN stage_gate_report TEXT
+"#;
 
 /// Personal data in stored predictions: each subject's data key, wrapped by the master key and
 /// stored under the subject's keyed hash (never the raw id), the erasures (audited; the key row

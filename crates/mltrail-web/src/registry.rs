@@ -5,6 +5,7 @@ use crate::chart;
 use crate::layout::{self, model_href, run_href, value_of, version_href, Section, Viewer};
 use maud::{html, Markup};
 use mltrail_core::tags;
+use mltrail_store::gates::{StoredPolicy, StoredReport};
 use mltrail_store::records::{KeyValue, ModelVersion, RegisteredModel};
 use serde_json::Value;
 
@@ -34,6 +35,8 @@ pub fn model_page(
     viewer: &Viewer<'_>,
     model: &RegisteredModel,
     versions: &[ModelVersion],
+    gates: &[StoredPolicy],
+    reports: &[StoredReport],
 ) -> Markup {
     let body = html! {
         @if !model.description.is_empty() { p { (model.description) } }
@@ -43,6 +46,21 @@ pub fn model_page(
                 th scope="row" { "@" (a.alias) }
                 td { a href=(version_href(&model.name, &a.version)) { "version " (a.version) } }
             } } } }
+        }
+        @if !gates.is_empty() {
+            h2 { "Release gates" }
+            table.wide {
+                thead { tr { th scope="col" { "Alias" } th scope="col" { "Requirements" } th scope="col" { "Approvals" } } }
+                tbody { @for g in gates { tr {
+                    th scope="row" { "@" (g.alias) }
+                    td { @for r in &g.requirements { code { (r) } br; } @if g.requirements.is_empty() { span.muted { "none" } } }
+                    td.num { (g.approvals) }
+                } } }
+            }
+        }
+        @if !reports.is_empty() {
+            h2 { "Gated moves" }
+            (reports_table(reports))
         }
         h2 { "Versions (" (versions.len()) ")" }
         @if versions.is_empty() { p.empty { "No versions." } } @else {
@@ -82,6 +100,16 @@ pub struct VersionPage<'a> {
     pub signature: Option<String>,
     /// The newest evaluation, as kept (`mltrail evaluate`).
     pub evaluation: Option<Value>,
+    /// Each release gate of the model, with what it would say about this version now.
+    pub gates: Vec<GatePanel>,
+    /// The reports of gated moves to this version, newest first.
+    pub reports: Vec<StoredReport>,
+}
+
+/// A gate and its check of one version now (a report as `GET …/gates/{alias}/check` gives it).
+pub struct GatePanel {
+    pub policy: StoredPolicy,
+    pub check: Value,
 }
 
 /// A version: stage, aliases, source run, training data, signature, evaluation and tags.
@@ -115,6 +143,15 @@ pub fn version_page(viewer: &Viewer<'_>, page: &VersionPage<'_>) -> Markup {
             None => p.empty { "Not evaluated yet: " code { "mltrail evaluate " (v.name) "/" (v.version) " --data DATASET@V --label COLUMN" } },
             Some(evaluation) => (evaluation_summary(evaluation)),
         }
+        h2 { "Release gates" }
+        @if page.gates.is_empty() {
+            p.empty { "No alias of " (v.name) " is protected. " code { "mltrail gates set " (v.name) " --alias production --require \"evaluation.roc_auc >= 0.8\" --approvals 1" } }
+        }
+        @for g in &page.gates { (gate_panel(v, g)) }
+        @if !page.reports.is_empty() {
+            h3 { "Gated moves to this version" }
+            (reports_table(&page.reports))
+        }
         h2 { "Tags" }
         @if other_tags.is_empty() { p.empty { "No tags." } } @else {
             table { tbody { @for t in &other_tags { tr { td { (t.key) } td { (t.value) } } } } }
@@ -146,5 +183,66 @@ fn evaluation_summary(evaluation: &Value) -> Markup {
             (evaluation.get("rows").and_then(Value::as_u64).unwrap_or(0)) " rows (" (text("task")) ")." }
         table { tbody { @for (k, n) in &metrics { tr { th scope="row" { (k) } td.num title=(n) { (chart::short_number(*n)) } } } } }
         @if evaluation.get("fairness").is_some() { p.muted { "Fairness numbers were computed too: " code { "GET /api/v1/models/" (text("model")) "/versions/" (evaluation.get("version").map(|v| v.to_string()).unwrap_or_default()) "/evaluation" } } }
+    }
+}
+
+/// What a gate would say about moving its alias to this version now: each requirement with
+/// its value, bound and verdict, and the approvals.
+fn gate_panel(v: &ModelVersion, g: &GatePanel) -> Markup {
+    let report = &g.check;
+    let passed = report["passed"].as_bool() == Some(true);
+    let given = report["approvals"]["given"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let number = |x: &Value| x.as_f64().map(chart::short_number).unwrap_or_default();
+    html! {
+        h3 { "@" (g.policy.alias) " "
+            @if passed { span.badge.ok { "would pass" } } @else { span.badge.bad { "would fail" } } }
+        @if report["requirements"].as_array().into_iter().flatten().any(|r| r["verdict"] == "vacuous") { p.muted { "First release: @" (g.policy.alias) " points at no version yet, so requirements naming the champion hold." } }
+        @else if let Some(c) = report["champion"].as_i64() { p.muted { "Champion: " a href=(version_href(&v.name, &c.to_string())) { "version " (c) } } }
+        table.wide {
+            thead { tr { th scope="col" { "Requirement" } th scope="col" { "Value" } th scope="col" { "Bound" } th scope="col" { "Verdict" } th scope="col" { "Why" } } }
+            tbody {
+                @for r in report["requirements"].as_array().into_iter().flatten() { tr {
+                    td { code { (r["requirement"].as_str().unwrap_or("")) } }
+                    td.num { (number(&r["value"])) }
+                    td.num { (number(&r["bound"])) }
+                    td { @match r["verdict"].as_str().unwrap_or("") {
+                        "pass" => span.badge.ok { "pass" },
+                        "vacuous" => span.badge { "holds (first release)" },
+                        other => span.badge.bad { (other) },
+                    } }
+                    td { (r["reason"].as_str().unwrap_or("")) }
+                } }
+                tr {
+                    td { "approvals" }
+                    td.num { (given.len()) }
+                    td.num { (g.policy.approvals) }
+                    td { @if given.len() >= g.policy.approvals as usize { span.badge.ok { "pass" } } @else { span.badge.bad { "fail" } } }
+                    td { @for a in &given { (a["approver"].as_str().unwrap_or("")) @if let Some(c) = a["comment"].as_str().filter(|c| !c.is_empty()) { ": " (c) } br; } }
+                }
+            }
+        }
+        @if !passed { p.muted { "Approve with " code { "mltrail models approve " (v.name) "/" (v.version) " --alias " (g.policy.alias) " --comment \"…\"" } " (a user with the approver role who did not create it)." } }
+    }
+}
+
+/// Kept gate reports: when, which move, by whom, overridden or not, and the digest the
+/// trail holds.
+pub fn reports_table(reports: &[StoredReport]) -> Markup {
+    html! {
+        table.wide {
+            thead { tr { th scope="col" { "When" } th scope="col" { "Move" } th scope="col" { "By" } th scope="col" { "Outcome" } th scope="col" { "Report digest" } } }
+            tbody { @for r in reports { tr {
+                td { (layout::time(r.created_time)) }
+                td { "@" (r.alias) " → " a href=(version_href(&r.name, &r.version.to_string())) { "v" (r.version) } }
+                td { (r.report["checked_by"].as_str().unwrap_or("")) }
+                td { @if r.report["override"].is_object() {
+                        span.badge.bad { "override" } " " (r.report["override"]["reason"].as_str().unwrap_or(""))
+                    } @else { span.badge.ok { "passed" } } }
+                td { a href=(crate::audit::trail_href(&format!("gate_report:{}", r.digest))) { code { (r.digest.get(..16).unwrap_or(&r.digest)) "…" } } }
+            } } }
+        }
     }
 }

@@ -10,6 +10,7 @@ mod data;
 mod drift;
 mod evaluate;
 mod fairness;
+mod gates;
 mod monitor;
 mod predictions;
 mod privacy;
@@ -51,10 +52,16 @@ enum Command {
     /// Serve a registered ONNX model over HTTP (MLflow scoring protocol and /api/v1/predict),
     /// logging every prediction durably; NAME@ALIAS deployments follow the alias.
     Serve(serve::ServeArgs),
-    /// Register models with the tracking server.
+    /// Register model versions, approve them and move their aliases (through release gates).
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
+    },
+    /// Release gates: the evidence and approvals a protected alias (production) needs before it
+    /// moves to a version.
+    Gates {
+        #[command(subcommand)]
+        command: gates::GatesCommand,
     },
     /// Compare two data files column by column (Evidently's tests and thresholds); print a table,
     /// and write JSON and HTML reports on request.
@@ -171,6 +178,14 @@ enum ModelsCommand {
     /// Register an ONNX file as a new version of NAME; prints the version number. The model is
     /// compiled first: one that cannot be served is refused, naming the operator.
     Register(serve::RegisterArgs),
+    /// Approve NAME/VERSION for a protected alias (four eyes: a user with the approver role
+    /// who did not create the version; needs the server's --auth on).
+    Approve(gates::ApproveArgs),
+    /// Point an alias at NAME/VERSION; a protected alias moves only when its gate passes
+    /// (`mltrail gates check` says why not), and the move keeps the gate's report.
+    SetAlias(gates::SetAliasArgs),
+    /// List the reports of NAME's gated moves, newest first.
+    GateReports(gates::GateReportsArgs),
 }
 
 #[derive(Subcommand)]
@@ -388,6 +403,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serve::register(args).await?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Models {
+            command: ModelsCommand::Approve(args),
+        } => {
+            gates::approve(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models {
+            command: ModelsCommand::SetAlias(args),
+        } => {
+            gates::set_alias(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models {
+            command: ModelsCommand::GateReports(args),
+        } => {
+            gates::gate_reports(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gates { command } => {
+            gates::run(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -467,6 +504,10 @@ async fn serve(config: &Config) -> Result<()> {
             access::ensure_first_admin(&store).await
         }
         other => other,
+    };
+    let ready = match ready {
+        Ok(()) => gates::apply_configured(&store, &config.gates.policies).await,
+        failed => failed,
     };
     if let Err(e) = ready {
         store.close().await;

@@ -247,6 +247,14 @@ impl Client {
             .await
     }
 
+    pub async fn put(&self, path: &str, body: &Value, what: &str) -> Result<Value> {
+        self.send(
+            self.http.put(format!("{}{path}", self.base)).json(body),
+            what,
+        )
+        .await
+    }
+
     pub async fn post(&self, path: &str, body: &Value, what: &str) -> Result<Value> {
         self.send(
             self.http.post(format!("{}{path}", self.base)).json(body),

@@ -310,3 +310,83 @@ fn serve_takes_its_settings_from_the_config_file() {
         .next()
         .is_some());
 }
+
+/// `[gates] policies` (here from the environment, as JSON) sets a model's gate at start, as
+/// actor `local:config`, and only when it differs; a requirement that does not parse stops the
+/// start with the entry named.
+#[test]
+fn configured_gates_are_set_at_start() {
+    let mut server = common::Server::start();
+    server.ok(
+        "registered-models/create",
+        serde_json::json!({"name": "credit"}),
+    );
+    server.stop();
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let gates = r#"[{"model": "credit", "alias": "production", "require": ["evaluation.roc_auc>=0.8"], "approvals": 2}, {"model": "later", "alias": "production"}]"#;
+    let server = common::Server::start_with_env(dir, &[], &[("MLTRAIL_GATES_POLICIES", gates)]);
+    let body: serde_json::Value = common::client()
+        .get(format!(
+            "{}/api/v1/models/credit/gates/production",
+            server.url
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        body["gate"],
+        serde_json::json!({"alias": "production", "requirements": ["evaluation.roc_auc >= 0.8"], "approvals": 2})
+    );
+    let log = server.mltrail(&[
+        "audit",
+        "log",
+        "--entity",
+        "registered_model:credit",
+        "--json",
+        "--backend-store-uri",
+        &server.store_uri(),
+    ]);
+    let text = String::from_utf8_lossy(&log.stdout);
+    let set: Vec<&str> = text.lines().filter(|l| l.contains("set_gate")).collect();
+    assert_eq!(set.len(), 1, "{text}");
+    assert!(set[0].contains("\"actor\":\"local:config\""), "{}", set[0]);
+    // Started again with the same list: nothing to record.
+    let mut server = server;
+    server.stop();
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let server = common::Server::start_with_env(dir, &[], &[("MLTRAIL_GATES_POLICIES", gates)]);
+    let log = server.mltrail(&[
+        "audit",
+        "log",
+        "--entity",
+        "registered_model:credit",
+        "--json",
+        "--backend-store-uri",
+        &server.store_uri(),
+    ]);
+    let text = String::from_utf8_lossy(&log.stdout);
+    assert_eq!(text.lines().filter(|l| l.contains("set_gate")).count(), 1);
+    server.assert_audit_verifies();
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_mltrail"))
+        .args([
+            "server",
+            "--port",
+            "0",
+            "--backend-store-uri",
+            &server.store_uri(),
+        ])
+        .env(
+            "MLTRAIL_GATES_POLICIES",
+            r#"[{"model": "credit", "alias": "production", "require": ["roc_auc > 0.8"]}]"#,
+        )
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("credit@production") && err.contains("evaluation.METRIC"),
+        "{err}"
+    );
+}

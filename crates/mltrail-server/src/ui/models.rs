@@ -53,10 +53,18 @@ pub(super) async fn model(
     .map_err(|e| ctx.fail(Section::Models, e))?
     .items;
     versions.sort_by_key(|v| std::cmp::Reverse(v.version.parse::<i64>().unwrap_or(0)));
+    let gates = mltrail_store::gates::policies(&state.store, &name)
+        .await
+        .map_err(|e| ctx.fail(Section::Models, e))?;
+    let reports = mltrail_store::gates::reports(&state.store, &name, None, 20)
+        .await
+        .map_err(|e| ctx.fail(Section::Models, e))?;
     html(mltrail_web::registry::model_page(
         &ctx.viewer(),
         &model,
         &versions,
+        &gates,
+        &reports,
     ))
 }
 
@@ -104,12 +112,38 @@ pub(super) async fn version(
         .ok()
         .flatten()
         .map(|(e, _)| e);
+    // What each gate would say about this version now (the dry run `gates check` makes).
+    let policies = mltrail_store::gates::policies(&state.store, &name)
+        .await
+        .map_err(|e| ctx.fail(Section::Models, e))?;
+    let mut gates = Vec::new();
+    for policy in policies {
+        let to = crate::gates::Move {
+            name: &name,
+            alias: &policy.alias,
+            stage: None,
+            version: parsed.0,
+        };
+        // A gate that cannot be checked now (its evaluation was changed) shows no panel; its
+        // API route says why.
+        if let Ok(Some(checked)) = crate::gates::check(&state, "ui", to).await {
+            gates.push(mltrail_web::registry::GatePanel {
+                policy,
+                check: checked.report,
+            });
+        }
+    }
+    let reports = mltrail_store::gates::reports(&state.store, &name, Some(parsed.0), 20)
+        .await
+        .map_err(|e| ctx.fail(Section::Models, e))?;
     html(mltrail_web::registry::version_page(
         &ctx.viewer(),
         &mltrail_web::registry::VersionPage {
             version: &mv,
             signature,
             evaluation,
+            gates,
+            reports,
         },
     ))
 }

@@ -223,12 +223,16 @@ impl Layer {
     }
 
     /// A value given as text (the environment): taken as text when the key holds text, or read
-    /// as the number or boolean the key wants.
+    /// as the number or boolean the key wants, or as a JSON list.
     fn push_text(&mut self, key: Key, text: &str, source: Source) -> Result<()> {
         let as_text = Value::String(text.to_string());
         let value = match (check(key, &as_text), scalar(text)) {
             (Ok(()), _) => as_text,
             (Err(_), Some(scalar)) => scalar,
+            // A list (`[gates] policies`) is given as JSON.
+            (Err(_), None) if text.trim_start().starts_with('[') => {
+                serde_json::from_str(text).unwrap_or(as_text)
+            }
             (Err(_), None) => as_text, // `push` reports the type the key wants
         };
         self.push(key, value, source)

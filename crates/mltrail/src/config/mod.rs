@@ -310,6 +310,36 @@ config_table! {
     }
 }
 
+config_table! {
+    /// Release gates the tracking server sets when it starts (also `mltrail gates set`, and
+    /// REST); docs/releases.md.
+    pub struct GatesTable in "gates" {
+        /// Gates on registered models' aliases, e.g. `[{model = "credit", alias =
+        /// "production", require = ["evaluation.roc_auc >= 0.8"], approvals = 1}]`. At start
+        /// each one listed replaces the stored gate of its alias when they differ (recorded in
+        /// the trail, actor `local:config`); a gate not listed is left as it is. A model
+        /// that does not exist yet is skipped with a warning. In the environment, JSON:
+        /// `[{"model": "credit", "alias": "production", "require": […], "approvals": 1}]`.
+        pub policies: Vec<GatePolicyEntry> = Vec::new(),
+    }
+}
+
+/// One gate of `[gates] policies`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatePolicyEntry {
+    pub model: String,
+    pub alias: String,
+    #[serde(default)]
+    pub require: Vec<String>,
+    #[serde(default = "one_approval")]
+    pub approvals: u32,
+}
+
+fn one_approval() -> u32 {
+    1
+}
+
 /// Everything mltrail.toml can say. Each process reads the tables it needs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -322,6 +352,7 @@ pub struct Config {
     pub serve: ServeTable,
     pub audit: AuditTable,
     pub privacy: PrivacyTable,
+    pub gates: GatesTable,
 }
 
 impl Config {
@@ -335,6 +366,7 @@ impl Config {
         ServeTable::SCHEMA,
         AuditTable::SCHEMA,
         PrivacyTable::SCHEMA,
+        GatesTable::SCHEMA,
     ];
 
     fn table(name: &str) -> Option<&'static TableSchema> {

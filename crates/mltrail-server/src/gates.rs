@@ -1,0 +1,533 @@
+//! Release gates over HTTP: policies on a registered model's protected aliases, approvals,
+//! the check of a move (`check`, which every path that moves an alias or stage calls, MLflow's
+//! included), the move itself, and the reports moves left.
+//!
+//! The check reads the evidence the trail holds (the version's newest evaluation, verified
+//! against its event's digest; the champion's), counts the approvals, and makes the report; the
+//! store admits the move only with a report made against the policy and champion it reads again
+//! in the moving transaction.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use mltrail_core::gate::{self, Evidence, Policy, Verdict};
+use mltrail_core::state::ModelStage;
+use mltrail_core::{ModelVersionNumber, ReleaseRole};
+use mltrail_store::gates::{self as stored, GatePass};
+use mltrail_store::registry;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// The layout of gate reports.
+pub const REPORT_FORMAT: &str = "mltrail.gate-report/1";
+
+type Who = Option<Extension<Arc<Caller>>>;
+
+fn version_of(raw: &str) -> ApiResult<ModelVersionNumber> {
+    ModelVersionNumber::parse(raw).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "`version` must be a model version number, got `{raw}`"
+        ))
+        .at_column(Some("version"), None)
+    })
+}
+
+/// A version's evidence and the digests of the documents it came from.
+async fn evidence(state: &AppState, name: &str, version: i64) -> ApiResult<(Evidence, Value)> {
+    let number = ModelVersionNumber(version);
+    let evaluation = crate::evaluations::latest(state, name, number).await?;
+    let digests = json!({
+        "evaluation": evaluation.as_ref().map(|(_, e)| json!({
+            "digest": e.event.state_digest,
+            "seq": e.event.seq,
+        })),
+        "robustness": Value::Null,
+        "drift": Value::Null,
+    });
+    Ok((
+        Evidence {
+            version: format!("{name}/{version}"),
+            evaluation: evaluation.map(|(v, _)| v),
+            robustness: None,
+            drift: None,
+        },
+        digests,
+    ))
+}
+
+/// What a move of `alias` (or into `stage`, whose gate alias `alias` is) to `version` would
+/// find: `None` when the alias has no gate.
+pub(crate) struct Checked {
+    pub report: Value,
+    pub passed: bool,
+    pub failures: Vec<String>,
+    pub requirements: Vec<String>,
+    pub approvals: u32,
+    pub champion: Option<i64>,
+}
+
+/// A move to check: of `alias` of `name` to `version`, or into `stage` (whose gate `alias` is).
+#[derive(Clone, Copy)]
+pub(crate) struct Move<'a> {
+    pub name: &'a str,
+    pub alias: &'a str,
+    pub stage: Option<ModelStage>,
+    pub version: i64,
+}
+
+pub(crate) async fn check(
+    state: &AppState,
+    actor: &str,
+    to: Move<'_>,
+) -> ApiResult<Option<Checked>> {
+    let Move {
+        name,
+        alias,
+        stage,
+        version,
+    } = to;
+    let Some(stored_policy) = stored::policy(&state.store, name, alias).await? else {
+        return Ok(None);
+    };
+    registry::get_model_version(&state.store, name, ModelVersionNumber(version)).await?;
+    let policy: Policy = stored_policy.policy()?;
+    let champion = registry::champion(&state.store, name, alias, stage, version).await?;
+    let (candidate, candidate_digests) = evidence(state, name, version).await?;
+    let (champion_evidence, champion_digests) = match champion {
+        Some(c) => {
+            let (e, d) = evidence(state, name, c).await?;
+            (Some(e), d)
+        }
+        None => (None, Value::Null),
+    };
+    let results = gate::check(&policy, &candidate, champion_evidence.as_ref());
+    let approvals = stored::approvals(&state.store, name, version, alias).await?;
+    let mut failures: Vec<String> = results
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+        .map(|c| c.line())
+        .collect();
+    if approvals.len() < policy.approvals as usize {
+        failures.push(format!(
+            "approvals: {} of {} (`mltrail models approve {name}/{version} --alias {alias}` by a user with the approver role who did not create the version)",
+            approvals.len(),
+            policy.approvals
+        ));
+    }
+    let passed = failures.is_empty();
+    let report = json!({
+        "format": REPORT_FORMAT,
+        "model": name,
+        "version": version,
+        "alias": alias,
+        "stage": stage.map(|s| s.as_str()),
+        "champion": champion,
+        "first_release": champion.is_none(),
+        "policy": {"requirements": stored_policy.requirements, "approvals": policy.approvals},
+        "requirements": results,
+        "evidence": {"candidate": candidate_digests, "champion": champion_digests},
+        "approvals": {"required": policy.approvals, "given": approvals},
+        "passed": passed,
+        "override": Value::Null,
+        "checked_by": actor,
+        "checked_time": mltrail_core::now_millis(),
+    });
+    Ok(Some(Checked {
+        report,
+        passed,
+        failures,
+        requirements: stored_policy.requirements,
+        approvals: policy.approvals,
+        champion,
+    }))
+}
+
+/// The pass a move of `alias` to `version` needs: `None` when the alias has no gate; refused
+/// (400 `INVALID_STATE`, every failed requirement with its value) when the gate fails and no
+/// admin overrides it with a reason.
+pub(crate) async fn pass_for(
+    state: &AppState,
+    caller: Option<&Caller>,
+    actor: &str,
+    to: Move<'_>,
+    override_reason: Option<String>,
+) -> ApiResult<Option<GatePass>> {
+    let Move {
+        name,
+        alias,
+        stage,
+        version,
+    } = to;
+    let Some(mut checked) = check(state, actor, to).await? else {
+        if override_reason.is_some() {
+            return Err(ApiError::invalid(format!(
+                "{name}@{alias} has no release gate: there is nothing to override"
+            )));
+        }
+        return Ok(None);
+    };
+    let moving = match stage {
+        Some(s) => format!("into stage {}", s.as_str()),
+        None => format!("to alias `{alias}`"),
+    };
+    let overridden = match override_reason {
+        None if checked.passed => false,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_STATE",
+                format!(
+                "the release gate of {name}@{alias} refuses moving version {version} {moving}: {}",
+                checked.failures.join("; ")
+            ),
+            ))
+        }
+        Some(reason) => {
+            let admin = caller.is_some_and(|c| c.admin);
+            if !admin {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "PERMISSION_DENIED",
+                    "only an admin may override a release gate (with --auth on, signed in as an admin)",
+                ));
+            }
+            if reason.trim().is_empty() {
+                return Err(ApiError::invalid(
+                    "an override needs a reason (`override_reason`): it is kept in the report and the trail",
+                )
+                .at_column(Some("override_reason"), None));
+            }
+            checked.report["override"] = json!({"by": actor, "reason": reason});
+            true
+        }
+    };
+    Ok(Some(GatePass {
+        report: checked.report,
+        requirements: checked.requirements,
+        approvals: checked.approvals,
+        champion: checked.champion,
+        overridden,
+    }))
+}
+
+fn policy_json(p: &stored::StoredPolicy) -> Value {
+    json!({"alias": p.alias, "requirements": p.requirements, "approvals": p.approvals})
+}
+
+/// Policies change only by an admin when auth is on (with auth off, on loopback, by anyone).
+fn require_admin(caller: &Who, what: &str) -> ApiResult<()> {
+    match caller {
+        Some(Extension(c)) if !c.admin => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!("only an admin may {what}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn list_policies(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    registry::get_registered_model(&state.store, &name).await?;
+    let policies = stored::policies(&state.store, &name).await?;
+    Ok(Json(
+        json!({"gates": policies.iter().map(policy_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn get_policy(
+    State(state): State<AppState>,
+    Path((name, alias)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    registry::get_registered_model(&state.store, &name).await?;
+    let policy = stored::policy(&state.store, &name, &alias)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{name}@{alias} has no release gate")))?;
+    Ok(Json(json!({"gate": policy_json(&policy)})))
+}
+
+/// `PUT {"requirements": ["evaluation.roc_auc >= 0.8", …], "approvals": 1}`.
+async fn put_policy(
+    State(state): State<AppState>,
+    caller: Who,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path((name, alias)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&caller, "set a release gate")?;
+    let requirements: Vec<String> = match body.get("requirements") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                ApiError::invalid("`requirements` must be a list of strings")
+                    .at_column(Some("requirements"), None)
+            })?,
+        None => Vec::new(),
+        Some(_) => {
+            return Err(
+                ApiError::invalid("`requirements` must be a list of strings")
+                    .at_column(Some("requirements"), None),
+            )
+        }
+    };
+    let approvals = match body.get("approvals") {
+        None => 1,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "`approvals` must be a whole number from 0, got {v}"
+                ))
+                .at_column(Some("approvals"), None)
+            })?,
+    };
+    let policy = Policy::parse(&requirements, approvals)
+        .map_err(|e| ApiError::invalid(e.to_string()).at_column(Some("requirements"), None))?;
+    registry::set_gate(&state.store, &actor, name.clone(), alias.clone(), policy).await?;
+    get_policy(State(state), Path((name, alias))).await
+}
+
+async fn delete_policy(
+    State(state): State<AppState>,
+    caller: Who,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path((name, alias)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&caller, "remove a release gate")?;
+    registry::delete_gate(&state.store, &actor, name, alias).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<String>,
+    stage: Option<String>,
+}
+
+/// `GET …/gates/{alias}/check?version=N`: the report a move would make now, without moving.
+async fn dry_run(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path((name, alias)): Path<(String, String)>,
+    Query(q): Query<VersionQuery>,
+) -> ApiResult<Json<Value>> {
+    let raw = q.version.ok_or_else(|| {
+        ApiError::invalid("`version` is required").at_column(Some("version"), None)
+    })?;
+    let version = version_of(&raw)?;
+    let stage = match q.stage.as_deref() {
+        None => None,
+        Some(s) => Some(
+            ModelStage::parse(s)
+                .filter(|s| registry::gate_alias_of_stage(*s) == Some(alias.as_str()))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "`stage` `{s}` is not the stage the gate of `{alias}` guards"
+                    ))
+                })?,
+        ),
+    };
+    let to = Move {
+        name: &name,
+        alias: &alias,
+        stage,
+        version: version.0,
+    };
+    let checked = check(&state, &actor, to)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{name}@{alias} has no release gate")))?;
+    Ok(Json(
+        json!({"report": checked.report, "failures": checked.failures}),
+    ))
+}
+
+/// `POST …/versions/{version}/approvals {"alias": "production", "comment": "…"}`.
+async fn approve(
+    State(state): State<AppState>,
+    caller: Who,
+    Path((name, version)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let number = version_of(&version)?;
+    let Some(Extension(caller)) = caller else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "approvals need a server with --auth on: with auth off nobody is identified, so four eyes cannot be told apart",
+        ));
+    };
+    if caller.scopes.is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "a service token cannot approve a release: approvals are made by users with the approver role",
+        ));
+    }
+    if !caller.release_roles.contains(&ReleaseRole::Approver) && !caller.admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            format!(
+                "user `{}` does not have the approver role (`mltrail users update {} --release-roles approver`)",
+                caller.principal.name(),
+                caller.principal.name()
+            ),
+        ));
+    }
+    let alias = crate::req::body_text(&body, "alias", "the protected alias the approval is for")?
+        .to_string();
+    let comment = match body.get("comment") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(
+                ApiError::invalid("`comment` must be a string").at_column(Some("comment"), None)
+            )
+        }
+    };
+    let actor = caller.principal.to_string();
+    registry::approve(
+        &state.store,
+        &actor,
+        name.clone(),
+        number,
+        alias.clone(),
+        comment,
+    )
+    .await?;
+    let approvals = stored::approvals(&state.store, &name, number.0, &alias).await?;
+    Ok(Json(json!({"alias": alias, "approvals": approvals})))
+}
+
+async fn list_approvals(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+    Query(q): Query<AliasQuery>,
+) -> ApiResult<Json<Value>> {
+    let number = version_of(&version)?;
+    registry::get_model_version(&state.store, &name, number).await?;
+    let alias = q.alias.unwrap_or_else(|| "production".into());
+    let approvals = stored::approvals(&state.store, &name, number.0, &alias).await?;
+    Ok(Json(json!({"alias": alias, "approvals": approvals})))
+}
+
+#[derive(Deserialize)]
+struct AliasQuery {
+    alias: Option<String>,
+}
+
+/// `POST …/aliases/{alias} {"version": "3", "override_reason": "…"}`: the move, gated.
+async fn move_alias(
+    State(state): State<AppState>,
+    caller: Who,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path((name, alias)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let raw = match body.get("version") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+        _ => {
+            return Err(
+                ApiError::invalid("`version` (the model version number) is required")
+                    .at_column(Some("version"), None),
+            )
+        }
+    };
+    let version = version_of(&raw)?;
+    let override_reason = match body.get("override_reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid("`override_reason` must be a string")
+                .at_column(Some("override_reason"), None))
+        }
+    };
+    let pass = pass_for(
+        &state,
+        caller.as_ref().map(|Extension(c)| c.as_ref()),
+        &actor,
+        Move {
+            name: &name,
+            alias: &alias,
+            stage: None,
+            version: version.0,
+        },
+        override_reason,
+    )
+    .await?;
+    let digest = pass.as_ref().map(GatePass::digest);
+    let overridden = pass.as_ref().is_some_and(|p| p.overridden);
+    registry::set_alias(&state.store, &actor, name, alias.clone(), version, pass).await?;
+    Ok(Json(json!({
+        "alias": alias,
+        "version": version.0.to_string(),
+        "gate_report": digest,
+        "overridden": overridden,
+    })))
+}
+
+#[derive(Deserialize)]
+struct ReportsQuery {
+    version: Option<String>,
+    max_results: Option<i64>,
+}
+
+async fn list_reports(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ReportsQuery>,
+) -> ApiResult<Json<Value>> {
+    let version = q.version.as_deref().map(version_of).transpose()?;
+    let limit = q.max_results.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("`max_results` must be from 1 to 1000")
+            .at_column(Some("max_results"), None));
+    }
+    let reports = stored::reports(&state.store, &name, version.map(|v| v.0), limit).await?;
+    Ok(Json(json!({"gate_reports": reports})))
+}
+
+async fn get_report(
+    State(state): State<AppState>,
+    Path((name, digest)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let report = stored::report(&state.store, &digest).await?;
+    if report.name != name {
+        return Err(ApiError::not_found(format!(
+            "no gate report of `{name}` has the digest {digest}"
+        )));
+    }
+    Ok(Json(json!({"gate_report": report})))
+}
+
+/// Nested under `/api/v1/models`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/{name}/gates", get(list_policies))
+        .route(
+            "/{name}/gates/{alias}",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
+        .route("/{name}/gates/{alias}/check", get(dry_run))
+        .route(
+            "/{name}/versions/{version}/approvals",
+            get(list_approvals).post(approve),
+        )
+        .route("/{name}/aliases/{alias}", post(move_alias))
+        .route("/{name}/gate-reports", get(list_reports))
+        .route("/{name}/gate-reports/{digest}", get(get_report))
+}
