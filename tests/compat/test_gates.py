@@ -5,6 +5,7 @@ audit trail verifies; an override is an admin's, with a reason, and flagged."""
 import json
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -159,7 +160,10 @@ def test_four_eyes_and_overrides(server, client, auth, credit_model, tmp_path, u
     with pytest.raises(MlflowException, match="approvals: 0 of 1"):
         client.set_registered_model_alias(name, "production", candidate)
 
-    # The author's own approval does not count: it is refused.
+    # The author's own approval does not count: it is refused, the approver role notwithstanding.
+    roles = subprocess.run([server["binary"], "users", "set-roles", admin[0], "approver",
+                            "--backend-store-uri", server["backend"]], capture_output=True, text=True)
+    assert roles.returncode == 0, roles.stderr
     own = mltrail(server, "models", "approve", f"{name}/{candidate}", "--comment", "mine", check=False)
     assert own.returncode != 0 and "author of a version cannot approve it" in own.stderr
     # Nor may a user without the approver role approve.
@@ -169,6 +173,14 @@ def test_four_eyes_and_overrides(server, client, auth, credit_model, tmp_path, u
     as_user(approver, "a-password-of-12")
     mltrail(server, "models", "approve", f"{name}/{candidate}", "--comment", "checked the holdout")
     as_user(*admin)
+    # An approval lapses with its approver's role.
+    subprocess.run([server["binary"], "users", "set-roles", approver, "", "--backend-store-uri", server["backend"]],
+                   check=True, capture_output=True)
+    time.sleep(0.2)
+    with pytest.raises(MlflowException, match="approvals: 0 of 1"):
+        client.set_registered_model_alias(name, "production", candidate)
+    subprocess.run([server["binary"], "users", "set-roles", approver, "approver", "--backend-store-uri",
+                    server["backend"]], check=True, capture_output=True)
     client.set_registered_model_alias(name, "production", candidate)
     report = requests.get(f"{server['url']}/api/v1/models/{name}/gate-reports", timeout=30).json()["gate_reports"][0]
     given = report["report"]["approvals"]["given"]
@@ -188,6 +200,10 @@ def test_four_eyes_and_overrides(server, client, auth, credit_model, tmp_path, u
     assert denied.status_code == 403 and "admin" in denied.json()["message"]
     as_user(*admin)
     assert requests.post(move, json={"version": third, "override_reason": " "}, timeout=30).status_code == 400
+    # A token may move aliases only with `aliases:move`, and change gates only with `admin`.
+    answer = requests.put(f"{server['url']}/api/v1/models/{name}/gates/production",
+                          json={"requirements": [], "approvals": 0}, auth=(approver, "a-password-of-12"), timeout=30)
+    assert answer.status_code == 403, answer.text
     done = mltrail(server, "models", "set-alias", f"{name}/{third}", "--alias", "production",
                    "--override-reason", "incident 4711: roll forward")
     assert "OVERRIDDEN" in done.stdout

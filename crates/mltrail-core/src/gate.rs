@@ -128,11 +128,10 @@ fn parse_path(text: &str) -> Result<ValuePath, RequirementError> {
         .into_iter()
         .find(|s| s.as_str() == first)
         .ok_or_else(bad)?;
-    let well_formed = keys.iter().all(|k| {
-        !k.is_empty()
-            && k.chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-    });
+    // No `-` in keys: `champion.evaluation.a-1` must read as an offset, never as a key.
+    let well_formed = keys
+        .iter()
+        .all(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'));
     // fairness.COLUMN.METRIC, or fairness.COLUMN.METHOD.METRIC (between_groups, to_overall).
     let arity = match source {
         Source::Fairness => (2..=3).contains(&keys.len()),
@@ -184,7 +183,7 @@ impl Requirement {
             Bound::Number(v)
         } else {
             // `PATH`, `PATH + N` or `PATH - N`: the first sign whose sides are a path and a
-            // non-negative number (keys may hold `-`, numbers an exponent's sign).
+            // non-negative number (a number may hold an exponent's sign).
             let split = right_text.match_indices(['+', '-']).find_map(|(i, sign)| {
                 let path = parse_path(right_text[..i].trim()).ok()?;
                 let n = parse_number(&right_text[i + 1..]).filter(|n| *n >= 0.0)?;
@@ -259,6 +258,9 @@ pub struct Evidence {
     pub evaluation: Option<Value>,
     pub robustness: Option<Value>,
     pub drift: Option<Value>,
+    /// Documents the trail records but that could not be read (changed, missing): why, by
+    /// source. A requirement reading one fails with that reason.
+    pub unreadable: Vec<(Source, String)>,
 }
 
 /// A value looked up, or why there is none.
@@ -267,6 +269,13 @@ pub type Lookup = Result<f64, String>;
 impl Evidence {
     pub fn value(&self, path: &ValuePath) -> Lookup {
         let who = &self.version;
+        let source = match path.source {
+            Source::Fairness => Source::Evaluation,
+            s => s,
+        };
+        if let Some((_, why)) = self.unreadable.iter().find(|(s, _)| *s == source) {
+            return Err(why.clone());
+        }
         let key = path.keys.join(".");
         let number = |found: Option<&Value>, document: &str| -> Lookup {
             match found {
@@ -383,7 +392,9 @@ pub fn check(policy: &Policy, candidate: &Evidence, champion: Option<&Evidence>)
                     let evidence = if path.champion {
                         match champion {
                             Some(c) => c,
-                            None => {
+                            // A first release: nothing to compare with, but the candidate's
+                            // own value must still be there.
+                            None if value.is_ok() => {
                                 return Checked {
                                     requirement,
                                     verdict: Verdict::Vacuous,
@@ -393,6 +404,15 @@ pub fn check(policy: &Policy, candidate: &Evidence, champion: Option<&Evidence>)
                                         "first release: the alias points at no version yet, so there is no champion to compare with".into(),
                                     ),
                                 };
+                            }
+                            None => {
+                                return Checked {
+                                    requirement,
+                                    verdict: Verdict::Fail,
+                                    value: None,
+                                    bound: None,
+                                    reason: value.err(),
+                                }
                             }
                         }
                     } else {
@@ -412,13 +432,17 @@ pub fn check(policy: &Policy, candidate: &Evidence, champion: Option<&Evidence>)
                         reason: None,
                     }
                 }
-                (v, b) => Checked {
-                    requirement,
-                    verdict: Verdict::Fail,
-                    value: v.as_ref().ok().copied(),
-                    bound: b.as_ref().ok().copied(),
-                    reason: v.err().or(b.err()),
-                },
+                (v, b) => {
+                    let reasons: Vec<String> =
+                        [v.as_ref().err(), b.as_ref().err()].into_iter().flatten().cloned().collect();
+                    Checked {
+                        requirement,
+                        verdict: Verdict::Fail,
+                        value: v.ok(),
+                        bound: b.ok(),
+                        reason: Some(reasons.join("; ")),
+                    }
+                }
             }
         })
         .collect()
@@ -440,6 +464,7 @@ mod tests {
             })),
             robustness: None,
             drift: None,
+            unreadable: Vec::new(),
         }
     }
 
@@ -489,6 +514,8 @@ mod tests {
             "metrics.roc_auc >= 0.8",
             "evaluation >= 0.8",
             "evaluation.a.b >= 0.8",
+            "evaluation.top-5 >= 0.8",
+            "evaluation.roc_auc >= champion.evaluation.roc_auc-",
             "fairness.sex >= 0.1",
             "champion.evaluation.roc_auc <= evaluation.roc_auc",
             "evaluation.roc_auc >= 0.8 >= 0.7",
@@ -537,6 +564,26 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("first release"));
+        // ...but only when the candidate's own value is there.
+        let unknown = Evidence {
+            version: "credit/9".into(),
+            ..Evidence::default()
+        };
+        let first = check(&p, &unknown, None);
+        assert_eq!(first[1].verdict, Verdict::Fail);
+        // An evaluation the trail records but that cannot be read fails with why.
+        let mut changed = evidence("credit/2", 0.9);
+        changed.unreadable = vec![(Source::Evaluation, "the kept evaluation was changed".into())];
+        let got = check(&p, &changed, Some(&champion));
+        assert_eq!(
+            got[0].reason.as_deref(),
+            Some("the kept evaluation was changed")
+        );
+        assert_eq!(
+            got[2].verdict,
+            Verdict::Fail,
+            "fairness reads the evaluation too"
+        );
         // No evaluation at all: every requirement that reads it fails, with the reason.
         let bare = Evidence {
             version: "credit/3".into(),

@@ -31,6 +31,9 @@ const AUDITED: &[&str] = &[
     "model_versions",
     "model_version_tags",
     "registered_model_aliases",
+    "gate_policies",
+    "model_approvals",
+    "gate_reports",
     "audit_log",
 ];
 
@@ -129,6 +132,40 @@ async fn build_template(uri: &str) {
     )
     .await
     .expect("an alias");
+    // A gate, an approval and a gated move, so their rows are there to be changed.
+    let policy = mltrail_core::gate::Policy::parse(&["evaluation.roc_auc >= 0.8".to_string()], 1)
+        .expect("a policy");
+    registry::set_gate(&store, "ana", "churn".into(), "prod".into(), policy.clone())
+        .await
+        .expect("a gate");
+    registry::approve(
+        &store,
+        "ana",
+        "churn".into(),
+        ModelVersionNumber(1),
+        "prod".into(),
+        "ok".into(),
+    )
+    .await
+    .expect("an approval");
+    let pass = mltrail_store::gates::GatePass {
+        report: serde_json::json!({"model": "churn", "version": 1, "alias": "prod",
+            "champion": 1, "passed": true, "override": null}),
+        requirements: policy.spelled(),
+        approvals: 1,
+        champion: Some(1),
+        overridden: false,
+    };
+    registry::set_alias(
+        &store,
+        "bob",
+        "churn".into(),
+        "prod".into(),
+        ModelVersionNumber(1),
+        Some(pass),
+    )
+    .await
+    .expect("a gated move");
     let report = audit::verify(&store).await.expect("verify");
     assert!(report.broken.is_none(), "the template verifies");
     store.close().await;

@@ -568,6 +568,15 @@ impl Need {
         if reads {
             return Need::Read;
         }
+        // mltrail's gated alias move needs what MLflow's does; a gate is an admin's.
+        if let Some(rest) = p.strip_prefix("/v1/models/") {
+            let mut parts = rest.split('/').skip(1);
+            match parts.next() {
+                Some("aliases") => return Need::Scope(Scope::AliasesMove),
+                Some("gates") => return Need::Scope(Scope::Admin),
+                _ => {}
+            }
+        }
         Need::Scope(if p == "/2.0/mlflow/registered-models/alias" {
             Scope::AliasesMove
         } else if p.starts_with("/2.0/mlflow/registered-models/")

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use mltrail_core::{ArtifactPath, ModelVersionNumber};
-use mltrail_store::evaluations::{self, EVALUATION_KIND};
+use mltrail_store::evaluations::{self, Assessment, EVALUATION_KIND};
 use mltrail_store::metrics::{self, Batch, NewMetric};
 use mltrail_store::{registry, runs};
 
@@ -18,6 +18,8 @@ use crate::AppState;
 
 /// The layout `mltrail evaluate` sends (mltrail-explain's `evaluation::FORMAT`).
 const FORMAT: &str = "mltrail.evaluation/1";
+/// The layout `mltrail robustness` sends (mltrail-explain's `robustness::FORMAT`).
+const ROBUSTNESS_FORMAT: &str = "mltrail.robustness/1";
 
 fn version_of(version: &str) -> ApiResult<ModelVersionNumber> {
     ModelVersionNumber::parse(version).ok_or_else(|| {
@@ -83,7 +85,7 @@ async fn record(
     let mv = registry::get_model_version(&state.store, &name, number).await?;
     let canonical = mltrail_core::canonical_json(&body);
     let digest = blake3::hash(canonical.as_bytes()).to_hex().to_string();
-    let artifact = evaluations::artifact_path(&name, number.0, &digest);
+    let artifact = Assessment::Evaluation.artifact_path(&name, number.0, &digest);
     state
         .artifacts
         .put(&path(&artifact)?, canonical.into_bytes().into())
@@ -122,30 +124,55 @@ async fn record(
     })))
 }
 
-/// The newest evaluation of a version, as recorded and kept.
-pub(crate) async fn latest(
+/// The newest assessment of a version, as recorded and kept: one recorded before the version
+/// was created (about an earlier version with that number, since deleted) is not its.
+pub(crate) async fn latest_of(
     state: &AppState,
+    what: Assessment,
     name: &str,
     number: ModelVersionNumber,
 ) -> ApiResult<Option<(Value, mltrail_store::audit::LoggedEvent)>> {
-    let Some(event) = evaluations::latest(&state.store, name, number.0).await? else {
+    let mv = registry::get_model_version(&state.store, name, number).await?;
+    let Some(event) =
+        evaluations::latest_assessment(&state.store, what, name, number.0, mv.creation_timestamp)
+            .await?
+    else {
         return Ok(None);
     };
     let digest = event.event.state_digest.clone().unwrap_or_default();
-    let artifact = evaluations::artifact_path(name, number.0, &digest);
+    let artifact = what.artifact_path(name, number.0, &digest);
     let bytes = state.artifacts.get(&path(&artifact)?).await?;
     if blake3::hash(&bytes).to_hex().as_str() != digest {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "INVALID_STATE",
             format!(
-                "the kept evaluation {artifact} is not what audit event {} recorded: it was changed",
+                "the kept {} {artifact} is not what audit event {} recorded: it was changed",
+                what.kind(),
                 event.event.seq
             ),
         ));
     }
-    let evaluation = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
-    Ok(Some((evaluation, event)))
+    let document = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    Ok(Some((document, event)))
+}
+
+/// The newest evaluation of a version, as recorded and kept.
+pub(crate) async fn latest(
+    state: &AppState,
+    name: &str,
+    number: ModelVersionNumber,
+) -> ApiResult<Option<(Value, mltrail_store::audit::LoggedEvent)>> {
+    latest_of(state, Assessment::Evaluation, name, number).await
+}
+
+/// The newest robustness report of a version, as recorded and kept.
+pub(crate) async fn latest_robustness(
+    state: &AppState,
+    name: &str,
+    number: ModelVersionNumber,
+) -> ApiResult<Option<(Value, mltrail_store::audit::LoggedEvent)>> {
+    latest_of(state, Assessment::Robustness, name, number).await
 }
 
 /// `GET`: the newest evaluation with its event.
@@ -169,9 +196,91 @@ async fn get_latest(
     })))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/{name}/versions/{version}/evaluation",
-        get(get_latest).post(record),
+/// `POST`: the body is the robustness report (`mltrail robustness` makes it), kept under its
+/// digest and recorded as an audit event, as evaluations are.
+async fn record_robustness(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path((name, version)): Path<(String, String)>,
+    crate::req::JsonBody(body): crate::req::JsonBody,
+) -> ApiResult<Json<Value>> {
+    let number = version_of(&version)?;
+    if body["format"] != ROBUSTNESS_FORMAT {
+        return Err(ApiError::invalid(format!(
+            "`format` must be \"{ROBUSTNESS_FORMAT}\" (the layout `mltrail robustness` writes)"
+        ))
+        .at_column(Some("format"), None));
+    }
+    for field in ["model", "version", "dataset", "label"] {
+        crate::req::body_text(&body, field, "a non-empty string")?;
+    }
+    if body["model"] != name.as_str() || body["version"] != number.0.to_string().as_str() {
+        return Err(ApiError::invalid(format!(
+            "`model` and `version` must name {name}/{} (the path's version)",
+            number.0
+        )));
+    }
+    for field in [
+        "epsilon",
+        "clean_accuracy",
+        "robust_accuracy",
+        "attack_success_rate",
+    ] {
+        if !body[field].as_f64().is_some_and(f64::is_finite) {
+            return Err(
+                ApiError::invalid(format!("`{field}` must be a finite number"))
+                    .at_column(Some(field), None),
+            );
+        }
+    }
+    registry::get_model_version(&state.store, &name, number).await?;
+    let canonical = mltrail_core::canonical_json(&body);
+    let digest = blake3::hash(canonical.as_bytes()).to_hex().to_string();
+    let artifact = Assessment::Robustness.artifact_path(&name, number.0, &digest);
+    state
+        .artifacts
+        .put(&path(&artifact)?, canonical.into_bytes().into())
+        .await?;
+    evaluations::record_assessment(
+        &state.store,
+        &actor,
+        Assessment::Robustness,
+        &name,
+        number.0,
+        digest.clone(),
     )
+    .await?;
+    Ok(Json(json!({"digest": digest, "artifact": artifact})))
+}
+
+/// `GET`: the newest robustness report with its event.
+async fn get_robustness(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let number = version_of(&version)?;
+    let Some((report, event)) = latest_robustness(&state, &name, number).await? else {
+        return Err(ApiError::not_found(format!(
+            "{name}/{} has no robustness report yet (`mltrail robustness {name}/{} --data DATASET@V --label COL --epsilon E`)",
+            number.0, number.0
+        )));
+    };
+    Ok(Json(json!({
+        "robustness": report,
+        "digest": event.event.state_digest,
+        "entity": format!("{}:{name}/{}", Assessment::Robustness.kind(), number.0),
+        "event": event,
+    })))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/{name}/versions/{version}/evaluation",
+            get(get_latest).post(record),
+        )
+        .route(
+            "/{name}/versions/{version}/robustness",
+            get(get_robustness).post(record_robustness),
+        )
 }

@@ -16,7 +16,7 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use mltrail_core::gate::{self, Evidence, Policy, Verdict};
+use mltrail_core::gate::{self, Evidence, Policy, Source, Verdict};
 use mltrail_core::state::ModelStage;
 use mltrail_core::{ModelVersionNumber, ReleaseRole};
 use mltrail_store::gates::{self as stored, GatePass};
@@ -40,27 +40,62 @@ fn version_of(raw: &str) -> ApiResult<ModelVersionNumber> {
     })
 }
 
-/// A version's evidence and the digests of the documents it came from.
-async fn evidence(state: &AppState, name: &str, version: i64) -> ApiResult<(Evidence, Value)> {
+/// A version's evidence and the digests of the documents it came from. What cannot be read
+/// (a kept document changed or gone, a champion version deleted) becomes the reason its
+/// requirements fail, never an error: an admin's override stays possible.
+async fn evidence(state: &AppState, name: &str, version: i64) -> (Evidence, Value) {
     let number = ModelVersionNumber(version);
-    let evaluation = crate::evaluations::latest(state, name, number).await?;
-    let digests = json!({
-        "evaluation": evaluation.as_ref().map(|(_, e)| json!({
-            "digest": e.event.state_digest,
-            "seq": e.event.seq,
-        })),
-        "robustness": Value::Null,
-        "drift": Value::Null,
-    });
-    Ok((
+    let mut unreadable = Vec::new();
+    let mut documents = serde_json::Map::new();
+    let mut evaluation = None;
+    let mut robustness = None;
+    match crate::evaluations::latest(state, name, number).await {
+        Ok(found) => {
+            evaluation = found.as_ref().map(|(v, _)| v.clone());
+            documents.insert(
+                "evaluation".into(),
+                found.as_ref().map_or(Value::Null, |(v, e)| cited(v, e)),
+            );
+        }
+        Err(e) => unreadable.push((
+            Source::Evaluation,
+            format!("{name}/{version}: {}", e.message),
+        )),
+    }
+    match crate::evaluations::latest_robustness(state, name, number).await {
+        Ok(found) => {
+            robustness = found.as_ref().map(|(v, _)| v.clone());
+            documents.insert(
+                "robustness".into(),
+                found.as_ref().map_or(Value::Null, |(v, e)| cited(v, e)),
+            );
+        }
+        Err(e) => unreadable.push((
+            Source::Robustness,
+            format!("{name}/{version}: {}", e.message),
+        )),
+    }
+    documents.insert("drift".into(), Value::Null);
+    (
         Evidence {
             version: format!("{name}/{version}"),
-            evaluation: evaluation.map(|(v, _)| v),
-            robustness: None,
+            evaluation,
+            robustness,
             drift: None,
+            unreadable,
         },
-        digests,
-    ))
+        Value::Object(documents),
+    )
+}
+
+/// How a report cites a kept document: its digest and event, who recorded it, on what data.
+fn cited(document: &Value, event: &mltrail_store::audit::LoggedEvent) -> Value {
+    json!({
+        "digest": event.event.state_digest,
+        "seq": event.event.seq,
+        "recorded_by": event.event.actor,
+        "dataset": document.get("dataset"),
+    })
 }
 
 /// What a move of `alias` (or into `stage`, whose gate alias `alias` is) to `version` would
@@ -100,16 +135,40 @@ pub(crate) async fn check(
     registry::get_model_version(&state.store, name, ModelVersionNumber(version)).await?;
     let policy: Policy = stored_policy.policy()?;
     let champion = registry::champion(&state.store, name, alias, stage, version).await?;
-    let (candidate, candidate_digests) = evidence(state, name, version).await?;
+    let (candidate, candidate_digests) = evidence(state, name, version).await;
     let (champion_evidence, champion_digests) = match champion {
         Some(c) => {
-            let (e, d) = evidence(state, name, c).await?;
+            let (mut e, d) = evidence(state, name, c).await;
+            // The version the alias last held through its gate may be gone since.
+            if let Err(err) =
+                registry::get_model_version(&state.store, name, ModelVersionNumber(c)).await
+            {
+                let why = format!("the champion {name}/{c}: {err}");
+                e.unreadable = vec![(Source::Evaluation, why.clone()), (Source::Robustness, why)];
+            }
             (Some(e), d)
         }
         None => (None, Value::Null),
     };
     let results = gate::check(&policy, &candidate, champion_evidence.as_ref());
-    let approvals = stored::approvals(&state.store, name, version, alias).await?;
+    // Approvals count while their approver still holds the approver role.
+    let mut approvals = Vec::new();
+    let mut lapsed = Vec::new();
+    for a in stored::approvals(&state.store, name, version, alias).await? {
+        let holds = match mltrail_core::Principal::parse(&a.approver) {
+            mltrail_core::Principal::User(user) => {
+                mltrail_store::access::users::get_user(&state.store, &user)
+                    .await
+                    .is_ok_and(|u| u.release_roles.contains(&ReleaseRole::Approver))
+            }
+            _ => false,
+        };
+        if holds {
+            approvals.push(a);
+        } else {
+            lapsed.push(a);
+        }
+    }
     let mut failures: Vec<String> = results
         .iter()
         .filter(|c| c.verdict == Verdict::Fail)
@@ -131,10 +190,15 @@ pub(crate) async fn check(
         "stage": stage.map(|s| s.as_str()),
         "champion": champion,
         "first_release": champion.is_none(),
+        "champion_source": match (champion, registry::champion_now(&state.store, name, alias, stage, version).await?) {
+            (None, _) => "none",
+            (Some(_), Some(_)) => if stage.is_some() { "stage" } else { "alias" },
+            (Some(_), None) => "last_gated_move",
+        },
         "policy": {"requirements": stored_policy.requirements, "approvals": policy.approvals},
         "requirements": results,
         "evidence": {"candidate": candidate_digests, "champion": champion_digests},
-        "approvals": {"required": policy.approvals, "given": approvals},
+        "approvals": {"required": policy.approvals, "given": approvals, "lapsed": lapsed},
         "passed": passed,
         "override": Value::Null,
         "checked_by": actor,
@@ -180,6 +244,12 @@ pub(crate) async fn pass_for(
     };
     let overridden = match override_reason {
         None if checked.passed => false,
+        Some(_) if checked.passed => {
+            return Err(ApiError::invalid(format!(
+                "the release gate of {name}@{alias} passes version {version}: there is nothing to override (move it without a reason)"
+            ))
+            .at_column(Some("override_reason"), None))
+        }
         None => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -222,7 +292,8 @@ fn policy_json(p: &stored::StoredPolicy) -> Value {
     json!({"alias": p.alias, "requirements": p.requirements, "approvals": p.approvals})
 }
 
-/// Policies change only by an admin when auth is on (with auth off, on loopback, by anyone).
+/// Policies change only by an admin when auth is on (with auth off, by anyone who reaches the
+/// server: loopback, or a trusted network with --insecure-no-auth).
 fn require_admin(caller: &Who, what: &str) -> ApiResult<()> {
     match caller {
         Some(Extension(c)) if !c.admin => Err(ApiError::new(
@@ -262,26 +333,44 @@ async fn put_policy(
     caller: Who,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, alias)): Path<(String, String)>,
-    Json(body): Json<Value>,
+    crate::req::JsonBody(body): crate::req::JsonBody,
 ) -> ApiResult<Json<Value>> {
     require_admin(&caller, "set a release gate")?;
-    let requirements: Vec<String> = match body.get("requirements") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                ApiError::invalid("`requirements` must be a list of strings")
-                    .at_column(Some("requirements"), None)
-            })?,
-        None => Vec::new(),
-        Some(_) => {
-            return Err(
-                ApiError::invalid("`requirements` must be a list of strings")
-                    .at_column(Some("requirements"), None),
-            )
-        }
+    let Some(fields) = body.as_object() else {
+        return Err(ApiError::invalid(
+            "the body must be a JSON object: {\"requirements\": [..], \"approvals\": N}",
+        ));
     };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !["requirements", "approvals"].contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(format!(
+            "unknown field `{unknown}`: a gate has `requirements` and `approvals`"
+        ))
+        .at_column(Some(unknown), None));
+    }
+    let requirements: Vec<String> =
+        match body.get("requirements") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    ApiError::invalid("`requirements` must be a list of strings")
+                        .at_column(Some("requirements"), None)
+                })?,
+            None => return Err(ApiError::invalid(
+                "`requirements` is required (a list of strings; [] for a gate of approvals alone)",
+            )
+            .at_column(Some("requirements"), None)),
+            Some(_) => {
+                return Err(
+                    ApiError::invalid("`requirements` must be a list of strings")
+                        .at_column(Some("requirements"), None),
+                )
+            }
+        };
     let approvals = match body.get("approvals") {
         None => 1,
         Some(v) => v
@@ -337,6 +426,7 @@ async fn dry_run(
                     ApiError::invalid(format!(
                         "`stage` `{s}` is not the stage the gate of `{alias}` guards"
                     ))
+                    .at_column(Some("stage"), None)
                 })?,
         ),
     };
@@ -359,7 +449,7 @@ async fn approve(
     State(state): State<AppState>,
     caller: Who,
     Path((name, version)): Path<(String, String)>,
-    Json(body): Json<Value>,
+    crate::req::JsonBody(body): crate::req::JsonBody,
 ) -> ApiResult<Json<Value>> {
     let number = version_of(&version)?;
     let Some(Extension(caller)) = caller else {
@@ -376,12 +466,23 @@ async fn approve(
             "a service token cannot approve a release: approvals are made by users with the approver role",
         ));
     }
-    if !caller.release_roles.contains(&ReleaseRole::Approver) && !caller.admin {
+    // The approver role, admins included: an admin's way past a gate is an override, which
+    // the report flags, not an approval. Read from the store, not the credential cache, so a
+    // role just given or taken counts at once (as when the gate counts approvals).
+    let roles = match &caller.principal {
+        mltrail_core::Principal::User(user) => {
+            mltrail_store::access::users::get_user(&state.store, user)
+                .await?
+                .release_roles
+        }
+        _ => Vec::new(),
+    };
+    if !roles.contains(&ReleaseRole::Approver) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "PERMISSION_DENIED",
             format!(
-                "user `{}` does not have the approver role (`mltrail users update {} --release-roles approver`)",
+                "user `{}` does not have the approver role (`mltrail users set-roles {} approver`)",
                 caller.principal.name(),
                 caller.principal.name()
             ),
@@ -435,16 +536,22 @@ async fn move_alias(
     caller: Who,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, alias)): Path<(String, String)>,
-    Json(body): Json<Value>,
+    crate::req::JsonBody(body): crate::req::JsonBody,
 ) -> ApiResult<Json<Value>> {
     let raw = match body.get("version") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) if n.is_u64() => n.to_string(),
-        _ => {
+        None | Some(Value::Null) => {
             return Err(
                 ApiError::invalid("`version` (the model version number) is required")
                     .at_column(Some("version"), None),
             )
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "`version` must be a model version number, got {other}"
+            ))
+            .at_column(Some("version"), None))
         }
     };
     let version = version_of(&raw)?;
@@ -483,7 +590,7 @@ async fn move_alias(
 #[derive(Deserialize)]
 struct ReportsQuery {
     version: Option<String>,
-    max_results: Option<i64>,
+    max_results: Option<String>,
 }
 
 async fn list_reports(
@@ -492,12 +599,28 @@ async fn list_reports(
     Query(q): Query<ReportsQuery>,
 ) -> ApiResult<Json<Value>> {
     let version = q.version.as_deref().map(version_of).transpose()?;
-    let limit = q.max_results.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("`max_results` must be from 1 to 1000")
-            .at_column(Some("max_results"), None));
-    }
-    let reports = stored::reports(&state.store, &name, version.map(|v| v.0), limit).await?;
+    let limit = match q.max_results.as_deref() {
+        None => 100,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "`max_results` must be a whole number from 1 to 1000, got `{raw}`"
+                ))
+                .at_column(Some("max_results"), None)
+            })?,
+    };
+    let model = registry::get_registered_model(&state.store, &name).await?;
+    let reports = stored::reports(
+        &state.store,
+        &name,
+        version.map(|v| v.0),
+        model.creation_timestamp,
+        limit,
+    )
+    .await?;
     Ok(Json(json!({"gate_reports": reports})))
 }
 

@@ -230,7 +230,14 @@ fn rule(method: &Method, path: &str) -> Rule {
         return Rule::ModelInPath(match (method, tail) {
             (&Method::GET | &Method::HEAD, _) => Read,
             // An approval is the approver role's; reading the model is all it asks here.
-            (&Method::POST, t) if t.ends_with("/approvals") => Read,
+            (&Method::POST, t)
+                if matches!(
+                    t.split('/').collect::<Vec<_>>().as_slice(),
+                    ["versions", _, "approvals"]
+                ) =>
+            {
+                Read
+            }
             (_, t) if t.starts_with("gates/") => Manage,
             _ => Update,
         });
@@ -884,6 +891,11 @@ mod tests {
             (
                 Method::POST,
                 "/api/v1/models/credit/versions/2/evaluation",
+                Rule::ModelInPath(Update),
+            ),
+            (
+                Method::POST,
+                "/api/v1/models/credit/aliases/approvals",
                 Rule::ModelInPath(Update),
             ),
             (

@@ -460,6 +460,25 @@ pub(crate) fn page_body<T: serde::Serialize>(
     body
 }
 
+/// A JSON body for mltrail's own routes, refused as the API refuses (a JSON error body naming
+/// what is wrong) rather than with axum's plain-text rejection.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                format!("the body must be JSON (Content-Type: application/json): {rejection}"),
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -383,6 +383,12 @@ pub enum Conflict {
     /// The policy, or the version the alias holds, changed between the check and the move.
     #[error("the release gate of {name}@{alias}, or the version the alias points at, changed while the move was checked: try again")]
     GateChanged { name: String, alias: String },
+    /// A report that is not about the move it came with, or says neither passed nor overridden.
+    #[error("the gate report brought to move {name}@{alias} is not a passing (or overridden) report of that move")]
+    GateReportInvalid { name: String, alias: String },
+    /// Four eyes cannot be checked against an author nobody identified.
+    #[error("{name}/{version} was registered by an unidentified caller (auth off), so four eyes cannot be checked: register it again with --auth on, or have an admin override the gate")]
+    UnknownAuthor { name: String, version: i64 },
     /// Four eyes: a version's author cannot approve it.
     #[error("{approver} created {name}/{version}: the author of a version cannot approve it (four eyes: another approver must)")]
     OwnApproval {

@@ -1,8 +1,44 @@
-//! Model version evaluations in the audit trail: one event per evaluation (`mltrail evaluate`),
-//! on entity `evaluation:NAME/VERSION`, whose digest is that of the evaluation's canonical JSON.
-//! The JSON itself is kept in the artifact store under that digest, so the event pins it.
+//! Assessments of model versions in the audit trail: evaluations (`mltrail evaluate`) and
+//! robustness reports (`mltrail robustness`). One event per assessment, on entity
+//! `evaluation:NAME/VERSION` or `robustness:NAME/VERSION`, whose digest is that of the
+//! assessment's canonical JSON. The JSON itself is kept in the artifact store under that
+//! digest, so the event pins it.
 
 use crate::{MetaStore, StoreError};
+
+/// What was assessed about a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assessment {
+    Evaluation,
+    Robustness,
+}
+
+impl Assessment {
+    /// The entity type of its events; their id is `NAME/VERSION`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Assessment::Evaluation => EVALUATION_KIND,
+            Assessment::Robustness => "robustness",
+        }
+    }
+
+    /// The action of its events.
+    pub fn action(self) -> &'static str {
+        match self {
+            Assessment::Evaluation => EVALUATE_ACTION,
+            Assessment::Robustness => "model_version.robustness",
+        }
+    }
+
+    /// Where its JSON is kept: `<folder>/<name>/<version>/<digest>.json`.
+    pub fn artifact_path(self, name: &str, version: i64, digest: &str) -> String {
+        let folder = match self {
+            Assessment::Evaluation => "evaluations",
+            Assessment::Robustness => "robustness",
+        };
+        format!("{folder}/{name}/{version}/{digest}.json")
+    }
+}
 
 /// The entity type of evaluation events; their id is `NAME/VERSION`.
 pub const EVALUATION_KIND: &str = "evaluation";
@@ -11,7 +47,26 @@ pub const EVALUATE_ACTION: &str = "model_version.evaluate";
 
 /// Where an evaluation's JSON is kept: `evaluations/<name>/<version>/<digest>.json`.
 pub fn artifact_path(name: &str, version: i64, digest: &str) -> String {
-    format!("evaluations/{name}/{version}/{digest}.json")
+    Assessment::Evaluation.artifact_path(name, version, digest)
+}
+
+/// Records an assessment of `name`/`version` whose canonical JSON digests to `digest`.
+pub async fn record_assessment(
+    store: &MetaStore,
+    actor: &str,
+    what: Assessment,
+    name: &str,
+    version: i64,
+    digest: String,
+) -> Result<(), StoreError> {
+    let id = format!("{name}/{version}");
+    store
+        .transaction(actor, async move |tx, audit| {
+            audit
+                .record_external(tx, what.action(), what.kind(), &id, Some(digest))
+                .await
+        })
+        .await
 }
 
 /// Records an evaluation of `name`/`version` whose canonical JSON digests to `digest`.
@@ -22,14 +77,28 @@ pub async fn record(
     version: i64,
     digest: String,
 ) -> Result<(), StoreError> {
-    let id = format!("{name}/{version}");
-    store
-        .transaction(actor, async move |tx, audit| {
-            audit
-                .record_external(tx, EVALUATE_ACTION, EVALUATION_KIND, &id, Some(digest))
-                .await
-        })
-        .await
+    record_assessment(store, actor, Assessment::Evaluation, name, version, digest).await
+}
+
+/// The newest assessment event of `name`/`version` recorded at or after `since` (the
+/// version's creation: an older event was about an earlier version with that number, since
+/// deleted).
+pub async fn latest_assessment(
+    store: &MetaStore,
+    what: Assessment,
+    name: &str,
+    version: i64,
+    since: i64,
+) -> Result<Option<crate::audit::LoggedEvent>, StoreError> {
+    let row = sqlx::query(
+        "SELECT * FROM audit_log WHERE entity_type = $1 AND entity_id = $2 AND time >= $3 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(what.kind())
+    .bind(format!("{name}/{version}"))
+    .bind(since)
+    .fetch_optional(store.readers())
+    .await?;
+    row.as_ref().map(crate::audited::logged_event).transpose()
 }
 
 /// The newest evaluation event of `name`/`version`.
@@ -38,12 +107,5 @@ pub async fn latest(
     name: &str,
     version: i64,
 ) -> Result<Option<crate::audit::LoggedEvent>, StoreError> {
-    let row = sqlx::query(
-        "SELECT * FROM audit_log WHERE entity_type = $1 AND entity_id = $2 ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(EVALUATION_KIND)
-    .bind(format!("{name}/{version}"))
-    .fetch_optional(store.readers())
-    .await?;
-    row.as_ref().map(crate::audited::logged_event).transpose()
+    latest_assessment(store, Assessment::Evaluation, name, version, i64::MIN).await
 }

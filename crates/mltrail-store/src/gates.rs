@@ -14,13 +14,21 @@ use crate::error::{Conflict, NotFound};
 use crate::sql::{int, text};
 use crate::{MetaStore, StoreError, Tx};
 use mltrail_core::gate::Policy;
-use mltrail_core::now_millis;
+use mltrail_core::{now_millis, Principal};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
 /// The entity type of gate reports; their id is the report's digest.
 pub const REPORT_KIND: &str = "gate_report";
+
+/// A gate the configuration names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfiguredGate {
+    pub model: String,
+    pub alias: String,
+    pub policy: Policy,
+}
 
 /// A policy as stored: requirements in canonical spelling and the approvals a version needs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -94,7 +102,13 @@ fn policy_of(row: &sqlx::any::AnyRow) -> Result<StoredPolicy, StoreError> {
         name: text(row, "name")?,
         alias: text(row, "alias")?,
         requirements,
-        approvals: u32::try_from(int(row, "approvals")?).unwrap_or(u32::MAX),
+        approvals: u32::try_from(int(row, "approvals")?).map_err(|_| Conflict::StoredValue {
+            what: "gate approvals",
+            value: int(row, "approvals")
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            expected: "a whole number from 0",
+        })?,
     })
 }
 
@@ -297,7 +311,18 @@ pub(crate) async fn approve_in(
         name: name.to_string(),
         version,
     })?;
-    if author == approver {
+    // People are compared by name, however they were established: `unverified:ana` (auth
+    // off), `local:ana` (a command on the store) and `user:ana` are one person. An author
+    // nobody identified cannot be told apart from the approver.
+    let author_is = Principal::parse(&author);
+    if matches!(author_is, Principal::Anonymous) {
+        return Err(Conflict::UnknownAuthor {
+            name: name.to_string(),
+            version,
+        }
+        .into());
+    }
+    if author_is.name() == Principal::parse(approver).name() {
         return Err(Conflict::OwnApproval {
             name: name.to_string(),
             version,
@@ -317,6 +342,27 @@ pub(crate) async fn approve_in(
     Ok(())
 }
 
+/// The version a gated move of `alias` is compared with: `current` (what the alias or stage
+/// holds now), else the version the newest kept report of `alias` admitted (the alias was
+/// deleted, or its version was), so that emptying an alias never makes a first release.
+pub(crate) async fn champion_in(
+    conn: &mut AnyConnection,
+    name: &str,
+    alias: &str,
+    current: Option<i64>,
+) -> Result<Option<i64>, StoreError> {
+    if current.is_some() {
+        return Ok(current);
+    }
+    Ok(sqlx::query_scalar(
+        "SELECT version FROM gate_reports WHERE name = $1 AND alias = $2 ORDER BY created_time DESC, digest LIMIT 1",
+    )
+    .bind(name.to_string())
+    .bind(alias.to_string())
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
 /// Where a gated move stands: `None` when `alias` has no policy and no pass came (an ordinary
 /// move); the pass's digest when the pass was made against the policy and champion as they
 /// are now; an error otherwise. The report is kept (and its event recorded by the caller).
@@ -325,10 +371,11 @@ pub(crate) async fn admit(
     name: &str,
     alias: &str,
     version: i64,
-    champion: Option<i64>,
+    current: Option<i64>,
     pass: Option<&GatePass>,
 ) -> Result<Option<String>, StoreError> {
     let policy = policy_in(tx, name, alias).await?;
+    let champion = champion_in(tx, name, alias, current).await?;
     let (policy, pass) = match (policy, pass) {
         (None, None) => return Ok(None),
         (Some(_), None) => {
@@ -352,6 +399,27 @@ pub(crate) async fn admit(
         || champion != pass.champion
     {
         return Err(Conflict::GateChanged {
+            name: name.to_string(),
+            alias: alias.to_string(),
+        }
+        .into());
+    }
+    // The report must be about this move, and say it passed or was overridden with a reason.
+    let r = &pass.report;
+    let about_this_move = r["model"] == name
+        && r["version"] == version
+        && r["alias"] == alias
+        && r["champion"] == serde_json::json!(champion);
+    let reason = r["override"]["reason"]
+        .as_str()
+        .is_some_and(|t| !t.trim().is_empty());
+    let admitted = if pass.overridden {
+        reason
+    } else {
+        r["passed"] == true && r["override"].is_null()
+    };
+    if !about_this_move || !admitted {
+        return Err(Conflict::GateReportInvalid {
             name: name.to_string(),
             alias: alias.to_string(),
         }
@@ -386,17 +454,21 @@ fn report_of(row: &sqlx::any::AnyRow) -> Result<StoredReport, StoreError> {
 }
 
 /// The reports of moves of `name`'s aliases, newest first (of `version` only, when given).
+/// Reports made before `since` (the model's creation: an earlier model of that name, since
+/// deleted) are left out.
 pub async fn reports(
     store: &MetaStore,
     name: &str,
     version: Option<i64>,
+    since: i64,
     limit: i64,
 ) -> Result<Vec<StoredReport>, StoreError> {
     let rows = sqlx::query(
-        "SELECT * FROM gate_reports WHERE name = $1 AND ($2 < 0 OR version = $2) ORDER BY created_time DESC, digest LIMIT $3",
+        "SELECT * FROM gate_reports WHERE name = $1 AND ($2 < 0 OR version = $2) AND created_time >= $3 ORDER BY created_time DESC, digest LIMIT $4",
     )
     .bind(name.to_string())
     .bind(version.unwrap_or(-1))
+    .bind(since)
     .bind(limit)
     .fetch_all(store.readers())
     .await?;

@@ -217,6 +217,9 @@ struct Inner {
     readers: AnyPool,
     writer: writer::WriterHandle<hot_path::TrackingPath>,
     checkpointer: tokio::sync::Mutex<Option<writer::checkpoint::Checkpointer>>,
+    /// Release gates the configuration names (`[gates] policies`): a model created or renamed
+    /// to a listed name gets them in the same transaction, so it is never ungated.
+    configured_gates: std::sync::RwLock<Vec<gates::ConfiguredGate>>,
 }
 
 /// How the store was asked to open.
@@ -359,6 +362,7 @@ impl MetaStore {
                 readers,
                 writer,
                 checkpointer: tokio::sync::Mutex::new(checkpointer),
+                configured_gates: std::sync::RwLock::new(Vec::new()),
             }),
         };
         experiments::ensure_default_experiment(&store).await?;
@@ -372,6 +376,32 @@ impl MetaStore {
 
     pub(crate) fn readers(&self) -> &AnyPool {
         &self.inner.readers
+    }
+
+    /// The configuration's release gates, applied from now on to models created or renamed to
+    /// a name they list.
+    pub fn configure_gates(&self, configured: Vec<gates::ConfiguredGate>) {
+        // A poisoned lock only means a panic elsewhere while it was held; the list is whole.
+        *self
+            .inner
+            .configured_gates
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = configured;
+    }
+
+    /// The configured gates of the model `name`: `(alias, policy)`.
+    pub(crate) fn configured_gates_for(
+        &self,
+        name: &str,
+    ) -> Vec<(String, mltrail_core::gate::Policy)> {
+        self.inner
+            .configured_gates
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|g| g.model == name)
+            .map(|g| (g.alias.clone(), g.policy.clone()))
+            .collect()
     }
 
     /// Runs `job` inside the writer's current group-commit transaction: how the domain modules

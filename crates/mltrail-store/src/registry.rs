@@ -345,6 +345,7 @@ pub async fn create_registered_model(
     for t in &tags {
         validate_key("tag", &t.key)?;
     }
+    let gates = store.configured_gates_for(&name);
     store
         .audited(actor, "registered_model.create", RegisteredModelRef(name.clone()), async move |tx| {
             let exists: Option<String> = sqlx::query_scalar("SELECT name FROM registered_models WHERE name = $1")
@@ -361,6 +362,9 @@ pub async fn create_registered_model(
                 .bind(description)
                 .execute(&mut *tx)
                 .await?;
+            for (alias, policy) in &gates {
+                crate::gates::set_policy_in(tx, &name, alias, policy).await?;
+            }
             for t in &tags {
                 sqlx::query("INSERT INTO registered_model_tags (name, key, value) VALUES ($1, $2, $3)")
                     .bind(name.clone())
@@ -389,6 +393,7 @@ pub async fn rename_registered_model(
     new_name: String,
 ) -> Result<RegisteredModel, StoreError> {
     validate_name(&new_name)?;
+    let gates = store.configured_gates_for(&new_name);
     // Both names and every version under both: the old ones no longer exist.
     store
         .transaction(actor, async move |tx, audit| {
@@ -416,6 +421,16 @@ pub async fn rename_registered_model(
                 .execute(&mut *tx)
                 .await?;
             }
+            // The configuration's gates for the new name replace the moved ones of their aliases.
+            for (alias, policy) in &gates {
+                crate::gates::set_policy_in(tx, &new_name, alias, policy).await?;
+            }
+            // Kept reports are listed under the model's name (their content keeps the old one).
+            sqlx::query("UPDATE gate_reports SET name = $1 WHERE name = $2")
+                .bind(new_name.clone())
+                .bind(name.clone())
+                .execute(&mut *tx)
+                .await?;
             touch_model(tx, &new_name, now_millis()).await?;
             crate::access::permissions::rename_resource(
                 tx,
@@ -817,7 +832,7 @@ pub async fn transition_stage(
                     .fetch_all(&mut *tx)
                     .await?;
                 for other in others {
-                    sqlx::query("UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1 WHERE name = $2 AND version = $3")
+                    sqlx::query("UPDATE model_versions SET current_stage = 'Archived', last_updated_time = $1, stage_gate_report = NULL WHERE name = $2 AND version = $3")
                         .bind(now)
                         .bind(name.clone())
                         .bind(other)
@@ -1068,7 +1083,7 @@ async fn stage_champion(
 }
 
 /// The version a gated move of `alias` (or, for a stage's gate alias, of that stage) would be
-/// compared with now.
+/// compared with now: what it holds, else the version its newest kept report admitted.
 pub async fn champion(
     store: &MetaStore,
     name: &str,
@@ -1076,17 +1091,32 @@ pub async fn champion(
     stage: Option<ModelStage>,
     candidate: i64,
 ) -> Result<Option<i64>, StoreError> {
+    let current = champion_now(store, name, alias, stage, candidate).await?;
     let mut conn = store.readers().acquire().await?;
-    match stage {
-        Some(stage) => stage_champion(&mut conn, name, stage, candidate).await,
-        None => Ok(sqlx::query_scalar(
-            "SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2",
-        )
-        .bind(name.to_string())
-        .bind(alias.to_string())
-        .fetch_optional(&mut *conn)
-        .await?),
-    }
+    crate::gates::champion_in(&mut conn, name, alias, current).await
+}
+
+/// What `alias` (or `stage`: its newest version other than `candidate`) holds now.
+pub async fn champion_now(
+    store: &MetaStore,
+    name: &str,
+    alias: &str,
+    stage: Option<ModelStage>,
+    candidate: i64,
+) -> Result<Option<i64>, StoreError> {
+    let mut conn = store.readers().acquire().await?;
+    Ok(match stage {
+        Some(stage) => stage_champion(&mut conn, name, stage, candidate).await?,
+        None => {
+            sqlx::query_scalar(
+                "SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2",
+            )
+            .bind(name.to_string())
+            .bind(alias.to_string())
+            .fetch_optional(&mut *conn)
+            .await?
+        }
+    })
 }
 
 /// Protects `name`'s `alias` with `policy` (replacing its policy, if any).

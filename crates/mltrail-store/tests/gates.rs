@@ -44,6 +44,11 @@ fn policy() -> Policy {
     Policy::parse(&["evaluation.roc_auc >= 0.8".to_string()], 1).unwrap()
 }
 
+/// A passing report of moving `credit@production` to `version` against `champion`.
+fn report(version: i64, champion: Option<i64>) -> serde_json::Value {
+    json!({"model": "credit", "version": version, "alias": "production", "champion": champion, "passed": true, "override": null})
+}
+
 fn pass(champion: Option<i64>, report: serde_json::Value) -> GatePass {
     GatePass {
         report,
@@ -118,7 +123,7 @@ async fn protected_moves_need_a_pass_made_against_what_stands() {
     assert_eq!(at.version, "1");
 
     // A pass made against another champion (the alias moved since) is refused too.
-    let stale = pass(None, json!({"made": "before v1"}));
+    let stale = pass(None, report(2, None));
     let err = registry::set_alias(
         &store,
         "user:ana",
@@ -147,6 +152,18 @@ async fn protected_moves_need_a_pass_made_against_what_stands() {
     .await
     .unwrap_err();
     assert!(own.to_string().contains("cannot approve"), "{own}");
+    // ...however the author was established.
+    let own = registry::approve(
+        &store,
+        "local:ana",
+        "credit".into(),
+        v2,
+        "production".into(),
+        "mine".into(),
+    )
+    .await
+    .unwrap_err();
+    assert!(own.to_string().contains("cannot approve"), "{own}");
     registry::approve(
         &store,
         "user:bo",
@@ -166,10 +183,21 @@ async fn protected_moves_need_a_pass_made_against_what_stands() {
     );
 
     // A pass against what stands: moved, the report kept under its digest, the trail whole.
-    let good = pass(
-        Some(1),
-        json!({"model": "credit", "version": 2, "passed": true}),
-    );
+    // A report that failed (and no override) is no pass, whatever brings it.
+    let mut failed = report(2, Some(1));
+    failed["passed"] = json!(false);
+    let err = registry::set_alias(
+        &store,
+        "user:ana",
+        "credit".into(),
+        "production".into(),
+        v2,
+        Some(pass(Some(1), failed)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("not a passing"), "{err}");
+    let good = pass(Some(1), report(2, Some(1)));
     let digest = good.digest();
     registry::set_alias(
         &store,
@@ -184,11 +212,25 @@ async fn protected_moves_need_a_pass_made_against_what_stands() {
     let kept = gates::report(&store, &digest).await.unwrap();
     assert_eq!((kept.version, kept.alias.as_str()), (2, "production"));
     assert_eq!(mltrail_core::audit::state_digest(&kept.report), digest);
-    // The stage path: the Production stage's champion is none yet.
-    let staged = pass(
-        None,
-        json!({"model": "credit", "version": 2, "stage": "Production"}),
-    );
+    // Emptying the alias does not make the next move a first release: the champion is then
+    // the version the newest report admitted.
+    registry::delete_alias(&store, "user:ana", "credit".into(), "production".into())
+        .await
+        .unwrap();
+    let err = registry::set_alias(
+        &store,
+        "user:ana",
+        "credit".into(),
+        "production".into(),
+        v2,
+        Some(pass(None, report(2, None))),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("changed while"), "{err}");
+    // The stage path, guarded by the same gate: no version is in Production, so the champion
+    // is the one the alias's newest report admitted.
+    let staged = pass(Some(2), report(2, Some(2)));
     registry::transition_stage(
         &store,
         "user:ana",
@@ -220,7 +262,7 @@ async fn protected_moves_need_a_pass_made_against_what_stands() {
         "credit".into(),
         "production".into(),
         v3,
-        Some(pass(Some(2), json!({"v": 3}))),
+        Some(pass(Some(2), report(3, Some(2)))),
     )
     .await
     .unwrap_err();

@@ -375,6 +375,7 @@ pub async fn apply_configured(
 ) -> Result<()> {
     use mltrail_store::{gates as stored, registry, StoreErrorKind};
     let actor = mltrail_core::Principal::Local("config".into()).to_string();
+    let mut configured = Vec::new();
     for entry in entries {
         let policy = mltrail_core::gate::Policy::parse(&entry.require, entry.approvals)
             .with_context(|| {
@@ -383,6 +384,11 @@ pub async fn apply_configured(
                     entry.model, entry.alias
                 )
             })?;
+        configured.push(stored::ConfiguredGate {
+            model: entry.model.clone(),
+            alias: entry.alias.clone(),
+            policy: policy.clone(),
+        });
         let current = stored::policy(store, &entry.model, &entry.alias).await?;
         let same = current
             .as_ref()
@@ -402,13 +408,14 @@ pub async fn apply_configured(
             Ok(()) => {
                 tracing::info!(model = %entry.model, alias = %entry.alias, "release gate set from the configuration")
             }
-            Err(e) if e.kind() == StoreErrorKind::NotFound => tracing::warn!(
+            Err(e) if e.kind() == StoreErrorKind::NotFound => tracing::info!(
                 model = %entry.model,
                 alias = %entry.alias,
-                "[gates] policies names a registered model that does not exist yet; its gate is set at the next start after it is registered"
+                "[gates] policies names a registered model that does not exist yet: it gets its gate when it is created"
             ),
             Err(e) => return Err(e.into()),
         }
     }
+    store.configure_gates(configured);
     Ok(())
 }

@@ -376,6 +376,9 @@ fn configured_gates_are_set_at_start() {
             "0",
             "--backend-store-uri",
             &server.store_uri(),
+            // Not the default ./mltrail-data/artifacts: other tests' `audit verify` reads it.
+            "--artifacts-destination",
+            server.artifact_root().to_str().unwrap(),
         ])
         .env(
             "MLTRAIL_GATES_POLICIES",

@@ -56,9 +56,10 @@ pub(super) async fn model(
     let gates = mltrail_store::gates::policies(&state.store, &name)
         .await
         .map_err(|e| ctx.fail(Section::Models, e))?;
-    let reports = mltrail_store::gates::reports(&state.store, &name, None, 20)
-        .await
-        .map_err(|e| ctx.fail(Section::Models, e))?;
+    let reports =
+        mltrail_store::gates::reports(&state.store, &name, None, model.creation_timestamp, 20)
+            .await
+            .map_err(|e| ctx.fail(Section::Models, e))?;
     html(mltrail_web::registry::model_page(
         &ctx.viewer(),
         &model,
@@ -124,16 +125,22 @@ pub(super) async fn version(
             stage: None,
             version: parsed.0,
         };
-        // A gate that cannot be checked now (its evaluation was changed) shows no panel; its
-        // API route says why.
-        if let Ok(Some(checked)) = crate::gates::check(&state, "ui", to).await {
-            gates.push(mltrail_web::registry::GatePanel {
+        // Unreadable evidence is a failed requirement inside the check; what is left (the
+        // store unreachable) fails the page as any other read would.
+        match crate::gates::check(&state, "ui", to).await {
+            Ok(Some(checked)) => gates.push(mltrail_web::registry::GatePanel {
                 policy,
                 check: checked.report,
-            });
+            }),
+            Ok(None) => {}
+            Err(e) => return Err(ctx.fail(Section::Models, Problem::Other(e.message))),
         }
     }
-    let reports = mltrail_store::gates::reports(&state.store, &name, Some(parsed.0), 20)
+    let created = registry::get_registered_model(&state.store, &name)
+        .await
+        .map_err(|e| ctx.fail(Section::Models, e))?
+        .creation_timestamp;
+    let reports = mltrail_store::gates::reports(&state.store, &name, Some(parsed.0), created, 20)
         .await
         .map_err(|e| ctx.fail(Section::Models, e))?;
     html(mltrail_web::registry::version_page(

@@ -230,9 +230,8 @@ impl Layer {
             (Ok(()), _) => as_text,
             (Err(_), Some(scalar)) => scalar,
             // A list (`[gates] policies`) is given as JSON.
-            (Err(_), None) if text.trim_start().starts_with('[') => {
-                serde_json::from_str(text).unwrap_or(as_text)
-            }
+            (Err(_), None) if text.trim_start().starts_with('[') => serde_json::from_str(text)
+                .map_err(|e| anyhow::anyhow!("invalid JSON for {key} from {source}: {e}"))?,
             (Err(_), None) => as_text, // `push` reports the type the key wants
         };
         self.push(key, value, source)

@@ -318,7 +318,8 @@ config_table! {
         /// "production", require = ["evaluation.roc_auc >= 0.8"], approvals = 1}]`. At start
         /// each one listed replaces the stored gate of its alias when they differ (recorded in
         /// the trail, actor `local:config`); a gate not listed is left as it is. A model
-        /// that does not exist yet is skipped with a warning. In the environment, JSON:
+        /// created (or renamed) to a listed name later gets its gates in the same
+        /// transaction. In the environment, JSON:
         /// `[{"model": "credit", "alias": "production", "require": […], "approvals": 1}]`.
         pub policies: Vec<GatePolicyEntry> = Vec::new(),
     }
