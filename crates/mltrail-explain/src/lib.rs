@@ -12,6 +12,7 @@ pub mod fairness;
 pub mod linear;
 pub mod model;
 mod regions;
+pub mod robustness;
 pub mod sampling;
 pub mod served;
 pub mod tree;

@@ -362,7 +362,7 @@ impl ModelExplainer {
 }
 
 /// The model's answer columns implied by raw outputs, when the link is known.
-fn linked(outputs: &[RawOutput], raw: &[f64], width: usize) -> Option<Vec<f64>> {
+pub(crate) fn linked(outputs: &[RawOutput], raw: &[f64], width: usize) -> Option<Vec<f64>> {
     let space = outputs.first()?.space;
     match (space, raw.len(), width) {
         (OutputSpace::LogOdds, 1, 2) => {
@@ -382,7 +382,7 @@ fn linked(outputs: &[RawOutput], raw: &[f64], width: usize) -> Option<Vec<f64>> 
 }
 
 /// The runtime's trees as TreeSHAP arenas, each leaf holding its value for every output.
-fn forest_of(
+pub(crate) fn forest_of(
     ensemble: &TreeEnsemble,
     outputs: &[TreeOutput],
     features: usize,
@@ -443,7 +443,11 @@ fn forest_of(
 }
 
 /// Rows as the model's input tensor (float inputs are rounded to f32, as serving does).
-fn to_tensor(rows: &[f64], width: usize, element: ElementType) -> Result<Tensor, ExplainError> {
+pub(crate) fn to_tensor(
+    rows: &[f64],
+    width: usize,
+    element: ElementType,
+) -> Result<Tensor, ExplainError> {
     let shape = vec![rows.len() / width, width];
     let data = match element {
         ElementType::Float => TensorData::Float(rows.iter().map(|v| *v as f32).collect()),
@@ -452,7 +456,7 @@ fn to_tensor(rows: &[f64], width: usize, element: ElementType) -> Result<Tensor,
     Ok(Tensor::new(shape, data)?)
 }
 
-fn rounded(row: &[f64], element: ElementType) -> Vec<f64> {
+pub(crate) fn rounded(row: &[f64], element: ElementType) -> Vec<f64> {
     match element {
         ElementType::Float => row.iter().map(|v| f64::from(*v as f32)).collect(),
         _ => row.to_vec(),

@@ -132,10 +132,10 @@ impl SamplingShap {
 }
 
 /// SplitMix64: a fixed, portable sequence from a seed (explanations are reproducible).
-struct SplitMix(u64);
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -144,8 +144,20 @@ impl SplitMix {
     }
 
     /// Uniform in `0..n` (Lemire's multiply-shift; the bias at these sizes is below 2^-40).
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+
+    /// Uniform in [0, 1), from the top 53 bits.
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller; one of the pair is dropped: simplicity over speed here).
+    pub(crate) fn gaussian(&mut self) -> f64 {
+        let u = 1.0 - self.unit(); // (0, 1]: the log is finite
+        let v = self.unit();
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
     }
 }
 

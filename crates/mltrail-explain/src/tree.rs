@@ -112,7 +112,12 @@ impl ShapTree {
         i
     }
 
-    fn leaf_values(&self, node: usize) -> &[f64] {
+    /// The arena, root first.
+    pub(crate) fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub(crate) fn leaf_values(&self, node: usize) -> &[f64] {
         &self.values[node * self.outputs..(node + 1) * self.outputs]
     }
 
@@ -203,6 +208,15 @@ impl Forest {
 
     pub fn outputs(&self) -> usize {
         self.offset.len()
+    }
+
+    pub(crate) fn trees(&self) -> &[ShapTree] {
+        &self.trees
+    }
+
+    /// What every row starts from, per output, before the trees' leaves are added.
+    pub(crate) fn offset(&self) -> &[f64] {
+        &self.offset
     }
 
     pub fn features(&self) -> usize {

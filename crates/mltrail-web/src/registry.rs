@@ -100,6 +100,8 @@ pub struct VersionPage<'a> {
     pub signature: Option<String>,
     /// The newest evaluation, as kept (`mltrail evaluate`).
     pub evaluation: Option<Value>,
+    /// The newest robustness report, as kept (`mltrail robustness`).
+    pub robustness: Option<Value>,
     /// Each release gate of the model, with what it would say about this version now.
     pub gates: Vec<GatePanel>,
     /// The reports of gated moves to this version, newest first.
@@ -142,6 +144,11 @@ pub fn version_page(viewer: &Viewer<'_>, page: &VersionPage<'_>) -> Markup {
         @match &page.evaluation {
             None => p.empty { "Not evaluated yet: " code { "mltrail evaluate " (v.name) "/" (v.version) " --data DATASET@V --label COLUMN" } },
             Some(evaluation) => (evaluation_summary(evaluation)),
+        }
+        h2 { "Robustness" }
+        @match &page.robustness {
+            None => p.empty { "Not assessed yet: " code { "mltrail robustness " (v.name) "/" (v.version) " --data DATASET@V --epsilon 0.05" } },
+            Some(report) => (robustness_summary(report)),
         }
         h2 { "Release gates" }
         @if page.gates.is_empty() {
@@ -244,5 +251,38 @@ pub fn reports_table(reports: &[StoredReport]) -> Markup {
                 td { a href=(crate::audit::trail_href(&format!("gate_report:{}", r.digest))) { code { (r.digest.get(..16).unwrap_or(&r.digest)) "…" } } }
             } } }
         }
+    }
+}
+
+/// A robustness report's bounds, attacks, noise and missing-feature accuracy.
+fn robustness_summary(r: &Value) -> Markup {
+    let pct = |x: &Value| {
+        x.as_f64()
+            .map(|v| format!("{:.1}%", 100.0 * v))
+            .unwrap_or_else(|| "—".into())
+    };
+    let text = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+    html! {
+        p { "On " code { (text("dataset")) } ", ε = " (r["epsilon"].as_f64().unwrap_or(0.0)) " (L∞, "
+            (if r["scale"]["source"] == "raw" { "raw units" } else { "training standard deviations" }) "), "
+            (r["rows_attacked"].as_u64().unwrap_or(0)) " rows attacked." }
+        table { tbody {
+            tr { th scope="row" { "clean accuracy" } td.num { (pct(&r["clean_accuracy"])) } }
+            tr { th scope="row" { "robust accuracy (upper bound)" } td.num { (pct(&r["robust_accuracy"])) } }
+            tr { th scope="row" { "verified robust accuracy (lower bound)" } td.num { (pct(&r["verified_robust_accuracy"])) } }
+            tr { th scope="row" { "attack success rate" } td.num { (pct(&r["attack_success_rate"])) } }
+            tr { th scope="row" { "median perturbation" } td.num { (r["median_perturbation"].as_f64().map(chart::short_number).unwrap_or_else(|| "—".into())) } }
+            @for a in r["attacks"].as_array().into_iter().flatten() {
+                tr { th scope="row" { "attack " (a["attack"].as_str().unwrap_or("")) } td.num { (pct(&a["success_rate"])) } }
+            }
+            @for n in r["noise"].as_array().into_iter().flatten() {
+                tr { th scope="row" { "accuracy, noise σ = " (n["sigma"].as_f64().unwrap_or(0.0)) } td.num { (pct(&n["accuracy"])) } }
+            }
+            @for m in r["missing"].as_array().into_iter().flatten() {
+                tr { th scope="row" { "accuracy without " (m["feature"].as_str().unwrap_or("")) } td.num { (pct(&m["accuracy"])) } }
+            }
+        } }
+        @if let Some(a) = r["augmented"]["dataset_version"].as_str() { p.muted { "Adversarial examples written as dataset " code { (a) } "." } }
+        @for n in r["notes"].as_array().into_iter().flatten() { p.muted { (n.as_str().unwrap_or("")) } }
     }
 }

@@ -122,27 +122,6 @@ fn apply_declared(
 async fn add(args: AddArgs) -> Result<()> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let path = args.file.clone();
-    // Read and profile first: a file that cannot be read is refused before anything is stored.
-    let (t, profiles) = tokio::task::spawn_blocking(move || -> Result<_> {
-        let t = table::read(&path).map_err(|e| anyhow!("{e}"))?;
-        let p = profile(&t);
-        Ok((t, p))
-    })
-    .await??;
-    if let Some(target) = &args.target {
-        if t.column(target).is_none() {
-            bail!(
-                "--target `{target}` is not a column of {}",
-                args.file.display()
-            );
-        }
-    }
-    let mut schema = DatasetSchema::infer(&t, &profiles);
-    if let Some(path) = &args.schema {
-        apply_declared(&mut schema, &t, path)?;
-    }
-    let digest = blake3::hash(&bytes).to_hex().to_string();
     let file_name = args
         .file
         .file_name()
@@ -150,19 +129,67 @@ async fn add(args: AddArgs) -> Result<()> {
         .unwrap_or("data")
         .to_string();
     let client = args.client.client()?;
-    let source = format!("datasets/{}/{}/{file_name}", args.name, &digest[..16]);
-    let body = json!({
-        "name": args.name, "digest": digest, "source": source, "file_name": file_name, "rows": t.rows,
-        "target": args.target, "schema": schema,
-        "profile": {"rows": t.rows, "columns": profiles.iter().map(as_json).collect::<Vec<_>>()},
-    });
-    // Refuse a bad name before uploading anything.
-    if args.name.is_empty() || args.name.contains(['/', '@', '\\']) {
-        bail!(
-            "--name `{}` must be non-empty without '/', '@' or '\\'",
+    let (version, created) = add_bytes(
+        &client,
+        &args.name,
+        &file_name,
+        bytes,
+        args.target.as_deref(),
+        args.schema.as_deref(),
+    )
+    .await
+    .with_context(|| args.file.display().to_string())?;
+    println!("{}@{version}", args.name);
+    if !created {
+        eprintln!(
+            "note: this content is already stored as {}@{version}; nothing new was added",
             args.name
         );
     }
+    Ok(())
+}
+
+/// Stores a data file's bytes as a version of dataset `name` (profiled, schema inferred or
+/// declared, uploaded, recorded): its version number, and whether it is new (the same content
+/// under the same name is the version it already is).
+pub(crate) async fn add_bytes(
+    client: &crate::tracking_client::Client,
+    name: &str,
+    file_name: &str,
+    bytes: Vec<u8>,
+    target: Option<&str>,
+    declared: Option<&std::path::Path>,
+) -> Result<(i64, bool)> {
+    // Refuse a bad name before reading or uploading anything.
+    if name.is_empty() || name.contains(['/', '@', '\\']) {
+        bail!("--name `{name}` must be non-empty without '/', '@' or '\\'");
+    }
+    // Read and profile first: a file that cannot be read is refused before anything is stored.
+    let (t, profiles, bytes) = {
+        let file_name = file_name.to_string();
+        tokio::task::spawn_blocking(move || -> Result<_> {
+            let t = table::read_bytes(&file_name, &bytes).map_err(|e| anyhow!("{e}"))?;
+            let p = profile(&t);
+            Ok((t, p, bytes))
+        })
+        .await??
+    };
+    if let Some(target) = target {
+        if t.column(target).is_none() {
+            bail!("--target `{target}` is not a column of {file_name}");
+        }
+    }
+    let mut schema = DatasetSchema::infer(&t, &profiles);
+    if let Some(path) = declared {
+        apply_declared(&mut schema, &t, path)?;
+    }
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    let source = format!("datasets/{name}/{}/{file_name}", &digest[..16]);
+    let body = json!({
+        "name": name, "digest": digest, "source": source, "file_name": file_name, "rows": t.rows,
+        "target": target, "schema": schema,
+        "profile": {"rows": t.rows, "columns": profiles.iter().map(as_json).collect::<Vec<_>>()},
+    });
     client.upload(&source, bytes).await?;
     let answer = client
         .post("/api/v1/datasets", &body, "register dataset version")
@@ -175,14 +202,7 @@ async fn add(args: AddArgs) -> Result<()> {
         .get("created")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    println!("{}@{version}", args.name);
-    if !created {
-        eprintln!(
-            "note: this content is already stored as {}@{version}; nothing new was added",
-            args.name
-        );
-    }
-    Ok(())
+    Ok((version, created))
 }
 
 async fn list(args: ListArgs) -> Result<()> {

@@ -55,7 +55,10 @@ fn encode(text: &str) -> String {
 }
 
 /// A stored dataset version's rows, digest and recorded target.
-async fn dataset(client: &Client, version: &str) -> Result<(table::Table, String, Option<String>)> {
+pub(crate) async fn dataset(
+    client: &Client,
+    version: &str,
+) -> Result<(table::Table, String, Option<String>)> {
     let (name, number) = version
         .rsplit_once('@')
         .ok_or_else(|| anyhow!("--data `{version}` is not DATASET@VERSION"))?;

@@ -14,6 +14,7 @@ mod gates;
 mod monitor;
 mod predictions;
 mod privacy;
+mod robustness;
 mod serve;
 mod trace;
 mod tracking_client;
@@ -79,6 +80,10 @@ enum Command {
     /// scikit-learn's metrics, fairness by sensitive columns, global importance and an HTML
     /// report, kept as the version's evaluation (an audit event; metrics on its run).
     Evaluate(evaluate::EvaluateArgs),
+    /// Attack a classifier version within an L∞ ball (tree-threshold search and HopSkipJump),
+    /// verify tree ensembles (clique method), measure noise and missing-feature accuracy, and
+    /// keep the report (release gates read it as robustness.*).
+    Robustness(robustness::RobustnessArgs),
     /// Dataset versions (content-addressed, with schema and profile) and file profiles.
     Data {
         #[command(subcommand)]
@@ -372,6 +377,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Evaluate(args) => {
             evaluate::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Robustness(args) => {
+            robustness::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Trace(args) => Ok(if trace::run(args).await? {

@@ -125,7 +125,7 @@ pub fn score_table(
 
 /// A value as a class name: strings and booleans as they are, integers (and whole doubles, as
 /// a CSV label column reads) in decimal.
-fn class_name(value: &Json) -> Option<String> {
+pub fn class_name(value: &Json) -> Option<String> {
     match value {
         Json::String(s) => Some(s.clone()),
         Json::Bool(b) => Some(b.to_string()),

@@ -113,6 +113,11 @@ pub(super) async fn version(
         .ok()
         .flatten()
         .map(|(e, _)| e);
+    let robustness = crate::evaluations::latest_robustness(&state, &name, parsed)
+        .await
+        .ok()
+        .flatten()
+        .map(|(r, _)| r);
     // What each gate would say about this version now (the dry run `gates check` makes).
     let policies = mltrail_store::gates::policies(&state.store, &name)
         .await
@@ -149,6 +154,7 @@ pub(super) async fn version(
             version: &mv,
             signature,
             evaluation,
+            robustness,
             gates,
             reports,
         },
