@@ -196,6 +196,28 @@ def test_release_gates_show_on_version_and_model_pages(browser, server, logged, 
     requests.delete(api + "/gates/production", auth=admin, timeout=30).raise_for_status()
 
 
+def test_the_model_card_renders_as_a_file_and_as_a_page(browser, server, logged, shots, tmp_path):
+    from conftest import ROOT
+
+    binary = os.environ.get("MLTRAIL_BIN", str(ROOT / "target" / "debug" / "mltrail"))
+    card = tmp_path / "card.html"
+    done = subprocess.run([binary, "models", "card", "ui-model/1", "--format", "html", "--output", str(card),
+                           "--tracking-uri", server["url"]], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # The file mltrail writes: self-contained, no script, every section.
+    browser.goto(card.as_uri())
+    clean(browser)
+    text = browser.eval("document.body.innerText")
+    for section in ["Model details", "Model parameters", "Quantitative analysis", "Considerations", "References"]:
+        assert section in text, section
+    assert "override" in text, "the override of the gate test above is in the card"
+    browser.screenshot(shots / "model-card.png")
+    # The UI's page of the same card.
+    assert browser.goto(server["url"] + "/ui/models/ui-model/versions/1/card") == 200
+    clean(browser)
+    assert "Model card: ui-model version 1" in browser.eval("document.body.innerText")
+
+
 def test_a_user_sees_only_what_they_may_read(server, logged):
     admin = (ADMIN, PASSWORD)
     url = server["url"]

@@ -55,28 +55,41 @@ fn run_metrics(evaluation: &Value) -> Vec<(&'static str, f64)> {
         .collect()
 }
 
-/// `POST`: the body is the evaluation (`mltrail evaluate` makes it).
-async fn record(
-    State(state): State<AppState>,
-    crate::req::Actor(actor): crate::req::Actor,
-    Path((name, version)): Path<(String, String)>,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
-    let number = version_of(&version)?;
-    if body["format"] != FORMAT {
+/// What every kept assessment carries: its layout, and the model version of the path.
+fn check_document(
+    body: &Value,
+    format: &str,
+    writer: &str,
+    name: &str,
+    number: ModelVersionNumber,
+) -> ApiResult<()> {
+    if body["format"] != format {
         return Err(ApiError::invalid(format!(
-            "`format` must be \"{FORMAT}\" (the layout `mltrail evaluate` writes)"
-        )));
+            "`format` must be \"{format}\" (the layout `{writer}` writes)"
+        ))
+        .at_column(Some("format"), None));
     }
     for field in ["model", "version", "dataset", "label"] {
-        crate::req::body_text(&body, field, "a non-empty string")?;
+        crate::req::body_text(body, field, "a non-empty string")?;
     }
-    if body["model"] != name.as_str() || body["version"] != number.0.to_string().as_str() {
+    if body["model"] != name || body["version"] != number.0.to_string().as_str() {
         return Err(ApiError::invalid(format!(
             "`model` and `version` must name {name}/{} (the path's version)",
             number.0
         )));
     }
+    Ok(())
+}
+
+/// `POST`: the body is the evaluation (`mltrail evaluate` makes it).
+async fn record(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path((name, version)): Path<(String, String)>,
+    crate::req::JsonBody(body): crate::req::JsonBody,
+) -> ApiResult<Json<Value>> {
+    let number = version_of(&version)?;
+    check_document(&body, FORMAT, "mltrail evaluate", &name, number)?;
     if !body["classification"].is_object() && !body["regression"].is_object() {
         return Err(ApiError::invalid(
             "an evaluation holds `classification` or `regression` metrics",
@@ -205,21 +218,13 @@ async fn record_robustness(
     crate::req::JsonBody(body): crate::req::JsonBody,
 ) -> ApiResult<Json<Value>> {
     let number = version_of(&version)?;
-    if body["format"] != ROBUSTNESS_FORMAT {
-        return Err(ApiError::invalid(format!(
-            "`format` must be \"{ROBUSTNESS_FORMAT}\" (the layout `mltrail robustness` writes)"
-        ))
-        .at_column(Some("format"), None));
-    }
-    for field in ["model", "version", "dataset", "label"] {
-        crate::req::body_text(&body, field, "a non-empty string")?;
-    }
-    if body["model"] != name.as_str() || body["version"] != number.0.to_string().as_str() {
-        return Err(ApiError::invalid(format!(
-            "`model` and `version` must name {name}/{} (the path's version)",
-            number.0
-        )));
-    }
+    check_document(
+        &body,
+        ROBUSTNESS_FORMAT,
+        "mltrail robustness",
+        &name,
+        number,
+    )?;
     for field in [
         "epsilon",
         "clean_accuracy",

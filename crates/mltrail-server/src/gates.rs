@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use mltrail_core::gate::{self, Evidence, Policy, Source, Verdict};
 use mltrail_core::state::ModelStage;
 use mltrail_core::{ModelVersionNumber, ReleaseRole};
+use mltrail_store::evaluations::Assessment;
 use mltrail_store::gates::{self as stored, GatePass};
 use mltrail_store::registry;
 
@@ -47,34 +48,26 @@ async fn evidence(state: &AppState, name: &str, version: i64) -> (Evidence, Valu
     let number = ModelVersionNumber(version);
     let mut unreadable = Vec::new();
     let mut documents = serde_json::Map::new();
-    let mut evaluation = None;
-    let mut robustness = None;
-    match crate::evaluations::latest(state, name, number).await {
-        Ok(found) => {
-            evaluation = found.as_ref().map(|(v, _)| v.clone());
-            documents.insert(
-                "evaluation".into(),
-                found.as_ref().map_or(Value::Null, |(v, e)| cited(v, e)),
-            );
+    let mut kept = [None, None];
+    for (slot, (what, source, key)) in [
+        (Assessment::Evaluation, Source::Evaluation, "evaluation"),
+        (Assessment::Robustness, Source::Robustness, "robustness"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        match crate::evaluations::latest_of(state, what, name, number).await {
+            Ok(found) => {
+                documents.insert(
+                    key.into(),
+                    found.as_ref().map_or(Value::Null, |(v, e)| cited(v, e)),
+                );
+                kept[slot] = found.map(|(v, _)| v);
+            }
+            Err(e) => unreadable.push((source, format!("{name}/{version}: {}", e.message))),
         }
-        Err(e) => unreadable.push((
-            Source::Evaluation,
-            format!("{name}/{version}: {}", e.message),
-        )),
     }
-    match crate::evaluations::latest_robustness(state, name, number).await {
-        Ok(found) => {
-            robustness = found.as_ref().map(|(v, _)| v.clone());
-            documents.insert(
-                "robustness".into(),
-                found.as_ref().map_or(Value::Null, |(v, e)| cited(v, e)),
-            );
-        }
-        Err(e) => unreadable.push((
-            Source::Robustness,
-            format!("{name}/{version}: {}", e.message),
-        )),
-    }
+    let [evaluation, robustness] = kept;
     documents.insert("drift".into(), Value::Null);
     (
         Evidence {

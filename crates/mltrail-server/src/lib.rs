@@ -6,6 +6,7 @@
 
 mod artifacts;
 pub mod auth;
+pub(crate) mod cards;
 mod datasets;
 mod deployments;
 pub mod error;
@@ -111,7 +112,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .nest("/api/v1/datasets", datasets::routes())
         .nest(
             "/api/v1/models",
-            evaluations::routes().merge(gates::routes()),
+            evaluations::routes()
+                .merge(gates::routes())
+                .merge(cards::routes()),
         )
         .nest("/api/v1/monitors", monitors::routes())
         .nest("/api/v1/alerts", monitors::alert_routes())

@@ -1,6 +1,7 @@
-//! Assessments of model versions in the audit trail: evaluations (`mltrail evaluate`) and
-//! robustness reports (`mltrail robustness`). One event per assessment, on entity
-//! `evaluation:NAME/VERSION` or `robustness:NAME/VERSION`, whose digest is that of the
+//! Assessments of model versions in the audit trail: evaluations (`mltrail evaluate`),
+//! robustness reports (`mltrail robustness`) and model cards (`mltrail models card`). One event
+//! per assessment, on entity `evaluation:NAME/VERSION`, `robustness:NAME/VERSION` or
+//! `model_card:NAME/VERSION`, whose digest is that of the
 //! assessment's canonical JSON. The JSON itself is kept in the artifact store under that
 //! digest, so the event pins it.
 
@@ -11,6 +12,8 @@ use crate::{MetaStore, StoreError};
 pub enum Assessment {
     Evaluation,
     Robustness,
+    /// A model card built from the trail (`mltrail models card`).
+    Card,
 }
 
 impl Assessment {
@@ -19,6 +22,7 @@ impl Assessment {
         match self {
             Assessment::Evaluation => EVALUATION_KIND,
             Assessment::Robustness => "robustness",
+            Assessment::Card => "model_card",
         }
     }
 
@@ -27,6 +31,7 @@ impl Assessment {
         match self {
             Assessment::Evaluation => EVALUATE_ACTION,
             Assessment::Robustness => "model_version.robustness",
+            Assessment::Card => "model_version.card",
         }
     }
 
@@ -35,6 +40,7 @@ impl Assessment {
         let folder = match self {
             Assessment::Evaluation => "evaluations",
             Assessment::Robustness => "robustness",
+            Assessment::Card => "cards",
         };
         format!("{folder}/{name}/{version}/{digest}.json")
     }

@@ -134,6 +134,7 @@ pub fn version_page(viewer: &Viewer<'_>, page: &VersionPage<'_>) -> Markup {
             tr { th scope="row" { "Created" } td { (layout::time(v.creation_timestamp)) " by " (v.user_id) } }
             @if !v.description.is_empty() { tr { th scope="row" { "Description" } td { (v.description) } } }
             tr { th scope="row" { "History" } td { a href=(crate::audit::trail_href(&format!("model_version:{}/{}", v.name, v.version))) { "audit trail of this version" } } }
+            tr { th scope="row" { "Model card" } td { a href=(format!("{}/card", version_href(&v.name, &v.version))) { "model card, from the trail" } } }
         } }
         h2 { "Signature" }
         @match &page.signature {

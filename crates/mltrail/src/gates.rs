@@ -419,3 +419,50 @@ pub async fn apply_configured(
     store.configure_gates(configured);
     Ok(())
 }
+
+#[derive(Args)]
+pub struct CardArgs {
+    /// NAME/VERSION.
+    model: String,
+    /// md (Markdown), html (a self-contained page) or json (Model Card Toolkit v0.0.2 layout).
+    #[arg(long, default_value = "md", value_parser = ["md", "html", "json"])]
+    format: String,
+    /// Write the card here instead of standard output.
+    #[arg(long, short)]
+    output: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// `mltrail models card`: the tracking server builds the card from the trail and records its
+/// digest; it is rendered here in the format asked for.
+pub async fn card(args: CardArgs) -> Result<()> {
+    let (name, version) = name_version(&args.model)?;
+    let c = args.client.client()?;
+    let got = c
+        .post(
+            &format!("/api/v1/models/{}/versions/{version}/card", encode(&name)),
+            &json!({}),
+            "models card",
+        )
+        .await?;
+    let digest = got["digest"].as_str().unwrap_or_default();
+    let card = &got["card"];
+    let text = match args.format.as_str() {
+        "json" => serde_json::to_string_pretty(card)?,
+        "html" => mltrail_web::card::standalone(card, digest),
+        _ => mltrail_web::card::markdown(card, digest),
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "wrote {} (card digest {digest}, recorded in the audit trail)",
+                path.display()
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}

@@ -191,6 +191,10 @@ enum ModelsCommand {
     SetAlias(gates::SetAliasArgs),
     /// List the reports of NAME's gated moves, newest first.
     GateReports(gates::GateReportsArgs),
+    /// The model card of NAME/VERSION, made only from the trail (registry, training data,
+    /// evaluation, fairness, robustness, explanations, gate reports, deployments, alerts);
+    /// its digest is recorded in the audit trail.
+    Card(gates::CardArgs),
 }
 
 #[derive(Subcommand)]
@@ -428,6 +432,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             command: ModelsCommand::GateReports(args),
         } => {
             gates::gate_reports(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models {
+            command: ModelsCommand::Card(args),
+        } => {
+            gates::card(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Gates { command } => {

@@ -55,6 +55,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/models", get(models))
         .route("/ui/models/{name}", get(model))
         .route("/ui/models/{name}/versions/{version}", get(version))
+        .route(
+            "/ui/models/{name}/versions/{version}/card",
+            get(models::card),
+        )
         .route("/ui/login", get(sign_in_page).post(sign_in))
         .route("/ui/logout", axum::routing::post(sign_out))
         .route("/ui/audit", get(audit_trail))

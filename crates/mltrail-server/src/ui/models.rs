@@ -161,6 +161,39 @@ pub(super) async fn version(
     ))
 }
 
+/// The version's model card, built now from the trail (`mltrail models card` keeps one).
+pub(super) async fn card(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path((name, number)): Path<(String, String)>,
+) -> PageResult {
+    if !ctx.seen.0.registered_models.allows(&name) {
+        return Err(model_missing(&ctx, &name));
+    }
+    let parsed = registry::parse_version(&number).map_err(|_| {
+        ctx.fail(
+            Section::Models,
+            Problem::NotFound(format!("No version {number} of {name} that you may read.")),
+        )
+    })?;
+    let card = match crate::cards::build(&state, &name, parsed).await {
+        Ok(card) => card,
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            return Err(ctx.fail(
+                Section::Models,
+                Problem::NotFound(format!("No version {number} of {name} that you may read.")),
+            ))
+        }
+        Err(e) => return Err(ctx.fail(Section::Models, Problem::Other(e.message))),
+    };
+    html(mltrail_web::card::page(
+        &ctx.viewer(),
+        &name,
+        &parsed.0.to_string(),
+        &card,
+    ))
+}
+
 /// The `signature:` block of the version's MLmodel file, when the file can be read.
 pub(super) async fn mlmodel_signature(state: &AppState, ctx: &Ctx, source: &str) -> Option<String> {
     let root = source_artifact_path(source, state.artifacts.uri())?;
