@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use mltrail_data::table::{self, Table, Values};
 use mltrail_serving::deployment::{BoxError, BoxFuture, ModelSource, Serving};
-use mltrail_serving::explanation::{Explainers, RowExplainer};
+use mltrail_serving::explanation::{CounterfactualRequest, Explainers, RowExplainer};
 use mltrail_serving::runtime::Model;
 use serde_json::{json, Map, Value as Json};
 
@@ -54,7 +54,12 @@ impl Explainers for TrainingExplainers {
                 if let Some(why) = explainer.fallback_reason() {
                     tracing::info!(version = %serving.version, reason = %why, "explaining by sampling");
                 }
-                Ok(Arc::new(Served { explainer, columns }))
+                let stats = column_stats(&rows, columns.len());
+                Ok(Arc::new(Served {
+                    explainer,
+                    columns,
+                    stats,
+                }))
             })
             .await?
         })
@@ -108,6 +113,29 @@ pub fn numeric_rows(table: &Table, columns: &[String], dataset: &str) -> Result<
 struct Served {
     explainer: ModelExplainer,
     columns: Vec<String>,
+    /// Per column, the training data's least and greatest value and standard deviation: the
+    /// default ranges and the unit of distance of counterfactuals.
+    stats: Vec<(f64, f64, f64)>,
+}
+
+/// Per column of row-major `rows`, (min, max, population standard deviation) of its finite
+/// values.
+fn column_stats(rows: &[f64], width: usize) -> Vec<(f64, f64, f64)> {
+    (0..width)
+        .map(|j| {
+            let values: Vec<f64> = rows
+                .chunks_exact(width)
+                .map(|r| r[j])
+                .filter(|v| v.is_finite())
+                .collect();
+            let n = values.len().max(1) as f64;
+            let mean = values.iter().sum::<f64>() / n;
+            let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (lo, hi, sd)
+        })
+        .collect()
 }
 
 impl RowExplainer for Served {
@@ -119,6 +147,90 @@ impl RowExplainer for Served {
             .iter()
             .map(|e| writer.write(e))
             .collect())
+    }
+
+    fn counterfactual(
+        &self,
+        model: &Model,
+        row: &[f64],
+        request: &CounterfactualRequest,
+    ) -> Result<serde_json::Value, BoxError> {
+        use crate::robustness::counterfactual::{search, Request};
+        let width = self.columns.len();
+        let (mut lo, mut hi) = (row.to_vec(), row.to_vec());
+        let mut ranges = serde_json::Map::new();
+        for (name, from, to) in &request.features {
+            let j = self.columns.iter().position(|c| c == name).ok_or_else(|| {
+                format!(
+                    "`{name}` is not an input of the model ({})",
+                    self.columns.join(", ")
+                )
+            })?;
+            let (min, max, _) = self.stats[j];
+            let (a, b) = (from.unwrap_or(min), to.unwrap_or(max));
+            if !(a.is_finite() && b.is_finite() && a <= b) {
+                return Err(
+                    format!("the range of `{name}` is empty or not finite: {a}..{b}").into(),
+                );
+            }
+            lo[j] = a;
+            hi[j] = b;
+            ranges.insert(name.clone(), serde_json::json!([a, b]));
+        }
+        // Unit of distance: the training data's standard deviation (1 where it is 0).
+        let scale: Vec<f64> = self
+            .stats
+            .iter()
+            .map(|(_, _, sd)| if *sd > 0.0 { *sd } else { 1.0 })
+            .collect();
+        let answer = search(
+            model,
+            width,
+            &Request {
+                row,
+                lo: &lo,
+                hi: &hi,
+                scale: &scale,
+                seed: 0,
+            },
+        )?;
+        let mut out = serde_json::json!({
+            "features": request.features.iter().map(|f| f.0.clone()).collect::<Vec<_>>(),
+            "ranges": ranges,
+            "decision": answer.original,
+            "method": answer.method,
+            "distance_unit": "training standard deviations, largest change of one feature (L-inf)",
+        });
+        match &answer.found {
+            Some((x, decided)) => {
+                let changes: Vec<serde_json::Value> = (0..width)
+                    .filter(|j| x[*j] != row[*j])
+                    .map(|j| serde_json::json!({"feature": self.columns[j], "from": row[j], "to": x[j]}))
+                    .collect();
+                out["found"] = serde_json::json!(true);
+                out["counterfactual"] = serde_json::json!({
+                    "decision": decided,
+                    "changes": changes,
+                    "inputs": self.columns.iter().zip(x).map(|(c, v)| (c.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+                    "distance": answer.distance,
+                    "rescored": true,
+                });
+                out["minimal"] = serde_json::json!(if answer.certified {
+                    "certified: no change closer than this within the ranges flips the decision"
+                } else {
+                    "not certified: the closest change found"
+                });
+            }
+            None => {
+                out["found"] = serde_json::json!(false);
+                out["reason"] = serde_json::json!(if answer.certified {
+                    "no change within the ranges flips the decision (verified)"
+                } else {
+                    "no change within the ranges that flips the decision was found (not verified: the model is not a tree ensemble)"
+                });
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -179,6 +179,108 @@ async fn explanation(
     Ok(Json(body))
 }
 
+#[derive(serde::Deserialize)]
+struct CounterfactualQuery {
+    features: Option<String>,
+    ranges: Option<String>,
+}
+
+/// `?features=a,b&ranges=a:0..0.5,b:1000..`: the features a person could act on and, for any
+/// of them, the values it may take (an open end: the training data's least or greatest value).
+fn counterfactual_request(
+    q: &CounterfactualQuery,
+    columns: &[String],
+) -> ApiResult<mltrail_serving::explanation::CounterfactualRequest> {
+    let bad = |field: &'static str, message: String| {
+        ApiError::invalid(message).at_column(Some(field), None)
+    };
+    let features: Vec<String> = q
+        .features
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect();
+    if features.is_empty() {
+        return Err(bad("features", "`features` names the inputs a person could change, comma-separated (e.g. features=debt_ratio,savings)".into()));
+    }
+    for f in &features {
+        if !columns.contains(f) {
+            return Err(bad(
+                "features",
+                format!(
+                    "`{f}` is not an input of the model ({})",
+                    columns.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut ranges: Vec<(String, Option<f64>, Option<f64>)> =
+        features.iter().map(|f| (f.clone(), None, None)).collect();
+    for item in q
+        .ranges
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        let parsed = item.split_once(':').and_then(|(name, span)| {
+            let (a, b) = span.split_once("..")?;
+            let end = |t: &str| -> Option<Option<f64>> {
+                let t = t.trim();
+                if t.is_empty() {
+                    Some(None)
+                } else {
+                    t.parse::<f64>().ok().filter(|v| v.is_finite()).map(Some)
+                }
+            };
+            Some((name.trim().to_string(), end(a)?, end(b)?))
+        });
+        let Some((name, from, to)) = parsed else {
+            return Err(bad("ranges", format!("`{item}` is not NAME:LOW..HIGH (either end may be left out, e.g. savings:1000..)")));
+        };
+        let Some(slot) = ranges.iter_mut().find(|r| r.0 == name) else {
+            return Err(bad(
+                "ranges",
+                format!("`{name}` has a range but is not in `features`"),
+            ));
+        };
+        if let (Some(a), Some(b)) = (from, to) {
+            if a > b {
+                return Err(bad(
+                    "ranges",
+                    format!("the range of `{name}` is empty: {a} > {b}"),
+                ));
+            }
+        }
+        *slot = (name, from, to);
+    }
+    Ok(mltrail_serving::explanation::CounterfactualRequest { features: ranges })
+}
+
+/// The smallest change of the features asked about that changes the model's decision about a
+/// stored prediction, re-scored by the model; or why there is none within the ranges.
+async fn counterfactual(
+    State(dep): State<Arc<Deployment>>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<CounterfactualQuery>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let request = counterfactual_request(&q, &dep.current().signature.column_names())?;
+    let Some((record, mut body)) = dep.counterfactual(id, request).await? else {
+        return Err(ApiError::not_found(format!(
+            "prediction {id} is not in this deployment's log"
+        )));
+    };
+    body["prediction_id"] = json!(id);
+    body["model"] = json!(record.model);
+    body["version"] = json!(record.version);
+    Ok(Json(body))
+}
+
 async fn health(State(dep): State<Arc<Deployment>>) -> Json<Value> {
     let m = dep.current();
     Json(json!({"status": "ok", "deployment": dep.name(), "model": m.name, "version": m.version}))
@@ -234,6 +336,10 @@ pub fn routes(
             .route("/api/v1/feedback", post(feedback))
             .route("/api/v1/predictions/{id}", get(prediction))
             .route("/api/v1/predictions/{id}/explanation", get(explanation))
+            .route(
+                "/api/v1/predictions/{id}/counterfactual",
+                get(counterfactual),
+            )
             .route("/api/v1/predictions/{id}/record", get(record))
             .route("/api/v1/deployment", get(info))
             .route("/api/v1/noop", post(noop))

@@ -52,6 +52,22 @@ pub trait RowExplainer: Send + Sync {
     /// Each row's explanation as a JSON object (the module's layout). `rows` are row-major, in
     /// the signature's column order, as the model's input tensor holds them.
     fn explain(&self, model: &Model, rows: &[f64]) -> Result<Vec<Vec<u8>>, BoxError>;
+
+    /// The smallest change of `request`'s features, within their ranges, that changes the
+    /// model's decision about `row`, as a JSON object; or why none was found.
+    fn counterfactual(
+        &self,
+        model: &Model,
+        row: &[f64],
+        request: &CounterfactualRequest,
+    ) -> Result<Json, BoxError>;
+}
+
+/// Which features a person could act on, and the values each may take: `None` for an end the
+/// request leaves open (then the training data's least or greatest value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterfactualRequest {
+    pub features: Vec<(String, Option<f64>, Option<f64>)>,
 }
 
 /// Makes the explainer of a model version in service.

@@ -12,12 +12,13 @@
 use super::trees::{Ensemble, MarginTable};
 use crate::sampling::SplitMix;
 
-/// Where the search may go around a row: per feature, the values it may take (sorted; the
-/// row's own value included), and per feature its scale (the distance of one unit).
+/// Where the search may go around a row: per feature, the closed interval its values may take
+/// (an ε-ball, or a counterfactual's allowed range; `lo == hi`: the feature stays), and per
+/// feature its scale (the distance of one unit).
 pub(crate) struct Ball<'a> {
     pub origin: &'a [f64],
-    /// Per feature, the largest move allowed (0: the feature stays).
-    pub radius: &'a [f64],
+    pub lo: &'a [f64],
+    pub hi: &'a [f64],
     pub scale: &'a [f64],
 }
 
@@ -44,11 +45,8 @@ pub(crate) fn candidates(
                 continue;
             };
             let j = f as usize;
-            let (lo, hi) = (
-                ball.origin[j] - ball.radius[j],
-                ball.origin[j] + ball.radius[j],
-            );
-            if ball.radius[j] == 0.0 {
+            let (lo, hi) = (ball.lo[j], ball.hi[j]);
+            if lo == hi {
                 continue;
             }
             for v in [

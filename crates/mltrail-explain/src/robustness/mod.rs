@@ -12,6 +12,7 @@
 //! labelled row assessed.
 
 mod attack;
+pub mod counterfactual;
 mod hsja;
 pub(crate) mod trees;
 pub mod verify;
@@ -380,7 +381,8 @@ pub fn assess(
             }
             let ball = attack::Ball {
                 origin,
-                radius: &radius,
+                lo: &lo,
+                hi: &hi,
                 scale: &settings.scale,
             };
             let values = attack::candidates(ensemble, &ball, &round);

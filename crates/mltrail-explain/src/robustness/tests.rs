@@ -182,13 +182,14 @@ fn the_attack_finds_flips_inside_the_ball_and_never_where_verification_proves_no
         let mut rng = SplitMix(seed ^ 0x5eed);
         let x: Vec<f64> = (0..3).map(|_| rng.unit() * 2.0 - 1.0).collect();
         let r = 0.1 + rng.unit() * 0.3;
-        let radius = vec![r; 3];
         let scale = vec![1.0; 3];
+        let (lo, hi): (Vec<f64>, Vec<f64>) = x.iter().map(|v| (v - r, v + r)).unzip();
         let Some(class) = e.class(&x) else { continue };
         let table = MarginTable::new(&e, class);
         let ball = Ball {
             origin: &x,
-            radius: &radius,
+            lo: &lo,
+            hi: &hi,
             scale: &scale,
         };
         let values = candidates(&e, &ball, &|v| v);
@@ -207,7 +208,6 @@ fn the_attack_finds_flips_inside_the_ball_and_never_where_verification_proves_no
             restarts: 3,
             moves: 20,
         };
-        let (lo, hi): (Vec<f64>, Vec<f64>) = x.iter().map(|v| (v - r, v + r)).unzip();
         let exact = brute_force_min(&e, &table, &lo, &hi);
         let bound = margin_bounds(
             &leaf_boxes(&e),

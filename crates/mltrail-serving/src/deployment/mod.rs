@@ -678,6 +678,32 @@ impl Deployment {
         }))
     }
 
+    /// A counterfactual of prediction `id` (`RowExplainer::counterfactual`), computed now from
+    /// its stored inputs with the version that answered it; with the record.
+    pub async fn counterfactual(
+        &self,
+        id: uuid::Uuid,
+        request: crate::explanation::CounterfactualRequest,
+    ) -> Result<Option<(PredictionRecord, serde_json::Value)>, ExplanationError> {
+        let Some((record, _)) = self.lookup_annotated(id).await? else {
+            return Ok(None);
+        };
+        let serving = self.serving_of(&record).await?;
+        let explainer = self
+            .explainer(&serving)
+            .await
+            .map_err(ExplanationError::Unavailable)?;
+        let row = input_numbers(record.inputs.get(), &serving.signature.column_names())
+            .map_err(ExplanationError::Inputs)?;
+        let made = tokio::task::spawn_blocking(move || {
+            explainer.counterfactual(&serving.model.model, &row, &request)
+        })
+        .await
+        .map_err(|e| ExplanationError::Failed(Box::new(e)))?
+        .map_err(ExplanationError::Failed)?;
+        Ok(Some((record, made)))
+    }
+
     /// Log entries whose personal data is sealed with each row's subject key.
     async fn sealed_entries(
         &self,

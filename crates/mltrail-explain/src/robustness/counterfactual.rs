@@ -1,0 +1,322 @@
+//! Counterfactual explanations, the constructive side of the right to explanation: the
+//! smallest change of the features a person can act on, within the values each may take, that
+//! changes the model's decision about a row ("had your debt ratio been 0.31 instead of 0.42,
+//! the loan would have been approved"), re-scored by the runtime to prove it.
+//!
+//! Distances are L∞ over the changed features divided by their scale (the training data's
+//! standard deviation). For tree ensembles the search is the robustness attack's, restricted to
+//! the allowed box and narrowed by bisection on the distance; the clique verification then says
+//! whether nothing closer exists (`certified`), or that no change within the ranges can flip
+//! the decision. Other models are searched with HopSkipJump inside the box (not certified).
+
+use super::hsja::{self, HsjaSettings};
+use super::trees::MarginTable;
+use super::{attack, tree_parts, verify, Predictor, RobustnessError};
+use crate::sampling::SplitMix;
+use mltrail_serving::runtime::{ElementType, Model};
+
+/// What may change: per model feature, the closed interval of values it may take; a feature
+/// not acted on has `lo == hi ==` its value.
+pub struct Request<'a> {
+    pub row: &'a [f64],
+    pub lo: &'a [f64],
+    pub hi: &'a [f64],
+    /// Per feature, the unit of distance (> 0).
+    pub scale: &'a [f64],
+    pub seed: u64,
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The decision the model made about the row.
+    pub original: String,
+    /// The changed row and the decision the runtime gives it, when one was found.
+    pub found: Option<(Vec<f64>, String)>,
+    /// Its L∞ distance from the row, in scaled units.
+    pub distance: Option<f64>,
+    /// For tree ensembles: verified that no change closer than `distance` (or, when nothing
+    /// was found, none within the ranges) flips the decision.
+    pub certified: bool,
+    pub method: &'static str,
+}
+
+/// Bisection steps on the distance (each halves the gap between what is proven and found).
+const STEPS: usize = 24;
+
+/// Up to this many combinations of candidate values, a tree ensemble's counterfactual is found
+/// by trying them all (exact); beyond, by search and bisection, certified by the verification.
+const GRID: usize = 2_000_000;
+
+/// Every combination of the features' candidate values (each threshold, its neighbours in the
+/// model's precision, the range's ends and the row's own value): a cell of the trees' partition
+/// is decided alike throughout, and its closest point to the row is among these, so the
+/// closest flipping combination is the smallest counterfactual. `None` when there are more
+/// than [`GRID`] combinations.
+fn grid(
+    ensemble: &super::trees::Ensemble,
+    class: usize,
+    row: &[f64],
+    ball: &attack::Ball<'_>,
+    round: &dyn Fn(f64) -> f64,
+) -> Option<Option<(Vec<f64>, f64)>> {
+    let mut values = attack::candidates(ensemble, ball, round);
+    for (j, v) in values.iter_mut().enumerate() {
+        if ball.lo[j] != ball.hi[j] {
+            v.extend([round(ball.lo[j]), round(ball.hi[j])]);
+            v.retain(|x| *x >= ball.lo[j].min(row[j]) && *x <= ball.hi[j].max(row[j]));
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+        }
+    }
+    let total = values
+        .iter()
+        .try_fold(1usize, |n, v| n.checked_mul(v.len()))
+        .filter(|n| *n <= GRID)?;
+    let acting: Vec<usize> = (0..row.len()).filter(|j| values[*j].len() > 1).collect();
+    let mut index = vec![0usize; acting.len()];
+    let mut x = row.to_vec();
+    let mut best: Option<(Vec<f64>, f64)> = None;
+    for _ in 0..total {
+        for (k, &j) in acting.iter().enumerate() {
+            x[j] = values[j][index[k]];
+        }
+        let d = attack::distance(row, &x, ball.scale);
+        if best.as_ref().is_none_or(|(_, b)| d < *b) && ensemble.class(&x) != Some(class) {
+            best = Some((x.clone(), d));
+        }
+        // The next combination (odometer order).
+        for (k, &j) in acting.iter().enumerate() {
+            index[k] += 1;
+            if index[k] < values[j].len() {
+                break;
+            }
+            index[k] = 0;
+        }
+    }
+    Some(best)
+}
+
+pub fn search(
+    model: &Model,
+    columns: usize,
+    request: &Request<'_>,
+) -> Result<Answer, RobustnessError> {
+    let [input] = model.inputs() else {
+        return Err(crate::ExplainError::Model(
+            "counterfactuals need a model with one input tensor".into(),
+        )
+        .into());
+    };
+    let element = input.element;
+    let predictor = Predictor {
+        model,
+        width: columns,
+        element,
+    };
+    let round = |v: f64| match element {
+        ElementType::Float => f64::from(v as f32),
+        _ => v,
+    };
+    let row: Vec<f64> = request.row.iter().map(|v| round(*v)).collect();
+    let original = predictor
+        .labels(&row)?
+        .pop()
+        .ok_or(RobustnessError::NotAClassifier)?;
+    let scores = predictor.width_of_scores(&row)?;
+    let mut rng = SplitMix(request.seed);
+    // Rows the runtime decides otherwise: the candidates found, re-scored.
+    let rescore = |x: &[f64]| -> Result<Option<String>, RobustnessError> {
+        let label = predictor
+            .labels(x)?
+            .pop()
+            .ok_or(RobustnessError::NotAClassifier)?;
+        Ok((label != original).then_some(label))
+    };
+    if let Ok(ensemble) = tree_parts(model, columns, scores) {
+        if let Some(class) = ensemble.class(&row) {
+            let table = MarginTable::new(&ensemble, class);
+            let boxes = verify::leaf_boxes(&ensemble);
+            let touched: Vec<Vec<usize>> = (0..columns)
+                .map(|j| {
+                    (0..ensemble.trees.len())
+                        .filter(|t| {
+                            ensemble.trees[*t]
+                                .features
+                                .binary_search(&(j as u32))
+                                .is_ok()
+                        })
+                        .collect()
+                })
+                .collect();
+            let search = attack::Search {
+                ensemble: &ensemble,
+                table: &table,
+                class,
+                touched: &touched,
+                restarts: 4,
+                moves: 4 * columns + 8,
+            };
+            let settings = verify::VerifySettings::default();
+            // The allowed box cut to distance `r` around the row.
+            let within = |r: f64| -> (Vec<f64>, Vec<f64>) {
+                (0..columns)
+                    .map(|j| {
+                        let (lo, hi) = (request.lo[j], request.hi[j]);
+                        if lo == hi {
+                            (lo, hi)
+                        } else {
+                            (
+                                lo.max(row[j] - r * request.scale[j]),
+                                hi.min(row[j] + r * request.scale[j]),
+                            )
+                        }
+                    })
+                    .unzip()
+            };
+            let robust = |lo: &[f64], hi: &[f64]| {
+                // The row itself may lie outside its ranges: the box then holds the row too.
+                let lo: Vec<f64> = lo.iter().zip(&row).map(|(l, x)| l.min(*x)).collect();
+                let hi: Vec<f64> = hi.iter().zip(&row).map(|(h, x)| h.max(*x)).collect();
+                verify::margin_bounds(&boxes, &table, &lo, &hi, &settings)
+                    .iter()
+                    .all(|b| *b > 0.0)
+            };
+            let find = |lo: &[f64], hi: &[f64], rng: &mut SplitMix| {
+                let ball = attack::Ball {
+                    origin: &row,
+                    lo,
+                    hi,
+                    scale: request.scale,
+                };
+                let values = attack::candidates(&ensemble, &ball, &round);
+                search.run(&ball, &values, rng)
+            };
+            let full = attack::Ball {
+                origin: &row,
+                lo: request.lo,
+                hi: request.hi,
+                scale: request.scale,
+            };
+            if let Some(exact) = grid(&ensemble, class, &row, &full, &round) {
+                let found = match exact {
+                    Some((x, d)) => {
+                        let label = rescore(&x)?.ok_or_else(|| {
+                            crate::ExplainError::Model(
+                                "the trees and the runtime disagree about the counterfactual found"
+                                    .into(),
+                            )
+                        })?;
+                        Some((x, label, d))
+                    }
+                    None => None,
+                };
+                return Ok(Answer {
+                    original,
+                    distance: found.as_ref().map(|f| f.2),
+                    found: found.map(|(x, label, _)| (x, label)),
+                    certified: true,
+                    method: "tree cells (exhaustive)",
+                });
+            }
+            let Some(first) = find(request.lo, request.hi, &mut rng) else {
+                return Ok(Answer {
+                    original,
+                    found: None,
+                    distance: None,
+                    certified: robust(request.lo, request.hi),
+                    method: "tree thresholds",
+                });
+            };
+            let mut best = first;
+            let mut best_d = attack::distance(&row, &best, request.scale);
+            let mut proven = 0.0f64;
+            for _ in 0..STEPS {
+                let mid = (proven + best_d) / 2.0;
+                if best_d - proven <= 1e-9 * best_d.max(1.0) {
+                    break;
+                }
+                let (lo, hi) = within(mid);
+                match find(&lo, &hi, &mut rng) {
+                    Some(x) => {
+                        best_d = attack::distance(&row, &x, request.scale);
+                        best = x;
+                    }
+                    None => proven = mid,
+                }
+            }
+            // Proven minimal when nothing strictly closer can flip the decision.
+            let (lo, hi) = within(best_d * (1.0 - 1e-9));
+            let certified = robust(&lo, &hi);
+            let Some(label) = rescore(&best)? else {
+                return Err(crate::ExplainError::Model(
+                    "the trees and the runtime disagree about the counterfactual found".into(),
+                )
+                .into());
+            };
+            return Ok(Answer {
+                original,
+                found: Some((best, label)),
+                distance: Some(best_d),
+                certified,
+                method: "tree thresholds",
+            });
+        }
+    }
+    // Any other model: HopSkipJump inside the allowed box, in scaled units.
+    let acting: Vec<usize> = (0..columns)
+        .filter(|j| request.lo[*j] != request.hi[*j])
+        .collect();
+    let to_row = |z: &[f64]| -> Vec<f64> {
+        let mut x = row.clone();
+        for (k, &j) in acting.iter().enumerate() {
+            x[j] = round(z[k] * request.scale[j]);
+        }
+        x
+    };
+    let z0: Vec<f64> = acting.iter().map(|&j| row[j] / request.scale[j]).collect();
+    let lo: Vec<f64> = acting
+        .iter()
+        .map(|&j| request.lo[j].min(row[j]) / request.scale[j])
+        .collect();
+    let hi: Vec<f64> = acting
+        .iter()
+        .map(|&j| request.hi[j].max(row[j]) / request.scale[j])
+        .collect();
+    let mut oracle = |points: &[Vec<f64>]| -> Result<Vec<bool>, RobustnessError> {
+        let flat: Vec<f64> = points.iter().flat_map(|z| to_row(z)).collect();
+        Ok(predictor
+            .labels(&flat)?
+            .into_iter()
+            .map(|l| l != original)
+            .collect())
+    };
+    let corners: Vec<Vec<f64>> = vec![lo.clone(), hi.clone()];
+    let found = hsja::attack(
+        &mut oracle,
+        &z0,
+        &lo,
+        &hi,
+        &corners,
+        &HsjaSettings::default(),
+        &mut rng,
+    )?;
+    let point = found.point.map(|z| to_row(&z));
+    let (found, distance) = match point {
+        Some(x) => match rescore(&x)? {
+            Some(label) => {
+                let d = attack::distance(&row, &x, request.scale);
+                (Some((x, label)), Some(d))
+            }
+            None => (None, None),
+        },
+        None => (None, None),
+    };
+    Ok(Answer {
+        original,
+        found,
+        distance,
+        certified: false,
+        method: "hop_skip_jump",
+    })
+}
