@@ -217,3 +217,54 @@ def test_four_eyes_and_overrides(server, client, auth, credit_model, tmp_path, u
     assert client.get_registered_model(name).aliases["production"] == str(third)
     for user in (approver, plain):
         auth_client.delete_user(user)
+
+
+def test_drift_compares_the_candidates_training_data_with_production_inputs(server, client, credit_model, tmp_path,
+                                                                           unique):
+    import time
+
+    from test_serving import start_serve
+
+    name, frame = credit_model
+    training = tmp_path / "train.csv"
+    frame.to_csv(training, index=False)
+    dataset = unique("credit-train")
+    mltrail(server, "data", "add", str(training), "--name", dataset)
+    candidate = second_version(client, name)
+    client.set_model_version_tag(name, candidate, "mltrail.training_data", f"{dataset}@1")
+    mltrail(server, "gates", "set", name, "--alias", "staging", "--approvals", "0",
+            "--require", "drift.share <= 0.1")
+    # No deployment serves the model yet: the requirement fails, saying so.
+    checked = mltrail(server, "gates", "check", f"{name}/{candidate}", "--alias", "staging", "--json", check=False)
+    assert "no deployment of" in json.loads(checked.stdout)["requirements"][0]["reason"]
+
+    deployment = unique("credit-prod")
+    proc, url = start_serve(server, f"{name}@production", tmp_path, "--deployment", deployment,
+                            "--segment-seconds", "1", "--archive-interval-ms", "200")
+    try:
+        shifted = frame.assign(income=frame.income + 30)
+        body = {"dataframe_split": {"columns": list(shifted.columns), "data": shifted.values.tolist()}}
+        assert requests.post(f"{url}/api/v1/predict", json=body, timeout=60).status_code == 200
+        deadline, report = time.time() + 60, None
+        while time.time() < deadline:
+            checked = mltrail(server, "gates", "check", f"{name}/{candidate}", "--alias", "staging", "--json",
+                              check=False)
+            report = json.loads(checked.stdout)
+            if report["requirements"][0]["value"] is not None:
+                break
+            time.sleep(0.3)
+        requirement = report["requirements"][0]
+        # income moved by 3 standard deviations: 1 of 3 columns drifted.
+        assert requirement["verdict"] == "fail" and abs(requirement["value"] - 1 / 3) < 1e-12, requirement
+        drift = report["evidence"]["candidate"]["drift"]
+        assert drift["training_data"] == f"{dataset}@1"
+        assert [d["deployment"] for d in drift["deployments"]] == [deployment]
+        assert drift["deployments"][0]["drifted"] == ["income"] and drift["deployments"][0]["rows"] == len(frame)
+        with pytest.raises(MlflowException, match="drift.share <= 0.1: value 0.333"):
+            client.set_registered_model_alias(name, "staging", candidate)
+        mltrail(server, "gates", "set", name, "--alias", "staging", "--approvals", "0",
+                "--require", "drift.share <= 0.5")
+        client.set_registered_model_alias(name, "staging", candidate)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -44,7 +44,12 @@ fn version_of(raw: &str) -> ApiResult<ModelVersionNumber> {
 /// A version's evidence and the digests of the documents it came from. What cannot be read
 /// (a kept document changed or gone, a champion version deleted) becomes the reason its
 /// requirements fail, never an error: an admin's override stays possible.
-async fn evidence(state: &AppState, name: &str, version: i64) -> (Evidence, Value) {
+async fn evidence(
+    state: &AppState,
+    name: &str,
+    version: i64,
+    needs_drift: bool,
+) -> (Evidence, Value) {
     let number = ModelVersionNumber(version);
     let mut unreadable = Vec::new();
     let mut documents = serde_json::Map::new();
@@ -68,17 +73,100 @@ async fn evidence(state: &AppState, name: &str, version: i64) -> (Evidence, Valu
         }
     }
     let [evaluation, robustness] = kept;
-    documents.insert("drift".into(), Value::Null);
+    // Drift reads archived predictions: only when a requirement names it.
+    let drift = if needs_drift {
+        match drift_of(state, name, number).await {
+            Ok(d) => Some(d),
+            Err(why) => {
+                unreadable.push((Source::Drift, why));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    documents.insert("drift".into(), drift.clone().unwrap_or(Value::Null));
     (
         Evidence {
             version: format!("{name}/{version}"),
             evaluation,
             robustness,
-            drift: None,
+            drift,
             unreadable,
         },
         Value::Object(documents),
     )
+}
+
+/// How far the production inputs of the last day drift from a version's training data.
+pub const DRIFT_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// `drift.*` of a version: its training data against the inputs the deployments serving `name`
+/// (any version) archived in the last [`DRIFT_WINDOW_MS`]; the worst deployment's `share` and
+/// `drifted_columns`, and each deployment's comparison. Why there is none otherwise.
+async fn drift_of(
+    state: &AppState,
+    name: &str,
+    number: ModelVersionNumber,
+) -> Result<Value, String> {
+    let who = format!("{name}/{}", number.0);
+    let mv = registry::get_model_version(&state.store, name, number)
+        .await
+        .map_err(|e| format!("{who}: {e}"))?;
+    let training = mv
+        .tags
+        .iter()
+        .find(|t| t.key == registry::TRAINING_DATA_TAG)
+        .ok_or_else(|| {
+            format!("{who} records no training data, which drift compares with production inputs")
+        })?;
+    let reference: mltrail_store::datasets::VersionRef = training
+        .value
+        .parse()
+        .map_err(|e| format!("{who}'s training data `{}`: {e}", training.value))?;
+    let serving: Vec<String> = mltrail_store::deployments::current(&state.store)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_values()
+        .filter(|d| d.model == name && d.status == "serving")
+        .map(|d| d.name)
+        .collect();
+    if serving.is_empty() {
+        return Err(format!("no deployment of {name} is serving, so there are no production inputs to compare {who}'s training data with"));
+    }
+    let end = mltrail_core::now_millis();
+    let mut compared = Vec::new();
+    for deployment in &serving {
+        match state
+            .monitors
+            .drift_against(deployment, end - DRIFT_WINDOW_MS, end, &reference)
+            .await
+        {
+            Ok(Some(d)) => compared.push(d),
+            Ok(None) => {}
+            Err(e) => return Err(format!("drift of deployment `{deployment}`: {e}")),
+        }
+    }
+    let worst = compared
+        .iter()
+        .max_by(|a, b| {
+            a["share"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b["share"].as_f64().unwrap_or(0.0))
+        })
+        .ok_or_else(|| {
+            format!(
+                "the deployments of {name} ({}) archived no inputs in the last 24 h",
+                serving.join(", ")
+            )
+        })?;
+    Ok(json!({
+        "share": worst["share"],
+        "drifted_columns": worst["drifted_columns"],
+        "training_data": training.value,
+        "deployments": compared,
+    }))
 }
 
 /// How a report cites a kept document: its digest and event, who recorded it, on what data.
@@ -128,10 +216,14 @@ pub(crate) async fn check(
     registry::get_model_version(&state.store, name, ModelVersionNumber(version)).await?;
     let policy: Policy = stored_policy.policy()?;
     let champion = registry::champion(&state.store, name, alias, stage, version).await?;
-    let (candidate, candidate_digests) = evidence(state, name, version).await;
+    let needs_drift = policy.requirements.iter().any(|r| {
+        r.left.source == Source::Drift
+            || matches!(&r.right, gate::Bound::Value { path, .. } if path.source == Source::Drift)
+    });
+    let (candidate, candidate_digests) = evidence(state, name, version, needs_drift).await;
     let (champion_evidence, champion_digests) = match champion {
         Some(c) => {
-            let (mut e, d) = evidence(state, name, c).await;
+            let (mut e, d) = evidence(state, name, c, needs_drift).await;
             // The version the alias last held through its gate may be gone since.
             if let Err(err) =
                 registry::get_model_version(&state.store, name, ModelVersionNumber(c)).await

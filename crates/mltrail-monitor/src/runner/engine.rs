@@ -535,6 +535,49 @@ impl Engine {
     /// A deployment's window, read from the archived files of its days (and the day before,
     /// for segments that crossed midnight). Each file is decoded on a blocking thread and folded
     /// into the window, so memory follows the window's columns, not its JSON.
+    /// How `deployment`'s production inputs from `start` to `end` drift from dataset version
+    /// `reference` (a candidate's training data, for release gates): `share` (of the columns
+    /// compared, those drifted, by the monitors' default tests), `drifted_columns`, `columns`,
+    /// `rows` and the drifted columns' names; `None` when the window holds no rows.
+    pub async fn drift_against(
+        &self,
+        deployment: &str,
+        start: i64,
+        end: i64,
+        reference: &VersionRef,
+    ) -> Result<Option<Json>, MonitorError> {
+        let mut window = self.read_window(deployment, start, end, end).await?;
+        let rows = window.rows();
+        if rows == 0 {
+            return Ok(None);
+        }
+        let config: MonitorConfig =
+            serde_json::from_value(json!({})).map_err(MonitorError::Config)?;
+        let reference_data = self.references.get(reference).await?;
+        let options = feature_options(&config, &reference_data, false);
+        let current = window.take_inputs();
+        let prepared = reference_data.prepared(&options).await?;
+        let compared =
+            tokio::task::spawn_blocking(move || compare_prepared(&prepared, current, &options))
+                .await??;
+        let drifted: Vec<&str> = compared
+            .columns
+            .iter()
+            .filter(|c| c.drift.drifted)
+            .map(|c| c.drift.column.as_str())
+            .collect();
+        Ok(Some(json!({
+            "share": compared.dataset.share,
+            "drifted_columns": compared.dataset.drifted_columns,
+            "columns": compared.columns.len(),
+            "rows": rows,
+            "drifted": drifted,
+            "deployment": deployment,
+            "reference": reference.to_string(),
+            "window": {"start": start, "end": end},
+        })))
+    }
+
     async fn read_window(
         &self,
         deployment: &str,
