@@ -43,6 +43,17 @@ def test_counterfactuals_flip_respect_ranges_and_say_none(server, client, credit
             assert again.json()["predictions"][0]["outputs"]["label"] == int(cf["counterfactual"]["decision"]) == 1
             assert cf["counterfactual"]["distance"] > 0
 
+        # Values as a client sent them (not float32) come back exactly where nothing changed.
+        sent = {"dataframe_split": {"columns": ["income", "age", "debt_ratio"], "data": [[40.1, 33.3, 0.45]]}}
+        one = requests.post(f"{url}/api/v1/predict", json=sent, timeout=60).json()["predictions"][0]
+        assert one["outputs"]["label"] == 0
+        cf = requests.get(f"{url}/api/v1/predictions/{one['prediction_id']}/counterfactual",
+                          params={"features": "income,debt_ratio"}, timeout=60).json()
+        assert cf["found"] and cf["counterfactual"]["inputs"]["age"] == 33.3
+        assert all(c["feature"] != "age" for c in cf["counterfactual"]["changes"])
+        for c in cf["counterfactual"]["changes"]:
+            assert c["from"] == {"income": 40.1, "debt_ratio": 0.45}[c["feature"]] and c["to"] != c["from"]
+
         # Age alone, held near its value, cannot flip this model's decision: verified.
         p = declined[0]
         age = float(frame.age.iloc[answered.index(p)])

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use mltrail_data::table::{self, Table, Values};
 use mltrail_serving::deployment::{BoxError, BoxFuture, ModelSource, Serving};
-use mltrail_serving::explanation::{CounterfactualRequest, Explainers, RowExplainer};
+use mltrail_serving::explanation::{
+    CounterfactualError, CounterfactualRequest, Explainers, RowExplainer,
+};
 use mltrail_serving::runtime::Model;
 use serde_json::{json, Map, Value as Json};
 
@@ -154,24 +156,36 @@ impl RowExplainer for Served {
         model: &Model,
         row: &[f64],
         request: &CounterfactualRequest,
-    ) -> Result<serde_json::Value, BoxError> {
+    ) -> Result<serde_json::Value, CounterfactualError> {
         use crate::robustness::counterfactual::{search, Request};
+        let asked =
+            |field: &'static str, message: String| CounterfactualError::Request { field, message };
         let width = self.columns.len();
         let (mut lo, mut hi) = (row.to_vec(), row.to_vec());
         let mut ranges = serde_json::Map::new();
         for (name, from, to) in &request.features {
             let j = self.columns.iter().position(|c| c == name).ok_or_else(|| {
-                format!(
-                    "`{name}` is not an input of the model ({})",
-                    self.columns.join(", ")
+                asked(
+                    "features",
+                    format!(
+                        "`{name}` is not an input of the version that answered ({})",
+                        self.columns.join(", ")
+                    ),
                 )
             })?;
+            if row[j].is_nan() {
+                return Err(asked(
+                    "features",
+                    format!("`{name}` is missing in the prediction's stored inputs: there is no value to change"),
+                ));
+            }
             let (min, max, _) = self.stats[j];
             let (a, b) = (from.unwrap_or(min), to.unwrap_or(max));
-            if !(a.is_finite() && b.is_finite() && a <= b) {
-                return Err(
-                    format!("the range of `{name}` is empty or not finite: {a}..{b}").into(),
-                );
+            if !(a.is_finite() && b.is_finite() && a < b) {
+                return Err(asked(
+                    "ranges",
+                    format!("the range of `{name}` is {a}..{b} (open ends are the training data's least and greatest value): give LOW < HIGH"),
+                ));
             }
             lo[j] = a;
             hi[j] = b;
@@ -193,7 +207,14 @@ impl RowExplainer for Served {
                 scale: &scale,
                 seed: 0,
             },
-        )?;
+        )
+        .map_err(|e| match e {
+            crate::robustness::RobustnessError::NotAClassifier => asked(
+                "features",
+                "counterfactuals are for classifiers: this model's first output is not a class label".into(),
+            ),
+            other => CounterfactualError::Failed(Box::new(other)),
+        })?;
         let mut out = serde_json::json!({
             "features": request.features.iter().map(|f| f.0.clone()).collect::<Vec<_>>(),
             "ranges": ranges,
@@ -203,15 +224,33 @@ impl RowExplainer for Served {
         });
         match &answer.found {
             Some((x, decided)) => {
+                // The model took the row rounded to its precision: a feature the search left
+                // there is unchanged, and answered as given.
+                let element = model.inputs().first().map(|i| i.element);
+                let taken = |v: f64| match element {
+                    Some(mltrail_serving::runtime::ElementType::Float) => f64::from(v as f32),
+                    _ => v,
+                };
+                let same =
+                    |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+                let x: Vec<f64> = (0..width)
+                    .map(|j| {
+                        if same(x[j], taken(row[j])) {
+                            row[j]
+                        } else {
+                            x[j]
+                        }
+                    })
+                    .collect();
                 let changes: Vec<serde_json::Value> = (0..width)
-                    .filter(|j| x[*j] != row[*j])
+                    .filter(|j| !same(x[*j], row[*j]))
                     .map(|j| serde_json::json!({"feature": self.columns[j], "from": row[j], "to": x[j]}))
                     .collect();
                 out["found"] = serde_json::json!(true);
                 out["counterfactual"] = serde_json::json!({
                     "decision": decided,
                     "changes": changes,
-                    "inputs": self.columns.iter().zip(x).map(|(c, v)| (c.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+                    "inputs": self.columns.iter().zip(&x).map(|(c, v)| (c.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
                     "distance": answer.distance,
                     "rescored": true,
                 });
@@ -226,7 +265,7 @@ impl RowExplainer for Served {
                 out["reason"] = serde_json::json!(if answer.certified {
                     "no change within the ranges flips the decision (verified)"
                 } else {
-                    "no change within the ranges that flips the decision was found (not verified: the model is not a tree ensemble)"
+                    "no change within the ranges that flips the decision was found (not verified: the model is not a tree ensemble the search can read exactly)"
                 });
             }
         }

@@ -32,7 +32,35 @@ fn version_of(raw: &str) -> ApiResult<ModelVersionNumber> {
         ApiError::invalid(format!(
             "`version` must be a model version number, got `{raw}`"
         ))
+        .at_column(Some("version"), None)
     })
+}
+
+/// Characters a URN may not hold as they are (RFC 3986's excluded, and `%` itself); others,
+/// names included, stay readable.
+const URN_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// `urn:mltrail:KIND:ID`, the id escaped so the reference is a URI whatever the name holds.
+fn urn(kind: &str, id: &str) -> String {
+    format!(
+        "urn:mltrail:{kind}:{}",
+        percent_encoding::utf8_percent_encode(id, URN_ESCAPED)
+    )
 }
 
 /// A number as the card writes it: the shortest text that reads back as the same double.
@@ -100,7 +128,7 @@ pub(crate) async fn build(
             .map(str::to_string)
     };
     let mut documentation = Vec::new();
-    let mut references = vec![format!("urn:mltrail:model_version:{name}/{v}")];
+    let mut references = vec![urn("model_version", &format!("{name}/{v}"))];
     let mut data = Vec::new();
     let mut metrics = Vec::new();
     let mut ethics = Vec::new();
@@ -115,7 +143,7 @@ pub(crate) async fn build(
     if let Ok((_, run_id)) = crate::lineage::run_of(&state.store, &mv).await {
         if !run_id.is_empty() {
             documentation.push(format!("Trained in run {run_id}."));
-            references.push(format!("urn:mltrail:run:{run_id}"));
+            references.push(urn("run", &run_id));
         }
     }
 
@@ -135,7 +163,7 @@ pub(crate) async fn build(
                     .collect();
                 data.push(json!({
                     "name": format!("{}@{}", d.name, d.version),
-                    "link": format!("urn:mltrail:dataset:{}@{}", d.name, d.version),
+                    "link": urn("dataset", &format!("{}@{}", d.name, d.version)),
                     "description": format!(
                         "Training data: {} rows, {} columns: {}. BLAKE3 {}; target {}.",
                         d.file.rows, columns.len(), described.join(", "), d.file.digest,
@@ -160,13 +188,15 @@ pub(crate) async fn build(
         None => limitations.push("The training data is not recorded (register with --training-data), so the card cannot describe it.".into()),
     }
 
-    // The newest evaluation: metrics, fairness, global importance.
+    // The newest evaluation (read once: metrics, fairness, global importance, model digest).
+    let mut model_digest = None;
     match crate::evaluations::latest_of(state, Assessment::Evaluation, name, number).await {
         Ok(Some((e, event))) => {
+            model_digest = e["model_digest"].as_str().map(str::to_string);
             let dataset = e["dataset"].as_str().unwrap_or("?").to_string();
-            references.push(format!(
-                "urn:mltrail:evaluation:{}",
-                event.event.state_digest.clone().unwrap_or_default()
+            references.push(urn(
+                "evaluation",
+                &event.event.state_digest.clone().unwrap_or_default(),
             ));
             documentation.push(format!(
                 "Evaluated on {dataset} ({} rows, label `{}`) by {} on {}; audit event {}.",
@@ -176,7 +206,7 @@ pub(crate) async fn build(
                 date(event.event.time),
                 event.event.seq
             ));
-            data.push(json!({"name": dataset, "link": format!("urn:mltrail:dataset:{dataset}"), "description": "Evaluation data."}));
+            data.push(json!({"name": dataset, "link": urn("dataset", &dataset), "description": "Evaluation data."}));
             for task in ["classification", "regression"] {
                 for (k, v) in e[task].as_object().into_iter().flatten() {
                     if let Some(text) = v.is_number().then(|| value_text(v)).flatten() {
@@ -244,9 +274,9 @@ pub(crate) async fn build(
                 "{} at epsilon {eps} (L-inf)",
                 r["dataset"].as_str().unwrap_or("?")
             );
-            references.push(format!(
-                "urn:mltrail:robustness:{}",
-                event.event.state_digest.clone().unwrap_or_default()
+            references.push(urn(
+                "robustness",
+                &event.event.state_digest.clone().unwrap_or_default(),
             ));
             documentation.push(format!(
                 "Robustness assessed on {} at epsilon {eps} (L-inf, {}) by {} on {}; audit event {}.",
@@ -327,7 +357,7 @@ pub(crate) async fn build(
             .filter(|q| q["verdict"] == "fail")
             .map(|q| q["requirement"].as_str().unwrap_or("?").to_string())
             .collect();
-        references.push(format!("urn:mltrail:gate_report:{}", r.digest));
+        references.push(urn("gate_report", &r.digest));
         documentation.push(format!(
             "Moved to @{} on {} by {} through its release gate (requirements: {}; approvals: {}){}.",
             r.alias,
@@ -364,7 +394,7 @@ pub(crate) async fn build(
         .values()
         .filter(|d| d.model == name && d.version == v.to_string())
     {
-        references.push(format!("urn:mltrail:deployment:{}", d.name));
+        references.push(urn("deployment", &d.name));
         documentation.push(format!(
             "Deployment `{}`: {} since {} (by {}).",
             d.name,
@@ -397,11 +427,7 @@ pub(crate) async fn build(
             Some(json!({"key": c["name"].as_str()?, "value": c["type"].as_str().unwrap_or("")}))
         })
         .collect();
-    let model_digest = crate::evaluations::latest_of(state, Assessment::Evaluation, name, number)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|(e, _)| e["model_digest"].as_str().map(str::to_string));
+    let model_digest = model_digest;
     let overview = [model.description.as_str(), mv.description.as_str()]
         .iter()
         .filter(|d| !d.is_empty())

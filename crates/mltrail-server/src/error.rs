@@ -238,6 +238,9 @@ impl From<ExplanationError> for ApiError {
             ExplanationError::Failed(_) | ExplanationError::Lookup(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
             }
+            ExplanationError::Request { field, .. } => {
+                return ApiError::invalid(err.to_string()).at_column(Some(field), None)
+            }
         };
         ApiError::new(status, code, err.to_string())
     }

@@ -102,8 +102,8 @@ async fn evidence(
 pub const DRIFT_WINDOW_MS: i64 = 24 * 3_600_000;
 
 /// `drift.*` of a version: its training data against the inputs the deployments serving `name`
-/// (any version) archived in the last [`DRIFT_WINDOW_MS`]; the worst deployment's `share` and
-/// `drifted_columns`, and each deployment's comparison. Why there is none otherwise.
+/// (any version) archived in the last [`DRIFT_WINDOW_MS`]: the largest `share` and the largest
+/// `drifted_columns` over those deployments, and each deployment's comparison. Why there is none otherwise.
 async fn drift_of(
     state: &AppState,
     name: &str,
@@ -161,9 +161,14 @@ async fn drift_of(
                 serving.join(", ")
             )
         })?;
+    let most_drifted = compared
+        .iter()
+        .filter_map(|d| d["drifted_columns"].as_u64())
+        .max()
+        .unwrap_or(0);
     Ok(json!({
         "share": worst["share"],
-        "drifted_columns": worst["drifted_columns"],
+        "drifted_columns": most_drifted,
         "training_data": training.value,
         "deployments": compared,
     }))

@@ -249,10 +249,10 @@ fn counterfactual_request(
             ));
         };
         if let (Some(a), Some(b)) = (from, to) {
-            if a > b {
+            if a >= b {
                 return Err(bad(
                     "ranges",
-                    format!("the range of `{name}` is empty: {a} > {b}"),
+                    format!("the range of `{name}` is {a}..{b}: give LOW < HIGH"),
                 ));
             }
         }

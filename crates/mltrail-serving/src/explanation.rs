@@ -60,7 +60,20 @@ pub trait RowExplainer: Send + Sync {
         model: &Model,
         row: &[f64],
         request: &CounterfactualRequest,
-    ) -> Result<Json, BoxError>;
+    ) -> Result<Json, CounterfactualError>;
+}
+
+/// Why a counterfactual was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum CounterfactualError {
+    /// The request cannot be answered as asked (`field`: the query parameter at fault).
+    #[error("{message}")]
+    Request {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Failed(BoxError),
 }
 
 /// Which features a person could act on, and the values each may take: `None` for an end the

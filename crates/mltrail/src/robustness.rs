@@ -45,7 +45,8 @@ pub struct RobustnessArgs {
     /// Gaussian noise levels (in the same units as epsilon) to measure accuracy under.
     #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.2")]
     sigmas: Vec<f64>,
-    /// At most this many correctly classified rows are attacked (a seeded sample).
+    /// At most this many labelled rows are assessed (a seeded sample; every number in the
+    /// report is about the same rows, so the bounds stay bounds).
     #[arg(long, default_value_t = 500)]
     max_rows: usize,
     /// Model evaluations the black-box attack may spend per row.

@@ -48,6 +48,17 @@ const STEPS: usize = 24;
 /// by trying them all (exact); beyond, by search and bisection, certified by the verification.
 const GRID: usize = 2_000_000;
 
+/// `v` in the model's precision, moved inward when rounding took it out of the range: the
+/// smallest representable value at or above `v` (`up`), else the greatest at or below.
+fn inside(v: f64, round: &dyn Fn(f64) -> f64, up: bool) -> f64 {
+    let r = round(v);
+    match (up, r < v, r > v) {
+        (true, true, _) => round(f64::from((r as f32).next_up())),
+        (false, _, true) => round(f64::from((r as f32).next_down())),
+        _ => r,
+    }
+}
+
 /// Every combination of the features' candidate values (each threshold, its neighbours in the
 /// model's precision, the range's ends and the row's own value): a cell of the trees' partition
 /// is decided alike throughout, and its closest point to the row is among these, so the
@@ -63,8 +74,12 @@ fn grid(
     let mut values = attack::candidates(ensemble, ball, round);
     for (j, v) in values.iter_mut().enumerate() {
         if ball.lo[j] != ball.hi[j] {
-            v.extend([round(ball.lo[j]), round(ball.hi[j])]);
-            v.retain(|x| *x >= ball.lo[j].min(row[j]) && *x <= ball.hi[j].max(row[j]));
+            // The range's ends as the model's precision holds them, inside the range.
+            v.extend([
+                inside(ball.lo[j], round, true),
+                inside(ball.hi[j], round, false),
+            ]);
+            v.retain(|x| (*x >= ball.lo[j] && *x <= ball.hi[j]) || x.to_bits() == row[j].to_bits());
             v.sort_by(f64::total_cmp);
             v.dedup();
         }
@@ -133,6 +148,18 @@ pub fn search(
             .ok_or(RobustnessError::NotAClassifier)?;
         Ok((label != original).then_some(label))
     };
+    // An answer changes only the features acted on, each within its range (or left as it was).
+    let respects = |x: &[f64]| -> bool {
+        (0..columns).all(|j| {
+            let same = x[j].to_bits() == row[j].to_bits() || (x[j].is_nan() && row[j].is_nan());
+            same || (request.lo[j] != request.hi[j]
+                && x[j] >= request.lo[j]
+                && x[j] <= request.hi[j])
+        })
+    };
+    let generic = |rng: &mut SplitMix| {
+        black_box(&predictor, &original, &row, request, &round, &respects, rng)
+    };
     if let Ok(ensemble) = tree_parts(model, columns, scores) {
         if let Some(class) = ensemble.class(&row) {
             let table = MarginTable::new(&ensemble, class);
@@ -198,30 +225,45 @@ pub fn search(
                 hi: request.hi,
                 scale: request.scale,
             };
+            // When the runtime does not confirm what the trees found, the trees are not trusted
+            // for this row: the black-box search below answers instead.
+            let mut trusted = true;
             if let Some(exact) = grid(&ensemble, class, &row, &full, &round) {
-                let found = match exact {
-                    Some((x, d)) => {
-                        let label = rescore(&x)?.ok_or_else(|| {
-                            crate::ExplainError::Model(
-                                "the trees and the runtime disagree about the counterfactual found"
-                                    .into(),
-                            )
-                        })?;
-                        Some((x, label, d))
+                match exact {
+                    Some((x, d)) => match rescore(&x)? {
+                        Some(label) if respects(&x) => {
+                            return Ok(Answer {
+                                original: original.clone(),
+                                distance: Some(d),
+                                found: Some((x, label)),
+                                certified: true,
+                                method: "tree cells (exhaustive)",
+                            })
+                        }
+                        _ => trusted = false,
+                    },
+                    None => {
+                        return Ok(Answer {
+                            original: original.clone(),
+                            distance: None,
+                            found: None,
+                            certified: true,
+                            method: "tree cells (exhaustive)",
+                        })
                     }
-                    None => None,
-                };
-                return Ok(Answer {
-                    original,
-                    distance: found.as_ref().map(|f| f.2),
-                    found: found.map(|(x, label, _)| (x, label)),
-                    certified: true,
-                    method: "tree cells (exhaustive)",
-                });
+                }
             }
-            let Some(first) = find(request.lo, request.hi, &mut rng) else {
+            let first = if trusted {
+                find(request.lo, request.hi, &mut rng)
+            } else {
+                None
+            };
+            let Some(first) = first else {
+                if !trusted {
+                    return generic(&mut rng);
+                }
                 return Ok(Answer {
-                    original,
+                    original: original.clone(),
                     found: None,
                     distance: None,
                     certified: robust(request.lo, request.hi),
@@ -248,14 +290,12 @@ pub fn search(
             // Proven minimal when nothing strictly closer can flip the decision.
             let (lo, hi) = within(best_d * (1.0 - 1e-9));
             let certified = robust(&lo, &hi);
-            let Some(label) = rescore(&best)? else {
-                return Err(crate::ExplainError::Model(
-                    "the trees and the runtime disagree about the counterfactual found".into(),
-                )
-                .into());
+            let label = match rescore(&best)? {
+                Some(label) if respects(&best) => label,
+                _ => return generic(&mut rng),
             };
             return Ok(Answer {
-                original,
+                original: original.clone(),
                 found: Some((best, label)),
                 distance: Some(best_d),
                 certified,
@@ -263,12 +303,32 @@ pub fn search(
             });
         }
     }
-    // Any other model: HopSkipJump inside the allowed box, in scaled units.
-    let acting: Vec<usize> = (0..columns)
+    generic(&mut rng)
+}
+
+/// HopSkipJump inside the allowed box, in scaled units: any model, not certified.
+fn black_box(
+    predictor: &Predictor<'_>,
+    original: &str,
+    row: &[f64],
+    request: &Request<'_>,
+    round: &dyn Fn(f64) -> f64,
+    respects: &dyn Fn(&[f64]) -> bool,
+    rng: &mut SplitMix,
+) -> Result<Answer, RobustnessError> {
+    let original = original.to_string();
+    let rescore = |x: &[f64]| -> Result<Option<String>, RobustnessError> {
+        let label = predictor
+            .labels(x)?
+            .pop()
+            .ok_or(RobustnessError::NotAClassifier)?;
+        Ok((label != original).then_some(label))
+    };
+    let acting: Vec<usize> = (0..row.len())
         .filter(|j| request.lo[*j] != request.hi[*j])
         .collect();
     let to_row = |z: &[f64]| -> Vec<f64> {
-        let mut x = row.clone();
+        let mut x = row.to_vec();
         for (k, &j) in acting.iter().enumerate() {
             x[j] = round(z[k] * request.scale[j]);
         }
@@ -299,16 +359,18 @@ pub fn search(
         &hi,
         &corners,
         &HsjaSettings::default(),
-        &mut rng,
+        rng,
     )?;
     let point = found.point.map(|z| to_row(&z));
     let (found, distance) = match point {
         Some(x) => match rescore(&x)? {
-            Some(label) => {
-                let d = attack::distance(&row, &x, request.scale);
+            // Outside the ranges (between the row and a range it lies outside of, or rounded
+            // past an end) is no answer.
+            Some(label) if respects(&x) => {
+                let d = attack::distance(row, &x, request.scale);
                 (Some((x, label)), Some(d))
             }
-            None => (None, None),
+            _ => (None, None),
         },
         None => (None, None),
     };

@@ -56,7 +56,8 @@ pub struct Settings {
     pub scale: Vec<f64>,
     /// Noise levels, in scaled units.
     pub sigmas: Vec<f64>,
-    /// At most this many correctly classified rows are attacked (a seeded sample).
+    /// At most this many labelled rows are assessed (a seeded sample); every number of the
+    /// report is about those rows.
     pub max_rows: usize,
     /// Random restarts of the tree attack.
     pub restarts: usize,
@@ -131,7 +132,7 @@ pub struct Report {
     pub attack_success_rate: f64,
     /// Median over rows an attack flipped (at any distance) of the smallest perturbation found.
     pub median_perturbation: Option<f64>,
-    /// Correctly classified rows attacked (all of them unless `max_rows` cut them).
+    /// Correctly classified rows attacked (every one among the rows assessed).
     pub rows_attacked: usize,
     pub attacks: Vec<AttackSummary>,
     pub verification: Option<Verification>,
@@ -182,7 +183,12 @@ impl Predictor<'_> {
                 .run(vec![to_tensor(chunk, self.width, self.element)?])
                 .map_err(ExplainError::Runtime)?;
             let first = outputs.first().ok_or(RobustnessError::NotAClassifier)?;
-            out.extend(labels_of(first).ok_or(RobustnessError::NotAClassifier)?);
+            let labels = labels_of(first).ok_or(RobustnessError::NotAClassifier)?;
+            // One class per row, or the output is not a class label.
+            if labels.len() != chunk.len() / self.width {
+                return Err(RobustnessError::NotAClassifier);
+            }
+            out.extend(labels);
         }
         Ok(out)
     }
@@ -235,6 +241,7 @@ fn tree_parts(model: &Model, width: usize, scores: usize) -> Result<trees::Ensem
         trees::Link {
             outputs: outputs.iter().map(|o| o.output.clone()).collect(),
             width: scores,
+            threshold: ensemble.binary_threshold(),
         },
     ))
 }
@@ -267,6 +274,17 @@ pub fn assess(
         }
     }
     let n = crate::whole_rows(input.rows, width).map_err(ExplainError::Input)?;
+    if input.truth.len() != n
+        || settings.scale.len() != width
+        || settings.attacked.iter().any(|j| *j >= width)
+    {
+        return Err(ExplainError::Input(format!(
+            "{n} rows of {width} columns need as many labels ({}) and scales ({}), and attacked features among the columns",
+            input.truth.len(),
+            settings.scale.len()
+        ))
+        .into());
+    }
     let rows: Vec<f64> = input
         .rows
         .chunks_exact(width)
@@ -278,9 +296,25 @@ pub fn assess(
         element,
     };
     let predicted = predictor.labels(&rows)?;
-    let labelled: Vec<usize> = (0..n).filter(|r| input.truth[*r].is_some()).collect();
+    let mut labelled: Vec<usize> = (0..n).filter(|r| input.truth[*r].is_some()).collect();
     if labelled.is_empty() {
         return Err(RobustnessError::NoLabels);
+    }
+    let mut notes = Vec::new();
+    let mut rng = SplitMix(settings.seed);
+    // Every number is about the same rows: at most `max_rows` labelled rows, a seeded sample,
+    // so that the bounds stay bounds (no row's fate is extrapolated from another's).
+    if labelled.len() > settings.max_rows {
+        let all = labelled.len();
+        for i in (1..labelled.len()).rev() {
+            labelled.swap(i, rng.below(i + 1));
+        }
+        labelled.truncate(settings.max_rows.max(1));
+        labelled.sort_unstable();
+        notes.push(format!(
+            "{} of the {all} labelled rows were assessed (a seeded sample; --max-rows)",
+            labelled.len()
+        ));
     }
     let truth = |r: usize| input.truth[r].as_deref().unwrap_or_default();
     let correct: Vec<usize> = labelled
@@ -289,23 +323,8 @@ pub fn assess(
         .filter(|r| predicted[*r] == truth(*r))
         .collect();
     let row = |r: usize| &rows[r * width..(r + 1) * width];
-    let mut notes = Vec::new();
-    let mut rng = SplitMix(settings.seed);
-
-    // Which correctly classified rows are attacked.
-    let mut attacked_rows = correct.clone();
-    if attacked_rows.len() > settings.max_rows {
-        for i in (1..attacked_rows.len()).rev() {
-            attacked_rows.swap(i, rng.below(i + 1));
-        }
-        attacked_rows.truncate(settings.max_rows);
-        attacked_rows.sort_unstable();
-        notes.push(format!(
-            "{} of the {} correctly classified rows were attacked (a seeded sample; --max-rows)",
-            settings.max_rows,
-            correct.len()
-        ));
-    }
+    // Every correctly classified row assessed is attacked.
+    let attacked_rows = correct.clone();
 
     // The tree machinery, checked against the runtime's own answers on every row.
     let scores = predictor.width_of_scores(row(0))?;
@@ -344,7 +363,7 @@ pub fn assess(
         ElementType::Float => f64::from(v as f32),
         _ => v,
     };
-    let within = |d: f64| d <= settings.epsilon * (1.0 + 1e-9);
+    let within = |d: f64| d <= settings.epsilon;
 
     // Per attacked row: the closest example found by each attack.
     let mut best: HashMap<usize, (Vec<f64>, f64, &'static str)> = HashMap::new();
@@ -375,8 +394,14 @@ pub fn assess(
             let table = trees::MarginTable::new(ensemble, class);
             let lo: Vec<f64> = origin.iter().zip(&radius).map(|(x, r)| x - r).collect();
             let hi: Vec<f64> = origin.iter().zip(&radius).map(|(x, r)| x + r).collect();
-            let bounds = verify::margin_bounds(&boxes, &table, &lo, &hi, &settings.verify);
-            if bounds.iter().all(|b| *b > 0.0) {
+            // The runtime decides on the input rounded to float32, which may fall just outside
+            // the ball: verify the ball widened to its rounded ends (rounding is monotone).
+            let wide_lo: Vec<f64> = lo.iter().map(|v| v.min(round(*v))).collect();
+            let wide_hi: Vec<f64> = hi.iter().map(|v| v.max(round(*v))).collect();
+            let bounds =
+                verify::margin_bounds(&boxes, &table, &wide_lo, &wide_hi, &settings.verify);
+            // A margin this close to 0 is within the summation order's rounding: not proven.
+            if bounds.iter().all(|b| *b > VERIFIED_MARGIN) {
                 verified_rows.push(r);
             }
             let ball = attack::Ball {
@@ -463,9 +488,19 @@ pub fn assess(
             (input.progress)("black-box attack", done, attacked_rows.len());
             let origin = row(r).to_vec();
             let label = truth(r).to_string();
+            // A missing value stays missing: the attack moves the row's other features.
+            let moving: Vec<usize> = attacked
+                .iter()
+                .copied()
+                .filter(|j| !origin[*j].is_nan())
+                .collect();
+            if moving.is_empty() {
+                continue;
+            }
+            let span = |j: usize| attacked.iter().position(|a| *a == j).unwrap_or(0);
             let to_row = |z: &[f64]| -> Vec<f64> {
                 let mut x = origin.clone();
-                for (k, &j) in attacked.iter().enumerate() {
+                for (k, &j) in moving.iter().enumerate() {
                     x[j] = round(z[k] * settings.scale[j]);
                 }
                 x
@@ -488,23 +523,35 @@ pub fn assess(
                     .map(|l| l != label)
                     .collect())
             };
-            let z0: Vec<f64> = attacked
+            let z0: Vec<f64> = moving
                 .iter()
                 .map(|&j| origin[j] / settings.scale[j])
                 .collect();
-            let lo: Vec<f64> = lo_data.iter().zip(&z0).map(|(l, z)| l.min(*z)).collect();
-            let hi: Vec<f64> = hi_data.iter().zip(&z0).map(|(h, z)| h.max(*z)).collect();
-            // The nearest rows the model answers differently for, as starts.
+            let lo: Vec<f64> = moving
+                .iter()
+                .zip(&z0)
+                .map(|(j, z)| lo_data[span(*j)].min(*z))
+                .collect();
+            let hi: Vec<f64> = moving
+                .iter()
+                .zip(&z0)
+                .map(|(j, z)| hi_data[span(*j)].max(*z))
+                .collect();
+            // The nearest rows the model answers differently for (and whose moving features are
+            // all known), as starts: the five nearest, without sorting every row.
             let mut others: Vec<(f64, usize)> = (0..n)
-                .filter(|o| predicted[*o] != label)
+                .filter(|o| predicted[*o] != label && moving.iter().all(|j| !row(*o)[*j].is_nan()))
                 .map(|o| (attack::distance(&origin, row(o), &settings.scale), o))
                 .collect();
+            if others.len() > 5 {
+                others.select_nth_unstable_by(4, |a, b| a.0.total_cmp(&b.0));
+                others.truncate(5);
+            }
             others.sort_by(|a, b| a.0.total_cmp(&b.0));
             let starts: Vec<Vec<f64>> = others
                 .iter()
-                .take(5)
                 .map(|(_, o)| {
-                    attacked
+                    moving
                         .iter()
                         .map(|&j| row(*o)[j] / settings.scale[j])
                         .collect()
@@ -547,39 +594,43 @@ pub fn assess(
         notes.push("no black-box attack: no attacked feature varies in the data".into());
     }
 
-    let flipped: Vec<usize> = best
+    let flipped: std::collections::BTreeSet<usize> = best
         .iter()
         .filter(|(_, (_, d, _))| within(*d))
         .map(|(r, _)| *r)
         .collect();
-    if let Some(r) = verified_rows.iter().find(|r| flipped.contains(r)) {
-        notes.push(format!("row {r} was verified robust and yet an attack flipped it: the verification's view of the trees and the runtime disagree there"));
+    // A row both verified and flipped is not counted verified: the runtime's answer wins.
+    let contradicted = verified_rows.iter().filter(|r| flipped.contains(r)).count();
+    if contradicted > 0 {
+        notes.push(format!("{contradicted} row(s) verified robust were flipped by an attack (the verification's view of the trees and the runtime disagree there); they are not counted verified"));
+        verified_rows.retain(|r| !flipped.contains(r));
     }
-    // Unattacked correct rows (beyond max_rows) count as the attacked ones fared, in proportion:
-    // k of the a attacked stand for k·c/a of the c correct. Each accuracy is one integer ratio
-    // over the same denominator, so their order is the counts' order, to the last bit.
-    let (c, a, n) = (correct.len(), attacked_rows.len().max(1), labelled.len());
-    let of_labelled = |k: usize| (k * c) as f64 / (a * n) as f64;
-    let robust_accuracy = of_labelled(attacked_rows.len().saturating_sub(flipped.len()))
-        + if attacked_rows.is_empty() {
-            ratio(c, n)
-        } else {
-            0.0
-        };
+    // Both bounds are counts over the same labelled rows.
+    let n_labelled = labelled.len();
+    let robust_accuracy = ratio(correct.len() - flipped.len(), n_labelled);
     let verified_robust_accuracy = verification
         .as_ref()
-        .map(|_| of_labelled(verified_rows.len()));
+        .map(|_| ratio(verified_rows.len(), n_labelled));
     let mut minimal: Vec<f64> = best.values().map(|(_, d, _)| *d).collect();
     let examples: Vec<Example> = {
         let mut e: Vec<Example> = best
             .into_iter()
             .filter(|(_, (_, d, _))| within(*d))
-            .map(|(r, (values, d, attack))| Example {
-                row: r,
-                values,
-                label: truth(r).to_string(),
-                perturbation: d,
-                attack,
+            .map(|(r, (mut values, d, attack))| {
+                // Features the attack did not change keep the values as given (not rounded).
+                let given = &input.rows[r * width..(r + 1) * width];
+                for (j, v) in values.iter_mut().enumerate() {
+                    if v.to_bits() == row(r)[j].to_bits() {
+                        *v = given[j];
+                    }
+                }
+                Example {
+                    row: r,
+                    values,
+                    label: truth(r).to_string(),
+                    perturbation: d,
+                    attack,
+                }
             })
             .collect();
         e.sort_by_key(|x| x.row);
@@ -642,11 +693,7 @@ pub fn assess(
             .map(|j| input.columns[*j].clone())
             .collect(),
         rows: labelled.len(),
-        clean_accuracy: if attacked_rows.is_empty() {
-            ratio(c, n)
-        } else {
-            of_labelled(attacked_rows.len())
-        },
+        clean_accuracy: ratio(correct.len(), n_labelled),
         robust_accuracy,
         verified_robust_accuracy,
         attack_success_rate: ratio(flipped.len(), attacked_rows.len()),
@@ -660,6 +707,10 @@ pub fn assess(
     };
     Ok((report, examples))
 }
+
+/// The smallest margin a verified row has: below it, summing the same leaves in another order
+/// (as the runtime does) could change the sign.
+const VERIFIED_MARGIN: f64 = 1e-9;
 
 fn ratio(k: usize, n: usize) -> f64 {
     if n == 0 {

@@ -76,6 +76,7 @@ fn ensemble(seed: u64, trees: usize, features: usize) -> Ensemble {
                 space: OutputSpace::LogOdds,
             }],
             width: 2,
+            threshold: Some(0.0),
         },
         features,
     }

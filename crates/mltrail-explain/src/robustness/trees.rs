@@ -39,21 +39,37 @@ impl Tree {
     }
 }
 
-/// How raw outputs decide the class: `outputs` (the explainer's) linked to the model's
-/// probability columns (`width` of them).
+/// How raw outputs decide the class, as the runtime decides it: one score for two classes
+/// against `threshold` (class 1 strictly above it), else the first of the largest scores
+/// (softmax and averaging keep the order, so raw scores decide as probabilities do).
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
     pub outputs: Vec<RawOutput>,
     pub width: usize,
+    /// The one-score threshold (`TreeEnsemble::binary_threshold`); `None` when the runtime
+    /// gives none (the decision is then taken from the linked probabilities).
+    pub threshold: Option<f64>,
 }
 
 impl Link {
-    /// The class column the raw outputs decide (the first of equal probabilities, as argmax).
+    /// The class column the raw outputs decide.
     pub fn class(&self, raw: &[f64]) -> Option<usize> {
-        let p = linked(&self.outputs, raw, self.width)?;
+        if raw.len() == 1 {
+            let t = match self.threshold {
+                Some(t) => t,
+                None => {
+                    let p = linked(&self.outputs, raw, self.width)?;
+                    return Some(usize::from(p.get(1)? > p.first()?));
+                }
+            };
+            return Some(usize::from(raw[0] > t));
+        }
+        if raw.iter().any(|v| v.is_nan()) {
+            return None;
+        }
         let mut best = 0;
-        for (i, v) in p.iter().enumerate() {
-            if *v > p[best] {
+        for (i, v) in raw.iter().enumerate() {
+            if *v > raw[best] {
                 best = i;
             }
         }
@@ -66,10 +82,10 @@ impl Link {
         let k = self.outputs.len();
         if k == 1 {
             // One score for two classes: class 1 above the threshold, class 0 at or below it.
-            let threshold = match self.outputs[0].space {
+            let threshold = self.threshold.unwrap_or(match self.outputs[0].space {
                 OutputSpace::LogOdds | OutputSpace::Margin => 0.0,
                 OutputSpace::Probability | OutputSpace::Value => 0.5,
-            };
+            });
             return if c == 1 {
                 vec![(vec![1.0], -threshold)]
             } else {

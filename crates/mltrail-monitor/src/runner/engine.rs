@@ -532,9 +532,6 @@ impl Engine {
         ))
     }
 
-    /// A deployment's window, read from the archived files of its days (and the day before,
-    /// for segments that crossed midnight). Each file is decoded on a blocking thread and folded
-    /// into the window, so memory follows the window's columns, not its JSON.
     /// How `deployment`'s production inputs from `start` to `end` drift from dataset version
     /// `reference` (a candidate's training data, for release gates): `share` (of the columns
     /// compared, those drifted, by the monitors' default tests), `drifted_columns`, `columns`,
@@ -578,6 +575,9 @@ impl Engine {
         })))
     }
 
+    /// A deployment's window, read from the archived files of its days (and the day before,
+    /// for segments that crossed midnight). Each file is decoded on a blocking thread and folded
+    /// into the window, so memory follows the window's columns, not its JSON.
     async fn read_window(
         &self,
         deployment: &str,

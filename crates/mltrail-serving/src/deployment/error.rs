@@ -124,6 +124,12 @@ pub enum ExplanationError {
     Inputs(String),
     #[error("explaining the prediction failed: {0}")]
     Failed(#[source] BoxError),
+    /// A counterfactual asked of features or ranges that do not fit this prediction.
+    #[error("{message}")]
+    Request {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Lookup(#[from] LookupError),
     #[error("the explanation could not be kept: {0}")]

@@ -700,7 +700,12 @@ impl Deployment {
         })
         .await
         .map_err(|e| ExplanationError::Failed(Box::new(e)))?
-        .map_err(ExplanationError::Failed)?;
+        .map_err(|e| match e {
+            crate::explanation::CounterfactualError::Request { field, message } => {
+                ExplanationError::Request { field, message }
+            }
+            crate::explanation::CounterfactualError::Failed(e) => ExplanationError::Failed(e),
+        })?;
         Ok(Some((record, made)))
     }
 

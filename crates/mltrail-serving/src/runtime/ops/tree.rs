@@ -380,6 +380,20 @@ impl TreeEnsemble {
         &self.base_values
     }
 
+    /// The score above which a one-score, two-class classifier answers its second class: 0.5
+    /// when every leaf weight is non-negative (onnxruntime's rule, whatever the post-transform),
+    /// else 0. `None` for other layouts.
+    pub fn binary_threshold(&self) -> Option<f64> {
+        match &self.kind {
+            Kind::Classifier {
+                binary_case: true,
+                weights_all_positive,
+                ..
+            } => Some(if *weights_all_positive { 0.5 } else { 0.0 }),
+            _ => None,
+        }
+    }
+
     /// Each output as a sum over trees, when the ensemble's conventions make it one (MIN and MAX
     /// aggregates do not; nor do two-class layouts no exporter we know writes).
     pub fn additive_outputs(&self) -> Option<Vec<TreeOutput>> {
