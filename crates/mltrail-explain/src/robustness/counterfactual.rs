@@ -46,7 +46,7 @@ const STEPS: usize = 24;
 
 /// Up to this many combinations of candidate values, a tree ensemble's counterfactual is found
 /// by trying them all (exact); beyond, by search and bisection, certified by the verification.
-const GRID: usize = 2_000_000;
+const GRID: usize = 500_000;
 
 /// `v` in the model's precision, moved inward when rounding took it out of the range: the
 /// smallest representable value at or above `v` (`up`), else the greatest at or below.

@@ -215,7 +215,13 @@ pub struct Deployment {
     /// The versions swapped out most recently (newest last), kept with their explainers:
     /// their predictions are explained by the version that answered them.
     retired: std::sync::Mutex<Vec<Arc<Serving>>>,
+    /// Counterfactual searches running at once: each may take a core for a while, and scoring
+    /// must keep the rest.
+    counterfactuals: tokio::sync::Semaphore,
 }
+
+/// Counterfactual searches a deployment runs at once; more wait their turn.
+const COUNTERFACTUALS_AT_ONCE: usize = 1;
 
 /// Whether `serving` is model `name` version `version` from the file with `digest`.
 fn same_version(serving: &Serving, name: &str, version: &str, digest: &str) -> bool {
@@ -243,6 +249,7 @@ impl Deployment {
             lineage: None,
             source: None,
             retired: std::sync::Mutex::new(Vec::new()),
+            counterfactuals: tokio::sync::Semaphore::new(COUNTERFACTUALS_AT_ONCE),
         }
     }
 
@@ -695,6 +702,12 @@ impl Deployment {
             .map_err(ExplanationError::Unavailable)?;
         let row = input_numbers(record.inputs.get(), &serving.signature.column_names())
             .map_err(ExplanationError::Inputs)?;
+        // The semaphore is never closed, so a permit always comes.
+        let _turn = self
+            .counterfactuals
+            .acquire()
+            .await
+            .map_err(|e| ExplanationError::Failed(Box::new(e)))?;
         let made = tokio::task::spawn_blocking(move || {
             explainer.counterfactual(&serving.model.model, &row, &request)
         })
