@@ -120,9 +120,9 @@ struct Served {
     stats: Vec<(f64, f64, f64)>,
 }
 
-/// Per column of row-major `rows`, (min, max, population standard deviation) of its finite
-/// values.
-fn column_stats(rows: &[f64], width: usize) -> Vec<(f64, f64, f64)> {
+/// Per column of row-major `rows`, (min, max, population standard deviation, as
+/// scikit-learn's `StandardScaler`) of its finite values.
+pub fn column_stats(rows: &[f64], width: usize) -> Vec<(f64, f64, f64)> {
     (0..width)
         .map(|j| {
             let values: Vec<f64> = rows

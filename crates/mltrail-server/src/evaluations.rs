@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use mltrail_core::{ArtifactPath, ModelVersionNumber};
-use mltrail_store::evaluations::{self, Assessment, EVALUATION_KIND};
+use mltrail_store::evaluations::{self, Assessment};
 use mltrail_store::metrics::{self, Batch, NewMetric};
 use mltrail_store::{registry, runs};
 
@@ -188,25 +188,46 @@ pub(crate) async fn latest_robustness(
     latest_of(state, Assessment::Robustness, name, number).await
 }
 
+/// The newest assessment of `what` with its event, answered under `key`; 404 with `hint` (the
+/// command that makes one) when there is none.
+async fn newest(
+    state: &AppState,
+    what: Assessment,
+    key: &str,
+    name: &str,
+    version: &str,
+    hint: &str,
+) -> ApiResult<Json<Value>> {
+    let number = version_of(version)?;
+    let Some((document, event)) = latest_of(state, what, name, number).await? else {
+        return Err(ApiError::not_found(format!(
+            "{name}/{} has no {key} yet (`{hint}`)",
+            number.0
+        )));
+    };
+    Ok(Json(json!({
+        key: document,
+        "digest": event.event.state_digest,
+        "entity": format!("{}:{name}/{}", what.kind(), number.0),
+        "event": event,
+    })))
+}
+
 /// `GET`: the newest evaluation with its event.
 async fn get_latest(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let number = version_of(&version)?;
-    registry::get_model_version(&state.store, &name, number).await?;
-    let Some((evaluation, event)) = latest(&state, &name, number).await? else {
-        return Err(ApiError::not_found(format!(
-            "{name}/{} has no evaluation yet (`mltrail evaluate {name}/{} --data DATASET@V --label COL`)",
-            number.0, number.0
-        )));
-    };
-    Ok(Json(json!({
-        "evaluation": evaluation,
-        "digest": event.event.state_digest,
-        "entity": format!("{EVALUATION_KIND}:{name}/{}", number.0),
-        "event": event,
-    })))
+    let hint = format!("mltrail evaluate {name}/{version} --data DATASET@V --label COL");
+    newest(
+        &state,
+        Assessment::Evaluation,
+        "evaluation",
+        &name,
+        &version,
+        &hint,
+    )
+    .await
 }
 
 /// `POST`: the body is the robustness report (`mltrail robustness` makes it), kept under its
@@ -263,19 +284,17 @@ async fn get_robustness(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let number = version_of(&version)?;
-    let Some((report, event)) = latest_robustness(&state, &name, number).await? else {
-        return Err(ApiError::not_found(format!(
-            "{name}/{} has no robustness report yet (`mltrail robustness {name}/{} --data DATASET@V --label COL --epsilon E`)",
-            number.0, number.0
-        )));
-    };
-    Ok(Json(json!({
-        "robustness": report,
-        "digest": event.event.state_digest,
-        "entity": format!("{}:{name}/{}", Assessment::Robustness.kind(), number.0),
-        "event": event,
-    })))
+    let hint =
+        format!("mltrail robustness {name}/{version} --data DATASET@V --label COL --epsilon E");
+    newest(
+        &state,
+        Assessment::Robustness,
+        "robustness",
+        &name,
+        &version,
+        &hint,
+    )
+    .await
 }
 
 pub fn routes() -> Router<AppState> {

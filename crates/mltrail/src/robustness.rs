@@ -82,23 +82,6 @@ fn encode(text: &str) -> String {
     utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
 }
 
-/// Per column, the standard deviation (population, as scikit-learn's StandardScaler) of the
-/// finite values.
-fn deviations(rows: &[f64], width: usize) -> Vec<f64> {
-    (0..width)
-        .map(|j| {
-            let values: Vec<f64> = rows
-                .chunks_exact(width)
-                .map(|r| r[j])
-                .filter(|v| v.is_finite())
-                .collect();
-            let n = values.len().max(1) as f64;
-            let mean = values.iter().sum::<f64>() / n;
-            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt()
-        })
-        .collect()
-}
-
 pub async fn run(args: RobustnessArgs) -> Result<()> {
     if args.norm != "linf" {
         bail!(
@@ -163,7 +146,10 @@ pub async fn run(args: RobustnessArgs) -> Result<()> {
         let (train, _, _) = crate::evaluate::dataset(&client, &training).await?;
         let train_rows = mltrail_explain::served::numeric_rows(&train, &columns, &training)
             .map_err(|e| anyhow!("{e}"))?;
-        let std = deviations(&train_rows, columns.len());
+        let std: Vec<f64> = mltrail_explain::served::column_stats(&train_rows, columns.len())
+            .into_iter()
+            .map(|(_, _, sd)| sd)
+            .collect();
         let mut scale = Vec::with_capacity(std.len());
         for (j, s) in std.iter().enumerate() {
             if *s > 0.0 {

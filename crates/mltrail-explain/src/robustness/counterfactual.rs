@@ -141,13 +141,7 @@ pub fn search(
     let scores = predictor.width_of_scores(&row)?;
     let mut rng = SplitMix(request.seed);
     // Rows the runtime decides otherwise: the candidates found, re-scored.
-    let rescore = |x: &[f64]| -> Result<Option<String>, RobustnessError> {
-        let label = predictor
-            .labels(x)?
-            .pop()
-            .ok_or(RobustnessError::NotAClassifier)?;
-        Ok((label != original).then_some(label))
-    };
+    let rescore = |x: &[f64]| decided_otherwise(&predictor, &original, x);
     // An answer changes only the features acted on, each within its range (or left as it was).
     let respects = |x: &[f64]| -> bool {
         (0..columns).all(|j| {
@@ -164,18 +158,7 @@ pub fn search(
         if let Some(class) = ensemble.class(&row) {
             let table = MarginTable::new(&ensemble, class);
             let boxes = verify::leaf_boxes(&ensemble);
-            let touched: Vec<Vec<usize>> = (0..columns)
-                .map(|j| {
-                    (0..ensemble.trees.len())
-                        .filter(|t| {
-                            ensemble.trees[*t]
-                                .features
-                                .binary_search(&(j as u32))
-                                .is_ok()
-                        })
-                        .collect()
-                })
-                .collect();
+            let touched = ensemble.trees_reading();
             let search = attack::Search {
                 ensemble: &ensemble,
                 table: &table,
@@ -306,6 +289,19 @@ pub fn search(
     generic(&mut rng)
 }
 
+/// The runtime's class for `x` when it is not `original`.
+fn decided_otherwise(
+    predictor: &Predictor<'_>,
+    original: &str,
+    x: &[f64],
+) -> Result<Option<String>, RobustnessError> {
+    let label = predictor
+        .labels(x)?
+        .pop()
+        .ok_or(RobustnessError::NotAClassifier)?;
+    Ok((label != original).then_some(label))
+}
+
 /// HopSkipJump inside the allowed box, in scaled units: any model, not certified.
 fn black_box(
     predictor: &Predictor<'_>,
@@ -316,14 +312,8 @@ fn black_box(
     respects: &dyn Fn(&[f64]) -> bool,
     rng: &mut SplitMix,
 ) -> Result<Answer, RobustnessError> {
+    let rescore = |x: &[f64]| decided_otherwise(predictor, original, x);
     let original = original.to_string();
-    let rescore = |x: &[f64]| -> Result<Option<String>, RobustnessError> {
-        let label = predictor
-            .labels(x)?
-            .pop()
-            .ok_or(RobustnessError::NotAClassifier)?;
-        Ok((label != original).then_some(label))
-    };
     let acting: Vec<usize> = (0..row.len())
         .filter(|j| request.lo[*j] != request.hi[*j])
         .collect();

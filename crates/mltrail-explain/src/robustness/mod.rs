@@ -371,18 +371,7 @@ pub fn assess(
     let mut verification = None;
     let mut verified_rows: Vec<usize> = Vec::new();
     if let Some(ensemble) = &ensemble {
-        let touched: Vec<Vec<usize>> = (0..width)
-            .map(|j| {
-                (0..ensemble.trees.len())
-                    .filter(|t| {
-                        ensemble.trees[*t]
-                            .features
-                            .binary_search(&(j as u32))
-                            .is_ok()
-                    })
-                    .collect()
-            })
-            .collect();
+        let touched = ensemble.trees_reading();
         let boxes = verify::leaf_boxes(ensemble);
         let mut found: Vec<(usize, Vec<f64>)> = Vec::new();
         for (done, &r) in attacked_rows.iter().enumerate() {

@@ -157,6 +157,17 @@ impl Ensemble {
         self.offset.len()
     }
 
+    /// Per feature, the trees whose branches read it: the trees a move of it re-walks.
+    pub fn trees_reading(&self) -> Vec<Vec<usize>> {
+        (0..self.features)
+            .map(|j| {
+                (0..self.trees.len())
+                    .filter(|t| self.trees[*t].features.binary_search(&(j as u32)).is_ok())
+                    .collect()
+            })
+            .collect()
+    }
+
     pub fn raw(&self, row: &[f64]) -> Vec<f64> {
         let k = self.outputs();
         let mut out = self.offset.clone();
