@@ -16,8 +16,9 @@
 
 use super::trees::{Ensemble, MarginTable};
 
-/// Per feature, a closed interval.
-type Box = Vec<(f64, f64)>;
+/// Closed intervals of the features a leaf's path reads, sorted by feature: every other
+/// feature is unconstrained. Sparse, so a box costs what its path reads, not the model's width.
+type Box = Vec<(u32, f64, f64)>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct VerifySettings {
@@ -39,36 +40,44 @@ impl Default for VerifySettings {
     }
 }
 
-/// Per tree, each leaf's box (the whole line where a feature is not read).
+/// `b` with feature `f`'s interval narrowed to `[lo, hi]` (kept sorted by feature).
+fn narrowed(mut b: Box, f: u32, lo: f64, hi: f64) -> Box {
+    match b.binary_search_by_key(&f, |c| c.0) {
+        Ok(i) => {
+            b[i].1 = b[i].1.max(lo);
+            b[i].2 = b[i].2.min(hi);
+        }
+        Err(i) => b.insert(i, (f, lo, hi)),
+    }
+    b
+}
+
+/// Per tree, each leaf's box.
 pub(crate) fn leaf_boxes(ensemble: &Ensemble) -> Vec<Vec<(usize, Box)>> {
     use mltrail_serving::runtime::NodeMode;
-    let width = ensemble.features;
+    let (down, up) = (f64::NEG_INFINITY, f64::INFINITY);
     ensemble
         .trees
         .iter()
         .map(|tree| {
             let mut leaves = Vec::new();
-            let mut stack = vec![(0usize, vec![(f64::NEG_INFINITY, f64::INFINITY); width])];
+            let mut stack: Vec<(usize, Box)> = vec![(0, Vec::new())];
             while let Some((i, bounds)) = stack.pop() {
                 let node = tree.nodes[i];
                 let Some((f, t, mode, _)) = node.split else {
                     leaves.push((i, bounds));
                     continue;
                 };
-                let f = f as usize;
-                let (mut yes, mut no) = (bounds.clone(), bounds);
-                match mode {
+                let (yes, no) = match mode {
                     NodeMode::Leq | NodeMode::Lt => {
-                        yes[f].1 = yes[f].1.min(t);
-                        no[f].0 = no[f].0.max(t);
+                        (narrowed(bounds.clone(), f, down, t), narrowed(bounds, f, t, up))
                     }
                     NodeMode::Gte | NodeMode::Gt => {
-                        yes[f].0 = yes[f].0.max(t);
-                        no[f].1 = no[f].1.min(t);
+                        (narrowed(bounds.clone(), f, t, up), narrowed(bounds, f, down, t))
                     }
                     // Equality tests constrain nothing here (a relaxation).
-                    NodeMode::Eq | NodeMode::Neq | NodeMode::Leaf => {}
-                }
+                    NodeMode::Eq | NodeMode::Neq | NodeMode::Leaf => (bounds.clone(), bounds),
+                };
                 stack.push((node.true_child as usize, yes));
                 stack.push((node.false_child as usize, no));
             }
@@ -77,15 +86,36 @@ pub(crate) fn leaf_boxes(ensemble: &Ensemble) -> Vec<Vec<(usize, Box)>> {
         .collect()
 }
 
+/// The intersection of two boxes, `None` when it is empty. Axis-aligned intervals that meet
+/// pairwise share a point, so cliques need only pairwise meets.
 fn meet(a: &Box, b: &Box) -> Option<Box> {
-    let mut out = Vec::with_capacity(a.len());
-    for (x, y) in a.iter().zip(b) {
-        let lo = x.0.max(y.0);
-        let hi = x.1.min(y.1);
-        if lo > hi {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                i += 1;
+                j += 1;
+                (x.0, x.1.max(y.1), x.2.min(y.2))
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => {
+                i += 1;
+                *x
+            }
+            (Some(x), None) => {
+                i += 1;
+                *x
+            }
+            (_, Some(y)) => {
+                j += 1;
+                *y
+            }
+            (None, None) => break,
+        };
+        if next.1 > next.2 {
             return None;
         }
-        out.push((lo, hi));
+        out.push(next);
     }
     Some(out)
 }
@@ -99,14 +129,23 @@ pub(crate) fn margin_bounds(
     hi: &[f64],
     settings: &VerifySettings,
 ) -> Vec<f64> {
-    let ball: Box = lo.iter().copied().zip(hi.iter().copied()).collect();
+    // A leaf's box clipped to the ball on the features it reads; the others are the ball's
+    // own intervals, never empty, so boxes stay sparse.
+    let clip = |b: &Box| -> Option<Box> {
+        b.iter()
+            .map(|&(f, l, h)| {
+                let (l, h) = (l.max(lo[f as usize]), h.min(hi[f as usize]));
+                (l <= h).then_some((f, l, h))
+            })
+            .collect()
+    };
     // The reachable leaves of each tree, clipped to the ball.
     let reachable: Vec<Vec<(Box, usize)>> = boxes
         .iter()
         .map(|leaves| {
             leaves
                 .iter()
-                .filter_map(|(node, b)| meet(b, &ball).map(|m| (m, *node)))
+                .filter_map(|(node, b)| clip(b).map(|m| (m, *node)))
                 .collect()
         })
         .collect();
