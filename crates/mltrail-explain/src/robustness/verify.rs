@@ -69,12 +69,14 @@ pub(crate) fn leaf_boxes(ensemble: &Ensemble) -> Vec<Vec<(usize, Box)>> {
                     continue;
                 };
                 let (yes, no) = match mode {
-                    NodeMode::Leq | NodeMode::Lt => {
-                        (narrowed(bounds.clone(), f, down, t), narrowed(bounds, f, t, up))
-                    }
-                    NodeMode::Gte | NodeMode::Gt => {
-                        (narrowed(bounds.clone(), f, t, up), narrowed(bounds, f, down, t))
-                    }
+                    NodeMode::Leq | NodeMode::Lt => (
+                        narrowed(bounds.clone(), f, down, t),
+                        narrowed(bounds, f, t, up),
+                    ),
+                    NodeMode::Gte | NodeMode::Gt => (
+                        narrowed(bounds.clone(), f, t, up),
+                        narrowed(bounds, f, down, t),
+                    ),
                     // Equality tests constrain nothing here (a relaxation).
                     NodeMode::Eq | NodeMode::Neq | NodeMode::Leaf => (bounds.clone(), bounds),
                 };
