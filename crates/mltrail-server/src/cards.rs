@@ -16,8 +16,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use mltrail_core::{ArtifactPath, ModelVersionNumber};
-use mltrail_store::evaluations::{self, Assessment};
+use mltrail_core::ModelVersionNumber;
+use mltrail_store::evaluations::Assessment;
 use mltrail_store::gates as stored;
 use mltrail_store::{datasets, deployments, monitors, registry, KeyValue};
 
@@ -26,15 +26,6 @@ use crate::AppState;
 
 /// The MCT schema version the cards follow.
 pub const SCHEMA_VERSION: &str = "0.0.2";
-
-fn version_of(raw: &str) -> ApiResult<ModelVersionNumber> {
-    ModelVersionNumber::parse(raw).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "`version` must be a model version number, got `{raw}`"
-        ))
-        .at_column(Some("version"), None)
-    })
-}
 
 /// Characters a URN may not hold as they are (RFC 3986's excluded, and `%` itself); others,
 /// names included, stay readable.
@@ -491,26 +482,10 @@ async fn record(
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let number = version_of(&version)?;
+    let number = crate::req::version_number(&version)?;
     let card = build(&state, &name, number).await?;
-    let canonical = mltrail_core::canonical_json(&card);
-    let digest = blake3::hash(canonical.as_bytes()).to_hex().to_string();
-    let artifact = Assessment::Card.artifact_path(&name, number.0, &digest);
-    let path = ArtifactPath::parse(&artifact)
-        .map_err(|e| ApiError::invalid(format!("`{artifact}`: {e}")))?;
-    state
-        .artifacts
-        .put(&path, canonical.into_bytes().into())
-        .await?;
-    evaluations::record_assessment(
-        &state.store,
-        &actor,
-        Assessment::Card,
-        &name,
-        number.0,
-        digest.clone(),
-    )
-    .await?;
+    let (digest, artifact) =
+        crate::evaluations::keep(&state, &actor, Assessment::Card, &name, number, &card).await?;
     Ok(Json(
         json!({"card": card, "digest": digest, "artifact": artifact}),
     ))
@@ -521,7 +496,7 @@ async fn newest(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let number = version_of(&version)?;
+    let number = crate::req::version_number(&version)?;
     let Some((card, event)) =
         crate::evaluations::latest_of(&state, Assessment::Card, &name, number).await?
     else {

@@ -21,16 +21,30 @@ const FORMAT: &str = "mltrail.evaluation/1";
 /// The layout `mltrail robustness` sends (mltrail-explain's `robustness::FORMAT`).
 const ROBUSTNESS_FORMAT: &str = "mltrail.robustness/1";
 
-fn version_of(version: &str) -> ApiResult<ModelVersionNumber> {
-    ModelVersionNumber::parse(version).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "`version` must be a model version number, got `{version}`"
-        ))
-    })
-}
-
 fn path(text: &str) -> ApiResult<ArtifactPath> {
     ArtifactPath::parse(text).map_err(|e| ApiError::invalid(format!("`{text}`: {e}")))
+}
+
+/// Keeps an assessment of `name`/`number` as canonical JSON under its BLAKE3 digest in the
+/// artifact store and records the digest in the trail: its digest and artifact path.
+pub(crate) async fn keep(
+    state: &AppState,
+    actor: &str,
+    what: Assessment,
+    name: &str,
+    number: ModelVersionNumber,
+    document: &Value,
+) -> ApiResult<(String, String)> {
+    let canonical = mltrail_core::canonical_json(document);
+    let digest = blake3::hash(canonical.as_bytes()).to_hex().to_string();
+    let artifact = what.artifact_path(name, number.0, &digest);
+    state
+        .artifacts
+        .put(&path(&artifact)?, canonical.into_bytes().into())
+        .await?;
+    evaluations::record_assessment(&state.store, actor, what, name, number.0, digest.clone())
+        .await?;
+    Ok((digest, artifact))
 }
 
 /// The metrics MLflow clients see on the version's run, by `mlflow.evaluate`'s names.
@@ -88,7 +102,7 @@ async fn record(
     Path((name, version)): Path<(String, String)>,
     crate::req::JsonBody(body): crate::req::JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let number = version_of(&version)?;
+    let number = crate::req::version_number(&version)?;
     check_document(&body, FORMAT, "mltrail evaluate", &name, number)?;
     if !body["classification"].is_object() && !body["regression"].is_object() {
         return Err(ApiError::invalid(
@@ -96,14 +110,8 @@ async fn record(
         ));
     }
     let mv = registry::get_model_version(&state.store, &name, number).await?;
-    let canonical = mltrail_core::canonical_json(&body);
-    let digest = blake3::hash(canonical.as_bytes()).to_hex().to_string();
-    let artifact = Assessment::Evaluation.artifact_path(&name, number.0, &digest);
-    state
-        .artifacts
-        .put(&path(&artifact)?, canonical.into_bytes().into())
-        .await?;
-    evaluations::record(&state.store, &actor, &name, number.0, digest.clone()).await?;
+    let (digest, artifact) =
+        keep(&state, &actor, Assessment::Evaluation, &name, number, &body).await?;
     // The version's run shows the metrics, as mlflow.evaluate leaves them.
     let (_, run_id) = crate::lineage::run_of(&state.store, &mv).await?;
     let mut logged = Vec::new();
@@ -198,7 +206,7 @@ async fn newest(
     version: &str,
     hint: &str,
 ) -> ApiResult<Json<Value>> {
-    let number = version_of(version)?;
+    let number = crate::req::version_number(version)?;
     let Some((document, event)) = latest_of(state, what, name, number).await? else {
         return Err(ApiError::not_found(format!(
             "{name}/{} has no {key} yet (`{hint}`)",
@@ -238,7 +246,7 @@ async fn record_robustness(
     Path((name, version)): Path<(String, String)>,
     crate::req::JsonBody(body): crate::req::JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let number = version_of(&version)?;
+    let number = crate::req::version_number(&version)?;
     check_document(
         &body,
         ROBUSTNESS_FORMAT,
@@ -260,22 +268,8 @@ async fn record_robustness(
         }
     }
     registry::get_model_version(&state.store, &name, number).await?;
-    let canonical = mltrail_core::canonical_json(&body);
-    let digest = blake3::hash(canonical.as_bytes()).to_hex().to_string();
-    let artifact = Assessment::Robustness.artifact_path(&name, number.0, &digest);
-    state
-        .artifacts
-        .put(&path(&artifact)?, canonical.into_bytes().into())
-        .await?;
-    evaluations::record_assessment(
-        &state.store,
-        &actor,
-        Assessment::Robustness,
-        &name,
-        number.0,
-        digest.clone(),
-    )
-    .await?;
+    let (digest, artifact) =
+        keep(&state, &actor, Assessment::Robustness, &name, number, &body).await?;
     Ok(Json(json!({"digest": digest, "artifact": artifact})))
 }
 

@@ -32,15 +32,6 @@ pub const REPORT_FORMAT: &str = "mltrail.gate-report/1";
 
 type Who = Option<Extension<Arc<Caller>>>;
 
-fn version_of(raw: &str) -> ApiResult<ModelVersionNumber> {
-    ModelVersionNumber::parse(raw).ok_or_else(|| {
-        ApiError::invalid(format!(
-            "`version` must be a model version number, got `{raw}`"
-        ))
-        .at_column(Some("version"), None)
-    })
-}
-
 /// A version's evidence and the digests of the documents it came from. What cannot be read
 /// (a kept document changed or gone, a champion version deleted) becomes the reason its
 /// requirements fail, never an error: an admin's override stays possible.
@@ -506,7 +497,7 @@ async fn dry_run(
     let raw = q.version.ok_or_else(|| {
         ApiError::invalid("`version` is required").at_column(Some("version"), None)
     })?;
-    let version = version_of(&raw)?;
+    let version = crate::req::version_number(&raw)?;
     let stage = match q.stage.as_deref() {
         None => None,
         Some(s) => Some(
@@ -541,7 +532,7 @@ async fn approve(
     Path((name, version)): Path<(String, String)>,
     crate::req::JsonBody(body): crate::req::JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let number = version_of(&version)?;
+    let number = crate::req::version_number(&version)?;
     let Some(Extension(caller)) = caller else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -608,7 +599,7 @@ async fn list_approvals(
     Path((name, version)): Path<(String, String)>,
     Query(q): Query<AliasQuery>,
 ) -> ApiResult<Json<Value>> {
-    let number = version_of(&version)?;
+    let number = crate::req::version_number(&version)?;
     registry::get_model_version(&state.store, &name, number).await?;
     let alias = q.alias.unwrap_or_else(|| "production".into());
     let approvals = stored::approvals(&state.store, &name, number.0, &alias).await?;
@@ -644,7 +635,7 @@ async fn move_alias(
             .at_column(Some("version"), None))
         }
     };
-    let version = version_of(&raw)?;
+    let version = crate::req::version_number(&raw)?;
     let override_reason = match body.get("override_reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -688,7 +679,11 @@ async fn list_reports(
     Path(name): Path<String>,
     Query(q): Query<ReportsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let version = q.version.as_deref().map(version_of).transpose()?;
+    let version = q
+        .version
+        .as_deref()
+        .map(crate::req::version_number)
+        .transpose()?;
     let limit = match q.max_results.as_deref() {
         None => 100,
         Some(raw) => raw

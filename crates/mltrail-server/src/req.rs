@@ -460,6 +460,16 @@ pub(crate) fn page_body<T: serde::Serialize>(
     body
 }
 
+/// A model version number from a route's path, refused naming `version`.
+pub(crate) fn version_number(raw: &str) -> Result<mltrail_core::ModelVersionNumber, ApiError> {
+    mltrail_core::ModelVersionNumber::parse(raw).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "`version` must be a model version number, got `{raw}`"
+        ))
+        .at_column(Some("version"), None)
+    })
+}
+
 /// A JSON body for mltrail's own routes, refused as the API refuses (a JSON error body naming
 /// what is wrong) rather than with axum's plain-text rejection.
 pub struct JsonBody(pub Value);

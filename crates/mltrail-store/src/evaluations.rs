@@ -51,11 +51,6 @@ pub const EVALUATION_KIND: &str = "evaluation";
 /// The action of an evaluation event.
 pub const EVALUATE_ACTION: &str = "model_version.evaluate";
 
-/// Where an evaluation's JSON is kept: `evaluations/<name>/<version>/<digest>.json`.
-pub fn artifact_path(name: &str, version: i64, digest: &str) -> String {
-    Assessment::Evaluation.artifact_path(name, version, digest)
-}
-
 /// Records an assessment of `name`/`version` whose canonical JSON digests to `digest`.
 pub async fn record_assessment(
     store: &MetaStore,
@@ -73,17 +68,6 @@ pub async fn record_assessment(
                 .await
         })
         .await
-}
-
-/// Records an evaluation of `name`/`version` whose canonical JSON digests to `digest`.
-pub async fn record(
-    store: &MetaStore,
-    actor: &str,
-    name: &str,
-    version: i64,
-    digest: String,
-) -> Result<(), StoreError> {
-    record_assessment(store, actor, Assessment::Evaluation, name, version, digest).await
 }
 
 /// The newest assessment event of `name`/`version` recorded at or after `since` (the
@@ -105,13 +89,4 @@ pub async fn latest_assessment(
     .fetch_optional(store.readers())
     .await?;
     row.as_ref().map(crate::audited::logged_event).transpose()
-}
-
-/// The newest evaluation event of `name`/`version`.
-pub async fn latest(
-    store: &MetaStore,
-    name: &str,
-    version: i64,
-) -> Result<Option<crate::audit::LoggedEvent>, StoreError> {
-    latest_assessment(store, Assessment::Evaluation, name, version, i64::MIN).await
 }

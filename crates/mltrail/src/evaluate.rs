@@ -6,13 +6,13 @@
 
 use std::path::PathBuf;
 
+use crate::tracking_client::segment as encode;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use mltrail_data::table;
 use mltrail_explain::evaluation::{self, report, Evaluation, Inputs};
 use mltrail_explain::model::{Method, ModelExplainer};
 use mltrail_serving::deployment::{load, ModelRef, ModelSource};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::json;
 
 use crate::args::ClientArgs;
@@ -48,10 +48,6 @@ pub struct EvaluateArgs {
     json: bool,
     #[command(flatten)]
     client: ClientArgs,
-}
-
-fn encode(text: &str) -> String {
-    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
 }
 
 /// A stored dataset version's rows, digest and recorded target.

@@ -2,16 +2,12 @@
 //! `set-alias` (gated, with an admin's `--override-reason`) and `gate-reports`. All talk to the
 //! tracking server, which checks and keeps everything (`crates/mltrail-server/src/gates.rs`).
 
+use crate::tracking_client::segment as encode;
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 use crate::args::{ClientArgs, JsonArgs};
-
-fn encode(text: &str) -> String {
-    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
-}
 
 /// `NAME/VERSION` split at the last `/` (names may hold one).
 fn name_version(text: &str) -> Result<(String, String)> {

@@ -6,12 +6,12 @@
 //! `--augment NAME` the adversarial examples found, with their true labels, become a new
 //! version of dataset NAME, named on the model version (`mltrail.adversarial_data`).
 
+use crate::tracking_client::segment as encode;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use mltrail_explain::evaluation::{class_name, label_value};
 use mltrail_explain::robustness::{self, HsjaSettings, Input, Settings, VerifySettings};
 use mltrail_serving::deployment::{load, ModelRef, ModelSource};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 use crate::args::ClientArgs;
@@ -76,10 +76,6 @@ pub struct RobustnessArgs {
     json: bool,
     #[command(flatten)]
     client: ClientArgs,
-}
-
-fn encode(text: &str) -> String {
-    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
 }
 
 pub async fn run(args: RobustnessArgs) -> Result<()> {

@@ -27,6 +27,12 @@ pub const TRACKING_URI_HELP: &str = concat!(
 );
 
 /// The tracking URI from the flag, then MLTRAIL_TRACKING_URI, then MLFLOW_TRACKING_URI.
+/// `text` as one segment (or query value) of a tracking-server URL: every byte but letters and
+/// digits percent-encoded, so names with `/`, `@` or spaces stay one segment.
+pub fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 pub fn resolve_uri(flag: Option<String>) -> String {
     flag.or_else(|| std::env::var("MLTRAIL_TRACKING_URI").ok())
         .or_else(|| std::env::var("MLFLOW_TRACKING_URI").ok())
@@ -550,8 +556,8 @@ impl ModelSource for Client {
                 .ok_or_else(|| SourceError::unavailable(what.clone(), "not NAME@VERSION"))?;
             let path = format!(
                 "/api/v1/datasets/{}/versions/{}",
-                percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC),
-                percent_encoding::utf8_percent_encode(number, percent_encoding::NON_ALPHANUMERIC)
+                segment(name),
+                segment(number)
             );
             let answer = self
                 .get_json(&path, &what)
@@ -586,10 +592,7 @@ impl LineageSource for Client {
         version: &'a str,
     ) -> BoxFuture<'a, Result<Value, SourceError>> {
         Box::pin(async move {
-            let enc = |t: &str| {
-                percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
-            };
+            let enc = segment;
             let path = format!(
                 "/api/v1/lineage?model={}&version={}&deployment={}",
                 enc(model),

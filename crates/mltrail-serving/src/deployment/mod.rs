@@ -645,13 +645,7 @@ impl Deployment {
                 explanation: kept.explanation,
             }));
         }
-        let serving = self.serving_of(&record).await?;
-        let explainer = self
-            .explainer(&serving)
-            .await
-            .map_err(ExplanationError::Unavailable)?;
-        let row = input_numbers(record.inputs.get(), &serving.signature.column_names())
-            .map_err(ExplanationError::Inputs)?;
+        let (serving, explainer, row) = self.explainable(&record).await?;
         let model = serving.clone();
         let mut made =
             tokio::task::spawn_blocking(move || explainer.explain(&model.model.model, &row))
@@ -685,6 +679,22 @@ impl Deployment {
         }))
     }
 
+    /// What explaining a stored prediction needs: the version that answered it, its explainer,
+    /// and the prediction's inputs as numbers in that version's column order.
+    async fn explainable(
+        &self,
+        record: &PredictionRecord,
+    ) -> Result<(Arc<Serving>, Arc<dyn RowExplainer>, Vec<f64>), ExplanationError> {
+        let serving = self.serving_of(record).await?;
+        let explainer = self
+            .explainer(&serving)
+            .await
+            .map_err(ExplanationError::Unavailable)?;
+        let row = input_numbers(record.inputs.get(), &serving.signature.column_names())
+            .map_err(ExplanationError::Inputs)?;
+        Ok((serving, explainer, row))
+    }
+
     /// A counterfactual of prediction `id` (`RowExplainer::counterfactual`), computed now from
     /// its stored inputs with the version that answered it; with the record.
     pub async fn counterfactual(
@@ -695,13 +705,7 @@ impl Deployment {
         let Some((record, _)) = self.lookup_annotated(id).await? else {
             return Ok(None);
         };
-        let serving = self.serving_of(&record).await?;
-        let explainer = self
-            .explainer(&serving)
-            .await
-            .map_err(ExplanationError::Unavailable)?;
-        let row = input_numbers(record.inputs.get(), &serving.signature.column_names())
-            .map_err(ExplanationError::Inputs)?;
+        let (serving, explainer, row) = self.explainable(&record).await?;
         // The semaphore is never closed, so a permit always comes.
         let _turn = self
             .counterfactuals
