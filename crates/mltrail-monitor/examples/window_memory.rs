@@ -46,18 +46,17 @@ fn main() {
             version: Some("1"),
             digest: None,
             arm: None,
-            policy: None,
             latency_us: Some(40),
             inputs: Some(inputs),
             outputs: Some(outputs),
             label: None,
             ranking: None,
             reward: None,
-            propensity: None,
             subject: None,
             sealed: None,
             sealed_inputs: None,
             explanation: None,
+            ..RecordView::default()
         });
     }
     report(&format!("{rows} records visited"));

@@ -188,4 +188,5 @@ pub fn routes() -> Router<AppState> {
         .route("/events", post(record))
         .route("/metrics", post(report_metrics))
         .route("/segments", post(record_segment))
+        .merge(crate::routing::routes())
 }

@@ -23,6 +23,7 @@ pub mod permissions;
 mod privacy;
 mod registry;
 mod req;
+mod routing;
 pub mod scoring;
 pub mod scoring_auth;
 pub mod tls;

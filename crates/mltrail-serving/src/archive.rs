@@ -6,8 +6,10 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder};
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
@@ -165,6 +167,7 @@ fn data_type(kind: ColumnType) -> DataType {
         ColumnType::Text | ColumnType::JsonText => DataType::Utf8,
         ColumnType::Int => DataType::Int64,
         ColumnType::Float => DataType::Float64,
+        ColumnType::Bool => DataType::Boolean,
     }
 }
 
@@ -196,6 +199,7 @@ pub fn to_batch(records: &[LogRecord]) -> Result<RecordBatch, ArchiveError> {
                         ),
                         Cell::Int(i) => b.append_value(i.to_string()),
                         Cell::Float(f) => b.append_value(f.to_string()),
+                        Cell::Bool(v) => b.append_value(v.to_string()),
                         Cell::Names(names) => {
                             b.append_value(serde_json::to_string(names).unwrap_or_default())
                         }
@@ -219,6 +223,16 @@ pub fn to_batch(records: &[LogRecord]) -> Result<RecordBatch, ArchiveError> {
                 for cell in cells {
                     b.append_option(match cell {
                         Cell::Float(f) => Some(f),
+                        _ => None,
+                    });
+                }
+                Arc::new(b.finish())
+            }
+            ColumnType::Bool => {
+                let mut b = BooleanBuilder::new();
+                for cell in cells {
+                    b.append_option(match cell {
+                        Cell::Bool(v) => Some(v),
                         _ => None,
                     });
                 }
@@ -312,6 +326,12 @@ pub struct RecordView<'a> {
     pub sealed_inputs: Option<&'a str>,
     /// An explanation (JSON), on a prediction explained while served or an explanation record.
     pub explanation: Option<&'a str>,
+    /// The log signature of a routed prediction (`crate::record::Signature`).
+    pub experiment: Option<&'a str>,
+    pub policy_version: Option<&'a str>,
+    pub returned: Option<bool>,
+    pub request_key: Option<&'a str>,
+    pub shadow_of: Option<&'a str>,
 }
 
 impl RecordView<'_> {
@@ -337,8 +357,6 @@ impl RecordView<'_> {
                 version: text(self.version),
                 digest: text(self.digest),
                 arm: self.arm.map(str::to_string),
-                policy: self.policy.map(str::to_string),
-                propensity: self.propensity,
                 latency_us: self.latency_us.unwrap_or(0),
                 inputs: self.inputs.map(json_cell).unwrap_or_else(empty_object),
                 outputs: self.outputs.map(json_cell).unwrap_or_else(empty_object),
@@ -346,6 +364,15 @@ impl RecordView<'_> {
                 sealed: self.sealed_columns(),
                 sealed_inputs: self.sealed_inputs.map(str::to_string),
                 explanation: self.explanation.map(json_cell),
+                signature: self.policy.map(|policy| crate::record::Signature {
+                    experiment: text(self.experiment),
+                    policy: policy.to_string(),
+                    policy_version: text(self.policy_version),
+                    returned: self.returned.unwrap_or(true),
+                    propensity: self.propensity,
+                    request_key: self.request_key.map(str::to_string),
+                    shadow_of: self.shadow_of.and_then(|i| uuid::Uuid::parse_str(i).ok()),
+                }),
             }),
             RecordKind::Feedback => LogRecord::Feedback(FeedbackRecord {
                 id,
@@ -441,6 +468,15 @@ pub fn visit_parquet(
         );
         let (time, latency) = (int("time_ms"), int("latency_us"));
         let (reward, propensity) = (float("reward"), float("propensity"));
+        let returned = batch
+            .column_by_name("returned")
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>().cloned());
+        let (experiment, policy_version, request_key, shadow_of) = (
+            text("experiment"),
+            text("policy_version"),
+            text("request_key"),
+            text("shadow_of"),
+        );
         let (subject, sealed, sealed_inputs, explanation) = (
             text("subject"),
             text("sealed"),
@@ -454,6 +490,9 @@ pub fn visit_parquet(
             a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
         }
         fn float_cell(a: &Option<Float64Array>, r: usize) -> Option<f64> {
+            a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
+        }
+        fn bool_cell(a: &Option<BooleanArray>, r: usize) -> Option<bool> {
             a.as_ref().filter(|a| a.is_valid(r)).map(|a| a.value(r))
         }
         for r in 0..batch.num_rows() {
@@ -478,6 +517,11 @@ pub fn visit_parquet(
                 sealed: cell(&sealed, r),
                 sealed_inputs: cell(&sealed_inputs, r),
                 explanation: cell(&explanation, r),
+                experiment: cell(&experiment, r),
+                policy_version: cell(&policy_version, r),
+                returned: bool_cell(&returned, r),
+                request_key: cell(&request_key, r),
+                shadow_of: cell(&shadow_of, r),
             });
         }
     }

@@ -17,6 +17,7 @@ pub mod privacy;
 pub mod record;
 pub mod request;
 pub mod response;
+pub mod routing;
 pub mod runtime;
 pub mod segment_tree;
 pub mod signature;

@@ -684,8 +684,6 @@ mod tests {
             version: "1".into(),
             digest: "x".into(),
             arm: None,
-            policy: None,
-            propensity: None,
             latency_us: 1,
             inputs: RawValue::from_string(r#"{"age":41}"#.into()).unwrap(),
             outputs: RawValue::from_string("{}".into()).unwrap(),
@@ -693,6 +691,7 @@ mod tests {
             sealed: Some(vec!["email".into()]),
             sealed_inputs: Some(sealed),
             explanation: None,
+            signature: None,
         });
         let feedback = LogRecord::Feedback(FeedbackRecord {
             id,

@@ -68,6 +68,16 @@ struct WireRecord {
     sealed_inputs: Option<String>,
     #[serde(default)]
     explanation: Option<Box<RawValue>>,
+    #[serde(default)]
+    experiment: Option<String>,
+    #[serde(default)]
+    policy_version: Option<String>,
+    #[serde(default)]
+    returned: Option<bool>,
+    #[serde(default)]
+    request_key: Option<String>,
+    #[serde(default)]
+    shadow_of: Option<uuid::Uuid>,
 }
 
 /// A field that is there, `null` included: feedback whose label is `null` is still feedback
@@ -89,8 +99,6 @@ impl<'de> Deserialize<'de> for LogRecord {
                 version: w.version,
                 digest: w.digest,
                 arm: w.arm,
-                policy: w.policy,
-                propensity: w.propensity,
                 latency_us: w.latency_us,
                 inputs: w.inputs.map_or_else(empty, Ok)?,
                 outputs: w.outputs.map_or_else(empty, Ok)?,
@@ -98,6 +106,15 @@ impl<'de> Deserialize<'de> for LogRecord {
                 sealed: w.sealed,
                 sealed_inputs: w.sealed_inputs,
                 explanation: w.explanation,
+                signature: w.policy.map(|policy| Signature {
+                    experiment: w.experiment.unwrap_or_default(),
+                    policy,
+                    policy_version: w.policy_version.unwrap_or_default(),
+                    returned: w.returned.unwrap_or(true),
+                    propensity: w.propensity,
+                    request_key: w.request_key,
+                    shadow_of: w.shadow_of,
+                }),
             })),
             Some(RecordKind::Feedback) => Ok(LogRecord::Feedback(FeedbackRecord {
                 id: w.id,
@@ -133,12 +150,9 @@ pub struct PredictionRecord {
     pub version: String,
     /// BLAKE3 of the model file that answered.
     pub digest: String,
-    /// The routing arm that answered (always written, `null` for a single-model deployment).
+    /// The routing arm that answered, as its policy names it (`credit@challenger`); always
+    /// written, `null` for a deployment without a policy.
     pub arm: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub propensity: Option<f64>,
     pub latency_us: i64,
     /// The row's inputs as a JSON object (column → value); on a sealed record, those that are
     /// not personal data.
@@ -160,6 +174,34 @@ pub struct PredictionRecord {
     /// computed while serving, as a JSON object (`crate::explanation`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<Box<RawValue>>,
+    /// The log signature of a routed prediction: which policy chose the arm, with what
+    /// probability, and whether its answer was returned.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Signature>,
+}
+
+/// What a routing policy adds to each prediction record: enough to tell the records one
+/// policy caused from another's, and to weight them by how likely the choice was.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signature {
+    pub experiment: String,
+    /// The policy's name.
+    pub policy: String,
+    /// The first 16 hex digits of the digest of the policy's canonical JSON.
+    pub policy_version: String,
+    /// `false` for a shadow arm's prediction: logged, never returned to the caller.
+    pub returned: bool,
+    /// The probability that the policy chose this arm for this request at that moment
+    /// (absent for a shadow's prediction, which no choice made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub propensity: Option<f64>,
+    /// The request key's value (the policy's `key` column), when the policy names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_key: Option<String>,
+    /// A shadow's prediction: the id of the prediction returned for the same row (its
+    /// feedback is the shadow's too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_of: Option<uuid::Uuid>,
 }
 
 /// An explanation of an earlier prediction, computed when first asked for and kept.
@@ -241,8 +283,37 @@ impl PredictionRecord {
             "version" => Cell::Text(&self.version),
             "digest" => Cell::Text(&self.digest),
             "arm" => self.arm.as_deref().map_or(Cell::Null, Cell::Text),
-            "policy" => self.policy.as_deref().map_or(Cell::Null, Cell::Text),
-            "propensity" => self.propensity.map_or(Cell::Null, Cell::Float),
+            "experiment" => self
+                .signature
+                .as_ref()
+                .map_or(Cell::Null, |s| Cell::Text(&s.experiment)),
+            "policy" => self
+                .signature
+                .as_ref()
+                .map_or(Cell::Null, |s| Cell::Text(&s.policy)),
+            "policy_version" => self
+                .signature
+                .as_ref()
+                .map_or(Cell::Null, |s| Cell::Text(&s.policy_version)),
+            "returned" => self
+                .signature
+                .as_ref()
+                .map_or(Cell::Null, |s| Cell::Bool(s.returned)),
+            "propensity" => self
+                .signature
+                .as_ref()
+                .and_then(|s| s.propensity)
+                .map_or(Cell::Null, Cell::Float),
+            "request_key" => self
+                .signature
+                .as_ref()
+                .and_then(|s| s.request_key.as_deref())
+                .map_or(Cell::Null, Cell::Text),
+            "shadow_of" => self
+                .signature
+                .as_ref()
+                .and_then(|s| s.shadow_of)
+                .map_or(Cell::Null, Cell::Id),
             "latency_us" => Cell::Int(self.latency_us),
             "inputs" => Cell::Json(self.inputs.get()),
             "outputs" => Cell::Json(self.outputs.get()),
@@ -328,6 +399,8 @@ pub enum ColumnType {
     JsonText,
     /// A double.
     Float,
+    /// A boolean.
+    Bool,
 }
 
 /// One archive column.
@@ -344,7 +417,7 @@ const fn column(name: &'static str, kind: ColumnType) -> Column {
 /// The archive's columns, in file order: every field of [`PredictionRecord`],
 /// [`FeedbackRecord`] and [`ExplanationRecord`], plus `type`. (A test holds every serialized
 /// field to a column.)
-pub const COLUMNS: [Column; 20] = [
+pub const COLUMNS: [Column; 25] = [
     column("type", ColumnType::Text),
     column("id", ColumnType::Text),
     column("deployment", ColumnType::Text),
@@ -365,6 +438,11 @@ pub const COLUMNS: [Column; 20] = [
     column("sealed", ColumnType::JsonText),
     column("sealed_inputs", ColumnType::Text),
     column("explanation", ColumnType::JsonText),
+    column("experiment", ColumnType::Text),
+    column("policy_version", ColumnType::Text),
+    column("returned", ColumnType::Bool),
+    column("request_key", ColumnType::Text),
+    column("shadow_of", ColumnType::Text),
 ];
 
 /// One record's value in one column.
@@ -379,6 +457,7 @@ pub enum Cell<'a> {
     /// Names, stored as a JSON list of strings.
     Names(&'a [String]),
     Float(f64),
+    Bool(bool),
 }
 
 /// What every row of one request shares in its prediction record.
@@ -388,6 +467,8 @@ pub struct RequestRecord<'a> {
     pub model: &'a str,
     pub version: &'a str,
     pub digest: &'a str,
+    /// The routing arm, for a deployment with a policy.
+    pub arm: Option<&'a str>,
     pub latency_us: i64,
 }
 
@@ -409,7 +490,9 @@ impl RequestRecord<'_> {
             out.extend_from_slice(b"\":");
             let _ = serde_json::to_writer(&mut out, value);
         }
-        out.extend_from_slice(b",\"arm\":null,\"latency_us\":");
+        out.extend_from_slice(b",\"arm\":");
+        let _ = serde_json::to_writer(&mut out, &self.arm);
+        out.extend_from_slice(b",\"latency_us\":");
         out.extend_from_slice(self.latency_us.to_string().as_bytes());
         out.extend_from_slice(b",\"inputs\":");
         out
@@ -437,6 +520,7 @@ pub fn write_prediction(
     outputs: &[u8],
     sealed: Option<SealedRow<'_>>,
     explanation: Option<&[u8]>,
+    signature: Option<RowSignature<'_>>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(shared.len() + inputs.len() + outputs.len() + 64);
     out.extend_from_slice(b"{\"type\":\"prediction\",\"id\":");
@@ -459,8 +543,56 @@ pub fn write_prediction(
         out.extend_from_slice(b",\"explanation\":");
         out.extend_from_slice(explanation);
     }
+    if let Some(signature) = signature {
+        out.extend_from_slice(signature.group);
+        if let Some(p) = signature.propensity {
+            out.extend_from_slice(b",\"propensity\":");
+            let _ = serde_json::to_writer(&mut out, &p);
+        }
+        if let Some(key) = signature.request_key {
+            out.extend_from_slice(b",\"request_key\":");
+            let _ = serde_json::to_writer(&mut out, key);
+        }
+        if let Some(primary) = signature.shadow_of {
+            out.extend_from_slice(b",\"shadow_of\":");
+            push_quoted_id(&mut out, primary);
+        }
+    }
     out.push(b'}');
     out
+}
+
+/// A routed row's log signature as [`write_prediction`] writes it.
+pub struct RowSignature<'a> {
+    /// What every row of one arm shares ([`Signature::group_json`]).
+    pub group: &'a [u8],
+    pub propensity: Option<f64>,
+    pub request_key: Option<&'a str>,
+    pub shadow_of: Option<&'a uuid::Uuid>,
+}
+
+impl Signature {
+    /// `,"experiment":…,"policy":…,"policy_version":…,"returned":…`: the signature's fields
+    /// every row routed to one arm of one request shares.
+    pub fn group_json(experiment: &str, policy: &str, version: &str, returned: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96);
+        for (key, value) in [
+            ("experiment", experiment),
+            ("policy", policy),
+            ("policy_version", version),
+        ] {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            let _ = serde_json::to_writer(&mut out, value);
+        }
+        out.extend_from_slice(if returned {
+            b",\"returned\":true"
+        } else {
+            b",\"returned\":false"
+        });
+        out
+    }
 }
 
 /// `"<hyphenated lowercase uuid>"`.
@@ -518,6 +650,7 @@ mod tests {
             model: "credit",
             version: "3",
             digest: "ab12",
+            arm: None,
             latency_us: 250,
         }
         .shared_json();
@@ -526,6 +659,7 @@ mod tests {
             &shared,
             br#"{"income":5.5}"#,
             br#"{"label":1}"#,
+            None,
             None,
             None,
         );
@@ -537,8 +671,6 @@ mod tests {
             version: "3".into(),
             digest: "ab12".into(),
             arm: None,
-            policy: None,
-            propensity: None,
             latency_us: 250,
             inputs: raw(r#"{"income":5.5}"#),
             outputs: raw(r#"{"label":1}"#),
@@ -546,6 +678,7 @@ mod tests {
             sealed: None,
             sealed_inputs: None,
             explanation: None,
+            signature: None,
         });
         assert_eq!(
             String::from_utf8(fast.clone()).unwrap(),
@@ -569,6 +702,7 @@ mod tests {
                 sealed_inputs: b"pii1:xyz",
             }),
             None,
+            None,
         );
         let LogRecord::Prediction(mut p) = typed else {
             unreachable!()
@@ -591,6 +725,7 @@ mod tests {
             br#"{"label":1}"#,
             None,
             Some(br#"{"method":"linear","values":{"income":0.5}}"#),
+            None,
         );
         let LogRecord::Prediction(mut p) = typed else {
             unreachable!()
@@ -606,6 +741,57 @@ mod tests {
         );
         let back: LogRecord = serde_json::from_slice(&explained_fast).unwrap();
         assert!(back.same_as(&typed));
+
+        let routed_shared = RequestRecord {
+            time_ms: 1_795_745_151_565,
+            deployment: "credit \"prod\"",
+            model: "credit",
+            version: "3",
+            digest: "ab12",
+            arm: Some("credit@challenger"),
+            latency_us: 250,
+        }
+        .shared_json();
+        let group = Signature::group_json("exp", "bandit", "0123456789abcdef", true);
+        let routed_fast = write_prediction(
+            &id,
+            &routed_shared,
+            br#"{"income":5.5}"#,
+            br#"{"label":1}"#,
+            None,
+            None,
+            Some(RowSignature {
+                group: &group,
+                propensity: Some(0.1 + 0.2),
+                request_key: Some("user \"7\""),
+                shadow_of: None,
+            }),
+        );
+        let LogRecord::Prediction(mut p) = typed else {
+            unreachable!()
+        };
+        p.explanation = None;
+        p.arm = Some("credit@challenger".into());
+        p.signature = Some(Signature {
+            experiment: "exp".into(),
+            policy: "bandit".into(),
+            policy_version: "0123456789abcdef".into(),
+            returned: true,
+            propensity: Some(0.1 + 0.2),
+            request_key: Some("user \"7\"".into()),
+            shadow_of: None,
+        });
+        let typed = LogRecord::Prediction(p);
+        assert_eq!(
+            String::from_utf8(routed_fast.clone()).unwrap(),
+            serde_json::to_string(&typed).unwrap()
+        );
+        let back: LogRecord = serde_json::from_slice(&routed_fast).unwrap();
+        assert!(back.same_as(&typed));
+        let LogRecord::Prediction(p) = back else {
+            unreachable!()
+        };
+        assert_eq!(p.signature.unwrap().propensity, Some(0.1 + 0.2));
         assert_eq!(uuid_v7_time_ms(id.as_u128()), 1_795_745_151_565);
     }
 
@@ -619,8 +805,6 @@ mod tests {
             version: "1".into(),
             digest: "x".into(),
             arm: Some("a".into()),
-            policy: Some("thompson".into()),
-            propensity: Some(0.25),
             latency_us: 7,
             inputs: raw("{}"),
             outputs: raw("{}"),
@@ -628,6 +812,15 @@ mod tests {
             sealed: Some(vec!["email".into()]),
             sealed_inputs: Some("pii1:xyz".into()),
             explanation: Some(raw(r#"{"method":"linear"}"#)),
+            signature: Some(Signature {
+                experiment: "e".into(),
+                policy: "thompson".into(),
+                policy_version: "0123456789abcdef".into(),
+                returned: false,
+                propensity: Some(0.25),
+                request_key: Some("u1".into()),
+                shadow_of: Some(prediction_id(4)),
+            }),
         });
         let explanation = LogRecord::Explanation(ExplanationRecord {
             id: prediction_id(5),

@@ -405,6 +405,8 @@ pub struct Decoded {
     pub rows: usize,
     pub tensors: Vec<Tensor>,
     pub inputs: RowInputs,
+    /// The cells of the columns a routing policy reads ([`decode_with`]), row after row.
+    pub policy_cells: Vec<Json>,
 }
 
 /// The rows' inputs, as the log will hold them.
@@ -477,6 +479,19 @@ pub fn decode(
     signature: &Signature,
     privacy: Option<&Arc<SealPlan>>,
 ) -> Result<Decoded, RequestError> {
+    decode_with(body, model, signature, privacy, &[])
+}
+
+/// [`decode`], also taking the cells of `policy_columns` from each row: the columns a routing
+/// policy reads (its request key, its context). They may be model columns or come beside
+/// them, like a subject; beside them, they are read, never scored.
+pub fn decode_with(
+    body: Json,
+    model: &Model,
+    signature: &Signature,
+    privacy: Option<&Arc<SealPlan>>,
+    policy_columns: &[&str],
+) -> Result<Decoded, RequestError> {
     let (table, kind) = decode_table(body)?;
     let names: Vec<&str> = signature.columns.iter().map(|c| c.name.as_str()).collect();
     let n = table.rows.len();
@@ -488,10 +503,11 @@ pub fn decode(
         Some(given) => {
             if signature.named() {
                 let subject = privacy.map(|p| p.spec().subject());
-                if let Some(extra) = given
-                    .iter()
-                    .find(|c| !names.contains(&c.as_str()) && Some(c.as_str()) != subject)
-                {
+                if let Some(extra) = given.iter().find(|c| {
+                    !names.contains(&c.as_str())
+                        && Some(c.as_str()) != subject
+                        && !policy_columns.contains(&c.as_str())
+                }) {
                     return Err(RequestError::ExtraColumn {
                         column: extra.clone(),
                         expected: names.join(", "),
@@ -530,6 +546,24 @@ pub fn decode(
             got: order.len(),
         });
     }
+    let policy_at: Vec<usize> = policy_columns
+        .iter()
+        .map(|column| {
+            let found = match &table.columns {
+                Some(given) => given.iter().position(|g| g == column),
+                // Rows without names: the policy can read only the model's own columns.
+                None => names.iter().position(|n| n == column),
+            };
+            found.ok_or_else(|| RequestError::MissingColumn {
+                column: column.to_string(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let policy_cells: Vec<Json> = table
+        .rows
+        .iter()
+        .flat_map(|row| policy_at.iter().map(|&i| row[i].clone()))
+        .collect();
     let allow_missing = model.accepts_missing_values();
     let tensors = match &signature.layout {
         Layout::Tensor { element, .. } => {
@@ -583,6 +617,7 @@ pub fn decode(
         rows: n,
         tensors,
         inputs,
+        policy_cells,
     })
 }
 

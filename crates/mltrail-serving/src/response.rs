@@ -241,6 +241,55 @@ pub fn native_predictions(
     out
 }
 
+/// Where a routed row's answer came from.
+pub struct RowOrigin<'a> {
+    pub model: &'a str,
+    pub version: &'a str,
+    pub digest: &'a str,
+    /// The arm as the policy names it.
+    pub arm: &'a str,
+    pub propensity: f64,
+}
+
+/// The native answer of a routed request: [`native_predictions`] with each row's own version,
+/// `arm` and `propensity`.
+pub fn native_routed_predictions<'a>(
+    deployment: &str,
+    ids: &[uuid::Uuid],
+    rows: &[Vec<u8>],
+    origin: impl Fn(usize) -> RowOrigin<'a>,
+) -> Vec<u8> {
+    let text = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let mut out = Vec::with_capacity(rows.iter().map(|r| r.len() + 256).sum::<usize>() + 64);
+    out.extend_from_slice(
+        format!("{{\"deployment\":{},\"predictions\":[", text(deployment)).as_bytes(),
+    );
+    for (i, (id, row)) in ids.iter().zip(rows).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let o = origin(i);
+        out.extend_from_slice(b"{\"prediction_id\":");
+        crate::record::push_quoted_id(&mut out, id);
+        out.extend_from_slice(
+            format!(
+                ",\"model\":{},\"version\":{},\"digest\":{},\"arm\":{},\"propensity\":",
+                text(o.model),
+                text(o.version),
+                text(o.digest),
+                text(o.arm)
+            )
+            .as_bytes(),
+        );
+        let _ = serde_json::to_writer(&mut out, &o.propensity);
+        out.extend_from_slice(b",\"outputs\":");
+        out.extend_from_slice(row);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

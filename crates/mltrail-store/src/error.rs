@@ -93,6 +93,8 @@ pub enum NotFound {
     GatePolicy { name: String, alias: String },
     #[error("no gate report has the digest {0}")]
     GateReport(String),
+    #[error("deployment `{0}` has no routing policy")]
+    RoutingPolicy(String),
     #[error("Logged model with ID '{0}' not found.")]
     LoggedModel(String),
     #[error("dataset version {name}@{version} does not exist")]
@@ -219,6 +221,9 @@ pub enum Invalid {
     /// A dataset input's tags that cannot be stored as JSON.
     #[error("{0}")]
     InputTags(Arc<serde_json::Error>),
+    /// A routing state that cannot be added to the one stored (another policy's, other arms).
+    #[error("{0}")]
+    RoutingState(String),
     #[error("Cannot delete the default experiment '0'.")]
     DeleteDefaultExperiment,
     #[error("Parameter 'version' must be a positive integer, got '{0}'")]

@@ -44,6 +44,7 @@ pub mod names;
 pub mod privacy;
 pub mod records;
 pub mod registry;
+pub mod routing;
 pub mod runs;
 mod schema;
 mod search;

@@ -21,7 +21,29 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, V9),
     (10, V10),
     (11, V11),
+    (12, V12),
 ];
+
+/// Routing policies of deployments (the canonical JSON in force, under its digest) and what
+/// each policy learned, summed over every serving replica's reports.
+const V12: &str = r#"
+CREATE TABLE routing_policies (
+    deployment TEXT PRIMARY KEY,
+    policy TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    updated_time BIGINT NOT NULL,
+    actor TEXT NOT NULL
+);
+CREATE TABLE routing_states (
+    deployment TEXT NOT NULL,
+    policy_digest TEXT NOT NULL,
+    state TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    reports BIGINT NOT NULL,
+    updated_time BIGINT NOT NULL,
+    PRIMARY KEY (deployment, policy_digest)
+)
+"#;
 
 /// Release gates: a protected alias's policy (requirements in canonical spelling, as a JSON
 /// array, and the approvals a version needs), approvals of a version for an alias, and the

@@ -9,6 +9,7 @@ mod config;
 mod data;
 mod drift;
 mod evaluate;
+mod experiments;
 mod fairness;
 mod gates;
 mod monitor;
@@ -88,6 +89,12 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: data::DataCommand,
+    },
+    /// Routing experiments: a deployment's policy (split, shadow, bandits) and what it
+    /// learned, per arm.
+    Experiments {
+        #[command(subcommand)]
+        command: experiments::ExperimentsCommand,
     },
     /// Check a deployment's logged traffic against its reference data.
     Monitor {
@@ -399,6 +406,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => {
             let loaded = Loaded::load(&args.config, args.layer()?)?;
             loaded.check("serve", "model", |c| serve::model_ref(&c.serve))?;
+            loaded.check("serve", "policy", |c| serve::policy_document(&c.serve))?;
             init_logging(&loaded.config.log);
             serve::serve(loaded.config.serve, loaded.config.auth, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -442,6 +450,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Gates { command } => {
             gates::run(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Experiments { command } => {
+            experiments::run(command).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -11,8 +11,10 @@ use mltrail_core::tags;
 use mltrail_serving::deployment::follower::{
     self, DeploymentAction, DeploymentEvent, DeploymentJournal,
 };
+use mltrail_serving::deployment::policy_keeper::{self, PolicyStore};
 use mltrail_serving::deployment::{load, Deployment, ModelRef, ModelSource};
 use mltrail_serving::predlog::{Durability, LogConfig, PredictionLog, MAX_SEGMENT_BYTES};
+use mltrail_serving::routing::Policy;
 use mltrail_serving::runtime::Model;
 use mltrail_serving::signature::{mlflow_column_names, Signature};
 use serde::{Deserialize, Serialize};
@@ -139,6 +141,16 @@ pub struct ServeArgs {
     /// when the dataset has that many or fewer).
     #[arg(long)]
     explain_background: Option<usize>,
+    /// A routing policy file (TOML): `kind` (single, split, shadow, epsilon_greedy, thompson,
+    /// ucb1, linucb), `arms` (NAME/VERSION or NAME@ALIAS) and the kind's keys
+    /// (docs/serving.md). It becomes the deployment's policy on the tracking server; without
+    /// it, a policy set there (`mltrail experiments set-policy`) is followed.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// How often the routing policy is read from the tracking server and what it learned is
+    /// reported there, in milliseconds.
+    #[arg(long)]
+    policy_interval_ms: Option<u64>,
     /// Log output format, the same for every mltrail process.
     #[arg(long, value_enum)]
     log_format: Option<crate::config::LogFormat>,
@@ -154,12 +166,30 @@ impl ServeArgs {
     }
 }
 
-/// What `--model` (or `[serve] model`) names; `mltrail serve` cannot start without it.
-pub fn model_ref(settings: &ServeTable) -> Result<ModelRef> {
-    let model = settings.model.as_deref().ok_or_else(|| {
-        anyhow!("not set: give --model NAME@ALIAS or NAME/VERSION (or MLTRAIL_SERVE_MODEL, or `model` in mltrail.toml's [serve] table)")
-    })?;
-    Ok(ModelRef::parse(model)?)
+/// What `--model` (or `[serve] model`) names, when set.
+pub fn model_ref(settings: &ServeTable) -> Result<Option<ModelRef>> {
+    settings
+        .model
+        .as_deref()
+        .map(|m| ModelRef::parse(m).map_err(anyhow::Error::from))
+        .transpose()
+}
+
+/// The routing policy file `--policy` (or `[serve] policy`) names, read and checked: its JSON
+/// form, as the tracking server keeps it.
+pub fn policy_document(settings: &ServeTable) -> Result<Option<(Value, Policy)>> {
+    settings.policy.as_deref().map(policy_file).transpose()
+}
+
+/// A routing policy file (TOML) read and checked: its JSON form and the policy.
+pub fn policy_file(path: &std::path::Path) -> Result<(Value, Policy)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
+    let document = serde_json::to_value(table)?;
+    let policy = Policy::from_json(&document).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok((document, policy))
 }
 
 /// Serves the deployment `args` (the merged `[serve]` table) describes.
@@ -169,11 +199,20 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let model_ref = model_ref(&args)?;
+    let policy_file = policy_document(&args)?;
     let tls = crate::config::tls_acceptor(&args.tls_cert, &args.tls_key, "serve")?;
     let deployment = args
         .deployment
         .clone()
-        .unwrap_or_else(|| model_ref.name().to_string());
+        .or_else(|| model_ref.as_ref().map(|m| m.name().to_string()))
+        .or_else(|| {
+            policy_file
+                .as_ref()
+                .map(|(_, p)| p.arms[0].name().to_string())
+        })
+        .ok_or_else(|| {
+            anyhow!("not set: give --model NAME@ALIAS or NAME/VERSION, or --policy FILE (or --deployment NAME whose routing policy the tracking server holds)")
+        })?;
     let client = Arc::new(Client::new(
         args.tracking_uri.trim_end_matches('/').to_string(),
     )?);
@@ -186,7 +225,32 @@ pub async fn serve(
         }
         crate::config::AuthModeArg::Off => None,
     };
-    let version = client.version(&model_ref).await?;
+    if let Some((document, policy)) = &policy_file {
+        client
+            .put(
+                &format!(
+                    "/api/v1/deployments/{}/policy",
+                    crate::tracking_client::segment(&deployment)
+                ),
+                &json!({ "policy": document }),
+                "set the deployment's routing policy",
+            )
+            .await?;
+        tracing::info!(deployment, policy = %policy.name, version = policy.version(), "routing policy set on the tracking server");
+    }
+    let policy_in_force = PolicyStore::policy(client.as_ref(), &deployment).await?;
+    // The deployment's own model: --model, else the policy's first arm.
+    let own = match (&model_ref, &policy_in_force) {
+        (Some(m), _) => m.clone(),
+        (None, Some(doc)) => Policy::from_json(doc)
+            .map_err(|e| anyhow!("the deployment's routing policy on the tracking server: {e}"))?
+            .arms[0]
+            .clone(),
+        (None, None) => bail!(
+            "not set: give --model NAME@ALIAS or NAME/VERSION, or --policy FILE (deployment `{deployment}` has no routing policy on the tracking server)"
+        ),
+    };
+    let version = client.version(&own).await?;
     let loaded = load(client.as_ref(), &version).await?;
     let log_dir = args
         .log_dir
@@ -276,15 +340,27 @@ pub async fn serve(
             }
         })
     });
-    let follower = model_ref.is_alias().then(|| {
-        follower::spawn(
-            dep.clone(),
-            client.clone(),
-            client.clone(),
-            model_ref.clone(),
-            Duration::from_millis(args.poll_interval_ms.max(50)),
-        )
-    });
+    if let Some(doc) = &policy_in_force {
+        policy_keeper::apply(&dep, doc, client.as_ref(), client.as_ref(), client.as_ref())
+            .await
+            .with_context(|| {
+                format!("cannot put deployment `{deployment}`'s routing policy in force")
+            })?;
+    }
+    let keeper = policy_keeper::spawn(
+        dep.clone(),
+        client.clone(),
+        client.clone(),
+        client.clone(),
+        Duration::from_millis(args.policy_interval_ms.max(100)),
+    );
+    let follower = follower::spawn(
+        dep.clone(),
+        client.clone(),
+        client.clone(),
+        Some(own.clone()),
+        Duration::from_millis(args.poll_interval_ms.max(50)),
+    );
 
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -303,8 +379,24 @@ pub async fn serve(
     )
     .await?;
     archiver.abort();
-    if let Some(follower) = follower {
-        follower.abort();
+    follower.abort();
+    keeper.abort();
+    // What the policy learned since its last report is sent before stopping (a `kill -9`
+    // loses at most one interval of it; the feedback itself is in the log).
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        policy_keeper::report(&dep, client.as_ref()),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(deployment, error = %e, "could not report what the routing policy learned")
+        }
+        Err(_) => tracing::warn!(
+            deployment,
+            "the tracking server did not take the routing report within 5 s"
+        ),
     }
     if let Some(reporter) = reporter {
         reporter.abort();

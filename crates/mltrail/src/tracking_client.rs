@@ -4,10 +4,12 @@
 use anyhow::{anyhow, bail, Context, Result};
 use mltrail_serving::archive::{ArchiveReader, ArchiveStore, Recorded, StorageError};
 use mltrail_serving::deployment::follower::{DeploymentEvent, DeploymentJournal};
+use mltrail_serving::deployment::policy_keeper::PolicyStore;
 use mltrail_serving::deployment::{
     BoxFuture, LineageSource, Listed, ModelRef, ModelSource, SourceError, SourceVersion,
     StoredDataset,
 };
+use mltrail_serving::routing::RoutingState;
 use mltrail_serving::segment_tree::ArchivedSegment;
 use serde_json::{json, Value};
 
@@ -620,6 +622,76 @@ impl DeploymentJournal for Client {
             .await
             .map(|_| ())
             .map_err(|e| SourceError::unavailable("the tracking server", e))
+        })
+    }
+}
+
+/// Whether an error is the tracking server's 404.
+pub fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Refused>()
+        .is_some_and(|r| r.status == reqwest::StatusCode::NOT_FOUND)
+}
+
+/// Routing policies and what they learned are kept by the tracking server.
+impl PolicyStore for Client {
+    fn policy<'a>(
+        &'a self,
+        deployment: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, SourceError>> {
+        Box::pin(async move {
+            let path = format!("/api/v1/deployments/{}/policy", segment(deployment));
+            match self
+                .get_json(&path, "the deployment's routing policy")
+                .await
+            {
+                Ok(body) => Ok(body.get("policy").cloned()),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(SourceError::unavailable("the tracking server", e)),
+            }
+        })
+    }
+
+    fn learned<'a>(
+        &'a self,
+        deployment: &'a str,
+        policy: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RoutingState>, SourceError>> {
+        Box::pin(async move {
+            let path = format!(
+                "/api/v1/deployments/{}/policy/state?policy={}",
+                segment(deployment),
+                segment(policy)
+            );
+            let body = self
+                .get_json(&path, "what the routing policy learned")
+                .await
+                .map_err(|e| SourceError::unavailable("the tracking server", e))?;
+            match body.get("state") {
+                None | Some(Value::Null) => Ok(None),
+                Some(state) => serde_json::from_value(state.clone())
+                    .map(Some)
+                    .map_err(|e| SourceError::unavailable("what the routing policy learned", e)),
+            }
+        })
+    }
+
+    fn report<'a>(
+        &'a self,
+        deployment: &'a str,
+        delta: &'a RoutingState,
+    ) -> BoxFuture<'a, Result<RoutingState, SourceError>> {
+        Box::pin(async move {
+            let path = format!("/api/v1/deployments/{}/policy/state", segment(deployment));
+            let body = self
+                .post(
+                    &path,
+                    &json!({"delta": delta}),
+                    "report what the routing policy learned",
+                )
+                .await
+                .map_err(|e| SourceError::unavailable("the tracking server", e))?;
+            serde_json::from_value(body.get("state").cloned().unwrap_or_default())
+                .map_err(|e| SourceError::unavailable("what the routing policy learned", e))
         })
     }
 }

@@ -46,8 +46,6 @@ fn write_window(server: &Server, start: i64) {
                 version: "1".into(),
                 digest: "0".repeat(64),
                 arm: None,
-                policy: None,
-                propensity: None,
                 latency_us: 100,
                 inputs: serde_json::value::to_raw_value(&inputs).unwrap(),
                 outputs: serde_json::value::to_raw_value(&json!({"label": 0})).unwrap(),
@@ -55,6 +53,7 @@ fn write_window(server: &Server, start: i64) {
                 sealed: None,
                 sealed_inputs: None,
                 explanation: None,
+                signature: None,
             })
         })
         .collect();

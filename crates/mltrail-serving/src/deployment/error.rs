@@ -84,6 +84,9 @@ pub enum FeedbackError {
     Lookup(#[from] LookupError),
     #[error("{0}")]
     Log(#[source] LogError),
+    /// A reward the deployment's learning policy cannot take.
+    #[error(transparent)]
+    Reward(crate::routing::PolicyError),
 }
 
 impl FeedbackError {
@@ -95,6 +98,8 @@ impl FeedbackError {
             }
             FeedbackError::BadReward => Some("reward"),
             FeedbackError::BadRanking => Some("ranking"),
+            FeedbackError::Reward(e) if e.field == "label" => Some("label"),
+            FeedbackError::Reward(_) => Some("reward"),
             _ => None,
         }
     }

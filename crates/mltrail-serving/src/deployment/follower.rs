@@ -42,21 +42,74 @@ pub async fn follow_once(
     Ok(Some((current.version.clone(), event.version)))
 }
 
-/// Checks the alias every `every` until the task is dropped; a failed check keeps the current
-/// version serving and is retried.
+/// One check of every arm of the routing policy in force that names an alias: an arm whose
+/// alias moved is swapped to the version it names now. Returns the arms swapped.
+pub async fn follow_arms(
+    deployment: &Deployment,
+    source: &dyn ModelSource,
+    journal: &dyn DeploymentJournal,
+) -> Result<Vec<usize>, SourceError> {
+    let Some(routing) = deployment.routing() else {
+        return Ok(Vec::new());
+    };
+    let mut swapped = Vec::new();
+    for (arm, model) in routing.policy().arms.iter().enumerate() {
+        if !model.is_alias() {
+            continue;
+        }
+        let named = source.version(model).await?;
+        let serving = routing.serving(arm);
+        if named.version == serving.version {
+            continue;
+        }
+        let next = load(source, &named).await?;
+        let event = DeploymentEvent {
+            deployment: deployment.name().to_string(),
+            action: DeploymentAction::Swap,
+            model: next.name.clone(),
+            version: next.version.clone(),
+            digest: next.digest.clone(),
+        };
+        // A policy replaced meanwhile keeps its own arms.
+        if !deployment
+            .routing()
+            .is_some_and(|now| Arc::ptr_eq(&now, &routing))
+        {
+            break;
+        }
+        deployment.swap_arm(arm, next);
+        tracing::info!(deployment = %deployment.name(), arm = %model, from = %serving.version, to = %event.version, "an arm's alias moved: swapped its model");
+        journal.record(&event).await?;
+        swapped.push(arm);
+    }
+    Ok(swapped)
+}
+
+/// Checks the alias every `every` until the task is dropped: the routing policy's alias arms
+/// while one is in force, else `model` when it is an alias. A failed check keeps the current
+/// versions serving and is retried.
 pub fn spawn(
     deployment: Arc<Deployment>,
     source: Arc<dyn ModelSource>,
     journal: Arc<dyn DeploymentJournal>,
-    model: ModelRef,
+    model: Option<ModelRef>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            if let Err(e) =
-                follow_once(&deployment, source.as_ref(), journal.as_ref(), &model).await
-            {
+            let checked = if deployment.routing().is_some() {
+                follow_arms(&deployment, source.as_ref(), journal.as_ref())
+                    .await
+                    .map(|_| ())
+            } else if let Some(model) = model.as_ref().filter(|m| m.is_alias()) {
+                follow_once(&deployment, source.as_ref(), journal.as_ref(), model)
+                    .await
+                    .map(|_| ())
+            } else {
+                Ok(())
+            };
+            if let Err(e) = checked {
                 tracing::warn!(error = %e, "alias check failed; still serving the current version");
             }
         }

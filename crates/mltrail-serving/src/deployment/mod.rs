@@ -12,6 +12,8 @@ mod error;
 pub mod follower;
 mod metrics;
 mod model;
+pub mod policy_keeper;
+pub mod routed;
 mod source;
 mod store_source;
 
@@ -37,13 +39,14 @@ use crate::predlog::{Annotations, Entry, EntryKind, PredictionLog};
 use crate::privacy::{open_record, subject_of, KeyCache};
 use crate::record::{
     prediction_id, write_prediction, ExplanationRecord, FeedbackRecord, LogRecord,
-    PredictionRecord, RequestRecord, SealedRow,
+    PredictionRecord, RequestRecord, RowSignature, SealedRow,
 };
 use crate::request::{self, PrivateRows, RequestKind, RowInputs};
 use crate::response;
 use crate::runtime::Value;
 use metrics::{DeploymentMetrics, VersionMetrics};
 use mltrail_core::privacy::DataKey;
+pub use routed::{Routing, RoutingError};
 
 /// The model version in service, with the metrics it counts into.
 pub struct Serving {
@@ -125,34 +128,68 @@ pub struct Scored {
     pub ids: Vec<uuid::Uuid>,
     /// Each row's outputs as a JSON object, as logged.
     pub rows: Vec<Vec<u8>>,
-    pub outputs: Vec<Value>,
+    /// The outputs as arrays of all rows; `None` when rows routed to different versions
+    /// gave outputs of different types (the tensor-shaped answer then lists rows).
+    pub outputs: Option<Vec<Value>>,
+    /// Each row's arm and version, when a policy routed the request.
+    pub routed: Option<RoutedRows>,
+    /// The versions that answered and how many rows each.
+    pub served: Vec<(Arc<Serving>, usize)>,
+}
+
+/// What a routing policy chose for each row of a request.
+pub struct RoutedRows {
+    pub arms: Vec<String>,
+    pub versions: Vec<Arc<Serving>>,
+    pub propensities: Vec<f64>,
+}
+
+/// The rows one arm answered, with its outputs.
+struct Group {
+    arm: usize,
+    serving: Arc<Serving>,
+    rows: Vec<usize>,
+    outputs: Vec<Value>,
+    explanations: Option<Vec<Vec<u8>>>,
 }
 
 impl Scored {
     /// The `/invocations` answer: one record per row for DataFrame input, a dict of output
     /// arrays for tensor input, as `mlflow models serve` answers.
     pub fn invocations_body(&self) -> Vec<u8> {
-        match self.kind {
-            RequestKind::DataFrame => response::predictions_of_rows(&self.rows),
-            RequestKind::Tensor => serde_json::to_vec(&response::tensor_predictions(
-                &self.model.output_names,
-                &self.outputs,
-            ))
+        match (self.kind, &self.outputs) {
+            (RequestKind::Tensor, Some(outputs)) => serde_json::to_vec(
+                &response::tensor_predictions(&self.model.output_names, outputs),
+            )
             .unwrap_or_default(),
+            _ => response::predictions_of_rows(&self.rows),
         }
     }
 
     /// The native `/api/v1/predict` answer: each row's prediction id, the version that answered
     /// and its outputs.
     pub fn predict_body(&self, deployment: &str) -> Vec<u8> {
-        response::native_predictions(
-            deployment,
-            &self.model.name,
-            &self.model.version,
-            &self.model.digest,
-            &self.ids,
-            &self.rows,
-        )
+        match &self.routed {
+            None => response::native_predictions(
+                deployment,
+                &self.model.name,
+                &self.model.version,
+                &self.model.digest,
+                &self.ids,
+                &self.rows,
+            ),
+            Some(routed) => {
+                response::native_routed_predictions(deployment, &self.ids, &self.rows, |r| {
+                    response::RowOrigin {
+                        model: &routed.versions[r].name,
+                        version: &routed.versions[r].version,
+                        digest: &routed.versions[r].digest,
+                        arm: &routed.arms[r],
+                        propensity: routed.propensities[r],
+                    }
+                })
+            }
+        }
     }
 }
 
@@ -218,6 +255,74 @@ pub struct Deployment {
     /// Counterfactual searches running at once: each may take a core for a while, and scoring
     /// must keep the rest.
     counterfactuals: tokio::sync::Semaphore,
+    /// The routing policy in force, with its arms' versions; `None` serves `current` alone.
+    routing: RwLock<Option<Arc<Routing>>>,
+    /// The thread that scores shadows, started with the first shadow policy.
+    shadows: std::sync::OnceLock<Option<routed::ShadowWorker>>,
+}
+
+/// What a piece of feedback teaches the policy in force.
+struct Lesson {
+    arm: usize,
+    reward: f64,
+    context: Option<Vec<f64>>,
+}
+
+/// The reward `feedback` gives the arm that answered `record`, when the policy in force chose
+/// that arm and no earlier feedback on it carried a reward (a prediction teaches once). A
+/// reward the policy cannot take is refused before anything is recorded.
+fn lesson_of(
+    routing: &Routing,
+    record: &PredictionRecord,
+    earlier: &[FeedbackRecord],
+    feedback: &Feedback,
+) -> Result<Option<Lesson>, FeedbackError> {
+    let policy = routing.policy();
+    let Some(reward) = policy
+        .reward_of(feedback.reward.as_ref(), feedback.label.as_deref())
+        .map_err(FeedbackError::Reward)?
+    else {
+        return Ok(None);
+    };
+    let Some(signature) = &record.signature else {
+        return Ok(None);
+    };
+    let arm = record.arm.as_deref().and_then(|a| routing.arm_of(a));
+    let (Some(arm), true, true) = (
+        arm,
+        signature.policy_version == policy.version(),
+        signature.returned,
+    ) else {
+        return Ok(None);
+    };
+    if earlier.iter().any(|f| {
+        matches!(
+            policy.reward_of(f.reward.as_ref(), f.label.as_deref()),
+            Ok(Some(_))
+        )
+    }) {
+        return Ok(None);
+    }
+    let context = match &policy.rule {
+        crate::routing::Rule::LinUcb { context, .. } => {
+            let inputs: serde_json::Map<String, Json> =
+                serde_json::from_str(record.inputs.get()).unwrap_or_default();
+            let values: Option<Vec<f64>> = context
+                .iter()
+                .map(|c| inputs.get(c).and_then(Json::as_f64))
+                .collect();
+            match values {
+                Some(v) => Some(v),
+                None => return Ok(None),
+            }
+        }
+        _ => None,
+    };
+    Ok(Some(Lesson {
+        arm,
+        reward,
+        context,
+    }))
 }
 
 /// Counterfactual searches a deployment runs at once; more wait their turn.
@@ -250,6 +355,93 @@ impl Deployment {
             source: None,
             retired: std::sync::Mutex::new(Vec::new()),
             counterfactuals: tokio::sync::Semaphore::new(COUNTERFACTUALS_AT_ONCE),
+            routing: RwLock::new(None),
+            shadows: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The routing policy in force.
+    pub fn routing(&self) -> Option<Arc<Routing>> {
+        self.routing
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Puts `policy` in force with its arms' versions (`models`, in the policy's order),
+    /// resuming from `learned`. Requests already running finish under the policy they
+    /// started with.
+    pub fn route(
+        &self,
+        policy: Arc<crate::routing::Policy>,
+        models: Vec<LoadedModel>,
+        learned: Option<crate::routing::RoutingState>,
+    ) -> Result<Arc<Routing>, RoutingError> {
+        let servings = models
+            .into_iter()
+            .map(|m| {
+                let metrics = self.metrics.serve(&m, None);
+                Arc::new(Serving::new(m, metrics))
+            })
+            .collect();
+        let shadow = policy.rule == crate::routing::Rule::Shadow;
+        let routing = Arc::new(Routing::new(policy, servings, learned)?);
+        if shadow {
+            self.shadows
+                .get_or_init(|| routed::ShadowWorker::start(self.log.clone()));
+        }
+        if self.explain_mode == ExplainMode::Always {
+            for serving in routing.servings() {
+                self.prepare_in_background(serving);
+            }
+        }
+        let previous = {
+            let mut guard = self.routing.write().unwrap_or_else(|p| p.into_inner());
+            guard.replace(routing.clone())
+        };
+        if let Some(previous) = previous {
+            for serving in previous.servings() {
+                self.retire(serving);
+            }
+        }
+        Ok(routing)
+    }
+
+    /// Ends the routing policy: `current` serves alone again.
+    pub fn unroute(&self) -> Option<Arc<Routing>> {
+        let mut guard = self.routing.write().unwrap_or_else(|p| p.into_inner());
+        guard.take()
+    }
+
+    /// Puts `next` in service on arm `arm` of the policy in force (its alias moved).
+    pub fn swap_arm(&self, arm: usize, next: LoadedModel) -> Option<Arc<Serving>> {
+        let routing = self.routing()?;
+        if arm >= routing.policy().arms.len() {
+            return None;
+        }
+        let previous = routing.serving(arm);
+        let metrics = self.metrics.serve(&next, Some(&previous.model));
+        let next = Arc::new(Serving::new(next, metrics));
+        if self.explain_mode == ExplainMode::Always {
+            self.prepare_in_background(next.clone());
+        }
+        let replaced = routing.swap(arm, next);
+        self.retire(replaced.clone());
+        Some(replaced)
+    }
+
+    /// Makes a version's explainer beside serving (`--explain always`), so its first
+    /// requests do not wait for it.
+    fn prepare_in_background(&self, serving: Arc<Serving>) {
+        if let (Some(factory), Ok(runtime)) =
+            (&self.explainers, tokio::runtime::Handle::try_current())
+        {
+            let factory = factory.clone();
+            runtime.spawn(async move {
+                if let Err(why) = serving.explainer_from(&factory).await {
+                    tracing::warn!(version = %serving.version, error = %why, "the new version cannot be explained; its predictions are stored without explanations");
+                }
+            });
         }
     }
 
@@ -288,6 +480,12 @@ impl Deployment {
         let current = self.current();
         if answered(&current) {
             return Ok(current);
+        }
+        if let Some(arm) = self
+            .routing()
+            .and_then(|r| r.servings().into_iter().find(|s| answered(s)))
+        {
+            return Ok(arm);
         }
         let kept = {
             let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
@@ -418,8 +616,11 @@ impl Deployment {
         &self.log
     }
 
-    /// The version in service now.
+    /// The version in service now: under a routing policy, its first arm's.
     pub fn current(&self) -> Arc<Serving> {
+        if let Some(routing) = self.routing() {
+            return routing.serving(0);
+        }
         self.current
             .read()
             .map(|m| m.clone())
@@ -436,16 +637,7 @@ impl Deployment {
         let next = Arc::new(Serving::new(next, metrics));
         if self.explain_mode == ExplainMode::Always {
             // The new version's explainer is made beside serving, not by its first request.
-            if let (Some(factory), Ok(runtime)) =
-                (&self.explainers, tokio::runtime::Handle::try_current())
-            {
-                let (factory, serving) = (factory.clone(), next.clone());
-                runtime.spawn(async move {
-                    if let Err(why) = serving.explainer_from(&factory).await {
-                        tracing::warn!(version = %serving.version, error = %why, "the new version cannot be explained; its predictions are stored without explanations");
-                    }
-                });
-            }
+            self.prepare_in_background(next.clone());
         }
         let replaced = {
             let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
@@ -479,21 +671,30 @@ impl Deployment {
         body: &[u8],
         started: Instant,
     ) -> Result<Scored, ScoreError> {
-        let serving = self.current();
-        let result = self.score_with(&serving, format, body, started).await;
-        serving.metrics.observe(
-            result
-                .as_ref()
-                .map(|s| s.ids.len())
-                .map_err(ScoreError::kind),
-            started.elapsed().as_secs_f64(),
-        );
+        let routing = self.routing();
+        let primary = match &routing {
+            Some(r) => r.serving(0),
+            None => self.current(),
+        };
+        let result = self
+            .score_with(routing.as_ref(), &primary, format, body, started)
+            .await;
+        let seconds = started.elapsed().as_secs_f64();
+        match &result {
+            Ok(scored) => {
+                for (serving, rows) in &scored.served {
+                    serving.metrics.observe(Ok(*rows), seconds);
+                }
+            }
+            Err(e) => primary.metrics.observe(Err(e.kind()), seconds),
+        }
         result
     }
 
     async fn score_with(
         &self,
-        serving: &Arc<Serving>,
+        routing: Option<&Arc<Routing>>,
+        primary: &Arc<Serving>,
         format: BodyFormat,
         body: &[u8],
         started: Instant,
@@ -502,35 +703,90 @@ impl Deployment {
             BodyFormat::Json => serde_json::from_slice(body).map_err(ScoreError::Json)?,
             BodyFormat::Csv => request::csv_body(
                 body,
-                serving.model.privacy.as_ref().map(|p| p.spec().subject()),
+                primary.model.privacy.as_ref().map(|p| p.spec().subject()),
             )?,
         };
-        let decoded = request::decode(
+        let columns = routing.map_or_else(Vec::new, |r| r.policy().request_columns());
+        let mut decoded = request::decode_with(
             json,
-            &serving.model.model,
-            &serving.signature,
-            serving.model.privacy.as_ref(),
+            &primary.model.model,
+            &primary.signature,
+            primary.model.privacy.as_ref(),
+            &columns,
         )?;
-        let explain_rows = match (&decoded.tensors[..], self.explain_mode) {
-            ([tensor], ExplainMode::Always) if serving.stores_explanations() => {
-                tensor.to_f64("explanation").ok()
-            }
-            _ => None,
-        };
-        let outputs = serving
-            .model
-            .model
-            .run(decoded.tensors)
-            .map_err(ScoreError::Model)?;
-        let explanations = match explain_rows {
-            Some(rows) => self.explain_served(serving, &rows, decoded.rows).await,
-            None => None,
-        };
         let n = decoded.rows;
-        let rows: Vec<Vec<u8>> = (0..n)
-            .map(|r| {
+        let plan = routing.map(|r| r.plan(&decoded)).transpose()?;
+        // Rows by the arm that answers them (one group without a policy).
+        let arms = routing.map_or(1, |r| r.policy().arms.len());
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); arms];
+        match &plan {
+            Some(plan) => {
+                for (r, c) in plan.choices.iter().enumerate() {
+                    members[c.arm].push(r);
+                }
+            }
+            None => members[0] = (0..n).collect(),
+        }
+        let shadow =
+            routing.filter(|r| r.policy().rule == crate::routing::Rule::Shadow && arms > 1);
+        let shadow_tensors = shadow.map(|_| decoded.tensors.clone());
+        let mut groups: Vec<Group> = Vec::new();
+        let whole = members.iter().filter(|m| !m.is_empty()).count() == 1;
+        for (arm, rows) in members.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let serving = match routing {
+                Some(r) => r.serving(arm),
+                None => primary.clone(),
+            };
+            let tensors = if whole {
+                std::mem::take(&mut decoded.tensors)
+            } else {
+                decoded.tensors.iter().map(|t| t.take_rows(&rows)).collect()
+            };
+            let explain_rows = match (&tensors[..], self.explain_mode) {
+                ([tensor], ExplainMode::Always) if serving.stores_explanations() => {
+                    tensor.to_f64("explanation").ok()
+                }
+                _ => None,
+            };
+            let outputs = serving
+                .model
+                .model
+                .run(tensors)
+                .map_err(ScoreError::Model)?;
+            let explanations = match explain_rows {
+                Some(values) => self.explain_served(&serving, &values, rows.len()).await,
+                None => None,
+            };
+            groups.push(Group {
+                arm,
+                serving,
+                rows,
+                outputs,
+                explanations,
+            });
+        }
+        // Each row's group and place in it.
+        let mut place = vec![(0, 0); n];
+        for (g, group) in groups.iter().enumerate() {
+            for (i, &r) in group.rows.iter().enumerate() {
+                place[r] = (g, i);
+            }
+        }
+        let rows: Vec<Vec<u8>> = place
+            .iter()
+            .map(|&(g, i)| {
+                let group = &groups[g];
                 let mut out = Vec::with_capacity(64);
-                response::row_json(&serving.output_keys, &outputs, r, n, &mut out);
+                response::row_json(
+                    &group.serving.output_keys,
+                    &group.outputs,
+                    i,
+                    group.rows.len(),
+                    &mut out,
+                );
                 out
             })
             .collect();
@@ -538,47 +794,190 @@ impl Deployment {
         let ids: Vec<uuid::Uuid> = (0..n)
             .map(|_| prediction_id(u64::try_from(time).unwrap_or(0)))
             .collect();
-        // Everything but the id, inputs and outputs is the same for every row of a request.
-        let shared = RequestRecord {
-            time_ms: time,
-            deployment: &self.name,
-            model: &serving.name,
-            version: &serving.version,
-            digest: &serving.digest,
-            latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
-        }
-        .shared_json();
+        let latency_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        // Everything but the id, inputs, outputs and the signature's per-row part is the same
+        // for every row an arm answers.
+        let shared: Vec<Vec<u8>> = groups
+            .iter()
+            .map(|group| {
+                RequestRecord {
+                    time_ms: time,
+                    deployment: &self.name,
+                    model: &group.serving.name,
+                    version: &group.serving.version,
+                    digest: &group.serving.digest,
+                    arm: routing.map(|r| r.label(group.arm)),
+                    latency_us,
+                }
+                .shared_json()
+            })
+            .collect();
+        let signature_of = |r: usize| -> Option<RowSignature<'_>> {
+            let (routing, plan) = (routing?, plan.as_ref()?);
+            Some(RowSignature {
+                group: routing.group_json(groups[place[r].0].arm),
+                propensity: Some(plan.choices[r].propensity),
+                request_key: plan.logged_keys.as_ref().map(|k| k[r].as_str()),
+                shadow_of: None,
+            })
+        };
         let entries = match &decoded.inputs {
-            RowInputs::Plain(inputs) => ids
-                .iter()
-                .zip(inputs)
-                .zip(&rows)
-                .enumerate()
-                .map(|(r, ((id, inputs), outputs))| Entry {
-                    id: id.as_u128(),
-                    kind: EntryKind::Prediction,
-                    payload: write_prediction(
-                        id,
-                        &shared,
-                        inputs,
-                        outputs,
-                        None,
-                        explanations.as_ref().map(|e| e[r].as_slice()),
-                    ),
+            RowInputs::Plain(inputs) => (0..n)
+                .map(|r| {
+                    let (g, i) = place[r];
+                    Entry {
+                        id: ids[r].as_u128(),
+                        kind: EntryKind::Prediction,
+                        payload: write_prediction(
+                            &ids[r],
+                            &shared[g],
+                            &inputs[r],
+                            &rows[r],
+                            None,
+                            groups[g].explanations.as_ref().map(|e| e[i].as_slice()),
+                            signature_of(r),
+                        ),
+                    }
                 })
                 .collect(),
             RowInputs::Sealed(private) => {
-                self.sealed_entries(private, &ids, &shared, &rows).await?
+                self.sealed_entries(private, &ids, &rows, |r| {
+                    (&shared[place[r].0][..], signature_of(r))
+                })
+                .await?
             }
         };
         self.log.append(entries).await.map_err(ScoreError::Log)?;
+        if let (Some(routing), Some(tensors), RowInputs::Plain(inputs)) =
+            (shadow, shadow_tensors, &decoded.inputs)
+        {
+            self.shadow(
+                routing,
+                tensors,
+                inputs.clone(),
+                &ids,
+                plan.as_ref(),
+                latency_us,
+            );
+        }
+        let outputs = if groups.len() == 1 {
+            Some(groups[0].outputs.clone())
+        } else {
+            let parts = groups.len();
+            let picks: Vec<(usize, usize)> = place.clone();
+            (0..groups[0].outputs.len())
+                .map(|o| {
+                    let values: Vec<(&Value, usize)> = (0..parts)
+                        .map(|g| groups[g].outputs.get(o).map(|v| (v, groups[g].rows.len())))
+                        .collect::<Option<_>>()?;
+                    Value::interleave(&values, &picks)
+                })
+                .collect::<Option<Vec<Value>>>()
+        };
+        let routed = match (routing, plan) {
+            (Some(routing), Some(plan)) => Some(RoutedRows {
+                arms: plan
+                    .choices
+                    .iter()
+                    .map(|c| routing.label(c.arm).to_string())
+                    .collect(),
+                versions: place
+                    .iter()
+                    .map(|&(g, _)| groups[g].serving.clone())
+                    .collect(),
+                propensities: plan.choices.iter().map(|c| c.propensity).collect(),
+            }),
+            _ => None,
+        };
+        let model = groups[place.first().map_or(0, |p| p.0)].serving.clone();
         Ok(Scored {
-            model: serving.clone(),
+            model,
             kind: decoded.kind,
             ids,
             rows,
             outputs,
+            routed,
+            served: groups
+                .into_iter()
+                .map(|g| (g.serving, g.rows.len()))
+                .collect(),
         })
+    }
+
+    /// Queues a shadow policy's other arms on the rows its first arm answered: their
+    /// predictions are logged (not returned) under their own ids, each naming the answered
+    /// prediction it shadows. Dropped, and counted, while the shadow worker is behind.
+    fn shadow(
+        &self,
+        routing: &Arc<Routing>,
+        tensors: Vec<crate::runtime::Tensor>,
+        inputs: Vec<Vec<u8>>,
+        primary_ids: &[uuid::Uuid],
+        plan: Option<&routed::Plan>,
+        latency_us: i64,
+    ) {
+        let Some(worker) = self.shadows.get().and_then(Option::as_ref) else {
+            return;
+        };
+        let counted = routing.clone();
+        let routing = routing.clone();
+        let primary_ids = primary_ids.to_vec();
+        let keys = plan.and_then(|p| p.logged_keys.clone());
+        let deployment = self.name.clone();
+        let job: routed::ShadowJob = Box::new(move || {
+            let n = primary_ids.len();
+            let mut entries = Vec::new();
+            for arm in 1..routing.policy().arms.len() {
+                let serving = routing.serving(arm);
+                let outputs = match serving.model.model.run(tensors.clone()) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        tracing::debug!(arm = routing.label(arm), error = %e, "a shadow could not score a request");
+                        continue;
+                    }
+                };
+                let time = mltrail_core::now_millis();
+                let shared = RequestRecord {
+                    time_ms: time,
+                    deployment: &deployment,
+                    model: &serving.name,
+                    version: &serving.version,
+                    digest: &serving.digest,
+                    arm: Some(routing.label(arm)),
+                    latency_us,
+                }
+                .shared_json();
+                for r in 0..n {
+                    let mut row = Vec::with_capacity(64);
+                    response::row_json(&serving.output_keys, &outputs, r, n, &mut row);
+                    let id = prediction_id(u64::try_from(time).unwrap_or(0));
+                    entries.push(Entry {
+                        id: id.as_u128(),
+                        kind: EntryKind::Prediction,
+                        payload: write_prediction(
+                            &id,
+                            &shared,
+                            &inputs[r],
+                            &row,
+                            None,
+                            None,
+                            Some(RowSignature {
+                                group: routing.group_json(arm),
+                                propensity: None,
+                                request_key: keys.as_ref().map(|k| k[r].as_str()),
+                                shadow_of: Some(&primary_ids[r]),
+                            }),
+                        ),
+                    });
+                }
+            }
+            Some(entries)
+        });
+        if !worker.offer(job) {
+            counted
+                .shadows_skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Each served row's explanation (`--explain always`), or none when the version cannot be
@@ -727,12 +1126,13 @@ impl Deployment {
     }
 
     /// Log entries whose personal data is sealed with each row's subject key.
-    async fn sealed_entries(
+    /// `shared_of(row)` is the record's part its arm's rows share and the row's signature.
+    async fn sealed_entries<'a>(
         &self,
         private: &PrivateRows,
         ids: &[uuid::Uuid],
-        shared: &[u8],
         rows: &[Vec<u8>],
+        shared_of: impl Fn(usize) -> (&'a [u8], Option<RowSignature<'a>>),
     ) -> Result<Vec<Entry>, ScoreError> {
         let cache = self
             .keys
@@ -751,21 +1151,26 @@ impl Deployment {
             .zip(&inputs)
             .zip(rows)
             .zip(&keys)
-            .map(|(((id, inputs), outputs), key)| Entry {
-                id: id.as_u128(),
-                kind: EntryKind::Prediction,
-                payload: write_prediction(
-                    id,
-                    shared,
-                    &inputs.open,
-                    outputs,
-                    Some(SealedRow {
-                        subject: key.subject_hex(),
-                        sealed_json: private.sealed_json(),
-                        sealed_inputs: &inputs.sealed,
-                    }),
-                    None,
-                ),
+            .enumerate()
+            .map(|(r, (((id, inputs), outputs), key))| {
+                let (shared, signature) = shared_of(r);
+                Entry {
+                    id: id.as_u128(),
+                    kind: EntryKind::Prediction,
+                    payload: write_prediction(
+                        id,
+                        shared,
+                        &inputs.open,
+                        outputs,
+                        Some(SealedRow {
+                            subject: key.subject_hex(),
+                            sealed_json: private.sealed_json(),
+                            sealed_inputs: &inputs.sealed,
+                        }),
+                        None,
+                        signature,
+                    ),
+                }
             })
             .collect())
     }
@@ -839,13 +1244,25 @@ impl Deployment {
     /// Records feedback on a prediction this deployment served (locally or archived).
     pub async fn feedback(&self, feedback: Feedback) -> Result<uuid::Uuid, FeedbackError> {
         let id = feedback.prediction_id;
-        let known = self.log.contains(id.as_u128()) || self.lookup_stored(id).await?.is_some();
-        if !known {
-            return Err(FeedbackError::Unknown {
-                id,
-                deployment: self.name.clone(),
-            });
-        }
+        let unknown = || FeedbackError::Unknown {
+            id,
+            deployment: self.name.clone(),
+        };
+        let learning = self.routing().filter(|r| r.policy().rule.learns());
+        let lesson = match &learning {
+            Some(routing) => {
+                let (record, earlier) = self.lookup_stored(id).await?.ok_or_else(unknown)?;
+                lesson_of(routing, &record, &earlier.feedback, &feedback)?
+            }
+            None => {
+                let known =
+                    self.log.contains(id.as_u128()) || self.lookup_stored(id).await?.is_some();
+                if !known {
+                    return Err(unknown());
+                }
+                None
+            }
+        };
         let record = LogRecord::Feedback(FeedbackRecord {
             id,
             time_ms: mltrail_core::now_millis(),
@@ -863,6 +1280,11 @@ impl Deployment {
             }])
             .await
             .map_err(FeedbackError::Log)?;
+        if let (Some(routing), Some(lesson)) = (learning, lesson) {
+            routing
+                .router()
+                .reward(lesson.arm, lesson.reward, lesson.context.as_deref());
+        }
         Ok(id)
     }
 

@@ -50,6 +50,23 @@ pub enum TensorData {
 }
 
 impl TensorData {
+    /// The values at `items`, `width` at a time: item `i` is `[i * width, (i + 1) * width)`.
+    pub fn gather(&self, items: impl Iterator<Item = usize> + Clone, width: usize) -> Self {
+        fn pick<T: Clone>(v: &[T], items: impl Iterator<Item = usize>, width: usize) -> Vec<T> {
+            items
+                .flat_map(|i| v[i * width..(i + 1) * width].iter().cloned())
+                .collect()
+        }
+        match self {
+            Self::Float(v) => Self::Float(pick(v, items, width)),
+            Self::Double(v) => Self::Double(pick(v, items, width)),
+            Self::Int64(v) => Self::Int64(pick(v, items, width)),
+            Self::Int32(v) => Self::Int32(pick(v, items, width)),
+            Self::String(v) => Self::String(pick(v, items, width)),
+            Self::Bool(v) => Self::Bool(pick(v, items, width)),
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Self::Float(v) => v.len(),
@@ -84,6 +101,20 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// The rows (first dimension) at `rows`, in that order.
+    pub fn take_rows(&self, rows: &[usize]) -> Self {
+        let n = self.shape.first().copied().unwrap_or(1).max(1);
+        let width = self.data.len() / n;
+        let mut shape = self.shape.clone();
+        if let Some(first) = shape.first_mut() {
+            *first = rows.len();
+        }
+        Self {
+            shape,
+            data: self.data.gather(rows.iter().copied(), width),
+        }
+    }
+
     pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Self, RuntimeError> {
         let expected: usize = shape.iter().product();
         if expected != data.len() {
@@ -200,4 +231,107 @@ impl Value {
             Self::Maps(m) => m.rows(),
         }
     }
+
+    /// One value from rows of several: row `i` of the result is row `picks[i].1` of
+    /// `parts[picks[i].0]`, each part holding `rows` rows. `None` when the parts differ in kind,
+    /// element type, row shape or map keys (versions whose outputs cannot be one array).
+    pub fn interleave(parts: &[(&Value, usize)], picks: &[(usize, usize)]) -> Option<Value> {
+        let (first, _) = parts.first()?;
+        match first {
+            Value::Tensor(t) => {
+                let tensors: Vec<(&Tensor, usize)> = parts
+                    .iter()
+                    .map(|(v, rows)| match v {
+                        Value::Tensor(u) => Some((u, *rows)),
+                        Value::Maps(_) => None,
+                    })
+                    .collect::<Option<_>>()?;
+                let rest = t.shape.get(1..).unwrap_or_default();
+                let width = |u: &Tensor, rows: usize| u.data.len() / rows.max(1);
+                if tensors.iter().any(|(u, rows)| {
+                    u.data.element_type() != t.data.element_type()
+                        || u.shape.get(1..).unwrap_or_default() != rest
+                        || width(u, *rows) != width(t, tensors[0].1)
+                }) {
+                    return None;
+                }
+                let w = width(t, tensors[0].1);
+                // Concatenate, then pick: each part's rows keep their offset.
+                let mut offsets = Vec::with_capacity(tensors.len());
+                let mut total = 0;
+                for (_, rows) in &tensors {
+                    offsets.push(total);
+                    total += rows;
+                }
+                let joined = join_data(&tensors.iter().map(|(u, _)| &u.data).collect::<Vec<_>>())?;
+                let mut shape = t.shape.clone();
+                match shape.first_mut() {
+                    Some(first) => *first = picks.len(),
+                    None => return None,
+                }
+                Some(Value::Tensor(Tensor {
+                    shape,
+                    data: joined.gather(picks.iter().map(|(p, r)| offsets[*p] + r), w),
+                }))
+            }
+            Value::Maps(m) => {
+                let maps: Vec<&MapSequence> = parts
+                    .iter()
+                    .map(|(v, _)| match v {
+                        Value::Maps(n) if n.keys == m.keys => Some(n),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?;
+                let k = m.key_count();
+                let values = picks
+                    .iter()
+                    .flat_map(|(p, r)| maps[*p].values[r * k..(r + 1) * k].iter().copied())
+                    .collect();
+                Some(Value::Maps(MapSequence {
+                    keys: m.keys.clone(),
+                    values,
+                }))
+            }
+        }
+    }
+}
+
+/// The values of several tensors of one element type, one after another.
+fn join_data(parts: &[&TensorData]) -> Option<TensorData> {
+    fn join<T: Clone>(
+        parts: &[&TensorData],
+        get: impl Fn(&TensorData) -> Option<&Vec<T>>,
+    ) -> Option<Vec<T>> {
+        let mut out = Vec::new();
+        for p in parts {
+            out.extend_from_slice(get(p)?);
+        }
+        Some(out)
+    }
+    Some(match parts.first()? {
+        TensorData::Float(_) => TensorData::Float(join(parts, |d| match d {
+            TensorData::Float(v) => Some(v),
+            _ => None,
+        })?),
+        TensorData::Double(_) => TensorData::Double(join(parts, |d| match d {
+            TensorData::Double(v) => Some(v),
+            _ => None,
+        })?),
+        TensorData::Int64(_) => TensorData::Int64(join(parts, |d| match d {
+            TensorData::Int64(v) => Some(v),
+            _ => None,
+        })?),
+        TensorData::Int32(_) => TensorData::Int32(join(parts, |d| match d {
+            TensorData::Int32(v) => Some(v),
+            _ => None,
+        })?),
+        TensorData::String(_) => TensorData::String(join(parts, |d| match d {
+            TensorData::String(v) => Some(v),
+            _ => None,
+        })?),
+        TensorData::Bool(_) => TensorData::Bool(join(parts, |d| match d {
+            TensorData::Bool(v) => Some(v),
+            _ => None,
+        })?),
+    })
 }

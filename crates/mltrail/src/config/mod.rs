@@ -275,6 +275,13 @@ config_table! {
         /// Rows of the training data in the explanations' background sample (seeded; all of
         /// them when the dataset has that many or fewer).
         pub explain_background: usize = 100,
+        /// A routing policy file (TOML: kind, arms, …; docs/serving.md): set as the
+        /// deployment's policy on the tracking server at start. Without it, the policy the
+        /// tracking server holds for the deployment (if any) is followed.
+        pub policy: Option<PathBuf> = None,
+        /// How often the deployment's routing policy is read from the tracking server and what
+        /// it learned is reported there, in milliseconds (at least 100).
+        pub policy_interval_ms: u64 = 1000,
     }
 }
 

@@ -1,0 +1,244 @@
+//! `/api/v1/deployments/{deployment}/policy`: a deployment's routing policy, set, read and
+//! ended through the tracking server (each change an audit event) and followed by its serving
+//! replicas; `…/policy/state`: what the policy learned, each replica's report added to the
+//! total in one transaction (each report an audit event digesting the new total).
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+use mltrail_serving::routing::{Policy, RoutingState};
+use mltrail_store::routing::{self, StoredPolicy};
+
+fn check_deployment(deployment: &str) -> ApiResult<()> {
+    if deployment.is_empty() || deployment.len() > 256 || deployment.contains(':') {
+        return Err(ApiError::invalid(format!(
+            "deployment `{deployment}` must be 1-256 characters without `:`"
+        ))
+        .at_column(Some("deployment"), None));
+    }
+    Ok(())
+}
+
+fn policy_body(stored: &StoredPolicy) -> ApiResult<Value> {
+    let policy: Value = serde_json::from_str(&stored.policy).map_err(ApiError::internal)?;
+    Ok(json!({
+        "deployment": stored.deployment,
+        "policy": policy,
+        "digest": stored.digest,
+        "version": &stored.digest[..16.min(stored.digest.len())],
+        "updated_time": stored.updated_time,
+        "actor": stored.actor,
+    }))
+}
+
+/// A policy as sent, checked as serving will read it.
+fn read_policy(body: &Value) -> ApiResult<Policy> {
+    let document = body.get("policy").ok_or_else(|| {
+        ApiError::invalid(
+            "`policy` (the policy as a JSON object: {\"kind\": …, \"arms\": […]}) is required",
+        )
+        .at_column(Some("policy"), None)
+    })?;
+    Policy::from_json(document).map_err(|e| {
+        let field = format!("policy.{}", e.field);
+        ApiError::invalid(e.to_string()).at_column(Some(&field), None)
+    })
+}
+
+async fn get_policy(
+    State(state): State<AppState>,
+    Path(deployment): Path<String>,
+) -> ApiResult<Json<Value>> {
+    check_deployment(&deployment)?;
+    let stored = routing::policy(&state.store, &deployment)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("deployment `{deployment}` has no routing policy"))
+        })?;
+    Ok(Json(policy_body(&stored)?))
+}
+
+async fn put_policy(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path(deployment): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    check_deployment(&deployment)?;
+    let policy = read_policy(&body)?;
+    let stored = routing::set_policy(
+        &state.store,
+        &actor,
+        deployment,
+        policy.canonical.clone(),
+        policy.digest.clone(),
+    )
+    .await?;
+    Ok(Json(policy_body(&stored)?))
+}
+
+async fn delete_policy(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path(deployment): Path<String>,
+) -> ApiResult<Json<Value>> {
+    check_deployment(&deployment)?;
+    routing::delete_policy(&state.store, &actor, deployment.clone()).await?;
+    Ok(Json(json!({"deployment": deployment, "deleted": true})))
+}
+
+fn state_body(
+    deployment: &str,
+    policy: &str,
+    stored: Option<routing::StoredState>,
+) -> ApiResult<Value> {
+    let (state, digest, reports, updated) = match stored {
+        Some(s) => (
+            serde_json::from_str::<Value>(&s.state).map_err(ApiError::internal)?,
+            Value::from(s.digest),
+            s.reports,
+            Value::from(s.updated_time),
+        ),
+        None => (Value::Null, Value::Null, 0, Value::Null),
+    };
+    Ok(json!({
+        "deployment": deployment,
+        "policy_digest": policy,
+        "state": state,
+        "digest": digest,
+        "reports": reports,
+        "updated_time": updated,
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct StateQuery {
+    policy: Option<String>,
+}
+
+/// What a policy learned: the one in force, or `?policy=<digest>`'s.
+async fn get_state(
+    State(state): State<AppState>,
+    Path(deployment): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<StateQuery>,
+) -> ApiResult<Json<Value>> {
+    check_deployment(&deployment)?;
+    let digest = match query.policy {
+        Some(d) => d,
+        None => {
+            routing::policy(&state.store, &deployment)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("deployment `{deployment}` has no routing policy"))
+                })?
+                .digest
+        }
+    };
+    let stored = routing::state(&state.store, &deployment, &digest).await?;
+    Ok(Json(state_body(&deployment, &digest, stored)?))
+}
+
+/// A replica's report: `{"delta": <what it learned since its last report>}` for the policy
+/// the delta names; answers the new total.
+async fn report_state(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path(deployment): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    check_deployment(&deployment)?;
+    let delta: RoutingState = body
+        .get("delta")
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::invalid("`delta` (a routing state) is required")
+                .at_column(Some("delta"), None)
+        })
+        .and_then(|d| {
+            serde_json::from_value(d).map_err(|e| {
+                ApiError::invalid(format!("`delta` is not a routing state: {e}"))
+                    .at_column(Some("delta"), None)
+            })
+        })?;
+    // The policy is read back from the trail's own copy: its arm count and context width
+    // decide which states fit, whatever the replica believes.
+    let stored = routing::policy(&state.store, &deployment).await?;
+    let policy = match stored.as_ref().filter(|p| p.digest == delta.policy) {
+        Some(p) => serde_json::from_str::<Value>(&p.policy)
+            .ok()
+            .and_then(|v| Policy::from_json(&v).ok())
+            .ok_or_else(|| ApiError::internal("the stored policy cannot be read"))?,
+        None => {
+            return Err(ApiError::invalid(format!(
+                "`delta` belongs to policy {}, which is not deployment `{deployment}`'s policy in force",
+                delta.policy
+            ))
+            .at_column(Some("delta"), None))
+        }
+    };
+    let (arms, width) = (policy.arms.len(), policy.context_width());
+    delta
+        .check(&policy.digest, arms, width)
+        .map_err(|e| ApiError::invalid(format!("`delta`: {e}")).at_column(Some("delta"), None))?;
+    let digest = policy.digest.clone();
+    let merged = routing::add_state(
+        &state.store,
+        &actor,
+        deployment.clone(),
+        digest.clone(),
+        move |stored| {
+            let mut total = match stored {
+                Some(text) => serde_json::from_str::<RoutingState>(text)
+                    .map_err(|e| format!("the stored state cannot be read: {e}"))?,
+                None => RoutingState::empty(&delta.policy, arms),
+            };
+            total.add(&delta);
+            Ok((total.canonical(), total.digest()))
+        },
+    )
+    .await?;
+    Ok(Json(state_body(&deployment, &digest, Some(merged))?))
+}
+
+/// The experiment view of the policy in force: per arm requests, rewards, mean reward with
+/// its interval, current propensities, and the regret estimate.
+async fn experiment(
+    State(state): State<AppState>,
+    Path(deployment): Path<String>,
+) -> ApiResult<Json<Value>> {
+    check_deployment(&deployment)?;
+    let stored = routing::policy(&state.store, &deployment)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("deployment `{deployment}` has no routing policy"))
+        })?;
+    let policy = serde_json::from_str::<Value>(&stored.policy)
+        .ok()
+        .and_then(|v| Policy::from_json(&v).ok())
+        .ok_or_else(|| ApiError::internal("the stored policy cannot be read"))?;
+    let learned = match routing::state(&state.store, &deployment, &policy.digest).await? {
+        Some(s) => serde_json::from_str::<RoutingState>(&s.state).map_err(ApiError::internal)?,
+        None => RoutingState::empty(&policy.digest, policy.arms.len()),
+    };
+    let report = mltrail_serving::routing::report::experiment(&policy, &learned);
+    let mut body = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    body["deployment"] = json!(deployment);
+    Ok(Json(body))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/{deployment}/policy",
+            get(get_policy).put(put_policy).delete(delete_policy),
+        )
+        .route(
+            "/{deployment}/policy/state",
+            get(get_state).post(report_state),
+        )
+        .route("/{deployment}/experiment", get(experiment))
+}

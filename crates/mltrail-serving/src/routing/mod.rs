@@ -1,0 +1,229 @@
+//! Routing a deployment's requests between model versions: the policy as written
+//! ([`policy`]), what it learned ([`state`]), each rule's choice ([`choice`]), and the
+//! [`Router`] a deployment asks for each row's arm and tells each reward.
+//!
+//! Every choice comes with its propensity, the probability with which the policy made it, so
+//! the records it leaves can evaluate another policy (inverse propensity weighting) and can be
+//! weighted or filtered before training a model on them.
+
+pub mod choice;
+pub mod policy;
+pub mod report;
+pub mod state;
+
+use std::sync::{Arc, Mutex};
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+pub use policy::{Likelihood, Policy, PolicyError, RewardSource, Rule};
+pub use state::{ArmState, RoutingState, StateError};
+
+/// One row's routing decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Choice {
+    /// The arm's index in the policy.
+    pub arm: usize,
+    /// The probability the policy chose that arm with, for that row, at that moment.
+    pub propensity: f64,
+}
+
+/// A policy at work: its choices, what it learns, and what it has not yet reported.
+pub struct Router {
+    policy: Arc<Policy>,
+    live: Mutex<Live>,
+}
+
+struct Live {
+    /// Everything known: the total last received plus what was learned here since.
+    total: RoutingState,
+    /// Learned here and not yet reported.
+    pending: RoutingState,
+    rng: SmallRng,
+    /// Bumped by each change of what was learned (a request count is not one).
+    revision: u64,
+    thompson: Option<(u64, Vec<f64>)>,
+    linear: Option<(u64, Vec<choice::LinearArm>)>,
+}
+
+/// A request key's place in [0, 1): BLAKE3 of the policy's name and the key, so a key keeps
+/// its arm across restarts, replicas and new versions of the policy that keep the weights.
+pub fn key_position(policy_name: &str, key: &str) -> f64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(policy_name.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(key.as_bytes());
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+    // 53 bits: every value is a double, and the largest is below 1.
+    (u64::from_le_bytes(word) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Router {
+    /// A router for `policy`, resuming from `learned` when it belongs to this policy.
+    pub fn new(policy: Arc<Policy>, learned: Option<RoutingState>) -> Self {
+        let arms = policy.arms.len();
+        let total = learned
+            .filter(|s| {
+                s.check(&policy.digest, arms, policy.context_width())
+                    .is_ok()
+            })
+            .unwrap_or_else(|| RoutingState::empty(&policy.digest, arms));
+        let rng = match policy.seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => SmallRng::seed_from_u64(uuid::Uuid::new_v4().as_u64_pair().0),
+        };
+        Router {
+            live: Mutex::new(Live {
+                pending: RoutingState::empty(&policy.digest, arms),
+                total,
+                rng,
+                revision: 0,
+                thompson: None,
+                linear: None,
+            }),
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Each row's arm: `keys` are the rows' request keys (when the policy names a key),
+    /// `contexts` their context vectors, `width` values each (LinUCB).
+    pub fn choose(&self, rows: usize, keys: Option<&[String]>, contexts: &[f64]) -> Vec<Choice> {
+        let policy = &self.policy;
+        let width = policy.context_width();
+        let mut live = self.live();
+        let live = &mut *live;
+        if let Rule::Thompson { likelihood, draws } = policy.rule {
+            if live.thompson.as_ref().map(|t| t.0) != Some(live.revision) {
+                let p = choice::thompson_estimate(likelihood, draws, &live.total, &mut live.rng);
+                live.thompson = Some((live.revision, p));
+            }
+        }
+        if matches!(policy.rule, Rule::LinUcb { .. })
+            && live.linear.as_ref().map(|l| l.0) != Some(live.revision)
+        {
+            live.linear = Some((live.revision, choice::linear_arms(&live.total, width)));
+        }
+        let thompson = live.thompson.as_ref().map_or(&[][..], |t| &t.1[..]);
+        let linear = live.linear.as_ref().map_or(&[][..], |l| &l.1[..]);
+        let mut chosen = Vec::with_capacity(rows);
+        // Without context the probabilities are the same for every row of the request.
+        let shared = (width == 0)
+            .then(|| choice::probabilities(policy, &live.total, None, thompson, linear));
+        for row in 0..rows {
+            let p = match &shared {
+                Some(p) => std::borrow::Cow::Borrowed(p),
+                None => std::borrow::Cow::Owned(choice::probabilities(
+                    policy,
+                    &live.total,
+                    contexts.get(row * width..(row + 1) * width),
+                    thompson,
+                    linear,
+                )),
+            };
+            let u = match (&policy.rule, keys) {
+                (Rule::Split { .. }, Some(keys)) => key_position(&policy.name, &keys[row]),
+                _ => live.rng.random::<f64>(),
+            };
+            let arm = choice::pick(&p, u);
+            chosen.push(Choice {
+                arm,
+                propensity: p[arm],
+            });
+        }
+        for c in &chosen {
+            live.total.arms[c.arm].requests += 1;
+            live.pending.arms[c.arm].requests += 1;
+        }
+        chosen
+    }
+
+    /// Learns one reward for `arm`, earned in `context` (LinUCB).
+    pub fn reward(&self, arm: usize, reward: f64, context: Option<&[f64]>) {
+        let mut live = self.live();
+        if arm >= live.total.arms.len() {
+            return;
+        }
+        live.total.arms[arm].observe(reward, context);
+        live.pending.arms[arm].observe(reward, context);
+        live.revision += 1;
+    }
+
+    /// What was learned here since the last report, now reported: it is cleared, and given
+    /// back with [`Self::give_back`] if the report fails.
+    pub fn take_pending(&self) -> RoutingState {
+        let mut live = self.live();
+        let empty = RoutingState::empty(&self.policy.digest, self.policy.arms.len());
+        std::mem::replace(&mut live.pending, empty)
+    }
+
+    /// A report that failed: its delta is pending again.
+    pub fn give_back(&self, delta: &RoutingState) {
+        self.live().pending.add(delta);
+    }
+
+    /// The total the tracking server holds (every replica's reports, this one's included):
+    /// what this replica knows is that plus what it learned since.
+    pub fn resume(&self, total: RoutingState) {
+        if total
+            .check(
+                &self.policy.digest,
+                self.policy.arms.len(),
+                self.policy.context_width(),
+            )
+            .is_err()
+        {
+            return;
+        }
+        let mut live = self.live();
+        let mut known = total;
+        known.add(&live.pending);
+        live.total = known;
+        live.revision += 1;
+    }
+
+    /// Everything this replica knows now.
+    pub fn snapshot(&self) -> RoutingState {
+        self.live().total.clone()
+    }
+
+    /// The probability of each arm for a request with no context, as the policy stands now
+    /// (the experiment view's "current propensities").
+    pub fn current_probabilities(&self) -> Vec<f64> {
+        let width = self.policy.context_width();
+        if width > 0 {
+            return Vec::new();
+        }
+        let mut live = self.live();
+        let live = &mut *live;
+        if let Rule::Thompson { likelihood, draws } = self.policy.rule {
+            if live.thompson.as_ref().map(|t| t.0) != Some(live.revision) {
+                let p = choice::thompson_estimate(likelihood, draws, &live.total, &mut live.rng);
+                live.thompson = Some((live.revision, p));
+            }
+        }
+        let thompson = live.thompson.as_ref().map_or(&[][..], |t| &t.1[..]);
+        choice::probabilities(&self.policy, &live.total, None, thompson, &[])
+    }
+}
+
+impl Policy {
+    /// How many context values each row gives the policy (LinUCB's columns; 0 otherwise).
+    pub fn context_width(&self) -> usize {
+        match &self.rule {
+            Rule::LinUcb { context, .. } => context.len(),
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod simulation;

@@ -1,0 +1,227 @@
+"""Routing policies on a live deployment: a bandit learns from feedback, shares what it learned
+through the tracking server and resumes it after `kill -9`; a split keeps a user on one arm;
+a shadow scores off the request's path and is logged, never returned; every record carries
+its log signature, also once archived as Parquet."""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+
+def mltrail(server, *args, check=True):
+    done = subprocess.run([server["binary"], *args, "--tracking-uri", server["url"]],
+                          capture_output=True, text=True, timeout=300)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture
+def two_versions(server, tmp_path, unique):
+    """Two logistic regressions on (income, age), registered as versions 1 and 2 of one model."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 2)).astype(np.float32)
+    name = unique("routed")
+    for i, flip in enumerate([1, -1]):
+        y = (flip * x[:, 0] > 0).astype(int)
+        model = LogisticRegression().fit(x, y)
+        onnx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+        path = tmp_path / f"v{i + 1}.onnx"
+        path.write_bytes(onnx.SerializeToString())
+        mltrail(server, "models", "register", name, str(path), "--signature", "income,age")
+    return name
+
+
+def write_policy(tmp_path, text):
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    return path
+
+
+def start(server, tmp_path, deployment, *extra):
+    env = dict(os.environ, MLTRAIL_LOG="warn")
+    proc = subprocess.Popen(
+        [server["binary"], "serve", "--deployment", deployment, "--tracking-uri", server["url"], "--port", "0",
+         "--log-dir", str(tmp_path / "predictions"), "--policy-interval-ms", "200", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+    )
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise RuntimeError(f"mltrail serve did not start: {line}{proc.stdout.read()}")
+    return proc, line.strip().rsplit(" ", 1)[-1]
+
+
+def predict(url, rows):
+    answer = requests.post(f"{url}/api/v1/predict", json={"dataframe_records": rows}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["predictions"]
+
+
+def trail(server, entity):
+    log = subprocess.run([server["binary"], "audit", "log", "--entity", entity, "--json",
+                          "--backend-store-uri", server["backend"]], capture_output=True, text=True, timeout=60)
+    assert log.returncode == 0, log.stderr
+    return [json.loads(line) for line in log.stdout.splitlines()]
+
+
+def wait_for(check, seconds=15):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = check()
+        if value is not None and value is not False:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def archived(server, deployment, tmp_path):
+    """The deployment's archived records only (an empty local log folder)."""
+    empty = tmp_path / "none"
+    empty.mkdir(exist_ok=True)
+    out = tmp_path / "archived.parquet"
+    mltrail(server, "predictions", "export", "--deployment", deployment, "--output", str(out), "--log-dir", str(empty))
+    return pd.read_parquet(out)
+
+
+def test_a_thompson_bandit_learns_shares_and_resumes_after_kill_9(server, two_versions, tmp_path, unique):
+    name = two_versions
+    deployment = unique("bandit")
+    policy = write_policy(tmp_path, f'''
+kind = "thompson"
+name = "credit-bandit"
+experiment = "offer-2026-12"
+arms = ["{name}/1", "{name}/2"]
+key = "user_id"
+draws = 500
+seed = 7
+''')
+    proc, url = start(server, tmp_path, deployment, "--policy", str(policy), "--segment-seconds", "1",
+                      "--archive-interval-ms", "200")
+    world = random.Random(5)
+    rate = {f"{name}/1": 0.2, f"{name}/2": 0.8}
+    chosen = []
+    try:
+        for i in range(300):
+            p = predict(url, [{"income": 0.5, "age": 0.1, "user_id": f"u{i}"}])[0]
+            assert p["arm"] in rate and 0 < p["propensity"] <= 1
+            chosen.append(p["arm"])
+            reward = 1 if world.random() < rate[p["arm"]] else 0
+            fb = requests.post(f"{url}/api/v1/feedback", json={"prediction_id": p["prediction_id"], "reward": reward}, timeout=10)
+            assert fb.status_code == 200, fb.text
+        assert chosen[-100:].count(f"{name}/2") >= 85, chosen[-100:]
+
+        # The record names the policy, its version, the arm, its propensity and the key.
+        record = requests.get(f"{url}/api/v1/predictions/{p['prediction_id']}", timeout=10).json()
+        assert record["arm"] == p["arm"] and record["propensity"] == p["propensity"]
+        assert record["experiment"] == "offer-2026-12" and record["policy"] == "credit-bandit"
+        assert len(record["policy_version"]) == 16 and record["returned"] is True
+        assert record["request_key"] == "u299"
+
+        # A reward the policy cannot take is refused, naming the field; nothing is learned.
+        bad = requests.post(f"{url}/api/v1/feedback", json={"prediction_id": p["prediction_id"], "reward": 3}, timeout=10)
+        assert bad.status_code == 400 and "reward" in bad.text
+
+        # Every replica's report adds up on the tracking server, each one an audit event.
+        def learned():
+            got = json.loads(mltrail(server, "experiments", "show", "--deployment", deployment, "--json").stdout)
+            return got if sum(a["rewards"] for a in got["arms"]) == 300 else None
+        shown = wait_for(learned)
+        assert sum(a["requests"] for a in shown["arms"]) == 300
+        best = [a for a in shown["arms"] if a["arm"] == f"{name}/2"][0]
+        assert best["mean_reward"] > 0.6 and best["propensity"] > 0.9
+        lo, hi = best["interval"]
+        assert lo < best["mean_reward"] < hi
+        table = mltrail(server, "experiments", "show", "--deployment", deployment).stdout
+        assert "regret estimate" in table and f"{name}/2" in table
+        reports = [e for e in trail(server, "routing_state") if e["entity_id"].startswith(f"{deployment}/")]
+        assert reports and reports[-1]["action"] == "routing.learn"
+
+        # The log signature survives archiving as Parquet.
+        def all_archived():
+            frame = archived(server, deployment, tmp_path)
+            predictions = frame[frame["type"] == "prediction"]
+            return frame if len(predictions) == 300 else None
+        frame = wait_for(all_archived, 30)
+        predictions = frame[frame["type"] == "prediction"]
+        assert predictions["arm"].notna().all() and predictions["policy_version"].notna().all()
+        assert (predictions["propensity"] > 0).all() and predictions["returned"].all()
+        assert set(predictions["request_key"]) == {f"u{i}" for i in range(300)}
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    # Restarted without --policy: it follows the tracking server's policy and resumes the
+    # posterior (a fresh prior would give each arm propensity 0.5).
+    proc, url = start(server, tmp_path, deployment)
+    try:
+        p = predict(url, [{"income": 0.5, "age": 0.1, "user_id": "after"}])[0]
+        assert p["arm"] == f"{name}/2" and p["propensity"] > 0.9, p
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_split_keeps_users_on_their_arm_and_a_shadow_is_logged_not_returned(server, two_versions, tmp_path, unique):
+    name = two_versions
+    deployment = unique("split")
+    policy = write_policy(tmp_path, f'''
+kind = "split"
+arms = ["{name}/1", "{name}/2"]
+weights = [0.5, 0.5]
+key = "user_id"
+''')
+    proc, url = start(server, tmp_path, deployment, "--policy", str(policy))
+    try:
+        users = [f"user-{i}" for i in range(40)]
+        rows = [{"income": 1.0, "age": 0.0, "user_id": u} for u in users]
+        first = predict(url, rows)
+        again = predict(url, rows[::-1])[::-1]
+        assert [p["arm"] for p in first] == [p["arm"] for p in again]
+        arms = {p["arm"] for p in first}
+        assert arms == {f"{name}/1", f"{name}/2"}, arms
+        assert all(p["propensity"] == 0.5 for p in first)
+        # A row routed to each arm gets that version's answer; version 2 flips version 1.
+        by_arm = {p["arm"]: p["outputs"]["label"] for p in first}
+        assert by_arm[f"{name}/1"] != by_arm[f"{name}/2"]
+        # The policy's key column is required.
+        missing = requests.post(f"{url}/api/v1/predict", json={"dataframe_records": [{"income": 1.0, "age": 0.0}]}, timeout=10)
+        assert missing.status_code == 400 and "user_id" in missing.text
+
+        # Switched at runtime to a shadow through the tracking server (an audit event).
+        shadow = write_policy(tmp_path, f'kind = "shadow"\narms = ["{name}/1", "{name}/2"]\n')
+        mltrail(server, "experiments", "set-policy", str(shadow), "--deployment", deployment)
+        # (Under the split, a row without its key is refused; under the shadow, it is answered.)
+        wait_for(lambda: requests.post(f"{url}/api/v1/predict", json={"dataframe_records": [{"income": 1.0, "age": 0.0}]},
+                                       timeout=10).status_code == 200)
+        answered = [predict(url, [{"income": 1.0, "age": 0.0}])[0] for _ in range(20)]
+        assert all(p["version"] == "1" and p["arm"] == f"{name}/1" for p in answered)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out = tmp_path / "all.parquet"
+    mltrail(server, "predictions", "export", "--deployment", deployment, "--output", str(out),
+            "--log-dir", str(tmp_path / "predictions"))
+    frame = pd.read_parquet(out)
+    frame = frame[(frame["type"] == "prediction") & (frame["policy"] == "shadow")]
+    shadows = frame[frame["returned"] == False]  # noqa: E712
+    returned = frame[frame["returned"] == True]  # noqa: E712
+    ids = set(returned["id"])
+    assert len(shadows) >= 1 and set(shadows["shadow_of"]) <= ids
+    assert (shadows["version"] == "2").all() and shadows["propensity"].isna().all()
+    # The shadow's answer is logged: version 2's label differs from version 1's.
+    first = returned.set_index("id").loc[shadows["shadow_of"].iloc[0]]
+    assert json.loads(shadows["outputs"].iloc[0])["label"] != json.loads(first["outputs"])["label"]
+
+    changes = [e for e in trail(server, f"routing_policy:{deployment}")]
+    assert [e["action"] for e in changes] == ["routing.set_policy", "routing.set_policy"]
