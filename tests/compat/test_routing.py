@@ -157,6 +157,23 @@ seed = 7
         assert predictions["arm"].notna().all() and predictions["policy_version"].notna().all()
         assert (predictions["propensity"] > 0).all() and predictions["returned"].all()
         assert set(predictions["request_key"]) == {f"u{i}" for i in range(300)}
+
+        # Training exports: inverse-propensity weights, or a losing arm's records left out.
+        out = tmp_path / "training.parquet"
+        dataset = unique("bandit-training")
+        mltrail(server, "predictions", "export", "--deployment", deployment, "--for-training", "--ips",
+                "--output", str(out), "--log-dir", str(tmp_path / "predictions"), "--dataset", dataset)
+        table = pd.read_parquet(out)
+        assert len(table) == 300 and np.allclose(table["ips_weight"], 1 / table["propensity"], rtol=0, atol=0)
+        assert set(table["reward"].dropna()) <= {0.0, 1.0} and table["reward"].notna().all()
+        assert {"income", "age", "prediction_label", "experiment", "policy_version", "returned"} <= set(table.columns)
+        stored = requests.get(f"{server['url']}/api/v1/datasets/{dataset}/versions/1", timeout=10).json()
+        assert stored["dataset_version"]["rows"] == 300
+        out = tmp_path / "winner.parquet"
+        mltrail(server, "predictions", "export", "--deployment", deployment, "--for-training",
+                "--exclude-arms", f"{name}/1", "--output", str(out), "--log-dir", str(tmp_path / "predictions"))
+        winner = pd.read_parquet(out)
+        assert (winner["arm"] == f"{name}/2").all() and len(winner) == chosen.count(f"{name}/2")
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -22,3 +22,4 @@ pub mod runtime;
 pub mod segment_tree;
 pub mod signature;
 mod spilled_index;
+pub mod training;

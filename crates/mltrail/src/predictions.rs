@@ -1,5 +1,7 @@
 //! `mltrail predictions export`: the prediction log of a deployment (archived Parquet from the
-//! artifact store, plus segments still local) filtered by time, as Parquet or CSV.
+//! artifact store, plus segments still local) filtered by time, as Parquet or CSV; with
+//! `--for-training`, as a training table that says which routing policy caused each row
+//! (`mltrail_serving::training`), optionally stored as a dataset version.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -35,6 +37,28 @@ pub struct ExportArgs {
     /// Local segments not archived yet (default: ./mltrail-data/predictions/<deployment> if it exists).
     #[arg(long)]
     log_dir: Option<PathBuf>,
+    /// A training table instead of log records: one row per returned prediction with its
+    /// inputs, outputs (prediction_*), latest label and reward, and `arm`, `propensity`,
+    /// `ips_weight` (1 / propensity), `returned`, `experiment`, `policy`, `policy_version`.
+    #[arg(long)]
+    for_training: bool,
+    /// With --for-training: only this arm's predictions (as the policy names it).
+    #[arg(long, requires = "for_training", conflicts_with = "exclude_arms")]
+    arm: Option<String>,
+    /// With --for-training: leave out these arms' predictions (comma-separated).
+    #[arg(long, requires = "for_training", value_delimiter = ',')]
+    exclude_arms: Vec<String>,
+    /// With --for-training: only predictions whose propensity is known and positive, so every
+    /// row can be weighted by ips_weight (routed by a policy with exploration).
+    #[arg(long, requires = "for_training")]
+    ips: bool,
+    /// With --for-training: keep the shadows' predictions too (returned = false).
+    #[arg(long, requires = "for_training")]
+    include_shadows: bool,
+    /// With --for-training: also store the table as a version of this dataset (its rows say
+    /// which experiment, policy and arm each came from).
+    #[arg(long, requires = "for_training")]
+    dataset: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -79,11 +103,14 @@ pub async fn export(args: ExportArgs) -> Result<usize> {
         .as_deref()
         .map(|s| parse_since(s, mltrail_core::now_millis()))
         .transpose()?;
-    if matches!(args.format, Format::Parquet) && args.output.is_none() {
+    if matches!(args.format, Format::Parquet) && args.output.is_none() && args.dataset.is_none() {
         bail!("--format parquet needs --output FILE");
     }
     let client = args.client.client()?;
     let records = collect(&client, &args.deployment, since, args.log_dir.clone()).await?;
+    if args.for_training {
+        return training(&client, &args, records).await;
+    }
     let count = records.len();
     match args.format {
         Format::Parquet => {
@@ -107,4 +134,51 @@ pub async fn export(args: ExportArgs) -> Result<usize> {
         }
     }
     Ok(count)
+}
+
+/// `--for-training`: the training table, written and, with `--dataset`, stored as a version.
+async fn training(client: &Client, args: &ExportArgs, records: Vec<LogRecord>) -> Result<usize> {
+    use mltrail_serving::training::{training_table, TrainingFilter};
+    let filter = TrainingFilter {
+        arm: args.arm.clone(),
+        exclude_arms: args.exclude_arms.clone(),
+        ips: args.ips,
+        include_shadows: args.include_shadows,
+    };
+    let (batch, cut) = tokio::task::spawn_blocking(move || training_table(&records, &filter))
+        .await?
+        .map_err(|e| anyhow!("{e}"))?;
+    eprintln!(
+        "{} rows; left out: {} of other arms, {} without a propensity, {} shadows",
+        cut.rows, cut.other_arms, cut.no_propensity, cut.shadows
+    );
+    let bytes = match args.format {
+        Format::Parquet => mltrail_serving::training::to_parquet(&batch)?,
+        Format::Csv => {
+            let mut text = Vec::new();
+            arrow_csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut text)
+                .write(&batch)?;
+            text
+        }
+    };
+    match (&args.output, args.format) {
+        (Some(path), _) => std::fs::write(path, &bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        (None, Format::Csv) => std::io::stdout().write_all(&bytes)?,
+        // Parquet without --output: only stored as a dataset version.
+        (None, Format::Parquet) => {}
+    }
+    if let Some(name) = &args.dataset {
+        let extension = match args.format {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+        };
+        let file_name = format!("{}-training.{extension}", args.deployment);
+        let (version, _) =
+            crate::data::add_bytes(client, name, &file_name, bytes, Some("label"), None).await?;
+        eprintln!("stored as dataset version {name}@{version}");
+    }
+    Ok(cut.rows)
 }
