@@ -174,6 +174,17 @@ seed = 7
                 "--exclude-arms", f"{name}/1", "--output", str(out), "--log-dir", str(tmp_path / "predictions"))
         winner = pd.read_parquet(out)
         assert (winner["arm"] == f"{name}/2").all() and len(winner) == chosen.count(f"{name}/2")
+
+        # Off-policy evaluation of "always the second arm" from the bandit's logs: its true
+        # value is 0.8.
+        always = tmp_path / "always.toml"
+        always.write_text(f'kind = "split"\narms = ["{name}/1", "{name}/2"]\nweights = [0, 1]\n')
+        got = json.loads(mltrail(server, "experiments", "evaluate", "--deployment", deployment, "--target-policy",
+                                 str(always), "--log-dir", str(tmp_path / "predictions"), "--json").stdout)
+        assert got["rounds"] == 300
+        for e in got["estimates"]:
+            assert abs(e["value"] - 0.8) < 0.15, e
+            assert e["interval"][0] < e["value"] < e["interval"][1]
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -242,3 +253,70 @@ key = "user_id"
 
     changes = [e for e in trail(server, f"routing_policy:{deployment}")]
     assert [e["action"] for e in changes] == ["routing.set_policy", "routing.set_policy"]
+
+
+def test_a_canary_that_degrades_accuracy_rolls_back_and_a_good_one_completes(server, two_versions, tmp_path, unique):
+    name = two_versions
+    rows = [{"income": 1.0, "age": 0.0, "user_id": f"c{i}"} for i in range(120)]
+
+    # Version 2 answers 0 where version 1 (and the truth) says 1: its accuracy drops by ~1.
+    deployment = unique("canary-bad")
+    bad = write_policy(tmp_path, f'''
+kind = "canary"
+arms = ["{name}/1", "{name}/2"]
+key = "user_id"
+steps = [50, 100]
+step_seconds = 3600
+window_seconds = 30
+min_requests = 10
+max_accuracy_drop = 0.2
+''')
+    proc, url = start(server, tmp_path, deployment, "--policy", str(bad))
+    try:
+        answered = predict(url, rows)
+        assert {p["arm"] for p in answered} == {f"{name}/1", f"{name}/2"}
+        assert all(p["propensity"] == 0.5 for p in answered)
+        for p in answered:
+            fb = requests.post(f"{url}/api/v1/feedback", json={"prediction_id": p["prediction_id"], "label": 1}, timeout=10)
+            assert fb.status_code == 200, fb.text
+        started = time.time()
+        policy = wait_for(lambda: (lambda got: got if got["rolled_back"] else None)(
+            requests.get(f"{server['url']}/api/v1/deployments/{deployment}/policy", timeout=5).json()))
+        # Within one window (30 s) of the labels, well within it in fact.
+        assert time.time() - started < 30
+        assert policy["rolled_back"]["rule"] == "max_accuracy_drop" and policy["rolled_back"]["value"] > 0.2
+        assert policy["rolled_back"]["candidate_arm"] == f"{name}/2"
+        after = wait_for(lambda: (lambda ps: ps if all(p["arm"] == f"{name}/1" for p in ps) else None)(predict(url, rows[:20])))
+        assert all(p["propensity"] == 1.0 for p in after)
+        rollbacks = [e for e in trail(server, f"routing_policy:{deployment}") if e["action"] == "routing.rollback"]
+        assert len(rollbacks) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    # The same model registered again is a candidate as good as the stable arm: it completes
+    # its schedule and takes all the traffic.
+    same = subprocess.run([server["binary"], "models", "register", name, str(tmp_path / "v1.onnx"), "--signature",
+                           "income,age", "--tracking-uri", server["url"]], capture_output=True, text=True, timeout=60)
+    assert same.returncode == 0, same.stderr
+    third = same.stdout.strip().splitlines()[-1].split()[-1]
+    deployment = unique("canary-good")
+    good = write_policy(tmp_path, f'''
+kind = "canary"
+arms = ["{name}/1", "{name}/{third}"]
+key = "user_id"
+steps = [50, 100]
+step_seconds = 1
+min_requests = 10
+max_accuracy_drop = 0.2
+''')
+    proc, url = start(server, tmp_path, deployment, "--policy", str(good))
+    try:
+        for p in predict(url, rows):
+            requests.post(f"{url}/api/v1/feedback", json={"prediction_id": p["prediction_id"], "label": 1}, timeout=10)
+        done = wait_for(lambda: (lambda ps: ps if all(p["arm"] == f"{name}/{third}" for p in ps) else None)(predict(url, rows)))
+        assert all(p["propensity"] == 1.0 for p in done)
+        assert requests.get(f"{server['url']}/api/v1/deployments/{deployment}/policy", timeout=5).json()["rolled_back"] is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -32,6 +32,7 @@ fn policy_body(stored: &StoredPolicy) -> ApiResult<Value> {
         "version": &stored.digest[..16.min(stored.digest.len())],
         "updated_time": stored.updated_time,
         "actor": stored.actor,
+        "rolled_back": stored.rolled_back.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
     }))
 }
 
@@ -230,6 +231,32 @@ async fn experiment(
     Ok(Json(body))
 }
 
+/// A replica found that the canary in force failed a check: `{"policy": <digest>, "verdict":
+/// {...}}`. The first report rolls it back (an audit event); later ones change nothing.
+async fn roll_back(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path(deployment): Path<String>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    check_deployment(&deployment)?;
+    let digest = crate::req::body_text(&body, "policy", "the canary policy's digest")?.to_string();
+    let verdict = body
+        .get("verdict")
+        .filter(|v| v.is_object())
+        .ok_or_else(|| {
+            ApiError::invalid("`verdict` (the failed check and its values, an object) is required")
+                .at_column(Some("verdict"), None)
+        })?;
+    let canonical =
+        String::from_utf8(mltrail_core::jcs::of_value(verdict)).map_err(ApiError::internal)?;
+    let rolled =
+        routing::roll_back(&state.store, &actor, deployment.clone(), digest, canonical).await?;
+    Ok(Json(
+        json!({"deployment": deployment, "rolled_back": rolled}),
+    ))
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(
@@ -241,4 +268,8 @@ pub fn routes() -> Router<AppState> {
             get(get_state).post(report_state),
         )
         .route("/{deployment}/experiment", get(experiment))
+        .route(
+            "/{deployment}/policy/rollback",
+            axum::routing::post(roll_back),
+        )
 }

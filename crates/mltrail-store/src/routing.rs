@@ -26,6 +26,8 @@ pub struct StoredPolicy {
     pub digest: String,
     pub updated_time: i64,
     pub actor: String,
+    /// A canary rolled back: the failed check and its values (JSON).
+    pub rolled_back: Option<String>,
 }
 
 /// What a policy learned, summed over replicas.
@@ -46,6 +48,7 @@ fn policy_of(row: &sqlx::any::AnyRow) -> Result<StoredPolicy, StoreError> {
         digest: text(row, "digest")?,
         updated_time: int(row, "updated_time")?,
         actor: text(row, "actor")?,
+        rolled_back: crate::sql::opt_text(row, "rolled_back")?,
     })
 }
 
@@ -104,6 +107,7 @@ pub async fn set_policy(
                 digest,
                 updated_time: now,
                 actor: who,
+                rolled_back: None,
             })
         })
         .await
@@ -129,6 +133,40 @@ pub async fn delete_policy(
             audit
                 .record_external(tx, "routing.delete_policy", POLICY_KIND, &deployment, None)
                 .await
+        })
+        .await
+}
+
+/// Rolls back the canary `policy_digest` in force for `deployment`: `verdict` (canonical
+/// JSON: the failed check and its values) is kept with the policy and digested in the trail.
+/// Returns whether this call rolled it back (false: it was already, or another policy is in
+/// force).
+pub async fn roll_back(
+    store: &MetaStore,
+    actor: &str,
+    deployment: String,
+    policy_digest: String,
+    verdict: String,
+) -> Result<bool, StoreError> {
+    store
+        .transaction(actor, async move |tx, audit| {
+            let changed = sqlx::query(
+                "UPDATE routing_policies SET rolled_back = $1 WHERE deployment = $2 AND digest = $3 AND rolled_back IS NULL",
+            )
+            .bind(verdict.clone())
+            .bind(deployment.clone())
+            .bind(policy_digest)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Ok(false);
+            }
+            let digest = blake3::hash(verdict.as_bytes()).to_hex().to_string();
+            audit
+                .record_external(tx, "routing.rollback", POLICY_KIND, &deployment, Some(digest))
+                .await?;
+            Ok(true)
         })
         .await
 }

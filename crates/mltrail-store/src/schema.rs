@@ -24,15 +24,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, V12),
 ];
 
-/// Routing policies of deployments (the canonical JSON in force, under its digest) and what
-/// each policy learned, summed over every serving replica's reports.
+/// Routing policies of deployments (the canonical JSON in force, under its digest, and for a
+/// canary why it was rolled back) and what each policy learned, summed over every serving
+/// replica's reports.
 const V12: &str = r#"
 CREATE TABLE routing_policies (
     deployment TEXT PRIMARY KEY,
     policy TEXT NOT NULL,
     digest TEXT NOT NULL,
     updated_time BIGINT NOT NULL,
-    actor TEXT NOT NULL
+    actor TEXT NOT NULL,
+    rolled_back TEXT
 );
 CREATE TABLE routing_states (
     deployment TEXT NOT NULL,

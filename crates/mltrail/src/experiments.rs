@@ -5,8 +5,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
 use clap::Subcommand;
+use mltrail_serving::record::LogRecord;
+use mltrail_serving::routing::offpolicy::{self, Estimator, Round};
+use mltrail_serving::routing::{Policy, Router, RoutingState, Rule};
 use serde_json::{json, Value};
 
 use crate::args::{ClientArgs, JsonArgs};
@@ -42,6 +47,36 @@ pub enum ExperimentsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Estimate another policy's value from a deployment's logged records (off-policy
+    /// evaluation, Open Bandit Pipeline's estimators): each returned prediction with a
+    /// positive propensity and a reward is a round; the target policy's probability of the
+    /// logged arm over the propensity weighs its reward.
+    ///
+    /// A learning target (epsilon_greedy, thompson, ucb1, linucb) is evaluated as the
+    /// stationary policy it would be after learning from these same records; DR's reward model
+    /// is each arm's mean logged reward.
+    Evaluate {
+        #[arg(long)]
+        deployment: String,
+        /// The target policy (a policy file; its arms as the logs name them).
+        #[arg(long)]
+        target_policy: PathBuf,
+        /// Only records at or after this time: 2026-11-27, 2026-11-27T10:00:00Z, or a duration
+        /// ago (90m, 6h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// ips, snips or dr; repeat for several (default: all three).
+        #[arg(long = "estimator", value_parser = ["ips", "snips", "dr"])]
+        estimators: Vec<String>,
+        /// Local segments not archived yet (default: ./mltrail-data/predictions/<deployment>
+        /// if it exists).
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+        #[command(flatten)]
+        output: JsonArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// The experiment of the policy in force: per arm requests, rewards, mean reward with its
     /// 95 % interval, current propensity, and the regret estimate.
     Show {
@@ -52,6 +87,108 @@ pub enum ExperimentsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// The rounds a deployment's records give a target policy, and how many records were not
+/// rounds (no propensity, no reward, not returned).
+fn rounds(records: &[LogRecord], target: &Arc<Policy>) -> Result<(Vec<Round>, usize, f64)> {
+    use std::collections::HashMap;
+    let mut rewards: HashMap<uuid::Uuid, f64> = HashMap::new();
+    for r in records {
+        if let LogRecord::Feedback(f) = r {
+            if let Ok(Some(reward)) = target.reward_of(f.reward.as_ref(), f.label.as_deref()) {
+                rewards.insert(f.id, reward);
+            }
+        }
+    }
+    let labels: Vec<String> = target.arms.iter().map(ToString::to_string).collect();
+    let context_columns: Vec<String> = match &target.rule {
+        Rule::LinUcb { context, .. } => context.clone(),
+        _ => Vec::new(),
+    };
+    struct Logged {
+        arm: usize,
+        propensity: f64,
+        reward: f64,
+        key: Option<String>,
+        context: Option<Vec<f64>>,
+    }
+    let mut logged = Vec::new();
+    let mut skipped = 0;
+    for r in records {
+        let LogRecord::Prediction(p) = r else {
+            continue;
+        };
+        let (Some(signature), Some(arm), Some(reward)) = (
+            p.signature.as_ref().filter(|s| s.returned),
+            p.arm.as_deref(),
+            rewards.get(&p.id),
+        ) else {
+            skipped += 1;
+            continue;
+        };
+        let Some(propensity) = signature.propensity.filter(|v| *v > 0.0) else {
+            skipped += 1;
+            continue;
+        };
+        let Some(arm) = labels.iter().position(|l| l == arm) else {
+            bail!(
+                "the logs chose arm `{arm}`, which the target policy does not list ({}): a target policy is evaluated over the logged arms",
+                labels.join(", ")
+            );
+        };
+        let context = if context_columns.is_empty() {
+            None
+        } else {
+            let inputs: serde_json::Map<String, Value> =
+                serde_json::from_str(p.inputs.get()).unwrap_or_default();
+            let values: Option<Vec<f64>> = context_columns
+                .iter()
+                .map(|c| inputs.get(c).and_then(Value::as_f64))
+                .collect();
+            match values {
+                Some(v) => Some(v),
+                None => {
+                    skipped += 1;
+                    continue;
+                }
+            }
+        };
+        logged.push(Logged {
+            arm,
+            propensity,
+            reward: *reward,
+            key: signature.request_key.clone(),
+            context,
+        });
+    }
+    // A learning target, as it would stand after learning from these rounds.
+    let mut learned = RoutingState::empty(&target.digest, labels.len());
+    for l in &logged {
+        learned.arms[l.arm].requests += 1;
+        learned.arms[l.arm].observe(l.reward, l.context.as_deref());
+    }
+    let router = Router::new(target.clone(), Some(learned));
+    let mut out: Vec<Round> = logged
+        .iter()
+        .map(|l| Round {
+            arm: l.arm,
+            propensity: l.propensity,
+            reward: l.reward,
+            target: router.probabilities_for(l.key.as_deref(), l.context.as_deref()),
+            estimated: Vec::new(),
+        })
+        .collect();
+    let means = offpolicy::arm_means(&out, labels.len());
+    for r in &mut out {
+        r.estimated = means.clone();
+    }
+    let logged_value = if out.is_empty() {
+        f64::NAN
+    } else {
+        out.iter().map(|r| r.reward).sum::<f64>() / out.len() as f64
+    };
+    Ok((out, skipped, logged_value))
 }
 
 fn number(v: &Value, digits: usize) -> String {
@@ -118,6 +255,69 @@ pub async fn run(command: ExperimentsCommand) -> Result<()> {
                 )
                 .await?;
             println!("deployment {deployment}: routing policy ended");
+        }
+        ExperimentsCommand::Evaluate {
+            deployment,
+            target_policy,
+            since,
+            estimators,
+            log_dir,
+            output,
+            client,
+        } => {
+            let since = since
+                .as_deref()
+                .map(|s| crate::predictions::parse_since(s, mltrail_core::now_millis()))
+                .transpose()?;
+            let (_, target) = crate::serve::policy_file(&target_policy)?;
+            let target = Arc::new(target);
+            let client = client.client()?;
+            let records = crate::predictions::collect(&client, &deployment, since, log_dir).await?;
+            let (rounds, skipped, logged_value) = rounds(&records, &target)?;
+            if rounds.is_empty() {
+                bail!(
+                    "deployment `{deployment}` has no logged rounds to evaluate from: {skipped} predictions lack a positive propensity, a reward, or were not returned (route with a policy that explores, and send rewards to /api/v1/feedback)"
+                );
+            }
+            let chosen: Vec<Estimator> = if estimators.is_empty() {
+                vec![Estimator::Ips, Estimator::Snips, Estimator::Dr]
+            } else {
+                estimators
+                    .iter()
+                    .filter_map(|e| Estimator::parse(e))
+                    .collect()
+            };
+            let estimates = chosen
+                .iter()
+                .map(|e| offpolicy::estimate(*e, &rounds))
+                .collect::<Result<Vec<_>, _>>()?;
+            if output.json {
+                println!(
+                    "{}",
+                    json!({"deployment": deployment, "target_policy": target.name, "target_version": target.version(),
+                           "rounds": rounds.len(), "skipped": skipped, "logged_value": logged_value,
+                           "estimates": estimates})
+                );
+            } else {
+                println!(
+                    "{} rounds ({skipped} records without a positive propensity, a reward, or not returned); the logging policy's value (mean reward): {logged_value:.4}",
+                    rounds.len()
+                );
+                println!(
+                    "{:<9} {:>10} {:>10} {:>25} {:>16}",
+                    "estimator", "value", "std err", "95% interval", "effective rounds"
+                );
+                for e in &estimates {
+                    println!(
+                        "{:<9} {:>10.4} {:>10.4} {:>25} {:>16.1}",
+                        format!("{:?}", e.estimator).to_lowercase(),
+                        e.value,
+                        e.std_error,
+                        format!("[{:.4}, {:.4}]", e.interval[0], e.interval[1]),
+                        e.effective_rounds
+                    );
+                }
+            }
         }
         ExperimentsCommand::Show {
             deployment,

@@ -242,7 +242,7 @@ pub async fn serve(
     // The deployment's own model: --model, else the policy's first arm.
     let own = match (&model_ref, &policy_in_force) {
         (Some(m), _) => m.clone(),
-        (None, Some(doc)) => Policy::from_json(doc)
+        (None, Some(in_force)) => Policy::from_json(&in_force.document)
             .map_err(|e| anyhow!("the deployment's routing policy on the tracking server: {e}"))?
             .arms[0]
             .clone(),
@@ -340,12 +340,18 @@ pub async fn serve(
             }
         })
     });
-    if let Some(doc) = &policy_in_force {
-        policy_keeper::apply(&dep, doc, client.as_ref(), client.as_ref(), client.as_ref())
-            .await
-            .with_context(|| {
-                format!("cannot put deployment `{deployment}`'s routing policy in force")
-            })?;
+    if let Some(in_force) = &policy_in_force {
+        policy_keeper::apply(
+            &dep,
+            &in_force.document,
+            client.as_ref(),
+            client.as_ref(),
+            client.as_ref(),
+        )
+        .await
+        .with_context(|| {
+            format!("cannot put deployment `{deployment}`'s routing policy in force")
+        })?;
     }
     let keeper = policy_keeper::spawn(
         dep.clone(),

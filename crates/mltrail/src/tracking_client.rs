@@ -4,7 +4,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use mltrail_serving::archive::{ArchiveReader, ArchiveStore, Recorded, StorageError};
 use mltrail_serving::deployment::follower::{DeploymentEvent, DeploymentJournal};
-use mltrail_serving::deployment::policy_keeper::PolicyStore;
+use mltrail_serving::deployment::policy_keeper::{PolicyInForce, PolicyStore};
 use mltrail_serving::deployment::{
     BoxFuture, LineageSource, Listed, ModelRef, ModelSource, SourceError, SourceVersion,
     StoredDataset,
@@ -637,17 +637,43 @@ impl PolicyStore for Client {
     fn policy<'a>(
         &'a self,
         deployment: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Value>, SourceError>> {
+    ) -> BoxFuture<'a, Result<Option<PolicyInForce>, SourceError>> {
         Box::pin(async move {
             let path = format!("/api/v1/deployments/{}/policy", segment(deployment));
             match self
                 .get_json(&path, "the deployment's routing policy")
                 .await
             {
-                Ok(body) => Ok(body.get("policy").cloned()),
+                Ok(body) => Ok(body.get("policy").cloned().map(|document| PolicyInForce {
+                    document,
+                    since_ms: body["updated_time"].as_i64().unwrap_or(0),
+                    rolled_back: !body["rolled_back"].is_null(),
+                })),
                 Err(e) if is_not_found(&e) => Ok(None),
                 Err(e) => Err(SourceError::unavailable("the tracking server", e)),
             }
+        })
+    }
+
+    fn roll_back<'a>(
+        &'a self,
+        deployment: &'a str,
+        policy: &'a str,
+        verdict: &'a Value,
+    ) -> BoxFuture<'a, Result<(), SourceError>> {
+        Box::pin(async move {
+            let path = format!(
+                "/api/v1/deployments/{}/policy/rollback",
+                segment(deployment)
+            );
+            self.post(
+                &path,
+                &json!({"policy": policy, "verdict": verdict}),
+                "roll back the canary",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| SourceError::unavailable("the tracking server", e))
         })
     }
 

@@ -142,6 +142,18 @@ pub struct RoutedRows {
     pub arms: Vec<String>,
     pub versions: Vec<Arc<Serving>>,
     pub propensities: Vec<f64>,
+    /// Each row's arm index.
+    pub arm_index: Vec<usize>,
+}
+
+impl RoutedRows {
+    /// The arms that answered some row, once each.
+    pub fn arms_used(&self) -> Vec<usize> {
+        let mut used = self.arm_index.clone();
+        used.sort_unstable();
+        used.dedup();
+        used
+    }
 }
 
 /// The rows one arm answered, with its outputs.
@@ -262,15 +274,20 @@ pub struct Deployment {
 }
 
 /// What a piece of feedback teaches the policy in force.
-struct Lesson {
-    arm: usize,
-    reward: f64,
-    context: Option<Vec<f64>>,
+enum Lesson {
+    /// A learning policy's reward.
+    Reward {
+        arm: usize,
+        reward: f64,
+        context: Option<Vec<f64>>,
+    },
+    /// A canary's label: whether the arm answered right.
+    Label { arm: usize, correct: bool },
 }
 
-/// The reward `feedback` gives the arm that answered `record`, when the policy in force chose
-/// that arm and no earlier feedback on it carried a reward (a prediction teaches once). A
-/// reward the policy cannot take is refused before anything is recorded.
+/// What `feedback` teaches the policy in force about the arm that answered `record`, when that
+/// policy chose the arm and no earlier feedback on it taught the same (a prediction teaches
+/// once). A reward the policy cannot take is refused before anything is recorded.
 fn lesson_of(
     routing: &Routing,
     record: &PredictionRecord,
@@ -278,21 +295,31 @@ fn lesson_of(
     feedback: &Feedback,
 ) -> Result<Option<Lesson>, FeedbackError> {
     let policy = routing.policy();
+    if let crate::routing::Rule::Canary(canary) = &policy.rule {
+        let (Some(label), Some(arm)) = (&feedback.label, routed_arm(routing, record)) else {
+            return Ok(None);
+        };
+        if earlier.iter().any(|f| f.label.is_some()) {
+            return Ok(None);
+        }
+        let outputs: serde_json::Map<String, Json> =
+            serde_json::from_str(record.outputs.get()).unwrap_or_default();
+        let said = outputs.get(&canary.label_output);
+        let given: Option<Json> = serde_json::from_str(label.get()).ok();
+        let correct = match (said, &given) {
+            (Some(Json::Number(a)), Some(Json::Number(b))) => a.as_f64() == b.as_f64(),
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        };
+        return Ok(Some(Lesson::Label { arm, correct }));
+    }
     let Some(reward) = policy
         .reward_of(feedback.reward.as_ref(), feedback.label.as_deref())
         .map_err(FeedbackError::Reward)?
     else {
         return Ok(None);
     };
-    let Some(signature) = &record.signature else {
-        return Ok(None);
-    };
-    let arm = record.arm.as_deref().and_then(|a| routing.arm_of(a));
-    let (Some(arm), true, true) = (
-        arm,
-        signature.policy_version == policy.version(),
-        signature.returned,
-    ) else {
+    let Some(arm) = routed_arm(routing, record) else {
         return Ok(None);
     };
     if earlier.iter().any(|f| {
@@ -318,11 +345,21 @@ fn lesson_of(
         }
         _ => None,
     };
-    Ok(Some(Lesson {
+    Ok(Some(Lesson::Reward {
         arm,
         reward,
         context,
     }))
+}
+
+/// The arm of the policy in force that answered `record`: `None` when another policy (or
+/// version of it) routed it, or it was a shadow's.
+fn routed_arm(routing: &Routing, record: &PredictionRecord) -> Option<usize> {
+    let signature = record.signature.as_ref()?;
+    if signature.policy_version != routing.policy().version() || !signature.returned {
+        return None;
+    }
+    routing.arm_of(record.arm.as_deref()?)
 }
 
 /// Counterfactual searches a deployment runs at once; more wait their turn.
@@ -685,6 +722,11 @@ impl Deployment {
                 for (serving, rows) in &scored.served {
                     serving.metrics.observe(Ok(*rows), seconds);
                 }
+                if let (Some(routing), Some(routed)) = (&routing, &scored.routed) {
+                    for arm in routed.arms_used() {
+                        routing.router().observe_latency(arm, seconds);
+                    }
+                }
             }
             Err(e) => primary.metrics.observe(Err(e.kind()), seconds),
         }
@@ -751,11 +793,12 @@ impl Deployment {
                 }
                 _ => None,
             };
-            let outputs = serving
-                .model
-                .model
-                .run(tensors)
-                .map_err(ScoreError::Model)?;
+            let outputs = serving.model.model.run(tensors).map_err(|e| {
+                if let Some(routing) = routing {
+                    routing.router().count_errors(arm, rows.len() as u64);
+                }
+                ScoreError::Model(e)
+            })?;
             let explanations = match explain_rows {
                 Some(values) => self.explain_served(&serving, &values, rows.len()).await,
                 None => None,
@@ -886,6 +929,7 @@ impl Deployment {
                     .map(|&(g, _)| groups[g].serving.clone())
                     .collect(),
                 propensities: plan.choices.iter().map(|c| c.propensity).collect(),
+                arm_index: plan.choices.iter().map(|c| c.arm).collect(),
             }),
             _ => None,
         };
@@ -1248,7 +1292,9 @@ impl Deployment {
             id,
             deployment: self.name.clone(),
         };
-        let learning = self.routing().filter(|r| r.policy().rule.learns());
+        let learning = self.routing().filter(|r| {
+            r.policy().rule.learns() || matches!(r.policy().rule, crate::routing::Rule::Canary(_))
+        });
         let lesson = match &learning {
             Some(routing) => {
                 let (record, earlier) = self.lookup_stored(id).await?.ok_or_else(unknown)?;
@@ -1281,9 +1327,14 @@ impl Deployment {
             .await
             .map_err(FeedbackError::Log)?;
         if let (Some(routing), Some(lesson)) = (learning, lesson) {
-            routing
-                .router()
-                .reward(lesson.arm, lesson.reward, lesson.context.as_deref());
+            match lesson {
+                Lesson::Reward {
+                    arm,
+                    reward,
+                    context,
+                } => routing.router().reward(arm, reward, context.as_deref()),
+                Lesson::Label { arm, correct } => routing.router().observe_label(arm, correct),
+            }
         }
         Ok(id)
     }

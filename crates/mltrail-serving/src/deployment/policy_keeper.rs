@@ -2,7 +2,10 @@
 //! policy's learning shared: each round reads the policy in force (a new one is loaded beside
 //! the old and put in force; an ended one leaves the deployment's own model serving alone)
 //! and reports what this replica learned since its last report, resuming from the total of
-//! every replica's reports the server answers with.
+//! every replica's reports the server answers with. A canary's round also sets its step from
+//! the time the policy was set, and judges what the candidate did in the current window
+//! (from that total, so every replica's requests count): a failed check rolls it back on the
+//! tracking server, which every replica then follows.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +17,30 @@ use super::source::{load, BoxFuture, ModelSource, SourceError};
 use super::Deployment;
 use crate::routing::{Policy, RoutingState};
 
+/// A policy in force as the tracking server keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyInForce {
+    pub document: Json,
+    /// When it was set (a canary's schedule counts from it), epoch milliseconds.
+    pub since_ms: i64,
+    /// A canary that failed a check.
+    pub rolled_back: bool,
+}
+
 /// Where policies and what they learned are kept (the tracking server).
 pub trait PolicyStore: Send + Sync {
-    /// The policy in force for `deployment` (its JSON), if any.
+    /// The policy in force for `deployment`, if any.
     fn policy<'a>(
         &'a self,
         deployment: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Json>, SourceError>>;
+    ) -> BoxFuture<'a, Result<Option<PolicyInForce>, SourceError>>;
+    /// Rolls back the canary `policy` (its digest) in force for `deployment`, for `verdict`.
+    fn roll_back<'a>(
+        &'a self,
+        deployment: &'a str,
+        policy: &'a str,
+        verdict: &'a Json,
+    ) -> BoxFuture<'a, Result<(), SourceError>>;
     /// What the policy with digest `policy` learned for `deployment`, if anything.
     fn learned<'a>(
         &'a self,
@@ -86,38 +106,116 @@ pub async fn apply(
     Ok(digest)
 }
 
-/// One round: follow the policy, then report what was learned.
-pub async fn keep_once(
-    deployment: &Deployment,
-    models: &dyn ModelSource,
-    policies: &dyn PolicyStore,
-    journal: &dyn DeploymentJournal,
-) -> Result<Round, SourceError> {
-    let document = policies.policy(deployment.name()).await?;
-    let in_force = deployment.routing();
-    let round = match (&document, &in_force) {
-        (None, None) => Round::Kept,
-        (None, Some(_)) => {
-            deployment.unroute();
-            tracing::info!(deployment = %deployment.name(), "routing policy ended: the deployment's own model serves alone");
-            Round::Ended
-        }
-        (Some(doc), current) => {
-            let digest = blake3::hash(&mltrail_core::jcs::of_value(doc))
-                .to_hex()
-                .to_string();
-            if current
-                .as_ref()
-                .is_some_and(|r| r.policy().digest == digest)
-            {
-                Round::Kept
-            } else {
-                Round::Routed(apply(deployment, doc, models, policies, journal).await?)
+/// A canary's analysis window: when it began and the total then.
+struct Window {
+    policy: String,
+    start_ms: i64,
+    at_start: RoutingState,
+}
+
+/// What a deployment's keeper carries from round to round.
+#[derive(Default)]
+pub struct Keeper {
+    window: std::sync::Mutex<Option<Window>>,
+}
+
+impl Keeper {
+    /// One round: follow the policy, report what was learned, and for a canary set its step
+    /// and judge its window.
+    pub async fn round(
+        &self,
+        deployment: &Deployment,
+        models: &dyn ModelSource,
+        policies: &dyn PolicyStore,
+        journal: &dyn DeploymentJournal,
+    ) -> Result<Round, SourceError> {
+        let in_force = policies.policy(deployment.name()).await?;
+        let current = deployment.routing();
+        let round = match (&in_force, &current) {
+            (None, None) => Round::Kept,
+            (None, Some(_)) => {
+                deployment.unroute();
+                tracing::info!(deployment = %deployment.name(), "routing policy ended: the deployment's own model serves alone");
+                Round::Ended
             }
+            (Some(p), current) => {
+                let digest = blake3::hash(&mltrail_core::jcs::of_value(&p.document))
+                    .to_hex()
+                    .to_string();
+                if current
+                    .as_ref()
+                    .is_some_and(|r| r.policy().digest == digest)
+                {
+                    Round::Kept
+                } else {
+                    Round::Routed(apply(deployment, &p.document, models, policies, journal).await?)
+                }
+            }
+        };
+        report(deployment, policies).await?;
+        if let (Some(p), Some(routing)) = (&in_force, deployment.routing()) {
+            self.canary(deployment, &routing, p, policies).await?;
         }
-    };
-    report(deployment, policies).await?;
-    Ok(round)
+        Ok(round)
+    }
+
+    /// A canary's step, and its analysis of the current window.
+    async fn canary(
+        &self,
+        deployment: &Deployment,
+        routing: &super::Routing,
+        in_force: &PolicyInForce,
+        policies: &dyn PolicyStore,
+    ) -> Result<(), SourceError> {
+        let policy = routing.policy();
+        let crate::routing::Rule::Canary(canary) = &policy.rule else {
+            return Ok(());
+        };
+        let router = routing.router();
+        if in_force.rolled_back {
+            router.set_canary_share(0.0);
+            return Ok(());
+        }
+        let now = mltrail_core::now_millis();
+        let (step, share) = crate::routing::canary::step_at(canary, now - in_force.since_ms);
+        if share != router.canary_share() {
+            tracing::info!(deployment = %deployment.name(), step, share, "canary step");
+        }
+        router.set_canary_share(share);
+        let total = router.snapshot();
+        let verdict = {
+            let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh = match &*window {
+                Some(w) => w.policy != policy.digest || now - w.start_ms >= canary.window_ms,
+                None => true,
+            };
+            if fresh {
+                *window = Some(Window {
+                    policy: policy.digest.clone(),
+                    start_ms: now,
+                    at_start: total.clone(),
+                });
+                None
+            } else {
+                window.as_ref().and_then(|w| {
+                    let stable = total.arms[0].since(&w.at_start.arms[0]);
+                    let candidate = total.arms[1].since(&w.at_start.arms[1]);
+                    crate::routing::canary::judge(canary, &stable, &candidate)
+                })
+            }
+        };
+        if let Some(verdict) = verdict {
+            // Out of traffic at once here; the other replicas follow the server's record.
+            router.set_canary_share(0.0);
+            let mut body = serde_json::to_value(&verdict).unwrap_or_default();
+            body["candidate_arm"] = Json::from(routing.label(1));
+            tracing::warn!(deployment = %deployment.name(), rule = verdict.rule, value = verdict.value, bound = verdict.bound, "canary rolled back");
+            policies
+                .roll_back(deployment.name(), &policy.digest, &body)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// Sends what the policy in force learned here since the last report; on failure it stays
@@ -146,8 +244,8 @@ pub async fn report(
     }
 }
 
-/// Runs [`keep_once`] every `every` until the task is dropped; a failed round keeps the
-/// policy in force and is retried.
+/// Runs [`Keeper::round`] now and then every `every` until the task is dropped; a failed
+/// round keeps the policy in force and is retried.
 pub fn spawn(
     deployment: Arc<Deployment>,
     models: Arc<dyn ModelSource>,
@@ -156,18 +254,20 @@ pub fn spawn(
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let keeper = Keeper::default();
         loop {
-            tokio::time::sleep(every).await;
-            if let Err(e) = keep_once(
-                &deployment,
-                models.as_ref(),
-                policies.as_ref(),
-                journal.as_ref(),
-            )
-            .await
+            if let Err(e) = keeper
+                .round(
+                    &deployment,
+                    models.as_ref(),
+                    policies.as_ref(),
+                    journal.as_ref(),
+                )
+                .await
             {
                 tracing::warn!(error = %e, "routing policy check failed; the policy in force keeps serving");
             }
+            tokio::time::sleep(every).await;
         }
     })
 }

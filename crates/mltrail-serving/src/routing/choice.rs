@@ -59,9 +59,11 @@ pub(crate) fn probabilities(
     context: Option<&[f64]>,
     thompson: &[f64],
     linear: &[LinearArm],
+    canary_share: f64,
 ) -> Vec<f64> {
     let k = state.arms.len();
     match &policy.rule {
+        Rule::Canary(_) => vec![1.0 - canary_share, canary_share],
         Rule::Single | Rule::Shadow => uniform_over(&[0], k),
         Rule::Split { weights } => weights.clone(),
         Rule::EpsilonGreedy { epsilon } => {

@@ -6,7 +6,9 @@
 //! the records it leaves can evaluate another policy (inverse propensity weighting) and can be
 //! weighted or filtered before training a model on them.
 
+pub mod canary;
 pub mod choice;
+pub mod offpolicy;
 pub mod policy;
 pub mod report;
 pub mod state;
@@ -16,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-pub use policy::{Likelihood, Policy, PolicyError, RewardSource, Rule};
+pub use policy::{Canary, Likelihood, Policy, PolicyError, RewardSource, Rule};
 pub use state::{ArmState, RoutingState, StateError};
 
 /// One row's routing decision.
@@ -44,6 +46,8 @@ struct Live {
     revision: u64,
     thompson: Option<(u64, Vec<f64>)>,
     linear: Option<(u64, Vec<choice::LinearArm>)>,
+    /// A canary's candidate share now (its schedule's step, 0 once rolled back).
+    canary_share: f64,
 }
 
 /// A request key's place in [0, 1): BLAKE3 of the policy's name and the key, so a key keeps
@@ -81,6 +85,10 @@ impl Router {
                 revision: 0,
                 thompson: None,
                 linear: None,
+                canary_share: match &policy.rule {
+                    Rule::Canary(c) => c.steps[0],
+                    _ => 0.0,
+                },
             }),
             policy,
         }
@@ -116,8 +124,16 @@ impl Router {
         let linear = live.linear.as_ref().map_or(&[][..], |l| &l.1[..]);
         let mut chosen = Vec::with_capacity(rows);
         // Without context the probabilities are the same for every row of the request.
-        let shared = (width == 0)
-            .then(|| choice::probabilities(policy, &live.total, None, thompson, linear));
+        let shared = (width == 0).then(|| {
+            choice::probabilities(
+                policy,
+                &live.total,
+                None,
+                thompson,
+                linear,
+                live.canary_share,
+            )
+        });
         for row in 0..rows {
             let p = match &shared {
                 Some(p) => std::borrow::Cow::Borrowed(p),
@@ -127,6 +143,7 @@ impl Router {
                     contexts.get(row * width..(row + 1) * width),
                     thompson,
                     linear,
+                    live.canary_share,
                 )),
             };
             let u = match (&policy.rule, keys) {
@@ -155,6 +172,50 @@ impl Router {
         live.total.arms[arm].observe(reward, context);
         live.pending.arms[arm].observe(reward, context);
         live.revision += 1;
+    }
+
+    /// Sets a canary's candidate share (its schedule's step, or 0 after a rollback).
+    pub fn set_canary_share(&self, share: f64) {
+        self.live().canary_share = share.clamp(0.0, 1.0);
+    }
+
+    /// The canary's candidate share now.
+    pub fn canary_share(&self) -> f64 {
+        self.live().canary_share
+    }
+
+    /// `rows` rows of `arm` its model could not answer.
+    pub fn count_errors(&self, arm: usize, rows: u64) {
+        let mut live = self.live();
+        let live = &mut *live;
+        for state in [&mut live.total, &mut live.pending] {
+            if let Some(a) = state.arms.get_mut(arm) {
+                a.errors += rows;
+            }
+        }
+    }
+
+    /// A request `arm` answered in `seconds`.
+    pub fn observe_latency(&self, arm: usize, seconds: f64) {
+        let mut live = self.live();
+        let live = &mut *live;
+        for state in [&mut live.total, &mut live.pending] {
+            if let Some(a) = state.arms.get_mut(arm) {
+                a.observe_latency(seconds);
+            }
+        }
+    }
+
+    /// A label came back for a prediction of `arm`: whether the arm's answer was right.
+    pub fn observe_label(&self, arm: usize, correct: bool) {
+        let mut live = self.live();
+        let live = &mut *live;
+        for state in [&mut live.total, &mut live.pending] {
+            if let Some(a) = state.arms.get_mut(arm) {
+                a.labelled += 1;
+                a.correct += u64::from(correct);
+            }
+        }
     }
 
     /// What was learned here since the last report, now reported: it is cleared, and given
@@ -195,6 +256,43 @@ impl Router {
         self.live().total.clone()
     }
 
+    /// The probability of each arm for one request with request key `key` and `context`, as
+    /// the policy stands now (what off-policy evaluation reads of a target policy).
+    pub fn probabilities_for(&self, key: Option<&str>, context: Option<&[f64]>) -> Vec<f64> {
+        let policy = &self.policy;
+        if let (Rule::Split { weights }, Some(key)) = (&policy.rule, key) {
+            let mut p = vec![0.0; weights.len()];
+            p[choice::pick(weights, key_position(&policy.name, key))] = 1.0;
+            return p;
+        }
+        let mut live = self.live();
+        let live = &mut *live;
+        if let Rule::Thompson { likelihood, draws } = policy.rule {
+            if live.thompson.as_ref().map(|t| t.0) != Some(live.revision) {
+                let p = choice::thompson_estimate(likelihood, draws, &live.total, &mut live.rng);
+                live.thompson = Some((live.revision, p));
+            }
+        }
+        if matches!(policy.rule, Rule::LinUcb { .. })
+            && live.linear.as_ref().map(|l| l.0) != Some(live.revision)
+        {
+            live.linear = Some((
+                live.revision,
+                choice::linear_arms(&live.total, policy.context_width()),
+            ));
+        }
+        let thompson = live.thompson.as_ref().map_or(&[][..], |t| &t.1[..]);
+        let linear = live.linear.as_ref().map_or(&[][..], |l| &l.1[..]);
+        choice::probabilities(
+            policy,
+            &live.total,
+            context,
+            thompson,
+            linear,
+            live.canary_share,
+        )
+    }
+
     /// The probability of each arm for a request with no context, as the policy stands now
     /// (the experiment view's "current propensities").
     pub fn current_probabilities(&self) -> Vec<f64> {
@@ -211,7 +309,14 @@ impl Router {
             }
         }
         let thompson = live.thompson.as_ref().map_or(&[][..], |t| &t.1[..]);
-        choice::probabilities(&self.policy, &live.total, None, thompson, &[])
+        choice::probabilities(
+            &self.policy,
+            &live.total,
+            None,
+            thompson,
+            &[],
+            live.canary_share,
+        )
     }
 }
 

@@ -39,6 +39,33 @@ pub enum Rule {
     Ucb1,
     /// Disjoint LinUCB (Li et al. 2010) over numeric input columns.
     LinUcb { alpha: f64, context: Vec<String> },
+    /// The second arm (the candidate) takes a growing share of traffic from the first (the
+    /// stable version), step by step, while its analysis passes; when a check fails it is
+    /// rolled back to 0.
+    Canary(Canary),
+}
+
+/// A canary's schedule and analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    /// The candidate's share of traffic at each step, in (0, 1], rising.
+    pub steps: Vec<f64>,
+    /// How long each step lasts, in milliseconds.
+    pub step_ms: i64,
+    /// The analysis window, in milliseconds: checks read the candidate's requests, errors,
+    /// latency and labels since the window began, and fail as soon as one is out of bounds.
+    pub window_ms: i64,
+    /// Requests the candidate must have in a window before its error rate and latency count
+    /// (and labels, before accuracy counts).
+    pub min_requests: u64,
+    pub max_error_rate: Option<f64>,
+    /// Bound on the candidate's 99th percentile latency in the window, in milliseconds.
+    pub max_latency_ms: Option<f64>,
+    /// Bound on how much lower the candidate's accuracy on labelled feedback may be than the
+    /// stable arm's in the window.
+    pub max_accuracy_drop: Option<f64>,
+    /// The output a label is compared with for accuracy.
+    pub label_output: String,
 }
 
 impl Rule {
@@ -60,6 +87,7 @@ impl Rule {
             Rule::Thompson { .. } => "thompson",
             Rule::Ucb1 => "ucb1",
             Rule::LinUcb { .. } => "linucb",
+            Rule::Canary(_) => "canary",
         }
     }
 }
@@ -144,15 +172,27 @@ fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
         "thompson" => &["likelihood", "draws", "exploration_floor", "seed"],
         "ucb1" => &["exploration_floor", "seed"],
         "linucb" => &["alpha", "context", "exploration_floor", "seed"],
+        "canary" => &[
+            "steps",
+            "step_seconds",
+            "window_seconds",
+            "min_requests",
+            "max_error_rate",
+            "max_latency_ms",
+            "max_accuracy_drop",
+            "label_output",
+            "seed",
+        ],
         _ => return None,
     })
 }
 
 /// The kinds a policy file may name.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "single",
     "split",
     "shadow",
+    "canary",
     "epsilon_greedy",
     "thompson",
     "ucb1",
@@ -229,6 +269,70 @@ impl<'a> Fields<'a> {
     }
 }
 
+fn canary(fields: &Fields<'_>) -> Result<Canary, PolicyError> {
+    let steps: Vec<f64> = match fields.map.get("steps") {
+        None => vec![0.05, 0.25, 1.0],
+        Some(Json::Array(items)) => items
+            .iter()
+            .map(|v| match v.as_f64() {
+                Some(p) if p > 0.0 && p <= 100.0 => Ok(p / 100.0),
+                _ => Err(refuse(
+                    "steps",
+                    format!("must list percentages in (0, 100], got {v}"),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(refuse(
+                "steps",
+                format!("must be a list of percentages, e.g. [5, 25, 100], got {other}"),
+            ))
+        }
+    };
+    if steps.is_empty() || steps.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(refuse(
+            "steps",
+            "must list at least one percentage, each above the one before",
+        ));
+    }
+    let seconds = |key: &str, default: f64| -> Result<i64, PolicyError> {
+        let value = fields.number(key)?.unwrap_or(default);
+        if value > 0.0 && value <= 30.0 * 86_400.0 {
+            Ok((value * 1000.0).round() as i64)
+        } else {
+            Err(refuse(
+                key,
+                format!("must be seconds in (0, 2592000], got {value}"),
+            ))
+        }
+    };
+    let step_ms = seconds("step_seconds", 600.0)?;
+    let window_ms = seconds("window_seconds", 60.0)?;
+    let positive = |key: &str| -> Result<Option<f64>, PolicyError> {
+        match fields.number(key)? {
+            Some(v) if v < 0.0 => Err(refuse(key, format!("must be ≥ 0, got {v}"))),
+            other => Ok(other),
+        }
+    };
+    let max_error_rate = match fields.map.get("max_error_rate") {
+        None => Some(0.05),
+        Some(_) => Some(fields.unit("max_error_rate", 0.05)?),
+    };
+    Ok(Canary {
+        steps,
+        step_ms,
+        window_ms,
+        min_requests: fields.whole("min_requests")?.unwrap_or(20).max(1),
+        max_error_rate,
+        max_latency_ms: positive("max_latency_ms")?,
+        max_accuracy_drop: match fields.map.get("max_accuracy_drop") {
+            None => None,
+            Some(_) => Some(fields.unit("max_accuracy_drop", 0.0)?),
+        },
+        label_output: fields.text("label_output")?.unwrap_or("label").to_string(),
+    })
+}
+
 impl Policy {
     /// Reads a policy from its JSON form (a TOML file converts to the same value).
     pub fn from_json(document: &Json) -> Result<Self, PolicyError> {
@@ -283,6 +387,7 @@ impl Policy {
         }
         let wanted = match kind {
             "single" => 1..=1,
+            "canary" => 2..=2,
             "split" | "epsilon_greedy" | "thompson" | "ucb1" | "linucb" => 1..=MAX_ARMS,
             _ => 2..=MAX_ARMS,
         };
@@ -362,6 +467,7 @@ impl Policy {
                 }
             }
             "ucb1" => Rule::Ucb1,
+            "canary" => Rule::Canary(canary(&fields)?),
             "linucb" => {
                 let alpha = fields.number("alpha")?.unwrap_or(1.0);
                 if alpha < 0.0 {

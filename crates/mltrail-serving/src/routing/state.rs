@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArmState {
-    /// Requests (rows) the policy chose this arm for and answered with it.
+    /// Rows the policy chose this arm for.
     pub requests: u64,
     /// Rewards observed for this arm.
     pub rewards: u64,
@@ -24,7 +24,27 @@ pub struct ArmState {
     /// LinUCB: Σ r x.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub moment: Vec<f64>,
+    /// Rows the arm's model could not answer (of `requests`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub errors: u64,
+    /// Requests by latency, in the buckets of [`LATENCY_BUCKETS`] (one more for slower).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency: Vec<u64>,
+    /// Predictions whose label came back, and those the arm got right.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub labelled: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub correct: u64,
 }
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// Upper bounds of the latency buckets, in seconds (the deployment metrics' buckets).
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 impl ArmState {
     /// The mean reward; `None` before the first.
@@ -40,7 +60,70 @@ impl ArmState {
         })
     }
 
+    /// One request's latency.
+    pub fn observe_latency(&mut self, seconds: f64) {
+        if self.latency.len() != LATENCY_BUCKETS.len() + 1 {
+            self.latency = vec![0; LATENCY_BUCKETS.len() + 1];
+        }
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.latency[bucket] += 1;
+    }
+
+    /// The 99th percentile latency as its bucket's upper bound, in seconds (infinite past the
+    /// last bucket); `None` without requests.
+    pub fn latency_p99(&self) -> Option<f64> {
+        let total: u64 = self.latency.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (total as f64 * 0.99).ceil() as u64;
+        let mut seen = 0;
+        for (i, n) in self.latency.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        Some(f64::INFINITY)
+    }
+
+    /// What was added to this arm since `earlier` (a snapshot of it).
+    pub fn since(&self, earlier: &ArmState) -> ArmState {
+        let minus = |a: &[u64], b: &[u64]| -> Vec<u64> {
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| v.saturating_sub(b.get(i).copied().unwrap_or(0)))
+                .collect()
+        };
+        ArmState {
+            requests: self.requests.saturating_sub(earlier.requests),
+            rewards: self.rewards.saturating_sub(earlier.rewards),
+            reward_sum: self.reward_sum - earlier.reward_sum,
+            reward_squares: self.reward_squares - earlier.reward_squares,
+            gram: Vec::new(),
+            moment: Vec::new(),
+            errors: self.errors.saturating_sub(earlier.errors),
+            latency: minus(&self.latency, &earlier.latency),
+            labelled: self.labelled.saturating_sub(earlier.labelled),
+            correct: self.correct.saturating_sub(earlier.correct),
+        }
+    }
+
     fn add(&mut self, other: &ArmState) {
+        self.errors += other.errors;
+        self.labelled += other.labelled;
+        self.correct += other.correct;
+        if !other.latency.is_empty() {
+            if self.latency.len() != other.latency.len() {
+                self.latency = vec![0; other.latency.len()];
+            }
+            for (a, b) in self.latency.iter_mut().zip(&other.latency) {
+                *a += b;
+            }
+        }
         self.requests += other.requests;
         self.rewards += other.rewards;
         self.reward_sum += other.reward_sum;
