@@ -222,6 +222,10 @@ key = "user_id"
         # A row routed to each arm gets that version's answer; version 2 flips version 1.
         by_arm = {p["arm"]: p["outputs"]["label"] for p in first}
         assert by_arm[f"{name}/1"] != by_arm[f"{name}/2"]
+        # Prometheus gauges per arm.
+        exposition = requests.get(f"{url}/metrics", timeout=10).text
+        assert f'arm="{name}/1"' in exposition and "mltrail_arm_requests" in exposition
+        assert "mltrail_arm_propensity" in exposition
         # The policy's key column is required.
         missing = requests.post(f"{url}/api/v1/predict", json={"dataframe_records": [{"income": 1.0, "age": 0.0}]}, timeout=10)
         assert missing.status_code == 400 and "user_id" in missing.text

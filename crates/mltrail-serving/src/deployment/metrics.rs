@@ -72,6 +72,39 @@ struct DeploymentLabels {
     deployment: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ArmLabels {
+    deployment: String,
+    experiment: String,
+    policy: String,
+    arm: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The routing policy's gauges: the experiment's totals as this replica last learned them from
+/// the tracking server (every replica's reports, so not to be summed across replicas).
+struct ArmGauges {
+    requests: Family<ArmLabels, FloatGauge>,
+    rewards: Family<ArmLabels, FloatGauge>,
+    mean_reward: Family<ArmLabels, FloatGauge>,
+    propensity: Family<ArmLabels, FloatGauge>,
+    errors: Family<ArmLabels, FloatGauge>,
+    shadows_skipped: Family<DeploymentLabels, FloatGauge>,
+}
+
+/// One arm's numbers for [`DeploymentMetrics::set_arms`].
+pub struct ArmNumbers<'a> {
+    pub experiment: &'a str,
+    pub policy: &'a str,
+    pub arm: &'a str,
+    pub requests: u64,
+    pub rewards: u64,
+    pub mean_reward: Option<f64>,
+    pub propensity: Option<f64>,
+    pub errors: u64,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -86,6 +119,7 @@ pub struct DeploymentMetrics {
     latency: Family<VersionLabels, Histogram, fn() -> Histogram>,
     info: Family<InfoLabels, Gauge>,
     swaps: Counter,
+    arms: ArmGauges,
 }
 
 /// One model version's metrics, taken from the families once.
@@ -174,6 +208,48 @@ impl DeploymentMetrics {
                 deployment: deployment.to_string(),
             })
             .clone();
+        let arms = ArmGauges {
+            requests: Family::default(),
+            rewards: Family::default(),
+            mean_reward: Family::default(),
+            propensity: Family::default(),
+            errors: Family::default(),
+            shadows_skipped: Family::default(),
+        };
+        for (name, help, family) in [
+            (
+                "mltrail_arm_requests",
+                "Rows the routing policy chose each arm for (the experiment's total).",
+                &arms.requests,
+            ),
+            (
+                "mltrail_arm_rewards",
+                "Rewards observed per arm (the experiment's total).",
+                &arms.rewards,
+            ),
+            (
+                "mltrail_arm_mean_reward",
+                "Mean reward per arm (the experiment's total).",
+                &arms.mean_reward,
+            ),
+            (
+                "mltrail_arm_propensity",
+                "The probability the policy gives each arm now (a request without context).",
+                &arms.propensity,
+            ),
+            (
+                "mltrail_arm_errors",
+                "Rows each arm's model could not answer (the experiment's total).",
+                &arms.errors,
+            ),
+        ] {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "mltrail_shadow_skipped",
+            "Shadow scorings dropped because the shadow worker was behind (this replica).",
+            arms.shadows_skipped.clone(),
+        );
         DeploymentMetrics {
             deployment: deployment.to_string(),
             registry,
@@ -183,7 +259,44 @@ impl DeploymentMetrics {
             latency,
             info,
             swaps: swaps_counter,
+            arms,
         }
+    }
+
+    /// Sets the routing gauges to `arms` (none: the policy ended) and the shadows skipped.
+    pub fn set_arms(&self, arms: &[ArmNumbers<'_>], shadows_skipped: u64) {
+        let g = &self.arms;
+        for family in [
+            &g.requests,
+            &g.rewards,
+            &g.mean_reward,
+            &g.propensity,
+            &g.errors,
+        ] {
+            family.clear();
+        }
+        for a in arms {
+            let labels = ArmLabels {
+                deployment: self.deployment.clone(),
+                experiment: a.experiment.to_string(),
+                policy: a.policy.to_string(),
+                arm: a.arm.to_string(),
+            };
+            g.requests.get_or_create(&labels).set(a.requests as f64);
+            g.rewards.get_or_create(&labels).set(a.rewards as f64);
+            g.errors.get_or_create(&labels).set(a.errors as f64);
+            if let Some(m) = a.mean_reward {
+                g.mean_reward.get_or_create(&labels).set(m);
+            }
+            if let Some(p) = a.propensity {
+                g.propensity.get_or_create(&labels).set(p);
+            }
+        }
+        g.shadows_skipped
+            .get_or_create(&DeploymentLabels {
+                deployment: self.deployment.clone(),
+            })
+            .set(shadows_skipped as f64);
     }
 
     /// The metrics of a version put in service; it becomes the one `mltrail_deployment_info`

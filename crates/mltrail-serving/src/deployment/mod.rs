@@ -691,6 +691,30 @@ impl Deployment {
 
     /// The Prometheus exposition of the deployment's metrics ([`METRICS_CONTENT_TYPE`]).
     pub fn render_metrics(&self) -> String {
+        match self.routing() {
+            Some(routing) => {
+                let policy = routing.policy();
+                let learned = routing.router().snapshot();
+                let propensities = routing.router().current_probabilities();
+                let arms: Vec<metrics::ArmNumbers<'_>> = learned
+                    .arms
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| metrics::ArmNumbers {
+                        experiment: &policy.experiment,
+                        policy: &policy.name,
+                        arm: routing.label(i),
+                        requests: a.requests,
+                        rewards: a.rewards,
+                        mean_reward: a.mean(),
+                        propensity: propensities.get(i).copied(),
+                        errors: a.errors,
+                    })
+                    .collect();
+                self.metrics.set_arms(&arms, routing.shadows_skipped());
+            }
+            None => self.metrics.set_arms(&[], 0),
+        }
         self.metrics.render()
     }
 
