@@ -229,3 +229,33 @@ def test_deployment_pages_show_what_is_served_and_its_history(browser, server, m
     assert version_chart == 1, "the version over time"
     browser.screenshot(shots / "deployment.png")
     assert browser.goto(url + "/ui/deployments/nobody") == 404
+
+
+def test_a_deployment_page_shows_its_routing_experiment(browser, server, monitored, shots):
+    """The experiment panel: the policy in force, each arm's numbers and their intervals drawn."""
+    url = server["url"]
+    base = f"{url}/api/v1/deployments/ui-credit-prod/policy"
+    policy = {"kind": "thompson", "name": "offer", "experiment": "offer-2026-12",
+              "arms": ["ui-credit/1", "ui-credit@champion"]}
+    put = requests.put(base, json={"policy": policy}, auth=AUTH, timeout=30)
+    assert put.status_code == 200, put.text
+    digest = put.json()["digest"]
+    delta = {"policy": digest, "arms": [
+        {"requests": 40, "rewards": 40, "reward_sum": 12.0, "reward_squares": 12.0},
+        {"requests": 60, "rewards": 60, "reward_sum": 42.0, "reward_squares": 42.0},
+    ]}
+    reported = requests.post(base + "/state", json={"delta": delta}, auth=AUTH, timeout=30)
+    assert reported.status_code == 200, reported.text
+    try:
+        assert browser.goto(url + "/ui/deployments/ui-credit-prod") == 200
+        clean(browser)
+        text = browser.eval("document.body.innerText")
+        assert "offer-2026-12" in text and "thompson" in text
+        rows = browser.eval("document.querySelectorAll('table.experiment tbody tr').length")
+        assert rows == 2
+        assert "0.3000" in text and "0.7000" in text, text[:2000]
+        dots = browser.eval("[...document.querySelectorAll('svg.chart circle')].length")
+        assert dots >= 2, "each arm's mean with its interval"
+        browser.screenshot(shots / "deployment-experiment.png")
+    finally:
+        requests.delete(base, auth=AUTH, timeout=30)

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
+use mltrail_serving::routing::report::ExperimentReport;
 use mltrail_serving::routing::{Policy, RoutingState};
 use mltrail_store::routing::{self, StoredPolicy};
 
@@ -205,6 +206,32 @@ async fn report_state(
     Ok(Json(state_body(&deployment, &digest, Some(merged))?))
 }
 
+/// The policy in force for `deployment` and its experiment report; `None` without a policy.
+pub(crate) async fn report_of(
+    state: &AppState,
+    deployment: &str,
+) -> ApiResult<Option<(StoredPolicy, ExperimentReport)>> {
+    let Some(stored) = routing::policy(&state.store, deployment).await? else {
+        return Ok(None);
+    };
+    let policy = serde_json::from_str::<Value>(&stored.policy)
+        .ok()
+        .and_then(|v| Policy::from_json(&v).ok())
+        .ok_or_else(|| ApiError::internal("the stored policy cannot be read"))?;
+    let learned = match routing::state(&state.store, deployment, &policy.digest).await? {
+        Some(s) => serde_json::from_str::<RoutingState>(&s.state).map_err(ApiError::internal)?,
+        None => RoutingState::empty(&policy.digest, policy.arms.len()),
+    };
+    let mut report = mltrail_serving::routing::report::experiment(&policy, &learned);
+    if stored.rolled_back.is_some() {
+        // Rolled back: the candidate gets nothing, whatever the schedule says.
+        for (i, arm) in report.arms.iter_mut().enumerate() {
+            arm.propensity = Some(if i == 0 { 1.0 } else { 0.0 });
+        }
+    }
+    Ok(Some((stored, report)))
+}
+
 /// The experiment view of the policy in force: per arm requests, rewards, mean reward with
 /// its interval, current propensities, and the regret estimate.
 async fn experiment(
@@ -212,23 +239,51 @@ async fn experiment(
     Path(deployment): Path<String>,
 ) -> ApiResult<Json<Value>> {
     check_deployment(&deployment)?;
-    let stored = routing::policy(&state.store, &deployment)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("deployment `{deployment}` has no routing policy"))
-        })?;
-    let policy = serde_json::from_str::<Value>(&stored.policy)
-        .ok()
-        .and_then(|v| Policy::from_json(&v).ok())
-        .ok_or_else(|| ApiError::internal("the stored policy cannot be read"))?;
-    let learned = match routing::state(&state.store, &deployment, &policy.digest).await? {
-        Some(s) => serde_json::from_str::<RoutingState>(&s.state).map_err(ApiError::internal)?,
-        None => RoutingState::empty(&policy.digest, policy.arms.len()),
-    };
-    let report = mltrail_serving::routing::report::experiment(&policy, &learned);
+    let (stored, report) = report_of(&state, &deployment).await?.ok_or_else(|| {
+        ApiError::not_found(format!("deployment `{deployment}` has no routing policy"))
+    })?;
     let mut body = serde_json::to_value(&report).map_err(ApiError::internal)?;
     body["deployment"] = json!(deployment);
+    body["rolled_back"] = stored
+        .rolled_back
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<Value>(r).ok())
+        .unwrap_or(Value::Null);
     Ok(Json(body))
+}
+
+/// The web UI's panel of a deployment's experiment.
+pub(crate) async fn experiment_view(
+    state: &AppState,
+    deployment: &str,
+) -> ApiResult<Option<mltrail_web::experiments::ExperimentView>> {
+    let Some((stored, report)) = report_of(state, deployment).await? else {
+        return Ok(None);
+    };
+    Ok(Some(mltrail_web::experiments::ExperimentView {
+        experiment: report.experiment,
+        policy: report.policy,
+        kind: report.kind.to_string(),
+        version: report.version,
+        set_by: stored.actor,
+        set_at: stored.updated_time,
+        arms: report
+            .arms
+            .into_iter()
+            .map(|a| mltrail_web::experiments::ArmRow {
+                arm: a.arm,
+                requests: a.requests,
+                rewards: a.rewards,
+                mean_reward: a.mean_reward,
+                interval: a.interval,
+                propensity: a.propensity,
+            })
+            .collect(),
+        regret: report.regret,
+        warnings: report.warnings,
+        rolled_back: stored.rolled_back,
+        policy_json: stored.policy,
+    }))
 }
 
 /// A replica found that the canary in force failed a check: `{"policy": <digest>, "verdict":

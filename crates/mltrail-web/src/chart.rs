@@ -486,6 +486,100 @@ pub fn bars(title: &str, labels: &[String], counts: &[u64]) -> Markup {
     html! { (PreEscaped(svg)) }
 }
 
+/// One labelled estimate with its interval, for [`intervals`].
+pub struct Interval {
+    pub label: String,
+    pub value: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+}
+
+/// Estimates with their intervals, one row each (a dot on a line from low to high) on one
+/// shared axis: which arm earns more, and whether the intervals still overlap.
+pub fn intervals(title: &str, axis: &str, rows: &[Interval]) -> Markup {
+    let values: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| [r.value, r.low, r.high])
+        .flatten()
+        .filter(|v| v.is_finite())
+        .collect();
+    if values.is_empty() {
+        return html! { p.empty { "No estimates yet." } };
+    }
+    let (mut lo, mut hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(*v), b.max(*v))
+        });
+    if hi - lo < 1e-12 {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    let pad = (hi - lo) * 0.05;
+    let (lo, hi) = (lo - pad, hi + pad);
+    let (label_w, plot_w, row_h, axis_h) = (180.0, 420.0, 26.0, 28.0);
+    let width = label_w + plot_w + 20.0;
+    let height = rows.len() as f64 * row_h + axis_h;
+    let x = |v: f64| label_w + (v - lo) / (hi - lo) * plot_w;
+    let mut svg = svg_open(width, height, "chart", title, Size::Scaled);
+    for (i, r) in rows.iter().enumerate() {
+        let y = i as f64 * row_h + row_h / 2.0;
+        let _ = write!(
+            svg,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="12">{}</text>"##,
+            label_w - 8.0,
+            y + 4.0,
+            escape(&r.label)
+        );
+        if let (Some(a), Some(b)) = (r.low, r.high) {
+            let _ = write!(
+                svg,
+                r##"<line x1="{:.1}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#0072B2" stroke-width="2"/>"##,
+                x(a),
+                x(b)
+            );
+        }
+        if let Some(v) = r.value {
+            let tip = match (r.low, r.high) {
+                (Some(a), Some(b)) => format!(
+                    "{}: {} [{}, {}]",
+                    r.label,
+                    short_number(v),
+                    short_number(a),
+                    short_number(b)
+                ),
+                _ => format!("{}: {}", r.label, short_number(v)),
+            };
+            let _ = write!(
+                svg,
+                r##"<circle cx="{:.1}" cy="{y:.1}" r="4" fill="#D55E00"><title>{}</title></circle>"##,
+                x(v),
+                escape(&tip)
+            );
+        }
+    }
+    let base = rows.len() as f64 * row_h + 4.0;
+    for t in ticks(lo, hi, 5) {
+        let _ = write!(
+            svg,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="0" y2="{1:.1}" stroke="#ddd"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle" font-size="11">{3}</text>"##,
+            x(t),
+            base,
+            base + 14.0,
+            short_number(t)
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"##,
+        label_w + plot_w / 2.0,
+        height - 1.0,
+        escape(axis)
+    );
+    svg.push_str("</svg>");
+    html! { figure.chart { (PreEscaped(svg)) } }
+}
+
 /// Contributions shown one by one in a waterfall; the rest are summed into one bar.
 const WATERFALL_BARS: usize = 12;
 

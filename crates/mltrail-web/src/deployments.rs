@@ -40,6 +40,7 @@ pub fn deployment_page(
     name: &str,
     events: &[LoggedEvent],
     live: Option<&crate::live::LiveDeployment>,
+    experiment: Option<&crate::experiments::ExperimentView>,
 ) -> Markup {
     let served = |e: &LoggedEvent| -> Option<(String, String)> {
         let (_, rest) = e.event.entity_id.split_once(':')?;
@@ -69,6 +70,8 @@ pub fn deployment_page(
     let body = html! {
         h2 { "Live" }
         div data-refresh="10" { (crate::live::panels(live)) }
+        h2 { "Routing experiment" }
+        (crate::experiments::panel(experiment))
         h2 { "Version served over time" }
         @if points.len() < 2 { p.empty { "One report so far." } } @else {
             (chart::time_chart(&format!("Model version {name} served over time"), "version", &[Series { label: "version".into(), points }], &[]))

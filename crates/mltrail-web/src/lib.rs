@@ -12,6 +12,7 @@ pub mod card;
 pub mod chart;
 pub mod datasets;
 pub mod deployments;
+pub mod experiments;
 pub mod layout;
 pub mod live;
 pub mod monitors;

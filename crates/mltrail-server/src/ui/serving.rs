@@ -40,11 +40,21 @@ pub(super) async fn deployment(
         ));
     }
     events.reverse();
+    // The experiment panel is one part of the page: a policy that cannot be read is logged
+    // and the panel left out, not the page.
+    let experiment = match crate::routing::experiment_view(&state, &name).await {
+        Ok(view) => view,
+        Err(e) => {
+            tracing::warn!(deployment = %name, error = %e.message, "cannot show the deployment's experiment");
+            None
+        }
+    };
     let live = state.ui.live.lock().unwrap_or_else(|p| p.into_inner());
     html(mltrail_web::deployments::deployment_page(
         &ctx.viewer(),
         &name,
         &events,
         live.get(&name),
+        experiment.as_ref(),
     ))
 }
