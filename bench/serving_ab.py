@@ -33,6 +33,13 @@ TreeSHAP against 100 rows of the training data, which is added as a dataset and 
 version): what explaining every prediction costs.
 
     .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --explain-b --model gbdt50d4 1:16 100:16
+
+With --policy-b KIND, one build serves twice: A the model's version 1 alone, B a routing policy of
+that kind over versions 1 and 2 (the same file registered again), every prediction logged with
+its log signature: what routing costs a deployment (split 50/50, thompson with no rewards yet,
+epsilon_greedy, or shadow, whose second arm scores every request on the shadow thread).
+
+    .venv/bin/python bench/serving_ab.py --a target/release/mltrail --b target/release/mltrail --policy-b split 1:16 100:16
 """
 import argparse
 import json
@@ -63,6 +70,8 @@ def main():
                     help="with --pii-b: the subject is model column f0 (3 sealed columns of 20), or sent beside")
     ap.add_argument("--explain-b", action="store_true",
                     help="B serves with --explain always (A with --explain off); the training data is added and named")
+    ap.add_argument("--policy-b", choices=["split", "thompson", "epsilon_greedy", "shadow"],
+                    help="B serves a routing policy of this kind over versions 1 and 2 of the model")
     ap.add_argument("loads", nargs="*", default=["1:1", "1:16", "1:64", "100:1", "100:16", "100:64"],
                     help="ROWS:CONNECTIONS")
     args = ap.parse_args()
@@ -111,11 +120,20 @@ def main():
             sealed = client.create_model_version(args.model, source, tags={
                 "mltrail.privacy": json.dumps({"subject": subject, "pii": ["f1", "f2"]})})
             versions["B"] = sealed.version
+        served = {name: ["--model", f"{args.model}/{versions[name]}"] for name in builds}
+        if args.policy_b:
+            from mlflow import MlflowClient
+            client = MlflowClient(tracking)
+            source = client.get_model_version(args.model, "1").source
+            second = client.create_model_version(args.model, source).version
+            policy = work / "policy.toml"
+            policy.write_text(f'kind = "{args.policy_b}"\narms = ["{args.model}/1", "{args.model}/{second}"]\n')
+            served["B"] = ["--deployment", f"{args.model}-routed", "--policy", str(policy)]
         urls, pids = {}, {}
         for name, binary in builds.items():
             port = serving.free_port()
             urls[name] = f"http://127.0.0.1:{port}"
-            procs.append(serving.start([binary, "serve", "--model", f"{args.model}/{versions[name]}", "--tracking-uri", tracking, "--port", str(port),
+            procs.append(serving.start([binary, "serve", *served[name], "--tracking-uri", tracking, "--port", str(port),
                                         "--durability", args.durability, "--log-dir", str(work / f"log-{name}"),
                                         *(auth if name == "B" else []), *explain[name]], urls[name], env, "/health", work))
             pids[name] = procs[-1].pid
