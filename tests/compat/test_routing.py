@@ -52,7 +52,8 @@ def start(server, tmp_path, deployment, *extra):
     env = dict(os.environ, MLTRAIL_LOG="warn")
     proc = subprocess.Popen(
         [server["binary"], "serve", "--deployment", deployment, "--tracking-uri", server["url"], "--port", "0",
-         "--log-dir", str(tmp_path / "predictions"), "--policy-interval-ms", "200", *extra],
+         "--log-dir", str(tmp_path / "predictions"), "--policy-interval-ms", "200",
+         "--policy-report-interval-ms", "200", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )
     line = proc.stdout.readline()
@@ -263,22 +264,32 @@ def test_a_canary_that_degrades_accuracy_rolls_back_and_a_good_one_completes(ser
     name = two_versions
     rows = [{"income": 1.0, "age": 0.0, "user_id": f"c{i}"} for i in range(120)]
 
-    # Version 2 answers 0 where version 1 (and the truth) says 1: its accuracy drops by ~1.
+    # Version 2 answers 0 where version 1 (and the truth) says 1: its accuracy drops by ~1. The
+    # canary is alias-driven: `candidate` was moved to version 2, and goes back to 1.
+    client = requests.Session()
+    moved = client.post(f"{server['url']}/api/2.0/mlflow/registered-models/alias", timeout=10,
+                        json={"name": name, "alias": "candidate", "version": "2"})
+    assert moved.status_code == 200, moved.text
     deployment = unique("canary-bad")
+    # A policy naming a version that does not exist is refused before any replica sees it.
+    nothing = requests.put(f"{server['url']}/api/v1/deployments/{deployment}/policy", timeout=10,
+                           json={"policy": {"kind": "canary", "arms": [f"{name}/1", f"{name}/99"]}})
+    assert nothing.status_code == 400 and "policy.arms" in nothing.text, nothing.text
     bad = write_policy(tmp_path, f'''
 kind = "canary"
-arms = ["{name}/1", "{name}/2"]
+arms = ["{name}/1", "{name}@candidate"]
 key = "user_id"
 steps = [50, 100]
 step_seconds = 3600
 window_seconds = 30
 min_requests = 10
 max_accuracy_drop = 0.2
+move_alias_back = true
 ''')
     proc, url = start(server, tmp_path, deployment, "--policy", str(bad))
     try:
         answered = predict(url, rows)
-        assert {p["arm"] for p in answered} == {f"{name}/1", f"{name}/2"}
+        assert {p["arm"] for p in answered} == {f"{name}/1", f"{name}@candidate"}
         assert all(p["propensity"] == 0.5 for p in answered)
         for p in answered:
             fb = requests.post(f"{url}/api/v1/feedback", json={"prediction_id": p["prediction_id"], "label": 1}, timeout=10)
@@ -289,7 +300,11 @@ max_accuracy_drop = 0.2
         # Within one window (30 s) of the labels, well within it in fact.
         assert time.time() - started < 30
         assert policy["rolled_back"]["rule"] == "max_accuracy_drop" and policy["rolled_back"]["value"] > 0.2
-        assert policy["rolled_back"]["candidate_arm"] == f"{name}/2"
+        assert policy["rolled_back"]["candidate_arm"] == f"{name}@candidate"
+        assert policy["rolled_back"]["alias"] == {"alias": f"{name}@candidate", "moved_to": "1"}
+        alias = client.get(f"{server['url']}/api/2.0/mlflow/registered-models/alias", timeout=10,
+                           params={"name": name, "alias": "candidate"}).json()
+        assert alias["model_version"]["version"] == "1"
         after = wait_for(lambda: (lambda ps: ps if all(p["arm"] == f"{name}/1" for p in ps) else None)(predict(url, rows[:20])))
         assert all(p["propensity"] == 1.0 for p in after)
         rollbacks = [e for e in trail(server, f"routing_policy:{deployment}") if e["action"] == "routing.rollback"]

@@ -235,6 +235,9 @@ def test_a_deployment_page_shows_its_routing_experiment(browser, server, monitor
     """The experiment panel: the policy in force, each arm's numbers and their intervals drawn."""
     url = server["url"]
     base = f"{url}/api/v1/deployments/ui-credit-prod/policy"
+    aliased = requests.post(f"{url}/api/2.0/mlflow/registered-models/alias", auth=AUTH, timeout=30,
+                            json={"name": "ui-credit", "alias": "champion", "version": "1"})
+    assert aliased.status_code == 200, aliased.text
     policy = {"kind": "thompson", "name": "offer", "experiment": "offer-2026-12",
               "arms": ["ui-credit/1", "ui-credit@champion"]}
     put = requests.put(base, json={"policy": policy}, auth=AUTH, timeout=30)

@@ -5,6 +5,7 @@
 
 use axum::extract::{Path, State};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -72,6 +73,28 @@ async fn put_policy(
 ) -> ApiResult<Json<Value>> {
     check_deployment(&deployment)?;
     let policy = read_policy(&body)?;
+    // Replicas load every arm; one that names nothing would leave them on the old policy.
+    for arm in &policy.arms {
+        use mltrail_serving::deployment::ModelRef;
+        let found = match arm {
+            ModelRef::Version { name, version } => {
+                mltrail_store::registry::get_model_version(&state.store, name, *version)
+                    .await
+                    .map(|_| ())
+            }
+            ModelRef::Alias { name, alias } => {
+                mltrail_store::registry::get_version_by_alias(&state.store, name, alias)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        found.map_err(|e| {
+            ApiError::invalid(format!(
+                "policy `arms`: `{arm}` names no model version ({e})"
+            ))
+            .at_column(Some("policy.arms"), None)
+        })?;
+    }
     let stored = routing::set_policy(
         &state.store,
         &actor,
@@ -223,10 +246,19 @@ pub(crate) async fn report_of(
         None => RoutingState::empty(&policy.digest, policy.arms.len()),
     };
     let mut report = mltrail_serving::routing::report::experiment(&policy, &learned);
-    if stored.rolled_back.is_some() {
-        // Rolled back: the candidate gets nothing, whatever the schedule says.
+    if let mltrail_serving::routing::Rule::Canary(canary) = &policy.rule {
+        // The candidate's share is the schedule's step now, or nothing once rolled back.
+        let share = if stored.rolled_back.is_some() {
+            0.0
+        } else {
+            mltrail_serving::routing::canary::step_at(
+                canary,
+                mltrail_core::now_millis() - stored.updated_time,
+            )
+            .1
+        };
         for (i, arm) in report.arms.iter_mut().enumerate() {
-            arm.propensity = Some(if i == 0 { 1.0 } else { 0.0 });
+            arm.propensity = Some(if i == 0 { 1.0 - share } else { share });
         }
     }
     Ok(Some((stored, report)))
@@ -290,6 +322,7 @@ pub(crate) async fn experiment_view(
 /// {...}}`. The first report rolls it back (an audit event); later ones change nothing.
 async fn roll_back(
     State(state): State<AppState>,
+    caller: Option<Extension<std::sync::Arc<crate::auth::Caller>>>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(deployment): Path<String>,
     Json(body): Json<Value>,
@@ -303,13 +336,97 @@ async fn roll_back(
             ApiError::invalid("`verdict` (the failed check and its values, an object) is required")
                 .at_column(Some("verdict"), None)
         })?;
+    let mut verdict = verdict.clone();
+    let stored = routing::policy(&state.store, &deployment).await?;
+    let policy = stored
+        .as_ref()
+        .filter(|p| p.digest == digest)
+        .and_then(|p| serde_json::from_str::<Value>(&p.policy).ok())
+        .and_then(|v| Policy::from_json(&v).ok());
+    // An alias-driven canary: the alias the candidate names goes back to the stable version,
+    // through its gate, as the caller; the outcome is part of the verdict the trail digests.
+    if let Some(policy) = policy.as_ref().filter(
+        |p| matches!(&p.rule, mltrail_serving::routing::Rule::Canary(c) if c.move_alias_back),
+    ) {
+        if stored.as_ref().is_some_and(|p| p.rolled_back.is_none()) {
+            verdict["alias"] = move_alias_back(
+                &state,
+                caller.as_ref().map(|Extension(c)| c.as_ref()),
+                &actor,
+                policy,
+            )
+            .await;
+        }
+    }
     let canonical =
-        String::from_utf8(mltrail_core::jcs::of_value(verdict)).map_err(ApiError::internal)?;
+        String::from_utf8(mltrail_core::jcs::of_value(&verdict)).map_err(ApiError::internal)?;
     let rolled =
         routing::roll_back(&state.store, &actor, deployment.clone(), digest, canonical).await?;
     Ok(Json(
-        json!({"deployment": deployment, "rolled_back": rolled}),
+        json!({"deployment": deployment, "rolled_back": rolled, "alias": verdict.get("alias")}),
     ))
+}
+
+/// Moves the alias the canary's candidate arm names back to the stable arm's version (the
+/// version an alias stable arm names now), through the alias's gate: `{"alias", "moved_to"}`,
+/// or `{"alias", "not_moved": why}` (the rollback stands either way).
+async fn move_alias_back(
+    state: &AppState,
+    caller: Option<&crate::auth::Caller>,
+    actor: &str,
+    policy: &Policy,
+) -> Value {
+    use mltrail_serving::deployment::ModelRef;
+    let (ModelRef::Alias { name, alias }, stable) = (&policy.arms[1], &policy.arms[0]) else {
+        return Value::Null;
+    };
+    let version = match stable {
+        ModelRef::Version { version, .. } => Ok(*version),
+        ModelRef::Alias { name, alias } => {
+            mltrail_store::registry::get_version_by_alias(&state.store, name, alias)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    v.version
+                        .parse::<i64>()
+                        .map(mltrail_core::ModelVersionNumber)
+                        .map_err(|e| e.to_string())
+                })
+        }
+    };
+    let moved = async {
+        let version = version?;
+        let pass = crate::gates::pass_for(
+            state,
+            caller,
+            actor,
+            crate::gates::Move {
+                name,
+                alias,
+                stage: None,
+                version: version.0,
+            },
+            None,
+        )
+        .await
+        .map_err(|e| e.message)?;
+        mltrail_store::registry::set_alias(
+            &state.store,
+            actor,
+            name.clone(),
+            alias.clone(),
+            version,
+            pass,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok::<_, String>(version.0)
+    }
+    .await;
+    match moved {
+        Ok(v) => json!({"alias": format!("{name}@{alias}"), "moved_to": v.to_string()}),
+        Err(why) => json!({"alias": format!("{name}@{alias}"), "not_moved": why}),
+    }
 }
 
 pub fn routes() -> Router<AppState> {

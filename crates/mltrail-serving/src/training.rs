@@ -278,24 +278,53 @@ pub fn training_table(
             .collect();
         push((utf8(name), text(values)));
     }
+    // An input named like one of the table's own columns keeps its name with `input_`.
+    const OWN: [&str; 14] = [
+        "id",
+        "time_ms",
+        "model",
+        "version",
+        "arm",
+        "propensity",
+        "ips_weight",
+        "returned",
+        "experiment",
+        "policy",
+        "policy_version",
+        "request_key",
+        "label",
+        "reward",
+    ];
     for name in names(&inputs) {
         let cells: Vec<Option<&Json>> = inputs.iter().map(|m| m.get(&name)).collect();
-        push(column(&name, &cells));
+        let column_name = if OWN.contains(&name.as_str()) || name.starts_with("prediction_") {
+            format!("input_{name}")
+        } else {
+            name.clone()
+        };
+        push(column(&column_name, &cells));
     }
     for name in names(&outputs) {
         let cells: Vec<Option<&Json>> = outputs.iter().map(|m| m.get(&name)).collect();
         push(column(&format!("prediction_{name}"), &cells));
     }
+    // A shadow's prediction is judged by the feedback on the prediction it shadowed.
+    let answered = |p: &PredictionRecord| {
+        p.signature
+            .as_ref()
+            .and_then(|s| s.shadow_of)
+            .unwrap_or(p.id)
+    };
     let labels: Vec<Option<&Json>> = kept
         .iter()
-        .map(|p| feedback.get(&p.id).and_then(|f| f.0.as_ref()))
+        .map(|p| feedback.get(&answered(p)).and_then(|f| f.0.as_ref()))
         .collect();
     push(column("label", &labels));
     push((
         Field::new("reward", DataType::Float64, true),
         Arc::new(arrow_array::Float64Array::from(
             kept.iter()
-                .map(|p| feedback.get(&p.id).and_then(|f| f.1))
+                .map(|p| feedback.get(&answered(p)).and_then(|f| f.1))
                 .collect::<Vec<_>>(),
         )),
     ));

@@ -19,7 +19,7 @@ use crate::tracking_client::segment as encode;
 
 #[derive(Subcommand)]
 pub enum ExperimentsCommand {
-    /// Put a routing policy (a TOML file: kind, arms and the kind's keys; docs/serving.md) in
+    /// Put a routing policy (a TOML file: kind, arms and the kind's keys; docs/experiments.md) in
     /// force for a deployment. Its replicas load the arms and route within a policy interval;
     /// the change is an audit event.
     SetPolicy {

@@ -141,16 +141,20 @@ pub struct ServeArgs {
     /// when the dataset has that many or fewer).
     #[arg(long)]
     explain_background: Option<usize>,
-    /// A routing policy file (TOML): `kind` (single, split, shadow, epsilon_greedy, thompson,
-    /// ucb1, linucb), `arms` (NAME/VERSION or NAME@ALIAS) and the kind's keys
-    /// (docs/serving.md). It becomes the deployment's policy on the tracking server; without
+    /// A routing policy file (TOML): `kind` (single, split, shadow, canary, epsilon_greedy,
+    /// thompson, ucb1, linucb), `arms` (NAME/VERSION or NAME@ALIAS) and the kind's keys
+    /// (docs/experiments.md). It becomes the deployment's policy on the tracking server; without
     /// it, a policy set there (`mltrail experiments set-policy`) is followed.
     #[arg(long)]
     policy: Option<PathBuf>,
-    /// How often the routing policy is read from the tracking server and what it learned is
-    /// reported there, in milliseconds.
+    /// How often the routing policy is read from the tracking server (a canary's step and
+    /// analysis run then too), in milliseconds.
     #[arg(long)]
     policy_interval_ms: Option<u64>,
+    /// How often what the policy learned here is reported to the tracking server, in
+    /// milliseconds (each report is an audit event; a kill -9 loses at most this much of it).
+    #[arg(long)]
+    policy_report_interval_ms: Option<u64>,
     /// Log output format, the same for every mltrail process.
     #[arg(long, value_enum)]
     log_format: Option<crate::config::LogFormat>,
@@ -359,6 +363,7 @@ pub async fn serve(
         client.clone(),
         client.clone(),
         Duration::from_millis(args.policy_interval_ms.max(100)),
+        Duration::from_millis(args.policy_report_interval_ms.max(100)),
     );
     let follower = follower::spawn(
         dep.clone(),

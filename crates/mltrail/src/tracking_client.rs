@@ -655,6 +655,29 @@ impl PolicyStore for Client {
         })
     }
 
+    fn fired_since<'a>(
+        &'a self,
+        monitor: &'a str,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<Option<Value>, SourceError>> {
+        Box::pin(async move {
+            let path = format!("/api/v1/monitors/{}/alerts?limit=100", segment(monitor));
+            let body = self
+                .get_json(&path, "the canary's monitor alerts")
+                .await
+                .map_err(|e| SourceError::unavailable("the tracking server", e))?;
+            Ok(body["alerts"].as_array().and_then(|alerts| {
+                alerts
+                    .iter()
+                    .find(|a| {
+                        a["state"] == "firing"
+                            && a["window_start"].as_i64().is_some_and(|t| t >= since_ms)
+                    })
+                    .cloned()
+            }))
+        })
+    }
+
     fn roll_back<'a>(
         &'a self,
         deployment: &'a str,

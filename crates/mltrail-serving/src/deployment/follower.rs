@@ -77,7 +77,9 @@ pub async fn follow_arms(
         {
             break;
         }
-        deployment.swap_arm(arm, next);
+        if deployment.swap_arm(arm, next).is_none() {
+            continue;
+        }
         tracing::info!(deployment = %deployment.name(), arm = %model, from = %serving.version, to = %event.version, "an arm's alias moved: swapped its model");
         journal.record(&event).await?;
         swapped.push(arm);

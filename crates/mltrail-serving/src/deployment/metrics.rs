@@ -91,6 +91,7 @@ struct ArmGauges {
     propensity: Family<ArmLabels, FloatGauge>,
     errors: Family<ArmLabels, FloatGauge>,
     shadows_skipped: Family<DeploymentLabels, FloatGauge>,
+    shadow_failures: Family<DeploymentLabels, FloatGauge>,
 }
 
 /// One arm's numbers for [`DeploymentMetrics::set_arms`].
@@ -215,6 +216,7 @@ impl DeploymentMetrics {
             propensity: Family::default(),
             errors: Family::default(),
             shadows_skipped: Family::default(),
+            shadow_failures: Family::default(),
         };
         for (name, help, family) in [
             (
@@ -250,6 +252,11 @@ impl DeploymentMetrics {
             "Shadow scorings dropped because the shadow worker was behind (this replica).",
             arms.shadows_skipped.clone(),
         );
+        registry.register(
+            "mltrail_shadow_failures",
+            "Shadow scorings whose model failed (this replica).",
+            arms.shadow_failures.clone(),
+        );
         DeploymentMetrics {
             deployment: deployment.to_string(),
             registry,
@@ -264,7 +271,7 @@ impl DeploymentMetrics {
     }
 
     /// Sets the routing gauges to `arms` (none: the policy ended) and the shadows skipped.
-    pub fn set_arms(&self, arms: &[ArmNumbers<'_>], shadows_skipped: u64) {
+    pub fn set_arms(&self, arms: &[ArmNumbers<'_>], shadows_skipped: u64, shadow_failures: u64) {
         let g = &self.arms;
         for family in [
             &g.requests,
@@ -297,6 +304,11 @@ impl DeploymentMetrics {
                 deployment: self.deployment.clone(),
             })
             .set(shadows_skipped as f64);
+        g.shadow_failures
+            .get_or_create(&DeploymentLabels {
+                deployment: self.deployment.clone(),
+            })
+            .set(shadow_failures as f64);
     }
 
     /// The metrics of a version put in service; it becomes the one `mltrail_deployment_info`

@@ -313,13 +313,14 @@ fn lesson_of(
         };
         return Ok(Some(Lesson::Label { arm, correct }));
     }
+    // Feedback on a prediction this policy did not route is only recorded.
+    let Some(arm) = routed_arm(routing, record) else {
+        return Ok(None);
+    };
     let Some(reward) = policy
         .reward_of(feedback.reward.as_ref(), feedback.label.as_deref())
         .map_err(FeedbackError::Reward)?
     else {
-        return Ok(None);
-    };
-    let Some(arm) = routed_arm(routing, record) else {
         return Ok(None);
     };
     if earlier.iter().any(|f| {
@@ -457,6 +458,15 @@ impl Deployment {
             return None;
         }
         let previous = routing.serving(arm);
+        // Every arm must take the inputs the others take (any row may go to any arm): a
+        // version an alias moved to that takes others keeps the arm on the version it had.
+        let other = routing.serving(usize::from(arm == 0));
+        if next.signature != other.signature
+            || next.model.accepts_missing_values() != other.model.model.accepts_missing_values()
+        {
+            tracing::warn!(deployment = %self.name, arm = routing.label(arm), version = %next.version, "the version the arm's alias names takes other inputs than the other arms: not swapped in");
+            return None;
+        }
         let metrics = self.metrics.serve(&next, Some(&previous.model));
         let next = Arc::new(Serving::new(next, metrics));
         if self.explain_mode == ExplainMode::Always {
@@ -711,9 +721,10 @@ impl Deployment {
                         errors: a.errors,
                     })
                     .collect();
-                self.metrics.set_arms(&arms, routing.shadows_skipped());
+                self.metrics
+                    .set_arms(&arms, routing.shadows_skipped(), routing.shadow_failures());
             }
-            None => self.metrics.set_arms(&[], 0),
+            None => self.metrics.set_arms(&[], 0, 0),
         }
         self.metrics.render()
     }
@@ -918,14 +929,7 @@ impl Deployment {
         if let (Some(routing), Some(tensors), RowInputs::Plain(inputs)) =
             (shadow, shadow_tensors, &decoded.inputs)
         {
-            self.shadow(
-                routing,
-                tensors,
-                inputs.clone(),
-                &ids,
-                plan.as_ref(),
-                latency_us,
-            );
+            self.shadow(routing, tensors, inputs.clone(), &ids, plan.as_ref());
         }
         let outputs = if groups.len() == 1 {
             Some(groups[0].outputs.clone())
@@ -982,7 +986,6 @@ impl Deployment {
         inputs: Vec<Vec<u8>>,
         primary_ids: &[uuid::Uuid],
         plan: Option<&routed::Plan>,
-        latency_us: i64,
     ) {
         let Some(worker) = self.shadows.get().and_then(Option::as_ref) else {
             return;
@@ -997,13 +1000,19 @@ impl Deployment {
             let mut entries = Vec::new();
             for arm in 1..routing.policy().arms.len() {
                 let serving = routing.serving(arm);
+                let started = Instant::now();
                 let outputs = match serving.model.model.run(tensors.clone()) {
                     Ok(o) => o,
                     Err(e) => {
+                        routing
+                            .shadow_failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::debug!(arm = routing.label(arm), error = %e, "a shadow could not score a request");
                         continue;
                     }
                 };
+                // The shadow's own scoring time (its request's wait in the queue is not in it).
+                let latency_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
                 let time = mltrail_core::now_millis();
                 let shared = RequestRecord {
                     time_ms: time,

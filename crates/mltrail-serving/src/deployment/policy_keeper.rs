@@ -34,6 +34,13 @@ pub trait PolicyStore: Send + Sync {
         &'a self,
         deployment: &'a str,
     ) -> BoxFuture<'a, Result<Option<PolicyInForce>, SourceError>>;
+    /// The first alert of monitor `monitor` that fired about a window starting at or after
+    /// `since_ms`, if any (its JSON).
+    fn fired_since<'a>(
+        &'a self,
+        monitor: &'a str,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<Option<Json>, SourceError>>;
     /// Rolls back the canary `policy` (its digest) in force for `deployment`, for `verdict`.
     fn roll_back<'a>(
         &'a self,
@@ -114,14 +121,41 @@ struct Window {
 }
 
 /// What a deployment's keeper carries from round to round.
-#[derive(Default)]
 pub struct Keeper {
     window: std::sync::Mutex<Option<Window>>,
+    /// Reports go at most this often (each is an audit event); a policy change or end sends
+    /// what is pending at once.
+    report_every: std::time::Duration,
+    last_report: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Default for Keeper {
+    fn default() -> Self {
+        Keeper::new(std::time::Duration::ZERO)
+    }
 }
 
 impl Keeper {
-    /// One round: follow the policy, report what was learned, and for a canary set its step
-    /// and judge its window.
+    pub fn new(report_every: std::time::Duration) -> Self {
+        Keeper {
+            window: std::sync::Mutex::new(None),
+            report_every,
+            last_report: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether a report is due this round.
+    fn report_due(&self) -> bool {
+        let mut last = self.last_report.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() >= self.report_every);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
+    }
+
+    /// One round: report what was learned (when due, or before the policy changes), follow
+    /// the policy, and for a canary set its step and judge its window.
     pub async fn round(
         &self,
         deployment: &Deployment,
@@ -130,6 +164,24 @@ impl Keeper {
         journal: &dyn DeploymentJournal,
     ) -> Result<Round, SourceError> {
         let in_force = policies.policy(deployment.name()).await?;
+        let changing = match (&in_force, deployment.routing()) {
+            (None, routing) => routing.is_some(),
+            (Some(p), Some(r)) => {
+                r.policy().digest
+                    != blake3::hash(&mltrail_core::jcs::of_value(&p.document))
+                        .to_hex()
+                        .to_string()
+            }
+            (Some(_), None) => false,
+        };
+        // What the policy in force learned is reported before it is replaced or ended (a new
+        // policy starts from its own state), and a failed report does not stop the policy
+        // being followed: it stays pending.
+        let reported = if changing || self.report_due() {
+            report(deployment, policies).await
+        } else {
+            Ok(())
+        };
         let current = deployment.routing();
         let round = match (&in_force, &current) {
             (None, None) => Round::Kept,
@@ -152,10 +204,10 @@ impl Keeper {
                 }
             }
         };
-        report(deployment, policies).await?;
         if let (Some(p), Some(routing)) = (&in_force, deployment.routing()) {
             self.canary(deployment, &routing, p, policies).await?;
         }
+        reported?;
         Ok(round)
     }
 
@@ -183,26 +235,45 @@ impl Keeper {
         }
         router.set_canary_share(share);
         let total = router.snapshot();
+        for monitor in &canary.monitors {
+            if let Some(alert) = policies.fired_since(monitor, in_force.since_ms).await? {
+                router.set_canary_share(0.0);
+                let body = serde_json::json!({
+                    "rule": "monitor",
+                    "monitor": monitor,
+                    "alert": alert,
+                    "candidate_arm": routing.label(1),
+                });
+                tracing::warn!(deployment = %deployment.name(), monitor, "canary rolled back: its monitor fired");
+                return policies
+                    .roll_back(deployment.name(), &policy.digest, &body)
+                    .await;
+            }
+        }
         let verdict = {
             let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
             let fresh = match &*window {
                 Some(w) => w.policy != policy.digest || now - w.start_ms >= canary.window_ms,
                 None => true,
             };
+            // The window is judged up to now (a window that just ended too, for its last
+            // stretch), then a new one begins when it is due.
+            let verdict = window
+                .as_ref()
+                .filter(|w| w.policy == policy.digest)
+                .and_then(|w| {
+                    let stable = total.arms[0].since(&w.at_start.arms[0]);
+                    let candidate = total.arms[1].since(&w.at_start.arms[1]);
+                    crate::routing::canary::judge(canary, &stable, &candidate)
+                });
             if fresh {
                 *window = Some(Window {
                     policy: policy.digest.clone(),
                     start_ms: now,
                     at_start: total.clone(),
                 });
-                None
-            } else {
-                window.as_ref().and_then(|w| {
-                    let stable = total.arms[0].since(&w.at_start.arms[0]);
-                    let candidate = total.arms[1].since(&w.at_start.arms[1]);
-                    crate::routing::canary::judge(canary, &stable, &candidate)
-                })
             }
+            verdict
         };
         if let Some(verdict) = verdict {
             // Out of traffic at once here; the other replicas follow the server's record.
@@ -252,9 +323,10 @@ pub fn spawn(
     policies: Arc<dyn PolicyStore>,
     journal: Arc<dyn DeploymentJournal>,
     every: Duration,
+    report_every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let keeper = Keeper::default();
+        let keeper = Keeper::new(report_every);
         loop {
             if let Err(e) = keeper
                 .round(

@@ -45,6 +45,7 @@ pub struct Routing {
     /// Whether the key column is sealed, so its value is not logged in clear.
     key_sealed: bool,
     pub(crate) shadows_skipped: AtomicU64,
+    pub(crate) shadow_failures: AtomicU64,
 }
 
 impl Routing {
@@ -120,6 +121,7 @@ impl Routing {
             groups,
             key_sealed,
             shadows_skipped: AtomicU64::new(0),
+            shadow_failures: AtomicU64::new(0),
         })
     }
 
@@ -166,6 +168,11 @@ impl Routing {
     /// Shadow predictions not made because the shadow worker was busy.
     pub fn shadows_skipped(&self) -> u64 {
         self.shadows_skipped.load(Ordering::Relaxed)
+    }
+
+    /// Shadow predictions whose model failed.
+    pub fn shadow_failures(&self) -> u64 {
+        self.shadow_failures.load(Ordering::Relaxed)
     }
 
     /// Each row's request key (logged unless sealed) and arm.
@@ -258,9 +265,16 @@ impl ShadowWorker {
                     else {
                         continue;
                     };
-                    if let Err(e) = runtime.block_on(log.append(entries)) {
-                        tracing::warn!(error = %e, "shadow predictions could not be logged");
-                    }
+                    // Appended by the runtime's threads, at normal priority: this thread must not
+                    // hold the log's lock, which the primary's requests wait on, while the
+                    // scheduler keeps it off the CPU (a priority inversion that raised the
+                    // primary's p99 by a third on 100-row requests in bench/serving_ab.py).
+                    let log = log.clone();
+                    runtime.spawn(async move {
+                        if let Err(e) = log.append(entries).await {
+                            tracing::warn!(error = %e, "shadow predictions could not be logged");
+                        }
+                    });
                 }
             })
             .ok()?;

@@ -146,8 +146,12 @@ impl Router {
                     live.canary_share,
                 )),
             };
+            // A split and a canary keep a key on its arm (a canary's growing share only adds
+            // keys to the candidate).
             let u = match (&policy.rule, keys) {
-                (Rule::Split { .. }, Some(keys)) => key_position(&policy.name, &keys[row]),
+                (Rule::Split { .. } | Rule::Canary(_), Some(keys)) => {
+                    key_position(&policy.name, &keys[row])
+                }
                 _ => live.rng.random::<f64>(),
             };
             let arm = choice::pick(&p, u);
@@ -260,7 +264,7 @@ impl Router {
     /// the policy stands now (what off-policy evaluation reads of a target policy).
     pub fn probabilities_for(&self, key: Option<&str>, context: Option<&[f64]>) -> Vec<f64> {
         let policy = &self.policy;
-        if let (Rule::Split { weights }, Some(key)) = (&policy.rule, key) {
+        if let (Rule::Split { weights }, Some(key), Some(_)) = (&policy.rule, key, &policy.key) {
             let mut p = vec![0.0; weights.len()];
             p[choice::pick(weights, key_position(&policy.name, key))] = 1.0;
             return p;

@@ -66,6 +66,12 @@ pub struct Canary {
     pub max_accuracy_drop: Option<f64>,
     /// The output a label is compared with for accuracy.
     pub label_output: String,
+    /// Monitors (their ids) whose firing alerts about windows after the canary began roll it
+    /// back: the monitor rules that exist, judged on the deployment's traffic.
+    pub monitors: Vec<String>,
+    /// On rollback, move the registry alias the candidate arm names (`NAME@ALIAS`) back to
+    /// the stable arm's version, through its release gate.
+    pub move_alias_back: bool,
 }
 
 impl Rule {
@@ -181,6 +187,8 @@ fn kind_keys(kind: &str) -> Option<&'static [&'static str]> {
             "max_latency_ms",
             "max_accuracy_drop",
             "label_output",
+            "monitors",
+            "move_alias_back",
             "seed",
         ],
         _ => return None,
@@ -330,6 +338,17 @@ fn canary(fields: &Fields<'_>) -> Result<Canary, PolicyError> {
             Some(_) => Some(fields.unit("max_accuracy_drop", 0.0)?),
         },
         label_output: fields.text("label_output")?.unwrap_or("label").to_string(),
+        monitors: fields.texts("monitors")?.unwrap_or_default(),
+        move_alias_back: match fields.map.get("move_alias_back") {
+            None => false,
+            Some(Json::Bool(b)) => *b,
+            Some(other) => {
+                return Err(refuse(
+                    "move_alias_back",
+                    format!("must be true or false, got {other}"),
+                ))
+            }
+        },
     })
 }
 
@@ -467,7 +486,22 @@ impl Policy {
                 }
             }
             "ucb1" => Rule::Ucb1,
-            "canary" => Rule::Canary(canary(&fields)?),
+            "canary" => {
+                let canary = canary(&fields)?;
+                if canary.move_alias_back {
+                    match (&arms[0], &arms[1]) {
+                        (_, ModelRef::Alias { name: candidate, .. })
+                            if arms[0].name() == candidate => {}
+                        _ => {
+                            return Err(refuse(
+                                "move_alias_back",
+                                "needs a candidate arm NAME@ALIAS and a stable arm of the same model NAME (e.g. arms = [\"credit/3\", \"credit@production\"])",
+                            ))
+                        }
+                    }
+                }
+                Rule::Canary(canary)
+            }
             "linucb" => {
                 let alpha = fields.number("alpha")?.unwrap_or(1.0);
                 if alpha < 0.0 {

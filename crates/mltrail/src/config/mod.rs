@@ -275,13 +275,17 @@ config_table! {
         /// Rows of the training data in the explanations' background sample (seeded; all of
         /// them when the dataset has that many or fewer).
         pub explain_background: usize = 100,
-        /// A routing policy file (TOML: kind, arms, …; docs/serving.md): set as the
+        /// A routing policy file (TOML: kind, arms, …; docs/experiments.md): set as the
         /// deployment's policy on the tracking server at start. Without it, the policy the
         /// tracking server holds for the deployment (if any) is followed.
         pub policy: Option<PathBuf> = None,
-        /// How often the deployment's routing policy is read from the tracking server and what
-        /// it learned is reported there, in milliseconds (at least 100).
+        /// How often the deployment's routing policy is read from the tracking server (a
+        /// canary's step and analysis run then too), in milliseconds (at least 100).
         pub policy_interval_ms: u64 = 1000,
+        /// How often what the routing policy learned here is reported to the tracking server,
+        /// in milliseconds (at least 100): each report is an audit event, and a kill -9 loses
+        /// at most this much of the learning (the feedback itself stays in the log).
+        pub policy_report_interval_ms: u64 = 10_000,
     }
 }
 
