@@ -186,6 +186,11 @@ def main():
                 cpu = {n: statistics.median(r[key] for r in rs) for n, rs in runs.items()}
                 print(f"    {what} per request (median): A {cpu['A']:.1f} us | B {cpu['B']:.1f} us | "
                       f"A/B {cpu['A'] / cpu['B']:.2f}", flush=True)
+            if args.policy_b == "shadow":
+                import urllib.request
+                metrics = urllib.request.urlopen(urls["B"] + "/metrics", timeout=10).read().decode()
+                shadow = [line for line in metrics.splitlines() if line.startswith("mltrail_shadow_")]
+                print(f"    B's shadow counters so far: {'; '.join(shadow)}", flush=True)
             written = {n: statistics.median(r["written"] for r in rs) for n, rs in runs.items()}
             print(f"    bytes written per request (log and response, median): A {written['A']:.0f} | B {written['B']:.0f} | "
                   f"B/A {written['B'] / written['A']:.2f}", flush=True)

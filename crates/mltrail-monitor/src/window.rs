@@ -111,6 +111,9 @@ impl Window {
     pub fn visit(&mut self, r: RecordView<'_>) {
         let Some(time) = r.time_ms else { return };
         match r.kind {
+            // A shadow's prediction was never returned: the deployment's traffic is the
+            // returned predictions' (a shadow's inputs repeat the row it shadowed).
+            Some("prediction") if r.returned == Some(false) => {}
             Some("prediction") if time >= self.start && time < self.end => {
                 if let Some(sealed) = r.sealed.filter(|s| *s != self.last_sealed) {
                     self.note_sealed(sealed);
@@ -280,6 +283,26 @@ mod tests {
 
     fn id(time_ms: u64, n: u128) -> String {
         uuid::Uuid::from_u128(((time_ms as u128) << 80) | (7 << 76) | n).to_string()
+    }
+
+    #[test]
+    fn a_shadows_predictions_are_not_the_deployments_traffic() {
+        let mut w = Window::new(100, 200, 300);
+        for (i, returned) in [(1u64, None), (2, Some(true)), (3, Some(false))] {
+            let id = uuid::Uuid::from_u128(u128::from(i)).to_string();
+            w.visit(RecordView {
+                kind: Some("prediction"),
+                id: Some(&id),
+                time_ms: Some(150),
+                model: Some("m"),
+                version: Some("1"),
+                inputs: Some(r#"{"x":1}"#),
+                outputs: Some(r#"{"label":1}"#),
+                returned,
+                ..RecordView::default()
+            });
+        }
+        assert_eq!(w.ids.len(), 2);
     }
 
     #[test]

@@ -85,11 +85,14 @@ pub async fn collect(
     }
     let log_dir =
         log_dir.unwrap_or_else(|| PathBuf::from("mltrail-data/predictions").join(deployment));
-    if log_dir.exists() {
-        records.extend(
-            PredictionLog::records(&log_dir)
-                .with_context(|| format!("reading {}", log_dir.display()))?,
-        );
+    // The shadows' records are in a folder of their own.
+    for dir in [log_dir.clone(), log_dir.join("shadow")] {
+        if dir.exists() {
+            records.extend(
+                PredictionLog::records(&dir)
+                    .with_context(|| format!("reading {}", dir.display()))?,
+            );
+        }
     }
     records.retain(|r| since.is_none_or(|s| r.time_ms() >= s));
     records.sort_by_key(LogRecord::time_ms);

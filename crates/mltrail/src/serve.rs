@@ -276,7 +276,7 @@ pub async fn serve(
     }
     log_config.segment_age = Duration::from_secs(args.segment_seconds.max(1));
     log_config.index_entries = args.index_entries.max(1);
-    let log = PredictionLog::open(log_config)
+    let log = PredictionLog::open(log_config.clone())
         .with_context(|| format!("cannot open the prediction log in {}", log_dir.display()))?;
     let rec = log.recovery().clone();
     tracing::info!(dir = %log_dir.display(), segments = rec.segments, records = rec.records, truncated_bytes = rec.truncated_bytes, "prediction log opened");
@@ -307,6 +307,7 @@ pub async fn serve(
     ));
     let dep = Arc::new(
         Deployment::new(deployment.clone(), loaded, log.clone())
+            .with_shadow_log(log_config.clone())
             .with_archive(client.clone())
             .with_lineage(client.clone())
             .with_source(client.clone())
@@ -414,6 +415,7 @@ pub async fn serve(
     }
     // Every prediction is on disk before anything else is tried.
     log.close();
+    dep.close_shadow_log();
     // The trail says the deployment stopped (with the version it served last), so the web UI
     // and `GET /api/v1/deployments` do not show it serving. A tracking server out of reach
     // must not hold the shutdown: the report gets a few seconds, and a failure is logged.

@@ -271,6 +271,12 @@ pub struct Deployment {
     routing: RwLock<Option<Arc<Routing>>>,
     /// The thread that scores shadows, started with the first shadow policy.
     shadows: std::sync::OnceLock<Option<routed::ShadowWorker>>,
+    /// The shadows' own prediction log (`<log dir>/shadow`), opened with the first shadow
+    /// policy or when an earlier run left one: the shadow thread never holds the primary's
+    /// log, whose lock the primary's requests wait on.
+    shadow_log: std::sync::OnceLock<Arc<PredictionLog>>,
+    /// How the shadow log is configured (the primary's, in its own folder).
+    shadow_config: Option<crate::predlog::LogConfig>,
 }
 
 /// What a piece of feedback teaches the policy in force.
@@ -395,6 +401,8 @@ impl Deployment {
             counterfactuals: tokio::sync::Semaphore::new(COUNTERFACTUALS_AT_ONCE),
             routing: RwLock::new(None),
             shadows: std::sync::OnceLock::new(),
+            shadow_log: std::sync::OnceLock::new(),
+            shadow_config: None,
         }
     }
 
@@ -425,8 +433,12 @@ impl Deployment {
         let shadow = policy.rule == crate::routing::Rule::Shadow;
         let routing = Arc::new(Routing::new(policy, servings, learned)?);
         if shadow {
-            self.shadows
-                .get_or_init(|| routed::ShadowWorker::start(self.log.clone()));
+            self.shadows.get_or_init(|| {
+                let existing = self.shadow_log.get().cloned();
+                let (worker, log) = routed::ShadowWorker::start(existing, self.shadow_config())?;
+                let _ = self.shadow_log.set(log);
+                Some(worker)
+            });
         }
         if self.explain_mode == ExplainMode::Always {
             for serving in routing.servings() {
@@ -443,6 +455,49 @@ impl Deployment {
             }
         }
         Ok(routing)
+    }
+
+    /// How the shadows' log is configured: the primary's configuration, whose folder is
+    /// replaced by `<log dir>/shadow`.
+    pub fn with_shadow_log(mut self, mut config: crate::predlog::LogConfig) -> Self {
+        config.dir = self.log.dir().join("shadow");
+        self.shadow_config = Some(config);
+        self
+    }
+
+    fn shadow_config(&self) -> crate::predlog::LogConfig {
+        self.shadow_config.clone().unwrap_or_else(|| {
+            crate::predlog::LogConfig::new(
+                self.log.dir().join("shadow"),
+                crate::predlog::Durability::Default,
+            )
+        })
+    }
+
+    /// The shadows' log: opened by the shadow thread with the first shadow policy, or here
+    /// when an earlier run left one (to archive it, and find its records).
+    fn shadow_log(&self) -> Option<Arc<PredictionLog>> {
+        if let Some(log) = self.shadow_log.get() {
+            return Some(log.clone());
+        }
+        let config = self.shadow_config();
+        if !config.dir.exists() {
+            return None;
+        }
+        match PredictionLog::open(config) {
+            Ok(log) => Some(self.shadow_log.get_or_init(|| Arc::new(log)).clone()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the shadows' prediction log; shadows are not scored");
+                None
+            }
+        }
+    }
+
+    /// Writes out and closes the shadows' log (at shutdown, after the primary's).
+    pub fn close_shadow_log(&self) {
+        if let Some(log) = self.shadow_log.get() {
+            log.close();
+        }
     }
 
     /// Ends the routing policy: `current` serves alone again.
@@ -990,6 +1045,7 @@ impl Deployment {
         let Some(worker) = self.shadows.get().and_then(Option::as_ref) else {
             return;
         };
+
         let counted = routing.clone();
         let routing = routing.clone();
         let primary_ids = primary_ids.to_vec();
@@ -1288,6 +1344,16 @@ impl Deployment {
         if local.is_some() {
             return Ok(local);
         }
+        if let Some(shadows) = self.shadow_log() {
+            let found = tokio::task::spawn_blocking(move || shadows.get_annotated(id.as_u128()))
+                .await
+                .map_err(|e| {
+                    LookupError::Log(crate::predlog::LogError::Io(std::io::Error::other(e)))
+                })??;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
         let Some(archive) = &self.archive else {
             return Ok(None);
         };
@@ -1376,8 +1442,17 @@ impl Deployment {
     /// outlived its age and archives every sealed segment; a failed upload leaves its segment in
     /// place for the next round.
     pub async fn archive_sealed(&self) {
+        self.archive_log(self.log.clone()).await;
+        if let Some(shadows) = self.shadow_log() {
+            self.archive_log(shadows).await;
+        }
+    }
+
+    /// [`Self::archive_sealed`] of one log.
+    async fn archive_log(&self, log: Arc<PredictionLog>) {
         // Without an archive (or while it fails), sealed segments stay: their ids go to disk.
-        let log = self.log.clone();
+        let primary = log.clone();
+        let log = log.clone();
         match tokio::task::spawn_blocking(move || log.spill_index()).await {
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot move old prediction ids to disk"),
             Err(e) => tracing::warn!(error = %e, "cannot move old prediction ids to disk"),
@@ -1386,18 +1461,17 @@ impl Deployment {
         let Some(archive) = &self.archive else {
             return;
         };
-        if let Err(e) = self.log.seal_if_due() {
+        if let Err(e) = primary.seal_if_due() {
             tracing::warn!(error = %e, "cannot seal the idle prediction-log segment");
         }
-        let sealed = match self.log.sealed_segments() {
+        let sealed = match primary.sealed_segments() {
             Ok(s) => s,
             Err(e) => {
                 return tracing::warn!(error = %e, "cannot list sealed prediction-log segments")
             }
         };
         for seq in sealed {
-            match self
-                .log
+            match primary
                 .archive_segment(seq, &self.name, archive.as_ref())
                 .await
             {

@@ -232,9 +232,9 @@ pub(crate) struct Plan {
 /// A shadow scoring job: run off the request's path, its records appended when done.
 pub(crate) type ShadowJob = Box<dyn FnOnce() -> Option<Vec<Entry>> + Send>;
 
-/// One thread, below the serving threads' priority, that scores shadows: a slow or failing
-/// shadow never holds a request, and under load its jobs are dropped (counted) rather than
-/// queued without bound.
+/// One thread, at idle priority, that scores shadows and writes their records to the shadows'
+/// own log: a slow or failing shadow never holds a request, and under load its jobs are
+/// dropped (counted) rather than queued without bound.
 pub(crate) struct ShadowWorker {
     jobs: std::sync::mpsc::SyncSender<ShadowJob>,
 }
@@ -243,8 +243,15 @@ pub(crate) struct ShadowWorker {
 const SHADOW_QUEUE: usize = 64;
 
 impl ShadowWorker {
-    pub(crate) fn start(log: Arc<PredictionLog>) -> Option<Self> {
+    /// Starts the thread, which opens the shadows' log (`existing`, or a new one with
+    /// `config`) once at idle priority, so the log's own writer thread inherits that priority;
+    /// returns the worker and the log.
+    pub(crate) fn start(
+        existing: Option<Arc<PredictionLog>>,
+        config: crate::predlog::LogConfig,
+    ) -> Option<(Self, Arc<PredictionLog>)> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
+        let (opened, log_of) = std::sync::mpsc::channel::<Option<Arc<PredictionLog>>>();
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         std::thread::Builder::new()
             .name("mltrail-shadow".into())
@@ -259,26 +266,36 @@ impl ShadowWorker {
                     let param = libc::sched_param { sched_priority: 0 };
                     libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
                 }
+                // Threads inherit their creator's scheduling policy: the log's writer thread,
+                // made here, runs at idle priority too.
+                let log = existing.or_else(|| match PredictionLog::open(config) {
+                    Ok(log) => Some(Arc::new(log)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot open the shadows' prediction log; shadows are not scored");
+                        None
+                    }
+                });
+                let _ = opened.send(log.clone());
+                let Some(log) = log else { return };
                 while let Ok(job) = queue.recv() {
                     let Ok(Some(entries)) =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
                     else {
                         continue;
                     };
-                    // Appended by the runtime's threads, at normal priority: this thread must not
-                    // hold the log's lock, which the primary's requests wait on, while the
-                    // scheduler keeps it off the CPU (a priority inversion that raised the
-                    // primary's p99 by a third on 100-row requests in bench/serving_ab.py).
-                    let log = log.clone();
-                    runtime.spawn(async move {
-                        if let Err(e) = log.append(entries).await {
-                            tracing::warn!(error = %e, "shadow predictions could not be logged");
-                        }
-                    });
+                    // The shadows' own log: appending holds its lock, which no primary request
+                    // waits on, so this thread may be kept off the CPU meanwhile (appending to
+                    // the primary's log from here raised the primary's p99 by a third on 100-row
+                    // requests; appending on the runtime's threads instead cost it 40 % of its
+                    // throughput: bench/serving_ab.py --policy-b shadow).
+                    if let Err(e) = runtime.block_on(log.append(entries)) {
+                        tracing::warn!(error = %e, "shadow predictions could not be logged");
+                    }
                 }
             })
             .ok()?;
-        Some(ShadowWorker { jobs })
+        let log = log_of.recv().ok().flatten()?;
+        Some((ShadowWorker { jobs }, log))
     }
 
     /// Queues a job; `false` when the queue is full (the job is dropped).
