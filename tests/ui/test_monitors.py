@@ -247,7 +247,8 @@ def test_a_deployment_page_shows_its_routing_experiment(browser, server, monitor
         {"requests": 40, "rewards": 40, "reward_sum": 12.0, "reward_squares": 12.0},
         {"requests": 60, "rewards": 60, "reward_sum": 42.0, "reward_squares": 42.0},
     ]}
-    reported = requests.post(base + "/state", json={"delta": delta}, auth=AUTH, timeout=30)
+    import uuid
+    reported = requests.post(base + "/state", json={"report_id": str(uuid.uuid4()), "delta": delta}, auth=AUTH, timeout=30)
     assert reported.status_code == 200, reported.text
     try:
         assert browser.goto(url + "/ui/deployments/ui-credit-prod") == 200

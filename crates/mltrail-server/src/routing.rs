@@ -95,6 +95,21 @@ async fn put_policy(
             .at_column(Some("policy.arms"), None)
         })?;
     }
+    if let mltrail_serving::routing::Rule::Canary(canary) = &policy.rule {
+        for monitor in &canary.monitors {
+            mltrail_store::monitors::get_monitor(
+                &state.store,
+                &mltrail_core::MonitorId::from(monitor.clone()),
+            )
+            .await
+            .map_err(|e| {
+                ApiError::invalid(format!(
+                    "policy `monitors`: `{monitor}` is not a monitor ({e})"
+                ))
+                .at_column(Some("policy.monitors"), None)
+            })?;
+        }
+    }
     let stored = routing::set_policy(
         &state.store,
         &actor,
@@ -189,17 +204,24 @@ async fn report_state(
                     .at_column(Some("delta"), None)
             })
         })?;
-    // The policy is read back from the trail's own copy: its arm count and context width
-    // decide which states fit, whatever the replica believes.
-    let stored = routing::policy(&state.store, &deployment).await?;
-    let policy = match stored.as_ref().filter(|p| p.digest == delta.policy) {
-        Some(p) => serde_json::from_str::<Value>(&p.policy)
+    let report_id = crate::req::body_text(&body, "report_id", "the report's id, a UUID")?;
+    let report_id = uuid::Uuid::parse_str(report_id)
+        .map_err(|_| {
+            ApiError::invalid(format!("`report_id` must be a UUID, got `{report_id}`"))
+                .at_column(Some("report_id"), None)
+        })?
+        .to_string();
+    // The policy is read back from the server's own copy (in force now or earlier: a replica
+    // reports its old policy's last learning when the policy changes): its arm count and
+    // context width decide which states fit, whatever the replica believes.
+    let policy = match routing::policy_version(&state.store, &deployment, &delta.policy).await? {
+        Some(text) => serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| Policy::from_json(&v).ok())
             .ok_or_else(|| ApiError::internal("the stored policy cannot be read"))?,
         None => {
             return Err(ApiError::invalid(format!(
-                "`delta` belongs to policy {}, which is not deployment `{deployment}`'s policy in force",
+                "`delta` belongs to policy {}, which deployment `{deployment}` never had",
                 delta.policy
             ))
             .at_column(Some("delta"), None))
@@ -215,6 +237,7 @@ async fn report_state(
         &actor,
         deployment.clone(),
         digest.clone(),
+        report_id,
         move |stored| {
             let mut total = match stored {
                 Some(text) => serde_json::from_str::<RoutingState>(text)

@@ -186,6 +186,7 @@ impl PolicyStore for Server {
     fn report<'a>(
         &'a self,
         _: &'a str,
+        _: uuid::Uuid,
         delta: &'a RoutingState,
     ) -> BoxFuture<'a, Result<RoutingState, SourceError>> {
         Box::pin(async move { Ok(delta.clone()) })

@@ -88,6 +88,24 @@ pub async fn set_policy(
                 .bind(deployment.clone())
                 .execute(&mut *tx)
                 .await?;
+            // Every policy a deployment had is kept: its replicas may still report under it.
+            let known: Option<i64> = sqlx::query_scalar(
+                "SELECT count(*) FROM routing_policy_versions WHERE deployment = $1 AND digest = $2",
+            )
+            .bind(deployment.clone())
+            .bind(digest.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if known.unwrap_or(0) == 0 {
+                sqlx::query(
+                    "INSERT INTO routing_policy_versions (deployment, digest, policy) VALUES ($1, $2, $3)",
+                )
+                .bind(deployment.clone())
+                .bind(digest.clone())
+                .bind(policy.clone())
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query(
                 "INSERT INTO routing_policies (deployment, policy, digest, updated_time, actor) VALUES ($1, $2, $3, $4, $5)",
             )
@@ -185,14 +203,19 @@ pub async fn policy(
         .transpose()
 }
 
-/// Every deployment's policy in force, by deployment.
-pub async fn policies(store: &MetaStore) -> Result<Vec<StoredPolicy>, StoreError> {
-    sqlx::query("SELECT * FROM routing_policies ORDER BY deployment")
-        .fetch_all(store.readers())
-        .await?
-        .iter()
-        .map(policy_of)
-        .collect()
+/// A policy `deployment` had (in force now or earlier), as canonical JSON, by its digest.
+pub async fn policy_version(
+    store: &MetaStore,
+    deployment: &str,
+    digest: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT policy FROM routing_policy_versions WHERE deployment = $1 AND digest = $2",
+    )
+    .bind(deployment.to_string())
+    .bind(digest.to_string())
+    .fetch_optional(store.readers())
+    .await?)
 }
 
 /// What the policy with `policy_digest` learned for `deployment`.
@@ -211,14 +234,20 @@ pub async fn state(
         .transpose()
 }
 
-/// Adds a replica's report to what the policy learned, in one transaction: `merge` gets the
-/// stored total's canonical JSON (none before the first report) and returns the new total's
-/// canonical JSON and digest, or why the report does not fit (then nothing changes).
+/// Reports' ids are kept this long: a replica resends an unacknowledged report within its
+/// report interval, far sooner.
+const REPORT_IDS_KEPT_MS: i64 = 24 * 3600 * 1000;
+
+/// Adds a replica's report `report_id` to what the policy learned, in one transaction: `merge`
+/// gets the stored total's canonical JSON (none before the first report) and returns the new
+/// total's canonical JSON and digest, or why the report does not fit (then nothing changes).
+/// A report taken already changes nothing and answers the total as it is.
 pub async fn add_state<M>(
     store: &MetaStore,
     actor: &str,
     deployment: String,
     policy_digest: String,
+    report_id: String,
     merge: M,
 ) -> Result<StoredState, StoreError>
 where
@@ -236,9 +265,26 @@ where
             .as_ref()
             .map(state_of)
             .transpose()?;
+            let now = mltrail_core::now_millis();
+            let taken: Option<i64> =
+                sqlx::query_scalar("SELECT reported_time FROM routing_reports WHERE report_id = $1")
+                    .bind(report_id.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let (Some(_), Some(stored)) = (taken, &stored) {
+                return Ok(stored.clone());
+            }
             let (state, digest) = merge(stored.as_ref().map(|s| s.state.as_str()))
                 .map_err(crate::error::Invalid::RoutingState)?;
-            let now = mltrail_core::now_millis();
+            sqlx::query("DELETE FROM routing_reports WHERE reported_time < $1")
+                .bind(now - REPORT_IDS_KEPT_MS)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("INSERT INTO routing_reports (report_id, reported_time) VALUES ($1, $2)")
+                .bind(report_id.clone())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             let reports = stored.as_ref().map_or(0, |s| s.reports) + 1;
             sqlx::query("DELETE FROM routing_states WHERE deployment = $1 AND policy_digest = $2")
                 .bind(deployment.clone())

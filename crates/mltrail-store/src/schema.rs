@@ -25,8 +25,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 
 /// Routing policies of deployments (the canonical JSON in force, under its digest, and for a
-/// canary why it was rolled back) and what each policy learned, summed over every serving
-/// replica's reports.
+/// canary why it was rolled back; every policy a deployment had, whose replicas may still
+/// report), what each policy learned, summed over every serving replica's reports, and the
+/// ids of reports taken (a report resent after a lost answer is not added twice).
 const V12: &str = r#"
 CREATE TABLE routing_policies (
     deployment TEXT PRIMARY KEY,
@@ -44,6 +45,16 @@ CREATE TABLE routing_states (
     reports BIGINT NOT NULL,
     updated_time BIGINT NOT NULL,
     PRIMARY KEY (deployment, policy_digest)
+);
+CREATE TABLE routing_policy_versions (
+    deployment TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    PRIMARY KEY (deployment, digest)
+);
+CREATE TABLE routing_reports (
+    report_id TEXT PRIMARY KEY,
+    reported_time BIGINT NOT NULL
 )
 "#;
 

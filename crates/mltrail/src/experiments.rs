@@ -53,8 +53,9 @@ pub enum ExperimentsCommand {
     /// logged arm over the propensity weighs its reward.
     ///
     /// A learning target (epsilon_greedy, thompson, ucb1, linucb) is evaluated as the
-    /// stationary policy it would be after learning from these same records; DR's reward model
-    /// is each arm's mean logged reward.
+    /// stationary policy it would be after learning from these records, cross-fitted (from the
+    /// even rounds for the odd ones and the other way round); a split by its weights; DR's
+    /// reward model is each arm's mean logged reward.
     Evaluate {
         #[arg(long)]
         deployment: String,
@@ -110,7 +111,6 @@ fn rounds(records: &[LogRecord], target: &Arc<Policy>) -> Result<(Vec<Round>, us
         arm: usize,
         propensity: f64,
         reward: f64,
-        key: Option<String>,
         context: Option<Vec<f64>>,
     }
     let mut logged = Vec::new();
@@ -158,24 +158,30 @@ fn rounds(records: &[LogRecord], target: &Arc<Policy>) -> Result<(Vec<Round>, us
             arm,
             propensity,
             reward: *reward,
-            key: signature.request_key.clone(),
             context,
         });
     }
-    // A learning target, as it would stand after learning from these rounds.
-    let mut learned = RoutingState::empty(&target.digest, labels.len());
-    for l in &logged {
-        learned.arms[l.arm].requests += 1;
-        learned.arms[l.arm].observe(l.reward, l.context.as_deref());
-    }
-    let router = Router::new(target.clone(), Some(learned));
+    // A learning target, as it would stand after learning from these rounds; cross-fitted (it
+    // learns from the even rounds to be evaluated on the odd ones, and the other way round),
+    // so no round's own reward decides what the target would have done with it.
+    let fitted: Vec<Router> = (0..2)
+        .map(|half| {
+            let mut learned = RoutingState::empty(&target.digest, labels.len());
+            for l in logged.iter().skip(half).step_by(2) {
+                learned.arms[l.arm].requests += 1;
+                learned.arms[l.arm].observe(l.reward, l.context.as_deref());
+            }
+            Router::new(target.clone(), Some(learned))
+        })
+        .collect();
     let mut out: Vec<Round> = logged
         .iter()
-        .map(|l| Round {
+        .enumerate()
+        .map(|(i, l)| Round {
             arm: l.arm,
             propensity: l.propensity,
             reward: l.reward,
-            target: router.probabilities_for(l.key.as_deref(), l.context.as_deref()),
+            target: fitted[1 - i % 2].probabilities_for(l.context.as_deref()),
             estimated: Vec::new(),
         })
         .collect();

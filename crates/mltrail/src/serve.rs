@@ -348,7 +348,7 @@ pub async fn serve(
     if let Some(in_force) = &policy_in_force {
         policy_keeper::apply(
             &dep,
-            &in_force.document,
+            in_force,
             client.as_ref(),
             client.as_ref(),
             client.as_ref(),

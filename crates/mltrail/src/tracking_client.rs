@@ -727,6 +727,7 @@ impl PolicyStore for Client {
     fn report<'a>(
         &'a self,
         deployment: &'a str,
+        id: uuid::Uuid,
         delta: &'a RoutingState,
     ) -> BoxFuture<'a, Result<RoutingState, SourceError>> {
         Box::pin(async move {
@@ -734,7 +735,7 @@ impl PolicyStore for Client {
             let body = self
                 .post(
                     &path,
-                    &json!({"delta": delta}),
+                    &json!({"report_id": id.to_string(), "delta": delta}),
                     "report what the routing policy learned",
                 )
                 .await

@@ -274,7 +274,8 @@ pub struct Deployment {
     /// The shadows' own prediction log (`<log dir>/shadow`), opened with the first shadow
     /// policy or when an earlier run left one: the shadow thread never holds the primary's
     /// log, whose lock the primary's requests wait on.
-    shadow_log: std::sync::OnceLock<Arc<PredictionLog>>,
+    /// One cell, shared with the shadow thread, so the log is opened once whoever comes first.
+    shadow_log: Arc<std::sync::OnceLock<Option<Arc<PredictionLog>>>>,
     /// How the shadow log is configured (the primary's, in its own folder).
     shadow_config: Option<crate::predlog::LogConfig>,
 }
@@ -401,7 +402,7 @@ impl Deployment {
             counterfactuals: tokio::sync::Semaphore::new(COUNTERFACTUALS_AT_ONCE),
             routing: RwLock::new(None),
             shadows: std::sync::OnceLock::new(),
-            shadow_log: std::sync::OnceLock::new(),
+            shadow_log: Arc::new(std::sync::OnceLock::new()),
             shadow_config: None,
         }
     }
@@ -434,10 +435,7 @@ impl Deployment {
         let routing = Arc::new(Routing::new(policy, servings, learned)?);
         if shadow {
             self.shadows.get_or_init(|| {
-                let existing = self.shadow_log.get().cloned();
-                let (worker, log) = routed::ShadowWorker::start(existing, self.shadow_config())?;
-                let _ = self.shadow_log.set(log);
-                Some(worker)
+                routed::ShadowWorker::start(self.shadow_log.clone(), self.shadow_config())
             });
         }
         if self.explain_mode == ExplainMode::Always {
@@ -477,25 +475,21 @@ impl Deployment {
     /// The shadows' log: opened by the shadow thread with the first shadow policy, or here
     /// when an earlier run left one (to archive it, and find its records).
     fn shadow_log(&self) -> Option<Arc<PredictionLog>> {
-        if let Some(log) = self.shadow_log.get() {
-            return Some(log.clone());
+        if let Some(opened) = self.shadow_log.get() {
+            return opened.clone();
         }
         let config = self.shadow_config();
         if !config.dir.exists() {
             return None;
         }
-        match PredictionLog::open(config) {
-            Ok(log) => Some(self.shadow_log.get_or_init(|| Arc::new(log)).clone()),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open the shadows' prediction log; shadows are not scored");
-                None
-            }
-        }
+        self.shadow_log
+            .get_or_init(|| routed::open_shadow_log(config))
+            .clone()
     }
 
     /// Writes out and closes the shadows' log (at shutdown, after the primary's).
     pub fn close_shadow_log(&self) {
-        if let Some(log) = self.shadow_log.get() {
+        if let Some(Some(log)) = self.shadow_log.get() {
             log.close();
         }
     }
@@ -515,11 +509,19 @@ impl Deployment {
         let previous = routing.serving(arm);
         // Every arm must take the inputs the others take (any row may go to any arm): a
         // version an alias moved to that takes others keeps the arm on the version it had.
-        let other = routing.serving(usize::from(arm == 0));
-        if next.signature != other.signature
-            || next.model.accepts_missing_values() != other.model.model.accepts_missing_values()
-        {
-            tracing::warn!(deployment = %self.name, arm = routing.label(arm), version = %next.version, "the version the arm's alias names takes other inputs than the other arms: not swapped in");
+        // (A one-arm policy has no other arm to match.)
+        let other = routing
+            .servings()
+            .into_iter()
+            .enumerate()
+            .find(|(i, _)| *i != arm)
+            .map(|(_, s)| s);
+        if other.is_some_and(|other| {
+            next.signature != other.signature
+                || next.model.accepts_missing_values() != other.model.model.accepts_missing_values()
+                || !routed::same_privacy(&next, &other.model)
+        }) {
+            tracing::warn!(deployment = %self.name, arm = routing.label(arm), version = %next.version, "the version the arm's alias names takes other inputs, or seals other columns, than the other arms: not swapped in");
             return None;
         }
         let metrics = self.metrics.serve(&next, Some(&previous.model));

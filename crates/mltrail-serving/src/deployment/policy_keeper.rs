@@ -54,10 +54,12 @@ pub trait PolicyStore: Send + Sync {
         deployment: &'a str,
         policy: &'a str,
     ) -> BoxFuture<'a, Result<Option<RoutingState>, SourceError>>;
-    /// Adds `delta` to the total; answers the new total.
+    /// Adds `delta` (the report `id`: a report the server already took is not added again)
+    /// to the total of the policy it names; answers the new total.
     fn report<'a>(
         &'a self,
         deployment: &'a str,
+        id: uuid::Uuid,
         delta: &'a RoutingState,
     ) -> BoxFuture<'a, Result<RoutingState, SourceError>>;
 }
@@ -77,13 +79,13 @@ pub enum Round {
 /// learned read back. Each arm's version is recorded as deployed.
 pub async fn apply(
     deployment: &Deployment,
-    document: &Json,
+    in_force: &PolicyInForce,
     models: &dyn ModelSource,
     policies: &dyn PolicyStore,
     journal: &dyn DeploymentJournal,
 ) -> Result<String, SourceError> {
     let policy = Arc::new(
-        Policy::from_json(document)
+        Policy::from_json(&in_force.document)
             .map_err(|e| SourceError::unavailable("the deployment's routing policy", e))?,
     );
     let mut loaded = Vec::with_capacity(policy.arms.len());
@@ -103,9 +105,20 @@ pub async fn apply(
         .collect();
     let learned = policies.learned(deployment.name(), &policy.digest).await?;
     let digest = policy.digest.clone();
-    deployment
+    let routing = deployment
         .route(policy.clone(), loaded, learned)
         .map_err(|e| SourceError::unavailable("the deployment's routing policy", e))?;
+    // A canary starts on the step the schedule is on (a replica that restarts mid-release is
+    // not back at the first step), or at nothing once rolled back.
+    if let crate::routing::Rule::Canary(canary) = &policy.rule {
+        let share = if in_force.rolled_back {
+            0.0
+        } else {
+            crate::routing::canary::step_at(canary, mltrail_core::now_millis() - in_force.since_ms)
+                .1
+        };
+        routing.router().set_canary_share(share);
+    }
     for event in &events {
         journal.record(event).await?;
     }
@@ -164,25 +177,30 @@ impl Keeper {
         journal: &dyn DeploymentJournal,
     ) -> Result<Round, SourceError> {
         let in_force = policies.policy(deployment.name()).await?;
-        let changing = match (&in_force, deployment.routing()) {
+        let current = deployment.routing();
+        let digest = in_force.as_ref().map(|p| {
+            blake3::hash(&mltrail_core::jcs::of_value(&p.document))
+                .to_hex()
+                .to_string()
+        });
+        let changing = match (&digest, &current) {
             (None, routing) => routing.is_some(),
-            (Some(p), Some(r)) => {
-                r.policy().digest
-                    != blake3::hash(&mltrail_core::jcs::of_value(&p.document))
-                        .to_hex()
-                        .to_string()
-            }
+            (Some(d), Some(r)) => r.policy().digest != *d,
             (Some(_), None) => false,
         };
-        // What the policy in force learned is reported before it is replaced or ended (a new
-        // policy starts from its own state), and a failed report does not stop the policy
-        // being followed: it stays pending.
+        // What the policy in force learned is reported before it is replaced or ended (the
+        // server takes reports of a deployment's earlier policies too), and a failed report
+        // does not stop the policy being followed: it stays in the outbox.
         let reported = if changing || self.report_due() {
             report(deployment, policies).await
         } else {
             Ok(())
         };
-        let current = deployment.routing();
+        if changing {
+            if let (Err(e), Some(old)) = (&reported, &current) {
+                tracing::warn!(deployment = %deployment.name(), policy = %old.policy().name, error = %e, "the policy is replaced before its last report reached the tracking server: what it learned since is lost");
+            }
+        }
         let round = match (&in_force, &current) {
             (None, None) => Round::Kept,
             (None, Some(_)) => {
@@ -190,19 +208,8 @@ impl Keeper {
                 tracing::info!(deployment = %deployment.name(), "routing policy ended: the deployment's own model serves alone");
                 Round::Ended
             }
-            (Some(p), current) => {
-                let digest = blake3::hash(&mltrail_core::jcs::of_value(&p.document))
-                    .to_hex()
-                    .to_string();
-                if current
-                    .as_ref()
-                    .is_some_and(|r| r.policy().digest == digest)
-                {
-                    Round::Kept
-                } else {
-                    Round::Routed(apply(deployment, &p.document, models, policies, journal).await?)
-                }
-            }
+            (Some(_), _) if !changing && current.is_some() => Round::Kept,
+            (Some(p), _) => Round::Routed(apply(deployment, p, models, policies, journal).await?),
         };
         if let (Some(p), Some(routing)) = (&in_force, deployment.routing()) {
             self.canary(deployment, &routing, p, policies).await?;
@@ -236,7 +243,15 @@ impl Keeper {
         router.set_canary_share(share);
         let total = router.snapshot();
         for monitor in &canary.monitors {
-            if let Some(alert) = policies.fired_since(monitor, in_force.since_ms).await? {
+            // A monitor that cannot be read is warned about; the other checks still run.
+            let fired = match policies.fired_since(monitor, in_force.since_ms).await {
+                Ok(fired) => fired,
+                Err(e) => {
+                    tracing::warn!(deployment = %deployment.name(), monitor, error = %e, "cannot read the canary's monitor; its other checks still run");
+                    None
+                }
+            };
+            if let Some(alert) = fired {
                 router.set_canary_share(0.0);
                 let body = serde_json::json!({
                     "rule": "monitor",
@@ -299,20 +314,13 @@ pub async fn report(
         return Ok(());
     };
     let router = routing.router();
-    let delta = router.take_pending();
-    if delta.is_empty() {
+    let Some((id, delta)) = router.outgoing() else {
         return Ok(());
-    }
-    match policies.report(deployment.name(), &delta).await {
-        Ok(total) => {
-            router.resume(total);
-            Ok(())
-        }
-        Err(e) => {
-            router.give_back(&delta);
-            Err(e)
-        }
-    }
+    };
+    // A failed report stays in the outbox, and goes again as it is.
+    let total = policies.report(deployment.name(), id, &delta).await?;
+    router.delivered(id, total);
+    Ok(())
 }
 
 /// Runs [`Keeper::round`] now and then every `every` until the task is dropped; a failed

@@ -24,6 +24,13 @@ pub enum RoutingError {
         model: String,
         version: String,
     },
+    #[error("arm `{arm}` ({model}/{version}) stores personal data otherwise than arm `{first}` (its privacy spec differs): every arm's rows are decoded and sealed by one plan, so every arm must seal the same columns under the same subject")]
+    Privacy {
+        arm: String,
+        first: String,
+        model: String,
+        version: String,
+    },
     #[error("context column `{column}` is not an input column of the models (they take: {takes}); LinUCB learns from the columns its predictions log")]
     Context { column: String, takes: String },
     #[error(
@@ -32,6 +39,12 @@ pub enum RoutingError {
     Sealed { column: String, what: &'static str },
     #[error("a shadow policy's arms store personal data sealed; shadows of such versions are not supported yet (use a split with a small weight)")]
     SealedShadow,
+}
+
+/// Whether two versions seal the same columns under the same subject (or none): a request is
+/// decoded, and its personal data sealed, with the first arm's plan whichever arm answers.
+pub(crate) fn same_privacy(a: &LoadedModel, b: &LoadedModel) -> bool {
+    a.privacy.as_ref().map(|p| p.spec()) == b.privacy.as_ref().map(|p| p.spec())
 }
 
 /// A policy in force.
@@ -68,6 +81,14 @@ impl Routing {
                 || s.model.model.accepts_missing_values() != first.model.accepts_missing_values()
             {
                 return Err(RoutingError::Inputs {
+                    arm: arm.to_string(),
+                    first: policy.arms[0].to_string(),
+                    model: s.name.clone(),
+                    version: s.version.clone(),
+                });
+            }
+            if !same_privacy(&s.model, first) {
+                return Err(RoutingError::Privacy {
                     arm: arm.to_string(),
                     first: policy.arms[0].to_string(),
                     model: s.name.clone(),
@@ -229,6 +250,17 @@ pub(crate) struct Plan {
     pub(crate) choices: Vec<Choice>,
 }
 
+/// Opens the shadows' log; a failure is logged, and shadows are then not scored.
+pub(crate) fn open_shadow_log(config: crate::predlog::LogConfig) -> Option<Arc<PredictionLog>> {
+    match PredictionLog::open(config) {
+        Ok(log) => Some(Arc::new(log)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the shadows' prediction log; shadows are not scored");
+            None
+        }
+    }
+}
+
 /// A shadow scoring job: run off the request's path, its records appended when done.
 pub(crate) type ShadowJob = Box<dyn FnOnce() -> Option<Vec<Entry>> + Send>;
 
@@ -243,15 +275,13 @@ pub(crate) struct ShadowWorker {
 const SHADOW_QUEUE: usize = 64;
 
 impl ShadowWorker {
-    /// Starts the thread, which opens the shadows' log (`existing`, or a new one with
-    /// `config`) once at idle priority, so the log's own writer thread inherits that priority;
-    /// returns the worker and the log.
+    /// Starts the thread, which opens the shadows' log into `cell` (unless it is open
+    /// already) at idle priority, so the log's own writer thread inherits that priority.
     pub(crate) fn start(
-        existing: Option<Arc<PredictionLog>>,
+        cell: Arc<std::sync::OnceLock<Option<Arc<PredictionLog>>>>,
         config: crate::predlog::LogConfig,
-    ) -> Option<(Self, Arc<PredictionLog>)> {
+    ) -> Option<Self> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
-        let (opened, log_of) = std::sync::mpsc::channel::<Option<Arc<PredictionLog>>>();
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         std::thread::Builder::new()
             .name("mltrail-shadow".into())
@@ -267,16 +297,11 @@ impl ShadowWorker {
                     libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
                 }
                 // Threads inherit their creator's scheduling policy: the log's writer thread,
-                // made here, runs at idle priority too.
-                let log = existing.or_else(|| match PredictionLog::open(config) {
-                    Ok(log) => Some(Arc::new(log)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot open the shadows' prediction log; shadows are not scored");
-                        None
-                    }
-                });
-                let _ = opened.send(log.clone());
-                let Some(log) = log else { return };
+                // made here, runs at idle priority too. (Whoever opens the cell first opens
+                // the log; the other waits for it, so it is never opened twice.)
+                let Some(log) = cell.get_or_init(|| open_shadow_log(config)).clone() else {
+                    return;
+                };
                 while let Ok(job) = queue.recv() {
                     let Ok(Some(entries)) =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
@@ -294,8 +319,7 @@ impl ShadowWorker {
                 }
             })
             .ok()?;
-        let log = log_of.recv().ok().flatten()?;
-        Some((ShadowWorker { jobs }, log))
+        Some(ShadowWorker { jobs })
     }
 
     /// Queues a job; `false` when the queue is full (the job is dropped).

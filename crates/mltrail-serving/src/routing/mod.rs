@@ -21,6 +21,9 @@ use rand::{RngExt, SeedableRng};
 pub use policy::{Canary, Likelihood, Policy, PolicyError, RewardSource, Rule};
 pub use state::{ArmState, RoutingState, StateError};
 
+/// z of a two-sided 95 % normal interval (the experiment view's and off-policy estimates').
+pub(crate) const Z95: f64 = 1.959_963_984_540_054;
+
 /// One row's routing decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Choice {
@@ -46,6 +49,12 @@ struct Live {
     revision: u64,
     thompson: Option<(u64, Vec<f64>)>,
     linear: Option<(u64, Vec<choice::LinearArm>)>,
+    /// When the cached estimates were last made: they are remade at most every
+    /// [`REESTIMATE_EVERY`] however fast rewards come.
+    estimated_at: Option<std::time::Instant>,
+    /// A report sent and not yet acknowledged, with its id: resent as is until it is, so a
+    /// report the server applied but whose answer was lost is not applied twice.
+    outbox: Option<(uuid::Uuid, RoutingState)>,
     /// A canary's candidate share now (its schedule's step, 0 once rolled back).
     canary_share: f64,
 }
@@ -85,6 +94,8 @@ impl Router {
                 revision: 0,
                 thompson: None,
                 linear: None,
+                estimated_at: None,
+                outbox: None,
                 canary_share: match &policy.rule {
                     Rule::Canary(c) => c.steps[0],
                     _ => 0.0,
@@ -109,17 +120,7 @@ impl Router {
         let width = policy.context_width();
         let mut live = self.live();
         let live = &mut *live;
-        if let Rule::Thompson { likelihood, draws } = policy.rule {
-            if live.thompson.as_ref().map(|t| t.0) != Some(live.revision) {
-                let p = choice::thompson_estimate(likelihood, draws, &live.total, &mut live.rng);
-                live.thompson = Some((live.revision, p));
-            }
-        }
-        if matches!(policy.rule, Rule::LinUcb { .. })
-            && live.linear.as_ref().map(|l| l.0) != Some(live.revision)
-        {
-            live.linear = Some((live.revision, choice::linear_arms(&live.total, width)));
-        }
+        refresh(policy, live);
         let thompson = live.thompson.as_ref().map_or(&[][..], |t| &t.1[..]);
         let linear = live.linear.as_ref().map_or(&[][..], |l| &l.1[..]);
         let mut chosen = Vec::with_capacity(rows);
@@ -222,21 +223,32 @@ impl Router {
         }
     }
 
-    /// What was learned here since the last report, now reported: it is cleared, and given
-    /// back with [`Self::give_back`] if the report fails.
-    pub fn take_pending(&self) -> RoutingState {
+    /// The report to send: the one sent and not acknowledged, if any (the same id, the same
+    /// delta), else what was learned since the last one under a new id; `None` when there is
+    /// nothing to report.
+    pub fn outgoing(&self) -> Option<(uuid::Uuid, RoutingState)> {
         let mut live = self.live();
-        let empty = RoutingState::empty(&self.policy.digest, self.policy.arms.len());
-        std::mem::replace(&mut live.pending, empty)
+        if live.outbox.is_none() && !live.pending.is_empty() {
+            let empty = RoutingState::empty(&self.policy.digest, self.policy.arms.len());
+            let delta = std::mem::replace(&mut live.pending, empty);
+            live.outbox = Some((uuid::Uuid::new_v4(), delta));
+        }
+        live.outbox.clone()
     }
 
-    /// A report that failed: its delta is pending again.
-    pub fn give_back(&self, delta: &RoutingState) {
-        self.live().pending.add(delta);
+    /// The server acknowledged report `id` with `total` (every replica's reports, this one
+    /// included): what this replica knows is that plus what it learned since it sent it.
+    pub fn delivered(&self, id: uuid::Uuid, total: RoutingState) {
+        let mut live = self.live();
+        if live.outbox.as_ref().is_some_and(|(sent, _)| *sent == id) {
+            live.outbox = None;
+        }
+        drop(live);
+        self.resume(total);
     }
 
-    /// The total the tracking server holds (every replica's reports, this one's included):
-    /// what this replica knows is that plus what it learned since.
+    /// The total the tracking server holds (every replica's acknowledged reports): what this
+    /// replica knows is that plus what it has not had acknowledged.
     pub fn resume(&self, total: RoutingState) {
         if total
             .check(
@@ -250,6 +262,9 @@ impl Router {
         }
         let mut live = self.live();
         let mut known = total;
+        if let Some((_, unacknowledged)) = &live.outbox {
+            known.add(unacknowledged);
+        }
         known.add(&live.pending);
         live.total = known;
         live.revision += 1;
@@ -260,31 +275,16 @@ impl Router {
         self.live().total.clone()
     }
 
-    /// The probability of each arm for one request with request key `key` and `context`, as
-    /// the policy stands now (what off-policy evaluation reads of a target policy).
-    pub fn probabilities_for(&self, key: Option<&str>, context: Option<&[f64]>) -> Vec<f64> {
+    /// The probability of each arm for one request with `context`, as the policy stands now
+    /// (what off-policy evaluation reads of a target policy). A split's are its weights, keyed
+    /// or not: a key's arm is fixed by its hash, but which keys a weighting sends where is the
+    /// randomness its value is estimated over (taken per key, a split evaluated against its
+    /// own logs would count every key's reward as certain).
+    pub fn probabilities_for(&self, context: Option<&[f64]>) -> Vec<f64> {
         let policy = &self.policy;
-        if let (Rule::Split { weights }, Some(key), Some(_)) = (&policy.rule, key, &policy.key) {
-            let mut p = vec![0.0; weights.len()];
-            p[choice::pick(weights, key_position(&policy.name, key))] = 1.0;
-            return p;
-        }
         let mut live = self.live();
         let live = &mut *live;
-        if let Rule::Thompson { likelihood, draws } = policy.rule {
-            if live.thompson.as_ref().map(|t| t.0) != Some(live.revision) {
-                let p = choice::thompson_estimate(likelihood, draws, &live.total, &mut live.rng);
-                live.thompson = Some((live.revision, p));
-            }
-        }
-        if matches!(policy.rule, Rule::LinUcb { .. })
-            && live.linear.as_ref().map(|l| l.0) != Some(live.revision)
-        {
-            live.linear = Some((
-                live.revision,
-                choice::linear_arms(&live.total, policy.context_width()),
-            ));
-        }
+        refresh(policy, live);
         let thompson = live.thompson.as_ref().map_or(&[][..], |t| &t.1[..]);
         let linear = live.linear.as_ref().map_or(&[][..], |l| &l.1[..]);
         choice::probabilities(
@@ -306,12 +306,7 @@ impl Router {
         }
         let mut live = self.live();
         let live = &mut *live;
-        if let Rule::Thompson { likelihood, draws } = self.policy.rule {
-            if live.thompson.as_ref().map(|t| t.0) != Some(live.revision) {
-                let p = choice::thompson_estimate(likelihood, draws, &live.total, &mut live.rng);
-                live.thompson = Some((live.revision, p));
-            }
-        }
+        refresh(&self.policy, live);
         let thompson = live.thompson.as_ref().map_or(&[][..], |t| &t.1[..]);
         choice::probabilities(
             &self.policy,
@@ -321,6 +316,47 @@ impl Router {
             &[],
             live.canary_share,
         )
+    }
+}
+
+/// Estimates (Thompson's draws, LinUCB's inverses) are remade when this long has passed since
+/// the last, or [`REESTIMATE_REWARDS`] rewards per arm came: rewards arriving at request rate
+/// would otherwise remake them, under the lock every request takes, for each request. Choices
+/// are drawn from the cached estimate, so propensities stay exact.
+const REESTIMATE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+const REESTIMATE_REWARDS: u64 = 8;
+
+/// Remakes the policy's cached estimates when what it learned changed and they are old enough.
+fn refresh(policy: &Policy, live: &mut Live) {
+    let stale = |cached: Option<u64>| cached != Some(live.revision);
+    let since = live
+        .thompson
+        .as_ref()
+        .map(|t| t.0)
+        .or(live.linear.as_ref().map(|l| l.0))
+        .map_or(u64::MAX, |r| live.revision.saturating_sub(r));
+    let due = since >= REESTIMATE_REWARDS * policy.arms.len() as u64
+        || live
+            .estimated_at
+            .is_none_or(|t| t.elapsed() >= REESTIMATE_EVERY);
+    match policy.rule {
+        Rule::Thompson { likelihood, draws }
+            if live.thompson.is_none() || (due && stale(live.thompson.as_ref().map(|t| t.0))) =>
+        {
+            let p = choice::thompson_estimate(likelihood, draws, &live.total, &mut live.rng);
+            live.thompson = Some((live.revision, p));
+            live.estimated_at = Some(std::time::Instant::now());
+        }
+        Rule::LinUcb { .. }
+            if live.linear.is_none() || (due && stale(live.linear.as_ref().map(|l| l.0))) =>
+        {
+            live.linear = Some((
+                live.revision,
+                choice::linear_arms(&live.total, policy.context_width()),
+            ));
+            live.estimated_at = Some(std::time::Instant::now());
+        }
+        _ => {}
     }
 }
 

@@ -68,7 +68,7 @@ pub enum OffPolicyError {
     Round { round: usize, why: String },
 }
 
-const Z95: f64 = 1.959_963_984_540_054;
+use super::Z95;
 
 /// Each round's value under `estimator` (OBP's `_estimate_round_rewards`).
 pub fn round_values(estimator: Estimator, rounds: &[Round]) -> Result<Vec<f64>, OffPolicyError> {

@@ -207,6 +207,21 @@ pub const KINDS: [&str; 8] = [
     "linucb",
 ];
 
+/// The largest whole number every double holds exactly (2^53).
+const EXACT_INTEGERS: u64 = 1 << 53;
+
+/// An integer the policy's canonical JSON (RFC 8785, numbers as doubles) would not keep as
+/// written: refused, so a policy read back is the policy given.
+fn beyond_doubles(n: &serde_json::Number) -> bool {
+    n.as_u64().is_some_and(|v| v > EXACT_INTEGERS)
+        || n.as_i64()
+            .is_some_and(|v| v.unsigned_abs() > EXACT_INTEGERS)
+}
+
+fn too_large(n: &serde_json::Number) -> String {
+    format!("{n} is beyond 2^53, which a policy's canonical JSON keeps exactly (its numbers are doubles)")
+}
+
 struct Fields<'a> {
     map: &'a Map<String, Json>,
 }
@@ -226,6 +241,7 @@ impl<'a> Fields<'a> {
     fn number(&self, key: &str) -> Result<Option<f64>, PolicyError> {
         match self.map.get(key) {
             None => Ok(None),
+            Some(Json::Number(n)) if beyond_doubles(n) => Err(refuse(key, too_large(n))),
             Some(Json::Number(n)) => n
                 .as_f64()
                 .filter(|v| v.is_finite())
@@ -247,6 +263,7 @@ impl<'a> Fields<'a> {
     fn whole(&self, key: &str) -> Result<Option<u64>, PolicyError> {
         match self.map.get(key) {
             None => Ok(None),
+            Some(Json::Number(n)) if beyond_doubles(n) => Err(refuse(key, too_large(n))),
             Some(Json::Number(n)) => n
                 .as_u64()
                 .map(Some)
@@ -644,6 +661,14 @@ impl Policy {
                 }
             }
         };
+        // Sums of rewards and their squares are what replicas share: a reward whose square is
+        // no finite double would make every later report unreadable.
+        if !(value * value).is_finite() {
+            return Err(refuse(
+                "reward",
+                format!("{value} is too large: its square is beyond the doubles' range"),
+            ));
+        }
         if let Rule::Thompson {
             likelihood: Likelihood::Bernoulli,
             ..
@@ -721,6 +746,16 @@ mod tests {
         assert_eq!(e.field, "reward_map");
         let e = Policy::from_json(&json!({"kind": "split", "arms": ["a"]})).unwrap_err();
         assert_eq!(e.field, "arms");
+        let e = Policy::from_json(
+            &json!({"kind": "split", "arms": ["a/1"], "seed": 9_007_199_254_740_993u64}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "seed");
+        let e = Policy::from_json(
+            &json!({"kind": "canary", "arms": ["a/1", "b@c"], "move_alias_back": true}),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "move_alias_back");
     }
 
     #[test]
@@ -750,5 +785,6 @@ mod tests {
         assert_eq!(by_label.reward_of(None, Some(&raw("true"))), Ok(Some(1.0)));
         assert_eq!(by_label.reward_of(None, Some(&raw("3.5"))), Ok(Some(3.5)));
         assert!(by_label.reward_of(None, Some(&raw("\"maybe\""))).is_err());
+        assert!(by_label.reward_of(None, Some(&raw("1e200"))).is_err());
     }
 }

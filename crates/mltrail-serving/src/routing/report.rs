@@ -6,8 +6,7 @@ use serde::Serialize;
 
 use super::{Policy, Router, RoutingState, Rule};
 
-/// z for a two-sided 95 % normal interval.
-const Z95: f64 = 1.959_963_984_540_054;
+use super::Z95;
 
 /// One arm.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -236,9 +236,12 @@ fn a_router_resumes_from_the_total_and_keeps_what_it_learned_since() {
     let p = policy(json!({"kind": "thompson", "arms": ["m/1", "m/2"], "seed": 1}));
     let first = Router::new(p.clone(), None);
     simulate(&first, &[0.2, 0.8], 200, 1);
-    let reported = first.take_pending();
+    let (id, reported) = first.outgoing().unwrap();
     assert_eq!(reported.arms.iter().map(|a| a.rewards).sum::<u64>(), 200);
-    assert!(first.take_pending().is_empty());
+    // Unacknowledged, the same report goes again; acknowledged, there is nothing to send.
+    assert_eq!(first.outgoing().unwrap().0, id);
+    first.delivered(id, reported.clone());
+    assert!(first.outgoing().is_none());
     // After a restart: the server's total is the prior of the new router.
     let second = Router::new(p.clone(), Some(reported.clone()));
     assert_eq!(second.snapshot(), reported);

@@ -390,6 +390,9 @@ fn every_flag_sets_a_key() {
         "--explain=always",
         "--explain-method=path_dependent",
         "--explain-background=9",
+        "--policy=p.toml",
+        "--policy-interval-ms=11",
+        "--policy-report-interval-ms=12",
     ]);
     let Command::Serve(args) = serve.command else {
         panic!("not the serve command")
@@ -415,6 +418,14 @@ fn every_flag_sets_a_key() {
     );
     assert_eq!(loaded.config.log.format, LogFormat::Json);
     assert_eq!(s.report_interval_ms, 10);
+    assert_eq!(
+        (
+            s.policy.as_deref(),
+            s.policy_interval_ms,
+            s.policy_report_interval_ms
+        ),
+        (Some(std::path::Path::new("p.toml")), 11, 12)
+    );
     assert_eq!(s.tls_cert.as_deref(), Some(Path::new("c.pem")));
     assert_eq!(s.tls_key.as_deref(), Some(Path::new("k.pem")));
     assert_eq!(loaded.config.auth.mode, super::AuthModeArg::On);
