@@ -215,7 +215,7 @@ pub async fn serve(
                 .map(|(_, p)| p.arms[0].name().to_string())
         })
         .ok_or_else(|| {
-            anyhow!("not set: give --model NAME@ALIAS or NAME/VERSION, or --policy FILE (or --deployment NAME whose routing policy the tracking server holds)")
+            anyhow!("not set: `[serve] model` (give --model NAME@ALIAS or NAME/VERSION, or MLTRAIL_SERVE_MODEL), or `[serve] policy` (--policy FILE.toml), or --deployment NAME whose routing policy the tracking server holds")
         })?;
     let client = Arc::new(Client::new(
         args.tracking_uri.trim_end_matches('/').to_string(),
@@ -251,7 +251,7 @@ pub async fn serve(
             .arms[0]
             .clone(),
         (None, None) => bail!(
-            "not set: give --model NAME@ALIAS or NAME/VERSION, or --policy FILE (deployment `{deployment}` has no routing policy on the tracking server)"
+            "not set: `[serve] model` (give --model NAME@ALIAS or NAME/VERSION, or MLTRAIL_SERVE_MODEL), or `[serve] policy` (--policy FILE.toml); deployment `{deployment}` has no routing policy on the tracking server either"
         ),
     };
     let version = client.version(&own).await?;
