@@ -182,8 +182,26 @@ pub fn training_table(
     let parse = |raw: &serde_json::value::RawValue| -> serde_json::Map<String, Json> {
         serde_json::from_str(raw.get()).unwrap_or_default()
     };
-    let inputs: Vec<serde_json::Map<String, Json>> =
-        kept.iter().map(|p| parse(&p.inputs)).collect();
+    // A shadow's record leaves out the inputs the prediction it shadowed holds.
+    let primaries: BTreeMap<uuid::Uuid, &PredictionRecord> = records
+        .iter()
+        .filter_map(|r| match r {
+            LogRecord::Prediction(p) => Some((p.id, p)),
+            _ => None,
+        })
+        .collect();
+    let inputs: Vec<serde_json::Map<String, Json>> = kept
+        .iter()
+        .map(|p| {
+            let holder = p
+                .signature
+                .as_ref()
+                .and_then(|s| s.shadow_of)
+                .and_then(|id| primaries.get(&id).copied())
+                .unwrap_or(p);
+            parse(&holder.inputs)
+        })
+        .collect();
     let outputs: Vec<serde_json::Map<String, Json>> =
         kept.iter().map(|p| parse(&p.outputs)).collect();
     // Column names in the order first seen.

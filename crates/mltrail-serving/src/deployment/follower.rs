@@ -15,6 +15,21 @@ pub trait DeploymentJournal: Send + Sync {
     fn record<'a>(&'a self, event: &'a DeploymentEvent) -> BoxFuture<'a, Result<(), SourceError>>;
 }
 
+/// The event that says `deployment` now serves `model` (deployed or swapped in).
+pub(crate) fn event_of(
+    deployment: &Deployment,
+    action: DeploymentAction,
+    model: &super::LoadedModel,
+) -> DeploymentEvent {
+    DeploymentEvent {
+        deployment: deployment.name().to_string(),
+        action,
+        model: model.name.clone(),
+        version: model.version.clone(),
+        digest: model.digest.clone(),
+    }
+}
+
 /// One check: swaps in the version `model` names now if it is not the one serving. Returns the
 /// (old, new) versions when it swapped.
 pub async fn follow_once(
@@ -29,13 +44,7 @@ pub async fn follow_once(
         return Ok(None);
     }
     let next = load(source, &named).await?;
-    let event = DeploymentEvent {
-        deployment: deployment.name().to_string(),
-        action: DeploymentAction::Swap,
-        model: next.name.clone(),
-        version: next.version.clone(),
-        digest: next.digest.clone(),
-    };
+    let event = event_of(deployment, DeploymentAction::Swap, &next);
     deployment.swap(next);
     tracing::info!(deployment = %deployment.name(), from = %current.version, to = %event.version, "alias moved: swapped the model");
     journal.record(&event).await?;
@@ -63,13 +72,7 @@ pub async fn follow_arms(
             continue;
         }
         let next = load(source, &named).await?;
-        let event = DeploymentEvent {
-            deployment: deployment.name().to_string(),
-            action: DeploymentAction::Swap,
-            model: next.name.clone(),
-            version: next.version.clone(),
-            digest: next.digest.clone(),
-        };
+        let event = event_of(deployment, DeploymentAction::Swap, &next);
         // A policy replaced meanwhile keeps its own arms.
         if !deployment
             .routing()

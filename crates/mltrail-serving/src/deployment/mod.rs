@@ -983,10 +983,10 @@ impl Deployment {
             }
         };
         self.log.append(entries).await.map_err(ScoreError::Log)?;
-        if let (Some(routing), Some(tensors), RowInputs::Plain(inputs)) =
+        if let (Some(routing), Some(tensors), RowInputs::Plain(_)) =
             (shadow, shadow_tensors, &decoded.inputs)
         {
-            self.shadow(routing, tensors, inputs.clone(), &ids, plan.as_ref());
+            self.shadow(routing, tensors, &ids, plan.as_ref());
         }
         let outputs = if groups.len() == 1 {
             Some(groups[0].outputs.clone())
@@ -1035,12 +1035,13 @@ impl Deployment {
 
     /// Queues a shadow policy's other arms on the rows its first arm answered: their
     /// predictions are logged (not returned) under their own ids, each naming the answered
-    /// prediction it shadows. Dropped, and counted, while the shadow worker is behind.
+    /// prediction it shadows, whose record holds the inputs (a shadow's record leaves them
+    /// out: repeating them doubled the bytes a shadow policy writes). Dropped, and counted,
+    /// while the shadow worker is behind.
     fn shadow(
         &self,
         routing: &Arc<Routing>,
         tensors: Vec<crate::runtime::Tensor>,
-        inputs: Vec<Vec<u8>>,
         primary_ids: &[uuid::Uuid],
         plan: Option<&routed::Plan>,
     ) {
@@ -1092,7 +1093,8 @@ impl Deployment {
                         payload: write_prediction(
                             &id,
                             &shared,
-                            &inputs[r],
+                            // The inputs are the shadowed prediction's (`shadow_of`).
+                            b"{}",
                             &row,
                             None,
                             None,

@@ -95,13 +95,7 @@ pub async fn apply(
     }
     let events: Vec<DeploymentEvent> = loaded
         .iter()
-        .map(|m| DeploymentEvent {
-            deployment: deployment.name().to_string(),
-            action: DeploymentAction::Deploy,
-            model: m.name.clone(),
-            version: m.version.clone(),
-            digest: m.digest.clone(),
-        })
+        .map(|m| super::follower::event_of(deployment, DeploymentAction::Deploy, m))
         .collect();
     let learned = policies.learned(deployment.name(), &policy.digest).await?;
     let digest = policy.digest.clone();
