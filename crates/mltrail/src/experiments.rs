@@ -25,6 +25,7 @@ pub enum ExperimentsCommand {
     SetPolicy {
         /// The policy file.
         file: PathBuf,
+        /// The deployment, as `mltrail serve --deployment` names it.
         #[arg(long)]
         deployment: String,
         #[command(flatten)]
@@ -32,6 +33,7 @@ pub enum ExperimentsCommand {
     },
     /// Print the routing policy in force for a deployment.
     Policy {
+        /// The deployment, as `mltrail serve --deployment` names it.
         #[arg(long)]
         deployment: String,
         #[command(flatten)]
@@ -42,6 +44,7 @@ pub enum ExperimentsCommand {
     /// End a deployment's routing policy: its replicas serve their own --model alone again.
     /// What the policy learned is kept (setting it again resumes it).
     EndPolicy {
+        /// The deployment, as `mltrail serve --deployment` names it.
         #[arg(long)]
         deployment: String,
         #[command(flatten)]
@@ -57,6 +60,7 @@ pub enum ExperimentsCommand {
     /// even rounds for the odd ones and the other way round); a split by its weights; DR's
     /// reward model is each arm's mean logged reward.
     Evaluate {
+        /// The deployment, as `mltrail serve --deployment` names it.
         #[arg(long)]
         deployment: String,
         /// The target policy (a policy file; its arms as the logs name them).
@@ -81,6 +85,7 @@ pub enum ExperimentsCommand {
     /// The experiment of the policy in force: per arm requests, rewards, mean reward with its
     /// 95 % interval, current propensity, and the regret estimate.
     Show {
+        /// The deployment, as `mltrail serve --deployment` names it.
         #[arg(long)]
         deployment: String,
         #[command(flatten)]

@@ -90,8 +90,8 @@ enum Command {
         #[command(subcommand)]
         command: data::DataCommand,
     },
-    /// Routing experiments: a deployment's policy (split, shadow, bandits) and what it
-    /// learned, per arm.
+    /// Routing experiments: a deployment's policy (split, shadow, canary, bandits), what it
+    /// learned per arm, and off-policy estimates of other policies from its logs.
     Experiments {
         #[command(subcommand)]
         command: experiments::ExperimentsCommand,
