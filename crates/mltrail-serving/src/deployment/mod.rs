@@ -989,7 +989,8 @@ impl Deployment {
             self.shadow(routing, tensors, &ids, plan.as_ref());
         }
         let outputs = if groups.len() == 1 {
-            Some(groups[0].outputs.clone())
+            // The rows are written: the one group's outputs are the answer's, moved, not copied.
+            Some(std::mem::take(&mut groups[0].outputs))
         } else {
             let parts = groups.len();
             let picks: Vec<(usize, usize)> = place.clone();
