@@ -14,13 +14,7 @@ import pandas as pd
 import pytest
 import requests
 
-
-def mltrail(server, *args, check=True):
-    done = subprocess.run([server["binary"], *args, "--tracking-uri", server["url"]],
-                          capture_output=True, text=True, timeout=300)
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
+from test_gates import mltrail
 
 
 @pytest.fixture
