@@ -3,7 +3,6 @@ through the tracking server and resumes it after `kill -9`; a split keeps a user
 a shadow scores off the request's path and is logged, never returned; every record carries
 its log signature, also once archived as Parquet."""
 import json
-import os
 import random
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 import requests
 
 from test_gates import mltrail
+from test_serving import start_serve
 
 
 @pytest.fixture
@@ -43,18 +43,8 @@ def write_policy(tmp_path, text):
 
 
 def start(server, tmp_path, deployment, *extra):
-    env = dict(os.environ, MLTRAIL_LOG="warn")
-    proc = subprocess.Popen(
-        [server["binary"], "serve", "--deployment", deployment, "--tracking-uri", server["url"], "--port", "0",
-         "--log-dir", str(tmp_path / "predictions"), "--policy-interval-ms", "200",
-         "--policy-report-interval-ms", "200", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-    )
-    line = proc.stdout.readline()
-    if "listening on" not in line:
-        proc.kill()
-        raise RuntimeError(f"mltrail serve did not start: {line}{proc.stdout.read()}")
-    return proc, line.strip().rsplit(" ", 1)[-1]
+    return start_serve(server, None, tmp_path, "--deployment", deployment, "--policy-interval-ms", "200",
+                       "--policy-report-interval-ms", "200", *extra)
 
 
 def predict(url, rows):

@@ -15,9 +15,10 @@ import requests
 
 
 def start_serve(server, model, tmp_path, *extra):
+    """`mltrail serve` of `model` (None: the deployment's routing policy names its models)."""
     env = dict(os.environ, MLTRAIL_LOG="warn")
     proc = subprocess.Popen(
-        [server["binary"], "serve", "--model", model, "--tracking-uri", server["url"], "--port", "0",
+        [server["binary"], "serve", *(["--model", model] if model else []), "--tracking-uri", server["url"], "--port", "0",
          "--log-dir", str(tmp_path / "predictions"), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
     )

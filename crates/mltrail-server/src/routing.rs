@@ -268,22 +268,17 @@ pub(crate) async fn report_of(
         Some(s) => serde_json::from_str::<RoutingState>(&s.state).map_err(ApiError::internal)?,
         None => RoutingState::empty(&policy.digest, policy.arms.len()),
     };
-    let mut report = mltrail_serving::routing::report::experiment(&policy, &learned);
-    if let mltrail_serving::routing::Rule::Canary(canary) = &policy.rule {
-        // The candidate's share is the schedule's step now, or nothing once rolled back.
-        let share = if stored.rolled_back.is_some() {
-            0.0
-        } else {
-            mltrail_serving::routing::canary::step_at(
+    let share = match &policy.rule {
+        mltrail_serving::routing::Rule::Canary(canary) => {
+            mltrail_serving::routing::canary::share_now(
                 canary,
-                mltrail_core::now_millis() - stored.updated_time,
+                stored.updated_time,
+                stored.rolled_back.is_some(),
             )
-            .1
-        };
-        for (i, arm) in report.arms.iter_mut().enumerate() {
-            arm.propensity = Some(if i == 0 { 1.0 - share } else { share });
         }
-    }
+        _ => 0.0,
+    };
+    let report = mltrail_serving::routing::report::experiment(&policy, &learned, share);
     Ok(Some((stored, report)))
 }
 

@@ -105,12 +105,8 @@ pub async fn apply(
     // A canary starts on the step the schedule is on (a replica that restarts mid-release is
     // not back at the first step), or at nothing once rolled back.
     if let crate::routing::Rule::Canary(canary) = &policy.rule {
-        let share = if in_force.rolled_back {
-            0.0
-        } else {
-            crate::routing::canary::step_at(canary, mltrail_core::now_millis() - in_force.since_ms)
-                .1
-        };
+        let share =
+            crate::routing::canary::share_now(canary, in_force.since_ms, in_force.rolled_back);
         routing.router().set_canary_share(share);
     }
     for event in &events {
@@ -225,16 +221,16 @@ impl Keeper {
             return Ok(());
         };
         let router = routing.router();
+        let share =
+            crate::routing::canary::share_now(canary, in_force.since_ms, in_force.rolled_back);
+        if share != router.canary_share() {
+            tracing::info!(deployment = %deployment.name(), share, "canary share");
+        }
+        router.set_canary_share(share);
         if in_force.rolled_back {
-            router.set_canary_share(0.0);
             return Ok(());
         }
         let now = mltrail_core::now_millis();
-        let (step, share) = crate::routing::canary::step_at(canary, now - in_force.since_ms);
-        if share != router.canary_share() {
-            tracing::info!(deployment = %deployment.name(), step, share, "canary step");
-        }
-        router.set_canary_share(share);
         let total = router.snapshot();
         for monitor in &canary.monitors {
             // A monitor that cannot be read is warned about; the other checks still run.

@@ -15,6 +15,16 @@ pub fn step_at(canary: &Canary, elapsed_ms: i64) -> (usize, f64) {
     (step, canary.steps[step])
 }
 
+/// The candidate's share for a canary set at `since_ms`, now: its schedule's step, or 0 once
+/// rolled back. (The replicas and the experiment view both read it from here.)
+pub fn share_now(canary: &Canary, since_ms: i64, rolled_back: bool) -> f64 {
+    if rolled_back {
+        0.0
+    } else {
+        step_at(canary, mltrail_core::now_millis() - since_ms).1
+    }
+}
+
 /// A failed check: which, and the values that failed it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {

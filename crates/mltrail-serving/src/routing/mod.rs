@@ -189,38 +189,33 @@ impl Router {
         self.live().canary_share
     }
 
-    /// `rows` rows of `arm` its model could not answer.
-    pub fn count_errors(&self, arm: usize, rows: u64) {
+    /// Adds to what `arm` did, in the total and in what is still to report.
+    fn on_arm(&self, arm: usize, add: impl Fn(&mut ArmState)) {
         let mut live = self.live();
         let live = &mut *live;
         for state in [&mut live.total, &mut live.pending] {
             if let Some(a) = state.arms.get_mut(arm) {
-                a.errors += rows;
+                add(a);
             }
         }
+    }
+
+    /// `rows` rows of `arm` its model could not answer.
+    pub fn count_errors(&self, arm: usize, rows: u64) {
+        self.on_arm(arm, |a| a.errors += rows);
     }
 
     /// A request `arm` answered in `seconds`.
     pub fn observe_latency(&self, arm: usize, seconds: f64) {
-        let mut live = self.live();
-        let live = &mut *live;
-        for state in [&mut live.total, &mut live.pending] {
-            if let Some(a) = state.arms.get_mut(arm) {
-                a.observe_latency(seconds);
-            }
-        }
+        self.on_arm(arm, |a| a.observe_latency(seconds));
     }
 
     /// A label came back for a prediction of `arm`: whether the arm's answer was right.
     pub fn observe_label(&self, arm: usize, correct: bool) {
-        let mut live = self.live();
-        let live = &mut *live;
-        for state in [&mut live.total, &mut live.pending] {
-            if let Some(a) = state.arms.get_mut(arm) {
-                a.labelled += 1;
-                a.correct += u64::from(correct);
-            }
-        }
+        self.on_arm(arm, |a| {
+            a.labelled += 1;
+            a.correct += u64::from(correct);
+        });
     }
 
     /// The report to send: the one sent and not acknowledged, if any (the same id, the same
@@ -300,22 +295,11 @@ impl Router {
     /// The probability of each arm for a request with no context, as the policy stands now
     /// (the experiment view's "current propensities").
     pub fn current_probabilities(&self) -> Vec<f64> {
-        let width = self.policy.context_width();
-        if width > 0 {
+        // LinUCB's depend on each row's context: there is no one answer.
+        if self.policy.context_width() > 0 {
             return Vec::new();
         }
-        let mut live = self.live();
-        let live = &mut *live;
-        refresh(&self.policy, live);
-        let thompson = live.thompson.as_ref().map_or(&[][..], |t| &t.1[..]);
-        choice::probabilities(
-            &self.policy,
-            &live.total,
-            None,
-            thompson,
-            &[],
-            live.canary_share,
-        )
+        self.probabilities_for(None)
     }
 }
 

@@ -39,9 +39,11 @@ pub struct ExperimentReport {
     pub warnings: Vec<String>,
 }
 
-/// The report of `policy` having learned `state`.
-pub fn experiment(policy: &Policy, state: &RoutingState) -> ExperimentReport {
+/// The report of `policy` having learned `state`; a canary's candidate has `canary_share`
+/// of the traffic now (`canary::share_now`).
+pub fn experiment(policy: &Policy, state: &RoutingState, canary_share: f64) -> ExperimentReport {
     let router = Router::new(std::sync::Arc::new(policy.clone()), Some(state.clone()));
+    router.set_canary_share(canary_share);
     let propensities = router.current_probabilities();
     let arms: Vec<ArmReport> = policy
         .arms
@@ -107,7 +109,7 @@ mod tests {
         }
         state.arms[0].requests = 10;
         state.arms[1].requests = 4;
-        let report = experiment(&policy, &state);
+        let report = experiment(&policy, &state, 0.0);
         assert_eq!(report.arms[0].mean_reward, Some(0.75));
         let [low, high] = report.arms[0].interval.unwrap();
         // sd = 0.5, se = 0.25
