@@ -91,7 +91,9 @@ def wrk(url, path, body, conns, duration, authorization=None):
         m = re.search(rf"\b{p}%\s+([\d.]+)(us|ms|s)\b", out)
         return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)] if m else None
 
-    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non_2xx": int(bad.group(1)) if bad else 0}
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non_2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": errors.group(1) if errors else None}
 
 
 def train_and_register(tracking):

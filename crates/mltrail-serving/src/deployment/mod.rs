@@ -139,20 +139,28 @@ pub struct Scored {
 
 /// What a routing policy chose for each row of a request.
 pub struct RoutedRows {
-    pub arms: Vec<String>,
-    pub versions: Vec<Arc<Serving>>,
+    /// The arms that answered some row: label, version and arm index, once each (not per
+    /// row: a 100-row request would otherwise clone 100 labels and versions).
+    answered: Vec<(String, Arc<Serving>, usize)>,
+    /// Each row's place in `answered`.
+    row_arm: Vec<usize>,
     pub propensities: Vec<f64>,
-    /// Each row's arm index.
-    pub arm_index: Vec<usize>,
 }
 
 impl RoutedRows {
-    /// The arms that answered some row, once each.
-    pub fn arms_used(&self) -> Vec<usize> {
-        let mut used = self.arm_index.clone();
-        used.sort_unstable();
-        used.dedup();
-        used
+    /// Row `r`'s arm label.
+    pub fn arm(&self, r: usize) -> &str {
+        &self.answered[self.row_arm[r]].0
+    }
+
+    /// The version that answered row `r`.
+    pub fn version(&self, r: usize) -> &Serving {
+        &self.answered[self.row_arm[r]].1
+    }
+
+    /// The arms that answered some row, once each (policy arm indices).
+    pub fn arms_used(&self) -> impl Iterator<Item = usize> + '_ {
+        self.answered.iter().map(|a| a.2)
     }
 }
 
@@ -192,11 +200,12 @@ impl Scored {
             ),
             Some(routed) => {
                 response::native_routed_predictions(deployment, &self.ids, &self.rows, |r| {
+                    let version = routed.version(r);
                     response::RowOrigin {
-                        model: &routed.versions[r].name,
-                        version: &routed.versions[r].version,
-                        digest: &routed.versions[r].digest,
-                        arm: &routed.arms[r],
+                        model: &version.name,
+                        version: &version.version,
+                        digest: &version.digest,
+                        arm: routed.arm(r),
                         propensity: routed.propensities[r],
                     }
                 })
@@ -278,6 +287,9 @@ pub struct Deployment {
     shadow_log: Arc<std::sync::OnceLock<Option<Arc<PredictionLog>>>>,
     /// How the shadow log is configured (the primary's, in its own folder).
     shadow_config: Option<crate::predlog::LogConfig>,
+    /// Requests in progress under a shadow policy: a shadow is scored only while they are
+    /// few enough to leave a core spare (`ShadowWorker::has_room`).
+    shadowed_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// What a piece of feedback teaches the policy in force.
@@ -404,6 +416,7 @@ impl Deployment {
             shadows: std::sync::OnceLock::new(),
             shadow_log: Arc::new(std::sync::OnceLock::new()),
             shadow_config: None,
+            shadowed_in_flight: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -805,6 +818,10 @@ impl Deployment {
             Some(r) => r.serving(0),
             None => self.current(),
         };
+        let shadowed = routing
+            .as_ref()
+            .is_some_and(|r| r.policy().rule == crate::routing::Rule::Shadow);
+        let _in_flight = shadowed.then(|| routed::InFlight::enter(&self.shadowed_in_flight));
         let result = self
             .score_with(routing.as_ref(), &primary, format, body, started)
             .await;
@@ -863,6 +880,25 @@ impl Deployment {
         }
         let shadow =
             routing.filter(|r| r.policy().rule == crate::routing::Rule::Shadow && arms > 1);
+        // A shadow takes only spare capacity: while other requests are in progress, or its
+        // queue is full, this request's shadow is skipped (counted), without copying its
+        // inputs for it.
+        let shadow = shadow.filter(|routing| {
+            let busy = self
+                .shadowed_in_flight
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let room = self
+                .shadows
+                .get()
+                .and_then(Option::as_ref)
+                .is_some_and(|worker| worker.has_room(busy));
+            if !room {
+                routing
+                    .shadows_skipped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            room
+        });
         let shadow_tensors = shadow.map(|_| decoded.tensors.clone());
         let mut groups: Vec<Group> = Vec::new();
         let whole = members.iter().filter(|m| !m.is_empty()).count() == 1;
@@ -1005,17 +1041,12 @@ impl Deployment {
         };
         let routed = match (routing, plan) {
             (Some(routing), Some(plan)) => Some(RoutedRows {
-                arms: plan
-                    .choices
+                answered: groups
                     .iter()
-                    .map(|c| routing.label(c.arm).to_string())
+                    .map(|g| (routing.label(g.arm).to_string(), g.serving.clone(), g.arm))
                     .collect(),
-                versions: place
-                    .iter()
-                    .map(|&(g, _)| groups[g].serving.clone())
-                    .collect(),
+                row_arm: place.iter().map(|&(g, _)| g).collect(),
                 propensities: plan.choices.iter().map(|c| c.propensity).collect(),
-                arm_index: plan.choices.iter().map(|c| c.arm).collect(),
             }),
             _ => None,
         };

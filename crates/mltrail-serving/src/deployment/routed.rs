@@ -269,20 +269,121 @@ pub(crate) type ShadowJob = Box<dyn FnOnce() -> Option<Vec<Entry>> + Send>;
 /// dropped (counted) rather than queued without bound.
 pub(crate) struct ShadowWorker {
     jobs: std::sync::mpsc::SyncSender<ShadowJob>,
+    /// Jobs queued and not yet taken: a request checks it before copying its inputs for a
+    /// shadow that would only be dropped.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// The most requests in progress (the asking one included) at which a shadow is still
+    /// scored: half the cores, at least one. Scoring a shadow doubles a request's work (and
+    /// the bytes logged), and even at idle priority that work is not free to the primary: the
+    /// page cache, the disk and the memory bus are shared. With a 2-core machine saturated by
+    /// 100-row requests, shadows of every request that found the queue free cost the
+    /// primary 42 % of its throughput and a third more p99 (bench/serving_ab.py --policy-b
+    /// shadow); shadows are for comparing on real traffic, and a sample taken when the
+    /// deployment has a core to spare is one (mltrail_shadow_skipped counts the rest).
+    spare: usize,
+    /// Set when the shadow thread found no spare core: shadows wait it out.
+    pause: Arc<Pause>,
 }
 
-/// Shadow jobs waiting at most; more are dropped.
-const SHADOW_QUEUE: usize = 64;
+/// When shadows are paused: the idle-priority shadow thread measures what it got. A job
+/// that took more than twice its own CPU time (and 0.2 ms more) waited for a core the whole
+/// machine was using, wrk's, the kernel's writeback and other processes' included, which the
+/// requests in progress alone do not show; offering more would only add work the primary
+/// then shares the page cache, disk and memory with. Shadows pause for twenty times that
+/// job's time, from 50 ms to 1 s, then try again.
+struct Pause {
+    epoch: std::time::Instant,
+    /// Milliseconds after `epoch` until which no shadow is offered.
+    until_ms: AtomicU64,
+}
+
+impl Pause {
+    fn new() -> Self {
+        Pause {
+            epoch: std::time::Instant::now(),
+            until_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn now(&self) -> bool {
+        self.elapsed_ms() < self.until_ms.load(Ordering::Relaxed)
+    }
+
+    fn after_job(&self, wall: std::time::Duration, cpu: std::time::Duration) {
+        let waited = wall.saturating_sub(cpu);
+        if waited > cpu && waited > std::time::Duration::from_micros(200) {
+            let pause = (wall * 20).clamp(
+                std::time::Duration::from_millis(50),
+                std::time::Duration::from_secs(1),
+            );
+            let until = self
+                .elapsed_ms()
+                .saturating_add(u64::try_from(pause.as_millis()).unwrap_or(1000));
+            self.until_ms.store(until, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The calling thread's CPU time so far.
+fn thread_cpu_time() -> std::time::Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec we pass, which lives on this stack frame.
+    // On failure it stays zero: every job then looks as if it waited, and shadows pause (the
+    // primary's side).
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now);
+    }
+    std::time::Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Counts a request in progress while it lives.
+pub(crate) struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    pub(crate) fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Shadow jobs waiting at most; more are dropped. Shadows run on spare capacity, so the
+/// queue only smooths a burst: a long one would keep the idle thread scoring old requests
+/// after the machine got busy.
+const SHADOW_QUEUE: usize = 16;
 
 impl ShadowWorker {
-    /// Starts the thread, which opens the shadows' log into `cell` (unless it is open
-    /// already) at idle priority, so the log's own writer thread inherits that priority.
+    /// Opens the shadows' log into `cell` (unless it is open already) and starts the idle
+    /// thread that scores shadows and appends to it; `None` when the log cannot be opened.
     pub(crate) fn start(
         cell: Arc<std::sync::OnceLock<Option<Arc<PredictionLog>>>>,
         config: crate::predlog::LogConfig,
     ) -> Option<Self> {
         let (jobs, queue) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
         let runtime = tokio::runtime::Handle::try_current().ok()?;
+        // The log is opened here, at normal priority, so its writer thread is not idle: an
+        // idle writer can be kept off the CPU while the file system waits on it (its journal
+        // is the primary log's too).
+        let log = cell.get_or_init(|| open_shadow_log(config)).clone()?;
+        let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let taken = waiting.clone();
+        let pause = Arc::new(Pause::new());
+        let paused = pause.clone();
         std::thread::Builder::new()
             .name("mltrail-shadow".into())
             .spawn(move || {
@@ -296,16 +397,12 @@ impl ShadowWorker {
                     let param = libc::sched_param { sched_priority: 0 };
                     libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
                 }
-                // Threads inherit their creator's scheduling policy: the log's writer thread,
-                // made here, runs at idle priority too. (Whoever opens the cell first opens
-                // the log; the other waits for it, so it is never opened twice.)
-                let Some(log) = cell.get_or_init(|| open_shadow_log(config)).clone() else {
-                    return;
-                };
                 while let Ok(job) = queue.recv() {
-                    let Ok(Some(entries)) =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
-                    else {
+                    taken.fetch_sub(1, Ordering::Relaxed);
+                    let (started, cpu) = (std::time::Instant::now(), thread_cpu_time());
+                    let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    paused.after_job(started.elapsed(), thread_cpu_time().saturating_sub(cpu));
+                    let Ok(Some(entries)) = scored else {
                         continue;
                     };
                     // The shadows' own log: appending holds its lock, which no primary request
@@ -319,11 +416,61 @@ impl ShadowWorker {
                 }
             })
             .ok()?;
-        Some(ShadowWorker { jobs })
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Some(ShadowWorker {
+            jobs,
+            waiting,
+            spare: (cores / 2).max(1),
+            pause,
+        })
+    }
+
+    /// Whether a shadow should be offered now, with `in_flight` requests in progress (the
+    /// asking one included): only when they leave a spare core and the queue has room (the
+    /// job may still be dropped by a race).
+    pub(crate) fn has_room(&self, in_flight: usize) -> bool {
+        in_flight <= self.spare
+            && self.waiting.load(Ordering::Relaxed) < SHADOW_QUEUE
+            && !self.pause.now()
     }
 
     /// Queues a job; `false` when the queue is full (the job is dropped).
     pub(crate) fn offer(&self, job: ShadowJob) -> bool {
-        self.jobs.try_send(job).is_ok()
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let queued = self.jobs.try_send(job).is_ok();
+        if !queued {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        queued
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Pause;
+
+    #[test]
+    fn shadows_pause_only_after_a_job_that_waited_for_a_core() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        // Ran nearly all the time it took: a core was free.
+        let pause = Pause::new();
+        pause.after_job(ms(10), ms(9));
+        assert!(!pause.now());
+        // Waited more than it ran, but by less than 0.2 ms: a short job's noise.
+        pause.after_job(us(150), us(10));
+        assert!(!pause.now());
+        // Waited more than it ran: paused, for twenty times the job, at least 50 ms.
+        pause.after_job(us(400), us(100));
+        assert!(pause.now());
+        let until = pause.until_ms.load(std::sync::atomic::Ordering::Relaxed);
+        assert!((50..=60).contains(&until), "{until}");
+        // At most a second, however long the job waited.
+        let pause = Pause::new();
+        pause.after_job(Duration::from_secs(5), ms(1));
+        let until = pause.until_ms.load(std::sync::atomic::Ordering::Relaxed);
+        assert!((1000..=1010).contains(&until), "{until}");
     }
 }
