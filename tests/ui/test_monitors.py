@@ -263,3 +263,54 @@ def test_a_deployment_page_shows_its_routing_experiment(browser, server, monitor
         browser.screenshot(shots / "deployment-experiment.png")
     finally:
         requests.delete(base, auth=AUTH, timeout=30)
+
+
+def test_a_business_metric_its_annotation_baseline_and_drop(browser, server, shots):
+    """Four weeks of hourly orders with a weekly pattern, an annotated outage, and a drop in the
+    last day: the metric's page draws the series with the baseline its monitor expected, lists
+    the annotation and the drops; the monitor's page, observed against expected."""
+    hour, day, week = 3_600_000, 86_400_000, 7 * 86_400_000
+    now = int(time.time() * 1000)
+    start = (now - 5 * week) // week * week + 4 * day  # a Monday (the epoch was a Thursday)
+    rng = np.random.default_rng(3)
+    hours = np.arange(4 * 7 * 24)
+    values = 200.0 * (1.0 + 0.4 * np.cos(2 * np.pi * (hours % 24 - 13) / 24)) * (1.0 + 0.02 * rng.standard_normal(len(hours)))
+    times = start + hours * hour
+    values = np.where(times >= start + 4 * week - day, values * 0.5, values)
+    name = f"ui-orders-{int(time.time())}"
+    pushed = requests.post(f"{server['url']}/api/v1/metrics/{name}", auth=AUTH, timeout=30,
+                           json={"points": [{"time": int(t), "value": float(v)} for t, v in zip(times, values)]})
+    assert pushed.status_code == 200 and pushed.json()["added"] == len(hours), pushed.text
+    annotated = requests.post(f"{server['url']}/api/v1/annotations", auth=AUTH, timeout=30, json={
+        "name": "payment outage", "kind": "outage", "from": int(start + 2 * week), "to": int(start + 2 * week + day),
+        "metrics": [name]})
+    assert annotated.status_code == 200, annotated.text
+    created = requests.post(f"{server['url']}/api/v1/monitors", auth=AUTH, timeout=30, json={
+        "metric": name, "window": "6h", "delay": "0s", "start": int(start + 3 * week),
+        "seasonal": {"season": "1d", "seasons": 3}})
+    assert created.status_code == 200, created.text
+    monitor = created.json()["monitor"]["id"]
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        results = requests.get(f"{server['url']}/api/v1/monitors/{monitor}/results?limit=1000", auth=AUTH, timeout=30).json()["results"]
+        if len(results) >= 28:
+            break
+        time.sleep(0.5)
+    drops = sum(r["result"]["values"].get("drops", 0) for r in results if r["status"] == "ok")
+    assert drops >= 20, drops
+
+    assert browser.goto(server["url"] + "/ui/metrics") == 200
+    clean(browser)
+    assert name in browser.eval("document.body.innerText")
+    assert browser.goto(f"{server['url']}/ui/metrics/{name}") == 200
+    clean(browser)
+    text = browser.eval("document.body.innerText")
+    assert "payment outage" in text and f"Drops and spikes ({int(drops)})" in text
+    # The series and the baseline the monitor expected, two curves.
+    assert browser.eval("document.querySelectorAll('figure.chart svg path').length") >= 2
+    browser.screenshot(shots / "business-metric.png")
+    assert browser.goto(f"{server['url']}/ui/monitors/{monitor}") == 200
+    clean(browser)
+    text = browser.eval("document.body.innerText")
+    assert f"Monitor of business metric {name}" in text and "drops" in text
+    assert browser.goto(f"{server['url']}/ui/metrics/no-such-metric") == 404

@@ -15,5 +15,6 @@ pub mod performance;
 pub mod report;
 pub mod rules;
 pub mod runner;
+pub mod seasonal;
 pub mod special;
 pub mod window;

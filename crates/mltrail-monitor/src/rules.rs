@@ -74,7 +74,20 @@ pub const METRICS: &[&str] = &[
     "labelled_rows",
 ];
 
-const PATTERNS: &str = "rows, error, dataset_drift, drift_share, drifted_columns, feature_drift.<column>, feature_drifted.<column>, prediction_drift, prediction_drifted, labelled_rows, accuracy, precision, recall, f1, auc, rmse, mae, <performance metric>_delta, or <fairness metric>.<sensitive column> (demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference, equalized_odds_ratio, equal_opportunity_difference, equal_opportunity_ratio)";
+/// What a business metric monitor's window reports (`crate::seasonal::Assessment::values`).
+pub const BUSINESS_METRICS: &[&str] = &[
+    "points",
+    "anomalies",
+    "drops",
+    "spikes",
+    "observed",
+    "expected",
+    "deviation",
+    "annotated_points",
+    "unjudged_points",
+];
+
+const PATTERNS: &str = "rows, error, dataset_drift, drift_share, drifted_columns, feature_drift.<column>, feature_drifted.<column>, prediction_drift, prediction_drifted, labelled_rows, accuracy, precision, recall, f1, auc, rmse, mae, <performance metric>_delta, <fairness metric>.<sensitive column> (demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference, equalized_odds_ratio, equal_opportunity_difference, equal_opportunity_ratio); for a business metric monitor: points, anomalies, drops, spikes, observed, expected, deviation, annotated_points, unjudged_points";
 
 /// What a window reports per sensitive column (and crossed columns), as `METRIC.COLUMN`.
 pub const FAIRNESS_METRICS: [&str; 6] = [
@@ -88,6 +101,7 @@ pub const FAIRNESS_METRICS: [&str; 6] = [
 
 fn known_metric(name: &str) -> bool {
     METRICS.contains(&name)
+        || BUSINESS_METRICS.contains(&name)
         || name
             .strip_prefix("feature_drift.")
             .or_else(|| name.strip_prefix("feature_drifted."))

@@ -585,7 +585,11 @@ impl Need {
             Scope::ModelsRegister
         } else if p.starts_with("/v1/deployments") {
             Scope::Deployments
-        } else if p.starts_with("/v1/monitors") || p.starts_with("/v1/alerts") {
+        } else if p.starts_with("/v1/monitors")
+            || p.starts_with("/v1/alerts")
+            || p.starts_with("/v1/metrics")
+            || p.starts_with("/v1/annotations")
+        {
             Scope::Monitors
         } else {
             // Experiments, runs, metrics, logged models, datasets.

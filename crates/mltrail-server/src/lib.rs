@@ -6,6 +6,7 @@
 
 mod artifacts;
 pub mod auth;
+mod business;
 pub(crate) mod cards;
 mod datasets;
 mod deployments;
@@ -118,6 +119,8 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                 .merge(cards::routes()),
         )
         .nest("/api/v1/monitors", monitors::routes())
+        .nest("/api/v1/metrics", business::metric_routes())
+        .nest("/api/v1/annotations", business::annotation_routes())
         .nest("/api/v1/alerts", monitors::alert_routes())
         .nest(
             "/api/v1/privacy",

@@ -54,16 +54,79 @@ fn strings(body: &Value, field: &str) -> Result<Vec<String>, ApiError> {
     }
 }
 
+/// A business metric monitor's baseline: `season` a duration ("7d") or seconds, `seasons` and
+/// `horizon` whole numbers, `z` a number; what is left out takes its default.
+fn seasonal_settings(
+    fields: &serde_json::Map<String, Value>,
+) -> Result<runner::SeasonalSettings, ApiError> {
+    let mut settings = runner::SeasonalSettings::default();
+    let whole = |field: &str, v: &Value| {
+        v.as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| bad(&format!("seasonal.{field}"), "must be a whole number"))
+    };
+    for (key, value) in fields {
+        match key.as_str() {
+            "season" => {
+                let wrapped = json!({"season": value});
+                settings.season_ms = duration_ms(&wrapped, "season")
+                    .map_err(|_| {
+                        bad(
+                            "seasonal.season",
+                            "must be a duration such as \"7d\" or a number of seconds",
+                        )
+                    })?
+                    .unwrap_or(settings.season_ms);
+            }
+            "seasons" => settings.seasons = whole("seasons", value)?,
+            "horizon" => settings.horizon = whole("horizon", value)?,
+            "z" => {
+                settings.z = value
+                    .as_f64()
+                    .ok_or_else(|| bad("seasonal.z", "must be a number"))?
+            }
+            other => {
+                return Err(bad(
+                    &format!("seasonal.{other}"),
+                    "is not a setting (season, seasons, z, horizon)",
+                ))
+            }
+        }
+    }
+    Ok(settings)
+}
+
 async fn create(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Json(body): Json<Value>,
 ) -> ApiResult<Json<Value>> {
-    let deployment = body
-        .get("deployment")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("deployment", "a deployment name is required"))?
-        .to_string();
+    let metric = match body.get("metric") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(m)) => Some(m.clone()),
+        Some(_) => return Err(bad("metric", "must be a business metric's name")),
+    };
+    let deployment = match (body.get("deployment"), &metric) {
+        (Some(Value::String(d)), _) => d.clone(),
+        (None | Some(Value::Null), Some(_)) => String::new(),
+        (None | Some(Value::Null), None) => {
+            return Err(bad(
+                "deployment",
+                "a deployment name (or a business `metric`) is required",
+            ))
+        }
+        (Some(_), _) => return Err(bad("deployment", "must be a deployment's name")),
+    };
+    let seasonal = match body.get("seasonal") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(fields)) => Some(seasonal_settings(fields)?),
+        Some(_) => {
+            return Err(bad(
+                "seasonal",
+                "must be an object (season, seasons, z, horizon)",
+            ))
+        }
+    };
     let window_ms =
         duration_ms(&body, "window")?.ok_or_else(|| bad("window", "is required (e.g. \"1h\")"))?;
     let drift_share = match body.get("drift_share") {
@@ -82,6 +145,8 @@ async fn create(
     };
     let new = NewMonitor {
         deployment,
+        metric,
+        seasonal,
         window_ms,
         delay_ms: duration_ms(&body, "delay")?,
         reference: body

@@ -95,6 +95,10 @@ pub enum NotFound {
     GateReport(String),
     #[error("deployment `{0}` has no routing policy")]
     RoutingPolicy(String),
+    #[error("no points were pushed for business metric `{0}`")]
+    BusinessMetric(String),
+    #[error("no active annotation has the id {0}")]
+    Annotation(String),
     #[error("Logged model with ID '{0}' not found.")]
     LoggedModel(String),
     #[error("dataset version {name}@{version} does not exist")]
@@ -243,6 +247,18 @@ pub enum Invalid {
     DatasetSource { name: String, path: String },
     #[error("deployment must be 1-256 characters")]
     Deployment,
+    #[error("metric name `{0}` must be 1-256 characters of letters, digits, `_`, `-` and `.` (not `.` or `..`)")]
+    MetricName(String),
+    #[error("points[{index}]: {why}")]
+    Point { index: usize, why: String },
+    #[error("at most {max} points per push (got {0}); push them in turns", max = crate::business::MAX_POINTS_PER_PUSH)]
+    TooManyPoints(usize),
+    /// An annotation field that breaks a rule.
+    #[error("`{field}`: {why}")]
+    Annotation { field: &'static str, why: String },
+    /// A monitor names both a deployment and a metric, or neither.
+    #[error("a monitor watches either a deployment or a business metric")]
+    MonitorTarget,
     #[error("window must be at least 1s (got {0} ms)")]
     Window(i64),
     #[error("delay must not be negative")]
@@ -362,6 +378,14 @@ pub enum Conflict {
     StoredJson {
         column: String,
         source: Arc<serde_json::Error>,
+    },
+    /// A point pushed again with another value: points are never rewritten.
+    #[error("business metric `{metric}` has {stored} at time {time_ms} already; a stored point is never rewritten (got {given})")]
+    PointChanged {
+        metric: String,
+        time_ms: i64,
+        stored: f64,
+        given: f64,
     },
     /// A stored row that cannot be represented as the JSON its audited state is.
     #[error("{0}")]

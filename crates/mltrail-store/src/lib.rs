@@ -30,6 +30,7 @@ pub mod access;
 pub mod artifacts;
 mod audited;
 pub mod backup;
+pub mod business;
 pub mod datasets;
 pub mod deployments;
 mod error;
@@ -75,7 +76,7 @@ pub mod audit {
 
     /// Every entity kind with state in the database, in the order `verify` looks for rows
     /// that have no event.
-    const KINDS: [&dyn AuditedKind; 16] = [
+    const KINDS: [&dyn AuditedKind; 18] = [
         &Kind::<experiments::ExperimentRef>::new(),
         &Kind::<runs::RunRef>::new(),
         &Kind::<metrics::MetricBatch>::new(),
@@ -92,6 +93,8 @@ pub mod audit {
         &Kind::<crate::access::tokens::TokenRef>::new(),
         &Kind::<crate::access::permissions::RoleRef>::new(),
         &Kind::<crate::privacy::ErasureRef>::new(),
+        &Kind::<crate::business::PointBatch>::new(),
+        &Kind::<crate::business::AnnotationRef>::new(),
     ];
 
     /// Recomputes the chain from the genesis hash, then checks that every entity's current

@@ -18,7 +18,11 @@ use mltrail_core::{now_millis, AlertId, MonitorId};
 /// alert rules, webhooks); the store keeps it as given.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MonitorSpec {
+    /// The deployment watched; empty for a monitor of a business metric.
     pub deployment: String,
+    /// The business metric watched (`business`), instead of a deployment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
     pub window_ms: i64,
     pub delay_ms: i64,
     /// `training` (the served version's training data) or a dataset version `NAME@VERSION`.
@@ -147,6 +151,7 @@ pub(crate) fn monitor_from_row(row: &AnyRow) -> Result<Monitor, StoreError> {
         id: text(row, "monitor_id")?.into(),
         spec: MonitorSpec {
             deployment: text(row, "deployment")?,
+            metric: crate::sql::opt_text(row, "metric")?,
             window_ms: int(row, "window_ms")?,
             delay_ms: int(row, "delay_ms")?,
             reference: text(row, "reference")?,
@@ -319,8 +324,13 @@ pub async fn create_monitor(
     spec: MonitorSpec,
     first_window_start: i64,
 ) -> Result<Monitor, StoreError> {
-    if spec.deployment.is_empty() || crate::names::chars(&spec.deployment) > 256 {
-        return Err(Invalid::Deployment.into());
+    match &spec.metric {
+        Some(metric) if spec.deployment.is_empty() => crate::business::check_metric_name(metric)?,
+        Some(_) => return Err(Invalid::MonitorTarget.into()),
+        None if spec.deployment.is_empty() || crate::names::chars(&spec.deployment) > 256 => {
+            return Err(Invalid::Deployment.into())
+        }
+        None => {}
     }
     if spec.window_ms < 1000 {
         return Err(Invalid::Window(spec.window_ms).into());
@@ -332,7 +342,7 @@ pub async fn create_monitor(
     let user = actor.to_string();
     store
         .audited(actor, "monitor.create", MonitorRef(id.clone()), async move |tx| {
-            sqlx::query("INSERT INTO monitors (monitor_id, deployment, window_ms, delay_ms, reference, config_json, status, created_time, created_by, next_window_start) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9)")
+            sqlx::query("INSERT INTO monitors (monitor_id, deployment, window_ms, delay_ms, reference, config_json, status, created_time, created_by, next_window_start, metric) VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $10)")
                 .bind(id.clone())
                 .bind(spec.deployment.clone())
                 .bind(spec.window_ms)
@@ -342,6 +352,7 @@ pub async fn create_monitor(
                 .bind(now_millis())
                 .bind(user)
                 .bind(first_window_start)
+                .bind(spec.metric.clone())
                 .execute(&mut *tx)
                 .await?;
             find_monitor(tx, &id)

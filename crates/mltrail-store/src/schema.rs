@@ -22,7 +22,36 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, V10),
     (11, V11),
     (12, V12),
+    (13, V13),
 ];
+
+/// Business metrics (points pushed in audited batches; a point is never rewritten; a value is
+/// kept as its IEEE 754 bits, since SQLite gives -0.0 back as 0),
+/// annotations of periods baselines leave out, and monitors that watch a business metric
+/// rather than a deployment (`deployment` is then '').
+const V13: &str = r#"
+CREATE TABLE business_points (
+    metric TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    value_bits BIGINT NOT NULL,
+    batch_id TEXT NOT NULL,
+    PRIMARY KEY (metric, time_ms)
+);
+CREATE INDEX business_points_batch ON business_points (batch_id);
+CREATE TABLE annotations (
+    annotation_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    from_ms BIGINT NOT NULL,
+    to_ms BIGINT NOT NULL,
+    metrics_json TEXT NOT NULL,
+    note TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_time BIGINT NOT NULL,
+    created_by TEXT NOT NULL
+);
+ALTER TABLE monitors ADD COLUMN metric TEXT
+"#;
 
 /// Routing policies of deployments (the canonical JSON in force, under its digest, and for a
 /// canary why it was rolled back; every policy a deployment had, whose replicas may still

@@ -8,6 +8,7 @@
 //! `ui` module fetches what a page needs (with the caller's permissions) and hands it here.
 
 pub mod audit;
+pub mod business;
 pub mod card;
 pub mod chart;
 pub mod datasets;

@@ -29,6 +29,9 @@ pub struct MonitorRow<'a> {
 
 /// What a window's result says in one line.
 fn verdict(result: &MonitorResult) -> String {
+    if result.result.get("metric").is_some() {
+        return crate::business::verdict(result);
+    }
     match result.status {
         WindowStatus::NoData => "no predictions in the window".into(),
         WindowStatus::Error => result
@@ -59,12 +62,16 @@ pub fn monitors_page(viewer: &Viewer<'_>, rows: &[MonitorRow<'_>]) -> Markup {
         @if rows.is_empty() {
             p.empty { "No monitors yet: " code { "mltrail monitor create --deployment NAME --window 1h --reference training" } }
         } @else {
+            p { a href="/ui/metrics" { "Business metrics and annotated periods" } }
             table.wide {
                 caption { (rows.len()) " monitors" }
                 thead { tr { th scope="col" { "Monitor" } th scope="col" { "Deployment" } th scope="col" { "Window" } th scope="col" { "Reference" } th scope="col" { "Latest window" } th.num scope="col" { "Alerts fired" } } }
                 tbody { @for r in rows { tr {
                     td { a href=(monitor_href(r.monitor.id.as_str())) { code { (r.monitor.id.as_str()) } } }
-                    td { (r.monitor.spec.deployment) }
+                    td { @match &r.monitor.spec.metric {
+                        Some(metric) => { "business metric " a href=(crate::business::metric_href(metric)) { (metric) } },
+                        None => (r.monitor.spec.deployment),
+                    } }
                     td { (mltrail_core::time::duration_text(r.monitor.spec.window_ms)) }
                     td { (r.monitor.spec.reference) }
                     td { @match r.latest {
@@ -130,6 +137,9 @@ pub fn monitor_page(
     results: &[MonitorResult],
     alerts: &[Alert],
 ) -> Markup {
+    if let Some(metric) = &monitor.spec.metric {
+        return crate::business::metric_monitor_page(viewer, monitor, metric, results, alerts);
+    }
     let id = monitor.id.as_str();
     let ok: Vec<&MonitorResult> = results
         .iter()

@@ -4,6 +4,7 @@
 mod access;
 mod args;
 mod backup;
+mod business;
 mod checkpoint;
 mod config;
 mod data;
@@ -95,6 +96,18 @@ enum Command {
     Experiments {
         #[command(subcommand)]
         command: experiments::ExperimentsCommand,
+    },
+    /// Business metrics (revenue, orders, request volume) that anomaly monitors watch against
+    /// a seasonal baseline (`mltrail monitor create --metric`).
+    Metrics {
+        #[command(subcommand)]
+        command: business::MetricsCommand,
+    },
+    Annotate(business::AnnotateArgs),
+    /// Periods marked (campaigns, outages, holidays) that anomaly baselines leave out.
+    Annotations {
+        #[command(subcommand)]
+        command: business::AnnotationsCommand,
     },
     /// Check a deployment's logged traffic against its reference data.
     Monitor {
@@ -325,6 +338,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Backup(_)
             | Command::Predictions { .. }
             | Command::Monitor { .. }
+            | Command::Metrics { .. }
+            | Command::Annotations { .. }
             | Command::Config { .. }
             | Command::Users { .. }
             | Command::Tokens { .. }
@@ -454,6 +469,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Experiments { command } => {
             experiments::run(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Metrics { command } => {
+            business::run_metrics(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Annotate(args) => {
+            business::annotate(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Annotations { command } => {
+            business::run_annotations(command).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -37,8 +37,28 @@ pub enum MonitorCommand {
 #[derive(Args)]
 pub struct CreateArgs {
     /// The deployment to watch (`mltrail serve --deployment`).
+    #[arg(long, required_unless_present = "metric", conflicts_with = "metric")]
+    deployment: Option<String>,
+    /// A business metric to watch instead (`mltrail metrics push`): each window's points are
+    /// judged against a seasonal baseline learned from the weeks before, leaving annotated
+    /// periods out (`mltrail annotate`); drops and spikes are alerts ("anomalies >= 1" unless
+    /// --alert says otherwise, e.g. "drops >= 1").
     #[arg(long)]
-    deployment: String,
+    metric: Option<String>,
+    /// With --metric: the season, points this far apart being the same moment (7d holds the
+    /// daily pattern too).
+    #[arg(long, requires = "metric", default_value = "7d")]
+    season: String,
+    /// With --metric: the past seasons whose median is a point's baseline.
+    #[arg(long, requires = "metric", default_value_t = 3)]
+    seasons: usize,
+    /// With --metric: how many robust spreads (1.4826 × MAD of relative deviations) a point
+    /// may stray before it is a drop or a spike.
+    #[arg(long, requires = "metric", default_value_t = 4.0)]
+    z: f64,
+    /// With --metric: how many seasons back a baseline may reach past annotated periods.
+    #[arg(long, requires = "metric", default_value_t = 8)]
+    horizon: usize,
     /// Window length: 30s, 15m, 1h, 1d. Windows are aligned to the clock (1h: on the hour).
     #[arg(long, default_value = "1h")]
     window: String,
@@ -48,12 +68,12 @@ pub struct CreateArgs {
     #[arg(long, default_value = "10m")]
     delay: String,
     /// `training` (the dataset version the served model version was registered with, via
-    /// --training-data) or a dataset version NAME@VERSION.
-    #[arg(long, default_value = "training")]
-    reference: String,
-    /// The dataset drifts when at least this share of input columns drift.
-    #[arg(long, default_value_t = 0.5)]
-    drift_share: f64,
+    /// --training-data) or a dataset version NAME@VERSION. Default: training.
+    #[arg(long, conflicts_with = "metric")]
+    reference: Option<String>,
+    /// The dataset drifts when at least this share of input columns drift. Default: 0.5.
+    #[arg(long, conflicts_with = "metric")]
+    drift_share: Option<f64>,
     /// An alert rule `METRIC OP THRESHOLD [for N]`, repeatable, e.g. "drift_share >= 0.3 for 2",
     /// "feature_drifted.income == 1", "accuracy < 0.8". Default: "dataset_drift == 1".
     #[arg(long = "alert")]
@@ -161,6 +181,22 @@ fn summary(result: &Value) -> String {
         return format!("error: {e}");
     }
     let r = &result["result"];
+    if r["metric"].is_string() {
+        let v = &r["values"];
+        let number = |k: &str| v[k].as_f64().unwrap_or(0.0);
+        return format!(
+            "{} points judged: {} drops, {} spikes; observed {:.4} against an expected {:.4}{}",
+            number("points"),
+            number("drops"),
+            number("spikes"),
+            number("observed"),
+            number("expected"),
+            match number("annotated_points") {
+                0.0 => String::new(),
+                n => format!("; {n} points annotated"),
+            }
+        );
+    }
     let mut parts = Vec::new();
     if let Some(share) = r["dataset"]["share"].as_f64() {
         let drifted: Vec<&str> = r["features"]
@@ -206,22 +242,45 @@ async fn create(args: CreateArgs) -> Result<()> {
         .as_deref()
         .map(|s| crate::predictions::parse_since(s, now))
         .transpose()?;
-    let body = serde_json::json!({
-        "deployment": args.deployment, "window": args.window, "delay": args.delay,
-        "reference": args.reference, "drift_share": args.drift_share, "alerts": args.alerts,
-        "webhooks": args.webhooks, "exclude": args.exclude, "sensitive": args.sensitive, "start": start,
+    let mut body = serde_json::json!({
+        "window": args.window, "delay": args.delay, "alerts": args.alerts,
+        "webhooks": args.webhooks, "start": start,
     });
+    let watched = match (&args.deployment, &args.metric) {
+        (_, Some(metric)) => {
+            body["metric"] = metric.clone().into();
+            body["seasonal"] = serde_json::json!({
+                "season": args.season, "seasons": args.seasons, "z": args.z, "horizon": args.horizon,
+            });
+            format!("business metric `{metric}`")
+        }
+        (Some(deployment), None) => {
+            body["deployment"] = deployment.clone().into();
+            body["reference"] = args.reference.as_deref().unwrap_or("training").into();
+            body["drift_share"] = args.drift_share.unwrap_or(0.5).into();
+            body["exclude"] = serde_json::json!(args.exclude);
+            body["sensitive"] = serde_json::json!(args.sensitive);
+            format!("`{deployment}`")
+        }
+        (None, None) => bail!("give --deployment NAME or --metric NAME"),
+    };
+    if args.metric.is_some() && !(args.exclude.is_empty() && args.sensitive.is_empty()) {
+        bail!("--exclude and --sensitive are a deployment monitor's; a business metric has no columns");
+    }
     let answer = client
         .post("/api/v1/monitors", &body, "create monitor")
         .await?;
     let m = &answer["monitor"];
     eprintln!(
-        "monitor {} watches `{}` every {} (evaluated {} after each window) against {}; alerts: {}",
+        "monitor {} watches {watched} every {} (evaluated {} after each window) against {}; alerts: {}",
         m["id"].as_str().unwrap_or("?"),
-        args.deployment,
         human_ms(m["window_ms"].as_i64().unwrap_or(0)),
         human_ms(m["delay_ms"].as_i64().unwrap_or(0)),
-        args.reference,
+        if args.metric.is_some() {
+            "its seasonal baseline".to_string()
+        } else {
+            m["reference"].as_str().unwrap_or_default().to_string()
+        },
         m["config"]["alerts"]
             .as_array()
             .into_iter()
@@ -274,7 +333,10 @@ async fn list(args: ListArgs) -> Result<()> {
         println!(
             "{:<34} {:<20} {:>6} {:<24} {latest}",
             id,
-            m["deployment"].as_str().unwrap_or_default(),
+            m["metric"]
+                .as_str()
+                .map(|metric| format!("metric:{metric}"))
+                .unwrap_or_else(|| m["deployment"].as_str().unwrap_or_default().to_string()),
             human_ms(m["window_ms"].as_i64().unwrap_or(0)),
             m["reference"].as_str().unwrap_or_default(),
         );

@@ -24,6 +24,89 @@ pub struct MonitorConfig {
     /// crossed when there are several).
     #[serde(default)]
     pub sensitive: Vec<String>,
+    /// A business metric monitor's baseline (`None` for a deployment's monitor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seasonal: Option<SeasonalSettings>,
+}
+
+/// How a business metric monitor learns its baseline ([`crate::seasonal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeasonalSettings {
+    /// The season: points this far apart are the same moment (default a week, which holds the
+    /// daily pattern too).
+    #[serde(default = "default_season_ms")]
+    pub season_ms: i64,
+    /// Past seasons whose median is a point's baseline (default 3).
+    #[serde(default = "default_seasons")]
+    pub seasons: usize,
+    /// Robust spreads a point may stray before it is a drop or a spike (default 4).
+    #[serde(default = "default_z")]
+    pub z: f64,
+    /// How many seasons back a baseline may reach past annotated periods (default 8).
+    #[serde(default = "default_horizon")]
+    pub horizon: usize,
+}
+
+fn default_season_ms() -> i64 {
+    crate::seasonal::SeasonalConfig::default().period_ms
+}
+fn default_seasons() -> usize {
+    crate::seasonal::SeasonalConfig::default().seasons
+}
+fn default_z() -> f64 {
+    crate::seasonal::SeasonalConfig::default().z
+}
+fn default_horizon() -> usize {
+    crate::seasonal::SeasonalConfig::default().horizon
+}
+
+impl Default for SeasonalSettings {
+    fn default() -> Self {
+        SeasonalSettings {
+            season_ms: default_season_ms(),
+            seasons: default_seasons(),
+            z: default_z(),
+            horizon: default_horizon(),
+        }
+    }
+}
+
+impl SeasonalSettings {
+    pub fn config(&self) -> crate::seasonal::SeasonalConfig {
+        crate::seasonal::SeasonalConfig {
+            period_ms: self.season_ms,
+            seasons: self.seasons,
+            z: self.z,
+            horizon: self.horizon,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, message: String| Err(ConfigError { field, message });
+        if self.season_ms < 60_000 {
+            return invalid(
+                "season",
+                format!("must be at least 1m, got {} ms", self.season_ms),
+            );
+        }
+        if !(2..=20).contains(&self.seasons) {
+            return invalid("seasons", format!("must be 2 to 20, got {}", self.seasons));
+        }
+        if !(self.z.is_finite() && self.z > 0.0) {
+            return invalid("z", format!("must be a positive number, got {}", self.z));
+        }
+        if !(self.seasons..=60).contains(&self.horizon) {
+            return invalid(
+                "horizon",
+                format!(
+                    "must be {} (seasons) to 60, got {}",
+                    self.seasons, self.horizon
+                ),
+            );
+        }
+        Ok(())
+    }
 }
 
 fn default_drift_share() -> f64 {
@@ -32,6 +115,10 @@ fn default_drift_share() -> f64 {
 
 /// The rule every monitor has when it was given none: tell when the dataset drifts.
 pub const DEFAULT_ALERT: &str = "dataset_drift == 1";
+
+/// The rule every business metric monitor has when it was given none: tell of any drop or
+/// spike.
+pub const DEFAULT_METRIC_ALERT: &str = "anomalies >= 1";
 
 /// A config field that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -51,8 +138,18 @@ impl MonitorConfig {
                 format!("drift_share must be in (0, 1], got {}", self.drift_share),
             ));
         }
+        if let Some(seasonal) = &self.seasonal {
+            seasonal.validate()?;
+        }
         if self.alerts.is_empty() {
-            self.alerts.push(DEFAULT_ALERT.into());
+            self.alerts.push(
+                if self.seasonal.is_some() {
+                    DEFAULT_METRIC_ALERT
+                } else {
+                    DEFAULT_ALERT
+                }
+                .into(),
+            );
         }
         let rules = self
             .alerts
@@ -101,7 +198,12 @@ impl ReferenceSpec {
 /// A monitor as a user asks for it; what is left out takes its default.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NewMonitor {
+    /// The deployment watched; empty when `metric` is given.
     pub deployment: String,
+    /// A business metric watched instead of a deployment.
+    pub metric: Option<String>,
+    /// A business metric monitor's baseline (defaults when `None`).
+    pub seasonal: Option<SeasonalSettings>,
     /// The window length (at least a second).
     pub window_ms: i64,
     /// How long after a window ends it is evaluated (default 10 minutes), so late records and

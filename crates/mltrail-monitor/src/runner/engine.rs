@@ -14,6 +14,7 @@ use mltrail_core::time::rfc3339_seconds;
 use mltrail_serving::archive::RecordView;
 use mltrail_serving::deployment::StoreSource;
 use mltrail_serving::privacy::{Keyring, SubjectKeys};
+use mltrail_store::business;
 use mltrail_store::datasets::VersionRef;
 use mltrail_store::monitors::{
     self, Alert, AlertState, Monitor, MonitorResult, MonitorSpec, WindowStatus,
@@ -28,6 +29,7 @@ use super::{MonitorError, ReferenceError};
 use crate::compare::{compare_prepared, CompareOptions, Comparison};
 use crate::performance::{self, Labelled};
 use crate::rules::Values;
+use crate::seasonal::Excluded;
 use crate::window::Window;
 
 /// Where alerts go besides the log. Implementations deliver in the background.
@@ -103,14 +105,23 @@ impl Engine {
         let invalid = |field: &'static str, message: String| {
             MonitorError::Rule(super::ConfigError { field, message })
         };
+        if new.window_ms < 1000 {
+            return Err(invalid("window", "must be at least 1s".into()));
+        }
+        if let Some(metric) = new.metric.clone() {
+            return self.create_for_metric(actor, metric, new, now).await;
+        }
         if new.deployment.is_empty() {
             return Err(invalid(
                 "deployment",
-                "a deployment name is required".into(),
+                "a deployment name (or a business metric) is required".into(),
             ));
         }
-        if new.window_ms < 1000 {
-            return Err(invalid("window", "must be at least 1s".into()));
+        if new.seasonal.is_some() {
+            return Err(invalid(
+                "seasonal",
+                "only a business metric monitor learns a seasonal baseline".into(),
+            ));
         }
         let reference = new.reference.unwrap_or_else(|| "training".into());
         let spec =
@@ -131,6 +142,7 @@ impl Engine {
             webhooks: new.webhooks,
             exclude: new.exclude,
             sensitive: new.sensitive,
+            seasonal: None,
         };
         config.validate()?;
         let start = match new.start {
@@ -145,9 +157,78 @@ impl Engine {
         };
         let spec = MonitorSpec {
             deployment: new.deployment,
+            metric: None,
             window_ms: new.window_ms,
             delay_ms: new.delay_ms.unwrap_or(DEFAULT_DELAY_MS),
             reference,
+            config: serde_json::to_value(&config).map_err(MonitorError::Config)?,
+        };
+        let first = window_start(start, spec.window_ms);
+        Ok(monitors::create_monitor(&self.store, actor, spec, first).await?)
+    }
+
+    /// A monitor of business metric `metric`: its windows' points are judged against a
+    /// seasonal baseline learned from the history before each, annotated periods left out.
+    async fn create_for_metric(
+        &self,
+        actor: &str,
+        metric: String,
+        new: NewMonitor,
+        now: i64,
+    ) -> Result<Monitor, MonitorError> {
+        let invalid = |field: &'static str, message: String| {
+            MonitorError::Rule(super::ConfigError { field, message })
+        };
+        if !new.deployment.is_empty() {
+            return Err(invalid(
+                "metric",
+                "a monitor watches a deployment or a business metric, not both".into(),
+            ));
+        }
+        business::check_metric_name(&metric).map_err(|e| invalid("metric", e.to_string()))?;
+        if new.reference.is_some() {
+            return Err(invalid(
+                "reference",
+                "a business metric monitor compares each window with the metric's own seasonal baseline; it takes no reference".into(),
+            ));
+        }
+        for (field, given) in [
+            ("drift_share", new.drift_share.is_some()),
+            ("exclude", !new.exclude.is_empty()),
+            ("sensitive", !new.sensitive.is_empty()),
+        ] {
+            if given {
+                return Err(invalid(
+                    field,
+                    "is a deployment monitor's; a business metric monitor has no columns".into(),
+                ));
+            }
+        }
+        let mut config = MonitorConfig {
+            drift_share: 0.5,
+            alerts: new.alerts,
+            webhooks: new.webhooks,
+            exclude: Vec::new(),
+            sensitive: Vec::new(),
+            seasonal: Some(new.seasonal.unwrap_or_default()),
+        };
+        config.validate()?;
+        let start = match new.start {
+            None => now,
+            Some(t) if (0..=now).contains(&t) => t,
+            Some(_) => {
+                return Err(invalid(
+                    "start",
+                    "must be a past time in Unix milliseconds".into(),
+                ))
+            }
+        };
+        let spec = MonitorSpec {
+            deployment: String::new(),
+            metric: Some(metric),
+            window_ms: new.window_ms,
+            delay_ms: new.delay_ms.unwrap_or(DEFAULT_DELAY_MS),
+            reference: "seasonal".into(),
             config: serde_json::to_value(&config).map_err(MonitorError::Config)?,
         };
         let first = window_start(start, spec.window_ms);
@@ -243,24 +324,9 @@ impl Engine {
         let mut config: MonitorConfig =
             serde_json::from_value(monitor.spec.config.clone()).map_err(MonitorError::Config)?;
         let rules = config.validate()?;
-        let labels_until = end + monitor.spec.delay_ms;
-        let mut window = self
-            .read_window(&monitor.spec.deployment, start, end, labels_until)
-            .await?;
-        let rows = window.rows() as i64;
-        let (status, result) = if rows == 0 {
-            (WindowStatus::NoData, json!({"values": {"rows": 0}}))
-        } else {
-            match self.compare_window(monitor, &config, &mut window).await {
-                Ok(result) => (WindowStatus::Ok, result),
-                Err(e) => {
-                    tracing::warn!(monitor = %monitor.id, deployment = %monitor.spec.deployment, window_start = start, error = %e, "monitor window could not be compared");
-                    (
-                        WindowStatus::Error,
-                        json!({"error": e.to_string(), "values": {"rows": rows, "error": 1}}),
-                    )
-                }
-            }
+        let (status, result, rows) = match &monitor.spec.metric {
+            Some(metric) => self.metric_window(metric, &config, start, end).await?,
+            None => self.deployment_window(monitor, &config, start, end).await?,
         };
         let values = values_of(&result);
         // The windows with data before this one, newest first, for "for N" rules: windows
@@ -284,6 +350,17 @@ impl Engine {
                     return None;
                 };
                 let value = values.get(&rule.metric).copied();
+                if let Some(metric) = &monitor.spec.metric {
+                    return Some(metric_alert(
+                        monitor,
+                        metric,
+                        (rule, text),
+                        state,
+                        &result,
+                        (start, end),
+                        now,
+                    ));
+                }
                 let drifted: Vec<&str> = result["features"]
                     .as_array()
                     .map(|cols| {
@@ -360,6 +437,88 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// A deployment monitor's window: its predictions compared with the reference.
+    async fn deployment_window(
+        &self,
+        monitor: &Monitor,
+        config: &MonitorConfig,
+        start: i64,
+        end: i64,
+    ) -> Result<(WindowStatus, Json, i64), MonitorError> {
+        let labels_until = end + monitor.spec.delay_ms;
+        let mut window = self
+            .read_window(&monitor.spec.deployment, start, end, labels_until)
+            .await?;
+        let rows = window.rows() as i64;
+        if rows == 0 {
+            return Ok((WindowStatus::NoData, json!({"values": {"rows": 0}}), 0));
+        }
+        Ok(
+            match self.compare_window(monitor, config, &mut window).await {
+                Ok(result) => (WindowStatus::Ok, result, rows),
+                Err(e) => {
+                    tracing::warn!(monitor = %monitor.id, deployment = %monitor.spec.deployment, window_start = start, error = %e, "monitor window could not be compared");
+                    (
+                        WindowStatus::Error,
+                        json!({"error": e.to_string(), "values": {"rows": rows, "error": 1}}),
+                        rows,
+                    )
+                }
+            },
+        )
+    }
+
+    /// A business metric monitor's window: its points judged against the seasonal baseline of
+    /// the history before it, annotated periods left out of both (`crate::seasonal`).
+    async fn metric_window(
+        &self,
+        metric: &str,
+        config: &MonitorConfig,
+        start: i64,
+        end: i64,
+    ) -> Result<(WindowStatus, Json, i64), MonitorError> {
+        let seasonal = config.seasonal.unwrap_or_default().config();
+        let from = start.saturating_sub(seasonal.history_ms());
+        let history = business::points(&self.store, metric, from, start).await?;
+        let points = business::points(&self.store, metric, start, end).await?;
+        if points.is_empty() {
+            return Ok((WindowStatus::NoData, json!({"values": {"points": 0}}), 0));
+        }
+        let annotations =
+            business::list_annotations(&self.store, Some(metric), from, end, false).await?;
+        let excluded: Vec<Excluded> = annotations
+            .iter()
+            .map(|a| Excluded {
+                name: a.name.clone(),
+                from_ms: a.from_ms,
+                to_ms: a.to_ms,
+            })
+            .collect();
+        let rows = points.len() as i64;
+        let assessment = tokio::task::spawn_blocking(move || {
+            crate::seasonal::assess(&history, &points, &excluded, &seasonal)
+        })
+        .await?;
+        let values: Values = assessment
+            .values()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Ok((
+            WindowStatus::Ok,
+            json!({
+                "metric": metric,
+                "points": assessment.points,
+                "annotated_points": assessment.annotated,
+                "unjudged_points": assessment.unjudged,
+                "learned_from": assessment.learned_from,
+                "annotations": annotations.iter().map(|a| json!({"id": a.id, "name": a.name, "kind": a.kind, "from_ms": a.from_ms, "to_ms": a.to_ms})).collect::<Vec<_>>(),
+                "values": values,
+            }),
+            rows,
+        ))
     }
 
     /// Feature drift, prediction drift and performance of one window with predictions.
@@ -674,6 +833,66 @@ fn feature_options(
 }
 
 /// A stored result's `values` (what rules and gauges read).
+/// An alert of a business metric monitor: what the window's points were against the range
+/// the baseline expected, and what it learned from.
+fn metric_alert(
+    monitor: &Monitor,
+    metric: &str,
+    (rule, text): (&crate::rules::Rule, &str),
+    state: AlertState,
+    result: &Json,
+    (start, end): (i64, i64),
+    now: i64,
+) -> Alert {
+    let values = values_of(result);
+    let value = values.get(&rule.metric).copied();
+    let strayed: Vec<&Json> = result["points"]
+        .as_array()
+        .map(|points| {
+            points
+                .iter()
+                .filter(|p| p.get("anomaly").is_some())
+                .collect()
+        })
+        .unwrap_or_default();
+    let range = match strayed.first() {
+        Some(p) => format!(
+            "; {} at {}: {} against an expected {} (range {} – {})",
+            p["anomaly"].as_str().unwrap_or("anomaly"),
+            p["time_ms"].as_i64().map_or("-".into(), rfc3339_seconds),
+            p["value"],
+            p["expected"],
+            p["lower"],
+            p["upper"],
+        ),
+        None => String::new(),
+    };
+    Alert {
+        id: uuid::Uuid::now_v7().simple().to_string().into(),
+        monitor_id: monitor.id.clone(),
+        deployment: String::new(),
+        rule: text.to_string(),
+        state,
+        window_start: start,
+        window_end: end,
+        details: json!({
+            "message": format!(
+                "{metric}: {}{text} (value {}) in the window {} – {}{range}",
+                if state == AlertState::Resolved { "resolved: " } else { "" },
+                value.map_or("-".into(), |v| format!("{v:.4}")),
+                rfc3339_seconds(start),
+                rfc3339_seconds(end),
+            ),
+            "metric": rule.metric, "value": value, "threshold": rule.threshold,
+            "windows": rule.windows, "business_metric": metric,
+            "anomalies": strayed,
+            "learned_from": result["learned_from"],
+            "annotations": result["annotations"],
+        }),
+        fired_time: now,
+    }
+}
+
 fn values_of(result: &Json) -> Values {
     result["values"]
         .as_object()

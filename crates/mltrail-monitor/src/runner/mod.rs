@@ -10,7 +10,7 @@ mod scoring;
 
 pub use config::{
     window_start, BadReference, ConfigError, MonitorConfig, NewMonitor, ReferenceSpec,
-    DEFAULT_ALERT, DEFAULT_DELAY_MS,
+    SeasonalSettings, DEFAULT_ALERT, DEFAULT_DELAY_MS, DEFAULT_METRIC_ALERT,
 };
 pub use engine::{AlertSink, Engine};
 pub use mltrail_core::time::parse_duration_ms;

@@ -18,7 +18,7 @@ use mltrail_core::state::ViewType;
 use mltrail_core::{tags, ExperimentId, MonitorId};
 use mltrail_store::records::{Page, PageToken, Run};
 use mltrail_store::{
-    datasets, experiments, metrics, monitors, registry, runs, StoreError, StoreErrorKind,
+    business, datasets, experiments, metrics, monitors, registry, runs, StoreError, StoreErrorKind,
 };
 use mltrail_web::chart::{self, Series};
 use mltrail_web::runs::{ArtifactEntry, Column, ColumnKind, Comparison, Preview, RunPage};
@@ -71,6 +71,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/deployments/{name}", get(deployment))
         .route("/ui/monitors", get(monitors_list))
         .route("/ui/monitors/{id}", get(monitor))
+        .route("/ui/metrics", get(metrics_list))
+        .route("/ui/metrics/{name}", get(metric))
 }
 
 /// What the UI keeps between requests: the secret its forms' CSRF tokens are keyed with, and

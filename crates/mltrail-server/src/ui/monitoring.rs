@@ -64,3 +64,62 @@ pub(super) async fn monitor(
         &alerts,
     ))
 }
+
+/// Windows of each monitor a metric's page reads at most (the newest).
+const METRIC_WINDOWS: i64 = 2_000;
+
+pub(super) async fn metrics_list(State(state): State<AppState>, ctx: Ctx) -> PageResult {
+    let fail = |e: StoreError| ctx.fail(Section::Monitors, e);
+    let metrics = business::list_metrics(&state.store).await.map_err(fail)?;
+    let annotations = business::list_annotations(&state.store, None, i64::MIN, i64::MAX, false)
+        .await
+        .map_err(fail)?;
+    html(mltrail_web::business::metrics_page(
+        &ctx.viewer(),
+        &metrics,
+        &annotations,
+    ))
+}
+
+pub(super) async fn metric(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+) -> PageResult {
+    let fail = |e: StoreError| ctx.fail(Section::Monitors, e);
+    let summary = business::metric_summary(&state.store, &name)
+        .await
+        .map_err(fail)?;
+    let points = business::points(
+        &state.store,
+        &name,
+        summary.first_time,
+        summary.last_time.saturating_add(1),
+    )
+    .await
+    .map_err(fail)?;
+    let annotations =
+        business::list_annotations(&state.store, Some(&name), i64::MIN, i64::MAX, false)
+            .await
+            .map_err(fail)?;
+    let mut watching = Vec::new();
+    for m in monitors::list_monitors(&state.store, None, false)
+        .await
+        .map_err(fail)?
+    {
+        if m.spec.metric.as_deref() == Some(name.as_str()) {
+            let mut results = monitors::list_results(&state.store, &m.id, METRIC_WINDOWS)
+                .await
+                .map_err(fail)?;
+            results.reverse();
+            watching.push((m, results));
+        }
+    }
+    html(mltrail_web::business::metric_page(
+        &ctx.viewer(),
+        &summary,
+        &points,
+        &annotations,
+        &watching,
+    ))
+}
