@@ -3,6 +3,7 @@ a daily and a weekly pattern and a two-week campaign, watched by two anomaly mon
 the annotation the baseline learns the campaign and the weeks after it fire false drops; with it,
 none, and a real 20 % drop afterwards is caught in its first window."""
 import json
+import math
 import subprocess
 import time
 
@@ -71,6 +72,8 @@ def test_an_annotated_campaign_is_left_out_of_the_baseline(server, tmp_path, uni
     back = requests.get(f"{server['url']}/api/v1/metrics/{annotated}", timeout=30).json()
     assert [p["value"] for p in back["points"]] == frame["value"].tolist()
     assert back["metric"]["points"] == 1680
+    shown = mltrail(server, "metrics", "show", annotated, "--since", iso(drop_at), "--json")
+    assert len(json.loads(shown.stdout)["points"]) == (monday + 10 * WEEK - drop_at) // HOUR
 
     made = mltrail(server, "annotate", "--name", "spring campaign", "--kind", "campaign",
                    "--from", str(campaign[0]), "--to", str(campaign[1]), "--metrics", annotated,
@@ -125,6 +128,9 @@ def test_points_are_checked_and_never_rewritten(server, unique):
     assert "never rewritten" in changed.json()["message"]
     for body, field in [({"points": [{"time": 5, "value": "12"}]}, "points[0].value"),
                         ({"points": [{"time": 5, "value": 9007199254740993}]}, "points[0].value"),
+                        ({"points": [{"time": 5, "value": 18446744073709551617}]}, "points[0].value"),
+                        ({"points": [{"time": 253402300800000, "value": 1}]}, "points[0].time"),
+                        ({"points": [], "unit": "EUR"}, "unit"),
                         ({"points": [{"time": 5.5, "value": 1}]}, "points[0].time"),
                         ({"points": [{"time": 5, "value": 1, "unit": "EUR"}]}, "points[0].unit"),
                         ({"values": []}, "points")]:
@@ -132,6 +138,23 @@ def test_points_are_checked_and_never_rewritten(server, unique):
         assert refused.status_code == 400, (body, refused.text)
         assert field in refused.json()["message"], (body, refused.text)
     assert requests.post(f"{server['url']}/api/v1/metrics/bad%20name", json={"points": []}, timeout=10).status_code == 400
+    # Integers a double holds exactly are taken, and -0 keeps its sign.
+    exact = requests.post(url, data='{"points": [{"time": 7, "value": 1152921504606846976}, {"time": 8, "value": -0}]}',
+                          headers={"Content-Type": "application/json"}, timeout=10)
+    assert exact.status_code == 200, exact.text
+    got = [p["value"] for p in requests.get(f"{url}?since=7&until=9", timeout=10).json()["points"]]
+    assert got[0] == float(2**60) and int(got[0]) == 2**60
+    assert got[1] == 0.0 and math.copysign(1.0, got[1]) == -1.0, got
+    broken = requests.post(url, data="{not json", headers={"Content-Type": "application/json"}, timeout=10)
+    assert broken.status_code == 400 and "points" in broken.json()["message"]
+    monitors = f"{server['url']}/api/v1/monitors"
+    for body, field in [({"metric": name, "window": "1h", "alerts": ["drift_share >= 0.3"]}, "alerts"),
+                        ({"deployment": "d", "window": "1h", "alerts": ["drops >= 1"]}, "alerts"),
+                        ({"metric": name, "window": "8d"}, "window"),
+                        ({"metric": name, "window": "1h", "seasonal": {"season": 1e17}}, "season"),
+                        ({"metric": name, "window": "1h", "seasonal": {"period": "7d"}}, "seasonal.period")]:
+        refused = requests.post(monitors, json=body, timeout=10)
+        assert refused.status_code == 400 and f"`{field}`" in refused.json()["message"], (body, refused.text)
     refused = requests.post(f"{server['url']}/api/v1/annotations", json={"name": "x", "from": 10, "to": 5}, timeout=10)
     assert refused.status_code == 400 and "`to`" in refused.json()["message"]
     refused = requests.post(f"{server['url']}/api/v1/annotations", json={"name": "x", "from": 1, "to": 5, "kind": "party"}, timeout=10)

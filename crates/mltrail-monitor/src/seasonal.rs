@@ -29,6 +29,10 @@ pub struct SeasonalConfig {
     pub horizon: usize,
 }
 
+/// The smallest spread (of relative deviations) a baseline is given: a history that never
+/// strayed would otherwise divide by zero.
+pub const MIN_SPREAD: f64 = 1e-9;
+
 /// A week, the default season.
 pub const WEEK_MS: i64 = 7 * 86_400_000;
 
@@ -162,26 +166,37 @@ struct Series<'a> {
 }
 
 impl<'a> Series<'a> {
-    /// `points` sorted by time.
-    fn new(points: &'a [(i64, f64)]) -> Self {
+    /// `points` sorted by time; moments a `period` apart never share a point (the tolerance
+    /// stays below half a period), so no point stands for two seasons, or for itself.
+    fn new(points: &'a [(i64, f64)], period_ms: i64) -> Self {
         let mut gaps: Vec<i64> = points
             .windows(2)
-            .map(|w| w[1].0 - w[0].0)
+            .map(|w| w[1].0.saturating_sub(w[0].0))
             .filter(|g| *g > 0)
             .collect();
         gaps.sort_unstable();
-        let tolerance = gaps.get(gaps.len() / 2).map_or(0, |g| g / 2);
+        let tolerance = gaps
+            .get(gaps.len() / 2)
+            .map_or(0, |g| g / 2)
+            .min((period_ms - 1) / 2);
         Series { points, tolerance }
     }
 
+    /// The typical spacing of the points (0 for fewer than two).
+    fn spacing(&self) -> i64 {
+        self.tolerance.saturating_mul(2)
+    }
+
     fn near(&self, time_ms: i64) -> Option<(i64, f64)> {
-        let at = self
-            .points
-            .partition_point(|p| p.0 < time_ms - self.tolerance);
+        let (from, to) = (
+            time_ms.checked_sub(self.tolerance)?,
+            time_ms.checked_add(self.tolerance)?,
+        );
+        let at = self.points.partition_point(|p| p.0 < from);
         self.points[at..]
             .iter()
-            .take_while(|p| p.0 <= time_ms + self.tolerance)
-            .min_by_key(|p| (p.0 - time_ms).abs())
+            .take_while(|p| p.0 <= to)
+            .min_by_key(|p| p.0.abs_diff(time_ms))
             .copied()
     }
 }
@@ -212,7 +227,13 @@ fn baseline(
         if found.len() == config.seasons {
             break;
         }
-        let Some((t, v)) = history.near(time_ms - k * config.period_ms) else {
+        let Some(moment) = k
+            .checked_mul(config.period_ms)
+            .and_then(|back| time_ms.checked_sub(back))
+        else {
+            break;
+        };
+        let Some((t, v)) = history.near(moment) else {
             continue;
         };
         if !excluded.iter().any(|e| e.holds(t)) {
@@ -234,28 +255,33 @@ pub fn assess(
     excluded: &[Excluded],
     config: &SeasonalConfig,
 ) -> Assessment {
-    let series = Series::new(history);
-    let window_start = window.first().map_or(i64::MAX, |p| p.0);
-    // The spread: each recent history point's relative deviation from its own baseline.
-    let recent_from = window_start.saturating_sub(
-        config
-            .period_ms
-            .saturating_mul(i64::try_from(config.seasons).unwrap_or(i64::MAX)),
-    );
+    let series = Series::new(history, config.period_ms);
+    // The spread: the relative deviation of each of the newest history points outside
+    // annotations from its own baseline, as many points as `seasons` periods hold (reaching
+    // back past annotated periods as the baselines do).
+    let seasons = i64::try_from(config.seasons).unwrap_or(i64::MAX);
+    let wanted = match series.spacing() {
+        0 => usize::MAX,
+        gap => {
+            usize::try_from(config.period_ms.saturating_mul(seasons) / gap).unwrap_or(usize::MAX)
+        }
+    };
     let mut deviations: Vec<f64> = history
         .iter()
-        .filter(|(t, _)| *t >= recent_from && !excluded.iter().any(|e| e.holds(*t)))
+        .rev()
+        .filter(|(t, _)| !excluded.iter().any(|e| e.holds(*t)))
+        .take(wanted)
         .filter_map(|&(t, v)| {
             let expected = baseline(&series, t, excluded, config)?;
             (expected != 0.0).then(|| (v - expected) / expected.abs())
         })
         .collect();
     let spread_points = deviations.len();
-    let spread = median(&mut deviations).and_then(|center| {
+    let spread = median(&mut deviations).map(|center| {
         let mut absolute: Vec<f64> = deviations.iter().map(|d| (d - center).abs()).collect();
-        median(&mut absolute)
-            .map(|mad| 1.4826 * mad)
-            .filter(|s| *s > 0.0)
+        // A history that never strayed (a constant metric) has no spread: any deviation
+        // beyond this floor is then an anomaly, rather than nothing ever being judged.
+        median(&mut absolute).map_or(MIN_SPREAD, |mad| (1.4826 * mad).max(MIN_SPREAD))
     });
     let mut judged = Vec::new();
     let (mut annotated, mut unjudged) = (0, 0);
@@ -434,6 +460,29 @@ pub(crate) mod tests {
             "{seen_plain} of {}",
             dropped.len()
         );
+    }
+
+    #[test]
+    fn a_metric_that_never_strayed_is_still_judged() {
+        let hour = 3_600_000;
+        let history: Vec<(i64, f64)> = (0..3 * 24).map(|h| (h * hour, 100.0)).collect();
+        let config = SeasonalConfig {
+            period_ms: 24 * hour,
+            ..SeasonalConfig::default()
+        };
+        let window = [(72 * hour, 100.0), (73 * hour, 100.5)];
+        let a = assess(&history, &window, &[], &config);
+        assert_eq!(a.learned_from.spread, Some(MIN_SPREAD));
+        assert_eq!(a.points[0].anomaly, None);
+        assert_eq!(a.points[1].anomaly, Some(Direction::Spike));
+        // A moment whose past seasons are missing (a day without points) has no baseline.
+        let gappy: Vec<(i64, f64)> = history
+            .iter()
+            .copied()
+            .filter(|(t, _)| *t >= 48 * hour)
+            .collect();
+        let a = assess(&gappy, &[(72 * hour, 100.0)], &[], &config);
+        assert_eq!((a.points.len(), a.unjudged), (0, 1));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use mltrail_store::business::{self, NewAnnotation};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
@@ -16,79 +17,117 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("`{field}`: {message}")).at_column(Some(field), None)
 }
 
+/// The latest time taken: the end of year 9999, as far as the time helpers print.
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 /// A time as Unix milliseconds (a whole number) or as text: an RFC 3339 time or a UTC date.
 fn time_of(value: &Value, field: &str) -> Result<i64, ApiError> {
-    match value {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| bad(field, "must be a whole number of Unix milliseconds")),
-        Value::String(text) => {
-            let looks_like_duration = text
-                .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c, 's' | 'm' | 'h' | 'd'));
-            if looks_like_duration {
-                return Err(bad(
-                    field,
-                    "must be a time (RFC 3339 or a date), not a duration",
-                ));
+    let ms =
+        match value {
+            Value::Number(n) => n
+                .as_i64()
+                .ok_or_else(|| bad(field, "must be a whole number of Unix milliseconds"))?,
+            Value::String(text) => {
+                let looks_like_duration = text
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, 's' | 'm' | 'h' | 'd'));
+                if looks_like_duration {
+                    return Err(bad(
+                        field,
+                        "must be a time (RFC 3339 or a date), not a duration",
+                    ));
+                }
+                mltrail_core::time::parse_since(text, 0).map_err(|e| bad(field, e))?
             }
-            mltrail_core::time::parse_since(text, 0).map_err(|e| bad(field, e))
-        }
-        _ => Err(bad(
-            field,
-            "must be Unix milliseconds or an RFC 3339 time such as \"2026-12-01T10:00:00Z\"",
-        )),
+            _ => return Err(bad(
+                field,
+                "must be Unix milliseconds or an RFC 3339 time such as \"2026-12-01T10:00:00Z\"",
+            )),
+        };
+    if !(0..=MAX_TIME_MS).contains(&ms) {
+        return Err(bad(field, "must be between 1970 and the end of year 9999"));
+    }
+    Ok(ms)
+}
+
+/// A query's time: Unix milliseconds, or what `parse_since` reads (a time, a date, a duration
+/// ago).
+fn query_time(text: &str, field: &str, now: i64) -> Result<i64, ApiError> {
+    match text.parse::<i64>() {
+        Ok(ms) => Ok(ms),
+        Err(_) => mltrail_core::time::parse_since(text, now).map_err(|e| bad(field, e)),
     }
 }
 
-/// A JSON number as a double only when the double is that number: an integer beyond 2^53 would
-/// come back as another one.
-fn exact_f64(value: &Value) -> Option<f64> {
-    let Value::Number(n) = value else { return None };
-    if let Some(i) = n.as_i64() {
+/// A JSON number, from its text, as a double only when the double is that number: serde_json
+/// would read an integer beyond u64 as the nearest double, silently.
+fn exact_f64(raw: &RawValue) -> Option<f64> {
+    let text = raw.get().trim();
+    let integer = !text.contains(['.', 'e', 'E']);
+    if integer {
+        let i: i128 = text.parse().ok()?;
         let f = i as f64;
-        return (f as i64 == i && f.abs() < 9_007_199_254_740_992.0).then_some(f);
+        // `-0` is the double -0.0, as a client that wrote it meant.
+        let f = if i == 0 && text.starts_with('-') {
+            -0.0
+        } else {
+            f
+        };
+        return (f.is_finite() && f as i128 == i).then_some(f);
     }
-    if let Some(u) = n.as_u64() {
-        let f = u as f64;
-        return (f as u64 == u && f < 9_007_199_254_740_992.0).then_some(f);
-    }
-    n.as_f64().filter(|f| f.is_finite())
+    serde_json::from_str::<f64>(text)
+        .ok()
+        .filter(|f| f.is_finite())
 }
 
 async fn push(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(name): Path<String>,
-    Json(body): Json<Value>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Some(items) = body.get("points").and_then(Value::as_array) else {
-        return Err(bad(
-            "points",
-            "a list of {\"time\": …, \"value\": …} is required",
-        ));
-    };
+    let body = body.map_err(|r| ApiError::body_rejected(r, "INVALID_PARAMETER_VALUE"))?;
+    // Read with each value's text kept, so a value a double cannot hold is refused, not rounded.
+    type Fields = std::collections::BTreeMap<String, Box<RawValue>>;
+    let body: Fields = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(format!(
+            "the body must be a JSON object {{\"points\": [...]}}: {e}"
+        ))
+    })?;
+    if let Some(other) = body.keys().find(|k| k.as_str() != "points") {
+        return Err(bad(other, "is not a field of a push (points)"));
+    }
+    let items: Vec<Fields> = body
+        .get("points")
+        .ok_or_else(|| {
+            bad(
+                "points",
+                "a list of {\"time\": …, \"value\": …} is required",
+            )
+        })
+        .and_then(|raw| {
+            serde_json::from_str(raw.get()).map_err(|_| {
+                bad(
+                    "points",
+                    "must be a list of {\"time\": …, \"value\": …} objects",
+                )
+            })
+        })?;
     let mut points = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    for (i, fields) in items.iter().enumerate() {
         let field = |f: &str| format!("points[{i}].{f}");
-        let Some(fields) = item.as_object() else {
-            return Err(bad(
-                &format!("points[{i}]"),
-                "must be an object {\"time\", \"value\"}",
-            ));
-        };
         if let Some(other) = fields
             .keys()
             .find(|k| !matches!(k.as_str(), "time" | "value"))
         {
             return Err(bad(&field(other), "is not a point's field (time, value)"));
         }
-        let time = time_of(
-            fields
-                .get("time")
-                .ok_or_else(|| bad(&field("time"), "is required"))?,
-            &field("time"),
-        )?;
+        let time = fields
+            .get("time")
+            .ok_or_else(|| bad(&field("time"), "is required"))?;
+        let time: Value =
+            serde_json::from_str(time.get()).map_err(|_| bad(&field("time"), "is not JSON"))?;
+        let time = time_of(&time, &field("time"))?;
         let value = fields
             .get("value")
             .ok_or_else(|| bad(&field("value"), "is required"))?;
@@ -118,11 +157,11 @@ async fn read(
     let summary = business::metric_summary(&state.store, &name).await?;
     let now = mltrail_core::now_millis();
     let since = match &q.since {
-        Some(t) => mltrail_core::time::parse_since(t, now).map_err(|e| bad("since", e))?,
+        Some(t) => query_time(t, "since", now)?,
         None => summary.first_time,
     };
     let until = match &q.until {
-        Some(t) => mltrail_core::time::parse_since(t, now).map_err(|e| bad("until", e))?,
+        Some(t) => query_time(t, "until", now)?,
         None => summary.last_time.saturating_add(1),
     };
     let points = business::points(&state.store, &name, since, until).await?;
@@ -152,7 +191,7 @@ fn text_field(body: &Value, field: &str) -> Result<Option<String>, ApiError> {
 async fn annotate(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Json(body): Json<Value>,
+    crate::req::JsonBody(body): crate::req::JsonBody,
 ) -> ApiResult<Json<Value>> {
     let Some(fields) = body.as_object() else {
         return Err(ApiError::invalid("the body must be a JSON object"));
@@ -247,14 +286,18 @@ async fn delete_annotation(
     Ok(Json(json!({})))
 }
 
-pub fn metric_routes() -> Router<AppState> {
+/// The routes of business metrics; a push's body may be as large as `max_body` (a point is ~50
+/// bytes of JSON, so the default 16 MiB holds the 100,000 a push may carry).
+pub fn metric_routes(max_body: usize) -> Router<AppState> {
     Router::new()
         .route("/", get(list))
         .route("/{name}", get(read).post(push))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
 }
 
-pub fn annotation_routes() -> Router<AppState> {
+pub fn annotation_routes(max_body: usize) -> Router<AppState> {
     Router::new()
         .route("/", get(annotations).post(annotate))
         .route("/{id}", get(annotation).delete(delete_annotation))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
 }

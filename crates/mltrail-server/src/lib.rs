@@ -119,8 +119,14 @@ pub fn router(state: AppState, limits: Limits) -> Router {
                 .merge(cards::routes()),
         )
         .nest("/api/v1/monitors", monitors::routes())
-        .nest("/api/v1/metrics", business::metric_routes())
-        .nest("/api/v1/annotations", business::annotation_routes())
+        .nest(
+            "/api/v1/metrics",
+            business::metric_routes(limits.max_json_bytes),
+        )
+        .nest(
+            "/api/v1/annotations",
+            business::annotation_routes(limits.max_json_bytes),
+        )
         .nest("/api/v1/alerts", monitors::alert_routes())
         .nest(
             "/api/v1/privacy",

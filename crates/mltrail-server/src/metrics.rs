@@ -51,6 +51,14 @@ struct PerformanceLabels {
     metric: String,
 }
 
+/// A business metric monitor's window value (`drops`, `expected`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BusinessLabels {
+    business_metric: String,
+    monitor: String,
+    value: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FairnessLabels {
     deployment: String,
@@ -76,6 +84,7 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
     let window_error = Family::<MonitorLabels, Gauge>::default();
     let window_end = Family::<MonitorLabels, Gauge>::default();
     let alerts = Family::<MonitorLabels, Counter>::default();
+    let business = Family::<BusinessLabels, Score>::default();
     for m in monitors::list_monitors(&state.store, None, false).await? {
         let base = MonitorLabels {
             deployment: m.spec.deployment.clone(),
@@ -99,6 +108,20 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
             .get_or_create(&base)
             .set(latest.window_end / 1000);
         let r = &latest.result;
+        if let Some(metric) = &m.spec.metric {
+            for (value, v) in r["values"].as_object().into_iter().flatten() {
+                if let Some(v) = v.as_f64() {
+                    business
+                        .get_or_create(&BusinessLabels {
+                            business_metric: metric.clone(),
+                            monitor: base.monitor.clone(),
+                            value: value.clone(),
+                        })
+                        .set(v);
+                }
+            }
+            continue;
+        }
         for c in r["features"].as_array().into_iter().flatten() {
             let labels = FeatureLabels {
                 deployment: base.deployment.clone(),
@@ -169,6 +192,11 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
         "mltrail_fairness",
         "Fairness across the groups of a sensitive column in the latest window: demographic parity over all predictions, equalized odds and equal opportunity over labelled ones (differences and ratios between groups).",
         fairness,
+    );
+    registry.register(
+        "mltrail_business_metric_window",
+        "A business metric monitor's latest window: points judged, anomalies, drops, spikes, observed and expected (means), deviation, annotated and unjudged points, received.",
+        business,
     );
     registry.register("mltrail_feature_drift", "Drift score of an input feature in the latest window: the p-value for statistical tests, the distance otherwise.", features);
     registry.register(

@@ -99,7 +99,7 @@ fn seasonal_settings(
 async fn create(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Json(body): Json<Value>,
+    crate::req::JsonBody(body): crate::req::JsonBody,
 ) -> ApiResult<Json<Value>> {
     let metric = match body.get("metric") {
         None | Some(Value::Null) => None,

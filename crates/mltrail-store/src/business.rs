@@ -20,6 +20,9 @@ use crate::error::{Conflict, Invalid, NotFound};
 use crate::sql::{int, text};
 use crate::{MetaStore, StoreError};
 
+/// The latest time a point or an annotation may have: the end of year 9999.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 /// At most this many points per push (a request body stays reasonable; push more in turns).
 pub const MAX_POINTS_PER_PUSH: usize = 100_000;
 
@@ -127,10 +130,10 @@ pub async fn push_points(
             }
             .into());
         }
-        if t < 0 {
+        if !(0..=MAX_TIME_MS).contains(&t) {
             return Err(Invalid::Point {
                 index: i,
-                why: "time must be Unix milliseconds ≥ 0".into(),
+                why: "time must be Unix milliseconds from 1970 to the end of year 9999".into(),
             }
             .into());
         }
@@ -182,8 +185,10 @@ pub async fn push_points(
             }
             let batch_id = uuid::Uuid::now_v7().simple().to_string();
             for chunk in new.chunks(200) {
+                // Another server's push of the same times may have landed since the check
+                // above: those rows are left alone, and this push is refused as a whole.
                 let sql = format!(
-                    "INSERT INTO business_points (metric, time_ms, value_bits, batch_id) VALUES {}",
+                    "INSERT INTO business_points (metric, time_ms, value_bits, batch_id) VALUES {} ON CONFLICT (metric, time_ms) DO NOTHING",
                     crate::sql::values_rows(tx, chunk.len(), 4)
                 );
                 // Only placeholders are formatted in; every value is bound.
@@ -195,7 +200,10 @@ pub async fn push_points(
                         .bind(v.to_bits() as i64)
                         .bind(batch_id.clone());
                 }
-                query.execute(&mut *tx).await?;
+                let inserted = query.execute(&mut *tx).await?.rows_affected();
+                if inserted != chunk.len() as u64 {
+                    return Err(Conflict::ConcurrentPush(metric.clone()).into());
+                }
             }
             let batch = PointBatch {
                 metric: metric.clone(),
@@ -259,11 +267,22 @@ pub async fn list_metrics(store: &MetaStore) -> Result<Vec<MetricSummary>, Store
 
 /// One metric's summary; not found when nothing was pushed.
 pub async fn metric_summary(store: &MetaStore, name: &str) -> Result<MetricSummary, StoreError> {
-    list_metrics(store)
-        .await?
-        .into_iter()
-        .find(|m| m.name == name)
-        .ok_or_else(|| NotFound::BusinessMetric(name.to_string()).into())
+    let row = sqlx::query(
+        "SELECT count(*) AS points, min(time_ms) AS first_time, max(time_ms) AS last_time FROM business_points WHERE metric = $1",
+    )
+    .bind(name.to_string())
+    .fetch_one(store.readers())
+    .await?;
+    let points = int(&row, "points")?;
+    if points == 0 {
+        return Err(NotFound::BusinessMetric(name.to_string()).into());
+    }
+    Ok(MetricSummary {
+        name: name.to_string(),
+        points,
+        first_time: int(&row, "first_time")?,
+        last_time: int(&row, "last_time")?,
+    })
 }
 
 /// What kind of period an annotation marks.
@@ -379,8 +398,15 @@ pub async fn create_annotation(
         )
         .into());
     }
-    if new.from_ms < 0 {
-        return Err(bad("from", "must be a time ≥ 1970-01-01".into()).into());
+    if !(0..=MAX_TIME_MS).contains(&new.from_ms) {
+        return Err(bad(
+            "from",
+            "must be a time from 1970 to the end of year 9999".into(),
+        )
+        .into());
+    }
+    if new.to_ms > MAX_TIME_MS {
+        return Err(bad("to", "must be a time before the end of year 9999".into()).into());
     }
     if new.to_ms <= new.from_ms {
         return Err(bad("to", "must be after `from`".into()).into());

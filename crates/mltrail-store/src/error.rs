@@ -379,6 +379,9 @@ pub enum Conflict {
         column: String,
         source: Arc<serde_json::Error>,
     },
+    /// Another push stored some of the same times while this one was checked.
+    #[error("another push of business metric `{0}` stored some of these times at the same moment; nothing of this push was stored: push it again")]
+    ConcurrentPush(String),
     /// A point pushed again with another value: points are never rewritten.
     #[error("business metric `{metric}` has {stored} at time {time_ms} already; a stored point is never rewritten (got {given})")]
     PointChanged {

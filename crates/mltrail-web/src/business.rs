@@ -14,11 +14,18 @@ pub fn metric_href(name: &str) -> String {
 
 /// A business metric monitor's window in one line.
 pub fn verdict(result: &MonitorResult) -> String {
-    if result.status == WindowStatus::NoData {
-        return "no points in the window".into();
-    }
     let v = &result.result["values"];
     let n = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    if result.status == WindowStatus::NoData {
+        return match n("received") {
+            0.0 => "no points in the window".into(),
+            received => format!(
+                "{received} points, none judged ({} annotated, {} without a baseline)",
+                n("annotated_points"),
+                n("unjudged_points")
+            ),
+        };
+    }
     let mut line = format!(
         "{} drops, {} spikes of {} points judged",
         n("drops"),

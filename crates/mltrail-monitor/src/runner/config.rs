@@ -72,6 +72,9 @@ impl Default for SeasonalSettings {
     }
 }
 
+/// The longest season: a year, leap day included.
+const MAX_SEASON_MS: i64 = 366 * 86_400_000;
+
 impl SeasonalSettings {
     pub fn config(&self) -> crate::seasonal::SeasonalConfig {
         crate::seasonal::SeasonalConfig {
@@ -84,10 +87,10 @@ impl SeasonalSettings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, message: String| Err(ConfigError { field, message });
-        if self.season_ms < 60_000 {
+        if !(60_000..=MAX_SEASON_MS).contains(&self.season_ms) {
             return invalid(
                 "season",
-                format!("must be at least 1m, got {} ms", self.season_ms),
+                format!("must be 1m to 366d, got {} ms", self.season_ms),
             );
         }
         if !(2..=20).contains(&self.seasons) {
@@ -157,6 +160,30 @@ impl MonitorConfig {
             .map(|a| Rule::parse(a))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("alerts", e))?;
+        // A rule on the other kind's values would never hold.
+        let business = self.seasonal.is_some();
+        if let Some(rule) = rules
+            .iter()
+            .find(|r| crate::rules::BUSINESS_METRICS.contains(&r.metric.as_str()) != business)
+        {
+            return Err(invalid(
+                "alerts",
+                format!(
+                    "`{}` is not a value of a {} monitor's windows ({})",
+                    rule.metric,
+                    if business {
+                        "business metric"
+                    } else {
+                        "deployment"
+                    },
+                    if business {
+                        format!("those are: {}", crate::rules::BUSINESS_METRICS.join(", "))
+                    } else {
+                        "see docs/monitoring.md, Alert rules".to_string()
+                    }
+                ),
+            ));
+        }
         for url in &self.webhooks {
             let rest = url
                 .strip_prefix("http://")

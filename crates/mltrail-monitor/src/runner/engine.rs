@@ -186,6 +186,13 @@ impl Engine {
             ));
         }
         business::check_metric_name(&metric).map_err(|e| invalid("metric", e.to_string()))?;
+        let seasonal = new.seasonal.unwrap_or_default();
+        if new.window_ms > seasonal.season_ms {
+            return Err(invalid(
+                "window",
+                "must be at most the season (a longer window would judge its points against seasons inside itself)".into(),
+            ));
+        }
         if new.reference.is_some() {
             return Err(invalid(
                 "reference",
@@ -210,7 +217,7 @@ impl Engine {
             webhooks: new.webhooks,
             exclude: Vec::new(),
             sensitive: Vec::new(),
-            seasonal: Some(new.seasonal.unwrap_or_default()),
+            seasonal: Some(seasonal),
         };
         config.validate()?;
         let start = match new.start {
@@ -484,7 +491,11 @@ impl Engine {
         let history = business::points(&self.store, metric, from, start).await?;
         let points = business::points(&self.store, metric, start, end).await?;
         if points.is_empty() {
-            return Ok((WindowStatus::NoData, json!({"values": {"points": 0}}), 0));
+            return Ok((
+                WindowStatus::NoData,
+                json!({"metric": metric, "values": {"points": 0, "received": 0}}),
+                0,
+            ));
         }
         let annotations =
             business::list_annotations(&self.store, Some(metric), from, end, false).await?;
@@ -501,13 +512,22 @@ impl Engine {
             crate::seasonal::assess(&history, &points, &excluded, &seasonal)
         })
         .await?;
-        let values: Values = assessment
+        let mut values: Values = assessment
             .values()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
+        values.insert("received".into(), rows as f64);
+        // A window whose points were all annotated or could not be judged says nothing about
+        // the rules: like a window without points, it neither fires, nor resolves, nor breaks
+        // a streak (annotating an ongoing outage must not read as "resolved").
+        let status = if assessment.points.is_empty() {
+            WindowStatus::NoData
+        } else {
+            WindowStatus::Ok
+        };
         Ok((
-            WindowStatus::Ok,
+            status,
             json!({
                 "metric": metric,
                 "points": assessment.points,
