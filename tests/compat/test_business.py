@@ -2,6 +2,7 @@
 a daily and a weekly pattern and a two-week campaign, watched by two anomaly monitors. Without
 the annotation the baseline learns the campaign and the weeks after it fire false drops; with it,
 none, and a real 20 % drop afterwards is caught in its first window."""
+import io
 import json
 import math
 import subprocess
@@ -164,3 +165,61 @@ def test_points_are_checked_and_never_rewritten(server, unique):
     # The CLI says what to do in one line.
     bad = mltrail(server, "metrics", "push", name, "--value", "1", "--time", "1000", check=False)
     assert bad.returncode != 0 and "never rewritten" in bad.stderr
+
+
+def test_exports_tag_or_leave_out_annotated_periods_and_a_prometheus_series_is_scraped(server, tmp_path, unique):
+    import http.server
+    import threading
+
+    name = unique("visits")
+    day = 86_400_000
+    points = [{"time": i * 3_600_000, "value": float(i)} for i in range(72)]
+    assert requests.post(f"{server['url']}/api/v1/metrics/{name}", json={"points": points}, timeout=10).status_code == 200
+    made = mltrail(server, "annotate", "--name", "promo", "--kind", "campaign", "--from", str(day),
+                   "--to", str(2 * day), "--metrics", name)
+    assert made.stdout.strip()
+    tagged = tmp_path / "tagged.parquet"
+    done = mltrail(server, "metrics", "export", name, "--output", str(tagged))
+    assert "72 points written, 24 of them tagged" in done.stderr, done.stderr
+    frame = pd.read_parquet(tagged)
+    assert list(frame.columns) == ["time_ms", "time", "value", "annotation", "annotation_kind"]
+    assert (frame["annotation"] == "promo").sum() == 24 and frame["value"].tolist() == [float(i) for i in range(72)]
+    assert frame.loc[frame["annotation"] == "promo", "time_ms"].between(day, 2 * day - 1).all()
+    clean = mltrail(server, "metrics", "export", name, "--annotations", "exclude", "--format", "csv",
+                    "--dataset", unique("visits-clean"))
+    assert "48 points written, 24 inside annotated periods left out (promo)" in clean.stderr, clean.stderr
+    assert "stored as dataset version" in clean.stderr
+    rows = pd.read_csv(io.StringIO(clean.stdout))
+    assert len(rows) == 48 and not rows["time_ms"].between(day, 2 * day - 1).any()
+
+    # A counter on a Prometheus page, scraped three times; --increase pushes the differences.
+    counts = iter([100.0, 130.5, 131.0])
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = ("# TYPE shop_revenue_total counter\n"
+                    f'shop_revenue_total{{region="eu"}} {next(counts)}\n'
+                    'shop_revenue_total{region="us"} 7\n').encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    page = http.server.HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    try:
+        scraped = unique("revenue-eu")
+        run = mltrail(server, "metrics", "scrape", f"http://127.0.0.1:{page.server_address[1]}/metrics",
+                      "--series", 'shop_revenue_total{region="eu"}', "--as", scraped, "--every", "1s",
+                      "--times", "3", "--increase")
+    finally:
+        page.shutdown()
+    values = [p["value"] for p in requests.get(f"{server['url']}/api/v1/metrics/{scraped}", timeout=10).json()["points"]]
+    assert values == [30.5, 0.5], (values, run.stderr)
+    ambiguous = mltrail(server, "metrics", "scrape", "http://127.0.0.1:9/metrics", "--series", "x{", "--as", scraped,
+                        check=False)
+    assert ambiguous.returncode != 0 and "--series" in ambiguous.stderr

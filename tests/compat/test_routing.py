@@ -154,6 +154,23 @@ seed = 7
         assert {"income", "age", "prediction_label", "experiment", "policy_version", "returned"} <= set(table.columns)
         stored = requests.get(f"{server['url']}/api/v1/datasets/{dataset}/versions/1", timeout=10).json()
         assert stored["dataset_version"]["rows"] == 300
+        # Annotated periods about the deployment: tagged, or left out of the training data.
+        cut = int(table["time_ms"].median())
+        mltrail(server, "annotate", "--name", "launch week", "--kind", "campaign", "--from", str(int(table["time_ms"].min())),
+                "--to", str(cut), "--metrics", deployment)
+        inside = int((table["time_ms"] < cut).sum())
+        assert 0 < inside < 300
+        for mode, rows in [("tag", 300), ("exclude", 300 - inside)]:
+            out = tmp_path / f"{mode}.parquet"
+            mltrail(server, "predictions", "export", "--deployment", deployment, "--for-training", "--annotations", mode,
+                    "--output", str(out), "--log-dir", str(tmp_path / "predictions"))
+            annotated = pd.read_parquet(out)
+            assert len(annotated) == rows, mode
+            if mode == "tag":
+                assert (annotated["annotation"] == "launch week").sum() == inside
+                assert (annotated["annotation_kind"].dropna() == "campaign").all()
+            else:
+                assert (annotated["time_ms"] >= cut).all()
         out = tmp_path / "winner.parquet"
         mltrail(server, "predictions", "export", "--deployment", deployment, "--for-training",
                 "--exclude-arms", f"{name}/1", "--output", str(out), "--log-dir", str(tmp_path / "predictions"))

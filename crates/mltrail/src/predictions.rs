@@ -59,6 +59,12 @@ pub struct ExportArgs {
     /// which experiment, policy and arm each came from).
     #[arg(long, requires = "for_training")]
     dataset: Option<String>,
+    /// Annotated periods about this deployment (`mltrail annotate` naming it, or naming no
+    /// metric): `tag` adds columns annotation and annotation_kind, `exclude` leaves their
+    /// records out (so a model trained on them does not learn a campaign), `include` (the
+    /// default) leaves the records as they are.
+    #[arg(long, value_enum, default_value = "include")]
+    annotations: crate::business::AnnotatedPeriods,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -110,11 +116,34 @@ pub async fn export(args: ExportArgs) -> Result<usize> {
         bail!("--format parquet needs --output FILE");
     }
     let client = args.client.client()?;
-    let records = collect(&client, &args.deployment, since, args.log_dir.clone()).await?;
+    let mut records = collect(&client, &args.deployment, since, args.log_dir.clone()).await?;
+    use crate::business::{period_at, periods_about, AnnotatedPeriods};
+    let periods = match args.annotations {
+        AnnotatedPeriods::Include => Vec::new(),
+        _ => periods_about(&client, &args.deployment).await?,
+    };
+    if args.annotations == AnnotatedPeriods::Exclude {
+        let before = records.len();
+        records.retain(|r| period_at(&periods, r.time_ms()).is_none());
+        eprintln!(
+            "{} records inside annotated periods left out",
+            before - records.len()
+        );
+    }
     if args.for_training {
-        return training(&client, &args, records).await;
+        return training(&client, &args, records, &periods).await;
     }
     let count = records.len();
+    if args.annotations == AnnotatedPeriods::Tag {
+        let batch = crate::business::tag_batch(&to_batch(&records)?, "time_ms", &periods)?;
+        let bytes = crate::business::table_bytes(&batch, args.format)?;
+        match &args.output {
+            Some(path) => std::fs::write(path, bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+            None => std::io::stdout().write_all(&bytes)?,
+        }
+        return Ok(count);
+    }
     match args.format {
         Format::Parquet => {
             let bytes = tokio::task::spawn_blocking(move || to_parquet(&records)).await??;
@@ -140,7 +169,12 @@ pub async fn export(args: ExportArgs) -> Result<usize> {
 }
 
 /// `--for-training`: the training table, written and, with `--dataset`, stored as a version.
-async fn training(client: &Client, args: &ExportArgs, records: Vec<LogRecord>) -> Result<usize> {
+async fn training(
+    client: &Client,
+    args: &ExportArgs,
+    records: Vec<LogRecord>,
+    periods: &[crate::business::Period],
+) -> Result<usize> {
     use mltrail_serving::training::{training_table, TrainingFilter};
     let filter = TrainingFilter {
         arm: args.arm.clone(),
@@ -155,6 +189,11 @@ async fn training(client: &Client, args: &ExportArgs, records: Vec<LogRecord>) -
         "{} rows; left out: {} of other arms, {} without a propensity, {} shadows",
         cut.rows, cut.other_arms, cut.no_propensity, cut.shadows
     );
+    let batch = if args.annotations == crate::business::AnnotatedPeriods::Tag {
+        crate::business::tag_batch(&batch, "time_ms", periods)?
+    } else {
+        batch
+    };
     let bytes = match args.format {
         Format::Parquet => mltrail_serving::training::to_parquet(&batch)?,
         Format::Csv => {
