@@ -12,6 +12,7 @@ pub mod compare;
 pub mod drift;
 pub mod fairness;
 pub mod performance;
+pub mod ranking;
 pub mod report;
 pub mod rules;
 pub mod runner;

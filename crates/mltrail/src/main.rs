@@ -5,6 +5,7 @@ mod access;
 mod args;
 mod backup;
 mod business;
+mod check;
 mod checkpoint;
 mod config;
 mod data;
@@ -104,6 +105,11 @@ enum Command {
         command: business::MetricsCommand,
     },
     Annotate(business::AnnotateArgs),
+    /// Contract checks a team runs in its own CI (exit 1 on the first violation).
+    Check {
+        #[command(subcommand)]
+        command: check::CheckCommand,
+    },
     /// Periods marked (campaigns, outages, holidays) that anomaly baselines leave out.
     Annotations {
         #[command(subcommand)]
@@ -339,6 +345,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Predictions { .. }
             | Command::Monitor { .. }
             | Command::Metrics { .. }
+            | Command::Check { .. }
             | Command::Annotations { .. }
             | Command::Config { .. }
             | Command::Users { .. }
@@ -479,6 +486,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             business::annotate(args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check { command } => Ok(if check::run(command)? {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }),
         Command::Annotations { command } => {
             business::run_annotations(command).await?;
             Ok(ExitCode::SUCCESS)
