@@ -568,6 +568,10 @@ impl Need {
         if reads {
             return Need::Read;
         }
+        // The services' log setting is an operator's.
+        if p.starts_with("/v1/settings") {
+            return Need::Scope(Scope::Admin);
+        }
         // mltrail's gated alias move needs what MLflow's does; a gate is an admin's.
         if let Some(rest) = p.strip_prefix("/v1/models/") {
             let mut parts = rest.split('/').skip(1);

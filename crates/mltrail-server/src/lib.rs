@@ -27,6 +27,7 @@ mod req;
 mod routing;
 pub mod scoring;
 pub mod scoring_auth;
+mod settings;
 pub mod tls;
 mod tracking;
 pub mod ui;
@@ -128,6 +129,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             business::annotation_routes(limits.max_json_bytes),
         )
         .nest("/api/v1/alerts", monitors::alert_routes())
+        .nest("/api/v1/settings", settings::routes())
         .nest(
             "/api/v1/privacy",
             privacy::routes().layer(DefaultBodyLimit::max(limits.max_json_bytes)),

@@ -99,6 +99,8 @@ pub enum NotFound {
     BusinessMetric(String),
     #[error("no active annotation has the id {0}")]
     Annotation(String),
+    #[error("the tracking server holds no `{0}` setting")]
+    Setting(String),
     #[error("Logged model with ID '{0}' not found.")]
     LoggedModel(String),
     #[error("dataset version {name}@{version} does not exist")]

@@ -50,6 +50,7 @@ pub mod runs;
 mod schema;
 mod search;
 pub mod segments;
+pub mod settings;
 mod sql;
 mod writer;
 
@@ -76,7 +77,7 @@ pub mod audit {
 
     /// Every entity kind with state in the database, in the order `verify` looks for rows
     /// that have no event.
-    const KINDS: [&dyn AuditedKind; 18] = [
+    const KINDS: [&dyn AuditedKind; 19] = [
         &Kind::<experiments::ExperimentRef>::new(),
         &Kind::<runs::RunRef>::new(),
         &Kind::<metrics::MetricBatch>::new(),
@@ -95,6 +96,7 @@ pub mod audit {
         &Kind::<crate::privacy::ErasureRef>::new(),
         &Kind::<crate::business::PointBatch>::new(),
         &Kind::<crate::business::AnnotationRef>::new(),
+        &Kind::<crate::settings::SettingRef>::new(),
     ];
 
     /// Recomputes the chain from the genesis hash, then checks that every entity's current

@@ -23,7 +23,19 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, V11),
     (12, V12),
     (13, V13),
+    (14, V14),
 ];
+
+/// Settings the tracking server holds for every service (the log filter and format), by name,
+/// as JSON.
+const V14: &str = r#"
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_time BIGINT NOT NULL,
+    actor TEXT NOT NULL
+)
+"#;
 
 /// Business metrics (points pushed in audited batches; a point is never rewritten; a value is
 /// kept as its IEEE 754 bits, since SQLite gives -0.0 back as 0),

@@ -12,8 +12,31 @@ pub fn deployment_href(name: &str) -> String {
     format!("/ui/deployments/{}", layout::segment(name))
 }
 
-pub fn deployments_page(viewer: &Viewer<'_>, deployments: &[&DeploymentState]) -> Markup {
+/// The log setting every service follows, as a line above the deployments.
+fn log_setting(setting: Option<&mltrail_store::settings::Setting>) -> Markup {
+    html! {
+        p.muted {
+            "Logging: "
+            @match setting {
+                Some(s) => {
+                    "every service logs " code { (s.value["format"].as_str().unwrap_or("")) }
+                    " with filter " code { (s.value["filter"].as_str().unwrap_or("")) }
+                    ", set " (layout::time(s.updated_time)) " by " (s.actor) " ("
+                    a href=(crate::audit::trail_href("setting:log")) { "history" } ")"
+                },
+                None => { "each service logs as its own " code { "[log]" } " says (" code { "mltrail logging set --format ecs" } " changes them all)" },
+            }
+        }
+    }
+}
+
+pub fn deployments_page(
+    viewer: &Viewer<'_>,
+    deployments: &[&DeploymentState],
+    logging: Option<&mltrail_store::settings::Setting>,
+) -> Markup {
     let body = html! {
+        (log_setting(logging))
         @if deployments.is_empty() {
             p.empty { "No deployment has reported yet: " code { "mltrail serve --model NAME@production --deployment NAME-prod" } " reports each start, swap and stop here." }
         } @else {

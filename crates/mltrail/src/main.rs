@@ -14,6 +14,8 @@ mod evaluate;
 mod experiments;
 mod fairness;
 mod gates;
+mod log_setting;
+mod logging;
 mod monitor;
 mod predictions;
 mod privacy;
@@ -31,7 +33,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use config::{Config, Layer, Loaded, LogFormat};
+use config::{Config, Layer, Loaded};
 use mltrail_store::{MetaStore, StoreConfig};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -105,6 +107,12 @@ enum Command {
         command: business::MetricsCommand,
     },
     Annotate(business::AnnotateArgs),
+    /// The log filter and format every service follows (text, JSON or Elastic Common Schema),
+    /// changed while they run.
+    Logging {
+        #[command(subcommand)]
+        command: log_setting::LoggingCommand,
+    },
     /// Contract checks a team runs in its own CI (exit 1 on the first violation).
     Check {
         #[command(subcommand)]
@@ -346,6 +354,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Monitor { .. }
             | Command::Metrics { .. }
             | Command::Check { .. }
+            | Command::Logging { .. }
             | Command::Annotations { .. }
             | Command::Config { .. }
             | Command::Users { .. }
@@ -364,7 +373,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 Ok(())
             })?;
-            init_logging(&loaded.config.log);
+            logging::init(&loaded.config.log);
             serve(&loaded.config).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -429,7 +438,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let loaded = Loaded::load(&args.config, args.layer()?)?;
             loaded.check("serve", "model", |c| serve::model_ref(&c.serve))?;
             loaded.check("serve", "policy", |c| serve::policy_document(&c.serve))?;
-            init_logging(&loaded.config.log);
+            logging::init(&loaded.config.log);
             serve::serve(loaded.config.serve, loaded.config.auth, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -486,6 +495,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             business::annotate(args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Logging { command } => {
+            log_setting::run(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { command } => Ok(if check::run(command)? {
             ExitCode::from(1)
         } else {
@@ -520,27 +533,6 @@ fn show_config(command: ConfigCommand) -> Result<()> {
         print!("{}", loaded.show_text()?);
     }
     Ok(())
-}
-
-fn init_logging(log: &config::LogTable) {
-    // An unreadable filter falls back to the default, as an unreadable MLTRAIL_LOG always did.
-    let (filter, unreadable) = match tracing_subscriber::EnvFilter::try_new(&log.filter) {
-        Ok(filter) => (filter, None),
-        Err(e) => (
-            tracing_subscriber::EnvFilter::new(config::DEFAULT_LOG_FILTER),
-            Some(e),
-        ),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-    if let Some(e) = unreadable {
-        tracing::warn!(filter = %log.filter, error = %e, "cannot read the log filter; using the default");
-    }
 }
 
 async fn serve(config: &Config) -> Result<()> {
@@ -633,7 +625,21 @@ async fn serve(config: &Config) -> Result<()> {
         max_artifact_bytes: server.max_artifact_bytes,
         max_json_bytes: server.max_json_bytes,
     };
+    // The server follows the log setting it holds for every service, as each `serve` does.
+    let log_follower = {
+        let store = store.clone();
+        logging::follow(move || {
+            let store = store.clone();
+            async move {
+                let held = mltrail_store::settings::get(&store, "log").await?;
+                Ok(held
+                    .map(|s| serde_json::from_value::<logging::Setting>(s.value))
+                    .transpose()?)
+            }
+        })
+    };
     mltrail_server::serve(listener, tls, state, limits, shutdown_signal()).await?;
+    log_follower.abort();
     let _ = stop_monitors.send(true);
     let _ = monitoring.await;
     tracing::info!("draining writes and closing the store");

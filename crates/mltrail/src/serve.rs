@@ -366,6 +366,24 @@ pub async fn serve(
         Duration::from_millis(args.policy_interval_ms.max(100)),
         Duration::from_millis(args.policy_report_interval_ms.max(100)),
     );
+    // The log setting the tracking server holds for every service, followed while serving.
+    let log_follower = {
+        let client = client.clone();
+        crate::logging::follow(move || {
+            let client = client.clone();
+            async move {
+                let answer = client
+                    .get_json("/api/v1/settings/log", "the log setting")
+                    .await?;
+                Ok(match &answer["log"] {
+                    serde_json::Value::Null => None,
+                    held => Some(serde_json::from_value::<crate::logging::Setting>(
+                        held["value"].clone(),
+                    )?),
+                })
+            }
+        })
+    };
     let follower = follower::spawn(
         dep.clone(),
         client.clone(),
@@ -392,6 +410,7 @@ pub async fn serve(
     .await?;
     archiver.abort();
     follower.abort();
+    log_follower.abort();
     keeper.abort();
     // What the policy learned since its last report is sent before stopping (a `kill -9`
     // loses at most one interval of it; the feedback itself is in the log).

@@ -7,9 +7,13 @@ pub(super) async fn deployments_list(State(state): State<AppState>, ctx: Ctx) ->
         .await
         .map_err(|e| ctx.fail(Section::Deployments, e))?;
     let listed: Vec<&mltrail_store::deployments::DeploymentState> = all.values().collect();
+    let logging = mltrail_store::settings::get(&state.store, "log")
+        .await
+        .map_err(|e| ctx.fail(Section::Deployments, e))?;
     html(mltrail_web::deployments::deployments_page(
         &ctx.viewer(),
         &listed,
+        logging.as_ref(),
     ))
 }
 

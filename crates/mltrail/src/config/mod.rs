@@ -40,6 +40,8 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+    /// JSON lines in the Elastic Common Schema (`@timestamp`, `log.level`, `message`, …).
+    Ecs,
 }
 
 /// Whether the servers require authentication (`[auth] mode`, `--auth`).
@@ -195,7 +197,8 @@ config_table! {
 config_table! {
     /// Logs of every mltrail process (on stderr).
     pub struct LogTable in "log" {
-        /// Log output format: text or json.
+        /// Log output format: text, json or ecs (Elastic Common Schema). The tracking server's
+        /// log setting (`mltrail logging set`), once made, overrides it while the process runs.
         pub format: LogFormat = LogFormat::Text,
         /// Which events are logged: a tracing filter such as `debug` or `info,sqlx=warn`.
         pub filter: String = DEFAULT_LOG_FILTER.to_string(),

@@ -1,0 +1,86 @@
+//! `/api/v1/settings/log`: the log filter and format every service follows (`mltrail logging`).
+//! A change is an audit event (`settings.set` on `setting:log`); each `mltrail serve` and the
+//! server itself put it in force within seconds, without a restart.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use mltrail_store::settings;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+/// The formats a service can write its log lines in.
+pub const LOG_FORMATS: [&str; 3] = ["text", "json", "ecs"];
+
+fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid(format!("`{field}`: {message}")).at_column(Some(field), None)
+}
+
+async fn get_log(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let setting = settings::get(&state.store, "log").await?;
+    Ok(Json(json!({"log": setting})))
+}
+
+async fn put_log(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    crate::req::JsonBody(body): crate::req::JsonBody,
+) -> ApiResult<Json<Value>> {
+    let Some(fields) = body.as_object() else {
+        return Err(ApiError::invalid(
+            "the body must be a JSON object {\"filter\", \"format\"}",
+        ));
+    };
+    if let Some(other) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "filter" | "format"))
+    {
+        return Err(bad(other, "is not a log setting (filter, format)"));
+    }
+    // What is not given stays as the server holds it (or takes the services' default).
+    let current = settings::get(&state.store, "log").await?.map(|s| s.value);
+    let held = |key: &str| current.as_ref().and_then(|c| c.get(key)).cloned();
+    let filter = match fields.get("filter") {
+        Some(Value::String(f)) => f.clone(),
+        Some(_) => return Err(bad("filter", "must be a string such as \"info,sqlx=warn\"")),
+        None => held("filter")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "info,sqlx=warn".into()),
+    };
+    tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|e| bad("filter", format!("`{filter}` is not a tracing filter: {e}")))?;
+    let format = match fields.get("format") {
+        Some(Value::String(f)) if LOG_FORMATS.contains(&f.as_str()) => f.clone(),
+        Some(other) => {
+            return Err(bad(
+                "format",
+                format!("must be one of {}, got {other}", LOG_FORMATS.join(", ")),
+            ))
+        }
+        None => held("format")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "text".into()),
+    };
+    let setting = settings::set(
+        &state.store,
+        &actor,
+        "log",
+        json!({"filter": filter, "format": format}),
+    )
+    .await?;
+    Ok(Json(json!({"log": setting})))
+}
+
+async fn delete_log(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+) -> ApiResult<Json<Value>> {
+    settings::delete(&state.store, &actor, "log").await?;
+    Ok(Json(json!({})))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/log", get(get_log).put(put_log).delete(delete_log))
+}
