@@ -86,3 +86,35 @@ def test_the_deployments_page_says_how_services_log(server):
     page = requests.get(f"{server['url']}/ui/deployments", timeout=10)
     assert page.status_code == 200
     assert "Logging:" in page.text and "mltrail logging set --format ecs" in page.text
+
+
+def test_a_requests_trace_id_is_in_its_record_and_its_log_line(server, credit_model, tmp_path):  # noqa: F811
+    name, frame = credit_model
+    err = tmp_path / "serve.log"
+    env = dict(os.environ, MLTRAIL_LOG="info,mltrail_server::scoring=debug")
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([server["binary"], "serve", "--model", f"{name}/1", "--tracking-uri", server["url"],
+                                 "--port", "0", "--log-dir", str(tmp_path / "predictions")],
+                                stdout=subprocess.PIPE, stderr=stderr, env=env, text=True)
+    try:
+        url = proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+        body = {"dataframe_split": {"columns": list(frame.columns), "data": frame.head(2).values.tolist()}}
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        answer = requests.post(f"{url}/api/v1/predict", json=body, timeout=30,
+                               headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+        assert answer.status_code == 200, answer.text
+        ids = [p["prediction_id"] for p in answer.json()["predictions"]]
+        for pid in ids:
+            record = requests.get(f"{url}/api/v1/predictions/{pid}", timeout=30).json()
+            assert record["trace_id"] == trace
+        # The log line of the request joins on the same id.
+        line = wait_for_line(err, lambda l: trace in l and l)
+        assert ids[0] in line
+        # A traceparent the W3C rules say to ignore is ignored.
+        answer = requests.post(f"{url}/api/v1/predict", json=body, timeout=30,
+                               headers={"traceparent": f"ff-{trace}-00f067aa0ba902b7-01"})
+        pid = answer.json()["predictions"][0]["prediction_id"]
+        assert "trace_id" not in requests.get(f"{url}/api/v1/predictions/{pid}", timeout=30).json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

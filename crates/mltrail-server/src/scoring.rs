@@ -65,7 +65,17 @@ async fn scored(
         });
         ApiError::body_rejected(rejection, "BAD_REQUEST")
     })?;
-    Ok(dep.score(format, &body, started).await?)
+    // W3C trace context: the trace id is stored in every record of the request, so a log line,
+    // a trace and the stored prediction join on it. A header the W3C rules say to ignore is.
+    let trace_id = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(mltrail_serving::record::trace_id_of);
+    let scored = dep.score_traced(format, &body, started, trace_id).await?;
+    if let Some(trace) = trace_id {
+        tracing::debug!(trace.id = trace, prediction.id = %scored.ids.first().map(ToString::to_string).unwrap_or_default(), rows = scored.ids.len(), "scored");
+    }
+    Ok(scored)
 }
 
 async fn invocations(

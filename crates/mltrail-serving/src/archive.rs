@@ -332,6 +332,8 @@ pub struct RecordView<'a> {
     pub returned: Option<bool>,
     pub request_key: Option<&'a str>,
     pub shadow_of: Option<&'a str>,
+    /// The request's W3C trace id.
+    pub trace_id: Option<&'a str>,
 }
 
 impl RecordView<'_> {
@@ -358,6 +360,7 @@ impl RecordView<'_> {
                 digest: text(self.digest),
                 arm: self.arm.map(str::to_string),
                 latency_us: self.latency_us.unwrap_or(0),
+                trace_id: self.trace_id.map(str::to_string),
                 inputs: self.inputs.map(json_cell).unwrap_or_else(empty_object),
                 outputs: self.outputs.map(json_cell).unwrap_or_else(empty_object),
                 subject: self.subject.map(str::to_string),
@@ -477,6 +480,7 @@ pub fn visit_parquet(
             text("request_key"),
             text("shadow_of"),
         );
+        let trace_id = text("trace_id");
         let (subject, sealed, sealed_inputs, explanation) = (
             text("subject"),
             text("sealed"),
@@ -522,6 +526,7 @@ pub fn visit_parquet(
                 returned: bool_cell(&returned, r),
                 request_key: cell(&request_key, r),
                 shadow_of: cell(&shadow_of, r),
+                trace_id: cell(&trace_id, r),
             });
         }
     }

@@ -685,6 +685,7 @@ mod tests {
             digest: "x".into(),
             arm: None,
             latency_us: 1,
+            trace_id: None,
             inputs: RawValue::from_string(r#"{"age":41}"#.into()).unwrap(),
             outputs: RawValue::from_string("{}".into()).unwrap(),
             subject: Some(ada.to_hex()),

@@ -51,6 +51,8 @@ struct WireRecord {
     #[serde(default)]
     latency_us: i64,
     #[serde(default)]
+    trace_id: Option<String>,
+    #[serde(default)]
     inputs: Option<Box<RawValue>>,
     #[serde(default)]
     outputs: Option<Box<RawValue>>,
@@ -100,6 +102,7 @@ impl<'de> Deserialize<'de> for LogRecord {
                 digest: w.digest,
                 arm: w.arm,
                 latency_us: w.latency_us,
+                trace_id: w.trace_id,
                 inputs: w.inputs.map_or_else(empty, Ok)?,
                 outputs: w.outputs.map_or_else(empty, Ok)?,
                 subject: w.subject,
@@ -155,6 +158,10 @@ pub struct PredictionRecord {
     /// written, `null` for a deployment without a policy.
     pub arm: Option<String>,
     pub latency_us: i64,
+    /// The W3C trace id (32 lowercase hex digits) the request carried in `traceparent`, so a
+    /// log line, a trace and the stored prediction join on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// The row's inputs as a JSON object (column → value); on a sealed record, those that are
     /// not personal data.
     pub inputs: Box<RawValue>,
@@ -316,6 +323,7 @@ impl PredictionRecord {
                 .and_then(|s| s.shadow_of)
                 .map_or(Cell::Null, Cell::Id),
             "latency_us" => Cell::Int(self.latency_us),
+            "trace_id" => self.trace_id.as_deref().map_or(Cell::Null, Cell::Text),
             "inputs" => Cell::Json(self.inputs.get()),
             "outputs" => Cell::Json(self.outputs.get()),
             "subject" => self.subject.as_deref().map_or(Cell::Null, Cell::Text),
@@ -418,7 +426,7 @@ const fn column(name: &'static str, kind: ColumnType) -> Column {
 /// The archive's columns, in file order: every field of [`PredictionRecord`],
 /// [`FeedbackRecord`] and [`ExplanationRecord`], plus `type`. (A test holds every serialized
 /// field to a column.)
-pub const COLUMNS: [Column; 25] = [
+pub const COLUMNS: [Column; 26] = [
     column("type", ColumnType::Text),
     column("id", ColumnType::Text),
     column("deployment", ColumnType::Text),
@@ -444,6 +452,7 @@ pub const COLUMNS: [Column; 25] = [
     column("returned", ColumnType::Bool),
     column("request_key", ColumnType::Text),
     column("shadow_of", ColumnType::Text),
+    column("trace_id", ColumnType::Text),
 ];
 
 /// One record's value in one column.
@@ -471,6 +480,32 @@ pub struct RequestRecord<'a> {
     /// The routing arm, for a deployment with a policy.
     pub arm: Option<&'a str>,
     pub latency_us: i64,
+    /// The request's W3C trace id ([`trace_id_of`]).
+    pub trace_id: Option<&'a str>,
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), lowercase;
+/// `None` for a header the W3C rules say to ignore (another layout, version `ff`, an all-zero
+/// trace or parent id, upper-case hex).
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let parts: Vec<&str> = traceparent.trim().split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let [version, trace, parent, flags, rest @ ..] = parts.as_slice() else {
+        return None;
+    };
+    let valid = hex(version, 2)
+        && *version != "ff"
+        && (rest.is_empty() || *version != "00")
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    valid.then_some(*trace)
 }
 
 impl RequestRecord<'_> {
@@ -495,6 +530,12 @@ impl RequestRecord<'_> {
         let _ = serde_json::to_writer(&mut out, &self.arm);
         out.extend_from_slice(b",\"latency_us\":");
         out.extend_from_slice(self.latency_us.to_string().as_bytes());
+        if let Some(trace) = self.trace_id {
+            // Hex digits only (trace_id_of): nothing to escape.
+            out.extend_from_slice(b",\"trace_id\":\"");
+            out.extend_from_slice(trace.as_bytes());
+            out.push(b'"');
+        }
         out.extend_from_slice(b",\"inputs\":");
         out
     }
@@ -649,6 +690,31 @@ mod tests {
     }
 
     #[test]
+    fn trace_ids_are_taken_as_w3c_says() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")),
+            Some(id)
+        );
+        // A later version may add fields; version 00 may not.
+        assert_eq!(
+            trace_id_of(&format!("01-{id}-00f067aa0ba902b7-01-extra")),
+            Some(id)
+        );
+        for bad in [
+            format!("00-{id}-00f067aa0ba902b7-01-extra"),
+            format!("ff-{id}-00f067aa0ba902b7-01"),
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01".to_string(),
+            format!("00-{id}-0000000000000000-01"),
+            format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase()),
+            format!("00-{id}-00f067aa0ba902b7"),
+            "not a traceparent".to_string(),
+        ] {
+            assert_eq!(trace_id_of(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn the_fast_writer_writes_what_serde_writes() {
         let id = prediction_id(1_795_745_151_565);
         let shared = RequestRecord {
@@ -659,6 +725,7 @@ mod tests {
             digest: "ab12",
             arm: None,
             latency_us: 250,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
         }
         .shared_json();
         let fast = write_prediction(
@@ -679,6 +746,7 @@ mod tests {
             digest: "ab12".into(),
             arm: None,
             latency_us: 250,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             inputs: raw(r#"{"income":5.5}"#),
             outputs: raw(r#"{"label":1}"#),
             subject: None,
@@ -757,6 +825,7 @@ mod tests {
             digest: "ab12",
             arm: Some("credit@challenger"),
             latency_us: 250,
+            trace_id: None,
         }
         .shared_json();
         let group = Signature::group_json("exp", "bandit", "0123456789abcdef", true);
@@ -778,6 +847,7 @@ mod tests {
             unreachable!()
         };
         p.explanation = None;
+        p.trace_id = None;
         p.arm = Some("credit@challenger".into());
         p.signature = Some(Signature {
             experiment: "exp".into(),
@@ -846,6 +916,7 @@ mod tests {
             digest: "x".into(),
             arm: Some("a".into()),
             latency_us: 7,
+            trace_id: None,
             inputs: raw("{}"),
             outputs: raw("{}"),
             subject: Some("ab".repeat(32)),

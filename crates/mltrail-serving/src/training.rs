@@ -376,6 +376,7 @@ mod tests {
             digest: "x".into(),
             arm: Some(arm.into()),
             latency_us: 1,
+            trace_id: None,
             inputs: RawValue::from_string(format!(r#"{{"income":{i}.5,"city":"c{i}"}}"#)).unwrap(),
             outputs: RawValue::from_string(r#"{"label":1}"#.into()).unwrap(),
             subject: None,

@@ -47,6 +47,7 @@ fn write_window(server: &Server, start: i64) {
                 digest: "0".repeat(64),
                 arm: None,
                 latency_us: 100,
+                trace_id: None,
                 inputs: serde_json::value::to_raw_value(&inputs).unwrap(),
                 outputs: serde_json::value::to_raw_value(&json!({"label": 0})).unwrap(),
                 subject: None,

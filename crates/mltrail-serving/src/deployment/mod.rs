@@ -813,6 +813,18 @@ impl Deployment {
         body: &[u8],
         started: Instant,
     ) -> Result<Scored, ScoreError> {
+        self.score_traced(format, body, started, None).await
+    }
+
+    /// [`Deployment::score`] of a request that carried a W3C trace id
+    /// (`crate::record::trace_id_of`), stored in each of its records.
+    pub async fn score_traced(
+        &self,
+        format: BodyFormat,
+        body: &[u8],
+        started: Instant,
+        trace_id: Option<&str>,
+    ) -> Result<Scored, ScoreError> {
         let routing = self.routing();
         let primary = match &routing {
             Some(r) => r.serving(0),
@@ -823,7 +835,7 @@ impl Deployment {
             .is_some_and(|r| r.policy().rule == crate::routing::Rule::Shadow);
         let _in_flight = shadowed.then(|| routed::InFlight::enter(&self.shadowed_in_flight));
         let result = self
-            .score_with(routing.as_ref(), &primary, format, body, started)
+            .score_with(routing.as_ref(), &primary, format, body, started, trace_id)
             .await;
         let seconds = started.elapsed().as_secs_f64();
         match &result {
@@ -849,6 +861,7 @@ impl Deployment {
         format: BodyFormat,
         body: &[u8],
         started: Instant,
+        trace_id: Option<&str>,
     ) -> Result<Scored, ScoreError> {
         let json: Json = match format {
             BodyFormat::Json => serde_json::from_slice(body).map_err(ScoreError::Json)?,
@@ -979,6 +992,7 @@ impl Deployment {
                     digest: &group.serving.digest,
                     arm: routing.map(|r| r.label(group.arm)),
                     latency_us,
+                    trace_id,
                 }
                 .shared_json()
             })
@@ -1022,7 +1036,7 @@ impl Deployment {
         if let (Some(routing), Some(tensors), RowInputs::Plain(_)) =
             (shadow, shadow_tensors, &decoded.inputs)
         {
-            self.shadow(routing, tensors, &ids, plan.as_ref());
+            self.shadow(routing, tensors, &ids, plan.as_ref(), trace_id);
         }
         let outputs = if groups.len() == 1 {
             // The rows are written: the one group's outputs are the answer's, moved, not copied.
@@ -1076,6 +1090,7 @@ impl Deployment {
         tensors: Vec<crate::runtime::Tensor>,
         primary_ids: &[uuid::Uuid],
         plan: Option<&routed::Plan>,
+        trace_id: Option<&str>,
     ) {
         let Some(worker) = self.shadows.get().and_then(Option::as_ref) else {
             return;
@@ -1085,6 +1100,7 @@ impl Deployment {
         let routing = routing.clone();
         let primary_ids = primary_ids.to_vec();
         let keys = plan.and_then(|p| p.logged_keys.clone());
+        let trace_id = trace_id.map(str::to_string);
         let deployment = self.name.clone();
         let job: routed::ShadowJob = Box::new(move || {
             let n = primary_ids.len();
@@ -1113,6 +1129,7 @@ impl Deployment {
                     digest: &serving.digest,
                     arm: Some(routing.label(arm)),
                     latency_us,
+                    trace_id: trace_id.as_deref(),
                 }
                 .shared_json();
                 for r in 0..n {
