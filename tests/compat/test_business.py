@@ -12,17 +12,11 @@ import numpy as np
 import pandas as pd
 import requests
 
+from test_gates import mltrail
+
 HOUR = 3_600_000
 DAY = 24 * HOUR
 WEEK = 7 * DAY
-
-
-def mltrail(server, *args, check=True):
-    done = subprocess.run([server["binary"], *args, "--tracking-uri", server["url"]],
-                          capture_output=True, text=True, timeout=300)
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
 
 
 def iso(ms):

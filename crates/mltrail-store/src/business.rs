@@ -254,15 +254,18 @@ pub async fn list_metrics(store: &MetaStore) -> Result<Vec<MetricSummary>, Store
     .fetch_all(store.readers())
     .await?;
     rows.iter()
-        .map(|r| {
-            Ok(MetricSummary {
-                name: text(r, "metric")?,
-                points: int(r, "points")?,
-                first_time: int(r, "first_time")?,
-                last_time: int(r, "last_time")?,
-            })
-        })
+        .map(|r| summary_of(text(r, "metric")?, r))
         .collect()
+}
+
+/// A summary from a row of `points`, `first_time` and `last_time`.
+fn summary_of(name: String, row: &AnyRow) -> Result<MetricSummary, StoreError> {
+    Ok(MetricSummary {
+        name,
+        points: int(row, "points")?,
+        first_time: int(row, "first_time")?,
+        last_time: int(row, "last_time")?,
+    })
 }
 
 /// One metric's summary; not found when nothing was pushed.
@@ -273,16 +276,10 @@ pub async fn metric_summary(store: &MetaStore, name: &str) -> Result<MetricSumma
     .bind(name.to_string())
     .fetch_one(store.readers())
     .await?;
-    let points = int(&row, "points")?;
-    if points == 0 {
+    if int(&row, "points")? == 0 {
         return Err(NotFound::BusinessMetric(name.to_string()).into());
     }
-    Ok(MetricSummary {
-        name: name.to_string(),
-        points,
-        first_time: int(&row, "first_time")?,
-        last_time: int(&row, "last_time")?,
-    })
+    summary_of(name.to_string(), &row)
 }
 
 /// What kind of period an annotation marks.

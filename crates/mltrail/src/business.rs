@@ -272,28 +272,34 @@ async fn push(args: PushArgs) -> Result<()> {
     Ok(())
 }
 
+/// A metric's points from/until the times a user typed, with the annotations over them.
+async fn metric_points(
+    client: &crate::tracking_client::Client,
+    name: &str,
+    since: &Option<String>,
+    until: &Option<String>,
+) -> Result<Value> {
+    let now = mltrail_core::now_millis();
+    let mut query = Vec::new();
+    for (key, given) in [("since", since), ("until", until)] {
+        if let Some(text) = given {
+            query.push(format!(
+                "{key}={}",
+                crate::predictions::parse_since(text, now)?
+            ));
+        }
+    }
+    client
+        .get_json(
+            &format!("/api/v1/metrics/{name}?{}", query.join("&")),
+            &format!("metric {name}"),
+        )
+        .await
+}
+
 async fn show(args: ShowArgs) -> Result<()> {
     let client = args.client.client()?;
-    let mut query = Vec::new();
-    let now = mltrail_core::now_millis();
-    if let Some(since) = &args.since {
-        query.push(format!(
-            "since={}",
-            crate::predictions::parse_since(since, now)?
-        ));
-    }
-    if let Some(until) = &args.until {
-        query.push(format!(
-            "until={}",
-            crate::predictions::parse_since(until, now)?
-        ));
-    }
-    let answer = client
-        .get_json(
-            &format!("/api/v1/metrics/{}?{}", args.name, query.join("&")),
-            &format!("metric {}", args.name),
-        )
-        .await?;
+    let answer = metric_points(&client, &args.name, &args.since, &args.until).await?;
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
@@ -461,22 +467,7 @@ async fn export(args: ExportArgs) -> Result<()> {
         bail!("--format parquet needs --output FILE (or --dataset NAME)");
     }
     let client = args.client.client()?;
-    let now = mltrail_core::now_millis();
-    let mut query = Vec::new();
-    for (key, given) in [("since", &args.since), ("until", &args.until)] {
-        if let Some(text) = given {
-            query.push(format!(
-                "{key}={}",
-                crate::predictions::parse_since(text, now)?
-            ));
-        }
-    }
-    let answer = client
-        .get_json(
-            &format!("/api/v1/metrics/{}?{}", args.name, query.join("&")),
-            &format!("metric {}", args.name),
-        )
-        .await?;
+    let answer = metric_points(&client, &args.name, &args.since, &args.until).await?;
     let periods = periods_about(&client, &args.name).await?;
     let mut points: Vec<(i64, f64)> = answer["points"]
         .as_array()

@@ -145,16 +145,7 @@ impl Engine {
             seasonal: None,
         };
         config.validate()?;
-        let start = match new.start {
-            None => now,
-            Some(t) if (0..=now).contains(&t) => t,
-            Some(_) => {
-                return Err(invalid(
-                    "start",
-                    "must be a past time in Unix milliseconds".into(),
-                ))
-            }
-        };
+        let start = first_start(new.start, now)?;
         let spec = MonitorSpec {
             deployment: new.deployment,
             metric: None,
@@ -220,16 +211,7 @@ impl Engine {
             seasonal: Some(seasonal),
         };
         config.validate()?;
-        let start = match new.start {
-            None => now,
-            Some(t) if (0..=now).contains(&t) => t,
-            Some(_) => {
-                return Err(invalid(
-                    "start",
-                    "must be a past time in Unix milliseconds".into(),
-                ))
-            }
-        };
+        let start = first_start(new.start, now)?;
         let spec = MonitorSpec {
             deployment: String::new(),
             metric: Some(metric),
@@ -853,6 +835,18 @@ fn feature_options(
 }
 
 /// A stored result's `values` (what rules and gauges read).
+/// The time whose window a new monitor evaluates first: `start` when it is past, else now.
+fn first_start(start: Option<i64>, now: i64) -> Result<i64, MonitorError> {
+    match start {
+        None => Ok(now),
+        Some(t) if (0..=now).contains(&t) => Ok(t),
+        Some(_) => Err(MonitorError::Rule(super::ConfigError {
+            field: "start",
+            message: "must be a past time in Unix milliseconds".into(),
+        })),
+    }
+}
+
 /// An alert of a business metric monitor: what the window's points were against the range
 /// the baseline expected, and what it learned from.
 fn metric_alert(
