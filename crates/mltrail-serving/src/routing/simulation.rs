@@ -259,3 +259,39 @@ fn a_router_resumes_from_the_total_and_keeps_what_it_learned_since() {
     );
     assert!(other.snapshot().is_empty());
 }
+
+#[test]
+fn a_split_chooses_without_the_lock_and_its_counts_reach_the_state() {
+    let router = Router::new(
+        policy(json!({"kind": "split", "arms": ["m/1", "m/2"], "weights": [0.25, 0.75]})),
+        None,
+    );
+    assert!(router.stateless());
+    let chosen = router.choose(4000, None, &[]);
+    let second = chosen.iter().filter(|c| c.arm == 1).count();
+    assert!((2800..3200).contains(&second), "{second}");
+    assert!(chosen.iter().all(|c| c.propensity == [0.25, 0.75][c.arm]));
+    router.observe_latency(1, 0.0003);
+    router.observe_latency(1, 0.2);
+    let state = router.snapshot();
+    assert_eq!(
+        state.arms.iter().map(|a| a.requests).sum::<u64>(),
+        4000,
+        "every choice counted"
+    );
+    assert_eq!(state.arms[1].requests, second as u64);
+    assert_eq!(state.arms[1].latency.iter().sum::<u64>(), 2);
+    // What is still to report holds them too, once.
+    let (_, delta) = router.outgoing().expect("something to report");
+    assert_eq!(delta.arms.iter().map(|a| a.requests).sum::<u64>(), 4000);
+    assert_eq!(router.snapshot().arms[1].requests, second as u64);
+    // A canary's share is read without the lock as well.
+    let canary = Router::new(
+        policy(
+            json!({"kind": "canary", "arms": ["m/1", "m/2"], "steps": [0.1, 1.0], "step_seconds": 60}),
+        ),
+        None,
+    );
+    canary.set_canary_share(0.0);
+    assert!(canary.choose(100, None, &[]).iter().all(|c| c.arm == 0));
+}

@@ -46,6 +46,14 @@ pub const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// The bucket of [`LATENCY_BUCKETS`] a latency falls in (the last for slower).
+pub fn latency_bucket(seconds: f64) -> usize {
+    LATENCY_BUCKETS
+        .iter()
+        .position(|b| seconds <= *b)
+        .unwrap_or(LATENCY_BUCKETS.len())
+}
+
 impl ArmState {
     /// The mean reward; `None` before the first.
     pub fn mean(&self) -> Option<f64> {
@@ -62,14 +70,22 @@ impl ArmState {
 
     /// One request's latency.
     pub fn observe_latency(&mut self, seconds: f64) {
+        let mut buckets = [0u64; LATENCY_BUCKETS.len() + 1];
+        buckets[latency_bucket(seconds)] = 1;
+        self.add_latency(&buckets);
+    }
+
+    /// Adds requests counted by latency bucket ([`LATENCY_BUCKETS`], one more for slower).
+    pub fn add_latency(&mut self, buckets: &[u64]) {
+        if buckets.iter().all(|b| *b == 0) {
+            return;
+        }
         if self.latency.len() != LATENCY_BUCKETS.len() + 1 {
             self.latency = vec![0; LATENCY_BUCKETS.len() + 1];
         }
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|b| seconds <= *b)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.latency[bucket] += 1;
+        for (have, add) in self.latency.iter_mut().zip(buckets) {
+            *have += add;
+        }
     }
 
     /// The 99th percentile latency as its bucket's upper bound, in seconds (infinite past the
