@@ -51,6 +51,7 @@ fn main() {
             outputs: Some(outputs),
             label: None,
             ranking: None,
+            clicked: None,
             reward: None,
             subject: None,
             sealed: None,

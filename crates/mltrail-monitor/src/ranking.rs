@@ -96,6 +96,18 @@ impl SortKey {
         SortKey::ReverseNumeric,
     ];
 
+    /// The key's name in window values (`ranking.sorted.<name>`) and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            SortKey::Served => "served",
+            SortKey::ReverseServed => "reverse_served",
+            SortKey::Alphabetical => "alphabetical",
+            SortKey::ReverseAlphabetical => "reverse_alphabetical",
+            SortKey::Numeric => "numeric",
+            SortKey::ReverseNumeric => "reverse_numeric",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             SortKey::Served => "the served order",
@@ -173,6 +185,40 @@ impl Agreement {
             .iter()
             .find(|(k, share)| *k != SortKey::Served && *share > served)
             .copied()
+    }
+}
+
+impl Agreement {
+    /// The values a monitor window reports (`ranking.agreement`, `ranking.sorted.alphabetical`,
+    /// …); a mean over no impression is left out, so no rule reads it.
+    pub fn values(&self) -> Vec<(String, f64)> {
+        let mut values = vec![("ranking.agreement".to_string(), self.agreement)];
+        for (name, value) in [
+            ("ranking.kendall_tau", self.kendall_tau),
+            ("ranking.top_k_overlap", self.top_k_overlap),
+            ("ranking.ndcg_served", self.ndcg_served),
+            ("ranking.ndcg_displayed", self.ndcg_displayed),
+        ] {
+            if let Some(v) = value {
+                values.push((name.to_string(), v));
+            }
+        }
+        for (key, share) in &self.signature {
+            values.push((format!("ranking.sorted.{}", key.name()), *share));
+        }
+        values
+    }
+
+    /// What the display follows, as a sentence: "displayed order equals alphabetical order of
+    /// item ids in 97 % of impressions" when another key explains more displays than the
+    /// served order.
+    pub fn finding(&self) -> Option<String> {
+        let (key, share) = self.resorted_by()?;
+        Some(format!(
+            "displayed order equals {} in {:.0} % of impressions",
+            key.describe(),
+            share * 100.0
+        ))
     }
 }
 

@@ -87,7 +87,28 @@ pub const BUSINESS_METRICS: &[&str] = &[
     "unjudged_points",
 ];
 
-const PATTERNS: &str = "rows, error, dataset_drift, drift_share, drifted_columns, feature_drift.<column>, feature_drifted.<column>, prediction_drift, prediction_drifted, labelled_rows, accuracy, precision, recall, f1, auc, rmse, mae, <performance metric>_delta, <fairness metric>.<sensitive column> (demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference, equalized_odds_ratio, equal_opportunity_difference, equal_opportunity_ratio); for a business metric monitor: points, anomalies, drops, spikes, observed, expected, deviation, annotated_points, unjudged_points";
+/// What a ranking monitor's window reports; also `ranking.sorted.<key>` per sort key
+/// ([`crate::ranking::SortKey::name`]).
+pub const RANKING_METRICS: &[&str] = &[
+    "impressions",
+    "displayed_impressions",
+    "reported_share",
+    "ranking.agreement",
+    "ranking.kendall_tau",
+    "ranking.top_k_overlap",
+    "ranking.ndcg_served",
+    "ranking.ndcg_displayed",
+];
+
+/// Whether `name` is a value of a ranking monitor's windows.
+pub fn is_ranking_metric(name: &str) -> bool {
+    RANKING_METRICS.contains(&name)
+        || name
+            .strip_prefix("ranking.sorted.")
+            .is_some_and(|key| crate::ranking::SortKey::ALL.iter().any(|k| k.name() == key))
+}
+
+const PATTERNS: &str = "rows, error, dataset_drift, drift_share, drifted_columns, feature_drift.<column>, feature_drifted.<column>, prediction_drift, prediction_drifted, labelled_rows, accuracy, precision, recall, f1, auc, rmse, mae, <performance metric>_delta, <fairness metric>.<sensitive column> (demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference, equalized_odds_ratio, equal_opportunity_difference, equal_opportunity_ratio); for a business metric monitor: points, anomalies, drops, spikes, observed, expected, deviation, annotated_points, unjudged_points; for a ranking monitor: impressions, displayed_impressions, reported_share, ranking.agreement, ranking.kendall_tau, ranking.top_k_overlap, ranking.ndcg_served, ranking.ndcg_displayed, ranking.sorted.<served|reverse_served|alphabetical|reverse_alphabetical|numeric|reverse_numeric>";
 
 /// What a window reports per sensitive column (and crossed columns), as `METRIC.COLUMN`.
 pub const FAIRNESS_METRICS: [&str; 6] = [
@@ -102,6 +123,7 @@ pub const FAIRNESS_METRICS: [&str; 6] = [
 fn known_metric(name: &str) -> bool {
     METRICS.contains(&name)
         || BUSINESS_METRICS.contains(&name)
+        || is_ranking_metric(name)
         || name
             .strip_prefix("feature_drift.")
             .or_else(|| name.strip_prefix("feature_drifted."))

@@ -82,6 +82,62 @@ pub struct Window {
     sealed: Vec<String>,
     /// The last `sealed` list read, so a window of one deployment parses it once.
     last_sealed: String,
+    /// A ranking deployment's impressions: prediction id and its outputs' text
+    /// (`{"items": [...], "scores": [...]}`); they are not rows of the inputs table.
+    impressions: Vec<(u128, Box<str>)>,
+    /// Prediction id → what the front end reported: the latest `displayed` and the latest
+    /// `clicked`, each with its feedback time.
+    shown: HashMap<u128, Shown>,
+}
+
+/// What feedback said a user was shown of one impression, and clicked.
+#[derive(Default)]
+struct Shown {
+    displayed: Option<(i64, Box<str>)>,
+    clicked: Option<(i64, Box<str>)>,
+}
+
+/// One impression with its ids as text: served (the logged order), displayed and clicked (as
+/// the front end reported, empty when it did not).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImpressionText {
+    pub served: Vec<String>,
+    pub displayed: Option<Vec<String>>,
+    pub clicked: Vec<String>,
+}
+
+impl ImpressionText {
+    /// The impression as [`crate::ranking`] reads it.
+    pub fn as_impression(&self) -> crate::ranking::Impression<'_> {
+        crate::ranking::Impression {
+            served: self.served.iter().map(String::as_str).collect(),
+            displayed: self
+                .displayed
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .collect(),
+            clicked: self.clicked.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A JSON list of item ids as text (strings as they are, integers in decimal); other entries
+/// are left out.
+fn item_texts(json: &str) -> Option<Vec<String>> {
+    let items: Vec<Json> = serde_json::from_str(json).ok()?;
+    Some(
+        items
+            .iter()
+            .filter_map(|i| mltrail_serving::ranking::item_text(i).map(|t| t.into_owned()))
+            .collect(),
+    )
+}
+
+/// Whether a prediction record is a ranking deployment's impression: its inputs are the
+/// candidates, a JSON list, not one row's object.
+fn is_impression(inputs: Option<&str>) -> bool {
+    inputs.is_some_and(|i| i.trim_start().starts_with('['))
 }
 
 fn parse_id(id: Option<&str>) -> Option<u128> {
@@ -104,6 +160,8 @@ impl Window {
             labels: HashMap::new(),
             sealed: Vec::new(),
             last_sealed: String::new(),
+            impressions: Vec::new(),
+            shown: HashMap::new(),
         }
     }
 
@@ -114,6 +172,14 @@ impl Window {
             // A shadow's prediction was never returned: the deployment's traffic is the
             // returned predictions' (a shadow's inputs repeat the row it shadowed).
             Some("prediction") if r.returned == Some(false) => {}
+            Some("prediction")
+                if time >= self.start && time < self.end && is_impression(r.inputs) =>
+            {
+                self.impressions.push((
+                    parse_id(r.id).unwrap_or(0),
+                    r.outputs.unwrap_or("{}").into(),
+                ));
+            }
             Some("prediction") if time >= self.start && time < self.end => {
                 if let Some(sealed) = r.sealed.filter(|s| *s != self.last_sealed) {
                     self.note_sealed(sealed);
@@ -136,15 +202,27 @@ impl Window {
                 self.outputs.push(r.outputs.unwrap_or("null").into());
             }
             Some("feedback") if time >= self.start && time < self.labels_until => {
-                let (Some(id), Some(label)) = (parse_id(r.id), r.label) else {
-                    return;
-                };
+                let Some(id) = parse_id(r.id) else { return };
                 // Prediction ids are UUIDv7 stamped with the prediction's time: feedback on
                 // predictions outside the window is not kept.
                 let made = mltrail_serving::record::uuid_v7_time_ms(id) as i64;
                 if made < self.start || made >= self.end {
                     return;
                 }
+                if r.ranking.is_some() || r.clicked.is_some() {
+                    let shown = self.shown.entry(id).or_default();
+                    for (field, given) in [
+                        (&mut shown.displayed, r.ranking),
+                        (&mut shown.clicked, r.clicked),
+                    ] {
+                        if let Some(text) = given {
+                            if field.as_ref().is_none_or(|(t, _)| time >= *t) {
+                                *field = Some((time, text.into()));
+                            }
+                        }
+                    }
+                }
+                let Some(label) = r.label else { return };
                 let entry = self.labels.entry(id).or_insert((time, label.into()));
                 if time >= entry.0 {
                     *entry = (time, label.into());
@@ -162,6 +240,32 @@ impl Window {
                 self.sealed.push(name);
             }
         }
+    }
+
+    /// The window's impressions (a ranking deployment's predictions) with what the front end
+    /// reported of each.
+    pub fn impressions(&self) -> Vec<ImpressionText> {
+        self.impressions
+            .iter()
+            .map(|(id, outputs)| {
+                let served = serde_json::from_str::<Map<String, Json>>(outputs)
+                    .ok()
+                    .and_then(|o| o.get("items").map(Json::to_string))
+                    .and_then(|items| item_texts(&items))
+                    .unwrap_or_default();
+                let shown = self.shown.get(id);
+                ImpressionText {
+                    served,
+                    displayed: shown
+                        .and_then(|s| s.displayed.as_ref())
+                        .and_then(|(_, d)| item_texts(d)),
+                    clicked: shown
+                        .and_then(|s| s.clicked.as_ref())
+                        .and_then(|(_, c)| item_texts(c))
+                        .unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 
     /// The input columns the window's predictions stored sealed: personal data.
@@ -384,6 +488,49 @@ mod tests {
             }
         );
         assert_eq!(w.take_inputs().rows, 2);
+    }
+
+    #[test]
+    fn impressions_are_kept_apart_from_rows_and_joined_with_what_was_shown() {
+        let (a, b) = (id(110, 1), id(120, 2));
+        let mut w = Window::new(100, 200, 300);
+        for (pid, outputs) in [
+            (&a, r#"{"items":["x",7,"y"],"scores":[0.9,0.5,0.1]}"#),
+            (&b, r#"{"items":["z"],"scores":[1]}"#),
+        ] {
+            w.visit(RecordView {
+                kind: Some("prediction"),
+                id: Some(pid),
+                time_ms: Some(150),
+                inputs: Some(r#"[{"item":"x"},{"item":7},{"item":"y"}]"#),
+                outputs: Some(outputs),
+                ..RecordView::default()
+            });
+        }
+        let feedback = |w: &mut Window, time, ranking, clicked| {
+            w.visit(RecordView {
+                kind: Some("feedback"),
+                id: Some(&a),
+                time_ms: Some(time),
+                ranking,
+                clicked,
+                ..RecordView::default()
+            })
+        };
+        feedback(&mut w, 160, Some(r#"["y","x"]"#), None);
+        feedback(&mut w, 150, Some(r#"["x"]"#), Some(r#"[7]"#));
+        feedback(&mut w, 310, Some(r#"["x","y"]"#), None);
+        assert_eq!(w.rows(), 0, "an impression is no row of the inputs table");
+        let impressions = w.impressions();
+        assert_eq!(impressions.len(), 2);
+        assert_eq!(impressions[0].served, ["x", "7", "y"]);
+        assert_eq!(
+            impressions[0].displayed.as_deref(),
+            Some(&["y".to_string(), "x".to_string()][..]),
+            "the latest report within the window's feedback time wins"
+        );
+        assert_eq!(impressions[0].clicked, ["7"]);
+        assert_eq!(impressions[1].displayed, None);
     }
 
     #[test]

@@ -202,9 +202,10 @@ pub async fn not_found_route(uri: axum::http::Uri) -> ApiError {
 impl From<ScoreError> for ApiError {
     fn from(err: ScoreError) -> Self {
         let (status, code) = match &err {
-            ScoreError::Json(_) | ScoreError::Request(_) | ScoreError::Model(_) => {
-                (StatusCode::BAD_REQUEST, "BAD_REQUEST")
-            }
+            ScoreError::Json(_)
+            | ScoreError::Request(_)
+            | ScoreError::Model(_)
+            | ScoreError::Ranking(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
             // An unrecorded prediction is never returned: the caller may retry.
             ScoreError::Log(_) | ScoreError::Seal(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE")

@@ -96,6 +96,30 @@ fn seasonal_settings(
     Ok(settings)
 }
 
+/// A ranking monitor's settings: `true` (the defaults) or `{"k": 10}`.
+fn ranking_settings(value: &Value) -> Result<Option<runner::RankingSettings>, ApiError> {
+    let mut settings = runner::RankingSettings::default();
+    match value {
+        Value::Null | Value::Bool(false) => return Ok(None),
+        Value::Bool(true) => {}
+        Value::Object(fields) => {
+            for (key, value) in fields {
+                match key.as_str() {
+                    "k" => {
+                        settings.k = value
+                            .as_u64()
+                            .and_then(|n| usize::try_from(n).ok())
+                            .ok_or_else(|| bad("ranking.k", "must be a whole number"))?
+                    }
+                    other => return Err(bad(&format!("ranking.{other}"), "is not a setting (k)")),
+                }
+            }
+        }
+        _ => return Err(bad("ranking", "must be true or an object (k)")),
+    }
+    Ok(Some(settings))
+}
+
 async fn create(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
@@ -143,10 +167,12 @@ async fn create(
                 .ok_or_else(|| bad("start", "must be a past time in Unix milliseconds"))?,
         ),
     };
+    let ranking = ranking_settings(body.get("ranking").unwrap_or(&Value::Null))?;
     let new = NewMonitor {
         deployment,
         metric,
         seasonal,
+        ranking,
         window_ms,
         delay_ms: duration_ms(&body, "delay")?,
         reference: body

@@ -307,6 +307,9 @@ async fn info(State(dep): State<Arc<Deployment>>) -> Json<Value> {
         "signature": {"inputs": m.signature.to_mlflow_json(), "outputs": m.output_names},
         "accepts_missing_values": m.model.accepts_missing_values(),
         "explain": dep.explain_mode().as_str(),
+        "output": if dep.ranking().is_some() { "ranking" } else { "predictions" },
+        "item_column": dep.ranking().map(|r| &r.item_column),
+        "score_output": dep.ranking().and_then(|r| r.score_output.as_ref()),
         "swaps": dep.swaps(),
     }))
 }

@@ -316,6 +316,7 @@ pub struct RecordView<'a> {
     pub outputs: Option<&'a str>,
     pub label: Option<&'a str>,
     pub ranking: Option<&'a str>,
+    pub clicked: Option<&'a str>,
     pub reward: Option<f64>,
     pub propensity: Option<f64>,
     /// The subject's keyed hash, on a sealed prediction.
@@ -384,6 +385,7 @@ impl RecordView<'_> {
                 label: self.label.map(json_cell),
                 reward: self.reward.and_then(serde_json::Number::from_f64),
                 ranking: self.ranking.map(json_cell),
+                clicked: self.clicked.map(json_cell),
             }),
             RecordKind::Explanation => LogRecord::Explanation(ExplanationRecord {
                 id,
@@ -480,7 +482,7 @@ pub fn visit_parquet(
             text("request_key"),
             text("shadow_of"),
         );
-        let trace_id = text("trace_id");
+        let (trace_id, clicked) = (text("trace_id"), text("clicked"));
         let (subject, sealed, sealed_inputs, explanation) = (
             text("subject"),
             text("sealed"),
@@ -515,6 +517,7 @@ pub fn visit_parquet(
                 outputs: cell(&outputs, r),
                 label: cell(&label, r),
                 ranking: cell(&ranking, r),
+                clicked: cell(&clicked, r),
                 reward: float_cell(&reward, r),
                 propensity: float_cell(&propensity, r),
                 subject: cell(&subject, r),

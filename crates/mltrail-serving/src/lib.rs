@@ -14,6 +14,7 @@ pub mod deployment;
 pub mod explanation;
 pub mod predlog;
 pub mod privacy;
+pub mod ranking;
 pub mod record;
 pub mod request;
 pub mod response;

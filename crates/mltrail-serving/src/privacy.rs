@@ -701,6 +701,7 @@ mod tests {
             label: Some(RawValue::from_string("1".into()).unwrap()),
             reward: None,
             ranking: None,
+            clicked: None,
         });
         let files = Files(
             [

@@ -62,6 +62,8 @@ struct WireRecord {
     reward: Option<Number>,
     #[serde(default, deserialize_with = "present")]
     ranking: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
+    clicked: Option<Box<RawValue>>,
     #[serde(default)]
     subject: Option<String>,
     #[serde(default)]
@@ -127,6 +129,7 @@ impl<'de> Deserialize<'de> for LogRecord {
                 label: w.label,
                 reward: w.reward,
                 ranking: w.ranking,
+                clicked: w.clicked,
             })),
             Some(RecordKind::Explanation) => Ok(LogRecord::Explanation(ExplanationRecord {
                 id: w.id,
@@ -233,8 +236,12 @@ pub struct FeedbackRecord {
     /// Kept as the caller wrote it (`1` stays `1`); the archive stores it as a double.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reward: Option<Number>,
+    /// The items displayed, in display order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ranking: Option<Box<RawValue>>,
+    /// The items clicked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clicked: Option<Box<RawValue>>,
 }
 
 impl LogRecord {
@@ -353,6 +360,7 @@ impl FeedbackRecord {
             "deployment" => Cell::Text(&self.deployment),
             "label" => json_cell(self.label.as_deref()),
             "ranking" => json_cell(self.ranking.as_deref()),
+            "clicked" => json_cell(self.clicked.as_deref()),
             "reward" => self
                 .reward
                 .as_ref()
@@ -426,7 +434,7 @@ const fn column(name: &'static str, kind: ColumnType) -> Column {
 /// The archive's columns, in file order: every field of [`PredictionRecord`],
 /// [`FeedbackRecord`] and [`ExplanationRecord`], plus `type`. (A test holds every serialized
 /// field to a column.)
-pub const COLUMNS: [Column; 26] = [
+pub const COLUMNS: [Column; 27] = [
     column("type", ColumnType::Text),
     column("id", ColumnType::Text),
     column("deployment", ColumnType::Text),
@@ -453,6 +461,7 @@ pub const COLUMNS: [Column; 26] = [
     column("request_key", ColumnType::Text),
     column("shadow_of", ColumnType::Text),
     column("trace_id", ColumnType::Text),
+    column("clicked", ColumnType::JsonText),
 ];
 
 /// One record's value in one column.
@@ -946,6 +955,7 @@ mod tests {
             label: Some(raw("1")),
             reward: Some(Number::from(2)),
             ranking: Some(raw(r#"["b","a"]"#)),
+            clicked: Some(raw(r#"["a"]"#)),
         });
         for record in [prediction, feedback, explanation] {
             let value = serde_json::to_value(&record).unwrap();

@@ -105,7 +105,7 @@ impl ArchivedSegment {
 
 /// The bytes a record's leaf hashes: RFC 8785 of the record as JSON.
 ///
-/// A feedback `label` or `ranking` that is JSON `null` hashes as if absent: Parquet keeps a
+/// A feedback `label`, `ranking` or `clicked` that is JSON `null` hashes as if absent: Parquet keeps a
 /// `null` cell as a missing one, so the archived record reads back without it, and its leaf
 /// must not depend on which of the two was read.
 pub fn record_entry(record: &LogRecord) -> Result<Vec<u8>, serde_json::Error> {
@@ -113,8 +113,13 @@ pub fn record_entry(record: &LogRecord) -> Result<Vec<u8>, serde_json::Error> {
         v.as_deref().is_some_and(|raw| raw.get() == "null")
     };
     let text = match record {
-        LogRecord::Feedback(f) if is_null(&f.label) || is_null(&f.ranking) => {
+        LogRecord::Feedback(f)
+            if is_null(&f.label) || is_null(&f.ranking) || is_null(&f.clicked) =>
+        {
             let mut f = f.clone();
+            if is_null(&f.clicked) {
+                f.clicked = None;
+            }
             if is_null(&f.label) {
                 f.label = None;
             }

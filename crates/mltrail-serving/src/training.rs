@@ -411,6 +411,7 @@ mod tests {
             label: Some(RawValue::from_string("0".into()).unwrap()),
             reward: Some(serde_json::Number::from(1)),
             ranking: None,
+            clicked: None,
         }));
         let (batch, cut) = training_table(&records, &TrainingFilter::default()).unwrap();
         assert_eq!((batch.num_rows(), cut.shadows), (3, 1));

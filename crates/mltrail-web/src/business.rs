@@ -203,7 +203,6 @@ pub fn metric_monitor_page(
     results: &[MonitorResult],
     alerts: &[Alert],
 ) -> Markup {
-    let id = monitor.id.as_str();
     let per_window = |key: &str| -> Vec<(f64, f64)> {
         results
             .iter()
@@ -228,7 +227,7 @@ pub fn metric_monitor_page(
     let body = html! {
         table { tbody {
             tr { th scope="row" { "Business metric" } td { a href=(metric_href(metric)) { (metric) } } }
-            tr { th scope="row" { "Window" } td { (mltrail_core::time::duration_text(monitor.spec.window_ms)) ", evaluated " (mltrail_core::time::duration_text(monitor.spec.delay_ms)) " after it closes" } }
+            (crate::monitors::window_row(monitor))
             @if let Some(s) = monitor.spec.config.get("seasonal") {
                 tr { th scope="row" { "Baseline" } td {
                     "median of the last " (s["seasons"]) " seasons of " (mltrail_core::time::duration_text(s["season_ms"].as_i64().unwrap_or(0)))
@@ -241,36 +240,12 @@ pub fn metric_monitor_page(
                     (chart::short_number(l["spread"].as_f64().unwrap_or(f64::NAN))) " from " (l["spread_points"]) " points"
                 } }
             }
-            tr { th scope="row" { "Created" } td { (layout::time(monitor.created_time)) " by " (monitor.created_by) } }
-            tr { th scope="row" { "History" } td { a href=(crate::audit::trail_href(&format!("monitor:{id}"))) { "audit trail of this monitor" } } }
-            @if let Some(rules) = monitor.spec.config.get("alerts").and_then(Value::as_array) {
-                tr { th scope="row" { "Alert rules" } td { @for r in rules { code.badge { (r.as_str().unwrap_or("")) } } } }
-            }
+            (crate::monitors::monitor_rows(monitor))
         } }
         h2 { "Observed and expected" }
         (chart::time_chart(&format!("{metric}: observed and expected per window"), metric, &series, &[]))
-        h2 { "Alerts (" (alerts.len()) ")" }
-        @if alerts.is_empty() { p.empty { "No alert has fired." } } @else {
-            table.wide {
-                thead { tr { th scope="col" { "Fired" } th scope="col" { "Rule" } th scope="col" { "State" } th scope="col" { "What" } } }
-                tbody { @for a in alerts { tr {
-                    td { (layout::time(a.fired_time)) }
-                    td { code { (a.rule) } }
-                    td { (format!("{:?}", a.state).to_lowercase()) }
-                    td { (a.details.get("message").and_then(Value::as_str).unwrap_or("")) }
-                } } }
-            }
-        }
-        h2 { "Windows (" (results.len()) ")" }
-        table.wide {
-            thead { tr { th scope="col" { "Window start" } th.num scope="col" { "Points" } th scope="col" { "Status" } th scope="col" { "Result" } } }
-            tbody { @for r in results.iter().rev().take(200) { tr {
-                td { (layout::time(r.window_start)) }
-                td.num { (r.rows) }
-                td { (r.status.as_str()) }
-                td { (verdict(r)) }
-            } } }
-        }
+        (crate::monitors::alerts_section(alerts, None))
+        (crate::monitors::windows_section(results, "Points", verdict, None))
     };
     layout::page(
         Section::Monitors,

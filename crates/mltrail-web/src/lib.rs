@@ -18,6 +18,7 @@ pub mod layout;
 pub mod live;
 pub mod monitors;
 pub mod predictions;
+pub mod rankings;
 pub mod registry;
 pub mod runs;
 

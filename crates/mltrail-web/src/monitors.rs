@@ -20,6 +20,80 @@ fn report_href(monitor: &str, window_start: i64) -> String {
     )
 }
 
+/// The rows every monitor's facts table ends with: when it was created and by whom, its status,
+/// its audit trail and its alert rules.
+pub(crate) fn monitor_rows(monitor: &Monitor) -> Markup {
+    let id = monitor.id.as_str();
+    html! {
+        tr { th scope="row" { "Created" } td { (layout::time(monitor.created_time)) " by " (monitor.created_by) } }
+        tr { th scope="row" { "Status" } td { (monitor.status) } }
+        tr { th scope="row" { "History" } td { a href=(crate::audit::trail_href(&format!("monitor:{id}"))) { "audit trail of this monitor" } } }
+        @if let Some(rules) = monitor.spec.config.get("alerts").and_then(Value::as_array) {
+            tr { th scope="row" { "Alert rules" } td { @for r in rules { code.badge { (r.as_str().unwrap_or("")) } } } }
+        }
+    }
+}
+
+/// The row saying how long a monitor's windows are and when each is evaluated.
+pub(crate) fn window_row(monitor: &Monitor) -> Markup {
+    html! {
+        tr { th scope="row" { "Window" } td { (mltrail_core::time::duration_text(monitor.spec.window_ms)) ", evaluated " (mltrail_core::time::duration_text(monitor.spec.delay_ms)) " after it closes" } }
+    }
+}
+
+/// A monitor's alerts, newest first; with `reports`, each alert's window links to its report.
+pub(crate) fn alerts_section(alerts: &[Alert], reports: Option<&str>) -> Markup {
+    html! {
+        h2 { "Alerts (" (alerts.len()) ")" }
+        @if alerts.is_empty() { p.empty { "No alert has fired." } } @else {
+            table.wide {
+                thead { tr { th scope="col" { "Fired" } th scope="col" { "Rule" } th scope="col" { "State" } th scope="col" { "Window" } th scope="col" { "What" } } }
+                tbody { @for a in alerts { tr {
+                    td { (layout::time(a.fired_time)) }
+                    td { code { (a.rule) } }
+                    td { (format!("{:?}", a.state).to_lowercase()) }
+                    td { @match reports {
+                        Some(monitor) => a href=(report_href(monitor, a.window_start)) { (layout::time(a.window_start)) },
+                        None => (layout::time(a.window_start)),
+                    } }
+                    td { (a.details.get("message").and_then(Value::as_str).unwrap_or("")) }
+                } } }
+            }
+        }
+    }
+}
+
+/// A monitor's windows, newest first: start, how many `rows` (predictions, points,
+/// impressions), status and `verdict`; with `reports`, an evaluated window links its report.
+pub(crate) fn windows_section(
+    results: &[MonitorResult],
+    rows: &str,
+    verdict: fn(&MonitorResult) -> String,
+    reports: Option<&str>,
+) -> Markup {
+    html! {
+        h2 { "Windows (" (results.len()) ")" }
+        table.wide {
+            thead { tr {
+                th scope="col" { "Window start" } th.num scope="col" { (rows) } th scope="col" { "Status" } th scope="col" { "Result" }
+                @if reports.is_some() { th scope="col" { "Report" } }
+            } }
+            tbody { @for r in results.iter().rev().take(200) { tr {
+                td { (layout::time(r.window_start)) }
+                td.num { (r.rows) }
+                td { (r.status.as_str()) }
+                td { (verdict(r)) }
+                @if let Some(monitor) = reports {
+                    td { @if r.status == WindowStatus::Ok { a href=(report_href(monitor, r.window_start)) { "drift report" } } }
+                }
+            } } }
+        }
+        @if let Some(first) = results.first() {
+            p.muted { "The same numbers as JSON: " a href={ "/api/v1/monitors/" (layout::segment(first.monitor_id.as_str())) "/results" (query([("limit", "1000")])) } { "results" } "." }
+        }
+    }
+}
+
 /// A monitor in the list, with its newest window and how many alerts it fired.
 pub struct MonitorRow<'a> {
     pub monitor: &'a Monitor,
@@ -31,6 +105,9 @@ pub struct MonitorRow<'a> {
 fn verdict(result: &MonitorResult) -> String {
     if result.result.get("metric").is_some() {
         return crate::business::verdict(result);
+    }
+    if result.result.get("ranking").is_some() {
+        return crate::rankings::verdict(result);
     }
     match result.status {
         WindowStatus::NoData => "no predictions in the window".into(),
@@ -140,6 +217,9 @@ pub fn monitor_page(
     if let Some(metric) = &monitor.spec.metric {
         return crate::business::metric_monitor_page(viewer, monitor, metric, results, alerts);
     }
+    if monitor.spec.config.get("ranking").is_some() {
+        return crate::rankings::ranking_monitor_page(viewer, monitor, results, alerts);
+    }
     let id = monitor.id.as_str();
     let ok: Vec<&MonitorResult> = results
         .iter()
@@ -228,14 +308,9 @@ pub fn monitor_page(
     let body = html! {
         table { tbody {
             tr { th scope="row" { "Deployment" } td { (monitor.spec.deployment) } }
-            tr { th scope="row" { "Window" } td { (mltrail_core::time::duration_text(monitor.spec.window_ms)) ", evaluated " (mltrail_core::time::duration_text(monitor.spec.delay_ms)) " after it closes" } }
+            (window_row(monitor))
             tr { th scope="row" { "Reference" } td { (monitor.spec.reference) } }
-            tr { th scope="row" { "Created" } td { (layout::time(monitor.created_time)) " by " (monitor.created_by) } }
-            tr { th scope="row" { "Status" } td { (monitor.status) } }
-            tr { th scope="row" { "History" } td { a href=(crate::audit::trail_href(&format!("monitor:{id}"))) { "audit trail of this monitor" } } }
-            @if let Some(rules) = monitor.spec.config.get("alerts").and_then(Value::as_array) {
-                tr { th scope="row" { "Alert rules" } td { @for r in rules { code.badge { (r.as_str().unwrap_or("")) } } } }
-            }
+            (monitor_rows(monitor))
         } }
         h2 { "Drift share over time" }
         @if share.points.is_empty() { p.empty { "No window has been compared yet." } } @else {
@@ -257,31 +332,8 @@ pub fn monitor_page(
                 }
             }
         }
-        h2 { "Alerts (" (alerts.len()) ")" }
-        @if alerts.is_empty() { p.empty { "No alert has fired." } } @else {
-            table.wide {
-                thead { tr { th scope="col" { "Fired" } th scope="col" { "Rule" } th scope="col" { "State" } th scope="col" { "Window" } th scope="col" { "What" } } }
-                tbody { @for a in alerts { tr {
-                    td { (layout::time(a.fired_time)) }
-                    td { code { (a.rule) } }
-                    td { (format!("{:?}", a.state).to_lowercase()) }
-                    td { a href=(report_href(id, a.window_start)) { (layout::time(a.window_start)) } }
-                    td { (a.details.get("message").and_then(Value::as_str).unwrap_or("")) }
-                } } }
-            }
-        }
-        h2 { "Windows (" (results.len()) ")" }
-        table.wide {
-            thead { tr { th scope="col" { "Window start" } th.num scope="col" { "Rows" } th scope="col" { "Status" } th scope="col" { "Result" } th scope="col" { "Report" } } }
-            tbody { @for r in results.iter().rev().take(200) { tr {
-                td { (layout::time(r.window_start)) }
-                td.num { (r.rows) }
-                td { (r.status.as_str()) }
-                td { (verdict(r)) }
-                td { @if r.status == WindowStatus::Ok { a href=(report_href(id, r.window_start)) { "drift report" } } }
-            } } }
-        }
-        p.muted { "The same numbers as JSON: " a href={ "/api/v1/monitors/" (layout::segment(id)) "/results" (query([("limit", "1000")])) } { "results" } "." }
+        (alerts_section(alerts, Some(id)))
+        (windows_section(results, "Rows", verdict, Some(id)))
     };
     layout::page(
         Section::Monitors,

@@ -118,6 +118,49 @@ pub fn prediction_page(
     layout::page(Section::Predictions, viewer, &[], "Predictions", body)
 }
 
+/// A ranking's impression: each position's served item and score beside what the front end
+/// reported displaying there (the latest report), and the items clicked.
+fn ranking_view(served: &[Value], scores: &Value, feedback: Option<&Vec<Value>>) -> Markup {
+    let latest = |key: &str| {
+        feedback
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f[key].as_array())
+            .next_back()
+    };
+    let displayed = latest("ranking");
+    let clicked = latest("clicked");
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let clicked_text: Vec<String> = clicked.into_iter().flatten().map(text).collect();
+    let rows = served.len().max(displayed.map_or(0, Vec::len));
+    let in_order = displayed.is_some_and(|d| {
+        let positions: Option<Vec<usize>> = d
+            .iter()
+            .map(|item| served.iter().position(|s| text(s) == text(item)))
+            .collect();
+        positions.is_some_and(|p| p.windows(2).all(|w| w[0] < w[1]))
+    });
+    html! {
+        h2 { "Ranking" }
+        p {
+            @match displayed {
+                None => { "The front end has not reported what it displayed (feedback " code { "displayed" } ")." },
+                Some(_) if in_order => { "Displayed in the served order." },
+                Some(_) => { strong { "Displayed in another order than served." } },
+            }
+        }
+        table aria-label="Served and displayed order" {
+            thead { tr { th scope="col" { "Position" } th scope="col" { "Served" } th scope="col" { "Score" } th scope="col" { "Displayed" } } }
+            tbody { @for i in 0..rows { tr {
+                td { (i + 1) }
+                td { @if let Some(item) = served.get(i) { (text(item)) @if clicked_text.contains(&text(item)) { " " span.muted { "(clicked)" } } } }
+                td { (cell(&scores[i])) }
+                td { @if let Some(item) = displayed.and_then(|d| d.get(i)) { (text(item)) } }
+            } } }
+        }
+    }
+}
+
 fn trace_view(trace: &Value) -> Markup {
     let p = &trace["prediction"];
     let id = trace["prediction_id"].as_str().unwrap_or("");
@@ -147,6 +190,9 @@ fn trace_view(trace: &Value) -> Markup {
         @match trace["inputs"].as_object() {
             Some(inputs) => table { tbody { @for (k, v) in inputs { tr { th scope="row" { (k) } td { (cell(v)) } } } } },
             None => pre.preview { (trace["inputs"].to_string()) },
+        }
+        @if let Some(served) = p["outputs"]["items"].as_array() {
+            (ranking_view(served, &p["outputs"]["scores"], trace["feedback"].as_array()))
         }
         h2 { "Outputs" }
         @match p["outputs"].as_object() {

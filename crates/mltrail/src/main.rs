@@ -199,7 +199,7 @@ enum ShowFor {
     /// With `mltrail server`'s flags.
     Server(config::ServerArgs),
     /// With `mltrail serve`'s flags.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
 }
 
 // `audit verify --artifacts-destination`: sets `[store] artifacts_destination` like the server's

@@ -59,6 +59,15 @@ pub struct CreateArgs {
     /// With --metric: how many seasons back a baseline may reach past annotated periods.
     #[arg(long, requires = "metric", default_value_t = 8)]
     horizon: usize,
+    /// Watch a ranking deployment's (`mltrail serve --output ranking`) served orders against
+    /// the orders its front end reports displaying (feedback `displayed`, `clicked`): each
+    /// window gives agreement, Kendall τ, top-k overlap, nDCG@k of both orders and the sort key
+    /// the display follows ("ranking.agreement < 0.9" unless --alert says otherwise).
+    #[arg(long, requires = "deployment", conflicts_with_all = ["reference", "drift_share", "exclude", "sensitive"])]
+    ranking: bool,
+    /// With --ranking: the cut-off of top-k overlap and nDCG@k.
+    #[arg(long, requires = "ranking", default_value_t = 10)]
+    k: usize,
     /// Window length: 30s, 15m, 1h, 1d. Windows are aligned to the clock (1h: on the hour).
     #[arg(long, default_value = "1h")]
     window: String,
@@ -181,6 +190,25 @@ fn summary(result: &Value) -> String {
         return format!("error: {e}");
     }
     let r = &result["result"];
+    if r["ranking"].is_object() {
+        let v = &r["values"];
+        let number = |k: &str| v[k].as_f64().unwrap_or(0.0);
+        let mut line = format!(
+            "{} impressions, {} displayed reported",
+            number("impressions"),
+            number("displayed_impressions"),
+        );
+        if let Some(agreement) = v["ranking.agreement"].as_f64() {
+            line.push_str(&format!("; {:.0}% in served order", agreement * 100.0));
+        }
+        if let Some(tau) = v["ranking.kendall_tau"].as_f64() {
+            line.push_str(&format!(", Kendall τ {tau:.3}"));
+        }
+        if let Some(finding) = r["ranking"]["finding"].as_str() {
+            line.push_str(&format!("; {finding}"));
+        }
+        return line;
+    }
     if r["metric"].is_string() {
         let v = &r["values"];
         let number = |k: &str| v[k].as_f64().unwrap_or(0.0);
@@ -254,6 +282,11 @@ async fn create(args: CreateArgs) -> Result<()> {
             });
             format!("business metric `{metric}`")
         }
+        (Some(deployment), None) if args.ranking => {
+            body["deployment"] = deployment.clone().into();
+            body["ranking"] = serde_json::json!({"k": args.k});
+            format!("the rankings `{deployment}` served")
+        }
         (Some(deployment), None) => {
             body["deployment"] = deployment.clone().into();
             body["reference"] = args.reference.as_deref().unwrap_or("training").into();
@@ -278,6 +311,8 @@ async fn create(args: CreateArgs) -> Result<()> {
         human_ms(m["delay_ms"].as_i64().unwrap_or(0)),
         if args.metric.is_some() {
             "its seasonal baseline".to_string()
+        } else if args.ranking {
+            "what the front end displayed".to_string()
         } else {
             m["reference"].as_str().unwrap_or_default().to_string()
         },

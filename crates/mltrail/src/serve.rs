@@ -53,6 +53,17 @@ pub enum ExplainMethodArg {
     PathDependent,
 }
 
+/// What a request is answered with (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputArg {
+    /// One prediction per row, each with its own id.
+    Predictions,
+    /// The rows are one impression's candidate items: their ids by descending score, under one
+    /// prediction id (needs --item-column).
+    Ranking,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DurabilityArg {
@@ -141,6 +152,19 @@ pub struct ServeArgs {
     /// when the dataset has that many or fewer).
     #[arg(long)]
     explain_background: Option<usize>,
+    /// What a request is answered with: predictions (one per row) or ranking (the rows are one
+    /// impression's candidate items, answered with their ids by descending score under one
+    /// prediction id; needs --item-column).
+    #[arg(long, value_enum)]
+    output: Option<OutputArg>,
+    /// With --output ranking: the request column holding each candidate's item id (a string or
+    /// an integer; it need not be a model input).
+    #[arg(long)]
+    item_column: Option<String>,
+    /// With --output ranking: the model output ranked by (default: a classifier's
+    /// probabilities, taking the positive class, else the model's only output).
+    #[arg(long)]
+    score_output: Option<String>,
     /// A routing policy file (TOML): `kind` (single, split, shadow, canary, epsilon_greedy,
     /// thompson, ucb1, linucb), `arms` (NAME/VERSION or NAME@ALIAS) and the kind's keys
     /// (docs/experiments.md). It becomes the deployment's policy on the tracking server; without
@@ -197,6 +221,39 @@ pub fn policy_file(path: &std::path::Path) -> Result<(Value, Policy)> {
 }
 
 /// Serves the deployment `args` (the merged `[serve]` table) describes.
+/// `--output ranking` checked against the served version: an item column, a score output the
+/// model has, no routing policy, no explanations while serving.
+fn ranking_output(
+    args: &ServeTable,
+    loaded: &mltrail_serving::deployment::LoadedModel,
+    routed: bool,
+) -> Result<Option<mltrail_serving::ranking::RankingOutput>> {
+    if args.output == OutputArg::Predictions {
+        if args.item_column.is_some() || args.score_output.is_some() {
+            bail!("--item-column and --score-output are for --output ranking; give --output ranking, or leave them out");
+        }
+        return Ok(None);
+    }
+    let item_column = args.item_column.clone().filter(|c| !c.is_empty()).ok_or_else(|| {
+        anyhow!("--output ranking needs --item-column: the request column holding each candidate's item id")
+    })?;
+    mltrail_serving::ranking::score_output_index(
+        &loaded.output_names,
+        args.score_output.as_deref(),
+    )
+    .map_err(|e| anyhow!("--score-output: {e}"))?;
+    if routed || args.policy.is_some() {
+        bail!("--output ranking serves one version: a routing policy chooses per row, and a ranking's rows are one impression (end the deployment's policy with `mltrail experiments end-policy`, or serve predictions)");
+    }
+    if args.explain == ExplainArg::Always {
+        bail!("--output ranking stores no explanations while serving: use --explain on_request or off");
+    }
+    Ok(Some(mltrail_serving::ranking::RankingOutput {
+        item_column,
+        score_output: args.score_output.clone(),
+    }))
+}
+
 pub async fn serve(
     args: ServeTable,
     auth: crate::config::AuthTable,
@@ -256,6 +313,7 @@ pub async fn serve(
     };
     let version = client.version(&own).await?;
     let loaded = load(client.as_ref(), &version).await?;
+    let ranking = ranking_output(&args, &loaded, policy_in_force.is_some())?;
     let log_dir = args
         .log_dir
         .clone()
@@ -305,15 +363,18 @@ pub async fn serve(
         explain_method,
         args.explain_background.max(1),
     ));
-    let dep = Arc::new(
-        Deployment::new(deployment.clone(), loaded, log.clone())
-            .with_shadow_log(log_config.clone())
-            .with_archive(client.clone())
-            .with_lineage(client.clone())
-            .with_source(client.clone())
-            .with_subject_keys(Arc::new(KeyCache::new(client.clone())))
-            .with_explanations(explain_mode, explainers),
-    );
+    let mut built = Deployment::new(deployment.clone(), loaded, log.clone())
+        .with_shadow_log(log_config.clone())
+        .with_archive(client.clone())
+        .with_lineage(client.clone())
+        .with_source(client.clone())
+        .with_subject_keys(Arc::new(KeyCache::new(client.clone())))
+        .with_explanations(explain_mode, explainers);
+    if let Some(ranking) = ranking {
+        tracing::info!(deployment, item_column = %ranking.item_column, "the answer is a ranking of each request's rows");
+        built = built.with_ranking(ranking);
+    }
+    let dep = Arc::new(built);
     if explain_mode == ExplainMode::Always {
         dep.prepare_explainer().await.map_err(|why| {
             anyhow!("--explain always: {why} (or serve with --explain on_request or off)")

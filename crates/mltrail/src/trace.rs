@@ -583,9 +583,14 @@ fn print_summary(trace: &Value) {
     }
     for f in trace["feedback"].as_array().into_iter().flatten() {
         let mut said = Vec::new();
-        for key in ["label", "reward", "ranking"] {
+        for (key, shown) in [
+            ("label", "label"),
+            ("reward", "reward"),
+            ("ranking", "displayed"),
+            ("clicked", "clicked"),
+        ] {
             if let Some(v) = f.get(key) {
-                said.push(format!("{key} {v}"));
+                said.push(format!("{shown} {v}"));
             }
         }
         println!("  feedback {}", said.join(", "));

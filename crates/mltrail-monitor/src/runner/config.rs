@@ -27,6 +27,40 @@ pub struct MonitorConfig {
     /// A business metric monitor's baseline (`None` for a deployment's monitor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seasonal: Option<SeasonalSettings>,
+    /// A ranking monitor's settings: its windows compare what a ranking deployment served
+    /// with what the front end reported it displayed (`crate::ranking`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranking: Option<RankingSettings>,
+}
+
+/// How a ranking monitor measures its windows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RankingSettings {
+    /// The cut-off of top-k overlap and nDCG@k (default 10).
+    #[serde(default = "default_k")]
+    pub k: usize,
+}
+
+fn default_k() -> usize {
+    10
+}
+
+impl Default for RankingSettings {
+    fn default() -> Self {
+        RankingSettings { k: default_k() }
+    }
+}
+
+/// The largest cut-off a ranking monitor takes.
+const MAX_K: usize = 1000;
+
+/// What kind of values a monitor's windows have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Deployment,
+    Business,
+    Ranking,
 }
 
 /// How a business metric monitor learns its baseline ([`crate::seasonal`]).
@@ -123,6 +157,10 @@ pub const DEFAULT_ALERT: &str = "dataset_drift == 1";
 /// spike.
 pub const DEFAULT_METRIC_ALERT: &str = "anomalies >= 1";
 
+/// The rule every ranking monitor has when it was given none: tell when fewer than nine in ten
+/// impressions are displayed in the served order.
+pub const DEFAULT_RANKING_ALERT: &str = "ranking.agreement < 0.9";
+
 /// A config field that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
@@ -132,6 +170,20 @@ pub struct ConfigError {
 }
 
 impl MonitorConfig {
+    /// A config without drift settings (a business metric's or a ranking monitor's), to be
+    /// completed with its kind's settings.
+    pub fn without_drift(alerts: Vec<String>, webhooks: Vec<String>) -> Self {
+        MonitorConfig {
+            drift_share: default_drift_share(),
+            alerts,
+            webhooks,
+            exclude: Vec::new(),
+            sensitive: Vec::new(),
+            seasonal: None,
+            ranking: None,
+        }
+    }
+
     /// Checks what a user asked for; the error names the offending field.
     pub fn validate(&mut self) -> Result<Vec<Rule>, ConfigError> {
         let invalid = |field, message| ConfigError { field, message };
@@ -144,12 +196,32 @@ impl MonitorConfig {
         if let Some(seasonal) = &self.seasonal {
             seasonal.validate()?;
         }
+        if let Some(ranking) = &self.ranking {
+            if !(1..=MAX_K).contains(&ranking.k) {
+                return Err(invalid(
+                    "k",
+                    format!("must be 1 to {MAX_K}, got {}", ranking.k),
+                ));
+            }
+        }
+        let kind = match (&self.seasonal, &self.ranking) {
+            (Some(_), None) => Kind::Business,
+            (None, Some(_)) => Kind::Ranking,
+            (None, None) => Kind::Deployment,
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "ranking",
+                    "a monitor watches a business metric or a deployment's rankings, not both"
+                        .into(),
+                ))
+            }
+        };
         if self.alerts.is_empty() {
             self.alerts.push(
-                if self.seasonal.is_some() {
-                    DEFAULT_METRIC_ALERT
-                } else {
-                    DEFAULT_ALERT
+                match kind {
+                    Kind::Business => DEFAULT_METRIC_ALERT,
+                    Kind::Ranking => DEFAULT_RANKING_ALERT,
+                    Kind::Deployment => DEFAULT_ALERT,
                 }
                 .into(),
             );
@@ -160,26 +232,35 @@ impl MonitorConfig {
             .map(|a| Rule::parse(a))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("alerts", e))?;
-        // A rule on the other kind's values would never hold.
-        let business = self.seasonal.is_some();
-        if let Some(rule) = rules
-            .iter()
-            .find(|r| crate::rules::BUSINESS_METRICS.contains(&r.metric.as_str()) != business)
-        {
+        // A rule on another kind's values would never hold.
+        let kind_of = |metric: &str| {
+            if crate::rules::BUSINESS_METRICS.contains(&metric) {
+                Kind::Business
+            } else if crate::rules::is_ranking_metric(metric) {
+                Kind::Ranking
+            } else {
+                Kind::Deployment
+            }
+        };
+        if let Some(rule) = rules.iter().find(|r| kind_of(&r.metric) != kind) {
             return Err(invalid(
                 "alerts",
                 format!(
                     "`{}` is not a value of a {} monitor's windows ({})",
                     rule.metric,
-                    if business {
-                        "business metric"
-                    } else {
-                        "deployment"
+                    match kind {
+                        Kind::Business => "business metric",
+                        Kind::Ranking => "ranking",
+                        Kind::Deployment => "deployment",
                     },
-                    if business {
-                        format!("those are: {}", crate::rules::BUSINESS_METRICS.join(", "))
-                    } else {
-                        "see docs/monitoring.md, Alert rules".to_string()
+                    match kind {
+                        Kind::Business =>
+                            format!("those are: {}", crate::rules::BUSINESS_METRICS.join(", ")),
+                        Kind::Ranking => format!(
+                            "those are: {}, ranking.sorted.<key>",
+                            crate::rules::RANKING_METRICS.join(", ")
+                        ),
+                        Kind::Deployment => "see docs/monitoring.md, Alert rules".to_string(),
                     }
                 ),
             ));
@@ -231,6 +312,8 @@ pub struct NewMonitor {
     pub metric: Option<String>,
     /// A business metric monitor's baseline (defaults when `None`).
     pub seasonal: Option<SeasonalSettings>,
+    /// Set for a monitor of a ranking deployment's served against displayed orders.
+    pub ranking: Option<RankingSettings>,
     /// The window length (at least a second).
     pub window_ms: i64,
     /// How long after a window ends it is evaluated (default 10 minutes), so late records and

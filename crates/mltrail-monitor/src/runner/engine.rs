@@ -123,6 +123,9 @@ impl Engine {
                 "only a business metric monitor learns a seasonal baseline".into(),
             ));
         }
+        if let Some(ranking) = new.ranking {
+            return self.create_for_rankings(actor, ranking, new, now).await;
+        }
         let reference = new.reference.unwrap_or_else(|| "training".into());
         let spec =
             ReferenceSpec::parse(&reference).map_err(|e| invalid("reference", e.to_string()))?;
@@ -136,26 +139,24 @@ impl Engine {
         )
         .await
         .map_err(|e| invalid("reference", e.to_string()))?;
-        let mut config = MonitorConfig {
+        let config = MonitorConfig {
             drift_share: new.drift_share.unwrap_or(0.5),
             alerts: new.alerts,
             webhooks: new.webhooks,
             exclude: new.exclude,
             sensitive: new.sensitive,
             seasonal: None,
+            ranking: None,
         };
-        config.validate()?;
-        let start = first_start(new.start, now)?;
-        let spec = MonitorSpec {
-            deployment: new.deployment,
-            metric: None,
-            window_ms: new.window_ms,
-            delay_ms: new.delay_ms.unwrap_or(DEFAULT_DELAY_MS),
-            reference,
-            config: serde_json::to_value(&config).map_err(MonitorError::Config)?,
-        };
-        let first = window_start(start, spec.window_ms);
-        Ok(monitors::create_monitor(&self.store, actor, spec, first).await?)
+        let timing = (new.window_ms, new.delay_ms, new.start);
+        self.store_monitor(
+            actor,
+            config,
+            (new.deployment, None, reference),
+            timing,
+            now,
+        )
+        .await
     }
 
     /// A monitor of business metric `metric`: its windows' points are judged against a
@@ -190,34 +191,83 @@ impl Engine {
                 "a business metric monitor compares each window with the metric's own seasonal baseline; it takes no reference".into(),
             ));
         }
-        for (field, given) in [
-            ("drift_share", new.drift_share.is_some()),
-            ("exclude", !new.exclude.is_empty()),
-            ("sensitive", !new.sensitive.is_empty()),
-        ] {
-            if given {
-                return Err(invalid(
-                    field,
-                    "is a deployment monitor's; a business metric monitor has no columns".into(),
-                ));
-            }
-        }
-        let mut config = MonitorConfig {
-            drift_share: 0.5,
-            alerts: new.alerts,
-            webhooks: new.webhooks,
-            exclude: Vec::new(),
-            sensitive: Vec::new(),
+        refuse_drift_settings(
+            &new,
+            "is a deployment monitor's; a business metric monitor has no columns",
+        )?;
+        let config = MonitorConfig {
             seasonal: Some(seasonal),
+            ..MonitorConfig::without_drift(new.alerts, new.webhooks)
         };
+        let timing = (new.window_ms, new.delay_ms, new.start);
+        self.store_monitor(
+            actor,
+            config,
+            (String::new(), Some(metric), "seasonal".into()),
+            timing,
+            now,
+        )
+        .await
+    }
+
+    /// A monitor of a ranking deployment: its windows compare the order each impression was
+    /// served in with the order the front end reported displaying it (`crate::ranking`).
+    async fn create_for_rankings(
+        &self,
+        actor: &str,
+        ranking: super::RankingSettings,
+        new: NewMonitor,
+        now: i64,
+    ) -> Result<Monitor, MonitorError> {
+        let invalid = |field: &'static str, message: String| {
+            MonitorError::Rule(super::ConfigError { field, message })
+        };
+        if new.reference.is_some() {
+            return Err(invalid(
+                "reference",
+                "a ranking monitor compares each impression's displayed order with its served order; it takes no reference".into(),
+            ));
+        }
+        refuse_drift_settings(
+            &new,
+            "is a drift monitor's; a ranking monitor compares orders (create a second monitor for drift)",
+        )?;
+        let config = MonitorConfig {
+            ranking: Some(ranking),
+            ..MonitorConfig::without_drift(new.alerts, new.webhooks)
+        };
+        let timing = (new.window_ms, new.delay_ms, new.start);
+        self.store_monitor(
+            actor,
+            config,
+            (new.deployment, None, RANKING_REFERENCE.into()),
+            timing,
+            now,
+        )
+        .await
+    }
+
+    /// Checks `config` and stores the monitor of `watched` (deployment, business metric,
+    /// reference) with its `timing` (window, delay, first window's time), its first window the
+    /// one holding that time (default now).
+    async fn store_monitor(
+        &self,
+        actor: &str,
+        mut config: MonitorConfig,
+        watched: (String, Option<String>, String),
+        timing: (i64, Option<i64>, Option<i64>),
+        now: i64,
+    ) -> Result<Monitor, MonitorError> {
         config.validate()?;
-        let start = first_start(new.start, now)?;
+        let (deployment, metric, reference) = watched;
+        let (window_ms, delay_ms, start) = timing;
+        let start = first_start(start, now)?;
         let spec = MonitorSpec {
-            deployment: String::new(),
-            metric: Some(metric),
-            window_ms: new.window_ms,
-            delay_ms: new.delay_ms.unwrap_or(DEFAULT_DELAY_MS),
-            reference: "seasonal".into(),
+            deployment,
+            metric,
+            window_ms,
+            delay_ms: delay_ms.unwrap_or(DEFAULT_DELAY_MS),
+            reference,
             config: serde_json::to_value(&config).map_err(MonitorError::Config)?,
         };
         let first = window_start(start, spec.window_ms);
@@ -313,9 +363,10 @@ impl Engine {
         let mut config: MonitorConfig =
             serde_json::from_value(monitor.spec.config.clone()).map_err(MonitorError::Config)?;
         let rules = config.validate()?;
-        let (status, result, rows) = match &monitor.spec.metric {
-            Some(metric) => self.metric_window(metric, &config, start, end).await?,
-            None => self.deployment_window(monitor, &config, start, end).await?,
+        let (status, result, rows) = match (&monitor.spec.metric, config.ranking) {
+            (Some(metric), _) => self.metric_window(metric, &config, start, end).await?,
+            (None, Some(ranking)) => self.ranking_window(monitor, ranking, start, end).await?,
+            (None, None) => self.deployment_window(monitor, &config, start, end).await?,
         };
         let values = values_of(&result);
         // The windows with data before this one, newest first, for "for N" rules: windows
@@ -376,10 +427,11 @@ impl Engine {
                             value.map_or("-".into(), |v| format!("{v:.4}")),
                             rfc3339_seconds(start),
                             rfc3339_seconds(end),
-                            match (result["error"].as_str(), drifted.is_empty()) {
-                                (Some(e), _) => format!("; the window could not be compared: {e}"),
-                                (None, false) => format!("; drifted: {}", drifted.join(", ")),
-                                (None, true) => String::new(),
+                            match (result["error"].as_str(), drifted.is_empty(), result["ranking"]["finding"].as_str()) {
+                                (Some(e), _, _) => format!("; the window could not be compared: {e}"),
+                                (None, false, _) => format!("; drifted: {}", drifted.join(", ")),
+                                (None, true, Some(finding)) => format!("; {finding}"),
+                                (None, true, None) => String::new(),
                             },
                         ),
                         "metric": rule.metric, "value": value, "threshold": rule.threshold,
@@ -457,6 +509,68 @@ impl Engine {
                 }
             },
         )
+    }
+
+    /// A ranking monitor's window: the impressions served in it, against what the front end
+    /// reported displaying (feedback up to the window's end plus the monitor's delay).
+    async fn ranking_window(
+        &self,
+        monitor: &Monitor,
+        settings: super::RankingSettings,
+        start: i64,
+        end: i64,
+    ) -> Result<(WindowStatus, Json, i64), MonitorError> {
+        let labels_until = end + monitor.spec.delay_ms;
+        let window = self
+            .read_window(&monitor.spec.deployment, start, end, labels_until)
+            .await?;
+        let all = window.impressions();
+        let n = all.len() as i64;
+        if n == 0 {
+            return Ok((
+                WindowStatus::NoData,
+                json!({"values": {"impressions": 0}}),
+                0,
+            ));
+        }
+        let reported: Vec<crate::ranking::Impression<'_>> = all
+            .iter()
+            .filter(|i| i.displayed.is_some())
+            .map(crate::window::ImpressionText::as_impression)
+            .collect();
+        let mut values = Values::new();
+        values.insert("impressions".into(), n as f64);
+        values.insert("displayed_impressions".into(), reported.len() as f64);
+        values.insert("reported_share".into(), reported.len() as f64 / n as f64);
+        let mut ranking =
+            json!({"k": settings.k, "impressions": n, "displayed_impressions": reported.len()});
+        if !reported.is_empty() {
+            let agreement = crate::ranking::agreement(&reported, settings.k);
+            values.extend(agreement.values());
+            ranking["agreement"] = json!(agreement.agreement);
+            ranking["kendall_tau"] = json!(agreement.kendall_tau);
+            ranking["top_k_overlap"] = json!(agreement.top_k_overlap);
+            ranking["ndcg_served"] = json!(agreement.ndcg_served);
+            ranking["ndcg_displayed"] = json!(agreement.ndcg_displayed);
+            ranking["signature"] = agreement
+                .signature
+                .iter()
+                .map(|(key, share)| json!({"key": key.name(), "describes": key.describe(), "share": share}))
+                .collect();
+            ranking["finding"] = json!(agreement.finding());
+            // The first impression displayed out of the served order, to show what it looked like.
+            if let Some(first) = reported
+                .iter()
+                .find(|i| !crate::ranking::in_served_order(&i.served, &i.displayed))
+            {
+                ranking["example"] = json!({"served": first.served, "displayed": first.displayed});
+            }
+        }
+        Ok((
+            WindowStatus::Ok,
+            json!({"ranking": ranking, "values": values}),
+            n,
+        ))
     }
 
     /// A business metric monitor's window: its points judged against the seasonal baseline of
@@ -818,6 +932,27 @@ impl Engine {
 
 /// How a monitor compares inputs with its reference: the monitor's settings, the reference's
 /// declared column types, and its target left out.
+/// Refuses a drift monitor's settings (`drift_share`, `exclude`, `sensitive`) on a monitor of
+/// another kind, saying `why`.
+fn refuse_drift_settings(new: &NewMonitor, why: &str) -> Result<(), MonitorError> {
+    for (field, given) in [
+        ("drift_share", new.drift_share.is_some()),
+        ("exclude", !new.exclude.is_empty()),
+        ("sensitive", !new.sensitive.is_empty()),
+    ] {
+        if given {
+            return Err(MonitorError::Rule(super::ConfigError {
+                field,
+                message: why.to_string(),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// What a ranking monitor compares with, as its `reference` reads.
+const RANKING_REFERENCE: &str = "served order";
+
 fn feature_options(
     config: &MonitorConfig,
     reference: &Reference,

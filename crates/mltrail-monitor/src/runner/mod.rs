@@ -9,8 +9,9 @@ mod reference;
 mod scoring;
 
 pub use config::{
-    window_start, BadReference, ConfigError, MonitorConfig, NewMonitor, ReferenceSpec,
-    SeasonalSettings, DEFAULT_ALERT, DEFAULT_DELAY_MS, DEFAULT_METRIC_ALERT,
+    window_start, BadReference, ConfigError, MonitorConfig, NewMonitor, RankingSettings,
+    ReferenceSpec, SeasonalSettings, DEFAULT_ALERT, DEFAULT_DELAY_MS, DEFAULT_METRIC_ALERT,
+    DEFAULT_RANKING_ALERT,
 };
 pub use engine::{AlertSink, Engine};
 pub use mltrail_core::time::parse_duration_ms;

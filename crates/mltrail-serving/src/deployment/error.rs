@@ -25,6 +25,9 @@ pub enum ScoreError {
     /// failed): nothing is stored unsealed, so nothing is answered.
     #[error("the prediction could not be recorded sealed, so it is not returned: {0}")]
     Seal(#[source] BoxError),
+    /// A ranking deployment's request whose items, or whose model's outputs, cannot be ranked.
+    #[error(transparent)]
+    Ranking(#[from] crate::ranking::RankingError),
 }
 
 impl ScoreError {
@@ -33,6 +36,8 @@ impl ScoreError {
             ScoreError::Json(_) | ScoreError::Request(_) => FailureKind::bad_request,
             ScoreError::Model(_) => FailureKind::model,
             ScoreError::Log(_) | ScoreError::Seal(_) => FailureKind::log,
+            ScoreError::Ranking(crate::ranking::RankingError::Score(_)) => FailureKind::model,
+            ScoreError::Ranking(_) => FailureKind::bad_request,
         }
     }
 
@@ -40,6 +45,7 @@ impl ScoreError {
     pub fn column(&self) -> Option<&str> {
         match self {
             ScoreError::Request(e) => e.column(),
+            ScoreError::Ranking(e) => e.column(),
             _ => None,
         }
     }
@@ -48,6 +54,7 @@ impl ScoreError {
     pub fn row(&self) -> Option<usize> {
         match self {
             ScoreError::Request(e) => e.row(),
+            ScoreError::Ranking(e) => e.row(),
             _ => None,
         }
     }
@@ -74,9 +81,9 @@ pub enum FeedbackError {
     BadId(String),
     #[error("`reward` must be a number")]
     BadReward,
-    #[error("`ranking` must be the list of items displayed, in order")]
-    BadRanking,
-    #[error("feedback needs at least one of `label`, `reward`, `ranking`")]
+    #[error("`{field}` {why}")]
+    BadItems { field: &'static str, why: String },
+    #[error("feedback needs at least one of `label`, `reward`, `displayed`, `clicked`")]
     Empty,
     #[error("prediction {id} was not served by deployment `{deployment}`")]
     Unknown { id: uuid::Uuid, deployment: String },
@@ -97,7 +104,7 @@ impl FeedbackError {
                 Some("prediction_id")
             }
             FeedbackError::BadReward => Some("reward"),
-            FeedbackError::BadRanking => Some("ranking"),
+            FeedbackError::BadItems { field, .. } => Some(field),
             FeedbackError::Reward(e) if e.field == "label" => Some("label"),
             FeedbackError::Reward(_) => Some("reward"),
             _ => None,

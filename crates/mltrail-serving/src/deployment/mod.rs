@@ -135,6 +135,15 @@ pub struct Scored {
     pub routed: Option<RoutedRows>,
     /// The versions that answered and how many rows each.
     pub served: Vec<(Arc<Serving>, usize)>,
+    /// A ranking deployment's answer: the items in served order with their scores (`ids`
+    /// then holds the impression's one prediction id).
+    pub ranking: Option<Ranked>,
+}
+
+/// One impression ranked: the item ids as the request gave them, by descending score.
+pub struct Ranked {
+    pub items: Vec<Json>,
+    pub scores: Vec<f64>,
 }
 
 /// What a routing policy chose for each row of a request.
@@ -177,6 +186,13 @@ impl Scored {
     /// The `/invocations` answer: one record per row for DataFrame input, a dict of output
     /// arrays for tensor input, as `mlflow models serve` answers.
     pub fn invocations_body(&self) -> Vec<u8> {
+        if let Some(ranked) = &self.ranking {
+            return serde_json::to_vec(&serde_json::json!({
+                "predictions": ranked.items,
+                "prediction_id": self.ids.first(),
+            }))
+            .unwrap_or_default();
+        }
         match (self.kind, &self.outputs) {
             (RequestKind::Tensor, Some(outputs)) => serde_json::to_vec(
                 &response::tensor_predictions(&self.model.output_names, outputs),
@@ -189,6 +205,18 @@ impl Scored {
     /// The native `/api/v1/predict` answer: each row's prediction id, the version that answered
     /// and its outputs.
     pub fn predict_body(&self, deployment: &str) -> Vec<u8> {
+        if let Some(ranked) = &self.ranking {
+            return serde_json::to_vec(&serde_json::json!({
+                "deployment": deployment,
+                "prediction_id": self.ids.first(),
+                "model": self.model.name,
+                "version": self.model.version,
+                "digest": self.model.digest,
+                "items": ranked.items,
+                "scores": ranked.scores.iter().map(|s| Number::from_f64(*s)).collect::<Vec<_>>(),
+            }))
+            .unwrap_or_default();
+        }
         match &self.routed {
             None => response::native_predictions(
                 deployment,
@@ -220,12 +248,35 @@ pub struct Feedback {
     pub prediction_id: uuid::Uuid,
     pub label: Option<Box<RawValue>>,
     pub reward: Option<Number>,
-    /// The items displayed, in display order.
+    /// The items displayed, in display order (`displayed`, or its first name `ranking`).
     pub ranking: Option<Box<RawValue>>,
+    /// The items the user clicked (any order).
+    pub clicked: Option<Box<RawValue>>,
+}
+
+/// A list of item ids as feedback carries it: strings or integers, each once.
+fn item_list(value: &Json, field: &'static str) -> Result<Box<RawValue>, FeedbackError> {
+    let bad = |why: String| FeedbackError::BadItems { field, why };
+    let Json::Array(items) = value else {
+        return Err(bad(format!("must be a list of item ids, got {value}")));
+    };
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    for (k, item) in items.iter().enumerate() {
+        let text = crate::ranking::item_text(item).ok_or_else(|| {
+            bad(format!(
+                "item {k} must be an item id (a string or an integer), got {item}"
+            ))
+        })?;
+        if !seen.insert(text.into_owned()) {
+            return Err(bad(format!("item {item} is listed twice")));
+        }
+    }
+    RawValue::from_string(value.to_string()).map_err(|e| bad(e.to_string()))
 }
 
 impl Feedback {
-    /// Reads `{"prediction_id", "label"?, "reward"?, "ranking"?}`; at least one of the three.
+    /// Reads `{"prediction_id", "label"?, "reward"?, "displayed"?, "clicked"?}` (`ranking` is
+    /// `displayed`'s first name); at least one of them.
     pub fn parse(body: &Json) -> Result<Self, FeedbackError> {
         let id_text = body
             .get("prediction_id")
@@ -240,12 +291,22 @@ impl Feedback {
             Some(Json::Number(n)) => Some(n.clone()),
             Some(_) => return Err(FeedbackError::BadReward),
         };
-        let ranking = match body.get("ranking") {
-            None => None,
-            Some(v @ Json::Array(_)) => raw(v),
-            Some(_) => return Err(FeedbackError::BadRanking),
+        let ranking = match (body.get("displayed"), body.get("ranking")) {
+            (Some(_), Some(_)) => {
+                return Err(FeedbackError::BadItems {
+                    field: "ranking",
+                    why: "give `displayed` (or its first name `ranking`), not both".into(),
+                })
+            }
+            (Some(v), None) => Some(item_list(v, "displayed")?),
+            (None, Some(v)) => Some(item_list(v, "ranking")?),
+            (None, None) => None,
         };
-        if label.is_none() && reward.is_none() && ranking.is_none() {
+        let clicked = body
+            .get("clicked")
+            .map(|v| item_list(v, "clicked"))
+            .transpose()?;
+        if label.is_none() && reward.is_none() && ranking.is_none() && clicked.is_none() {
             return Err(FeedbackError::Empty);
         }
         Ok(Feedback {
@@ -253,6 +314,7 @@ impl Feedback {
             label,
             reward,
             ranking,
+            clicked,
         })
     }
 }
@@ -290,6 +352,8 @@ pub struct Deployment {
     /// Requests in progress under a shadow policy: a shadow is scored only while they are
     /// few enough to leave a core spare (`ShadowWorker::has_room`).
     shadowed_in_flight: std::sync::atomic::AtomicUsize,
+    /// Set when the deployment's answer is a ranking of each request's rows.
+    ranking: Option<crate::ranking::RankingOutput>,
 }
 
 /// What a piece of feedback teaches the policy in force.
@@ -417,7 +481,20 @@ impl Deployment {
             shadow_log: Arc::new(std::sync::OnceLock::new()),
             shadow_config: None,
             shadowed_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            ranking: None,
         }
+    }
+
+    /// Answers each request with its rows (the candidate items of one impression) ranked by
+    /// the model's score, under one prediction id (`crate::ranking`).
+    pub fn with_ranking(mut self, output: crate::ranking::RankingOutput) -> Self {
+        self.ranking = Some(output);
+        self
+    }
+
+    /// How the deployment ranks, when its answer is a ranking.
+    pub fn ranking(&self) -> Option<&crate::ranking::RankingOutput> {
+        self.ranking.as_ref()
     }
 
     /// The routing policy in force.
@@ -437,6 +514,11 @@ impl Deployment {
         models: Vec<LoadedModel>,
         learned: Option<crate::routing::RoutingState>,
     ) -> Result<Arc<Routing>, RoutingError> {
+        if let Some(ranking) = &self.ranking {
+            return Err(RoutingError::Ranking {
+                column: ranking.item_column.clone(),
+            });
+        }
         let servings = models
             .into_iter()
             .map(|m| {
@@ -870,7 +952,11 @@ impl Deployment {
                 primary.model.privacy.as_ref().map(|p| p.spec().subject()),
             )?,
         };
-        let columns = routing.map_or_else(Vec::new, |r| r.policy().request_columns());
+        let columns = match (routing, &self.ranking) {
+            (Some(r), _) => r.policy().request_columns(),
+            (None, Some(ranking)) => vec![ranking.item_column.as_str()],
+            (None, None) => Vec::new(),
+        };
         let mut decoded = request::decode_with(
             json,
             &primary.model.model,
@@ -878,6 +964,11 @@ impl Deployment {
             primary.model.privacy.as_ref(),
             &columns,
         )?;
+        if let (None, Some(ranking)) = (routing, &self.ranking) {
+            return self
+                .rank(ranking, primary, decoded, started, trace_id)
+                .await;
+        }
         let n = decoded.rows;
         let plan = routing.map(|r| r.plan(&decoded)).transpose()?;
         // Rows by the arm that answers them (one group without a policy).
@@ -1076,6 +1167,107 @@ impl Deployment {
                 .into_iter()
                 .map(|g| (g.serving, g.rows.len()))
                 .collect(),
+            ranking: None,
+        })
+    }
+
+    /// Scores a ranking deployment's request: its rows are one impression's candidates, logged
+    /// as one prediction whose inputs are the candidates and whose outputs are the items in
+    /// served order with their scores.
+    async fn rank(
+        &self,
+        ranking: &crate::ranking::RankingOutput,
+        serving: &Arc<Serving>,
+        mut decoded: request::Decoded,
+        started: Instant,
+        trace_id: Option<&str>,
+    ) -> Result<Scored, ScoreError> {
+        use crate::ranking;
+        let n = decoded.rows;
+        let items = ranking::item_ids(
+            std::mem::take(&mut decoded.policy_cells),
+            &ranking.item_column,
+        )?;
+        let inputs = match &decoded.inputs {
+            RowInputs::Plain(inputs) => inputs,
+            RowInputs::Sealed(_) => {
+                return Err(ScoreError::Ranking(ranking::RankingError::Score(format!(
+                    "version {} seals personal data in its inputs; a ranking's candidates are items, logged as they come",
+                    serving.version
+                ))))
+            }
+        };
+        let at =
+            ranking::score_output_index(&serving.output_names, ranking.score_output.as_deref())?;
+        let outputs = serving
+            .model
+            .model
+            .run(std::mem::take(&mut decoded.tensors))
+            .map_err(ScoreError::Model)?;
+        let output = outputs.get(at).ok_or_else(|| {
+            ScoreError::Ranking(ranking::RankingError::Score(format!(
+                "the model gave {} outputs, not {}",
+                outputs.len(),
+                at + 1
+            )))
+        })?;
+        let scores = ranking::scores(output, &serving.output_names[at], n)?;
+        let order = ranking::served_order(&scores);
+        let record_outputs = ranking::outputs_json(&items, &scores, &order);
+        let is_input = serving
+            .signature
+            .columns
+            .iter()
+            .any(|c| c.name == ranking.item_column);
+        let record_inputs = ranking::inputs_json(inputs, &items, &ranking.item_column, is_input);
+        let time = mltrail_core::now_millis();
+        let id = prediction_id(u64::try_from(time).unwrap_or(0));
+        let latency_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let shared = RequestRecord {
+            time_ms: time,
+            deployment: &self.name,
+            model: &serving.name,
+            version: &serving.version,
+            digest: &serving.digest,
+            arm: None,
+            latency_us,
+            trace_id,
+        }
+        .shared_json();
+        let payload = write_prediction(
+            &id,
+            &shared,
+            &record_inputs,
+            &record_outputs,
+            None,
+            None,
+            None,
+        );
+        self.log
+            .append(vec![Entry {
+                id: id.as_u128(),
+                kind: EntryKind::Prediction,
+                payload,
+            }])
+            .await
+            .map_err(ScoreError::Log)?;
+        let mut ordered_items = Vec::with_capacity(n);
+        let mut slots: Vec<Option<Json>> = items.into_iter().map(Some).collect();
+        for &r in &order {
+            ordered_items.push(slots[r].take().unwrap_or(Json::Null));
+        }
+        Ok(Scored {
+            model: serving.clone(),
+            kind: decoded.kind,
+            ids: vec![id],
+            rows: vec![record_outputs],
+            outputs: None,
+            routed: None,
+            served: vec![(serving.clone(), n)],
+            ranking: Some(Ranked {
+                items: ordered_items,
+                scores: order.iter().map(|&r| scores[r]).collect(),
+            }),
         })
     }
 
@@ -1468,6 +1660,7 @@ impl Deployment {
             label: feedback.label,
             reward: feedback.reward,
             ranking: feedback.ranking,
+            clicked: feedback.clicked,
         });
         let payload = serde_json::to_vec(&record).unwrap_or_default();
         self.log

@@ -15,6 +15,8 @@ use crate::routing::{Choice, Policy, Router, RoutingState, Rule};
 /// Why a policy cannot be put in force with the versions its arms name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RoutingError {
+    #[error("a ranking deployment (item column `{column}`) serves one version: a routing policy chooses per row, and a ranking's rows are one impression")]
+    Ranking { column: String },
     #[error("the policy has {policy} arms but {loaded} versions were loaded")]
     Arms { policy: usize, loaded: usize },
     #[error("arm `{arm}` ({model}/{version}) takes other inputs than arm `{first}`: every arm must take the same columns, so any row can go to any arm")]

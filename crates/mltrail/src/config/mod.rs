@@ -26,7 +26,7 @@ pub use args::{ConfigArgs, ServerArgs, StoreArgs};
 pub use layers::{Env, Layer};
 pub use show::{annotate_help, example};
 
-use crate::serve::{DurabilityArg, ExplainArg, ExplainMethodArg};
+use crate::serve::{DurabilityArg, ExplainArg, ExplainMethodArg, OutputArg};
 use crate::tracking_client::DEFAULT_TRACKING_URI;
 
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -278,6 +278,16 @@ config_table! {
         /// Rows of the training data in the explanations' background sample (seeded; all of
         /// them when the dataset has that many or fewer).
         pub explain_background: usize = 100,
+        /// What a request is answered with: `predictions` (one per row) or `ranking` (the
+        /// rows are one impression's candidate items; the answer is their ids by descending
+        /// score, under one prediction id; needs item_column).
+        pub output: OutputArg = OutputArg::Predictions,
+        /// With output = "ranking": the request column holding each candidate's item id (a
+        /// string or an integer; it need not be a model input).
+        pub item_column: Option<String> = None,
+        /// With output = "ranking": the model output ranked by (default: a classifier's
+        /// probabilities, its second output, taking the positive class; else its only output).
+        pub score_output: Option<String> = None,
         /// A routing policy file (TOML: kind, arms, …; docs/experiments.md): set as the
         /// deployment's policy on the tracking server at start. Without it, the policy the
         /// tracking server holds for the deployment (if any) is followed.

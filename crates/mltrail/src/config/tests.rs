@@ -393,6 +393,9 @@ fn every_flag_sets_a_key() {
         "--policy=p.toml",
         "--policy-interval-ms=11",
         "--policy-report-interval-ms=12",
+        "--output=ranking",
+        "--item-column=item",
+        "--score-output=score",
     ]);
     let Command::Serve(args) = serve.command else {
         panic!("not the serve command")
@@ -435,6 +438,18 @@ fn every_flag_sets_a_key() {
             crate::serve::ExplainArg::Always,
             crate::serve::ExplainMethodArg::PathDependent,
             9
+        )
+    );
+    assert_eq!(
+        (
+            s.output,
+            s.item_column.as_deref(),
+            s.score_output.as_deref()
+        ),
+        (
+            crate::serve::OutputArg::Ranking,
+            Some("item"),
+            Some("score")
         )
     );
     // Every key of [serve] has its flag.

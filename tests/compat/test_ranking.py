@@ -1,0 +1,181 @@
+"""A ranking deployment (`mltrail serve --output ranking`): each request's rows are one
+impression's candidates, answered with their ids by descending score under one prediction id.
+A simulated front end that re-sorts the list alphabetically is caught by a ranking monitor
+within one window, which names the sort; a front end that keeps the served order gives
+agreement 1.0 and no alert."""
+import random
+import time
+
+import numpy as np
+import pytest
+import requests
+
+from test_gates import mltrail
+from test_serving import start_serve
+
+
+@pytest.fixture
+def recommender(server, tmp_path, unique):
+    """A logistic regression scoring (relevance, price): relevance up, price down."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 2)).astype(np.float32)
+    y = (x[:, 0] - 0.5 * x[:, 1] > 0).astype(int)
+    model = LogisticRegression().fit(x, y)
+    onnx = to_onnx(model, x[:1], options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    path = tmp_path / "recommender.onnx"
+    path.write_bytes(onnx.SerializeToString())
+    name = unique("recommender")
+    mltrail(server, "models", "register", name, str(path), "--signature", "relevance,price")
+    return name
+
+
+def candidates(rng, n=8):
+    """One impression's candidates, ids random so that no sort key but the score orders them."""
+    return [{"item_id": f"sku-{rng.randrange(10**6):06d}", "relevance": rng.uniform(-2, 2), "price": rng.uniform(-2, 2)}
+            for _ in range(n)]
+
+
+def rank(url, rows):
+    answer = requests.post(f"{url}/api/v1/predict", json={"dataframe_records": rows}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def ranking_windows(server, monitor, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        results = requests.get(f"{server['url']}/api/v1/monitors/{monitor}/results?limit=100", timeout=30).json()["results"]
+        ok = [r for r in results if r["status"] == "ok"]
+        if ok and sum(r["rows"] for r in ok) >= 20:
+            return ok
+        time.sleep(0.2)
+    raise AssertionError(f"monitor {monitor}: no window with the impressions evaluated")
+
+
+def serve_and_display(server, recommender, tmp_path, unique, displayed_order, seed):
+    deployment = unique("shelf")
+    (tmp_path / deployment).mkdir()
+    proc, url = start_serve(server, f"{recommender}/1", tmp_path / deployment, "--deployment", deployment,
+                            "--output", "ranking", "--item-column", "item_id",
+                            "--segment-seconds", "1", "--archive-interval-ms", "200")
+    rng = random.Random(seed)
+    started = int(time.time() * 1000)
+    served = []
+    try:
+        for _ in range(20):
+            answer = rank(url, candidates(rng))
+            shown = displayed_order(answer["items"])
+            feedback = requests.post(f"{url}/api/v1/feedback", json={
+                "prediction_id": answer["prediction_id"], "displayed": shown, "clicked": [shown[0]]}, timeout=30)
+            assert feedback.status_code == 200, feedback.text
+            served.append(answer)
+        created = mltrail(server, "monitor", "create", "--deployment", deployment, "--ranking", "--k", "5",
+                          "--window", "2s", "--delay", "2s", "--since", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started / 1000 - 2)))
+        monitor = created.stdout.strip().splitlines()[-1]
+        windows = ranking_windows(server, monitor)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    alerts = requests.get(f"{server['url']}/api/v1/monitors/{monitor}/alerts", timeout=30).json()["alerts"]
+    return deployment, url, monitor, windows, alerts, served
+
+
+def test_a_ranking_is_served_under_one_id_and_bad_items_are_refused(server, recommender, tmp_path, unique):
+    deployment = unique("shelf")
+    proc, url = start_serve(server, f"{recommender}/1", tmp_path, "--deployment", deployment,
+                            "--output", "ranking", "--item-column", "item_id")
+    try:
+        rows = [{"item_id": "b", "relevance": 0.0, "price": 0.0},
+                {"item_id": "a", "relevance": 2.0, "price": -1.0},
+                {"item_id": 7, "relevance": -2.0, "price": 2.0}]
+        answer = rank(url, rows)
+        assert answer["items"] == ["a", "b", 7], "by descending score; an integer id stays an integer"
+        assert answer["scores"] == sorted(answer["scores"], reverse=True)
+        assert answer["deployment"] == deployment and answer["version"] == "1"
+        record = requests.get(f"{url}/api/v1/predictions/{answer['prediction_id']}", timeout=30).json()
+        assert record["outputs"] == {"items": ["a", "b", 7], "scores": answer["scores"]}
+        assert [r["item_id"] for r in record["inputs"]] == ["b", "a", 7], "the candidates, in request order"
+        assert record["inputs"][1] == {"item_id": "a", "relevance": 2.0, "price": -1.0}
+        mlflow_style = requests.post(f"{url}/invocations", json={"dataframe_records": rows}, timeout=30).json()
+        assert mlflow_style["predictions"] == ["a", "b", 7]
+
+        for bad, row, message in [
+            ([{"item_id": 1.5, "relevance": 0, "price": 0}], 0, "a string or an integer"),
+            ([{"item_id": "x", "relevance": 0, "price": 0}, {"item_id": "x", "relevance": 1, "price": 0}], 1, "twice"),
+        ]:
+            refused = requests.post(f"{url}/api/v1/predict", json={"dataframe_records": bad}, timeout=30)
+            assert refused.status_code == 400, refused.text
+            body = refused.json()
+            assert body.get("column") == "item_id" and body.get("row") == row and message in body["message"], body
+        missing = requests.post(f"{url}/api/v1/predict", json={"dataframe_records": [{"relevance": 0, "price": 0}]}, timeout=30)
+        assert missing.status_code == 400 and "item_id" in missing.text, missing.text
+
+        pid = answer["prediction_id"]
+        for bad in [{"displayed": "a"}, {"displayed": ["a", "a"]}, {"clicked": [1.5]},
+                    {"displayed": ["a"], "ranking": ["a"]}]:
+            refused = requests.post(f"{url}/api/v1/feedback", json={"prediction_id": pid, **bad}, timeout=30)
+            assert refused.status_code == 400, (bad, refused.text)
+            assert refused.json().get("column") in bad, refused.json()
+        kept = requests.post(f"{url}/api/v1/feedback", json={"prediction_id": pid, "displayed": [7, "a"], "clicked": ["a"]},
+                             timeout=30)
+        assert kept.status_code == 200, kept.text
+        info = requests.get(f"{url}/api/v1/deployment", timeout=30).json()
+        assert (info["output"], info["item_column"]) == ("ranking", "item_id")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+    refused = mltrail(server, "serve", "--model", f"{recommender}/1", "--output", "ranking", "--port", "0", check=False)
+    assert refused.returncode != 0 and "--item-column" in refused.stderr, refused.stderr
+
+
+def test_a_front_end_that_re_sorts_alphabetically_is_caught_within_one_window(server, recommender, tmp_path, unique):
+    deployment, _, monitor, windows, alerts, served = serve_and_display(
+        server, recommender, tmp_path, unique, lambda items: sorted(items), seed=11)
+    assert sum(w["rows"] for w in windows) == 20
+    for w in windows:
+        values = w["result"]["values"]
+        assert values["ranking.agreement"] == 0.0, values
+        assert values["ranking.sorted.alphabetical"] == 1.0 and values["ranking.sorted.served"] == 0.0
+        assert values["reported_share"] == 1.0
+        assert w["result"]["ranking"]["finding"] == "displayed order equals alphabetical order of item ids in 100 % of impressions"
+    # The clicked item was shown first: the displayed order's nDCG is 1, the served order's less.
+    assert all(w["result"]["values"]["ranking.ndcg_displayed"] == 1.0 for w in windows)
+    assert all(w["result"]["values"]["ranking.ndcg_served"] < 1.0 for w in windows)
+    fired = [a for a in alerts if a["state"] == "firing"]
+    assert fired and fired[0]["rule"] == "ranking.agreement < 0.9", alerts
+    first_window = min(w["window_start"] for w in windows)
+    assert fired[0]["window_start"] == first_window, "within one window"
+    assert "alphabetical order of item ids in 100 % of impressions" in fired[0]["details"]["message"]
+    page = requests.get(f"{server['url']}/ui/monitors/{monitor}", timeout=30)
+    assert page.status_code == 200 and "alphabetical order of item ids" in page.text
+    trace = requests.get(f"{server['url']}/ui/predictions",
+                         params={"id": served[0]["prediction_id"], "deployment": deployment}, timeout=30)
+    assert trace.status_code == 200, trace.text
+    assert "Displayed in another order than served." in trace.text
+
+
+def test_a_front_end_that_keeps_the_served_order_agrees_and_raises_no_alert(server, recommender, tmp_path, unique):
+    _, _, _, windows, alerts, _ = serve_and_display(server, recommender, tmp_path, unique, lambda items: list(items), seed=12)
+    assert sum(w["rows"] for w in windows) == 20
+    for w in windows:
+        values = w["result"]["values"]
+        assert values["ranking.agreement"] == 1.0 and values["ranking.kendall_tau"] == 1.0, values
+        assert values["ranking.top_k_overlap"] == 1.0 and values["ranking.ndcg_served"] == 1.0
+        assert w["result"]["ranking"].get("finding") is None
+    assert alerts == []
+
+
+def test_a_ranking_monitor_refuses_drift_settings(server, unique):
+    refused = requests.post(f"{server['url']}/api/v1/monitors", json={
+        "deployment": unique("shelf"), "window": "1h", "ranking": {"k": 5}, "reference": "training"}, timeout=30)
+    assert refused.status_code == 400 and refused.json()["message"].startswith("`reference`"), refused.text
+    refused = requests.post(f"{server['url']}/api/v1/monitors", json={
+        "deployment": unique("shelf"), "window": "1h", "ranking": {"k": 0}}, timeout=30)
+    assert refused.status_code == 400 and refused.json()["message"].startswith("`k`"), refused.text
+    refused = requests.post(f"{server['url']}/api/v1/monitors", json={
+        "deployment": unique("shelf"), "window": "1h", "ranking": True, "alerts": ["drift_share > 0.5"]}, timeout=30)
+    assert refused.status_code == 400 and "ranking monitor" in refused.json()["message"], refused.text
