@@ -179,3 +179,122 @@ def test_a_ranking_monitor_refuses_drift_settings(server, unique):
     refused = requests.post(f"{server['url']}/api/v1/monitors", json={
         "deployment": unique("shelf"), "window": "1h", "ranking": True, "alerts": ["drift_share > 0.5"]}, timeout=30)
     assert refused.status_code == 400 and "ranking monitor" in refused.json()["message"], refused.text
+
+
+def add_catalog(server, tmp_path, name, unavailable):
+    path = tmp_path / f"{name}-{len(unavailable)}.csv"
+    rows = ["item_id,available"] + [f"sku-{i:03d},{'false' if i in unavailable else 'true'}" for i in range(20)]
+    path.write_text("\n".join(rows) + "\n")
+    mltrail(server, "data", "add", str(path), "--name", name)
+
+
+def shelf(rng, items):
+    return [{"item_id": item, "relevance": rng.uniform(-2, 2), "price": rng.uniform(-2, 2)} for item in items]
+
+
+def first_ranked_under(url, version, rows, seconds=15):
+    """The first answer checked by catalog `version` (followed within --catalog-interval-ms)."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        answer = rank(url, rows())
+        if answer["catalog"] == version:
+            return answer
+        time.sleep(0.1)
+    return answer
+
+
+def wait_for_alert(server, monitor, seconds=60):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        alerts = requests.get(f"{server['url']}/api/v1/monitors/{monitor}/alerts", timeout=30).json()["alerts"]
+        if any(a["state"] == "firing" for a in alerts):
+            return alerts
+        time.sleep(0.2)
+    raise AssertionError(f"monitor {monitor}: no alert fired")
+
+
+def test_a_catalog_update_flags_or_filters_removed_items_and_alerts_within_one_window(server, recommender, tmp_path,
+                                                                                       unique):
+    catalog = unique("catalog")
+    add_catalog(server, tmp_path, catalog, unavailable=set())
+    deployment = unique("shelf")
+    proc, url = start_serve(server, f"{recommender}/1", tmp_path, "--deployment", deployment, "--output", "ranking",
+                            "--item-column", "item_id", "--catalog", catalog, "--catalog-available-column", "available",
+                            "--catalog-interval-ms", "200", "--segment-seconds", "1", "--archive-interval-ms", "200")
+    filtering, filter_url = start_serve(server, f"{recommender}/1", tmp_path / "filter", "--deployment", unique("shelf"),
+                                        "--output", "ranking", "--item-column", "item_id", "--catalog", catalog,
+                                        "--catalog-available-column", "available", "--catalog-mode", "filter",
+                                        "--catalog-interval-ms", "200")
+    rng = random.Random(5)
+    started = int(time.time() * 1000)
+    try:
+        items = [f"sku-{i:03d}" for i in range(8)]
+        before = rank(url, shelf(rng, items))
+        assert before["out_of_catalog"] == [] and before["catalog"] == f"{catalog}@1"
+        info = requests.get(f"{url}/api/v1/deployment", timeout=30).json()
+        assert info["catalog"] == {"name": catalog, "version": f"{catalog}@1", "available": 20, "mode": "flag"}
+
+        add_catalog(server, tmp_path, catalog, unavailable={0, 1, 2})
+        answer = first_ranked_under(url, f"{catalog}@2", lambda: shelf(rng, items))
+        assert answer["catalog"] == f"{catalog}@2", "the new version is in force without a restart"
+        assert sorted(answer["out_of_catalog"]) == ["sku-000", "sku-001", "sku-002"]
+        assert sorted(answer["items"]) == items, "flagged, still served"
+        record = requests.get(f"{url}/api/v1/predictions/{answer['prediction_id']}", timeout=30).json()
+        flagged_at = record["time_ms"]
+        assert sorted(record["outputs"]["out_of_catalog"]) == ["sku-000", "sku-001", "sku-002"]
+        assert record["outputs"]["catalog"] == f"{catalog}@2" and record["outputs"]["catalog_items"] == 17
+        for _ in range(5):
+            rank(url, shelf(rng, items))
+
+        filtered = first_ranked_under(filter_url, f"{catalog}@2", lambda: shelf(rng, items))
+        assert sorted(filtered["filtered"]) == ["sku-000", "sku-001", "sku-002"]
+        assert sorted(filtered["items"]) == items[3:] and len(filtered["scores"]) == 5
+
+        monitor = mltrail(server, "monitor", "create", "--deployment", deployment, "--ranking", "--window", "2s",
+                          "--delay", "2s", "--alert", "catalog.out_of_catalog_share > 0",
+                          "--since", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started / 1000 - 2))
+                          ).stdout.strip().splitlines()[-1]
+        alerts = wait_for_alert(server, monitor)
+    finally:
+        for p in (proc, filtering):
+            p.terminate()
+            p.wait(timeout=15)
+    fired = [a for a in alerts if a["state"] == "firing"]
+    assert fired[0]["window_start"] <= flagged_at < fired[0]["window_end"], "the window of the first flagged impression"
+    assert "out of catalog" in fired[0]["details"]["message"] and "sku-00" in fired[0]["details"]["message"]
+    results = requests.get(f"{server['url']}/api/v1/monitors/{monitor}/results?limit=100", timeout=30).json()["results"]
+    firing = next(r for r in results if r["window_start"] == fired[0]["window_start"])
+    values = firing["result"]["values"]
+    assert values["catalog.out_of_catalog_share"] > 0 and 0 < values["catalog.coverage"] <= 8 / 17
+    assert 0 <= values["catalog.gini"] < 1
+
+
+def test_a_recommender_that_repeats_itself_trips_the_repeat_share_rule(server, recommender, tmp_path, unique):
+    deployment = unique("shelf")
+    proc, url = start_serve(server, f"{recommender}/1", tmp_path, "--deployment", deployment, "--output", "ranking",
+                            "--item-column", "item_id", "--key-column", "user_id",
+                            "--segment-seconds", "1", "--archive-interval-ms", "200")
+    rng = random.Random(9)
+    started = int(time.time() * 1000)
+    try:
+        stuck = {user: candidates(rng) for user in ["u1", "u2", "u3"]}
+        for _ in range(4):
+            for user, rows in stuck.items():
+                answer = rank(url, [dict(r, user_id=user) for r in rows])
+        record = requests.get(f"{url}/api/v1/predictions/{answer['prediction_id']}", timeout=30).json()
+        assert record["outputs"]["request_key"] == "u3"
+        mixed = [dict(r, user_id="u1" if i == 0 else "u2") for i, r in enumerate(candidates(rng))]
+        refused = requests.post(f"{url}/api/v1/predict", json={"dataframe_records": mixed}, timeout=30)
+        assert refused.status_code == 400 and refused.json()["column"] == "user_id" and refused.json()["row"] == 1
+        monitor = mltrail(server, "monitor", "create", "--deployment", deployment, "--ranking", "--window", "2s",
+                          "--delay", "2s", "--k", "5", "--repeat-lookback", "1m", "--alert", "ranking.repeat_share > 0.5",
+                          "--since", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started / 1000 - 2))
+                          ).stdout.strip().splitlines()[-1]
+        alerts = wait_for_alert(server, monitor)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert alerts[-1]["rule"] == "ranking.repeat_share > 0.5"
+    results = requests.get(f"{server['url']}/api/v1/monitors/{monitor}/results?limit=100", timeout=30).json()["results"]
+    repeats = [r["result"]["ranking"]["repeats"] for r in results if r["status"] == "ok" and "repeats" in r["result"]["ranking"]]
+    assert sum(r["returning"] for r in repeats) == 9 and sum(r["repeated"] for r in repeats) == 9

@@ -5,6 +5,8 @@
 //!
 //! Items are ids (strings); a list never holds an id twice (callers refuse such lists).
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 /// Kendall's τ between two orders of the items both hold (τ-a: lists of distinct ids have no
@@ -288,9 +290,185 @@ pub fn agreement(impressions: &[Impression<'_>], k: usize) -> Agreement {
     }
 }
 
+/// What a window's impressions say of the catalog their deployment checks them against.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogSummary {
+    /// The newest catalog version among them, and its available items.
+    pub catalog: String,
+    pub available: usize,
+    /// Share of the items answered (or filtered) that the catalog did not hold.
+    pub out_of_catalog_share: f64,
+    /// Share of impressions with at least one such item.
+    pub impressions_out_of_catalog: f64,
+    /// Distinct catalog items served, over the catalog's available items.
+    pub coverage: f64,
+    /// Gini coefficient of how often each available item was served (0: all alike; near 1: a
+    /// few items take every impression).
+    pub gini: f64,
+    /// The items out of the catalog served (or filtered) most often, with their counts.
+    pub top_out_of_catalog: Vec<(String, usize)>,
+}
+
+/// The Gini coefficient of `counts` (of the same sorted ascending), 0 when all are zero.
+pub fn gini(counts: &mut [u64]) -> f64 {
+    counts.sort_unstable();
+    let n = counts.len() as f64;
+    let total: f64 = counts.iter().map(|c| *c as f64).sum();
+    if counts.is_empty() || total == 0.0 {
+        return 0.0;
+    }
+    let weighted: f64 = counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i + 1) as f64 * *c as f64)
+        .sum();
+    2.0 * weighted / (n * total) - (n + 1.0) / n
+}
+
+/// The catalog summary of `impressions` (`None` when no catalog checked them).
+pub fn catalog_summary(impressions: &[crate::window::ImpressionText]) -> Option<CatalogSummary> {
+    let (catalog, available) = impressions.iter().rev().find_map(|i| i.catalog.clone())?;
+    let (mut answered, mut out) = (0usize, 0usize);
+    let mut with_out = 0usize;
+    let mut served: HashMap<&str, u64> = HashMap::new();
+    let mut outside: HashMap<&str, usize> = HashMap::new();
+    for i in impressions.iter().filter(|i| i.catalog.is_some()) {
+        answered += i.served.len()
+            + if i.filtered {
+                i.out_of_catalog.len()
+            } else {
+                0
+            };
+        out += i.out_of_catalog.len();
+        with_out += usize::from(!i.out_of_catalog.is_empty());
+        for item in &i.out_of_catalog {
+            *outside.entry(item).or_default() += 1;
+        }
+        for item in &i.served {
+            if !i.out_of_catalog.contains(item) {
+                *served.entry(item).or_default() += 1;
+            }
+        }
+    }
+    let checked = impressions.iter().filter(|i| i.catalog.is_some()).count();
+    let mut counts: Vec<u64> = served.values().copied().collect();
+    // Available items never served count as zeros.
+    counts.resize(available.max(counts.len()), 0);
+    let mut top: Vec<(String, usize)> = outside
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(10);
+    Some(CatalogSummary {
+        catalog,
+        available,
+        out_of_catalog_share: if answered == 0 {
+            0.0
+        } else {
+            out as f64 / answered as f64
+        },
+        impressions_out_of_catalog: with_out as f64 / checked.max(1) as f64,
+        coverage: if available == 0 {
+            0.0
+        } else {
+            served.len() as f64 / available as f64
+        },
+        gini: gini(&mut counts),
+        top_out_of_catalog: top,
+    })
+}
+
+/// Of the impressions from `start` on that were for a key seen within `lookback` before, how
+/// many served the same top `k` items (as a set) as that key's previous impression: a
+/// recommender stuck on one list for its returning users. `None` when no key returned.
+pub fn repeats(
+    impressions: &[crate::window::ImpressionText],
+    start: i64,
+    lookback_ms: i64,
+    k: usize,
+) -> Option<(usize, usize)> {
+    let mut keyed: Vec<&crate::window::ImpressionText> =
+        impressions.iter().filter(|i| i.key.is_some()).collect();
+    keyed.sort_by_key(|i| i.time_ms);
+    let top = |i: &crate::window::ImpressionText| -> std::collections::BTreeSet<String> {
+        i.served.iter().take(k).cloned().collect()
+    };
+    let mut last: HashMap<&str, &crate::window::ImpressionText> = HashMap::new();
+    let (mut returning, mut repeated) = (0usize, 0usize);
+    for i in keyed {
+        let key = i.key.as_deref().unwrap_or_default();
+        if let Some(previous) = last.get(key) {
+            if i.time_ms >= start && i.time_ms - previous.time_ms <= lookback_ms {
+                returning += 1;
+                repeated += usize::from(top(previous) == top(i));
+            }
+        }
+        last.insert(key, i);
+    }
+    (returning > 0).then_some((repeated, returning))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn impression(
+        time_ms: i64,
+        key: &str,
+        served: &[&str],
+        out: &[&str],
+    ) -> crate::window::ImpressionText {
+        crate::window::ImpressionText {
+            time_ms,
+            served: served.iter().map(|s| s.to_string()).collect(),
+            displayed: None,
+            clicked: Vec::new(),
+            key: (!key.is_empty()).then(|| key.to_string()),
+            out_of_catalog: out.iter().map(|s| s.to_string()).collect(),
+            filtered: false,
+            catalog: Some(("c@2".into(), 4)),
+        }
+    }
+
+    #[test]
+    fn gini_is_zero_for_equal_counts_and_near_one_for_one_item() {
+        assert_eq!(gini(&mut [3, 3, 3]), 0.0);
+        assert_eq!(gini(&mut []), 0.0);
+        // One of four items takes everything: (n - 1) / n.
+        assert!((gini(&mut [0, 0, 9, 0]) - 0.75).abs() < 1e-12);
+        // numpy: 1 - 2 * sum((n + 1 - i) * x_(i)) / (n * sum x) for [1, 2, 3, 4] = 0.25
+        assert!((gini(&mut [4, 1, 3, 2]) - 0.25).abs() < 1e-12);
+    }
+
+    #[test]
+    fn catalog_shares_coverage_and_repeats() {
+        let window = [
+            impression(10, "u1", &["a", "b"], &[]),
+            impression(20, "u1", &["a", "b"], &[]),
+            impression(30, "u2", &["x", "a"], &["x"]),
+            impression(40, "u2", &["a", "x"], &["x"]),
+        ];
+        let c = catalog_summary(&window).unwrap();
+        assert_eq!(c.out_of_catalog_share, 2.0 / 8.0);
+        assert_eq!(c.impressions_out_of_catalog, 0.5);
+        assert_eq!(c.coverage, 0.5, "a and b of 4 available");
+        assert_eq!(c.top_out_of_catalog, [("x".to_string(), 2)]);
+        // a 4 times, b twice, two available items never: [0, 0, 2, 4].
+        assert!((c.gini - gini(&mut [0, 0, 2, 4])).abs() < 1e-12);
+        assert_eq!(
+            repeats(&window, 0, 100, 2),
+            Some((2, 2)),
+            "u1 the same list; u2 the same set"
+        );
+        assert_eq!(repeats(&window, 0, 100, 1), Some((1, 2)));
+        assert_eq!(
+            repeats(&window, 25, 100, 2),
+            Some((1, 1)),
+            "only impressions from start on count"
+        );
+        assert_eq!(repeats(&window, 0, 5, 2), None, "too long ago to count");
+    }
 
     #[test]
     fn tau_overlap_and_order() {

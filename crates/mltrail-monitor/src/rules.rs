@@ -98,6 +98,12 @@ pub const RANKING_METRICS: &[&str] = &[
     "ranking.top_k_overlap",
     "ranking.ndcg_served",
     "ranking.ndcg_displayed",
+    "returning_impressions",
+    "ranking.repeat_share",
+    "catalog.out_of_catalog_share",
+    "catalog.impressions_out_of_catalog",
+    "catalog.coverage",
+    "catalog.gini",
 ];
 
 /// Whether `name` is a value of a ranking monitor's windows.
@@ -108,7 +114,7 @@ pub fn is_ranking_metric(name: &str) -> bool {
             .is_some_and(|key| crate::ranking::SortKey::ALL.iter().any(|k| k.name() == key))
 }
 
-const PATTERNS: &str = "rows, error, dataset_drift, drift_share, drifted_columns, feature_drift.<column>, feature_drifted.<column>, prediction_drift, prediction_drifted, labelled_rows, accuracy, precision, recall, f1, auc, rmse, mae, <performance metric>_delta, <fairness metric>.<sensitive column> (demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference, equalized_odds_ratio, equal_opportunity_difference, equal_opportunity_ratio); for a business metric monitor: points, anomalies, drops, spikes, observed, expected, deviation, annotated_points, unjudged_points; for a ranking monitor: impressions, displayed_impressions, reported_share, ranking.agreement, ranking.kendall_tau, ranking.top_k_overlap, ranking.ndcg_served, ranking.ndcg_displayed, ranking.sorted.<served|reverse_served|alphabetical|reverse_alphabetical|numeric|reverse_numeric>";
+const PATTERNS: &str = "rows, error, dataset_drift, drift_share, drifted_columns, feature_drift.<column>, feature_drifted.<column>, prediction_drift, prediction_drifted, labelled_rows, accuracy, precision, recall, f1, auc, rmse, mae, <performance metric>_delta, <fairness metric>.<sensitive column> (demographic_parity_difference, demographic_parity_ratio, equalized_odds_difference, equalized_odds_ratio, equal_opportunity_difference, equal_opportunity_ratio); for a business metric monitor: points, anomalies, drops, spikes, observed, expected, deviation, annotated_points, unjudged_points; for a ranking monitor: impressions, displayed_impressions, reported_share, ranking.agreement, ranking.kendall_tau, ranking.top_k_overlap, ranking.ndcg_served, ranking.ndcg_displayed, ranking.sorted.<served|reverse_served|alphabetical|reverse_alphabetical|numeric|reverse_numeric>, returning_impressions, ranking.repeat_share, catalog.out_of_catalog_share, catalog.impressions_out_of_catalog, catalog.coverage, catalog.gini";
 
 /// What a window reports per sensitive column (and crossed columns), as `METRIC.COLUMN`.
 pub const FAIRNESS_METRICS: [&str; 6] = [

@@ -82,9 +82,9 @@ pub struct Window {
     sealed: Vec<String>,
     /// The last `sealed` list read, so a window of one deployment parses it once.
     last_sealed: String,
-    /// A ranking deployment's impressions: prediction id and its outputs' text
-    /// (`{"items": [...], "scores": [...]}`); they are not rows of the inputs table.
-    impressions: Vec<(u128, Box<str>)>,
+    /// A ranking deployment's impressions: prediction id, time and its outputs' text
+    /// (`{"items": [...], "scores": [...], …}`); they are not rows of the inputs table.
+    impressions: Vec<(u128, i64, Box<str>)>,
     /// Prediction id → what the front end reported: the latest `displayed` and the latest
     /// `clicked`, each with its feedback time.
     shown: HashMap<u128, Shown>,
@@ -98,12 +98,21 @@ struct Shown {
 }
 
 /// One impression with its ids as text: served (the logged order), displayed and clicked (as
-/// the front end reported, empty when it did not).
+/// the front end reported, empty when it did not), and what the deployment's catalog said.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImpressionText {
+    pub time_ms: i64,
     pub served: Vec<String>,
     pub displayed: Option<Vec<String>>,
     pub clicked: Vec<String>,
+    /// Whom it was for (`request_key`), when the deployment logs one.
+    pub key: Option<String>,
+    /// The items the catalog did not hold, in served order (left out of `served` when
+    /// `filtered`).
+    pub out_of_catalog: Vec<String>,
+    pub filtered: bool,
+    /// The catalog version that checked it and its available items.
+    pub catalog: Option<(String, usize)>,
 }
 
 impl ImpressionText {
@@ -177,6 +186,7 @@ impl Window {
             {
                 self.impressions.push((
                     parse_id(r.id).unwrap_or(0),
+                    time,
                     r.outputs.unwrap_or("{}").into(),
                 ));
             }
@@ -247,15 +257,39 @@ impl Window {
     pub fn impressions(&self) -> Vec<ImpressionText> {
         self.impressions
             .iter()
-            .map(|(id, outputs)| {
-                let served = serde_json::from_str::<Map<String, Json>>(outputs)
-                    .ok()
-                    .and_then(|o| o.get("items").map(Json::to_string))
-                    .and_then(|items| item_texts(&items))
-                    .unwrap_or_default();
+            .map(|(id, time, outputs)| {
+                let outputs =
+                    serde_json::from_str::<Map<String, Json>>(outputs).unwrap_or_default();
+                let texts = |key: &str| -> Vec<String> {
+                    outputs
+                        .get(key)
+                        .and_then(Json::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| {
+                            mltrail_serving::ranking::item_text(i).map(|t| t.into_owned())
+                        })
+                        .collect()
+                };
                 let shown = self.shown.get(id);
                 ImpressionText {
-                    served,
+                    time_ms: *time,
+                    served: texts("items"),
+                    key: outputs.get("request_key").and_then(|k| {
+                        mltrail_serving::ranking::item_text(k).map(|t| t.into_owned())
+                    }),
+                    out_of_catalog: texts("out_of_catalog"),
+                    filtered: outputs.get("filtered") == Some(&Json::Bool(true)),
+                    catalog: outputs.get("catalog").and_then(Json::as_str).map(|c| {
+                        let available = outputs
+                            .get("catalog_items")
+                            .and_then(Json::as_u64)
+                            .unwrap_or(0);
+                        (
+                            c.to_string(),
+                            usize::try_from(available).unwrap_or(usize::MAX),
+                        )
+                    }),
                     displayed: shown
                         .and_then(|s| s.displayed.as_ref())
                         .and_then(|(_, d)| item_texts(d)),

@@ -96,7 +96,7 @@ fn seasonal_settings(
     Ok(settings)
 }
 
-/// A ranking monitor's settings: `true` (the defaults) or `{"k": 10}`.
+/// A ranking monitor's settings: `true` (the defaults) or `{"k": 10, "repeat_lookback": "1d"}`.
 fn ranking_settings(value: &Value) -> Result<Option<runner::RankingSettings>, ApiError> {
     let mut settings = runner::RankingSettings::default();
     match value {
@@ -111,11 +111,31 @@ fn ranking_settings(value: &Value) -> Result<Option<runner::RankingSettings>, Ap
                             .and_then(|n| usize::try_from(n).ok())
                             .ok_or_else(|| bad("ranking.k", "must be a whole number"))?
                     }
-                    other => return Err(bad(&format!("ranking.{other}"), "is not a setting (k)")),
+                    "repeat_lookback" => {
+                        let wrapped = json!({"repeat_lookback": value});
+                        settings.repeat_lookback_ms = duration_ms(&wrapped, "repeat_lookback")
+                            .map_err(|_| {
+                                bad(
+                                    "ranking.repeat_lookback",
+                                    "must be a duration such as \"1d\" or a number of seconds",
+                                )
+                            })?;
+                    }
+                    other => {
+                        return Err(bad(
+                            &format!("ranking.{other}"),
+                            "is not a setting (k, repeat_lookback)",
+                        ))
+                    }
                 }
             }
         }
-        _ => return Err(bad("ranking", "must be true or an object (k)")),
+        _ => {
+            return Err(bad(
+                "ranking",
+                "must be true or an object (k, repeat_lookback)",
+            ))
+        }
     }
     Ok(Some(settings))
 }

@@ -310,6 +310,16 @@ async fn info(State(dep): State<Arc<Deployment>>) -> Json<Value> {
         "output": if dep.ranking().is_some() { "ranking" } else { "predictions" },
         "item_column": dep.ranking().map(|r| &r.item_column),
         "score_output": dep.ranking().and_then(|r| r.score_output.as_ref()),
+        "key_column": dep.ranking().and_then(|r| r.key_column.as_ref()),
+        "catalog": dep.catalog().map(|c| {
+            let current = c.current();
+            json!({
+                "name": c.spec.name,
+                "version": current.as_ref().map(|v| &v.version),
+                "available": current.as_ref().map(|v| v.available()),
+                "mode": c.spec.mode.as_str(),
+            })
+        }),
         "swaps": dep.swaps(),
     }))
 }

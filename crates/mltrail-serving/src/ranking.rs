@@ -19,6 +19,9 @@ pub struct RankingOutput {
     /// The model output ranked by; `None`: a classifier's probabilities (its second output),
     /// else the only output.
     pub score_output: Option<String>,
+    /// The request column naming whom the impression is for (a user id, the same on every
+    /// row), logged as the impression's `request_key`: what repeats are counted by.
+    pub key_column: Option<String>,
 }
 
 /// Why a request could not be ranked.
@@ -40,21 +43,32 @@ pub enum RankingError {
     /// The served version's outputs hold no single score per row.
     #[error("the model's outputs cannot rank the items: {0}")]
     Score(String),
+    #[error(
+        "row {row}: `{column}` is {got}, row 0's is {first}; an impression is for one requester"
+    )]
+    Key {
+        row: usize,
+        column: String,
+        got: String,
+        first: String,
+    },
 }
 
 impl RankingError {
     pub fn column(&self) -> Option<&str> {
         match self {
-            RankingError::ItemType { column, .. } | RankingError::Duplicate { column, .. } => {
-                Some(column)
-            }
+            RankingError::ItemType { column, .. }
+            | RankingError::Duplicate { column, .. }
+            | RankingError::Key { column, .. } => Some(column),
             RankingError::Score(_) => None,
         }
     }
 
     pub fn row(&self) -> Option<usize> {
         match self {
-            RankingError::ItemType { row, .. } | RankingError::Duplicate { row, .. } => Some(*row),
+            RankingError::ItemType { row, .. }
+            | RankingError::Duplicate { row, .. }
+            | RankingError::Key { row, .. } => Some(*row),
             RankingError::Score(_) => None,
         }
     }
@@ -90,6 +104,29 @@ pub fn item_ids(cells: Vec<Json>, column: &str) -> Result<Vec<Json>, RankingErro
         }
     }
     Ok(cells)
+}
+
+/// The impression's request key from its rows' `column` cells: a string or an integer, the same
+/// on every row.
+pub fn request_key(cells: &[Json], column: &str) -> Result<Json, RankingError> {
+    let first = cells.first().cloned().unwrap_or(Json::Null);
+    let bad_type = |row: usize, got: &Json| RankingError::ItemType {
+        row,
+        column: column.to_string(),
+        got: got.to_string(),
+    };
+    if item_text(&first).is_none() {
+        return Err(bad_type(0, &first));
+    }
+    if let Some((row, got)) = cells.iter().enumerate().find(|(_, c)| **c != first) {
+        return Err(RankingError::Key {
+            row,
+            column: column.to_string(),
+            got: got.to_string(),
+            first: first.to_string(),
+        });
+    }
+    Ok(first)
 }
 
 /// The output a ranking reads its scores from: the one named, else the second of two or more
@@ -170,26 +207,71 @@ pub fn served_order(scores: &[f64]) -> Vec<usize> {
     order
 }
 
-/// The record's outputs, `{"items": [...], "scores": [...]}` in served order; a NaN score is
-/// written `null` (JSON has no NaN).
-pub fn outputs_json(items: &[Json], scores: &[f64], order: &[usize]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24 * order.len() + 24);
-    out.extend_from_slice(b"{\"items\":[");
-    for (k, &r) in order.iter().enumerate() {
+/// What the catalog said of an impression's items.
+pub struct CatalogCheck<'a> {
+    /// `NAME@VERSION` of the catalog in force.
+    pub version: &'a str,
+    /// Its available items.
+    pub available: usize,
+    pub mode: crate::catalog::CatalogMode,
+    /// The rows whose item it does not hold, in served order.
+    pub out: Vec<usize>,
+}
+
+/// An impression as its record's outputs hold it.
+pub struct Impression<'a> {
+    pub items: &'a [Json],
+    pub scores: &'a [f64],
+    /// The rows answered, by descending score (without the rows a catalog filtered out).
+    pub order: &'a [usize],
+    pub catalog: Option<&'a CatalogCheck<'a>>,
+    pub request_key: Option<&'a Json>,
+}
+
+fn list(out: &mut Vec<u8>, rows: &[usize], mut each: impl FnMut(&mut Vec<u8>, usize)) {
+    out.push(b'[');
+    for (k, &r) in rows.iter().enumerate() {
         if k > 0 {
             out.push(b',');
         }
-        let _ = serde_json::to_writer(&mut out, &items[r]);
+        each(out, r);
     }
-    out.extend_from_slice(b"],\"scores\":[");
-    for (k, &r) in order.iter().enumerate() {
-        if k > 0 {
-            out.push(b',');
+    out.push(b']');
+}
+
+impl Impression<'_> {
+    /// The record's outputs, `{"items": [...], "scores": [...]}` in served order, with
+    /// `out_of_catalog` (and `filtered`, `catalog`, `catalog_items`) when a catalog checked
+    /// them and `request_key` when the request named one; a NaN score is written `null`
+    /// (JSON has no NaN).
+    pub fn outputs_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24 * self.order.len() + 24);
+        let item = |out: &mut Vec<u8>, r: usize| {
+            let _ = serde_json::to_writer(out, &self.items[r]);
+        };
+        out.extend_from_slice(b"{\"items\":");
+        list(&mut out, self.order, item);
+        out.extend_from_slice(b",\"scores\":");
+        list(&mut out, self.order, |out, r| {
+            let _ = serde_json::to_writer(out, &serde_json::Number::from_f64(self.scores[r]));
+        });
+        if let Some(check) = self.catalog {
+            out.extend_from_slice(b",\"out_of_catalog\":");
+            list(&mut out, &check.out, item);
+            if check.mode == crate::catalog::CatalogMode::Filter {
+                out.extend_from_slice(b",\"filtered\":true");
+            }
+            out.extend_from_slice(b",\"catalog\":");
+            let _ = serde_json::to_writer(&mut out, check.version);
+            out.extend_from_slice(format!(",\"catalog_items\":{}", check.available).as_bytes());
         }
-        let _ = serde_json::to_writer(&mut out, &serde_json::Number::from_f64(scores[r]));
+        if let Some(key) = self.request_key {
+            out.extend_from_slice(b",\"request_key\":");
+            let _ = serde_json::to_writer(&mut out, key);
+        }
+        out.push(b'}');
+        out
     }
-    out.extend_from_slice(b"]}");
-    out
 }
 
 /// The record's inputs: the candidates in request order, each row's object with its item id
@@ -280,10 +362,37 @@ mod tests {
     fn records_keep_the_candidates_and_the_served_order() {
         let items = vec![json!("b"), json!(3)];
         let order = served_order(&[0.5, 0.75]);
+        let impression = Impression {
+            items: &items,
+            scores: &[0.5, 0.75],
+            order: &order,
+            catalog: None,
+            request_key: None,
+        };
         assert_eq!(
-            String::from_utf8(outputs_json(&items, &[0.5, 0.75], &order)).unwrap(),
+            String::from_utf8(impression.outputs_json()).unwrap(),
             r#"{"items":[3,"b"],"scores":[0.75,0.5]}"#
         );
+        let check = CatalogCheck {
+            version: "c@2",
+            available: 9,
+            mode: crate::catalog::CatalogMode::Filter,
+            out: vec![0],
+        };
+        let key = json!("u1");
+        let filtered = Impression {
+            order: &[1],
+            catalog: Some(&check),
+            request_key: Some(&key),
+            ..impression
+        };
+        assert_eq!(
+            String::from_utf8(filtered.outputs_json()).unwrap(),
+            r#"{"items":[3],"scores":[0.75],"out_of_catalog":["b"],"filtered":true,"catalog":"c@2","catalog_items":9,"request_key":"u1"}"#
+        );
+        assert!(request_key(&[json!("u"), json!("u")], "user").is_ok());
+        let e = request_key(&[json!("u"), json!("v")], "user").unwrap_err();
+        assert_eq!((e.row(), e.column()), (Some(1), Some("user")));
         let rows = vec![br#"{"x":1}"#.to_vec(), b"{}".to_vec()];
         assert_eq!(
             String::from_utf8(inputs_json(&rows, &items, "item", false)).unwrap(),

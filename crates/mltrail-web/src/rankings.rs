@@ -87,6 +87,12 @@ pub fn ranking_monitor_page(
         series(&ok, "ranking.ndcg_served", "nDCG@k, served order"),
         series(&ok, "ranking.ndcg_displayed", "nDCG@k, displayed order"),
     ];
+    let catalog = [
+        series(&ok, "catalog.out_of_catalog_share", "items out of catalog"),
+        series(&ok, "catalog.coverage", "catalog coverage"),
+        series(&ok, "catalog.gini", "concentration (Gini)"),
+        series(&ok, "ranking.repeat_share", "repeats for returning keys"),
+    ];
     let latest = ok.last().map(|r| &r.result["ranking"]);
     let signature: Vec<(String, f64)> = latest
         .and_then(|r| r["signature"].as_array())
@@ -106,6 +112,16 @@ pub fn ranking_monitor_page(
         @if agreement[0].points.is_empty() { p.empty { "No window with reported displays yet." } } @else {
             (chart::time_chart("Share of impressions displayed in the served order, per window", "share", &agreement, &guide(monitor, "ranking.agreement")))
             (chart::time_chart("Kendall τ and nDCG@k per window", "value", &quality, &[]))
+        }
+        h2 { "Catalog and repeats" }
+        @if catalog.iter().all(|s| s.points.is_empty()) {
+            p.empty { "No catalog checks or returning request keys yet (" code { "mltrail serve --catalog NAME --key-column COLUMN" } ")." }
+        } @else {
+            (chart::time_chart("Out-of-catalog share, coverage, concentration and repeat share per window", "share", &catalog, &guide(monitor, "catalog.out_of_catalog_share")))
+            @if let Some(top) = latest.and_then(|l| l["catalog"]["top_out_of_catalog"].as_array()).filter(|t| !t.is_empty()) {
+                p { "Served out of catalog " (latest.and_then(|l| l["catalog"]["catalog"].as_str()).unwrap_or("")) " in the latest window: "
+                    @for (i, t) in top.iter().enumerate() { @if i > 0 { ", " } code { (text(&t[0])) } " ×" (t[1]) } }
+            }
         }
         @if let Some(latest) = latest {
             h2 { "What the display follows (latest window)" }

@@ -65,9 +65,15 @@ pub struct CreateArgs {
     /// the display follows ("ranking.agreement < 0.9" unless --alert says otherwise).
     #[arg(long, requires = "deployment", conflicts_with_all = ["reference", "drift_share", "exclude", "sensitive"])]
     ranking: bool,
-    /// With --ranking: the cut-off of top-k overlap and nDCG@k.
+    /// With --ranking: the cut-off of top-k overlap and nDCG@k, and how many top items a
+    /// repeat compares.
     #[arg(long, requires = "ranking", default_value_t = 10)]
     k: usize,
+    /// With --ranking: how far back an impression for the same request key (`mltrail serve
+    /// --key-column`) counts as the one before (default: the window). A repeat serves that
+    /// key the same top k items; ranking.repeat_share is their share.
+    #[arg(long, requires = "ranking")]
+    repeat_lookback: Option<String>,
     /// Window length: 30s, 15m, 1h, 1d. Windows are aligned to the clock (1h: on the hour).
     #[arg(long, default_value = "1h")]
     window: String,
@@ -285,6 +291,9 @@ async fn create(args: CreateArgs) -> Result<()> {
         (Some(deployment), None) if args.ranking => {
             body["deployment"] = deployment.clone().into();
             body["ranking"] = serde_json::json!({"k": args.k});
+            if let Some(lookback) = &args.repeat_lookback {
+                body["ranking"]["repeat_lookback"] = lookback.clone().into();
+            }
             format!("the rankings `{deployment}` served")
         }
         (Some(deployment), None) => {

@@ -25,6 +25,7 @@ use crate::config::ServeTable;
 use crate::tracking_client::Client;
 use mltrail_core::privacy::PrivacySpec;
 use mltrail_explain::served::TrainingExplainers;
+use mltrail_serving::catalog::{CatalogMode, CatalogSpec, CatalogState};
 use mltrail_serving::explanation::ExplainMode;
 use mltrail_serving::privacy::KeyCache;
 use mltrail_serving::request::SealPlan;
@@ -62,6 +63,16 @@ pub enum OutputArg {
     /// The rows are one impression's candidate items: their ids by descending score, under one
     /// prediction id (needs --item-column).
     Ranking,
+}
+
+/// What a ranking does with an item out of its catalog (`--catalog-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogModeArg {
+    /// Serve it; the record and the answer name it (`out_of_catalog`).
+    Flag,
+    /// Leave it out of the answer; the record and the answer name it (`filtered`).
+    Filter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -165,6 +176,28 @@ pub struct ServeArgs {
     /// probabilities, taking the positive class, else the model's only output).
     #[arg(long)]
     score_output: Option<String>,
+    /// With --output ranking: the request column naming whom an impression is for (a user id,
+    /// the same on every row), logged as its request_key; a ranking monitor counts repeats by it.
+    #[arg(long)]
+    key_column: Option<String>,
+    /// With --output ranking: the dataset whose newest version is the catalog every served item
+    /// is checked against (`mltrail data add catalog.csv --name NAME`), followed while serving.
+    #[arg(long)]
+    catalog: Option<String>,
+    /// The catalog's column of item ids (default: --item-column).
+    #[arg(long)]
+    catalog_item_column: Option<String>,
+    /// The catalog's column saying whether an item is available (true/false or 1/0; default:
+    /// every listed item is).
+    #[arg(long)]
+    catalog_available_column: Option<String>,
+    /// What happens to an item out of the catalog: flag (served, named in the record and the
+    /// answer as out_of_catalog) or filter (left out of the answer, named as filtered).
+    #[arg(long, value_enum)]
+    catalog_mode: Option<CatalogModeArg>,
+    /// How often the catalog's newest version is looked for, in milliseconds.
+    #[arg(long)]
+    catalog_interval_ms: Option<u64>,
     /// A routing policy file (TOML): `kind` (single, split, shadow, canary, epsilon_greedy,
     /// thompson, ucb1, linucb), `arms` (NAME/VERSION or NAME@ALIAS) and the kind's keys
     /// (docs/experiments.md). It becomes the deployment's policy on the tracking server; without
@@ -229,8 +262,12 @@ fn ranking_output(
     routed: bool,
 ) -> Result<Option<mltrail_serving::ranking::RankingOutput>> {
     if args.output == OutputArg::Predictions {
-        if args.item_column.is_some() || args.score_output.is_some() {
-            bail!("--item-column and --score-output are for --output ranking; give --output ranking, or leave them out");
+        if args.item_column.is_some()
+            || args.score_output.is_some()
+            || args.key_column.is_some()
+            || args.catalog.is_some()
+        {
+            bail!("--item-column, --score-output, --key-column and --catalog are for --output ranking; give --output ranking, or leave them out");
         }
         return Ok(None);
     }
@@ -248,10 +285,46 @@ fn ranking_output(
     if args.explain == ExplainArg::Always {
         bail!("--output ranking stores no explanations while serving: use --explain on_request or off");
     }
+    if args.key_column.as_deref() == Some(item_column.as_str()) {
+        bail!("--key-column names whom an impression is for; it cannot be --item-column `{item_column}`");
+    }
     Ok(Some(mltrail_serving::ranking::RankingOutput {
         item_column,
         score_output: args.score_output.clone(),
+        key_column: args.key_column.clone().filter(|c| !c.is_empty()),
     }))
+}
+
+/// The catalog `--catalog` names, loaded once before serving (a deployment never serves
+/// unchecked items because its catalog was slow to come).
+async fn catalog_of(
+    args: &ServeTable,
+    ranking: &mltrail_serving::ranking::RankingOutput,
+    source: &dyn mltrail_serving::deployment::ModelSource,
+) -> Result<Option<Arc<CatalogState>>> {
+    let Some(name) = args.catalog.clone().filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    let state = Arc::new(CatalogState::new(CatalogSpec {
+        name: name.clone(),
+        item_column: args
+            .catalog_item_column
+            .clone()
+            .unwrap_or_else(|| ranking.item_column.clone()),
+        available_column: args.catalog_available_column.clone(),
+        mode: match args.catalog_mode {
+            CatalogModeArg::Flag => CatalogMode::Flag,
+            CatalogModeArg::Filter => CatalogMode::Filter,
+        },
+    }));
+    let loaded = state
+        .refresh(source)
+        .await
+        .with_context(|| format!("--catalog {name}: cannot load its newest version (add one with `mltrail data add FILE --name {name}`)"))?;
+    if let Some(c) = loaded {
+        tracing::info!(catalog = %c.version, listed = c.listed, available = c.available(), mode = state.spec.mode.as_str(), "catalog in force");
+    }
+    Ok(Some(state))
 }
 
 pub async fn serve(
@@ -314,6 +387,10 @@ pub async fn serve(
     let version = client.version(&own).await?;
     let loaded = load(client.as_ref(), &version).await?;
     let ranking = ranking_output(&args, &loaded, policy_in_force.is_some())?;
+    let catalog = match &ranking {
+        Some(ranking) => catalog_of(&args, ranking, client.as_ref()).await?,
+        None => None,
+    };
     let log_dir = args
         .log_dir
         .clone()
@@ -374,7 +451,16 @@ pub async fn serve(
         tracing::info!(deployment, item_column = %ranking.item_column, "the answer is a ranking of each request's rows");
         built = built.with_ranking(ranking);
     }
+    if let Some(catalog) = &catalog {
+        built = built.with_catalog(catalog.clone());
+    }
     let dep = Arc::new(built);
+    let catalog_follower = catalog.map(|c| {
+        c.follow(
+            client.clone(),
+            Duration::from_millis(args.catalog_interval_ms.max(100)),
+        )
+    });
     if explain_mode == ExplainMode::Always {
         dep.prepare_explainer().await.map_err(|why| {
             anyhow!("--explain always: {why} (or serve with --explain on_request or off)")
@@ -471,6 +557,9 @@ pub async fn serve(
     .await?;
     archiver.abort();
     follower.abort();
+    if let Some(f) = catalog_follower {
+        f.abort();
+    }
     log_follower.abort();
     keeper.abort();
     // What the policy learned since its last report is sent before stopping (a `kill -9`

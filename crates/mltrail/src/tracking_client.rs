@@ -580,6 +580,9 @@ impl ModelSource for Client {
             Ok(StoredDataset {
                 path: field("source")?,
                 file_name: field("file_name")?,
+                version: answer["dataset_version"]["version"]
+                    .as_i64()
+                    .ok_or_else(|| SourceError::unavailable(what.clone(), "no `version`"))?,
             })
         })
     }

@@ -37,9 +37,15 @@ pub struct MonitorConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RankingSettings {
-    /// The cut-off of top-k overlap and nDCG@k (default 10).
+    /// The cut-off of top-k overlap and nDCG@k, and the top items repeats compare (default
+    /// 10).
     #[serde(default = "default_k")]
     pub k: usize,
+    /// How far back an impression for the same request key counts as the one before, in
+    /// milliseconds (default: the window's length). The window reads this much of the log
+    /// before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_lookback_ms: Option<i64>,
 }
 
 fn default_k() -> usize {
@@ -48,12 +54,18 @@ fn default_k() -> usize {
 
 impl Default for RankingSettings {
     fn default() -> Self {
-        RankingSettings { k: default_k() }
+        RankingSettings {
+            k: default_k(),
+            repeat_lookback_ms: None,
+        }
     }
 }
 
 /// The largest cut-off a ranking monitor takes.
 const MAX_K: usize = 1000;
+
+/// The furthest a ranking monitor looks back for repeats: each window reads that much log.
+const MAX_REPEAT_LOOKBACK_MS: i64 = 31 * 86_400_000;
 
 /// What kind of values a monitor's windows have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +214,14 @@ impl MonitorConfig {
                     "k",
                     format!("must be 1 to {MAX_K}, got {}", ranking.k),
                 ));
+            }
+            if let Some(lookback) = ranking.repeat_lookback_ms {
+                if !(1000..=MAX_REPEAT_LOOKBACK_MS).contains(&lookback) {
+                    return Err(invalid(
+                        "repeat_lookback",
+                        format!("must be 1s to 31d, got {lookback} ms"),
+                    ));
+                }
             }
         }
         let kind = match (&self.seasonal, &self.ranking) {

@@ -521,10 +521,23 @@ impl Engine {
         end: i64,
     ) -> Result<(WindowStatus, Json, i64), MonitorError> {
         let labels_until = end + monitor.spec.delay_ms;
+        let lookback = settings
+            .repeat_lookback_ms
+            .unwrap_or(monitor.spec.window_ms);
         let window = self
-            .read_window(&monitor.spec.deployment, start, end, labels_until)
+            .read_window(
+                &monitor.spec.deployment,
+                start.saturating_sub(lookback),
+                end,
+                labels_until,
+            )
             .await?;
-        let all = window.impressions();
+        let with_history = window.impressions();
+        let all: Vec<crate::window::ImpressionText> = with_history
+            .iter()
+            .filter(|i| i.time_ms >= start)
+            .cloned()
+            .collect();
         let n = all.len() as i64;
         if n == 0 {
             return Ok((
@@ -565,6 +578,45 @@ impl Engine {
             {
                 ranking["example"] = json!({"served": first.served, "displayed": first.displayed});
             }
+        }
+        if let Some((repeated, returning)) =
+            crate::ranking::repeats(&with_history, start, lookback, settings.k)
+        {
+            values.insert("returning_impressions".into(), returning as f64);
+            values.insert(
+                "ranking.repeat_share".into(),
+                repeated as f64 / returning as f64,
+            );
+            ranking["repeats"] =
+                json!({"returning": returning, "repeated": repeated, "lookback_ms": lookback});
+        }
+        if let Some(catalog) = crate::ranking::catalog_summary(&all) {
+            for (name, value) in [
+                ("catalog.out_of_catalog_share", catalog.out_of_catalog_share),
+                (
+                    "catalog.impressions_out_of_catalog",
+                    catalog.impressions_out_of_catalog,
+                ),
+                ("catalog.coverage", catalog.coverage),
+                ("catalog.gini", catalog.gini),
+            ] {
+                values.insert(name.into(), value);
+            }
+            if ranking["finding"].is_null() && !catalog.top_out_of_catalog.is_empty() {
+                ranking["finding"] = json!(format!(
+                    "{:.1} % of items served were out of catalog {} (most: {})",
+                    catalog.out_of_catalog_share * 100.0,
+                    catalog.catalog,
+                    catalog
+                        .top_out_of_catalog
+                        .iter()
+                        .take(3)
+                        .map(|(item, n)| format!("{item} ×{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            ranking["catalog"] = json!(catalog);
         }
         Ok((
             WindowStatus::Ok,

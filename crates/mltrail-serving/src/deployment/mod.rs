@@ -34,6 +34,7 @@ use serde_json::value::RawValue;
 use serde_json::{Number, Value as Json};
 
 use crate::archive::{locate_archived, SharedArchive};
+use crate::catalog::CatalogMode;
 use crate::explanation::{input_numbers, ExplainMode, Explainers, RowExplainer};
 use crate::predlog::{Annotations, Entry, EntryKind, PredictionLog};
 use crate::privacy::{open_record, subject_of, KeyCache};
@@ -144,6 +145,17 @@ pub struct Scored {
 pub struct Ranked {
     pub items: Vec<Json>,
     pub scores: Vec<f64>,
+    /// What the deployment's catalog said of them.
+    pub catalog: Option<RankedCatalog>,
+}
+
+/// The items of an impression the catalog in force does not hold.
+pub struct RankedCatalog {
+    /// `NAME@VERSION`.
+    pub version: String,
+    pub mode: CatalogMode,
+    /// In served order; left out of `items` when the mode filters.
+    pub out: Vec<Json>,
 }
 
 /// What a routing policy chose for each row of a request.
@@ -206,7 +218,7 @@ impl Scored {
     /// and its outputs.
     pub fn predict_body(&self, deployment: &str) -> Vec<u8> {
         if let Some(ranked) = &self.ranking {
-            return serde_json::to_vec(&serde_json::json!({
+            let mut answer = serde_json::json!({
                 "deployment": deployment,
                 "prediction_id": self.ids.first(),
                 "model": self.model.name,
@@ -214,8 +226,16 @@ impl Scored {
                 "digest": self.model.digest,
                 "items": ranked.items,
                 "scores": ranked.scores.iter().map(|s| Number::from_f64(*s)).collect::<Vec<_>>(),
-            }))
-            .unwrap_or_default();
+            });
+            if let Some(catalog) = &ranked.catalog {
+                answer["catalog"] = catalog.version.clone().into();
+                let key = match catalog.mode {
+                    CatalogMode::Flag => "out_of_catalog",
+                    CatalogMode::Filter => "filtered",
+                };
+                answer[key] = catalog.out.clone().into();
+            }
+            return serde_json::to_vec(&answer).unwrap_or_default();
         }
         match &self.routed {
             None => response::native_predictions(
@@ -354,6 +374,8 @@ pub struct Deployment {
     shadowed_in_flight: std::sync::atomic::AtomicUsize,
     /// Set when the deployment's answer is a ranking of each request's rows.
     ranking: Option<crate::ranking::RankingOutput>,
+    /// The catalog a ranking's items are checked against.
+    catalog: Option<Arc<crate::catalog::CatalogState>>,
 }
 
 /// What a piece of feedback teaches the policy in force.
@@ -482,7 +504,19 @@ impl Deployment {
             shadow_config: None,
             shadowed_in_flight: std::sync::atomic::AtomicUsize::new(0),
             ranking: None,
+            catalog: None,
         }
+    }
+
+    /// Checks every item a ranking serves against `catalog` (`crate::catalog`).
+    pub fn with_catalog(mut self, catalog: Arc<crate::catalog::CatalogState>) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// The catalog a ranking's items are checked against.
+    pub fn catalog(&self) -> Option<&Arc<crate::catalog::CatalogState>> {
+        self.catalog.as_ref()
     }
 
     /// Answers each request with its rows (the candidate items of one impression) ranked by
@@ -954,7 +988,9 @@ impl Deployment {
         };
         let columns = match (routing, &self.ranking) {
             (Some(r), _) => r.policy().request_columns(),
-            (None, Some(ranking)) => vec![ranking.item_column.as_str()],
+            (None, Some(ranking)) => std::iter::once(ranking.item_column.as_str())
+                .chain(ranking.key_column.as_deref())
+                .collect(),
             (None, None) => Vec::new(),
         };
         let mut decoded = request::decode_with(
@@ -1184,10 +1220,23 @@ impl Deployment {
     ) -> Result<Scored, ScoreError> {
         use crate::ranking;
         let n = decoded.rows;
-        let items = ranking::item_ids(
-            std::mem::take(&mut decoded.policy_cells),
-            &ranking.item_column,
-        )?;
+        let cells = std::mem::take(&mut decoded.policy_cells);
+        // The request's extra cells, row after row: the item id, then the request key.
+        let (items, key) = match &ranking.key_column {
+            None => (cells, None),
+            Some(column) => {
+                let (mut items, mut keys) = (Vec::with_capacity(n), Vec::with_capacity(n));
+                for (k, cell) in cells.into_iter().enumerate() {
+                    if k % 2 == 0 {
+                        items.push(cell);
+                    } else {
+                        keys.push(cell);
+                    }
+                }
+                (items, Some(ranking::request_key(&keys, column)?))
+            }
+        };
+        let items = ranking::item_ids(items, &ranking.item_column)?;
         let inputs = match &decoded.inputs {
             RowInputs::Plain(inputs) => inputs,
             RowInputs::Sealed(_) => {
@@ -1212,8 +1261,35 @@ impl Deployment {
             )))
         })?;
         let scores = ranking::scores(output, &serving.output_names[at], n)?;
-        let order = ranking::served_order(&scores);
-        let record_outputs = ranking::outputs_json(&items, &scores, &order);
+        let mut order = ranking::served_order(&scores);
+        let catalog = self.catalog.as_ref().and_then(|state| {
+            let current = state.current()?;
+            Some((state.spec.mode, current))
+        });
+        let check = catalog.as_ref().map(|(mode, current)| {
+            let out: Vec<usize> = order
+                .iter()
+                .copied()
+                .filter(|&r| ranking::item_text(&items[r]).is_some_and(|id| !current.contains(&id)))
+                .collect();
+            ranking::CatalogCheck {
+                version: &current.version,
+                available: current.available(),
+                mode: *mode,
+                out,
+            }
+        });
+        if let Some(check) = check.as_ref().filter(|c| c.mode == CatalogMode::Filter) {
+            order.retain(|r| !check.out.contains(r));
+        }
+        let record_outputs = ranking::Impression {
+            items: &items,
+            scores: &scores,
+            order: &order,
+            catalog: check.as_ref(),
+            request_key: key.as_ref(),
+        }
+        .outputs_json();
         let is_input = serving
             .signature
             .columns
@@ -1251,6 +1327,11 @@ impl Deployment {
             }])
             .await
             .map_err(ScoreError::Log)?;
+        let catalog_answer = check.map(|c| RankedCatalog {
+            version: c.version.to_string(),
+            mode: c.mode,
+            out: c.out.iter().map(|&r| items[r].clone()).collect(),
+        });
         let mut ordered_items = Vec::with_capacity(n);
         let mut slots: Vec<Option<Json>> = items.into_iter().map(Some).collect();
         for &r in &order {
@@ -1267,6 +1348,7 @@ impl Deployment {
             ranking: Some(Ranked {
                 items: ordered_items,
                 scores: order.iter().map(|&r| scores[r]).collect(),
+                catalog: catalog_answer,
             }),
         })
     }

@@ -143,7 +143,8 @@ pub trait ModelSource: Send + Sync {
     /// A file's bytes.
     fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SourceError>>;
     /// Where a dataset version's rows are stored (`NAME@VERSION`, as a model version's
-    /// training-data tag names it): what explanations take their background from.
+    /// training-data tag names it, or `NAME@latest`): what explanations take their background
+    /// from, and a ranking's catalog.
     fn dataset<'a>(
         &'a self,
         version: &'a str,
@@ -163,6 +164,8 @@ pub trait ModelSource: Send + Sync {
 pub struct StoredDataset {
     pub path: String,
     pub file_name: String,
+    /// The version number (what `NAME@latest` resolved to).
+    pub version: i64,
 }
 
 /// Why a model version could not be had or served.

@@ -86,12 +86,17 @@ impl ModelSource for StoreSource {
         version: &'a str,
     ) -> BoxFuture<'a, Result<StoredDataset, SourceError>> {
         Box::pin(async move {
-            let wanted: datasets::VersionRef = version
-                .parse()
-                .map_err(|e| SourceError::unavailable(format!("dataset {version}"), e))?;
-            let dv = datasets::get_version(&self.store, &wanted)
-                .await
-                .map_err(|e| SourceError::unavailable(format!("dataset {version}"), e))?;
+            let found = match version.strip_suffix("@latest") {
+                Some(name) => datasets::latest_version(&self.store, name).await,
+                None => {
+                    let wanted: datasets::VersionRef = version
+                        .parse()
+                        .map_err(|e| SourceError::unavailable(format!("dataset {version}"), e))?;
+                    datasets::get_version(&self.store, &wanted).await
+                }
+            };
+            let dv =
+                found.map_err(|e| SourceError::unavailable(format!("dataset {version}"), e))?;
             if !dv.file.has_rows() {
                 return Err(SourceError::unavailable(
                     format!("dataset {version}"),
@@ -101,6 +106,7 @@ impl ModelSource for StoreSource {
             Ok(StoredDataset {
                 path: dv.file.source,
                 file_name: dv.file.file_name,
+                version: dv.version,
             })
         })
     }

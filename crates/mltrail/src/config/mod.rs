@@ -26,7 +26,7 @@ pub use args::{ConfigArgs, ServerArgs, StoreArgs};
 pub use layers::{Env, Layer};
 pub use show::{annotate_help, example};
 
-use crate::serve::{DurabilityArg, ExplainArg, ExplainMethodArg, OutputArg};
+use crate::serve::{CatalogModeArg, DurabilityArg, ExplainArg, ExplainMethodArg, OutputArg};
 use crate::tracking_client::DEFAULT_TRACKING_URI;
 
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -288,6 +288,24 @@ config_table! {
         /// With output = "ranking": the model output ranked by (default: a classifier's
         /// probabilities, its second output, taking the positive class; else its only output).
         pub score_output: Option<String> = None,
+        /// With output = "ranking": the request column naming whom an impression is for (a
+        /// user id, the same on every row), logged as its `request_key`; what a ranking
+        /// monitor counts repeats by.
+        pub key_column: Option<String> = None,
+        /// With output = "ranking": the dataset (`mltrail data add … --name NAME`) whose
+        /// newest version is the catalog every served item is checked against.
+        pub catalog: Option<String> = None,
+        /// The catalog's column of item ids (default: item_column).
+        pub catalog_item_column: Option<String> = None,
+        /// The catalog's column saying whether an item is available (true/false or 1/0;
+        /// default: every listed item is).
+        pub catalog_available_column: Option<String> = None,
+        /// What happens to an item out of the catalog: `flag` (served, named in the record
+        /// and the answer) or `filter` (left out of the answer, named in both).
+        pub catalog_mode: CatalogModeArg = CatalogModeArg::Flag,
+        /// How often the catalog's newest version is looked for, in milliseconds (at least
+        /// 100): a new version is in force for the next request, without a restart.
+        pub catalog_interval_ms: u64 = 5000,
         /// A routing policy file (TOML: kind, arms, …; docs/experiments.md): set as the
         /// deployment's policy on the tracking server at start. Without it, the policy the
         /// tracking server holds for the deployment (if any) is followed.

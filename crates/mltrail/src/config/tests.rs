@@ -396,6 +396,12 @@ fn every_flag_sets_a_key() {
         "--output=ranking",
         "--item-column=item",
         "--score-output=score",
+        "--key-column=user",
+        "--catalog=cat",
+        "--catalog-item-column=sku",
+        "--catalog-available-column=in_stock",
+        "--catalog-mode=filter",
+        "--catalog-interval-ms=13",
     ]);
     let Command::Serve(args) = serve.command else {
         panic!("not the serve command")
@@ -450,6 +456,24 @@ fn every_flag_sets_a_key() {
             crate::serve::OutputArg::Ranking,
             Some("item"),
             Some("score")
+        )
+    );
+    assert_eq!(
+        (
+            s.key_column.as_deref(),
+            s.catalog.as_deref(),
+            s.catalog_item_column.as_deref(),
+            s.catalog_available_column.as_deref(),
+            s.catalog_mode,
+            s.catalog_interval_ms
+        ),
+        (
+            Some("user"),
+            Some("cat"),
+            Some("sku"),
+            Some("in_stock"),
+            crate::serve::CatalogModeArg::Filter,
+            13
         )
     );
     // Every key of [serve] has its flag.
