@@ -234,7 +234,15 @@ def test_a_catalog_update_flags_or_filters_removed_items_and_alerts_within_one_w
         info = requests.get(f"{url}/api/v1/deployment", timeout=30).json()
         assert info["catalog"] == {"name": catalog, "version": f"{catalog}@1", "available": 20, "mode": "flag"}
 
-        add_catalog(server, tmp_path, catalog, unavailable={0, 1, 2})
+        # The business system pushes the next version as JSON: three items are no longer sold.
+        refused = requests.put(f"{server['url']}/api/v1/catalogs/{catalog}", timeout=30,
+                               json={"items": [{"item_id": "sku-000", "available": True},
+                                               {"item_id": "sku-001", "available": "no"}]})
+        assert refused.status_code == 400 and refused.json()["message"].startswith("`items.available`"), refused.text
+        pushed = requests.put(f"{server['url']}/api/v1/catalogs/{catalog}", timeout=30, json={"items": [
+            {"item_id": f"sku-{i:03d}", "available": i not in (0, 1, 2)} for i in range(20)]})
+        assert pushed.status_code == 200, pushed.text
+        assert pushed.json()["dataset_version"]["version"] == 2 and pushed.json()["created"] is True
         answer = first_ranked_under(url, f"{catalog}@2", lambda: shelf(rng, items))
         assert answer["catalog"] == f"{catalog}@2", "the new version is in force without a restart"
         assert sorted(answer["out_of_catalog"]) == ["sku-000", "sku-001", "sku-002"]

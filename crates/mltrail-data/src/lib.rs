@@ -6,3 +6,4 @@
 pub mod profile;
 pub mod schema;
 pub mod table;
+pub mod version;

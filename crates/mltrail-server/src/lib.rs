@@ -8,6 +8,7 @@ mod artifacts;
 pub mod auth;
 mod business;
 pub(crate) mod cards;
+mod catalogs;
 mod datasets;
 mod deployments;
 pub mod error;
@@ -113,6 +114,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         )
         .nest("/api/v1/deployments", deployments::routes())
         .nest("/api/v1/datasets", datasets::routes())
+        .nest("/api/v1/catalogs", catalogs::routes())
         .nest(
             "/api/v1/models",
             evaluations::routes()

@@ -4,8 +4,9 @@
 //! decodes the request, calls the [`Deployment`] (mltrail-serving owns scoring, logging, swaps
 //! and lookups) and encodes its answer; errors become HTTP in `error.rs`.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -48,9 +49,77 @@ fn format_of(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     }
 }
 
+/// One scored request as an observer hears of it.
+pub struct ScoredRequest<'a> {
+    pub deployment: &'a str,
+    /// `/api/v1/predict` or `/invocations`.
+    pub route: &'static str,
+    /// The caller's W3C `traceparent` header, as sent.
+    pub traceparent: Option<&'a str>,
+    pub started: SystemTime,
+    pub duration: std::time::Duration,
+    pub prediction_ids: &'a [uuid::Uuid],
+    pub rows: usize,
+    /// Why it was refused, when it was.
+    pub error: Option<&'a str>,
+}
+
+/// Who hears of every scored request: an OTLP exporter (a span per request), when the log
+/// setting names one.
+pub trait ScoringObserver: Send + Sync {
+    fn scored(&self, request: &ScoredRequest<'_>);
+}
+
+/// Whether an observer is set: a request reads only this flag when none is.
+static OBSERVING: AtomicBool = AtomicBool::new(false);
+static OBSERVER: RwLock<Option<Arc<dyn ScoringObserver>>> = RwLock::new(None);
+
+/// Sets (or, with `None`, removes) the process's scoring observer.
+pub fn observe_scoring(observer: Option<Arc<dyn ScoringObserver>>) {
+    let on = observer.is_some();
+    *OBSERVER.write().unwrap_or_else(|p| p.into_inner()) = observer;
+    OBSERVING.store(on, Ordering::Release);
+}
+
+fn observer() -> Option<Arc<dyn ScoringObserver>> {
+    if !OBSERVING.load(Ordering::Acquire) {
+        return None;
+    }
+    OBSERVER.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// [`scored_request`], told to the observer when one is set.
+async fn scored(
+    dep: &Deployment,
+    route: &'static str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Scored> {
+    let Some(observer) = observer() else {
+        return scored_request(dep, headers, body).await;
+    };
+    let (started, clock) = (SystemTime::now(), Instant::now());
+    let result = scored_request(dep, headers, body).await;
+    let error = result.as_ref().err().map(|e| e.message.clone());
+    let ids = result.as_ref().map(|s| s.ids.as_slice()).unwrap_or(&[]);
+    observer.scored(&ScoredRequest {
+        deployment: dep.name(),
+        route,
+        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        started,
+        duration: clock.elapsed(),
+        prediction_ids: ids,
+        rows: result
+            .as_ref()
+            .map_or(0, |s| s.served.iter().map(|(_, n)| n).sum()),
+        error: error.as_deref(),
+    });
+    result
+}
+
 /// The shared front of both scoring endpoints: the content type (415 unless JSON or CSV), the
 /// body (413 above the limit), then the model.
-async fn scored(
+async fn scored_request(
     dep: &Deployment,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -83,7 +152,7 @@ async fn invocations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let scored = scored(&dep, &headers, body).await?;
+    let scored = scored(&dep, "/invocations", &headers, body).await?;
     Ok(json_response(scored.invocations_body()))
 }
 
@@ -92,7 +161,7 @@ async fn predict(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let scored = scored(&dep, &headers, body).await?;
+    let scored = scored(&dep, "/api/v1/predict", &headers, body).await?;
     Ok(json_response(scored.predict_body(dep.name())))
 }
 

@@ -30,14 +30,17 @@ async fn put_log(
 ) -> ApiResult<Json<Value>> {
     let Some(fields) = body.as_object() else {
         return Err(ApiError::invalid(
-            "the body must be a JSON object {\"filter\", \"format\"}",
+            "the body must be a JSON object {\"filter\", \"format\", \"otlp_endpoint\"}",
         ));
     };
     if let Some(other) = fields
         .keys()
-        .find(|k| !matches!(k.as_str(), "filter" | "format"))
+        .find(|k| !matches!(k.as_str(), "filter" | "format" | "otlp_endpoint"))
     {
-        return Err(bad(other, "is not a log setting (filter, format)"));
+        return Err(bad(
+            other,
+            "is not a log setting (filter, format, otlp_endpoint)",
+        ));
     }
     // What is not given stays as the server holds it (or takes the services' default).
     let current = settings::get(&state.store, "log").await?.map(|s| s.value);
@@ -63,13 +66,37 @@ async fn put_log(
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| "text".into()),
     };
-    let setting = settings::set(
-        &state.store,
-        &actor,
-        "log",
-        json!({"filter": filter, "format": format}),
-    )
-    .await?;
+    // An empty string or null stops exporting; not given, it stays as held.
+    let otlp_endpoint = match fields.get("otlp_endpoint") {
+        Some(Value::Null) => None,
+        Some(Value::String(e)) if e.is_empty() => None,
+        Some(Value::String(e)) => {
+            let rest = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"));
+            if rest.is_none_or(|r| {
+                r.is_empty() || r.starts_with('/') || r.contains(char::is_whitespace)
+            }) {
+                return Err(bad(
+                    "otlp_endpoint",
+                    format!("`{e}` is not an http:// or https:// URL (an OTLP/HTTP collector, e.g. http://127.0.0.1:4318)"),
+                ));
+            }
+            Some(e.clone())
+        }
+        Some(other) => {
+            return Err(bad(
+                "otlp_endpoint",
+                format!("must be a URL string or null, got {other}"),
+            ))
+        }
+        None => held("otlp_endpoint").and_then(|v| v.as_str().map(str::to_string)),
+    };
+    let mut value = json!({"filter": filter, "format": format});
+    if let Some(endpoint) = otlp_endpoint {
+        value["otlp_endpoint"] = endpoint.into();
+    }
+    let setting = settings::set(&state.store, &actor, "log", value).await?;
     Ok(Json(json!({"log": setting})))
 }
 

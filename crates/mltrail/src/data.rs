@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use mltrail_data::profile::{profile, Summary};
 use mltrail_data::schema::{DatasetSchema, DeclaredSchema, SchemaChange};
 use mltrail_data::table;
+use mltrail_data::version;
 use serde_json::{json, Value};
 
 use crate::args::{ClientArgs, JsonArgs};
@@ -83,22 +84,6 @@ pub struct ProfileArgs {
     output: JsonArgs,
 }
 
-fn as_json(p: &mltrail_data::profile::ColumnProfile) -> Value {
-    let summary = match &p.summary {
-        Some(Summary::Numeric(s)) => json!({
-            "kind": "numeric", "min": s.min, "max": s.max, "mean": s.mean, "std": s.std,
-            "quantiles": s.quantiles.iter().map(|(q, v)| json!({"q": q, "value": v})).collect::<Vec<_>>(),
-            "histogram": s.histogram.iter().map(|(edge, n)| json!({"from": edge, "count": n})).collect::<Vec<_>>(),
-        }),
-        Some(Summary::Categorical { top }) => json!({
-            "kind": "categorical",
-            "top": top.iter().map(|(v, n)| json!({"value": v, "count": n})).collect::<Vec<_>>(),
-        }),
-        None => Value::Null,
-    };
-    json!({"column": p.name, "count": p.count, "missing": p.missing, "distinct": p.distinct, "summary": summary})
-}
-
 /// The user's declared schema (`--schema FILE`, TOML) applied to the inferred one.
 fn apply_declared(
     schema: &mut DatasetSchema,
@@ -161,36 +146,30 @@ pub(crate) async fn add_bytes(
     declared: Option<&std::path::Path>,
 ) -> Result<(i64, bool)> {
     // Refuse a bad name before reading or uploading anything.
-    if name.is_empty() || name.contains(['/', '@', '\\']) {
-        bail!("--name `{name}` must be non-empty without '/', '@' or '\\'");
-    }
+    version::check_name(name).map_err(|e| anyhow!("--name {e}"))?;
     // Read and profile first: a file that cannot be read is refused before anything is stored.
-    let (t, profiles, bytes) = {
-        let file_name = file_name.to_string();
+    let (mut prepared, bytes) = {
+        let (name, file_name) = (name.to_string(), file_name.to_string());
         tokio::task::spawn_blocking(move || -> Result<_> {
-            let t = table::read_bytes(&file_name, &bytes).map_err(|e| anyhow!("{e}"))?;
-            let p = profile(&t);
-            Ok((t, p, bytes))
+            let p = version::prepare(&name, &file_name, &bytes).map_err(|e| anyhow!("{e}"))?;
+            Ok((p, bytes))
         })
         .await??
     };
     if let Some(target) = target {
-        if t.column(target).is_none() {
+        if prepared.table.column(target).is_none() {
             bail!("--target `{target}` is not a column of {file_name}");
         }
     }
-    let mut schema = DatasetSchema::infer(&t, &profiles);
     if let Some(path) = declared {
-        apply_declared(&mut schema, &t, path)?;
+        apply_declared(&mut prepared.schema, &prepared.table, path)?;
     }
-    let digest = blake3::hash(&bytes).to_hex().to_string();
-    let source = format!("datasets/{name}/{}/{file_name}", &digest[..16]);
     let body = json!({
-        "name": name, "digest": digest, "source": source, "file_name": file_name, "rows": t.rows,
-        "target": target, "schema": schema,
-        "profile": {"rows": t.rows, "columns": profiles.iter().map(as_json).collect::<Vec<_>>()},
+        "name": name, "digest": prepared.digest, "source": prepared.source, "file_name": file_name,
+        "rows": prepared.table.rows, "target": target, "schema": prepared.schema,
+        "profile": prepared.profile,
     });
-    client.upload(&source, bytes).await?;
+    client.upload(&prepared.source, bytes).await?;
     let answer = client
         .post("/api/v1/datasets", &body, "register dataset version")
         .await?;
@@ -326,9 +305,7 @@ pub async fn run(command: DataCommand) -> Result<()> {
     if args.output.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &json!({"rows": t.rows, "columns": columns.iter().map(as_json).collect::<Vec<_>>()})
-            )?
+            serde_json::to_string_pretty(&version::profile_document(t.rows, &columns))?
         );
         return Ok(());
     }

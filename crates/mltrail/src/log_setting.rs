@@ -35,6 +35,13 @@ pub struct SetArgs {
     /// text, json, or ecs (Elastic Common Schema JSON lines).
     #[arg(long, value_enum)]
     format: Option<LogFormat>,
+    /// Export logs, a span per scored request and serving replicas' metrics to this
+    /// OpenTelemetry collector (OTLP/HTTP, e.g. http://127.0.0.1:4318).
+    #[arg(long, conflicts_with = "no_otlp")]
+    otlp_endpoint: Option<String>,
+    /// Stop exporting over OTLP.
+    #[arg(long)]
+    no_otlp: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -49,9 +56,12 @@ fn describe(setting: &Value) -> String {
     match setting {
         Value::Null => "no log setting: each service logs as its own [log] says".into(),
         s => format!(
-            "filter `{}`, format {} (set {} by {})",
+            "filter `{}`, format {}, OTLP export {} (set {} by {})",
             s["value"]["filter"].as_str().unwrap_or_default(),
             s["value"]["format"].as_str().unwrap_or_default(),
+            s["value"]["otlp_endpoint"]
+                .as_str()
+                .map_or("off".to_string(), |e| format!("to {e}")),
             mltrail_core::time::rfc3339_seconds(s["updated_time"].as_i64().unwrap_or(0)),
             s["actor"].as_str().unwrap_or_default()
         ),
@@ -73,8 +83,12 @@ pub async fn run(command: LoggingCommand) -> Result<()> {
             }
         }
         LoggingCommand::Set(args) => {
-            if args.filter.is_none() && args.format.is_none() {
-                anyhow::bail!("give --filter FILTER and/or --format text|json|ecs");
+            if args.filter.is_none()
+                && args.format.is_none()
+                && args.otlp_endpoint.is_none()
+                && !args.no_otlp
+            {
+                anyhow::bail!("give --filter FILTER, --format text|json|ecs, --otlp-endpoint URL or --no-otlp");
             }
             let mut body = json!({});
             if let Some(filter) = &args.filter {
@@ -82,6 +96,11 @@ pub async fn run(command: LoggingCommand) -> Result<()> {
             }
             if let Some(format) = args.format {
                 body["format"] = serde_json::to_value(format)?;
+            }
+            if let Some(endpoint) = &args.otlp_endpoint {
+                body["otlp_endpoint"] = json!(endpoint);
+            } else if args.no_otlp {
+                body["otlp_endpoint"] = Value::Null;
             }
             let client = args.client.client()?;
             let answer = client

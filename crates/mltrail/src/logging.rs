@@ -1,9 +1,10 @@
-//! The process's log output: a tracing filter and a format (text, JSON, or Elastic Common
-//! Schema), both changeable while it runs. `mltrail server` and every `mltrail serve` start with
-//! their own `[log]` table, then follow the tracking server's log setting (`mltrail logging
-//! set`), so one change reaches every service without a restart or a redeploy.
+//! The process's log output: a tracing filter, a format (text, JSON, or Elastic Common Schema)
+//! and an optional OTLP endpoint (`crate::otlp`: logs, spans of scored requests, metrics), all
+//! changeable while it runs. `mltrail server` and every `mltrail serve` start with their own
+//! `[log]` table, then follow the tracking server's log setting (`mltrail logging set`), so one
+//! change reaches every service without a restart or a redeploy.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -21,12 +22,25 @@ use crate::config::{LogFormat, LogTable, DEFAULT_LOG_FILTER};
 /// What the output layer sits on: the registry under the reloadable filter.
 type Filtered = Layered<reload::Layer<EnvFilter, Registry>, Registry>;
 type Output = Box<dyn Layer<Filtered> + Send + Sync>;
+/// What the OTLP layer sits on: the output over the filter.
+type WithOutput = Layered<reload::Layer<Output, Filtered>, Filtered>;
+/// The bridge of log events to the OTLP exporter in force, if any.
+type Otlp = Option<Box<dyn Layer<WithOutput> + Send + Sync>>;
 
 /// The handles that change the running subscriber, and what is in force.
 struct Control {
     filter: reload::Handle<EnvFilter, Registry>,
     output: reload::Handle<Output, Filtered>,
-    current: Mutex<(String, LogFormat)>,
+    otlp: reload::Handle<Otlp, WithOutput>,
+    current: Mutex<Current>,
+}
+
+/// The setting in force, and the OTLP exporter it started.
+struct Current {
+    filter: String,
+    format: LogFormat,
+    otlp_endpoint: Option<String>,
+    exporter: Option<Arc<crate::otlp::Exporter>>,
 }
 
 static CONTROL: OnceLock<Control> = OnceLock::new();
@@ -49,49 +63,159 @@ pub fn init(log: &LogTable) {
     };
     let (filter_layer, filter) = reload::Layer::new(filter);
     let (output_layer, output_handle) = reload::Layer::new(output(log.format));
+    let (otlp_layer, otlp) = reload::Layer::new(None::<Box<dyn Layer<WithOutput> + Send + Sync>>);
     let installed = tracing_subscriber::registry()
         .with(filter_layer)
         .with(output_layer)
+        .with(otlp_layer)
         .try_init()
         .is_ok();
     if installed {
         let _ = CONTROL.set(Control {
             filter,
             output: output_handle,
-            current: Mutex::new((log.filter.clone(), log.format)),
+            otlp,
+            current: Mutex::new(Current {
+                filter: log.filter.clone(),
+                format: log.format,
+                // Started by `start_otlp` once the process knows who it is (`crate::otlp::identify`).
+                otlp_endpoint: None,
+                exporter: None,
+            }),
         });
+        let _ = CONFIGURED_OTLP.set(log.otlp_endpoint.clone().filter(|e| !e.is_empty()));
     }
     if let Some(e) = unreadable {
         tracing::warn!(filter = %log.filter, error = %e, "cannot read the log filter; using the default");
     }
 }
 
+/// `[log] otlp_endpoint`, started by [`start_otlp`].
+static CONFIGURED_OTLP: OnceLock<Option<String>> = OnceLock::new();
+
 /// A log setting as the tracking server keeps it (`GET /api/v1/settings/log`).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct Setting {
     pub filter: String,
     pub format: LogFormat,
+    /// Where logs, spans and metrics are exported (OTLP/HTTP), if anywhere.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
-/// Puts `setting` in force; `Ok(false)` when it already was. A filter tracing cannot read is
-/// refused and the one in force kept.
+/// Log events of the exporter's own HTTP stack would be exported by the exporter itself, one
+/// export causing the next.
+fn exported(target: &str) -> bool {
+    !["hyper", "h2", "reqwest", "tower", "opentelemetry", "rustls"]
+        .iter()
+        .any(|t| target.starts_with(t))
+}
+
+/// The OTLP log bridge, handed only the events [`exported`] lets through. (A per-layer filter
+/// does not work inside a reloaded layer: its filter id is set only for layers present when the
+/// subscriber is built.)
+struct Exported<L>(L);
+
+impl<S: Subscriber, L: Layer<S>> Layer<S> for Exported<L> {
+    fn on_event(&self, event: &Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if exported(event.metadata().target()) {
+            self.0.on_event(event, ctx);
+        }
+    }
+}
+
+/// Puts OTLP export to `endpoint` in force (or, with `None`, stops it): the old exporter sends
+/// what it queued and stops; scored requests become spans of the new one.
+fn switch_otlp(
+    control: &Control,
+    current: &mut Current,
+    endpoint: Option<&str>,
+) -> Result<(), String> {
+    let started = match endpoint {
+        Some(endpoint) => {
+            let endpoint = endpoint.to_string();
+            // The exporters' HTTP client is blocking: made (and later dropped) off the async
+            // runtime's threads.
+            let exporter = std::thread::spawn(move || crate::otlp::Exporter::start(&endpoint))
+                .join()
+                .map_err(|_| "the OTLP exporter could not be started".to_string())?
+                .map_err(|e| e.to_string())?;
+            Some(Arc::new(exporter))
+        }
+        None => None,
+    };
+    let layer: Otlp = started.as_ref().map(|e| {
+        Box::new(Exported(
+            opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(&e.logs),
+        )) as Box<dyn Layer<WithOutput> + Send + Sync>
+    });
+    control.otlp.reload(layer).map_err(|e| e.to_string())?;
+    mltrail_server::scoring::observe_scoring(
+        started
+            .clone()
+            .map(|e| e as Arc<dyn mltrail_server::scoring::ScoringObserver>),
+    );
+    if let Some(old) = std::mem::replace(&mut current.exporter, started) {
+        std::thread::spawn(move || old.shutdown());
+    }
+    current.otlp_endpoint = endpoint.map(str::to_string);
+    Ok(())
+}
+
+/// Starts `[log] otlp_endpoint`, once the process has said who it is (`crate::otlp::identify`).
+pub fn start_otlp() {
+    let (Some(control), Some(Some(endpoint))) = (CONTROL.get(), CONFIGURED_OTLP.get()) else {
+        return;
+    };
+    let mut current = control.current.lock().unwrap_or_else(|p| p.into_inner());
+    if current.otlp_endpoint.is_some() {
+        return;
+    }
+    match switch_otlp(control, &mut current, Some(endpoint)) {
+        Ok(()) => tracing::info!(endpoint, "exporting logs, traces and metrics over OTLP"),
+        Err(e) => tracing::warn!(endpoint, error = %e, "cannot export over OTLP"),
+    }
+}
+
+/// Sends what the OTLP exporter queued and stops it (at the process's end).
+pub fn stop_otlp() {
+    let Some(control) = CONTROL.get() else { return };
+    let mut current = control.current.lock().unwrap_or_else(|p| p.into_inner());
+    mltrail_server::scoring::observe_scoring(None);
+    let _ = control.otlp.reload(None);
+    if let Some(exporter) = current.exporter.take() {
+        let _ = std::thread::spawn(move || exporter.shutdown()).join();
+    }
+    current.otlp_endpoint = None;
+}
+
+/// Puts `setting` in force; `Ok(false)` when it already was. A filter tracing cannot read, or
+/// an OTLP endpoint that cannot be used, is refused and what is in force kept.
 pub fn apply(setting: &Setting) -> Result<bool, String> {
     let Some(control) = CONTROL.get() else {
         return Ok(false);
     };
     let mut current = control.current.lock().unwrap_or_else(|p| p.into_inner());
-    if current.0 == setting.filter && current.1 == setting.format {
+    let endpoint = setting.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
+    if current.filter == setting.filter
+        && current.format == setting.format
+        && current.otlp_endpoint.as_deref() == endpoint
+    {
         return Ok(false);
     }
     let filter = EnvFilter::try_new(&setting.filter).map_err(|e| e.to_string())?;
+    if current.otlp_endpoint.as_deref() != endpoint {
+        switch_otlp(control, &mut current, endpoint)?;
+    }
     control.filter.reload(filter).map_err(|e| e.to_string())?;
-    if current.1 != setting.format {
+    if current.format != setting.format {
         control
             .output
             .reload(output(setting.format))
             .map_err(|e| e.to_string())?;
     }
-    *current = (setting.filter.clone(), setting.format);
+    current.filter = setting.filter.clone();
+    current.format = setting.format;
     Ok(true)
 }
 
@@ -115,6 +239,7 @@ where
                     Ok(true) => tracing::info!(
                         filter = %setting.filter,
                         format = ?setting.format,
+                        otlp_endpoint = setting.otlp_endpoint.as_deref().unwrap_or("none"),
                         "log setting from the tracking server in force"
                     ),
                     Ok(false) => {}

@@ -17,6 +17,7 @@ mod gates;
 mod log_setting;
 mod logging;
 mod monitor;
+mod otlp;
 mod predictions;
 mod privacy;
 mod robustness;
@@ -374,7 +375,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(())
             })?;
             logging::init(&loaded.config.log);
+            otlp::identify("mltrail-server", Vec::new());
+            logging::start_otlp();
             serve(&loaded.config).await?;
+            logging::stop_otlp();
             Ok(ExitCode::SUCCESS)
         }
         Command::Config { command } => {

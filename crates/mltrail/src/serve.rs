@@ -455,6 +455,18 @@ pub async fn serve(
         built = built.with_catalog(catalog.clone());
     }
     let dep = Arc::new(built);
+    crate::otlp::identify(
+        "mltrail-serve",
+        vec![
+            ("mltrail.deployment".into(), deployment.clone()),
+            ("service.instance.id".into(), log.replica().to_string()),
+        ],
+    );
+    crate::otlp::export_metrics({
+        let dep = dep.clone();
+        Arc::new(move || dep.render_metrics())
+    });
+    crate::logging::start_otlp();
     let catalog_follower = catalog.map(|c| {
         c.follow(
             client.clone(),
@@ -562,6 +574,8 @@ pub async fn serve(
     }
     log_follower.abort();
     keeper.abort();
+    // Spans and log lines queued for the collector go out before the process ends.
+    crate::logging::stop_otlp();
     // What the policy learned since its last report is sent before stopping (a `kill -9`
     // loses at most one interval of it; the feedback itself is in the log).
     match tokio::time::timeout(

@@ -202,6 +202,11 @@ config_table! {
         pub format: LogFormat = LogFormat::Text,
         /// Which events are logged: a tracing filter such as `debug` or `info,sqlx=warn`.
         pub filter: String = DEFAULT_LOG_FILTER.to_string(),
+        /// An OpenTelemetry collector's OTLP/HTTP endpoint (`http://127.0.0.1:4318`): log
+        /// events go to `/v1/logs`, a span per scored request to `/v1/traces`, and a serving
+        /// replica's `/metrics` counters and gauges to `/v1/metrics` every 5 s. The tracking
+        /// server's log setting, once made, overrides it.
+        pub otlp_endpoint: Option<String> = None,
     }
 }
 

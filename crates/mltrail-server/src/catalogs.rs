@@ -1,0 +1,88 @@
+//! `PUT /api/v1/catalogs/{name}`: a catalog version from a JSON body, for a business system that
+//! pushes its catalog rather than writing a file. The items become a version of dataset `name`
+//! (a Parquet file whose columns keep the items' types), exactly as `mltrail data add` would
+//! store it; ranking deployments that name the catalog (`mltrail serve --catalog NAME`) pick the
+//! new version up within their `--catalog-interval-ms`.
+
+use axum::extract::{Path, State};
+use axum::routing::put;
+use axum::{Json, Router};
+use mltrail_core::ArtifactPath;
+use mltrail_data::version::{self, RecordsError};
+use mltrail_store::datasets::{self, DatasetFile, NewDatasetVersion};
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+
+fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid(format!("`{field}`: {message}")).at_column(Some(field), None)
+}
+
+/// `{"items": [{"item_id": "a", "available": true, …}, …]}` → `{"dataset_version", "created"}`.
+async fn put_catalog(
+    State(state): State<AppState>,
+    crate::req::Actor(actor): crate::req::Actor,
+    Path(name): Path<String>,
+    crate::req::JsonBody(body): crate::req::JsonBody,
+) -> ApiResult<Json<Value>> {
+    version::check_name(&name).map_err(|e| bad("name", e))?;
+    let Some(fields) = body.as_object() else {
+        return Err(ApiError::invalid(
+            "the body must be a JSON object {\"items\": [...]}",
+        ));
+    };
+    if let Some(other) = fields.keys().find(|k| k.as_str() != "items") {
+        return Err(bad(other, "is not a catalog field (items)"));
+    }
+    let Some(Value::Array(items)) = fields.get("items") else {
+        return Err(bad(
+            "items",
+            "is required: a list of objects, one per item (its id, and columns such as `available`)",
+        ));
+    };
+    let (items, dataset) = (items.clone(), name.clone());
+    let (prepared, bytes) = tokio::task::spawn_blocking(move || {
+        let bytes = version::parquet_from_records(&items).map_err(|e| match &e {
+            RecordsError::Write(_) => ApiError::internal(e),
+            other => bad(
+                &other
+                    .column()
+                    .map_or("items".to_string(), |c| format!("items.{c}")),
+                other,
+            ),
+        })?;
+        let prepared =
+            version::prepare(&name, "catalog.parquet", &bytes).map_err(|e| bad("items", e))?;
+        Ok::<_, ApiError>((prepared, bytes))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let source = ArtifactPath::parse(&prepared.source).map_err(|e| bad("name", e))?;
+    state.artifacts.put(&source, bytes.into()).await?;
+    let schema = serde_json::to_value(&prepared.schema).map_err(ApiError::internal)?;
+    let (version, created) = datasets::add_version(
+        &state.store,
+        &actor,
+        NewDatasetVersion {
+            name: dataset,
+            file: DatasetFile {
+                digest: prepared.digest,
+                source: prepared.source,
+                file_name: "catalog.parquet".into(),
+                rows: i64::try_from(prepared.table.rows).unwrap_or(i64::MAX),
+                target: None,
+                schema,
+                profile: prepared.profile,
+            },
+        },
+    )
+    .await?;
+    Ok(Json(
+        json!({"dataset_version": version, "created": created}),
+    ))
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/{name}", put(put_catalog))
+}
