@@ -137,6 +137,14 @@ def test_a_running_serve_exports_spans_logs_and_metrics_to_the_collector_the_set
                                     return m, points[0]
         metric, point = wait_for(requests_counted, seconds=20)
         assert metric.sum.is_monotonic and attributes(point.attributes)["version"] == "1"
+
+        # The tracking server follows the same setting: its gauges, read from the store.
+        def server_gauges():
+            names = {m.name for req in list(received["/v1/metrics"]) for rm in req.resource_metrics
+                     if attributes(rm.resource.attributes).get("service.name") == "mltrail-server"
+                     for sm in rm.scope_metrics for m in sm.metrics}
+            return names if "mltrail_monitor_references_loaded" in names else None
+        wait_for(server_gauges, seconds=40)
     finally:
         requests.put(f"{server['url']}/api/v1/settings/log", json={"otlp_endpoint": None}, timeout=10)
         time.sleep(2.5)

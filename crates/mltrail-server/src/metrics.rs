@@ -72,6 +72,15 @@ struct FairnessLabels {
 type Score = Gauge<f64, AtomicU64>;
 
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok((
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        render(&state).await?,
+    ))
+}
+
+/// The server's gauges as OpenMetrics text, read from the store now: what `/metrics` answers
+/// and what an OTLP exporter sends.
+pub async fn render(state: &AppState) -> ApiResult<String> {
     let mut registry = Registry::default();
     let features = Family::<FeatureLabels, Score>::default();
     let drifted = Family::<FeatureLabels, Gauge>::default();
@@ -256,5 +265,5 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], out))
+    Ok(out)
 }

@@ -140,7 +140,9 @@ fn switch_otlp(
                 .join()
                 .map_err(|_| "the OTLP exporter could not be started".to_string())?
                 .map_err(|e| e.to_string())?;
-            Some(Arc::new(exporter))
+            let exporter = Arc::new(exporter);
+            crate::otlp::Exporter::watch_metrics(&exporter);
+            Some(exporter)
         }
         None => None,
     };
@@ -175,6 +177,18 @@ pub fn start_otlp() {
         Ok(()) => tracing::info!(endpoint, "exporting logs, traces and metrics over OTLP"),
         Err(e) => tracing::warn!(endpoint, error = %e, "cannot export over OTLP"),
     }
+}
+
+/// Whether an OTLP exporter is in force.
+pub fn otlp_active() -> bool {
+    CONTROL.get().is_some_and(|control| {
+        control
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .exporter
+            .is_some()
+    })
 }
 
 /// Sends what the OTLP exporter queued and stops it (at the process's end).

@@ -375,8 +375,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(())
             })?;
             logging::init(&loaded.config.log);
-            otlp::identify("mltrail-server", Vec::new());
-            logging::start_otlp();
             serve(&loaded.config).await?;
             logging::stop_otlp();
             Ok(ExitCode::SUCCESS)
@@ -629,6 +627,38 @@ async fn serve(config: &Config) -> Result<()> {
         max_artifact_bytes: server.max_artifact_bytes,
         max_json_bytes: server.max_json_bytes,
     };
+    // Over OTLP the server's gauges go out as `/metrics` shows them, read from the store every
+    // export interval while an exporter is in force.
+    let metrics_text = std::sync::Arc::new(std::sync::RwLock::new(String::new()));
+    otlp::identify("mltrail-server", Vec::new());
+    otlp::export_metrics({
+        let text = metrics_text.clone();
+        std::sync::Arc::new(move || text.read().map(|t| t.clone()).unwrap_or_default())
+    });
+    let metrics_reader = {
+        let (state, text) = (state.clone(), metrics_text.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(otlp::METRICS_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if !logging::otlp_active() {
+                    continue;
+                }
+                match mltrail_server::metrics::render(&state).await {
+                    Ok(rendered) => {
+                        if let Ok(mut t) = text.write() {
+                            *t = rendered;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e.message, "cannot read the server's metrics for OTLP")
+                    }
+                }
+            }
+        })
+    };
+    logging::start_otlp();
     // The server follows the log setting it holds for every service, as each `serve` does.
     let log_follower = {
         let store = store.clone();
@@ -644,6 +674,7 @@ async fn serve(config: &Config) -> Result<()> {
     };
     mltrail_server::serve(listener, tls, state, limits, shutdown_signal()).await?;
     log_follower.abort();
+    metrics_reader.abort();
     let _ = stop_monitors.send(true);
     let _ = monitoring.await;
     tracing::info!("draining writes and closing the store");

@@ -4,7 +4,8 @@
 //! `/metrics` every few seconds. It is built when the setting names an endpoint and shut down
 //! (flushing what is queued) when the setting changes, in `crate::logging`.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use opentelemetry::logs::LoggerProvider as _;
@@ -57,7 +58,54 @@ pub struct Exporter {
     tracer: opentelemetry_sdk::trace::SdkTracer,
     traces: SdkTracerProvider,
     pub logs: SdkLoggerProvider,
-    metrics: Option<SdkMeterProvider>,
+    metrics: Option<Metrics>,
+}
+
+/// The metrics side of an exporter: an instrument per sample name seen so far.
+struct Metrics {
+    provider: SdkMeterProvider,
+    meter: opentelemetry::metrics::Meter,
+    render: Render,
+    registered: Mutex<HashSet<String>>,
+}
+
+impl Metrics {
+    /// Registers an observable instrument for each counter and gauge sample name the text has
+    /// now and had not before (families appear later: a monitor created, a policy set), each
+    /// reading the text again at every export.
+    fn register_new(&self) {
+        let current = samples(&(self.render)());
+        let mut registered = self.registered.lock().unwrap_or_else(|p| p.into_inner());
+        for (sample, counter) in current {
+            if !registered.insert(sample.name.clone()) {
+                continue;
+            }
+            let (render, wanted) = (self.render.clone(), sample.name.clone());
+            let observe = move |observer: &dyn opentelemetry::metrics::AsyncInstrument<f64>| {
+                for (sample, _) in samples(&render()) {
+                    if sample.name == wanted {
+                        let attributes: Vec<KeyValue> = sample
+                            .labels
+                            .into_iter()
+                            .map(|(k, v)| KeyValue::new(k, v))
+                            .collect();
+                        observer.observe(sample.value, &attributes);
+                    }
+                }
+            };
+            if counter {
+                self.meter
+                    .f64_observable_counter(sample.name)
+                    .with_callback(observe)
+                    .build();
+            } else {
+                self.meter
+                    .f64_observable_gauge(sample.name)
+                    .with_callback(observe)
+                    .build();
+            }
+        }
+    }
 }
 
 /// The URL of one signal under `endpoint` (`http://collector:4318` → `…/v1/traces`), as the
@@ -118,8 +166,14 @@ impl Exporter {
                     )
                     .with_resource(resource())
                     .build();
-                register_metrics(&provider, render.clone());
-                Some(provider)
+                let metrics = Metrics {
+                    meter: provider.meter("mltrail"),
+                    provider,
+                    render: render.clone(),
+                    registered: Mutex::new(HashSet::new()),
+                };
+                metrics.register_new();
+                Some(metrics)
             }
             None => None,
         };
@@ -139,8 +193,28 @@ impl Exporter {
         let _ = self.traces.shutdown();
         let _ = self.logs.shutdown();
         if let Some(m) = &self.metrics {
-            let _ = m.shutdown();
+            let _ = m.provider.shutdown();
         }
+    }
+
+    /// Registers the metric families that appear while `exporter` is in force, every
+    /// [`METRICS_EVERY`], until it is dropped.
+    pub fn watch_metrics(exporter: &Arc<Exporter>) {
+        if exporter.metrics.is_none() {
+            return;
+        }
+        let weak: Weak<Exporter> = Arc::downgrade(exporter);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(METRICS_EVERY);
+            match weak.upgrade() {
+                Some(e) => {
+                    if let Some(m) = &e.metrics {
+                        m.register_new();
+                    }
+                }
+                None => return,
+            }
+        });
     }
 }
 
@@ -295,44 +369,6 @@ fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
             }
         }
         labels.push((name.trim().to_string(), value));
-    }
-}
-
-/// An observable instrument per counter and gauge sample name the text has now, each reading
-/// the text again at every export.
-fn register_metrics(provider: &SdkMeterProvider, render: Render) {
-    let meter = provider.meter("mltrail");
-    let mut names: Vec<(String, bool)> = samples(&render())
-        .into_iter()
-        .map(|(s, counter)| (s.name, counter))
-        .collect();
-    names.sort();
-    names.dedup();
-    for (name, counter) in names {
-        let (render, wanted) = (render.clone(), name.clone());
-        let observe = move |observer: &dyn opentelemetry::metrics::AsyncInstrument<f64>| {
-            for (sample, _) in samples(&render()) {
-                if sample.name == wanted {
-                    let attributes: Vec<KeyValue> = sample
-                        .labels
-                        .into_iter()
-                        .map(|(k, v)| KeyValue::new(k, v))
-                        .collect();
-                    observer.observe(sample.value, &attributes);
-                }
-            }
-        };
-        if counter {
-            meter
-                .f64_observable_counter(name)
-                .with_callback(observe)
-                .build();
-        } else {
-            meter
-                .f64_observable_gauge(name)
-                .with_callback(observe)
-                .build();
-        }
     }
 }
 
