@@ -101,6 +101,10 @@ def test_a_ranking_is_served_under_one_id_and_bad_items_are_refused(server, reco
         assert record["inputs"][1] == {"item_id": "a", "relevance": 2.0, "price": -1.0}
         mlflow_style = requests.post(f"{url}/invocations", json={"dataframe_records": rows}, timeout=30).json()
         assert mlflow_style["predictions"] == ["a", "b", 7]
+        # CSV has no types: item ids are kept as written.
+        csv = requests.post(f"{url}/api/v1/predict", data="item_id,relevance,price\n007,2.0,-1.0\n7,0.0,0.0\n",
+                            headers={"Content-Type": "text/csv"}, timeout=30)
+        assert csv.status_code == 200 and csv.json()["items"] == ["007", "7"], csv.text
 
         for bad, row, message in [
             ([{"item_id": 1.5, "relevance": 0, "price": 0}], 0, "a string or an integer"),
@@ -175,7 +179,7 @@ def test_a_ranking_monitor_refuses_drift_settings(server, unique):
     assert refused.status_code == 400 and refused.json()["message"].startswith("`reference`"), refused.text
     refused = requests.post(f"{server['url']}/api/v1/monitors", json={
         "deployment": unique("shelf"), "window": "1h", "ranking": {"k": 0}}, timeout=30)
-    assert refused.status_code == 400 and refused.json()["message"].startswith("`k`"), refused.text
+    assert refused.status_code == 400 and refused.json()["message"].startswith("`ranking.k`"), refused.text
     refused = requests.post(f"{server['url']}/api/v1/monitors", json={
         "deployment": unique("shelf"), "window": "1h", "ranking": True, "alerts": ["drift_share > 0.5"]}, timeout=30)
     assert refused.status_code == 400 and "ranking monitor" in refused.json()["message"], refused.text
@@ -275,6 +279,11 @@ def test_a_catalog_update_flags_or_filters_removed_items_and_alerts_within_one_w
     values = firing["result"]["values"]
     assert values["catalog.out_of_catalog_share"] > 0 and 0 < values["catalog.coverage"] <= 8 / 17
     assert 0 <= values["catalog.gini"] < 1
+    # The items back in stock are a new version (not version 1 again); the same push twice is one.
+    back = {"items": [{"item_id": f"sku-{i:03d}", "available": True} for i in range(20)]}
+    for created, version in [(True, 3), (False, 3)]:
+        pushed = requests.put(f"{server['url']}/api/v1/catalogs/{catalog}", json=back, timeout=30).json()
+        assert (pushed["created"], pushed["dataset_version"]["version"]) == (created, version), pushed
 
 
 def test_a_recommender_that_repeats_itself_trips_the_repeat_share_rule(server, recommender, tmp_path, unique):

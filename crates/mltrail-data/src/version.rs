@@ -109,6 +109,9 @@ impl RecordsError {
     }
 }
 
+/// The largest integer a double holds exactly.
+const EXACT_INTEGER: u64 = 1 << 53;
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Text,
@@ -128,11 +131,41 @@ impl Kind {
     }
 }
 
+/// The file metadata key under which a file made by [`parquet_from_records`] keeps the digest of
+/// its items alone (so that the same items pushed again are recognized whatever else the
+/// metadata says).
+pub const ITEMS_DIGEST_KEY: &str = "mltrail.items_digest";
+
+/// The digest of a file's items: the one its metadata records ([`ITEMS_DIGEST_KEY`]), else the
+/// digest of its bytes.
+pub fn items_digest(bytes: &[u8]) -> String {
+    let recorded =
+        parquet::file::reader::SerializedFileReader::new(bytes::Bytes::copy_from_slice(bytes))
+            .ok()
+            .and_then(|reader| {
+                use parquet::file::reader::FileReader;
+                reader
+                    .metadata()
+                    .file_metadata()
+                    .key_value_metadata()?
+                    .iter()
+                    .find(|kv| kv.key == ITEMS_DIGEST_KEY)?
+                    .value
+                    .clone()
+            });
+    recorded.unwrap_or_else(|| blake3::hash(bytes).to_hex().to_string())
+}
+
 /// `records` (objects of strings, numbers, booleans; a missing key or `null` is a missing cell)
 /// as a Parquet file, a column per key in the order keys first appear, typed by their values: a
 /// column of integers is Int64, of numbers Float64 (integers among them widened), of strings
-/// Utf8, of booleans Boolean; other mixtures are refused.
-pub fn parquet_from_records(records: &[Value]) -> Result<Vec<u8>, RecordsError> {
+/// Utf8, of booleans Boolean; other mixtures are refused, and so are integers beyond 2^53 (the
+/// tables that read the file hold numbers as doubles: send such ids as strings). `metadata` goes
+/// into the file's key-value metadata.
+pub fn parquet_from_records(
+    records: &[Value],
+    metadata: &[(&str, String)],
+) -> Result<Vec<u8>, RecordsError> {
     if records.is_empty() {
         return Err(RecordsError::Empty);
     }
@@ -148,7 +181,19 @@ pub fn parquet_from_records(records: &[Value]) -> Result<Vec<u8>, RecordsError> 
                 Value::Null => None,
                 Value::String(_) => Some(Kind::Text),
                 Value::Bool(_) => Some(Kind::Boolean),
-                Value::Number(n) if n.is_i64() => Some(Kind::Integer),
+                Value::Number(n)
+                    if n.as_i64()
+                        .is_some_and(|i| i.unsigned_abs() <= EXACT_INTEGER) =>
+                {
+                    Some(Kind::Integer)
+                }
+                Value::Number(n) if n.is_i64() || n.is_u64() => {
+                    return Err(RecordsError::Cell {
+                        record,
+                        column: key.clone(),
+                        value: format!("{n}, beyond 2^53 (send it as a string)"),
+                    })
+                }
                 Value::Number(_) => Some(Kind::Float),
                 other => {
                     return Err(RecordsError::Cell {
@@ -228,8 +273,17 @@ pub fn parquet_from_records(records: &[Value]) -> Result<Vec<u8>, RecordsError> 
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| RecordsError::Write(e.to_string()))?;
     let mut out = Vec::new();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None)
-        .map_err(|e| RecordsError::Write(e.to_string()))?;
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_key_value_metadata(Some(
+            metadata
+                .iter()
+                .map(|(k, v)| parquet::file::metadata::KeyValue::new(k.to_string(), v.clone()))
+                .collect(),
+        ))
+        .build();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), Some(properties))
+            .map_err(|e| RecordsError::Write(e.to_string()))?;
     writer
         .write(&batch)
         .map_err(|e| RecordsError::Write(e.to_string()))?;
@@ -251,8 +305,15 @@ mod tests {
             json!({"item_id": "008", "available": false, "price": 2.5, "note": null}),
             json!({"item_id": "009"}),
         ];
-        let bytes = parquet_from_records(&records).unwrap();
+        let bytes = parquet_from_records(&records, &[]).unwrap();
         let p = prepare("catalog", "catalog.parquet", &bytes).unwrap();
+        assert_eq!(
+            items_digest(&bytes),
+            p.digest,
+            "no recorded digest: the file's own"
+        );
+        let marked = parquet_from_records(&records, &[(ITEMS_DIGEST_KEY, "abc".into())]).unwrap();
+        assert_eq!(items_digest(&marked), "abc");
         assert_eq!(p.table.rows, 3);
         assert_eq!(
             p.table.column("item_id").unwrap().values.categories(),
@@ -274,15 +335,17 @@ mod tests {
 
     #[test]
     fn records_that_are_no_table_are_refused_naming_the_column() {
-        assert_eq!(parquet_from_records(&[]), Err(RecordsError::Empty));
+        assert_eq!(parquet_from_records(&[], &[]), Err(RecordsError::Empty));
         assert_eq!(
-            parquet_from_records(&[json!([1])]),
+            parquet_from_records(&[json!([1])], &[]),
             Err(RecordsError::NotObject { record: 0 })
         );
-        let e = parquet_from_records(&[json!({"a": 1}), json!({"a": "x"})]).unwrap_err();
+        let e = parquet_from_records(&[json!({"a": 1}), json!({"a": "x"})], &[]).unwrap_err();
         assert_eq!(e.column(), Some("a"));
-        let e = parquet_from_records(&[json!({"a": {"b": 1}})]).unwrap_err();
+        let e = parquet_from_records(&[json!({"a": {"b": 1}})], &[]).unwrap_err();
         assert_eq!(e.column(), Some("a"));
+        let e = parquet_from_records(&[json!({"id": 9007199254740993u64})], &[]).unwrap_err();
+        assert!(e.to_string().contains("beyond 2^53"), "{e}");
         assert!(check_name("ok-name").is_ok() && check_name("a/b").is_err());
     }
 }

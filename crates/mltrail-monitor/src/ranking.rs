@@ -326,8 +326,16 @@ pub fn gini(counts: &mut [u64]) -> f64 {
 }
 
 /// The catalog summary of `impressions` (`None` when no catalog checked them).
+/// Coverage and concentration are of the newest catalog version among them (by time), over the
+/// impressions it checked.
 pub fn catalog_summary(impressions: &[crate::window::ImpressionText]) -> Option<CatalogSummary> {
-    let (catalog, available) = impressions.iter().rev().find_map(|i| i.catalog.clone())?;
+    let newest = impressions
+        .iter()
+        .filter(|i| i.catalog.is_some())
+        .max_by_key(|i| i.time_ms)?
+        .catalog
+        .clone()?;
+    let (catalog, available) = newest.clone();
     let (mut answered, mut out) = (0usize, 0usize);
     let mut with_out = 0usize;
     let mut served: HashMap<&str, u64> = HashMap::new();
@@ -343,6 +351,9 @@ pub fn catalog_summary(impressions: &[crate::window::ImpressionText]) -> Option<
         with_out += usize::from(!i.out_of_catalog.is_empty());
         for item in &i.out_of_catalog {
             *outside.entry(item).or_default() += 1;
+        }
+        if i.catalog.as_ref() != Some(&newest) {
+            continue;
         }
         for item in &i.served {
             if !i.out_of_catalog.contains(item) {

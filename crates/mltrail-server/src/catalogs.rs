@@ -41,17 +41,40 @@ async fn put_catalog(
             "is required: a list of objects, one per item (its id, and columns such as `available`)",
         ));
     };
-    let (items, dataset) = (items.clone(), name.clone());
+    let records_error = |e: RecordsError| match &e {
+        RecordsError::Write(_) => ApiError::internal(e),
+        other => bad(
+            &other
+                .column()
+                .map_or("items".to_string(), |c| format!("items.{c}")),
+            other,
+        ),
+    };
+    // The items alone, to tell whether they are the newest version's already.
+    let plain = version::parquet_from_records(items, &[]).map_err(records_error)?;
+    let digest = version::items_digest(&plain);
+    let latest = match datasets::latest_version(&state.store, &name).await {
+        Ok(latest) => Some(latest),
+        Err(e) if e.kind() == mltrail_store::StoreErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(latest) = latest.as_ref().filter(|l| l.file.has_rows()) {
+        let stored = ArtifactPath::parse(&latest.file.source).map_err(ApiError::internal)?;
+        let bytes = state.artifacts.get(&stored).await?;
+        if version::items_digest(&bytes) == digest {
+            return Ok(Json(json!({"dataset_version": latest, "created": false})));
+        }
+    }
+    // The file names its items' digest and the version it becomes: items that were an older
+    // version's (an item back in stock) make a new version, not that older one again.
+    let next = latest.as_ref().map_or(1, |l| l.version + 1);
+    let metadata = [
+        (version::ITEMS_DIGEST_KEY, digest),
+        ("mltrail.version", format!("{name}@{next}")),
+    ];
+    let bytes = version::parquet_from_records(items, &metadata).map_err(records_error)?;
+    let dataset = name.clone();
     let (prepared, bytes) = tokio::task::spawn_blocking(move || {
-        let bytes = version::parquet_from_records(&items).map_err(|e| match &e {
-            RecordsError::Write(_) => ApiError::internal(e),
-            other => bad(
-                &other
-                    .column()
-                    .map_or("items".to_string(), |c| format!("items.{c}")),
-                other,
-            ),
-        })?;
         let prepared =
             version::prepare(&name, "catalog.parquet", &bytes).map_err(|e| bad("items", e))?;
         Ok::<_, ApiError>((prepared, bytes))

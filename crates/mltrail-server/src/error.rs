@@ -202,6 +202,10 @@ pub async fn not_found_route(uri: axum::http::Uri) -> ApiError {
 impl From<ScoreError> for ApiError {
     fn from(err: ScoreError) -> Self {
         let (status, code) = match &err {
+            // The served version's outputs cannot rank: the deployment's fault, not the caller's.
+            ScoreError::Ranking(mltrail_serving::ranking::RankingError::Score(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+            }
             ScoreError::Json(_)
             | ScoreError::Request(_)
             | ScoreError::Model(_)

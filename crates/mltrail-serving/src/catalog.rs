@@ -60,6 +60,13 @@ pub enum CatalogError {
         column: String,
         columns: String,
     },
+    #[error("catalog {version}: row {row} of `{column}` is {value}, beyond 2^53: ids that large cannot be compared exactly as numbers; store them as text")]
+    LargeId {
+        version: String,
+        column: String,
+        row: usize,
+        value: f64,
+    },
     #[error(
         "catalog {version}: row {row} of `{column}` is `{value}`, not a boolean (true/false, 1/0)"
     )]
@@ -84,20 +91,26 @@ pub struct Catalog {
     pub listed: usize,
 }
 
-/// A cell as an item id, or `None` when missing.
-fn id_texts(values: &Values) -> Vec<Option<String>> {
+/// A cell as an item id, or `None` when missing; the row of a number too large to be an
+/// exact id otherwise.
+fn id_texts(values: &Values) -> Result<Vec<Option<String>>, (usize, f64)> {
     match values {
         Values::Numeric { values, .. } => values
             .iter()
-            .map(|v| (!v.is_nan()).then(|| format_number(*v)))
+            .enumerate()
+            .map(|(row, v)| match *v {
+                v if v.is_nan() => Ok(None),
+                v if v.abs() > 9.007_199_254_740_992e15 => Err((row, v)),
+                v => Ok(Some(format_number(v))),
+            })
             .collect(),
-        Values::Text { .. } => values.categories(),
+        Values::Text { .. } => Ok(values.categories()),
     }
 }
 
 /// A whole number without a fraction (`7`, not `7.0`); others as Rust prints them.
 fn format_number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 9.007_199_254_740_992e15 {
+    if v.fract() == 0.0 && v.abs() <= 9.007_199_254_740_992e15 {
         format!("{}", v as i64)
     } else {
         v.to_string()
@@ -124,7 +137,14 @@ impl Catalog {
                     .join(", "),
             })
         };
-        let ids = id_texts(&column(&spec.item_column)?.values);
+        let ids = id_texts(&column(&spec.item_column)?.values).map_err(|(row, value)| {
+            CatalogError::LargeId {
+                version: version.clone(),
+                column: spec.item_column.clone(),
+                row,
+                value,
+            }
+        })?;
         let available: Vec<bool> = match &spec.available_column {
             None => vec![true; table.rows],
             Some(name) => {

@@ -43,6 +43,12 @@ pub enum RankingError {
     /// The served version's outputs hold no single score per row.
     #[error("the model's outputs cannot rank the items: {0}")]
     Score(String),
+    #[error("row {row}: the request key in `{column}` must be a string or an integer, got {got}")]
+    KeyType {
+        row: usize,
+        column: String,
+        got: String,
+    },
     #[error(
         "row {row}: `{column}` is {got}, row 0's is {first}; an impression is for one requester"
     )]
@@ -59,6 +65,7 @@ impl RankingError {
         match self {
             RankingError::ItemType { column, .. }
             | RankingError::Duplicate { column, .. }
+            | RankingError::KeyType { column, .. }
             | RankingError::Key { column, .. } => Some(column),
             RankingError::Score(_) => None,
         }
@@ -68,6 +75,7 @@ impl RankingError {
         match self {
             RankingError::ItemType { row, .. }
             | RankingError::Duplicate { row, .. }
+            | RankingError::KeyType { row, .. }
             | RankingError::Key { row, .. } => Some(*row),
             RankingError::Score(_) => None,
         }
@@ -110,7 +118,7 @@ pub fn item_ids(cells: Vec<Json>, column: &str) -> Result<Vec<Json>, RankingErro
 /// on every row.
 pub fn request_key(cells: &[Json], column: &str) -> Result<Json, RankingError> {
     let first = cells.first().cloned().unwrap_or(Json::Null);
-    let bad_type = |row: usize, got: &Json| RankingError::ItemType {
+    let bad_type = |row: usize, got: &Json| RankingError::KeyType {
         row,
         column: column.to_string(),
         got: got.to_string(),
@@ -200,8 +208,11 @@ pub fn scores(output: &Value, name: &str, rows: usize) -> Result<Vec<f64>, Ranki
 /// comes last.
 pub fn served_order(scores: &[f64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
+    // `partial_cmp`, not `total_cmp`: 0.0 and -0.0 are equal scores.
     order.sort_by(|&a, &b| match (scores[a].is_nan(), scores[b].is_nan()) {
-        (false, false) => scores[b].total_cmp(&scores[a]),
+        (false, false) => scores[b]
+            .partial_cmp(&scores[a])
+            .unwrap_or(std::cmp::Ordering::Equal),
         (x, y) => x.cmp(&y),
     });
     order
@@ -335,6 +346,7 @@ mod tests {
             served_order(&[0.2, f64::NAN, 0.9, 0.2, -1.0]),
             vec![2, 0, 3, 4, 1]
         );
+        assert_eq!(served_order(&[-0.0, 0.0]), vec![0, 1], "equal scores");
     }
 
     #[test]

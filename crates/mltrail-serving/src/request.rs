@@ -422,8 +422,8 @@ pub enum RowInputs {
 /// an empty cell is missing, anything else is text. The result is the `dataframe_split` body
 /// the JSON path decodes, so both formats meet the same rules and errors name row and column.
 ///
-/// `text_column` keeps one column's cells as written (a subject id `007` stays `"007"`).
-pub fn csv_body(bytes: &[u8], text_column: Option<&str>) -> Result<Json, RequestError> {
+/// `text_columns` keep their cells as written (a subject id or an item id `007` stays `"007"`).
+pub fn csv_body(bytes: &[u8], text_columns: &[&str]) -> Result<Json, RequestError> {
     let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
     let columns: Vec<Json> = reader
         .headers()
@@ -431,7 +431,10 @@ pub fn csv_body(bytes: &[u8], text_column: Option<&str>) -> Result<Json, Request
         .iter()
         .map(|name| Json::String(name.to_string()))
         .collect();
-    let keep = text_column.and_then(|name| columns.iter().position(|c| c == name));
+    let keep: Vec<bool> = columns
+        .iter()
+        .map(|c| text_columns.iter().any(|t| c == *t))
+        .collect();
     let mut data = Vec::new();
     for (row, record) in reader.records().enumerate() {
         let record = record.map_err(|e| match e.kind() {
@@ -446,9 +449,12 @@ pub fn csv_body(bytes: &[u8], text_column: Option<&str>) -> Result<Json, Request
             record
                 .iter()
                 .enumerate()
-                .map(|(c, cell)| match keep {
-                    Some(k) if k == c && !cell.is_empty() => Json::String(cell.to_string()),
-                    _ => csv_cell(cell),
+                .map(|(c, cell)| {
+                    if keep.get(c).copied().unwrap_or(false) && !cell.is_empty() {
+                        Json::String(cell.to_string())
+                    } else {
+                        csv_cell(cell)
+                    }
                 })
                 .collect(),
         ));
@@ -966,18 +972,18 @@ mod tests {
 
     #[test]
     fn csv_reads_as_the_dataframe_split_body() {
-        let kept = csv_body(b"id,x\n007,1\n", Some("id")).unwrap();
+        let kept = csv_body(b"id,x\n007,1\n", &["id"]).unwrap();
         assert_eq!(
             kept["dataframe_split"]["data"][0],
             serde_json::json!(["007", 1])
         );
-        let body = csv_body(b"a,b,c\n1,2.5,x\n,nan,-3\n", None).unwrap();
+        let body = csv_body(b"a,b,c\n1,2.5,x\n,nan,-3\n", &[]).unwrap();
         assert_eq!(
             body,
             json!({"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1, 2.5, "x"], [null, "nan", -3]]}})
         );
         assert!(matches!(
-            csv_body(b"a,b\n1\n", None),
+            csv_body(b"a,b\n1\n", &[]),
             Err(RequestError::Width {
                 row: 0,
                 expected: 2,

@@ -22,6 +22,7 @@ mod predictions;
 mod privacy;
 mod robustness;
 mod serve;
+mod shell;
 mod trace;
 mod tracking_client;
 mod verify_artifacts;
@@ -166,6 +167,10 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(shell::CompletionsArgs),
+    /// Print the manual page, or write a page per command with --dir.
+    Man(shell::ManArgs),
 }
 
 #[derive(Subcommand)]
@@ -360,12 +365,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Config { .. }
             | Command::Users { .. }
             | Command::Tokens { .. }
+            | Command::Completions(_)
+            | Command::Man(_)
     ) {
         exit_quietly_on_closed_stdout();
         // Progress lines only where a person watches.
         mltrail_data::table::show_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     }
     match cli.command {
+        Command::Completions(args) => {
+            shell::completions(&args, Cli::command());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man(args) => {
+            shell::man(&args, Cli::command())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Server(args) => {
             let loaded = Loaded::load(&args.config, args.layer()?)?;
             loaded.check("store", "backend_store_uri", |c| {
@@ -374,6 +389,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 Ok(())
             })?;
+            loaded.check("log", "otlp_endpoint", check_otlp)?;
             logging::init(&loaded.config.log);
             serve(&loaded.config).await?;
             logging::stop_otlp();
@@ -440,6 +456,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let loaded = Loaded::load(&args.config, args.layer()?)?;
             loaded.check("serve", "model", |c| serve::model_ref(&c.serve))?;
             loaded.check("serve", "policy", |c| serve::policy_document(&c.serve))?;
+            loaded.check("log", "otlp_endpoint", check_otlp)?;
             logging::init(&loaded.config.log);
             serve::serve(loaded.config.serve, loaded.config.auth, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
@@ -680,6 +697,19 @@ async fn serve(config: &Config) -> Result<()> {
     tracing::info!("draining writes and closing the store");
     store.close().await;
     Ok(())
+}
+
+/// `[log] otlp_endpoint`, when set, is an http(s) URL.
+fn check_otlp(config: &config::Config) -> Result<()> {
+    match config
+        .log
+        .otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.is_empty())
+    {
+        Some(endpoint) => otlp::check_endpoint(endpoint),
+        None => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {

@@ -271,6 +271,19 @@ fn ranking_output(
         }
         return Ok(None);
     }
+    if args.catalog.is_none()
+        && (args.catalog_item_column.is_some()
+            || args.catalog_available_column.is_some()
+            || args.catalog_mode != CatalogModeArg::Flag)
+    {
+        bail!("--catalog-item-column, --catalog-available-column and --catalog-mode describe a catalog: give --catalog NAME too");
+    }
+    if args.catalog.is_some() && args.catalog_interval_ms < 100 {
+        bail!(
+            "--catalog-interval-ms {} is below 100: the catalog is looked for at most every 100 ms",
+            args.catalog_interval_ms
+        );
+    }
     let item_column = args.item_column.clone().filter(|c| !c.is_empty()).ok_or_else(|| {
         anyhow!("--output ranking needs --item-column: the request column holding each candidate's item id")
     })?;

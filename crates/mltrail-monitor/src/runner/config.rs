@@ -211,14 +211,14 @@ impl MonitorConfig {
         if let Some(ranking) = &self.ranking {
             if !(1..=MAX_K).contains(&ranking.k) {
                 return Err(invalid(
-                    "k",
+                    "ranking.k",
                     format!("must be 1 to {MAX_K}, got {}", ranking.k),
                 ));
             }
             if let Some(lookback) = ranking.repeat_lookback_ms {
                 if !(1000..=MAX_REPEAT_LOOKBACK_MS).contains(&lookback) {
                     return Err(invalid(
-                        "repeat_lookback",
+                        "ranking.repeat_lookback",
                         format!("must be 1s to 31d, got {lookback} ms"),
                     ));
                 }

@@ -178,6 +178,12 @@ impl Engine {
             ));
         }
         business::check_metric_name(&metric).map_err(|e| invalid("metric", e.to_string()))?;
+        if new.ranking.is_some() {
+            return Err(invalid(
+                "ranking",
+                "a business metric monitor judges points against a seasonal baseline; rankings are a deployment's".into(),
+            ));
+        }
         let seasonal = new.seasonal.unwrap_or_default();
         if new.window_ms > seasonal.season_ms {
             return Err(invalid(
@@ -230,7 +236,7 @@ impl Engine {
         }
         refuse_drift_settings(
             &new,
-            "is a drift monitor's; a ranking monitor compares orders (create a second monitor for drift)",
+            "is a drift monitor's; a ranking monitor compares served with displayed orders (a ranking deployment's candidates are not tabulated for drift)",
         )?;
         let config = MonitorConfig {
             ranking: Some(ranking),
@@ -542,7 +548,7 @@ impl Engine {
         if n == 0 {
             return Ok((
                 WindowStatus::NoData,
-                json!({"values": {"impressions": 0}}),
+                json!({"ranking": {"impressions": 0}, "values": {"impressions": 0}}),
                 0,
             ));
         }

@@ -44,6 +44,10 @@ pub async fn follow_once(
         return Ok(None);
     }
     let next = load(source, &named).await?;
+    // A version this deployment could only answer with errors is not swapped in.
+    deployment
+        .can_serve(&next)
+        .map_err(|why| SourceError::unavailable(format!("{named} (the alias moved)"), why))?;
     let event = event_of(deployment, DeploymentAction::Swap, &next);
     deployment.swap(next);
     tracing::info!(deployment = %deployment.name(), from = %current.version, to = %event.version, "alias moved: swapped the model");

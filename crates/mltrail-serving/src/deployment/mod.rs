@@ -531,6 +531,24 @@ impl Deployment {
         self.ranking.as_ref()
     }
 
+    /// Whether `model` could answer this deployment's requests: a ranking needs the output it
+    /// ranks by and inputs that are not sealed. Checked before a followed alias's new version
+    /// is swapped in (what the outputs hold per row shows only when it runs).
+    pub fn can_serve(&self, model: &LoadedModel) -> Result<(), String> {
+        let Some(ranking) = &self.ranking else {
+            return Ok(());
+        };
+        crate::ranking::score_output_index(&model.output_names, ranking.score_output.as_deref())
+            .map_err(|e| e.to_string())?;
+        if model.privacy.is_some() {
+            return Err(format!(
+                "version {} seals personal data in its inputs; a ranking's candidates are items, logged as they come",
+                model.version
+            ));
+        }
+        Ok(())
+    }
+
     /// The routing policy in force.
     pub fn routing(&self) -> Option<Arc<Routing>> {
         self.routing
@@ -981,10 +999,20 @@ impl Deployment {
     ) -> Result<Scored, ScoreError> {
         let json: Json = match format {
             BodyFormat::Json => serde_json::from_slice(body).map_err(ScoreError::Json)?,
-            BodyFormat::Csv => request::csv_body(
-                body,
-                primary.model.privacy.as_ref().map(|p| p.spec().subject()),
-            )?,
+            BodyFormat::Csv => {
+                // Ids are kept as written: a subject, an item or a request key `007` is not 7.
+                let text: Vec<&str> = primary
+                    .model
+                    .privacy
+                    .as_ref()
+                    .map(|p| p.spec().subject())
+                    .into_iter()
+                    .chain(self.ranking.iter().flat_map(|r| {
+                        std::iter::once(r.item_column.as_str()).chain(r.key_column.as_deref())
+                    }))
+                    .collect();
+                request::csv_body(body, &text)?
+            }
         };
         let columns = match (routing, &self.ranking) {
             (Some(r), _) => r.policy().request_columns(),
