@@ -20,6 +20,7 @@ mod monitor;
 mod otlp;
 mod predictions;
 mod privacy;
+mod progress;
 mod robustness;
 mod serve;
 mod shell;

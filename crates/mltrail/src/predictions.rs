@@ -84,11 +84,23 @@ pub async fn collect(
 ) -> Result<Vec<LogRecord>> {
     let root = format!("predictions/{deployment}");
     let mut records: Vec<LogRecord> = Vec::new();
-    let files = ArchiveReader::list(client, &root).await?;
-    for file in files.into_iter().filter(|f| f.ends_with(".parquet")) {
+    let files: Vec<(String, u64)> = client
+        .list_files(&root)
+        .await
+        .with_context(|| format!("listing {root}"))?
+        .into_iter()
+        .filter(|(f, _)| f.ends_with(".parquet"))
+        .collect();
+    let bar = crate::progress::bytes(
+        files.iter().map(|(_, size)| size).sum(),
+        &format!("reading the archive of {deployment}"),
+    );
+    for (file, size) in files {
         let bytes = ArchiveReader::get(client, &file).await?;
         records.extend(tokio::task::spawn_blocking(move || from_parquet(bytes)).await??);
+        bar.inc(size);
     }
+    bar.finish_and_clear();
     let log_dir =
         log_dir.unwrap_or_else(|| PathBuf::from("mltrail-data/predictions").join(deployment));
     // The shadows' records are in a folder of their own.

@@ -39,7 +39,9 @@ async fn verify(store: &MetaStore, artifacts: &ArtifactStore) -> Result<Artifact
     let mut ordered: Vec<_> = latest.into_iter().collect();
     ordered.sort_by_key(|(_, (seq, _))| *seq);
     let mut checked = 0;
+    let bar = crate::progress::items(ordered.len() as u64, "re-hashing artifacts");
     for (path, (seq, recorded)) in ordered {
+        bar.inc(1);
         let broken = |reason: String| BrokenLink {
             seq,
             entity_type: ARTIFACT_KIND.into(),
@@ -60,11 +62,13 @@ async fn verify(store: &MetaStore, artifacts: &ArtifactStore) -> Result<Artifact
             (Some(_), None) => "the artifact was removed from storage after this event recorded it",
             (None, Some(_)) => "the artifact exists although this event recorded its deletion",
         };
+        bar.finish_and_clear();
         return Ok(ArtifactReport {
             checked,
             broken: Some(broken(reason.into())),
         });
     }
+    bar.finish_and_clear();
     Ok(ArtifactReport {
         checked,
         broken: None,
