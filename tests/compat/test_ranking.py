@@ -3,6 +3,7 @@ impression's candidates, answered with their ids by descending score under one p
 A simulated front end that re-sorts the list alphabetically is caught by a ranking monitor
 within one window, which names the sort; a front end that keeps the served order gives
 agreement 1.0 and no alert."""
+import json
 import random
 import time
 
@@ -221,6 +222,8 @@ def test_a_catalog_update_flags_or_filters_removed_items_and_alerts_within_one_w
                                                                                        unique):
     catalog = unique("catalog")
     add_catalog(server, tmp_path, catalog, unavailable=set())
+    listed = json.loads(mltrail(server, "data", "list", "--name", catalog, "--json").stdout)
+    assert [(v["name"], v["version"], v["rows"]) for v in listed["dataset_versions"]] == [(catalog, 1, 20)]
     deployment = unique("shelf")
     proc, url = start_serve(server, f"{recommender}/1", tmp_path, "--deployment", deployment, "--output", "ranking",
                             "--item-column", "item_id", "--catalog", catalog, "--catalog-available-column", "available",

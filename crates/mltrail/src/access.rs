@@ -40,6 +40,8 @@ pub enum UsersCommand {
     /// List users.
     List {
         #[command(flatten)]
+        output: crate::args::JsonArgs,
+        #[command(flatten)]
         store: config::StoreArgs,
     },
     /// Set a user's password (from stdin with --password-stdin, else MLTRAIL_PASSWORD).
@@ -95,6 +97,8 @@ pub enum TokensCommand {
     },
     /// List tokens (never their secrets), revoked ones included.
     List {
+        #[command(flatten)]
+        output: crate::args::JsonArgs,
         #[command(flatten)]
         store: config::StoreArgs,
     },
@@ -176,10 +180,17 @@ pub async fn users(command: UsersCommand) -> Result<()> {
                 }
             );
         }
-        UsersCommand::List { store } => {
+        UsersCommand::List { output, store } => {
             let store = open(&store).await?;
             let listed = users::list_users(&store).await;
             store.close().await;
+            if output.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"users": listed?}))?
+                );
+                return Ok(());
+            }
             println!(
                 "{:>4}  {:<32} {:<6} {:<26} created",
                 "id", "name", "admin", "release roles"
@@ -288,10 +299,17 @@ pub async fn tokens(command: TokensCommand) -> Result<()> {
             );
             println!("{}", made.secret);
         }
-        TokensCommand::List { store } => {
+        TokensCommand::List { output, store } => {
             let store = open(&store).await?;
             let listed = tokens::list_tokens(&store).await;
             store.close().await;
+            if output.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"tokens": listed?}))?
+                );
+                return Ok(());
+            }
             println!(
                 "{:<24} {:<10} {:<26} {:<26} scopes",
                 "name", "state", "created", "expires"

@@ -54,6 +54,8 @@ pub struct ListArgs {
     #[arg(long)]
     name: Option<String>,
     #[command(flatten)]
+    output: JsonArgs,
+    #[command(flatten)]
     client: ClientArgs,
 }
 
@@ -190,6 +192,10 @@ async fn list(args: ListArgs) -> Result<()> {
     let answer = client
         .get_json(&format!("/api/v1/datasets{query}"), "list datasets")
         .await?;
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
     println!(
         "{:<24} {:>8} {:>10}  {:<18} file",
         "name", "version", "rows", "digest"

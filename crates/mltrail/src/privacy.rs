@@ -163,6 +163,8 @@ pub enum PrivacyCommand {
     /// The erasures done so far (subject hash, reason, time), oldest first.
     Erasures {
         #[command(flatten)]
+        output: crate::args::JsonArgs,
+        #[command(flatten)]
         client: ClientArgs,
     },
 }
@@ -247,11 +249,15 @@ pub async fn run(command: PrivacyCommand) -> Result<()> {
                 answer["serving_caches_seconds"].as_u64().unwrap_or(30)
             );
         }
-        PrivacyCommand::Erasures { client } => {
+        PrivacyCommand::Erasures { output, client } => {
             let answer = client
                 .client()?
                 .get_json("/api/v1/privacy/erasures", "the erasures")
                 .await?;
+            if output.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(());
+            }
             let list = answer["erasures"]
                 .as_array()
                 .ok_or_else(|| anyhow!("the server answered no list of erasures"))?;

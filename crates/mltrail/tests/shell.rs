@@ -1,5 +1,5 @@
 //! `mltrail completions` and `mltrail man` are generated from the command definitions: every
-//! subcommand is in them.
+//! subcommand is in them; listings print JSON with `--json`.
 
 use std::process::Command;
 
@@ -53,5 +53,21 @@ fn manual_pages_cover_every_subcommand() {
     for page in ["mltrail.1", "mltrail-serve.1", "mltrail-monitor-create.1"] {
         let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
         assert!(text.contains(".TH"), "{page}");
+    }
+}
+
+#[test]
+fn listings_print_json_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = format!("sqlite:///{}/mltrail.db", dir.path().display());
+    for (command, key) in [("users", "users"), ("tokens", "tokens")] {
+        let out = mltrail(&[command, "list", "--json", "--backend-store-uri", &uri]);
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(listed[key].is_array(), "{command}: {listed}");
     }
 }
