@@ -50,9 +50,11 @@ async fn put_catalog(
             other,
         ),
     };
-    // The items alone, to tell whether they are the newest version's already.
-    let plain = version::parquet_from_records(items, &[]).map_err(records_error)?;
-    let digest = version::items_digest(&plain);
+    // The items alone (their canonical JSON), to tell whether they are the newest version's
+    // already; the file is written once, with this digest in its metadata.
+    let digest = blake3::hash(mltrail_core::canonical_json(&fields["items"]).as_bytes())
+        .to_hex()
+        .to_string();
     let latest = match datasets::latest_version(&state.store, &name).await {
         Ok(latest) => Some(latest),
         Err(e) if e.kind() == mltrail_store::StoreErrorKind::NotFound => None,

@@ -101,19 +101,11 @@ fn id_texts(values: &Values) -> Result<Vec<Option<String>>, (usize, f64)> {
             .map(|(row, v)| match *v {
                 v if v.is_nan() => Ok(None),
                 v if v.abs() > 9.007_199_254_740_992e15 => Err((row, v)),
-                v => Ok(Some(format_number(v))),
+                // As the tables name categories: a whole number without a fraction (`7`).
+                v => Ok(Some(v.to_string())),
             })
             .collect(),
         Values::Text { .. } => Ok(values.categories()),
-    }
-}
-
-/// A whole number without a fraction (`7`, not `7.0`); others as Rust prints them.
-fn format_number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() <= 9.007_199_254_740_992e15 {
-        format!("{}", v as i64)
-    } else {
-        v.to_string()
     }
 }
 

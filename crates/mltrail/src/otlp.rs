@@ -65,42 +65,68 @@ pub struct Exporter {
 struct Metrics {
     provider: SdkMeterProvider,
     meter: opentelemetry::metrics::Meter,
-    render: Render,
+    snapshot: Arc<Snapshot>,
     registered: Mutex<HashSet<String>>,
+}
+
+/// Counter and gauge samples, each with whether it is a counter.
+type Samples = Arc<Vec<(Sample, bool)>>;
+
+/// The text's samples, rendered and parsed once for all instruments of one export (each
+/// instrument's callback runs in turn; rendering the text once per instrument repeated the same
+/// work for every family).
+struct Snapshot {
+    render: Render,
+    taken: Mutex<Option<(std::time::Instant, Samples)>>,
+}
+
+impl Snapshot {
+    /// The samples of at most a second ago.
+    fn samples(&self) -> Samples {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, samples)) = taken.as_ref() {
+            if at.elapsed() < Duration::from_secs(1) {
+                return samples.clone();
+            }
+        }
+        let fresh = Arc::new(samples(&(self.render)()));
+        *taken = Some((std::time::Instant::now(), fresh.clone()));
+        fresh
+    }
 }
 
 impl Metrics {
     /// Registers an observable instrument for each counter and gauge sample name the text has
     /// now and had not before (families appear later: a monitor created, a policy set), each
-    /// reading the text again at every export.
+    /// reading the export's snapshot of the text.
     fn register_new(&self) {
-        let current = samples(&(self.render)());
+        let current = self.snapshot.samples();
         let mut registered = self.registered.lock().unwrap_or_else(|p| p.into_inner());
-        for (sample, counter) in current {
+        for (sample, counter) in current.iter() {
             if !registered.insert(sample.name.clone()) {
                 continue;
             }
-            let (render, wanted) = (self.render.clone(), sample.name.clone());
+            let (snapshot, wanted) = (self.snapshot.clone(), sample.name.clone());
             let observe = move |observer: &dyn opentelemetry::metrics::AsyncInstrument<f64>| {
-                for (sample, _) in samples(&render()) {
+                for (sample, _) in snapshot.samples().iter() {
                     if sample.name == wanted {
                         let attributes: Vec<KeyValue> = sample
                             .labels
-                            .into_iter()
-                            .map(|(k, v)| KeyValue::new(k, v))
+                            .iter()
+                            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
                             .collect();
                         observer.observe(sample.value, &attributes);
                     }
                 }
             };
-            if counter {
+            if *counter {
                 self.meter
-                    .f64_observable_counter(sample.name)
+                    .f64_observable_counter(sample.name.clone())
                     .with_callback(observe)
                     .build();
             } else {
                 self.meter
-                    .f64_observable_gauge(sample.name)
+                    .f64_observable_gauge(sample.name.clone())
                     .with_callback(observe)
                     .build();
             }
@@ -169,7 +195,10 @@ impl Exporter {
                 let metrics = Metrics {
                     meter: provider.meter("mltrail"),
                     provider,
-                    render: render.clone(),
+                    snapshot: Arc::new(Snapshot {
+                        render: render.clone(),
+                        taken: Mutex::new(None),
+                    }),
                     registered: Mutex::new(HashSet::new()),
                 };
                 metrics.register_new();

@@ -538,12 +538,10 @@ impl Engine {
                 labels_until,
             )
             .await?;
-        let with_history = window.impressions();
-        let all: Vec<crate::window::ImpressionText> = with_history
-            .iter()
-            .filter(|i| i.time_ms >= start)
-            .cloned()
-            .collect();
+        let mut with_history = window.impressions();
+        // Oldest first: the window's own impressions are the tail, read in place.
+        with_history.sort_by_key(|i| i.time_ms);
+        let all = &with_history[with_history.partition_point(|i| i.time_ms < start)..];
         let n = all.len() as i64;
         if n == 0 {
             return Ok((
@@ -596,7 +594,7 @@ impl Engine {
             ranking["repeats"] =
                 json!({"returning": returning, "repeated": repeated, "lookback_ms": lookback});
         }
-        if let Some(catalog) = crate::ranking::catalog_summary(&all) {
+        if let Some(catalog) = crate::ranking::catalog_summary(all) {
             for (name, value) in [
                 ("catalog.out_of_catalog_share", catalog.out_of_catalog_share),
                 (
