@@ -121,6 +121,7 @@ fn fixture() -> &'static Fixture {
                 privacy: None,
                 checkpoints: None,
                 ui: Default::default(),
+                http: Default::default(),
             };
             mltrail_server::router(state, mltrail_server::Limits::default())
         });

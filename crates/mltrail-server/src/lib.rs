@@ -16,6 +16,7 @@ mod evaluations;
 mod gates;
 mod grants;
 pub mod guard;
+pub mod http_metrics;
 pub mod lineage;
 mod logged_models;
 mod metric_body;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub checkpoints: Option<lineage::SharedSigner>,
     /// The web UI's CSRF key and last verification of the trail.
     pub ui: std::sync::Arc<ui::UiState>,
+    /// Requests and latency by route and status, for `/metrics`.
+    pub http: std::sync::Arc<http_metrics::HttpMetrics>,
 }
 
 /// Largest JSON request body the MLflow REST API accepts unless configured otherwise, in bytes.
@@ -157,7 +160,10 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         })),
         auth::AuthMode::Off => app,
     };
-    app.layer(TraceLayer::new_for_http()).with_state(state)
+    // Outermost, so a request's time includes its authentication.
+    app.layer(TraceLayer::new_for_http())
+        .layer(http_metrics::RequestMetricsLayer(state.http.clone()))
+        .with_state(state)
 }
 
 async fn server_info() -> Json<serde_json::Value> {

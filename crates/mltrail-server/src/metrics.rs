@@ -1,6 +1,9 @@
 //! The tracking server's `/metrics`: every monitor's latest window as gauges, alerts fired and
 //! webhook deliveries as counters, through the `prometheus-client` crate (OpenMetrics text).
 //!
+//! Besides: requests and latency by route and status (`http_metrics.rs`), the store's writer
+//! (group sizes and durations, queue depth) and the database's size on disk.
+//!
 //! The monitor gauges are read from the store at each scrape (the store holds the latest
 //! window of every monitor; nothing is cached in the server), into a registry built for that
 //! scrape.
@@ -261,6 +264,27 @@ pub async fn render(state: &AppState) -> ApiResult<String> {
         loaded,
     );
     state.webhooks.counters().register(&mut registry);
+    state.http.register(&mut registry);
+    state.store.register_metrics(&mut registry);
+    let size = state.store.storage_size().await;
+    for (name, help, bytes) in [
+        (
+            "mltrail_store_database",
+            "Size of the metadata database on disk (the SQLite file; PostgreSQL's pg_database_size)",
+            size.database_bytes,
+        ),
+        (
+            "mltrail_store_wal",
+            "Size of the write-ahead log (SQLite's -wal file; PostgreSQL's pg_wal folder, readable by a superuser or pg_monitor)",
+            size.wal_bytes,
+        ),
+    ] {
+        if let Some(bytes) = bytes {
+            let gauge = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+            gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            registry.register_with_unit(name, help, prometheus_client::registry::Unit::Bytes, gauge);
+        }
+    }
     state.auth.counters.register(&mut registry);
     let mut out = String::new();
     // Writing into a String cannot fail.

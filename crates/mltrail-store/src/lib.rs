@@ -223,9 +223,19 @@ struct Inner {
     readers: AnyPool,
     writer: writer::WriterHandle<hot_path::TrackingPath>,
     checkpointer: tokio::sync::Mutex<Option<writer::checkpoint::Checkpointer>>,
+    /// The SQLite file, for its size and its WAL's; `None` in memory and on PostgreSQL.
+    database_file: Option<std::path::PathBuf>,
     /// Release gates the configuration names (`[gates] policies`): a model created or renamed
     /// to a listed name gets them in the same transaction, so it is never ungated.
     configured_gates: std::sync::RwLock<Vec<gates::ConfiguredGate>>,
+}
+
+/// The database's size on disk, each part `None` when it cannot be read (an in-memory
+/// database, a PostgreSQL role without `pg_monitor` for the WAL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageSize {
+    pub database_bytes: Option<u64>,
+    pub wal_bytes: Option<u64>,
 }
 
 /// How the store was asked to open.
@@ -368,6 +378,10 @@ impl MetaStore {
                 readers,
                 writer,
                 checkpointer: tokio::sync::Mutex::new(checkpointer),
+                database_file: match backend {
+                    Backend::Sqlite => sqlite_file(&url).map(std::path::PathBuf::from),
+                    Backend::Postgres => None,
+                },
                 configured_gates: std::sync::RwLock::new(Vec::new()),
             }),
         };
@@ -457,6 +471,57 @@ impl MetaStore {
     /// Whether run creations take the coalesced native path (SQLite files).
     pub(crate) fn coalesces_run_creations(&self) -> bool {
         self.inner.writer.has_native()
+    }
+
+    /// Registers the writer's own metrics (group sizes and durations, failed groups, the
+    /// queue's depth now) in `registry`, for `/metrics`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.inner.writer.stats().register(registry);
+        let depth = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        depth.set(i64::try_from(self.inner.writer.queue_depth()).unwrap_or(i64::MAX));
+        registry.register(
+            "mltrail_store_write_queue_depth",
+            "Writes waiting for the writer to take them into a group",
+            depth,
+        );
+    }
+
+    /// How large the database is on disk now: the SQLite file and its WAL, or on PostgreSQL
+    /// `pg_database_size` and the server's WAL folder (`pg_ls_waldir`, which needs a superuser
+    /// or the `pg_monitor` role; `None` without it).
+    pub async fn storage_size(&self) -> StorageSize {
+        match (&self.inner.database_file, self.inner.backend) {
+            (Some(file), _) => {
+                let size = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.len());
+                let mut wal = file.clone().into_os_string();
+                wal.push("-wal");
+                StorageSize {
+                    database_bytes: size(file),
+                    wal_bytes: Some(size(std::path::Path::new(&wal)).unwrap_or(0)),
+                }
+            }
+            (None, Backend::Postgres) => {
+                let one = |sql: &'static str| async move {
+                    match sqlx::query_scalar::<_, i64>(sql)
+                        .fetch_one(self.readers())
+                        .await
+                    {
+                        Ok(v) => u64::try_from(v).ok(),
+                        Err(e) => {
+                            tracing::debug!(error = %e, sql, "database size not readable");
+                            None
+                        }
+                    }
+                };
+                StorageSize {
+                    database_bytes: one("SELECT pg_database_size(current_database())::BIGINT")
+                        .await,
+                    wal_bytes: one("SELECT COALESCE(SUM(size), 0)::BIGINT FROM pg_ls_waldir()")
+                        .await,
+                }
+            }
+            (None, Backend::Sqlite) => StorageSize::default(),
+        }
     }
 
     /// Closes the pool and stops the writer after it drained every queued write.

@@ -640,6 +640,7 @@ async fn serve(config: &Config) -> Result<()> {
         ui: std::sync::Arc::new(
             mltrail_server::ui::UiState::default().secure_cookies(tls.is_some()),
         ),
+        http: Default::default(),
     };
     let limits = mltrail_server::Limits {
         max_artifact_bytes: server.max_artifact_bytes,

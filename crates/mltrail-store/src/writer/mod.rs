@@ -25,11 +25,13 @@ mod answer;
 mod chain;
 pub(crate) mod checkpoint;
 pub(crate) mod native;
+mod stats;
 mod thread;
 
 pub use chain::AuditCtx;
 pub(crate) use chain::PendingEvent;
 pub(crate) use native::{Db, Native, NativeChain, NativeGroup, Stmt};
+pub(crate) use stats::WriterStats;
 
 use crate::error::DatabaseError;
 use crate::sql::Backend;
@@ -103,6 +105,7 @@ pub(crate) struct WriterHandle<C: Coalesced> {
     sender: mpsc::Sender<Msg<C::Request>>,
     waiting: Waiting,
     native: bool,
+    stats: WriterStats,
     join: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -121,6 +124,8 @@ impl<C: Coalesced> WriterHandle<C> {
         let head = chain::load_head(&mut conn).await?;
         let (sender, receiver) = mpsc::channel(4096);
         let has_native = native.is_some();
+        let stats = WriterStats::default();
+        let thread_stats = stats.clone();
         let join = thread::spawn(
             "mltrail-writer",
             tokio::runtime::Handle::current(),
@@ -135,6 +140,7 @@ impl<C: Coalesced> WriterHandle<C> {
                     backend,
                     receiver,
                     AuditCtx::new(head),
+                    thread_stats,
                 )
             },
         )
@@ -143,6 +149,7 @@ impl<C: Coalesced> WriterHandle<C> {
             sender,
             waiting: Waiting::default(),
             native: has_native,
+            stats,
             join: Mutex::new(Some(join)),
         })
     }
@@ -195,6 +202,16 @@ impl<C: Coalesced> WriterHandle<C> {
     /// Whether coalesced requests take the native SQLite path.
     pub(crate) fn has_native(&self) -> bool {
         self.native
+    }
+
+    /// The group sizes and durations the writer thread observes.
+    pub(crate) fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Writes queued and not yet taken into a group (read from the channel, not counted).
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.sender.max_capacity() - self.sender.capacity()
     }
 
     pub(crate) async fn shutdown(&self) {
@@ -256,6 +273,7 @@ async fn run<C: Coalesced>(
     backend: Backend,
     mut receiver: mpsc::Receiver<Msg<C::Request>>,
     mut audit: AuditCtx,
+    stats: WriterStats,
 ) {
     let mut writes_since_optimize = 0usize;
     let begin = match backend {
@@ -270,6 +288,8 @@ async fn run<C: Coalesced>(
         let Some(first) = receiver.recv().await else {
             break;
         };
+        let started = std::time::Instant::now();
+        let mut failed = false;
         let mut jobs = Vec::new();
         let mut requests = Vec::new();
         let mut take = |msg: Msg<C::Request>| match msg {
@@ -342,6 +362,7 @@ async fn run<C: Coalesced>(
                 }
             };
             if let Err(e) = &sql_outcome {
+                failed = true;
                 connection.check(e);
             }
             for completion in completions {
@@ -359,6 +380,7 @@ async fn run<C: Coalesced>(
                 coalesced.apply_native(group, &requests)
             });
             if let Err(e) = &outcome {
+                failed = true;
                 coalesced.forget();
                 tracing::error!(error = %e, "native write group failed; rolled back");
             }
@@ -367,6 +389,7 @@ async fn run<C: Coalesced>(
         if let Some(answers) = answers {
             C::answer(requests, answers);
         }
+        stats.group(size, started.elapsed().as_secs_f64(), failed);
         writes_since_optimize += size;
         if backend == Backend::Sqlite && writes_since_optimize >= OPTIMIZE_EVERY {
             writes_since_optimize = 0;
