@@ -33,6 +33,9 @@ pub enum ArtifactError {
     /// The destination's disk is full: the request may succeed once space returns.
     #[error("artifact storage is full: {0}")]
     Full(String),
+    /// A byte range that starts at or past the file's end.
+    #[error("the byte range starts at or past the end of the {size} byte file")]
+    RangeNotSatisfiable { size: u64 },
 }
 
 impl From<object_store::Error> for ArtifactError {
@@ -199,6 +202,23 @@ impl ArtifactStore {
 
     pub async fn get(&self, path: &ArtifactPath) -> Result<Bytes, ArtifactError> {
         Ok(self.inner.get(&self.location(path)).await?.bytes().await?)
+    }
+
+    /// The bytes `range` of a file, and the file's size; a range past the end is cut at it
+    /// (an empty range starting at or past the end is [`ArtifactError::RangeNotSatisfiable`]).
+    pub async fn get_range(
+        &self,
+        path: &ArtifactPath,
+        range: std::ops::Range<u64>,
+    ) -> Result<(Bytes, u64), ArtifactError> {
+        let location = self.location(path);
+        let size = self.inner.head(&location).await?.size;
+        let end = range.end.min(size);
+        if range.start >= end {
+            return Err(ArtifactError::RangeNotSatisfiable { size });
+        }
+        let bytes = self.inner.get_range(&location, range.start..end).await?;
+        Ok((bytes, size))
     }
 
     /// The last `len` bytes of a file (all of it when shorter) and the file's size: for formats

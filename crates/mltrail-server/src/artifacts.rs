@@ -8,10 +8,11 @@ use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use mltrail_artifacts::ArtifactError;
 use mltrail_core::ArtifactPath;
 use serde_json::{json, Value};
 
@@ -51,18 +52,95 @@ async fn list(
     Ok(Json(json!({"files": files})))
 }
 
-async fn download(State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Response> {
+/// A file's bytes, whole or (with `Range: bytes=…`, one range) in part: readers of Parquet fetch
+/// a footer and then only the row groups they need.
+async fn download(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    request_headers: HeaderMap,
+) -> ApiResult<Response> {
     let path = parse(&raw)?;
-    let (size, stream) = state.artifacts.get_stream(&path).await?;
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
-        "application/octet-stream"
-            .parse()
-            .map_err(|_| ApiError::invalid("bad header"))?,
+        HeaderValue::from_static("application/octet-stream"),
     );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let wanted = match request_headers.get(header::RANGE) {
+        Some(value) => byte_range(value)?,
+        None => None,
+    };
+    if let Some(wanted) = wanted {
+        let answer = match wanted {
+            ByteRange::From(start, end) => state.artifacts.get_range(&path, start..end).await,
+            ByteRange::Last(len) => state.artifacts.get_tail(&path, len).await,
+        };
+        let (bytes, size) = match answer {
+            Err(ArtifactError::RangeNotSatisfiable { size }) => {
+                let mut response =
+                    ApiError::from(ArtifactError::RangeNotSatisfiable { size }).into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(response);
+            }
+            other => other?,
+        };
+        let start = match wanted {
+            ByteRange::From(start, _) => start,
+            ByteRange::Last(_) => size - bytes.len() as u64,
+        };
+        let last = (start + bytes.len() as u64).saturating_sub(1);
+        let content_range = HeaderValue::from_str(&format!("bytes {start}-{last}/{size}"))
+            .map_err(|_| ApiError::invalid("bad range"))?;
+        headers.insert(header::CONTENT_RANGE, content_range);
+        headers.insert(header::CONTENT_LENGTH, bytes.len().into());
+        return Ok((StatusCode::PARTIAL_CONTENT, headers, Body::from(bytes)).into_response());
+    }
+    let (size, stream) = state.artifacts.get_stream(&path).await?;
     headers.insert(header::CONTENT_LENGTH, size.into());
     Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// One byte range of a `Range` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteRange {
+    /// `bytes=START-END` (END exclusive here; `u64::MAX` for `bytes=START-`).
+    From(u64, u64),
+    /// `bytes=-LENGTH`: the file's last LENGTH bytes.
+    Last(u64),
+}
+
+/// The range a `Range` header asks for; `None` for several ranges (the whole file is sent, as
+/// HTTP allows). Anything else that is not a byte range is refused with what to send.
+fn byte_range(value: &HeaderValue) -> ApiResult<Option<ByteRange>> {
+    let bad = || {
+        ApiError::invalid(
+            "header `Range` must be bytes=START-END, bytes=START- or bytes=-LENGTH (one range)",
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    let spec = text.strip_prefix("bytes=").ok_or_else(bad)?;
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (start, end) = spec.split_once('-').ok_or_else(bad)?;
+    let number = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+    match (start.trim().is_empty(), end.trim().is_empty()) {
+        (true, false) => match number(end)? {
+            0 => Err(bad()),
+            len => Ok(Some(ByteRange::Last(len))),
+        },
+        (false, true) => Ok(Some(ByteRange::From(number(start)?, u64::MAX))),
+        (false, false) => {
+            let (first, last) = (number(start)?, number(end)?);
+            if last < first {
+                return Err(bad());
+            }
+            Ok(Some(ByteRange::From(first, last.saturating_add(1))))
+        }
+        (true, true) => Err(bad()),
+    }
 }
 
 async fn upload(
@@ -100,4 +178,31 @@ async fn remove(
     }
     mltrail_store::artifacts::delete(&state.store, &state.artifacts, &req.actor, &path).await?;
     Ok(Json(json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_headers_parse_to_one_byte_range() {
+        let parse = |s: &str| byte_range(&HeaderValue::from_str(s).unwrap());
+        assert_eq!(parse("bytes=0-99").unwrap(), Some(ByteRange::From(0, 100)));
+        assert_eq!(
+            parse("bytes=100-").unwrap(),
+            Some(ByteRange::From(100, u64::MAX))
+        );
+        assert_eq!(parse("bytes=-64").unwrap(), Some(ByteRange::Last(64)));
+        assert_eq!(parse("bytes=0-1, 5-6").unwrap(), None);
+        for bad in [
+            "items=0-1",
+            "bytes=5-1",
+            "bytes=-",
+            "bytes=-0",
+            "bytes=a-b",
+            "bytes=1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -158,6 +158,11 @@ fn artifact_error(err: &ArtifactError) -> ApiError {
             "TEMPORARILY_UNAVAILABLE",
             err.to_string(),
         ),
+        ArtifactError::RangeNotSatisfiable { .. } => ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "INVALID_PARAMETER_VALUE",
+            err.to_string(),
+        ),
         other => ApiError::internal(other),
     }
 }

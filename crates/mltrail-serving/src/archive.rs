@@ -30,6 +30,29 @@ pub trait ArchiveReader: Send + Sync {
     /// Every file under `dir`, recursively, named from the store's root.
     fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<String>, StorageError>>;
     fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, StorageError>>;
+    /// The bytes `range` of a file (for a footer and the row groups a time range needs). The
+    /// default fetches the whole file; stores that read ranges override it.
+    fn get_range<'a>(
+        &'a self,
+        path: &'a str,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'a, Result<bytes::Bytes, StorageError>> {
+        Box::pin(async move {
+            let whole = bytes::Bytes::from(self.get(path).await?);
+            let (start, end) = (
+                usize::try_from(range.start).unwrap_or(usize::MAX),
+                usize::try_from(range.end).unwrap_or(usize::MAX),
+            );
+            if start > end || end > whole.len() {
+                return Err(StorageError::new(
+                    "read",
+                    path,
+                    format!("bytes {start}..{end} of a {} byte file", whole.len()),
+                ));
+            }
+            Ok(whole.slice(start..end))
+        })
+    }
 }
 
 /// Where archived segments go: the files, and the audit trail that records each one
@@ -119,6 +142,20 @@ impl ArchiveReader for ArtifactArchive {
                 .get(&Self::path(path)?)
                 .await
                 .map(|b| b.to_vec())
+                .map_err(|e| StorageError::new("get", path, e))
+        })
+    }
+
+    fn get_range<'a>(
+        &'a self,
+        path: &'a str,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'a, Result<bytes::Bytes, StorageError>> {
+        Box::pin(async move {
+            self.0
+                .get_range(&Self::path(path)?, range)
+                .await
+                .map(|(bytes, _)| bytes)
                 .map_err(|e| StorageError::new("get", path, e))
         })
     }
@@ -441,9 +478,19 @@ pub fn visit_column(
 /// monitors read millions of rows through this.
 pub fn visit_parquet(
     bytes: bytes::Bytes,
+    visit: impl FnMut(RecordView<'_>),
+) -> Result<(), ArchiveError> {
+    visit_batches(
+        ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?,
+        visit,
+    )
+}
+
+/// [`visit_parquet`] over any reader of an archived file's batches (some row groups of it).
+pub fn visit_batches(
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
     mut visit: impl FnMut(RecordView<'_>),
 ) -> Result<(), ArchiveError> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     for batch in reader {
         let batch = batch?;
         let text = |name: &str| {

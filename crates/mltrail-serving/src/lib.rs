@@ -10,6 +10,7 @@
 //! REST API is the CLI's.
 
 pub mod archive;
+pub mod archive_read;
 pub mod catalog;
 pub mod deployment;
 pub mod explanation;

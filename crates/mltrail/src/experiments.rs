@@ -283,7 +283,8 @@ pub async fn run(command: ExperimentsCommand) -> Result<()> {
             let (_, target) = crate::serve::policy_file(&target_policy)?;
             let target = Arc::new(target);
             let client = client.client()?;
-            let records = crate::predictions::collect(&client, &deployment, since, log_dir).await?;
+            let range = mltrail_serving::archive_read::TimeRange { since, until: None };
+            let records = crate::predictions::collect(&client, &deployment, range, log_dir).await?;
             let (rounds, skipped, logged_value) = rounds(&records, &target)?;
             if rounds.is_empty() {
                 bail!(

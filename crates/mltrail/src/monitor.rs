@@ -448,6 +448,10 @@ pub struct CheckArgs {
     /// Only predictions at or after this time: 2026-11-27, 2026-11-27T10:00:00Z, or 6h / 90m / 7d.
     #[arg(long)]
     since: Option<String>,
+    /// Only predictions at or before this time (same forms). With either, only the archive's
+    /// day folders and Parquet row groups that can hold the range are downloaded.
+    #[arg(long)]
+    until: Option<String>,
     /// Local log segments not archived yet (default ./mltrail-data/predictions/<deployment>).
     #[arg(long)]
     log_dir: Option<PathBuf>,
@@ -596,14 +600,10 @@ pub async fn run(command: MonitorCommand) -> Result<bool> {
         MonitorCommand::Check(args) => args,
     };
     let now = mltrail_core::now_millis();
-    let since = args
-        .since
-        .as_deref()
-        .map(|s| crate::predictions::parse_since(s, now))
-        .transpose()?;
+    let range = crate::predictions::time_range(args.since.as_deref(), args.until.as_deref(), now)?;
     let client = args.client.client()?;
     let records =
-        crate::predictions::collect(&client, &args.deployment, since, args.log_dir.clone()).await?;
+        crate::predictions::collect(&client, &args.deployment, range, args.log_dir.clone()).await?;
     let work = tempfile::tempdir()?;
     let current = work.path().join(format!("{}-inputs.csv", args.deployment));
     let n = write_inputs(&records, &current)?;

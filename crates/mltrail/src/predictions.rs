@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
-use mltrail_serving::archive::{from_parquet, to_batch, to_parquet, ArchiveReader};
+use mltrail_serving::archive::{to_batch, to_parquet};
+use mltrail_serving::archive_read::{read_between, ReadStats, TimeRange};
 use mltrail_serving::predlog::PredictionLog;
 use mltrail_serving::record::LogRecord;
 
@@ -29,6 +30,10 @@ pub struct ExportArgs {
     /// Only records at or after this time: 2026-11-27, 2026-11-27T10:00:00Z, or a duration ago (90m, 6h, 7d).
     #[arg(long)]
     since: Option<String>,
+    /// Only records at or before this time (same forms as --since). With either, only the day
+    /// folders and Parquet row groups that can hold the range are downloaded.
+    #[arg(long)]
+    until: Option<String>,
     #[arg(long, value_enum, default_value = "parquet")]
     format: Format,
     /// Output file (required for Parquet; CSV goes to stdout without it).
@@ -74,33 +79,75 @@ pub fn parse_since(text: &str, now_ms: i64) -> Result<i64> {
     mltrail_core::time::parse_since(text, now_ms).map_err(|e| anyhow!("--since {e}"))
 }
 
-/// A deployment's log records at or after `since` (ms): archived Parquet from the artifact store,
-/// then local segments (default `./mltrail-data/predictions/<deployment>`), oldest first.
+/// The time range of `--since` and `--until` (the same forms; until must not be before since).
+pub fn time_range(since: Option<&str>, until: Option<&str>, now_ms: i64) -> Result<TimeRange> {
+    let since = since.map(|s| parse_since(s, now_ms)).transpose()?;
+    let until = until
+        .map(|u| mltrail_core::time::parse_since(u, now_ms).map_err(|e| anyhow!("--until {e}")))
+        .transpose()?;
+    if let (Some(s), Some(u)) = (since, until) {
+        if u < s {
+            bail!(
+                "--until ({}) is before --since ({}): give an end after the start",
+                mltrail_core::time::rfc3339_seconds(u),
+                mltrail_core::time::rfc3339_seconds(s)
+            );
+        }
+    }
+    Ok(TimeRange { since, until })
+}
+
+/// The day folder of an archived file (`predictions/<deployment>/<day>/<file>`).
+fn day_of<'a>(root: &str, file: &'a str) -> Option<&'a str> {
+    let rest = file.strip_prefix(root)?.strip_prefix('/')?;
+    let (day, name) = rest.split_once('/')?;
+    (!name.contains('/')).then_some(day)
+}
+
+/// A deployment's log records in `range`: archived Parquet from the artifact store (only the
+/// day folders that can hold the range, and in each file its footer and the row groups whose
+/// time statistics overlap the range), then local segments (default
+/// `./mltrail-data/predictions/<deployment>`), oldest first.
 pub async fn collect(
     client: &Client,
     deployment: &str,
-    since: Option<i64>,
+    range: TimeRange,
     log_dir: Option<PathBuf>,
 ) -> Result<Vec<LogRecord>> {
     let root = format!("predictions/{deployment}");
     let mut records: Vec<LogRecord> = Vec::new();
-    let files: Vec<(String, u64)> = client
+    let listed: Vec<(String, u64)> = client
         .list_files(&root)
         .await
         .with_context(|| format!("listing {root}"))?
         .into_iter()
         .filter(|(f, _)| f.ends_with(".parquet"))
         .collect();
+    let archived: u64 = listed.iter().map(|(_, size)| size).sum();
+    let files: Vec<(String, u64)> = listed
+        .into_iter()
+        .filter(|(f, _)| day_of(&root, f).is_none_or(|day| range.may_hold_day(day)))
+        .collect();
     let bar = crate::progress::bytes(
         files.iter().map(|(_, size)| size).sum(),
         &format!("reading the archive of {deployment}"),
     );
-    for (file, size) in files {
-        let bytes = ArchiveReader::get(client, &file).await?;
-        records.extend(tokio::task::spawn_blocking(move || from_parquet(bytes)).await??);
-        bar.inc(size);
+    let mut stats = ReadStats::default();
+    for (file, size) in &files {
+        records.extend(read_between(client, file, *size, range, &mut stats).await?);
+        bar.inc(*size);
     }
     bar.finish_and_clear();
+    if range != TimeRange::default() && archived > 0 {
+        eprintln!(
+            "read {} of the archive's {} ({} row groups of {} files; {} row groups outside the range left unread)",
+            indicatif::HumanBytes(stats.bytes_fetched),
+            indicatif::HumanBytes(archived),
+            stats.row_groups_read,
+            stats.files_read,
+            stats.row_groups_skipped,
+        );
+    }
     let log_dir =
         log_dir.unwrap_or_else(|| PathBuf::from("mltrail-data/predictions").join(deployment));
     // The shadows' records are in a folder of their own.
@@ -112,23 +159,23 @@ pub async fn collect(
             );
         }
     }
-    records.retain(|r| since.is_none_or(|s| r.time_ms() >= s));
+    records.retain(|r| range.contains(r.time_ms()));
     records.sort_by_key(LogRecord::time_ms);
     records.dedup_by(|a, b| a.same_as(b));
     Ok(records)
 }
 
 pub async fn export(args: ExportArgs) -> Result<usize> {
-    let since = args
-        .since
-        .as_deref()
-        .map(|s| parse_since(s, mltrail_core::now_millis()))
-        .transpose()?;
+    let range = time_range(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        mltrail_core::now_millis(),
+    )?;
     if matches!(args.format, Format::Parquet) && args.output.is_none() && args.dataset.is_none() {
         bail!("--format parquet needs --output FILE");
     }
     let client = args.client.client()?;
-    let mut records = collect(&client, &args.deployment, since, args.log_dir.clone()).await?;
+    let mut records = collect(&client, &args.deployment, range, args.log_dir.clone()).await?;
     use crate::business::{period_at, periods_about, AnnotatedPeriods};
     let periods = match args.annotations {
         AnnotatedPeriods::Include => Vec::new(),

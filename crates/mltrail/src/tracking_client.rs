@@ -365,6 +365,51 @@ impl Client {
         Ok(resp.bytes().await?.to_vec())
     }
 
+    /// The bytes `range` of an artifact, through the proxy's `Range` support (a server that
+    /// answers the whole file instead is cut here).
+    pub async fn download_range(
+        &self,
+        path: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<bytes::Bytes> {
+        if range.start >= range.end {
+            bail!("download {path}: empty byte range {range:?}");
+        }
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .header(
+                reqwest::header::RANGE,
+                format!("bytes={}-{}", range.start, range.end - 1),
+            )
+            .send()
+            .await
+            .with_context(|| format!("download {path}"))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        let want = usize::try_from(range.end - range.start)?;
+        match status.as_u16() {
+            206 if bytes.len() == want => Ok(bytes),
+            200 => {
+                let start = usize::try_from(range.start)?;
+                if start + want > bytes.len() {
+                    bail!(
+                        "download {path}: bytes {range:?} of a {} byte file",
+                        bytes.len()
+                    );
+                }
+                Ok(bytes.slice(start..start + want))
+            }
+            206 => bail!(
+                "download {path}: asked for {want} bytes at {}, got {}",
+                range.start,
+                bytes.len()
+            ),
+            _ => bail!("download {path}: {status}"),
+        }
+    }
+
     pub async fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
         let resp = self
@@ -448,6 +493,18 @@ impl ArchiveReader for Client {
     fn get<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, StorageError>> {
         Box::pin(async move {
             self.download(path)
+                .await
+                .map_err(|e| StorageError::new("download", path, e))
+        })
+    }
+
+    fn get_range<'a>(
+        &'a self,
+        path: &'a str,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'a, Result<bytes::Bytes, StorageError>> {
+        Box::pin(async move {
+            self.download_range(path, range)
                 .await
                 .map_err(|e| StorageError::new("download", path, e))
         })
