@@ -26,3 +26,13 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/pip install -q --disable-pip-version-check -r tests/compat/requirements.txt
   echo "$want" > "$stamp"
 fi
+
+# The Python client (python/), reinstalled when its sources change; the tests import it.
+client_stamp=.venv/.client.sha
+client_want=$(find python -type f \( -name '*.py' -o -name '*.toml' -o -name '*.md' -o -name py.typed \) -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$client_stamp" 2>/dev/null)" != "$client_want" ]; then
+  echo "setup: installing the Python client from ./python"
+  .venv/bin/pip install -q --disable-pip-version-check ./python
+  rm -rf python/build python/src/*.egg-info
+  echo "$client_want" > "$client_stamp"
+fi

@@ -563,6 +563,10 @@ impl Need {
             ("POST", "/v1/privacy/export") => return Need::Scope(Scope::PredictionsRead),
             ("POST", "/v1/privacy/erase") => return Need::Scope(Scope::Admin),
             (_, "/v1/privacy/erasures") => return Need::Scope(Scope::AuditRead),
+            // The trail names every actor and entity: what the trail page needs; verifying
+            // it reads everything, an admin's.
+            ("GET", "/v1/audit/events") => return Need::Scope(Scope::AuditRead),
+            (_, "/v1/audit/verify") => return Need::Scope(Scope::Admin),
             _ => {}
         }
         if reads {
@@ -1096,6 +1100,16 @@ mod tests {
     fn routes_map_to_what_they_need() {
         let cases = [
             (Method::GET, "/health", Need::Open),
+            (
+                Method::GET,
+                "/api/v1/audit/events",
+                Need::Scope(Scope::AuditRead),
+            ),
+            (
+                Method::POST,
+                "/api/v1/audit/verify",
+                Need::Scope(Scope::Admin),
+            ),
             (Method::GET, "/api/2.0/mlflow/runs/get", Need::Read),
             (Method::POST, "/api/2.0/mlflow/runs/search", Need::Read),
             (Method::POST, "/ajax-api/2.0/mlflow/runs/search", Need::Read),

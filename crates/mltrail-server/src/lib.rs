@@ -5,6 +5,7 @@
 //! in one place ([`error`]).
 
 mod artifacts;
+mod audit;
 pub mod auth;
 mod business;
 pub(crate) mod cards;
@@ -134,6 +135,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             business::annotation_routes(limits.max_json_bytes),
         )
         .nest("/api/v1/alerts", monitors::alert_routes())
+        .nest("/api/v1/audit", audit::routes())
         .nest("/api/v1/settings", settings::routes())
         .nest(
             "/api/v1/privacy",
