@@ -314,3 +314,23 @@ def test_a_business_metric_its_annotation_baseline_and_drop(browser, server, sho
     text = browser.eval("document.body.innerText")
     assert f"Monitor of business metric {name}" in text and "drops" in text
     assert browser.goto(f"{server['url']}/ui/metrics/no-such-metric") == 404
+
+
+def test_the_server_page_shows_requests_by_route_and_the_stores_commits(browser, server, shots):
+    # A few writes and a refused request, so both tables have rows.
+    for _ in range(3):
+        created = requests.post(f"{server['url']}/api/2.0/mlflow/experiments/create", auth=AUTH, timeout=30,
+                                json={"name": f"server-page-{time.time_ns()}"})
+        assert created.status_code == 200, created.text
+    assert requests.get(f"{server['url']}/api/2.0/mlflow/experiments/get?experiment_id=none", auth=AUTH,
+                        timeout=30).status_code >= 400
+    assert browser.goto(server["url"] + "/ui/server") == 200
+    clean(browser)
+    text = browser.eval("document.body.innerText")
+    assert "/api/2.0/mlflow/experiments/create" in text and "/api/2.0/mlflow/experiments/get" in text
+    assert "Write groups committed" in text and "Database on disk" in text
+    # The size distribution of write groups, drawn.
+    assert browser.eval("document.querySelectorAll('figure svg rect').length") >= 1
+    # The navigation leads here.
+    assert browser.eval("[...document.querySelectorAll('nav a')].some(a => a.getAttribute('href') === '/ui/server')")
+    browser.screenshot(shots / "server.png")

@@ -264,8 +264,19 @@ pub async fn render(state: &AppState) -> ApiResult<String> {
         loaded,
     );
     state.webhooks.counters().register(&mut registry);
-    state.http.register(&mut registry);
-    state.store.register_metrics(&mut registry);
+    state.auth.counters.register(&mut registry);
+    register_own(state, &mut registry).await;
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    Ok(out)
+}
+
+/// The server's own series (requests by route, the writer, the database's size) into
+/// `registry`: part of `/metrics`, and all of the web UI's server page.
+async fn register_own(state: &AppState, registry: &mut Registry) {
+    state.http.register(registry);
+    state.store.register_metrics(registry);
     let size = state.store.storage_size().await;
     for (name, help, bytes) in [
         (
@@ -285,9 +296,14 @@ pub async fn render(state: &AppState) -> ApiResult<String> {
             registry.register_with_unit(name, help, prometheus_client::registry::Unit::Bytes, gauge);
         }
     }
-    state.auth.counters.register(&mut registry);
+}
+
+/// The server's own series alone, as OpenMetrics text (the web UI's server page).
+pub async fn own_text(state: &AppState) -> String {
+    let mut registry = Registry::default();
+    register_own(state, &mut registry).await;
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-    Ok(out)
+    out
 }

@@ -17,10 +17,11 @@ pub enum Section {
     Monitors,
     Predictions,
     Audit,
+    Server,
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::Experiments,
         Section::Models,
         Section::Datasets,
@@ -28,6 +29,7 @@ impl Section {
         Section::Monitors,
         Section::Predictions,
         Section::Audit,
+        Section::Server,
     ];
 
     fn title(self) -> &'static str {
@@ -39,6 +41,7 @@ impl Section {
             Section::Monitors => "Monitors",
             Section::Predictions => "Predictions",
             Section::Audit => "Audit trail",
+            Section::Server => "Server",
         }
     }
 
@@ -51,6 +54,7 @@ impl Section {
             Section::Monitors => "/ui/monitors",
             Section::Predictions => "/ui/predictions",
             Section::Audit => "/ui/audit",
+            Section::Server => "/ui/server",
         }
     }
 }

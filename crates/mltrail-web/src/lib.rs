@@ -21,5 +21,6 @@ pub mod predictions;
 pub mod rankings;
 pub mod registry;
 pub mod runs;
+pub mod server;
 
 pub use layout::{Section, Viewer};

@@ -23,7 +23,7 @@ pub struct LiveSample {
 }
 
 /// The value of `name="…"` in a label set written as OpenMetrics does (`\"` and `\\` escaped).
-fn label(labels: &str, name: &str) -> Option<String> {
+pub(crate) fn label(labels: &str, name: &str) -> Option<String> {
     let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
     let mut out = String::new();
     let mut chars = labels[start..].chars();
@@ -163,7 +163,7 @@ fn restarted(before: &LiveSample, after: &LiveSample) -> bool {
 
 /// The `q` quantile of latency from bucket counts that grew in one interval (cumulative,
 /// ascending bounds), interpolated within its bucket as Prometheus's `histogram_quantile`.
-fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+pub(crate) fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
     let total = buckets.last()?.1;
     if total <= 0.0 {
         return None;

@@ -73,6 +73,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/monitors/{id}", get(monitor))
         .route("/ui/metrics", get(metrics_list))
         .route("/ui/metrics/{name}", get(metric))
+        .route("/ui/server", get(server_health))
 }
 
 /// What the UI keeps between requests: the secret its forms' CSRF tokens are keyed with, and
