@@ -16,3 +16,11 @@ pub const TRAINING_DATA_DIGEST: &str = "mltrail.training_data_digest";
 /// (`{"subject": COLUMN, "pii": [COLUMN, …]}`, [`crate::privacy::PrivacySpec`]): their values
 /// are stored sealed per subject.
 pub const PRIVACY: &str = "mltrail.privacy";
+/// The artifact path of an ONNX file mltrail derived from the version's logged model (a
+/// scikit-learn pickle converted by skl2onnx): what serving reads instead of converting again.
+pub const DERIVED_ONNX: &str = "mltrail.derived_onnx";
+/// BLAKE3 of that derived ONNX file.
+pub const DERIVED_ONNX_DIGEST: &str = "mltrail.derived_onnx_digest";
+/// How the ONNX file was derived, as JSON: the flavor and file it came from (with its BLAKE3),
+/// the converter's versions and the check against the logged input example.
+pub const DERIVED_FROM: &str = "mltrail.derived_from";

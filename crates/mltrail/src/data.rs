@@ -64,6 +64,8 @@ pub struct ShowArgs {
     /// NAME@VERSION, or NAME for the latest version.
     dataset: String,
     #[command(flatten)]
+    output: crate::args::JsonArgs,
+    #[command(flatten)]
     client: ClientArgs,
 }
 
@@ -171,7 +173,9 @@ pub(crate) async fn add_bytes(
         "rows": prepared.table.rows, "target": target, "schema": prepared.schema,
         "profile": prepared.profile,
     });
-    client.upload(&prepared.source, bytes).await?;
+    client
+        .upload_shown(&prepared.source, bytes, &format!("uploading {file_name}"))
+        .await?;
     let answer = client
         .post("/api/v1/datasets", &body, "register dataset version")
         .await?;
@@ -236,11 +240,123 @@ async fn show(args: ShowArgs) -> Result<()> {
         .await?;
     let mut shown = answer["dataset_version"].clone();
     shown["runs"] = answer["runs"].clone();
-    println!("{}", serde_json::to_string_pretty(&shown)?);
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+    } else {
+        print!("{}", describe_version(&shown));
+    }
     if answer["rows_stored"] == false {
         eprintln!("note: logged by mlflow.log_input, which records the schema and row count but not the rows; add the file with `mltrail data add` to monitor against it");
     }
     Ok(())
+}
+
+/// A dataset version for people: what it is, then a line per column (its type, whether it may
+/// be missing or is personal data, and the profile's summary).
+fn describe_version(v: &Value) -> String {
+    use std::fmt::Write;
+    let text = |value: &Value| value.as_str().unwrap_or("-").to_string();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}@{}  {} rows  {}  created {} by {}",
+        text(&v["name"]),
+        v["version"],
+        v["rows"],
+        text(&v["file_name"]),
+        v["created_time"]
+            .as_i64()
+            .map(mltrail_core::time::rfc3339_seconds)
+            .unwrap_or_default(),
+        text(&v["created_by"]),
+    );
+    let _ = writeln!(
+        out,
+        "digest {}  target {}",
+        text(&v["digest"]),
+        text(&v["target"])
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<24} {:<12} {:<8} {:<4} {:>8} {:>9}  summary",
+        "column", "type", "missing?", "pii", "missing", "distinct"
+    );
+    let profiles = v["profile"]["columns"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for column in v["schema"].as_array().cloned().unwrap_or_default() {
+        let name = text(&column["name"]);
+        let profile = profiles
+            .iter()
+            .find(|p| p["column"].as_str() == Some(name.as_str()))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let yes_no = |b: &Value| if b == &Value::Bool(true) { "yes" } else { "no" };
+        // For reading, not for copying: four decimals at most (--json has every digit).
+        let number = |x: &Value| match x.as_f64() {
+            Some(f) => {
+                let text = format!("{f:.4}");
+                let text = text.trim_end_matches('0').trim_end_matches('.');
+                text.to_string()
+            }
+            None => "-".into(),
+        };
+        let summary = &profile["summary"];
+        let said = match summary["kind"].as_str() {
+            Some("numeric") => format!(
+                "min {} · mean {} · max {}",
+                number(&summary["min"]),
+                number(&summary["mean"]),
+                number(&summary["max"])
+            ),
+            Some(_) => summary["top"]
+                .as_array()
+                .map(|top| {
+                    top.iter()
+                        .take(3)
+                        .map(|t| format!("{} ({})", text(&t["value"]), t["count"]))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .map(|t| format!("top {t}"))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<12} {:<8} {:<4} {:>8} {:>9}  {}",
+            name,
+            text(&column["type"]),
+            yes_no(&column["nullable"]),
+            yes_no(&column["pii"]),
+            profile["missing"]
+                .as_i64()
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into()),
+            profile["distinct"]
+                .as_i64()
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into()),
+            said
+        );
+    }
+    let runs: Vec<String> = v["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str().map(str::to_string))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nruns that logged it: {}",
+        if runs.is_empty() {
+            "none".to_string()
+        } else {
+            runs.join(", ")
+        }
+    );
+    out
 }
 
 async fn diff(args: DiffArgs) -> Result<()> {

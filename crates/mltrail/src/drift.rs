@@ -117,7 +117,10 @@ pub async fn resolve_inputs(args: &mut DriftArgs, dir: &std::path::Path) -> Resu
             .ok_or_else(|| anyhow!("dataset {text} has no source"))?;
         let file_name = v["file_name"].as_str().unwrap_or("data.csv");
         let local = dir.join(format!("{tag}-{file_name}"));
-        std::fs::write(&local, client.download(source).await?)
+        let bytes = client
+            .download_shown(source, &format!("downloading {text}"))
+            .await?;
+        std::fs::write(&local, bytes)
             .with_context(|| format!("cannot write {}", local.display()))?;
         *slot = local;
         if is_reference {

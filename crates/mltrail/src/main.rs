@@ -8,6 +8,7 @@ mod business;
 mod check;
 mod checkpoint;
 mod config;
+mod convert;
 mod data;
 mod drift;
 mod evaluate;
@@ -232,6 +233,10 @@ enum ModelsCommand {
     SetAlias(gates::SetAliasArgs),
     /// List the reports of NAME's gated moves, newest first.
     GateReports(gates::GateReportsArgs),
+    /// Convert a version logged with mlflow.sklearn.log_model to ONNX ahead of serving (skl2onnx
+    /// in the Python environment, checked on the logged input example to 1e-5), and keep the
+    /// file as the version's derived artifact; `mltrail serve` otherwise does it on first serve.
+    Convert(convert::ConvertArgs),
     /// The model card of NAME/VERSION, made only from the trail (registry, training data,
     /// evaluation, fairness, robustness, explanations, gate reports, deployments, alerts);
     /// its digest is recorded in the audit trail.
@@ -491,6 +496,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             command: ModelsCommand::GateReports(args),
         } => {
             gates::gate_reports(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models {
+            command: ModelsCommand::Convert(args),
+        } => {
+            convert::convert(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Models {

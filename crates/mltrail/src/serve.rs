@@ -740,7 +740,13 @@ pub async fn register(args: RegisterArgs) -> Result<String> {
         .and_then(|n| n.to_str())
         .filter(|n| n.ends_with(".onnx"))
         .unwrap_or("model.onnx");
-    client.upload(&format!("{dir}/{file_name}"), bytes).await?;
+    client
+        .upload_shown(
+            &format!("{dir}/{file_name}"),
+            bytes,
+            &format!("uploading {file_name}"),
+        )
+        .await?;
     let mut version_tags = vec![
         json!({"key": tags::ONNX_DIGEST, "value": digest}),
         json!({"key": tags::SIGNATURE, "value": signature.to_mlflow_json().to_string()}),

@@ -410,6 +410,64 @@ impl Client {
         }
     }
 
+    /// [`Self::download`] with a progress bar on a terminal (a file a person waits for).
+    pub async fn download_shown(&self, path: &str, what: &str) -> Result<Vec<u8>> {
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
+        let mut resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("download {path}"))?;
+        if !resp.status().is_success() {
+            bail!("download {path}: {}", resp.status());
+        }
+        let total = resp.content_length().unwrap_or(0);
+        let bar = crate::progress::bytes(total, what);
+        let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .with_context(|| format!("download {path}"))?
+        {
+            bar.inc(chunk.len() as u64);
+            out.extend_from_slice(&chunk);
+        }
+        bar.finish_and_clear();
+        Ok(out)
+    }
+
+    /// [`Self::upload`] with a progress bar on a terminal: the body goes out in chunks, each
+    /// counted as the connection takes it.
+    pub async fn upload_shown(&self, path: &str, bytes: Vec<u8>, what: &str) -> Result<()> {
+        const CHUNK: usize = 256 << 10;
+        let total = bytes.len();
+        let bar = crate::progress::bytes(total as u64, what);
+        let data = bytes::Bytes::from(bytes);
+        let chunks: Vec<bytes::Bytes> = (0..total)
+            .step_by(CHUNK)
+            .map(|at| data.slice(at..(at + CHUNK).min(total)))
+            .collect();
+        let counted = bar.clone();
+        let body = futures::stream::iter(chunks.into_iter().map(move |chunk| {
+            counted.inc(chunk.len() as u64);
+            Ok::<_, std::io::Error>(chunk)
+        }));
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
+        let resp = self
+            .http
+            .put(&url)
+            .header(reqwest::header::CONTENT_LENGTH, total)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .with_context(|| format!("upload {path}"));
+        bar.finish_and_clear();
+        Self::check(resp?, &format!("upload {path}"))
+            .await
+            .map(|_| ())
+    }
+
     pub async fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
         let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
         let resp = self
@@ -602,6 +660,17 @@ impl ModelSource for Client {
                 .await
                 .map_err(|e| SourceError::unavailable("the tracking server", e))
         })
+    }
+
+    fn convert<'a>(
+        &'a self,
+        version: &'a SourceVersion,
+        folder: &'a str,
+        flavor: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, SourceError>> {
+        Box::pin(crate::convert::convert_for_serving(
+            self, version, folder, flavor,
+        ))
     }
 
     fn dataset<'a>(

@@ -48,6 +48,36 @@ fn a_dataset_added_twice_is_one_version_and_bad_files_store_nothing() {
     let second = add(&golden("current.csv"), &[]);
     assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), "credit@2");
 
+    // `data show`: a summary and a line per column for people, the whole version with --json.
+    let show = |extra: &[&str]| {
+        let out = server.mltrail(
+            &[
+                &["data", "show", "credit@1", "--tracking-uri", &server.url][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = show(&[]);
+    assert!(table.starts_with("credit@1  "), "{table}");
+    assert!(table.contains("target label"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("region ") && l.contains("top ")),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&show(&["--json"])).unwrap();
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["target"], "label");
+    assert!(json["profile"]["columns"].as_array().unwrap().len() > 1);
+
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in [
         ("ragged.csv", "a,b\n1,2\n3\n"),

@@ -142,6 +142,18 @@ pub trait ModelSource: Send + Sync {
     fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<Listed>, SourceError>>;
     /// A file's bytes.
     fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SourceError>>;
+    /// Converts the logged model in `folder` (its MLmodel names `flavor`, which is not ONNX) to
+    /// ONNX, keeping the result as the version's derived artifact where the source can: the
+    /// ONNX bytes, or `None` when this source does not convert.
+    fn convert<'a>(
+        &'a self,
+        version: &'a SourceVersion,
+        folder: &'a str,
+        flavor: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Vec<u8>>, SourceError>> {
+        let _ = (version, folder, flavor);
+        Box::pin(async { Ok(None) })
+    }
     /// Where a dataset version's rows are stored (`NAME@VERSION`, as a model version's
     /// training-data tag names it, or `NAME@latest`): what explanations take their background
     /// from, and a ranking's catalog.
@@ -183,8 +195,14 @@ pub enum SourceError {
         #[source]
         source: BoxError,
     },
-    #[error("{version} has no .onnx file under {root}; log it with mlflow.onnx.log_model or `mltrail models register`")]
+    #[error("{version} has no .onnx file under {root}, nor a scikit-learn model to convert; log it with mlflow.onnx.log_model, mlflow.sklearn.log_model or `mltrail models register`")]
     NoModelFile { version: String, root: String },
+    /// A logged model that is served once converted, which this process does not do.
+    #[error("{version} is a {flavor} model and has no ONNX file derived from it yet: run `mltrail models convert {version}` (or serve it once with `mltrail serve`)")]
+    NotConverted { version: String, flavor: String },
+    /// The conversion was tried and refused.
+    #[error("{version} cannot be converted to ONNX: {reason}")]
+    Conversion { version: String, reason: String },
     #[error("the model files of {version} are at `{uri}`, outside the artifact store; only server-proxied `mlflow-artifacts:` locations can be served")]
     OutsideStore { version: String, uri: String },
     #[error("{version} {from}: {source}")]
@@ -240,8 +258,34 @@ fn join(dir: &str, name: &str) -> String {
 /// writes it at the root, `runs:/<id>/model` sources point one folder above it.
 const SEARCH_DEPTH: usize = 3;
 
+/// The flavors mltrail converts to ONNX, as MLmodel names them.
+const CONVERTED_FLAVORS: [&str; 1] = ["sklearn"];
+
+/// The first of [`CONVERTED_FLAVORS`] an MLmodel lists under `flavors:`.
+pub fn convertible_flavor(mlmodel: &str) -> Option<&'static str> {
+    let mut in_flavors = false;
+    for line in mlmodel.lines() {
+        if !line.starts_with(' ') {
+            in_flavors = line.trim_end() == "flavors:";
+            continue;
+        }
+        if in_flavors {
+            let key = line.trim_start();
+            let indent = line.len() - key.len();
+            if let Some(name) = key.strip_suffix(':').filter(|_| indent <= 2) {
+                if let Some(f) = CONVERTED_FLAVORS.iter().find(|f| **f == name) {
+                    return Some(f);
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Finds the version's `.onnx` file (the shallowest, first in listing order) and the MLmodel
-/// beside it (else the root's), and reads them.
+/// beside it (else the root's), and reads them. A version without one is served from the ONNX
+/// file derived from its logged model (its `mltrail.derived_onnx` tag), or, for a flavor mltrail
+/// converts, from what [`ModelSource::convert`] makes of it.
 pub async fn fetch(
     source: &dyn ModelSource,
     version: &SourceVersion,
@@ -249,6 +293,8 @@ pub async fn fetch(
     let root = source.root(version).await?;
     let mut level = vec![root.clone()];
     let mut root_mlmodel = None;
+    // The shallowest MLmodel and its folder: a logged model without an ONNX file.
+    let mut first_mlmodel: Option<(String, String)> = None;
     for depth in 0..SEARCH_DEPTH {
         let mut next = Vec::new();
         for dir in &level {
@@ -262,6 +308,9 @@ pub async fn fetch(
             let mlmodel = file("MLmodel");
             if depth == 0 {
                 root_mlmodel.clone_from(&mlmodel);
+            }
+            if first_mlmodel.is_none() {
+                first_mlmodel = mlmodel.clone().map(|m| (m, dir.clone()));
             }
             if let Some(onnx) = file(".onnx") {
                 let mlmodel = match mlmodel.or(root_mlmodel) {
@@ -282,10 +331,30 @@ pub async fn fetch(
         }
         level = next;
     }
-    Err(SourceError::NoModelFile {
+    let no_file = || SourceError::NoModelFile {
         version: version.to_string(),
-        root,
-    })
+        root: root.clone(),
+    };
+    let (mlmodel_path, folder) = first_mlmodel.ok_or_else(no_file)?;
+    let mlmodel = String::from_utf8_lossy(&source.read(&mlmodel_path).await?).into_owned();
+    if let Some(derived) = version.tag(tags::DERIVED_ONNX) {
+        let onnx = source.read(derived).await?;
+        return Ok(ModelFiles {
+            onnx,
+            mlmodel: Some(mlmodel),
+        });
+    }
+    let flavor = convertible_flavor(&mlmodel).ok_or_else(no_file)?;
+    match source.convert(version, &folder, flavor).await? {
+        Some(onnx) => Ok(ModelFiles {
+            onnx,
+            mlmodel: Some(mlmodel),
+        }),
+        None => Err(SourceError::NotConverted {
+            version: version.to_string(),
+            flavor: flavor.to_string(),
+        }),
+    }
 }
 
 /// Fetches, checks and compiles a model version: what `mltrail serve` serves and what monitors
@@ -422,6 +491,74 @@ mod tests {
                 .starts_with("credit/1 has no .onnx file under m"),
             "{err}"
         );
+    }
+
+    const SKLEARN_MLMODEL: &str = "artifact_path: model\nflavors:\n  python_function:\n    loader_module: mlflow.sklearn\n  sklearn:\n    pickled_model: model.pkl\nmlflow_version: 3.17.2\n";
+
+    /// A scikit-learn model without an ONNX file: the derived file when the version's tag names
+    /// one; else the source's conversion; else an error that says how to convert it.
+    #[tokio::test]
+    async fn a_pickled_model_is_served_from_its_derived_onnx_file() {
+        assert_eq!(convertible_flavor(SKLEARN_MLMODEL), Some("sklearn"));
+        assert_eq!(
+            convertible_flavor("flavors:\n  onnx:\n    onnx_version: 1\nsklearn:\n"),
+            None
+        );
+        let files = Files(BTreeMap::from([
+            ("m/MLmodel".to_string(), SKLEARN_MLMODEL.as_bytes().to_vec()),
+            ("m/model.pkl".to_string(), b"pickle".to_vec()),
+            (
+                "derived/credit/1/model.onnx".to_string(),
+                b"derived".to_vec(),
+            ),
+        ]));
+        let err = fetch(&files, &version()).await.err().unwrap();
+        assert!(
+            matches!(&err, SourceError::NotConverted { flavor, .. } if flavor == "sklearn"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("mltrail models convert credit/1"));
+        let mut tagged = version();
+        tagged.tags.push((
+            tags::DERIVED_ONNX.to_string(),
+            "derived/credit/1/model.onnx".to_string(),
+        ));
+        let found = fetch(&files, &tagged).await.unwrap();
+        assert_eq!(found.onnx, b"derived");
+        assert_eq!(found.mlmodel.as_deref(), Some(SKLEARN_MLMODEL));
+
+        /// Converts by returning fixed bytes, and says which folder it was given.
+        struct Converting(Files);
+        impl ModelSource for Converting {
+            fn version<'a>(
+                &'a self,
+                model: &'a ModelRef,
+            ) -> BoxFuture<'a, Result<SourceVersion, SourceError>> {
+                self.0.version(model)
+            }
+            fn root<'a>(
+                &'a self,
+                v: &'a SourceVersion,
+            ) -> BoxFuture<'a, Result<String, SourceError>> {
+                self.0.root(v)
+            }
+            fn list<'a>(&'a self, dir: &'a str) -> BoxFuture<'a, Result<Vec<Listed>, SourceError>> {
+                self.0.list(dir)
+            }
+            fn read<'a>(&'a self, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SourceError>> {
+                self.0.read(path)
+            }
+            fn convert<'a>(
+                &'a self,
+                _: &'a SourceVersion,
+                folder: &'a str,
+                flavor: &'a str,
+            ) -> BoxFuture<'a, Result<Option<Vec<u8>>, SourceError>> {
+                Box::pin(async move { Ok(Some(format!("{flavor} in {folder}").into_bytes())) })
+            }
+        }
+        let converted = fetch(&Converting(files), &version()).await.unwrap();
+        assert_eq!(converted.onnx, b"sklearn in m");
     }
 
     #[test]
