@@ -14,6 +14,7 @@ pub mod archive_read;
 pub mod catalog;
 pub mod deployment;
 pub mod explanation;
+pub mod flavors;
 pub mod predlog;
 pub mod privacy;
 pub mod ranking;

@@ -59,8 +59,9 @@ enum Command {
     ///
     /// Point the mlflow client at it with MLFLOW_TRACKING_URI=http://127.0.0.1:5000.
     Server(config::ServerArgs),
-    /// Serve a registered ONNX model over HTTP (MLflow scoring protocol and /api/v1/predict),
-    /// logging every prediction durably; NAME@ALIAS deployments follow the alias.
+    /// Serve a registered model over HTTP (MLflow scoring protocol and /api/v1/predict): ONNX,
+    /// XGBoost and LightGBM read natively, scikit-learn converted once; every prediction logged
+    /// durably; NAME@ALIAS deployments follow the alias.
     Serve(serve::ServeArgs),
     /// Register model versions, approve them and move their aliases (through release gates).
     Models {

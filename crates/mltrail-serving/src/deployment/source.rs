@@ -195,7 +195,7 @@ pub enum SourceError {
         #[source]
         source: BoxError,
     },
-    #[error("{version} has no .onnx file under {root}, nor a scikit-learn model to convert; log it with mlflow.onnx.log_model, mlflow.sklearn.log_model or `mltrail models register`")]
+    #[error("{version} has no .onnx file under {root}, nor an XGBoost, LightGBM or scikit-learn model; log it with mlflow.onnx.log_model, mlflow.xgboost.log_model, mlflow.lightgbm.log_model, mlflow.sklearn.log_model or `mltrail models register`")]
     NoModelFile { version: String, root: String },
     /// A logged model that is served once converted, which this process does not do.
     #[error("{version} is a {flavor} model and has no ONNX file derived from it yet: run `mltrail models convert {version}` (or serve it once with `mltrail serve`)")]
@@ -341,6 +341,20 @@ pub async fn fetch(
         let onnx = source.read(derived).await?;
         return Ok(ModelFiles {
             onnx,
+            mlmodel: Some(mlmodel),
+        });
+    }
+    // XGBoost and LightGBM files are read here, in Rust, into the ONNX trees serving compiles.
+    if let Some(flavor) = crate::flavors::native_flavor(&mlmodel) {
+        let data = crate::flavors::flavor_setting(&mlmodel, flavor, "data").unwrap_or_default();
+        let bytes = source.read(&join(&folder, &data)).await?;
+        let ensemble =
+            crate::flavors::read(flavor, &data, &bytes).map_err(|e| SourceError::Conversion {
+                version: version.to_string(),
+                reason: e.to_string(),
+            })?;
+        return Ok(ModelFiles {
+            onnx: ensemble.to_onnx(),
             mlmodel: Some(mlmodel),
         });
     }
