@@ -147,3 +147,40 @@ for i, (route, method, suffix, body) in enumerate(requests):
 for i, data in enumerate([bytes([0, 13, 3, 2, 2]) + b"changed", bytes([1, 11, 0, 0, 0]), bytes([1, 5, 0, 1, 0]),
                           bytes([0, 5, 2, 0, 1]) + struct.pack("<d", 0.25), bytes([2, 0, 0x10, 0, 0xff, 0, 0x20, 5, 0])]):
     write("audit_verify", f"seed{i}", data)
+
+# model_files: [reader, file...]; readers follow READERS in model_files.rs (0 XGBoost UBJSON,
+# 1 XGBoost JSON, 2 LightGBM text, 3 LightGBM skops). Small models of each kind, missing values
+# in training so trees route them.
+def model_file_seeds():
+    import tempfile
+
+    import lightgbm as lgb
+    import mlflow.lightgbm
+    import numpy as np
+    import xgboost as xgb
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(120, 3))
+    x[rng.random(120) < 0.1, 1] = np.nan
+    binary = (np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 1]) > 0).astype(int)
+    three = np.digitize(np.nan_to_num(x[:, 0]), [-0.5, 0.5])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        for label, objective, y in [("binary", "binary:logistic", binary), ("multi", "multi:softprob", three),
+                                    ("regression", "reg:squarederror", x[:, 2])]:
+            model = xgb.train({"objective": objective, "max_depth": 2,
+                               **({"num_class": 3} if label == "multi" else {})}, xgb.DMatrix(x, y), 3)
+            for selector, suffix in [(0, "ubj"), (1, "json")]:
+                model.save_model(tmp / f"m.{suffix}")
+                write("model_files", f"xgboost-{label}.{suffix}", bytes([selector]) + (tmp / f"m.{suffix}").read_bytes())
+        for label, params, y in [("binary", {"objective": "binary"}, binary),
+                                 ("multi", {"objective": "multiclass", "num_class": 3}, three),
+                                 ("regression", {"objective": "regression"}, x[:, 2])]:
+            booster = lgb.train({**params, "verbose": -1, "num_leaves": 4, "min_data_in_leaf": 5}, lgb.Dataset(x, y), 3)
+            write("model_files", f"lightgbm-{label}.lgb", b"\x02" + booster.model_to_string().encode())
+        wrapper = lgb.LGBMClassifier(n_estimators=3, num_leaves=4, verbose=-1).fit(x, np.array([2, 4, 6])[three])
+        mlflow.lightgbm.save_model(wrapper, tmp / "skops")
+        write("model_files", "lightgbm-classifier.skops", b"\x03" + (tmp / "skops" / "model.skops").read_bytes())
+
+
+model_file_seeds()

@@ -5,6 +5,7 @@
 
 pub mod audit_verify;
 pub mod filter;
+pub mod model_files;
 pub mod onnx_model;
 pub mod predlog_segments;
 pub mod scoring;
@@ -15,9 +16,10 @@ pub mod tracking_api;
 pub type Target = fn(&[u8]);
 
 /// Every target by name, as `fuzz/` and the corpora's folders name them.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("audit_verify", audit_verify::run),
     ("filter", filter::run),
+    ("model_files", model_files::run),
     ("onnx_model", onnx_model::run),
     ("predlog_segments", predlog_segments::run),
     ("scoring", scoring::run),

@@ -42,6 +42,7 @@ macro_rules! replays {
 replays!(
     audit_verify,
     filter,
+    model_files,
     onnx_model,
     predlog_segments,
     scoring,
@@ -54,6 +55,7 @@ fn every_target_is_replayed() {
     let replayed = [
         "audit_verify",
         "filter",
+        "model_files",
         "onnx_model",
         "predlog_segments",
         "scoring",

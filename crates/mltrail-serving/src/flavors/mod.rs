@@ -132,13 +132,68 @@ pub fn native_flavor(mlmodel: &str) -> Option<&'static str> {
 
 /// Reads the logged model file `data` of `flavor` into an ensemble.
 pub fn read(flavor: &str, file_name: &str, bytes: &[u8]) -> Result<Ensemble, FlavorError> {
-    match flavor {
-        "xgboost" => xgboost::read(file_name, bytes),
-        "lightgbm" => lightgbm::read(file_name, bytes),
-        other => Err(FlavorError::Unsupported {
-            what: format!("the {other} flavor"),
-            why: "only xgboost and lightgbm are read natively".into(),
-        }),
+    let (format, ensemble) = match flavor {
+        "xgboost" => ("XGBoost", xgboost::read(file_name, bytes)?),
+        "lightgbm" => ("LightGBM", lightgbm::read(file_name, bytes)?),
+        other => {
+            return Err(FlavorError::Unsupported {
+                what: format!("the {other} flavor"),
+                why: "only xgboost and lightgbm are read natively".into(),
+            })
+        }
+    };
+    let outputs = match &ensemble.output {
+        Output::Multiclass { base } => base.len(),
+        Output::Binary { .. } | Output::Regression { .. } => 1,
+    };
+    for (t, tree) in ensemble.trees.iter().enumerate() {
+        let fail = |why: String| FlavorError::Format {
+            format,
+            why: format!("tree {t}: {why}"),
+        };
+        if tree.class >= outputs {
+            return Err(fail(format!("adds to output {} of {outputs}", tree.class)));
+        }
+        check_tree(&tree.nodes).map_err(fail)?;
+    }
+    if let Some(labels) = &ensemble.labels {
+        let classes = match &ensemble.output {
+            Output::Binary { .. } => 2,
+            Output::Multiclass { base } => base.len(),
+            Output::Regression { .. } => 0,
+        };
+        if labels.len() != classes {
+            return Err(FlavorError::Format {
+                format,
+                why: format!("{} class labels for {classes} classes", labels.len()),
+            });
+        }
+    }
+    Ok(ensemble)
+}
+
+/// A tree, not a graph: every node but the root (node 0) is the child of exactly one branch.
+/// (A file may say otherwise; the fuzz target `model_files` found that it must be checked.)
+fn check_tree(nodes: &[Node]) -> Result<(), String> {
+    let mut parents = vec![0u32; nodes.len()];
+    for node in nodes {
+        if let Node::Split { left, right, .. } = node {
+            for child in [left, right] {
+                let count = parents
+                    .get_mut(*child)
+                    .ok_or_else(|| format!("node {child} does not exist"))?;
+                *count += 1;
+            }
+        }
+    }
+    match parents
+        .iter()
+        .enumerate()
+        .find(|(i, n)| (*i == 0) != (**n == 0) || **n > 1)
+    {
+        Some((0, _)) => Err("the root is a child".into()),
+        Some((i, n)) => Err(format!("node {i} has {n} parents")),
+        None => Ok(()),
     }
 }
 
