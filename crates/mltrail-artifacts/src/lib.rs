@@ -13,6 +13,15 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::sync::Arc;
 
+/// Which bytes of a file a ranged read wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteSpan {
+    /// `start..end`, `end` exclusive and cut at the file's size.
+    From { start: u64, end: u64 },
+    /// The last this many bytes (all of a shorter file).
+    Last(u64),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("artifact {0} does not exist")]
@@ -219,6 +228,42 @@ impl ArtifactStore {
         }
         let bytes = self.inner.get_range(&location, range.start..end).await?;
         Ok((bytes, size))
+    }
+
+    /// Streams the bytes `span` names of a file: the exact range sent, the file's size, and the
+    /// bytes, never held whole in memory. An empty span (past the end, or of an empty file) is
+    /// [`ArtifactError::RangeNotSatisfiable`].
+    pub async fn get_span_stream(
+        &self,
+        path: &ArtifactPath,
+        span: ByteSpan,
+    ) -> Result<
+        (
+            std::ops::Range<u64>,
+            u64,
+            BoxStream<'static, Result<Bytes, ArtifactError>>,
+        ),
+        ArtifactError,
+    > {
+        let location = self.location(path);
+        let size = self.inner.head(&location).await?.size;
+        let range = match span {
+            ByteSpan::From { start, end } => start..end.min(size),
+            ByteSpan::Last(len) => size.saturating_sub(len)..size,
+        };
+        if range.start >= range.end {
+            return Err(ArtifactError::RangeNotSatisfiable { size });
+        }
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range.clone())),
+            ..Default::default()
+        };
+        let result = self.inner.get_opts(&location, options).await?;
+        Ok((
+            range,
+            size,
+            result.into_stream().map_err(ArtifactError::from).boxed(),
+        ))
     }
 
     /// The last `len` bytes of a file (all of it when shorter) and the file's size: for formats

@@ -557,7 +557,7 @@ impl Need {
         match (method.as_str(), p) {
             ("POST", "/v1/privacy/subject-keys") => return Need::Scope(Scope::Deployments),
             // A prediction's record holds its inputs.
-            ("GET", p) if p.starts_with("/v1/predictions/") => {
+            ("GET" | "HEAD", p) if p.starts_with("/v1/predictions/") => {
                 return Need::Scope(Scope::PredictionsRead)
             }
             ("POST", "/v1/privacy/export") => return Need::Scope(Scope::PredictionsRead),
@@ -565,7 +565,7 @@ impl Need {
             (_, "/v1/privacy/erasures") => return Need::Scope(Scope::AuditRead),
             // The trail names every actor and entity: what the trail page needs; verifying
             // it reads everything, an admin's.
-            ("GET", "/v1/audit/events") => return Need::Scope(Scope::AuditRead),
+            ("GET" | "HEAD", "/v1/audit/events") => return Need::Scope(Scope::AuditRead),
             (_, "/v1/audit/verify") => return Need::Scope(Scope::Admin),
             _ => {}
         }
@@ -1109,6 +1109,11 @@ mod tests {
                 Method::POST,
                 "/api/v1/audit/verify",
                 Need::Scope(Scope::Admin),
+            ),
+            (
+                Method::HEAD,
+                "/api/v1/audit/events",
+                Need::Scope(Scope::AuditRead),
             ),
             (Method::GET, "/api/2.0/mlflow/runs/get", Need::Read),
             (Method::POST, "/api/2.0/mlflow/runs/search", Need::Read),

@@ -1,6 +1,7 @@
 //! Reading only what a time range needs of the archive: the day folders that can hold it (a
 //! file is named by its first record's day, and a segment rolls within a day, so a file of day
-//! D holds nothing from D+2 on), then in each file the footer, and of its row groups only those
+//! D holds nothing after the start of D+2, give or take a moment), then in each file the footer,
+//! and of its row groups only those
 //! whose `time_ms` statistics overlap the range. `predictions export --since/--until` and
 //! `monitor check` read a 10M-row archive this way (docs/benchmarks.md).
 
@@ -30,16 +31,27 @@ impl TimeRange {
         self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
     }
 
+    /// Whether a record with this time (or none) belongs: one without a time only to an open
+    /// range, as a whole export includes it.
+    fn admits(&self, time: Option<i64>) -> bool {
+        match time {
+            Some(t) => self.contains(t),
+            None => *self == TimeRange::default(),
+        }
+    }
+
     fn overlaps(&self, min: i64, max: i64) -> bool {
         self.since.is_none_or(|s| max >= s) && self.until.is_none_or(|u| min <= u)
     }
 
     /// Whether the day folder `day` (`yyyy-mm-dd`) can hold records of the range: its files
-    /// start on that day and hold at most a day of records.
+    /// start on that day and a segment rolls within a day of opening (`--segment-seconds` is
+    /// at most 86400), so they end before D+2; D+2 itself is allowed for, as a record's time is
+    /// taken a moment before it reaches its segment.
     pub fn may_hold_day(&self, day: &str) -> bool {
         let first = self
             .since
-            .map(|s| mltrail_core::time::utc_date(s.saturating_sub(86_400_000)));
+            .map(|s| mltrail_core::time::utc_date(s.saturating_sub(2 * 86_400_000)));
         let last = self.until.map(mltrail_core::time::utc_date);
         first.is_none_or(|f| day >= f.as_str()) && last.is_none_or(|l| day <= l.as_str())
     }
@@ -67,10 +79,22 @@ pub async fn read_between(
     range: TimeRange,
     stats: &mut ReadStats,
 ) -> Result<Vec<LogRecord>, ArchiveError> {
-    if size == 0 {
-        return Ok(Vec::new());
-    }
     stats.files_read += 1;
+    if size == 0 {
+        // A listing that gave no size: the file is read whole.
+        let bytes = archive.get(path).await?;
+        stats.bytes_fetched += bytes.len() as u64;
+        return tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            crate::archive::visit_parquet(Bytes::from(bytes), |view| {
+                if range.admits(view.time_ms) {
+                    out.extend(view.to_record());
+                }
+            })?;
+            Ok(out)
+        })
+        .await?;
+    }
     let metadata = footer(archive, path, size, stats).await?;
     let (wanted, skipped) = row_groups(&metadata, range);
     stats.row_groups_skipped += skipped;
@@ -92,7 +116,7 @@ pub async fn read_between(
             .with_row_groups(wanted);
         let mut out = Vec::new();
         visit_batches(builder.build()?, |view| {
-            if view.time_ms.is_some_and(|t| range.contains(t)) {
+            if range.admits(view.time_ms) {
                 out.extend(view.to_record());
             }
         })?;
@@ -156,7 +180,8 @@ fn spans(metadata: &ParquetMetaData, groups: &[usize]) -> Vec<Range<u64>> {
     for &g in groups {
         for chunk in metadata.row_group(g).columns() {
             let (start, len) = chunk.byte_range();
-            let span = start..start + len;
+            // A footer's offsets are the file's word: one past u64 is refused when fetched.
+            let span = start..start.saturating_add(len);
             match spans.last_mut() {
                 Some(last) if last.end == span.start => last.end = span.end,
                 _ => spans.push(span),
@@ -199,12 +224,12 @@ impl Sparse {
             .iter()
             .find_map(|(at, bytes)| {
                 let offset = usize::try_from(start.checked_sub(*at)?).ok()?;
-                (offset + length <= bytes.len()).then_some((offset, bytes))
+                (offset.checked_add(length)? <= bytes.len()).then_some((offset, bytes))
             })
             .ok_or_else(|| {
                 parquet::errors::ParquetError::General(format!(
                     "bytes {start}..{} of the file were not fetched",
-                    start + length as u64
+                    start.saturating_add(length as u64)
                 ))
             })
     }
@@ -317,15 +342,15 @@ mod tests {
     }
 
     #[test]
-    fn a_day_folder_is_read_from_the_day_before_since_to_the_day_of_until() {
+    fn a_day_folder_is_read_from_two_days_before_since_to_the_day_of_until() {
         let day = 86_400_000;
         let range = TimeRange {
             since: Some(10 * day + 5),
             until: Some(12 * day + 5),
         };
         let date = |d: i64| mltrail_core::time::utc_date(d * day);
-        assert!(!range.may_hold_day(&date(8)));
-        assert!(range.may_hold_day(&date(9)));
+        assert!(!range.may_hold_day(&date(7)));
+        assert!(range.may_hold_day(&date(8)));
         assert!(range.may_hold_day(&date(12)));
         assert!(!range.may_hold_day(&date(13)));
         assert!(TimeRange::default().may_hold_day("1970-01-01"));

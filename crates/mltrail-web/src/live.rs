@@ -49,7 +49,8 @@ impl LiveSample {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             // `name{labels} value [timestamp]`: the value is the first field after the series
             // (label values may hold spaces, so a series with labels ends at its `}`).
-            let (series, rest) = match line.find('}') {
+            // The last `}`: label values may hold braces (`route="/api/v1/monitors/{id}"`).
+            let (series, rest) = match line.rfind('}') {
                 Some(end) => line.split_at(end + 1),
                 None => line.split_once(' ').unwrap_or((line, "")),
             };

@@ -82,7 +82,8 @@ impl ServerHealth {
         let mut health = ServerHealth::default();
         let mut routes: BTreeMap<(String, String), RouteStat> = BTreeMap::new();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (series, rest) = match line.find('}') {
+            // The last `}`: label values may hold braces (`route="/api/v1/monitors/{id}"`).
+            let (series, rest) = match line.rfind('}') {
                 Some(end) => line.split_at(end + 1),
                 None => line.split_once(' ').unwrap_or((line, "")),
             };
@@ -274,6 +275,7 @@ mltrail_http_request_duration_seconds_count{method=\"POST\",route=\"/api/2.0/mlf
 mltrail_http_request_duration_seconds_bucket{le=\"0.001\",method=\"POST\",route=\"/api/2.0/mlflow/runs/log-metric\",status=\"400\"} 4
 mltrail_http_request_duration_seconds_bucket{le=\"+Inf\",method=\"POST\",route=\"/api/2.0/mlflow/runs/log-metric\",status=\"400\"} 4
 mltrail_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\",status=\"404\"} 1
+mltrail_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/monitors/{id}\",status=\"200\"} 2
 mltrail_store_write_group_size_sum 104.0
 mltrail_store_write_group_size_count 8
 mltrail_store_write_group_size_bucket{le=\"1.0\"} 6
@@ -294,7 +296,9 @@ mltrail_store_database_bytes 434176
             (104.0, 4.0, 0.0)
         );
         assert_eq!(first.buckets, vec![(0.001, 94.0), (f64::INFINITY, 104.0)]);
-        assert_eq!(health.routes[1].route, "unmatched");
+        assert_eq!(health.routes[1].route, "/api/v1/monitors/{id}");
+        assert_eq!(health.routes[1].requests, 2.0);
+        assert_eq!(health.routes[2].route, "unmatched");
         assert_eq!((health.groups.groups, health.groups.writes), (8.0, 104.0));
         assert_eq!(per_bucket(&health.groups.size_buckets).1, vec![6, 2]);
         assert_eq!(health.queue_depth, Some(3.0));

@@ -448,8 +448,9 @@ pub struct CheckArgs {
     /// Only predictions at or after this time: 2026-11-27, 2026-11-27T10:00:00Z, or 6h / 90m / 7d.
     #[arg(long)]
     since: Option<String>,
-    /// Only predictions at or before this time (same forms). With either, only the archive's
-    /// day folders and Parquet row groups that can hold the range are downloaded.
+    /// Only predictions at or before this time (same forms; a date alone means the end of that
+    /// day). With either, only the archive's day folders and Parquet row groups that can hold
+    /// the range are downloaded.
     #[arg(long)]
     until: Option<String>,
     /// Local log segments not archived yet (default ./mltrail-data/predictions/<deployment>).

@@ -30,8 +30,9 @@ pub struct ExportArgs {
     /// Only records at or after this time: 2026-11-27, 2026-11-27T10:00:00Z, or a duration ago (90m, 6h, 7d).
     #[arg(long)]
     since: Option<String>,
-    /// Only records at or before this time (same forms as --since). With either, only the day
-    /// folders and Parquet row groups that can hold the range are downloaded.
+    /// Only records at or before this time (same forms as --since; a date alone means the end of
+    /// that day). With either, only the day folders and Parquet row groups that can hold the
+    /// range are downloaded.
     #[arg(long)]
     until: Option<String>,
     #[arg(long, value_enum, default_value = "parquet")]
@@ -83,7 +84,13 @@ pub fn parse_since(text: &str, now_ms: i64) -> Result<i64> {
 pub fn time_range(since: Option<&str>, until: Option<&str>, now_ms: i64) -> Result<TimeRange> {
     let since = since.map(|s| parse_since(s, now_ms)).transpose()?;
     let until = until
-        .map(|u| mltrail_core::time::parse_since(u, now_ms).map_err(|e| anyhow!("--until {e}")))
+        .map(|u| {
+            let at =
+                mltrail_core::time::parse_since(u, now_ms).map_err(|e| anyhow!("--until {e}"))?;
+            // A date alone means the whole of that day: `--since D --until D` is day D.
+            let date_only = u.trim().len() == 10 && u.trim().as_bytes().get(4) == Some(&b'-');
+            Ok::<i64, anyhow::Error>(if date_only { at + 86_399_999 } else { at })
+        })
         .transpose()?;
     if let (Some(s), Some(u)) = (since, until) {
         if u < s {

@@ -387,10 +387,18 @@ impl Client {
             .await
             .with_context(|| format!("download {path}"))?;
         let status = resp.status();
+        // The range the server says it sent must start where asked.
+        let sent_from = resp
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split('-').next())
+            .and_then(|v| v.parse::<u64>().ok());
         let bytes = resp.bytes().await?;
         let want = usize::try_from(range.end - range.start)?;
         match status.as_u16() {
-            206 if bytes.len() == want => Ok(bytes),
+            206 if bytes.len() == want && sent_from == Some(range.start) => Ok(bytes),
             200 => {
                 let start = usize::try_from(range.start)?;
                 if start + want > bytes.len() {

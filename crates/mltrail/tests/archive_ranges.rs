@@ -30,9 +30,9 @@ fn record(t: i64, n: i64) -> LogRecord {
 fn export_reads_only_the_days_and_row_groups_of_its_range() {
     let server = Server::start();
     let root = server.artifact_root().join("predictions/ranged");
-    // Three days, one file each of four row groups; group g of a day holds 50 records between
+    // Four days, one file each of four row groups; group g of a day holds 50 records between
     // g*6h and g*6h+5h.
-    for day in 0..3 {
+    for day in 0..4 {
         let folder = root.join(mltrail_core::time::utc_date(START + day * DAY));
         std::fs::create_dir_all(&folder).unwrap();
         let mut file = ParquetFile::new().unwrap();
@@ -68,7 +68,7 @@ fn export_reads_only_the_days_and_row_groups_of_its_range() {
         server.mltrail(&[&base[..], extra].concat())
     };
     let rfc = |t: i64| mltrail_core::time::rfc3339_seconds(t);
-    let since = START + 2 * DAY + 6 * HOUR;
+    let since = START + 3 * DAY + 6 * HOUR;
     let out = export(&[
         "--since",
         &rfc(since),
@@ -78,20 +78,34 @@ fn export_reads_only_the_days_and_row_groups_of_its_range() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let csv = String::from_utf8(out.stdout).unwrap();
-    // Group 1 of the third day: 06:00 to 11:00, every record of it.
+    // Group 1 of the fourth day: 06:00 to 11:00, every record of it.
     assert_eq!(
         csv.lines().filter(|l| l.starts_with("prediction,")).count(),
         50
     );
-    // The second day's file is read for its footer (a segment may cross midnight) and skipped;
-    // the first day's folder is not read at all.
+    // The two days before are read for their footers (a segment may cross midnight) and
+    // skipped; the first day's folder is not read at all.
     assert!(
-        stderr.contains("(1 row groups of 2 files; 7 row groups outside the range left unread)"),
+        stderr.contains("(1 row groups of 3 files; 11 row groups outside the range left unread)"),
         "{stderr}"
     );
 
     // --since alone: the last day whole, from the same two files.
-    let out = export(&["--since", &rfc(START + 2 * DAY)]);
+    let out = export(&["--since", &rfc(START + 3 * DAY)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("prediction,")).count(),
+        200
+    );
+
+    // A date alone as --until is the whole of that day.
+    let day = mltrail_core::time::utc_date(START + 3 * DAY);
+    let out = export(&["--since", &day, "--until", &day]);
     assert!(
         out.status.success(),
         "{}",
@@ -134,9 +148,22 @@ fn the_artifact_proxy_answers_byte_ranges() {
     let past = get("bytes=10-");
     assert_eq!(past.status().as_u16(), 416);
     assert_eq!(past.headers()["content-range"], "bytes */10");
-    let bad = get("lines=1-2");
+    // A malformed byte range is refused naming the header; another unit is ignored.
+    let bad = get("bytes=4-1");
     assert_eq!(bad.status().as_u16(), 400);
     assert!(bad.text().unwrap().contains("Range"));
+    let other_unit = get("lines=1-2");
+    assert_eq!(other_unit.status().as_u16(), 200);
+    assert_eq!(other_unit.text().unwrap(), "0123456789");
+    // An empty file has no byte to send.
+    std::fs::write(folder.join("empty.bin"), b"").unwrap();
+    let empty = client()
+        .get(url.replace("f.bin", "empty.bin"))
+        .header("Range", "bytes=-4")
+        .send()
+        .unwrap();
+    assert_eq!(empty.status().as_u16(), 416);
+    assert_eq!(empty.headers()["content-range"], "bytes */0");
     // Several ranges: the whole file, as HTTP allows.
     let whole = get("bytes=0-1,4-5");
     assert_eq!(whole.status().as_u16(), 200);

@@ -188,7 +188,7 @@ class Serving:
         the decision."""
         query: Json = {"features": ",".join(features)}
         if ranges:
-            query["ranges"] = ",".join(f"{k}:{lo!r}..{hi!r}" for k, (lo, hi) in ranges.items())
+            query["ranges"] = ",".join(f"{k}:{float(lo)!r}..{float(hi)!r}" for k, (lo, hi) in ranges.items())
         return self._http.object("GET", f"/api/v1/predictions/{_quote(prediction_id)}/counterfactual", query)
 
     def record(self, prediction_id: str) -> Json:
@@ -249,7 +249,7 @@ class Tracking:
 
     def dataset_version(self, name: str, version: Union[int, str] = "latest") -> Json:
         """`{"dataset_version": {…, schema, profile}, "rows_stored", "runs"}`."""
-        return self._http.object("GET", f"/api/v1/datasets/{_quote(name)}/versions/{version}")
+        return self._http.object("GET", f"/api/v1/datasets/{_quote(name)}/versions/{_quote(str(version))}")
 
     def push_catalog(self, name: str, items: Sequence[Mapping[str, Any]]) -> Json:
         """Stores `items` as the next version of catalog (dataset) `name`."""

@@ -21,8 +21,8 @@ pub use error::{ExplanationError, FeedbackError, LookupError, ScoreError};
 pub use metrics::{FailureKind, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 pub use model::LoadedModel;
 pub use source::{
-    compile, convertible_flavor, fetch, load, BoxError, BoxFuture, LineageSource, Listed,
-    ModelFiles, ModelRef, ModelSource, SourceError, SourceVersion, StoredDataset,
+    compile, convertible_flavor, derived_dir, fetch, load, BoxError, BoxFuture, LineageSource,
+    Listed, ModelFiles, ModelRef, ModelSource, SourceError, SourceVersion, StoredDataset,
 };
 pub use store_source::StoreSource;
 

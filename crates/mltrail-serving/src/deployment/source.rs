@@ -258,6 +258,58 @@ fn join(dir: &str, name: &str) -> String {
 /// writes it at the root, `runs:/<id>/model` sources point one folder above it.
 const SEARCH_DEPTH: usize = 3;
 
+/// Where the ONNX file derived from a version's logged model is kept: a folder of its own per
+/// model version. The name is written with letters, digits, `.`, `_` and `-` only, followed by
+/// a hash of the whole name, so no name can reach another's folder or outside `derived/`.
+pub fn derived_dir(name: &str, version: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hash = blake3::hash(name.as_bytes()).to_hex();
+    let version: String = version.chars().filter(char::is_ascii_digit).collect();
+    format!("derived/{safe}-{}/{version}", &hash[..8])
+}
+
+/// The derived ONNX file a version's tags name, read only from the version's own folder and
+/// only when its BLAKE3 is the one recorded beside it: a tag can be set by whoever may tag the
+/// version, and must not make serving read another file.
+async fn read_derived(
+    source: &dyn ModelSource,
+    version: &SourceVersion,
+    path: &str,
+) -> Result<Vec<u8>, SourceError> {
+    let refused = |why: String| SourceError::Conversion {
+        version: version.to_string(),
+        reason: format!(
+            "its tag `{}` {why}; run `mltrail models convert {version} --force`",
+            tags::DERIVED_ONNX
+        ),
+    };
+    let dir = derived_dir(&version.name, &version.version);
+    let inside = path
+        .strip_prefix(&format!("{dir}/"))
+        .is_some_and(|rest| !rest.split('/').any(|part| part.is_empty() || part == ".."));
+    if !inside {
+        return Err(refused(format!("names `{path}`, outside {dir}/")));
+    }
+    let onnx = source.read(path).await?;
+    let digest = blake3::hash(&onnx).to_hex().to_string();
+    match version.tag(tags::DERIVED_ONNX_DIGEST) {
+        Some(recorded) if recorded == digest => Ok(onnx),
+        Some(recorded) => Err(refused(format!(
+            "names a file whose BLAKE3 is {digest}, not the recorded {recorded}"
+        ))),
+        None => Err(refused("has no recorded digest".into())),
+    }
+}
+
 /// The flavors mltrail converts to ONNX, as MLmodel names them.
 const CONVERTED_FLAVORS: [&str; 1] = ["sklearn"];
 
@@ -338,23 +390,29 @@ pub async fn fetch(
     let (mlmodel_path, folder) = first_mlmodel.ok_or_else(no_file)?;
     let mlmodel = String::from_utf8_lossy(&source.read(&mlmodel_path).await?).into_owned();
     if let Some(derived) = version.tag(tags::DERIVED_ONNX) {
-        let onnx = source.read(derived).await?;
+        let onnx = read_derived(source, version, derived).await?;
         return Ok(ModelFiles {
             onnx,
             mlmodel: Some(mlmodel),
         });
     }
-    // XGBoost and LightGBM files are read here, in Rust, into the ONNX trees serving compiles.
+    // XGBoost and LightGBM files are read here, in Rust, into the ONNX trees serving compiles
+    // (on a blocking thread: a large JSON model is seconds of parsing).
     if let Some(flavor) = crate::flavors::native_flavor(&mlmodel) {
         let data = crate::flavors::flavor_setting(&mlmodel, flavor, "data").unwrap_or_default();
         let bytes = source.read(&join(&folder, &data)).await?;
-        let ensemble =
-            crate::flavors::read(flavor, &data, &bytes).map_err(|e| SourceError::Conversion {
-                version: version.to_string(),
-                reason: e.to_string(),
-            })?;
+        let named = version.to_string();
+        let onnx = tokio::task::spawn_blocking(move || {
+            crate::flavors::read(flavor, &data, &bytes).map(|e| e.to_onnx())
+        })
+        .await
+        .map_err(|e| SourceError::unavailable("reading the model file", e))?
+        .map_err(|e| SourceError::Conversion {
+            version: named,
+            reason: e.to_string(),
+        })?;
         return Ok(ModelFiles {
-            onnx: ensemble.to_onnx(),
+            onnx,
             mlmodel: Some(mlmodel),
         });
     }
@@ -532,14 +590,48 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("mltrail models convert credit/1"));
-        let mut tagged = version();
-        tagged.tags.push((
-            tags::DERIVED_ONNX.to_string(),
-            "derived/credit/1/model.onnx".to_string(),
-        ));
-        let found = fetch(&files, &tagged).await.unwrap();
+        let dir = derived_dir("credit", "1");
+        assert!(
+            dir.starts_with("derived/credit-") && dir.ends_with("/1"),
+            "{dir}"
+        );
+        assert_ne!(derived_dir("a#b", "1"), derived_dir("a?b", "1"));
+        assert!(derived_dir("..", "1").split('/').all(|part| part != ".."));
+        assert_eq!(derived_dir("a/../b", "1").matches('/').count(), 2);
+        let path = format!("{dir}/abc/model.onnx");
+        let mut files = files;
+        files.0.insert(path.clone(), b"derived".to_vec());
+        files
+            .0
+            .insert("elsewhere/model.onnx".into(), b"other".to_vec());
+        let digest = blake3::hash(b"derived").to_hex().to_string();
+        let tagged = |path: &str, digest: &str| {
+            let mut v = version();
+            v.tags
+                .push((tags::DERIVED_ONNX.to_string(), path.to_string()));
+            v.tags
+                .push((tags::DERIVED_ONNX_DIGEST.to_string(), digest.to_string()));
+            v
+        };
+        let found = fetch(&files, &tagged(&path, &digest)).await.unwrap();
         assert_eq!(found.onnx, b"derived");
         assert_eq!(found.mlmodel.as_deref(), Some(SKLEARN_MLMODEL));
+        // A tag naming a file outside the version's folder, or a file changed since, is refused.
+        let outside = fetch(&files, &tagged("elsewhere/model.onnx", &digest))
+            .await
+            .err()
+            .unwrap();
+        assert!(outside.to_string().contains("outside"), "{outside}");
+        let escaped = format!("{dir}/../../x/model.onnx");
+        assert!(fetch(&files, &tagged(&escaped, &digest)).await.is_err());
+        let changed = fetch(&files, &tagged(&path, &"0".repeat(64)))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            changed.to_string().contains("not the recorded"),
+            "{changed}"
+        );
 
         /// Converts by returning fixed bytes, and says which folder it was given.
         struct Converting(Files);

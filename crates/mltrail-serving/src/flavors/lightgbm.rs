@@ -41,6 +41,13 @@ pub fn read(file_name: &str, bytes: &[u8]) -> Result<Ensemble, FlavorError> {
         }
         return Ok(ensemble);
     }
+    if !file_name.ends_with(".lgb") && !file_name.ends_with(".txt") && bytes.first() == Some(&0x80)
+    {
+        return Err(unsupported(
+            format!("`{file_name}`"),
+            "a pickled LightGBM model is not read; log the Booster (model.lgb) or with MLflow 3 (skops)",
+        ));
+    }
     let text = std::str::from_utf8(bytes).map_err(|_| bad("the model text is not UTF-8"))?;
     parse(text)
 }
@@ -91,6 +98,12 @@ fn parse(text: &str) -> Result<Ensemble, FlavorError> {
     };
     let per_iteration = count("num_tree_per_iteration")?.max(1);
     let classes = count("num_class")?;
+    if classes > super::MAX_CLASSES || per_iteration > super::MAX_CLASSES {
+        return Err(bad(format!(
+            "{classes} classes (at most {})",
+            super::MAX_CLASSES
+        )));
+    }
     let features = count("max_feature_idx")? + 1;
     let objective = header.get("objective").copied().unwrap_or("regression");
     let mut words = objective.split_whitespace();
@@ -101,6 +114,12 @@ fn parse(text: &str) -> Result<Ensemble, FlavorError> {
             .find_map(|w| w.strip_prefix(&format!("{key}:")))
             .and_then(|v| v.parse::<f64>().ok())
     };
+    if objective.split_whitespace().any(|w| w == "sqrt") {
+        return Err(unsupported(
+            "reg_sqrt=true",
+            "its output is squared back, which ONNX trees cannot do",
+        ));
+    }
     let (output, scale) = match name {
         "binary" => (
             Output::Binary { base: 0.0 },
@@ -134,6 +153,12 @@ fn parse(text: &str) -> Result<Ensemble, FlavorError> {
             .get("num_leaves")
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| bad(format!("tree {t} has no num_leaves")))?;
+        if f.get("is_linear").is_some_and(|l| *l != "0") {
+            return Err(unsupported(
+                "linear trees (linear_tree=true)",
+                "their leaves are linear models, which ONNX trees cannot hold",
+            ));
+        }
         if f.get("num_cat").is_some_and(|c| *c != "0") {
             return Err(unsupported(
                 "categorical splits",
@@ -398,5 +423,19 @@ mod tests {
             .contains("zero_as_missing"));
         let poisson = MODEL.replace("objective=binary sigmoid:1", "objective=poisson");
         assert!(parse(&poisson).unwrap_err().to_string().contains("poisson"));
+        let sqrt = MODEL.replace("objective=binary sigmoid:1", "objective=regression sqrt");
+        assert!(parse(&sqrt).unwrap_err().to_string().contains("reg_sqrt"));
+        let linear = MODEL.replace("num_cat=0", "num_cat=0\nis_linear=1");
+        assert!(parse(&linear)
+            .unwrap_err()
+            .to_string()
+            .contains("linear trees"));
+        let huge = MODEL
+            .replace(
+                "objective=binary sigmoid:1",
+                "objective=multiclass num_class:4000000000000",
+            )
+            .replace("num_class=1", "num_class=4000000000000");
+        assert!(parse(&huge).is_err());
     }
 }

@@ -85,6 +85,10 @@ impl Ensemble {
     }
 }
 
+/// More classes than this is not a classifier anyone logs, and a count in a file is checked
+/// before anything is allocated for it.
+pub const MAX_CLASSES: usize = 10_000;
+
 /// The flavors read natively, as MLmodel names them.
 pub const NATIVE_FLAVORS: [&str; 2] = ["xgboost", "lightgbm"];
 

@@ -10,6 +10,10 @@ use super::FlavorError;
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
+    /// Values decoded so far. `Z`, `T` and `F` take no bytes inside a typed container, so a
+    /// count bounded by the file's length alone could still make a small file decode into
+    /// billions of values: the whole document may hold at most as many values as it has bytes.
+    values: usize,
 }
 
 fn bad(why: impl Into<String>) -> FlavorError {
@@ -82,6 +86,10 @@ impl Reader<'_> {
     }
 
     fn typed(&mut self, marker: u8, depth: usize) -> Result<Value, FlavorError> {
+        self.values += 1;
+        if self.values > self.bytes.len() {
+            return Err(bad("more values than the file has bytes"));
+        }
         let float = |f: f64| {
             Number::from_f64(f)
                 .map(Value::Number)
@@ -158,7 +166,11 @@ impl Reader<'_> {
 
 /// The JSON value a UBJSON document holds; bytes after it are refused.
 pub fn decode(bytes: &[u8]) -> Result<Value, FlavorError> {
-    let mut reader = Reader { bytes, at: 0 };
+    let mut reader = Reader {
+        bytes,
+        at: 0,
+        values: 0,
+    };
     let value = reader.value(0)?;
     if reader.at != bytes.len() {
         return Err(bad(format!(
@@ -197,5 +209,7 @@ mod tests {
         assert!(decode(b"[#L\x7f\xff\xff\xff\xff\xff\xff\xff").is_err());
         assert!(decode(&[b'['; 200]).is_err());
         assert!(decode(b"Tx").is_err());
+        // 1000 nulls from an 11-byte header: more values than bytes.
+        assert!(decode(b"[$Z#I\x03\xe8").is_err());
     }
 }

@@ -102,10 +102,19 @@ pub fn read(file_name: &str, bytes: &[u8]) -> Result<Ensemble, FlavorError> {
     let param = &learner["learner_model_param"];
     let features = count(&param["num_feature"], "num_feature")?;
     let classes = count(&param["num_class"], "num_class").unwrap_or(0);
+    if classes > super::MAX_CLASSES {
+        return Err(bad(format!(
+            "{classes} classes (at most {})",
+            super::MAX_CLASSES
+        )));
+    }
     if param.get("num_target").is_some() && count(&param["num_target"], "num_target")? > 1 {
         return Err(unsupported("a multi-target model", "one target is read"));
     }
-    let base_score = numbers(&param["base_score"], "base_score")?;
+    let base_score: Vec<f64> = numbers(&param["base_score"], "base_score")?
+        .into_iter()
+        .map(|b| f64::from(b as f32))
+        .collect();
     let objective = learner["objective"]["name"]
         .as_str()
         .ok_or_else(|| bad("no objective"))?;
@@ -183,9 +192,13 @@ pub fn read(file_name: &str, bytes: &[u8]) -> Result<Ensemble, FlavorError> {
         let child = |c: i64| usize::try_from(c).ok().filter(|c| *c < n && *c > 0);
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
+            // XGBoost holds every threshold and leaf as a float32 and compares float32 inputs:
+            // a JSON file writes them as decimals, which must be rounded back to float32 (a
+            // threshold of 0.7 read as a double would send an input of 0.7f32 the other way).
+            let condition = f64::from(condition[i] as f32);
             nodes.push(if left[i] == -1 {
                 Node::Leaf {
-                    value: condition[i] * scale,
+                    value: f64::from((condition * scale) as f32),
                     cover: hessian[i],
                 }
             } else {
@@ -194,7 +207,7 @@ pub fn read(file_name: &str, bytes: &[u8]) -> Result<Ensemble, FlavorError> {
                         .ok()
                         .filter(|f| *f < features)
                         .ok_or_else(|| bad(format!("tree {t} splits on feature {}", index[i])))?,
-                    threshold: condition[i],
+                    threshold: condition,
                     missing_left: default_left[i] != 0,
                     left: child(left[i])
                         .ok_or_else(|| bad(format!("tree {t} node {i}: bad left child")))?,

@@ -12,7 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use mltrail_core::tags;
 use mltrail_serving::deployment::{
-    compile, convertible_flavor, ModelFiles, ModelRef, ModelSource, SourceError, SourceVersion,
+    compile, convertible_flavor, derived_dir, ModelFiles, ModelRef, ModelSource, SourceError,
+    SourceVersion,
 };
 use serde_json::{json, Value};
 
@@ -25,6 +26,14 @@ const SCRIPT: &str = include_str!("sklearn_to_onnx.py");
 /// The Python that converts: `MLTRAIL_PYTHON`, else the first of `$VIRTUAL_ENV/bin/python`,
 /// `./.venv/bin/python` and `python3` that imports skl2onnx.
 fn python() -> Result<PathBuf> {
+    static FOUND: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| find_python().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn find_python() -> Result<PathBuf> {
     if let Some(chosen) = std::env::var_os("MLTRAIL_PYTHON") {
         return Ok(PathBuf::from(chosen));
     }
@@ -56,6 +65,10 @@ pub struct Converted {
 /// reason when it refused.
 async fn convert_folder(client: &Client, folder: &str, label: &str) -> Result<Converted> {
     let work = tempfile::tempdir()?;
+    // The model's files in a folder of their own, away from the script: Python puts a script's
+    // folder first on its import path, and a logged `json.py` must not be imported from there.
+    let model_dir = work.path().join("model");
+    std::fs::create_dir(&model_dir)?;
     let files = client
         .list_files(folder)
         .await
@@ -69,16 +82,17 @@ async fn convert_folder(client: &Client, folder: &str, label: &str) -> Result<Co
             continue;
         }
         let bytes = client.download(path).await?;
-        std::fs::write(work.path().join(relative), bytes)?;
+        std::fs::write(model_dir.join(relative), bytes)?;
     }
     let script = work.path().join("sklearn_to_onnx.py");
     std::fs::write(&script, SCRIPT)?;
     let out = work.path().join("model.onnx");
-    let python = python()?;
-    let (script_path, model_dir, out_path) =
-        (script.clone(), work.path().to_path_buf(), out.clone());
+    let (script_path, out_path) = (script.clone(), out.clone());
     let run = tokio::task::spawn_blocking(move || {
+        let python = python()?;
+        // -I: no user site, no PYTHON* variables, no script folder on the import path.
         Command::new(&python)
+            .arg("-I")
             .arg(&script_path)
             .arg(&model_dir)
             .arg(&out_path)
@@ -123,9 +137,8 @@ async fn keep(
 ) -> Result<String> {
     let digest = blake3::hash(&converted.onnx).to_hex().to_string();
     let path = format!(
-        "derived/{}/{}/{}/model.onnx",
-        version.name,
-        version.version,
+        "{}/{}/model.onnx",
+        derived_dir(&version.name, &version.version),
         &digest[..16]
     );
     client.upload(&path, converted.onnx.clone()).await?;
@@ -164,13 +177,34 @@ pub async fn convert_for_serving(
     if flavor != "sklearn" {
         return Ok(None);
     }
+    // Loading a pickle runs its author's code (as `mlflow models serve` does); a team that
+    // serves models it does not trust turns conversion at serve time off.
+    if std::env::var("MLTRAIL_CONVERT").is_ok_and(|v| v == "off") {
+        return Ok(None);
+    }
     tracing::info!(model = %version, "converting the scikit-learn model to ONNX (skl2onnx), checked on its input example");
+    let failed = |e: anyhow::Error| SourceError::Conversion {
+        version: version.to_string(),
+        reason: format!("{e:#}"),
+    };
     let converted = convert_folder(client, folder, &version.to_string())
         .await
-        .map_err(|e| SourceError::Conversion {
-            version: version.to_string(),
-            reason: format!("{e:#}"),
-        })?;
+        .map_err(failed)?;
+    // Compiled before it is kept: a file this runtime cannot serve must not be named on the
+    // version for every later serve and monitor to trip over.
+    let mlmodel = client
+        .download(&format!("{folder}/MLmodel"))
+        .await
+        .map_err(failed)?;
+    let files = ModelFiles {
+        onnx: converted.onnx.clone(),
+        mlmodel: Some(String::from_utf8_lossy(&mlmodel).into_owned()),
+    };
+    let mut checked = version.clone();
+    checked.tags.retain(|(k, _)| k != tags::DERIVED_ONNX);
+    tokio::task::spawn_blocking(move || compile(&checked, files))
+        .await
+        .map_err(|e| failed(e.into()))??;
     match keep(client, version, folder, &converted).await {
         Ok(path) => {
             tracing::info!(model = %version, derived = %path, "the converted model is kept as the version's derived ONNX file")
