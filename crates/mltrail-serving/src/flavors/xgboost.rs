@@ -258,3 +258,68 @@ pub fn read(file_name: &str, bytes: &[u8]) -> Result<Ensemble, FlavorError> {
         labels: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One stump, as `save_model("m.json")` writes it: decimals that XGBoost holds as float32.
+    const STUMP: &str = r#"{"learner": {
+        "learner_model_param": {"base_score": "6E-1", "num_class": "0", "num_feature": "2", "num_target": "1"},
+        "objective": {"name": "binary:logistic"},
+        "gradient_booster": {"name": "gbtree", "model": {"tree_info": [0], "trees": [{
+            "left_children": [1, -1, -1], "right_children": [2, -1, -1],
+            "split_indices": [1, 0, 0], "split_conditions": [0.7, -0.1, 0.3],
+            "default_left": [1, 0, 0], "sum_hessian": [10.0, 4.0, 6.0], "split_type": [0, 0, 0]
+        }]}}
+    }, "version": [3, 2, 0]}"#;
+
+    #[test]
+    fn a_json_model_is_held_in_float32_as_xgboost_holds_it() {
+        let e = read("model.json", STUMP.as_bytes()).unwrap();
+        assert_eq!(e.features, 2);
+        let Node::Split {
+            threshold,
+            missing_left,
+            ..
+        } = e.trees[0].nodes[0]
+        else {
+            panic!("a split");
+        };
+        // An input of 0.7 (float32) is not below the float32 threshold 0.7, as in XGBoost.
+        assert_eq!(threshold, f64::from(0.7f32));
+        assert!(f64::from(0.7f32) >= threshold);
+        assert!(missing_left);
+        assert_eq!(
+            e.trees[0].nodes[1],
+            Node::Leaf {
+                value: f64::from(-0.1f32),
+                cover: 4.0
+            }
+        );
+        let base = f64::from(0.6f32);
+        assert_eq!(
+            e.output,
+            Output::Binary {
+                base: (base / (1.0 - base)).ln()
+            }
+        );
+    }
+
+    #[test]
+    fn unsupported_models_are_refused_by_name() {
+        let poisson = STUMP.replace("binary:logistic", "count:poisson");
+        assert!(read("model.json", poisson.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("count:poisson"));
+        let categorical = STUMP.replace("\"split_type\": [0, 0, 0]", "\"split_type\": [1, 0, 0]");
+        assert!(read("model.json", categorical.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("categorical"));
+        let many = STUMP.replace("\"num_class\": \"0\"", "\"num_class\": \"99999999999\"");
+        assert!(read("model.json", many.as_bytes()).is_err());
+        assert!(read("model.xgb", b"binf\x00\x00").is_err());
+    }
+}
