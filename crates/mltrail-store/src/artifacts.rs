@@ -20,13 +20,26 @@ pub async fn put(
     path: &ArtifactPath,
     bytes: Bytes,
 ) -> Result<(), StoreError> {
+    put_as(store, artifacts, actor, "artifact.put", path, bytes).await
+}
+
+/// [`put`] recorded as `action` (an import's `artifact.import from …`).
+pub async fn put_as(
+    store: &MetaStore,
+    artifacts: &ArtifactStore,
+    actor: &str,
+    action: &str,
+    path: &ArtifactPath,
+    bytes: Bytes,
+) -> Result<(), StoreError> {
     let digest = blake3::hash(&bytes).to_hex().to_string();
     artifacts.put(path, bytes).await?;
     let id = path.to_string();
+    let action = action.to_string();
     store
         .transaction(actor, async move |tx, audit| {
             audit
-                .record_external(tx, "artifact.put", ARTIFACT_KIND, &id, Some(digest))
+                .record_external(tx, &action, ARTIFACT_KIND, &id, Some(digest))
                 .await
         })
         .await

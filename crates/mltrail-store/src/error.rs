@@ -184,6 +184,9 @@ pub enum Invalid {
     StoreUriWithoutFile(String),
     #[error("unsupported backend store URI {0:?}: use sqlite:///path/to/file.db or postgresql://user@host:port/db")]
     UnsupportedStoreUri(String),
+    /// `mltrail import`'s source cannot be read as what it was named as.
+    #[error("cannot import from {source_uri}: {reason}")]
+    ImportSource { source_uri: String, reason: String },
     #[error("cannot create database folder {path}: {source}")]
     DatabaseFolder {
         path: String,
@@ -369,6 +372,13 @@ pub enum Conflict {
     ExperimentAlreadyDeleted(i64),
     #[error("Cannot restore an active experiment {0}.")]
     RestoreActiveExperiment(i64),
+    /// An imported entity's id (or unique name) is taken here by something else.
+    #[error("cannot import {what}: this store already has {ours} there, the source has {theirs}; import into a store where that id is free (a new store, or after removing the clash)")]
+    ImportCollision {
+        what: String,
+        ours: String,
+        theirs: String,
+    },
     /// A stored value outside the values the store writes.
     #[error("stored {what} `{value}` is not {expected}")]
     StoredValue {

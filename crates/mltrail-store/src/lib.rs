@@ -38,6 +38,7 @@ pub mod evaluations;
 pub mod experiments;
 pub mod gates;
 mod hot_path;
+pub mod import;
 pub mod logged_models;
 pub mod metrics;
 pub mod monitors;

@@ -7,7 +7,7 @@ use crate::error::{NotFound, QueryError};
 use crate::names::validate_key;
 use crate::records::*;
 use crate::search::{compare, Bind, Plan};
-use crate::sql::{int, key_value_object_of, key_values, opt_text, text};
+use crate::sql::{blob, int, key_value_object_of, key_values, opt_text, text};
 use crate::{MetaStore, StoreError};
 use mltrail_core::filter::{parse_filter, Entity as FilterEntity};
 use mltrail_core::state::LoggedModelStatus;
@@ -102,6 +102,7 @@ async fn from_row(conn: &mut AnyConnection, row: &AnyRow) -> Result<LoggedModel,
     let id = text(row, "model_id")?;
     let tags = kvs(conn, "logged_model_tags", &id).await?;
     let params = kvs(conn, "logged_model_params", &id).await?;
+    let info_id = id.clone();
     Ok(LoggedModel {
         info: LoggedModelInfo {
             model_id: id,
@@ -117,9 +118,35 @@ async fn from_row(conn: &mut AnyConnection, row: &AnyRow) -> Result<LoggedModel,
         },
         data: LoggedModelData {
             params,
-            metrics: Vec::new(),
+            metrics: model_metrics(conn, &info_id).await?,
         },
     })
+}
+
+/// Every value logged for the model (a metric logged with its `model_id`), as MLflow lists
+/// them: each with the run that logged it.
+async fn model_metrics(conn: &mut AnyConnection, id: &str) -> Result<Vec<Metric>, StoreError> {
+    let blocks = sqlx::query(
+        "SELECT run_uuid, key, points FROM metric_blocks WHERE model_id = $1 AND model_id IS NOT NULL",
+    )
+    .bind(id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut metrics = Vec::new();
+    for b in &blocks {
+        let run_id = text(b, "run_uuid")?;
+        let key = text(b, "key")?;
+        for p in crate::metrics::block::decode(&blob(b, "points")?)? {
+            metrics.push(Metric {
+                key: key.clone(),
+                value: MetricValue(p.value),
+                timestamp: p.timestamp,
+                step: p.step,
+                run_id: Some(run_id.clone()),
+            });
+        }
+    }
+    Ok(metrics)
 }
 
 async fn load(conn: &mut AnyConnection, id: &str) -> Result<LoggedModel, StoreError> {

@@ -24,7 +24,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, V12),
     (13, V13),
     (14, V14),
+    (15, V15),
 ];
+
+/// The values logged for a logged model (MLflow 3's `LoggedModel.metrics`), found by its id;
+/// partial, so the run-only values most blocks hold add nothing to it.
+const V15: &str = r#"
+CREATE INDEX metric_blocks_by_model ON metric_blocks (model_id) WHERE model_id IS NOT NULL
+"#;
 
 /// Settings the tracking server holds for every service (the log filter and format), by name,
 /// as JSON.

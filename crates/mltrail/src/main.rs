@@ -15,6 +15,7 @@ mod evaluate;
 mod experiments;
 mod fairness;
 mod gates;
+mod import;
 mod log_setting;
 mod logging;
 mod monitor;
@@ -143,6 +144,12 @@ enum Command {
     ///
     /// PostgreSQL stores are backed up with pg_dump (docs/operations.md).
     Backup(backup::BackupArgs),
+    /// Bring another tracking server's history in, ids kept: `mltrail import mlflow SOURCE`
+    /// (an MLflow database or file store, read directly), then point the client at mltrail.
+    Import {
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
     /// Users who log in with a password when the server runs with --auth on (against the
     /// store directly: works before any server runs).
     Users {
@@ -363,6 +370,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Data { .. }
             | Command::Audit { .. }
             | Command::Backup(_)
+            | Command::Import { .. }
             | Command::Predictions { .. }
             | Command::Monitor { .. }
             | Command::Metrics { .. }
@@ -420,6 +428,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup(args) => backup::run(args, audit_artifacts).await,
+        Command::Import { command } => {
+            import::run(command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Data { command } => {
             data::run(command).await?;
             Ok(ExitCode::SUCCESS)
