@@ -127,9 +127,9 @@ def start_mlflow(backend, folder):
 def export_import_peer(source, folder):
     """mlflow-export-import's bulk export and import of every experiment, timed end to end."""
     lib = WORK / "export-import-lib"
-    if not (lib / "mlflow_export_import").exists():
+    if not (lib / "mlflow_export_import").exists() or not (lib / "tabulate").exists():
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps",
-                        "--target", str(lib), "mlflow-export-import==1.2.0", "shortuuid"], check=True)
+                        "--target", str(lib), "mlflow-export-import==1.2.0", "shortuuid", "tabulate"], check=True)
     env = dict(os.environ, PYTHONPATH=str(lib), MLFLOW_DISABLE_TELEMETRY="true")
     exported = folder / "exported"
     shutil.rmtree(exported, ignore_errors=True)
@@ -138,13 +138,16 @@ def export_import_peer(source, folder):
     dst_db.unlink(missing_ok=True)
     dst_proc, dst_url = start_mlflow(f"sqlite:///{dst_db}", folder)
     try:
+        def tool(module, *args, url):
+            done = subprocess.run([sys.executable, "-m", f"mlflow_export_import.bulk.{module}", *args],
+                                  env=dict(env, MLFLOW_TRACKING_URI=url), capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"{module} failed: {done.stderr[-3000:]}")
+
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mlflow_export_import.bulk.export_experiments", "--experiments", "all",
-                        "--output-dir", str(exported)], env=dict(env, MLFLOW_TRACKING_URI=src_url), check=True,
-                       capture_output=True)
+        tool("export_experiments", "--experiments", "all", "--output-dir", str(exported), url=src_url)
         exported_at = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mlflow_export_import.bulk.import_experiments", "--input-dir",
-                        str(exported)], env=dict(env, MLFLOW_TRACKING_URI=dst_url), check=True, capture_output=True)
+        tool("import_experiments", "--input-dir", str(exported), url=dst_url)
         finished = time.perf_counter()
     finally:
         for proc in (src_proc, dst_proc):

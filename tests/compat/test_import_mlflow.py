@@ -251,10 +251,20 @@ def test_import_from_a_file_store(server, tmp_path, monkeypatch):
 
     target_db = f"sqlite:///{tmp_path}/target/mltrail.db"
     target_artifacts = tmp_path / "target" / "artifacts"
+    # An import of one experiment, then of all: the second carries on from the first.
+    first = run_import(server, str(store), target_db, target_artifacts, "--experiments", "churn")
+    assert first["runs"]["imported"] == 3
     summary = run_import(server, str(store), target_db, target_artifacts)
-    assert summary["runs"]["imported"] == len(made["runs"]) + 1
+    assert summary["runs"] == {"imported": len(made["runs"]) + 1 - 3, "already_here": 3}
     assert summary["locations_not_moved"] == 0
-    check_trail(server, target_db, target_artifacts, str(store))
+    events = check_trail(server, target_db, target_artifacts, str(store))
+    # Only the runs' and models' artifacts are copied, not the store's own files around them.
+    copied = [p.relative_to(target_artifacts) for p in target_artifacts.rglob("*") if p.is_file()]
+    assert copied and not [p for p in copied if p.name == "meta.yaml" or "params" in p.parts], copied
+    again = run_import(server, str(store), target_db, target_artifacts)
+    for kind in ["experiments", "runs", "logged_models", "model_versions", "artifacts"]:
+        assert again[kind]["imported"] == 0, (kind, again)
+    assert check_trail(server, target_db, target_artifacts, str(store)) == events
 
     proc, url = start_mltrail(server, tmp_path, target_db, target_artifacts)
     try:
@@ -342,6 +352,9 @@ def test_import_from_an_mlflow_2_database(server, tmp_path):
                                     current_stage, source, run_id, status, status_message, run_link, storage_location)
           VALUES ('houses', 1, 1700000001500, 1700000001600, NULL, NULL, 'Production',
                   '{tmp_path}/mlruns/7/{run}/artifacts/model', '{run}', 'READY', NULL, NULL, NULL);
+        INSERT INTO model_versions (name, version, creation_time, last_updated_time, current_stage, source, run_id,
+                                    status)
+          VALUES ('houses', 2, 1700000003000, 1700000004000, 'Deleted_Internal', 'REDACTED', '', 'READY');
         INSERT INTO registered_model_aliases (alias, version, name) VALUES ('live', 1, 'houses');
         INSERT INTO model_version_tags (key, value, name, version) VALUES ('approved', 'yes', 'houses', 1);
     """)
@@ -376,11 +389,57 @@ def test_import_from_an_mlflow_2_database(server, tmp_path):
         v = client.get_model_version_by_alias("houses", "live")
         assert (v.version, v.current_stage, v.tags) == ("1", "Production", {"approved": "yes"})
         assert v.source == f"mlflow-artifacts:/7/{run}/artifacts/model"
+        # A version MLflow deleted stays deleted.
+        assert [m.version for m in client.search_model_versions("name='houses'")] == ["1"]
         mlflow.set_tracking_uri(url)
         try:
             local = mlflow.artifacts.download_artifacts(f"models:/houses@live", dst_path=str(tmp_path / "dl"))
         finally:
             mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
         assert open(os.path.join(local, "MLmodel")).read() == "flavors: {}\n"
+    finally:
+        stop(proc)
+
+
+@plain_pass_only
+def test_refuses_an_id_taken_by_something_else(server, tmp_path):
+    """A registered model here whose version 1 is another model: the import stops, naming both,
+    and writes nothing of that model."""
+    from mlflow import MlflowClient
+
+    con = mlflow_2_database(tmp_path / "mlflow2.db")
+    con.executescript("""
+        INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time)
+          VALUES (0, 'Default', 'mlflow-artifacts:/0', 'active', 1, 1);
+        INSERT INTO registered_models (name, creation_time, last_updated_time, description)
+          VALUES ('houses', 1, 2, 'theirs');
+        INSERT INTO model_versions (name, version, creation_time, last_updated_time, current_stage, source, run_id, status)
+          VALUES ('houses', 1, 1, 1, 'None', 'mlflow-artifacts:/0/theirs/model', 'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb',
+                  'READY');
+    """)
+    con.commit()
+    con.close()
+    target_db = f"sqlite:///{tmp_path}/target/mltrail.db"
+    target_artifacts = tmp_path / "target" / "artifacts"
+    proc, url = start_mltrail(server, tmp_path, target_db, target_artifacts)
+    try:
+        client = MlflowClient(url)
+        client.create_registered_model("houses", description="ours")
+        client.create_model_version("houses", "mlflow-artifacts:/0/ours/model", "a" * 32)
+    finally:
+        stop(proc)
+    done = subprocess.run(
+        [server["binary"], "import", "mlflow", f"sqlite:///{tmp_path}/mlflow2.db", "--backend-store-uri", target_db,
+         "--artifacts-destination", str(target_artifacts), "--no-artifacts"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0
+    assert "cannot import version 1 of model `houses`" in done.stderr, done.stderr
+    assert "mlflow-artifacts:/0/ours/model" in done.stderr and "mlflow-artifacts:/0/theirs/model" in done.stderr
+    proc, url = start_mltrail(server, tmp_path, target_db, target_artifacts)
+    try:
+        client = MlflowClient(url)
+        assert client.get_registered_model("houses").description == "ours"
+        assert client.get_model_version("houses", "1").source == "mlflow-artifacts:/0/ours/model"
     finally:
         stop(proc)

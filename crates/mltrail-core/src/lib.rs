@@ -13,6 +13,7 @@ pub mod ids;
 pub mod jcs;
 pub mod merkle;
 pub mod privacy;
+pub mod redact;
 pub mod state;
 pub mod tags;
 pub mod time;

@@ -315,6 +315,17 @@ pub(crate) async fn record_logged_input(
     actor: &str,
     dataset: &serde_json::Value,
 ) -> Result<(), StoreError> {
+    record_input_as(tx, audit, actor, dataset, "dataset_version.create").await
+}
+
+/// [`record_logged_input`] recorded as `action` (an import's `dataset_version.import from …`).
+pub(crate) async fn record_input_as(
+    tx: &mut Tx,
+    audit: &mut AuditCtx,
+    actor: &str,
+    dataset: &serde_json::Value,
+    action: &str,
+) -> Result<(), StoreError> {
     let (Some(name), Some(digest)) = (dataset["name"].as_str(), dataset["digest"].as_str()) else {
         return Ok(());
     };
@@ -363,7 +374,7 @@ pub(crate) async fn record_logged_input(
     audit
         .record(
             tx,
-            "dataset_version.create",
+            action,
             &VersionRef {
                 name: name.to_string(),
                 version,

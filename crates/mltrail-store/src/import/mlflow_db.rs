@@ -11,11 +11,14 @@ use crate::error::Invalid;
 use crate::metrics::NewMetric;
 use crate::runs::NewDatasetInput;
 use crate::sql::{opt_int, opt_text, placeholders, text};
+use crate::writer::{Db, Stmt};
 use crate::{KeyValue, StoreError};
+use mltrail_core::state::LoggedModelStatus;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, ConnectOptions, Row};
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 /// Runs read per query round: a few hundred ids keep each `IN (…)` far below bind limits.
 pub const RUNS_PER_READ: usize = 200;
@@ -33,6 +36,11 @@ pub struct MlflowDb {
     aliases: bool,
     /// (run, metric key, timestamp, step) → the logged model a run's value was logged for.
     model_metrics: HashMap<(String, String, i64, i64), String>,
+    /// A SQLite source's metric values are read through SQLite's C API on a blocking thread.
+    /// Through sqlx each value was copied out of SQLite on its worker thread and freed on ours
+    /// under the connection's mutex: at 100 million values that copying, freeing and the futex
+    /// waits between them were most of the import's time (perf on the bench's source).
+    native: Option<Arc<Mutex<Db>>>,
 }
 
 /// The sqlx URL of an MLflow (SQLAlchemy) database URI: `sqlite:///relative.db`,
@@ -56,14 +64,18 @@ pub fn source_url(uri: &str) -> Result<String, StoreError> {
     if let Some(rest) = uri.strip_prefix("postgresql") {
         let rest = match rest.split_once("://") {
             Some((driver, tail)) if driver.is_empty() || driver.starts_with('+') => tail,
-            _ => return Err(Invalid::UnsupportedStoreUri(uri.to_string()).into()),
+            _ => {
+                return Err(
+                    Invalid::UnsupportedStoreUri(mltrail_core::redact::redact_uri(uri)).into(),
+                )
+            }
         };
         return Ok(format!("postgresql://{rest}"));
     }
     if uri.starts_with("postgres://") {
         return Ok(uri.to_string());
     }
-    Err(Invalid::UnsupportedStoreUri(uri.to_string()).into())
+    Err(Invalid::UnsupportedStoreUri(mltrail_core::redact::redact_uri(uri)).into())
 }
 
 impl MlflowDb {
@@ -76,28 +88,38 @@ impl MlflowDb {
             .max_connections(2)
             .connect_with(options)
             .await?;
-        let has = async |sql: &str| {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(&pool)
-                .await
-                .is_ok()
+        // The schema is read from the catalog: a failing query is an error, never "absent".
+        let postgres = url.starts_with("postgres");
+        let has = async |table: &str, column: &str| -> Result<bool, StoreError> {
+            let sql = if postgres {
+                "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2"
+            } else {
+                "SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2"
+            };
+            let found: i64 = sqlx::query_scalar(sql)
+                .bind(table.to_string())
+                .bind(column.to_string())
+                .fetch_one(&pool)
+                .await?;
+            Ok(found > 0)
         };
-        if !has("SELECT run_uuid, experiment_id FROM runs WHERE 1 = 0").await
-            || !has("SELECT experiment_id, name FROM experiments WHERE 1 = 0").await
-        {
+        if !has("runs", "run_uuid").await? || !has("experiments", "experiment_id").await? {
             return Err(Invalid::ImportSource {
-                source_uri: uri.to_string(),
+                source_uri: mltrail_core::redact::redact_uri(uri),
                 reason: "it has no MLflow `runs` and `experiments` tables".into(),
             }
             .into());
         }
         let mut db = MlflowDb {
-            workspaces: has("SELECT workspace FROM experiments WHERE 1 = 0").await,
-            inputs: has("SELECT input_uuid FROM inputs WHERE 1 = 0").await
-                && has("SELECT dataset_uuid FROM datasets WHERE 1 = 0").await,
-            logged_models: has("SELECT model_id FROM logged_models WHERE 1 = 0").await,
-            aliases: has("SELECT alias FROM registered_model_aliases WHERE 1 = 0").await,
+            workspaces: has("experiments", "workspace").await?,
+            inputs: has("inputs", "input_uuid").await? && has("datasets", "dataset_uuid").await?,
+            logged_models: has("logged_models", "model_id").await?,
+            aliases: has("registered_model_aliases", "alias").await?,
             model_metrics: HashMap::new(),
+            native: match uri.strip_prefix("sqlite:///") {
+                Some(path) => Some(Arc::new(Mutex::new(Db::open_read_only(path)?))),
+                None => None,
+            },
             pool,
         };
         if db.logged_models {
@@ -165,19 +187,21 @@ impl MlflowDb {
         Ok(out)
     }
 
-    /// The ids of the runs of `experiments`, in id order.
-    pub async fn run_ids(&self, experiments: &[i64]) -> Result<Vec<String>, StoreError> {
+    /// The ids of the runs of `experiments` with their experiment, in id order.
+    pub async fn run_ids(&self, experiments: &[i64]) -> Result<Vec<(String, i64)>, StoreError> {
         let mut ids = Vec::new();
         for chunk in experiments.chunks(500) {
             let sql = format!(
-                "SELECT run_uuid FROM runs WHERE experiment_id IN ({}) ORDER BY run_uuid",
+                "SELECT run_uuid, CAST(experiment_id AS BIGINT) AS experiment_id FROM runs WHERE experiment_id IN ({})",
                 placeholders(1, chunk.len())
             );
-            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
                 query = query.bind(*id);
             }
-            ids.extend(query.fetch_all(&self.pool).await?);
+            for r in query.fetch_all(&self.pool).await? {
+                ids.push((text(&r, "run_uuid")?, int(&r, "experiment_id")?));
+            }
         }
         ids.sort();
         Ok(ids)
@@ -227,17 +251,7 @@ impl MlflowDb {
                 run.tags.push(pair(r, "key", "value")?);
             }
         }
-        for r in &self.rows_of("SELECT run_uuid, key, value, CAST(timestamp AS BIGINT) AS timestamp, CAST(step AS BIGINT) AS step, CAST(CASE WHEN is_nan THEN 1 ELSE 0 END AS BIGINT) AS is_nan FROM metrics WHERE run_uuid IN ", ids).await? {
-            let run_id = text(r, "run_uuid")?;
-            let key = text(r, "key")?;
-            let timestamp = int(r, "timestamp")?;
-            let step = int(r, "step")?;
-            // MLflow keeps NaN as 0 with a flag (its databases have no NaN).
-            let value = if int(r, "is_nan")? != 0 {
-                f64::NAN
-            } else {
-                r.try_get::<f64, _>("value")?
-            };
+        for (run_id, key, value, timestamp, step) in self.metric_rows(ids).await? {
             let model_id = self
                 .model_metrics
                 .get(&(run_id.clone(), key.clone(), timestamp, step))
@@ -256,6 +270,30 @@ impl MlflowDb {
             self.read_inputs(ids, &mut by_id).await?;
         }
         Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    /// (run, key, value, timestamp, step) of every metric value of the runs `ids`. MLflow keeps
+    /// NaN as 0 with a flag (its databases have no NaN).
+    async fn metric_rows(&self, ids: &[String]) -> Result<Vec<MetricRow>, StoreError> {
+        if let Some(db) = &self.native {
+            let (db, ids) = (db.clone(), ids.to_vec());
+            return tokio::task::spawn_blocking(move || native_metric_rows(&db, &ids))
+                .await
+                .map_err(|e| Invalid::ImportSource {
+                    source_uri: "the source database".into(),
+                    reason: format!("reading metrics stopped: {e}"),
+                })?;
+        }
+        let mut out = Vec::new();
+        for r in &self.rows_of("SELECT run_uuid, key, value, CAST(timestamp AS BIGINT) AS timestamp, CAST(step AS BIGINT) AS step, CAST(CASE WHEN is_nan THEN 1 ELSE 0 END AS BIGINT) AS is_nan FROM metrics WHERE run_uuid IN ", ids).await? {
+            let value = if int(r, "is_nan")? != 0 {
+                f64::NAN
+            } else {
+                r.try_get::<f64, _>("value")?
+            };
+            out.push((text(r, "run_uuid")?, text(r, "key")?, value, int(r, "timestamp")?, int(r, "step")?));
+        }
+        Ok(out)
     }
 
     /// Rows of `select` (ending in `IN `) for `ids`.
@@ -397,11 +435,19 @@ impl MlflowDb {
                     artifact_uri: text(r, "artifact_location")?,
                     // MLflow's LoggedModelStatus numbers.
                     status: match int(r, "status")? {
-                        1 => "LOGGED_MODEL_PENDING",
-                        2 => "LOGGED_MODEL_READY",
-                        3 => "LOGGED_MODEL_UPLOAD_FAILED",
-                        _ => "LOGGED_MODEL_STATUS_UNSPECIFIED",
+                        0 => LoggedModelStatus::Unspecified,
+                        1 => LoggedModelStatus::Pending,
+                        2 => LoggedModelStatus::Ready,
+                        3 => LoggedModelStatus::Failed,
+                        other => {
+                            return Err(Invalid::ImportSource {
+                                source_uri: format!("logged model {id}"),
+                                reason: format!("status {other} is not one MLflow writes (0 to 3)"),
+                            }
+                            .into())
+                        }
                     }
+                    .as_str()
                     .to_string(),
                     creation_time: int(r, "created")?,
                     last_updated_time: int(r, "updated")?,
@@ -485,6 +531,43 @@ impl MlflowDb {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// (run, key, value, timestamp, step).
+type MetricRow = (String, String, f64, i64, i64);
+
+fn native_metric_rows(db: &Mutex<Db>, ids: &[String]) -> Result<Vec<MetricRow>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let db = db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let marks: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
+    let mut stmt = Stmt::prepare(
+        &db,
+        &format!(
+            "SELECT run_uuid, key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid IN ({})",
+            marks.join(", ")
+        ),
+    )?;
+    for (i, id) in ids.iter().enumerate() {
+        stmt.bind_text(i as std::ffi::c_int + 1, id)?;
+    }
+    let mut out = Vec::new();
+    while stmt.step()? {
+        let value = if stmt.column_i64(5) != 0 {
+            f64::NAN
+        } else {
+            stmt.column_f64(2)
+        };
+        out.push((
+            stmt.column_text(0),
+            stmt.column_text(1),
+            value,
+            stmt.column_i64(3),
+            stmt.column_i64(4),
+        ));
+    }
+    Ok(out)
 }
 
 /// The logged model a version was registered from: `models:/m-…` names one.

@@ -126,13 +126,13 @@ impl MlflowFiles {
     }
 
     /// The ids of the runs of `experiments`, in id order.
-    pub async fn run_ids(&self, experiments: &[i64]) -> Result<Vec<String>, StoreError> {
-        let mut ids: Vec<String> = self
+    pub async fn run_ids(&self, experiments: &[i64]) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut ids: Vec<(String, i64)> = self
             .layout
             .runs
             .iter()
             .filter(|(_, (experiment, _))| experiments.contains(experiment))
-            .map(|(id, _)| id.clone())
+            .map(|(id, (experiment, _))| (id.clone(), *experiment))
             .collect();
         ids.sort();
         Ok(ids)
@@ -559,7 +559,13 @@ fn read_logged_models(experiment_id: i64, dir: &Path) -> Result<Vec<LoggedModel>
                 None | Some(2) => "LOGGED_MODEL_READY",
                 Some(1) => "LOGGED_MODEL_PENDING",
                 Some(3) => "LOGGED_MODEL_UPLOAD_FAILED",
-                Some(_) => "LOGGED_MODEL_STATUS_UNSPECIFIED",
+                Some(0) => "LOGGED_MODEL_STATUS_UNSPECIFIED",
+                Some(other) => {
+                    return Err(bad(
+                        &model_dir.join(META),
+                        format!("status {other} is not one MLflow writes (0 to 3)"),
+                    ))
+                }
             }
             .to_string(),
             creation_time: meta.int("creation_timestamp")?.unwrap_or(0),
@@ -624,8 +630,8 @@ fn read_registered_models(dir: &Path) -> Result<Vec<RegisteredModel>, StoreError
     Ok(models)
 }
 
-/// The model version in `dir` (`version-<number>`). Deleted versions are kept, as MLflow keeps
-/// them (stage `Deleted_Internal`), so their numbers are not given again.
+/// The model version in `dir` (`version-<number>`). Deleted versions are read, as MLflow keeps
+/// them (stage `Deleted_Internal`); the import leaves them out as MLflow shows them nowhere.
 fn read_version(dir: &Path, number: &str) -> Result<ModelVersion, StoreError> {
     let meta = Meta::read(&dir.join(META))?;
     let version = match meta.int("version")? {
@@ -1310,9 +1316,15 @@ workspace: default
         let dir = mlruns();
         let store = MlflowFiles::open(dir.path()).unwrap();
         let ids = store.run_ids(&[335336786677005521]).await.unwrap();
-        assert_eq!(ids, [DELETED_RUN, RUN]);
+        assert_eq!(
+            ids,
+            [
+                (DELETED_RUN.to_string(), 335336786677005521),
+                (RUN.to_string(), 335336786677005521)
+            ]
+        );
         let gone = store.run_ids(&[900877340471158359]).await.unwrap();
-        assert_eq!(gone, [GONE_RUN]);
+        assert_eq!(gone, [(GONE_RUN.to_string(), 900877340471158359)]);
 
         let runs = store
             .runs(&[
@@ -1546,7 +1558,10 @@ user_id: 0o17
         assert_eq!(experiments[0].lifecycle_stage, "active");
         assert_eq!(experiments[0].creation_time, 0);
         assert!(experiments[0].tags.is_empty());
-        assert_eq!(store.run_ids(&[0]).await.unwrap(), ["abc123"]);
+        assert_eq!(
+            store.run_ids(&[0]).await.unwrap(),
+            [("abc123".to_string(), 0)]
+        );
         let runs = store.runs(&["abc123".to_string()]).await.unwrap();
         let run = &runs[0];
         assert_eq!(run.name, "08");
@@ -1637,7 +1652,7 @@ user_id: 0o17
             &format!("experiment_id: '{EXP}'\nstatus: 3\n"),
         );
         let store = MlflowFiles::open(root).unwrap();
-        assert_eq!(store.run_ids(&[0]).await.unwrap(), [format!("{RUN}x")]);
+        assert_eq!(store.run_ids(&[0]).await.unwrap(), [(format!("{RUN}x"), 0)]);
         assert!(store.runs(&[format!("{RUN}x")]).await.unwrap().is_empty());
     }
 }

@@ -21,7 +21,7 @@ use crate::logged_models::LoggedModelRef;
 use crate::metrics::{metric_batch_digest, upsert_latest, MetricBatch, MetricInsert, NewMetric};
 use crate::registry::{ModelVersionRef, RegisteredModelRef};
 use crate::runs::{NewDatasetInput, ParamBatch, RunRef};
-use crate::sql::values_rows;
+use crate::sql::{text, values_rows};
 use crate::{datasets, AuditCtx, KeyValue, MetaStore, StoreError, Tx};
 use std::sync::Arc;
 
@@ -205,25 +205,55 @@ fn collision(what: String, ours: String, theirs: String) -> StoreError {
     Conflict::ImportCollision { what, ours, theirs }.into()
 }
 
-/// The ids among `ids` that are runs here already (an import skips them).
+/// The runs among `runs` (id, experiment) that are here already, which an import skips; a run
+/// here under another experiment is a collision.
 pub async fn present_runs(
     store: &MetaStore,
-    ids: &[String],
+    runs: &[(String, i64)],
 ) -> Result<std::collections::HashSet<String>, StoreError> {
     let mut conn = store.readers().acquire().await?;
     let mut here = std::collections::HashSet::new();
-    for chunk in ids.chunks(500) {
+    for chunk in runs.chunks(500) {
         let sql = format!(
-            "SELECT run_uuid FROM runs WHERE run_uuid IN ({})",
+            "SELECT run_uuid, experiment_id FROM runs WHERE run_uuid IN ({})",
             crate::sql::placeholders(1, chunk.len())
         );
-        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-        for id in chunk {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, _) in chunk {
             query = query.bind(id.clone());
         }
-        here.extend(query.fetch_all(&mut *conn).await?);
+        let found: std::collections::HashMap<String, i64> = query
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    crate::sql::text(r, "run_uuid")?,
+                    crate::sql::int(r, "experiment_id")?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for (id, experiment) in chunk {
+            match found.get(id) {
+                Some(ours) if ours != experiment => {
+                    return Err(run_collision(id, *ours, *experiment));
+                }
+                Some(_) => {
+                    here.insert(id.clone());
+                }
+                None => {}
+            }
+        }
     }
     Ok(here)
+}
+
+fn run_collision(id: &str, ours: i64, theirs: i64) -> StoreError {
+    collision(
+        format!("run {id}"),
+        format!("a run of experiment {ours}"),
+        format!("a run of experiment {theirs}"),
+    )
 }
 
 /// Writes runs not here yet, each with its params, tags, metric history, inputs and outputs,
@@ -245,9 +275,15 @@ pub async fn import_runs(
                         .bind(run.id.clone())
                         .fetch_optional(&mut *tx)
                         .await?;
-                if here.is_some() {
-                    written.present += 1;
-                    continue;
+                match here {
+                    Some(ours) if ours != run.experiment_id => {
+                        return Err(run_collision(&run.id, ours, run.experiment_id));
+                    }
+                    Some(_) => {
+                        written.present += 1;
+                        continue;
+                    }
+                    None => {}
                 }
                 let experiment: Option<i64> = sqlx::query_scalar(
                     "SELECT experiment_id FROM experiments WHERE experiment_id = $1",
@@ -342,7 +378,8 @@ async fn write_run(
             .bind(tags_json)
             .execute(&mut *tx)
             .await?;
-        datasets::record_logged_input(tx, audit, user, &input.dataset).await?;
+        let recorded = action("dataset_version", origin);
+        datasets::record_input_as(tx, audit, user, &input.dataset, &recorded).await?;
     }
     for (model_id, step) in &run.outputs {
         sqlx::query("INSERT INTO run_outputs (run_uuid, model_id, step) VALUES ($1, $2, $3) ON CONFLICT (run_uuid, model_id) DO NOTHING")
@@ -396,14 +433,24 @@ pub async fn import_logged_models(
         .transaction(actor, async move |tx, audit| {
             let mut written = Written::default();
             for m in &models {
-                let here: Option<String> =
-                    sqlx::query_scalar("SELECT model_id FROM logged_models WHERE model_id = $1")
+                let here: Option<i64> =
+                    sqlx::query_scalar("SELECT experiment_id FROM logged_models WHERE model_id = $1")
                         .bind(m.id.clone())
                         .fetch_optional(&mut *tx)
                         .await?;
-                if here.is_some() {
-                    written.present += 1;
-                    continue;
+                match here {
+                    Some(ours) if ours != m.experiment_id => {
+                        return Err(collision(
+                            format!("logged model {}", m.id),
+                            format!("a model of experiment {ours}"),
+                            format!("a model of experiment {}", m.experiment_id),
+                        ));
+                    }
+                    Some(_) => {
+                        written.present += 1;
+                        continue;
+                    }
+                    None => {}
                 }
                 sqlx::query("INSERT INTO logged_models (model_id, experiment_id, name, artifact_uri, status, creation_time, last_updated_time, source_run_id, model_type, lifecycle_stage) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
                     .bind(m.id.clone())
@@ -470,14 +517,23 @@ pub async fn import_registered_model(
             }
             // MLflow keeps a deleted version's row with this stage and shows it nowhere.
             for v in model.versions.iter().filter(|v| v.current_stage != DELETED_VERSION) {
-                let exists: Option<i64> = sqlx::query_scalar(
-                    "SELECT version FROM model_versions WHERE name = $1 AND version = $2",
+                let here = sqlx::query(
+                    "SELECT source, run_id FROM model_versions WHERE name = $1 AND version = $2",
                 )
                 .bind(name.clone())
                 .bind(v.version)
                 .fetch_optional(&mut *tx)
                 .await?;
-                if exists.is_some() {
+                if let Some(row) = here {
+                    let (source, run_id) = (text(&row, "source")?, text(&row, "run_id")?);
+                    // The same version imported before, or another model under that number.
+                    if source != v.source || run_id != v.run_id {
+                        return Err(collision(
+                            format!("version {} of model `{name}`", v.version),
+                            format!("a version of {source} (run `{run_id}`)"),
+                            format!("a version of {} (run `{}`)", v.source, v.run_id),
+                        ));
+                    }
                     written.present += 1;
                     continue;
                 }

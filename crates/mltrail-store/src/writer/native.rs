@@ -195,6 +195,27 @@ impl<S> Native<S> {
 }
 
 impl Db {
+    /// Opens `file` read-only, as it is (an import's source): no pragmas, nothing written.
+    pub(crate) fn open_read_only(file: &str) -> Result<Db, StoreError> {
+        let path = CString::new(file).map_err(nul)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: as in `Native::open`; the handle is closed by `Db`'s drop even on failure.
+        let rc = unsafe {
+            ffi::sqlite3_open_v2(
+                path.as_ptr(),
+                &mut raw,
+                ffi::SQLITE_OPEN_READONLY | ffi::SQLITE_OPEN_NOMUTEX,
+                ptr::null(),
+            )
+        };
+        let db = Db(NonNull::new(raw).ok_or_else(|| DatabaseError::OutOfMemory(file.to_string()))?);
+        if rc != ffi::SQLITE_OK {
+            return Err(error(&db, "open"));
+        }
+        db.exec("PRAGMA busy_timeout = 10000")?;
+        Ok(db)
+    }
+
     /// Runs SQL that returns no rows.
     pub(crate) fn exec(&self, sql: &str) -> Result<(), StoreError> {
         let sql = CString::new(sql).map_err(nul)?;
@@ -388,6 +409,11 @@ impl Stmt {
             let len = ffi::sqlite3_column_bytes(self.raw, index) as usize;
             String::from_utf8_lossy(std::slice::from_raw_parts(ptr, len)).into_owned()
         }
+    }
+
+    pub(crate) fn column_f64(&self, index: c_int) -> f64 {
+        // SAFETY: called after step() returned a row.
+        unsafe { ffi::sqlite3_column_double(self.raw, index) }
     }
 
     pub(crate) fn column_i64(&self, index: c_int) -> i64 {

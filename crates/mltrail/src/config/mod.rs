@@ -662,16 +662,7 @@ fn redact_strings(value: &mut serde_json::Value) {
 
 /// Hides a password in a database URI before it is logged.
 pub fn redact(uri: &str) -> String {
-    match (uri.find("://"), uri.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &uri[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &uri[..scheme_end + 3], &uri[at..]),
-                None => uri.to_string(),
-            }
-        }
-        _ => uri.to_string(),
-    }
+    mltrail_core::redact::redact_uri(uri)
 }
 
 #[cfg(test)]

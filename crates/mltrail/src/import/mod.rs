@@ -32,9 +32,10 @@ pub enum ImportCommand {
     ///
     /// SOURCE is read, never written: an MLflow database (`sqlite:///mlflow.db`,
     /// `postgresql://user@host/mlflow`; MLflow 2.x and 3.x) or a file store folder (`./mlruns`).
-    /// Stop the MLflow server first, or import again afterwards: what is here already is
-    /// skipped, so an interrupted import resumes and a repeated one changes nothing. Each
-    /// imported entity gets an audit event saying where it came from.
+    /// What is here already is skipped, not updated: an interrupted import resumes and a
+    /// repeated one changes nothing, so stop the MLflow server before the import that counts
+    /// (a run still running there is brought over as it was then). Each imported entity gets
+    /// an audit event saying where it came from.
     Mlflow(MlflowArgs),
 }
 
@@ -223,14 +224,12 @@ async fn import(
     let chosen = choose(&all, &args.experiments)?;
     let mut experiments: Vec<Experiment> =
         all.into_iter().filter(|e| chosen.contains(&e.id)).collect();
-    // The paths under the artifacts root whose files are copied.
-    let mut prefixes: Vec<String> = Vec::new();
     for e in &mut experiments {
-        if let Some(path) = relocation.path_of(&e.artifact_location) {
-            prefixes.push(path);
-        }
         e.artifact_location = moved(&e.artifact_location);
     }
+    // The paths under the artifacts root whose files are copied: those of runs, logged models
+    // and versions (an experiment's folder also holds a file store's metadata, and traces).
+    let mut prefixes: Vec<String> = Vec::new();
     let ids: Vec<i64> = experiments.iter().map(|e| e.id).collect();
     summary.experiments = store_import::import_experiments(store, &actor, origin, experiments)
         .await?
@@ -250,6 +249,7 @@ async fn import(
     let run_ids = both!(source, run_ids(&ids))?;
     let here = store_import::present_runs(store, &run_ids).await?;
     summary.runs.already_here = here.len();
+    let run_ids: Vec<String> = run_ids.into_iter().map(|(id, _)| id).collect();
     let missing: Vec<String> = run_ids
         .into_iter()
         .filter(|id| !here.contains(id))
@@ -297,6 +297,14 @@ async fn import(
     summary.locations_not_moved = not_moved;
     if !args.no_artifacts {
         if let Some(root) = relocation.root() {
+            if let Root::Local(path) = root {
+                if !path.is_dir() {
+                    bail!(
+                        "the artifacts root {} is not a folder: give the MLflow server's --artifacts-destination with --artifacts-root, or --no-artifacts",
+                        path.display()
+                    );
+                }
+            }
             copy_artifacts(
                 store,
                 &actor,
@@ -340,41 +348,22 @@ async fn copy_artifacts(
     origin: &str,
     root: &Root,
     destination: &str,
-    mut prefixes: Vec<String>,
+    prefixes: Vec<String>,
     summary: &mut Summary,
 ) -> Result<()> {
-    prefixes.sort();
-    prefixes.dedup();
-    // A prefix inside another one is covered by it.
-    let mut covering: Vec<String> = Vec::new();
-    for p in prefixes {
-        let covered = covering
-            .iter()
-            .any(|c| c.is_empty() || p == *c || p.starts_with(&format!("{c}/")));
-        if !covered {
-            covering.push(p);
-        }
-    }
-    if covering.is_empty() {
+    if prefixes.is_empty() {
         return Ok(());
     }
-    let from = match root {
-        Root::Local(path) if !path.is_dir() => return Ok(()),
-        _ => ArtifactStore::open(&root.uri())
-            .with_context(|| format!("cannot open the source's artifacts at {}", root.uri()))?,
-    };
+    let prefixes: HashSet<String> = prefixes.into_iter().collect();
+    let from = ArtifactStore::open(&root.uri())
+        .with_context(|| format!("cannot open the source's artifacts at {}", root.uri()))?;
     let to = ArtifactStore::open(destination)
         .with_context(|| format!("cannot open mltrail's artifact store {destination}"))?;
     let wanted: Vec<(ArtifactPath, u64)> = from
         .files()
         .await?
         .into_iter()
-        .filter(|(path, _)| {
-            let p = path.as_str();
-            covering
-                .iter()
-                .any(|c| c.is_empty() || p == c || p.starts_with(&format!("{c}/")))
-        })
+        .filter(|(path, _)| under_any(path.as_str(), &prefixes))
         .collect();
     let held: HashMap<String, u64> = to
         .files()
@@ -423,6 +412,16 @@ async fn copy_artifacts(
     Ok(())
 }
 
+/// Whether `path` is one of `prefixes` or inside one: its ancestors are looked up, so a
+/// million files against a hundred thousand runs' folders stay a few lookups each.
+fn under_any(path: &str, prefixes: &HashSet<String>) -> bool {
+    if prefixes.contains("") || prefixes.contains(path) {
+        return true;
+    }
+    path.match_indices('/')
+        .any(|(end, _)| prefixes.contains(&path[..end]))
+}
+
 fn print_summary(s: &Summary) {
     println!("imported from {}", s.source);
     let line = |what: &str, c: &Counts| {
@@ -444,5 +443,26 @@ fn print_summary(s: &Summary) {
             "  {} artifact locations are outside the artifacts root and were kept as they were (their files not copied): pass --artifacts-root",
             s.locations_not_moved
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_under_their_runs_folders_only() {
+        let prefixes: HashSet<String> = ["1/abc/artifacts", "1/models/m-1/artifacts"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert!(under_any("1/abc/artifacts/model/MLmodel", &prefixes));
+        assert!(under_any("1/abc/artifacts", &prefixes));
+        assert!(under_any("1/models/m-1/artifacts/x", &prefixes));
+        assert!(!under_any("1/abc/meta.yaml", &prefixes));
+        assert!(!under_any("1/abcd/artifacts/x", &prefixes));
+        assert!(!under_any("1/meta.yaml", &prefixes));
+        let everything: HashSet<String> = [String::new()].into_iter().collect();
+        assert!(under_any("anything/at/all", &everything));
     }
 }

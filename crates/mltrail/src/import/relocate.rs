@@ -73,7 +73,17 @@ impl Relocation {
                     .then(|| rest.trim_matches('/').to_string())
             }
             Root::Local(root) => {
-                let path = location.strip_prefix("file://").unwrap_or(location);
+                // MLflow writes `file:` URIs with `Path.as_uri()`: a space is `%20` there.
+                let decoded;
+                let path = match location.strip_prefix("file://") {
+                    Some(encoded) => {
+                        decoded = percent_encoding::percent_decode_str(encoded)
+                            .decode_utf8_lossy()
+                            .into_owned();
+                        decoded.as_str()
+                    }
+                    None => location,
+                };
                 if !path.starts_with('/') {
                     return None;
                 }
@@ -140,6 +150,11 @@ mod tests {
             "mlflow-artifacts:/1/r/artifacts"
         );
         assert_eq!(r.location("file:///data/mlruns/0"), "mlflow-artifacts:/0");
+        let spaced = Relocation::new(Some(Root::Local(PathBuf::from("/data/My Runs"))));
+        assert_eq!(
+            spaced.location("file:///data/My%20Runs/2/r"),
+            "mlflow-artifacts:/2/r"
+        );
         // A sibling folder sharing the prefix is not under the root.
         assert_eq!(r.location("/data/mlruns2/1"), "/data/mlruns2/1");
         assert_eq!(r.location("s3://elsewhere/1"), "s3://elsewhere/1");
