@@ -209,6 +209,50 @@ impl ArtifactStore {
         Ok(())
     }
 
+    /// Writes a file from a stream of chunks, never holding it whole: parts of 8 MiB through the
+    /// store's multipart upload (a local file is staged and renamed into place once complete,
+    /// so a failed copy leaves no partial file). `each` sees every chunk, in order (a digest
+    /// being computed). Returns the bytes written.
+    pub async fn put_stream(
+        &self,
+        path: &ArtifactPath,
+        mut chunks: BoxStream<'static, Result<Bytes, ArtifactError>>,
+        mut each: impl FnMut(&[u8]) + Send,
+    ) -> Result<u64, ArtifactError> {
+        if path.is_root() {
+            return Err(ArtifactError::Storage(
+                "cannot write to the store root".into(),
+            ));
+        }
+        const PART: usize = 8 << 20;
+        let upload = self
+            .inner
+            .put_multipart(&self.location(path))
+            .await
+            .map_err(put_error)?;
+        let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut written = 0u64;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    writer.abort().await.ok();
+                    return Err(e);
+                }
+            };
+            each(&chunk);
+            written += chunk.len() as u64;
+            // At most two parts in flight: memory stays a few parts whatever the file's size.
+            if let Err(e) = writer.wait_for_capacity(2).await {
+                writer.abort().await.ok();
+                return Err(put_error(e));
+            }
+            writer.put(chunk);
+        }
+        writer.finish().await.map_err(put_error)?;
+        Ok(written)
+    }
+
     pub async fn get(&self, path: &ArtifactPath) -> Result<Bytes, ArtifactError> {
         Ok(self.inner.get(&self.location(path)).await?.bytes().await?)
     }
@@ -329,35 +373,48 @@ impl ArtifactStore {
         Ok(out)
     }
 
-    /// Every file in the store with its size, in no particular order (for backups).
+    /// Every file in the store with its size, in no particular order (for backups); a stored
+    /// name that is not an artifact path is an error.
     pub async fn files(&self) -> Result<Vec<(ArtifactPath, u64)>, ArtifactError> {
+        let (files, refused) = self.files_and_refused().await?;
+        match refused.into_iter().next() {
+            Some(reason) => Err(ArtifactError::Storage(reason)),
+            None => Ok(files),
+        }
+    }
+
+    /// Every file in the store with its size, and, apart, why each stored name that is not an
+    /// artifact path was left out (an import copies what it can and says what it could not).
+    pub async fn files_and_refused(
+        &self,
+    ) -> Result<(Vec<(ArtifactPath, u64)>, Vec<String>), ArtifactError> {
         let skip = self.prefix.as_ref().map_or(0, |p| p.parts().count());
         let metas: Vec<object_store::ObjectMeta> =
             self.inner.list(self.prefix.as_ref()).try_collect().await?;
-        metas
-            .into_iter()
-            .map(|meta| {
-                // Listed names come back escaped as the store keeps them (`[` as `%5B`); the
-                // artifact's own name is the unescaped one.
-                let parts: Result<Vec<String>, _> = meta
-                    .location
-                    .parts()
-                    .skip(skip)
-                    .map(|part| {
-                        percent_encoding::percent_decode_str(part.as_ref())
-                            .decode_utf8()
-                            .map(|name| name.into_owned())
-                    })
-                    .collect();
-                let stored = || format!("stored name {}", meta.location);
-                let relative = parts
-                    .map_err(|e| ArtifactError::Storage(format!("{}: {e}", stored())))?
-                    .join("/");
-                ArtifactPath::parse(&relative)
-                    .map(|path| (path, meta.size))
-                    .map_err(|e| ArtifactError::Storage(format!("{}: {e}", stored())))
-            })
-            .collect()
+        let mut files = Vec::with_capacity(metas.len());
+        let mut refused = Vec::new();
+        for meta in metas {
+            // Listed names come back escaped as the store keeps them (`[` as `%5B`); the
+            // artifact's own name is the unescaped one.
+            let parts: Result<Vec<String>, _> = meta
+                .location
+                .parts()
+                .skip(skip)
+                .map(|part| {
+                    percent_encoding::percent_decode_str(part.as_ref())
+                        .decode_utf8()
+                        .map(|name| name.into_owned())
+                })
+                .collect();
+            let parsed = parts
+                .map_err(|e| e.to_string())
+                .and_then(|parts| ArtifactPath::parse(&parts.join("/")).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(path) => files.push((path, meta.size)),
+                Err(e) => refused.push(format!("stored name {}: {e}", meta.location)),
+            }
+        }
+        Ok((files, refused))
     }
 
     /// Deletes a file, or every file under a directory.
@@ -406,6 +463,52 @@ mod tests {
         assert!(matches!(
             ArtifactError::from(denied),
             ArtifactError::Storage(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_file_of_several_parts_arrives_whole_and_a_failed_one_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
+        // 20 MiB in 1 MiB chunks: three 8 MiB parts, the last one short.
+        let bytes: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+        let chunks: Vec<Result<Bytes, ArtifactError>> = bytes
+            .chunks(1 << 20)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut seen = blake3::Hasher::new();
+        let written = store
+            .put_stream(
+                &p("1/r/artifacts/big.bin"),
+                futures::stream::iter(chunks).boxed(),
+                |c| {
+                    seen.update(c);
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(written, bytes.len() as u64);
+        assert_eq!(seen.finalize(), blake3::hash(&bytes));
+        assert_eq!(store.get(&p("1/r/artifacts/big.bin")).await.unwrap(), bytes);
+
+        let failing: Vec<Result<Bytes, ArtifactError>> = vec![
+            Ok(Bytes::from(vec![1u8; 9 << 20])),
+            Err(ArtifactError::Storage("the source went away".into())),
+        ];
+        let failed = store
+            .put_stream(
+                &p("1/r/artifacts/cut.bin"),
+                futures::stream::iter(failing).boxed(),
+                |_| {},
+            )
+            .await;
+        assert!(
+            matches!(failed, Err(ArtifactError::Storage(_))),
+            "{failed:?}"
+        );
+        assert!(matches!(
+            store.get(&p("1/r/artifacts/cut.bin")).await,
+            Err(ArtifactError::NotFound(_))
         ));
     }
 

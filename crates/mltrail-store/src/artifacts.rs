@@ -45,6 +45,35 @@ pub async fn put_as(
         .await
 }
 
+/// Copies a file from a stream of its bytes to `path`, never holding it whole, and records the
+/// write as `action` with the BLAKE3 digest of exactly the bytes written (an import's copy).
+pub async fn put_stream_as(
+    store: &MetaStore,
+    artifacts: &ArtifactStore,
+    actor: &str,
+    action: &str,
+    path: &ArtifactPath,
+    chunks: futures::stream::BoxStream<'static, Result<Bytes, mltrail_artifacts::ArtifactError>>,
+) -> Result<u64, StoreError> {
+    let mut hasher = blake3::Hasher::new();
+    let written = artifacts
+        .put_stream(path, chunks, |chunk| {
+            hasher.update(chunk);
+        })
+        .await?;
+    let digest = hasher.finalize().to_hex().to_string();
+    let id = path.to_string();
+    let action = action.to_string();
+    store
+        .transaction(actor, async move |tx, audit| {
+            audit
+                .record_external(tx, &action, ARTIFACT_KIND, &id, Some(digest))
+                .await
+        })
+        .await?;
+    Ok(written)
+}
+
 /// Deletes the file (or every file under the directory) at `path` and records the deletion.
 pub async fn delete(
     store: &MetaStore,

@@ -23,6 +23,30 @@ pub struct LiveSample {
 }
 
 /// The value of `name="…"` in a label set written as OpenMetrics does (`\"` and `\\` escaped).
+/// The samples of an OpenMetrics text, as (metric name, labels text, value): comments skipped,
+/// and only finite values that are not negative (the counters, gauges and buckets the pages
+/// read are never anything else, and one that is would spoil every sum over replicas).
+pub(crate) fn samples(text: &str) -> impl Iterator<Item = (&str, &str, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            // `name{labels} value [timestamp]`: the value is the first field after the series
+            // (label values may hold spaces, so a series with labels ends at its `}`; the last
+            // one, as values may hold braces: `route="/api/v1/monitors/{id}"`).
+            let (series, rest) = match line.rfind('}') {
+                Some(end) => line.split_at(end + 1),
+                None => line.split_once(' ').unwrap_or((line, "")),
+            };
+            let value = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite() && *v >= 0.0)?;
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            Some((name, labels, value))
+        })
+}
+
 pub(crate) fn label(labels: &str, name: &str) -> Option<String> {
     let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
     let mut out = String::new();
@@ -46,25 +70,7 @@ impl LiveSample {
             ..Default::default()
         };
         let mut buckets: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            // `name{labels} value [timestamp]`: the value is the first field after the series
-            // (label values may hold spaces, so a series with labels ends at its `}`).
-            // The last `}`: label values may hold braces (`route="/api/v1/monitors/{id}"`).
-            let (series, rest) = match line.rfind('}') {
-                Some(end) => line.split_at(end + 1),
-                None => line.split_once(' ').unwrap_or((line, "")),
-            };
-            // Counters are finite and never negative: anything else would spoil the sums of
-            // every replica's rates.
-            let Some(value) = rest
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| v.is_finite() && *v >= 0.0)
-            else {
-                continue;
-            };
-            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        for (name, labels, value) in samples(text) {
             let add = |map: &mut BTreeMap<String, f64>, key: String| {
                 if map.contains_key(&key) || map.len() < MAX_SERIES {
                     *map.entry(key).or_default() += value;

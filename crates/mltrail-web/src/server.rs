@@ -81,21 +81,7 @@ impl ServerHealth {
     pub fn parse(text: &str) -> ServerHealth {
         let mut health = ServerHealth::default();
         let mut routes: BTreeMap<(String, String), RouteStat> = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            // The last `}`: label values may hold braces (`route="/api/v1/monitors/{id}"`).
-            let (series, rest) = match line.rfind('}') {
-                Some(end) => line.split_at(end + 1),
-                None => line.split_once(' ').unwrap_or((line, "")),
-            };
-            let Some(value) = rest
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| v.is_finite() && *v >= 0.0)
-            else {
-                continue;
-            };
-            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        for (name, labels, value) in crate::live::samples(text) {
             if let Some(part) = name.strip_prefix("mltrail_http_request_duration_seconds_") {
                 let key = (
                     label(labels, "route").unwrap_or_default(),

@@ -85,6 +85,8 @@ struct Summary {
     artifact_bytes_copied: u64,
     /// Locations outside the artifacts root, kept as they were.
     locations_not_moved: usize,
+    /// Files under the root whose names are not artifact paths (warned one by one).
+    artifacts_not_copied: usize,
 }
 
 #[derive(Debug, Default, Serialize, Clone, Copy)]
@@ -359,9 +361,12 @@ async fn copy_artifacts(
         .with_context(|| format!("cannot open the source's artifacts at {}", root.uri()))?;
     let to = ArtifactStore::open(destination)
         .with_context(|| format!("cannot open mltrail's artifact store {destination}"))?;
-    let wanted: Vec<(ArtifactPath, u64)> = from
-        .files()
-        .await?
+    let (listed, refused) = from.files_and_refused().await?;
+    for reason in &refused {
+        tracing::warn!(%reason, "a source artifact was not copied");
+    }
+    summary.artifacts_not_copied = refused.len();
+    let wanted: Vec<(ArtifactPath, u64)> = listed
         .into_iter()
         .filter(|(path, _)| under_any(path.as_str(), &prefixes))
         .collect();
@@ -390,17 +395,17 @@ async fn copy_artifacts(
             bar.inc(size);
             continue;
         }
-        let bytes = from
-            .get(&path)
+        let (_, chunks) = from
+            .get_stream(&path)
             .await
             .with_context(|| format!("cannot read the source artifact {key}"))?;
-        mltrail_store::artifacts::put_as(
+        mltrail_store::artifacts::put_stream_as(
             store,
             &to,
             actor,
             &format!("artifact.import from {origin}"),
             &path,
-            bytes,
+            chunks,
         )
         .await
         .with_context(|| format!("cannot copy the artifact {key}"))?;
@@ -437,6 +442,12 @@ fn print_summary(s: &Summary) {
     line("artifact files", &s.artifacts);
     if s.artifact_bytes_copied > 0 {
         println!("  {:<16} {:>9} bytes copied", "", s.artifact_bytes_copied);
+    }
+    if s.artifacts_not_copied > 0 {
+        println!(
+            "  {} files under the artifacts root have names that are not artifact paths and were not copied (each named in a warning above)",
+            s.artifacts_not_copied
+        );
     }
     if s.locations_not_moved > 0 {
         println!(
