@@ -34,6 +34,17 @@ pub async fn put_as(
 ) -> Result<(), StoreError> {
     let digest = blake3::hash(&bytes).to_hex().to_string();
     artifacts.put(path, bytes).await?;
+    record_put(store, actor, action, path, digest).await
+}
+
+/// The event of bytes written at `path`, with their digest.
+async fn record_put(
+    store: &MetaStore,
+    actor: &str,
+    action: &str,
+    path: &ArtifactPath,
+    digest: String,
+) -> Result<(), StoreError> {
     let id = path.to_string();
     let action = action.to_string();
     store
@@ -62,15 +73,7 @@ pub async fn put_stream_as(
         })
         .await?;
     let digest = hasher.finalize().to_hex().to_string();
-    let id = path.to_string();
-    let action = action.to_string();
-    store
-        .transaction(actor, async move |tx, audit| {
-            audit
-                .record_external(tx, &action, ARTIFACT_KIND, &id, Some(digest))
-                .await
-        })
-        .await?;
+    record_put(store, actor, action, path, digest).await?;
     Ok(written)
 }
 

@@ -446,16 +446,8 @@ fn read_inputs(
     experiment_dir: &Path,
     datasets: &mut HashMap<PathBuf, serde_json::Value>,
 ) -> Result<Vec<NewDatasetInput>, StoreError> {
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
     let mut inputs = Vec::new();
-    for (_, input_dir) in subdirs(dir)? {
-        let path = input_dir.join(META);
-        if !path.is_file() {
-            continue;
-        }
-        let meta = Meta::read(&path)?;
+    for (_, path, meta) in folder_metas(dir)? {
         if meta.text("source_type") != Some("DATASET") {
             continue;
         }
@@ -493,6 +485,23 @@ fn read_inputs(
     Ok(inputs)
 }
 
+/// The `meta.yaml` of each folder in `dir` that has one, with the folder's name and the file's
+/// path; none when `dir` is absent (a run that logged no inputs or outputs).
+fn folder_metas(dir: &Path) -> Result<Vec<(String, PathBuf, Meta)>, StoreError> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut metas = Vec::new();
+    for (name, folder) in subdirs(dir)? {
+        let path = folder.join(META);
+        if path.is_file() {
+            let meta = Meta::read(&path)?;
+            metas.push((name, path, meta));
+        }
+    }
+    Ok(metas)
+}
+
 /// A dataset as `mlflow_db` gives it: name, digest, source type and source, with schema and
 /// profile where recorded.
 fn read_dataset(path: &Path) -> Result<serde_json::Value, StoreError> {
@@ -511,16 +520,8 @@ fn read_dataset(path: &Path) -> Result<serde_json::Value, StoreError> {
 
 /// Logged models a run produced, with the step each was logged at, in model id order.
 fn read_outputs(dir: &Path) -> Result<Vec<(String, i64)>, StoreError> {
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
     let mut outputs = Vec::new();
-    for (model_id, output_dir) in subdirs(dir)? {
-        let path = output_dir.join(META);
-        if !path.is_file() {
-            continue;
-        }
-        let meta = Meta::read(&path)?;
+    for (model_id, _, meta) in folder_metas(dir)? {
         if meta.text("destination_type") != Some("MODEL_OUTPUT") {
             continue;
         }

@@ -85,22 +85,7 @@ impl<S> Native<S> {
         file: &str,
         prepare: impl FnOnce(&Db) -> Result<S, StoreError>,
     ) -> Result<Self, StoreError> {
-        let path = CString::new(file).map_err(nul)?;
-        let mut raw = ptr::null_mut();
-        // SAFETY: NUL-terminated path; `raw` receives a handle we own (closed by `Db`'s drop,
-        // even when opening failed, as SQLite requires).
-        let rc = unsafe {
-            ffi::sqlite3_open_v2(
-                path.as_ptr(),
-                &mut raw,
-                ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_NOMUTEX,
-                ptr::null(),
-            )
-        };
-        let db = Db(NonNull::new(raw).ok_or_else(|| DatabaseError::OutOfMemory(file.to_string()))?);
-        if rc != ffi::SQLITE_OK {
-            return Err(error(&db, "open"));
-        }
+        let db = Db::open_with(file, ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_NOMUTEX)?;
         for pragma in [
             "PRAGMA journal_mode = WAL",
             // FULL: a commit is fsynced before it is acknowledged (durable across power loss).
@@ -197,22 +182,21 @@ impl<S> Native<S> {
 impl Db {
     /// Opens `file` read-only, as it is (an import's source): no pragmas, nothing written.
     pub(crate) fn open_read_only(file: &str) -> Result<Db, StoreError> {
+        let db = Db::open_with(file, ffi::SQLITE_OPEN_READONLY | ffi::SQLITE_OPEN_NOMUTEX)?;
+        db.exec("PRAGMA busy_timeout = 10000")?;
+        Ok(db)
+    }
+
+    fn open_with(file: &str, flags: c_int) -> Result<Db, StoreError> {
         let path = CString::new(file).map_err(nul)?;
         let mut raw = ptr::null_mut();
-        // SAFETY: as in `Native::open`; the handle is closed by `Db`'s drop even on failure.
-        let rc = unsafe {
-            ffi::sqlite3_open_v2(
-                path.as_ptr(),
-                &mut raw,
-                ffi::SQLITE_OPEN_READONLY | ffi::SQLITE_OPEN_NOMUTEX,
-                ptr::null(),
-            )
-        };
+        // SAFETY: NUL-terminated path; `raw` receives a handle we own (closed by `Db`'s drop,
+        // even when opening failed, as SQLite requires).
+        let rc = unsafe { ffi::sqlite3_open_v2(path.as_ptr(), &mut raw, flags, ptr::null()) };
         let db = Db(NonNull::new(raw).ok_or_else(|| DatabaseError::OutOfMemory(file.to_string()))?);
         if rc != ffi::SQLITE_OK {
             return Err(error(&db, "open"));
         }
-        db.exec("PRAGMA busy_timeout = 10000")?;
         Ok(db)
     }
 
