@@ -225,10 +225,14 @@ def test_import_from_an_mlflow_server_database(server, tmp_path):
     again = run_import(server, source_db, target_db, target_artifacts, "--artifacts-root", source_artifacts)
     for kind in ["experiments", "runs", "logged_models", "model_versions", "artifacts"]:
         assert again[kind]["imported"] == 0, (kind, again)
-    assert check_trail(server, target_db, target_artifacts, origin) == events
+    # The second import wrote nothing but its own record: started and finished.
+    assert check_trail(server, target_db, target_artifacts, origin) == events + 2
 
     proc, url = start_mltrail(server, tmp_path, target_db, target_artifacts)
     try:
+        # The web UI's Server page lists both imports, where from and what each wrote.
+        page = requests.get(f"{url}/ui/server", timeout=30).text
+        assert "Imported history" in page and page.count(origin.replace("&", "&amp;")) == 2, page[-3000:]
         actual = read_back(url, made)
         diffs = differences(nan_as_mlflow_keeps_it(comparable(actual)), comparable(expected))
         assert not diffs, "\n".join(diffs)
@@ -264,7 +268,7 @@ def test_import_from_a_file_store(server, tmp_path, monkeypatch):
     again = run_import(server, str(store), target_db, target_artifacts)
     for kind in ["experiments", "runs", "logged_models", "model_versions", "artifacts"]:
         assert again[kind]["imported"] == 0, (kind, again)
-    assert check_trail(server, target_db, target_artifacts, str(store)) == events
+    assert check_trail(server, target_db, target_artifacts, str(store)) == events + 2
 
     proc, url = start_mltrail(server, tmp_path, target_db, target_artifacts)
     try:

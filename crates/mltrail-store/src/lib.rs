@@ -78,7 +78,7 @@ pub mod audit {
 
     /// Every entity kind with state in the database, in the order `verify` looks for rows
     /// that have no event.
-    const KINDS: [&dyn AuditedKind; 19] = [
+    const KINDS: [&dyn AuditedKind; 20] = [
         &Kind::<experiments::ExperimentRef>::new(),
         &Kind::<runs::RunRef>::new(),
         &Kind::<metrics::MetricBatch>::new(),
@@ -98,6 +98,7 @@ pub mod audit {
         &Kind::<crate::business::PointBatch>::new(),
         &Kind::<crate::business::AnnotationRef>::new(),
         &Kind::<crate::settings::SettingRef>::new(),
+        &Kind::<crate::import::sessions::ImportRef>::new(),
     ];
 
     /// Recomputes the chain from the genesis hash, then checks that every entity's current

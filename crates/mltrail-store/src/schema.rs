@@ -25,7 +25,20 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, V13),
     (14, V14),
     (15, V15),
+    (16, V16),
 ];
+
+/// Each `mltrail import`: where it read from, when it started and ended, what it wrote
+/// (`import/sessions.rs`).
+const V16: &str = r#"
+CREATE TABLE imports (
+    import_id TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    started_time BIGINT NOT NULL,
+    finished_time BIGINT,
+    summary TEXT NOT NULL
+)
+"#;
 
 /// The values logged for a logged model (MLflow 3's `LoggedModel.metrics`), found by its id;
 /// partial, so the run-only values most blocks hold add nothing to it.

@@ -2,6 +2,7 @@
 //! (cumulative since the server started), the writer's group commits, its queue, and the
 //! database's size on disk.
 
+use mltrail_store::import::sessions::ImportSession;
 use std::collections::BTreeMap;
 
 use maud::{html, Markup};
@@ -198,7 +199,11 @@ fn per_bucket(buckets: &[(f64, f64)]) -> (Vec<String>, Vec<u64>) {
 }
 
 /// The page: the store first (what every write waits for), then the routes by requests.
-pub fn server_page(viewer: &Viewer<'_>, health: &ServerHealth) -> Markup {
+pub fn server_page(
+    viewer: &Viewer<'_>,
+    health: &ServerHealth,
+    imports: &[ImportSession],
+) -> Markup {
     let g = &health.groups;
     let (size_labels, size_counts) = per_bucket(&g.size_buckets);
     let body = html! {
@@ -243,8 +248,48 @@ pub fn server_page(viewer: &Viewer<'_>, health: &ServerHealth) -> Markup {
                 } } }
             }
         }
+        (imports_section(imports))
     };
     layout::page(Section::Server, viewer, &[], "Server", body)
+}
+
+/// The imports of another server's history (`mltrail import mlflow`), newest first: where
+/// from, when, and what each wrote; one that did not finish says so.
+fn imports_section(imports: &[ImportSession]) -> Markup {
+    let count = |s: &ImportSession, kind: &str, field: &str| -> String {
+        s.summary[kind][field]
+            .as_u64()
+            .map_or_else(|| "—".to_string(), |n| n.to_string())
+    };
+    html! {
+        h2 { "Imported history" }
+        @if imports.is_empty() {
+            p.empty { "Nothing imported: " code { "mltrail import mlflow SOURCE" } " brings an MLflow server's history in (README, “Moving from MLflow”)." }
+        } @else {
+            table.wide {
+                caption { "The last " (imports.len()) " imports, newest first; each entity they wrote has an audit event naming the source." }
+                thead { tr {
+                    th scope="col" { "Source" } th scope="col" { "Started (UTC)" } th scope="col" { "Took" }
+                    th.num scope="col" { "Experiments" } th.num scope="col" { "Runs" } th.num scope="col" { "Runs already here" }
+                    th.num scope="col" { "Model versions" } th.num scope="col" { "Artifact files" }
+                } }
+                tbody { @for s in imports { tr {
+                    td { code { (s.origin) } }
+                    td { (layout::time(s.started_time)) }
+                    @match (s.finished_time, s.summary["error"].as_str()) {
+                        (None, _) => { td { "did not finish" } }
+                        (Some(_), Some(error)) => { td { "failed: " (error) } }
+                        (Some(end), None) => { td { (layout::duration(Some(s.started_time), Some(end))) } }
+                    }
+                    td.num { (count(s, "experiments", "imported")) }
+                    td.num { (count(s, "runs", "imported")) }
+                    td.num { (count(s, "runs", "already_here")) }
+                    td.num { (count(s, "model_versions", "imported")) }
+                    td.num { (count(s, "artifacts", "imported")) }
+                } } }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -297,8 +342,40 @@ mltrail_store_database_bytes 434176
                 csrf: "",
             },
             &health,
+            &[],
         )
         .into_string();
         assert!(page.contains("/api/2.0/mlflow/runs/log-metric") && page.contains("424.0 KiB"));
+        assert!(page.contains("Nothing imported"));
+    }
+
+    #[test]
+    fn imports_say_where_from_what_they_wrote_and_whether_they_ended() {
+        let session = |finished: Option<i64>, summary: serde_json::Value| ImportSession {
+            import_id: "i".into(),
+            origin: "mlflow sqlite:////data/<mlflow>.db".into(),
+            started_time: 1_700_000_000_000,
+            finished_time: finished,
+            summary,
+        };
+        let done = session(
+            Some(1_700_000_145_000),
+            serde_json::json!({"runs": {"imported": 100000, "already_here": 7}, "experiments": {"imported": 10}}),
+        );
+        let stopped = session(None, serde_json::json!({}));
+        let failed = session(
+            Some(1_700_000_001_000),
+            serde_json::json!({"error": "cannot import run r"}),
+        );
+        let page = imports_section(&[done, stopped, failed]).into_string();
+        assert!(
+            page.contains("mlflow sqlite:////data/&lt;mlflow&gt;.db"),
+            "{page}"
+        );
+        assert!(
+            page.contains("100000") && page.contains(">7<") && page.contains("145s"),
+            "{page}"
+        );
+        assert!(page.contains("did not finish") && page.contains("failed: cannot import run r"));
     }
 }

@@ -127,8 +127,12 @@ pub(super) async fn metric(
 /// The server's own health: requests by route, the writer's group commits, the database's size.
 pub(super) async fn server_health(State(state): State<AppState>, ctx: Ctx) -> PageResult {
     let text = crate::metrics::own_text(&state).await;
+    let imports = mltrail_store::import::sessions::list(&state.store, 20)
+        .await
+        .map_err(|e| ctx.fail(Section::Server, e))?;
     html(mltrail_web::server::server_page(
         &ctx.viewer(),
         &mltrail_web::server::ServerHealth::parse(&text),
+        &imports,
     ))
 }

@@ -13,6 +13,7 @@
 
 pub mod mlflow_db;
 pub mod mlflow_files;
+pub mod sessions;
 
 use crate::audited::Audited;
 use crate::error::{Conflict, Invalid, NotFound};

@@ -16,7 +16,7 @@ use mltrail_artifacts::ArtifactStore;
 use mltrail_core::ArtifactPath;
 use mltrail_store::import::mlflow_db::{MlflowDb, RUNS_PER_READ};
 use mltrail_store::import::mlflow_files::MlflowFiles;
-use mltrail_store::import::{self as store_import, Experiment, Written};
+use mltrail_store::import::{self as store_import, sessions, Experiment, Written};
 use mltrail_store::{MetaStore, StoreConfig};
 use serde::Serialize;
 
@@ -187,7 +187,23 @@ pub async fn run(command: ImportCommand) -> Result<()> {
         .await
         .with_context(|| format!("cannot open backend store {}", config::redact(&uri)))?;
     let destination = loaded.config.store.artifacts_destination.clone();
-    let imported = import(&store, &source, &origin, &relocation, &args, &destination).await;
+    let actor = crate::access::local_actor();
+    // The import is a record of its own (the Server page lists it), finished with what it did
+    // or the error that stopped it.
+    let session = sessions::begin(&store, &actor, &origin).await;
+    let imported = match &session {
+        Ok(_) => import(&store, &source, &origin, &relocation, &args, &destination).await,
+        Err(e) => Err(anyhow::anyhow!("cannot record the import: {e}")),
+    };
+    if let Ok(id) = &session {
+        let outcome = match &imported {
+            Ok(summary) => serde_json::to_value(summary)?,
+            Err(e) => serde_json::json!({"error": format!("{e:#}")}),
+        };
+        if let Err(e) = sessions::finish(&store, &actor, id, &outcome).await {
+            tracing::warn!(error = %e, "the import's end was not recorded");
+        }
+    }
     store.close().await;
     if let Source::Db(db) = &source {
         db.close().await;
