@@ -17,6 +17,7 @@ pub mod redact;
 pub mod state;
 pub mod tags;
 pub mod time;
+pub mod units;
 
 pub use access::{Action, Permission, Principal, ReleaseRole, ResourceType, Scope};
 pub use artifact_path::{ArtifactPath, PathError};

@@ -102,7 +102,7 @@ async fn from_row(conn: &mut AnyConnection, row: &AnyRow) -> Result<LoggedModel,
     let id = text(row, "model_id")?;
     let tags = kvs(conn, "logged_model_tags", &id).await?;
     let params = kvs(conn, "logged_model_params", &id).await?;
-    let info_id = id.clone();
+    let metrics = model_metrics(conn, &id).await?;
     Ok(LoggedModel {
         info: LoggedModelInfo {
             model_id: id,
@@ -116,10 +116,7 @@ async fn from_row(conn: &mut AnyConnection, row: &AnyRow) -> Result<LoggedModel,
             source_run_id: opt_text(row, "source_run_id")?,
             tags,
         },
-        data: LoggedModelData {
-            params,
-            metrics: model_metrics(conn, &info_id).await?,
-        },
+        data: LoggedModelData { params, metrics },
     })
 }
 

@@ -396,7 +396,7 @@ pub fn run_page(viewer: &Viewer<'_>, page: &RunPage<'_>) -> Markup {
                 thead { tr { th scope="col" { "Name" } th.num scope="col" { "Size" } } }
                 tbody { @for a in entries { tr {
                     td { a href={ (artifacts_href(&a.path)) "#artifacts" } { (a.path) @if a.is_dir { "/" } } }
-                    td.num { (a.size.map(size_text).unwrap_or_default()) }
+                    td.num { (a.size.map(mltrail_core::units::bytes_text).unwrap_or_default()) }
                 } } }
             },
         }
@@ -415,14 +415,6 @@ pub fn run_page(viewer: &Viewer<'_>, page: &RunPage<'_>) -> Markup {
         display_name(run),
         body,
     )
-}
-
-fn size_text(bytes: u64) -> String {
-    match bytes {
-        b if b < 1 << 10 => format!("{b} B"),
-        b if b < 1 << 20 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
-    }
 }
 
 fn preview(preview: &Preview) -> Markup {
@@ -448,7 +440,7 @@ fn preview(preview: &Preview) -> Markup {
             },
             Preview::Binary { path, src, size } => section aria-label={ "Preview of " (path) } {
                 h3 { (path) }
-                p { "A binary file of " (size_text(*size)) ". " a href=(src) download { "Download it" } "." }
+                p { "A binary file of " (mltrail_core::units::bytes_text(*size)) ". " a href=(src) download { "Download it" } "." }
             },
         }
     }

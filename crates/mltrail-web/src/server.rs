@@ -156,21 +156,8 @@ impl ServerHealth {
 }
 
 fn bytes(v: Option<f64>) -> String {
-    let Some(v) = v else {
-        return "—".into();
-    };
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = v;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{v:.0} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
-    }
+    // Sizes come from gauges: whole, finite and not negative (`live::samples`).
+    v.map_or_else(|| "—".into(), |v| mltrail_core::units::bytes_text(v as u64))
 }
 
 fn millis(seconds: Option<f64>) -> String {

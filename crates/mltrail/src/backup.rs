@@ -112,7 +112,7 @@ pub async fn run(
         out.display(),
         manifest.audit_events,
         manifest.artifact_files,
-        human_bytes(manifest.artifact_bytes)
+        mltrail_core::units::bytes_text(manifest.artifact_bytes)
     );
     let artifacts_flag = if destination.is_some() {
         format!(
@@ -238,24 +238,9 @@ impl Progress {
         eprint!(
             "\rcopying artifacts: {done}/{} files, {} of {}{}",
             self.files,
-            human_bytes(copied),
-            human_bytes(self.bytes),
+            mltrail_core::units::bytes_text(copied),
+            mltrail_core::units::bytes_text(self.bytes),
             if last { "\n" } else { "" }
         );
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -351,18 +351,48 @@ impl Client {
         Ok(out)
     }
 
+    /// The artifact proxy's address of `path`.
+    fn artifact_url(&self, path: &str) -> String {
+        format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base)
+    }
+
     pub async fn download(&self, path: &str) -> Result<Vec<u8>> {
-        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
-        let resp = self
+        self.fetch(path, None).await
+    }
+
+    /// [`Self::download`] with a progress bar on a terminal (a file a person waits for).
+    pub async fn download_shown(&self, path: &str, what: &str) -> Result<Vec<u8>> {
+        self.fetch(path, Some(what)).await
+    }
+
+    /// A whole artifact, counted on a bar labelled `shown` when there is one.
+    async fn fetch(&self, path: &str, shown: Option<&str>) -> Result<Vec<u8>> {
+        let mut resp = self
             .http
-            .get(&url)
+            .get(self.artifact_url(path))
             .send()
             .await
             .with_context(|| format!("download {path}"))?;
         if !resp.status().is_success() {
             bail!("download {path}: {}", resp.status());
         }
-        Ok(resp.bytes().await?.to_vec())
+        let total = resp.content_length().unwrap_or(0);
+        let bar = shown.map(|what| crate::progress::bytes(total, what));
+        let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .with_context(|| format!("download {path}"))?
+        {
+            if let Some(bar) = &bar {
+                bar.inc(chunk.len() as u64);
+            }
+            out.extend_from_slice(&chunk);
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok(out)
     }
 
     /// The bytes `range` of an artifact, through the proxy's `Range` support (a server that
@@ -375,10 +405,9 @@ impl Client {
         if range.start >= range.end {
             bail!("download {path}: empty byte range {range:?}");
         }
-        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
         let resp = self
             .http
-            .get(&url)
+            .get(self.artifact_url(path))
             .header(
                 reqwest::header::RANGE,
                 format!("bytes={}-{}", range.start, range.end - 1),
@@ -418,33 +447,6 @@ impl Client {
         }
     }
 
-    /// [`Self::download`] with a progress bar on a terminal (a file a person waits for).
-    pub async fn download_shown(&self, path: &str, what: &str) -> Result<Vec<u8>> {
-        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
-        let mut resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("download {path}"))?;
-        if !resp.status().is_success() {
-            bail!("download {path}: {}", resp.status());
-        }
-        let total = resp.content_length().unwrap_or(0);
-        let bar = crate::progress::bytes(total, what);
-        let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .with_context(|| format!("download {path}"))?
-        {
-            bar.inc(chunk.len() as u64);
-            out.extend_from_slice(&chunk);
-        }
-        bar.finish_and_clear();
-        Ok(out)
-    }
-
     /// [`Self::upload`] with a progress bar on a terminal: the body goes out in chunks, each
     /// counted as the connection takes it.
     pub async fn upload_shown(&self, path: &str, bytes: Vec<u8>, what: &str) -> Result<()> {
@@ -461,27 +463,25 @@ impl Client {
             counted.inc(chunk.len() as u64);
             Ok::<_, std::io::Error>(chunk)
         }));
-        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
-        let resp = self
-            .http
-            .put(&url)
-            .header(reqwest::header::CONTENT_LENGTH, total)
-            .body(reqwest::Body::wrap_stream(body))
-            .send()
-            .await
-            .with_context(|| format!("upload {path}"));
+        let sent = self
+            .put_artifact(path, reqwest::Body::wrap_stream(body), total)
+            .await;
         bar.finish_and_clear();
-        Self::check(resp?, &format!("upload {path}"))
-            .await
-            .map(|_| ())
+        sent
     }
 
     pub async fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
-        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.base);
+        let total = bytes.len();
+        self.put_artifact(path, reqwest::Body::from(bytes), total)
+            .await
+    }
+
+    async fn put_artifact(&self, path: &str, body: reqwest::Body, length: usize) -> Result<()> {
         let resp = self
             .http
-            .put(&url)
-            .body(bytes)
+            .put(self.artifact_url(path))
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(body)
             .send()
             .await
             .with_context(|| format!("upload {path}"))?;

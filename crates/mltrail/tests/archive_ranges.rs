@@ -67,22 +67,25 @@ fn export_reads_only_the_days_and_row_groups_of_its_range() {
         ];
         server.mltrail(&[&base[..], extra].concat())
     };
+    // The predictions an export printed, and what it said on stderr; it must succeed.
+    let exported = |extra: &[&str]| {
+        let out = export(extra);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let csv = String::from_utf8(out.stdout).unwrap();
+        let rows = csv.lines().filter(|l| l.starts_with("prediction,")).count();
+        (rows, stderr)
+    };
     let rfc = |t: i64| mltrail_core::time::rfc3339_seconds(t);
     let since = START + 3 * DAY + 6 * HOUR;
-    let out = export(&[
+    let (rows, stderr) = exported(&[
         "--since",
         &rfc(since),
         "--until",
         &rfc(since + 6 * HOUR - 1000),
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let csv = String::from_utf8(out.stdout).unwrap();
     // Group 1 of the fourth day: 06:00 to 11:00, every record of it.
-    assert_eq!(
-        csv.lines().filter(|l| l.starts_with("prediction,")).count(),
-        50
-    );
+    assert_eq!(rows, 50);
     // The two days before are read for their footers (a segment may cross midnight) and
     // skipped; the first day's folder is not read at all.
     assert!(
@@ -91,31 +94,11 @@ fn export_reads_only_the_days_and_row_groups_of_its_range() {
     );
 
     // --since alone: the last day whole, from the same two files.
-    let out = export(&["--since", &rfc(START + 3 * DAY)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let csv = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        csv.lines().filter(|l| l.starts_with("prediction,")).count(),
-        200
-    );
+    assert_eq!(exported(&["--since", &rfc(START + 3 * DAY)]).0, 200);
 
     // A date alone as --until is the whole of that day.
     let day = mltrail_core::time::utc_date(START + 3 * DAY);
-    let out = export(&["--since", &day, "--until", &day]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let csv = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        csv.lines().filter(|l| l.starts_with("prediction,")).count(),
-        200
-    );
+    assert_eq!(exported(&["--since", &day, "--until", &day]).0, 200);
 
     // An end before the start is refused with what to do.
     let out = export(&["--since", &rfc(since), "--until", &rfc(since - 1000)]);

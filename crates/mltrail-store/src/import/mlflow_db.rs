@@ -10,7 +10,7 @@ use super::{Experiment, LoggedModel, ModelVersion, RegisteredModel, Run};
 use crate::error::Invalid;
 use crate::metrics::NewMetric;
 use crate::runs::NewDatasetInput;
-use crate::sql::{opt_int, opt_text, placeholders, text};
+use crate::sql::{int, opt_int, opt_text, placeholders, text};
 use crate::writer::{Db, Stmt};
 use crate::{KeyValue, StoreError};
 use mltrail_core::state::LoggedModelStatus;
@@ -575,10 +575,6 @@ pub(crate) fn logged_model_of(source: &str) -> Option<&str> {
     source
         .strip_prefix("models:/")
         .filter(|id| id.starts_with("m-") && !id.contains('/'))
-}
-
-fn int(row: &AnyRow, col: &str) -> Result<i64, StoreError> {
-    crate::sql::int(row, col)
 }
 
 fn pair(row: &AnyRow, key: &str, value: &str) -> Result<KeyValue, StoreError> {

@@ -112,6 +112,14 @@ pub struct ModelVersion {
 /// The stage MLflow gives a model version it deleted.
 const DELETED_VERSION: &str = "Deleted_Internal";
 
+impl ModelVersion {
+    /// MLflow keeps a deleted version's row, with this stage, and shows it nowhere: an import
+    /// leaves it out.
+    pub fn is_deleted(&self) -> bool {
+        self.current_stage == DELETED_VERSION
+    }
+}
+
 /// What an import wrote of one batch, and what it found already here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
@@ -516,8 +524,7 @@ pub async fn import_registered_model(
                         .await?;
                 }
             }
-            // MLflow keeps a deleted version's row with this stage and shows it nowhere.
-            for v in model.versions.iter().filter(|v| v.current_stage != DELETED_VERSION) {
+            for v in model.versions.iter().filter(|v| !v.is_deleted()) {
                 let here = sqlx::query(
                     "SELECT source, run_id FROM model_versions WHERE name = $1 AND version = $2",
                 )

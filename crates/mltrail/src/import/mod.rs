@@ -230,12 +230,16 @@ async fn import(
         source: origin.to_string(),
         ..Summary::default()
     };
+    // A location under the artifacts root goes through the proxy, and the files of those
+    // `copied` (runs', logged models', versions': an experiment's folder also holds a file
+    // store's metadata, and traces) are copied; one outside it stays and is counted.
     let mut not_moved = 0;
-    let mut moved = |location: &str| {
-        if relocation.path_of(location).is_none() && !location.is_empty() {
-            not_moved += 1;
-        }
-        relocation.location(location)
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut relocate = |location: &mut String, copied: bool| match relocation.relocate(location) {
+        Some(path) if copied => prefixes.push(path),
+        Some(_) => {}
+        None if location.is_empty() => {}
+        None => not_moved += 1,
     };
 
     let all: Vec<Experiment> = both!(source, experiments(&[]))?;
@@ -243,11 +247,8 @@ async fn import(
     let mut experiments: Vec<Experiment> =
         all.into_iter().filter(|e| chosen.contains(&e.id)).collect();
     for e in &mut experiments {
-        e.artifact_location = moved(&e.artifact_location);
+        relocate(&mut e.artifact_location, false);
     }
-    // The paths under the artifacts root whose files are copied: those of runs, logged models
-    // and versions (an experiment's folder also holds a file store's metadata, and traces).
-    let mut prefixes: Vec<String> = Vec::new();
     let ids: Vec<i64> = experiments.iter().map(|e| e.id).collect();
     summary.experiments = store_import::import_experiments(store, &actor, origin, experiments)
         .await?
@@ -255,10 +256,7 @@ async fn import(
 
     let mut models = both!(source, logged_models(&ids))?;
     for m in &mut models {
-        if let Some(path) = relocation.path_of(&m.artifact_uri) {
-            prefixes.push(path);
-        }
-        m.artifact_uri = moved(&m.artifact_uri);
+        relocate(&mut m.artifact_uri, true);
     }
     summary.logged_models = store_import::import_logged_models(store, &actor, origin, models)
         .await?
@@ -267,9 +265,9 @@ async fn import(
     let run_ids = both!(source, run_ids(&ids))?;
     let here = store_import::present_runs(store, &run_ids).await?;
     summary.runs.already_here = here.len();
-    let run_ids: Vec<String> = run_ids.into_iter().map(|(id, _)| id).collect();
     let missing: Vec<String> = run_ids
         .into_iter()
+        .map(|(id, _)| id)
         .filter(|id| !here.contains(id))
         .collect();
     let bar = crate::progress::items(missing.len() as u64, "importing runs");
@@ -281,10 +279,7 @@ async fn import(
     // The next runs are read from the source while the writer commits these.
     while let Some(mut runs) = next.take() {
         for run in &mut runs {
-            if let Some(path) = relocation.path_of(&run.artifact_uri) {
-                prefixes.push(path);
-            }
-            run.artifact_uri = moved(&run.artifact_uri);
+            relocate(&mut run.artifact_uri, true);
         }
         let count = runs.len() as u64;
         let read = async {
@@ -302,11 +297,10 @@ async fn import(
     bar.finish_and_clear();
 
     for mut model in both!(source, registered_models())? {
-        for v in &mut model.versions {
-            if let Some(path) = relocation.path_of(&v.source) {
-                prefixes.push(path);
+        for v in model.versions.iter_mut() {
+            if !v.is_deleted() && !relocate::names_an_entity(&v.source) {
+                relocate(&mut v.source, true);
             }
-            v.source = relocation.source(&v.source);
         }
         summary.model_versions +=
             store_import::import_registered_model(store, &actor, origin, model).await?;

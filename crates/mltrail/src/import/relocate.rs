@@ -102,29 +102,31 @@ impl Relocation {
         }
     }
 
-    /// `location` as mltrail records it: through the proxy when it is under the root, else as
-    /// it was.
-    pub fn location(&self, location: &str) -> String {
-        match self.path_of(location) {
-            Some(path) if path.is_empty() => format!("{PROXY}/"),
-            Some(path) => format!("{PROXY}/{path}"),
-            None => location.to_string(),
-        }
+    /// Rewrites `location` as mltrail records it, through the proxy, when it is under the
+    /// root, and gives the path under the root; `None` (and `location` as it was) otherwise.
+    pub fn relocate(&self, location: &mut String) -> Option<String> {
+        let path = self.path_of(location)?;
+        *location = format!("{PROXY}/{path}");
+        Some(path)
     }
+}
 
-    /// A model version's source: `runs:/…` and `models:/…` stay, locations move.
-    pub fn source(&self, source: &str) -> String {
-        if source.starts_with("runs:/") || source.starts_with("models:/") {
-            source.to_string()
-        } else {
-            self.location(source)
-        }
-    }
+/// Whether a model version's source names an entity (`runs:/…`, `models:/…`), which stays as
+/// it is, rather than a location.
+pub fn names_an_entity(source: &str) -> bool {
+    source.starts_with("runs:/") || source.starts_with("models:/")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `location` as the import records it.
+    fn moved(r: &Relocation, location: &str) -> String {
+        let mut location = location.to_string();
+        r.relocate(&mut location);
+        location
+    }
 
     #[test]
     fn proxied_locations_keep_their_path() {
@@ -137,36 +139,33 @@ mod tests {
             r.path_of("mlflow-artifacts://host:5000/2/x").as_deref(),
             Some("2/x")
         );
-        assert_eq!(r.location("mlflow-artifacts:/3"), "mlflow-artifacts:/3");
+        assert_eq!(moved(&r, "mlflow-artifacts:/3"), "mlflow-artifacts:/3");
         assert_eq!(r.path_of("/data/mlruns/1"), None);
-        assert_eq!(r.source("runs:/abc/model"), "runs:/abc/model");
+        assert!(names_an_entity("runs:/abc/model") && !names_an_entity("/data/mlruns/1"));
     }
 
     #[test]
     fn local_and_s3_locations_move_under_the_proxy() {
         let r = Relocation::new(Some(Root::Local(PathBuf::from("/data/mlruns"))));
         assert_eq!(
-            r.location("/data/mlruns/1/r/artifacts"),
+            moved(&r, "/data/mlruns/1/r/artifacts"),
             "mlflow-artifacts:/1/r/artifacts"
         );
-        assert_eq!(r.location("file:///data/mlruns/0"), "mlflow-artifacts:/0");
+        assert_eq!(moved(&r, "file:///data/mlruns/0"), "mlflow-artifacts:/0");
         let spaced = Relocation::new(Some(Root::Local(PathBuf::from("/data/My Runs"))));
         assert_eq!(
-            spaced.location("file:///data/My%20Runs/2/r"),
+            moved(&spaced, "file:///data/My%20Runs/2/r"),
             "mlflow-artifacts:/2/r"
         );
         // A sibling folder sharing the prefix is not under the root.
-        assert_eq!(r.location("/data/mlruns2/1"), "/data/mlruns2/1");
-        assert_eq!(r.location("s3://elsewhere/1"), "s3://elsewhere/1");
+        assert_eq!(moved(&r, "/data/mlruns2/1"), "/data/mlruns2/1");
+        assert_eq!(moved(&r, "s3://elsewhere/1"), "s3://elsewhere/1");
         let s3 = Relocation::new(Some(Root::parse("s3://bucket/mlflow/")));
         assert_eq!(
-            s3.location("s3://bucket/mlflow/4/r/artifacts"),
+            moved(&s3, "s3://bucket/mlflow/4/r/artifacts"),
             "mlflow-artifacts:/4/r/artifacts"
         );
-        assert_eq!(
-            s3.location("s3://bucket/mlflowx/4"),
-            "s3://bucket/mlflowx/4"
-        );
-        assert_eq!(s3.source("models:/m-1"), "models:/m-1");
+        assert_eq!(moved(&s3, "s3://bucket/mlflowx/4"), "s3://bucket/mlflowx/4");
+        assert!(names_an_entity("models:/m-1"));
     }
 }
