@@ -32,7 +32,7 @@ impl ChainHash {
 }
 
 /// One recorded mutation. `state_digest` is `None` when the entity no longer exists.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub seq: i64,
     pub time: i64,

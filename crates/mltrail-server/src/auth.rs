@@ -489,9 +489,16 @@ impl Need {
     /// found anywhere: an artifact may be named `get` or live under `mlflow/users/`. Reads are
     /// GET and HEAD, and the POSTs in [`POSTED_QUERIES`]; everything else writes.
     pub fn of(method: &Method, path: &str, query: Option<&str>) -> Need {
+        // The API's description holds no data (it is the published source's), and client
+        // generators fetch it before they have credentials.
         if matches!(
             path,
-            "/health" | "/version" | "/favicon.ico" | "/ui/login" | "/ui/logout"
+            "/health"
+                | "/version"
+                | "/favicon.ico"
+                | "/ui/login"
+                | "/ui/logout"
+                | "/api/v1/openapi.json"
         ) || path.starts_with("/ui/static/")
         {
             return Need::Open;
@@ -798,8 +805,23 @@ pub struct AuthGate {
     pub artifacts_uri: String,
 }
 
+/// Who a request's credentials are ([`Caller::to_json`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The schema of what `whoami` answers.
+pub(crate) struct Whoami {
+    /// `user:<name>`, `token:<id>`, `anonymous`, or with auth off the claimed name.
+    actor: String,
+    admin: bool,
+    /// A token's scopes; null for a user (whose roles decide).
+    scopes: Option<Vec<String>>,
+    /// The user's release roles (`approver`, `deployer`, …).
+    release_roles: Vec<String>,
+}
+
 /// `GET /api/v1/auth/whoami`: who the request's credentials are, for serving processes that
 /// check their callers with this server.
+#[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth",
+    responses((status = 200, description = "Who the credentials are", body = Whoami)))]
 pub async fn whoami(
     caller: Option<axum::Extension<Arc<Caller>>>,
     headers: HeaderMap,
@@ -1100,6 +1122,7 @@ mod tests {
     fn routes_map_to_what_they_need() {
         let cases = [
             (Method::GET, "/health", Need::Open),
+            (Method::GET, "/api/v1/openapi.json", Need::Open),
             (
                 Method::GET,
                 "/api/v1/audit/events",

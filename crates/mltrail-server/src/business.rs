@@ -3,12 +3,13 @@
 //! decode and encode, naming the field at fault.
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use mltrail_store::business::{self, NewAnnotation};
-use serde::Deserialize;
+use axum::Json;
+use mltrail_store::business::{self, Annotation, MetricSummary, NewAnnotation, Pushed};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -80,12 +81,51 @@ fn exact_f64(raw: &RawValue) -> Option<f64> {
         .filter(|f| f.is_finite())
 }
 
+/// A time: Unix milliseconds, or an RFC 3339 time or UTC date as text.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Part of `PushIn`'s and `AnnotationIn`'s schemas.
+enum TimeIn {
+    Millis(i64),
+    Text(String),
+}
+
+/// One point of a business metric.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Part of `PushIn`'s schema.
+struct PointIn {
+    time: TimeIn,
+    /// A finite number a double holds exactly (one that does not is refused, not rounded).
+    value: f64,
+}
+
+/// Points of a business metric. The handler reads each value's text itself, so a value a
+/// double cannot hold is refused rather than rounded.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of the body `push` reads.
+struct PushIn {
+    /// Up to 100,000 points; a time stored already must come with the same value.
+    points: Vec<PointIn>,
+}
+
+/// The business metric a route is about.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
+struct MetricPath {
+    /// The metric's name.
+    name: String,
+}
+
+#[utoipa::path(post, path = "/{name}", tag = "business metrics", params(MetricPath),
+    request_body = PushIn,
+    responses((status = 200, description = "What the push stored", body = Pushed)))]
 async fn push(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(name): Path<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Pushed>> {
     let body = body.map_err(|r| ApiError::body_rejected(r, "INVALID_PARAMETER_VALUE"))?;
     // Read with each value's text kept, so a value a double cannot hold is refused, not rounded.
     type Fields = std::collections::BTreeMap<String, Box<RawValue>>;
@@ -140,20 +180,41 @@ async fn push(
         points.push((time, value));
     }
     let pushed = business::push_points(&state.store, &actor, &name, points).await?;
-    Ok(Json(json!(pushed)))
+    Ok(Json(pushed))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PointsQuery {
+    /// Unix milliseconds, a time, a date, or a duration ago (`7d`); the first point when
+    /// left out.
     since: Option<String>,
+    /// As `since`, exclusive; after the last point when left out.
     until: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct Point {
+    /// Unix milliseconds.
+    time: i64,
+    value: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct MetricPoints {
+    metric: MetricSummary,
+    points: Vec<Point>,
+    /// The annotated periods that overlap.
+    annotations: Vec<Annotation>,
+}
+
+#[utoipa::path(get, path = "/{name}", tag = "business metrics", params(MetricPath, PointsQuery),
+    responses((status = 200, description = "The metric's points and annotations in the range", body = MetricPoints)))]
 async fn read(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<PointsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MetricPoints>> {
     let summary = business::metric_summary(&state.store, &name).await?;
     let now = mltrail_core::now_millis();
     let since = match &q.since {
@@ -167,17 +228,27 @@ async fn read(
     let points = business::points(&state.store, &name, since, until).await?;
     let annotations =
         business::list_annotations(&state.store, Some(&name), since, until, false).await?;
-    Ok(Json(json!({
-        "metric": summary,
-        "points": points.iter().map(|(t, v)| json!({"time": t, "value": v})).collect::<Vec<_>>(),
-        "annotations": annotations,
-    })))
+    Ok(Json(MetricPoints {
+        metric: summary,
+        points: points
+            .into_iter()
+            .map(|(time, value)| Point { time, value })
+            .collect(),
+        annotations,
+    }))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({"metrics": business::list_metrics(&state.store).await?}),
-    ))
+#[derive(Serialize, ToSchema)]
+struct Metrics {
+    metrics: Vec<MetricSummary>,
+}
+
+#[utoipa::path(get, path = "/", tag = "business metrics",
+    responses((status = 200, description = "Every business metric with its point count and span", body = Metrics)))]
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Metrics>> {
+    Ok(Json(Metrics {
+        metrics: business::list_metrics(&state.store).await?,
+    }))
 }
 
 fn text_field(body: &Value, field: &str) -> Result<Option<String>, ApiError> {
@@ -188,11 +259,35 @@ fn text_field(body: &Value, field: &str) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// A period to annotate. The handler reads it field by field and refuses fields it does
+/// not know.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of the body `annotate` reads.
+struct AnnotationIn {
+    name: String,
+    /// `incident`, `holiday`, `campaign`, `outage`, `release` or `other` (the default).
+    kind: Option<String>,
+    /// The period's start.
+    from: TimeIn,
+    /// Its end (exclusive).
+    to: TimeIn,
+    /// The metrics it is about; every metric when left out.
+    metrics: Option<Vec<String>>,
+    note: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AnnotationRead {
+    annotation: Annotation,
+}
+
+#[utoipa::path(post, path = "/", tag = "annotations", request_body = AnnotationIn,
+    responses((status = 200, description = "The annotation made", body = AnnotationRead)))]
 async fn annotate(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     crate::req::JsonBody(body): crate::req::JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AnnotationRead>> {
     let Some(fields) = body.as_object() else {
         return Err(ApiError::invalid("the body must be a JSON object"));
     };
@@ -243,21 +338,40 @@ async fn annotate(
         },
     )
     .await?;
-    Ok(Json(json!({"annotation": annotation})))
+    Ok(Json(AnnotationRead { annotation }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AnnotationsQuery {
+    /// Only annotations about this metric (those about every metric included).
     metric: Option<String>,
+    /// Deleted annotations too.
     #[serde(default)]
     include_deleted: bool,
 }
 
+#[derive(Serialize, ToSchema)]
+struct Annotations {
+    annotations: Vec<Annotation>,
+}
+
+/// An annotation.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
+struct AnnotationPath {
+    /// The annotation's id.
+    id: String,
+}
+
+#[utoipa::path(get, path = "/", tag = "annotations", params(AnnotationsQuery),
+    responses((status = 200, description = "The annotations", body = Annotations)))]
 async fn annotations(
     State(state): State<AppState>,
     Query(q): Query<AnnotationsQuery>,
-) -> ApiResult<Json<Value>> {
-    let list = business::list_annotations(
+) -> ApiResult<Json<Annotations>> {
+    let annotations = business::list_annotations(
         &state.store,
         q.metric.as_deref(),
         i64::MIN,
@@ -265,39 +379,43 @@ async fn annotations(
         q.include_deleted,
     )
     .await?;
-    Ok(Json(json!({"annotations": list})))
+    Ok(Json(Annotations { annotations }))
 }
 
+#[utoipa::path(get, path = "/{id}", tag = "annotations", params(AnnotationPath),
+    responses((status = 200, description = "The annotation", body = AnnotationRead)))]
 async fn annotation(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({"annotation": business::get_annotation(&state.store, &id).await?}),
-    ))
+) -> ApiResult<Json<AnnotationRead>> {
+    Ok(Json(AnnotationRead {
+        annotation: business::get_annotation(&state.store, &id).await?,
+    }))
 }
 
+#[utoipa::path(delete, path = "/{id}", tag = "annotations", params(AnnotationPath),
+    responses((status = 200, description = "The annotation is deleted (baselines count its period again)", body = crate::openapi::Done)))]
 async fn delete_annotation(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::openapi::Done>> {
     business::delete_annotation(&state.store, &actor, &id).await?;
-    Ok(Json(json!({})))
+    Ok(Json(crate::openapi::Done {}))
 }
 
 /// The routes of business metrics; a push's body may be as large as `max_body` (a point is ~50
 /// bytes of JSON, so the default 16 MiB holds the 100,000 a push may carry).
-pub fn metric_routes(max_body: usize) -> Router<AppState> {
-    Router::new()
-        .route("/", get(list))
-        .route("/{name}", get(read).post(push))
+pub fn metric_routes(max_body: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(read, push))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
 }
 
-pub fn annotation_routes(max_body: usize) -> Router<AppState> {
-    Router::new()
-        .route("/", get(annotations).post(annotate))
-        .route("/{id}", get(annotation).delete(delete_annotation))
+pub fn annotation_routes(max_body: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(annotations, annotate))
+        .routes(routes!(annotation, delete_annotation))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
 }

@@ -12,8 +12,7 @@
 //! it goes into `documentation` and `references` (`urn:mltrail:…`).
 
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
 
 use mltrail_core::ModelVersionNumber;
@@ -476,26 +475,55 @@ async fn gate_mentions(state: &AppState, name: &str, prefix: &str) -> String {
     }
 }
 
+/// A model card as kept.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct CardKept {
+    /// The card (Model Card Toolkit's layout, `mltrail.model-card/…`).
+    #[schema(value_type = Object)]
+    card: Value,
+    /// BLAKE3 of the card's canonical JSON.
+    digest: String,
+    /// Where it is kept in the artifact store.
+    artifact: String,
+}
+
+/// The newest kept card with its audit event.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct CardRead {
+    #[schema(value_type = Object)]
+    card: Value,
+    digest: Option<String>,
+    event: mltrail_store::audit::LoggedEvent,
+}
+
 /// `POST`: builds the card, keeps it under its digest and records the digest.
+#[utoipa::path(post, path = "/{name}/versions/{version}/card", tag = "cards",
+    params(crate::gates::ModelVersionPath),
+    responses((status = 200, description = "The card built from what the trail holds, kept", body = CardKept)))]
 async fn record(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CardKept>> {
     let number = crate::req::version_number(&version)?;
     let card = build(&state, &name, number).await?;
     let (digest, artifact) =
         crate::evaluations::keep(&state, &actor, Assessment::Card, &name, number, &card).await?;
-    Ok(Json(
-        json!({"card": card, "digest": digest, "artifact": artifact}),
-    ))
+    Ok(Json(CardKept {
+        card,
+        digest,
+        artifact,
+    }))
 }
 
 /// `GET`: the newest kept card with its event.
+#[utoipa::path(get, path = "/{name}/versions/{version}/card", tag = "cards",
+    params(crate::gates::ModelVersionPath),
+    responses((status = 200, description = "The newest kept card", body = CardRead)))]
 async fn newest(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CardRead>> {
     let number = crate::req::version_number(&version)?;
     let Some((card, event)) =
         crate::evaluations::latest_of(&state, Assessment::Card, &name, number).await?
@@ -505,12 +533,14 @@ async fn newest(
             number.0, number.0
         )));
     };
-    Ok(Json(
-        json!({"card": card, "digest": event.event.state_digest, "event": event}),
-    ))
+    Ok(Json(CardRead {
+        card,
+        digest: event.event.state_digest.clone(),
+        event,
+    }))
 }
 
 /// Nested under `/api/v1/models`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/{name}/versions/{version}/card", get(newest).post(record))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(newest, record))
 }

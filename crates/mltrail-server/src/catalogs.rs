@@ -5,12 +5,11 @@
 //! new version up within their `--catalog-interval-ms`.
 
 use axum::extract::{Path, State};
-use axum::routing::put;
-use axum::{Json, Router};
+use axum::Json;
 use mltrail_core::ArtifactPath;
 use mltrail_data::version::{self, RecordsError};
 use mltrail_store::datasets::{self, DatasetFile, NewDatasetVersion};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -19,13 +18,27 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("`{field}`: {message}")).at_column(Some(field), None)
 }
 
+/// A catalog version. The handler reads the items' columns with their JSON types (they become
+/// the Parquet file's columns) and refuses fields it does not know.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The schema of the body `put_catalog` reads.
+struct CatalogIn {
+    /// One object per item: its id (`item_id`) and columns such as `available`, `price`.
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<Value>,
+}
+
 /// `{"items": [{"item_id": "a", "available": true, …}, …]}` → `{"dataset_version", "created"}`.
+#[utoipa::path(put, path = "/{name}", tag = "catalogs",
+    params(("name" = String, Path, description = "The catalog: a dataset's name")),
+    request_body = CatalogIn,
+    responses((status = 200, description = "The catalog's version (created false when the items are the newest version's already)", body = crate::datasets::DatasetAdded)))]
 async fn put_catalog(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(name): Path<String>,
     crate::req::JsonBody(body): crate::req::JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::datasets::DatasetAdded>> {
     version::check_name(&name).map_err(|e| bad("name", e))?;
     let Some(fields) = body.as_object() else {
         return Err(ApiError::invalid(
@@ -64,7 +77,10 @@ async fn put_catalog(
         let stored = ArtifactPath::parse(&latest.file.source).map_err(ApiError::internal)?;
         let bytes = state.artifacts.get(&stored).await?;
         if version::items_digest(&bytes) == digest {
-            return Ok(Json(json!({"dataset_version": latest, "created": false})));
+            return Ok(Json(crate::datasets::DatasetAdded {
+                dataset_version: latest.clone(),
+                created: false,
+            }));
         }
     }
     // The file names its items' digest and the version it becomes: items that were an older
@@ -103,11 +119,12 @@ async fn put_catalog(
         },
     )
     .await?;
-    Ok(Json(
-        json!({"dataset_version": version, "created": created}),
-    ))
+    Ok(Json(crate::datasets::DatasetAdded {
+        dataset_version: version,
+        created,
+    }))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/{name}", put(put_catalog))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(put_catalog))
 }

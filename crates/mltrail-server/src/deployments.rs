@@ -3,26 +3,57 @@
 //! each prediction-log segment they archive.
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::Done;
+use crate::req::{required_text, Body};
 use crate::AppState;
 use mltrail_serving::segment_tree::ArchivedSegment;
 use mltrail_store::deployments::{self, DeploymentAction, DeploymentEvent};
 use mltrail_store::segments;
 
-fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, ApiError> {
-    crate::req::body_text(body, name, "a non-empty string")
+fn field<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
+    required_text(value, name, "a non-empty string")
 }
 
+/// What a serving process deploys, or a model swap or stop.
+#[derive(Deserialize, ToSchema)]
+struct DeploymentEventIn {
+    /// The deployment's name, without `:`.
+    #[schema(required)]
+    deployment: Option<String>,
+    /// The registered model served.
+    #[schema(required)]
+    model: Option<String>,
+    /// Its version.
+    #[schema(required)]
+    version: Option<String>,
+    /// The served model file's digest.
+    #[schema(required)]
+    digest: Option<String>,
+    /// `deploy`, `swap` or `stop`.
+    #[schema(required)]
+    action: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EventRecorded {
+    /// The deployment event's id in the audit trail.
+    recorded: String,
+}
+
+#[utoipa::path(post, path = "/events", tag = "deployments", request_body = DeploymentEventIn,
+    responses((status = 200, description = "The event is in the audit trail", body = EventRecorded)))]
 async fn record(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
-    let deployment = field(&body, "deployment")?.to_string();
+    Body(body): Body<DeploymentEventIn>,
+) -> ApiResult<Json<EventRecorded>> {
+    let deployment = field(&body.deployment, "deployment")?.to_string();
     // A deployment's events are `deployment:<name>:<model>/<version>`: a colon in the name
     // would make one deployment's history another's.
     if deployment.contains(':') {
@@ -30,10 +61,10 @@ async fn record(
             "`deployment` may not contain `:`, got `{deployment}`"
         )));
     }
-    let model = field(&body, "model")?.to_string();
-    let version = field(&body, "version")?.to_string();
-    let digest = field(&body, "digest")?.to_string();
-    let action = field(&body, "action")?;
+    let model = field(&body.model, "model")?.to_string();
+    let version = field(&body.version, "version")?.to_string();
+    let digest = field(&body.digest, "digest")?.to_string();
+    let action = field(&body.action, "action")?;
     let action = DeploymentAction::parse(action).ok_or_else(|| {
         ApiError::invalid(format!(
             "`action` must be deploy, swap or stop, got `{action}`"
@@ -47,19 +78,37 @@ async fn record(
         action,
     };
     let id = deployments::record_event(&state.store, &actor, event).await?;
-    Ok(Json(json!({"recorded": id})))
+    Ok(Json(EventRecorded { recorded: id }))
+}
+
+/// A serving replica's `/metrics` text.
+#[derive(Deserialize, ToSchema)]
+struct ReplicaMetrics {
+    #[schema(required)]
+    deployment: Option<String>,
+    /// The replica's name.
+    #[schema(required)]
+    replica: Option<String>,
+    /// The sending process's id: a new one counts from zero.
+    #[serde(default)]
+    boot: Option<String>,
+    /// The replica's `/metrics` text (OpenMetrics).
+    #[schema(required)]
+    metrics: Option<String>,
 }
 
 /// A serving replica's metrics (its `/metrics` text), kept in memory for the web UI's live
 /// panels; it needs what deployment events need.
+#[utoipa::path(post, path = "/metrics", tag = "deployments", request_body = ReplicaMetrics,
+    responses((status = 200, description = "Kept for the live panels", body = Done)))]
 async fn report_metrics(
     State(state): State<AppState>,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
-    let deployment = field(&body, "deployment")?;
-    let replica = field(&body, "replica")?;
+    Body(body): Body<ReplicaMetrics>,
+) -> ApiResult<Json<Done>> {
+    let deployment = field(&body.deployment, "deployment")?;
+    let replica = field(&body.replica, "replica")?;
     // The process that sent it: a new one counts from zero (an older sender names none).
-    let boot = body.get("boot").and_then(Value::as_str).unwrap_or("");
+    let boot = body.boot.as_deref().unwrap_or("");
     // Names are kept in memory: they are as short as the ones serving processes send.
     for (name, value) in [
         ("deployment", deployment),
@@ -73,28 +122,34 @@ async fn report_metrics(
         }
     }
     let text = body
-        .get("metrics")
-        .and_then(Value::as_str)
+        .metrics
+        .as_deref()
         .ok_or_else(|| ApiError::invalid("`metrics` must be the replica's /metrics text"))?;
     let sample = mltrail_web::live::LiveSample::parse(text, mltrail_core::now_millis());
     state.ui.report(deployment, replica, boot, sample);
-    Ok(Json(json!({})))
+    Ok(Json(Done {}))
+}
+
+#[derive(Serialize, ToSchema)]
+struct SegmentRecorded {
+    /// The segment's artifact path.
+    recorded: String,
+    state_digest: String,
+    /// False when this segment was recorded before.
+    new: bool,
 }
 
 /// A serving process archived a prediction-log segment: its summary becomes an audit event
 /// (entity `prediction_segment`, id the file's path, digest the summary's), so each archived
 /// prediction has a proof that it is in the trail. It needs what deployment events need (the
 /// `deployments` scope or the deployer role).
+#[utoipa::path(post, path = "/segments", tag = "deployments", request_body = ArchivedSegment,
+    responses((status = 200, description = "The segment's summary is in the audit trail", body = SegmentRecorded)))]
 async fn record_segment(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
-    let segment: ArchivedSegment = serde_json::from_value(body).map_err(|e| {
-        ApiError::invalid(format!(
-            "an archived segment is {{artifact, deployment, records, first_id, last_id, root}}: {e}"
-        ))
-    })?;
+    Body(segment): Body<ArchivedSegment>,
+) -> ApiResult<Json<SegmentRecorded>> {
     segment.check().map_err(|field| {
         ApiError::invalid(format!(
             "`{field}` does not describe an archived segment of deployment `{}` (artifact under predictions/<deployment>/, records > 0, first_id ≤ last_id, root a lowercase SHA-256 hex)",
@@ -111,9 +166,11 @@ async fn record_segment(
     let digest = segment.state_digest();
     let new =
         segments::record_archived(&state.store, &actor, &segment.artifact, digest.clone()).await?;
-    Ok(Json(
-        json!({"recorded": segment.artifact, "state_digest": digest, "new": new}),
-    ))
+    Ok(Json(SegmentRecorded {
+        recorded: segment.artifact,
+        state_digest: digest,
+        new,
+    }))
 }
 
 /// A summary is recorded only for a file that is there and holds as many records as it says.
@@ -159,34 +216,27 @@ async fn check_against_file(state: &AppState, segment: &ArchivedSegment) -> ApiR
     Ok(())
 }
 
+#[derive(Serialize, ToSchema)]
+struct Deployments {
+    /// By name.
+    deployments: Vec<deployments::DeploymentState>,
+}
+
 /// Every deployment the audit trail knows, with what it serves now (its latest event).
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let latest = known(&state.store).await?;
-    Ok(Json(
-        json!({"deployments": latest.into_values().collect::<Vec<_>>()}),
-    ))
+#[utoipa::path(get, path = "/", tag = "deployments",
+    responses((status = 200, description = "Every deployment, by name", body = Deployments)))]
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Deployments>> {
+    let latest = deployments::current(&state.store).await?;
+    Ok(Json(Deployments {
+        deployments: latest.into_values().collect(),
+    }))
 }
 
-/// Deployment name → what it serves now (`model`, `version`, `status`, …), from the trail.
-pub(crate) async fn known(
-    store: &mltrail_store::MetaStore,
-) -> ApiResult<std::collections::BTreeMap<String, Value>> {
-    Ok(deployments::current(store)
-        .await?
-        .into_iter()
-        .map(|(name, d)| {
-            let body = json!({"name": d.name, "model": d.model, "version": d.version, "digest": d.digest,
-                   "status": d.status, "since": d.since, "actor": d.actor, "swaps": d.swaps});
-            (name, body)
-        })
-        .collect())
-}
-
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(list))
-        .route("/events", post(record))
-        .route("/metrics", post(report_metrics))
-        .route("/segments", post(record_segment))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(record))
+        .routes(routes!(report_metrics))
+        .routes(routes!(record_segment))
         .merge(crate::routing::routes())
 }

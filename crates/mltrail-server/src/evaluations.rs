@@ -4,9 +4,11 @@
 //! under scikit-learn's names as `mlflow.evaluate` logs them, so MLflow clients see them there.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use mltrail_core::{ArtifactPath, ModelVersionNumber};
 use mltrail_store::evaluations::{self, Assessment};
@@ -95,13 +97,52 @@ fn check_document(
     Ok(())
 }
 
+/// An evaluation as `mltrail evaluate` makes it. It is kept whole, as sent (under the digest
+/// of its canonical JSON), so the handler checks the fields below on the document itself.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of the document `record` keeps.
+struct EvaluationIn {
+    /// `mltrail.evaluation/1`.
+    format: String,
+    /// The registered model: the path's.
+    model: String,
+    /// The version: the path's.
+    version: String,
+    /// The dataset version evaluated on, `NAME@VERSION`.
+    dataset: String,
+    /// The label column.
+    label: String,
+    /// Classification metrics (`accuracy`, `precision`, `recall`, `f1`, `roc_auc`, `log_loss`,
+    /// `brier`, `example_count`, …); this or `regression`.
+    #[schema(value_type = Option<Object>)]
+    classification: Option<Value>,
+    /// Regression metrics (`rmse`, `mae`, `r2`, `example_count`, …).
+    #[schema(value_type = Option<Object>)]
+    regression: Option<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EvaluationKept {
+    /// BLAKE3 of the evaluation's canonical JSON.
+    digest: String,
+    /// Where it is kept in the artifact store.
+    artifact: String,
+    /// The version's run, where its metrics were logged.
+    run_id: String,
+    /// The metrics logged on the run, by `mlflow.evaluate`'s names.
+    run_metrics: Vec<&'static str>,
+}
+
 /// `POST`: the body is the evaluation (`mltrail evaluate` makes it).
+#[utoipa::path(post, path = "/{name}/versions/{version}/evaluation", tag = "evaluations",
+    params(crate::gates::ModelVersionPath), request_body = EvaluationIn,
+    responses((status = 200, description = "The evaluation, kept and in the trail", body = EvaluationKept)))]
 async fn record(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, version)): Path<(String, String)>,
     crate::req::JsonBody(body): crate::req::JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EvaluationKept>> {
     let number = crate::req::version_number(&version)?;
     check_document(&body, FORMAT, "mltrail evaluate", &name, number)?;
     if !body["classification"].is_object() && !body["regression"].is_object() {
@@ -137,12 +178,12 @@ async fn record(
             logged = values.iter().map(|(k, _)| *k).collect();
         }
     }
-    Ok(Json(json!({
-        "digest": digest,
-        "artifact": artifact,
-        "run_id": run_id,
-        "run_metrics": logged,
-    })))
+    Ok(Json(EvaluationKept {
+        digest,
+        artifact,
+        run_id,
+        run_metrics: logged,
+    }))
 }
 
 /// The newest assessment of a version, as recorded and kept: one recorded before the version
@@ -196,7 +237,31 @@ pub(crate) async fn latest_robustness(
     latest_of(state, Assessment::Robustness, name, number).await
 }
 
-/// The newest assessment of `what` with its event, answered under `key`; 404 with `hint` (the
+/// The newest evaluation of a version with its audit event.
+#[derive(Serialize, ToSchema)]
+struct EvaluationRead {
+    /// The evaluation as kept.
+    #[schema(value_type = Object)]
+    evaluation: Value,
+    digest: Option<String>,
+    /// `evaluation:<name>/<version>`.
+    entity: String,
+    event: mltrail_store::audit::LoggedEvent,
+}
+
+/// The newest robustness report of a version with its audit event.
+#[derive(Serialize, ToSchema)]
+struct RobustnessRead {
+    /// The robustness report as kept.
+    #[schema(value_type = Object)]
+    robustness: Value,
+    digest: Option<String>,
+    /// `robustness:<name>/<version>`.
+    entity: String,
+    event: mltrail_store::audit::LoggedEvent,
+}
+
+/// The newest assessment of `what` with its event, its entity name; 404 with `hint` (the
 /// command that makes one) when there is none.
 async fn newest(
     state: &AppState,
@@ -205,7 +270,12 @@ async fn newest(
     name: &str,
     version: &str,
     hint: &str,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(
+    Value,
+    Option<String>,
+    String,
+    mltrail_store::audit::LoggedEvent,
+)> {
     let number = crate::req::version_number(version)?;
     let Some((document, event)) = latest_of(state, what, name, number).await? else {
         return Err(ApiError::not_found(format!(
@@ -213,21 +283,24 @@ async fn newest(
             number.0
         )));
     };
-    Ok(Json(json!({
-        key: document,
-        "digest": event.event.state_digest,
-        "entity": format!("{}:{name}/{}", what.kind(), number.0),
-        "event": event,
-    })))
+    Ok((
+        document,
+        event.event.state_digest.clone(),
+        format!("{}:{name}/{}", what.kind(), number.0),
+        event,
+    ))
 }
 
 /// `GET`: the newest evaluation with its event.
+#[utoipa::path(get, path = "/{name}/versions/{version}/evaluation", tag = "evaluations",
+    params(crate::gates::ModelVersionPath),
+    responses((status = 200, description = "The newest evaluation", body = EvaluationRead)))]
 async fn get_latest(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EvaluationRead>> {
     let hint = format!("mltrail evaluate {name}/{version} --data DATASET@V --label COL");
-    newest(
+    let (evaluation, digest, entity, event) = newest(
         &state,
         Assessment::Evaluation,
         "evaluation",
@@ -235,17 +308,49 @@ async fn get_latest(
         &version,
         &hint,
     )
-    .await
+    .await?;
+    Ok(Json(EvaluationRead {
+        evaluation,
+        digest,
+        entity,
+        event,
+    }))
+}
+
+/// A robustness report as `mltrail robustness` makes it, kept whole as sent; the handler
+/// checks the fields below on the document itself.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of the document `record_robustness` keeps.
+struct RobustnessIn {
+    /// `mltrail.robustness/1`.
+    format: String,
+    model: String,
+    version: String,
+    dataset: String,
+    label: String,
+    epsilon: f64,
+    clean_accuracy: f64,
+    robust_accuracy: f64,
+    attack_success_rate: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RobustnessKept {
+    digest: String,
+    artifact: String,
 }
 
 /// `POST`: the body is the robustness report (`mltrail robustness` makes it), kept under its
 /// digest and recorded as an audit event, as evaluations are.
+#[utoipa::path(post, path = "/{name}/versions/{version}/robustness", tag = "evaluations",
+    params(crate::gates::ModelVersionPath), request_body = RobustnessIn,
+    responses((status = 200, description = "The report, kept and in the trail", body = RobustnessKept)))]
 async fn record_robustness(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, version)): Path<(String, String)>,
     crate::req::JsonBody(body): crate::req::JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RobustnessKept>> {
     let number = crate::req::version_number(&version)?;
     check_document(
         &body,
@@ -270,17 +375,20 @@ async fn record_robustness(
     registry::get_model_version(&state.store, &name, number).await?;
     let (digest, artifact) =
         keep(&state, &actor, Assessment::Robustness, &name, number, &body).await?;
-    Ok(Json(json!({"digest": digest, "artifact": artifact})))
+    Ok(Json(RobustnessKept { digest, artifact }))
 }
 
 /// `GET`: the newest robustness report with its event.
+#[utoipa::path(get, path = "/{name}/versions/{version}/robustness", tag = "evaluations",
+    params(crate::gates::ModelVersionPath),
+    responses((status = 200, description = "The newest robustness report", body = RobustnessRead)))]
 async fn get_robustness(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RobustnessRead>> {
     let hint =
         format!("mltrail robustness {name}/{version} --data DATASET@V --label COL --epsilon E");
-    newest(
+    let (robustness, digest, entity, event) = newest(
         &state,
         Assessment::Robustness,
         "robustness",
@@ -288,17 +396,17 @@ async fn get_robustness(
         &version,
         &hint,
     )
-    .await
+    .await?;
+    Ok(Json(RobustnessRead {
+        robustness,
+        digest,
+        entity,
+        event,
+    }))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/{name}/versions/{version}/evaluation",
-            get(get_latest).post(record),
-        )
-        .route(
-            "/{name}/versions/{version}/robustness",
-            get(get_robustness).post(record_robustness),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_latest, record))
+        .routes(routes!(get_robustness, record_robustness))
 }

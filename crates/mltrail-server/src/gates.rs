@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
-use serde::Deserialize;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use mltrail_core::gate::{self, Evidence, Policy, Source, Verdict};
 use mltrail_core::state::ModelStage;
@@ -25,6 +26,7 @@ use mltrail_store::registry;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::req::{required_text, Body};
 use crate::AppState;
 
 /// The layout of gate reports.
@@ -369,8 +371,63 @@ pub(crate) async fn pass_for(
     }))
 }
 
-fn policy_json(p: &stored::StoredPolicy) -> Value {
-    json!({"alias": p.alias, "requirements": p.requirements, "approvals": p.approvals})
+/// A release gate on a protected alias.
+#[derive(Serialize, ToSchema)]
+struct Gate {
+    alias: String,
+    /// Requirements such as `evaluation.roc_auc >= 0.8` (`docs/gates.md`).
+    requirements: Vec<String>,
+    /// Approvals by users with the approver role a move needs.
+    approvals: u32,
+}
+
+fn policy_json(p: &stored::StoredPolicy) -> Gate {
+    Gate {
+        alias: p.alias.clone(),
+        requirements: p.requirements.clone(),
+        approvals: p.approvals,
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct Gates {
+    gates: Vec<Gate>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct GateRead {
+    gate: Gate,
+}
+
+/// A registered model's protected alias.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read through `Path<(String, String)>`; declared for the document.
+struct ModelAlias {
+    /// The registered model.
+    name: String,
+    /// The protected alias (`production`, `staging`, …).
+    alias: String,
+}
+
+/// A registered model's version.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read through `Path<(String, String)>`; declared for the document.
+pub(crate) struct ModelVersionPath {
+    /// The registered model.
+    name: String,
+    /// The version number.
+    version: String,
+}
+
+/// A registered model.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
+struct ModelName {
+    /// The registered model.
+    name: String,
 }
 
 /// Policies change only by an admin when auth is on (with auth off, by anyone who reaches the
@@ -386,36 +443,57 @@ fn require_admin(caller: &Who, what: &str) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(get, path = "/{name}/gates", tag = "gates", params(ModelName),
+    responses((status = 200, description = "The model's release gates", body = Gates)))]
 async fn list_policies(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Gates>> {
     registry::get_registered_model(&state.store, &name).await?;
     let policies = stored::policies(&state.store, &name).await?;
-    Ok(Json(
-        json!({"gates": policies.iter().map(policy_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(Gates {
+        gates: policies.iter().map(policy_json).collect(),
+    }))
 }
 
+#[utoipa::path(get, path = "/{name}/gates/{alias}", tag = "gates", params(ModelAlias),
+    responses((status = 200, description = "The alias's release gate", body = GateRead)))]
 async fn get_policy(
     State(state): State<AppState>,
     Path((name, alias)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<GateRead>> {
     registry::get_registered_model(&state.store, &name).await?;
     let policy = stored::policy(&state.store, &name, &alias)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{name}@{alias} has no release gate")))?;
-    Ok(Json(json!({"gate": policy_json(&policy)})))
+    Ok(Json(GateRead {
+        gate: policy_json(&policy),
+    }))
+}
+
+/// A release gate to set. The handler reads it field by field, naming each wrong one, and
+/// refuses fields it does not know.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of the body `put_policy` reads.
+struct GateIn {
+    /// Requirements such as `evaluation.roc_auc >= 0.8`; `[]` for a gate of approvals alone.
+    requirements: Vec<String>,
+    /// Approvals a move needs; 1 when left out.
+    #[schema(minimum = 0)]
+    approvals: Option<u32>,
 }
 
 /// `PUT {"requirements": ["evaluation.roc_auc >= 0.8", …], "approvals": 1}`.
+#[utoipa::path(put, path = "/{name}/gates/{alias}", tag = "gates", params(ModelAlias),
+    request_body = GateIn,
+    responses((status = 200, description = "The gate now set (admins only when auth is on)", body = GateRead)))]
 async fn put_policy(
     State(state): State<AppState>,
     caller: Who,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, alias)): Path<(String, String)>,
     crate::req::JsonBody(body): crate::req::JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<GateRead>> {
     require_admin(&caller, "set a release gate")?;
     let Some(fields) = body.as_object() else {
         return Err(ApiError::invalid(
@@ -470,30 +548,47 @@ async fn put_policy(
     get_policy(State(state), Path((name, alias))).await
 }
 
+#[utoipa::path(delete, path = "/{name}/gates/{alias}", tag = "gates", params(ModelAlias),
+    responses((status = 200, description = "The gate is removed (admins only when auth is on)", body = crate::openapi::Done)))]
 async fn delete_policy(
     State(state): State<AppState>,
     caller: Who,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, alias)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::openapi::Done>> {
     require_admin(&caller, "remove a release gate")?;
     registry::delete_gate(&state.store, &actor, name, alias).await?;
-    Ok(Json(json!({})))
+    Ok(Json(crate::openapi::Done {}))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VersionQuery {
+    /// The version a move would put behind the alias (required).
+    #[param(required)]
     version: Option<String>,
+    /// The stage the gate guards, for a stage transition (`Production`, `Staging`).
     stage: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct DryRun {
+    /// The gate report the move would make (`mltrail.gate-report/1`).
+    #[schema(value_type = Object)]
+    report: Value,
+    /// The requirements that fail, each with why.
+    failures: Vec<String>,
+}
+
 /// `GET …/gates/{alias}/check?version=N`: the report a move would make now, without moving.
+#[utoipa::path(get, path = "/{name}/gates/{alias}/check", tag = "gates", params(ModelAlias, VersionQuery),
+    responses((status = 200, description = "The report a move would make now", body = DryRun)))]
 async fn dry_run(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, alias)): Path<(String, String)>,
     Query(q): Query<VersionQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DryRun>> {
     let raw = q.version.ok_or_else(|| {
         ApiError::invalid("`version` is required").at_column(Some("version"), None)
     })?;
@@ -520,18 +615,38 @@ async fn dry_run(
     let checked = check(&state, &actor, to)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{name}@{alias} has no release gate")))?;
-    Ok(Json(
-        json!({"report": checked.report, "failures": checked.failures}),
-    ))
+    Ok(Json(DryRun {
+        report: checked.report,
+        failures: checked.failures,
+    }))
+}
+
+/// An approval of a version for a protected alias.
+#[derive(Deserialize, ToSchema)]
+struct ApprovalIn {
+    /// The protected alias the approval is for.
+    #[schema(required)]
+    alias: Option<String>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Approvals {
+    alias: String,
+    approvals: Vec<stored::Approval>,
 }
 
 /// `POST …/versions/{version}/approvals {"alias": "production", "comment": "…"}`.
+#[utoipa::path(post, path = "/{name}/versions/{version}/approvals", tag = "gates", params(ModelVersionPath),
+    request_body = ApprovalIn,
+    responses((status = 200, description = "The version's approvals for the alias, this one included (the approver role, auth on)", body = Approvals)))]
 async fn approve(
     State(state): State<AppState>,
     caller: Who,
     Path((name, version)): Path<(String, String)>,
-    crate::req::JsonBody(body): crate::req::JsonBody,
-) -> ApiResult<Json<Value>> {
+    Body(body): Body<ApprovalIn>,
+) -> ApiResult<Json<Approvals>> {
     let number = crate::req::version_number(&version)?;
     let Some(Extension(caller)) = caller else {
         return Err(ApiError::new(
@@ -569,17 +684,13 @@ async fn approve(
             ),
         ));
     }
-    let alias = crate::req::body_text(&body, "alias", "the protected alias the approval is for")?
-        .to_string();
-    let comment = match body.get("comment") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => {
-            return Err(
-                ApiError::invalid("`comment` must be a string").at_column(Some("comment"), None)
-            )
-        }
-    };
+    let alias = required_text(
+        &body.alias,
+        "alias",
+        "the protected alias the approval is for",
+    )?
+    .to_string();
+    let comment = body.comment.unwrap_or_default();
     let actor = caller.principal.to_string();
     registry::approve(
         &state.store,
@@ -591,34 +702,62 @@ async fn approve(
     )
     .await?;
     let approvals = stored::approvals(&state.store, &name, number.0, &alias).await?;
-    Ok(Json(json!({"alias": alias, "approvals": approvals})))
+    Ok(Json(Approvals { alias, approvals }))
 }
 
+#[utoipa::path(get, path = "/{name}/versions/{version}/approvals", tag = "gates", params(ModelVersionPath, AliasQuery),
+    responses((status = 200, description = "The version's approvals for the alias", body = Approvals)))]
 async fn list_approvals(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
     Query(q): Query<AliasQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Approvals>> {
     let number = crate::req::version_number(&version)?;
     registry::get_model_version(&state.store, &name, number).await?;
     let alias = q.alias.unwrap_or_else(|| "production".into());
     let approvals = stored::approvals(&state.store, &name, number.0, &alias).await?;
-    Ok(Json(json!({"alias": alias, "approvals": approvals})))
+    Ok(Json(Approvals { alias, approvals }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AliasQuery {
+    /// The protected alias; `production` when left out.
     alias: Option<String>,
 }
 
+/// A gated move of an alias. The handler reads it field by field (a version is taken as a
+/// string or a whole number, as MLflow's clients send it).
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of the body `move_alias` reads.
+struct MoveIn {
+    /// The version to put behind the alias: `"3"` or `3`.
+    #[schema(value_type = String)]
+    version: String,
+    /// An admin's reason to move past a failing gate; the report records it.
+    override_reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Moved {
+    alias: String,
+    version: String,
+    /// The gate report's digest; null for an alias without a gate.
+    gate_report: Option<String>,
+    overridden: bool,
+}
+
 /// `POST …/aliases/{alias} {"version": "3", "override_reason": "…"}`: the move, gated.
+#[utoipa::path(post, path = "/{name}/aliases/{alias}", tag = "gates", params(ModelAlias),
+    request_body = MoveIn,
+    responses((status = 200, description = "The alias moved, with the report its gate made", body = Moved)))]
 async fn move_alias(
     State(state): State<AppState>,
     caller: Who,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, alias)): Path<(String, String)>,
     crate::req::JsonBody(body): crate::req::JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Moved>> {
     let raw = match body.get("version") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) if n.is_u64() => n.to_string(),
@@ -660,25 +799,41 @@ async fn move_alias(
     let digest = pass.as_ref().map(GatePass::digest);
     let overridden = pass.as_ref().is_some_and(|p| p.overridden);
     registry::set_alias(&state.store, &actor, name, alias.clone(), version, pass).await?;
-    Ok(Json(json!({
-        "alias": alias,
-        "version": version.0.to_string(),
-        "gate_report": digest,
-        "overridden": overridden,
-    })))
+    Ok(Json(Moved {
+        alias,
+        version: version.0.to_string(),
+        gate_report: digest,
+        overridden,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReportsQuery {
+    /// Only this version's reports.
     version: Option<String>,
+    /// 1 to 1000; 100 when left out.
     max_results: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct GateReports {
+    /// Newest first.
+    gate_reports: Vec<stored::StoredReport>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct GateReportRead {
+    gate_report: stored::StoredReport,
+}
+
+#[utoipa::path(get, path = "/{name}/gate-reports", tag = "gates", params(ModelName, ReportsQuery),
+    responses((status = 200, description = "The reports the model's gated moves left", body = GateReports)))]
 async fn list_reports(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<ReportsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<GateReports>> {
     let version = q
         .version
         .as_deref()
@@ -706,36 +861,38 @@ async fn list_reports(
         limit,
     )
     .await?;
-    Ok(Json(json!({"gate_reports": reports})))
+    Ok(Json(GateReports {
+        gate_reports: reports,
+    }))
 }
 
+#[utoipa::path(get, path = "/{name}/gate-reports/{digest}", tag = "gates",
+    params(("name" = String, Path, description = "The registered model"),
+           ("digest" = String, Path, description = "The report's digest")),
+    responses((status = 200, description = "One gate report", body = GateReportRead)))]
 async fn get_report(
     State(state): State<AppState>,
     Path((name, digest)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<GateReportRead>> {
     let report = stored::report(&state.store, &digest).await?;
     if report.name != name {
         return Err(ApiError::not_found(format!(
             "no gate report of `{name}` has the digest {digest}"
         )));
     }
-    Ok(Json(json!({"gate_report": report})))
+    Ok(Json(GateReportRead {
+        gate_report: report,
+    }))
 }
 
 /// Nested under `/api/v1/models`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/{name}/gates", get(list_policies))
-        .route(
-            "/{name}/gates/{alias}",
-            get(get_policy).put(put_policy).delete(delete_policy),
-        )
-        .route("/{name}/gates/{alias}/check", get(dry_run))
-        .route(
-            "/{name}/versions/{version}/approvals",
-            get(list_approvals).post(approve),
-        )
-        .route("/{name}/aliases/{alias}", post(move_alias))
-        .route("/{name}/gate-reports", get(list_reports))
-        .route("/{name}/gate-reports/{digest}", get(get_report))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_policies))
+        .routes(routes!(get_policy, put_policy, delete_policy))
+        .routes(routes!(dry_run))
+        .routes(routes!(list_approvals, approve))
+        .routes(routes!(move_alias))
+        .routes(routes!(list_reports))
+        .routes(routes!(get_report))
 }

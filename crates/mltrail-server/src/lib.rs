@@ -23,6 +23,7 @@ mod logged_models;
 mod metric_body;
 pub mod metrics;
 mod monitors;
+pub mod openapi;
 pub mod permissions;
 mod privacy;
 mod registry;
@@ -46,6 +47,8 @@ use mltrail_store::MetaStore;
 use std::future::Future;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -90,7 +93,47 @@ impl Default for Limits {
     }
 }
 
+/// The native API (`/api/v1/…`): every route declared with its entry in the OpenAPI document.
+fn native_routes(limits: Limits) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::TrackingApi::openapi())
+        .nest("/api/v1/datasets", datasets::routes())
+        .nest("/api/v1/deployments", deployments::routes())
+        .nest(
+            "/api/v1/models",
+            evaluations::routes()
+                .merge(gates::routes())
+                .merge(cards::routes()),
+        )
+        .nest("/api/v1/monitors", monitors::routes())
+        .nest("/api/v1/alerts", monitors::alert_routes())
+        .nest(
+            "/api/v1/metrics",
+            business::metric_routes(limits.max_json_bytes),
+        )
+        .nest(
+            "/api/v1/annotations",
+            business::annotation_routes(limits.max_json_bytes),
+        )
+        .nest("/api/v1/audit", audit::routes())
+        .nest("/api/v1/settings", settings::routes())
+        .nest(
+            "/api/v1/privacy",
+            privacy::routes().layer(DefaultBodyLimit::max(limits.max_json_bytes)),
+        )
+        .nest("/api/v1/catalogs", catalogs::routes())
+        .routes(utoipa_axum::routes!(lineage::lineage))
+        .routes(utoipa_axum::routes!(lineage::record))
+        .routes(utoipa_axum::routes!(auth::whoami))
+}
+
+/// The tracking server's OpenAPI document, as `/api/v1/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    openapi::with_errors(native_routes(Limits::default()).into_openapi())
+}
+
 pub fn router(state: AppState, limits: Limits) -> Router {
+    let (native, document) = native_routes(limits).split_for_parts();
+    let document = openapi::Rendered::new(&openapi::with_errors(document));
     let api = tracking::routes()
         .merge(registry::routes())
         .merge(users::routes(state.clone()))
@@ -116,35 +159,12 @@ pub fn router(state: AppState, limits: Limits) -> Router {
             "/ajax-api/2.0/mlflow-artifacts",
             artifacts::routes().layer(DefaultBodyLimit::max(limits.max_artifact_bytes)),
         )
-        .nest("/api/v1/deployments", deployments::routes())
-        .nest("/api/v1/datasets", datasets::routes())
-        .nest("/api/v1/catalogs", catalogs::routes())
-        .nest(
-            "/api/v1/models",
-            evaluations::routes()
-                .merge(gates::routes())
-                .merge(cards::routes()),
-        )
-        .nest("/api/v1/monitors", monitors::routes())
-        .nest(
-            "/api/v1/metrics",
-            business::metric_routes(limits.max_json_bytes),
-        )
-        .nest(
-            "/api/v1/annotations",
-            business::annotation_routes(limits.max_json_bytes),
-        )
-        .nest("/api/v1/alerts", monitors::alert_routes())
-        .nest("/api/v1/audit", audit::routes())
-        .nest("/api/v1/settings", settings::routes())
-        .nest(
-            "/api/v1/privacy",
-            privacy::routes().layer(DefaultBodyLimit::max(limits.max_json_bytes)),
-        )
-        .route("/api/v1/lineage", get(lineage::lineage))
-        .route("/api/v1/predictions/{id}/record", get(lineage::record))
         .route("/metrics", get(metrics::metrics))
-        .route("/api/v1/auth/whoami", get(auth::whoami))
+        .merge(native)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || std::future::ready(document.clone())),
+        )
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))

@@ -280,14 +280,54 @@ pub(crate) async fn run_of(
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LineageQuery {
+    /// A registered model's name (required).
+    #[param(required)]
     model: Option<String>,
+    /// Its version number (required).
+    #[param(required)]
     version: Option<String>,
+    /// A deployment, whose events serving the version are added.
     deployment: Option<String>,
 }
 
+/// The audit section of a trace: the trail's Merkle tree today and the events that prove
+/// the trace's claims (docs/audit.md).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Part of `Trace`'s schema.
+pub(crate) struct TraceAudit {
+    tree_size: u64,
+    /// The tree's root, hex.
+    root: String,
+    /// A signed checkpoint (C2SP signed note) of the tree; null without a signing key.
+    checkpoint: Option<String>,
+    verifier_key: Option<String>,
+    /// Each named event with `previous_hash`, `leaf_index` and `audit_path` (RFC 9162).
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<Value>,
+}
+
+/// A trace, `mltrail.trace/1` (docs/audit.md): what is claimed, the entities behind it with
+/// their states, and the audit events that prove each, checkable without the server. A
+/// prediction's trace also holds the prediction, its feedback and explanation, and its
+/// segment's inclusion proof. The handlers assemble it part by part (`trace`, `lineage_of`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // The schema of what `lineage` and `record` answer.
+pub(crate) struct Trace {
+    /// `mltrail.trace/1`.
+    format: String,
+    /// Each entity (`about`, `entity_type`, `entity_id`, `events`, and where its state is in
+    /// the database, `state_json` and `state_digest`).
+    #[schema(value_type = Vec<Object>)]
+    entities: Vec<Value>,
+    audit: TraceAudit,
+}
+
 /// `GET /api/v1/lineage?model=NAME&version=N[&deployment=D]`.
+#[utoipa::path(get, path = "/api/v1/lineage", tag = "lineage", params(LineageQuery),
+    responses((status = 200, description = "What stands behind the version, with its proofs", body = Trace)))]
 pub(crate) async fn lineage(
     State(state): State<AppState>,
     Query(q): Query<LineageQuery>,
@@ -317,13 +357,18 @@ pub(crate) async fn lineage(
 /// The version of a trace's layout (docs/audit.md).
 pub const TRACE_FORMAT: &str = "mltrail.trace/1";
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RecordQuery {
+    /// The deployment that served it (found faster when given).
     deployment: Option<String>,
 }
 
 /// `GET /api/v1/predictions/{id}/record[?deployment=D]`: an archived prediction and everything
 /// behind it.
+#[utoipa::path(get, path = "/api/v1/predictions/{id}/record", tag = "lineage",
+    params(("id" = String, Path, description = "The prediction's id (a UUID)"), RecordQuery),
+    responses((status = 200, description = "The archived prediction's trace", body = Trace)))]
 pub(crate) async fn record(
     State(state): State<AppState>,
     Path(id): Path<String>,

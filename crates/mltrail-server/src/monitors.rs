@@ -5,13 +5,14 @@
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use mltrail_core::MonitorId;
 use mltrail_monitor::runner::{self, ConfigError, MonitorError, NewMonitor};
-use mltrail_store::monitors;
-use serde::Deserialize;
+use mltrail_store::monitors::{self, Alert, Monitor, MonitorResult};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -140,11 +141,94 @@ fn ranking_settings(value: &Value) -> Result<Option<runner::RankingSettings>, Ap
     Ok(Some(settings))
 }
 
+/// A duration: `"30m"`, `"1h"`, `"7d"`, or a number of seconds.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Part of `MonitorIn`'s schema.
+enum DurationIn {
+    Text(String),
+    Seconds(f64),
+}
+
+/// A business metric monitor's seasonal baseline; what is left out takes its default.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Part of `MonitorIn`'s schema.
+struct SeasonalIn {
+    /// The season's length, e.g. `"7d"`.
+    season: Option<DurationIn>,
+    /// How many past seasons make the baseline.
+    seasons: Option<u64>,
+    /// How many standard deviations away is an anomaly.
+    z: Option<f64>,
+    /// How many windows ahead to forecast.
+    horizon: Option<u64>,
+}
+
+/// A ranking monitor's settings.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Part of `MonitorIn`'s schema.
+struct RankingIn {
+    /// The cut-off of precision@k and friends.
+    k: Option<u64>,
+    /// How far back a repeated recommendation counts, e.g. `"1d"`.
+    repeat_lookback: Option<DurationIn>,
+}
+
+/// `true` for the ranking defaults, or the settings.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Part of `MonitorIn`'s schema.
+enum RankingChoice {
+    Defaults(bool),
+    Settings(RankingIn),
+}
+
+/// A monitor to create. The handler reads it field by field and names each wrong one
+/// (`seasonal.z`, `ranking.k`); the monitor's rules are checked as the engine reads them.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // The schema of the body `create` reads.
+struct MonitorIn {
+    /// The deployment watched; required unless `metric` is given.
+    deployment: Option<String>,
+    /// A business metric watched instead of a deployment.
+    metric: Option<String>,
+    /// Each window's length (required).
+    window: DurationIn,
+    /// How long after a window ends it is evaluated (labels arrive late).
+    delay: Option<DurationIn>,
+    /// `training` (the served version's training data, the default) or a dataset version
+    /// `NAME@VERSION`.
+    reference: Option<String>,
+    /// The share of drifted columns that counts as dataset drift.
+    drift_share: Option<f64>,
+    /// Alert rules, e.g. `drift_share >= 0.3 for 2`.
+    alerts: Option<Vec<String>>,
+    /// Webhook URLs alerts are posted to.
+    webhooks: Option<Vec<String>>,
+    /// Columns left out of drift.
+    exclude: Option<Vec<String>>,
+    /// Sensitive columns whose groups are compared (fairness).
+    sensitive: Option<Vec<String>>,
+    /// The first window's start, in Unix milliseconds (a past time); now when left out.
+    start: Option<i64>,
+    seasonal: Option<SeasonalIn>,
+    ranking: Option<RankingChoice>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct MonitorRead {
+    monitor: Monitor,
+}
+
+#[utoipa::path(post, path = "/", tag = "monitors", request_body = MonitorIn,
+    responses((status = 200, description = "The monitor created", body = MonitorRead)))]
 async fn create(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     crate::req::JsonBody(body): crate::req::JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MonitorRead>> {
     let metric = match body.get("metric") {
         None | Some(Value::Null) => None,
         Some(Value::String(m)) => Some(m.clone()),
@@ -214,41 +298,72 @@ async fn create(
             MonitorError::Rule(ConfigError { field, message }) => bad(field, message),
             other => other.into(),
         })?;
-    Ok(Json(json!({"monitor": monitor})))
+    Ok(Json(MonitorRead { monitor }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this deployment's monitors.
     deployment: Option<String>,
+    /// Deleted monitors too.
     #[serde(default)]
     include_deleted: bool,
 }
 
-async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
-    let list =
+#[derive(Serialize, ToSchema)]
+struct Monitors {
+    monitors: Vec<Monitor>,
+}
+
+#[utoipa::path(get, path = "/", tag = "monitors", params(ListQuery),
+    responses((status = 200, description = "The monitors", body = Monitors)))]
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Monitors>> {
+    let monitors =
         monitors::list_monitors(&state.store, q.deployment.as_deref(), q.include_deleted).await?;
-    Ok(Json(json!({"monitors": list})))
+    Ok(Json(Monitors { monitors }))
 }
 
-async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// A monitor.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
+struct MonitorPath {
+    /// The monitor's id.
+    id: String,
+}
+
+#[utoipa::path(get, path = "/{id}", tag = "monitors", params(MonitorPath),
+    responses((status = 200, description = "The monitor", body = MonitorRead)))]
+async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MonitorRead>> {
     let id = MonitorId::from(id);
-    Ok(Json(
-        json!({"monitor": monitors::get_monitor(&state.store, &id).await?}),
-    ))
+    Ok(Json(MonitorRead {
+        monitor: monitors::get_monitor(&state.store, &id).await?,
+    }))
 }
 
+#[utoipa::path(delete, path = "/{id}", tag = "monitors", params(MonitorPath),
+    responses((status = 200, description = "The monitor is deleted (its results and alerts stay)", body = crate::openapi::Done)))]
 async fn delete(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::openapi::Done>> {
     let id = MonitorId::from(id);
     monitors::delete_monitor(&state.store, &actor, &id).await?;
-    Ok(Json(json!({})))
+    Ok(Json(crate::openapi::Done {}))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LimitQuery {
+    /// 1 to 10000; 100 when left out.
     limit: Option<i64>,
 }
 
@@ -262,37 +377,59 @@ impl LimitQuery {
     }
 }
 
+#[derive(Serialize, ToSchema)]
+struct Results {
+    /// Newest window first.
+    results: Vec<MonitorResult>,
+}
+
+#[utoipa::path(get, path = "/{id}/results", tag = "monitors", params(MonitorPath, LimitQuery),
+    responses((status = 200, description = "The monitor's evaluated windows", body = Results)))]
 async fn results(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<LimitQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Results>> {
     let id = MonitorId::from(id);
     monitors::get_monitor(&state.store, &id).await?;
     let results = monitors::list_results(&state.store, &id, q.limit()?).await?;
-    Ok(Json(json!({"results": results})))
+    Ok(Json(Results { results }))
 }
 
+#[derive(Serialize, ToSchema)]
+struct Alerts {
+    /// Newest first.
+    alerts: Vec<Alert>,
+}
+
+#[utoipa::path(get, path = "/{id}/alerts", tag = "monitors", params(MonitorPath, LimitQuery),
+    responses((status = 200, description = "The alerts the monitor's rules sent", body = Alerts)))]
 async fn monitor_alerts(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<LimitQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Alerts>> {
     let id = MonitorId::from(id);
     monitors::get_monitor(&state.store, &id).await?;
     let alerts = monitors::list_alerts(&state.store, Some(&id), q.limit()?).await?;
-    Ok(Json(json!({"alerts": alerts})))
+    Ok(Json(Alerts { alerts }))
 }
 
+#[utoipa::path(get, path = "/", tag = "alerts", params(LimitQuery),
+    responses((status = 200, description = "Every monitor's alerts", body = Alerts)))]
 async fn all_alerts(
     State(state): State<AppState>,
     Query(q): Query<LimitQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Alerts>> {
     let alerts = monitors::list_alerts(&state.store, None, q.limit()?).await?;
-    Ok(Json(json!({"alerts": alerts})))
+    Ok(Json(Alerts { alerts }))
 }
 
 /// The HTML drift report of one evaluated window.
+#[utoipa::path(get, path = "/{id}/windows/{start}/report", tag = "monitors",
+    params(("id" = String, Path, description = "The monitor's id"),
+           ("start" = i64, Path, description = "The window's start, Unix milliseconds")),
+    responses((status = 200, description = "The window's drift report", content_type = "text/html", body = String)))]
 async fn window_report(
     State(state): State<AppState>,
     Path((id, start)): Path<(String, String)>,
@@ -310,15 +447,15 @@ async fn window_report(
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(list).post(create))
-        .route("/{id}", get(get_one).delete(delete))
-        .route("/{id}/results", get(results))
-        .route("/{id}/windows/{start}/report", get(window_report))
-        .route("/{id}/alerts", get(monitor_alerts))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, delete))
+        .routes(routes!(results))
+        .routes(routes!(window_report))
+        .routes(routes!(monitor_alerts))
 }
 
-pub fn alert_routes() -> Router<AppState> {
-    Router::new().route("/", get(all_alerts))
+pub fn alert_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(all_alerts))
 }

@@ -6,24 +6,26 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
-use crate::req::body_text;
+use crate::req::{required_text, Body};
 use crate::AppState;
 use mltrail_core::privacy::SubjectHash;
 use mltrail_serving::archive::ArtifactArchive;
 use mltrail_serving::privacy::{export_subject, KeyCache, StoreKeys, SubjectKeys};
-use mltrail_store::privacy::MAX_SUBJECTS;
+use mltrail_store::privacy::{Erasure, MAX_SUBJECTS};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/subject-keys", post(subject_keys))
-        .route("/export", post(export))
-        .route("/erase", post(erase))
-        .route("/erasures", get(erasures))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(subject_keys))
+        .routes(routes!(export))
+        .routes(routes!(erase))
+        .routes(routes!(erasures))
 }
 
 /// The server's keys, or why there are none.
@@ -38,12 +40,10 @@ fn keys(state: &AppState) -> Result<&Arc<StoreKeys>, ApiError> {
 }
 
 /// A list of at most [`MAX_SUBJECTS`] non-empty strings; `None` when the field is absent.
-fn strings(body: &Value, field: &str) -> Result<Option<Vec<String>>, ApiError> {
+fn strings(items: Option<Vec<String>>, field: &str) -> Result<Option<Vec<String>>, ApiError> {
     let refuse = |why: String| ApiError::invalid(why).at_column(Some(field), None);
-    let items = match body.get(field) {
-        None => return Ok(None),
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(refuse(format!("`{field}` must be a list of strings"))),
+    let Some(items) = items else {
+        return Ok(None);
     };
     if items.len() > MAX_SUBJECTS {
         return Err(refuse(format!(
@@ -51,16 +51,10 @@ fn strings(body: &Value, field: &str) -> Result<Option<Vec<String>>, ApiError> {
             items.len()
         )));
     }
-    items
-        .iter()
-        .map(|v| {
-            v.as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .ok_or_else(|| refuse(format!("`{field}` must list non-empty strings")))
-        })
-        .collect::<Result<_, _>>()
-        .map(Some)
+    if items.iter().any(String::is_empty) {
+        return Err(refuse(format!("`{field}` must list non-empty strings")));
+    }
+    Ok(Some(items))
 }
 
 fn subject_hash(text: &str, field: &str) -> Result<SubjectHash, ApiError> {
@@ -74,24 +68,51 @@ fn subject_hash(text: &str, field: &str) -> Result<SubjectHash, ApiError> {
 
 const SUBJECT: &str = "the subject's id, as the subject column holds it";
 
+/// Subjects whose keys are asked for: exactly one of the two lists.
+#[derive(Deserialize, ToSchema)]
+struct KeysIn {
+    /// Subjects' ids, as the subject column holds them (keys are made when missing).
+    subjects: Option<Vec<String>>,
+    /// Subject hashes, 64 lowercase hex digits (looked up; `null` where erased).
+    subject_hashes: Option<Vec<String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SubjectKey {
+    subject_hash: String,
+    /// The subject's key, base64; null when the subject was erased.
+    key: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Keys {
+    /// In the order asked.
+    keys: Vec<SubjectKey>,
+}
+
 /// `POST /subject-keys` `{"subjects": [ID, …]}` (made when missing) or `{"subject_hashes":
 /// [HEX, …]}` (looked up; `null` where erased) → `{"keys": [{"subject_hash", "key"}, …]}`, in
 /// order. Serving processes ask with their `deployments` token.
+#[utoipa::path(post, path = "/subject-keys", tag = "privacy", request_body = KeysIn,
+    responses((status = 200, description = "The subjects' keys (503 without a master key)", body = Keys)))]
 async fn subject_keys(
     State(state): State<AppState>,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
+    Body(body): Body<KeysIn>,
+) -> ApiResult<Json<Keys>> {
     let keys = keys(&state)?;
     let answer = match (
-        strings(&body, "subjects")?,
-        strings(&body, "subject_hashes")?,
+        strings(body.subjects, "subjects")?,
+        strings(body.subject_hashes, "subject_hashes")?,
     ) {
         (Some(subjects), None) => keys
             .for_subjects(&subjects)
             .await
             .map_err(ApiError::from_keys)?
             .into_iter()
-            .map(|k| json!({"subject_hash": k.subject_hex(), "key": k.key.to_base64()}))
+            .map(|k| SubjectKey {
+                subject_hash: k.subject_hex().to_string(),
+                key: Some(k.key.to_base64()),
+            })
             .collect::<Vec<_>>(),
         (None, Some(hashes)) => {
             let parsed = hashes
@@ -105,7 +126,10 @@ async fn subject_keys(
             parsed
                 .iter()
                 .zip(found)
-                .map(|(h, k)| json!({"subject_hash": h.to_hex(), "key": k.map(|k| k.to_base64())}))
+                .map(|(h, k)| SubjectKey {
+                    subject_hash: h.to_hex(),
+                    key: k.map(|k| k.to_base64()),
+                })
                 .collect()
         }
         _ => {
@@ -115,18 +139,39 @@ async fn subject_keys(
             .at_column(Some("subjects"), None))
         }
     };
-    Ok(Json(json!({"keys": answer})))
+    Ok(Json(Keys { keys: answer }))
+}
+
+#[derive(Deserialize, ToSchema)]
+struct ExportIn {
+    /// The subject's id, as the subject column holds it.
+    #[schema(required)]
+    subject: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Exported {
+    subject_hash: String,
+    /// Each archived prediction about the subject, opened, with its `feedback`.
+    #[schema(value_type = Vec<Object>)]
+    predictions: Vec<Value>,
+    /// Archive files that could not be read.
+    unreadable_files: Vec<String>,
+    /// What the export covers.
+    covers: &'static str,
 }
 
 /// `POST /export` `{"subject": ID}`: every archived prediction about the subject, opened, with
 /// the feedback on each (GDPR access).
+#[utoipa::path(post, path = "/export", tag = "privacy", request_body = ExportIn,
+    responses((status = 200, description = "The subject's data (503 without a master key)", body = Exported)))]
 async fn export(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
+    Body(body): Body<ExportIn>,
+) -> ApiResult<Json<Exported>> {
     let keys = keys(&state)?;
-    let subject = body_text(&body, "subject", SUBJECT)?;
+    let subject = required_text(&body.subject, "subject", SUBJECT)?;
     let hash = keys.master().subject_hash(subject);
     let archive = ArtifactArchive(state.artifacts.clone());
     let found = export_subject(&archive, keys.as_ref(), hash)
@@ -143,34 +188,60 @@ async fn export(
             value
         })
         .collect();
-    Ok(Json(json!({
-        "subject_hash": hash.to_hex(),
-        "predictions": predictions,
-        "unreadable_files": found.unreadable,
-        "covers": "the prediction archive: rows a serving process has not archived yet (its last few minutes) are not included",
-    })))
+    Ok(Json(Exported {
+        subject_hash: hash.to_hex(),
+        predictions,
+        unreadable_files: found.unreadable,
+        covers: "the prediction archive: rows a serving process has not archived yet (its last few minutes) are not included",
+    }))
+}
+
+/// An erasure: exactly one of `subject` and `subject_hash`.
+#[derive(Deserialize, ToSchema)]
+struct EraseIn {
+    /// The subject's id.
+    subject: Option<String>,
+    /// A listed erasure's subject hash, to repeat it (after restoring an older backup).
+    subject_hash: Option<String>,
+    /// Why: the request or rule the erasure answers.
+    #[schema(required)]
+    reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Erased {
+    erasure: Erasure,
+    /// How long serving processes may still hold the key in memory.
+    serving_caches_seconds: u64,
 }
 
 /// `POST /erase` `{"subject": ID, "reason": TEXT}`, or `{"subject_hash": HEX, "reason"}` to
 /// repeat a listed erasure (after restoring an older database backup): destroys the subject's
 /// key (admins only).
+#[utoipa::path(post, path = "/erase", tag = "privacy", request_body = EraseIn,
+    responses((status = 200, description = "The subject's key is destroyed (admins only; 503 without a master key)", body = Erased)))]
 async fn erase(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
+    Body(body): Body<EraseIn>,
+) -> ApiResult<Json<Erased>> {
     let keys = keys(&state)?;
-    let reason = body_text(
-        &body,
+    let reason = required_text(
+        &body.reason,
         "reason",
         "why: the request or rule the erasure answers",
     )?;
-    let hash = match (body.get("subject"), body.get("subject_hash")) {
-        (Some(_), None) => keys
-            .master()
-            .subject_hash(body_text(&body, "subject", SUBJECT)?),
+    let hash = match (&body.subject, &body.subject_hash) {
+        (Some(_), None) => {
+            keys.master()
+                .subject_hash(required_text(&body.subject, "subject", SUBJECT)?)
+        }
         (None, Some(_)) => subject_hash(
-            body_text(&body, "subject_hash", "64 lowercase hex digits")?,
+            required_text(
+                &body.subject_hash,
+                "subject_hash",
+                "64 lowercase hex digits",
+            )?,
             "subject_hash",
         )?,
         _ => {
@@ -181,14 +252,22 @@ async fn erase(
         }
     };
     let erasure = mltrail_store::privacy::erase(&state.store, &actor, hash, reason).await?;
-    Ok(Json(json!({
-        "erasure": erasure,
-        "serving_caches_seconds": KeyCache::TTL.as_secs(),
-    })))
+    Ok(Json(Erased {
+        erasure,
+        serving_caches_seconds: KeyCache::TTL.as_secs(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct Erasures {
+    /// Oldest first.
+    erasures: Vec<Erasure>,
 }
 
 /// `GET /erasures`: every erasure (subject hash, reason, time), oldest first.
-async fn erasures(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let list = mltrail_store::privacy::erasures(&state.store).await?;
-    Ok(Json(json!({"erasures": list})))
+#[utoipa::path(get, path = "/erasures", tag = "privacy",
+    responses((status = 200, description = "Every erasure", body = Erasures)))]
+async fn erasures(State(state): State<AppState>) -> ApiResult<Json<Erasures>> {
+    let erasures = mltrail_store::privacy::erasures(&state.store).await?;
+    Ok(Json(Erasures { erasures }))
 }

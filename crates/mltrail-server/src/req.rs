@@ -226,6 +226,39 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Actor {
     }
 }
 
+/// A JSON body decoded into the handler's own request type (the type the OpenAPI document
+/// describes). A field of the wrong type is refused, naming the field, never coerced.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        json_content_type(req.method(), req.headers())?;
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::body_rejected(e, "INVALID_PARAMETER_VALUE"))?;
+        decode_body(&body).map(Body)
+    }
+}
+
+/// A request body decoded into `T`; errors name the field (`a.b[2]`) that failed.
+pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let decoded: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::invalid(format!("the body is not the JSON object expected: {inner}"))
+        } else {
+            ApiError::invalid(format!("`{path}`: {inner}")).at_column(Some(&path), None)
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::invalid(format!("the body has more after its JSON value: {e}")))?;
+    Ok(decoded)
+}
+
 pub(crate) fn decode_base64(input: &str) -> Option<String> {
     use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
     use base64::engine::DecodePaddingMode;
@@ -344,6 +377,17 @@ pub(crate) fn body_text<'a>(body: &'a Value, field: &str, what: &str) -> Result<
             ApiError::invalid(format!("`{field}` ({what}) is required"))
                 .at_column(Some(field), None)
         })
+}
+
+/// A required text field of a typed body ([`Body`]): given and not empty.
+pub(crate) fn required_text<'a>(
+    value: &'a Option<String>,
+    field: &str,
+    what: &str,
+) -> Result<&'a str, ApiError> {
+    value.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError::invalid(format!("`{field}` ({what}) is required")).at_column(Some(field), None)
+    })
 }
 
 pub fn parse_experiment_id(raw: &str) -> Result<ExperimentId, ApiError> {

@@ -4,12 +4,15 @@
 //! total in one transaction (each report an audit event digesting the new total).
 
 use axum::extract::{Path, State};
-use axum::routing::get;
 use axum::Extension;
-use axum::{Json, Router};
+use axum::Json;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
+use crate::req::{required_text, Body};
 use crate::AppState;
 use mltrail_serving::routing::report::ExperimentReport;
 use mltrail_serving::routing::{Policy, RoutingState};
@@ -25,22 +28,52 @@ fn check_deployment(deployment: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn policy_body(stored: &StoredPolicy) -> ApiResult<Value> {
+/// A deployment's routing policy as stored.
+#[derive(Serialize, ToSchema)]
+struct PolicyRead {
+    deployment: String,
+    /// The policy in its canonical form: `{"kind", "arms", …}`.
+    #[schema(value_type = Object)]
+    policy: Value,
+    /// SHA-256 of the canonical policy.
+    digest: String,
+    /// The digest's first 16 hex digits, as replicas report it.
+    version: String,
+    updated_time: i64,
+    actor: String,
+    /// The failed check that rolled a canary back, if one did.
+    #[schema(value_type = Option<Object>)]
+    rolled_back: Option<Value>,
+}
+
+fn policy_body(stored: &StoredPolicy) -> ApiResult<PolicyRead> {
     let policy: Value = serde_json::from_str(&stored.policy).map_err(ApiError::internal)?;
-    Ok(json!({
-        "deployment": stored.deployment,
-        "policy": policy,
-        "digest": stored.digest,
-        "version": &stored.digest[..16.min(stored.digest.len())],
-        "updated_time": stored.updated_time,
-        "actor": stored.actor,
-        "rolled_back": stored.rolled_back.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
-    }))
+    Ok(PolicyRead {
+        deployment: stored.deployment.clone(),
+        policy,
+        digest: stored.digest.clone(),
+        version: stored.digest[..16.min(stored.digest.len())].to_string(),
+        updated_time: stored.updated_time,
+        actor: stored.actor.clone(),
+        rolled_back: stored
+            .rolled_back
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<Value>(r).ok()),
+    })
+}
+
+/// A routing policy to put in force.
+#[derive(Deserialize, ToSchema)]
+struct PolicyIn {
+    /// The policy: `{"kind": "fixed"|"canary"|"shadow"|"epsilon_greedy"|…, "arms": […], …}`
+    /// (`docs/routing.md`).
+    #[schema(required, value_type = Object)]
+    policy: Option<Value>,
 }
 
 /// A policy as sent, checked as serving will read it.
-fn read_policy(body: &Value) -> ApiResult<Policy> {
-    let document = body.get("policy").ok_or_else(|| {
+fn read_policy(body: &PolicyIn) -> ApiResult<Policy> {
+    let document = body.policy.as_ref().ok_or_else(|| {
         ApiError::invalid(
             "`policy` (the policy as a JSON object: {\"kind\": …, \"arms\": […]}) is required",
         )
@@ -52,10 +85,12 @@ fn read_policy(body: &Value) -> ApiResult<Policy> {
     })
 }
 
+#[utoipa::path(get, path = "/{deployment}/policy", tag = "routing", params(Deployment),
+    responses((status = 200, description = "The policy in force", body = PolicyRead)))]
 async fn get_policy(
     State(state): State<AppState>,
     Path(deployment): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PolicyRead>> {
     check_deployment(&deployment)?;
     let stored = routing::policy(&state.store, &deployment)
         .await?
@@ -65,12 +100,15 @@ async fn get_policy(
     Ok(Json(policy_body(&stored)?))
 }
 
+#[utoipa::path(put, path = "/{deployment}/policy", tag = "routing", params(Deployment),
+    request_body = PolicyIn,
+    responses((status = 200, description = "The policy now in force", body = PolicyRead)))]
 async fn put_policy(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(deployment): Path<String>,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
+    Body(body): Body<PolicyIn>,
+) -> ApiResult<Json<PolicyRead>> {
     check_deployment(&deployment)?;
     let policy = read_policy(&body)?;
     // Replicas load every arm; one that names nothing would leave them on the old policy.
@@ -121,51 +159,88 @@ async fn put_policy(
     Ok(Json(policy_body(&stored)?))
 }
 
+#[derive(Serialize, ToSchema)]
+struct PolicyDeleted {
+    deployment: String,
+    deleted: bool,
+}
+
+#[utoipa::path(delete, path = "/{deployment}/policy", tag = "routing", params(Deployment),
+    responses((status = 200, description = "The deployment's replicas go back to their own model", body = PolicyDeleted)))]
 async fn delete_policy(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(deployment): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PolicyDeleted>> {
     check_deployment(&deployment)?;
     routing::delete_policy(&state.store, &actor, deployment.clone()).await?;
-    Ok(Json(json!({"deployment": deployment, "deleted": true})))
+    Ok(Json(PolicyDeleted {
+        deployment,
+        deleted: true,
+    }))
+}
+
+/// The deployment a routing route is about.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
+struct Deployment {
+    /// 1-256 characters without `:`.
+    deployment: String,
+}
+
+/// What a policy learned, summed over every replica's reports.
+#[derive(Serialize, ToSchema)]
+struct LearnedState {
+    deployment: String,
+    policy_digest: String,
+    /// The routing state (per arm counts and sums); null before any report.
+    #[schema(value_type = Option<Object>)]
+    state: Option<Value>,
+    digest: Option<String>,
+    reports: i64,
+    updated_time: Option<i64>,
 }
 
 fn state_body(
     deployment: &str,
     policy: &str,
     stored: Option<routing::StoredState>,
-) -> ApiResult<Value> {
-    let (state, digest, reports, updated) = match stored {
+) -> ApiResult<LearnedState> {
+    let (state, digest, reports, updated_time) = match stored {
         Some(s) => (
-            serde_json::from_str::<Value>(&s.state).map_err(ApiError::internal)?,
-            Value::from(s.digest),
+            Some(serde_json::from_str::<Value>(&s.state).map_err(ApiError::internal)?),
+            Some(s.digest),
             s.reports,
-            Value::from(s.updated_time),
+            Some(s.updated_time),
         ),
-        None => (Value::Null, Value::Null, 0, Value::Null),
+        None => (None, None, 0, None),
     };
-    Ok(json!({
-        "deployment": deployment,
-        "policy_digest": policy,
-        "state": state,
-        "digest": digest,
-        "reports": reports,
-        "updated_time": updated,
-    }))
+    Ok(LearnedState {
+        deployment: deployment.to_string(),
+        policy_digest: policy.to_string(),
+        state,
+        digest,
+        reports,
+        updated_time,
+    })
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StateQuery {
+    /// A policy's digest; the policy in force when left out.
     policy: Option<String>,
 }
 
 /// What a policy learned: the one in force, or `?policy=<digest>`'s.
+#[utoipa::path(get, path = "/{deployment}/policy/state", tag = "routing", params(Deployment, StateQuery),
+    responses((status = 200, description = "What the policy learned", body = LearnedState)))]
 async fn get_state(
     State(state): State<AppState>,
     Path(deployment): Path<String>,
     axum::extract::Query(query): axum::extract::Query<StateQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LearnedState>> {
     check_deployment(&deployment)?;
     let digest = match query.policy {
         Some(d) => d,
@@ -182,18 +257,31 @@ async fn get_state(
     Ok(Json(state_body(&deployment, &digest, stored)?))
 }
 
+/// A replica's report of what it learned.
+#[derive(Deserialize, ToSchema)]
+struct StateReport {
+    /// What the replica learned since its last report, for the policy it names.
+    #[schema(required, value_type = Object)]
+    delta: Option<Value>,
+    /// The report's id (a UUID): a report sent twice is added once.
+    #[schema(required)]
+    report_id: Option<String>,
+}
+
 /// A replica's report: `{"delta": <what it learned since its last report>}` for the policy
 /// the delta names; answers the new total.
+#[utoipa::path(post, path = "/{deployment}/policy/state", tag = "routing", params(Deployment),
+    request_body = StateReport,
+    responses((status = 200, description = "The new total", body = LearnedState)))]
 async fn report_state(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(deployment): Path<String>,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
+    Body(body): Body<StateReport>,
+) -> ApiResult<Json<LearnedState>> {
     check_deployment(&deployment)?;
     let delta: RoutingState = body
-        .get("delta")
-        .cloned()
+        .delta
         .ok_or_else(|| {
             ApiError::invalid("`delta` (a routing state) is required")
                 .at_column(Some("delta"), None)
@@ -204,7 +292,7 @@ async fn report_state(
                     .at_column(Some("delta"), None)
             })
         })?;
-    let report_id = crate::req::body_text(&body, "report_id", "the report's id, a UUID")?;
+    let report_id = required_text(&body.report_id, "report_id", "the report's id, a UUID")?;
     let report_id = uuid::Uuid::parse_str(report_id)
         .map_err(|_| {
             ApiError::invalid(format!("`report_id` must be a UUID, got `{report_id}`"))
@@ -282,24 +370,40 @@ pub(crate) async fn report_of(
     Ok(Some((stored, report)))
 }
 
+/// The experiment report of a deployment's policy in force.
+#[derive(Serialize, ToSchema)]
+struct Experiment {
+    /// Per arm requests, rewards, mean reward with its interval, current propensities, and
+    /// the regret estimate (`mltrail_serving::routing::report::ExperimentReport`).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    report: ExperimentReport,
+    deployment: String,
+    #[schema(value_type = Option<Object>)]
+    rolled_back: Option<Value>,
+}
+
 /// The experiment view of the policy in force: per arm requests, rewards, mean reward with
 /// its interval, current propensities, and the regret estimate.
+#[utoipa::path(get, path = "/{deployment}/experiment", tag = "routing", params(Deployment),
+    responses((status = 200, description = "The experiment report", body = Experiment)))]
 async fn experiment(
     State(state): State<AppState>,
     Path(deployment): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Experiment>> {
     check_deployment(&deployment)?;
     let (stored, report) = report_of(&state, &deployment).await?.ok_or_else(|| {
         ApiError::not_found(format!("deployment `{deployment}` has no routing policy"))
     })?;
-    let mut body = serde_json::to_value(&report).map_err(ApiError::internal)?;
-    body["deployment"] = json!(deployment);
-    body["rolled_back"] = stored
+    let rolled_back = stored
         .rolled_back
         .as_deref()
-        .and_then(|r| serde_json::from_str::<Value>(r).ok())
-        .unwrap_or(Value::Null);
-    Ok(Json(body))
+        .and_then(|r| serde_json::from_str::<Value>(r).ok());
+    Ok(Json(Experiment {
+        report,
+        deployment,
+        rolled_back,
+    }))
 }
 
 /// The web UI's panel of a deployment's experiment.
@@ -336,19 +440,45 @@ pub(crate) async fn experiment_view(
     }))
 }
 
+/// A replica's finding that the canary in force failed a check.
+#[derive(Deserialize, ToSchema)]
+struct RollBack {
+    /// The canary policy's digest.
+    #[schema(required)]
+    policy: Option<String>,
+    /// The failed check and its values.
+    #[schema(required, value_type = Object)]
+    verdict: Option<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RolledBack {
+    deployment: String,
+    /// False when an earlier report rolled it back already.
+    rolled_back: bool,
+    /// Where an alias-driven canary's alias went: `{"alias", "moved_to"}` or
+    /// `{"alias", "not_moved": why}`.
+    #[schema(value_type = Option<Object>)]
+    alias: Option<Value>,
+}
+
 /// A replica found that the canary in force failed a check: `{"policy": <digest>, "verdict":
 /// {...}}`. The first report rolls it back (an audit event); later ones change nothing.
+#[utoipa::path(post, path = "/{deployment}/policy/rollback", tag = "routing", params(Deployment),
+    request_body = RollBack,
+    responses((status = 200, description = "The canary is rolled back", body = RolledBack)))]
 async fn roll_back(
     State(state): State<AppState>,
     caller: Option<Extension<std::sync::Arc<crate::auth::Caller>>>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(deployment): Path<String>,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
+    Body(body): Body<RollBack>,
+) -> ApiResult<Json<RolledBack>> {
     check_deployment(&deployment)?;
-    let digest = crate::req::body_text(&body, "policy", "the canary policy's digest")?.to_string();
+    let digest = required_text(&body.policy, "policy", "the canary policy's digest")?.to_string();
     let verdict = body
-        .get("verdict")
+        .verdict
+        .as_ref()
         .filter(|v| v.is_object())
         .ok_or_else(|| {
             ApiError::invalid("`verdict` (the failed check and its values, an object) is required")
@@ -380,9 +510,11 @@ async fn roll_back(
         String::from_utf8(mltrail_core::jcs::of_value(&verdict)).map_err(ApiError::internal)?;
     let rolled =
         routing::roll_back(&state.store, &actor, deployment.clone(), digest, canonical).await?;
-    Ok(Json(
-        json!({"deployment": deployment, "rolled_back": rolled, "alias": verdict.get("alias")}),
-    ))
+    Ok(Json(RolledBack {
+        deployment,
+        rolled_back: rolled,
+        alias: verdict.get("alias").cloned(),
+    }))
 }
 
 /// Moves the alias the canary's candidate arm names back to the stable arm's version (the
@@ -447,19 +579,10 @@ async fn move_alias_back(
     }
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/{deployment}/policy",
-            get(get_policy).put(put_policy).delete(delete_policy),
-        )
-        .route(
-            "/{deployment}/policy/state",
-            get(get_state).post(report_state),
-        )
-        .route("/{deployment}/experiment", get(experiment))
-        .route(
-            "/{deployment}/policy/rollback",
-            axum::routing::post(roll_back),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_policy, put_policy, delete_policy))
+        .routes(routes!(get_state, report_state))
+        .routes(routes!(experiment))
+        .routes(routes!(roll_back))
 }

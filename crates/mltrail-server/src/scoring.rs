@@ -13,13 +13,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use mltrail_serving::deployment::{
     BodyFormat, Deployment, FailureKind, Feedback, FeedbackError, Scored, METRICS_CONTENT_TYPE,
 };
-use mltrail_serving::record::LogRecord;
+use mltrail_serving::record::{FeedbackRecord, PredictionRecord, RecordKind};
 use serde_json::{json, Value};
+use utoipa::{IntoParams, OpenApi as _, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -147,6 +149,71 @@ async fn scored_request(
     Ok(scored)
 }
 
+/// A scoring request, in any of MLflow's layouts, as JSON (`Content-Type: application/json`)
+/// or as CSV with a header row (`text/csv`). Inputs are checked against the model's signature;
+/// a wrong column is refused naming it (`column`). Read by mltrail-serving's own parser (the
+/// hot path), which this schema describes.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of the body the scoring path parses.
+struct ScoringIn {
+    /// `{"columns": [...], "data": [[...], ...]}`.
+    #[schema(value_type = Option<Object>)]
+    dataframe_split: Option<Value>,
+    /// `[{"column": value, ...}, ...]`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    dataframe_records: Option<Value>,
+    /// Rows as objects or lists.
+    #[schema(value_type = Option<Vec<Object>>)]
+    instances: Option<Value>,
+    /// Named tensors or rows.
+    #[schema(value_type = Option<Object>)]
+    inputs: Option<Value>,
+}
+
+/// MLflow's answer: one prediction per row.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of what `invocations` writes (by hand: it runs per request).
+struct InvocationsOut {
+    /// One entry per row: a number, or an object of the model's outputs.
+    predictions: Vec<Value>,
+}
+
+/// One row's answer with where it came from.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Part of `PredictOut`'s schema.
+struct RowPrediction {
+    /// The id feedback, explanations and traces name it by (UUIDv7).
+    prediction_id: String,
+    model: String,
+    version: String,
+    /// The served model file's digest.
+    digest: String,
+    /// The model's outputs for the row.
+    outputs: Value,
+    /// With a routing policy: the arm that answered.
+    arm: Option<String>,
+    /// With a routing policy: the probability of that arm (for off-policy evaluation).
+    propensity: Option<f64>,
+}
+
+/// mltrail's answer: each row's prediction with its id and model version, or for a ranking
+/// deployment the ranked items.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of what `predict` writes (by hand: it runs per request).
+struct PredictOut {
+    deployment: String,
+    /// One per row (not for a ranking deployment).
+    predictions: Option<Vec<RowPrediction>>,
+    /// A ranking deployment's request id.
+    prediction_id: Option<String>,
+    /// A ranking deployment's items, best first.
+    items: Option<Vec<Value>>,
+    scores: Option<Vec<f64>>,
+}
+
+#[utoipa::path(post, path = "/invocations", tag = "scoring", request_body(description = "Rows to score, as JSON or as CSV with a header row",
+        content((ScoringIn = "application/json"), (String = "text/csv"))),
+    responses((status = 200, description = "One prediction per row (MLflow's protocol)", body = InvocationsOut)))]
 async fn invocations(
     State(dep): State<Arc<Deployment>>,
     headers: HeaderMap,
@@ -156,6 +223,9 @@ async fn invocations(
     Ok(json_response(scored.invocations_body()))
 }
 
+#[utoipa::path(post, path = "/api/v1/predict", tag = "scoring", request_body(description = "Rows to score, as JSON or as CSV with a header row",
+        content((ScoringIn = "application/json"), (String = "text/csv"))),
+    responses((status = 200, description = "Each row's prediction with its id and model version", body = PredictOut)))]
 async fn predict(
     State(dep): State<Arc<Deployment>>,
     headers: HeaderMap,
@@ -169,39 +239,105 @@ fn parse_id(text: &str) -> ApiResult<uuid::Uuid> {
     uuid::Uuid::parse_str(text).map_err(|_| ApiError::from(FeedbackError::BadId(text.to_string())))
 }
 
-async fn feedback(
-    State(dep): State<Arc<Deployment>>,
-    Json(body): Json<Value>,
-) -> ApiResult<Json<Value>> {
-    let id = dep.feedback(Feedback::parse(&body)?).await?;
-    Ok(Json(json!({"prediction_id": id, "recorded": true})))
+/// Feedback on a prediction: at least one of `label`, `reward`, `displayed` and `clicked`.
+/// Read by mltrail-serving (`Feedback::parse`), which keeps each value's JSON as sent.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of the body `Feedback::parse` reads.
+struct FeedbackIn {
+    /// The prediction's id.
+    prediction_id: String,
+    /// The true outcome, any JSON value (kept as sent).
+    label: Option<Value>,
+    /// A bandit's reward.
+    reward: Option<f64>,
+    /// The items displayed, in display order (`ranking` is its first name).
+    displayed: Option<Vec<Value>>,
+    /// The items clicked.
+    clicked: Option<Vec<Value>>,
 }
 
+#[derive(serde::Serialize, ToSchema)]
+struct FeedbackRecorded {
+    #[schema(value_type = String)]
+    prediction_id: uuid::Uuid,
+    recorded: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/feedback", tag = "scoring", request_body = FeedbackIn,
+    responses((status = 200, description = "The feedback is in the log", body = FeedbackRecorded)))]
+async fn feedback(
+    State(dep): State<Arc<Deployment>>,
+    crate::req::JsonBody(body): crate::req::JsonBody,
+) -> ApiResult<Json<FeedbackRecorded>> {
+    let prediction_id = dep.feedback(Feedback::parse(&body)?).await?;
+    Ok(Json(FeedbackRecorded {
+        prediction_id,
+        recorded: true,
+    }))
+}
+
+/// A prediction as logged (`docs/prediction-log.md`), with the feedback on it.
+#[derive(serde::Serialize, ToSchema)]
+struct LoggedPrediction {
+    /// `prediction`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    record: PredictionRecord,
+    /// Oldest first.
+    feedback: Vec<LoggedFeedback>,
+}
+
+/// Feedback as logged.
+#[derive(serde::Serialize, ToSchema)]
+struct LoggedFeedback {
+    /// `feedback`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    record: FeedbackRecord,
+}
+
+/// A stored prediction.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
+struct PredictionPath {
+    /// The prediction's id (a UUID).
+    id: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/predictions/{id}", tag = "predictions", params(PredictionPath),
+    responses((status = 200, description = "The prediction as logged, with its feedback", body = LoggedPrediction)))]
 async fn prediction(
     State(dep): State<Arc<Deployment>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LoggedPrediction>> {
     let id = parse_id(&id)?;
     let Some((record, feedback)) = dep.lookup(id).await? else {
         return Err(ApiError::not_found(format!(
             "prediction {id} is not in this deployment's log"
         )));
     };
-    let mut body =
-        serde_json::to_value(LogRecord::Prediction(record)).map_err(ApiError::internal)?;
-    body["feedback"] = feedback
-        .into_iter()
-        .map(|f| serde_json::to_value(LogRecord::Feedback(f)))
-        .collect::<Result<Vec<Value>, _>>()
-        .map(Value::Array)
-        .map_err(ApiError::internal)?;
-    Ok(Json(body))
+    Ok(Json(LoggedPrediction {
+        kind: RecordKind::Prediction.as_str(),
+        record,
+        feedback: feedback
+            .into_iter()
+            .map(|record| LoggedFeedback {
+                kind: RecordKind::Feedback.as_str(),
+                record,
+            })
+            .collect(),
+    }))
 }
 
 /// A prediction this deployment has not archived yet, with everything behind it: the
 /// record as stored, its inputs opened, feedback and explanation, and its model version's
 /// lineage from the tracking server (whose own `/api/v1/predictions/{id}/record` answers once
 /// the record is archived, with the proof that its segment is in the trail).
+#[utoipa::path(get, path = "/api/v1/predictions/{id}/record", tag = "predictions", params(PredictionPath),
+    responses((status = 200, description = "The unarchived prediction's trace", body = crate::lineage::Trace)))]
 async fn record(
     State(dep): State<Arc<Deployment>>,
     Path(id): Path<String>,
@@ -238,6 +374,8 @@ async fn record(
 
 /// Why the model answered as it did: the stored (or now computed) explanation, with reason
 /// codes rendered from the prediction's inputs.
+#[utoipa::path(get, path = "/api/v1/predictions/{id}/explanation", tag = "predictions", params(PredictionPath),
+    responses((status = 200, description = "The explanation (SHAP values, base value) with reason codes", body = Explanation)))]
 async fn explanation(
     State(dep): State<Arc<Deployment>>,
     Path(id): Path<String>,
@@ -258,10 +396,34 @@ async fn explanation(
     Ok(Json(body))
 }
 
-#[derive(serde::Deserialize)]
+/// An explanation (docs/explanations.md): the method's attributions with reason codes.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of what `explanation` answers.
+struct Explanation {
+    prediction_id: String,
+    model: String,
+    version: String,
+    /// The features that pushed the decision most, in words.
+    reasons: Vec<String>,
+}
+
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CounterfactualQuery {
+    /// The inputs a person could change, comma-separated (required).
+    #[param(required)]
     features: Option<String>,
+    /// `NAME:LOW..HIGH`, comma-separated; either end may be left out.
     ranges: Option<String>,
+}
+
+/// The smallest change that flips the decision, or why there is none within the ranges.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of what `counterfactual` answers.
+struct Counterfactual {
+    prediction_id: String,
+    model: String,
+    version: String,
 }
 
 /// `?features=a,b&ranges=a:0..0.5,b:1000..`: the features a person could act on and, for any
@@ -342,6 +504,9 @@ fn counterfactual_request(
 
 /// The smallest change of the features asked about that changes the model's decision about a
 /// stored prediction, re-scored by the model; or why there is none within the ranges.
+#[utoipa::path(get, path = "/api/v1/predictions/{id}/counterfactual", tag = "predictions",
+    params(PredictionPath, CounterfactualQuery),
+    responses((status = 200, description = "The counterfactual, re-scored by the model", body = Counterfactual)))]
 async fn counterfactual(
     State(dep): State<Arc<Deployment>>,
     Path(id): Path<String>,
@@ -365,6 +530,36 @@ async fn health(State(dep): State<Arc<Deployment>>) -> Json<Value> {
     Json(json!({"status": "ok", "deployment": dep.name(), "model": m.name, "version": m.version}))
 }
 
+/// What a deployment serves (its model version, signature, explanation mode, routing output).
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of what `info` answers.
+struct DeploymentInfo {
+    deployment: String,
+    model: String,
+    version: String,
+    digest: String,
+    /// `onnx`, `tree` (XGBoost/LightGBM read natively) …
+    engine: String,
+    /// `{"inputs": MLflow's signature, "outputs": [names]}`.
+    #[schema(value_type = Object)]
+    signature: Value,
+    accepts_missing_values: bool,
+    /// `off`, `on-request` or `always`.
+    explain: String,
+    /// `predictions` or `ranking`.
+    output: String,
+    item_column: Option<String>,
+    score_output: Option<String>,
+    key_column: Option<String>,
+    /// A ranking deployment's catalog: `name`, `version`, `available`, `mode`.
+    #[schema(value_type = Option<Object>)]
+    catalog: Option<Value>,
+    /// How many times the model was swapped.
+    swaps: u64,
+}
+
+#[utoipa::path(get, path = "/api/v1/deployment", tag = "deployment",
+    responses((status = 200, description = "What this process serves", body = DeploymentInfo)))]
 async fn info(State(dep): State<Arc<Deployment>>) -> Json<Value> {
     let m = dep.current();
     Json(json!({
@@ -407,34 +602,57 @@ fn metrics(dep: &Deployment, auth: Option<&crate::scoring_auth::ServeAuth>) -> i
     )
 }
 
-/// A no-op that parses the body as JSON and answers, the ceiling for scoring benchmarks.
-async fn noop(body: Bytes) -> ApiResult<Json<Value>> {
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(Json(json!({"ok": v.is_object()})))
+#[derive(serde::Serialize, ToSchema)]
+struct Noop {
+    /// Whether the body was a JSON object.
+    ok: bool,
 }
 
-/// The deployment's routes; with `auth`, every caller but `/health` and `/ping` is checked
+/// A no-op that parses the body as JSON and answers, the ceiling for scoring benchmarks.
+#[utoipa::path(post, path = "/api/v1/noop", tag = "deployment",
+    request_body(content = Object, description = "Any JSON"),
+    responses((status = 200, description = "Parsed; nothing scored or logged (a benchmark's ceiling)", body = Noop)))]
+async fn noop(body: Bytes) -> ApiResult<Json<Noop>> {
+    let v: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Json(Noop { ok: v.is_object() }))
+}
+
+/// The scoring routes, each declared with its entry in the serving OpenAPI document.
+fn documented() -> OpenApiRouter<Arc<Deployment>> {
+    OpenApiRouter::with_openapi(crate::openapi::ServingApi::openapi())
+        .routes(routes!(invocations))
+        .routes(routes!(predict))
+        .routes(routes!(feedback))
+        .routes(routes!(prediction))
+        .routes(routes!(explanation))
+        .routes(routes!(counterfactual))
+        .routes(routes!(record))
+        .routes(routes!(info))
+        .routes(routes!(noop))
+}
+
+/// The serving OpenAPI document, as `/api/v1/openapi.json` on `mltrail serve` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    crate::openapi::with_errors(documented().into_openapi())
+}
+
+/// The deployment's routes; with `auth`, every caller but `/health`, `/ping` and `/api/v1/openapi.json` is checked
 /// ([`crate::scoring_auth`]).
 pub fn routes(
     dep: Arc<Deployment>,
     max_body_bytes: usize,
     auth: Option<Arc<crate::scoring_auth::ServeAuth>>,
 ) -> Router {
+    let (documented, document) = documented().split_for_parts();
+    let document = crate::openapi::Rendered::new(&crate::openapi::with_errors(document));
     let router =
         Router::new()
-            .route("/invocations", post(invocations))
-            .route("/api/v1/predict", post(predict))
-            .route("/api/v1/feedback", post(feedback))
-            .route("/api/v1/predictions/{id}", get(prediction))
-            .route("/api/v1/predictions/{id}/explanation", get(explanation))
+            .merge(documented)
             .route(
-                "/api/v1/predictions/{id}/counterfactual",
-                get(counterfactual),
+                "/api/v1/openapi.json",
+                get(move || std::future::ready(document.clone())),
             )
-            .route("/api/v1/predictions/{id}/record", get(record))
-            .route("/api/v1/deployment", get(info))
-            .route("/api/v1/noop", post(noop))
             .route("/health", get(health))
             .route("/ping", get(|| async { "" }))
             .route(

@@ -67,7 +67,8 @@ enum Need {
 
 fn need_of(path: &str) -> Need {
     match path {
-        "/health" | "/ping" => Need::Open,
+        // The API's description holds no data; client generators fetch it first.
+        "/health" | "/ping" | "/api/v1/openapi.json" => Need::Open,
         "/invocations" | "/api/v1/predict" | "/api/v1/noop" => Need::Scope(Scope::Predict),
         "/api/v1/feedback" => Need::Scope(Scope::Feedback),
         p if p.starts_with("/api/v1/predictions/") => Need::Scope(Scope::PredictionsRead),
@@ -192,6 +193,7 @@ mod tests {
         let scorer = token(vec![Scope::Predict]);
         assert!(allows(&scorer, need_of("/invocations")).is_ok());
         assert!(allows(&scorer, need_of("/api/v1/predict")).is_ok());
+        assert_eq!(need_of("/api/v1/openapi.json"), Need::Open);
         assert!(allows(&scorer, need_of("/api/v1/feedback")).is_err());
         assert!(allows(
             &scorer,

@@ -3,10 +3,12 @@
 //! server itself put it in force within seconds, without a restart.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use mltrail_store::settings;
+use axum::Json;
+use mltrail_store::settings::{self, Setting};
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
@@ -18,16 +20,40 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("`{field}`: {message}")).at_column(Some(field), None)
 }
 
-async fn get_log(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let setting = settings::get(&state.store, "log").await?;
-    Ok(Json(json!({"log": setting})))
+#[derive(Serialize, ToSchema)]
+struct LogSetting {
+    /// The setting in force (`value`: `{"filter", "format", "otlp_endpoint"}`); null when the
+    /// services follow their own flags.
+    log: Option<Setting>,
 }
 
+#[utoipa::path(get, path = "/log", tag = "settings",
+    responses((status = 200, description = "The log setting every service follows", body = LogSetting)))]
+async fn get_log(State(state): State<AppState>) -> ApiResult<Json<LogSetting>> {
+    let log = settings::get(&state.store, "log").await?;
+    Ok(Json(LogSetting { log }))
+}
+
+/// A log setting. The handler reads it field by field (what is left out stays as held) and
+/// refuses fields it does not know.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The schema of the body `put_log` reads.
+struct LogIn {
+    /// A tracing filter such as `info,sqlx=warn`.
+    filter: Option<String>,
+    /// `text`, `json` or `ecs`.
+    format: Option<String>,
+    /// An OTLP/HTTP collector (`http://127.0.0.1:4318`); empty or null stops exporting.
+    otlp_endpoint: Option<String>,
+}
+
+#[utoipa::path(put, path = "/log", tag = "settings", request_body = LogIn,
+    responses((status = 200, description = "The setting now in force (within seconds everywhere)", body = LogSetting)))]
 async fn put_log(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     crate::req::JsonBody(body): crate::req::JsonBody,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LogSetting>> {
     let Some(fields) = body.as_object() else {
         return Err(ApiError::invalid(
             "the body must be a JSON object {\"filter\", \"format\", \"otlp_endpoint\"}",
@@ -97,17 +123,19 @@ async fn put_log(
         value["otlp_endpoint"] = endpoint.into();
     }
     let setting = settings::set(&state.store, &actor, "log", value).await?;
-    Ok(Json(json!({"log": setting})))
+    Ok(Json(LogSetting { log: Some(setting) }))
 }
 
+#[utoipa::path(delete, path = "/log", tag = "settings",
+    responses((status = 200, description = "The services go back to their own flags", body = crate::openapi::Done)))]
 async fn delete_log(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::openapi::Done>> {
     settings::delete(&state.store, &actor, "log").await?;
-    Ok(Json(json!({})))
+    Ok(Json(crate::openapi::Done {}))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/log", get(get_log).put(put_log).delete(delete_log))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_log, put_log, delete_log))
 }

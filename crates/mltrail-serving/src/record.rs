@@ -148,8 +148,9 @@ impl<'de> Deserialize<'de> for LogRecord {
 }
 
 /// One served row: which model version answered, what it was given, what it said.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PredictionRecord {
+    #[schema(value_type = String, format = "uuid")]
     pub id: uuid::Uuid,
     pub time_ms: i64,
     pub deployment: String,
@@ -167,8 +168,10 @@ pub struct PredictionRecord {
     pub trace_id: Option<String>,
     /// The row's inputs as a JSON object (column → value); on a sealed record, those that are
     /// not personal data.
+    #[schema(value_type = Object)]
     pub inputs: Box<RawValue>,
     /// The row's outputs as a JSON object (output name → value).
+    #[schema(value_type = Object)]
     pub outputs: Box<RawValue>,
     /// Whom the row is about, as the subject's keyed hash (`mltrail_core::privacy`), when the
     /// deployment stores personal data sealed.
@@ -184,10 +187,12 @@ pub struct PredictionRecord {
     /// Why the model answered as it did (`mltrail serve --explain always`): the explanation
     /// computed while serving, as a JSON object (`crate::explanation`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub explanation: Option<Box<RawValue>>,
     /// The log signature of a routed prediction: which policy chose the arm, with what
     /// probability, and whether its answer was returned.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = RoutedFields)]
     pub signature: Option<Signature>,
 }
 
@@ -215,6 +220,25 @@ pub struct Signature {
     pub shadow_of: Option<uuid::Uuid>,
 }
 
+/// The schema of a record's flattened `Option<Signature>`: [`Signature`]'s fields, each present
+/// only on a routed prediction.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // A schema only.
+struct RoutedFields {
+    experiment: Option<String>,
+    /// The policy's name.
+    policy: Option<String>,
+    /// The first 16 hex digits of the digest of the policy's canonical JSON.
+    policy_version: Option<String>,
+    /// `false` for a shadow arm's prediction: logged, never returned to the caller.
+    returned: Option<bool>,
+    /// The probability that the policy chose this arm for this request.
+    propensity: Option<f64>,
+    request_key: Option<String>,
+    /// A shadow's prediction: the id of the prediction returned for the same row.
+    shadow_of: Option<String>,
+}
+
 /// An explanation of an earlier prediction, computed when first asked for and kept.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplanationRecord {
@@ -226,21 +250,28 @@ pub struct ExplanationRecord {
 }
 
 /// What came back about a prediction: its label, a reward, or the ranking the user was shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FeedbackRecord {
+    /// The prediction it is about.
+    #[schema(value_type = String, format = "uuid")]
     pub id: uuid::Uuid,
     pub time_ms: i64,
     pub deployment: String,
+    /// Any JSON value, as the caller sent it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub label: Option<Box<RawValue>>,
     /// Kept as the caller wrote it (`1` stays `1`); the archive stores it as a double.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
     pub reward: Option<Number>,
     /// The items displayed, in display order.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<serde_json::Value>>)]
     pub ranking: Option<Box<RawValue>>,
     /// The items clicked.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<serde_json::Value>>)]
     pub clicked: Option<Box<RawValue>>,
 }
 

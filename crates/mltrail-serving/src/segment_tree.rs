@@ -21,7 +21,7 @@ pub use mltrail_store::segments::{ARCHIVE_ACTION, SEGMENT_KIND};
 
 /// What the trail records of one archived segment; the event's digest is
 /// `BLAKE3(canonical JSON of this)` ([`ArchivedSegment::state_digest`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArchivedSegment {
     /// The Parquet file's artifact path, `predictions/<deployment>/<day>/<replica>-<seq>.parquet`.
@@ -30,7 +30,9 @@ pub struct ArchivedSegment {
     /// How many records (rows) the file holds.
     pub records: u64,
     /// The smallest and largest record id (UUIDv7, so also the time range).
+    #[schema(value_type = String, format = "uuid")]
     pub first_id: uuid::Uuid,
+    #[schema(value_type = String, format = "uuid")]
     pub last_id: uuid::Uuid,
     /// The Merkle root of the records' leaves, lowercase hex.
     pub root: String,

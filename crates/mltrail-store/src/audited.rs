@@ -155,7 +155,7 @@ impl AuditCtx {
 type LatestByEntity = HashMap<(String, String), (i64, Option<String>)>;
 
 /// The first problem `verify` found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BrokenLink {
     /// The event at which the chain or the state stops matching (0 when a row has no event).
     pub seq: i64,
@@ -298,10 +298,12 @@ async fn find_unrecorded_row(
     Ok(None)
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An audit event with its hash in the chain.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LoggedEvent {
     #[serde(flatten)]
     pub event: AuditEvent,
+    /// SHA-256 of the previous event's hash and this event's canonical JSON.
     pub hash: String,
 }
 

@@ -101,7 +101,7 @@ impl Audited for PointBatch {
 }
 
 /// What a push did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Pushed {
     /// Points stored now.
     pub added: usize,
@@ -239,7 +239,7 @@ pub async fn points(
 }
 
 /// A metric the business pushed: how many points, and their time span.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MetricSummary {
     pub name: String,
     pub points: i64,
@@ -286,7 +286,7 @@ pub async fn metric_summary(store: &MetaStore, name: &str) -> Result<MetricSumma
 pub const ANNOTATION_KINDS: [&str; 5] = ["campaign", "outage", "holiday", "incident", "other"];
 
 /// A period a person marked, for the metrics it names (all metrics when none).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Annotation {
     pub id: String,
     pub name: String,

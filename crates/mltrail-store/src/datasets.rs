@@ -12,7 +12,7 @@ use crate::{MetaStore, StoreError};
 use mltrail_core::{now_millis, ArtifactPath};
 
 /// What a version holds: the file and what was learned from it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DatasetFile {
     /// BLAKE3 of the file's bytes.
     pub digest: String,
@@ -27,7 +27,7 @@ pub struct DatasetFile {
     pub profile: serde_json::Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DatasetVersion {
     pub name: String,
     pub version: i64,

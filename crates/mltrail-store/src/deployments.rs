@@ -87,7 +87,7 @@ pub async fn record_event(
 }
 
 /// What a deployment serves now, from its latest event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct DeploymentState {
     pub name: String,
     pub model: String,

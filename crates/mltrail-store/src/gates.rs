@@ -53,7 +53,7 @@ impl StoredPolicy {
 }
 
 /// One approval of a version for an alias.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Approval {
     pub approver: String,
     pub comment: String,
@@ -61,7 +61,7 @@ pub struct Approval {
 }
 
 /// A kept report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoredReport {
     pub digest: String,
     pub name: String,

@@ -16,7 +16,7 @@ use mltrail_core::{now_millis, AlertId, MonitorId};
 
 /// What a monitor watches. `config` holds what the monitor engine interprets (drift share,
 /// alert rules, webhooks); the store keeps it as given.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MonitorSpec {
     /// The deployment watched; empty for a monitor of a business metric.
     pub deployment: String,
@@ -30,8 +30,9 @@ pub struct MonitorSpec {
     pub config: serde_json::Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Monitor {
+    #[schema(value_type = String)]
     pub id: MonitorId,
     #[serde(flatten)]
     pub spec: MonitorSpec,
@@ -44,7 +45,7 @@ pub struct Monitor {
 }
 
 /// How a window's evaluation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowStatus {
     /// Compared; the verdicts are in the result.
@@ -79,8 +80,9 @@ impl WindowStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MonitorResult {
+    #[schema(value_type = String)]
     pub monitor_id: MonitorId,
     pub window_start: i64,
     pub window_end: i64,
@@ -90,9 +92,11 @@ pub struct MonitorResult {
     pub computed_time: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Alert {
+    #[schema(value_type = String)]
     pub id: AlertId,
+    #[schema(value_type = String)]
     pub monitor_id: MonitorId,
     pub deployment: String,
     /// The rule as written, e.g. `drift_share >= 0.3 for 2`.
@@ -108,7 +112,7 @@ pub struct Alert {
 }
 
 /// An alert is sent when a rule starts firing, and again when its condition stops holding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertState {
     Firing,

@@ -29,7 +29,7 @@ pub struct SubjectKey {
 }
 
 /// What an erasure did, as `mltrail privacy erase` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Erasure {
     pub subject_hash: String,
     pub reason: String,

@@ -12,9 +12,10 @@ use crate::sql::{int, text};
 use crate::{MetaStore, StoreError};
 
 /// A setting in force.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Setting {
     pub name: String,
+    #[schema(value_type = Object)]
     pub value: Value,
     pub updated_time: i64,
     pub actor: String,

@@ -19,6 +19,7 @@ mod import;
 mod log_setting;
 mod logging;
 mod monitor;
+mod openapi;
 mod otlp;
 mod predictions;
 mod privacy;
@@ -181,6 +182,9 @@ enum Command {
     Completions(shell::CompletionsArgs),
     /// Print the manual page, or write a page per command with --dir.
     Man(shell::ManArgs),
+    /// Print the native API's OpenAPI 3.1 document (the tracking server's; a serving
+    /// process's with --serving), as /api/v1/openapi.json serves it.
+    Openapi(openapi::OpenapiArgs),
 }
 
 #[derive(Subcommand)]
@@ -382,6 +386,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             | Command::Tokens { .. }
             | Command::Completions(_)
             | Command::Man(_)
+            | Command::Openapi(_)
     ) {
         exit_quietly_on_closed_stdout();
         // Progress lines only where a person watches.
@@ -394,6 +399,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Man(args) => {
             shell::man(&args, Cli::command())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi(args) => {
+            openapi::print(&args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Server(args) => {
