@@ -334,3 +334,21 @@ def test_the_server_page_shows_requests_by_route_and_the_stores_commits(browser,
     # The navigation leads here.
     assert browser.eval("[...document.querySelectorAll('nav a')].some(a => a.getAttribute('href') === '/ui/server')")
     browser.screenshot(shots / "server.png")
+
+
+def test_the_native_api_page_lists_every_operation_and_its_bodies(browser, server, shots):
+    document = requests.get(f"{server['url']}/api/v1/openapi.json", timeout=30).json()
+    operations = [(m, p) for p, item in document["paths"].items() for m in item if m in ("get", "put", "post", "delete")]
+    assert browser.goto(server["url"] + "/ui/server") == 200
+    assert browser.eval("[...document.querySelectorAll('a')].some(a => a.getAttribute('href') === '/ui/api')")
+    assert browser.goto(server["url"] + "/ui/api") == 200
+    clean(browser)
+    text = browser.eval("document.body.innerText")
+    assert f"{len(operations)} operations" in text
+    # One row per operation, and each body a link to its fields.
+    assert browser.eval("document.querySelectorAll('tbody tr[id]').length") == len(operations)
+    assert "/api/v1/monitors/{id}/windows/{start}/report" in text and "MonitorIn" in text
+    broken = browser.eval("[...document.querySelectorAll('a[href^=\"#schema-\"]')]"
+                          ".filter(a => !document.getElementById(a.getAttribute('href').slice(1))).length")
+    assert broken == 0
+    browser.screenshot(shots / "api.png")

@@ -7,6 +7,7 @@
 //! It knows the store's records and nothing of HTTP, SQL or where they came from: the server's
 //! `ui` module fetches what a page needs (with the caller's permissions) and hands it here.
 
+pub mod api;
 pub mod audit;
 pub mod business;
 pub mod card;

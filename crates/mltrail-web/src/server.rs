@@ -195,6 +195,7 @@ pub fn server_page(
     let (size_labels, size_counts) = per_bucket(&g.size_buckets);
     let body = html! {
         p { "This server's own numbers since it started, from its " a href="/metrics" { "/metrics" } " (docs/monitoring.md, “The tracking server itself”); Prometheus scraping that endpoint keeps their history." }
+        p { "Its native API, operation by operation: " a href="/ui/api" { "Native API" } " (from " a href="/api/v1/openapi.json" { "/api/v1/openapi.json" } ")." }
         h2 { "Store" }
         table {
             tbody {

@@ -74,6 +74,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/metrics", get(metrics_list))
         .route("/ui/metrics/{name}", get(metric))
         .route("/ui/server", get(server_health))
+        .route("/ui/api", get(api_reference))
 }
 
 /// What the UI keeps between requests: the secret its forms' CSRF tokens are keyed with, and

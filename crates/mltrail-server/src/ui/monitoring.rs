@@ -136,3 +136,13 @@ pub(super) async fn server_health(State(state): State<AppState>, ctx: Ctx) -> Pa
         &imports,
     ))
 }
+
+/// The native API's reference, from the document `/api/v1/openapi.json` serves (rendered once:
+/// it is fixed when the binary is built).
+pub(super) async fn api_reference(ctx: Ctx) -> PageResult {
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| {
+        serde_json::to_value(crate::openapi_document()).unwrap_or(serde_json::Value::Null)
+    });
+    html(mltrail_web::api::api_page(&ctx.viewer(), document))
+}
