@@ -52,6 +52,54 @@ class Contract:
         errors = sorted(Draft202012Validator(schema, registry=self.registry).iter_errors(value), key=str)
         assert not errors, f"{pointer(*location)}: {errors[0].message} at {list(errors[0].absolute_path)}"
 
+    def resolve(self, schema):
+        while "$ref" in schema:
+            name = schema["$ref"].removeprefix("#/components/schemas/")
+            schema = self.doc["components"]["schemas"][name]
+        return schema
+
+    def valid(self, value, schema):
+        def absolute(s):
+            if isinstance(s, dict):
+                return {k: ("urn:api" + v if k == "$ref" else absolute(v)) for k, v in s.items()}
+            return [absolute(v) for v in s] if isinstance(s, list) else s
+        return Draft202012Validator(absolute(schema), registry=self.registry).is_valid(value)
+
+    def undeclared(self, value, schema, where="body"):
+        """The keys of `value` its schema does not declare (a schema validates extra keys, so a
+        handler answering a key its document lacks would pass validation alone). A free-form
+        object (no properties declared) may hold anything."""
+        schema = self.resolve(schema)
+        for key in ("oneOf", "anyOf"):
+            if key in schema:
+                matching = [o for o in schema[key] if self.valid(value, o)]
+                return self.undeclared(value, matching[0], where) if matching else []
+        if isinstance(value, list):
+            items = schema.get("items")
+            return [k for i, v in enumerate(value) for k in self.undeclared(v, items, f"{where}[{i}]")] if items else []
+        if not isinstance(value, dict):
+            return []
+        parts = [self.resolve(p) for p in schema.get("allOf", [schema])]
+        # A part composed of others (a flattened one) declares theirs.
+        while any("allOf" in p for p in parts):
+            parts = [self.resolve(q) for p in parts for q in p.get("allOf", [p])]
+        properties = {}
+        for part in parts:
+            if "properties" not in part and not isinstance(part.get("additionalProperties"), dict):
+                if part.get("additionalProperties") is not False:
+                    return []  # free-form
+            properties.update(part.get("properties", {}))
+        extra = [p.get("additionalProperties") for p in parts if isinstance(p.get("additionalProperties"), dict)]
+        found = []
+        for key, v in value.items():
+            if key in properties:
+                found += self.undeclared(v, properties[key], f"{where}.{key}")
+            elif extra:
+                found += self.undeclared(v, extra[0], f"{where}.{key}")
+            else:
+                found.append(f"{where}.{key}")
+        return found
+
     def call(self, method, template, expect, path=None, query=None, body=None, data=None, headers=None):
         """Calls `method template` (its `{…}` filled from `path`); the answer must have status
         `expect` and match what the document says of that status."""
@@ -59,6 +107,11 @@ class Contract:
         self.called.add((method, template))
         if body is not None:
             self.check(body, "paths", template, method, "requestBody", "content", "application/json", "schema")
+        declared = {p["name"]: p for p in op.get("parameters", [])}
+        for name in (query or {}):
+            assert declared.get(name, {}).get("in") == "query", f"{method} {template}: `{name}` is not a documented query parameter"
+        for name in (path or {}):
+            assert declared.get(name, {}).get("in") == "path", f"{method} {template}: `{name}` is not a documented path parameter"
         url = self.base + template.format(**(path or {}))
         answer = requests.request(method.upper(), url, params=query, json=body, data=data, headers=headers, timeout=60)
         assert answer.status_code == expect, f"{method} {url}: {answer.status_code} {answer.text[:500]}"
@@ -71,6 +124,8 @@ class Contract:
         assert kind in content, f"{method} {template}: answered {kind}, documented {list(content)}"
         if kind == "application/json":
             self.check(answer.json(), "paths", template, method, "responses", status, "content", kind, "schema")
+            extra = self.undeclared(answer.json(), content[kind]["schema"])
+            assert not extra, f"{method} {template} answered keys its document does not declare: {extra}"
             return answer.json()
         return answer.text
 
@@ -172,8 +227,9 @@ def test_every_documented_route_answers_as_documented(own_server, tmp_path):
     assert api.call("post", "/api/v1/datasets", 200, body=again)["created"] is False
     listed = api.call("get", "/api/v1/datasets", 200, query={"name": catalog})["dataset_versions"]
     assert [v["version"] for v in listed] == [1]
-    requests.post(f"{url}/api/2.0/mlflow/model-versions/set-tag", timeout=30,
-                  json={"name": name, "version": "1", "key": "mltrail.training_data", "value": f"{catalog}@1"})
+    tagged = requests.post(f"{url}/api/2.0/mlflow/model-versions/set-tag", timeout=30,
+                           json={"name": name, "version": "1", "key": "mltrail.training_data", "value": f"{catalog}@1"})
+    assert tagged.status_code == 200, tagged.text
 
     # Deployments, as serving processes report them.
     event = {"deployment": deployment, "model": name, "version": "1", "digest": "0" * 64, "action": "deploy"}
@@ -263,21 +319,21 @@ def test_every_documented_route_answers_as_documented(own_server, tmp_path):
 
     api.call("get", "/api/v1/lineage", 200, query={"model": name, "version": "1"})
 
-    # A serving process: every route of its own document, then its archive read through the
-    # tracking server's.
-    proc, serving_url = start_serve(own_server, f"{name}@production", tmp_path, "--deployment", deployment,
-                                    "--explain", "on_request", "--segment-seconds", "1",
-                                    "--archive-interval-ms", "200")
+    # A serving process: every route of its own document (it archives only after its defaults,
+    # so its records stay its own while this runs).
+    proc, serving_url = start_serve(own_server, f"{name}@production", tmp_path / "kept", "--deployment", deployment,
+                                    "--explain", "on_request")
     try:
         scoring = Contract(serving_url)
         rows = frame.head(3)
         split = {"dataframe_split": {"columns": list(rows.columns), "data": rows.values.tolist()}}
         scoring.call("post", "/invocations", 200, body=split)
+        scoring.call("post", "/invocations", 200, body={"inputs": {c: rows[c].tolist() for c in rows.columns}})
         csv = rows.to_csv(index=False)
         scoring.call("post", "/invocations", 200, data=csv, headers={"Content-Type": "text/csv"})
         answer = scoring.call("post", "/api/v1/predict", 200, body={"dataframe_records": rows.to_dict("records")})
+        scoring.call("post", "/api/v1/predict", 200, body={"instances": rows.values.tolist()})
         pid = answer["predictions"][0]["prediction_id"]
-        # The record, while this process still holds it unarchived (segments roll every second).
         scoring.call("get", "/api/v1/predictions/{id}/record", 200, path={"id": pid})
         scoring.call("post", "/api/v1/feedback", 200, body={"prediction_id": pid, "label": 1})
         scoring.call("post", "/api/v1/feedback", 400, body={"prediction_id": "not-an-id", "label": 1})
@@ -287,11 +343,21 @@ def test_every_documented_route_answers_as_documented(own_server, tmp_path):
                      query={"features": "income,debt_ratio"})
         scoring.call("get", "/api/v1/deployment", 200)
         scoring.call("post", "/api/v1/noop", 200, body={"ping": 1})
-        scoring.call("post", "/api/v1/predict", 400, body={"dataframe_records": [{"income": 1.0}]})
+        refused = scoring.call("post", "/api/v1/predict", 400, body={"dataframe_records": [{"income": 1.0}]})
+        assert refused["column"] == "age"
         scoring.all_called()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
 
-        # Archived: the tracking server answers for the record, with its segment's summary,
-        # which a replica reporting it again changes nothing by.
+    # Another, archiving at once: the tracking server answers for its record, with its
+    # segment's summary, which a replica reporting it again changes nothing by.
+    proc, serving_url = start_serve(own_server, f"{name}@production", tmp_path / "archived", "--deployment", deployment,
+                                    "--segment-seconds", "1", "--archive-interval-ms", "200")
+    try:
+        answer = requests.post(f"{serving_url}/api/v1/predict", json=split, timeout=60)
+        assert answer.status_code == 200, answer.text
+        pid = answer.json()["predictions"][0]["prediction_id"]
         deadline = time.time() + 30
         while True:
             got = requests.get(f"{url}/api/v1/predictions/{pid}/record", timeout=30)

@@ -67,15 +67,23 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// As `/api/v1/auth/whoami` answers.
+    pub(crate) fn whoami(&self) -> Whoami {
+        Whoami {
+            actor: self.principal.to_string(),
+            admin: self.admin,
+            scopes: self
+                .scopes
+                .as_ref()
+                .map(|s| s.iter().map(|x| x.as_str()).collect()),
+            release_roles: self.release_roles.clone(),
+        }
+    }
+
     /// As `/api/v1/auth/whoami` answers: `{"actor", "admin", "scopes", "release_roles"}`
     /// (`scopes` null for users).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "actor": self.principal.to_string(),
-            "admin": self.admin,
-            "scopes": self.scopes.as_ref().map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
-            "release_roles": self.release_roles,
-        })
+        serde_json::to_value(self.whoami()).unwrap_or_default()
     }
 
     /// Whether a user's release roles give what `scope` names.
@@ -805,17 +813,17 @@ pub struct AuthGate {
     pub artifacts_uri: String,
 }
 
-/// Who a request's credentials are ([`Caller::to_json`]).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // The schema of what `whoami` answers.
-pub(crate) struct Whoami {
+/// Who a request's credentials are.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Whoami {
     /// `user:<name>`, `token:<id>`, `anonymous`, or with auth off the claimed name.
     actor: String,
     admin: bool,
     /// A token's scopes; null for a user (whose roles decide).
-    scopes: Option<Vec<String>>,
+    scopes: Option<Vec<&'static str>>,
     /// The user's release roles (`approver`, `deployer`, …).
-    release_roles: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    release_roles: Vec<ReleaseRole>,
 }
 
 /// `GET /api/v1/auth/whoami`: who the request's credentials are, for serving processes that
@@ -825,12 +833,11 @@ pub(crate) struct Whoami {
 pub async fn whoami(
     caller: Option<axum::Extension<Arc<Caller>>>,
     headers: HeaderMap,
-) -> axum::Json<serde_json::Value> {
-    let json = match caller {
-        Some(caller) => caller.0.to_json(),
-        None => Caller::unchecked(claimed(&headers)).to_json(),
-    };
-    axum::Json(json)
+) -> axum::Json<Whoami> {
+    axum::Json(match caller {
+        Some(caller) => caller.0.whoami(),
+        None => Caller::unchecked(claimed(&headers)).whoami(),
+    })
 }
 
 /// With auth off: the Basic user name a request claims (unchecked), else anonymous.

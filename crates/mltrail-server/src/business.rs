@@ -92,6 +92,7 @@ enum TimeIn {
 
 /// One point of a business metric.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // Part of `PushIn`'s schema.
 struct PointIn {
     time: TimeIn,
@@ -102,6 +103,7 @@ struct PointIn {
 /// Points of a business metric. The handler reads each value's text itself, so a value a
 /// double cannot hold is refused rather than rounded.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // The schema of the body `push` reads.
 struct PushIn {
     /// Up to 100,000 points; a time stored already must come with the same value.
@@ -262,10 +264,11 @@ fn text_field(body: &Value, field: &str) -> Result<Option<String>, ApiError> {
 /// A period to annotate. The handler reads it field by field and refuses fields it does
 /// not know.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // The schema of the body `annotate` reads.
 struct AnnotationIn {
     name: String,
-    /// `incident`, `holiday`, `campaign`, `outage`, `release` or `other` (the default).
+    /// `campaign`, `outage`, `holiday`, `incident` or `other` (the default).
     kind: Option<String>,
     /// The period's start.
     from: TimeIn,

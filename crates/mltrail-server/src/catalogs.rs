@@ -21,6 +21,7 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
 /// A catalog version. The handler reads the items' columns with their JSON types (they become
 /// the Parquet file's columns) and refuses fields it does not know.
 #[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // The schema of the body `put_catalog` reads.
 struct CatalogIn {
     /// One object per item: its id (`item_id`) and columns such as `available`, `price`.

@@ -48,7 +48,9 @@ async fn add(
     Body(body): Body<AddDataset>,
 ) -> ApiResult<Json<DatasetAdded>> {
     if body.rows < 1 {
-        return Err(ApiError::invalid("`rows` must be a positive integer"));
+        return Err(
+            ApiError::invalid("`rows` must be a positive integer").at_column(Some("rows"), None)
+        );
     }
     // The store refuses a source outside the dataset's folder (`datasets::file_path`).
     let new = NewDatasetVersion {

@@ -24,19 +24,19 @@ fn field<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError>
 #[derive(Deserialize, ToSchema)]
 struct DeploymentEventIn {
     /// The deployment's name, without `:`.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     deployment: Option<String>,
     /// The registered model served.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     model: Option<String>,
     /// Its version.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     version: Option<String>,
     /// The served model file's digest.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     digest: Option<String>,
     /// `deploy`, `swap` or `stop`.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     action: Option<String>,
 }
 
@@ -84,16 +84,16 @@ async fn record(
 /// A serving replica's `/metrics` text.
 #[derive(Deserialize, ToSchema)]
 struct ReplicaMetrics {
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     deployment: Option<String>,
     /// The replica's name.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     replica: Option<String>,
     /// The sending process's id: a new one counts from zero.
     #[serde(default)]
     boot: Option<String>,
     /// The replica's `/metrics` text (OpenMetrics).
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     metrics: Option<String>,
 }
 

@@ -91,18 +91,37 @@ impl ApiError {
     }
 }
 
+/// Every error's body, on the MLflow API and the native one alike (the native API's OpenAPI
+/// documents name it for every 4xx and 5xx).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// MLflow's error code: `INVALID_PARAMETER_VALUE`, `RESOURCE_DOES_NOT_EXIST`,
+    /// `PERMISSION_DENIED`, …
+    pub error_code: &'static str,
+    /// What was wrong, naming the field when a field was.
+    pub message: String,
+    /// The field at fault: a request body's field by its path (`points[2].value`), or the input
+    /// column a scoring request failed on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub column: Option<String>,
+    /// The scoring request's row at fault, when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub row: Option<usize>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
             tracing::error!(code = self.code, message = %self.message, "request failed");
         }
-        let mut body = serde_json::json!({"error_code": self.code, "message": self.message});
-        if let Some(column) = self.column {
-            body["column"] = column.into();
-        }
-        if let Some(row) = self.row {
-            body["row"] = row.into();
-        }
+        let body = ErrorBody {
+            error_code: self.code,
+            message: self.message,
+            column: self.column,
+            row: self.row,
+        };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the oversized body is still on the connection, unread: say that the

@@ -474,12 +474,13 @@ async fn get_policy(
 /// A release gate to set. The handler reads it field by field, naming each wrong one, and
 /// refuses fields it does not know.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // The schema of the body `put_policy` reads.
 struct GateIn {
     /// Requirements such as `evaluation.roc_auc >= 0.8`; `[]` for a gate of approvals alone.
     requirements: Vec<String>,
     /// Approvals a move needs; 1 when left out.
-    #[schema(minimum = 0)]
+    #[schema(nullable = false)]
     approvals: Option<u32>,
 }
 
@@ -625,7 +626,7 @@ async fn dry_run(
 #[derive(Deserialize, ToSchema)]
 struct ApprovalIn {
     /// The protected alias the approval is for.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     alias: Option<String>,
     #[serde(default)]
     comment: Option<String>,
@@ -726,14 +727,21 @@ struct AliasQuery {
     alias: Option<String>,
 }
 
-/// A gated move of an alias. The handler reads it field by field (a version is taken as a
-/// string or a whole number, as MLflow's clients send it).
+/// A model version number as MLflow's clients send it: `"3"` or `3`.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Part of `MoveIn`'s schema.
+enum VersionNumberIn {
+    Text(String),
+    Number(u64),
+}
+
+/// A gated move of an alias. The handler reads it field by field.
 #[derive(ToSchema)]
 #[allow(dead_code)] // The schema of the body `move_alias` reads.
 struct MoveIn {
-    /// The version to put behind the alias: `"3"` or `3`.
-    #[schema(value_type = String)]
-    version: String,
+    /// The version to put behind the alias.
+    version: VersionNumberIn,
     /// An admin's reason to move past a failing gate; the report records it.
     override_reason: Option<String>,
 }
@@ -813,6 +821,7 @@ struct ReportsQuery {
     /// Only this version's reports.
     version: Option<String>,
     /// 1 to 1000; 100 when left out.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     max_results: Option<String>,
 }
 

@@ -310,19 +310,57 @@ pub(crate) struct TraceAudit {
 }
 
 /// A trace, `mltrail.trace/1` (docs/audit.md): what is claimed, the entities behind it with
-/// their states, and the audit events that prove each, checkable without the server. A
-/// prediction's trace also holds the prediction, its feedback and explanation, and its
-/// segment's inclusion proof. The handlers assemble it part by part (`trace`, `lineage_of`).
+/// their states, and the audit events that prove each, checkable without the server. The
+/// handlers assemble it part by part (`trace`, `lineage_of`, `prediction_body`,
+/// `segment_part`).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // The schema of what `lineage` and `record` answer.
 pub(crate) struct Trace {
     /// `mltrail.trace/1`.
     format: String,
+    /// The model version (as the MLflow API answers it).
+    #[schema(value_type = Object)]
+    model_version: Value,
+    /// The logged model it was registered from (MLflow 3), if any.
+    #[schema(value_type = Option<Object>)]
+    logged_model: Option<Value>,
+    /// The run that trained it, with its params and metrics.
+    #[schema(value_type = Option<Object>)]
+    run: Option<Value>,
+    /// The training data the version names (`NAME@VERSION`), if any.
+    training_data: Option<String>,
+    /// That dataset version, or `{"unreadable": why}`.
+    #[schema(value_type = Option<Object>)]
+    dataset: Option<Value>,
+    /// The version's newest evaluation, if any.
+    #[schema(value_type = Option<Object>)]
+    evaluation: Option<Value>,
     /// Each entity (`about`, `entity_type`, `entity_id`, `events`, and where its state is in
-    /// the database, `state_json` and `state_digest`).
+    /// the database, `state`, `state_json` and `state_digest`).
     #[schema(value_type = Vec<Object>)]
     entities: Vec<Value>,
     audit: TraceAudit,
+    /// A prediction's trace: its id.
+    prediction_id: Option<String>,
+    /// A prediction's trace: the deployment that served it.
+    deployment: Option<String>,
+    /// A prediction's trace: the record as stored (the leaf of its segment).
+    #[schema(value_type = Option<Object>)]
+    prediction: Option<Value>,
+    /// A prediction's trace: its inputs, opened where they were sealed and the key exists.
+    #[schema(value_type = Option<Object>)]
+    inputs: Option<Value>,
+    /// A prediction's trace: its explanation, if one was kept.
+    #[schema(value_type = Option<Object>)]
+    explanation: Option<Value>,
+    /// A prediction's trace: the feedback on it.
+    #[schema(value_type = Option<Vec<Object>>)]
+    feedback: Option<Vec<Value>>,
+    /// A prediction's trace: its segment's summary, the record's inclusion proof in it, and
+    /// whether the summary is in the trail (`in_trail`; `not archived yet` from `mltrail
+    /// serve`).
+    #[schema(value_type = Option<Object>)]
+    segment: Option<Value>,
 }
 
 /// `GET /api/v1/lineage?model=NAME&version=N[&deployment=D]`.

@@ -156,12 +156,16 @@ enum DurationIn {
 #[allow(dead_code)] // Part of `MonitorIn`'s schema.
 struct SeasonalIn {
     /// The season's length, e.g. `"7d"`.
+    #[schema(nullable = false)]
     season: Option<DurationIn>,
     /// How many past seasons make the baseline.
+    #[schema(nullable = false)]
     seasons: Option<u64>,
     /// How many standard deviations away is an anomaly.
+    #[schema(nullable = false)]
     z: Option<f64>,
     /// How many windows ahead to forecast.
+    #[schema(nullable = false)]
     horizon: Option<u64>,
 }
 
@@ -171,8 +175,10 @@ struct SeasonalIn {
 #[allow(dead_code)] // Part of `MonitorIn`'s schema.
 struct RankingIn {
     /// The cut-off of precision@k and friends.
+    #[schema(nullable = false)]
     k: Option<u64>,
     /// How far back a repeated recommendation counts, e.g. `"1d"`.
+    #[schema(nullable = false)]
     repeat_lookback: Option<DurationIn>,
 }
 
@@ -279,10 +285,16 @@ async fn create(
         ranking,
         window_ms,
         delay_ms: duration_ms(&body, "delay")?,
-        reference: body
-            .get("reference")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        reference: match body.get("reference") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(r)) => Some(r.clone()),
+            Some(_) => {
+                return Err(bad(
+                    "reference",
+                    "must be `training` or a dataset version NAME@VERSION",
+                ))
+            }
+        },
         drift_share,
         alerts: strings(&body, "alerts")?,
         webhooks: strings(&body, "webhooks")?,
@@ -436,7 +448,7 @@ async fn window_report(
 ) -> ApiResult<impl IntoResponse> {
     let start: i64 = start.parse().map_err(|_| {
         bad(
-            "window_start",
+            "start",
             format!("`{start}` is not a Unix time in milliseconds"),
         )
     })?;

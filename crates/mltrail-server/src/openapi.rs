@@ -7,25 +7,13 @@
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Serialize;
-use std::sync::Arc;
+
+use crate::error::ErrorBody;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr};
 use utoipa::{OpenApi, ToSchema};
-
-/// Every error of the native API: the same body as the MLflow REST API's.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// MLflow's error code: `INVALID_PARAMETER_VALUE`, `RESOURCE_DOES_NOT_EXIST`,
-    /// `PERMISSION_DENIED`, …
-    pub error_code: String,
-    /// What was wrong, naming the field when a field was.
-    pub message: String,
-    /// The input column a scoring request failed on, when it was one column.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub column: Option<String>,
-}
 
 /// An answer with nothing to say beyond its status.
 #[derive(Serialize, ToSchema)]
@@ -58,9 +46,9 @@ pub struct TrackingApi;
         description = "What one `mltrail serve` process answers: predictions (MLflow's \
             `/invocations` and mltrail's `/api/v1/predict`), feedback, each prediction's \
             record, explanation and counterfactuals, and what is deployed. Errors are \
-            `{\"error_code\", \"message\"}` (with `column` when one input column was wrong). \
-            When the process requires authentication, send a token \
-            (`Authorization: Bearer …`).",
+            `{\"error_code\", \"message\"}` (with `column` and `row` when one input was \
+            wrong). When the process requires authentication, send a token \
+            (`Authorization: Bearer …`) or a user's password (HTTP Basic).",
         license(name = "Apache-2.0"),
     ),
     components(schemas(ErrorBody, Done)),
@@ -135,32 +123,22 @@ pub fn with_errors(mut doc: Document) -> Document {
     doc
 }
 
-/// The document as served: rendered once.
+/// The document as served: rendered once, when the routes are built.
 #[derive(Clone)]
-pub struct Rendered(Arc<str>);
+pub struct Rendered(axum::body::Bytes);
 
 impl Rendered {
     pub fn new(doc: &Document) -> Rendered {
-        // The document is built from types known at compile time; rendering it cannot fail.
-        let text = serde_json::to_string(doc).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "the OpenAPI document did not render");
-            "{}".to_string()
-        });
+        // Built from types known when the binary is (`document_tests` render both documents),
+        // so serializing cannot fail: a failure is a defect of this crate, not of any input.
+        let text = serde_json::to_vec(doc).expect("the OpenAPI document serializes");
         Rendered(text.into())
-    }
-
-    pub fn text(&self) -> &str {
-        &self.0
     }
 }
 
 impl IntoResponse for Rendered {
     fn into_response(self) -> axum::response::Response {
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            self.0.to_string(),
-        )
-            .into_response()
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
     }
 }
 

@@ -72,8 +72,12 @@ const SUBJECT: &str = "the subject's id, as the subject column holds it";
 #[derive(Deserialize, ToSchema)]
 struct KeysIn {
     /// Subjects' ids, as the subject column holds them (keys are made when missing).
+    #[serde(default, deserialize_with = "crate::req::non_null")]
+    #[schema(nullable = false)]
     subjects: Option<Vec<String>>,
-    /// Subject hashes, 64 lowercase hex digits (looked up; `null` where erased).
+    /// Subject hashes, 64 lowercase hex digits (looked up; the key is `null` where erased).
+    #[serde(default, deserialize_with = "crate::req::non_null")]
+    #[schema(nullable = false)]
     subject_hashes: Option<Vec<String>>,
 }
 
@@ -145,7 +149,7 @@ async fn subject_keys(
 #[derive(Deserialize, ToSchema)]
 struct ExportIn {
     /// The subject's id, as the subject column holds it.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     subject: Option<String>,
 }
 
@@ -200,11 +204,15 @@ async fn export(
 #[derive(Deserialize, ToSchema)]
 struct EraseIn {
     /// The subject's id.
+    #[serde(default, deserialize_with = "crate::req::non_null")]
+    #[schema(nullable = false)]
     subject: Option<String>,
     /// A listed erasure's subject hash, to repeat it (after restoring an older backup).
+    #[serde(default, deserialize_with = "crate::req::non_null")]
+    #[schema(nullable = false)]
     subject_hash: Option<String>,
     /// Why: the request or rule the erasure answers.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     reason: Option<String>,
 }
 
@@ -236,14 +244,7 @@ async fn erase(
             keys.master()
                 .subject_hash(required_text(&body.subject, "subject", SUBJECT)?)
         }
-        (None, Some(_)) => subject_hash(
-            required_text(
-                &body.subject_hash,
-                "subject_hash",
-                "64 lowercase hex digits",
-            )?,
-            "subject_hash",
-        )?,
+        (None, Some(hex)) => subject_hash(hex, "subject_hash")?,
         _ => {
             return Err(
                 ApiError::invalid("give exactly one of `subject` and `subject_hash`")

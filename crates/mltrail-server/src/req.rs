@@ -247,11 +247,23 @@ pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result
     let mut de = serde_json::Deserializer::from_slice(body);
     let decoded: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            ApiError::invalid(format!("the body is not the JSON object expected: {inner}"))
-        } else {
-            ApiError::invalid(format!("`{path}`: {inner}")).at_column(Some(&path), None)
+        let inner = e.into_inner().to_string();
+        // serde names a missing field in its message, at the path of the object missing it.
+        let missing = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| match path.as_str() {
+                "." => name.to_string(),
+                outer => format!("{outer}.{name}"),
+            });
+        match missing {
+            Some(field) => {
+                ApiError::invalid(format!("`{field}` is required")).at_column(Some(&field), None)
+            }
+            None if path == "." => {
+                ApiError::invalid(format!("the body is not the JSON object expected: {inner}"))
+            }
+            None => ApiError::invalid(format!("`{path}`: {inner}")).at_column(Some(&path), None),
         }
     })?;
     de.end()
@@ -377,6 +389,17 @@ pub(crate) fn body_text<'a>(body: &'a Value, field: &str, what: &str) -> Result<
             ApiError::invalid(format!("`{field}` ({what}) is required"))
                 .at_column(Some(field), None)
         })
+}
+
+/// For a typed body's optional field that may be left out but not given as `null` (where
+/// `null` and absent would otherwise read alike): `#[serde(default, deserialize_with =
+/// "crate::req::non_null")]`.
+pub(crate) fn non_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// A required text field of a typed body ([`Body`]): given and not empty.
@@ -524,6 +547,14 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<Value>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            // Over the size limit is not a malformed body: 413, as everywhere else.
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    rejection.status(),
+                    "RESOURCE_LIMIT_EXCEEDED",
+                    rejection.body_text(),
+                ))
+            }
             Err(rejection) => Err(ApiError::new(
                 axum::http::StatusCode::BAD_REQUEST,
                 "INVALID_PARAMETER_VALUE",

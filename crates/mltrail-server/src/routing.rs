@@ -35,7 +35,7 @@ struct PolicyRead {
     /// The policy in its canonical form: `{"kind", "arms", …}`.
     #[schema(value_type = Object)]
     policy: Value,
-    /// SHA-256 of the canonical policy.
+    /// BLAKE3 of the canonical policy, hex.
     digest: String,
     /// The digest's first 16 hex digits, as replicas report it.
     version: String,
@@ -264,7 +264,7 @@ struct StateReport {
     #[schema(required, value_type = Object)]
     delta: Option<Value>,
     /// The report's id (a UUID): a report sent twice is added once.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     report_id: Option<String>,
 }
 
@@ -374,9 +374,8 @@ pub(crate) async fn report_of(
 #[derive(Serialize, ToSchema)]
 struct Experiment {
     /// Per arm requests, rewards, mean reward with its interval, current propensities, and
-    /// the regret estimate (`mltrail_serving::routing::report::ExperimentReport`).
+    /// the regret estimate.
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     report: ExperimentReport,
     deployment: String,
     #[schema(value_type = Option<Object>)]
@@ -444,7 +443,7 @@ pub(crate) async fn experiment_view(
 #[derive(Deserialize, ToSchema)]
 struct RollBack {
     /// The canary policy's digest.
-    #[schema(required)]
+    #[schema(required, nullable = false)]
     policy: Option<String>,
     /// The failed check and its values.
     #[schema(required, value_type = Object)]

@@ -149,33 +149,69 @@ async fn scored_request(
     Ok(scored)
 }
 
-/// A scoring request, in any of MLflow's layouts, as JSON (`Content-Type: application/json`)
+/// A scoring request in one of MLflow's layouts, as JSON (`Content-Type: application/json`),
 /// or as CSV with a header row (`text/csv`). Inputs are checked against the model's signature;
-/// a wrong column is refused naming it (`column`). Read by mltrail-serving's own parser (the
-/// hot path), which this schema describes.
+/// a wrong input is refused naming its `column` (and `row`). Read by mltrail-serving's own
+/// parser (the hot path, `decode_table`), whose layouts these are.
 #[derive(ToSchema)]
+#[serde(untagged)]
 #[allow(dead_code)] // The schema of the body the scoring path parses.
-struct ScoringIn {
-    /// `{"columns": [...], "data": [[...], ...]}`.
-    #[schema(value_type = Option<Object>)]
-    dataframe_split: Option<Value>,
-    /// `[{"column": value, ...}, ...]`.
-    #[schema(value_type = Option<Vec<Object>>)]
-    dataframe_records: Option<Value>,
-    /// Rows as objects or lists.
-    #[schema(value_type = Option<Vec<Object>>)]
-    instances: Option<Value>,
-    /// Named tensors or rows.
-    #[schema(value_type = Option<Object>)]
-    inputs: Option<Value>,
+enum ScoringIn {
+    Split(SplitIn),
+    Records(RecordsIn),
+    Instances(InstancesIn),
+    Inputs(InputsIn),
 }
 
-/// MLflow's answer: one prediction per row.
+/// `{"dataframe_split": {"columns": [...], "data": [[...], ...]}}`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Part of `ScoringIn`'s schema.
+struct SplitIn {
+    dataframe_split: DataframeSplit,
+}
+
+/// Pandas' `split` orientation.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Part of `ScoringIn`'s schema.
+struct DataframeSplit {
+    /// The column names; the signature's order when left out.
+    columns: Option<Vec<String>>,
+    /// One list of values per row.
+    data: Vec<Vec<Value>>,
+}
+
+/// `{"dataframe_records": [{"column": value, ...}, ...]}`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Part of `ScoringIn`'s schema.
+struct RecordsIn {
+    #[schema(value_type = Vec<Object>)]
+    dataframe_records: Vec<Value>,
+}
+
+/// `{"instances": [...]}`: rows as objects, or as lists in the signature's order.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Part of `ScoringIn`'s schema.
+struct InstancesIn {
+    instances: Vec<Value>,
+}
+
+/// `{"inputs": ...}`: named columns (`{"a": [1, 2], ...}`) or rows.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Part of `ScoringIn`'s schema.
+struct InputsIn {
+    inputs: Value,
+}
+
+/// MLflow's answer.
 #[derive(ToSchema)]
 #[allow(dead_code)] // The schema of what `invocations` writes (by hand: it runs per request).
 struct InvocationsOut {
-    /// One entry per row: a number, or an object of the model's outputs.
-    predictions: Vec<Value>,
+    /// DataFrame input: one entry per row (a value, or an object of the model's outputs).
+    /// Tensor input (`instances`, `inputs`): an object of output arrays, as `mlflow models
+    /// serve` answers. A ranking deployment: the ranked items.
+    predictions: Value,
+    /// A ranking deployment's request id.
+    prediction_id: Option<String>,
 }
 
 /// One row's answer with where it came from.
@@ -206,9 +242,20 @@ struct PredictOut {
     predictions: Option<Vec<RowPrediction>>,
     /// A ranking deployment's request id.
     prediction_id: Option<String>,
+    /// A ranking deployment's model version.
+    model: Option<String>,
+    version: Option<String>,
+    digest: Option<String>,
     /// A ranking deployment's items, best first.
     items: Option<Vec<Value>>,
+    /// Their scores, in the same order.
     scores: Option<Vec<f64>>,
+    /// The catalog version the items were checked against.
+    catalog: Option<String>,
+    /// Items not in the catalog, answered anyway (catalog mode `flag`).
+    out_of_catalog: Option<Vec<Value>>,
+    /// Items not in the catalog, left out (catalog mode `filter`).
+    filtered: Option<Vec<Value>>,
 }
 
 #[utoipa::path(post, path = "/invocations", tag = "scoring", request_body(description = "Rows to score, as JSON or as CSV with a header row",
@@ -379,32 +426,66 @@ async fn record(
 async fn explanation(
     State(dep): State<Arc<Deployment>>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Explanation>> {
     let id = parse_id(&id)?;
     let Some(explained) = dep.explanation(id).await? else {
         return Err(ApiError::not_found(format!(
             "prediction {id} is not in this deployment's log"
         )));
     };
-    let mut body: Value =
+    let body: Value =
         serde_json::from_str(explained.explanation.get()).map_err(ApiError::internal)?;
     let reasons = mltrail_serving::explanation::reasons(&body, explained.record.inputs.get());
-    body["reasons"] = json!(reasons);
-    body["prediction_id"] = json!(id);
-    body["model"] = json!(explained.record.model);
-    body["version"] = json!(explained.record.version);
-    Ok(Json(body))
+    let Value::Object(explanation) = body else {
+        return Err(ApiError::internal(
+            "a kept explanation is not a JSON object",
+        ));
+    };
+    Ok(Json(Explanation {
+        explanation,
+        reasons,
+        prediction_id: id,
+        model: explained.record.model,
+        version: explained.record.version,
+    }))
 }
 
 /// An explanation (docs/explanations.md): the method's attributions with reason codes.
-#[derive(ToSchema)]
-#[allow(dead_code)] // The schema of what `explanation` answers.
+#[derive(serde::Serialize, ToSchema)]
 struct Explanation {
-    prediction_id: String,
-    model: String,
-    version: String,
+    /// The explanation as computed and kept: `method`, `base_value`, `output`, `output_space`,
+    /// `values` (feature → contribution) and what it was computed against
+    /// (`background_digest`).
+    #[serde(flatten)]
+    #[schema(value_type = ExplanationFields)]
+    explanation: serde_json::Map<String, Value>,
     /// The features that pushed the decision most, in words.
     reasons: Vec<String>,
+    #[schema(value_type = String, format = "uuid")]
+    prediction_id: uuid::Uuid,
+    model: String,
+    version: String,
+}
+
+/// The schema of a kept explanation's fields (docs/explanations.md). A model of several
+/// outputs has `base_value`, `values` and `output` per label.
+#[derive(ToSchema)]
+#[allow(dead_code)] // A schema only: the explanation is kept and answered as computed.
+struct ExplanationFields {
+    /// `tree_interventional`, `tree_path_dependent`, `linear` or `sampling`.
+    method: String,
+    /// The space the contributions add up in (`log_odds`, `value`, …).
+    output_space: String,
+    /// The expected output over the background data (per label for several outputs).
+    base_value: Value,
+    /// Each feature's contribution (per label for several outputs).
+    values: Value,
+    /// The output explained: the base value plus the contributions.
+    output: Value,
+    /// Sampling's standard error of each value.
+    standard_error: Option<Value>,
+    /// BLAKE3 of the background sample the values were computed against.
+    background_digest: Option<String>,
 }
 
 #[derive(serde::Deserialize, IntoParams)]
@@ -418,12 +499,40 @@ struct CounterfactualQuery {
 }
 
 /// The smallest change that flips the decision, or why there is none within the ranges.
-#[derive(ToSchema)]
-#[allow(dead_code)] // The schema of what `counterfactual` answers.
+#[derive(serde::Serialize, ToSchema)]
 struct Counterfactual {
-    prediction_id: String,
+    #[serde(flatten)]
+    #[schema(value_type = CounterfactualFields)]
+    search: serde_json::Map<String, Value>,
+    #[schema(value_type = String, format = "uuid")]
+    prediction_id: uuid::Uuid,
     model: String,
     version: String,
+}
+
+/// The schema of a counterfactual search's answer (`mltrail_explain::served`).
+#[derive(ToSchema)]
+#[allow(dead_code)] // A schema only: the search answers a JSON object.
+struct CounterfactualFields {
+    /// The features the search could change.
+    features: Vec<String>,
+    /// Each feature's range, `[low, high]`.
+    ranges: std::collections::BTreeMap<String, Vec<f64>>,
+    /// The model's decision about the prediction.
+    decision: String,
+    /// How the search went (`tree cells (exhaustive)`, an attack, HopSkipJump).
+    method: String,
+    distance_unit: String,
+    /// Whether a change that flips the decision was found.
+    found: bool,
+    /// The change found: `decision`, `changes` (`feature`, `from`, `to`), `inputs`,
+    /// `distance`, `rescored`.
+    #[schema(value_type = Option<Object>)]
+    counterfactual: Option<Value>,
+    /// Whether no closer change exists (`certified: …`) or it is the closest found.
+    minimal: Option<String>,
+    /// Why none was found.
+    reason: Option<String>,
 }
 
 /// `?features=a,b&ranges=a:0..0.5,b:1000..`: the features a person could act on and, for any
@@ -511,18 +620,25 @@ async fn counterfactual(
     State(dep): State<Arc<Deployment>>,
     Path(id): Path<String>,
     axum::extract::Query(q): axum::extract::Query<CounterfactualQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Counterfactual>> {
     let id = parse_id(&id)?;
     let request = counterfactual_request(&q, &dep.current().signature.column_names())?;
-    let Some((record, mut body)) = dep.counterfactual(id, request).await? else {
+    let Some((record, body)) = dep.counterfactual(id, request).await? else {
         return Err(ApiError::not_found(format!(
             "prediction {id} is not in this deployment's log"
         )));
     };
-    body["prediction_id"] = json!(id);
-    body["model"] = json!(record.model);
-    body["version"] = json!(record.version);
-    Ok(Json(body))
+    let Value::Object(search) = body else {
+        return Err(ApiError::internal(
+            "a counterfactual search answered no JSON object",
+        ));
+    };
+    Ok(Json(Counterfactual {
+        search,
+        prediction_id: id,
+        model: record.model,
+        version: record.version,
+    }))
 }
 
 async fn health(State(dep): State<Arc<Deployment>>) -> Json<Value> {
@@ -531,61 +647,91 @@ async fn health(State(dep): State<Arc<Deployment>>) -> Json<Value> {
 }
 
 /// What a deployment serves (its model version, signature, explanation mode, routing output).
-#[derive(ToSchema)]
-#[allow(dead_code)] // The schema of what `info` answers.
+#[derive(serde::Serialize, ToSchema)]
 struct DeploymentInfo {
     deployment: String,
     model: String,
     version: String,
+    /// BLAKE3 of the served model file.
     digest: String,
-    /// `onnx`, `tree` (XGBoost/LightGBM read natively) …
-    engine: String,
-    /// `{"inputs": MLflow's signature, "outputs": [names]}`.
-    #[schema(value_type = Object)]
-    signature: Value,
+    /// `native` (mltrail's own evaluator: tree ensembles, linear models) or `onnxruntime`.
+    engine: &'static str,
+    signature: ServedSignature,
     accepts_missing_values: bool,
-    /// `off`, `on-request` or `always`.
-    explain: String,
+    /// When predictions are explained: `off`, `on_request` or `always`.
+    explain: &'static str,
     /// `predictions` or `ranking`.
-    output: String,
+    output: &'static str,
+    /// A ranking deployment's item column.
     item_column: Option<String>,
+    /// The model output a ranking sorts by.
     score_output: Option<String>,
+    /// The request key column of a ranking.
     key_column: Option<String>,
-    /// A ranking deployment's catalog: `name`, `version`, `available`, `mode`.
-    #[schema(value_type = Option<Object>)]
-    catalog: Option<Value>,
+    /// A ranking deployment's catalog.
+    catalog: Option<CatalogInfo>,
     /// How many times the model was swapped.
     swaps: u64,
 }
 
+/// The served version's signature.
+#[derive(serde::Serialize, ToSchema)]
+struct ServedSignature {
+    /// MLflow's column specs: `[{"name", "type", "required"}, …]`.
+    #[schema(value_type = Vec<Object>)]
+    inputs: Value,
+    /// The model's output names.
+    outputs: Vec<String>,
+}
+
+/// A ranking deployment's catalog as loaded now.
+#[derive(serde::Serialize, ToSchema)]
+struct CatalogInfo {
+    name: String,
+    /// The dataset version in force; null before one was read.
+    version: Option<String>,
+    /// Items available in it.
+    available: Option<usize>,
+    /// `flag` (out-of-catalog items answered and named) or `filter` (left out).
+    mode: &'static str,
+}
+
 #[utoipa::path(get, path = "/api/v1/deployment", tag = "deployment",
     responses((status = 200, description = "What this process serves", body = DeploymentInfo)))]
-async fn info(State(dep): State<Arc<Deployment>>) -> Json<Value> {
+async fn info(State(dep): State<Arc<Deployment>>) -> Json<DeploymentInfo> {
     let m = dep.current();
-    Json(json!({
-        "deployment": dep.name(),
-        "model": m.name,
-        "version": m.version,
-        "digest": m.digest,
-        "engine": m.model.engine_name(),
-        "signature": {"inputs": m.signature.to_mlflow_json(), "outputs": m.output_names},
-        "accepts_missing_values": m.model.accepts_missing_values(),
-        "explain": dep.explain_mode().as_str(),
-        "output": if dep.ranking().is_some() { "ranking" } else { "predictions" },
-        "item_column": dep.ranking().map(|r| &r.item_column),
-        "score_output": dep.ranking().and_then(|r| r.score_output.as_ref()),
-        "key_column": dep.ranking().and_then(|r| r.key_column.as_ref()),
-        "catalog": dep.catalog().map(|c| {
+    let ranking = dep.ranking();
+    Json(DeploymentInfo {
+        deployment: dep.name().to_string(),
+        model: m.name.clone(),
+        version: m.version.clone(),
+        digest: m.digest.clone(),
+        engine: m.model.engine_name(),
+        signature: ServedSignature {
+            inputs: m.signature.to_mlflow_json(),
+            outputs: m.output_names.clone(),
+        },
+        accepts_missing_values: m.model.accepts_missing_values(),
+        explain: dep.explain_mode().as_str(),
+        output: if ranking.is_some() {
+            "ranking"
+        } else {
+            "predictions"
+        },
+        item_column: ranking.map(|r| r.item_column.clone()),
+        score_output: ranking.and_then(|r| r.score_output.clone()),
+        key_column: ranking.and_then(|r| r.key_column.clone()),
+        catalog: dep.catalog().map(|c| {
             let current = c.current();
-            json!({
-                "name": c.spec.name,
-                "version": current.as_ref().map(|v| &v.version),
-                "available": current.as_ref().map(|v| v.available()),
-                "mode": c.spec.mode.as_str(),
-            })
+            CatalogInfo {
+                name: c.spec.name.clone(),
+                version: current.as_ref().map(|v| v.version.clone()),
+                available: current.as_ref().map(|v| v.available()),
+                mode: c.spec.mode.as_str(),
+            }
         }),
-        "swaps": dep.swaps(),
-    }))
+        swaps: dep.swaps(),
+    })
 }
 
 fn metrics(dep: &Deployment, auth: Option<&crate::scoring_auth::ServeAuth>) -> impl IntoResponse {

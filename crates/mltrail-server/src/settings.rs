@@ -37,11 +37,14 @@ async fn get_log(State(state): State<AppState>) -> ApiResult<Json<LogSetting>> {
 /// A log setting. The handler reads it field by field (what is left out stays as held) and
 /// refuses fields it does not know.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // The schema of the body `put_log` reads.
 struct LogIn {
     /// A tracing filter such as `info,sqlx=warn`.
+    #[schema(nullable = false)]
     filter: Option<String>,
     /// `text`, `json` or `ecs`.
+    #[schema(nullable = false)]
     format: Option<String>,
     /// An OTLP/HTTP collector (`http://127.0.0.1:4318`); empty or null stops exporting.
     otlp_endpoint: Option<String>,

@@ -220,8 +220,8 @@ pub struct Signature {
     pub shadow_of: Option<uuid::Uuid>,
 }
 
-/// The schema of a record's flattened `Option<Signature>`: [`Signature`]'s fields, each present
-/// only on a routed prediction.
+/// The schema of a record's flattened `Option<Signature>`: the log signature's fields, each
+/// present only on a routed prediction.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // A schema only.
 struct RoutedFields {

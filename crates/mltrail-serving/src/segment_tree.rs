@@ -19,8 +19,8 @@ use crate::record::LogRecord;
 /// archive file's artifact path.
 pub use mltrail_store::segments::{ARCHIVE_ACTION, SEGMENT_KIND};
 
-/// What the trail records of one archived segment; the event's digest is
-/// `BLAKE3(canonical JSON of this)` ([`ArchivedSegment::state_digest`]).
+/// What the trail records of one archived segment; the event's digest is the BLAKE3 of its
+/// canonical JSON (`state_digest`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArchivedSegment {

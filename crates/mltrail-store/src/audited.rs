@@ -303,7 +303,7 @@ async fn find_unrecorded_row(
 pub struct LoggedEvent {
     #[serde(flatten)]
     pub event: AuditEvent,
-    /// SHA-256 of the previous event's hash and this event's canonical JSON.
+    /// BLAKE3 of the previous event's hash and this event's canonical JSON.
     pub hash: String,
 }
 

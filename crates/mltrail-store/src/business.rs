@@ -290,7 +290,7 @@ pub const ANNOTATION_KINDS: [&str; 5] = ["campaign", "outage", "holiday", "incid
 pub struct Annotation {
     pub id: String,
     pub name: String,
-    /// One of [`ANNOTATION_KINDS`].
+    /// `campaign`, `outage`, `holiday`, `incident` or `other`.
     pub kind: String,
     /// `[from_ms, to_ms)`.
     pub from_ms: i64,

@@ -9,7 +9,7 @@ use super::{Policy, Router, RoutingState, Rule};
 use super::Z95;
 
 /// One arm.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ArmReport {
     /// As the policy names it.
     pub arm: String,
@@ -19,13 +19,14 @@ pub struct ArmReport {
     pub rewards: u64,
     pub mean_reward: Option<f64>,
     /// The 95 % normal interval of the mean (two rewards at least).
+    #[schema(value_type = Option<Vec<f64>>)]
     pub interval: Option<[f64; 2]>,
     /// The probability the policy gives it now (for a request without context).
     pub propensity: Option<f64>,
 }
 
 /// A policy's experiment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ExperimentReport {
     pub experiment: String,
     pub policy: String,
