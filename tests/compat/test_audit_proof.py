@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import subprocess
-import time
 
 import blake3
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -112,7 +111,7 @@ def test_an_outsider_checks_a_prediction_trace(server, credit_model, tmp_path, u
     """A prediction logged through the real mlflow client's model, served, archived and traced:
     every proof in `GET /api/v1/predictions/{id}/record` checked from docs/audit.md alone."""
     import requests
-    from test_serving import start_serve
+    from test_serving import archived_record, start_serve
 
     name, frame = credit_model
     deployment = unique("traced")
@@ -123,21 +122,10 @@ def test_an_outsider_checks_a_prediction_trace(server, credit_model, tmp_path, u
         answer = requests.post(f"{url}/api/v1/predict", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
         pid = answer.json()["predictions"][2]["prediction_id"]
-        deadline = time.time() + 30
-        # The file is uploaded first, its summary recorded in the trail just after.
-        while True:
-            got = requests.get(f"{server['url']}/api/v1/predictions/{pid}/record", timeout=30)
-            if got.status_code == 200 and got.json()["segment"]["in_trail"] == "recorded":
-                break
-            if time.time() > deadline:
-                break
-            assert got.status_code in (200, 404), got.text
-            time.sleep(0.2)
-        assert got.status_code == 200, got.text
+        trace = archived_record(server["url"], pid)
     finally:
         proc.terminate()
         proc.wait(timeout=15)
-    trace = got.json()
     assert trace["format"] == "mltrail.trace/1" and trace["prediction_id"] == pid
     audit = trace["audit"]
     size, root = audit["tree_size"], bytes.fromhex(audit["root"])

@@ -15,8 +15,6 @@ import time
 import urllib.request
 import uuid
 
-import numpy as np
-import pandas as pd
 import pytest
 import requests
 from jsonschema import Draft202012Validator
@@ -25,7 +23,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from conftest import free_port
-from test_serving import start_serve
+from test_serving import archived_record, credit_classifier, start_serve
 
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -168,19 +166,8 @@ def log_model(url, name):
     import mlflow
     import mlflow.onnx
     from mlflow.models import infer_signature
-    from skl2onnx import to_onnx
-    from sklearn.ensemble import GradientBoostingClassifier
 
-    rng = np.random.default_rng(1)
-    frame = pd.DataFrame({
-        "income": rng.normal(50, 10, 200).astype(np.float32),
-        "age": rng.integers(18, 80, 200).astype(np.float32),
-        "debt_ratio": rng.beta(2, 5, 200).astype(np.float32),
-    })
-    label = ((frame.income > 50) & (frame.debt_ratio < 0.3)).astype(int)
-    model = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(frame.values, label)
-    onnx_model = to_onnx(model, frame.values[:1], options={id(model): {"zipmap": False}},
-                         target_opset={"": 17, "ai.onnx.ml": 3})
+    frame, label, _, onnx_model = credit_classifier(seed=1, rows=200, trees=20)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(url)
     try:
@@ -358,13 +345,7 @@ def test_every_documented_route_answers_as_documented(own_server, tmp_path):
         answer = requests.post(f"{serving_url}/api/v1/predict", json=split, timeout=60)
         assert answer.status_code == 200, answer.text
         pid = answer.json()["predictions"][0]["prediction_id"]
-        deadline = time.time() + 30
-        while True:
-            got = requests.get(f"{url}/api/v1/predictions/{pid}/record", timeout=30)
-            if got.status_code == 200 and got.json()["segment"].get("in_trail") == "recorded":
-                break
-            assert time.time() < deadline, got.text
-            time.sleep(0.2)
+        archived_record(url, pid)
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -29,23 +29,45 @@ def start_serve(server, model, tmp_path, *extra):
     return proc, line.strip().rsplit(" ", 1)[-1]
 
 
+def archived_record(tracking_url, pid, within=30):
+    """The tracking server's trace of prediction `pid` once it is archived and its segment's
+    summary is in the trail (the file is uploaded first, the summary recorded just after)."""
+    deadline = time.time() + within
+    while True:
+        got = requests.get(f"{tracking_url}/api/v1/predictions/{pid}/record", timeout=30)
+        if got.status_code == 200 and got.json()["segment"].get("in_trail") == "recorded":
+            return got.json()
+        assert got.status_code in (200, 404), got.text
+        assert time.time() < deadline, f"prediction {pid} was not archived within {within} s: {got.text}"
+        time.sleep(0.2)
+
+
+def credit_classifier(seed=0, rows=400, trees=50):
+    """Income, age and debt ratio, approved when income > 50 and the debt ratio < 0.3; a
+    gradient-boosted classifier of it, and that model as ONNX (labels and probabilities as
+    tensors, no zipmap)."""
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "income": rng.normal(50, 10, rows).astype(np.float32),
+        "age": rng.integers(18, 80, rows).astype(np.float32),
+        "debt_ratio": rng.beta(2, 5, rows).astype(np.float32),
+    })
+    label = ((frame.income > 50) & (frame.debt_ratio < 0.3)).astype(int)
+    model = GradientBoostingClassifier(n_estimators=trees, random_state=0).fit(frame.values, label)
+    onnx_model = to_onnx(model, frame.values[:1], options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    return frame, label, model, onnx_model
+
+
 @pytest.fixture
 def credit_model(client, unique):
     import mlflow
     import mlflow.onnx
     from mlflow.models import infer_signature
-    from skl2onnx import to_onnx
-    from sklearn.ensemble import GradientBoostingClassifier
 
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "income": rng.normal(50, 10, 400).astype(np.float32),
-        "age": rng.integers(18, 80, 400).astype(np.float32),
-        "debt_ratio": rng.beta(2, 5, 400).astype(np.float32),
-    })
-    label = ((frame.income > 50) & (frame.debt_ratio < 0.3)).astype(int)
-    model = GradientBoostingClassifier(n_estimators=50, random_state=0).fit(frame.values, label)
-    onnx_model = to_onnx(model, frame.values[:1], options={id(model): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    frame, label, model, onnx_model = credit_classifier()
     name = unique("credit-onnx")
     mlflow.set_experiment(unique("serving"))
     with mlflow.start_run():
