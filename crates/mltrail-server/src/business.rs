@@ -7,11 +7,11 @@ use axum::Json;
 use mltrail_store::business::{self, Annotation, MetricSummary, NewAnnotation, Pushed};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
+use crate::req::Body;
 use crate::AppState;
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
@@ -22,29 +22,22 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
 const MAX_TIME_MS: i64 = 253_402_300_799_999;
 
 /// A time as Unix milliseconds (a whole number) or as text: an RFC 3339 time or a UTC date.
-fn time_of(value: &Value, field: &str) -> Result<i64, ApiError> {
-    let ms =
-        match value {
-            Value::Number(n) => n
-                .as_i64()
-                .ok_or_else(|| bad(field, "must be a whole number of Unix milliseconds"))?,
-            Value::String(text) => {
-                let looks_like_duration = text
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || matches!(c, 's' | 'm' | 'h' | 'd'));
-                if looks_like_duration {
-                    return Err(bad(
-                        field,
-                        "must be a time (RFC 3339 or a date), not a duration",
-                    ));
-                }
-                mltrail_core::time::parse_since(text, 0).map_err(|e| bad(field, e))?
+fn time_of(value: &TimeIn, field: &str) -> Result<i64, ApiError> {
+    let ms = match value {
+        TimeIn::Millis(ms) => *ms,
+        TimeIn::Text(text) => {
+            let looks_like_duration = text
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, 's' | 'm' | 'h' | 'd'));
+            if looks_like_duration {
+                return Err(bad(
+                    field,
+                    "must be a time (RFC 3339 or a date), not a duration",
+                ));
             }
-            _ => return Err(bad(
-                field,
-                "must be Unix milliseconds or an RFC 3339 time such as \"2026-12-01T10:00:00Z\"",
-            )),
-        };
+            mltrail_core::time::parse_since(text, 0).map_err(|e| bad(field, e))?
+        }
+    };
     if !(0..=MAX_TIME_MS).contains(&ms) {
         return Err(bad(field, "must be between 1970 and the end of year 9999"));
     }
@@ -82,12 +75,39 @@ fn exact_f64(raw: &RawValue) -> Option<f64> {
 }
 
 /// A time: Unix milliseconds, or an RFC 3339 time or UTC date as text.
-#[derive(Deserialize, ToSchema)]
+#[derive(ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)] // Part of `PushIn`'s and `AnnotationIn`'s schemas.
 enum TimeIn {
     Millis(i64),
     Text(String),
+}
+
+// By hand rather than `#[serde(untagged)]`, whose refusal names no variant: this one says
+// what a time is.
+impl<'de> Deserialize<'de> for TimeIn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = TimeIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a whole number of Unix milliseconds, or an RFC 3339 time such as \"2026-12-01T10:00:00Z\"",
+                )
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(TimeIn::Millis(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v)
+                    .map(TimeIn::Millis)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(TimeIn::Text(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// One point of a business metric.
@@ -167,8 +187,7 @@ async fn push(
         let time = fields
             .get("time")
             .ok_or_else(|| bad(&field("time"), "is required"))?;
-        let time: Value =
-            serde_json::from_str(time.get()).map_err(|_| bad(&field("time"), "is not JSON"))?;
+        let time: TimeIn = serde_json::from_str(time.get()).map_err(|e| bad(&field("time"), e))?;
         let time = time_of(&time, &field("time"))?;
         let value = fields
             .get("value")
@@ -253,19 +272,9 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<Metrics>> {
     }))
 }
 
-fn text_field(body: &Value, field: &str) -> Result<Option<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(bad(field, "must be a string")),
-    }
-}
-
-/// A period to annotate. The handler reads it field by field and refuses fields it does
-/// not know.
-#[derive(ToSchema)]
+/// A period to annotate.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // The schema of the body `annotate` reads.
 struct AnnotationIn {
     name: String,
     /// `campaign`, `outage`, `holiday`, `incident` or `other` (the default).
@@ -289,45 +298,15 @@ struct AnnotationRead {
 async fn annotate(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    crate::req::JsonBody(body): crate::req::JsonBody,
+    Body(body): Body<AnnotationIn>,
 ) -> ApiResult<Json<AnnotationRead>> {
-    let Some(fields) = body.as_object() else {
-        return Err(ApiError::invalid("the body must be a JSON object"));
-    };
-    if let Some(other) = fields.keys().find(|k| {
-        !matches!(
-            k.as_str(),
-            "name" | "kind" | "from" | "to" | "metrics" | "note"
-        )
-    }) {
-        return Err(bad(
-            other,
-            "is not an annotation's field (name, kind, from, to, metrics, note)",
-        ));
-    }
-    let name = text_field(&body, "name")?.ok_or_else(|| bad("name", "is required"))?;
-    let kind = text_field(&body, "kind")?.unwrap_or_else(|| "other".into());
-    let from = time_of(
-        body.get("from").ok_or_else(|| bad("from", "is required"))?,
-        "from",
-    )?;
-    let to = time_of(
-        body.get("to").ok_or_else(|| bad("to", "is required"))?,
-        "to",
-    )?;
-    let metrics = match body.get("metrics") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| bad("metrics", "must be a list of metric names"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(bad("metrics", "must be a list of metric names")),
-    };
-    let note = text_field(&body, "note")?.unwrap_or_default();
+    let from = time_of(&body.from, "from")?;
+    let to = time_of(&body.to, "to")?;
+    let (name, kind) = (body.name, body.kind.unwrap_or_else(|| "other".into()));
+    let (metrics, note) = (
+        body.metrics.unwrap_or_default(),
+        body.note.unwrap_or_default(),
+    );
     let annotation = business::create_annotation(
         &state.store,
         &actor,

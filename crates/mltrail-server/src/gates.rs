@@ -471,15 +471,14 @@ async fn get_policy(
     }))
 }
 
-/// A release gate to set. The handler reads it field by field, naming each wrong one, and
-/// refuses fields it does not know.
-#[derive(ToSchema)]
+/// A release gate to set.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // The schema of the body `put_policy` reads.
 struct GateIn {
     /// Requirements such as `evaluation.roc_auc >= 0.8`; `[]` for a gate of approvals alone.
     requirements: Vec<String>,
     /// Approvals a move needs; 1 when left out.
+    #[serde(default, deserialize_with = "crate::req::non_null")]
     #[schema(nullable = false)]
     approvals: Option<u32>,
 }
@@ -493,56 +492,10 @@ async fn put_policy(
     caller: Who,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, alias)): Path<(String, String)>,
-    crate::req::JsonBody(body): crate::req::JsonBody,
+    Body(body): Body<GateIn>,
 ) -> ApiResult<Json<GateRead>> {
     require_admin(&caller, "set a release gate")?;
-    let Some(fields) = body.as_object() else {
-        return Err(ApiError::invalid(
-            "the body must be a JSON object: {\"requirements\": [..], \"approvals\": N}",
-        ));
-    };
-    if let Some(unknown) = fields
-        .keys()
-        .find(|k| !["requirements", "approvals"].contains(&k.as_str()))
-    {
-        return Err(ApiError::invalid(format!(
-            "unknown field `{unknown}`: a gate has `requirements` and `approvals`"
-        ))
-        .at_column(Some(unknown), None));
-    }
-    let requirements: Vec<String> =
-        match body.get("requirements") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<Option<_>>()
-                .ok_or_else(|| {
-                    ApiError::invalid("`requirements` must be a list of strings")
-                        .at_column(Some("requirements"), None)
-                })?,
-            None => return Err(ApiError::invalid(
-                "`requirements` is required (a list of strings; [] for a gate of approvals alone)",
-            )
-            .at_column(Some("requirements"), None)),
-            Some(_) => {
-                return Err(
-                    ApiError::invalid("`requirements` must be a list of strings")
-                        .at_column(Some("requirements"), None),
-                )
-            }
-        };
-    let approvals = match body.get("approvals") {
-        None => 1,
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "`approvals` must be a whole number from 0, got {v}"
-                ))
-                .at_column(Some("approvals"), None)
-            })?,
-    };
+    let (requirements, approvals) = (body.requirements, body.approvals.unwrap_or(1));
     let policy = Policy::parse(&requirements, approvals)
         .map_err(|e| ApiError::invalid(e.to_string()).at_column(Some("requirements"), None))?;
     registry::set_gate(&state.store, &actor, name.clone(), alias.clone(), policy).await?;
@@ -728,17 +681,45 @@ struct AliasQuery {
 }
 
 /// A model version number as MLflow's clients send it: `"3"` or `3`.
-#[derive(Deserialize, ToSchema)]
+#[derive(ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)] // Part of `MoveIn`'s schema.
 enum VersionNumberIn {
     Text(String),
     Number(u64),
 }
 
-/// A gated move of an alias. The handler reads it field by field.
-#[derive(ToSchema)]
-#[allow(dead_code)] // The schema of the body `move_alias` reads.
+impl VersionNumberIn {
+    fn text(self) -> String {
+        match self {
+            VersionNumberIn::Text(text) => text,
+            VersionNumberIn::Number(n) => n.to_string(),
+        }
+    }
+}
+
+// By hand rather than `#[serde(untagged)]`, whose refusal names no variant: this one says
+// what a version number is.
+impl<'de> Deserialize<'de> for VersionNumberIn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = VersionNumberIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a model version number, as text (\"3\") or a whole number (3)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(VersionNumberIn::Text(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(VersionNumberIn::Number(v))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A gated move of an alias.
+#[derive(Deserialize, ToSchema)]
 struct MoveIn {
     /// The version to put behind the alias.
     version: VersionNumberIn,
@@ -764,33 +745,10 @@ async fn move_alias(
     caller: Who,
     crate::req::Actor(actor): crate::req::Actor,
     Path((name, alias)): Path<(String, String)>,
-    crate::req::JsonBody(body): crate::req::JsonBody,
+    Body(body): Body<MoveIn>,
 ) -> ApiResult<Json<Moved>> {
-    let raw = match body.get("version") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) if n.is_u64() => n.to_string(),
-        None | Some(Value::Null) => {
-            return Err(
-                ApiError::invalid("`version` (the model version number) is required")
-                    .at_column(Some("version"), None),
-            )
-        }
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "`version` must be a model version number, got {other}"
-            ))
-            .at_column(Some("version"), None))
-        }
-    };
-    let version = crate::req::version_number(&raw)?;
-    let override_reason = match body.get("override_reason") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            return Err(ApiError::invalid("`override_reason` must be a string")
-                .at_column(Some("override_reason"), None))
-        }
-    };
+    let version = crate::req::version_number(&body.version.text())?;
+    let override_reason = body.override_reason;
     let pass = pass_for(
         &state,
         caller.as_ref().map(|Extension(c)| c.as_ref()),

@@ -248,22 +248,36 @@ pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result
     let decoded: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        // serde names a missing field in its message, at the path of the object missing it.
-        let missing = inner
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split_once('`'))
-            .map(|(name, _)| match path.as_str() {
-                "." => name.to_string(),
-                outer => format!("{outer}.{name}"),
-            });
-        match missing {
-            Some(field) => {
-                ApiError::invalid(format!("`{field}` is required")).at_column(Some(&field), None)
-            }
-            None if path == "." => {
-                ApiError::invalid(format!("the body is not the JSON object expected: {inner}"))
-            }
-            None => ApiError::invalid(format!("`{path}`: {inner}")).at_column(Some(&path), None),
+        // serde names a missing or unknown field in its message. A missing field's path is
+        // its object's; an unknown one's is the field itself.
+        let named = |prefix: &str| {
+            inner
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(name, rest)| {
+                    let field = match path.as_str() {
+                        "." => name.to_string(),
+                        at if at == name || at.ends_with(&format!(".{name}")) => at.to_string(),
+                        outer => format!("{outer}.{name}"),
+                    };
+                    // serde_json ends its messages with where in the text it was.
+                    let rest = rest.trim_start_matches(", ");
+                    let rest = rest.rsplit_once(" at line ").map_or(rest, |(r, _)| r);
+                    (field, rest.to_string())
+                })
+        };
+        if let Some((field, _)) = named("missing field `") {
+            return ApiError::invalid(format!("`{field}` is required"))
+                .at_column(Some(&field), None);
+        }
+        if let Some((field, expected)) = named("unknown field `") {
+            return ApiError::invalid(format!("`{field}` is not a field here: {expected}"))
+                .at_column(Some(&field), None);
+        }
+        if path == "." {
+            ApiError::invalid(format!("the body is not the JSON object expected: {inner}"))
+        } else {
+            ApiError::invalid(format!("`{path}`: {inner}")).at_column(Some(&path), None)
         }
     })?;
     de.end()
@@ -400,6 +414,17 @@ where
     T: serde::Deserialize<'de>,
 {
     T::deserialize(deserializer).map(Some)
+}
+
+/// For a typed body's field whose `null` means something other than leaving it out:
+/// `#[serde(default, deserialize_with = "crate::req::present")]` on an `Option<Option<T>>`
+/// reads absent as `None`, `null` as `Some(None)`.
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
 /// A required text field of a typed body ([`Body`]): given and not empty.
@@ -567,6 +592,51 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // Only decoded.
+    struct Outer {
+        name: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // Only decoded.
+    struct Inner {
+        k: u32,
+    }
+
+    #[test]
+    fn a_typed_body_names_the_field_at_fault() {
+        let refused = |body: &str| decode_body::<Outer>(body.as_bytes()).unwrap_err();
+        let e = refused(r#"{"inner": {"k": 1}}"#);
+        assert_eq!(
+            (e.message.as_str(), e.column.as_deref()),
+            ("`name` is required", Some("name"))
+        );
+        let e = refused(r#"{"name": "a", "inner": {}}"#);
+        assert_eq!(e.column.as_deref(), Some("inner.k"));
+        let e = refused(r#"{"name": "a", "level": 1}"#);
+        assert_eq!(e.column.as_deref(), Some("level"));
+        assert_eq!(
+            e.message,
+            "`level` is not a field here: expected `name` or `inner`"
+        );
+        let e = refused(r#"{"name": "a", "inner": {"k": 1, "j": 2}}"#);
+        assert_eq!(e.column.as_deref(), Some("inner.j"));
+        let e = refused(r#"{"name": "a", "inner": {"k": -1}}"#);
+        assert_eq!(e.column.as_deref(), Some("inner.k"));
+        assert!(
+            e.message.starts_with("`inner.k`: invalid value"),
+            "{}",
+            e.message
+        );
+        let e = refused(r#"{"name": "a"} trailing"#);
+        assert!(e.message.contains("more after"), "{}", e.message);
+        assert!(decode_body::<Outer>(br#"{"name": "a"}"#).is_ok());
+    }
 
     #[test]
     fn decodes_basic_auth_user() {

@@ -5,12 +5,13 @@
 use axum::extract::State;
 use axum::Json;
 use mltrail_store::settings::{self, Setting};
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
+use crate::req::Body;
 use crate::AppState;
 
 /// The formats a service can write its log lines in.
@@ -34,20 +35,22 @@ async fn get_log(State(state): State<AppState>) -> ApiResult<Json<LogSetting>> {
     Ok(Json(LogSetting { log }))
 }
 
-/// A log setting. The handler reads it field by field (what is left out stays as held) and
-/// refuses fields it does not know.
-#[derive(ToSchema)]
+/// A log setting; what is left out stays as the server holds it.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // The schema of the body `put_log` reads.
 struct LogIn {
     /// A tracing filter such as `info,sqlx=warn`.
+    #[serde(default, deserialize_with = "crate::req::non_null")]
     #[schema(nullable = false)]
     filter: Option<String>,
     /// `text`, `json` or `ecs`.
+    #[serde(default, deserialize_with = "crate::req::non_null")]
     #[schema(nullable = false)]
     format: Option<String>,
     /// An OTLP/HTTP collector (`http://127.0.0.1:4318`); empty or null stops exporting.
-    otlp_endpoint: Option<String>,
+    #[serde(default, deserialize_with = "crate::req::present")]
+    #[schema(value_type = Option<String>)]
+    otlp_endpoint: Option<Option<String>>,
 }
 
 #[utoipa::path(put, path = "/log", tag = "settings", request_body = LogIn,
@@ -55,40 +58,25 @@ struct LogIn {
 async fn put_log(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    crate::req::JsonBody(body): crate::req::JsonBody,
+    Body(body): Body<LogIn>,
 ) -> ApiResult<Json<LogSetting>> {
-    let Some(fields) = body.as_object() else {
-        return Err(ApiError::invalid(
-            "the body must be a JSON object {\"filter\", \"format\", \"otlp_endpoint\"}",
-        ));
-    };
-    if let Some(other) = fields
-        .keys()
-        .find(|k| !matches!(k.as_str(), "filter" | "format" | "otlp_endpoint"))
-    {
-        return Err(bad(
-            other,
-            "is not a log setting (filter, format, otlp_endpoint)",
-        ));
-    }
     // What is not given stays as the server holds it (or takes the services' default).
     let current = settings::get(&state.store, "log").await?.map(|s| s.value);
     let held = |key: &str| current.as_ref().and_then(|c| c.get(key)).cloned();
-    let filter = match fields.get("filter") {
-        Some(Value::String(f)) => f.clone(),
-        Some(_) => return Err(bad("filter", "must be a string such as \"info,sqlx=warn\"")),
+    let filter = match body.filter {
+        Some(f) => f,
         None => held("filter")
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| "info,sqlx=warn".into()),
     };
     tracing_subscriber::EnvFilter::try_new(&filter)
         .map_err(|e| bad("filter", format!("`{filter}` is not a tracing filter: {e}")))?;
-    let format = match fields.get("format") {
-        Some(Value::String(f)) if LOG_FORMATS.contains(&f.as_str()) => f.clone(),
+    let format = match body.format {
+        Some(f) if LOG_FORMATS.contains(&f.as_str()) => f,
         Some(other) => {
             return Err(bad(
                 "format",
-                format!("must be one of {}, got {other}", LOG_FORMATS.join(", ")),
+                format!("must be one of {}, got `{other}`", LOG_FORMATS.join(", ")),
             ))
         }
         None => held("format")
@@ -96,10 +84,10 @@ async fn put_log(
             .unwrap_or_else(|| "text".into()),
     };
     // An empty string or null stops exporting; not given, it stays as held.
-    let otlp_endpoint = match fields.get("otlp_endpoint") {
-        Some(Value::Null) => None,
-        Some(Value::String(e)) if e.is_empty() => None,
-        Some(Value::String(e)) => {
+    let otlp_endpoint = match body.otlp_endpoint {
+        Some(None) => None,
+        Some(Some(e)) if e.is_empty() => None,
+        Some(Some(e)) => {
             let rest = e
                 .strip_prefix("http://")
                 .or_else(|| e.strip_prefix("https://"));
@@ -111,13 +99,7 @@ async fn put_log(
                     format!("`{e}` is not an http:// or https:// URL (an OTLP/HTTP collector, e.g. http://127.0.0.1:4318)"),
                 ));
             }
-            Some(e.clone())
-        }
-        Some(other) => {
-            return Err(bad(
-                "otlp_endpoint",
-                format!("must be a URL string or null, got {other}"),
-            ))
+            Some(e)
         }
         None => held("otlp_endpoint").and_then(|v| v.as_str().map(str::to_string)),
     };
