@@ -18,11 +18,10 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("`{field}`: {message}")).at_column(Some(field), None)
 }
 
-/// A catalog version. The handler reads the items' columns with their JSON types (they become
-/// the Parquet file's columns) and refuses fields it does not know.
-#[derive(utoipa::ToSchema)]
+/// A catalog version: its items, whose columns keep their JSON types (they become the Parquet
+/// file's columns).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // The schema of the body `put_catalog` reads.
 struct CatalogIn {
     /// One object per item: its id (`item_id`) and columns such as `available`, `price`.
     #[schema(value_type = Vec<Object>)]
@@ -38,23 +37,10 @@ async fn put_catalog(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
     Path(name): Path<String>,
-    crate::req::JsonBody(body): crate::req::JsonBody,
+    crate::req::Body(body): crate::req::Body<CatalogIn>,
 ) -> ApiResult<Json<crate::datasets::DatasetAdded>> {
     version::check_name(&name).map_err(|e| bad("name", e))?;
-    let Some(fields) = body.as_object() else {
-        return Err(ApiError::invalid(
-            "the body must be a JSON object {\"items\": [...]}",
-        ));
-    };
-    if let Some(other) = fields.keys().find(|k| k.as_str() != "items") {
-        return Err(bad(other, "is not a catalog field (items)"));
-    }
-    let Some(Value::Array(items)) = fields.get("items") else {
-        return Err(bad(
-            "items",
-            "is required: a list of objects, one per item (its id, and columns such as `available`)",
-        ));
-    };
+    let items = Value::Array(body.items);
     let records_error = |e: RecordsError| match &e {
         RecordsError::Write(_) => ApiError::internal(e),
         other => bad(
@@ -66,7 +52,7 @@ async fn put_catalog(
     };
     // The items alone (their canonical JSON), to tell whether they are the newest version's
     // already; the file is written once, with this digest in its metadata.
-    let digest = blake3::hash(mltrail_core::canonical_json(&fields["items"]).as_bytes())
+    let digest = blake3::hash(mltrail_core::canonical_json(&items).as_bytes())
         .to_hex()
         .to_string();
     let latest = match datasets::latest_version(&state.store, &name).await {
@@ -91,7 +77,8 @@ async fn put_catalog(
         (version::ITEMS_DIGEST_KEY, digest),
         ("mltrail.version", format!("{name}@{next}")),
     ];
-    let bytes = version::parquet_from_records(items, &metadata).map_err(records_error)?;
+    let records = items.as_array().map_or(&[][..], Vec::as_slice);
+    let bytes = version::parquet_from_records(records, &metadata).map_err(records_error)?;
     let dataset = name.clone();
     let (prepared, bytes) = tokio::task::spawn_blocking(move || {
         let prepared =
