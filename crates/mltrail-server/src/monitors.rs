@@ -10,7 +10,7 @@ use mltrail_core::MonitorId;
 use mltrail_monitor::runner::{self, ConfigError, MonitorError, NewMonitor};
 use mltrail_store::monitors::{self, Alert, Monitor, MonitorResult};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -21,186 +21,149 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::invalid(format!("`{field}`: {message}"))
 }
 
-/// A duration given as `"1h"` or as a number of seconds; `None` when not given.
-fn duration_ms(body: &Value, field: &str) -> Result<Option<i64>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => runner::parse_duration_ms(s)
-            .map(Some)
-            .map_err(|e| bad(field, e)),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Some((s * 1000.0) as i64))
-            .ok_or_else(|| bad(field, "must be a non-negative number of seconds")),
-        Some(_) => Err(bad(
-            field,
-            "must be a duration such as \"1h\" or a number of seconds",
-        )),
-    }
-}
-
-fn strings(body: &Value, field: &str) -> Result<Vec<String>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| bad(field, "must be a list of strings"))
-            })
-            .collect(),
-        Some(_) => Err(bad(field, "must be a list of strings")),
-    }
-}
-
-/// A business metric monitor's baseline: `season` a duration ("7d") or seconds, `seasons` and
-/// `horizon` whole numbers, `z` a number; what is left out takes its default.
-fn seasonal_settings(
-    fields: &serde_json::Map<String, Value>,
-) -> Result<runner::SeasonalSettings, ApiError> {
-    let mut settings = runner::SeasonalSettings::default();
-    let whole = |field: &str, v: &Value| {
-        v.as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| bad(&format!("seasonal.{field}"), "must be a whole number"))
-    };
-    for (key, value) in fields {
-        match key.as_str() {
-            "season" => {
-                let wrapped = json!({"season": value});
-                settings.season_ms = duration_ms(&wrapped, "season")
-                    .map_err(|_| {
-                        bad(
-                            "seasonal.season",
-                            "must be a duration such as \"7d\" or a number of seconds",
-                        )
-                    })?
-                    .unwrap_or(settings.season_ms);
-            }
-            "seasons" => settings.seasons = whole("seasons", value)?,
-            "horizon" => settings.horizon = whole("horizon", value)?,
-            "z" => {
-                settings.z = value
-                    .as_f64()
-                    .ok_or_else(|| bad("seasonal.z", "must be a number"))?
-            }
-            other => {
-                return Err(bad(
-                    &format!("seasonal.{other}"),
-                    "is not a setting (season, seasons, z, horizon)",
-                ))
-            }
-        }
-    }
-    Ok(settings)
-}
-
-/// A ranking monitor's settings: `true` (the defaults) or `{"k": 10, "repeat_lookback": "1d"}`.
-fn ranking_settings(value: &Value) -> Result<Option<runner::RankingSettings>, ApiError> {
-    let mut settings = runner::RankingSettings::default();
-    match value {
-        Value::Null | Value::Bool(false) => return Ok(None),
-        Value::Bool(true) => {}
-        Value::Object(fields) => {
-            for (key, value) in fields {
-                match key.as_str() {
-                    "k" => {
-                        settings.k = value
-                            .as_u64()
-                            .and_then(|n| usize::try_from(n).ok())
-                            .ok_or_else(|| bad("ranking.k", "must be a whole number"))?
-                    }
-                    "repeat_lookback" => {
-                        let wrapped = json!({"repeat_lookback": value});
-                        settings.repeat_lookback_ms = duration_ms(&wrapped, "repeat_lookback")
-                            .map_err(|_| {
-                                bad(
-                                    "ranking.repeat_lookback",
-                                    "must be a duration such as \"1d\" or a number of seconds",
-                                )
-                            })?;
-                    }
-                    other => {
-                        return Err(bad(
-                            &format!("ranking.{other}"),
-                            "is not a setting (k, repeat_lookback)",
-                        ))
-                    }
-                }
-            }
-        }
-        _ => {
-            return Err(bad(
-                "ranking",
-                "must be true or an object (k, repeat_lookback)",
-            ))
-        }
-    }
-    Ok(Some(settings))
-}
-
 /// A duration: `"30m"`, `"1h"`, `"7d"`, or a number of seconds.
-#[derive(Deserialize, ToSchema)]
+#[derive(ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)] // Part of `MonitorIn`'s schema.
 enum DurationIn {
     Text(String),
     Seconds(f64),
 }
 
+// By hand rather than `#[serde(untagged)]`, whose refusal names no variant: this one says
+// what a duration is.
+impl<'de> Deserialize<'de> for DurationIn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = DurationIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as \"1h\" or a number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(DurationIn::Text(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(DurationIn::Seconds(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(DurationIn::Seconds(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(DurationIn::Seconds(v as f64))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl DurationIn {
+    /// In milliseconds; `field` names it in a refusal.
+    fn millis(&self, field: &str) -> Result<i64, ApiError> {
+        match self {
+            DurationIn::Text(text) => runner::parse_duration_ms(text).map_err(|e| bad(field, e)),
+            DurationIn::Seconds(s) if s.is_finite() && *s >= 0.0 => Ok((s * 1000.0) as i64),
+            DurationIn::Seconds(_) => Err(bad(field, "must be a non-negative number of seconds")),
+        }
+    }
+}
+
 /// A business metric monitor's seasonal baseline; what is left out takes its default.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // Part of `MonitorIn`'s schema.
 struct SeasonalIn {
-    /// The season's length, e.g. `"7d"`.
-    #[schema(nullable = false)]
+    /// The season's length, e.g. `"7d"` (a week when left out or null).
     season: Option<DurationIn>,
     /// How many past seasons make the baseline.
+    #[serde(default, deserialize_with = "crate::req::non_null")]
     #[schema(nullable = false)]
-    seasons: Option<u64>,
-    /// How many standard deviations away is an anomaly.
+    seasons: Option<usize>,
+    /// How many robust spreads away a point is a drop or a spike.
+    #[serde(default, deserialize_with = "crate::req::non_null")]
     #[schema(nullable = false)]
     z: Option<f64>,
     /// How many windows ahead to forecast.
+    #[serde(default, deserialize_with = "crate::req::non_null")]
     #[schema(nullable = false)]
-    horizon: Option<u64>,
+    horizon: Option<usize>,
+}
+
+impl SeasonalIn {
+    fn settings(self) -> Result<runner::SeasonalSettings, ApiError> {
+        let mut settings = runner::SeasonalSettings::default();
+        if let Some(season) = &self.season {
+            settings.season_ms = season.millis("seasonal.season")?;
+        }
+        settings.seasons = self.seasons.unwrap_or(settings.seasons);
+        settings.z = self.z.unwrap_or(settings.z);
+        settings.horizon = self.horizon.unwrap_or(settings.horizon);
+        Ok(settings)
+    }
 }
 
 /// A ranking monitor's settings.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // Part of `MonitorIn`'s schema.
 struct RankingIn {
-    /// The cut-off of precision@k and friends.
+    /// The cut-off of precision@k and friends (10 when left out).
+    #[serde(default, deserialize_with = "crate::req::non_null")]
     #[schema(nullable = false)]
-    k: Option<u64>,
-    /// How far back a repeated recommendation counts, e.g. `"1d"`.
-    #[schema(nullable = false)]
+    k: Option<usize>,
+    /// How far back a repeated recommendation counts, e.g. `"1d"` (the window's length when
+    /// left out or null).
     repeat_lookback: Option<DurationIn>,
 }
 
-/// `true` for the ranking defaults, or the settings.
-#[derive(Deserialize, ToSchema)]
+/// `true` for the ranking defaults (`false` or null: not a ranking monitor), or the settings.
+#[derive(ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)] // Part of `MonitorIn`'s schema.
 enum RankingChoice {
     Defaults(bool),
     Settings(RankingIn),
 }
 
-/// A monitor to create. The handler reads it field by field and names each wrong one
-/// (`seasonal.z`, `ranking.k`); the monitor's rules are checked as the engine reads them.
+// By hand rather than `#[serde(untagged)]`, whose refusal would hide the settings' own
+// (`ranking.k`, an unknown setting).
+impl<'de> Deserialize<'de> for RankingChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(deserializer)? {
+            Value::Bool(on) => Ok(RankingChoice::Defaults(on)),
+            fields @ Value::Object(_) => RankingIn::deserialize(fields)
+                .map(RankingChoice::Settings)
+                .map_err(D::Error::custom),
+            _ => Err(D::Error::custom(
+                "must be true or an object (k, repeat_lookback)",
+            )),
+        }
+    }
+}
+
+impl RankingChoice {
+    fn settings(self) -> Result<Option<runner::RankingSettings>, ApiError> {
+        let mut settings = runner::RankingSettings::default();
+        match self {
+            RankingChoice::Defaults(false) => return Ok(None),
+            RankingChoice::Defaults(true) => {}
+            RankingChoice::Settings(given) => {
+                settings.k = given.k.unwrap_or(settings.k);
+                settings.repeat_lookback_ms = given
+                    .repeat_lookback
+                    .map(|d| d.millis("ranking.repeat_lookback"))
+                    .transpose()?;
+            }
+        }
+        Ok(Some(settings))
+    }
+}
+
+/// A monitor to create; its rules are checked as the engine reads them.
 #[derive(Deserialize, ToSchema)]
-#[allow(dead_code)] // The schema of the body `create` reads.
 struct MonitorIn {
     /// The deployment watched; required unless `metric` is given.
     deployment: Option<String>,
     /// A business metric watched instead of a deployment.
     metric: Option<String>,
-    /// Each window's length (required).
+    /// Each window's length.
     window: DurationIn,
     /// How long after a window ends it is evaluated (labels arrive late).
     delay: Option<DurationIn>,
@@ -233,74 +196,35 @@ struct MonitorRead {
 async fn create(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    crate::req::JsonBody(body): crate::req::JsonBody,
+    crate::req::Body(body): crate::req::Body<MonitorIn>,
 ) -> ApiResult<Json<MonitorRead>> {
-    let metric = match body.get("metric") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(m)) => Some(m.clone()),
-        Some(_) => return Err(bad("metric", "must be a business metric's name")),
-    };
-    let deployment = match (body.get("deployment"), &metric) {
-        (Some(Value::String(d)), _) => d.clone(),
-        (None | Some(Value::Null), Some(_)) => String::new(),
-        (None | Some(Value::Null), None) => {
+    let deployment = match (body.deployment, &body.metric) {
+        (Some(d), _) => d,
+        (None, Some(_)) => String::new(),
+        (None, None) => {
             return Err(bad(
                 "deployment",
                 "a deployment name (or a business `metric`) is required",
             ))
         }
-        (Some(_), _) => return Err(bad("deployment", "must be a deployment's name")),
     };
-    let seasonal = match body.get("seasonal") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(fields)) => Some(seasonal_settings(fields)?),
-        Some(_) => {
-            return Err(bad(
-                "seasonal",
-                "must be an object (season, seasons, z, horizon)",
-            ))
-        }
-    };
-    let window_ms =
-        duration_ms(&body, "window")?.ok_or_else(|| bad("window", "is required (e.g. \"1h\")"))?;
-    let drift_share = match body.get("drift_share") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_f64()
-                .ok_or_else(|| bad("drift_share", "must be a number"))?,
-        ),
-    };
-    let start = match body.get("start") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .ok_or_else(|| bad("start", "must be a past time in Unix milliseconds"))?,
-        ),
-    };
-    let ranking = ranking_settings(body.get("ranking").unwrap_or(&Value::Null))?;
     let new = NewMonitor {
         deployment,
-        metric,
-        seasonal,
-        ranking,
-        window_ms,
-        delay_ms: duration_ms(&body, "delay")?,
-        reference: match body.get("reference") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(r)) => Some(r.clone()),
-            Some(_) => {
-                return Err(bad(
-                    "reference",
-                    "must be `training` or a dataset version NAME@VERSION",
-                ))
-            }
+        metric: body.metric,
+        seasonal: body.seasonal.map(SeasonalIn::settings).transpose()?,
+        ranking: match body.ranking {
+            Some(choice) => choice.settings()?,
+            None => None,
         },
-        drift_share,
-        alerts: strings(&body, "alerts")?,
-        webhooks: strings(&body, "webhooks")?,
-        exclude: strings(&body, "exclude")?,
-        sensitive: strings(&body, "sensitive")?,
-        start,
+        window_ms: body.window.millis("window")?,
+        delay_ms: body.delay.map(|d| d.millis("delay")).transpose()?,
+        reference: body.reference,
+        drift_share: body.drift_share,
+        alerts: body.alerts.unwrap_or_default(),
+        webhooks: body.webhooks.unwrap_or_default(),
+        exclude: body.exclude.unwrap_or_default(),
+        sensitive: body.sensitive.unwrap_or_default(),
+        start: body.start,
     };
     let monitor = state
         .monitors
@@ -470,4 +394,81 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 pub fn alert_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(all_alerts))
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+    use crate::req::decode_body;
+
+    fn refused(body: &str) -> ApiError {
+        match decode_body::<MonitorIn>(body.as_bytes()) {
+            Ok(_) => panic!("{body} was taken"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_monitor_body_is_read_as_documented() {
+        let body: MonitorIn = decode_body(
+            br#"{"deployment": "d", "window": 3600, "delay": "5m", "seasonal": {"season": null, "z": 3},
+                 "ranking": {"k": 5, "repeat_lookback": "1d"}, "reference": null}"#,
+        )
+        .expect("a whole body");
+        assert_eq!(body.window.millis("window").ok(), Some(3_600_000));
+        let seasonal = body
+            .seasonal
+            .map(SeasonalIn::settings)
+            .transpose()
+            .ok()
+            .flatten();
+        assert_eq!(
+            seasonal.map(|s| (s.z, s.season_ms)),
+            Some((3.0, runner::SeasonalSettings::default().season_ms))
+        );
+        let ranking = body
+            .ranking
+            .map(RankingChoice::settings)
+            .transpose()
+            .ok()
+            .flatten()
+            .flatten();
+        assert_eq!(
+            ranking.map(|r| (r.k, r.repeat_lookback_ms)),
+            Some((5, Some(86_400_000)))
+        );
+        assert_eq!(
+            refused(r#"{"deployment": "d"}"#).column.as_deref(),
+            Some("window")
+        );
+        let e = refused(r#"{"deployment": "d", "window": true}"#);
+        assert!(e.message.contains("a duration such as"), "{}", e.message);
+        assert_eq!(
+            refused(r#"{"deployment": "d", "window": "1h", "seasonal": {"period": "7d"}}"#)
+                .column
+                .as_deref(),
+            Some("seasonal.period")
+        );
+        assert_eq!(
+            refused(r#"{"deployment": "d", "window": "1h", "ranking": {"k": 5, "x": 1}}"#)
+                .column
+                .as_deref(),
+            Some("ranking.x")
+        );
+        assert_eq!(
+            refused(r#"{"deployment": "d", "window": "1h", "seasonal": {"z": null}}"#)
+                .column
+                .as_deref(),
+            Some("seasonal.z")
+        );
+        assert_eq!(
+            refused(r#"{"deployment": "d", "window": "1h", "ranking": 3}"#)
+                .column
+                .as_deref(),
+            Some("ranking")
+        );
+        let negative: MonitorIn =
+            decode_body(br#"{"deployment": "d", "window": -1}"#).expect("a number");
+        assert!(negative.window.millis("window").is_err());
+    }
 }
