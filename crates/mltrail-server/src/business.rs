@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
-use crate::req::Body;
+use crate::req::{not_expected, text_or_number, Body, TextOrNumber};
 use crate::AppState;
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
@@ -76,37 +76,24 @@ fn exact_f64(raw: &RawValue) -> Option<f64> {
 
 /// A time: Unix milliseconds, or an RFC 3339 time or UTC date as text.
 #[derive(ToSchema)]
+// For the schema (one of the variants); it is read by `req::text_or_number`, below.
 #[serde(untagged)]
 enum TimeIn {
     Millis(i64),
     Text(String),
 }
 
-// By hand rather than `#[serde(untagged)]`, whose refusal names no variant: this one says
-// what a time is.
 impl<'de> Deserialize<'de> for TimeIn {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = TimeIn;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(
-                    "a whole number of Unix milliseconds, or an RFC 3339 time such as \"2026-12-01T10:00:00Z\"",
-                )
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(TimeIn::Millis(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                i64::try_from(v)
-                    .map(TimeIn::Millis)
-                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(TimeIn::Text(v.to_string()))
-            }
+        const EXPECTING: &str =
+            "a whole number of Unix milliseconds, or an RFC 3339 time such as \"2026-12-01T10:00:00Z\"";
+        match text_or_number(deserializer, EXPECTING)? {
+            TextOrNumber::Text(text) => Ok(TimeIn::Text(text)),
+            TextOrNumber::Number(n) => n
+                .as_i64()
+                .map(TimeIn::Millis)
+                .ok_or_else(|| not_expected(&n, EXPECTING)),
         }
-        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -400,4 +387,30 @@ pub fn annotation_routes(max_body: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(annotations, annotate))
         .routes(routes!(annotation, delete_annotation))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::TimeIn;
+
+    #[test]
+    fn a_time_is_whole_milliseconds_or_text() {
+        let read = |text: &str| serde_json::from_str::<TimeIn>(text);
+        assert!(matches!(
+            read("1780000000000"),
+            Ok(TimeIn::Millis(1_780_000_000_000))
+        ));
+        assert!(matches!(read("-5"), Ok(TimeIn::Millis(-5))));
+        assert!(matches!(read(r#""2026-06-01""#), Ok(TimeIn::Text(t)) if t == "2026-06-01"));
+        for refused in ["1.5", "9223372036854775808", "true", "null", "[]"] {
+            let e = read(refused)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.contains("a whole number of Unix milliseconds"),
+                "{refused}: {e}"
+            );
+        }
+    }
 }

@@ -682,6 +682,7 @@ struct AliasQuery {
 
 /// A model version number as MLflow's clients send it: `"3"` or `3`.
 #[derive(ToSchema)]
+// For the schema (one of the variants); it is read by `req::text_or_number`, below.
 #[serde(untagged)]
 enum VersionNumberIn {
     Text(String),
@@ -697,24 +698,16 @@ impl VersionNumberIn {
     }
 }
 
-// By hand rather than `#[serde(untagged)]`, whose refusal names no variant: this one says
-// what a version number is.
 impl<'de> Deserialize<'de> for VersionNumberIn {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = VersionNumberIn;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a model version number, as text (\"3\") or a whole number (3)")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(VersionNumberIn::Text(v.to_string()))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(VersionNumberIn::Number(v))
-            }
+        const EXPECTING: &str = "a model version number, as text (\"3\") or a whole number (3)";
+        match crate::req::text_or_number(deserializer, EXPECTING)? {
+            crate::req::TextOrNumber::Text(text) => Ok(VersionNumberIn::Text(text)),
+            crate::req::TextOrNumber::Number(n) => n
+                .as_u64()
+                .map(VersionNumberIn::Number)
+                .ok_or_else(|| crate::req::not_expected(&n, EXPECTING)),
         }
-        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -862,4 +855,24 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(move_alias))
         .routes(routes!(list_reports))
         .routes(routes!(get_report))
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::VersionNumberIn;
+
+    #[test]
+    fn a_version_number_is_text_or_a_whole_number() {
+        let read =
+            |text: &str| serde_json::from_str::<VersionNumberIn>(text).map(VersionNumberIn::text);
+        assert_eq!(read(r#""3""#).ok().as_deref(), Some("3"));
+        assert_eq!(read("3").ok().as_deref(), Some("3"));
+        for refused in ["-1", "3.5", "null", "{}"] {
+            let e = read(refused)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("a model version number"), "{refused}: {e}");
+        }
+    }
 }

@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiError, ApiResult};
+use crate::req::{not_expected, text_or_number, TextOrNumber};
 use crate::AppState;
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
@@ -23,36 +24,23 @@ fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
 
 /// A duration: `"30m"`, `"1h"`, `"7d"`, or a number of seconds.
 #[derive(ToSchema)]
+// For the schema (one of the variants); it is read by `req::text_or_number`, below.
 #[serde(untagged)]
 enum DurationIn {
     Text(String),
     Seconds(f64),
 }
 
-// By hand rather than `#[serde(untagged)]`, whose refusal names no variant: this one says
-// what a duration is.
 impl<'de> Deserialize<'de> for DurationIn {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = DurationIn;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a duration such as \"1h\" or a number of seconds")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(DurationIn::Text(v.to_string()))
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(DurationIn::Seconds(v))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(DurationIn::Seconds(v as f64))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(DurationIn::Seconds(v as f64))
-            }
+        const EXPECTING: &str = "a duration such as \"1h\" or a number of seconds";
+        match text_or_number(deserializer, EXPECTING)? {
+            TextOrNumber::Text(text) => Ok(DurationIn::Text(text)),
+            TextOrNumber::Number(n) => n
+                .as_f64()
+                .map(DurationIn::Seconds)
+                .ok_or_else(|| not_expected(&n, EXPECTING)),
         }
-        deserializer.deserialize_any(Visitor)
     }
 }
 

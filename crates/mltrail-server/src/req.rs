@@ -427,6 +427,48 @@ where
     <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
+/// A body value given as text or as a number (a duration, a time, a version number).
+pub(crate) enum TextOrNumber {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+/// Reads a [`TextOrNumber`], refusing anything else with `expecting`: serde's untagged enums
+/// refuse without saying what they expected. The caller refuses a number it cannot take with
+/// [`not_expected`].
+pub(crate) fn text_or_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    expecting: &'static str,
+) -> Result<TextOrNumber, D::Error> {
+    struct Visitor(&'static str);
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = TextOrNumber;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(TextOrNumber::Text(v.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(TextOrNumber::Number(v.into()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(TextOrNumber::Number(v.into()))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            serde_json::Number::from_f64(v)
+                .map(TextOrNumber::Number)
+                .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Float(v), &self))
+        }
+    }
+    deserializer.deserialize_any(Visitor(expecting))
+}
+
+/// The refusal of a number a [`TextOrNumber`] field cannot take.
+pub(crate) fn not_expected<E: serde::de::Error>(number: &serde_json::Number, expecting: &str) -> E {
+    E::custom(format!("invalid value: {number}, expected {expecting}"))
+}
+
 /// A required text field of a typed body ([`Body`]): given and not empty.
 pub(crate) fn required_text<'a>(
     value: &'a Option<String>,
