@@ -120,7 +120,6 @@ struct PushIn {
 /// The business metric a route is about.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
 struct MetricPath {
     /// The metric's name.
     name: String,
@@ -132,7 +131,7 @@ struct MetricPath {
 async fn push(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path(name): Path<String>,
+    Path(MetricPath { name }): Path<MetricPath>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<Pushed>> {
     let body = body.map_err(|r| ApiError::body_rejected(r, "INVALID_PARAMETER_VALUE"))?;
@@ -220,7 +219,7 @@ struct MetricPoints {
     responses((status = 200, description = "The metric's points and annotations in the range", body = MetricPoints)))]
 async fn read(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(MetricPath { name }): Path<MetricPath>,
     Query(q): Query<PointsQuery>,
 ) -> ApiResult<Json<MetricPoints>> {
     let summary = business::metric_summary(&state.store, &name).await?;
@@ -328,7 +327,6 @@ struct Annotations {
 /// An annotation.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
 struct AnnotationPath {
     /// The annotation's id.
     id: String,
@@ -355,7 +353,7 @@ async fn annotations(
     responses((status = 200, description = "The annotation", body = AnnotationRead)))]
 async fn annotation(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(AnnotationPath { id }): Path<AnnotationPath>,
 ) -> ApiResult<Json<AnnotationRead>> {
     Ok(Json(AnnotationRead {
         annotation: business::get_annotation(&state.store, &id).await?,
@@ -367,7 +365,7 @@ async fn annotation(
 async fn delete_annotation(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path(id): Path<String>,
+    Path(AnnotationPath { id }): Path<AnnotationPath>,
 ) -> ApiResult<Json<crate::openapi::Done>> {
     business::delete_annotation(&state.store, &actor, &id).await?;
     Ok(Json(crate::openapi::Done {}))

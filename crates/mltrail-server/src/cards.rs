@@ -503,7 +503,7 @@ struct CardRead {
 async fn record(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path((name, version)): Path<(String, String)>,
+    Path(crate::gates::ModelVersionPath { name, version }): Path<crate::gates::ModelVersionPath>,
 ) -> ApiResult<Json<CardKept>> {
     let number = crate::req::version_number(&version)?;
     let card = build(&state, &name, number).await?;
@@ -522,7 +522,7 @@ async fn record(
     responses((status = 200, description = "The newest kept card", body = CardRead)))]
 async fn newest(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    Path(crate::gates::ModelVersionPath { name, version }): Path<crate::gates::ModelVersionPath>,
 ) -> ApiResult<Json<CardRead>> {
     let number = crate::req::version_number(&version)?;
     let Some((card, event)) =

@@ -17,7 +17,7 @@ use mltrail_store::deployments::{self, DeploymentAction, DeploymentEvent};
 use mltrail_store::segments;
 
 fn field<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
-    required_text(value, name, "a non-empty string")
+    required_text(value.as_deref(), name, "a non-empty string")
 }
 
 /// What a serving process deploys, or a model swap or stop.

@@ -140,8 +140,8 @@ struct EvaluationKept {
 async fn record(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path((name, version)): Path<(String, String)>,
-    crate::req::JsonBody(body): crate::req::JsonBody,
+    Path(crate::gates::ModelVersionPath { name, version }): Path<crate::gates::ModelVersionPath>,
+    crate::req::Body(body): crate::req::Body<Value>,
 ) -> ApiResult<Json<EvaluationKept>> {
     let number = crate::req::version_number(&version)?;
     check_document(&body, FORMAT, "mltrail evaluate", &name, number)?;
@@ -297,7 +297,7 @@ async fn newest(
     responses((status = 200, description = "The newest evaluation", body = EvaluationRead)))]
 async fn get_latest(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    Path(crate::gates::ModelVersionPath { name, version }): Path<crate::gates::ModelVersionPath>,
 ) -> ApiResult<Json<EvaluationRead>> {
     let hint = format!("mltrail evaluate {name}/{version} --data DATASET@V --label COL");
     let (evaluation, digest, entity, event) = newest(
@@ -348,8 +348,8 @@ struct RobustnessKept {
 async fn record_robustness(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path((name, version)): Path<(String, String)>,
-    crate::req::JsonBody(body): crate::req::JsonBody,
+    Path(crate::gates::ModelVersionPath { name, version }): Path<crate::gates::ModelVersionPath>,
+    crate::req::Body(body): crate::req::Body<Value>,
 ) -> ApiResult<Json<RobustnessKept>> {
     let number = crate::req::version_number(&version)?;
     check_document(
@@ -384,7 +384,7 @@ async fn record_robustness(
     responses((status = 200, description = "The newest robustness report", body = RobustnessRead)))]
 async fn get_robustness(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    Path(crate::gates::ModelVersionPath { name, version }): Path<crate::gates::ModelVersionPath>,
 ) -> ApiResult<Json<RobustnessRead>> {
     let hint =
         format!("mltrail robustness {name}/{version} --data DATASET@V --label COL --epsilon E");

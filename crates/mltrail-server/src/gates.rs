@@ -402,7 +402,6 @@ struct GateRead {
 /// A registered model's protected alias.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Read through `Path<(String, String)>`; declared for the document.
 struct ModelAlias {
     /// The registered model.
     name: String,
@@ -413,18 +412,16 @@ struct ModelAlias {
 /// A registered model's version.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Read through `Path<(String, String)>`; declared for the document.
 pub(crate) struct ModelVersionPath {
     /// The registered model.
-    name: String,
+    pub(crate) name: String,
     /// The version number.
-    version: String,
+    pub(crate) version: String,
 }
 
 /// A registered model.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
 struct ModelName {
     /// The registered model.
     name: String,
@@ -447,7 +444,7 @@ fn require_admin(caller: &Who, what: &str) -> ApiResult<()> {
     responses((status = 200, description = "The model's release gates", body = Gates)))]
 async fn list_policies(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(ModelName { name }): Path<ModelName>,
 ) -> ApiResult<Json<Gates>> {
     registry::get_registered_model(&state.store, &name).await?;
     let policies = stored::policies(&state.store, &name).await?;
@@ -460,7 +457,7 @@ async fn list_policies(
     responses((status = 200, description = "The alias's release gate", body = GateRead)))]
 async fn get_policy(
     State(state): State<AppState>,
-    Path((name, alias)): Path<(String, String)>,
+    Path(ModelAlias { name, alias }): Path<ModelAlias>,
 ) -> ApiResult<Json<GateRead>> {
     registry::get_registered_model(&state.store, &name).await?;
     let policy = stored::policy(&state.store, &name, &alias)
@@ -491,7 +488,7 @@ async fn put_policy(
     State(state): State<AppState>,
     caller: Who,
     crate::req::Actor(actor): crate::req::Actor,
-    Path((name, alias)): Path<(String, String)>,
+    Path(ModelAlias { name, alias }): Path<ModelAlias>,
     Body(body): Body<GateIn>,
 ) -> ApiResult<Json<GateRead>> {
     require_admin(&caller, "set a release gate")?;
@@ -499,7 +496,7 @@ async fn put_policy(
     let policy = Policy::parse(&requirements, approvals)
         .map_err(|e| ApiError::invalid(e.to_string()).at_column(Some("requirements"), None))?;
     registry::set_gate(&state.store, &actor, name.clone(), alias.clone(), policy).await?;
-    get_policy(State(state), Path((name, alias))).await
+    get_policy(State(state), Path(ModelAlias { name, alias })).await
 }
 
 #[utoipa::path(delete, path = "/{name}/gates/{alias}", tag = "gates", params(ModelAlias),
@@ -508,7 +505,7 @@ async fn delete_policy(
     State(state): State<AppState>,
     caller: Who,
     crate::req::Actor(actor): crate::req::Actor,
-    Path((name, alias)): Path<(String, String)>,
+    Path(ModelAlias { name, alias }): Path<ModelAlias>,
 ) -> ApiResult<Json<crate::openapi::Done>> {
     require_admin(&caller, "remove a release gate")?;
     registry::delete_gate(&state.store, &actor, name, alias).await?;
@@ -540,7 +537,7 @@ struct DryRun {
 async fn dry_run(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path((name, alias)): Path<(String, String)>,
+    Path(ModelAlias { name, alias }): Path<ModelAlias>,
     Query(q): Query<VersionQuery>,
 ) -> ApiResult<Json<DryRun>> {
     let raw = q.version.ok_or_else(|| {
@@ -598,7 +595,7 @@ struct Approvals {
 async fn approve(
     State(state): State<AppState>,
     caller: Who,
-    Path((name, version)): Path<(String, String)>,
+    Path(ModelVersionPath { name, version }): Path<ModelVersionPath>,
     Body(body): Body<ApprovalIn>,
 ) -> ApiResult<Json<Approvals>> {
     let number = crate::req::version_number(&version)?;
@@ -639,7 +636,7 @@ async fn approve(
         ));
     }
     let alias = required_text(
-        &body.alias,
+        body.alias.as_deref(),
         "alias",
         "the protected alias the approval is for",
     )?
@@ -663,7 +660,7 @@ async fn approve(
     responses((status = 200, description = "The version's approvals for the alias", body = Approvals)))]
 async fn list_approvals(
     State(state): State<AppState>,
-    Path((name, version)): Path<(String, String)>,
+    Path(ModelVersionPath { name, version }): Path<ModelVersionPath>,
     Query(q): Query<AliasQuery>,
 ) -> ApiResult<Json<Approvals>> {
     let number = crate::req::version_number(&version)?;
@@ -737,7 +734,7 @@ async fn move_alias(
     State(state): State<AppState>,
     caller: Who,
     crate::req::Actor(actor): crate::req::Actor,
-    Path((name, alias)): Path<(String, String)>,
+    Path(ModelAlias { name, alias }): Path<ModelAlias>,
     Body(body): Body<MoveIn>,
 ) -> ApiResult<Json<Moved>> {
     let version = crate::req::version_number(&body.version.text())?;
@@ -791,7 +788,7 @@ struct GateReportRead {
     responses((status = 200, description = "The reports the model's gated moves left", body = GateReports)))]
 async fn list_reports(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(ModelName { name }): Path<ModelName>,
     Query(q): Query<ReportsQuery>,
 ) -> ApiResult<Json<GateReports>> {
     let version = q

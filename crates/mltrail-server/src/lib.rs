@@ -128,12 +128,12 @@ fn native_routes(limits: Limits) -> OpenApiRouter<AppState> {
 
 /// The tracking server's OpenAPI document, as `/api/v1/openapi.json` serves it.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    openapi::with_errors(native_routes(Limits::default()).into_openapi())
+    openapi::completed(native_routes(Limits::default()).into_openapi())
 }
 
 pub fn router(state: AppState, limits: Limits) -> Router {
     let (native, document) = native_routes(limits).split_for_parts();
-    let document = openapi::Rendered::new(&openapi::with_errors(document));
+    let document = openapi::Rendered::new(&openapi::completed(document));
     let api = tracking::routes()
         .merge(registry::routes())
         .merge(users::routes(state.clone()))

@@ -254,7 +254,6 @@ async fn list(
 /// A monitor.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
 struct MonitorPath {
     /// The monitor's id.
     id: String,
@@ -264,7 +263,7 @@ struct MonitorPath {
     responses((status = 200, description = "The monitor", body = MonitorRead)))]
 async fn get_one(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(MonitorPath { id }): Path<MonitorPath>,
 ) -> ApiResult<Json<MonitorRead>> {
     let id = MonitorId::from(id);
     Ok(Json(MonitorRead {
@@ -277,7 +276,7 @@ async fn get_one(
 async fn delete(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path(id): Path<String>,
+    Path(MonitorPath { id }): Path<MonitorPath>,
 ) -> ApiResult<Json<crate::openapi::Done>> {
     let id = MonitorId::from(id);
     monitors::delete_monitor(&state.store, &actor, &id).await?;
@@ -311,7 +310,7 @@ struct Results {
     responses((status = 200, description = "The monitor's evaluated windows", body = Results)))]
 async fn results(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(MonitorPath { id }): Path<MonitorPath>,
     Query(q): Query<LimitQuery>,
 ) -> ApiResult<Json<Results>> {
     let id = MonitorId::from(id);
@@ -330,7 +329,7 @@ struct Alerts {
     responses((status = 200, description = "The alerts the monitor's rules sent", body = Alerts)))]
 async fn monitor_alerts(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(MonitorPath { id }): Path<MonitorPath>,
     Query(q): Query<LimitQuery>,
 ) -> ApiResult<Json<Alerts>> {
     let id = MonitorId::from(id);

@@ -82,7 +82,7 @@ impl utoipa::Modify for Common {
 /// What is added once the routes' paths are merged in (the modifier above runs before): the
 /// error responses every operation can give, and operation ids unique across modules
 /// (`<tag>_<handler>`: handlers are named for what they do within their module).
-pub fn with_errors(mut doc: Document) -> Document {
+pub fn completed(mut doc: Document) -> Document {
     let error = |description: &str| {
         RefOr::T(
             ResponseBuilder::new()

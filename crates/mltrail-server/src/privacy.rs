@@ -175,7 +175,7 @@ async fn export(
     Body(body): Body<ExportIn>,
 ) -> ApiResult<Json<Exported>> {
     let keys = keys(&state)?;
-    let subject = required_text(&body.subject, "subject", SUBJECT)?;
+    let subject = required_text(body.subject.as_deref(), "subject", SUBJECT)?;
     let hash = keys.master().subject_hash(subject);
     let archive = ArtifactArchive(state.artifacts.clone());
     let found = export_subject(&archive, keys.as_ref(), hash)
@@ -235,14 +235,14 @@ async fn erase(
 ) -> ApiResult<Json<Erased>> {
     let keys = keys(&state)?;
     let reason = required_text(
-        &body.reason,
+        body.reason.as_deref(),
         "reason",
         "why: the request or rule the erasure answers",
     )?;
     let hash = match (&body.subject, &body.subject_hash) {
         (Some(_), None) => {
             keys.master()
-                .subject_hash(required_text(&body.subject, "subject", SUBJECT)?)
+                .subject_hash(required_text(body.subject.as_deref(), "subject", SUBJECT)?)
         }
         (None, Some(hex)) => subject_hash(hex, "subject_hash")?,
         _ => {

@@ -396,13 +396,7 @@ impl Req {
 /// A required non-empty string field of a native (`/api/v1`) JSON body, `what` saying what it
 /// holds; the refusal names the field.
 pub(crate) fn body_text<'a>(body: &'a Value, field: &str, what: &str) -> Result<&'a str, ApiError> {
-    body.get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            ApiError::invalid(format!("`{field}` ({what}) is required"))
-                .at_column(Some(field), None)
-        })
+    required_text(body.get(field).and_then(Value::as_str), field, what)
 }
 
 /// For a typed body's optional field that may be left out but not given as `null` (where
@@ -469,13 +463,13 @@ pub(crate) fn not_expected<E: serde::de::Error>(number: &serde_json::Number, exp
     E::custom(format!("invalid value: {number}, expected {expecting}"))
 }
 
-/// A required text field of a typed body ([`Body`]): given and not empty.
+/// A required text field (of a typed body, [`Body`], or an untyped one): given and not empty.
 pub(crate) fn required_text<'a>(
-    value: &'a Option<String>,
+    value: Option<&'a str>,
     field: &str,
     what: &str,
 ) -> Result<&'a str, ApiError> {
-    value.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+    value.filter(|s| !s.is_empty()).ok_or_else(|| {
         ApiError::invalid(format!("`{field}` ({what}) is required")).at_column(Some(field), None)
     })
 }
@@ -602,33 +596,6 @@ pub(crate) fn version_number(raw: &str) -> Result<mltrail_core::ModelVersionNumb
         ))
         .at_column(Some("version"), None)
     })
-}
-
-/// A JSON body for mltrail's own routes, refused as the API refuses (a JSON error body naming
-/// what is wrong) rather than with axum's plain-text rejection.
-pub struct JsonBody(pub Value);
-
-impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<Value>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(JsonBody(value)),
-            // Over the size limit is not a malformed body: 413, as everywhere else.
-            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(
-                    rejection.status(),
-                    "RESOURCE_LIMIT_EXCEEDED",
-                    rejection.body_text(),
-                ))
-            }
-            Err(rejection) => Err(ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "INVALID_PARAMETER_VALUE",
-                format!("the body must be JSON (Content-Type: application/json): {rejection}"),
-            )),
-        }
-    }
 }
 
 #[cfg(test)]

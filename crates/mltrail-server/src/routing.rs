@@ -89,7 +89,7 @@ fn read_policy(body: &PolicyIn) -> ApiResult<Policy> {
     responses((status = 200, description = "The policy in force", body = PolicyRead)))]
 async fn get_policy(
     State(state): State<AppState>,
-    Path(deployment): Path<String>,
+    Path(Deployment { deployment }): Path<Deployment>,
 ) -> ApiResult<Json<PolicyRead>> {
     check_deployment(&deployment)?;
     let stored = routing::policy(&state.store, &deployment)
@@ -106,7 +106,7 @@ async fn get_policy(
 async fn put_policy(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path(deployment): Path<String>,
+    Path(Deployment { deployment }): Path<Deployment>,
     Body(body): Body<PolicyIn>,
 ) -> ApiResult<Json<PolicyRead>> {
     check_deployment(&deployment)?;
@@ -170,7 +170,7 @@ struct PolicyDeleted {
 async fn delete_policy(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path(deployment): Path<String>,
+    Path(Deployment { deployment }): Path<Deployment>,
 ) -> ApiResult<Json<PolicyDeleted>> {
     check_deployment(&deployment)?;
     routing::delete_policy(&state.store, &actor, deployment.clone()).await?;
@@ -183,7 +183,6 @@ async fn delete_policy(
 /// The deployment a routing route is about.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
 struct Deployment {
     /// 1-256 characters without `:`.
     deployment: String,
@@ -238,7 +237,7 @@ struct StateQuery {
     responses((status = 200, description = "What the policy learned", body = LearnedState)))]
 async fn get_state(
     State(state): State<AppState>,
-    Path(deployment): Path<String>,
+    Path(Deployment { deployment }): Path<Deployment>,
     axum::extract::Query(query): axum::extract::Query<StateQuery>,
 ) -> ApiResult<Json<LearnedState>> {
     check_deployment(&deployment)?;
@@ -276,7 +275,7 @@ struct StateReport {
 async fn report_state(
     State(state): State<AppState>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path(deployment): Path<String>,
+    Path(Deployment { deployment }): Path<Deployment>,
     Body(body): Body<StateReport>,
 ) -> ApiResult<Json<LearnedState>> {
     check_deployment(&deployment)?;
@@ -292,7 +291,11 @@ async fn report_state(
                     .at_column(Some("delta"), None)
             })
         })?;
-    let report_id = required_text(&body.report_id, "report_id", "the report's id, a UUID")?;
+    let report_id = required_text(
+        body.report_id.as_deref(),
+        "report_id",
+        "the report's id, a UUID",
+    )?;
     let report_id = uuid::Uuid::parse_str(report_id)
         .map_err(|_| {
             ApiError::invalid(format!("`report_id` must be a UUID, got `{report_id}`"))
@@ -388,7 +391,7 @@ struct Experiment {
     responses((status = 200, description = "The experiment report", body = Experiment)))]
 async fn experiment(
     State(state): State<AppState>,
-    Path(deployment): Path<String>,
+    Path(Deployment { deployment }): Path<Deployment>,
 ) -> ApiResult<Json<Experiment>> {
     check_deployment(&deployment)?;
     let (stored, report) = report_of(&state, &deployment).await?.ok_or_else(|| {
@@ -470,11 +473,16 @@ async fn roll_back(
     State(state): State<AppState>,
     caller: Option<Extension<std::sync::Arc<crate::auth::Caller>>>,
     crate::req::Actor(actor): crate::req::Actor,
-    Path(deployment): Path<String>,
+    Path(Deployment { deployment }): Path<Deployment>,
     Body(body): Body<RollBack>,
 ) -> ApiResult<Json<RolledBack>> {
     check_deployment(&deployment)?;
-    let digest = required_text(&body.policy, "policy", "the canary policy's digest")?.to_string();
+    let digest = required_text(
+        body.policy.as_deref(),
+        "policy",
+        "the canary policy's digest",
+    )?
+    .to_string();
     let verdict = body
         .verdict
         .as_ref()

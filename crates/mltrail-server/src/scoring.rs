@@ -314,7 +314,7 @@ struct FeedbackRecorded {
     responses((status = 200, description = "The feedback is in the log", body = FeedbackRecorded)))]
 async fn feedback(
     State(dep): State<Arc<Deployment>>,
-    crate::req::JsonBody(body): crate::req::JsonBody,
+    crate::req::Body(body): crate::req::Body<Value>,
 ) -> ApiResult<Json<FeedbackRecorded>> {
     let prediction_id = dep.feedback(Feedback::parse(&body)?).await?;
     Ok(Json(FeedbackRecorded {
@@ -348,7 +348,6 @@ struct LoggedFeedback {
 /// A stored prediction.
 #[derive(serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-#[allow(dead_code)] // Read through `Path<String>`; declared for the document.
 struct PredictionPath {
     /// The prediction's id (a UUID).
     id: String,
@@ -358,7 +357,7 @@ struct PredictionPath {
     responses((status = 200, description = "The prediction as logged, with its feedback", body = LoggedPrediction)))]
 async fn prediction(
     State(dep): State<Arc<Deployment>>,
-    Path(id): Path<String>,
+    Path(PredictionPath { id }): Path<PredictionPath>,
 ) -> ApiResult<Json<LoggedPrediction>> {
     let id = parse_id(&id)?;
     let Some((record, feedback)) = dep.lookup(id).await? else {
@@ -387,7 +386,7 @@ async fn prediction(
     responses((status = 200, description = "The unarchived prediction's trace", body = crate::lineage::Trace)))]
 async fn record(
     State(dep): State<Arc<Deployment>>,
-    Path(id): Path<String>,
+    Path(PredictionPath { id }): Path<PredictionPath>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let Some((stored, opened, annotations)) = dep.local_record(id).await? else {
@@ -425,7 +424,7 @@ async fn record(
     responses((status = 200, description = "The explanation (SHAP values, base value) with reason codes", body = Explanation)))]
 async fn explanation(
     State(dep): State<Arc<Deployment>>,
-    Path(id): Path<String>,
+    Path(PredictionPath { id }): Path<PredictionPath>,
 ) -> ApiResult<Json<Explanation>> {
     let id = parse_id(&id)?;
     let Some(explained) = dep.explanation(id).await? else {
@@ -618,7 +617,7 @@ fn counterfactual_request(
     responses((status = 200, description = "The counterfactual, re-scored by the model", body = Counterfactual)))]
 async fn counterfactual(
     State(dep): State<Arc<Deployment>>,
-    Path(id): Path<String>,
+    Path(PredictionPath { id }): Path<PredictionPath>,
     axum::extract::Query(q): axum::extract::Query<CounterfactualQuery>,
 ) -> ApiResult<Json<Counterfactual>> {
     let id = parse_id(&id)?;
@@ -780,7 +779,7 @@ fn documented() -> OpenApiRouter<Arc<Deployment>> {
 
 /// The serving OpenAPI document, as `/api/v1/openapi.json` on `mltrail serve` serves it.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    crate::openapi::with_errors(documented().into_openapi())
+    crate::openapi::completed(documented().into_openapi())
 }
 
 /// The deployment's routes; with `auth`, every caller but `/health`, `/ping` and `/api/v1/openapi.json` is checked
@@ -791,7 +790,7 @@ pub fn routes(
     auth: Option<Arc<crate::scoring_auth::ServeAuth>>,
 ) -> Router {
     let (documented, document) = documented().split_for_parts();
-    let document = crate::openapi::Rendered::new(&crate::openapi::with_errors(document));
+    let document = crate::openapi::Rendered::new(&crate::openapi::completed(document));
     let router =
         Router::new()
             .merge(documented)
